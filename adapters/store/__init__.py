@@ -1,0 +1,1 @@
+"""Event stores: JSON Lines, SQLite (embedded default), PostgreSQL (clusters)."""

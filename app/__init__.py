@@ -1,0 +1,1 @@
+"""callsd.app: the Quart-Trio application, the command line and configuration."""

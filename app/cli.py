@@ -1,0 +1,49 @@
+"""The ``callsd`` command line.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``; this table is
+the only place that lists them, and modules are imported only when their subcommand runs, so ``callsd --help`` stays
+fast and a subcommand's heavy dependencies (matplotlib for plots) never load for the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module, one-line help). Keep sorted.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "replay": ("callsd.app.cmd_replay", "rebuild call state from an event log and verify it"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callsd", description="Self-hosted group-calls server (signaling + SFU).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module_name)
+        # Arguments are added lazily in main() for the chosen command only.
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if args_list and args_list[0] in SUBCOMMANDS:
+        name = args_list[0]
+        module = importlib.import_module(SUBCOMMANDS[name][0])
+        sub = argparse.ArgumentParser(prog=f"callsd {name}", description=SUBCOMMANDS[name][1])
+        module.add_arguments(sub)
+        args = sub.parse_args(args_list[1:])
+        return int(module.run(args))
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,35 @@
 """callsd.core: the pure, I/O-free call state machine, its event codecs and the media codecs.
 
 Nothing in this package reads a clock, draws randomness or touches a socket; see docs/adr/0001.
+The names below are the call core's public API; media codecs are imported from their own modules.
 """
+
+from .errors import CallsdError, LocalProtocolError, RemoteProtocolError
+from .events import *  # noqa: F403
+from .events import __all__ as _events_all
+from .machine import TRANSITIONS, CallsMachine, CallView, Guard, Transition
+from .outputs import *  # noqa: F403
+from .outputs import __all__ as _outputs_all
+from .snapshot import SNAPSHOT_VERSION, SnapshotError, checkpoint, from_checkpoint
+from .state import Config, ParticipantView, Route, reconnect_key
+
+__all__ = [
+    "CallsdError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "CallsMachine",
+    "CallView",
+    "Guard",
+    "Transition",
+    "TRANSITIONS",
+    "Config",
+    "ParticipantView",
+    "Route",
+    "reconnect_key",
+    "SNAPSHOT_VERSION",
+    "SnapshotError",
+    "checkpoint",
+    "from_checkpoint",
+    *_events_all,
+    *_outputs_all,
+]

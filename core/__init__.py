@@ -5,11 +5,26 @@ The names below are the call core's public API; media codecs are imported from t
 """
 
 from .errors import CallsdError, LocalProtocolError, RemoteProtocolError
+from .eventlog import (
+    LOG_VERSION,
+    EventLogError,
+    Record,
+    decode_event,
+    decode_lines,
+    decode_output,
+    decode_record,
+    encode_event,
+    encode_output,
+    encode_record,
+    make_record,
+    outputs_digest,
+)
 from .events import *  # noqa: F403
 from .events import __all__ as _events_all
 from .machine import TRANSITIONS, CallsMachine, CallView, Guard, Transition
 from .outputs import *  # noqa: F403
 from .outputs import __all__ as _outputs_all
+from .replay import Mismatch, ReplayResult, replay
 from .snapshot import SNAPSHOT_VERSION, SnapshotError, checkpoint, from_checkpoint
 from .state import Config, ParticipantView, Route, reconnect_key
 
@@ -30,6 +45,21 @@ __all__ = [
     "SnapshotError",
     "checkpoint",
     "from_checkpoint",
+    "LOG_VERSION",
+    "EventLogError",
+    "Record",
+    "decode_event",
+    "decode_lines",
+    "decode_output",
+    "decode_record",
+    "encode_event",
+    "encode_output",
+    "encode_record",
+    "make_record",
+    "outputs_digest",
+    "Mismatch",
+    "ReplayResult",
+    "replay",
     *_events_all,
     *_outputs_all,
 ]

@@ -1,1 +1,9 @@
-"""Event stores: JSON Lines, SQLite (embedded default), PostgreSQL (clusters)."""
+"""Event stores: JSON Lines and SQLite (embedded default); PostgreSQL can implement ``EventStore`` later."""
+
+from .base import EventStore, check_contiguous, open_store
+from .jsonl import JsonlStore
+from .recorder import CallRecorder, RecorderBroken
+from .sqlite import SqliteStore
+
+__all__ = ["EventStore", "open_store", "check_contiguous", "JsonlStore", "SqliteStore", "CallRecorder",
+           "RecorderBroken"]

@@ -1,0 +1,141 @@
+"""A JSON Lines event store: one record per line, appended to a plain file.
+
+Durability: with ``fsync="always"`` (the default) ``append`` writes the lines, flushes and ``os.fsync``s the file
+before returning, so an acknowledged record survives a power cut. ``fsync="never"`` only flushes to the OS (survives
+a process crash, not a machine crash); tests and benchmarks use it.
+
+A crash in the middle of a write can leave a last line without its newline. Opening the store for writing drops
+such a torn tail (it was never acknowledged) after checking that it is indeed the unfinished last line; a corrupt
+line anywhere else is an error naming the file and line. Opening read-only reports a torn tail like any corruption.
+The latest checkpoint lives next to the log in ``<file>.checkpoint.json``, replaced atomically (write, fsync,
+rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from callsd.core.eventlog import EventLogError, Record, decode_lines, decode_record, encode_record
+
+from .base import check_contiguous
+
+__all__ = ["JsonlStore"]
+
+
+class JsonlStore:
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, fsync: str = "always") -> None:
+        if fsync not in ("always", "never"):
+            raise ValueError(f"fsync must be 'always' or 'never', got {fsync!r}")
+        self.path = Path(path)
+        self.location = str(self.path)
+        self.readonly = readonly
+        self._fsync = fsync == "always"
+        self._last = 0
+        if readonly:
+            with self.path.open("rb"):  # fail now (OSError) on a missing or unreadable file
+                pass
+            for record in self.iter_records():
+                self._last = record.seq
+            self._file = None
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._recover()
+            self._file = self.path.open("ab")
+
+    def _recover(self) -> None:
+        """Find the last seq; drop a torn last line left by a crash during a write."""
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        good_end = 0
+        lines = data.split(b"\n")
+        tail = lines.pop()  # text after the last newline: b"" unless the last write was torn
+        expected = 1
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                record = decode_record(line, line=number, source=self.location)
+                if record.seq != expected:
+                    raise EventLogError(f"seq {record.seq} out of order, expected {expected}", line=number,
+                                        source=self.location)
+                expected += 1
+            good_end += len(line) + 1
+        if tail:
+            try:
+                record = decode_record(tail, line=len(lines) + 1, source=self.location)
+                complete = record.seq == expected
+            except EventLogError:
+                complete = False
+            if complete:
+                # A whole record that only lacks its newline: keep it, finish the line.
+                expected += 1
+                with self.path.open("ab") as f:
+                    f.write(b"\n")
+                    self._sync(f)
+            else:
+                with self.path.open("r+b") as f:
+                    f.truncate(good_end)
+                    self._sync(f)
+        self._last = expected - 1
+
+    def _sync(self, f: Any) -> None:
+        f.flush()
+        if self._fsync:
+            os.fsync(f.fileno())
+
+    def append(self, records: Sequence[Record]) -> None:
+        if self._file is None:
+            raise ValueError(f"{self.location} is open read-only")
+        check_contiguous(self._last, records)
+        if not records:
+            return
+        self._file.write(b"".join(encode_record(r).encode("utf-8") + b"\n" for r in records))
+        self._sync(self._file)
+        self._last = records[-1].seq
+
+    def iter_records(self, from_seq: int = 1) -> Iterator[Record]:
+        with self.path.open("rb") as f:
+            for record in decode_lines(f, source=self.location):
+                if record.seq >= from_seq:
+                    yield record
+
+    def last_seq(self) -> int:
+        return self._last
+
+    @property
+    def _checkpoint_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".checkpoint.json")
+
+    def save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        tmp = self._checkpoint_path.with_name(self._checkpoint_path.name + ".tmp")
+        with tmp.open("wb") as f:
+            f.write(json.dumps(checkpoint, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+            self._sync(f)
+        os.replace(tmp, self._checkpoint_path)
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        try:
+            text = self._checkpoint_path.read_text("utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise EventLogError(f"corrupt checkpoint ({exc})", source=str(self._checkpoint_path)) from None
+        if not isinstance(data, dict):
+            raise EventLogError("corrupt checkpoint (not an object)", source=str(self._checkpoint_path))
+        return data
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> JsonlStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,302 @@
+"""DTLS-SRTP over memory BIOs: certificates, the handshake pump and the keying-material exporter.
+
+Theory of operation
+-------------------
+Nothing here touches a socket or a clock. A `DtlsSession` is fed whole datagrams (`feed`), asked for the datagrams
+it wants to send (`take_datagrams`), and poked when its retransmission timer may have expired (`handle_timeout`,
+`next_timeout`). The transport adapter owns the socket and the timer loop.
+
+* The endpoint makes one ECDSA P-256 self-signed certificate at start (`Certificate.generate()`); its SHA-256
+  fingerprint goes into every SDP answer as ``a=fingerprint:sha-256 AB:CD:...``.
+* The remote certificate is required (``VERIFY_PEER | FAIL_IF_NO_PEER_CERT``). WebRTC certificates are self-signed,
+  so instead of a chain check the verify callback compares the certificate's SHA-256 with the fingerprint the peer
+  put in its SDP (kept as the connection's app data). A mismatch aborts the handshake with an alert, before our
+  Finished is sent, so the impostor never gets keys; the check is repeated when the handshake completes.
+* SRTP profiles are offered in server preference order: AEAD_AES_128_GCM first, AES_CM_128_HMAC_SHA1_80 second.
+  OpenSSL picks the first of the server's list that the client also offers.
+* A memory BIO does not keep datagram boundaries: a flight of several records comes out as one byte string.
+  `take_datagrams` splits it again on DTLS record boundaries and packs records into datagrams of at most `mtu`
+  bytes, so a flight never needs IP fragmentation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL, crypto
+
+__all__ = [
+    "Certificate",
+    "DtlsSession",
+    "DtlsError",
+    "SrtpKeys",
+    "SRTP_PROFILES",
+    "parse_fingerprint",
+]
+
+# OpenSSL profile name -> (libsrtp profile id attribute name, key length, salt length)
+SRTP_PROFILES: dict[bytes, tuple[str, int, int]] = {
+    b"SRTP_AEAD_AES_128_GCM": ("SRTP_PROFILE_AEAD_AES_128_GCM", 16, 12),
+    b"SRTP_AES128_CM_SHA1_80": ("SRTP_PROFILE_AES128_CM_SHA1_80", 16, 14),
+}
+_SRTP_OFFER = b":".join(SRTP_PROFILES)
+_DTLS_MTU = 1200
+
+
+class DtlsError(Exception):
+    """The remote side broke the DTLS handshake or sent a fatal alert; the session is unusable."""
+
+
+def _fingerprint_of_der(der: bytes) -> str:
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def parse_fingerprint(value: str) -> str:
+    """Normalise ``"sha-256 ab:cd:..."`` (or bare ``"AB:CD:..."``) to upper-case colon hex; raise ValueError."""
+    text = value.strip()
+    if " " in text:
+        algo, _, text = text.partition(" ")
+        if algo.lower() != "sha-256":
+            raise ValueError(f"unsupported fingerprint algorithm {algo!r} (only sha-256)")
+    text = text.strip().upper()
+    parts = text.split(":")
+    if len(parts) != 32 or any(len(p) != 2 for p in parts):
+        raise ValueError(f"not a sha-256 fingerprint: {value!r}")
+    int(text.replace(":", ""), 16)
+    return text
+
+
+def _verify_fingerprint(conn: SSL.Connection, cert: crypto.X509, _errno: int, depth: int, _ok: int) -> bool:
+    if depth != 0:
+        return True
+    state = conn.get_app_data()  # [expected fingerprint, mismatch seen]
+    if _fingerprint_of_der(crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)) == state[0]:
+        return True
+    state[1] = True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """A self-signed ECDSA P-256 certificate and its key, in pyOpenSSL form."""
+
+    x509: crypto.X509
+    key: crypto.PKey
+    fingerprint_hex: str  # "AB:CD:..." (sha-256 of the DER)
+
+    @property
+    def fingerprint(self) -> str:
+        """The SDP form: ``"sha-256 AB:CD:..."``."""
+        return f"sha-256 {self.fingerprint_hex}"
+
+    @classmethod
+    def generate(cls, common_name: str = "callsd") -> Certificate:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .sign(key, hashes.SHA256())
+        )
+        der = cert.public_bytes(serialization.Encoding.DER)
+        return cls(
+            x509=crypto.X509.from_cryptography(cert),
+            key=crypto.PKey.from_cryptography_key(key),
+            fingerprint_hex=_fingerprint_of_der(der),
+        )
+
+    def to_pem(self) -> tuple[bytes, bytes]:
+        """(certificate PEM, key PEM): lets a child process rebuild the same identity."""
+        return (
+            crypto.dump_certificate(crypto.FILETYPE_PEM, self.x509),
+            crypto.dump_privatekey(crypto.FILETYPE_PEM, self.key),
+        )
+
+    @classmethod
+    def from_pem(cls, cert_pem: bytes, key_pem: bytes) -> Certificate:
+        cert = crypto.load_certificate(crypto.FILETYPE_PEM, cert_pem)
+        der = crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
+        return cls(x509=cert, key=crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem),
+                   fingerprint_hex=_fingerprint_of_der(der))
+
+    def context(self) -> SSL.Context:
+        """A DTLS context presenting this certificate, requesting the peer's, offering the SRTP profiles."""
+        ctx = SSL.Context(SSL.DTLS_METHOD)
+        ctx.use_certificate(self.x509.to_cryptography())
+        ctx.use_privatekey(self.key.to_cryptography_key())
+        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verify_fingerprint)
+        ctx.set_tlsext_use_srtp(_SRTP_OFFER)
+        ctx.set_options(SSL.OP_NO_QUERY_MTU)
+        return ctx
+
+
+@dataclass(frozen=True, slots=True)
+class SrtpKeys:
+    """Keys exported after the handshake, already split into our direction and theirs."""
+
+    profile: bytes  # OpenSSL name, a key of SRTP_PROFILES
+    local_key: bytes  # master key + salt we protect with
+    remote_key: bytes  # master key + salt we unprotect with
+
+
+class DtlsSession:
+    """One DTLS association. ``server=True`` is the passive side (``a=setup:passive``), which waits for ClientHello."""
+
+    __slots__ = ("_conn", "_server", "_out", "done", "failed", "keys", "_remote_fp", "mtu", "started")
+
+    def __init__(self, context: SSL.Context, *, server: bool, remote_fingerprint: str, mtu: int = _DTLS_MTU):
+        self._conn = SSL.Connection(context, None)
+        self._server = server
+        self._out: list[bytes] = []
+        self._remote_fp = parse_fingerprint(remote_fingerprint)
+        self._conn.set_app_data([self._remote_fp, False])
+        self.mtu = mtu
+        self.done = False
+        self.failed: str | None = None
+        self.keys: SrtpKeys | None = None
+        self.started = False
+        if server:
+            self._conn.set_accept_state()
+        else:
+            self._conn.set_connect_state()
+        self._conn.set_ciphertext_mtu(mtu)
+
+    def start(self) -> None:
+        """For the active (client) side: produce the ClientHello once. Harmless on the passive side or if repeated.
+
+        Raises DtlsError if OpenSSL refuses to start."""
+        if not self._server and not self.started and not self.done:
+            self.started = True
+            self._step()
+
+    def feed(self, datagram: bytes) -> bool:
+        """Feed one received DTLS datagram. Returns True exactly when this datagram completed the handshake.
+
+        Raises DtlsError on a fatal error (the reason is kept in ``failed``)."""
+        if self.failed:
+            raise DtlsError(self.failed)
+        self._conn.bio_write(datagram)
+        if self.done:
+            # Post-handshake traffic: alerts (close_notify) or retransmitted finished flights.
+            try:
+                self._conn.recv(1500)
+            except SSL.WantReadError:
+                pass
+            except SSL.ZeroReturnError as exc:
+                self.failed = "dtls_closed"
+                raise DtlsError(self.failed) from exc
+            except SSL.Error as exc:
+                self.failed = "dtls_failed"
+                raise DtlsError(self.failed) from exc
+            self._pump()
+            return False
+        return self._step()
+
+    def _step(self) -> bool:
+        try:
+            self._conn.do_handshake()
+        except SSL.WantReadError:
+            self._pump()
+            return False
+        except SSL.Error as exc:
+            self._pump()
+            self.failed = "fingerprint_mismatch" if self._conn.get_app_data()[1] else "dtls_failed"
+            raise DtlsError(f"dtls handshake failed: {exc}") from exc
+        self._pump()
+        self._finish()
+        return True
+
+    def _finish(self) -> None:
+        cert = self._conn.get_peer_certificate()
+        if cert is None:
+            self.failed = "fingerprint_mismatch"
+            raise DtlsError("peer sent no certificate")
+        got = _fingerprint_of_der(crypto.dump_certificate(crypto.FILETYPE_ASN1, cert))
+        if got != self._remote_fp:
+            self.failed = "fingerprint_mismatch"
+            raise DtlsError(f"remote fingerprint {got} does not match the SDP's {self._remote_fp}")
+        profile = self._conn.get_selected_srtp_profile()
+        if profile not in SRTP_PROFILES:
+            self.failed = "no_srtp_profile"
+            raise DtlsError(f"no SRTP profile agreed (got {profile!r})")
+        _, key_len, salt_len = SRTP_PROFILES[profile]
+        material = self._conn.export_keying_material(b"EXTRACTOR-dtls_srtp", 2 * (key_len + salt_len))
+        client_key = material[:key_len]
+        server_key = material[key_len : 2 * key_len]
+        client_salt = material[2 * key_len : 2 * key_len + salt_len]
+        server_salt = material[2 * key_len + salt_len :]
+        client, server = client_key + client_salt, server_key + server_salt
+        if self._server:
+            self.keys = SrtpKeys(profile=profile, local_key=server, remote_key=client)
+        else:
+            self.keys = SrtpKeys(profile=profile, local_key=client, remote_key=server)
+        self.done = True
+
+    def _pump(self) -> None:
+        """Move whatever OpenSSL wrote into its BIO to ``_out``, split into MTU-sized datagrams."""
+        chunks = []
+        while True:
+            try:
+                chunk = self._conn.bio_read(65536)
+            except SSL.WantReadError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        if not chunks:
+            return
+        data = b"".join(chunks)
+        # Split on record boundaries: 13-byte header, length in bytes 11..12.
+        pos, start, n = 0, 0, len(data)
+        while pos + 13 <= n:
+            end = pos + 13 + int.from_bytes(data[pos + 11 : pos + 13], "big")
+            if end - start > self.mtu and pos > start:
+                self._out.append(data[start:pos])
+                start = pos
+            pos = end
+        if start < n:
+            self._out.append(data[start:])
+
+    def take_datagrams(self) -> list[bytes]:
+        """The datagrams to send now (handshake flights, retransmissions, alerts); empties the queue."""
+        out, self._out = self._out, []
+        return out
+
+    def next_timeout(self) -> float | None:
+        """Seconds until the handshake retransmission timer fires, or None when no timer runs."""
+        if self.done or self.failed:
+            return None
+        return self._conn.DTLSv1_get_timeout()
+
+    def handle_timeout(self) -> None:
+        """Retransmit the last flight if its timer has expired (call when `next_timeout` says so)."""
+        if self.done or self.failed:
+            return
+        try:
+            self._conn.DTLSv1_handle_timeout()
+        except SSL.Error as exc:
+            self.failed = "dtls_timeout"
+            raise DtlsError(self.failed) from exc
+        self._pump()
+
+    def close(self) -> None:
+        """Queue a close_notify alert (best effort)."""
+        if self.done and not self.failed:
+            with contextlib.suppress(SSL.Error):
+                self._conn.shutdown()
+            self._pump()
+        self.failed = self.failed or "closed"

@@ -1,0 +1,478 @@
+"""The UDP media endpoint: one socket on the RTC port carrying STUN, DTLS and SRTP for every peer.
+
+Public API (what the media-plane glue calls)
+--------------------------------------------
+    endpoint = UdpEndpoint(TransportConfig(host="127.0.0.1", port=8443), handler)
+    await nursery.start(endpoint.serve)          # binds; task_status.started((host, port)); runs until cancelled
+    endpoint.fingerprint                         # "sha-256 AB:CD:..." for a=fingerprint
+    endpoint.address                             # (host, port) actually bound (port 0 in tests picks one)
+    peer = endpoint.add_peer(session_id, local_ufrag, local_pwd, remote_ufrag, remote_pwd,
+                             remote_fingerprint, dtls_role="passive")
+    endpoint.remove_peer(session_id)             # silent: no on_closed; sends a DTLS close_notify if connected
+    endpoint.peer(session_id) -> Peer | None
+    peer.send_rtp(plain: bytes) -> bool          # SRTP-protect + sendto the nominated address, counted
+    peer.send_rtcp(plain: bytes) -> bool         # SRTCP-protect + sendto
+    peer.session_id, peer.connected, peer.address, peer.srtp_profile, peer.data (free slot for the glue)
+    endpoint.counters                            # TransportCounters: plain ints (see counters.py)
+
+The handler is any object with four *synchronous* methods, called from the receive loop (they must not block;
+they may call `send_rtp`/`send_rtcp` on any peer, `add_peer` and `remove_peer`):
+
+    handler.on_connected(peer)                   # ICE nominated/authenticated + DTLS done + fingerprint verified
+    handler.on_closed(peer, reason)              # "consent_expired", "ice_timeout", "dtls_failed", "dtls_closed",
+                                                 # "dtls_timeout", "fingerprint_mismatch", "no_srtp_profile"
+    handler.on_rtp(peer, plain: bytes)           # one authenticated, decrypted RTP packet
+    handler.on_rtcp(peer, plain: bytes)          # one authenticated, decrypted RTCP compound packet
+
+``dtls_role`` is the *server's* a=setup: "passive" (the server is the DTLS server; answer this when the client
+offers actpass or active) or "active" (the server sends ClientHello once ICE has authenticated an address; answer
+this when the client offers passive).
+
+Theory of operation
+-------------------
+The receive loop drains the non-blocking socket with plain ``recvfrom`` calls until it would block, then awaits
+``trio.lowlevel.wait_readable``: one await per burst instead of one per packet (a Trio await per packet costs 10–20
+µs, more than the SRTP work itself). After `batch` packets in a row it yields with a checkpoint so other tasks run
+under a flood. Each datagram is classified by its first byte (RFC 7983) through a 256-entry table:
+
+* STUN -> ICE-lite (ice.py): authenticated by USERNAME + MESSAGE-INTEGRITY, answered at once, source address
+  recorded for the peer; USE-CANDIDATE nominates it. Looked up by ufrag, so it works before any address is known.
+* DTLS -> the peer owning the source address (unknown address: dropped), fed to its memory-BIO session (dtls.py).
+* RTP/RTCP -> the peer owning the source address, SRTP-unprotected with its context (srtp.py), handed to the
+  handler. RTCP is told from RTP by the packet-type byte (RFC 5761).
+
+A housekeeping task wakes every `tick` seconds to retransmit DTLS flights whose timer expired and to close peers
+whose consent expired (ICE-lite, RFC 7675: no authenticated binding request for `consent_timeout` seconds).
+Everything is counted in `counters`; nothing is logged per packet.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+
+from .counters import TransportCounters
+from .dtls import Certificate, DtlsError, DtlsSession
+from .ice import IceLiteState, StunRejected, parse_binding_request
+from .srtp import ERR_AUTH, ERR_REPLAY, ERR_REPLAY_OLD, SrtpContext
+from .udp import CLASSIFY, KIND_DTLS, KIND_RTP, KIND_STUN, BufferSizes, open_socket
+
+__all__ = ["TransportConfig", "UdpEndpoint", "Peer", "TransportHandler"]
+
+log = logging.getLogger("callsd.media.transport")
+
+_RECV_SIZE = 2048
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransportConfig:
+    """Settings of the RTC port. `port=0` binds an ephemeral port (tests)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8443
+    rcvbuf: int = 8 * 1024 * 1024
+    sndbuf: int = 8 * 1024 * 1024
+    consent_timeout: float = 30.0  # seconds without an authenticated binding request before a peer is closed
+    tick: float = 0.1  # housekeeping period: DTLS retransmissions, consent checks
+    batch: int = 256  # datagrams handled before yielding to other tasks
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port out of range: {self.port}")
+        if self.consent_timeout <= 0 or self.tick <= 0 or self.batch <= 0:
+            raise ValueError("consent_timeout, tick and batch must be positive")
+
+
+class TransportHandler(Protocol):
+    def on_connected(self, peer: Peer) -> None: ...
+    def on_closed(self, peer: Peer, reason: str) -> None: ...
+    def on_rtp(self, peer: Peer, plain: bytes) -> None: ...
+    def on_rtcp(self, peer: Peer, plain: bytes) -> None: ...
+
+
+class Peer:
+    """One client session on the endpoint: ICE-lite state, DTLS session, SRTP context, send address."""
+
+    __slots__ = ("session_id", "ice", "dtls", "srtp", "address", "connected", "closed", "data",
+                 "_server_role", "_sendto", "_counters", "_protect_rtp", "_protect_rtcp")
+
+    def __init__(self, session_id: str, ice: IceLiteState, dtls: DtlsSession, server_role: bool,
+                 sendto: Any, counters: TransportCounters) -> None:
+        self.session_id = session_id
+        self.ice = ice
+        self.dtls = dtls
+        self.srtp: SrtpContext | None = None
+        self.address: Any = None  # where media goes: the nominated address (or the first authenticated one)
+        self.connected = False
+        self.closed = False
+        self.data: Any = None  # free for the owner of the endpoint
+        self._server_role = server_role
+        self._sendto = sendto
+        self._counters = counters
+        self._protect_rtp: Any = None
+        self._protect_rtcp: Any = None
+
+    @property
+    def srtp_profile(self) -> str | None:
+        return self.srtp.profile.decode() if self.srtp else None
+
+    def send_rtp(self, plain: bytes) -> bool:
+        """Protect one RTP packet and send it to the peer. False (and a drop counted) if it could not be sent."""
+        protect = self._protect_rtp
+        c = self._counters
+        if protect is None:
+            c.drop_not_ready += 1
+            return False
+        data = protect(plain)
+        if data is None:
+            c.drop_srtp_other += 1
+            return False
+        try:
+            self._sendto(data, self.address)
+        except BlockingIOError:
+            c.drop_send_buffer_full += 1
+            return False
+        except OSError:
+            c.drop_send_error += 1
+            return False
+        c.rtp_out += 1
+        c.rtp_bytes_out += len(data)
+        return True
+
+    def send_rtcp(self, plain: bytes) -> bool:
+        """Protect one RTCP compound packet and send it. False (and a drop counted) if it could not be sent."""
+        protect = self._protect_rtcp
+        c = self._counters
+        if protect is None:
+            c.drop_not_ready += 1
+            return False
+        data = protect(plain)
+        if data is None:
+            c.drop_srtp_other += 1
+            return False
+        try:
+            self._sendto(data, self.address)
+        except BlockingIOError:
+            c.drop_send_buffer_full += 1
+            return False
+        except OSError:
+            c.drop_send_error += 1
+            return False
+        c.rtcp_out += 1
+        c.rtcp_bytes_out += len(data)
+        return True
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.session_id} address={self.address} connected={self.connected}>"
+
+
+class UdpEndpoint:
+    """The RTC port. See the module docstring for the API and the theory of operation."""
+
+    def __init__(self, config: TransportConfig, handler: TransportHandler, *,
+                 certificate: Certificate | None = None) -> None:
+        self.config = config
+        self.handler = handler
+        self.certificate = certificate or Certificate.generate()
+        self._context = self.certificate.context()
+        self.counters = TransportCounters()
+        self.address: tuple[str, int] | None = None
+        self.buffer_sizes: BufferSizes | None = None
+        self._sock: socket.socket | None = None
+        self._by_session: dict[str, Peer] = {}
+        self._by_ufrag: dict[str, Peer] = {}
+        self._by_addr: dict[Any, Peer] = {}
+        self._handler_errors = 0
+
+    @property
+    def fingerprint(self) -> str:
+        """``"sha-256 AB:CD:..."``, the value of the SDP a=fingerprint attribute."""
+        return self.certificate.fingerprint
+
+    # --- peers ------------------------------------------------------------------------------------------------------
+
+    def add_peer(self, session_id: str, local_ufrag: str, local_pwd: str, remote_ufrag: str, remote_pwd: str,
+                 remote_fingerprint: str, dtls_role: str = "passive") -> Peer:
+        """Register a session so its STUN, DTLS and SRTP are accepted. Replaces an existing peer of that session.
+
+        Raises ValueError for a bad fingerprint or role, or a local ufrag already used by another session."""
+        if dtls_role not in ("passive", "active"):
+            raise ValueError(f"dtls_role must be 'passive' or 'active', not {dtls_role!r}")
+        other = self._by_ufrag.get(local_ufrag)
+        if other is not None and other.session_id != session_id:
+            raise ValueError(f"local ufrag {local_ufrag!r} is already used by session {other.session_id!r}")
+        if session_id in self._by_session:
+            self.remove_peer(session_id)
+        server_role = dtls_role == "passive"
+        dtls = DtlsSession(self._context, server=server_role, remote_fingerprint=remote_fingerprint)
+        ice = IceLiteState(local_ufrag=local_ufrag, local_pwd=local_pwd, remote_ufrag=remote_ufrag,
+                           remote_pwd=remote_pwd, consent_timeout=self.config.consent_timeout,
+                           last_consent=self._now())
+        sendto = self._sock.sendto if self._sock is not None else _not_bound
+        peer = Peer(session_id, ice, dtls, server_role, sendto, self.counters)
+        self._by_session[session_id] = peer
+        self._by_ufrag[local_ufrag] = peer
+        return peer
+
+    def remove_peer(self, session_id: str) -> None:
+        """Forget a session (no on_closed callback). Unknown ids are ignored."""
+        peer = self._by_session.get(session_id)
+        if peer is None:
+            return
+        if peer.connected and peer.address is not None:
+            peer.dtls.close()
+            self._flush_dtls(peer, peer.address)
+        self._forget(peer)
+
+    def peer(self, session_id: str) -> Peer | None:
+        return self._by_session.get(session_id)
+
+    @property
+    def peers(self) -> list[Peer]:
+        return list(self._by_session.values())
+
+    def _forget(self, peer: Peer) -> None:
+        peer.closed = True
+        peer.connected = False
+        peer._protect_rtp = peer._protect_rtcp = None
+        if self._by_session.get(peer.session_id) is peer:
+            del self._by_session[peer.session_id]
+        if self._by_ufrag.get(peer.ice.local_ufrag) is peer:
+            del self._by_ufrag[peer.ice.local_ufrag]
+        for addr in peer.ice.addresses:
+            if self._by_addr.get(addr) is peer:
+                del self._by_addr[addr]
+
+    def _close(self, peer: Peer, reason: str) -> None:
+        if peer.closed:
+            return
+        self._forget(peer)
+        self.counters.peers_closed += 1
+        try:
+            self.handler.on_closed(peer, reason)
+        except Exception:
+            self._handler_error()
+
+    # --- serving ----------------------------------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Bind the socket, report ``(host, port)`` through task_status, and run until cancelled."""
+        sock, self.buffer_sizes = open_socket(self.config.host, self.config.port,
+                                              rcvbuf=self.config.rcvbuf, sndbuf=self.config.sndbuf)
+        self._sock = sock
+        for peer in self._by_session.values():
+            peer._sendto = sock.sendto
+        name = sock.getsockname()
+        self.address = (name[0], name[1])
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._housekeeping)
+                task_status.started(self.address)
+                await self._receive_loop(sock)
+        finally:
+            self._sock = None
+            sock.close()
+
+    @staticmethod
+    def _now() -> float:
+        try:
+            return trio.current_time()
+        except RuntimeError:  # add_peer called outside Trio (unit tests of the bookkeeping)
+            return 0.0
+
+    async def _receive_loop(self, sock: socket.socket) -> None:
+        wait_readable = trio.lowlevel.wait_readable
+        checkpoint = trio.lowlevel.checkpoint
+        drain = self._drain
+        batch = self.config.batch
+        while True:
+            if drain(sock.recvfrom, batch) >= batch:
+                await checkpoint()
+            else:
+                await wait_readable(sock)
+
+    def _drain(self, recvfrom: Any, batch: int) -> int:
+        """Handle up to `batch` datagrams; returns how many were read (fewer means the socket is empty)."""
+        by_addr = self._by_addr
+        classify = CLASSIFY
+        c = self.counters
+        handler = self.handler
+        on_rtp = handler.on_rtp
+        on_rtcp = handler.on_rtcp
+        for i in range(batch):
+            try:
+                data, addr = recvfrom(_RECV_SIZE)
+            except BlockingIOError:
+                return i
+            except OSError:  # e.g. ICMP port unreachable reported on the next read
+                c.drop_send_error += 1
+                continue
+            c.datagrams_in += 1
+            c.bytes_in += len(data)
+            if len(data) < 4:
+                c.drop_malformed += 1
+                continue
+            kind = classify[data[0]]
+            try:
+                if kind == KIND_RTP:
+                    peer = by_addr.get(addr)
+                    if peer is None:
+                        c.drop_unknown_address += 1
+                        continue
+                    srtp = peer.srtp
+                    if srtp is None:
+                        c.drop_not_ready += 1
+                        continue
+                    if len(data) < 12:
+                        c.drop_malformed += 1
+                        continue
+                    if 192 <= data[1] <= 223:
+                        plain = srtp.unprotect_rtcp(data)
+                        if plain is None:
+                            self._srtp_drop(srtp.last_error)
+                            continue
+                        c.rtcp_in += 1
+                        c.rtcp_bytes_in += len(data)
+                        on_rtcp(peer, plain)
+                    else:
+                        plain = srtp.unprotect_rtp(data)
+                        if plain is None:
+                            self._srtp_drop(srtp.last_error)
+                            continue
+                        c.rtp_in += 1
+                        c.rtp_bytes_in += len(data)
+                        on_rtp(peer, plain)
+                elif kind == KIND_STUN:
+                    self._on_stun(data, addr)
+                elif kind == KIND_DTLS:
+                    self._on_dtls(data, addr)
+                else:
+                    c.drop_malformed += 1
+            except Exception:
+                self._handler_error()
+        return batch
+
+    def _handler_error(self) -> None:
+        self._handler_errors += 1
+        if self._handler_errors <= 10 or self._handler_errors % 1000 == 0:
+            log.exception("error while handling a datagram (%d so far)", self._handler_errors)
+
+    def _srtp_drop(self, rc: int) -> None:
+        c = self.counters
+        if rc == ERR_AUTH:
+            c.drop_srtp_auth += 1
+        elif rc in (ERR_REPLAY, ERR_REPLAY_OLD):
+            c.drop_replay += 1
+        else:
+            c.drop_srtp_other += 1
+
+    def _on_stun(self, data: bytes, addr: Any) -> None:
+        c = self.counters
+        c.stun_in += 1
+        try:
+            request = parse_binding_request(data)
+            peer = self._by_ufrag.get(request.local_ufrag)
+            if peer is None:
+                raise StunRejected("stun_unknown_user")
+            response, newly_nominated = peer.ice.accept(request, addr, self._now())
+        except StunRejected as rejected:
+            c.count_drop(rejected.reason)
+            return
+        owner = self._by_addr.get(addr)
+        if owner is not peer:
+            if owner is not None:
+                owner.ice.addresses.discard(addr)
+            self._by_addr[addr] = peer
+        self._send(response, addr)
+        c.stun_out += 1
+        if newly_nominated or peer.address is None:
+            peer.address = addr
+        dtls = peer.dtls
+        if not peer._server_role and not dtls.started and dtls.failed is None:
+            try:
+                dtls.start()
+            except DtlsError:
+                self._close(peer, "dtls_failed")
+                return
+            self._flush_dtls(peer, addr)
+
+    def _on_dtls(self, data: bytes, addr: Any) -> None:
+        c = self.counters
+        c.dtls_in += 1
+        peer = self._by_addr.get(addr)
+        if peer is None:
+            c.drop_unknown_address += 1
+            return
+        if len(data) < 13 or 13 + int.from_bytes(data[11:13], "big") > len(data):
+            c.drop_malformed += 1
+            return
+        dtls = peer.dtls
+        try:
+            completed = dtls.feed(data)
+        except DtlsError:
+            c.drop_dtls += 1
+            self._flush_dtls(peer, addr)
+            self._close(peer, dtls.failed or "dtls_failed")
+            return
+        self._flush_dtls(peer, addr)
+        if completed:
+            assert dtls.keys is not None
+            srtp = SrtpContext(dtls.keys)
+            peer.srtp = srtp
+            peer._protect_rtp = srtp.protect_rtp
+            peer._protect_rtcp = srtp.protect_rtcp
+            if peer.address is None:
+                peer.address = addr
+            peer.connected = True
+            c.peers_connected += 1
+            self.handler.on_connected(peer)
+
+    def _flush_dtls(self, peer: Peer, addr: Any) -> None:
+        for datagram in peer.dtls.take_datagrams():
+            self._send(datagram, addr)
+            self.counters.dtls_out += 1
+
+    def _send(self, data: bytes, addr: Any) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sock.sendto(data, addr)
+        except BlockingIOError:
+            self.counters.drop_send_buffer_full += 1
+        except OSError:
+            self.counters.drop_send_error += 1
+
+    async def _housekeeping(self) -> None:
+        tick = self.config.tick
+        while True:
+            await trio.sleep(tick)
+            self.check_timers(trio.current_time())
+
+    def check_timers(self, now: float) -> None:
+        """Close peers whose consent expired and retransmit DTLS flights whose timer fired (called every tick)."""
+        for peer in list(self._by_session.values()):
+            if peer.ice.expired(now):
+                if peer.connected:
+                    self.counters.consent_expired += 1
+                self._close(peer, "consent_expired" if peer.connected else "ice_timeout")
+                continue
+            dtls = peer.dtls
+            if dtls.done or dtls.failed or peer.address is None:
+                continue
+            timeout = dtls.next_timeout()
+            if timeout is not None and timeout <= 0:
+                try:
+                    dtls.handle_timeout()
+                except DtlsError:
+                    self._close(peer, "dtls_timeout")
+                    continue
+                self._flush_dtls(peer, peer.address)
+
+
+def _not_bound(data: bytes, addr: Any) -> int:
+    raise OSError("the endpoint is not serving yet")

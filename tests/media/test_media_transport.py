@@ -1,0 +1,218 @@
+"""The UDP media endpoint end to end on loopback: a real ICE + DTLS + SRTP client connects and gets media back."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+from callsd.adapters.media.client import ClientError, MediaClient
+from callsd.adapters.media.dtls import Certificate
+from callsd.adapters.media.transport import Peer, TransportConfig, UdpEndpoint
+
+# One certificate pair for the whole module: generation is the slow part of a test.
+SERVER_CERT = Certificate.generate()
+CLIENT_CERT = Certificate.generate("client")
+
+
+def rtp(seq: int, ssrc: int = 0x1234, payload: bytes = b"\x00" * 160, pt: int = 111) -> bytes:
+    return bytes([0x80, pt]) + seq.to_bytes(2, "big") + (seq * 960).to_bytes(4, "big") + ssrc.to_bytes(4, "big") \
+        + payload
+
+
+def rtcp_rr(ssrc: int = 0x1234) -> bytes:
+    return bytes([0x80, 201, 0, 1]) + ssrc.to_bytes(4, "big")
+
+
+class Recorder:
+    """A test handler: echoes RTP/RTCP back to the sender, or forwards to every other peer if `forward`."""
+
+    def __init__(self, endpoint_ref: list[UdpEndpoint], forward: bool = False) -> None:
+        self.endpoint_ref = endpoint_ref
+        self.forward = forward
+        self.connected: list[str] = []
+        self.closed: list[tuple[str, str]] = []
+        self.rtp: list[tuple[str, bytes]] = []
+        self.rtcp: list[tuple[str, bytes]] = []
+        self.connected_event = trio.Event()
+        self.closed_event = trio.Event()
+
+    def on_connected(self, peer: Peer) -> None:
+        self.connected.append(peer.session_id)
+        self.connected_event.set()
+
+    def on_closed(self, peer: Peer, reason: str) -> None:
+        self.closed.append((peer.session_id, reason))
+        self.closed_event.set()
+
+    def _targets(self, peer: Peer) -> list[Peer]:
+        if not self.forward:
+            return [peer]
+        return [p for p in self.endpoint_ref[0].peers if p is not peer and p.connected]
+
+    def on_rtp(self, peer: Peer, plain: bytes) -> None:
+        self.rtp.append((peer.session_id, plain))
+        for target in self._targets(peer):
+            target.send_rtp(plain)
+
+    def on_rtcp(self, peer: Peer, plain: bytes) -> None:
+        self.rtcp.append((peer.session_id, plain))
+        for target in self._targets(peer):
+            target.send_rtcp(plain)
+
+
+@asynccontextmanager
+async def running(forward: bool = False, **config: Any) -> AsyncIterator[tuple[UdpEndpoint, Recorder]]:
+    ref: list[UdpEndpoint] = []
+    handler = Recorder(ref, forward)
+    endpoint = UdpEndpoint(TransportConfig(host="127.0.0.1", port=0, **config), handler, certificate=SERVER_CERT)
+    ref.append(endpoint)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(endpoint.serve)
+        try:
+            yield endpoint, handler
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+def new_client(endpoint: UdpEndpoint, session_id: str, *, dtls_role: str = "passive",
+               register: bool = True, fingerprint: str | None = None) -> MediaClient:
+    assert endpoint.address is not None
+    s_ufrag, s_pwd = f"srv{session_id}", os.urandom(12).hex()
+    client = MediaClient(endpoint.address, server_ufrag=s_ufrag, server_pwd=s_pwd,
+                         server_fingerprint=endpoint.fingerprint, certificate=CLIENT_CERT,
+                         dtls_server=(dtls_role == "active"))
+    if register:
+        endpoint.add_peer(session_id, s_ufrag, s_pwd, client.ufrag, client.pwd,
+                          fingerprint or client.fingerprint, dtls_role=dtls_role)
+    return client
+
+
+async def test_client_connects_and_gets_its_srtp_echoed_back() -> None:
+    async with running() as (endpoint, handler):
+        with new_client(endpoint, "a") as client:
+            await client.connect()
+            assert handler.connected == ["a"]
+            peer = endpoint.peer("a")
+            assert peer is not None and peer.connected
+            assert peer.srtp_profile == "SRTP_AEAD_AES_128_GCM"
+            assert peer.address == client.address
+            assert client.mapped_address == client.address
+            for seq in range(20):
+                client.send_rtp(rtp(seq))
+            client.send_rtcp(rtcp_rr())
+            got = await client.receive(21)
+            assert sorted(p for kind, p in got if kind == "rtp") == sorted(rtp(seq) for seq in range(20))
+            assert [p for kind, p in got if kind == "rtcp"] == [rtcp_rr()]
+            c = endpoint.counters
+            assert (c.rtp_in, c.rtp_out, c.rtcp_in, c.rtcp_out) == (20, 20, 1, 1)
+            assert sum(endpoint.counters.drops().values()) == 0
+
+
+async def test_media_is_forwarded_between_two_clients() -> None:
+    async with running(forward=True) as (endpoint, _handler):
+        with new_client(endpoint, "a") as alice, new_client(endpoint, "b") as bob:
+            await alice.connect()
+            await bob.connect()
+            for seq in range(50):
+                alice.send_rtp(rtp(seq, ssrc=1, payload=b"\x01" * 1000, pt=96))
+            got = await bob.receive(50)
+            assert [p for _, p in got] == [rtp(seq, ssrc=1, payload=b"\x01" * 1000, pt=96) for seq in range(50)]
+            assert await alice.receive(1, timeout=0.2) == []
+
+
+async def test_server_can_be_the_active_dtls_side() -> None:
+    async with running() as (endpoint, handler):
+        with new_client(endpoint, "a", dtls_role="active") as client:
+            await client.connect()
+            await handler.connected_event.wait()
+            client.send_rtp(rtp(1))
+            assert await client.receive(1) == [("rtp", rtp(1))]
+
+
+async def test_wrong_remote_fingerprint_closes_the_peer() -> None:
+    other = Certificate.generate("impostor")
+    async with running() as (endpoint, handler):
+        with new_client(endpoint, "a", fingerprint=other.fingerprint) as client:
+            with pytest.raises(ClientError):
+                await client.connect(timeout=1.0)
+            assert handler.closed == [("a", "fingerprint_mismatch")]
+            assert handler.connected == []
+            assert endpoint.peer("a") is None
+
+
+async def test_consent_expiry_closes_a_silent_peer_and_refreshes_keep_it() -> None:
+    async with running(consent_timeout=0.6, tick=0.05) as (endpoint, handler):
+        with new_client(endpoint, "quiet") as quiet, new_client(endpoint, "chatty") as chatty:
+            await quiet.connect()
+            await chatty.connect()
+            for _ in range(12):  # 1.2 s: twice the timeout, refreshing every 0.1 s
+                chatty.binding_request(use_candidate=False)
+                await trio.sleep(0.1)
+                chatty.poll()
+            await handler.closed_event.wait()
+            assert handler.closed == [("quiet", "consent_expired")]
+            assert endpoint.counters.consent_expired == 1
+            assert endpoint.peer("quiet") is None
+            assert endpoint.peer("chatty") is not None
+            # The expired peer's media is now from an unknown address.
+            quiet.send_rtp(rtp(1))
+            chatty.send_rtp(rtp(2))
+            assert await chatty.receive(1) == [("rtp", rtp(2))]
+            assert endpoint.counters.drop_unknown_address == 1
+
+
+async def test_a_client_that_never_shows_up_times_out() -> None:
+    async with running(consent_timeout=0.3, tick=0.05) as (endpoint, handler):
+        with new_client(endpoint, "ghost"):
+            await handler.closed_event.wait()
+            assert handler.closed == [("ghost", "ice_timeout")]
+
+
+async def test_remove_peer_is_silent_and_stops_media() -> None:
+    async with running() as (endpoint, handler):
+        with new_client(endpoint, "a") as client:
+            await client.connect()
+            peer = endpoint.peer("a")
+            assert peer is not None
+            endpoint.remove_peer("a")
+            assert handler.closed == []
+            assert peer.send_rtp(rtp(1)) is False
+            client.send_rtp(rtp(1))
+            assert await client.receive(1, timeout=0.2) == []
+            assert endpoint.counters.drop_unknown_address == 1
+
+
+async def test_nomination_moves_media_to_the_new_address() -> None:
+    async with running() as (endpoint, _handler):
+        with new_client(endpoint, "a") as client:
+            await client.connect()
+            # The client "changes network": same credentials and keys, new socket.
+            old = client.sock
+            client.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            client.sock.bind(("127.0.0.1", 0))
+            client.sock.setblocking(False)
+            client.binding_request(use_candidate=True)
+            await trio.sleep(0.1)
+            client.poll()
+            peer = endpoint.peer("a")
+            assert peer is not None and peer.address == client.sock.getsockname()
+            client.send_rtp(rtp(7))
+            assert await client.receive(1) == [("rtp", rtp(7))]
+            old.close()
+
+
+def test_add_peer_rejects_bad_arguments() -> None:
+    endpoint = UdpEndpoint(TransportConfig(port=0), Recorder([]), certificate=SERVER_CERT)
+    with pytest.raises(ValueError):
+        endpoint.add_peer("a", "u", "p", "cu", "cp", "sha-1 AB:CD", dtls_role="passive")
+    with pytest.raises(ValueError):
+        endpoint.add_peer("a", "u", "p", "cu", "cp", CLIENT_CERT.fingerprint, dtls_role="actpass")
+    endpoint.add_peer("a", "u", "p", "cu", "cp", CLIENT_CERT.fingerprint)
+    with pytest.raises(ValueError):
+        endpoint.add_peer("b", "u", "p2", "cu2", "cp2", CLIENT_CERT.fingerprint)
+    assert endpoint.fingerprint.startswith("sha-256 ") and len(endpoint.fingerprint) == 8 + 95

@@ -86,6 +86,7 @@ const state = {
   intentionalClose: false,
   resumeOnOpen: false, // the next socket should send `reconnect` for state.sessionId
   log: [], // last signaling messages, for debugging and tests
+  errorsShown: [], // codes of every error message shown, for tests
 };
 
 function remember(entry) {
@@ -119,6 +120,7 @@ function forgetSession() {
 function showError(code, message) {
   const banner = $("error-banner");
   banner.dataset.code = code;
+  state.errorsShown.push(code);
   $("error-text").textContent = ERROR_TEXT[code] || message || code;
   banner.hidden = false;
 }
@@ -1038,6 +1040,9 @@ window.callsd = {
   },
   get log() {
     return state.log.slice();
+  },
+  get errorsShown() {
+    return state.errorsShown.slice();
   },
   send,
   // Drop the WebSocket as if the network failed (tests of automatic reconnect).

@@ -45,6 +45,7 @@ class TransportCounters:
         "peers_connected",
         "peers_closed",
         "consent_expired",
+        "handler_errors",
         "drop_malformed",
         "drop_unknown_address",
         "drop_stun_unknown_user",
@@ -77,6 +78,7 @@ class TransportCounters:
         self.peers_connected = 0
         self.peers_closed = 0
         self.consent_expired = 0
+        self.handler_errors = 0  # exceptions raised while handling a datagram (handler bugs included)
         self.drop_malformed = 0
         self.drop_unknown_address = 0
         self.drop_stun_unknown_user = 0

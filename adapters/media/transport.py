@@ -186,7 +186,6 @@ class UdpEndpoint:
         self._by_session: dict[str, Peer] = {}
         self._by_ufrag: dict[str, Peer] = {}
         self._by_addr: dict[Any, Peer] = {}
-        self._handler_errors = 0
 
     @property
     def fingerprint(self) -> str:
@@ -357,9 +356,9 @@ class UdpEndpoint:
         return batch
 
     def _handler_error(self) -> None:
-        self._handler_errors += 1
-        if self._handler_errors <= 10 or self._handler_errors % 1000 == 0:
-            log.exception("error while handling a datagram (%d so far)", self._handler_errors)
+        n = self.counters.handler_errors = self.counters.handler_errors + 1
+        if n <= 10 or n % 1000 == 0:
+            log.exception("error while handling a datagram (%d so far)", n)
 
     def _srtp_drop(self, rc: int) -> None:
         c = self.counters

@@ -1,0 +1,645 @@
+"""SDP (RFC 8866) as WebRTC endpoints write it (JSEP, RFC 8829): parse into dataclasses, build back to text.
+
+``parse_sdp(text) -> SessionDescription`` accepts what Chromium (v150+) and aiortc produce: Unified Plan media
+sections with BUNDLE, ICE, DTLS, RTP codecs, header extensions, msid and ssrc lines. Anything that does not parse
+raises ``SdpError`` (the module's one declared error) with the line number and what is wrong. Attributes the server
+does not model (a=rtcp-xr, a=simulcast, a=rid, a=sctp-port, ...) are kept, in order, in ``other`` so that
+``build_sdp(parse_sdp(x))`` loses nothing; the builder writes lines in a fixed canonical order, so the text may be
+reordered but ``parse_sdp(build_sdp(d)) == d`` holds for every parsed ``d``.
+
+The model is plain data: the negotiation (core/negotiation.py) reads offers with it and builds answers and offers
+with ``dataclasses.replace`` or constructors. Helpers on ``MediaSection`` answer the questions the server asks
+(``codec(pt)``, ``extension_id(uri)``, ``ssrc_attribute(ssrc, name)``, ``rtx_pairs()``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .errors import RemoteProtocolError
+
+__all__ = [
+    "SdpError",
+    "Direction",
+    "Origin",
+    "Codec",
+    "Extmap",
+    "Fingerprint",
+    "Candidate",
+    "Msid",
+    "SsrcAttribute",
+    "SsrcGroup",
+    "Group",
+    "MediaSection",
+    "SessionDescription",
+    "parse_sdp",
+    "build_sdp",
+    "parse_candidate",
+    "format_candidate",
+    "parse_fmtp",
+]
+
+_MAX_SDP = 256 * 1024
+
+
+class SdpError(RemoteProtocolError):
+    """An SDP document could not be parsed; the message gives the line number and the problem."""
+
+
+class Direction(enum.StrEnum):
+    SENDRECV = "sendrecv"
+    SENDONLY = "sendonly"
+    RECVONLY = "recvonly"
+    INACTIVE = "inactive"
+
+    @property
+    def sends(self) -> bool:
+        return self in (Direction.SENDRECV, Direction.SENDONLY)
+
+    @property
+    def receives(self) -> bool:
+        return self in (Direction.SENDRECV, Direction.RECVONLY)
+
+    @staticmethod
+    def of(sends: bool, receives: bool) -> Direction:
+        if sends:
+            return Direction.SENDRECV if receives else Direction.SENDONLY
+        return Direction.RECVONLY if receives else Direction.INACTIVE
+
+    def reversed(self) -> Direction:
+        """The direction as seen from the other side (sendonly ↔ recvonly)."""
+        return Direction.of(self.receives, self.sends)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Origin:
+    username: str = "-"
+    session_id: str = "0"
+    session_version: int = 0
+    nettype: str = "IN"
+    addrtype: str = "IP4"
+    address: str = "0.0.0.0"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Codec:
+    """One payload type of a media section: its a=rtpmap, a=fmtp and a=rtcp-fb lines.
+
+    ``name`` is empty for a static payload type without a=rtpmap. ``feedback`` holds the rtcp-fb values
+    ("nack", "nack pli", "ccm fir", "goog-remb", "transport-cc").
+    """
+
+    payload_type: int
+    name: str = ""
+    clock_rate: int = 0
+    channels: int | None = None
+    fmtp: str | None = None
+    feedback: tuple[str, ...] = ()
+
+    @property
+    def params(self) -> dict[str, str]:
+        return parse_fmtp(self.fmtp)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Extmap:
+    id: int
+    uri: str
+    direction: Direction | None = None
+    attributes: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fingerprint:
+    algorithm: str  # "sha-256"
+    value: str  # "AB:CD:..."
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candidate:
+    foundation: str
+    component: int
+    transport: str
+    priority: int
+    address: str
+    port: int
+    type: str
+    related_address: str | None = None
+    related_port: int | None = None
+    extensions: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Msid:
+    stream_id: str
+    track_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SsrcAttribute:
+    ssrc: int
+    attribute: str
+    value: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SsrcGroup:
+    semantics: str  # "FID", "SIM", "FEC-FR"
+    ssrcs: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Group:
+    semantics: str  # "BUNDLE"
+    mids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaSection:
+    kind: str  # audio, video, application
+    port: int
+    protocol: str
+    formats: tuple[str, ...]
+    connection: str | None = None
+    bandwidths: tuple[str, ...] = ()
+    mid: str | None = None
+    direction: Direction | None = None
+    msids: tuple[Msid, ...] = ()
+    ice_ufrag: str | None = None
+    ice_pwd: str | None = None
+    ice_options: str | None = None
+    fingerprints: tuple[Fingerprint, ...] = ()
+    setup: str | None = None
+    candidates: tuple[Candidate, ...] = ()
+    end_of_candidates: bool = False
+    rtcp: str | None = None
+    rtcp_mux: bool = False
+    rtcp_rsize: bool = False
+    codecs: tuple[Codec, ...] = ()
+    extmaps: tuple[Extmap, ...] = ()
+    extmap_allow_mixed: bool = False
+    ssrcs: tuple[SsrcAttribute, ...] = ()
+    ssrc_groups: tuple[SsrcGroup, ...] = ()
+    other: tuple[tuple[str, str | None], ...] = ()
+
+    @property
+    def rejected(self) -> bool:
+        return self.port == 0
+
+    def codec(self, payload_type: int) -> Codec | None:
+        for c in self.codecs:
+            if c.payload_type == payload_type:
+                return c
+        return None
+
+    def extension_id(self, uri: str) -> int | None:
+        for e in self.extmaps:
+            if e.uri == uri:
+                return e.id
+        return None
+
+    def ssrc_attribute(self, ssrc: int, attribute: str) -> str | None:
+        for s in self.ssrcs:
+            if s.ssrc == ssrc and s.attribute == attribute:
+                return s.value
+        return None
+
+    def ssrc_list(self) -> tuple[int, ...]:
+        """Distinct SSRCs of a=ssrc lines, in first-seen order."""
+        seen: dict[int, None] = {}
+        for s in self.ssrcs:
+            seen.setdefault(s.ssrc, None)
+        return tuple(seen)
+
+    def rtx_pairs(self) -> dict[int, int]:
+        """Primary SSRC → RTX SSRC from a=ssrc-group:FID lines."""
+        return {g.ssrcs[0]: g.ssrcs[1] for g in self.ssrc_groups if g.semantics == "FID" and len(g.ssrcs) == 2}
+
+    def attribute(self, name: str) -> str | None:
+        """The first unmodelled attribute ``name`` (from ``other``), '' for a flag, None when absent."""
+        for n, v in self.other:
+            if n == name:
+                return "" if v is None else v
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionDescription:
+    origin: Origin = Origin()
+    name: str = "-"
+    timing: str = "0 0"
+    connection: str | None = None
+    bandwidths: tuple[str, ...] = ()
+    groups: tuple[Group, ...] = ()
+    msid_semantic: str | None = None
+    ice_lite: bool = False
+    ice_ufrag: str | None = None
+    ice_pwd: str | None = None
+    ice_options: str | None = None
+    fingerprints: tuple[Fingerprint, ...] = ()
+    setup: str | None = None
+    extmap_allow_mixed: bool = False
+    extmaps: tuple[Extmap, ...] = ()
+    other: tuple[tuple[str, str | None], ...] = ()
+    other_lines: tuple[str, ...] = ()  # i=, u=, e=, p=, z=, k=, r= lines kept verbatim ("i=...")
+    media: tuple[MediaSection, ...] = ()
+
+    def bundle(self) -> tuple[str, ...]:
+        """The mids of the first a=group:BUNDLE, or () without one."""
+        for g in self.groups:
+            if g.semantics == "BUNDLE":
+                return g.mids
+        return ()
+
+
+# --- parsing -------------------------------------------------------------------------------------------------
+
+
+def parse_fmtp(fmtp: str | None) -> dict[str, str]:
+    """``"a=1;b=2"`` → ``{"a": "1", "b": "2"}``; a bare token (e.g. RED's "111/111") maps to ''."""
+    out: dict[str, str] = {}
+    if not fmtp:
+        return out
+    for part in fmtp.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        out[key.strip()] = value.strip() if sep else ""
+    return out
+
+
+def _int(text: str, what: str, lo: int = 0, hi: int = 2**64 - 1) -> int:
+    if not text.isdigit() or not text.isascii():
+        raise ValueError(f"{what} must be an integer, got {text!r}")
+    value = int(text)
+    if not lo <= value <= hi:
+        raise ValueError(f"{what} must be in {lo}..{hi}, got {value}")
+    return value
+
+
+def _token(text: str, what: str) -> str:
+    if not text or any(c.isspace() for c in text):
+        raise ValueError(f"{what} must be a non-empty token, got {text!r}")
+    return text
+
+
+def parse_candidate(value: str) -> Candidate:
+    """Parse the value of an a=candidate line (RFC 8839 5.1); raise ``SdpError`` when malformed."""
+    try:
+        return _parse_candidate(value)
+    except ValueError as exc:
+        raise SdpError(f"a=candidate: {exc}") from None
+
+
+def _parse_candidate(value: str) -> Candidate:
+    parts = value.split()
+    if len(parts) < 8 or parts[6] != "typ":
+        raise ValueError(f"expected '<foundation> <component> <transport> <priority> <address> <port> typ <type>', "
+                         f"got {value!r}")
+    rest = parts[8:]
+    if len(rest) % 2:
+        raise ValueError(f"odd number of extension tokens in {value!r}")
+    raddr: str | None = None
+    rport: int | None = None
+    ext: list[tuple[str, str]] = []
+    for i in range(0, len(rest), 2):
+        k, v = rest[i], rest[i + 1]
+        if k == "raddr" and raddr is None:
+            raddr = v
+        elif k == "rport" and rport is None:
+            rport = _int(v, "rport", 0, 65535)
+        else:
+            ext.append((k, v))
+    return Candidate(
+        foundation=parts[0], component=_int(parts[1], "component", 1, 256), transport=parts[2],
+        priority=_int(parts[3], "priority", 0, 2**32 - 1), address=parts[4], port=_int(parts[5], "port", 0, 65535),
+        type=parts[7], related_address=raddr, related_port=rport, extensions=tuple(ext),
+    )
+
+
+def format_candidate(c: Candidate) -> str:
+    """The value of an a=candidate line (without "candidate:")."""
+    s = f"{c.foundation} {c.component} {c.transport} {c.priority} {c.address} {c.port} typ {c.type}"
+    if c.related_address is not None:
+        s += f" raddr {c.related_address}"
+    if c.related_port is not None:
+        s += f" rport {c.related_port}"
+    for k, v in c.extensions:
+        s += f" {k} {v}"
+    return s
+
+
+def _parse_fingerprint(value: str) -> Fingerprint:
+    algo, _, fp = value.partition(" ")
+    if not algo or not fp.strip():
+        raise ValueError(f"expected '<hash> <hex pairs>', got {value!r}")
+    return Fingerprint(algorithm=algo.lower(), value=_token(fp.strip(), "fingerprint"))
+
+
+def _parse_extmap(value: str) -> Extmap:
+    parts = value.split(maxsplit=2)
+    if len(parts) < 2:
+        raise ValueError(f"expected '<id>[/<direction>] <uri>', got {value!r}")
+    ident, _, d = parts[0].partition("/")
+    direction = None
+    if d:
+        try:
+            direction = Direction(d)
+        except ValueError:
+            raise ValueError(f"unknown extmap direction {d!r}") from None
+    return Extmap(id=_int(ident, "extmap id", 1, 255), uri=parts[1], direction=direction,
+                  attributes=parts[2] if len(parts) > 2 else None)
+
+
+def _pt(fmt: str) -> int:
+    """The payload type of an m= format, or -1 for a non-RTP format ("webrtc-datachannel", "5000")."""
+    if fmt.isascii() and fmt.isdigit() and len(fmt) <= 3 and int(fmt) <= 127:
+        return int(fmt)
+    return -1
+
+
+class _MediaBuilder:
+    """Mutable accumulator for one m-section while its lines are read."""
+
+    def __init__(self, kind: str, port: int, protocol: str, formats: tuple[str, ...]) -> None:
+        self.kind, self.port, self.protocol, self.formats = kind, port, protocol, formats
+        self.fields: dict[str, object] = {}
+        self.lists: dict[str, list[object]] = {k: [] for k in (
+            "bandwidths", "msids", "fingerprints", "candidates", "extmaps", "ssrcs", "ssrc_groups", "other")}
+        self.rtpmap: dict[int, tuple[str, int, int | None]] = {}
+        self.fmtp: dict[int, str] = {}
+        self.fb: dict[int, list[str]] = {}
+        self.pts = {_pt(f) for f in formats} - {-1}
+
+    def build(self) -> MediaSection:
+        codecs = []
+        for f in self.formats:
+            pt = _pt(f)
+            if pt < 0:
+                continue
+            name, rate, ch = self.rtpmap.get(pt, ("", 0, None))
+            codecs.append(Codec(payload_type=pt, name=name, clock_rate=rate, channels=ch, fmtp=self.fmtp.get(pt),
+                                feedback=tuple(self.fb.get(pt, ()))))
+        kw: dict[str, object] = {k: tuple(v) for k, v in self.lists.items()}
+        kw.update(self.fields)
+        return MediaSection(kind=self.kind, port=self.port, protocol=self.protocol, formats=self.formats,
+                            codecs=tuple(codecs), **kw)  # type: ignore[arg-type]
+
+    def pt_of(self, value: str, attr: str) -> tuple[int, str]:
+        pt_text, _, rest = value.partition(" ")
+        pt = _int(pt_text, f"a={attr} payload type", 0, 127)
+        if pt not in self.pts:
+            raise ValueError(f"a={attr} for payload type {pt}, which is not on the m= line")
+        return pt, rest.strip()
+
+
+_DIRECTIONS = {d.value for d in Direction}
+_FLAG_ATTRS = {"rtcp-mux": "rtcp_mux", "rtcp-rsize": "rtcp_rsize", "end-of-candidates": "end_of_candidates",
+               "extmap-allow-mixed": "extmap_allow_mixed"}
+_TEXT_ATTRS = {"ice-ufrag": "ice_ufrag", "ice-pwd": "ice_pwd", "ice-options": "ice_options", "setup": "setup",
+               "mid": "mid", "rtcp": "rtcp"}
+
+
+def _media_attribute(m: _MediaBuilder, name: str, value: str | None) -> None:
+    if name in _DIRECTIONS and value is None:
+        if "direction" in m.fields:
+            raise ValueError("more than one direction attribute")
+        m.fields["direction"] = Direction(name)
+    elif name in _FLAG_ATTRS and value is None:
+        m.fields[_FLAG_ATTRS[name]] = True
+    elif name in _TEXT_ATTRS and value is not None:
+        if name == "setup" and value not in ("actpass", "active", "passive", "holdconn"):
+            raise ValueError(f"a=setup must be actpass, active, passive or holdconn, got {value!r}")
+        if name in m.fields:
+            raise ValueError(f"a={name} appears twice")
+        m.fields[_TEXT_ATTRS[name]] = value
+    elif name == "rtpmap" and value is not None:
+        pt, rest = m.pt_of(value, "rtpmap")
+        parts = rest.split("/")
+        if len(parts) not in (2, 3) or not parts[0]:
+            raise ValueError(f"a=rtpmap needs '<pt> <name>/<rate>[/<channels>]', got {value!r}")
+        if pt in m.rtpmap:
+            raise ValueError(f"a=rtpmap for payload type {pt} appears twice")
+        ch = _int(parts[2], "channels", 1, 255) if len(parts) == 3 else None
+        m.rtpmap[pt] = (parts[0], _int(parts[1], "clock rate", 1, 2**32 - 1), ch)
+    elif name == "fmtp" and value is not None:
+        pt, rest = m.pt_of(value, "fmtp")
+        if pt in m.fmtp:
+            raise ValueError(f"a=fmtp for payload type {pt} appears twice")
+        m.fmtp[pt] = rest
+    elif name == "rtcp-fb" and value is not None and not value.startswith("*"):
+        pt, rest = m.pt_of(value, "rtcp-fb")
+        if not rest:
+            raise ValueError("a=rtcp-fb needs a feedback type")
+        m.fb.setdefault(pt, []).append(rest)
+    elif name == "extmap" and value is not None:
+        m.lists["extmaps"].append(_parse_extmap(value))
+    elif name == "fingerprint" and value is not None:
+        m.lists["fingerprints"].append(_parse_fingerprint(value))
+    elif name == "candidate" and value is not None:
+        m.lists["candidates"].append(_parse_candidate(value))
+    elif name == "msid" and value is not None:
+        parts = value.split()
+        if not 1 <= len(parts) <= 2:
+            raise ValueError(f"a=msid needs '<stream id> [<track id>]', got {value!r}")
+        m.lists["msids"].append(Msid(stream_id=parts[0], track_id=parts[1] if len(parts) == 2 else None))
+    elif name == "ssrc" and value is not None:
+        ssrc_text, _, attr = value.partition(" ")
+        ssrc = _int(ssrc_text, "a=ssrc id", 0, 2**32 - 1)
+        aname, sep, aval = attr.partition(":")
+        m.lists["ssrcs"].append(SsrcAttribute(ssrc=ssrc, attribute=_token(aname, "a=ssrc attribute"),
+                                              value=aval if sep else None))
+    elif name == "ssrc-group" and value is not None:
+        parts = value.split()
+        if len(parts) < 2:
+            raise ValueError(f"a=ssrc-group needs '<semantics> <ssrc>...', got {value!r}")
+        m.lists["ssrc_groups"].append(SsrcGroup(
+            semantics=parts[0], ssrcs=tuple(_int(p, "ssrc-group id", 0, 2**32 - 1) for p in parts[1:])))
+    else:
+        m.lists["other"].append((name, value))
+
+
+def parse_sdp(text: str) -> SessionDescription:
+    """Parse an SDP document (CRLF or LF line ends). Raise ``SdpError`` naming the line and the problem."""
+    if not isinstance(text, str):
+        raise SdpError("an SDP document must be text")
+    if len(text) > _MAX_SDP:
+        raise SdpError(f"SDP document of {len(text)} characters is larger than {_MAX_SDP}")
+    lines = text.replace("\r\n", "\n").split("\n")
+    while lines and lines[-1] == "":
+        lines.pop()
+    if not lines or lines[0] != "v=0":
+        raise SdpError("line 1: an SDP document starts with 'v=0'")
+    sess: dict[str, object] = {}
+    s_lists: dict[str, list[object]] = {k: [] for k in (
+        "bandwidths", "groups", "fingerprints", "extmaps", "other", "other_lines")}
+    media: list[MediaSection] = []
+    current: _MediaBuilder | None = None
+    seen_origin = False
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            if "\r" in line or "\x00" in line:
+                raise ValueError("stray carriage return or NUL inside a line")
+            if len(line) < 2 or line[1] != "=" or not ("a" <= line[0] <= "z"):
+                raise ValueError(f"expected '<letter>=<value>', got {line[:40]!r}")
+            kind, value = line[0], line[2:]
+            if kind == "m":
+                if current is not None:
+                    media.append(current.build())
+                parts = value.split()
+                if len(parts) < 3:
+                    raise ValueError(f"m= needs '<media> <port> <proto> <fmt>...', got {value!r}")
+                port_text = parts[1].partition("/")[0]
+                current = _MediaBuilder(parts[0], _int(port_text, "m= port", 0, 65535), parts[2],
+                                        tuple(parts[3:]))
+            elif kind == "a":
+                name, sep, avalue = value.partition(":")
+                if not name or any(c.isspace() for c in name):
+                    raise ValueError(f"bad attribute name in {line[:40]!r}")
+                aval: str | None = avalue if sep else None
+                if current is not None:
+                    _media_attribute(current, name, aval)
+                else:
+                    _session_attribute(sess, s_lists, name, aval)
+            elif kind == "c":
+                if current is not None:
+                    current.fields["connection"] = value
+                else:
+                    sess["connection"] = value
+            elif kind == "b":
+                (current.lists if current is not None else s_lists)["bandwidths"].append(value)
+            elif current is not None:
+                raise ValueError(f"'{kind}=' is not allowed in a media section")
+            elif kind == "o":
+                parts = value.split()
+                if len(parts) != 6:
+                    raise ValueError(f"o= needs 6 fields, got {len(parts)}")
+                sess["origin"] = Origin(username=parts[0], session_id=parts[1],
+                                        session_version=_int(parts[2], "o= session version"),
+                                        nettype=parts[3], addrtype=parts[4], address=parts[5])
+                seen_origin = True
+            elif kind == "s":
+                sess["name"] = value
+            elif kind == "t":
+                sess["timing"] = value
+            elif kind == "v":
+                raise ValueError("v= appears twice")
+            else:
+                s_lists["other_lines"].append(line)
+        except ValueError as exc:
+            raise SdpError(f"line {number}: {exc}") from None
+    if current is not None:
+        media.append(current.build())
+    if not seen_origin:
+        raise SdpError("the session has no o= line")
+    kw: dict[str, object] = {k: tuple(v) for k, v in s_lists.items()}
+    kw.update(sess)
+    return SessionDescription(media=tuple(media), **kw)  # type: ignore[arg-type]
+
+
+def _session_attribute(sess: dict[str, object], lists: dict[str, list[object]], name: str,
+                       value: str | None) -> None:
+    if name == "group" and value is not None:
+        parts = value.split()
+        if not parts:
+            raise ValueError("a=group needs a semantics")
+        lists["groups"].append(Group(semantics=parts[0], mids=tuple(parts[1:])))
+    elif name == "msid-semantic" and value is not None:
+        sess["msid_semantic"] = value.strip()
+    elif name == "ice-lite" and value is None:
+        sess["ice_lite"] = True
+    elif name == "extmap-allow-mixed" and value is None:
+        sess["extmap_allow_mixed"] = True
+    elif name in ("ice-ufrag", "ice-pwd", "ice-options", "setup") and value is not None:
+        sess[name.replace("-", "_")] = value
+    elif name == "fingerprint" and value is not None:
+        lists["fingerprints"].append(_parse_fingerprint(value))
+    elif name == "extmap" and value is not None:
+        lists["extmaps"].append(_parse_extmap(value))
+    else:
+        lists["other"].append((name, value))
+
+
+# --- building ------------------------------------------------------------------------------------------------
+
+
+def _attr(name: str, value: str | None) -> str:
+    return f"a={name}" if value is None else f"a={name}:{value}"
+
+
+def _extmap(e: Extmap) -> str:
+    s = f"a=extmap:{e.id}" + (f"/{e.direction.value}" if e.direction else "") + f" {e.uri}"
+    return s + (f" {e.attributes}" if e.attributes is not None else "")
+
+
+def _media_lines(m: MediaSection) -> list[str]:
+    out = [f"m={m.kind} {m.port} {m.protocol}" + "".join(f" {f}" for f in m.formats)]
+    if m.connection is not None:
+        out.append(f"c={m.connection}")
+    out += [f"b={b}" for b in m.bandwidths]
+    if m.rtcp is not None:
+        out.append(f"a=rtcp:{m.rtcp}")
+    for name, value in (("ice-ufrag", m.ice_ufrag), ("ice-pwd", m.ice_pwd), ("ice-options", m.ice_options)):
+        if value is not None:
+            out.append(f"a={name}:{value}")
+    out += [f"a=fingerprint:{f.algorithm} {f.value}" for f in m.fingerprints]
+    if m.setup is not None:
+        out.append(f"a=setup:{m.setup}")
+    if m.mid is not None:
+        out.append(f"a=mid:{m.mid}")
+    out += [_extmap(e) for e in m.extmaps]
+    if m.extmap_allow_mixed:
+        out.append("a=extmap-allow-mixed")
+    if m.direction is not None:
+        out.append(f"a={m.direction.value}")
+    out += [f"a=msid:{s.stream_id}" + (f" {s.track_id}" if s.track_id is not None else "") for s in m.msids]
+    if m.rtcp_mux:
+        out.append("a=rtcp-mux")
+    if m.rtcp_rsize:
+        out.append("a=rtcp-rsize")
+    for c in m.codecs:
+        if c.name:
+            out.append(f"a=rtpmap:{c.payload_type} {c.name}/{c.clock_rate}"
+                       + (f"/{c.channels}" if c.channels is not None else ""))
+        out += [f"a=rtcp-fb:{c.payload_type} {fb}" for fb in c.feedback]
+        if c.fmtp is not None:
+            out.append(f"a=fmtp:{c.payload_type} {c.fmtp}")
+    out += [f"a=ssrc-group:{g.semantics}" + "".join(f" {s}" for s in g.ssrcs) for g in m.ssrc_groups]
+    out += [f"a=ssrc:{s.ssrc} {s.attribute}" + (f":{s.value}" if s.value is not None else "") for s in m.ssrcs]
+    out += [f"a=candidate:{format_candidate(c)}" for c in m.candidates]
+    if m.end_of_candidates:
+        out.append("a=end-of-candidates")
+    out += [_attr(n, v) for n, v in m.other]
+    return out
+
+
+def build_sdp(sd: SessionDescription) -> str:
+    """Serialize a session description to SDP text with CRLF line ends (the inverse of ``parse_sdp``)."""
+    o = sd.origin
+    out = ["v=0", f"o={o.username} {o.session_id} {o.session_version} {o.nettype} {o.addrtype} {o.address}",
+           f"s={sd.name}"]
+    if sd.connection is not None:
+        out.append(f"c={sd.connection}")
+    out += [f"b={b}" for b in sd.bandwidths]
+    out.append(f"t={sd.timing}")
+    out += list(sd.other_lines)
+    out += [f"a=group:{g.semantics}" + "".join(f" {m}" for m in g.mids) for g in sd.groups]
+    if sd.extmap_allow_mixed:
+        out.append("a=extmap-allow-mixed")
+    if sd.msid_semantic is not None:
+        out.append(f"a=msid-semantic:{sd.msid_semantic}")
+    if sd.ice_lite:
+        out.append("a=ice-lite")
+    for name, value in (("ice-ufrag", sd.ice_ufrag), ("ice-pwd", sd.ice_pwd), ("ice-options", sd.ice_options)):
+        if value is not None:
+            out.append(f"a={name}:{value}")
+    out += [f"a=fingerprint:{f.algorithm} {f.value}" for f in sd.fingerprints]
+    if sd.setup is not None:
+        out.append(f"a=setup:{sd.setup}")
+    out += [_extmap(e) for e in sd.extmaps]
+    out += [_attr(n, v) for n, v in sd.other]
+    for m in sd.media:
+        out += _media_lines(m)
+    return "\r\n".join(out) + "\r\n"

@@ -1,0 +1,96 @@
+"""SDP parse/build against offers recorded from Chromium and aiortc (core/sdp.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from callsd.core.sdp import Direction, SdpError, build_sdp, parse_candidate, parse_sdp
+
+DATA = Path(__file__).resolve().parent / "data"
+CHROMIUM = (DATA / "offer_chromium.sdp").read_text()
+AIORTC = (DATA / "offer_aiortc.sdp").read_text()
+
+
+def test_chromium_offer_exposes_what_the_server_needs() -> None:
+    d = parse_sdp(CHROMIUM)
+    assert d.bundle() == ("0", "1") and d.extmap_allow_mixed
+    audio, video = d.media
+    assert (audio.kind, audio.mid, audio.direction, audio.setup) == ("audio", "0", Direction.SENDRECV, "actpass")
+    assert audio.rtcp_mux and audio.rtcp_rsize and audio.ice_ufrag and audio.ice_pwd
+    assert audio.fingerprints[0].algorithm == "sha-256"
+    opus = audio.codec(111)
+    assert opus is not None and (opus.name, opus.clock_rate, opus.channels) == ("opus", 48000, 2)
+    assert opus.params == {"minptime": "10", "useinbandfec": "1"} and opus.feedback == ("transport-cc",)
+    assert audio.extension_id("urn:ietf:params:rtp-hdrext:ssrc-audio-level") == 1
+    assert audio.msids[0].track_id and audio.ssrc_list() and audio.attribute("rtcp-xr") == "rcvr-rtt=all"
+    (primary, rtx), = video.rtx_pairs().items()
+    assert video.ssrc_attribute(primary, "cname") == video.ssrc_attribute(rtx, "cname")
+    rtx_codec = video.codec(97)
+    assert rtx_codec is not None and rtx_codec.name == "rtx" and rtx_codec.params == {"apt": "96"}
+    assert [c.payload_type for c in video.codecs][:3] == [96, 97, 102]
+
+
+def test_aiortc_offer_parses_with_candidates() -> None:
+    d = parse_sdp(AIORTC)
+    assert [m.kind for m in d.media] == ["audio", "video"]
+    assert d.media[0].candidates and d.media[0].end_of_candidates
+    c = d.media[0].candidates[0]
+    assert c.component == 1 and c.transport == "udp" and c.type == "host"
+
+
+@pytest.mark.parametrize("text", [CHROMIUM, AIORTC])
+def test_round_trip_keeps_every_attribute(text: str) -> None:
+    d = parse_sdp(text)
+    again = build_sdp(d)
+    assert parse_sdp(again) == d
+    assert again.endswith("\r\n") and "\n" not in again.replace("\r\n", "")
+    # every line of the original is still there (only the order may change, and msid-semantic's spacing)
+    assert sorted(set(text.replace("a=msid-semantic: ", "a=msid-semantic:").splitlines())) == sorted(
+        set(again.splitlines()))
+
+
+def test_port_zero_is_rejected_and_unknown_lines_are_kept() -> None:
+    text = ("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\ni=info\r\nt=0 0\r\n"
+            "m=application 0 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\na=sctp-port:5000\r\n")
+    d = parse_sdp(text)
+    (m,) = d.media
+    assert m.rejected and m.codecs == () and m.attribute("sctp-port") == "5000"
+    assert d.other_lines == ("i=info",)
+    assert parse_sdp(build_sdp(d)) == d
+
+
+def test_candidate_with_related_address_and_extensions() -> None:
+    c = parse_candidate("842163049 1 udp 1677729535 127.0.0.1 50000 typ srflx raddr 0.0.0.0 rport 0 "
+                        "generation 0 network-cost 999")
+    assert (c.type, c.related_address, c.related_port) == ("srflx", "0.0.0.0", 0)
+    assert c.extensions == (("generation", "0"), ("network-cost", "999"))
+
+
+HEAD = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "line 1: an SDP document starts with 'v=0'"),
+        ("v=0\r\ns=-\r\n", "no o= line"),
+        ("v=0\r\no=- 1 IN IP4\r\n", "line 2: o= needs 6 fields"),
+        (HEAD + "garbage\r\n", "line 5: expected '<letter>=<value>'"),
+        (HEAD + "m=audio\r\n", "line 5: m= needs"),
+        (HEAD + "m=audio x UDP/TLS/RTP/SAVPF 111\r\n", "line 5: m= port must be an integer"),
+        (HEAD + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:112 opus/48000/2\r\n",
+         "line 6: a=rtpmap for payload type 112, which is not on the m= line"),
+        (HEAD + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus\r\n", "line 6: a=rtpmap needs"),
+        (HEAD + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=extmap:0 urn:x\r\n", "line 6: extmap id must be in 1..255"),
+        (HEAD + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\na=recvonly\r\n", "line 7: more than one direction"),
+        (HEAD + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=setup:sideways\r\n", "line 6: a=setup must be"),
+        (HEAD + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=candidate:1 1 udp 1 127.0.0.1 9\r\n", "line 6: expected"),
+        (HEAD + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ssrc:abc cname:x\r\n", "line 6: a=ssrc id must be"),
+        (HEAD + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\ns=late\r\n", "line 6: 's=' is not allowed in a media"),
+    ],
+)
+def test_malformed_sdp_names_the_line(text: str, message: str) -> None:
+    with pytest.raises(SdpError) as info:
+        parse_sdp(text)
+    assert message in str(info.value)

@@ -14,7 +14,11 @@ from collections.abc import Sequence
 
 # name -> (module, one-line help). Keep sorted.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "config": ("callsd.app.cmd_config", "validate a configuration file and print the effective configuration"),
+    "loadtest": ("callsd.app.cmd_loadtest", "simulate WebRTC users against a server; plot the results"),
     "replay": ("callsd.app.cmd_replay", "rebuild call state from an event log and verify it"),
+    "serve": ("callsd.app.cmd_serve", "run the server: web client, signaling, media plane, event log"),
+    "token": ("callsd.app.cmd_token", "mint signed call tokens for token auth mode"),
 }
 
 

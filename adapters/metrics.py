@@ -1,0 +1,138 @@
+"""Prometheus metrics, read from plain integer counters at scrape time.
+
+Nothing on the hot path touches prometheus_client: the media endpoint does ``counters.rtp_in += 1`` and the signaling
+hub bumps its own ``HubCounters``; ``CallsdCollector.collect()`` turns them into metric families only when
+``/metrics`` is scraped. Families (all prefixed ``callsd_``):
+
+- process: ``callsd_process_cpu_seconds_total``, ``..._open_fds``, ``..._max_fds``, ``..._resident_memory_bytes``,
+  ``..._virtual_memory_bytes``, ``..._start_time_seconds`` (prometheus_client's ProcessCollector)
+- ``callsd_rtc_conn_states_total{type}``: media sessions that reached a state (connected, closed, consent_expired)
+- ``callsd_rtc_errors_total{type}``: dropped packets by reason (malformed, srtp_auth, replay, ...) and SDP refusals
+- ``callsd_rtc_rtp_packets_total{direction,type}``, ``callsd_rtc_rtp_bytes_total{direction,type}``: type is rtp or
+  rtcp (packets also count stun and dtls); direction in or out
+- ``callsd_rtc_sessions_total``: media sessions opened
+- ``callsd_websocket_connections_total`` and the gauge ``callsd_websocket_connections``
+- ``callsd_websocket_events_total{direction,type}``: messages by type (in: client actions, out: server events)
+- ``callsd_store_ops_total{op}``: event-store operations (open, append, close)
+- gauges ``callsd_calls`` and ``callsd_participants``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["CallsdCollector", "build_registry", "render_metrics"]
+
+
+def _as_dict(counters: Any) -> dict[str, int]:
+    if counters is None:
+        return {}
+    if isinstance(counters, dict):
+        return {k: int(v) for k, v in counters.items() if isinstance(v, int)}
+    snap = getattr(counters, "snapshot", None)
+    if callable(snap):
+        result = snap()
+        if isinstance(result, dict):
+            return {k: int(v) for k, v in result.items() if isinstance(v, int)}
+    names = getattr(counters, "__slots__", None) or list(vars(counters))
+    return {name: value for name in names if isinstance(value := getattr(counters, name, None), int)}
+
+
+def _counters_of(plane: Any) -> dict[str, int]:
+    """The media plane's counters (the plane's own, then its UDP endpoint's) as one dict of plain ints."""
+    if plane is None:
+        return {}
+    merged = _as_dict(getattr(plane, "counters", None))
+    endpoint = getattr(plane, "endpoint", None)
+    if endpoint is not None:
+        merged.update(_as_dict(getattr(endpoint, "counters", None)))
+    return merged
+
+
+class CallsdCollector(Collector):
+    """Reads the hub's and the media plane's counters and the machine's calls at scrape time."""
+
+    def __init__(self, hub: Any, plane: Any = None) -> None:
+        self.hub = hub
+        self.plane = plane
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        c = hub.counters
+        media = _counters_of(self.plane)
+
+        states = CounterMetricFamily("callsd_rtc_conn_states", "Media sessions that reached a state", labels=["type"])
+        connected = media.get("peers_connected", c.rtc_conn_states.get("connected", 0))
+        closed = media.get("peers_closed", c.rtc_conn_states.get("closed", 0))
+        states.add_metric(["connected"], connected)
+        states.add_metric(["closed"], closed)
+        states.add_metric(["consent_expired"], media.get("consent_expired", 0))
+        yield states
+
+        errors = CounterMetricFamily("callsd_rtc_errors", "Media errors and dropped packets by reason", labels=["type"])
+        for name, value in sorted(media.items()):
+            if name.startswith("drop_"):
+                errors.add_metric([name[5:]], value)
+        for name, value in sorted(c.rtc_errors.items()):
+            errors.add_metric([name], value)
+        yield errors
+
+        packets = CounterMetricFamily(
+            "callsd_rtc_rtp_packets", "Media packets by direction and type", labels=["direction", "type"]
+        )
+        octets = CounterMetricFamily(
+            "callsd_rtc_rtp_bytes", "Media bytes by direction and type", labels=["direction", "type"]
+        )
+        for direction in ("in", "out"):
+            for kind in ("rtp", "rtcp", "stun", "dtls"):
+                packets.add_metric([direction, kind], media.get(f"{kind}_{direction}", 0))
+            for kind in ("rtp", "rtcp"):
+                octets.add_metric([direction, kind], media.get(f"{kind}_bytes_{direction}", 0))
+        yield packets
+        yield octets
+
+        yield CounterMetricFamily("callsd_rtc_sessions", "Media sessions opened", value=c.rtc_sessions_total)
+        yield CounterMetricFamily(
+            "callsd_websocket_connections", "WebSocket connections accepted", value=c.ws_connections_total
+        )
+        yield GaugeMetricFamily(
+            "callsd_websocket_connections_open", "WebSocket connections open now", value=c.ws_connections_open
+        )
+        events = CounterMetricFamily(
+            "callsd_websocket_events", "WebSocket messages by direction and type", labels=["direction", "type"]
+        )
+        for (direction, kind), value in sorted(c.ws_events.items()):
+            events.add_metric([direction, kind], value)
+        yield events
+
+        store = CounterMetricFamily("callsd_store_ops", "Event store operations", labels=["op"])
+        for op, value in sorted(c.store_ops.items()):
+            store.add_metric([op], value)
+        yield store
+
+        calls = hub.machine.calls()
+        yield GaugeMetricFamily("callsd_calls", "Calls in progress", value=len(calls))
+        yield GaugeMetricFamily(
+            "callsd_participants", "Participants in calls", value=sum(len(call.participants) for call in calls)
+        )
+
+
+def build_registry(hub: Any, plane: Any = None) -> CollectorRegistry:
+    """A private registry with the process collector and ours (so tests can run several servers in one process)."""
+    registry = CollectorRegistry(auto_describe=False)
+    ProcessCollector(namespace="callsd", registry=registry)
+    registry.register(CallsdCollector(hub, plane))
+    return registry
+
+
+def render_metrics(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The Prometheus text exposition of ``registry`` and its content type."""
+    return generate_latest(registry), "text/plain; version=0.0.4; charset=utf-8"

@@ -1,0 +1,687 @@
+"""The signaling pump: WebSocket sessions in, core inputs through the recorder, events out (docs/protocol.md).
+
+Theory of operation
+-------------------
+``SignalingHub`` owns the session table and nothing else of the call state: every change goes through
+``recorder.handle(input)`` (the event-sourced ``CallsMachine``), and the hub only acts on the outputs:
+
+- fact outputs (``ParticipantJoined``, ``Muted``...) are encoded once and fanned out to the sessions of the call,
+  the leavers of the same batch included (they learn why they left);
+- ``Rejected`` becomes one ``error`` event (code = the reason) to the session that asked;
+- routing outputs go to the media plane (``plane.apply``), ``ScreenStarted``/``ScreenStopped`` tell the plane the
+  screen stream id, and ``StartTimer``/``CancelTimer`` arm the hub's single timer task, which answers with
+  ``TimerFired`` on the wall clock.
+
+Serialisation: ``recorder.handle`` is synchronous and the hub never awaits between feeding an input and queueing the
+resulting events, so the single Trio thread already orders every input; no lock is needed. Each connection has a
+bounded outbox drained by its own writer task; a client too slow to drain 1024 events is disconnected (close code
+1008) rather than allowed to stall the others. Media-plane callbacks (``emit``) go through an unbounded channel to the
+hub's media task, so the plane is never re-entered from inside its own call.
+
+A dropped socket feeds ``Disconnect``; ``reconnect {session_id}`` on a new socket feeds ``Reconnect`` and moves the
+session to it (an old socket still open is closed with 4001 "replaced"). During shutdown (``drain``) new joins get
+``shutting_down`` and every client a ``server_shutdown`` event.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+from callsd.core import events as ev
+from callsd.core import outputs as out
+from callsd.core.errors import LocalProtocolError
+
+from .signaling_protocol import (
+    PROTOCOL_VERSION,
+    ClientMessage,
+    SignalingError,
+    TokenBucket,
+    encode,
+    event_for,
+    field_id,
+    field_str,
+    parse_message,
+)
+
+__all__ = ["SignalingHub", "HubSettings", "HubCounters", "Transport", "MediaPlaneLike", "NullMediaPlane"]
+
+log = logging.getLogger("callsd.signaling")
+
+OUTBOX_SIZE = 1024
+_ROUTING = (out.RouteAdded, out.RouteRemoved, out.RoutePaused, out.RouteResumed)
+
+
+class Transport(Protocol):
+    """One client WebSocket as the hub sees it; the server adapts Quart's ``websocket`` to this."""
+
+    async def receive(self) -> str | bytes | None: ...  # None once the socket is closed
+
+    async def send(self, text: str) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class MediaPlaneLike(Protocol):
+    """The part of ``adapters.media.plane.MediaPlane`` the hub uses."""
+
+    def open_session(self, session_id: str, channel_id: str) -> None: ...
+
+    def handle_signal(self, session_id: str, msg: dict[str, Any]) -> None: ...
+
+    def set_screen_stream(self, session_id: str, stream_id: str | None) -> None: ...
+
+    def apply(self, outputs: list[out.OutputEvent]) -> None: ...
+
+    def close_session(self, session_id: str) -> None: ...
+
+
+class NullMediaPlane:
+    """Stands in when the server runs without media: records what it was asked, answers SDP with an error."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def open_session(self, session_id: str, channel_id: str) -> None:
+        self.calls.append(("open_session", (session_id, channel_id)))
+
+    def handle_signal(self, session_id: str, msg: dict[str, Any]) -> None:
+        self.calls.append(("handle_signal", (session_id, msg)))
+        if msg.get("type") == "offer":
+            raise SignalingError("media_unavailable", "this server runs without a media plane")
+
+    def set_screen_stream(self, session_id: str, stream_id: str | None) -> None:
+        self.calls.append(("set_screen_stream", (session_id, stream_id)))
+
+    def apply(self, outputs: list[out.OutputEvent]) -> None:
+        routing = [o for o in outputs if isinstance(o, _ROUTING)]
+        if routing:
+            self.calls.append(("apply", routing))
+
+    def close_session(self, session_id: str) -> None:
+        self.calls.append(("close_session", session_id))
+
+
+class Recorder(Protocol):
+    def handle(self, event: ev.InputEvent) -> list[out.OutputEvent]: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HubSettings:
+    auth_mode: str = "open"  # "open" | "token"
+    auth_secret: str = ""
+    ice_servers: tuple[dict[str, Any], ...] = ()
+    turn_secret: str = ""
+    turn_ttl_seconds: int = 86400
+    rate: float = 10.0
+    burst: int = 100
+    server_version: str = "0"
+
+
+class HubCounters:
+    """Plain counters read by the metrics collector at scrape time."""
+
+    def __init__(self) -> None:
+        self.ws_connections_total = 0
+        self.ws_connections_open = 0
+        self.ws_events: Counter[tuple[str, str]] = Counter()  # (direction, type) -> n
+        self.ws_closed_slow = 0
+        self.store_ops: Counter[str] = Counter()
+        self.rtc_sessions_total = 0
+        self.rtc_conn_states: Counter[str] = Counter()
+        self.rtc_errors: Counter[str] = Counter()
+
+
+class Connection:
+    """One WebSocket: its session id (changes on ``reconnect``), its call, its outbox and its rate limiter."""
+
+    __slots__ = ("session_id", "channel_id", "user_id", "query_token", "bucket", "outbox", "scope", "close_code",
+                 "close_reason", "replaced", "action")
+
+    def __init__(self, session_id: str, query_token: str | None, bucket: TokenBucket,
+                 outbox: trio.MemorySendChannel[str]) -> None:
+        self.session_id = session_id
+        self.channel_id: str | None = None
+        self.user_id: str | None = None
+        self.query_token = query_token
+        self.bucket = bucket
+        self.outbox = outbox
+        self.scope: trio.CancelScope | None = None
+        self.close_code = 1000
+        self.close_reason = ""
+        self.replaced = False
+        self.action: str | None = None
+
+    def kill(self, code: int, reason: str) -> None:
+        """Close this socket soon (from any task): its nursery is cancelled and the close frame sent."""
+        self.close_code, self.close_reason = code, reason
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _new_id(prefix: str = "") -> str:
+    return prefix + secrets.token_urlsafe(12)
+
+
+class SignalingHub:
+    """Every signaling session of one server. Public API: ``serve_connection``, ``run``, ``drain``, queries."""
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        machine: Any,
+        *,
+        plane: MediaPlaneLike | None = None,
+        settings: HubSettings | None = None,
+        clock_ms: Callable[[], int] = _wall_ms,
+        new_id: Callable[[str], str] = _new_id,
+    ) -> None:
+        self._recorder = recorder
+        self.machine = machine
+        self.plane: MediaPlaneLike = plane if plane is not None else NullMediaPlane()
+        self.settings = settings or HubSettings()
+        self._clock_ms = clock_ms
+        self._new_id = new_id
+        self.counters = HubCounters()
+        self._conns: dict[str, Connection] = {}  # session id -> its current socket
+        self._speaking: set[str] = set()
+        self._timers: dict[str, int] = {}  # key -> deadline (wall ms)
+        self._timers_changed = trio.Event()
+        self._media_send, self._media_recv = trio.open_memory_channel[Any](math.inf)
+        self._calls_changed = trio.Event()
+        self.draining = False
+        self.drain_timeout = 0.0
+        self._handlers: dict[str, Callable[[Connection, dict[str, Any]], None]] = {
+            "join": self._on_join,
+            "reconnect": self._on_reconnect,
+            "leave": self._simple(ev.LeaveCall),
+            "sdp": self._on_sdp,
+            "ice": self._on_ice,
+            "mute": self._simple(ev.Mute),
+            "unmute": self._simple(ev.Unmute),
+            "screen_on": self._on_screen_on,
+            "screen_off": self._simple(ev.ScreenOff),
+            "video_on": self._simple(ev.VideoOn),
+            "video_off": self._simple(ev.VideoOff),
+            "raise_hand": self._simple(ev.RaiseHand),
+            "lower_hand": self._simple(ev.LowerHand),
+            "react": self._on_react,
+            "host_make": self._targeted(ev.MakeHost),
+            "host_mute": self._targeted(ev.HostMute),
+            "host_mute_others": self._simple(ev.HostMuteOthers),
+            "host_screen_off": self._simple(ev.HostStopScreen),
+            "host_lower_hand": self._targeted(ev.HostLowerHand),
+            "host_remove": self._targeted(ev.HostRemove),
+            "host_end": self._simple(ev.HostEndCall),
+            "get_state": self._on_get_state,
+            "ping": lambda conn, data: self._send(conn, "pong", {}),
+        }
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def open_connections(self) -> int:
+        return self.counters.ws_connections_open
+
+    def emit(self, media_event: Any) -> None:
+        """The media plane's callback: queue the event for the hub's media task (never re-enters the plane)."""
+        self._media_send.send_nowait(media_event)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The hub's background tasks: the timer wheel and the media-event pump. Runs until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._timer_task)
+            nursery.start_soon(self._media_task)
+            task_status.started()
+
+    async def serve_connection(self, transport: Transport, *, query_token: str | None = None) -> None:
+        """Run one client socket until it closes: hello, then read → feed → fan out. Returns after cleanup."""
+        send, recv = trio.open_memory_channel[str](OUTBOX_SIZE)
+        conn = Connection(self._new_id(""), query_token, TokenBucket(self.settings.rate, self.settings.burst,
+                                                                      trio.current_time()), send)
+        self._conns[conn.session_id] = conn
+        self.counters.ws_connections_total += 1
+        self.counters.ws_connections_open += 1
+        try:
+            self._send(conn, "hello", {
+                "session_id": conn.session_id, "protocol": PROTOCOL_VERSION,
+                "server_version": self.settings.server_version, "auth_mode": self.settings.auth_mode,
+            })
+            if self.draining:
+                self._send(conn, "server_shutdown", {"drain_timeout_seconds": self.drain_timeout})
+            async with trio.open_nursery() as nursery:
+                conn.scope = nursery.cancel_scope
+                nursery.start_soon(self._writer, transport, recv)
+                while True:
+                    frame = await transport.receive()
+                    if frame is None:
+                        break
+                    self._on_frame(conn, frame)
+                nursery.cancel_scope.cancel()
+            if conn.close_code != 1000 or conn.replaced:
+                with trio.move_on_after(2) as scope:
+                    scope.shield = True
+                    await transport.close(conn.close_code, conn.close_reason)
+        finally:
+            self.counters.ws_connections_open -= 1
+            self._connection_gone(conn)
+
+    def feed(self, event: ev.InputEvent) -> list[out.OutputEvent]:
+        """Feed one server-side input (configuration, recovery) through the recorder and act on its outputs."""
+        return self._feed(event)
+
+    def recover(self) -> None:
+        """After a restart from the log: re-arm the machine's timers and mark sessions that were connected when the
+        previous process stopped as disconnected, so their clients get the reconnect window."""
+        for key, deadline in self.machine.timers().items():
+            self._timers[key] = deadline
+        for view in self.machine.calls():
+            for p in view.participants:
+                if p.connected:
+                    self._feed(ev.Disconnect(at=self._clock_ms(), session_id=p.session_id))
+        self._timers_changed.set()
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Close every client socket with ``code`` (their sessions are disconnected as for a dropped socket)."""
+        for conn in list(self._conns.values()):
+            conn.kill(code, reason)
+
+    async def drain(self, timeout: float) -> bool:
+        """Refuse new joins, tell every client, wait up to ``timeout`` s for all calls to end; True if they did."""
+        self.draining = True
+        self.drain_timeout = timeout
+        for conn in list(self._conns.values()):
+            self._send(conn, "server_shutdown", {"drain_timeout_seconds": timeout})
+        with trio.move_on_after(timeout):
+            while self.machine.calls():
+                await self._calls_changed.wait()
+            return True
+        return False
+
+    # ------------------------------------------------------------------ reading
+
+    async def _writer(self, transport: Transport, recv: trio.MemoryReceiveChannel[str]) -> None:
+        async for text in recv:
+            await transport.send(text)
+
+    def _on_frame(self, conn: Connection, frame: str | bytes) -> None:
+        conn.action = None
+        try:
+            if not conn.bucket.allow(trio.current_time()):
+                self.counters.ws_events["in", "rate_limited"] += 1
+                raise SignalingError("rate_limited", "too many messages: at most 10/s (bursts of 100)")
+            msg: ClientMessage = parse_message(frame)
+            conn.action = msg.type
+            self.counters.ws_events["in", msg.type] += 1
+            self._handlers[msg.type](conn, msg.data)
+        except SignalingError as exc:
+            if exc.code in ("bad_message", "unknown_type"):
+                self.counters.ws_events["in", exc.code] += 1
+            self._error(conn, exc.code, exc.message, exc.action or conn.action)
+        except LocalProtocolError as exc:  # an event field the core refused: the client's value was bad
+            self._error(conn, "bad_request", str(exc), conn.action)
+
+    # ------------------------------------------------------------------ action handlers
+
+    def _require_joined(self, conn: Connection, action: str) -> str:
+        if conn.channel_id is None:
+            raise SignalingError("not_joined", f"{action} needs a joined session: send join first", action)
+        return conn.session_id
+
+    def _simple(self, cls: type[ev.SessionInput]) -> Callable[[Connection, dict[str, Any]], None]:
+        def handler(conn: Connection, data: dict[str, Any]) -> None:
+            sid = self._require_joined(conn, conn.action or "")
+            self._feed(cls(at=self._clock_ms(), session_id=sid))
+
+        return handler
+
+    def _targeted(self, cls: Callable[..., ev.InputEvent]) -> Callable[[Connection, dict[str, Any]], None]:
+        def handler(conn: Connection, data: dict[str, Any]) -> None:
+            action = conn.action or ""
+            sid = self._require_joined(conn, action)
+            target = field_id(data, "session_id", action)
+            self._feed(cls(at=self._clock_ms(), session_id=sid, target=target))
+
+        return handler
+
+    def _authorize(self, conn: Connection, data: dict[str, Any], channel_id: str, action: str) -> str:
+        """The user id of this join: from the token in token mode, from ``display_name`` in open mode."""
+        if self.settings.auth_mode == "token":
+            from callsd.app.auth import TokenError, verify_token
+
+            token = data.get("token") or conn.query_token
+            try:
+                claims = verify_token(token, secret=self.settings.auth_secret, now=self._clock_ms() / 1000,
+                                      channel_id=channel_id)
+            except TokenError as exc:
+                raise SignalingError(exc.code, exc.message, action) from None
+            return claims.user_id
+        name = field_str(data, "display_name", action, max_len=64, required=False).strip()
+        return name or "guest-" + secrets.token_hex(2)
+
+    def _on_join(self, conn: Connection, data: dict[str, Any]) -> None:
+        if conn.channel_id is not None:
+            raise SignalingError("already_joined", f"already in the call of {conn.channel_id!r}; leave first", "join")
+        channel_id = field_id(data, "channel_id", "join")
+        if self.draining:
+            raise SignalingError("shutting_down", "the server is shutting down; try again later", "join")
+        user_id = self._authorize(conn, data, channel_id, "join")
+        outputs = self._recorder.handle(
+            ev.JoinCall(at=self._clock_ms(), channel_id=channel_id, session_id=conn.session_id, user_id=user_id,
+                        call_id=self._new_id("c_"))
+        )
+        self.counters.store_ops["append"] += 1
+        if self._rejected(conn, outputs):
+            return
+        conn.channel_id, conn.user_id = channel_id, user_id
+        self._send_join_ack(conn, reconnected=False)
+        self._open_media(conn)
+        self._dispatch(outputs)
+
+    def _on_reconnect(self, conn: Connection, data: dict[str, Any]) -> None:
+        if conn.channel_id is not None:
+            raise SignalingError("already_joined", f"already in the call of {conn.channel_id!r}", "reconnect")
+        old_sid = field_id(data, "session_id", "reconnect")
+        channel_id = field_id(data, "channel_id", "reconnect")
+        user_id = self._authorize(conn, data, channel_id, "reconnect")
+        who = self.machine.participant(old_sid)
+        if who is None or who.channel_id != channel_id:
+            raise SignalingError("unknown_session", f"session {old_sid!r} is not in the call of {channel_id!r} "
+                                 "(the reconnect window may have passed): join again", "reconnect")
+        if self.settings.auth_mode == "token" and who.user_id != user_id:
+            raise SignalingError("unauthorized", "that session belongs to another user", "reconnect")
+        old = self._conns.get(old_sid)
+        if old is not None and old is not conn:
+            old.replaced = True
+            old.channel_id = None
+            old.kill(4001, "replaced")
+        if who.connected:
+            self._feed(ev.Disconnect(at=self._clock_ms(), session_id=old_sid))
+        outputs = self._recorder.handle(ev.Reconnect(at=self._clock_ms(), session_id=old_sid))
+        self.counters.store_ops["append"] += 1
+        if self._rejected(conn, outputs):
+            return
+        if self._conns.get(conn.session_id) is conn:
+            del self._conns[conn.session_id]
+        conn.session_id, conn.channel_id, conn.user_id = old_sid, channel_id, who.user_id
+        self._conns[old_sid] = conn
+        self._send_join_ack(conn, reconnected=True)
+        # The old peer connection is gone with the old page: unpublish its tracks, start a fresh media session.
+        self._unpublish_all(old_sid)
+        self.plane.close_session(old_sid)
+        self._open_media(conn)
+        self._dispatch(outputs)
+
+    def _on_sdp(self, conn: Connection, data: dict[str, Any]) -> None:
+        sid = self._require_joined(conn, "sdp")
+        kind = data.get("type")
+        if kind not in ("offer", "answer"):
+            raise SignalingError("bad_request", "sdp: \"type\" must be \"offer\" or \"answer\"", "sdp")
+        sdp = field_str(data, "sdp", "sdp", max_len=1 << 20)
+        self._to_plane(sid, {"type": kind, "sdp": sdp}, "sdp")
+
+    def _on_ice(self, conn: Connection, data: dict[str, Any]) -> None:
+        sid = self._require_joined(conn, "ice")
+        candidate = data.get("candidate")
+        if candidate is not None and not isinstance(candidate, dict | str):
+            raise SignalingError("bad_request", "ice: \"candidate\" must be an object, a string or null", "ice")
+        self._to_plane(sid, {"type": "candidate", "candidate": candidate}, "ice")
+
+    def _to_plane(self, sid: str, msg: dict[str, Any], action: str) -> None:
+        try:
+            self.plane.handle_signal(sid, msg)
+        except SignalingError:
+            raise
+        except Exception as exc:  # the plane refused the SDP (or failed): tell the client, keep the server up
+            log.info("media plane refused %s from %s: %s", action, sid, exc)
+            self.counters.rtc_errors["sdp"] += 1
+            raise SignalingError("sdp_rejected", f"the media plane could not use this {action}: {exc}"[:300],
+                                 action) from None
+
+    def _on_screen_on(self, conn: Connection, data: dict[str, Any]) -> None:
+        sid = self._require_joined(conn, "screen_on")
+        stream_id = field_id(data, "stream_id", "screen_on")
+        self._feed(ev.ScreenOn(at=self._clock_ms(), session_id=sid, stream_id=stream_id))
+
+    def _on_react(self, conn: Connection, data: dict[str, Any]) -> None:
+        sid = self._require_joined(conn, "react")
+        emoji = field_str(data, "emoji", "react", max_len=32)
+        self._feed(ev.React(at=self._clock_ms(), session_id=sid, emoji=emoji))
+
+    def _on_get_state(self, conn: Connection, data: dict[str, Any]) -> None:
+        self._require_joined(conn, "get_state")
+        view = self.machine.call(conn.channel_id)
+        if view is not None:
+            self._send(conn, "call_state", self.state_of(view))
+
+    # ------------------------------------------------------------------ feeding the core, acting on outputs
+
+    def _feed(self, event: ev.InputEvent) -> list[out.OutputEvent]:
+        outputs = self._recorder.handle(event)
+        self.counters.store_ops["append"] += 1
+        self._dispatch(outputs)
+        return outputs
+
+    def _rejected(self, conn: Connection, outputs: list[out.OutputEvent]) -> bool:
+        for o in outputs:
+            if isinstance(o, out.Rejected):
+                self._error(conn, str(o.reason), f"{conn.action}: refused ({o.reason})", conn.action)
+                return True
+        return False
+
+    def _dispatch(self, outputs: list[out.OutputEvent]) -> None:
+        """Act on one batch of core outputs, in order (module docstring)."""
+        if not outputs:
+            return
+        by_channel: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        left: dict[str, set[str]] = {}
+        routing: list[out.OutputEvent] = []
+        for o in outputs:
+            if isinstance(o, out.Rejected):
+                conn = self._conns.get(o.session_id)
+                if conn is not None:
+                    self._error(conn, str(o.reason), f"{o.command}: refused ({o.reason})", conn.action)
+                else:
+                    log.warning("core rejected %s for %s: %s", o.command, o.session_id, o.reason)
+                continue
+            if isinstance(o, _ROUTING):
+                routing.append(o)
+                continue
+            if isinstance(o, out.StartTimer):
+                self._timers[o.key] = o.deadline
+                self._timers_changed.set()
+                continue
+            if isinstance(o, out.CancelTimer):
+                self._timers.pop(o.key, None)
+                self._timers_changed.set()
+                continue
+            if isinstance(o, out.ScreenStarted):
+                self.plane.set_screen_stream(o.session_id, o.stream_id)
+            elif isinstance(o, out.ScreenStopped):
+                self.plane.set_screen_stream(o.session_id, None)
+            elif isinstance(o, out.ParticipantLeft):
+                left.setdefault(o.channel_id, set()).add(o.session_id)
+            event = event_for(o)
+            if event is not None:
+                by_channel.setdefault(o.channel_id, []).append(event)  # type: ignore[attr-defined]
+        if routing:
+            self.plane.apply(routing)
+        for channel_id, events in by_channel.items():
+            gone = left.get(channel_id, set())
+            recipients = list(self.machine.sessions(channel_id)) + sorted(gone)
+            texts = [(kind, encode(kind, data)) for kind, data in events]
+            for sid in recipients:
+                conn = self._conns.get(sid)
+                if conn is not None and (conn.channel_id == channel_id or sid in gone):
+                    for kind, text in texts:
+                        self._queue(conn, kind, text)
+        for channel_id, gone in left.items():
+            for sid in gone:
+                self._speaking.discard(sid)
+                self.plane.close_session(sid)
+                conn = self._conns.get(sid)
+                if conn is not None and conn.channel_id == channel_id:
+                    conn.channel_id = None
+        self._calls_changed.set()
+        self._calls_changed = trio.Event()
+
+    def _unpublish_all(self, sid: str) -> None:
+        who = self.machine.participant(sid)
+        if who is None:
+            return
+        for track_id, _kind in who.tracks:
+            self._feed(ev.UnpublishTrack(at=self._clock_ms(), session_id=sid, track_id=track_id))
+
+    def _open_media(self, conn: Connection) -> None:
+        assert conn.channel_id is not None
+        self.counters.rtc_sessions_total += 1
+        self.plane.open_session(conn.session_id, conn.channel_id)
+
+    def _connection_gone(self, conn: Connection) -> None:
+        """The socket closed (client, network, server shutdown): feed Disconnect if it was in a call."""
+        if self._conns.get(conn.session_id) is conn:
+            del self._conns[conn.session_id]
+        if conn.replaced or conn.channel_id is None:
+            return
+        who = self.machine.participant(conn.session_id)
+        if who is not None and who.connected:
+            try:
+                self._feed(ev.Disconnect(at=self._clock_ms(), session_id=conn.session_id))
+            except Exception:  # never let cleanup raise into hypercorn
+                log.exception("feeding Disconnect for %s failed", conn.session_id)
+
+    # ------------------------------------------------------------------ sending
+
+    def _queue(self, conn: Connection, kind: str, text: str) -> None:
+        try:
+            conn.outbox.send_nowait(text)
+            self.counters.ws_events["out", kind] += 1
+        except trio.WouldBlock:
+            self.counters.ws_closed_slow += 1
+            conn.kill(1008, "too slow: outbox full")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    def _send(self, conn: Connection, kind: str, data: dict[str, Any]) -> None:
+        self._queue(conn, kind, encode(kind, data))
+
+    def _error(self, conn: Connection, code: str, message: str, action: str | None) -> None:
+        self._send(conn, "error", {"code": code, "message": message, "action": action})
+
+    def _send_join_ack(self, conn: Connection, *, reconnected: bool) -> None:
+        assert conn.channel_id is not None
+        view = self.machine.call(conn.channel_id)
+        self._send(conn, "join_ack", {
+            "session_id": conn.session_id, "call_id": view.call_id if view else None, "channel_id": conn.channel_id,
+            "user_id": conn.user_id, "ice_servers": self.ice_servers_for(conn.session_id),
+            "state": self.state_of(view) if view else None, "reconnected": reconnected,
+        })
+
+    def ice_servers_for(self, session_id: str) -> list[dict[str, Any]]:
+        """Configured ICE servers; TURN entries without credentials get TURN REST ones when a secret is set."""
+        servers = [dict(s) for s in self.settings.ice_servers]
+        if self.settings.turn_secret:
+            from callsd.app.auth import turn_credentials
+
+            username, password = turn_credentials(secret=self.settings.turn_secret, session_id=session_id,
+                                                  now=self._clock_ms() / 1000, ttl_seconds=self.settings.turn_ttl_seconds)
+            for s in servers:
+                urls = s.get("urls", [])
+                if any(u.startswith(("turn:", "turns:")) for u in urls) and not s.get("username"):
+                    s["username"], s["credential"] = username, password
+        return servers
+
+    def state_of(self, view: Any) -> dict[str, Any]:
+        """The call state object of docs/protocol.md from a core ``CallView``."""
+        return {
+            "channel_id": view.channel_id, "call_id": view.call_id, "start_at": view.started_at,
+            "host_id": view.host_id,
+            "screen": {"session_id": view.screen_sharer, "stream_id": view.screen_stream_id}
+            if view.screen_sharer else None,
+            "participants": [
+                {"session_id": p.session_id, "user_id": p.user_id, "muted": p.muted,
+                 "raised_hand": p.hand_raised_at or 0, "video": p.video, "screen": p.screen,
+                 "speaking": p.session_id in self._speaking, "connected": p.connected}
+                for p in view.participants
+            ],
+        }
+
+    # ------------------------------------------------------------------ timers and media events
+
+    async def _timer_task(self) -> None:
+        while True:
+            self._timers_changed = trio.Event()
+            now = self._clock_ms()
+            due = sorted((deadline, key) for key, deadline in self._timers.items() if deadline <= now)
+            for _deadline, key in due:
+                if key in self._timers:
+                    del self._timers[key]
+                    self._feed(ev.TimerFired(at=max(now, _deadline), key=key))
+            if due:
+                continue
+            wait = min(self._timers.values(), default=None)
+            with trio.move_on_after(60 if wait is None else max(0.0, (wait - now) / 1000) + 0.001):
+                await self._timers_changed.wait()
+
+    async def _media_task(self) -> None:
+        handlers: dict[str, Callable[[Any], None]] = {
+            "SendSignal": self._on_media_signal,
+            "TrackPublished": self._on_track_published,
+            "TrackUnpublished": self._on_track_unpublished,
+            "SessionConnected": lambda e: self.counters.rtc_conn_states.update(["connected"]),
+            "SessionClosed": self._on_media_closed,
+            "VoiceActivity": self._on_voice,
+        }
+        async for event in self._media_recv:
+            handler = handlers.get(type(event).__name__)
+            if handler is None:
+                log.warning("unknown media event %r", event)
+                continue
+            try:
+                handler(event)
+            except Exception:
+                log.exception("handling media event %r failed", event)
+
+    def _on_media_signal(self, e: Any) -> None:
+        conn = self._conns.get(e.session_id)
+        if conn is not None:
+            self._send(conn, "signal", dict(e.msg))
+
+    def _on_track_published(self, e: Any) -> None:
+        if self.machine.participant(e.session_id) is not None:
+            self._feed(ev.PublishTrack(at=self._clock_ms(), session_id=e.session_id, track_id=e.track_id,
+                                       kind=ev.TrackKind(e.kind)))
+
+    def _on_track_unpublished(self, e: Any) -> None:
+        who = self.machine.participant(e.session_id)
+        if who is not None and any(t == e.track_id for t, _k in who.tracks):
+            self._feed(ev.UnpublishTrack(at=self._clock_ms(), session_id=e.session_id, track_id=e.track_id))
+
+    def _on_media_closed(self, e: Any) -> None:
+        self.counters.rtc_conn_states["closed"] += 1
+        self._unpublish_all(e.session_id)
+
+    def _on_voice(self, e: Any) -> None:
+        who = self.machine.participant(e.session_id)
+        if who is None:
+            return
+        if e.speaking == (e.session_id in self._speaking):
+            return
+        (self._speaking.add if e.speaking else self._speaking.discard)(e.session_id)
+        kind = "user_voice_on" if e.speaking else "user_voice_off"
+        text = encode(kind, {"channel_id": who.channel_id, "session_id": e.session_id})
+        for sid in self.machine.sessions(who.channel_id):
+            conn = self._conns.get(sid)
+            if conn is not None:
+                self._queue(conn, kind, text)

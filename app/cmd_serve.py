@@ -1,0 +1,73 @@
+"""``callsd serve [--config FILE]``: run the server (HTTP + WebSocket, media plane, event store).
+
+With no file, the embedded defaults apply (``make run``): http://127.0.0.1:8080/, RTC on udp 127.0.0.1:8443, open
+auth, SQLite event log in ./callsd-data. Environment variables ``CALLSD_<SECTION>_<KEY>`` override the file
+(docs/config.md). SIGTERM drains (refuses new joins, waits up to ``shutdown.drain_timeout`` for calls to end); SIGINT
+(Ctrl-C) stops promptly; a second SIGTERM or a SIGINT during a drain stops at once.
+
+Exit codes: 0 after a clean stop, 2 for an invalid configuration or an unsafe setup (the message says why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+import trio
+
+from .config import ConfigError, load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", metavar="FILE", help="TOML configuration file (see docs/config.md)")
+    parser.add_argument("--no-media", action="store_true", help="run signaling only, without the media plane")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"time": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
+               "message": record.getMessage()}
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
+
+
+def setup_logging(level: str, as_json: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def run(args: argparse.Namespace) -> int:
+    from .server import ServerInfo, StartupError, serve
+
+    try:
+        config = load_config(args.config, os.environ)
+    except ConfigError as exc:
+        print(f"callsd serve: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log.level, config.log.json)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            info: ServerInfo = await nursery.start(
+                lambda task_status: serve(config, handle_signals=True, media=not args.no_media,
+                                          task_status=task_status)
+            )
+            rtc = f"udp {info.rtc_address[0]}:{info.rtc_address[1]}" if info.rtc_address else "disabled"
+            print(f"callsd {info.url} is ready: open it in two browser windows to start a call "
+                  f"(media: {rtc}; auth: {config.auth.mode}; events: {config.store.effective_url()})", flush=True)
+
+    try:
+        trio.run(main)
+    except StartupError as exc:
+        print(f"callsd serve: cannot start: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,447 @@
+"""callsd configuration: a TOML file, then ``CALLSD_<SECTION>_<KEY>`` environment variables, validated once at start.
+
+``load_config(path, env)`` returns a frozen ``Config`` or raises ``ConfigError`` listing *every* bad value with a
+precise message (``rtc.ice_port_udp: must be between 80 and 49151, got 5``), so an operator fixes a file in one go.
+Every key has an embedded default, so ``callsd serve`` with no file at all is the ``make run`` setup: loopback
+HTTP on 8080, RTC on 8443, open auth, SQLite in ``./callsd-data``. docs/config.md is the reference for the keys;
+``SCHEMA`` below is the single source of truth for names, types, defaults and checks.
+
+Environment values are strings: integers and floats are parsed, booleans accept true/false/1/0/yes/no/on/off, and
+``rtc.ice_servers`` takes JSON (``'[{"urls": "turn:h:3478", "username": "u", "credential": "c"}]'``) or a
+comma-separated list of URLs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "Config",
+    "HttpConfig",
+    "RtcConfig",
+    "CallsConfig",
+    "StoreConfig",
+    "AuthConfig",
+    "LogConfig",
+    "ShutdownConfig",
+    "IceServer",
+    "load_config",
+    "SECRET_KEYS",
+    "render_toml",
+]
+
+
+class ConfigError(Exception):
+    """One or more configuration values are invalid; ``problems`` lists one precise message per bad value."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IceServer:
+    urls: tuple[str, ...]
+    username: str = ""
+    credential: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        """The RTCIceServer dict a browser takes."""
+        out: dict[str, Any] = {"urls": list(self.urls)}
+        if self.username:
+            out["username"] = self.username
+        if self.credential:
+            out["credential"] = self.credential
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpConfig:
+    listen: str = "127.0.0.1"
+    port: int = 8080
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RtcConfig:
+    ice_address_udp: str = "127.0.0.1"
+    ice_port_udp: int = 8443
+    ice_host_override: str = ""
+    ice_host_port_override: int = 0
+    ice_servers: tuple[IceServer, ...] = ()
+    turn_static_auth_secret: str = ""
+    turn_credentials_expiration_minutes: int = 1440
+    udp_rcvbuf: int = 4 * 1024 * 1024
+    udp_sndbuf: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallsConfig:
+    max_participants: int = 0
+    allow_screen_sharing: bool = True
+    reconnect_window_seconds: int = 30
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreConfig:
+    data_dir: str = "callsd-data"
+    url: str = ""
+
+    def effective_url(self) -> str:
+        """``url`` if set, else ``sqlite:///<data_dir>/events.sqlite`` (absolute path)."""
+        if self.url:
+            return self.url
+        return "sqlite:///" + str((Path(self.data_dir) / "events.sqlite").resolve()).lstrip("/")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthConfig:
+    mode: str = "open"
+    secret: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogConfig:
+    level: str = "info"
+    json: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShutdownConfig:
+    drain_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    http: HttpConfig = field(default_factory=HttpConfig)
+    rtc: RtcConfig = field(default_factory=RtcConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+
+    def as_dict(self, *, mask_secrets: bool = True) -> dict[str, dict[str, Any]]:
+        """The effective configuration as plain data (secrets shown as ``"***"`` when set and masked)."""
+        out: dict[str, dict[str, Any]] = {}
+        for section in _SECTIONS:
+            sec = getattr(self, section)
+            values: dict[str, Any] = {}
+            for key in SCHEMA[section]:
+                value = getattr(sec, key)
+                if key == "ice_servers":
+                    value = [s.as_json() for s in value]
+                    if mask_secrets:
+                        value = [{**s, "credential": "***"} if "credential" in s else s for s in value]
+                elif mask_secrets and f"{section}.{key}" in SECRET_KEYS and value:
+                    value = "***"
+                values[key] = value
+            out[section] = values
+        return out
+
+
+SECRET_KEYS = frozenset({"auth.secret", "rtc.turn_static_auth_secret"})
+
+# --- validation -------------------------------------------------------------------------------------------------
+# A check takes the raw value (from TOML, or a string from the environment) and returns the typed value or raises
+# _Bad(message). Messages complete the sentence "<section>.<key>: ...".
+
+
+class _Bad(Exception):
+    pass
+
+
+def _int(lo: int, hi: int, *, zero_ok: bool = False, what: str = "") -> Callable[[Any], int]:
+    def check(raw: Any) -> int:
+        if isinstance(raw, str):
+            try:
+                raw = int(raw.strip())
+            except ValueError:
+                raise _Bad(f"must be an integer, got {raw!r}") from None
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise _Bad(f"must be an integer, got {raw!r}")
+        if zero_ok and raw == 0:
+            return 0
+        if not lo <= raw <= hi:
+            extra = " (or 0" + (f" for {what}" if what else "") + ")" if zero_ok else ""
+            raise _Bad(f"must be between {lo} and {hi}{extra}, got {raw}")
+        return raw
+
+    return check
+
+
+def _float(lo: float, hi: float) -> Callable[[Any], float]:
+    def check(raw: Any) -> float:
+        if isinstance(raw, str):
+            try:
+                raw = float(raw.strip())
+            except ValueError:
+                raise _Bad(f"must be a number, got {raw!r}") from None
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise _Bad(f"must be a number, got {raw!r}")
+        if not lo <= raw <= hi:
+            raise _Bad(f"must be between {lo:g} and {hi:g}, got {raw:g}")
+        return float(raw)
+
+    return check
+
+
+def _bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in {"true", "1", "yes", "on", "false", "0", "no", "off"}:
+        return raw.strip().lower() in {"true", "1", "yes", "on"}
+    raise _Bad(f"must be true or false, got {raw!r}")
+
+
+def _str(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise _Bad(f"must be a string, got {raw!r}")
+    return raw
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def check(raw: Any) -> str:
+        value = _str(raw).strip().lower()
+        if value not in choices:
+            raise _Bad(f"must be one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return check
+
+
+def _ip(raw: Any) -> str:
+    value = _str(raw).strip()
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise _Bad(f"must be an IP address, got {raw!r}") from None
+    return value
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+
+
+def _host_or_empty(raw: Any) -> str:
+    value = _str(raw).strip()
+    if not value:
+        return ""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(value):
+        raise _Bad(f"must be an IP address or a hostname, got {raw!r}")
+    return value
+
+
+def _file_or_empty(raw: Any) -> str:
+    value = _str(raw).strip()
+    if value and not Path(value).is_file():
+        raise _Bad(f"file not found: {value!r}")
+    return value
+
+
+_ICE_URL = re.compile(r"^(stun|stuns|turn|turns):[^\s]+$")
+
+
+def _ice_url(url: Any, where: str) -> str:
+    if not isinstance(url, str) or not _ICE_URL.match(url.strip()):
+        raise _Bad(f"{where}: must be a stun:, stuns:, turn: or turns: URL, got {url!r}")
+    return url.strip()
+
+
+def _ice_servers(raw: Any) -> tuple[IceServer, ...]:
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                raw = json.loads(text)
+            except ValueError as exc:
+                raise _Bad(f"is not valid JSON: {exc}") from None
+        else:
+            raw = [u.strip() for u in text.split(",") if u.strip()]
+    if not isinstance(raw, list):
+        raise _Bad(f"must be a list of URLs or {{urls, username, credential}} tables, got {raw!r}")
+    servers: list[IceServer] = []
+    for i, item in enumerate(raw):
+        where = f"item {i}"
+        if isinstance(item, str):
+            servers.append(IceServer(urls=(_ice_url(item, where),)))
+            continue
+        if not isinstance(item, dict):
+            raise _Bad(f"{where}: must be a URL or a table with urls, got {item!r}")
+        unknown = set(item) - {"urls", "username", "credential"}
+        if unknown:
+            raise _Bad(f"{where}: unknown field(s) {', '.join(sorted(unknown))} (known: urls, username, credential)")
+        urls = item.get("urls")
+        if isinstance(urls, str):
+            urls = [urls]
+        if not isinstance(urls, list) or not urls:
+            raise _Bad(f"{where}: urls must be a URL or a non-empty list of URLs, got {urls!r}")
+        username = item.get("username", "")
+        credential = item.get("credential", "")
+        if not isinstance(username, str) or not isinstance(credential, str):
+            raise _Bad(f"{where}: username and credential must be strings")
+        servers.append(
+            IceServer(
+                urls=tuple(_ice_url(u, f"{where}.urls") for u in urls), username=username, credential=credential
+            )
+        )
+    return tuple(servers)
+
+
+SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "http": {
+        "listen": _ip,
+        "port": _int(1, 65535, zero_ok=True, what="an ephemeral port"),
+        "tls_cert": _file_or_empty,
+        "tls_key": _file_or_empty,
+    },
+    "rtc": {
+        "ice_address_udp": _ip,
+        "ice_port_udp": _int(80, 49151, zero_ok=True, what="an ephemeral port"),
+        "ice_host_override": _host_or_empty,
+        "ice_host_port_override": _int(1, 65535, zero_ok=True, what="none"),
+        "ice_servers": _ice_servers,
+        "turn_static_auth_secret": _str,
+        "turn_credentials_expiration_minutes": _int(1, 10080),
+        "udp_rcvbuf": _int(0, 1 << 30),
+        "udp_sndbuf": _int(0, 1 << 30),
+    },
+    "calls": {
+        "max_participants": _int(0, 10000),
+        "allow_screen_sharing": _bool,
+        "reconnect_window_seconds": _int(0, 86400),
+    },
+    "store": {"data_dir": _str, "url": _str},
+    "auth": {"mode": _choice("open", "token"), "secret": _str},
+    "log": {"level": _choice("debug", "info", "warning", "error"), "json": _bool},
+    "shutdown": {"drain_timeout": _float(0, 86400)},
+}
+_SECTIONS = tuple(SCHEMA)
+_CLASSES: dict[str, type[Any]] = {
+    "http": HttpConfig,
+    "rtc": RtcConfig,
+    "calls": CallsConfig,
+    "store": StoreConfig,
+    "auth": AuthConfig,
+    "log": LogConfig,
+    "shutdown": ShutdownConfig,
+}
+_STORE_SCHEMES = ("sqlite://", "jsonl://", "postgresql://", "postgres://")
+
+
+def _env_key(section: str, key: str) -> str:
+    return f"CALLSD_{section.upper()}_{key.upper()}"
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file at ``path`` (if any), overlay ``env`` (``CALLSD_<SECTION>_<KEY>``), validate everything.
+
+    Raises ``ConfigError`` with every problem found (unknown sections/keys included); never returns a partly valid
+    configuration.
+    """
+    problems: list[str] = []
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                raw = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError([f"{path}: file not found"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    sources: dict[tuple[str, str], tuple[Any, str]] = {}
+    for section, values in raw.items():
+        if section not in SCHEMA:
+            problems.append(f"{section}: unknown section (known: {', '.join(_SECTIONS)})")
+            continue
+        if not isinstance(values, dict):
+            problems.append(f"{section}: must be a table ([{section}])")
+            continue
+        for key, value in values.items():
+            if key not in SCHEMA[section]:
+                problems.append(f"{section}.{key}: unknown key (known: {', '.join(SCHEMA[section])})")
+                continue
+            sources[(section, key)] = (value, "file")
+    env = {} if env is None else env
+    for name, value in env.items():
+        if not name.startswith("CALLSD_"):
+            continue
+        matched = False
+        for section, keys in SCHEMA.items():
+            for key in keys:
+                if name == _env_key(section, key):
+                    sources[(section, key)] = (value, name)
+                    matched = True
+        if not matched and name.split("_")[1].lower() in SCHEMA:
+            problems.append(f"{name}: unknown setting (expected CALLSD_<SECTION>_<KEY>, see docs/config.md)")
+    built: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}
+    for (section, key), (value, origin) in sources.items():
+        try:
+            built[section][key] = SCHEMA[section][key](value)
+        except _Bad as exc:
+            where = f"{section}.{key}" if origin == "file" else f"{section}.{key} (from {origin})"
+            problems.append(f"{where}: {exc}")
+    config = Config(**{s: _CLASSES[s](**built[s]) for s in _SECTIONS})
+    problems.extend(_cross_checks(config))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _cross_checks(config: Config) -> list[str]:
+    problems = []
+    if bool(config.http.tls_cert) != bool(config.http.tls_key):
+        problems.append("http.tls_cert/http.tls_key: set both (to serve HTTPS) or neither")
+    if config.auth.mode == "token" and len(config.auth.secret) < 16:
+        problems.append("auth.secret: token mode needs a secret of at least 16 characters")
+    if config.store.url and not config.store.url.startswith(_STORE_SCHEMES) and not config.store.url.endswith(
+        (".sqlite", ".db", ".jsonl")
+    ):
+        problems.append(
+            f"store.url: must be sqlite:///PATH, jsonl:///PATH or a .sqlite/.db/.jsonl path, got {config.store.url!r}"
+        )
+    if not config.store.url and not config.store.data_dir:
+        problems.append("store.data_dir: must not be empty when store.url is not set")
+    return problems
+
+
+# --- rendering ----------------------------------------------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot render {value!r} as TOML")
+
+
+def render_toml(config: Config, *, mask_secrets: bool = True) -> str:
+    """The effective configuration as a TOML document (it loads back to the same config when unmasked)."""
+    lines: list[str] = []
+    for section, values in config.as_dict(mask_secrets=mask_secrets).items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+        lines.append("")
+    return "\n".join(lines)

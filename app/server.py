@@ -1,0 +1,340 @@
+"""The callsd server: a Quart-Trio app on Hypercorn's Trio worker, the signaling hub, the media plane, the store.
+
+``serve(config, task_status=...)`` runs everything in one Trio nursery and reports a ``ServerInfo`` (the URL to open,
+the RTC address) once every listener is bound; ``ServerControl`` stops it: ``drain()`` (what SIGTERM does: refuse
+new joins, send ``server_shutdown``, wait up to ``shutdown.drain_timeout`` for calls to end, then exit) or
+``stop()`` (SIGINT: close every socket now and exit). Either way each dropped session is logged as a ``Disconnect``
+input, and the event store is closed (flushed) only after the last input.
+
+HTTP routes (same port as the WebSocket): ``/`` (app/static/index.html), ``/static/...``, ``/healthz``,
+``/version``, ``/metrics``, ``/api/v1/config``, ``/api/v1/channels`` and the WebSocket ``/api/v1/websocket``.
+
+Known issue handled here: with quart-trio 0.12 on hypercorn 0.18, a client disconnect cancels the task that is
+sending the close frame, so hypercorn's close path never runs and the connection leaks. ``ShieldSend`` wraps the ASGI
+app and shields every ``send`` from cancellation (bounded by a timeout so a dead peer cannot hold a task forever).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import hypercorn.config
+import hypercorn.trio
+import trio
+from callsd.adapters.metrics import build_registry, render_metrics
+from callsd.adapters.signaling import HubSettings, MediaPlaneLike, SignalingHub
+from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
+from callsd.core import events as ev
+from quart import Response, request, websocket
+from quart_trio import QuartTrio
+
+from .auth import TokenError, check_open_mode_allowed, verify_token
+from .config import Config
+
+__all__ = ["serve", "ServerInfo", "ServerControl", "StartupError", "create_app", "ShieldSend", "VERSION"]
+
+log = logging.getLogger("callsd.server")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+SEND_SHIELD_TIMEOUT = 10.0
+
+try:
+    from importlib.metadata import version as _dist_version
+
+    VERSION = _dist_version("callsd")
+except Exception:  # pragma: no cover - not installed
+    VERSION = "0+unknown"
+
+
+class StartupError(Exception):
+    """The server cannot start with this configuration (the message says why and what to change)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    url: str  # the page to open, e.g. http://127.0.0.1:8080/
+    http_host: str
+    http_port: int
+    rtc_address: tuple[str, int] | None
+    hub: Any = None  # the SignalingHub, for tests and embedding
+
+
+class ServerControl:
+    """Ask a running ``serve`` to stop: gracefully (``drain``) or promptly (``stop``)."""
+
+    def __init__(self) -> None:
+        self._requested = trio.Event()
+        self.mode = ""
+
+    def drain(self) -> None:
+        if not self.mode:
+            self.mode = "drain"
+        self._requested.set()
+
+    def stop(self) -> None:
+        self.mode = "stop"
+        self._requested.set()
+
+    async def wait(self) -> None:
+        await self._requested.wait()
+
+
+class ShieldSend:
+    """ASGI middleware: every ``send`` runs shielded from cancellation (see the module docstring)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def shielded_send(message: Any) -> None:
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_SHIELD_TIMEOUT):
+                await send(message)
+
+        await self.app(scope, receive, shielded_send)
+
+
+# ---------------------------------------------------------------------------------------------------- the app
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(json.dumps(data), status=status, mimetype="application/json")
+
+
+def create_app(hub: SignalingHub, config: Config, registry: Any) -> QuartTrio:
+    """The Quart-Trio app: thin HTTP handlers and the WebSocket pump entry."""
+    app = QuartTrio(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_MESSAGE_BYTES
+
+    @app.route("/")
+    async def index() -> Response:
+        page = STATIC_DIR / "index.html"
+        if page.is_file():
+            return Response(page.read_bytes(), mimetype="text/html")
+        return Response("<!doctype html><title>callsd</title><p>callsd is running; the web client is not installed.",
+                        mimetype="text/html")
+
+    @app.route("/healthz")
+    async def healthz() -> Response:
+        if hub.draining:
+            return _json({"status": "draining"}, 503)
+        return _json({"status": "ok"})
+
+    @app.route("/version")
+    async def version() -> Response:
+        return _json({"version": VERSION, "protocol": PROTOCOL_VERSION})
+
+    @app.route("/metrics")
+    async def metrics() -> Response:
+        body, content_type = render_metrics(registry)
+        return Response(body, content_type=content_type)
+
+    @app.route("/api/v1/config")
+    async def client_config() -> Response:
+        return _json({
+            "auth_mode": config.auth.mode, "protocol": PROTOCOL_VERSION,
+            "allow_screen_sharing": config.calls.allow_screen_sharing,
+            "max_participants": config.calls.max_participants,
+        })
+
+    @app.route("/api/v1/channels")
+    async def channels() -> Response:
+        allowed: Callable[[str], bool] = lambda channel: True  # noqa: E731
+        if config.auth.mode == "token":
+            header = request.headers.get("Authorization", "")
+            token = header[7:].strip() if header.lower().startswith("bearer ") else request.args.get("token")
+            try:
+                claims = verify_token(token, secret=config.auth.secret, now=time.time())
+            except TokenError as exc:
+                return _json({"error": {"code": exc.code, "message": exc.message}}, 401)
+            allowed = claims.allows
+        listed = [
+            {"channel_id": c.channel_id, "call_id": c.call_id, "participants": len(c.participants)}
+            for c in hub.machine.calls()
+            if allowed(c.channel_id)
+        ]
+        return _json({"channels": listed})
+
+    @app.websocket("/api/v1/websocket")
+    async def ws() -> None:
+        await websocket.accept()
+        transport = _QuartTransport(websocket._get_current_object())  # type: ignore[attr-defined]
+        await hub.serve_connection(transport, query_token=websocket.args.get("token"))
+
+    return app
+
+
+class _QuartTransport:
+    def __init__(self, ws: Any) -> None:
+        self._ws = ws
+
+    async def receive(self) -> str | bytes | None:
+        return await self._ws.receive()  # type: ignore[no-any-return]
+
+    async def send(self, text: str) -> None:
+        await self._ws.send(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._ws.close(code, reason)
+
+
+# ---------------------------------------------------------------------------------------------------- serving
+
+
+def _open_recorder(config: Config) -> Any:
+    """Open the configured event store and rebuild the calls it records (checkpoint + tail)."""
+    from callsd.adapters.store import CallRecorder, open_store
+
+    url = config.store.effective_url()
+    if not config.store.url:
+        Path(config.store.data_dir).mkdir(parents=True, exist_ok=True)
+    store = open_store(url)
+    try:
+        recorder = CallRecorder.open(store, checkpoint_every=1000)
+    except BaseException:
+        store.close()
+        raise
+    if recorder.recovered is not None and recorder.recovered.mismatches:
+        log.warning("event log replay: %d output digest mismatches", len(recorder.recovered.mismatches))
+    return recorder
+
+
+def _make_plane(config: Config, emit: Callable[[Any], None]) -> Any:
+    try:
+        from callsd.adapters.media.plane import MediaPlane  # type: ignore[import-not-found]
+    except ImportError:
+        log.warning("the media plane is not available in this build; running signaling only")
+        return None
+    return MediaPlane(config.rtc, emit)
+
+
+def _hub_settings(config: Config) -> HubSettings:
+    return HubSettings(
+        auth_mode=config.auth.mode,
+        auth_secret=config.auth.secret,
+        ice_servers=tuple(s.as_json() for s in config.rtc.ice_servers),
+        turn_secret=config.rtc.turn_static_auth_secret,
+        turn_ttl_seconds=config.rtc.turn_credentials_expiration_minutes * 60,
+        server_version=VERSION,
+    )
+
+
+def _hypercorn_config(config: Config) -> hypercorn.config.Config:
+    hc = hypercorn.config.Config()
+    host = config.http.listen
+    hc.bind = [f"[{host}]:{config.http.port}" if ":" in host else f"{host}:{config.http.port}"]
+    hc.websocket_max_message_size = MAX_MESSAGE_BYTES
+    hc.graceful_timeout = 2.0
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")  # type: ignore[assignment]
+    if config.http.tls_cert:
+        hc.certfile = config.http.tls_cert
+        hc.keyfile = config.http.tls_key
+    return hc
+
+
+async def serve(
+    config: Config,
+    *,
+    control: ServerControl | None = None,
+    handle_signals: bool = False,
+    media: bool = True,
+    plane_factory: Callable[[Config, Callable[[Any], None]], MediaPlaneLike | None] | None = None,
+    task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the server until ``control`` (or SIGTERM/SIGINT when ``handle_signals``) stops it.
+
+    Raises ``StartupError`` before binding anything when the configuration is unsafe (open mode off loopback).
+    """
+
+    if config.auth.mode == "open":
+        problem = check_open_mode_allowed(config.http.listen)
+        if problem is not None:
+            raise StartupError(problem)
+    control = control or ServerControl()
+    recorder = _open_recorder(config)
+    machine = recorder.machine
+    hub: SignalingHub | None = None
+    try:
+        hub = SignalingHub(recorder, machine, settings=_hub_settings(config))
+        hub.counters.store_ops["open"] += 1
+        hub.recover()
+        wanted = (config.calls.max_participants, config.calls.reconnect_window_seconds * 1000,
+                  config.calls.allow_screen_sharing)
+        current = machine.config
+        if (current.max_participants, current.reconnect_window_ms, current.allow_screen_sharing) != wanted:
+            hub.feed(ev.Configure(at=int(time.time() * 1000), max_participants=wanted[0],
+                                  reconnect_window_ms=wanted[1], allow_screen_sharing=wanted[2]))
+        plane = None
+        if media:
+            plane = (plane_factory or _make_plane)(config, hub.emit)
+            if plane is not None:
+                hub.plane = plane
+        registry = build_registry(hub, plane)
+        app = ShieldSend(create_app(hub, config, registry))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hub.run)
+            rtc_address = None
+            if plane is not None:
+                rtc_address = await nursery.start(plane.serve)
+            binds = await nursery.start(partial(
+                hypercorn.trio.serve, app, _hypercorn_config(config), shutdown_trigger=trio.sleep_forever,
+                mode="asgi",
+            ))
+            if handle_signals:
+                nursery.start_soon(_watch_signals, control)
+            url = binds[0].rstrip("/") + "/"
+            host, _, port = binds[0].split("://", 1)[1].rpartition(":")
+            info = ServerInfo(url=url, http_host=host.strip("[]"), http_port=int(port),
+                              rtc_address=tuple(rtc_address) if rtc_address else None,  # type: ignore[arg-type]
+                              hub=hub)
+            task_status.started(info)
+            await control.wait()
+            if control.mode == "drain":
+                log.info("draining: waiting up to %ss for calls to end", config.shutdown.drain_timeout)
+                drained = await _drain(hub, control, config.shutdown.drain_timeout)
+                log.info("drain %s", "complete" if drained else "timed out")
+            hub.close_all(1001, "server shutting down")
+            with trio.move_on_after(1.0):
+                while hub.open_connections:
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    finally:
+        recorder.store.close()
+        if hub is not None:
+            hub.counters.store_ops["close"] += 1
+
+
+async def _drain(hub: SignalingHub, control: ServerControl, timeout: float) -> bool:
+    """Drain, but let a later ``stop()`` (a second signal) cut it short."""
+    result = False
+    async with trio.open_nursery() as nursery:
+
+        async def watch_stop() -> None:
+            while control.mode != "stop":
+                await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch_stop)
+        result = await hub.drain(timeout)
+        nursery.cancel_scope.cancel()
+    return result
+
+
+async def _watch_signals(control: ServerControl) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if signum == signal.SIGTERM:
+                print("callsd: SIGTERM received, draining (SIGINT to stop now)", file=sys.stderr, flush=True)
+                control.drain()
+            else:
+                print("callsd: SIGINT received, stopping", file=sys.stderr, flush=True)
+                control.stop()

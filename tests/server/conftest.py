@@ -1,0 +1,95 @@
+"""Fixtures for the server tests: a real callsd server on ephemeral loopback ports, and a WebSocket client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+from callsd.app.config import Config, load_config
+from callsd.app.server import ServerControl, ServerInfo, serve
+from trio_websocket import open_websocket_url
+
+
+class Client:
+    """A signaling client speaking docs/protocol.md over a real WebSocket; every wait is time-boxed."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.session_id = ""
+        self.seen: list[dict[str, Any]] = []
+
+    async def send(self, kind: str, data: dict[str, Any] | None = None) -> None:
+        await self.ws.send_message(json.dumps({"type": kind, "data": data or {}}))
+
+    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        with trio.fail_after(timeout):
+            msg = json.loads(await self.ws.get_message())
+        self.seen.append(msg)
+        return msg
+
+    async def expect(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+        """Read until an event of ``kind`` arrives; return its data."""
+        with trio.fail_after(timeout):
+            while True:
+                msg = await self.recv(timeout)
+                if msg["type"] == kind:
+                    return msg["data"]  # type: ignore[no-any-return]
+
+    async def request(self, kind: str, data: dict[str, Any] | None = None, *, expect: str) -> dict[str, Any]:
+        await self.send(kind, data)
+        return await self.expect(expect)
+
+    async def error(self, kind: str, data: dict[str, Any] | None = None) -> str:
+        err = await self.request(kind, data, expect="error")
+        assert err["action"] in (kind, None)
+        return err["code"]  # type: ignore[no-any-return]
+
+    async def nothing_pending(self, wait: float = 0.2) -> list[dict[str, Any]]:
+        got = []
+        with trio.move_on_after(wait):
+            while True:
+                got.append(json.loads(await self.ws.get_message()))
+        return got
+
+
+def make_config(tmp_path: Any, **sections: dict[str, Any]) -> Config:
+    env = {"CALLSD_HTTP_PORT": "0", "CALLSD_RTC_ICE_PORT_UDP": "0", "CALLSD_STORE_DATA_DIR": str(tmp_path / "data")}
+    for section, values in sections.items():
+        for key, value in values.items():
+            env[f"CALLSD_{section.upper()}_{key.upper()}"] = json.dumps(value) if not isinstance(value, str) else value
+    return load_config(None, env)
+
+
+@pytest.fixture
+def start_server(tmp_path: Any, nursery: trio.Nursery) -> Callable[..., Any]:
+    """``info, control = await start_server(calls={"max_participants": 2}, media=False)``."""
+
+    async def start(*, media: bool = False, plane_factory: Any = None, config: Config | None = None,
+                    **sections: dict[str, Any]) -> tuple[ServerInfo, ServerControl]:
+        cfg = config or make_config(tmp_path, **sections)
+        control = ServerControl()
+        info = await nursery.start(lambda task_status: serve(cfg, control=control, media=media,
+                                                             plane_factory=plane_factory, task_status=task_status))
+        return info, control
+
+    return start
+
+
+@asynccontextmanager
+async def _connect(info: ServerInfo, query: str = "") -> AsyncIterator[Client]:
+    url = f"ws://127.0.0.1:{info.http_port}/api/v1/websocket{query}"
+    async with open_websocket_url(url) as ws:
+        client = Client(ws)
+        hello = await client.expect("hello")
+        client.session_id = hello["session_id"]
+        yield client
+
+
+@pytest.fixture
+def connect() -> Callable[..., Any]:
+    """``async with connect(info) as client:`` opens a socket and reads ``hello``."""
+    return _connect

@@ -1,0 +1,418 @@
+"""The parent process of ``callsd loadtest``: preflight, worker processes, live progress, server scraping, results.
+
+The parent never touches media. It checks the server is reachable (``GET /healthz``), forks ``processes`` workers
+(calls are dealt round-robin, so every call lives wholly in one worker and its users share one clock for join
+latency), then once a second: drains the workers' progress snapshots, scrapes the server's ``/metrics`` (process CPU
+seconds, resident memory, RTP packets out), appends a timeline point and refreshes the rich display. At the end it
+merges the workers' results into one JSON document (see :func:`build_results`).
+
+Server CPU: from ``process_cpu_seconds_total`` in ``/metrics`` when present, or from ``/proc/<pid>/stat`` when the
+caller passes ``server_pid`` (the capacity bench does, since it started the server). "Steady" figures cover the
+window after the last join (plus one second) to the end of sending, which is what a capacity table wants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import multiprocessing
+import os
+import queue as queue_mod
+import re
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from .stats import Histogram, summarize
+from .worker import WorkerSpec, spec_to_dict, worker_process_main
+
+__all__ = ["LoadConfig", "ServerUnreachable", "preflight", "scrape_metrics", "parse_metrics", "run", "build_results"]
+
+
+class ServerUnreachable(Exception):
+    """The server did not answer ``GET /healthz``; the message is one line for the user."""
+
+
+@dataclass(slots=True)
+class LoadConfig:
+    url: str = "http://127.0.0.1:8080"
+    calls: int = 1
+    users_per_call: int = 2
+    unmuted: int = 1
+    screen_sharing: int = 0
+    video: bool = False
+    video_bitrate: int = 500_000
+    screen_bitrate: int = 1_000_000
+    duration: float = 30.0
+    join_duration: float = 5.0
+    processes: int = 1
+    token_secret: str = ""
+    output: str = ""
+    delay_sample: int = 1
+    join_timeout: float = 15.0
+    server_pid: int = 0
+    quiet: bool = False
+    run_id: str = field(default_factory=lambda: os.urandom(3).hex())
+
+    def http_base(self) -> str:
+        parts = urllib.parse.urlsplit(self.url)
+        scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme or "http")
+        return urllib.parse.urlunsplit((scheme, parts.netloc, "", "", "")).rstrip("/")
+
+    def ws_url(self) -> str:
+        parts = urllib.parse.urlsplit(self.url)
+        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+        path = parts.path if parts.path.endswith("/websocket") else "/api/v1/websocket"
+        return urllib.parse.urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+def preflight(cfg: LoadConfig, timeout: float = 3.0) -> None:
+    """Raise :class:`ServerUnreachable` with a one-line reason when the server's HTTP port does not answer."""
+    url = cfg.http_base() + "/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            resp.read(4096)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 503:
+            raise ServerUnreachable(f"the server at {cfg.http_base()} is draining (503 on /healthz)") from None
+        return  # it answered: reachable
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ServerUnreachable(f"cannot reach the server at {cfg.http_base()}: {reason}") from None
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """The figures the load tool needs from a Prometheus text page (names matched by suffix, prefix-agnostic).
+
+    Returns ``cpu_seconds``, ``rss_bytes``, ``rtp_packets_out``, ``rtp_packets_in``, ``sessions`` when present.
+    """
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line[0] == "#":
+            continue
+        m = _SAMPLE.match(line)
+        if not m:
+            continue
+        name, labels_text, value_text = m.group(1), m.group(2) or "", m.group(3)
+        try:
+            value = float(value_text)
+        except ValueError:
+            continue
+        labels = dict(_LABEL.findall(labels_text))
+        if name.endswith("process_cpu_seconds_total"):
+            out["cpu_seconds"] = value
+        elif name.endswith("process_resident_memory_bytes"):
+            out["rss_bytes"] = value
+        elif name.endswith("rtc_rtp_packets_total"):
+            direction = labels.get("direction", "")
+            key = "rtp_packets_out" if direction in ("out", "egress", "tx", "sent") else "rtp_packets_in"
+            out[key] = out.get(key, 0.0) + value
+        elif name.endswith("rtc_sessions_total") or name.endswith("rtc_sessions"):
+            out["sessions"] = value
+    return out
+
+
+def _proc_stat(pid: int) -> dict[str, float]:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        page = os.sysconf("SC_PAGE_SIZE")
+        return {"cpu_seconds": (int(fields[11]) + int(fields[12])) / ticks, "rss_bytes": int(fields[21]) * page}
+    except (OSError, IndexError, ValueError):
+        return {}
+
+
+def scrape_metrics(cfg: LoadConfig, timeout: float = 0.8) -> dict[str, float]:
+    """One scrape of ``/metrics`` (empty dict if unreachable), overlaid with /proc figures for ``server_pid``."""
+    figures: dict[str, float] = {}
+    try:
+        with urllib.request.urlopen(cfg.http_base() + "/metrics", timeout=timeout) as resp:
+            figures = parse_metrics(resp.read(8 * 1024 * 1024).decode("utf-8", "replace"))
+    except (urllib.error.URLError, OSError, ValueError):
+        pass
+    if cfg.server_pid:
+        figures.update(_proc_stat(cfg.server_pid))
+    return figures
+
+
+def _specs(cfg: LoadConfig, t0: float) -> list[WorkerSpec]:
+    n = max(1, min(cfg.processes, cfg.calls))
+    return [
+        WorkerSpec(
+            ws_url=cfg.ws_url(), index=w, calls=[c for c in range(cfg.calls) if c % n == w],
+            total_calls=cfg.calls, users_per_call=cfg.users_per_call, unmuted=cfg.unmuted,
+            screen_sharing=cfg.screen_sharing, video=cfg.video, video_bitrate=cfg.video_bitrate,
+            screen_bitrate=cfg.screen_bitrate, join_duration=cfg.join_duration, duration=cfg.duration, t0=t0,
+            run_id=cfg.run_id, token_secret=cfg.token_secret, delay_sample=cfg.delay_sample,
+            join_timeout=cfg.join_timeout,
+        )
+        for w in range(n)
+    ]
+
+
+def _sum_progress(progress: dict[int, dict[str, Any]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for snap in progress.values():
+        for k, v in snap.items():
+            if isinstance(v, (int, float)):
+                if k == "max_lateness_ms":
+                    total[k] = max(total.get(k, 0.0), v)
+                else:
+                    total[k] = total.get(k, 0.0) + v
+    return total
+
+
+class _Display:
+    """The live progress table (rich), or nothing when quiet / not a terminal."""
+
+    def __init__(self, cfg: LoadConfig) -> None:
+        self.live = None
+        self.cfg = cfg
+        if cfg.quiet:
+            return
+        try:
+            from rich.console import Console
+            from rich.live import Live
+        except ImportError:
+            return
+        console = Console(stderr=True)
+        self.live = Live(console=console, refresh_per_second=2, transient=False, auto_refresh=False)
+        self.live.start()
+
+    def update(self, point: dict[str, Any], total_users: int) -> None:
+        if self.live is None:
+            return
+        from rich.table import Table
+
+        table = Table(title=f"callsd loadtest → {self.cfg.http_base()}", show_header=True, expand=False)
+        for col in ("elapsed", "joined", "failed", "pkts/s out", "pkts/s in", "loss", "server CPU", "server RSS"):
+            table.add_column(col, justify="right")
+        cpu = point.get("server_cpu_percent")
+        rss = point.get("server_rss_bytes")
+        table.add_row(
+            f"{point['t']:.0f} s",
+            f"{int(point['joined'])}/{total_users}",
+            str(int(point["failed"])),
+            f"{point['tx_pps']:.0f}",
+            f"{point['rx_pps']:.0f}",
+            f"{100 * point['loss']:.2f} %",
+            "n/a" if cpu is None else f"{cpu:.0f} %",
+            "n/a" if rss is None else f"{rss / 2**20:.0f} MiB",
+        )
+        self.live.update(table, refresh=True)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def run(cfg: LoadConfig) -> dict[str, Any]:
+    """Run the whole load test (blocking) and return the results document; writes ``cfg.output`` if set.
+
+    Raises :class:`ServerUnreachable` before starting anything when the server does not answer.
+    """
+    preflight(cfg)
+    ctx = multiprocessing.get_context("fork")
+    q: Any = ctx.Queue()
+    t0 = time.monotonic() + 0.3
+    specs = _specs(cfg, t0)
+    baseline = scrape_metrics(cfg)
+    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    procs = [ctx.Process(target=worker_process_main, args=(spec_to_dict(s), q), daemon=True) for s in specs]
+    for p in procs:
+        p.start()
+    display = _Display(cfg)
+    total_users = cfg.calls * cfg.users_per_call
+    progress: dict[int, dict[str, Any]] = {}
+    results: dict[int, dict[str, Any]] = {}
+    crashes: dict[int, str] = {}
+    timeline: list[dict[str, Any]] = []
+    scrapes: list[tuple[float, dict[str, float]]] = [(0.0, baseline)]
+    deadline = t0 + cfg.duration + cfg.join_timeout + 30
+    next_sample = t0 + 1.0
+    prev: dict[str, float] = {}
+    prev_t = 0.0
+    try:
+        while len(results) + len(crashes) < len(procs) and time.monotonic() < deadline:
+            try:
+                kind, index, payload = q.get(timeout=0.2)
+                if kind == "progress":
+                    progress[index] = payload
+                elif kind == "result":
+                    results[index] = payload
+                else:
+                    crashes[index] = payload.get("error", "crashed")
+            except queue_mod.Empty:
+                if not any(p.is_alive() for p in procs) and q.empty():
+                    break
+            now = time.monotonic()
+            if now >= next_sample and now <= t0 + cfg.duration + 0.5:
+                next_sample += 1.0
+                t = now - t0
+                tot = _sum_progress(progress)
+                server = scrape_metrics(cfg)
+                scrapes.append((t, server))
+                dt = max(1e-3, t - prev_t)
+                d_exp = tot.get("expected", 0) - prev.get("expected", 0)
+                d_lost = tot.get("lost", 0) - prev.get("lost", 0)
+                point: dict[str, Any] = {
+                    "t": round(t, 2),
+                    "joined": tot.get("joined", 0),
+                    "connected": tot.get("connected", 0),
+                    "failed": tot.get("failed", 0),
+                    "tx_pps": (tot.get("tx_packets", 0) - prev.get("tx_packets", 0)) / dt,
+                    "rx_pps": (tot.get("rx_packets", 0) - prev.get("rx_packets", 0)) / dt,
+                    "loss": (d_lost / d_exp) if d_exp > 0 else 0.0,
+                    "client_cpu_percent": 100 * (tot.get("cpu_seconds", 0) - prev.get("cpu_seconds", 0)) / dt,
+                }
+                last = scrapes[-2][1] if len(scrapes) >= 2 else {}
+                if "cpu_seconds" in server and "cpu_seconds" in last:
+                    point["server_cpu_percent"] = 100 * (server["cpu_seconds"] - last["cpu_seconds"]) / dt
+                if "rss_bytes" in server:
+                    point["server_rss_bytes"] = server["rss_bytes"]
+                if "rtp_packets_out" in server and "rtp_packets_out" in last:
+                    point["server_egress_pps"] = (server["rtp_packets_out"] - last["rtp_packets_out"]) / dt
+                timeline.append({k: (round(v, 4) if isinstance(v, float) else v) for k, v in point.items()})
+                display.update(point, total_users)
+                prev, prev_t = tot, t
+    finally:
+        display.stop()
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+    final = scrape_metrics(cfg)
+    doc = build_results(cfg, started_at, list(results.values()), crashes, timeline, scrapes, final)
+    if cfg.output:
+        with open(cfg.output, "w") as f:
+            json.dump(doc, f, indent=1)
+    return doc
+
+
+def _steady(scrapes: list[tuple[float, dict[str, float]]], start: float, key: str) -> tuple[float, float] | None:
+    """(delta of ``key``, seconds) over the scrapes at or after ``start``, or None when not enough samples."""
+    window = [(t, s[key]) for t, s in scrapes if t >= start and key in s]
+    if len(window) < 2:
+        return None
+    return (window[-1][1] - window[0][1], window[-1][0] - window[0][0])
+
+
+def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]], crashes: dict[int, str],
+                  timeline: list[dict[str, Any]], scrapes: list[tuple[float, dict[str, float]]],
+                  final: dict[str, float]) -> dict[str, Any]:
+    """Merge worker results into the results document (the format ``callsd loadtest plot`` reads)."""
+    calls = sorted((c for w in workers for c in w["calls"]), key=lambda c: c["call"])
+    joins = [x for w in workers for x in w["join_latencies_ms"]]
+    jitters = [x for w in workers for x in w["jitter_ms"]]
+    delay = Histogram()
+    for w in workers:
+        delay.merge(Histogram.from_json(w["delay_histogram"]))
+    errors: dict[str, int] = {}
+    for w in workers:
+        for k, v in w["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    counters = _sum_progress({w["worker"]: w["counters"] for w in workers})
+    expected = sum(c["expected"] for c in calls)
+    lost = sum(c["lost"] for c in calls)
+    users_total = cfg.calls * cfg.users_per_call
+    failed = sum(c["failed"] for c in calls)
+    joined = sum(c["joined"] for c in calls)
+    missing_users = users_total - sum(c["users"] for c in calls)
+    server: dict[str, Any] = {"metrics": bool(final) or any(s for _, s in scrapes)}
+    base = scrapes[0][1] if scrapes else {}
+    last = scrapes[-1][1] if scrapes else {}
+    run_seconds = scrapes[-1][0] if scrapes else 0.0
+    if "cpu_seconds" in base and "cpu_seconds" in last and run_seconds > 0:
+        server["cpu_seconds"] = round(last["cpu_seconds"] - base["cpu_seconds"], 3)
+        server["cpu_percent"] = round(100 * server["cpu_seconds"] / run_seconds, 1)
+    rss = [s["rss_bytes"] for _, s in scrapes if "rss_bytes" in s]
+    if rss:
+        server.update(rss_bytes_start=int(rss[0]), rss_bytes_end=int(rss[-1]), rss_bytes_max=int(max(rss)))
+        if joined:
+            server["rss_bytes_per_session"] = int((max(rss) - rss[0]) / joined)
+    steady_from = cfg.join_duration + 1.0
+    cpu = _steady(scrapes, steady_from, "cpu_seconds")
+    if cpu and cpu[1] > 0:
+        server["steady_cpu_percent"] = round(100 * cpu[0] / cpu[1], 1)
+        server["steady_seconds"] = round(cpu[1], 2)
+    egress = _steady(scrapes, steady_from, "rtp_packets_out")
+    source = "metrics"
+    if egress is None or egress[0] <= 0:
+        # No egress counter: what the users received is what the server sent, minus loss.
+        window = [p for p in timeline if p["t"] >= steady_from]
+        if window:
+            egress = (sum(p["rx_pps"] for p in window), float(len(window)))
+            source = "clients"
+    if egress and egress[1] > 0:
+        server["steady_egress_pps"] = round(egress[0] / egress[1], 1)
+        server["egress_source"] = source
+        if cpu and cpu[1] > 0 and egress[0] > 0:
+            server["us_cpu_per_egress_packet"] = round(1e6 * cpu[0] / (egress[0] * cpu[1] / egress[1]), 2)
+    return {
+        "tool": "callsd loadtest",
+        "format": 1,
+        "started_at": started_at,
+        "config": {k: v for k, v in _config_dict(cfg).items() if k != "token_secret"},
+        "users": {"total": users_total, "joined": joined, "failed": failed + missing_users,
+                  "connected": sum(c["connected"] for c in calls), "errors": errors,
+                  "worker_crashes": {str(k): v for k, v in crashes.items()}},
+        "overall": {
+            "packets_sent": int(counters.get("tx_packets", 0)),
+            "packets_received": int(counters.get("rx_packets", 0)),
+            "rtcp_received": int(counters.get("rx_rtcp", 0)),
+            "expected": expected,
+            "lost": lost,
+            "loss": (lost / expected) if expected else 0.0,
+            "audio_streams_expected": sum(c["audio_streams_expected"] for c in calls),
+            "audio_streams_received": sum(c["audio_streams_received"] for c in calls),
+            "jitter_ms": summarize(jitters),
+            "delay_ms": {"count": delay.count, "mean": round(delay.total / delay.count, 3) if delay.count else None,
+                         "p50": delay.quantile(0.5), "p95": delay.quantile(0.95), "p99": delay.quantile(0.99),
+                         "max": round(delay.maximum, 3) if delay.count else None},
+            "srtp_errors": int(counters.get("srtp_errors", 0)),
+            "send_drops": int(counters.get("send_drops", 0)),
+        },
+        "join_to_first_audio_ms": summarize(joins),
+        "join_latencies_ms": joins,
+        "calls": calls,
+        "server": server,
+        "client": {"processes": len(workers) + len(crashes),
+                   "cpu_seconds": round(sum(w["cpu_seconds"] for w in workers), 3),
+                   "late_ticks": int(counters.get("late_ticks", 0)),
+                   "max_tick_lateness_ms": counters.get("max_lateness_ms", 0.0)},
+        "timeline": timeline,
+    }
+
+
+def _config_dict(cfg: LoadConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def print_summary(doc: dict[str, Any], stream: Any = None) -> None:
+    """A few human lines after the run (the JSON has everything)."""
+    out = stream or sys.stdout
+    u, o, s = doc["users"], doc["overall"], doc["server"]
+    j = doc["join_to_first_audio_ms"]
+    print(f"users: {u['joined']}/{u['total']} joined, {u['failed']} failed {u['errors'] or ''}".rstrip(), file=out)
+    print(f"packets: {o['packets_sent']} sent, {o['packets_received']} received, loss {100 * o['loss']:.3f} %"
+          f" ({o['lost']}/{o['expected']}), audio streams {o['audio_streams_received']}/"
+          f"{o['audio_streams_expected']}", file=out)
+    d = o["delay_ms"]
+    print(f"delay ms: p50 {d['p50']} p95 {d['p95']} max {d['max']}; jitter ms p95 {o['jitter_ms']['p95']}; "
+          f"join→first audio ms: p50 {j['p50']} p95 {j['p95']} (n={j['count']})", file=out)
+    if s.get("cpu_seconds") is not None:
+        print(f"server: {s['cpu_seconds']} CPU s ({s.get('cpu_percent')} %), steady {s.get('steady_cpu_percent')} %,"
+              f" egress {s.get('steady_egress_pps')} pkt/s, {s.get('us_cpu_per_egress_packet')} µs/egress pkt,"
+              f" RSS max {s.get('rss_bytes_max', 0) / 2**20:.1f} MiB", file=out)
+    else:
+        print("server: /metrics not reachable (no CPU figures)", file=out)

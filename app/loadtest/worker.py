@@ -1,0 +1,445 @@
+"""One load process: simulated users of the calls assigned to it, their signaling and their media, in one Trio run.
+
+A worker gets a :class:`WorkerSpec` (plain data, so it crosses a process boundary), joins each of its users at the
+user's slot in the global join schedule, and reports to the parent through ``report(kind, payload)``: a
+``"progress"`` snapshot every second and one ``"result"`` at the end (see :func:`collect_result`).
+
+Each simulated user is one Trio task for its signaling (WebSocket per docs/protocol.md: ``hello`` -> ``join`` ->
+``join_ack`` -> ``unmute``/``screen_on`` -> ``sdp`` offer -> ``signal`` answer; server re-offers are answered) and
+one :class:`~.media.Leg` driven by the process-wide :class:`~.media.MediaEngine` tasks (no per-user media task).
+
+Join order: slot ``k`` of ``N`` users joins at ``t0 + join_duration * k / N`` and is user ``k // calls`` of call
+``k % calls``, so users 0 of every call join first. Users ``0 .. unmuted-1`` of a call are unmuted (they send audio
+and, with ``video``, camera video); user 0 of the first ``screen_sharing`` calls shares its screen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import trio
+import trio_websocket
+
+from .media import Identity, Leg, MediaEngine, Source
+from .sdp import LocalTrack, build_answer, build_offer, parse_sdp
+from .stats import summarize
+
+__all__ = ["WorkerSpec", "SimUser", "run_worker", "worker_process_main", "user_role"]
+
+Report = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class WorkerSpec:
+    ws_url: str  # ws://host:port/api/v1/websocket
+    index: int
+    calls: list[int]  # global call indices handled by this worker
+    total_calls: int
+    users_per_call: int
+    unmuted: int
+    screen_sharing: int
+    video: bool
+    video_bitrate: int
+    screen_bitrate: int
+    join_duration: float
+    duration: float
+    t0: float  # time.monotonic() at which slot 0 joins (shared by all workers)
+    run_id: str
+    token_secret: str = ""
+    delay_sample: int = 1
+    join_timeout: float = 15.0
+    channel_prefix: str = "lt"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def user_role(spec_calls: int, unmuted: int, screen_sharing: int, call: int, user: int) -> tuple[bool, bool]:
+    """(unmuted, sharer) for user ``user`` of call ``call``."""
+    return (user < unmuted, user == 0 and call < screen_sharing)
+
+
+class SimUser:
+    """One simulated participant: its WebSocket session, its negotiation state and its media leg."""
+
+    def __init__(self, spec: WorkerSpec, engine: MediaEngine, call: int, user: int) -> None:
+        self.spec = spec
+        self.engine = engine
+        self.call = call
+        self.user = user
+        self.number = call * spec.users_per_call + user
+        self.channel_id = f"{spec.channel_prefix}-{spec.run_id}-{call}"
+        self.unmuted, self.sharer = user_role(spec.total_calls, spec.unmuted, spec.screen_sharing, call, user)
+        self.session_id = ""
+        self.joined = False
+        self.failed = ""
+        self.join_started_ns = 0
+        self.join_ack_ns = 0
+        self.ws: trio_websocket.WebSocketConnection | None = None
+        self.leg: Leg | None = None
+        self.tracks: list[LocalTrack] = []
+        self.sources: dict[str, Source] = {}  # mid -> source
+        self.version = 2
+        self.sdp_session = secrets.randbits(48)
+        self.offer_pending = False
+        self.queued_offers: list[str] = []
+        self.negotiations = 0
+        self.errors: dict[str, int] = {}
+
+    # -- setup -----------------------------------------------------------------------------------------------
+    def _make_tracks(self) -> None:
+        stream = f"lt{self.number}"
+        audio = Source(kind="audio", ssrc=secrets.randbits(32) or 1, user_number=self.number,
+                       seed=secrets.randbits(16))
+        audio.enabled = self.unmuted
+        self.tracks.append(LocalTrack(kind="audio", ssrc=audio.ssrc, stream_id=stream, track_id=f"{stream}-a"))
+        pending = [audio]
+        if self.spec.video and self.unmuted:
+            cam = Source(kind="video", ssrc=secrets.randbits(32) or 2, user_number=self.number,
+                         bitrate=self.spec.video_bitrate, seed=secrets.randbits(16))
+            cam.enabled = True
+            self.tracks.append(LocalTrack(kind="video", ssrc=cam.ssrc, stream_id=stream, track_id=f"{stream}-v"))
+            pending.append(cam)
+        if self.sharer:
+            screen = Source(kind="video", ssrc=secrets.randbits(32) or 3, user_number=self.number,
+                            bitrate=self.spec.screen_bitrate, seed=secrets.randbits(16))
+            screen.enabled = True
+            self.tracks.append(LocalTrack(kind="video", ssrc=screen.ssrc, stream_id=f"{stream}-screen",
+                                          track_id=f"{stream}-s"))
+            pending.append(screen)
+        self._pending_sources = pending
+
+    async def _send(self, kind: str, data: dict[str, Any] | None = None) -> None:
+        assert self.ws is not None
+        msg: dict[str, Any] = {"type": kind}
+        if data is not None:
+            msg["data"] = data
+        await self.ws.send_message(json.dumps(msg))
+
+    def _token(self) -> str:
+        from callsd.app.auth import create_token
+
+        return create_token(secret=self.spec.token_secret, user_id=f"lt-user-{self.number}",
+                            channels=[self.channel_id], expires_at=int(time.time()) + 24 * 3600)
+
+    # -- run -------------------------------------------------------------------------------------------------
+    async def run(self, stop: trio.Event) -> None:
+        """Join, negotiate, stay until ``stop``, then leave. Failures are recorded in ``failed``, never raised."""
+        url = self.spec.ws_url
+        if self.spec.token_secret:
+            url += ("&" if "?" in url else "?") + "token=" + self._token()
+        self.join_started_ns = time.monotonic_ns()
+        try:
+            async with trio_websocket.open_websocket_url(
+                url, connect_timeout=self.spec.join_timeout, disconnect_timeout=2, message_queue_size=64
+            ) as ws:
+                self.ws = ws
+                try:
+                    await self._session(stop)
+                finally:
+                    with trio.move_on_after(2) as scope:
+                        scope.shield = True
+                        if self.joined and not ws.closed:
+                            with contextlib.suppress(trio_websocket.ConnectionClosed):
+                                await self._send("leave")
+        except trio.TooSlowError:
+            if not self.failed:
+                self.failed = "join_timeout" if not self.joined else self._timeout_reason()
+        except (trio_websocket.HandshakeError, trio_websocket.ConnectionClosed, OSError) as exc:
+            if not self.failed and not stop.is_set():
+                self.failed = "closed" if isinstance(exc, trio_websocket.ConnectionClosed) else "websocket"
+
+    async def _session(self, stop: trio.Event) -> None:
+        assert self.ws is not None
+        deadline = trio.current_time() + self.spec.join_timeout
+        with trio.fail_after(max(0.1, deadline - trio.current_time())):
+            await self._send("join", {"channel_id": self.channel_id, "display_name": f"lt-user-{self.number}"})
+            while not (self.leg is not None and self.leg.state == "connected"):
+                with trio.move_on_after(0.05):
+                    await self._handle(await self.ws.get_message())
+                if self.failed:
+                    return
+                if self.leg is not None and self.leg.state == "failed":
+                    self.failed = self.leg.error.split(":")[0]
+                    return
+        while not stop.is_set():
+            with trio.move_on_after(0.25):
+                await self._handle(await self.ws.get_message())
+            if self.leg is not None and self.leg.state == "failed" and not self.failed:
+                self.failed = self.leg.error.split(":")[0]
+
+    def _timeout_reason(self) -> str:
+        if self.leg is None:
+            return "no_answer"
+        if self.leg.state == "failed":
+            return self.leg.error.split(":")[0]
+        return f"{self.leg.state}_timeout"
+
+    async def _handle(self, text: str | bytes) -> None:
+        try:
+            msg = json.loads(text)
+            kind = msg.get("type")
+            data = msg.get("data") or {}
+        except (ValueError, AttributeError):
+            self.errors["bad_message"] = self.errors.get("bad_message", 0) + 1
+            return
+        if kind == "join_ack":
+            await self._on_join_ack(data)
+        elif kind == "signal":
+            await self._on_signal(data)
+        elif kind == "error":
+            code = str(data.get("code", "error"))
+            self.errors[code] = self.errors.get(code, 0) + 1
+            if not self.joined or data.get("action") in ("join", "sdp"):
+                self.failed = code
+
+    async def _on_join_ack(self, data: dict[str, Any]) -> None:
+        self.joined = True
+        self.join_ack_ns = time.monotonic_ns()
+        self.session_id = str(data.get("session_id", ""))
+        if self.unmuted:
+            await self._send("unmute")
+        self._make_tracks()
+        if self.sharer:
+            await self._send("screen_on", {"stream_id": self.tracks[-1].stream_id})
+        self.leg = Leg(self.engine, user_number=self.number, call_index=self.call,
+                       ufrag=secrets.token_hex(4), pwd=secrets.token_hex(16))
+        self.leg.join_started_ns = self.join_started_ns
+        offer = build_offer(session_id=self.sdp_session, tracks=self.tracks, ufrag=self.leg.local_ufrag,
+                            pwd=self.leg.local_pwd, fingerprint=self.engine.identity.fingerprint,
+                            cname=f"lt{self.number}", candidate=self.leg.local_address)
+        self.offer_pending = True
+        await self._send("sdp", {"type": "offer", "sdp": offer})
+
+    def _apply_remote(self, text: str, *, answer: bool) -> None:
+        desc = parse_sdp(text)
+        leg = self.leg
+        assert leg is not None
+        mapping: dict[int, tuple[str, int]] = {}
+        by_mid = {m.mid: m for m in desc.media}
+        for m in desc.media:
+            for pt in m.formats:
+                mapping[pt] = (m.kind, m.clock_rate(pt))
+        leg.set_payload_types(mapping)
+        for track, source in zip(self.tracks, self._pending_sources, strict=True):
+            m = by_mid.get(track.mid)
+            if m is None or m.port == 0:
+                continue
+            if answer and m.formats and track.payload_type not in m.formats:
+                track.payload_type = m.formats[0]
+            source.configure(track.mid, track.payload_type, m.extmap)
+            if source not in leg.sources:
+                leg.sources.append(source)
+        if leg.state == "new":
+            ufrag, pwd = desc.ice_credentials()
+            candidates = [c for c in desc.all_candidates() if ":" not in c[0]]
+            if not candidates:
+                self.failed = "no_candidate"
+                return
+            leg.start(remote_ufrag=ufrag, remote_pwd=pwd, remote_fingerprint=desc.dtls_fingerprint(),
+                      address=candidates[0])
+
+    async def _on_signal(self, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        sdp = data.get("sdp")
+        if kind == "answer" and isinstance(sdp, str):
+            self.offer_pending = False
+            self.negotiations += 1
+            try:
+                self._apply_remote(sdp, answer=True)
+            except (ValueError, KeyError) as exc:
+                self.failed = "bad_answer"
+                self.errors[f"bad_answer: {exc}"] = 1
+                return
+            queued, self.queued_offers = self.queued_offers, []
+            for offer in queued:
+                await self._answer(offer)
+        elif kind == "offer" and isinstance(sdp, str):
+            if self.offer_pending:
+                # Glare: the server (impolite) would drop our offer; we answer its offer after ours is answered.
+                self.errors["glare"] = self.errors.get("glare", 0) + 1
+                self.queued_offers.append(sdp)
+                return
+            await self._answer(sdp)
+
+    async def _answer(self, sdp: str) -> None:
+        assert self.leg is not None
+        try:
+            offer = parse_sdp(sdp)
+        except ValueError:
+            self.errors["bad_offer"] = self.errors.get("bad_offer", 0) + 1
+            return
+        self.version += 1
+        answer = build_answer(offer, session_id=self.sdp_session, version=self.version, tracks=self.tracks,
+                              ufrag=self.leg.local_ufrag, pwd=self.leg.local_pwd,
+                              fingerprint=self.engine.identity.fingerprint, cname=f"lt{self.number}")
+        self._apply_remote(sdp, answer=False)
+        self.negotiations += 1
+        await self._send("sdp", {"type": "answer", "sdp": answer})
+
+
+async def run_worker(spec: WorkerSpec, report: Report) -> dict[str, Any]:
+    """Run every user of ``spec`` to the end of the run and return (and report) the worker's result."""
+    engine = MediaEngine(Identity(), delay_sample=spec.delay_sample)
+    users: list[SimUser] = []
+    total_users = spec.total_calls * spec.users_per_call
+    schedule: list[tuple[float, SimUser]] = []
+    for call in spec.calls:
+        for user in range(spec.users_per_call):
+            slot = user * spec.total_calls + call
+            at = spec.t0 + spec.join_duration * slot / max(1, total_users)
+            sim = SimUser(spec, engine, call, user)
+            users.append(sim)
+            schedule.append((at, sim))
+    schedule.sort(key=lambda item: item[0])
+    stop = trio.Event()
+    end_at = spec.t0 + spec.duration
+    cpu0 = time.process_time()
+
+    def progress() -> dict[str, Any]:
+        snap = engine.snapshot([u.leg for u in users if u.leg is not None])
+        snap["joined"] = sum(1 for u in users if u.joined and not u.failed)
+        snap["connected"] = sum(1 for u in users if u.leg is not None and u.leg.state == "connected")
+        snap["failed"] = sum(1 for u in users if u.failed)
+        snap["users"] = len(users)
+        snap["cpu_seconds"] = time.process_time() - cpu0
+        return snap
+
+    async def reporter() -> None:
+        while True:
+            await trio.sleep(1.0)
+            report("progress", progress())
+
+    async def start_users(nursery: trio.Nursery) -> None:
+        for at, sim in schedule:
+            delay = at - time.monotonic()
+            if delay > 0:
+                await trio.sleep(delay)
+            if time.monotonic() >= end_at:
+                break
+            nursery.start_soon(sim.run, stop)
+
+    async with trio.open_nursery() as outer:
+        outer.start_soon(engine.receive_loop)
+        outer.start_soon(engine.send_loop)
+        outer.start_soon(engine.maintain_loop)
+        outer.start_soon(reporter)
+        async with trio.open_nursery() as user_nursery:
+            user_nursery.start_soon(start_users, user_nursery)
+            await trio.sleep(max(0.0, end_at - time.monotonic()))
+            engine.sending = False
+            await trio.sleep(0.5)  # let in-flight packets arrive before counting
+            result = collect_result(spec, engine, users, time.process_time() - cpu0)
+            stop.set()
+        outer.cancel_scope.cancel()
+    for sim in users:
+        if sim.leg is not None:
+            sim.leg.close()
+    report("result", result)
+    return result
+
+
+def _source_start(users: list[SimUser]) -> dict[int, list[int]]:
+    starts: dict[int, list[int]] = {}
+    for u in users:
+        for s in getattr(u, "_pending_sources", []):
+            if s.kind == "audio" and s.started_ns:
+                starts.setdefault(u.call, []).append(s.started_ns)
+    return starts
+
+
+def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], cpu_seconds: float) -> dict[str, Any]:
+    """The worker's figures: per call (loss, jitter, delay, joins), join latencies, delay histogram, errors."""
+    calls: dict[int, dict[str, Any]] = {}
+    join_latencies: list[float] = []
+    jitters: list[float] = []
+    errors: dict[str, int] = {}
+    starts = _source_start(users)
+    for u in users:
+        c = calls.setdefault(u.call, {
+            "call": u.call, "channel_id": u.channel_id, "users": 0, "joined": 0, "connected": 0, "failed": 0,
+            "streams": 0, "expected": 0, "received": 0, "lost": 0, "jitter_ms": [], "join_ms": [],
+            "audio_streams_expected": 0, "audio_streams_received": 0})
+        c["users"] += 1
+        if u.failed:
+            c["failed"] += 1
+            errors[u.failed] = errors.get(u.failed, 0) + 1
+        elif u.joined:
+            c["joined"] += 1
+        for code, n in u.errors.items():
+            if code != u.failed:
+                errors[code] = errors.get(code, 0) + n
+        leg = u.leg
+        if leg is None:
+            continue
+        if leg.state == "connected":
+            c["connected"] += 1
+        audio_received = 0
+        for st in leg.streams.values():
+            c["streams"] += 1
+            c["expected"] += st.expected
+            c["received"] += st.received
+            c["lost"] += st.lost
+            c["jitter_ms"].append(st.jitter_ms)
+            jitters.append(st.jitter_ms)
+            if st.kind == "audio":
+                audio_received += 1
+        others = sum(1 for v in users if v.call == u.call and v is not u and v.unmuted and v.leg is not None
+                     and v.leg.state == "connected")
+        c["audio_streams_expected"] += others
+        c["audio_streams_received"] += min(audio_received, others)
+        if leg.first_audio_ns:
+            own = [s.started_ns for s in getattr(u, "_pending_sources", []) if s.kind == "audio" and s.started_ns]
+            other_starts = [t for t in starts.get(u.call, []) if t not in own]
+            available = min(other_starts) if other_starts else leg.first_audio_ns
+            latency = (leg.first_audio_ns - max(u.join_started_ns, available)) / 1e6
+            join_latencies.append(latency)
+            c["join_ms"].append(latency)
+    out_calls = []
+    for c in sorted(calls.values(), key=lambda x: x["call"]):
+        acc = engine.call_delays.get(c["call"], [0.0, 0, 0.0])
+        jit = c.pop("jitter_ms")
+        joins = c.pop("join_ms")
+        c["loss"] = (c["lost"] / c["expected"]) if c["expected"] else 0.0
+        c["jitter_ms_mean"] = round(sum(jit) / len(jit), 3) if jit else None
+        c["jitter_ms_max"] = round(max(jit), 3) if jit else None
+        c["delay_ms_mean"] = round(acc[0] / acc[1], 3) if acc[1] else None
+        c["delay_ms_max"] = round(acc[2], 3) if acc[1] else None
+        c["join_to_first_audio_ms"] = summarize(joins)
+        out_calls.append(c)
+    return {
+        "worker": spec.index,
+        "pid": os.getpid(),
+        "calls": out_calls,
+        "join_latencies_ms": [round(x, 3) for x in join_latencies],
+        "jitter_ms": [round(x, 4) for x in jitters],
+        "delay_histogram": engine.delay.to_json(),
+        "errors": errors,
+        "failures_by_stage": dict(engine.failures),
+        "counters": engine.snapshot([u.leg for u in users if u.leg is not None]),
+        "cpu_seconds": round(cpu_seconds, 3),
+        "users": len(users),
+    }
+
+
+def worker_process_main(spec_dict: dict[str, Any], queue: Any) -> None:
+    """Entry point of a load process (multiprocessing target): runs the worker, reports through ``queue``."""
+    spec = WorkerSpec(**spec_dict)
+
+    def report(kind: str, payload: dict[str, Any]) -> None:
+        queue.put((kind, spec.index, payload))
+
+    try:
+        trio.run(run_worker, spec, report)
+    except BaseException as exc:  # noqa: BLE001 - the parent must learn why a worker died, then we exit
+        queue.put(("crash", spec.index, {"error": f"{type(exc).__name__}: {exc}"}))
+        raise
+
+
+def spec_to_dict(spec: WorkerSpec) -> dict[str, Any]:
+    return asdict(spec)

@@ -1,0 +1,72 @@
+"""Events the media plane emits to the server (``MediaPlane(config, emit)``; ``emit(event)`` gets these).
+
+They are facts about the media side of a session, in the past tense, or an effect the server must carry out:
+
+- ``SendSignal``: send ``msg`` (an SDP answer or a server offer, ``{"type": ..., "sdp": ...}``) to the session over
+  its signaling WebSocket.
+- ``TrackPublished`` / ``TrackUnpublished``: the session's SDP added or removed a track it sends; the server turns
+  them into core ``PublishTrack`` / ``UnpublishTrack`` inputs and applies the core's routing outputs back with
+  ``plane.apply()``.
+- ``SessionConnected`` / ``SessionClosed``: ICE+DTLS came up / the media path died (consent expired, DTLS failed,
+  the session was closed).
+- ``VoiceActivity``: the audio level of the session's microphone crossed the speaking threshold (debounced).
+
+Like the core's events they are frozen, slotted, keyword-only dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from callsd.core.events import TrackKind
+
+__all__ = [
+    "MediaEvent",
+    "SendSignal",
+    "TrackPublished",
+    "TrackUnpublished",
+    "SessionConnected",
+    "SessionClosed",
+    "VoiceActivity",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaEvent:
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendSignal(MediaEvent):
+    """Deliver ``msg`` to the session's client: ``{"type": "answer"|"offer", "sdp": str}``."""
+
+    msg: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackPublished(MediaEvent):
+    """The session publishes ``track_id`` (unique server-wide) carrying ``kind``."""
+
+    track_id: str
+    kind: TrackKind
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackUnpublished(MediaEvent):
+    track_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionConnected(MediaEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionClosed(MediaEvent):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoiceActivity(MediaEvent):
+    speaking: bool

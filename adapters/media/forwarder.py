@@ -1,0 +1,387 @@
+"""The SFU forwarding table and its per-packet path.
+
+Theory of operation
+-------------------
+Each published track (one SDP m-section a client sends on) is an ``InTrack``, found by the publisher session's
+``inbound`` dict keyed by the SSRC the client signalled (or learned from the MID header extension). Each
+(track, receiving session) pair that the call core routes is an ``OutRoute`` with its own SSRC, a sequence-number
+offset and a timestamp offset, the payload-type mapping and a 16-entry header-extension id table (publisher id ->
+receiver id, 0 drops the element: MID, transport-cc and anything the receiver did not negotiate). All of that is
+computed when routes change; the per-packet path only looks things up and does integer arithmetic.
+
+``InTrack.live`` is the tuple of routes that are negotiated by the receiver and not paused. A paused route
+(muted audio) is left out; when it is resumed it re-syncs its sequence offset on the next packet so that the
+receiver sees consecutive sequence numbers (the RTP timestamps keep advancing with real time, which is what a
+receiver's jitter buffer expects after a silence).
+
+Video tracks keep the last 512 packets (in publisher numbering) so that a receiver's NACK, translated back through
+the route's offset, can be answered without asking the publisher.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+from callsd.core.events import TrackKind
+
+__all__ = ["InTrack", "OutRoute", "Forwarder", "ForwarderCounters", "CACHE_SIZE"]
+
+CACHE_SIZE = 512
+_CACHE_MASK = CACHE_SIZE - 1
+_HDR = struct.Struct("!BBHII")
+_PAD = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
+
+# Voice activity: audio level is -dBov (0 loud .. 127 silent). A packet louder than the threshold scores +1, a
+# quieter one -1; speaking starts at _VAD_ON and stops when the score falls back to 0 (about 0.3 s / 0.6 s of audio
+# at 50 packets per second).
+VAD_THRESHOLD = 60
+_VAD_ON = 15
+_VAD_MAX = 30
+
+
+class ForwarderCounters:
+    """Plain integers read by the metrics exporter."""
+
+    __slots__ = (
+        "rtp_in", "rtp_in_bytes", "rtp_out", "rtp_out_bytes", "drop_unknown_ssrc", "drop_malformed",
+        "drop_no_route", "drop_paused", "nack_in", "nack_answered", "nack_forwarded", "pli_in", "pli_out",
+        "rtcp_in", "rtcp_out", "rtcp_malformed",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class InTrack:
+    """A track one session publishes: its SSRC, codec and extension ids, its routes and reception stats."""
+
+    __slots__ = (
+        "track_id", "session", "kind", "media", "mid", "ssrc", "clock_rate", "codecs", "ext", "level_id",
+        "routes", "live", "cache", "packets", "octets", "max_seq", "cycles", "base_seq", "started",
+        "last_ts", "last_rx", "expected_prior", "received_prior", "sr_ntp_mid", "sr_rx", "last_pli",
+        "pli_pending", "vad_score", "speaking", "stream_id", "ended",
+    )
+
+    def __init__(
+        self, *, track_id: str, session: Any, kind: TrackKind, media: str, mid: str, ssrc: int | None,
+        clock_rate: int, codecs: dict[int, tuple[str, int, int, str]], ext: dict[str, int], stream_id: str,
+    ) -> None:
+        self.track_id = track_id
+        self.session = session
+        self.kind = kind
+        self.media = media  # "audio" | "video"
+        self.mid = mid
+        self.ssrc = ssrc
+        self.clock_rate = clock_rate
+        # pt -> (name lower, clock rate, channels, fmtp)
+        self.codecs = codecs
+        # uri -> publisher's extension id
+        self.ext = ext
+        self.stream_id = stream_id
+        self.level_id = ext.get(URI_AUDIO_LEVEL, 0) if media == "audio" else 0
+        self.routes: dict[str, OutRoute] = {}
+        self.live: tuple[OutRoute, ...] = ()
+        self.cache: list[bytes | None] | None = [None] * CACHE_SIZE if media == "video" else None
+        self.packets = 0
+        self.octets = 0
+        self.max_seq = 0
+        self.cycles = 0
+        self.base_seq = 0
+        self.started = False
+        self.last_ts = 0
+        self.last_rx = 0.0
+        self.expected_prior = 0
+        self.received_prior = 0
+        self.sr_ntp_mid = 0
+        self.sr_rx = 0.0
+        self.last_pli = -1e9
+        self.pli_pending = False
+        self.vad_score = 0
+        self.speaking = False
+        self.ended = False
+
+    def relive(self) -> None:
+        """Recompute ``live`` after a route was added, removed, paused, resumed or negotiated."""
+        self.live = tuple(r for r in self.routes.values() if r.negotiated and not r.paused)
+
+
+class OutRoute:
+    """Forwarding state of one track to one receiving session, in that receiver's numbering."""
+
+    __slots__ = (
+        "track", "receiver", "ssrc", "mid", "pt_map", "ext_table", "ext_key", "paused", "negotiated", "resync",
+        "seq_offset", "ts_offset", "last_seq", "packets", "octets", "removed",
+    )
+
+    def __init__(self, *, track: InTrack, receiver: Any, ssrc: int, mid: str, paused: bool, ts_offset: int) -> None:
+        self.track = track
+        self.receiver = receiver  # a plane Session: has .peer (transport peer or None)
+        self.ssrc = ssrc
+        self.mid = mid
+        self.pt_map: dict[int, int] = {}
+        self.ext_table: tuple[int, ...] = (0,) * 16
+        self.ext_key: tuple[int, ...] = self.ext_table
+        self.paused = paused
+        self.negotiated = False
+        self.resync = True
+        self.seq_offset = 0
+        self.ts_offset = ts_offset
+        self.last_seq = 0
+        self.packets = 0
+        self.octets = 0
+        self.removed = False
+
+    def set_mapping(self, pt_map: dict[int, int], ext_table: tuple[int, ...]) -> None:
+        self.pt_map = pt_map
+        self.ext_table = ext_table
+        self.ext_key = ext_table
+
+    def rewrite(self, plain: bytes) -> bytes | None:
+        """This route's copy of one publisher packet (slow path: NACK answers). ``None`` if not forwardable."""
+        if len(plain) < 12:
+            return None
+        b0, b1, seq, ts, _ = _HDR.unpack_from(plain)
+        opt = self.pt_map.get(b1 & 0x7F)
+        if opt is None:
+            return None
+        cc = b0 & 0x0F
+        off = 12 + 4 * cc
+        blk = b""
+        start = off
+        if b0 & 0x10:
+            elems, start = parse_ext(plain, off)
+            if elems is None:
+                return None
+            blk = build_ext(elems, self.ext_table)
+        return (
+            _HDR.pack(
+                0x80 | (b0 & 0x20) | (0x10 if blk else 0) | cc, (b1 & 0x80) | opt, (seq + self.seq_offset) & 0xFFFF,
+                (ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc,
+            )
+            + plain[12:off] + blk + plain[start:]
+        )
+
+
+URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+
+def parse_ext(plain: bytes, off: int) -> tuple[list[tuple[int, bytes]] | None, int]:
+    """The one-byte (RFC 8285 0xBEDE) extension elements at ``off`` and where the payload starts.
+
+    Two-byte-header extensions are skipped (returned as no elements). ``(None, 0)`` if the block is truncated.
+    """
+    n = len(plain)
+    if off + 4 > n:
+        return None, 0
+    words = (plain[off + 2] << 8) | plain[off + 3]
+    i = off + 4
+    end = i + 4 * words
+    if end > n:
+        return None, 0
+    elems: list[tuple[int, bytes]] = []
+    if plain[off] != 0xBE or plain[off + 1] != 0xDE:
+        return elems, end
+    while i < end:
+        b = plain[i]
+        if b == 0:
+            i += 1
+            continue
+        eid = b >> 4
+        if eid == 15:
+            break
+        ln = (b & 0x0F) + 1
+        elems.append((eid, plain[i + 1 : i + 1 + ln]))
+        i += 1 + ln
+    return elems, end
+
+
+def build_ext(elems: list[tuple[int, bytes]], table: tuple[int, ...]) -> bytes:
+    """A one-byte extension block with each element renumbered through ``table`` (0 drops it); b"" if empty."""
+    parts = [bytes(((nid << 4) | (len(data) - 1),)) + data for eid, data in elems if (nid := table[eid])]
+    if not parts:
+        return b""
+    body = b"".join(parts)
+    body += _PAD[len(body) & 3]
+    return b"\xbe\xde" + (len(body) >> 2).to_bytes(2, "big") + body
+
+
+class Forwarder:
+    """Owns the per-packet path; the plane owns the tables' lifecycle.
+
+    ``request_keyframe(track)`` is called (rate limited to one per second per track, a deferred request is sent by
+    ``tick``) when a receiver asks for a keyframe or a video route goes live. ``on_voice(session, speaking)``
+    reports debounced voice activity of a publisher's audio track.
+    """
+
+    def __init__(
+        self,
+        *,
+        send_pli: Callable[[InTrack], None],
+        on_voice: Callable[[Any, bool], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.counters = ForwarderCounters()
+        self._send_pli = send_pli
+        self._on_voice = on_voice
+        self._clock = clock
+
+    # -- the hot path -------------------------------------------------------------------------------------------
+    def on_rtp(self, inbound: dict[int, InTrack], plain: bytes) -> InTrack | None:
+        """Forward one decrypted RTP packet of a publisher to every live route of its track.
+
+        ``inbound`` is the publisher session's SSRC table. Returns the track, or ``None`` when the SSRC is
+        unknown (the caller may try to learn it from the MID extension and call again).
+        """
+        c = self.counters
+        n = len(plain)
+        if n < 12 or plain[0] >> 6 != 2:
+            c.drop_malformed += 1
+            return None
+        b0, b1, seq, ts, ssrc = _HDR.unpack_from(plain)
+        track = inbound.get(ssrc)
+        if track is None:
+            c.drop_unknown_ssrc += 1
+            return None
+        c.rtp_in += 1
+        c.rtp_in_bytes += n
+        track.packets += 1
+        track.octets += n
+        # reception statistics (RFC 3550 A.1, without probation)
+        if not track.started:
+            track.started = True
+            track.base_seq = seq
+            track.max_seq = seq
+        else:
+            d = (seq - track.max_seq) & 0xFFFF
+            if 0 < d < 0x8000:
+                if seq < track.max_seq:
+                    track.cycles += 0x10000
+                track.max_seq = seq
+        track.last_ts = ts
+        track.last_rx = self._clock()
+        cc = b0 & 0x0F
+        off = 12 + 4 * cc
+        elems = None
+        start = off
+        if b0 & 0x10:
+            elems, start = parse_ext(plain, off)
+            if elems is None:
+                c.drop_malformed += 1
+                return track
+            if track.level_id:
+                lid = track.level_id
+                for eid, data in elems:
+                    if eid == lid:
+                        self._vad(track, data[0] & 0x7F)
+                        break
+        cache = track.cache
+        if cache is not None:
+            cache[seq & _CACHE_MASK] = plain
+        live = track.live
+        if not live:
+            c.drop_no_route += 1
+            return track
+        pt = b1 & 0x7F
+        mk = b1 & 0x80
+        csrc = plain[12:off] if cc else b""
+        payload = plain[start:]
+        plen = n - start
+        base0 = 0x80 | (b0 & 0x20) | cc
+        blocks: dict[tuple[int, ...], bytes] = {}
+        pack = _HDR.pack
+        for r in live:
+            opt = r.pt_map.get(pt)
+            if opt is None:
+                continue
+            peer = r.receiver.peer
+            if peer is None:
+                continue
+            if r.resync:
+                r.seq_offset = (r.last_seq + 1 - seq) & 0xFFFF
+                r.resync = False
+            oseq = (seq + r.seq_offset) & 0xFFFF
+            if (oseq - r.last_seq) & 0xFFFF < 0x8000:
+                r.last_seq = oseq
+            if elems:
+                blk = blocks.get(r.ext_key)
+                if blk is None:
+                    blk = blocks[r.ext_key] = build_ext(elems, r.ext_table)
+                out = pack(base0 | (0x10 if blk else 0), mk | opt, oseq, (ts + r.ts_offset) & 0xFFFFFFFF, r.ssrc)
+                out = out + csrc + blk + payload
+            else:
+                out = pack(base0, mk | opt, oseq, (ts + r.ts_offset) & 0xFFFFFFFF, r.ssrc) + csrc + payload
+            peer.send_rtp(out)
+            r.packets += 1
+            r.octets += plen
+            c.rtp_out += 1
+            c.rtp_out_bytes += len(out)
+        return track
+
+    def _vad(self, track: InTrack, level: int) -> None:
+        score = track.vad_score
+        if level <= VAD_THRESHOLD:
+            if score < _VAD_MAX:
+                score += 1
+        elif score > 0:
+            score -= 1
+        track.vad_score = score
+        if not track.speaking and score >= _VAD_ON:
+            track.speaking = True
+            self._on_voice(track.session, True)
+        elif track.speaking and score == 0:
+            track.speaking = False
+            self._on_voice(track.session, False)
+
+    # -- feedback -----------------------------------------------------------------------------------------------
+    def request_keyframe(self, track: InTrack) -> None:
+        """Ask the publisher for a keyframe now, or at the next ``tick`` if one was asked for < 1 s ago."""
+        if track.media != "video" or track.ended:
+            return
+        now = self._clock()
+        if now - track.last_pli >= 1.0:
+            track.last_pli = now
+            track.pli_pending = False
+            self.counters.pli_out += 1
+            self._send_pli(track)
+        else:
+            track.pli_pending = True
+
+    def tick(self, tracks: list[InTrack]) -> None:
+        """Periodic work: deferred keyframe requests, and voice activity of tracks that went silent (DTX)."""
+        now = self._clock()
+        for t in tracks:
+            if t.pli_pending and now - t.last_pli >= 1.0:
+                self.request_keyframe(t)
+            if t.speaking and now - t.last_rx > 1.0:
+                t.speaking = False
+                t.vad_score = 0
+                self._on_voice(t.session, False)
+
+    def answer_nack(self, route: OutRoute, seqs: list[int]) -> list[int]:
+        """Resend what the cache holds of ``seqs`` (receiver numbering); return the publisher seqs it lacked."""
+        track = route.track
+        self.counters.nack_in += 1
+        cache = track.cache
+        missing: list[int] = []
+        peer = route.receiver.peer
+        if cache is None or peer is None:
+            return missing
+        for s in seqs:
+            orig = (s - route.seq_offset) & 0xFFFF
+            pkt = cache[orig & _CACHE_MASK]
+            if pkt is not None and ((pkt[2] << 8) | pkt[3]) == orig:
+                out = route.rewrite(pkt)
+                if out is not None:
+                    peer.send_rtp(out)
+                    self.counters.nack_answered += 1
+                    continue
+            missing.append(orig)
+        return missing

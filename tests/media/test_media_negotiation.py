@@ -1,0 +1,233 @@
+"""Offer/answer negotiation (core/negotiation.py): against recorded offers and a live aiortc peer.
+
+The proof that answers and server offers are valid is that aiortc accepts them (``setRemoteDescription``) and
+answers; the Chromium proof is in test_media_negotiation_browser.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from callsd.core.errors import LocalProtocolError
+from callsd.core.negotiation import (
+    AUDIO_LEVEL_URI,
+    MID_URI,
+    AnswerApplied,
+    AnswerRejected,
+    LocalTransport,
+    NegotiationState,
+    Negotiator,
+    OfferAnswered,
+    OfferMade,
+    OfferRejected,
+    OutgoingTrack,
+    Rejection,
+)
+from callsd.core.sdp import Codec, Direction, parse_sdp
+
+DATA = Path(__file__).resolve().parent / "data"
+CHROMIUM = (DATA / "offer_chromium.sdp").read_text()
+AIORTC = (DATA / "offer_aiortc.sdp").read_text()
+FP = "sha-256 " + ":".join(["AB"] * 32)
+TRANSPORT = LocalTransport(ice_ufrag="srvu", ice_pwd="serverpassword0123456789", fingerprint=FP,
+                           host="127.0.0.1", port=9)
+OPUS = Codec(payload_type=111, name="opus", clock_rate=48000, channels=2, fmtp="minptime=10;useinbandfec=1")
+VP8 = Codec(payload_type=96, name="VP8", clock_rate=90000)
+
+
+def negotiator() -> Negotiator:
+    return Negotiator(transport=TRANSPORT, session_id=4242)
+
+
+def answered(result: object) -> OfferAnswered:
+    assert isinstance(result, OfferAnswered), result
+    return result
+
+
+def test_answer_to_chromium_offer_publishes_its_tracks() -> None:
+    n = negotiator()
+    r = answered(n.handle_offer(CHROMIUM))
+    assert n.state is NegotiationState.STABLE
+    assert r.remote.dtls_role == "server" and r.remote.ice_ufrag == "/7cD" and r.remote.fingerprint.startswith("sha-256 ")
+    audio, video = r.published
+    assert (audio.kind, audio.mid, audio.payload_type, audio.codec.name) == ("audio", "0", 111, "opus")
+    assert audio.extension_id(AUDIO_LEVEL_URI) == 1 and audio.extension_id(MID_URI) == 4
+    assert (video.kind, video.payload_type, video.rtx_payload_type, video.codec.name) == ("video", 96, 97, "VP8")
+    assert video.rtx_ssrc is not None and video.ssrcs and video.rtx_ssrc not in video.ssrcs
+    assert audio.stream_id == video.stream_id and audio.track_id != video.track_id and audio.cname
+    d = parse_sdp(r.answer)
+    assert d.ice_lite and d.bundle() == ("0", "1")
+    for m in d.media:
+        assert m.setup == "passive" and m.direction is Direction.RECVONLY and m.rtcp_mux
+        assert m.candidates[0].address == "127.0.0.1" and m.ice_ufrag == "srvu"
+    a, v = d.media
+    assert [c.name for c in a.codecs] == ["opus"] and a.codecs[0].params["useinbandfec"] == "1"
+    assert [c.name for c in v.codecs] == ["VP8", "rtx"]
+    assert set(v.codecs[0].feedback) == {"goog-remb", "transport-cc", "ccm fir", "nack", "nack pli"}
+    assert {e.uri for e in v.extmaps} <= {MID_URI, "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+                                          "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"}
+
+
+def test_h264_is_chosen_when_vp8_is_not_offered() -> None:
+    lines = [ln for ln in CHROMIUM.splitlines() if not ln.startswith(("a=rtpmap:96 ", "a=rtcp-fb:96 "))]
+    text = "\r\n".join(ln.replace(" 96 97 102", " 97 102") for ln in lines if "apt=96" not in ln) + "\r\n"
+    text = text.replace("a=rtpmap:97 rtx/90000\r\n", "").replace("m=video 9 UDP/TLS/RTP/SAVPF 97 ", "m=video 9 UDP/TLS/RTP/SAVPF ")
+    r = answered(negotiator().handle_offer(text))
+    video = r.published[1]
+    assert video.codec.name == "H264" and video.codec.params["profile-level-id"] == "42e01f"
+    assert video.codec.params["packetization-mode"] == "1" and video.rtx_payload_type == 109
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda t: "garbage", Rejection.MALFORMED),
+        (lambda t: t.replace("a=fingerprint:", "a=x-fingerprint:"), Rejection.NO_FINGERPRINT),
+        (lambda t: t.replace("a=ice-ufrag:", "a=x-ice-ufrag:"), Rejection.NO_ICE_CREDENTIALS),
+        (lambda t: t.replace("a=rtcp-mux\n", ""), Rejection.NO_MEDIA),
+        (lambda t: t.replace("a=setup:actpass", "a=setup:holdconn"), Rejection.NO_SETUP),
+    ],
+)
+def test_a_bad_offer_is_a_typed_rejection(mutate: Any, reason: Rejection) -> None:
+    n = negotiator()
+    r = n.handle_offer(mutate(CHROMIUM))
+    assert isinstance(r, OfferRejected) and r.reason is reason and r.detail
+    assert n.state is NegotiationState.NEW
+
+
+def test_offer_before_first_answer_is_local_misuse_and_stray_answer_is_rejected() -> None:
+    n = negotiator()
+    with pytest.raises(LocalProtocolError):
+        n.make_offer([])
+    n.handle_offer(CHROMIUM)
+    r = n.handle_answer(CHROMIUM)
+    assert isinstance(r, AnswerRejected) and r.reason is Rejection.NO_PENDING_OFFER
+
+
+def out_track(name: str, kind: str, ssrc: int) -> OutgoingTrack:
+    codec = OPUS if kind == "audio" else VP8
+    return OutgoingTrack(track_id=f"t-{name}-{kind}", stream_id=f"s-{name}", kind=kind, ssrc=ssrc, codec=codec,
+                         rtx_ssrc=ssrc + 1 if kind == "video" else None, cname=f"c-{name}")
+
+
+def test_server_offer_adds_sendonly_sections_and_reuses_inactive_ones() -> None:
+    n = negotiator()
+    n.handle_offer(CHROMIUM)
+    made = n.make_offer([out_track("bob", "audio", 1000), out_track("bob", "video", 2000)])
+    assert isinstance(made, OfferMade) and n.state is NegotiationState.HAVE_LOCAL_OFFER
+    assert n.make_offer() is None  # already pending
+    d = parse_sdp(made.offer)
+    assert [m.mid for m in d.media] == ["0", "1", "2", "3"] and d.bundle() == ("0", "1", "2", "3")
+    a, v = d.media[2], d.media[3]
+    assert a.direction is Direction.SENDONLY and a.msids[0].track_id == "t-bob-audio" and a.ssrc_list() == (1000,)
+    assert a.codecs[0].payload_type == 111  # the client's own PT for Opus
+    assert v.rtx_pairs() == {2000: 2001} and [c.name for c in v.codecs] == ["VP8", "rtx"]
+    assert v.extension_id(MID_URI) == 4  # the client's id for the mid extension
+    # the client answers recvonly (mirror the offer with directions reversed)
+    applied = n.handle_answer(mirror(made.offer))
+    assert isinstance(applied, AnswerApplied) and n.state is NegotiationState.STABLE
+    assert {(t.track_id, t.payload_type, t.rtx_payload_type) for t in applied.sending} == {
+        ("t-bob-audio", 111, None), ("t-bob-video", 96, 97)}
+    assert n.make_offer() is None  # nothing changed
+    removed = n.make_offer([out_track("bob", "video", 2000)])
+    assert isinstance(removed, OfferMade)
+    assert parse_sdp(removed.offer).media[2].direction is Direction.INACTIVE
+    n.handle_answer(mirror(removed.offer))
+    carol = n.make_offer([out_track("bob", "video", 2000), out_track("carol", "audio", 3000)])
+    assert isinstance(carol, OfferMade)
+    d = parse_sdp(carol.offer)
+    assert len(d.media) == 4 and d.media[2].msids[0].stream_id == "s-carol"
+
+
+def mirror(offer: str) -> str:
+    """A minimal client answer: same sections, directions reversed, the server's codecs echoed."""
+    out = []
+    for line in offer.splitlines():
+        for a, b in (("a=sendonly", "a=recvonly"), ("a=setup:passive", "a=setup:active"), ("a=ice-lite", None)):
+            if line == a:
+                line = b  # type: ignore[assignment]
+        if line is None or line.startswith(("a=ssrc", "a=msid:", "a=candidate")):
+            continue
+        out.append(line.replace("srvu", "cliu"))
+    return "\r\n".join(out) + "\r\n"
+
+
+def test_glare_server_is_polite_rolls_back_and_offers_again() -> None:
+    n = negotiator()
+    n.handle_offer(CHROMIUM)
+    first = n.make_offer([out_track("bob", "audio", 1000)])
+    assert isinstance(first, OfferMade)
+    # the client re-offers (e.g. it starts a screen share) before answering: same sections plus a new one
+    reoffer = CHROMIUM.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0 1 2") + video_section("2", "screen")
+    r = answered(n.handle_offer(reoffer))
+    assert r.renegotiate and n.state is NegotiationState.STABLE
+    assert [p.track_id for p in r.published] == ["t-screen"] and [m.mid for m in parse_sdp(r.answer).media] == [
+        "0", "1", "2"]
+    assert n.handle_answer(mirror(first.offer)).reason is Rejection.NO_PENDING_OFFER  # type: ignore[union-attr]
+    again = n.make_offer()
+    assert isinstance(again, OfferMade)
+    assert [m.mid for m in parse_sdp(again.offer).media] == ["0", "1", "2", "3"]
+
+
+def video_section(mid: str, name: str) -> str:
+    video = CHROMIUM[CHROMIUM.index("m=video") :]
+    video = video.replace("a=mid:1", f"a=mid:{mid}").replace("a=sendrecv", "a=sendonly")
+    video = video.replace("215076bb-db32-4194-9d5a-a884a8a70cf3", f"t-{name}")
+    return video.replace("2123697578", "55").replace("2067119197", "56")
+
+
+def test_client_stops_publishing_and_rejects_a_section() -> None:
+    n = negotiator()
+    n.handle_offer(CHROMIUM)
+    video_id = n.published[1].track_id
+    second = CHROMIUM.replace("m=video 9 ", "m=video 0 ")
+    r = answered(n.handle_offer(second))
+    assert r.unpublished == (video_id,) and r.published == ()
+    assert parse_sdp(r.answer).media[1].port == 0 and parse_sdp(r.answer).bundle() == ("0",)
+    third = CHROMIUM.replace("m=video 9 ", "m=video 0 ").replace("a=sendrecv", "a=recvonly", 1)
+    r3 = answered(n.handle_offer(third))
+    assert len(r3.unpublished) == 1 and not n.published
+
+
+# --- aiortc acceptance --------------------------------------------------------------------------------------
+
+
+async def _aiortc_round_trip() -> dict[str, Any]:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    got: list[tuple[str, str]] = []
+    pc.on("track", lambda track: got.append((track.kind, track.id)))
+    try:
+        pc.addTrack(AudioStreamTrack())
+        pc.addTrack(VideoStreamTrack())
+        await pc.setLocalDescription(await pc.createOffer())
+        n = negotiator()
+        r = answered(n.handle_offer(pc.localDescription.sdp))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=r.answer, type="answer"))
+        made = n.make_offer([out_track("bob", "audio", 1000), out_track("bob", "video", 2000)])
+        assert isinstance(made, OfferMade)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=made.offer, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        applied = n.handle_answer(pc.localDescription.sdp)
+        return {"published": r.published, "applied": applied, "tracks": got,
+                "directions": [t.currentDirection for t in pc.getTransceivers()]}
+    finally:
+        await pc.close()
+
+
+def test_aiortc_accepts_the_answer_and_the_server_offer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    out = asyncio.run(asyncio.wait_for(_aiortc_round_trip(), 30))
+    assert [p.kind for p in out["published"]] == ["audio", "video"]
+    applied = out["applied"]
+    assert isinstance(applied, AnswerApplied), applied
+    assert sorted(t.track_id for t in applied.sending) == ["t-bob-audio", "t-bob-video"]
+    assert sorted(kind for kind, _ in out["tracks"]) == ["audio", "video"]
+    assert out["directions"] == ["sendonly", "sendonly", "recvonly", "recvonly"]

@@ -1,0 +1,109 @@
+"""Chromium accepts the server's answers and offers (core/negotiation.py), driven through Playwright.
+
+No network: the browser only applies descriptions (its ICE checks towards 127.0.0.1:9 go nowhere).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from callsd.core.negotiation import (
+    AnswerApplied,
+    LocalTransport,
+    Negotiator,
+    OfferAnswered,
+    OfferMade,
+    OutgoingTrack,
+)
+from callsd.core.sdp import Codec, Direction, parse_sdp
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--allow-loopback-in-peer-connection",
+        "--disable-background-networking", "--no-sandbox", "--disable-gpu", "--disable-component-update",
+        "--no-first-run", "--disable-sync"]
+FP = "sha-256 " + ":".join(["4F"] * 32)
+TRANSPORT = LocalTransport(ice_ufrag="srvu", ice_pwd="serverpassword0123456789", fingerprint=FP,
+                           host="127.0.0.1", port=9)
+
+SETUP = """async () => {
+  window.pc = new RTCPeerConnection();
+  window.got = [];
+  pc.ontrack = (e) => got.push([e.transceiver.mid, e.track.kind, e.streams.map((s) => s.id).join(',')]);
+  const stream = new MediaStream();
+  for (const kind of ['audio', 'video']) pc.addTransceiver(kind, {direction: 'sendrecv', streams: [stream]});
+  await pc.setLocalDescription(await pc.createOffer());
+  return pc.localDescription.sdp;
+}"""
+APPLY_ANSWER = "async (sdp) => { await pc.setRemoteDescription({type: 'answer', sdp}); return pc.signalingState; }"
+ANSWER_OFFER = """async (sdp) => {
+  await pc.setRemoteDescription({type: 'offer', sdp});
+  await pc.setLocalDescription(await pc.createAnswer());
+  return pc.localDescription.sdp;
+}"""
+SCREEN_OFFER = """async () => {
+  pc.addTransceiver('video', {direction: 'sendonly', streams: [new MediaStream()]});
+  await pc.setLocalDescription(await pc.createOffer());
+  return pc.localDescription.sdp;
+}"""
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(profile, executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        try:
+            pg = ctx.new_page()
+            pg.goto("about:blank")
+            yield pg
+        finally:
+            ctx.close()
+
+
+def track(name: str, kind: str, ssrc: int) -> OutgoingTrack:
+    codec = (Codec(payload_type=111, name="opus", clock_rate=48000, channels=2, fmtp="minptime=10;useinbandfec=1")
+             if kind == "audio" else Codec(payload_type=96, name="VP8", clock_rate=90000))
+    return OutgoingTrack(track_id=f"{name}-{kind}", stream_id=f"stream-{name}", kind=kind, ssrc=ssrc, codec=codec,
+                         rtx_ssrc=ssrc + 1 if kind == "video" else None, cname=name)
+
+
+def test_chromium_accepts_answer_server_offers_and_its_own_reoffer(page: Any) -> None:
+    n = Negotiator(transport=TRANSPORT, session_id=777)
+    first = n.handle_offer(page.evaluate(SETUP))
+    assert isinstance(first, OfferAnswered) and len(first.published) == 2
+    assert page.evaluate(APPLY_ANSWER, first.answer) == "stable"
+
+    made = n.make_offer([track("bob", "audio", 1000), track("bob", "video", 2000)])
+    assert isinstance(made, OfferMade)
+    applied = n.handle_answer(page.evaluate(ANSWER_OFFER, made.offer))
+    assert isinstance(applied, AnswerApplied) and not applied.refused
+    assert sorted(t.track_id for t in applied.sending) == ["bob-audio", "bob-video"]
+    got = page.evaluate("() => got")
+    assert sorted(g[1:] for g in got) == [["audio", "stream-bob"], ["video", "stream-bob"]]
+
+    # the client starts a screen share: it re-offers every section plus a new sendonly one
+    again = n.handle_offer(page.evaluate(SCREEN_OFFER))
+    assert isinstance(again, OfferAnswered), again
+    assert [p.kind for p in again.published] == ["video"] and not again.unpublished
+    assert page.evaluate(APPLY_ANSWER, again.answer) == "stable"
+    assert [m.direction for m in parse_sdp(again.answer).media][-1] is Direction.RECVONLY
+
+    # bob's video route is removed, carol's audio is added: inactive section, then reused
+    removed = n.make_offer([track("bob", "audio", 1000)])
+    assert isinstance(removed, OfferMade)
+    assert isinstance(n.handle_answer(page.evaluate(ANSWER_OFFER, removed.offer)), AnswerApplied)
+    carol = n.make_offer([track("bob", "audio", 1000), track("carol", "video", 3000)])
+    assert isinstance(carol, OfferMade)
+    final = n.handle_answer(page.evaluate(ANSWER_OFFER, carol.offer))
+    assert isinstance(final, AnswerApplied) and sorted(t.track_id for t in final.sending) == [
+        "bob-audio", "carol-video"]
+    assert ["video", "stream-carol"] in [g[1:] for g in page.evaluate("() => got")]

@@ -10,6 +10,7 @@ runs per user per packet in its own task.
 - One send task per process on an absolute 20 ms tick: each sending leg builds its packets into pre-allocated
   ``bytearray`` headers (``struct.pack_into`` of seq/timestamp and the send stamp), SRTP-protects and sends them.
   A late tick sends the packets it owes (bounded), so RTP timing and rate stay right; lateness is counted.
+  Video leaves as one burst of MTU-sized packets per frame (10 frames/s), as an encoder would emit it.
 - One maintenance task: ICE check retransmissions, consent refresh (every 5 s; the server closes sessions after
   30 s without consent), DTLS retransmission timers.
 
@@ -126,9 +127,11 @@ class Source:
             self.frame_ticks = 1
             self.ts_step = 960
         else:
-            bytes_per_tick = max(64, int(bitrate * TICK / 8))
-            self.packets_per_tick = -(-bytes_per_tick // VIDEO_MTU_PAYLOAD)
-            self.frame_ticks = 5  # 10 frames/s, each spread over five 20 ms ticks
+            # 10 frames/s; each frame leaves as one burst of MTU-sized packets on its first tick, like an
+            # encoder's output, so RTP timestamps and arrival times stay comparable (jitter is meaningful).
+            self.frame_ticks = 5
+            bytes_per_frame = max(64, int(bitrate * TICK * self.frame_ticks / 8))
+            self.packets_per_tick = -(-bytes_per_frame // VIDEO_MTU_PAYLOAD)
             self.ts_step = 9000
 
     def configure(self, mid: str, pt: int, ext_ids: dict[str, int]) -> None:
@@ -149,39 +152,40 @@ class Source:
             payload[0] = 0xFC  # an Opus TOC byte (CELT FB 20 ms) for anything that peeks
             self.buffers = [header + payload]
         else:
-            size = max(32, int(self.bitrate * TICK / 8) // self.packets_per_tick)
+            size = max(32, int(self.bitrate * TICK * self.frame_ticks / 8) // self.packets_per_tick)
             self.buffers = [header + bytearray(size) for _ in range(self.packets_per_tick)]
         for buf in self.buffers:
             buf[self.offset + 12 : self.offset + 16] = MAGIC
             struct.pack_into("!I", buf, self.offset + 28, self.user_number)
 
     def packets(self, now_ns: int) -> list[bytes]:
-        """The plaintext packets of one 20 ms tick, with sequence numbers, timestamps and stamps filled in."""
+        """The plaintext packets due in one 20 ms tick, with sequence numbers, timestamps and stamps filled in.
+
+        Audio: one packet per tick. Video: a whole frame on the first tick of every ``frame_ticks``, none between.
+        """
+        tick = self.tick_in_frame
+        self.tick_in_frame = (tick + 1) % self.frame_ticks
+        if tick != 0:
+            return []
         out = []
         off = self.offset
-        last_tick_of_frame = self.tick_in_frame == self.frame_ticks - 1
         n = len(self.buffers)
+        audio = self.kind == "audio"
+        keyframe = self.frames % 20 == 0
         for i, buf in enumerate(self.buffers):
             self.seq = (self.seq + 1) & 0xFFFF
             self.counter += 1
             _HDR.pack_into(buf, 2, self.seq, self.ts, self.ssrc)
             _STAMP.pack_into(buf, off + 16, now_ns, self.counter, self.user_number)
-            if self.kind == "audio":
+            if audio:
                 buf[1] = self.pt | (0x80 if self.counter == 1 else 0)
             else:
-                marker = last_tick_of_frame and i == n - 1
-                buf[1] = self.pt | (0x80 if marker else 0)
-                start = self.tick_in_frame == 0 and i == 0
-                keyframe = self.frames % 10 == 0
-                buf[off] = 0x10 if start else 0x00  # VP8 payload descriptor, S bit on the frame's first packet
-                buf[off + 1] = (0x10 if keyframe else 0x11) if start else 0x00
+                buf[1] = self.pt | (0x80 if i == n - 1 else 0)  # marker: last packet of the frame
+                buf[off] = 0x10 if i == 0 else 0x00  # VP8 payload descriptor: S bit on the frame's first packet
+                buf[off + 1] = (0x10 if keyframe else 0x11) if i == 0 else 0x00  # VP8 frame tag: key / inter
             out.append(bytes(buf))
-        if self.tick_in_frame == self.frame_ticks - 1:
-            self.tick_in_frame = 0
-            self.frames += 1
-            self.ts = (self.ts + self.ts_step) & 0xFFFFFFFF
-        else:
-            self.tick_in_frame += 1
+        self.frames += 1
+        self.ts = (self.ts + self.ts_step) & 0xFFFFFFFF
         return out
 
 

@@ -121,7 +121,7 @@ class Histogram:
         for i, c in enumerate(self.buckets):
             seen += c
             if seen >= rank and c:
-                return (i + 0.5) * self.resolution
+                return round((i + 0.5) * self.resolution, 3)
         return self.maximum
 
     def to_json(self) -> dict[str, object]:

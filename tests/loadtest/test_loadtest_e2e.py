@@ -1,0 +1,92 @@
+"""`callsd loadtest` against a real `callsd serve` started by the test (both as subprocesses, loopback only).
+
+A short run (2 calls x 3 users, one talker and one screen sharer per call) must finish with every user connected,
+every expected audio stream heard, zero loss, a results JSON and a plot PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    http_port = _free_port(socket.SOCK_STREAM)
+    rtc_port = _free_port(socket.SOCK_DGRAM)
+    env = dict(os.environ, CALLSD_HTTP_LISTEN="127.0.0.1", CALLSD_HTTP_PORT=str(http_port),
+               CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_RTC_ICE_PORT_UDP=str(rtc_port),
+               CALLSD_STORE_DATA_DIR=str(tmp_path / "data"), CALLSD_AUTH_MODE="open")
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "callsd.app.cli", "serve"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=tmp_path)
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        for _ in range(100):
+            if proc.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        if proc.poll() is not None:
+            log.close()
+            pytest.fail("callsd serve exited:\n" + (tmp_path / "serve.log").read_text()[-3000:])
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_short_run_has_zero_loss_and_writes_results_and_plot(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url, _pid = server
+    results = tmp_path / "results.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", url, "--calls", "2", "--users-per-call", "3",
+         "--unmuted", "1", "--screen-sharing", "1", "--screen-bitrate", "300k", "--duration", "6",
+         "--join-duration", "1", "--output", str(results), "--quiet"],
+        capture_output=True, text=True, timeout=90, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    doc = json.loads(results.read_text())
+    assert doc["users"] == {"total": 6, "joined": 6, "failed": 0, "connected": 6, "errors": {},
+                            "worker_crashes": {}}
+    overall = doc["overall"]
+    assert overall["audio_streams_expected"] == 4  # each of the 2 listeners per call hears the talker
+    assert overall["audio_streams_received"] == 4
+    assert overall["packets_received"] > 400
+    assert overall["lost"] == 0 and overall["loss"] == 0.0
+    assert overall["srtp_errors"] == 0
+    assert doc["join_to_first_audio_ms"]["count"] == 4
+    assert len(doc["calls"]) == 2 and all(c["loss"] == 0.0 for c in doc["calls"])
+    # The sharer's screen reaches the two others of its call: video streams are counted too.
+    assert doc["calls"][0]["streams"] == 2 + 2
+    assert doc["server"]["metrics"] is True and doc["server"]["cpu_seconds"] >= 0
+    assert len(doc["timeline"]) >= 4
+    png = tmp_path / "report.png"
+    plot = subprocess.run([sys.executable, "-m", "callsd.app.cli", "loadtest", "plot", str(results), "-o", str(png)],
+                          capture_output=True, text=True, timeout=60)
+    assert plot.returncode == 0, plot.stderr
+    assert png.read_bytes()[:4] == b"\x89PNG"

@@ -133,6 +133,12 @@ class AiortcClient:
 
         for t in make_tracks(self.audio_hz, self.video):
             self.senders.append(self.pc.addTrack(t))
+        # aiortc gives a server-offered section of a kind it has no transceiver for its own transport, and only
+        # the first such section is moved onto the BUNDLE transport; a recvonly transceiver of each kind avoids it
+        if self.audio_hz is None:
+            self.pc.addTransceiver("audio", direction="recvonly")
+        if not self.video:
+            self.pc.addTransceiver("video", direction="recvonly")
 
     async def _consume(self, track: Any) -> None:
         try:
@@ -283,10 +289,12 @@ class CallHarness:
         raise KeyError((sid, kind))
 
 
-async def wait_until(cond: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    """Poll ``cond`` every 50 ms; fail the test after ``timeout`` seconds."""
+async def wait_until(
+    cond: Callable[[], bool], timeout: float = 20.0, what: str = "", diag: Callable[[], str] | None = None
+) -> None:
+    """Poll ``cond`` every 50 ms; fail the test after ``timeout`` seconds (with ``diag()`` in the message)."""
     for _ in range(int(timeout / 0.05)):
         if cond():
             return
         await trio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or cond}")
+    raise AssertionError(f"timed out waiting for {what or cond}\n{diag() if diag else ''}")

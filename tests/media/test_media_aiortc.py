@@ -26,9 +26,76 @@ async def test_two_peers_exchange_audio(loopback_only: None) -> None:
                 h.core(ev.Unmute(at=h.now(), session_id="B"))
                 ta, tb = h.track_of("A", "audio"), h.track_of("B", "audio")
                 await wait_until(lambda: b.frames.get(ta, 0) > 20 and a.frames.get(tb, 0) > 20,
-                                 what="audio both ways\n" + h.diagnostics())
+                                 what="audio both ways", diag=h.diagnostics)
                 assert h.connected == {"A", "B"}
             finally:
                 await a.close()
                 await b.close()
+                nursery.cancel_scope.cancel()
+
+
+async def test_three_peers_mute_leave_and_late_joiner(loopback_only: None) -> None:
+    """Two send Opus, one sends VP8; everyone decodes the others; mute pauses, leave removes, a late joiner decodes."""
+    h = CallHarness()
+    a = AiortcClient("a", audio_hz=440)
+    b = AiortcClient("b", audio_hz=660)
+    c = AiortcClient("c", video=True)
+    d = AiortcClient("d", audio_hz=880)
+    clients = [a, b, c, d]
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(h.plane.serve)
+            nursery.start_soon(h.pump)
+            try:
+                await h.join("A", a)
+                await h.join("B", b)
+                await h.join("C", c)
+                h.core(ev.Unmute(at=h.now(), session_id="A"))
+                h.core(ev.Unmute(at=h.now(), session_id="B"))
+                await wait_until(lambda: {"A_0", "B_0", "C_0"} <= set(h.plane.tracks), what="tracks published")
+                ta, tb, tc = "A_0", "B_0", "C_0"
+
+                def flowing() -> bool:
+                    return (
+                        b.frames.get(ta, 0) > 20 and c.frames.get(ta, 0) > 20
+                        and a.frames.get(tb, 0) > 20 and c.frames.get(tb, 0) > 20
+                        and a.frames.get(tc, 0) > 5 and b.frames.get(tc, 0) > 5
+                    )
+
+                await wait_until(flowing, timeout=30, what="media between three peers", diag=h.diagnostics)
+                assert a.kinds[tc] == "video" and b.kinds[ta] == "audio"
+
+                # mute A: its audio stops reaching B and C; B's keeps flowing
+                h.core(ev.Mute(at=h.now(), session_id="A"))
+                await trio.sleep(0.5)  # let packets in flight and jitter buffers drain
+                at_b, at_c, b_at_c = b.frames[ta], c.frames[ta], c.frames[tb]
+                await trio.sleep(1.5)
+                assert b.frames[ta] - at_b <= 3 and c.frames[ta] - at_c <= 3
+                assert c.frames[tb] - b_at_c > 20
+
+                # unmute: it flows again
+                h.core(ev.Unmute(at=h.now(), session_id="A"))
+                await wait_until(lambda: b.frames[ta] - at_b > 20 and c.frames[ta] - at_c > 20,
+                                 what="audio after unmute", diag=h.diagnostics)
+
+                # a late joiner receives the existing tracks and decodes video (it needs a keyframe)
+                await h.join("D", d)
+                await wait_until(
+                    lambda: d.frames.get(tc, 0) > 5 and d.frames.get(ta, 0) > 20 and d.frames.get(tb, 0) > 20,
+                    timeout=30, what="late joiner media", diag=h.diagnostics,
+                )
+                assert h.plane.counters["pli_out"] >= 1
+
+                # C leaves: after renegotiation its video section is inactive at every remaining peer
+                await h.leave("C")
+                clients.remove(c)
+                await wait_until(
+                    lambda: all(x.directions().get(tc) == "inactive" for x in (a, b, d)),
+                    what="C's track removed", diag=h.diagnostics,
+                )
+                assert "C_0" not in h.plane.tracks
+                assert not h.errors
+            finally:
+                for x in clients:
+                    await x.close()
                 nursery.cancel_scope.cancel()

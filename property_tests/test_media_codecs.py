@@ -1,0 +1,234 @@
+"""Properties of the media codecs (core/rtp.py, core/rtcp.py, core/sdp.py, core/negotiation.py).
+
+* any input either parses or raises the codec's one declared error, nothing else (h11's fuzz invariant);
+* build/parse round trips for RTP headers, RTCP packets and SDP documents;
+* the hot-path helpers never raise on arbitrary bytes;
+* ``StreamRewriter`` output is gapless across pauses and publisher switches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from callsd.core.negotiation import LocalTransport, Negotiator, OfferAnswered, OfferRejected
+from callsd.core.rtcp import (
+    Bye,
+    Feedback,
+    Fir,
+    Nack,
+    Pli,
+    ReceiverReport,
+    ReportBlock,
+    RtcpError,
+    SdesChunk,
+    SenderReport,
+    SourceDescription,
+    UnknownRtcp,
+    build_rtcp,
+    nack_pairs,
+    parse_rtcp,
+)
+from callsd.core.rtp import (
+    RtpError,
+    RtpHeader,
+    StreamRewriter,
+    build_rtp,
+    find_extension,
+    make_extension_remap,
+    parse_rtp,
+    payload_offset,
+    peek_seq,
+    peek_ssrc,
+    read_audio_level,
+    read_mid,
+    rewrite_rtp,
+)
+from callsd.core.sdp import SdpError, build_sdp, parse_sdp
+from hypothesis import given
+from hypothesis import strategies as st
+
+DATA = Path(__file__).resolve().parent.parent / "tests" / "media" / "data"
+OFFERS = [(DATA / name).read_text() for name in ("offer_chromium.sdp", "offer_aiortc.sdp")]
+
+u8, u16, u32 = st.integers(0, 255), st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF)
+
+
+# --- RTP ------------------------------------------------------------------------------------------------------
+
+one_byte_ext = st.lists(st.tuples(st.integers(1, 14), st.binary(min_size=1, max_size=16)), max_size=5)
+two_byte_ext = st.lists(st.tuples(st.integers(1, 255), st.binary(max_size=40)), max_size=5)
+
+
+@st.composite
+def rtp_headers(draw: st.DrawFn) -> RtpHeader:
+    form = draw(st.sampled_from(["none", "one", "two"]))
+    profile = {"none": None, "one": 0xBEDE, "two": 0x1000 | draw(st.integers(0, 15))}[form]
+    exts = draw(one_byte_ext) if form == "one" else draw(two_byte_ext) if form == "two" else []
+    return RtpHeader(
+        marker=draw(st.booleans()), payload_type=draw(st.integers(0, 127)), sequence=draw(u16),
+        timestamp=draw(u32), ssrc=draw(u32), csrcs=tuple(draw(st.lists(u32, max_size=15))),
+        extension_profile=profile, extensions=tuple(exts), padding=draw(st.sampled_from([0, 1, 4, 255])),
+    )
+
+
+@given(st.binary(max_size=300))
+def test_rtp_parser_returns_or_raises_rtp_error(data: bytes) -> None:
+    try:
+        h = parse_rtp(data)
+    except RtpError:
+        return
+    assert 12 <= h.payload_offset <= h.payload_end <= len(data)
+
+
+@given(st.binary(max_size=300), st.integers(0, 20))
+def test_rtp_hot_path_helpers_never_raise(data: bytes, ext_id: int) -> None:
+    peek_ssrc(data), peek_seq(data), payload_offset(data), find_extension(data, ext_id)
+    read_audio_level(data, ext_id), read_mid(data, ext_id)
+    buf = bytearray(data)
+    rewrite_rtp(buf, 1, 2, 3, 96, make_extension_remap({1: 2, 2: 0, 3: 3}))
+    assert len(buf) == len(data)
+
+
+@given(rtp_headers(), st.binary(max_size=200))
+def test_rtp_build_parse_round_trip(h: RtpHeader, payload: bytes) -> None:
+    pkt = build_rtp(h, payload)
+    p = parse_rtp(pkt)
+    assert (p.marker, p.payload_type, p.sequence, p.timestamp, p.ssrc, p.csrcs, p.extensions, p.padding) == (
+        h.marker, h.payload_type, h.sequence, h.timestamp, h.ssrc, h.csrcs, h.extensions, h.padding)
+    assert p.extension_profile == h.extension_profile
+    assert pkt[p.payload_offset : p.payload_end] == payload
+    for ext_id, value in h.extensions:
+        loc = find_extension(pkt, ext_id)
+        first = next(v for i, v in h.extensions if i == ext_id)
+        assert loc is not None and pkt[loc[0] : loc[0] + loc[1]] == first
+        del value
+
+
+@given(rtp_headers(), st.dictionaries(st.integers(1, 14), st.integers(0, 14)))
+def test_rtp_remap_keeps_length_and_payload(h: RtpHeader, mapping: dict[int, int]) -> None:
+    pkt = bytearray(build_rtp(h, b"payload"))
+    before = parse_rtp(pkt)
+    assert rewrite_rtp(pkt, 7, 8, 9, 100, make_extension_remap(mapping))
+    after = parse_rtp(pkt)
+    assert (after.ssrc, after.sequence, after.timestamp, after.payload_type) == (7, 8, 9, 100)
+    assert pkt[after.payload_offset : after.payload_end] == b"payload" and after.marker == before.marker
+    if h.extension_profile == 0xBEDE:
+        expected = tuple((mapping[i], v) for i, v in before.extensions if mapping.get(i, 0) != 0)
+        assert after.extensions == expected
+
+
+@given(st.lists(st.tuples(st.sampled_from(["pkt", "pause", "switch"]), st.integers(1, 3)), max_size=60),
+       u16, u32)
+def test_stream_rewriter_output_is_gapless(ops: list[tuple[str, int]], start_seq: int, start_ts: int) -> None:
+    rw = StreamRewriter(ssrc=1, payload_type=96, clock_rate=90000, initial_seq=start_seq, initial_ts=start_ts)
+    ssrc, seq, ts, now = 10, 65000, 0, 0
+    outs: list[tuple[int, int]] = []
+    for op, k in ops:
+        now += 20 * k
+        if op == "pause":
+            rw.pause()
+            seq = (seq + 50 * k) & 0xFFFF  # the publisher kept counting
+            ts = (ts + 90000 * k) & 0xFFFFFFFF
+        elif op == "switch":
+            ssrc += 1
+            seq = (seq * 7 + k) & 0xFFFF
+        seq = (seq + 1) & 0xFFFF
+        ts = (ts + 1800) & 0xFFFFFFFF
+        out = rw.translate(ssrc, seq, ts, now)
+        assert out is not None
+        outs.append(out)
+    for i, (s, t) in enumerate(outs):
+        assert s == (start_seq + i) & 0xFFFF
+        if i:
+            assert 0 < (t - outs[i - 1][1]) & 0xFFFFFFFF < 0x80000000  # timestamps only move forward
+
+
+# --- RTCP -----------------------------------------------------------------------------------------------------
+
+blocks = st.builds(ReportBlock, ssrc=u32, fraction_lost=u8, cumulative_lost=st.integers(-(2**23), 2**23 - 1),
+                   highest_seq=u32, jitter=u32, lsr=u32, dlsr=u32)
+rtcp_packets = st.one_of(
+    st.builds(SenderReport, ssrc=u32, ntp_timestamp=st.integers(0, 2**64 - 1), rtp_timestamp=u32,
+              packet_count=u32, octet_count=u32, reports=st.lists(blocks, max_size=3).map(tuple)),
+    st.builds(ReceiverReport, ssrc=u32, reports=st.lists(blocks, max_size=3).map(tuple)),
+    st.builds(SourceDescription, chunks=st.lists(st.builds(
+        SdesChunk, ssrc=u32, items=st.lists(st.tuples(st.integers(1, 8), st.binary(max_size=20)),
+                                            max_size=3).map(tuple)), max_size=3).map(tuple)),
+    st.builds(Bye, ssrcs=st.lists(u32, max_size=4).map(tuple), reason=st.none() | st.binary(max_size=30)),
+    st.builds(Nack, sender_ssrc=u32, media_ssrc=u32,
+              lost=st.lists(u16, min_size=1, max_size=20).map(
+                  lambda seqs: tuple(s for pid, blp in nack_pairs(seqs)
+                                     for s in (pid, *((pid + b + 1) & 0xFFFF for b in range(16) if blp >> b & 1))))),
+    st.builds(Pli, sender_ssrc=u32, media_ssrc=u32),
+    st.builds(Fir, sender_ssrc=u32, media_ssrc=u32, entries=st.lists(st.tuples(u32, u8), max_size=3).map(tuple)),
+    st.builds(Feedback, packet_type=st.sampled_from([205, 206]), fmt=st.sampled_from([15, 2, 3]), sender_ssrc=u32,
+              media_ssrc=u32, fci=st.binary(max_size=12).map(lambda b: b + bytes(-len(b) % 4))),
+    st.builds(UnknownRtcp, packet_type=st.sampled_from([204, 207, 210]), count=st.integers(0, 31),
+              body=st.binary(max_size=12).map(lambda b: b + bytes(-len(b) % 4))),
+)
+
+
+@given(st.binary(max_size=300))
+def test_rtcp_parser_returns_or_raises_rtcp_error(data: bytes) -> None:
+    try:
+        packets = parse_rtcp(data)
+    except RtcpError:
+        return
+    assert packets and len(data) % 4 == 0
+
+
+@given(st.lists(rtcp_packets, min_size=1, max_size=4))
+def test_rtcp_build_parse_round_trip(packets: list[object]) -> None:
+    assert parse_rtcp(build_rtcp(packets)) == packets  # type: ignore[arg-type]
+
+
+# --- SDP ------------------------------------------------------------------------------------------------------
+
+sdp_lines = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["a=sendrecv", "a=rtcp-mux", "m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=rtpmap:111 opus/48000/2",
+                     "a=mid:0", "a=group:BUNDLE 0", "a=ssrc:1 cname:x", "a=candidate:1 1 udp 1 127.0.0.1 9 typ host",
+                     "a=extmap:1 urn:x", "a=fmtp:111 a=b", "o=- 1 1 IN IP4 127.0.0.1", "a=setup:actpass"]),
+)
+
+
+@given(st.lists(sdp_lines, max_size=20))
+def test_sdp_parser_returns_or_raises_sdp_error_and_round_trips(lines: list[str]) -> None:
+    text = "v=0\r\n" + "\r\n".join(lines)
+    try:
+        d = parse_sdp(text)
+    except SdpError:
+        return
+    assert parse_sdp(build_sdp(d)) == d
+
+
+@given(st.sampled_from(OFFERS), st.data())
+def test_mutated_real_offers_parse_or_fail_cleanly_and_negotiate_without_crashing(offer: str, data: st.DataObject
+                                                                                  ) -> None:
+    lines = offer.splitlines()
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(lines) - 1))
+        action = data.draw(st.sampled_from(["drop", "dup", "cut", "junk"]))
+        if action == "drop":
+            del lines[i]
+        elif action == "dup":
+            lines.insert(i, lines[i])
+        elif action == "cut":
+            lines[i] = lines[i][: data.draw(st.integers(0, len(lines[i])))]
+        else:
+            lines[i] = lines[i][:2] + data.draw(st.text(max_size=10))
+        if not lines:
+            return
+    text = "\r\n".join(lines) + "\r\n"
+    try:
+        d = parse_sdp(text)
+    except SdpError:
+        d = None
+    if d is not None:
+        assert parse_sdp(build_sdp(d)) == d
+    n = Negotiator(transport=LocalTransport(ice_ufrag="u", ice_pwd="p" * 22, fingerprint="sha-256 AA",
+                                            host="127.0.0.1", port=9), session_id=1)
+    r = n.handle_offer(text)
+    assert isinstance(r, OfferAnswered | OfferRejected)
+    if isinstance(r, OfferAnswered):
+        parse_sdp(r.answer)

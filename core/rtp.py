@@ -52,6 +52,7 @@ __all__ = [
     "seq_diff",
     "ExtendedSeq",
     "StreamRewriter",
+    "rewrite_rtx",
 ]
 
 ONE_BYTE_PROFILE = 0xBEDE
@@ -563,6 +564,10 @@ class StreamRewriter:
         rewriting and NACK translation in reverse use ``unmap_seq``)."""
         return (in_seq + self._seq_off) & 0xFFFF
 
+    def map_ts(self, in_ts: int) -> int:
+        """The output timestamp of input ``in_ts`` under the current offset (for sender reports and RTX)."""
+        return (in_ts + self._ts_off) & 0xFFFFFFFF
+
     def unmap_seq(self, out_seq: int) -> int:
         """The input sequence number that produced output ``out_seq`` under the current offset (for NACKs)."""
         return (out_seq - self._seq_off) & 0xFFFF
@@ -580,3 +585,23 @@ class StreamRewriter:
         if out is None:
             return False
         return rewrite_rtp(buf, self.ssrc, out[0], out[1], self.payload_type, self.remap)
+
+
+def rewrite_rtx(buf: bytearray, rtx: StreamRewriter, media: StreamRewriter, now_ms: int) -> bool:
+    """Rewrite an RTX packet (RFC 4588) in place: the RTX stream's own SSRC/seq from ``rtx``, the timestamp and the
+    original sequence number (the first two payload bytes) through ``media``, the route's media stream.
+
+    Returns False (drop) for a packet without an OSN, e.g. the padding-only RTX packets browsers send as bandwidth
+    probes, or when ``rtx`` refuses the packet.
+    """
+    n = len(buf)
+    off = payload_offset(buf)
+    end = n - buf[n - 1] if n and buf[0] & 0x20 else n
+    if off < 0 or off + 2 > end:
+        return False
+    in_seq, in_ts, in_ssrc = _SEQ_TS_SSRC.unpack_from(buf, 2)
+    out = rtx.translate(in_ssrc, in_seq, in_ts, now_ms)
+    if out is None:
+        return False
+    _U16.pack_into(buf, off, media.map_seq(_U16.unpack_from(buf, off)[0]))
+    return rewrite_rtp(buf, rtx.ssrc, out[0], media.map_ts(in_ts), rtx.payload_type, rtx.remap)

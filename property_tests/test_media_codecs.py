@@ -42,6 +42,7 @@ from callsd.core.rtp import (
     read_audio_level,
     read_mid,
     rewrite_rtp,
+    rewrite_rtx,
 )
 from callsd.core.sdp import SdpError, build_sdp, parse_sdp
 from hypothesis import given
@@ -87,6 +88,9 @@ def test_rtp_hot_path_helpers_never_raise(data: bytes, ext_id: int) -> None:
     buf = bytearray(data)
     rewrite_rtp(buf, 1, 2, 3, 96, make_extension_remap({1: 2, 2: 0, 3: 3}))
     assert len(buf) == len(data)
+    media = StreamRewriter(ssrc=1, payload_type=96, clock_rate=90000)
+    rewrite_rtx(bytearray(data), StreamRewriter(ssrc=2, payload_type=97, clock_rate=90000), media, 0)
+    media.rewrite(bytearray(data), 0)
 
 
 @given(rtp_headers(), st.binary(max_size=200))

@@ -22,6 +22,7 @@ from callsd.core.rtp import (
     read_audio_level,
     read_mid,
     rewrite_rtp,
+    rewrite_rtx,
     seq_diff,
     seq_newer,
 )
@@ -171,3 +172,18 @@ def test_stream_rewriter_output_wraps_at_16_bits() -> None:
     assert parse_rtp(a).sequence == 65535 and parse_rtp(b).sequence == 0
     assert parse_rtp(b).timestamp == 959
     assert struct.unpack_from("!I", b, 8)[0] == 1
+
+
+def test_rtx_packets_get_their_osn_and_timestamp_through_the_media_stream() -> None:
+    media = StreamRewriter(ssrc=100, payload_type=96, clock_rate=90000, initial_seq=500, initial_ts=7000)
+    rtx = StreamRewriter(ssrc=101, payload_type=97, clock_rate=90000, initial_seq=9000)
+    assert media.rewrite(_pkt(5, 40, 3000), 0)  # media seq 40 -> 500, ts 3000 -> 7000
+    repair = bytearray(build_rtp(RtpHeader(marker=False, payload_type=97, sequence=3, timestamp=3000, ssrc=6),
+                                 struct.pack("!H", 40) + b"frame"))
+    assert rewrite_rtx(repair, rtx, media, 10)
+    h = parse_rtp(repair)
+    assert (h.ssrc, h.sequence, h.timestamp, h.payload_type) == (101, 9000, 7000, 97)
+    assert bytes(repair[h.payload_offset : h.payload_offset + 2]) == struct.pack("!H", 500)
+    probe = bytearray(build_rtp(RtpHeader(marker=False, payload_type=97, sequence=4, timestamp=1, ssrc=6,
+                                          padding=200)))
+    assert not rewrite_rtx(probe, rtx, media, 20)

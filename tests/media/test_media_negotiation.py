@@ -231,3 +231,46 @@ def test_aiortc_accepts_the_answer_and_the_server_offer(monkeypatch: pytest.Monk
     assert sorted(t.track_id for t in applied.sending) == ["t-bob-audio", "t-bob-video"]
     assert sorted(kind for kind, _ in out["tracks"]) == ["audio", "video"]
     assert out["directions"] == ["sendonly", "sendonly", "recvonly", "recvonly"]
+
+
+async def _aiortc_reoffers() -> dict[str, Any]:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        n = negotiator()
+        r = answered(n.handle_offer(pc.localDescription.sdp))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=r.answer, type="answer"))
+        made = n.make_offer([out_track("bob", "video", 2000)])
+        assert isinstance(made, OfferMade)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=made.offer, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        assert isinstance(n.handle_answer(pc.localDescription.sdp), AnswerApplied)
+        # a screen share on a new sendonly transceiver, then a camera through addTrack, which makes aiortc reuse
+        # the server's recvonly video transceiver (its section becomes sendrecv)
+        pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        screen = answered(n.handle_offer(pc.localDescription.sdp))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=screen.answer, type="answer"))
+        pc.addTrack(VideoStreamTrack())
+        await pc.setLocalDescription(await pc.createOffer())
+        camera = answered(n.handle_offer(pc.localDescription.sdp))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=camera.answer, type="answer"))
+        return {"screen": screen, "camera": camera, "sending": n.sending,
+                "directions": [t.currentDirection for t in pc.getTransceivers()]}
+    finally:
+        await pc.close()
+
+
+def test_aiortc_reoffers_for_screen_share_and_a_reused_transceiver(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    out = asyncio.run(asyncio.wait_for(_aiortc_reoffers(), 30))
+    assert [(p.kind, p.mid) for p in out["screen"].published] == [("video", "2")]
+    assert [(p.kind, p.mid) for p in out["camera"].published] == [("video", "1")]
+    assert [t.track_id for t in out["sending"]] == ["t-bob-video"]
+    assert out["directions"] == ["sendonly", "sendrecv", "sendonly"]

@@ -107,3 +107,21 @@ def test_chromium_accepts_answer_server_offers_and_its_own_reoffer(page: Any) ->
     assert isinstance(final, AnswerApplied) and sorted(t.track_id for t in final.sending) == [
         "bob-audio", "carol-video"]
     assert ["video", "stream-carol"] in [g[1:] for g in page.evaluate("() => got")]
+
+
+def test_glare_with_chromium_the_server_yields(page: Any) -> None:
+    n = Negotiator(transport=TRANSPORT, session_id=778)
+    first = n.handle_offer(page.evaluate(SETUP))
+    assert isinstance(first, OfferAnswered)
+    page.evaluate(APPLY_ANSWER, first.answer)
+    pending = n.make_offer([track("bob", "audio", 1000)])
+    assert isinstance(pending, OfferMade)
+    # meanwhile the browser starts a screen share and offers; it ignores the server's offer (impolite side)
+    clash = n.handle_offer(page.evaluate(SCREEN_OFFER))
+    assert isinstance(clash, OfferAnswered) and clash.renegotiate
+    assert page.evaluate(APPLY_ANSWER, clash.answer) == "stable"
+    again = n.make_offer()
+    assert isinstance(again, OfferMade)
+    applied = n.handle_answer(page.evaluate(ANSWER_OFFER, again.offer))
+    assert isinstance(applied, AnswerApplied) and [t.track_id for t in applied.sending] == ["bob-audio"]
+    assert ["audio", "stream-bob"] in [g[1:] for g in page.evaluate("() => got")]

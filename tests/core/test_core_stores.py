@@ -1,0 +1,206 @@
+"""JSON Lines and SQLite event stores, ``open_store`` and the ``CallRecorder`` that the server uses."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from callsd.adapters.store import (
+    CallRecorder,
+    EventStore,
+    JsonlStore,
+    RecorderBroken,
+    SqliteStore,
+    open_store,
+)
+from callsd.core import (
+    CallsMachine,
+    Disconnect,
+    EventLogError,
+    JoinCall,
+    LocalProtocolError,
+    Mute,
+    PublishTrack,
+    TimerFired,
+    TrackKind,
+    Unmute,
+    make_record,
+)
+
+
+def join(sid: str, at: int = 0) -> JoinCall:
+    return JoinCall(at=at, channel_id="ch", session_id=sid, user_id=f"u-{sid}", call_id="k")
+
+
+EVENTS = [
+    join("a", 1),
+    PublishTrack(at=2, session_id="a", track_id="mic", kind=TrackKind.AUDIO),
+    join("b", 3),
+    Unmute(at=4, session_id="a"),
+    Disconnect(at=5, session_id="b"),
+    Mute(at=6, session_id="ghost"),  # rejected inputs are logged too
+]
+
+
+@pytest.fixture(params=["jsonl", "sqlite"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"jsonl://{tmp_path}/log.jsonl" if request.param == "jsonl" else f"sqlite://{tmp_path}/log.db"
+
+
+def test_a_recorded_log_reopens_to_the_same_machine(url: str) -> None:
+    store = open_store(url)
+    assert isinstance(store, EventStore)
+    recorder = CallRecorder(store)
+    for event in EVENTS:
+        recorder.handle(event)
+    store.close()
+    reopened = CallRecorder.open(open_store(url))
+    assert reopened.seq == len(EVENTS)
+    assert reopened.recovered is not None and reopened.recovered.mismatches == []
+    assert reopened.machine.snapshot() == recorder.machine.snapshot()
+    assert reopened.machine.timers() == {"reconnect:b": 30_005}
+    # And it goes on appending where it stopped.
+    reopened.handle(TimerFired(at=30_005, key="reconnect:b"))
+    reopened.store.close()
+    with open_store(url, readonly=True) as ro:  # type: ignore[attr-defined]
+        assert [r.seq for r in ro.iter_records()] == list(range(1, len(EVENTS) + 2))
+        assert [r.seq for r in ro.iter_records(from_seq=5)] == [5, 6, 7]
+
+
+def test_checkpoints_shorten_recovery(url: str) -> None:
+    store = open_store(url)
+    recorder = CallRecorder(store, checkpoint_every=4)
+    for event in EVENTS:
+        recorder.handle(event)
+    checkpoint = store.load_checkpoint()
+    assert checkpoint is not None and checkpoint["seq"] == 4
+    store.close()
+    reopened = CallRecorder.open(open_store(url))
+    assert reopened.machine.snapshot() == recorder.machine.snapshot()
+    assert reopened.recovered is not None and reopened.recovered.last_seq == len(EVENTS)
+    reopened.store.close()
+
+
+def test_misuse_is_not_logged(url: str) -> None:
+    store = open_store(url)
+    recorder = CallRecorder(store)
+    recorder.handle(join("a"))
+    with pytest.raises(LocalProtocolError):
+        recorder.handle(TimerFired(at=1, key="no-such-timer"))
+    assert store.last_seq() == 1
+    store.close()
+
+
+def test_appends_must_continue_the_log(url: str) -> None:
+    store = open_store(url)
+    with pytest.raises(ValueError, match="does not continue"):
+        store.append([make_record(2, join("a"), [])])
+    store.append([make_record(1, join("a"), []), make_record(2, join("b"), [])])
+    with pytest.raises(ValueError):
+        store.append([make_record(2, join("c"), [])])
+    assert store.last_seq() == 2
+    store.close()
+
+
+def test_a_failed_append_stops_the_recorder(tmp_path: Path) -> None:
+    class FullDisk(JsonlStore):
+        def append(self, records: object) -> None:  # type: ignore[override]
+            raise OSError(28, "No space left on device")
+
+    store = FullDisk(tmp_path / "log.jsonl")
+    recorder = CallRecorder(store)
+    with pytest.raises(OSError):
+        recorder.handle(join("a"))
+    with pytest.raises(RecorderBroken):
+        recorder.handle(join("b"))
+    store.close()
+
+
+def test_a_torn_last_line_is_dropped_when_reopened_for_writing(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    with JsonlStore(path, fsync="never") as store:
+        recorder = CallRecorder(store)
+        for event in EVENTS[:3]:
+            recorder.handle(event)
+    whole = path.read_bytes()
+    path.write_bytes(whole + b'{"event":{"at":4,"sess')  # a crash in the middle of the 4th append
+    with pytest.raises(EventLogError, match=r"log.jsonl:4: corrupt JSON"):
+        JsonlStore(path, readonly=True)
+    with JsonlStore(path) as store:
+        assert store.last_seq() == 3
+        assert path.read_bytes() == whole
+    # A complete last record that only lost its newline is kept.
+    path.write_bytes(whole.rstrip(b"\n"))
+    with JsonlStore(path) as store:
+        assert store.last_seq() == 3
+    assert path.read_bytes() == whole
+
+
+def test_corruption_before_the_end_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    with JsonlStore(path, fsync="never") as store:
+        recorder = CallRecorder(store)
+        for event in EVENTS:
+            recorder.handle(event)
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace('"v":1', '"v":9')
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(EventLogError) as info:
+        JsonlStore(path)
+    assert str(info.value) == f"{path}:3: unknown version 9"
+    lines[2] = lines[3]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(EventLogError, match=r":3: seq 4 out of order, expected 3"):
+        JsonlStore(path, readonly=True)
+
+
+def test_sqlite_corruption_names_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    with SqliteStore(path) as store:
+        recorder = CallRecorder(store)
+        for event in EVENTS:
+            recorder.handle(event)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE events SET record = ? WHERE seq = 4", ('{"v":1,"seq":4,"event":{"type":"Nope"},"out":"x"}',))
+    db.commit()
+    db.close()
+    with SqliteStore(path, readonly=True) as store, pytest.raises(EventLogError) as info:
+        list(store.iter_records())
+    assert str(info.value).startswith(f"{path}:4: ")
+
+
+def test_sqlite_uses_wal_and_full_sync(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "log.db") as store:
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("sqlite://{d}/a.db", SqliteStore),
+        ("jsonl://{d}/a.jsonl", JsonlStore),
+        ("{d}/a.jsonl", JsonlStore),
+        ("{d}/a.ndjson", JsonlStore),
+        ("{d}/a.sqlite3", SqliteStore),
+        ("{d}/a.db", SqliteStore),
+    ],
+)
+def test_open_store_picks_the_implementation(tmp_path: Path, url: str, kind: type) -> None:
+    store = open_store(url.format(d=tmp_path))  # tmp_path is absolute: "sqlite://" + "/tmp/..."
+    assert isinstance(store, kind)
+    store.close()
+
+
+@pytest.mark.parametrize("url", ["log.txt", "postgresql://db/calls", "sqlite://", "noext"])
+def test_open_store_refuses_what_it_cannot_place(url: str) -> None:
+    with pytest.raises(ValueError):
+        open_store(url)
+
+
+def test_recorder_defaults_to_a_fresh_machine(tmp_path: Path) -> None:
+    with JsonlStore(tmp_path / "x.jsonl", fsync="never") as store:
+        recorder = CallRecorder(store)
+        assert isinstance(recorder.machine, CallsMachine)
+        assert recorder.seq == 0

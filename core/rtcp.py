@@ -24,9 +24,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import RemoteProtocolError
+from .rtp import is_rtcp
 
 __all__ = [
     "RtcpError",
+    "is_rtcp",
     "ReportBlock",
     "SenderReport",
     "ReceiverReport",

@@ -356,7 +356,10 @@ class Negotiator:
         published: list[PublishedTrack] = []
         unpublished: list[str] = []
         for i, m in enumerate(offer.media):
-            old = base[i] if i < len(base) and base[i].mid == m.mid else None
+            prev = base[i] if i < len(base) else None
+            old = prev if prev is not None and prev.mid == m.mid else None
+            if old is None and prev is not None and prev.published is not None:  # a recycled position
+                unpublished.append(prev.published.track_id)
             slot = replace(old) if old is not None else _Slot(mid=m.mid or str(i), kind=m.kind, server_owned=False)
             slot.formats = m.formats
             usable = (not m.rejected and m.mid is not None and m.kind in ("audio", "video") and m.rtcp_mux

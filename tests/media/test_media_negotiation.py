@@ -274,3 +274,14 @@ def test_aiortc_reoffers_for_screen_share_and_a_reused_transceiver(monkeypatch: 
     assert [(p.kind, p.mid) for p in out["camera"].published] == [("video", "1")]
     assert [t.track_id for t in out["sending"]] == ["t-bob-video"]
     assert out["directions"] == ["sendonly", "sendrecv", "sendonly"]
+
+
+def test_a_recycled_position_unpublishes_the_old_track() -> None:
+    n = negotiator()
+    n.handle_offer(CHROMIUM)
+    old_video = n.published[1].track_id
+    recycled = CHROMIUM.replace("a=mid:1", "a=mid:7").replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0 7")
+    recycled = recycled.replace("m=video 9 ", "m=video 0 ")
+    r = answered(n.handle_offer(recycled))
+    assert r.unpublished == (old_video,)
+    assert [m.mid for m in parse_sdp(r.answer).media] == ["0", "7"]

@@ -46,6 +46,8 @@ log = logging.getLogger("callsd.server")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SEND_SHIELD_TIMEOUT = 10.0
+RECEIVE_DRAIN_TIMEOUT = 10.0
+RECEIVE_DRAIN_IDLE = 0.25
 
 try:
     from importlib.metadata import version as _dist_version
@@ -89,7 +91,8 @@ class ServerControl:
 
 
 class ShieldSend:
-    """ASGI middleware: every ``send`` runs shielded from cancellation (see the module docstring)."""
+    """ASGI middleware: every ``send`` runs shielded from cancellation (see the module docstring), and a WebSocket
+    app's unread inbound messages are drained after it returns (``_drain_receive``)."""
 
     def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
         self.app = app
@@ -99,7 +102,28 @@ class ShieldSend:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_SHIELD_TIMEOUT):
                 await send(message)
 
-        await self.app(scope, receive, shielded_send)
+        try:
+            await self.app(scope, receive, shielded_send)
+        finally:
+            if scope.get("type") == "websocket":
+                await _drain_receive(receive)
+
+
+async def _drain_receive(receive: Any) -> None:
+    """Consume a finished WebSocket app's pending inbound messages until the disconnect (bounded, shielded).
+
+    hypercorn 0.18 hands each inbound message to the app through a queue of ``max_app_queue_size`` (10); once the
+    app has stopped receiving (its handler ended: a server-side close, a failed send to a reset peer), a client still
+    sending fills that queue and hypercorn's reader blocks on it forever, never seeing the socket's EOF/reset, so the
+    connection leaks. Draining here lets the reader reach the close.
+    """
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + RECEIVE_DRAIN_TIMEOUT):
+        while True:
+            message = None
+            with trio.move_on_after(RECEIVE_DRAIN_IDLE):
+                message = await receive()
+            if message is None or message.get("type") == "websocket.disconnect":
+                return  # the peer went quiet (hypercorn does not always deliver the disconnect) or left
 
 
 # ---------------------------------------------------------------------------------------------------- the app

@@ -1,0 +1,148 @@
+"""HTTP endpoints, connection hygiene (no leak on disconnect) and metrics, against a real server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+
+import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+
+def _socket_fds() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+async def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """A minimal HTTP/1.1 GET over a Trio socket (no extra client dependency)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n".encode())
+        data = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin1").split("\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if hdrs.get("transfer-encoding") == "chunked":
+        out, rest = b"", body
+        while rest:
+            size_text, _, rest = rest.partition(b"\r\n")
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            out, rest = out + rest[:size], rest[size + 2:]
+        body = out
+    return status, hdrs, body
+
+
+async def _upgrade(port: int) -> trio.SocketStream:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(
+        b"GET /api/v1/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    data = b""
+    with trio.fail_after(5):
+        while b"hello" not in data:
+            data += await stream.receive_some(4096)
+    assert data.startswith(b"HTTP/1.1 101")
+    return stream
+
+
+async def _abrupt_websocket(port: int) -> None:
+    stream = await _upgrade(port)
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    await stream.aclose()
+
+
+async def _close_frame_then_idle(port: int) -> trio.SocketStream:
+    stream = await _upgrade(port)
+    await stream.send_all(b"\x88\x82\x00\x00\x00\x00\x03\xe8")  # a masked close frame, code 1000
+    return stream
+
+
+async def _flood_then_drop(port: int, *, reset: bool) -> None:
+    """Send 90 pings without reading the pongs, then drop the connection (RST or FIN)."""
+    stream = await _upgrade(port)
+    ping = b'{"type":"ping"}'
+    frame = bytes([0x81, 0x80 | len(ping)]) + b"\0\0\0\0" + ping
+    await stream.send_all(frame * 90)
+    if reset:
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    await stream.aclose()
+
+
+async def test_connections_close_after_clients_disconnect(start_server, connect):
+    info, _ = await start_server()
+    hub = info.hub
+    baseline = _socket_fds()
+    # server-initiated closes (replaced sessions, slow clients, shutdown) while clients are connected
+    async with trio.open_nursery() as nursery:
+        async def hold() -> None:
+            async with open_websocket_url(f"ws://127.0.0.1:{info.http_port}/api/v1/websocket") as ws:
+                with contextlib.suppress(ConnectionClosed):
+                    while True:
+                        await ws.get_message()
+        for _ in range(5):
+            nursery.start_soon(hold)
+        with trio.fail_after(5):
+            while hub.open_connections < 5:
+                await trio.sleep(0.01)
+        hub.close_all(4001, "test")
+    for _round in range(3):
+        async with trio.open_nursery() as nursery:
+            for i in range(10):
+                async def one(i: int = i) -> None:
+                    async with connect(info) as c:
+                        if i % 2:
+                            await c.request("join", {"channel_id": f"leak{i % 3}"}, expect="join_ack")
+                nursery.start_soon(one)
+        # abrupt disconnects too: drop the TCP connection (RST) without a close handshake
+        for _ in range(5):
+            await _abrupt_websocket(info.http_port)
+        # clients that flood and vanish: hypercorn's reader must not stay blocked on the app's full queue
+        for i in range(6):
+            await _flood_then_drop(info.http_port, reset=bool(i % 2))
+        # a client that sends its close frame but keeps the TCP connection open without reading
+        # (the server must close its side although the client's TCP stays open: only the 5 client ends remain)
+        before = _socket_fds()
+        half_closed = [await _close_frame_then_idle(info.http_port) for _ in range(5)]
+        with trio.fail_after(5):
+            while hub.open_connections or _socket_fds() > before + 5:
+                await trio.sleep(0.05)
+        for stream in half_closed:
+            await stream.aclose()
+    with trio.fail_after(5):
+        while hub.open_connections or _socket_fds() > baseline:
+            await trio.sleep(0.05)
+    assert hub.open_connections == 0
+    assert _socket_fds() <= baseline
+    assert hub.counters.ws_connections_total == 83
+
+
+async def test_http_endpoints(start_server):
+    info, _ = await start_server()
+    status, headers, body = await _get(info.http_port, "/healthz")
+    assert (status, body) == (200, b'{"status": "ok"}')
+    status, _, body = await _get(info.http_port, "/version")
+    assert status == 200 and b'"protocol": 1' in body
+    status, headers, body = await _get(info.http_port, "/")
+    assert status == 200 and headers["content-type"].startswith("text/html") and b"<html" in body.lower()
+    status, _, body = await _get(info.http_port, "/api/v1/config")
+    assert status == 200 and b'"auth_mode": "open"' in body
+    status, _, body = await _get(info.http_port, "/api/v1/channels")
+    assert (status, body) == (200, b'{"channels": []}')
+    status, _, _ = await _get(info.http_port, "/nope")
+    assert status == 404

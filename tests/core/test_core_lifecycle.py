@@ -164,3 +164,36 @@ def test_malformed_events_raise_when_built() -> None:
         JoinCall(at=-1, channel_id="c", session_id="s", user_id="u", call_id="k")
     with pytest.raises(LocalProtocolError):
         JoinCall(at=0, channel_id="", session_id="s", user_id="u", call_id="k")
+
+
+def test_every_input_type_has_a_transition_with_guards_as_data() -> None:
+    from callsd.core import INPUT_TYPES, TRANSITIONS, Guard
+
+    assert set(TRANSITIONS) == set(INPUT_TYPES.values())
+    for cls, row in TRANSITIONS.items():
+        assert all(isinstance(g, Guard) for g in row.guards)
+        if row.guards:
+            assert row.guards[0] is Guard.IN_CALL, cls.__name__
+        if Guard.TARGET in row.guards:
+            assert "target" in cls.__dataclass_fields__, cls.__name__
+
+
+def test_a_new_reconnect_window_applies_to_later_disconnects_only(pb: Any) -> None:
+    from callsd.core import Disconnect, StartTimer
+
+    assert (pb.quiet >> join("a") >> join("b") >> Disconnect(at=100, session_id="a")).pb
+    assert (
+        pb
+        >> Configure(at=200, reconnect_window_ms=5_000)
+        << ConfigChanged(max_participants=0, reconnect_window_ms=5_000, allow_screen_sharing=True)
+        >> Disconnect(at=300, session_id="b")
+        << ParticipantDisconnectedFor("b")
+        << StartTimer(key="reconnect:b", deadline=5_300)
+    )
+    assert pb.machine.timers() == {"reconnect:a": 30_100, "reconnect:b": 5_300}
+
+
+def ParticipantDisconnectedFor(sid: str) -> Any:  # noqa: N802 - reads like the output it builds
+    from callsd.core import ParticipantDisconnected
+
+    return ParticipantDisconnected(channel_id="ch", session_id=sid)

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from callsd.core.negotiation import LocalTransport, Negotiator, OfferAnswered, OfferRejected
+from callsd.core.negotiation import (
+    AnswerApplied,
+    AnswerRejected,
+    LocalTransport,
+    NegotiationState,
+    Negotiator,
+    OfferAnswered,
+    OfferMade,
+    OfferRejected,
+    OutgoingTrack,
+)
 from callsd.core.rtcp import (
     Bye,
     Feedback,
@@ -44,7 +54,7 @@ from callsd.core.rtp import (
     rewrite_rtp,
     rewrite_rtx,
 )
-from callsd.core.sdp import SdpError, build_sdp, parse_sdp
+from callsd.core.sdp import Codec, SdpError, build_sdp, parse_sdp
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -236,3 +246,35 @@ def test_mutated_real_offers_parse_or_fail_cleanly_and_negotiate_without_crashin
     assert isinstance(r, OfferAnswered | OfferRejected)
     if isinstance(r, OfferAnswered):
         parse_sdp(r.answer)
+
+
+def _mutate(lines: list[str], data: st.DataObject) -> list[str]:
+    for _ in range(data.draw(st.integers(1, 4))):
+        if not lines:
+            break
+        i = data.draw(st.integers(0, len(lines) - 1))
+        action = data.draw(st.sampled_from(["drop", "dup", "cut", "swap"]))
+        if action == "drop":
+            del lines[i]
+        elif action == "dup":
+            lines.insert(i, lines[i])
+        elif action == "cut":
+            lines[i] = lines[i][: data.draw(st.integers(0, len(lines[i])))]
+        else:
+            j = data.draw(st.integers(0, len(lines) - 1))
+            lines[i], lines[j] = lines[j], lines[i]
+    return lines
+
+
+@given(st.data())
+def test_negotiator_survives_mutated_answers(data: st.DataObject) -> None:
+    n = Negotiator(transport=LocalTransport(ice_ufrag="u", ice_pwd="p" * 22, fingerprint="sha-256 AA",
+                                            host="127.0.0.1", port=9), session_id=1)
+    assert isinstance(n.handle_offer(OFFERS[0]), OfferAnswered)
+    vp8 = Codec(payload_type=96, name="VP8", clock_rate=90000)
+    made = n.make_offer([OutgoingTrack(track_id="t", stream_id="s", kind="video", ssrc=5, rtx_ssrc=6, codec=vp8)])
+    assert isinstance(made, OfferMade)
+    answer = [ln.replace("a=sendonly", "a=recvonly") for ln in made.offer.splitlines() if ln != "a=ice-lite"]
+    r = n.handle_answer("\r\n".join(_mutate(answer, data)) + "\r\n")
+    assert isinstance(r, AnswerApplied | AnswerRejected)
+    assert n.state is NegotiationState.STABLE  # applied, or rolled back: never stuck with a pending offer

@@ -93,7 +93,8 @@ _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 def parse_metrics(text: str) -> dict[str, float]:
     """The figures the load tool needs from a Prometheus text page (names matched by suffix, prefix-agnostic).
 
-    Returns ``cpu_seconds``, ``rss_bytes``, ``rtp_packets_out``, ``rtp_packets_in``, ``sessions`` when present.
+    Returns ``cpu_seconds``, ``rss_bytes``, ``rtp_packets_out``, ``rtp_packets_in`` (``type="rtp"`` only) and
+    ``sessions`` when present.
     """
     out: dict[str, float] = {}
     for line in text.splitlines():
@@ -113,6 +114,8 @@ def parse_metrics(text: str) -> dict[str, float]:
         elif name.endswith("process_resident_memory_bytes"):
             out["rss_bytes"] = value
         elif name.endswith("rtc_rtp_packets_total"):
+            if labels.get("type", "rtp") != "rtp":
+                continue  # RTCP, STUN and DTLS are counted apart; the capacity figures are about media packets
             direction = labels.get("direction", "")
             key = "rtp_packets_out" if direction in ("out", "egress", "tx", "sent") else "rtp_packets_in"
             out[key] = out.get(key, 0.0) + value
@@ -158,6 +161,31 @@ def _specs(cfg: LoadConfig, t0: float) -> list[WorkerSpec]:
         )
         for w in range(n)
     ]
+
+
+def scrapes_append(scrapes: list[tuple[float, dict[str, float]]], t: float, cfg: LoadConfig) -> dict[str, float]:
+    server = scrape_metrics(cfg)
+    scrapes.append((t, server))
+    return server
+
+
+def _rates(progress: dict[int, dict[str, Any]], before: dict[int, dict[str, Any]]) -> dict[str, float]:
+    """Packets/s out and in, interval loss and load-tool CPU %, each worker's deltas over its own clock."""
+    tx = rx = lost = expected = cpu = 0.0
+    for index, snap in progress.items():
+        old = before.get(index)
+        if old is None:
+            old = {"at": snap.get("at", 0.0) - 1.0}
+        dt = snap.get("at", 0.0) - old.get("at", 0.0)
+        if dt <= 0:
+            continue
+        tx += (snap.get("tx_packets", 0) - old.get("tx_packets", 0)) / dt
+        rx += (snap.get("rx_packets", 0) - old.get("rx_packets", 0)) / dt
+        cpu += 100 * (snap.get("cpu_seconds", 0) - old.get("cpu_seconds", 0)) / dt
+        lost += snap.get("lost", 0) - old.get("lost", 0)
+        expected += snap.get("expected", 0) - old.get("expected", 0)
+    return {"tx_pps": tx, "rx_pps": rx, "loss": (lost / expected) if expected > 0 else 0.0,
+            "client_cpu_percent": cpu}
 
 
 def _sum_progress(progress: dict[int, dict[str, Any]]) -> dict[str, float]:
@@ -240,8 +268,7 @@ def run(cfg: LoadConfig) -> dict[str, Any]:
     scrapes: list[tuple[float, dict[str, float]]] = [(0.0, baseline)]
     deadline = t0 + cfg.duration + cfg.join_timeout + 30
     next_sample = t0 + 1.0
-    prev: dict[str, float] = {}
-    prev_t = 0.0
+    prev_by_worker: dict[int, dict[str, Any]] = {}
     try:
         while len(results) + len(crashes) < len(procs) and time.monotonic() < deadline:
             try:
@@ -260,20 +287,16 @@ def run(cfg: LoadConfig) -> dict[str, Any]:
                 next_sample += 1.0
                 t = now - t0
                 tot = _sum_progress(progress)
-                server = scrape_metrics(cfg)
-                scrapes.append((t, server))
-                dt = max(1e-3, t - prev_t)
-                d_exp = tot.get("expected", 0) - prev.get("expected", 0)
-                d_lost = tot.get("lost", 0) - prev.get("lost", 0)
+                server = scrapes_append(scrapes, t, cfg)
+                rates = _rates(progress, prev_by_worker)
+                prev_by_worker = {i: dict(snap) for i, snap in progress.items()}
+                dt = max(1e-3, t - scrapes[-2][0])
                 point: dict[str, Any] = {
                     "t": round(t, 2),
                     "joined": tot.get("joined", 0),
                     "connected": tot.get("connected", 0),
                     "failed": tot.get("failed", 0),
-                    "tx_pps": (tot.get("tx_packets", 0) - prev.get("tx_packets", 0)) / dt,
-                    "rx_pps": (tot.get("rx_packets", 0) - prev.get("rx_packets", 0)) / dt,
-                    "loss": (d_lost / d_exp) if d_exp > 0 else 0.0,
-                    "client_cpu_percent": 100 * (tot.get("cpu_seconds", 0) - prev.get("cpu_seconds", 0)) / dt,
+                    **rates,
                 }
                 last = scrapes[-2][1] if len(scrapes) >= 2 else {}
                 if "cpu_seconds" in server and "cpu_seconds" in last:
@@ -284,7 +307,6 @@ def run(cfg: LoadConfig) -> dict[str, Any]:
                     point["server_egress_pps"] = (server["rtp_packets_out"] - last["rtp_packets_out"]) / dt
                 timeline.append({k: (round(v, 4) if isinstance(v, float) else v) for k, v in point.items()})
                 display.update(point, total_users)
-                prev, prev_t = tot, t
     finally:
         display.stop()
         for p in procs:
@@ -365,7 +387,8 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
         "config": {k: v for k, v in _config_dict(cfg).items() if k != "token_secret"},
         "users": {"total": users_total, "joined": joined, "failed": failed + missing_users,
                   "connected": sum(c["connected"] for c in calls), "errors": errors,
-                  "worker_crashes": {str(k): v for k, v in crashes.items()}},
+                  "worker_crashes": {str(k): v for k, v in crashes.items()},
+                  "failure_samples": [x for w in workers for x in w.get("failure_samples", [])][:5]},
         "overall": {
             "packets_sent": int(counters.get("tx_packets", 0)),
             "packets_received": int(counters.get("rx_packets", 0)),
@@ -384,6 +407,11 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
         },
         "join_to_first_audio_ms": summarize(joins),
         "join_latencies_ms": joins,
+        "join_phases_ms": {
+            phase: summarize([x for w in workers for x in w.get("join_phases_ms", {}).get(phase, [])])
+            for phase in ("websocket_open", "join_ack", "sdp_answer", "media_connected")
+        },
+        "host": {"cpus": os.cpu_count(), "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
         "calls": calls,
         "server": server,
         "client": {"processes": len(workers) + len(crashes),

@@ -80,6 +80,9 @@ class SimUser:
         self.failed = ""
         self.join_started_ns = 0
         self.join_ack_ns = 0
+        self.ws_open_ns = 0
+        self.offer_sent_ns = 0
+        self.answer_ns = 0
         self.ws: trio_websocket.WebSocketConnection | None = None
         self.leg: Leg | None = None
         self.tracks: list[LocalTrack] = []
@@ -90,6 +93,7 @@ class SimUser:
         self.queued_offers: list[str] = []
         self.negotiations = 0
         self.errors: dict[str, int] = {}
+        self.trace: list[str] = []  # the last signaling messages (type, and signal type), for failure reports
 
     # -- setup -----------------------------------------------------------------------------------------------
     def _make_tracks(self) -> None:
@@ -139,6 +143,7 @@ class SimUser:
                 url, connect_timeout=self.spec.join_timeout, disconnect_timeout=2, message_queue_size=64
             ) as ws:
                 self.ws = ws
+                self.ws_open_ns = time.monotonic_ns()
                 try:
                     await self._session(stop)
                 finally:
@@ -175,10 +180,11 @@ class SimUser:
 
     def _timeout_reason(self) -> str:
         if self.leg is None:
-            return "no_answer"
+            return "no_join_ack"
         if self.leg.state == "failed":
             return self.leg.error.split(":")[0]
-        return f"{self.leg.state}_timeout"
+        return {"new": "no_sdp_answer", "checking": "ice_timeout", "dtls": "dtls_timeout"}.get(
+            self.leg.state, f"{self.leg.state}_timeout")
 
     async def _handle(self, text: str | bytes) -> None:
         try:
@@ -188,6 +194,11 @@ class SimUser:
         except (ValueError, AttributeError):
             self.errors["bad_message"] = self.errors.get("bad_message", 0) + 1
             return
+        if len(self.trace) >= 40:
+            del self.trace[:20]
+        t_ms = (time.monotonic_ns() - self.join_started_ns) // 1_000_000
+        self.trace.append(f"{t_ms}ms {kind}" + (f":{data.get('type')}" if kind in ("signal", "error") else "")
+                          + (f":{data.get('code')}" if kind == "error" else ""))
         if kind == "join_ack":
             await self._on_join_ack(data)
         elif kind == "signal":
@@ -214,6 +225,7 @@ class SimUser:
                             pwd=self.leg.local_pwd, fingerprint=self.engine.identity.fingerprint,
                             cname=f"lt{self.number}", candidate=self.leg.local_address)
         self.offer_pending = True
+        self.offer_sent_ns = time.monotonic_ns()
         await self._send("sdp", {"type": "offer", "sdp": offer})
 
     def _apply_remote(self, text: str, *, answer: bool) -> None:
@@ -249,6 +261,8 @@ class SimUser:
         sdp = data.get("sdp")
         if kind == "answer" and isinstance(sdp, str):
             self.offer_pending = False
+            if not self.answer_ns:
+                self.answer_ns = time.monotonic_ns()
             self.negotiations += 1
             try:
                 self._apply_remote(sdp, answer=True)
@@ -308,11 +322,12 @@ async def run_worker(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         snap["failed"] = sum(1 for u in users if u.failed)
         snap["users"] = len(users)
         snap["cpu_seconds"] = time.process_time() - cpu0
+        snap["at"] = time.monotonic()
         return snap
 
     async def reporter() -> None:
         while True:
-            await trio.sleep(1.0)
+            await trio.sleep(0.5)
             report("progress", progress())
 
     async def start_users(nursery: trio.Nursery) -> None:
@@ -354,12 +369,28 @@ def _source_start(users: list[SimUser]) -> dict[int, list[int]]:
 
 
 def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], cpu_seconds: float) -> dict[str, Any]:
-    """The worker's figures: per call (loss, jitter, delay, joins), join latencies, delay histogram, errors."""
+    """The worker's figures: per call (loss, jitter, delay, joins), join latencies, delay histogram, errors.
+
+    A user that started but is not connected when the run ends has failed too, named by how far it got.
+    """
+    for u in users:
+        if u.join_started_ns and not u.failed and not (u.leg is not None and u.leg.state == "connected"):
+            u.failed = u._timeout_reason() if u.joined else "no_join_ack"
     calls: dict[int, dict[str, Any]] = {}
     join_latencies: list[float] = []
     jitters: list[float] = []
     errors: dict[str, int] = {}
     starts = _source_start(users)
+    phases: dict[str, list[float]] = {"websocket_open": [], "join_ack": [], "sdp_answer": [], "media_connected": []}
+    for u in users:
+        if u.ws_open_ns:
+            phases["websocket_open"].append((u.ws_open_ns - u.join_started_ns) / 1e6)
+        if u.join_ack_ns and u.ws_open_ns:
+            phases["join_ack"].append((u.join_ack_ns - u.ws_open_ns) / 1e6)
+        if u.answer_ns and u.offer_sent_ns:
+            phases["sdp_answer"].append((u.answer_ns - u.offer_sent_ns) / 1e6)
+        if u.leg is not None and u.leg.connected_ns and u.answer_ns:
+            phases["media_connected"].append((u.leg.connected_ns - u.answer_ns) / 1e6)
     for u in users:
         c = calls.setdefault(u.call, {
             "call": u.call, "channel_id": u.channel_id, "users": 0, "joined": 0, "connected": 0, "failed": 0,
@@ -417,9 +448,15 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
         "pid": os.getpid(),
         "calls": out_calls,
         "join_latencies_ms": [round(x, 3) for x in join_latencies],
+        "join_phases_ms": {k: [round(x, 3) for x in v] for k, v in phases.items()},
         "jitter_ms": [round(x, 4) for x in jitters],
         "delay_histogram": engine.delay.to_json(),
         "errors": errors,
+        "failure_samples": [
+            {"user": u.number, "call": u.call, "failed": u.failed,
+             "leg_state": u.leg.state if u.leg is not None else None, "last_messages": u.trace[-12:]}
+            for u in users if u.failed
+        ][:5],
         "failures_by_stage": dict(engine.failures),
         "counters": engine.snapshot([u.leg for u in users if u.leg is not None]),
         "cpu_seconds": round(cpu_seconds, 3),

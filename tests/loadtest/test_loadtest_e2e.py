@@ -71,8 +71,9 @@ def test_short_run_has_zero_loss_and_writes_results_and_plot(server, tmp_path: P
     )
     assert run.returncode == 0, run.stdout + run.stderr
     doc = json.loads(results.read_text())
-    assert doc["users"] == {"total": 6, "joined": 6, "failed": 0, "connected": 6, "errors": {},
-                            "worker_crashes": {}}
+    users = doc["users"]
+    assert (users["total"], users["joined"], users["failed"], users["connected"]) == (6, 6, 0, 6), users
+    assert users["errors"] == {} and users["worker_crashes"] == {}
     overall = doc["overall"]
     assert overall["audio_streams_expected"] == 4  # each of the 2 listeners per call hears the talker
     assert overall["audio_streams_received"] == 4
@@ -80,6 +81,7 @@ def test_short_run_has_zero_loss_and_writes_results_and_plot(server, tmp_path: P
     assert overall["lost"] == 0 and overall["loss"] == 0.0
     assert overall["srtp_errors"] == 0
     assert doc["join_to_first_audio_ms"]["count"] == 4
+    assert doc["join_phases_ms"]["sdp_answer"]["count"] == 6
     assert len(doc["calls"]) == 2 and all(c["loss"] == 0.0 for c in doc["calls"])
     # The sharer's screen reaches the two others of its call: video streams are counted too.
     assert doc["calls"][0]["streams"] == 2 + 2

@@ -101,3 +101,19 @@ def test_histogram_and_percentiles() -> None:
     s = summarize([10.0, 20.0, 30.0])
     assert s["count"] == 3 and s["p50"] == 20.0 and s["max"] == 30.0
     assert summarize([])["p95"] is None
+
+
+def test_metrics_page_parsing_picks_the_capacity_figures() -> None:
+    from callsd.app.loadtest.runner import parse_metrics
+
+    page = "\n".join([
+        "# HELP callsd_process_cpu_seconds_total CPU", "callsd_process_cpu_seconds_total 12.5",
+        "callsd_process_resident_memory_bytes 1.5e+08",
+        'callsd_rtc_rtp_packets_total{direction="out",type="rtp"} 1000.0',
+        'callsd_rtc_rtp_packets_total{direction="out",type="rtcp"} 50.0',
+        'callsd_rtc_rtp_packets_total{direction="in",type="rtp"} 300.0',
+        'callsd_rtc_rtp_packets_total{direction="in",type="stun"} 7.0',
+        "callsd_rtc_sessions_total 8.0", "garbage line", "",
+    ])
+    assert parse_metrics(page) == {"cpu_seconds": 12.5, "rss_bytes": 1.5e8, "rtp_packets_out": 1000.0,
+                                   "rtp_packets_in": 300.0, "sessions": 8.0}

@@ -28,7 +28,9 @@ Reconnects: ``Disconnect`` keeps the participant in the call, marks it disconnec
 ``reconnect:<session>`` at ``at + reconnect_window_ms``. ``Reconnect`` before the deadline cancels the timer.
 ``TimerFired`` for a session still disconnected at or after its deadline removes it (reason ``timed_out``); a stale
 or early timer (the session reconnected, left, or was re-disconnected with a later deadline) is ignored with no
-output, because timers race with inputs in any real adapter.
+output, because timers race with inputs in any real adapter. Every ``StartTimer`` is matched by exactly one later
+``CancelTimer`` (on reconnect, on leaving, and also when the timer fires and removes the session), so a timer table
+an adapter builds from outputs alone always equals ``timers()``.
 
 Routing: a route forwards one published track of a publisher to one receiver. The set of routes is a function of
 the state: every track of every participant goes to every *other* participant of the same call, and a route is

@@ -90,8 +90,15 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _encode(obj: InputEvent | OutputEvent) -> dict[str, Any]:
-    d: dict[str, Any] = {f.name: _jsonable(getattr(obj, f.name)) for f in fields(obj)}
+    cls = type(obj)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(obj))
+    d: dict[str, Any] = {name: _jsonable(getattr(obj, name)) for name in names}
     d["type"] = type(obj).__name__
     return d
 
@@ -187,6 +194,9 @@ def encode_record(record: Record) -> str:
     return canonical_json({"v": LOG_VERSION, "seq": record.seq, "event": _encode(record.event), "out": record.out})
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -211,7 +221,7 @@ def decode_record(text: str | bytes, *, line: int | None = None, source: str | N
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise EventLogError(f"'seq' must be a positive integer, got {seq!r}")
         digest = d.get("out")
-        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        if not (isinstance(digest, str) and len(digest) == 64 and set(digest) <= _HEX):
             raise EventLogError(f"'out' must be a sha256 hex digest, got {digest!r}")
         if "event" not in d:
             raise EventLogError("missing 'event'")

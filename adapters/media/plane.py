@@ -444,8 +444,12 @@ class MediaPlane:
         s.dirty = False
         s.offer_pending = True
         self.negotiation.offers_out += 1
+        # a route removed before it was ever offered leaves nothing to tell the client
+        s.sections = [x for x in s.sections if x.offered or x.route is not None]
         for sec in s.sections:
-            sec.offered = True
+            if not sec.offered:
+                self._bind(s, sec)
+                sec.offered = True
         self._send(s, "offer", [sec.server_view(s) for sec in s.sections])
 
     # -- routing (core outputs) ---------------------------------------------------------------------------------
@@ -494,6 +498,22 @@ class MediaPlane:
         r = OutRoute(track=t, receiver=s, ssrc=ssrc, mid=mid, paused=paused, ts_offset=secrets.randbits(32))
         r.last_seq = secrets.randbits(15)
         sec = Section(mid=mid, kind=t.media, origin="server")
+        sec.route = r
+        s.sections.append(sec)
+        t.routes[s.session_id] = r
+        s.routes_in[t.track_id] = r
+        s.out_by_ssrc[ssrc] = r
+        self.negotiation.routes += 1
+        return r
+
+    def _bind(self, s: Session, sec: Section) -> None:
+        """Choose a new server section's payload type and extension ids in the receiver's numbering.
+
+        Done when the section is first offered, after the client's first offer told us its numbering.
+        """
+        r = sec.route
+        assert r is not None
+        t = r.track
         pub_pt, (name, clock, channels, fmtp) = next(iter(t.codecs.items()))
         key = (name, clock, channels)
         pt = s.pts.get(key)
@@ -501,8 +521,8 @@ class MediaPlane:
             used = set(s.pts.values())
             pt = pub_pt if pub_pt not in used else next(p for p in range(96, 128) if p not in used)
             s.pts[key] = pt
-        pub_codec = next(c for c in t.session.sections if c.track is t).codecs[0]
-        sec.codecs = [Codec(pt=pt, name=pub_codec.name, clock=clock, channels=channels, fmtp=fmtp,
+        pub_name = next((x.codecs[0].name for x in t.session.sections if x.track is t), name)
+        sec.codecs = [Codec(pt=pt, name=pub_name, clock=clock, channels=channels, fmtp=fmtp,
                             fb=list(VIDEO_FB) if t.media == "video" else [])]
         table = [0] * 16
         for uri in FORWARDED_EXT[t.media]:
@@ -521,13 +541,6 @@ class MediaPlane:
         if mid_id is not None:
             sec.extmap[mid_id] = URI_MID
         r.set_mapping({pub_pt: pt}, tuple(table))
-        sec.route = r
-        s.sections.append(sec)
-        t.routes[s.session_id] = r
-        s.routes_in[t.track_id] = r
-        s.out_by_ssrc[ssrc] = r
-        self.negotiation.routes += 1
-        return r
 
     def _drop_route(self, r: OutRoute) -> None:
         if r.removed:

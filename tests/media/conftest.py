@@ -277,8 +277,12 @@ class CallHarness:
     def diagnostics(self) -> str:
         lines = [f"connected={sorted(self.connected)} closed={self.closed} errors={self.errors}",
                  f"plane={self.plane.counters}", f"transport={self.plane.endpoint.counters.snapshot()}"]
+        lines.append("tracks: " + ", ".join(
+            f"{t.track_id}(ssrc={t.ssrc} in={t.packets} out={[r.packets for r in t.routes.values()]}"
+            f" pt={list(t.codecs)} map={[r.pt_map for r in t.routes.values()]})" for t in self.plane.tracks.values()))
         for sid, c in self.clients.items():
-            lines.append(f"{sid}: frames={c.frames} directions={c.directions()}")
+            if isinstance(c, AiortcClient):
+                lines.append(f"{sid}: frames={c.frames} directions={c.directions()}")
         lines.append("events=" + ", ".join(type(e).__name__ for e in self.events))
         return "\n".join(lines)
 

@@ -93,3 +93,35 @@ async def _connect(info: ServerInfo, query: str = "") -> AsyncIterator[Client]:
 def connect() -> Callable[..., Any]:
     """``async with connect(info) as client:`` opens a socket and reads ``hello``."""
     return _connect
+
+
+async def _http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """A minimal HTTP/1.1 GET over a Trio socket (no extra client dependency)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n".encode())
+        data = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin1").split("\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if hdrs.get("transfer-encoding") == "chunked":
+        out, rest = b"", body
+        while rest:
+            size_text, _, rest = rest.partition(b"\r\n")
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            out, rest = out + rest[:size], rest[size + 2:]
+        body = out
+    return status, hdrs, body
+
+
+@pytest.fixture
+def http_get() -> Callable[..., Any]:
+    """``status, headers, body = await http_get(port, "/path")``."""
+    return _http_get

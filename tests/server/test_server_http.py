@@ -21,32 +21,6 @@ def _socket_fds() -> int:
     return count
 
 
-async def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    """A minimal HTTP/1.1 GET over a Trio socket (no extra client dependency)."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n".encode())
-        data = b""
-        with trio.fail_after(5):
-            while chunk := await stream.receive_some(65536):
-                data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin1").split("\r\n")
-    status = int(lines[0].split()[1])
-    hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    if hdrs.get("transfer-encoding") == "chunked":
-        out, rest = b"", body
-        while rest:
-            size_text, _, rest = rest.partition(b"\r\n")
-            size = int(size_text, 16)
-            if size == 0:
-                break
-            out, rest = out + rest[:size], rest[size + 2:]
-        body = out
-    return status, hdrs, body
-
-
 async def _upgrade(port: int) -> trio.SocketStream:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(
@@ -132,17 +106,17 @@ async def test_connections_close_after_clients_disconnect(start_server, connect)
     assert hub.counters.ws_connections_total == 83
 
 
-async def test_http_endpoints(start_server):
+async def test_http_endpoints(start_server, http_get):
     info, _ = await start_server()
-    status, headers, body = await _get(info.http_port, "/healthz")
+    status, headers, body = await http_get(info.http_port, "/healthz")
     assert (status, body) == (200, b'{"status": "ok"}')
-    status, _, body = await _get(info.http_port, "/version")
+    status, _, body = await http_get(info.http_port, "/version")
     assert status == 200 and b'"protocol": 1' in body
-    status, headers, body = await _get(info.http_port, "/")
+    status, headers, body = await http_get(info.http_port, "/")
     assert status == 200 and headers["content-type"].startswith("text/html") and b"<html" in body.lower()
-    status, _, body = await _get(info.http_port, "/api/v1/config")
+    status, _, body = await http_get(info.http_port, "/api/v1/config")
     assert status == 200 and b'"auth_mode": "open"' in body
-    status, _, body = await _get(info.http_port, "/api/v1/channels")
+    status, _, body = await http_get(info.http_port, "/api/v1/channels")
     assert (status, body) == (200, b'{"channels": []}')
-    status, _, _ = await _get(info.http_port, "/nope")
+    status, _, _ = await http_get(info.http_port, "/nope")
     assert status == 404

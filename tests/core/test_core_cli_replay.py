@@ -118,3 +118,17 @@ def test_a_missing_or_non_database_file_exits_2(capsys: Any, tmp_path: Path) -> 
     junk.write_bytes(b"this is not sqlite" * 100)
     rc, _, err = run(capsys, str(junk))
     assert rc == 2 and "junk.db" in err
+
+
+def test_the_installed_command_exits_with_the_documented_codes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    callsd = Path(sys.executable).with_name("callsd")
+    ok = subprocess.run([str(callsd), "replay", str(EXAMPLE), "--verify"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(EXAMPLE.read_text().replace('"v":1', '"v":7', 1))
+    corrupt = subprocess.run([str(callsd), "replay", str(bad)], capture_output=True, text=True, timeout=60)
+    assert corrupt.returncode == 2
+    assert corrupt.stderr.strip() == f"{bad}:1: unknown version 7"

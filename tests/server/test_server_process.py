@@ -1,0 +1,131 @@
+"""`callsd serve` as a subprocess: `make run`'s command, SIGTERM drain, SIGINT, and an event log that loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from callsd.adapters.store import open_store
+
+pytestmark = pytest.mark.slow
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[str], port: int, data: Path) -> None:
+        self.proc, self.port, self.data = proc, port, data
+
+
+async def _start(tmp_path: Path, env_extra: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Served:
+    env = dict(os.environ)
+    env.update({"CALLSD_HTTP_PORT": "0", "CALLSD_RTC_ICE_PORT_UDP": "0"})
+    env.update(env_extra or {})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "callsd.app.cli", "serve", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    with trio.fail_after(30):
+        line = await trio.to_thread.run_sync(proc.stdout.readline)  # type: ignore[union-attr]
+    match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+    if not match:
+        proc.kill()
+        raise AssertionError(f"unexpected first line {line!r}; stderr: {proc.stderr.read()}")  # type: ignore[union-attr]
+    return Served(proc, int(match.group(1)), tmp_path / "callsd-data")
+
+
+async def _wait_exit(proc: subprocess.Popen[str], timeout: float) -> int:
+    with trio.fail_after(timeout):
+        while proc.poll() is None:
+            await trio.sleep(0.05)
+    return proc.returncode
+
+
+def _log_types(data: Path) -> list[dict[str, Any]]:
+    store = open_store("sqlite:///" + str((data / "events.sqlite").resolve()).lstrip("/"), readonly=True)
+    try:
+        return [r.event for r in store.iter_records(1)]  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+def _types(data: Path) -> list[str]:
+    return [type(e).__name__ for e in _log_types(data)]
+
+
+async def test_make_run_command_serves_page_and_healthz(tmp_path, http_get):
+    served = await _start(tmp_path)  # `make run` is `callsd serve` with the embedded defaults
+    try:
+        status, headers, body = await http_get(served.port, "/")
+        assert status == 200 and b"<html" in body.lower()
+        status, _, body = await http_get(served.port, "/healthz")
+        assert (status, json.loads(body)) == (200, {"status": "ok"})
+        assert (served.data / "events.sqlite").is_file()
+    finally:
+        served.proc.send_signal(signal.SIGINT)
+        assert await _wait_exit(served.proc, 15) == 0
+
+
+async def test_sigterm_drains_then_exits_when_calls_end(tmp_path, connect, http_get):
+    served = await _start(tmp_path, {"CALLSD_SHUTDOWN_DRAIN_TIMEOUT": "20"})
+    info = type("Info", (), {"http_port": served.port})()
+    try:
+        async with connect(info) as a, connect(info) as b, connect(info) as late:
+            await a.request("join", {"channel_id": "room"}, expect="join_ack")
+            await b.request("join", {"channel_id": "room"}, expect="join_ack")
+            await a.send("unmute")
+            await b.expect("user_unmuted")
+            served.proc.send_signal(signal.SIGTERM)
+            assert (await a.expect("server_shutdown"))["drain_timeout_seconds"] == 20
+            await late.expect("server_shutdown")
+            assert await late.error("join", {"channel_id": "room"}) == "shutting_down"
+            status, _, _ = await http_get(served.port, "/healthz")
+            assert status == 503
+            assert served.proc.poll() is None  # still draining: the call is going on
+            await a.send("leave")
+            await b.send("leave")
+            assert await _wait_exit(served.proc, 10) == 0
+    finally:
+        if served.proc.poll() is None:
+            served.proc.kill()
+    types = _types(served.data)
+    assert types.count("JoinCall") == 2 and types.count("LeaveCall") == 2 and "Unmute" in types
+    result = subprocess.run([sys.executable, "-m", "callsd.app.cli", "replay", str(served.data / "events.sqlite"),
+                             "--verify"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_sigterm_drain_times_out_and_sigint_is_prompt(tmp_path, connect):
+    served = await _start(tmp_path, {"CALLSD_SHUTDOWN_DRAIN_TIMEOUT": "1"})
+    info = type("Info", (), {"http_port": served.port})()
+    try:
+        async with connect(info) as a:
+            await a.request("join", {"channel_id": "room"}, expect="join_ack")
+            served.proc.send_signal(signal.SIGTERM)
+            await a.expect("server_shutdown")
+            assert await _wait_exit(served.proc, 10) == 0  # the call did not end: exits after the drain timeout
+    finally:
+        if served.proc.poll() is None:
+            served.proc.kill()
+    assert _types(served.data)[-1] == "Disconnect"  # the dropped session is logged
+
+    # restart on the same log: the call is recovered with its session disconnected; SIGINT stops promptly
+    served = await _start(tmp_path, {"CALLSD_SHUTDOWN_DRAIN_TIMEOUT": "60"})
+    info = type("Info", (), {"http_port": served.port})()
+    try:
+        async with connect(info) as b:
+            await b.request("join", {"channel_id": "room"}, expect="join_ack")
+            state = await b.request("get_state", expect="call_state")
+            assert [p["connected"] for p in state["participants"]] == [False, True]
+            served.proc.send_signal(signal.SIGINT)
+            assert await _wait_exit(served.proc, 10) == 0  # no 60 s drain
+    finally:
+        if served.proc.poll() is None:
+            served.proc.kill()
+    assert _types(served.data)[-2:] == ["JoinCall", "Disconnect"]

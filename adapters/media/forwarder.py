@@ -66,7 +66,7 @@ class InTrack:
         "track_id", "session", "kind", "media", "mid", "ssrc", "clock_rate", "codecs", "ext", "level_id",
         "routes", "live", "cache", "packets", "octets", "max_seq", "cycles", "base_seq", "started",
         "last_ts", "last_rx", "expected_prior", "received_prior", "sr_ntp_mid", "sr_rx", "last_pli",
-        "pli_pending", "vad_score", "speaking", "stream_id", "ended",
+        "pli_pending", "vad_score", "speaking", "stream_id", "ended", "ext_cache",
     )
 
     def __init__(
@@ -106,6 +106,9 @@ class InTrack:
         self.vad_score = 0
         self.speaking = False
         self.ended = False
+        # raw extension block -> [audio level or -1, {route ext_key: rewritten block}]: audio blocks repeat (MID,
+        # a level of 0..127), so most packets skip parsing; bounded by clearing
+        self.ext_cache: dict[bytes, list[Any]] = {}
 
     def relive(self) -> None:
         """Recompute ``live`` after a route was added, removed, paused, resumed or negotiated."""
@@ -127,7 +130,7 @@ class OutRoute:
         self.mid = mid
         self.pt_map: dict[int, int] = {}
         self.ext_table: tuple[int, ...] = (0,) * 16
-        self.ext_key: tuple[int, ...] = self.ext_table
+        self.ext_key = _table_key(self.ext_table)
         self.paused = paused
         self.negotiated = False
         self.resync = True
@@ -141,7 +144,7 @@ class OutRoute:
     def set_mapping(self, pt_map: dict[int, int], ext_table: tuple[int, ...]) -> None:
         self.pt_map = pt_map
         self.ext_table = ext_table
-        self.ext_key = ext_table
+        self.ext_key = _table_key(ext_table)
 
     def rewrite(self, plain: bytes) -> bytes | None:
         """This route's copy of one publisher packet (slow path: NACK answers). ``None`` if not forwardable."""
@@ -167,6 +170,16 @@ class OutRoute:
             )
             + plain[12:off] + blk + plain[start:]
         )
+
+
+_TABLE_KEYS: dict[tuple[int, ...], int] = {}
+
+
+def _table_key(table: tuple[int, ...]) -> int:
+    """A small int naming an extension-id table, so routes with equal tables share rewritten blocks."""
+    if len(table) != 16:
+        raise ValueError("an extension table has 16 entries")
+    return _TABLE_KEYS.setdefault(table, len(_TABLE_KEYS))
 
 
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -269,19 +282,29 @@ class Forwarder:
         track.last_rx = self._clock()
         cc = b0 & 0x0F
         off = 12 + 4 * cc
-        elems = None
+        entry = None
         start = off
         if b0 & 0x10:
-            elems, start = parse_ext(plain, off)
-            if elems is None:
+            if off + 4 > n:
                 c.drop_malformed += 1
                 return track
-            if track.level_id:
-                lid = track.level_id
+            start = off + 4 + 4 * ((plain[off + 2] << 8) | plain[off + 3])
+            raw = plain[off:start]
+            entry = track.ext_cache.get(raw)
+            if entry is None:
+                elems, end = parse_ext(plain, off)
+                if elems is None:
+                    c.drop_malformed += 1
+                    return track
+                level = -1
                 for eid, data in elems:
-                    if eid == lid:
-                        self._vad(track, data[0] & 0x7F)
-                        break
+                    if eid == track.level_id and data:
+                        level = data[0] & 0x7F
+                if len(track.ext_cache) >= 1024:
+                    track.ext_cache.clear()
+                entry = track.ext_cache[raw] = [level, {}, elems]
+            if entry[0] >= 0:
+                self._vad(track, entry[0])
         cache = track.cache
         if cache is not None:
             cache[seq & _CACHE_MASK] = plain
@@ -295,7 +318,6 @@ class Forwarder:
         payload = plain[start:]
         plen = n - start
         base0 = 0x80 | (b0 & 0x20) | cc
-        blocks: dict[tuple[int, ...], bytes] = {}
         pack = _HDR.pack
         for r in live:
             opt = r.pt_map.get(pt)
@@ -310,10 +332,10 @@ class Forwarder:
             oseq = (seq + r.seq_offset) & 0xFFFF
             if (oseq - r.last_seq) & 0xFFFF < 0x8000:
                 r.last_seq = oseq
-            if elems:
-                blk = blocks.get(r.ext_key)
+            if entry is not None:
+                blk = entry[1].get(r.ext_key)
                 if blk is None:
-                    blk = blocks[r.ext_key] = build_ext(elems, r.ext_table)
+                    blk = entry[1][r.ext_key] = build_ext(entry[2], r.ext_table)
                 out = pack(base0 | (0x10 if blk else 0), mk | opt, oseq, (ts + r.ts_offset) & 0xFFFFFFFF, r.ssrc)
                 out = out + csrc + blk + payload
             else:

@@ -575,6 +575,7 @@ class MediaPlane:
         if s is None:
             return
         s.peer = peer
+        peer.data = s
         self._emit(SessionConnected(session_id=s.session_id))
         for r in s.routes_in.values():
             if r.negotiated:
@@ -589,11 +590,10 @@ class MediaPlane:
         self._emit(SessionClosed(session_id=peer.session_id, reason=reason))
 
     def on_rtp(self, peer: Peer, plain: bytes) -> None:
-        s = self.sessions.get(peer.session_id)
-        if s is None:
+        s = peer.data
+        if s is None or s.closed:
             return
-        inbound = s.inbound
-        if self.forwarder.on_rtp(inbound, plain) is None and len(plain) >= 12:
+        if self.forwarder.on_rtp(s.inbound, plain) is None and len(plain) >= 12:
             self._learn_ssrc(s, plain)
 
     def _learn_ssrc(self, s: Session, plain: bytes) -> None:

@@ -124,3 +124,15 @@ async def test_sdp_and_tracks_flow_between_signaling_core_and_plane(start_server
     assert value("callsd_calls") == 1 and value("callsd_participants") == 1  # a is still in (disconnected)
     assert value("callsd_process_cpu_seconds_total") > 0
     assert value("callsd_process_open_fds") > 0
+
+
+async def test_grafana_dashboard_uses_only_exported_metrics(start_server, http_get):
+    import json
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "callsd.json").read_text())
+    used = {name for p in dashboard["panels"] for t in p["targets"] for name in re.findall(r"callsd_\w+", t["expr"])}
+    info, _ = await start_server(media=True, plane_factory=FakePlane)
+    _, _, body = await http_get(info.http_port, "/metrics")
+    exported = set(re.findall(r"^(callsd_\w+)", body.decode(), re.M))
+    assert used and used <= exported, used - exported

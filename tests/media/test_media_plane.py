@@ -1,0 +1,338 @@
+"""MediaPlane without sockets: SDP answers and re-offers, routes, the forwarding rewrite, RTCP termination.
+
+Peers are fakes that record what the plane sends, attached as the endpoint would on connection.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import pytest
+from callsd.adapters.media import rtcp_term as rtcp
+from callsd.adapters.media.events import SendSignal, TrackPublished, TrackUnpublished, VoiceActivity
+from callsd.adapters.media.plane import MediaPlane, PlaneConfig, SdpRejected
+from callsd.adapters.media.sdp_glue import parse_sdp
+from callsd.core.events import TrackKind
+from callsd.core.outputs import RouteAdded, RoutePaused, RouteRemoved, RouteResumed
+
+FP = "sha-256 " + ":".join(["AB"] * 32)
+LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+TWCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+
+
+def offer(*sections: tuple[str, str, str, int], stream: str = "stream-1", ufrag: str = "cli1",
+          level_id: int = 1, mid_id: int = 4, opus_pt: int = 111, vp8_pt: int = 96) -> str:
+    """A browser-like offer; each section is (kind, mid, direction, ssrc)."""
+    lines = ["v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0",
+             "a=group:BUNDLE " + " ".join(s[1] for s in sections), "a=msid-semantic: WMS *"]
+    for kind, mid, direction, ssrc in sections:
+        pts = f"{opus_pt} 0" if kind == "audio" else f"{vp8_pt} 97 102"
+        lines += [f"m={kind} 9 UDP/TLS/RTP/SAVPF {pts}", "c=IN IP4 0.0.0.0", f"a=ice-ufrag:{ufrag}",
+                  "a=ice-pwd:0123456789abcdef012345", f"a=fingerprint:{FP}", "a=setup:actpass", f"a=mid:{mid}",
+                  f"a=extmap:{mid_id} {MID}", f"a=extmap:3 {TWCC}", f"a={direction}", "a=rtcp-mux"]
+        if kind == "audio":
+            lines += [f"a=extmap:{level_id} {LEVEL}", f"a=rtpmap:{opus_pt} opus/48000/2",
+                      f"a=fmtp:{opus_pt} minptime=10;useinbandfec=1", "a=rtpmap:0 PCMU/8000"]
+        else:
+            lines += [f"a=rtpmap:{vp8_pt} VP8/90000", f"a=rtcp-fb:{vp8_pt} nack", f"a=rtcp-fb:{vp8_pt} nack pli",
+                      f"a=rtcp-fb:{vp8_pt} transport-cc", "a=rtpmap:97 rtx/90000", f"a=fmtp:97 apt={vp8_pt}",
+                      "a=rtpmap:102 H264/90000", "a=fmtp:102 packetization-mode=1;profile-level-id=42e01f"]
+        if direction in ("sendrecv", "sendonly"):
+            lines += [f"a=msid:{stream} track-{mid}", f"a=ssrc:{ssrc} cname:c"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def answer_to(server_offer: str) -> str:
+    """What a client answers: it accepts every section the server sends on, with the offered codecs."""
+    sdp = parse_sdp(server_offer)
+    lines = ["v=0", "o=- 1 3 IN IP4 127.0.0.1", "s=-", "t=0 0"]
+    for m in sdp.media:
+        direction = {"sendonly": "recvonly", "recvonly": "sendonly"}.get(m.direction, m.direction)
+        pts = " ".join(str(c.pt) for c in m.codecs) or "0"
+        lines += [f"m={m.kind} {m.port or 0} UDP/TLS/RTP/SAVPF {pts}", f"a=mid:{m.mid}", f"a={direction}",
+                  "a=ice-ufrag:cli1", "a=ice-pwd:0123456789abcdef012345", f"a=fingerprint:{FP}", "a=setup:active"]
+        for c in m.codecs:
+            lines.append(f"a=rtpmap:{c.pt} {c.name}/{c.clock}" + (f"/{c.channels}" if c.channels > 1 else ""))
+    return "\r\n".join(lines) + "\r\n"
+
+
+class FakePeer:
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.rtp: list[bytes] = []
+        self.rtcp: list[bytes] = []
+        self.data: Any = None
+
+    def send_rtp(self, plain: bytes) -> bool:
+        self.rtp.append(plain)
+        return True
+
+    def send_rtcp(self, plain: bytes) -> bool:
+        self.rtcp.append(plain)
+        return True
+
+
+class Rig:
+    def __init__(self, **config: Any) -> None:
+        self.events: list[Any] = []
+        self.plane = MediaPlane(PlaneConfig(ice_port_udp=40000, **config), self.events.append)
+        self.peers: dict[str, FakePeer] = {}
+
+    def signals(self, sid: str, kind: str) -> list[str]:
+        return [e.msg["sdp"] for e in self.events
+                if isinstance(e, SendSignal) and e.session_id == sid and e.msg["type"] == kind]
+
+    def join(self, sid: str, *sections: tuple[str, str, str, int], **kw: Any) -> FakePeer:
+        self.plane.open_session(sid, "chan")
+        self.plane.handle_signal(sid, {"type": "offer", "sdp": offer(*sections, ufrag=f"u{sid}", **kw)})
+        peer = FakePeer(sid)
+        self.peers[sid] = peer
+        self.plane.on_connected(peer)  # type: ignore[arg-type]
+        return peer
+
+    def route(self, track: str, pub: str, rcv: str, kind: TrackKind = TrackKind.AUDIO, paused: bool = False) -> None:
+        self.plane.apply([RouteAdded(channel_id="chan", track_id=track, kind=kind, publisher_id=pub,
+                                     receiver_id=rcv, paused=paused)])
+
+    def accept(self, sid: str) -> None:
+        self.plane.handle_signal(sid, {"type": "answer", "sdp": answer_to(self.signals(sid, "offer")[-1])})
+
+
+def rtp(seq: int, ts: int, ssrc: int, pt: int = 111, ext: bytes = b"", payload: bytes = b"\x01" * 40,
+        marker: bool = False) -> bytes:
+    b0 = 0x90 if ext else 0x80
+    return struct.pack("!BBHII", b0, (0x80 if marker else 0) | pt, seq, ts, ssrc) + ext + payload
+
+
+def level_ext(level: int, level_id: int = 1, mid_id: int = 4, mid: bytes = b"0") -> bytes:
+    body = bytes([(level_id << 4) | 0, level]) + bytes([(mid_id << 4) | (len(mid) - 1)]) + mid
+    body += b"\x00" * (-len(body) % 4)
+    return b"\xbe\xde" + (len(body) // 4).to_bytes(2, "big") + body
+
+
+def test_answer_is_ice_lite_with_host_candidate_and_filtered_codecs() -> None:
+    rig = Rig(ice_host_override="203.0.113.7", ice_host_port_override=3478)
+    rig.join("A", ("audio", "0", "sendrecv", 1111), ("video", "1", "sendrecv", 2222))
+    [text] = rig.signals("A", "answer")
+    assert "a=ice-lite" in text and "a=setup:passive" in text
+    assert "a=candidate:1 1 udp 2130706431 203.0.113.7 3478 typ host" in text
+    ans = parse_sdp(text)
+    assert [(m.mid, m.direction) for m in ans.media] == [("0", "recvonly"), ("1", "recvonly")]
+    assert [c.name for c in ans.media[0].codecs] == ["opus"]
+    assert [c.name for c in ans.media[1].codecs] == ["VP8"]  # no rtx: NACKs are answered from the cache
+    assert ans.media[1].codecs[0].fb == ["nack", "nack pli"]
+    assert TWCC not in ans.media[0].extmap.values() and MID in ans.media[0].extmap.values()
+    assert ans.media[0].fingerprint == rig.plane.endpoint.fingerprint
+
+
+def test_published_tracks_and_screen_kinds() -> None:
+    rig = Rig()
+    rig.plane.open_session("A", "chan")
+    rig.plane.set_screen_stream("A", "screen-1")
+    rig.plane.handle_signal("A", {"type": "offer", "sdp": offer(("video", "0", "sendonly", 5), stream="screen-1")})
+    rig.plane.handle_signal("A", {"type": "offer", "sdp": offer(("video", "0", "sendonly", 5), stream="screen-1")
+                                  .replace("a=group:BUNDLE 0", "a=group:BUNDLE 0 1")
+                                  + offer(("audio", "1", "sendonly", 6), stream="cam").split("a=msid-semantic: WMS *\r\n")[1]})
+    published = [e for e in rig.events if isinstance(e, TrackPublished)]
+    assert [(e.track_id, e.kind) for e in published] == [("A_0", TrackKind.SCREEN_VIDEO), ("A_1", TrackKind.AUDIO)]
+
+
+def test_recvonly_offer_publishes_nothing_and_stopping_a_track_unpublishes() -> None:
+    rig = Rig()
+    rig.join("A", ("audio", "0", "sendrecv", 1))
+    assert [type(e).__name__ for e in rig.events].count("TrackPublished") == 1
+    rig.plane.handle_signal("A", {"type": "offer", "sdp": offer(("audio", "0", "recvonly", 1), ufrag="uA")})
+    assert any(isinstance(e, TrackUnpublished) and e.track_id == "A_0" for e in rig.events)
+    assert "A_0" not in rig.plane.tracks
+
+
+def test_bad_sdp_is_rejected() -> None:
+    rig = Rig()
+    rig.plane.open_session("A", "chan")
+    with pytest.raises(SdpRejected):
+        rig.plane.handle_signal("A", {"type": "offer", "sdp": "hello"})
+    with pytest.raises(SdpRejected):
+        rig.plane.handle_signal("A", {"type": "offer", "sdp": offer(("audio", "0", "sendrecv", 1)).replace(
+            f"a=fingerprint:{FP}\r\n", "")})
+    with pytest.raises(SdpRejected):
+        rig.plane.handle_signal("nobody", {"type": "offer", "sdp": offer(("audio", "0", "sendrecv", 1))})
+    with pytest.raises(SdpRejected):
+        rig.plane.handle_signal("A", {"type": "answer", "sdp": offer(("audio", "0", "sendrecv", 1))})
+
+
+def test_route_is_offered_then_forwards_with_rewritten_header_and_extensions() -> None:
+    rig = Rig()
+    rig.join("A", ("audio", "0", "sendrecv", 1111))  # A: level id 1, mid id 4, opus 111
+    b = rig.join("B", ("audio", "0", "sendrecv", 2222), level_id=2, mid_id=1, opus_pt=109)
+    rig.route("A_0", "A", "B")
+    [text] = rig.signals("B", "offer")
+    sec = parse_sdp(text).media[1]
+    assert sec.direction == "sendonly" and sec.mid == "s1" and sec.msid_track == "A_0"
+    assert sec.codecs[0].pt == 109 and sec.extmap == {2: LEVEL, 1: MID}  # B's own numbering
+    out_ssrc = sec.ssrcs[0]
+    rig.plane.on_rtp(rig.peers["A"], rtp(100, 5000, 1111, ext=level_ext(20)))  # type: ignore[arg-type]
+    assert b.rtp == []  # not forwarded before B's answer
+    rig.accept("B")
+    for i in range(3):
+        rig.plane.on_rtp(rig.peers["A"], rtp(101 + i, 5960 + 960 * i, 1111, ext=level_ext(20)))  # type: ignore
+    assert len(b.rtp) == 3
+    b0, b1, seq0, ts0, ssrc = struct.unpack_from("!BBHII", b.rtp[0])
+    assert ssrc == out_ssrc and b1 & 0x7F == 109
+    seqs = [struct.unpack_from("!H", p, 2)[0] for p in b.rtp]
+    tss = [struct.unpack_from("!I", p, 4)[0] for p in b.rtp]
+    assert seqs == [seq0, (seq0 + 1) & 0xFFFF, (seq0 + 2) & 0xFFFF]
+    assert [(t - ts0) & 0xFFFFFFFF for t in tss] == [0, 960, 1920]
+    # the level is renumbered to B's id 2, the publisher's MID is dropped (B demultiplexes by SSRC)
+    assert b.rtp[0][12:20] == b"\xbe\xde\x00\x01" + bytes([0x20, 20, 0, 0])
+    assert b.rtp[0][20:] == b"\x01" * 40
+
+
+def test_pause_drops_and_resume_continues_sequence_numbers() -> None:
+    rig = Rig()
+    rig.join("A", ("audio", "0", "sendrecv", 1))
+    b = rig.join("B", ("audio", "0", "sendrecv", 2))
+    rig.route("A_0", "A", "B")
+    rig.accept("B")
+    a = rig.peers["A"]
+    for i in range(5):
+        rig.plane.on_rtp(a, rtp(i, i * 960, 1))  # type: ignore[arg-type]
+    rig.plane.apply([RoutePaused(channel_id="chan", track_id="A_0", publisher_id="A", receiver_id="B")])
+    for i in range(5, 50):
+        rig.plane.on_rtp(a, rtp(i, i * 960, 1))  # type: ignore[arg-type]
+    assert len(b.rtp) == 5
+    rig.plane.apply([RouteResumed(channel_id="chan", track_id="A_0", publisher_id="A", receiver_id="B")])
+    for i in range(50, 53):
+        rig.plane.on_rtp(a, rtp(i, i * 960, 1))  # type: ignore[arg-type]
+    seqs = [struct.unpack_from("!H", p, 2)[0] for p in b.rtp]
+    assert [(s - seqs[0]) & 0xFFFF for s in seqs] == list(range(8))
+    ts = [struct.unpack_from("!I", p, 4)[0] for p in b.rtp]
+    assert (ts[5] - ts[4]) & 0xFFFFFFFF == 46 * 960  # timestamps keep real time across the pause
+
+
+def test_route_removed_turns_section_inactive_and_stops_packets() -> None:
+    rig = Rig()
+    rig.join("A", ("audio", "0", "sendrecv", 1))
+    b = rig.join("B", ("audio", "0", "sendrecv", 2))
+    rig.route("A_0", "A", "B")
+    rig.accept("B")
+    rig.plane.apply([RouteRemoved(channel_id="chan", track_id="A_0", publisher_id="A", receiver_id="B")])
+    sec = parse_sdp(rig.signals("B", "offer")[-1]).media[1]
+    assert sec.mid == "s1" and sec.direction == "inactive" and not sec.ssrcs
+    rig.accept("B")
+    rig.plane.on_rtp(rig.peers["A"], rtp(1, 1, 1))  # type: ignore[arg-type]
+    assert b.rtp == []
+
+
+def test_changes_during_an_outstanding_offer_wait_and_client_offer_in_glare_is_ignored() -> None:
+    rig = Rig()
+    rig.join("A", ("audio", "0", "sendrecv", 1))
+    rig.join("C", ("audio", "0", "sendrecv", 3))
+    rig.join("B", ("audio", "0", "sendrecv", 2))
+    rig.route("A_0", "A", "B")
+    rig.route("C_0", "C", "B")  # B has an offer outstanding: no second offer yet
+    assert len(rig.signals("B", "offer")) == 1
+    answers = len(rig.signals("B", "answer"))
+    rig.plane.handle_signal("B", {"type": "offer", "sdp": offer(("audio", "0", "sendrecv", 2), ufrag="uB")})
+    assert len(rig.signals("B", "answer")) == answers  # impolite server: the client rolls back
+    assert rig.plane.counters["glare_ignored"] == 1
+    rig.accept("B")
+    assert [m.mid for m in parse_sdp(rig.signals("B", "offer")[-1]).media] == ["0", "s1", "s2"]
+
+
+def test_route_added_before_first_offer_follows_the_answer() -> None:
+    rig = Rig()
+    rig.join("A", ("audio", "0", "sendrecv", 1))
+    rig.plane.open_session("B", "chan")
+    rig.route("A_0", "A", "B")
+    assert rig.signals("B", "offer") == []
+    rig.plane.handle_signal("B", {"type": "offer", "sdp": offer(("audio", "0", "sendrecv", 2), ufrag="uB",
+                                                                 opus_pt=100)})
+    assert [m.mid for m in parse_sdp(rig.signals("B", "answer")[0]).media] == ["0"]
+    sec = parse_sdp(rig.signals("B", "offer")[0]).media[1]
+    assert sec.codecs[0].pt == 100  # bound to B's numbering, learnt from its first offer
+
+
+def test_close_session_reoffers_to_receivers() -> None:
+    rig = Rig()
+    rig.join("A", ("audio", "0", "sendrecv", 1))
+    rig.join("B", ("audio", "0", "sendrecv", 2))
+    rig.route("A_0", "A", "B")
+    rig.accept("B")
+    rig.plane.close_session("A")
+    assert parse_sdp(rig.signals("B", "offer")[-1]).media[1].direction == "inactive"
+    assert "A_0" not in rig.plane.tracks and "A" not in rig.plane.sessions
+    rig.plane.apply([RouteRemoved(channel_id="chan", track_id="A_0", publisher_id="A", receiver_id="B")])
+
+
+def video_rig() -> tuple[Rig, FakePeer, FakePeer, int]:
+    rig = Rig()
+    rig.join("A", ("video", "0", "sendrecv", 7))
+    b = rig.join("B", ("audio", "0", "sendrecv", 2))
+    rig.route("A_0", "A", "B", kind=TrackKind.VIDEO)
+    rig.accept("B")
+    out_ssrc = parse_sdp(rig.signals("B", "offer")[-1]).media[1].ssrcs[0]
+    return rig, rig.peers["A"], b, out_ssrc
+
+
+def plis(peer: FakePeer) -> list[bytes]:
+    return [p for p in peer.rtcp if p[1] == rtcp.PSFB and p[0] & 0x1F == 1]
+
+
+def test_new_video_route_asks_for_one_keyframe_and_plis_are_rate_limited() -> None:
+    rig, a, b, out_ssrc = video_rig()
+    assert len(plis(a)) == 1 and struct.unpack_from("!I", plis(a)[0], 8)[0] == 7
+    for _ in range(5):
+        rig.plane.on_rtcp(b, rtcp.build_pli(99, out_ssrc))  # type: ignore[arg-type]
+    assert len(plis(a)) == 1
+    track = rig.plane.tracks["A_0"]
+    track.last_pli -= 1.5  # a second and a half later, the deferred request goes out
+    rig.plane.forwarder.tick([track])
+    assert len(plis(a)) == 2
+    rig.plane.on_rtcp(b, rtcp.build_fir(99, out_ssrc, 1))  # type: ignore[arg-type]
+    assert rig.plane.counters["pli_in"] == 6
+
+
+def test_nack_is_answered_from_cache_in_receiver_numbering_or_passed_on() -> None:
+    rig, a, b, out_ssrc = video_rig()
+    for i in range(10):
+        rig.plane.on_rtp(a, rtp(1000 + i, 90000 + i * 3000, 7, pt=96, payload=bytes([i]) * 100))  # type: ignore
+    sent = list(b.rtp)
+    seq5 = struct.unpack_from("!H", sent[5], 2)[0]
+    rig.plane.on_rtcp(b, rtcp.build_nack(99, out_ssrc, [seq5, (seq5 + 1) & 0xFFFF]))  # type: ignore[arg-type]
+    assert b.rtp[10:] == [sent[5], sent[6]]
+    rig.plane.on_rtcp(b, rtcp.build_nack(99, out_ssrc, [(seq5 + 100) & 0xFFFF]))  # type: ignore[arg-type]
+    nacks = [p for p in a.rtcp if p[1] == rtcp.RTPFB]
+    assert len(nacks) == 1 and rtcp.nack_seqs(nacks[0][8:]) == [1105]
+
+
+def test_voice_activity_is_debounced() -> None:
+    rig = Rig()
+    a = rig.join("A", ("audio", "0", "sendrecv", 1))
+    for i in range(10):
+        rig.plane.on_rtp(a, rtp(i, i * 960, 1, ext=level_ext(30)))  # type: ignore[arg-type]
+    assert not [e for e in rig.events if isinstance(e, VoiceActivity)]
+    for i in range(10, 40):
+        rig.plane.on_rtp(a, rtp(i, i * 960, 1, ext=level_ext(30)))  # type: ignore[arg-type]
+    for i in range(40, 100):
+        rig.plane.on_rtp(a, rtp(i, i * 960, 1, ext=level_ext(127)))  # type: ignore[arg-type]
+    voice = [e.speaking for e in rig.events if isinstance(e, VoiceActivity)]
+    assert voice == [True, False]
+
+
+def test_reports_carry_sr_per_sent_stream_and_rr_per_published_stream() -> None:
+    rig = Rig()
+    a = rig.join("A", ("audio", "0", "sendrecv", 1))
+    b = rig.join("B", ("audio", "0", "sendrecv", 2))
+    rig.route("A_0", "A", "B")
+    rig.accept("B")
+    for i in list(range(10)) + list(range(12, 20)):  # two packets lost
+        rig.plane.on_rtp(a, rtp(i, i * 960, 1))  # type: ignore[arg-type]
+    rig.plane.send_reports()
+    srs = [x for p in b.rtcp for x in rtcp.iter_rtcp(p) if x[0] == rtcp.SR]
+    assert len(srs) == 1 and struct.unpack_from("!II", srs[0][4], 12) == (18, 18 * 40)
+    rrs = [x for p in a.rtcp for x in rtcp.iter_rtcp(p) if x[0] == rtcp.RR]
+    block = rrs[0][4]
+    ssrc, lost_word, highest = struct.unpack_from("!III", block, 0)
+    assert ssrc == 1 and lost_word & 0xFFFFFF == 2 and highest == 19

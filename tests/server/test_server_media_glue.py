@@ -134,5 +134,7 @@ async def test_grafana_dashboard_uses_only_exported_metrics(start_server, http_g
     used = {name for p in dashboard["panels"] for t in p["targets"] for name in re.findall(r"callsd_\w+", t["expr"])}
     info, _ = await start_server(media=True, plane_factory=FakePlane)
     _, _, body = await http_get(info.http_port, "/metrics")
-    exported = set(re.findall(r"^(callsd_\w+)", body.decode(), re.M))
+    text = body.decode()
+    exported = set(re.findall(r"^(callsd_\w+)", text, re.M))
+    exported |= {f"{name}_total" for name in re.findall(r"^# TYPE (callsd_\w+) counter$", text, re.M)}
     assert used and used <= exported, used - exported

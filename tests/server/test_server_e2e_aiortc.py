@@ -1,0 +1,157 @@
+"""End to end over the real server and media plane: two aiortc peers join through the signaling WebSocket, their
+audio reaches each other, and a mute (through the core's paused routes) stops it at the other side."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import math
+import threading
+from typing import Any
+
+import pytest
+import trio
+
+pytestmark = pytest.mark.slow
+
+
+class Peer:
+    """An aiortc peer connection with a 440 Hz microphone, in its own thread and asyncio loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.pc: Any = None
+        self.received = 0  # audio frames decoded from the other participant
+
+    async def run(self, coro_fn: Any, timeout: float = 20) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coro_fn(), self.loop)
+        return await trio.to_thread.run_sync(lambda: future.result(timeout), abandon_on_cancel=True)
+
+    async def offer(self) -> str:
+        async def go() -> str:
+            import av
+            import numpy as np
+            from aiortc import RTCConfiguration, RTCPeerConnection
+            from aiortc.mediastreams import MediaStreamTrack
+
+            class Tone(MediaStreamTrack):
+                kind = "audio"
+
+                def __init__(self) -> None:
+                    super().__init__()
+                    self.n = 0
+                    self.start: float | None = None
+
+                async def recv(self) -> Any:
+                    now = asyncio.get_running_loop().time()
+                    self.start = now if self.start is None else self.start
+                    await asyncio.sleep(max(0.0, self.start + self.n * 0.02 - now))
+                    t = (np.arange(960) + self.n * 960) / 48000
+                    pcm = (np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
+                    frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+                    frame.sample_rate, frame.pts, frame.time_base = 48000, self.n * 960, fractions.Fraction(1, 48000)
+                    self.n += 1
+                    return frame
+
+            self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+            @self.pc.on("track")
+            def on_track(track: Any) -> None:
+                async def consume() -> None:
+                    while True:
+                        try:
+                            await track.recv()
+                        except Exception:
+                            return
+                        self.received += 1
+
+                asyncio.ensure_future(consume())
+
+            self.pc.addTrack(Tone())
+            self.pc.addTransceiver("video", direction="recvonly")
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+            return str(self.pc.localDescription.sdp)
+
+        return str(await self.run(go))
+
+    async def accept(self, kind: str, sdp: str) -> str | None:
+        from aiortc import RTCSessionDescription
+
+        async def go() -> str | None:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+            if kind == "answer":
+                return None
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            return str(self.pc.localDescription.sdp)
+
+        return await self.run(go)  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        async def go() -> None:
+            if self.pc is not None:
+                await self.pc.close()
+
+        try:
+            await self.run(go, timeout=10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            await trio.to_thread.run_sync(self.thread.join, 5)
+
+
+async def _signal_pump(client: Any, peer: Peer, events: list[dict[str, Any]]) -> None:
+    """Answer the server's offers, apply its answers; keep every other event."""
+    while True:
+        msg = await client.recv(timeout=120)
+        if msg["type"] == "signal" and msg["data"]["type"] in ("offer", "answer"):
+            answer = await peer.accept(msg["data"]["type"], msg["data"]["sdp"])
+            if answer is not None:
+                await client.send("sdp", {"type": "answer", "sdp": answer})
+        else:
+            events.append(msg)
+
+
+async def _until(predicate: Any, timeout: float = 30) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.05)
+
+
+async def test_two_aiortc_peers_hear_each_other_and_mute_stops_audio(start_server, connect, http_get, monkeypatch):
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    info, _ = await start_server(media=True)
+    assert info.rtc_address is not None
+    peers = [Peer(), Peer()]
+    events: list[list[dict[str, Any]]] = [[], []]
+    try:
+        async with connect(info) as a, connect(info) as b, trio.open_nursery() as nursery:
+            for client, peer, log in zip((a, b), peers, events, strict=True):
+                await client.request("join", {"channel_id": "e2e"}, expect="join_ack")
+                await client.send("unmute")
+                await client.send("sdp", {"type": "offer", "sdp": await peer.offer()})
+                nursery.start_soon(_signal_pump, client, peer, log)
+            await _until(lambda: peers[0].received > 25 and peers[1].received > 25)
+
+            await a.send("mute")
+            await _until(lambda: any(e["type"] == "user_muted" for e in events[1]))
+            await trio.sleep(0.5)  # packets already in flight
+            before = peers[1].received
+            await trio.sleep(1.5)
+            assert peers[1].received - before <= 3  # a's audio no longer reaches b
+            still = peers[0].received
+            await _until(lambda: peers[0].received > still + 25)  # b is unmuted: a still hears b
+            nursery.cancel_scope.cancel()
+        _, _, body = await http_get(info.http_port, "/metrics")
+        samples = dict(line.rsplit(" ", 1) for line in body.decode().splitlines() if line.startswith("callsd_"))
+        assert float(samples["callsd_rtc_sessions_total"]) == 2
+        assert float(samples['callsd_rtc_conn_states_total{type="connected"}']) == 2
+        assert float(samples['callsd_rtc_rtp_packets_total{direction="in",type="rtp"}']) > 50
+        assert float(samples['callsd_rtc_rtp_packets_total{direction="out",type="rtp"}']) > 50
+        assert float(samples['callsd_rtc_rtp_bytes_total{direction="out",type="rtp"}']) > 1000
+        assert float(samples['callsd_websocket_events_total{direction="out",type="signal"}']) >= 2
+    finally:
+        for peer in peers:
+            await peer.close()

@@ -314,7 +314,15 @@ class MediaPlane:
             if sec is None:
                 sec = self._client_section(s, m)
                 new_sections.append(sec)
-            if sec.origin == "server" or sec.rejected:
+            if sec.origin == "server":
+                r = sec.route
+                if r is not None and r.negotiated and (not m.port or m.direction not in ("recvonly", "sendrecv")):
+                    r.negotiated = False  # the client declined the stream: stop sending until re-accepted
+                    r.track.relive()
+                if not m.port:
+                    sec.rejected = True
+                continue
+            if sec.rejected:
                 continue
             sec.direction = m.direction if m.port else "inactive"
             sending = sec.direction in ("sendonly", "sendrecv")
@@ -330,11 +338,13 @@ class MediaPlane:
             if sending and sec.track is None:
                 sec.track = t = self._new_track(s, sec, m)
                 published.append(t)
+            if not m.port:
+                sec.rejected = True
         # the offer's order, then the server sections not offered yet (they follow in the next server offer)
         in_offer = {m.mid for m in offer.media}
         known = {sec.mid: sec for sec in s.sections + new_sections}
         s.sections = [known[m.mid] for m in offer.media] + [x for x in s.sections if x.mid not in in_offer]
-        self._send(s, "answer", [self._by_mid(s, m.mid).server_view(s) for m in offer.media])
+        self._send(s, "answer", [self._answer_view(s, m) for m in offer.media])
         s.started = True
         self.negotiation.answers_out += 1
         touched: set[Session] = set()
@@ -349,6 +359,16 @@ class MediaPlane:
             self._negotiate(other)
         if s.dirty:
             self._negotiate(s)
+
+    def _answer_view(self, s: Session, m: MLine) -> ServerSection:
+        """The answer to one offered section: what the server does on it, limited by what the client offered."""
+        view = self._by_mid(s, m.mid).server_view(s)
+        if view.direction == "sendonly" and (not m.port or m.direction not in ("recvonly", "sendrecv")):
+            view.direction = "inactive"  # the client declines this stream for now
+        if not m.port and view.direction != "rejected":
+            view.direction = "rejected"
+            view.proto, view.fmts = m.proto, m.fmts
+        return view
 
     @staticmethod
     def _by_mid(s: Session, mid: str) -> Section:
@@ -406,22 +426,27 @@ class MediaPlane:
         self.negotiation.answers_in += 1
         if not s.offer_pending:
             raise SdpError("answer without an outstanding offer")
-        answer = parse_sdp(text)
+        # whatever happens the offer is settled; a bad answer leaves the session dirty, to be offered again
+        s.offer_pending = False
+        try:
+            answer = parse_sdp(text)
+        except SdpError:
+            s.dirty = True
+            raise
         offered = [sec for sec in s.sections if sec.offered]
         if [m.mid for m in answer.media] != [sec.mid for sec in offered]:
-            s.offer_pending = False
+            s.dirty = True
             raise SdpError("answer sections do not match the offer")
-        s.offer_pending = False
         for m, sec in zip(answer.media, offered, strict=True):
             r = sec.route
-            if sec.origin != "server" or r is None or r.negotiated:
+            if sec.origin != "server" or r is None:
                 continue
             accepted = m.port != 0 and m.direction in ("recvonly", "sendrecv")
-            codec = sec.codecs[0]
-            if accepted and any(c.pt == codec.pt for c in m.codecs):
-                r.negotiated = True
+            accepted = accepted and any(c.pt == sec.codecs[0].pt for c in m.codecs)
+            if accepted != r.negotiated:
+                r.negotiated = accepted
                 r.track.relive()
-                if r.track.media == "video":
+                if accepted and r.track.media == "video":
                     self.forwarder.request_keyframe(r.track)
         if s.dirty:
             self._negotiate(s)

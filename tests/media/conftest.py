@@ -157,6 +157,17 @@ class AiortcClient:
 
         return str(await self.call(go))
 
+    async def add_video_and_offer(self) -> str:
+        """Start sending a (screen) video track and make a new offer, as a client starting a share does."""
+
+        async def go() -> str:
+            (track,) = make_tracks(None, True)
+            self.senders.append(self.pc.addTrack(track))
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+            return str(self.pc.localDescription.sdp)
+
+        return str(await self.call(go))
+
     async def set_answer(self, sdp: str) -> None:
         from aiortc import RTCSessionDescription
 

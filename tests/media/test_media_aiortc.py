@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 from callsd.core import events as ev
+from callsd.core.events import TrackKind
 
 from .conftest import AiortcClient, CallHarness, wait_until
 
@@ -98,4 +99,37 @@ async def test_three_peers_mute_leave_and_late_joiner(loopback_only: None) -> No
             finally:
                 for x in clients:
                     await x.close()
+                nursery.cancel_scope.cancel()
+
+
+async def test_screen_share_added_by_a_client_reoffer(loopback_only: None) -> None:
+    """A client re-offers to add its screen; the plane publishes it as SCREEN_VIDEO and the others decode it."""
+    h = CallHarness()
+    a = AiortcClient("a", audio_hz=440)
+    b = AiortcClient("b", audio_hz=660)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(h.plane.serve)
+            nursery.start_soon(h.pump)
+            try:
+                await h.join("A", a)
+                await h.join("B", b)
+                await wait_until(lambda: {"A", "B"} <= h.connected and not h.plane.sessions["B"].offer_pending
+                                 and "A_0" in h.plane.sessions["B"].routes_in, what="B settled",
+                                 diag=h.diagnostics)
+                stream = h.plane.tracks["B_0"].stream_id
+                h.core(ev.ScreenOn(at=h.now(), session_id="B", stream_id=stream))
+                h.plane.set_screen_stream("B", stream)
+                offer = await b.add_video_and_offer()
+                h.plane.handle_signal("B", {"type": "offer", "sdp": offer})
+                await wait_until(lambda: any(t.kind == TrackKind.SCREEN_VIDEO for t in h.plane.tracks.values()),
+                                 what="screen published", diag=h.diagnostics)
+                screen = next(t.track_id for t in h.plane.tracks.values() if t.kind == TrackKind.SCREEN_VIDEO)
+                await wait_until(lambda: a.frames.get(screen, 0) > 5, what="screen decoded at A",
+                                 diag=h.diagnostics)
+                assert a.kinds[screen] == "video"
+                assert not h.errors
+            finally:
+                await a.close()
+                await b.close()
                 nursery.cancel_scope.cancel()

@@ -1,6 +1,7 @@
 """The RTC port's UDP socket: non-blocking, with large kernel buffers, and the RFC 7983 first-byte demux.
 
-`open_socket` binds the socket and asks the kernel for `rcvbuf`/`sndbuf` bytes. Linux silently caps the request at
+`open_socket` binds the socket and asks the kernel for `rcvbuf`/`sndbuf` bytes (with SO_RCVBUFFORCE/SO_SNDBUFFORCE
+first, which only a process with CAP_NET_ADMIN may use). Otherwise Linux silently caps the request at
 ``net.core.rmem_max`` / ``wmem_max`` (and reports double the granted size); when the grant is lower than asked, a
 warning names the sysctl to run. A small receive buffer is the first cause of loss under bursts of video.
 
@@ -37,13 +38,24 @@ class BufferSizes:
         return f"BufferSizes(rcvbuf={self.rcvbuf}, sndbuf={self.sndbuf})"
 
 
+def _set_buffer(sock: socket.socket, option: int, force: int | None, size: int) -> None:
+    """Ask for `size` bytes; with CAP_NET_ADMIN the FORCE variant ignores the sysctl cap, so try it first."""
+    if force is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+            return
+        except OSError:
+            pass
+    sock.setsockopt(socket.SOL_SOCKET, option, size)
+
+
 def open_socket(host: str, port: int, *, rcvbuf: int, sndbuf: int) -> tuple[socket.socket, BufferSizes]:
     """Bind a non-blocking UDP socket on (host, port) with the requested buffer sizes; warn if capped."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        _set_buffer(sock, socket.SO_RCVBUF, getattr(socket, "SO_RCVBUFFORCE", None), rcvbuf)
+        _set_buffer(sock, socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None), sndbuf)
         sock.bind((host, port))
         sock.setblocking(False)
     except BaseException:
@@ -51,11 +63,11 @@ def open_socket(host: str, port: int, *, rcvbuf: int, sndbuf: int) -> tuple[sock
         raise
     got_r = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     got_s = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-    # Linux doubles the value for bookkeeping overhead; compare against the doubled request.
-    if got_r < rcvbuf:
+    # Linux doubles the value for bookkeeping overhead: the usable size is half what getsockopt reports.
+    if got_r < 2 * rcvbuf:
         log.warning("UDP receive buffer capped at %d bytes (asked %d): run `sysctl -w net.core.rmem_max=%d` "
                     "to avoid loss under bursts", got_r // 2, rcvbuf, rcvbuf)
-    if got_s < sndbuf:
+    if got_s < 2 * sndbuf:
         log.warning("UDP send buffer capped at %d bytes (asked %d): run `sysctl -w net.core.wmem_max=%d`",
                     got_s // 2, sndbuf, sndbuf)
     return sock, BufferSizes(got_r, got_s, rcvbuf, sndbuf)

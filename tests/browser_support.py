@@ -517,7 +517,23 @@ class Participant:
             if now > first and now > 0:
                 return first, now
             first = now
-        raise AssertionError(f"{self.name}: inbound {kind} packets not growing; stats={self.rtp()}")
+        raise AssertionError(f"{self.name}: inbound {kind} packets not growing; stats={self.rtp()}\n{self.debug()}")
+
+    def debug(self) -> str:
+        """The page's view for a failure message: signaling log, transceivers, console."""
+        info = self.page.evaluate(
+            """() => ({
+                log: window.callsd.log.filter(m => m.type !== 'ice').map(m => m.dir + ' ' + m.type + ' '
+                     + JSON.stringify(m.data).slice(0, 120)),
+                pc: window.callsd.pc && {
+                    state: window.callsd.pc.connectionState, signaling: window.callsd.pc.signalingState,
+                    transceivers: window.callsd.pc.getTransceivers().map(t =>
+                        [t.mid, t.direction, t.currentDirection, t.receiver.track.kind, t.receiver.track.id]),
+                },
+            })"""
+        )
+        lines = [f"--- {self.name} ({self.session_id}) pc={info['pc']}", *info["log"], *self.console[-20:]]
+        return "\n".join(lines)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -3,8 +3,10 @@
 // One WebSocket to /api/v1/websocket carries the signaling protocol of docs/protocol.md (JSON envelopes
 // {"type": ..., "data": {...}}), and one RTCPeerConnection carries all media to and from the server's SFU.
 // The client makes the first offer; the server may re-offer whenever the set of tracks it forwards changes; the
-// client always answers. Negotiation follows the "perfect negotiation" pattern with the client as the polite side:
-// on glare it rolls its own offer back and accepts the server's.
+// client always answers. On glare (a server offer arrives while the client's own offer is being made or awaits its
+// answer) the client is the *polite* side of perfect negotiation: it rolls its offer back, answers the server's, and
+// offers again. The server is impolite: it ignores a client offer that crosses its own (adapters/media/plane.py),
+// so it never answers the rolled-back offer.
 //
 // Reconnection: the session id is kept in sessionStorage, so that both a dropped WebSocket (retried with
 // exponential backoff) and a page reload resume the same session with the `reconnect` action instead of joining
@@ -71,13 +73,14 @@ const state = {
   screenStreams: new Map(), // stream id -> session id (from user_screen_on)
   pc: null,
   makingOffer: false,
+  glares: 0, // server offers that crossed ours (we rolled back)
   pendingCandidates: [],
   micStream: null,
   micTrack: null,
   camTrack: null,
-  camSender: null,
+  camStream: null,
+  outgoing: {}, // "mic" | "cam" | "screen" -> the RTCRtpTransceiver that publishes it
   screenStream: null,
-  screenSenders: [],
   muted: true, // sessions join muted (docs/protocol.md)
   hand: false,
   authMode: null,
@@ -85,6 +88,7 @@ const state = {
   reconnectTimer: null,
   intentionalClose: false,
   resumeOnOpen: false, // the next socket should send `reconnect` for state.sessionId
+  inbox: Promise.resolve(), // serialises the handling of server messages
   log: [], // last signaling messages, for debugging and tests
   errorsShown: [], // codes of every error message shown, for tests
 };
@@ -204,7 +208,11 @@ function connect() {
     remember({ dir: "in", type: msg.type, data: msg.type === "signal" ? { type: msg.data?.type } : msg.data });
     const handler = HANDLERS[msg.type];
     if (handler) {
-      Promise.resolve(handler(msg.data || {})).catch((err) => console.error("callsd: handler", msg.type, err));
+      // One message at a time, in order: a handler that awaits (setRemoteDescription, getUserMedia) must finish
+      // before the next message is looked at, or a re-offer could overtake the answer it depends on.
+      state.inbox = state.inbox
+        .then(() => (state.ws === ws ? handler(msg.data || {}) : undefined))
+        .catch((err) => console.error("callsd: handler", msg.type, String(err)));
     }
   };
   ws.onclose = (ev) => {
@@ -653,16 +661,40 @@ async function startMedia() {
   if (state.pc !== pc) return;
   if (state.micTrack) {
     state.micTrack.enabled = !state.muted;
-    pc.addTrack(state.micTrack, state.micStream);
-  } else {
-    pc.addTransceiver("audio", { direction: "recvonly" });
+    publish("mic", state.micTrack, state.micStream);
   }
-  if (state.camTrack && state.camTrack.readyState === "live") {
-    state.camSender = pc.addTrack(state.camTrack, new MediaStream([state.camTrack]));
+  if (state.camTrack && state.camTrack.readyState === "live") publish("cam", state.camTrack, state.camStream);
+  if (state.screenStream) publish("screen", state.screenStream.getVideoTracks()[0], state.screenStream);
+}
+
+// Outgoing media uses its own send-only transceivers, one per purpose, reused when the same source comes back.
+// (`addTrack` would recycle a transceiver the server created to send us someone else's media, and the server
+// would never see our track.) Stopping a source sets its transceiver inactive, which unpublishes it at the server.
+function publish(purpose, track, stream) {
+  const pc = state.pc;
+  if (!pc || !track) return;
+  const tr = state.outgoing[purpose];
+  if (tr && !tr.stopped && tr.mid !== null) {
+    tr.sender.replaceTrack(track).catch((err) => console.warn("callsd: replaceTrack", String(err)));
+    // The msid stream id must be the new stream's: the server recognises the screen share by it.
+    if (tr.sender.setStreams) tr.sender.setStreams(stream);
+    tr.direction = "sendonly";
+    return;
   }
-  if (state.screenStream) {
-    state.screenSenders = state.screenStream.getTracks().map((t) => pc.addTrack(t, state.screenStream));
+  state.outgoing[purpose] = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+}
+
+function unpublish(purpose) {
+  const tr = state.outgoing[purpose];
+  if (!tr || tr.stopped || !state.pc) return;
+  if (tr.mid === null) {
+    // Never negotiated: nothing to tell the server; forget it so the next publish makes a fresh one.
+    tr.stop();
+    delete state.outgoing[purpose];
+    return;
   }
+  tr.sender.replaceTrack(null).catch(() => {});
+  tr.direction = "inactive";
 }
 
 async function negotiate(pc) {
@@ -670,7 +702,7 @@ async function negotiate(pc) {
   try {
     state.makingOffer = true;
     await pc.setLocalDescription();
-    if (state.pc !== pc) return;
+    if (state.pc !== pc || pc.signalingState !== "have-local-offer") return;
     send("sdp", { type: pc.localDescription.type, sdp: pc.localDescription.sdp });
   } catch (err) {
     console.error("callsd: negotiation", err);
@@ -684,11 +716,14 @@ async function onSignal(d) {
   if (!pc) return;
   const desc = d.sdp !== undefined && (d.type === "offer" || d.type === "answer") ? { type: d.type, sdp: d.sdp } : null;
   if (desc) {
-    // Polite peer: an offer that collides with ours wins; setRemoteDescription rolls our offer back implicitly.
+    // Polite peer: a server offer that collides with ours wins. Roll ours back (explicitly when it is already set;
+    // setRemoteDescription rolls back implicitly when our setLocalDescription is still in flight), then answer.
+    // Our transceivers still want negotiation, so `negotiationneeded` fires again once we are stable.
     const collision = desc.type === "offer" && (state.makingOffer || pc.signalingState !== "stable");
     if (desc.type === "answer" && pc.signalingState !== "have-local-offer") return; // stale answer
-    if (collision && pc.signalingState === "have-local-offer") {
-      await pc.setLocalDescription({ type: "rollback" });
+    if (collision) {
+      state.glares += 1;
+      if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
     }
     await pc.setRemoteDescription(desc);
     for (const c of state.pendingCandidates.splice(0)) await pc.addIceCandidate(c).catch(() => {});
@@ -787,8 +822,7 @@ function teardownPeerConnection() {
     pc.close();
   }
   state.pendingCandidates = [];
-  state.camSender = null;
-  state.screenSenders = [];
+  state.outgoing = {};
   for (const el of document.querySelectorAll("[data-media-key]")) (el.closest("figure") || el).remove();
 }
 
@@ -796,7 +830,7 @@ function teardownMedia() {
   teardownPeerConnection();
   for (const t of [state.micTrack, state.camTrack]) if (t) t.stop();
   if (state.screenStream) for (const t of state.screenStream.getTracks()) t.stop();
-  state.micTrack = state.micStream = state.camTrack = state.screenStream = null;
+  state.micTrack = state.micStream = state.camTrack = state.camStream = state.screenStream = null;
   $("local-video").srcObject = null;
 }
 
@@ -832,15 +866,9 @@ async function toggleCamera() {
   if (state.camTrack) {
     const track = state.camTrack;
     state.camTrack = null;
+    state.camStream = null;
     track.stop();
-    if (state.pc && state.camSender) {
-      try {
-        state.pc.removeTrack(state.camSender);
-      } catch {
-        /* pc closed */
-      }
-    }
-    state.camSender = null;
+    unpublish("cam");
     $("local-video").srcObject = null;
     send("video_off");
     btn.textContent = "Start camera";
@@ -850,9 +878,10 @@ async function toggleCamera() {
   try {
     const s = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: false });
     state.camTrack = s.getVideoTracks()[0];
+    state.camStream = s;
     $("local-video").srcObject = s;
     send("video_on");
-    if (state.pc) state.camSender = state.pc.addTrack(state.camTrack, s);
+    publish("cam", state.camTrack, s);
     btn.textContent = "Stop camera";
     btn.setAttribute("aria-pressed", "true");
   } catch (err) {
@@ -878,7 +907,7 @@ async function toggleScreen() {
   // Announce the stream id first so the server classifies the coming track as a screen share.
   send("screen_on", { stream_id: stream.id });
   for (const t of stream.getTracks()) t.addEventListener("ended", () => stopScreenShare({ notify: true }));
-  if (state.pc) state.screenSenders = stream.getTracks().map((t) => state.pc.addTrack(t, stream));
+  publish("screen", stream.getVideoTracks()[0], stream);
   const btn = $("screen-button");
   btn.textContent = "Stop sharing";
   btn.setAttribute("aria-pressed", "true");
@@ -889,16 +918,7 @@ function stopScreenShare({ notify }) {
   if (!stream) return;
   state.screenStream = null;
   for (const t of stream.getTracks()) t.stop();
-  if (state.pc) {
-    for (const s of state.screenSenders) {
-      try {
-        state.pc.removeTrack(s);
-      } catch {
-        /* pc closed */
-      }
-    }
-  }
-  state.screenSenders = [];
+  unpublish("screen");
   if (notify) send("screen_off");
   const btn = $("screen-button");
   btn.textContent = "Share screen";
@@ -1040,6 +1060,9 @@ window.callsd = {
   },
   get log() {
     return state.log.slice();
+  },
+  get glares() {
+    return state.glares;
   },
   get errorsShown() {
     return state.errorsShown.slice();

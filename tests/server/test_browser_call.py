@@ -1,0 +1,209 @@
+"""End to end: two (or three) people in headless Chromium call each other through the page and the real server.
+
+One ``callsd serve`` subprocess (open mode, ``max_participants = 2``, free loopback ports, a temp data dir) and one
+Chromium launch serve the whole module; each participant is a separate browser context with fake media devices.
+Each test uses its own channel so that calls do not interfere.
+
+What is asserted is what a user (or the page's own ``getStats()``) observes: names in the participant list, the
+muted icon, inbound RTP packet counts growing or stopping, a remote screen-share element decoding frames, the "call
+is full" message, and the same session id after a reload.
+
+Set CALLSD_UPDATE_SCREENSHOT=1 to write docs/screenshot.png from the screen-share test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import browser_support as bs  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+expect = playwright_sync.expect
+if not Path(bs.CHROMIUM).exists():
+    pytest.skip("Debian chromium is not installed", allow_module_level=True)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bs.CallsdProcess]:
+    proc = bs.CallsdProcess(tmp_path_factory.mktemp("callsd"), max_participants=2)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as p:
+        b = bs.launch_chromium(p)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def people(browser: Any, server: bs.CallsdProcess) -> Iterator[Any]:
+    made: list[bs.Participant] = []
+
+    def make(name: str) -> bs.Participant:
+        p = bs.Participant(browser, server.url, name)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def _pair(people: Any, channel: str) -> tuple[bs.Participant, bs.Participant]:
+    alice, bob = people("Alice"), people("Bob")
+    alice.join(channel)
+    bob.join(channel)
+    alice.wait_participants(2)
+    bob.wait_participants(2)
+    return alice, bob
+
+
+def _unmute(p: bs.Participant) -> None:
+    p.tid("mute-button").click()
+    expect(p.tid("mute-button")).to_have_text("Mute", timeout=bs.WAIT_MS)
+
+
+def _wait_media_connected(p: bs.Participant) -> None:
+    p.page.wait_for_function("window.callsd.pc && window.callsd.pc.connectionState === 'connected'",
+                             timeout=bs.WAIT_MS)
+
+
+def _stalled(p: bs.Participant, kind: str, *, settle_s: float = 1.5, window_s: float = 2.0) -> tuple[int, int]:
+    """Wait for in-flight packets to drain, then read the inbound count twice, ``window_s`` apart."""
+    p.page.wait_for_timeout(int(settle_s * 1000))
+    before = p.inbound(kind)
+    p.page.wait_for_timeout(int(window_s * 1000))
+    return before, p.inbound(kind)
+
+
+def test_two_people_see_and_hear_each_other_and_mute_stops_audio(people: Any, server: bs.CallsdProcess) -> None:
+    alice, bob = _pair(people, "e2e-audio")
+    assert sorted(alice.tid("participant-name").all_inner_texts()) == ["Alice", "Bob"]
+    assert sorted(bob.tid("participant-name").all_inner_texts()) == ["Alice", "Bob"]
+    _wait_media_connected(alice)
+    _wait_media_connected(bob)
+    _unmute(alice)
+    _unmute(bob)
+    # Audio flows both ways: each side's inbound audio packet count grows.
+    alice.wait_inbound_growing("audio")
+    bob.wait_inbound_growing("audio")
+    # Alice mutes in the UI: Bob sees the muted icon and stops receiving her audio; Alice still hears Bob.
+    a_sid = alice.session_id
+    alice.tid("mute-button").click()
+    expect(alice.tid("mute-button")).to_have_text("Unmute", timeout=bs.WAIT_MS)
+    expect(bob.row(a_sid).locator('[data-testid="muted-indicator"]')).to_be_visible(timeout=bs.WAIT_MS)
+    before, after = _stalled(bob, "audio")
+    assert after == before, f"Bob still receives audio from muted Alice: {before} -> {after}"
+    alice.wait_inbound_growing("audio")
+    # Unmuting restores the flow.
+    _unmute(alice)
+    bob.wait_inbound_growing("audio")
+
+
+def test_screen_share_reaches_the_other_side(people: Any, server: bs.CallsdProcess) -> None:
+    alice, bob = _pair(people, "e2e-screen")
+    _wait_media_connected(alice)
+    _wait_media_connected(bob)
+    a_sid = alice.session_id
+    _unmute(alice)
+    _unmute(bob)
+    # Cameras one after the other (simultaneous renegotiations are test_simultaneous_cameras_glare's subject).
+    alice.tid("camera-button").click()
+    bob.wait_inbound_growing("video")
+    bob.tid("camera-button").click()
+    alice.wait_inbound_growing("video")
+    expect(bob.page.locator('[data-testid="remote-screen"]')).to_have_count(0)
+    alice.tid("screen-button").click()
+    expect(alice.tid("screen-button")).to_have_attribute("aria-pressed", "true", timeout=bs.WAIT_MS)
+    expect(bob.row(a_sid).locator('[data-testid="screen-indicator"]')).to_be_visible(timeout=bs.WAIT_MS)
+    # Bob receives Alice's screen as video, shown in a screen-share element that decodes frames.
+    screen = bob.page.locator('[data-testid="remote-screen"]')
+    expect(screen.first).to_be_visible(timeout=bs.WAIT_MS)
+    bob.page.wait_for_function(
+        "[...document.querySelectorAll('[data-testid=remote-screen]')].some(v => v.videoWidth > 0)",
+        timeout=bs.WAIT_MS,
+    )
+    bob.page.wait_for_timeout(1500)  # let the fake camera/screen frames settle for the picture
+    shot = REPO / "docs" / "screenshot.png"
+    tmp_shot = Path(server.data_dir) / "screenshot.png"
+    bob.page.screenshot(path=str(tmp_shot), full_page=True)
+    if os.environ.get("CALLSD_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(tmp_shot, shot)
+    # Stopping the share tells the other side.
+    alice.tid("screen-button").click()
+    expect(bob.row(a_sid).locator('[data-testid="screen-indicator"]')).to_be_hidden(timeout=bs.WAIT_MS)
+
+
+def test_third_join_past_max_participants_shows_call_full(people: Any, server: bs.CallsdProcess) -> None:
+    _pair(people, "e2e-full")
+    carol = people("Carol")
+    carol.join("e2e-full", expect_in_call=False)
+    expect(carol.tid("error-banner")).to_be_visible(timeout=bs.WAIT_MS)
+    expect(carol.tid("error-banner")).to_have_attribute("data-code", "call_full")
+    expect(carol.tid("error-text")).to_contain_text("call is full")
+    expect(carol.tid("lobby")).to_be_visible()
+
+
+def test_reload_reconnects_the_same_session(people: Any, server: bs.CallsdProcess) -> None:
+    alice, bob = _pair(people, "e2e-reload")
+    _wait_media_connected(bob)
+    b_sid = bob.session_id
+    bob.page.reload()
+    bob.wait_in_call()
+    assert bob.session_id == b_sid
+    bob.wait_participants(2)
+    # Still one row for Bob on Alice's side, not a second one, and he is not shown as away.
+    alice.wait_participants(2)
+    expect(alice.row(b_sid)).to_have_count(1)
+    expect(alice.row(b_sid).locator('[data-testid="disconnected-indicator"]')).to_be_hidden(timeout=bs.WAIT_MS)
+    # Media is renegotiated on a fresh peer connection, and Alice hears Bob again.
+    _wait_media_connected(bob)
+    _unmute(bob)
+    alice.wait_inbound_growing("audio")
+
+
+@pytest.mark.xfail(reason="server: after `reconnect` the routes toward the reconnected session are not re-offered "
+                   "on its new peer connection (adapters/signaling.py closes and reopens the plane session but "
+                   "does not re-apply the core's existing routes to it)", strict=False)
+def test_reload_restores_incoming_media(people: Any, server: bs.CallsdProcess) -> None:
+    alice, bob = _pair(people, "e2e-reload-media")
+    _wait_media_connected(bob)
+    _unmute(alice)
+    bob.wait_inbound_growing("audio")
+    bob.page.reload()
+    bob.wait_in_call()
+    _wait_media_connected(bob)
+    bob.wait_inbound_growing("audio", timeout=10)
+
+
+@pytest.mark.xfail(reason="server: a re-offer may number a header extension with an id the client uses for another "
+                   "URI in the same BUNDLE (Chrome: 'RTP extension ID reassignment not supported'); "
+                   "adapters/media/plane.py only records the client's ids of accepted extensions", strict=False)
+def test_simultaneous_cameras_glare(people: Any, server: bs.CallsdProcess) -> None:
+    alice, bob = _pair(people, "e2e-glare")
+    _wait_media_connected(alice)
+    _wait_media_connected(bob)
+    alice.tid("camera-button").click()
+    bob.tid("camera-button").click()
+    alice.wait_inbound_growing("video", timeout=10)
+    bob.wait_inbound_growing("video", timeout=10)

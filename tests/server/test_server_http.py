@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 
@@ -120,3 +121,74 @@ async def test_http_endpoints(start_server, http_get):
     assert (status, body) == (200, b'{"channels": []}')
     status, _, _ = await http_get(info.http_port, "/nope")
     assert status == 404
+
+
+def _self_signed(tmp_path) -> tuple[str, str]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+async def test_tls_when_cert_and_key_are_configured(start_server, tmp_path):
+    import ssl
+
+    from trio_websocket import open_websocket_url
+
+    cert, key = _self_signed(tmp_path)
+    info, _ = await start_server(http={"tls_cert": cert, "tls_key": key})
+    assert info.url.startswith("https://127.0.0.1:")
+    context = ssl.create_default_context(cafile=cert)
+    context.check_hostname = False
+    stream = await trio.open_ssl_over_tcp_stream("127.0.0.1", info.http_port, ssl_context=context,
+                                                 https_compatible=True)
+    async with stream:
+        await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        data = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b'{"status": "ok"}')
+    async with open_websocket_url(f"wss://127.0.0.1:{info.http_port}/api/v1/websocket", ssl_context=context) as ws:
+        with trio.fail_after(5):
+            assert '"hello"' in await ws.get_message()
+
+
+async def test_channels_api_in_token_mode(start_server, connect, http_get):
+    import time
+
+    from callsd.app.auth import create_token
+
+    secret = "0123456789abcdef"
+    info, _ = await start_server(auth={"mode": "token", "secret": secret})
+    token = create_token(secret=secret, user_id="u", channels=["a", "b"], expires_at=int(time.time()) + 60)
+    other = create_token(secret=secret, user_id="v", channels=["c"], expires_at=int(time.time()) + 60)
+    async with connect(info, f"?token={token}") as x, connect(info, f"?token={other}") as y:
+        await x.request("join", {"channel_id": "a"}, expect="join_ack")
+        await y.request("join", {"channel_id": "c"}, expect="join_ack")
+        status, _, body = await http_get(info.http_port, "/api/v1/channels")
+        assert status == 401 and b"unauthorized" in body
+        status, _, body = await http_get(info.http_port, "/api/v1/channels", {"Authorization": f"Bearer {token}"})
+        assert status == 200
+        assert json.loads(body) == {"channels": [{"channel_id": "a", "call_id": json.loads(body)["channels"][0]
+                                                  ["call_id"], "participants": 1}]}
+        status, _, body = await http_get(info.http_port, f"/api/v1/channels?token={other}")
+        assert [c["channel_id"] for c in json.loads(body)["channels"]] == ["c"]

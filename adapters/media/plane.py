@@ -10,6 +10,7 @@ Public API (what the server calls; every method is synchronous except ``serve``)
     plane.set_screen_stream(session_id, stream_id | None)
     plane.apply(outputs)                      # core outputs; RouteAdded/Removed/Paused/Resumed are used
     plane.close_session(session_id)
+    plane.restore_routes(machine.routes(channel_id))   # after re-opening a reconnecting session (idempotent)
     plane.counters                            # dict-like view of plain ints (forwarder + negotiation)
     plane.endpoint.counters                   # the transport's counters
 
@@ -607,12 +608,36 @@ class MediaPlane:
                 self.forwarder.request_keyframe(r.track)
 
     def on_closed(self, peer: Peer, reason: str) -> None:
+        """The media path died. The session's published tracks end here (the server unpublishes them in the core
+        on ``SessionClosed``); its routes as a receiver stay, so an ICE restart (a new client offer with new ICE
+        credentials) resumes them, and re-publishes the tracks its sections still send."""
         s = self.sessions.get(peer.session_id)
         if s is None or (s.peer is not None and s.peer is not peer):
             return
         s.peer = None
-        s.remote = None  # the next client offer re-registers the peer (ICE restart)
+        s.remote = None  # the next client offer re-registers the peer
+        touched: set[Session] = set()
+        for sec in s.sections:
+            if sec.track is not None:
+                self._drop_track(sec.track, touched)
+                sec.track = None
+        for other in touched:
+            self._negotiate(other)
         self._emit(SessionClosed(session_id=peer.session_id, reason=reason))
+
+    def restore_routes(self, routes: Iterable[Any]) -> None:
+        """Add the routes (core ``Route``s or ``RouteAdded``s) the plane does not have yet, e.g. after a
+        reconnecting session was re-opened: ``plane.restore_routes(machine.routes(channel_id))``. Idempotent."""
+        touched: dict[str, Session] = {}
+        for o in routes:
+            t = self.tracks.get(o.track_id)
+            s = self.sessions.get(o.receiver_id)
+            if t is None or s is None or t.ended or o.receiver_id in t.routes or t.session is s:
+                continue
+            self._add_route(t, s, o.paused)
+            touched[s.session_id] = s
+        for s in touched.values():
+            self._negotiate(s)
 
     def on_rtp(self, peer: Peer, plain: bytes) -> None:
         s = peer.data

@@ -336,3 +336,30 @@ def test_reports_carry_sr_per_sent_stream_and_rr_per_published_stream() -> None:
     block = rrs[0][4]
     ssrc, lost_word, highest = struct.unpack_from("!III", block, 0)
     assert ssrc == 1 and lost_word & 0xFFFFFF == 2 and highest == 19
+
+
+def test_media_closed_ends_published_tracks_and_an_ice_restart_republishes() -> None:
+    rig = Rig()
+    a = rig.join("A", ("audio", "0", "sendrecv", 1))
+    rig.join("B", ("audio", "0", "sendrecv", 2))
+    rig.route("A_0", "A", "B")
+    rig.accept("B")
+    rig.plane.on_closed(a, "consent_expired")  # type: ignore[arg-type]
+    assert "A_0" not in rig.plane.tracks
+    assert parse_sdp(rig.signals("B", "offer")[-1]).media[1].direction == "inactive"
+    assert any(type(e).__name__ == "SessionClosed" and e.reason == "consent_expired" for e in rig.events)
+    rig.plane.handle_signal("A", {"type": "offer", "sdp": offer(("audio", "0", "sendrecv", 1), ufrag="restart")})
+    published = [e.track_id for e in rig.events if isinstance(e, TrackPublished)]
+    assert published.count("A_0") == 2
+
+
+def test_restore_routes_adds_only_what_is_missing() -> None:
+    rig = Rig()
+    rig.join("A", ("audio", "0", "sendrecv", 1))
+    rig.join("B", ("audio", "0", "sendrecv", 2))
+    added = RouteAdded(channel_id="chan", track_id="A_0", kind=TrackKind.AUDIO, publisher_id="A",
+                       receiver_id="B", paused=True)
+    rig.plane.restore_routes([added])
+    rig.plane.restore_routes([added])
+    assert len(rig.signals("B", "offer")) == 1
+    assert rig.plane.sessions["B"].routes_in["A_0"].paused

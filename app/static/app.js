@@ -799,7 +799,11 @@ function relabelRemoteMedia() {
       }
     }
     if (!owner) {
-      for (const psid of state.participants.keys()) if (sid.includes(psid)) owner = psid;
+      // The server names forwarded tracks after their publisher ("<session id>_<n>" in a=msid); fall back on that.
+      const trackId = el.dataset.trackId || "";
+      for (const psid of state.participants.keys()) {
+        if (trackId.startsWith(`${psid}_`) || sid.includes(psid)) owner = psid;
+      }
     }
     if (!isScreen && /screen/i.test(sid)) isScreen = true;
     if (owner) el.dataset.sessionId = owner;

@@ -143,6 +143,9 @@ def test_screen_share_reaches_the_other_side(people: Any, server: bs.CallsdProce
         "[...document.querySelectorAll('[data-testid=remote-screen]')].some(v => v.videoWidth > 0)",
         timeout=bs.WAIT_MS,
     )
+    # A raised hand shows on the other side too (and makes the picture tell more).
+    alice.tid("hand-button").click()
+    expect(bob.row(a_sid).locator('[data-testid="hand-indicator"]')).to_be_visible(timeout=bs.WAIT_MS)
     bob.page.wait_for_timeout(1500)  # let the fake camera/screen frames settle for the picture
     shot = REPO / "docs" / "screenshot.png"
     tmp_shot = Path(server.data_dir) / "screenshot.png"

@@ -123,7 +123,14 @@ class SimUser:
         msg: dict[str, Any] = {"type": kind}
         if data is not None:
             msg["data"] = data
+        self._note(f">{kind}")
         await self.ws.send_message(json.dumps(msg))
+        self._note(f">{kind} sent")
+
+    def _note(self, what: str) -> None:
+        if len(self.trace) >= 40:
+            del self.trace[:20]
+        self.trace.append(f"{(time.monotonic_ns() - self.join_started_ns) // 1_000_000}ms {what}")
 
     def _token(self) -> str:
         from callsd.app.auth import create_token
@@ -165,18 +172,26 @@ class SimUser:
         with trio.fail_after(max(0.1, deadline - trio.current_time())):
             await self._send("join", {"channel_id": self.channel_id, "display_name": f"lt-user-{self.number}"})
             while not (self.leg is not None and self.leg.state == "connected"):
-                with trio.move_on_after(0.05):
-                    await self._handle(await self.ws.get_message())
+                await self._receive(0.05)
                 if self.failed:
                     return
                 if self.leg is not None and self.leg.state == "failed":
                     self.failed = self.leg.error.split(":")[0]
                     return
         while not stop.is_set():
-            with trio.move_on_after(0.25):
-                await self._handle(await self.ws.get_message())
+            await self._receive(0.25)
             if self.leg is not None and self.leg.state == "failed" and not self.failed:
                 self.failed = self.leg.error.split(":")[0]
+
+    async def _receive(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for one message and handle it. Only the wait is cancellable: a handler's sends
+        must never be cut off half-way (that would drop the rest of the handler and could break the stream)."""
+        assert self.ws is not None
+        message: str | bytes | None = None
+        with trio.move_on_after(timeout):
+            message = await self.ws.get_message()
+        if message is not None:
+            await self._handle(message)
 
     def _timeout_reason(self) -> str:
         if self.leg is None:
@@ -194,11 +209,8 @@ class SimUser:
         except (ValueError, AttributeError):
             self.errors["bad_message"] = self.errors.get("bad_message", 0) + 1
             return
-        if len(self.trace) >= 40:
-            del self.trace[:20]
-        t_ms = (time.monotonic_ns() - self.join_started_ns) // 1_000_000
-        self.trace.append(f"{t_ms}ms {kind}" + (f":{data.get('type')}" if kind in ("signal", "error") else "")
-                          + (f":{data.get('code')}" if kind == "error" else ""))
+        self._note(f"{kind}" + (f":{data.get('type')}" if kind in ("signal", "error") else "")
+                   + (f":{data.get('code')}" if kind == "error" else ""))
         if kind == "join_ack":
             await self._on_join_ack(data)
         elif kind == "signal":
@@ -453,7 +465,7 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
         "delay_histogram": engine.delay.to_json(),
         "errors": errors,
         "failure_samples": [
-            {"user": u.number, "call": u.call, "failed": u.failed,
+            {"user": u.number, "call": u.call, "session_id": u.session_id, "failed": u.failed,
              "leg_state": u.leg.state if u.leg is not None else None, "last_messages": u.trace[-12:]}
             for u in users if u.failed
         ][:5],

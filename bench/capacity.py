@@ -1,0 +1,248 @@
+"""Capacity benchmark: what one server core holds, measured with `callsd loadtest` on this machine.
+
+    .venv/bin/python -m bench.capacity                 # the table + the search, about 8-10 minutes
+    .venv/bin/python -m bench.capacity --quick         # shorter runs, smaller search (a smoke run, ~3 minutes)
+
+Method (also written up in docs/performance.md):
+- Each measurement starts a fresh `callsd serve` (fresh data directory, free ports, logging at warning) pinned to
+  CPU 0 with `taskset -c 0`, and the load tool pinned to CPU 1 (`taskset -c 1`) when the machine has two CPUs.
+- Users join at 50 per second (the issue's join-latency condition), then the load holds for `--steady` seconds.
+- Server CPU is the server process's user+system time from /proc/<pid>/stat over the steady window (after the last
+  join + 1 s); egress packets/s is `callsd_rtc_rtp_packets_total{direction="out",type="rtp"}` over the same window;
+  µs per egress packet = steady CPU seconds / steady egress packets (all-in: ICE consent, RTCP, DTLS, metrics and
+  signaling all count). Loss is RFC 3550 loss over every received stream; p95 join-to-first-audio from the tool.
+- The table rows are the published rtcd capacity shapes scaled from 4 or 8 vCPUs to one core (calls ÷ vCPUs).
+- The search finds the largest number of "8 users, 2 unmuted, no screen share" calls with < 0.5 % loss and every
+  user connected: it grows the call count by x1.3 until a run fails, then bisects, within a time budget.
+- A run is flagged `client-bound` when the load tool itself used > 85 % of its core: its figures then say more
+  about the tool than the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+JOIN_RATE = 50.0  # users per second
+
+
+@dataclass(frozen=True)
+class Shape:
+    label: str
+    calls: int
+    users: int
+    unmuted: int
+    sharing: int
+
+
+# The published rows (calls, users/call, unmuted/call, screen sharing, vCPUs), scaled to one core.
+PUBLISHED = [
+    ("100 x 4 x 1, 100 sharing (4 vCPU)", 100, 4, 1, 100, 4),
+    ("200 x 8 x 2, 25 sharing (4 vCPU)", 200, 8, 2, 25, 4),
+    ("200 x 8 x 2, no sharing (4 vCPU)", 200, 8, 2, 0, 4),
+    ("50 x 20 x 2, 50 sharing (8 vCPU)", 50, 20, 2, 50, 8),
+    ("100 x 8 x 4, 100 sharing (8 vCPU)", 100, 8, 4, 100, 8),
+]
+
+
+def scaled_shapes(factor: float) -> list[Shape]:
+    out = []
+    for label, calls, users, unmuted, sharing, vcpus in PUBLISHED:
+        c = max(1, round(calls / vcpus * factor))
+        s = min(c, round(sharing / vcpus * factor))
+        out.append(Shape(label, c, users, unmuted, s))
+    return out
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pin(cpu: int) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", str(cpu)]
+    return []
+
+
+class Server:
+    """A `callsd serve` subprocess on free ports with its own data directory."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def __enter__(self) -> Server:
+        data = Path(tempfile.mkdtemp(prefix="callsd-bench-", dir=self.workdir))
+        http_port = _free_port(socket.SOCK_STREAM)
+        env = dict(os.environ, CALLSD_HTTP_LISTEN="127.0.0.1", CALLSD_HTTP_PORT=str(http_port),
+                   CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_RTC_ICE_PORT_UDP="0",
+                   CALLSD_STORE_DATA_DIR=str(data / "data"), CALLSD_AUTH_MODE="open", CALLSD_LOG_LEVEL="warning")
+        self.log = open(data / "serve.log", "wb")  # noqa: SIM115 - closed in __exit__
+        self.proc = subprocess.Popen([*_pin(0), sys.executable, "-m", "callsd.app.cli", "serve"], env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=data)
+        self.url = f"http://127.0.0.1:{http_port}"
+        for _ in range(150):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"callsd serve exited: {(data / 'serve.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("callsd serve did not become ready in 15 s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def run_shape(shape: Shape, *, steady: float, workdir: Path, out: Path, delay_sample: int,
+              screen_bitrate: str) -> dict[str, Any]:
+    """Start a server, load it with ``shape``, return the loadtest results document (also saved to ``out``)."""
+    users = shape.calls * shape.users
+    join = max(1.0, users / JOIN_RATE)
+    with Server(workdir) as server:
+        assert server.proc is not None
+        cmd = [*_pin(1), sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", server.url,
+               "--calls", str(shape.calls), "--users-per-call", str(shape.users), "--unmuted", str(shape.unmuted),
+               "--screen-sharing", str(shape.sharing), "--screen-bitrate", screen_bitrate,
+               "--join-duration", f"{join:.2f}", "--duration", f"{join + steady:.2f}",
+               "--server-pid", str(server.proc.pid), "--delay-sample", str(delay_sample),
+               "--output", str(out), "--quiet"]
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=join + steady + 120,
+                       check=False)
+    return json.loads(out.read_text())
+
+
+def row(shape: Shape, doc: dict[str, Any]) -> dict[str, Any]:
+    s, o, u = doc["server"], doc["overall"], doc["users"]
+    client_cpu = [p.get("client_cpu_percent", 0) for p in doc["timeline"] if p["t"] >= doc["config"]["join_duration"]]
+    client_peak = max(client_cpu) if client_cpu else 0.0
+    return {
+        "shape": shape.label, "calls": shape.calls, "users_per_call": shape.users, "unmuted_per_call": shape.unmuted,
+        "screen_sharing": shape.sharing, "server_cpu_percent": s.get("steady_cpu_percent"),
+        "egress_pps": s.get("steady_egress_pps"), "us_per_egress_packet": s.get("us_cpu_per_egress_packet"),
+        "loss": o["loss"], "users_failed": u["failed"], "users_total": u["total"],
+        "p95_join_to_first_audio_ms": doc["join_to_first_audio_ms"]["p95"],
+        "rss_bytes_per_session": s.get("rss_bytes_per_session"), "client_cpu_peak_percent": round(client_peak, 1),
+        "client_bound": client_peak > 85.0, "loadavg_end": doc.get("host", {}).get("loadavg_end"),
+    }
+
+
+def ok(r: dict[str, Any]) -> bool:
+    return r["loss"] < 0.005 and r["users_failed"] == 0
+
+
+def print_table(rows: list[dict[str, Any]], title: str) -> None:
+    header = ("calls", "users/call", "unmuted/call", "screen sharing", "server CPU %", "egress pkt/s",
+              "µs CPU/egress pkt", "loss %", "p95 join→audio ms", "failed", "note")
+    lines = [header]
+    for r in rows:
+        note = "client-bound" if r["client_bound"] else ""
+        lines.append((
+            str(r["calls"]), str(r["users_per_call"]), str(r["unmuted_per_call"]), str(r["screen_sharing"]),
+            f"{r['server_cpu_percent']}", f"{r['egress_pps']:.0f}" if r["egress_pps"] else "n/a",
+            f"{r['us_per_egress_packet']}", f"{100 * r['loss']:.3f}", f"{r['p95_join_to_first_audio_ms']}",
+            f"{r['users_failed']}/{r['users_total']}", note,
+        ))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    print(f"\n{title}")
+    for n, line in enumerate(lines):
+        print("| " + " | ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)) + " |")
+        if n == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short runs and a small search (smoke run)")
+    parser.add_argument("--steady", type=float, default=15.0, help="seconds of full load after the joins")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the scaled table's call counts")
+    parser.add_argument("--search-start", type=int, default=40, help="first call count of the search")
+    parser.add_argument("--budget", type=float, default=600.0, help="overall time budget in seconds")
+    parser.add_argument("--delay-sample", type=int, default=4, help="decrypt 1 packet in N for delay")
+    parser.add_argument("--screen-bitrate", default="1M", help="screen-share bitrate (default 1M)")
+    parser.add_argument("--out-dir", default=str(ROOT / "bench" / "results"), help="results JSON directory")
+    parser.add_argument("--no-table", action="store_true", help="only the search")
+    parser.add_argument("--no-search", action="store_true", help="only the table")
+    args = parser.parse_args(argv)
+    steady = 6.0 if args.quick else args.steady
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="callsd-capacity-"))
+    started = time.monotonic()
+    summary: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
+                               "steady_seconds": steady, "join_rate": JOIN_RATE, "rows": [], "search": []}
+    try:
+        if not args.no_table:
+            shapes = scaled_shapes(args.scale * (0.5 if args.quick else 1.0))
+            for i, shape in enumerate(shapes):
+                doc = run_shape(shape, steady=steady, workdir=work, out=out_dir / f"capacity-row{i + 1}.json",
+                                delay_sample=args.delay_sample, screen_bitrate=args.screen_bitrate)
+                summary["rows"].append(row(shape, doc))
+                print_table(summary["rows"], "published shapes scaled to one server core")
+        if not args.no_search:
+            calls = args.search_start // (2 if args.quick else 1)
+            best: dict[str, Any] | None = None
+            worst_fail: int | None = None
+            n = 0
+            while time.monotonic() - started < args.budget - (40 + calls * 8 / JOIN_RATE):
+                n += 1
+                shape = Shape("8 x 2, no sharing (search)", calls, 8, 2, 0)
+                doc = run_shape(shape, steady=steady, workdir=work, out=out_dir / f"capacity-search{n}.json",
+                                delay_sample=args.delay_sample, screen_bitrate=args.screen_bitrate)
+                r = row(shape, doc)
+                r["passed"] = ok(r)
+                summary["search"].append(r)
+                print_table(summary["search"], "search: 8 users/call, 2 unmuted, no screen share (< 0.5 % loss)")
+                if r["passed"]:
+                    if best is None or calls > best["calls"]:
+                        best = r | {"results_file": str(out_dir / f"capacity-search{n}.json")}
+                    if r["client_bound"]:
+                        break  # the tool, not the server, is the limit from here on
+                    nxt = round(calls * 1.3) if worst_fail is None else (calls + worst_fail) // 2
+                else:
+                    worst_fail = calls if worst_fail is None else min(worst_fail, calls)
+                    low = best["calls"] if best else 0
+                    nxt = (low + worst_fail) // 2
+                if nxt <= (best["calls"] if best else 0) or nxt == calls or (worst_fail and nxt >= worst_fail):
+                    break
+                calls = max(1, nxt)
+            summary["best"] = best
+            if best:
+                print(f"\nlargest passing: {best['calls']} calls x 8 users x 2 unmuted, loss {100 * best['loss']:.3f} %,"
+                      f" server CPU {best['server_cpu_percent']} %, {best['egress_pps']} egress pkt/s,"
+                      f" {best['us_per_egress_packet']} µs/pkt")
+    finally:
+        summary["elapsed_seconds"] = round(time.monotonic() - started, 1)
+        summary["machine"]["loadavg_end"] = os.getloadavg()
+        (out_dir / "capacity-summary.json").write_text(json.dumps(summary, indent=1))
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\nsummary: {out_dir / 'capacity-summary.json'} ({summary['elapsed_seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

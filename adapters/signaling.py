@@ -568,8 +568,9 @@ class SignalingHub:
             conn.outbox.send_nowait(text)
             self.counters.ws_events["out", kind] += 1
         except trio.WouldBlock:
-            self.counters.ws_closed_slow += 1
-            conn.kill(1008, "too slow: outbox full")
+            if conn.close_code == 1000:  # count (and close) once
+                self.counters.ws_closed_slow += 1
+                conn.kill(1008, "too slow: outbox full")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import trio
+import trio.testing
 from callsd.adapters.signaling import HubSettings, SignalingHub
 from callsd.core import events as ev
 from callsd.core.machine import CallsMachine

@@ -11,7 +11,10 @@ time (`time.process_time`, all threads) over the measurement window; children ar
 
 Printed per packet size: SFU CPU µs per forwarded (egress) packet, the egress packets/s one core could sustain at
 that cost, the egress rate actually offered, and loss (1 - received / expected at the receivers, counted on the
-wire; every 64th packet is also decrypted by the receiver to check it is valid SRTP).
+wire; every 64th packet is also decrypted by the receiver to check it is valid SRTP), split into ingress loss
+(sender -> SFU socket: the SFU fell behind and its receive buffer overflowed) and egress loss (SFU -> receivers).
+On a shared 2-core machine all three processes compete for CPU: loss at high rates says more about the machine
+than about the SFU, so compare the CPU figure across rates and read loss at rates the machine can carry.
 
 `--forwarder glue` (the default) forwards through adapters/media/forwarder.py (per-route SSRC/seq/timestamp rewrite,
 header-extension mapping, reception stats); `minimal` only rewrites the SSRC.
@@ -324,6 +327,8 @@ async def run(args: argparse.Namespace) -> None:
                 "offered_egress_pps": expected / send_wall, "cpu_s": cpu, "wall_s": wall1 - wall0,
                 "loss_pct": 100.0 * (1 - received / expected) if expected else float("nan"),
                 "sfu_drops": sum(c.drops().values()) - drops0, "checked": checked, "bad": bad,
+                "in_loss_pct": 100.0 * (1 - ingress / sent) if sent else float("nan"),
+                "out_loss_pct": 100.0 * (1 - received / forwarded) if forwarded else float("nan"),
             }
             results.append(row)
             if prof is not None:
@@ -334,10 +339,11 @@ async def run(args: argparse.Namespace) -> None:
     print(f"\nforward bench: {args.senders} sender(s) x {args.receivers} receiver(s), {args.pps} pps per sender, "
           f"{args.seconds} s, forwarder={args.forwarder}, batch={args.batch}")
     print(f"{'bytes':>6} {'µs/pkt':>8} {'egress pps/core':>16} {'offered pps':>12} {'forwarded':>10} "
-          f"{'loss %':>7} {'SFU drops':>9} {'SRTP ok':>9}")
+          f"{'loss %':>7} {'(in':>6} {'out)':>6} {'SFU drops':>9} {'SRTP ok':>9}")
     for r in results:
         print(f"{r['size']:>6} {r['us_per_pkt']:>8.2f} {r['per_core_pps']:>16,.0f} {r['offered_egress_pps']:>12,.0f} "
-              f"{r['forwarded']:>10} {r['loss_pct']:>7.3f} {r['sfu_drops']:>9} "
+              f"{r['forwarded']:>10} {r['loss_pct']:>7.3f} {r['in_loss_pct']:>6.2f} {r['out_loss_pct']:>6.2f} "
+              f"{r['sfu_drops']:>9} "
               f"{r['checked'] - r['bad']:>4}/{r['checked']:<4}")
 
 

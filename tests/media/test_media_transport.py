@@ -216,3 +216,38 @@ def test_add_peer_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError):
         endpoint.add_peer("b", "u", "p2", "cu2", "cp2", CLIENT_CERT.fingerprint)
     assert endpoint.fingerprint.startswith("sha-256 ") and len(endpoint.fingerprint) == 8 + 95
+
+
+async def test_client_close_notify_closes_the_peer() -> None:
+    async with running() as (endpoint, handler):
+        with new_client(endpoint, "a") as client:
+            await client.connect()
+            client.dtls.close()
+            client._flush()
+            await handler.closed_event.wait()
+            assert handler.closed == [("a", "dtls_closed")]
+            assert endpoint.peer("a") is None
+
+
+async def test_handshake_survives_a_lost_server_flight() -> None:
+    async with running() as (endpoint, handler):
+        with new_client(endpoint, "a") as client:
+            client.binding_request(use_candidate=True)
+            await trio.sleep(0.05)
+            client.poll()
+            assert client.stun_responses == 1
+            client.dtls.start()
+            client._flush()  # ClientHello
+            await trio.sleep(0.1)
+            lost = 0
+            while True:  # the server's first flight is "lost": read and thrown away
+                try:
+                    client.sock.recv(4096)
+                    lost += 1
+                except BlockingIOError:
+                    break
+            assert lost >= 1
+            await client.connect(timeout=5.0)  # retransmissions (ours and the server's) finish the handshake
+            await handler.connected_event.wait()
+            client.send_rtp(rtp(3))
+            assert await client.receive(1) == [("rtp", rtp(3))]

@@ -210,3 +210,45 @@ def test_simultaneous_cameras_glare(people: Any, server: bs.CallsdProcess) -> No
     bob.tid("camera-button").click()
     alice.wait_inbound_growing("video", timeout=10)
     bob.wait_inbound_growing("video", timeout=10)
+
+
+def test_host_mutes_a_participant_then_ends_the_call(people: Any, server: bs.CallsdProcess) -> None:
+    alice, bob = _pair(people, "e2e-host")
+    _wait_media_connected(alice)
+    _wait_media_connected(bob)
+    b_sid = bob.session_id
+    _unmute(bob)
+    alice.wait_inbound_growing("audio")
+    # Alice started the call, so she is host: she mutes Bob from his row.
+    alice.row(b_sid).locator('[data-testid="host-mute-button"]').click()
+    expect(bob.tid("mute-button")).to_have_text("Unmute", timeout=bs.WAIT_MS)
+    expect(alice.row(b_sid).locator('[data-testid="muted-indicator"]')).to_be_visible(timeout=bs.WAIT_MS)
+    before, after = _stalled(alice, "audio")
+    assert after == before, f"Alice still receives audio from Bob after the host muted him: {before} -> {after}"
+    # Bob is not host: he has no host controls. Alice ends the call for everyone.
+    expect(bob.tid("host-controls")).to_be_hidden()
+    alice.tid("host-end-button").click()
+    expect(bob.tid("error-banner")).to_have_attribute("data-code", "call_ended", timeout=bs.WAIT_MS)
+    expect(bob.tid("lobby")).to_be_visible()
+    expect(alice.tid("lobby")).to_be_visible(timeout=bs.WAIT_MS)
+
+
+def test_dropped_websocket_reconnects_automatically(people: Any, server: bs.CallsdProcess) -> None:
+    alice, bob = _pair(people, "e2e-drop")
+    _wait_media_connected(bob)
+    b_sid = bob.session_id
+    bob.page.evaluate("window.callsd.dropConnection()")
+    # The page says the connection was lost, then comes back by itself as the same session.
+    bob.page.wait_for_function("window.callsd.errorsShown.includes('connection_lost')", timeout=bs.WAIT_MS)
+    bob.page.wait_for_function(
+        "window.callsd.phase === 'in_call' && window.callsd.ws && window.callsd.ws.readyState === 1",
+        timeout=bs.WAIT_MS,
+    )
+    assert bob.session_id == b_sid
+    expect(bob.tid("error-banner")).to_be_hidden(timeout=bs.WAIT_MS)
+    alice.wait_participants(2)
+    expect(alice.row(b_sid).locator('[data-testid="disconnected-indicator"]')).to_be_hidden(timeout=bs.WAIT_MS)
+    # Media comes back on a new peer connection: Alice hears Bob.
+    _wait_media_connected(bob)
+    _unmute(bob)
+    alice.wait_inbound_growing("audio")

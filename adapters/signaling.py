@@ -417,11 +417,19 @@ class SignalingHub:
         conn.session_id, conn.channel_id, conn.user_id = old_sid, channel_id, who.user_id
         self._conns[old_sid] = conn
         self._send_join_ack(conn, reconnected=True)
-        # The old peer connection is gone with the old page: unpublish its tracks, start a fresh media session.
+        self._dispatch(outputs)
+        # The old peer connection is gone with the old page: unpublish its tracks, start a fresh media session and
+        # give it the routes the core still has towards this session (the client's new offer publishes again).
         self._unpublish_all(old_sid)
         self.plane.close_session(old_sid)
         self._open_media(conn)
-        self._dispatch(outputs)
+        incoming: list[out.OutputEvent] = [
+            out.RouteAdded(channel_id=r.channel_id, track_id=r.track_id, kind=r.kind, publisher_id=r.publisher_id,
+                           receiver_id=r.receiver_id, paused=r.paused)
+            for r in self.machine.routes(channel_id) if r.receiver_id == old_sid
+        ]
+        if incoming:
+            self.plane.apply(incoming)
 
     def _on_sdp(self, conn: Connection, data: dict[str, Any]) -> None:
         sid = self._require_joined(conn, "sdp")

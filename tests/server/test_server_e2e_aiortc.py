@@ -155,3 +155,41 @@ async def test_two_aiortc_peers_hear_each_other_and_mute_stops_audio(start_serve
     finally:
         for peer in peers:
             await peer.close()
+
+
+async def test_reconnect_with_a_new_peer_connection_gets_media_again(start_server, connect, monkeypatch):
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    info, _ = await start_server(media=True)
+    peers = [Peer(), Peer(), Peer()]
+    events: list[list[dict[str, Any]]] = [[], [], []]
+    try:
+        async with connect(info) as a, trio.open_nursery() as nursery:
+            await a.request("join", {"channel_id": "e2e"}, expect="join_ack")
+            await a.send("unmute")
+            await a.send("sdp", {"type": "offer", "sdp": await peers[0].offer()})
+            nursery.start_soon(_signal_pump, a, peers[0], events[0])
+            async with connect(info) as b, trio.open_nursery() as b_nursery:
+                await b.request("join", {"channel_id": "e2e"}, expect="join_ack")
+                bob = b.session_id
+                await b.send("unmute")
+                await b.send("sdp", {"type": "offer", "sdp": await peers[1].offer()})
+                b_nursery.start_soon(_signal_pump, b, peers[1], events[1])
+                await _until(lambda: peers[0].received > 25 and peers[1].received > 25)
+                b_nursery.cancel_scope.cancel()
+            await peers[1].close()  # the page is gone: socket and peer connection
+            await _until(lambda: any(e["type"] == "user_disconnected" for e in events[0]))
+
+            async with connect(info) as b2, trio.open_nursery() as b_nursery:
+                ack = await b2.request("reconnect", {"session_id": bob, "channel_id": "e2e"}, expect="join_ack")
+                assert ack["reconnected"] is True
+                await b2.send("sdp", {"type": "offer", "sdp": await peers[2].offer()})
+                b_nursery.start_soon(_signal_pump, b2, peers[2], events[2])
+                heard = peers[0].received
+                await _until(lambda: peers[2].received > 25 and peers[0].received > heard + 25)
+                b_nursery.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
+    finally:
+        for peer in (peers[0], peers[2]):
+            await peer.close()

@@ -248,7 +248,8 @@ async def run(args: argparse.Namespace) -> None:
         media = "audio" if size <= 300 else "video"
         forwarder: Any = GlueForwarder(media) if args.forwarder == "glue" else MinimalForwarder()
         handler = BenchHandler(forwarder)
-        endpoint = UdpEndpoint(TransportConfig(host="127.0.0.1", port=0, batch=args.batch), handler)
+        endpoint = UdpEndpoint(TransportConfig(host="127.0.0.1", port=0, batch=args.batch,
+                                                   coalesce=args.coalesce_ms / 1000.0), handler)
         async with trio.open_nursery() as nursery:
             server = await nursery.start(endpoint.serve)
             client_cert = Certificate.generate("bench-client")
@@ -337,7 +338,8 @@ async def run(args: argparse.Namespace) -> None:
                 pstats.Stats(prof).sort_stats("tottime").print_stats(18)
             nursery.cancel_scope.cancel()
     print(f"\nforward bench: {args.senders} sender(s) x {args.receivers} receiver(s), {args.pps} pps per sender, "
-          f"{args.seconds} s, forwarder={args.forwarder}, batch={args.batch}")
+          f"{args.seconds} s, forwarder={args.forwarder}, batch={args.batch}, burst={args.burst_ms} ms, "
+          f"coalesce={args.coalesce_ms} ms")
     print(f"{'bytes':>6} {'µs/pkt':>8} {'egress pps/core':>16} {'offered pps':>12} {'forwarded':>10} "
           f"{'loss %':>7} {'(in':>6} {'out)':>6} {'SFU drops':>9} {'SRTP ok':>9}")
     for r in results:
@@ -357,6 +359,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sizes", default="160,1200", help="plain RTP packet sizes to run, comma separated")
     ap.add_argument("--forwarder", choices=("glue", "minimal"), default="glue")
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--coalesce-ms", type=float, default=0.0,
+                    help="TransportConfig.coalesce: pause after a non-empty read so one wakeup serves more packets")
     ap.add_argument("--profile", action="store_true", help="cProfile the SFU during the measurement")
     args = ap.parse_args(argv)
     if args.seconds <= 0 or args.seconds > 120:

@@ -79,12 +79,15 @@ class TransportConfig:
     consent_timeout: float = 30.0  # seconds without an authenticated binding request before a peer is closed
     tick: float = 0.1  # housekeeping period: DTLS retransmissions, consent checks
     batch: int = 256  # datagrams handled before yielding to other tasks
+    coalesce: float = 0.0  # after a non-empty drain, sleep this long before reading again (0: wait for readable)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port out of range: {self.port}")
         if self.consent_timeout <= 0 or self.tick <= 0 or self.batch <= 0:
             raise ValueError("consent_timeout, tick and batch must be positive")
+        if not 0 <= self.coalesce <= 0.02:
+            raise ValueError("coalesce must be between 0 and 0.02 s")
 
 
 class TransportHandler(Protocol):
@@ -296,10 +299,16 @@ class UdpEndpoint:
         wait_readable = trio.lowlevel.wait_readable
         checkpoint = trio.lowlevel.checkpoint
         drain = self._drain
+        sleep = trio.sleep
         batch = self.config.batch
+        coalesce = self.config.coalesce
+        recvfrom = sock.recvfrom
         while True:
-            if drain(sock.recvfrom, batch) >= batch:
+            n = drain(recvfrom, batch)
+            if n >= batch:
                 await checkpoint()
+            elif n and coalesce:
+                await sleep(coalesce)
             else:
                 await wait_readable(sock)
 

@@ -251,3 +251,21 @@ async def test_handshake_survives_a_lost_server_flight() -> None:
             await handler.connected_event.wait()
             client.send_rtp(rtp(3))
             assert await client.receive(1) == [("rtp", rtp(3))]
+
+
+async def test_coalesced_reads_deliver_everything() -> None:
+    async with running(coalesce=0.002) as (endpoint, _handler):
+        with new_client(endpoint, "a") as client:
+            await client.connect()
+            for seq in range(300):
+                client.send_rtp(rtp(seq))
+                if seq % 50 == 0:
+                    await trio.sleep(0.001)
+            got = await client.receive(300)
+            assert sorted(p for _, p in got) == sorted(rtp(seq) for seq in range(300))
+
+
+def test_config_rejects_nonsense() -> None:
+    for bad in ({"port": 70000}, {"consent_timeout": 0}, {"batch": 0}, {"coalesce": 1.0}):
+        with pytest.raises(ValueError):
+            TransportConfig(**bad)  # type: ignore[arg-type]

@@ -33,7 +33,8 @@ Theory of operation
 The receive loop drains the non-blocking socket with plain ``recvfrom`` calls until it would block, then awaits
 ``trio.lowlevel.wait_readable``: one await per burst instead of one per packet (a Trio await per packet costs 10–20
 µs, more than the SRTP work itself). After `batch` packets in a row it yields with a checkpoint so other tasks run
-under a flood. Each datagram is classified by its first byte (RFC 7983) through a 256-entry table:
+under a flood. With `coalesce` > 0 it sleeps that long after a non-empty read instead of waiting for readability,
+so that at moderate load one wakeup serves several packets (docs/adr/0005-media-transport.md has the figures). Each datagram is classified by its first byte (RFC 7983) through a 256-entry table:
 
 * STUN -> ICE-lite (ice.py): authenticated by USERNAME + MESSAGE-INTEGRITY, answered at once, source address
   recorded for the peer; USE-CANDIDATE nominates it. Looked up by ufrag, so it works before any address is known.

@@ -423,13 +423,16 @@ class SignalingHub:
         self._unpublish_all(old_sid)
         self.plane.close_session(old_sid)
         self._open_media(conn)
-        incoming: list[out.OutputEvent] = [
-            out.RouteAdded(channel_id=r.channel_id, track_id=r.track_id, kind=r.kind, publisher_id=r.publisher_id,
-                           receiver_id=r.receiver_id, paused=r.paused)
-            for r in self.machine.routes(channel_id) if r.receiver_id == old_sid
-        ]
-        if incoming:
-            self.plane.apply(incoming)
+        incoming = [r for r in self.machine.routes(channel_id) if r.receiver_id == old_sid]
+        restore = getattr(self.plane, "restore_routes", None)
+        if incoming and restore is not None:
+            restore(incoming)
+        elif incoming:
+            self.plane.apply([
+                out.RouteAdded(channel_id=r.channel_id, track_id=r.track_id, kind=r.kind,
+                               publisher_id=r.publisher_id, receiver_id=r.receiver_id, paused=r.paused)
+                for r in incoming
+            ])
 
     def _on_sdp(self, conn: Connection, data: dict[str, Any]) -> None:
         sid = self._require_joined(conn, "sdp")

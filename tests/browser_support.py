@@ -94,9 +94,14 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
 
 
 class CallsdProcess:
-    """``callsd serve`` in a subprocess with its own data dir; ``url`` is the page's base URL."""
+    """``callsd serve`` in a subprocess with its own data dir; ``url`` is the page's base URL.
 
-    def __init__(self, data_dir: Path, *, max_participants: int = 0, extra_toml: str = "") -> None:
+    Open auth mode unless ``auth_secret`` is given (then token mode with that signing secret).
+    """
+
+    def __init__(
+        self, data_dir: Path, *, max_participants: int = 0, auth_secret: str = "", extra_toml: str = ""
+    ) -> None:
         self.data_dir = data_dir
         self.http_port = free_port()
         self.rtc_port = free_udp_port()
@@ -113,7 +118,8 @@ class CallsdProcess:
             "[store]\n"
             f'data_dir = "{data_dir / "data"}"\n'
             "[auth]\n"
-            'mode = "open"\n' + extra_toml
+            + (f'mode = "token"\nsecret = "{auth_secret}"\n' if auth_secret else 'mode = "open"\n')
+            + extra_toml
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -477,6 +483,10 @@ class Participant:
 
     def tid(self, testid: str) -> Any:
         return self.page.locator(f'[data-testid="{testid}"]')
+
+    def open_with_token(self, channel: str, token: str) -> None:
+        """Token mode: the page joins by itself from ``?channel=...&token=...``."""
+        self.page.goto(f"{self.base_url}/?channel={channel}&token={token}", timeout=WAIT_MS)
 
     def join(self, channel: str, *, expect_in_call: bool = True) -> None:
         self.page.goto(f"{self.base_url}/?channel={channel}", timeout=WAIT_MS)

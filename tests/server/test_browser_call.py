@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -252,3 +253,41 @@ def test_dropped_websocket_reconnects_automatically(people: Any, server: bs.Call
     _wait_media_connected(bob)
     _unmute(bob)
     alice.wait_inbound_growing("audio")
+
+
+TOKEN_SECRET = "browser-test-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bs.CallsdProcess]:
+    proc = bs.CallsdProcess(tmp_path_factory.mktemp("callsd-token"), auth_secret=TOKEN_SECRET)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_token_mode_joins_from_the_url_and_refuses_a_foreign_channel(browser: Any,
+                                                                    token_server: bs.CallsdProcess) -> None:
+    from callsd.app.auth import create_token
+
+    expires = int(time.time()) + 600
+    good = create_token(secret=TOKEN_SECRET, user_id="dana", channels=["ops"], expires_at=expires)
+    other = create_token(secret=TOKEN_SECRET, user_id="eve", channels=["finance"], expires_at=expires)
+    dana = bs.Participant(browser, token_server.url, "dana")
+    eve = bs.Participant(browser, token_server.url, "eve")
+    try:
+        # No name to type: the token names the user, and the page joins at once.
+        dana.open_with_token("ops", good)
+        dana.wait_in_call()
+        expect(dana.tid("participant-name")).to_have_text(["dana"], timeout=bs.WAIT_MS)
+        expect(dana.tid("name-field")).to_be_hidden()
+        # A token for another channel is refused with a clear message.
+        eve.open_with_token("ops", other)
+        expect(eve.tid("error-banner")).to_have_attribute("data-code", "channel_forbidden", timeout=bs.WAIT_MS)
+        expect(eve.tid("error-text")).to_contain_text("does not allow this channel")
+        expect(eve.tid("lobby")).to_be_visible()
+    finally:
+        dana.close()
+        eve.close()

@@ -65,9 +65,24 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         trio.run(main)
-    except StartupError as exc:
-        print(f"callsd serve: cannot start: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    except BaseException as exc:
+        leaf = _single_leaf(exc)
+        if isinstance(leaf, StartupError):
+            print(f"callsd serve: cannot start: {leaf}", file=sys.stderr)
+            return 2
+        if isinstance(leaf, OSError):  # a port in use, a data directory we may not write, ...
+            print(f"callsd serve: cannot start: {leaf} (http {config.http.listen}:{config.http.port}, "
+                  f"rtc udp {config.rtc.ice_address_udp}:{config.rtc.ice_port_udp}, data {config.store.data_dir})",
+                  file=sys.stderr)
+            return 2
+        if isinstance(leaf, KeyboardInterrupt):
+            return 130
+        raise
     return 0
+
+
+def _single_leaf(exc: BaseException) -> BaseException:
+    """Unwrap Trio's exception groups when they hold a single exception."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

@@ -129,3 +129,18 @@ async def test_sigterm_drain_times_out_and_sigint_is_prompt(tmp_path, connect):
         if served.proc.poll() is None:
             served.proc.kill()
     assert _types(served.data)[-2:] == ["JoinCall", "Disconnect"]
+
+
+def test_serve_refuses_bad_or_unsafe_configuration(tmp_path):
+    def serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "callsd.app.cli", "serve"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60, env={**os.environ, "CALLSD_HTTP_PORT": "0", **env})
+
+    unsafe = serve({"CALLSD_HTTP_LISTEN": "0.0.0.0"})  # only checked: start-up refuses before binding
+    assert unsafe.returncode == 2
+    assert "only allowed when http.listen is a loopback address" in unsafe.stderr and "Traceback" not in unsafe.stderr
+    assert not (tmp_path / "callsd-data").exists()
+    bad = serve({"CALLSD_RTC_ICE_PORT_UDP": "5", "CALLSD_CALLS_MAX_PARTICIPANTS": "lots"})
+    assert bad.returncode == 2
+    assert "rtc.ice_port_udp (from CALLSD_RTC_ICE_PORT_UDP): must be between 80 and 49151" in bad.stderr
+    assert "calls.max_participants (from CALLSD_CALLS_MAX_PARTICIPANTS): must be an integer, got 'lots'" in bad.stderr

@@ -262,9 +262,13 @@ class SignalingHub:
                 self._send(conn, "server_shutdown", {"drain_timeout_seconds": self.drain_timeout})
             async with trio.open_nursery() as nursery:
                 conn.scope = nursery.cancel_scope
-                nursery.start_soon(self._writer, transport, recv)
+                nursery.start_soon(self._writer, conn, transport, recv)
                 while True:
-                    frame = await transport.receive()
+                    try:
+                        frame = await transport.receive()
+                    except Exception as exc:  # a transport error is a closed socket
+                        log.debug("receive from %s failed: %r", conn.session_id, exc)
+                        break
                     if frame is None:
                         break
                     self._on_frame(conn, frame)
@@ -311,9 +315,14 @@ class SignalingHub:
 
     # ------------------------------------------------------------------ reading
 
-    async def _writer(self, transport: Transport, recv: trio.MemoryReceiveChannel[str]) -> None:
-        async for text in recv:
-            await transport.send(text)
+    async def _writer(self, conn: Connection, transport: Transport, recv: trio.MemoryReceiveChannel[str]) -> None:
+        try:
+            async for text in recv:
+                await transport.send(text)
+        except Exception as exc:  # the socket broke under us: end this connection, not the server
+            log.debug("send to %s failed: %r", conn.session_id, exc)
+            if conn.scope is not None:
+                conn.scope.cancel()
 
     def _on_frame(self, conn: Connection, frame: str | bytes) -> None:
         conn.action = None
@@ -331,6 +340,10 @@ class SignalingHub:
             self._error(conn, exc.code, exc.message, exc.action or conn.action)
         except LocalProtocolError as exc:  # an event field the core refused: the client's value was bad
             self._error(conn, "bad_request", str(exc), conn.action)
+        except Exception:  # a bug or a failing store: report it, keep this socket and the server up
+            log.exception("handling %s from %s failed", conn.action, conn.session_id)
+            self.counters.ws_events["in", "internal_error"] += 1
+            self._error(conn, "internal_error", "the server failed to handle this message", conn.action)
 
     # ------------------------------------------------------------------ action handlers
 
@@ -639,7 +652,10 @@ class SignalingHub:
             for _deadline, key in due:
                 if key in self._timers:
                     del self._timers[key]
-                    self._feed(ev.TimerFired(at=max(now, _deadline), key=key))
+                    try:
+                        self._feed(ev.TimerFired(at=max(now, _deadline), key=key))
+                    except Exception:
+                        log.exception("timer %s failed", key)
             if due:
                 continue
             wait = min(self._timers.values(), default=None)

@@ -117,3 +117,28 @@ async def test_recover_disconnects_sessions_of_a_previous_process():
     hub.recover()
     assert rec.machine.participant("s1").connected is False
     assert "reconnect:s1" in hub._timers
+
+
+async def test_a_failing_recorder_becomes_an_internal_error_not_a_crash():
+    hub, rec = _hub()
+    real = rec.handle
+
+    def flaky(event: ev.InputEvent) -> list[Any]:
+        if isinstance(event, ev.RaiseHand):
+            raise RuntimeError("disk on fire")
+        return real(event)
+
+    rec.handle = flaky  # type: ignore[method-assign]
+    a = MemoryTransport()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        nursery.start_soon(hub.serve_connection, a)
+        await _settle()
+        await a.push("join", {"channel_id": "c"})
+        await a.push("raise_hand")
+        await a.push("ping")
+        await _settle()
+        assert a.sent[-2]["data"] == {"code": "internal_error", "message": "the server failed to handle this message",
+                                      "action": "raise_hand"}
+        assert a.types()[-1] == "pong"
+        nursery.cancel_scope.cancel()

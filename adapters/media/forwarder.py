@@ -14,6 +14,9 @@ computed when routes change; the per-packet path only looks things up and does i
 receiver sees consecutive sequence numbers (the RTP timestamps keep advancing with real time, which is what a
 receiver's jitter buffer expects after a silence).
 
+Padding-only packets (bandwidth probes) are not forwarded; each one shifts the routes' sequence offsets so that
+receivers see no gap.
+
 Video tracks keep the last 512 packets (in publisher numbering) so that a receiver's NACK, translated back through
 the route's offset, can be answered without asking the publisher.
 """
@@ -46,7 +49,7 @@ class ForwarderCounters:
     """Plain integers read by the metrics exporter."""
 
     __slots__ = (
-        "rtp_in", "rtp_in_bytes", "rtp_out", "rtp_out_bytes", "drop_unknown_ssrc", "drop_malformed",
+        "rtp_in", "rtp_in_bytes", "rtp_out", "rtp_out_bytes", "drop_unknown_ssrc", "drop_malformed", "drop_padding",
         "drop_no_route", "drop_paused", "nack_in", "nack_answered", "nack_forwarded", "pli_in", "pli_out",
         "rtcp_in", "rtcp_out", "rtcp_malformed",
     )
@@ -305,6 +308,12 @@ class Forwarder:
                 entry = track.ext_cache[raw] = [level, {}, elems]
             if entry[0] >= 0:
                 self._vad(track, entry[0])
+        if b0 & 0x20 and n - start - plain[-1] <= 0:
+            # padding only (a sender's bandwidth probe): not forwarded; later packets close the gap it leaves
+            c.drop_padding += 1
+            for r in track.routes.values():
+                r.seq_offset = (r.seq_offset - 1) & 0xFFFF
+            return track
         cache = track.cache
         if cache is not None:
             cache[seq & _CACHE_MASK] = plain

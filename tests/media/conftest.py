@@ -227,6 +227,7 @@ class CallHarness:
         self.errors: list[BaseException] = []
         self._send, self._recv = trio.open_memory_channel[Any](1000)
         self._t = 1_000_000
+        self._pump_scope = trio.CancelScope()
 
     def now(self) -> int:
         self._t += 10
@@ -242,12 +243,19 @@ class CallHarness:
         return outs
 
     async def pump(self) -> None:
-        async for e in self._recv:
-            try:
-                await self._dispatch(e)
-            except Exception as exc:  # surfaced by the test
-                self.errors.append(exc)
-                raise
+        with self._pump_scope:
+            async for e in self._recv:
+                try:
+                    await self._dispatch(e)
+                except Exception as exc:
+                    if getattr(e, "session_id", None) not in self.clients:
+                        continue  # that client left while we talked to it
+                    self.errors.append(exc)  # surfaced by the test
+                    raise
+
+    def stop(self) -> None:
+        """Stop relaying (before the clients are closed at the end of a test)."""
+        self._pump_scope.cancel()
 
     async def _dispatch(self, e: Any) -> None:
         if isinstance(e, SendSignal):
@@ -280,9 +288,9 @@ class CallHarness:
         self.plane.handle_signal(sid, {"type": "offer", "sdp": offer})
 
     async def leave(self, sid: str) -> None:
+        client = self.clients.pop(sid)
         self.core(ev.LeaveCall(at=self.now(), session_id=sid))
         self.plane.close_session(sid)
-        client = self.clients.pop(sid)
         await client.close()
 
     def diagnostics(self) -> str:

@@ -30,6 +30,7 @@ async def test_two_peers_exchange_audio(loopback_only: None) -> None:
                                  what="audio both ways", diag=h.diagnostics)
                 assert h.connected == {"A", "B"}
             finally:
+                h.stop()
                 await a.close()
                 await b.close()
                 nursery.cancel_scope.cancel()
@@ -97,6 +98,7 @@ async def test_three_peers_mute_leave_and_late_joiner(loopback_only: None) -> No
                 assert "C_0" not in h.plane.tracks
                 assert not h.errors
             finally:
+                h.stop()
                 for x in clients:
                     await x.close()
                 nursery.cancel_scope.cancel()
@@ -130,6 +132,7 @@ async def test_screen_share_added_by_a_client_reoffer(loopback_only: None) -> No
                 assert a.kinds[screen] == "video"
                 assert not h.errors
             finally:
+                h.stop()
                 await a.close()
                 await b.close()
                 nursery.cancel_scope.cancel()

@@ -170,6 +170,7 @@ async def test_chromium_and_aiortc_exchange_audio(loopback_only: None) -> None:
                 await wait_until(lambda: peer.frames.get(video_w, 0) > 5, timeout=30, what="browser video",
                                  diag=h.diagnostics)
             finally:
+                h.stop()
                 await peer.close()
                 await browser.close()
                 nursery.cancel_scope.cancel()

@@ -363,3 +363,20 @@ def test_restore_routes_adds_only_what_is_missing() -> None:
     rig.plane.restore_routes([added])
     assert len(rig.signals("B", "offer")) == 1
     assert rig.plane.sessions["B"].routes_in["A_0"].paused
+
+
+def test_padding_only_probes_are_not_forwarded_and_leave_no_gap() -> None:
+    rig = Rig()
+    rig.join("A", ("audio", "0", "sendrecv", 1))
+    b = rig.join("B", ("audio", "0", "sendrecv", 2))
+    rig.route("A_0", "A", "B")
+    rig.accept("B")
+    a = rig.peers["A"]
+    rig.plane.on_rtp(a, rtp(10, 0, 1))  # type: ignore[arg-type]
+    probe = bytearray(rtp(11, 0, 1, payload=b"\x00" * 99 + b"\x64"))
+    probe[0] |= 0x20
+    rig.plane.on_rtp(a, bytes(probe))  # type: ignore[arg-type]
+    rig.plane.on_rtp(a, rtp(12, 960, 1))  # type: ignore[arg-type]
+    assert len(b.rtp) == 2 and rig.plane.counters["drop_padding"] == 1
+    s0, s1 = (struct.unpack_from("!H", p, 2)[0] for p in b.rtp)
+    assert (s1 - s0) & 0xFFFF == 1

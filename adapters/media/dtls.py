@@ -86,10 +86,10 @@ def _verify_fingerprint(conn: SSL.Connection, cert: crypto.X509, _errno: int, de
 
 @dataclass(frozen=True, slots=True)
 class Certificate:
-    """A self-signed ECDSA P-256 certificate and its key, in pyOpenSSL form."""
+    """A self-signed ECDSA P-256 certificate and its key."""
 
-    x509: crypto.X509
-    key: crypto.PKey
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
     fingerprint_hex: str  # "AB:CD:..." (sha-256 of the DER)
 
     @property
@@ -112,32 +112,31 @@ class Certificate:
             .not_valid_after(now + datetime.timedelta(days=30))
             .sign(key, hashes.SHA256())
         )
-        der = cert.public_bytes(serialization.Encoding.DER)
-        return cls(
-            x509=crypto.X509.from_cryptography(cert),
-            key=crypto.PKey.from_cryptography_key(key),
-            fingerprint_hex=_fingerprint_of_der(der),
-        )
+        return cls(cert=cert, key=key,
+                   fingerprint_hex=_fingerprint_of_der(cert.public_bytes(serialization.Encoding.DER)))
 
     def to_pem(self) -> tuple[bytes, bytes]:
         """(certificate PEM, key PEM): lets a child process rebuild the same identity."""
         return (
-            crypto.dump_certificate(crypto.FILETYPE_PEM, self.x509),
-            crypto.dump_privatekey(crypto.FILETYPE_PEM, self.key),
+            self.cert.public_bytes(serialization.Encoding.PEM),
+            self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()),
         )
 
     @classmethod
     def from_pem(cls, cert_pem: bytes, key_pem: bytes) -> Certificate:
-        cert = crypto.load_certificate(crypto.FILETYPE_PEM, cert_pem)
-        der = crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
-        return cls(x509=cert, key=crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem),
-                   fingerprint_hex=_fingerprint_of_der(der))
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the key is not an ECDSA key")
+        return cls(cert=cert, key=key,
+                   fingerprint_hex=_fingerprint_of_der(cert.public_bytes(serialization.Encoding.DER)))
 
     def context(self) -> SSL.Context:
         """A DTLS context presenting this certificate, requesting the peer's, offering the SRTP profiles."""
         ctx = SSL.Context(SSL.DTLS_METHOD)
-        ctx.use_certificate(self.x509.to_cryptography())
-        ctx.use_privatekey(self.key.to_cryptography_key())
+        ctx.use_certificate(self.cert)
+        ctx.use_privatekey(self.key)
         ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verify_fingerprint)
         ctx.set_tlsext_use_srtp(_SRTP_OFFER)
         ctx.set_options(SSL.OP_NO_QUERY_MTU)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from pylibsrtp import Policy, Session
-from pylibsrtp._binding import ffi, lib
+from pylibsrtp._binding import ffi, lib  # type: ignore[import-not-found]
 
 from .dtls import SRTP_PROFILES, SrtpKeys
 

@@ -202,6 +202,8 @@ class SignalingHub:
         self._calls_changed = trio.Event()
         self.draining = False
         self.drain_timeout = 0.0
+        self.fatal: BaseException | None = None
+        self.on_fatal: Callable[[BaseException], None] | None = None
         self._handlers: dict[str, Callable[[Connection, dict[str, Any]], None]] = {
             "join": self._on_join,
             "reconnect": self._on_reconnect,
@@ -390,7 +392,7 @@ class SignalingHub:
         if self.draining:
             raise SignalingError("shutting_down", "the server is shutting down; try again later", "join")
         user_id = self._authorize(conn, data, channel_id, "join")
-        outputs = self._recorder.handle(
+        outputs = self._record(
             ev.JoinCall(at=self._clock_ms(), channel_id=channel_id, session_id=conn.session_id, user_id=user_id,
                         call_id=self._new_id("c_"))
         )
@@ -421,7 +423,7 @@ class SignalingHub:
             old.kill(4001, "replaced")
         if who.connected:
             self._feed(ev.Disconnect(at=self._clock_ms(), session_id=old_sid))
-        outputs = self._recorder.handle(ev.Reconnect(at=self._clock_ms(), session_id=old_sid))
+        outputs = self._record(ev.Reconnect(at=self._clock_ms(), session_id=old_sid))
         self.counters.store_ops["append"] += 1
         if self._rejected(conn, outputs):
             return
@@ -491,8 +493,24 @@ class SignalingHub:
 
     # ------------------------------------------------------------------ feeding the core, acting on outputs
 
+    def _record(self, event: ev.InputEvent) -> list[out.OutputEvent]:
+        """``recorder.handle`` — a failure there (store I/O, a core bug) leaves the machine ahead of its log, so it
+        is fatal: ``on_fatal`` is told (the server stops, and recovers from the log on restart) and it re-raises."""
+        try:
+            return self._recorder.handle(event)
+        except LocalProtocolError:
+            raise
+        except Exception as exc:
+            if self.fatal is None:
+                self.fatal = exc
+                log.critical("the event log cannot record %s: %r; stopping so a restart recovers from the log",
+                             type(event).__name__, exc)
+                if self.on_fatal is not None:
+                    self.on_fatal(exc)
+            raise
+
     def _feed(self, event: ev.InputEvent) -> list[out.OutputEvent]:
-        outputs = self._recorder.handle(event)
+        outputs = self._record(event)
         self.counters.store_ops["append"] += 1
         self._dispatch(outputs)
         return outputs
@@ -576,7 +594,7 @@ class SignalingHub:
         """The socket closed (client, network, server shutdown): feed Disconnect if it was in a call."""
         if self._conns.get(conn.session_id) is conn:
             del self._conns[conn.session_id]
-        if conn.replaced or conn.channel_id is None:
+        if conn.replaced or conn.channel_id is None or self.fatal is not None:
             return
         who = self.machine.participant(conn.session_id)
         if who is not None and who.connected:

@@ -5,7 +5,8 @@ auth, SQLite event log in ./callsd-data. Environment variables ``CALLSD_<SECTION
 (docs/config.md). SIGTERM drains (refuses new joins, waits up to ``shutdown.drain_timeout`` for calls to end); SIGINT
 (Ctrl-C) stops promptly; a second SIGTERM or a SIGINT during a drain stops at once.
 
-Exit codes: 0 after a clean stop, 2 for an invalid configuration or an unsafe setup (the message says why).
+Exit codes: 0 after a clean stop, 1 when the event log failed (restart to recover), 2 for an invalid configuration
+or an unsafe setup (the message says why).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def setup_logging(level: str, as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .server import ServerInfo, StartupError, serve
+    from .server import ServerFailed, ServerInfo, StartupError, serve
 
     try:
         config = load_config(args.config, os.environ)
@@ -67,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         trio.run(main)
     except BaseException as exc:
         leaf = _single_leaf(exc)
+        if isinstance(leaf, ServerFailed):
+            print(f"callsd serve: {leaf}", file=sys.stderr)
+            return 1
         if isinstance(leaf, StartupError):
             print(f"callsd serve: cannot start: {leaf}", file=sys.stderr)
             return 2

@@ -40,7 +40,7 @@ from quart_trio import QuartTrio
 from .auth import TokenError, check_open_mode_allowed, verify_token
 from .config import Config
 
-__all__ = ["serve", "ServerInfo", "ServerControl", "StartupError", "create_app", "ShieldSend", "VERSION"]
+__all__ = ["serve", "ServerInfo", "ServerControl", "StartupError", "ServerFailed", "create_app", "ShieldSend", "VERSION"]
 
 log = logging.getLogger("callsd.server")
 
@@ -59,6 +59,10 @@ except Exception:  # pragma: no cover - not installed
 
 class StartupError(Exception):
     """The server cannot start with this configuration (the message says why and what to change)."""
+
+
+class ServerFailed(Exception):
+    """The server stopped because it could not go on safely (the event log failed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +293,7 @@ async def serve(
     hub: SignalingHub | None = None
     try:
         hub = SignalingHub(recorder, machine, settings=_hub_settings(config))
+        hub.on_fatal = lambda exc: control.stop()
         hub.counters.store_ops["open"] += 1
         hub.recover()
         wanted = (config.calls.max_participants, config.calls.reconnect_window_seconds * 1000,
@@ -331,6 +336,8 @@ async def serve(
                 while hub.open_connections:
                     await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
+        if hub.fatal is not None:
+            raise ServerFailed(f"stopped: the event log failed ({hub.fatal!r}); restart to recover from the log")
     finally:
         recorder.store.close()
         if hub is not None:

@@ -142,3 +142,28 @@ async def test_a_failing_recorder_becomes_an_internal_error_not_a_crash():
                                       "action": "raise_hand"}
         assert a.types()[-1] == "pong"
         nursery.cancel_scope.cancel()
+
+
+async def test_a_store_failure_is_fatal(tmp_path, connect):
+    import pytest
+    from callsd.app.config import load_config
+    from callsd.app.server import ServerControl, ServerFailed, serve
+
+    config = load_config(None, {"CALLSD_HTTP_PORT": "0", "CALLSD_STORE_DATA_DIR": str(tmp_path)})
+    with pytest.raises(BaseExceptionGroup) as raised:  # noqa: PT012
+        async with trio.open_nursery() as nursery:
+            info = await nursery.start(lambda task_status: serve(config, control=ServerControl(), media=False,
+                                                                 task_status=task_status))
+
+            def broken(records: Any) -> None:
+                raise OSError(5, "Input/output error")
+
+            info.hub._recorder.store.append = broken
+            async with connect(info) as a:
+                err = await a.request("join", {"channel_id": "c"}, expect="error")
+                assert err["code"] == "internal_error"
+            await trio.sleep_forever()  # the server stops by itself
+    leaf: BaseException = raised.value
+    while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, ServerFailed) and "event log failed" in str(leaf)

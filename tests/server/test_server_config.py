@@ -116,3 +116,21 @@ def test_token_create_cli():
     assert result.returncode == 2 and "bad TTL" in result.stderr
     result = _cli("token", "create", "--user", "alice", "--channel", "c", env={"PATH": "/usr/bin"})
     assert result.returncode == 2 and "secret" in result.stderr
+
+
+def test_json_logging(capsys):
+    import json
+    import logging
+
+    from callsd.app.cmd_serve import setup_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("warning", True)
+        logging.getLogger("callsd.test").info("not shown")
+        logging.getLogger("callsd.test").warning("disk %s", "full")
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+        assert [(d["level"], d["logger"], d["message"]) for d in lines] == [("warning", "callsd.test", "disk full")]
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]

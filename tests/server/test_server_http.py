@@ -119,6 +119,10 @@ async def test_http_endpoints(start_server, http_get):
     assert status == 200 and b'"auth_mode": "open"' in body
     status, _, body = await http_get(info.http_port, "/api/v1/channels")
     assert (status, body) == (200, b'{"channels": []}')
+    status, headers, body = await http_get(info.http_port, "/static/app.js")
+    assert status == 200 and "javascript" in headers["content-type"] and len(body) > 100
+    status, _, _ = await http_get(info.http_port, "/static/../config.py")
+    assert status == 404
     status, _, _ = await http_get(info.http_port, "/nope")
     assert status == 404
 

@@ -54,6 +54,24 @@ class ForwarderCounters:
         "rtcp_in", "rtcp_out", "rtcp_malformed",
     )
 
+    rtp_in: int
+    rtp_in_bytes: int
+    rtp_out: int
+    rtp_out_bytes: int
+    drop_unknown_ssrc: int
+    drop_malformed: int
+    drop_padding: int
+    drop_no_route: int
+    drop_paused: int
+    nack_in: int
+    nack_answered: int
+    nack_forwarded: int
+    pli_in: int
+    pli_out: int
+    rtcp_in: int
+    rtcp_out: int
+    rtcp_malformed: int
+
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)

@@ -175,6 +175,16 @@ class PlaneCounters:
     __slots__ = ("offers_in", "answers_in", "offers_out", "answers_out", "glare_ignored", "sdp_rejected",
                  "routes", "tracks", "unknown_route")
 
+    offers_in: int
+    answers_in: int
+    offers_out: int
+    answers_out: int
+    glare_ignored: int
+    sdp_rejected: int
+    routes: int
+    tracks: int
+    unknown_route: int
+
     def __init__(self) -> None:
         for n in self.__slots__:
             setattr(self, n, 0)

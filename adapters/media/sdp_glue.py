@@ -210,9 +210,10 @@ def render_sdp(
 ) -> str:
     """The server's SDP: ICE-lite, rtcp-mux, BUNDLE, one host candidate on every section (all share the port)."""
     live = [s.mid for s in sections if s.direction != "rejected"]
+    ip = "IP6" if ":" in host else "IP4"
     out = [
         "v=0",
-        f"o=- {session_id} {session_version} IN IP4 {host}",
+        f"o=- {session_id} {session_version} IN {ip} {host}",
         "s=callsd",
         "t=0 0",
         "a=ice-lite",
@@ -228,7 +229,7 @@ def render_sdp(
         pts = " ".join(str(c.pt) for c in s.codecs)
         out += [
             f"m={s.kind} {port} UDP/TLS/RTP/SAVPF {pts}",
-            f"c=IN IP4 {host}",
+            f"c=IN {ip} {host}",
             "a=rtcp:9 IN IP4 0.0.0.0",
             f"a=ice-ufrag:{ufrag}",
             f"a=ice-pwd:{pwd}",

@@ -202,7 +202,7 @@ async def test_rate_limit(start_server, connect):
                 elif msg["type"] == "error":
                     assert msg["data"]["code"] == "rate_limited"
                     errors += 1
-        assert 100 <= pongs < 110 and errors == 130 - pongs
+        assert 100 <= pongs <= 115 and errors == 130 - pongs  # burst 100, + 10/s while the burst arrives
         await trio.sleep(0.3)  # tokens refill at 10/s
         assert await a.request("ping", expect="pong") == {}
 

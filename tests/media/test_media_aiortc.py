@@ -29,6 +29,9 @@ async def test_two_peers_exchange_audio(loopback_only: None) -> None:
                 await wait_until(lambda: b.frames.get(ta, 0) > 20 and a.frames.get(tb, 0) > 20,
                                  what="audio both ways", diag=h.diagnostics)
                 assert h.connected == {"A", "B"}
+                # both send a loud sine: the audio-level extension reports them speaking
+                await wait_until(lambda: {v.session_id for v in h.voice if v.speaking} == {"A", "B"},
+                                 what="voice activity", diag=h.diagnostics)
             finally:
                 h.stop()
                 await a.close()

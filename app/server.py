@@ -363,9 +363,10 @@ async def _drain(hub: SignalingHub, control: ServerControl, timeout: float) -> b
 async def _watch_signals(control: ServerControl) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
-            if signum == signal.SIGTERM:
-                print("callsd: SIGTERM received, draining (SIGINT to stop now)", file=sys.stderr, flush=True)
+            if signum == signal.SIGTERM and not control.mode:
+                print("callsd: SIGTERM received, draining (SIGINT or SIGTERM again to stop now)", file=sys.stderr,
+                      flush=True)
                 control.drain()
             else:
-                print("callsd: SIGINT received, stopping", file=sys.stderr, flush=True)
+                print(f"callsd: {signal.Signals(signum).name} received, stopping", file=sys.stderr, flush=True)
                 control.stop()

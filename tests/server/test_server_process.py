@@ -144,3 +144,19 @@ def test_serve_refuses_bad_or_unsafe_configuration(tmp_path):
     assert bad.returncode == 2
     assert "rtc.ice_port_udp (from CALLSD_RTC_ICE_PORT_UDP): must be between 80 and 49151" in bad.stderr
     assert "calls.max_participants (from CALLSD_CALLS_MAX_PARTICIPANTS): must be an integer, got 'lots'" in bad.stderr
+
+
+async def test_second_sigterm_stops_a_drain_at_once(tmp_path, connect):
+    served = await _start(tmp_path, {"CALLSD_SHUTDOWN_DRAIN_TIMEOUT": "120"})
+    info = type("Info", (), {"http_port": served.port})()
+    try:
+        async with connect(info) as a:
+            await a.request("join", {"channel_id": "room"}, expect="join_ack")
+            served.proc.send_signal(signal.SIGTERM)
+            await a.expect("server_shutdown")
+            served.proc.send_signal(signal.SIGTERM)
+            assert await _wait_exit(served.proc, 10) == 0
+    finally:
+        if served.proc.poll() is None:
+            served.proc.kill()
+    assert _types(served.data)[-1] == "Disconnect"

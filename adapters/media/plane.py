@@ -208,6 +208,7 @@ class MediaPlane:
         )
         self.address: tuple[str, int] | None = None
         self._report_interval = float(getattr(config, "report_interval", 1.0))
+        self._carry: dict[str, list[tuple[str, bool]]] = {}  # see open_session
 
     # -- serving ------------------------------------------------------------------------------------------------
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -231,10 +232,22 @@ class MediaPlane:
 
     # -- sessions -----------------------------------------------------------------------------------------------
     def open_session(self, session_id: str, channel_id: str) -> None:
-        """Register a session; its client's first offer is expected next. Re-opening replaces the old one."""
+        """Register a session; its client's first offer is expected next. Re-opening replaces the old one.
+
+        ``close_session(sid)`` directly followed by ``open_session(sid)`` (the server's reconnect path: a new page
+        takes over the session) carries over the routes the session received, since the core emits no new
+        ``RouteAdded`` for them; any ``apply()`` in between forgets them (use ``restore_routes`` then).
+        """
         if session_id in self.sessions:
             self.close_session(session_id)
-        self.sessions[session_id] = Session(session_id, channel_id)
+        carry = self._carry.pop(session_id, [])
+        self._carry.clear()
+        s = self.sessions[session_id] = Session(session_id, channel_id)
+        for track_id, paused in carry:
+            t = self.tracks.get(track_id)
+            if t is not None and not t.ended and t.session is not s:
+                self._add_route(t, s, paused)
+                s.dirty = True
 
     def close_session(self, session_id: str) -> None:
         """Forget a session: its peer, its tracks (their routes to others are torn down and re-offered), its routes.
@@ -245,6 +258,7 @@ class MediaPlane:
         if s is None:
             return
         s.closed = True
+        self._carry = {session_id: [(tid, r.paused) for tid, r in s.routes_in.items()]}
         self.endpoint.remove_peer(session_id)
         s.peer = None
         touched: set[Session] = set()
@@ -491,6 +505,7 @@ class MediaPlane:
     # -- routing (core outputs) ---------------------------------------------------------------------------------
     def apply(self, outputs: Iterable[Any]) -> None:
         """Apply the core's routing outputs; other outputs are ignored. Re-offers each touched receiver once."""
+        self._carry.clear()
         touched: dict[str, Session] = {}
         for o in outputs:
             if isinstance(o, RouteAdded):

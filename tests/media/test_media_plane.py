@@ -380,3 +380,23 @@ def test_padding_only_probes_are_not_forwarded_and_leave_no_gap() -> None:
     assert len(b.rtp) == 2 and rig.plane.counters["drop_padding"] == 1
     s0, s1 = (struct.unpack_from("!H", p, 2)[0] for p in b.rtp)
     assert (s1 - s0) & 0xFFFF == 1
+
+
+def test_reopening_a_closed_session_keeps_the_routes_it_received() -> None:
+    rig = Rig()
+    rig.join("A", ("audio", "0", "sendrecv", 1))
+    rig.join("B", ("audio", "0", "sendrecv", 2))
+    rig.route("A_0", "A", "B", paused=True)
+    rig.accept("B")
+    rig.plane.close_session("B")
+    rig.plane.open_session("B", "chan")  # a new page took the session over
+    assert rig.plane.sessions["B"].routes_in["A_0"].paused
+    before = len(rig.signals("B", "offer"))
+    rig.plane.handle_signal("B", {"type": "offer", "sdp": offer(("audio", "0", "sendrecv", 9), ufrag="new")})
+    assert len(rig.signals("B", "offer")) == before + 1
+    assert parse_sdp(rig.signals("B", "offer")[-1]).media[1].msid_track == "A_0"
+    # a later close followed by outputs and an open does not resurrect anything
+    rig.plane.close_session("B")
+    rig.plane.apply([])
+    rig.plane.open_session("B", "chan")
+    assert rig.plane.sessions["B"].routes_in == {}

@@ -139,3 +139,42 @@ async def test_screen_share_added_by_a_client_reoffer(loopback_only: None) -> No
                 await a.close()
                 await b.close()
                 nursery.cancel_scope.cancel()
+
+
+async def test_reconnect_on_a_new_peer_connection_keeps_receiving(loopback_only: None) -> None:
+    """The server's reconnect path: the old media session is closed and re-opened under the same id; the new
+    peer connection receives the existing tracks (carried over) and its own track reaches the others again."""
+    h = CallHarness()
+    a = AiortcClient("a", audio_hz=440, video=True)
+    b = AiortcClient("b", audio_hz=660)
+    b2 = AiortcClient("b2", audio_hz=880)
+    clients = [a, b, b2]
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(h.plane.serve)
+            nursery.start_soon(h.pump)
+            try:
+                await h.join("A", a)
+                await h.join("B", b)
+                h.core(ev.Unmute(at=h.now(), session_id="A"))
+                h.core(ev.Unmute(at=h.now(), session_id="B"))
+                await wait_until(lambda: b.frames.get("A_0", 0) > 20 and a.frames.get("B_0", 0) > 20,
+                                 what="media before the reconnect", diag=h.diagnostics)
+                # B's page reloads: as the server does, unpublish its tracks, re-open its media session
+                h.clients["B"] = b2
+                h.core(ev.UnpublishTrack(at=h.now(), session_id="B", track_id="B_0"))
+                h.plane.close_session("B")
+                h.plane.open_session("B", h.CHANNEL)
+                h.plane.handle_signal("B", {"type": "offer", "sdp": await b2.offer()})
+                at_a = a.frames.get("B_0", 0)
+                await wait_until(
+                    lambda: b2.frames.get("A_0", 0) > 20 and b2.frames.get("A_1", 0) > 5
+                    and a.frames.get("B_0", 0) - at_a > 20,
+                    what="media after the reconnect", diag=h.diagnostics,
+                )
+                assert not h.errors
+            finally:
+                h.stop()
+                for x in clients:
+                    await x.close()
+                nursery.cancel_scope.cancel()

@@ -6,7 +6,8 @@ runs per user per packet in its own task.
 - Every user (a :class:`Leg`) owns one non-blocking UDP socket, ``connect()``-ed to the server's candidate once ICE
   starts (so ``send``/``recv`` skip address handling and the kernel filters strangers).
 - One receive task per process: all sockets are registered in one ``epoll`` object; the task awaits
-  ``trio.lowlevel.wait_readable(epoll_fd)``, then drains every ready socket until ``BlockingIOError``.
+  ``trio.lowlevel.wait_readable(epoll_fd)``, then reads one datagram per ready socket per ``poll(0)`` round until
+  a round finds nothing ready (no failing ``recv`` per socket per wake-up).
 - One send task per process on an absolute 20 ms tick: each sending leg builds its packets into pre-allocated
   ``bytearray`` headers (``struct.pack_into`` of seq/timestamp and the send stamp), SRTP-protects and sends them.
   A late tick sends the packets it owes (bounded), so RTP timing and rate stay right; lateness is counted.
@@ -465,65 +466,69 @@ class MediaEngine:
 
     # -- receive ---------------------------------------------------------------------------------------------
     async def receive_loop(self) -> None:
-        """Drain every readable socket, then sleep on the epoll fd. Never returns (cancel it)."""
+        """Read every readable socket, then sleep on the epoll fd. Never returns (cancel it).
+
+        Each round reads one datagram per ready socket and polls again (level-triggered), instead of draining each
+        socket until ``BlockingIOError``: with hundreds of sockets that each receive a packet now and then, the
+        failing ``recv`` + exception per socket per wake-up would cost more than the packet itself.
+        """
         epoll = self.epoll
+        legs = self.legs
+        rounds = 0
         while True:
             events = epoll.poll(0)
             if not events:
+                rounds = 0
                 await trio.lowlevel.wait_readable(epoll.fileno())
                 continue
             for fd, _ in events:
-                leg = self.legs.get(fd)
+                leg = legs.get(fd)
                 if leg is not None:
-                    self._drain(leg)
-            await trio.lowlevel.checkpoint()
+                    self._read_one(leg)
+            rounds += 1
+            if rounds >= 16:  # let the send tick and the signaling run under a flood
+                rounds = 0
+                await trio.lowlevel.checkpoint()
 
-    def _drain(self, leg: Leg) -> None:
-        sock = leg.sock
-        streams = leg.streams
-        sample = self.delay_sample
-        unpack_hdr = _HDR.unpack_from
-        monotonic_ns = time.monotonic_ns
-        for _ in range(256):
-            try:
-                data = sock.recv(2048)
-            except (BlockingIOError, InterruptedError):
+    def _read_one(self, leg: Leg) -> None:
+        try:
+            data = leg.sock.recv(2048)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            if exc.errno == errno.ECONNREFUSED:
+                self.refused += 1
+            return
+        if not data:
+            return
+        b0 = data[0]
+        if 128 <= b0 <= 191:
+            b1 = data[1]
+            if 192 <= b1 <= 223:
+                self.rx_rtcp += 1
                 return
-            except OSError as exc:
-                if exc.errno == errno.ECONNREFUSED:
-                    self.refused += 1
-                    continue
-                return
-            if not data:
-                continue
-            b0 = data[0]
-            if 128 <= b0 <= 191:
-                b1 = data[1]
-                if 192 <= b1 <= 223:
-                    self.rx_rtcp += 1
-                    continue
-                if len(data) < 12 or leg.rx is None:
-                    self.malformed += 1
-                    continue
-                self.rx_packets += 1
-                self.rx_bytes += len(data)
-                seq, ts, ssrc = unpack_hdr(data, 2)
-                now = monotonic_ns()
-                st = streams.get(ssrc)
-                if st is None:
-                    st = leg.new_stream(ssrc, b1 & 0x7F)
-                st.update(seq, ts, now / 1e6)
-                if st.kind == "audio" and not leg.first_audio_ns:
-                    leg.first_audio_ns = now
-                leg.rx_count += 1
-                if leg.rx_count % sample == 0:
-                    self._sample_delay(leg, data, now)
-            elif 20 <= b0 <= 63:
-                leg._on_dtls(data)
-            elif b0 < 4:
-                leg._on_stun(data)
-            else:
+            if len(data) < 12 or leg.rx is None:
                 self.malformed += 1
+                return
+            self.rx_packets += 1
+            self.rx_bytes += len(data)
+            seq, ts, ssrc = _HDR.unpack_from(data, 2)
+            now = time.monotonic_ns()
+            st = leg.streams.get(ssrc)
+            if st is None:
+                st = leg.new_stream(ssrc, b1 & 0x7F)
+            st.update(seq, ts, now * 1e-6)
+            if not leg.first_audio_ns and st.kind == "audio":
+                leg.first_audio_ns = now
+            leg.rx_count += 1
+            if leg.rx_count % self.delay_sample == 0:
+                self._sample_delay(leg, data, now)
+        elif 20 <= b0 <= 63:
+            leg._on_dtls(data)
+        elif b0 < 4:
+            leg._on_stun(data)
+        else:
+            self.malformed += 1
 
     def _sample_delay(self, leg: Leg, data: bytes, now: int) -> None:
         assert leg.rx is not None

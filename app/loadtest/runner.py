@@ -313,6 +313,20 @@ def run(cfg: LoadConfig) -> dict[str, Any]:
             p.join(timeout=5)
             if p.is_alive():
                 p.kill()
+                p.join(timeout=5)
+    # Drain what arrived after the loop, then name the workers that died without a word (a signal, a C crash).
+    while True:
+        try:
+            kind, index, payload = q.get(timeout=0.1)
+        except queue_mod.Empty:
+            break
+        if kind == "result":
+            results[index] = payload
+        elif kind == "crash":
+            crashes[index] = payload.get("error", "crashed")
+    for spec, p in zip(specs, procs, strict=True):
+        if spec.index not in results and spec.index not in crashes:
+            crashes[spec.index] = f"worker exited with code {p.exitcode} without a result"
     final = scrape_metrics(cfg)
     doc = build_results(cfg, started_at, list(results.values()), crashes, timeline, scrapes, final)
     if cfg.output:
@@ -432,6 +446,8 @@ def print_summary(doc: dict[str, Any], stream: Any = None) -> None:
     u, o, s = doc["users"], doc["overall"], doc["server"]
     j = doc["join_to_first_audio_ms"]
     print(f"users: {u['joined']}/{u['total']} joined, {u['failed']} failed {u['errors'] or ''}".rstrip(), file=out)
+    for index, why in u["worker_crashes"].items():
+        print(f"load process {index} failed: {why}", file=out)
     print(f"packets: {o['packets_sent']} sent, {o['packets_received']} received, loss {100 * o['loss']:.3f} %"
           f" ({o['lost']}/{o['expected']}), audio streams {o['audio_streams_received']}/"
           f"{o['audio_streams_expected']}", file=out)

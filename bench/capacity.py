@@ -72,8 +72,11 @@ def _free_port(kind: int) -> int:
         return int(s.getsockname()[1])
 
 
+PIN = True
+
+
 def _pin(cpu: int) -> list[str]:
-    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+    if PIN and shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         return ["taskset", "-c", str(cpu)]
     return []
 
@@ -175,6 +178,61 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     sys.stdout.flush()
 
 
+async def client_cost(legs: int = 200, packets: int = 40_000, delay_sample: int = 4) -> dict[str, float]:
+    """The load tool's receive path alone: µs of CPU per received SRTP packet, ``legs`` sockets in one process.
+
+    A plain socket sends pre-encrypted 170-byte packets round-robin, one per leg per round (the worst case: one
+    packet per socket per wake-up); the send cost, measured separately, is subtracted.
+    """
+    import pylibsrtp
+    import trio
+    from callsd.app.loadtest.media import Identity, Leg, MediaEngine, Source
+
+    key = os.urandom(28)
+    profile = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
+    engine = MediaEngine(Identity(), delay_sample=delay_sample)
+    tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+                                            srtp_profile=profile))
+    src = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    src.bind(("127.0.0.1", 0))
+    all_legs = []
+    for n in range(legs):
+        leg = Leg(engine, user_number=n, call_index=0, ufrag="u", pwd="p")
+        leg.sock.connect(src.getsockname())
+        leg.state = "connected"
+        leg.rx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
+                                                    srtp_profile=profile))
+        leg.set_payload_types({111: ("audio", 48000)})
+        all_legs.append(leg)
+    sources = [Source(kind="audio", ssrc=1000 + i, user_number=i) for i in range(2)]
+    for source in sources:
+        source.configure("0", 111, {})
+    wire = [tx.protect(source.packets(time.monotonic_ns())[0]) for _ in range(packets // (2 * legs))
+            for source in sources]
+    addrs = [leg.local_address for leg in all_legs]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(engine.receive_loop)
+        await trio.sleep(0.1)
+        c0 = time.process_time()
+        for p in wire:
+            for a in addrs:
+                src.sendto(p, a)
+            await trio.sleep(0)
+        await trio.sleep(0.3)
+        nursery.cancel_scope.cancel()
+    total = time.process_time() - c0
+    s0 = time.process_time()
+    for p in wire:
+        for a in addrs:
+            src.sendto(p, a)
+    send = time.process_time() - s0
+    sent = len(wire) * len(addrs)
+    for leg in all_legs:
+        leg.close()
+    return {"legs": legs, "packets": sent, "received": engine.rx_packets, "delay_sample": delay_sample,
+            "us_per_received_packet": round(1e6 * (total - send) / sent, 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs and a small search (smoke run)")
@@ -187,13 +245,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=str(ROOT / "bench" / "results"), help="results JSON directory")
     parser.add_argument("--no-table", action="store_true", help="only the search")
     parser.add_argument("--no-search", action="store_true", help="only the table")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the server and the tool with taskset")
+    parser.add_argument("--client-cost", action="store_true",
+                        help="only measure the load tool's own CPU per received packet (no server)")
     args = parser.parse_args(argv)
+    global PIN
+    PIN = not args.no_pin
+    if args.client_cost:
+        import trio
+
+        print(json.dumps(trio.run(client_cost), indent=1))
+        return 0
     steady = 6.0 if args.quick else args.steady
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="callsd-capacity-"))
     started = time.monotonic()
-    summary: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
+    summary: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "pinned": PIN},
                                "steady_seconds": steady, "join_rate": JOIN_RATE, "rows": [], "search": []}
     try:
         if not args.no_table:

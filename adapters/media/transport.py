@@ -78,6 +78,7 @@ class TransportConfig:
     rcvbuf: int = 8 * 1024 * 1024
     sndbuf: int = 8 * 1024 * 1024
     consent_timeout: float = 30.0  # seconds without an authenticated binding request before a peer is closed
+    connect_timeout: float = 30.0  # seconds from add_peer to a finished DTLS handshake before a peer is closed
     tick: float = 0.1  # housekeeping period: DTLS retransmissions, consent checks
     batch: int = 256  # datagrams handled before yielding to other tasks
     coalesce: float = 0.0  # after a non-empty drain, sleep this long before reading again (0: wait for readable)
@@ -85,8 +86,8 @@ class TransportConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port out of range: {self.port}")
-        if self.consent_timeout <= 0 or self.tick <= 0 or self.batch <= 0:
-            raise ValueError("consent_timeout, tick and batch must be positive")
+        if self.consent_timeout <= 0 or self.connect_timeout <= 0 or self.tick <= 0 or self.batch <= 0:
+            raise ValueError("consent_timeout, connect_timeout, tick and batch must be positive")
         if not 0 <= self.coalesce <= 0.02:
             raise ValueError("coalesce must be between 0 and 0.02 s")
 
@@ -101,7 +102,7 @@ class TransportHandler(Protocol):
 class Peer:
     """One client session on the endpoint: ICE-lite state, DTLS session, SRTP context, send address."""
 
-    __slots__ = ("session_id", "ice", "dtls", "srtp", "address", "connected", "closed", "data",
+    __slots__ = ("session_id", "ice", "dtls", "srtp", "address", "connected", "closed", "data", "added_at",
                  "_server_role", "_sendto", "_counters", "_tx")
 
     def __init__(self, session_id: str, ice: IceLiteState, dtls: DtlsSession, server_role: bool,
@@ -114,6 +115,7 @@ class Peer:
         self.connected = False
         self.closed = False
         self.data: Any = None  # free for the owner of the endpoint
+        self.added_at = ice.last_consent
         self._server_role = server_role
         self._sendto = sendto
         self._counters = counters
@@ -471,7 +473,8 @@ class UdpEndpoint:
             self.check_timers(trio.current_time())
 
     def check_timers(self, now: float) -> None:
-        """Close peers whose consent expired and retransmit DTLS flights whose timer fired (called every tick)."""
+        """Close peers whose consent expired or whose handshake did not finish within `connect_timeout`, and
+        retransmit DTLS flights whose timer fired (called every tick)."""
         for peer in list(self._by_session.values()):
             if peer.ice.expired(now):
                 if peer.connected:
@@ -479,6 +482,9 @@ class UdpEndpoint:
                 self._close(peer, "consent_expired" if peer.connected else "ice_timeout")
                 continue
             dtls = peer.dtls
+            if not peer.connected and now - peer.added_at >= self.config.connect_timeout:
+                self._close(peer, "dtls_timeout")
+                continue
             if dtls.done or dtls.failed or peer.address is None:
                 continue
             timeout = dtls.next_timeout()

@@ -269,3 +269,32 @@ def test_config_rejects_nonsense() -> None:
     for bad in ({"port": 70000}, {"consent_timeout": 0}, {"batch": 0}, {"coalesce": 1.0}):
         with pytest.raises(ValueError):
             TransportConfig(**bad)  # type: ignore[arg-type]
+
+
+async def test_a_handshake_that_never_finishes_times_out() -> None:
+    async with running(connect_timeout=0.4, tick=0.05) as (endpoint, handler):
+        with new_client(endpoint, "stuck") as client:
+            for _ in range(10):  # ICE keeps consent fresh, but no DTLS ever comes
+                client.binding_request(use_candidate=True)
+                await trio.sleep(0.06)
+                client.poll()
+            await handler.closed_event.wait()
+            assert handler.closed == [("stuck", "dtls_timeout")]
+            assert client.stun_responses >= 1
+
+
+async def test_twenty_clients_connect_at_once_and_each_gets_its_own_media() -> None:
+    async with running() as (endpoint, handler):
+        clients = [new_client(endpoint, f"c{i}") for i in range(20)]
+        try:
+            async with trio.open_nursery() as nursery:
+                for c in clients:
+                    nursery.start_soon(c.connect)
+            assert sorted(handler.connected) == sorted(f"c{i}" for i in range(20))
+            for i, c in enumerate(clients):
+                c.send_rtp(rtp(i, ssrc=i))
+            for i, c in enumerate(clients):
+                assert await c.receive(1) == [("rtp", rtp(i, ssrc=i))]
+        finally:
+            for c in clients:
+                c.close()

@@ -405,12 +405,14 @@ class UdpEndpoint:
         owner = self._by_addr.get(addr)
         if owner is not peer:
             if owner is not None:
-                owner.ice.addresses.discard(addr)
+                self._release_address(owner, addr)
             self._by_addr[addr] = peer
         self._send(response, addr)
         c.stun_out += 1
         if newly_nominated or peer.address is None:
             peer.address = addr
+            if peer.connected and peer._tx is None and peer.srtp is not None:
+                peer._tx = peer.srtp.tx  # it had lost its only address; media may flow again
         dtls = peer.dtls
         if not peer._server_role and not dtls.started and dtls.failed is None:
             try:
@@ -419,6 +421,17 @@ class UdpEndpoint:
                 self._close(peer, "dtls_failed")
                 return
             self._flush_dtls(peer, addr)
+
+    @staticmethod
+    def _release_address(owner: Peer, addr: Any) -> None:
+        """Another peer authenticated from `addr` (a NAT reused the port): `owner` stops using it."""
+        owner.ice.addresses.discard(addr)
+        if owner.ice.nominated == addr:
+            owner.ice.nominated = None
+        if owner.address == addr:
+            owner.address = next(iter(owner.ice.addresses), None)
+            if owner.address is None:
+                owner._tx = None  # nowhere to send until the client authenticates again
 
     def _on_dtls(self, data: bytes, addr: Any) -> None:
         c = self.counters

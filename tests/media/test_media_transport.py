@@ -12,6 +12,7 @@ import pytest
 import trio
 from callsd.adapters.media.client import ClientError, MediaClient
 from callsd.adapters.media.dtls import Certificate
+from callsd.adapters.media.ice import client_binding_request
 from callsd.adapters.media.transport import Peer, TransportConfig, UdpEndpoint
 
 # One certificate pair for the whole module: generation is the slow part of a test.
@@ -298,3 +299,27 @@ async def test_twenty_clients_connect_at_once_and_each_gets_its_own_media() -> N
         finally:
             for c in clients:
                 c.close()
+
+
+async def test_an_address_taken_over_by_another_session_stops_the_old_one_sending_there() -> None:
+    async with running() as (endpoint, _handler):
+        with new_client(endpoint, "old") as old:
+            await old.connect()
+            old_peer = endpoint.peer("old")
+            assert old_peer is not None
+            # A second session authenticates from the very same address (a NAT reused the port).
+            assert endpoint.address is not None
+            endpoint.add_peer("new", "srvnew", "newpassword", "cnew", "cnewpwd", CLIENT_CERT.fingerprint)
+            req, _ = client_binding_request(server_ufrag="srvnew", client_ufrag="cnew", server_pwd="newpassword")
+            old.send_raw(req)
+            await trio.sleep(0.1)
+            old.poll()
+            assert old_peer.address is None
+            assert old_peer.send_rtp(rtp(1)) is False
+            assert endpoint.counters.drop_not_ready == 1
+            # The old session authenticates again from its address: it can send again.
+            old.binding_request(use_candidate=True)
+            await trio.sleep(0.1)
+            old.poll()
+            assert old_peer.address == old.address
+            assert old_peer.send_rtp(rtp(2)) is True

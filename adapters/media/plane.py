@@ -61,7 +61,7 @@ from .events import (
     TrackUnpublished,
     VoiceActivity,
 )
-from .forwarder import URI_AUDIO_LEVEL, URI_MID, Forwarder, InTrack, OutRoute
+from .forwarder import URI_AUDIO_LEVEL, URI_MID, Forwarder, InTrack, OutRoute, parse_ext
 from .sdp_glue import Codec, MLine, SdpError, ServerSection, parse_sdp, render_sdp
 from .transport import Peer, TransportConfig, UdpEndpoint
 
@@ -676,8 +676,6 @@ class MediaPlane:
         mid_id = s.ext_ids.get(URI_MID)
         if not mid_id or not plain[0] & 0x10:
             return
-        from .forwarder import parse_ext
-
         off = 12 + 4 * (plain[0] & 0x0F)
         elems, _ = parse_ext(plain, off)
         for eid, data in elems or ():

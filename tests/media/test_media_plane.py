@@ -400,3 +400,19 @@ def test_reopening_a_closed_session_keeps_the_routes_it_received() -> None:
     rig.plane.apply([])
     rig.plane.open_session("B", "chan")
     assert rig.plane.sessions["B"].routes_in == {}
+
+
+def test_unsignalled_ssrc_is_learnt_from_the_mid_extension() -> None:
+    rig = Rig()
+    rig.plane.open_session("A", "chan")
+    text = offer(("audio", "0", "sendrecv", 4242), ufrag="uA").replace("a=ssrc:4242 cname:c\r\n", "")
+    rig.plane.handle_signal("A", {"type": "offer", "sdp": text})
+    a = FakePeer("A")
+    rig.peers["A"] = a
+    rig.plane.on_connected(a)  # type: ignore[arg-type]
+    b = rig.join("B", ("audio", "0", "sendrecv", 2))
+    rig.route("A_0", "A", "B")
+    rig.accept("B")
+    rig.plane.on_rtp(a, rtp(1, 0, 777, pt=111, ext=level_ext(10, mid=b"0")))  # type: ignore[arg-type]
+    rig.plane.on_rtp(a, rtp(2, 960, 777, pt=111))  # type: ignore[arg-type]
+    assert rig.plane.tracks["A_0"].ssrc == 777 and len(b.rtp) == 2

@@ -69,6 +69,7 @@ class HttpConfig:
     port: int = 8080
     tls_cert: str = ""
     tls_key: str = ""
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,7 +139,9 @@ class Config:
             values: dict[str, Any] = {}
             for key in SCHEMA[section]:
                 value = getattr(sec, key)
-                if key == "ice_servers":
+                if key == "allowed_origins":
+                    value = list(value)
+                elif key == "ice_servers":
                     value = [s.as_json() for s in value]
                     if mask_secrets:
                         value = [{**s, "credential": "***"} if "credential" in s else s for s in value]
@@ -252,6 +255,20 @@ def _file_or_empty(raw: Any) -> str:
     return value
 
 
+_ORIGIN = re.compile(r"^https?://[^/\s]+$")
+
+
+def _origins(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = [o.strip() for o in raw.split(",") if o.strip()]
+    if not isinstance(raw, list):
+        raise _Bad(f"must be a list of origins like \"https://calls.example.org\", got {raw!r}")
+    for i, origin in enumerate(raw):
+        if not isinstance(origin, str) or not _ORIGIN.match(origin):
+            raise _Bad(f"item {i}: must be an origin like \"https://calls.example.org\" (no path), got {origin!r}")
+    return tuple(o.rstrip("/").lower() for o in raw)
+
+
 _ICE_URL = re.compile(r"^(stun|stuns|turn|turns):[^\s]+$")
 
 
@@ -307,6 +324,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "port": _int(1, 65535, zero_ok=True, what="an ephemeral port"),
         "tls_cert": _file_or_empty,
         "tls_key": _file_or_empty,
+        "allowed_origins": _origins,
     },
     "rtc": {
         "ice_address_udp": _ip,

@@ -192,12 +192,30 @@ def create_app(hub: SignalingHub, config: Config, registry: Any) -> QuartTrio:
         return _json({"channels": listed})
 
     @app.websocket("/api/v1/websocket")
-    async def ws() -> None:
+    async def ws() -> Response | None:
+        origin = websocket.headers.get("Origin")
+        if origin is not None and not _origin_allowed(origin, websocket.headers.get("Host", ""), config):
+            hub.counters.ws_events["in", "origin_refused"] += 1
+            return Response("cross-origin WebSocket refused (see http.allowed_origins)", status=403)
         await websocket.accept()
         transport = _QuartTransport(websocket._get_current_object())  # type: ignore[attr-defined]
         await hub.serve_connection(transport, query_token=websocket.args.get("token"))
+        return None
 
     return app
+
+
+def _origin_allowed(origin: str, host: str, config: Config) -> bool:
+    """Browsers send ``Origin`` on WebSocket upgrades; accept the page's own origin and the configured ones.
+
+    Without this check any web page the user visits could open a socket to a callsd on 127.0.0.1 and join calls
+    in their name (cross-site WebSocket hijacking); clients that are not browsers send no ``Origin``.
+    """
+    normalized = origin.rstrip("/").lower()
+    if normalized in config.http.allowed_origins:
+        return True
+    scheme, _, rest = normalized.partition("://")
+    return scheme in ("http", "https") and rest == host.lower()
 
 
 class _QuartTransport:

@@ -69,7 +69,7 @@ def test_precise_messages(tmp_path):
     assert "calls.allow_screen_sharing: must be true or false, got 'maybe'" in problems
     assert "auth.mode: must be one of open, token, got 'magic'" in problems
     assert "log.level: must be one of debug, info, warning, error, got 'loud'" in problems
-    assert "http.prot: unknown key (known: listen, port, tls_cert, tls_key)" in problems
+    assert "http.prot: unknown key (known: listen, port, tls_cert, tls_key, allowed_origins)" in problems
     assert "http.tls_cert: file not found: '/nonexistent.pem'" in problems
     assert "bogus: unknown section" in text
     env_problems = _problems(env={"CALLSD_HTTP_PORT": "eighty", "CALLSD_RTC_ICE_PORT_UDP": "70000"})
@@ -77,6 +77,10 @@ def test_precise_messages(tmp_path):
     assert any(p.startswith("rtc.ice_port_udp (from CALLSD_RTC_ICE_PORT_UDP): must be between 80") for p in env_problems)
     assert "auth.secret: token mode needs a secret of at least 16 characters" in _problems(
         env={"CALLSD_AUTH_MODE": "token"})
+    assert any(p.startswith("http.allowed_origins (from CALLSD_HTTP_ALLOWED_ORIGINS): item 0: must be an origin")
+               for p in _problems(env={"CALLSD_HTTP_ALLOWED_ORIGINS": "https://x.example/path"}))
+    assert load_config(None, {"CALLSD_HTTP_ALLOWED_ORIGINS": "https://A.example, http://b.example:8080"}
+                       ).http.allowed_origins == ("https://a.example", "http://b.example:8080")
     assert "not valid TOML" in _problems("not toml [", tmp_path=tmp_path)[0]
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 
+import pytest
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
@@ -196,3 +197,19 @@ async def test_channels_api_in_token_mode(start_server, connect, http_get):
                                                   ["call_id"], "participants": 1}]}
         status, _, body = await http_get(info.http_port, f"/api/v1/channels?token={other}")
         assert [c["channel_id"] for c in json.loads(body)["channels"]] == ["c"]
+
+
+async def test_cross_origin_websockets_are_refused(start_server):
+    from trio_websocket import ConnectionRejected
+
+    info, _ = await start_server(http={"allowed_origins": "https://calls.example.org"})
+    url = f"ws://127.0.0.1:{info.http_port}/api/v1/websocket"
+    with pytest.raises(ConnectionRejected) as rejected:
+        async with open_websocket_url(url, extra_headers=[(b"Origin", b"http://evil.example")]):
+            pass
+    assert rejected.value.status_code == 403
+    for origin in (f"http://127.0.0.1:{info.http_port}", "https://calls.example.org"):
+        async with open_websocket_url(url, extra_headers=[(b"Origin", origin.encode())]) as ws:
+            with trio.fail_after(5):
+                assert '"hello"' in await ws.get_message()
+    assert info.hub.counters.ws_events["in", "origin_refused"] == 1

@@ -744,44 +744,12 @@ class MediaPlane:
     def send_reports(self) -> None:
         """One round of RTCP: an SR per stream each session receives, an RR about the streams it publishes."""
         now = time.monotonic()
-        wall = time.time()
-        ntp = rtcp.ntp_now(wall)
+        ntp = rtcp.ntp_now(time.time())
         c = self.forwarder.counters
         for s in self.sessions.values():
             peer = s.peer
             if peer is None:
                 continue
-            parts: list[bytes] = []
-            for r in s.routes_in.values():
-                if not r.packets:
-                    continue
-                t = r.track
-                rtp_ts = t.last_ts + int((now - t.last_rx) * t.clock_rate) + r.ts_offset
-                parts.append(rtcp.build_sr(r.ssrc, ntp, rtp_ts, r.packets, r.octets))
-            blocks: list[rtcp.ReportBlock] = []
-            for t in s.inbound.values():
-                if not t.started or t.ssrc is None:
-                    continue
-                ext_max = t.cycles + t.max_seq
-                expected = ext_max - t.base_seq + 1
-                lost = expected - t.packets
-                exp_int = expected - t.expected_prior
-                rec_int = t.packets - t.received_prior
-                t.expected_prior, t.received_prior = expected, t.packets
-                lost_int = exp_int - rec_int
-                fraction = (lost_int << 8) // exp_int if exp_int > 0 and lost_int > 0 else 0
-                dlsr = int((now - t.sr_rx) * 65536) if t.sr_ntp_mid else 0
-                blocks.append(rtcp.ReportBlock(ssrc=t.ssrc, fraction_lost=fraction, cumulative_lost=lost,
-                                               highest_seq=ext_max, jitter=0, lsr=t.sr_ntp_mid, dlsr=dlsr))
-            if blocks or not parts:
-                parts.append(rtcp.build_rr(s.rtcp_ssrc, blocks))
-            chunk = b""
-            for p in parts:
-                if len(chunk) + len(p) > 1100:
-                    peer.send_rtcp(chunk)
-                    c.rtcp_out += 1
-                    chunk = b""
-                chunk += p
-            if chunk:
+            for chunk in rtcp.session_reports(s.rtcp_ssrc, s.routes_in.values(), s.inbound.values(), now, ntp):
                 peer.send_rtcp(chunk)
                 c.rtcp_out += 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 __all__ = [
     "RtcpError",
@@ -32,6 +33,7 @@ __all__ = [
     "build_rr",
     "ReportBlock",
     "ntp_now",
+    "session_reports",
 ]
 
 SR, RR, SDES, BYE, APP, RTPFB, PSFB = 200, 201, 202, 203, 204, 205, 206
@@ -155,3 +157,46 @@ def sr_info(body: bytes) -> tuple[int, int]:
         raise RtcpError("truncated SR")
     ntp, rtp_ts = struct.unpack_from("!QI", body, 0)
     return ntp, rtp_ts
+
+
+def session_reports(rtcp_ssrc: int, routes: Iterable[Any], tracks: Iterable[Any], now: float, ntp: int) -> list[bytes]:
+    """The compound packets (each at most ~1100 bytes) of one reporting round for one session.
+
+    An SR per route the session receives that carried packets (``routes``: forwarder ``OutRoute``s; the RTP
+    timestamp is extrapolated from the track's last packet, in the route's offset numbering), then an RR from
+    ``rtcp_ssrc`` with one block per stream the session publishes (``tracks``: ``InTrack``s; loss per RFC 3550
+    A.3, LSR/DLSR from the publisher's last SR). Updates the tracks' interval counters.
+    """
+    parts: list[bytes] = []
+    for r in routes:
+        if not r.packets:
+            continue
+        t = r.track
+        rtp_ts = t.last_ts + int((now - t.last_rx) * t.clock_rate) + r.ts_offset
+        parts.append(build_sr(r.ssrc, ntp, rtp_ts, r.packets, r.octets))
+    blocks: list[ReportBlock] = []
+    for t in tracks:
+        if not t.started or t.ssrc is None:
+            continue
+        ext_max = t.cycles + t.max_seq
+        expected = ext_max - t.base_seq + 1
+        exp_int = expected - t.expected_prior
+        rec_int = t.packets - t.received_prior
+        t.expected_prior, t.received_prior = expected, t.packets
+        lost_int = exp_int - rec_int
+        fraction = (lost_int << 8) // exp_int if exp_int > 0 and lost_int > 0 else 0
+        dlsr = int((now - t.sr_rx) * 65536) if t.sr_ntp_mid else 0
+        blocks.append(ReportBlock(ssrc=t.ssrc, fraction_lost=fraction, cumulative_lost=expected - t.packets,
+                                  highest_seq=ext_max, jitter=0, lsr=t.sr_ntp_mid, dlsr=dlsr))
+    if blocks or not parts:
+        parts.append(build_rr(rtcp_ssrc, blocks))
+    out: list[bytes] = []
+    chunk = b""
+    for p in parts:
+        if chunk and len(chunk) + len(p) > 1100:
+            out.append(chunk)
+            chunk = b""
+        chunk += p
+    if chunk:
+        out.append(chunk)
+    return out

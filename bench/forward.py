@@ -367,14 +367,18 @@ async def run(args: argparse.Namespace) -> None:
           f"{args.seconds} s, forwarder={args.forwarder}, batch={args.batch}, burst={args.burst_ms} ms, "
           f"coalesce={args.coalesce_ms} ms")
     print(f"{'bytes':>6} {'µs/pkt':>8} {'egress pps/core':>16} {'offered pps':>12} {'forwarded':>10} "
-          f"{'loss %':>7} {'(in':>6} {'out)':>6} {'SFU drops':>9} {'SRTP ok':>9} {'sendto µs':>9}")
+          f"{'loss %':>7} {'(in':>6} {'out)':>6} {'SFU drops':>9} {'SRTP ok':>9} {'sendto µs':>9} {'SFU CPU%':>8}")
     for r in results:
         print(f"{r['size']:>6} {r['us_per_pkt']:>8.2f} {r['per_core_pps']:>16,.0f} {r['offered_egress_pps']:>12,.0f} "
               f"{r['forwarded']:>10} {r['loss_pct']:>7.3f} {r['in_loss_pct']:>6.2f} {r['out_loss_pct']:>6.2f} "
               f"{r['sfu_drops']:>9} "
-              f"{r['checked'] - r['bad']:>4}/{r['checked']:<4} {r['sendto_us']:>9.2f}")
+              f"{r['checked'] - r['bad']:>4}/{r['checked']:<4} {r['sendto_us']:>9.2f} "
+              f"{100 * r['cpu_s'] / r['wall_s']:>8.0f}")
     print("sendto µs: CPU of one bare loopback sendto of that size in this process (it includes the kernel's")
-    print("delivery to the receiving socket), the floor under the per-packet figure on loopback.")
+    print("delivery to the receiving socket), the floor under the per-packet figure on loopback. SFU CPU%: the SFU's")
+    print("CPU time over the window's wall time; ingress loss while it is well under 100 % means the machine did not")
+    print("give the SFU the CPU it needed (other processes), not that the SFU was saturated.")
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """``callsd serve [--config FILE]``: run the server (HTTP + WebSocket, media plane, event store).
 
 With no file, the embedded defaults apply (``make run``): http://127.0.0.1:8080/, RTC on udp 127.0.0.1:8443, open
-auth, SQLite event log in ./callsd-data. Environment variables ``CALLSD_<SECTION>_<KEY>`` override the file
+auth, SQLite event log in ./data. Environment variables ``CALLSD_<SECTION>_<KEY>`` override the file
 (docs/config.md). SIGTERM drains (refuses new joins, waits up to ``shutdown.drain_timeout`` for calls to end); SIGINT
 (Ctrl-C) stops promptly; a second SIGTERM or a SIGINT during a drain stops at once.
 

@@ -3,7 +3,7 @@
 ``load_config(path, env)`` returns a frozen ``Config`` or raises ``ConfigError`` listing *every* bad value with a
 precise message (``rtc.ice_port_udp: must be between 80 and 49151, got 5``), so an operator fixes a file in one go.
 Every key has an embedded default, so ``callsd serve`` with no file at all is the ``make run`` setup: loopback
-HTTP on 8080, RTC on 8443, open auth, SQLite in ``./callsd-data``. docs/config.md is the reference for the keys;
+HTTP on 8080, RTC on 8443, open auth, SQLite in ``./data``. docs/config.md is the reference for the keys;
 ``SCHEMA`` below is the single source of truth for names, types, defaults and checks.
 
 Environment values are strings: integers and floats are parsed, booleans accept true/false/1/0/yes/no/on/off, and
@@ -94,7 +94,7 @@ class CallsConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreConfig:
-    data_dir: str = "callsd-data"
+    data_dir: str = "data"
     url: str = ""
 
     def effective_url(self) -> str:

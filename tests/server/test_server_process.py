@@ -37,7 +37,7 @@ async def _start(tmp_path: Path, env_extra: dict[str, str] | None = None, args: 
     if not match:
         proc.kill()
         raise AssertionError(f"unexpected first line {line!r}; stderr: {proc.stderr.read()}")  # type: ignore[union-attr]
-    return Served(proc, int(match.group(1)), tmp_path / "callsd-data")
+    return Served(proc, int(match.group(1)), tmp_path / "data")
 
 
 async def _wait_exit(proc: subprocess.Popen[str], timeout: float) -> int:
@@ -139,7 +139,7 @@ def test_serve_refuses_bad_or_unsafe_configuration(tmp_path):
     unsafe = serve({"CALLSD_HTTP_LISTEN": "0.0.0.0"})  # only checked: start-up refuses before binding
     assert unsafe.returncode == 2
     assert "only allowed when http.listen is a loopback address" in unsafe.stderr and "Traceback" not in unsafe.stderr
-    assert not (tmp_path / "callsd-data").exists()
+    assert not (tmp_path / "data").exists()
     bad = serve({"CALLSD_RTC_ICE_PORT_UDP": "5", "CALLSD_CALLS_MAX_PARTICIPANTS": "lots"})
     assert bad.returncode == 2
     assert "rtc.ice_port_udp (from CALLSD_RTC_ICE_PORT_UDP): must be between 80 and 49151" in bad.stderr

@@ -14,7 +14,7 @@ hub bumps its own ``HubCounters``; ``CallsdCollector.collect()`` turns them into
 - ``callsd_websocket_connections_total`` and the gauge ``callsd_websocket_connections``
 - ``callsd_websocket_events_total{direction,type}``: messages by type (in: client actions, out: server events)
 - ``callsd_store_ops_total{op}``: event-store operations (open, append, close)
-- gauges ``callsd_calls`` and ``callsd_participants``
+- gauges ``callsd_calls`` and ``callsd_participants``, and ``callsd_info{version,draining}`` (always 1)
 """
 
 from __future__ import annotations
@@ -57,9 +57,10 @@ def _counters_of(plane: Any) -> dict[str, int]:
 class CallsdCollector(Collector):
     """Reads the hub's and the media plane's counters and the machine's calls at scrape time."""
 
-    def __init__(self, hub: Any, plane: Any = None) -> None:
+    def __init__(self, hub: Any, plane: Any = None, version: str = "") -> None:
         self.hub = hub
         self.plane = plane
+        self.version = version
 
     def describe(self) -> list[Metric]:
         return []
@@ -68,6 +69,10 @@ class CallsdCollector(Collector):
         hub = self.hub
         c = hub.counters
         media = _counters_of(self.plane)
+
+        info = GaugeMetricFamily("callsd_info", "The running callsd", labels=["version", "draining"])
+        info.add_metric([self.version, "true" if hub.draining else "false"], 1)
+        yield info
 
         states = CounterMetricFamily("callsd_rtc_conn_states", "Media sessions that reached a state", labels=["type"])
         connected = media.get("peers_connected", c.rtc_conn_states.get("connected", 0))
@@ -125,11 +130,11 @@ class CallsdCollector(Collector):
         )
 
 
-def build_registry(hub: Any, plane: Any = None) -> CollectorRegistry:
+def build_registry(hub: Any, plane: Any = None, version: str = "") -> CollectorRegistry:
     """A private registry with the process collector and ours (so tests can run several servers in one process)."""
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(namespace="callsd", registry=registry)
-    registry.register(CallsdCollector(hub, plane))
+    registry.register(CallsdCollector(hub, plane, version))
     return registry
 
 

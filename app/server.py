@@ -325,7 +325,7 @@ async def serve(
             plane = (plane_factory or _make_plane)(config, hub.emit)
             if plane is not None:
                 hub.plane = plane
-        registry = build_registry(hub, plane)
+        registry = build_registry(hub, plane, VERSION)
         app = ShieldSend(create_app(hub, config, registry))
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run)

@@ -124,7 +124,7 @@ async def test_sdp_and_tracks_flow_between_signaling_core_and_plane(start_server
     assert value("callsd_calls") == 1 and value("callsd_participants") == 1  # a is still in (disconnected)
     assert value("callsd_process_cpu_seconds_total") > 0
     assert value("callsd_process_open_fds") > 0
-    assert re.search(r'^callsd_info\{version="[^"]+",draining="false"\} 1\.0$', text, re.M)
+    assert re.search(r'^callsd_info\{draining="false",version="[^"]+"\} 1\.0$', text, re.M)
 
 
 async def test_grafana_dashboard_uses_only_exported_metrics(start_server, http_get):

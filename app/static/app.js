@@ -664,6 +664,11 @@ async function startMedia() {
     publish("mic", state.micTrack, state.micStream);
   }
   if (state.camTrack && state.camTrack.readyState === "live") publish("cam", state.camTrack, state.camStream);
+  else {
+    // Negotiate the camera's slot up front, inactive: the server learns how this browser numbers its video header
+    // extensions before it forwards anyone's video to us, and turning the camera on later is a direction change.
+    state.outgoing.cam = pc.addTransceiver("video", { direction: "inactive" });
+  }
   if (state.screenStream) publish("screen", state.screenStream.getVideoTracks()[0], state.screenStream);
 }
 
@@ -674,7 +679,7 @@ function publish(purpose, track, stream) {
   const pc = state.pc;
   if (!pc || !track) return;
   const tr = state.outgoing[purpose];
-  if (tr && !tr.stopped && tr.mid !== null) {
+  if (tr && !tr.stopped) {
     tr.sender.replaceTrack(track).catch((err) => console.warn("callsd: replaceTrack", String(err)));
     // The msid stream id must be the new stream's: the server recognises the screen share by it.
     if (tr.sender.setStreams) tr.sender.setStreams(stream);
@@ -698,7 +703,8 @@ function unpublish(purpose) {
 }
 
 async function negotiate(pc) {
-  if (state.pc !== pc || pc.signalingState === "closed") return;
+  // Only offer from stable: setLocalDescription() in have-remote-offer would make an answer instead.
+  if (state.pc !== pc || pc.signalingState !== "stable" || state.makingOffer) return;
   try {
     state.makingOffer = true;
     await pc.setLocalDescription();
@@ -731,6 +737,9 @@ async function onSignal(d) {
       await pc.setLocalDescription();
       send("sdp", { type: pc.localDescription.type, sdp: pc.localDescription.sdp });
     }
+    // Back to stable. A rolled-back offer of ours (glare) may have left changes unnegotiated, and the browser does
+    // not always fire `negotiationneeded` again (its flag stays set from the rolled-back round): check ourselves.
+    if (pc.signalingState === "stable") setTimeout(() => renegotiateIfNeeded(pc), 0);
     return;
   }
   const cand = d.candidate ?? (d.type === "candidate" ? d : null);
@@ -738,6 +747,25 @@ async function onSignal(d) {
     const init = typeof cand === "string" ? { candidate: cand, sdpMid: d.sdpMid ?? "0", sdpMLineIndex: d.sdpMLineIndex ?? 0 } : cand;
     if (!pc.remoteDescription) state.pendingCandidates.push(init);
     else await pc.addIceCandidate(init).catch((err) => console.warn("callsd: candidate", err));
+  }
+}
+
+const renegotiations = new WeakMap(); // transceiver -> times we re-offered it because it looked unnegotiated
+
+function renegotiateIfNeeded(pc) {
+  if (state.pc !== pc || pc.signalingState !== "stable" || state.makingOffer) return;
+  for (const tr of Object.values(state.outgoing)) {
+    if (!tr || tr.stopped) continue;
+    const pending = tr.mid === null || (tr.direction !== tr.currentDirection && tr.direction !== "recvonly");
+    if (!pending) {
+      renegotiations.delete(tr);
+      continue;
+    }
+    const n = renegotiations.get(tr) || 0;
+    if (n >= 3) continue; // the server keeps answering otherwise: do not loop
+    renegotiations.set(tr, n + 1);
+    negotiate(pc);
+    return;
   }
 }
 

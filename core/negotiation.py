@@ -8,24 +8,28 @@ The server is an ICE-lite SFU endpoint (RFC 8445 2.5) on one UDP port. Everythin
 * the client makes the first offer; its send-capable sections carry the tracks it publishes (mic, camera, screen),
   which the answer accepts as ``recvonly`` (or ``sendrecv`` when the server also sends on that section);
 * to send a track to the client the server makes an offer (``make_offer``) with one ``sendonly`` section per
-  outgoing track, appended at the end, or reusing one of its own sections left ``inactive`` by a removed track;
+  outgoing track, appended at the end with a server mid (``s1``, ``s2``, ...: never a number, so it cannot collide
+  with a mid the client picks for a transceiver it is adding meanwhile). A removed track leaves its section
+  ``inactive`` for good: sections are never recycled (a receiver's element for a departed track goes away with its
+  transceiver, and a new track always arrives on a new transceiver);
 * the client re-offers when it starts or stops publishing (screen sharing); its offer repeats every existing
-  section in order and appends new ones. Sections with port 0 are rejected and may be recycled with a new mid.
+  section in order and appends new ones. Sections with port 0 are rejected.
 
 States: ``NEW`` (no offer yet) → ``STABLE`` after the first answer; ``STABLE`` → ``HAVE_LOCAL_OFFER`` when the server
 offers, back to ``STABLE`` when the client answers (or on a rollback).
 
-Glare: the server is the *polite* peer (RFC 8829 4.1.8.2, "perfect negotiation"). A client offer that arrives while
-the server's own offer is pending rolls that offer back (nothing was committed: pending slots are a copy), is
-answered normally, and the result says ``renegotiate=True``: the adapter calls ``make_offer()`` again, which offers
-the same outgoing tracks on top of the new state. The client is therefore the impolite side: while its own offer
-is pending it ignores the server's offer, as aiortc and a plain browser client would anyway. See
-docs/adr/0004-sdp-negotiation.md.
+Glare: the server is the *impolite* peer of perfect negotiation (RFC 8829 4.1.8.2; docs/protocol.md). A client
+offer that arrives while the server's own offer is pending is ignored (``OfferIgnored(reason="glare")``, nothing
+changes); the client, polite, rolls its offer back, answers the server's offer, and offers again. The server never
+needs a rollback of its own, and its pending offer stays valid. See docs/adr/0004-sdp-negotiation.md.
 
 Codec policy: Opus 48 kHz/2 with ``useinbandfec=1`` for audio; VP8, else H264 with packetization-mode=1 (profile
-42e01f, then 42001f, then any) for video; RTX kept for the chosen codec when offered; rtcp-fb limited to nack, nack
-pli, ccm fir, goog-remb and transport-cc as offered; header extensions limited to audio level, mid, abs-send-time and
-transport-wide-cc. A single primary codec per section keeps forwarding a plain payload-type rewrite.
+42e01f, then 42001f, then any) for video. A single codec per section keeps forwarding a plain payload-type
+rewrite. RTX is not accepted (the forwarder answers NACKs from its cache with plain retransmissions) and neither
+are transport-cc or goog-remb (the server sends neither kind of feedback, and accepting them would make a browser
+wait for feedback that never comes): rtcp-fb is limited to nack, nack pli and ccm fir as offered; header extensions
+to audio level and mid for audio; mid, abs-send-time, toffset and video orientation for video. A server offer may
+still carry RTX for an ``OutgoingTrack`` with an ``rtx_ssrc`` (the media plane passes none).
 
 A remote party's mistake (unparsable SDP, no ICE credentials, an answer without a pending offer) is a typed
 ``OfferRejected``/``AnswerRejected`` result the adapter can report to the client; misuse by the adapter (offering
@@ -60,19 +64,22 @@ from .sdp import (
 __all__ = [
     "AUDIO_LEVEL_URI", "MID_URI", "ABS_SEND_TIME_URI", "TWCC_URI",
     "NegotiationState", "Rejection", "LocalTransport", "RemoteTransport", "PublishedTrack", "OutgoingTrack",
-    "SendingTrack", "OfferAnswered", "OfferRejected", "OfferMade", "AnswerApplied", "AnswerRejected", "Negotiator",
-    "choose_codecs",
+    "SendingTrack", "OfferAnswered", "OfferRejected", "OfferIgnored", "OfferMade", "AnswerApplied", "AnswerRejected",
+    "Negotiator", "choose_codecs", "TOFFSET_URI", "VIDEO_ORIENTATION_URI",
 ]
 
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+TOFFSET_URI = "urn:ietf:params:rtp-hdrext:toffset"
+VIDEO_ORIENTATION_URI = "urn:3gpp:video-orientation"
 _KEPT_EXTENSIONS = {
-    "audio": (AUDIO_LEVEL_URI, MID_URI, ABS_SEND_TIME_URI, TWCC_URI),
-    "video": (MID_URI, ABS_SEND_TIME_URI, TWCC_URI),
+    "audio": (AUDIO_LEVEL_URI, MID_URI),
+    "video": (MID_URI, ABS_SEND_TIME_URI, TOFFSET_URI, VIDEO_ORIENTATION_URI),
 }
-_KEPT_FEEDBACK = ("nack", "nack pli", "ccm fir", "goog-remb", "transport-cc")
+_KEPT_FEEDBACK = ("nack", "nack pli", "ccm fir")
+_VIDEO_FEEDBACK = ("nack", "nack pli", "ccm fir")  # what a server offer asks for on video sections
 _H264_PROFILES = ("42e01f", "42001f")
 _PROTOCOL = "UDP/TLS/RTP/SAVPF"
 
@@ -168,15 +175,23 @@ class SendingTrack:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OfferAnswered:
     """The client's offer was accepted: send ``answer``; publish/unpublish the listed tracks; start the transport
-    with ``remote``. ``renegotiate`` is True when the server's pending offer was rolled back (glare): call
-    ``make_offer()`` again. ``sending`` lists every track the server now sends to this client."""
+    with ``remote``. ``sending`` lists every track the server now sends to this client; ``refused`` the outgoing
+    tracks whose section the client rejected (port 0) in this offer: offering them again would loop."""
 
     answer: str
     remote: RemoteTransport
     published: tuple[PublishedTrack, ...] = ()
     unpublished: tuple[str, ...] = ()
     sending: tuple[SendingTrack, ...] = ()
-    renegotiate: bool = False
+    refused: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OfferIgnored:
+    """The client's offer crossed the server's pending offer (glare) and was dropped: nothing changed. The client
+    (the polite side) rolls back and answers the pending offer. ``reason`` is "glare"."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -258,7 +273,7 @@ def _primary_choice(kind: str, offered: Sequence[Codec], want: Codec | None) -> 
 
 def choose_codecs(kind: str, offered: Sequence[Codec], want: Codec | None = None) -> tuple[Codec, ...]:
     """The codecs to accept from an offered list: one primary codec (the policy's choice, or the one matching
-    ``want``) plus its RTX when offered, with rtcp-fb filtered and Opus FEC on. Empty when nothing fits."""
+    ``want``), with rtcp-fb filtered and Opus FEC on; never RTX. Empty when nothing fits."""
     primary = _primary_choice(kind, offered, want)
     if primary is None:
         return ()
@@ -267,12 +282,8 @@ def choose_codecs(kind: str, offered: Sequence[Codec], want: Codec | None = None
         params = primary.params
         params["useinbandfec"] = "1"
         fmtp = ";".join(f"{k}={v}" if v else k for k, v in params.items())
-    chosen = [replace(primary, fmtp=fmtp, feedback=tuple(f for f in primary.feedback if f in _KEPT_FEEDBACK))]
-    for c in offered:
-        if c.name.lower() == "rtx" and c.params.get("apt") == str(primary.payload_type):
-            chosen.append(replace(c, feedback=()))
-            break
-    return tuple(chosen)
+    feedback = tuple(f for f in primary.feedback if f in _KEPT_FEEDBACK) if kind == "video" else ()
+    return (replace(primary, fmtp=fmtp, feedback=feedback),)
 
 
 def _direction(m: MediaSection) -> Direction:
@@ -319,8 +330,10 @@ class Negotiator:
 
     # --- the client's offer -----------------------------------------------------------------------------------
 
-    def handle_offer(self, sdp: str) -> OfferAnswered | OfferRejected:
-        """Answer a client offer. Rolls back a pending server offer first (the server is polite, see above)."""
+    def handle_offer(self, sdp: str) -> OfferAnswered | OfferRejected | OfferIgnored:
+        """Answer a client offer; ignore it while the server's own offer is pending (the server is impolite)."""
+        if self._pending is not None:
+            return OfferIgnored(reason="glare")
         try:
             offer = parse_sdp(sdp)
         except SdpError as exc:
@@ -349,12 +362,11 @@ class Negotiator:
             if m.mid != slot.mid and not (slot.rejected or m.rejected):
                 return OfferRejected(reason=Rejection.SECTIONS_MISMATCH,
                                      detail=f"m-section {i} has mid {m.mid!r}, expected {slot.mid!r}")
-        renegotiate = self._pending is not None
-        self._pending = None
         bundle = set(offer.bundle())
         slots: list[_Slot] = []
         published: list[PublishedTrack] = []
         unpublished: list[str] = []
+        refused: list[str] = []
         for i, m in enumerate(offer.media):
             prev = base[i] if i < len(base) else None
             old = prev if prev is not None and prev.mid == m.mid else None
@@ -368,6 +380,8 @@ class Negotiator:
             if not usable or not codecs:
                 if slot.published is not None:
                     unpublished.append(slot.published.track_id)
+                if slot.local is not None:
+                    refused.append(slot.local.track_id)
                 slot.rejected, slot.published, slot.local = True, None, None
                 slot.client_direction = Direction.INACTIVE
                 slots.append(slot)
@@ -390,7 +404,7 @@ class Negotiator:
                                       dtls_role=role)
         answer = self._describe(slots, offer=False, setup="active" if role == "client" else "passive")
         return OfferAnswered(answer=answer, remote=self.remote, published=tuple(published),
-                             unpublished=tuple(unpublished), sending=self.sending, renegotiate=renegotiate)
+                             unpublished=tuple(unpublished), sending=self.sending, refused=tuple(refused))
 
     def _update_published(self, slot: _Slot, m: MediaSection, published: list[PublishedTrack],
                           unpublished: list[str]) -> None:
@@ -408,9 +422,8 @@ class Negotiator:
         """Offer the client exactly ``tracks`` (the whole outgoing set; None = the last set given).
 
         Returns None when nothing would change or when an offer is already pending (call again after the answer:
-        the last set is remembered). New tracks take an inactive server section of the same kind or a new one at
-        the end; removed tracks leave their section inactive. Raises ``LocalProtocolError`` before the client's
-        first offer was answered.
+        the last set is remembered). New tracks take a new section at the end; removed tracks leave their section
+        inactive (never reused). Raises ``LocalProtocolError`` before the client's first offer was answered.
         """
         if tracks is not None:
             self._desired = tuple(tracks)
@@ -429,16 +442,12 @@ class Negotiator:
         for t in self._desired:
             if t.track_id in placed:
                 continue
-            slot = next((s for s in slots if s.server_owned and not s.rejected and s.local is None
-                         and s.kind == t.kind and not s.client_direction.sends), None)
-            if slot is None:
-                slot = _Slot(mid=self._new_mid(slots), kind=t.kind, server_owned=True,
-                             client_direction=Direction.RECVONLY)
-                slots.append(slot)
+            slot = _Slot(mid=self._new_mid(slots), kind=t.kind, server_owned=True,
+                         client_direction=Direction.RECVONLY)
+            slots.append(slot)
             slot.local = t
             slot.codecs = self._offer_codecs(slots, t)
             slot.extmaps = self._offer_extmaps(slots, t.kind)
-            slot.client_direction = Direction.RECVONLY if not slot.client_direction.sends else slot.client_direction
             changed = True
         if not changed:
             return None
@@ -455,11 +464,12 @@ class Negotiator:
 
     @staticmethod
     def _new_mid(slots: Sequence[_Slot]) -> str:
+        """``s<n>``, the first unused: browsers and aiortc number their own mids, so a letter avoids collisions."""
         used = {s.mid for s in slots}
-        n = len(slots)
-        while str(n) in used:
+        n = 1
+        while f"s{n}" in used:
             n += 1
-        return str(n)
+        return f"s{n}"
 
     @staticmethod
     def _offer_codecs(slots: Sequence[_Slot], t: OutgoingTrack) -> tuple[Codec, ...]:
@@ -487,8 +497,7 @@ class Negotiator:
         else:
             pt = free(t.codec.payload_type) if in_use.get(t.codec.payload_type) != _codec_key(t.codec) \
                 else t.codec.payload_type
-            fb = ("transport-cc",) if t.kind == "audio" else ("nack", "nack pli", "ccm fir", "goog-remb",
-                                                              "transport-cc")
+            fb = _VIDEO_FEEDBACK if t.kind == "video" else ()
             primary = replace(t.codec, payload_type=pt, feedback=fb)
         in_use[primary.payload_type] = _codec_key(primary)
         if t.rtx_ssrc is None or t.kind != "video":
@@ -625,7 +634,7 @@ def _published_track(slot: _Slot, m: MediaSection) -> PublishedTrack | None:
     rtx_codec = next((c for c in slot.codecs[1:] if c.name.lower() == "rtx"), None)
     return PublishedTrack(
         mid=slot.mid, track_id=track_id, stream_id=stream_id or "-", kind=slot.kind, ssrcs=primaries,
-        rtx_ssrc=rtx_pairs.get(primaries[0]) if primaries else None, payload_type=slot.codecs[0].payload_type,
+        rtx_ssrc=rtx_pairs.get(primaries[0]) if primaries and rtx_codec is not None else None, payload_type=slot.codecs[0].payload_type,
         rtx_payload_type=rtx_codec.payload_type if rtx_codec is not None else None, codec=slot.codecs[0],
         extensions=tuple((e.uri, e.id) for e in slot.extmaps),
         cname=m.ssrc_attribute(primaries[0], "cname") if primaries else None,

@@ -21,6 +21,7 @@ from callsd.core.negotiation import (
     NegotiationState,
     Negotiator,
     OfferAnswered,
+    OfferIgnored,
     OfferMade,
     OfferRejected,
     OutgoingTrack,
@@ -55,8 +56,9 @@ def test_answer_to_chromium_offer_publishes_its_tracks() -> None:
     audio, video = r.published
     assert (audio.kind, audio.mid, audio.payload_type, audio.codec.name) == ("audio", "0", 111, "opus")
     assert audio.extension_id(AUDIO_LEVEL_URI) == 1 and audio.extension_id(MID_URI) == 4
-    assert (video.kind, video.payload_type, video.rtx_payload_type, video.codec.name) == ("video", 96, 97, "VP8")
-    assert video.rtx_ssrc is not None and video.ssrcs and video.rtx_ssrc not in video.ssrcs
+    # RTX is not accepted (NACKs are answered from the forwarder's cache): no RTX payload type, no RTX SSRC
+    assert (video.kind, video.payload_type, video.rtx_payload_type, video.codec.name) == ("video", 96, None, "VP8")
+    assert video.rtx_ssrc is None and video.ssrcs and 2067119197 not in video.ssrcs
     assert audio.stream_id == video.stream_id and audio.track_id != video.track_id and audio.cname
     d = parse_sdp(r.answer)
     assert d.ice_lite and d.bundle() == ("0", "1")
@@ -65,10 +67,13 @@ def test_answer_to_chromium_offer_publishes_its_tracks() -> None:
         assert m.candidates[0].address == "127.0.0.1" and m.ice_ufrag == "srvu"
     a, v = d.media
     assert [c.name for c in a.codecs] == ["opus"] and a.codecs[0].params["useinbandfec"] == "1"
-    assert [c.name for c in v.codecs] == ["VP8", "rtx"]
-    assert set(v.codecs[0].feedback) == {"goog-remb", "transport-cc", "ccm fir", "nack", "nack pli"}
+    # no feedback the server does not produce (transport-cc, goog-remb), no RTX, no transport-wide-cc extension
+    assert [c.name for c in v.codecs] == ["VP8"]
+    assert set(v.codecs[0].feedback) == {"ccm fir", "nack", "nack pli"} and a.codecs[0].feedback == ()
     assert {e.uri for e in v.extmaps} <= {MID_URI, "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
-                                          "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"}
+                                          "urn:ietf:params:rtp-hdrext:toffset", "urn:3gpp:video-orientation"}
+    assert {e.uri for e in a.extmaps} == {AUDIO_LEVEL_URI, MID_URI}
+    assert "rtx" not in r.answer and "transport-cc" not in r.answer and "goog-remb" not in r.answer
 
 
 def test_h264_is_chosen_when_vp8_is_not_offered() -> None:
@@ -78,7 +83,7 @@ def test_h264_is_chosen_when_vp8_is_not_offered() -> None:
     r = answered(negotiator().handle_offer(text))
     video = r.published[1]
     assert video.codec.name == "H264" and video.codec.params["profile-level-id"] == "42e01f"
-    assert video.codec.params["packetization-mode"] == "1" and video.rtx_payload_type == 109
+    assert video.codec.params["packetization-mode"] == "1" and video.rtx_payload_type is None
 
 
 @pytest.mark.parametrize(
@@ -113,24 +118,27 @@ def out_track(name: str, kind: str, ssrc: int) -> OutgoingTrack:
                          rtx_ssrc=ssrc + 1 if kind == "video" else None, cname=f"c-{name}")
 
 
-def test_server_offer_adds_sendonly_sections_and_reuses_inactive_ones() -> None:
+def test_server_offer_adds_sendonly_sections_and_never_reuses_them() -> None:
     n = negotiator()
     n.handle_offer(CHROMIUM)
     made = n.make_offer([out_track("bob", "audio", 1000), out_track("bob", "video", 2000)])
     assert isinstance(made, OfferMade) and n.state is NegotiationState.HAVE_LOCAL_OFFER
     assert n.make_offer() is None  # already pending
     d = parse_sdp(made.offer)
-    assert [m.mid for m in d.media] == ["0", "1", "2", "3"] and d.bundle() == ("0", "1", "2", "3")
+    assert [m.mid for m in d.media] == ["0", "1", "s1", "s2"] and d.bundle() == ("0", "1", "s1", "s2")
     a, v = d.media[2], d.media[3]
     assert a.direction is Direction.SENDONLY and a.msids[0].track_id == "t-bob-audio" and a.ssrc_list() == (1000,)
     assert a.codecs[0].payload_type == 111  # the client's own PT for Opus
+    # an OutgoingTrack with an rtx_ssrc is offered with RTX; the client never negotiated RTX, so a free PT is used
     assert v.rtx_pairs() == {2000: 2001} and [c.name for c in v.codecs] == ["VP8", "rtx"]
+    assert set(v.codecs[0].feedback) == {"nack", "nack pli", "ccm fir"} and a.codecs[0].feedback == ()
     assert v.extension_id(MID_URI) == 4  # the client's id for the mid extension
     # the client answers recvonly (mirror the offer with directions reversed)
     applied = n.handle_answer(mirror(made.offer))
     assert isinstance(applied, AnswerApplied) and n.state is NegotiationState.STABLE
+    rtx_pt = v.codecs[1].payload_type
     assert {(t.track_id, t.payload_type, t.rtx_payload_type) for t in applied.sending} == {
-        ("t-bob-audio", 111, None), ("t-bob-video", 96, 97)}
+        ("t-bob-audio", 111, None), ("t-bob-video", 96, rtx_pt)}
     assert n.make_offer() is None  # nothing changed
     removed = n.make_offer([out_track("bob", "video", 2000)])
     assert isinstance(removed, OfferMade)
@@ -139,7 +147,8 @@ def test_server_offer_adds_sendonly_sections_and_reuses_inactive_ones() -> None:
     carol = n.make_offer([out_track("bob", "video", 2000), out_track("carol", "audio", 3000)])
     assert isinstance(carol, OfferMade)
     d = parse_sdp(carol.offer)
-    assert len(d.media) == 4 and d.media[2].msids[0].stream_id == "s-carol"
+    assert [m.mid for m in d.media] == ["0", "1", "s1", "s2", "s3"]
+    assert d.media[2].direction is Direction.INACTIVE and d.media[4].msids[0].stream_id == "s-carol"
 
 
 def mirror(offer: str) -> str:
@@ -155,21 +164,34 @@ def mirror(offer: str) -> str:
     return "\r\n".join(out) + "\r\n"
 
 
-def test_glare_server_is_polite_rolls_back_and_offers_again() -> None:
+def test_glare_server_is_impolite_and_ignores_the_crossing_client_offer() -> None:
     n = negotiator()
     n.handle_offer(CHROMIUM)
     first = n.make_offer([out_track("bob", "audio", 1000)])
     assert isinstance(first, OfferMade)
     # the client re-offers (e.g. it starts a screen share) before answering: same sections plus a new one
     reoffer = CHROMIUM.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0 1 2") + video_section("2", "screen")
-    r = answered(n.handle_offer(reoffer))
-    assert r.renegotiate and n.state is NegotiationState.STABLE
-    assert [p.track_id for p in r.published] == ["t-screen"] and [m.mid for m in parse_sdp(r.answer).media] == [
-        "0", "1", "2"]
-    assert n.handle_answer(mirror(first.offer)).reason is Rejection.NO_PENDING_OFFER  # type: ignore[union-attr]
-    again = n.make_offer()
-    assert isinstance(again, OfferMade)
-    assert [m.mid for m in parse_sdp(again.offer).media] == ["0", "1", "2", "3"]
+    ignored = n.handle_offer(reoffer)
+    assert ignored == OfferIgnored(reason="glare")
+    assert n.state is NegotiationState.HAVE_LOCAL_OFFER and len(n.published) == 2  # nothing changed
+    # the client (polite) rolls back, answers the server's offer, then offers again on top of it
+    applied = n.handle_answer(mirror(first.offer))
+    assert isinstance(applied, AnswerApplied) and [t.track_id for t in applied.sending] == ["t-bob-audio"]
+    again = CHROMIUM.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0 1 s1 2") + mirror_section(first.offer, "s1") \
+        + video_section("2", "screen")
+    r = answered(n.handle_offer(again))
+    # (mirror() answered sections 0 and 1 without their SSRCs, so those two are re-published too)
+    assert [p.track_id for p in r.published][-1] == "t-screen"
+    assert [m.mid for m in parse_sdp(r.answer).media] == ["0", "1", "s1", "2"]
+    assert [t.track_id for t in r.sending] == ["t-bob-audio"] and n.make_offer() is None
+
+
+def mirror_section(offer: str, mid: str) -> str:
+    """The client's re-offer of a server section: the server's section with the direction reversed."""
+    text = mirror(offer)
+    start = text.rindex("m=", 0, text.index(f"a=mid:{mid}"))
+    end = text.find("m=", start + 2)
+    return text[start : end if end >= 0 else len(text)]
 
 
 def video_section(mid: str, name: str) -> str:
@@ -270,8 +292,9 @@ def test_aiortc_reoffers_for_screen_share_and_a_reused_transceiver(monkeypatch: 
 
     monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
     out = asyncio.run(asyncio.wait_for(_aiortc_reoffers(), 30))
-    assert [(p.kind, p.mid) for p in out["screen"].published] == [("video", "2")]
-    assert [(p.kind, p.mid) for p in out["camera"].published] == [("video", "1")]
+    # aiortc numbers its new transceiver "1" (the server's section is "s1"); addTrack then reuses "s1"
+    assert [(p.kind, p.mid) for p in out["screen"].published] == [("video", "1")]
+    assert [(p.kind, p.mid) for p in out["camera"].published] == [("video", "s1")]
     assert [t.track_id for t in out["sending"]] == ["t-bob-video"]
     assert out["directions"] == ["sendonly", "sendrecv", "sendonly"]
 

@@ -16,6 +16,7 @@ from callsd.core.negotiation import (
     LocalTransport,
     Negotiator,
     OfferAnswered,
+    OfferIgnored,
     OfferMade,
     OutgoingTrack,
 )
@@ -109,19 +110,29 @@ def test_chromium_accepts_answer_server_offers_and_its_own_reoffer(page: Any) ->
     assert ["video", "stream-carol"] in [g[1:] for g in page.evaluate("() => got")]
 
 
-def test_glare_with_chromium_the_server_yields(page: Any) -> None:
+POLITE_ANSWER = """async (sdp) => {
+  await pc.setLocalDescription({type: 'rollback'});
+  await pc.setRemoteDescription({type: 'offer', sdp});
+  await pc.setLocalDescription(await pc.createAnswer());
+  return pc.localDescription.sdp;
+}"""
+REOFFER = "async () => { await pc.setLocalDescription(await pc.createOffer()); return pc.localDescription.sdp; }"
+
+
+def test_glare_with_chromium_the_server_is_impolite(page: Any) -> None:
     n = Negotiator(transport=TRANSPORT, session_id=778)
     first = n.handle_offer(page.evaluate(SETUP))
     assert isinstance(first, OfferAnswered)
     page.evaluate(APPLY_ANSWER, first.answer)
     pending = n.make_offer([track("bob", "audio", 1000)])
     assert isinstance(pending, OfferMade)
-    # meanwhile the browser starts a screen share and offers; it ignores the server's offer (impolite side)
-    clash = n.handle_offer(page.evaluate(SCREEN_OFFER))
-    assert isinstance(clash, OfferAnswered) and clash.renegotiate
-    assert page.evaluate(APPLY_ANSWER, clash.answer) == "stable"
-    again = n.make_offer()
-    assert isinstance(again, OfferMade)
-    applied = n.handle_answer(page.evaluate(ANSWER_OFFER, again.offer))
+    # meanwhile the browser starts a screen share and offers: the server ignores it (its own offer is pending)
+    assert n.handle_offer(page.evaluate(SCREEN_OFFER)) == OfferIgnored(reason="glare")
+    # the browser, polite, rolls back, answers the server's offer, then offers its screen share again
+    applied = n.handle_answer(page.evaluate(POLITE_ANSWER, pending.offer))
     assert isinstance(applied, AnswerApplied) and [t.track_id for t in applied.sending] == ["bob-audio"]
+    again = n.handle_offer(page.evaluate(REOFFER))
+    assert isinstance(again, OfferAnswered), again
+    assert [p.kind for p in again.published] == ["video"] and not again.unpublished
+    assert page.evaluate(APPLY_ANSWER, again.answer) == "stable"
     assert ["audio", "stream-bob"] in [g[1:] for g in page.evaluate("() => got")]

@@ -70,6 +70,7 @@ class HttpConfig:
     tls_cert: str = ""
     tls_key: str = ""
     allowed_origins: tuple[str, ...] = ()
+    idle_timeout: int = 45
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -325,6 +326,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "tls_cert": _file_or_empty,
         "tls_key": _file_or_empty,
         "allowed_origins": _origins,
+        "idle_timeout": _int(1, 3600),
     },
     "rtc": {
         "ice_address_udp": _ip,

@@ -61,7 +61,8 @@ async def _flood_then_drop(port: int, *, reset: bool) -> None:
 
 
 async def test_connections_close_after_clients_disconnect(start_server, connect):
-    info, _ = await start_server()
+    # (Hypercorn's ping task sleeps a ping interval, idle_timeout/3, before it notices a close: keep it short here)
+    info, _ = await start_server(http={"idle_timeout": 3})
     hub = info.hub
     baseline = _socket_fds()
     # server-initiated closes (replaced sessions, slow clients, shutdown) while clients are connected
@@ -213,3 +214,20 @@ async def test_cross_origin_websockets_are_refused(start_server):
             with trio.fail_after(5):
                 assert '"hello"' in await ws.get_message()
     assert info.hub.counters.ws_events["in", "origin_refused"] == 1
+
+
+async def test_a_silent_peer_is_disconnected_while_a_live_idle_client_stays(start_server, connect):
+    info, _ = await start_server(http={"idle_timeout": 2})
+    async with connect(info) as live:
+        await live.request("join", {"channel_id": "room"}, expect="join_ack")
+        ghost = await _upgrade(info.http_port)  # completes the handshake, then never reads nor answers pings
+        ghost_frame = b'{"type":"join","data":{"channel_id":"room"}}'
+        await ghost.send_all(bytes([0x81, 0x80 | len(ghost_frame)]) + b"\0\0\0\0" + ghost_frame)
+        with trio.fail_after(10):
+            while len(info.hub.machine.sessions("room")) < 2:
+                await trio.sleep(0.05)
+        gone = await live.expect("user_disconnected", timeout=10)  # after ~2 s of silence
+        assert gone["session_id"] != live.session_id
+        await trio.sleep(2.5)  # the live client answered the pings (automatically) and is still connected
+        assert await live.request("ping", expect="pong") == {}
+        await ghost.aclose()

@@ -45,9 +45,10 @@ from OpenSSL import SSL
 from .sdp import AUDIO_LEVEL_URI, MID_URI
 from .stats import Histogram, StreamStats
 
-__all__ = ["Identity", "Source", "Leg", "MediaEngine", "TICK"]
+__all__ = ["Identity", "Source", "Leg", "MediaEngine", "TICK", "udp_drops", "RCVBUF"]
 
 TICK = 0.020  # seconds: 20 ms Opus frames
+RCVBUF = 1 << 20  # per user socket: rides out a scheduling stall of the tool of ~0.5 s at screen-share rates
 AUDIO_PAYLOAD = 140  # bytes of RTP payload: with header, extension and tag ~ 170 B on the wire, Opus-sized
 VIDEO_MTU_PAYLOAD = 1100
 MAGIC = b"CLT1"
@@ -205,6 +206,7 @@ class Leg:
         self.local_pwd = pwd
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         self.sock.bind(("127.0.0.1", 0))
         self.local_address: tuple[str, int] = self.sock.getsockname()
         self.state = "new"
@@ -421,6 +423,28 @@ class Leg:
                 self._fail("consent: server stopped answering consent checks")
                 return
             self._send_check(use_candidate=False)
+
+
+def udp_drops(ports: set[int], path: str = "/proc/net/udp") -> dict[int, int]:
+    """Kernel drop counters (receive buffer full, bad checksum) of the IPv4 UDP sockets bound to ``ports``.
+
+    Linux-only; an empty dict where /proc is unavailable. This is what tells loss at the load tool's own sockets
+    (the tool was too slow) from loss at the server's socket or inside the server.
+    """
+    out: dict[int, int] = {}
+    try:
+        with open(path) as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if len(parts) < 13:
+                    continue
+                port = int(parts[1].rsplit(":", 1)[1], 16)
+                if port in ports:
+                    out[port] = out.get(port, 0) + int(parts[-1])
+    except (OSError, ValueError, StopIteration):
+        return {}
+    return out
 
 
 class MediaEngine:

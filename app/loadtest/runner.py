@@ -416,6 +416,10 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
             "delay_ms": {"count": delay.count, "mean": round(delay.total / delay.count, 3) if delay.count else None,
                          "p50": delay.quantile(0.5), "p95": delay.quantile(0.95), "p99": delay.quantile(0.99),
                          "max": round(delay.maximum, 3) if delay.count else None},
+            "socket_drops": {
+                "client": sum(w.get("socket_drops", {}).get("client", 0) for w in workers),
+                "server": max((w.get("socket_drops", {}).get("server", 0) for w in workers), default=0),
+            },
             "srtp_errors": int(counters.get("srtp_errors", 0)),
             "send_drops": int(counters.get("send_drops", 0)),
         },
@@ -450,7 +454,8 @@ def print_summary(doc: dict[str, Any], stream: Any = None) -> None:
         print(f"load process {index} failed: {why}", file=out)
     print(f"packets: {o['packets_sent']} sent, {o['packets_received']} received, loss {100 * o['loss']:.3f} %"
           f" ({o['lost']}/{o['expected']}), audio streams {o['audio_streams_received']}/"
-          f"{o['audio_streams_expected']}", file=out)
+          f"{o['audio_streams_expected']}; kernel socket drops: load tool {o['socket_drops']['client']},"
+          f" server {o['socket_drops']['server']}", file=out)
     d = o["delay_ms"]
     print(f"delay ms: p50 {d['p50']} p95 {d['p95']} max {d['max']}; jitter ms p95 {o['jitter_ms']['p95']}; "
           f"join→first audio ms: p50 {j['p50']} p95 {j['p95']} (n={j['count']})", file=out)

@@ -27,7 +27,7 @@ from typing import Any
 import trio
 import trio_websocket
 
-from .media import Identity, Leg, MediaEngine, Source
+from .media import Identity, Leg, MediaEngine, Source, udp_drops
 from .sdp import LocalTrack, build_answer, build_offer, parse_sdp
 from .stats import summarize
 
@@ -471,9 +471,25 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
         ][:5],
         "failures_by_stage": dict(engine.failures),
         "counters": engine.snapshot([u.leg for u in users if u.leg is not None]),
+        "socket_drops": _socket_drops(users),
         "cpu_seconds": round(cpu_seconds, 3),
         "users": len(users),
     }
+
+
+def _socket_drops(users: list[SimUser]) -> dict[str, int]:
+    """Kernel receive drops at this worker's user sockets and at the server's RTC socket (cumulative)."""
+    mine: set[int] = set()
+    server: set[int] = set()
+    for u in users:
+        if u.leg is None or u.leg.state == "closed":
+            continue
+        mine.add(u.leg.local_address[1])
+        with contextlib.suppress(OSError):
+            server.add(u.leg.sock.getpeername()[1])
+    drops = udp_drops(mine | server)
+    return {"client": sum(v for k, v in drops.items() if k in mine),
+            "server": sum(v for k, v in drops.items() if k in server)}
 
 
 def worker_process_main(spec_dict: dict[str, Any], queue: Any) -> None:

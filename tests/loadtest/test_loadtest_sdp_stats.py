@@ -117,3 +117,19 @@ def test_metrics_page_parsing_picks_the_capacity_figures() -> None:
     ])
     assert parse_metrics(page) == {"cpu_seconds": 12.5, "rss_bytes": 1.5e8, "rtp_packets_out": 1000.0,
                                    "rtp_packets_in": 300.0, "sessions": 8.0}
+
+
+def test_udp_drop_counters_are_read_per_port(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from callsd.app.loadtest.media import udp_drops
+
+    table = tmp_path / "udp"
+    table.write_text(
+        "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref "
+        "pointer drops\n"
+        "  183: 0100007F:A44B 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 289535 2 "
+        "00000000547ef4a6 17\n"
+        " 1145: 0100007F:20FB 0100007F:A44B 01 00000000:00000000 00:00000000 00000000     0        0 291752 2 "
+        "000000007a9d7b24 0\n"
+    )
+    assert udp_drops({0xA44B, 8443}, str(table)) == {0xA44B: 17, 8443: 0}
+    assert udp_drops({1}, str(tmp_path / "missing")) == {}

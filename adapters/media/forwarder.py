@@ -5,9 +5,16 @@ Theory of operation
 Each published track (one SDP m-section a client sends on) is an ``InTrack``, found by the publisher session's
 ``inbound`` dict keyed by the SSRC the client signalled (or learned from the MID header extension). Each
 (track, receiving session) pair that the call core routes is an ``OutRoute`` with its own SSRC, a sequence-number
-offset and a timestamp offset, the payload-type mapping and a 16-entry header-extension id table (publisher id ->
-receiver id, 0 drops the element: MID, transport-cc and anything the receiver did not negotiate). All of that is
-computed when routes change; the per-packet path only looks things up and does integer arithmetic.
+offset and a timestamp offset, the payload-type mapping and a ``core.rtp.ExtensionRemap`` (publisher extension id ->
+receiver id; anything not mapped, e.g. MID, is blanked to padding). All of that is computed when routes change; the
+per-packet path only looks things up and does integer arithmetic.
+
+The rewrite is ``core.rtp.rewrite_rtp``'s, byte for byte (a property test checks it on arbitrary packets): same
+length, first byte kept, PT/seq/timestamp/SSRC replaced, extension ids remapped in place. It is not called per
+packet, though: ``rewrite_rtp`` works on a ``bytearray`` copy, and the SRTP layer wants ``bytes`` back, two copies
+per receiver. Instead the forwarder packs the 12-byte header itself and appends the extension block rewritten by
+``rewrite_rtp`` once per distinct block and remap table (audio blocks repeat: a level of 0..127 and a constant
+MID), then the untouched payload. The NACK path (``OutRoute.rewrite``) calls ``rewrite_rtp`` directly.
 
 ``InTrack.live`` is the tuple of routes that are negotiated by the receiver and not paused. A paused route
 (muted audio) is left out; when it is resumed it re-syncs its sequence offset on the next packet so that the
@@ -29,13 +36,15 @@ from collections.abc import Callable
 from typing import Any
 
 from callsd.core.events import TrackKind
+from callsd.core.rtp import ExtensionRemap, make_extension_remap, read_audio_level, rewrite_rtp
 
-__all__ = ["InTrack", "OutRoute", "Forwarder", "ForwarderCounters", "CACHE_SIZE"]
+__all__ = ["InTrack", "OutRoute", "Forwarder", "ForwarderCounters", "CACHE_SIZE", "URI_MID", "URI_AUDIO_LEVEL",
+           "rewrite_extension_block"]
 
 CACHE_SIZE = 512
 _CACHE_MASK = CACHE_SIZE - 1
 _HDR = struct.Struct("!BBHII")
-_PAD = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
+_DROP_ALL = make_extension_remap({})
 
 # Voice activity: audio level is -dBov (0 loud .. 127 silent). A packet louder than the threshold scores +1, a
 # quieter one -1; speaking starts at _VAD_ON and stops when the score falls back to 0 (about 0.3 s / 0.6 s of audio
@@ -140,7 +149,7 @@ class OutRoute:
     """Forwarding state of one track to one receiving session, in that receiver's numbering."""
 
     __slots__ = (
-        "track", "receiver", "ssrc", "mid", "pt_map", "ext_table", "ext_key", "paused", "negotiated", "resync",
+        "track", "receiver", "ssrc", "mid", "pt_map", "remap", "ext_key", "paused", "negotiated", "resync",
         "seq_offset", "ts_offset", "last_seq", "packets", "octets", "removed",
     )
 
@@ -150,8 +159,8 @@ class OutRoute:
         self.ssrc = ssrc
         self.mid = mid
         self.pt_map: dict[int, int] = {}
-        self.ext_table: tuple[int, ...] = (0,) * 16
-        self.ext_key = _table_key(self.ext_table)
+        self.remap = _DROP_ALL
+        self.ext_key = _remap_key(self.remap)
         self.paused = paused
         self.negotiated = False
         self.resync = True
@@ -162,10 +171,16 @@ class OutRoute:
         self.octets = 0
         self.removed = False
 
-    def set_mapping(self, pt_map: dict[int, int], ext_table: tuple[int, ...]) -> None:
+    def set_mapping(self, pt_map: dict[int, int], ext: ExtensionRemap | dict[int, int] | tuple[int, ...]) -> None:
+        """Set the payload-type map (publisher PT -> receiver PT) and the extension remap: an ``ExtensionRemap``,
+        a ``{publisher id: receiver id}`` dict, or a 16-entry table indexed by publisher id (0 = drop)."""
+        if isinstance(ext, tuple):
+            ext = {i: v for i, v in enumerate(ext) if i and v}
+        if isinstance(ext, dict):
+            ext = make_extension_remap(ext)
         self.pt_map = pt_map
-        self.ext_table = ext_table
-        self.ext_key = _table_key(ext_table)
+        self.remap = ext
+        self.ext_key = _remap_key(ext)
 
     def rewrite(self, plain: bytes) -> bytes | None:
         """This route's copy of one publisher packet (slow path: NACK answers). ``None`` if not forwardable."""
@@ -175,76 +190,35 @@ class OutRoute:
         opt = self.pt_map.get(b1 & 0x7F)
         if opt is None:
             return None
-        cc = b0 & 0x0F
-        off = 12 + 4 * cc
-        blk = b""
-        start = off
-        if b0 & 0x10:
-            elems, start = parse_ext(plain, off)
-            if elems is None:
-                return None
-            blk = build_ext(elems, self.ext_table)
-        return (
-            _HDR.pack(
-                0x80 | (b0 & 0x20) | (0x10 if blk else 0) | cc, (b1 & 0x80) | opt, (seq + self.seq_offset) & 0xFFFF,
-                (ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc,
-            )
-            + plain[12:off] + blk + plain[start:]
-        )
+        buf = bytearray(plain)
+        if not rewrite_rtp(buf, self.ssrc, seq + self.seq_offset, ts + self.ts_offset, opt, self.remap):
+            return None
+        return bytes(buf)
 
 
-_TABLE_KEYS: dict[tuple[int, ...], int] = {}
+_REMAP_KEYS: dict[bytes, int] = {}
 
 
-def _table_key(table: tuple[int, ...]) -> int:
-    """A small int naming an extension-id table, so routes with equal tables share rewritten blocks."""
-    if len(table) != 16:
-        raise ValueError("an extension table has 16 entries")
-    return _TABLE_KEYS.setdefault(table, len(_TABLE_KEYS))
+def _remap_key(remap: ExtensionRemap) -> int:
+    """A small int naming a remap table, so routes with equal tables share rewritten blocks."""
+    return _REMAP_KEYS.setdefault(remap.table, len(_REMAP_KEYS))
 
 
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+_FAKE_HDR = b"\x90" + bytes(11)
 
 
-def parse_ext(plain: bytes, off: int) -> tuple[list[tuple[int, bytes]] | None, int]:
-    """The one-byte (RFC 8285 0xBEDE) extension elements at ``off`` and where the payload starts.
-
-    Two-byte-header extensions are skipped (returned as no elements). ``(None, 0)`` if the block is truncated.
-    """
-    n = len(plain)
-    if off + 4 > n:
-        return None, 0
-    words = (plain[off + 2] << 8) | plain[off + 3]
-    i = off + 4
-    end = i + 4 * words
-    if end > n:
-        return None, 0
-    elems: list[tuple[int, bytes]] = []
-    if plain[off] != 0xBE or plain[off + 1] != 0xDE:
-        return elems, end
-    while i < end:
-        b = plain[i]
-        if b == 0:
-            i += 1
-            continue
-        eid = b >> 4
-        if eid == 15:
-            break
-        ln = (b & 0x0F) + 1
-        elems.append((eid, plain[i + 1 : i + 1 + ln]))
-        i += 1 + ln
-    return elems, end
-
-
-def build_ext(elems: list[tuple[int, bytes]], table: tuple[int, ...]) -> bytes:
-    """A one-byte extension block with each element renumbered through ``table`` (0 drops it); b"" if empty."""
-    parts = [bytes(((nid << 4) | (len(data) - 1),)) + data for eid, data in elems if (nid := table[eid])]
-    if not parts:
-        return b""
-    body = b"".join(parts)
-    body += _PAD[len(body) & 3]
-    return b"\xbe\xde" + (len(body) >> 2).to_bytes(2, "big") + body
+def rewrite_extension_block(raw: bytes, remap: ExtensionRemap) -> bytes | None:
+    """``raw`` (a header-extension block: profile, length, elements) as ``core.rtp.rewrite_rtp`` leaves it under
+    ``remap``; ``None`` when the block is malformed (the packet is dropped for that receiver)."""
+    if remap.identity:
+        return raw
+    buf = bytearray(_FAKE_HDR)
+    buf += raw
+    if not rewrite_rtp(buf, 0, 0, 0, 0, remap):
+        return None
+    return bytes(buf[12:])
 
 
 class Forwarder:
@@ -310,20 +284,16 @@ class Forwarder:
                 c.drop_malformed += 1
                 return track
             start = off + 4 + 4 * ((plain[off + 2] << 8) | plain[off + 3])
+            if start > n:
+                c.drop_malformed += 1
+                return track
             raw = plain[off:start]
             entry = track.ext_cache.get(raw)
             if entry is None:
-                elems, end = parse_ext(plain, off)
-                if elems is None:
-                    c.drop_malformed += 1
-                    return track
-                level = -1
-                for eid, data in elems:
-                    if eid == track.level_id and data:
-                        level = data[0] & 0x7F
+                level = read_audio_level(plain, track.level_id) if track.level_id else -1
                 if len(track.ext_cache) >= 1024:
                     track.ext_cache.clear()
-                entry = track.ext_cache[raw] = [level, {}, elems]
+                entry = track.ext_cache[raw] = [level & 0x7F if level >= 0 else -1, {}, raw]
             if entry[0] >= 0:
                 self._vad(track, entry[0])
         if b0 & 0x20 and n - start - plain[-1] <= 0:
@@ -344,7 +314,6 @@ class Forwarder:
         csrc = plain[12:off] if cc else b""
         payload = plain[start:]
         plen = n - start
-        base0 = 0x80 | (b0 & 0x20) | cc
         pack = _HDR.pack
         for r in live:
             opt = r.pt_map.get(pt)
@@ -360,13 +329,15 @@ class Forwarder:
             if (oseq - r.last_seq) & 0xFFFF < 0x8000:
                 r.last_seq = oseq
             if entry is not None:
-                blk = entry[1].get(r.ext_key)
+                blk = entry[1].get(r.ext_key, False)
+                if blk is False:
+                    blk = entry[1][r.ext_key] = rewrite_extension_block(entry[2], r.remap)
                 if blk is None:
-                    blk = entry[1][r.ext_key] = build_ext(entry[2], r.ext_table)
-                out = pack(base0 | (0x10 if blk else 0), mk | opt, oseq, (ts + r.ts_offset) & 0xFFFFFFFF, r.ssrc)
-                out = out + csrc + blk + payload
+                    c.drop_malformed += 1
+                    continue
+                out = pack(b0, mk | opt, oseq, (ts + r.ts_offset) & 0xFFFFFFFF, r.ssrc) + csrc + blk + payload
             else:
-                out = pack(base0, mk | opt, oseq, (ts + r.ts_offset) & 0xFFFFFFFF, r.ssrc) + csrc + payload
+                out = pack(b0, mk | opt, oseq, (ts + r.ts_offset) & 0xFFFFFFFF, r.ssrc) + csrc + payload
             peer.send_rtp(out)
             r.packets += 1
             r.octets += plen

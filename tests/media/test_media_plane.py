@@ -9,12 +9,12 @@ import struct
 from typing import Any
 
 import pytest
-from callsd.adapters.media import rtcp_term as rtcp
 from callsd.adapters.media.events import SendSignal, TrackPublished, TrackUnpublished, VoiceActivity
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig, SdpRejected
-from callsd.adapters.media.sdp_glue import parse_sdp
+from callsd.core import rtcp
 from callsd.core.events import TrackKind
 from callsd.core.outputs import RouteAdded, RoutePaused, RouteRemoved, RouteResumed
+from callsd.core.sdp import Direction, parse_sdp
 
 FP = "sha-256 " + ":".join(["AB"] * 32)
 LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
@@ -45,17 +45,23 @@ def offer(*sections: tuple[str, str, str, int], stream: str = "stream-1", ufrag:
 
 
 def answer_to(server_offer: str) -> str:
-    """What a client answers: it accepts every section the server sends on, with the offered codecs."""
+    """What a client answers: it accepts every section the server sends on, with the offered codecs and
+    header extensions."""
     sdp = parse_sdp(server_offer)
     lines = ["v=0", "o=- 1 3 IN IP4 127.0.0.1", "s=-", "t=0 0"]
     for m in sdp.media:
-        direction = {"sendonly": "recvonly", "recvonly": "sendonly"}.get(m.direction, m.direction)
-        pts = " ".join(str(c.pt) for c in m.codecs) or "0"
+        direction = (m.direction or Direction.SENDRECV).reversed()
+        pts = " ".join(str(c.payload_type) for c in m.codecs) or "0"
         lines += [f"m={m.kind} {m.port or 0} UDP/TLS/RTP/SAVPF {pts}", f"a=mid:{m.mid}", f"a={direction}",
                   "a=ice-ufrag:cli1", "a=ice-pwd:0123456789abcdef012345", f"a=fingerprint:{FP}", "a=setup:active"]
+        lines += [f"a=extmap:{e.id} {e.uri}" for e in m.extmaps]
         for c in m.codecs:
-            lines.append(f"a=rtpmap:{c.pt} {c.name}/{c.clock}" + (f"/{c.channels}" if c.channels > 1 else ""))
+            lines.append(f"a=rtpmap:{c.payload_type} {c.name}/{c.clock_rate}" + (f"/{c.channels}" if c.channels else ""))
     return "\r\n".join(lines) + "\r\n"
+
+
+def extmap(m: object) -> dict[int, str]:
+    return {e.id: e.uri for e in m.extmaps}  # type: ignore[attr-defined]
 
 
 class FakePeer:
@@ -122,9 +128,10 @@ def test_answer_is_ice_lite_with_host_candidate_and_filtered_codecs() -> None:
     assert [(m.mid, m.direction) for m in ans.media] == [("0", "recvonly"), ("1", "recvonly")]
     assert [c.name for c in ans.media[0].codecs] == ["opus"]
     assert [c.name for c in ans.media[1].codecs] == ["VP8"]  # no rtx: NACKs are answered from the cache
-    assert ans.media[1].codecs[0].fb == ["nack", "nack pli"]
-    assert TWCC not in ans.media[0].extmap.values() and MID in ans.media[0].extmap.values()
-    assert ans.media[0].fingerprint == rig.plane.endpoint.fingerprint
+    assert ans.media[1].codecs[0].feedback == ("nack", "nack pli")  # no transport-cc: the server sends none
+    assert TWCC not in extmap(ans.media[0]).values() and MID in extmap(ans.media[0]).values()
+    fp = ans.media[0].fingerprints[0]
+    assert f"{fp.algorithm} {fp.value}" == rig.plane.endpoint.fingerprint
 
 
 def test_published_tracks_and_screen_kinds() -> None:
@@ -169,9 +176,9 @@ def test_route_is_offered_then_forwards_with_rewritten_header_and_extensions() -
     rig.route("A_0", "A", "B")
     [text] = rig.signals("B", "offer")
     sec = parse_sdp(text).media[1]
-    assert sec.direction == "sendonly" and sec.mid == "s1" and sec.msid_track == "A_0"
-    assert sec.codecs[0].pt == 109 and sec.extmap == {2: LEVEL, 1: MID}  # B's own numbering
-    out_ssrc = sec.ssrcs[0]
+    assert sec.direction == "sendonly" and sec.mid == "s1" and sec.msids[0].track_id == "A_0"
+    assert sec.codecs[0].payload_type == 109 and extmap(sec) == {2: LEVEL, 1: MID}  # B's own numbering
+    out_ssrc = sec.ssrc_list()[0]
     rig.plane.on_rtp(rig.peers["A"], rtp(100, 5000, 1111, ext=level_ext(20)))  # type: ignore[arg-type]
     assert b.rtp == []  # not forwarded before B's answer
     rig.accept("B")
@@ -251,7 +258,7 @@ def test_route_added_before_first_offer_follows_the_answer() -> None:
                                                                  opus_pt=100)})
     assert [m.mid for m in parse_sdp(rig.signals("B", "answer")[0]).media] == ["0"]
     sec = parse_sdp(rig.signals("B", "offer")[0]).media[1]
-    assert sec.codecs[0].pt == 100  # bound to B's numbering, learnt from its first offer
+    assert sec.codecs[0].payload_type == 100  # bound to B's numbering, learnt from its first offer
 
 
 def test_close_session_reoffers_to_receivers() -> None:
@@ -272,25 +279,25 @@ def video_rig() -> tuple[Rig, FakePeer, FakePeer, int]:
     b = rig.join("B", ("audio", "0", "sendrecv", 2))
     rig.route("A_0", "A", "B", kind=TrackKind.VIDEO)
     rig.accept("B")
-    out_ssrc = parse_sdp(rig.signals("B", "offer")[-1]).media[1].ssrcs[0]
+    out_ssrc = parse_sdp(rig.signals("B", "offer")[-1]).media[1].ssrc_list()[0]
     return rig, rig.peers["A"], b, out_ssrc
 
 
-def plis(peer: FakePeer) -> list[bytes]:
-    return [p for p in peer.rtcp if p[1] == rtcp.PSFB and p[0] & 0x1F == 1]
+def plis(peer: FakePeer) -> list[rtcp.Pli]:
+    return [x for p in peer.rtcp for x in rtcp.parse_rtcp(p) if isinstance(x, rtcp.Pli)]
 
 
 def test_new_video_route_asks_for_one_keyframe_and_plis_are_rate_limited() -> None:
     rig, a, b, out_ssrc = video_rig()
-    assert len(plis(a)) == 1 and struct.unpack_from("!I", plis(a)[0], 8)[0] == 7
+    assert len(plis(a)) == 1 and plis(a)[0].media_ssrc == 7
     for _ in range(5):
-        rig.plane.on_rtcp(b, rtcp.build_pli(99, out_ssrc))  # type: ignore[arg-type]
+        rig.plane.on_rtcp(b, rtcp.build_pli(sender_ssrc=99, media_ssrc=out_ssrc))  # type: ignore[arg-type]
     assert len(plis(a)) == 1
     track = rig.plane.tracks["A_0"]
     track.last_pli -= 1.5  # a second and a half later, the deferred request goes out
     rig.plane.forwarder.tick([track])
     assert len(plis(a)) == 2
-    rig.plane.on_rtcp(b, rtcp.build_fir(99, out_ssrc, 1))  # type: ignore[arg-type]
+    rig.plane.on_rtcp(b, rtcp.build_fir(sender_ssrc=99, media_ssrc=out_ssrc, seq=1))  # type: ignore[arg-type]
     assert rig.plane.counters["pli_in"] == 6
 
 
@@ -300,11 +307,12 @@ def test_nack_is_answered_from_cache_in_receiver_numbering_or_passed_on() -> Non
         rig.plane.on_rtp(a, rtp(1000 + i, 90000 + i * 3000, 7, pt=96, payload=bytes([i]) * 100))  # type: ignore
     sent = list(b.rtp)
     seq5 = struct.unpack_from("!H", sent[5], 2)[0]
-    rig.plane.on_rtcp(b, rtcp.build_nack(99, out_ssrc, [seq5, (seq5 + 1) & 0xFFFF]))  # type: ignore[arg-type]
+    nack = rtcp.build_nack(sender_ssrc=99, media_ssrc=out_ssrc, lost=[seq5, (seq5 + 1) & 0xFFFF])
+    rig.plane.on_rtcp(b, nack)  # type: ignore[arg-type]
     assert b.rtp[10:] == [sent[5], sent[6]]
-    rig.plane.on_rtcp(b, rtcp.build_nack(99, out_ssrc, [(seq5 + 100) & 0xFFFF]))  # type: ignore[arg-type]
-    nacks = [p for p in a.rtcp if p[1] == rtcp.RTPFB]
-    assert len(nacks) == 1 and rtcp.nack_seqs(nacks[0][8:]) == [1105]
+    rig.plane.on_rtcp(b, rtcp.build_nack(sender_ssrc=99, media_ssrc=out_ssrc, lost=[(seq5 + 100) & 0xFFFF]))  # type: ignore[arg-type]
+    nacks = [x for p in a.rtcp for x in rtcp.parse_rtcp(p) if isinstance(x, rtcp.Nack)]
+    assert len(nacks) == 1 and nacks[0].lost == (1105,) and nacks[0].media_ssrc == 7
 
 
 def test_voice_activity_is_debounced() -> None:
@@ -330,12 +338,11 @@ def test_reports_carry_sr_per_sent_stream_and_rr_per_published_stream() -> None:
     for i in list(range(10)) + list(range(12, 20)):  # two packets lost
         rig.plane.on_rtp(a, rtp(i, i * 960, 1))  # type: ignore[arg-type]
     rig.plane.send_reports()
-    srs = [x for p in b.rtcp for x in rtcp.iter_rtcp(p) if x[0] == rtcp.SR]
-    assert len(srs) == 1 and struct.unpack_from("!II", srs[0][4], 12) == (18, 18 * 40)
-    rrs = [x for p in a.rtcp for x in rtcp.iter_rtcp(p) if x[0] == rtcp.RR]
-    block = rrs[0][4]
-    ssrc, lost_word, highest = struct.unpack_from("!III", block, 0)
-    assert ssrc == 1 and lost_word & 0xFFFFFF == 2 and highest == 19
+    srs = [x for p in b.rtcp for x in rtcp.parse_rtcp(p) if isinstance(x, rtcp.SenderReport)]
+    assert len(srs) == 1 and (srs[0].packet_count, srs[0].octet_count) == (18, 18 * 40)
+    rrs = [x for p in a.rtcp for x in rtcp.parse_rtcp(p) if isinstance(x, rtcp.ReceiverReport)]
+    block = rrs[0].reports[0]
+    assert (block.ssrc, block.cumulative_lost, block.highest_seq) == (1, 2, 19)
 
 
 def test_media_closed_ends_published_tracks_and_an_ice_restart_republishes() -> None:
@@ -394,7 +401,7 @@ def test_reopening_a_closed_session_keeps_the_routes_it_received() -> None:
     before = len(rig.signals("B", "offer"))
     rig.plane.handle_signal("B", {"type": "offer", "sdp": offer(("audio", "0", "sendrecv", 9), ufrag="new")})
     assert len(rig.signals("B", "offer")) == before + 1
-    assert parse_sdp(rig.signals("B", "offer")[-1]).media[1].msid_track == "A_0"
+    assert parse_sdp(rig.signals("B", "offer")[-1]).media[1].msids[0].track_id == "A_0"
     # a later close followed by outputs and an open does not resurrect anything
     rig.plane.close_session("B")
     rig.plane.apply([])

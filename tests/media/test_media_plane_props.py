@@ -1,12 +1,16 @@
-"""Hypothesis properties of the forwarding rewrite (adapters/media/forwarder.py)."""
+"""Hypothesis properties of the forwarding rewrite (adapters/media/forwarder.py).
+
+The forwarder's inlined rewrite must produce exactly what ``core.rtp.rewrite_rtp`` (the reference) produces.
+"""
 
 from __future__ import annotations
 
 import struct
 from types import SimpleNamespace
 
-from callsd.adapters.media.forwarder import Forwarder, InTrack, OutRoute, build_ext, parse_ext
+from callsd.adapters.media.forwarder import Forwarder, InTrack, OutRoute
 from callsd.core.events import TrackKind
+from callsd.core.rtp import RtpHeader, build_rtp, make_extension_remap, rewrite_rtp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -77,25 +81,53 @@ def test_receiver_sees_consecutive_sequence_numbers_across_pauses(
         assert outs[0][2] == (start + 1) & 0xFFFF
 
 
-elements = st.lists(st.tuples(st.integers(1, 14), st.binary(min_size=1, max_size=16)), max_size=6)
+one_byte = st.lists(st.tuples(st.integers(1, 14), st.binary(min_size=1, max_size=16)), max_size=5)
+two_byte = st.lists(st.tuples(st.integers(1, 255), st.binary(max_size=20)), max_size=5)
 
 
-@given(elems=elements, table=st.lists(st.integers(0, 14), min_size=16, max_size=16))
-def test_extension_block_rewrite_roundtrips(elems: list[tuple[int, bytes]], table: list[int]) -> None:
-    table[0] = 0
-    block = build_ext(elems, tuple(range(16)))
-    if not elems:
-        assert block == b""
-        return
-    assert len(block) % 4 == 0
-    parsed, end = parse_ext(block + b"payload", 0)
-    assert parsed == elems and end == len(block)
-    out = build_ext(elems, tuple(table))
-    expected = [(table[i], d) for i, d in elems if table[i]]
-    if expected:
-        assert parse_ext(out, 0)[0] == expected
-    else:
-        assert out == b""
+@st.composite
+def packets(draw: st.DrawFn) -> bytes:
+    """Valid RTP packets with any extension form, CSRCs, marker, padding, PT 111 (the route's) or another."""
+    form = draw(st.sampled_from(["none", "one", "two"]))
+    profile = {"none": None, "one": 0xBEDE, "two": 0x1000 | draw(st.integers(0, 15))}[form]
+    exts = draw(one_byte) if form == "one" else draw(two_byte) if form == "two" else []
+    h = RtpHeader(marker=draw(st.booleans()), payload_type=draw(st.sampled_from([111, 111, 0])),
+                  sequence=draw(st.integers(0, 0xFFFF)), timestamp=draw(st.integers(0, 0xFFFFFFFF)), ssrc=1,
+                  csrcs=tuple(draw(st.lists(st.integers(0, 0xFFFFFFFF), max_size=3))), extension_profile=profile,
+                  extensions=tuple(exts), padding=draw(st.sampled_from([0, 0, 1, 4])))
+    return build_rtp(h, draw(st.binary(min_size=1, max_size=60)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(pkts=st.lists(packets(), min_size=1, max_size=6),
+       mapping=st.dictionaries(st.integers(1, 255), st.integers(0, 255), max_size=6),
+       garbage=st.booleans())
+def test_forwarded_packets_equal_core_rewrite_rtp(pkts: list[bytes], mapping: dict[int, int],
+                                                  garbage: bool) -> None:
+    fwd, track, route, sink = make(0, 123456)
+    remap = make_extension_remap(mapping)
+    route.set_mapping({111: 100}, remap)
+    for i, pkt in enumerate(pkts):
+        if garbage and i == len(pkts) - 1 and len(pkt) > 16:
+            pkt = pkt[:14]  # a truncated extension header: dropped by both
+        before = len(sink.rtp)
+        fwd.on_rtp({1: track}, pkt)
+        buf = bytearray(pkt)
+        seq, ts = struct.unpack_from("!HI", pkt, 2)
+        ok = len(pkt) >= 12 and pkt[1] & 0x7F == 111 and rewrite_rtp(
+            buf, route.ssrc, seq + route.seq_offset, ts + route.ts_offset, 100, remap)
+        if len(sink.rtp) > before:
+            assert ok and sink.rtp[-1] == bytes(buf)
+            assert route.rewrite(pkt) == bytes(buf)  # the NACK path too
+        elif ok:  # only padding-only probes are dropped that rewrite_rtp would forward
+            assert pkt[0] & 0x20 and len(pkt) - pkt[-1] <= _payload_offset(pkt)
+
+
+def _payload_offset(pkt: bytes) -> int:
+    off = 12 + 4 * (pkt[0] & 0x0F)
+    if pkt[0] & 0x10:
+        off += 4 + 4 * struct.unpack_from("!H", pkt, off + 2)[0]
+    return off
 
 
 @given(data=st.binary(max_size=64))

@@ -47,7 +47,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-WAIT_MS = 20_000  # upper bound of any single UI wait
+WAIT_MS = 30_000  # upper bound of any single UI wait (generous: the 2-core machine is shared)
 
 
 def launch_chromium(playwright: Any) -> Any:
@@ -517,7 +517,7 @@ class Participant:
     def inbound(self, kind: str) -> int:
         return int(self.rtp()["inbound"].get(kind, {}).get("packets", 0))
 
-    def wait_inbound_growing(self, kind: str, *, timeout: float = 20.0) -> tuple[int, int]:
+    def wait_inbound_growing(self, kind: str, *, timeout: float = 30.0) -> tuple[int, int]:
         """Wait until inbound ``kind`` packets are flowing (count grows between two reads); returns the two reads."""
         deadline = time.monotonic() + timeout
         first = self.inbound(kind)

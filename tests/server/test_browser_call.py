@@ -85,8 +85,11 @@ def _unmute(p: bs.Participant) -> None:
 
 
 def _wait_media_connected(p: bs.Participant) -> None:
-    p.page.wait_for_function("window.callsd.pc && window.callsd.pc.connectionState === 'connected'",
-                             timeout=bs.WAIT_MS)
+    try:
+        p.page.wait_for_function("window.callsd.pc && window.callsd.pc.connectionState === 'connected'",
+                                 timeout=bs.WAIT_MS)
+    except playwright_sync.TimeoutError as e:
+        raise AssertionError(f"{p.name}: media never connected\n{p.debug()}") from e
 
 
 def _stalled(p: bs.Participant, kind: str, *, settle_s: float = 1.5, window_s: float = 2.0) -> tuple[int, int]:
@@ -153,9 +156,16 @@ def test_screen_share_reaches_the_other_side(people: Any, server: bs.CallsdProce
     bob.page.screenshot(path=str(tmp_shot), full_page=True)
     if os.environ.get("CALLSD_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(tmp_shot, shot)
-    # Stopping the share tells the other side.
+    # Stopping the share tells the other side and removes the screen; sharing again brings it back.
     alice.tid("screen-button").click()
     expect(bob.row(a_sid).locator('[data-testid="screen-indicator"]')).to_be_hidden(timeout=bs.WAIT_MS)
+    expect(screen).to_have_count(0, timeout=bs.WAIT_MS)
+    alice.tid("screen-button").click()
+    expect(screen).to_have_count(1, timeout=bs.WAIT_MS)
+    # Bob's camera off: Alice's view of it goes away.
+    expect(alice.page.locator('[data-testid="remote-video"]')).to_have_count(1, timeout=bs.WAIT_MS)
+    bob.tid("camera-button").click()
+    expect(alice.page.locator('[data-testid="remote-video"]')).to_have_count(0, timeout=bs.WAIT_MS)
 
 
 def test_third_join_past_max_participants_shows_call_full(people: Any, server: bs.CallsdProcess) -> None:

@@ -150,6 +150,10 @@ def row(shape: Shape, doc: dict[str, Any]) -> dict[str, Any]:
         "p95_join_to_first_audio_ms": doc["join_to_first_audio_ms"]["p95"],
         "rss_bytes_per_session": s.get("rss_bytes_per_session"), "client_cpu_peak_percent": round(client_peak, 1),
         "client_bound": client_peak > 85.0, "loadavg_end": doc.get("host", {}).get("loadavg_end"),
+        "socket_drops": o.get("socket_drops", {}), "join_phases_p95_ms": {
+            k: v.get("p95") for k, v in doc.get("join_phases_ms", {}).items()},
+        "contended": bool(doc.get("host", {}).get("loadavg_end")
+                          and doc["host"]["loadavg_end"][0] > (os.cpu_count() or 1) + 0.5),
     }
 
 
@@ -159,14 +163,16 @@ def ok(r: dict[str, Any]) -> bool:
 
 def print_table(rows: list[dict[str, Any]], title: str) -> None:
     header = ("calls", "users/call", "unmuted/call", "screen sharing", "server CPU %", "egress pkt/s",
-              "µs CPU/egress pkt", "loss %", "p95 join→audio ms", "failed", "note")
+              "µs CPU/egress pkt", "loss %", "drops tool/server", "p95 join→audio ms", "failed", "note")
     lines = [header]
     for r in rows:
-        note = "client-bound" if r["client_bound"] else ""
+        note = " ".join(x for x, on in (("client-bound", r["client_bound"]), ("busy-host", r["contended"])) if on)
+        drops = r.get("socket_drops") or {}
         lines.append((
             str(r["calls"]), str(r["users_per_call"]), str(r["unmuted_per_call"]), str(r["screen_sharing"]),
             f"{r['server_cpu_percent']}", f"{r['egress_pps']:.0f}" if r["egress_pps"] else "n/a",
-            f"{r['us_per_egress_packet']}", f"{100 * r['loss']:.3f}", f"{r['p95_join_to_first_audio_ms']}",
+            f"{r['us_per_egress_packet']}", f"{100 * r['loss']:.3f}",
+            f"{drops.get('client', '?')}/{drops.get('server', '?')}", f"{r['p95_join_to_first_audio_ms']}",
             f"{r['users_failed']}/{r['users_total']}", note,
         ))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -299,6 +305,15 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 calls = max(1, nxt)
             summary["best"] = best
+            costs = [r["us_per_egress_packet"] for r in summary["search"] if r.get("us_per_egress_packet")]
+            if costs:
+                us = sorted(costs)[len(costs) // 2]
+                per_call = 8 * 2 * 7 / 8 * 50  # egress pkt/s of one 8-user, 2-unmuted call: 700
+                summary["cpu_bound_estimate"] = {"median_us_per_egress_packet": us,
+                                                 "egress_pps_per_core": round(1e6 / us),
+                                                 "calls_per_core": round(1e6 / us / per_call, 1)}
+                print(f"CPU-cost estimate: {us} µs/egress pkt -> {1e6 / us:.0f} egress pkt/s per core"
+                      f" -> {1e6 / us / per_call:.0f} calls of 8 users x 2 unmuted per core (if nothing else binds)")
             if best:
                 print(f"\nlargest passing: {best['calls']} calls x 8 users x 2 unmuted, loss {100 * best['loss']:.3f} %,"
                       f" server CPU {best['server_cpu_percent']} %, {best['egress_pps']} egress pkt/s,"

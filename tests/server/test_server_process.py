@@ -119,16 +119,20 @@ async def test_sigterm_drain_times_out_and_sigint_is_prompt(tmp_path, connect):
     served = await _start(tmp_path, {"CALLSD_SHUTDOWN_DRAIN_TIMEOUT": "60"})
     info = type("Info", (), {"http_port": served.port})()
     try:
-        async with connect(info) as b:
+        async with connect(info) as b, connect(info) as a2:
             await b.request("join", {"channel_id": "room"}, expect="join_ack")
             state = await b.request("get_state", expect="call_state")
             assert [p["connected"] for p in state["participants"]] == [False, True]
+            ack = await a2.request("reconnect", {"session_id": a.session_id, "channel_id": "room"},
+                                   expect="join_ack")  # the client of the first process comes back
+            assert ack["reconnected"] is True and ack["state"]["host_id"] == a.session_id
+            assert (await b.expect("user_reconnected"))["session_id"] == a.session_id
             served.proc.send_signal(signal.SIGINT)
             assert await _wait_exit(served.proc, 10) == 0  # no 60 s drain
     finally:
         if served.proc.poll() is None:
             served.proc.kill()
-    assert _types(served.data)[-2:] == ["JoinCall", "Disconnect"]
+    assert _types(served.data)[-4:] == ["JoinCall", "Reconnect", "Disconnect", "Disconnect"]
 
 
 def test_serve_refuses_bad_or_unsafe_configuration(tmp_path):

@@ -423,3 +423,36 @@ def test_unsignalled_ssrc_is_learnt_from_the_mid_extension() -> None:
     rig.plane.on_rtp(a, rtp(1, 0, 777, pt=111, ext=level_ext(10, mid=b"0")))  # type: ignore[arg-type]
     rig.plane.on_rtp(a, rtp(2, 960, 777, pt=111))  # type: ignore[arg-type]
     assert rig.plane.tracks["A_0"].ssrc == 777 and len(b.rtp) == 2
+
+
+def test_a_section_the_client_rejects_is_not_offered_again() -> None:
+    rig = Rig()
+    rig.join("A", ("audio", "0", "sendrecv", 1))
+    b = rig.join("B", ("audio", "0", "sendrecv", 2))
+    rig.route("A_0", "A", "B")
+    head, _, tail = answer_to(rig.signals("B", "offer")[-1]).rpartition("m=audio 40000 ")
+    rejecting = head + "m=audio 0 " + tail  # the client rejects the server's section s1
+    assert rejecting.count("m=audio 0 ") == 1
+    rig.plane.handle_signal("B", {"type": "answer", "sdp": rejecting})
+    assert len(rig.signals("B", "offer")) == 1  # no loop of offers for a track the client refuses
+    rig.plane.on_rtp(rig.peers["A"], rtp(1, 0, 1))  # type: ignore[arg-type]
+    assert b.rtp == []
+    # a later route change offers what changed, still without the refused track
+    rig.join("C", ("audio", "0", "sendrecv", 3))
+    rig.route("C_0", "C", "B")
+    last = parse_sdp(rig.signals("B", "offer")[-1])
+    assert [(m.mid, m.port != 0) for m in last.media] == [("0", True), ("s1", False), ("s2", True)]
+    assert last.media[2].msids[0].track_id == "C_0"
+
+
+def test_a_stale_or_bad_answer_is_rejected_and_the_offer_repeated_on_the_next_change() -> None:
+    rig = Rig()
+    rig.join("A", ("audio", "0", "sendrecv", 1))
+    rig.join("B", ("audio", "0", "sendrecv", 2))
+    rig.route("A_0", "A", "B")
+    with pytest.raises(SdpRejected, match="sections_mismatch"):
+        rig.plane.handle_signal("B", {"type": "answer", "sdp": offer(("audio", "0", "recvonly", 2))})
+    assert rig.plane.counters["sdp_rejected"] == 1 and not rig.plane.sessions["B"].offer_pending
+    rig.join("C", ("audio", "0", "sendrecv", 3))
+    rig.route("C_0", "C", "B")
+    assert [m.mid for m in parse_sdp(rig.signals("B", "offer")[-1]).media] == ["0", "s1", "s2"]

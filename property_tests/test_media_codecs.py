@@ -3,7 +3,9 @@
 * any input either parses or raises the codec's one declared error, nothing else (h11's fuzz invariant);
 * build/parse round trips for RTP headers, RTCP packets and SDP documents;
 * the hot-path helpers never raise on arbitrary bytes;
-* ``StreamRewriter`` output is gapless across pauses and publisher switches.
+* ``StreamRewriter`` output is gapless across pauses and publisher switches;
+* negotiation policy: answers never accept what the server does not implement (RTX, transport-cc, goog-remb), and
+  the server is impolite: a client offer crossing a pending server offer changes nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from callsd.core.negotiation import (
     NegotiationState,
     Negotiator,
     OfferAnswered,
+    OfferIgnored,
     OfferMade,
     OfferRejected,
     OutgoingTrack,
@@ -245,7 +248,31 @@ def test_mutated_real_offers_parse_or_fail_cleanly_and_negotiate_without_crashin
     r = n.handle_offer(text)
     assert isinstance(r, OfferAnswered | OfferRejected)
     if isinstance(r, OfferAnswered):
-        parse_sdp(r.answer)
+        answer = parse_sdp(r.answer)
+        for m in answer.media:
+            assert all(c.name.lower() != "rtx" for c in m.codecs)
+            assert all(f not in ("transport-cc", "goog-remb") for c in m.codecs for f in c.feedback)
+            assert all("transport-wide-cc" not in e.uri for e in m.extmaps)
+        assert all(p.rtx_payload_type is None and p.rtx_ssrc is None for p in r.published)
+
+
+@given(st.sampled_from(OFFERS), st.data())
+def test_a_client_offer_crossing_a_pending_server_offer_changes_nothing(offer: str, data: st.DataObject) -> None:
+    n = Negotiator(transport=LocalTransport(ice_ufrag="u", ice_pwd="p" * 22, fingerprint="sha-256 AA",
+                                            host="127.0.0.1", port=9), session_id=1)
+    assert isinstance(n.handle_offer(offer), OfferAnswered)
+    vp8 = Codec(payload_type=96, name="VP8", clock_rate=90000)
+    made = n.make_offer([OutgoingTrack(track_id="t", stream_id="s", kind="video", ssrc=5, codec=vp8)])
+    assert isinstance(made, OfferMade)
+    before = (n.state, n.published, n.sending, n.remote)
+    lines = offer.splitlines()
+    crossing = "\r\n".join(lines[: data.draw(st.integers(0, len(lines)))]) + "\r\n"
+    for text in (offer, crossing):
+        assert n.handle_offer(text) == OfferIgnored(reason="glare")
+    assert (n.state, n.published, n.sending, n.remote) == before
+    answer = [ln.replace("a=sendonly", "a=recvonly") for ln in made.offer.splitlines() if ln != "a=ice-lite"]
+    assert isinstance(n.handle_answer("\r\n".join(answer) + "\r\n"), AnswerApplied)
+    assert [t.track_id for t in n.sending] == ["t"]
 
 
 def _mutate(lines: list[str], data: st.DataObject) -> list[str]:

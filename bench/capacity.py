@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             costs = [r["us_per_egress_packet"] for r in summary["search"] if r.get("us_per_egress_packet")]
             if costs:
                 us = sorted(costs)[len(costs) // 2]
-                per_call = 8 * 2 * 7 / 8 * 50  # egress pkt/s of one 8-user, 2-unmuted call: 700
+                per_call = 2 * 7 * 50  # egress pkt/s of one 8-user, 2-unmuted call: 2 talkers x 7 listeners
                 summary["cpu_bound_estimate"] = {"median_us_per_egress_packet": us,
                                                  "egress_pps_per_core": round(1e6 / us),
                                                  "calls_per_core": round(1e6 / us / per_call, 1)}

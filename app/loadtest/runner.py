@@ -135,7 +135,7 @@ def _proc_stat(pid: int) -> dict[str, float]:
         return {}
 
 
-def scrape_metrics(cfg: LoadConfig, timeout: float = 0.8) -> dict[str, float]:
+def scrape_metrics(cfg: LoadConfig, timeout: float = 1.5) -> dict[str, float]:
     """One scrape of ``/metrics`` (empty dict if unreachable), overlaid with /proc figures for ``server_pid``."""
     figures: dict[str, float] = {}
     try:
@@ -335,9 +335,14 @@ def run(cfg: LoadConfig) -> dict[str, Any]:
     return doc
 
 
-def _steady(scrapes: list[tuple[float, dict[str, float]]], start: float, key: str) -> tuple[float, float] | None:
-    """(delta of ``key``, seconds) over the scrapes at or after ``start``, or None when not enough samples."""
-    window = [(t, s[key]) for t, s in scrapes if t >= start and key in s]
+def _steady(scrapes: list[tuple[float, dict[str, float]]], start: float, key: str,
+            also: str = "") -> tuple[float, float] | None:
+    """(delta of ``key``, seconds) over the scrapes at or after ``start``, or None when not enough samples.
+
+    With ``also``, only scrapes that carry both keys count, so that two figures cover the same window (a scrape
+    can miss /metrics when the server is too busy to answer in time, and still have /proc figures).
+    """
+    window = [(t, s[key]) for t, s in scrapes if t >= start and key in s and (not also or also in s)]
     if len(window) < 2:
         return None
     return (window[-1][1] - window[0][1], window[-1][0] - window[0][0])
@@ -381,7 +386,10 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
     if cpu and cpu[1] > 0:
         server["steady_cpu_percent"] = round(100 * cpu[0] / cpu[1], 1)
         server["steady_seconds"] = round(cpu[1], 2)
-    egress = _steady(scrapes, steady_from, "rtp_packets_out")
+    server["metrics_missed"] = sum(1 for _, s in scrapes if "rtp_packets_out" not in s)
+    egress = _steady(scrapes, steady_from, "rtp_packets_out", also="cpu_seconds")
+    if egress is not None:
+        cpu = _steady(scrapes, steady_from, "cpu_seconds", also="rtp_packets_out")
     source = "metrics"
     if egress is None or egress[0] <= 0:
         # No egress counter: what the users received is what the server sent, minus loss.

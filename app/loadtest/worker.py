@@ -172,6 +172,8 @@ class SimUser:
         with trio.fail_after(max(0.1, deadline - trio.current_time())):
             await self._send("join", {"channel_id": self.channel_id, "display_name": f"lt-user-{self.number}"})
             while not (self.leg is not None and self.leg.state == "connected"):
+                if stop.is_set():
+                    return  # the run ended before this user connected; collect_result names the stage
                 await self._receive(0.05)
                 if self.failed:
                     return

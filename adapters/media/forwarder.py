@@ -136,8 +136,8 @@ class InTrack:
         self.vad_score = 0
         self.speaking = False
         self.ended = False
-        # raw extension block -> [audio level or -1, {route ext_key: rewritten block}]: audio blocks repeat (MID,
-        # a level of 0..127), so most packets skip parsing; bounded by clearing
+        # raw extension block -> [audio level or -1, {route ext_key: rewritten block or None}, raw block]: audio
+        # blocks repeat (MID, a level of 0..127), so most packets skip parsing; bounded by clearing
         self.ext_cache: dict[bytes, list[Any]] = {}
 
     def relive(self) -> None:

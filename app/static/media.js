@@ -1,0 +1,237 @@
+// The callsd client's media: one RTCPeerConnection to the server's SFU, outgoing sources on send-only
+// transceivers, perfect negotiation (the client is the polite side), and the remote audio/video elements.
+
+import { $, send, showError, state } from "./state.js";
+
+
+export async function startMedia() {
+  teardownPeerConnection();
+  const pc = new RTCPeerConnection({ iceServers: state.iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+  state.pc = pc;
+  state.makingOffer = false;
+  pc.onicecandidate = ({ candidate }) => {
+    if (state.pc !== pc) return;
+    if (candidate && candidate.candidate) send("ice", { candidate: candidate.toJSON() });
+  };
+  pc.onnegotiationneeded = () => negotiate(pc);
+  pc.ontrack = (ev) => onRemoteTrack(ev);
+  pc.onconnectionstatechange = () => {
+    document.body.dataset.media = pc.connectionState;
+  };
+  if (!state.micTrack || state.micTrack.readyState === "ended") {
+    try {
+      state.micStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+      state.micTrack = state.micStream.getAudioTracks()[0];
+    } catch (err) {
+      console.warn("callsd: microphone", err);
+      showError("media_denied");
+    }
+  }
+  if (state.pc !== pc) return;
+  if (state.micTrack) {
+    state.micTrack.enabled = !state.muted;
+    publish("mic", state.micTrack, state.micStream);
+  }
+  if (state.camTrack && state.camTrack.readyState === "live") publish("cam", state.camTrack, state.camStream);
+  else {
+    // Negotiate the camera's slot up front, inactive: the server learns how this browser numbers its video header
+    // extensions before it forwards anyone's video to us, and turning the camera on later is a direction change.
+    state.outgoing.cam = pc.addTransceiver("video", { direction: "inactive" });
+  }
+  if (state.screenStream) publish("screen", state.screenStream.getVideoTracks()[0], state.screenStream);
+}
+
+// Outgoing media uses its own send-only transceivers, one per purpose, reused when the same source comes back.
+// (`addTrack` would recycle a transceiver the server created to send us someone else's media, and the server
+// would never see our track.) Stopping a source sets its transceiver inactive, which unpublishes it at the server.
+export function publish(purpose, track, stream) {
+  const pc = state.pc;
+  if (!pc || !track) return;
+  const tr = state.outgoing[purpose];
+  if (tr && !tr.stopped) {
+    tr.sender.replaceTrack(track).catch((err) => console.warn("callsd: replaceTrack", String(err)));
+    // The msid stream id must be the new stream's: the server recognises the screen share by it.
+    if (tr.sender.setStreams) tr.sender.setStreams(stream);
+    tr.direction = "sendonly";
+    return;
+  }
+  state.outgoing[purpose] = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+}
+
+export function unpublish(purpose) {
+  const tr = state.outgoing[purpose];
+  if (!tr || tr.stopped || !state.pc) return;
+  if (tr.mid === null) {
+    // Never negotiated: nothing to tell the server; forget it so the next publish makes a fresh one.
+    tr.stop();
+    delete state.outgoing[purpose];
+    return;
+  }
+  tr.sender.replaceTrack(null).catch(() => {});
+  tr.direction = "inactive";
+}
+
+async function negotiate(pc) {
+  // Only offer from stable: setLocalDescription() in have-remote-offer would make an answer instead.
+  if (state.pc !== pc || pc.signalingState !== "stable" || state.makingOffer) return;
+  try {
+    state.makingOffer = true;
+    await pc.setLocalDescription();
+    if (state.pc !== pc || pc.signalingState !== "have-local-offer") return;
+    send("sdp", { type: pc.localDescription.type, sdp: pc.localDescription.sdp });
+  } catch (err) {
+    console.error("callsd: negotiation", err);
+  } finally {
+    state.makingOffer = false;
+  }
+}
+
+export async function onSignal(d) {
+  const pc = state.pc;
+  if (!pc) return;
+  const desc = d.sdp !== undefined && (d.type === "offer" || d.type === "answer") ? { type: d.type, sdp: d.sdp } : null;
+  if (desc) {
+    // Polite peer: a server offer that collides with ours wins. Roll ours back (explicitly when it is already set;
+    // setRemoteDescription rolls back implicitly when our setLocalDescription is still in flight), then answer.
+    // Our transceivers still want negotiation, so `negotiationneeded` fires again once we are stable.
+    const collision = desc.type === "offer" && (state.makingOffer || pc.signalingState !== "stable");
+    if (desc.type === "answer" && pc.signalingState !== "have-local-offer") return; // stale answer
+    if (collision) {
+      state.glares += 1;
+      if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
+    }
+    await pc.setRemoteDescription(desc);
+    for (const c of state.pendingCandidates.splice(0)) await pc.addIceCandidate(c).catch(() => {});
+    if (desc.type === "offer") {
+      await pc.setLocalDescription();
+      send("sdp", { type: pc.localDescription.type, sdp: pc.localDescription.sdp });
+    }
+    // Back to stable. A rolled-back offer of ours (glare) may have left changes unnegotiated, and the browser does
+    // not always fire `negotiationneeded` again (its flag stays set from the rolled-back round): check ourselves.
+    if (pc.signalingState === "stable") setTimeout(() => renegotiateIfNeeded(pc), 0);
+    return;
+  }
+  const cand = d.candidate ?? (d.type === "candidate" ? d : null);
+  if (cand) {
+    const init = typeof cand === "string" ? { candidate: cand, sdpMid: d.sdpMid ?? "0", sdpMLineIndex: d.sdpMLineIndex ?? 0 } : cand;
+    if (!pc.remoteDescription) state.pendingCandidates.push(init);
+    else await pc.addIceCandidate(init).catch((err) => console.warn("callsd: candidate", err));
+  }
+}
+
+const renegotiations = new WeakMap(); // transceiver -> times we re-offered it because it looked unnegotiated
+
+function renegotiateIfNeeded(pc) {
+  if (state.pc !== pc || pc.signalingState !== "stable" || state.makingOffer) return;
+  for (const tr of Object.values(state.outgoing)) {
+    if (!tr || tr.stopped) continue;
+    const pending = tr.mid === null || (tr.direction !== tr.currentDirection && tr.direction !== "recvonly");
+    if (!pending) {
+      renegotiations.delete(tr);
+      continue;
+    }
+    const n = renegotiations.get(tr) || 0;
+    if (n >= 3) continue; // the server keeps answering otherwise: do not loop
+    renegotiations.set(tr, n + 1);
+    negotiate(pc);
+    return;
+  }
+}
+
+function onRemoteTrack(ev) {
+  const track = ev.track;
+  const stream = ev.streams[0] || new MediaStream([track]);
+  const key = `${stream.id}/${track.id}`;
+  if (document.querySelector(`[data-media-key="${CSS.escape(key)}"]`)) return;
+  let el;
+  if (track.kind === "audio") {
+    el = document.createElement("audio");
+    el.setAttribute("data-testid", "remote-audio");
+    el.autoplay = true;
+    $("audios").appendChild(el);
+  } else {
+    el = document.createElement("video");
+    el.autoplay = true;
+    el.playsInline = true;
+    el.muted = true;
+    const fig = document.createElement("figure");
+    fig.className = "tile";
+    const cap = document.createElement("figcaption");
+    fig.append(el, cap);
+    $("videos").appendChild(fig);
+  }
+  el.dataset.mediaKey = key;
+  el.dataset.streamId = stream.id;
+  el.dataset.trackId = track.id;
+  el.srcObject = new MediaStream([track]);
+  const remove = () => {
+    const box = el.closest("figure") || el;
+    box.remove();
+  };
+  track.addEventListener("ended", remove);
+  stream.addEventListener("removetrack", (e) => {
+    if (e.track === track) remove();
+  });
+  // With an SFU, a forwarded track stays `live` but goes `muted` when its transceiver stops receiving.
+  track.addEventListener("mute", () => {
+    const tr = state.pc?.getTransceivers().find((t) => t.receiver.track === track);
+    if (tr && (tr.currentDirection === "inactive" || tr.currentDirection === "sendonly" || tr.stopped)) remove();
+  });
+  el.play?.().catch(() => {});
+  relabelRemoteMedia();
+}
+
+// Decide which remote videos are screen shares and whose they are, from the stream ids the server announced.
+export function relabelRemoteMedia() {
+  for (const el of document.querySelectorAll("video[data-stream-id], audio[data-stream-id]")) {
+    const sid = el.dataset.streamId;
+    let owner = state.screenStreams.get(sid);
+    let isScreen = owner !== undefined;
+    if (!isScreen) {
+      for (const [screenId, who] of state.screenStreams) {
+        if (sid.includes(screenId) || screenId.includes(sid)) {
+          owner = who;
+          isScreen = true;
+        }
+      }
+    }
+    if (!owner) {
+      // The server names forwarded tracks after their publisher ("<session id>_<n>" in a=msid); fall back on that.
+      const trackId = el.dataset.trackId || "";
+      for (const psid of state.participants.keys()) {
+        if (trackId.startsWith(`${psid}_`) || sid.includes(psid)) owner = psid;
+      }
+    }
+    if (!isScreen && /screen/i.test(sid)) isScreen = true;
+    if (owner) el.dataset.sessionId = owner;
+    if (el.tagName === "AUDIO") continue;
+    el.setAttribute("data-testid", isScreen ? "remote-screen" : "remote-video");
+    const fig = el.closest("figure");
+    if (!fig) continue;
+    if (isScreen && fig.parentElement !== $("screens")) $("screens").appendChild(fig);
+    if (!isScreen && fig.parentElement !== $("videos")) $("videos").appendChild(fig);
+    const p = owner ? state.participants.get(owner) : null;
+    fig.querySelector("figcaption").textContent = `${p ? p.name : "participant"}${isScreen ? " (screen)" : ""}`;
+  }
+}
+
+export function teardownPeerConnection() {
+  if (state.pc) {
+    const pc = state.pc;
+    state.pc = null;
+    pc.onicecandidate = pc.onnegotiationneeded = pc.ontrack = pc.onconnectionstatechange = null;
+    pc.close();
+  }
+  state.pendingCandidates = [];
+  state.outgoing = {};
+  for (const el of document.querySelectorAll("[data-media-key]")) (el.closest("figure") || el).remove();
+}
+
+export function teardownMedia() {
+  teardownPeerConnection();
+  for (const t of [state.micTrack, state.camTrack]) if (t) t.stop();
+  if (state.screenStream) for (const t of state.screenStream.getTracks()) t.stop();
+  state.micTrack = state.micStream = state.camTrack = state.camStream = state.screenStream = null;
+  $("local-video").srcObject = null;
+}
+

@@ -576,6 +576,7 @@ class Negotiator:
         self._version += 1
         t = self.transport
         algo, _, value = t.fingerprint.partition(" ")
+        ip = "IP6" if ":" in t.host else "IP4"
         candidate = Candidate(foundation="1", component=1, transport="udp", priority=2130706431, address=t.host,
                               port=t.port, type="host")
         media = []
@@ -602,14 +603,15 @@ class Negotiator:
                     groups = (SsrcGroup(semantics="FID", ssrcs=(lt.ssrc, lt.rtx_ssrc)),)
             media.append(MediaSection(
                 kind=s.kind, port=t.port, protocol=_PROTOCOL,
-                formats=tuple(str(c.payload_type) for c in s.codecs), connection=f"IN IP4 {t.host}",
+                formats=tuple(str(c.payload_type) for c in s.codecs), connection=f"IN {ip} {t.host}",
                 mid=s.mid, direction=direction, msids=msids, ice_ufrag=t.ice_ufrag, ice_pwd=t.ice_pwd,
                 fingerprints=(Fingerprint(algorithm=algo, value=value),), setup=setup,
                 candidates=(candidate,), end_of_candidates=True, rtcp_mux=True, rtcp_rsize=s.rsize,
                 codecs=s.codecs, extmaps=s.extmaps, ssrcs=tuple(ssrcs), ssrc_groups=groups,
             ))
         desc = SessionDescription(
-            origin=Origin(session_id=str(self.session_id), session_version=self._version, address=t.host),
+            origin=Origin(session_id=str(self.session_id), session_version=self._version, addrtype=ip,
+                          address=t.host),
             name="callsd", groups=(Group(semantics="BUNDLE", mids=tuple(s.mid for s in slots if not s.rejected)),),
             msid_semantic="WMS *", ice_lite=True, extmap_allow_mixed=self._allow_mixed, media=tuple(media),
         )

@@ -308,3 +308,11 @@ def test_a_recycled_position_unpublishes_the_old_track() -> None:
     r = answered(n.handle_offer(recycled))
     assert r.unpublished == (old_video,)
     assert [m.mid for m in parse_sdp(r.answer).media] == ["0", "7"]
+
+
+def test_an_ipv6_host_is_described_as_ip6() -> None:
+    n = Negotiator(transport=LocalTransport(ice_ufrag="srvu", ice_pwd="serverpassword0123456789", fingerprint=FP,
+                                            host="::1", port=9), session_id=1)
+    d = parse_sdp(answered(n.handle_offer(CHROMIUM)).answer)
+    assert d.origin.addrtype == "IP6" and d.media[0].connection == "IN IP6 ::1"
+    assert d.media[0].candidates[0].address == "::1"

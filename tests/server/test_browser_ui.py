@@ -181,3 +181,25 @@ def test_reload_rejoins_same_session_and_host_remove(browser: Any, fake: Any, pe
     assert bob.tid("error-banner").get_attribute("data-code") == "removed"
     assert bob.tid("lobby").is_visible()
     alice.wait_participants(1)
+
+
+def test_reload_with_a_forgotten_session_joins_afresh(browser: Any, fake: Any, people: Any) -> None:
+    app, url = fake
+    alice = _person(browser, url, people, "Alice")
+    alice.join("restart")
+    old = alice.session_id
+    # The server no longer knows the stored session (its reconnect window passed, or it restarted).
+    alice.page.evaluate(
+        "sessionStorage.setItem('callsd.session', JSON.stringify({session_id: 'gone', channel_id: 'restart'}))"
+    )
+    alice.page.reload()
+    alice.wait_in_call()
+    assert alice.session_id not in ("gone", old)
+    reconnects = [r for r in app.received if r["type"] == "reconnect"]
+    assert reconnects and reconnects[-1]["data"]["session_id"] == "gone"
+    assert [r["data"]["display_name"] for r in app.received if r["type"] == "join"] == ["Alice", "Alice"]
+    # The new session is this page's (the old one stays in the fake's call, shown as away, until it times out).
+    mine = alice.row(alice.session_id)
+    expect(mine.locator('[data-testid="you-badge"]')).to_be_visible(timeout=bs.WAIT_MS)
+    expect(alice.row(old).locator('[data-testid="disconnected-indicator"]')).to_be_visible()
+    expect(alice.tid("error-banner")).to_be_hidden()

@@ -307,6 +307,7 @@ class Negotiator:
         self._desired: tuple[OutgoingTrack, ...] = ()
         self._version = 0
         self._allow_mixed = False
+        self._client_codecs: dict[int, Codec] = {}  # every codec the client ever offered, by its payload type
 
     # --- queries ----------------------------------------------------------------------------------------------
 
@@ -398,6 +399,10 @@ class Negotiator:
                                                                   "BUNDLE and rtcp-mux")
         self._slots = slots
         self._allow_mixed = offer.extmap_allow_mixed
+        for m in live:
+            for c in m.codecs:
+                if c.name:
+                    self._client_codecs.setdefault(c.payload_type, c)
         self.state = NegotiationState.STABLE
         role = "client" if setup == "passive" else "server"
         self.remote = RemoteTransport(ice_ufrag=ufrag, ice_pwd=pwd, fingerprint=f"{fp.algorithm} {fp.value}",
@@ -446,7 +451,7 @@ class Negotiator:
                          client_direction=Direction.RECVONLY)
             slots.append(slot)
             slot.local = t
-            slot.codecs = self._offer_codecs(slots, t)
+            slot.codecs = self._offer_codecs(slots, t, self._client_codecs)
             slot.extmaps = self._offer_extmaps(slots, t.kind)
             changed = True
         if not changed:
@@ -472,8 +477,9 @@ class Negotiator:
         return f"s{n}"
 
     @staticmethod
-    def _offer_codecs(slots: Sequence[_Slot], t: OutgoingTrack) -> tuple[Codec, ...]:
-        """The publisher's codec under the payload type this client already uses for it, or a free one."""
+    def _offer_codecs(slots: Sequence[_Slot], t: OutgoingTrack, client: dict[int, Codec]) -> tuple[Codec, ...]:
+        """The publisher's codec under the payload type this client uses for it (negotiated, else as the client
+        numbered it in any offer), or a payload type free in both the bundle and the client's own numbering."""
         in_use: dict[int, tuple[str, int, int]] = {}
         mine: Codec | None = None
         rtx_pt: int | None = None
@@ -485,21 +491,33 @@ class Negotiator:
             if mine is None and s.codecs and _same_codec(s.codecs[0], t.codec):
                 mine = s.codecs[0]
                 rtx_pt = next((c.payload_type for c in s.codecs[1:] if c.name.lower() == "rtx"), None)
+        if mine is None:
+            offered = next((c for c in client.values() if _same_codec(c, t.codec)), None)
+            if offered is not None and in_use.get(offered.payload_type, _codec_key(offered)) == _codec_key(offered):
+                mine = replace(offered, feedback=tuple(f for f in offered.feedback if f in _KEPT_FEEDBACK)
+                               if t.kind == "video" else ())
+        avoid = dict(in_use)  # the bundle's PTs, then the client's own numbering where possible
+        for pt, c in client.items():
+            avoid.setdefault(pt, _codec_key(c))
 
         def free(preferred: int) -> int:
-            if preferred not in in_use:
+            if preferred not in avoid:
                 return preferred
             dynamic: list[int] = [*range(96, 128), *range(35, 64)]
-            return next(p for p in dynamic if p not in in_use)
+            for taken in (avoid, in_use):
+                pt = next((p for p in dynamic if p not in taken), None)
+                if pt is not None:
+                    return pt
+            raise LocalProtocolError("no free payload type left in this bundle")
 
         if mine is not None:
             primary = replace(t.codec, payload_type=mine.payload_type, feedback=mine.feedback)
         else:
-            pt = free(t.codec.payload_type) if in_use.get(t.codec.payload_type) != _codec_key(t.codec) \
+            pt = free(t.codec.payload_type) if avoid.get(t.codec.payload_type) != _codec_key(t.codec) \
                 else t.codec.payload_type
             fb = _VIDEO_FEEDBACK if t.kind == "video" else ()
             primary = replace(t.codec, payload_type=pt, feedback=fb)
-        in_use[primary.payload_type] = _codec_key(primary)
+        in_use[primary.payload_type] = avoid[primary.payload_type] = _codec_key(primary)
         if t.rtx_ssrc is None or t.kind != "video":
             return (primary,)
         if rtx_pt is None or in_use.get(rtx_pt, ("rtx", 90000, 1)) != ("rtx", 90000, 1):

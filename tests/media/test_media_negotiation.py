@@ -316,3 +316,26 @@ def test_an_ipv6_host_is_described_as_ip6() -> None:
     d = parse_sdp(answered(n.handle_offer(CHROMIUM)).answer)
     assert d.origin.addrtype == "IP6" and d.media[0].connection == "IN IP6 ::1"
     assert d.media[0].candidates[0].address == "::1"
+
+
+def test_a_codec_the_client_offered_but_was_not_chosen_keeps_the_clients_payload_type() -> None:
+    n = negotiator()
+    n.handle_offer(CHROMIUM)  # VP8 is chosen; H264 42e01f is PT 108 in this browser's numbering
+    h264 = Codec(payload_type=120, name="H264", clock_rate=90000,
+                 fmtp="packetization-mode=1;profile-level-id=42e01f")
+    made = n.make_offer([OutgoingTrack(track_id="t", stream_id="s", kind="video", ssrc=5, codec=h264)])
+    assert isinstance(made, OfferMade)
+    (codec,) = parse_sdp(made.offer).media[2].codecs
+    assert (codec.name, codec.payload_type) == ("H264", 108)
+    assert set(codec.feedback) <= {"nack", "nack pli", "ccm fir"} and "nack" in codec.feedback
+    # a codec the client never offered takes a PT that means nothing else to it
+    av1 = Codec(payload_type=96, name="AV1X", clock_rate=90000)
+    made2 = n.make_offer([OutgoingTrack(track_id="t", stream_id="s", kind="video", ssrc=5, codec=h264),
+                          OutgoingTrack(track_id="u", stream_id="s", kind="video", ssrc=6, codec=av1)])
+    assert made2 is None  # the first offer is still pending
+    n.handle_answer(mirror(made.offer))
+    made3 = n.make_offer()
+    assert isinstance(made3, OfferMade)
+    pt = parse_sdp(made3.offer).media[3].codecs[0].payload_type
+    client_pts = {int(x.split()[0].split(":")[1]) for x in CHROMIUM.splitlines() if x.startswith("a=rtpmap:")}
+    assert pt not in client_pts

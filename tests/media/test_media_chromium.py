@@ -169,6 +169,10 @@ async def test_chromium_and_aiortc_exchange_audio(loopback_only: None) -> None:
                 video_w = h.track_of("W", "video")
                 await wait_until(lambda: peer.frames.get(video_w, 0) > 5, timeout=30, what="browser video",
                                  diag=h.diagnostics)
+                # the browser's and aiortc's RTCP all parse with core.rtcp
+                await wait_until(lambda: h.plane.counters["rtcp_in"] > 2, timeout=10, what="RTCP in",
+                                 diag=h.diagnostics)
+                assert h.plane.counters["rtcp_malformed"] == 0, h.diagnostics()
             finally:
                 h.stop()
                 await peer.close()

@@ -453,6 +453,12 @@ function showReaction(sessionId, emoji) {
   setTimeout(() => el.remove(), REACTION_MS);
 }
 
+// While the lobby shows, keep its list of calls in progress fresh.
+const CHANNELS_REFRESH_MS = 5000;
+setInterval(() => {
+  if (!$("lobby").hidden && document.visibilityState === "visible") refreshChannels();
+}, CHANNELS_REFRESH_MS);
+
 async function refreshChannels() {
   const list = $("channel-list");
   let channels = [];

@@ -296,3 +296,19 @@ def test_token_mode_joins_from_the_url_and_refuses_a_foreign_channel(browser: An
     finally:
         dana.close()
         eve.close()
+
+
+def test_lobby_lists_calls_in_progress_and_joins_one(people: Any, server: bs.CallsdProcess) -> None:
+    alice = people("Alice")
+    alice.join("e2e-lobby")
+    carol = people("Carol")
+    carol.page.goto(server.url + "/", timeout=bs.WAIT_MS)
+    item = carol.page.locator('[data-testid="channel-item"][data-channel-id="e2e-lobby"]')
+    expect(item).to_be_visible(timeout=bs.WAIT_MS)
+    expect(item).to_contain_text("(1)")
+    carol.tid("name-input").fill("Carol")
+    item.click()
+    carol.wait_in_call()
+    expect(carol.tid("call-channel")).to_have_text("e2e-lobby")
+    carol.wait_participants(2)
+    alice.wait_participants(2)

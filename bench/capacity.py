@@ -161,7 +161,8 @@ def ok(r: dict[str, Any]) -> bool:
     return r["loss"] < 0.005 and r["users_failed"] == 0
 
 
-def print_table(rows: list[dict[str, Any]], title: str) -> None:
+def table_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The rows as a Markdown table (what print_table prints and docs/performance.md embeds)."""
     header = ("calls", "users/call", "unmuted/call", "screen sharing", "server CPU %", "egress pkt/s",
               "µs CPU/egress pkt", "loss %", "drops tool/server", "p95 join→audio ms", "failed", "note")
     lines = [header]
@@ -176,11 +177,17 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
             f"{r['users_failed']}/{r['users_total']}", note,
         ))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    print(f"\n{title}")
+    out = []
     for n, line in enumerate(lines):
-        print("| " + " | ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)) + " |")
+        out.append("| " + " | ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)) + " |")
         if n == 0:
-            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+            out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return out
+
+
+def print_table(rows: list[dict[str, Any]], title: str) -> None:
+    print(f"\n{title}")
+    print("\n".join(table_lines(rows)))
     sys.stdout.flush()
 
 
@@ -323,7 +330,20 @@ def main(argv: list[str] | None = None) -> int:
         summary["machine"]["loadavg_end"] = os.getloadavg()
         (out_dir / "capacity-summary.json").write_text(json.dumps(summary, indent=1))
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\nsummary: {out_dir / 'capacity-summary.json'} ({summary['elapsed_seconds']} s)")
+    md = [f"Machine: {summary['machine']['cpus']} CPUs, load average {summary['machine']['loadavg_start'][0]:.1f} at"
+          f" start and {summary['machine']['loadavg_end'][0]:.1f} at the end; server pinned: {PIN};"
+          f" {steady:g} s of steady load after joins at {JOIN_RATE:g} users/s.", ""]
+    if summary["rows"]:
+        md += ["Published shapes scaled to one server core:", "", *table_lines(summary["rows"]), ""]
+    if summary["search"]:
+        md += ["Search (8 users/call, 2 unmuted, no screen share; pass = loss < 0.5 % and no failed user):", "",
+               *table_lines(summary["search"]), ""]
+    if summary.get("cpu_bound_estimate"):
+        e = summary["cpu_bound_estimate"]
+        md.append(f"CPU-cost estimate: median {e['median_us_per_egress_packet']} µs of server CPU per egress packet"
+                  f" -> {e['egress_pps_per_core']} egress pkt/s per core -> {e['calls_per_core']} such calls per core.")
+    (out_dir / "capacity.md").write_text("\n".join(md) + "\n")
+    print(f"\nsummary: {out_dir / 'capacity-summary.json'}, {out_dir / 'capacity.md'} ({summary['elapsed_seconds']} s)")
     return 0
 
 

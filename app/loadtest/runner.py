@@ -382,6 +382,10 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
         if joined:
             server["rss_bytes_per_session"] = int((max(rss) - rss[0]) / joined)
     steady_from = cfg.join_duration + 1.0
+    joining = [(t, sc["cpu_seconds"]) for t, sc in scrapes if t <= steady_from and "cpu_seconds" in sc]
+    if len(joining) >= 2 and joined:
+        # Server CPU while users were joining, per joined user (signaling, negotiation, ICE/DTLS, early media).
+        server["join_cpu_ms_per_user"] = round(1000 * (joining[-1][1] - joining[0][1]) / joined, 2)
     cpu = _steady(scrapes, steady_from, "cpu_seconds")
     if cpu and cpu[1] > 0:
         server["steady_cpu_percent"] = round(100 * cpu[0] / cpu[1], 1)

@@ -152,6 +152,7 @@ function closeSocket() {
   }
   state.ws = null;
   state.wsOpen = false;
+  setConnection("idle", "not connected");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -201,7 +202,14 @@ const HANDLERS = {
   },
 
   user_joined(d) {
-    upsertParticipant(d.session_id, { user_id: d.user_id, name: d.display_name || d.user_id, disconnected: false });
+    // Sessions join muted (docs/protocol.md); a participant we already know keeps the state we have for it.
+    const known = state.participants.has(d.session_id);
+    upsertParticipant(d.session_id, {
+      user_id: d.user_id,
+      name: d.display_name || d.user_id,
+      disconnected: false,
+      ...(known ? {} : { muted: true }),
+    });
   },
 
   user_left(d) {
@@ -426,12 +434,15 @@ function renderParticipants() {
     li.dataset.me = String(me);
     li.classList.toggle("speaking", !!p.speaking);
     $("participant-host-actions", li).hidden = !amHost || me;
+    $("host-mute-button", li).hidden = !!p.muted;
+    $("host-lower-hand-button", li).hidden = !p.hand;
   }
   for (const li of existing.values()) li.remove();
   $("participant-count").textContent = String(state.participants.size);
   $("host-controls").hidden = !amHost;
   const screenOwner = [...state.participants.entries()].find(([, p]) => p.screen)?.[0];
   $("screen-button").disabled = !!screenOwner && screenOwner !== state.sessionId;
+  $("host-stop-screen-button").disabled = !screenOwner;
 }
 
 function wireRowActions(li, sid) {
@@ -531,6 +542,7 @@ async function toggleCamera() {
     track.stop();
     unpublish("cam");
     $("local-video").srcObject = null;
+    $("local-tile").hidden = true;
     send("video_off");
     btn.textContent = "Start camera";
     btn.setAttribute("aria-pressed", "false");
@@ -541,6 +553,7 @@ async function toggleCamera() {
     state.camTrack = s.getVideoTracks()[0];
     state.camStream = s;
     $("local-video").srcObject = s;
+    $("local-tile").hidden = false;
     send("video_on");
     publish("cam", state.camTrack, s);
     btn.textContent = "Stop camera";

@@ -233,5 +233,6 @@ export function teardownMedia() {
   if (state.screenStream) for (const t of state.screenStream.getTracks()) t.stop();
   state.micTrack = state.micStream = state.camTrack = state.camStream = state.screenStream = null;
   $("local-video").srcObject = null;
+  $("local-tile").hidden = true;
 }
 

@@ -73,8 +73,12 @@ def test_two_people_see_each_other_with_host_badge_and_mute_state(browser: Any, 
     assert alice.tid("host-controls").is_visible()
     assert not bob.tid("host-controls").is_visible()
     assert alice.row(b_sid).locator('[data-testid="host-remove-button"]').is_visible()
+    assert not alice.row(b_sid).locator('[data-testid="host-lower-hand-button"]').is_visible()
     # Sessions join muted; unmuting shows on both sides, from the server's broadcast.
     assert bob.row(b_sid).get_attribute("data-muted") == "true"
+    expect(alice.row(b_sid)).to_have_attribute("data-muted", "true")  # learnt from user_joined alone
+    expect(alice.row(b_sid).locator('[data-testid="host-mute-button"]')).to_be_hidden()
+    expect(alice.tid("host-stop-screen-button")).to_be_disabled()
     assert alice.tid("mute-button").inner_text() == "Unmute"
     alice.tid("mute-button").click()
     bob.page.wait_for_function(

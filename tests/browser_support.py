@@ -419,6 +419,12 @@ class FakeCallsServer:
                 call.participants[conn.session_id]["connected"] = False
                 self._broadcast(conn.channel_id or "", "user_disconnected", {"session_id": conn.session_id})
 
+    def push(self, channel_id: str, type_: str, data: dict[str, Any]) -> None:
+        """Broadcast a server event to a channel's call, as the real server would (thread-safe)."""
+        import trio
+
+        trio.from_thread.run_sync(self._broadcast, channel_id, type_, data, trio_token=self._token)
+
     def drop_all(self) -> None:
         """Close every live socket with 1011, as if the network had failed (thread-safe)."""
         import trio

@@ -207,3 +207,26 @@ def test_reload_with_a_forgotten_session_joins_afresh(browser: Any, fake: Any, p
     expect(mine.locator('[data-testid="you-badge"]')).to_be_visible(timeout=bs.WAIT_MS)
     expect(alice.row(old).locator('[data-testid="disconnected-indicator"]')).to_be_visible()
     expect(alice.tid("error-banner")).to_be_hidden()
+
+
+def test_speaking_make_host_and_server_shutdown_are_shown(browser: Any, fake: Any, people: Any) -> None:
+    app, url = fake
+    alice = _person(browser, url, people, "Alice")
+    bob = _person(browser, url, people, "Bob")
+    alice.join("misc")
+    bob.join("misc")
+    alice.wait_participants(2)
+    b_sid = bob.session_id
+    # Voice activity from the server lights Bob's speaking dot, and turns it off again.
+    app.push("misc", "user_voice_on", {"session_id": b_sid})
+    expect(alice.row(b_sid)).to_have_attribute("data-speaking", "true", timeout=bs.WAIT_MS)
+    app.push("misc", "user_voice_off", {"session_id": b_sid})
+    expect(alice.row(b_sid)).to_have_attribute("data-speaking", "false", timeout=bs.WAIT_MS)
+    # Alice hands the host role to Bob: the badge moves and so do the host controls.
+    alice.row(b_sid).locator('[data-testid="host-make-button"]').click()
+    expect(bob.tid("host-controls")).to_be_visible(timeout=bs.WAIT_MS)
+    expect(alice.tid("host-controls")).to_be_hidden(timeout=bs.WAIT_MS)
+    expect(alice.row(b_sid).locator('[data-testid="host-badge"]')).to_be_visible()
+    # The server announces a shutdown: everyone is told.
+    app.push("misc", "server_shutdown", {"drain_timeout_seconds": 30})
+    expect(alice.tid("error-banner")).to_have_attribute("data-code", "server_shutdown", timeout=bs.WAIT_MS)

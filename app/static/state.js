@@ -34,7 +34,7 @@ export const ERROR_TEXT = {
   removed: "The host removed you from the call.",
   call_ended: "The call has ended.",
   timed_out: "You were disconnected for too long and left the call.",
-  server_shutdown: "The server is restarting; you will be reconnected.",
+  server_shutdown: "The server is shutting down: the call may end soon. The page reconnects when it is back.",
 };
 
 export const $ = (testid, root = document) => root.querySelector(`[data-testid="${testid}"]`);

@@ -6,9 +6,12 @@ The forwarder's inlined rewrite must produce exactly what ``core.rtp.rewrite_rtp
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 from types import SimpleNamespace
 
+from callsd.adapters.media.events import SendSignal
 from callsd.adapters.media.forwarder import Forwarder, InTrack, OutRoute
+from callsd.adapters.media.plane import MediaPlane, PlaneConfig, SdpRejected
 from callsd.core.events import TrackKind
 from callsd.core.rtp import RtpHeader, build_rtp, make_extension_remap, rewrite_rtp
 from hypothesis import given, settings
@@ -136,3 +139,33 @@ def test_forwarder_never_raises_on_garbage(data: bytes) -> None:
     fwd.on_rtp({1: track}, data)
     if len(data) >= 12:
         fwd.on_rtp({1: track}, b"\x90" + data[1:8] + b"\x00\x00\x00\x01" + data[12:])
+
+
+DATA = Path(__file__).resolve().parent / "data"
+OFFERS = [(DATA / name).read_text() for name in ("offer_chromium.sdp", "offer_aiortc.sdp")]
+
+
+@settings(max_examples=150, deadline=None)
+@given(offer=st.sampled_from(OFFERS), data=st.data())
+def test_the_plane_answers_or_raises_sdp_rejected_for_any_mutated_offer(offer: str, data: st.DataObject) -> None:
+    events: list[object] = []
+    plane = MediaPlane(PlaneConfig(ice_port_udp=40000), events.append)
+    plane.open_session("A", "chan")
+    lines = offer.splitlines()
+    for _ in range(data.draw(st.integers(0, 4))):
+        i = data.draw(st.integers(0, len(lines) - 1))
+        action = data.draw(st.sampled_from(["drop", "dup", "cut"]))
+        if action == "drop" and len(lines) > 1:
+            del lines[i]
+        elif action == "dup":
+            lines.insert(i, lines[i])
+        else:
+            lines[i] = lines[i][: data.draw(st.integers(0, len(lines[i])))]
+    for kind in ("offer", "answer", "offer"):
+        try:
+            plane.handle_signal("A", {"type": kind, "sdp": "\r\n".join(lines) + "\r\n"})
+        except SdpRejected:
+            continue
+    answers = [e for e in events if isinstance(e, SendSignal) and e.msg["type"] == "answer"]
+    assert all(a.msg["sdp"].startswith("v=0") for a in answers)
+    plane.close_session("A")

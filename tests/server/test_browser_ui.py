@@ -7,6 +7,7 @@ the real server and real media are in test_browser_call.py. One Chromium launch 
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,20 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import browser_support as bs  # noqa: E402
+
+def _load_support() -> Any:
+    """tests/browser_support.py by path (tests/ is not a package, and --import-mode=importlib adds nothing to sys.path)."""
+    name = "callsd_tests_browser_support"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "browser_support.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+bs = _load_support()
 
 pytestmark = pytest.mark.browser
 

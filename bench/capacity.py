@@ -146,7 +146,7 @@ def row(shape: Shape, doc: dict[str, Any]) -> dict[str, Any]:
         "shape": shape.label, "calls": shape.calls, "users_per_call": shape.users, "unmuted_per_call": shape.unmuted,
         "screen_sharing": shape.sharing, "server_cpu_percent": s.get("steady_cpu_percent"),
         "egress_pps": s.get("steady_egress_pps"), "us_per_egress_packet": s.get("us_cpu_per_egress_packet"),
-        "loss": o["loss"], "users_failed": u["failed"], "users_total": u["total"],
+        "loss": max(o["loss"], o.get("e2e_loss", 0.0)), "users_failed": u["failed"], "users_total": u["total"],
         "p95_join_to_first_audio_ms": doc["join_to_first_audio_ms"]["p95"],
         "rss_bytes_per_session": s.get("rss_bytes_per_session"), "client_cpu_peak_percent": round(client_peak, 1),
         "client_bound": client_peak > 85.0, "loadavg_end": doc.get("host", {}).get("loadavg_end"),

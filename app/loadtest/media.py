@@ -54,7 +54,6 @@ VIDEO_MTU_PAYLOAD = 1100
 MAGIC = b"CLT1"
 _HDR = struct.Struct("!HII")  # seq, timestamp, ssrc at offset 2
 _STAMP = struct.Struct("!QII")  # send ns, source counter, user number
-_Q = struct.Struct("!Q")
 _SRTP_PROFILES = {
     b"SRTP_AEAD_AES_128_GCM": (16, 12, pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM),
     b"SRTP_AES128_CM_SHA1_80": (16, 14, pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80),
@@ -546,7 +545,7 @@ class MediaEngine:
                 leg.first_audio_ns = now
             leg.rx_count += 1
             if leg.rx_count % self.delay_sample == 0:
-                self._sample_delay(leg, data, now)
+                self._sample_delay(leg, st, data, now)
         elif 20 <= b0 <= 63:
             leg._on_dtls(data)
         elif b0 < 4:
@@ -554,7 +553,7 @@ class MediaEngine:
         else:
             self.malformed += 1
 
-    def _sample_delay(self, leg: Leg, data: bytes, now: int) -> None:
+    def _sample_delay(self, leg: Leg, st: StreamStats, data: bytes, now: int) -> None:
         assert leg.rx is not None
         try:
             plain = leg.rx.unprotect(data)
@@ -566,7 +565,9 @@ class MediaEngine:
             off += 4 + 4 * ((plain[off + 2] << 8) | plain[off + 3])
         if plain[off + 12 : off + 16] != MAGIC:
             return
-        delay_ms = (now - _Q.unpack_from(plain, off + 16)[0]) / 1e6
+        sent_ns, counter, sender = _STAMP.unpack_from(plain, off + 16)
+        st.sample(sender, counter)
+        delay_ms = (now - sent_ns) / 1e6
         self.delay.add(delay_ms)
         acc = leg.delay
         acc[0] += delay_ms
@@ -625,12 +626,14 @@ class MediaEngine:
 
     def snapshot(self, legs: list[Leg]) -> dict[str, int | float]:
         """Cumulative counters over ``legs`` (open or closed), for the progress display and the results."""
-        expected = received = lost = 0
+        expected = received = lost = e2e_expected = e2e_lost = 0
         for leg in legs:
             for st in leg.streams.values():
                 expected += st.expected
                 received += st.received
                 lost += st.lost
+                e2e_expected += st.e2e_expected
+                e2e_lost += st.e2e_lost
         return {
             "tx_packets": self.tx_packets,
             "tx_bytes": self.tx_bytes,
@@ -640,6 +643,8 @@ class MediaEngine:
             "expected": expected,
             "received": received,
             "lost": lost,
+            "e2e_expected": e2e_expected,
+            "e2e_lost": e2e_lost,
             "srtp_errors": self.srtp_errors,
             "send_drops": self.send_drops,
             "late_ticks": self.late_ticks,

@@ -365,6 +365,8 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
     counters = _sum_progress({w["worker"]: w["counters"] for w in workers})
     expected = sum(c["expected"] for c in calls)
     lost = sum(c["lost"] for c in calls)
+    e2e_expected = sum(c.get("e2e_expected", 0) for c in calls)
+    e2e_lost = sum(c.get("e2e_lost", 0) for c in calls)
     users_total = cfg.calls * cfg.users_per_call
     failed = sum(c["failed"] for c in calls)
     joined = sum(c["joined"] for c in calls)
@@ -422,6 +424,9 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
             "expected": expected,
             "lost": lost,
             "loss": (lost / expected) if expected else 0.0,
+            "e2e_expected": e2e_expected,
+            "e2e_lost": e2e_lost,
+            "e2e_loss": (e2e_lost / e2e_expected) if e2e_expected else 0.0,
             "audio_streams_expected": sum(c["audio_streams_expected"] for c in calls),
             "audio_streams_received": sum(c["audio_streams_received"] for c in calls),
             "jitter_ms": summarize(jitters),
@@ -465,7 +470,7 @@ def print_summary(doc: dict[str, Any], stream: Any = None) -> None:
     for index, why in u["worker_crashes"].items():
         print(f"load process {index} failed: {why}", file=out)
     print(f"packets: {o['packets_sent']} sent, {o['packets_received']} received, loss {100 * o['loss']:.3f} %"
-          f" ({o['lost']}/{o['expected']}), audio streams {o['audio_streams_received']}/"
+          f" ({o['lost']}/{o['expected']}; end to end {100 * o['e2e_loss']:.3f} %), audio streams {o['audio_streams_received']}/"
           f"{o['audio_streams_expected']}; kernel socket drops: load tool {o['socket_drops']['client']},"
           f" server {o['socket_drops']['server']}", file=out)
     d = o["delay_ms"]

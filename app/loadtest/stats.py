@@ -30,6 +30,11 @@ class StreamStats:
         "jitter",
         "last_transit",
         "started",
+        "sender",
+        "first_counter",
+        "first_index",
+        "last_counter",
+        "last_index",
     )
 
     def __init__(self, kind: str, clock_rate: int) -> None:
@@ -42,6 +47,29 @@ class StreamStats:
         self.jitter = 0.0  # in RTP timestamp units
         self.last_transit = 0.0
         self.started = False
+        # End-to-end accounting from the sender's own packet counter, read from decrypted (sampled) packets:
+        # between two samples, the sender sent (counter difference) packets and we received (index difference).
+        self.sender = -1
+        self.first_counter = self.first_index = self.last_counter = self.last_index = 0
+
+    def sample(self, sender: int, counter: int) -> None:
+        """Note that the packet just counted by ``update`` (the ``received``-th) carried ``counter`` of ``sender``."""
+        if sender != self.sender:  # a new source on this SSRC: start over
+            self.sender = sender
+            self.first_counter, self.first_index = counter, self.received
+        self.last_counter, self.last_index = counter, self.received
+
+    @property
+    def e2e_expected(self) -> int:
+        return max(0, self.last_counter - self.first_counter + 1) if self.sender >= 0 else 0
+
+    @property
+    def e2e_lost(self) -> int:
+        """Packets the sender sent between the first and last sampled packets that never arrived, wherever they
+        were lost (the tool's socket, the server's socket, inside the server); not hidden by sequence rewriting."""
+        if self.sender < 0:
+            return 0
+        return max(0, self.e2e_expected - (self.last_index - self.first_index + 1))
 
     def update(self, seq: int, rtp_ts: int, arrival_ms: float) -> None:
         """Account one packet with sequence ``seq`` and RTP timestamp ``rtp_ts`` that arrived at ``arrival_ms``."""

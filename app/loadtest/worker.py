@@ -408,7 +408,8 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
     for u in users:
         c = calls.setdefault(u.call, {
             "call": u.call, "channel_id": u.channel_id, "users": 0, "joined": 0, "connected": 0, "failed": 0,
-            "streams": 0, "expected": 0, "received": 0, "lost": 0, "jitter_ms": [], "join_ms": [],
+            "streams": 0, "expected": 0, "received": 0, "lost": 0, "e2e_expected": 0, "e2e_lost": 0,
+            "jitter_ms": [], "join_ms": [],
             "audio_streams_expected": 0, "audio_streams_received": 0})
         c["users"] += 1
         if u.failed:
@@ -430,6 +431,8 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
             c["expected"] += st.expected
             c["received"] += st.received
             c["lost"] += st.lost
+            c["e2e_expected"] += st.e2e_expected
+            c["e2e_lost"] += st.e2e_lost
             c["jitter_ms"].append(st.jitter_ms)
             jitters.append(st.jitter_ms)
             if st.kind == "audio":
@@ -451,6 +454,7 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
         jit = c.pop("jitter_ms")
         joins = c.pop("join_ms")
         c["loss"] = (c["lost"] / c["expected"]) if c["expected"] else 0.0
+        c["e2e_loss"] = (c["e2e_lost"] / c["e2e_expected"]) if c["e2e_expected"] else 0.0
         c["jitter_ms_mean"] = round(sum(jit) / len(jit), 3) if jit else None
         c["jitter_ms_max"] = round(max(jit), 3) if jit else None
         c["delay_ms_mean"] = round(acc[0] / acc[1], 3) if acc[1] else None

@@ -1,6 +1,7 @@
 """`callsd loadtest` against a real `callsd serve` started by the test (both as subprocesses, loopback only).
 
-A short run (2 calls x 3 users, one talker and one screen sharer per call) must finish with every user connected,
+A short run (2 calls x 3 users in 2 load processes, one talker per call and one screen sharer) must finish with
+every user connected,
 every expected audio stream heard, zero loss, a results JSON and a plot PNG.
 """
 
@@ -65,7 +66,7 @@ def test_short_run_has_zero_loss_and_writes_results_and_plot(server, tmp_path: P
     run = subprocess.run(
         [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", url, "--calls", "2", "--users-per-call", "3",
          "--unmuted", "1", "--screen-sharing", "1", "--screen-bitrate", "300k", "--duration", "6",
-         "--join-duration", "1", "--output", str(results), "--quiet"],
+         "--join-duration", "1", "--processes", "2", "--output", str(results), "--quiet"],
         capture_output=True, text=True, timeout=90, cwd=tmp_path,
     )
     assert run.returncode == 0, run.stdout + run.stderr
@@ -78,6 +79,7 @@ def test_short_run_has_zero_loss_and_writes_results_and_plot(server, tmp_path: P
     assert overall["audio_streams_received"] == 4
     assert overall["packets_received"] > 400
     assert overall["lost"] == 0 and overall["loss"] == 0.0
+    assert overall["e2e_expected"] > 300 and overall["e2e_lost"] == 0
     assert overall["srtp_errors"] == 0
     assert doc["join_to_first_audio_ms"]["count"] == 4
     assert doc["join_phases_ms"]["sdp_answer"]["count"] == 6

@@ -133,3 +133,15 @@ def test_udp_drop_counters_are_read_per_port(tmp_path) -> None:  # type: ignore[
     )
     assert udp_drops({0xA44B, 8443}, str(table)) == {0xA44B: 17, 8443: 0}
     assert udp_drops({1}, str(tmp_path / "missing")) == {}
+
+
+def test_end_to_end_loss_from_sender_counters_sees_what_sequence_rewriting_hides() -> None:
+    st = StreamStats("audio", 48000)
+    # The server renumbered contiguously (seq 0..9) but the sender's counters jump: 3 packets vanished upstream.
+    counters = [1, 2, 3, 4, 8, 9, 10, 11, 12, 13]
+    for i, counter in enumerate(counters):
+        st.update(i, 960 * i, 20.0 * i)
+        if i % 3 == 0 or i == len(counters) - 1:  # only some packets are decrypted
+            st.sample(7, counter)
+    assert st.lost == 0
+    assert st.e2e_expected == 13 and st.e2e_lost == 3

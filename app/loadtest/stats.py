@@ -110,11 +110,12 @@ class StreamStats:
 
 
 class Histogram:
-    """Fixed-bucket histogram of milliseconds (0.1 ms buckets up to ``max_ms``, one overflow bucket)."""
+    """Fixed-bucket histogram of milliseconds (0.1 ms buckets up to ``max_ms``, 10 s by default; the last bucket
+    also holds everything above)."""
 
     __slots__ = ("resolution", "buckets", "count", "total", "maximum")
 
-    def __init__(self, max_ms: float = 2000.0, resolution: float = 0.1) -> None:
+    def __init__(self, max_ms: float = 10_000.0, resolution: float = 0.1) -> None:
         self.resolution = resolution
         self.buckets = [0] * (int(max_ms / resolution) + 1)
         self.count = 0

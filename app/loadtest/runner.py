@@ -307,6 +307,10 @@ def run(cfg: LoadConfig) -> dict[str, Any]:
                     point["server_egress_pps"] = (server["rtp_packets_out"] - last["rtp_packets_out"]) / dt
                 timeline.append({k: (round(v, 4) if isinstance(v, float) else v) for k, v in point.items()})
                 display.update(point, total_users)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
     finally:
         display.stop()
         for p in procs:

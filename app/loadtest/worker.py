@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -505,6 +506,8 @@ def worker_process_main(spec_dict: dict[str, Any], queue: Any) -> None:
     def report(kind: str, payload: dict[str, Any]) -> None:
         queue.put((kind, spec.index, payload))
 
+    # Ctrl-C reaches the whole process group: the parent handles it (and terminates its workers).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         trio.run(run_worker, spec, report)
     except BaseException as exc:  # noqa: BLE001 - the parent must learn why a worker died, then we exit

@@ -93,3 +93,25 @@ def test_short_run_has_zero_loss_and_writes_results_and_plot(server, tmp_path: P
                           capture_output=True, text=True, timeout=60)
     assert plot.returncode == 0, plot.stderr
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ctrl_c_stops_the_run_with_one_line(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    url, _pid = server
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", url, "--calls", "2", "--users-per-call", "2",
+         "--duration", "60", "--join-duration", "1", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL), os.setpgrp()),  # a terminal's group
+    )
+    try:
+        time.sleep(3)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130
+    assert err.strip() == "callsd loadtest: interrupted"

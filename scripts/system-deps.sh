@@ -4,6 +4,7 @@
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v turnserver >/dev/null 2>&1 || need+=(coturn)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -1,0 +1,266 @@
+"""Media through a real TURN relay: headless Chromium, the real ``callsd serve`` and Debian's coturn, all on 127.0.0.1.
+
+callsd is configured with ``rtc.ice_servers = ["turn:127.0.0.1:<coturn port>?transport=udp"]`` and coturn's
+``static-auth-secret``, so each ``join_ack`` carries TURN REST credentials (``<expiry>:<session id>``). Alice's page
+is the real client; an init script only adds ``iceTransportPolicy: "relay"`` to the configuration the page passes to
+``new RTCPeerConnection`` (the page's own ``iceServers``, from ``join_ack``, are kept), so her only way to the server
+is an allocation on coturn. Bob is a second browser context on host candidates.
+
+What is asserted is what a user and the operator observe: Alice's audio reaches Bob and Bob's reaches Alice
+(inbound-rtp packet counts grow), the selected candidate pair of Alice's connection has a local candidate of type
+``relay`` allocated on coturn, and coturn's log shows a successful ALLOCATE for the username ``join_ack`` gave her.
+With a callsd whose secret differs from coturn's, the allocation is refused (401 in coturn's log and in the page's
+``icecandidateerror``), no relay candidate is gathered and the media never connects.
+
+Every wait is time-boxed (the whole module stays well under a minute here); coturn, callsd and Chromium are stopped
+at teardown.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def _load(name: str, filename: str) -> Any:
+    """A helper module of tests/ by path (tests/ is not a package; --import-mode=importlib adds nothing to sys.path)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / filename)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+bs = _load("callsd_tests_browser_support", "browser_support.py")
+ts = _load("callsd_tests_turn_support", "turn_support.py")
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+expect = playwright_sync.expect
+if not Path(bs.CHROMIUM).exists():
+    pytest.skip("Debian chromium is not installed", allow_module_level=True)
+if not Path(ts.TURNSERVER).exists():
+    pytest.skip("Debian coturn is not installed (scripts/system-deps.sh)", allow_module_level=True)
+
+SECRET = "turn-test-secret"
+STEP_MS = 20_000  # upper bound of one wait in the page
+
+# Installed before the page's scripts: the page's RTCPeerConnection gets iceTransportPolicy "relay" added to the
+# configuration it passes (nothing else changes), and what the browser gathers or fails to gather is recorded.
+RELAY_ONLY = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  const seen = { configs: [], candidates: [], errors: [] };
+  window.__turn = seen;
+  class RelayOnlyPeerConnection extends Native {
+    constructor(config, ...rest) {
+      seen.configs.push(JSON.parse(JSON.stringify(config || {})));
+      super(Object.assign({}, config || {}, { iceTransportPolicy: "relay" }), ...rest);
+      this.addEventListener("icecandidate", (e) => {
+        if (e.candidate && e.candidate.candidate) {
+          seen.candidates.push({ type: e.candidate.type, address: e.candidate.address, port: e.candidate.port });
+        }
+      });
+      this.addEventListener("icecandidateerror", (e) => {
+        seen.errors.push({ url: e.url, errorCode: e.errorCode, errorText: e.errorText });
+      });
+    }
+  }
+  window.RTCPeerConnection = RelayOnlyPeerConnection;
+})();
+"""
+
+SELECTED_PAIR = """
+async () => {
+  const pc = window.callsd.pc;
+  if (!pc) return null;
+  const report = await pc.getStats();
+  let pairId = null;
+  report.forEach((s) => { if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
+  const pair = pairId ? report.get(pairId) : null;
+  if (!pair) return null;
+  const cand = (id) => {
+    const c = report.get(id);
+    return c && { type: c.candidateType, address: c.address || c.ip, port: c.port, relayProtocol: c.relayProtocol,
+                  url: c.url };
+  };
+  return { state: pair.state, local: cand(pair.localCandidateId), remote: cand(pair.remoteCandidateId) };
+}
+"""
+
+
+def _callsd(data_dir: Path, *, turn_url: str, secret: str) -> Any:
+    """``callsd serve`` whose join_ack hands out ``turn_url`` with TURN REST credentials signed with ``secret``."""
+    data_dir.mkdir()
+    proc = bs.CallsdProcess(data_dir)
+    text = proc.config_path.read_text()
+    assert text.count("[rtc]\n") == 1
+    proc.config_path.write_text(
+        text.replace(
+            "[rtc]\n", f'[rtc]\nice_servers = ["{turn_url}"]\nturn_static_auth_secret = "{secret}"\n'
+        )
+    )
+    return proc.start()
+
+
+@pytest.fixture(scope="module")
+def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    turn = ts.Coturn(tmp_path_factory.mktemp("coturn"), secret=SECRET).start()
+    try:
+        yield turn
+    finally:
+        turn.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as p:
+        b = bs.launch_chromium(p)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    made: list[Any] = []
+
+    def make(*, turn_url: str, secret: str) -> Any:
+        made.append(_callsd(tmp_path / f"callsd{len(made)}", turn_url=turn_url, secret=secret))
+        return made[-1]
+
+    yield make
+    for proc in made:
+        proc.stop()
+
+
+@pytest.fixture
+def people(browser: Any) -> Iterator[Callable[..., Any]]:
+    made: list[Any] = []
+
+    def make(url: str, name: str, *, relay_only: bool = False) -> Any:
+        p = bs.Participant(browser, url, name)
+        if relay_only:
+            p.page.add_init_script(RELAY_ONLY)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def _turn_entry(p: Any) -> dict[str, Any]:
+    """The TURN entry of the ``ice_servers`` the page received in its ``join_ack``."""
+    acks = [
+        m["data"]
+        for m in p.page.evaluate("window.callsd.log")
+        if m["dir"] == "in" and m["type"] == "join_ack"
+    ]
+    assert acks, p.debug()
+    entries = [s for s in acks[-1]["ice_servers"] if any(str(u).startswith("turn:") for u in _urls(s))]
+    assert len(entries) == 1, acks[-1]["ice_servers"]
+    return dict(entries[0])
+
+
+def _urls(server: dict[str, Any]) -> list[str]:
+    urls = server.get("urls", [])
+    return [urls] if isinstance(urls, str) else list(urls)
+
+
+def _unmute(p: Any) -> None:
+    p.tid("mute-button").click()
+    expect(p.tid("mute-button")).to_have_text("Mute", timeout=STEP_MS)
+
+
+def _wait_connected(p: Any) -> None:
+    try:
+        p.page.wait_for_function(
+            "window.callsd.pc && window.callsd.pc.connectionState === 'connected'", timeout=STEP_MS
+        )
+    except playwright_sync.TimeoutError as e:
+        raise AssertionError(
+            f"{p.name}: media never connected; turn={p.page.evaluate('window.__turn')}\n{p.debug()}"
+        ) from e
+
+
+def test_audio_flows_through_coturn_with_the_join_ack_credentials(
+    coturn: Any, servers: Callable[..., Any], people: Callable[..., Any]
+) -> None:
+    server = servers(turn_url=coturn.url, secret=SECRET)
+    alice = people(server.url, "Alice", relay_only=True)
+    bob = people(server.url, "Bob")
+    alice.join("turn-relay")
+    bob.join("turn-relay")
+    alice.wait_participants(2)
+    bob.wait_participants(2)
+
+    # join_ack's TURN entry: the configured URL with TURN REST credentials for Alice's session, and the page used it.
+    turn = _turn_entry(alice)
+    assert _urls(turn) == [coturn.url]
+    expiry, _, session = turn["username"].partition(":")
+    assert session == alice.session_id
+    assert int(expiry) > time.time()
+    configs = alice.page.evaluate("window.__turn.configs")
+    assert configs and turn in configs[-1]["iceServers"], configs
+
+    _unmute(alice)
+    _unmute(bob)
+    _wait_connected(alice)
+    _wait_connected(bob)
+
+    # Alice's connection to the server runs over a relay candidate allocated on coturn, towards callsd's RTC port.
+    pair = alice.page.evaluate(SELECTED_PAIR)
+    assert pair is not None, alice.debug()
+    assert pair["state"] == "succeeded", pair
+    assert pair["local"]["type"] == "relay", pair
+    assert pair["local"]["address"] == "127.0.0.1", pair
+    assert coturn.min_port <= pair["local"]["port"] <= coturn.max_port, pair
+    assert pair["local"]["relayProtocol"] == "udp", pair
+    assert pair["remote"]["port"] == server.rtc_port, pair
+    gathered = alice.page.evaluate("window.__turn.candidates")
+    assert gathered and {c["type"] for c in gathered} == {"relay"}, gathered
+
+    # What each of them hears: the other's audio, Alice's both ways through the relay.
+    bob.wait_inbound_growing("audio", timeout=STEP_MS / 1000)
+    alice.wait_inbound_growing("audio", timeout=STEP_MS / 1000)
+
+    # The operator's view: coturn allocated a relay for exactly that username.
+    assert coturn.wait_for(lambda: coturn.allocations(turn["username"]), timeout=5), coturn.log()[-3000:]
+    assert coturn.permissions(turn["username"]), coturn.log()[-3000:]
+    assert coturn.refusals(turn["username"]) == []
+
+
+def test_a_wrong_secret_gets_no_relay_allocation(
+    coturn: Any, servers: Callable[..., Any], people: Callable[..., Any]
+) -> None:
+    server = servers(turn_url=coturn.url, secret="not-" + SECRET)
+    alice = people(server.url, "Alice", relay_only=True)
+    alice.join("turn-wrong-secret")
+    turn = _turn_entry(alice)
+    assert turn["username"].endswith(":" + alice.session_id)
+
+    # Chromium reports the refused allocation as an icecandidateerror with the TURN server's 401.
+    try:
+        alice.page.wait_for_function("window.__turn.errors.some(e => e.errorCode === 401)", timeout=STEP_MS)
+    except playwright_sync.TimeoutError as e:
+        raise AssertionError(
+            f"no 401 from coturn; turn={alice.page.evaluate('window.__turn')}\n{coturn.log()[-3000:]}"
+        ) from e
+    errors = alice.page.evaluate("window.__turn.errors")
+    assert any(e["errorCode"] == 401 and e["url"].startswith("turn:127.0.0.1:") for e in errors), errors
+
+    assert coturn.wait_for(lambda: coturn.refusals(turn["username"]), timeout=5), coturn.log()[-3000:]
+    assert coturn.allocations(turn["username"]) == []
+    assert alice.page.evaluate("window.__turn.candidates") == []
+    assert alice.page.evaluate("window.callsd.pc.connectionState") != "connected"

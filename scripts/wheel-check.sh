@@ -13,3 +13,36 @@ cd "$work"
 "$work/venv/bin/python" -c "import callsd.core, callsd.adapters, callsd.app.cli; print('wheel imports ok:', callsd.core.__file__)"
 "$work/venv/bin/callsd" --help >/dev/null
 echo "wheel-check: callsd --help runs from the installed wheel"
+"$work/venv/bin/python" - <<'PY'
+from importlib.resources import files
+static = files("callsd.app.static")
+missing = [n for n in ("index.html", "app.js", "media.js", "state.js", "style.css") if not static.joinpath(n).is_file()]
+assert not missing, f"the wheel lacks the browser client files: {missing}"
+print("wheel-check: the browser client's files are in the wheel")
+PY
+# The installed wheel must serve the page, not only import: start it on free loopback ports and fetch / and /healthz.
+read -r http_port rtc_port < <("$work/venv/bin/python" -c "
+import socket
+t = socket.socket(); t.bind(('127.0.0.1', 0)); u = socket.socket(type=socket.SOCK_DGRAM); u.bind(('127.0.0.1', 0))
+print(t.getsockname()[1], u.getsockname()[1])")
+CALLSD_HTTP_PORT=$http_port CALLSD_RTC_ICE_PORT_UDP=$rtc_port CALLSD_STORE_DATA_DIR="$work/data" \
+    "$work/venv/bin/callsd" serve >"$work/serve.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+"$work/venv/bin/python" - "$http_port" <<'PY' || { cat "$work/serve.log"; exit 1; }
+import sys, time, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}"
+deadline = time.monotonic() + 30
+while True:
+    try:
+        health = urllib.request.urlopen(base + "/healthz", timeout=2).status
+        page = urllib.request.urlopen(base + "/", timeout=2).read().decode()
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise SystemExit("wheel-check: the installed server did not answer within 30 s")
+        time.sleep(0.2)
+assert health == 200 and "callsd" in page, (health, page[:200])
+print("wheel-check: the installed wheel serves / and /healthz")
+PY
+kill -TERM $server; wait $server || true

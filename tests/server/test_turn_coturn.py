@@ -52,7 +52,25 @@ if not Path(ts.TURNSERVER).exists():
     pytest.skip("Debian coturn is not installed (scripts/system-deps.sh)", allow_module_level=True)
 
 SECRET = "turn-test-secret"
-STEP_MS = 20_000  # upper bound of one wait in the page
+TEST_BUDGET_S = 45.0  # every wait of one test body comes out of this (fixtures: coturn ≤ 10 s, callsd ≤ 20 s)
+STEP_S = 20.0  # and no single wait takes more than this
+
+
+class Budget:
+    """One deadline for a whole test: each wait gets what is left of it, at most ``STEP_S``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def s(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"the test's {TEST_BUDGET_S:.0f} s budget is spent")
+        return min(left, STEP_S)
+
+    def ms(self) -> float:
+        return self.s() * 1000
+
 
 # Installed before the page's scripts: the page's RTCPeerConnection gets iceTransportPolicy "relay" added to the
 # configuration it passes (nothing else changes), and what the browser gathers or fails to gather is recorded.
@@ -178,15 +196,29 @@ def _urls(server: dict[str, Any]) -> list[str]:
     return [urls] if isinstance(urls, str) else list(urls)
 
 
-def _unmute(p: Any) -> None:
-    p.tid("mute-button").click()
-    expect(p.tid("mute-button")).to_have_text("Mute", timeout=STEP_MS)
+def _join(p: Any, channel: str, budget: Budget) -> None:
+    """Join through the page as a user does: name, Join button, then wait for the call view."""
+    p.page.goto(f"{p.base_url}/?channel={channel}", timeout=budget.ms())
+    p.tid("name-input").fill(p.name, timeout=budget.ms())
+    p.tid("join-button").click(timeout=budget.ms())
+    p.page.wait_for_function("window.callsd && window.callsd.phase === 'in_call'", timeout=budget.ms())
 
 
-def _wait_connected(p: Any) -> None:
+def _wait_participants(p: Any, n: int, budget: Budget) -> None:
+    p.page.wait_for_function(
+        f"document.querySelectorAll('[data-testid=participant]').length === {n}", timeout=budget.ms()
+    )
+
+
+def _unmute(p: Any, budget: Budget) -> None:
+    p.tid("mute-button").click(timeout=budget.ms())
+    expect(p.tid("mute-button")).to_have_text("Mute", timeout=budget.ms())
+
+
+def _wait_connected(p: Any, budget: Budget) -> None:
     try:
         p.page.wait_for_function(
-            "window.callsd.pc && window.callsd.pc.connectionState === 'connected'", timeout=STEP_MS
+            "window.callsd.pc && window.callsd.pc.connectionState === 'connected'", timeout=budget.ms()
         )
     except playwright_sync.TimeoutError as e:
         raise AssertionError(
@@ -198,12 +230,13 @@ def test_audio_flows_through_coturn_with_the_join_ack_credentials(
     coturn: Any, servers: Callable[..., Any], people: Callable[..., Any]
 ) -> None:
     server = servers(turn_url=coturn.url, secret=SECRET)
+    budget = Budget(TEST_BUDGET_S)
     alice = people(server.url, "Alice", relay_only=True)
     bob = people(server.url, "Bob")
-    alice.join("turn-relay")
-    bob.join("turn-relay")
-    alice.wait_participants(2)
-    bob.wait_participants(2)
+    _join(alice, "turn-relay", budget)
+    _join(bob, "turn-relay", budget)
+    _wait_participants(alice, 2, budget)
+    _wait_participants(bob, 2, budget)
 
     # join_ack's TURN entry: the configured URL with TURN REST credentials for Alice's session, and the page used it.
     turn = _turn_entry(alice)
@@ -214,10 +247,10 @@ def test_audio_flows_through_coturn_with_the_join_ack_credentials(
     configs = alice.page.evaluate("window.__turn.configs")
     assert configs and turn in configs[-1]["iceServers"], configs
 
-    _unmute(alice)
-    _unmute(bob)
-    _wait_connected(alice)
-    _wait_connected(bob)
+    _unmute(alice, budget)
+    _unmute(bob, budget)
+    _wait_connected(alice, budget)
+    _wait_connected(bob, budget)
 
     # Alice's connection to the server runs over a relay candidate allocated on coturn, towards callsd's RTC port.
     pair = alice.page.evaluate(SELECTED_PAIR)
@@ -227,16 +260,21 @@ def test_audio_flows_through_coturn_with_the_join_ack_credentials(
     assert pair["local"]["address"] == "127.0.0.1", pair
     assert coturn.min_port <= pair["local"]["port"] <= coturn.max_port, pair
     assert pair["local"]["relayProtocol"] == "udp", pair
-    assert pair["remote"]["port"] == server.rtc_port, pair
+    assert pair["local"]["url"] == coturn.url, pair
+    assert (pair["remote"]["type"], pair["remote"]["port"]) == ("host", server.rtc_port), pair
     gathered = alice.page.evaluate("window.__turn.candidates")
     assert gathered and {c["type"] for c in gathered} == {"relay"}, gathered
+    bob_pair = bob.page.evaluate(SELECTED_PAIR)  # Bob, without the relay-only policy, goes direct
+    assert bob_pair is not None and bob_pair["local"]["type"] == "host", bob_pair
 
     # What each of them hears: the other's audio, Alice's both ways through the relay.
-    bob.wait_inbound_growing("audio", timeout=STEP_MS / 1000)
-    alice.wait_inbound_growing("audio", timeout=STEP_MS / 1000)
+    bob.wait_inbound_growing("audio", timeout=budget.s())
+    alice.wait_inbound_growing("audio", timeout=budget.s())
 
     # The operator's view: coturn allocated a relay for exactly that username.
-    assert coturn.wait_for(lambda: coturn.allocations(turn["username"]), timeout=5), coturn.log()[-3000:]
+    assert coturn.wait_for(lambda: coturn.allocations(turn["username"]), timeout=min(5, budget.s())), (
+        coturn.log()[-3000:]
+    )
     assert coturn.permissions(turn["username"]), coturn.log()[-3000:]
     assert coturn.refusals(turn["username"]) == []
 
@@ -245,14 +283,17 @@ def test_a_wrong_secret_gets_no_relay_allocation(
     coturn: Any, servers: Callable[..., Any], people: Callable[..., Any]
 ) -> None:
     server = servers(turn_url=coturn.url, secret="not-" + SECRET)
+    budget = Budget(TEST_BUDGET_S)
     alice = people(server.url, "Alice", relay_only=True)
-    alice.join("turn-wrong-secret")
+    _join(alice, "turn-wrong-secret", budget)
     turn = _turn_entry(alice)
     assert turn["username"].endswith(":" + alice.session_id)
 
     # Chromium reports the refused allocation as an icecandidateerror with the TURN server's 401.
     try:
-        alice.page.wait_for_function("window.__turn.errors.some(e => e.errorCode === 401)", timeout=STEP_MS)
+        alice.page.wait_for_function(
+            "window.__turn.errors.some(e => e.errorCode === 401)", timeout=budget.ms()
+        )
     except playwright_sync.TimeoutError as e:
         raise AssertionError(
             f"no 401 from coturn; turn={alice.page.evaluate('window.__turn')}\n{coturn.log()[-3000:]}"
@@ -260,7 +301,12 @@ def test_a_wrong_secret_gets_no_relay_allocation(
     errors = alice.page.evaluate("window.__turn.errors")
     assert any(e["errorCode"] == 401 and e["url"].startswith("turn:127.0.0.1:") for e in errors), errors
 
-    assert coturn.wait_for(lambda: coturn.refusals(turn["username"]), timeout=5), coturn.log()[-3000:]
+    assert coturn.wait_for(lambda: coturn.refusals(turn["username"]), timeout=min(5, budget.s())), (
+        coturn.log()[-3000:]
+    )
     assert coturn.allocations(turn["username"]) == []
+
+    # The browser finished gathering with nothing to offer: no relay candidate, so no media path at all.
+    alice.page.wait_for_function("window.callsd.pc.iceGatheringState === 'complete'", timeout=budget.ms())
     assert alice.page.evaluate("window.__turn.candidates") == []
     assert alice.page.evaluate("window.callsd.pc.connectionState") != "connected"

@@ -78,6 +78,10 @@ _KEPT_EXTENSIONS = {
     "audio": (AUDIO_LEVEL_URI, MID_URI),
     "video": (MID_URI, ABS_SEND_TIME_URI, TOFFSET_URI, VIDEO_ORIENTATION_URI),
 }
+# the ids Chromium gives these URIs in its offers (tests/media/data/offer_chromium.sdp): a new URI in a server offer
+# takes its usual id when the client has not used that id, so the browser's own next offer agrees with ours
+_USUAL_IDS = {AUDIO_LEVEL_URI: 1, ABS_SEND_TIME_URI: 2, TWCC_URI: 3, MID_URI: 4, VIDEO_ORIENTATION_URI: 13,
+              TOFFSET_URI: 14}
 _KEPT_FEEDBACK = ("nack", "nack pli", "ccm fir")
 _VIDEO_FEEDBACK = ("nack", "nack pli", "ccm fir")  # what a server offer asks for on video sections
 _H264_PROFILES = ("42e01f", "42001f")
@@ -308,6 +312,13 @@ class Negotiator:
         self._version = 0
         self._allow_mixed = False
         self._client_codecs: dict[int, Codec] = {}  # every codec the client ever offered, by its payload type
+        # header extension ids: every id the client wrote in any offer or answer (any section, accepted or not,
+        # even a glare-ignored offer) -> the URIs it gave it, the client's latest id for each URI, and the ids
+        # the server itself offered. An id means one URI for the whole session (BUNDLE; Chromium refuses a
+        # description that renumbers one: "RTP extension ID reassignment not supported")
+        self._client_ext: dict[int, set[str]] = {}
+        self._client_ext_ids: dict[str, int] = {}
+        self._server_ext: dict[int, str] = {}
 
     # --- queries ----------------------------------------------------------------------------------------------
 
@@ -332,13 +343,20 @@ class Negotiator:
     # --- the client's offer -----------------------------------------------------------------------------------
 
     def handle_offer(self, sdp: str) -> OfferAnswered | OfferRejected | OfferIgnored:
-        """Answer a client offer; ignore it while the server's own offer is pending (the server is impolite)."""
-        if self._pending is not None:
-            return OfferIgnored(reason="glare")
+        """Answer a client offer; ignore it while the server's own offer is pending (the server is impolite).
+
+        The header extension ids of any offer that parses are remembered, even an ignored one: the browser keeps
+        the ids of a transceiver it added for an offer it rolled back, so later server offers must not reuse them.
+        """
         try:
             offer = parse_sdp(sdp)
         except SdpError as exc:
+            if self._pending is not None:
+                return OfferIgnored(reason="glare")
             return OfferRejected(reason=Rejection.MALFORMED, detail=str(exc))
+        self._note_client_extensions(offer)
+        if self._pending is not None:
+            return OfferIgnored(reason="glare")
         live = [m for m in offer.media if not m.rejected]
         if not live:
             return OfferRejected(reason=Rejection.NO_MEDIA, detail="every m-section is rejected or missing")
@@ -456,6 +474,10 @@ class Negotiator:
             changed = True
         if not changed:
             return None
+        for s in slots:
+            if not s.rejected:
+                for e in s.extmaps:
+                    self._server_ext.setdefault(e.id, e.uri)
         self._pending = slots
         self.state = NegotiationState.HAVE_LOCAL_OFFER
         setup = "active" if self.remote is not None and self.remote.dtls_role == "client" else "passive"
@@ -524,23 +546,42 @@ class Negotiator:
             rtx_pt = free(primary.payload_type + 1)
         return (primary, Codec(payload_type=rtx_pt, name="rtx", clock_rate=90000, fmtp=f"apt={primary.payload_type}"))
 
-    @staticmethod
-    def _offer_extmaps(slots: Sequence[_Slot], kind: str) -> tuple[Extmap, ...]:
-        """The kept extensions for ``kind`` under the ids this client uses, allocating free ids for the others."""
-        ids: dict[str, int] = {}
+    def _note_client_extensions(self, d: SessionDescription) -> None:
+        for e in (*d.extmaps, *(e for m in d.media for e in m.extmaps)):
+            self._client_ext.setdefault(e.id, set()).add(e.uri)
+            self._client_ext_ids[e.uri] = e.id
+
+    def _offer_extmaps(self, slots: Sequence[_Slot], kind: str) -> tuple[Extmap, ...]:
+        """The kept extensions for ``kind``, each under one id for the whole session: the id it has in the bundle,
+        else the client's own id for it, else the id the server offered it under before, else Chromium's usual id,
+        else the lowest id; never an id the client or the bundle uses for another URI (an extension left
+        without a free id is not offered)."""
+        bundle: dict[str, int] = {}
+        taken: dict[int, str] = {}
         for s in slots:
-            for e in s.extmaps:
-                ids.setdefault(e.uri, e.id)
-        used = set(ids.values())
+            if not s.rejected:
+                for e in s.extmaps:
+                    bundle.setdefault(e.uri, e.id)
+                    taken.setdefault(e.id, e.uri)
+
+        def free(i: int | None, uri: str, *, strict: bool = True) -> bool:
+            return (i is not None and 1 <= i <= 14 and taken.get(i, uri) == uri
+                    and self._client_ext.get(i, {uri}) == {uri}
+                    and (not strict or self._server_ext.get(i, uri) == uri))
+
+        previous = {u: i for i, u in self._server_ext.items()}
         out = []
         for uri in _KEPT_EXTENSIONS[kind]:
-            if uri not in ids:
-                free = next((i for i in range(1, 15) if i not in used), None)
-                if free is None:
+            chosen = bundle.get(uri)
+            if chosen is None:
+                candidates = (self._client_ext_ids.get(uri), previous.get(uri), _USUAL_IDS.get(uri), *range(1, 15))
+                chosen = next((i for i in candidates if free(i, uri)), None)
+                if chosen is None:  # every id is spoken for: give up the server's own past numbering first
+                    chosen = next((i for i in range(1, 15) if free(i, uri, strict=False)), None)
+                if chosen is None:
                     continue
-                ids[uri] = free
-                used.add(free)
-            out.append(Extmap(id=ids[uri], uri=uri))
+                taken[chosen] = uri
+            out.append(Extmap(id=chosen, uri=uri))
         return tuple(out)
 
     # --- the client's answer ----------------------------------------------------------------------------------
@@ -555,6 +596,7 @@ class Negotiator:
         except SdpError as exc:
             self.rollback()
             return AnswerRejected(reason=Rejection.MALFORMED, detail=str(exc))
+        self._note_client_extensions(answer)
         if len(answer.media) != len(pending) or any(
                 m.mid not in (None, s.mid) for s, m in zip(pending, answer.media, strict=True)):
             self.rollback()

@@ -339,3 +339,86 @@ def test_a_codec_the_client_offered_but_was_not_chosen_keeps_the_clients_payload
     pt = parse_sdp(made3.offer).media[3].codecs[0].payload_type
     client_pts = {int(x.split()[0].split(":")[1]) for x in CHROMIUM.splitlines() if x.startswith("a=rtpmap:")}
     assert pt not in client_pts
+
+
+# --- header extension ids: one URI per id for the whole session (BUNDLE) -------------------------------------
+
+TOFFSET = "urn:ietf:params:rtp-hdrext:toffset"
+ORIENTATION = "urn:3gpp:video-orientation"
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+# the recorded Chromium offer with only its audio section (a browser that publishes its microphone, no camera yet)
+CHROMIUM_AUDIO_ONLY = CHROMIUM[: CHROMIUM.index("m=video")].replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0")
+
+
+def client_ids(*offers: str) -> dict[int, str]:
+    """id -> URI as the client numbered its header extensions, over every section of these descriptions."""
+    out: dict[int, str] = {}
+    for text in offers:
+        for m in parse_sdp(text).media:
+            for e in m.extmaps:
+                assert out.setdefault(e.id, e.uri) == e.uri, f"the client itself maps id {e.id} to two URIs"
+    return out
+
+
+def server_ids(text: str) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for m in parse_sdp(text).media:
+        for e in m.extmaps:
+            assert out.setdefault(e.id, e.uri) == e.uri, f"id {e.id} means two URIs in one bundle"
+    return out
+
+
+def test_a_server_video_offer_to_an_audio_only_chromium_keeps_its_extension_ids() -> None:
+    n = negotiator()
+    answered(n.handle_offer(CHROMIUM_AUDIO_ONLY))
+    made = n.make_offer([out_track("bob", "video", 2000)])  # another participant's camera
+    assert isinstance(made, OfferMade)
+    offered = server_ids(made.offer)
+    # the audio section numbered transport-cc 3 (not negotiated, still taken); nothing else may take it
+    mine = client_ids(CHROMIUM_AUDIO_ONLY)
+    assert {i: u for i, u in offered.items() if mine.get(i, u) != u} == {}
+    # new URIs take Chromium's usual ids, so its next offer with a camera (numbered as in the recorded offer:
+    # playout-delay 5, video-content-type 6, ...) cannot collide either
+    video = {e.uri: e.id for e in parse_sdp(made.offer).media[1].extmaps}
+    assert video == {MID_URI: 4, ABS_SEND_TIME: 2, TOFFSET: 14, ORIENTATION: 13}
+    full = client_ids(CHROMIUM)
+    assert {i: u for i, u in offered.items() if full.get(i, u) != u} == {}
+
+
+def test_extension_ids_the_client_used_are_never_given_to_another_uri() -> None:
+    # a client (not Chromium) that numbers toffset's and video orientation's usual ids for other URIs, in a video
+    # section it has rejected, and keeps abs-send-time under its own id
+    video = (CHROMIUM[CHROMIUM.index("m=video"):].replace("m=video 9 ", "m=video 0 ")
+             .replace("a=extmap:14 urn:ietf:params:rtp-hdrext:toffset", "a=extmap:14 urn:example:fourteen")
+             .replace("a=extmap:13 urn:3gpp:video-orientation", "a=extmap:13 urn:example:thirteen")
+             .replace("a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+                      "a=extmap:9 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"))
+    audio = "".join(line for line in CHROMIUM[: CHROMIUM.index("m=video")].splitlines(keepends=True)
+                    if not line.startswith("a=extmap:2 "))
+    offer = audio + video
+    n = negotiator()
+    answered(n.handle_offer(offer))
+    made = n.make_offer([out_track("bob", "video", 2000)])
+    assert isinstance(made, OfferMade)
+    offered = server_ids(made.offer)
+    mine = client_ids(offer)
+    assert {i: u for i, u in offered.items() if mine.get(i, u) != u} == {}
+    ids = {u: i for i, u in offered.items()}
+    assert ids[ABS_SEND_TIME] == 9 and ids[MID_URI] == 4
+    assert ids[TOFFSET] not in mine and ids[ORIENTATION] not in mine
+
+
+def test_extension_ids_from_the_clients_answer_are_kept_for_the_session() -> None:
+    n = negotiator()
+    answered(n.handle_offer(CHROMIUM_AUDIO_ONLY))
+    first = n.make_offer([out_track("bob", "video", 2000)])
+    assert isinstance(first, OfferMade)
+    # the client answers with toffset under another id: later offers follow the client's numbering
+    answer = mirror(first.offer).replace("a=extmap:14 urn:ietf:params:rtp-hdrext:toffset",
+                                         "a=extmap:12 urn:ietf:params:rtp-hdrext:toffset")
+    assert isinstance(n.handle_answer(answer), AnswerApplied)
+    second = n.make_offer([out_track("bob", "video", 2000), out_track("carol", "video", 3000)])
+    assert isinstance(second, OfferMade)
+    offered = server_ids(second.offer)
+    assert {u: i for i, u in offered.items()}[TOFFSET] == 12
+    assert {i: u for i, u in offered.items() if client_ids(CHROMIUM_AUDIO_ONLY, answer).get(i, u) != u} == {}

@@ -136,3 +136,68 @@ def test_glare_with_chromium_the_server_is_impolite(page: Any) -> None:
     assert [p.kind for p in again.published] == ["video"] and not again.unpublished
     assert page.evaluate(APPLY_ANSWER, again.answer) == "stable"
     assert ["audio", "stream-bob"] in [g[1:] for g in page.evaluate("() => got")]
+
+
+AUDIO_ONLY = """async () => {
+  window.pc = new RTCPeerConnection();
+  window.got = [];
+  pc.ontrack = (e) => got.push([e.transceiver.mid, e.track.kind, e.streams.map((s) => s.id).join(',')]);
+  pc.addTransceiver('audio', {direction: 'sendrecv', streams: [new MediaStream()]});
+  await pc.setLocalDescription(await pc.createOffer());
+  return pc.localDescription.sdp;
+}"""
+CAMERA_OFFER = """async () => {
+  pc.addTransceiver('video', {direction: 'sendonly', streams: [new MediaStream()]});
+  await pc.setLocalDescription(await pc.createOffer());
+  return pc.localDescription.sdp;
+}"""
+
+
+def extension_ids(*descriptions: str) -> dict[int, set[str]]:
+    out: dict[int, set[str]] = {}
+    for text in descriptions:
+        for m in parse_sdp(text).media:
+            for e in m.extmaps:
+                out.setdefault(e.id, set()).add(e.uri)
+    return out
+
+
+@pytest.mark.parametrize("camera", ["after_answer", "crossing_the_server_offer"])
+def test_chromium_audio_only_accepts_a_server_video_offer_then_offers_its_camera(page: Any, camera: str) -> None:
+    """No inactive camera transceiver in the first offer: the server's video section must not renumber the ids
+    Chromium already uses (transport-cc, ...) nor take the ids it gives its own video (playout-delay, ...).
+    Whether the camera offer comes after the answer or crosses the server's offer (glare: Chromium rolls it
+    back but keeps the transceiver's ids), Chromium applies every description and the server accepts its offer."""
+    n = Negotiator(transport=TRANSPORT, session_id=779)
+    first_offer = page.evaluate(AUDIO_ONLY)
+    assert [m.kind for m in parse_sdp(first_offer).media] == ["audio"]
+    first = n.handle_offer(first_offer)
+    assert isinstance(first, OfferAnswered)
+    assert page.evaluate(APPLY_ANSWER, first.answer) == "stable"
+
+    made = n.make_offer([track("bob", "video", 2000)])  # another participant's camera
+    assert isinstance(made, OfferMade)
+    seen = [first_offer, first.answer, made.offer]
+    if camera == "after_answer":
+        answer = page.evaluate(ANSWER_OFFER, made.offer)  # setRemoteDescription(offer) succeeds
+        applied = n.handle_answer(answer)
+        camera_offer = page.evaluate(CAMERA_OFFER)
+        seen += [answer, camera_offer]
+    else:
+        crossing = page.evaluate(CAMERA_OFFER)
+        assert n.handle_offer(crossing) == OfferIgnored(reason="glare")
+        answer = page.evaluate(POLITE_ANSWER, made.offer)  # rollback, then setRemoteDescription(offer) succeeds
+        applied = n.handle_answer(answer)
+        camera_offer = page.evaluate(REOFFER)
+        seen += [crossing, answer, camera_offer]
+    assert isinstance(applied, AnswerApplied) and [t.track_id for t in applied.sending] == ["bob-video"]
+    assert ["video", "stream-bob"] in [g[1:] for g in page.evaluate("() => got")]
+
+    again = n.handle_offer(camera_offer)
+    assert isinstance(again, OfferAnswered), again
+    assert [p.kind for p in again.published] == ["video"] and not again.unpublished
+    assert page.evaluate(APPLY_ANSWER, again.answer) == "stable"
+    assert [t.track_id for t in again.sending] == ["bob-video"]
+    # one URI per id across everything either side wrote in this session
+    ids = extension_ids(*seen, again.answer)
+    assert {i: u for i, u in ids.items() if len(u) > 1} == {}

@@ -9,6 +9,7 @@ is an allocation on coturn. Bob is a second browser context on host candidates.
 What is asserted is what a user and the operator observe: Alice's audio reaches Bob and Bob's reaches Alice
 (inbound-rtp packet counts grow), the selected candidate pair of Alice's connection has a local candidate of type
 ``relay`` allocated on coturn, and coturn's log shows a successful ALLOCATE for the username ``join_ack`` gave her.
+After a signaling drop the page reconnects the session and is relayed again with the fresh ``join_ack`` credentials.
 With a callsd whose secret differs from coturn's, the allocation is refused (401 in coturn's log and in the page's
 ``icecandidateerror``), no relay candidate is gathered and the media never connects.
 
@@ -54,6 +55,7 @@ if not Path(ts.TURNSERVER).exists():
 SECRET = "turn-test-secret"
 TEST_BUDGET_S = 45.0  # every wait of one test body comes out of this (fixtures: coturn ≤ 10 s, callsd ≤ 20 s)
 STEP_S = 20.0  # and no single wait takes more than this
+DEFAULT_TTL_S = 1440 * 60  # rtc.turn_credentials_expiration_minutes, default
 
 
 class Budget:
@@ -243,7 +245,9 @@ def test_audio_flows_through_coturn_with_the_join_ack_credentials(
     assert _urls(turn) == [coturn.url]
     expiry, _, session = turn["username"].partition(":")
     assert session == alice.session_id
-    assert int(expiry) > time.time()
+    assert abs(int(expiry) - (time.time() + DEFAULT_TTL_S)) < 120, turn[
+        "username"
+    ]  # callsd's default lifetime
     configs = alice.page.evaluate("window.__turn.configs")
     assert configs and turn in configs[-1]["iceServers"], configs
 
@@ -277,6 +281,63 @@ def test_audio_flows_through_coturn_with_the_join_ack_credentials(
     )
     assert coturn.permissions(turn["username"]), coturn.log()[-3000:]
     assert coturn.refusals(turn["username"]) == []
+
+
+def _relayed_pair(p: Any, coturn: Any) -> dict[str, Any]:
+    pair = p.page.evaluate(SELECTED_PAIR)
+    assert pair is not None and pair["state"] == "succeeded", pair
+    assert pair["local"]["type"] == "relay" and pair["local"]["url"] == coturn.url, pair
+    return dict(pair)
+
+
+def test_after_a_network_drop_the_reconnected_session_is_relayed_again(
+    coturn: Any, servers: Callable[..., Any], people: Callable[..., Any]
+) -> None:
+    server = servers(turn_url=coturn.url, secret=SECRET)
+    budget = Budget(TEST_BUDGET_S)
+    alice = people(server.url, "Alice", relay_only=True)
+    bob = people(server.url, "Bob")
+    _join(alice, "turn-reconnect", budget)
+    _join(bob, "turn-reconnect", budget)
+    _wait_participants(alice, 2, budget)
+    _unmute(alice, budget)
+    _wait_connected(alice, budget)
+    first = _relayed_pair(alice, coturn)
+    session = alice.session_id
+    # Gathering done: every allocation of this first peer connection is in coturn's log (it logs before answering).
+    alice.page.wait_for_function("window.callsd.pc.iceGatheringState === 'complete'", timeout=budget.ms())
+    allocated_before = _allocations_of(coturn, session)
+    assert allocated_before > 0, coturn.log()[-3000:]
+
+    # The signaling socket drops; the page reconnects the same session, gets a fresh join_ack (fresh credentials)
+    # and builds a new peer connection with them, through coturn again.
+    alice.page.evaluate("window.callsd.dropConnection()")
+    alice.page.wait_for_function(
+        "window.callsd.log.some(m => m.dir === 'in' && m.type === 'join_ack' && m.data.reconnected)",
+        timeout=budget.ms(),
+    )
+    assert alice.session_id == session
+    assert len(alice.page.evaluate("window.__turn.configs")) == 2
+    _wait_connected(alice, budget)
+    second = _relayed_pair(alice, coturn)
+    assert second["local"]["port"] != first["local"]["port"], (first, second)  # a new allocation
+
+    # Bob hears Alice again, and coturn made new allocations for her session's fresh credentials.
+    bob.wait_inbound_growing("audio", timeout=budget.s())
+    turn = _turn_entry(alice)
+    assert turn["username"].endswith(":" + session)
+    assert coturn.wait_for(
+        lambda: _allocations_of(coturn, session) > allocated_before, timeout=min(5, budget.s())
+    ), coturn.log()[-3000:]
+
+
+def _allocations_of(coturn: Any, session_id: str) -> int:
+    """Successful ALLOCATEs coturn logged for any TURN username of this callsd session."""
+    return sum(
+        1
+        for r in coturn.requests()
+        if r.user.endswith(":" + session_id) and r.method == "ALLOCATE" and r.outcome == "success"
+    )
 
 
 def test_a_wrong_secret_gets_no_relay_allocation(

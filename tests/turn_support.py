@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -184,9 +185,8 @@ class Coturn:
         """
         return [r for r in self.requests() if r.user == user and r.outcome.startswith("error 401")]
 
-    def wait_for(self, predicate: object, *, timeout: float = 10.0) -> bool:
+    def wait_for(self, predicate: Callable[[], object], *, timeout: float = 10.0) -> bool:
         """Poll ``predicate()`` (over the log) every 0.1 s until it is truthy or ``timeout`` passes."""
-        assert callable(predicate)
         deadline = time.monotonic() + timeout
         while True:
             if predicate():

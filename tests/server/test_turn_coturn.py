@@ -49,8 +49,8 @@ playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
 if not Path(bs.CHROMIUM).exists():
     pytest.skip("Debian chromium is not installed", allow_module_level=True)
-if not Path(ts.TURNSERVER).exists():
-    pytest.skip("Debian coturn is not installed (scripts/system-deps.sh)", allow_module_level=True)
+if not Path(ts.TURNSERVER).exists():  # fail, not skip: the TURN test must not silently vanish
+    pytest.fail("Debian coturn is not installed: run scripts/system-deps.sh", pytrace=False)
 
 SECRET = "turn-test-secret"
 TEST_BUDGET_S = 45.0  # every wait of one test body comes out of this (fixtures: coturn ≤ 10 s, callsd ≤ 20 s)

@@ -1,12 +1,14 @@
 """A real coturn for the TURN tests: started as a subprocess on 127.0.0.1, probed until it answers, killed at the end.
 
-``Coturn(work_dir, secret="S").start()`` runs Debian's ``turnserver`` with TURN REST auth (``use-auth-secret``) on a
-free loopback UDP port, with a small relay port range on 127.0.0.1 and loopback peers allowed (coturn refuses to relay
-to 127.x otherwise). It reads no system config file (``-n``) and writes its pid file, database and log in
-``work_dir``. ``start()`` returns once coturn answers a STUN Binding request (bounded); ``stop()`` terminates it.
+``Coturn(work_dir, secret="S").start()`` runs Debian's ``turnserver`` with TURN REST auth (``use-auth-secret``),
+listening on one free loopback port (UDP and TCP), relaying over UDP from a small port range on 127.0.0.1, with
+loopback peers allowed (coturn refuses to relay to 127.x otherwise). It reads no system config file (``-n``) and
+writes its pid file, database and log in ``work_dir``. ``start()`` returns once coturn answers a STUN Binding request
+(bounded); ``stop()`` terminates it.
 
-``url`` is the ``turn:`` URL to hand to callsd (``rtc.ice_servers``). ``allocations()`` / ``refusals()`` read coturn's
-log for the outcome of ALLOCATE requests per TURN username (coturn logs ``user <name>`` on each processed request).
+``url`` is the ``turn:`` URL (UDP) to hand to callsd (``rtc.ice_servers``); ``url_for("tcp")`` is the one for
+clients that reach TURN only over TCP. ``allocations()`` / ``refusals()`` / ``permissions()`` read coturn's log for
+the outcome of requests per TURN username (coturn logs ``user <name>`` on each processed request in verbose mode).
 
 Every wait is time-boxed; every address is 127.0.0.1.
 """
@@ -48,8 +50,8 @@ _REQUEST_RE = re.compile(
 )
 
 
-def _free_udp_port(low: int, high: int, *, span: int = 1) -> int:
-    """The first port of ``span`` consecutive free UDP ports on 127.0.0.1 in [low, high), from a per-process start."""
+def _free_ports(low: int, high: int, *, span: int = 1, kinds: tuple[int, ...] = (socket.SOCK_DGRAM,)) -> int:
+    """The first of ``span`` consecutive ports free on 127.0.0.1 for every socket kind in ``kinds``, in [low, high)."""
     width = high - low - span
     start = (os.getpid() * 7919 + time.monotonic_ns() // 1000) % width
     for offset in range(0, width, 29):
@@ -57,16 +59,17 @@ def _free_udp_port(low: int, high: int, *, span: int = 1) -> int:
         socks: list[socket.socket] = []
         try:
             for port in range(first, first + span):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
+                for kind in kinds:
+                    s = socket.socket(socket.AF_INET, kind)
+                    socks.append(s)
+                    s.bind(("127.0.0.1", port))
             return first
         except OSError:
             continue
         finally:
             for s in socks:
                 s.close()
-    raise RuntimeError(f"no {span} free UDP ports in {low}-{high}")
+    raise RuntimeError(f"no {span} free ports in {low}-{high}")
 
 
 def stun_binding_ok(port: int, *, timeout: float = 0.3) -> bool:
@@ -90,14 +93,18 @@ class Coturn:
     def __init__(self, work_dir: Path, *, secret: str, relay_ports: int = 20) -> None:
         self.work_dir = work_dir
         self.secret = secret
-        self.port = _free_udp_port(21_000, 32_000)
-        self.min_port = _free_udp_port(40_000, 48_000, span=relay_ports)
+        self.port = _free_ports(21_000, 32_000, kinds=(socket.SOCK_DGRAM, socket.SOCK_STREAM))
+        self.min_port = _free_ports(40_000, 48_000, span=relay_ports)
         self.max_port = self.min_port + relay_ports - 1
-        self.url = f"turn:127.0.0.1:{self.port}?transport=udp"
+        self.url = self.url_for("udp")
         self.log_path = work_dir / "coturn.log"
         self.stdout_path = work_dir / "coturn.stdout"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+
+    def url_for(self, transport: str) -> str:
+        """The ``turn:`` URL a client uses to reach this coturn over ``transport`` ("udp" or "tcp")."""
+        return f"turn:127.0.0.1:{self.port}?transport={transport}"
 
     def command(self) -> list[str]:
         d = self.work_dir
@@ -116,7 +123,6 @@ class Coturn:
             "--fingerprint",
             "--no-tls",
             "--no-dtls",
-            "--no-tcp",
             "--no-tcp-relay",
             "--no-cli",
             "--no-rfc5780",

@@ -9,7 +9,8 @@ is an allocation on coturn. Bob is a second browser context on host candidates.
 What is asserted is what a user and the operator observe: Alice's audio reaches Bob and Bob's reaches Alice
 (inbound-rtp packet counts grow), the selected candidate pair of Alice's connection has a local candidate of type
 ``relay`` allocated on coturn, and coturn's log shows a successful ALLOCATE for the username ``join_ack`` gave her.
-After a signaling drop the page reconnects the session and is relayed again with the fresh ``join_ack`` credentials.
+This holds whether the browser reaches coturn over UDP or only over TCP (``turn:...?transport=tcp``). After a
+signaling drop the page reconnects the session and is relayed again with the fresh ``join_ack`` credentials.
 With a callsd whose secret differs from coturn's, the allocation is refused (401 in coturn's log and in the page's
 ``icecandidateerror``), no relay candidate is gathered and the media never connects.
 
@@ -228,21 +229,24 @@ def _wait_connected(p: Any, budget: Budget) -> None:
         ) from e
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_audio_flows_through_coturn_with_the_join_ack_credentials(
-    coturn: Any, servers: Callable[..., Any], people: Callable[..., Any]
+    coturn: Any, servers: Callable[..., Any], people: Callable[..., Any], transport: str
 ) -> None:
-    server = servers(turn_url=coturn.url, secret=SECRET)
+    """``transport``: how the browser reaches coturn (``tcp``: a client whose network lets only TCP out)."""
+    turn_url = coturn.url_for(transport)
+    server = servers(turn_url=turn_url, secret=SECRET)
     budget = Budget(TEST_BUDGET_S)
     alice = people(server.url, "Alice", relay_only=True)
     bob = people(server.url, "Bob")
-    _join(alice, "turn-relay", budget)
-    _join(bob, "turn-relay", budget)
+    _join(alice, f"turn-relay-{transport}", budget)
+    _join(bob, f"turn-relay-{transport}", budget)
     _wait_participants(alice, 2, budget)
     _wait_participants(bob, 2, budget)
 
     # join_ack's TURN entry: the configured URL with TURN REST credentials for Alice's session, and the page used it.
     turn = _turn_entry(alice)
-    assert _urls(turn) == [coturn.url]
+    assert _urls(turn) == [turn_url]
     expiry, _, session = turn["username"].partition(":")
     assert session == alice.session_id
     assert abs(int(expiry) - (time.time() + DEFAULT_TTL_S)) < 120, turn[
@@ -263,8 +267,8 @@ def test_audio_flows_through_coturn_with_the_join_ack_credentials(
     assert pair["local"]["type"] == "relay", pair
     assert pair["local"]["address"] == "127.0.0.1", pair
     assert coturn.min_port <= pair["local"]["port"] <= coturn.max_port, pair
-    assert pair["local"]["relayProtocol"] == "udp", pair
-    assert pair["local"]["url"] == coturn.url, pair
+    assert pair["local"]["relayProtocol"] == transport, pair
+    assert pair["local"]["url"] == turn_url, pair
     assert (pair["remote"]["type"], pair["remote"]["port"]) == ("host", server.rtc_port), pair
     gathered = alice.page.evaluate("window.__turn.candidates")
     assert gathered and {c["type"] for c in gathered} == {"relay"}, gathered

@@ -5,7 +5,9 @@
 * the hot-path helpers never raise on arbitrary bytes;
 * ``StreamRewriter`` output is gapless across pauses and publisher switches;
 * negotiation policy: answers never accept what the server does not implement (RTX, transport-cc, goog-remb), and
-  the server is impolite: a client offer crossing a pending server offer changes nothing.
+  the server is impolite: a client offer crossing a pending server offer changes nothing;
+* header extension ids: over any sequence of offers and answers (with glare, rejected sections, renumbering
+  clients), every id the server writes means what the client made it mean in everything the client wrote before.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from callsd.core.rtp import (
     rewrite_rtp,
     rewrite_rtx,
 )
-from callsd.core.sdp import Codec, SdpError, build_sdp, parse_sdp
+from callsd.core.sdp import Codec, Direction, SdpError, build_sdp, parse_sdp
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -305,3 +307,162 @@ def test_negotiator_survives_mutated_answers(data: st.DataObject) -> None:
     r = n.handle_answer("\r\n".join(_mutate(answer, data)) + "\r\n")
     assert isinstance(r, AnswerApplied | AnswerRejected)
     assert n.state is NegotiationState.STABLE  # applied, or rolled back: never stuck with a pending offer
+
+
+# --- header extension ids over a session ----------------------------------------------------------------------
+
+EXT_POOL = ("urn:ietf:params:rtp-hdrext:ssrc-audio-level", "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+            "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+            "urn:ietf:params:rtp-hdrext:sdes:mid", "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay",
+            "http://www.webrtc.org/experiments/rtp-hdrext/video-content-type",
+            "http://www.webrtc.org/experiments/rtp-hdrext/video-timing",
+            "http://www.webrtc.org/experiments/rtp-hdrext/color-space",
+            "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+            "urn:3gpp:video-orientation", "urn:ietf:params:rtp-hdrext:toffset", "urn:example:other")
+MID_EXT = "urn:ietf:params:rtp-hdrext:sdes:mid"
+CHROMIUM_EXT_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 13, 14, 12)  # as in offer_chromium.sdp (the last made up)
+OPUS = Codec(payload_type=111, name="opus", clock_rate=48000, channels=2, fmtp="minptime=10;useinbandfec=1")
+VP8 = Codec(payload_type=96, name="VP8", clock_rate=90000)
+
+
+class ModelClient:
+    """A browser-like peer: it numbers each URI once (its default id, unless that id already means something in
+    the session), keeps the ids of everything it wrote even if the offer was ignored or rolled back, and adopts
+    the ids of the server's sections it accepts. ``written`` is what the server can know: id -> URIs."""
+
+    def __init__(self, defaults: dict[str, int]) -> None:
+        self.defaults = defaults
+        self.known: dict[int, str] = {}  # id -> URI in this client's session (written or applied)
+        self.written: dict[int, set[str]] = {}
+        self.uri_ids: dict[str, set[int]] = {}  # (two ids only after a crossing offer numbered a URI anew)
+        self.sections: list[dict[str, object]] = []  # negotiated: mid, kind, port, direction, ext [(uri, id)]
+        self.wanted: list[dict[str, object]] = []  # sections added but not negotiated yet
+        self.version = 0
+
+    def number(self, uri: str) -> int:
+        for i, u in self.known.items():
+            if u == uri:
+                return i
+        i = self.defaults[uri]
+        if i in self.known:
+            i = next(j for j in range(1, 15) if j not in self.known)
+        self.known[i] = uri
+        return i
+
+    def add_section(self, kind: str, uris: list[str]) -> None:
+        mid = str(len(self.sections) + len(self.wanted))
+        ext = [(u, self.number(u)) for u in dict.fromkeys([MID_EXT, *uris])]
+        self.wanted.append({"mid": mid, "kind": kind, "port": 9, "direction": "sendonly", "ext": ext})
+
+    def describe(self, sections: list[dict[str, object]], setup: str) -> str:
+        self.version += 1
+        lines = ["v=0", f"o=- 1 {self.version} IN IP4 127.0.0.1", "s=-", "t=0 0",
+                 "a=group:BUNDLE " + " ".join(str(m["mid"]) for m in sections if m["port"])]
+        for m in sections:
+            pt = "111 opus/48000/2" if m["kind"] == "audio" else "96 VP8/90000"
+            lines += [f"m={m['kind']} {m['port']} UDP/TLS/RTP/SAVPF {pt.split()[0]}", "c=IN IP4 0.0.0.0",
+                      "a=ice-ufrag:cliu", "a=ice-pwd:clientpassword0123456789", "a=fingerprint:sha-256 "
+                      + ":".join(["CD"] * 32), f"a=setup:{setup}", f"a=mid:{m['mid']}"]
+            if m["port"]:
+                ext: list[tuple[str, int]] = m["ext"]  # type: ignore[assignment]
+                lines += [f"a=extmap:{i} {u}" for u, i in ext]
+                lines += [f"a={m['direction']}", "a=rtcp-mux", f"a=rtpmap:{pt}"]
+                if m["direction"] in ("sendonly", "sendrecv"):
+                    lines.append(f"a=msid:s t{m['mid']}")
+        for m in sections:
+            if m["port"]:
+                ext = m["ext"]  # type: ignore[assignment]
+                for u, i in ext:
+                    self.written.setdefault(i, set()).add(u)
+                    self.uri_ids.setdefault(u, set()).add(i)
+        return "\r\n".join(lines) + "\r\n"
+
+    def offer(self) -> str:
+        return self.describe([*self.sections, *self.wanted], "actpass")
+
+    def offer_answered(self, answer: str) -> None:
+        self.sections += self.wanted
+        self.wanted = []
+        for m, a in zip(self.sections, parse_sdp(answer).media, strict=True):
+            m["ext"] = [(e.uri, e.id) for e in a.extmaps]  # re-offers repeat what was negotiated
+            m["port"] = a.port and m["port"]
+
+    def conflicts(self, offer: str) -> bool:
+        """Would a browser refuse this server offer (an id it already gives another URI)?"""
+        return any(self.known.get(e.id, e.uri) != e.uri for m in parse_sdp(offer).media for e in m.extmaps)
+
+    def answer(self, offer: str, data: st.DataObject) -> str:
+        out: list[dict[str, object]] = []
+        for i, m in enumerate(parse_sdp(offer).media):
+            mine = self.sections[i] if i < len(self.sections) else None
+            accept = m.port != 0 and (mine is not None or data.draw(st.booleans(), label="accept"))
+            ext = [(e.uri, e.id) for e in m.extmaps
+                   if mine is not None or data.draw(st.booleans(), label="keep extension")] if accept else []
+            direction = (m.direction or Direction.SENDRECV).reversed()
+            out.append({"mid": m.mid, "kind": m.kind, "port": 9 if accept else 0, "direction": str(direction),
+                        "ext": ext})
+            for u, j in ext:
+                self.known.setdefault(j, u)
+        self.sections = out
+        return self.describe(out, "active")
+
+
+def _check_server_ids(description: str, written: dict[int, set[str]], uri_ids: dict[str, set[int]],
+                      old_mids: set[str]) -> None:
+    """No id means two URIs in the description; none means another URI than the client made it mean; a URI the
+    client numbered keeps (one of) the client's ids; a new server section carries the mid extension."""
+    seen: dict[int, str] = {}
+    for m in parse_sdp(description).media:
+        for e in m.extmaps:
+            assert seen.setdefault(e.id, e.uri) == e.uri, f"id {e.id} means two URIs in one description"
+            assert written.get(e.id, {e.uri}) == {e.uri}, f"id {e.id} given to {e.uri}, the client used it for " \
+                                                          f"{written[e.id]}"
+            assert e.id in uri_ids.get(e.uri, {e.id}), f"{e.uri} renumbered {uri_ids[e.uri]} -> {e.id}"
+        if m.port and m.mid not in old_mids:
+            assert MID_EXT in {e.uri for e in m.extmaps}  # the client has numbered mid: always kept
+
+
+@given(st.data())
+def test_server_extension_ids_never_conflict_with_the_clients(data: st.DataObject) -> None:
+    ids = data.draw(st.one_of(st.just(CHROMIUM_EXT_IDS), st.permutations(range(1, 15)).map(tuple)), label="ids")
+    client = ModelClient(dict(zip(EXT_POOL, ids, strict=False)))
+    n = Negotiator(transport=LocalTransport(ice_ufrag="u", ice_pwd="p" * 22, fingerprint="sha-256 AA",
+                                            host="127.0.0.1", port=9), session_id=1)
+    uris = st.lists(st.sampled_from(EXT_POOL), max_size=6)
+    client.add_section(data.draw(st.sampled_from(["audio", "video"])), data.draw(uris))
+    answered = n.handle_offer(client.offer())
+    assert isinstance(answered, OfferAnswered)
+    _check_server_ids(answered.answer, client.written, client.uri_ids, set())
+    client.offer_answered(answered.answer)
+    names = st.lists(st.sampled_from([("a", "audio"), ("b", "video"), ("c", "video"), ("d", "audio")]),
+                     unique=True)
+    for _ in range(data.draw(st.integers(1, 8), label="steps")):
+        action = data.draw(st.sampled_from(["client_offer", "server_offer", "reject_own"]), label="action")
+        if action == "server_offer":
+            tracks = [OutgoingTrack(track_id=name, stream_id="s", kind=kind, ssrc=1000 + ord(name),
+                                    codec=OPUS if kind == "audio" else VP8) for name, kind in data.draw(names)]
+            made = n.make_offer(tracks)
+            if made is None:
+                continue
+            _check_server_ids(made.offer, client.written, client.uri_ids, {str(m["mid"]) for m in client.sections})
+            if data.draw(st.booleans(), label="crossing camera offer"):  # glare: the client offers meanwhile
+                client.add_section(data.draw(st.sampled_from(["audio", "video"])), data.draw(uris))
+                assert n.handle_offer(client.offer()) == OfferIgnored(reason="glare")
+            if client.conflicts(made.offer):  # only possible after a crossing offer: the browser refuses it
+                n.rollback()
+                continue
+            applied = n.handle_answer(client.answer(made.offer, data))
+            assert isinstance(applied, AnswerApplied)
+        elif action == "reject_own" and len(client.sections) > 1:
+            i = data.draw(st.integers(0, len(client.sections) - 1))
+            client.sections[i]["port"] = 0
+        if action != "server_offer" or client.wanted:
+            if action == "client_offer":
+                client.add_section(data.draw(st.sampled_from(["audio", "video"])), data.draw(uris))
+            answer = n.handle_offer(client.offer())
+            if isinstance(answer, OfferRejected):  # every section rejected: nothing usable left
+                assert answer.reason.value == "no_usable_media"
+                return
+            assert isinstance(answer, OfferAnswered)
+            _check_server_ids(answer.answer, client.written, client.uri_ids, {str(m["mid"]) for m in client.sections})
+            client.offer_answered(answer.answer)

@@ -31,6 +31,10 @@ wait for feedback that never comes): rtcp-fb is limited to nack, nack pli and cc
 to audio level and mid for audio; mid, abs-send-time, toffset and video orientation for video. A server offer may
 still carry RTX for an ``OutgoingTrack`` with an ``rtx_ssrc`` (the media plane passes none).
 
+Header extension ids are session-wide: once the client wrote an id for a URI (any offer or answer, any section, even
+an offer ignored for glare) the server never gives that id another URI; a URI takes its bundle id, else the
+client's, else the server's earlier one, else Chromium's usual id (``_USUAL_IDS``), else the lowest free id.
+
 A remote party's mistake (unparsable SDP, no ICE credentials, an answer without a pending offer) is a typed
 ``OfferRejected``/``AnswerRejected`` result the adapter can report to the client; misuse by the adapter (offering
 before the first client offer) raises ``LocalProtocolError``.

@@ -136,8 +136,9 @@ class ChromiumClient:
             shutil.rmtree(self.profile, ignore_errors=True)
 
 
-@pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed")
 async def test_chromium_and_aiortc_exchange_audio(loopback_only: None) -> None:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
     h = CallHarness()
     browser = ChromiumClient()
     peer = AiortcClient("a", audio_hz=440)

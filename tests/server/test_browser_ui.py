@@ -32,10 +32,11 @@ bs = _load_support()
 
 pytestmark = pytest.mark.browser
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+import playwright.sync_api as playwright_sync  # noqa: E402
+
 expect = playwright_sync.expect
 if not Path(bs.CHROMIUM).exists():
-    pytest.skip("Debian chromium is not installed", allow_module_level=True)
+    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
 
 
 @pytest.fixture(scope="module")

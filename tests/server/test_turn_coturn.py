@@ -46,10 +46,11 @@ ts = _load("callsd_tests_turn_support", "turn_support.py")
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+import playwright.sync_api as playwright_sync  # noqa: E402
+
 expect = playwright_sync.expect
 if not Path(bs.CHROMIUM).exists():
-    pytest.skip("Debian chromium is not installed", allow_module_level=True)
+    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
 if not Path(ts.TURNSERVER).exists():  # fail, not skip: the TURN test must not silently vanish
     pytest.fail("Debian coturn is not installed: run scripts/system-deps.sh", pytrace=False)
 

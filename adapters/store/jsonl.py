@@ -1,7 +1,9 @@
 """A JSON Lines event store: one record per line, appended to a plain file.
 
 Durability: with ``fsync="always"`` (the default) ``append`` writes the lines, flushes and ``os.fsync``s the file
-before returning, so an acknowledged record survives a power cut. ``fsync="never"`` only flushes to the OS (survives
+before returning, so an acknowledged record survives a power cut. One append is one write and one fsync however
+many records it carries, so the server's group commit (adapters/store/recorder.py) pays one fsync per batch; appends
+may come from a worker thread, one at a time (the caller serialises them). ``fsync="never"`` only flushes to the OS (survives
 a process crash, not a machine crash); tests and benchmarks use it.
 
 A crash in the middle of a write can leave a last line without its newline. Opening the store for writing drops

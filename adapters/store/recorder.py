@@ -1,19 +1,32 @@
-"""``CallRecorder``: the machine plus its log. Every accepted input is appended to the store before its outputs
-are returned, so whatever the server acted on can be replayed.
+"""``CallRecorder``: the machine plus its log.
+
+Two ways to record (docs/adr/0002, "Recorder"):
+
+- **synchronous** (``group_commit=False``, the default for tools and tests): ``handle`` feeds the machine, appends
+  the record in its own transaction and only then returns the outputs.
+- **group commit** (``group_commit=True``, what the server uses): ``handle`` feeds the machine, queues the record and
+  returns the outputs at once; ``commit_loop`` (a Trio task) writes every queued record in ONE store ``append`` (one
+  transaction, one fsync) per batch, in a worker thread (``trio.to_thread``; sqlite3 and file I/O release the GIL),
+  so the event loop never waits for the disk. ``durable_seq`` says how far the log is on disk and
+  ``await wait_durable(seq)`` waits for it: the caller must not act on the outputs of input ``seq`` before that
+  returns (the signaling hub fans them out in seq order after it).
+
+Either way the machine advances one input at a time in the caller's thread, so ``seq`` order is input order.
 
 Recovery: ``CallRecorder.open(store)`` restores the latest checkpoint (if the store has one) and replays the records
 after it, so a restarted server has the same calls, and the adapter re-arms ``recorder.machine.timers()``.
 If the store fails while appending, the machine has already moved on without a record; the recorder then refuses
-every further input (``RecorderBroken``) so the process restarts and recovers from the log, rather than serve state
-the log cannot reproduce.
+every further input (``RecorderBroken``) and ``wait_durable`` raises it, so the process restarts and recovers from
+the log rather than serve state the log cannot reproduce.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import trio
 from callsd.core import CallsMachine, InputEvent, OutputEvent
-from callsd.core.eventlog import make_record
+from callsd.core.eventlog import Record, make_record
 from callsd.core.replay import ReplayResult, replay
 from callsd.core.snapshot import checkpoint
 
@@ -29,45 +42,134 @@ class RecorderBroken(RuntimeError):
 class CallRecorder:
     def __init__(
         self, store: EventStore, machine: CallsMachine | None = None, *, seq: int | None = None,
-        checkpoint_every: int = 0,
+        checkpoint_every: int = 0, group_commit: bool = False,
     ) -> None:
         """Record into ``store``. ``machine`` and ``seq`` are where the log stands (default: an empty log).
-        ``checkpoint_every`` > 0 saves a checkpoint every that many records."""
+        ``checkpoint_every`` > 0 saves a checkpoint every that many records. ``group_commit`` queues records for
+        ``commit_loop`` instead of appending them inside ``handle`` (module docstring)."""
         self.store = store
         self.machine = machine if machine is not None else CallsMachine()
         self.seq = store.last_seq() if seq is None else seq
+        self.durable_seq = self.seq
         self.checkpoint_every = checkpoint_every
+        self.group_commit = group_commit
         self.recovered: ReplayResult | None = None
+        self.commits = 0  # store appends (transactions) so far
         self._broken: BaseException | None = None
+        self._queue: list[Record] = []
+        self._queued_checkpoint: dict[str, Any] | None = None
+        self._wake: trio.Event | None = None
+        self._progress: trio.Event | None = None
 
     @classmethod
-    def open(cls, store: EventStore, *, checkpoint_every: int = 0) -> CallRecorder:
+    def open(cls, store: EventStore, *, checkpoint_every: int = 0, group_commit: bool = False) -> CallRecorder:
         """Rebuild the machine from ``store`` (checkpoint + tail). ``recorder.recovered`` holds the replay result,
         whose ``mismatches`` a server may log; raises ``EventLogError`` for a corrupt log."""
         start: dict[str, Any] | None = store.load_checkpoint()
         from_seq = 1 if start is None else int(start.get("seq", 0)) + 1
         result = replay(store.iter_records(from_seq), start=start)
-        rec = cls(store, result.machine, seq=result.last_seq, checkpoint_every=checkpoint_every)
+        rec = cls(store, result.machine, seq=result.last_seq, checkpoint_every=checkpoint_every,
+                  group_commit=group_commit)
         rec.recovered = result
         return rec
 
+    @property
+    def broken(self) -> BaseException | None:
+        """The store failure that broke this recorder, or None."""
+        return self._broken
+
     def handle(self, event: InputEvent) -> list[OutputEvent]:
-        """Feed ``event`` to the machine, append its record durably, return the outputs.
+        """Feed ``event`` to the machine and record it; return the outputs. Synchronous mode: the record is durable
+        when this returns. Group commit: it is queued; act on the outputs only after ``wait_durable(self.seq)``.
 
         ``LocalProtocolError`` from the machine propagates and nothing is logged."""
         if self._broken is not None:
             raise RecorderBroken("an earlier append failed; restart to recover from the log") from self._broken
         outputs = self.machine.handle(event)
         record = make_record(self.seq + 1, event, outputs)
+        due = self.checkpoint_every and record.seq % self.checkpoint_every == 0
+        if self.group_commit:
+            self.seq = record.seq
+            self._queue.append(record)
+            if due:  # the snapshot is taken now, at this seq; it is written after the batch that holds the record
+                self._queued_checkpoint = checkpoint(self.machine, self.seq)
+            if self._wake is not None:
+                self._wake.set()
+            return outputs
         try:
             self.store.append([record])
         except BaseException as exc:
             self._broken = exc
             raise
-        self.seq = record.seq
-        if self.checkpoint_every and self.seq % self.checkpoint_every == 0:
+        self.commits += 1
+        self.seq = self.durable_seq = record.seq
+        if due:
             self.store.save_checkpoint(checkpoint(self.machine, self.seq))
         return outputs
 
     def save_checkpoint(self) -> None:
-        self.store.save_checkpoint(checkpoint(self.machine, self.seq))
+        """Save a checkpoint of the machine now (synchronous mode), or queue it for the next commit."""
+        if self.group_commit:
+            self._queued_checkpoint = checkpoint(self.machine, self.seq)
+            if self._wake is not None:
+                self._wake.set()
+        else:
+            self.store.save_checkpoint(checkpoint(self.machine, self.seq))
+
+    # ------------------------------------------------------------------ group commit
+
+    @property
+    def pending(self) -> int:
+        """Records handled but not yet durable."""
+        return self.seq - self.durable_seq
+
+    async def commit_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Write queued records until cancelled: everything queued at the start of a round goes to the store in one
+        ``append`` (one transaction, one fsync) run in a worker thread. A failing append breaks the recorder
+        (``wait_durable`` raises ``RecorderBroken``) and ends the loop; it does not raise here. Cancelling waits
+        for a commit in progress to finish (the thread cannot be abandoned while it writes)."""
+        self._wake = trio.Event()
+        task_status.started()
+        while self._broken is None:
+            if not self._queue and self._queued_checkpoint is None:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                continue
+            batch, self._queue = self._queue, []
+            snapshot, self._queued_checkpoint = self._queued_checkpoint, None
+            try:
+                await trio.to_thread.run_sync(self._write, batch, snapshot)
+            except Exception as exc:
+                self._broken = exc
+            else:
+                if batch:
+                    self.durable_seq = batch[-1].seq
+            self._notify()
+
+    def _write(self, batch: list[Record], snapshot: dict[str, Any] | None) -> None:
+        """Runs in the worker thread; the Trio thread never touches the store while it does."""
+        if batch:
+            self.store.append(batch)
+            self.commits += 1
+        if snapshot is not None:
+            self.store.save_checkpoint(snapshot)
+
+    def _notify(self) -> None:
+        if self._progress is not None:
+            self._progress.set()
+            self._progress = None
+
+    async def wait_durable(self, seq: int) -> None:
+        """Return once the record ``seq`` (and all before it) is durable; raise ``RecorderBroken`` if the store
+        failed first."""
+        while self.durable_seq < seq:
+            if self._broken is not None:
+                raise RecorderBroken("appending to the event log failed; restart to recover from the log") \
+                    from self._broken
+            if self._progress is None:
+                self._progress = trio.Event()
+            await self._progress.wait()
+
+    async def flush(self) -> None:
+        """Wait until everything handled so far is durable (raises ``RecorderBroken`` like ``wait_durable``)."""
+        await self.wait_durable(self.seq)

@@ -6,8 +6,14 @@ keeps the latest checkpoint.
 
 Durability (docs/adr/0002): ``journal_mode=WAL`` with ``synchronous=FULL``. In WAL mode, FULL syncs the WAL on every
 commit, so a record is on disk when ``append`` returns and survives a power cut; NORMAL would only survive a
-process crash (the last commits can roll back after an OS crash). The cost, one fsync per append, is what a
-signaling event deserves; appends are one transaction each however many records they carry.
+process crash (the last commits can roll back after an OS crash). Appends are one transaction (one fsync) each
+however many records they carry; the server's recorder groups every record queued while the previous commit ran
+into the next append (group commit), so the fsync cost is paid per batch, not per input.
+
+Threads: the connection is opened with ``check_same_thread=False`` because the recorder's commit loop calls
+``append`` from a Trio worker thread (which thread may change between batches). The store is not safe for
+concurrent use: its caller serialises every call, as ``CallRecorder`` does (one commit in flight at a time, and the
+Trio thread never touches the store while it runs).
 """
 
 from __future__ import annotations
@@ -40,10 +46,11 @@ class SqliteStore:
             if readonly:
                 if not self.path.exists():
                     raise FileNotFoundError(f"no such file: {self.location}")
-                self._db = sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True, isolation_level=None)
+                self._db = sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True, isolation_level=None,
+                                           check_same_thread=False)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(self.path, isolation_level=None)
+                self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(_SCHEMA)

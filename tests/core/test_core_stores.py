@@ -204,3 +204,56 @@ def test_recorder_defaults_to_a_fresh_machine(tmp_path: Path) -> None:
         recorder = CallRecorder(store)
         assert isinstance(recorder.machine, CallsMachine)
         assert recorder.seq == 0
+
+
+# ---------------------------------------------------------------------------------------------- group commit
+
+
+async def test_group_commit_writes_a_batch_in_one_transaction(url: str) -> None:
+    import trio
+
+    store = open_store(url)
+    recorder = CallRecorder(store, group_commit=True, checkpoint_every=4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(recorder.commit_loop)
+        for event in EVENTS:  # no checkpoint in between: all six are queued before the loop runs
+            recorder.handle(event)
+        assert recorder.seq == len(EVENTS) and recorder.durable_seq == 0 and store.last_seq() == 0
+        await recorder.flush()
+        assert recorder.durable_seq == store.last_seq() == len(EVENTS)
+        assert recorder.commits == 1
+        for i in range(20):  # one input per loop turn: each may wait for the previous commit, never more than 20
+            recorder.handle(join(f"x{i}", 10 + i))
+            await trio.sleep(0)
+        await recorder.flush()
+        assert recorder.commits <= 21
+        nursery.cancel_scope.cancel()
+    store.close()
+    reopened = CallRecorder.open(open_store(url))
+    assert reopened.seq == len(EVENTS) + 20
+    assert reopened.recovered is not None and reopened.recovered.mismatches == []
+    assert reopened.store.load_checkpoint() is not None
+    assert reopened.machine.snapshot() == recorder.machine.snapshot()
+    reopened.store.close()
+
+
+async def test_group_commit_failure_breaks_the_recorder(tmp_path: Path) -> None:
+    import trio
+
+    class FullDisk(SqliteStore):
+        def append(self, records: object) -> None:  # type: ignore[override]
+            raise OSError(28, "No space left on device")
+
+    store = FullDisk(tmp_path / "log.db")
+    recorder = CallRecorder(store, group_commit=True)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(recorder.commit_loop)
+        recorder.handle(join("a"))
+        with pytest.raises(RecorderBroken) as info:
+            await recorder.wait_durable(1)
+        assert isinstance(info.value.__cause__, OSError)
+        assert recorder.durable_seq == 0
+        with pytest.raises(RecorderBroken):
+            recorder.handle(join("b"))
+        nursery.cancel_scope.cancel()
+    store.close()

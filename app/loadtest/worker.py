@@ -182,7 +182,7 @@ class SimUser:
                     self.failed = self.leg.error.split(":")[0]
                     return
         while not stop.is_set():
-            await self._receive(0.25)
+            await self._receive(1.0)
             if self.leg is not None and self.leg.state == "failed" and not self.failed:
                 self.failed = self.leg.error.split(":")[0]
 

@@ -12,8 +12,15 @@ Theory of operation
   screen stream id, and ``StartTimer``/``CancelTimer`` arm the hub's single timer task, which answers with
   ``TimerFired`` on the wall clock.
 
-Serialisation: ``recorder.handle`` is synchronous and the hub never awaits between feeding an input and queueing the
-resulting events, so the single Trio thread already orders every input; no lock is needed. Each connection has a
+Serialisation: ``recorder.handle`` is synchronous and the hub never awaits between feeding an input and planning
+its effects, so the single Trio thread already orders every input; no lock is needed.
+
+Durability: with a group-commit recorder the record of an input is written later, in a batch, off the event loop.
+Every effect (WebSocket events, ``plane`` calls, replies such as ``join_ack``, ``error`` or ``pong``) is therefore
+planned at once, with the machine queries it needs answered right after its input, and handed to
+``DurableFanOut.do`` (adapters/signaling_fanout.py), which runs it only once that input's record is durable, in seq
+order. The hub's own tables (sessions' calls, timers, speaking flags) follow the machine synchronously: they are not
+observed by clients, and what they cause (a later input) is recorded after the input that caused it. Each connection has a
 bounded outbox drained by its own writer task; a client too slow to drain 1024 events is disconnected (close code
 1008) rather than allowed to stall the others. Media-plane callbacks (``emit``) go through an unbounded channel to the
 hub's media task, so the plane is never re-entered from inside its own call.
@@ -37,6 +44,7 @@ from callsd.core import events as ev
 from callsd.core import outputs as out
 from callsd.core.errors import LocalProtocolError
 
+from .signaling_fanout import DurableFanOut
 from .signaling_protocol import (
     PROTOCOL_VERSION,
     ClientMessage,
@@ -105,6 +113,8 @@ class SignalingHub:
         self.drain_timeout = 0.0
         self.fatal: BaseException | None = None
         self.on_fatal: Callable[[BaseException], None] | None = None
+        self._out = DurableFanOut(recorder)
+        self._asker: Connection | None = None  # the connection whose frame is being handled
         self._handlers: dict[str, Callable[[Connection, dict[str, Any]], None]] = {
             "join": self._on_join,
             "reconnect": self._on_reconnect,
@@ -142,11 +152,21 @@ class SignalingHub:
         self._media_send.send_nowait(media_event)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The hub's background tasks: the timer wheel and the media-event pump. Runs until cancelled."""
+        """The hub's background tasks: the timer wheel, the media-event pump, the durable fan-out and, for a
+        group-commit recorder, its commit loop. Runs until cancelled."""
         async with trio.open_nursery() as nursery:
+            commit_loop = getattr(self._recorder, "commit_loop", None)
+            if commit_loop is not None and getattr(self._recorder, "group_commit", False):
+                await nursery.start(commit_loop)
+            nursery.start_soon(self._out.run, self._commit_failed)
             nursery.start_soon(self._timer_task)
             nursery.start_soon(self._media_task)
             task_status.started()
+
+    async def flush(self) -> None:
+        """Wait until every input fed so far is durable and its effects have run (returns early if the log
+        failed)."""
+        await self._out.flush()
 
     async def serve_connection(self, transport: Transport, *, query_token: str | None = None) -> None:
         """Run one client socket until it closes: hello, then read → feed → fan out. Returns after cleanup."""
@@ -229,6 +249,7 @@ class SignalingHub:
 
     def _on_frame(self, conn: Connection, frame: str | bytes) -> None:
         conn.action = None
+        self._asker = conn
         try:
             if not conn.bucket.allow(trio.current_time()):
                 self.counters.ws_events["in", "rate_limited"] += 1
@@ -247,6 +268,8 @@ class SignalingHub:
             log.exception("handling %s from %s failed", conn.action, conn.session_id)
             self.counters.ws_events["in", "internal_error"] += 1
             self._error(conn, "internal_error", "the server failed to handle this message", conn.action)
+        finally:
+            self._asker = None
 
     # ------------------------------------------------------------------ action handlers
 
@@ -337,13 +360,17 @@ class SignalingHub:
         # The old peer connection is gone with the old page: unpublish its tracks, start a fresh media session and
         # give it the routes the core still has towards this session (the client's new offer publishes again).
         self._unpublish_all(old_sid)
-        self.plane.close_session(old_sid)
+        self._out.do(self._plane_close, old_sid)
         self._open_media(conn)
         incoming = [r for r in self.machine.routes(channel_id) if r.receiver_id == old_sid]
+        if incoming:
+            self._out.do(self._plane_restore, incoming)
+
+    def _plane_restore(self, incoming: list[Any]) -> None:
         restore = getattr(self.plane, "restore_routes", None)
-        if incoming and restore is not None:
+        if restore is not None:
             restore(incoming)
-        elif incoming:
+        else:
             self.plane.apply([
                 out.RouteAdded(channel_id=r.channel_id, track_id=r.track_id, kind=r.kind,
                                publisher_id=r.publisher_id, receiver_id=r.receiver_id, paused=r.paused)
@@ -356,25 +383,26 @@ class SignalingHub:
         if kind not in ("offer", "answer"):
             raise SignalingError("bad_request", "sdp: \"type\" must be \"offer\" or \"answer\"", "sdp")
         sdp = field_str(data, "sdp", "sdp", max_len=1 << 20)
-        self._to_plane(sid, {"type": kind, "sdp": sdp}, "sdp")
+        self._out.do(self._to_plane, conn, sid, {"type": kind, "sdp": sdp}, "sdp")
 
     def _on_ice(self, conn: Connection, data: dict[str, Any]) -> None:
         sid = self._require_joined(conn, "ice")
         candidate = data.get("candidate")
         if candidate is not None and not isinstance(candidate, dict | str):
             raise SignalingError("bad_request", "ice: \"candidate\" must be an object, a string or null", "ice")
-        self._to_plane(sid, {"type": "candidate", "candidate": candidate}, "ice")
+        self._out.do(self._to_plane, conn, sid, {"type": "candidate", "candidate": candidate}, "ice")
 
-    def _to_plane(self, sid: str, msg: dict[str, Any], action: str) -> None:
+    def _to_plane(self, conn: Connection, sid: str, msg: dict[str, Any], action: str) -> None:
+        """A fan-out effect (it must follow the join that opened the media session): errors go to ``conn``."""
         try:
             self.plane.handle_signal(sid, msg)
-        except SignalingError:
-            raise
+        except SignalingError as exc:
+            self._error_now(conn, exc.code, exc.message, exc.action or action)
         except Exception as exc:  # the plane refused the SDP (or failed): tell the client, keep the server up
             log.info("media plane refused %s from %s: %s", action, sid, exc)
             self.counters.rtc_errors["sdp"] += 1
-            raise SignalingError("sdp_rejected", f"the media plane could not use this {action}: {exc}"[:300],
-                                 action) from None
+            self._error_now(conn, "sdp_rejected", f"the media plane could not use this {action}: {exc}"[:300],
+                            action)
 
     def _on_screen_on(self, conn: Connection, data: dict[str, Any]) -> None:
         sid = self._require_joined(conn, "screen_on")
@@ -398,7 +426,9 @@ class SignalingHub:
         """``recorder.handle`` — a failure there (store I/O, a core bug) leaves the machine ahead of its log, so it
         is fatal: ``on_fatal`` is told (the server stops, and recovers from the log on restart) and it re-raises."""
         try:
-            return self._recorder.handle(event)
+            outputs = self._recorder.handle(event)
+            self._out.recorded_input(self._asker)
+            return outputs
         except LocalProtocolError:
             raise
         except Exception as exc:
@@ -409,6 +439,22 @@ class SignalingHub:
                 if self.on_fatal is not None:
                     self.on_fatal(exc)
             raise
+
+    def _commit_failed(self, exc: BaseException, askers: list[Connection]) -> None:
+        """The fan-out's answer to a failed commit: nothing of the lost batch was acted upon; its askers get
+        ``internal_error``, and the server stops (``on_fatal``) as for a synchronous failure."""
+        told: set[int] = set()
+        for conn in askers:
+            if id(conn) not in told:
+                told.add(id(conn))
+                self.counters.ws_events["in", "internal_error"] += 1
+                self._error_now(conn, "internal_error", "the server failed to handle this message", conn.action)
+        if self.fatal is None:
+            self.fatal = exc
+            log.critical("the event log cannot commit: %r (%r); stopping so a restart recovers from the log", exc,
+                         exc.__cause__)
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
 
     def _feed(self, event: ev.InputEvent) -> list[out.OutputEvent]:
         outputs = self._record(event)
@@ -441,7 +487,7 @@ class SignalingHub:
             if isinstance(o, _ROUTING):
                 routing.append(o)
                 continue
-            if isinstance(o, out.StartTimer):
+            if isinstance(o, out.StartTimer):  # the hub's timer table follows the machine (module docstring)
                 self._timers[o.key] = o.deadline
                 self._timers_changed.set()
                 continue
@@ -450,16 +496,16 @@ class SignalingHub:
                 self._timers_changed.set()
                 continue
             if isinstance(o, out.ScreenStarted):
-                self.plane.set_screen_stream(o.session_id, o.stream_id)
+                self._out.do(self._plane_screen, o.session_id, o.stream_id)
             elif isinstance(o, out.ScreenStopped):
-                self.plane.set_screen_stream(o.session_id, None)
+                self._out.do(self._plane_screen, o.session_id, None)
             elif isinstance(o, out.ParticipantLeft):
                 left.setdefault(o.channel_id, set()).add(o.session_id)
             event = event_for(o)
             if event is not None:
                 by_channel.setdefault(o.channel_id, []).append(event)  # type: ignore[attr-defined]
         if routing:
-            self.plane.apply(routing)
+            self._out.do(self._plane_apply, routing)
         for channel_id, events in by_channel.items():
             gone = left.get(channel_id, set())
             recipients = list(self.machine.sessions(channel_id)) + sorted(gone)
@@ -472,12 +518,25 @@ class SignalingHub:
         for channel_id, gone in left.items():
             for sid in gone:
                 self._speaking.discard(sid)
-                self.plane.close_session(sid)
+                self._out.do(self._plane_close, sid)
                 conn = self._conns.get(sid)
                 if conn is not None and conn.channel_id == channel_id:
                     conn.channel_id = None
         self._calls_changed.set()
         self._calls_changed = trio.Event()
+
+    # Plane effects read ``self.plane`` when they run (the server may set the plane after recovery fed inputs).
+    def _plane_apply(self, routing: list[out.OutputEvent]) -> None:
+        self.plane.apply(routing)
+
+    def _plane_screen(self, session_id: str, stream_id: str | None) -> None:
+        self.plane.set_screen_stream(session_id, stream_id)
+
+    def _plane_close(self, session_id: str) -> None:
+        self.plane.close_session(session_id)
+
+    def _plane_open(self, session_id: str, channel_id: str) -> None:
+        self.plane.open_session(session_id, channel_id)
 
     def _unpublish_all(self, sid: str) -> None:
         who = self.machine.participant(sid)
@@ -489,7 +548,7 @@ class SignalingHub:
     def _open_media(self, conn: Connection) -> None:
         assert conn.channel_id is not None
         self.counters.rtc_sessions_total += 1
-        self.plane.open_session(conn.session_id, conn.channel_id)
+        self._out.do(self._plane_open, conn.session_id, conn.channel_id)
 
     def _connection_gone(self, conn: Connection) -> None:
         """The socket closed (client, network, server shutdown): feed Disconnect if it was in a call."""
@@ -507,6 +566,10 @@ class SignalingHub:
     # ------------------------------------------------------------------ sending
 
     def _queue(self, conn: Connection, kind: str, text: str) -> None:
+        """Queue ``text`` for ``conn`` once everything recorded so far is durable (``DurableFanOut.do``)."""
+        self._out.do(self._queue_now, conn, kind, text)
+
+    def _queue_now(self, conn: Connection, kind: str, text: str) -> None:
         try:
             conn.outbox.send_nowait(text)
             self.counters.ws_events["out", kind] += 1
@@ -521,7 +584,13 @@ class SignalingHub:
         self._queue(conn, kind, encode(kind, data))
 
     def _error(self, conn: Connection, code: str, message: str, action: str | None) -> None:
-        self._send(conn, "error", {"code": code, "message": message, "action": action})
+        if self.fatal is not None:  # the log failed: no later effect will run, but the asker should hear why
+            self._error_now(conn, code, message, action)
+        else:
+            self._send(conn, "error", {"code": code, "message": message, "action": action})
+
+    def _error_now(self, conn: Connection, code: str, message: str, action: str | None) -> None:
+        self._queue_now(conn, "error", encode("error", {"code": code, "message": message, "action": action}))
 
     def _send_join_ack(self, conn: Connection, *, reconnected: bool) -> None:
         assert conn.channel_id is not None

@@ -4,7 +4,8 @@
 the RTC address) once every listener is bound; ``ServerControl`` stops it: ``drain()`` (what SIGTERM does: refuse
 new joins, send ``server_shutdown``, wait up to ``shutdown.drain_timeout`` for calls to end, then exit) or
 ``stop()`` (SIGINT: close every socket now and exit). Either way each dropped session is logged as a ``Disconnect``
-input, and the event store is closed (flushed) only after the last input.
+input, and the event store is closed only after the last input is durable and its effects have run (the recorder
+group-commits records off the event loop; the hub acts on an input only once it is durable, docs/adr/0006).
 
 HTTP routes (same port as the WebSocket): ``/`` (app/static/index.html), ``/static/...``, ``/healthz``,
 ``/version``, ``/metrics``, ``/api/v1/config``, ``/api/v1/channels`` and the WebSocket ``/api/v1/websocket``.
@@ -235,8 +236,10 @@ class _QuartTransport:
 # ---------------------------------------------------------------------------------------------------- serving
 
 
-def _open_recorder(config: Config) -> Any:
-    """Open the configured event store and rebuild the calls it records (checkpoint + tail)."""
+def _open_recorder(config: Config, *, group_commit: bool = True) -> Any:
+    """Open the configured event store and rebuild the calls it records (checkpoint + tail). ``group_commit``
+    (the default) writes records in batches from a worker thread (adapters/store/recorder.py); False appends each
+    one synchronously on the event loop (the old path, kept for benchmarks)."""
     from callsd.adapters.store import CallRecorder, open_store
 
     url = config.store.effective_url()
@@ -244,7 +247,7 @@ def _open_recorder(config: Config) -> Any:
         Path(config.store.data_dir).mkdir(parents=True, exist_ok=True)
     store = open_store(url)
     try:
-        recorder = CallRecorder.open(store, checkpoint_every=1000)
+        recorder = CallRecorder.open(store, checkpoint_every=1000, group_commit=group_commit)
     except BaseException:
         store.close()
         raise
@@ -354,10 +357,14 @@ async def serve(
                 log.info("draining: waiting up to %ss for calls to end", config.shutdown.drain_timeout)
                 drained = await _drain(hub, control, config.shutdown.drain_timeout)
                 log.info("drain %s", "complete" if drained else "timed out")
+            with trio.move_on_after(5.0):  # the last events (call_ended...) wait for their commit: send them
+                await hub.flush()
             hub.close_all(1001, "server shutting down")
             with trio.move_on_after(1.0):
                 while hub.open_connections:
                     await trio.sleep(0.01)
+            with trio.move_on_after(10.0):  # the Disconnects of the closed sockets reach the log
+                await hub.flush()
             nursery.cancel_scope.cancel()
         if hub.fatal is not None:
             raise ServerFailed(f"stopped: the event log failed ({hub.fatal!r}); restart to recover from the log")

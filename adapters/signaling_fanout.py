@@ -16,7 +16,9 @@ answered, and handed to ``do(fn, *args)``, which tags it with the last seq recor
 
 Since seqs only grow along the FIFO and a single task consumes it, effects happen strictly in seq order, and every
 effect tagged ``N`` (including replies that are not outputs, like ``pong``) happens after all effects of inputs
-``< N`` and never before ``N`` is durable. Each recorded input that came from a client remembers its asker; if a
+``< N`` and never before ``N`` is durable. Between two durable batches the task may yield (every ``YIELD_EVERY``
+effects) so that a large commit does not stall the media loop; order is unaffected, since while batches remain
+queued every new effect queues behind them. Each recorded input that came from a client remembers its asker; if a
 commit fails, ``run()`` drops every pending effect, tells each asker of a lost input ``internal_error`` once, and
 calls ``on_failure`` (the hub stops the server, ADR 0006).
 """
@@ -33,6 +35,8 @@ import trio
 __all__ = ["DurableFanOut"]
 
 log = logging.getLogger("callsd.signaling")
+
+YIELD_EVERY = 256  # effects run between two checkpoints of the fan-out task
 
 
 class _Batch:
@@ -113,9 +117,14 @@ class DurableFanOut:
                 self._idle.set()
                 on_failure(exc, askers)
                 return
-            durable = self.durable()
+            durable, ran = self.durable(), 0
             while self._batches and self._batches[0].seq <= durable:
+                if ran >= YIELD_EVERY:  # a big batch must not stall the media loop: let it run between batches
+                    ran = 0
+                    await trio.sleep(0)
+                    continue  # effects planned meanwhile queued behind (the FIFO is not empty): order holds
                 for fn, args in self._batches.popleft().effects:
+                    ran += 1
                     try:
                         fn(*args)
                     except Exception:  # one effect failing (a plane bug) must not stop the others

@@ -135,17 +135,31 @@ def _proc_stat(pid: int) -> dict[str, float]:
         return {}
 
 
-def scrape_metrics(cfg: LoadConfig, timeout: float = 1.5) -> dict[str, float]:
-    """One scrape of ``/metrics`` (empty dict if unreachable), overlaid with /proc figures for ``server_pid``."""
+def scrape_metrics(cfg: LoadConfig, timeout: float = 1.5) -> tuple[dict[str, float], float]:
+    """One scrape: ``/metrics`` (nothing if unreachable) overlaid with /proc figures for ``server_pid``.
+
+    Returns the figures and the ``time.monotonic()`` their CPU seconds refer to: /proc is read first and stamped
+    at once; without it, the stamp is taken when the HTTP answer arrives (a busy server answers late, and CPU % over
+    a window must use the time the counter was read, not the time the scrape began).
+    """
     figures: dict[str, float] = {}
+    proc = _proc_stat(cfg.server_pid) if cfg.server_pid else {}
+    at = time.monotonic()
     try:
         with urllib.request.urlopen(cfg.http_base() + "/metrics", timeout=timeout) as resp:
             figures = parse_metrics(resp.read(8 * 1024 * 1024).decode("utf-8", "replace"))
     except (urllib.error.URLError, OSError, ValueError):
         pass
-    if cfg.server_pid:
-        figures.update(_proc_stat(cfg.server_pid))
-    return figures
+    if not proc:
+        at = time.monotonic()
+    figures.update(proc)
+    return figures, at
+
+
+def scrapes_append(scrapes: list[tuple[float, dict[str, float]]], t0: float, cfg: LoadConfig) -> dict[str, float]:
+    server, at = scrape_metrics(cfg)
+    scrapes.append((at - t0, server))
+    return server
 
 
 def _specs(cfg: LoadConfig, t0: float) -> list[WorkerSpec]:
@@ -161,12 +175,6 @@ def _specs(cfg: LoadConfig, t0: float) -> list[WorkerSpec]:
         )
         for w in range(n)
     ]
-
-
-def scrapes_append(scrapes: list[tuple[float, dict[str, float]]], t: float, cfg: LoadConfig) -> dict[str, float]:
-    server = scrape_metrics(cfg)
-    scrapes.append((t, server))
-    return server
 
 
 def _rates(progress: dict[int, dict[str, Any]], before: dict[int, dict[str, Any]]) -> dict[str, float]:
@@ -254,7 +262,7 @@ def run(cfg: LoadConfig) -> dict[str, Any]:
     q: Any = ctx.Queue()
     t0 = time.monotonic() + 0.3
     specs = _specs(cfg, t0)
-    baseline = scrape_metrics(cfg)
+    baseline, baseline_at = scrape_metrics(cfg)
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     procs = [ctx.Process(target=worker_process_main, args=(spec_to_dict(s), q), daemon=True) for s in specs]
     for p in procs:
@@ -265,7 +273,7 @@ def run(cfg: LoadConfig) -> dict[str, Any]:
     results: dict[int, dict[str, Any]] = {}
     crashes: dict[int, str] = {}
     timeline: list[dict[str, Any]] = []
-    scrapes: list[tuple[float, dict[str, float]]] = [(0.0, baseline)]
+    scrapes: list[tuple[float, dict[str, float]]] = [(baseline_at - t0, baseline)]
     deadline = t0 + cfg.duration + cfg.join_timeout + 30
     next_sample = t0 + 1.0
     prev_by_worker: dict[int, dict[str, Any]] = {}
@@ -287,10 +295,10 @@ def run(cfg: LoadConfig) -> dict[str, Any]:
                 next_sample += 1.0
                 t = now - t0
                 tot = _sum_progress(progress)
-                server = scrapes_append(scrapes, t, cfg)
+                server = scrapes_append(scrapes, t0, cfg)
                 rates = _rates(progress, prev_by_worker)
                 prev_by_worker = {i: dict(snap) for i, snap in progress.items()}
-                dt = max(1e-3, t - scrapes[-2][0])
+                dt = max(1e-3, scrapes[-1][0] - scrapes[-2][0])
                 point: dict[str, Any] = {
                     "t": round(t, 2),
                     "joined": tot.get("joined", 0),
@@ -331,7 +339,7 @@ def run(cfg: LoadConfig) -> dict[str, Any]:
     for spec, p in zip(specs, procs, strict=True):
         if spec.index not in results and spec.index not in crashes:
             crashes[spec.index] = f"worker exited with code {p.exitcode} without a result"
-    final = scrape_metrics(cfg)
+    final, _ = scrape_metrics(cfg)
     doc = build_results(cfg, started_at, list(results.values()), crashes, timeline, scrapes, final)
     if cfg.output:
         with open(cfg.output, "w") as f:
@@ -378,7 +386,7 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
     server: dict[str, Any] = {"metrics": bool(final) or any(s for _, s in scrapes)}
     base = scrapes[0][1] if scrapes else {}
     last = scrapes[-1][1] if scrapes else {}
-    run_seconds = scrapes[-1][0] if scrapes else 0.0
+    run_seconds = (scrapes[-1][0] - scrapes[0][0]) if scrapes else 0.0
     if "cpu_seconds" in base and "cpu_seconds" in last and run_seconds > 0:
         server["cpu_seconds"] = round(last["cpu_seconds"] - base["cpu_seconds"], 3)
         server["cpu_percent"] = round(100 * server["cpu_seconds"] / run_seconds, 1)

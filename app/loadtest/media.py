@@ -24,7 +24,6 @@ loss and jitter for every packet) and decrypt one packet in ``delay_sample`` to 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import os
 import select
@@ -36,10 +35,8 @@ from collections.abc import Callable
 import pylibsrtp
 import trio
 from aioice import stun
-from cryptography import x509
+from callsd.adapters.media.dtls import Certificate
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 
 from .sdp import AUDIO_LEVEL_URI, MID_URI
@@ -66,20 +63,11 @@ class Identity:
     """One ECDSA P-256 self-signed certificate and DTLS context per process, shared by all its users."""
 
     def __init__(self) -> None:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "callsd-loadtest")])
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .sign(key, hashes.SHA256())
-        )
-        self.fingerprint = "sha-256 " + ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
+        # The same certificate recipe as the server's (a self-signed ECDSA P-256 identity); the handshake and SRTP
+        # code below stays the tool's own, so the tool does not measure the server with the server's own client.
+        identity = Certificate.generate("callsd-loadtest")
+        cert, key = identity.cert, identity.key
+        self.fingerprint = identity.fingerprint
         ctx = SSL.Context(SSL.DTLS_METHOD)
         ctx.use_certificate(cert)
         ctx.use_privatekey(key)

@@ -44,9 +44,17 @@ def _as_dict(counters: Any) -> dict[str, int]:
 
 
 def _counters_of(plane: Any) -> dict[str, int]:
-    """The media plane's counters (the plane's own, then its UDP endpoint's) as one dict of plain ints."""
+    """The media plane's counters (the plane's own, then its UDP endpoint's) as one dict of plain ints; for a
+    ``PlaneRouter``, the sum over its media workers."""
     if plane is None:
         return {}
+    workers = getattr(plane, "planes", None)
+    if workers is not None:  # media workers (adapters/media/router.py): their counters summed at scrape time
+        total: dict[str, int] = {}
+        for worker in workers:
+            for name, value in _counters_of(worker).items():
+                total[name] = total.get(name, 0) + value
+        return total
     merged = _as_dict(getattr(plane, "counters", None))
     endpoint = getattr(plane, "endpoint", None)
     if endpoint is not None:

@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "config": ("callsd.app.cmd_config", "validate a configuration file and print the effective configuration"),
     "loadtest": ("callsd.app.cmd_loadtest", "simulate WebRTC users against a server; plot the results"),
     "replay": ("callsd.app.cmd_replay", "rebuild call state from an event log and verify it"),
+    "rtcd": ("callsd.app.cmd_rtcd", "run one media worker (the SFU's packet path) for a callsd serve"),
     "serve": ("callsd.app.cmd_serve", "run the server: web client, signaling, media plane, event log"),
     "token": ("callsd.app.cmd_token", "mint signed call tokens for token auth mode"),
 }

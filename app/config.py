@@ -84,6 +84,7 @@ class RtcConfig:
     turn_credentials_expiration_minutes: int = 1440
     udp_rcvbuf: int = 4 * 1024 * 1024
     udp_sndbuf: int = 4 * 1024 * 1024
+    media_workers: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -338,6 +339,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "turn_credentials_expiration_minutes": _int(1, 10080),
         "udp_rcvbuf": _int(0, 1 << 30),
         "udp_sndbuf": _int(0, 1 << 30),
+        "media_workers": _int(0, 64),
     },
     "calls": {
         "max_participants": _int(0, 10000),
@@ -435,6 +437,9 @@ def _cross_checks(config: Config) -> list[str]:
         problems.append(
             f"store.url: must be sqlite:///PATH, jsonl:///PATH or a .sqlite/.db/.jsonl path, got {config.store.url!r}"
         )
+    workers, port = config.rtc.media_workers, config.rtc.ice_port_udp
+    if workers > 1 and port and port + workers - 1 > 65535:
+        problems.append(f"rtc.media_workers: {workers} workers need UDP ports {port}-{port + workers - 1}")
     if not config.store.url and not config.store.data_dir:
         problems.append("store.data_dir: must not be empty when store.url is not set")
     return problems

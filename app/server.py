@@ -163,6 +163,10 @@ def create_app(hub: SignalingHub, config: Config, registry: Any) -> QuartTrio:
 
     @app.route("/metrics")
     async def metrics() -> Response:
+        refresh = getattr(hub.plane, "refresh_counters", None)  # media workers: fetch their counters first
+        if refresh is not None:
+            with trio.move_on_after(2.0):
+                await refresh()
         body, content_type = render_metrics(registry)
         return Response(body, content_type=content_type)
 
@@ -257,12 +261,38 @@ def _open_recorder(config: Config, *, group_commit: bool = True) -> Any:
 
 
 def _make_plane(config: Config, emit: Callable[[Any], None]) -> Any:
+    """The in-process ``MediaPlane``, or with ``rtc.media_workers = N`` a ``PlaneRouter`` over N ``callsd rtcd``
+    processes (docs/adr/0007-media-workers.md)."""
     try:
         from callsd.adapters.media.plane import MediaPlane  # type: ignore[import-not-found]
     except ImportError:
         log.warning("the media plane is not available in this build; running signaling only")
         return None
+    if config.rtc.media_workers > 0:
+        from callsd.adapters.media.router import PlaneRouter
+
+        return PlaneRouter(config.rtc, emit, workers=config.rtc.media_workers,
+                           socket_dir=Path(config.store.data_dir), log_level=config.log.level)
     return MediaPlane(config.rtc, emit)
+
+
+def _plane_emit(hub: SignalingHub) -> Callable[[Any], None]:
+    """The plane's ``emit``: the hub's, except that a media worker's ``SignalRejected`` (an ``SdpRejected`` that
+    could not be raised across the process boundary) becomes the very ``error`` the hub sends for one raised
+    in-process (``SignalingHub._to_plane``): code ``sdp_rejected``, same message and action."""
+
+    def emit(event: Any) -> None:
+        if type(event).__name__ != "SignalRejected":
+            hub.emit(event)
+            return
+        log.info("media plane refused %s from %s: %s", event.action, event.session_id, event.reason)
+        hub.counters.rtc_errors["sdp"] += 1
+        conn = hub._conns.get(event.session_id)
+        if conn is not None:
+            hub._error_now(conn, "sdp_rejected",
+                           f"the media plane could not use this {event.action}: {event.reason}"[:300], event.action)
+
+    return emit
 
 
 def _hub_settings(config: Config) -> HubSettings:
@@ -330,9 +360,11 @@ async def serve(
                                   reconnect_window_ms=wanted[1], allow_screen_sharing=wanted[2]))
         plane = None
         if media:
-            plane = (plane_factory or _make_plane)(config, hub.emit)
+            plane = (plane_factory or _make_plane)(config, _plane_emit(hub))
             if plane is not None:
                 hub.plane = plane
+                if hasattr(plane, "routes_of"):
+                    plane.routes_of = machine.routes
         registry = build_registry(hub, plane, VERSION)
         app = ShieldSend(create_app(hub, config, registry))
         async with trio.open_nursery() as nursery:

@@ -1,0 +1,246 @@
+"""``PlaneRouter``: the media plane as N ``callsd rtcd`` worker processes, one call per worker (docs/adr/0007).
+
+Public API (the hub's ``MediaPlaneLike``, plus what the server and the metrics exporter read)
+    router = PlaneRouter(rtc_config, emit, workers=N, socket_dir=Path, log_level="warning")
+    address = await nursery.start(router.serve)   # starts the workers; reports worker 0's RTC (host, port)
+    router.open_session / handle_signal / set_screen_stream / apply / close_session / restore_routes
+    router.planes                                  # the RemotePlanes (metrics sums their counters)
+    await router.refresh_counters()                # fresh counters from every live worker (bounded)
+    router.routes_of = machine.routes              # optional: lets a session re-homed after a worker died get
+                                                   # the routes the core has towards it
+
+Placement: a channel (call) is placed on the live worker with the fewest sessions when its first session opens,
+and stays there while it has sessions; every session of the call, and every routing output naming the channel, goes
+to that worker, so forwarding never crosses processes. Worker ``i`` binds RTC port ``ice_port_udp + i`` (or a free
+port when ``ice_port_udp`` is 0) and advertises it in its candidates.
+
+A worker that dies is not restarted: its ``RemotePlane`` reports every session it held closed (``SessionClosed``,
+reason ``media_worker_lost``: the hub unpublishes their tracks, clients renegotiate or reconnect) and is never used
+again; its calls move to a live worker when a session re-opens or sends a new offer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .events import MediaEvent
+from .remote import RemotePlane, SignalRejected
+
+__all__ = ["PlaneRouter", "WorkerStartError"]
+
+log = logging.getLogger("callsd.media.router")
+
+CONNECT_TIMEOUT = 20.0
+STOP_TIMEOUT = 5.0
+_MAX_UNIX_PATH = 100  # sun_path is 108 bytes
+
+
+class WorkerStartError(RuntimeError):
+    """A media worker did not come up (it exited, or its socket never accepted)."""
+
+
+class PlaneRouter:
+    """See the module docstring."""
+
+    def __init__(self, config: Any, emit: Callable[[MediaEvent], None], *, workers: int, socket_dir: Path,
+                 log_level: str = "warning") -> None:
+        if workers < 1:
+            raise ValueError("PlaneRouter needs at least one worker")
+        self.config = config
+        self._emit = emit
+        self.count = workers
+        self.socket_dir = Path(socket_dir)
+        self.log_level = log_level
+        self.planes: list[RemotePlane] = []
+        self.processes: list[trio.Process] = []
+        self.addresses: list[tuple[str, int]] = []
+        self.channel_worker: dict[str, int] = {}
+        self.session_worker: dict[str, int] = {}
+        self.session_channel: dict[str, str] = {}
+        self._channel_sessions: Counter[str] = Counter()
+        self.routes_of: Callable[[str], Iterable[Any]] | None = None
+
+    # -- workers -----------------------------------------------------------------------------------------------
+    def _socket_path(self, i: int) -> Path:
+        path = self.socket_dir / f"rtcd-{os.getpid()}-{i}.sock"
+        if len(str(path)) > _MAX_UNIX_PATH:
+            path = Path(tempfile.mkdtemp(prefix="callsd-rtcd-")) / f"{i}.sock"
+        return path
+
+    def _command(self, i: int, path: Path) -> list[str]:
+        c = self.config
+        port = c.ice_port_udp + i if c.ice_port_udp else 0
+        cmd = [sys.executable, "-m", "callsd.app.cli", "rtcd", "--listen", f"unix:{path}",
+               "--rtc-address", c.ice_address_udp, "--rtc-port", str(port),
+               "--udp-rcvbuf", str(c.udp_rcvbuf), "--udp-sndbuf", str(c.udp_sndbuf), "--log-level", self.log_level]
+        if c.ice_host_override:
+            cmd += ["--ice-host-override", c.ice_host_override]
+        if c.ice_host_port_override:
+            cmd += ["--ice-host-port-override", str(c.ice_host_port_override + i)]
+        return cmd
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Start every worker (in order), report worker 0's RTC address, run until cancelled; stops the workers."""
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        async with trio.open_nursery() as nursery:
+            for i in range(self.count):
+                self.addresses.append(await nursery.start(self._run_worker, i))
+            log.info("media workers up: %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
+            task_status.started(self.addresses[0])
+
+    async def _run_worker(self, i: int, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        path = self._socket_path(i)
+        env = dict(os.environ)
+        proc = await trio.lowlevel.open_process(self._command(i, path), stdin=subprocess.DEVNULL, env=env)
+        self.processes.append(proc)
+        stream: trio.SocketStream | None = None
+        try:
+            stream = await self._connect(i, path, proc)
+            remote = RemotePlane(stream, self._emit, name=f"worker {i} (pid {proc.pid})")
+            self.planes.append(remote)
+            await remote.serve(task_status=task_status)  # returns when the link broke: the worker is gone
+            with trio.move_on_after(1.0):
+                await proc.wait()
+            log.error("media worker %d exited (code %s)", i, proc.returncode)
+        finally:
+            with trio.CancelScope(shield=True):
+                if stream is not None:
+                    await stream.aclose()  # the worker exits when its link closes
+                with trio.move_on_after(STOP_TIMEOUT):
+                    await proc.wait()
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+                path.unlink(missing_ok=True)
+
+    async def _connect(self, i: int, path: Path, proc: trio.Process) -> trio.SocketStream:
+        with trio.move_on_after(CONNECT_TIMEOUT):
+            while True:
+                if proc.returncode is not None:
+                    raise WorkerStartError(f"media worker {i} exited with code {proc.returncode} before accepting")
+                if path.is_socket():
+                    try:
+                        return await trio.open_unix_socket(str(path))
+                    except OSError:
+                        pass
+                await trio.sleep(0.05)
+        raise WorkerStartError(f"media worker {i} did not accept on {path} within {CONNECT_TIMEOUT:g} s")
+
+    # -- placement ---------------------------------------------------------------------------------------------
+    def _live(self) -> list[int]:
+        return [i for i, p in enumerate(self.planes) if p.alive]
+
+    def _place(self, channel_id: str) -> int | None:
+        """The channel's worker: its current one while alive, else the live worker with the fewest sessions."""
+        i = self.channel_worker.get(channel_id)
+        if i is not None and self.planes[i].alive:
+            return i
+        live = self._live()
+        if not live:
+            return None
+        load = Counter(self.session_worker.values())
+        i = min(live, key=lambda w: (load[w], w))
+        self.channel_worker[channel_id] = i
+        return i
+
+    def _forget(self, session_id: str) -> None:
+        self.session_worker.pop(session_id, None)
+        channel = self.session_channel.pop(session_id, None)
+        if channel is not None:
+            self._channel_sessions[channel] -= 1
+            if self._channel_sessions[channel] <= 0:
+                del self._channel_sessions[channel]
+                self.channel_worker.pop(channel, None)  # the call is over on the media side: place it afresh
+
+    # -- MediaPlaneLike ----------------------------------------------------------------------------------------
+    def open_session(self, session_id: str, channel_id: str) -> None:
+        old = self.session_worker.get(session_id)
+        i = self._place(channel_id)
+        if old is not None and old != i:
+            self.planes[old].close_session(session_id)
+        if session_id not in self.session_channel:
+            self.session_channel[session_id] = channel_id
+            self._channel_sessions[channel_id] += 1
+        if i is None:
+            self.session_worker.pop(session_id, None)
+            return
+        self.session_worker[session_id] = i
+        self.planes[i].open_session(session_id, channel_id)
+
+    def handle_signal(self, session_id: str, msg: dict[str, Any]) -> None:
+        action = "ice" if msg.get("type") == "candidate" else "sdp"
+        channel = self.session_channel.get(session_id)
+        if channel is None:
+            self._emit(SignalRejected(session_id=session_id, action=action, reason="unknown session"))
+            return
+        i = self.session_worker.get(session_id)
+        if (i is None or not self.planes[i].alive) and msg.get("type") == "offer":
+            i = self._rehome(session_id, channel)
+        if i is None:
+            self._emit(SignalRejected(session_id=session_id, action=action, reason="media worker unavailable"))
+            return
+        self.planes[i].handle_signal(session_id, msg)
+
+    def _rehome(self, session_id: str, channel_id: str) -> int | None:
+        """A session whose worker died offers again: open it on the call's (new) worker, with its routes."""
+        i = self._place(channel_id)
+        if i is None:
+            return None
+        self.session_worker[session_id] = i
+        self.planes[i].open_session(session_id, channel_id)
+        if self.routes_of is not None:
+            self.planes[i].restore_routes([r for r in self.routes_of(channel_id) if r.receiver_id == session_id])
+        log.info("session %s of call %s moved to media worker %d", session_id, channel_id, i)
+        return i
+
+    def set_screen_stream(self, session_id: str, stream_id: str | None) -> None:
+        i = self.session_worker.get(session_id)
+        if i is not None:
+            self.planes[i].set_screen_stream(session_id, stream_id)
+
+    def _by_worker(self, items: Iterable[Any]) -> dict[int, list[Any]]:
+        groups: dict[int, list[Any]] = {}
+        for o in items:
+            channel = getattr(o, "channel_id", None)
+            i = self.channel_worker.get(channel) if channel is not None else None
+            if i is not None:
+                groups.setdefault(i, []).append(o)
+        return groups
+
+    def apply(self, outputs: Iterable[Any]) -> None:
+        for i, group in self._by_worker(outputs).items():
+            self.planes[i].apply(group)
+
+    def restore_routes(self, routes: Iterable[Any]) -> None:
+        for i, group in self._by_worker(routes).items():
+            self.planes[i].restore_routes(group)
+
+    def close_session(self, session_id: str) -> None:
+        i = self.session_worker.get(session_id)
+        if i is not None:
+            self.planes[i].close_session(session_id)
+        self._forget(session_id)
+
+    # -- counters ----------------------------------------------------------------------------------------------
+    async def refresh_counters(self, timeout: float = 1.0) -> None:
+        async with trio.open_nursery() as nursery:
+            for p in self.planes:
+                nursery.start_soon(p.refresh_counters, timeout)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Every worker's plane + endpoint counters, summed (dead workers keep their last snapshot)."""
+        total: Counter[str] = Counter()
+        for p in self.planes:
+            total.update(p.counters)
+        return dict(total)

@@ -220,13 +220,21 @@ async def serve_plane_rpc(stream: trio.abc.Stream, plane: Any, pipe: EventPipe) 
             send_q.send_nowait(frame(encode_media_event(e)))
 
     reader = _Reader(stream)
+
+    async def sender(scope: trio.CancelScope) -> None:
+        try:
+            await _send_loop(stream, recv_q)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            scope.cancel()  # the server is gone
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_send_loop, stream, recv_q)
+        nursery.start_soon(sender, nursery.cancel_scope)
         nursery.start_soon(events)
         while True:
             try:
                 d = await reader.next()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, RpcError) as exc:
+                log.warning("rpc link failed: %r", exc)
                 d = None
             if d is None:
                 break
@@ -335,8 +343,8 @@ class RemotePlane:
                         break
                     self._on_frame(d)
                 nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, RpcError, OSError) as exc:
-            reason = f"failed: {exc!r}"
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, RpcError, OSError) as group:
+            reason = f"failed: {group.exceptions[0]!r}"
         self._lost(reason)
 
     async def _sender(self, scope: trio.CancelScope) -> None:

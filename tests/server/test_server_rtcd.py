@@ -143,3 +143,17 @@ async def test_a_killed_worker_closes_its_sessions_and_the_other_call_keeps_medi
     finally:
         for peer in stack:
             await peer.close()
+
+
+async def test_a_rejected_sdp_gets_the_same_error_through_a_worker(start_server, connect, tmp_path) -> None:
+    local, _ = await start_server(media=True)
+    remote, _ = await start_server(media=True, rtc={"media_workers": 1}, store={"data_dir": str(tmp_path / "w")})
+    errors = []
+    for info in (local, remote):
+        async with connect(info) as client:
+            await client.request("join", {"channel_id": "c"}, expect="join_ack")
+            errors.append(await client.request("sdp", {"type": "offer", "sdp": "v=0\r\nbroken\r\n"}, expect="error"))
+            await client.send("ice", {"candidate": None})  # ICE-lite: ignored in both cases, no error
+            assert not [m for m in await client.nothing_pending(0.3) if m["type"] == "error"]
+    assert errors[0]["code"] == "sdp_rejected"
+    assert errors[0] == errors[1]

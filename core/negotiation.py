@@ -557,9 +557,9 @@ class Negotiator:
 
     def _offer_extmaps(self, slots: Sequence[_Slot], kind: str) -> tuple[Extmap, ...]:
         """The kept extensions for ``kind``, each under one id for the whole session: the id it has in the bundle,
-        else the client's own id for it, else the id the server offered it under before, else Chromium's usual id,
-        else the lowest id; never an id the client or the bundle uses for another URI (an extension left
-        without a free id is not offered)."""
+        else the client's own id for it (even if an offer the client refused used that id for something else),
+        else the id the server offered it under before, else Chromium's usual id, else the lowest id; never an id
+        the client or the bundle uses for another URI (an extension left without a free id is not offered)."""
         bundle: dict[str, int] = {}
         taken: dict[int, str] = {}
         for s in slots:
@@ -578,8 +578,12 @@ class Negotiator:
         for uri in _KEPT_EXTENSIONS[kind]:
             chosen = bundle.get(uri)
             if chosen is None:
-                candidates = (self._client_ext_ids.get(uri), previous.get(uri), _USUAL_IDS.get(uri), *range(1, 15))
-                chosen = next((i for i in candidates if free(i, uri)), None)
+                # The client's own id for this URI outranks the server's numbering in offers the client refused.
+                own = self._client_ext_ids.get(uri)
+                chosen = own if free(own, uri, strict=False) else None
+                if chosen is None:
+                    candidates = (previous.get(uri), _USUAL_IDS.get(uri), *range(1, 15))
+                    chosen = next((i for i in candidates if free(i, uri)), None)
                 if chosen is None:  # every id is spoken for: give up the server's own past numbering first
                     chosen = next((i for i in range(1, 15) if free(i, uri, strict=False)), None)
                 if chosen is None:

@@ -21,11 +21,11 @@ assert not missing, f"the wheel lacks the browser client files: {missing}"
 print("wheel-check: the browser client's files are in the wheel")
 PY
 # The installed wheel must serve the page, not only import: start it on free loopback ports and fetch / and /healthz.
-read -r http_port rtc_port < <("$work/venv/bin/python" -c "
+http_port=$("$work/venv/bin/python" -c "
 import socket
-t = socket.socket(); t.bind(('127.0.0.1', 0)); u = socket.socket(type=socket.SOCK_DGRAM); u.bind(('127.0.0.1', 0))
-print(t.getsockname()[1], u.getsockname()[1])")
-CALLSD_HTTP_PORT=$http_port CALLSD_RTC_ICE_PORT_UDP=$rtc_port CALLSD_STORE_DATA_DIR="$work/data" \
+t = socket.socket(); t.bind(('127.0.0.1', 0)); print(t.getsockname()[1])")
+# RTC port 0: the server picks a free UDP port (ice_port_udp accepts 80-49151, or 0).
+CALLSD_HTTP_PORT=$http_port CALLSD_RTC_ICE_PORT_UDP=0 CALLSD_STORE_DATA_DIR="$work/data" \
     "$work/venv/bin/callsd" serve >"$work/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT

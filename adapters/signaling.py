@@ -399,9 +399,15 @@ class SignalingHub:
         except SignalingError as exc:
             self._error_now(conn, exc.code, exc.message, exc.action or action)
         except Exception as exc:  # the plane refused the SDP (or failed): tell the client, keep the server up
-            log.info("media plane refused %s from %s: %s", action, sid, exc)
-            self.counters.rtc_errors["sdp"] += 1
-            self._error_now(conn, "sdp_rejected", f"the media plane could not use this {action}: {exc}"[:300],
+            self._signal_rejected(conn, sid, action, str(exc))
+
+    def _signal_rejected(self, conn: Connection | None, sid: str, action: str, reason: str) -> None:
+        """The one answer to a refused ``sdp``/``ice``, whether the plane raised in-process or a media worker
+        reported it (``SignalRejected``)."""
+        log.info("media plane refused %s from %s: %s", action, sid, reason)
+        self.counters.rtc_errors["sdp"] += 1
+        if conn is not None:
+            self._error_now(conn, "sdp_rejected", f"the media plane could not use this {action}: {reason}"[:300],
                             action)
 
     def _on_screen_on(self, conn: Connection, data: dict[str, Any]) -> None:
@@ -658,6 +664,8 @@ class SignalingHub:
             "SessionConnected": lambda e: self.counters.rtc_conn_states.update(["connected"]),
             "SessionClosed": self._on_media_closed,
             "VoiceActivity": self._on_voice,
+            "SignalRejected": lambda e: self._signal_rejected(self._conns.get(e.session_id), e.session_id,
+                                                              e.action, e.reason),
         }
         async for event in self._media_recv:
             handler = handlers.get(type(event).__name__)

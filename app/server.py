@@ -276,25 +276,6 @@ def _make_plane(config: Config, emit: Callable[[Any], None]) -> Any:
     return MediaPlane(config.rtc, emit)
 
 
-def _plane_emit(hub: SignalingHub) -> Callable[[Any], None]:
-    """The plane's ``emit``: the hub's, except that a media worker's ``SignalRejected`` (an ``SdpRejected`` that
-    could not be raised across the process boundary) becomes the very ``error`` the hub sends for one raised
-    in-process (``SignalingHub._to_plane``): code ``sdp_rejected``, same message and action."""
-
-    def emit(event: Any) -> None:
-        if type(event).__name__ != "SignalRejected":
-            hub.emit(event)
-            return
-        log.info("media plane refused %s from %s: %s", event.action, event.session_id, event.reason)
-        hub.counters.rtc_errors["sdp"] += 1
-        conn = hub._conns.get(event.session_id)
-        if conn is not None:
-            hub._error_now(conn, "sdp_rejected",
-                           f"the media plane could not use this {event.action}: {event.reason}"[:300], event.action)
-
-    return emit
-
-
 def _hub_settings(config: Config) -> HubSettings:
     return HubSettings(
         auth_mode=config.auth.mode,
@@ -360,7 +341,7 @@ async def serve(
                                   reconnect_window_ms=wanted[1], allow_screen_sharing=wanted[2]))
         plane = None
         if media:
-            plane = (plane_factory or _make_plane)(config, _plane_emit(hub))
+            plane = (plane_factory or _make_plane)(config, hub.emit)
             if plane is not None:
                 hub.plane = plane
                 if hasattr(plane, "routes_of"):

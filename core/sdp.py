@@ -15,6 +15,8 @@ with ``dataclasses.replace`` or constructors. Helpers on ``MediaSection`` answer
 from __future__ import annotations
 
 import enum
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import RemoteProtocolError
@@ -41,6 +43,9 @@ __all__ = [
 ]
 
 _MAX_SDP = 256 * 1024
+# Whitespace test for names and tokens: ``\s`` on str patterns is exactly ``str.isspace`` (Py_UNICODE_ISSPACE),
+# one C-level scan instead of a generator over every character.
+_has_space = re.compile(r"\s").search
 
 
 class SdpError(RemoteProtocolError):
@@ -280,7 +285,7 @@ def _int(text: str, what: str, lo: int = 0, hi: int = 2**64 - 1) -> int:
 
 
 def _token(text: str, what: str) -> str:
-    if not text or any(c.isspace() for c in text):
+    if not text or _has_space(text):
         raise ValueError(f"{what} must be a non-empty token, got {text!r}")
     return text
 
@@ -402,62 +407,133 @@ _TEXT_ATTRS = {"ice-ufrag": "ice_ufrag", "ice-pwd": "ice_pwd", "ice-options": "i
                "mid": "mid", "rtcp": "rtcp"}
 
 
+def _direction_attr(m: _MediaBuilder, name: str, value: str | None) -> bool:
+    if value is not None:
+        return False
+    if "direction" in m.fields:
+        raise ValueError("more than one direction attribute")
+    m.fields["direction"] = Direction(name)
+    return True
+
+
+def _flag_attr(m: _MediaBuilder, name: str, value: str | None) -> bool:
+    if value is not None:
+        return False
+    m.fields[_FLAG_ATTRS[name]] = True
+    return True
+
+
+def _text_attr(m: _MediaBuilder, name: str, value: str | None) -> bool:
+    if value is None:
+        return False
+    if name == "setup" and value not in ("actpass", "active", "passive", "holdconn"):
+        raise ValueError(f"a=setup must be actpass, active, passive or holdconn, got {value!r}")
+    if name in m.fields:
+        raise ValueError(f"a={name} appears twice")
+    m.fields[_TEXT_ATTRS[name]] = value
+    return True
+
+
+def _rtpmap_attr(m: _MediaBuilder, name: str, value: str | None) -> bool:
+    if value is None:
+        return False
+    pt, rest = m.pt_of(value, "rtpmap")
+    parts = rest.split("/")
+    if len(parts) not in (2, 3) or not parts[0]:
+        raise ValueError(f"a=rtpmap needs '<pt> <name>/<rate>[/<channels>]', got {value!r}")
+    if pt in m.rtpmap:
+        raise ValueError(f"a=rtpmap for payload type {pt} appears twice")
+    ch = _int(parts[2], "channels", 1, 255) if len(parts) == 3 else None
+    m.rtpmap[pt] = (parts[0], _int(parts[1], "clock rate", 1, 2**32 - 1), ch)
+    return True
+
+
+def _fmtp_attr(m: _MediaBuilder, name: str, value: str | None) -> bool:
+    if value is None:
+        return False
+    pt, rest = m.pt_of(value, "fmtp")
+    if pt in m.fmtp:
+        raise ValueError(f"a=fmtp for payload type {pt} appears twice")
+    m.fmtp[pt] = rest
+    return True
+
+
+def _rtcp_fb_attr(m: _MediaBuilder, name: str, value: str | None) -> bool:
+    if value is None or value.startswith("*"):
+        return False
+    pt, rest = m.pt_of(value, "rtcp-fb")
+    if not rest:
+        raise ValueError("a=rtcp-fb needs a feedback type")
+    m.fb.setdefault(pt, []).append(rest)
+    return True
+
+
+def _extmap_attr(m: _MediaBuilder, name: str, value: str | None) -> bool:
+    if value is None:
+        return False
+    m.lists["extmaps"].append(_parse_extmap(value))
+    return True
+
+
+def _fingerprint_attr(m: _MediaBuilder, name: str, value: str | None) -> bool:
+    if value is None:
+        return False
+    m.lists["fingerprints"].append(_parse_fingerprint(value))
+    return True
+
+
+def _candidate_attr(m: _MediaBuilder, name: str, value: str | None) -> bool:
+    if value is None:
+        return False
+    m.lists["candidates"].append(_parse_candidate(value))
+    return True
+
+
+def _msid_attr(m: _MediaBuilder, name: str, value: str | None) -> bool:
+    if value is None:
+        return False
+    parts = value.split()
+    if not 1 <= len(parts) <= 2:
+        raise ValueError(f"a=msid needs '<stream id> [<track id>]', got {value!r}")
+    m.lists["msids"].append(Msid(stream_id=parts[0], track_id=parts[1] if len(parts) == 2 else None))
+    return True
+
+
+def _ssrc_attr(m: _MediaBuilder, name: str, value: str | None) -> bool:
+    if value is None:
+        return False
+    ssrc_text, _, attr = value.partition(" ")
+    ssrc = _int(ssrc_text, "a=ssrc id", 0, 2**32 - 1)
+    aname, sep, aval = attr.partition(":")
+    m.lists["ssrcs"].append(SsrcAttribute(ssrc=ssrc, attribute=_token(aname, "a=ssrc attribute"),
+                                          value=aval if sep else None))
+    return True
+
+
+def _ssrc_group_attr(m: _MediaBuilder, name: str, value: str | None) -> bool:
+    if value is None:
+        return False
+    parts = value.split()
+    if len(parts) < 2:
+        raise ValueError(f"a=ssrc-group needs '<semantics> <ssrc>...', got {value!r}")
+    m.lists["ssrc_groups"].append(SsrcGroup(
+        semantics=parts[0], ssrcs=tuple(_int(p, "ssrc-group id", 0, 2**32 - 1) for p in parts[1:])))
+    return True
+
+
+# One handler per modelled media attribute name; a handler returns False when the line's form (flag or value) is
+# not the modelled one, and the line is then kept in ``other`` like any unmodelled attribute.
+_MEDIA_ATTRS: dict[str, Callable[[_MediaBuilder, str, str | None], bool]] = {
+    **{d: _direction_attr for d in _DIRECTIONS}, **{f: _flag_attr for f in _FLAG_ATTRS},
+    **{t: _text_attr for t in _TEXT_ATTRS}, "rtpmap": _rtpmap_attr, "fmtp": _fmtp_attr, "rtcp-fb": _rtcp_fb_attr,
+    "extmap": _extmap_attr, "fingerprint": _fingerprint_attr, "candidate": _candidate_attr, "msid": _msid_attr,
+    "ssrc": _ssrc_attr, "ssrc-group": _ssrc_group_attr,
+}
+
+
 def _media_attribute(m: _MediaBuilder, name: str, value: str | None) -> None:
-    if name in _DIRECTIONS and value is None:
-        if "direction" in m.fields:
-            raise ValueError("more than one direction attribute")
-        m.fields["direction"] = Direction(name)
-    elif name in _FLAG_ATTRS and value is None:
-        m.fields[_FLAG_ATTRS[name]] = True
-    elif name in _TEXT_ATTRS and value is not None:
-        if name == "setup" and value not in ("actpass", "active", "passive", "holdconn"):
-            raise ValueError(f"a=setup must be actpass, active, passive or holdconn, got {value!r}")
-        if name in m.fields:
-            raise ValueError(f"a={name} appears twice")
-        m.fields[_TEXT_ATTRS[name]] = value
-    elif name == "rtpmap" and value is not None:
-        pt, rest = m.pt_of(value, "rtpmap")
-        parts = rest.split("/")
-        if len(parts) not in (2, 3) or not parts[0]:
-            raise ValueError(f"a=rtpmap needs '<pt> <name>/<rate>[/<channels>]', got {value!r}")
-        if pt in m.rtpmap:
-            raise ValueError(f"a=rtpmap for payload type {pt} appears twice")
-        ch = _int(parts[2], "channels", 1, 255) if len(parts) == 3 else None
-        m.rtpmap[pt] = (parts[0], _int(parts[1], "clock rate", 1, 2**32 - 1), ch)
-    elif name == "fmtp" and value is not None:
-        pt, rest = m.pt_of(value, "fmtp")
-        if pt in m.fmtp:
-            raise ValueError(f"a=fmtp for payload type {pt} appears twice")
-        m.fmtp[pt] = rest
-    elif name == "rtcp-fb" and value is not None and not value.startswith("*"):
-        pt, rest = m.pt_of(value, "rtcp-fb")
-        if not rest:
-            raise ValueError("a=rtcp-fb needs a feedback type")
-        m.fb.setdefault(pt, []).append(rest)
-    elif name == "extmap" and value is not None:
-        m.lists["extmaps"].append(_parse_extmap(value))
-    elif name == "fingerprint" and value is not None:
-        m.lists["fingerprints"].append(_parse_fingerprint(value))
-    elif name == "candidate" and value is not None:
-        m.lists["candidates"].append(_parse_candidate(value))
-    elif name == "msid" and value is not None:
-        parts = value.split()
-        if not 1 <= len(parts) <= 2:
-            raise ValueError(f"a=msid needs '<stream id> [<track id>]', got {value!r}")
-        m.lists["msids"].append(Msid(stream_id=parts[0], track_id=parts[1] if len(parts) == 2 else None))
-    elif name == "ssrc" and value is not None:
-        ssrc_text, _, attr = value.partition(" ")
-        ssrc = _int(ssrc_text, "a=ssrc id", 0, 2**32 - 1)
-        aname, sep, aval = attr.partition(":")
-        m.lists["ssrcs"].append(SsrcAttribute(ssrc=ssrc, attribute=_token(aname, "a=ssrc attribute"),
-                                              value=aval if sep else None))
-    elif name == "ssrc-group" and value is not None:
-        parts = value.split()
-        if len(parts) < 2:
-            raise ValueError(f"a=ssrc-group needs '<semantics> <ssrc>...', got {value!r}")
-        m.lists["ssrc_groups"].append(SsrcGroup(
-            semantics=parts[0], ssrcs=tuple(_int(p, "ssrc-group id", 0, 2**32 - 1) for p in parts[1:])))
-    else:
+    handler = _MEDIA_ATTRS.get(name)
+    if handler is None or not handler(m, name, value):
         m.lists["other"].append((name, value))
 
 
@@ -467,7 +543,9 @@ def parse_sdp(text: str) -> SessionDescription:
         raise SdpError("an SDP document must be text")
     if len(text) > _MAX_SDP:
         raise SdpError(f"SDP document of {len(text)} characters is larger than {_MAX_SDP}")
-    lines = text.replace("\r\n", "\n").split("\n")
+    text = text.replace("\r\n", "\n")
+    stray = "\r" in text or "\x00" in text  # one scan of the document; the line is found only when it is bad
+    lines = text.split("\n")
     while lines and lines[-1] == "":
         lines.pop()
     if not lines or lines[0] != "v=0":
@@ -480,12 +558,21 @@ def parse_sdp(text: str) -> SessionDescription:
     seen_origin = False
     for number, line in enumerate(lines[1:], start=2):
         try:
-            if "\r" in line or "\x00" in line:
+            if stray and ("\r" in line or "\x00" in line):
                 raise ValueError("stray carriage return or NUL inside a line")
             if len(line) < 2 or line[1] != "=" or not ("a" <= line[0] <= "z"):
                 raise ValueError(f"expected '<letter>=<value>', got {line[:40]!r}")
             kind, value = line[0], line[2:]
-            if kind == "m":
+            if kind == "a":  # most lines: tested first (the branches are exclusive, so the order is free)
+                name, sep, avalue = value.partition(":")
+                if not name or _has_space(name):
+                    raise ValueError(f"bad attribute name in {line[:40]!r}")
+                aval: str | None = avalue if sep else None
+                if current is not None:
+                    _media_attribute(current, name, aval)
+                else:
+                    _session_attribute(sess, s_lists, name, aval)
+            elif kind == "m":
                 if current is not None:
                     media.append(current.build())
                 parts = value.split()
@@ -494,15 +581,6 @@ def parse_sdp(text: str) -> SessionDescription:
                 port_text = parts[1].partition("/")[0]
                 current = _MediaBuilder(parts[0], _int(port_text, "m= port", 0, 65535), parts[2],
                                         tuple(parts[3:]))
-            elif kind == "a":
-                name, sep, avalue = value.partition(":")
-                if not name or any(c.isspace() for c in name):
-                    raise ValueError(f"bad attribute name in {line[:40]!r}")
-                aval: str | None = avalue if sep else None
-                if current is not None:
-                    _media_attribute(current, name, aval)
-                else:
-                    _session_attribute(sess, s_lists, name, aval)
             elif kind == "c":
                 if current is not None:
                     current.fields["connection"] = value

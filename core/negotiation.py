@@ -61,6 +61,7 @@ from .sdp import (
     SessionDescription,
     SsrcAttribute,
     SsrcGroup,
+    build_media_section,
     build_sdp,
     parse_sdp,
 )
@@ -243,6 +244,13 @@ class _Slot:
     local: OutgoingTrack | None = None
     rsize: bool = True
 
+    def copy(self) -> _Slot:
+        """A shallow copy (``dataclasses.replace`` costs several times more, once per section per offer)."""
+        return _Slot(mid=self.mid, kind=self.kind, server_owned=self.server_owned, formats=self.formats,
+                     rejected=self.rejected, codecs=self.codecs, extmaps=self.extmaps,
+                     client_direction=self.client_direction, published=self.published, local=self.local,
+                     rsize=self.rsize)
+
 
 def _codec_key(c: Codec) -> tuple[str, int, int]:
     return (c.name.lower(), c.clock_rate, c.channels or 1)
@@ -323,6 +331,8 @@ class Negotiator:
         self._client_ext: dict[int, set[str]] = {}
         self._client_ext_ids: dict[str, int] = {}
         self._server_ext: dict[int, str] = {}
+        # mid -> (what the section's text depends on, the text): a re-offer rebuilds only the sections that changed
+        self._section_text: dict[str, tuple[tuple[object, ...], str]] = {}
 
     # --- queries ----------------------------------------------------------------------------------------------
 
@@ -395,7 +405,7 @@ class Negotiator:
             old = prev if prev is not None and prev.mid == m.mid else None
             if old is None and prev is not None and prev.published is not None:  # a recycled position
                 unpublished.append(prev.published.track_id)
-            slot = replace(old) if old is not None else _Slot(mid=m.mid or str(i), kind=m.kind, server_owned=False)
+            slot = old.copy() if old is not None else _Slot(mid=m.mid or str(i), kind=m.kind, server_owned=False)
             slot.formats = m.formats
             usable = (not m.rejected and m.mid is not None and m.kind in ("audio", "video") and m.rtcp_mux
                       and m.protocol == _PROTOCOL and m.mid in bundle)
@@ -459,7 +469,7 @@ class Negotiator:
         if self.state is NegotiationState.HAVE_LOCAL_OFFER:
             return None
         wanted = {t.track_id: t for t in self._desired}
-        slots = [replace(s) for s in self._slots]
+        slots = [s.copy() for s in self._slots]
         changed = False
         for s in slots:
             if s.local is not None and s.local.track_id not in wanted:
@@ -629,7 +639,8 @@ class Negotiator:
             if accepted and accepted[0].name.lower() != "rtx":
                 slot.codecs = accepted
             answered = {e.uri: e.id for e in m.extmaps}
-            slot.extmaps = tuple(replace(e, id=answered[e.uri]) for e in slot.extmaps if e.uri in answered)
+            slot.extmaps = tuple(e if e.id == answered[e.uri] else replace(e, id=answered[e.uri])
+                                 for e in slot.extmaps if e.uri in answered)
             slot.client_direction = _direction(m)
             self._update_published(slot, m, published, unpublished)
         self._slots = pending
@@ -647,43 +658,56 @@ class Negotiator:
         ip = "IP6" if ":" in t.host else "IP4"
         candidate = Candidate(foundation="1", component=1, transport="udp", priority=2130706431, address=t.host,
                               port=t.port, type="host")
-        media = []
+        cache = self._section_text
+        texts: dict[str, tuple[tuple[object, ...], str]] = {}
         for s in slots:
-            if s.rejected:
-                media.append(MediaSection(kind=s.kind, port=0, protocol=_PROTOCOL if s.kind != "application"
-                                          else "UDP/DTLS/SCTP", formats=s.formats[:1] or ("0",), mid=s.mid,
-                                          connection="IN IP4 0.0.0.0"))
-                continue
-            sends = s.local is not None and (offer or s.client_direction.receives)
-            receives = s.client_direction.sends
-            direction = Direction.of(sends, receives)
-            ssrcs: list[SsrcAttribute] = []
-            groups: tuple[SsrcGroup, ...] = ()
-            msids: tuple[Msid, ...] = ()
-            if sends and s.local is not None:
-                lt = s.local
-                msids = (Msid(stream_id=lt.stream_id, track_id=lt.track_id),)
-                has_rtx = lt.rtx_ssrc is not None and any(c.name.lower() == "rtx" for c in s.codecs)
-                for ssrc in (lt.ssrc, lt.rtx_ssrc) if has_rtx and lt.rtx_ssrc is not None else (lt.ssrc,):
-                    ssrcs += [SsrcAttribute(ssrc=ssrc, attribute="cname", value=lt.cname),
-                              SsrcAttribute(ssrc=ssrc, attribute="msid", value=f"{lt.stream_id} {lt.track_id}")]
-                if has_rtx and lt.rtx_ssrc is not None:
-                    groups = (SsrcGroup(semantics="FID", ssrcs=(lt.ssrc, lt.rtx_ssrc)),)
-            media.append(MediaSection(
-                kind=s.kind, port=t.port, protocol=_PROTOCOL,
-                formats=tuple(str(c.payload_type) for c in s.codecs), connection=f"IN {ip} {t.host}",
-                mid=s.mid, direction=direction, msids=msids, ice_ufrag=t.ice_ufrag, ice_pwd=t.ice_pwd,
-                fingerprints=(Fingerprint(algorithm=algo, value=value),), setup=setup,
-                candidates=(candidate,), end_of_candidates=True, rtcp_mux=True, rtcp_rsize=s.rsize,
-                codecs=s.codecs, extmaps=s.extmaps, ssrcs=tuple(ssrcs), ssrc_groups=groups,
-            ))
+            key = (s.kind, s.rejected, s.formats[:1] if s.rejected else (), s.local, s.client_direction, s.codecs,
+                   s.extmaps, s.rsize, offer, setup, t)
+            hit = cache.get(s.mid)
+            if hit is None or hit[0] != key:
+                hit = (key, build_media_section(self._section(s, offer=offer, setup=setup, ip=ip, algo=algo,
+                                                              value=value, candidate=candidate)))
+            texts[s.mid] = hit
+        self._section_text = texts
         desc = SessionDescription(
             origin=Origin(session_id=str(self.session_id), session_version=self._version, addrtype=ip,
                           address=t.host),
             name="callsd", groups=(Group(semantics="BUNDLE", mids=tuple(s.mid for s in slots if not s.rejected)),),
-            msid_semantic="WMS *", ice_lite=True, extmap_allow_mixed=self._allow_mixed, media=tuple(media),
+            msid_semantic="WMS *", ice_lite=True, extmap_allow_mixed=self._allow_mixed,
         )
-        return build_sdp(desc)
+        return build_sdp(desc) + "".join(texts[s.mid][1] for s in slots)
+
+    def _section(self, s: _Slot, *, offer: bool, setup: str, ip: str, algo: str, value: str,
+                 candidate: Candidate) -> MediaSection:
+        """The server's media section for ``s`` (written by ``_describe`` only when it changed)."""
+        t = self.transport
+        if s.rejected:
+            return MediaSection(kind=s.kind, port=0, protocol=_PROTOCOL if s.kind != "application"
+                                else "UDP/DTLS/SCTP", formats=s.formats[:1] or ("0",), mid=s.mid,
+                                connection="IN IP4 0.0.0.0")
+        sends = s.local is not None and (offer or s.client_direction.receives)
+        receives = s.client_direction.sends
+        direction = Direction.of(sends, receives)
+        ssrcs: list[SsrcAttribute] = []
+        groups: tuple[SsrcGroup, ...] = ()
+        msids: tuple[Msid, ...] = ()
+        if sends and s.local is not None:
+            lt = s.local
+            msids = (Msid(stream_id=lt.stream_id, track_id=lt.track_id),)
+            has_rtx = lt.rtx_ssrc is not None and any(c.name.lower() == "rtx" for c in s.codecs)
+            for ssrc in (lt.ssrc, lt.rtx_ssrc) if has_rtx and lt.rtx_ssrc is not None else (lt.ssrc,):
+                ssrcs += [SsrcAttribute(ssrc=ssrc, attribute="cname", value=lt.cname),
+                          SsrcAttribute(ssrc=ssrc, attribute="msid", value=f"{lt.stream_id} {lt.track_id}")]
+            if has_rtx and lt.rtx_ssrc is not None:
+                groups = (SsrcGroup(semantics="FID", ssrcs=(lt.ssrc, lt.rtx_ssrc)),)
+        return MediaSection(
+            kind=s.kind, port=t.port, protocol=_PROTOCOL,
+            formats=tuple(str(c.payload_type) for c in s.codecs), connection=f"IN {ip} {t.host}",
+            mid=s.mid, direction=direction, msids=msids, ice_ufrag=t.ice_ufrag, ice_pwd=t.ice_pwd,
+            fingerprints=(Fingerprint(algorithm=algo, value=value),), setup=setup,
+            candidates=(candidate,), end_of_candidates=True, rtcp_mux=True, rtcp_rsize=s.rsize,
+            codecs=s.codecs, extmaps=s.extmaps, ssrcs=tuple(ssrcs), ssrc_groups=groups,
+        )
 
 
 def _published_track(slot: _Slot, m: MediaSection) -> PublishedTrack | None:

@@ -422,3 +422,26 @@ def test_extension_ids_from_the_clients_answer_are_kept_for_the_session() -> Non
     offered = server_ids(second.offer)
     assert {u: i for i, u in offered.items()}[TOFFSET] == 12
     assert {i: u for i, u in offered.items() if client_ids(CHROMIUM_AUDIO_ONLY, answer).get(i, u) != u} == {}
+
+
+def test_a_reoffer_rewrites_unchanged_sections_with_the_current_transport_and_version() -> None:
+    """Sections that did not change are reused between offers, yet what they describe stays current: a new
+    server port (the plane learns it once serving) reaches every section, and the o= version still grows."""
+    n = negotiator()
+    n.handle_offer(CHROMIUM)
+    first = n.make_offer([out_track("bob", "audio", 1000)])
+    assert isinstance(first, OfferMade)
+    n.handle_answer(mirror(first.offer))
+    n.transport = LocalTransport(ice_ufrag="srvu", ice_pwd="serverpassword0123456789", fingerprint=FP,
+                                 host="127.0.0.1", port=5004)
+    second = n.make_offer([out_track("bob", "audio", 1000), out_track("carol", "audio", 3000)])
+    assert isinstance(second, OfferMade)
+    d1, d2 = parse_sdp(first.offer), parse_sdp(second.offer)
+    assert {m.port for m in d1.media} == {9} and {m.port for m in d2.media} == {5004}
+    assert d2.origin.session_version > d1.origin.session_version
+    assert [m.mid for m in d2.media] == ["0", "1", "s1", "s2"]
+    n.handle_answer(mirror(second.offer))
+    third = n.make_offer([out_track("carol", "audio", 3000)])
+    assert isinstance(third, OfferMade)
+    d3 = parse_sdp(third.offer)
+    assert d3.media[2].direction is Direction.INACTIVE and d3.media[3] == d2.media[3]

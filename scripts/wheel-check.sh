@@ -28,7 +28,7 @@ t = socket.socket(); t.bind(('127.0.0.1', 0)); print(t.getsockname()[1])")
 CALLSD_HTTP_PORT=$http_port CALLSD_RTC_ICE_PORT_UDP=0 CALLSD_STORE_DATA_DIR="$work/data" \
     "$work/venv/bin/callsd" serve >"$work/serve.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
 "$work/venv/bin/python" - "$http_port" <<'PY' || { cat "$work/serve.log"; exit 1; }
 import sys, time, urllib.request
 base = f"http://127.0.0.1:{sys.argv[1]}"

@@ -738,6 +738,12 @@ window.callsd = {
   get glares() {
     return state.glares;
   },
+  get mediaRecoveries() {
+    return state.mediaRecoveries;
+  },
+  get iceRestarts() {
+    return state.iceRestarts;
+  },
   get errorsShown() {
     return state.errorsShown.slice();
   },

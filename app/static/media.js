@@ -1,7 +1,7 @@
 // The callsd client's media: one RTCPeerConnection to the server's SFU, outgoing sources on send-only
 // transceivers, perfect negotiation (the client is the polite side), and the remote audio/video elements.
 
-import { $, send, showError, state } from "./state.js";
+import { $, clearError, send, showError, state } from "./state.js";
 
 
 export async function startMedia() {
@@ -17,7 +17,9 @@ export async function startMedia() {
   pc.ontrack = (ev) => onRemoteTrack(ev);
   pc.onconnectionstatechange = () => {
     document.body.dataset.media = pc.connectionState;
+    watchMedia(pc);
   };
+  pc.oniceconnectionstatechange = () => watchMedia(pc);
   if (!state.micTrack || state.micTrack.readyState === "ended") {
     try {
       state.micStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
@@ -117,6 +119,129 @@ export async function onSignal(d) {
     if (!pc.remoteDescription) state.pendingCandidates.push(init);
     else await pc.addIceCandidate(init).catch((err) => console.warn("callsd: candidate", err));
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Media recovery: the media path failed while the WebSocket stays up (the server's media worker died, or the
+// server's consent check expired). The server drops our published tracks and keeps the session; a fresh offer with
+// new ICE credentials (an ICE restart) makes it re-register us, on a live worker if ours died, and re-publish our
+// tracks. `pc.restartIce()` marks the connection as needing negotiation, so the offer goes through `negotiate`
+// (perfect negotiation, we stay polite). Retries are bounded, with backoff; the WebSocket's own reconnect (a new
+// peer connection) takes over if the socket drops meanwhile.
+// ---------------------------------------------------------------------------------------------------------------
+
+export const MEDIA_DISCONNECTED_GRACE_MS = 4000; // "disconnected" this long counts as failed
+export const MEDIA_RESTART_DELAYS_MS = [0, 2000, 4000, 8000, 8000, 8000]; // before each attempt; then give up
+const MEDIA_ATTEMPT_TIMEOUT_MS = 6000; // an attempt that has not connected by then is retried
+
+const recovery = { pc: null, attempt: 0, timer: null, graceTimer: null, active: false };
+
+function mediaDown(pc) {
+  return pc.connectionState === "failed" || pc.iceConnectionState === "failed";
+}
+
+function mediaUp(pc) {
+  return pc.connectionState === "connected" && (pc.iceConnectionState === "connected" || pc.iceConnectionState === "completed");
+}
+
+function watchMedia(pc) {
+  if (state.pc !== pc) return;
+  if (mediaUp(pc)) {
+    clearTimeout(recovery.graceTimer);
+    recovery.graceTimer = null;
+    if (recovery.active && recovery.pc === pc) endMediaRecovery();
+    return;
+  }
+  if (mediaDown(pc)) {
+    clearTimeout(recovery.graceTimer);
+    recovery.graceTimer = null;
+    if (!recovery.active) beginMediaRecovery(pc);
+    return;
+  }
+  const disconnected = pc.connectionState === "disconnected" || pc.iceConnectionState === "disconnected";
+  if (disconnected && !recovery.active && recovery.graceTimer === null) {
+    recovery.graceTimer = setTimeout(() => {
+      recovery.graceTimer = null;
+      if (state.pc === pc && !mediaUp(pc) && !recovery.active) beginMediaRecovery(pc);
+    }, MEDIA_DISCONNECTED_GRACE_MS);
+  }
+}
+
+function beginMediaRecovery(pc) {
+  // Without the socket there is nobody to send an offer to: the WebSocket reconnect renegotiates from scratch.
+  if (!state.wsOpen || state.phase !== "in_call") return;
+  recovery.pc = pc;
+  recovery.attempt = 0;
+  recovery.active = true;
+  state.mediaRecoveries += 1;
+  showMediaStatus("reconnecting", "Reconnecting media…");
+  scheduleIceRestart(pc);
+}
+
+function scheduleIceRestart(pc) {
+  clearTimeout(recovery.timer);
+  if (recovery.attempt >= MEDIA_RESTART_DELAYS_MS.length) {
+    recovery.timer = null;
+    showMediaStatus("failed", "Media connection lost");
+    showError("media_failed");
+    return;
+  }
+  const delay = MEDIA_RESTART_DELAYS_MS[recovery.attempt];
+  recovery.timer = setTimeout(() => restartIce(pc), delay);
+}
+
+function restartIce(pc) {
+  recovery.timer = null;
+  if (state.pc !== pc || !recovery.active) return;
+  if (mediaUp(pc)) {
+    endMediaRecovery();
+    return;
+  }
+  if (!state.wsOpen || state.phase !== "in_call") {
+    // The socket is down: its reconnect makes a new peer connection; stop here.
+    return;
+  }
+  recovery.attempt += 1;
+  state.iceRestarts += 1;
+  showMediaStatus("reconnecting", `Reconnecting media (attempt ${recovery.attempt})…`);
+  const ufragBefore = localUfrag(pc);
+  pc.restartIce();
+  // `negotiationneeded` normally follows; if a rolled-back round swallowed it, offer ourselves.
+  setTimeout(() => {
+    if (state.pc !== pc || pc.signalingState !== "stable" || state.makingOffer || mediaUp(pc)) return;
+    if (localUfrag(pc) === ufragBefore) negotiate(pc);
+  }, 1000);
+  recovery.timer = setTimeout(() => {
+    if (state.pc !== pc || !recovery.active) return;
+    if (mediaUp(pc)) endMediaRecovery();
+    else scheduleIceRestart(pc);
+  }, MEDIA_ATTEMPT_TIMEOUT_MS);
+}
+
+function localUfrag(pc) {
+  const m = /a=ice-ufrag:(\S+)/.exec(pc.localDescription?.sdp || "");
+  return m ? m[1] : null;
+}
+
+function endMediaRecovery() {
+  const wasFailed = $("media-status")?.dataset.state === "failed";
+  clearTimeout(recovery.timer);
+  clearTimeout(recovery.graceTimer);
+  recovery.timer = recovery.graceTimer = null;
+  recovery.active = false;
+  recovery.pc = null;
+  recovery.attempt = 0;
+  showMediaStatus("connected", "");
+  if (wasFailed) clearError("media_failed");
+}
+
+function showMediaStatus(name, text) {
+  const el = $("media-status");
+  if (!el) return;
+  el.dataset.state = name;
+  el.textContent = text;
+  el.hidden = name === "connected";
+  document.body.dataset.mediaRecovery = name;
 }
 
 const renegotiations = new WeakMap(); // transceiver -> times we re-offered it because it looked unnegotiated
@@ -220,8 +345,10 @@ export function teardownPeerConnection() {
     const pc = state.pc;
     state.pc = null;
     pc.onicecandidate = pc.onnegotiationneeded = pc.ontrack = pc.onconnectionstatechange = null;
+    pc.oniceconnectionstatechange = null;
     pc.close();
   }
+  endMediaRecovery();
   state.pendingCandidates = [];
   state.outgoing = {};
   for (const el of document.querySelectorAll("[data-media-key]")) (el.closest("figure") || el).remove();

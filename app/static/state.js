@@ -29,6 +29,7 @@ export const ERROR_TEXT = {
   connection_lost: "Lost connection to the server. Reconnecting…",
   reconnect_failed: "Could not reconnect to the server. Reload the page to try again.",
   media_denied: "Could not open your microphone.",
+  media_failed: "The media connection could not be restored. Reload the page to try again.",
   screen_denied: "Screen sharing was cancelled or refused.",
   camera_denied: "Could not open your camera.",
   removed: "The host removed you from the call.",
@@ -62,6 +63,8 @@ export const state = {
   pc: null,
   makingOffer: false,
   glares: 0, // server offers that crossed ours (we rolled back)
+  mediaRecoveries: 0, // times the media path failed while the socket was up and an ICE restart began
+  iceRestarts: 0, // ICE restarts attempted (pc.restartIce())
   pendingCandidates: [],
   micStream: null,
   micTrack: null,

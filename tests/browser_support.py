@@ -75,6 +75,15 @@ def free_udp_port(low: int = 20_000, high: int = 32_000) -> int:
     raise RuntimeError("no free UDP port")
 
 
+def _udp_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def wait_http(url: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -97,15 +106,23 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
 class CallsdProcess:
     """``callsd serve`` in a subprocess with its own data dir; ``url`` is the page's base URL.
 
-    Open auth mode unless ``auth_secret`` is given (then token mode with that signing secret).
+    Open auth mode unless ``auth_secret`` is given (then token mode with that signing secret). ``media_workers = N``
+    sets ``rtc.media_workers`` (N ``callsd rtcd`` processes on UDP ports ``rtc_port .. rtc_port + N - 1``, all free
+    when chosen); ``worker_pids()`` maps each live worker's RTC port to its pid.
     """
 
     def __init__(
-        self, data_dir: Path, *, max_participants: int = 0, auth_secret: str = "", extra_toml: str = ""
+        self, data_dir: Path, *, max_participants: int = 0, auth_secret: str = "", extra_toml: str = "",
+        media_workers: int = 0,
     ) -> None:
         self.data_dir = data_dir
         self.http_port = free_port()
         self.rtc_port = free_udp_port()
+        for _ in range(50):  # every worker's port must be free too
+            if all(_udp_free(self.rtc_port + i) for i in range(1, media_workers)):
+                break
+            self.rtc_port = free_udp_port()
+        self.media_workers = media_workers
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.config_path = data_dir / "callsd.toml"
         self.log_path = data_dir / "server.log"
@@ -114,7 +131,8 @@ class CallsdProcess:
             f'listen = "127.0.0.1"\nport = {self.http_port}\n'
             "[rtc]\n"
             f'ice_address_udp = "127.0.0.1"\nice_port_udp = {self.rtc_port}\n'
-            "[calls]\n"
+            + (f"media_workers = {media_workers}\n" if media_workers else "")
+            + "[calls]\n"
             f"max_participants = {max_participants}\n"
             "[store]\n"
             f'data_dir = "{data_dir / "data"}"\n'
@@ -142,6 +160,26 @@ class CallsdProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def worker_pids(self) -> dict[int, int]:
+        """RTC UDP port -> pid of each ``callsd rtcd`` child of the server (read from /proc; Linux only)."""
+        found: dict[int, int] = {}
+        if self.proc is None:
+            return found
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                if ppid != self.proc.pid:
+                    continue
+                argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except (OSError, ValueError, IndexError):
+                continue
+            if "rtcd" in argv and "--rtc-port" in argv:
+                found[int(argv[argv.index("--rtc-port") + 1])] = int(entry.name)
+        return found
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

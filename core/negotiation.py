@@ -61,7 +61,6 @@ from .sdp import (
     SessionDescription,
     SsrcAttribute,
     SsrcGroup,
-    build_media_section,
     build_sdp,
     parse_sdp,
 )
@@ -313,6 +312,9 @@ class Negotiator:
     adapter). ``transport`` describes the server's ICE-lite endpoint.
     """
 
+    __slots__ = ("transport", "session_id", "state", "remote", "_slots", "_pending", "_desired", "_version",
+                 "_allow_mixed", "_client_codecs", "_client_ext", "_client_ext_ids", "_server_ext")
+
     def __init__(self, *, transport: LocalTransport, session_id: int) -> None:
         self.transport = transport
         self.session_id = session_id
@@ -331,8 +333,6 @@ class Negotiator:
         self._client_ext: dict[int, set[str]] = {}
         self._client_ext_ids: dict[str, int] = {}
         self._server_ext: dict[int, str] = {}
-        # mid -> (what the section's text depends on, the text): a re-offer rebuilds only the sections that changed
-        self._section_text: dict[str, tuple[tuple[object, ...], str]] = {}
 
     # --- queries ----------------------------------------------------------------------------------------------
 
@@ -658,28 +658,19 @@ class Negotiator:
         ip = "IP6" if ":" in t.host else "IP4"
         candidate = Candidate(foundation="1", component=1, transport="udp", priority=2130706431, address=t.host,
                               port=t.port, type="host")
-        cache = self._section_text
-        texts: dict[str, tuple[tuple[object, ...], str]] = {}
-        for s in slots:
-            key = (s.kind, s.rejected, s.formats[:1] if s.rejected else (), s.local, s.client_direction, s.codecs,
-                   s.extmaps, s.rsize, offer, setup, t)
-            hit = cache.get(s.mid)
-            if hit is None or hit[0] != key:
-                hit = (key, build_media_section(self._section(s, offer=offer, setup=setup, ip=ip, algo=algo,
-                                                              value=value, candidate=candidate)))
-            texts[s.mid] = hit
-        self._section_text = texts
         desc = SessionDescription(
             origin=Origin(session_id=str(self.session_id), session_version=self._version, addrtype=ip,
                           address=t.host),
             name="callsd", groups=(Group(semantics="BUNDLE", mids=tuple(s.mid for s in slots if not s.rejected)),),
             msid_semantic="WMS *", ice_lite=True, extmap_allow_mixed=self._allow_mixed,
+            media=tuple(self._section(s, offer=offer, setup=setup, ip=ip, algo=algo, value=value, candidate=candidate)
+                        for s in slots),
         )
-        return build_sdp(desc) + "".join(texts[s.mid][1] for s in slots)
+        return build_sdp(desc)
 
     def _section(self, s: _Slot, *, offer: bool, setup: str, ip: str, algo: str, value: str,
                  candidate: Candidate) -> MediaSection:
-        """The server's media section for ``s`` (written by ``_describe`` only when it changed)."""
+        """The server's media section for ``s``."""
         t = self.transport
         if s.rejected:
             return MediaSection(kind=s.kind, port=0, protocol=_PROTOCOL if s.kind != "application"

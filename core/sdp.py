@@ -37,7 +37,6 @@ __all__ = [
     "SessionDescription",
     "parse_sdp",
     "build_sdp",
-    "build_media_section",
     "parse_candidate",
     "format_candidate",
     "parse_fmtp",
@@ -692,12 +691,6 @@ def _media_lines(m: MediaSection) -> list[str]:
         out.append("a=end-of-candidates")
     out += [_attr(n, v) for n, v in m.other]
     return out
-
-
-def build_media_section(m: MediaSection) -> str:
-    """The text of one media section (its m= line through its last attribute, CRLF line ends): what
-    ``build_sdp`` writes for it, so a session's text is its ``media=()`` text followed by its sections' texts."""
-    return "\r\n".join(_media_lines(m)) + "\r\n"
 
 
 def build_sdp(sd: SessionDescription) -> str:

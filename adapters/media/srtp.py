@@ -65,62 +65,33 @@ class SrtpContext:
         self._rx = Direction(profile, keys.remote_key, Policy.SSRC_ANY_INBOUND)
         self.last_error = 0
 
-    def protect_rtp(self, packet: bytes) -> bytes | None:
-        """SRTP-protect a plain RTP packet; None if libsrtp refuses it (status in `last_error`)."""
-        d = self._tx
+    def _run(self, d: Direction, transform: Any, packet: bytes) -> bytes | None:
+        """Copy ``packet`` into the direction's reused buffer and run one libsrtp transform on it in place; None
+        (status in ``last_error``) when libsrtp refuses it. The returned view is valid until the next call."""
         n = len(packet)
         if n > MAX_PACKET:
             self.last_error = 6
             return None
         d.buf[0:n] = packet
         d.lenp[0] = n
-        rc = lib.srtp_protect(d.srtp, d.cbuf, d.lenp)
+        rc = transform(d.srtp, d.cbuf, d.lenp)
         if rc:
             self.last_error = rc
             return None
         return d.buf[0 : d.lenp[0]]  # type: ignore[no-any-return]
 
+    def protect_rtp(self, packet: bytes) -> bytes | None:
+        """SRTP-protect a plain RTP packet."""
+        return self._run(self._tx, lib.srtp_protect, packet)
+
     def protect_rtcp(self, packet: bytes) -> bytes | None:
-        """SRTCP-protect a plain RTCP compound packet; None on failure."""
-        d = self._tx
-        n = len(packet)
-        if n > MAX_PACKET:
-            self.last_error = 6
-            return None
-        d.buf[0:n] = packet
-        d.lenp[0] = n
-        rc = lib.srtp_protect_rtcp(d.srtp, d.cbuf, d.lenp)
-        if rc:
-            self.last_error = rc
-            return None
-        return d.buf[0 : d.lenp[0]]  # type: ignore[no-any-return]
+        """SRTCP-protect a plain RTCP compound packet."""
+        return self._run(self._tx, lib.srtp_protect_rtcp, packet)
 
     def unprotect_rtp(self, packet: bytes) -> bytes | None:
         """Verify and decrypt an SRTP packet; None when it fails authentication or replay checks."""
-        d = self._rx
-        n = len(packet)
-        if n > MAX_PACKET:
-            self.last_error = 6
-            return None
-        d.buf[0:n] = packet
-        d.lenp[0] = n
-        rc = lib.srtp_unprotect(d.srtp, d.cbuf, d.lenp)
-        if rc:
-            self.last_error = rc
-            return None
-        return d.buf[0 : d.lenp[0]]  # type: ignore[no-any-return]
+        return self._run(self._rx, lib.srtp_unprotect, packet)
 
     def unprotect_rtcp(self, packet: bytes) -> bytes | None:
-        """Verify and decrypt an SRTCP packet; None on failure."""
-        d = self._rx
-        n = len(packet)
-        if n > MAX_PACKET:
-            self.last_error = 6
-            return None
-        d.buf[0:n] = packet
-        d.lenp[0] = n
-        rc = lib.srtp_unprotect_rtcp(d.srtp, d.cbuf, d.lenp)
-        if rc:
-            self.last_error = rc
-            return None
-        return d.buf[0 : d.lenp[0]]  # type: ignore[no-any-return]
+        """Verify and decrypt an SRTCP packet."""
+        return self._run(self._rx, lib.srtp_unprotect_rtcp, packet)

@@ -13,31 +13,15 @@ Set CALLSD_UPDATE_SCREENSHOT=1 to write docs/screenshot.png from the screen-shar
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import browser_support as bs  # tests/ is on pythonpath (pyproject.toml)
 import pytest
-
-
-def _load_support() -> Any:
-    """tests/browser_support.py by path (tests/ is not a package, and --import-mode=importlib adds nothing to sys.path)."""
-    name = "callsd_tests_browser_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "browser_support.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-bs = _load_support()
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

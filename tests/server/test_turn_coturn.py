@@ -20,29 +20,14 @@ at teardown.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import browser_support as bs  # tests/ is on pythonpath (pyproject.toml)
 import pytest
-
-
-def _load(name: str, filename: str) -> Any:
-    """A helper module of tests/ by path (tests/ is not a package; --import-mode=importlib adds nothing to sys.path)."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / filename)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-bs = _load("callsd_tests_browser_support", "browser_support.py")
-ts = _load("callsd_tests_turn_support", "turn_support.py")
+import turn_support as ts
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

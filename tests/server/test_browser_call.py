@@ -44,16 +44,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bs.CallsdProces
         proc.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        b = bs.launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 @pytest.fixture
 def people(browser: Any, server: bs.CallsdProcess) -> Iterator[Any]:
     made: list[bs.Participant] = []

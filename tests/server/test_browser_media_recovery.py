@@ -63,16 +63,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bs.CallsdProces
         proc.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        b = bs.launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 def _wait_media_connected(p: bs.Participant, timeout_ms: int = bs.WAIT_MS) -> None:
     try:
         p.page.wait_for_function("window.callsd.pc && window.callsd.pc.connectionState === 'connected'",

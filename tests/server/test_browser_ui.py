@@ -23,16 +23,6 @@ if not Path(bs.CHROMIUM).exists():
     pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        b = bs.launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 @pytest.fixture
 def fake() -> Iterator[tuple[bs.FakeCallsServer, str]]:
     app = bs.FakeCallsServer(max_participants=2)

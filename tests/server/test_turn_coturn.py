@@ -128,16 +128,6 @@ def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         turn.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        b = bs.launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     made: list[Any] = []

@@ -12,7 +12,8 @@ import asyncio
 import fractions
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -252,6 +253,22 @@ class CallHarness:
                         continue  # that client left while we talked to it
                     self.errors.append(exc)  # surfaced by the test
                     raise
+
+    @asynccontextmanager
+    async def running(self, clients: list[Any], *, timeout: float = 60) -> AsyncIterator[None]:
+        """The plane serving and the core pump running for the body, all of it within ``timeout`` seconds;
+        afterwards the harness stops and every client in ``clients`` is closed."""
+        with trio.fail_after(timeout):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.plane.serve)
+                nursery.start_soon(self.pump)
+                try:
+                    yield
+                finally:
+                    self.stop()
+                    for x in clients:
+                        await x.close()
+                    nursery.cancel_scope.cancel()
 
     def stop(self) -> None:
         """Stop relaying (before the clients are closed at the end of a test)."""

@@ -16,27 +16,18 @@ async def test_two_peers_exchange_audio(loopback_only: None) -> None:
     h = CallHarness()
     a = AiortcClient("a", audio_hz=440)
     b = AiortcClient("b", audio_hz=660)
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(h.plane.serve)
-            nursery.start_soon(h.pump)
-            try:
-                await h.join("A", a)
-                await h.join("B", b)
-                h.core(ev.Unmute(at=h.now(), session_id="A"))
-                h.core(ev.Unmute(at=h.now(), session_id="B"))
-                ta, tb = h.track_of("A", "audio"), h.track_of("B", "audio")
-                await wait_until(lambda: b.frames.get(ta, 0) > 20 and a.frames.get(tb, 0) > 20,
-                                 what="audio both ways", diag=h.diagnostics)
-                assert h.connected == {"A", "B"}
-                # both send a loud sine: the audio-level extension reports them speaking
-                await wait_until(lambda: {v.session_id for v in h.voice if v.speaking} == {"A", "B"},
-                                 what="voice activity", diag=h.diagnostics)
-            finally:
-                h.stop()
-                await a.close()
-                await b.close()
-                nursery.cancel_scope.cancel()
+    async with h.running([a, b], timeout=60):
+        await h.join("A", a)
+        await h.join("B", b)
+        h.core(ev.Unmute(at=h.now(), session_id="A"))
+        h.core(ev.Unmute(at=h.now(), session_id="B"))
+        ta, tb = h.track_of("A", "audio"), h.track_of("B", "audio")
+        await wait_until(lambda: b.frames.get(ta, 0) > 20 and a.frames.get(tb, 0) > 20,
+                         what="audio both ways", diag=h.diagnostics)
+        assert h.connected == {"A", "B"}
+        # both send a loud sine: the audio-level extension reports them speaking
+        await wait_until(lambda: {v.session_id for v in h.voice if v.speaking} == {"A", "B"},
+                         what="voice activity", diag=h.diagnostics)
 
 
 async def test_three_peers_mute_leave_and_late_joiner(loopback_only: None) -> None:
@@ -47,64 +38,55 @@ async def test_three_peers_mute_leave_and_late_joiner(loopback_only: None) -> No
     c = AiortcClient("c", video=True)
     d = AiortcClient("d", audio_hz=880)
     clients = [a, b, c, d]
-    with trio.fail_after(90):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(h.plane.serve)
-            nursery.start_soon(h.pump)
-            try:
-                await h.join("A", a)
-                await h.join("B", b)
-                await h.join("C", c)
-                h.core(ev.Unmute(at=h.now(), session_id="A"))
-                h.core(ev.Unmute(at=h.now(), session_id="B"))
-                await wait_until(lambda: {"A_0", "B_0", "C_0"} <= set(h.plane.tracks), what="tracks published")
-                ta, tb, tc = "A_0", "B_0", "C_0"
+    async with h.running(clients, timeout=90):
+        await h.join("A", a)
+        await h.join("B", b)
+        await h.join("C", c)
+        h.core(ev.Unmute(at=h.now(), session_id="A"))
+        h.core(ev.Unmute(at=h.now(), session_id="B"))
+        await wait_until(lambda: {"A_0", "B_0", "C_0"} <= set(h.plane.tracks), what="tracks published")
+        ta, tb, tc = "A_0", "B_0", "C_0"
 
-                def flowing() -> bool:
-                    return (
-                        b.frames.get(ta, 0) > 20 and c.frames.get(ta, 0) > 20
-                        and a.frames.get(tb, 0) > 20 and c.frames.get(tb, 0) > 20
-                        and a.frames.get(tc, 0) > 5 and b.frames.get(tc, 0) > 5
-                    )
+        def flowing() -> bool:
+            return (
+                b.frames.get(ta, 0) > 20 and c.frames.get(ta, 0) > 20
+                and a.frames.get(tb, 0) > 20 and c.frames.get(tb, 0) > 20
+                and a.frames.get(tc, 0) > 5 and b.frames.get(tc, 0) > 5
+            )
 
-                await wait_until(flowing, timeout=30, what="media between three peers", diag=h.diagnostics)
-                assert a.kinds[tc] == "video" and b.kinds[ta] == "audio"
+        await wait_until(flowing, timeout=30, what="media between three peers", diag=h.diagnostics)
+        assert a.kinds[tc] == "video" and b.kinds[ta] == "audio"
 
-                # mute A: its audio stops reaching B and C; B's keeps flowing
-                h.core(ev.Mute(at=h.now(), session_id="A"))
-                await trio.sleep(0.5)  # let packets in flight and jitter buffers drain
-                at_b, at_c, b_at_c = b.frames[ta], c.frames[ta], c.frames[tb]
-                await trio.sleep(1.5)
-                assert b.frames[ta] - at_b <= 3 and c.frames[ta] - at_c <= 3
-                assert c.frames[tb] - b_at_c > 20
+        # mute A: its audio stops reaching B and C; B's keeps flowing
+        h.core(ev.Mute(at=h.now(), session_id="A"))
+        await trio.sleep(0.5)  # let packets in flight and jitter buffers drain
+        at_b, at_c, b_at_c = b.frames[ta], c.frames[ta], c.frames[tb]
+        await trio.sleep(1.5)
+        assert b.frames[ta] - at_b <= 3 and c.frames[ta] - at_c <= 3
+        assert c.frames[tb] - b_at_c > 20
 
-                # unmute: it flows again
-                h.core(ev.Unmute(at=h.now(), session_id="A"))
-                await wait_until(lambda: b.frames[ta] - at_b > 20 and c.frames[ta] - at_c > 20,
-                                 what="audio after unmute", diag=h.diagnostics)
+        # unmute: it flows again
+        h.core(ev.Unmute(at=h.now(), session_id="A"))
+        await wait_until(lambda: b.frames[ta] - at_b > 20 and c.frames[ta] - at_c > 20,
+                         what="audio after unmute", diag=h.diagnostics)
 
-                # a late joiner receives the existing tracks and decodes video (it needs a keyframe)
-                await h.join("D", d)
-                await wait_until(
-                    lambda: d.frames.get(tc, 0) > 5 and d.frames.get(ta, 0) > 20 and d.frames.get(tb, 0) > 20,
-                    timeout=30, what="late joiner media", diag=h.diagnostics,
-                )
-                assert h.plane.counters["pli_out"] >= 1
+        # a late joiner receives the existing tracks and decodes video (it needs a keyframe)
+        await h.join("D", d)
+        await wait_until(
+            lambda: d.frames.get(tc, 0) > 5 and d.frames.get(ta, 0) > 20 and d.frames.get(tb, 0) > 20,
+            timeout=30, what="late joiner media", diag=h.diagnostics,
+        )
+        assert h.plane.counters["pli_out"] >= 1
 
-                # C leaves: after renegotiation its video section is inactive at every remaining peer
-                await h.leave("C")
-                clients.remove(c)
-                await wait_until(
-                    lambda: all(x.directions().get(tc) == "inactive" for x in (a, b, d)),
-                    what="C's track removed", diag=h.diagnostics,
-                )
-                assert "C_0" not in h.plane.tracks
-                assert not h.errors
-            finally:
-                h.stop()
-                for x in clients:
-                    await x.close()
-                nursery.cancel_scope.cancel()
+        # C leaves: after renegotiation its video section is inactive at every remaining peer
+        await h.leave("C")
+        clients.remove(c)
+        await wait_until(
+            lambda: all(x.directions().get(tc) == "inactive" for x in (a, b, d)),
+            what="C's track removed", diag=h.diagnostics,
+        )
+        assert "C_0" not in h.plane.tracks
+        assert not h.errors
 
 
 async def test_screen_share_added_by_a_client_reoffer(loopback_only: None) -> None:
@@ -112,33 +94,24 @@ async def test_screen_share_added_by_a_client_reoffer(loopback_only: None) -> No
     h = CallHarness()
     a = AiortcClient("a", audio_hz=440)
     b = AiortcClient("b", audio_hz=660)
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(h.plane.serve)
-            nursery.start_soon(h.pump)
-            try:
-                await h.join("A", a)
-                await h.join("B", b)
-                await wait_until(lambda: {"A", "B"} <= h.connected and not h.plane.sessions["B"].offer_pending
-                                 and "A_0" in h.plane.sessions["B"].routes_in, what="B settled",
-                                 diag=h.diagnostics)
-                stream = h.plane.tracks["B_0"].stream_id
-                h.core(ev.ScreenOn(at=h.now(), session_id="B", stream_id=stream))
-                h.plane.set_screen_stream("B", stream)
-                offer = await b.add_video_and_offer()
-                h.plane.handle_signal("B", {"type": "offer", "sdp": offer})
-                await wait_until(lambda: any(t.kind == TrackKind.SCREEN_VIDEO for t in h.plane.tracks.values()),
-                                 what="screen published", diag=h.diagnostics)
-                screen = next(t.track_id for t in h.plane.tracks.values() if t.kind == TrackKind.SCREEN_VIDEO)
-                await wait_until(lambda: a.frames.get(screen, 0) > 5, what="screen decoded at A",
-                                 diag=h.diagnostics)
-                assert a.kinds[screen] == "video"
-                assert not h.errors
-            finally:
-                h.stop()
-                await a.close()
-                await b.close()
-                nursery.cancel_scope.cancel()
+    async with h.running([a, b], timeout=60):
+        await h.join("A", a)
+        await h.join("B", b)
+        await wait_until(lambda: {"A", "B"} <= h.connected and not h.plane.sessions["B"].offer_pending
+                         and "A_0" in h.plane.sessions["B"].routes_in, what="B settled",
+                         diag=h.diagnostics)
+        stream = h.plane.tracks["B_0"].stream_id
+        h.core(ev.ScreenOn(at=h.now(), session_id="B", stream_id=stream))
+        h.plane.set_screen_stream("B", stream)
+        offer = await b.add_video_and_offer()
+        h.plane.handle_signal("B", {"type": "offer", "sdp": offer})
+        await wait_until(lambda: any(t.kind == TrackKind.SCREEN_VIDEO for t in h.plane.tracks.values()),
+                         what="screen published", diag=h.diagnostics)
+        screen = next(t.track_id for t in h.plane.tracks.values() if t.kind == TrackKind.SCREEN_VIDEO)
+        await wait_until(lambda: a.frames.get(screen, 0) > 5, what="screen decoded at A",
+                         diag=h.diagnostics)
+        assert a.kinds[screen] == "video"
+        assert not h.errors
 
 
 async def test_reconnect_on_a_new_peer_connection_keeps_receiving(loopback_only: None) -> None:
@@ -149,32 +122,23 @@ async def test_reconnect_on_a_new_peer_connection_keeps_receiving(loopback_only:
     b = AiortcClient("b", audio_hz=660)
     b2 = AiortcClient("b2", audio_hz=880)
     clients = [a, b, b2]
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(h.plane.serve)
-            nursery.start_soon(h.pump)
-            try:
-                await h.join("A", a)
-                await h.join("B", b)
-                h.core(ev.Unmute(at=h.now(), session_id="A"))
-                h.core(ev.Unmute(at=h.now(), session_id="B"))
-                await wait_until(lambda: b.frames.get("A_0", 0) > 20 and a.frames.get("B_0", 0) > 20,
-                                 what="media before the reconnect", diag=h.diagnostics)
-                # B's page reloads: as the server does, unpublish its tracks, re-open its media session
-                h.clients["B"] = b2
-                h.core(ev.UnpublishTrack(at=h.now(), session_id="B", track_id="B_0"))
-                h.plane.close_session("B")
-                h.plane.open_session("B", h.CHANNEL)
-                h.plane.handle_signal("B", {"type": "offer", "sdp": await b2.offer()})
-                at_a = a.frames.get("B_0", 0)
-                await wait_until(
-                    lambda: b2.frames.get("A_0", 0) > 20 and b2.frames.get("A_1", 0) > 5
-                    and a.frames.get("B_0", 0) - at_a > 20,
-                    what="media after the reconnect", diag=h.diagnostics,
-                )
-                assert not h.errors
-            finally:
-                h.stop()
-                for x in clients:
-                    await x.close()
-                nursery.cancel_scope.cancel()
+    async with h.running(clients, timeout=60):
+        await h.join("A", a)
+        await h.join("B", b)
+        h.core(ev.Unmute(at=h.now(), session_id="A"))
+        h.core(ev.Unmute(at=h.now(), session_id="B"))
+        await wait_until(lambda: b.frames.get("A_0", 0) > 20 and a.frames.get("B_0", 0) > 20,
+                         what="media before the reconnect", diag=h.diagnostics)
+        # B's page reloads: as the server does, unpublish its tracks, re-open its media session
+        h.clients["B"] = b2
+        h.core(ev.UnpublishTrack(at=h.now(), session_id="B", track_id="B_0"))
+        h.plane.close_session("B")
+        h.plane.open_session("B", h.CHANNEL)
+        h.plane.handle_signal("B", {"type": "offer", "sdp": await b2.offer()})
+        at_a = a.frames.get("B_0", 0)
+        await wait_until(
+            lambda: b2.frames.get("A_0", 0) > 20 and b2.frames.get("A_1", 0) > 5
+            and a.frames.get("B_0", 0) - at_a > 20,
+            what="media after the reconnect", diag=h.diagnostics,
+        )
+        assert not h.errors

@@ -40,8 +40,8 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-from callsd.core import events as ev
-from callsd.core import outputs as out
+from callsd.core.calls import events as ev
+from callsd.core.calls import outputs as out
 from callsd.core.errors import LocalProtocolError
 
 from .signaling_fanout import DurableFanOut

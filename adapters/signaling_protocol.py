@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from callsd.core import outputs as out
+from callsd.core.calls import outputs as out
 
 __all__ = [
     "PROTOCOL_VERSION",

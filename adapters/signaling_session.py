@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
-from callsd.core import events as ev
-from callsd.core import outputs as out
+from callsd.core.calls import events as ev
+from callsd.core.calls import outputs as out
 
 from .signaling_protocol import SignalingError, TokenBucket
 

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from callsd.adapters.store import open_store
 from callsd.core import CallView, EventLogError, encode_output
-from callsd.core.replay import ReplayResult, replay
+from callsd.core.calls.replay import ReplayResult, replay
 
 EXIT_OK, EXIT_MISMATCH, EXIT_CORRUPT, EXIT_USAGE = 0, 1, 2, 64
 

@@ -34,7 +34,7 @@ import trio
 from callsd.adapters.metrics import build_registry, render_metrics
 from callsd.adapters.signaling import HubSettings, MediaPlaneLike, SignalingHub
 from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
-from callsd.core import events as ev
+from callsd.core.calls import events as ev
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 

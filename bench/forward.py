@@ -179,7 +179,7 @@ class GlueForwarder:
 
     def __init__(self, media: str) -> None:
         from callsd.adapters.media.forwarder import Forwarder, InTrack, OutRoute
-        from callsd.core.events import TrackKind
+        from callsd.core.calls.events import TrackKind
 
         self._InTrack, self._OutRoute, self._kind = InTrack, OutRoute, TrackKind
         self.fwd = Forwarder(send_pli=lambda _t: None, on_voice=lambda _s, _v: None)

@@ -4,8 +4,7 @@ Nothing in this package reads a clock, draws randomness or touches a socket; see
 The names below are the call core's public API; media codecs are imported from their own modules.
 """
 
-from .errors import CallsdError, LocalProtocolError, RemoteProtocolError
-from .eventlog import (
+from .calls.eventlog import (
     LOG_VERSION,
     EventLogError,
     Record,
@@ -19,14 +18,15 @@ from .eventlog import (
     make_record,
     outputs_digest,
 )
-from .events import *  # noqa: F403
-from .events import __all__ as _events_all
-from .machine import TRANSITIONS, CallsMachine, CallView, Guard, Transition
-from .outputs import *  # noqa: F403
-from .outputs import __all__ as _outputs_all
-from .replay import Mismatch, ReplayResult, replay
-from .snapshot import SNAPSHOT_VERSION, SnapshotError, checkpoint, from_checkpoint
-from .state import Config, ParticipantView, Route, reconnect_key
+from .calls.events import *  # noqa: F403
+from .calls.events import __all__ as _events_all
+from .calls.machine import TRANSITIONS, CallsMachine, CallView, Guard, Transition
+from .calls.outputs import *  # noqa: F403
+from .calls.outputs import __all__ as _outputs_all
+from .calls.replay import Mismatch, ReplayResult, replay
+from .calls.snapshot import SNAPSHOT_VERSION, SnapshotError, checkpoint, from_checkpoint
+from .calls.state import Config, ParticipantView, Route, reconnect_key
+from .errors import CallsdError, LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "CallsdError",

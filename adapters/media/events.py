@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from callsd.core.events import TrackKind
+from callsd.core.calls.events import TrackKind
 
 __all__ = [
     "MediaEvent",

@@ -35,8 +35,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from callsd.core.events import TrackKind
-from callsd.core.rtp import ExtensionRemap, make_extension_remap, read_audio_level, rewrite_rtp
+from callsd.core.calls.events import TrackKind
+from callsd.core.wire.rtp import ExtensionRemap, make_extension_remap, read_audio_level, rewrite_rtp
 
 __all__ = ["InTrack", "OutRoute", "Forwarder", "ForwarderCounters", "CACHE_SIZE", "URI_MID", "URI_AUDIO_LEVEL",
            "rewrite_extension_block"]

@@ -50,9 +50,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import trio
-from callsd.core import rtcp
-from callsd.core.events import TrackKind
-from callsd.core.negotiation import (
+from callsd.core.calls.events import TrackKind
+from callsd.core.calls.outputs import RouteAdded, RoutePaused, RouteRemoved, RouteResumed
+from callsd.core.wire import rtcp
+from callsd.core.wire.negotiation import (
     ABS_SEND_TIME_URI,
     AUDIO_LEVEL_URI,
     MID_URI,
@@ -68,9 +69,8 @@ from callsd.core.negotiation import (
     PublishedTrack,
     Rejection,
 )
-from callsd.core.outputs import RouteAdded, RoutePaused, RouteRemoved, RouteResumed
-from callsd.core.rtp import read_mid
-from callsd.core.sdp import Codec
+from callsd.core.wire.rtp import read_mid
+from callsd.core.wire.sdp import Codec
 
 from . import rtcp_term
 from .events import (

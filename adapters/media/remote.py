@@ -45,9 +45,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import trio
-from callsd.core import outputs as out
-from callsd.core.eventlog import decode_output, encode_output
-from callsd.core.events import TrackKind
+from callsd.core.calls import outputs as out
+from callsd.core.calls.eventlog import decode_output, encode_output
+from callsd.core.calls.events import TrackKind
 
 from .events import (
     MediaEvent,

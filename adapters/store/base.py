@@ -1,7 +1,7 @@
 """The event-store interface, and ``open_store`` which picks an implementation from a URL-ish string.
 
 A store keeps the log's records in order and, optionally, the latest checkpoint (a snapshot tagged with the seq it
-reflects, see core/snapshot.py), so a server can restart from the checkpoint plus the records after it. Stores
+reflects, see core/calls/snapshot.py), so a server can restart from the checkpoint plus the records after it. Stores
 validate what they read with the core's record codec and raise ``EventLogError`` naming the file and line (or row)
 and the reason; they never hand back a record they could not decode.
 """
@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from callsd.core.eventlog import Record
+from callsd.core.calls.eventlog import Record
 
 __all__ = ["EventStore", "open_store", "check_contiguous"]
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from callsd.core.eventlog import EventLogError, Record, decode_lines, decode_record, encode_record
+from callsd.core.calls.eventlog import EventLogError, Record, decode_lines, decode_record, encode_record
 
 from .base import check_contiguous
 

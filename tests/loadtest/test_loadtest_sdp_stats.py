@@ -34,7 +34,7 @@ def test_offer_has_bundle_transport_and_tracks() -> None:
 
 
 def test_offer_is_accepted_by_the_servers_sdp_codec() -> None:
-    core_sdp = pytest.importorskip("callsd.core.sdp")
+    core_sdp = pytest.importorskip("callsd.core.wire.sdp")
     desc = core_sdp.parse_sdp(_offer(_tracks()))
     assert len(desc.media) == 2
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import trio
-from callsd.core import events as ev
-from callsd.core.events import TrackKind
+from callsd.core.calls import events as ev
+from callsd.core.calls.events import TrackKind
 
 from .conftest import AiortcClient, CallHarness, wait_until
 

@@ -1,4 +1,4 @@
-"""Offer/answer negotiation (core/negotiation.py): against recorded offers and a live aiortc peer.
+"""Offer/answer negotiation (core/wire/negotiation.py): against recorded offers and a live aiortc peer.
 
 The proof that answers and server offers are valid is that aiortc accepts them (``setRemoteDescription``) and
 answers; the Chromium proof is in test_media_negotiation_browser.py.
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from callsd.core.errors import LocalProtocolError
-from callsd.core.negotiation import (
+from callsd.core.wire.negotiation import (
     AUDIO_LEVEL_URI,
     MID_URI,
     AnswerApplied,
@@ -27,7 +27,7 @@ from callsd.core.negotiation import (
     OutgoingTrack,
     Rejection,
 )
-from callsd.core.sdp import Codec, Direction, parse_sdp
+from callsd.core.wire.sdp import Codec, Direction, parse_sdp
 
 DATA = Path(__file__).resolve().parent / "data"
 CHROMIUM = (DATA / "offer_chromium.sdp").read_text()

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from callsd.adapters.media.events import SendSignal, TrackPublished, TrackUnpublished, VoiceActivity
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig, SdpRejected
-from callsd.core import rtcp
-from callsd.core.events import TrackKind
-from callsd.core.outputs import RouteAdded, RoutePaused, RouteRemoved, RouteResumed
-from callsd.core.sdp import Direction, parse_sdp
+from callsd.core.calls.events import TrackKind
+from callsd.core.calls.outputs import RouteAdded, RoutePaused, RouteRemoved, RouteResumed
+from callsd.core.wire import rtcp
+from callsd.core.wire.sdp import Direction, parse_sdp
 
 FP = "sha-256 " + ":".join(["AB"] * 32)
 LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"

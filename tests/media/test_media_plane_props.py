@@ -12,8 +12,8 @@ from types import SimpleNamespace
 from callsd.adapters.media.events import SendSignal
 from callsd.adapters.media.forwarder import Forwarder, InTrack, OutRoute
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig, SdpRejected
-from callsd.core.events import TrackKind
-from callsd.core.rtp import RtpHeader, build_rtp, make_extension_remap, rewrite_rtp
+from callsd.core.calls.events import TrackKind
+from callsd.core.wire.rtp import RtpHeader, build_rtp, make_extension_remap, rewrite_rtp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

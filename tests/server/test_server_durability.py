@@ -18,7 +18,7 @@ import trio.testing
 from callsd.adapters.media.events import TrackPublished
 from callsd.adapters.signaling import HubSettings, NullMediaPlane, SignalingHub
 from callsd.adapters.store import CallRecorder, SqliteStore
-from callsd.core import events as ev
+from callsd.core.calls import events as ev
 
 GATE_TIMEOUT = 20.0  # a forgotten gate fails the test instead of hanging it
 

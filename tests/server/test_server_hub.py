@@ -9,8 +9,8 @@ from typing import Any
 import trio
 import trio.testing
 from callsd.adapters.signaling import HubSettings, SignalingHub
-from callsd.core import events as ev
-from callsd.core.machine import CallsMachine
+from callsd.core.calls import events as ev
+from callsd.core.calls.machine import CallsMachine
 
 
 class MemoryTransport:

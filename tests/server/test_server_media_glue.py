@@ -7,8 +7,8 @@ from typing import Any
 
 import trio
 from callsd.adapters.media.events import SendSignal, SessionClosed, TrackPublished, VoiceActivity
-from callsd.core.events import TrackKind
-from callsd.core.outputs import RouteAdded, RouteRemoved, RouteResumed
+from callsd.core.calls.events import TrackKind
+from callsd.core.calls.outputs import RouteAdded, RouteRemoved, RouteResumed
 
 
 class FakePlane:

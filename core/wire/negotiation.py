@@ -46,7 +46,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .errors import LocalProtocolError
+from ..errors import LocalProtocolError
 from .sdp import (
     Candidate,
     Codec,

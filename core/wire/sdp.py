@@ -7,7 +7,7 @@ does not model (a=rtcp-xr, a=simulcast, a=rid, a=sctp-port, ...) are kept, in or
 ``build_sdp(parse_sdp(x))`` loses nothing; the builder writes lines in a fixed canonical order, so the text may be
 reordered but ``parse_sdp(build_sdp(d)) == d`` holds for every parsed ``d``.
 
-The model is plain data: the negotiation (core/negotiation.py) reads offers with it and builds answers and offers
+The model is plain data: the negotiation (core/wire/negotiation.py) reads offers with it and builds answers and offers
 with ``dataclasses.replace`` or constructors. Helpers on ``MediaSection`` answer the questions the server asks
 (``codec(pt)``, ``extension_id(uri)``, ``ssrc_attribute(ssrc, name)``, ``rtx_pairs()``).
 """
@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import RemoteProtocolError
+from ..errors import RemoteProtocolError
 
 __all__ = [
     "SdpError",

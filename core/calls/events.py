@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, fields
 
-from .errors import LocalProtocolError
+from ..errors import LocalProtocolError
 
 __all__ = [
     "TrackKind",

@@ -28,7 +28,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .errors import RemoteProtocolError
+from ..errors import RemoteProtocolError
 
 __all__ = [
     "RtpError",

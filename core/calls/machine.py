@@ -54,9 +54,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import LocalProtocolError
 from . import events as ev
 from . import outputs as out
-from .errors import LocalProtocolError
 from .state import (
     RECONNECT_TIMER_PREFIX,
     Call,
@@ -207,7 +207,7 @@ class CallsMachine:
         }
 
     def snapshot(self) -> dict[str, Any]:
-        """The whole state as a JSON-able dict (see core/snapshot.py for the format)."""
+        """The whole state as a JSON-able dict (see core/calls/snapshot.py for the format)."""
         from .snapshot import dump_state
 
         return dump_state(self._config, list(self._calls.values()))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import RemoteProtocolError
+from ..errors import RemoteProtocolError
 from .events import TrackKind
 from .state import Call, Config, Participant
 

@@ -12,7 +12,7 @@ error) whatever the bytes. Known types:
 
 ``build_rtcp(packets)`` is the inverse (a compound packet); ``build_sr``, ``build_rr``, ``build_pli``,
 ``build_fir`` and ``build_nack`` are shortcuts for what an SFU sends. RTCP runs at a few packets per second per
-stream, so these use small dataclasses; the RTP fast path is in core/rtp.py.
+stream, so these use small dataclasses; the RTP fast path is in core/wire/rtp.py.
 
 RFC 5761 demultiplexing of RTP and RTCP on one port: ``core.rtp.is_rtcp``.
 """
@@ -23,7 +23,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .errors import RemoteProtocolError
+from ..errors import RemoteProtocolError
 from .rtp import is_rtcp
 
 __all__ = [

@@ -51,7 +51,8 @@ from typing import Any
 
 import trio
 from callsd.core.calls.events import TrackKind
-from callsd.core.calls.outputs import RouteAdded, RoutePaused, RouteRemoved, RouteResumed
+from callsd.core.calls.outputs import OutputEvent, RouteAdded, RoutePaused, RouteRemoved, RouteResumed
+from callsd.core.calls.state import Route
 from callsd.core.wire import rtcp
 from callsd.core.wire.negotiation import (
     ABS_SEND_TIME_URI,
@@ -411,7 +412,7 @@ class MediaPlane:
             self._emit(SendSignal(session_id=s.session_id, msg={"type": "offer", "sdp": made.offer}))
 
     # -- routing (core outputs) ---------------------------------------------------------------------------------
-    def apply(self, outputs: Iterable[Any]) -> None:
+    def apply(self, outputs: Iterable[OutputEvent]) -> None:
         """Apply the core's routing outputs; other outputs are ignored. Re-offers each touched receiver once."""
         self._carry.clear()
         touched: dict[str, Session] = {}
@@ -515,7 +516,7 @@ class MediaPlane:
             self._negotiate(other)
         self._emit(SessionClosed(session_id=peer.session_id, reason=reason))
 
-    def restore_routes(self, routes: Iterable[Any]) -> None:
+    def restore_routes(self, routes: Iterable[Route | RouteAdded]) -> None:
         """Add the routes (core ``Route``s or ``RouteAdded``s) the plane does not have yet, e.g. after a
         reconnecting session was re-opened: ``plane.restore_routes(machine.routes(channel_id))``. Idempotent."""
         touched: dict[str, Session] = {}

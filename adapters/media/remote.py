@@ -48,6 +48,7 @@ import trio
 from callsd.core.calls import outputs as out
 from callsd.core.calls.eventlog import decode_output, encode_output
 from callsd.core.calls.events import TrackKind
+from callsd.core.calls.state import Route
 
 from .events import (
     MediaEvent,
@@ -66,7 +67,6 @@ log = logging.getLogger("callsd.media.remote")
 
 MAX_FRAME = 16 << 20  # an SDP is at most 1 MiB (the WebSocket limit); a batch of routing outputs is far smaller
 WORKER_LOST = "media_worker_lost"
-_ROUTING = (out.RouteAdded, out.RouteRemoved, out.RoutePaused, out.RouteResumed)
 
 
 class RpcError(Exception):
@@ -252,7 +252,7 @@ async def serve_plane_rpc(stream: trio.abc.Stream, plane: Any, pipe: EventPipe) 
 # -- server side ---------------------------------------------------------------------------------------------------
 
 
-def _route_added(r: Any) -> out.RouteAdded:
+def _route_added(r: Route | out.RouteAdded) -> out.RouteAdded:
     if isinstance(r, out.RouteAdded):
         return r
     return out.RouteAdded(channel_id=r.channel_id, track_id=r.track_id, kind=r.kind, publisher_id=r.publisher_id,
@@ -293,12 +293,12 @@ class RemotePlane:
     def set_screen_stream(self, session_id: str, stream_id: str | None) -> None:
         self._put({"op": "screen", "sid": session_id, "stream": stream_id})
 
-    def apply(self, outputs: Iterable[Any]) -> None:
-        routing = [encode_output(o) for o in outputs if isinstance(o, _ROUTING)]
+    def apply(self, outputs: Iterable[out.OutputEvent]) -> None:
+        routing = [encode_output(o) for o in outputs if isinstance(o, out.RoutingChange)]
         if routing:
             self._put({"op": "apply", "outputs": routing})
 
-    def restore_routes(self, routes: Iterable[Any]) -> None:
+    def restore_routes(self, routes: Iterable[Route | out.RouteAdded]) -> None:
         encoded = [encode_output(_route_added(r)) for r in routes]
         if encoded:
             self._put({"op": "restore", "routes": encoded})

@@ -29,9 +29,11 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import trio
+from callsd.core.calls import outputs as out
+from callsd.core.calls.state import Route
 
 from .events import MediaEvent
 from .remote import RemotePlane, SignalRejected
@@ -43,6 +45,16 @@ log = logging.getLogger("callsd.media.router")
 CONNECT_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
 _MAX_UNIX_PATH = 100  # sun_path is 108 bytes
+
+
+class _OfChannel(Protocol):
+    """What placement needs of a routing output or a route: the channel whose call it belongs to."""
+
+    @property
+    def channel_id(self) -> str: ...
+
+
+_OfChannelT = TypeVar("_OfChannelT", bound=_OfChannel)
 
 
 class WorkerStartError(RuntimeError):
@@ -208,20 +220,21 @@ class PlaneRouter:
         if i is not None:
             self.planes[i].set_screen_stream(session_id, stream_id)
 
-    def _by_worker(self, items: Iterable[Any]) -> dict[int, list[Any]]:
-        groups: dict[int, list[Any]] = {}
+    def _by_worker(self, items: Iterable[_OfChannelT]) -> dict[int, list[_OfChannelT]]:
+        """Group routing outputs (or routes) by the worker that holds their channel's call; drop the others."""
+        groups: dict[int, list[_OfChannelT]] = {}
         for o in items:
-            channel = getattr(o, "channel_id", None)
-            i = self.channel_worker.get(channel) if channel is not None else None
+            i = self.channel_worker.get(o.channel_id)
             if i is not None:
                 groups.setdefault(i, []).append(o)
         return groups
 
-    def apply(self, outputs: Iterable[Any]) -> None:
-        for i, group in self._by_worker(outputs).items():
+    def apply(self, outputs: Iterable[out.OutputEvent]) -> None:
+        routing = [o for o in outputs if isinstance(o, out.RoutingChange)]
+        for i, group in self._by_worker(routing).items():
             self.planes[i].apply(group)
 
-    def restore_routes(self, routes: Iterable[Any]) -> None:
+    def restore_routes(self, routes: Iterable[Route | out.RouteAdded]) -> None:
         for i, group in self._by_worker(routes).items():
             self.planes[i].restore_routes(group)
 

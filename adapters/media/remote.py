@@ -333,7 +333,8 @@ class RemotePlane:
             first = await reader.next()
             if first is None or first.get("ev") != "ready":
                 raise RpcError(f"expected ready, got {first!r}")
-            self.address = tuple(first["address"]) if first.get("address") else None  # type: ignore[assignment]
+            address = first.get("address")
+            self.address = (str(address[0]), int(address[1])) if address else None
             task_status.started(self.address)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._sender, nursery.cancel_scope)

@@ -68,7 +68,7 @@ from callsd.core.wire.negotiation import (
     OfferRejected,
     OutgoingTrack,
     PublishedTrack,
-    Rejection,
+    SdpRejectReason,
 )
 from callsd.core.wire.rtp import read_mid
 from callsd.core.wire.sdp import Codec
@@ -284,7 +284,7 @@ class MediaPlane:
         else:
             raise SdpRejected(f"unknown signal type {kind!r}")
 
-    def _rejected(self, reason: Rejection | str, detail: str) -> SdpRejected:
+    def _rejected(self, reason: SdpRejectReason | str, detail: str) -> SdpRejected:
         self.negotiation.sdp_rejected += 1
         return SdpRejected(f"{reason}: {detail}")
 

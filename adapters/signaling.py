@@ -55,6 +55,7 @@ from .signaling_media import MediaBridge
 from .signaling_outbox import Outbox
 from .signaling_plane import PlaneEffects
 from .signaling_protocol import PROTOCOL_VERSION, ClientMessage, SignalingError, TokenBucket, parse_message
+from .signaling_reconnect import ReconnectSecrets
 from .signaling_session import (
     Authorize,
     Connection,
@@ -99,6 +100,7 @@ class SignalingHub:
         settings: HubSettings | None = None,
         authorize: Authorize = open_authorize,
         turn_credentials: TurnCredentials | None = None,
+        reconnect_key: bytes | None = None,
         clock_ms: Callable[[], int] = _wall_ms,
         new_id: Callable[[str], str] = _new_id,
     ) -> None:
@@ -107,6 +109,8 @@ class SignalingHub:
         self._settings = settings or HubSettings()
         self._authorize = authorize
         self._turn_credentials = turn_credentials
+        # A key of this process only, unless the server passes its kept key (then secrets survive a restart).
+        self._reconnect_secrets = ReconnectSecrets(reconnect_key or secrets.token_bytes(32))
         self._clock_ms = clock_ms
         self._new_id = new_id
         self.counters = HubCounters()
@@ -144,6 +148,10 @@ class SignalingHub:
     def plane_effects(self) -> PlaneEffects:
         return self._plane
 
+    @property
+    def reconnect_secrets(self) -> ReconnectSecrets:
+        return self._reconnect_secrets
+
     def now_ms(self) -> int:
         return self._clock_ms()
 
@@ -167,6 +175,7 @@ class SignalingHub:
             "session_id": conn.session_id, "call_id": view.call_id if view else None, "channel_id": conn.channel_id,
             "user_id": conn.user_id, "ice_servers": self.ice_servers_for(conn.session_id),
             "state": self.state_of(view) if view else None, "reconnected": reconnected,
+            "reconnect_secret": self._reconnect_secrets.issue(conn.session_id),
         })
 
     def send_call_state(self, conn: Connection, channel_id: str) -> None:

@@ -3,7 +3,8 @@
 A handler reads the message's fields (``field_id``/``field_str`` raise ``SignalingError("bad_request")`` naming the
 field), builds the core input and feeds it through the hub; most are one line (``_simple``, ``_targeted``). The few
 with more to do: ``join`` (authorize, record, ack, open the media session), ``reconnect`` (the session moves to this
-socket; its media session is re-opened and given back its routes with ``restore_routes``), ``sdp``/``ice`` (to the
+socket if it presents the session's reconnect secret; its media session is re-opened and given back its routes
+with ``restore_routes``), ``sdp``/``ice`` (to the
 plane, after the input that opened its session is durable), ``get_state`` and ``ping`` (direct replies).
 
 The handlers depend on the hub only through ``HubPorts``, so a test can drive them with a fake.
@@ -22,6 +23,7 @@ from .signaling_media import unpublish_all
 from .signaling_outbox import Outbox
 from .signaling_plane import PlaneEffects, routes_towards
 from .signaling_protocol import SignalingError, field_id, field_str
+from .signaling_reconnect import ReconnectSecrets
 from .signaling_session import Connection, HubSettings
 
 __all__ = ["MessageHandlers", "HubPorts", "Handler"]
@@ -46,6 +48,9 @@ class HubPorts(Protocol):
 
     @property
     def plane_effects(self) -> PlaneEffects: ...
+
+    @property
+    def reconnect_secrets(self) -> ReconnectSecrets: ...
 
     def now_ms(self) -> int: ...
 
@@ -148,6 +153,9 @@ class MessageHandlers:
         if who is None or who.channel_id != channel_id:
             raise SignalingError("unknown_session", f"session {old_sid!r} is not in the call of {channel_id!r} "
                                  "(the reconnect window may have passed): join again", "reconnect")
+        if not hub.reconnect_secrets.check(old_sid, data.get("reconnect_secret")):
+            raise SignalingError("bad_reconnect_secret", "reconnect needs the session's \"reconnect_secret\" from its "
+                                 "join_ack; it is missing or does not match", "reconnect")
         if hub.settings.auth_mode == "token" and who.user_id != user_id:
             raise SignalingError("unauthorized", "that session belongs to another user", "reconnect")
         conns = hub.outbox.conns

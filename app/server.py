@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
 import signal
 import sys
 import time
@@ -301,6 +303,23 @@ def _authorize(config: Config) -> Authorize:
     return token_authorize
 
 
+def _reconnect_key(config: Config) -> bytes:
+    """The key reconnect secrets derive from (adapters/signaling_reconnect.py), kept in the data directory so that
+    sessions that dropped before a restart can still reconnect; created (mode 0600) on first start."""
+    path = Path(config.store.data_dir) / "reconnect.key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "xb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(secrets.token_bytes(32))
+    except FileExistsError:
+        pass
+    key = path.read_bytes()
+    if len(key) < 16:
+        raise StartupError(f"{path} is damaged (shorter than 16 bytes): delete it to make a new one")
+    return key
+
+
 def _turn_credentials(config: Config) -> TurnCredentials | None:
     secret, ttl = config.rtc.turn_static_auth_secret, config.rtc.turn_credentials_expiration_minutes * 60
     if not secret:
@@ -352,7 +371,7 @@ async def serve(
     hub: SignalingHub | None = None
     try:
         hub = SignalingHub(recorder, machine, settings=_hub_settings(config), authorize=_authorize(config),
-                           turn_credentials=_turn_credentials(config))
+                           turn_credentials=_turn_credentials(config), reconnect_key=_reconnect_key(config))
         hub.on_fatal = lambda exc: control.stop()
         hub.counters.store_ops["open"] += 1
         hub.recover()

@@ -172,7 +172,6 @@ async def test_reconnect_with_a_new_peer_connection_gets_media_again(start_serve
             nursery.start_soon(_signal_pump, a, peers[0], events[0])
             async with connect(info) as b, trio.open_nursery() as b_nursery:
                 await b.request("join", {"channel_id": "e2e"}, expect="join_ack")
-                bob = b.session_id
                 await b.send("unmute")
                 await b.send("sdp", {"type": "offer", "sdp": await peers[1].offer()})
                 b_nursery.start_soon(_signal_pump, b, peers[1], events[1])
@@ -182,7 +181,7 @@ async def test_reconnect_with_a_new_peer_connection_gets_media_again(start_serve
             await _until(lambda: any(e["type"] == "user_disconnected" for e in events[0]))
 
             async with connect(info) as b2, trio.open_nursery() as b_nursery:
-                ack = await b2.request("reconnect", {"session_id": bob, "channel_id": "e2e"}, expect="join_ack")
+                ack = await b2.request("reconnect", b.reconnect_data("e2e"), expect="join_ack")
                 assert ack["reconnected"] is True
                 await b2.send("sdp", {"type": "offer", "sdp": await peers[2].offer()})
                 b_nursery.start_soon(_signal_pump, b2, peers[2], events[2])

@@ -1,13 +1,17 @@
 """callsd.core: the pure, I/O-free call state machine, its event codecs and the media codecs.
 
 Nothing in this package reads a clock, draws randomness or touches a socket; see docs/adr/0001.
-The names below are the call core's public API; media codecs are imported from their own modules.
+The names below are the call core's public API (``__all__``): the machine and its table, every input (with the
+bases ``InputEvent``, ``SessionInput``, ``TargetedInput``) and output (with the kind bases ``CallFact``,
+``RoutingChange``, ``TimerRequest``, ``Rejection``), the log codec (``canonical_json`` included), snapshots and
+replay. Media codecs are imported from their own modules (``callsd.core.wire``).
 """
 
 from .calls.eventlog import (
     LOG_VERSION,
     EventLogError,
     Record,
+    canonical_json,
     decode_event,
     decode_lines,
     decode_output,
@@ -48,6 +52,7 @@ __all__ = [
     "LOG_VERSION",
     "EventLogError",
     "Record",
+    "canonical_json",
     "decode_event",
     "decode_lines",
     "decode_output",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import types
 import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
@@ -145,6 +146,9 @@ def _convert(name: str, hint: Any, value: Any) -> Any:
             return hint(value)
         except (ValueError, TypeError):
             raise EventLogError(f"field {name!r}: unknown {hint.__name__} {value!r}") from None
+    if typing.get_origin(hint) is types.UnionType:  # ``X | None``: an optional field, null when left out
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value is None else _convert(name, inner, value)
     if typing.get_origin(hint) is tuple:
         (item, _dots) = typing.get_args(hint)
         if not isinstance(value, list):

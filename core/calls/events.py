@@ -21,6 +21,8 @@ from ..errors import LocalProtocolError
 __all__ = [
     "TrackKind",
     "InputEvent",
+    "SessionInput",
+    "TargetedInput",
     "Configure",
     "JoinCall",
     "LeaveCall",
@@ -73,6 +75,8 @@ class InputEvent:
         for f in fields(self):
             if f.name.endswith("_id") or f.name == "target":
                 value = getattr(self, f.name)
+                if value is None and f.default is None:
+                    continue  # an optional id (``JoinCall.call_id``), left out
                 if not isinstance(value, str) or not value or len(value) > _ID_MAX:
                     raise LocalProtocolError(
                         f"{type(self).__name__}.{f.name} must be a non-empty str of at most {_ID_MAX} chars, "
@@ -101,20 +105,35 @@ class Configure(InputEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JoinCall(InputEvent):
-    """A session asks to join the call of a channel; ``call_id`` names the call if this join starts it."""
+class SessionInput(InputEvent):
+    """An input from or about one session: a command it sent, or what the embedding program observed of it.
 
-    channel_id: str
+    Every input but ``Configure`` and ``TimerFired`` is one; a ``Rejected`` answer names this ``session_id``.
+    """
+
     session_id: str
-    user_id: str
-    call_id: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SessionInput(InputEvent):
-    """An input about one session that is (or claims to be) in a call."""
+class TargetedInput(SessionInput):
+    """A host command aimed at another participant (``target``) of the host's call."""
 
-    session_id: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JoinCall(SessionInput):
+    """A session asks to join the call of a channel.
+
+    ``call_id`` is only read when this join starts the call: it names the new call. To join the ongoing call of a
+    channel, leave it out (``None``); if there is no call by then, the join is refused with ``no_call`` rather than
+    starting a call without an id. A ``call_id`` given while a call is ongoing is ignored (logs written before it was
+    optional always carry one).
+    """
+
+    channel_id: str
+    user_id: str
+    call_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,15 +206,13 @@ class React(SessionInput):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MakeHost(SessionInput):
+class MakeHost(TargetedInput):
     """The host (``session_id``) hands the host role to ``target``."""
-
-    target: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class HostMute(SessionInput):
-    target: str
+class HostMute(TargetedInput):
+    """The host mutes ``target``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -209,13 +226,13 @@ class HostStopScreen(SessionInput):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class HostLowerHand(SessionInput):
-    target: str
+class HostLowerHand(TargetedInput):
+    """The host lowers ``target``'s raised hand."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class HostRemove(SessionInput):
-    target: str
+class HostRemove(TargetedInput):
+    """The host removes ``target`` from the call."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,6 +19,10 @@ Every input goes through the same three steps, in ``handle``:
 3. Run the row's handler. A handler first finishes every check that needs more than a guard (a full call, a second
    screen share, a duplicate track) and only then mutates; so a rejection never leaves a partial change behind.
 
+A row has one of three shapes, and the shape fixes what its handler receives, typed: ``Open`` rows (no guard:
+``Configure``, ``JoinCall``, ``TimerFired``) pass the event alone; ``Seated`` rows (``IN_CALL`` first) also pass the
+caller's ``Call`` and ``Participant``; ``Aimed`` rows (``TARGET`` last) also pass the target's ``Participant``.
+
 Lifecycle of a call: the first ``JoinCall`` in a channel starts it (``CallStarted`` then ``ParticipantJoined``);
 the last participant to leave ends it (``ParticipantLeft`` then ``CallEnded`` with the duration and every session
 that was ever in it). The earliest-joined participant is the host; when the host leaves, the role passes to the
@@ -26,11 +30,14 @@ earliest-joined participant that remains (``HostChanged``). ``MakeHost`` hands i
 
 Reconnects: ``Disconnect`` keeps the participant in the call, marks it disconnected and asks for a timer
 ``reconnect:<session>`` at ``at + reconnect_window_ms``. ``Reconnect`` before the deadline cancels the timer.
-``TimerFired`` for a session still disconnected at or after its deadline removes it (reason ``timed_out``); a stale
-or early timer (the session reconnected, left, or was re-disconnected with a later deadline) is ignored with no
-output, because timers race with inputs in any real adapter. Every ``StartTimer`` is matched by exactly one later
-``CancelTimer`` (on reconnect, on leaving, and also when the timer fires and removes the session), so a timer table
-an adapter builds from outputs alone always equals ``timers()``.
+``TimerFired`` for a session still disconnected at or after its deadline removes it (reason ``timed_out``). A stale
+fire (the timer was cancelled: the session reconnected or left) is ignored with no output, because a fire races a
+cancel in any real adapter. An early fire (``at`` before the pending deadline of its key) is the adapter's bug and
+raises ``LocalProtocolError``, leaving the timer armed (the contract is written on ``StartTimer``): ignoring it
+silently would strand a session whose adapter dropped its timer handle. Every ``StartTimer`` is matched by exactly
+one later ``CancelTimer`` (on reconnect, on leaving, and also when the timer fires and removes the session), so a
+timer table an adapter builds from outputs alone always equals ``timers()``; an adapter that feeds a fire only when
+its table says the key is due never trips the early check.
 
 Routing: a route forwards one published track of a publisher to one receiver. The set of routes is a function of
 the state: every track of every participant goes to every *other* participant of the same call, and a route is
@@ -52,7 +59,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import LocalProtocolError
 from . import events as ev
@@ -67,7 +74,7 @@ from .state import (
     reconnect_key,
 )
 
-__all__ = ["CallsMachine", "CallView", "Guard", "Transition", "TRANSITIONS"]
+__all__ = ["CallsMachine", "CallView", "Guard", "Transition", "Open", "Seated", "Aimed", "TRANSITIONS"]
 
 
 class Guard(enum.Enum):
@@ -92,23 +99,90 @@ class CallView:
     participants: tuple[ParticipantView, ...]
 
 
-@dataclass(slots=True)
-class _Ctx:
-    """What the guards resolved for a handler: the caller's call and participant, and the target if any."""
-
-    call: Call | None = None
-    me: Participant | None = None
-    target: Participant | None = None
-
-
 Outputs = list[out.OutputEvent]
-Handler = Callable[["CallsMachine", Any, _Ctx], Outputs]
+
+E = TypeVar("E", bound=ev.InputEvent)
+S = TypeVar("S", bound=ev.SessionInput)
+T = TypeVar("T", bound=ev.TargetedInput)
+
+
+class Transition(Protocol):
+    """One row of ``TRANSITIONS``: the guards it checks, in order, and how it runs its handler.
+
+    There are three shapes of row, so that every handler is typed with its own event and receives exactly what its
+    guards resolved, never an optional it has to assert away: ``Open`` (no guard; ``handler(machine, event)``),
+    ``Seated`` (guards start with ``IN_CALL``; ``handler(machine, event, call, me)``) and ``Aimed`` (also
+    ``TARGET``; ``handler(machine, event, call, me, target)``).
+    """
+
+    @property
+    def event_type(self) -> type[ev.InputEvent]: ...
+
+    @property
+    def guards(self) -> tuple[Guard, ...]: ...
+
+    def run(self, machine: CallsMachine, event: ev.InputEvent) -> Outputs: ...
+
+
+def _misfiled(row: object, event: ev.InputEvent) -> LocalProtocolError:
+    return LocalProtocolError(f"{row!r} cannot run input type {type(event).__name__!r}")
 
 
 @dataclass(frozen=True, slots=True)
-class Transition:
+class Open(Generic[E]):
+    """A row without guards (``Configure``, ``JoinCall``, ``TimerFired``)."""
+
+    event_type: type[E]
+    handler: Callable[[CallsMachine, E], Outputs]
+    guards: tuple[Guard, ...] = ()
+
+    def run(self, machine: CallsMachine, event: ev.InputEvent) -> Outputs:
+        if not isinstance(event, self.event_type):
+            raise _misfiled(self, event)
+        return self.handler(machine, event)
+
+
+@dataclass(frozen=True, slots=True)
+class Seated(Generic[S]):
+    """A row for a participant's own command: ``IN_CALL`` first, then ``CONNECTED``/``HOST`` as listed."""
+
+    event_type: type[S]
     guards: tuple[Guard, ...]
-    handler: Handler
+    handler: Callable[[CallsMachine, S, Call, Participant], Outputs]
+
+    def __post_init__(self) -> None:
+        if self.guards[:1] != (Guard.IN_CALL,) or Guard.TARGET in self.guards:
+            raise LocalProtocolError(f"a Seated row needs IN_CALL first and no TARGET, got {self.guards}")
+
+    def run(self, machine: CallsMachine, event: ev.InputEvent) -> Outputs:
+        if not isinstance(event, self.event_type):
+            raise _misfiled(self, event)
+        seat = machine._seat(event, self.guards)
+        if isinstance(seat, out.Rejected):
+            return [seat]
+        return self.handler(machine, event, *seat)
+
+
+@dataclass(frozen=True, slots=True)
+class Aimed(Generic[T]):
+    """A row for a host command on another participant: ``IN_CALL`` first and ``TARGET`` last."""
+
+    event_type: type[T]
+    guards: tuple[Guard, ...]
+    handler: Callable[[CallsMachine, T, Call, Participant, Participant], Outputs]
+
+    def __post_init__(self) -> None:
+        if self.guards[:1] != (Guard.IN_CALL,) or self.guards[-1:] != (Guard.TARGET,):
+            raise LocalProtocolError(f"an Aimed row needs IN_CALL first and TARGET last, got {self.guards}")
+
+    def run(self, machine: CallsMachine, event: ev.InputEvent) -> Outputs:
+        if not isinstance(event, self.event_type):
+            raise _misfiled(self, event)
+        seat = machine._seat(event, self.guards)
+        if isinstance(seat, out.Rejected):
+            return [seat]
+        call, me = seat
+        return self.handler(machine, event, call, me, call.participants[event.target])
 
 
 class CallsMachine:
@@ -132,11 +206,7 @@ class CallsMachine:
         row = TRANSITIONS.get(type(event))
         if row is None:
             raise LocalProtocolError(f"CallsMachine cannot handle input type {type(event).__name__!r}")
-        ctx = _Ctx()
-        for guard in row.guards:
-            if not self._check(guard, event, ctx):
-                return [self._reject(event, guard.value)]
-        return row.handler(self, event, ctx)
+        return row.run(self, event)
 
     # ------------------------------------------------------------------ queries
 
@@ -227,25 +297,28 @@ class CallsMachine:
 
     # ------------------------------------------------------------------ guards
 
-    def _check(self, guard: Guard, event: Any, ctx: _Ctx) -> bool:
-        if guard is Guard.IN_CALL:
-            channel = self._where.get(event.session_id)
-            if channel is None:
-                return False
-            ctx.call = self._calls[channel]
-            ctx.me = ctx.call.participants[event.session_id]
-            return True
-        assert ctx.call is not None and ctx.me is not None, "IN_CALL must come first"
-        if guard is Guard.CONNECTED:
-            return ctx.me.connected
-        if guard is Guard.HOST:
-            return ctx.call.host_id == ctx.me.session_id
-        # Guard.TARGET
-        ctx.target = ctx.call.participants.get(event.target)
-        return ctx.target is not None
+    def _seat(self, event: ev.SessionInput, guards: tuple[Guard, ...]) -> tuple[Call, Participant] | out.Rejected:
+        """Check ``guards`` in order (``IN_CALL`` first); the caller's call and participant, or the first refusal."""
+        channel = self._where.get(event.session_id)
+        if channel is None:
+            return self._reject(event, Guard.IN_CALL.value)
+        call = self._calls[channel]
+        me = call.participants[event.session_id]
+        for guard in guards:
+            if guard is Guard.CONNECTED:
+                ok = me.connected
+            elif guard is Guard.HOST:
+                ok = call.host_id == me.session_id
+            elif guard is Guard.TARGET:
+                ok = isinstance(event, ev.TargetedInput) and event.target in call.participants
+            else:  # Guard.IN_CALL, checked above
+                continue
+            if not ok:
+                return self._reject(event, guard.value)
+        return call, me
 
     @staticmethod
-    def _reject(event: Any, reason: out.RejectReason) -> out.Rejected:
+    def _reject(event: ev.SessionInput, reason: out.RejectReason) -> out.Rejected:
         return out.Rejected(session_id=event.session_id, command=type(event).__name__, reason=reason)
 
     def _view(self, c: Call, p: Participant) -> ParticipantView:
@@ -266,7 +339,7 @@ class CallsMachine:
 
     # ------------------------------------------------------------------ handlers
 
-    def _configure(self, e: ev.Configure, ctx: _Ctx) -> Outputs:
+    def _configure(self, e: ev.Configure) -> Outputs:
         self._config = Config(
             max_participants=e.max_participants,
             reconnect_window_ms=e.reconnect_window_ms,
@@ -280,7 +353,7 @@ class CallsMachine:
             )
         ]
 
-    def _join(self, e: ev.JoinCall, ctx: _Ctx) -> Outputs:
+    def _join(self, e: ev.JoinCall) -> Outputs:
         if e.session_id in self._where:
             return [self._reject(e, out.RejectReason.ALREADY_IN_CALL)]
         c = self._calls.get(e.channel_id)
@@ -289,6 +362,8 @@ class CallsMachine:
             return [self._reject(e, out.RejectReason.CALL_FULL)]
         result: Outputs = []
         if c is None:
+            if e.call_id is None:  # "join the ongoing call", and there is none (any more)
+                return [self._reject(e, out.RejectReason.NO_CALL)]
             c = Call(channel_id=e.channel_id, call_id=e.call_id, started_at=e.at, host_id=e.session_id)
             self._calls[e.channel_id] = c
             result.append(out.CallStarted(channel_id=c.channel_id, call_id=c.call_id, at=e.at, host_id=e.session_id))
@@ -310,30 +385,28 @@ class CallsMachine:
             )
         return result
 
-    def _leave(self, e: ev.LeaveCall, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None and ctx.me is not None
-        return self._remove(ctx.call, ctx.me, out.LeaveReason.LEFT, by=e.session_id, at=e.at)
+    def _leave(self, e: ev.LeaveCall, call: Call, me: Participant) -> Outputs:
+        return self._remove(call, me, out.LeaveReason.LEFT, by=e.session_id, at=e.at)
 
-    def _disconnect(self, e: ev.Disconnect, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None and ctx.me is not None
+    def _disconnect(self, e: ev.Disconnect, call: Call, me: Participant) -> Outputs:
         deadline = e.at + self._config.reconnect_window_ms
-        ctx.me.reconnect_deadline = deadline
+        me.reconnect_deadline = deadline
         return [
-            out.ParticipantDisconnected(channel_id=ctx.call.channel_id, session_id=e.session_id),
+            out.ParticipantDisconnected(channel_id=call.channel_id, session_id=e.session_id),
             out.StartTimer(key=reconnect_key(e.session_id), deadline=deadline),
         ]
 
-    def _reconnect(self, e: ev.Reconnect, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None and ctx.me is not None
-        if ctx.me.connected:
+    def _reconnect(self, e: ev.Reconnect, call: Call, me: Participant) -> Outputs:
+        if me.connected:
             return [self._reject(e, out.RejectReason.NOT_DISCONNECTED)]
-        ctx.me.reconnect_deadline = None
+        me.reconnect_deadline = None
         return [
             out.CancelTimer(key=reconnect_key(e.session_id)),
-            out.ParticipantReconnected(channel_id=ctx.call.channel_id, session_id=e.session_id),
+            out.ParticipantReconnected(channel_id=call.channel_id, session_id=e.session_id),
         ]
 
-    def _timer(self, e: ev.TimerFired, ctx: _Ctx) -> Outputs:
+    def _timer(self, e: ev.TimerFired) -> Outputs:
+        """Remove a session whose reconnect window ran out; ignore a stale fire; raise for an early one."""
         if not e.key.startswith(RECONNECT_TIMER_PREFIX):
             raise LocalProtocolError(f"CallsMachine never starts a timer with key {e.key!r}")
         session_id = e.key[len(RECONNECT_TIMER_PREFIX) :]
@@ -342,131 +415,118 @@ class CallsMachine:
             return []
         c = self._calls[channel]
         p = c.participants[session_id]
-        if p.reconnect_deadline is None or e.at < p.reconnect_deadline:
-            return []
+        if p.reconnect_deadline is None:
+            return []  # stale: the session reconnected, so the timer was cancelled
+        if e.at < p.reconnect_deadline:
+            raise LocalProtocolError(
+                f"TimerFired({e.key!r}) at {e.at} ms is early: the timer is due at {p.reconnect_deadline} ms "
+                "(StartTimer's contract); it stays armed"
+            )
         return self._remove(c, p, out.LeaveReason.TIMED_OUT, by=session_id, at=e.at)
 
-    def _mute(self, e: ev.Mute, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None and ctx.me is not None
-        return _set_muted(ctx.call, ctx.me, True, by=e.session_id)
+    def _mute(self, e: ev.Mute, call: Call, me: Participant) -> Outputs:
+        return _set_muted(call, me, True, by=e.session_id)
 
-    def _unmute(self, e: ev.Unmute, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None and ctx.me is not None
-        return _set_muted(ctx.call, ctx.me, False, by=e.session_id)
+    def _unmute(self, e: ev.Unmute, call: Call, me: Participant) -> Outputs:
+        return _set_muted(call, me, False, by=e.session_id)
 
-    def _screen_on(self, e: ev.ScreenOn, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None
+    def _screen_on(self, e: ev.ScreenOn, call: Call, me: Participant) -> Outputs:
         if not self._config.allow_screen_sharing:
             return [self._reject(e, out.RejectReason.SCREEN_SHARING_DISABLED)]
-        if ctx.call.screen_sharer is not None:
+        if call.screen_sharer is not None:
             return [self._reject(e, out.RejectReason.SCREEN_ALREADY_SHARED)]
-        ctx.call.screen_sharer = e.session_id
-        ctx.call.screen_stream_id = e.stream_id
-        return [out.ScreenStarted(channel_id=ctx.call.channel_id, session_id=e.session_id, stream_id=e.stream_id)]
+        call.screen_sharer = e.session_id
+        call.screen_stream_id = e.stream_id
+        return [out.ScreenStarted(channel_id=call.channel_id, session_id=e.session_id, stream_id=e.stream_id)]
 
-    def _screen_off(self, e: ev.ScreenOff, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None
-        if ctx.call.screen_sharer != e.session_id:
+    def _screen_off(self, e: ev.ScreenOff, call: Call, me: Participant) -> Outputs:
+        if call.screen_sharer != e.session_id:
             return [self._reject(e, out.RejectReason.NOT_SHARING)]
-        return _stop_screen(ctx.call, by=e.session_id)
+        return _stop_screen(call, by=e.session_id)
 
-    def _video_on(self, e: ev.VideoOn, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None and ctx.me is not None
-        if ctx.me.video:
+    def _video_on(self, e: ev.VideoOn, call: Call, me: Participant) -> Outputs:
+        if me.video:
             return []
-        ctx.me.video = True
-        return [out.VideoStarted(channel_id=ctx.call.channel_id, session_id=e.session_id)]
+        me.video = True
+        return [out.VideoStarted(channel_id=call.channel_id, session_id=e.session_id)]
 
-    def _video_off(self, e: ev.VideoOff, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None and ctx.me is not None
-        if not ctx.me.video:
+    def _video_off(self, e: ev.VideoOff, call: Call, me: Participant) -> Outputs:
+        if not me.video:
             return []
-        ctx.me.video = False
-        return [out.VideoStopped(channel_id=ctx.call.channel_id, session_id=e.session_id)]
+        me.video = False
+        return [out.VideoStopped(channel_id=call.channel_id, session_id=e.session_id)]
 
-    def _raise_hand(self, e: ev.RaiseHand, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None and ctx.me is not None
-        if ctx.me.hand_raised_at is not None:
+    def _raise_hand(self, e: ev.RaiseHand, call: Call, me: Participant) -> Outputs:
+        if me.hand_raised_at is not None:
             return []
-        ctx.me.hand_raised_at = e.at
-        return [out.HandRaised(channel_id=ctx.call.channel_id, session_id=e.session_id, raised_at=e.at)]
+        me.hand_raised_at = e.at
+        return [out.HandRaised(channel_id=call.channel_id, session_id=e.session_id, raised_at=e.at)]
 
-    def _lower_hand(self, e: ev.LowerHand, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None and ctx.me is not None
-        return _lower(ctx.call, ctx.me, by=e.session_id)
+    def _lower_hand(self, e: ev.LowerHand, call: Call, me: Participant) -> Outputs:
+        return _lower(call, me, by=e.session_id)
 
-    def _react(self, e: ev.React, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None
-        return [out.Reacted(channel_id=ctx.call.channel_id, session_id=e.session_id, emoji=e.emoji)]
+    def _react(self, e: ev.React, call: Call, me: Participant) -> Outputs:
+        return [out.Reacted(channel_id=call.channel_id, session_id=e.session_id, emoji=e.emoji)]
 
-    def _make_host(self, e: ev.MakeHost, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None and ctx.target is not None
-        if ctx.call.host_id == ctx.target.session_id:
+    def _make_host(self, e: ev.MakeHost, call: Call, me: Participant, target: Participant) -> Outputs:
+        if call.host_id == target.session_id:
             return []
-        ctx.call.host_id = ctx.target.session_id
-        return [out.HostChanged(channel_id=ctx.call.channel_id, host_id=ctx.target.session_id)]
+        call.host_id = target.session_id
+        return [out.HostChanged(channel_id=call.channel_id, host_id=target.session_id)]
 
-    def _host_mute(self, e: ev.HostMute, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None and ctx.target is not None
-        return _set_muted(ctx.call, ctx.target, True, by=e.session_id)
+    def _host_mute(self, e: ev.HostMute, call: Call, me: Participant, target: Participant) -> Outputs:
+        return _set_muted(call, target, True, by=e.session_id)
 
-    def _host_mute_others(self, e: ev.HostMuteOthers, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None
+    def _host_mute_others(self, e: ev.HostMuteOthers, call: Call, me: Participant) -> Outputs:
         result: Outputs = []
-        for p in list(ctx.call.participants.values()):
+        for p in list(call.participants.values()):
             if p.session_id != e.session_id:
-                result += _set_muted(ctx.call, p, True, by=e.session_id)
+                result += _set_muted(call, p, True, by=e.session_id)
         return result
 
-    def _host_stop_screen(self, e: ev.HostStopScreen, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None
-        if ctx.call.screen_sharer is None:
+    def _host_stop_screen(self, e: ev.HostStopScreen, call: Call, me: Participant) -> Outputs:
+        if call.screen_sharer is None:
             return [self._reject(e, out.RejectReason.NOT_SHARING)]
-        return _stop_screen(ctx.call, by=e.session_id)
+        return _stop_screen(call, by=e.session_id)
 
-    def _host_lower_hand(self, e: ev.HostLowerHand, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None and ctx.target is not None
-        return _lower(ctx.call, ctx.target, by=e.session_id)
+    def _host_lower_hand(self, e: ev.HostLowerHand, call: Call, me: Participant, target: Participant) -> Outputs:
+        return _lower(call, target, by=e.session_id)
 
-    def _host_remove(self, e: ev.HostRemove, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None and ctx.target is not None
-        return self._remove(ctx.call, ctx.target, out.LeaveReason.REMOVED, by=e.session_id, at=e.at)
+    def _host_remove(self, e: ev.HostRemove, call: Call, me: Participant, target: Participant) -> Outputs:
+        return self._remove(call, target, out.LeaveReason.REMOVED, by=e.session_id, at=e.at)
 
-    def _host_end_call(self, e: ev.HostEndCall, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None
-        c = ctx.call
+    def _host_end_call(self, e: ev.HostEndCall, call: Call, me: Participant) -> Outputs:
+        c = call
         result: Outputs = []
         for p in list(c.participants.values()):
             result += self._remove(c, p, out.LeaveReason.CALL_ENDED, by=e.session_id, at=e.at, pass_host=False)
         return result
 
-    def _publish(self, e: ev.PublishTrack, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None and ctx.me is not None
-        if e.track_id in ctx.me.tracks:
+    def _publish(self, e: ev.PublishTrack, call: Call, me: Participant) -> Outputs:
+        if e.track_id in me.tracks:
             return [self._reject(e, out.RejectReason.DUPLICATE_TRACK)]
-        ctx.me.tracks[e.track_id] = e.kind
-        paused = _paused(ctx.me, e.kind)
+        me.tracks[e.track_id] = e.kind
+        paused = _paused(me, e.kind)
         return [
             out.RouteAdded(
-                channel_id=ctx.call.channel_id,
+                channel_id=call.channel_id,
                 track_id=e.track_id,
                 kind=e.kind,
                 publisher_id=e.session_id,
                 receiver_id=r,
                 paused=paused,
             )
-            for r in ctx.call.participants
+            for r in call.participants
             if r != e.session_id
         ]
 
-    def _unpublish(self, e: ev.UnpublishTrack, ctx: _Ctx) -> Outputs:
-        assert ctx.call is not None and ctx.me is not None
-        if e.track_id not in ctx.me.tracks:
+    def _unpublish(self, e: ev.UnpublishTrack, call: Call, me: Participant) -> Outputs:
+        if e.track_id not in me.tracks:
             return [self._reject(e, out.RejectReason.UNKNOWN_TRACK)]
-        del ctx.me.tracks[e.track_id]
+        del me.tracks[e.track_id]
         return [
-            out.RouteRemoved(channel_id=ctx.call.channel_id, track_id=e.track_id, publisher_id=e.session_id, receiver_id=r)
-            for r in ctx.call.participants
+            out.RouteRemoved(channel_id=call.channel_id, track_id=e.track_id, publisher_id=e.session_id, receiver_id=r)
+            for r in call.participants
             if r != e.session_id
         ]
 
@@ -588,31 +648,32 @@ _HOST = (Guard.IN_CALL, Guard.CONNECTED, Guard.HOST)
 _HOST_ON = (Guard.IN_CALL, Guard.CONNECTED, Guard.HOST, Guard.TARGET)
 
 M = CallsMachine
-TRANSITIONS: dict[type[ev.InputEvent], Transition] = {
-    ev.Configure: Transition((), M._configure),
-    ev.JoinCall: Transition((), M._join),
-    ev.LeaveCall: Transition(_IN, M._leave),
-    ev.Disconnect: Transition(_LIVE, M._disconnect),
-    ev.Reconnect: Transition(_IN, M._reconnect),
-    ev.TimerFired: Transition((), M._timer),
-    ev.Mute: Transition(_LIVE, M._mute),
-    ev.Unmute: Transition(_LIVE, M._unmute),
-    ev.ScreenOn: Transition(_LIVE, M._screen_on),
-    ev.ScreenOff: Transition(_LIVE, M._screen_off),
-    ev.VideoOn: Transition(_LIVE, M._video_on),
-    ev.VideoOff: Transition(_LIVE, M._video_off),
-    ev.RaiseHand: Transition(_LIVE, M._raise_hand),
-    ev.LowerHand: Transition(_LIVE, M._lower_hand),
-    ev.React: Transition(_LIVE, M._react),
-    ev.MakeHost: Transition(_HOST_ON, M._make_host),
-    ev.HostMute: Transition(_HOST_ON, M._host_mute),
-    ev.HostMuteOthers: Transition(_HOST, M._host_mute_others),
-    ev.HostStopScreen: Transition(_HOST, M._host_stop_screen),
-    ev.HostLowerHand: Transition(_HOST_ON, M._host_lower_hand),
-    ev.HostRemove: Transition(_HOST_ON, M._host_remove),
-    ev.HostEndCall: Transition(_HOST, M._host_end_call),
-    ev.PublishTrack: Transition(_LIVE, M._publish),
-    ev.UnpublishTrack: Transition(_IN, M._unpublish),
-}
-"""Input type -> (guards checked in order, handler). A type missing here raises ``LocalProtocolError``."""
+_ROWS = (
+    Open(ev.Configure, M._configure),
+    Open(ev.JoinCall, M._join),
+    Seated(ev.LeaveCall, _IN, M._leave),
+    Seated(ev.Disconnect, _LIVE, M._disconnect),
+    Seated(ev.Reconnect, _IN, M._reconnect),
+    Open(ev.TimerFired, M._timer),
+    Seated(ev.Mute, _LIVE, M._mute),
+    Seated(ev.Unmute, _LIVE, M._unmute),
+    Seated(ev.ScreenOn, _LIVE, M._screen_on),
+    Seated(ev.ScreenOff, _LIVE, M._screen_off),
+    Seated(ev.VideoOn, _LIVE, M._video_on),
+    Seated(ev.VideoOff, _LIVE, M._video_off),
+    Seated(ev.RaiseHand, _LIVE, M._raise_hand),
+    Seated(ev.LowerHand, _LIVE, M._lower_hand),
+    Seated(ev.React, _LIVE, M._react),
+    Aimed(ev.MakeHost, _HOST_ON, M._make_host),
+    Aimed(ev.HostMute, _HOST_ON, M._host_mute),
+    Seated(ev.HostMuteOthers, _HOST, M._host_mute_others),
+    Seated(ev.HostStopScreen, _HOST, M._host_stop_screen),
+    Aimed(ev.HostLowerHand, _HOST_ON, M._host_lower_hand),
+    Aimed(ev.HostRemove, _HOST_ON, M._host_remove),
+    Seated(ev.HostEndCall, _HOST, M._host_end_call),
+    Seated(ev.PublishTrack, _LIVE, M._publish),
+    Seated(ev.UnpublishTrack, _IN, M._unpublish),
+)
+TRANSITIONS: dict[type[ev.InputEvent], Transition] = {row.event_type: row for row in _ROWS}
+"""Input type -> row (guards checked in order, then the handler). A type missing here raises ``LocalProtocolError``."""
 del M

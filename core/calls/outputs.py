@@ -75,6 +75,7 @@ class RejectReason(enum.StrEnum):
     DUPLICATE_TRACK = "duplicate_track"
     NOT_DISCONNECTED = "not_disconnected"
     DISCONNECTED = "disconnected"
+    NO_CALL = "no_call"
 
 
 class LeaveReason(enum.StrEnum):

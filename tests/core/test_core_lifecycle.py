@@ -46,6 +46,22 @@ def test_first_join_starts_the_call_and_last_leave_ends_it(pb: Any) -> None:
     assert pb.machine.host("ch") is None
 
 
+def test_joining_the_ongoing_call_needs_no_call_id(pb: Any) -> None:
+    """``call_id`` names a call this join starts; joining an ongoing call leaves it out, and a join that asks for
+    the ongoing call of a channel with none is refused (``no_call``) instead of starting a call without an id."""
+    assert (
+        pb
+        >> JoinCall(at=1, channel_id="ch", session_id="a", user_id="u-a")
+        << Rejected(session_id="a", command="JoinCall", reason=RejectReason.NO_CALL)
+        >> join("a", at=2)
+        << CallStarted(channel_id="ch", call_id="call1", at=2, host_id="a")
+        << ParticipantJoined(channel_id="ch", session_id="a", user_id="user-a")
+        >> JoinCall(at=3, channel_id="ch", session_id="b", user_id="u-b")
+        << ParticipantJoined(channel_id="ch", session_id="b", user_id="u-b")
+    )
+    assert pb.machine.call("ch").call_id == "call1"
+
+
 def test_call_ended_lists_every_session_once_in_first_join_order(pb: Any) -> None:
     assert (
         pb.quiet

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
 import signal
 import sys
 import time
@@ -32,13 +34,14 @@ import hypercorn.config
 import hypercorn.trio
 import trio
 from callsd.adapters.metrics import build_registry, render_metrics
-from callsd.adapters.signaling import HubSettings, MediaPlaneLike, SignalingHub
-from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
+from callsd.adapters.signaling import Authorize, HubSettings, MediaPlaneLike, SignalingHub, open_authorize
+from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SignalingError
+from callsd.adapters.signaling_session import TurnCredentials
 from callsd.core.calls import events as ev
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
-from .auth import TokenError, check_open_mode_allowed, verify_token
+from .auth import TokenError, check_open_mode_allowed, turn_credentials, verify_token
 from .config import Config
 
 __all__ = ["serve", "ServerInfo", "ServerControl", "StartupError", "ServerFailed", "create_app", "ShieldSend", "VERSION"]
@@ -163,10 +166,8 @@ def create_app(hub: SignalingHub, config: Config, registry: Any) -> QuartTrio:
 
     @app.route("/metrics")
     async def metrics() -> Response:
-        refresh = getattr(hub.plane, "refresh_counters", None)  # media workers: fetch their counters first
-        if refresh is not None:
-            with trio.move_on_after(2.0):
-                await refresh()
+        with trio.move_on_after(2.0):  # media workers: fetch their counters first
+            await hub.plane.refresh_counters()
         body, content_type = render_metrics(registry)
         return Response(body, content_type=content_type)
 
@@ -279,12 +280,52 @@ def _make_plane(config: Config, emit: Callable[[Any], None]) -> Any:
 def _hub_settings(config: Config) -> HubSettings:
     return HubSettings(
         auth_mode=config.auth.mode,
-        auth_secret=config.auth.secret,
         ice_servers=tuple(s.as_json() for s in config.rtc.ice_servers),
-        turn_secret=config.rtc.turn_static_auth_secret,
-        turn_ttl_seconds=config.rtc.turn_credentials_expiration_minutes * 60,
         server_version=VERSION,
     )
+
+
+def _authorize(config: Config) -> Authorize:
+    """The hub's ``Authorize``: open mode takes the display name; token mode checks the token (app/auth.py) and
+    answers with its user id, a refused token becoming the protocol error of its code."""
+    if config.auth.mode != "token":
+        return open_authorize
+    secret = config.auth.secret
+
+    def token_authorize(*, channel_id: str, data: dict[str, Any], query_token: str | None, now_s: float,
+                        action: str) -> str:
+        try:
+            return verify_token(data.get("token") or query_token, secret=secret, now=now_s,
+                                channel_id=channel_id).user_id
+        except TokenError as exc:
+            raise SignalingError(exc.code, exc.message, action) from None
+
+    return token_authorize
+
+
+def _reconnect_key(config: Config) -> bytes:
+    """The key reconnect secrets derive from (adapters/signaling_reconnect.py), kept in the data directory so that
+    sessions that dropped before a restart can still reconnect; created (mode 0600) on first start."""
+    path = Path(config.store.data_dir) / "reconnect.key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "xb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(secrets.token_bytes(32))
+    except FileExistsError:
+        pass
+    key = path.read_bytes()
+    if len(key) < 16:
+        raise StartupError(f"{path} is damaged (shorter than 16 bytes): delete it to make a new one")
+    return key
+
+
+def _turn_credentials(config: Config) -> TurnCredentials | None:
+    secret, ttl = config.rtc.turn_static_auth_secret, config.rtc.turn_credentials_expiration_minutes * 60
+    if not secret:
+        return None
+    return lambda session_id, now_s: turn_credentials(secret=secret, session_id=session_id, now=now_s,
+                                                      ttl_seconds=ttl)
 
 
 def _hypercorn_config(config: Config) -> hypercorn.config.Config:
@@ -329,7 +370,8 @@ async def serve(
     machine = recorder.machine
     hub: SignalingHub | None = None
     try:
-        hub = SignalingHub(recorder, machine, settings=_hub_settings(config))
+        hub = SignalingHub(recorder, machine, settings=_hub_settings(config), authorize=_authorize(config),
+                           turn_credentials=_turn_credentials(config), reconnect_key=_reconnect_key(config))
         hub.on_fatal = lambda exc: control.stop()
         hub.counters.store_ops["open"] += 1
         hub.recover()
@@ -344,8 +386,6 @@ async def serve(
             plane = (plane_factory or _make_plane)(config, hub.emit)
             if plane is not None:
                 hub.plane = plane
-                if hasattr(plane, "routes_of"):
-                    plane.routes_of = machine.routes
         registry = build_registry(hub, plane, VERSION)
         app = ShieldSend(create_app(hub, config, registry))
         async with trio.open_nursery() as nursery:

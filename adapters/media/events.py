@@ -10,6 +10,10 @@ They are facts about the media side of a session, in the past tense, or an effec
 - ``SessionConnected`` / ``SessionClosed``: ICE+DTLS came up / the media path died (consent expired, DTLS failed,
   the session was closed).
 - ``VoiceActivity``: the audio level of the session's microphone crossed the speaking threshold (debounced).
+- ``SignalRejected``: the plane refused a client signal (``sdp``/``ice``); in-process it raises ``SdpRejected``
+  instead, a media worker reports it as this event (adapters/media/remote.py), in order with that session's others.
+- ``SessionMoved``: the session's media now lives on another worker (its old one died); the server answers with
+  ``plane.restore_routes`` (the routes the core has towards it), the one way routes are restored after a reconnect.
 
 Like the core's events they are frozen, slotted, keyword-only dataclasses.
 """
@@ -29,6 +33,8 @@ __all__ = [
     "SessionConnected",
     "SessionClosed",
     "VoiceActivity",
+    "SignalRejected",
+    "SessionMoved",
 ]
 
 
@@ -70,3 +76,16 @@ class SessionClosed(MediaEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VoiceActivity(MediaEvent):
     speaking: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignalRejected(MediaEvent):
+    """The plane refused a client signal; ``action`` is ``sdp`` or ``ice``, ``reason`` says why."""
+
+    action: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionMoved(MediaEvent):
+    """The session was re-opened on another media worker, without the routes it receives: restore them."""

@@ -183,7 +183,6 @@ class MediaPlane:
         )
         self.address: tuple[str, int] | None = None
         self._report_interval = float(getattr(config, "report_interval", 1.0))
-        self._carry: dict[str, list[tuple[str, bool]]] = {}  # see open_session
 
     # -- serving ------------------------------------------------------------------------------------------------
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -192,6 +191,9 @@ class MediaPlane:
             self.address = await nursery.start(self.endpoint.serve)
             nursery.start_soon(self._periodic)
             task_status.started(self.address)
+
+    async def refresh_counters(self, timeout: float = 1.0) -> None:
+        """The counters are read in place (``counters``): nothing to fetch (media workers fetch theirs)."""
 
     @property
     def counters(self) -> dict[str, int]:
@@ -219,22 +221,14 @@ class MediaPlane:
 
     # -- sessions -----------------------------------------------------------------------------------------------
     def open_session(self, session_id: str, channel_id: str) -> None:
-        """Register a session; its client's first offer is expected next. Re-opening replaces the old one.
-
-        ``close_session(sid)`` directly followed by ``open_session(sid)`` (the server's reconnect path: a new page
-        takes over the session) carries over the routes the session received, since the core emits no new
-        ``RouteAdded`` for them; any ``apply()`` in between forgets them (use ``restore_routes`` then).
+        """Register a session with no routes; its client's first offer is expected next. Re-opening replaces the
+        old one. A re-opened session (the server's reconnect path: a new page takes over the session) gets the routes
+        the core still has towards it through ``restore_routes``, the one way routes come back.
         """
         if session_id in self.sessions:
             self.close_session(session_id)
-        carry = self._carry.pop(session_id, [])
-        self._carry.clear()
-        s = self.sessions[session_id] = Session(session_id, channel_id,
-                                                self._transport(secrets.token_hex(4), secrets.token_hex(16)))
-        for track_id, paused in carry:
-            t = self.tracks.get(track_id)
-            if t is not None and not t.ended and t.session is not s:
-                self._add_route(t, s, paused)
+        self.sessions[session_id] = Session(session_id, channel_id,
+                                            self._transport(secrets.token_hex(4), secrets.token_hex(16)))
 
     def close_session(self, session_id: str) -> None:
         """Forget a session: its peer, its tracks (their routes to others are torn down and re-offered), its routes.
@@ -245,7 +239,6 @@ class MediaPlane:
         if s is None:
             return
         s.closed = True
-        self._carry = {session_id: [(tid, r.paused) for tid, r in s.routes_in.items()]}
         self.endpoint.remove_peer(session_id)
         s.peer = None
         touched: set[Session] = set()
@@ -414,7 +407,6 @@ class MediaPlane:
     # -- routing (core outputs) ---------------------------------------------------------------------------------
     def apply(self, outputs: Iterable[OutputEvent]) -> None:
         """Apply the core's routing outputs; other outputs are ignored. Re-offers each touched receiver once."""
-        self._carry.clear()
         touched: dict[str, Session] = {}
         for o in outputs:
             if isinstance(o, RouteAdded):

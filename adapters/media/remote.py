@@ -41,7 +41,7 @@ import logging
 import math
 import struct
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 import trio
@@ -55,6 +55,7 @@ from .events import (
     SendSignal,
     SessionClosed,
     SessionConnected,
+    SignalRejected,
     TrackPublished,
     TrackUnpublished,
     VoiceActivity,
@@ -71,14 +72,6 @@ WORKER_LOST = "media_worker_lost"
 
 class RpcError(Exception):
     """The peer sent a frame this side cannot read (too long, not JSON, not an object)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SignalRejected(MediaEvent):
-    """The worker's plane refused a client signal (``SdpRejected`` in-process); ``action`` is ``sdp`` or ``ice``."""
-
-    action: str
-    reason: str
 
 
 _EVENTS: dict[str, type[MediaEvent]] = {

@@ -6,8 +6,6 @@ Public API (the hub's ``MediaPlaneLike``, plus what the server and the metrics e
     router.open_session / handle_signal / set_screen_stream / apply / close_session / restore_routes
     router.planes                                  # the RemotePlanes (metrics sums their counters)
     await router.refresh_counters()                # fresh counters from every live worker (bounded)
-    router.routes_of = machine.routes              # optional: lets a session re-homed after a worker died get
-                                                   # the routes the core has towards it
 
 Placement: a channel (call) is placed on the live worker with the fewest sessions when its first session opens,
 and stays there while it has sessions; every session of the call, and every routing output naming the channel, goes
@@ -16,7 +14,9 @@ port when ``ice_port_udp`` is 0) and advertises it in its candidates.
 
 A worker that dies is not restarted: its ``RemotePlane`` reports every session it held closed (``SessionClosed``,
 reason ``media_worker_lost``: the hub unpublishes their tracks, clients renegotiate or reconnect) and is never used
-again; its calls move to a live worker when a session re-opens or sends a new offer.
+again; its calls move to a live worker when a session re-opens or sends a new offer. A session moved that way emits
+``SessionMoved``: the hub answers with ``restore_routes`` (the routes the core has towards it), the same explicit
+call that restores routes after a reconnect; the router keeps no copy of the routing table.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import trio
 from callsd.core.calls import outputs as out
 from callsd.core.calls.state import Route
 
-from .events import MediaEvent
-from .remote import RemotePlane, SignalRejected
+from .events import MediaEvent, SessionMoved, SignalRejected
+from .remote import RemotePlane
 
 __all__ = ["PlaneRouter", "WorkerStartError"]
 
@@ -80,7 +80,6 @@ class PlaneRouter:
         self.session_worker: dict[str, int] = {}
         self.session_channel: dict[str, str] = {}
         self._channel_sessions: Counter[str] = Counter()
-        self.routes_of: Callable[[str], Iterable[Any]] | None = None
 
     # -- workers -----------------------------------------------------------------------------------------------
     def _socket_path(self, i: int) -> Path:
@@ -204,14 +203,14 @@ class PlaneRouter:
         self.planes[i].handle_signal(session_id, msg)
 
     def _rehome(self, session_id: str, channel_id: str) -> int | None:
-        """A session whose worker died offers again: open it on the call's (new) worker, with its routes."""
+        """A session whose worker died offers again: open it on the call's (new) worker; ``SessionMoved`` asks the
+        hub for its routes (``restore_routes``)."""
         i = self._place(channel_id)
         if i is None:
             return None
         self.session_worker[session_id] = i
         self.planes[i].open_session(session_id, channel_id)
-        if self.routes_of is not None:
-            self.planes[i].restore_routes([r for r in self.routes_of(channel_id) if r.receiver_id == session_id])
+        self._emit(SessionMoved(session_id=session_id))
         log.info("session %s of call %s moved to media worker %d", session_id, channel_id, i)
         return i
 

@@ -123,7 +123,8 @@ function scheduleReconnect() {
 
 function afterOpen() {
   if (state.resumeOnOpen && state.sessionId) {
-    send("reconnect", { session_id: state.sessionId, channel_id: state.channelId });
+    send("reconnect", { session_id: state.sessionId, channel_id: state.channelId,
+                        reconnect_secret: state.reconnectSecret });
   } else if (state.phase === "joining") {
     send("join", joinData());
   }
@@ -167,6 +168,7 @@ const HANDLERS = {
 
   async join_ack(d) {
     state.sessionId = d.session_id;
+    if (d.reconnect_secret) state.reconnectSecret = d.reconnect_secret;
     state.channelId = d.channel_id || state.channelId;
     state.callId = d.call_id || null;
     if (d.user_id) state.userId = d.user_id;
@@ -696,6 +698,7 @@ function boot() {
   if (saved && saved.session_id && (!channel || saved.channel_id === channel)) {
     // A reload (or a restored tab): resume the same session rather than joining again.
     state.sessionId = saved.session_id;
+    state.reconnectSecret = saved.reconnect_secret || "";
     state.channelId = saved.channel_id;
     state.phase = "reconnecting";
     state.resumeOnOpen = true;

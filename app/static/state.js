@@ -52,6 +52,7 @@ export const state = {
   wsOpen: false,
   phase: "lobby", // lobby | joining | in_call | reconnecting | left
   sessionId: null,
+  reconnectSecret: "", // from join_ack; sent with `reconnect` (never shown, never broadcast)
   channelId: null,
   callId: null,
   hostId: null,
@@ -91,7 +92,9 @@ export function remember(entry) {
 
 export function saveSession() {
   if (state.sessionId && state.channelId) {
-    sessionStorage.setItem(STORAGE_KEY, JSON.stringify({ session_id: state.sessionId, channel_id: state.channelId }));
+    // reconnect_secret (join_ack, issue 8 item 4): only this tab's storage holds it; `reconnect` must present it.
+    sessionStorage.setItem(STORAGE_KEY, JSON.stringify({ session_id: state.sessionId, channel_id: state.channelId,
+                                                         reconnect_secret: state.reconnectSecret }));
   }
 }
 

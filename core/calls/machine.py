@@ -48,6 +48,11 @@ apply outputs blindly. Disconnection does NOT pause routes: routes describe what
 whether its transport is up; a disconnected session simply has no packets to send or receive, and after
 ``Reconnect`` the media plane re-establishes exactly the routes ``routes()`` lists, with no extra outputs to undo.
 
+Publishing is bounded: a session publishes at most ``MAX_TRACKS_PER_KIND`` (one) track of each kind (a microphone,
+a camera, a screen and its audio; simulcast layers are one track). Every published track is routed to every other
+participant, so one session's tracks multiply the whole call's work; a further ``PublishTrack`` of a kind the
+session already publishes is ``Rejected`` with ``too_many_tracks`` (unpublish first, as a source switch does).
+
 Idempotent commands (muting a muted session, raising a raised hand, turning on a camera that is on, making the host
 host) succeed with no output; they are not mistakes, just late duplicates of a click.
 
@@ -76,7 +81,10 @@ from .state import (
 )
 from .steps import lower_hand, route_paused, routes_of, set_muted, stop_screen, tracks_of
 
-__all__ = ["CallsMachine", "CallView", "Guard", "Transition", "Open", "Seated", "Aimed", "TRANSITIONS"]
+__all__ = ["CallsMachine", "CallView", "Guard", "Transition", "Open", "Seated", "Aimed", "TRANSITIONS",
+           "MAX_TRACKS_PER_KIND"]
+
+MAX_TRACKS_PER_KIND = 1  # tracks a session may publish of each TrackKind (module docstring, "Publishing")
 
 
 class Guard(enum.Enum):
@@ -504,6 +512,8 @@ class CallsMachine:
     def _publish(self, e: ev.PublishTrack, call: Call, me: Participant) -> Outputs:
         if e.track_id in me.tracks:
             return [self._reject(e, out.RejectReason.DUPLICATE_TRACK)]
+        if sum(kind is e.kind for kind in me.tracks.values()) >= MAX_TRACKS_PER_KIND:
+            return [self._reject(e, out.RejectReason.TOO_MANY_TRACKS)]
         me.tracks[e.track_id] = e.kind
         paused = route_paused(me, e.kind)
         return [

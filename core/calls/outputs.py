@@ -75,6 +75,7 @@ class RejectReason(enum.StrEnum):
     DUPLICATE_TRACK = "duplicate_track"
     NOT_DISCONNECTED = "not_disconnected"
     DISCONNECTED = "disconnected"
+    TOO_MANY_TRACKS = "too_many_tracks"  # a session publishes at most one track of each kind (machine.py)
     NO_CALL = "no_call"
 
 

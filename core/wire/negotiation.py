@@ -28,6 +28,13 @@ The codec policy (which codec a section accepts, and under which payload type a 
 and returns in ``negotiation_results.py``. This module re-exports those names, so importers keep one place to
 import the negotiation API from.
 
+Limits (one message must not make the whole call's work grow): an offer may add at most ``MAX_CLIENT_SECTIONS``
+m-sections of the client's own (the server's sections do not count; the web client uses three), else
+``too_many_sections``, checked by counting ``m=`` lines before the SDP is parsed; and it may send on at most
+``MAX_SENDING_SECTIONS`` sections of each media kind (audio: a microphone and a screen's audio; video: a camera
+and a screen; simulcast layers share their section), else ``too_many_tracks``. The calls core then allows one
+track of each ``TrackKind`` per session.
+
 A remote party's mistake (unparsable SDP, no ICE credentials, an answer without a pending offer) is a typed
 ``OfferRejected``/``AnswerRejected`` result the adapter can report to the client; misuse by the adapter (offering
 before the first client offer) raises ``LocalProtocolError``.
@@ -117,6 +124,25 @@ class _Slot:
                      rsize=self.rsize)
 
 
+MAX_CLIENT_SECTIONS = 16  # m-sections a client may create (its transceivers, live or stopped)
+MAX_SENDING_SECTIONS = {"audio": 2, "video": 2}  # sections a client may send on, per media kind
+
+
+def _sending_over_limit(media: Sequence[MediaSection]) -> OfferRejected | None:
+    """``too_many_tracks`` if the offer sends on more sections of a kind than ``MAX_SENDING_SECTIONS`` allows."""
+    sending: dict[str, int] = {}
+    for m in media:
+        if not m.rejected and _direction(m).sends:
+            sending[m.kind] = sending.get(m.kind, 0) + 1
+    for kind, count in sending.items():
+        limit = MAX_SENDING_SECTIONS.get(kind, 0)
+        if count > limit:
+            return OfferRejected(reason=SdpRejectReason.TOO_MANY_TRACKS,
+                                 detail=f"the offer sends on {count} {kind} sections; at most {limit} "
+                                        f"(a microphone and a screen's audio, a camera and a screen)")
+    return None
+
+
 def _direction(m: MediaSection) -> Direction:
     return m.direction if m.direction is not None else Direction.SENDRECV
 
@@ -172,6 +198,11 @@ class Negotiator:
         The header extension ids of any offer that parses are remembered, even an ignored one: the browser keeps
         the ids of a transceiver it added for an offer it rolled back, so later server offers must not reuse them.
         """
+        server_sections = sum(1 for slot in self._slots if slot.server_owned)
+        if sdp.count("\nm=") + sdp.startswith("m=") > server_sections + MAX_CLIENT_SECTIONS:
+            return OfferRejected(reason=SdpRejectReason.TOO_MANY_SECTIONS,
+                                 detail=f"an offer may add at most {MAX_CLIENT_SECTIONS} m-sections of its own to "
+                                        f"the {server_sections} the server offered")
         try:
             offer = parse_sdp(sdp)
         except SdpError as exc:
@@ -181,6 +212,9 @@ class Negotiator:
         self._extension_ids.note_client(offer)
         if self._pending is not None:
             return OfferIgnored(reason="glare")
+        too_many = _sending_over_limit(offer.media)
+        if too_many is not None:
+            return too_many
         live = [m for m in offer.media if not m.rejected]
         if not live:
             return OfferRejected(reason=SdpRejectReason.NO_MEDIA, detail="every m-section is rejected or missing")

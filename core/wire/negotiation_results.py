@@ -35,6 +35,8 @@ class SdpRejectReason(enum.StrEnum):
     NO_SETUP = "bad_setup"
     SECTIONS_MISMATCH = "sections_mismatch"
     NO_PENDING_OFFER = "no_pending_offer"
+    TOO_MANY_SECTIONS = "too_many_sections"
+    TOO_MANY_TRACKS = "too_many_tracks"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -42,6 +42,12 @@ class FakePlane:
     def apply(self, outputs: list[Any]) -> None:
         self.calls.extend(("route", o) for o in outputs)
 
+    def restore_routes(self, routes: Any) -> None:
+        self.calls.extend(("restore", r) for r in routes)
+
+    async def refresh_counters(self, timeout: float = 1.0) -> None:
+        self.calls.append(("refresh_counters", None))
+
     def routes(self) -> list[Any]:
         return [o for kind, o in self.calls if kind == "route"]
 

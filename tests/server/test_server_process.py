@@ -123,7 +123,7 @@ async def test_sigterm_drain_times_out_and_sigint_is_prompt(tmp_path, connect):
             await b.request("join", {"channel_id": "room"}, expect="join_ack")
             state = await b.request("get_state", expect="call_state")
             assert [p["connected"] for p in state["participants"]] == [False, True]
-            ack = await a2.request("reconnect", {"session_id": a.session_id, "channel_id": "room"},
+            ack = await a2.request("reconnect", a.reconnect_data(),
                                    expect="join_ack")  # the client of the first process comes back
             assert ack["reconnected"] is True and ack["state"]["host_id"] == a.session_id
             assert (await b.expect("user_reconnected"))["session_id"] == a.session_id

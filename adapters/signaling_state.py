@@ -1,0 +1,45 @@
+"""What the server tells a client about a call, as pure functions of the core's views (docs/protocol.md).
+
+``call_state`` is the call state object (in ``join_ack`` and ``call_state``); ``ice_servers`` the ICE server list of
+``join_ack``, with TURN REST credentials filled in by the injected ``TurnCredentials`` when the server has a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from callsd.core.calls.machine import CallView
+
+from .signaling_session import TurnCredentials
+
+__all__ = ["call_state", "ice_servers"]
+
+
+def call_state(view: CallView, speaking: set[str]) -> dict[str, Any]:
+    """The call state object of docs/protocol.md; ``speaking`` holds the sessions currently speaking."""
+    return {
+        "channel_id": view.channel_id, "call_id": view.call_id, "start_at": view.started_at,
+        "host_id": view.host_id,
+        "screen": {"session_id": view.screen_sharer, "stream_id": view.screen_stream_id}
+        if view.screen_sharer else None,
+        "participants": [
+            {"session_id": p.session_id, "user_id": p.user_id, "muted": p.muted,
+             "raised_hand": p.hand_raised_at or 0, "video": p.video, "screen": p.screen,
+             "speaking": p.session_id in speaking, "connected": p.connected}
+            for p in view.participants
+        ],
+    }
+
+
+def ice_servers(configured: Iterable[dict[str, Any]], session_id: str, now_s: float,
+                turn_credentials: TurnCredentials | None) -> list[dict[str, Any]]:
+    """Configured ICE servers; TURN entries without credentials get TURN REST ones when ``turn_credentials``."""
+    servers = [dict(s) for s in configured]
+    if turn_credentials is not None:
+        username, password = turn_credentials(session_id, now_s)
+        for s in servers:
+            urls = s.get("urls", [])
+            if any(u.startswith(("turn:", "turns:")) for u in urls) and not s.get("username"):
+                s["username"], s["credential"] = username, password
+    return servers

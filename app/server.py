@@ -35,6 +35,7 @@ from callsd.adapters.metrics import build_registry, render_metrics
 from callsd.adapters.signaling import HubSettings, MediaPlaneLike, SignalingHub
 from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from callsd.core.calls import events as ev
+from callsd.core.calls.eventlog import EventLogError
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
@@ -240,24 +241,30 @@ class _QuartTransport:
 # ---------------------------------------------------------------------------------------------------- serving
 
 
-def _open_recorder(config: Config, *, group_commit: bool = True) -> Any:
-    """Open the configured event store and rebuild the calls it records (checkpoint + tail). ``group_commit``
-    (the default) writes records in batches from a worker thread (adapters/store/recorder.py); False appends each
-    one synchronously on the event loop (the old path, kept for benchmarks)."""
-    from callsd.adapters.store import CallRecorder, open_store
+def _open_recorder(config: Config, *, group_commit: bool = True, accept_broken_log: bool = False) -> Any:
+    """Open the configured event store and rebuild the calls it records (checkpoint + tail), refusing a corrupt log
+    or one whose tail fails verification unless ``accept_broken_log`` (adapters/store/startup.py): a
+    ``StartupError`` with one line. ``group_commit`` (the default) writes records in batches from a worker thread
+    (adapters/store/recorder.py); False appends each one synchronously on the event loop (kept for benchmarks)."""
+    from callsd.adapters.store import open_store
+    from callsd.adapters.store.startup import LogRefused, open_verified
 
     url = config.store.effective_url()
     if not config.store.url:
         Path(config.store.data_dir).mkdir(parents=True, exist_ok=True)
-    store = open_store(url)
     try:
-        recorder = CallRecorder.open(store, checkpoint_every=1000, group_commit=group_commit)
+        store = open_store(url)
+    except EventLogError as exc:
+        raise StartupError(f"the event log is corrupt: {exc}") from None
+    try:
+        return open_verified(store, accept_broken=accept_broken_log, checkpoint_every=1000,
+                             group_commit=group_commit)
+    except LogRefused as exc:
+        store.close()
+        raise StartupError(str(exc)) from None
     except BaseException:
         store.close()
         raise
-    if recorder.recovered is not None and recorder.recovered.mismatches:
-        log.warning("event log replay: %d output digest mismatches", len(recorder.recovered.mismatches))
-    return recorder
 
 
 def _make_plane(config: Config, emit: Callable[[Any], None]) -> Any:
@@ -313,11 +320,14 @@ async def serve(
     handle_signals: bool = False,
     media: bool = True,
     plane_factory: Callable[[Config, Callable[[Any], None]], MediaPlaneLike | None] | None = None,
+    accept_broken_log: bool = False,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the server until ``control`` (or SIGTERM/SIGINT when ``handle_signals``) stops it.
 
-    Raises ``StartupError`` before binding anything when the configuration is unsafe (open mode off loopback).
+    Raises ``StartupError`` before binding anything when the configuration is unsafe (open mode off loopback), when
+    the event log is corrupt or fails verification (unless ``accept_broken_log``), or when the records written at
+    start (recovery, configuration) cannot be made durable (a full disk): it never reports ready when it is not.
     """
 
     if config.auth.mode == "open":
@@ -325,7 +335,7 @@ async def serve(
         if problem is not None:
             raise StartupError(problem)
     control = control or ServerControl()
-    recorder = _open_recorder(config)
+    recorder = _open_recorder(config, accept_broken_log=accept_broken_log)
     machine = recorder.machine
     hub: SignalingHub | None = None
     try:

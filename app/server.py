@@ -360,6 +360,9 @@ async def serve(
         app = ShieldSend(create_app(hub, config, registry))
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run)
+            await hub.flush()  # what start-up recorded is durable before anything is bound or called ready
+            if hub.fatal is not None:
+                raise StartupError(f"the event log cannot record: {hub.fatal.__cause__ or hub.fatal}")
             rtc_address = None
             if plane is not None:
                 rtc_address = await nursery.start(plane.serve)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from callsd.adapters.store import CallRecorder, SqliteStore
+from callsd.adapters.store import CallRecorder, JsonlStore, SqliteStore
 from callsd.core import JoinCall, Mute, Unmute
 
 pytestmark = pytest.mark.slow
@@ -92,3 +93,36 @@ def test_a_corrupt_log_is_one_line_and_exit_2(tmp_path: Path) -> None:
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("callsd serve: cannot start: the event log is corrupt: ")
     assert f"{path.resolve()}:2: " in line
+
+
+def test_a_full_disk_at_start_is_never_called_ready(tmp_path: Path) -> None:
+    """A private tmpfs of 256 KiB (a mount namespace the test creates) holds a log whose session was connected, so
+    start-up must record a Disconnect; the disk is then filled (the log padded to a whole page, so that append needs
+    a new one)."""
+    source = tmp_path / "events.jsonl"
+    with JsonlStore(source, fsync="never") as store:
+        recorder = CallRecorder(store)
+        for event in EVENTS:
+            recorder.handle(event)
+    size = source.stat().st_size  # pad to a whole page (blank lines are allowed) so the next write needs a new one
+    with source.open("ab") as f:
+        f.write(b"\n" * (-size % 4096))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=256k tmpfs {shlex.quote(str(disk))} && "
+        f"cp {shlex.quote(str(source))} {shlex.quote(str(disk))}/events.jsonl && "
+        f"(dd if=/dev/zero of={shlex.quote(str(disk))}/fill bs=4k 2>/dev/null; true) && "
+        f"exec {' '.join(shlex.quote(a) for a in SERVE)}"
+    )
+    result = subprocess.run(
+        ["unshare", "--mount", "--map-root-user", "sh", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        timeout=60, env=env_for(CALLSD_STORE_URL=f"jsonl://{disk}/events.jsonl", CALLSD_STORE_DATA_DIR=str(disk)),
+    )
+    assert "is ready" not in result.stdout
+    assert result.returncode == 2, result.stderr
+    assert "CRITICAL" in result.stderr  # the hub says why it stops
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("callsd serve: cannot start: the event log cannot record: ")
+    assert "No space left on device" in last

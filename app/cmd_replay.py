@@ -5,12 +5,14 @@ LOG is a JSON Lines log (``.jsonl``), an SQLite log (``.db``/``.sqlite``/``.sqli
 ``--until``) and prints each ongoing call as a table: channel, call id, host, and per participant whether it is
 muted, has its hand raised, shares its screen, has its camera on, and is connected. ``--call ID`` narrows the
 report to one call (ongoing or ended). ``--json`` prints the same as one JSON document. ``--verify`` also checks that
-every record's stored output digest matches what this version of the core produces.
+every record's stored output digest matches what this version of the core produces, and that the hash chain is whole
+(every record's hash matches its content and links to the record before; docs/adr/0011-log-chain.md). A log written
+before the chain (version 1 records) is reported as "unchained (v1)": its digests are still checked.
 
 Exit codes:
-    0   the log replayed (and, with --verify, every digest matched)
+    0   the log replayed (and, with --verify, every digest matched and the chain is whole)
     1   --verify found mismatches: each is printed as ``seq N: expected <digest>, actual <digest>`` with the outputs
-        this version produced
+        this version produced; or chain breaks, each printed as ``seq N: chain break: <how>``
     2   the log is corrupt or unreadable: printed as ``FILE:LINE: reason`` (for SQLite, LINE is the row's seq)
     64  usage error (bad arguments, a LOG whose type cannot be told)
 """
@@ -110,6 +112,10 @@ def _report(result: ReplayResult, args: argparse.Namespace) -> None:
                  "outputs": [encode_output(o) for o in m.outputs]}
                 for m in result.mismatches
             ],
+            "chain": {
+                "head": result.chain.head, "chained": result.chain.chained, "unchained": result.chain.unchained,
+                "breaks": [{"seq": b.seq, "reason": b.reason} for b in result.chain.breaks],
+            },
         }
         print(json.dumps(doc, indent=2, sort_keys=True))
         return
@@ -150,13 +156,28 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     _report(result, args)
-    if args.verify and result.mismatches:
-        for m in result.mismatches:
-            print(f"seq {m.seq}: expected {m.expected}, actual {m.actual}", file=sys.stderr)
-            for o in m.outputs:
-                print(f"    {json.dumps(encode_output(o), sort_keys=True)}", file=sys.stderr)
-        print(f"verify: {len(result.mismatches)} mismatch(es)", file=sys.stderr)
+    if not args.verify:
+        return EXIT_OK
+    for m in result.mismatches:
+        print(f"seq {m.seq}: expected {m.expected}, actual {m.actual}", file=sys.stderr)
+        for o in m.outputs:
+            print(f"    {json.dumps(encode_output(o), sort_keys=True)}", file=sys.stderr)
+    for b in result.chain.breaks:
+        print(f"seq {b.seq}: chain break: {b.reason}", file=sys.stderr)
+    if not result.verified:
+        print(f"verify: {len(result.mismatches)} mismatch(es), {len(result.chain.breaks)} chain break(s)",
+              file=sys.stderr)
         return EXIT_MISMATCH
-    if args.verify:
-        print(f"verify: all {result.last_seq} record digests match")
+    print(f"verify: all {result.last_seq} record digests match; chain: {chain_summary(result)}")
     return EXIT_OK
+
+
+def chain_summary(result: ReplayResult) -> str:
+    """One phrase on the chain: whole (with its head), or how much of the log predates it."""
+    chain = result.chain
+    if chain.chained == 0:
+        return f"unchained (v1): {chain.unchained} record(s) written before the chain, digests checked only"
+    text = f"{chain.chained} chained record(s) whole, head {chain.head}"
+    if chain.unchained:
+        text += f"; {chain.unchained} earlier unchained (v1) record(s) covered by the first chained one"
+    return text

@@ -38,6 +38,7 @@ from callsd.adapters.signaling import Authorize, HubSettings, MediaPlaneLike, Si
 from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SignalingError
 from callsd.adapters.signaling_session import TurnCredentials
 from callsd.core.calls import events as ev
+from callsd.core.calls.eventlog import EventLogError
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
@@ -241,24 +242,30 @@ class _QuartTransport:
 # ---------------------------------------------------------------------------------------------------- serving
 
 
-def _open_recorder(config: Config, *, group_commit: bool = True) -> Any:
-    """Open the configured event store and rebuild the calls it records (checkpoint + tail). ``group_commit``
-    (the default) writes records in batches from a worker thread (adapters/store/recorder.py); False appends each
-    one synchronously on the event loop (the old path, kept for benchmarks)."""
-    from callsd.adapters.store import CallRecorder, open_store
+def _open_recorder(config: Config, *, group_commit: bool = True, accept_broken_log: bool = False) -> Any:
+    """Open the configured event store and rebuild the calls it records (checkpoint + tail), refusing a corrupt log
+    or one whose tail fails verification unless ``accept_broken_log`` (adapters/store/startup.py): a
+    ``StartupError`` with one line. ``group_commit`` (the default) writes records in batches from a worker thread
+    (adapters/store/recorder.py); False appends each one synchronously on the event loop (kept for benchmarks)."""
+    from callsd.adapters.store import open_store
+    from callsd.adapters.store.startup import LogRefused, open_verified
 
     url = config.store.effective_url()
     if not config.store.url:
         Path(config.store.data_dir).mkdir(parents=True, exist_ok=True)
-    store = open_store(url)
     try:
-        recorder = CallRecorder.open(store, checkpoint_every=1000, group_commit=group_commit)
+        store = open_store(url)
+    except EventLogError as exc:
+        raise StartupError(f"the event log is corrupt: {exc}") from None
+    try:
+        return open_verified(store, accept_broken=accept_broken_log, checkpoint_every=1000,
+                             group_commit=group_commit)
+    except LogRefused as exc:
+        store.close()
+        raise StartupError(str(exc)) from None
     except BaseException:
         store.close()
         raise
-    if recorder.recovered is not None and recorder.recovered.mismatches:
-        log.warning("event log replay: %d output digest mismatches", len(recorder.recovered.mismatches))
-    return recorder
 
 
 def _make_plane(config: Config, emit: Callable[[Any], None]) -> Any:
@@ -354,11 +361,14 @@ async def serve(
     handle_signals: bool = False,
     media: bool = True,
     plane_factory: Callable[[Config, Callable[[Any], None]], MediaPlaneLike | None] | None = None,
+    accept_broken_log: bool = False,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the server until ``control`` (or SIGTERM/SIGINT when ``handle_signals``) stops it.
 
-    Raises ``StartupError`` before binding anything when the configuration is unsafe (open mode off loopback).
+    Raises ``StartupError`` before binding anything when the configuration is unsafe (open mode off loopback), when
+    the event log is corrupt or fails verification (unless ``accept_broken_log``), or when the records written at
+    start (recovery, configuration) cannot be made durable (a full disk): it never reports ready when it is not.
     """
 
     if config.auth.mode == "open":
@@ -366,7 +376,7 @@ async def serve(
         if problem is not None:
             raise StartupError(problem)
     control = control or ServerControl()
-    recorder = _open_recorder(config)
+    recorder = _open_recorder(config, accept_broken_log=accept_broken_log)
     machine = recorder.machine
     hub: SignalingHub | None = None
     try:
@@ -390,6 +400,9 @@ async def serve(
         app = ShieldSend(create_app(hub, config, registry))
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run)
+            await hub.flush()  # what start-up recorded is durable before anything is bound or called ready
+            if hub.fatal is not None:
+                raise StartupError(f"the event log cannot record: {hub.fatal.__cause__ or hub.fatal}")
             rtc_address = None
             if plane is not None:
                 rtc_address = await nursery.start(plane.serve)

@@ -15,6 +15,7 @@ rename).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -46,7 +47,9 @@ class JsonlStore:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._recover()
-            self._file = self.path.open("ab")
+            # Unbuffered: a write that fails (a full disk) leaves nothing in a buffer for close() to retry and fail
+            # on again; append writes every byte itself and undoes a partial batch.
+            self._file = self.path.open("ab", buffering=0)
 
     def _recover(self) -> None:
         """Find the last seq; drop a torn last line left by a crash during a write."""
@@ -94,8 +97,19 @@ class JsonlStore:
         check_contiguous(self._last, records)
         if not records:
             return
-        self._file.write(b"".join(encode_record(r).encode("utf-8") + b"\n" for r in records))
-        self._sync(self._file)
+        data = memoryview(b"".join(encode_record(r).encode("utf-8") + b"\n" for r in records))
+        good_end = self._file.tell()
+        try:
+            while data:
+                written = self._file.write(data)
+                data = data[written or 0:]
+            self._sync(self._file)
+        except BaseException:
+            # Never acknowledged: take the batch's bytes back so no record of it survives (best effort; a torn
+            # tail left behind is dropped by the next open).
+            with contextlib.suppress(OSError):
+                os.truncate(self._file.fileno(), good_end)
+            raise
         self._last = records[-1].seq
 
     def iter_records(self, from_seq: int = 1) -> Iterator[Record]:

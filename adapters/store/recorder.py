@@ -27,12 +27,27 @@ from typing import Any
 import trio
 from callsd.core import CallsMachine, InputEvent, OutputEvent
 from callsd.core.calls.checkpoint import checkpoint
-from callsd.core.calls.eventlog import Record, make_record
+from callsd.core.calls.eventlog import GENESIS, ChainCheck, Record, make_record
 from callsd.core.calls.replay import ReplayResult, replay
 
 from .base import EventStore
 
 __all__ = ["CallRecorder", "RecorderBroken"]
+
+
+def _head_of(store: EventStore, seq: int) -> str:
+    """The chain hash of record ``seq`` in ``store``: its stored hash, or for a version 1 log the virtual hash,
+    which needs the whole chain."""
+    if seq == 0:
+        return GENESIS
+    for record in store.iter_records(seq):
+        if record.chained:
+            return record.hash
+        break
+    check = ChainCheck()
+    for record in store.iter_records(1):
+        check.feed(record)
+    return check.head or GENESIS
 
 
 class RecorderBroken(RuntimeError):
@@ -42,15 +57,18 @@ class RecorderBroken(RuntimeError):
 class CallRecorder:
     def __init__(
         self, store: EventStore, machine: CallsMachine | None = None, *, seq: int | None = None,
-        checkpoint_every: int = 0, group_commit: bool = False,
+        checkpoint_every: int = 0, group_commit: bool = False, head: str | None = None,
     ) -> None:
-        """Record into ``store``. ``machine`` and ``seq`` are where the log stands (default: an empty log).
+        """Record into ``store``. ``machine``, ``seq`` and ``head`` (the chain hash of record ``seq``) are where the
+        log stands (default: the store's end, read from it).
         ``checkpoint_every`` > 0 saves a checkpoint every that many records. ``group_commit`` queues records for
         ``commit_loop`` instead of appending them inside ``handle`` (module docstring)."""
         self.store = store
         self.machine = machine if machine is not None else CallsMachine()
         self.seq = store.last_seq() if seq is None else seq
         self.durable_seq = self.seq
+        # The chain hash of record ``seq``: the next record's ``prev``.
+        self.head = head if head is not None else _head_of(store, self.seq)
         self.checkpoint_every = checkpoint_every
         self.group_commit = group_commit
         self.recovered: ReplayResult | None = None
@@ -66,12 +84,17 @@ class CallRecorder:
         """Rebuild the machine from ``store`` (checkpoint + tail). ``recorder.recovered`` holds the replay result,
         whose ``mismatches`` a server may log; raises ``EventLogError`` for a corrupt log."""
         start: dict[str, Any] | None = store.load_checkpoint()
-        from_seq = 1 if start is None else int(start.get("seq", 0)) + 1
+        # From the checkpoint's own record: replay checks it still carries the chain head the checkpoint stored.
+        from_seq = 1 if start is None else max(1, int(start.get("seq", 0)))
         result = replay(store.iter_records(from_seq), start=start)
         rec = cls(store, result.machine, seq=result.last_seq, checkpoint_every=checkpoint_every,
-                  group_commit=group_commit)
+                  group_commit=group_commit, head=result.chain.head)
         rec.recovered = result
         return rec
+
+    def _checkpoint(self) -> dict[str, Any]:
+        """A checkpoint at ``seq`` that also stores the chain head there, so a restart checks the tail against it."""
+        return {**checkpoint(self.machine, self.seq), "head": self.head}
 
     @property
     def broken(self) -> BaseException | None:
@@ -86,13 +109,14 @@ class CallRecorder:
         if self._broken is not None:
             raise RecorderBroken("an earlier append failed; restart to recover from the log") from self._broken
         outputs = self.machine.handle(event)
-        record = make_record(self.seq + 1, event, outputs)
+        record = make_record(self.seq + 1, event, outputs, prev=self.head)
+        self.head = record.hash
         due = self.checkpoint_every and record.seq % self.checkpoint_every == 0
         if self.group_commit:
             self.seq = record.seq
             self._queue.append(record)
             if due:  # the snapshot is taken now, at this seq; it is written after the batch that holds the record
-                self._queued_checkpoint = checkpoint(self.machine, self.seq)
+                self._queued_checkpoint = self._checkpoint()
             if self._wake is not None:
                 self._wake.set()
             return outputs
@@ -104,17 +128,17 @@ class CallRecorder:
         self.commits += 1
         self.seq = self.durable_seq = record.seq
         if due:
-            self.store.save_checkpoint(checkpoint(self.machine, self.seq))
+            self.store.save_checkpoint(self._checkpoint())
         return outputs
 
     def save_checkpoint(self) -> None:
         """Save a checkpoint of the machine now (synchronous mode), or queue it for the next commit."""
         if self.group_commit:
-            self._queued_checkpoint = checkpoint(self.machine, self.seq)
+            self._queued_checkpoint = self._checkpoint()
             if self._wake is not None:
                 self._wake.set()
         else:
-            self.store.save_checkpoint(checkpoint(self.machine, self.seq))
+            self.store.save_checkpoint(self._checkpoint())
 
     # ------------------------------------------------------------------ group commit
 

@@ -3,7 +3,15 @@
 Each input the machine accepted (handled without raising; a ``Rejected`` answer counts) is one record::
 
     {"event":{"at":1000,"call_id":"k","channel_id":"c","session_id":"s","type":"JoinCall","user_id":"u"},
-     "out":"<sha256 hex of the canonical JSON of the outputs>","seq":1,"v":1}
+     "hash":"<sha256 hex>","out":"<sha256 hex of the canonical JSON of the outputs>","prev":"<sha256 hex>",
+     "seq":1,"v":2}
+
+Version 2 chains the records (docs/adr/0011-log-chain.md): ``hash`` is the SHA-256 of the canonical JSON of
+``{"event", "out", "prev", "seq"}``, and ``prev`` is the ``hash`` of the record before (``GENESIS``, 64 zeros, for
+seq 1). Changing any field of any record (an ``at``, a user id), or removing, inserting or reordering records,
+breaks the chain at that record; ``ChainCheck`` finds the break and names its seq. Version 1 records (no ``prev`` or
+``hash``) stay readable: they are *unchained*; the chain gives each a virtual hash by the same formula, so the first
+version 2 record written after them (a server upgraded in place) protects them too.
 
 *Canonical JSON* is ``json.dumps(x, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` with enums written
 as their values and tuples as lists; every event is an object with a ``"type"`` key (its class name) and one key per
@@ -33,8 +41,12 @@ from .outputs import OUTPUT_TYPES, OutputEvent
 
 __all__ = [
     "LOG_VERSION",
+    "GENESIS",
     "EventLogError",
     "Record",
+    "ChainBreak",
+    "ChainCheck",
+    "record_hash",
     "canonical_json",
     "encode_event",
     "decode_event",
@@ -47,7 +59,9 @@ __all__ = [
     "decode_lines",
 ]
 
-LOG_VERSION = 1
+LOG_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+GENESIS = "0" * 64  # the ``prev`` of seq 1
 
 
 class EventLogError(RemoteProtocolError):
@@ -72,11 +86,20 @@ class EventLogError(RemoteProtocolError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Record:
-    """One accepted input, its position in the log, and the digest of the outputs it produced."""
+    """One accepted input, its position in the log, and the digest of the outputs it produced.
+
+    ``prev`` and ``hash`` chain it to the record before (version 2); both are "" for an unchained version 1
+    record."""
 
     seq: int
     event: InputEvent
     out: str
+    prev: str = ""
+    hash: str = ""
+
+    @property
+    def chained(self) -> bool:
+        return bool(self.hash)
 
 
 def _jsonable(value: Any) -> Any:
@@ -189,16 +212,40 @@ def decode_output(d: Any) -> OutputEvent:
     return output
 
 
-def make_record(seq: int, event: InputEvent, outputs: Sequence[OutputEvent]) -> Record:
-    return Record(seq=seq, event=event, out=outputs_digest(outputs))
+def _hash_of(prev: str, seq: int, event: dict[str, Any], out: str) -> str:
+    text = canonical_json({"event": event, "out": out, "prev": prev, "seq": seq})
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def record_hash(record: Record, prev: str) -> str:
+    """The chain hash of ``record`` placed after a record whose hash is ``prev``: SHA-256 of the canonical JSON of
+    its event, output digest, seq and ``prev``. For a version 1 record this is its virtual hash."""
+    return _hash_of(prev, record.seq, _encode(record.event), record.out)
+
+
+def make_record(seq: int, event: InputEvent, outputs: Sequence[OutputEvent], prev: str = GENESIS) -> Record:
+    """A chained (version 2) record following the record whose hash is ``prev``."""
+    out = outputs_digest(outputs)
+    return Record(seq=seq, event=event, out=out, prev=prev, hash=_hash_of(prev, seq, _encode(event), out))
 
 
 def encode_record(record: Record) -> str:
-    """One line of canonical JSON, without the newline."""
-    return canonical_json({"v": LOG_VERSION, "seq": record.seq, "event": _encode(record.event), "out": record.out})
+    """One line of canonical JSON, without the newline: version 2 for a chained record, 1 for an unchained one
+    (an old record copied as it was)."""
+    doc: dict[str, Any] = {"seq": record.seq, "event": _encode(record.event), "out": record.out}
+    if record.chained:
+        doc.update(v=LOG_VERSION, prev=record.prev, hash=record.hash)
+    else:
+        doc["v"] = 1
+    return canonical_json(doc)
 
 
 _HEX = frozenset("0123456789abcdef")
+_RECORD_KEYS = {1: frozenset({"v", "seq", "event", "out"}), 2: frozenset({"v", "seq", "event", "out", "prev", "hash"})}
+
+
+def _is_digest(value: str) -> bool:
+    return len(value) == 64 and set(value) <= _HEX
 
 
 def _reject_constant(name: str) -> Any:
@@ -216,23 +263,28 @@ def decode_record(text: str | bytes, *, line: int | None = None, source: str | N
             raise EventLogError(f"a record must be an object, got {type(d).__name__}")
         if "v" not in d:
             raise EventLogError("missing version 'v'")
-        if d["v"] != LOG_VERSION or isinstance(d["v"], bool):
-            raise EventLogError(f"unknown version {d['v']!r}")
-        extra = sorted(set(d) - {"v", "seq", "event", "out"})
+        version = d["v"]
+        if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE_VERSIONS:
+            raise EventLogError(f"unknown version {version!r}")
+        keys = _RECORD_KEYS[version]
+        extra = sorted(set(d) - keys)
         if extra:
             raise EventLogError(f"unknown record key(s) {', '.join(extra)}")
+        missing = sorted(keys - set(d))
+        if missing:
+            raise EventLogError("missing " + ", ".join(repr(k) for k in missing))
         seq = d.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise EventLogError(f"'seq' must be a positive integer, got {seq!r}")
-        digest = d.get("out")
-        if not (isinstance(digest, str) and len(digest) == 64 and set(digest) <= _HEX):
-            raise EventLogError(f"'out' must be a sha256 hex digest, got {digest!r}")
-        if "event" not in d:
-            raise EventLogError("missing 'event'")
+        digests = [(name, d.get(name, "")) for name in ("out", "prev", "hash")]
+        for name, value in digests:
+            if not (isinstance(value, str) and (_is_digest(value) or (version == 1 and name != "out"))):
+                raise EventLogError(f"{name!r} must be a sha256 hex digest, got {value!r}")
+        (_, digest), (_, prev), (_, own) = digests
         event = decode_event(d["event"])
     except EventLogError as exc:
         raise exc.located(source, line) from None
-    return Record(seq=seq, event=event, out=digest)
+    return Record(seq=seq, event=event, out=digest, prev=prev, hash=own)
 
 
 def decode_lines(lines: Iterable[str | bytes], *, source: str | None = None) -> typing.Iterator[Record]:
@@ -246,3 +298,71 @@ def decode_lines(lines: Iterable[str | bytes], *, source: str | None = None) -> 
             raise EventLogError(f"seq {record.seq} out of order, expected {expected}", line=number, source=source)
         expected = record.seq + 1
         yield record
+
+
+# ---------------------------------------------------------------------------------------------------- the chain
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainBreak:
+    """Record ``seq`` does not fit the chain; ``reason`` says how (its own hash, or its link to the one before)."""
+
+    seq: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"seq {self.seq}: {self.reason}"
+
+
+class ChainCheck:
+    """Checks records one by one against the chain, in seq order (the caller checks contiguity).
+
+    ``head`` is the hash of the last record fed (``GENESIS`` before seq 1), or None when it is not known (a
+    checkpoint written before version 2): the first record's ``prev`` is then taken on trust. Two checks per chained
+    record: its ``hash`` matches its content (else it was changed after it was written), and its ``prev`` is the
+    head (else a record before it was changed with its hash recomputed, or records were removed, inserted or
+    reordered). Each break is reported once: the head continues from the record's stored hash. An unchained
+    (version 1) record cannot be checked; it is counted in ``unchained`` and the head becomes its virtual hash.
+    """
+
+    def __init__(self, head: str | None = GENESIS) -> None:
+        self.head = head
+        self.breaks: list[ChainBreak] = []
+        self.unchained = 0
+        self.chained = 0
+
+    def anchor(self, record: Record) -> ChainBreak | None:
+        """Check the last record a checkpoint covers against the checkpoint's ``head`` (a restart reads just this
+        one record before the tail): its hash must match its content and equal the head."""
+        found: ChainBreak | None = None
+        if not record.chained:
+            return None  # a version 1 record has no stored hash to compare
+        if record_hash(record, record.prev) != record.hash:
+            found = ChainBreak(seq=record.seq, reason="its hash does not match its content: the record was changed "
+                                                      "after it was written")
+        elif self.head is not None and record.hash != self.head:
+            found = ChainBreak(seq=record.seq, reason="its hash is not the head the checkpoint stored: the record "
+                                                      "or the checkpoint was changed")
+        if found is not None:
+            self.breaks.append(found)
+        self.head = record.hash
+        return found
+
+    def feed(self, record: Record) -> ChainBreak | None:
+        found: ChainBreak | None = None
+        if not record.chained:
+            self.unchained += 1
+            self.head = record_hash(record, self.head or GENESIS)
+            return None
+        self.chained += 1
+        if record_hash(record, record.prev) != record.hash:
+            found = ChainBreak(seq=record.seq, reason="its hash does not match its content: the record was changed "
+                                                      "after it was written")
+        elif self.head is not None and record.prev != self.head:
+            found = ChainBreak(seq=record.seq, reason=f"its 'prev' is not the hash of seq {record.seq - 1}: a record "
+                                                      "before it was changed, or records were removed, inserted or "
+                                                      "reordered")
+        if found is not None:
+            self.breaks.append(found)
+        self.head = record.hash
+        return found

@@ -7,6 +7,12 @@ core/calls/checkpoint.py) and compares the digest of what it produced with the d
 
 Records must be contiguous (each seq one more than the last); a gap or an input the machine refuses as misuse means
 the log is damaged and raises ``EventLogError``.
+
+Replay also checks the hash chain (core/calls/eventlog.py, ``ChainCheck``): a record whose hash does not match its
+content, or whose ``prev`` is not the hash of the record before, is a ``ChainBreak`` in ``result.chain.breaks``
+(not an exception: the caller decides, ``callsd replay --verify`` reports it, ``serve`` refuses to start on it).
+Starting from a checkpoint, the chain continues from the ``head`` the checkpoint stores (the hash of its last
+record), so a restart verifies the tail without reading the records before it.
 """
 
 from __future__ import annotations
@@ -17,11 +23,17 @@ from typing import Any
 
 from ..errors import LocalProtocolError
 from .checkpoint import from_checkpoint
-from .eventlog import EventLogError, Record, outputs_digest
+from .eventlog import GENESIS, ChainCheck, EventLogError, Record, outputs_digest
 from .machine import CallsMachine
 from .outputs import CallEnded, CallStarted, OutputEvent
 
-__all__ = ["Mismatch", "ReplayResult", "replay"]
+__all__ = ["Mismatch", "ReplayResult", "replay", "checkpoint_head"]
+
+
+def checkpoint_head(start: dict[str, Any]) -> str | None:
+    """The chain hash a checkpoint's last record had (its ``head``), or None if it predates the chain."""
+    head = start.get("head")
+    return head if isinstance(head, str) and len(head) == 64 else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,6 +55,13 @@ class ReplayResult:
     last_seq: int = 0
     # Calls that ended during the replay (the chosen one only, when ``call`` was given), with the seq that ended it.
     ended: list[tuple[int, CallEnded]] = field(default_factory=list)
+    # The hash chain as checked: breaks, counts of chained and unchained records, and the head (last hash).
+    chain: ChainCheck = field(default_factory=ChainCheck)
+
+    @property
+    def verified(self) -> bool:
+        """Every digest matched and the chain is whole."""
+        return not self.mismatches and not self.chain.breaks
 
 
 def replay(
@@ -55,13 +74,15 @@ def replay(
 
     ``call`` keeps only the outputs of that call id (from its ``CallStarted`` to its ``CallEnded``) in the result;
     the machine still applies every record, since calls share sessions. ``start`` is a ``checkpoint()`` dict:
-    records up to its seq are skipped.
+    records up to its seq are skipped, and the chain continues from its ``head`` (unknown for a checkpoint written
+    before the chain: the first record's ``prev`` is then taken on trust).
     """
     if start is not None:
         machine, last = from_checkpoint(start)
+        head = checkpoint_head(start) if last else GENESIS
     else:
-        machine, last = CallsMachine(), 0
-    result = ReplayResult(machine=machine, last_seq=last)
+        machine, last, head = CallsMachine(), 0, GENESIS
+    result = ReplayResult(machine=machine, last_seq=last, chain=ChainCheck(head))
     # Channel of the chosen call while it is live; None before it starts and after it ends.
     live_channel: str | None = None
     if call is not None:
@@ -72,6 +93,8 @@ def replay(
         if until is not None and record.seq > until:
             break
         if record.seq <= last:
+            if record.seq == last and start is not None:
+                result.chain.anchor(record)  # the checkpoint's own record: does it carry the head it stored?
             continue  # already covered by the checkpoint
         if record.seq != result.last_seq + 1:
             raise EventLogError(f"seq {record.seq} follows seq {result.last_seq}: the log has a gap")
@@ -80,6 +103,7 @@ def replay(
         except LocalProtocolError as exc:
             raise EventLogError(f"seq {record.seq}: the machine refuses this input: {exc}") from None
         result.last_seq = record.seq
+        result.chain.feed(record)
         digest = outputs_digest(produced)
         if digest != record.out:
             result.mismatches.append(

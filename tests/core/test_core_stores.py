@@ -144,7 +144,7 @@ def test_corruption_before_the_end_names_file_and_line(tmp_path: Path) -> None:
         for event in EVENTS:
             recorder.handle(event)
     lines = path.read_text().splitlines()
-    lines[2] = lines[2].replace('"v":1', '"v":9')
+    lines[2] = lines[2].replace('"v":2', '"v":9')
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(EventLogError) as info:
         JsonlStore(path)

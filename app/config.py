@@ -85,6 +85,7 @@ class RtcConfig:
     udp_rcvbuf: int = 4 * 1024 * 1024
     udp_sndbuf: int = 4 * 1024 * 1024
     media_workers: int = 0
+    ice_max_addresses_per_session: int = 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -340,6 +341,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "udp_rcvbuf": _int(0, 1 << 30),
         "udp_sndbuf": _int(0, 1 << 30),
         "media_workers": _int(0, 64),
+        "ice_max_addresses_per_session": _int(1, 256),
     },
     "calls": {
         "max_participants": _int(0, 10000),

@@ -115,6 +115,7 @@ class PlaneConfig:
     udp_rcvbuf: int = 4 * 1024 * 1024
     udp_sndbuf: int = 4 * 1024 * 1024
     report_interval: float = 1.0
+    ice_max_addresses_per_session: int = 16
 
 
 class Session:
@@ -178,7 +179,8 @@ class MediaPlane:
         self.endpoint = UdpEndpoint(
             TransportConfig(host=config.ice_address_udp, port=config.ice_port_udp,
                             rcvbuf=getattr(config, "udp_rcvbuf", 4 << 20),
-                            sndbuf=getattr(config, "udp_sndbuf", 4 << 20)),
+                            sndbuf=getattr(config, "udp_sndbuf", 4 << 20),
+                            max_addresses_per_session=getattr(config, "ice_max_addresses_per_session", 16)),
             self,
         )
         self.address: tuple[str, int] | None = None

@@ -93,7 +93,8 @@ class PlaneRouter:
         port = c.ice_port_udp + i if c.ice_port_udp else 0
         cmd = [sys.executable, "-m", "callsd.app.cli", "rtcd", "--listen", f"unix:{path}",
                "--rtc-address", c.ice_address_udp, "--rtc-port", str(port),
-               "--udp-rcvbuf", str(c.udp_rcvbuf), "--udp-sndbuf", str(c.udp_sndbuf), "--log-level", self.log_level]
+               "--udp-rcvbuf", str(c.udp_rcvbuf), "--udp-sndbuf", str(c.udp_sndbuf), "--log-level", self.log_level,
+               "--ice-max-addresses", str(getattr(c, "ice_max_addresses_per_session", 16))]
         if c.ice_host_override:
             cmd += ["--ice-host-override", c.ice_host_override]
         if c.ice_host_port_override:

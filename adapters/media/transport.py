@@ -38,6 +38,8 @@ so that at moderate load one wakeup serves several packets (docs/adr/0005-media-
 
 * STUN -> ICE-lite (ice.py): authenticated by USERNAME + MESSAGE-INTEGRITY, answered at once, source address
   recorded for the peer; USE-CANDIDATE nominates it. Looked up by ufrag, so it works before any address is known.
+  An unknown ufrag is refused from a peek at USERNAME (no full parse, no HMAC); a source IP that keeps failing is
+  rate-limited in a fixed-size table; a session authenticates at most `max_addresses_per_session` addresses.
 * DTLS -> the peer owning the source address (unknown address: dropped), fed to its memory-BIO session (dtls.py).
 * RTP/RTCP -> the peer owning the source address, SRTP-unprotected with its context (srtp.py), handed to the
   handler. RTCP is told from RTP by the packet-type byte (RFC 5761).
@@ -58,7 +60,7 @@ import trio
 
 from .counters import TransportCounters
 from .dtls import Certificate, DtlsError, DtlsSession
-from .ice import IceLiteState, StunRejected, parse_binding_request
+from .ice import FailureLimiter, IceLiteState, StunRejected, parse_binding_request, peek_username
 from .srtp import ERR_AUTH, ERR_REPLAY, ERR_REPLAY_OLD, MAX_PACKET, Direction, SrtpContext, srtp_protect
 from .udp import CLASSIFY, KIND_DTLS, KIND_RTP, KIND_STUN, BufferSizes, open_socket
 
@@ -82,6 +84,9 @@ class TransportConfig:
     tick: float = 0.1  # housekeeping period: DTLS retransmissions, consent checks
     batch: int = 256  # datagrams handled before yielding to other tasks
     coalesce: float = 0.0  # after a non-empty drain, sleep this long before reading again (0: wait for readable)
+    max_addresses_per_session: int = 16  # distinct source addresses (ICE candidates) one ICE session may use
+    stun_failures_per_second: float = 5.0  # refill rate of the STUN failure buckets: per source IP, per session
+    stun_failure_burst: float = 20.0  # failures a source IP (or integrity failures a session) may make at once
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -90,6 +95,10 @@ class TransportConfig:
             raise ValueError("consent_timeout, connect_timeout, tick and batch must be positive")
         if not 0 <= self.coalesce <= 0.02:
             raise ValueError("coalesce must be between 0 and 0.02 s")
+        if self.max_addresses_per_session < 1:
+            raise ValueError("max_addresses_per_session must be at least 1")
+        if self.stun_failures_per_second <= 0 or self.stun_failure_burst < 1:
+            raise ValueError("stun_failures_per_second must be positive and stun_failure_burst at least 1")
 
 
 class TransportHandler(Protocol):
@@ -201,6 +210,7 @@ class UdpEndpoint:
         self._by_session: dict[str, Peer] = {}
         self._by_ufrag: dict[str, Peer] = {}
         self._by_addr: dict[Any, Peer] = {}
+        self.stun_limiter = FailureLimiter(rate=config.stun_failures_per_second, burst=config.stun_failure_burst)
 
     @property
     def fingerprint(self) -> str:
@@ -225,7 +235,10 @@ class UdpEndpoint:
         dtls = DtlsSession(self._context, server=server_role, remote_fingerprint=remote_fingerprint)
         ice = IceLiteState(local_ufrag=local_ufrag, local_pwd=local_pwd, remote_ufrag=remote_ufrag,
                            remote_pwd=remote_pwd, consent_timeout=self.config.consent_timeout,
-                           last_consent=self._now())
+                           last_consent=self._now(), max_addresses=self.config.max_addresses_per_session,
+                           failure_rate=self.config.stun_failures_per_second,
+                           failure_burst=self.config.stun_failure_burst,
+                           _failure_level=self.config.stun_failure_burst)
         sendto = self._sock.sendto if self._sock is not None else _not_bound
         peer = Peer(session_id, ice, dtls, server_role, sendto, self.counters)
         self._by_session[session_id] = peer
@@ -391,16 +404,36 @@ class UdpEndpoint:
             c.drop_srtp_other += 1
 
     def _on_stun(self, data: bytes, addr: Any) -> None:
+        """Answer an authenticated binding request. Refusals that need no HMAC come first (ice.py, "Cheap
+        refusals"): unknown server ufrag from a peek at USERNAME, then, for an address the peer has not yet
+        authenticated, the session's address cap and the source IP's failure budget."""
         c = self.counters
         c.stun_in += 1
+        limiter = self.stun_limiter
+        peer: Peer | None = None
         try:
-            request = parse_binding_request(data)
-            peer = self._by_ufrag.get(request.local_ufrag)
+            username = peek_username(data)
+            peer = self._by_ufrag.get(username.partition(":")[0])
             if peer is None:
-                raise StunRejected("stun_unknown_user")
+                c.drop_stun_unknown_user += 1  # cheap to refuse: not charged to the source
+                return
+            if self._by_addr.get(addr) is not peer:
+                if peer.ice.full(addr):
+                    raise StunRejected("stun_address_cap")
+                now = self._now()
+                if limiter.limited(addr[0], now) or peer.ice.limited(now):
+                    c.drop_stun_rate_limited += 1
+                    return
+            request = parse_binding_request(data)
             response, newly_nominated = peer.ice.accept(request, addr, self._now())
         except StunRejected as rejected:
-            c.count_drop(rejected.reason)
+            reason = rejected.reason
+            c.count_drop(reason)
+            if reason not in ("stun_other", "malformed"):
+                now = self._now()
+                limiter.failed(addr[0], now)
+                if reason == "stun_integrity" and peer is not None:
+                    peer.ice.failed(now)
             return
         owner = self._by_addr.get(addr)
         if owner is not peer:

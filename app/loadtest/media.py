@@ -17,7 +17,7 @@ runs per user per packet in its own task.
 
 Payload layout (plain RTP payload, >= 32 bytes): bytes 0..11 codec-ish filler (a VP8 payload descriptor and frame
 tag for video), 12..15 ``b"CLT1"``, 16..23 the sender's ``time.monotonic_ns()``, 24..27 the source's own packet
-counter, 28..31 the sender's user number. Receivers parse the RTP header in the clear (sequence, timestamp, SSRC:
+counter, 28..31 the source's id (``user number * 4 + source index``). Receivers parse the RTP header in the clear (sequence, timestamp, SSRC:
 loss and jitter for every packet) and decrypt one packet in ``delay_sample`` to read the stamp (one-way delay).
 """
 
@@ -50,6 +50,7 @@ BATCH_SLEEP = 0.0005  # seconds; bounds what batching adds to the measured delay
 RCVBUF = 1 << 20  # per user socket: rides out a scheduling stall of the tool of ~0.5 s at screen-share rates
 AUDIO_PAYLOAD = 140  # bytes of RTP payload: with header, extension and tag ~ 170 B on the wire, Opus-sized
 VIDEO_MTU_PAYLOAD = 1100
+GAP_SECONDS = 0.5  # a source not sent for this long was stopped (late ticks owe at most 5 x 20 ms)
 MAGIC = b"CLT1"
 _HDR = struct.Struct("!HII")  # seq, timestamp, ssrc at offset 2
 _STAMP = struct.Struct("!QII")  # send ns, source counter, user number
@@ -93,16 +94,18 @@ def _extension(ids: dict[str, int], mid: str, audio: bool) -> bytes:
 class Source:
     """One outgoing RTP stream (Opus audio at 50 packets/s, or VP8-shaped video at ``bitrate`` bit/s)."""
 
-    __slots__ = ("kind", "ssrc", "mid", "pt", "user_number", "buffers", "offset", "seq", "ts", "counter",
-                 "enabled", "packets_per_tick", "tick_in_frame", "frame_ticks", "ts_step", "frames", "started_ns",
-                 "bitrate")
+    __slots__ = ("kind", "ssrc", "mid", "pt", "user_number", "source_id", "buffers", "offset", "seq", "ts",
+                 "counter", "enabled", "packets_per_tick", "tick_in_frame", "frame_ticks", "ts_step", "frames",
+                 "started_ns", "last_ns", "bitrate")
 
-    def __init__(self, *, kind: str, ssrc: int, user_number: int, bitrate: int = 0, seed: int = 0) -> None:
+    def __init__(self, *, kind: str, ssrc: int, user_number: int, bitrate: int = 0, seed: int = 0,
+                 index: int = 0) -> None:
         self.kind = kind
         self.ssrc = ssrc
         self.mid = ""
         self.pt = 0
         self.user_number = user_number
+        self.source_id = user_number * 4 + index  # what receivers read from the stamp (index: 0 mic, 1 cam, 2 screen)
         self.seq = seed & 0xFFFF
         self.ts = (seed * 7919) & 0xFFFFFFFF
         self.counter = 0
@@ -110,6 +113,7 @@ class Source:
         self.tick_in_frame = 0
         self.frames = 0
         self.started_ns = 0
+        self.last_ns = 0  # when `packets` last ran (the send tick reached this source)
         self.bitrate = bitrate
         self.buffers: list[bytearray] = []
         self.offset = 0
@@ -147,13 +151,37 @@ class Source:
             self.buffers = [header + bytearray(size) for _ in range(self.packets_per_tick)]
         for buf in self.buffers:
             buf[self.offset + 12 : self.offset + 16] = MAGIC
-            struct.pack_into("!I", buf, self.offset + 28, self.user_number)
+            struct.pack_into("!I", buf, self.offset + 28, self.source_id)
+
+    @property
+    def rate(self) -> float:
+        """Packets per second this source emits while it sends."""
+        return self.packets_per_tick / (self.frame_ticks * TICK)
+
+    def _owed(self, now_ns: int) -> int:
+        """Packets this source should have sent since its last tick but did not, because its leg was not sending
+        (failed, closed, reconnecting). Zero for ordinary tick lateness (bounded to a few ticks)."""
+        if not self.started_ns or not self.last_ns:
+            return 0
+        gap = (now_ns - self.last_ns) / 1e9
+        if gap < GAP_SECONDS:
+            return 0
+        return max(0, round((gap - self.frame_ticks * TICK) * self.rate))
+
+    def intended(self, until_ns: int) -> int:
+        """The source's packet counter as it would read at ``until_ns`` had it kept sending: the sender's side of
+        the delivery count (receivers compare it with what they got, so a stream that stops is counted lost)."""
+        return self.counter + self._owed(until_ns)
 
     def packets(self, now_ns: int) -> list[bytes]:
         """The plaintext packets due in one 20 ms tick, with sequence numbers, timestamps and stamps filled in.
 
         Audio: one packet per tick. Video: a whole frame on the first tick of every ``frame_ticks``, none between.
+        After a gap (the leg was not sending), the stamp counter jumps by what was owed, so receivers count the
+        gap as lost.
         """
+        self.counter += self._owed(now_ns)
+        self.last_ns = now_ns
         tick = self.tick_in_frame
         self.tick_in_frame = (tick + 1) % self.frame_ticks
         if tick != 0:
@@ -167,7 +195,7 @@ class Source:
             self.seq = (self.seq + 1) & 0xFFFF
             self.counter += 1
             _HDR.pack_into(buf, 2, self.seq, self.ts, self.ssrc)
-            _STAMP.pack_into(buf, off + 16, now_ns, self.counter, self.user_number)
+            _STAMP.pack_into(buf, off + 16, now_ns, self.counter, self.source_id)
             if audio:
                 buf[1] = self.pt | (0x80 if self.counter == 1 else 0)
             else:
@@ -460,6 +488,42 @@ class MediaEngine:
         self.late_ticks = 0
         self.max_lateness = 0.0
         self.sending = True
+        self.stopped_ns = 0  # when sending ended (the end of the delivery window)
+        self.sources: dict[int, Source] = {}  # source id -> source, for the sender's side of delivery
+
+    def add_source(self, source: Source) -> None:
+        self.sources[source.source_id] = source
+
+    def stop_sending(self) -> None:
+        self.sending = False
+        self.stopped_ns = time.monotonic_ns()
+
+    def delivery(self, legs: list[Leg], now_ns: int | None = None) -> tuple[int, int]:
+        """(expected, lost) packets counted from the senders' side, over ``legs`` (open or closed).
+
+        For each receiving user and each source it heard: expected = the source's intended counter at the end of
+        the window (``stopped_ns``, or now) minus the first counter the user received from it, plus one; received
+        = every packet of that source on any of the user's streams (all its legs, so reconnects are included).
+        A receiver that stops receiving, or a sender that stops sending, keeps adding to ``expected``."""
+        until = self.stopped_ns or (now_ns if now_ns is not None else time.monotonic_ns())
+        first: dict[tuple[int, int], int] = {}
+        received: dict[tuple[int, int], int] = {}
+        for leg in legs:
+            for st in leg.streams.values():
+                if st.sender < 0:
+                    continue
+                key = (leg.user_number, st.sender)
+                first[key] = min(first.get(key, st.first_counter), st.first_counter)
+                received[key] = received.get(key, 0) + st.received - st.first_index + 1
+        expected = lost = 0
+        for key, start in first.items():
+            source = self.sources.get(key[1])
+            if source is None:
+                continue
+            n = max(0, source.intended(until) - start + 1)
+            expected += n
+            lost += max(0, n - received[key])
+        return expected, lost
 
     def call_delay(self, call_index: int) -> list[float]:
         """[sum ms, count, max ms] of one-way delay samples for a call (shared by its legs)."""
@@ -625,6 +689,7 @@ class MediaEngine:
 
     def snapshot(self, legs: list[Leg]) -> dict[str, int | float]:
         """Cumulative counters over ``legs`` (open or closed), for the progress display and the results."""
+        delivery_expected, delivery_lost = self.delivery(legs)
         expected = received = lost = e2e_expected = e2e_lost = 0
         for leg in legs:
             for st in leg.streams.values():
@@ -644,6 +709,8 @@ class MediaEngine:
             "lost": lost,
             "e2e_expected": e2e_expected,
             "e2e_lost": e2e_lost,
+            "delivery_expected": delivery_expected,
+            "delivery_lost": delivery_lost,
             "srtp_errors": self.srtp_errors,
             "send_drops": self.send_drops,
             "late_ticks": self.late_ticks,

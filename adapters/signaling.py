@@ -105,6 +105,7 @@ class SignalingHub:
         self.counters = HubCounters()
         self._conns: dict[str, Connection] = {}  # session id -> its current socket
         self._speaking: set[str] = set()
+        self._media_states: dict[str, str] = {}  # session id -> its media connection state (MediaStateChanged)
         self._timers: dict[str, int] = {}  # key -> deadline (wall ms)
         self._timers_changed = trio.Event()
         self._media_send, self._media_recv = trio.open_memory_channel[Any](math.inf)
@@ -524,6 +525,7 @@ class SignalingHub:
         for channel_id, gone in left.items():
             for sid in gone:
                 self._speaking.discard(sid)
+                self._media_states.pop(sid, None)
                 self._out.do(self._plane_close, sid)
                 conn = self._conns.get(sid)
                 if conn is not None and conn.channel_id == channel_id:
@@ -631,7 +633,8 @@ class SignalingHub:
             "participants": [
                 {"session_id": p.session_id, "user_id": p.user_id, "muted": p.muted,
                  "raised_hand": p.hand_raised_at or 0, "video": p.video, "screen": p.screen,
-                 "speaking": p.session_id in self._speaking, "connected": p.connected}
+                 "speaking": p.session_id in self._speaking, "connected": p.connected,
+                 "media": self._media_states.get(p.session_id, "connecting")}
                 for p in view.participants
             ],
         }
@@ -664,6 +667,7 @@ class SignalingHub:
             "SessionConnected": lambda e: self.counters.rtc_conn_states.update(["connected"]),
             "SessionClosed": self._on_media_closed,
             "VoiceActivity": self._on_voice,
+            "MediaStateChanged": self._on_media_state,
             "SignalRejected": lambda e: self._signal_rejected(self._conns.get(e.session_id), e.session_id,
                                                               e.action, e.reason),
         }
@@ -695,6 +699,19 @@ class SignalingHub:
     def _on_media_closed(self, e: Any) -> None:
         self.counters.rtc_conn_states["closed"] += 1
         self._unpublish_all(e.session_id)
+
+    def _on_media_state(self, e: Any) -> None:
+        """Tell the call that a participant's media connected, failed or dropped (``user_media_state``)."""
+        who = self.machine.participant(e.session_id)
+        if who is None:
+            return
+        self._media_states[e.session_id] = e.state
+        data = {"channel_id": who.channel_id, "session_id": e.session_id, "state": e.state, "reason": e.reason}
+        text = encode("user_media_state", data)
+        for sid in self.machine.sessions(who.channel_id):
+            conn = self._conns.get(sid)
+            if conn is not None:
+                self._queue(conn, "user_media_state", text)
 
     def _on_voice(self, e: Any) -> None:
         who = self.machine.participant(e.session_id)

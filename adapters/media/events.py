@@ -9,6 +9,9 @@ They are facts about the media side of a session, in the past tense, or an effec
   ``plane.apply()``.
 - ``SessionConnected`` / ``SessionClosed``: ICE+DTLS came up / the media path died (consent expired, DTLS failed,
   the session was closed).
+- ``MediaStateChanged``: the session's media connection became ``connected`` (``detail``: the client's address as
+  seen by the server), ``failed`` (``reason`` ``no_ice_check`` or ``no_dtls``; ``detail``: the advertised address or
+  where checks came from) or ``disconnected`` (``reason``: the transport's); see ice_outcome.py.
 - ``VoiceActivity``: the audio level of the session's microphone crossed the speaking threshold (debounced).
 
 Like the core's events they are frozen, slotted, keyword-only dataclasses.
@@ -29,6 +32,7 @@ __all__ = [
     "SessionConnected",
     "SessionClosed",
     "VoiceActivity",
+    "MediaStateChanged",
 ]
 
 
@@ -70,3 +74,10 @@ class SessionClosed(MediaEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VoiceActivity(MediaEvent):
     speaking: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaStateChanged(MediaEvent):
+    state: str  # "connected" | "failed" | "disconnected"
+    reason: str  # "" | "no_ice_check" | "no_dtls" | a transport close reason
+    detail: str

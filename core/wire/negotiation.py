@@ -112,13 +112,17 @@ class Rejection(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocalTransport:
-    """The server's side of the transport: ICE-lite credentials, DTLS fingerprint ("sha-256 AB:..."), host:port."""
+    """The server's side of the transport: ICE-lite credentials, DTLS fingerprint ("sha-256 AB:..."), host:port.
+
+    ``extra_hosts``: more addresses of the same port, one host candidate each after ``host`` (which also goes in
+    ``c=``), e.g. every interface of a server bound to the wildcard address."""
 
     ice_ufrag: str
     ice_pwd: str
     fingerprint: str
     host: str
     port: int
+    extra_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -656,20 +660,21 @@ class Negotiator:
         t = self.transport
         algo, _, value = t.fingerprint.partition(" ")
         ip = "IP6" if ":" in t.host else "IP4"
-        candidate = Candidate(foundation="1", component=1, transport="udp", priority=2130706431, address=t.host,
-                              port=t.port, type="host")
+        candidates = tuple(Candidate(foundation=str(i + 1), component=1, transport="udp", priority=2130706431 - i,
+                                     address=host, port=t.port, type="host")
+                           for i, host in enumerate((t.host, *t.extra_hosts)))
         desc = SessionDescription(
             origin=Origin(session_id=str(self.session_id), session_version=self._version, addrtype=ip,
                           address=t.host),
             name="callsd", groups=(Group(semantics="BUNDLE", mids=tuple(s.mid for s in slots if not s.rejected)),),
             msid_semantic="WMS *", ice_lite=True, extmap_allow_mixed=self._allow_mixed,
-            media=tuple(self._section(s, offer=offer, setup=setup, ip=ip, algo=algo, value=value, candidate=candidate)
-                        for s in slots),
+            media=tuple(self._section(s, offer=offer, setup=setup, ip=ip, algo=algo, value=value,
+                                      candidates=candidates) for s in slots),
         )
         return build_sdp(desc)
 
     def _section(self, s: _Slot, *, offer: bool, setup: str, ip: str, algo: str, value: str,
-                 candidate: Candidate) -> MediaSection:
+                 candidates: tuple[Candidate, ...]) -> MediaSection:
         """The server's media section for ``s``."""
         t = self.transport
         if s.rejected:
@@ -696,7 +701,7 @@ class Negotiator:
             formats=tuple(str(c.payload_type) for c in s.codecs), connection=f"IN {ip} {t.host}",
             mid=s.mid, direction=direction, msids=msids, ice_ufrag=t.ice_ufrag, ice_pwd=t.ice_pwd,
             fingerprints=(Fingerprint(algorithm=algo, value=value),), setup=setup,
-            candidates=(candidate,), end_of_candidates=True, rtcp_mux=True, rtcp_rsize=s.rsize,
+            candidates=candidates, end_of_candidates=True, rtcp_mux=True, rtcp_rsize=s.rsize,
             codecs=s.codecs, extmaps=s.extmaps, ssrcs=tuple(ssrcs), ssrc_groups=groups,
         )
 

@@ -16,3 +16,12 @@ def test_two_clients_behind_nat_hear_each_other_through_a_public_server(net: Net
     results = run_clients([net.client1, net.client2], net.server.address)
     assert all(_heard(r) for r in results), (results, server.log())
     assert {r["ice_state"] for r in results} <= {"completed", "connected"}
+
+
+def test_a_wildcard_bind_advertises_the_public_interface_and_works(net: Net, callsd: Any) -> None:
+    server = callsd(net.server, ice_address_udp="0.0.0.0")
+    log = server.wait_log("media: advertising")
+    assert f"media: advertising {net.server.address}:8443 (every interface address" in log
+    assert "0.0.0.0:8443" not in log
+    results = run_clients([net.client1, net.client2], net.server.address)
+    assert all(_heard(r) for r in results), (results, server.log())

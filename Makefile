@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: run test lint typecheck unit wheel-check system-deps bench clean
+.PHONY: run test lint typecheck unit wheel-check system-deps bench clean test-net diagrams
 
 run: $(STAMP)
 	$(BIN)/callsd serve
@@ -29,6 +29,14 @@ typecheck: $(STAMP)
 
 unit: $(STAMP) system-deps
 	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -q -ra
+
+# The networking tests alone (namespaces, NAT, coturn; root): also part of `unit`, hence of `make test`.
+test-net: $(STAMP) system-deps
+	$(BIN)/pytest -q -ra -m net tests/net
+
+# docs/networking/*.png from the .dot sources next to them (Graphviz, from scripts/system-deps.sh)
+diagrams: system-deps
+	for f in docs/networking/*.dot; do dot -Tpng -Gdpi=90 "$$f" -o "$${f%.dot}.png"; done
 
 wheel-check: $(STAMP)
 	bash scripts/wheel-check.sh $(BIN)/python

@@ -7,6 +7,7 @@ hub bumps its own ``HubCounters``; ``CallsdCollector.collect()`` turns them into
 - process: ``callsd_process_cpu_seconds_total``, ``..._open_fds``, ``..._max_fds``, ``..._resident_memory_bytes``,
   ``..._virtual_memory_bytes``, ``..._start_time_seconds`` (prometheus_client's ProcessCollector)
 - ``callsd_rtc_conn_states_total{type}``: media sessions that reached a state (connected, closed, consent_expired)
+- ``callsd_rtc_ice_outcomes_total{outcome}``: connected, no_ice_check, no_dtls, disconnected (docs/networking.md)
 - ``callsd_rtc_errors_total{type}``: dropped packets by reason (malformed, srtp_auth, replay, ...) and SDP refusals
 - ``callsd_rtc_rtp_packets_total{direction,type}``, ``callsd_rtc_rtp_bytes_total{direction,type}``: type is rtp or
   rtcp (packets also count stun and dtls); direction in or out
@@ -89,6 +90,12 @@ class CallsdCollector(Collector):
         states.add_metric(["closed"], closed)
         states.add_metric(["consent_expired"], media.get("consent_expired", 0))
         yield states
+
+        outcomes = CounterMetricFamily("callsd_rtc_ice_outcomes",
+                                       "Media sessions by ICE outcome (adapters/media/ice_outcome.py)", labels=["outcome"])
+        for outcome in ("connected", "no_ice_check", "no_dtls", "disconnected"):
+            outcomes.add_metric([outcome], media.get(f"ice_outcome_{outcome}", 0))
+        yield outcomes
 
         errors = CounterMetricFamily("callsd_rtc_errors", "Media errors and dropped packets by reason", labels=["type"])
         for name, value in sorted(media.items()):

@@ -68,7 +68,7 @@ from .signaling_session import (
     TurnCredentials,
     open_authorize,
 )
-from .signaling_state import call_state, ice_servers
+from .signaling_state import LiveStatus, call_state, ice_servers
 from .signaling_timers import TimerService
 
 __all__ = ["SignalingHub", "HubSettings", "HubCounters", "Transport", "MediaPlaneLike", "NullMediaPlane",
@@ -118,15 +118,15 @@ class SignalingHub:
         self.drain_timeout = 0.0
         self.fatal: BaseException | None = None
         self.on_fatal: Callable[[BaseException], None] | None = None
-        self._speaking: set[str] = set()
+        self._live = LiveStatus()
         self._fanout = DurableFanOut(recorder)
         self._outbox = Outbox(self._fanout, self.counters)
         self._plane = PlaneEffects(plane if plane is not None else NullMediaPlane(), self._fanout, self._outbox,
                                    self.counters)
         self.timers = TimerService(clock_ms, self._fire_timer)
-        self._dispatcher = OutputDispatcher(machine, self._outbox, self._plane, self.timers, self._speaking)
+        self._dispatcher = OutputDispatcher(machine, self._outbox, self._plane, self.timers, self._live)
         self._media = MediaBridge(machine, self.feed, self._outbox, self._plane, self.counters, clock_ms,
-                                  self._speaking)
+                                  self._live)
         self._handlers = MessageHandlers(self).table
         self._asker: Connection | None = None  # the connection whose frame is being handled
 
@@ -203,7 +203,7 @@ class SignalingHub:
 
     def state_of(self, view: Any) -> dict[str, Any]:
         """The call state object of docs/protocol.md from a core ``CallView``."""
-        return call_state(view, self._speaking)
+        return call_state(view, self._live)
 
     def ice_servers_for(self, session_id: str) -> list[dict[str, Any]]:
         """Configured ICE servers, with TURN REST credentials for this session when the server has a secret."""

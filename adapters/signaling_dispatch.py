@@ -25,6 +25,7 @@ from .signaling_outbox import Outbox
 from .signaling_plane import PlaneEffects
 from .signaling_protocol import encode, event_for
 from .signaling_session import Connection
+from .signaling_state import LiveStatus
 from .signaling_timers import TimerService
 
 __all__ = ["OutputDispatcher"]
@@ -36,12 +37,12 @@ class OutputDispatcher:
     """Acts on output batches (module docstring); ``calls_changed`` wakes a drain waiting for calls to end."""
 
     def __init__(self, machine: CallsMachine, outbox: Outbox, plane: PlaneEffects, timers: TimerService,
-                 speaking: set[str]) -> None:
+                 live: LiveStatus) -> None:
         self._machine = machine
         self._outbox = outbox
         self._plane = plane
         self._timers = timers
-        self._speaking = speaking
+        self._live = live
         self.calls_changed = trio.Event()
 
     def rejected(self, conn: Connection, outputs: list[out.OutputEvent]) -> bool:
@@ -84,7 +85,7 @@ class OutputDispatcher:
             self._broadcast(channel_id, events, left.get(channel_id, set()))
         for channel_id, gone in left.items():
             for sid in gone:
-                self._speaking.discard(sid)
+                self._live.forget(sid)
                 self._plane.close(sid)
                 conn = self._outbox.get(sid)
                 if conn is not None and conn.channel_id == channel_id:

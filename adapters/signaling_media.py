@@ -9,6 +9,7 @@ re-entered from inside its own call. Each event type has one handler, chosen wit
   to the plane through the dispatcher);
 - ``SessionConnected``/``SessionClosed`` -> counters; a closed media path unpublishes the session's tracks;
 - ``VoiceActivity`` -> ``user_voice_on``/``user_voice_off`` to the call (on a change only);
+- ``MediaStateChanged`` -> ``user_media_state`` to the call (connected, failed with a reason, disconnected);
 - ``SignalRejected`` -> the ``sdp_rejected`` error (``PlaneEffects.signal_refused``);
 - ``SessionMoved`` -> ``restore_routes`` with the routes the core has towards the session.
 """
@@ -26,6 +27,7 @@ from callsd.core.calls.machine import CallsMachine
 
 from .media.events import (
     MediaEvent,
+    MediaStateChanged,
     SendSignal,
     SessionClosed,
     SessionConnected,
@@ -38,6 +40,7 @@ from .media.events import (
 from .signaling_outbox import Outbox
 from .signaling_plane import PlaneEffects, routes_towards
 from .signaling_session import HubCounters
+from .signaling_state import LiveStatus
 
 __all__ = ["MediaBridge", "unpublish_all"]
 
@@ -56,17 +59,17 @@ def unpublish_all(machine: CallsMachine, feed: Feed, session_id: str, at: int) -
 
 
 class MediaBridge:
-    """See the module docstring. ``speaking`` is the hub's set of speaking sessions (shared with the state)."""
+    """See the module docstring. ``live`` is the hub's speaking set and media states (shared with the state)."""
 
     def __init__(self, machine: CallsMachine, feed: Feed, outbox: Outbox, plane: PlaneEffects,
-                 counters: HubCounters, clock_ms: Callable[[], int], speaking: set[str]) -> None:
+                 counters: HubCounters, clock_ms: Callable[[], int], live: LiveStatus) -> None:
         self._machine = machine
         self._feed = feed
         self._outbox = outbox
         self._plane = plane
         self._counters = counters
         self._clock_ms = clock_ms
-        self._speaking = speaking
+        self._live = live
         self._send, self._recv = trio.open_memory_channel[MediaEvent](math.inf)
 
     def emit(self, event: MediaEvent) -> None:
@@ -103,6 +106,8 @@ class MediaBridge:
                 unpublish_all(self._machine, self._feed, event.session_id, self._clock_ms())
             case VoiceActivity():
                 self._on_voice(event)
+            case MediaStateChanged():
+                self._on_media_state(event)
             case SignalRejected():
                 self._plane.signal_refused(self._outbox.get(event.session_id), event.session_id, event.action,
                                            event.reason)
@@ -113,12 +118,22 @@ class MediaBridge:
 
     def _on_voice(self, event: VoiceActivity) -> None:
         who = self._machine.participant(event.session_id)
-        if who is None or event.speaking == (event.session_id in self._speaking):
+        if who is None or event.speaking == (event.session_id in self._live.speaking):
             return
         if event.speaking:
-            self._speaking.add(event.session_id)
+            self._live.speaking.add(event.session_id)
         else:
-            self._speaking.discard(event.session_id)
+            self._live.speaking.discard(event.session_id)
         kind = "user_voice_on" if event.speaking else "user_voice_off"
         self._outbox.to_sessions(self._machine.sessions(who.channel_id), kind,
                                  {"channel_id": who.channel_id, "session_id": event.session_id})
+
+    def _on_media_state(self, event: MediaStateChanged) -> None:
+        """Tell the call that a participant's media connected, failed or dropped (``user_media_state``)."""
+        who = self._machine.participant(event.session_id)
+        if who is None:
+            return
+        self._live.media[event.session_id] = event.state
+        self._outbox.to_sessions(self._machine.sessions(who.channel_id), "user_media_state",
+                                 {"channel_id": who.channel_id, "session_id": event.session_id,
+                                  "state": event.state, "reason": event.reason})

@@ -7,17 +7,32 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from callsd.core.calls.machine import CallView
 
 from .signaling_session import TurnCredentials
 
-__all__ = ["call_state", "ice_servers"]
+__all__ = ["LiveStatus", "call_state", "ice_servers"]
 
 
-def call_state(view: CallView, speaking: set[str]) -> dict[str, Any]:
-    """The call state object of docs/protocol.md; ``speaking`` holds the sessions currently speaking."""
+@dataclass(slots=True)
+class LiveStatus:
+    """What the hub knows of each session's live media beyond the core's state: who is speaking (``VoiceActivity``)
+    and the state of its media connection (``MediaStateChanged``: "connected", "failed", "disconnected"; absent
+    means "connecting"). Shared by the media bridge (writes), the dispatcher (forgets who left) and the call state."""
+
+    speaking: set[str] = field(default_factory=set)
+    media: dict[str, str] = field(default_factory=dict)
+
+    def forget(self, session_id: str) -> None:
+        self.speaking.discard(session_id)
+        self.media.pop(session_id, None)
+
+
+def call_state(view: CallView, live: LiveStatus) -> dict[str, Any]:
+    """The call state object of docs/protocol.md; ``live`` says who is speaking and how their media is."""
     return {
         "channel_id": view.channel_id, "call_id": view.call_id, "start_at": view.started_at,
         "host_id": view.host_id,
@@ -26,7 +41,8 @@ def call_state(view: CallView, speaking: set[str]) -> dict[str, Any]:
         "participants": [
             {"session_id": p.session_id, "user_id": p.user_id, "muted": p.muted,
              "raised_hand": p.hand_raised_at or 0, "video": p.video, "screen": p.screen,
-             "speaking": p.session_id in speaking, "connected": p.connected}
+             "speaking": p.session_id in live.speaking, "connected": p.connected,
+             "media": live.media.get(p.session_id, "connecting")}
             for p in view.participants
         ],
     }

@@ -86,6 +86,9 @@ class RtcConfig:
     udp_sndbuf: int = 4 * 1024 * 1024
     media_workers: int = 0
     ice_max_addresses_per_session: int = 16
+    # networking (docs/networking.md)
+    advertise_refresh_seconds: int = 300
+    ice_check_timeout: int = 10
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -251,6 +254,18 @@ def _host_or_empty(raw: Any) -> str:
     return value
 
 
+def _host_override(raw: Any) -> str:
+    """An IP, a host name, or ``PUBLIC/LOCAL,...`` mappings (adapters/media/addresses.py reads them)."""
+    from callsd.adapters.media.addresses import parse_host_override
+
+    value = _str(raw).strip()
+    try:
+        parse_host_override(value)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+    return value
+
+
 def _file_or_empty(raw: Any) -> str:
     value = _str(raw).strip()
     if value and not Path(value).is_file():
@@ -333,7 +348,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "rtc": {
         "ice_address_udp": _ip,
         "ice_port_udp": _int(80, 49151, zero_ok=True, what="an ephemeral port"),
-        "ice_host_override": _host_or_empty,
+        "ice_host_override": _host_override,
         "ice_host_port_override": _int(1, 65535, zero_ok=True, what="none"),
         "ice_servers": _ice_servers,
         "turn_static_auth_secret": _str,
@@ -342,6 +357,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "udp_sndbuf": _int(0, 1 << 30),
         "media_workers": _int(0, 64),
         "ice_max_addresses_per_session": _int(1, 256),
+        "advertise_refresh_seconds": _int(10, 86400, zero_ok=True, what="never"),
+        "ice_check_timeout": _int(2, 120),
     },
     "calls": {
         "max_participants": _int(0, 10000),

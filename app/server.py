@@ -33,6 +33,7 @@ from typing import Any
 import hypercorn.config
 import hypercorn.trio
 import trio
+from callsd.adapters.media.advertiser import advertised_by
 from callsd.adapters.metrics import build_registry, render_metrics
 from callsd.adapters.signaling import Authorize, HubSettings, MediaPlaneLike, SignalingHub, open_authorize
 from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SignalingError
@@ -159,7 +160,10 @@ def create_app(hub: SignalingHub, config: Config, registry: Any) -> QuartTrio:
     async def healthz() -> Response:
         if hub.draining:
             return _json({"status": "draining"}, 503)
-        return _json({"status": "ok"})
+        advertised = advertised_by(hub.plane)
+        if advertised is None:
+            return _json({"status": "ok"})
+        return _json({"status": "ok", "rtc": {"advertised": advertised.as_json()}})
 
     @app.route("/version")
     async def version() -> Response:

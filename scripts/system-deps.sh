@@ -5,6 +5,10 @@ set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v turnserver >/dev/null 2>&1 || need+=(coturn)
+# tests/net: network namespaces with NAT (nft), the topology diagrams in docs/networking.md (dot)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v dot >/dev/null 2>&1 || need+=(graphviz)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -16,3 +20,4 @@ echo "system-deps: installing ${need[*]}"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 command -v chromium >/dev/null || { echo "system-deps: chromium still missing after install" >&2; exit 1; }
+command -v nft >/dev/null || { echo "system-deps: nft still missing after install" >&2; exit 1; }

@@ -9,6 +9,9 @@ They are facts about the media side of a session, in the past tense, or an effec
   ``plane.apply()``.
 - ``SessionConnected`` / ``SessionClosed``: ICE+DTLS came up / the media path died (consent expired, DTLS failed,
   the session was closed).
+- ``MediaStateChanged``: the session's media connection became ``connected`` (``detail``: the client's address as
+  seen by the server), ``failed`` (``reason`` ``no_ice_check`` or ``no_dtls``; ``detail``: the advertised address or
+  where checks came from) or ``disconnected`` (``reason``: the transport's); see ice_outcome.py.
 - ``VoiceActivity``: the audio level of the session's microphone crossed the speaking threshold (debounced).
 - ``SignalRejected``: the plane refused a client signal (``sdp``/``ice``); in-process it raises ``SdpRejected``
   instead, a media worker reports it as this event (adapters/media/remote.py), in order with that session's others.
@@ -35,6 +38,7 @@ __all__ = [
     "VoiceActivity",
     "SignalRejected",
     "SessionMoved",
+    "MediaStateChanged",
 ]
 
 
@@ -89,3 +93,12 @@ class SignalRejected(MediaEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionMoved(MediaEvent):
     """The session was re-opened on another media worker, without the routes it receives: restore them."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaStateChanged(MediaEvent):
+    """The session's media connection changed state (see ice_outcome.py)."""
+
+    state: str  # "connected" | "failed" | "disconnected"
+    reason: str  # "" | "no_ice_check" | "no_dtls" | a transport close reason
+    detail: str

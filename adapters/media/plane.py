@@ -74,6 +74,8 @@ from callsd.core.wire.rtp import read_mid
 from callsd.core.wire.sdp import Codec
 
 from . import rtcp_term
+from .addresses import parse_host_override, plan_advertised
+from .advertiser import Advertiser
 from .events import (
     MediaEvent,
     SendSignal,
@@ -84,6 +86,8 @@ from .events import (
     VoiceActivity,
 )
 from .forwarder import Forwarder, InTrack, OutRoute
+from .ice_outcome import IceOutcomeWatch
+from .system_check import check_system
 from .transport import Peer, TransportConfig, UdpEndpoint
 
 __all__ = ["MediaPlane", "PlaneConfig", "SdpRejected"]
@@ -96,6 +100,14 @@ FORWARDED_EXT = {
     "audio": (AUDIO_LEVEL_URI,),
     "video": (ABS_SEND_TIME_URI, TOFFSET_URI, VIDEO_ORIENTATION_URI),
 }
+
+
+def _now() -> float:
+    """Trio's clock (the endpoint's and the watch's time base); 0 outside Trio (unit tests of bookkeeping)."""
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return 0.0
 
 
 class SdpRejected(Exception):
@@ -116,6 +128,9 @@ class PlaneConfig:
     udp_sndbuf: int = 4 * 1024 * 1024
     report_interval: float = 1.0
     ice_max_addresses_per_session: int = 16
+    ice_servers: tuple[Any, ...] = ()  # only their stun: URLs matter here (public-address discovery)
+    advertise_refresh_seconds: int = 0
+    ice_check_timeout: float = 10.0
 
 
 class Session:
@@ -178,46 +193,73 @@ class MediaPlane:
         self.forwarder = Forwarder(send_pli=self._send_pli, on_voice=self._on_voice)
         self.endpoint = UdpEndpoint(
             TransportConfig(host=config.ice_address_udp, port=config.ice_port_udp,
-                            rcvbuf=getattr(config, "udp_rcvbuf", 4 << 20),
-                            sndbuf=getattr(config, "udp_sndbuf", 4 << 20),
-                            max_addresses_per_session=getattr(config, "ice_max_addresses_per_session", 16)),
+                            rcvbuf=config.udp_rcvbuf,
+                            sndbuf=config.udp_sndbuf,
+                            max_addresses_per_session=config.ice_max_addresses_per_session),
             self,
         )
         self.address: tuple[str, int] | None = None
-        self._report_interval = float(getattr(config, "report_interval", 1.0))
+        self.advertiser = Advertiser(config)
+        self.ice_watch = IceOutcomeWatch(timeout=float(config.ice_check_timeout),
+                                         advertised=self._advertised_text, emit=emit)
+        self._report_interval = float(config.report_interval)
 
     # -- serving ------------------------------------------------------------------------------------------------
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Run the endpoint and the periodic RTCP task until cancelled; reports the bound ``(host, port)``."""
         async with trio.open_nursery() as nursery:
             self.address = await nursery.start(self.endpoint.serve)
+            await self.advertiser.start(self.address[1])
+            self._log_system_check()
+            nursery.start_soon(self.advertiser.run)
             nursery.start_soon(self._periodic)
             task_status.started(self.address)
 
     async def refresh_counters(self, timeout: float = 1.0) -> None:
         """The counters are read in place (``counters``): nothing to fetch (media workers fetch theirs)."""
 
+    def _log_system_check(self) -> None:
+        sizes = self.endpoint.buffer_sizes
+        if sizes is None:
+            return
+        report = check_system(rcvbuf=self.endpoint.config.rcvbuf, sndbuf=self.endpoint.config.sndbuf,
+                              got=(sizes.rcvbuf // 2, sizes.sndbuf // 2))
+        if report.ok:
+            log.info("system: %s", "; ".join(report.lines()))
+        else:
+            log.warning("system: %s", "\n  ".join(report.lines()))
+
+    def _advertised_text(self) -> str:
+        hosts, port = self._candidate()
+        return ", ".join(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)
+
     @property
     def counters(self) -> dict[str, int]:
         out = self.forwarder.counters.as_dict()
+        out.update(self.ice_watch.counters.as_dict())
         out.update({n: getattr(self.negotiation, n) for n in PlaneCounters.__slots__})
         return out
 
-    def _candidate(self) -> tuple[str, int]:
-        c = self.config
-        host = c.ice_host_override or c.ice_address_udp
-        port = c.ice_host_port_override or (self.address[1] if self.address else c.ice_port_udp)
-        return host, port
+    def _candidate(self) -> tuple[tuple[str, ...], int]:
+        """The advertised addresses and port (adapters/media/addresses.py); before ``serve``, a plan without
+        STUN discovery or name resolution."""
+        adv = self.advertiser.current
+        if adv is None:
+            c = self.config
+            adv = plan_advertised(bind=c.ice_address_udp, port=c.ice_port_udp,
+                                  override=parse_host_override(c.ice_host_override),
+                                  port_override=c.ice_host_port_override, resolve=lambda name: [name])
+        return adv.addresses, adv.port
 
     def _transport(self, ufrag: str, pwd: str) -> LocalTransport:
-        host, port = self._candidate()
-        return LocalTransport(ice_ufrag=ufrag, ice_pwd=pwd, fingerprint=self.endpoint.fingerprint, host=host,
-                              port=port)
+        hosts, port = self._candidate()
+        return LocalTransport(ice_ufrag=ufrag, ice_pwd=pwd, fingerprint=self.endpoint.fingerprint, host=hosts[0],
+                              extra_hosts=hosts[1:], port=port)
 
     def _refresh(self, s: Session) -> Negotiator:
         """The session's negotiator, describing the endpoint as it is now (the port is known once serving)."""
         t = s.neg.transport
-        if (t.host, t.port) != self._candidate():
+        if ((t.host, *t.extra_hosts), t.port) != self._candidate():
             s.neg.transport = self._transport(s.ufrag, s.pwd)
         return s.neg
 
@@ -242,6 +284,7 @@ class MediaPlane:
             return
         s.closed = True
         self.endpoint.remove_peer(session_id)
+        self.ice_watch.forget(session_id)
         s.peer = None
         touched: set[Session] = set()
         for t in list(s.published.values()):
@@ -298,6 +341,7 @@ class MediaPlane:
                 s.peer = None
                 self.endpoint.add_peer(s.session_id, s.ufrag, s.pwd, *key,
                                        "passive" if remote.dtls_role == "server" else "active")
+                self.ice_watch.peer_added(s.session_id, _now())
             except ValueError as exc:
                 raise self._rejected("bad_transport", str(exc)) from exc
             s.remote = key
@@ -489,6 +533,7 @@ class MediaPlane:
         s.peer = peer
         peer.data = s
         self._emit(SessionConnected(session_id=s.session_id))
+        self.ice_watch.connected(s.session_id, peer.address, _now())
         for r in s.routes_in.values():
             if r.negotiated:
                 self.forwarder.request_keyframe(r.track)
@@ -502,6 +547,7 @@ class MediaPlane:
             return
         s.peer = None
         s.remote = None  # the next client offer re-registers the peer
+        self.ice_watch.closed(s.session_id, reason)
         touched: set[Session] = set()
         for t in list(s.published.values()):
             self._drop_track(t, touched)
@@ -592,6 +638,7 @@ class MediaPlane:
         while True:
             await trio.sleep(self._report_interval / 4)
             self.forwarder.tick(list(self.tracks.values()))
+            self.ice_watch.check(trio.current_time(), self.endpoint.peer)
             n += 1
             if n % 4 == 0:
                 self.send_reports()

@@ -407,20 +407,21 @@ class Negotiator:
         t = self.transport
         algo, _, value = t.fingerprint.partition(" ")
         ip = "IP6" if ":" in t.host else "IP4"
-        candidate = Candidate(foundation="1", component=1, transport="udp", priority=2130706431, address=t.host,
-                              port=t.port, type="host")
+        candidates = tuple(Candidate(foundation=str(i + 1), component=1, transport="udp", priority=2130706431 - i,
+                                     address=host, port=t.port, type="host")
+                           for i, host in enumerate((t.host, *t.extra_hosts)))
         desc = SessionDescription(
             origin=Origin(session_id=str(self.session_id), session_version=self._version, addrtype=ip,
                           address=t.host),
             name="callsd", groups=(Group(semantics="BUNDLE", mids=tuple(s.mid for s in slots if not s.rejected)),),
             msid_semantic="WMS *", ice_lite=True, extmap_allow_mixed=self._allow_mixed,
-            media=tuple(self._section(s, offer=offer, setup=setup, ip=ip, algo=algo, value=value, candidate=candidate)
-                        for s in slots),
+            media=tuple(self._section(s, offer=offer, setup=setup, ip=ip, algo=algo, value=value,
+                                      candidates=candidates) for s in slots),
         )
         return build_sdp(desc)
 
     def _section(self, s: _Slot, *, offer: bool, setup: str, ip: str, algo: str, value: str,
-                 candidate: Candidate) -> MediaSection:
+                 candidates: tuple[Candidate, ...]) -> MediaSection:
         """The server's media section for ``s``."""
         t = self.transport
         if s.rejected:
@@ -447,7 +448,7 @@ class Negotiator:
             formats=tuple(str(c.payload_type) for c in s.codecs), connection=f"IN {ip} {t.host}",
             mid=s.mid, direction=direction, msids=msids, ice_ufrag=t.ice_ufrag, ice_pwd=t.ice_pwd,
             fingerprints=(Fingerprint(algorithm=algo, value=value),), setup=setup,
-            candidates=(candidate,), end_of_candidates=True, rtcp_mux=True, rtcp_rsize=s.rsize,
+            candidates=candidates, end_of_candidates=True, rtcp_mux=True, rtcp_rsize=s.rsize,
             codecs=s.codecs, extmaps=s.extmaps, ssrcs=tuple(ssrcs), ssrc_groups=groups,
         )
 

@@ -41,13 +41,17 @@ class SdpRejectReason(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocalTransport:
-    """The server's side of the transport: ICE-lite credentials, DTLS fingerprint ("sha-256 AB:..."), host:port."""
+    """The server's side of the transport: ICE-lite credentials, DTLS fingerprint ("sha-256 AB:..."), host:port.
+
+    ``extra_hosts``: more addresses of the same port, one host candidate each after ``host`` (which also goes in
+    ``c=``), e.g. every interface of a server bound to the wildcard address."""
 
     ice_ufrag: str
     ice_pwd: str
     fingerprint: str
     host: str
     port: int
+    extra_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

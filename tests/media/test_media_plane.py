@@ -70,6 +70,7 @@ class FakePeer:
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []
         self.data: Any = None
+        self.address: Any = ("127.0.0.1", 50000)
 
     def send_rtp(self, plain: bytes) -> bool:
         self.rtp.append(plain)

@@ -65,7 +65,11 @@ async def test_make_run_command_serves_page_and_healthz(tmp_path, http_get):
         status, headers, body = await http_get(served.port, "/")
         assert status == 200 and b"<html" in body.lower()
         status, _, body = await http_get(served.port, "/healthz")
-        assert (status, json.loads(body)) == (200, {"status": "ok"})
+        health = json.loads(body)
+        assert (status, health["status"]) == (200, "ok")
+        # what the RTC port advertises, and why (docs/networking.md): the loopback default
+        assert health["rtc"]["advertised"]["addresses"] == ["127.0.0.1"]
+        assert health["rtc"]["advertised"]["source"] == "bind"
         assert (served.data / "events.sqlite").is_file()
     finally:
         served.proc.send_signal(signal.SIGINT)

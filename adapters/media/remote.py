@@ -52,6 +52,7 @@ from callsd.core.calls.state import Route
 
 from .events import (
     MediaEvent,
+    MediaStateChanged,
     SendSignal,
     SessionClosed,
     SessionConnected,
@@ -77,7 +78,7 @@ class RpcError(Exception):
 _EVENTS: dict[str, type[MediaEvent]] = {
     cls.__name__: cls
     for cls in (SendSignal, TrackPublished, TrackUnpublished, SessionConnected, SessionClosed, VoiceActivity,
-                SignalRejected)
+                SignalRejected, MediaStateChanged)
 }
 
 

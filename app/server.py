@@ -10,6 +10,9 @@ group-commits records off the event loop; the hub acts on an input only once it 
 HTTP routes (same port as the WebSocket): ``/`` (app/static/index.html), ``/static/...``, ``/healthz``,
 ``/version``, ``/metrics``, ``/api/v1/config``, ``/api/v1/channels`` and the WebSocket ``/api/v1/websocket``.
 
+The HTTP listener is app/http_guard.py's ``serve_http`` (hypercorn's connection handler with callsd's guards: one
+connection's failure never ends the server; docs/adr/0008-http-guard.md).
+
 Known issue handled here: with quart-trio 0.12 on hypercorn 0.18, a client disconnect cancels the task that is
 sending the close frame, so hypercorn's close path never runs and the connection leaks. ``ShieldSend`` wraps the ASGI
 app and shields every ``send`` from cancellation (bounded by a timeout so a dead peer cannot hold a task forever).
@@ -29,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import hypercorn.config
-import hypercorn.trio
 import trio
 from callsd.adapters.metrics import build_registry, render_metrics
 from callsd.adapters.signaling import HubSettings, MediaPlaneLike, SignalingHub
@@ -40,6 +42,7 @@ from quart_trio import QuartTrio
 
 from .auth import TokenError, check_open_mode_allowed, verify_token
 from .config import Config
+from .http_guard import GuardCollector, GuardCounters, serve_http
 
 __all__ = ["serve", "ServerInfo", "ServerControl", "StartupError", "ServerFailed", "create_app", "ShieldSend", "VERSION"]
 
@@ -347,16 +350,15 @@ async def serve(
                 if hasattr(plane, "routes_of"):
                     plane.routes_of = machine.routes
         registry = build_registry(hub, plane, VERSION)
+        http_counters = GuardCounters()
+        registry.register(GuardCollector(http_counters))
         app = ShieldSend(create_app(hub, config, registry))
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run)
             rtc_address = None
             if plane is not None:
                 rtc_address = await nursery.start(plane.serve)
-            binds = await nursery.start(partial(
-                hypercorn.trio.serve, app, _hypercorn_config(config), shutdown_trigger=trio.sleep_forever,
-                mode="asgi",
-            ))
+            binds = await nursery.start(partial(serve_http, app, _hypercorn_config(config), http_counters))
             if handle_signals:
                 nursery.start_soon(_watch_signals, control)
             url = binds[0].rstrip("/") + "/"

@@ -13,46 +13,59 @@ calls. ``serve_http`` replaces ``hypercorn.trio.serve`` (same sockets, lifespan 
   senders and raises ``BusyResourceError`` in the ping task. ``GuardedTCPServer._close`` half-closes only when no
   send is in flight (holding the lock), and otherwise just closes the socket, which ends the in-flight send with
   ``ClosedResourceError`` (which hypercorn handles).
+- **Bytes are checked where they arrive** (app/http_inbound.py): an oversized WebSocket message is refused at its
+  frame header, before its payload is read or buffered (hypercorn 0.18 would buffer all of it first), and the
+  socket is closed at once: a close frame (1009, or 1002 for a malformed frame) if it can be sent within a second,
+  then the socket, and no more reading.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from math import inf
 from typing import Any
 
 import hypercorn.config
 import trio
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.statsd import StatsdLogger
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import repr_socket_addr, wrap_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .http_inbound import InboundGuard, Refusal
+
 __all__ = ["GuardCounters", "GuardCollector", "GuardedTCPServer", "serve_http"]
 
 log = logging.getLogger("callsd.http")
+
+CLOSE_SEND_TIMEOUT = 1.0  # a close frame to a peer that does not read is not worth waiting for
 
 
 
 class GuardCounters:
     """Plain integers bumped by the listener, read by ``GuardCollector`` at scrape time."""
 
-    __slots__ = ("connection_errors", "open")
+    __slots__ = ("connection_errors", "refused", "open")
 
     def __init__(self) -> None:
         self.connection_errors: Counter[str] = Counter()  # exception type -> connections it ended
+        self.refused: Counter[str] = Counter()  # reason -> connections cut by a guard
         self.open = 0
 
 
 class GuardCollector(Collector):
-    """``callsd_http_connection_errors_total{error}`` and the gauge ``callsd_http_connections_open``."""
+    """``callsd_http_connection_errors_total{error}``, ``callsd_http_refused_total{reason}`` and the gauge
+    ``callsd_http_connections_open``."""
 
     def __init__(self, counters: GuardCounters) -> None:
         self.counters = counters
@@ -67,12 +80,31 @@ class GuardCollector(Collector):
         for name, value in sorted(self.counters.connection_errors.items()):
             errors.add_metric([name], value)
         yield errors
+        refused = CounterMetricFamily("callsd_http_refused", "HTTP connections cut by a guard, by reason",
+                                      labels=["reason"])
+        for name, value in sorted(self.counters.refused.items()):
+            refused.add_metric([name], value)
+        yield refused
         yield GaugeMetricFamily("callsd_http_connections_open", "HTTP connections open now",
                                 value=self.counters.open)
 
 
 class GuardedTCPServer(TCPServer):
-    """hypercorn's per-connection server whose half-close cannot race a send (see the module docstring)."""
+    """hypercorn's per-connection server with serialised sends and inbound checks (see the module docstring)."""
+
+    def __init__(self, app: Any, config: hypercorn.config.Config, context: WorkerContext, state: ConnectionState,
+                 stream: Any, *, inbound: InboundGuard, counters: GuardCounters) -> None:
+        super().__init__(app, config, context, state, stream)
+        self.inbound = inbound
+        self.counters = counters
+
+    async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, RawData):
+            refusal = self.inbound.response_started(event.data)
+            if refusal is not None:
+                await self.refuse(refusal)
+                return
+        await super().protocol_send(event)
 
     async def _close(self) -> None:
         """Half-close then close, without racing an in-flight send (the lock is taken without waiting)."""
@@ -86,6 +118,51 @@ class GuardedTCPServer(TCPServer):
                 self.send_lock.release()
         await self.stream.aclose()
 
+    async def _read_data(self) -> None:
+        while True:
+            try:
+                with trio.fail_after(self.config.read_timeout or inf):
+                    data = await self.stream.receive_some(MAX_RECV)
+            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+                break
+            checked = self.inbound.feed(bytes(data))
+            if checked.forward:
+                await self.protocol.handle(RawData(checked.forward))
+            if checked.refusal is not None:
+                await self.refuse(checked.refusal)
+                break
+            if data == b"":
+                await self.protocol.handle(RawData(b""))
+                break
+        await self.protocol.handle(Closed())
+
+    async def refuse(self, refusal: Refusal) -> None:
+        """Cut the connection now: a close frame (or an HTTP status) if it can be sent within a second, then the
+        socket. The reader stops; hypercorn then tells the app the socket is gone."""
+        self.counters.refused[refusal.reason.value] += 1
+        log.debug("refused a connection: %s", refusal.detail)
+        reply = b""
+        if refusal.close_code is not None and self.inbound.upgraded:
+            reply = _close_frame(refusal.close_code, refusal.detail)
+        elif refusal.http_status is not None and not self.inbound.upgraded:
+            reply = (f"HTTP/1.1 {refusal.http_status} Refused\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                     .encode("ascii"))
+        await self.send_then_close(reply)
+
+    async def send_then_close(self, reply: bytes) -> None:
+        """Send ``reply`` after any send in flight (waiting at most ``CLOSE_SEND_TIMEOUT``), then close."""
+        if reply:
+            with trio.move_on_after(CLOSE_SEND_TIMEOUT):
+                async with self.send_lock:
+                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                        await self.stream.send_all(reply)
+        await self.stream.aclose()
+
+
+def _close_frame(code: int, reason: str) -> bytes:
+    payload = code.to_bytes(2, "big") + reason.encode("utf-8")[:123]
+    return bytes([0x88, len(payload)]) + payload
+
 
 @dataclass(slots=True)
 class _Listener:
@@ -94,6 +171,7 @@ class _Listener:
     app: Any
     config: hypercorn.config.Config
     context: WorkerContext
+    max_message_bytes: int
     counters: GuardCounters
     logged: set[tuple[str, str]]
 
@@ -106,7 +184,9 @@ class _Listener:
 
     async def _contained(self, stream: Any) -> None:
         """Run one connection; whatever it raises ends it alone (Cancelled and KeyboardInterrupt still propagate)."""
-        server = GuardedTCPServer(self.app, self.config, self.context, ConnectionState({}), stream)
+        server = GuardedTCPServer(self.app, self.config, self.context, ConnectionState({}), stream,
+                                  inbound=InboundGuard(max_message_bytes=self.max_message_bytes),
+                                  counters=self.counters)
         try:
             await server.run()
         except* Exception as group:
@@ -148,7 +228,7 @@ async def serve_http(
     wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
     lifespan = Lifespan(wrapped, config, {})
     context = WorkerContext(None)
-    listener = _Listener(wrapped, config, context, counters, set())
+    listener = _Listener(wrapped, config, context, config.websocket_max_message_size, counters, set())
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()

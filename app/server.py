@@ -205,9 +205,16 @@ def create_app(hub: SignalingHub, config: Config, registry: Any) -> QuartTrio:
         if origin is not None and not _origin_allowed(origin, websocket.headers.get("Host", ""), config):
             hub.counters.ws_events["in", "origin_refused"] += 1
             return Response("cross-origin WebSocket refused (see http.allowed_origins)", status=403)
+        query_token = websocket.args.get("token")
+        if config.auth.mode == "token" and query_token is not None:
+            try:  # a bad token is refused before the upgrade: no socket, no frames, no session
+                verify_token(query_token, secret=config.auth.secret, now=time.time())
+            except TokenError as exc:
+                hub.counters.ws_events["in", "token_refused"] += 1
+                return _json({"error": {"code": exc.code, "message": exc.message}}, 401)
         await websocket.accept()
         transport = _QuartTransport(websocket._get_current_object())  # type: ignore[attr-defined]
-        await hub.serve_connection(transport, query_token=websocket.args.get("token"))
+        await hub.serve_connection(transport, query_token=query_token)
         return None
 
     return app
@@ -301,6 +308,7 @@ def _hypercorn_config(config: Config) -> hypercorn.config.Config:
     # "connected" until TCP gives up minutes later.
     hc.websocket_ping_interval = max(1.0, config.http.idle_timeout / 3)
     hc.read_timeout = config.http.idle_timeout
+    hc.alpn_protocols = ["http/1.1"]  # WebSockets over HTTP/2 would bypass app/http_inbound.py's frame checks
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")  # type: ignore[assignment]
     if config.http.tls_cert:

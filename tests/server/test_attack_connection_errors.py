@@ -20,7 +20,8 @@ import logging
 import hypercorn.config
 import pytest
 import trio
-from callsd.app.http_guard import GuardedTCPServer
+from callsd.app.http_guard import GuardCounters, GuardedTCPServer
+from callsd.app.http_inbound import InboundGuard
 from hypercorn.events import Event, RawData
 from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.trio.worker_context import WorkerContext
@@ -59,7 +60,8 @@ async def test_a_ping_in_flight_while_the_connection_closes_raises_nothing() -> 
     for _ in range(40):
         left, right = trio.socket.socketpair()
         stream = trio.SocketStream(left)
-        server = GuardedTCPServer(None, hypercorn.config.Config(), WorkerContext(None), ConnectionState({}), stream)
+        server = GuardedTCPServer(None, hypercorn.config.Config(), WorkerContext(None), ConnectionState({}), stream,
+                                  inbound=InboundGuard(max_message_bytes=1 << 20), counters=GuardCounters())
         server.protocol = _Protocol()  # type: ignore[assignment]
         with trio.fail_after(5):
             await _ping_while_closing(server)

@@ -43,6 +43,7 @@ from quart_trio import QuartTrio
 from .auth import TokenError, check_open_mode_allowed, verify_token
 from .config import Config
 from .http_guard import GuardCollector, GuardCounters, serve_http
+from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name
 
 __all__ = ["serve", "ServerInfo", "ServerControl", "StartupError", "ServerFailed", "create_app", "ShieldSend", "VERSION"]
 
@@ -141,10 +142,27 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(json.dumps(data), status=status, mimetype="application/json")
 
 
-def create_app(hub: SignalingHub, config: Config, registry: Any) -> QuartTrio:
+def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: GuardCounters | None = None) -> QuartTrio:
     """The Quart-Trio app: thin HTTP handlers and the WebSocket pump entry."""
     app = QuartTrio(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_MESSAGE_BYTES
+    counters = http_counters or GuardCounters()
+
+    def refuse_host(host: str | None, path: str) -> Response | None:
+        """DNS rebinding (app/http_policy.py): only the names this server is reached by, on every route."""
+        if path in HOST_EXEMPT_PATHS or host_allowed(host, auth_mode=config.auth.mode,
+                                                     allowed_hosts=config.http.allowed_hosts):
+            return None
+        counters.refused["host_not_allowed"] += 1
+        return Response(f"host {host_name(host or '')!r} is not served here (see http.allowed_hosts)", status=421)
+
+    @app.before_request
+    async def check_request_host() -> Response | None:
+        return refuse_host(request.headers.get("Host"), request.path)
+
+    @app.before_websocket
+    async def check_websocket_host() -> Response | None:
+        return refuse_host(websocket.headers.get("Host"), websocket.path)
 
     @app.route("/")
     async def index() -> Response:
@@ -360,7 +378,7 @@ async def serve(
         registry = build_registry(hub, plane, VERSION)
         http_counters = GuardCounters()
         registry.register(GuardCollector(http_counters))
-        app = ShieldSend(create_app(hub, config, registry))
+        app = ShieldSend(create_app(hub, config, registry, http_counters))
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run)
             rtc_address = None

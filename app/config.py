@@ -71,6 +71,7 @@ class HttpConfig:
     tls_key: str = ""
     allowed_origins: tuple[str, ...] = ()
     idle_timeout: int = 45
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,7 +146,7 @@ class Config:
             values: dict[str, Any] = {}
             for key in SCHEMA[section]:
                 value = getattr(sec, key)
-                if key == "allowed_origins":
+                if key in ("allowed_origins", "allowed_hosts"):
                     value = list(value)
                 elif key == "ice_servers":
                     value = [s.as_json() for s in value]
@@ -287,6 +288,22 @@ def _origins(raw: Any) -> tuple[str, ...]:
     return tuple(o.rstrip("/").lower() for o in raw)
 
 
+def _hosts(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = [h.strip() for h in raw.split(",") if h.strip()]
+    if not isinstance(raw, list):
+        raise _Bad(f"must be a list of host names like \"calls.example.org\", got {raw!r}")
+    hosts = []
+    for i, host in enumerate(raw):
+        if not isinstance(host, str) or not host.strip():
+            raise _Bad(f"item {i}: must be a host name or an IP address, got {host!r}")
+        try:
+            hosts.append(_host_or_empty(host).lower().rstrip("."))
+        except _Bad:
+            raise _Bad(f"item {i}: must be a host name or an IP address (no scheme, no port), got {host!r}") from None
+    return tuple(hosts)
+
+
 _ICE_URL = re.compile(r"^(stun|stuns|turn|turns):[^\s]+$")
 
 
@@ -344,6 +361,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "tls_key": _file_or_empty,
         "allowed_origins": _origins,
         "idle_timeout": _int(1, 3600),
+        "allowed_hosts": _hosts,
     },
     "rtc": {
         "ice_address_udp": _ip,

@@ -10,6 +10,9 @@ group-commits records off the event loop; the hub acts on an input only once it 
 HTTP routes (same port as the WebSocket): ``/`` (app/static/index.html), ``/static/...``, ``/healthz``,
 ``/version``, ``/metrics``, ``/api/v1/config``, ``/api/v1/channels`` and the WebSocket ``/api/v1/websocket``.
 
+The HTTP listener is app/http_guard.py's ``serve_http`` (hypercorn's connection handler with callsd's guards: one
+connection's failure never ends the server; docs/adr/0008-http-guard.md).
+
 Known issue handled here: with quart-trio 0.12 on hypercorn 0.18, a client disconnect cancels the task that is
 sending the close frame, so hypercorn's close path never runs and the connection leaks. ``ShieldSend`` wraps the ASGI
 app and shields every ``send`` from cancellation (bounded by a timeout so a dead peer cannot hold a task forever).
@@ -31,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import hypercorn.config
-import hypercorn.trio
 import trio
 from callsd.adapters.media.advertiser import advertised_by
 from callsd.adapters.metrics import build_registry, render_metrics
@@ -45,6 +47,8 @@ from quart_trio import QuartTrio
 
 from .auth import TokenError, check_open_mode_allowed, turn_credentials, verify_token
 from .config import Config
+from .http_guard import GuardCollector, GuardCounters, serve_http
+from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name
 
 __all__ = ["serve", "ServerInfo", "ServerControl", "StartupError", "ServerFailed", "create_app", "ShieldSend", "VERSION"]
 
@@ -143,10 +147,27 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(json.dumps(data), status=status, mimetype="application/json")
 
 
-def create_app(hub: SignalingHub, config: Config, registry: Any) -> QuartTrio:
+def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: GuardCounters | None = None) -> QuartTrio:
     """The Quart-Trio app: thin HTTP handlers and the WebSocket pump entry."""
     app = QuartTrio(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_MESSAGE_BYTES
+    counters = http_counters or GuardCounters()
+
+    def refuse_host(host: str | None, path: str) -> Response | None:
+        """DNS rebinding (app/http_policy.py): only the names this server is reached by, on every route."""
+        if path in HOST_EXEMPT_PATHS or host_allowed(host, auth_mode=config.auth.mode,
+                                                     allowed_hosts=config.http.allowed_hosts):
+            return None
+        counters.refused["host_not_allowed"] += 1
+        return Response(f"host {host_name(host or '')!r} is not served here (see http.allowed_hosts)", status=421)
+
+    @app.before_request
+    async def check_request_host() -> Response | None:
+        return refuse_host(request.headers.get("Host"), request.path)
+
+    @app.before_websocket
+    async def check_websocket_host() -> Response | None:
+        return refuse_host(websocket.headers.get("Host"), websocket.path)
 
     @app.route("/")
     async def index() -> Response:
@@ -208,9 +229,16 @@ def create_app(hub: SignalingHub, config: Config, registry: Any) -> QuartTrio:
         if origin is not None and not _origin_allowed(origin, websocket.headers.get("Host", ""), config):
             hub.counters.ws_events["in", "origin_refused"] += 1
             return Response("cross-origin WebSocket refused (see http.allowed_origins)", status=403)
+        query_token = websocket.args.get("token")
+        if config.auth.mode == "token" and query_token is not None:
+            try:  # a bad token is refused before the upgrade: no socket, no frames, no session
+                verify_token(query_token, secret=config.auth.secret, now=time.time())
+            except TokenError as exc:
+                hub.counters.ws_events["in", "token_refused"] += 1
+                return _json({"error": {"code": exc.code, "message": exc.message}}, 401)
         await websocket.accept()
         transport = _QuartTransport(websocket._get_current_object())  # type: ignore[attr-defined]
-        await hub.serve_connection(transport, query_token=websocket.args.get("token"))
+        await hub.serve_connection(transport, query_token=query_token)
         return None
 
     return app
@@ -350,6 +378,7 @@ def _hypercorn_config(config: Config) -> hypercorn.config.Config:
     # "connected" until TCP gives up minutes later.
     hc.websocket_ping_interval = max(1.0, config.http.idle_timeout / 3)
     hc.read_timeout = config.http.idle_timeout
+    hc.alpn_protocols = ["http/1.1"]  # WebSockets over HTTP/2 would bypass app/http_inbound.py's frame checks
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")  # type: ignore[assignment]
     if config.http.tls_cert:
@@ -401,7 +430,9 @@ async def serve(
             if plane is not None:
                 hub.plane = plane
         registry = build_registry(hub, plane, VERSION)
-        app = ShieldSend(create_app(hub, config, registry))
+        http_counters = GuardCounters()
+        registry.register(GuardCollector(http_counters))
+        app = ShieldSend(create_app(hub, config, registry, http_counters))
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run)
             await hub.flush()  # what start-up recorded is durable before anything is bound or called ready
@@ -410,10 +441,7 @@ async def serve(
             rtc_address = None
             if plane is not None:
                 rtc_address = await nursery.start(plane.serve)
-            binds = await nursery.start(partial(
-                hypercorn.trio.serve, app, _hypercorn_config(config), shutdown_trigger=trio.sleep_forever,
-                mode="asgi",
-            ))
+            binds = await nursery.start(partial(serve_http, app, _hypercorn_config(config), http_counters))
             if handle_signals:
                 nursery.start_soon(_watch_signals, control)
             url = binds[0].rstrip("/") + "/"

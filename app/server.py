@@ -31,11 +31,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import hypercorn.config
 import trio
 from callsd.adapters.media.advertiser import advertised_by
+from callsd.adapters.media.plane import MediaPlane
+from callsd.adapters.media.router import PlaneRouter
 from callsd.adapters.metrics import build_registry, render_metrics
 from callsd.adapters.signaling import Authorize, HubSettings, MediaPlaneLike, SignalingHub, open_authorize
 from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SignalingError
@@ -300,17 +302,16 @@ def _open_recorder(config: Config, *, group_commit: bool = True, accept_broken_l
         raise
 
 
-def _make_plane(config: Config, emit: Callable[[Any], None]) -> Any:
+class ServedPlane(MediaPlaneLike, Protocol):
+    """A media plane the server runs: what the hub uses, plus ``serve`` (reports the bound RTC ``(host, port)``)."""
+
+    async def serve(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None: ...
+
+
+def _make_plane(config: Config, emit: Callable[[Any], None]) -> ServedPlane:
     """The in-process ``MediaPlane``, or with ``rtc.media_workers = N`` a ``PlaneRouter`` over N ``callsd rtcd``
     processes (docs/adr/0007-media-workers.md)."""
-    try:
-        from callsd.adapters.media.plane import MediaPlane  # type: ignore[import-not-found]
-    except ImportError:
-        log.warning("the media plane is not available in this build; running signaling only")
-        return None
     if config.rtc.media_workers > 0:
-        from callsd.adapters.media.router import PlaneRouter
-
         return PlaneRouter(config.rtc, emit, workers=config.rtc.media_workers,
                            socket_dir=Path(config.store.data_dir), log_level=config.log.level)
     return MediaPlane(config.rtc, emit)
@@ -380,7 +381,7 @@ def _hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc.read_timeout = config.http.idle_timeout
     hc.alpn_protocols = ["http/1.1"]  # WebSockets over HTTP/2 would bypass app/http_inbound.py's frame checks
     hc.accesslog = None
-    hc.errorlog = logging.getLogger("hypercorn.error")  # type: ignore[assignment]
+    hc.errorlog = logging.getLogger("hypercorn.error")
     if config.http.tls_cert:
         hc.certfile = config.http.tls_cert
         hc.keyfile = config.http.tls_key
@@ -393,7 +394,7 @@ async def serve(
     control: ServerControl | None = None,
     handle_signals: bool = False,
     media: bool = True,
-    plane_factory: Callable[[Config, Callable[[Any], None]], MediaPlaneLike | None] | None = None,
+    plane_factory: Callable[[Config, Callable[[Any], None]], ServedPlane | None] | None = None,
     accept_broken_log: bool = False,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -424,7 +425,7 @@ async def serve(
         if (current.max_participants, current.reconnect_window_ms, current.allow_screen_sharing) != wanted:
             hub.feed(ev.Configure(at=int(time.time() * 1000), max_participants=wanted[0],
                                   reconnect_window_ms=wanted[1], allow_screen_sharing=wanted[2]))
-        plane = None
+        plane: ServedPlane | None = None
         if media:
             plane = (plane_factory or _make_plane)(config, hub.emit)
             if plane is not None:
@@ -447,7 +448,7 @@ async def serve(
             url = binds[0].rstrip("/") + "/"
             host, _, port = binds[0].split("://", 1)[1].rpartition(":")
             info = ServerInfo(url=url, http_host=host.strip("[]"), http_port=int(port),
-                              rtc_address=tuple(rtc_address) if rtc_address else None,  # type: ignore[arg-type]
+                              rtc_address=(str(rtc_address[0]), int(rtc_address[1])) if rtc_address else None,
                               hub=hub)
             task_status.started(info)
             await control.wait()

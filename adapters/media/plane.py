@@ -202,7 +202,7 @@ class MediaPlane:
         self.advertiser = Advertiser(config)
         self.ice_watch = IceOutcomeWatch(timeout=float(config.ice_check_timeout),
                                          advertised=self._advertised_text, emit=emit)
-        self._report_interval = float(config.report_interval)
+        self._report_interval = float(getattr(config, "report_interval", 1.0))
 
     # -- serving ------------------------------------------------------------------------------------------------
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

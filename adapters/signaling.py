@@ -45,6 +45,7 @@ from callsd.core import outputs as out
 from callsd.core.errors import LocalProtocolError
 
 from .signaling_fanout import DurableFanOut
+from .signaling_names import check_channel_id, clean_display_name
 from .signaling_protocol import (
     PROTOCOL_VERSION,
     ClientMessage,
@@ -306,13 +307,17 @@ class SignalingHub:
             except TokenError as exc:
                 raise SignalingError(exc.code, exc.message, action) from None
             return claims.user_id
-        name = field_str(data, "display_name", action, max_len=64, required=False).strip()
-        return name or "guest-" + secrets.token_hex(2)
+        raw = data.get("display_name")
+        if raw is None or raw == "":
+            return "guest-" + secrets.token_hex(2)
+        if not isinstance(raw, str):
+            raise SignalingError("bad_request", f"{action}: \"display_name\" must be a string", action)
+        return clean_display_name(raw, action)
 
     def _on_join(self, conn: Connection, data: dict[str, Any]) -> None:
         if conn.channel_id is not None:
             raise SignalingError("already_joined", f"already in the call of {conn.channel_id!r}; leave first", "join")
-        channel_id = field_id(data, "channel_id", "join")
+        channel_id = check_channel_id(field_id(data, "channel_id", "join"), "join")
         if self.draining:
             raise SignalingError("shutting_down", "the server is shutting down; try again later", "join")
         user_id = self._authorize(conn, data, channel_id, "join")

@@ -15,11 +15,18 @@
 // Modules: state.js (shared state, banners, send), media.js (the peer connection), this file (the WebSocket,
 // server events, rendering, controls, start-up).
 
-import { startMedia, onSignal, publish, unpublish, relabelRemoteMedia, teardownMedia } from "./media.js";
+import { startMedia, onSignal, publish, unpublish, teardownMedia } from "./media.js";
 import {
-  $, $$, BACKOFF_MAX_MS, BACKOFF_MIN_MS, MAX_RECONNECT_ATTEMPTS, NAME_KEY, REACTION_MS, clearError, forgetSession,
+  SPEAKING_LEVEL, onLevel, openCamera, openMic, placeDevices, refreshDevices, stopPreviewCamera, wireDevices,
+} from "./devices.js";
+import { channelProblem, cleanName, nameProblem } from "./names.js";
+import { renderParticipants, startTimer, stopTimer, toast, toggleView } from "./render.js";
+import {
+  $, $$, BACKOFF_MAX_MS, BACKOFF_MIN_MS, NAME_KEY, OFFER_RETRY_AFTER, REACTION_MS, clearError, forgetSession,
   loadSession, params, remember, saveSession, send, setConnection, showError, showStatus, state,
 } from "./state.js";
+
+const RELOAD_KEY = "callsd.reloading"; // set just before a reload we know of, so `pagehide` does not leave
 
 // ---------------------------------------------------------------------------------------------------------------
 // WebSocket
@@ -33,9 +40,9 @@ function websocketUrl() {
   return url.toString();
 }
 
-
 function connect() {
   clearTimeout(state.reconnectTimer);
+  state.reconnectTimer = null;
   state.intentionalClose = false;
   setConnection("connecting", "connecting…");
   let ws;
@@ -84,20 +91,15 @@ function connect() {
     if (ev.code === 4001) {
       // Another page took this session over ("replaced"): do not fight it.
       setConnection("idle", "not connected");
-      state.sessionId = null;
-      state.participants.clear();
-      teardownMedia();
-      forgetSession();
-      state.phase = "left";
-      showLobby();
-      showError("replaced");
+      endLocally("replaced");
       return;
     }
     setConnection("lost", "connection lost");
     if (state.sessionId && (state.phase === "in_call" || state.phase === "reconnecting")) {
       state.phase = "reconnecting";
       state.resumeOnOpen = true;
-      showError("connection_lost");
+      setOffline(true);
+      if (state.reconnectAttempt < OFFER_RETRY_AFTER) showError("connection_lost");
       scheduleReconnect();
     } else if (state.phase === "joining") {
       state.phase = "lobby";
@@ -107,18 +109,44 @@ function connect() {
   };
 }
 
+// Retry for as long as the page is open: exponential backoff with jitter, capped at BACKOFF_MAX_MS. After a few
+// failures the error banner says so once and offers "Retry now"; coming back online or to the tab retries at once.
 function scheduleReconnect() {
   clearTimeout(state.reconnectTimer);
-  if (state.reconnectAttempt >= MAX_RECONNECT_ATTEMPTS) {
+  if (state.reconnectAttempt >= OFFER_RETRY_AFTER) {
     showError("reconnect_failed");
+    $("retry-button").hidden = false;
     setConnection("failed", "disconnected");
-    return;
   }
-  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** state.reconnectAttempt);
+  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(state.reconnectAttempt, 10));
   const delay = base / 2 + Math.random() * (base / 2);
   state.reconnectAttempt += 1;
-  showStatus(`Reconnecting (attempt ${state.reconnectAttempt})…`, "warn");
+  showStatus(`Reconnecting: attempt ${state.reconnectAttempt} in ${Math.ceil(delay / 1000)} s…`, "warn");
   state.reconnectTimer = setTimeout(connect, delay);
+}
+
+function retryNow() {
+  if (state.phase !== "reconnecting" || state.wsOpen) return;
+  if (state.ws && state.ws.readyState === WebSocket.CONNECTING) return;
+  connect();
+}
+
+// While disconnected, the call's controls would only drop clicks: disable them and say why (docs/client.md).
+function setOffline(offline) {
+  state.offline = offline;
+  $("call-view").dataset.offline = String(offline);
+  $("offline-note").hidden = !offline;
+  for (const b of $("controls").querySelectorAll("button")) b.disabled = offline;
+  for (const b of $("call-view").querySelectorAll(".row-actions button, .host-controls button")) b.disabled = offline;
+  if (offline) {
+    // Nobody is known to be speaking while we cannot hear the server.
+    for (const p of state.participants.values()) p.speaking = false;
+    state.localSpeaking = false;
+  } else {
+    $("retry-button").hidden = true;
+    clearError("reconnect_failed");
+  }
+  renderParticipants();
 }
 
 function afterOpen() {
@@ -137,7 +165,7 @@ function joinData() {
 }
 
 function currentName() {
-  return ($("name-input").value || localStorage.getItem(NAME_KEY) || "").trim();
+  return cleanName($("name-input").value || localStorage.getItem(NAME_KEY) || "");
 }
 
 function closeSocket() {
@@ -159,6 +187,10 @@ function closeSocket() {
 // Server events
 // ---------------------------------------------------------------------------------------------------------------
 
+function nameOf(sid) {
+  return state.labels.get(sid) || state.participants.get(sid)?.name || "Someone";
+}
+
 const HANDLERS = {
   hello(d) {
     state.protocolVersion = d.protocol ?? null;
@@ -178,7 +210,9 @@ const HANDLERS = {
     clearError("connection_lost");
     clearError("server_shutdown");
     showStatus("");
+    setOffline(false);
     if (d.state) applyCallState(d.state);
+    if (!state.startAt) startTimer(Date.now()); // a server that does not say when the call began
     showCall();
     // Fresh join or reconnect: the server's side of any previous peer connection is gone, so negotiate anew.
     await startMedia();
@@ -190,6 +224,7 @@ const HANDLERS = {
 
   call_start(d) {
     if (d.call_id) state.callId = d.call_id;
+    if (d.start_at) startTimer(d.start_at);
     if (d.host_id) setHost(d.host_id);
   },
 
@@ -199,6 +234,7 @@ const HANDLERS = {
 
   call_host_changed(d) {
     setHost(d.host_id);
+    if (d.host_id === state.sessionId) toast("You are now the host.");
   },
 
   user_joined(d) {
@@ -210,6 +246,7 @@ const HANDLERS = {
       disconnected: false,
       ...(known ? {} : { muted: true }),
     });
+    if (!known && d.session_id !== state.sessionId) toast(`${nameOf(d.session_id)} joined`, "join");
   },
 
   user_left(d) {
@@ -217,13 +254,17 @@ const HANDLERS = {
       endLocally(["removed", "timed_out", "call_ended"].includes(d.reason) ? d.reason : "left");
       return;
     }
+    const who = nameOf(d.session_id);
+    if (state.participants.has(d.session_id)) toast(`${who} left`, "leave");
     state.participants.delete(d.session_id);
+    state.volumes.delete(d.session_id);
+    if (state.lastSpeaker === d.session_id) state.lastSpeaker = null;
     for (const [sid, owner] of state.screenStreams) if (owner === d.session_id) state.screenStreams.delete(sid);
     renderParticipants();
   },
 
   user_disconnected(d) {
-    upsertParticipant(d.session_id, { disconnected: true });
+    upsertParticipant(d.session_id, { disconnected: true, speaking: false });
   },
 
   user_reconnected(d) {
@@ -232,7 +273,10 @@ const HANDLERS = {
 
   user_muted(d) {
     upsertParticipant(d.session_id, { muted: true });
-    if (d.session_id === state.sessionId) setLocalMuted(true, { notify: false });
+    if (d.session_id === state.sessionId) {
+      setLocalMuted(true, { notify: false });
+      if (d.by && d.by !== state.sessionId) toast(`${nameOf(d.by)} muted you.`, "notice");
+    }
   },
 
   user_unmuted(d) {
@@ -241,6 +285,7 @@ const HANDLERS = {
   },
 
   user_voice_on(d) {
+    if (d.session_id !== state.sessionId) state.lastSpeaker = d.session_id;
     upsertParticipant(d.session_id, { speaking: true });
   },
 
@@ -251,13 +296,16 @@ const HANDLERS = {
   user_screen_on(d) {
     if (d.stream_id) state.screenStreams.set(d.stream_id, d.session_id);
     upsertParticipant(d.session_id, { screen: true });
-    relabelRemoteMedia();
+    if (d.session_id !== state.sessionId) toast(`${nameOf(d.session_id)} is presenting`, "join");
   },
 
   user_screen_off(d) {
-    upsertParticipant(d.session_id, { screen: false });
     for (const [sid, owner] of state.screenStreams) if (owner === d.session_id) state.screenStreams.delete(sid);
-    if (d.session_id === state.sessionId && state.screenStream) stopScreenShare({ notify: false });
+    if (d.session_id === state.sessionId && state.screenStream) {
+      stopScreenShare({ notify: false });
+      if (d.by && d.by !== state.sessionId) toast(`${nameOf(d.by)} stopped your screen share.`, "notice");
+    }
+    upsertParticipant(d.session_id, { screen: false });
   },
 
   user_video_on(d) {
@@ -271,11 +319,15 @@ const HANDLERS = {
   user_raised_hand(d) {
     upsertParticipant(d.session_id, { hand: true });
     if (d.session_id === state.sessionId) setHandButton(true);
+    else toast(`${nameOf(d.session_id)} raised their hand`, "hand");
   },
 
   user_lowered_hand(d) {
     upsertParticipant(d.session_id, { hand: false });
-    if (d.session_id === state.sessionId) setHandButton(false);
+    if (d.session_id === state.sessionId) {
+      setHandButton(false);
+      if (d.by && d.by !== state.sessionId) toast(`${nameOf(d.by)} lowered your hand.`, "notice");
+    }
   },
 
   user_reacted(d) {
@@ -296,8 +348,8 @@ const HANDLERS = {
 };
 
 function onServerError(code, message, action) {
-  // A `reconnect` the server cannot honour: the session has left the call (the reconnect window passed, or the
-  // server restarted). Join the same channel afresh.
+  // A `reconnect` the server cannot honour: the session has left the call (the reconnect window passed, the tab
+  // left on close, or the server restarted). Join the same channel afresh.
   if (action === "reconnect" && state.resumeOnOpen) {
     state.resumeOnOpen = false;
     state.sessionId = null;
@@ -327,6 +379,7 @@ function refreshState() {
 function applyCallState(s) {
   if (!s) return;
   if (s.call_id) state.callId = s.call_id;
+  if (s.start_at) startTimer(s.start_at);
   const list = s.participants || s.sessions || [];
   const seen = new Set();
   const entries = Array.isArray(list) ? list : Object.entries(list).map(([sid, p]) => ({ session_id: sid, ...p }));
@@ -357,7 +410,6 @@ function applyCallState(s) {
     setHandButton(me.hand);
   }
   renderParticipants();
-  relabelRemoteMedia();
 }
 
 function setHost(hostId) {
@@ -384,82 +436,38 @@ function upsertParticipant(sessionId, patch, render = true) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Rendering
+// Lobby and call views
 // ---------------------------------------------------------------------------------------------------------------
 
 function showLobby() {
   $("lobby").hidden = false;
   $("call-view").hidden = true;
   document.body.dataset.phase = "lobby";
+  placeDevices("lobby");
+  $("preview-camera-button").hidden = false;
+  stopTimer();
   refreshChannels();
+  if (state.authMode !== "token" || params.get("token")) openMic().then(() => refreshDevices());
 }
 
 function showCall() {
+  stopPreviewCamera();
   $("lobby").hidden = true;
   $("call-view").hidden = false;
   $("call-channel").textContent = state.channelId || "";
-  $("my-session-id").textContent = state.sessionId || "";
   $("my-session-id").dataset.sessionId = state.sessionId || "";
   document.body.dataset.phase = "in_call";
+  placeDevices("call");
+  $("preview-camera-button").hidden = true;
   renderParticipants();
 }
 
-function renderParticipants() {
-  const list = $("participant-list");
-  const tpl = document.getElementById("participant-template");
-  const amHost = !!state.sessionId && state.hostId === state.sessionId;
-  const existing = new Map($$("participant", list).map((li) => [li.dataset.sessionId, li]));
-  for (const [sid, p] of state.participants) {
-    let li = existing.get(sid);
-    if (!li) {
-      li = tpl.content.firstElementChild.cloneNode(true);
-      li.dataset.sessionId = sid;
-      wireRowActions(li, sid);
-      list.appendChild(li);
-    }
-    existing.delete(sid);
-    const me = sid === state.sessionId;
-    $("participant-name", li).textContent = p.name || p.user_id || sid;
-    $("host-badge", li).hidden = sid !== state.hostId;
-    $("you-badge", li).hidden = !me;
-    $("muted-indicator", li).hidden = !p.muted;
-    $("hand-indicator", li).hidden = !p.hand;
-    $("screen-indicator", li).hidden = !p.screen;
-    $("video-indicator", li).hidden = !p.video;
-    $("disconnected-indicator", li).hidden = !p.disconnected;
-    li.dataset.muted = String(!!p.muted);
-    li.dataset.speaking = String(!!p.speaking);
-    li.dataset.hand = String(!!p.hand);
-    li.dataset.host = String(sid === state.hostId);
-    li.dataset.me = String(me);
-    li.classList.toggle("speaking", !!p.speaking);
-    $("participant-host-actions", li).hidden = !amHost || me;
-    $("host-mute-button", li).hidden = !!p.muted;
-    $("host-lower-hand-button", li).hidden = !p.hand;
-  }
-  for (const li of existing.values()) li.remove();
-  $("participant-count").textContent = String(state.participants.size);
-  $("host-controls").hidden = !amHost;
-  const screenOwner = [...state.participants.entries()].find(([, p]) => p.screen)?.[0];
-  $("screen-button").disabled = !!screenOwner && screenOwner !== state.sessionId;
-  $("host-stop-screen-button").disabled = !screenOwner;
-}
-
-function wireRowActions(li, sid) {
-  $("host-mute-button", li).onclick = () => send("host_mute", { session_id: sid });
-  $("host-lower-hand-button", li).onclick = () => send("host_lower_hand", { session_id: sid });
-  $("host-make-button", li).onclick = () => send("host_make", { session_id: sid });
-  $("host-remove-button", li).onclick = () => send("host_remove", { session_id: sid });
-}
-
 function showReaction(sessionId, emoji) {
-  const who = state.participants.get(sessionId);
   const el = document.createElement("div");
   el.className = "reaction";
-  el.dataset.testid = "reaction";
   el.setAttribute("data-testid", "reaction");
   el.dataset.sessionId = sessionId;
-  el.textContent = `${emoji} ${who ? who.name : ""}`;
+  el.textContent = `${emoji} ${nameOf(sessionId)}`;
   $("reactions").appendChild(el);
   setTimeout(() => el.remove(), REACTION_MS);
 }
@@ -511,17 +519,31 @@ async function refreshChannels() {
 // ---------------------------------------------------------------------------------------------------------------
 
 // The button reflects the server's broadcasts (user_muted/user_unmuted). Muting silences the microphone at once;
-// unmuting waits for the server's confirmation, so a refused or lost `unmute` never leaves a live microphone.
-function setLocalMuted(muted, { notify = true } = {}) {
+// unmuting waits for the server's confirmation, so a refused or lost `unmute` never leaves a live microphone, and
+// is not even asked for without a working microphone.
+async function setLocalMuted(muted, { notify = true } = {}) {
   if (notify) {
-    if (muted && state.micTrack) state.micTrack.enabled = false;
-    send(muted ? "mute" : "unmute");
+    if (state.offline) return;
+    if (muted) {
+      if (state.micTrack) state.micTrack.enabled = false;
+      send("mute");
+      return;
+    }
+    const track = await openMic();
+    if (!track) {
+      showError("mic_needed");
+      return;
+    }
+    if (state.pc && !state.outgoing.mic) publish("mic", track, state.micStream);
+    send("unmute");
     return;
   }
   state.muted = muted;
   if (state.micTrack) state.micTrack.enabled = !muted;
+  if (!muted) $("muted-hint").hidden = true;
   const btn = $("mute-button");
-  btn.textContent = muted ? "Unmute" : "Mute";
+  btn.querySelector(".label").textContent = muted ? "Unmute" : "Mute";
+  btn.querySelector("use").setAttribute("href", muted ? "#i-mic-off" : "#i-mic");
   btn.setAttribute("aria-pressed", String(muted));
   btn.dataset.muted = String(muted);
 }
@@ -529,12 +551,24 @@ function setLocalMuted(muted, { notify = true } = {}) {
 function setHandButton(raised) {
   state.hand = raised;
   const btn = $("hand-button");
-  btn.textContent = raised ? "Lower hand" : "Raise hand";
+  btn.querySelector(".label").textContent = raised ? "Lower hand" : "Raise hand";
   btn.setAttribute("aria-pressed", String(raised));
 }
 
-async function toggleCamera() {
+function setCameraButton(on) {
   const btn = $("camera-button");
+  btn.querySelector(".label").textContent = on ? "Stop camera" : "Start camera";
+  btn.querySelector("use").setAttribute("href", on ? "#i-cam" : "#i-cam-off");
+  btn.setAttribute("aria-pressed", String(on));
+}
+
+function setScreenButton(on) {
+  const btn = $("screen-button");
+  btn.querySelector(".label").textContent = on ? "Stop sharing" : "Share screen";
+  btn.setAttribute("aria-pressed", String(on));
+}
+
+async function toggleCamera() {
   if (state.camTrack) {
     const track = state.camTrack;
     state.camTrack = null;
@@ -544,20 +578,19 @@ async function toggleCamera() {
     $("local-video").srcObject = null;
     $("local-tile").hidden = true;
     send("video_off");
-    btn.textContent = "Start camera";
-    btn.setAttribute("aria-pressed", "false");
+    setCameraButton(false);
     return;
   }
   try {
-    const s = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: false });
+    const s = await openCamera();
     state.camTrack = s.getVideoTracks()[0];
     state.camStream = s;
     $("local-video").srcObject = s;
     $("local-tile").hidden = false;
     send("video_on");
     publish("cam", state.camTrack, s);
-    btn.textContent = "Stop camera";
-    btn.setAttribute("aria-pressed", "true");
+    setCameraButton(true);
+    refreshDevices();
   } catch (err) {
     console.warn("callsd: camera", err);
     showError("camera_denied");
@@ -582,9 +615,8 @@ async function toggleScreen() {
   send("screen_on", { stream_id: stream.id });
   for (const t of stream.getTracks()) t.addEventListener("ended", () => stopScreenShare({ notify: true }));
   publish("screen", stream.getVideoTracks()[0], stream);
-  const btn = $("screen-button");
-  btn.textContent = "Stop sharing";
-  btn.setAttribute("aria-pressed", "true");
+  setScreenButton(true);
+  renderParticipants();
 }
 
 function stopScreenShare({ notify }) {
@@ -594,9 +626,14 @@ function stopScreenShare({ notify }) {
   for (const t of stream.getTracks()) t.stop();
   unpublish("screen");
   if (notify) send("screen_off");
-  const btn = $("screen-button");
-  btn.textContent = "Share screen";
-  btn.setAttribute("aria-pressed", "false");
+  setScreenButton(false);
+  renderParticipants();
+}
+
+function fullScreenShare() {
+  const video = document.querySelector("[data-testid=remote-screen]");
+  const target = video?.closest("figure") || video;
+  if (target?.requestFullscreen) target.requestFullscreen().catch((err) => console.warn("callsd: fullscreen", err));
 }
 
 function leave() {
@@ -613,11 +650,14 @@ function endLocally(reason) {
   state.hostId = null;
   state.participants.clear();
   state.screenStreams.clear();
+  state.volumes.clear();
+  state.pinned = state.lastSpeaker = null;
   state.phase = "left";
+  setOffline(false);
   setLocalMuted(true, { notify: false });
   setHandButton(false);
-  $("camera-button").textContent = "Start camera";
-  $("screen-button").textContent = "Share screen";
+  setCameraButton(false);
+  setScreenButton(false);
   showStatus("");
   clearError();
   if (reason !== "left") showError(reason);
@@ -628,8 +668,13 @@ function setAuthMode(mode) {
   state.authMode = mode;
   // In token mode the user id comes from the token; in open mode the user picks a display name.
   $("name-field").hidden = mode === "token";
-  $("name-input").required = mode !== "token";
   document.body.dataset.authMode = mode;
+  const needToken = mode === "token" && !params.get("token");
+  $("token-needed").hidden = !needToken;
+  $("join-button").disabled = needToken;
+  $("channel-list-empty").textContent = needToken
+    ? "Open your invite link to see and join calls."
+    : "No active calls yet. Type a channel name to start one.";
 }
 
 async function loadServerConfig() {
@@ -644,22 +689,128 @@ async function loadServerConfig() {
   }
 }
 
-function startJoin() {
-  const name = $("name-input").value.trim();
+function fieldProblem(testid, text) {
+  const el = $(testid);
+  el.textContent = text || "";
+  el.hidden = !text;
+}
+
+// Check the form by the server's rules (names.js) and say what is wrong in plain words; true when it may join.
+function validateForm() {
   const channel = $("channel-input").value.trim();
-  if (!channel) return;
-  if (state.authMode !== "token" && !params.get("token") && !name) {
-    $("name-input").focus();
+  const tokenMode = state.authMode === "token" || !!params.get("token");
+  const channelText = channelProblem(channel);
+  const nameText = tokenMode ? null : nameProblem($("name-input").value);
+  fieldProblem("channel-error", channelText);
+  fieldProblem("name-error", nameText);
+  $("channel-input").setAttribute("aria-invalid", String(!!channelText));
+  $("name-input").setAttribute("aria-invalid", String(!!nameText));
+  if (nameText) $("name-input").focus();
+  else if (channelText) $("channel-input").focus();
+  return !channelText && !nameText;
+}
+
+function startJoin({ check = true } = {}) {
+  if (state.authMode === "token" && !params.get("token")) {
+    showError("token_needed");
     return;
   }
+  if (check && !validateForm()) return;
+  const name = cleanName($("name-input").value);
   if (name) localStorage.setItem(NAME_KEY, name);
   clearError();
-  state.channelId = channel;
+  state.channelId = $("channel-input").value.trim();
   state.phase = "joining";
   state.resumeOnOpen = false;
   state.reconnectAttempt = 0;
   if (state.ws && state.wsOpen) send("join", joinData());
   else connect();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Keyboard: M toggles mute, H the hand, holding Space talks while muted (push-to-talk). Ignored while typing, and
+// Space is left alone on buttons and links, where it means "press".
+// ---------------------------------------------------------------------------------------------------------------
+
+const pushToTalk = { active: false };
+
+function typing(target) {
+  return target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+}
+
+function onKeyDown(ev) {
+  if (ev.key === "F5" || ((ev.ctrlKey || ev.metaKey) && ev.key.toLowerCase() === "r")) {
+    sessionStorage.setItem(RELOAD_KEY, "1"); // a reload: keep the session for the next page
+    return;
+  }
+  if (state.phase !== "in_call" || state.offline || ev.ctrlKey || ev.metaKey || ev.altKey || typing(ev.target)) return;
+  const key = ev.key.toLowerCase();
+  if (key === "m" && !ev.repeat) {
+    setLocalMuted(!state.muted);
+  } else if (key === "h" && !ev.repeat) {
+    send(state.hand ? "lower_hand" : "raise_hand");
+  } else if (key === " " && !(ev.target instanceof HTMLButtonElement || ev.target instanceof HTMLAnchorElement)) {
+    ev.preventDefault();
+    if (!ev.repeat && state.muted && !pushToTalk.active) {
+      pushToTalk.active = true;
+      setLocalMuted(false);
+    }
+  }
+}
+
+function onKeyUp(ev) {
+  if (ev.key === " " && pushToTalk.active) {
+    pushToTalk.active = false;
+    setLocalMuted(true);
+  }
+}
+
+// Speaking into a muted microphone: say so (the level meter listens to a clone of the track, see devices.js). The
+// level is smoothed (a peak decays over ~200 ms); three loud samples in a row (150 ms) count as speech.
+let loudSamples = 0;
+function onLocalLevel(level) {
+  if (state.phase !== "in_call") return;
+  const loud = level > SPEAKING_LEVEL;
+  loudSamples = loud ? loudSamples + 1 : 0;
+  if (loudSamples >= 3 && state.muted && $("muted-hint").hidden) {
+    $("muted-hint").hidden = false;
+    state.mutedHints += 1;
+    setTimeout(() => ($("muted-hint").hidden = true), 3000);
+  }
+  const speaking = loudSamples >= 3 && !state.muted;
+  if (speaking !== !!state.localSpeaking) {
+    state.localSpeaking = speaking;
+    renderParticipants();
+  }
+}
+
+// Copy an invite link to this call: in token mode it carries this page's token (whoever opens it joins as the
+// token's user: share it only with people you trust with it). The link is also shown, to copy by hand.
+async function copyInvite() {
+  const url = new URL("/", location.origin);
+  url.searchParams.set("channel", state.channelId || "");
+  if (params.get("token")) url.searchParams.set("token", params.get("token"));
+  const link = url.toString();
+  $("invite").hidden = false;
+  $("invite-link").value = link;
+  try {
+    await navigator.clipboard.writeText(link);
+    $("invite-status").textContent = "Copied to the clipboard.";
+  } catch {
+    $("invite-link").select();
+    $("invite-status").textContent = "Select the link and copy it.";
+  }
+}
+
+// Closing the tab leaves the call at once (others would otherwise see a reconnecting participant for 30 s). A page
+// kept in the back/forward cache (`persisted`) or a reload we saw coming (F5, Ctrl/Cmd+R) keeps its session; any
+// other reload finds its session gone and joins the same channel again by itself (boot()).
+function onPageHide(ev) {
+  if (ev.persisted || sessionStorage.getItem(RELOAD_KEY) === "1") return;
+  if (state.sessionId && state.phase === "in_call") {
+    send("leave");
+    sessionStorage.setItem("callsd.rejoin", JSON.stringify({ channel_id: state.channelId }));
+  }
 }
 
 function wireControls() {
@@ -668,45 +819,74 @@ function wireControls() {
     startJoin();
   });
   $("error-dismiss").onclick = () => clearError();
+  $("retry-button").onclick = () => retryNow();
   $("mute-button").onclick = () => setLocalMuted(!state.muted);
   $("camera-button").onclick = () => toggleCamera();
   $("screen-button").onclick = () => toggleScreen();
+  $("presenter-stop-button").onclick = () => stopScreenShare({ notify: true });
+  $("fullscreen-button").onclick = () => fullScreenShare();
   $("hand-button").onclick = () => send(state.hand ? "lower_hand" : "raise_hand");
   for (const b of $$("reaction-button")) b.onclick = () => send("react", { emoji: b.dataset.emoji });
   $("leave-button").onclick = () => leave();
   $("host-mute-others-button").onclick = () => send("host_mute_others");
   $("host-stop-screen-button").onclick = () => send("host_screen_off");
   $("host-end-button").onclick = () => send("host_end");
+  $("view-button").onclick = () => toggleView();
+  $("invite-button").onclick = () => copyInvite();
+  $("devices-button").onclick = () => {
+    const slot = $("device-slot");
+    slot.hidden = !slot.hidden;
+    $("devices-button").setAttribute("aria-expanded", String(!slot.hidden));
+    if (!slot.hidden) refreshDevices();
+  };
+  $("channel-input").addEventListener("input", () => fieldProblem("channel-error", null));
+  $("name-input").addEventListener("input", () => fieldProblem("name-error", null));
+  document.addEventListener("keydown", onKeyDown);
+  document.addEventListener("keyup", onKeyUp);
+  addEventListener("pagehide", onPageHide);
+  addEventListener("online", () => retryNow());
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") retryNow();
+  });
+  onLevel(onLocalLevel);
+  wireDevices();
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Start-up
 // ---------------------------------------------------------------------------------------------------------------
 
-function boot() {
+async function boot() {
+  state.mutedHints = 0;
+  state.offline = false;
   wireControls();
-  loadServerConfig();
+  const config = loadServerConfig();
   const channel = params.get("channel");
   const savedName = localStorage.getItem(NAME_KEY);
   if (savedName) $("name-input").value = savedName;
-  if (params.get("name")) $("name-input").value = params.get("name");
+  if (params.get("name") !== null) $("name-input").value = params.get("name");
   if (params.get("token")) $("name-field").hidden = true;
-  if (channel) $("channel-input").value = channel;
+  if (channel !== null) $("channel-input").value = channel;
+  const reloading = sessionStorage.getItem(RELOAD_KEY) === "1";
+  sessionStorage.removeItem(RELOAD_KEY);
+  const rejoin = sessionStorage.getItem("callsd.rejoin");
+  sessionStorage.removeItem("callsd.rejoin");
   const saved = loadSession();
   if (saved && saved.session_id && (!channel || saved.channel_id === channel)) {
-    // A reload (or a restored tab): resume the same session rather than joining again.
+    // A reload (or a restored tab): resume the same session rather than joining again. If the previous page left on
+    // `pagehide` (a reload it could not foresee), the server answers unknown_session and we join afresh.
     state.sessionId = saved.session_id;
     state.channelId = saved.channel_id;
     state.phase = "reconnecting";
     state.resumeOnOpen = true;
+    state.rejoined = !!rejoin && !reloading;
     showStatus("Rejoining your call…");
     connect();
     return;
   }
   showLobby();
-  if (channel && (params.get("token") || params.get("autojoin") === "1") && (params.get("token") || savedName)) {
-    startJoin();
-  }
+  await config;
+  if (channel && (params.get("token") || params.get("autojoin") === "1")) startJoin();
 }
 
 // The test and debugging surface: read-only views of the client's state.
@@ -747,7 +927,34 @@ window.callsd = {
   get errorsShown() {
     return state.errorsShown.slice();
   },
+  get offline() {
+    return !!state.offline;
+  },
+  get reconnectAttempt() {
+    return state.reconnectAttempt;
+  },
+  get labels() {
+    return Object.fromEntries(state.labels);
+  },
+  get micSwitches() {
+    return state.micSwitches;
+  },
+  get deviceChanges() {
+    return state.deviceChanges;
+  },
+  get mutedHints() {
+    return state.mutedHints;
+  },
+  get outgoing() {
+    return state.outgoing;
+  },
   send,
+  // Join a channel without the form's checks, as a client that does not know the rules would (tests of the
+  // server's refusals).
+  join(channel) {
+    $("channel-input").value = channel;
+    startJoin({ check: false });
+  },
   // Drop the WebSocket as if the network failed (tests of automatic reconnect).
   dropConnection() {
     if (state.ws) state.ws.close(4000, "test drop");

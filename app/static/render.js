@@ -160,7 +160,7 @@ function renderPresenter() {
   }
   preview.hidden = !mine;
   $("presenter-stop-button").hidden = !mine;
-  $("fullscreen-button").hidden = mine || !document.querySelector("[data-testid=remote-screen]");
+  $("fullscreen-button").hidden = mine;
 }
 
 export function toast(text, kind = "info") {

@@ -51,8 +51,10 @@ def people(browser: Any) -> Iterator[Any]:
         return p
 
     yield make
+    errors = [line for p in made for line in p.console if line.startswith("pageerror")]
     for p in made:
         p.close()
+    assert not errors, errors  # an uncaught exception in the page is a bug even when the UI looks right
 
 
 class Gate:

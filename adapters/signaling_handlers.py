@@ -20,6 +20,7 @@ from callsd.core.calls import outputs as out
 from callsd.core.calls.machine import CallsMachine
 
 from .signaling_media import unpublish_all
+from .signaling_names import check_channel_id
 from .signaling_outbox import Outbox
 from .signaling_plane import PlaneEffects, routes_towards
 from .signaling_protocol import SignalingError, field_id, field_str
@@ -129,7 +130,7 @@ class MessageHandlers:
         hub = self.hub
         if conn.channel_id is not None:
             raise SignalingError("already_joined", f"already in the call of {conn.channel_id!r}; leave first", "join")
-        channel_id = field_id(data, "channel_id", "join")
+        channel_id = check_channel_id(field_id(data, "channel_id", "join"), "join")
         if hub.draining:
             raise SignalingError("shutting_down", "the server is shutting down; try again later", "join")
         user_id = hub.authorize(conn, data, channel_id, "join")

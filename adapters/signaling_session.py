@@ -20,7 +20,8 @@ from callsd.core.calls import events as ev
 from callsd.core.calls import outputs as out
 from callsd.core.calls.state import Route
 
-from .signaling_protocol import SignalingError, TokenBucket, field_str
+from .signaling_names import clean_display_name
+from .signaling_protocol import SignalingError, TokenBucket
 
 __all__ = ["Transport", "MediaPlaneLike", "NullMediaPlane", "Recorder", "Authorize", "open_authorize",
            "TurnCredentials", "HubSettings", "HubCounters", "Connection"]
@@ -121,8 +122,12 @@ class Authorize(Protocol):
 def open_authorize(*, channel_id: str, data: dict[str, Any], query_token: str | None, now_s: float,
                    action: str) -> str:
     """Open mode: the user id is the ``display_name`` the client chose, or a generated guest name."""
-    name = field_str(data, "display_name", action, max_len=64, required=False).strip()
-    return name or "guest-" + secrets.token_hex(2)
+    raw = data.get("display_name")
+    if raw is None or raw == "":
+        return "guest-" + secrets.token_hex(2)
+    if not isinstance(raw, str):
+        raise SignalingError("bad_request", f"{action}: \"display_name\" must be a string", action)
+    return clean_display_name(raw, action)
 
 
 TurnCredentials = Callable[[str, float], tuple[str, str]]

@@ -83,6 +83,7 @@ from .events import (
     VoiceActivity,
 )
 from .forwarder import Forwarder, InTrack, OutRoute
+from .paths import make_path
 from .transport import Peer, TransportConfig, UdpEndpoint
 
 __all__ = ["MediaPlane", "PlaneConfig", "SdpRejected"]
@@ -114,6 +115,7 @@ class PlaneConfig:
     udp_rcvbuf: int = 4 * 1024 * 1024
     udp_sndbuf: int = 4 * 1024 * 1024
     report_interval: float = 1.0
+    fast_path: str = "auto"  # "auto" | "native" | "python": see paths.py
 
 
 class Session:
@@ -179,6 +181,7 @@ class MediaPlane:
                             rcvbuf=getattr(config, "udp_rcvbuf", 4 << 20),
                             sndbuf=getattr(config, "udp_sndbuf", 4 << 20)),
             self,
+            path=make_path(getattr(config, "fast_path", "auto"), self.forwarder),
         )
         self.address: tuple[str, int] | None = None
         self._report_interval = float(getattr(config, "report_interval", 1.0))

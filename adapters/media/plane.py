@@ -87,6 +87,7 @@ from .events import (
 )
 from .forwarder import Forwarder, InTrack, OutRoute
 from .ice_outcome import IceOutcomeWatch
+from .paths import make_path
 from .system_check import check_system
 from .transport import Peer, TransportConfig, UdpEndpoint
 
@@ -131,6 +132,7 @@ class PlaneConfig:
     ice_servers: tuple[Any, ...] = ()  # only their stun: URLs matter here (public-address discovery)
     advertise_refresh_seconds: int = 0
     ice_check_timeout: float = 10.0
+    fast_path: str = "auto"  # "auto" | "native" | "python": see paths.py
 
 
 class Session:
@@ -197,6 +199,7 @@ class MediaPlane:
                             sndbuf=config.udp_sndbuf,
                             max_addresses_per_session=config.ice_max_addresses_per_session),
             self,
+            path=make_path(getattr(config, "fast_path", "auto"), self.forwarder),
         )
         self.address: tuple[str, int] | None = None
         self.advertiser = Advertiser(config)

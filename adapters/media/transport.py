@@ -61,7 +61,8 @@ import trio
 from .counters import TransportCounters
 from .dtls import Certificate, DtlsError, DtlsSession
 from .ice import FailureLimiter, IceLiteState, StunRejected, parse_binding_request, peek_username
-from .srtp import ERR_AUTH, ERR_REPLAY, ERR_REPLAY_OLD, MAX_PACKET, Direction, SrtpContext, srtp_protect
+from .paths import PythonPath, ReceivePath
+from .srtp import ERR_AUTH, ERR_REPLAY, ERR_REPLAY_OLD, MAX_PACKET, Direction, srtp_protect
 from .udp import CLASSIFY, KIND_DTLS, KIND_RTP, KIND_STUN, BufferSizes, open_socket
 
 __all__ = ["TransportConfig", "UdpEndpoint", "Peer", "TransportHandler"]
@@ -119,7 +120,7 @@ class Peer:
         self.session_id = session_id
         self.ice = ice
         self.dtls = dtls
-        self.srtp: SrtpContext | None = None
+        self.srtp: Any = None  # SrtpContext, or the native path's equivalent
         self.address: Any = None  # where media goes: the nominated address (or the first authenticated one)
         self.connected = False
         self.closed = False
@@ -198,7 +199,7 @@ class UdpEndpoint:
     """The RTC port. See the module docstring for the API and the theory of operation."""
 
     def __init__(self, config: TransportConfig, handler: TransportHandler, *,
-                 certificate: Certificate | None = None) -> None:
+                 certificate: Certificate | None = None, path: ReceivePath | None = None) -> None:
         self.config = config
         self.handler = handler
         self.certificate = certificate or Certificate.generate()
@@ -211,6 +212,9 @@ class UdpEndpoint:
         self._by_ufrag: dict[str, Peer] = {}
         self._by_addr: dict[Any, Peer] = {}
         self.stun_limiter = FailureLimiter(rate=config.stun_failures_per_second, burst=config.stun_failure_burst)
+        # the per-packet machinery (paths.py): the Python loop below, or the native step
+        self.path: ReceivePath = path if path is not None else PythonPath()
+        self.path.bind(self)
 
     @property
     def fingerprint(self) -> str:
@@ -240,7 +244,7 @@ class UdpEndpoint:
                            failure_burst=self.config.stun_failure_burst,
                            _failure_level=self.config.stun_failure_burst)
         sendto = self._sock.sendto if self._sock is not None else _not_bound
-        peer = Peer(session_id, ice, dtls, server_role, sendto, self.counters)
+        peer = self.path.peer_type(session_id, ice, dtls, server_role, sendto, self.counters)
         self._by_session[session_id] = peer
         self._by_ufrag[local_ufrag] = peer
         return peer
@@ -282,7 +286,7 @@ class UdpEndpoint:
         try:
             self.handler.on_closed(peer, reason)
         except Exception:
-            self._handler_error()
+            self.handler_error()
 
     # --- serving ----------------------------------------------------------------------------------------------------
 
@@ -314,13 +318,12 @@ class UdpEndpoint:
     async def _receive_loop(self, sock: socket.socket) -> None:
         wait_readable = trio.lowlevel.wait_readable
         checkpoint = trio.lowlevel.checkpoint
-        drain = self._drain
+        drain = self.path.drain
         sleep = trio.sleep
         batch = self.config.batch
         coalesce = self.config.coalesce
-        recvfrom = sock.recvfrom
         while True:
-            n = drain(recvfrom, batch)
+            n = drain(sock, batch)
             if n >= batch:
                 await checkpoint()
             elif n and coalesce:
@@ -329,67 +332,69 @@ class UdpEndpoint:
                 await wait_readable(sock)
 
     def _drain(self, recvfrom: Any, batch: int) -> int:
-        """Handle up to `batch` datagrams; returns how many were read (fewer means the socket is empty)."""
-        by_addr = self._by_addr
-        classify = CLASSIFY
-        c = self.counters
-        handler = self.handler
-        on_rtp = handler.on_rtp
-        on_rtcp = handler.on_rtcp
+        """The Python path's loop: handle up to `batch` datagrams; returns how many were read (fewer means the
+        socket is empty)."""
+        handle = self.handle_datagram
         for i in range(batch):
             try:
                 data, addr = recvfrom(_RECV_SIZE)
             except BlockingIOError:
                 return i
             except OSError:  # e.g. ICMP port unreachable reported on the next read
-                c.drop_send_error += 1
+                self.counters.drop_send_error += 1
                 continue
-            c.datagrams_in += 1
-            c.bytes_in += len(data)
-            if len(data) < 4:
-                c.drop_malformed += 1
-                continue
-            kind = classify[data[0]]
-            try:
-                if kind == KIND_RTP:
-                    peer = by_addr.get(addr)
-                    if peer is None:
-                        c.drop_unknown_address += 1
-                        continue
-                    srtp = peer.srtp
-                    if srtp is None:
-                        c.drop_not_ready += 1
-                        continue
-                    if len(data) < 12:
-                        c.drop_malformed += 1
-                        continue
-                    if 192 <= data[1] <= 223:
-                        plain = srtp.unprotect_rtcp(data)
-                        if plain is None:
-                            self._srtp_drop(srtp.last_error)
-                            continue
-                        c.rtcp_in += 1
-                        c.rtcp_bytes_in += len(data)
-                        on_rtcp(peer, plain)
-                    else:
-                        plain = srtp.unprotect_rtp(data)
-                        if plain is None:
-                            self._srtp_drop(srtp.last_error)
-                            continue
-                        c.rtp_in += 1
-                        c.rtp_bytes_in += len(data)
-                        on_rtp(peer, plain)
-                elif kind == KIND_STUN:
-                    self._on_stun(data, addr)
-                elif kind == KIND_DTLS:
-                    self._on_dtls(data, addr)
-                else:
-                    c.drop_malformed += 1
-            except Exception:
-                self._handler_error()
+            handle(data, addr)
         return batch
 
-    def _handler_error(self) -> None:
+    def handle_datagram(self, data: bytes, addr: Any) -> None:
+        """Demultiplex and handle one datagram (either path hands every datagram it does not handle itself here)."""
+        c = self.counters
+        c.datagrams_in += 1
+        c.bytes_in += len(data)
+        if len(data) < 4:
+            c.drop_malformed += 1
+            return
+        kind = CLASSIFY[data[0]]
+        try:
+            if kind == KIND_RTP:
+                peer = self._by_addr.get(addr)
+                if peer is None:
+                    c.drop_unknown_address += 1
+                    return
+                srtp = peer.srtp
+                if srtp is None:
+                    c.drop_not_ready += 1
+                    return
+                if len(data) < 12:
+                    c.drop_malformed += 1
+                    return
+                if 192 <= data[1] <= 223:
+                    plain = srtp.unprotect_rtcp(data)
+                    if plain is None:
+                        self._srtp_drop(srtp.last_error)
+                        return
+                    c.rtcp_in += 1
+                    c.rtcp_bytes_in += len(data)
+                    self.handler.on_rtcp(peer, plain)
+                else:
+                    plain = srtp.unprotect_rtp(data)
+                    if plain is None:
+                        self._srtp_drop(srtp.last_error)
+                        return
+                    c.rtp_in += 1
+                    c.rtp_bytes_in += len(data)
+                    self.handler.on_rtp(peer, plain)
+            elif kind == KIND_STUN:
+                self._on_stun(data, addr)
+            elif kind == KIND_DTLS:
+                self._on_dtls(data, addr)
+            else:
+                c.drop_malformed += 1
+        except Exception:
+            self.handler_error()
+
+    def handler_error(self) -> None:
+        """Count (and log the first 10, then every 1000th) an exception raised while handling a datagram."""
         n = self.counters.handler_errors = self.counters.handler_errors + 1
         if n <= 10 or n % 1000 == 0:
             log.exception("error while handling a datagram (%d so far)", n)
@@ -487,7 +492,7 @@ class UdpEndpoint:
         self._flush_dtls(peer, addr)
         if completed:
             assert dtls.keys is not None
-            srtp = SrtpContext(dtls.keys)
+            srtp = self.path.srtp_context(dtls.keys)
             peer.srtp = srtp
             peer._tx = srtp.tx
             if peer.address is None:

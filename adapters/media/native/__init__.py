@@ -120,7 +120,7 @@ class NativePath:
         return NativePeer
 
     def bind(self, endpoint: UdpEndpoint) -> None:
-        from ..forwarder import VAD_THRESHOLD, VAD_MAX, VAD_ON
+        from ..forwarder import VAD_MAX, VAD_ON, VAD_THRESHOLD
 
         self._endpoint = endpoint
         counters: TransportCounters = endpoint.counters

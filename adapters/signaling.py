@@ -44,7 +44,7 @@ from typing import Any
 import trio
 from callsd.core.calls import events as ev
 from callsd.core.calls import outputs as out
-from callsd.core.calls.machine import CallsMachine
+from callsd.core.calls.machine import CallsMachine, CallView
 from callsd.core.errors import LocalProtocolError
 
 from .media.events import MediaEvent
@@ -209,7 +209,7 @@ class SignalingHub:
         """The media plane's callback: queue the event for the hub's media task (never re-enters the plane)."""
         self._media.emit(media_event)
 
-    def state_of(self, view: Any) -> dict[str, Any]:
+    def state_of(self, view: CallView) -> dict[str, Any]:
         """The call state object of docs/protocol.md from a core ``CallView``."""
         return call_state(view, self._speaking)
 

@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict core
+	$(BIN)/mypy --strict  # core, adapters and app, through typecheck/callsd (see [tool.mypy] in pyproject.toml)
 
 unit: $(STAMP) system-deps
 	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -q -ra

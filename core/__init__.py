@@ -7,6 +7,7 @@ bases ``InputEvent``, ``SessionInput``, ``TargetedInput``) and output (with the 
 replay. Media codecs are imported from their own modules (``callsd.core.wire``).
 """
 
+from .calls.checkpoint import checkpoint, from_checkpoint
 from .calls.eventlog import (
     LOG_VERSION,
     EventLogError,
@@ -28,7 +29,7 @@ from .calls.machine import TRANSITIONS, CallsMachine, CallView, Guard, Transitio
 from .calls.outputs import *  # noqa: F403
 from .calls.outputs import __all__ as _outputs_all
 from .calls.replay import Mismatch, ReplayResult, replay
-from .calls.snapshot import SNAPSHOT_VERSION, SnapshotError, checkpoint, from_checkpoint
+from .calls.snapshot import SNAPSHOT_VERSION, SnapshotError
 from .calls.state import Config, ParticipantView, Route, reconnect_key
 from .errors import CallsdError, LocalProtocolError, RemoteProtocolError
 

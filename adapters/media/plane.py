@@ -68,7 +68,7 @@ from callsd.core.wire.negotiation import (
     OfferRejected,
     OutgoingTrack,
     PublishedTrack,
-    Rejection,
+    SdpRejectReason,
 )
 from callsd.core.wire.rtp import read_mid
 from callsd.core.wire.sdp import Codec
@@ -286,7 +286,7 @@ class MediaPlane:
         else:
             raise SdpRejected(f"unknown signal type {kind!r}")
 
-    def _rejected(self, reason: Rejection | str, detail: str) -> SdpRejected:
+    def _rejected(self, reason: SdpRejectReason | str, detail: str) -> SdpRejected:
         self.negotiation.sdp_rejected += 1
         return SdpRejected(f"{reason}: {detail}")
 
@@ -340,15 +340,15 @@ class MediaPlane:
         for p in current.values():
             s.mid_ext_id = p.extension_id(MID_URI) or s.mid_ext_id
         for mid, t in list(s.published.items()):
-            p = current.get(mid)
-            if p is None:
+            section = current.get(mid)
+            if section is None:
                 del s.published[mid]
                 self._emit(TrackUnpublished(session_id=s.session_id, track_id=t.track_id))
                 self._drop_track(t, touched)
-            elif p.ssrcs and p.ssrcs[0] != t.ssrc:  # same section, new SSRC (a replaced sender): re-key it
+            elif section.ssrcs and section.ssrcs[0] != t.ssrc:  # same section, new SSRC (a replaced sender): re-key
                 if t.ssrc is not None and s.inbound.get(t.ssrc) is t:
                     del s.inbound[t.ssrc]
-                t.ssrc = p.ssrcs[0]
+                t.ssrc = section.ssrcs[0]
                 s.inbound[t.ssrc] = t
         if s.remote is None:
             return

@@ -42,13 +42,16 @@ import math
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from callsd.core.calls import outputs as out
 from callsd.core.calls.eventlog import decode_output, encode_output
 from callsd.core.calls.events import TrackKind
 from callsd.core.calls.state import Route
+
+if TYPE_CHECKING:
+    from .plane import MediaPlane
 
 from .events import (
     MediaEvent,
@@ -170,22 +173,18 @@ class EventPipe:
         self.send.send_nowait(event)
 
 
-def _counters(plane: Any) -> dict[str, int]:
-    values = {k: int(v) for k, v in dict(plane.counters).items() if isinstance(v, int)}
-    ep = getattr(getattr(plane, "endpoint", None), "counters", None)
-    if ep is not None:
-        names = getattr(ep, "__slots__", None) or list(vars(ep))
-        values.update({n: v for n in names if isinstance(v := getattr(ep, n, None), int)})
-    return values
+def _counters(plane: MediaPlane) -> dict[str, int]:
+    """The plane's counters and its endpoint's, as the server's metrics exporter reads them in-process."""
+    return {**plane.counters, **plane.endpoint.counters.snapshot()}
 
 
-async def serve_plane_rpc(stream: trio.abc.Stream, plane: Any, pipe: EventPipe) -> None:
+async def serve_plane_rpc(stream: trio.abc.Stream, plane: MediaPlane, pipe: EventPipe) -> None:
     """Serve one server connection: apply its calls to ``plane`` (already serving), send back ``pipe``'s events.
 
     Sends ``ready {address}`` first. Returns when the server closes the stream (the worker then exits).
     """
     send_q, recv_q = trio.open_memory_channel[bytes](math.inf)
-    address = list(plane.address) if getattr(plane, "address", None) else None
+    address = list(plane.address) if plane.address else None
     send_q.send_nowait(frame({"ev": "ready", "address": address}))
 
     def reject(sid: str, action: str, reason: str) -> None:
@@ -202,7 +201,7 @@ async def serve_plane_rpc(stream: trio.abc.Stream, plane: Any, pipe: EventPipe) 
         "signal": on_signal,
         "screen": lambda d: plane.set_screen_stream(d["sid"], d["stream"]),
         "apply": lambda d: plane.apply([decode_output(o) for o in d["outputs"]]),
-        "restore": lambda d: plane.restore_routes([decode_output(o) for o in d["routes"]]),
+        "restore": lambda d: plane.restore_routes(_routes_added(d["routes"])),
         "close": lambda d: plane.close_session(d["sid"]),
         "counters": lambda d: send_q.send_nowait(frame({"ev": "counters", "id": d.get("id"),
                                                         "values": _counters(plane)})),
@@ -250,6 +249,17 @@ def _route_added(r: Route | out.RouteAdded) -> out.RouteAdded:
         return r
     return out.RouteAdded(channel_id=r.channel_id, track_id=r.track_id, kind=r.kind, publisher_id=r.publisher_id,
                            receiver_id=r.receiver_id, paused=r.paused)
+
+
+def _routes_added(encoded: list[Any]) -> list[out.RouteAdded]:
+    """The ``restore`` op's routes (``RouteAdded`` in the core's codec); anything else is a bad frame."""
+    routes: list[out.RouteAdded] = []
+    for item in encoded:
+        route = decode_output(item)
+        if not isinstance(route, out.RouteAdded):
+            raise RpcError(f"restore carries only RouteAdded, got {type(route).__name__}")
+        routes.append(route)
+    return routes
 
 
 class RemotePlane:
@@ -326,7 +336,8 @@ class RemotePlane:
             first = await reader.next()
             if first is None or first.get("ev") != "ready":
                 raise RpcError(f"expected ready, got {first!r}")
-            self.address = tuple(first["address"]) if first.get("address") else None  # type: ignore[assignment]
+            address = first.get("address")
+            self.address = (str(address[0]), int(address[1])) if address else None
             task_status.started(self.address)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._sender, nursery.cancel_scope)

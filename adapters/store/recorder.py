@@ -26,9 +26,9 @@ from typing import Any
 
 import trio
 from callsd.core import CallsMachine, InputEvent, OutputEvent
+from callsd.core.calls.checkpoint import checkpoint
 from callsd.core.calls.eventlog import Record, make_record
 from callsd.core.calls.replay import ReplayResult, replay
-from callsd.core.calls.snapshot import checkpoint
 
 from .base import EventStore
 

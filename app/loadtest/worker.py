@@ -254,12 +254,12 @@ class SimUser:
                 mapping[pt] = (m.kind, m.clock_rate(pt))
         leg.set_payload_types(mapping)
         for track, source in zip(self.tracks, self._pending_sources, strict=True):
-            m = by_mid.get(track.mid)
-            if m is None or m.port == 0:
+            section = by_mid.get(track.mid)
+            if section is None or section.port == 0:
                 continue
-            if answer and m.formats and track.payload_type not in m.formats:
-                track.payload_type = m.formats[0]
-            source.configure(track.mid, track.payload_type, m.extmap)
+            if answer and section.formats and track.payload_type not in section.formats:
+                track.payload_type = section.formats[0]
+            source.configure(track.mid, track.payload_type, section.extmap)
             if source not in leg.sources:
                 leg.sources.append(source)
         if leg.state == "new":

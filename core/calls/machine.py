@@ -62,13 +62,14 @@ Remote mistakes become ``Rejected``; malformed events never reach this module (t
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import LocalProtocolError
 from . import events as ev
 from . import outputs as out
+from .snapshot import dump_state, load_state
 from .state import (
     RECONNECT_TIMER_PREFIX,
     Call,
@@ -78,6 +79,7 @@ from .state import (
     Route,
     reconnect_key,
 )
+from .steps import lower_hand, route_paused, routes_of, set_muted, stop_screen, tracks_of
 
 __all__ = ["CallsMachine", "CallView", "Guard", "Transition", "Open", "Seated", "Aimed", "TRANSITIONS",
            "MAX_TRACKS_PER_KIND"]
@@ -273,7 +275,7 @@ class CallsMachine:
     def routes(self, channel_id: str | None = None) -> list[Route]:
         """The forwarding table (of one channel, or all), in the fixed output order."""
         chosen = self._calls.values() if channel_id is None else [c for c in [self._calls.get(channel_id)] if c]
-        return [r for c in chosen for r in _routes_of(c)]
+        return [r for c in chosen for r in routes_of(c)]
 
     def timers(self) -> dict[str, int]:
         """Pending timers (key -> deadline ms); an adapter re-arms these after restoring a snapshot."""
@@ -286,15 +288,11 @@ class CallsMachine:
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state as a JSON-able dict (see core/calls/snapshot.py for the format)."""
-        from .snapshot import dump_state
-
         return dump_state(self._config, list(self._calls.values()))
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> CallsMachine:
         """Rebuild a machine from ``snapshot()``; raises ``SnapshotError`` for a malformed snapshot."""
-        from .snapshot import load_state
-
         config, calls = load_state(data)
         m = cls(config)
         for c in calls:
@@ -380,7 +378,7 @@ class CallsMachine:
         c.ever.setdefault(p.session_id, None)
         self._where[p.session_id] = c.channel_id
         result.append(out.ParticipantJoined(channel_id=c.channel_id, session_id=p.session_id, user_id=p.user_id))
-        for q, track_id, kind in _tracks_of(c, exclude=p.session_id):
+        for q, track_id, kind in tracks_of(c, exclude=p.session_id):
             result.append(
                 out.RouteAdded(
                     channel_id=c.channel_id,
@@ -388,7 +386,7 @@ class CallsMachine:
                     kind=kind,
                     publisher_id=q.session_id,
                     receiver_id=p.session_id,
-                    paused=_paused(q, kind),
+                    paused=route_paused(q, kind),
                 )
             )
         return result
@@ -433,10 +431,10 @@ class CallsMachine:
         return self._remove(c, p, out.LeaveReason.TIMED_OUT, by=session_id, at=e.at)
 
     def _mute(self, e: ev.Mute, call: Call, me: Participant) -> Outputs:
-        return _set_muted(call, me, True, by=e.session_id)
+        return set_muted(call, me, True, by=e.session_id)
 
     def _unmute(self, e: ev.Unmute, call: Call, me: Participant) -> Outputs:
-        return _set_muted(call, me, False, by=e.session_id)
+        return set_muted(call, me, False, by=e.session_id)
 
     def _screen_on(self, e: ev.ScreenOn, call: Call, me: Participant) -> Outputs:
         if not self._config.allow_screen_sharing:
@@ -450,7 +448,7 @@ class CallsMachine:
     def _screen_off(self, e: ev.ScreenOff, call: Call, me: Participant) -> Outputs:
         if call.screen_sharer != e.session_id:
             return [self._reject(e, out.RejectReason.NOT_SHARING)]
-        return _stop_screen(call, by=e.session_id)
+        return stop_screen(call, e.session_id, by=e.session_id)
 
     def _video_on(self, e: ev.VideoOn, call: Call, me: Participant) -> Outputs:
         if me.video:
@@ -471,7 +469,7 @@ class CallsMachine:
         return [out.HandRaised(channel_id=call.channel_id, session_id=e.session_id, raised_at=e.at)]
 
     def _lower_hand(self, e: ev.LowerHand, call: Call, me: Participant) -> Outputs:
-        return _lower(call, me, by=e.session_id)
+        return lower_hand(call, me, by=e.session_id)
 
     def _react(self, e: ev.React, call: Call, me: Participant) -> Outputs:
         return [out.Reacted(channel_id=call.channel_id, session_id=e.session_id, emoji=e.emoji)]
@@ -483,22 +481,23 @@ class CallsMachine:
         return [out.HostChanged(channel_id=call.channel_id, host_id=target.session_id)]
 
     def _host_mute(self, e: ev.HostMute, call: Call, me: Participant, target: Participant) -> Outputs:
-        return _set_muted(call, target, True, by=e.session_id)
+        return set_muted(call, target, True, by=e.session_id)
 
     def _host_mute_others(self, e: ev.HostMuteOthers, call: Call, me: Participant) -> Outputs:
         result: Outputs = []
         for p in list(call.participants.values()):
             if p.session_id != e.session_id:
-                result += _set_muted(call, p, True, by=e.session_id)
+                result += set_muted(call, p, True, by=e.session_id)
         return result
 
     def _host_stop_screen(self, e: ev.HostStopScreen, call: Call, me: Participant) -> Outputs:
-        if call.screen_sharer is None:
+        sharer = call.screen_sharer
+        if sharer is None:
             return [self._reject(e, out.RejectReason.NOT_SHARING)]
-        return _stop_screen(call, by=e.session_id)
+        return stop_screen(call, sharer, by=e.session_id)
 
     def _host_lower_hand(self, e: ev.HostLowerHand, call: Call, me: Participant, target: Participant) -> Outputs:
-        return _lower(call, target, by=e.session_id)
+        return lower_hand(call, target, by=e.session_id)
 
     def _host_remove(self, e: ev.HostRemove, call: Call, me: Participant, target: Participant) -> Outputs:
         return self._remove(call, target, out.LeaveReason.REMOVED, by=e.session_id, at=e.at)
@@ -516,7 +515,7 @@ class CallsMachine:
         if sum(kind is e.kind for kind in me.tracks.values()) >= MAX_TRACKS_PER_KIND:
             return [self._reject(e, out.RejectReason.TOO_MANY_TRACKS)]
         me.tracks[e.track_id] = e.kind
-        paused = _paused(me, e.kind)
+        paused = route_paused(me, e.kind)
         return [
             out.RouteAdded(
                 channel_id=call.channel_id,
@@ -552,14 +551,14 @@ class CallsMachine:
         if p.reconnect_deadline is not None:
             result.append(out.CancelTimer(key=reconnect_key(sid)))
         if c.screen_sharer == sid:
-            result += _stop_screen(c, by=by)
+            result += stop_screen(c, sid, by=by)
         for track_id in p.tracks:
             for r in c.participants:
                 if r != sid:
                     result.append(
                         out.RouteRemoved(channel_id=c.channel_id, track_id=track_id, publisher_id=sid, receiver_id=r)
                     )
-        for q, track_id, _kind in _tracks_of(c, exclude=sid):
+        for q, track_id, _kind in tracks_of(c, exclude=sid):
             result.append(
                 out.RouteRemoved(channel_id=c.channel_id, track_id=track_id, publisher_id=q.session_id, receiver_id=sid)
             )
@@ -582,72 +581,6 @@ class CallsMachine:
             if pass_host:
                 result.append(out.HostChanged(channel_id=c.channel_id, host_id=c.host_id))
         return result
-
-
-# ---------------------------------------------------------------------- helpers on plain state
-
-
-def _paused(publisher: Participant, kind: ev.TrackKind) -> bool:
-    return kind is ev.TrackKind.AUDIO and publisher.muted
-
-
-def _tracks_of(c: Call, *, exclude: str) -> Iterator[tuple[Participant, str, ev.TrackKind]]:
-    """Every published track of the call except ``exclude``'s: publishers in join order, tracks in publish order."""
-    for q in c.participants.values():
-        if q.session_id != exclude:
-            for track_id, kind in q.tracks.items():
-                yield q, track_id, kind
-
-
-def _routes_of(c: Call) -> Iterator[Route]:
-    for q in c.participants.values():
-        for track_id, kind in q.tracks.items():
-            for r in c.participants:
-                if r != q.session_id:
-                    yield Route(
-                        channel_id=c.channel_id,
-                        track_id=track_id,
-                        kind=kind,
-                        publisher_id=q.session_id,
-                        receiver_id=r,
-                        paused=_paused(q, kind),
-                    )
-
-
-def _set_muted(c: Call, p: Participant, muted: bool, *, by: str) -> Outputs:
-    """Mute or unmute ``p`` and pause or resume its audio routes; no output when nothing changes."""
-    if p.muted == muted:
-        return []
-    p.muted = muted
-    result: Outputs = [
-        out.Muted(channel_id=c.channel_id, session_id=p.session_id, by=by)
-        if muted
-        else out.Unmuted(channel_id=c.channel_id, session_id=p.session_id)
-    ]
-    route_event = out.RoutePaused if muted else out.RouteResumed
-    for track_id, kind in p.tracks.items():
-        if kind is ev.TrackKind.AUDIO:
-            for r in c.participants:
-                if r != p.session_id:
-                    result.append(
-                        route_event(channel_id=c.channel_id, track_id=track_id, publisher_id=p.session_id, receiver_id=r)
-                    )
-    return result
-
-
-def _stop_screen(c: Call, *, by: str) -> Outputs:
-    sharer = c.screen_sharer
-    assert sharer is not None
-    c.screen_sharer = None
-    c.screen_stream_id = None
-    return [out.ScreenStopped(channel_id=c.channel_id, session_id=sharer, by=by)]
-
-
-def _lower(c: Call, p: Participant, *, by: str) -> Outputs:
-    if p.hand_raised_at is None:
-        return []
-    p.hand_raised_at = None
-    return [out.HandLowered(channel_id=c.channel_id, session_id=p.session_id, by=by)]
 
 
 # ---------------------------------------------------------------------- the transition table

@@ -1,7 +1,7 @@
 """Replay (pure): rebuild a ``CallsMachine`` from log records and check every record's output digest.
 
 ``replay(records)`` feeds each record's input to a fresh machine (or to one restored from a checkpoint, see
-core/calls/snapshot.py) and compares the digest of what it produced with the digest the record stored. A difference is a
+core/calls/checkpoint.py) and compares the digest of what it produced with the digest the record stored. A difference is a
 ``Mismatch``: the code that wrote the log and the code replaying it disagree, which is exactly what
 ``callsd replay --verify`` exists to catch after an upgrade. Replaying stops after ``until`` (a seq) if given.
 
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import LocalProtocolError
+from .checkpoint import from_checkpoint
 from .eventlog import EventLogError, Record, outputs_digest
 from .machine import CallsMachine
 from .outputs import CallEnded, CallStarted, OutputEvent
-from .snapshot import from_checkpoint
 
 __all__ = ["Mismatch", "ReplayResult", "replay"]
 

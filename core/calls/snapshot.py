@@ -13,21 +13,19 @@ A snapshot lets a server restart (or the replay tool start) without replaying th
                                   "tracks": [[track_id, kind], ...]}, ...]}, ...]}
 
 Lists keep the machine's orders (calls by start, participants by join, tracks by publish), which the outputs
-depend on. ``checkpoint(machine, seq)`` wraps a state with the log position it reflects.
+depend on. This module knows the state (``state.py``), not the machine: ``machine.py`` imports it for
+``snapshot()``/``restore()``, and ``checkpoint.py`` wraps a machine's snapshot with the log position it reflects.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import RemoteProtocolError
 from .events import TrackKind
 from .state import Call, Config, Participant
 
-if TYPE_CHECKING:
-    from .machine import CallsMachine
-
-__all__ = ["SNAPSHOT_VERSION", "SnapshotError", "dump_state", "load_state", "checkpoint", "from_checkpoint"]
+__all__ = ["SNAPSHOT_VERSION", "SnapshotError", "dump_state", "load_state"]
 
 SNAPSHOT_VERSION = 1
 
@@ -148,20 +146,3 @@ def load_state(data: Any) -> tuple[Config, list[Call]]:
             raise SnapshotError(f"{where}: screen sharer {c.screen_sharer!r} is not a participant")
         calls.append(c)
     return config, calls
-
-
-def checkpoint(machine: CallsMachine, seq: int) -> dict[str, Any]:
-    """A snapshot of ``machine`` tagged with ``seq``, the last log record it has applied."""
-    return {"v": SNAPSHOT_VERSION, "seq": seq, "state": machine.snapshot()}
-
-
-def from_checkpoint(data: Any) -> tuple[CallsMachine, int]:
-    """Inverse of ``checkpoint``: the restored machine and the seq to continue after."""
-    from .machine import CallsMachine
-
-    if not isinstance(data, dict) or data.get("v") != SNAPSHOT_VERSION:
-        raise SnapshotError("checkpoint: expected an object with v=1")
-    seq = _get(data, "seq", int, "checkpoint")
-    if seq < 0:
-        raise SnapshotError(f"checkpoint.seq: must be >= 0, got {seq}")
-    return CallsMachine.restore(_get(data, "state", dict, "checkpoint")), seq

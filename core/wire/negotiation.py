@@ -23,17 +23,10 @@ offer that arrives while the server's own offer is pending is ignored (``OfferIg
 changes); the client, polite, rolls its offer back, answers the server's offer, and offers again. The server never
 needs a rollback of its own, and its pending offer stays valid. See docs/adr/0004-sdp-negotiation.md.
 
-Codec policy: Opus 48 kHz/2 with ``useinbandfec=1`` for audio; VP8, else H264 with packetization-mode=1 (profile
-42e01f, then 42001f, then any) for video. A single codec per section keeps forwarding a plain payload-type
-rewrite. RTX is not accepted (the forwarder answers NACKs from its cache with plain retransmissions) and neither
-are transport-cc or goog-remb (the server sends neither kind of feedback, and accepting them would make a browser
-wait for feedback that never comes): rtcp-fb is limited to nack, nack pli and ccm fir as offered; header extensions
-to audio level and mid for audio; mid, abs-send-time, toffset and video orientation for video. A server offer may
-still carry RTX for an ``OutgoingTrack`` with an ``rtx_ssrc`` (the media plane passes none).
-
-Header extension ids are session-wide: once the client wrote an id for a URI (any offer or answer, any section, even
-an offer ignored for glare) the server never gives that id another URI; a URI takes its bundle id, else the
-client's, else the server's earlier one, else Chromium's usual id (``_USUAL_IDS``), else the lowest free id.
+The codec policy (which codec a section accepts, and under which payload type a server offer sends one) lives in
+``codec_policy.py``; the session-wide header extension ids in ``extension_ids.py``; the values this module takes
+and returns in ``negotiation_results.py``. This module re-exports those names, so importers keep one place to
+import the negotiation API from.
 
 Limits (one message must not make the whole call's work grow): an offer may add at most ``MAX_CLIENT_SECTIONS``
 m-sections of the client's own (the server's sections do not count; the web client uses three), else
@@ -49,11 +42,36 @@ before the first client offer) raises ``LocalProtocolError``.
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from ..errors import LocalProtocolError
+from .codec_policy import choose_codecs, offer_codecs
+from .extension_ids import (
+    ABS_SEND_TIME_URI,
+    AUDIO_LEVEL_URI,
+    KEPT_EXTENSIONS,
+    MID_URI,
+    TOFFSET_URI,
+    TWCC_URI,
+    VIDEO_ORIENTATION_URI,
+    ExtensionIds,
+)
+from .negotiation_results import (
+    AnswerApplied,
+    AnswerRejected,
+    LocalTransport,
+    NegotiationState,
+    OfferAnswered,
+    OfferIgnored,
+    OfferMade,
+    OfferRejected,
+    OutgoingTrack,
+    PublishedTrack,
+    RemoteTransport,
+    SdpRejectReason,
+    SendingTrack,
+)
 from .sdp import (
     Candidate,
     Codec,
@@ -73,173 +91,15 @@ from .sdp import (
 )
 
 __all__ = [
-    "AUDIO_LEVEL_URI", "MID_URI", "ABS_SEND_TIME_URI", "TWCC_URI",
-    "NegotiationState", "Rejection", "LocalTransport", "RemoteTransport", "PublishedTrack", "OutgoingTrack",
+    "Negotiator",
+    # re-exported from negotiation_results, codec_policy and extension_ids (module docstring)
+    "NegotiationState", "SdpRejectReason", "LocalTransport", "RemoteTransport", "PublishedTrack", "OutgoingTrack",
     "SendingTrack", "OfferAnswered", "OfferRejected", "OfferIgnored", "OfferMade", "AnswerApplied", "AnswerRejected",
-    "Negotiator", "choose_codecs", "TOFFSET_URI", "VIDEO_ORIENTATION_URI",
+    "choose_codecs", "AUDIO_LEVEL_URI", "MID_URI", "ABS_SEND_TIME_URI", "TWCC_URI", "TOFFSET_URI",
+    "VIDEO_ORIENTATION_URI",
 ]
 
-AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
-MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
-ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
-TOFFSET_URI = "urn:ietf:params:rtp-hdrext:toffset"
-VIDEO_ORIENTATION_URI = "urn:3gpp:video-orientation"
-_KEPT_EXTENSIONS = {
-    "audio": (AUDIO_LEVEL_URI, MID_URI),
-    "video": (MID_URI, ABS_SEND_TIME_URI, TOFFSET_URI, VIDEO_ORIENTATION_URI),
-}
-# the ids Chromium gives these URIs in its offers (tests/media/data/offer_chromium.sdp): a new URI in a server offer
-# takes its usual id when the client has not used that id, so the browser's own next offer agrees with ours
-_USUAL_IDS = {AUDIO_LEVEL_URI: 1, ABS_SEND_TIME_URI: 2, TWCC_URI: 3, MID_URI: 4, VIDEO_ORIENTATION_URI: 13,
-              TOFFSET_URI: 14}
-_KEPT_FEEDBACK = ("nack", "nack pli", "ccm fir")
-_VIDEO_FEEDBACK = ("nack", "nack pli", "ccm fir")  # what a server offer asks for on video sections
-_H264_PROFILES = ("42e01f", "42001f")
 _PROTOCOL = "UDP/TLS/RTP/SAVPF"
-
-
-class NegotiationState(enum.StrEnum):
-    NEW = "new"
-    STABLE = "stable"
-    HAVE_LOCAL_OFFER = "have-local-offer"
-
-
-class Rejection(enum.StrEnum):
-    """Machine-readable reasons for refusing a client's SDP."""
-
-    MALFORMED = "malformed_sdp"
-    NO_MEDIA = "no_usable_media"
-    NO_ICE_CREDENTIALS = "no_ice_credentials"
-    NO_FINGERPRINT = "no_fingerprint"
-    NO_SETUP = "bad_setup"
-    SECTIONS_MISMATCH = "sections_mismatch"
-    NO_PENDING_OFFER = "no_pending_offer"
-    TOO_MANY_SECTIONS = "too_many_sections"
-    TOO_MANY_TRACKS = "too_many_tracks"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LocalTransport:
-    """The server's side of the transport: ICE-lite credentials, DTLS fingerprint ("sha-256 AB:..."), host:port."""
-
-    ice_ufrag: str
-    ice_pwd: str
-    fingerprint: str
-    host: str
-    port: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RemoteTransport:
-    """The client's ICE credentials and fingerprint; ``dtls_role`` is the *server's* role: "server" or "client"."""
-
-    ice_ufrag: str
-    ice_pwd: str
-    fingerprint: str
-    dtls_role: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PublishedTrack:
-    """A track the client sends on section ``mid``: register it with the core (``PublishTrack``) and map SSRCs.
-
-    ``extensions`` are ``(uri, id)`` pairs as negotiated; ``payload_type``/``rtx_payload_type`` the accepted codec.
-    """
-
-    mid: str
-    track_id: str
-    stream_id: str
-    kind: str  # "audio" | "video"
-    ssrcs: tuple[int, ...]
-    rtx_ssrc: int | None
-    payload_type: int
-    rtx_payload_type: int | None
-    codec: Codec
-    extensions: tuple[tuple[str, int], ...]
-    cname: str | None = None
-
-    def extension_id(self, uri: str) -> int | None:
-        return dict(self.extensions).get(uri)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OutgoingTrack:
-    """A track the server should send to this client: the publisher's track and codec, the server-chosen SSRCs."""
-
-    track_id: str
-    stream_id: str
-    kind: str  # "audio" | "video"
-    ssrc: int
-    codec: Codec  # the publisher's negotiated codec (name, clock rate, channels, fmtp)
-    rtx_ssrc: int | None = None
-    cname: str = "callsd"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SendingTrack:
-    """How to send ``track_id`` to this client, as negotiated: rewrite to this PT, SSRC and extension ids."""
-
-    mid: str
-    track_id: str
-    ssrc: int
-    rtx_ssrc: int | None
-    payload_type: int
-    rtx_payload_type: int | None
-    extensions: tuple[tuple[str, int], ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OfferAnswered:
-    """The client's offer was accepted: send ``answer``; publish/unpublish the listed tracks; start the transport
-    with ``remote``. ``sending`` lists every track the server now sends to this client; ``refused`` the outgoing
-    tracks whose section the client rejected (port 0) in this offer: offering them again would loop."""
-
-    answer: str
-    remote: RemoteTransport
-    published: tuple[PublishedTrack, ...] = ()
-    unpublished: tuple[str, ...] = ()
-    sending: tuple[SendingTrack, ...] = ()
-    refused: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OfferIgnored:
-    """The client's offer crossed the server's pending offer (glare) and was dropped: nothing changed. The client
-    (the polite side) rolls back and answers the pending offer. ``reason`` is "glare"."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OfferRejected:
-    reason: Rejection
-    detail: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OfferMade:
-    """``sections`` names, for each section the offer sends on, ``(mid, track_id)``: what ties a received track to
-    its publisher for the client (the adapter adds who publishes each track)."""
-
-    offer: str
-    sections: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AnswerApplied:
-    """The client accepted the server's offer; ``refused`` lists outgoing tracks whose section it rejected."""
-
-    sending: tuple[SendingTrack, ...] = ()
-    published: tuple[PublishedTrack, ...] = ()
-    unpublished: tuple[str, ...] = ()
-    refused: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AnswerRejected:
-    reason: Rejection
-    detail: str
 
 
 @dataclass(slots=True, kw_only=True)
@@ -264,56 +124,6 @@ class _Slot:
                      rsize=self.rsize)
 
 
-def _codec_key(c: Codec) -> tuple[str, int, int]:
-    return (c.name.lower(), c.clock_rate, c.channels or 1)
-
-
-def _h264_ok(c: Codec, profile: str | None) -> bool:
-    p = c.params
-    return p.get("packetization-mode") == "1" and (profile is None or p.get("profile-level-id", "").lower() == profile)
-
-
-def _same_codec(a: Codec, b: Codec) -> bool:
-    if _codec_key(a) != _codec_key(b):
-        return False
-    if a.name.lower() == "h264":
-        pa, pb = a.params, b.params  # same packetization mode and profile (profile_idc + constraint flags)
-        return (pa.get("packetization-mode", "0") == pb.get("packetization-mode", "0")
-                and pa.get("profile-level-id", "42001f").lower()[:4] == pb.get("profile-level-id", "42001f").lower()[:4])
-    return True
-
-
-def _primary_choice(kind: str, offered: Sequence[Codec], want: Codec | None) -> Codec | None:
-    if want is not None:
-        return next((c for c in offered if _same_codec(c, want)), None)
-    if kind == "audio":
-        return next((c for c in offered if _codec_key(c) == ("opus", 48000, 2)), None)
-    if kind == "video":
-        vp8 = next((c for c in offered if _codec_key(c)[:2] == ("vp8", 90000)), None)
-        if vp8 is not None:
-            return vp8
-        for profile in (*_H264_PROFILES, None):
-            h264 = next((c for c in offered if _codec_key(c)[:2] == ("h264", 90000) and _h264_ok(c, profile)), None)
-            if h264 is not None:
-                return h264
-    return None
-
-
-def choose_codecs(kind: str, offered: Sequence[Codec], want: Codec | None = None) -> tuple[Codec, ...]:
-    """The codecs to accept from an offered list: one primary codec (the policy's choice, or the one matching
-    ``want``), with rtcp-fb filtered and Opus FEC on; never RTX. Empty when nothing fits."""
-    primary = _primary_choice(kind, offered, want)
-    if primary is None:
-        return ()
-    fmtp = primary.fmtp
-    if primary.name.lower() == "opus":
-        params = primary.params
-        params["useinbandfec"] = "1"
-        fmtp = ";".join(f"{k}={v}" if v else k for k, v in params.items())
-    feedback = tuple(f for f in primary.feedback if f in _KEPT_FEEDBACK) if kind == "video" else ()
-    return (replace(primary, fmtp=fmtp, feedback=feedback),)
-
-
 MAX_CLIENT_SECTIONS = 16  # m-sections a client may create (its transceivers, live or stopped)
 MAX_SENDING_SECTIONS = {"audio": 2, "video": 2}  # sections a client may send on, per media kind
 
@@ -327,7 +137,7 @@ def _sending_over_limit(media: Sequence[MediaSection]) -> OfferRejected | None:
     for kind, count in sending.items():
         limit = MAX_SENDING_SECTIONS.get(kind, 0)
         if count > limit:
-            return OfferRejected(reason=Rejection.TOO_MANY_TRACKS,
+            return OfferRejected(reason=SdpRejectReason.TOO_MANY_TRACKS,
                                  detail=f"the offer sends on {count} {kind} sections; at most {limit} "
                                         f"(a microphone and a screen's audio, a camera and a screen)")
     return None
@@ -345,7 +155,7 @@ class Negotiator:
     """
 
     __slots__ = ("transport", "session_id", "state", "remote", "_slots", "_pending", "_desired", "_version",
-                 "_allow_mixed", "_client_codecs", "_client_ext", "_client_ext_ids", "_server_ext")
+                 "_allow_mixed", "_client_codecs", "_extension_ids")
 
     def __init__(self, *, transport: LocalTransport, session_id: int) -> None:
         self.transport = transport
@@ -358,13 +168,7 @@ class Negotiator:
         self._version = 0
         self._allow_mixed = False
         self._client_codecs: dict[int, Codec] = {}  # every codec the client ever offered, by its payload type
-        # header extension ids: every id the client wrote in any offer or answer (any section, accepted or not,
-        # even a glare-ignored offer) -> the URIs it gave it, the client's latest id for each URI, and the ids
-        # the server itself offered. An id means one URI for the whole session (BUNDLE; Chromium refuses a
-        # description that renumbers one: "RTP extension ID reassignment not supported")
-        self._client_ext: dict[int, set[str]] = {}
-        self._client_ext_ids: dict[str, int] = {}
-        self._server_ext: dict[int, str] = {}
+        self._extension_ids = ExtensionIds()  # header extension ids, session-wide (extension_ids.py)
 
     # --- queries ----------------------------------------------------------------------------------------------
 
@@ -396,7 +200,7 @@ class Negotiator:
         """
         server_sections = sum(1 for slot in self._slots if slot.server_owned)
         if sdp.count("\nm=") + sdp.startswith("m=") > server_sections + MAX_CLIENT_SECTIONS:
-            return OfferRejected(reason=Rejection.TOO_MANY_SECTIONS,
+            return OfferRejected(reason=SdpRejectReason.TOO_MANY_SECTIONS,
                                  detail=f"an offer may add at most {MAX_CLIENT_SECTIONS} m-sections of its own to "
                                         f"the {server_sections} the server offered")
         try:
@@ -404,8 +208,8 @@ class Negotiator:
         except SdpError as exc:
             if self._pending is not None:
                 return OfferIgnored(reason="glare")
-            return OfferRejected(reason=Rejection.MALFORMED, detail=str(exc))
-        self._note_client_extensions(offer)
+            return OfferRejected(reason=SdpRejectReason.MALFORMED, detail=str(exc))
+        self._extension_ids.note_client(offer)
         if self._pending is not None:
             return OfferIgnored(reason="glare")
         too_many = _sending_over_limit(offer.media)
@@ -413,27 +217,27 @@ class Negotiator:
             return too_many
         live = [m for m in offer.media if not m.rejected]
         if not live:
-            return OfferRejected(reason=Rejection.NO_MEDIA, detail="every m-section is rejected or missing")
+            return OfferRejected(reason=SdpRejectReason.NO_MEDIA, detail="every m-section is rejected or missing")
         first = live[0]
         ufrag, pwd = first.ice_ufrag or offer.ice_ufrag, first.ice_pwd or offer.ice_pwd
         if not ufrag or not pwd:
-            return OfferRejected(reason=Rejection.NO_ICE_CREDENTIALS, detail="no a=ice-ufrag/a=ice-pwd")
+            return OfferRejected(reason=SdpRejectReason.NO_ICE_CREDENTIALS, detail="no a=ice-ufrag/a=ice-pwd")
         fps = first.fingerprints or offer.fingerprints
         fp = next((f for f in fps if f.algorithm == "sha-256"), fps[0] if fps else None)
         if fp is None:
-            return OfferRejected(reason=Rejection.NO_FINGERPRINT, detail="no a=fingerprint")
+            return OfferRejected(reason=SdpRejectReason.NO_FINGERPRINT, detail="no a=fingerprint")
         setup = first.setup or offer.setup
         if setup not in ("actpass", "active", "passive"):
-            return OfferRejected(reason=Rejection.NO_SETUP, detail=f"a=setup must be actpass/active/passive, "
+            return OfferRejected(reason=SdpRejectReason.NO_SETUP, detail=f"a=setup must be actpass/active/passive, "
                                                                   f"got {setup!r}")
         base = self._slots
         if len(offer.media) < len(base):
-            return OfferRejected(reason=Rejection.SECTIONS_MISMATCH,
+            return OfferRejected(reason=SdpRejectReason.SECTIONS_MISMATCH,
                                  detail=f"the offer has {len(offer.media)} m-sections, {len(base)} were negotiated")
         for i, slot in enumerate(base):
             m = offer.media[i]
             if m.mid != slot.mid and not (slot.rejected or m.rejected):
-                return OfferRejected(reason=Rejection.SECTIONS_MISMATCH,
+                return OfferRejected(reason=SdpRejectReason.SECTIONS_MISMATCH,
                                      detail=f"m-section {i} has mid {m.mid!r}, expected {slot.mid!r}")
         bundle = set(offer.bundle())
         slots: list[_Slot] = []
@@ -461,13 +265,13 @@ class Negotiator:
                 continue
             slot.rejected = False
             slot.codecs = codecs
-            slot.extmaps = tuple(e for e in m.extmaps if e.uri in _KEPT_EXTENSIONS[m.kind])
+            slot.extmaps = tuple(e for e in m.extmaps if e.uri in KEPT_EXTENSIONS[m.kind])
             slot.client_direction = _direction(m)
             slot.rsize = m.rtcp_rsize
             self._update_published(slot, m, published, unpublished)
             slots.append(slot)
         if not any(not s.rejected for s in slots):
-            return OfferRejected(reason=Rejection.NO_MEDIA, detail="no m-section offers a usable codec with "
+            return OfferRejected(reason=SdpRejectReason.NO_MEDIA, detail="no m-section offers a usable codec with "
                                                                   "BUNDLE and rtcp-mux")
         self._slots = slots
         self._allow_mixed = offer.extmap_allow_mixed
@@ -523,15 +327,12 @@ class Negotiator:
                          client_direction=Direction.RECVONLY)
             slots.append(slot)
             slot.local = t
-            slot.codecs = self._offer_codecs(slots, t, self._client_codecs)
-            slot.extmaps = self._offer_extmaps(slots, t.kind)
+            slot.codecs = offer_codecs([x.codecs for x in slots if not x.rejected], t, self._client_codecs)
+            slot.extmaps = self._extension_ids.for_offer(_bundle_extmaps(slots), t.kind)
             changed = True
         if not changed:
             return None
-        for s in slots:
-            if not s.rejected:
-                for e in s.extmaps:
-                    self._server_ext.setdefault(e.id, e.uri)
+        self._extension_ids.note_offered(_bundle_extmaps(slots))
         self._pending = slots
         self.state = NegotiationState.HAVE_LOCAL_OFFER
         setup = "active" if self.remote is not None and self.remote.dtls_role == "client" else "passive"
@@ -554,113 +355,23 @@ class Negotiator:
             n += 1
         return f"s{n}"
 
-    @staticmethod
-    def _offer_codecs(slots: Sequence[_Slot], t: OutgoingTrack, client: dict[int, Codec]) -> tuple[Codec, ...]:
-        """The publisher's codec under the payload type this client uses for it (negotiated, else as the client
-        numbered it in any offer), or a payload type free in both the bundle and the client's own numbering."""
-        in_use: dict[int, tuple[str, int, int]] = {}
-        mine: Codec | None = None
-        rtx_pt: int | None = None
-        for s in slots:
-            if s.rejected:
-                continue
-            for c in s.codecs:
-                in_use.setdefault(c.payload_type, _codec_key(c))
-            if mine is None and s.codecs and _same_codec(s.codecs[0], t.codec):
-                mine = s.codecs[0]
-                rtx_pt = next((c.payload_type for c in s.codecs[1:] if c.name.lower() == "rtx"), None)
-        if mine is None:
-            offered = next((c for c in client.values() if _same_codec(c, t.codec)), None)
-            if offered is not None and in_use.get(offered.payload_type, _codec_key(offered)) == _codec_key(offered):
-                mine = replace(offered, feedback=tuple(f for f in offered.feedback if f in _KEPT_FEEDBACK)
-                               if t.kind == "video" else ())
-        avoid = dict(in_use)  # the bundle's PTs, then the client's own numbering where possible
-        for pt, c in client.items():
-            avoid.setdefault(pt, _codec_key(c))
-
-        def free(preferred: int) -> int:
-            if preferred not in avoid:
-                return preferred
-            dynamic: list[int] = [*range(96, 128), *range(35, 64)]
-            for taken in (avoid, in_use):
-                pt = next((p for p in dynamic if p not in taken), None)
-                if pt is not None:
-                    return pt
-            raise LocalProtocolError("no free payload type left in this bundle")
-
-        if mine is not None:
-            primary = replace(t.codec, payload_type=mine.payload_type, feedback=mine.feedback)
-        else:
-            pt = free(t.codec.payload_type) if avoid.get(t.codec.payload_type) != _codec_key(t.codec) \
-                else t.codec.payload_type
-            fb = _VIDEO_FEEDBACK if t.kind == "video" else ()
-            primary = replace(t.codec, payload_type=pt, feedback=fb)
-        in_use[primary.payload_type] = avoid[primary.payload_type] = _codec_key(primary)
-        if t.rtx_ssrc is None or t.kind != "video":
-            return (primary,)
-        if rtx_pt is None or in_use.get(rtx_pt, ("rtx", 90000, 1)) != ("rtx", 90000, 1):
-            rtx_pt = free(primary.payload_type + 1)
-        return (primary, Codec(payload_type=rtx_pt, name="rtx", clock_rate=90000, fmtp=f"apt={primary.payload_type}"))
-
-    def _note_client_extensions(self, d: SessionDescription) -> None:
-        for e in (*d.extmaps, *(e for m in d.media for e in m.extmaps)):
-            self._client_ext.setdefault(e.id, set()).add(e.uri)
-            self._client_ext_ids[e.uri] = e.id
-
-    def _offer_extmaps(self, slots: Sequence[_Slot], kind: str) -> tuple[Extmap, ...]:
-        """The kept extensions for ``kind``, each under one id for the whole session: the id it has in the bundle,
-        else the client's own id for it (even if an offer the client refused used that id for something else),
-        else the id the server offered it under before, else Chromium's usual id, else the lowest id; never an id
-        the client or the bundle uses for another URI (an extension left without a free id is not offered)."""
-        bundle: dict[str, int] = {}
-        taken: dict[int, str] = {}
-        for s in slots:
-            if not s.rejected:
-                for e in s.extmaps:
-                    bundle.setdefault(e.uri, e.id)
-                    taken.setdefault(e.id, e.uri)
-
-        def free(i: int | None, uri: str, *, strict: bool = True) -> bool:
-            return (i is not None and 1 <= i <= 14 and taken.get(i, uri) == uri
-                    and self._client_ext.get(i, {uri}) == {uri}
-                    and (not strict or self._server_ext.get(i, uri) == uri))
-
-        previous = {u: i for i, u in self._server_ext.items()}
-        out = []
-        for uri in _KEPT_EXTENSIONS[kind]:
-            chosen = bundle.get(uri)
-            if chosen is None:
-                # The client's own id for this URI outranks the server's numbering in offers the client refused.
-                own = self._client_ext_ids.get(uri)
-                chosen = own if free(own, uri, strict=False) else None
-                if chosen is None:
-                    candidates = (previous.get(uri), _USUAL_IDS.get(uri), *range(1, 15))
-                    chosen = next((i for i in candidates if free(i, uri)), None)
-                if chosen is None:  # every id is spoken for: give up the server's own past numbering first
-                    chosen = next((i for i in range(1, 15) if free(i, uri, strict=False)), None)
-                if chosen is None:
-                    continue
-                taken[chosen] = uri
-            out.append(Extmap(id=chosen, uri=uri))
-        return tuple(out)
-
     # --- the client's answer ----------------------------------------------------------------------------------
 
     def handle_answer(self, sdp: str) -> AnswerApplied | AnswerRejected:
         """Apply the client's answer to the pending server offer; a bad answer rolls the offer back."""
         pending = self._pending
         if pending is None:
-            return AnswerRejected(reason=Rejection.NO_PENDING_OFFER, detail="no server offer is pending")
+            return AnswerRejected(reason=SdpRejectReason.NO_PENDING_OFFER, detail="no server offer is pending")
         try:
             answer = parse_sdp(sdp)
         except SdpError as exc:
             self.rollback()
-            return AnswerRejected(reason=Rejection.MALFORMED, detail=str(exc))
-        self._note_client_extensions(answer)
+            return AnswerRejected(reason=SdpRejectReason.MALFORMED, detail=str(exc))
+        self._extension_ids.note_client(answer)
         if len(answer.media) != len(pending) or any(
                 m.mid not in (None, s.mid) for s, m in zip(pending, answer.media, strict=True)):
             self.rollback()
-            return AnswerRejected(reason=Rejection.SECTIONS_MISMATCH,
+            return AnswerRejected(reason=SdpRejectReason.SECTIONS_MISMATCH,
                                   detail=f"the answer has {len(answer.media)} m-sections, the offer had {len(pending)}")
         published: list[PublishedTrack] = []
         unpublished: list[str] = []
@@ -767,3 +478,9 @@ def _published_track(slot: _Slot, m: MediaSection) -> PublishedTrack | None:
         cname=m.ssrc_attribute(primaries[0], "cname") if primaries else None,
     )
 
+
+def _bundle_extmaps(slots: Sequence[_Slot]) -> Iterator[Extmap]:
+    """The header extensions of the live (not rejected) sections, in section order."""
+    for slot in slots:
+        if not slot.rejected:
+            yield from slot.extmaps

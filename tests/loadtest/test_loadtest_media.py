@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import secrets
 
-import pytest
 import trio
+from callsd.adapters.media import transport
 from callsd.app.loadtest.media import Identity, Leg, MediaEngine, Source
 from callsd.app.loadtest.sdp import AUDIO_LEVEL_URI, MID_URI
-
-transport = pytest.importorskip("callsd.adapters.media.transport")
 
 
 class EchoSfu:
@@ -74,9 +72,17 @@ async def test_legs_connect_and_measure_zero_loss() -> None:
             while not all(leg.state == "connected" for leg in legs):
                 assert not any(leg.state == "failed" for leg in legs), [leg.error for leg in legs]
                 await trio.sleep(0.05)
-        await trio.sleep(1.5)
+        # Run until every leg hears every stream meant for it, well past its start (not for a guessed time).
+        def heard_enough() -> bool:  # leg 0 hears 1's audio; leg 1 hears 0's audio and screen; leg 2 all three
+            return engine.tx_packets > 100 and engine.delay.count > 100 and all(
+                len(leg.streams) == n and all(st.received >= 10 for st in leg.streams.values())
+                for leg, n in zip(legs, [1, 2, 3], strict=True)
+            )
+
+        with trio.fail_after(20):
+            while not heard_enough():
+                await trio.sleep(0.05)
         engine.sending = False
-        await trio.sleep(0.3)
         nursery.cancel_scope.cancel()
     snap = engine.snapshot(legs)
     assert snap["tx_packets"] > 100

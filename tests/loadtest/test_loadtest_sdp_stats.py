@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from callsd.app.loadtest.sdp import LocalTrack, build_answer, build_offer, parse_sdp
 from callsd.app.loadtest.stats import Histogram, StreamStats, percentile, summarize
+from callsd.core.wire import sdp as core_sdp
 
 FP = "sha-256 " + ":".join(["AB"] * 32)
 
@@ -34,7 +35,6 @@ def test_offer_has_bundle_transport_and_tracks() -> None:
 
 
 def test_offer_is_accepted_by_the_servers_sdp_codec() -> None:
-    core_sdp = pytest.importorskip("callsd.core.wire.sdp")
     desc = core_sdp.parse_sdp(_offer(_tracks()))
     assert len(desc.media) == 2
 

@@ -25,7 +25,7 @@ from callsd.core.wire.negotiation import (
     OfferMade,
     OfferRejected,
     OutgoingTrack,
-    Rejection,
+    SdpRejectReason,
 )
 from callsd.core.wire.sdp import Codec, Direction, parse_sdp
 
@@ -89,14 +89,14 @@ def test_h264_is_chosen_when_vp8_is_not_offered() -> None:
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
-        (lambda t: "garbage", Rejection.MALFORMED),
-        (lambda t: t.replace("a=fingerprint:", "a=x-fingerprint:"), Rejection.NO_FINGERPRINT),
-        (lambda t: t.replace("a=ice-ufrag:", "a=x-ice-ufrag:"), Rejection.NO_ICE_CREDENTIALS),
-        (lambda t: t.replace("a=rtcp-mux\n", ""), Rejection.NO_MEDIA),
-        (lambda t: t.replace("a=setup:actpass", "a=setup:holdconn"), Rejection.NO_SETUP),
+        (lambda t: "garbage", SdpRejectReason.MALFORMED),
+        (lambda t: t.replace("a=fingerprint:", "a=x-fingerprint:"), SdpRejectReason.NO_FINGERPRINT),
+        (lambda t: t.replace("a=ice-ufrag:", "a=x-ice-ufrag:"), SdpRejectReason.NO_ICE_CREDENTIALS),
+        (lambda t: t.replace("a=rtcp-mux\n", ""), SdpRejectReason.NO_MEDIA),
+        (lambda t: t.replace("a=setup:actpass", "a=setup:holdconn"), SdpRejectReason.NO_SETUP),
     ],
 )
-def test_a_bad_offer_is_a_typed_rejection(mutate: Any, reason: Rejection) -> None:
+def test_a_bad_offer_is_a_typed_rejection(mutate: Any, reason: SdpRejectReason) -> None:
     n = negotiator()
     r = n.handle_offer(mutate(CHROMIUM))
     assert isinstance(r, OfferRejected) and r.reason is reason and r.detail
@@ -109,7 +109,7 @@ def test_offer_before_first_answer_is_local_misuse_and_stray_answer_is_rejected(
         n.make_offer([])
     n.handle_offer(CHROMIUM)
     r = n.handle_answer(CHROMIUM)
-    assert isinstance(r, AnswerRejected) and r.reason is Rejection.NO_PENDING_OFFER
+    assert isinstance(r, AnswerRejected) and r.reason is SdpRejectReason.NO_PENDING_OFFER
 
 
 def out_track(name: str, kind: str, ssrc: int) -> OutgoingTrack:

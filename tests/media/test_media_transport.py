@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,6 +18,17 @@ from callsd.adapters.media.transport import Peer, TransportConfig, UdpEndpoint
 # One certificate pair for the whole module: generation is the slow part of a test.
 SERVER_CERT = Certificate.generate()
 CLIENT_CERT = Certificate.generate("client")
+
+
+async def until(condition: Callable[[], bool], client: MediaClient, timeout: float = 5.0) -> None:
+    """Wait until ``condition`` holds, handling what reaches ``client`` meanwhile (the server's STUN answers):
+    the server has acted, rather than "0.1 s passed"."""
+    with trio.fail_after(timeout):
+        while True:
+            client.poll()
+            if condition():
+                return
+            await trio.sleep(0.005)
 
 
 def rtp(seq: int, ssrc: int = 0x1234, payload: bytes = b"\x00" * 160, pt: int = 111) -> bytes:
@@ -198,10 +209,9 @@ async def test_nomination_moves_media_to_the_new_address() -> None:
             client.sock.bind(("127.0.0.1", 0))
             client.sock.setblocking(False)
             client.binding_request(use_candidate=True)
-            await trio.sleep(0.1)
-            client.poll()
             peer = endpoint.peer("a")
-            assert peer is not None and peer.address == client.sock.getsockname()
+            assert peer is not None
+            await until(lambda: peer.address == client.sock.getsockname(), client)
             client.send_rtp(rtp(7))
             assert await client.receive(1) == [("rtp", rtp(7))]
             old.close()
@@ -234,12 +244,11 @@ async def test_handshake_survives_a_lost_server_flight() -> None:
     async with running() as (endpoint, handler):
         with new_client(endpoint, "a") as client:
             client.binding_request(use_candidate=True)
-            await trio.sleep(0.05)
-            client.poll()
-            assert client.stun_responses == 1
+            await until(lambda: client.stun_responses == 1, client)
             client.dtls.start()
             client._flush()  # ClientHello
-            await trio.sleep(0.1)
+            with trio.fail_after(5):  # the server writes its whole flight at once: wait for its first datagram
+                await trio.lowlevel.wait_readable(client.sock)
             lost = 0
             while True:  # the server's first flight is "lost": read and thrown away
                 try:
@@ -312,14 +321,10 @@ async def test_an_address_taken_over_by_another_session_stops_the_old_one_sendin
             endpoint.add_peer("new", "srvnew", "newpassword", "cnew", "cnewpwd", CLIENT_CERT.fingerprint)
             req, _ = client_binding_request(server_ufrag="srvnew", client_ufrag="cnew", server_pwd="newpassword")
             old.send_raw(req)
-            await trio.sleep(0.1)
-            old.poll()
-            assert old_peer.address is None
+            await until(lambda: old_peer.address is None, old)
             assert old_peer.send_rtp(rtp(1)) is False
             assert endpoint.counters.drop_not_ready == 1
             # The old session authenticates again from its address: it can send again.
             old.binding_request(use_candidate=True)
-            await trio.sleep(0.1)
-            old.poll()
-            assert old_peer.address == old.address
+            await until(lambda: old_peer.address == old.address, old)
             assert old_peer.send_rtp(rtp(2)) is True

@@ -137,12 +137,13 @@ async def test_two_aiortc_peers_hear_each_other_and_mute_stops_audio(start_serve
 
             await a.send("mute")
             await _until(lambda: any(e["type"] == "user_muted" for e in events[1]))
-            await trio.sleep(0.5)  # packets already in flight
-            before = peers[1].received
-            await trio.sleep(1.5)
+            # b's audio at a (b is unmuted: a still hears b, 50 frames/s) is the clock: wait for it to advance
+            # rather than for wall time, so a loaded machine makes this slower, not wrong.
+            drained = peers[0].received + 25  # ~0.5 s: packets already in flight arrive meanwhile
+            await _until(lambda: peers[0].received >= drained)
+            before, still = peers[1].received, peers[0].received
+            await _until(lambda: peers[0].received >= still + 75)  # 1.5 s more of b's audio
             assert peers[1].received - before <= 3  # a's audio no longer reaches b
-            still = peers[0].received
-            await _until(lambda: peers[0].received > still + 25)  # b is unmuted: a still hears b
             nursery.cancel_scope.cancel()
         _, _, body = await http_get(info.http_port, "/metrics")
         samples = dict(line.rsplit(" ", 1) for line in body.decode().splitlines() if line.startswith("callsd_"))

@@ -44,7 +44,7 @@ from typing import Any
 import trio
 from callsd.core.calls import events as ev
 from callsd.core.calls import outputs as out
-from callsd.core.calls.machine import CallsMachine
+from callsd.core.calls.machine import CallsMachine, CallView
 from callsd.core.errors import LocalProtocolError
 
 from .media.events import MediaEvent
@@ -54,7 +54,15 @@ from .signaling_handlers import MessageHandlers
 from .signaling_media import MediaBridge
 from .signaling_outbox import Outbox
 from .signaling_plane import PlaneEffects
-from .signaling_protocol import PROTOCOL_VERSION, ClientMessage, SignalingError, TokenBucket, parse_message
+from .signaling_protocol import (
+    PROTOCOL_MINOR,
+    PROTOCOL_VERSION,
+    ClientMessage,
+    SignalingError,
+    TokenBucket,
+    parse_message,
+    peek,
+)
 from .signaling_reconnect import ReconnectSecrets
 from .signaling_session import (
     Authorize,
@@ -171,7 +179,7 @@ class SignalingHub:
     def send_join_ack(self, conn: Connection, *, reconnected: bool) -> None:
         assert conn.channel_id is not None
         view = self._machine.call(conn.channel_id)
-        self._outbox.send(conn, "join_ack", {
+        self._outbox.reply(conn, "join_ack", {
             "session_id": conn.session_id, "call_id": view.call_id if view else None, "channel_id": conn.channel_id,
             "user_id": conn.user_id, "ice_servers": self.ice_servers_for(conn.session_id),
             "state": self.state_of(view) if view else None, "reconnected": reconnected,
@@ -181,7 +189,7 @@ class SignalingHub:
     def send_call_state(self, conn: Connection, channel_id: str) -> None:
         view = self._machine.call(channel_id)
         if view is not None:
-            self._outbox.send(conn, "call_state", self.state_of(view))
+            self._outbox.reply(conn, "call_state", self.state_of(view))
 
     # ------------------------------------------------------------------ public API
 
@@ -201,7 +209,7 @@ class SignalingHub:
         """The media plane's callback: queue the event for the hub's media task (never re-enters the plane)."""
         self._media.emit(media_event)
 
-    def state_of(self, view: Any) -> dict[str, Any]:
+    def state_of(self, view: CallView) -> dict[str, Any]:
         """The call state object of docs/protocol.md from a core ``CallView``."""
         return call_state(view, self._live)
 
@@ -235,7 +243,7 @@ class SignalingHub:
         self.counters.ws_connections_open += 1
         try:
             self._outbox.send(conn, "hello", {
-                "session_id": conn.session_id, "protocol": PROTOCOL_VERSION,
+                "session_id": conn.session_id, "protocol": PROTOCOL_VERSION, "protocol_minor": PROTOCOL_MINOR,
                 "server_version": self._settings.server_version, "auth_mode": self._settings.auth_mode,
             })
             if self.draining:
@@ -304,19 +312,21 @@ class SignalingHub:
                 conn.scope.cancel()
 
     def _on_frame(self, conn: Connection, frame: str | bytes) -> None:
-        conn.action = None
+        conn.action, conn.request_id = None, None
         self._asker = conn
         try:
             if not conn.bucket.allow(trio.current_time()):
                 self.counters.ws_events["in", "rate_limited"] += 1
+                conn.action, conn.request_id = peek(frame)
                 raise SignalingError("rate_limited", "too many messages: at most 10/s (bursts of 100)")
             msg: ClientMessage = parse_message(frame)
-            conn.action = msg.type
+            conn.action, conn.request_id = msg.type, msg.id
             self.counters.ws_events["in", msg.type] += 1
             self._handlers[msg.type](conn, msg.data)
         except SignalingError as exc:
             if exc.code in ("bad_message", "unknown_type"):
                 self.counters.ws_events["in", exc.code] += 1
+                conn.request_id = peek(frame)[1]  # a message that did not parse still had its id echoed
             self._outbox.error(conn, exc.code, exc.message, exc.action or conn.action)
         except LocalProtocolError as exc:  # an event field the core refused: the client's value was bad
             self._outbox.error(conn, "bad_request", str(exc), conn.action)
@@ -326,6 +336,7 @@ class SignalingHub:
             self._outbox.error(conn, "internal_error", "the server failed to handle this message", conn.action)
         finally:
             self._asker = None
+            conn.request_id = None
 
     # ------------------------------------------------------------------ recording
 

@@ -4,7 +4,8 @@ The core's outputs come in four kinds (core/calls/outputs.py), and each has one 
 
 - ``CallFact`` (``ParticipantJoined``, ``Muted``...): encoded once (``signaling_protocol.event_for``) and sent to the
   sessions of its call, the leavers of the same batch included (they learn why they left); screen facts also tell
-  the plane the screen stream id, and a leaver's media session is closed;
+  the plane the screen stream id, a leaver's media session is closed, and ``Muted`` ends the session's speaking
+  (``user_voice_off`` right after ``user_muted``: a muted session is never speaking);
 - ``Rejection``: one ``error`` event (code = the reason) to the session that was refused;
 - ``RoutingChange``: one ``plane.apply`` per batch;
 - ``TimerRequest``: the timer service's table.
@@ -79,6 +80,10 @@ class OutputDispatcher:
                     event = event_for(o)
                     if event is not None:
                         by_channel.setdefault(o.channel_id, []).append(event)
+                    if isinstance(o, out.Muted) and o.session_id in self._speaking:  # a muted session never speaks
+                        self._speaking.discard(o.session_id)
+                        by_channel[o.channel_id].append(
+                            ("user_voice_off", {"channel_id": o.channel_id, "session_id": o.session_id}))
         if routing:
             self._plane.apply(routing)
         for channel_id, events in by_channel.items():

@@ -214,4 +214,4 @@ class MessageHandlers:
         self.hub.send_call_state(conn, conn.channel_id)
 
     def ping(self, conn: Connection, data: dict[str, Any]) -> None:
-        self.hub.outbox.send(conn, "pong", {})
+        self.hub.outbox.reply(conn, "pong", {})

@@ -8,7 +8,8 @@ re-entered from inside its own call. Each event type has one handler, chosen wit
 - ``TrackPublished``/``TrackUnpublished`` -> core ``PublishTrack``/``UnpublishTrack`` (their routing outputs go back
   to the plane through the dispatcher);
 - ``SessionConnected``/``SessionClosed`` -> counters; a closed media path unpublishes the session's tracks;
-- ``VoiceActivity`` -> ``user_voice_on``/``user_voice_off`` to the call (on a change only);
+- ``VoiceActivity`` -> ``user_voice_on``/``user_voice_off`` to the call (on a change only; ignored while the
+  session is muted: ``mute`` ends speaking, see the dispatcher);
 - ``MediaStateChanged`` -> ``user_media_state`` to the call (connected, failed with a reason, disconnected);
 - ``SignalRejected`` -> the ``sdp_rejected`` error (``PlaneEffects.signal_refused``);
 - ``SessionMoved`` -> ``restore_routes`` with the routes the core has towards the session.
@@ -88,8 +89,10 @@ class MediaBridge:
         match event:
             case SendSignal():
                 conn = self._outbox.get(event.session_id)
+                answer = event.msg.get("type") == "answer"
+                request_id = self._plane.answer_id(event.session_id) if answer else None
                 if conn is not None:
-                    self._outbox.send(conn, "signal", dict(event.msg))
+                    self._outbox.send(conn, "signal", dict(event.msg), request_id)
             case TrackPublished():
                 if self._machine.participant(event.session_id) is not None:
                     self._feed(ev.PublishTrack(at=self._clock_ms(), session_id=event.session_id,
@@ -109,8 +112,9 @@ class MediaBridge:
             case MediaStateChanged():
                 self._on_media_state(event)
             case SignalRejected():
+                request_id = self._plane.answer_id(event.session_id) if event.action == "sdp" else None
                 self._plane.signal_refused(self._outbox.get(event.session_id), event.session_id, event.action,
-                                           event.reason)
+                                           event.reason, request_id)
             case SessionMoved():
                 self._plane.restore(routes_towards(self._machine, event.session_id))
             case _:
@@ -119,6 +123,8 @@ class MediaBridge:
     def _on_voice(self, event: VoiceActivity) -> None:
         who = self._machine.participant(event.session_id)
         if who is None or event.speaking == (event.session_id in self._live.speaking):
+            return
+        if event.speaking and who.muted:  # a muted session is never speaking (its audio is not forwarded either)
             return
         if event.speaking:
             self._live.speaking.add(event.session_id)

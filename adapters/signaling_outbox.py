@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from .signaling_fanout import DurableFanOut
-from .signaling_protocol import encode
+from .signaling_protocol import RequestId, encode
 from .signaling_session import Connection, HubCounters
 
 __all__ = ["Outbox"]
@@ -47,8 +47,12 @@ class Outbox:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
-    def send(self, conn: Connection, kind: str, data: dict[str, Any]) -> None:
-        self.queue(conn, kind, encode(kind, data))
+    def send(self, conn: Connection, kind: str, data: dict[str, Any], request_id: RequestId = None) -> None:
+        self.queue(conn, kind, encode(kind, data, request_id))
+
+    def reply(self, conn: Connection, kind: str, data: dict[str, Any]) -> None:
+        """A direct reply to the message ``conn`` is handling: it echoes the message's request ``id``."""
+        self.send(conn, kind, data, conn.request_id)
 
     def to_sessions(self, session_ids: Iterable[str], kind: str, data: dict[str, Any]) -> None:
         """One event, encoded once, to every listed session that has a socket."""
@@ -59,14 +63,17 @@ class Outbox:
                 self.queue(conn, kind, text)
 
     def error(self, conn: Connection, code: str, message: str, action: str | None) -> None:
-        """The ``error`` event; after a log failure it goes out now (no later effect will run)."""
+        """The ``error`` event (a direct reply: it echoes the request id of the message being handled); after a log
+        failure it goes out now (no later effect will run)."""
         if self.log_failed:
-            self.error_now(conn, code, message, action)
+            self.error_now(conn, code, message, action, conn.request_id)
         else:
-            self.send(conn, "error", {"code": code, "message": message, "action": action})
+            self.send(conn, "error", {"code": code, "message": message, "action": action}, conn.request_id)
 
-    def error_now(self, conn: Connection, code: str, message: str, action: str | None) -> None:
-        self.queue_now(conn, "error", encode("error", {"code": code, "message": message, "action": action}))
+    def error_now(self, conn: Connection, code: str, message: str, action: str | None,
+                  request_id: RequestId = None) -> None:
+        self.queue_now(conn, "error", encode("error", {"code": code, "message": message, "action": action},
+                                             request_id))
 
     def close_all(self, code: int, reason: str) -> None:
         for conn in list(self.conns.values()):

@@ -21,7 +21,7 @@ from callsd.core.calls.state import Route
 
 from .signaling_fanout import DurableFanOut
 from .signaling_outbox import Outbox
-from .signaling_protocol import SignalingError
+from .signaling_protocol import RequestId, SignalingError
 from .signaling_session import Connection, HubCounters, MediaPlaneLike
 
 __all__ = ["PlaneEffects", "routes_towards"]
@@ -45,12 +45,14 @@ class PlaneEffects:
         self._do = fanout.do
         self._outbox = outbox
         self._counters = counters
+        self._answer_ids: dict[str, RequestId] = {}  # session -> request id of its last offer, for the answer
 
     def open(self, session_id: str, channel_id: str) -> None:
         self._counters.rtc_sessions_total += 1
         self._do(self._open_now, session_id, channel_id)
 
     def close(self, session_id: str) -> None:
+        self._answer_ids.pop(session_id, None)
         self._do(self._close_now, session_id)
 
     def apply(self, routing: list[out.RoutingChange]) -> None:
@@ -64,16 +66,26 @@ class PlaneEffects:
             self._do(self._restore_now, routes)
 
     def signal(self, conn: Connection, session_id: str, msg: dict[str, Any], action: str) -> None:
-        """Hand a client's ``sdp``/``ice`` to the plane (after the join that opened its media session)."""
-        self._do(self._signal_now, conn, session_id, msg, action)
+        """Hand a client's ``sdp``/``ice`` to the plane (after the join that opened its media session). An offer's
+        request id is kept for the plane's answer (``answer_id``); the latest offer's wins (a glare-ignored offer
+        gets no answer)."""
+        request_id = conn.request_id
+        if msg.get("type") == "offer":
+            self._answer_ids[session_id] = request_id
+        self._do(self._signal_now, conn, session_id, msg, action, request_id)
 
-    def signal_refused(self, conn: Connection | None, session_id: str, action: str, reason: str) -> None:
+    def answer_id(self, session_id: str) -> RequestId:
+        """The request id of the offer the plane is answering now (then forgotten)."""
+        return self._answer_ids.pop(session_id, None)
+
+    def signal_refused(self, conn: Connection | None, session_id: str, action: str, reason: str,
+                       request_id: RequestId = None) -> None:
         """The one answer to a refused ``sdp``/``ice``: an ``sdp_rejected`` error to the client, now."""
         log.info("media plane refused %s from %s: %s", action, session_id, reason)
         self._counters.rtc_errors["sdp"] += 1
         if conn is not None:
             self._outbox.error_now(conn, "sdp_rejected", f"the media plane could not use this {action}: {reason}"[:300],
-                                   action)
+                                   action, request_id)
 
     # -- the effects, run by the fan-out ---------------------------------------------------------------------------
     def _open_now(self, session_id: str, channel_id: str) -> None:
@@ -91,10 +103,11 @@ class PlaneEffects:
     def _restore_now(self, routes: list[Route]) -> None:
         self.plane.restore_routes(routes)
 
-    def _signal_now(self, conn: Connection, session_id: str, msg: dict[str, Any], action: str) -> None:
+    def _signal_now(self, conn: Connection, session_id: str, msg: dict[str, Any], action: str,
+                    request_id: RequestId) -> None:
         try:
             self.plane.handle_signal(session_id, msg)
         except SignalingError as exc:
-            self._outbox.error_now(conn, exc.code, exc.message, exc.action or action)
+            self._outbox.error_now(conn, exc.code, exc.message, exc.action or action, request_id)
         except Exception as exc:  # the plane refused the SDP (or failed): tell the client, keep the server up
-            self.signal_refused(conn, session_id, action, str(exc))
+            self.signal_refused(conn, session_id, action, str(exc), request_id)

@@ -21,7 +21,7 @@ from callsd.core.calls import outputs as out
 from callsd.core.calls.state import Route
 
 from .signaling_names import clean_display_name
-from .signaling_protocol import SignalingError, TokenBucket
+from .signaling_protocol import RequestId, SignalingError, TokenBucket
 
 __all__ = ["Transport", "MediaPlaneLike", "NullMediaPlane", "Recorder", "Authorize", "open_authorize",
            "TurnCredentials", "HubSettings", "HubCounters", "Connection"]
@@ -159,10 +159,11 @@ class HubCounters:
 
 class Connection:
     """One WebSocket: its session id (changes on ``reconnect``), its call, its outbox and its rate limiter;
-    ``action`` is the type of the message being handled."""
+    ``action`` and ``request_id`` are the type and ``id`` of the message being handled (the id is set only while it
+    is handled: direct replies echo it, later events do not)."""
 
     __slots__ = ("session_id", "channel_id", "user_id", "query_token", "bucket", "outbox", "scope", "close_code",
-                 "close_reason", "replaced", "action")
+                 "close_reason", "replaced", "action", "request_id")
 
     def __init__(self, session_id: str, query_token: str | None, bucket: TokenBucket,
                  outbox: trio.MemorySendChannel[str]) -> None:
@@ -177,6 +178,7 @@ class Connection:
         self.close_reason = ""
         self.replaced = False
         self.action: str | None = None
+        self.request_id: RequestId = None
 
     def kill(self, code: int, reason: str) -> None:
         """Close this socket soon (from any task): its nursery is cancelled and the close frame sent."""

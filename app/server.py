@@ -418,13 +418,15 @@ async def serve(
                            turn_credentials=_turn_credentials(config), reconnect_key=_reconnect_key(config))
         hub.on_fatal = lambda exc: control.stop()
         hub.counters.store_ops["open"] += 1
-        hub.recover()
         wanted = (config.calls.max_participants, config.calls.reconnect_window_seconds * 1000,
                   config.calls.allow_screen_sharing)
         current = machine.config
         if (current.max_participants, current.reconnect_window_ms, current.allow_screen_sharing) != wanted:
             hub.feed(ev.Configure(at=int(time.time() * 1000), max_participants=wanted[0],
                                   reconnect_window_ms=wanted[1], allow_screen_sharing=wanted[2]))
+        # After the new configuration: sessions still connected when the last process stopped drop now, under this
+        # process's reconnect window; those that dropped before keep the deadline of theirs (docs/protocol.md).
+        hub.recover()
         plane: ServedPlane | None = None
         if media:
             plane = (plane_factory or _make_plane)(config, hub.emit)

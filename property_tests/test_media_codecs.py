@@ -460,8 +460,8 @@ def test_server_extension_ids_never_conflict_with_the_clients(data: st.DataObjec
             if action == "client_offer":
                 client.add_section(data.draw(st.sampled_from(["audio", "video"])), data.draw(uris))
             answer = n.handle_offer(client.offer())
-            if isinstance(answer, OfferRejected):  # every section rejected: nothing usable left
-                assert answer.reason.value == "no_usable_media"
+            if isinstance(answer, OfferRejected):  # every section rejected, or more sending sections than allowed
+                assert answer.reason.value in ("no_usable_media", "too_many_tracks")
                 return
             assert isinstance(answer, OfferAnswered)
             _check_server_ids(answer.answer, client.written, client.uri_ids, {str(m["mid"]) for m in client.sections})

@@ -183,6 +183,15 @@ class PlaneCounters:
             setattr(self, n, 0)
 
 
+_SOURCES = {TrackKind.AUDIO: "microphone", TrackKind.VIDEO: "camera", TrackKind.SCREEN_VIDEO: "screen",
+            TrackKind.SCREEN_AUDIO: "screen"}
+
+
+def _track_info(mid: str, t: InTrack) -> dict[str, str]:
+    """One entry of a server offer's ``tracks`` (docs/protocol.md): who publishes the section's media, and what."""
+    return {"mid": mid, "session_id": t.session.session_id, "kind": t.media, "source": _SOURCES[t.kind]}
+
+
 class MediaPlane:
     """See the module docstring."""
 
@@ -451,7 +460,8 @@ class MediaPlane:
         made = self._refresh(s).make_offer(self._outgoing(s))
         if made is not None:
             self.negotiation.offers_out += 1
-            self._emit(SendSignal(session_id=s.session_id, msg={"type": "offer", "sdp": made.offer}))
+            tracks = [_track_info(mid, t) for mid, track_id in made.sections if (t := self.tracks.get(track_id))]
+            self._emit(SendSignal(session_id=s.session_id, msg={"type": "offer", "sdp": made.offer, "tracks": tracks}))
 
     # -- routing (core outputs) ---------------------------------------------------------------------------------
     def apply(self, outputs: Iterable[OutputEvent]) -> None:

@@ -280,6 +280,7 @@ function onRemoteTrack(ev) {
     $("videos").appendChild(fig);
   }
   el.dataset.mediaKey = key;
+  el.dataset.mid = (ev.transceiver && ev.transceiver.mid) || "";
   el.dataset.streamId = stream.id;
   el.dataset.trackId = track.id;
   el.srcObject = new MediaStream([track]);
@@ -304,9 +305,10 @@ function onRemoteTrack(ev) {
 export function relabelRemoteMedia() {
   for (const el of document.querySelectorAll("video[data-stream-id], audio[data-stream-id]")) {
     const sid = el.dataset.streamId;
-    let owner = state.screenStreams.get(sid);
-    let isScreen = owner !== undefined;
-    if (!isScreen) {
+    const announced = state.trackOwners.get(el.dataset.mid); // the server said whose it is (protocol 1.1)
+    let owner = announced ? announced.session_id : state.screenStreams.get(sid);
+    let isScreen = announced ? announced.source === "screen" : owner !== undefined;
+    if (!announced && !isScreen) {
       for (const [screenId, who] of state.screenStreams) {
         if (sid.includes(screenId) || screenId.includes(sid)) {
           owner = who;
@@ -321,7 +323,7 @@ export function relabelRemoteMedia() {
         if (trackId.startsWith(`${psid}_`) || sid.includes(psid)) owner = psid;
       }
     }
-    if (!isScreen && /screen/i.test(sid)) isScreen = true;
+    if (!announced && !isScreen && /screen/i.test(sid)) isScreen = true;
     if (owner) el.dataset.sessionId = owner;
     if (el.tagName === "AUDIO") {
       el.volume = owner && state.volumes.has(owner) ? state.volumes.get(owner) : 1;

@@ -309,6 +309,8 @@ const HANDLERS = {
   },
 
   async signal(d) {
+    // Protocol 1.1: a server offer names who publishes each section it sends (mid -> {session_id, kind, source}).
+    if (Array.isArray(d.tracks)) for (const t of d.tracks) state.trackOwners.set(t.mid, t);
     await onSignal(d);
   },
 

@@ -58,6 +58,7 @@ export const state = {
   phase: "lobby", // lobby | joining | in_call | reconnecting | left
   sessionId: null,
   reconnectSecret: "", // from join_ack; sent with `reconnect` (never shown, never broadcast)
+  trackOwners: new Map(), // mid -> {mid, session_id, kind, source}, from the `tracks` of server offers
   channelId: null,
   callId: null,
   hostId: null,

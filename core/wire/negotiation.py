@@ -336,7 +336,9 @@ class Negotiator:
         self._pending = slots
         self.state = NegotiationState.HAVE_LOCAL_OFFER
         setup = "active" if self.remote is not None and self.remote.dtls_role == "client" else "passive"
-        return OfferMade(offer=self._describe(slots, offer=True, setup=setup))
+        return OfferMade(offer=self._describe(slots, offer=True, setup=setup),
+                         sections=tuple((s.mid, s.local.track_id) for s in slots
+                                        if s.local is not None and not s.rejected))
 
     def rollback(self) -> None:
         """Forget a pending server offer (e.g. the client never answered and the adapter gives up)."""

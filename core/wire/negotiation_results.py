@@ -143,7 +143,11 @@ class OfferRejected:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OfferMade:
+    """``sections`` names, for each section the offer sends on, ``(mid, track_id)``: what ties a received track to
+    its publisher for the client (the adapter adds who publishes each track)."""
+
     offer: str
+    sections: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from net_support import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _metric(url: str, sample: str) -> float:
@@ -39,7 +33,7 @@ def _metric(url: str, sample: str) -> float:
 
 @pytest.fixture
 def server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    http_port = _free_port()
+    http_port = free_port()
     env = dict(os.environ, CALLSD_HTTP_LISTEN="127.0.0.1", CALLSD_HTTP_PORT=str(http_port),
                CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_RTC_ICE_PORT_UDP="0",
                CALLSD_STORE_DATA_DIR=str(tmp_path / "data"), CALLSD_AUTH_MODE="open")

@@ -115,8 +115,9 @@ async def test_screen_share_added_by_a_client_reoffer(loopback_only: None) -> No
 
 
 async def test_reconnect_on_a_new_peer_connection_keeps_receiving(loopback_only: None) -> None:
-    """The server's reconnect path: the old media session is closed and re-opened under the same id; the new
-    peer connection receives the existing tracks (carried over) and its own track reaches the others again."""
+    """The server's reconnect path: the old media session is closed and re-opened under the same id and given back
+    the routes the core has towards it (``restore_routes``); the new peer connection receives the existing tracks
+    and its own track reaches the others again."""
     h = CallHarness()
     a = AiortcClient("a", audio_hz=440, video=True)
     b = AiortcClient("b", audio_hz=660)
@@ -134,6 +135,7 @@ async def test_reconnect_on_a_new_peer_connection_keeps_receiving(loopback_only:
         h.core(ev.UnpublishTrack(at=h.now(), session_id="B", track_id="B_0"))
         h.plane.close_session("B")
         h.plane.open_session("B", h.CHANNEL)
+        h.plane.restore_routes([r for r in h.machine.routes(h.CHANNEL) if r.receiver_id == "B"])
         h.plane.handle_signal("B", {"type": "offer", "sdp": await b2.offer()})
         at_a = a.frames.get("B_0", 0)
         await wait_until(

@@ -455,3 +455,22 @@ def test_a_stale_or_bad_answer_is_rejected_and_the_offer_repeated_on_the_next_ch
     rig.join("C", ("audio", "0", "sendrecv", 3))
     rig.route("C_0", "C", "B")
     assert [m.mid for m in parse_sdp(rig.signals("B", "offer")[-1]).media] == ["0", "s1", "s2"]
+
+
+def test_every_server_offer_names_the_publisher_of_each_section_it_sends() -> None:
+    """Protocol 1.1: ``signal`` offers carry ``tracks: [{mid, session_id, kind, source}]`` for every sent section."""
+    rig = Rig()
+    rig.join("A", ("audio", "0", "sendrecv", 1), ("video", "1", "sendrecv", 11))
+    rig.join("B", ("audio", "0", "sendrecv", 2))
+    rig.route("A_0", "A", "B")
+    rig.accept("B")
+    rig.route("A_1", "A", "B", kind=TrackKind.VIDEO)
+    offers = [e.msg for e in rig.events if isinstance(e, SendSignal) and e.session_id == "B"
+              and e.msg["type"] == "offer"]
+    last = offers[-1]
+    mids = [m.mid for m in parse_sdp(last["sdp"]).media if m.direction is not None and m.direction.sends]
+    assert sorted(t["mid"] for t in last["tracks"]) == sorted(mids)
+    assert sorted((t["session_id"], t["kind"], t["source"]) for t in last["tracks"]) == [
+        ("A", "audio", "microphone"), ("A", "video", "camera")]
+    for msg in offers:
+        assert {t["mid"] for t in msg["tracks"]} <= {m.mid for m in parse_sdp(msg["sdp"]).media}

@@ -168,3 +168,36 @@ async def test_second_sigterm_stops_a_drain_at_once(tmp_path, connect):
         if served.proc.poll() is None:
             served.proc.kill()
     assert _types(served.data)[-1] == "Disconnect"
+
+
+async def test_after_a_crash_each_session_keeps_the_reconnect_window_in_force_when_it_dropped(tmp_path, connect):
+    """docs/protocol.md: a session that dropped before the restart keeps its deadline (here the old 60 s window);
+    a session still connected when the process died drops at the restart, under the new window (here 1 s). The
+    reconnect secret of the first process is still good (its key is kept in the data directory)."""
+    served = await _start(tmp_path, {"CALLSD_CALLS_RECONNECT_WINDOW_SECONDS": "60"})
+    info = type("Info", (), {"http_port": served.port})()
+    try:
+        async with connect(info) as alice:
+            await alice.join(name="alice")
+            async with connect(info) as bob:
+                await bob.join(name="bob")
+                bob_again = bob.reconnect_data()
+            await alice.expect("user_disconnected")  # bob dropped under the 60 s window (and that is durable)
+            served.proc.kill()  # alice is still connected when the process dies
+            await _wait_exit(served.proc, 10)
+    finally:
+        if served.proc.poll() is None:
+            served.proc.kill()
+    served = await _start(tmp_path, {"CALLSD_CALLS_RECONNECT_WINDOW_SECONDS": "1"})
+    info = type("Info", (), {"http_port": served.port})()
+    try:
+        async with connect(info) as carol:
+            await carol.join(name="carol")
+            left = await carol.expect("user_left", timeout=10)
+            assert (left["session_id"], left["reason"]) == (alice.session_id, "timed_out")  # the new 1 s window
+            async with connect(info) as bob2:  # bob's 60 s window still runs, and his secret still works
+                ack = await bob2.request("reconnect", bob_again, expect="join_ack")
+                assert ack["reconnected"] is True and ack["session_id"] == bob_again["session_id"]
+    finally:
+        served.proc.send_signal(signal.SIGINT)
+        await _wait_exit(served.proc, 15)

@@ -80,8 +80,8 @@ class OutputDispatcher:
                     event = event_for(o)
                     if event is not None:
                         by_channel.setdefault(o.channel_id, []).append(event)
-                    if isinstance(o, out.Muted) and o.session_id in self._speaking:  # a muted session never speaks
-                        self._speaking.discard(o.session_id)
+                    if isinstance(o, out.Muted) and o.session_id in self._live.speaking:  # a muted session never speaks
+                        self._live.speaking.discard(o.session_id)
                         by_channel[o.channel_id].append(
                             ("user_voice_off", {"channel_id": o.channel_id, "session_id": o.session_id}))
         if routing:

@@ -139,7 +139,7 @@ class JsonlStore:
             return None
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise EventLogError(f"corrupt checkpoint ({exc})", source=str(self._checkpoint_path)) from None
         if not isinstance(data, dict):
             raise EventLogError("corrupt checkpoint (not an object)", source=str(self._checkpoint_path))

@@ -121,7 +121,7 @@ class SqliteStore:
             return None
         try:
             data = json.loads(row[1])
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise EventLogError(f"corrupt checkpoint ({exc})", line=row[0], source=self.location) from None
         if not isinstance(data, dict):
             raise EventLogError("corrupt checkpoint (not an object)", line=row[0], source=self.location)

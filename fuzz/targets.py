@@ -14,7 +14,7 @@ follows it there too, with the same rule.
 | rtcp        | core/wire/rtcp.py parse_rtcp, then parse_remb and cname_of     | RtcpError             |
 | sdp         | core/wire/sdp.py parse_sdp                                     | SdpError              |
 | signaling   | adapters/signaling_protocol.py parse_message (+ field readers) | SignalingError        |
-| eventlog    | core/calls/eventlog.py decode_record, then the chain check     | EventLogError         |
+| eventlog    | core/calls/eventlog.py decode_entry, then the chain check      | EventLogError         |
 | checkpoint  | a checkpoint file: JSON, then core/calls/snapshot.py from_checkpoint | SnapshotError   |
 
 The modules are imported by ``fuzz/run.py`` inside ``atheris.instrument_imports()`` so coverage guides the search.
@@ -31,7 +31,7 @@ from callsd.adapters.media.dtls import Certificate, DtlsError, DtlsSession
 from callsd.adapters.media.ice import IceLiteState, StunRejected, parse_binding_request
 from callsd.adapters.media.udp import CLASSIFY, KIND_DTLS
 from callsd.adapters.signaling_protocol import SignalingError, field_id, field_str, parse_message
-from callsd.core.calls.eventlog import ChainCheck, EventLogError, decode_record
+from callsd.core.calls.eventlog import ChainCheck, EventLogError, decode_entry
 from callsd.core.calls.snapshot import SnapshotError, from_checkpoint
 from callsd.core.wire.rtcp import Feedback, RtcpError, SourceDescription, parse_remb, parse_rtcp
 from callsd.core.wire.rtp import (
@@ -132,7 +132,7 @@ def signaling_target(data: bytes) -> None:
 
 def eventlog_target(data: bytes) -> None:
     try:
-        record = decode_record(data, line=1, source="fuzz.jsonl")
+        record = decode_entry(data, line=1, source="fuzz.jsonl")
     except EventLogError:
         return
     ChainCheck().feed(record)

@@ -255,8 +255,8 @@ def _open_recorder(config: Config, *, group_commit: bool = True, accept_broken_l
         Path(config.store.data_dir).mkdir(parents=True, exist_ok=True)
     try:
         store = open_store(url)
-    except EventLogError as exc:
-        raise StartupError(f"the event log is corrupt: {exc}") from None
+    except EventLogError as exc:  # the store says which: corrupt, or cannot be opened (a full disk...)
+        raise StartupError(f"the event log: {exc}") from None
     retention = config.store.retention_days
     try:
         return open_verified(store, accept_broken=accept_broken_log, checkpoint_every=1000,

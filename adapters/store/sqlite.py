@@ -62,6 +62,8 @@ class SqliteStore:
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        except sqlite3.OperationalError as exc:  # I/O: a full disk, a read-only directory, a lock
+            raise EventLogError(f"cannot open the SQLite log ({exc})", source=self.location) from None
         except sqlite3.DatabaseError as exc:
             raise EventLogError(f"not a readable callsd SQLite log ({exc})", source=self.location) from None
         self._last = int(row[0])

@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: run test lint typecheck unit wheel-check system-deps bench clean test-net diagrams
+.PHONY: run test lint typecheck unit wheel-check system-deps bench clean test-net diagrams fuzz
 
 run: $(STAMP)
 	$(BIN)/callsd serve
@@ -43,6 +43,19 @@ wheel-check: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.forward
+
+# Long coverage-guided fuzz runs (fuzz/run.py): FUZZ_SECONDS per target; new inputs go to .fuzz/<target>, crashers
+# to .fuzz/crash-<target>-*. `make test` runs the same targets for seconds (tests/fuzz/test_fuzz_bounded.py).
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= stun dtls rtp rtcp sdp signaling eventlog checkpoint
+
+fuzz: $(STAMP)
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p .fuzz/$$t; \
+		echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+		$(BIN)/python fuzz/run.py $$t -max_total_time=$(FUZZ_SECONDS) -timeout=20 -print_final_stats=1 \
+			-artifact_prefix=.fuzz/crash-$$t- .fuzz/$$t fuzz/corpus/$$t || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -119,7 +119,10 @@ def _report(result: ReplayResult, args: argparse.Namespace) -> None:
         }
         print(json.dumps(doc, indent=2, sort_keys=True))
         return
-    print(f"replayed {result.last_seq} record(s); {len(calls)} ongoing call(s)")
+    compacted = result.chain.compacted
+    done = result.last_seq - compacted
+    print(f"replayed {done} record(s)" + (f" after the compaction entry at seq {compacted}" if compacted else "")
+          + f"; {len(calls)} ongoing call(s)")
     for c in calls:
         print()
         print("\n".join(_call_text(c)))
@@ -168,12 +171,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"verify: {len(result.mismatches)} mismatch(es), {len(result.chain.breaks)} chain break(s)",
               file=sys.stderr)
         return EXIT_MISMATCH
-    print(f"verify: all {result.last_seq} record digests match; chain: {chain_summary(result)}")
+    checked = result.last_seq - result.chain.compacted
+    print(f"verify: all {checked} record digests match; chain: {chain_summary(result)}")
     return EXIT_OK
 
 
 def chain_summary(result: ReplayResult) -> str:
     """One phrase on the chain: whole (with its head), or how much of the log predates it."""
+    chain = result.chain
+    if chain.compacted:
+        return f"compacted up to seq {chain.compacted}, then " + _chain_phrase(result)
+    return _chain_phrase(result)
+
+
+def _chain_phrase(result: ReplayResult) -> str:
     chain = result.chain
     if chain.chained == 0:
         return f"unchained (v1): {chain.unchained} record(s) written before the chain, digests checked only"

@@ -103,6 +103,8 @@ class CallsConfig:
 class StoreConfig:
     data_dir: str = "data"
     url: str = ""
+    retention_days: int = 0  # 0 keeps every record; N compacts records older than N days (docs/config.md)
+    retention_action: str = "archive"  # or "delete"
 
     def effective_url(self) -> str:
         """``url`` if set, else ``sqlite:///<data_dir>/events.sqlite`` (absolute path)."""
@@ -383,7 +385,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "allow_screen_sharing": _bool,
         "reconnect_window_seconds": _int(0, 86400),
     },
-    "store": {"data_dir": _str, "url": _str},
+    "store": {"data_dir": _str, "url": _str, "retention_days": _int(1, 36500, zero_ok=True, what="forever"),
+              "retention_action": _choice("archive", "delete")},
     "auth": {"mode": _choice("open", "token"), "secret": _str},
     "log": {"level": _choice("debug", "info", "warning", "error"), "json": _bool},
     "shutdown": {"drain_timeout": _float(0, 86400)},

@@ -282,6 +282,7 @@ def _open_recorder(config: Config, *, group_commit: bool = True, accept_broken_l
     ``StartupError`` with one line. ``group_commit`` (the default) writes records in batches from a worker thread
     (adapters/store/recorder.py); False appends each one synchronously on the event loop (kept for benchmarks)."""
     from callsd.adapters.store import open_store
+    from callsd.adapters.store.compaction import DAY_MS, archive_dir_of
     from callsd.adapters.store.startup import LogRefused, open_verified
 
     url = config.store.effective_url()
@@ -289,11 +290,14 @@ def _open_recorder(config: Config, *, group_commit: bool = True, accept_broken_l
         Path(config.store.data_dir).mkdir(parents=True, exist_ok=True)
     try:
         store = open_store(url)
-    except EventLogError as exc:
-        raise StartupError(f"the event log is corrupt: {exc}") from None
+    except EventLogError as exc:  # the store says which: corrupt, or cannot be opened (a full disk...)
+        raise StartupError(f"the event log: {exc}") from None
+    retention = config.store.retention_days
     try:
         return open_verified(store, accept_broken=accept_broken_log, checkpoint_every=1000,
-                             group_commit=group_commit)
+                             group_commit=group_commit,
+                             compact_before_ms=int(time.time() * 1000) - retention * DAY_MS if retention else None,
+                             archive_dir=archive_dir_of(store) if config.store.retention_action == "archive" else None)
     except LogRefused as exc:
         store.close()
         raise StartupError(str(exc)) from None

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from callsd.core.calls.eventlog import Record
+from callsd.core.calls.eventlog import Compaction, LogEntry, Record
 
 __all__ = ["EventStore", "check_contiguous"]
 
@@ -29,8 +29,9 @@ class EventStore(Protocol):
         """Durably add ``records`` (seqs continuing the log by one). When this returns the records survive a crash
         of the process, and of the machine for stores whose durability says so (see ADR 0002)."""
 
-    def iter_records(self, from_seq: int = 1) -> Iterator[Record]:
-        """Records with ``seq >= from_seq`` in order; raises ``EventLogError`` at the first corrupt one."""
+    def iter_records(self, from_seq: int = 1) -> Iterator[LogEntry]:
+        """Entries with ``seq >= from_seq`` in order (a compacted log starts with its ``Compaction`` entry); raises
+        ``EventLogError`` at the first corrupt one."""
 
     def last_seq(self) -> int:
         """Seq of the last record, 0 for an empty log."""
@@ -40,6 +41,9 @@ class EventStore(Protocol):
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         """The latest checkpoint, or None."""
+
+    def compact(self, entry: Compaction) -> None:
+        """Atomically replace every entry up to ``entry.seq`` by ``entry`` (adapters/store/compaction.py)."""
 
     def close(self) -> None: ...
 

@@ -22,7 +22,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from callsd.core.calls.eventlog import EventLogError, Record, decode_lines, decode_record, encode_record
+from callsd.core.calls.eventlog import (
+    Compaction,
+    EventLogError,
+    LogEntry,
+    Record,
+    decode_entry,
+    decode_lines,
+    encode_record,
+)
 
 from .base import check_contiguous
 
@@ -62,7 +70,9 @@ class JsonlStore:
         expected = 1
         for number, line in enumerate(lines, start=1):
             if line.strip():
-                record = decode_record(line, line=number, source=self.location)
+                record = decode_entry(line, line=number, source=self.location)
+                if isinstance(record, Compaction) and expected == 1:
+                    expected = record.seq  # a compacted log starts at its compaction entry
                 if record.seq != expected:
                     raise EventLogError(f"seq {record.seq} out of order, expected {expected}", line=number,
                                         source=self.location)
@@ -70,8 +80,7 @@ class JsonlStore:
             good_end += len(line) + 1
         if tail:
             try:
-                record = decode_record(tail, line=len(lines) + 1, source=self.location)
-                complete = record.seq == expected
+                complete = decode_entry(tail, line=len(lines) + 1, source=self.location).seq == expected
             except EventLogError:
                 complete = False
             if complete:
@@ -112,7 +121,7 @@ class JsonlStore:
             raise
         self._last = records[-1].seq
 
-    def iter_records(self, from_seq: int = 1) -> Iterator[Record]:
+    def iter_records(self, from_seq: int = 1) -> Iterator[LogEntry]:
         with self.path.open("rb") as f:
             for record in decode_lines(f, source=self.location):
                 if record.seq >= from_seq:
@@ -120,6 +129,34 @@ class JsonlStore:
 
     def last_seq(self) -> int:
         return self._last
+
+    def compact(self, entry: Compaction) -> None:
+        """Replace every line up to ``entry.seq`` by ``entry`` (docs/adr/0011, "Compaction"): the new file is
+        written next to the log, fsynced and renamed over it, so a crash leaves the old log or the new one. Only
+        the process that writes the log may call this (it reopens its handle on the new file)."""
+        if self._file is None:
+            raise ValueError(f"{self.location} is open read-only")
+        if not 1 <= entry.seq <= self._last:
+            raise ValueError(f"cannot compact up to seq {entry.seq}: the log ends at seq {self._last}")
+        tmp = self.path.with_name(self.path.name + ".compacting")
+        with self.path.open("rb") as src, tmp.open("wb") as dst:
+            dst.write(encode_record(entry).encode("utf-8") + b"\n")
+            for number, line in enumerate(src, start=1):
+                if line.strip() and decode_entry(line, line=number, source=self.location).seq > entry.seq:
+                    dst.write(line if line.endswith(b"\n") else line + b"\n")
+            dst.flush()
+            os.fsync(dst.fileno())
+        self._file.close()
+        os.replace(tmp, self.path)
+        self._fsync_dir()
+        self._file = self.path.open("ab", buffering=0)
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @property
     def _checkpoint_path(self) -> Path:
@@ -139,7 +176,7 @@ class JsonlStore:
             return None
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise EventLogError(f"corrupt checkpoint ({exc})", source=str(self._checkpoint_path)) from None
         if not isinstance(data, dict):
             raise EventLogError("corrupt checkpoint (not an object)", source=str(self._checkpoint_path))

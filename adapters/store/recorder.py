@@ -27,7 +27,7 @@ from typing import Any
 import trio
 from callsd.core import CallsMachine, InputEvent, OutputEvent
 from callsd.core.calls.checkpoint import checkpoint
-from callsd.core.calls.eventlog import GENESIS, ChainCheck, Record, make_record
+from callsd.core.calls.eventlog import GENESIS, ChainCheck, Compaction, Record, make_record
 from callsd.core.calls.replay import ReplayResult, replay
 
 from .base import EventStore
@@ -40,9 +40,11 @@ def _head_of(store: EventStore, seq: int) -> str:
     which needs the whole chain."""
     if seq == 0:
         return GENESIS
-    for record in store.iter_records(seq):
-        if record.chained:
-            return record.hash
+    for entry in store.iter_records(seq):
+        if isinstance(entry, Compaction):
+            return entry.head
+        if entry.chained:
+            return entry.hash
         break
     check = ChainCheck()
     for record in store.iter_records(1):

@@ -47,6 +47,10 @@ __all__ = [
     "ChainBreak",
     "ChainCheck",
     "record_hash",
+    "Compaction",
+    "LogEntry",
+    "make_compaction",
+    "decode_entry",
     "canonical_json",
     "encode_event",
     "decode_event",
@@ -229,9 +233,11 @@ def make_record(seq: int, event: InputEvent, outputs: Sequence[OutputEvent], pre
     return Record(seq=seq, event=event, out=out, prev=prev, hash=_hash_of(prev, seq, _encode(event), out))
 
 
-def encode_record(record: Record) -> str:
-    """One line of canonical JSON, without the newline: version 2 for a chained record, 1 for an unchained one
-    (an old record copied as it was)."""
+def encode_record(record: LogEntry) -> str:
+    """One line of canonical JSON, without the newline: version 2 for a chained record or a compaction entry, 1
+    for an unchained record (an old record copied as it was)."""
+    if isinstance(record, Compaction):
+        return canonical_json({"v": LOG_VERSION, "seq": record.seq, "compacted": record.body(), "hash": record.hash})
     doc: dict[str, Any] = {"seq": record.seq, "event": _encode(record.event), "out": record.out}
     if record.chained:
         doc.update(v=LOG_VERSION, prev=record.prev, hash=record.hash)
@@ -241,11 +247,73 @@ def encode_record(record: Record) -> str:
 
 
 _HEX = frozenset("0123456789abcdef")
+_COMPACTION_KEYS = frozenset({"v", "seq", "compacted", "hash"})
 _RECORD_KEYS = {1: frozenset({"v", "seq", "event", "out"}), 2: frozenset({"v", "seq", "event", "out", "prev", "hash"})}
 
 
 def _is_digest(value: str) -> bool:
     return len(value) == 64 and set(value) <= _HEX
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Compaction:
+    """The first entry of a compacted log (docs/adr/0011, "Compaction"): it stands for every record up to ``seq``,
+    which were archived (``archive`` names the file) or deleted (``archive`` is ""). It carries what the log needs
+    to stay the whole truth and stay verifiable without them: ``checkpoint``, the machine's state after ``seq``
+    (core/calls/snapshot.py, with its ``head``), and ``head``, the chain hash of record ``seq``, which the next
+    record's ``prev`` must equal. ``hash`` covers all of it, like a record's::
+
+        {"compacted":{"archive":"...","checkpoint":{...},"head":"<sha256 hex>"},"hash":"<sha256 hex>","seq":N,"v":2}
+    """
+
+    seq: int
+    head: str
+    checkpoint: dict[str, Any]
+    archive: str
+    hash: str
+
+    def body(self) -> dict[str, Any]:
+        return {"archive": self.archive, "checkpoint": self.checkpoint, "head": self.head}
+
+
+LogEntry = Record | Compaction
+
+
+def _compaction_hash(seq: int, body: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json({"compacted": body, "seq": seq}).encode("utf-8")).hexdigest()
+
+
+def make_compaction(seq: int, head: str, checkpoint: dict[str, Any], archive: str) -> Compaction:
+    body = {"archive": archive, "checkpoint": checkpoint, "head": head}
+    return Compaction(seq=seq, head=head, checkpoint=checkpoint, archive=archive, hash=_compaction_hash(seq, body))
+
+
+def compaction_hash_ok(entry: Compaction) -> bool:
+    return _compaction_hash(entry.seq, entry.body()) == entry.hash
+
+
+def _decode_compaction(d: dict[str, Any]) -> Compaction:
+    extra = sorted(set(d) - _COMPACTION_KEYS)
+    if extra:
+        raise EventLogError(f"unknown compaction key(s) {', '.join(extra)}")
+    missing = sorted(_COMPACTION_KEYS - set(d))
+    if missing:
+        raise EventLogError("missing " + ", ".join(repr(k) for k in missing))
+    seq, body, own = d["seq"], d["compacted"], d["hash"]
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        raise EventLogError(f"'seq' must be a positive integer, got {seq!r}")
+    if not isinstance(own, str) or not _is_digest(own):
+        raise EventLogError(f"'hash' must be a sha256 hex digest, got {own!r}")
+    if not isinstance(body, dict) or set(body) != {"archive", "checkpoint", "head"}:
+        raise EventLogError("'compacted' must be an object with archive, checkpoint and head")
+    head, checkpoint, archive = body["head"], body["checkpoint"], body["archive"]
+    if not isinstance(head, str) or not _is_digest(head):
+        raise EventLogError(f"compaction 'head' must be a sha256 hex digest, got {head!r}")
+    if not isinstance(archive, str):
+        raise EventLogError(f"compaction 'archive' must be a string, got {archive!r}")
+    if not isinstance(checkpoint, dict) or checkpoint.get("seq") != seq or isinstance(checkpoint.get("seq"), bool):
+        raise EventLogError(f"compaction 'checkpoint' must be a checkpoint object at seq {seq}")
+    return Compaction(seq=seq, head=head, checkpoint=checkpoint, archive=archive, hash=own)
 
 
 def _reject_constant(name: str) -> Any:
@@ -254,6 +322,14 @@ def _reject_constant(name: str) -> Any:
 
 def decode_record(text: str | bytes, *, line: int | None = None, source: str | None = None) -> Record:
     """Parse one record; raises ``EventLogError`` (with ``line``/``source``) and nothing else."""
+    entry = decode_entry(text, line=line, source=source)
+    if isinstance(entry, Compaction):
+        raise EventLogError("a compaction entry where a record was expected", line=line, source=source)
+    return entry
+
+
+def decode_entry(text: str | bytes, *, line: int | None = None, source: str | None = None) -> LogEntry:
+    """Parse one line of a log: a record or a compaction entry; raises ``EventLogError`` and nothing else."""
     try:
         try:
             d = json.loads(text, parse_constant=_reject_constant)
@@ -266,6 +342,8 @@ def decode_record(text: str | bytes, *, line: int | None = None, source: str | N
         version = d["v"]
         if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE_VERSIONS:
             raise EventLogError(f"unknown version {version!r}")
+        if version >= 2 and "compacted" in d:
+            return _decode_compaction(d)
         keys = _RECORD_KEYS[version]
         extra = sorted(set(d) - keys)
         if extra:
@@ -287,13 +365,16 @@ def decode_record(text: str | bytes, *, line: int | None = None, source: str | N
     return Record(seq=seq, event=event, out=digest, prev=prev, hash=own)
 
 
-def decode_lines(lines: Iterable[str | bytes], *, source: str | None = None) -> typing.Iterator[Record]:
-    """Decode a JSON Lines log, line numbers from 1; blank lines are skipped; seq must increase by one."""
+def decode_lines(lines: Iterable[str | bytes], *, source: str | None = None) -> typing.Iterator[LogEntry]:
+    """Decode a JSON Lines log, line numbers from 1; blank lines are skipped; seq must increase by one; a
+    compaction entry may only come first."""
     expected: int | None = None
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
-        record = decode_record(text, line=number, source=source)
+        record = decode_entry(text, line=number, source=source)
+        if isinstance(record, Compaction) and expected is not None:
+            raise EventLogError("a compaction entry after the first line", line=number, source=source)
         if expected is not None and record.seq != expected:
             raise EventLogError(f"seq {record.seq} out of order, expected {expected}", line=number, source=source)
         expected = record.seq + 1
@@ -330,11 +411,14 @@ class ChainCheck:
         self.breaks: list[ChainBreak] = []
         self.unchained = 0
         self.chained = 0
+        self.compacted = 0  # the seq a compaction entry stood for, 0 if the log starts at seq 1
 
-    def anchor(self, record: Record) -> ChainBreak | None:
+    def anchor(self, record: LogEntry) -> ChainBreak | None:
         """Check the last record a checkpoint covers against the checkpoint's ``head`` (a restart reads just this
         one record before the tail): its hash must match its content and equal the head."""
         found: ChainBreak | None = None
+        if isinstance(record, Compaction):
+            return self._compaction(record, anchored=True)
         if not record.chained:
             return None  # a version 1 record has no stored hash to compare
         if record_hash(record, record.prev) != record.hash:
@@ -348,8 +432,25 @@ class ChainCheck:
         self.head = record.hash
         return found
 
-    def feed(self, record: Record) -> ChainBreak | None:
+    def _compaction(self, entry: Compaction, *, anchored: bool) -> ChainBreak | None:
         found: ChainBreak | None = None
+        if not compaction_hash_ok(entry):
+            found = ChainBreak(seq=entry.seq, reason="the compaction entry's hash does not match its content: it was "
+                                                     "changed after it was written")
+        elif anchored and self.head is not None and entry.head != self.head:
+            found = ChainBreak(seq=entry.seq, reason="the compaction entry's head is not the head the checkpoint "
+                                                     "stored")
+        if found is not None:
+            self.breaks.append(found)
+        self.compacted = entry.seq
+        self.head = entry.head
+        return found
+
+    def feed(self, record: LogEntry) -> ChainBreak | None:
+        """Check the next entry (a compaction entry only comes first: it sets the head the records continue)."""
+        found: ChainBreak | None = None
+        if isinstance(record, Compaction):
+            return self._compaction(record, anchored=False)
         if not record.chained:
             self.unchained += 1
             self.head = record_hash(record, self.head or GENESIS)

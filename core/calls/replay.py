@@ -5,6 +5,9 @@ core/calls/checkpoint.py) and compares the digest of what it produced with the d
 ``Mismatch``: the code that wrote the log and the code replaying it disagree, which is exactly what
 ``callsd replay --verify`` exists to catch after an upgrade. Replaying stops after ``until`` (a seq) if given.
 
+A compacted log starts with a ``Compaction`` entry standing for the records it replaced: replay restores the
+machine from the checkpoint it carries and continues the chain from its ``head`` (docs/adr/0011, "Compaction").
+
 Records must be contiguous (each seq one more than the last); a gap or an input the machine refuses as misuse means
 the log is damaged and raises ``EventLogError``.
 
@@ -23,9 +26,10 @@ from typing import Any
 
 from ..errors import LocalProtocolError
 from .checkpoint import from_checkpoint
-from .eventlog import GENESIS, ChainCheck, EventLogError, Record, outputs_digest
+from .eventlog import GENESIS, ChainCheck, Compaction, EventLogError, LogEntry, outputs_digest
 from .machine import CallsMachine
 from .outputs import CallEnded, CallStarted, OutputEvent
+from .snapshot import SnapshotError
 
 __all__ = ["Mismatch", "ReplayResult", "replay", "checkpoint_head"]
 
@@ -65,7 +69,7 @@ class ReplayResult:
 
 
 def replay(
-    records: Iterable[Record],
+    records: Iterable[LogEntry],
     until: int | None = None,
     call: str | None = None,
     start: dict[str, Any] | None = None,
@@ -89,6 +93,7 @@ def replay(
         for view in machine.calls():
             if view.call_id == call:
                 live_channel = view.channel_id
+    applied = 0  # entries applied after the start
     for record in records:
         if until is not None and record.seq > until:
             break
@@ -96,8 +101,24 @@ def replay(
             if record.seq == last and start is not None:
                 result.chain.anchor(record)  # the checkpoint's own record: does it carry the head it stored?
             continue  # already covered by the checkpoint
+        if isinstance(record, Compaction):
+            if applied:
+                raise EventLogError(f"seq {record.seq}: a compaction entry after records")
+            # The log starts here: the records before were archived or deleted; their state is in the entry.
+            try:
+                machine, _ = from_checkpoint(record.checkpoint)
+            except SnapshotError as exc:
+                raise EventLogError(f"seq {record.seq}: the compaction entry's checkpoint: {exc}") from None
+            result.machine, result.last_seq = machine, record.seq
+            result.chain.feed(record)
+            for view in machine.calls():
+                if view.call_id == call:
+                    live_channel = view.channel_id
+            applied += 1
+            continue
         if record.seq != result.last_seq + 1:
             raise EventLogError(f"seq {record.seq} follows seq {result.last_seq}: the log has a gap")
+        applied += 1
         try:
             produced = machine.handle(record.event)
         except LocalProtocolError as exc:

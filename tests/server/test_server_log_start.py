@@ -126,3 +126,29 @@ def test_a_full_disk_at_start_is_never_called_ready(tmp_path: Path) -> None:
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("callsd serve: cannot start: the event log cannot record: ")
     assert "No space left on device" in last
+
+
+def test_a_full_disk_under_the_default_sqlite_log_is_one_line(tmp_path: Path) -> None:
+    """SQLite needs room for its WAL index before it can read anything: the open fails, and says so in one line."""
+    store = SqliteStore(tmp_path / "events.sqlite")
+    recorder = CallRecorder(store)
+    for event in EVENTS:
+        recorder.handle(event)
+    store.close()
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=256k tmpfs {shlex.quote(str(disk))} && "
+        f"cp {shlex.quote(str(tmp_path / 'events.sqlite'))} {shlex.quote(str(disk))}/ && "
+        f"(dd if=/dev/zero of={shlex.quote(str(disk))}/fill bs=4k 2>/dev/null; true) && "
+        f"exec {' '.join(shlex.quote(a) for a in SERVE)}"
+    )
+    result = subprocess.run(
+        ["unshare", "--mount", "--map-root-user", "sh", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        timeout=60, env=env_for(CALLSD_STORE_DATA_DIR=str(disk)),
+    )
+    assert "is ready" not in result.stdout
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("callsd serve: cannot start: the event log")
+    assert "cannot open the SQLite log" in line or "cannot record" in line

@@ -26,7 +26,11 @@ import time
 
 from callsd.adapters.media.ice import client_binding_request
 
-__all__ = ["HostileTraffic"]
+__all__ = ["HostileTraffic", "WS_KINDS"]
+
+# oversized: a frame announcing 4 MiB (over the 1 MiB limit), 64 KiB of it sent; garbage: an upgraded socket that
+# sends bytes that are no valid frame; http: bytes that are no HTTP request.
+WS_KINDS = ("oversized", "garbage", "http")
 
 
 def _loopback(addr: tuple[str, int]) -> tuple[str, int]:
@@ -46,7 +50,11 @@ def _masked_frame_header(opcode: int, length: int, mask: bytes) -> bytes:
 
 class HostileTraffic:
     def __init__(self, *, rtc: tuple[str, int], http: tuple[str, int], udp_rate: float = 200.0,
-                 ws_rate: float = 1.0, seed: int = 8) -> None:
+                 ws_rate: float = 1.0, ws_kinds: tuple[str, ...] = WS_KINDS, seed: int = 8) -> None:
+        unknown = set(ws_kinds) - set(WS_KINDS)
+        if unknown or not ws_kinds:
+            raise ValueError(f"ws_kinds must be some of {WS_KINDS}, not {ws_kinds}")
+        self.ws_kinds = ws_kinds
         self.rtc = _loopback(rtc)
         self.http = _loopback(http)
         self.udp_rate = udp_rate
@@ -74,7 +82,8 @@ class HostileTraffic:
         udp_every = 1.0 / self.udp_rate if self.udp_rate > 0 else float("inf")
         ws_every = 1.0 / self.ws_rate if self.ws_rate > 0 else float("inf")
         next_udp = next_ws = time.monotonic()
-        kinds = ("ws_oversized", "ws_garbage", "http_garbage")
+        kinds = [{"oversized": "ws_oversized", "garbage": "ws_garbage", "http": "http_garbage"}[k]
+                 for k in self.ws_kinds]
         n = 0
         try:
             while not self._stop.is_set():

@@ -42,7 +42,7 @@ from typing import Any
 
 from callsd.app.loadtest import parse_metrics
 
-from bench.hostile import HostileTraffic
+from bench.hostile import WS_KINDS, HostileTraffic
 
 MiB = 1 << 20
 
@@ -341,7 +341,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         take("idle-before")
         time.sleep(1.0)
     traffic = HostileTraffic(rtc=("127.0.0.1", server.rtc_port), http=("127.0.0.1", server.http_port),
-                             udp_rate=args.udp_rate, ws_rate=args.ws_rate)
+                             udp_rate=args.udp_rate, ws_rate=args.ws_rate,
+                             ws_kinds=tuple(k for k in args.ws_kinds.split(",") if k))
     hostile = traffic.start()
     deadline = time.monotonic() + seconds
     lanes = [threading.Thread(target=Lane(name, server, args, workdir, t0, rounds, lock).run,
@@ -389,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--round", type=float, default=30.0, help="seconds per load round (join, talk, leave)")
     parser.add_argument("--udp-rate", type=float, default=200.0, help="bad UDP datagrams per second")
     parser.add_argument("--ws-rate", type=float, default=1.0, help="abusive WebSocket connections per second")
+    parser.add_argument("--ws-kinds", default=",".join(WS_KINDS),
+                        help=f"abusive WebSocket clients to run, some of {','.join(WS_KINDS)} (default: all)")
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--settle", type=float, default=20.0, help="idle seconds sampled after the load")
     parser.add_argument("--quiet", action="store_true")

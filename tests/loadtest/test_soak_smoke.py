@@ -39,5 +39,7 @@ def test_soak_smoke_run_samples_the_server_under_churn_and_bad_traffic(tmp_path:
     assert sent["ws_oversized"] + sent["ws_garbage"] + sent["http_garbage"] >= 10
     checks = doc["verdict"]["checks"]
     assert {"rss", "fds", "trio_tasks", "process", "rounds"} <= set(checks)
-    assert checks["process"]["ok"], checks["process"]  # the server survived it all and stopped cleanly
+    # The server survived it all and stopped cleanly. (Before the fix of issue 8 item 0, hypercorn's ping racing a
+    # close killed it within a minute: BusyResourceError in _send_pings.)
+    assert checks["process"]["ok"], (checks["process"], doc["server"]["log_tail"])
     assert "ok " in run.stdout or "BAD " in run.stdout

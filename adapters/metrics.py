@@ -16,6 +16,8 @@ hub bumps its own ``HubCounters``; ``CallsdCollector.collect()`` turns them into
 - ``callsd_websocket_events_total{direction,type}``: messages by type (in: client actions, out: server events)
 - ``callsd_store_ops_total{op}``: event-store operations (open, append, close)
 - gauges ``callsd_calls`` and ``callsd_participants``, and ``callsd_info{version,draining}`` (always 1)
+- gauge ``callsd_trio_tasks``: tasks alive in the server's Trio run at scrape time (a leak of per-connection tasks
+  shows here first; ``python -m bench.soak`` watches it)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import trio
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -145,11 +148,33 @@ class CallsdCollector(Collector):
         )
 
 
+class TrioTaskCollector(Collector):
+    """``callsd_trio_tasks``: a walk of the task tree from the root task, at scrape time (nothing when scraped
+    outside a Trio run, e.g. a registry rendered by a test)."""
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            root = trio.lowlevel.current_root_task()
+        except RuntimeError:
+            return
+        if root is None:
+            return
+        count = 0
+        stack = [root]
+        while stack:
+            task = stack.pop()
+            count += 1
+            for nursery in task.child_nurseries:
+                stack.extend(nursery.child_tasks)
+        yield GaugeMetricFamily("callsd_trio_tasks", "Tasks alive in the server's Trio run", value=count)
+
+
 def build_registry(hub: Any, plane: Any = None, version: str = "") -> CollectorRegistry:
     """A private registry with the process collector and ours (so tests can run several servers in one process)."""
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(namespace="callsd", registry=registry)
     registry.register(CallsdCollector(hub, plane, version))
+    registry.register(TrioTaskCollector())
     return registry
 
 

@@ -15,9 +15,9 @@ from callsd.adapters.media.ice import binding_success, client_binding_request
 from callsd.adapters.signaling_protocol import encode
 from callsd.adapters.store import CallRecorder, JsonlStore
 from callsd.core import JoinCall, Mute, PublishTrack, TrackKind
+from callsd.core.calls.checkpoint import checkpoint
 from callsd.core.calls.eventlog import decode_lines
 from callsd.core.calls.replay import replay
-from callsd.core.calls.snapshot import checkpoint
 from callsd.core.wire.rtcp import (
     Bye,
     ReportBlock,

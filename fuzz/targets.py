@@ -31,8 +31,9 @@ from callsd.adapters.media.dtls import Certificate, DtlsError, DtlsSession
 from callsd.adapters.media.ice import IceLiteState, StunRejected, parse_binding_request
 from callsd.adapters.media.udp import CLASSIFY, KIND_DTLS
 from callsd.adapters.signaling_protocol import SignalingError, field_id, field_str, parse_message
+from callsd.core.calls.checkpoint import from_checkpoint
 from callsd.core.calls.eventlog import ChainCheck, EventLogError, decode_entry
-from callsd.core.calls.snapshot import SnapshotError, from_checkpoint
+from callsd.core.calls.snapshot import SnapshotError
 from callsd.core.wire.rtcp import Feedback, RtcpError, SourceDescription, parse_remb, parse_rtcp
 from callsd.core.wire.rtp import (
     RtpError,

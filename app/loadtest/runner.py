@@ -28,7 +28,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from .stats import Histogram, summarize
+from callsd.peer import Histogram, summarize
+
 from .worker import WorkerSpec, spec_to_dict, worker_process_main
 
 __all__ = ["LoadConfig", "ServerUnreachable", "preflight", "scrape_metrics", "parse_metrics", "run", "build_results"]

@@ -6,7 +6,8 @@ user's slot in the global join schedule, and reports to the parent through ``rep
 
 Each simulated user is one Trio task for its signaling (WebSocket per docs/protocol.md: ``hello`` -> ``join`` ->
 ``join_ack`` -> ``unmute``/``screen_on`` -> ``sdp`` offer -> ``signal`` answer; server re-offers are answered) and
-one :class:`~.media.Leg` driven by the process-wide :class:`~.media.MediaEngine` tasks (no per-user media task).
+one :class:`callsd.peer.Leg` driven by the process-wide :class:`callsd.peer.MediaEngine` tasks (no per-user media
+task).
 
 Join order: slot ``k`` of ``N`` users joins at ``t0 + join_duration * k / N`` and is user ``k // calls`` of call
 ``k % calls``, so users 0 of every call join first. Users ``0 .. unmuted-1`` of a call are unmuted (they send audio
@@ -27,10 +28,9 @@ from typing import Any
 
 import trio
 import trio_websocket
+from callsd.peer import Identity, Leg, MediaEngine, Source, summarize, udp_drops
 
-from .media import Identity, Leg, MediaEngine, Source, udp_drops
 from .sdp import LocalTrack, build_answer, build_offer, parse_sdp
-from .stats import summarize
 
 __all__ = ["WorkerSpec", "SimUser", "run_worker", "worker_process_main", "user_role"]
 
@@ -545,7 +545,7 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
              "leg_state": u.leg.state if u.leg is not None else None, "last_messages": u.trace[-12:]}
             for u in users if u.failed
         ][:5],
-        "failures_by_stage": dict(engine.failures),
+        "failures_by_stage": dict(engine.stats.failures),
         "counters": engine.snapshot([leg for u in users for leg in u.legs]),
         "reconnects": sum(u.reconnects for u in users),
         "socket_drops": _socket_drops(users),

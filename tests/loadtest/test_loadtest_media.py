@@ -11,8 +11,8 @@ import secrets
 
 import trio
 from callsd.adapters.media import transport
-from callsd.app.loadtest.media import Identity, Leg, MediaEngine, Source
 from callsd.app.loadtest.sdp import AUDIO_LEVEL_URI, MID_URI
+from callsd.peer import Identity, Leg, MediaEngine, Source
 
 
 class EchoSfu:

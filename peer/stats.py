@@ -6,7 +6,7 @@ received (never negative: duplicates are not credit). Jitter is the RFC 3550 §6
 RTP clock units, reported in milliseconds. One-way delay uses the sender's ``time.monotonic_ns()`` embedded in the
 payload; senders and receivers run on the same machine, so CLOCK_MONOTONIC is shared across processes.
 
-Everything here is plain Python over ints so that a worker process can ship it to the parent as JSON-able dicts.
+Everything here is plain Python over ints so that a load process can ship it to its parent as JSON-able dicts.
 """
 
 from __future__ import annotations

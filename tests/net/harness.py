@@ -23,6 +23,7 @@ SECRET = "net-tests-secret-0123456789"
 TURN_SECRET = "net-tests-turn-secret"
 BIN = Path(sys.executable).parent
 CLIENT_SCRIPT = Path(__file__).with_name("net_client.py")
+BROWSER_SCRIPT = Path(__file__).with_name("browser_client.py")
 TURNSERVER = "/usr/bin/turnserver"
 
 
@@ -94,27 +95,48 @@ class CallsdProcess:
         self._log.close()
 
 
+def _token(channel: str, user: str) -> str:
+    return create_token(secret=SECRET, user_id=user, channels=[channel], expires_at=int(time.time()) + 600)
+
+
+def start_aiortc(host: Host, server_address: str, *, user: str, seconds: float = 40, want: int = 50,
+                 hold: float = 3, channel: str = "net") -> subprocess.Popen[bytes]:
+    """net_client.py (one aiortc participant) in ``host`` against ``ws://server_address:8080``."""
+    return host.popen(
+        [sys.executable, str(CLIENT_SCRIPT), "--ws", f"ws://{server_address}:{HTTP_PORT}/api/v1/websocket",
+         "--token", _token(channel, user), "--channel", channel, "--seconds", str(seconds), "--want", str(want),
+         "--hold", str(hold)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def start_chromium(host: Host, server_address: str, *, user: str, seconds: float = 60, relay_only: bool = False,
+                   want: int = 100, hold: float = 5, channel: str = "net") -> subprocess.Popen[bytes]:
+    """browser_client.py (Chromium on callsd's page) in ``host`` against ``http://server_address:8080``."""
+    args = [sys.executable, str(BROWSER_SCRIPT), "--url", f"http://{server_address}:{HTTP_PORT}",
+            "--token", _token(channel, user), "--channel", channel, "--seconds", str(seconds), "--want", str(want),
+            "--hold", str(hold)]
+    return host.popen(args + (["--relay-only"] if relay_only else []), stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE)
+
+
+def collect(proc: subprocess.Popen[bytes], timeout: float = 120) -> dict[str, Any]:
+    """Wait for a client script; its JSON result (or an AssertionError with its stderr)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+    if proc.returncode != 0 or not out.strip():
+        raise AssertionError(f"client failed ({proc.returncode}): {err.decode(errors='replace')[-3000:]}")
+    return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def run_clients(clients: list[Host], server_address: str, *, seconds: float = 40, want: int = 50,
                 channel: str = "net") -> list[dict[str, Any]]:
-    """Run one net_client.py per host at once against ``ws://server_address:8080``; their JSON results."""
-    procs = []
-    for i, host in enumerate(clients):
-        token = create_token(secret=SECRET, user_id=f"user{i}", channels=[channel], expires_at=int(time.time()) + 600)
-        procs.append(host.popen(
-            [sys.executable, str(CLIENT_SCRIPT), "--ws", f"ws://{server_address}:{HTTP_PORT}/api/v1/websocket",
-             "--token", token, "--channel", channel, "--seconds", str(seconds), "--want", str(want)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    results = []
-    for proc in procs:
-        try:
-            out, err = proc.communicate(timeout=seconds + 30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-        if proc.returncode != 0:
-            raise AssertionError(f"net_client failed ({proc.returncode}): {err.decode(errors='replace')[-3000:]}")
-        results.append(json.loads(out.decode().strip().splitlines()[-1]))
-    return results
+    """Run one aiortc participant per host at once; their JSON results."""
+    procs = [start_aiortc(host, server_address, user=f"user{i}", seconds=seconds, want=want, channel=channel)
+             for i, host in enumerate(clients)]
+    return [collect(proc, seconds + 30) for proc in procs]
 
 
 class Coturn:

@@ -1,0 +1,60 @@
+"""Chromium (callsd's real web page) across the namespaces: behind NAT, with UDP blocked (relayed through coturn
+over TCP), and on an impaired link (tc netem)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from net.harness import TURN_SECRET, Coturn, Net, collect, start_aiortc, start_chromium
+from net.netns import Host
+
+pytestmark = pytest.mark.browser
+
+
+def _summary(result: dict[str, Any]) -> str:
+    return f"stats={result.get('stats')} states={result.get('media_states')} console={result.get('console')}"
+
+
+def test_chromium_behind_nat_and_aiortc_behind_another_nat_hear_each_other(net: Net, callsd: Any) -> None:
+    server = callsd(net.server, ice_address_udp="0.0.0.0")
+    browser = start_chromium(net.client1, net.server.address, user="chromium")
+    peer = start_aiortc(net.client2, net.server.address, user="aiortc", want=10, hold=15, seconds=60)
+    b, a = collect(browser), collect(peer)
+    assert b["stats"]["audio_in"]["packetsReceived"] >= 100, (_summary(b), server.log())
+    assert a["loud_frames"] >= 10, (a, server.log())
+    pair = b["stats"]["pair"]
+    assert pair["remote"]["address"] == net.server.address and pair["remote"]["protocol"] == "udp"
+
+
+@pytest.fixture
+def udp_blocked(net: Net) -> Iterator[Host]:
+    """client1's router drops every UDP datagram (and TCP to 8443) from client1: a strict corporate firewall."""
+    router = net.topology.hosts["nat1"]
+    router.nft("table inet callsd_fw {\n"
+               "    chain forward {\n"
+               "        type filter hook forward priority 0;\n"
+               '        iifname "eth1" meta l4proto udp drop\n'
+               '        iifname "eth1" tcp dport 8443 drop\n'
+               "    }\n"
+               "}\n")
+    try:
+        yield net.client1
+    finally:
+        router.run("nft", "delete", "table", "inet", "callsd_fw")
+
+
+def test_with_udp_blocked_chromium_is_relayed_by_turn_over_tcp(net: Net, callsd: Any, coturn: Coturn,
+                                                              udp_blocked: Host) -> None:
+    turn_tcp = f"turn:{coturn.host.address}:3478?transport=tcp"
+    server = callsd(net.server, ice_address_udp="0.0.0.0", ice_servers=[turn_tcp],
+                    turn_static_auth_secret=TURN_SECRET)
+    browser = start_chromium(udp_blocked, net.server.address, user="chromium", relay_only=True)
+    peer = start_aiortc(net.client2, net.server.address, user="aiortc", want=10, hold=15, seconds=60)
+    b, a = collect(browser), collect(peer)
+    assert b["stats"]["audio_in"]["packetsReceived"] >= 100, (_summary(b), server.log())
+    assert a["loud_frames"] >= 10, (a, server.log())
+    local = b["stats"]["pair"]["local"]
+    assert (local["type"], local["relayProtocol"]) == ("relay", "tcp")
+    assert "connected from 198.51.100.20:" in server.log()  # media came from the TURN server's relay address

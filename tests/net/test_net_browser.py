@@ -58,3 +58,37 @@ def test_with_udp_blocked_chromium_is_relayed_by_turn_over_tcp(net: Net, callsd:
     local = b["stats"]["pair"]["local"]
     assert (local["type"], local["relayProtocol"]) == ("relay", "tcp")
     assert "connected from 198.51.100.20:" in server.log()  # media came from the TURN server's relay address
+
+
+@pytest.fixture
+def lossy_link(net: Net) -> Iterator[Host]:
+    """client1's router drops 2 % of the UDP datagrams in each direction, at random (nftables ``numgen random``).
+
+    The kernel of these machines has no ``sch_netem``, so ``tc netem`` (delay, jitter) is not available here: loss
+    is what this link impairs; docs/networking.md says so."""
+    router = net.topology.hosts["nat1"]
+    router.nft("table inet callsd_loss {\n"
+               "    chain forward {\n"
+               "        type filter hook forward priority 0;\n"
+               '        iifname "eth1" meta l4proto udp numgen random mod 50 == 0 drop\n'
+               '        oifname "eth1" meta l4proto udp numgen random mod 50 == 0 drop\n'
+               "    }\n"
+               "}\n")
+    try:
+        yield net.client1
+    finally:
+        router.run("nft", "delete", "table", "inet", "callsd_loss")
+
+
+def test_chromium_keeps_audio_on_a_lossy_link(net: Net, callsd: Any, lossy_link: Host,
+                                             record_property: Any) -> None:
+    server = callsd(net.server, ice_address_udp="0.0.0.0")
+    browser = start_chromium(lossy_link, net.server.address, user="chromium", want=250, hold=5)
+    peer = start_aiortc(net.client2, net.server.address, user="aiortc", want=10, hold=25, seconds=70)
+    b, a = collect(browser), collect(peer)
+    audio = b["stats"]["audio_in"]
+    record_property("chromium_inbound_audio", audio)
+    print(f"\nlossy link (2 % each way): Chromium inbound audio {audio}")
+    assert audio["packetsReceived"] >= 250, (_summary(b), server.log())
+    assert 0 < audio["packetsLost"] < 0.08 * (audio["packetsReceived"] + audio["packetsLost"]), audio
+    assert a["loud_frames"] >= 10, a

@@ -88,6 +88,7 @@ class RtcConfig:
     # networking (docs/networking.md)
     advertise_refresh_seconds: int = 300
     ice_check_timeout: int = 10
+    ice_port_tcp: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -357,6 +358,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "media_workers": _int(0, 64),
         "advertise_refresh_seconds": _int(10, 86400, zero_ok=True, what="never"),
         "ice_check_timeout": _int(2, 120),
+        "ice_port_tcp": _int(80, 65535, zero_ok=True, what="off"),
     },
     "calls": {
         "max_participants": _int(0, 10000),

@@ -86,6 +86,7 @@ from .events import (
 )
 from .forwarder import Forwarder, InTrack, OutRoute
 from .ice_outcome import IceOutcomeWatch
+from .ice_tcp import IceTcpListener
 from .system_check import check_system
 from .transport import Peer, TransportConfig, UdpEndpoint
 
@@ -129,6 +130,7 @@ class PlaneConfig:
     ice_servers: tuple[Any, ...] = ()  # only their stun: URLs matter here (public-address discovery)
     advertise_refresh_seconds: int = 0
     ice_check_timeout: float = 10.0
+    ice_port_tcp: int = 0  # ICE-TCP passive port (0 = off); ice_tcp.py
 
 
 class Session:
@@ -197,7 +199,9 @@ class MediaPlane:
         )
         self.address: tuple[str, int] | None = None
         self.advertiser = Advertiser(config)
-        self.ice_watch = IceOutcomeWatch(timeout=float(getattr(config, "ice_check_timeout", 10.0)),
+        self.ice_tcp: IceTcpListener | None = None
+        self.tcp_port = 0
+        self.ice_watch = IceOutcomeWatch(timeout=float(config.ice_check_timeout),
                                          advertised=self._advertised_text, emit=emit)
         self._report_interval = float(getattr(config, "report_interval", 1.0))
         self._carry: dict[str, list[tuple[str, bool]]] = {}  # see open_session
@@ -210,6 +214,11 @@ class MediaPlane:
             await self.advertiser.start(self.address[1])
             self._log_system_check()
             nursery.start_soon(self.advertiser.run)
+            tcp_port = self.config.ice_port_tcp
+            if tcp_port:
+                self.ice_tcp = IceTcpListener(host=self.config.ice_address_udp, port=tcp_port,
+                                              udp_address=self.address)
+                self.tcp_port = await nursery.start(self.ice_tcp.serve)
             nursery.start_soon(self._periodic)
             task_status.started(self.address)
 
@@ -232,6 +241,8 @@ class MediaPlane:
     def counters(self) -> dict[str, int]:
         out = self.forwarder.counters.as_dict()
         out.update(self.ice_watch.counters.as_dict())
+        if self.ice_tcp is not None:
+            out.update(self.ice_tcp.counters.as_dict())
         out.update({n: getattr(self.negotiation, n) for n in PlaneCounters.__slots__})
         return out
 
@@ -249,12 +260,12 @@ class MediaPlane:
     def _transport(self, ufrag: str, pwd: str) -> LocalTransport:
         hosts, port = self._candidate()
         return LocalTransport(ice_ufrag=ufrag, ice_pwd=pwd, fingerprint=self.endpoint.fingerprint, host=hosts[0],
-                              extra_hosts=hosts[1:], port=port)
+                              extra_hosts=hosts[1:], port=port, tcp_port=self.tcp_port)
 
     def _refresh(self, s: Session) -> Negotiator:
         """The session's negotiator, describing the endpoint as it is now (the port is known once serving)."""
         t = s.neg.transport
-        if ((t.host, *t.extra_hosts), t.port) != self._candidate():
+        if ((t.host, *t.extra_hosts), t.port) != self._candidate() or t.tcp_port != self.tcp_port:
             s.neg.transport = self._transport(s.ufrag, s.pwd)
         return s.neg
 
@@ -538,7 +549,8 @@ class MediaPlane:
         s.peer = peer
         peer.data = s
         self._emit(SessionConnected(session_id=s.session_id))
-        self.ice_watch.connected(s.session_id, peer.address, _now())
+        over_tcp = self.ice_tcp.client_address(peer.address) if self.ice_tcp is not None else None
+        self.ice_watch.connected(s.session_id, over_tcp or peer.address, _now())
         for r in s.routes_in.values():
             if r.negotiated:
                 self.forwarder.request_keyframe(r.track)

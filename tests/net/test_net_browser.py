@@ -4,6 +4,7 @@ over TCP), and on an impaired link (tc netem)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -28,29 +29,52 @@ def test_chromium_behind_nat_and_aiortc_behind_another_nat_hear_each_other(net: 
     assert pair["remote"]["address"] == net.server.address and pair["remote"]["protocol"] == "udp"
 
 
-@pytest.fixture
-def udp_blocked(net: Net) -> Iterator[Host]:
-    """client1's router drops every UDP datagram (and TCP to 8443) from client1: a strict corporate firewall."""
+@contextmanager
+def _firewall(net: Net, *rules: str) -> Iterator[Host]:
+    """client1's router applies ``rules`` (nftables, forward chain) to what client1 sends, for one test."""
     router = net.topology.hosts["nat1"]
-    router.nft("table inet callsd_fw {\n"
-               "    chain forward {\n"
-               "        type filter hook forward priority 0;\n"
-               '        iifname "eth1" meta l4proto udp drop\n'
-               '        iifname "eth1" tcp dport 8443 drop\n'
-               "    }\n"
-               "}\n")
+    body = "".join(f'        iifname "eth1" {rule}\n' for rule in rules)
+    router.nft("table inet callsd_fw {\n    chain forward {\n        type filter hook forward priority 0;\n"
+               f"{body}    }}\n}}\n")
     try:
         yield net.client1
     finally:
         router.run("nft", "delete", "table", "inet", "callsd_fw")
 
 
-def test_with_udp_blocked_chromium_is_relayed_by_turn_over_tcp(net: Net, callsd: Any, coturn: Coturn,
-                                                              udp_blocked: Host) -> None:
+@pytest.fixture
+def udp_blocked(net: Net) -> Iterator[Host]:
+    """client1's router drops every UDP datagram from client1: a strict corporate firewall."""
+    with _firewall(net, "meta l4proto udp drop") as host:
+        yield host
+
+
+@pytest.fixture
+def udp_and_tcp_8443_blocked(net: Net) -> Iterator[Host]:
+    """Same, and TCP to port 8443 too (ICE-TCP cannot help): only TURN over TCP 3478 gets through."""
+    with _firewall(net, "meta l4proto udp drop", "tcp dport 8443 drop") as host:
+        yield host
+
+
+def test_with_udp_blocked_chromium_connects_over_ice_tcp(net: Net, callsd: Any, udp_blocked: Host) -> None:
+    server = callsd(net.server, ice_address_udp="0.0.0.0", ice_port_tcp=8443)
+    server.wait_log("media: ICE-TCP on tcp 0.0.0.0:8443")
+    browser = start_chromium(udp_blocked, net.server.address, user="chromium")
+    peer = start_aiortc(net.client2, net.server.address, user="aiortc", want=10, hold=15, seconds=60)
+    b, a = collect(browser), collect(peer)
+    assert b["stats"]["audio_in"]["packetsReceived"] >= 100, (_summary(b), server.log())
+    assert a["loud_frames"] >= 10, (a, server.log())
+    remote = b["stats"]["pair"]["remote"]
+    assert (remote["protocol"], remote["tcpType"], remote["port"]) == ("tcp", "passive", 8443)
+    assert "connected from 198.51.100.2:" in server.log() and "over TCP" in server.log()
+
+
+def test_with_udp_and_tcp_8443_blocked_chromium_is_relayed_by_turn_over_tcp(
+        net: Net, callsd: Any, coturn: Coturn, udp_and_tcp_8443_blocked: Host) -> None:
     turn_tcp = f"turn:{coturn.host.address}:3478?transport=tcp"
     server = callsd(net.server, ice_address_udp="0.0.0.0", ice_servers=[turn_tcp],
                     turn_static_auth_secret=TURN_SECRET)
-    browser = start_chromium(udp_blocked, net.server.address, user="chromium", relay_only=True)
+    browser = start_chromium(udp_and_tcp_8443_blocked, net.server.address, user="chromium", relay_only=True)
     peer = start_aiortc(net.client2, net.server.address, user="aiortc", want=10, hold=15, seconds=60)
     b, a = collect(browser), collect(peer)
     assert b["stats"]["audio_in"]["packetsReceived"] >= 100, (_summary(b), server.log())

@@ -83,7 +83,8 @@ class IceTcpListener:
         return f"{relay.client[0]}:{relay.client[1]} over TCP" if relay else None
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        # "::" (dual-stack RTC socket): trio binds IPv4 and IPv6 listeners separately for host=None
+        listeners = await trio.open_tcp_listeners(self.port, host=None if self.host == "::" else self.host)
         bound = listeners[0].socket.getsockname()[1]
         log.info("media: ICE-TCP on tcp %s:%d", self.host, bound)
         task_status.started(bound)

@@ -74,7 +74,7 @@ from callsd.core.wire.sdp import Codec
 
 from . import rtcp_term
 from .addresses import parse_host_override, plan_advertised
-from .advertiser import Advertiser
+from .advertiser import Advertiser, rtc_bind
 from .events import (
     MediaEvent,
     SendSignal,
@@ -131,6 +131,7 @@ class PlaneConfig:
     advertise_refresh_seconds: int = 0
     ice_check_timeout: float = 10.0
     ice_port_tcp: int = 0  # ICE-TCP passive port (0 = off); ice_tcp.py
+    enable_ipv6: bool = False  # with a wildcard bind: one dual-stack socket on ::, IPv6 candidates too
 
 
 class Session:
@@ -192,7 +193,7 @@ class MediaPlane:
         self.negotiation = PlaneCounters()
         self.forwarder = Forwarder(send_pli=self._send_pli, on_voice=self._on_voice)
         self.endpoint = UdpEndpoint(
-            TransportConfig(host=config.ice_address_udp, port=config.ice_port_udp,
+            TransportConfig(host=rtc_bind(config), port=config.ice_port_udp,
                             rcvbuf=getattr(config, "udp_rcvbuf", 4 << 20),
                             sndbuf=getattr(config, "udp_sndbuf", 4 << 20)),
             self,
@@ -216,7 +217,7 @@ class MediaPlane:
             nursery.start_soon(self.advertiser.run)
             tcp_port = self.config.ice_port_tcp
             if tcp_port:
-                self.ice_tcp = IceTcpListener(host=self.config.ice_address_udp, port=tcp_port,
+                self.ice_tcp = IceTcpListener(host=rtc_bind(self.config), port=tcp_port,
                                               udp_address=self.address)
                 self.tcp_port = await nursery.start(self.ice_tcp.serve)
             nursery.start_soon(self._periodic)
@@ -252,7 +253,7 @@ class MediaPlane:
         adv = self.advertiser.current
         if adv is None:
             c = self.config
-            adv = plan_advertised(bind=c.ice_address_udp, port=c.ice_port_udp,
+            adv = plan_advertised(bind=rtc_bind(c), port=c.ice_port_udp, dual_stack=c.enable_ipv6,
                                   override=parse_host_override(c.ice_host_override),
                                   port_override=c.ice_host_port_override, resolve=lambda name: [name])
         return adv.addresses, adv.port

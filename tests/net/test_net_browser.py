@@ -18,8 +18,10 @@ def _summary(result: dict[str, Any]) -> str:
     return f"stats={result.get('stats')} states={result.get('media_states')} console={result.get('console')}"
 
 
-def test_chromium_behind_nat_and_aiortc_behind_another_nat_hear_each_other(net: Net, callsd: Any) -> None:
-    server = callsd(net.server, ice_address_udp="0.0.0.0")
+@pytest.mark.parametrize("enable_ipv6", [False, True], ids=["ipv4", "dual-stack"])
+def test_chromium_behind_nat_and_aiortc_behind_another_nat_hear_each_other(net: Net, callsd: Any,
+                                                                          enable_ipv6: bool) -> None:
+    server = callsd(net.server, ice_address_udp="0.0.0.0", enable_ipv6=enable_ipv6)
     browser = start_chromium(net.client1, net.server.address, user="chromium")
     peer = start_aiortc(net.client2, net.server.address, user="aiortc", want=10, hold=15, seconds=60)
     b, a = collect(browser), collect(peer)

@@ -73,8 +73,7 @@ from callsd.core.wire.rtp import read_mid
 from callsd.core.wire.sdp import Codec
 
 from . import rtcp_term
-from .addresses import parse_host_override, plan_advertised
-from .advertiser import Advertiser, rtc_bind
+from .advertiser import rtc_bind
 from .events import (
     MediaEvent,
     SendSignal,
@@ -86,8 +85,7 @@ from .events import (
 )
 from .forwarder import Forwarder, InTrack, OutRoute
 from .ice_outcome import IceOutcomeWatch
-from .ice_tcp import IceTcpListener
-from .system_check import check_system
+from .plane_network import PlaneNetwork
 from .transport import Peer, TransportConfig, UdpEndpoint
 
 __all__ = ["MediaPlane", "PlaneConfig", "SdpRejected"]
@@ -199,11 +197,10 @@ class MediaPlane:
             self,
         )
         self.address: tuple[str, int] | None = None
-        self.advertiser = Advertiser(config)
-        self.ice_tcp: IceTcpListener | None = None
-        self.tcp_port = 0
+        self.network = PlaneNetwork(config)
+        self.advertiser = self.network.advertiser  # what /healthz reports (advertiser.advertised_by)
         self.ice_watch = IceOutcomeWatch(timeout=float(config.ice_check_timeout),
-                                         advertised=self._advertised_text, emit=emit)
+                                         advertised=self.network.advertised_text, emit=emit)
         self._report_interval = float(getattr(config, "report_interval", 1.0))
         self._carry: dict[str, list[tuple[str, bool]]] = {}  # see open_session
 
@@ -212,61 +209,27 @@ class MediaPlane:
         """Run the endpoint and the periodic RTCP task until cancelled; reports the bound ``(host, port)``."""
         async with trio.open_nursery() as nursery:
             self.address = await nursery.start(self.endpoint.serve)
-            await self.advertiser.start(self.address[1])
-            self._log_system_check()
-            nursery.start_soon(self.advertiser.run)
-            tcp_port = self.config.ice_port_tcp
-            if tcp_port:
-                self.ice_tcp = IceTcpListener(host=rtc_bind(self.config), port=tcp_port,
-                                              udp_address=self.address)
-                self.tcp_port = await nursery.start(self.ice_tcp.serve)
+            await self.network.start(nursery, self.endpoint)
             nursery.start_soon(self._periodic)
             task_status.started(self.address)
-
-    def _log_system_check(self) -> None:
-        sizes = self.endpoint.buffer_sizes
-        if sizes is None:
-            return
-        report = check_system(rcvbuf=self.endpoint.config.rcvbuf, sndbuf=self.endpoint.config.sndbuf,
-                              got=(sizes.rcvbuf // 2, sizes.sndbuf // 2))
-        if report.ok:
-            log.info("system: %s", "; ".join(report.lines()))
-        else:
-            log.warning("system: %s", "\n  ".join(report.lines()))
-
-    def _advertised_text(self) -> str:
-        hosts, port = self._candidate()
-        return ", ".join(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)
 
     @property
     def counters(self) -> dict[str, int]:
         out = self.forwarder.counters.as_dict()
         out.update(self.ice_watch.counters.as_dict())
-        if self.ice_tcp is not None:
-            out.update(self.ice_tcp.counters.as_dict())
+        out.update(self.network.counters())
         out.update({n: getattr(self.negotiation, n) for n in PlaneCounters.__slots__})
         return out
 
-    def _candidate(self) -> tuple[tuple[str, ...], int]:
-        """The advertised addresses and port (adapters/media/addresses.py); before ``serve``, a plan without
-        STUN discovery or name resolution."""
-        adv = self.advertiser.current
-        if adv is None:
-            c = self.config
-            adv = plan_advertised(bind=rtc_bind(c), port=c.ice_port_udp, dual_stack=c.enable_ipv6,
-                                  override=parse_host_override(c.ice_host_override),
-                                  port_override=c.ice_host_port_override, resolve=lambda name: [name])
-        return adv.addresses, adv.port
-
     def _transport(self, ufrag: str, pwd: str) -> LocalTransport:
-        hosts, port = self._candidate()
+        hosts, port = self.network.candidate()
         return LocalTransport(ice_ufrag=ufrag, ice_pwd=pwd, fingerprint=self.endpoint.fingerprint, host=hosts[0],
-                              extra_hosts=hosts[1:], port=port, tcp_port=self.tcp_port)
+                              extra_hosts=hosts[1:], port=port, tcp_port=self.network.tcp_port)
 
     def _refresh(self, s: Session) -> Negotiator:
         """The session's negotiator, describing the endpoint as it is now (the port is known once serving)."""
         t = s.neg.transport
-        if ((t.host, *t.extra_hosts), t.port) != self._candidate() or t.tcp_port != self.tcp_port:
+        if ((t.host, *t.extra_hosts), t.port) != self.network.candidate() or t.tcp_port != self.network.tcp_port:
             s.neg.transport = self._transport(s.ufrag, s.pwd)
         return s.neg
 
@@ -550,8 +513,7 @@ class MediaPlane:
         s.peer = peer
         peer.data = s
         self._emit(SessionConnected(session_id=s.session_id))
-        over_tcp = self.ice_tcp.client_address(peer.address) if self.ice_tcp is not None else None
-        self.ice_watch.connected(s.session_id, over_tcp or peer.address, _now())
+        self.ice_watch.connected(s.session_id, self.network.client_address(peer.address), _now())
         for r in s.routes_in.values():
             if r.negotiated:
                 self.forwarder.request_keyframe(r.track)

@@ -90,6 +90,8 @@ class RtcConfig:
     # networking (docs/networking.md)
     advertise_refresh_seconds: int = 300
     ice_check_timeout: int = 10
+    ice_port_tcp: int = 0
+    enable_ipv6: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -379,6 +381,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "ice_max_addresses_per_session": _int(1, 256),
         "advertise_refresh_seconds": _int(10, 86400, zero_ok=True, what="never"),
         "ice_check_timeout": _int(2, 120),
+        "ice_port_tcp": _int(80, 65535, zero_ok=True, what="off"),
+        "enable_ipv6": _bool,
     },
     "calls": {
         "max_participants": _int(0, 10000),
@@ -480,6 +484,9 @@ def _cross_checks(config: Config) -> list[str]:
     workers, port = config.rtc.media_workers, config.rtc.ice_port_udp
     if workers > 1 and port and port + workers - 1 > 65535:
         problems.append(f"rtc.media_workers: {workers} workers need UDP ports {port}-{port + workers - 1}")
+    if config.rtc.enable_ipv6 and config.rtc.ice_address_udp not in ("0.0.0.0", "::"):
+        problems.append(f"rtc.enable_ipv6: needs rtc.ice_address_udp = \"0.0.0.0\" or \"::\" (one dual-stack socket), "
+                        f"got {config.rtc.ice_address_udp!r}")
     if not config.store.url and not config.store.data_dir:
         problems.append("store.data_dir: must not be empty when store.url is not set")
     return problems

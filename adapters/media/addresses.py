@@ -46,6 +46,7 @@ __all__ = [
     "plan_advertised",
     "interface_addresses",
     "resolve_host",
+    "display_address",
 ]
 
 _SIOCGIFCONF = 0x8912
@@ -95,6 +96,16 @@ class Advertised:
 
 def _hostport(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def display_address(addr: object) -> str:
+    """A socket address for logs: ``198.51.100.2:40312`` (IPv4-mapped IPv6 shown as IPv4), ``[2001:db8::30]:5000``."""
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host = str(addr[0])
+        if host.startswith("::ffff:") and "." in host:
+            host = host[7:]
+        return _hostport(host, int(addr[1]))
+    return str(addr)
 
 
 def _is_ip(text: str) -> bool:
@@ -156,14 +167,20 @@ def resolve_host(name: str) -> list[str]:
 
 def plan_advertised(*, bind: str, port: int, override: HostOverride, port_override: int = 0,
                     interfaces: Sequence[str] = (), resolve: Callable[[str], list[str]] = resolve_host,
-                    discovered: str | None = None, discovered_via: str = "") -> Advertised:
+                    discovered: str | None = None, discovered_via: str = "", dual_stack: bool = False) -> Advertised:
     """The addresses to advertise and why (rules in the module docstring). ``interfaces``: the host's addresses;
-    ``discovered``: the public address a STUN server reported (``discovered_via`` names it)."""
+    ``discovered``: the public address a STUN server reported (``discovered_via`` names it); ``dual_stack``: the
+    socket is bound to ``::`` and takes IPv4 too (``rtc.enable_ipv6``), so addresses of both families count, IPv4
+    first."""
     advertised_port = port_override or port
     warnings: list[str] = []
     wildcard = _unspecified(bind)
     family_v6 = ":" in bind
-    own = [a for a in interfaces if (":" in a) == family_v6] if wildcard else [bind]
+    if wildcard and dual_stack:
+        own = [a for a in interfaces if ":" not in a] + [a for a in interfaces if ":" in a]
+    else:
+        own = [a for a in interfaces if (":" in a) == family_v6] if wildcard else [bind]
+    global_v6 = [a for a in own if ":" in a and ipaddress.ip_address(a).is_global] if dual_stack else []
 
     def made(addresses: Sequence[str], source: str, reason: str) -> Advertised:
         return Advertised(addresses=tuple(addresses), port=advertised_port, source=source, reason=reason,
@@ -189,13 +206,15 @@ def plan_advertised(*, bind: str, port: int, override: HostOverride, port_overri
             return made([m.public for m in matched], "override_mappings", f"rtc.ice_host_override mappings: {pairs}")
         warnings.append("no rtc.ice_host_override mapping matches an address of this host")
     if discovered:
-        return made([discovered], "stun", f"public address discovered through {discovered_via}")
+        extra = [a for a in global_v6 if a != discovered]  # IPv6 is seldom NATed: keep global ones reachable
+        return made([discovered, *extra], "stun", f"public address discovered through {discovered_via}"
+                    + (" (and the global IPv6 addresses)" if extra else ""))
     if not wildcard:
         return made([bind], "bind", "rtc.ice_address_udp")
     usable = [a for a in own if not ipaddress.ip_address(a).is_loopback and not ipaddress.ip_address(a).is_link_local]
     if usable:
-        return made(usable, "interfaces",
-                    f"every interface address: rtc.ice_address_udp is {bind} and nothing overrides it")
+        return made(usable, "interfaces", f"every interface address: rtc.ice_address_udp is {bind}"
+                    f"{' (dual-stack, rtc.enable_ipv6)' if dual_stack else ''} and nothing overrides it")
     loopback = [a for a in own if ipaddress.ip_address(a).is_loopback] or ["::1" if family_v6 else "127.0.0.1"]
     warnings.append(f"rtc.ice_address_udp is {bind} but this host has no non-loopback address: only clients on "
                     "this machine can reach the advertised loopback address")

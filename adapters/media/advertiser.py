@@ -20,7 +20,7 @@ import trio
 from .addresses import Advertised, interface_addresses, parse_host_override, plan_advertised
 from .stun_discovery import StunAnswer, first_stun_url, query_stun
 
-__all__ = ["AdvertiseSettings", "Advertiser", "plan_for", "advertised_by", "STUN_TIMEOUT"]
+__all__ = ["AdvertiseSettings", "Advertiser", "plan_for", "advertised_by", "rtc_bind", "STUN_TIMEOUT"]
 
 log = logging.getLogger("callsd.media.advertise")
 
@@ -45,6 +45,13 @@ class AdvertiseSettings(Protocol):
     def ice_servers(self) -> Sequence[_IceServer]: ...
     @property
     def advertise_refresh_seconds(self) -> int: ...
+    @property
+    def enable_ipv6(self) -> bool: ...
+
+
+def rtc_bind(settings: AdvertiseSettings) -> str:
+    """The address the RTC socket binds: ``::`` (dual-stack) for a wildcard bind with ``rtc.enable_ipv6``."""
+    return "::" if settings.enable_ipv6 and settings.ice_address_udp in ("0.0.0.0", "::") else settings.ice_address_udp
 
 
 def _stun_url(settings: AdvertiseSettings) -> str | None:
@@ -58,12 +65,14 @@ def plan_for(settings: AdvertiseSettings, bound_port: int, *,
     override = parse_host_override(settings.ice_host_override)
     answer = None
     url = _stun_url(settings)
+    bind = rtc_bind(settings)
+    dual_stack = bind == "::" and settings.enable_ipv6
     if override.empty and url is not None:
-        answer = query_stun(url, bind=settings.ice_address_udp, timeout=stun_timeout)
+        answer = query_stun(url, bind="0.0.0.0" if dual_stack else bind, timeout=stun_timeout)
     advertised = plan_advertised(
-        bind=settings.ice_address_udp, port=bound_port, override=override,
+        bind=bind, port=bound_port, override=override,
         port_override=settings.ice_host_port_override, interfaces=interface_addresses(),
-        discovered=answer.address if answer else None, discovered_via=f"STUN server {url}",
+        discovered=answer.address if answer else None, discovered_via=f"STUN server {url}", dual_stack=dual_stack,
     )
     if answer is not None and answer.error:
         warning = (f"STUN discovery failed: {answer.error}; advertising {', '.join(advertised.addresses)} instead "

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from .addresses import display_address
 from .events import MediaStateChanged
 
 __all__ = ["IceOutcomeWatch", "IceOutcomeCounters", "WatchedPeer"]
@@ -65,11 +66,7 @@ class _Watched:
     state: str = "connecting"
 
 
-def _address(addr: object) -> str:
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host, port = addr[0], addr[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(addr)
+_address = display_address
 
 
 class IceOutcomeWatch:

@@ -74,8 +74,7 @@ from callsd.core.wire.rtp import read_mid
 from callsd.core.wire.sdp import Codec
 
 from . import rtcp_term
-from .addresses import parse_host_override, plan_advertised
-from .advertiser import Advertiser
+from .advertiser import rtc_bind
 from .events import (
     MediaEvent,
     SendSignal,
@@ -88,7 +87,7 @@ from .events import (
 from .forwarder import Forwarder, InTrack, OutRoute
 from .ice_outcome import IceOutcomeWatch
 from .paths import make_path
-from .system_check import check_system
+from .plane_network import PlaneNetwork
 from .transport import Peer, TransportConfig, UdpEndpoint
 
 __all__ = ["MediaPlane", "PlaneConfig", "SdpRejected"]
@@ -133,6 +132,8 @@ class PlaneConfig:
     advertise_refresh_seconds: int = 0
     ice_check_timeout: float = 10.0
     fast_path: str = "auto"  # "auto" | "native" | "python": see paths.py
+    ice_port_tcp: int = 0  # ICE-TCP passive port (0 = off); ice_tcp.py
+    enable_ipv6: bool = False  # with a wildcard bind: one dual-stack socket on ::, IPv6 candidates too
 
 
 class Session:
@@ -203,7 +204,7 @@ class MediaPlane:
         self.negotiation = PlaneCounters()
         self.forwarder = Forwarder(send_pli=self._send_pli, on_voice=self._on_voice)
         self.endpoint = UdpEndpoint(
-            TransportConfig(host=config.ice_address_udp, port=config.ice_port_udp,
+            TransportConfig(host=rtc_bind(config), port=config.ice_port_udp,
                             rcvbuf=config.udp_rcvbuf,
                             sndbuf=config.udp_sndbuf,
                             max_addresses_per_session=config.ice_max_addresses_per_session),
@@ -211,9 +212,10 @@ class MediaPlane:
             path=make_path(getattr(config, "fast_path", "auto"), self.forwarder),
         )
         self.address: tuple[str, int] | None = None
-        self.advertiser = Advertiser(config)
+        self.network = PlaneNetwork(config)
+        self.advertiser = self.network.advertiser  # what /healthz reports (advertiser.advertised_by)
         self.ice_watch = IceOutcomeWatch(timeout=float(config.ice_check_timeout),
-                                         advertised=self._advertised_text, emit=emit)
+                                         advertised=self.network.advertised_text, emit=emit)
         self._report_interval = float(getattr(config, "report_interval", 1.0))
 
     # -- serving ------------------------------------------------------------------------------------------------
@@ -221,57 +223,30 @@ class MediaPlane:
         """Run the endpoint and the periodic RTCP task until cancelled; reports the bound ``(host, port)``."""
         async with trio.open_nursery() as nursery:
             self.address = await nursery.start(self.endpoint.serve)
-            await self.advertiser.start(self.address[1])
-            self._log_system_check()
-            nursery.start_soon(self.advertiser.run)
+            await self.network.start(nursery, self.endpoint)
             nursery.start_soon(self._periodic)
             task_status.started(self.address)
 
     async def refresh_counters(self, timeout: float = 1.0) -> None:
         """The counters are read in place (``counters``): nothing to fetch (media workers fetch theirs)."""
 
-    def _log_system_check(self) -> None:
-        sizes = self.endpoint.buffer_sizes
-        if sizes is None:
-            return
-        report = check_system(rcvbuf=self.endpoint.config.rcvbuf, sndbuf=self.endpoint.config.sndbuf,
-                              got=(sizes.rcvbuf // 2, sizes.sndbuf // 2))
-        if report.ok:
-            log.info("system: %s", "; ".join(report.lines()))
-        else:
-            log.warning("system: %s", "\n  ".join(report.lines()))
-
-    def _advertised_text(self) -> str:
-        hosts, port = self._candidate()
-        return ", ".join(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)
-
     @property
     def counters(self) -> dict[str, int]:
         out = self.forwarder.counters.as_dict()
         out.update(self.ice_watch.counters.as_dict())
+        out.update(self.network.counters())
         out.update({n: getattr(self.negotiation, n) for n in PlaneCounters.__slots__})
         return out
 
-    def _candidate(self) -> tuple[tuple[str, ...], int]:
-        """The advertised addresses and port (adapters/media/addresses.py); before ``serve``, a plan without
-        STUN discovery or name resolution."""
-        adv = self.advertiser.current
-        if adv is None:
-            c = self.config
-            adv = plan_advertised(bind=c.ice_address_udp, port=c.ice_port_udp,
-                                  override=parse_host_override(c.ice_host_override),
-                                  port_override=c.ice_host_port_override, resolve=lambda name: [name])
-        return adv.addresses, adv.port
-
     def _transport(self, ufrag: str, pwd: str) -> LocalTransport:
-        hosts, port = self._candidate()
+        hosts, port = self.network.candidate()
         return LocalTransport(ice_ufrag=ufrag, ice_pwd=pwd, fingerprint=self.endpoint.fingerprint, host=hosts[0],
-                              extra_hosts=hosts[1:], port=port)
+                              extra_hosts=hosts[1:], port=port, tcp_port=self.network.tcp_port)
 
     def _refresh(self, s: Session) -> Negotiator:
         """The session's negotiator, describing the endpoint as it is now (the port is known once serving)."""
         t = s.neg.transport
-        if ((t.host, *t.extra_hosts), t.port) != self._candidate():
+        if ((t.host, *t.extra_hosts), t.port) != self.network.candidate() or t.tcp_port != self.network.tcp_port:
             s.neg.transport = self._transport(s.ufrag, s.pwd)
         return s.neg
 
@@ -546,7 +521,7 @@ class MediaPlane:
         s.peer = peer
         peer.data = s
         self._emit(SessionConnected(session_id=s.session_id))
-        self.ice_watch.connected(s.session_id, peer.address, _now())
+        self.ice_watch.connected(s.session_id, self.network.client_address(peer.address), _now())
         for r in s.routes_in.values():
             if r.negotiated:
                 self.forwarder.request_keyframe(r.track)

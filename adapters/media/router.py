@@ -21,6 +21,7 @@ call that restores routes after a reconnect; the router keeps no copy of the rou
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -101,6 +102,18 @@ class PlaneRouter:
             cmd += ["--ice-host-port-override", str(c.ice_host_port_override + i)]
         return cmd
 
+    def _network_env(self, i: int) -> dict[str, str]:
+        """The networking settings worker ``i`` needs that its flags do not carry (docs/networking.md): STUN
+        discovery, IPv6, ICE-TCP (worker i on ``ice_port_tcp + i``, like the UDP port), the ICE outcome timeout."""
+        c = self.config
+        return {
+            "CALLSD_RTC_ICE_SERVERS": json.dumps([server.as_json() for server in c.ice_servers]),
+            "CALLSD_RTC_ENABLE_IPV6": "true" if c.enable_ipv6 else "false",
+            "CALLSD_RTC_ICE_PORT_TCP": str(c.ice_port_tcp + i if c.ice_port_tcp else 0),
+            "CALLSD_RTC_ICE_CHECK_TIMEOUT": str(c.ice_check_timeout),
+            "CALLSD_RTC_ADVERTISE_REFRESH_SECONDS": str(c.advertise_refresh_seconds),
+        }
+
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Start every worker (in order), report worker 0's RTC address, run until cancelled; stops the workers."""
         self.socket_dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +125,7 @@ class PlaneRouter:
 
     async def _run_worker(self, i: int, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         path = self._socket_path(i)
-        env = dict(os.environ)
+        env = {**os.environ, **self._network_env(i)}
         proc = await trio.lowlevel.open_process(self._command(i, path), stdin=subprocess.DEVNULL, env=env)
         self.processes.append(proc)
         stream: trio.SocketStream | None = None

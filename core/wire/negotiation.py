@@ -409,9 +409,16 @@ class Negotiator:
         t = self.transport
         algo, _, value = t.fingerprint.partition(" ")
         ip = "IP6" if ":" in t.host else "IP4"
+        hosts = (t.host, *t.extra_hosts)
         candidates = tuple(Candidate(foundation=str(i + 1), component=1, transport="udp", priority=2130706431 - i,
                                      address=host, port=t.port, type="host")
-                           for i, host in enumerate((t.host, *t.extra_hosts)))
+                           for i, host in enumerate(hosts))
+        if t.tcp_port:
+            # RFC 6544 4.2: host type preference, passive direction preference (4 << 13) in the local preference
+            candidates += tuple(Candidate(foundation=f"{i + 1}t", component=1, transport="tcp",
+                                          priority=(90 << 24) | (((4 << 13) | (8191 - i)) << 8) | 255, address=host,
+                                          port=t.tcp_port, type="host", extensions=(("tcptype", "passive"),))
+                                for i, host in enumerate(hosts))
         desc = SessionDescription(
             origin=Origin(session_id=str(self.session_id), session_version=self._version, addrtype=ip,
                           address=t.host),

@@ -44,7 +44,8 @@ class LocalTransport:
     """The server's side of the transport: ICE-lite credentials, DTLS fingerprint ("sha-256 AB:..."), host:port.
 
     ``extra_hosts``: more addresses of the same port, one host candidate each after ``host`` (which also goes in
-    ``c=``), e.g. every interface of a server bound to the wildcard address."""
+    ``c=``), e.g. every interface of a server bound to the wildcard address. ``tcp_port``: when not 0, each address
+    also gets an ICE-TCP passive candidate on that port (RFC 6544), ranked below the UDP ones."""
 
     ice_ufrag: str
     ice_pwd: str
@@ -52,6 +53,7 @@ class LocalTransport:
     host: str
     port: int
     extra_hosts: tuple[str, ...] = ()
+    tcp_port: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -66,6 +66,17 @@ def test_a_wildcard_bind_advertises_every_usable_interface_never_the_wildcard() 
     assert v6.addresses == ("fd00::5",) and v6.describe().startswith("[fd00::5]:8443")
 
 
+def test_dual_stack_advertises_both_families_ipv4_first_and_keeps_global_ipv6_with_stun() -> None:
+    interfaces = ["127.0.0.1", "10.0.0.5", "::1", "2001:db8::5", "fe80::1"]
+    adv = plan_advertised(bind="::", port=8443, override=HostOverride(), interfaces=interfaces, dual_stack=True)
+    assert adv.addresses == ("10.0.0.5", "2001:db8::5") and "dual-stack" in adv.reason
+    with_stun = plan_advertised(bind="::", port=8443, override=HostOverride(), interfaces=["10.0.0.5", "2600::5"],
+                                dual_stack=True, discovered="198.51.100.3", discovered_via="STUN server s")
+    assert with_stun.addresses == ("198.51.100.3", "2600::5")
+    with pytest.raises(ConfigError, match="rtc.enable_ipv6: needs rtc.ice_address_udp"):
+        load_config(None, {"CALLSD_RTC_ENABLE_IPV6": "true", "CALLSD_RTC_ICE_ADDRESS_UDP": "10.0.0.5"})
+
+
 def test_a_wildcard_bind_on_a_loopback_only_host_warns() -> None:
     adv = plan_advertised(bind="0.0.0.0", port=8443, override=HostOverride(), interfaces=["127.0.0.1"])
     assert adv.addresses == ("127.0.0.1",) and adv.source == "loopback_only"

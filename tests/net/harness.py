@@ -23,6 +23,7 @@ SECRET = "net-tests-secret-0123456789"
 TURN_SECRET = "net-tests-turn-secret"
 BIN = Path(sys.executable).parent
 CLIENT_SCRIPT = Path(__file__).with_name("net_client.py")
+BROWSER_SCRIPT = Path(__file__).with_name("browser_client.py")
 TURNSERVER = "/usr/bin/turnserver"
 
 
@@ -35,18 +36,19 @@ class Net:
     client2: Host
     hidden: Host  # the server host behind nat2's port forward
     nat2: Host  # hidden's router; its public address is what clients reach
+    client6: Host  # an IPv6-only client on the public segment
 
 
 class CallsdProcess:
     """``callsd serve`` inside a namespace, with its log kept in a file for the test to read."""
 
-    def __init__(self, host: Host, work: Path, rtc: dict[str, Any]) -> None:
+    def __init__(self, host: Host, work: Path, rtc: dict[str, Any], http_listen: str = "0.0.0.0") -> None:
         self.host = host
         self.work = work
         self.log_path = work / "callsd.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("CALLSD_")}
         env.update({
-            "CALLSD_HTTP_LISTEN": "0.0.0.0", "CALLSD_HTTP_PORT": str(HTTP_PORT),
+            "CALLSD_HTTP_LISTEN": http_listen, "CALLSD_HTTP_PORT": str(HTTP_PORT),
             "CALLSD_AUTH_MODE": "token", "CALLSD_AUTH_SECRET": SECRET,
             "CALLSD_RTC_ICE_PORT_UDP": str(RTC_PORT), "CALLSD_STORE_DATA_DIR": str(work / "data"),
             "CALLSD_LOG_LEVEL": "info",
@@ -94,27 +96,52 @@ class CallsdProcess:
         self._log.close()
 
 
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def _token(channel: str, user: str) -> str:
+    return create_token(secret=SECRET, user_id=user, channels=[channel], expires_at=int(time.time()) + 600)
+
+
+def start_aiortc(host: Host, server_address: str, *, user: str, seconds: float = 40, want: int = 50,
+                 hold: float = 3, channel: str = "net") -> subprocess.Popen[bytes]:
+    """net_client.py (one aiortc participant) in ``host`` against ``ws://server_address:8080``."""
+    return host.popen(
+        [sys.executable, str(CLIENT_SCRIPT), "--ws", f"ws://{_host(server_address)}:{HTTP_PORT}/api/v1/websocket",
+         "--token", _token(channel, user), "--channel", channel, "--seconds", str(seconds), "--want", str(want),
+         "--hold", str(hold)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def start_chromium(host: Host, server_address: str, *, user: str, seconds: float = 60, relay_only: bool = False,
+                   want: int = 100, hold: float = 5, channel: str = "net") -> subprocess.Popen[bytes]:
+    """browser_client.py (Chromium on callsd's page) in ``host`` against ``http://server_address:8080``."""
+    args = [sys.executable, str(BROWSER_SCRIPT), "--url", f"http://{_host(server_address)}:{HTTP_PORT}",
+            "--token", _token(channel, user), "--channel", channel, "--seconds", str(seconds), "--want", str(want),
+            "--hold", str(hold)]
+    return host.popen(args + (["--relay-only"] if relay_only else []), stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE)
+
+
+def collect(proc: subprocess.Popen[bytes], timeout: float = 120) -> dict[str, Any]:
+    """Wait for a client script; its JSON result (or an AssertionError with its stderr)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+    if proc.returncode != 0 or not out.strip():
+        raise AssertionError(f"client failed ({proc.returncode}): {err.decode(errors='replace')[-3000:]}")
+    return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def run_clients(clients: list[Host], server_address: str, *, seconds: float = 40, want: int = 50,
                 channel: str = "net") -> list[dict[str, Any]]:
-    """Run one net_client.py per host at once against ``ws://server_address:8080``; their JSON results."""
-    procs = []
-    for i, host in enumerate(clients):
-        token = create_token(secret=SECRET, user_id=f"user{i}", channels=[channel], expires_at=int(time.time()) + 600)
-        procs.append(host.popen(
-            [sys.executable, str(CLIENT_SCRIPT), "--ws", f"ws://{server_address}:{HTTP_PORT}/api/v1/websocket",
-             "--token", token, "--channel", channel, "--seconds", str(seconds), "--want", str(want)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    results = []
-    for proc in procs:
-        try:
-            out, err = proc.communicate(timeout=seconds + 30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-        if proc.returncode != 0:
-            raise AssertionError(f"net_client failed ({proc.returncode}): {err.decode(errors='replace')[-3000:]}")
-        results.append(json.loads(out.decode().strip().splitlines()[-1]))
-    return results
+    """Run one aiortc participant per host at once; their JSON results."""
+    procs = [start_aiortc(host, server_address, user=f"user{i}", seconds=seconds, want=want, channel=channel)
+             for i, host in enumerate(clients)]
+    return [collect(proc, seconds + 30) for proc in procs]
 
 
 class Coturn:

@@ -35,6 +35,7 @@ __all__ = ["NetnsError", "Host", "Topology", "PUBLIC_PREFIX"]
 IP = shutil.which("ip") or "/usr/sbin/ip"
 NFT = shutil.which("nft") or "/usr/sbin/nft"
 PUBLIC_PREFIX = "198.51.100"  # TEST-NET-2 (RFC 5737): the "internet" of the topology
+PUBLIC6_PREFIX = "2001:db8::"  # the IPv6 documentation prefix (RFC 3849), on the same segment
 
 
 class NetnsError(RuntimeError):
@@ -119,6 +120,25 @@ class Topology:
         host.address = f"{PUBLIC_PREFIX}.{last_octet}"
         self._plug(host, "eth0", host.address)
         return host
+
+    def ipv6_host(self, short: str, address6: str) -> Host:
+        """A host on the public segment with an IPv6 address only (an IPv6-only client network)."""
+        host = self._namespace(short)
+        host.address = address6
+        switch = self._switch_ns()
+        self._ports += 1
+        port = f"p{self._ports}"
+        switch.run(IP, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", host.name)
+        switch.run(IP, "link", "set", port, "master", "br0", "up")
+        host.run(IP, "link", "set", "eth0", "up")
+        self.add_ipv6(host, address6)
+        host.interfaces.append("eth0")
+        return host
+
+    @staticmethod
+    def add_ipv6(host: Host, address6: str, ifname: str = "eth0") -> None:
+        """Give ``host`` an IPv6 address on ``ifname`` (/64, usable at once: no duplicate address detection)."""
+        host.run(IP, "-6", "addr", "add", f"{address6}/64", "dev", ifname, "nodad")
 
     def private_host(self, short: str, *, router: str, subnet: int, public_octet: int,
                      forwards: Sequence[tuple[str, int]] = ()) -> Host:

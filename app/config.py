@@ -72,6 +72,9 @@ class HttpConfig:
     allowed_origins: tuple[str, ...] = ()
     idle_timeout: int = 45
     allowed_hosts: tuple[str, ...] = ()
+    join_timeout: float = 10.0
+    max_connections: int = 1000
+    max_connections_per_address: int = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -346,6 +349,9 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "allowed_origins": _origins,
         "idle_timeout": _int(1, 3600),
         "allowed_hosts": _hosts,
+        "join_timeout": _float(0.05, 3600),
+        "max_connections": _int(1, 1_000_000, zero_ok=True, what="no limit"),
+        "max_connections_per_address": _int(1, 1_000_000, zero_ok=True, what="no limit"),
     },
     "rtc": {
         "ice_address_udp": _ip,

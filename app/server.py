@@ -35,14 +35,14 @@ import hypercorn.config
 import trio
 from callsd.adapters.metrics import build_registry, render_metrics
 from callsd.adapters.signaling import HubSettings, MediaPlaneLike, SignalingHub
-from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
+from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, encode
 from callsd.core import events as ev
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
 from .auth import TokenError, check_open_mode_allowed, verify_token
 from .config import Config
-from .http_guard import GuardCollector, GuardCounters, serve_http
+from .http_guard import TICKET_KEY, ConnectionTicket, GuardCollector, GuardCounters, GuardSettings, serve_http
 from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name
 
 __all__ = ["serve", "ServerInfo", "ServerControl", "StartupError", "ServerFailed", "create_app", "ShieldSend", "VERSION"]
@@ -231,7 +231,9 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
                 hub.counters.ws_events["in", "token_refused"] += 1
                 return _json({"error": {"code": exc.code, "message": exc.message}}, 401)
         await websocket.accept()
-        transport = _QuartTransport(websocket._get_current_object())  # type: ignore[attr-defined]
+        ticket = websocket.scope.get("state", {}).get(TICKET_KEY)
+        transport = _QuartTransport(websocket._get_current_object(),  # type: ignore[attr-defined]
+                                    ticket if isinstance(ticket, ConnectionTicket) else None)
         await hub.serve_connection(transport, query_token=query_token)
         return None
 
@@ -251,14 +253,23 @@ def _origin_allowed(origin: str, host: str, config: Config) -> bool:
     return scheme in ("http", "https") and rest == host.lower()
 
 
+JOIN_ACK_PREFIX = encode("join_ack", {})[: len('{"type":"join_ack",')]  # a join or a reconnect succeeded
+
+
 class _QuartTransport:
-    def __init__(self, ws: Any) -> None:
+    """The hub's ``Transport`` over Quart's websocket; it lifts the connection's join deadline (app/http_guard.py)
+    when the hub acknowledges a join or reconnect."""
+
+    def __init__(self, ws: Any, ticket: ConnectionTicket | None = None) -> None:
         self._ws = ws
+        self._ticket = ticket
 
     async def receive(self) -> str | bytes | None:
         return await self._ws.receive()  # type: ignore[no-any-return]
 
     async def send(self, text: str) -> None:
+        if self._ticket is not None and not self._ticket.is_joined and text.startswith(JOIN_ACK_PREFIX):
+            self._ticket.joined()
         await self._ws.send(text)
 
     async def close(self, code: int, reason: str) -> None:
@@ -313,6 +324,21 @@ def _hub_settings(config: Config) -> HubSettings:
         turn_ttl_seconds=config.rtc.turn_credentials_expiration_minutes * 60,
         server_version=VERSION,
     )
+
+
+def _guard_settings(config: Config) -> GuardSettings:
+    """The listener's limits; ``http.max_connections`` is kept below the process's file descriptor limit."""
+    import resource
+
+    wanted = config.http.max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = soft - 64 if soft != resource.RLIM_INFINITY else wanted  # sockets, the log, media workers' pipes
+    if room > 0 and (wanted == 0 or wanted > room):
+        log.warning("http.max_connections = %s is over what the file descriptor limit (%s) allows; using %s",
+                    wanted or "no limit", soft, room)
+        wanted = room
+    return GuardSettings(max_message_bytes=MAX_MESSAGE_BYTES, join_timeout=config.http.join_timeout,
+                         max_connections=wanted, max_connections_per_address=config.http.max_connections_per_address)
 
 
 def _hypercorn_config(config: Config) -> hypercorn.config.Config:
@@ -384,7 +410,8 @@ async def serve(
             rtc_address = None
             if plane is not None:
                 rtc_address = await nursery.start(plane.serve)
-            binds = await nursery.start(partial(serve_http, app, _hypercorn_config(config), http_counters))
+            binds = await nursery.start(partial(serve_http, app, _hypercorn_config(config), _guard_settings(config),
+                                                http_counters))
             if handle_signals:
                 nursery.start_soon(_watch_signals, control)
             url = binds[0].rstrip("/") + "/"

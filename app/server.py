@@ -43,7 +43,7 @@ from quart_trio import QuartTrio
 from .auth import TokenError, check_open_mode_allowed, verify_token
 from .config import Config
 from .http_guard import TICKET_KEY, ConnectionTicket, GuardCollector, GuardCounters, GuardSettings, serve_http
-from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name
+from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name, metrics_authorized
 
 __all__ = ["serve", "ServerInfo", "ServerControl", "StartupError", "ServerFailed", "create_app", "ShieldSend", "VERSION"]
 
@@ -77,6 +77,7 @@ class ServerInfo:
     http_port: int
     rtc_address: tuple[str, int] | None
     hub: Any = None  # the SignalingHub, for tests and embedding
+    metrics_url: str = ""  # http://IP:PORT/metrics when metrics.listen is set
 
 
 class ServerControl:
@@ -184,12 +185,9 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
 
     @app.route("/metrics")
     async def metrics() -> Response:
-        refresh = getattr(hub.plane, "refresh_counters", None)  # media workers: fetch their counters first
-        if refresh is not None:
-            with trio.move_on_after(2.0):
-                await refresh()
-        body, content_type = render_metrics(registry)
-        return Response(body, content_type=content_type)
+        if config.metrics.listen:
+            return Response("not here: /metrics is served on metrics.listen", status=404)
+        return await _metrics_response(hub, registry, config.metrics.token)
 
     @app.route("/api/v1/config")
     async def client_config() -> Response:
@@ -236,6 +234,30 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
                                     ticket if isinstance(ticket, ConnectionTicket) else None)
         await hub.serve_connection(transport, query_token=query_token)
         return None
+
+    return app
+
+
+async def _metrics_response(hub: SignalingHub, registry: Any, token: str) -> Response:
+    """The Prometheus exposition, behind ``metrics.token`` when one is set."""
+    if not metrics_authorized(request.headers.get("Authorization"), token):
+        return Response("a bearer token is required (metrics.token)", status=401,
+                        headers={"WWW-Authenticate": 'Bearer realm="callsd metrics"'})
+    refresh = getattr(hub.plane, "refresh_counters", None)  # media workers: fetch their counters first
+    if refresh is not None:
+        with trio.move_on_after(2.0):
+            await refresh()
+    body, content_type = render_metrics(registry)
+    return Response(body, content_type=content_type)
+
+
+def create_metrics_app(hub: SignalingHub, config: Config, registry: Any) -> QuartTrio:
+    """The app of ``metrics.listen``: ``/metrics`` only (Prometheus scrapes it; nothing else is reachable there)."""
+    app = QuartTrio(__name__, static_folder=None)
+
+    @app.route("/metrics")
+    async def metrics() -> Response:
+        return await _metrics_response(hub, registry, config.metrics.token)
 
     return app
 
@@ -361,6 +383,16 @@ def _hypercorn_config(config: Config) -> hypercorn.config.Config:
     return hc
 
 
+def _metrics_hypercorn_config(config: Config) -> hypercorn.config.Config:
+    hc = _hypercorn_config(config)
+    address = config.metrics.address
+    assert address is not None
+    host, port = address
+    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    hc.certfile = hc.keyfile = None  # plain HTTP, like most Prometheus targets (put TLS in front if needed)
+    return hc
+
+
 async def serve(
     config: Config,
     *,
@@ -412,13 +444,20 @@ async def serve(
                 rtc_address = await nursery.start(plane.serve)
             binds = await nursery.start(partial(serve_http, app, _hypercorn_config(config), _guard_settings(config),
                                                 http_counters))
+            metrics_url = ""
+            if config.metrics.listen:
+                metrics_binds = await nursery.start(partial(
+                    serve_http, ShieldSend(create_metrics_app(hub, config, registry)), _metrics_hypercorn_config(config),
+                    _guard_settings(config), http_counters))
+                metrics_url = metrics_binds[0].rstrip("/") + "/metrics"
+                log.info("metrics on %s", metrics_url)
             if handle_signals:
                 nursery.start_soon(_watch_signals, control)
             url = binds[0].rstrip("/") + "/"
             host, _, port = binds[0].split("://", 1)[1].rpartition(":")
             info = ServerInfo(url=url, http_host=host.strip("[]"), http_port=int(port),
                               rtc_address=tuple(rtc_address) if rtc_address else None,  # type: ignore[arg-type]
-                              hub=hub)
+                              hub=hub, metrics_url=metrics_url)
             task_status.started(info)
             await control.wait()
             if control.mode == "drain":

@@ -32,6 +32,7 @@ __all__ = [
     "AuthConfig",
     "LogConfig",
     "ShutdownConfig",
+    "MetricsConfig",
     "IceServer",
     "load_config",
     "SECRET_KEYS",
@@ -72,6 +73,9 @@ class HttpConfig:
     allowed_origins: tuple[str, ...] = ()
     idle_timeout: int = 45
     allowed_hosts: tuple[str, ...] = ()
+    join_timeout: float = 10.0
+    max_connections: int = 1000
+    max_connections_per_address: int = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,6 +137,20 @@ class ShutdownConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>"
+    listen: str = ""  # "IP:PORT": serve /metrics there only (not on the HTTP port)
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``listen`` as (host, port), or None when /metrics stays on the HTTP port."""
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     rtc: RtcConfig = field(default_factory=RtcConfig)
@@ -141,6 +159,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     log: LogConfig = field(default_factory=LogConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def as_dict(self, *, mask_secrets: bool = True) -> dict[str, dict[str, Any]]:
         """The effective configuration as plain data (secrets shown as ``"***"`` when set and masked)."""
@@ -163,7 +182,7 @@ class Config:
         return out
 
 
-SECRET_KEYS = frozenset({"auth.secret", "rtc.turn_static_auth_secret"})
+SECRET_KEYS = frozenset({"auth.secret", "rtc.turn_static_auth_secret", "metrics.token"})
 
 # --- validation -------------------------------------------------------------------------------------------------
 # A check takes the raw value (from TOML, or a string from the environment) and returns the typed value or raises
@@ -308,6 +327,21 @@ def _hosts(raw: Any) -> tuple[str, ...]:
     return tuple(hosts)
 
 
+def _listen_address_or_empty(raw: Any) -> str:
+    value = _str(raw).strip()
+    if not value:
+        return ""
+    host, sep, port = value.rpartition(":")
+    bad = _Bad(f"must be IP:PORT like \"127.0.0.1:9090\" or \"[::1]:9090\" (port 0 = a free one), got {raw!r}")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise bad
+    try:
+        ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]") else host)
+    except ValueError:
+        raise bad from None
+    return value
+
+
 _ICE_URL = re.compile(r"^(stun|stuns|turn|turns):[^\s]+$")
 
 
@@ -366,6 +400,9 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "allowed_origins": _origins,
         "idle_timeout": _int(1, 3600),
         "allowed_hosts": _hosts,
+        "join_timeout": _float(0.05, 3600),
+        "max_connections": _int(1, 1_000_000, zero_ok=True, what="no limit"),
+        "max_connections_per_address": _int(1, 1_000_000, zero_ok=True, what="no limit"),
     },
     "rtc": {
         "ice_address_udp": _ip,
@@ -394,6 +431,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "auth": {"mode": _choice("open", "token"), "secret": _str},
     "log": {"level": _choice("debug", "info", "warning", "error"), "json": _bool},
     "shutdown": {"drain_timeout": _float(0, 86400)},
+    "metrics": {"token": _str, "listen": _listen_address_or_empty},
 }
 _SECTIONS = tuple(SCHEMA)
 _CLASSES: dict[str, type[Any]] = {
@@ -404,6 +442,7 @@ _CLASSES: dict[str, type[Any]] = {
     "auth": AuthConfig,
     "log": LogConfig,
     "shutdown": ShutdownConfig,
+    "metrics": MetricsConfig,
 }
 _STORE_SCHEMES = ("sqlite://", "jsonl://", "postgresql://", "postgres://")
 
@@ -473,6 +512,8 @@ def _cross_checks(config: Config) -> list[str]:
     problems = []
     if bool(config.http.tls_cert) != bool(config.http.tls_key):
         problems.append("http.tls_cert/http.tls_key: set both (to serve HTTPS) or neither")
+    if config.metrics.token and len(config.metrics.token) < 16:
+        problems.append("metrics.token: must be at least 16 characters when set")
     if config.auth.mode == "token" and len(config.auth.secret) < 16:
         problems.append("auth.secret: token mode needs a secret of at least 16 characters")
     if config.store.url and not config.store.url.startswith(_STORE_SCHEMES) and not config.store.url.endswith(

@@ -17,6 +17,11 @@ calls. ``serve_http`` replaces ``hypercorn.trio.serve`` (same sockets, lifespan 
   frame header, before its payload is read or buffered (hypercorn 0.18 would buffer all of it first), and the
   socket is closed at once: a close frame (1009, or 1002 for a malformed frame) if it can be sent within a second,
   then the socket, and no more reading.
+- **Connections are bounded** (``GuardSettings``): at most ``http.max_connections`` open in all and
+  ``http.max_connections_per_address`` from one client address (0 = no limit; a connection over a limit is closed
+  as soon as it is accepted), and a connection must finish its first request head, and a WebSocket must join a
+  call, within ``http.join_timeout`` seconds, or it is closed (1008 "join timeout" on a WebSocket). The app says
+  "joined" through the ``ConnectionTicket`` it finds in the ASGI scope's ``state`` under ``TICKET_KEY``.
 """
 
 from __future__ import annotations
@@ -42,25 +47,37 @@ from hypercorn.utils import repr_socket_addr, wrap_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .http_inbound import InboundGuard, Refusal
+from .http_inbound import InboundGuard, Phase, Refusal
 
-__all__ = ["GuardCounters", "GuardCollector", "GuardedTCPServer", "serve_http"]
+__all__ = ["GuardSettings", "GuardCounters", "GuardCollector", "ConnectionTicket", "GuardedTCPServer", "serve_http",
+           "TICKET_KEY"]
 
 log = logging.getLogger("callsd.http")
 
 CLOSE_SEND_TIMEOUT = 1.0  # a close frame to a peer that does not read is not worth waiting for
+LINGER_AFTER_CLOSE = 3.0  # seconds the app has to finish after its socket closed (its own sends are bounded)
+TICKET_KEY = "callsd.connection"  # where the app finds its ConnectionTicket in the ASGI scope's "state"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuardSettings:
+    max_message_bytes: int  # the largest WebSocket message accepted (longer ones: close 1009 at the header)
+    join_timeout: float = 10.0  # seconds to finish the first request head, and for a WebSocket to join a call
+    max_connections: int = 0  # open connections in all (0 = no limit)
+    max_connections_per_address: int = 0  # open connections from one client address (0 = no limit)
 
 
 
 class GuardCounters:
     """Plain integers bumped by the listener, read by ``GuardCollector`` at scrape time."""
 
-    __slots__ = ("connection_errors", "refused", "open")
+    __slots__ = ("connection_errors", "refused", "open", "by_address")
 
     def __init__(self) -> None:
         self.connection_errors: Counter[str] = Counter()  # exception type -> connections it ended
         self.refused: Counter[str] = Counter()  # reason -> connections cut by a guard
         self.open = 0
+        self.by_address: Counter[str] = Counter()  # client address -> its open connections
 
 
 class GuardCollector(Collector):
@@ -89,14 +106,36 @@ class GuardCollector(Collector):
                                 value=self.counters.open)
 
 
+class ConnectionTicket:
+    """One connection's join deadline: ``joined()`` (a WebSocket whose session joined a call, or a plain HTTP
+    request once its head is in) lifts it."""
+
+    __slots__ = ("_done",)
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+
+    def joined(self) -> None:
+        self._done.set()
+
+    @property
+    def is_joined(self) -> bool:
+        return self._done.is_set()
+
+    async def wait(self) -> None:
+        await self._done.wait()
+
+
 class GuardedTCPServer(TCPServer):
     """hypercorn's per-connection server with serialised sends and inbound checks (see the module docstring)."""
 
     def __init__(self, app: Any, config: hypercorn.config.Config, context: WorkerContext, state: ConnectionState,
-                 stream: Any, *, inbound: InboundGuard, counters: GuardCounters) -> None:
+                 stream: Any, *, inbound: InboundGuard, counters: GuardCounters,
+                 ticket: ConnectionTicket | None = None) -> None:
         super().__init__(app, config, context, state, stream)
         self.inbound = inbound
         self.counters = counters
+        self.ticket = ticket or ConnectionTicket()
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, RawData):
@@ -128,6 +167,8 @@ class GuardedTCPServer(TCPServer):
             checked = self.inbound.feed(bytes(data))
             if checked.forward:
                 await self.protocol.handle(RawData(checked.forward))
+            if self.inbound.phase is Phase.HTTP:
+                self.ticket.joined()  # plain HTTP: hypercorn's keep-alive and read timeouts take over
             if checked.refusal is not None:
                 await self.refuse(checked.refusal)
                 break
@@ -135,6 +176,12 @@ class GuardedTCPServer(TCPServer):
                 await self.protocol.handle(RawData(b""))
                 break
         await self.protocol.handle(Closed())
+        # The socket is done; the app has been told. hypercorn would now wait for the connection's ping task to
+        # wake (every idle_timeout/3 s) before the connection ends, holding its place under the connection caps:
+        # give the app a moment to finish, then end the connection's tasks.
+        nursery = self._task_group._nursery
+        if nursery is not None:
+            nursery.cancel_scope.deadline = trio.current_time() + LINGER_AFTER_CLOSE
 
     async def refuse(self, refusal: Refusal) -> None:
         """Cut the connection now: a close frame (or an HTTP status) if it can be sent within a second, then the
@@ -171,28 +218,57 @@ class _Listener:
     app: Any
     config: hypercorn.config.Config
     context: WorkerContext
-    max_message_bytes: int
+    settings: GuardSettings
     counters: GuardCounters
     logged: set[tuple[str, str]]
 
     async def handle(self, stream: Any) -> None:
+        address = _peer_host(stream)
+        over = self._over_limit(address)
+        if over:
+            self.counters.refused[over] += 1
+            await stream.aclose()
+            return
         self.counters.open += 1
+        self.counters.by_address[address] += 1
         try:
             await self._contained(stream)
         finally:
             self.counters.open -= 1
+            self.counters.by_address[address] -= 1
+            if not self.counters.by_address[address]:
+                del self.counters.by_address[address]
+
+    def _over_limit(self, address: str) -> str:
+        limits, counters = self.settings, self.counters
+        if limits.max_connections and counters.open >= limits.max_connections:
+            return "over_max_connections"
+        if limits.max_connections_per_address and counters.by_address[address] >= limits.max_connections_per_address:
+            return "over_max_connections_per_address"
+        return ""
 
     async def _contained(self, stream: Any) -> None:
         """Run one connection; whatever it raises ends it alone (Cancelled and KeyboardInterrupt still propagate)."""
-        server = GuardedTCPServer(self.app, self.config, self.context, ConnectionState({}), stream,
-                                  inbound=InboundGuard(max_message_bytes=self.max_message_bytes),
-                                  counters=self.counters)
+        ticket = ConnectionTicket()
+        server = GuardedTCPServer(self.app, self.config, self.context, ConnectionState({TICKET_KEY: ticket}), stream,
+                                  inbound=InboundGuard(max_message_bytes=self.settings.max_message_bytes),
+                                  counters=self.counters, ticket=ticket)
         try:
-            await server.run()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._join_deadline, server)
+                await server.run()
+                nursery.cancel_scope.cancel()
         except* Exception as group:
             self._failed(group)
             with trio.CancelScope(shield=True):
                 await stream.aclose()
+
+    async def _join_deadline(self, server: GuardedTCPServer) -> None:
+        with trio.move_on_after(self.settings.join_timeout):
+            await server.ticket.wait()
+            return
+        self.counters.refused["join_timeout"] += 1
+        await server.send_then_close(_close_frame(1008, "join timeout") if server.inbound.upgraded else b"")
 
     def _failed(self, group: BaseExceptionGroup[Exception]) -> None:
         for error in _leaves(group):
@@ -208,6 +284,16 @@ class _Listener:
                           "only counted in callsd_http_connection_errors_total)", kind, where, exc_info=error)
 
 
+def _peer_host(stream: Any) -> str:
+    """The client's address (the TCP peer; behind a reverse proxy, the proxy's)."""
+    transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    try:
+        peer = transport.socket.getpeername()
+    except OSError:
+        return "?"
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+
+
 def _leaves(group: BaseException) -> Iterator[BaseException]:
     if isinstance(group, BaseExceptionGroup):
         for inner in group.exceptions:
@@ -219,6 +305,7 @@ def _leaves(group: BaseException) -> Iterator[BaseException]:
 async def serve_http(
     app: Callable[..., Awaitable[None]],
     config: hypercorn.config.Config,
+    settings: GuardSettings,
     counters: GuardCounters,
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
@@ -228,7 +315,7 @@ async def serve_http(
     wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
     lifespan = Lifespan(wrapped, config, {})
     context = WorkerContext(None)
-    listener = _Listener(wrapped, config, context, config.websocket_max_message_size, counters, set())
+    listener = _Listener(wrapped, config, context, settings, counters, set())
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()

@@ -40,7 +40,7 @@ from callsd.adapters.media.plane import MediaPlane
 from callsd.adapters.media.router import PlaneRouter
 from callsd.adapters.metrics import build_registry, render_metrics
 from callsd.adapters.signaling import Authorize, HubSettings, MediaPlaneLike, SignalingHub, open_authorize
-from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SignalingError
+from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SignalingError, encode
 from callsd.adapters.signaling_session import TurnCredentials
 from callsd.core.calls import events as ev
 from callsd.core.calls.eventlog import EventLogError
@@ -49,8 +49,8 @@ from quart_trio import QuartTrio
 
 from .auth import TokenError, check_open_mode_allowed, turn_credentials, verify_token
 from .config import Config
-from .http_guard import GuardCollector, GuardCounters, serve_http
-from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name
+from .http_guard import TICKET_KEY, ConnectionTicket, GuardCollector, GuardCounters, GuardSettings, serve_http
+from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name, metrics_authorized
 
 __all__ = ["serve", "ServerInfo", "ServerControl", "StartupError", "ServerFailed", "create_app", "ShieldSend", "VERSION"]
 
@@ -84,6 +84,7 @@ class ServerInfo:
     http_port: int
     rtc_address: tuple[str, int] | None
     hub: Any = None  # the SignalingHub, for tests and embedding
+    metrics_url: str = ""  # http://IP:PORT/metrics when metrics.listen is set
 
 
 class ServerControl:
@@ -194,10 +195,9 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
 
     @app.route("/metrics")
     async def metrics() -> Response:
-        with trio.move_on_after(2.0):  # media workers: fetch their counters first
-            await hub.plane.refresh_counters()
-        body, content_type = render_metrics(registry)
-        return Response(body, content_type=content_type)
+        if config.metrics.listen:
+            return Response("not here: /metrics is served on metrics.listen", status=404)
+        return await _metrics_response(hub, registry, config.metrics.token)
 
     @app.route("/api/v1/config")
     async def client_config() -> Response:
@@ -239,9 +239,33 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
                 hub.counters.ws_events["in", "token_refused"] += 1
                 return _json({"error": {"code": exc.code, "message": exc.message}}, 401)
         await websocket.accept()
-        transport = _QuartTransport(websocket._get_current_object())  # type: ignore[attr-defined]
+        ticket = websocket.scope.get("state", {}).get(TICKET_KEY)
+        transport = _QuartTransport(websocket._get_current_object(),  # type: ignore[attr-defined]
+                                    ticket if isinstance(ticket, ConnectionTicket) else None)
         await hub.serve_connection(transport, query_token=query_token)
         return None
+
+    return app
+
+
+async def _metrics_response(hub: SignalingHub, registry: Any, token: str) -> Response:
+    """The Prometheus exposition, behind ``metrics.token`` when one is set."""
+    if not metrics_authorized(request.headers.get("Authorization"), token):
+        return Response("a bearer token is required (metrics.token)", status=401,
+                        headers={"WWW-Authenticate": 'Bearer realm="callsd metrics"'})
+    with trio.move_on_after(2.0):  # media workers: fetch their counters first
+        await hub.plane.refresh_counters()
+    body, content_type = render_metrics(registry)
+    return Response(body, content_type=content_type)
+
+
+def create_metrics_app(hub: SignalingHub, config: Config, registry: Any) -> QuartTrio:
+    """The app of ``metrics.listen``: ``/metrics`` only (Prometheus scrapes it; nothing else is reachable there)."""
+    app = QuartTrio(__name__, static_folder=None)
+
+    @app.route("/metrics")
+    async def metrics() -> Response:
+        return await _metrics_response(hub, registry, config.metrics.token)
 
     return app
 
@@ -259,14 +283,23 @@ def _origin_allowed(origin: str, host: str, config: Config) -> bool:
     return scheme in ("http", "https") and rest == host.lower()
 
 
+JOIN_ACK_PREFIX = encode("join_ack", {})[: len('{"type":"join_ack",')]  # a join or a reconnect succeeded
+
+
 class _QuartTransport:
-    def __init__(self, ws: Any) -> None:
+    """The hub's ``Transport`` over Quart's websocket; it lifts the connection's join deadline (app/http_guard.py)
+    when the hub acknowledges a join or reconnect."""
+
+    def __init__(self, ws: Any, ticket: ConnectionTicket | None = None) -> None:
         self._ws = ws
+        self._ticket = ticket
 
     async def receive(self) -> str | bytes | None:
         return await self._ws.receive()  # type: ignore[no-any-return]
 
     async def send(self, text: str) -> None:
+        if self._ticket is not None and not self._ticket.is_joined and text.startswith(JOIN_ACK_PREFIX):
+            self._ticket.joined()
         await self._ws.send(text)
 
     async def close(self, code: int, reason: str) -> None:
@@ -372,6 +405,21 @@ def _turn_credentials(config: Config) -> TurnCredentials | None:
                                                       ttl_seconds=ttl)
 
 
+def _guard_settings(config: Config) -> GuardSettings:
+    """The listener's limits; ``http.max_connections`` is kept below the process's file descriptor limit."""
+    import resource
+
+    wanted = config.http.max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = soft - 64 if soft != resource.RLIM_INFINITY else wanted  # sockets, the log, media workers' pipes
+    if room > 0 and (wanted == 0 or wanted > room):
+        log.warning("http.max_connections = %s is over what the file descriptor limit (%s) allows; using %s",
+                    wanted or "no limit", soft, room)
+        wanted = room
+    return GuardSettings(max_message_bytes=MAX_MESSAGE_BYTES, join_timeout=config.http.join_timeout,
+                         max_connections=wanted, max_connections_per_address=config.http.max_connections_per_address)
+
+
 def _hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc = hypercorn.config.Config()
     host = config.http.listen
@@ -389,6 +437,16 @@ def _hypercorn_config(config: Config) -> hypercorn.config.Config:
     if config.http.tls_cert:
         hc.certfile = config.http.tls_cert
         hc.keyfile = config.http.tls_key
+    return hc
+
+
+def _metrics_hypercorn_config(config: Config) -> hypercorn.config.Config:
+    hc = _hypercorn_config(config)
+    address = config.metrics.address
+    assert address is not None
+    host, port = address
+    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    hc.certfile = hc.keyfile = None  # plain HTTP, like most Prometheus targets (put TLS in front if needed)
     return hc
 
 
@@ -448,14 +506,22 @@ async def serve(
             rtc_address = None
             if plane is not None:
                 rtc_address = await nursery.start(plane.serve)
-            binds = await nursery.start(partial(serve_http, app, _hypercorn_config(config), http_counters))
+            binds = await nursery.start(partial(serve_http, app, _hypercorn_config(config), _guard_settings(config),
+                                                http_counters))
+            metrics_url = ""
+            if config.metrics.listen:
+                metrics_binds = await nursery.start(partial(
+                    serve_http, ShieldSend(create_metrics_app(hub, config, registry)), _metrics_hypercorn_config(config),
+                    _guard_settings(config), http_counters))
+                metrics_url = metrics_binds[0].rstrip("/") + "/metrics"
+                log.info("metrics on %s", metrics_url)
             if handle_signals:
                 nursery.start_soon(_watch_signals, control)
             url = binds[0].rstrip("/") + "/"
             host, _, port = binds[0].split("://", 1)[1].rpartition(":")
             info = ServerInfo(url=url, http_host=host.strip("[]"), http_port=int(port),
                               rtc_address=(str(rtc_address[0]), int(rtc_address[1])) if rtc_address else None,
-                              hub=hub)
+                              hub=hub, metrics_url=metrics_url)
             task_status.started(info)
             await control.wait()
             if control.mode == "drain":

@@ -75,9 +75,10 @@ async def callsd_process(tmp_path: Path, env_extra: dict[str, str] | None = None
                 proc.wait()
 
 
-async def http_request(port: int, head: str, *, host: str = "127.0.0.1", timeout: float = 10) -> tuple[int, bytes]:
+async def http_request(port: int, head: str, *, local_address: str | None = None,
+                       timeout: float = 10) -> tuple[int, bytes]:
     """Send one raw request head (``GET /x HTTP/1.1`` plus header lines) and read the whole response."""
-    stream = await trio.open_tcp_stream(host, port)
+    stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=local_address)
     async with stream:
         await stream.send_all(head.encode("latin1").rstrip(b"\r\n") + b"\r\nConnection: close\r\n\r\n")
         data = b""
@@ -96,7 +97,8 @@ def upgrade_request(port: int, path: str = "/api/v1/websocket", *, host: str = "
 
 async def open_upgraded(port: int, *, local_address: str = "127.0.0.1", path: str = "/api/v1/websocket",
                         host: str = "", extra: str = "") -> tuple[trio.SocketStream, bytes]:
-    """A raw socket after the upgrade request; returns it and the response head (and any bytes after it)."""
+    """A raw socket after the upgrade request; returns it and the response head (and any bytes after it), or
+    ``b""`` when the server closed the socket without answering."""
     sock = trio.socket.socket()
     await sock.bind((local_address, 0))
     await sock.connect(("127.0.0.1", port))
@@ -105,7 +107,10 @@ async def open_upgraded(port: int, *, local_address: str = "127.0.0.1", path: st
     data = b""
     with trio.fail_after(10):
         while b"\r\n\r\n" not in data:
-            chunk = await stream.receive_some(65536)
+            try:
+                chunk = await stream.receive_some(65536)
+            except trio.BrokenResourceError:  # reset: closed at accept with our request unread
+                break
             if not chunk:
                 break
             data += chunk

@@ -199,11 +199,13 @@ function startJoin({ check = true } = {}) {
   else connect();
 }
 
+// Closing the tab leaves the call at once (others would otherwise see a reconnecting participant for 30 s). A page
+// kept in the back/forward cache (`persisted`) or a reload we saw coming (F5, Ctrl/Cmd+R) keeps its session; any
+// other reload finds its session gone and joins the same channel again by itself (boot()).
 function onPageHide(ev) {
   if (ev.persisted || sessionStorage.getItem(RELOAD_KEY) === "1") return;
   if (state.sessionId && state.phase === "in_call") {
     send("leave");
-    sessionStorage.setItem("callsd.rejoin", JSON.stringify({ channel_id: state.channelId }));
   }
 }
 
@@ -261,10 +263,7 @@ async function boot() {
   if (params.get("name") !== null) $("name-input").value = params.get("name");
   if (params.get("token")) $("name-field").hidden = true;
   if (channel !== null) $("channel-input").value = channel;
-  const reloading = sessionStorage.getItem(RELOAD_KEY) === "1";
-  sessionStorage.removeItem(RELOAD_KEY);
-  const rejoin = sessionStorage.getItem("callsd.rejoin");
-  sessionStorage.removeItem("callsd.rejoin");
+  sessionStorage.removeItem(RELOAD_KEY); // a flag is for one reload only
   const saved = loadSession();
   if (saved && saved.session_id && (!channel || saved.channel_id === channel)) {
     // A reload (or a restored tab): resume the same session rather than joining again. If the previous page left on
@@ -273,7 +272,6 @@ async function boot() {
     state.channelId = saved.channel_id;
     state.phase = "reconnecting";
     state.resumeOnOpen = true;
-    state.rejoined = !!rejoin && !reloading;
     showStatus("Rejoining your call…");
     connect();
     return;

@@ -120,6 +120,14 @@ def test_screen_share_presenter_banner_preview_and_full_screen(people: Any) -> N
         p.wait_participants(2)
         _connected(p)
     _unmute(ada)
+    # A camera shows inside its owner's tile, on every page (one's own preview too).
+    ada.tid("camera-button").click()
+    in_tile = bob.page.locator(f'[data-testid="tile"][data-session-id="{ada.session_id}"] [data-testid="remote-video"]')
+    expect(in_tile).to_have_count(1, timeout=bs.WAIT_MS)
+    bob.page.wait_for_function(
+        f"document.querySelector('[data-testid=tile][data-session-id=\"{ada.session_id}\"] video').videoWidth > 0",
+        timeout=bs.WAIT_MS)
+    expect(_tile(ada, ada.session_id).locator('[data-testid="local-video"]')).to_be_visible()
     ada.tid("screen-button").click()
     # The sharer sees a banner with a preview of what is shared, and can stop from it.
     expect(ada.tid("presenter-banner")).to_be_visible(timeout=bs.WAIT_MS)

@@ -17,7 +17,9 @@
 // render.js (participants, tiles, toasts, timer), names.js (the name rules); this file: lobby, joining, start-up.
 
 import { teardownMedia } from "./media.js";
-import { onLevel, openMic, placeDevices, refreshDevices, stopPreviewCamera, wireDevices } from "./devices.js";
+import {
+  onLevel, openMic, placeDevices, refreshDevices, resumeAudio, stopPreviewCamera, wireDevices,
+} from "./devices.js";
 import {
   RELOAD_KEY, copyInvite, fullScreenShare, onKeyDown, onKeyUp, onLocalLevel, setCameraButton, setHandButton,
   setLocalMuted, setScreenButton, stopScreenShare, toggleCamera, toggleScreen,
@@ -41,7 +43,10 @@ export function showLobby() {
   $("preview-camera-button").hidden = false;
   stopTimer();
   refreshChannels();
-  if (state.authMode !== "token" || params.get("token")) openMic().then(() => refreshDevices());
+  // The pre-join preview opens the microphone for the level meter; after a call ends it stays closed (privacy).
+  if (state.phase === "lobby" && (state.authMode !== "token" || params.get("token"))) {
+    openMic().then(() => refreshDevices());
+  }
 }
 
 export function showCall() {
@@ -188,6 +193,7 @@ function startJoin({ check = true } = {}) {
     return;
   }
   if (check && !validateForm()) return;
+  resumeAudio(); // a click: the browser now lets the level meter's AudioContext run
   const name = cleanName($("name-input").value);
   if (name) localStorage.setItem(NAME_KEY, name);
   clearError();

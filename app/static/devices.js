@@ -117,6 +117,10 @@ function startMeter(track) {
   }, LEVEL_INTERVAL_MS);
 }
 
+export function resumeAudio() {
+  meter.ctx?.resume?.().catch(() => {});
+}
+
 export function stopMeter() {
   clearInterval(meter.timer);
   meter.timer = null;

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import browser_support as bs  # tests/ is on pythonpath (pyproject.toml)
 import browser_shots as bs_shots
+import browser_support as bs  # tests/ is on pythonpath (pyproject.toml)
 import pytest
 
 pytestmark = pytest.mark.browser

@@ -104,7 +104,7 @@ def test_three_person_audio_call_rings_volume_and_speaker(people: Any) -> None:
     output = ada.tid("speaker-select").locator("option").nth(1).get_attribute("value")
     ada.tid("speaker-select").select_option(output)
     ada.page.wait_for_function(
-        "[...document.querySelectorAll('audio[data-testid=remote-audio]')].every(a => a.sinkId === %r)" % output,
+        f"[...document.querySelectorAll('audio[data-testid=remote-audio]')].every(a => a.sinkId === {output!r})",
         timeout=bs.WAIT_MS)
     assert output in ada.page.evaluate("window.__sinks")
     ada.tid("devices-button").click()

@@ -8,9 +8,10 @@
 // offers again. The server is impolite: it ignores a client offer that crosses its own (adapters/media/plane.py),
 // so it never answers the rolled-back offer.
 //
-// Reconnection: the session id is kept in sessionStorage, so that both a dropped WebSocket (retried with
-// exponential backoff) and a page reload resume the same session with the `reconnect` action instead of joining
-// anew. Tests drive the page through data-testid attributes (docs/client.md) and read `window.callsd`.
+// Reconnection: the session id is kept in sessionStorage, so that a dropped WebSocket (retried with capped
+// exponential backoff for as long as the page is open) and a reload the page saw coming resume the same session with
+// the `reconnect` action instead of joining anew; closing the tab sends `leave` on `pagehide` (docs/client.md).
+// Tests drive the page through data-testid attributes (docs/client.md) and read `window.callsd`.
 //
 // Modules: state.js (shared state, banners, send), session.js (the WebSocket and server events), media.js (the peer
 // connection), devices.js (pickers, preview, level meter), controls.js (the call's controls and shortcuts),

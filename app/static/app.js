@@ -8,16 +8,19 @@
 // offers again. The server is impolite: it ignores a client offer that crosses its own (adapters/media/plane.py),
 // so it never answers the rolled-back offer.
 //
-// Reconnection: the session id is kept in sessionStorage, so that both a dropped WebSocket (retried with
-// exponential backoff) and a page reload resume the same session with the `reconnect` action instead of joining
-// anew. Tests drive the page through data-testid attributes (docs/client.md) and read `window.callsd`.
+// Reconnection: the session id is kept in sessionStorage, so that a dropped WebSocket (retried with capped
+// exponential backoff for as long as the page is open) and a reload the page saw coming resume the same session with
+// the `reconnect` action instead of joining anew; closing the tab sends `leave` on `pagehide` (docs/client.md).
+// Tests drive the page through data-testid attributes (docs/client.md) and read `window.callsd`.
 //
 // Modules: state.js (shared state, banners, send), session.js (the WebSocket and server events), media.js (the peer
 // connection), devices.js (pickers, preview, level meter), controls.js (the call's controls and shortcuts),
 // render.js (participants, tiles, toasts, timer), names.js (the name rules); this file: lobby, joining, start-up.
 
 import { teardownMedia } from "./media.js";
-import { onLevel, openMic, placeDevices, refreshDevices, stopPreviewCamera, wireDevices } from "./devices.js";
+import {
+  onLevel, openMic, placeDevices, refreshDevices, resumeAudio, stopPreviewCamera, wireDevices,
+} from "./devices.js";
 import {
   RELOAD_KEY, copyInvite, fullScreenShare, onKeyDown, onKeyUp, onLocalLevel, setCameraButton, setHandButton,
   setLocalMuted, setScreenButton, stopScreenShare, toggleCamera, toggleScreen,
@@ -41,7 +44,10 @@ export function showLobby() {
   $("preview-camera-button").hidden = false;
   stopTimer();
   refreshChannels();
-  if (state.authMode !== "token" || params.get("token")) openMic().then(() => refreshDevices());
+  // The pre-join preview opens the microphone for the level meter; after a call ends it stays closed (privacy).
+  if (state.phase === "lobby" && (state.authMode !== "token" || params.get("token"))) {
+    openMic().then(() => refreshDevices());
+  }
 }
 
 export function showCall() {
@@ -188,6 +194,7 @@ function startJoin({ check = true } = {}) {
     return;
   }
   if (check && !validateForm()) return;
+  resumeAudio(); // a click: the browser now lets the level meter's AudioContext run
   const name = cleanName($("name-input").value);
   if (name) localStorage.setItem(NAME_KEY, name);
   clearError();
@@ -199,11 +206,13 @@ function startJoin({ check = true } = {}) {
   else connect();
 }
 
+// Closing the tab leaves the call at once (others would otherwise see a reconnecting participant for 30 s). A page
+// kept in the back/forward cache (`persisted`) or a reload we saw coming (F5, Ctrl/Cmd+R) keeps its session; any
+// other reload finds its session gone and joins the same channel again by itself (boot()).
 function onPageHide(ev) {
   if (ev.persisted || sessionStorage.getItem(RELOAD_KEY) === "1") return;
   if (state.sessionId && state.phase === "in_call") {
     send("leave");
-    sessionStorage.setItem("callsd.rejoin", JSON.stringify({ channel_id: state.channelId }));
   }
 }
 
@@ -261,10 +270,7 @@ async function boot() {
   if (params.get("name") !== null) $("name-input").value = params.get("name");
   if (params.get("token")) $("name-field").hidden = true;
   if (channel !== null) $("channel-input").value = channel;
-  const reloading = sessionStorage.getItem(RELOAD_KEY) === "1";
-  sessionStorage.removeItem(RELOAD_KEY);
-  const rejoin = sessionStorage.getItem("callsd.rejoin");
-  sessionStorage.removeItem("callsd.rejoin");
+  sessionStorage.removeItem(RELOAD_KEY); // a flag is for one reload only
   const saved = loadSession();
   if (saved && saved.session_id && (!channel || saved.channel_id === channel)) {
     // A reload (or a restored tab): resume the same session rather than joining again. If the previous page left on
@@ -274,7 +280,6 @@ async function boot() {
     state.channelId = saved.channel_id;
     state.phase = "reconnecting";
     state.resumeOnOpen = true;
-    state.rejoined = !!rejoin && !reloading;
     showStatus("Rejoining your call…");
     connect();
     return;

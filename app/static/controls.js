@@ -231,7 +231,3 @@ export async function copyInvite() {
     $("invite-status").textContent = "Select the link and copy it.";
   }
 }
-
-// Closing the tab leaves the call at once (others would otherwise see a reconnecting participant for 30 s). A page
-// kept in the back/forward cache (`persisted`) or a reload we saw coming (F5, Ctrl/Cmd+R) keeps its session; any
-// other reload finds its session gone and joins the same channel again by itself (boot()).

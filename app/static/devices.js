@@ -41,8 +41,15 @@ function camConstraints() {
 }
 
 // Open the microphone (the chosen one, or the default if it is gone). Returns the track or null (blocked/absent).
-export async function openMic() {
-  if (state.micTrack && state.micTrack.readyState === "live") return state.micTrack;
+// Single-flight: the lobby's preview and a join that follows at once share one getUserMedia.
+let opening = null;
+export function openMic() {
+  if (state.micTrack && state.micTrack.readyState === "live") return Promise.resolve(state.micTrack);
+  if (!opening) opening = openMicOnce().finally(() => (opening = null));
+  return opening;
+}
+
+async function openMicOnce() {
   let stream = null;
   try {
     stream = await navigator.mediaDevices.getUserMedia({ audio: micConstraints(), video: false });
@@ -50,7 +57,7 @@ export async function openMic() {
     if (prefs.mic && (err.name === "OverconstrainedError" || err.name === "NotFoundError")) {
       delete prefs.mic; // the saved device is unplugged: use the default
       savePrefs();
-      return openMic();
+      return openMicOnce();
     }
     console.warn("callsd: microphone", err);
     state.micBlocked = true;
@@ -108,6 +115,10 @@ function startMeter(track) {
     el.firstElementChild.style.width = `${pct}%`;
     for (const fn of meter.listeners) fn(meter.level);
   }, LEVEL_INTERVAL_MS);
+}
+
+export function resumeAudio() {
+  meter.ctx?.resume?.().catch(() => {});
 }
 
 export function stopMeter() {

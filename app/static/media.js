@@ -2,6 +2,7 @@
 // transceivers, perfect negotiation (the client is the polite side), and the remote audio/video elements.
 
 import { applySink, openMic, stopMeter } from "./devices.js";
+import { tileMedia } from "./render.js";
 import { $, clearError, send, showError, state } from "./state.js";
 
 
@@ -332,8 +333,9 @@ export function relabelRemoteMedia() {
     el.setAttribute("data-testid", isScreen ? "remote-screen" : "remote-video");
     const fig = el.closest("figure");
     if (!fig) continue;
-    if (isScreen && fig.parentElement !== $("screens")) $("screens").appendChild(fig);
-    if (!isScreen && fig.parentElement !== $("videos")) $("videos").appendChild(fig);
+    // A camera goes into its owner's tile (render.js draws the tiles); one whose owner is unknown waits in `videos`.
+    const home = isScreen ? $("screens") : (owner && tileMedia(owner)) || $("videos");
+    if (fig.parentElement !== home) home.appendChild(fig);
     const p = owner ? state.participants.get(owner) : null;
     const label = (owner && state.labels.get(owner)) || (p ? p.name : "participant");
     fig.querySelector("figcaption").textContent = `${label}${isScreen ? " (screen)" : ""}`;

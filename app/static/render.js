@@ -105,7 +105,12 @@ function renderTiles() {
     $("volume-control", tile).hidden = me;
     $("volume-slider", tile).setAttribute("aria-label", `Volume for ${label}`);
   }
-  for (const t of existing.values()) t.remove();
+  for (const t of existing.values()) {
+    const local = t.querySelector("[data-testid=local-tile]");
+    if (local) $("videos").appendChild(local); // the own camera preview outlives the tile
+    t.remove();
+  }
+  placeLocalVideo();
   $("stage").dataset.view = state.view;
   const vb = $("view-button");
   vb.setAttribute("aria-pressed", String(state.view === "speaker"));
@@ -113,6 +118,20 @@ function renderTiles() {
   vb.setAttribute("aria-label", vlabel);
   vb.querySelector(".label").textContent = vlabel;
   vb.querySelector("use").setAttribute("href", state.view === "speaker" ? "#i-grid" : "#i-speaker-view");
+}
+
+// The own camera preview sits in one's own tile, like everyone else's camera (media.js places remote ones).
+function placeLocalVideo() {
+  const local = $("local-tile");
+  const mine = state.sessionId ? tileMedia(state.sessionId) : null;
+  const home = mine || $("videos");
+  if (local && local.parentElement !== home) home.appendChild(local);
+}
+
+// The slot of a participant's tile where their camera video goes, or null when they have no tile.
+export function tileMedia(sid) {
+  const tile = document.querySelector(`[data-testid=tile][data-session-id="${CSS.escape(sid)}"]`);
+  return tile ? tile.querySelector("[data-testid=tile-media]") : null;
 }
 
 function firstOther() {

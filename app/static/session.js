@@ -119,7 +119,8 @@ export function setOffline(offline) {
   state.offline = offline;
   $("call-view").dataset.offline = String(offline);
   $("offline-note").hidden = !offline;
-  for (const b of $("controls").querySelectorAll("button")) b.disabled = offline;
+  // Leave stays available: leaving works offline too (the server times the session out).
+  for (const b of $("controls").querySelectorAll("button")) b.disabled = offline && b !== $("leave-button");
   for (const b of $("call-view").querySelectorAll(".row-actions button, .host-controls button")) b.disabled = offline;
   if (offline) {
     // Nobody is known to be speaking while we cannot hear the server.

@@ -167,6 +167,16 @@ def test_device_pickers_level_meter_switching_and_hotplug(fake: Any, people: Any
              if (r.type === 'media-source' && r.kind === 'audio') ids.push(r.trackIdentifier); }); return ids; }""")
     assert after in source, source
     assert ada.page.evaluate("window.callsd.outgoing.mic.sender.track.getSettings().deviceId") == second
+    # The camera picker swaps the camera's sending track too (one fake camera here: it is opened afresh).
+    ada.tid("camera-button").click()
+    ada.page.wait_for_function("window.callsd.outgoing.cam && window.callsd.outgoing.cam.sender.track",
+                               timeout=bs.WAIT_MS)
+    cam_before = ada.page.evaluate("window.callsd.outgoing.cam.sender.track.id")
+    ada.tid("camera-select").dispatch_event("change")
+    ada.page.wait_for_function(
+        f"window.callsd.outgoing.cam.sender.track && window.callsd.outgoing.cam.sender.track.id !== {cam_before!r}",
+        timeout=bs.WAIT_MS)
+    expect(ada.tid("local-video")).to_be_visible()
     # Hot-plug: a devicechange re-reads the device lists.
     ada.page.evaluate("navigator.mediaDevices.dispatchEvent(new Event('devicechange'))")
     ada.page.wait_for_function("window.callsd.deviceChanges === 1", timeout=bs.WAIT_MS)

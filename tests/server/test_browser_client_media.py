@@ -104,7 +104,7 @@ def test_three_person_audio_call_rings_volume_and_speaker(people: Any) -> None:
     output = ada.tid("speaker-select").locator("option").nth(1).get_attribute("value")
     ada.tid("speaker-select").select_option(output)
     ada.page.wait_for_function(
-        "[...document.querySelectorAll('audio[data-testid=remote-audio]')].every(a => a.sinkId === %r)" % output,
+        f"[...document.querySelectorAll('audio[data-testid=remote-audio]')].every(a => a.sinkId === {output!r})",
         timeout=bs.WAIT_MS)
     assert output in ada.page.evaluate("window.__sinks")
     ada.tid("devices-button").click()
@@ -120,6 +120,14 @@ def test_screen_share_presenter_banner_preview_and_full_screen(people: Any) -> N
         p.wait_participants(2)
         _connected(p)
     _unmute(ada)
+    # A camera shows inside its owner's tile, on every page (one's own preview too).
+    ada.tid("camera-button").click()
+    in_tile = bob.page.locator(f'[data-testid="tile"][data-session-id="{ada.session_id}"] [data-testid="remote-video"]')
+    expect(in_tile).to_have_count(1, timeout=bs.WAIT_MS)
+    bob.page.wait_for_function(
+        f"document.querySelector('[data-testid=tile][data-session-id=\"{ada.session_id}\"] video').videoWidth > 0",
+        timeout=bs.WAIT_MS)
+    expect(_tile(ada, ada.session_id).locator('[data-testid="local-video"]')).to_be_visible()
     ada.tid("screen-button").click()
     # The sharer sees a banner with a preview of what is shared, and can stop from it.
     expect(ada.tid("presenter-banner")).to_be_visible(timeout=bs.WAIT_MS)
@@ -140,3 +148,31 @@ def test_screen_share_presenter_banner_preview_and_full_screen(people: Any) -> N
     ada.tid("presenter-stop-button").click()
     expect(bob.tid("presenter-banner")).to_be_hidden(timeout=bs.WAIT_MS)
     expect(ada.tid("screen-button")).to_have_attribute("aria-pressed", "false")
+
+
+def test_the_page_recovers_when_the_server_comes_back(browser: Any, tmp_path: Path) -> None:
+    """Bug 4 with a real outage: the server stops for longer than a few attempts, the page says so and offers
+    Retry; when the server is back, Retry brings the page back into the call (the session survives the restart in
+    the event log, or the page joins afresh), with its controls enabled again."""
+    proc = bs.CallsdProcess(tmp_path, max_participants=3)
+    proc.start()
+    ada = bs.Participant(browser, proc.url, "Ada")
+    try:
+        ada.join("restart")
+        _connected(ada)
+        proc.stop()
+        expect(ada.tid("offline-note")).to_be_visible(timeout=bs.WAIT_MS)
+        expect(ada.tid("mute-button")).to_be_disabled()
+        expect(ada.tid("retry-button")).to_be_visible(timeout=bs.WAIT_MS)
+        proc.start()
+        # Retry now (through the DOM: the page's own backoff may have got there first and hidden the button).
+        ada.page.evaluate("document.querySelector('[data-testid=retry-button]').click()")
+        ada.wait_in_call()
+        expect(ada.tid("offline-note")).to_be_hidden(timeout=bs.WAIT_MS)
+        expect(ada.tid("mute-button")).to_be_enabled()
+        expect(ada.tid("error-banner")).to_be_hidden()
+        _connected(ada)
+        _unmute(ada)
+    finally:
+        ada.close()
+        proc.stop()

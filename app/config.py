@@ -85,6 +85,7 @@ class RtcConfig:
     udp_rcvbuf: int = 4 * 1024 * 1024
     udp_sndbuf: int = 4 * 1024 * 1024
     media_workers: int = 0
+    fast_path: str = "auto"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -340,6 +341,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "udp_rcvbuf": _int(0, 1 << 30),
         "udp_sndbuf": _int(0, 1 << 30),
         "media_workers": _int(0, 64),
+        "fast_path": _choice("auto", "native", "python"),
     },
     "calls": {
         "max_participants": _int(0, 10000),

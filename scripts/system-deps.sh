@@ -5,6 +5,10 @@ set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v turnserver >/dev/null 2>&1 || need+=(coturn)
+# the native fast path links libsrtp2 (docs/adr/0009); its fuzz run needs clang's libFuzzer
+[ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
+command -v clang-14 >/dev/null 2>&1 || need+=(clang-14)
+ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -16,3 +20,4 @@ echo "system-deps: installing ${need[*]}"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 command -v chromium >/dev/null || { echo "system-deps: chromium still missing after install" >&2; exit 1; }
+[ -e /usr/include/srtp2/srtp.h ] || { echo "system-deps: libsrtp2-dev still missing after install" >&2; exit 1; }

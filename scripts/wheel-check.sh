@@ -12,6 +12,8 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 "$work/venv/bin/python" -c "import callsd.core, callsd.adapters, callsd.app.cli; print('wheel imports ok:', callsd.core.__file__)"
 "$work/venv/bin/callsd" --help >/dev/null
+"$work/venv/bin/python" -c "from callsd.adapters.media.paths import native_available as n; assert n() is None, n()"
+echo "wheel-check: the native fast path's extension is in the wheel and imports"
 echo "wheel-check: callsd --help runs from the installed wheel"
 "$work/venv/bin/python" - <<'PY'
 from importlib.resources import files

@@ -220,7 +220,7 @@ class Run:
             ep.add_peer(sid, f"u{i}", "p" * 22, f"c{i}", "q" * 22, CERT.fingerprint)
             if connected:
                 self.rekey(i, bytes(range(i, i + 60)))
-                self.plane.on_connected(ep.peer(sid))  # type: ignore[arg-type]
+                self.plane.on_connected(ep.peer(sid))  # type: ignore[arg-type]  # noqa: E501
         self.tracks: list[InTrack] = []
         for ti, t in enumerate(sc.tracks):
             s = self.sessions[t.publisher]

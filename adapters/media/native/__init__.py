@@ -113,14 +113,14 @@ class NativePath:
     def __init__(self, forwarder: Forwarder | None) -> None:
         self._forwarder = forwarder
         self._endpoint: UdpEndpoint | None = None
-        self._engine: Any = None
+        self._engine: Engine | None = None
 
     @property
     def peer_type(self) -> type[Peer]:
         return NativePeer
 
     def bind(self, endpoint: UdpEndpoint) -> None:
-        from ..forwarder import VAD_THRESHOLD, VAD_MAX, VAD_ON
+        from ..forwarder import VAD_MAX, VAD_ON, VAD_THRESHOLD
 
         self._endpoint = endpoint
         counters: TransportCounters = endpoint.counters
@@ -132,13 +132,14 @@ class NativePath:
 
     def drain(self, sock: socket.socket, batch: int) -> int:
         endpoint = self._endpoint
-        assert endpoint is not None, "bind() first"
+        assert endpoint is not None and self._engine is not None, "bind() first"
         step = self._engine.step
         handle = endpoint.handle_datagram
         on_rtp = endpoint.handler.on_rtp
         fd = sock.fileno()
-        total = 0
+        total: int = 0
         while True:
+            read: int
             read, kind, a, b = step(fd, batch - total if batch > total else 0)
             total += read
             if kind == STEP_RAW:

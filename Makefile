@@ -11,7 +11,8 @@ run: $(STAMP)
 
 test: $(STAMP) system-deps lint typecheck unit wheel-check
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(wildcard adapters/media/native/*.c adapters/media/native/*.h)
+	bash scripts/system-deps.sh  # the native extension builds against libsrtp2-dev
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q -e '.[test,loadtest]'
@@ -59,3 +60,9 @@ fuzz: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# Long fuzz run of the native fast path (libFuzzer + ASan/UBSan; `make test` runs a bounded one).
+FUZZ_SECONDS ?= 600
+FUZZ_EXAMPLES ?= 500
+fuzz: $(STAMP) system-deps
+	PYTHON=$(BIN)/python bash scripts/fuzz-native.sh $(FUZZ_SECONDS) $(FUZZ_EXAMPLES)

@@ -96,6 +96,7 @@ class RtcConfig:
     ice_check_timeout: int = 10
     ice_port_tcp: int = 0
     enable_ipv6: bool = False
+    fast_path: str = "auto"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -420,6 +421,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "ice_check_timeout": _int(2, 120),
         "ice_port_tcp": _int(80, 65535, zero_ok=True, what="off"),
         "enable_ipv6": _bool,
+        "fast_path": _choice("auto", "native", "python"),
     },
     "calls": {
         "max_participants": _int(0, 10000),

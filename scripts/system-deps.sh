@@ -9,6 +9,10 @@ command -v turnserver >/dev/null 2>&1 || need+=(coturn)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v dot >/dev/null 2>&1 || need+=(graphviz)
+# the native fast path links libsrtp2 (docs/adr/0009); its fuzz run needs clang's libFuzzer
+[ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
+command -v clang-14 >/dev/null 2>&1 || need+=(clang-14)
+ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -21,3 +25,4 @@ apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 command -v chromium >/dev/null || { echo "system-deps: chromium still missing after install" >&2; exit 1; }
 command -v nft >/dev/null || { echo "system-deps: nft still missing after install" >&2; exit 1; }
+[ -e /usr/include/srtp2/srtp.h ] || { echo "system-deps: libsrtp2-dev still missing after install" >&2; exit 1; }

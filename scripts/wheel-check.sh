@@ -13,6 +13,8 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 "$work/venv/bin/python" -c "import callsd.core, callsd.adapters, callsd.app.cli; print('wheel imports ok:', callsd.core.__file__)"
 "$work/venv/bin/callsd" --help >/dev/null
+"$work/venv/bin/python" -c "from callsd.adapters.media.paths import native_available as n; assert n() is None, n()"
+echo "wheel-check: the native fast path's extension is in the wheel and imports"
 echo "wheel-check: callsd --help runs from the installed wheel"
 # PEP 561: the wheel ships py.typed, so `mypy --strict` of a program that embeds callsd.core resolves our types
 # (without it: import-untyped). Run from $work, away from the repository's [tool.mypy] settings.

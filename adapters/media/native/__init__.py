@@ -113,7 +113,7 @@ class NativePath:
     def __init__(self, forwarder: Forwarder | None) -> None:
         self._forwarder = forwarder
         self._endpoint: UdpEndpoint | None = None
-        self._engine: Any = None
+        self._engine: Engine | None = None
 
     @property
     def peer_type(self) -> type[Peer]:
@@ -132,13 +132,14 @@ class NativePath:
 
     def drain(self, sock: socket.socket, batch: int) -> int:
         endpoint = self._endpoint
-        assert endpoint is not None, "bind() first"
+        assert endpoint is not None and self._engine is not None, "bind() first"
         step = self._engine.step
         handle = endpoint.handle_datagram
         on_rtp = endpoint.handler.on_rtp
         fd = sock.fileno()
-        total = 0
+        total: int = 0
         while True:
+            read: int
             read, kind, a, b = step(fd, batch - total if batch > total else 0)
             total += read
             if kind == STEP_RAW:

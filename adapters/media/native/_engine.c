@@ -189,8 +189,20 @@ typedef struct {
     long long rtp_in, rtp_in_bytes, rtp_out, rtp_out_bytes, drop_malformed, drop_padding, drop_no_route;
 } forwarder_delta;
 
+/* Pure memo tables (a numeric address and its tuple never change meaning), direct-mapped, holding strong
+ * references: the receive side reuses the tuple of a source address (so the str hash is cached too), the send side
+ * reuses the sockaddr parsed from a destination tuple it has seen (compared by identity). */
+#define ADDR_CACHE 256
+typedef struct {
+    struct sockaddr_storage sa;
+    socklen_t len;
+    PyObject *tuple;
+} addr_memo;
+
 typedef struct {
     PyObject_HEAD
+    addr_memo rx_memo[ADDR_CACHE];
+    addr_memo tx_memo[ADDR_CACHE];
     PyObject *by_addr;    /* dict: (host, port) -> Peer (the endpoint's, not a copy) */
     PyObject *tcounters;  /* TransportCounters */
     PyObject *forwarder;  /* Forwarder or None: without one every RTP packet goes back to Python */
@@ -244,6 +256,10 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kwds) {
 }
 
 static int Engine_traverse(Engine *self, visitproc visit, void *arg) {
+    for (int i = 0; i < ADDR_CACHE; i++) {
+        Py_VISIT(self->rx_memo[i].tuple);
+        Py_VISIT(self->tx_memo[i].tuple);
+    }
     Py_VISIT(self->by_addr);
     Py_VISIT(self->tcounters);
     Py_VISIT(self->forwarder);
@@ -252,6 +268,10 @@ static int Engine_traverse(Engine *self, visitproc visit, void *arg) {
 }
 
 static int Engine_clear(Engine *self) {
+    for (int i = 0; i < ADDR_CACHE; i++) {
+        Py_CLEAR(self->rx_memo[i].tuple);
+        Py_CLEAR(self->tx_memo[i].tuple);
+    }
     Py_CLEAR(self->by_addr);
     Py_CLEAR(self->tcounters);
     Py_CLEAR(self->forwarder);
@@ -430,6 +450,49 @@ static PyObject *sockaddr_to_address(const struct sockaddr_storage *sa) {
     Py_RETURN_NONE;
 }
 
+static socklen_t sockaddr_len(const struct sockaddr_storage *sa) {
+    return sa->ss_family == AF_INET6 ? (socklen_t)sizeof(struct sockaddr_in6) : (socklen_t)sizeof(struct sockaddr_in);
+}
+
+static unsigned sockaddr_slot(const struct sockaddr_storage *sa, socklen_t len) {
+    const uint8_t *b = (const uint8_t *)sa;
+    unsigned h = 2166136261u;
+    for (socklen_t i = 0; i < len; i++)
+        h = (h ^ b[i]) * 16777619u;
+    return h % ADDR_CACHE;
+}
+
+/* The address tuple of a received datagram (new reference), memoized. */
+static PyObject *rx_address(Engine *self, const struct sockaddr_storage *sa) {
+    socklen_t len = sockaddr_len(sa);
+    addr_memo *m = &self->rx_memo[sockaddr_slot(sa, len)];
+    if (m->tuple != NULL && m->len == len && memcmp(&m->sa, sa, len) == 0)
+        return Py_NewRef(m->tuple);
+    PyObject *t = sockaddr_to_address(sa);
+    if (t == NULL || t == Py_None)
+        return t;
+    Py_XSETREF(m->tuple, Py_NewRef(t));
+    memcpy(&m->sa, sa, len);
+    m->len = len;
+    return t;
+}
+
+/* The sockaddr of a destination tuple, memoized by identity: 0, or -1 when it is not a numeric address. */
+static int tx_sockaddr(Engine *self, PyObject *addr, struct sockaddr_storage *out, socklen_t *len) {
+    addr_memo *m = &self->tx_memo[((uintptr_t)addr >> 4) % ADDR_CACHE];
+    if (m->tuple == addr) {
+        memcpy(out, &m->sa, m->len);
+        *len = m->len;
+        return 0;
+    }
+    if (address_to_sockaddr(addr, out, len) < 0)
+        return -1;
+    Py_XSETREF(m->tuple, Py_NewRef(addr));
+    memcpy(&m->sa, out, *len);
+    m->len = *len;
+    return 0;
+}
+
 /* Peer.send_rtp for one rewritten packet: protect into the send queue, or Python's send_rtp when the peer's
  * transmit context or address is not one this module handles. -1 with an exception set on failure. */
 static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t len) {
@@ -450,7 +513,7 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
     }
     int slot = self->squeued;
     socklen_t alen = 0;
-    if (address == NULL || address_to_sockaddr(address, &self->saddr[slot], &alen) < 0) {
+    if (address == NULL || tx_sockaddr(self, address, &self->saddr[slot], &alen) < 0) {
         Py_DECREF(tx);
         Py_XDECREF(address);
         flush_sends(self); /* keep the order of this peer's datagrams */
@@ -533,8 +596,16 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
     PyObject *pt_map = PyObject_GetAttr(route, s_pt_map);
     if (pt_map == NULL)
         return -1;
-    PyObject *key = PyLong_FromLong(pt);
-    PyObject *opt_obj = key ? PyObject_CallMethod(pt_map, "get", "O", key) : NULL;
+    PyObject *key = PyLong_FromLong(pt); /* a cached small int: no allocation */
+    PyObject *opt_obj = NULL;
+    if (key != NULL && PyDict_CheckExact(pt_map)) {
+        opt_obj = PyDict_GetItemWithError(pt_map, key);
+        Py_XINCREF(opt_obj);
+        if (opt_obj == NULL && !PyErr_Occurred())
+            opt_obj = Py_NewRef(Py_None);
+    } else if (key != NULL) {
+        opt_obj = PyObject_CallMethod(pt_map, "get", "O", key);
+    }
     Py_XDECREF(key);
     Py_DECREF(pt_map);
     if (opt_obj == NULL)
@@ -806,7 +877,7 @@ static int handle(Engine *self, int i, outcome *out) {
     PyObject *addr = NULL, *peer = NULL;
     int rtp = n >= 12 && d[0] >= 128 && d[0] <= 191 && !(d[1] >= 192 && d[1] <= 223);
     if (rtp) {
-        addr = sockaddr_to_address(&self->raddr[i]);
+        addr = rx_address(self, &self->raddr[i]);
         if (addr == NULL)
             return -1;
         peer = PyDict_GetItemWithError(self->by_addr, addr);

@@ -23,53 +23,22 @@ hub bumps its own ``HubCounters``; ``CallsdCollector.collect()`` turns them into
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import trio
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .signaling import SignalingHub
+from .signaling_session import MediaPlaneLike
+
 __all__ = ["CallsdCollector", "build_registry", "render_metrics"]
-
-
-def _as_dict(counters: Any) -> dict[str, int]:
-    if counters is None:
-        return {}
-    if isinstance(counters, dict):
-        return {k: int(v) for k, v in counters.items() if isinstance(v, int)}
-    snap = getattr(counters, "snapshot", None)
-    if callable(snap):
-        result = snap()
-        if isinstance(result, dict):
-            return {k: int(v) for k, v in result.items() if isinstance(v, int)}
-    names = getattr(counters, "__slots__", None) or list(vars(counters))
-    return {name: value for name in names if isinstance(value := getattr(counters, name, None), int)}
-
-
-def _counters_of(plane: Any) -> dict[str, int]:
-    """The media plane's counters (the plane's own, then its UDP endpoint's) as one dict of plain ints; for a
-    ``PlaneRouter``, the sum over its media workers."""
-    if plane is None:
-        return {}
-    workers = getattr(plane, "planes", None)
-    if workers is not None:  # media workers (adapters/media/router.py): their counters summed at scrape time
-        total: dict[str, int] = {}
-        for worker in workers:
-            for name, value in _counters_of(worker).items():
-                total[name] = total.get(name, 0) + value
-        return total
-    merged = _as_dict(getattr(plane, "counters", None))
-    endpoint = getattr(plane, "endpoint", None)
-    if endpoint is not None:
-        merged.update(_as_dict(getattr(endpoint, "counters", None)))
-    return merged
 
 
 class CallsdCollector(Collector):
     """Reads the hub's and the media plane's counters and the machine's calls at scrape time."""
 
-    def __init__(self, hub: Any, plane: Any = None, version: str = "") -> None:
+    def __init__(self, hub: SignalingHub, plane: MediaPlaneLike | None = None, version: str = "") -> None:
         self.hub = hub
         self.plane = plane
         self.version = version
@@ -80,7 +49,7 @@ class CallsdCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         hub = self.hub
         c = hub.counters
-        media = _counters_of(self.plane)
+        media = self.plane.media_counters() if self.plane is not None else {}
 
         info = GaugeMetricFamily("callsd_info", "The running callsd", labels=["version", "draining"])
         info.add_metric([self.version, "true" if hub.draining else "false"], 1)
@@ -169,7 +138,7 @@ class TrioTaskCollector(Collector):
         yield GaugeMetricFamily("callsd_trio_tasks", "Tasks alive in the server's Trio run", value=count)
 
 
-def build_registry(hub: Any, plane: Any = None, version: str = "") -> CollectorRegistry:
+def build_registry(hub: SignalingHub, plane: MediaPlaneLike | None = None, version: str = "") -> CollectorRegistry:
     """A private registry with the process collector and ours (so tests can run several servers in one process)."""
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(namespace="callsd", registry=registry)

@@ -54,6 +54,8 @@ class MediaPlaneLike(Protocol):
 
     async def refresh_counters(self, timeout: float = 1.0) -> None: ...  # before a metrics scrape
 
+    def media_counters(self) -> dict[str, int]: ...  # every plain-int counter of the plane, as /metrics reads them
+
 
 class NullMediaPlane:
     """Stands in when the server runs without media: records what it was asked, answers SDP with an error."""
@@ -87,6 +89,9 @@ class NullMediaPlane:
 
     async def refresh_counters(self, timeout: float = 1.0) -> None:
         """Nothing to fetch."""
+
+    def media_counters(self) -> dict[str, int]:
+        return {}
 
 
 class Recorder(Protocol):

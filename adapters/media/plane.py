@@ -238,6 +238,10 @@ class MediaPlane:
         out.update({n: getattr(self.negotiation, n) for n in PlaneCounters.__slots__})
         return out
 
+    def media_counters(self) -> dict[str, int]:
+        """The plane's counters and its endpoint's in one dict, as /metrics and a media worker's report read them."""
+        return {**self.counters, **self.endpoint.counters.snapshot()}
+
     def _transport(self, ufrag: str, pwd: str) -> LocalTransport:
         hosts, port = self.network.candidate()
         return LocalTransport(ice_ufrag=ufrag, ice_pwd=pwd, fingerprint=self.endpoint.fingerprint, host=hosts[0],

@@ -174,9 +174,6 @@ class EventPipe:
         self.send.send_nowait(event)
 
 
-def _counters(plane: MediaPlane) -> dict[str, int]:
-    """The plane's counters and its endpoint's, as the server's metrics exporter reads them in-process."""
-    return {**plane.counters, **plane.endpoint.counters.snapshot()}
 
 
 async def serve_plane_rpc(stream: trio.abc.Stream, plane: MediaPlane, pipe: EventPipe) -> None:
@@ -205,7 +202,7 @@ async def serve_plane_rpc(stream: trio.abc.Stream, plane: MediaPlane, pipe: Even
         "restore": lambda d: plane.restore_routes(_routes_added(d["routes"])),
         "close": lambda d: plane.close_session(d["sid"]),
         "counters": lambda d: send_q.send_nowait(frame({"ev": "counters", "id": d.get("id"),
-                                                        "values": _counters(plane)})),
+                                                        "values": plane.media_counters()})),
     }
 
     async def events() -> None:
@@ -316,6 +313,9 @@ class RemotePlane:
     def counters(self) -> dict[str, int]:
         """The worker's plane and endpoint counters as of its last report (kept after it died: they are totals)."""
         return dict(self._counters)
+
+    def media_counters(self) -> dict[str, int]:
+        return self.counters
 
     async def refresh_counters(self, timeout: float = 1.0) -> None:
         """Ask the worker for its counters and wait (at most ``timeout`` s) for the answer."""

@@ -270,3 +270,6 @@ class PlaneRouter:
         for p in self.planes:
             total.update(p.counters)
         return dict(total)
+
+    def media_counters(self) -> dict[str, int]:
+        return self.counters

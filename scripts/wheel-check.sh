@@ -31,7 +31,9 @@ echo "wheel-check: mypy --strict resolves callsd.core's types from the installed
 "$work/venv/bin/python" - <<'PY'
 from importlib.resources import files
 static = files("callsd.app.static")
-missing = [n for n in ("index.html", "app.js", "media.js", "state.js", "style.css") if not static.joinpath(n).is_file()]
+client = ("index.html", "style.css", "app.js", "session.js", "media.js", "devices.js", "controls.js", "render.js",
+          "names.js", "state.js")
+missing = [n for n in client if not static.joinpath(n).is_file()]
 assert not missing, f"the wheel lacks the browser client files: {missing}"
 print("wheel-check: the browser client's files are in the wheel")
 PY

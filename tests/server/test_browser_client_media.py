@@ -142,6 +142,9 @@ def test_screen_share_presenter_banner_preview_and_full_screen(people: Any) -> N
     expect(bob.tid("fullscreen-button")).to_be_visible(timeout=bs.WAIT_MS)
     bob.page.wait_for_timeout(1000)  # let the fake screen frames settle for the picture
     bob.page.screenshot(path=str(browser_shots.shot_path("screen-share.png")), full_page=True)
+    # Accessibility with real media on the page (camera in a tile, a share, the presenter banner).
+    assert browser_shots.axe_violations(bob.page) == []
+    assert browser_shots.axe_violations(ada.page) == []
     bob.tid("fullscreen-button").click()
     bob.page.wait_for_function("document.fullscreenElement !== null", timeout=bs.WAIT_MS)
     bob.page.evaluate("document.exitFullscreen()")

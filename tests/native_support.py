@@ -13,8 +13,8 @@ from callsd.adapters.media.dtls import Certificate, SrtpKeys
 from callsd.adapters.media.forwarder import URI_AUDIO_LEVEL, URI_MID, InTrack, OutRoute
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig
 from callsd.adapters.media.srtp import SrtpContext
-from callsd.core import rtcp
-from callsd.core.events import TrackKind
+from callsd.core.calls.events import TrackKind
+from callsd.core.wire import rtcp
 from hypothesis import strategies as st
 
 CERT = Certificate.generate()

@@ -79,6 +79,9 @@ def require_joined(conn: Connection, action: str) -> str:
     return conn.session_id
 
 
+GOING_AWAY_KEEP_MS = 3_000  # how long a page that said `going_away` keeps its place (docs/protocol.md)
+
+
 class MessageHandlers:
     """``table[type](conn, data)`` handles one client message (module docstring)."""
 
@@ -108,6 +111,7 @@ class MessageHandlers:
             "host_end": self._simple(ev.HostEndCall),
             "get_state": self.get_state,
             "ping": self.ping,
+            "going_away": self.going_away,
         }
 
     def _simple(self, cls: type[ev.SessionInput]) -> Handler:
@@ -207,6 +211,12 @@ class MessageHandlers:
         sid = require_joined(conn, "react")
         emoji = field_str(data, "emoji", "react", max_len=32)
         self.hub.feed(ev.React(at=self.hub.now_ms(), session_id=sid, emoji=emoji))
+
+    def going_away(self, conn: Connection, data: dict[str, Any]) -> None:
+        """The page is being closed or reloaded: keep the session's place for ``GOING_AWAY_KEEP_MS`` only (a reload
+        reconnects within it; a closed tab is gone soon after). The socket's close that follows changes nothing."""
+        sid = require_joined(conn, "going_away")
+        self.hub.feed(ev.GoingAway(at=self.hub.now_ms(), session_id=sid, keep_ms=GOING_AWAY_KEEP_MS))
 
     def get_state(self, conn: Connection, data: dict[str, Any]) -> None:
         require_joined(conn, "get_state")

@@ -51,7 +51,7 @@ CLIENT_ACTIONS = frozenset(
     {
         "join", "leave", "reconnect", "sdp", "ice", "mute", "unmute", "screen_on", "screen_off", "video_on",
         "video_off", "raise_hand", "lower_hand", "react", "host_make", "host_mute", "host_mute_others",
-        "host_screen_off", "host_lower_hand", "host_remove", "host_end", "get_state", "ping",
+        "host_screen_off", "host_lower_hand", "host_remove", "host_end", "get_state", "ping", "going_away",
     }
 )
 

@@ -18,6 +18,7 @@ from callsd.core import (
     CancelTimer,
     Configure,
     Disconnect,
+    GoingAway,
     HostEndCall,
     HostLowerHand,
     HostMute,
@@ -235,6 +236,11 @@ class CallsModel(RuleBasedStateMachine):
     def disconnect(self, data: Any) -> None:
         s = self.pick(data)
         self.feed(Disconnect(at=self.at(), session_id=s))
+
+    @rule(data=st.data(), keep_ms=st.integers(0, 60_000))
+    def going_away(self, data: Any, keep_ms: int) -> None:
+        s = self.pick(data)
+        self.feed(GoingAway(at=self.at(), session_id=s, keep_ms=keep_ms))
 
     @rule(data=st.data())
     def reconnect(self, data: Any) -> None:

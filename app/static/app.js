@@ -22,7 +22,7 @@ import {
   onLevel, openMic, placeDevices, refreshDevices, resumeAudio, stopPreviewCamera, wireDevices,
 } from "./devices.js";
 import {
-  RELOAD_KEY, copyInvite, fullScreenShare, onKeyDown, onKeyUp, onLocalLevel, setCameraButton, setHandButton,
+  copyInvite, fullScreenShare, onKeyDown, onKeyUp, onLocalLevel, setCameraButton, setHandButton,
   setLocalMuted, setScreenButton, stopScreenShare, toggleCamera, toggleScreen,
 } from "./controls.js";
 import { channelProblem, cleanName, nameProblem } from "./names.js";
@@ -206,13 +206,15 @@ function startJoin({ check = true } = {}) {
   else connect();
 }
 
-// Closing the tab leaves the call at once (others would otherwise see a reconnecting participant for 30 s). A page
-// kept in the back/forward cache (`persisted`) or a reload we saw coming (F5, Ctrl/Cmd+R) keeps its session; any
-// other reload finds its session gone and joins the same channel again by itself (boot()).
+// Closing the tab leaves the call within 3 s (others would otherwise see a reconnecting participant for 30 s); a
+// reload resumes the same session (docs/protocol.md, `going_away`).
 function onPageHide(ev) {
-  if (ev.persisted || sessionStorage.getItem(RELOAD_KEY) === "1") return;
+  // Closing and reloading look the same here, so tell the server `going_away`: it keeps our place for 3 s. A reload
+  // reconnects within that and resumes the session; a closed tab is gone 3 s later instead of "reconnecting" for the
+  // whole window. A page kept in the back/forward cache (`persisted`) stays in the call.
+  if (ev.persisted) return;
   if (state.sessionId && state.phase === "in_call") {
-    send("leave");
+    send("going_away");
   }
 }
 
@@ -270,11 +272,10 @@ async function boot() {
   if (params.get("name") !== null) $("name-input").value = params.get("name");
   if (params.get("token")) $("name-field").hidden = true;
   if (channel !== null) $("channel-input").value = channel;
-  sessionStorage.removeItem(RELOAD_KEY); // a flag is for one reload only
   const saved = loadSession();
   if (saved && saved.session_id && (!channel || saved.channel_id === channel)) {
-    // A reload (or a restored tab): resume the same session rather than joining again. If the previous page left on
-    // `pagehide` (a reload it could not foresee), the server answers unknown_session and we join afresh.
+    // A reload (or a restored tab): resume the same session rather than joining again. If it came back too late (the
+    // previous page said `going_away`), the server answers unknown_session and we join afresh.
     state.sessionId = saved.session_id;
     state.reconnectSecret = saved.reconnect_secret || "";
     state.channelId = saved.channel_id;

@@ -8,8 +8,6 @@ import { nameOf } from "./session.js";
 import { renderParticipants } from "./render.js";
 import { $, params, REACTION_MS, send, showError, state } from "./state.js";
 
-export const RELOAD_KEY = "callsd.reloading"; // set just before a reload we know of, so `pagehide` does not leave
-
 // ---------------------------------------------------------------------------------------------------------------
 // Local controls
 // ---------------------------------------------------------------------------------------------------------------
@@ -166,10 +164,6 @@ function typing(target) {
 }
 
 export function onKeyDown(ev) {
-  if (ev.key === "F5" || ((ev.ctrlKey || ev.metaKey) && ev.key.toLowerCase() === "r")) {
-    sessionStorage.setItem(RELOAD_KEY, "1"); // a reload: keep the session for the next page
-    return;
-  }
   if (state.phase !== "in_call" || state.offline || ev.ctrlKey || ev.metaKey || ev.altKey || typing(ev.target)) return;
   const key = ev.key.toLowerCase();
   if (key === "m" && !ev.repeat) {

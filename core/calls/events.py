@@ -27,6 +27,7 @@ __all__ = [
     "JoinCall",
     "LeaveCall",
     "Disconnect",
+    "GoingAway",
     "Reconnect",
     "Mute",
     "Unmute",
@@ -144,6 +145,23 @@ class LeaveCall(SessionInput):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Disconnect(SessionInput):
     """The session's transport dropped; it keeps its place for the reconnect window."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GoingAway(SessionInput):
+    """The client says its page is going away (a closed tab, or a reload): keep its place for ``keep_ms`` only.
+
+    Like ``Disconnect``, but with a short window chosen by the adapter instead of the call's reconnect window (the
+    shorter of the two applies): a reload comes back within it and resumes the session, a closed tab is gone soon
+    after rather than shown as reconnecting for the whole window.
+    """
+
+    keep_ms: int
+
+    def __post_init__(self) -> None:
+        SessionInput.__post_init__(self)
+        if self.keep_ms < 0:
+            raise LocalProtocolError(f"keep_ms must be >= 0, got {self.keep_ms}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -273,7 +291,7 @@ class TimerFired(InputEvent):
 INPUT_TYPES: dict[str, type[InputEvent]] = {
     cls.__name__: cls
     for cls in (
-        Configure, JoinCall, LeaveCall, Disconnect, Reconnect, Mute, Unmute, ScreenOn, ScreenOff, VideoOn,
+        Configure, JoinCall, LeaveCall, Disconnect, GoingAway, Reconnect, Mute, Unmute, ScreenOn, ScreenOff, VideoOn,
         VideoOff, RaiseHand, LowerHand, React, MakeHost, HostMute, HostMuteOthers, HostStopScreen, HostLowerHand,
         HostRemove, HostEndCall, PublishTrack, UnpublishTrack, TimerFired,
     )

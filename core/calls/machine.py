@@ -394,8 +394,11 @@ class CallsMachine:
     def _leave(self, e: ev.LeaveCall, call: Call, me: Participant) -> Outputs:
         return self._remove(call, me, out.LeaveReason.LEFT, by=e.session_id, at=e.at)
 
-    def _disconnect(self, e: ev.Disconnect, call: Call, me: Participant) -> Outputs:
-        deadline = e.at + self._config.reconnect_window_ms
+    def _disconnect(self, e: ev.Disconnect | ev.GoingAway, call: Call, me: Participant) -> Outputs:
+        window = self._config.reconnect_window_ms
+        if isinstance(e, ev.GoingAway):
+            window = min(window, e.keep_ms)
+        deadline = e.at + window
         me.reconnect_deadline = deadline
         return [
             out.ParticipantDisconnected(channel_id=call.channel_id, session_id=e.session_id),
@@ -596,6 +599,7 @@ _ROWS = (
     Open(ev.JoinCall, M._join),
     Seated(ev.LeaveCall, _IN, M._leave),
     Seated(ev.Disconnect, _LIVE, M._disconnect),
+    Seated(ev.GoingAway, _LIVE, M._disconnect),
     Seated(ev.Reconnect, _IN, M._reconnect),
     Open(ev.TimerFired, M._timer),
     Seated(ev.Mute, _LIVE, M._mute),

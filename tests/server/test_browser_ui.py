@@ -164,9 +164,7 @@ def test_reload_rejoins_same_session_and_host_remove(browser: Any, fake: Any, pe
     alice.join("reload")
     bob.join("reload")
     b_sid = bob.session_id
-    # A reload the page sees coming (F5) keeps the session; a tab closed or reloaded otherwise sends `leave`
-    # on pagehide (test_browser_client_bugs.py).
-    bob.page.evaluate("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'F5', bubbles: true}))")
+    # A reload keeps the session: the page says `going_away` on pagehide and comes back within its 3 s.
     bob.page.reload()
     bob.wait_in_call()
     assert bob.session_id == b_sid
@@ -189,7 +187,6 @@ def test_reload_with_a_forgotten_session_joins_afresh(browser: Any, fake: Any, p
     alice.page.evaluate(
         "sessionStorage.setItem('callsd.session', JSON.stringify({session_id: 'gone', channel_id: 'restart'}))"
     )
-    alice.page.evaluate("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'F5', bubbles: true}))")
     alice.page.reload()
     alice.wait_in_call()
     assert alice.session_id not in ("gone", old)

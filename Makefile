@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: run test lint typecheck unit wheel-check system-deps bench clean test-net diagrams fuzz
+.PHONY: run test lint typecheck unit wheel-check system-deps bench clean test-net diagrams fuzz fuzz-python fuzz-native
 
 run: $(STAMP)
 	$(BIN)/callsd serve
@@ -12,7 +12,7 @@ run: $(STAMP)
 test: $(STAMP) system-deps lint typecheck unit wheel-check
 
 $(STAMP): pyproject.toml setup.py $(wildcard adapters/media/native/*.c adapters/media/native/*.h)
-	bash scripts/system-deps.sh  # the native extension builds against libsrtp2-dev
+	bash scripts/system-deps.sh build  # the native extension builds against libsrtp2-dev
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q -e '.[test,loadtest]'
@@ -45,12 +45,17 @@ wheel-check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.forward
 
-# Long coverage-guided fuzz runs (fuzz/run.py): FUZZ_SECONDS per target; new inputs go to .fuzz/<target>, crashers
-# to .fuzz/crash-<target>-*. `make test` runs the same targets for seconds (tests/fuzz/test_fuzz_bounded.py).
+# Long coverage-guided fuzz runs, `make test` runs the same for seconds:
+# - fuzz-python: every Python parser facing the network or disk (fuzz/run.py, atheris); FUZZ_SECONDS per target, new
+#   inputs to .fuzz/<target>, crashers to .fuzz/crash-<target>-* (tests/fuzz/test_fuzz_bounded.py is the short run);
+# - fuzz-native: the native fast path's C parser (libFuzzer + ASan/UBSan, scripts/fuzz-native.sh).
 FUZZ_SECONDS ?= 300
+FUZZ_EXAMPLES ?= 500
 FUZZ_TARGETS ?= stun dtls rtp rtcp sdp signaling eventlog checkpoint
 
-fuzz: $(STAMP)
+fuzz: fuzz-python fuzz-native
+
+fuzz-python: $(STAMP)
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p .fuzz/$$t; \
 		echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
@@ -58,11 +63,8 @@ fuzz: $(STAMP)
 			-artifact_prefix=.fuzz/crash-$$t- .fuzz/$$t fuzz/corpus/$$t || exit 1; \
 	done
 
+fuzz-native: $(STAMP) system-deps
+	PYTHON=$(BIN)/python bash scripts/fuzz-native.sh $(FUZZ_SECONDS) $(FUZZ_EXAMPLES)
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info
-
-# Long fuzz run of the native fast path (libFuzzer + ASan/UBSan; `make test` runs a bounded one).
-FUZZ_SECONDS ?= 600
-FUZZ_EXAMPLES ?= 500
-fuzz: $(STAMP) system-deps
-	PYTHON=$(BIN)/python bash scripts/fuzz-native.sh $(FUZZ_SECONDS) $(FUZZ_EXAMPLES)

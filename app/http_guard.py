@@ -97,7 +97,7 @@ class GuardCollector(Collector):
         for name, value in sorted(self.counters.connection_errors.items()):
             errors.add_metric([name], value)
         yield errors
-        refused = CounterMetricFamily("callsd_http_refused", "HTTP connections cut by a guard, by reason",
+        refused = CounterMetricFamily("callsd_http_refused", "HTTP connections (or requests) refused by a guard",
                                       labels=["reason"])
         for name, value in sorted(self.counters.refused.items()):
             refused.add_metric([name], value)

@@ -51,6 +51,7 @@ log = logging.getLogger("callsd.server")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SEND_SHIELD_TIMEOUT = 10.0
+METRICS_MAX_CONNECTIONS = 32  # on metrics.listen: scrapers need one or two
 RECEIVE_DRAIN_TIMEOUT = 10.0
 RECEIVE_DRAIN_IDLE = 0.25
 
@@ -446,9 +447,11 @@ async def serve(
                                                 http_counters))
             metrics_url = ""
             if config.metrics.listen:
+                # Its own counters and caps: a flood of the HTTP port must not lock Prometheus out, nor the reverse.
                 metrics_binds = await nursery.start(partial(
                     serve_http, ShieldSend(create_metrics_app(hub, config, registry)), _metrics_hypercorn_config(config),
-                    _guard_settings(config), http_counters))
+                    GuardSettings(max_message_bytes=MAX_MESSAGE_BYTES, join_timeout=config.http.join_timeout,
+                                  max_connections=METRICS_MAX_CONNECTIONS), GuardCounters()))
                 metrics_url = metrics_binds[0].rstrip("/") + "/metrics"
                 log.info("metrics on %s", metrics_url)
             if handle_signals:

@@ -245,6 +245,9 @@ class _Listener:
         address = _peer_host(stream)
         over = self._over_limit(address)
         if over:
+            if not self.counters.refused[over]:  # the first time only: a limit set too low is easy to diagnose
+                log.warning("refused a connection from %s: %s (http.%s; further refusals are only counted in "
+                            "callsd_http_refused_total)", address, over.replace("_", " "), over.removeprefix("over_"))
             self.counters.refused[over] += 1
             await stream.aclose()
             return

@@ -357,8 +357,9 @@ def _guard_settings(config: Config) -> GuardSettings:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     room = soft - 64 if soft != resource.RLIM_INFINITY else wanted  # sockets, the log, media workers' pipes
     if room > 0 and (wanted == 0 or wanted > room):
-        log.warning("http.max_connections = %s is over what the file descriptor limit (%s) allows; using %s",
-                    wanted or "no limit", soft, room)
+        log.log(logging.INFO if wanted == 0 else logging.WARNING,
+                "http.max_connections = %s is over what the file descriptor limit (%s) allows; using %s",
+                wanted or "0 (no limit)", soft, room)
         wanted = room
     return GuardSettings(max_message_bytes=MAX_MESSAGE_BYTES, join_timeout=config.http.join_timeout,
                          max_connections=wanted, max_connections_per_address=config.http.max_connections_per_address)

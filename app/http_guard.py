@@ -12,7 +12,8 @@ calls. ``serve_http`` replaces ``hypercorn.trio.serve`` (same sockets, lifespan 
   socket (``send_eof``) without it; when a WebSocket ping holds the lock while the connection closes, trio sees two
   senders and raises ``BusyResourceError`` in the ping task. ``GuardedTCPServer._close`` half-closes only when no
   send is in flight (holding the lock), and otherwise just closes the socket, which ends the in-flight send with
-  ``ClosedResourceError`` (which hypercorn handles).
+  ``ClosedResourceError`` (which hypercorn handles). A send that the peer does not read within ``http.idle_timeout``
+  seconds closes the connection (hypercorn's send has no deadline, so a client that never reads held it forever).
 - **Bytes are checked where they arrive** (app/http_inbound.py): an oversized WebSocket message is refused at its
   frame header, before its payload is read or buffered (hypercorn 0.18 would buffer all of it first), and the
   socket is closed at once: a close frame (1009, or 1002 for a malformed frame) if it can be sent within a second,
@@ -55,6 +56,7 @@ __all__ = ["GuardSettings", "GuardCounters", "GuardCollector", "ConnectionTicket
 log = logging.getLogger("callsd.http")
 
 CLOSE_SEND_TIMEOUT = 1.0  # a close frame to a peer that does not read is not worth waiting for
+DEFAULT_WRITE_TIMEOUT = 45.0  # seconds one send may wait for the peer to read (http.idle_timeout when set)
 LINGER_AFTER_CLOSE = 3.0  # seconds the app has to finish after its socket closed (its own sends are bounded)
 TICKET_KEY = "callsd.connection"  # where the app finds its ConnectionTicket in the ASGI scope's "state"
 
@@ -97,7 +99,7 @@ class GuardCollector(Collector):
         for name, value in sorted(self.counters.connection_errors.items()):
             errors.add_metric([name], value)
         yield errors
-        refused = CounterMetricFamily("callsd_http_refused", "HTTP connections cut by a guard, by reason",
+        refused = CounterMetricFamily("callsd_http_refused", "HTTP connections (or requests) refused by a guard",
                                       labels=["reason"])
         for name, value in sorted(self.counters.refused.items()):
             refused.add_metric([name], value)
@@ -138,12 +140,29 @@ class GuardedTCPServer(TCPServer):
         self.ticket = ticket or ConnectionTicket()
 
     async def protocol_send(self, event: Event) -> None:
-        if isinstance(event, RawData):
-            refusal = self.inbound.response_started(event.data)
-            if refusal is not None:
-                await self.refuse(refusal)
-                return
-        await super().protocol_send(event)
+        if not isinstance(event, RawData):
+            await super().protocol_send(event)
+            return
+        refusal = self.inbound.response_started(event.data)
+        if refusal is not None:
+            await self.refuse(refusal)
+            return
+        async with self.send_lock:
+            # Shielded like hypercorn's own send (a cancelled send would cut a frame in half), but with a deadline:
+            # a peer that stops reading would otherwise hold this send, and the connection, forever.
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + self._write_timeout) as scope:
+                try:
+                    await self.stream.send_all(event.data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self.protocol.handle(Closed())
+            if scope.cancelled_caught:
+                self.counters.refused["write_timeout"] += 1
+                await self.stream.aclose()
+                await self.protocol.handle(Closed())
+
+    @property
+    def _write_timeout(self) -> float:
+        return float(self.config.read_timeout or DEFAULT_WRITE_TIMEOUT)
 
     async def _close(self) -> None:
         """Half-close then close, without racing an in-flight send (the lock is taken without waiting)."""
@@ -226,6 +245,9 @@ class _Listener:
         address = _peer_host(stream)
         over = self._over_limit(address)
         if over:
+            if not self.counters.refused[over]:  # the first time only: a limit set too low is easy to diagnose
+                log.warning("refused a connection from %s: %s (http.%s; further refusals are only counted in "
+                            "callsd_http_refused_total)", address, over.replace("_", " "), over.removeprefix("over_"))
             self.counters.refused[over] += 1
             await stream.aclose()
             return

@@ -58,6 +58,7 @@ log = logging.getLogger("callsd.server")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SEND_SHIELD_TIMEOUT = 10.0
+METRICS_MAX_CONNECTIONS = 32  # on metrics.listen: scrapers need one or two
 RECEIVE_DRAIN_TIMEOUT = 10.0
 RECEIVE_DRAIN_IDLE = 0.25
 
@@ -413,8 +414,9 @@ def _guard_settings(config: Config) -> GuardSettings:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     room = soft - 64 if soft != resource.RLIM_INFINITY else wanted  # sockets, the log, media workers' pipes
     if room > 0 and (wanted == 0 or wanted > room):
-        log.warning("http.max_connections = %s is over what the file descriptor limit (%s) allows; using %s",
-                    wanted or "no limit", soft, room)
+        log.log(logging.INFO if wanted == 0 else logging.WARNING,
+                "http.max_connections = %s is over what the file descriptor limit (%s) allows; using %s",
+                wanted or "0 (no limit)", soft, room)
         wanted = room
     return GuardSettings(max_message_bytes=MAX_MESSAGE_BYTES, join_timeout=config.http.join_timeout,
                          max_connections=wanted, max_connections_per_address=config.http.max_connections_per_address)
@@ -510,9 +512,11 @@ async def serve(
                                                 http_counters))
             metrics_url = ""
             if config.metrics.listen:
+                # Its own counters and caps: a flood of the HTTP port must not lock Prometheus out, nor the reverse.
                 metrics_binds = await nursery.start(partial(
                     serve_http, ShieldSend(create_metrics_app(hub, config, registry)), _metrics_hypercorn_config(config),
-                    _guard_settings(config), http_counters))
+                    GuardSettings(max_message_bytes=MAX_MESSAGE_BYTES, join_timeout=config.http.join_timeout,
+                                  max_connections=METRICS_MAX_CONNECTIONS), GuardCounters()))
                 metrics_url = metrics_binds[0].rstrip("/") + "/metrics"
                 log.info("metrics on %s", metrics_url)
             if handle_signals:

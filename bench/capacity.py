@@ -94,7 +94,10 @@ class Server:
         http_port = _free_port(socket.SOCK_STREAM)
         env = dict(os.environ, CALLSD_HTTP_LISTEN="127.0.0.1", CALLSD_HTTP_PORT=str(http_port),
                    CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_RTC_ICE_PORT_UDP="0",
-                   CALLSD_STORE_DATA_DIR=str(data / "data"), CALLSD_AUTH_MODE="open", CALLSD_LOG_LEVEL="warning")
+                   CALLSD_STORE_DATA_DIR=str(data / "data"), CALLSD_AUTH_MODE="open", CALLSD_LOG_LEVEL="warning",
+                   # every load user connects from 127.0.0.1 and a loaded server acks joins slowly: lift the caps
+                   CALLSD_HTTP_MAX_CONNECTIONS_PER_ADDRESS="0", CALLSD_HTTP_MAX_CONNECTIONS="0",
+                   CALLSD_HTTP_JOIN_TIMEOUT="120")
         self.log = open(data / "serve.log", "wb")  # noqa: SIM115 - closed in __exit__
         self.proc = subprocess.Popen([*_pin(0), sys.executable, "-m", "callsd.app.cli", "serve"], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=data)

@@ -80,3 +80,19 @@ async def test_hundreds_of_idle_sockets_are_bounded_then_gone(start_server):
 def test_the_join_ack_prefix_matches_what_the_hub_sends():
     assert encode("join_ack", {"session_id": "s", "reconnected": True}).startswith(JOIN_ACK_PREFIX)
     assert not encode("join_ack_other", {}).startswith(JOIN_ACK_PREFIX)
+
+
+async def test_a_client_that_never_reads_is_closed_after_the_write_timeout(start_server):
+    # hypercorn's sends are shielded with no deadline: pipelined requests whose answers are never read used to hold
+    # the connection (its task, its socket buffers) forever. Now a send that waits idle_timeout seconds closes it.
+    info, _ = await start_server(http={"idle_timeout": "1"})
+    sock = trio.socket.socket()
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", info.http_port))
+    stream = trio.SocketStream(sock)
+    request = b"GET /static/app.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    await stream.send_all(request * 400)  # ~10 MB of answers, far more than the socket buffers hold
+    with trio.fail_after(20):
+        while await _metric(info.http_port, 'callsd_http_refused_total{reason="write_timeout"}') < 1:
+            await trio.sleep(0.1)
+    await stream.aclose()

@@ -885,12 +885,14 @@ static int handle(Engine *self, int i, outcome *out) {
             Py_DECREF(addr);
             return -1;
         }
+        Py_XINCREF(peer); /* borrowed from by_addr, which Python code may change */
     }
     PyObject *rx = NULL;
     if (peer != NULL) {
         PyObject *srtp = PyObject_GetAttr(peer, s_srtp);
         if (srtp == NULL) {
             Py_DECREF(addr);
+            Py_DECREF(peer);
             return -1;
         }
         if (srtp != Py_None) {
@@ -903,6 +905,7 @@ static int handle(Engine *self, int i, outcome *out) {
         Py_DECREF(srtp);
     }
     if (rx == NULL) { /* Python's per-datagram path does all of it, counters included */
+        Py_XDECREF(peer);
         out->kind = STEP_RAW;
         out->a = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)n);
         out->b = addr != NULL ? addr : sockaddr_to_address(&self->raddr[i]);
@@ -914,7 +917,6 @@ static int handle(Engine *self, int i, outcome *out) {
         return 0;
     }
     Py_DECREF(addr);
-    Py_INCREF(peer); /* borrowed from by_addr, which Python code below may change */
     self->td.datagrams_in++;
     self->td.bytes_in += (long long)n;
     int len = (int)n;

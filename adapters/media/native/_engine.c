@@ -34,6 +34,7 @@
 #include <sys/socket.h>
 
 #include "rtp_rules.h"
+#include "structmember.h"
 
 #define BUF 2048
 #define TRAILER (4 + 16 + 128)
@@ -285,10 +286,72 @@ static void Engine_dealloc(Engine *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* -- attribute access ----------------------------------------------------------------------------------------
+ * The step reads and writes ~20 attributes per forwarded packet on slotted Python objects (InTrack, OutRoute,
+ * Peer...). For those, PyObject_GetAttr walks the type's MRO cache and calls the member descriptor each time; here
+ * a small memo remembers, per (exact type, name), the slot's offset, valid while the type's version tag is
+ * unchanged (CPython bumps it whenever the type or a base is modified). Anything else (a property, a __dict__
+ * attribute, a type with its own __getattribute__/__setattr__, an unset slot) goes through the generic calls. */
+#define SLOT_MEMO 128
+typedef struct {
+    PyTypeObject *type;
+    PyObject *name;
+    unsigned int version;
+    Py_ssize_t offset; /* -1: not a plain object slot, use the generic call */
+} slot_memo;
+static slot_memo slot_memos[SLOT_MEMO];
+
+static Py_ssize_t slot_offset(PyObject *obj, PyObject *name) {
+    PyTypeObject *type = Py_TYPE(obj);
+    slot_memo *m = &slot_memos[(((uintptr_t)type >> 4) ^ ((uintptr_t)name >> 4)) % SLOT_MEMO];
+    if (m->type == type && m->name == name && m->version == type->tp_version_tag && type->tp_version_tag != 0)
+        return m->offset;
+    Py_ssize_t offset = -1;
+    if (type->tp_getattro == PyObject_GenericGetAttr && type->tp_setattro == PyObject_GenericSetAttr) {
+        PyObject *descr = _PyType_Lookup(type, name); /* borrowed; sets the type's version tag */
+        if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyMemberDef *def = ((PyMemberDescrObject *)descr)->d_member;
+            if (def->type == T_OBJECT_EX && !(def->flags & READONLY))
+                offset = def->offset;
+        }
+    }
+    if (type->tp_version_tag != 0 && (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        m->type = type;
+        m->name = name;
+        m->version = type->tp_version_tag;
+        m->offset = offset;
+    }
+    return offset;
+}
+
+/* PyObject_GetAttr with the slot memo: a new reference, or NULL with an exception set. */
+static PyObject *cs_getattr(PyObject *obj, PyObject *name) {
+    Py_ssize_t offset = slot_offset(obj, name);
+    if (offset >= 0) {
+        PyObject *v = *(PyObject **)((char *)obj + offset);
+        if (v != NULL)
+            return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
+/* PyObject_SetAttr with the slot memo: 0, or -1 with an exception set. */
+static int cs_setattr(PyObject *obj, PyObject *name, PyObject *value) {
+    Py_ssize_t offset = slot_offset(obj, name);
+    if (offset >= 0) {
+        PyObject **slot = (PyObject **)((char *)obj + offset);
+        PyObject *old = *slot;
+        *slot = Py_NewRef(value);
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(obj, name, value);
+}
+
 /* -- attribute helpers: -1 with an exception set on failure -- */
 
 static int get_ll(PyObject *obj, PyObject *name, long long *out) {
-    PyObject *v = PyObject_GetAttr(obj, name);
+    PyObject *v = cs_getattr(obj, name);
     if (v == NULL)
         return -1;
     long long x = PyLong_AsLongLong(v);
@@ -303,7 +366,7 @@ static int set_ll(PyObject *obj, PyObject *name, long long value) {
     PyObject *v = PyLong_FromLongLong(value);
     if (v == NULL)
         return -1;
-    int rc = PyObject_SetAttr(obj, name, v);
+    int rc = cs_setattr(obj, name, v);
     Py_DECREF(v);
     return rc;
 }
@@ -316,7 +379,7 @@ static int add_ll(PyObject *obj, PyObject *name, long long delta) {
 }
 
 static int get_truth(PyObject *obj, PyObject *name) {
-    PyObject *v = PyObject_GetAttr(obj, name);
+    PyObject *v = cs_getattr(obj, name);
     if (v == NULL)
         return -1;
     int t = PyObject_IsTrue(v);
@@ -496,7 +559,7 @@ static int tx_sockaddr(Engine *self, PyObject *addr, struct sockaddr_storage *ou
 /* Peer.send_rtp for one rewritten packet: protect into the send queue, or Python's send_rtp when the peer's
  * transmit context or address is not one this module handles. -1 with an exception set on failure. */
 static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t len) {
-    PyObject *tx = PyObject_GetAttr(peer, s_tx);
+    PyObject *tx = cs_getattr(peer, s_tx);
     if (tx == NULL)
         return -1;
     if (tx == Py_None) {
@@ -506,7 +569,7 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
     }
     PyObject *address = NULL;
     if (Py_TYPE(tx) == &SrtpSessionType)
-        address = PyObject_GetAttr(peer, s_address);
+        address = cs_getattr(peer, s_address);
     if (address == NULL && PyErr_Occurred()) {
         Py_DECREF(tx);
         return -1;
@@ -576,9 +639,9 @@ static int vad(Engine *self, PyObject *track, int level) {
         change = 0;
     if (change < 0)
         return 0;
-    if (PyObject_SetAttr(track, s_speaking, change ? Py_True : Py_False) < 0)
+    if (cs_setattr(track, s_speaking, change ? Py_True : Py_False) < 0)
         return -1;
-    PyObject *session = PyObject_GetAttr(track, s_session);
+    PyObject *session = cs_getattr(track, s_session);
     if (session == NULL)
         return -1;
     PyObject *r = PyObject_CallMethodObjArgs(self->forwarder, s_on_voice, session, change ? Py_True : Py_False,
@@ -593,7 +656,7 @@ static int vad(Engine *self, PyObject *track, int level) {
 /* One route's copy of the packet (the body of Forwarder.on_rtp's loop). */
 static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t n, const cs_layout *lay,
                          long long seq, long long ts, int pt, int mk) {
-    PyObject *pt_map = PyObject_GetAttr(route, s_pt_map);
+    PyObject *pt_map = cs_getattr(route, s_pt_map);
     if (pt_map == NULL)
         return -1;
     PyObject *key = PyLong_FromLong(pt); /* a cached small int: no allocation */
@@ -618,10 +681,10 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
     Py_DECREF(opt_obj);
     if (opt == -1 && PyErr_Occurred())
         return -1;
-    PyObject *receiver = PyObject_GetAttr(route, s_receiver);
+    PyObject *receiver = cs_getattr(route, s_receiver);
     if (receiver == NULL)
         return -1;
-    PyObject *peer = PyObject_GetAttr(receiver, s_peer);
+    PyObject *peer = cs_getattr(receiver, s_peer);
     Py_DECREF(receiver);
     if (peer == NULL)
         return -1;
@@ -638,7 +701,7 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
         goto done;
     if (resync) {
         seq_offset = (last_seq + 1 - seq) & 0xFFFF;
-        if (set_ll(route, s_seq_offset, seq_offset) < 0 || PyObject_SetAttr(route, s_resync, Py_False) < 0)
+        if (set_ll(route, s_seq_offset, seq_offset) < 0 || cs_setattr(route, s_resync, Py_False) < 0)
             goto done;
     } else if (get_ll(route, s_seq_offset, &seq_offset) < 0) {
         goto done;
@@ -650,11 +713,11 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
     size_t blen = 0;
     if (lay->has_ext) {
         blen = lay->start - lay->off;
-        PyObject *remap = PyObject_GetAttr(route, s_remap);
+        PyObject *remap = cs_getattr(route, s_remap);
         if (remap == NULL)
             goto done;
         int identity = get_truth(remap, s_identity);
-        PyObject *table = identity == 0 ? PyObject_GetAttr(remap, s_table) : NULL;
+        PyObject *table = identity == 0 ? cs_getattr(remap, s_table) : NULL;
         Py_DECREF(remap);
         if (identity < 0 || (identity == 0 && table == NULL))
             goto done;
@@ -723,7 +786,7 @@ static int forward(Engine *self, PyObject *track, const uint8_t *d, size_t n) {
     long long old_max = max_seq, old_cycles = cycles;
     cs_track_seq(&started, &base_seq, &max_seq, &cycles, (int)seq);
     if (!was_started) {
-        if (PyObject_SetAttr(track, s_started, Py_True) < 0 || set_ll(track, s_base_seq, base_seq) < 0 ||
+        if (cs_setattr(track, s_started, Py_True) < 0 || set_ll(track, s_base_seq, base_seq) < 0 ||
             set_ll(track, s_max_seq, max_seq) < 0)
             return -1;
     } else {
@@ -737,7 +800,7 @@ static int forward(Engine *self, PyObject *track, const uint8_t *d, size_t n) {
     PyObject *now = PyObject_CallMethodNoArgs(self->forwarder, s_clock);
     if (now == NULL)
         return -1;
-    int set_rx = PyObject_SetAttr(track, s_last_rx, now);
+    int set_rx = cs_setattr(track, s_last_rx, now);
     Py_DECREF(now);
     if (set_rx < 0)
         return -1;
@@ -756,7 +819,7 @@ static int forward(Engine *self, PyObject *track, const uint8_t *d, size_t n) {
     }
     if ((d[0] & 0x20) && (long long)n - (long long)lay.start - d[n - 1] <= 0) {
         self->fd.drop_padding++;
-        PyObject *routes = PyObject_GetAttr(track, s_routes);
+        PyObject *routes = cs_getattr(track, s_routes);
         if (routes == NULL)
             return -1;
         PyObject *values = PyDict_Check(routes) ? PyDict_Values(routes) : NULL;
@@ -777,7 +840,7 @@ static int forward(Engine *self, PyObject *track, const uint8_t *d, size_t n) {
         Py_DECREF(values);
         return 0;
     }
-    PyObject *cache = PyObject_GetAttr(track, s_cache);
+    PyObject *cache = cs_getattr(track, s_cache);
     if (cache == NULL)
         return -1;
     if (cache != Py_None) {
@@ -792,7 +855,7 @@ static int forward(Engine *self, PyObject *track, const uint8_t *d, size_t n) {
         }
     }
     Py_DECREF(cache);
-    PyObject *live = PyObject_GetAttr(track, s_live);
+    PyObject *live = cs_getattr(track, s_live);
     if (live == NULL)
         return -1;
     if (!PyTuple_Check(live)) {
@@ -826,7 +889,7 @@ typedef struct {
 /* The session's InTrack for the packet's SSRC (new reference), Py_None (new ref) when Python must see the packet,
  * NULL with an exception set on failure. */
 static PyObject *find_track(PyObject *peer, const uint8_t *d) {
-    PyObject *session = PyObject_GetAttr(peer, s_data);
+    PyObject *session = cs_getattr(peer, s_data);
     if (session == NULL)
         return NULL;
     if (session == Py_None)
@@ -840,7 +903,7 @@ static PyObject *find_track(PyObject *peer, const uint8_t *d) {
         }
         return Py_NewRef(Py_Ellipsis); /* closed: plane.on_rtp drops it silently */
     }
-    PyObject *inbound = PyObject_GetAttr(session, s_inbound);
+    PyObject *inbound = cs_getattr(session, s_inbound);
     Py_DECREF(session);
     if (inbound == NULL || !PyDict_Check(inbound)) {
         Py_XDECREF(inbound);
@@ -885,16 +948,18 @@ static int handle(Engine *self, int i, outcome *out) {
             Py_DECREF(addr);
             return -1;
         }
+        Py_XINCREF(peer); /* borrowed from by_addr, which Python code may change */
     }
     PyObject *rx = NULL;
     if (peer != NULL) {
-        PyObject *srtp = PyObject_GetAttr(peer, s_srtp);
+        PyObject *srtp = cs_getattr(peer, s_srtp);
         if (srtp == NULL) {
             Py_DECREF(addr);
+            Py_DECREF(peer);
             return -1;
         }
         if (srtp != Py_None) {
-            rx = PyObject_GetAttr(srtp, s_rx);
+            rx = cs_getattr(srtp, s_rx);
             if (rx == NULL)
                 PyErr_Clear();
             else if (Py_TYPE(rx) != &SrtpSessionType)
@@ -903,6 +968,7 @@ static int handle(Engine *self, int i, outcome *out) {
         Py_DECREF(srtp);
     }
     if (rx == NULL) { /* Python's per-datagram path does all of it, counters included */
+        Py_XDECREF(peer);
         out->kind = STEP_RAW;
         out->a = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)n);
         out->b = addr != NULL ? addr : sockaddr_to_address(&self->raddr[i]);
@@ -914,7 +980,6 @@ static int handle(Engine *self, int i, outcome *out) {
         return 0;
     }
     Py_DECREF(addr);
-    Py_INCREF(peer); /* borrowed from by_addr, which Python code below may change */
     self->td.datagrams_in++;
     self->td.bytes_in += (long long)n;
     int len = (int)n;

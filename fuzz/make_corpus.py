@@ -14,6 +14,7 @@ from callsd.adapters.media.dtls import Certificate, DtlsSession
 from callsd.adapters.media.ice import binding_success, client_binding_request
 from callsd.adapters.signaling_protocol import encode
 from callsd.adapters.store import CallRecorder, JsonlStore
+from callsd.adapters.store.compaction import compact
 from callsd.core import JoinCall, Mute, PublishTrack, TrackKind
 from callsd.core.calls.eventlog import decode_lines
 from callsd.core.calls.replay import replay
@@ -117,6 +118,9 @@ def eventlog_seeds(work: Path) -> list[bytes]:
         recorder.handle(PublishTrack(at=2, session_id="s", track_id="t", kind=TrackKind.VIDEO))
         recorder.handle(Mute(at=3, session_id="s"))
     seeds += (work / "chained.jsonl").read_bytes().splitlines()
+    with JsonlStore(work / "chained.jsonl", fsync="never") as store:  # a compaction entry, the first line after
+        compact(store, cut=2)
+    seeds.append((work / "chained.jsonl").read_bytes().splitlines()[0])
     return seeds
 
 

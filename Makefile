@@ -39,7 +39,7 @@ bench: $(STAMP)
 # Long coverage-guided fuzz runs (fuzz/run.py): FUZZ_SECONDS per target; new inputs go to .fuzz/<target>, crashers
 # to .fuzz/crash-<target>-*. `make test` runs the same targets for seconds (tests/fuzz/test_fuzz_bounded.py).
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS ?= stun dtls rtp rtcp sdp signaling eventlog checkpoint
+FUZZ_TARGETS ?= stun dtls rtp rtcp sdp signaling eventlog checkpoint negotiation candidate token
 
 fuzz: $(STAMP)
 	@for t in $(FUZZ_TARGETS); do \

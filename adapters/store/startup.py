@@ -62,6 +62,9 @@ def open_verified(store: EventStore, *, accept_broken: bool = False, checkpoint_
     assert recorder.recovered is not None
     problems = problems_of(recorder.recovered)
     if not problems:
+        # The head commits to the whole log: kept in the operator's log store, it tells a later forgery apart.
+        log.info("event log %s: checkpoint and tail verified up to seq %d; chain head %s", store.location,
+                 recorder.seq, recorder.head)
         return recorder
     if not accept_broken:
         shown = "; ".join(problems[:SHOWN_PROBLEMS]) + ("; ..." if len(problems) > SHOWN_PROBLEMS else "")

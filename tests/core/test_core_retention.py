@@ -199,3 +199,12 @@ async def test_group_commit_compacts_in_the_commit_thread(tmp_path: Path) -> Non
     assert isinstance(entries[0], Compaction) and entries[0].seq >= len(OLD) and entries[-1].seq == 9
     assert replay(entries).verified
     recorder.store.close()
+
+
+def test_replay_until_a_compacted_seq_points_to_the_archive(tmp_path: Path, capsys: Any) -> None:
+    path, recorder = recorded(tmp_path, "jsonl")
+    compact(recorder.store, before_ms=5 * DAY, archive_dir=tmp_path / "archive")
+    recorder.store.close()
+    assert main(["replay", str(path), "--until", "3"]) == 2
+    assert "records up to seq 5 were compacted; replay the archive log.jsonl.1-5.jsonl" in capsys.readouterr().err
+    assert main(["replay", str(tmp_path / "archive" / "log.jsonl.1-5.jsonl"), "--until", "3"]) == 0

@@ -26,12 +26,13 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 from callsd.adapters.store import EventStore, open_store
 from callsd.adapters.store.compaction import DAY_MS, archive_dir_of, compact
-from callsd.core.calls.eventlog import Compaction, EventLogError, Record
+from callsd.core.calls.eventlog import Compaction, EventLogError, LogEntry, Record
 from callsd.core.calls.replay import ReplayResult, replay
 
 from .config import ConfigError, load_config
@@ -83,7 +84,7 @@ def _stats(store: EventStore) -> tuple[dict[str, Any], ReplayResult]:
     newest: int | None = None
     compaction: Compaction | None = None
 
-    def counted() -> Any:
+    def counted() -> Iterator[LogEntry]:
         nonlocal entries, first, oldest, newest, compaction
         for entry in store.iter_records(1):
             entries += 1
@@ -162,7 +163,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "stats":
             doc, result = _stats(store)
-            print(json.dumps(doc, indent=2, sort_keys=True)) if args.json else _print_stats(doc)
+            if args.json:
+                print(json.dumps(doc, indent=2, sort_keys=True))
+            else:
+                _print_stats(doc)
             return EXIT_OK if result.verified else EXIT_UNVERIFIED
         return _compact(store, args, config)
     except EventLogError as exc:

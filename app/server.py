@@ -316,7 +316,7 @@ def _open_recorder(config: Config, *, group_commit: bool = True, accept_broken_l
     ``StartupError`` with one line. ``group_commit`` (the default) writes records in batches from a worker thread
     (adapters/store/recorder.py); False appends each one synchronously on the event loop (kept for benchmarks)."""
     from callsd.adapters.store import open_store
-    from callsd.adapters.store.compaction import DAY_MS, archive_dir_of
+    from callsd.adapters.store.compaction import Retention, archive_dir_of
     from callsd.adapters.store.startup import LogRefused, open_verified
 
     url = config.store.effective_url()
@@ -326,12 +326,11 @@ def _open_recorder(config: Config, *, group_commit: bool = True, accept_broken_l
         store = open_store(url)
     except EventLogError as exc:  # the store says which: corrupt, or cannot be opened (a full disk...)
         raise StartupError(f"the event log: {exc}") from None
-    retention = config.store.retention_days
+    days, archive = config.store.retention_days, config.store.retention_action == "archive"
+    retention = Retention(days=days, archive_dir=archive_dir_of(store) if archive else None) if days else None
     try:
         return open_verified(store, accept_broken=accept_broken_log, checkpoint_every=1000,
-                             group_commit=group_commit,
-                             compact_before_ms=int(time.time() * 1000) - retention * DAY_MS if retention else None,
-                             archive_dir=archive_dir_of(store) if config.store.retention_action == "archive" else None)
+                             group_commit=group_commit, retention=retention, now_ms=int(time.time() * 1000))
     except LogRefused as exc:
         store.close()
         raise StartupError(str(exc)) from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 from aioice import stun
@@ -14,6 +15,7 @@ from callsd.adapters.media.dtls import Certificate, DtlsSession
 from callsd.adapters.media.ice import binding_success, client_binding_request
 from callsd.adapters.signaling_protocol import encode
 from callsd.adapters.store import CallRecorder, JsonlStore
+from callsd.adapters.store.compaction import compact
 from callsd.core import JoinCall, Mute, PublishTrack, TrackKind
 from callsd.core.calls.checkpoint import checkpoint
 from callsd.core.calls.eventlog import decode_lines
@@ -35,6 +37,7 @@ from callsd.core.wire.rtp import RtpHeader, build_rtp
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 STUN_PASSWORD = "fuzz-password-0123456789"  # fuzz/targets.py signs with the same
+TOKEN_SECRET = "fuzz-token-secret-0123456789"  # and verifies with the same
 
 
 def stun_seeds() -> list[bytes]:
@@ -117,6 +120,9 @@ def eventlog_seeds(work: Path) -> list[bytes]:
         recorder.handle(PublishTrack(at=2, session_id="s", track_id="t", kind=TrackKind.VIDEO))
         recorder.handle(Mute(at=3, session_id="s"))
     seeds += (work / "chained.jsonl").read_bytes().splitlines()
+    with JsonlStore(work / "chained.jsonl", fsync="never") as store:  # a compaction entry, the first line after
+        compact(store, cut=2)
+    seeds.append((work / "chained.jsonl").read_bytes().splitlines()[0])
     return seeds
 
 
@@ -129,6 +135,28 @@ def checkpoint_seeds() -> list[bytes]:
     return seeds
 
 
+def negotiation_seeds() -> list[bytes]:
+    return sdp_seeds()
+
+
+def candidate_seeds() -> list[bytes]:
+    lines = [line.split(":", 1)[1] for p in sorted((ROOT / "tests" / "media" / "data").glob("*.sdp"))
+             for line in p.read_text().splitlines() if line.startswith("a=candidate:")]
+    return [line.encode() for line in lines[:4]] + [
+        b"1 1 udp 2122260223 192.0.2.1 5000 typ host generation 0",
+        b"2 1 tcp 1518280447 192.0.2.1 9 typ host tcptype active",
+        b"3 1 udp 1686052607 203.0.113.5 61000 typ srflx raddr 192.0.2.1 rport 5000",
+    ]
+
+
+def token_seeds() -> list[bytes]:
+    from callsd.app.auth import create_token
+
+    return [create_token(secret=TOKEN_SECRET, user_id=user, channels=channels, expires_at=2_000_000_000).encode()
+            for user, channels in (("alice", ["town-square"]), ("bob", ["dev", "ops"]))] + [
+        create_token(secret=TOKEN_SECRET, user_id="old", channels=["town-square"], expires_at=1).encode()]
+
+
 def main() -> None:
     import tempfile
 
@@ -136,9 +164,13 @@ def main() -> None:
         table = {
             "stun": stun_seeds(), "dtls": dtls_seeds(), "rtp": rtp_seeds(), "rtcp": rtcp_seeds(),
             "sdp": sdp_seeds(), "signaling": signaling_seeds(), "eventlog": eventlog_seeds(Path(tmp)),
-            "checkpoint": checkpoint_seeds(),
+            "checkpoint": checkpoint_seeds(), "negotiation": negotiation_seeds(), "candidate": candidate_seeds(),
+            "token": token_seeds(),
         }
+    only = set(sys.argv[1:])  # names given: rewrite only those targets' seeds
     for target, seeds in table.items():
+        if only and target not in only:
+            continue
         folder = HERE / "corpus" / target
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("seed-*"):

@@ -16,6 +16,9 @@ follows it there too, with the same rule.
 | signaling   | adapters/signaling_protocol.py parse_message (+ field readers) | SignalingError        |
 | eventlog    | core/calls/eventlog.py decode_entry, then the chain check      | EventLogError         |
 | checkpoint  | a checkpoint file: JSON, then core/calls/snapshot.py from_checkpoint | SnapshotError   |
+| negotiation | core/wire/negotiation.py Negotiator.handle_offer / handle_answer (client SDP) | none: rejections are results, and an answer must parse |
+| candidate   | core/wire/sdp.py parse_candidate (trickled ICE candidates)     | SdpError              |
+| token       | app/auth.py verify_token (token mode, before anything else)    | TokenError            |
 
 The modules are imported by ``fuzz/run.py`` inside ``atheris.instrument_imports()`` so coverage guides the search.
 """
@@ -25,15 +28,18 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 from aioice import stun
 from callsd.adapters.media.dtls import Certificate, DtlsError, DtlsSession
 from callsd.adapters.media.ice import IceLiteState, StunRejected, parse_binding_request
 from callsd.adapters.media.udp import CLASSIFY, KIND_DTLS
 from callsd.adapters.signaling_protocol import SignalingError, field_id, field_str, parse_message
+from callsd.app.auth import TokenError, verify_token
 from callsd.core.calls.checkpoint import from_checkpoint
 from callsd.core.calls.eventlog import ChainCheck, EventLogError, decode_entry
 from callsd.core.calls.snapshot import SnapshotError
+from callsd.core.wire.negotiation import LocalTransport, Negotiator, OfferAnswered, OfferMade, OutgoingTrack
 from callsd.core.wire.rtcp import Feedback, RtcpError, SourceDescription, parse_remb, parse_rtcp
 from callsd.core.wire.rtp import (
     RtpError,
@@ -48,11 +54,22 @@ from callsd.core.wire.rtp import (
     read_mid,
     rewrite_rtp,
 )
-from callsd.core.wire.sdp import SdpError, parse_sdp
+from callsd.core.wire.sdp import Codec, SdpError, parse_candidate, parse_sdp
 
-__all__ = ["TARGETS", "STUN_PASSWORD"]
+__all__ = ["TARGETS", "STUN_PASSWORD", "TOKEN_SECRET", "TOKEN_NOW"]
 
 STUN_PASSWORD = "fuzz-password-0123456789"  # the seeds' requests are signed with it, so accept() gets past HMAC
+TOKEN_SECRET = "fuzz-token-secret-0123456789"  # the seeds' tokens are signed with it, so the payload is parsed
+TOKEN_NOW = 1_800_000_000.0
+_SERVER = LocalTransport(ice_ufrag="srvu", ice_pwd="serverpassword0123456789", host="127.0.0.1", port=9,
+                         fingerprint="sha-256 " + ":".join(["AB"] * 32))
+_FIRST_OFFER = (Path(__file__).resolve().parent.parent / "tests" / "media" / "data" / "offer_chromium.sdp").read_text()
+_OUTGOING = (
+    OutgoingTrack(track_id="mic", stream_id="s", kind="audio", ssrc=11,
+                  codec=Codec(payload_type=111, name="opus", clock_rate=48000, channels=2)),
+    OutgoingTrack(track_id="cam", stream_id="s", kind="video", ssrc=12, rtx_ssrc=13,
+                  codec=Codec(payload_type=96, name="VP8", clock_rate=90000)),
+)
 _CERTIFICATE: Certificate | None = None
 _REMAP = make_extension_remap({1: 3, 2: 0, 3: 1, 5: 200})
 
@@ -149,6 +166,30 @@ def checkpoint_target(data: bytes) -> None:
         from_checkpoint(doc)
 
 
+def negotiation_target(data: bytes) -> None:
+    text = _text(data)
+    answering = Negotiator(transport=_SERVER, session_id=1)
+    result = answering.handle_offer(text)  # a client's offer: answered, rejected (with a reason) or ignored
+    if isinstance(result, OfferAnswered):
+        parse_sdp(result.answer)  # what the server sends must parse
+        answering.make_offer(_OUTGOING)
+    offering = Negotiator(transport=_SERVER, session_id=2)
+    offering.handle_offer(_FIRST_OFFER)  # the server offers only after answering the client's first offer
+    made = offering.make_offer(_OUTGOING)
+    if isinstance(made, OfferMade):
+        offering.handle_answer(text)  # the client's answer: applied or rejected
+
+
+def candidate_target(data: bytes) -> None:
+    with contextlib.suppress(SdpError):
+        parse_candidate(_text(data))
+
+
+def token_target(data: bytes) -> None:
+    with contextlib.suppress(TokenError):
+        verify_token(_text(data), secret=TOKEN_SECRET, now=TOKEN_NOW, channel_id="town-square")
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "stun": stun_target,
     "dtls": dtls_target,
@@ -158,4 +199,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "signaling": signaling_target,
     "eventlog": eventlog_target,
     "checkpoint": checkpoint_target,
+    "negotiation": negotiation_target,
+    "candidate": candidate_target,
+    "token": token_target,
 }

@@ -23,6 +23,7 @@ with ``store.retention_days``; stop the server before ``callsd log compact`` on 
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +34,25 @@ from callsd.core.calls.replay import replay
 
 from .base import EventStore
 
-__all__ = ["CompactionResult", "compact", "find_cut", "archive_dir_of", "DAY_MS"]
+__all__ = ["CompactionResult", "Retention", "compact", "apply_retention", "find_cut", "archive_dir_of", "DAY_MS"]
+
+log = logging.getLogger("callsd.store")
 
 DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retention:
+    """``store.retention_days`` and ``store.retention_action``: keep ``days`` of records; archive the older ones
+    into ``archive_dir``, or delete them when it is None. A running recorder checks at most every
+    ``check_every_ms`` of event time (adapters/store/recorder.py)."""
+
+    days: int
+    archive_dir: Path | None
+    check_every_ms: int = 3_600_000
+
+    def horizon(self, now_ms: int) -> int:
+        return now_ms - self.days * DAY_MS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,3 +127,18 @@ def _write_archive(path: Path, entries: list[Record | Compaction]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def apply_retention(store: EventStore, retention: Retention, now_ms: int) -> CompactionResult | None:
+    """Compact what ``retention`` allows at ``now_ms`` and log it. A log that fails verification is left as it is
+    (a warning; the start-up check or ``callsd replay --verify`` reports it), and so is one that cannot be read."""
+    try:
+        done = compact(store, before_ms=retention.horizon(now_ms), archive_dir=retention.archive_dir)
+    except (EventLogError, OSError) as exc:
+        log.warning("retention: not compacting %s: %s", store.location, exc)
+        return None
+    if done is not None:
+        where = f"archived to {done.archive}" if done.archive is not None else "deleted"
+        log.info("retention: compacted %s up to seq %d (%d entries %s; %d ended call(s) gone, %d ongoing kept)",
+                 store.location, done.cut, done.dropped, where, done.ended_calls, done.ongoing_calls)
+    return done

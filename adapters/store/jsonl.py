@@ -146,10 +146,10 @@ class JsonlStore:
                     dst.write(line if line.endswith(b"\n") else line + b"\n")
             dst.flush()
             os.fsync(dst.fileno())
-        self._file.close()
-        os.replace(tmp, self.path)
+        os.replace(tmp, self.path)  # the open handle keeps the old file until it is swapped below
         self._fsync_dir()
-        self._file = self.path.open("ab", buffering=0)
+        old, self._file = self._file, self.path.open("ab", buffering=0)
+        old.close()
 
     def _fsync_dir(self) -> None:
         fd = os.open(self.path.parent, os.O_RDONLY)

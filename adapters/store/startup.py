@@ -16,14 +16,13 @@ problem, exactly which records it accepts unverified. A log that cannot be decod
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from callsd.core.calls.eventlog import EventLogError
 from callsd.core.calls.replay import ReplayResult
 from callsd.core.calls.snapshot import SnapshotError
 
 from .base import EventStore
-from .compaction import compact
+from .compaction import Retention, apply_retention
 from .recorder import CallRecorder
 
 __all__ = ["LogRefused", "open_verified", "problems_of"]
@@ -46,22 +45,26 @@ def problems_of(result: ReplayResult) -> list[str]:
 
 
 def open_verified(store: EventStore, *, accept_broken: bool = False, checkpoint_every: int = 0,
-                  group_commit: bool = False, compact_before_ms: int | None = None,
-                  archive_dir: Path | None = None) -> CallRecorder:
+                  group_commit: bool = False, retention: Retention | None = None,
+                  now_ms: int = 0) -> CallRecorder:
     """``CallRecorder.open(store)`` that refuses (``LogRefused``) a corrupt log, and a log whose checkpoint + tail
-    fails verification unless ``accept_broken``. With ``compact_before_ms`` it first compacts the records older
-    than that (retention, adapters/store/compaction.py), archiving them into ``archive_dir`` or deleting them when
-    it is None. The caller closes ``store`` on failure."""
-    if compact_before_ms is not None:
-        _apply_retention(store, compact_before_ms, archive_dir)
+    fails verification unless ``accept_broken``. With ``retention`` it first compacts the records older than
+    ``retention.days`` before ``now_ms`` (adapters/store/compaction.py), and the recorder keeps doing so as it
+    runs. The caller closes ``store`` on failure."""
+    if retention is not None:
+        apply_retention(store, retention, now_ms)
     try:
-        recorder = CallRecorder.open(store, checkpoint_every=checkpoint_every, group_commit=group_commit)
+        recorder = CallRecorder.open(store, checkpoint_every=checkpoint_every, group_commit=group_commit,
+                                     retention=retention)
     except (EventLogError, SnapshotError) as exc:
         where = "" if isinstance(exc, EventLogError) and exc.source else f"{store.location}: "
         raise LogRefused(f"the event log is corrupt: {where}{exc}") from None
     assert recorder.recovered is not None
     problems = problems_of(recorder.recovered)
     if not problems:
+        # The head commits to the whole log: kept in the operator's log store, it tells a later forgery apart.
+        log.info("event log %s: checkpoint and tail verified up to seq %d; chain head %s", store.location,
+                 recorder.seq, recorder.head)
         return recorder
     if not accept_broken:
         shown = "; ".join(problems[:SHOWN_PROBLEMS]) + ("; ..." if len(problems) > SHOWN_PROBLEMS else "")
@@ -76,16 +79,3 @@ def open_verified(store: EventStore, *, accept_broken: bool = False, checkpoint_
                 "seq %d", store.location, len(problems), recorder.seq)
     return recorder
 
-
-def _apply_retention(store: EventStore, before_ms: int, archive_dir: Path | None) -> None:
-    """Compact what retention allows; a log that fails verification or cannot be decoded is left as it is (the
-    check that follows reports it)."""
-    try:
-        done = compact(store, before_ms=before_ms, archive_dir=archive_dir)
-    except EventLogError as exc:
-        log.warning("retention: not compacting %s: %s", store.location, exc)
-        return
-    if done is not None:
-        where = f"archived to {done.archive}" if done.archive is not None else "deleted"
-        log.info("retention: compacted %s up to seq %d (%d entries %s; %d ended call(s) gone, %d ongoing kept)",
-                 store.location, done.cut, done.dropped, where, done.ended_calls, done.ongoing_calls)

@@ -96,6 +96,9 @@ def replay(
     applied = 0  # entries applied after the start
     for record in records:
         if until is not None and record.seq > until:
+            if isinstance(record, Compaction) and not applied:
+                where = f"; replay the archive {record.archive}" if record.archive else " and deleted"
+                raise EventLogError(f"records up to seq {record.seq} were compacted{where}")
             break
         if record.seq <= last:
             if record.seq == last and start is not None:

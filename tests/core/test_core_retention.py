@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from callsd.adapters.store import CallRecorder, JsonlStore, SqliteStore
-from callsd.adapters.store.compaction import compact, find_cut
+from callsd.adapters.store.compaction import Retention, compact, find_cut
 from callsd.adapters.store.startup import LogRefused, open_verified
 from callsd.app.cli import main
 from callsd.core import JoinCall, LeaveCall, Mute, PublishTrack, TrackKind, Unmute
@@ -124,7 +124,8 @@ def test_compaction_refuses_a_prefix_that_fails_verification(tmp_path: Path) -> 
 def test_serve_start_applies_retention_through_open_verified(tmp_path: Path) -> None:
     path, recorder = recorded(tmp_path, "sqlite")
     recorder.store.close()
-    reopened = open_verified(SqliteStore(path), compact_before_ms=5 * DAY, archive_dir=tmp_path / "arch")
+    reopened = open_verified(SqliteStore(path), retention=Retention(days=5, archive_dir=tmp_path / "arch"),
+                             now_ms=10 * DAY)
     assert isinstance(next(iter(reopened.store.iter_records())), Compaction)
     assert (tmp_path / "arch" / "log.db.1-5.jsonl").exists() and reopened.seq == 8
     reopened.store.close()
@@ -158,3 +159,52 @@ def test_an_archive_line_is_the_original_record(tmp_path: Path) -> None:
     assert done.archive.read_text().splitlines() == before
     assert encode_record(next(iter(recorder.store.iter_records()))) == path.read_text().splitlines()[0]
     recorder.store.close()
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "sqlite"])
+def test_a_running_recorder_compacts_as_event_time_passes(tmp_path: Path, kind: str) -> None:
+    """Retention in a running server: the recorder checks on its first input, then once per check interval of
+    event time, after the append; the log keeps verifying and the machine is untouched."""
+    path = tmp_path / ("log.jsonl" if kind == "jsonl" else "log.db")
+    retention = Retention(days=5, archive_dir=tmp_path / "archive", check_every_ms=DAY)
+    recorder = CallRecorder(open_kind(path, kind), retention=retention)
+    for event in OLD:
+        recorder.handle(event)
+    assert not isinstance(next(iter(recorder.store.iter_records())), Compaction)  # nothing older than 5 days yet
+    for event in NEW:  # day 9: the day-1 records are now older than 5 days
+        recorder.handle(event)
+    first = next(iter(recorder.store.iter_records()))
+    assert isinstance(first, Compaction) and first.seq == len(OLD)
+    result = replay(recorder.store.iter_records())
+    assert result.verified and result.machine.snapshot() == recorder.machine.snapshot()
+    recorder.store.close()
+
+
+async def test_group_commit_compacts_in_the_commit_thread(tmp_path: Path) -> None:
+    import trio
+
+    path = tmp_path / "log.jsonl"
+    recorder = CallRecorder(JsonlStore(path, fsync="never"), group_commit=True,
+                            retention=Retention(days=5, archive_dir=None, check_every_ms=DAY))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(recorder.commit_loop)
+        for event in OLD + NEW:
+            recorder.handle(event)
+            await trio.sleep(0)
+        await recorder.flush()
+        recorder.handle(Unmute(at=11 * DAY, session_id="c1"))  # a check is due again: it runs after this batch
+        await recorder.flush()
+        nursery.cancel_scope.cancel()
+    entries = list(JsonlStore(path, readonly=True).iter_records())
+    assert isinstance(entries[0], Compaction) and entries[0].seq >= len(OLD) and entries[-1].seq == 9
+    assert replay(entries).verified
+    recorder.store.close()
+
+
+def test_replay_until_a_compacted_seq_points_to_the_archive(tmp_path: Path, capsys: Any) -> None:
+    path, recorder = recorded(tmp_path, "jsonl")
+    compact(recorder.store, before_ms=5 * DAY, archive_dir=tmp_path / "archive")
+    recorder.store.close()
+    assert main(["replay", str(path), "--until", "3"]) == 2
+    assert "records up to seq 5 were compacted; replay the archive log.jsonl.1-5.jsonl" in capsys.readouterr().err
+    assert main(["replay", str(tmp_path / "archive" / "log.jsonl.1-5.jsonl"), "--until", "3"]) == 0

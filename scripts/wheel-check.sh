@@ -10,7 +10,7 @@ trap 'rm -rf "$work"' EXIT
 "$python" -m venv "$work/venv"
 "$work/venv/bin/pip" install -q "$work"/dist/callsd-*.whl
 cd "$work"
-"$work/venv/bin/python" -c "import callsd.core, callsd.adapters, callsd.app.cli; print('wheel imports ok:', callsd.core.__file__)"
+"$work/venv/bin/python" -c "import callsd.core, callsd.adapters, callsd.app.cli, callsd.peer; print('wheel imports ok:', callsd.core.__file__)"
 "$work/venv/bin/callsd" --help >/dev/null
 echo "wheel-check: callsd --help runs from the installed wheel"
 "$work/venv/bin/python" - <<'PY'

@@ -11,7 +11,7 @@ trap 'rm -rf "$work"' EXIT
 "$python" -m venv "$work/venv"
 "$work/venv/bin/pip" install -q "$work"/dist/callsd-*.whl
 cd "$work"
-"$work/venv/bin/python" -c "import callsd.core, callsd.adapters, callsd.app.cli; print('wheel imports ok:', callsd.core.__file__)"
+"$work/venv/bin/python" -c "import callsd.core, callsd.adapters, callsd.app.cli, callsd.peer; print('wheel imports ok:', callsd.core.__file__)"
 "$work/venv/bin/callsd" --help >/dev/null
 "$work/venv/bin/python" -c "from callsd.adapters.media.paths import native_available as n; assert n() is None, n()"
 echo "wheel-check: the native fast path's extension is in the wheel and imports"

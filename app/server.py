@@ -74,6 +74,7 @@ class ServerInfo:
     http_port: int
     rtc_address: tuple[str, int] | None
     hub: Any = None  # the SignalingHub, for tests and embedding
+    rtc_advertised: str = ""  # what the RTC port advertises and why (docs/networking.md), "" without a plane
 
 
 class ServerControl:
@@ -264,6 +265,11 @@ def _open_recorder(config: Config, *, group_commit: bool = True) -> Any:
     return recorder
 
 
+def _advertised_line(plane: Any) -> str:
+    advertised = advertised_by(plane)
+    return advertised.describe() if advertised is not None else ""
+
+
 def _make_plane(config: Config, emit: Callable[[Any], None]) -> Any:
     """The in-process ``MediaPlane``, or with ``rtc.media_workers = N`` a ``PlaneRouter`` over N ``callsd rtcd``
     processes (docs/adr/0007-media-workers.md)."""
@@ -367,7 +373,7 @@ async def serve(
             host, _, port = binds[0].split("://", 1)[1].rpartition(":")
             info = ServerInfo(url=url, http_host=host.strip("[]"), http_port=int(port),
                               rtc_address=tuple(rtc_address) if rtc_address else None,  # type: ignore[arg-type]
-                              hub=hub)
+                              hub=hub, rtc_advertised=_advertised_line(plane))
             task_status.started(info)
             await control.wait()
             if control.mode == "drain":

@@ -51,6 +51,7 @@ from callsd.core.calls.events import TrackKind
 
 from .events import (
     MediaEvent,
+    MediaStateChanged,
     SendSignal,
     SessionClosed,
     SessionConnected,
@@ -84,7 +85,7 @@ class SignalRejected(MediaEvent):
 _EVENTS: dict[str, type[MediaEvent]] = {
     cls.__name__: cls
     for cls in (SendSignal, TrackPublished, TrackUnpublished, SessionConnected, SessionClosed, VoiceActivity,
-                SignalRejected)
+                SignalRejected, MediaStateChanged)
 }
 
 

@@ -192,6 +192,13 @@ def test_no_check_within_the_timeout_is_reported_once_then_a_late_connection_too
                                         "ice_outcome_no_dtls": 1, "ice_outcome_disconnected": 1}
 
 
+def test_media_state_events_cross_the_media_worker_link() -> None:
+    from callsd.adapters.media.remote import decode_media_event, encode_media_event
+
+    event = MediaStateChanged(session_id="s1", state="failed", reason="no_ice_check", detail="10.2.0.10:8443")
+    assert decode_media_event(encode_media_event(event)) == event
+
+
 # --- system check ---------------------------------------------------------------------------------------------------
 
 def test_short_limits_give_the_exact_sysctl_lines(tmp_path: Path) -> None:

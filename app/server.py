@@ -86,6 +86,7 @@ class ServerInfo:
     rtc_address: tuple[str, int] | None
     hub: Any = None  # the SignalingHub, for tests and embedding
     metrics_url: str = ""  # http://IP:PORT/metrics when metrics.listen is set
+    rtc_advertised: str = ""  # what the RTC port advertises and why (docs/networking.md), "" without a plane
 
 
 class ServerControl:
@@ -339,6 +340,11 @@ def _open_recorder(config: Config, *, group_commit: bool = True, accept_broken_l
         raise
 
 
+def _advertised_line(plane: ServedPlane | None) -> str:
+    advertised = advertised_by(plane)
+    return advertised.describe() if advertised is not None else ""
+
+
 class ServedPlane(MediaPlaneLike, Protocol):
     """A media plane the server runs: what the hub uses, plus ``serve`` (reports the bound RTC ``(host, port)``)."""
 
@@ -524,7 +530,8 @@ async def serve(
             host, _, port = binds[0].split("://", 1)[1].rpartition(":")
             info = ServerInfo(url=url, http_host=host.strip("[]"), http_port=int(port),
                               rtc_address=(str(rtc_address[0]), int(rtc_address[1])) if rtc_address else None,
-                              hub=hub, metrics_url=metrics_url)
+                              hub=hub, metrics_url=metrics_url,
+                              rtc_advertised=_advertised_line(plane))
             task_status.started(info)
             await control.wait()
             if control.mode == "drain":

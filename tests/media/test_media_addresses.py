@@ -24,6 +24,8 @@ from callsd.adapters.media.system_check import check_system
 from callsd.app.config import ConfigError, load_config
 from callsd.core.wire.negotiation import LocalTransport, Negotiator, OfferAnswered
 from callsd.core.wire.sdp import parse_sdp
+from hypothesis import given
+from hypothesis import strategies as st
 from turn_support import Coturn
 
 NO_NAMES: Any = lambda name: []  # noqa: E731
@@ -190,6 +192,13 @@ def test_no_check_within_the_timeout_is_reported_once_then_a_late_connection_too
                                         "ice_outcome_no_dtls": 1, "ice_outcome_disconnected": 1}
 
 
+def test_media_state_events_cross_the_media_worker_link() -> None:
+    from callsd.adapters.media.remote import decode_media_event, encode_media_event
+
+    event = MediaStateChanged(session_id="s1", state="failed", reason="no_ice_check", detail="10.2.0.10:8443")
+    assert decode_media_event(encode_media_event(event)) == event
+
+
 # --- system check ---------------------------------------------------------------------------------------------------
 
 def test_short_limits_give_the_exact_sysctl_lines(tmp_path: Path) -> None:
@@ -223,3 +232,28 @@ def test_config_check_says_what_will_be_advertised_and_checks_the_system() -> No
     failing = _config_check(CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_RTC_ICE_SERVERS="stun:127.0.0.1:9")
     assert "# rtc: warning: STUN discovery failed: " in failing.stdout
     assert "# rtc: advertises 127.0.0.1:8443 (rtc.ice_address_udp)" in failing.stdout
+
+
+# --- any input parses or raises the one declared error --------------------------------------------------------------
+
+_OVERRIDE_ALPHABET = "0123456789abcdef.:/, -x"
+
+
+@given(st.text(alphabet=_OVERRIDE_ALPHABET, max_size=60) | st.text(max_size=40))
+def test_any_override_text_parses_or_raises_value_error(text: str) -> None:
+    try:
+        override = parse_host_override(text)
+    except ValueError:
+        return
+    assert sum(bool(x) for x in (override.ip, override.hostname, override.mappings)) <= 1
+    plan = plan_advertised(bind="0.0.0.0", port=8443, override=override, interfaces=IFACES, resolve=NO_NAMES)
+    assert plan.addresses and "0.0.0.0" not in plan.addresses
+
+
+@given(st.text(max_size=60))
+def test_any_stun_url_parses_or_raises_value_error(text: str) -> None:
+    try:
+        host, port = parse_stun_url(text)
+    except ValueError:
+        return
+    assert host and 0 < port < 65536

@@ -65,6 +65,22 @@ async () => {
 """
 
 
+def unmute(who: Any, attempts: int = 3) -> None:
+    """Click Unmute until the page shows the server's ``user_unmuted`` (the button's data-muted turns "false")."""
+    button = who.tid("mute-button")
+    for _ in range(attempts):
+        if button.get_attribute("data-muted") == "false":
+            return
+        button.click()
+        try:
+            who.page.wait_for_function(
+                "document.querySelector('[data-testid=mute-button]').dataset.muted === 'false'", timeout=10_000)
+            return
+        except Exception:
+            continue
+    raise AssertionError(f"the page stayed muted after {attempts} clicks:\n{who.debug()}")
+
+
 def main(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"session_id": "", "stats": None, "console": [], "media_states": []}
     with sync_playwright() as p:
@@ -78,7 +94,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             who.open_with_token(args.channel, args.token)
             who.wait_in_call()
             result["session_id"] = who.session_id
-            who.tid("mute-button").click()
+            unmute(who)
             deadline = time.monotonic() + args.seconds
             flowing_since: float | None = None
             while time.monotonic() < deadline:

@@ -177,9 +177,12 @@ class Topology:
         """What names resolve to inside ``host``: ``ip netns exec`` bind-mounts /etc/netns/<ns>/hosts."""
         folder = Path("/etc/netns") / host.name
         folder.mkdir(parents=True, exist_ok=True)
-        self.etc_dirs.append(folder)
+        if folder not in self.etc_dirs:
+            self.etc_dirs.append(folder)
         lines = ["127.0.0.1 localhost"] + [f"{address} {name}" for name, address in entries.items()]
-        (folder / "hosts").write_text("\n".join(lines) + "\n")
+        # rewritten in place: a process started earlier sees the file through its bind mount (same inode)
+        with open(folder / "hosts", "w") as f:
+            f.write("\n".join(lines) + "\n")
 
     # --- teardown ---------------------------------------------------------------------------------------------
     def close(self) -> None:

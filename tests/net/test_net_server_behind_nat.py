@@ -85,3 +85,16 @@ def test_stun_discovery_failure_warns_and_falls_back(net: Net, callsd: Any) -> N
     log = server.wait_log("STUN discovery failed")
     assert "no answer from stun:198.51.100.99:3478 within 5 s" in log
     assert f"media: advertising {PRIVATE}:{RTC_PORT} (every interface address" in log
+
+
+def test_a_host_name_override_is_re_resolved_and_the_change_logged(net: Net, callsd: Any) -> None:
+    net.topology.hosts_file(net.hidden, {"calls.test": "198.51.100.77"})  # a stale DNS record at start
+    server = callsd(net.hidden, ice_address_udp="0.0.0.0", ice_host_override="calls.test",
+                    advertise_refresh_seconds=10)
+    assert f"advertised as 198.51.100.77:{RTC_PORT} (rtc.ice_host_override calls.test resolves to" in (
+        server.ready_line)
+    net.topology.hosts_file(net.hidden, {"calls.test": PUBLIC})  # the record is fixed (same file, same inode)
+    server.wait_log(f"media: the advertised address changed: now {PUBLIC}:{RTC_PORT}", timeout=30)
+    assert _healthz(net)["rtc"]["advertised"]["addresses"] == [PUBLIC]
+    results = run_clients([net.client1, net.client2], PUBLIC)
+    assert all(r["loud_frames"] >= 50 for r in results), (results, server.log())

@@ -98,7 +98,7 @@ def test_a_corrupt_log_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_a_full_disk_at_start_is_never_called_ready(tmp_path: Path) -> None:
     """A private tmpfs of 256 KiB (a mount namespace the test creates) holds a log whose session was connected, so
     start-up must record a Disconnect; the disk is then filled (the log padded to a whole page, so that append needs
-    a new one)."""
+    a new one). The data directory (the reconnect key) is elsewhere: this is about the log."""
     source = tmp_path / "events.jsonl"
     with JsonlStore(source, fsync="never") as store:
         recorder = CallRecorder(store)
@@ -117,7 +117,7 @@ def test_a_full_disk_at_start_is_never_called_ready(tmp_path: Path) -> None:
     )
     result = subprocess.run(
         ["unshare", "--mount", "--map-root-user", "sh", "-c", script], cwd=tmp_path, capture_output=True, text=True,
-        timeout=60, env=env_for(CALLSD_STORE_URL=f"jsonl://{disk}/events.jsonl", CALLSD_STORE_DATA_DIR=str(disk)),
+        timeout=60, env=env_for(CALLSD_STORE_URL=f"jsonl://{disk}/events.jsonl", CALLSD_STORE_DATA_DIR=str(tmp_path / "data")),
     )
     assert "is ready" not in result.stdout
     assert result.returncode == 2, result.stderr

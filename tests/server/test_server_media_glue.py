@@ -48,6 +48,9 @@ class FakePlane:
     async def refresh_counters(self, timeout: float = 1.0) -> None:
         self.calls.append(("refresh_counters", None))
 
+    def media_counters(self) -> dict[str, int]:
+        return dict(self.counters)
+
     def routes(self) -> list[Any]:
         return [o for kind, o in self.calls if kind == "route"]
 

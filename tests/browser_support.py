@@ -178,6 +178,12 @@ class CallsdProcess:
                 found[int(argv[argv.index("--rtc-port") + 1])] = int(entry.name)
         return found
 
+    def __enter__(self) -> CallsdProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             # SIGINT exits promptly; SIGTERM would drain, waiting for the calls of closed pages to time out.
@@ -512,6 +518,31 @@ def run_fake_server(app: FakeCallsServer) -> Iterator[str]:
 # ---------------------------------------------------------------------------------------------------------------
 # A participant: one browser context, one page
 # ---------------------------------------------------------------------------------------------------------------
+
+
+class People:
+    """The pages one test opens: ``people(name)`` (or ``people(name, url=...)`` for another server) makes a
+    ``Participant``; ``close()`` closes them all and fails the test on an uncaught exception in any page (a bug
+    even when the UI looks right). ``init_script`` runs in every page before the client's own scripts."""
+
+    def __init__(self, browser: Any, url: str = "", *, init_script: str | None = None) -> None:
+        self.browser, self.url, self.init_script = browser, url, init_script
+        self.made: list[Participant] = []
+
+    def __call__(self, name: str, *, url: str | None = None, viewport: dict[str, int] | None = None) -> Participant:
+        p = Participant(self.browser, url or self.url, name)
+        if self.init_script:
+            p.context.add_init_script(self.init_script)
+        if viewport:
+            p.page.set_viewport_size(viewport)
+        self.made.append(p)
+        return p
+
+    def close(self) -> None:
+        errors = [line for p in self.made for line in p.console if line.startswith("pageerror")]
+        for p in self.made:
+            p.close()
+        assert not errors, errors
 
 
 class Participant:

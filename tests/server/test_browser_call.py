@@ -36,26 +36,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bs.CallsdProcess]:
-    proc = bs.CallsdProcess(tmp_path_factory.mktemp("callsd"), max_participants=2)
-    proc.start()
-    try:
+    with bs.CallsdProcess(tmp_path_factory.mktemp("callsd"), max_participants=2) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
-def people(browser: Any, server: bs.CallsdProcess) -> Iterator[Any]:
-    made: list[bs.Participant] = []
-
-    def make(name: str) -> bs.Participant:
-        p = bs.Participant(browser, server.url, name)
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.close()
+def people(browser: Any, server: bs.CallsdProcess) -> Iterator[bs.People]:
+    made = bs.People(browser, server.url)
+    yield made
+    made.close()
 
 
 def _pair(people: Any, channel: str) -> tuple[bs.Participant, bs.Participant]:
@@ -253,12 +242,8 @@ TOKEN_SECRET = "browser-test-secret-0123456789"
 
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bs.CallsdProcess]:
-    proc = bs.CallsdProcess(tmp_path_factory.mktemp("callsd-token"), auth_secret=TOKEN_SECRET)
-    proc.start()
-    try:
+    with bs.CallsdProcess(tmp_path_factory.mktemp("callsd-token"), auth_secret=TOKEN_SECRET) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_token_mode_joins_from_the_url_and_refuses_a_foreign_channel(browser: Any,

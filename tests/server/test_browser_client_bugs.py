@@ -41,20 +41,9 @@ def fake() -> Iterator[tuple[bs.FakeCallsServer, str]]:
 
 @pytest.fixture
 def people(browser: Any) -> Iterator[Any]:
-    made: list[bs.Participant] = []
-
-    def make(url: str, name: str, **context: Any) -> bs.Participant:
-        p = bs.Participant(browser, url, name)
-        if context.get("viewport"):
-            p.page.set_viewport_size(context["viewport"])
-        made.append(p)
-        return p
-
-    yield make
-    errors = [line for p in made for line in p.console if line.startswith("pageerror")]
-    for p in made:
-        p.close()
-    assert not errors, errors  # an uncaught exception in the page is a bug even when the UI looks right
+    made = bs.People(browser)
+    yield lambda url, name, **kw: made(name, url=url, **kw)
+    made.close()
 
 
 class Gate:
@@ -185,12 +174,8 @@ def test_token_mode_without_a_token_says_an_invite_link_is_needed(fake: Any, peo
 # 11 ------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bs.CallsdProcess]:
-    proc = bs.CallsdProcess(tmp_path_factory.mktemp("callsd"), max_participants=3)
-    proc.start()
-    try:
+    with bs.CallsdProcess(tmp_path_factory.mktemp("callsd"), max_participants=3) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_closing_the_tab_leaves_soon_and_a_reload_comes_back(real: bs.CallsdProcess, people: Any) -> None:

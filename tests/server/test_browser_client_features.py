@@ -34,18 +34,9 @@ def fake() -> Iterator[tuple[bs.FakeCallsServer, str]]:
 
 @pytest.fixture
 def people(browser: Any) -> Iterator[Any]:
-    made: list[bs.Participant] = []
-
-    def make(url: str, name: str) -> bs.Participant:
-        p = bs.Participant(browser, url, name)
-        made.append(p)
-        return p
-
-    yield make
-    errors = [line for p in made for line in p.console if line.startswith("pageerror")]
-    for p in made:
-        p.close()
-    assert not errors, errors  # an uncaught exception in the page is a bug even when the UI looks right
+    made = bs.People(browser)
+    yield lambda url, name, **kw: made(name, url=url, **kw)
+    made.close()
 
 
 def _tile(p: bs.Participant, sid: str) -> Any:

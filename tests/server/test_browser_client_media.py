@@ -34,29 +34,15 @@ RECORD_SINKS = """
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bs.CallsdProcess]:
-    proc = bs.CallsdProcess(tmp_path_factory.mktemp("callsd"), max_participants=3)
-    proc.start()
-    try:
+    with bs.CallsdProcess(tmp_path_factory.mktemp("callsd"), max_participants=3) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
-def people(browser: Any, server: bs.CallsdProcess) -> Iterator[Any]:
-    made: list[bs.Participant] = []
-
-    def make(name: str) -> bs.Participant:
-        p = bs.Participant(browser, server.url, name)
-        p.context.add_init_script(RECORD_SINKS)
-        made.append(p)
-        return p
-
-    yield make
-    errors = [line for p in made for line in p.console if line.startswith("pageerror")]
-    for p in made:
-        p.close()
-    assert not errors, errors  # an uncaught exception in the page is a bug even when the UI looks right
+def people(browser: Any, server: bs.CallsdProcess) -> Iterator[bs.People]:
+    made = bs.People(browser, server.url, init_script=RECORD_SINKS)
+    yield made
+    made.close()
 
 
 def _connected(p: bs.Participant) -> None:

@@ -30,12 +30,8 @@ PROTOCOL_TEXT = ('"display_name"', '"channel_id"', "must be a string", "bad_requ
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bs.CallsdProcess]:
-    proc = bs.CallsdProcess(tmp_path_factory.mktemp("callsd"), max_participants=3)
-    proc.start()
-    try:
+    with bs.CallsdProcess(tmp_path_factory.mktemp("callsd"), max_participants=3) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

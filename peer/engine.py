@@ -65,6 +65,9 @@ class Leg(PeerTransport):
         self.pt_kinds.update(mapping)
 
     def close(self) -> None:
+        now_ns = time.monotonic_ns()
+        for source in self.sources:
+            source.stop(now_ns)
         self.engine.unregister(self)
         super().close()
 
@@ -287,6 +290,8 @@ class MediaEngine:
             now_ns = time.monotonic_ns()
             for leg in list(self.legs.values()):
                 if leg.state != "connected" or leg.tx is None:
+                    for source in leg.sources:
+                        source.stop(now_ns)
                     continue
                 protect = leg.tx.protect
                 sock = leg.sock

@@ -16,12 +16,11 @@ import struct
 
 from callsd.core.wire.negotiation import AUDIO_LEVEL_URI, MID_URI
 
-__all__ = ["Source", "TICK", "MAGIC", "STAMP", "GAP_SECONDS"]
+__all__ = ["Source", "TICK", "MAGIC", "STAMP"]
 
 TICK = 0.020  # seconds: 20 ms Opus frames
 AUDIO_PAYLOAD = 140  # bytes of RTP payload: with header, extension and tag ~ 170 B on the wire, Opus-sized
 VIDEO_MTU_PAYLOAD = 1100
-GAP_SECONDS = 0.5  # a source not sent for this long was stopped (late ticks owe at most 5 x 20 ms)
 MAGIC = b"CLT1"
 _HDR = struct.Struct("!HII")  # seq, timestamp, ssrc at offset 2
 STAMP = struct.Struct("!QII")  # send ns, source counter, source id
@@ -46,7 +45,7 @@ class Source:
 
     __slots__ = ("kind", "ssrc", "mid", "pt", "user_number", "source_id", "buffers", "offset", "seq", "ts",
                  "counter", "enabled", "packets_per_tick", "tick_in_frame", "frame_ticks", "ts_step", "frames",
-                 "started_ns", "last_ns", "bitrate")
+                 "started_ns", "stopped_ns", "bitrate")
 
     def __init__(self, *, kind: str, ssrc: int, user_number: int, bitrate: int = 0, seed: int = 0,
                  index: int = 0) -> None:
@@ -63,7 +62,7 @@ class Source:
         self.tick_in_frame = 0
         self.frames = 0
         self.started_ns = 0
-        self.last_ns = 0  # when `packets` last ran (the send tick reached this source)
+        self.stopped_ns = 0  # since when its leg cannot send (failed, closed, reconnecting); 0 while it can
         self.bitrate = bitrate
         self.buffers: list[bytearray] = []
         self.offset = 0
@@ -108,30 +107,33 @@ class Source:
         """Packets per second this source emits while it sends."""
         return self.packets_per_tick / (self.frame_ticks * TICK)
 
+    def stop(self, now_ns: int) -> None:
+        """Its leg stopped sending (not connected, closed): from now on the source owes packets (see `intended`).
+        A send tick that merely runs late does not count: what the load tool itself failed to send is its own
+        stall (``late_ticks``), not loss."""
+        if self.started_ns and not self.stopped_ns:
+            self.stopped_ns = now_ns
+
     def _owed(self, now_ns: int) -> int:
-        """Packets this source should have sent since its last tick but did not, because its leg was not sending
-        (failed, closed, reconnecting). Zero for ordinary tick lateness (bounded to a few ticks)."""
-        if not self.started_ns or not self.last_ns:
+        if not self.stopped_ns:
             return 0
-        gap = (now_ns - self.last_ns) / 1e9
-        if gap < GAP_SECONDS:
-            return 0
-        return max(0, round((gap - self.frame_ticks * TICK) * self.rate))
+        return max(0, round((now_ns - self.stopped_ns) / 1e9 * self.rate))
 
     def intended(self, until_ns: int) -> int:
-        """The source's packet counter as it would read at ``until_ns`` had it kept sending: the sender's side of
-        the delivery count (receivers compare it with what they got, so a stream that stops is counted lost)."""
+        """The source's packet counter as it would read at ``until_ns`` had its user kept sending: the sender's side
+        of the delivery count (receivers compare it with what they got, so a stream that stops is counted lost)."""
         return self.counter + self._owed(until_ns)
 
     def packets(self, now_ns: int) -> list[bytes]:
         """The plaintext packets due in one 20 ms tick, with sequence numbers, timestamps and stamps filled in.
 
         Audio: one packet per tick. Video: a whole frame on the first tick of every ``frame_ticks``, none between.
-        After a gap (the leg was not sending), the stamp counter jumps by what was owed, so receivers count the
-        gap as lost.
+        After its leg could not send (`stop`), the stamp counter jumps by what was owed, so receivers count the gap
+        as lost.
         """
-        self.counter += self._owed(now_ns)
-        self.last_ns = now_ns
+        if self.stopped_ns:
+            self.counter += self._owed(now_ns)
+            self.stopped_ns = 0
         tick = self.tick_in_frame
         self.tick_in_frame = (tick + 1) % self.frame_ticks
         if tick != 0:

@@ -102,3 +102,40 @@ def test_cpu_across_a_restart_counts_each_process_apart() -> None:
     assert len(reasons) == 2 and "changed" in reasons[0] and "stopped accepting" in reasons[1]
     doc = build_results(LoadConfig(), "now", [], {}, [], scrapes, {})
     assert doc["server"]["cpu_seconds"] == 17.5 and doc["valid"] is False
+
+
+class _Socket:
+    """Collects what a simulated user sends (instead of a WebSocket)."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, object]] = []
+
+    async def send_message(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+
+async def test_reconnect_sends_the_secret_from_join_ack_and_renegotiates() -> None:
+    from callsd.app.loadtest.worker import SimUser, WorkerSpec
+    from callsd.peer import Identity, MediaEngine
+
+    spec = WorkerSpec(ws_url="ws://127.0.0.1:1/api/v1/websocket", index=0, calls=[0], total_calls=1,
+                      users_per_call=2, unmuted=1, screen_sharing=0, video=False, video_bitrate=0,
+                      screen_bitrate=0, join_duration=1, duration=2, t0=0.0, run_id="r", reconnect=True)
+    user = SimUser(spec, MediaEngine(Identity()), 0, 0)
+    ws = _Socket()
+    user.ws = ws  # type: ignore[assignment]
+    await user._on_join_ack({"session_id": "s1", "reconnect_secret": "k1"})
+    first = user.leg
+    assert [m["type"] for m in ws.sent] == ["unmute", "sdp"] and user.reconnect_secret == "k1"
+    # The socket dropped: the next one resumes with the secret, then a new media leg is negotiated.
+    assert first is not None
+    first.close()
+    user.leg, user.resume = None, True
+    assert user._reconnect_data() == {"session_id": "s1", "channel_id": user.channel_id, "reconnect_secret": "k1"}
+    ws.sent.clear()
+    await user._on_join_ack({"session_id": "s1", "reconnected": True})
+    assert [m["type"] for m in ws.sent] == ["sdp"]  # no second unmute: the session kept its state
+    assert user.reconnects == 1 and user.reconnect_secret == "k1" and user.leg is not first
+    assert len(user.legs) == 2
+    for leg in user.legs:
+        leg.close()

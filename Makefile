@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict  # core, adapters and app, through typecheck/callsd (see [tool.mypy] in pyproject.toml)
 
 unit: $(STAMP) system-deps
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -q -ra
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -q -ra --durations=25
 
 # The networking tests alone (namespaces, NAT, coturn; root): also part of `unit`, hence of `make test`.
 test-net: $(STAMP) system-deps

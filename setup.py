@@ -8,7 +8,7 @@ setup(
         Extension(
             "callsd.adapters.media.native._engine",
             sources=["adapters/media/native/_engine.c"],
-            depends=["adapters/media/native/rtp_rules.h"],
+            depends=[f"adapters/media/native/{h}" for h in ("rtp_rules.h", "srtp_session.h", "pyslots.h", "addresses.h")],
             libraries=["srtp2"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
         )

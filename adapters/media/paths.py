@@ -27,11 +27,25 @@ if TYPE_CHECKING:
     from .forwarder import Forwarder
     from .transport import Peer, UdpEndpoint
 
-__all__ = ["ReceivePath", "PythonPath", "FAST_PATHS", "make_path", "native_available"]
+__all__ = ["ReceivePath", "PythonPath", "SrtpContextLike", "FAST_PATHS", "make_path", "native_available"]
 
 log = logging.getLogger("callsd.media.paths")
 
 FAST_PATHS = ("auto", "native", "python")
+
+
+class SrtpContextLike(Protocol):
+    """A peer's SRTP/SRTCP contexts as the endpoint uses them (srtp.SrtpContext, native.NativeSrtpContext)."""
+
+    profile: bytes  # the OpenSSL profile name
+    last_error: int  # libsrtp status of the last refusal
+
+    @property
+    def tx(self) -> Any: ...  # the outbound session, the path's Peer.send_rtp protects with it
+
+    def protect_rtcp(self, packet: bytes) -> bytes | None: ...
+    def unprotect_rtp(self, packet: bytes) -> bytes | None: ...
+    def unprotect_rtcp(self, packet: bytes) -> bytes | None: ...
 
 
 class ReceivePath(Protocol):
@@ -45,7 +59,7 @@ class ReceivePath(Protocol):
     def bind(self, endpoint: UdpEndpoint) -> None:
         """Called once by the endpoint that owns this path, before any other method."""
 
-    def srtp_context(self, keys: SrtpKeys) -> Any: ...
+    def srtp_context(self, keys: SrtpKeys) -> SrtpContextLike: ...
 
     def drain(self, sock: socket.socket, batch: int) -> int: ...
 

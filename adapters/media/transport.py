@@ -61,7 +61,7 @@ import trio
 from .counters import TransportCounters
 from .dtls import Certificate, DtlsError, DtlsSession
 from .ice import FailureLimiter, IceLiteState, StunRejected, parse_binding_request, peek_username
-from .paths import PythonPath, ReceivePath
+from .paths import PythonPath, ReceivePath, SrtpContextLike
 from .srtp import ERR_AUTH, ERR_REPLAY, ERR_REPLAY_OLD, MAX_PACKET, Direction, srtp_protect
 from .udp import CLASSIFY, KIND_DTLS, KIND_RTP, KIND_STUN, BufferSizes, open_socket
 
@@ -120,7 +120,7 @@ class Peer:
         self.session_id = session_id
         self.ice = ice
         self.dtls = dtls
-        self.srtp: Any = None  # SrtpContext, or the native path's equivalent
+        self.srtp: SrtpContextLike | None = None
         self.address: Any = None  # where media goes: the nominated address (or the first authenticated one)
         self.connected = False
         self.closed = False

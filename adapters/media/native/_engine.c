@@ -34,11 +34,10 @@
 #include <sys/socket.h>
 
 #include "rtp_rules.h"
-#include "structmember.h"
+#include "srtp_session.h"
+#include "pyslots.h"
+#include "addresses.h"
 
-#define BUF 2048
-#define TRAILER (4 + 16 + 128)
-#define MAX_PACKET (BUF - TRAILER)
 #define BATCH 64
 #define CACHE_MASK 511
 
@@ -52,132 +51,6 @@ static PyObject *s_srtp, *s_rx, *s_tx, *s_data, *s_closed, *s_inbound, *s_packet
     *s_last_seq, *s_remap, *s_identity, *s_table, *s_ts_offset, *s_ssrc, *s_address, *s_send_rtp, *s_clock,
     *s_on_voice;
 
-/* ---- SrtpSession -------------------------------------------------------------------------------------------- */
-
-typedef struct {
-    PyObject_HEAD
-    srtp_t srtp;
-    int last_error;
-    uint8_t buf[BUF];
-} SrtpSession;
-
-static PyTypeObject SrtpSessionType;
-
-static PyObject *SrtpSession_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"profile", "key", "outbound", NULL};
-    int profile, outbound;
-    const char *key;
-    Py_ssize_t key_len;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iy#p", kwlist, &profile, &key, &key_len, &outbound))
-        return NULL;
-    srtp_policy_t policy;
-    memset(&policy, 0, sizeof policy);
-    if (srtp_crypto_policy_set_from_profile_for_rtp(&policy.rtp, (srtp_profile_t)profile) ||
-        srtp_crypto_policy_set_from_profile_for_rtcp(&policy.rtcp, (srtp_profile_t)profile)) {
-        PyErr_Format(PyExc_ValueError, "unsupported SRTP profile %d", profile);
-        return NULL;
-    }
-    Py_ssize_t need = (Py_ssize_t)(srtp_profile_get_master_key_length((srtp_profile_t)profile) +
-                                   srtp_profile_get_master_salt_length((srtp_profile_t)profile));
-    if (key_len < need) {
-        PyErr_Format(PyExc_ValueError, "key must contain at least %zd bytes", need);
-        return NULL;
-    }
-    unsigned char material[64];
-    if (key_len > (Py_ssize_t)sizeof material) {
-        PyErr_SetString(PyExc_ValueError, "key too long");
-        return NULL;
-    }
-    memcpy(material, key, (size_t)key_len);
-    policy.key = material;
-    policy.ssrc.type = outbound ? ssrc_any_outbound : ssrc_any_inbound;
-    policy.window_size = 1024;
-    policy.allow_repeat_tx = 1;
-    policy.next = NULL;
-    SrtpSession *self = (SrtpSession *)type->tp_alloc(type, 0);
-    if (self == NULL)
-        return NULL;
-    srtp_err_status_t rc = srtp_create(&self->srtp, &policy);
-    memset(material, 0, sizeof material);
-    if (rc != srtp_err_status_ok) {
-        self->srtp = NULL;
-        Py_DECREF(self);
-        PyErr_Format(PyExc_ValueError, "srtp_create failed (status %d)", (int)rc);
-        return NULL;
-    }
-    return (PyObject *)self;
-}
-
-static void SrtpSession_dealloc(SrtpSession *self) {
-    if (self->srtp != NULL)
-        srtp_dealloc(self->srtp);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-typedef srtp_err_status_t (*transform_fn)(srtp_t, void *, int *);
-
-static PyObject *SrtpSession_run(SrtpSession *self, PyObject *arg, transform_fn fn) {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    if (view.len > MAX_PACKET) {
-        PyBuffer_Release(&view);
-        self->last_error = 6;
-        Py_RETURN_NONE;
-    }
-    memcpy(self->buf, view.buf, (size_t)view.len);
-    int len = (int)view.len;
-    PyBuffer_Release(&view);
-    srtp_err_status_t rc = fn(self->srtp, self->buf, &len);
-    if (rc != srtp_err_status_ok) {
-        self->last_error = (int)rc;
-        Py_RETURN_NONE;
-    }
-    return PyBytes_FromStringAndSize((const char *)self->buf, len);
-}
-
-static PyObject *SrtpSession_protect(SrtpSession *self, PyObject *arg) {
-    return SrtpSession_run(self, arg, srtp_protect);
-}
-static PyObject *SrtpSession_protect_rtcp(SrtpSession *self, PyObject *arg) {
-    return SrtpSession_run(self, arg, srtp_protect_rtcp);
-}
-static PyObject *SrtpSession_unprotect(SrtpSession *self, PyObject *arg) {
-    return SrtpSession_run(self, arg, srtp_unprotect);
-}
-static PyObject *SrtpSession_unprotect_rtcp(SrtpSession *self, PyObject *arg) {
-    return SrtpSession_run(self, arg, srtp_unprotect_rtcp);
-}
-
-static PyObject *SrtpSession_get_last_error(SrtpSession *self, void *closure) {
-    (void)closure;
-    return PyLong_FromLong(self->last_error);
-}
-
-static PyMethodDef SrtpSession_methods[] = {
-    {"protect", (PyCFunction)SrtpSession_protect, METH_O, "SRTP-protect an RTP packet; None on failure."},
-    {"protect_rtcp", (PyCFunction)SrtpSession_protect_rtcp, METH_O, "SRTCP-protect; None on failure."},
-    {"unprotect", (PyCFunction)SrtpSession_unprotect, METH_O, "Verify and decrypt SRTP; None on failure."},
-    {"unprotect_rtcp", (PyCFunction)SrtpSession_unprotect_rtcp, METH_O, "Verify and decrypt SRTCP."},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyGetSetDef SrtpSession_getset[] = {
-    {"last_error", (getter)SrtpSession_get_last_error, NULL, "libsrtp status of the last failure", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyTypeObject SrtpSessionType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "callsd.adapters.media.native._engine.SrtpSession",
-    .tp_basicsize = sizeof(SrtpSession),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "SrtpSession(profile, key, outbound): one libsrtp session (one direction of one peer).",
-    .tp_new = SrtpSession_new,
-    .tp_dealloc = (destructor)SrtpSession_dealloc,
-    .tp_methods = SrtpSession_methods,
-    .tp_getset = SrtpSession_getset,
-};
-
 /* ---- Engine ------------------------------------------------------------------------------------------------- */
 
 /* Counter deltas of one step, added to the Python counter objects before control returns to Python. */
@@ -189,16 +62,6 @@ typedef struct {
 typedef struct {
     long long rtp_in, rtp_in_bytes, rtp_out, rtp_out_bytes, drop_malformed, drop_padding, drop_no_route;
 } forwarder_delta;
-
-/* Pure memo tables (a numeric address and its tuple never change meaning), direct-mapped, holding strong
- * references: the receive side reuses the tuple of a source address (so the str hash is cached too), the send side
- * reuses the sockaddr parsed from a destination tuple it has seen (compared by identity). */
-#define ADDR_CACHE 256
-typedef struct {
-    struct sockaddr_storage sa;
-    socklen_t len;
-    PyObject *tuple;
-} addr_memo;
 
 typedef struct {
     PyObject_HEAD
@@ -286,107 +149,6 @@ static void Engine_dealloc(Engine *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* -- attribute access ----------------------------------------------------------------------------------------
- * The step reads and writes ~20 attributes per forwarded packet on slotted Python objects (InTrack, OutRoute,
- * Peer...). For those, PyObject_GetAttr walks the type's MRO cache and calls the member descriptor each time; here
- * a small memo remembers, per (exact type, name), the slot's offset, valid while the type's version tag is
- * unchanged (CPython bumps it whenever the type or a base is modified). Anything else (a property, a __dict__
- * attribute, a type with its own __getattribute__/__setattr__, an unset slot) goes through the generic calls. */
-#define SLOT_MEMO 128
-typedef struct {
-    PyTypeObject *type;
-    PyObject *name;
-    unsigned int version;
-    Py_ssize_t offset; /* -1: not a plain object slot, use the generic call */
-} slot_memo;
-static slot_memo slot_memos[SLOT_MEMO];
-
-static Py_ssize_t slot_offset(PyObject *obj, PyObject *name) {
-    PyTypeObject *type = Py_TYPE(obj);
-    slot_memo *m = &slot_memos[(((uintptr_t)type >> 4) ^ ((uintptr_t)name >> 4)) % SLOT_MEMO];
-    if (m->type == type && m->name == name && m->version == type->tp_version_tag && type->tp_version_tag != 0)
-        return m->offset;
-    Py_ssize_t offset = -1;
-    if (type->tp_getattro == PyObject_GenericGetAttr && type->tp_setattro == PyObject_GenericSetAttr) {
-        PyObject *descr = _PyType_Lookup(type, name); /* borrowed; sets the type's version tag */
-        if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-            PyMemberDef *def = ((PyMemberDescrObject *)descr)->d_member;
-            if (def->type == T_OBJECT_EX && !(def->flags & READONLY))
-                offset = def->offset;
-        }
-    }
-    if (type->tp_version_tag != 0 && (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
-        m->type = type;
-        m->name = name;
-        m->version = type->tp_version_tag;
-        m->offset = offset;
-    }
-    return offset;
-}
-
-/* PyObject_GetAttr with the slot memo: a new reference, or NULL with an exception set. */
-static PyObject *cs_getattr(PyObject *obj, PyObject *name) {
-    Py_ssize_t offset = slot_offset(obj, name);
-    if (offset >= 0) {
-        PyObject *v = *(PyObject **)((char *)obj + offset);
-        if (v != NULL)
-            return Py_NewRef(v);
-    }
-    return PyObject_GetAttr(obj, name);
-}
-
-/* PyObject_SetAttr with the slot memo: 0, or -1 with an exception set. */
-static int cs_setattr(PyObject *obj, PyObject *name, PyObject *value) {
-    Py_ssize_t offset = slot_offset(obj, name);
-    if (offset >= 0) {
-        PyObject **slot = (PyObject **)((char *)obj + offset);
-        PyObject *old = *slot;
-        *slot = Py_NewRef(value);
-        Py_XDECREF(old);
-        return 0;
-    }
-    return PyObject_SetAttr(obj, name, value);
-}
-
-/* -- attribute helpers: -1 with an exception set on failure -- */
-
-static int get_ll(PyObject *obj, PyObject *name, long long *out) {
-    PyObject *v = cs_getattr(obj, name);
-    if (v == NULL)
-        return -1;
-    long long x = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    if (x == -1 && PyErr_Occurred())
-        return -1;
-    *out = x;
-    return 0;
-}
-
-static int set_ll(PyObject *obj, PyObject *name, long long value) {
-    PyObject *v = PyLong_FromLongLong(value);
-    if (v == NULL)
-        return -1;
-    int rc = cs_setattr(obj, name, v);
-    Py_DECREF(v);
-    return rc;
-}
-
-static int add_ll(PyObject *obj, PyObject *name, long long delta) {
-    long long x;
-    if (get_ll(obj, name, &x) < 0)
-        return -1;
-    return set_ll(obj, name, x + delta);
-}
-
-static int get_truth(PyObject *obj, PyObject *name) {
-    PyObject *v = cs_getattr(obj, name);
-    if (v == NULL)
-        return -1;
-    int t = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return t;
-}
-
 /* Add the step's counter deltas to the Python counter objects; keeps going after a failure (reports it). */
 static int flush_counters(Engine *self) {
     int rc = 0;
@@ -455,74 +217,6 @@ static void flush_sends(Engine *self) {
         i += sent;
     }
     self->squeued = 0;
-}
-
-/* (host, port) -> sockaddr, as the socket module accepts numeric addresses; 0 on success. */
-static int address_to_sockaddr(PyObject *addr, struct sockaddr_storage *out, socklen_t *len) {
-    if (!PyTuple_Check(addr) || PyTuple_GET_SIZE(addr) < 2)
-        return -1;
-    PyObject *host = PyTuple_GET_ITEM(addr, 0), *port_obj = PyTuple_GET_ITEM(addr, 1);
-    if (!PyUnicode_Check(host) || !PyLong_Check(port_obj))
-        return -1;
-    const char *text = PyUnicode_AsUTF8(host);
-    long port = PyLong_AsLong(port_obj);
-    if (text == NULL || port < 0 || port > 65535) {
-        PyErr_Clear();
-        return -1;
-    }
-    memset(out, 0, sizeof *out);
-    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
-    if (inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons((uint16_t)port);
-        *len = sizeof *v4;
-        return 0;
-    }
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
-    if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons((uint16_t)port);
-        if (PyTuple_GET_SIZE(addr) >= 4) {
-            v6->sin6_flowinfo = htonl((uint32_t)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(addr, 2)));
-            v6->sin6_scope_id = (uint32_t)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(addr, 3));
-            if (PyErr_Occurred()) {
-                PyErr_Clear();
-                return -1;
-            }
-        }
-        *len = sizeof *v6;
-        return 0;
-    }
-    return -1;
-}
-
-/* sockaddr -> the tuple socket.recvfrom returns for it. */
-static PyObject *sockaddr_to_address(const struct sockaddr_storage *sa) {
-    char text[INET6_ADDRSTRLEN];
-    if (sa->ss_family == AF_INET) {
-        const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
-        return Py_BuildValue("(si)", text, (int)ntohs(v4->sin_port));
-    }
-    if (sa->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
-        return Py_BuildValue("(siII)", text, (int)ntohs(v6->sin6_port), (unsigned)ntohl(v6->sin6_flowinfo),
-                             (unsigned)v6->sin6_scope_id);
-    }
-    Py_RETURN_NONE;
-}
-
-static socklen_t sockaddr_len(const struct sockaddr_storage *sa) {
-    return sa->ss_family == AF_INET6 ? (socklen_t)sizeof(struct sockaddr_in6) : (socklen_t)sizeof(struct sockaddr_in);
-}
-
-static unsigned sockaddr_slot(const struct sockaddr_storage *sa, socklen_t len) {
-    const uint8_t *b = (const uint8_t *)sa;
-    unsigned h = 2166136261u;
-    for (socklen_t i = 0; i < len; i++)
-        h = (h ^ b[i]) * 16777619u;
-    return h % ADDR_CACHE;
 }
 
 /* The address tuple of a received datagram (new reference), memoized. */

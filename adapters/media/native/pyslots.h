@@ -1,0 +1,111 @@
+/* Reading and writing attributes of the Python objects the step shares with the Python path, fast for slotted
+ * classes and exactly PyObject_GetAttr/SetAttr otherwise. Included once, by _engine.c. */
+#ifndef CALLSD_PYSLOTS_H
+#define CALLSD_PYSLOTS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include "structmember.h"
+
+/* -- attribute access ----------------------------------------------------------------------------------------
+ * The step reads and writes ~20 attributes per forwarded packet on slotted Python objects (InTrack, OutRoute,
+ * Peer...). For those, PyObject_GetAttr walks the type's MRO cache and calls the member descriptor each time; here
+ * a small memo remembers, per (exact type, name), the slot's offset, valid while the type's version tag is
+ * unchanged (CPython bumps it whenever the type or a base is modified). Anything else (a property, a __dict__
+ * attribute, a type with its own __getattribute__/__setattr__, an unset slot) goes through the generic calls. */
+#define SLOT_MEMO 128
+typedef struct {
+    PyTypeObject *type;
+    PyObject *name;
+    unsigned int version;
+    Py_ssize_t offset; /* -1: not a plain object slot, use the generic call */
+} slot_memo;
+static slot_memo slot_memos[SLOT_MEMO];
+
+static Py_ssize_t slot_offset(PyObject *obj, PyObject *name) {
+    PyTypeObject *type = Py_TYPE(obj);
+    slot_memo *m = &slot_memos[(((uintptr_t)type >> 4) ^ ((uintptr_t)name >> 4)) % SLOT_MEMO];
+    if (m->type == type && m->name == name && m->version == type->tp_version_tag && type->tp_version_tag != 0)
+        return m->offset;
+    Py_ssize_t offset = -1;
+    if (type->tp_getattro == PyObject_GenericGetAttr && type->tp_setattro == PyObject_GenericSetAttr) {
+        PyObject *descr = _PyType_Lookup(type, name); /* borrowed; sets the type's version tag */
+        if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyMemberDef *def = ((PyMemberDescrObject *)descr)->d_member;
+            if (def->type == T_OBJECT_EX && !(def->flags & READONLY))
+                offset = def->offset;
+        }
+    }
+    if (type->tp_version_tag != 0 && (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        m->type = type;
+        m->name = name;
+        m->version = type->tp_version_tag;
+        m->offset = offset;
+    }
+    return offset;
+}
+
+/* PyObject_GetAttr with the slot memo: a new reference, or NULL with an exception set. */
+static PyObject *cs_getattr(PyObject *obj, PyObject *name) {
+    Py_ssize_t offset = slot_offset(obj, name);
+    if (offset >= 0) {
+        PyObject *v = *(PyObject **)((char *)obj + offset);
+        if (v != NULL)
+            return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
+/* PyObject_SetAttr with the slot memo: 0, or -1 with an exception set. */
+static int cs_setattr(PyObject *obj, PyObject *name, PyObject *value) {
+    Py_ssize_t offset = slot_offset(obj, name);
+    if (offset >= 0) {
+        PyObject **slot = (PyObject **)((char *)obj + offset);
+        PyObject *old = *slot;
+        *slot = Py_NewRef(value);
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(obj, name, value);
+}
+
+/* -- attribute helpers: -1 with an exception set on failure -- */
+
+static int get_ll(PyObject *obj, PyObject *name, long long *out) {
+    PyObject *v = cs_getattr(obj, name);
+    if (v == NULL)
+        return -1;
+    long long x = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static int set_ll(PyObject *obj, PyObject *name, long long value) {
+    PyObject *v = PyLong_FromLongLong(value);
+    if (v == NULL)
+        return -1;
+    int rc = cs_setattr(obj, name, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+static int add_ll(PyObject *obj, PyObject *name, long long delta) {
+    long long x;
+    if (get_ll(obj, name, &x) < 0)
+        return -1;
+    return set_ll(obj, name, x + delta);
+}
+
+static int get_truth(PyObject *obj, PyObject *name) {
+    PyObject *v = cs_getattr(obj, name);
+    if (v == NULL)
+        return -1;
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
+#endif

@@ -1,0 +1,142 @@
+/* SrtpSession: one libsrtp session (Debian's libsrtp2), one direction of one peer, with the policy
+ * adapters/media/srtp.py builds through pylibsrtp (profile from DTLS-SRTP, SSRC_ANY_{IN,OUT}BOUND, replay window 1024,
+ * allow_repeat_tx). Included once, by _engine.c (the extension is one translation unit). */
+#ifndef CALLSD_SRTP_SESSION_H
+#define CALLSD_SRTP_SESSION_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <srtp2/srtp.h>
+#include <string.h>
+
+#define BUF 2048
+#define TRAILER (4 + 16 + 128) /* SRTCP index + longest tag + MKI, as pylibsrtp reserves */
+#define MAX_PACKET (BUF - TRAILER)
+
+/* ---- SrtpSession -------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    srtp_t srtp;
+    int last_error;
+    uint8_t buf[BUF];
+} SrtpSession;
+
+static PyTypeObject SrtpSessionType;
+
+static PyObject *SrtpSession_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"profile", "key", "outbound", NULL};
+    int profile, outbound;
+    const char *key;
+    Py_ssize_t key_len;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iy#p", kwlist, &profile, &key, &key_len, &outbound))
+        return NULL;
+    srtp_policy_t policy;
+    memset(&policy, 0, sizeof policy);
+    if (srtp_crypto_policy_set_from_profile_for_rtp(&policy.rtp, (srtp_profile_t)profile) ||
+        srtp_crypto_policy_set_from_profile_for_rtcp(&policy.rtcp, (srtp_profile_t)profile)) {
+        PyErr_Format(PyExc_ValueError, "unsupported SRTP profile %d", profile);
+        return NULL;
+    }
+    Py_ssize_t need = (Py_ssize_t)(srtp_profile_get_master_key_length((srtp_profile_t)profile) +
+                                   srtp_profile_get_master_salt_length((srtp_profile_t)profile));
+    if (key_len < need) {
+        PyErr_Format(PyExc_ValueError, "key must contain at least %zd bytes", need);
+        return NULL;
+    }
+    unsigned char material[64];
+    if (key_len > (Py_ssize_t)sizeof material) {
+        PyErr_SetString(PyExc_ValueError, "key too long");
+        return NULL;
+    }
+    memcpy(material, key, (size_t)key_len);
+    policy.key = material;
+    policy.ssrc.type = outbound ? ssrc_any_outbound : ssrc_any_inbound;
+    policy.window_size = 1024;
+    policy.allow_repeat_tx = 1;
+    policy.next = NULL;
+    SrtpSession *self = (SrtpSession *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    srtp_err_status_t rc = srtp_create(&self->srtp, &policy);
+    memset(material, 0, sizeof material);
+    if (rc != srtp_err_status_ok) {
+        self->srtp = NULL;
+        Py_DECREF(self);
+        PyErr_Format(PyExc_ValueError, "srtp_create failed (status %d)", (int)rc);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void SrtpSession_dealloc(SrtpSession *self) {
+    if (self->srtp != NULL)
+        srtp_dealloc(self->srtp);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+typedef srtp_err_status_t (*transform_fn)(srtp_t, void *, int *);
+
+static PyObject *SrtpSession_run(SrtpSession *self, PyObject *arg, transform_fn fn) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (view.len > MAX_PACKET) {
+        PyBuffer_Release(&view);
+        self->last_error = 6;
+        Py_RETURN_NONE;
+    }
+    memcpy(self->buf, view.buf, (size_t)view.len);
+    int len = (int)view.len;
+    PyBuffer_Release(&view);
+    srtp_err_status_t rc = fn(self->srtp, self->buf, &len);
+    if (rc != srtp_err_status_ok) {
+        self->last_error = (int)rc;
+        Py_RETURN_NONE;
+    }
+    return PyBytes_FromStringAndSize((const char *)self->buf, len);
+}
+
+static PyObject *SrtpSession_protect(SrtpSession *self, PyObject *arg) {
+    return SrtpSession_run(self, arg, srtp_protect);
+}
+static PyObject *SrtpSession_protect_rtcp(SrtpSession *self, PyObject *arg) {
+    return SrtpSession_run(self, arg, srtp_protect_rtcp);
+}
+static PyObject *SrtpSession_unprotect(SrtpSession *self, PyObject *arg) {
+    return SrtpSession_run(self, arg, srtp_unprotect);
+}
+static PyObject *SrtpSession_unprotect_rtcp(SrtpSession *self, PyObject *arg) {
+    return SrtpSession_run(self, arg, srtp_unprotect_rtcp);
+}
+
+static PyObject *SrtpSession_get_last_error(SrtpSession *self, void *closure) {
+    (void)closure;
+    return PyLong_FromLong(self->last_error);
+}
+
+static PyMethodDef SrtpSession_methods[] = {
+    {"protect", (PyCFunction)SrtpSession_protect, METH_O, "SRTP-protect an RTP packet; None on failure."},
+    {"protect_rtcp", (PyCFunction)SrtpSession_protect_rtcp, METH_O, "SRTCP-protect; None on failure."},
+    {"unprotect", (PyCFunction)SrtpSession_unprotect, METH_O, "Verify and decrypt SRTP; None on failure."},
+    {"unprotect_rtcp", (PyCFunction)SrtpSession_unprotect_rtcp, METH_O, "Verify and decrypt SRTCP."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef SrtpSession_getset[] = {
+    {"last_error", (getter)SrtpSession_get_last_error, NULL, "libsrtp status of the last failure", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject SrtpSessionType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "callsd.adapters.media.native._engine.SrtpSession",
+    .tp_basicsize = sizeof(SrtpSession),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "SrtpSession(profile, key, outbound): one libsrtp session (one direction of one peer).",
+    .tp_new = SrtpSession_new,
+    .tp_dealloc = (destructor)SrtpSession_dealloc,
+    .tp_methods = SrtpSession_methods,
+    .tp_getset = SrtpSession_getset,
+};
+
+#endif

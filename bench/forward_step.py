@@ -1,0 +1,142 @@
+"""The per-packet cost of the receive step alone, both paths, in one process: user and system CPU per egress packet.
+
+    python -m bench.forward_step [--receivers 4] [--packets 20000] [--chunk 200] [--rounds 3] [--json]
+
+No child processes and no wakeups: one publisher's pre-protected SRTP packets (160 bytes of audio with a one-byte
+audio-level extension that every route remaps) are written into the SFU's socket `--chunk` at a time, then the
+endpoint's path drains them (`ReceivePath.drain`, the same call the receive loop makes) and forwards each to
+`--receivers` routes through a real ``MediaPlane`` forwarder; the receivers' sockets are emptied outside the timed
+part. The timed part is `getrusage` around the drain only, so user time is the path's own work and system time is
+the kernel's (`recvfrom`/`recvmmsg`, `sendto`/`sendmmsg` and, on loopback, the delivery into the receivers'
+sockets). The paths alternate `--rounds` times; the best round of each is reported with the ratio. Complements
+`bench.forward`, which measures the whole process under a paced load (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import struct
+from typing import Any
+
+from callsd.adapters.media.dtls import Certificate, SrtpKeys
+from callsd.adapters.media.forwarder import URI_AUDIO_LEVEL, InTrack, OutRoute
+from callsd.adapters.media.plane import MediaPlane, PlaneConfig
+from callsd.adapters.media.srtp import SrtpContext
+from callsd.core.events import TrackKind
+
+PROFILE = b"SRTP_AEAD_AES_128_GCM"
+SSRC = 0x1234
+CERT = Certificate.generate("bench-step")
+
+
+def _keys(i: int) -> tuple[SrtpKeys, SrtpKeys]:
+    a, b = bytes(range(i, i + 28)), bytes(range(i + 28, i + 56))
+    return SrtpKeys(profile=PROFILE, local_key=a, remote_key=b), SrtpKeys(profile=PROFILE, local_key=b, remote_key=a)
+
+
+def measure(fast_path: str, receivers: int, packets: int, chunk: int) -> dict[str, Any]:
+    """One run: µs of user and system CPU per egress packet spent in the drain."""
+    plane = MediaPlane(PlaneConfig(ice_port_udp=0, fast_path=fast_path), lambda _e: None)
+    ep = plane.endpoint
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    ep._sock = sock  # noqa: SLF001 - the bench stands in for serve()
+    clients = []
+    for i in range(receivers + 1):
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        c.bind(("127.0.0.1", 0))
+        c.setblocking(False)
+        clients.append(c)
+        sid = f"s{i}"
+        plane.open_session(sid, "bench")
+        peer = ep.add_peer(sid, f"u{i}", "p" * 22, f"c{i}", "q" * 22, CERT.fingerprint)
+        server_keys, _ = _keys(i)
+        peer.srtp = ep.path.srtp_context(server_keys)
+        peer._tx = peer.srtp.tx  # noqa: SLF001 - keyed directly, no handshake
+        peer.address = c.getsockname()
+        peer.connected = True
+        ep._by_addr[peer.address] = peer  # noqa: SLF001
+        plane.on_connected(peer)
+    pub = plane.sessions["s0"]
+    track = InTrack(track_id="t", session=pub, kind=TrackKind.AUDIO, media="audio", mid="0", ssrc=SSRC,
+                    clock_rate=48000, codecs={111: ("opus", 48000, 2, "")}, ext={URI_AUDIO_LEVEL: 1},
+                    stream_id="s")
+    pub.inbound[SSRC] = track
+    for i in range(1, receivers + 1):
+        rcv = plane.sessions[f"s{i}"]
+        route = OutRoute(track=track, receiver=rcv, ssrc=0x5000 + i, mid="", paused=False, ts_offset=i)
+        route.set_mapping({111: 111}, {1: 2})
+        route.negotiated = True
+        track.routes[rcv.session_id] = route
+    track.relive()
+    sender = SrtpContext(_keys(0)[1])
+    ext = bytes.fromhex("bede0001") + bytes([0x10, 0x30, 0, 0])
+    wire = [bytes(sender.protect_rtp(struct.pack("!BBHII", 0x90, 111, k & 0xFFFF, k * 960 & 0xFFFFFFFF, SSRC)
+                                     + ext + bytes(140)))  # type: ignore[arg-type]
+            for k in range(packets)]
+    user = system = 0.0
+    out = 0
+    server = sock.getsockname()
+    for start in range(0, packets, chunk):
+        for data in wire[start : start + chunk]:
+            clients[0].sendto(data, server)
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        while ep.path.drain(sock, 256) >= 256:
+            pass
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        user += after.ru_utime - before.ru_utime
+        system += after.ru_stime - before.ru_stime
+        for c in clients[1:]:
+            while True:
+                try:
+                    c.recv(4096)
+                except BlockingIOError:
+                    break
+                out += 1
+    for c in [sock, *clients]:
+        c.close()
+    return {"path": fast_path, "egress": out, "user_us": user / out * 1e6 if out else None,
+            "system_us": system / out * 1e6 if out else None,
+            "us_per_egress_packet": (user + system) / out * 1e6 if out else None}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.forward_step", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--receivers", type=int, default=4)
+    ap.add_argument("--packets", type=int, default=20000)
+    ap.add_argument("--chunk", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if not (1 <= args.receivers <= 64 and 1 <= args.packets <= 200_000 and 1 <= args.chunk <= 1000
+            and 1 <= args.rounds <= 20):
+        ap.error("receivers 1..64, packets 1..200000, chunk 1..1000, rounds 1..20")
+    load_start = os.getloadavg()
+    rows = [measure(p, args.receivers, args.packets, args.chunk)
+            for _ in range(args.rounds) for p in ("python", "native")]
+    best = {p: min((r for r in rows if r["path"] == p), key=lambda r: r["us_per_egress_packet"])
+            for p in ("python", "native")}
+    result = {"paths": best, "rounds": rows,
+              "native_over_python": best["native"]["us_per_egress_packet"] / best["python"]["us_per_egress_packet"],
+              "conditions": {"receivers": args.receivers, "packets": args.packets, "chunk": args.chunk,
+                             "cpus": os.cpu_count(), "load_average_start": load_start,
+                             "load_average_end": os.getloadavg()}}
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return
+    for r in rows:
+        print(f"{r['path']:>7}: user {r['user_us']:.2f} + system {r['system_us']:.2f} = "
+              f"{r['us_per_egress_packet']:.2f} µs per egress packet ({r['egress']} packets)")
+    print(f"best rounds: native / python = {result['native_over_python']:.2f}; "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@ path, on loopback.
 
 Three processes: this one runs the SFU (a `UdpEndpoint` whose handler forwards every publisher packet to every
 receiver), one child runs the SRTP senders and one the receivers. The children connect with the real ICE + DTLS
-client (adapters/media/client.py), so the SFU uses keys from a real handshake. The SFU's CPU is this process's CPU
+client (callsd.peer, the project's one client engine), so the SFU uses keys from a real handshake. The SFU's CPU is this process's CPU
 time (`time.process_time`, all threads) over the measurement window; children are not counted.
 
 Printed per packet size: SFU CPU µs per forwarded (egress) packet, the egress packets/s one core could sustain at
@@ -40,7 +40,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import trio
-from callsd.adapters.media.client import MediaClient
+from callsd.peer import MediaClient
 from callsd.adapters.media.dtls import Certificate
 from callsd.adapters.media.paths import make_path
 from callsd.adapters.media.transport import Peer, TransportConfig, UdpEndpoint

@@ -1,7 +1,7 @@
 """``callsd replay LOG [--until N] [--call ID] [--verify] [--json]``: rebuild call state from an event log.
 
 LOG is a JSON Lines log (``.jsonl``), an SQLite log (``.db``/``.sqlite``/``.sqlite3``), or a store URL
-(``jsonl:///path``, ``sqlite:///path``). The command replays every record through the call core (up to seq N with
+(``jsonl:///path``, ``sqlite:///path``, ``postgresql://user@host:port/db[?stream=NAME]``). The command replays every record through the call core (up to seq N with
 ``--until``) and prints each ongoing call as a table: channel, call id, host, and per participant whether it is
 muted, has its hand raised, shares its screen, has its camera on, and is connected. ``--call ID`` narrows the
 report to one call (ongoing or ended). ``--json`` prints the same as one JSON document. ``--verify`` also checks that

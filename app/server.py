@@ -330,7 +330,8 @@ def _open_recorder(config: Config, *, group_commit: bool = True, accept_broken_l
         return open_verified(store, accept_broken=accept_broken_log, checkpoint_every=1000,
                              group_commit=group_commit,
                              compact_before_ms=int(time.time() * 1000) - retention * DAY_MS if retention else None,
-                             archive_dir=archive_dir_of(store) if config.store.retention_action == "archive" else None)
+                             archive_dir=archive_dir_of(store, Path(config.store.data_dir))
+                             if config.store.retention_action == "archive" else None)
     except LogRefused as exc:
         store.close()
         raise StartupError(str(exc)) from None

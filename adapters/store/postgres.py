@@ -192,6 +192,14 @@ class PostgresStore:
             return None
         return decode_checkpoint(int(row[0]), row[1], source=self.location)
 
+    def bytes_used(self) -> int:
+        """The stream's rows and checkpoint as stored (``pg_column_size``: after TOAST compression)."""
+        row = self._db.execute(
+            "SELECT (SELECT COALESCE(SUM(pg_column_size(record)), 0) FROM events WHERE stream = %(s)s)"
+            " + (SELECT COALESCE(SUM(pg_column_size(body)), 0) FROM checkpoints WHERE stream = %(s)s)",
+            {"s": self.stream}).fetchone()
+        return int(row[0]) if row else 0
+
     # ------------------------------------------------------------------ leases (pg_leases.py)
 
     def acquire_lease(self, owner: str, seconds: float, *, margin: float = pg_leases.DEFAULT_MARGIN) -> Lease | None:

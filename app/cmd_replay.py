@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         raise SystemExit(EXIT_USAGE)
 
     parser.error = usage_error  # type: ignore[method-assign]  # argparse exits 2 by default; 2 means corrupt here
-    parser.add_argument("log", metavar="LOG", help="a .jsonl or SQLite event log, or jsonl:///path, sqlite:///path")
+    parser.add_argument("log", metavar="LOG", help="a .jsonl or SQLite event log, or jsonl:///path, sqlite:///path, "
+                                                   "postgresql://user@host:port/db")
     parser.add_argument("--until", type=_positive, metavar="N", help="stop after the record with seq N")
     parser.add_argument("--call", metavar="ID", help="report only the call with this call id")
     parser.add_argument("--verify", action="store_true", help="fail (exit 1) if any output digest differs")

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             )
             rtc = f"udp {info.rtc_address[0]}:{info.rtc_address[1]}" if info.rtc_address else "disabled"
             print(f"callsd {info.url} is ready: open it in two browser windows to start a call "
-                  f"(media: {rtc}; auth: {config.auth.mode}; events: {config.store.effective_url()})", flush=True)
+                  f"(media: {rtc}; auth: {config.auth.mode}; events: {config.store.shown_url()})", flush=True)
 
     try:
         trio.run(main)

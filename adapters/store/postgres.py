@@ -78,11 +78,8 @@ class PostgresStore:
         self.stream = url_stream if stream is None else stream
         self.readonly = readonly
         self.fence: Lease | None = None  # the lease appends are conditional on (set by acquire_lease)
-        try:
-            self._db = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                                       application_name="callsd")
-        except psycopg.Error as exc:
-            raise EventLogError(f"cannot open the PostgreSQL log ({_one_line(exc)})", source=self.location) from None
+        self._conninfo = conninfo
+        self._db = self.connect()
         try:
             self._db.execute("SET synchronous_commit = on")
             if readonly:
@@ -104,6 +101,15 @@ class PostgresStore:
             self._db.close()
             raise
         self._last = int(row[0]) if row else 0
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A new autocommit connection to this store's database (the store's own, or a lease keeper's, which must
+        not queue behind a commit in flight); ``EventLogError`` if the server cannot be reached."""
+        try:
+            return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                                   application_name="callsd")
+        except psycopg.Error as exc:
+            raise EventLogError(f"cannot open the PostgreSQL log ({_one_line(exc)})", source=self.location) from None
 
     def _params(self) -> dict[str, Any]:
         fence = self.fence

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -80,3 +83,37 @@ def test_an_unreachable_or_empty_database_is_exit_2_in_one_line(pg_url: str,
     assert rc == 2 and "no callsd event log in this database" in err
     rc, _, err = _run(capsys, "log", "stats", pg_url)
     assert rc == 2 and "no callsd event log in this database" in err
+
+
+def _serve(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CALLSD_HTTP_PORT": "0", "CALLSD_RTC_ICE_PORT_UDP": "0", "CALLSD_STORE_URL": url}
+    return subprocess.run([sys.executable, "-m", "callsd.app.cli", "serve", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_serve_refuses_an_unreachable_database_or_a_tampered_log_in_one_line(pg_url: str, tmp_path: Path) -> None:
+    down = _serve(tmp_path, "postgresql://callsd:hunter2@127.0.0.1:1/calls")
+    assert down.returncode == 2 and "Traceback" not in down.stderr
+    [line] = down.stderr.strip().splitlines()
+    assert "cannot open the PostgreSQL log" in line and "hunter2" not in line
+
+    _record_two_calls(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute("UPDATE events SET record = replace(record, '\"at\":100', '\"at\":99') WHERE seq = 7")
+    tampered = _serve(tmp_path, pg_url)
+    assert tampered.returncode == 2
+    [line] = tampered.stderr.strip().splitlines()
+    assert "fails verification" in line and "seq 7: chain break" in line and "--accept-broken-log" in line
+
+
+def test_the_store_commits_synchronously_whatever_the_database_default(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute(f"ALTER DATABASE {pg_url.rpartition('/')[2]} SET synchronous_commit = off")
+    with psycopg.connect(pg_url) as db:
+        assert db.execute("SHOW synchronous_commit").fetchone() == ("off",)
+    store = open_store(pg_url)
+    with store.connect() as db:  # type: ignore[attr-defined]  # a fresh session sees the database's default...
+        assert db.execute("SHOW synchronous_commit").fetchone() == ("off",)
+    # ... but the store's own session commits synchronously (docs/adr/0012, "Durability")
+    assert store._db.execute("SHOW synchronous_commit").fetchone() == ("on",)  # type: ignore[attr-defined]
+    store.close()

@@ -169,7 +169,9 @@ class PostgresStore:
 
     def compact(self, entry: Compaction) -> None:
         """Replace every row up to ``entry.seq`` by ``entry`` in one transaction (docs/adr/0011, "Compaction");
-        safe while a server appends: its rows all come after ``entry.seq``."""
+        safe while a server appends: its rows all come after ``entry.seq``. The same transaction makes the entry's
+        checkpoint the stream's if the stored one is older (its records are gone), so a compaction never leaves a
+        checkpoint pointing into deleted rows, and needs no lease on a leased stream."""
         self._writable()
         last = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE stream = %s",
                                     (self.stream,)).fetchone()[0])  # type: ignore[index]
@@ -179,6 +181,10 @@ class PostgresStore:
             self._db.execute("DELETE FROM events WHERE stream = %s AND seq <= %s", (self.stream, entry.seq))
             self._db.execute("INSERT INTO events (stream, seq, record) VALUES (%s, %s, %s)",
                              (self.stream, entry.seq, encode_record(entry)))
+            seq, body = encode_checkpoint(entry.checkpoint)
+            self._db.execute("INSERT INTO checkpoints AS saved (stream, seq, body) VALUES (%s, %s, %s) "
+                             "ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, body = excluded.body "
+                             "WHERE saved.seq < excluded.seq", (self.stream, seq, body))
 
     def save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep ``checkpoint`` as the stream's latest (under the lease, like an append)."""

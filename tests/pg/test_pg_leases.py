@@ -156,3 +156,23 @@ def test_two_writers_race_and_the_stale_one_is_refused(pg_url: str, lease_s: flo
     result = replay(b.iter_records())
     assert result.verified and result.chain.chained == len(rows)
     a.close(), b.close()
+
+
+def test_compacting_a_leased_stream_keeps_its_checkpoint_in_step(pg_url: str, tmp_path: object) -> None:
+    """`callsd log compact` holds no lease; on a leased stream its checkpoint is written with the compaction, in one
+    transaction, so the owner's restart finds a checkpoint at the cut, never one pointing into deleted rows."""
+    from callsd.adapters.store.compaction import compact
+
+    owner = PostgresStore(pg_url, stream="leased")
+    assert owner.acquire_lease("node-a", 30) is not None
+    recorder = CallRecorder(owner)
+    for i in range(6):
+        recorder.handle(_ghost(i, "a"))
+    tool = PostgresStore(pg_url, stream="leased")
+    done = compact(tool, cut=4)
+    assert done is not None and tool.load_checkpoint()["seq"] == 4  # type: ignore[index]
+    recorder.handle(_ghost(6, "a"))  # the owner goes on appending
+    owner.release_lease()
+    reopened = CallRecorder.open(PostgresStore(pg_url, stream="leased"))
+    assert reopened.recovered is not None and reopened.recovered.verified and reopened.seq == 7
+    owner.close(), tool.close(), reopened.store.close()

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from callsd.core.calls.eventlog import Compaction, EventLogError, LogEntry, Record, encode_record
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from . import pg_leases
 from .base import check_contiguous
@@ -38,6 +39,17 @@ from .rows import decode_checkpoint, decode_rows, encode_checkpoint
 __all__ = ["PostgresStore", "split_store_url"]
 
 CONNECT_TIMEOUT_S = 10
+# libpq settings a URL does not give: a node cut off from the database must see its commit *fail* in seconds (the
+# recorder then breaks and the node stops, ADR 0002), not hang for the kernel's 15-minute TCP retransmission limit.
+CONNECTION_DEFAULTS = {
+    "connect_timeout": str(CONNECT_TIMEOUT_S),
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",  # ms: unacknowledged data (a commit sent into a partition) fails the connection
+    "application_name": "callsd",
+}
 PAGE_ROWS = 2000  # rows fetched per query when reading: memory stays flat however long the log
 
 _APPEND = """
@@ -60,12 +72,18 @@ ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, body = excluded.body
 
 def split_store_url(url: str) -> tuple[str, str, str]:
     """``(conninfo for libpq, stream, location)`` of a ``postgresql://`` URL: the ``stream`` query parameter is
-    callsd's, not libpq's, so it is taken out; ``location`` is the URL without its password (for messages)."""
+    callsd's, not libpq's, so it is taken out, and ``CONNECTION_DEFAULTS`` fill in what the URL leaves unset;
+    ``location`` is the URL without its password (for messages). ``ValueError`` for a URL libpq cannot parse."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     stream = next((value for key, value in query if key == "stream"), "")
     rest = urlencode([(key, value) for key, value in query if key != "stream"])
-    conninfo = urlunsplit(parts._replace(query=rest))
+    given = urlunsplit(parts._replace(query=rest))
+    try:
+        settings = conninfo_to_dict(given)
+    except psycopg.Error as exc:
+        raise ValueError(f"not a PostgreSQL URL libpq accepts: {_one_line(exc)}") from None
+    conninfo = make_conninfo(given, **{k: v for k, v in CONNECTION_DEFAULTS.items() if k not in settings})
     netloc = parts.netloc.rpartition("@")
     shown_netloc = (netloc[0].partition(":")[0] + "@" + netloc[2]) if netloc[1] else parts.netloc
     location = urlunsplit(parts._replace(netloc=shown_netloc, query=urlencode([("stream", stream)]) if stream else ""))
@@ -106,8 +124,7 @@ class PostgresStore:
         """A new autocommit connection to this store's database (the store's own, or a lease keeper's, which must
         not queue behind a commit in flight); ``EventLogError`` if the server cannot be reached."""
         try:
-            return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                                   application_name="callsd")
+            return psycopg.connect(self._conninfo, autocommit=True)
         except psycopg.Error as exc:
             raise EventLogError(f"cannot open the PostgreSQL log ({_one_line(exc)})", source=self.location) from None
 

@@ -81,6 +81,8 @@ def test_an_unreachable_or_empty_database_is_exit_2_in_one_line(pg_url: str,
     assert rc == 2 and err.count("\n") == 1 and "cannot open the PostgreSQL log" in err
     rc, _, err = _run(capsys, "replay", pg_url)
     assert rc == 2 and "no callsd event log in this database" in err
+    rc, _, err = _run(capsys, "replay", pg_url + "?stream=x&bogus=1")
+    assert rc == 64 and 'invalid URI query parameter: "bogus"' in err  # a usage error, as for any bad LOG
     rc, _, err = _run(capsys, "log", "stats", pg_url)
     assert rc == 2 and "no callsd event log in this database" in err
 

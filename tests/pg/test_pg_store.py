@@ -28,6 +28,7 @@ from callsd.core import (
 )
 from callsd.core.calls.eventlog import Compaction
 from callsd.core.calls.replay import replay
+from psycopg.conninfo import conninfo_to_dict
 
 
 def join(sid: str, at: int = 0, call: str = "k") -> JoinCall:
@@ -203,7 +204,18 @@ def test_streams_are_separate_logs_and_pages_are_contiguous(pg_url: str, monkeyp
 
 
 def test_store_urls_split_into_libpq_conninfo_stream_and_a_shown_location() -> None:
-    assert split_store_url("postgresql://u:secret@db.example:5433/calls?sslmode=require&stream=s1") == (
-        "postgresql://u:secret@db.example:5433/calls?sslmode=require", "s1",
-        "postgresql://u@db.example:5433/calls?stream=s1")
-    assert split_store_url("postgres://h/calls") == ("postgres://h/calls", "", "postgres://h/calls")
+    conninfo, stream, location = split_store_url(
+        "postgresql://u:secret@db.example:5433/calls?sslmode=require&stream=s1&keepalives_idle=30")
+    assert (stream, location) == ("s1", "postgresql://u@db.example:5433/calls?stream=s1")
+    settings = conninfo_to_dict(conninfo)
+    assert settings["password"] == "secret" and settings["sslmode"] == "require" and "stream" not in settings
+    assert settings["keepalives_idle"] == "30"  # the URL's own settings win over callsd's defaults
+    assert settings["tcp_user_timeout"] == "10000" and settings["connect_timeout"] == "10"
+    assert split_store_url("postgres://h/calls")[1:] == ("", "postgres://h/calls")
+
+
+def test_the_connection_carries_the_partition_defaults(pg_url: str) -> None:
+    with PostgresStore(pg_url) as store, store.connect() as db:
+        params = db.info.get_parameters()
+        assert db.info.parameter_status("application_name") == "callsd"
+        assert params["tcp_user_timeout"] == "10000" and params["keepalives_idle"] == "5"

@@ -74,7 +74,25 @@ class PostgresServer:
             return "(no server log)"
 
     def start(self) -> PostgresServer:
-        """initdb and start the server; raises ``RuntimeError`` with the server's log if it does not come up."""
+        """initdb (the first time) and start the server; raises ``RuntimeError`` with the server's log if it does
+        not come up. After ``halt`` it starts the same cluster again on the same port (crash recovery included)."""
+        if not self.data.exists():
+            self._initdb()
+        for _ in range(PORT_ATTEMPTS):
+            self.port = self.port or _free_port()
+            options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.sockets} "
+                       "-c max_connections=200 -c log_min_messages=warning")
+            done = self._run(["pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t",
+                              str(START_TIMEOUT_S), "-o", options, "start"], timeout=START_TIMEOUT_S + 10)
+            if done.returncode == 0:
+                return self
+            if "could not bind" not in self._log_tail():
+                break
+            self.port = 0
+        raise RuntimeError(f"PostgreSQL did not start ({done.returncode}): {done.stdout}{done.stderr}\n"
+                           f"server log ({self.logfile}):\n{self._log_tail()}")
+
+    def _initdb(self) -> None:
         self.sockets.mkdir()
         if self._as_postgres:
             user = pwd.getpwnam("postgres")
@@ -84,23 +102,19 @@ class PostgresServer:
                           "--locale=C.UTF-8", "--no-sync"])
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed ({done.returncode}): {done.stdout}{done.stderr}")
-        for _ in range(PORT_ATTEMPTS):
-            self.port = _free_port()
-            options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.sockets} "
-                       "-c max_connections=200 -c log_min_messages=warning")
-            done = self._run(["pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t",
-                              str(START_TIMEOUT_S), "-o", options, "start"], timeout=START_TIMEOUT_S + 10)
-            if done.returncode == 0:
-                return self
-            if "could not bind" not in self._log_tail():
-                break
-        raise RuntimeError(f"PostgreSQL did not start ({done.returncode}): {done.stdout}{done.stderr}\n"
-                           f"server log ({self.logfile}):\n{self._log_tail()}")
+
+    def halt(self, mode: str = "immediate") -> None:
+        """Stop the server, keeping its data: ``immediate`` is a crash (no checkpoint, connections cut; the next
+        ``start`` recovers from the WAL), ``fast`` a clean shutdown."""
+        if (self.data / "postmaster.pid").exists():
+            done = self._run(["pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop"])
+            if done.returncode != 0:
+                raise RuntimeError(f"pg_ctl stop failed: {done.stdout}{done.stderr}")
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and delete its directory."""
-        if self.data.exists() and (self.data / "postmaster.pid").exists():
-            self._run(["pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"])
+        if self.data.exists():
+            self.halt("fast")
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> PostgresServer:

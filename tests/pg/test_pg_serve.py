@@ -160,3 +160,40 @@ async def test_kill_9_mid_burst_loses_no_acknowledged_input(pg_url: str, tmp_pat
         assert logged[session_id][:len(seen)] == seen, session_id  # every acknowledged input, in order
     verified = _replay_verify(pg_url)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def test_when_postgresql_goes_away_serve_stops_and_loses_only_the_unacknowledged(tmp_path: Path) -> None:
+    """The failure model in one run, on a PostgreSQL of its own: the database crashes mid-call; the next input
+    cannot be committed, so nobody is told of it and the server stops (exit 1, one line); once the database is
+    back (crash recovery from its WAL) a restarted server rebuilds the call with every acknowledged input and
+    without the one that was never acknowledged."""
+    from pg_support import PostgresServer
+
+    with PostgresServer() as database:
+        url = database.create_database("crash")
+        server = ServeProcess(tmp_path, CALLSD_STORE_URL=url)
+        await trio.to_thread.run_sync(server.start)
+        try:
+            async with _peer(server) as alice:
+                await alice.send("join", {"channel_id": "room", "display_name": "alice"})
+                await alice.expect("join_ack")
+                await alice.send("raise_hand")
+                await alice.expect("user_raised_hand")  # acknowledged
+                await trio.to_thread.run_sync(database.halt)  # the database crashes
+                await alice.send("lower_hand")
+                with trio.fail_after(30):
+                    while (code := server.proc.poll()) is None:  # type: ignore[union-attr]
+                        await trio.sleep(0.05)
+                assert not [m for m in alice.seen if m["type"] == "user_lowered_hand"]  # never acknowledged
+            assert code == 1
+            last = server.log_path.read_text().strip().splitlines()[-1]
+            assert last.startswith("callsd serve: ") and "event log" in last, last
+            await trio.to_thread.run_sync(database.start)  # back, after crash recovery
+            await trio.to_thread.run_sync(server.start)
+            async with _peer(server) as bob:
+                await bob.send("join", {"channel_id": "room", "display_name": "bob"})
+                first = (await bob.expect("join_ack"))["state"]["participants"][0]
+                assert first["session_id"] == alice.session_id and first["raised_hand"] > 0  # hand still up
+        finally:
+            await trio.to_thread.run_sync(server.stop)
+        assert _replay_verify(url).returncode == 0

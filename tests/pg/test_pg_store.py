@@ -3,6 +3,8 @@ compaction, and loud errors for what cannot be read."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -219,3 +221,12 @@ def test_the_connection_carries_the_partition_defaults(pg_url: str) -> None:
         params = db.info.get_parameters()
         assert db.info.parameter_status("application_name") == "callsd"
         assert params["tcp_user_timeout"] == "10000" and params["keepalives_idle"] == "5"
+
+
+def test_sqlite_users_do_not_load_psycopg(tmp_path: Path) -> None:
+    """`make run` needs no PostgreSQL: opening the default SQLite log loads nothing of the PostgreSQL store."""
+    code = ("import sys; from callsd.adapters.store import open_store; import callsd.app.server; "
+            f"open_store('sqlite://{tmp_path}/e.sqlite').close(); "
+            "assert not [m for m in sys.modules if m.startswith('psycopg')], 'psycopg loaded'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -76,7 +76,9 @@ async def test_a_call_with_media_on_postgresql_then_kill_9_and_restart_recover_i
         assert load.returncode == 0, load.stdout + load.stderr
         doc = json.loads(out.read_text())
         assert doc["users"]["joined"] == 2 and doc["overall"]["packets_received"] > 100, doc["overall"]
-        assert [type(e).__name__ for e in _logged(pg_url)].count("JoinCall") == 2
+        kinds = [type(e).__name__ for e in _logged(pg_url)]
+        assert kinds.count("JoinCall") == 2 and kinds.count("LeaveCall") == 2, kinds  # joined, talked, left
+        assert "PublishTrack" in kinds  # their microphones reached the SFU through the log
 
         # A call still going on when the process is killed...
         async with _peer(server) as alice:

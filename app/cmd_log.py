@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from callsd.adapters.store import EventStore, open_store
 from callsd.adapters.store.compaction import DAY_MS, archive_dir_of, compact
@@ -66,9 +66,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         where.add_argument("--delete", action="store_true", help="delete the compacted records, no archive")
 
 
-def _size(location: str) -> int:
-    """Bytes on disk: the log and its side files (SQLite WAL, checkpoint)."""
-    path = Path(location)
+@runtime_checkable
+class ReportsSize(Protocol):
+    """A store that knows its own size (a database server's: PostgreSQL); file stores are measured on disk."""
+
+    def bytes_used(self) -> int: ...
+
+
+def _size(store: EventStore) -> int:
+    """Bytes on disk: the log and its side files (SQLite WAL, checkpoint), or what the database reports."""
+    if isinstance(store, ReportsSize):
+        return store.bytes_used()
+    path = Path(store.location)
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
 
 
@@ -102,7 +111,7 @@ def _stats(store: EventStore) -> tuple[dict[str, Any], ReplayResult]:
     chain = result.chain
     doc = {
         "location": store.location,
-        "bytes": _size(store.location),
+        "bytes": _size(store),
         "entries": entries,
         "first_seq": first,
         "last_seq": result.last_seq,
@@ -187,7 +196,8 @@ def _compact(store: EventStore, args: argparse.Namespace, config: Any) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     delete = args.delete or (args.archive_dir is None and config.store.retention_action == "delete")
-    archive_dir = None if delete else Path(args.archive_dir) if args.archive_dir else archive_dir_of(store)
+    archive_dir = (None if delete else Path(args.archive_dir) if args.archive_dir
+                   else archive_dir_of(store, Path(config.store.data_dir)))
     before_ms = None if args.before_seq is not None else int(time.time() * 1000) - days * DAY_MS
     try:
         done = compact(store, before_ms=before_ms, cut=args.before_seq, archive_dir=archive_dir)

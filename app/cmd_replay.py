@@ -1,7 +1,7 @@
 """``callsd replay LOG [--until N] [--call ID] [--verify] [--json]``: rebuild call state from an event log.
 
 LOG is a JSON Lines log (``.jsonl``), an SQLite log (``.db``/``.sqlite``/``.sqlite3``), or a store URL
-(``jsonl:///path``, ``sqlite:///path``). The command replays every record through the call core (up to seq N with
+(``jsonl:///path``, ``sqlite:///path``, ``postgresql://user@host:port/db[?stream=NAME]``). The command replays every record through the call core (up to seq N with
 ``--until``) and prints each ongoing call as a table: channel, call id, host, and per participant whether it is
 muted, has its hand raised, shares its screen, has its camera on, and is connected. ``--call ID`` narrows the
 report to one call (ongoing or ended). ``--json`` prints the same as one JSON document. ``--verify`` also checks that
@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         raise SystemExit(EXIT_USAGE)
 
     parser.error = usage_error  # type: ignore[method-assign]  # argparse exits 2 by default; 2 means corrupt here
-    parser.add_argument("log", metavar="LOG", help="a .jsonl or SQLite event log, or jsonl:///path, sqlite:///path")
+    parser.add_argument("log", metavar="LOG", help="a .jsonl or SQLite event log, or jsonl:///path, sqlite:///path, "
+                                                   "postgresql://user@host:port/db")
     parser.add_argument("--until", type=_positive, metavar="N", help="stop after the record with seq N")
     parser.add_argument("--call", metavar="ID", help="report only the call with this call id")
     parser.add_argument("--verify", action="store_true", help="fail (exit 1) if any output digest differs")

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             if info.rtc_advertised:
                 rtc += f", advertised as {info.rtc_advertised}"
             print(f"callsd {info.url} is ready: open it in two browser windows to start a call "
-                  f"(media: {rtc}; auth: {config.auth.mode}; events: {config.store.effective_url()})", flush=True)
+                  f"(media: {rtc}; auth: {config.auth.mode}; events: {config.store.shown_url()})", flush=True)
 
     try:
         trio.run(main)

@@ -106,6 +106,9 @@ class CallsConfig:
     reconnect_window_seconds: int = 30
 
 
+_URL_PASSWORD = re.compile(r"^([a-z]+://[^/:@]*):[^/@]*@")  # the password of a postgresql://user:pw@host URL
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreConfig:
     data_dir: str = "data"
@@ -118,6 +121,11 @@ class StoreConfig:
         if self.url:
             return self.url
         return "sqlite:///" + str((Path(self.data_dir) / "events.sqlite").resolve()).lstrip("/")
+
+    def shown_url(self) -> str:
+        """``effective_url()`` with any password in it masked (``postgresql://user:***@host/db``): for logs and
+        ``callsd config``. Better still, keep the password out of the URL (PGPASSWORD or ~/.pgpass, docs/config.md)."""
+        return _URL_PASSWORD.sub(r"\1:***@", self.effective_url())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,6 +184,8 @@ class Config:
                     value = [s.as_json() for s in value]
                     if mask_secrets:
                         value = [{**s, "credential": "***"} if "credential" in s else s for s in value]
+                elif mask_secrets and (section, key) == ("store", "url") and value:
+                    value = _URL_PASSWORD.sub(r"\1:***@", value)
                 elif mask_secrets and f"{section}.{key}" in SECRET_KEYS and value:
                     value = "***"
                 values[key] = value
@@ -522,7 +532,8 @@ def _cross_checks(config: Config) -> list[str]:
         (".sqlite", ".db", ".jsonl")
     ):
         problems.append(
-            f"store.url: must be sqlite:///PATH, jsonl:///PATH or a .sqlite/.db/.jsonl path, got {config.store.url!r}"
+            f"store.url: must be sqlite:///PATH, jsonl:///PATH, postgresql://USER@HOST:PORT/DB or a .sqlite/.db/.jsonl "
+            f"path, got {StoreConfig(url=config.store.url).shown_url()!r}"
         )
     workers, port = config.rtc.media_workers, config.rtc.ice_port_udp
     if workers > 1 and port and port + workers - 1 > 65535:

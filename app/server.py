@@ -328,7 +328,8 @@ def _open_recorder(config: Config, *, group_commit: bool = True, accept_broken_l
     except EventLogError as exc:  # the store says which: corrupt, or cannot be opened (a full disk...)
         raise StartupError(f"the event log: {exc}") from None
     days, archive = config.store.retention_days, config.store.retention_action == "archive"
-    retention = Retention(days=days, archive_dir=archive_dir_of(store) if archive else None) if days else None
+    retention = (Retention(days=days, archive_dir=archive_dir_of(store, Path(config.store.data_dir)) if archive else None)
+                 if days else None)
     try:
         return open_verified(store, accept_broken=accept_broken_log, checkpoint_every=1000,
                              group_commit=group_commit, retention=retention, now_ms=int(time.time() * 1000))

@@ -40,10 +40,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import trio
-from callsd.peer import MediaClient
 from callsd.adapters.media.dtls import Certificate
 from callsd.adapters.media.paths import make_path
 from callsd.adapters.media.transport import Peer, TransportConfig, UdpEndpoint
+from callsd.peer import MediaClient
 
 PT = 111
 SAMPLE = 64  # receivers decrypt one packet in SAMPLE

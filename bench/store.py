@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 from callsd.adapters.signaling import HubSettings, NullMediaPlane, SignalingHub
-from callsd.adapters.store import CallRecorder, SqliteStore
+from callsd.adapters.store import CallRecorder, SqliteStore, open_store
 
 
 class _Socket:
@@ -65,11 +65,13 @@ async def _ticker(lateness: list[float], stop: trio.Event) -> None:
 
 
 async def run_mode(mode: str, inputs: int, connections: int, call_size: int, directory: Path,
-                   rate: float = 0.0) -> dict[str, Any]:
+                   rate: float = 0.0, store_url: str = "") -> dict[str, Any]:
     path = directory / f"bench-{mode}.db"
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
-    store = SqliteStore(path)
+    # --store postgresql://...: a fresh stream per run in that database (docs/adr/0016)
+    store: Any = (open_store(f"{store_url}{'&' if '?' in store_url else '?'}stream=bench-{mode}-{time.time_ns()}")
+                  if store_url else SqliteStore(path))
     loop_thread = threading.get_ident()
     in_loop: list[float] = []  # seconds each append kept the event-loop thread busy
     real_append = store.append
@@ -153,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("both", "sync", "group"), default="both")
     parser.add_argument("--dir", type=Path, default=None, help="where the SQLite logs go (default: a temp dir)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--store", default="", metavar="URL",
+                        help="a postgresql:// store to measure instead of SQLite (one new stream per run)")
     args = parser.parse_args(argv)
     if args.inputs < 1 or args.connections < 1 or args.call_size < 1:
         parser.error("--inputs, --connections and --call-size must be positive")
@@ -161,13 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="callsd-bench-store-", dir=args.dir) as tmp:
         for mode in modes:
             results.append(trio.run(run_mode, mode, args.inputs, args.connections, args.call_size, Path(tmp),
-                                    args.rate))
+                                    args.rate, args.store))
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     offered = f"offered at {args.rate:g}/s" if args.rate > 0 else "sent at once"
     print(f"{args.connections} sockets in calls of {args.call_size}, {args.inputs} inputs {offered}, "
-          "SQLite WAL synchronous=FULL")
+          "PostgreSQL synchronous_commit=on" if args.store else "SQLite WAL synchronous=FULL")
     header = ("mode", "inputs/s", "commits", "commits/s", "inputs/commit", "loop in store ms (max)",
               "1ms-tick stall max ms", "p99.9", "p99", "p50")
     print(" | ".join(header))

@@ -29,6 +29,8 @@ command -v dot >/dev/null 2>&1 || need+=(graphviz)
 [ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
 command -v clang-14 >/dev/null 2>&1 || need+=(clang-14)
 ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
+# tests/pg: a throwaway PostgreSQL server started from the installed binaries (tests/pg_support.py)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -42,3 +44,4 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 command -v chromium >/dev/null || { echo "system-deps: chromium still missing after install" >&2; exit 1; }
 command -v nft >/dev/null || { echo "system-deps: nft still missing after install" >&2; exit 1; }
 [ -e /usr/include/srtp2/srtp.h ] || { echo "system-deps: libsrtp2-dev still missing after install" >&2; exit 1; }
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "system-deps: postgresql still missing after install" >&2; exit 1; }

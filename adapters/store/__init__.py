@@ -1,4 +1,4 @@
-"""Event stores: JSON Lines and SQLite (embedded default); PostgreSQL can implement ``EventStore`` later."""
+"""Event stores: JSON Lines, SQLite (embedded default), PostgreSQL (postgres.py, loaded on demand)."""
 
 from .base import EventStore, check_contiguous
 from .jsonl import JsonlStore

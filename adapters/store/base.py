@@ -21,7 +21,7 @@ __all__ = ["EventStore", "check_contiguous"]
 
 @runtime_checkable
 class EventStore(Protocol):
-    """What the recorder and the replay tool need from a log. PostgreSQL can implement it later."""
+    """What the recorder and the replay tool need from a log (SQLite, JSON Lines, PostgreSQL)."""
 
     location: str
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,8 +65,11 @@ class CompactionResult:
     archive: Path | None
 
 
-def archive_dir_of(store: EventStore) -> Path:
-    """Where archives of ``store`` go by default: ``archive/`` next to the log file."""
+def archive_dir_of(store: EventStore, data_dir: Path | None = None) -> Path:
+    """Where archives of ``store`` go by default: ``archive/`` next to the log file; a database server's log
+    (PostgreSQL) has no file to sit next to: ``<data_dir>/archive`` (default: the working directory's)."""
+    if store.location.startswith(("postgresql://", "postgres://")):
+        return (data_dir if data_dir is not None else Path(".")) / "archive"
     return Path(store.location).parent / "archive"
 
 
@@ -106,7 +110,7 @@ def compact(store: EventStore, *, before_ms: int | None = None, cut: int | None 
     assert head is not None  # replay from the first entry always knows it
     archive: Path | None = None
     if archive_dir is not None:
-        archive = archive_dir / f"{Path(store.location).name}.{prefix[0].seq}-{cut}.jsonl"
+        archive = archive_dir / f"{_archive_stem(store.location)}.{prefix[0].seq}-{cut}.jsonl"
         _write_archive(archive, prefix)
     state = {**checkpoint(result.machine, cut), "head": head}
     entry = make_compaction(cut, head, state, archive.name if archive is not None else "")
@@ -116,6 +120,13 @@ def compact(store: EventStore, *, before_ms: int | None = None, cut: int | None 
         store.save_checkpoint(state)  # an older checkpoint's records are gone: restart from the entry's
     return CompactionResult(cut=cut, dropped=len(prefix), ended_calls=len(result.ended),
                             ongoing_calls=len(result.machine.calls()), archive=archive)
+
+
+def _archive_stem(location: str) -> str:
+    """The log's file name, or for a database URL its database (and stream) in file-name-safe characters."""
+    if "://" not in location or location.startswith(("sqlite:", "jsonl:")):
+        return Path(location).name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", location.partition("://")[2].rpartition("/")[2]).strip("-") or "log"
 
 
 def _write_archive(path: Path, entries: list[Record | Compaction]) -> None:

@@ -20,7 +20,8 @@ def _path_of(rest: str) -> str:
 
 
 def open_store(url: str, *, readonly: bool = False, fsync: str = "always") -> EventStore:
-    """Open ``sqlite:///path/db``, ``jsonl:///path/file.jsonl``, or a plain path chosen by its extension
+    """Open ``sqlite:///path/db``, ``jsonl:///path/file.jsonl``, ``postgresql://user@host:port/db[?stream=NAME]``
+    (adapters/store/postgres.py), or a plain path chosen by its extension
     (.jsonl/.ndjson/.log, .db/.sqlite/.sqlite3). ``readonly`` opens an existing log for reading (the replay tool);
     ``fsync`` is the JSON Lines policy ("always" or "never", see JsonlStore). Raises ``ValueError`` for a URL it
     cannot place."""
@@ -28,7 +29,9 @@ def open_store(url: str, *, readonly: bool = False, fsync: str = "always") -> Ev
     if sep and scheme in ("sqlite", "jsonl"):
         kind, path = scheme, _path_of(rest)
     elif sep and scheme in ("postgres", "postgresql"):
-        raise ValueError("PostgreSQL stores are not implemented yet; use sqlite:///path or jsonl:///path")
+        from .postgres import PostgresStore  # psycopg is loaded only by those who use PostgreSQL
+
+        return PostgresStore(url, readonly=readonly)
     else:
         suffix = Path(url).suffix.lower()
         if suffix in _JSONL_SUFFIXES:

@@ -18,23 +18,16 @@ Trio thread never touches the store while it runs).
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from callsd.core.calls.eventlog import (
-    Compaction,
-    EventLogError,
-    LogEntry,
-    Record,
-    decode_entry,
-    encode_record,
-)
+from callsd.core.calls.eventlog import Compaction, EventLogError, LogEntry, Record, encode_record
 
 from .base import check_contiguous
+from .rows import decode_checkpoint, decode_rows, encode_checkpoint
 
 __all__ = ["SqliteStore"]
 
@@ -87,22 +80,7 @@ class SqliteStore:
     def iter_records(self, from_seq: int = 1) -> Iterator[LogEntry]:
         try:
             cursor = self._db.execute("SELECT seq, record FROM events WHERE seq >= ? ORDER BY seq", (from_seq,))
-            expected: int | None = None
-            for seq, text in cursor:
-                where = f"row {seq}"
-                if not isinstance(text, str | bytes):
-                    raise EventLogError(f"record is {type(text).__name__}, not text", line=seq, source=self.location)
-                record = decode_entry(text, line=seq, source=self.location)
-                if isinstance(record, Compaction) and expected is not None:
-                    raise EventLogError("a compaction entry after the first row", line=seq, source=self.location)
-                if record.seq != seq:
-                    raise EventLogError(f"{where} holds a record with seq {record.seq}", line=seq,
-                                        source=self.location)
-                if expected is not None and seq != expected:
-                    raise EventLogError(f"seq {seq} follows seq {expected - 1}: the log has a gap", line=seq,
-                                        source=self.location)
-                expected = seq + 1
-                yield record
+            yield from decode_rows(cursor, source=self.location)
         except sqlite3.DatabaseError as exc:
             raise EventLogError(f"unreadable SQLite log ({exc})", source=self.location) from None
 
@@ -126,10 +104,7 @@ class SqliteStore:
         self._db.execute("COMMIT")
 
     def save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        seq = checkpoint.get("seq")
-        if not isinstance(seq, int):
-            raise ValueError("a checkpoint needs an integer 'seq'")
-        body = json.dumps(checkpoint, sort_keys=True, separators=(",", ":"))
+        seq, body = encode_checkpoint(checkpoint)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.execute("DELETE FROM checkpoints")
@@ -146,13 +121,7 @@ class SqliteStore:
             raise EventLogError(f"unreadable SQLite log ({exc})", source=self.location) from None
         if row is None:
             return None
-        try:
-            data = json.loads(row[1])
-        except (ValueError, RecursionError) as exc:
-            raise EventLogError(f"corrupt checkpoint ({exc})", line=row[0], source=self.location) from None
-        if not isinstance(data, dict):
-            raise EventLogError("corrupt checkpoint (not an object)", line=row[0], source=self.location)
-        return data
+        return decode_checkpoint(row[0], row[1], source=self.location)
 
     def close(self) -> None:
         self._db.close()

@@ -1,0 +1,91 @@
+"""``LeaseKeeper``: keep a PostgreSQL store's lease alive from a Trio task, and say when it is lost, on time.
+
+The owner of a call acts for it only while it holds the call's lease (docs/adr/0016, "Why split brain cannot
+happen"). The keeper renews the lease every third of its length on a connection of its own (a renewal must not
+queue behind a commit in flight), in a worker thread (psycopg blocks; the event loop must not). It declares the
+lease lost, by setting ``lost``, at the first of:
+
+- a renewal the database refuses (the lease was taken, released, or expired);
+- the lease's *local deadline* passing with no successful renewal: the database may be unreachable or the renewal
+  stuck behind a lock, and by the argument of ADR 0016 the node must stop before the database's expiry, whether or
+  not it ever hears back. A renewal still in flight then is abandoned (its thread finishes on its own; if it
+  succeeds late, the lease merely expires later, and the node has already stopped acting).
+
+The owner waits on ``lost`` and stops acting for the call at once (the cluster closes its clients' links); the
+database refuses its appends in any case.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+import trio
+
+from . import pg_leases
+from .pg_leases import Lease
+from .postgres import PostgresStore
+
+__all__ = ["LeaseKeeper"]
+
+RENEW_FRACTION = 1 / 3  # renew after this fraction of the lease: two more tries before the local deadline
+
+
+class LeaseKeeper:
+    def __init__(self, store: PostgresStore, *, renew_fraction: float = RENEW_FRACTION) -> None:
+        if store.fence is None:
+            raise ValueError("the store holds no lease to keep")
+        self.store = store
+        self.renew_fraction = renew_fraction
+        self.lost = trio.Event()
+        self.why = ""  # why the lease was lost, for the log line
+        self.renewals = 0
+        self._conn: psycopg.Connection[Any] | None = None
+        self._in_flight = False  # a renewal is running in a worker thread
+        self._done = False  # run() has returned: the last renewal closes the connection
+
+    def _renew(self, lease: Lease) -> Lease | None:
+        """Worker thread: one renewal on the keeper's own connection. An abandoned renewal (see the module
+        docstring) closes the connection itself when it ends, since the keeper may be gone by then."""
+        self._in_flight = True
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = self.store.connect()
+            return pg_leases.renew(self._conn, lease, now=time.monotonic)
+        finally:
+            self._in_flight = False
+            if self._done and self._conn is not None:
+                self._conn.close()
+
+    def _lose(self, why: str) -> None:
+        self.why = why
+        self.lost.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Renew until the lease is lost (then return, ``lost`` set) or the task is cancelled."""
+        task_status.started()
+        try:
+            while True:
+                lease = self.store.fence
+                if lease is None:
+                    return self._lose("released")
+                # The local deadline in Trio's clock: both count seconds from the same monotonic source's "now".
+                deadline = trio.current_time() + (lease.local_deadline - time.monotonic())
+                with trio.move_on_at(deadline):
+                    await trio.sleep(lease.seconds * self.renew_fraction)
+                    try:
+                        renewed = await trio.to_thread.run_sync(self._renew, lease, abandon_on_cancel=True)
+                    except psycopg.Error as exc:  # unreachable: keep trying until the deadline
+                        self.why = f"renewal failed: {' '.join(str(exc).split())}"
+                        continue
+                    if renewed is None:
+                        return self._lose(f"the database refused to renew epoch {lease.epoch}: taken or expired")
+                    self.store.fence = renewed
+                    self.renewals += 1
+                    continue
+                return self._lose(f"local deadline passed without a renewal ({self.why or 'no answer'})")
+        finally:
+            self._done = True
+            if self._conn is not None and not self._in_flight:
+                self._conn.close()

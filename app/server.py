@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import signal
 import sys
 import time
@@ -351,8 +352,6 @@ def _hub_settings(config: Config) -> HubSettings:
 
 def _guard_settings(config: Config) -> GuardSettings:
     """The listener's limits; ``http.max_connections`` is kept below the process's file descriptor limit."""
-    import resource
-
     wanted = config.http.max_connections
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     room = soft - 64 if soft != resource.RLIM_INFINITY else wanted  # sockets, the log, media workers' pipes

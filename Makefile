@@ -4,14 +4,15 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: run test lint typecheck unit wheel-check system-deps bench clean
+.PHONY: run test lint typecheck unit wheel-check system-deps bench clean test-net diagrams fuzz fuzz-python fuzz-native
 
 run: $(STAMP)
 	$(BIN)/callsd serve
 
 test: $(STAMP) system-deps lint typecheck unit wheel-check
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(wildcard adapters/media/native/*.c adapters/media/native/*.h)
+	bash scripts/system-deps.sh build  # the native extension builds against libsrtp2-dev
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q -e '.[test,loadtest]'
@@ -25,16 +26,45 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict core
+	$(BIN)/mypy --strict  # core, adapters and app, through typecheck/callsd (see [tool.mypy] in pyproject.toml)
 
 unit: $(STAMP) system-deps
 	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -q -ra
+
+# The networking tests alone (namespaces, NAT, coturn; root): also part of `unit`, hence of `make test`.
+test-net: $(STAMP) system-deps
+	$(BIN)/pytest -q -ra -m net tests/net
+
+# docs/networking/*.png from the .dot sources next to them (Graphviz, from scripts/system-deps.sh)
+diagrams: system-deps
+	for f in docs/networking/*.dot; do dot -Tpng -Gdpi=90 "$$f" -o "$${f%.dot}.png"; done
 
 wheel-check: $(STAMP)
 	bash scripts/wheel-check.sh $(BIN)/python
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.forward
+
+# Long coverage-guided fuzz runs, `make test` runs the same for seconds:
+# - fuzz-python: every Python parser facing the network or disk (fuzz/run.py, atheris); FUZZ_SECONDS per target, new
+#   inputs to .fuzz/<target>, crashers to .fuzz/crash-<target>-* (tests/fuzz/test_fuzz_bounded.py is the short run);
+# - fuzz-native: the native fast path's C parser (libFuzzer + ASan/UBSan, scripts/fuzz-native.sh).
+FUZZ_SECONDS ?= 300
+FUZZ_EXAMPLES ?= 500
+FUZZ_TARGETS ?= stun dtls rtp rtcp sdp signaling eventlog checkpoint negotiation candidate token
+
+fuzz: fuzz-python fuzz-native
+
+fuzz-python: $(STAMP)
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p .fuzz/$$t; \
+		echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+		$(BIN)/python fuzz/run.py $$t -max_total_time=$(FUZZ_SECONDS) -timeout=20 -print_final_stats=1 \
+			-artifact_prefix=.fuzz/crash-$$t- .fuzz/$$t fuzz/corpus/$$t || exit 1; \
+	done
+
+fuzz-native: $(STAMP) system-deps
+	PYTHON=$(BIN)/python bash scripts/fuzz-native.sh $(FUZZ_SECONDS) $(FUZZ_EXAMPLES)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -7,6 +7,7 @@ hub bumps its own ``HubCounters``; ``CallsdCollector.collect()`` turns them into
 - process: ``callsd_process_cpu_seconds_total``, ``..._open_fds``, ``..._max_fds``, ``..._resident_memory_bytes``,
   ``..._virtual_memory_bytes``, ``..._start_time_seconds`` (prometheus_client's ProcessCollector)
 - ``callsd_rtc_conn_states_total{type}``: media sessions that reached a state (connected, closed, consent_expired)
+- ``callsd_rtc_ice_outcomes_total{outcome}``: connected, no_ice_check, no_dtls, disconnected (docs/networking.md)
 - ``callsd_rtc_errors_total{type}``: dropped packets by reason (malformed, srtp_auth, replay, ...) and SDP refusals
 - ``callsd_rtc_rtp_packets_total{direction,type}``, ``callsd_rtc_rtp_bytes_total{direction,type}``: type is rtp or
   rtcp (packets also count stun and dtls); direction in or out
@@ -15,57 +16,29 @@ hub bumps its own ``HubCounters``; ``CallsdCollector.collect()`` turns them into
 - ``callsd_websocket_events_total{direction,type}``: messages by type (in: client actions, out: server events)
 - ``callsd_store_ops_total{op}``: event-store operations (open, append, close)
 - gauges ``callsd_calls`` and ``callsd_participants``, and ``callsd_info{version,draining}`` (always 1)
+- gauge ``callsd_trio_tasks``: tasks alive in the server's Trio run at scrape time (a leak of per-connection tasks
+  shows here first; ``python -m bench.soak`` watches it)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
+import trio
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .signaling import SignalingHub
+from .signaling_session import MediaPlaneLike
+
 __all__ = ["CallsdCollector", "build_registry", "render_metrics"]
-
-
-def _as_dict(counters: Any) -> dict[str, int]:
-    if counters is None:
-        return {}
-    if isinstance(counters, dict):
-        return {k: int(v) for k, v in counters.items() if isinstance(v, int)}
-    snap = getattr(counters, "snapshot", None)
-    if callable(snap):
-        result = snap()
-        if isinstance(result, dict):
-            return {k: int(v) for k, v in result.items() if isinstance(v, int)}
-    names = getattr(counters, "__slots__", None) or list(vars(counters))
-    return {name: value for name in names if isinstance(value := getattr(counters, name, None), int)}
-
-
-def _counters_of(plane: Any) -> dict[str, int]:
-    """The media plane's counters (the plane's own, then its UDP endpoint's) as one dict of plain ints; for a
-    ``PlaneRouter``, the sum over its media workers."""
-    if plane is None:
-        return {}
-    workers = getattr(plane, "planes", None)
-    if workers is not None:  # media workers (adapters/media/router.py): their counters summed at scrape time
-        total: dict[str, int] = {}
-        for worker in workers:
-            for name, value in _counters_of(worker).items():
-                total[name] = total.get(name, 0) + value
-        return total
-    merged = _as_dict(getattr(plane, "counters", None))
-    endpoint = getattr(plane, "endpoint", None)
-    if endpoint is not None:
-        merged.update(_as_dict(getattr(endpoint, "counters", None)))
-    return merged
 
 
 class CallsdCollector(Collector):
     """Reads the hub's and the media plane's counters and the machine's calls at scrape time."""
 
-    def __init__(self, hub: Any, plane: Any = None, version: str = "") -> None:
+    def __init__(self, hub: SignalingHub, plane: MediaPlaneLike | None = None, version: str = "") -> None:
         self.hub = hub
         self.plane = plane
         self.version = version
@@ -76,7 +49,7 @@ class CallsdCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         hub = self.hub
         c = hub.counters
-        media = _counters_of(self.plane)
+        media = self.plane.media_counters() if self.plane is not None else {}
 
         info = GaugeMetricFamily("callsd_info", "The running callsd", labels=["version", "draining"])
         info.add_metric([self.version, "true" if hub.draining else "false"], 1)
@@ -89,6 +62,12 @@ class CallsdCollector(Collector):
         states.add_metric(["closed"], closed)
         states.add_metric(["consent_expired"], media.get("consent_expired", 0))
         yield states
+
+        outcomes = CounterMetricFamily("callsd_rtc_ice_outcomes",
+                                       "Media sessions by ICE outcome (adapters/media/ice_outcome.py)", labels=["outcome"])
+        for outcome in ("connected", "no_ice_check", "no_dtls", "disconnected"):
+            outcomes.add_metric([outcome], media.get(f"ice_outcome_{outcome}", 0))
+        yield outcomes
 
         errors = CounterMetricFamily("callsd_rtc_errors", "Media errors and dropped packets by reason", labels=["type"])
         for name, value in sorted(media.items()):
@@ -138,11 +117,33 @@ class CallsdCollector(Collector):
         )
 
 
-def build_registry(hub: Any, plane: Any = None, version: str = "") -> CollectorRegistry:
+class TrioTaskCollector(Collector):
+    """``callsd_trio_tasks``: a walk of the task tree from the root task, at scrape time (nothing when scraped
+    outside a Trio run, e.g. a registry rendered by a test)."""
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            root = trio.lowlevel.current_root_task()
+        except RuntimeError:
+            return
+        if root is None:
+            return
+        count = 0
+        stack = [root]
+        while stack:
+            task = stack.pop()
+            count += 1
+            for nursery in task.child_nurseries:
+                stack.extend(nursery.child_tasks)
+        yield GaugeMetricFamily("callsd_trio_tasks", "Tasks alive in the server's Trio run", value=count)
+
+
+def build_registry(hub: SignalingHub, plane: MediaPlaneLike | None = None, version: str = "") -> CollectorRegistry:
     """A private registry with the process collector and ours (so tests can run several servers in one process)."""
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(namespace="callsd", registry=registry)
     registry.register(CallsdCollector(hub, plane, version))
+    registry.register(TrioTaskCollector())
     return registry
 
 

@@ -32,6 +32,8 @@ from typing import Any
 
 import trio
 
+from .signaling_session import Recorder
+
 __all__ = ["DurableFanOut"]
 
 log = logging.getLogger("callsd.signaling")
@@ -49,9 +51,9 @@ class _Batch:
 
 
 class DurableFanOut:
-    def __init__(self, recorder: Any) -> None:
-        """``recorder`` needs ``handle``; ``seq``, ``durable_seq`` and ``wait_durable(seq)`` make it a deferred
-        one (a recorder without them is taken as synchronous: everything it returned is durable)."""
+    def __init__(self, recorder: Recorder) -> None:
+        """``recorder.seq`` is the last input recorded, ``durable_seq`` the last one on disk (equal for a
+        synchronous recorder: everything it returned is durable), ``wait_durable(seq)`` waits for one."""
         self._recorder = recorder
         self._batches: deque[_Batch] = deque()
         self._wake = trio.Event()
@@ -59,10 +61,10 @@ class DurableFanOut:
         self.failed: BaseException | None = None
 
     def recorded(self) -> int:
-        return int(getattr(self._recorder, "seq", 0))
+        return self._recorder.seq
 
     def durable(self) -> int:
-        return int(getattr(self._recorder, "durable_seq", self.recorded()))
+        return self._recorder.durable_seq
 
     @property
     def pending(self) -> int:
@@ -128,4 +130,4 @@ class DurableFanOut:
                     try:
                         fn(*args)
                     except Exception:  # one effect failing (a plane bug) must not stop the others
-                        log.exception("fan-out effect %s failed", getattr(fn, "__name__", fn))
+                        log.exception("fan-out effect %r failed", fn)

@@ -3,8 +3,9 @@
 Pure functions and tables, no I/O, so the pump in ``signaling.py`` stays thin and these rules are testable alone:
 
 - ``parse_message(frame)`` turns one WebSocket frame into a ``ClientMessage`` or raises ``SignalingError`` carrying
-  the protocol error code (``bad_message``, ``unknown_type``), in the spirit of wsproto: bad input from the peer
-  becomes a value that says what to answer.
+  the protocol error code (``bad_message``, ``unknown_type``) and, whenever the frame names one, the message's type
+  as the error's ``action``, in the spirit of wsproto: bad input from the peer becomes a value that says what to
+  answer. A message may carry a request ``id`` that the direct reply echoes (``encode(..., request_id=)``).
 - ``field_id``/``field_str`` read the fields of ``data`` and raise ``SignalingError("bad_request", ...)`` naming the
   field.
 - ``FACT_EVENTS`` maps each core fact output to the server event broadcast to the call (``event_for``).
@@ -18,10 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from callsd.core import outputs as out
+from callsd.core.calls import outputs as out
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "PROTOCOL_MINOR",
+    "RequestId",
+    "peek",
     "MAX_MESSAGE_BYTES",
     "CLIENT_ACTIONS",
     "SignalingError",
@@ -36,14 +40,18 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+PROTOCOL_MINOR = 1  # 1.1: request ids, error.action always named, reconnect_secret, signal offer tracks (protocol.md)
 MAX_MESSAGE_BYTES = 1024 * 1024
 _ID_MAX = 128
+REQUEST_ID_MAX = 64
+
+RequestId = str | int | float | None
 
 CLIENT_ACTIONS = frozenset(
     {
         "join", "leave", "reconnect", "sdp", "ice", "mute", "unmute", "screen_on", "screen_off", "video_on",
         "video_off", "raise_hand", "lower_hand", "react", "host_make", "host_mute", "host_mute_others",
-        "host_screen_off", "host_lower_hand", "host_remove", "host_end", "get_state", "ping",
+        "host_screen_off", "host_lower_hand", "host_remove", "host_end", "get_state", "ping", "going_away",
     }
 )
 
@@ -62,6 +70,40 @@ class SignalingError(Exception):
 class ClientMessage:
     type: str
     data: dict[str, Any]
+    id: RequestId = None  # echoed on the direct reply (docs/protocol.md, "Request ids")
+
+
+def _action_of(kind: object) -> str | None:
+    """The message type to name in an error's ``action`` (bounded: it is the client's own text)."""
+    return kind[:64] if isinstance(kind, str) and kind else None
+
+
+def peek(frame: str | bytes | None) -> tuple[str | None, RequestId]:
+    """The ``type`` and valid request ``id`` a frame names, as far as it is readable (never raises): what an error
+    about a message that is not handled (``rate_limited``) still names."""
+    if not isinstance(frame, str) or len(frame) > MAX_MESSAGE_BYTES:
+        return None, None
+    try:
+        doc = json.loads(frame)
+    except (ValueError, RecursionError):
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    try:
+        request_id = _request_id(doc, "")
+    except SignalingError:
+        request_id = None
+    return _action_of(doc.get("type")), request_id
+
+
+def _request_id(doc: dict[str, Any], action: str) -> RequestId:
+    value = doc.get("id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or len(str(value)) > REQUEST_ID_MAX:
+        raise SignalingError("bad_message", f"\"id\" must be a string or a number of at most {REQUEST_ID_MAX} "
+                             "characters", action)
+    return value
 
 
 def parse_message(frame: str | bytes | None) -> ClientMessage:
@@ -82,14 +124,15 @@ def parse_message(frame: str | bytes | None) -> ClientMessage:
     kind = doc.get("type")
     if not isinstance(kind, str) or not kind:
         raise SignalingError("bad_message", "the message has no string \"type\"")
+    action = _action_of(kind)
     data = doc.get("data", {})
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise SignalingError("bad_message", "\"data\" must be a JSON object", kind if kind in CLIENT_ACTIONS else None)
+        raise SignalingError("bad_message", "\"data\" must be a JSON object", action)
     if kind not in CLIENT_ACTIONS:
-        raise SignalingError("unknown_type", f"unknown message type {kind[:64]!r}", None)
-    return ClientMessage(type=kind, data=data)
+        raise SignalingError("unknown_type", f"unknown message type {kind[:64]!r}", action)
+    return ClientMessage(type=kind, data=data, id=_request_id(doc, kind))
 
 
 def field_id(data: dict[str, Any], name: str, action: str) -> str:
@@ -109,9 +152,12 @@ def field_str(data: dict[str, Any], name: str, action: str, *, max_len: int, req
     return value
 
 
-def encode(kind: str, data: dict[str, Any]) -> str:
-    """One server event as the text of a WebSocket frame."""
-    return json.dumps({"type": kind, "data": data}, separators=(",", ":"), ensure_ascii=False)
+def encode(kind: str, data: dict[str, Any], request_id: RequestId = None) -> str:
+    """One server event as the text of a WebSocket frame; ``request_id`` (a direct reply's) becomes its ``id``."""
+    doc: dict[str, Any] = {"type": kind, "data": data}
+    if request_id is not None:
+        doc["id"] = request_id
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
 # core fact output -> (event type, data builder). Outputs not listed (Rejected, routes, timers, config) are not

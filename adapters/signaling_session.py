@@ -1,27 +1,30 @@
-"""The pieces of a signaling session the hub is built from: the transport and media-plane interfaces it depends on,
-its settings and counters, and the per-socket ``Connection``.
+"""The pieces of a signaling session the hub is built from: the interfaces it depends on, its settings and
+counters, and the per-socket ``Connection``.
 
-``Transport`` and ``MediaPlaneLike`` are small ``typing.Protocol``s (hypercorn style): the hub never imports Quart or
-the media plane, so it runs in tests on memory transports and without media (``NullMediaPlane``).
+``Transport``, ``MediaPlaneLike``, ``Recorder`` and ``Authorize`` are small ``typing.Protocol``s (hypercorn style):
+the hub never imports Quart, the media plane, the store or the app's token code, so it runs in tests on memory
+transports, without media (``NullMediaPlane``) and in open mode (``open_authorize``). Each protocol lists everything
+the hub calls, so nothing is probed with ``getattr``/``hasattr``.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
-from callsd.core import events as ev
-from callsd.core import outputs as out
+from callsd.core.calls import events as ev
+from callsd.core.calls import outputs as out
+from callsd.core.calls.state import Route
 
-from .signaling_protocol import SignalingError, TokenBucket
+from .signaling_names import clean_display_name
+from .signaling_protocol import RequestId, SignalingError, TokenBucket
 
-__all__ = ["Transport", "MediaPlaneLike", "NullMediaPlane", "Recorder", "HubSettings", "HubCounters", "Connection",
-           "ROUTING_OUTPUTS"]
-
-ROUTING_OUTPUTS = (out.RouteAdded, out.RouteRemoved, out.RoutePaused, out.RouteResumed)
-_ROUTING = ROUTING_OUTPUTS
+__all__ = ["Transport", "MediaPlaneLike", "NullMediaPlane", "Recorder", "Authorize", "open_authorize",
+           "TurnCredentials", "HubSettings", "HubCounters", "Connection"]
 
 
 class Transport(Protocol):
@@ -43,9 +46,15 @@ class MediaPlaneLike(Protocol):
 
     def set_screen_stream(self, session_id: str, stream_id: str | None) -> None: ...
 
-    def apply(self, outputs: list[out.OutputEvent]) -> None: ...
+    def apply(self, outputs: Iterable[out.OutputEvent]) -> None: ...  # uses the ``RoutingChange``s
 
     def close_session(self, session_id: str) -> None: ...
+
+    def restore_routes(self, routes: Iterable[Route | out.RouteAdded]) -> None: ...  # idempotent; see reconnect
+
+    async def refresh_counters(self, timeout: float = 1.0) -> None: ...  # before a metrics scrape
+
+    def media_counters(self) -> dict[str, int]: ...  # every plain-int counter of the plane, as /metrics reads them
 
 
 class NullMediaPlane:
@@ -65,26 +74,75 @@ class NullMediaPlane:
     def set_screen_stream(self, session_id: str, stream_id: str | None) -> None:
         self.calls.append(("set_screen_stream", (session_id, stream_id)))
 
-    def apply(self, outputs: list[out.OutputEvent]) -> None:
-        routing = [o for o in outputs if isinstance(o, _ROUTING)]
+    def apply(self, outputs: Iterable[out.OutputEvent]) -> None:
+        routing = [o for o in outputs if isinstance(o, out.RoutingChange)]
         if routing:
             self.calls.append(("apply", routing))
 
     def close_session(self, session_id: str) -> None:
         self.calls.append(("close_session", session_id))
 
+    def restore_routes(self, routes: Iterable[Route | out.RouteAdded]) -> None:
+        restored = list(routes)
+        if restored:
+            self.calls.append(("restore_routes", restored))
+
+    async def refresh_counters(self, timeout: float = 1.0) -> None:
+        """Nothing to fetch."""
+
+    def media_counters(self) -> dict[str, int]:
+        return {}
+
 
 class Recorder(Protocol):
+    """The machine plus its log (adapters/store/recorder.py ``CallRecorder``). ``handle`` advances the machine at
+    once; the record of input ``seq`` is durable once ``durable_seq >= seq``. A synchronous recorder keeps
+    ``durable_seq == seq`` and its ``commit_loop`` is never started (``group_commit`` False)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def durable_seq(self) -> int: ...
+
+    @property
+    def group_commit(self) -> bool: ...
+
     def handle(self, event: ev.InputEvent) -> list[out.OutputEvent]: ...
+
+    async def wait_durable(self, seq: int) -> None: ...
+
+    async def commit_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None: ...
+
+
+class Authorize(Protocol):
+    """Who is joining: the user id for a ``join``/``reconnect`` to ``channel_id`` (``data`` is the message's data,
+    ``query_token`` the socket URL's ``token``). Raises ``SignalingError`` (code = the reason) to refuse. The server
+    passes the token checker of app/auth.py in token mode; adapters never import the app."""
+
+    def __call__(self, *, channel_id: str, data: dict[str, Any], query_token: str | None, now_s: float,
+                 action: str) -> str: ...
+
+
+def open_authorize(*, channel_id: str, data: dict[str, Any], query_token: str | None, now_s: float,
+                   action: str) -> str:
+    """Open mode: the user id is the ``display_name`` the client chose, or a generated guest name."""
+    raw = data.get("display_name")
+    if raw is None or raw == "":
+        return "guest-" + secrets.token_hex(2)
+    if not isinstance(raw, str):
+        raise SignalingError("bad_request", f"{action}: \"display_name\" must be a string", action)
+    return clean_display_name(raw, action)
+
+
+TurnCredentials = Callable[[str, float], tuple[str, str]]
+"""(session id, now in s) -> TURN REST (username, password); the server binds the shared secret and the TTL."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HubSettings:
-    auth_mode: str = "open"  # "open" | "token"
-    auth_secret: str = ""
+    auth_mode: str = "open"  # "open" | "token" (reported in ``hello``; who may join is ``Authorize``'s answer)
     ice_servers: tuple[dict[str, Any], ...] = ()
-    turn_secret: str = ""
-    turn_ttl_seconds: int = 86400
     rate: float = 10.0
     burst: int = 100
     server_version: str = "0"
@@ -105,10 +163,12 @@ class HubCounters:
 
 
 class Connection:
-    """One WebSocket: its session id (changes on ``reconnect``), its call, its outbox and its rate limiter."""
+    """One WebSocket: its session id (changes on ``reconnect``), its call, its outbox and its rate limiter;
+    ``action`` and ``request_id`` are the type and ``id`` of the message being handled (the id is set only while it
+    is handled: direct replies echo it, later events do not)."""
 
     __slots__ = ("session_id", "channel_id", "user_id", "query_token", "bucket", "outbox", "scope", "close_code",
-                 "close_reason", "replaced", "action")
+                 "close_reason", "replaced", "action", "request_id")
 
     def __init__(self, session_id: str, query_token: str | None, bucket: TokenBucket,
                  outbox: trio.MemorySendChannel[str]) -> None:
@@ -123,6 +183,7 @@ class Connection:
         self.close_reason = ""
         self.replaced = False
         self.action: str | None = None
+        self.request_id: RequestId = None
 
     def kill(self, code: int, reason: str) -> None:
         """Close this socket soon (from any task): its nursery is cancelled and the close frame sent."""

@@ -83,7 +83,7 @@ def verify_token(token: object, *, secret: str, now: float, channel_id: str | No
     if not isinstance(token, str) or not token:
         raise TokenError("unauthorized", "a token is required (token mode)")
     parts = token.split(".")
-    if len(parts) != 3 or parts[0] != _PREFIX:
+    if len(parts) != 3 or parts[0] != _PREFIX or not token.isascii():  # non-ASCII: found by fuzz/targets.py token
         raise TokenError("unauthorized", "malformed token (expected v1.PAYLOAD.SIGNATURE)")
     signed_part = f"{parts[0]}.{parts[1]}"
     try:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "config": ("callsd.app.cmd_config", "validate a configuration file and print the effective configuration"),
     "loadtest": ("callsd.app.cmd_loadtest", "simulate WebRTC users against a server; plot the results"),
+    "log": ("callsd.app.cmd_log", "event log stats, and retention: compact old records (archive or delete)"),
     "replay": ("callsd.app.cmd_replay", "rebuild call state from an event log and verify it"),
     "rtcd": ("callsd.app.cmd_rtcd", "run one media worker (the SFU's packet path) for a callsd serve"),
     "serve": ("callsd.app.cmd_serve", "run the server: web client, signaling, media plane, event log"),

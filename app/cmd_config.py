@@ -11,13 +11,15 @@ import os
 import sys
 
 from .auth import check_open_mode_allowed
-from .config import ConfigError, load_config, render_toml
+from .config import Config, ConfigError, load_config, render_toml
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = sub.add_parser("check", help="validate FILE and print the effective configuration")
     check.add_argument("file", nargs="?", help="TOML file (omit to check the defaults + environment)")
+    check.add_argument("--system", action="store_true",
+                       help="also check this machine: socket buffer limits (the sysctl lines to apply when short)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,4 +34,23 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.file or 'configuration'}: invalid configuration:\n  {problem}", file=sys.stderr)
             return 2
     sys.stdout.write(render_toml(config, mask_secrets=True))
+    sys.stdout.write(_advertised_comment(config))
+    if args.system:
+        from callsd.adapters.media.system_check import check_system
+
+        report = check_system(rcvbuf=config.rtc.udp_rcvbuf, sndbuf=config.rtc.udp_sndbuf)
+        sys.stdout.write("".join(f"# system: {line}\n" for line in report.lines()))
     return 0
+
+
+def _advertised_comment(config: Config) -> str:
+    """What the RTC port will advertise and why, as TOML comments (asks the STUN server when discovery applies)."""
+    from callsd.adapters.media.advertiser import plan_for
+
+    port = config.rtc.ice_port_udp
+    advertised, _ = plan_for(config.rtc, port)
+    lines = [f"# rtc: advertises {advertised.describe()}"]
+    if not port and not config.rtc.ice_host_port_override:
+        lines[0] += " (port 0: the port picked at start)"
+    lines += [f"# rtc: warning: {w}" for w in advertised.warnings]
+    return "\n".join(lines) + "\n"

@@ -5,7 +5,8 @@
     callsd loadtest plot results.json -o report.png
 
 Exit codes: 0 done (see the results for failures), 1 no simulated user got connected, 2 bad flags or the server is
-unreachable (one line on stderr, no traceback).
+unreachable (one line on stderr, no traceback), 3 the run is invalid (the server restarted, died or stopped
+accepting connections during it: ``invalid_reasons`` in the results says which).
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a user not connected (signaling + ICE + DTLS) after this long has failed")
     parser.add_argument("--server-pid", type=_non_negative_int, default=0,
                         help="read the server's CPU and RSS from /proc/PID as well as /metrics")
+    parser.add_argument("--reconnect", action="store_true",
+                        help="users whose WebSocket drops reconnect their session (with backoff, like the web client) "
+                             "and renegotiate media")
     parser.add_argument("--quiet", "-q", action="store_true", help="no live display")
     sub = parser.add_subparsers(dest="action", metavar="{plot}")
     plot = sub.add_parser("plot", help="plot a results JSON to a PNG",
@@ -151,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         screen_bitrate=args.screen_bitrate, duration=args.duration, join_duration=args.join_duration,
         processes=args.processes, token_secret=args.token_secret, output=args.output,
         delay_sample=args.delay_sample, join_timeout=args.join_timeout, server_pid=args.server_pid,
-        quiet=args.quiet or not sys.stderr.isatty(),
+        reconnect=args.reconnect, quiet=args.quiet or not sys.stderr.isatty(),
     )
     try:
         doc: dict[str, Any] = run_load(cfg)
@@ -164,4 +168,6 @@ def run(args: argparse.Namespace) -> int:
     print_summary(doc)
     if args.output:
         print(f"results written to {args.output}")
-    return 0 if doc["users"]["connected"] > 0 else 1
+    if doc["users"]["connected"] == 0:
+        return 1
+    return 0 if doc["valid"] else 3

@@ -5,12 +5,14 @@ LOG is a JSON Lines log (``.jsonl``), an SQLite log (``.db``/``.sqlite``/``.sqli
 ``--until``) and prints each ongoing call as a table: channel, call id, host, and per participant whether it is
 muted, has its hand raised, shares its screen, has its camera on, and is connected. ``--call ID`` narrows the
 report to one call (ongoing or ended). ``--json`` prints the same as one JSON document. ``--verify`` also checks that
-every record's stored output digest matches what this version of the core produces.
+every record's stored output digest matches what this version of the core produces, and that the hash chain is whole
+(every record's hash matches its content and links to the record before; docs/adr/0011-log-chain.md). A log written
+before the chain (version 1 records) is reported as "unchained (v1)": its digests are still checked.
 
 Exit codes:
-    0   the log replayed (and, with --verify, every digest matched)
+    0   the log replayed (and, with --verify, every digest matched and the chain is whole)
     1   --verify found mismatches: each is printed as ``seq N: expected <digest>, actual <digest>`` with the outputs
-        this version produced
+        this version produced; or chain breaks, each printed as ``seq N: chain break: <how>``
     2   the log is corrupt or unreadable: printed as ``FILE:LINE: reason`` (for SQLite, LINE is the row's seq)
     64  usage error (bad arguments, a LOG whose type cannot be told)
 """
@@ -24,7 +26,7 @@ from typing import Any, NoReturn
 
 from callsd.adapters.store import open_store
 from callsd.core import CallView, EventLogError, encode_output
-from callsd.core.replay import ReplayResult, replay
+from callsd.core.calls.replay import ReplayResult, replay
 
 EXIT_OK, EXIT_MISMATCH, EXIT_CORRUPT, EXIT_USAGE = 0, 1, 2, 64
 
@@ -110,10 +112,17 @@ def _report(result: ReplayResult, args: argparse.Namespace) -> None:
                  "outputs": [encode_output(o) for o in m.outputs]}
                 for m in result.mismatches
             ],
+            "chain": {
+                "head": result.chain.head, "chained": result.chain.chained, "unchained": result.chain.unchained,
+                "breaks": [{"seq": b.seq, "reason": b.reason} for b in result.chain.breaks],
+            },
         }
         print(json.dumps(doc, indent=2, sort_keys=True))
         return
-    print(f"replayed {result.last_seq} record(s); {len(calls)} ongoing call(s)")
+    compacted = result.chain.compacted
+    done = result.last_seq - compacted
+    print(f"replayed {done} record(s)" + (f" after the compaction entry at seq {compacted}" if compacted else "")
+          + f"; {len(calls)} ongoing call(s)")
     for c in calls:
         print()
         print("\n".join(_call_text(c)))
@@ -150,13 +159,36 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     _report(result, args)
-    if args.verify and result.mismatches:
-        for m in result.mismatches:
-            print(f"seq {m.seq}: expected {m.expected}, actual {m.actual}", file=sys.stderr)
-            for o in m.outputs:
-                print(f"    {json.dumps(encode_output(o), sort_keys=True)}", file=sys.stderr)
-        print(f"verify: {len(result.mismatches)} mismatch(es)", file=sys.stderr)
+    if not args.verify:
+        return EXIT_OK
+    for m in result.mismatches:
+        print(f"seq {m.seq}: expected {m.expected}, actual {m.actual}", file=sys.stderr)
+        for o in m.outputs:
+            print(f"    {json.dumps(encode_output(o), sort_keys=True)}", file=sys.stderr)
+    for b in result.chain.breaks:
+        print(f"seq {b.seq}: chain break: {b.reason}", file=sys.stderr)
+    if not result.verified:
+        print(f"verify: {len(result.mismatches)} mismatch(es), {len(result.chain.breaks)} chain break(s)",
+              file=sys.stderr)
         return EXIT_MISMATCH
-    if args.verify:
-        print(f"verify: all {result.last_seq} record digests match")
+    checked = result.last_seq - result.chain.compacted
+    print(f"verify: all {checked} record digests match; chain: {chain_summary(result)}")
     return EXIT_OK
+
+
+def chain_summary(result: ReplayResult) -> str:
+    """One phrase on the chain: whole (with its head), or how much of the log predates it."""
+    chain = result.chain
+    if chain.compacted:
+        return f"compacted up to seq {chain.compacted}, then " + _chain_phrase(result)
+    return _chain_phrase(result)
+
+
+def _chain_phrase(result: ReplayResult) -> str:
+    chain = result.chain
+    if chain.chained == 0:
+        return f"unchained (v1): {chain.unchained} record(s) written before the chain, digests checked only"
+    text = f"{chain.chained} chained record(s) whole, head {chain.head}"
+    if chain.unchained:
+        text += f"; {chain.unchained} earlier unchained (v1) record(s) covered by the first chained one"
+    return text

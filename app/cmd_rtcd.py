@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ice-host-port-override", type=int, metavar="PORT", help="port advertised in the candidate")
     parser.add_argument("--udp-rcvbuf", type=int, metavar="BYTES", help="SO_RCVBUF of the RTC socket")
     parser.add_argument("--udp-sndbuf", type=int, metavar="BYTES", help="SO_SNDBUF of the RTC socket")
+    parser.add_argument("--ice-max-addresses", type=int, metavar="N",
+                        help="distinct source addresses one ICE session may use (rtc.ice_max_addresses_per_session)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
@@ -50,7 +52,8 @@ def rtc_config(args: argparse.Namespace) -> RtcConfig:
     for flag, key in (("rtc_address", "ice_address_udp"), ("rtc_port", "ice_port_udp"),
                       ("ice_host_override", "ice_host_override"),
                       ("ice_host_port_override", "ice_host_port_override"),
-                      ("udp_rcvbuf", "udp_rcvbuf"), ("udp_sndbuf", "udp_sndbuf")):
+                      ("udp_rcvbuf", "udp_rcvbuf"), ("udp_sndbuf", "udp_sndbuf"),
+                      ("ice_max_addresses", "ice_max_addresses_per_session")):
         value = getattr(args, flag)
         if value is not None:
             changes[key] = value

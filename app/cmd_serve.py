@@ -5,8 +5,9 @@ auth, SQLite event log in ./data. Environment variables ``CALLSD_<SECTION>_<KEY>
 (docs/config.md). SIGTERM drains (refuses new joins, waits up to ``shutdown.drain_timeout`` for calls to end); SIGINT
 (Ctrl-C) stops promptly; a second SIGTERM or a SIGINT during a drain stops at once.
 
-Exit codes: 0 after a clean stop, 1 when the event log failed (restart to recover), 2 for an invalid configuration
-or an unsafe setup (the message says why).
+Exit codes: 0 after a clean stop, 1 when the event log failed while serving (restart to recover), 2 for an invalid
+configuration, an unsafe setup, or an event log it cannot start from: corrupt, failing verification (unless
+``--accept-broken-log``), or unwritable at start (a full disk); the one-line message says why.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from .config import ConfigError, load_config
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", metavar="FILE", help="TOML configuration file (see docs/config.md)")
     parser.add_argument("--no-media", action="store_true", help="run signaling only, without the media plane")
+    parser.add_argument("--accept-broken-log", action="store_true",
+                        help="start even if the event log fails verification (chain breaks, output digests that "
+                             "differ); each accepted record is logged as a warning")
 
 
 class _JsonFormatter(logging.Formatter):
@@ -58,9 +62,11 @@ def run(args: argparse.Namespace) -> int:
         async with trio.open_nursery() as nursery:
             info: ServerInfo = await nursery.start(
                 lambda task_status: serve(config, handle_signals=True, media=not args.no_media,
-                                          task_status=task_status)
+                                          accept_broken_log=args.accept_broken_log, task_status=task_status)
             )
             rtc = f"udp {info.rtc_address[0]}:{info.rtc_address[1]}" if info.rtc_address else "disabled"
+            if info.rtc_advertised:
+                rtc += f", advertised as {info.rtc_advertised}"
             print(f"callsd {info.url} is ready: open it in two browser windows to start a call "
                   f"(media: {rtc}; auth: {config.auth.mode}; events: {config.store.effective_url()})", flush=True)
 

@@ -90,6 +90,13 @@ class RtcConfig:
     udp_rcvbuf: int = 4 * 1024 * 1024
     udp_sndbuf: int = 4 * 1024 * 1024
     media_workers: int = 0
+    ice_max_addresses_per_session: int = 16
+    # networking (docs/networking.md)
+    advertise_refresh_seconds: int = 300
+    ice_check_timeout: int = 10
+    ice_port_tcp: int = 0
+    enable_ipv6: bool = False
+    fast_path: str = "auto"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +110,8 @@ class CallsConfig:
 class StoreConfig:
     data_dir: str = "data"
     url: str = ""
+    retention_days: int = 0  # 0 keeps every record; N compacts records older than N days (docs/config.md)
+    retention_action: str = "archive"  # or "delete"
 
     def effective_url(self) -> str:
         """``url`` if set, else ``sqlite:///<data_dir>/events.sqlite`` (absolute path)."""
@@ -270,6 +279,18 @@ def _host_or_empty(raw: Any) -> str:
     return value
 
 
+def _host_override(raw: Any) -> str:
+    """An IP, a host name, or ``PUBLIC/LOCAL,...`` mappings (adapters/media/addresses.py reads them)."""
+    from callsd.adapters.media.addresses import parse_host_override
+
+    value = _str(raw).strip()
+    try:
+        parse_host_override(value)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+    return value
+
+
 def _file_or_empty(raw: Any) -> str:
     value = _str(raw).strip()
     if value and not Path(value).is_file():
@@ -387,7 +408,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "rtc": {
         "ice_address_udp": _ip,
         "ice_port_udp": _int(80, 49151, zero_ok=True, what="an ephemeral port"),
-        "ice_host_override": _host_or_empty,
+        "ice_host_override": _host_override,
         "ice_host_port_override": _int(1, 65535, zero_ok=True, what="none"),
         "ice_servers": _ice_servers,
         "turn_static_auth_secret": _str,
@@ -395,13 +416,20 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "udp_rcvbuf": _int(0, 1 << 30),
         "udp_sndbuf": _int(0, 1 << 30),
         "media_workers": _int(0, 64),
+        "ice_max_addresses_per_session": _int(1, 256),
+        "advertise_refresh_seconds": _int(10, 86400, zero_ok=True, what="never"),
+        "ice_check_timeout": _int(2, 120),
+        "ice_port_tcp": _int(80, 65535, zero_ok=True, what="off"),
+        "enable_ipv6": _bool,
+        "fast_path": _choice("auto", "native", "python"),
     },
     "calls": {
         "max_participants": _int(0, 10000),
         "allow_screen_sharing": _bool,
         "reconnect_window_seconds": _int(0, 86400),
     },
-    "store": {"data_dir": _str, "url": _str},
+    "store": {"data_dir": _str, "url": _str, "retention_days": _int(1, 36500, zero_ok=True, what="forever"),
+              "retention_action": _choice("archive", "delete")},
     "auth": {"mode": _choice("open", "token"), "secret": _str},
     "log": {"level": _choice("debug", "info", "warning", "error"), "json": _bool},
     "shutdown": {"drain_timeout": _float(0, 86400)},
@@ -499,6 +527,9 @@ def _cross_checks(config: Config) -> list[str]:
     workers, port = config.rtc.media_workers, config.rtc.ice_port_udp
     if workers > 1 and port and port + workers - 1 > 65535:
         problems.append(f"rtc.media_workers: {workers} workers need UDP ports {port}-{port + workers - 1}")
+    if config.rtc.enable_ipv6 and config.rtc.ice_address_udp not in ("0.0.0.0", "::"):
+        problems.append(f"rtc.enable_ipv6: needs rtc.ice_address_udp = \"0.0.0.0\" or \"::\" (one dual-stack socket), "
+                        f"got {config.rtc.ice_address_udp!r}")
     if not config.store.url and not config.store.data_dir:
         problems.append("store.data_dir: must not be empty when store.url is not set")
     return problems

@@ -1,4 +1,4 @@
-"""The HTTP listener: hypercorn's connection handler, with the guards callsd needs around it (docs/adr/0008).
+"""The HTTP listener: hypercorn's connection handler, with the guards callsd needs around it (docs/adr/0008-http-guard.md).
 
 This is the one place where callsd works around hypercorn 0.18; everything here is about connections, nothing about
 calls. ``serve_http`` replaces ``hypercorn.trio.serve`` (same sockets, lifespan and ``TCPServer``) so that:

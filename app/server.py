@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
+import secrets
 import signal
 import sys
 import time
@@ -30,18 +32,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import hypercorn.config
 import trio
+from callsd.adapters.media.advertiser import advertised_by
+from callsd.adapters.media.plane import MediaPlane
+from callsd.adapters.media.router import PlaneRouter
 from callsd.adapters.metrics import build_registry, render_metrics
-from callsd.adapters.signaling import HubSettings, MediaPlaneLike, SignalingHub
-from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, encode
-from callsd.core import events as ev
+from callsd.adapters.signaling import Authorize, HubSettings, MediaPlaneLike, SignalingHub, open_authorize
+from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SignalingError, encode
+from callsd.adapters.signaling_session import TurnCredentials
+from callsd.core.calls import events as ev
+from callsd.core.calls.eventlog import EventLogError
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
-from .auth import TokenError, check_open_mode_allowed, verify_token
+from .auth import TokenError, check_open_mode_allowed, turn_credentials, verify_token
 from .config import Config
 from .http_guard import TICKET_KEY, ConnectionTicket, GuardCollector, GuardCounters, GuardSettings, serve_http
 from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name, metrics_authorized
@@ -80,6 +87,7 @@ class ServerInfo:
     rtc_address: tuple[str, int] | None
     hub: Any = None  # the SignalingHub, for tests and embedding
     metrics_url: str = ""  # http://IP:PORT/metrics when metrics.listen is set
+    rtc_advertised: str = ""  # what the RTC port advertises and why (docs/networking.md), "" without a plane
 
 
 class ServerControl:
@@ -179,7 +187,10 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
     async def healthz() -> Response:
         if hub.draining:
             return _json({"status": "draining"}, 503)
-        return _json({"status": "ok"})
+        advertised = advertised_by(hub.plane)
+        if advertised is None:
+            return _json({"status": "ok"})
+        return _json({"status": "ok", "rtc": {"advertised": advertised.as_json()}})
 
     @app.route("/version")
     async def version() -> Response:
@@ -245,10 +256,8 @@ async def _metrics_response(hub: SignalingHub, registry: Any, token: str) -> Res
     if not metrics_authorized(request.headers.get("Authorization"), token):
         return Response("a bearer token is required (metrics.token)", status=401,
                         headers={"WWW-Authenticate": 'Bearer realm="callsd metrics"'})
-    refresh = getattr(hub.plane, "refresh_counters", None)  # media workers: fetch their counters first
-    if refresh is not None:
-        with trio.move_on_after(2.0):
-            await refresh()
+    with trio.move_on_after(2.0):  # media workers: fetch their counters first
+        await hub.plane.refresh_counters()
     body, content_type = render_metrics(registry)
     return Response(body, content_type=content_type)
 
@@ -303,37 +312,50 @@ class _QuartTransport:
 # ---------------------------------------------------------------------------------------------------- serving
 
 
-def _open_recorder(config: Config, *, group_commit: bool = True) -> Any:
-    """Open the configured event store and rebuild the calls it records (checkpoint + tail). ``group_commit``
-    (the default) writes records in batches from a worker thread (adapters/store/recorder.py); False appends each
-    one synchronously on the event loop (the old path, kept for benchmarks)."""
-    from callsd.adapters.store import CallRecorder, open_store
+def _open_recorder(config: Config, *, group_commit: bool = True, accept_broken_log: bool = False) -> Any:
+    """Open the configured event store and rebuild the calls it records (checkpoint + tail), refusing a corrupt log
+    or one whose tail fails verification unless ``accept_broken_log`` (adapters/store/startup.py): a
+    ``StartupError`` with one line. ``group_commit`` (the default) writes records in batches from a worker thread
+    (adapters/store/recorder.py); False appends each one synchronously on the event loop (kept for benchmarks)."""
+    from callsd.adapters.store import open_store
+    from callsd.adapters.store.compaction import Retention, archive_dir_of
+    from callsd.adapters.store.startup import LogRefused, open_verified
 
     url = config.store.effective_url()
     if not config.store.url:
         Path(config.store.data_dir).mkdir(parents=True, exist_ok=True)
-    store = open_store(url)
     try:
-        recorder = CallRecorder.open(store, checkpoint_every=1000, group_commit=group_commit)
+        store = open_store(url)
+    except EventLogError as exc:  # the store says which: corrupt, or cannot be opened (a full disk...)
+        raise StartupError(f"the event log: {exc}") from None
+    days, archive = config.store.retention_days, config.store.retention_action == "archive"
+    retention = Retention(days=days, archive_dir=archive_dir_of(store) if archive else None) if days else None
+    try:
+        return open_verified(store, accept_broken=accept_broken_log, checkpoint_every=1000,
+                             group_commit=group_commit, retention=retention, now_ms=int(time.time() * 1000))
+    except LogRefused as exc:
+        store.close()
+        raise StartupError(str(exc)) from None
     except BaseException:
         store.close()
         raise
-    if recorder.recovered is not None and recorder.recovered.mismatches:
-        log.warning("event log replay: %d output digest mismatches", len(recorder.recovered.mismatches))
-    return recorder
 
 
-def _make_plane(config: Config, emit: Callable[[Any], None]) -> Any:
+def _advertised_line(plane: ServedPlane | None) -> str:
+    advertised = advertised_by(plane)
+    return advertised.describe() if advertised is not None else ""
+
+
+class ServedPlane(MediaPlaneLike, Protocol):
+    """A media plane the server runs: what the hub uses, plus ``serve`` (reports the bound RTC ``(host, port)``)."""
+
+    async def serve(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None: ...
+
+
+def _make_plane(config: Config, emit: Callable[[Any], None]) -> ServedPlane:
     """The in-process ``MediaPlane``, or with ``rtc.media_workers = N`` a ``PlaneRouter`` over N ``callsd rtcd``
     processes (docs/adr/0007-media-workers.md)."""
-    try:
-        from callsd.adapters.media.plane import MediaPlane  # type: ignore[import-not-found]
-    except ImportError:
-        log.warning("the media plane is not available in this build; running signaling only")
-        return None
     if config.rtc.media_workers > 0:
-        from callsd.adapters.media.router import PlaneRouter
-
         return PlaneRouter(config.rtc, emit, workers=config.rtc.media_workers,
                            socket_dir=Path(config.store.data_dir), log_level=config.log.level)
     return MediaPlane(config.rtc, emit)
@@ -342,12 +364,52 @@ def _make_plane(config: Config, emit: Callable[[Any], None]) -> Any:
 def _hub_settings(config: Config) -> HubSettings:
     return HubSettings(
         auth_mode=config.auth.mode,
-        auth_secret=config.auth.secret,
         ice_servers=tuple(s.as_json() for s in config.rtc.ice_servers),
-        turn_secret=config.rtc.turn_static_auth_secret,
-        turn_ttl_seconds=config.rtc.turn_credentials_expiration_minutes * 60,
         server_version=VERSION,
     )
+
+
+def _authorize(config: Config) -> Authorize:
+    """The hub's ``Authorize``: open mode takes the display name; token mode checks the token (app/auth.py) and
+    answers with its user id, a refused token becoming the protocol error of its code."""
+    if config.auth.mode != "token":
+        return open_authorize
+    secret = config.auth.secret
+
+    def token_authorize(*, channel_id: str, data: dict[str, Any], query_token: str | None, now_s: float,
+                        action: str) -> str:
+        try:
+            return verify_token(data.get("token") or query_token, secret=secret, now=now_s,
+                                channel_id=channel_id).user_id
+        except TokenError as exc:
+            raise SignalingError(exc.code, exc.message, action) from None
+
+    return token_authorize
+
+
+def _reconnect_key(config: Config) -> bytes:
+    """The key reconnect secrets derive from (adapters/signaling_reconnect.py), kept in the data directory so that
+    sessions that dropped before a restart can still reconnect; created (mode 0600) on first start."""
+    path = Path(config.store.data_dir) / "reconnect.key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "xb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(secrets.token_bytes(32))
+    except FileExistsError:
+        pass
+    key = path.read_bytes()
+    if len(key) < 16:
+        raise StartupError(f"{path} is damaged (shorter than 16 bytes): delete it to make a new one")
+    return key
+
+
+def _turn_credentials(config: Config) -> TurnCredentials | None:
+    secret, ttl = config.rtc.turn_static_auth_secret, config.rtc.turn_credentials_expiration_minutes * 60
+    if not secret:
+        return None
+    return lambda session_id, now_s: turn_credentials(secret=secret, session_id=session_id, now=now_s,
+                                                      ttl_seconds=ttl)
 
 
 def _guard_settings(config: Config) -> GuardSettings:
@@ -377,7 +439,7 @@ def _hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc.read_timeout = config.http.idle_timeout
     hc.alpn_protocols = ["http/1.1"]  # WebSockets over HTTP/2 would bypass app/http_inbound.py's frame checks
     hc.accesslog = None
-    hc.errorlog = logging.getLogger("hypercorn.error")  # type: ignore[assignment]
+    hc.errorlog = logging.getLogger("hypercorn.error")
     if config.http.tls_cert:
         hc.certfile = config.http.tls_cert
         hc.keyfile = config.http.tls_key
@@ -400,12 +462,15 @@ async def serve(
     control: ServerControl | None = None,
     handle_signals: bool = False,
     media: bool = True,
-    plane_factory: Callable[[Config, Callable[[Any], None]], MediaPlaneLike | None] | None = None,
+    plane_factory: Callable[[Config, Callable[[Any], None]], ServedPlane | None] | None = None,
+    accept_broken_log: bool = False,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the server until ``control`` (or SIGTERM/SIGINT when ``handle_signals``) stops it.
 
-    Raises ``StartupError`` before binding anything when the configuration is unsafe (open mode off loopback).
+    Raises ``StartupError`` before binding anything when the configuration is unsafe (open mode off loopback), when
+    the event log is corrupt or fails verification (unless ``accept_broken_log``), or when the records written at
+    start (recovery, configuration) cannot be made durable (a full disk): it never reports ready when it is not.
     """
 
     if config.auth.mode == "open":
@@ -413,33 +478,37 @@ async def serve(
         if problem is not None:
             raise StartupError(problem)
     control = control or ServerControl()
-    recorder = _open_recorder(config)
+    recorder = _open_recorder(config, accept_broken_log=accept_broken_log)
     machine = recorder.machine
     hub: SignalingHub | None = None
     try:
-        hub = SignalingHub(recorder, machine, settings=_hub_settings(config))
+        hub = SignalingHub(recorder, machine, settings=_hub_settings(config), authorize=_authorize(config),
+                           turn_credentials=_turn_credentials(config), reconnect_key=_reconnect_key(config))
         hub.on_fatal = lambda exc: control.stop()
         hub.counters.store_ops["open"] += 1
-        hub.recover()
         wanted = (config.calls.max_participants, config.calls.reconnect_window_seconds * 1000,
                   config.calls.allow_screen_sharing)
         current = machine.config
         if (current.max_participants, current.reconnect_window_ms, current.allow_screen_sharing) != wanted:
             hub.feed(ev.Configure(at=int(time.time() * 1000), max_participants=wanted[0],
                                   reconnect_window_ms=wanted[1], allow_screen_sharing=wanted[2]))
-        plane = None
+        # After the new configuration: sessions still connected when the last process stopped drop now, under this
+        # process's reconnect window; those that dropped before keep the deadline of theirs (docs/protocol.md).
+        hub.recover()
+        plane: ServedPlane | None = None
         if media:
             plane = (plane_factory or _make_plane)(config, hub.emit)
             if plane is not None:
                 hub.plane = plane
-                if hasattr(plane, "routes_of"):
-                    plane.routes_of = machine.routes
         registry = build_registry(hub, plane, VERSION)
         http_counters = GuardCounters()
         registry.register(GuardCollector(http_counters))
         app = ShieldSend(create_app(hub, config, registry, http_counters))
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run)
+            await hub.flush()  # what start-up recorded is durable before anything is bound or called ready
+            if hub.fatal is not None:
+                raise StartupError(f"the event log cannot record: {hub.fatal.__cause__ or hub.fatal}")
             rtc_address = None
             if plane is not None:
                 rtc_address = await nursery.start(plane.serve)
@@ -459,8 +528,9 @@ async def serve(
             url = binds[0].rstrip("/") + "/"
             host, _, port = binds[0].split("://", 1)[1].rpartition(":")
             info = ServerInfo(url=url, http_host=host.strip("[]"), http_port=int(port),
-                              rtc_address=tuple(rtc_address) if rtc_address else None,  # type: ignore[arg-type]
-                              hub=hub, metrics_url=metrics_url)
+                              rtc_address=(str(rtc_address[0]), int(rtc_address[1])) if rtc_address else None,
+                              hub=hub, metrics_url=metrics_url,
+                              rtc_advertised=_advertised_line(plane))
             task_status.started(info)
             await control.wait()
             if control.mode == "drain":

@@ -202,7 +202,7 @@ async def client_cost(legs: int = 200, packets: int = 40_000, delay_sample: int 
     """
     import pylibsrtp
     import trio
-    from callsd.app.loadtest.media import Identity, Leg, MediaEngine, Source
+    from callsd.peer import Identity, Leg, MediaEngine, Source
 
     key = os.urandom(28)
     profile = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM

@@ -2,7 +2,7 @@
 path, on loopback.
 
     python -m bench.forward [--seconds 5] [--senders 1] [--receivers 4] [--pps 5000] [--sizes 160,1200]
-                            [--forwarder glue|minimal] [--profile]
+                            [--forwarder glue|minimal] [--paths python,native] [--rounds 1] [--json] [--profile]
 
 Three processes: this one runs the SFU (a `UdpEndpoint` whose handler forwards every publisher packet to every
 receiver), one child runs the SRTP senders and one the receivers. The children connect with the real ICE + DTLS
@@ -17,12 +17,19 @@ On a shared 2-core machine all three processes compete for CPU: loss at high rat
 than about the SFU, so compare the CPU figure across rates and read loss at rates the machine can carry.
 
 `--forwarder glue` (the default) forwards through adapters/media/forwarder.py (per-route SSRC/seq/timestamp rewrite,
-header-extension mapping, reception stats); `minimal` only rewrites the SSRC.
+header-extension mapping, reception stats); `minimal` only rewrites the SSRC (Python path only).
+
+`--paths` runs the same workload through each receive path (`rtc.fast_path`, adapters/media/paths.py), alternating
+them size by size (and `--rounds` times) so both see the same machine. `--json` prints one JSON object instead of
+the table: ``{"paths": {"python": {"us_per_egress_packet": ..., "rows": [...]}, "native": {...}},
+"native_over_python": ..., "conditions": {...}}``; a path's figure is its CPU over all its rows divided by all the
+packets it forwarded.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import selectors
@@ -35,6 +42,7 @@ from typing import Any
 import trio
 from callsd.adapters.media.client import MediaClient
 from callsd.adapters.media.dtls import Certificate
+from callsd.adapters.media.paths import make_path
 from callsd.adapters.media.transport import Peer, TransportConfig, UdpEndpoint
 
 PT = 111
@@ -174,12 +182,20 @@ class MinimalForwarder:
             out.send_rtp(head + ssrc + tail)
 
 
+class BenchSession:
+    """What the plane's Session is to the forwarder (native.ForwardingSession): the publisher's SSRC table."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.inbound: dict[int, Any] = {}
+
+
 class GlueForwarder:
     """Drives adapters/media/forwarder.py: one audio/video InTrack per sender, one OutRoute per receiver."""
 
     def __init__(self, media: str) -> None:
         from callsd.adapters.media.forwarder import Forwarder, InTrack, OutRoute
-        from callsd.core.events import TrackKind
+        from callsd.core.calls.events import TrackKind
 
         self._InTrack, self._OutRoute, self._kind = InTrack, OutRoute, TrackKind
         self.fwd = Forwarder(send_pli=lambda _t: None, on_voice=lambda _s, _v: None)
@@ -205,10 +221,11 @@ class GlueForwarder:
         for i, p in enumerate(senders):
             track = self.tracks[p.session_id]
             track.ssrc = 0x1000 + i
-            p.data = {0x1000 + i: track}
+            p.data = BenchSession()
+            p.data.inbound[track.ssrc] = track
 
     def on_rtp(self, peer: Peer, plain: bytes) -> None:
-        self.fwd.on_rtp(peer.data, plain)
+        self.fwd.on_rtp(peer.data.inbound, plain)
 
 
 class BenchHandler:
@@ -231,7 +248,7 @@ class BenchHandler:
 
 def _direct(glue_on_rtp: Any) -> Any:
     def on_rtp(peer: Peer, plain: bytes) -> None:
-        glue_on_rtp(peer.data, plain)
+        glue_on_rtp(peer.data.inbound, plain)
 
     return on_rtp
 
@@ -266,110 +283,127 @@ def _spec(kind: str, i: int) -> dict[str, str]:
             "c_ufrag": f"c{kind}{i}", "c_pwd": os.urandom(12).hex()}
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     sizes = [int(s) for s in args.sizes.split(",")]
+    paths = args.paths.split(",")
     results = []
-    for size in sizes:
-        media = "audio" if size <= 300 else "video"
-        forwarder: Any = GlueForwarder(media) if args.forwarder == "glue" else MinimalForwarder()
-        handler = BenchHandler(forwarder)
-        endpoint = UdpEndpoint(TransportConfig(host="127.0.0.1", port=0, batch=args.batch,
-                                                   coalesce=args.coalesce_ms / 1000.0), handler)
-        async with trio.open_nursery() as nursery:
-            server = await nursery.start(endpoint.serve)
-            client_cert = Certificate.generate("bench-client")
-            pem = client_cert.to_pem()
-            s_specs = [_spec("snd", i) for i in range(args.senders)]
-            r_specs = [_spec("rcv", i) for i in range(args.receivers)]
-            peers: dict[str, Peer] = {}
-            for s in s_specs + r_specs:
-                peers[s["sid"]] = endpoint.add_peer(s["sid"], s["s_ufrag"], s["s_pwd"], s["c_ufrag"], s["c_pwd"],
-                                                    client_cert.fingerprint)
-            senders = [peers[s["sid"]] for s in s_specs]
-            for i, s in enumerate(s_specs):
-                for j, r in enumerate(r_specs):
-                    forwarder.add_route(peers[s["sid"]], peers[r["sid"]], 0x5000 + i * 100 + j)
-            forwarder.finish(senders)
-            # Skip one level of indirection on the hot path: the endpoint calls the forwarding function directly.
-            if isinstance(forwarder, GlueForwarder):
-                handler.on_rtp = _direct(forwarder.fwd.on_rtp)  # type: ignore[method-assign]
-            else:
-                handler.on_rtp = forwarder.on_rtp  # type: ignore[method-assign]
+    for _round in range(args.rounds):
+        for size in sizes:
+            for path in paths:
+                results.append(await run_one(args, size, path))
+    return results
 
-            ctx = mp.get_context("spawn")
-            s_conn, s_child = ctx.Pipe()
-            r_conn, r_child = ctx.Pipe()
-            procs = [
-                ctx.Process(target=sender_main, args=(s_child, server, s_specs, pem, endpoint.fingerprint)),
-                ctx.Process(target=receiver_main, args=(r_child, server, r_specs, pem, endpoint.fingerprint)),
-            ]
-            for p in procs:
-                p.start()
-            try:
-                for conn in (s_conn, r_conn):
-                    msg = await trio.to_thread.run_sync(conn.recv)
-                    assert msg == "ready", msg
-                assert handler.connected == args.senders + args.receivers, handler.connected
-                r_conn.send(("run",))
-                c = endpoint.counters
-                in0, out0 = c.rtp_in, c.rtp_out
-                drops0 = sum(c.drops().values())
-                cpu0, wall0 = time.process_time(), time.perf_counter()
-                prof = None
-                if args.profile:
-                    import cProfile
 
-                    prof = cProfile.Profile()
-                    prof.enable()
-                s_conn.send(("run", size, args.seconds, args.pps, args.burst_ms))
-                _, sent, send_wall = await trio.to_thread.run_sync(s_conn.recv)
-                # Let the tail drain through the SFU.
-                for _ in range(100):
-                    before = c.rtp_in
-                    await trio.sleep(0.05)
-                    if c.rtp_in == before:
-                        break
-                cpu1, wall1 = time.process_time(), time.perf_counter()
-                if prof is not None:
-                    prof.disable()
-                r_conn.send(("stop",))
-                _, counts, checked, bad = await trio.to_thread.run_sync(r_conn.recv)
-                for conn in (s_conn, r_conn):
-                    conn.send(("quit",))
-            finally:
-                for p in procs:
-                    p.join(timeout=10)
-                    if p.is_alive():
-                        p.kill()
-            forwarded = c.rtp_out - out0
-            ingress = c.rtp_in - in0
-            expected = sent * args.receivers
-            received = sum(counts)
-            cpu = cpu1 - cpu0
-            us = cpu / forwarded * 1e6 if forwarded else float("nan")
-            row = {
-                "size": size, "sent": sent, "ingress": ingress, "forwarded": forwarded, "received": received,
-                "us_per_pkt": us, "per_core_pps": 1e6 / us if forwarded else 0.0,
-                "offered_egress_pps": expected / send_wall, "cpu_s": cpu, "wall_s": wall1 - wall0,
-                "loss_pct": 100.0 * (1 - received / expected) if expected else float("nan"),
-                "sfu_drops": sum(c.drops().values()) - drops0, "checked": checked, "bad": bad,
-                "in_loss_pct": 100.0 * (1 - ingress / sent) if sent else float("nan"),
-                "out_loss_pct": 100.0 * (1 - received / forwarded) if forwarded else float("nan"),
-                "sendto_us": calibrate_sendto(size + 28),
-            }
-            results.append(row)
+async def run_one(args: argparse.Namespace, size: int, path_name: str) -> dict[str, Any]:
+    """One measurement: `size`-byte packets through the `path_name` receive path."""
+    media = "audio" if size <= 300 else "video"
+    forwarder: Any = GlueForwarder(media) if args.forwarder == "glue" else MinimalForwarder()
+    handler = BenchHandler(forwarder)
+    path = make_path(path_name, forwarder.fwd if isinstance(forwarder, GlueForwarder) else None)
+    if path.name != path_name:
+        raise SystemExit(f"bench.forward: the {path_name} path is not available")
+    endpoint = UdpEndpoint(TransportConfig(host="127.0.0.1", port=0, batch=args.batch,
+                                           coalesce=args.coalesce_ms / 1000.0), handler, path=path)
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(endpoint.serve)
+        client_cert = Certificate.generate("bench-client")
+        pem = client_cert.to_pem()
+        s_specs = [_spec("snd", i) for i in range(args.senders)]
+        r_specs = [_spec("rcv", i) for i in range(args.receivers)]
+        peers: dict[str, Peer] = {}
+        for s in s_specs + r_specs:
+            peers[s["sid"]] = endpoint.add_peer(s["sid"], s["s_ufrag"], s["s_pwd"], s["c_ufrag"], s["c_pwd"],
+                                                client_cert.fingerprint)
+        senders = [peers[s["sid"]] for s in s_specs]
+        for i, s in enumerate(s_specs):
+            for j, r in enumerate(r_specs):
+                forwarder.add_route(peers[s["sid"]], peers[r["sid"]], 0x5000 + i * 100 + j)
+        forwarder.finish(senders)
+        # Skip one level of indirection on the hot path: the endpoint calls the forwarding function directly.
+        if isinstance(forwarder, GlueForwarder):
+            handler.on_rtp = _direct(forwarder.fwd.on_rtp)  # type: ignore[method-assign]
+        else:
+            handler.on_rtp = forwarder.on_rtp  # type: ignore[method-assign]
+
+        ctx = mp.get_context("spawn")
+        s_conn, s_child = ctx.Pipe()
+        r_conn, r_child = ctx.Pipe()
+        procs = [
+            ctx.Process(target=sender_main, args=(s_child, server, s_specs, pem, endpoint.fingerprint)),
+            ctx.Process(target=receiver_main, args=(r_child, server, r_specs, pem, endpoint.fingerprint)),
+        ]
+        for p in procs:
+            p.start()
+        try:
+            for conn in (s_conn, r_conn):
+                msg = await trio.to_thread.run_sync(conn.recv)
+                assert msg == "ready", msg
+            assert handler.connected == args.senders + args.receivers, handler.connected
+            r_conn.send(("run",))
+            c = endpoint.counters
+            in0, out0 = c.rtp_in, c.rtp_out
+            drops0 = sum(c.drops().values())
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            prof = None
+            if args.profile:
+                import cProfile
+
+                prof = cProfile.Profile()
+                prof.enable()
+            s_conn.send(("run", size, args.seconds, args.pps, args.burst_ms))
+            _, sent, send_wall = await trio.to_thread.run_sync(s_conn.recv)
+            # Let the tail drain through the SFU.
+            for _ in range(100):
+                before = c.rtp_in
+                await trio.sleep(0.05)
+                if c.rtp_in == before:
+                    break
+            cpu1, wall1 = time.process_time(), time.perf_counter()
             if prof is not None:
-                import pstats
+                prof.disable()
+            r_conn.send(("stop",))
+            _, counts, checked, bad = await trio.to_thread.run_sync(r_conn.recv)
+            for conn in (s_conn, r_conn):
+                conn.send(("quit",))
+        finally:
+            for p in procs:
+                p.join(timeout=10)
+                if p.is_alive():
+                    p.kill()
+        forwarded = c.rtp_out - out0
+        ingress = c.rtp_in - in0
+        expected = sent * args.receivers
+        received = sum(counts)
+        cpu = cpu1 - cpu0
+        us = cpu / forwarded * 1e6 if forwarded else float("nan")
+        row = {
+            "size": size, "sent": sent, "ingress": ingress, "forwarded": forwarded, "received": received,
+            "us_per_pkt": us, "per_core_pps": 1e6 / us if forwarded else 0.0,
+            "offered_egress_pps": expected / send_wall, "cpu_s": cpu, "wall_s": wall1 - wall0,
+            "loss_pct": 100.0 * (1 - received / expected) if expected else float("nan"),
+            "sfu_drops": sum(c.drops().values()) - drops0, "checked": checked, "bad": bad,
+            "in_loss_pct": 100.0 * (1 - ingress / sent) if sent else float("nan"),
+            "out_loss_pct": 100.0 * (1 - received / forwarded) if forwarded else float("nan"),
+            "sendto_us": calibrate_sendto(size + 28),
+        }
+        if prof is not None:
+            import pstats
 
-                pstats.Stats(prof).sort_stats("tottime").print_stats(18)
-            nursery.cancel_scope.cancel()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+        nursery.cancel_scope.cancel()
+    row["path"] = path_name
+    return row
+
+
+def print_table(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     print(f"\nforward bench: {args.senders} sender(s) x {args.receivers} receiver(s), {args.pps} pps per sender, "
           f"{args.seconds} s, forwarder={args.forwarder}, batch={args.batch}, burst={args.burst_ms} ms, "
           f"coalesce={args.coalesce_ms} ms")
-    print(f"{'bytes':>6} {'µs/pkt':>8} {'egress pps/core':>16} {'offered pps':>12} {'forwarded':>10} "
+    print(f"{'path':>7} {'bytes':>6} {'µs/pkt':>8} {'egress pps/core':>16} {'offered pps':>12} {'forwarded':>10} "
           f"{'loss %':>7} {'(in':>6} {'out)':>6} {'SFU drops':>9} {'SRTP ok':>9} {'sendto µs':>9} {'SFU CPU%':>8}")
     for r in results:
-        print(f"{r['size']:>6} {r['us_per_pkt']:>8.2f} {r['per_core_pps']:>16,.0f} {r['offered_egress_pps']:>12,.0f} "
+        print(f"{r['path']:>7} {r['size']:>6} {r['us_per_pkt']:>8.2f} {r['per_core_pps']:>16,.0f} "
+              f"{r['offered_egress_pps']:>12,.0f} "
               f"{r['forwarded']:>10} {r['loss_pct']:>7.3f} {r['in_loss_pct']:>6.2f} {r['out_loss_pct']:>6.2f} "
               f"{r['sfu_drops']:>9} "
               f"{r['checked'] - r['bad']:>4}/{r['checked']:<4} {r['sendto_us']:>9.2f} "
@@ -379,6 +413,31 @@ async def run(args: argparse.Namespace) -> None:
     print("CPU time over the window's wall time; ingress loss while it is well under 100 % means the machine did not")
     print("give the SFU the CPU it needed (other processes), not that the SFU was saturated.")
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+def summary(args: argparse.Namespace, results: list[dict[str, Any]], load_start: tuple[float, ...]) -> dict[str, Any]:
+    """The `--json` object: per path, CPU over all its rows / all packets it forwarded, and its rows."""
+    paths: dict[str, Any] = {}
+    for name in args.paths.split(","):
+        rows = [r for r in results if r["path"] == name]
+        cpu = sum(r["cpu_s"] for r in rows)
+        forwarded = sum(r["forwarded"] for r in rows)
+        paths[name] = {"us_per_egress_packet": cpu / forwarded * 1e6 if forwarded else None,
+                       "loss_pct": max((r["loss_pct"] for r in rows), default=None), "rows": rows}
+    py, nat = paths.get("python"), paths.get("native")
+    ratio = None
+    if py and nat and py["us_per_egress_packet"] and nat["us_per_egress_packet"]:
+        ratio = nat["us_per_egress_packet"] / py["us_per_egress_packet"]
+    return {
+        "paths": paths,
+        "native_over_python": ratio,
+        "conditions": {
+            "senders": args.senders, "receivers": args.receivers, "pps_per_sender": args.pps,
+            "seconds": args.seconds, "sizes": args.sizes, "rounds": args.rounds, "forwarder": args.forwarder,
+            "burst_ms": args.burst_ms, "cpus": os.cpu_count(), "load_average_start": load_start,
+            "load_average_end": os.getloadavg(), "unix_time": time.time(),
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -394,10 +453,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--coalesce-ms", type=float, default=0.0,
                     help="TransportConfig.coalesce: pause after a non-empty read so one wakeup serves more packets")
     ap.add_argument("--profile", action="store_true", help="cProfile the SFU during the measurement")
+    ap.add_argument("--paths", default="python,native", help="receive paths to compare (rtc.fast_path values)")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the whole comparison, paths alternating")
+    ap.add_argument("--json", action="store_true", help="print one JSON object (see the module docstring)")
     args = ap.parse_args(argv)
     if args.seconds <= 0 or args.seconds > 120:
         ap.error("--seconds must be in (0, 120]")
-    trio.run(run, args)
+    if not 1 <= args.rounds <= 20:
+        ap.error("--rounds must be in 1..20")
+    if not set(args.paths.split(",")) <= {"python", "native"}:
+        ap.error("--paths takes python and/or native")
+    if args.forwarder == "minimal" and "native" in args.paths.split(","):
+        ap.error("--forwarder minimal runs on the Python path only (--paths python)")
+    load_start = os.getloadavg()
+    results = trio.run(run, args)
+    if args.json:
+        print(json.dumps(summary(args, results, load_start), indent=1))
+    else:
+        print_table(args, results)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import types
 import typing
 from dataclasses import fields
 from typing import Any
@@ -37,6 +38,9 @@ def _field_strategy(name: str, hint: Any) -> st.SearchStrategy[Any]:
         return st.sampled_from(list(hint))
     if typing.get_origin(hint) is tuple:
         return st.lists(IDS, max_size=4).map(tuple)
+    if typing.get_origin(hint) is types.UnionType:  # an optional field: None or a value
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return st.none() | _field_strategy(name, inner)
     raise AssertionError(f"no strategy for {name}: {hint!r}")
 
 

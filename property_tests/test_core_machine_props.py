@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from callsd.core import (
     CallEnded,
     CallsMachine,
     CancelTimer,
     Configure,
     Disconnect,
+    GoingAway,
     HostEndCall,
     HostLowerHand,
     HostMute,
@@ -26,6 +28,7 @@ from callsd.core import (
     InputEvent,
     JoinCall,
     LeaveCall,
+    LocalProtocolError,
     LowerHand,
     MakeHost,
     Mute,
@@ -37,6 +40,7 @@ from callsd.core import (
     React,
     Reconnect,
     Rejected,
+    RejectReason,
     RouteAdded,
     RoutePaused,
     RouteRemoved,
@@ -113,7 +117,7 @@ class CallsModel(RuleBasedStateMachine):
             self.checkpoints.append((seq, json.dumps(checkpoint(self.machine, seq))))
         self.apply(outs)
         for name in sorted({type(o).__name__ for o in outs}):
-            note_event(name if name != "Rejected" else f"Rejected:{outs[0].reason.value}")  # type: ignore[attr-defined]
+            note_event(name if name != "Rejected" else f"Rejected:{rejected[0].reason.value}")
         return outs
 
     def apply(self, outs: list[OutputEvent]) -> None:
@@ -202,12 +206,18 @@ class CallsModel(RuleBasedStateMachine):
         self.feed(Configure(at=self.at(), max_participants=max_participants, reconnect_window_ms=window,
                             allow_screen_sharing=allow))
 
-    @rule(s=sessions, ch=channels)
-    def join(self, s: str, ch: str) -> None:
-        outs = self.feed(JoinCall(at=self.at(), channel_id=ch, session_id=s, user_id=f"u-{s}", call_id=f"c{self.now}"))
+    @rule(s=sessions, ch=channels, ongoing_only=st.booleans())
+    def join(self, s: str, ch: str, ongoing_only: bool) -> None:
+        """``ongoing_only`` joins with no ``call_id``: the ongoing call of ``ch``, refused when there is none."""
+        had_call = self.machine.call(ch) is not None
+        call_id = None if ongoing_only else f"c{self.now}"
+        outs = self.feed(JoinCall(at=self.at(), channel_id=ch, session_id=s, user_id=f"u-{s}", call_id=call_id))
         limit = self.machine.config.max_participants
         if not isinstance(outs[0], Rejected) and limit:
             assert len(self.machine.sessions(ch)) <= limit
+        if ongoing_only and not had_call:
+            assert isinstance(outs[0], Rejected), outs
+            assert outs[0].reason in (RejectReason.NO_CALL, RejectReason.ALREADY_IN_CALL), outs
 
     @rule(data=st.data(), ch=channels)
     def join_free(self, data: Any, ch: str) -> None:
@@ -227,6 +237,11 @@ class CallsModel(RuleBasedStateMachine):
         s = self.pick(data)
         self.feed(Disconnect(at=self.at(), session_id=s))
 
+    @rule(data=st.data(), keep_ms=st.integers(0, 60_000))
+    def going_away(self, data: Any, keep_ms: int) -> None:
+        s = self.pick(data)
+        self.feed(GoingAway(at=self.at(), session_id=s, keep_ms=keep_ms))
+
     @rule(data=st.data())
     def reconnect(self, data: Any) -> None:
         s = self.pick(data)
@@ -242,9 +257,19 @@ class CallsModel(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def stray_timer(self, data: Any) -> None:
-        """A timer fired early, late or twice never does harm."""
+        """A late or repeated fire never does harm; an early one (before the pending deadline) is refused loudly
+        and changes nothing, the timer staying armed (StartTimer's contract)."""
         s = self.pick(data)
-        self.feed(TimerFired(at=self.at(), key=f"reconnect:{s}"))
+        key = f"reconnect:{s}"
+        deadline = self.timers.get(key)
+        if deadline is not None and self.now < deadline:
+            before = self.machine.snapshot()
+            with pytest.raises(LocalProtocolError, match="early"):
+                self.machine.handle(TimerFired(at=self.now, key=key))
+            assert self.machine.snapshot() == before
+            assert self.machine.timers()[key] == deadline
+        else:
+            self.feed(TimerFired(at=self.at(), key=key))
 
     @rule(data=st.data(), on=st.booleans())
     def mute(self, data: Any, on: bool) -> None:

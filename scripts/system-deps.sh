@@ -2,9 +2,33 @@
 # Installs the Debian packages the test suite drives for real (Chromium for the browser tests). Fails loudly: the
 # suite never skips a test because a dependency is missing.
 set -euo pipefail
+#
+# `system-deps.sh build` installs only what building the package needs (the native fast path's libsrtp2-dev), so that
+# `make run` on a fresh machine does not pull in the test suite's browser, TURN server and databases.
 need=()
+if [ "${1:-}" = build ]; then
+    [ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
+    command -v gcc >/dev/null 2>&1 || need+=(gcc)
+    if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+    if [ "$(id -u)" != 0 ]; then
+        echo "system-deps: missing Debian packages: ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2
+        exit 1
+    fi
+    echo "system-deps: installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    exit 0
+fi
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v turnserver >/dev/null 2>&1 || need+=(coturn)
+# tests/net: network namespaces with NAT (nft), the topology diagrams in docs/networking.md (dot)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v dot >/dev/null 2>&1 || need+=(graphviz)
+# the native fast path links libsrtp2 (docs/adr/0009); its fuzz run needs clang's libFuzzer
+[ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
+command -v clang-14 >/dev/null 2>&1 || need+=(clang-14)
+ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -16,3 +40,5 @@ echo "system-deps: installing ${need[*]}"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 command -v chromium >/dev/null || { echo "system-deps: chromium still missing after install" >&2; exit 1; }
+command -v nft >/dev/null || { echo "system-deps: nft still missing after install" >&2; exit 1; }
+[ -e /usr/include/srtp2/srtp.h ] || { echo "system-deps: libsrtp2-dev still missing after install" >&2; exit 1; }

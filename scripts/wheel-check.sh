@@ -3,6 +3,7 @@
 # (the editable install maps folders differently, so both must be proven; docs/adr/0003).
 set -euo pipefail
 python=${1:-python3}
+case $python in */*) python="$(cd "$(dirname "$python")" && pwd)/$(basename "$python")" ;; esac  # we cd below
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$python" -m build --wheel --no-isolation --outdir "$work/dist" . >"$work/build.log" 2>&1 \
@@ -10,13 +11,29 @@ trap 'rm -rf "$work"' EXIT
 "$python" -m venv "$work/venv"
 "$work/venv/bin/pip" install -q "$work"/dist/callsd-*.whl
 cd "$work"
-"$work/venv/bin/python" -c "import callsd.core, callsd.adapters, callsd.app.cli; print('wheel imports ok:', callsd.core.__file__)"
+"$work/venv/bin/python" -c "import callsd.core, callsd.adapters, callsd.app.cli, callsd.peer; print('wheel imports ok:', callsd.core.__file__)"
 "$work/venv/bin/callsd" --help >/dev/null
+"$work/venv/bin/python" -c "from callsd.adapters.media.paths import native_available as n; assert n() is None, n()"
+echo "wheel-check: the native fast path's extension is in the wheel and imports"
 echo "wheel-check: callsd --help runs from the installed wheel"
+# PEP 561: the wheel ships py.typed, so `mypy --strict` of a program that embeds callsd.core resolves our types
+# (without it: import-untyped). Run from $work, away from the repository's [tool.mypy] settings.
+cat >"$work/embed.py" <<'PY'
+from callsd.core import CallFact, CallsMachine, JoinCall
+
+machine = CallsMachine()
+outputs = machine.handle(JoinCall(at=0, channel_id="c", session_id="s", user_id="u", call_id="k"))
+facts: list[CallFact] = [o for o in outputs if isinstance(o, CallFact)]
+channels: list[str] = [f.channel_id for f in facts]
+PY
+"$python" -m mypy --strict --no-incremental --python-executable "$work/venv/bin/python" "$work/embed.py"
+echo "wheel-check: mypy --strict resolves callsd.core's types from the installed wheel"
 "$work/venv/bin/python" - <<'PY'
 from importlib.resources import files
 static = files("callsd.app.static")
-missing = [n for n in ("index.html", "app.js", "media.js", "state.js", "style.css") if not static.joinpath(n).is_file()]
+client = ("index.html", "style.css", "app.js", "session.js", "media.js", "devices.js", "controls.js", "render.js",
+          "names.js", "state.js")
+missing = [n for n in client if not static.joinpath(n).is_file()]
 assert not missing, f"the wheel lacks the browser client files: {missing}"
 print("wheel-check: the browser client's files are in the wheel")
 PY

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from net_support import free_port
+
 STATIC_DIR = Path(__file__).resolve().parents[1] / "app" / "static"
 
 CHROMIUM = "/usr/bin/chromium"
@@ -54,11 +56,6 @@ WAIT_MS = 30_000  # upper bound of any single UI wait (generous: the 2-core mach
 def launch_chromium(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def free_udp_port(low: int = 20_000, high: int = 32_000) -> int:

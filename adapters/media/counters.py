@@ -13,6 +13,8 @@ DROP_REASONS = (
     "unknown_address",  # DTLS or SRTP from an address no peer has authenticated with STUN
     "stun_unknown_user",  # STUN USERNAME names no peer (or the wrong remote ufrag)
     "stun_integrity",  # STUN MESSAGE-INTEGRITY wrong, or FINGERPRINT missing
+    "stun_rate_limited",  # STUN from a source IP that failed too often lately (not checked)
+    "stun_address_cap",  # STUN from one address too many for the ICE session (not checked)
     "stun_other",  # valid STUN that is not a binding request (responses, indications, other methods)
     "not_ready",  # SRTP before the DTLS handshake finished, or a send to an unconnected peer
     "srtp_auth",  # SRTP/SRTCP authentication failed
@@ -51,6 +53,8 @@ class TransportCounters:
         "drop_stun_unknown_user",
         "drop_stun_integrity",
         "drop_stun_other",
+        "drop_stun_rate_limited",
+        "drop_stun_address_cap",
         "drop_not_ready",
         "drop_srtp_auth",
         "drop_replay",
@@ -84,6 +88,8 @@ class TransportCounters:
         self.drop_stun_unknown_user = 0
         self.drop_stun_integrity = 0
         self.drop_stun_other = 0
+        self.drop_stun_rate_limited = 0
+        self.drop_stun_address_cap = 0
         self.drop_not_ready = 0
         self.drop_srtp_auth = 0
         self.drop_replay = 0

@@ -188,6 +188,8 @@ class DtlsSession:
         Raises DtlsError on a fatal error (the reason is kept in ``failed``)."""
         if self.failed:
             raise DtlsError(self.failed)
+        if not datagram:
+            return False  # OpenSSL's bio_write raises WantReadError on b"" (found by fuzz/targets.py dtls)
         self._conn.bio_write(datagram)
         if self.done:
             # Post-handshake traffic: alerts (close_notify) or retransmitted finished flights.

@@ -35,8 +35,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from callsd.core.events import TrackKind
-from callsd.core.rtp import ExtensionRemap, make_extension_remap, read_audio_level, rewrite_rtp
+from callsd.core.calls.events import TrackKind
+from callsd.core.wire.rtp import ExtensionRemap, make_extension_remap, read_audio_level, rewrite_rtp
 
 __all__ = ["InTrack", "OutRoute", "Forwarder", "ForwarderCounters", "CACHE_SIZE", "URI_MID", "URI_AUDIO_LEVEL",
            "rewrite_extension_block"]
@@ -47,11 +47,11 @@ _HDR = struct.Struct("!BBHII")
 _DROP_ALL = make_extension_remap({})
 
 # Voice activity: audio level is -dBov (0 loud .. 127 silent). A packet louder than the threshold scores +1, a
-# quieter one -1; speaking starts at _VAD_ON and stops when the score falls back to 0 (about 0.3 s / 0.6 s of audio
+# quieter one -1; speaking starts at VAD_ON and stops when the score falls back to 0 (about 0.3 s / 0.6 s of audio
 # at 50 packets per second).
 VAD_THRESHOLD = 60
-_VAD_ON = 15
-_VAD_MAX = 30
+VAD_ON = 15
+VAD_MAX = 30
 
 
 class ForwarderCounters:
@@ -348,12 +348,12 @@ class Forwarder:
     def _vad(self, track: InTrack, level: int) -> None:
         score = track.vad_score
         if level <= VAD_THRESHOLD:
-            if score < _VAD_MAX:
+            if score < VAD_MAX:
                 score += 1
         elif score > 0:
             score -= 1
         track.vad_score = score
-        if not track.speaking and score >= _VAD_ON:
+        if not track.speaking and score >= VAD_ON:
             track.speaking = True
             self._on_voice(track.session, True)
         elif track.speaking and score == 0:

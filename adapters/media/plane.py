@@ -50,9 +50,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import trio
-from callsd.core import rtcp
-from callsd.core.events import TrackKind
-from callsd.core.negotiation import (
+from callsd.core.calls.events import TrackKind
+from callsd.core.calls.outputs import OutputEvent, RouteAdded, RoutePaused, RouteRemoved, RouteResumed
+from callsd.core.calls.state import Route
+from callsd.core.wire import rtcp
+from callsd.core.wire.negotiation import (
     ABS_SEND_TIME_URI,
     AUDIO_LEVEL_URI,
     MID_URI,
@@ -66,13 +68,13 @@ from callsd.core.negotiation import (
     OfferRejected,
     OutgoingTrack,
     PublishedTrack,
-    Rejection,
+    SdpRejectReason,
 )
-from callsd.core.outputs import RouteAdded, RoutePaused, RouteRemoved, RouteResumed
-from callsd.core.rtp import read_mid
-from callsd.core.sdp import Codec
+from callsd.core.wire.rtp import read_mid
+from callsd.core.wire.sdp import Codec
 
 from . import rtcp_term
+from .advertiser import rtc_bind
 from .events import (
     MediaEvent,
     SendSignal,
@@ -83,6 +85,9 @@ from .events import (
     VoiceActivity,
 )
 from .forwarder import Forwarder, InTrack, OutRoute
+from .ice_outcome import IceOutcomeWatch
+from .paths import make_path
+from .plane_network import PlaneNetwork
 from .transport import Peer, TransportConfig, UdpEndpoint
 
 __all__ = ["MediaPlane", "PlaneConfig", "SdpRejected"]
@@ -95,6 +100,14 @@ FORWARDED_EXT = {
     "audio": (AUDIO_LEVEL_URI,),
     "video": (ABS_SEND_TIME_URI, TOFFSET_URI, VIDEO_ORIENTATION_URI),
 }
+
+
+def _now() -> float:
+    """Trio's clock (the endpoint's and the watch's time base); 0 outside Trio (unit tests of bookkeeping)."""
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return 0.0
 
 
 class SdpRejected(Exception):
@@ -114,6 +127,13 @@ class PlaneConfig:
     udp_rcvbuf: int = 4 * 1024 * 1024
     udp_sndbuf: int = 4 * 1024 * 1024
     report_interval: float = 1.0
+    ice_max_addresses_per_session: int = 16
+    ice_servers: tuple[Any, ...] = ()  # only their stun: URLs matter here (public-address discovery)
+    advertise_refresh_seconds: int = 0
+    ice_check_timeout: float = 10.0
+    fast_path: str = "auto"  # "auto" | "native" | "python": see paths.py
+    ice_port_tcp: int = 0  # ICE-TCP passive port (0 = off); ice_tcp.py
+    enable_ipv6: bool = False  # with a wildcard bind: one dual-stack socket on ::, IPv6 candidates too
 
 
 class Session:
@@ -164,6 +184,15 @@ class PlaneCounters:
             setattr(self, n, 0)
 
 
+_SOURCES = {TrackKind.AUDIO: "microphone", TrackKind.VIDEO: "camera", TrackKind.SCREEN_VIDEO: "screen",
+            TrackKind.SCREEN_AUDIO: "screen"}
+
+
+def _track_info(mid: str, t: InTrack) -> dict[str, str]:
+    """One entry of a server offer's ``tracks`` (docs/protocol.md): who publishes the section's media, and what."""
+    return {"mid": mid, "session_id": t.session.session_id, "kind": t.media, "source": _SOURCES[t.kind]}
+
+
 class MediaPlane:
     """See the module docstring."""
 
@@ -175,65 +204,66 @@ class MediaPlane:
         self.negotiation = PlaneCounters()
         self.forwarder = Forwarder(send_pli=self._send_pli, on_voice=self._on_voice)
         self.endpoint = UdpEndpoint(
-            TransportConfig(host=config.ice_address_udp, port=config.ice_port_udp,
-                            rcvbuf=getattr(config, "udp_rcvbuf", 4 << 20),
-                            sndbuf=getattr(config, "udp_sndbuf", 4 << 20)),
+            TransportConfig(host=rtc_bind(config), port=config.ice_port_udp,
+                            rcvbuf=config.udp_rcvbuf,
+                            sndbuf=config.udp_sndbuf,
+                            max_addresses_per_session=config.ice_max_addresses_per_session),
             self,
+            path=make_path(getattr(config, "fast_path", "auto"), self.forwarder),
         )
         self.address: tuple[str, int] | None = None
+        self.network = PlaneNetwork(config)
+        self.advertiser = self.network.advertiser  # what /healthz reports (advertiser.advertised_by)
+        self.ice_watch = IceOutcomeWatch(timeout=float(config.ice_check_timeout),
+                                         advertised=self.network.advertised_text, emit=emit)
         self._report_interval = float(getattr(config, "report_interval", 1.0))
-        self._carry: dict[str, list[tuple[str, bool]]] = {}  # see open_session
 
     # -- serving ------------------------------------------------------------------------------------------------
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Run the endpoint and the periodic RTCP task until cancelled; reports the bound ``(host, port)``."""
         async with trio.open_nursery() as nursery:
             self.address = await nursery.start(self.endpoint.serve)
+            await self.network.start(nursery, self.endpoint)
             nursery.start_soon(self._periodic)
             task_status.started(self.address)
+
+    async def refresh_counters(self, timeout: float = 1.0) -> None:
+        """The counters are read in place (``counters``): nothing to fetch (media workers fetch theirs)."""
 
     @property
     def counters(self) -> dict[str, int]:
         out = self.forwarder.counters.as_dict()
+        out.update(self.ice_watch.counters.as_dict())
+        out.update(self.network.counters())
         out.update({n: getattr(self.negotiation, n) for n in PlaneCounters.__slots__})
         return out
 
-    def _candidate(self) -> tuple[str, int]:
-        c = self.config
-        host = c.ice_host_override or c.ice_address_udp
-        port = c.ice_host_port_override or (self.address[1] if self.address else c.ice_port_udp)
-        return host, port
+    def media_counters(self) -> dict[str, int]:
+        """The plane's counters and its endpoint's in one dict, as /metrics and a media worker's report read them."""
+        return {**self.counters, **self.endpoint.counters.snapshot()}
 
     def _transport(self, ufrag: str, pwd: str) -> LocalTransport:
-        host, port = self._candidate()
-        return LocalTransport(ice_ufrag=ufrag, ice_pwd=pwd, fingerprint=self.endpoint.fingerprint, host=host,
-                              port=port)
+        hosts, port = self.network.candidate()
+        return LocalTransport(ice_ufrag=ufrag, ice_pwd=pwd, fingerprint=self.endpoint.fingerprint, host=hosts[0],
+                              extra_hosts=hosts[1:], port=port, tcp_port=self.network.tcp_port)
 
     def _refresh(self, s: Session) -> Negotiator:
         """The session's negotiator, describing the endpoint as it is now (the port is known once serving)."""
         t = s.neg.transport
-        if (t.host, t.port) != self._candidate():
+        if ((t.host, *t.extra_hosts), t.port) != self.network.candidate() or t.tcp_port != self.network.tcp_port:
             s.neg.transport = self._transport(s.ufrag, s.pwd)
         return s.neg
 
     # -- sessions -----------------------------------------------------------------------------------------------
     def open_session(self, session_id: str, channel_id: str) -> None:
-        """Register a session; its client's first offer is expected next. Re-opening replaces the old one.
-
-        ``close_session(sid)`` directly followed by ``open_session(sid)`` (the server's reconnect path: a new page
-        takes over the session) carries over the routes the session received, since the core emits no new
-        ``RouteAdded`` for them; any ``apply()`` in between forgets them (use ``restore_routes`` then).
+        """Register a session with no routes; its client's first offer is expected next. Re-opening replaces the
+        old one. A re-opened session (the server's reconnect path: a new page takes over the session) gets the routes
+        the core still has towards it through ``restore_routes``, the one way routes come back.
         """
         if session_id in self.sessions:
             self.close_session(session_id)
-        carry = self._carry.pop(session_id, [])
-        self._carry.clear()
-        s = self.sessions[session_id] = Session(session_id, channel_id,
-                                                self._transport(secrets.token_hex(4), secrets.token_hex(16)))
-        for track_id, paused in carry:
-            t = self.tracks.get(track_id)
-            if t is not None and not t.ended and t.session is not s:
-                self._add_route(t, s, paused)
+        self.sessions[session_id] = Session(session_id, channel_id,
+                                            self._transport(secrets.token_hex(4), secrets.token_hex(16)))
 
     def close_session(self, session_id: str) -> None:
         """Forget a session: its peer, its tracks (their routes to others are torn down and re-offered), its routes.
@@ -244,8 +274,8 @@ class MediaPlane:
         if s is None:
             return
         s.closed = True
-        self._carry = {session_id: [(tid, r.paused) for tid, r in s.routes_in.items()]}
         self.endpoint.remove_peer(session_id)
+        self.ice_watch.forget(session_id)
         s.peer = None
         touched: set[Session] = set()
         for t in list(s.published.values()):
@@ -283,7 +313,7 @@ class MediaPlane:
         else:
             raise SdpRejected(f"unknown signal type {kind!r}")
 
-    def _rejected(self, reason: Rejection | str, detail: str) -> SdpRejected:
+    def _rejected(self, reason: SdpRejectReason | str, detail: str) -> SdpRejected:
         self.negotiation.sdp_rejected += 1
         return SdpRejected(f"{reason}: {detail}")
 
@@ -302,6 +332,7 @@ class MediaPlane:
                 s.peer = None
                 self.endpoint.add_peer(s.session_id, s.ufrag, s.pwd, *key,
                                        "passive" if remote.dtls_role == "server" else "active")
+                self.ice_watch.peer_added(s.session_id, _now())
             except ValueError as exc:
                 raise self._rejected("bad_transport", str(exc)) from exc
             s.remote = key
@@ -337,15 +368,15 @@ class MediaPlane:
         for p in current.values():
             s.mid_ext_id = p.extension_id(MID_URI) or s.mid_ext_id
         for mid, t in list(s.published.items()):
-            p = current.get(mid)
-            if p is None:
+            section = current.get(mid)
+            if section is None:
                 del s.published[mid]
                 self._emit(TrackUnpublished(session_id=s.session_id, track_id=t.track_id))
                 self._drop_track(t, touched)
-            elif p.ssrcs and p.ssrcs[0] != t.ssrc:  # same section, new SSRC (a replaced sender): re-key it
+            elif section.ssrcs and section.ssrcs[0] != t.ssrc:  # same section, new SSRC (a replaced sender): re-key
                 if t.ssrc is not None and s.inbound.get(t.ssrc) is t:
                     del s.inbound[t.ssrc]
-                t.ssrc = p.ssrcs[0]
+                t.ssrc = section.ssrcs[0]
                 s.inbound[t.ssrc] = t
         if s.remote is None:
             return
@@ -408,12 +439,12 @@ class MediaPlane:
         made = self._refresh(s).make_offer(self._outgoing(s))
         if made is not None:
             self.negotiation.offers_out += 1
-            self._emit(SendSignal(session_id=s.session_id, msg={"type": "offer", "sdp": made.offer}))
+            tracks = [_track_info(mid, t) for mid, track_id in made.sections if (t := self.tracks.get(track_id))]
+            self._emit(SendSignal(session_id=s.session_id, msg={"type": "offer", "sdp": made.offer, "tracks": tracks}))
 
     # -- routing (core outputs) ---------------------------------------------------------------------------------
-    def apply(self, outputs: Iterable[Any]) -> None:
+    def apply(self, outputs: Iterable[OutputEvent]) -> None:
         """Apply the core's routing outputs; other outputs are ignored. Re-offers each touched receiver once."""
-        self._carry.clear()
         touched: dict[str, Session] = {}
         for o in outputs:
             if isinstance(o, RouteAdded):
@@ -494,6 +525,7 @@ class MediaPlane:
         s.peer = peer
         peer.data = s
         self._emit(SessionConnected(session_id=s.session_id))
+        self.ice_watch.connected(s.session_id, self.network.client_address(peer.address), _now())
         for r in s.routes_in.values():
             if r.negotiated:
                 self.forwarder.request_keyframe(r.track)
@@ -507,6 +539,7 @@ class MediaPlane:
             return
         s.peer = None
         s.remote = None  # the next client offer re-registers the peer
+        self.ice_watch.closed(s.session_id, reason)
         touched: set[Session] = set()
         for t in list(s.published.values()):
             self._drop_track(t, touched)
@@ -515,7 +548,7 @@ class MediaPlane:
             self._negotiate(other)
         self._emit(SessionClosed(session_id=peer.session_id, reason=reason))
 
-    def restore_routes(self, routes: Iterable[Any]) -> None:
+    def restore_routes(self, routes: Iterable[Route | RouteAdded]) -> None:
         """Add the routes (core ``Route``s or ``RouteAdded``s) the plane does not have yet, e.g. after a
         reconnecting session was re-opened: ``plane.restore_routes(machine.routes(channel_id))``. Idempotent."""
         touched: dict[str, Session] = {}
@@ -597,6 +630,7 @@ class MediaPlane:
         while True:
             await trio.sleep(self._report_interval / 4)
             self.forwarder.tick(list(self.tracks.values()))
+            self.ice_watch.check(trio.current_time(), self.endpoint.peer)
             n += 1
             if n % 4 == 0:
                 self.send_reports()

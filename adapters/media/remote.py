@@ -41,19 +41,25 @@ import logging
 import math
 import struct
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
 
 import trio
-from callsd.core import outputs as out
-from callsd.core.eventlog import decode_output, encode_output
-from callsd.core.events import TrackKind
+from callsd.core.calls import outputs as out
+from callsd.core.calls.eventlog import decode_output, encode_output
+from callsd.core.calls.events import TrackKind
+from callsd.core.calls.state import Route
+
+if TYPE_CHECKING:
+    from .plane import MediaPlane
 
 from .events import (
     MediaEvent,
+    MediaStateChanged,
     SendSignal,
     SessionClosed,
     SessionConnected,
+    SignalRejected,
     TrackPublished,
     TrackUnpublished,
     VoiceActivity,
@@ -66,25 +72,16 @@ log = logging.getLogger("callsd.media.remote")
 
 MAX_FRAME = 16 << 20  # an SDP is at most 1 MiB (the WebSocket limit); a batch of routing outputs is far smaller
 WORKER_LOST = "media_worker_lost"
-_ROUTING = (out.RouteAdded, out.RouteRemoved, out.RoutePaused, out.RouteResumed)
 
 
 class RpcError(Exception):
     """The peer sent a frame this side cannot read (too long, not JSON, not an object)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SignalRejected(MediaEvent):
-    """The worker's plane refused a client signal (``SdpRejected`` in-process); ``action`` is ``sdp`` or ``ice``."""
-
-    action: str
-    reason: str
-
-
 _EVENTS: dict[str, type[MediaEvent]] = {
     cls.__name__: cls
     for cls in (SendSignal, TrackPublished, TrackUnpublished, SessionConnected, SessionClosed, VoiceActivity,
-                SignalRejected)
+                SignalRejected, MediaStateChanged)
 }
 
 
@@ -177,22 +174,15 @@ class EventPipe:
         self.send.send_nowait(event)
 
 
-def _counters(plane: Any) -> dict[str, int]:
-    values = {k: int(v) for k, v in dict(plane.counters).items() if isinstance(v, int)}
-    ep = getattr(getattr(plane, "endpoint", None), "counters", None)
-    if ep is not None:
-        names = getattr(ep, "__slots__", None) or list(vars(ep))
-        values.update({n: v for n in names if isinstance(v := getattr(ep, n, None), int)})
-    return values
 
 
-async def serve_plane_rpc(stream: trio.abc.Stream, plane: Any, pipe: EventPipe) -> None:
+async def serve_plane_rpc(stream: trio.abc.Stream, plane: MediaPlane, pipe: EventPipe) -> None:
     """Serve one server connection: apply its calls to ``plane`` (already serving), send back ``pipe``'s events.
 
     Sends ``ready {address}`` first. Returns when the server closes the stream (the worker then exits).
     """
     send_q, recv_q = trio.open_memory_channel[bytes](math.inf)
-    address = list(plane.address) if getattr(plane, "address", None) else None
+    address = list(plane.address) if plane.address else None
     send_q.send_nowait(frame({"ev": "ready", "address": address}))
 
     def reject(sid: str, action: str, reason: str) -> None:
@@ -209,10 +199,10 @@ async def serve_plane_rpc(stream: trio.abc.Stream, plane: Any, pipe: EventPipe) 
         "signal": on_signal,
         "screen": lambda d: plane.set_screen_stream(d["sid"], d["stream"]),
         "apply": lambda d: plane.apply([decode_output(o) for o in d["outputs"]]),
-        "restore": lambda d: plane.restore_routes([decode_output(o) for o in d["routes"]]),
+        "restore": lambda d: plane.restore_routes(_routes_added(d["routes"])),
         "close": lambda d: plane.close_session(d["sid"]),
         "counters": lambda d: send_q.send_nowait(frame({"ev": "counters", "id": d.get("id"),
-                                                        "values": _counters(plane)})),
+                                                        "values": plane.media_counters()})),
     }
 
     async def events() -> None:
@@ -252,11 +242,22 @@ async def serve_plane_rpc(stream: trio.abc.Stream, plane: Any, pipe: EventPipe) 
 # -- server side ---------------------------------------------------------------------------------------------------
 
 
-def _route_added(r: Any) -> out.RouteAdded:
+def _route_added(r: Route | out.RouteAdded) -> out.RouteAdded:
     if isinstance(r, out.RouteAdded):
         return r
     return out.RouteAdded(channel_id=r.channel_id, track_id=r.track_id, kind=r.kind, publisher_id=r.publisher_id,
                            receiver_id=r.receiver_id, paused=r.paused)
+
+
+def _routes_added(encoded: list[Any]) -> list[out.RouteAdded]:
+    """The ``restore`` op's routes (``RouteAdded`` in the core's codec); anything else is a bad frame."""
+    routes: list[out.RouteAdded] = []
+    for item in encoded:
+        route = decode_output(item)
+        if not isinstance(route, out.RouteAdded):
+            raise RpcError(f"restore carries only RouteAdded, got {type(route).__name__}")
+        routes.append(route)
+    return routes
 
 
 class RemotePlane:
@@ -293,12 +294,12 @@ class RemotePlane:
     def set_screen_stream(self, session_id: str, stream_id: str | None) -> None:
         self._put({"op": "screen", "sid": session_id, "stream": stream_id})
 
-    def apply(self, outputs: Iterable[Any]) -> None:
-        routing = [encode_output(o) for o in outputs if isinstance(o, _ROUTING)]
+    def apply(self, outputs: Iterable[out.OutputEvent]) -> None:
+        routing = [encode_output(o) for o in outputs if isinstance(o, out.RoutingChange)]
         if routing:
             self._put({"op": "apply", "outputs": routing})
 
-    def restore_routes(self, routes: Iterable[Any]) -> None:
+    def restore_routes(self, routes: Iterable[Route | out.RouteAdded]) -> None:
         encoded = [encode_output(_route_added(r)) for r in routes]
         if encoded:
             self._put({"op": "restore", "routes": encoded})
@@ -312,6 +313,9 @@ class RemotePlane:
     def counters(self) -> dict[str, int]:
         """The worker's plane and endpoint counters as of its last report (kept after it died: they are totals)."""
         return dict(self._counters)
+
+    def media_counters(self) -> dict[str, int]:
+        return self.counters
 
     async def refresh_counters(self, timeout: float = 1.0) -> None:
         """Ask the worker for its counters and wait (at most ``timeout`` s) for the answer."""
@@ -333,7 +337,8 @@ class RemotePlane:
             first = await reader.next()
             if first is None or first.get("ev") != "ready":
                 raise RpcError(f"expected ready, got {first!r}")
-            self.address = tuple(first["address"]) if first.get("address") else None  # type: ignore[assignment]
+            address = first.get("address")
+            self.address = (str(address[0]), int(address[1])) if address else None
             task_status.started(self.address)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._sender, nursery.cancel_scope)

@@ -6,8 +6,6 @@ Public API (the hub's ``MediaPlaneLike``, plus what the server and the metrics e
     router.open_session / handle_signal / set_screen_stream / apply / close_session / restore_routes
     router.planes                                  # the RemotePlanes (metrics sums their counters)
     await router.refresh_counters()                # fresh counters from every live worker (bounded)
-    router.routes_of = machine.routes              # optional: lets a session re-homed after a worker died get
-                                                   # the routes the core has towards it
 
 Placement: a channel (call) is placed on the live worker with the fewest sessions when its first session opens,
 and stays there while it has sessions; every session of the call, and every routing output naming the channel, goes
@@ -16,11 +14,14 @@ port when ``ice_port_udp`` is 0) and advertises it in its candidates.
 
 A worker that dies is not restarted: its ``RemotePlane`` reports every session it held closed (``SessionClosed``,
 reason ``media_worker_lost``: the hub unpublishes their tracks, clients renegotiate or reconnect) and is never used
-again; its calls move to a live worker when a session re-opens or sends a new offer.
+again; its calls move to a live worker when a session re-opens or sends a new offer. A session moved that way emits
+``SessionMoved``: the hub answers with ``restore_routes`` (the routes the core has towards it), the same explicit
+call that restores routes after a reconnect; the router keeps no copy of the routing table.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -29,12 +30,14 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import trio
+from callsd.core.calls import outputs as out
+from callsd.core.calls.state import Route
 
-from .events import MediaEvent
-from .remote import RemotePlane, SignalRejected
+from .events import MediaEvent, SessionMoved, SignalRejected
+from .remote import RemotePlane
 
 __all__ = ["PlaneRouter", "WorkerStartError"]
 
@@ -43,6 +46,16 @@ log = logging.getLogger("callsd.media.router")
 CONNECT_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
 _MAX_UNIX_PATH = 100  # sun_path is 108 bytes
+
+
+class _OfChannel(Protocol):
+    """What placement needs of a routing output or a route: the channel whose call it belongs to."""
+
+    @property
+    def channel_id(self) -> str: ...
+
+
+_OfChannelT = TypeVar("_OfChannelT", bound=_OfChannel)
 
 
 class WorkerStartError(RuntimeError):
@@ -68,7 +81,6 @@ class PlaneRouter:
         self.session_worker: dict[str, int] = {}
         self.session_channel: dict[str, str] = {}
         self._channel_sessions: Counter[str] = Counter()
-        self.routes_of: Callable[[str], Iterable[Any]] | None = None
 
     # -- workers -----------------------------------------------------------------------------------------------
     def _socket_path(self, i: int) -> Path:
@@ -82,12 +94,25 @@ class PlaneRouter:
         port = c.ice_port_udp + i if c.ice_port_udp else 0
         cmd = [sys.executable, "-m", "callsd.app.cli", "rtcd", "--listen", f"unix:{path}",
                "--rtc-address", c.ice_address_udp, "--rtc-port", str(port),
-               "--udp-rcvbuf", str(c.udp_rcvbuf), "--udp-sndbuf", str(c.udp_sndbuf), "--log-level", self.log_level]
+               "--udp-rcvbuf", str(c.udp_rcvbuf), "--udp-sndbuf", str(c.udp_sndbuf), "--log-level", self.log_level,
+               "--ice-max-addresses", str(getattr(c, "ice_max_addresses_per_session", 16))]
         if c.ice_host_override:
             cmd += ["--ice-host-override", c.ice_host_override]
         if c.ice_host_port_override:
             cmd += ["--ice-host-port-override", str(c.ice_host_port_override + i)]
         return cmd
+
+    def _network_env(self, i: int) -> dict[str, str]:
+        """The networking settings worker ``i`` needs that its flags do not carry (docs/networking.md): STUN
+        discovery, IPv6, ICE-TCP (worker i on ``ice_port_tcp + i``, like the UDP port), the ICE outcome timeout."""
+        c = self.config
+        return {
+            "CALLSD_RTC_ICE_SERVERS": json.dumps([server.as_json() for server in c.ice_servers]),
+            "CALLSD_RTC_ENABLE_IPV6": "true" if c.enable_ipv6 else "false",
+            "CALLSD_RTC_ICE_PORT_TCP": str(c.ice_port_tcp + i if c.ice_port_tcp else 0),
+            "CALLSD_RTC_ICE_CHECK_TIMEOUT": str(c.ice_check_timeout),
+            "CALLSD_RTC_ADVERTISE_REFRESH_SECONDS": str(c.advertise_refresh_seconds),
+        }
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Start every worker (in order), report worker 0's RTC address, run until cancelled; stops the workers."""
@@ -100,7 +125,7 @@ class PlaneRouter:
 
     async def _run_worker(self, i: int, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         path = self._socket_path(i)
-        env = dict(os.environ)
+        env = {**os.environ, **self._network_env(i)}
         proc = await trio.lowlevel.open_process(self._command(i, path), stdin=subprocess.DEVNULL, env=env)
         self.processes.append(proc)
         stream: trio.SocketStream | None = None
@@ -192,14 +217,14 @@ class PlaneRouter:
         self.planes[i].handle_signal(session_id, msg)
 
     def _rehome(self, session_id: str, channel_id: str) -> int | None:
-        """A session whose worker died offers again: open it on the call's (new) worker, with its routes."""
+        """A session whose worker died offers again: open it on the call's (new) worker; ``SessionMoved`` asks the
+        hub for its routes (``restore_routes``)."""
         i = self._place(channel_id)
         if i is None:
             return None
         self.session_worker[session_id] = i
         self.planes[i].open_session(session_id, channel_id)
-        if self.routes_of is not None:
-            self.planes[i].restore_routes([r for r in self.routes_of(channel_id) if r.receiver_id == session_id])
+        self._emit(SessionMoved(session_id=session_id))
         log.info("session %s of call %s moved to media worker %d", session_id, channel_id, i)
         return i
 
@@ -208,20 +233,21 @@ class PlaneRouter:
         if i is not None:
             self.planes[i].set_screen_stream(session_id, stream_id)
 
-    def _by_worker(self, items: Iterable[Any]) -> dict[int, list[Any]]:
-        groups: dict[int, list[Any]] = {}
+    def _by_worker(self, items: Iterable[_OfChannelT]) -> dict[int, list[_OfChannelT]]:
+        """Group routing outputs (or routes) by the worker that holds their channel's call; drop the others."""
+        groups: dict[int, list[_OfChannelT]] = {}
         for o in items:
-            channel = getattr(o, "channel_id", None)
-            i = self.channel_worker.get(channel) if channel is not None else None
+            i = self.channel_worker.get(o.channel_id)
             if i is not None:
                 groups.setdefault(i, []).append(o)
         return groups
 
-    def apply(self, outputs: Iterable[Any]) -> None:
-        for i, group in self._by_worker(outputs).items():
+    def apply(self, outputs: Iterable[out.OutputEvent]) -> None:
+        routing = [o for o in outputs if isinstance(o, out.RoutingChange)]
+        for i, group in self._by_worker(routing).items():
             self.planes[i].apply(group)
 
-    def restore_routes(self, routes: Iterable[Any]) -> None:
+    def restore_routes(self, routes: Iterable[Route | out.RouteAdded]) -> None:
         for i, group in self._by_worker(routes).items():
             self.planes[i].restore_routes(group)
 
@@ -244,3 +270,6 @@ class PlaneRouter:
         for p in self.planes:
             total.update(p.counters)
         return dict(total)
+
+    def media_counters(self) -> dict[str, int]:
+        return self.counters

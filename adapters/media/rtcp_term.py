@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from callsd.core.rtcp import ReceiverReport, ReportBlock, RtcpPacket, SenderReport, build_rtcp
+from callsd.core.wire.rtcp import ReceiverReport, ReportBlock, RtcpPacket, SenderReport, build_rtcp
 
 __all__ = ["ntp_now", "session_reports", "MAX_CHUNK"]
 

@@ -38,6 +38,8 @@ so that at moderate load one wakeup serves several packets (docs/adr/0005-media-
 
 * STUN -> ICE-lite (ice.py): authenticated by USERNAME + MESSAGE-INTEGRITY, answered at once, source address
   recorded for the peer; USE-CANDIDATE nominates it. Looked up by ufrag, so it works before any address is known.
+  An unknown ufrag is refused from a peek at USERNAME (no full parse, no HMAC); a source IP that keeps failing is
+  rate-limited in a fixed-size table; a session authenticates at most `max_addresses_per_session` addresses.
 * DTLS -> the peer owning the source address (unknown address: dropped), fed to its memory-BIO session (dtls.py).
 * RTP/RTCP -> the peer owning the source address, SRTP-unprotected with its context (srtp.py), handed to the
   handler. RTCP is told from RTP by the packet-type byte (RFC 5761).
@@ -58,8 +60,9 @@ import trio
 
 from .counters import TransportCounters
 from .dtls import Certificate, DtlsError, DtlsSession
-from .ice import IceLiteState, StunRejected, parse_binding_request
-from .srtp import ERR_AUTH, ERR_REPLAY, ERR_REPLAY_OLD, MAX_PACKET, Direction, SrtpContext, srtp_protect
+from .ice import FailureLimiter, IceLiteState, StunRejected, parse_binding_request, peek_username
+from .paths import PythonPath, ReceivePath
+from .srtp import ERR_AUTH, ERR_REPLAY, ERR_REPLAY_OLD, MAX_PACKET, Direction, srtp_protect
 from .udp import CLASSIFY, KIND_DTLS, KIND_RTP, KIND_STUN, BufferSizes, open_socket
 
 __all__ = ["TransportConfig", "UdpEndpoint", "Peer", "TransportHandler"]
@@ -82,6 +85,9 @@ class TransportConfig:
     tick: float = 0.1  # housekeeping period: DTLS retransmissions, consent checks
     batch: int = 256  # datagrams handled before yielding to other tasks
     coalesce: float = 0.0  # after a non-empty drain, sleep this long before reading again (0: wait for readable)
+    max_addresses_per_session: int = 16  # distinct source addresses (ICE candidates) one ICE session may use
+    stun_failures_per_second: float = 5.0  # refill rate of the STUN failure buckets: per source IP, per session
+    stun_failure_burst: float = 20.0  # failures a source IP (or integrity failures a session) may make at once
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -90,6 +96,10 @@ class TransportConfig:
             raise ValueError("consent_timeout, connect_timeout, tick and batch must be positive")
         if not 0 <= self.coalesce <= 0.02:
             raise ValueError("coalesce must be between 0 and 0.02 s")
+        if self.max_addresses_per_session < 1:
+            raise ValueError("max_addresses_per_session must be at least 1")
+        if self.stun_failures_per_second <= 0 or self.stun_failure_burst < 1:
+            raise ValueError("stun_failures_per_second must be positive and stun_failure_burst at least 1")
 
 
 class TransportHandler(Protocol):
@@ -110,7 +120,7 @@ class Peer:
         self.session_id = session_id
         self.ice = ice
         self.dtls = dtls
-        self.srtp: SrtpContext | None = None
+        self.srtp: Any = None  # SrtpContext, or the native path's equivalent
         self.address: Any = None  # where media goes: the nominated address (or the first authenticated one)
         self.connected = False
         self.closed = False
@@ -189,7 +199,7 @@ class UdpEndpoint:
     """The RTC port. See the module docstring for the API and the theory of operation."""
 
     def __init__(self, config: TransportConfig, handler: TransportHandler, *,
-                 certificate: Certificate | None = None) -> None:
+                 certificate: Certificate | None = None, path: ReceivePath | None = None) -> None:
         self.config = config
         self.handler = handler
         self.certificate = certificate or Certificate.generate()
@@ -201,6 +211,10 @@ class UdpEndpoint:
         self._by_session: dict[str, Peer] = {}
         self._by_ufrag: dict[str, Peer] = {}
         self._by_addr: dict[Any, Peer] = {}
+        self.stun_limiter = FailureLimiter(rate=config.stun_failures_per_second, burst=config.stun_failure_burst)
+        # the per-packet machinery (paths.py): the Python loop below, or the native step
+        self.path: ReceivePath = path if path is not None else PythonPath()
+        self.path.bind(self)
 
     @property
     def fingerprint(self) -> str:
@@ -225,9 +239,12 @@ class UdpEndpoint:
         dtls = DtlsSession(self._context, server=server_role, remote_fingerprint=remote_fingerprint)
         ice = IceLiteState(local_ufrag=local_ufrag, local_pwd=local_pwd, remote_ufrag=remote_ufrag,
                            remote_pwd=remote_pwd, consent_timeout=self.config.consent_timeout,
-                           last_consent=self._now())
+                           last_consent=self._now(), max_addresses=self.config.max_addresses_per_session,
+                           failure_rate=self.config.stun_failures_per_second,
+                           failure_burst=self.config.stun_failure_burst,
+                           _failure_level=self.config.stun_failure_burst)
         sendto = self._sock.sendto if self._sock is not None else _not_bound
-        peer = Peer(session_id, ice, dtls, server_role, sendto, self.counters)
+        peer = self.path.peer_type(session_id, ice, dtls, server_role, sendto, self.counters)
         self._by_session[session_id] = peer
         self._by_ufrag[local_ufrag] = peer
         return peer
@@ -269,7 +286,7 @@ class UdpEndpoint:
         try:
             self.handler.on_closed(peer, reason)
         except Exception:
-            self._handler_error()
+            self.handler_error()
 
     # --- serving ----------------------------------------------------------------------------------------------------
 
@@ -301,13 +318,12 @@ class UdpEndpoint:
     async def _receive_loop(self, sock: socket.socket) -> None:
         wait_readable = trio.lowlevel.wait_readable
         checkpoint = trio.lowlevel.checkpoint
-        drain = self._drain
+        drain = self.path.drain
         sleep = trio.sleep
         batch = self.config.batch
         coalesce = self.config.coalesce
-        recvfrom = sock.recvfrom
         while True:
-            n = drain(recvfrom, batch)
+            n = drain(sock, batch)
             if n >= batch:
                 await checkpoint()
             elif n and coalesce:
@@ -316,67 +332,69 @@ class UdpEndpoint:
                 await wait_readable(sock)
 
     def _drain(self, recvfrom: Any, batch: int) -> int:
-        """Handle up to `batch` datagrams; returns how many were read (fewer means the socket is empty)."""
-        by_addr = self._by_addr
-        classify = CLASSIFY
-        c = self.counters
-        handler = self.handler
-        on_rtp = handler.on_rtp
-        on_rtcp = handler.on_rtcp
+        """The Python path's loop: handle up to `batch` datagrams; returns how many were read (fewer means the
+        socket is empty)."""
+        handle = self.handle_datagram
         for i in range(batch):
             try:
                 data, addr = recvfrom(_RECV_SIZE)
             except BlockingIOError:
                 return i
             except OSError:  # e.g. ICMP port unreachable reported on the next read
-                c.drop_send_error += 1
+                self.counters.drop_send_error += 1
                 continue
-            c.datagrams_in += 1
-            c.bytes_in += len(data)
-            if len(data) < 4:
-                c.drop_malformed += 1
-                continue
-            kind = classify[data[0]]
-            try:
-                if kind == KIND_RTP:
-                    peer = by_addr.get(addr)
-                    if peer is None:
-                        c.drop_unknown_address += 1
-                        continue
-                    srtp = peer.srtp
-                    if srtp is None:
-                        c.drop_not_ready += 1
-                        continue
-                    if len(data) < 12:
-                        c.drop_malformed += 1
-                        continue
-                    if 192 <= data[1] <= 223:
-                        plain = srtp.unprotect_rtcp(data)
-                        if plain is None:
-                            self._srtp_drop(srtp.last_error)
-                            continue
-                        c.rtcp_in += 1
-                        c.rtcp_bytes_in += len(data)
-                        on_rtcp(peer, plain)
-                    else:
-                        plain = srtp.unprotect_rtp(data)
-                        if plain is None:
-                            self._srtp_drop(srtp.last_error)
-                            continue
-                        c.rtp_in += 1
-                        c.rtp_bytes_in += len(data)
-                        on_rtp(peer, plain)
-                elif kind == KIND_STUN:
-                    self._on_stun(data, addr)
-                elif kind == KIND_DTLS:
-                    self._on_dtls(data, addr)
-                else:
-                    c.drop_malformed += 1
-            except Exception:
-                self._handler_error()
+            handle(data, addr)
         return batch
 
-    def _handler_error(self) -> None:
+    def handle_datagram(self, data: bytes, addr: Any) -> None:
+        """Demultiplex and handle one datagram (either path hands every datagram it does not handle itself here)."""
+        c = self.counters
+        c.datagrams_in += 1
+        c.bytes_in += len(data)
+        if len(data) < 4:
+            c.drop_malformed += 1
+            return
+        kind = CLASSIFY[data[0]]
+        try:
+            if kind == KIND_RTP:
+                peer = self._by_addr.get(addr)
+                if peer is None:
+                    c.drop_unknown_address += 1
+                    return
+                srtp = peer.srtp
+                if srtp is None:
+                    c.drop_not_ready += 1
+                    return
+                if len(data) < 12:
+                    c.drop_malformed += 1
+                    return
+                if 192 <= data[1] <= 223:
+                    plain = srtp.unprotect_rtcp(data)
+                    if plain is None:
+                        self._srtp_drop(srtp.last_error)
+                        return
+                    c.rtcp_in += 1
+                    c.rtcp_bytes_in += len(data)
+                    self.handler.on_rtcp(peer, plain)
+                else:
+                    plain = srtp.unprotect_rtp(data)
+                    if plain is None:
+                        self._srtp_drop(srtp.last_error)
+                        return
+                    c.rtp_in += 1
+                    c.rtp_bytes_in += len(data)
+                    self.handler.on_rtp(peer, plain)
+            elif kind == KIND_STUN:
+                self._on_stun(data, addr)
+            elif kind == KIND_DTLS:
+                self._on_dtls(data, addr)
+            else:
+                c.drop_malformed += 1
+        except Exception:
+            self.handler_error()
+
+    def handler_error(self) -> None:
+        """Count (and log the first 10, then every 1000th) an exception raised while handling a datagram."""
         n = self.counters.handler_errors = self.counters.handler_errors + 1
         if n <= 10 or n % 1000 == 0:
             log.exception("error while handling a datagram (%d so far)", n)
@@ -391,16 +409,36 @@ class UdpEndpoint:
             c.drop_srtp_other += 1
 
     def _on_stun(self, data: bytes, addr: Any) -> None:
+        """Answer an authenticated binding request. Refusals that need no HMAC come first (ice.py, "Cheap
+        refusals"): unknown server ufrag from a peek at USERNAME, then, for an address the peer has not yet
+        authenticated, the session's address cap and the source IP's failure budget."""
         c = self.counters
         c.stun_in += 1
+        limiter = self.stun_limiter
+        peer: Peer | None = None
         try:
-            request = parse_binding_request(data)
-            peer = self._by_ufrag.get(request.local_ufrag)
+            username = peek_username(data)
+            peer = self._by_ufrag.get(username.partition(":")[0])
             if peer is None:
-                raise StunRejected("stun_unknown_user")
+                c.drop_stun_unknown_user += 1  # cheap to refuse: not charged to the source
+                return
+            if self._by_addr.get(addr) is not peer:
+                if peer.ice.full(addr):
+                    raise StunRejected("stun_address_cap")
+                now = self._now()
+                if limiter.limited(addr[0], now) or peer.ice.limited(now):
+                    c.drop_stun_rate_limited += 1
+                    return
+            request = parse_binding_request(data)
             response, newly_nominated = peer.ice.accept(request, addr, self._now())
         except StunRejected as rejected:
-            c.count_drop(rejected.reason)
+            reason = rejected.reason
+            c.count_drop(reason)
+            if reason not in ("stun_other", "malformed"):
+                now = self._now()
+                limiter.failed(addr[0], now)
+                if reason == "stun_integrity" and peer is not None:
+                    peer.ice.failed(now)
             return
         owner = self._by_addr.get(addr)
         if owner is not peer:
@@ -454,7 +492,7 @@ class UdpEndpoint:
         self._flush_dtls(peer, addr)
         if completed:
             assert dtls.keys is not None
-            srtp = SrtpContext(dtls.keys)
+            srtp = self.path.srtp_context(dtls.keys)
             peer.srtp = srtp
             peer._tx = srtp.tx
             if peer.address is None:

@@ -1,7 +1,10 @@
-"""The event-store interface, and ``open_store`` which picks an implementation from a URL-ish string.
+"""The event-store interface (``open_store`` in opening.py picks an implementation from a URL-ish string).
+
+The stores import this module, and opening.py imports the stores: nothing here imports a store, so there is no
+import cycle.
 
 A store keeps the log's records in order and, optionally, the latest checkpoint (a snapshot tagged with the seq it
-reflects, see core/snapshot.py), so a server can restart from the checkpoint plus the records after it. Stores
+reflects, see core/calls/snapshot.py), so a server can restart from the checkpoint plus the records after it. Stores
 validate what they read with the core's record codec and raise ``EventLogError`` naming the file and line (or row)
 and the reason; they never hand back a record they could not decode.
 """
@@ -9,12 +12,11 @@ and the reason; they never hand back a record they could not decode.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from callsd.core.eventlog import Record
+from callsd.core.calls.eventlog import Compaction, LogEntry, Record
 
-__all__ = ["EventStore", "open_store", "check_contiguous"]
+__all__ = ["EventStore", "check_contiguous"]
 
 
 @runtime_checkable
@@ -27,8 +29,9 @@ class EventStore(Protocol):
         """Durably add ``records`` (seqs continuing the log by one). When this returns the records survive a crash
         of the process, and of the machine for stores whose durability says so (see ADR 0002)."""
 
-    def iter_records(self, from_seq: int = 1) -> Iterator[Record]:
-        """Records with ``seq >= from_seq`` in order; raises ``EventLogError`` at the first corrupt one."""
+    def iter_records(self, from_seq: int = 1) -> Iterator[LogEntry]:
+        """Entries with ``seq >= from_seq`` in order (a compacted log starts with its ``Compaction`` entry); raises
+        ``EventLogError`` at the first corrupt one."""
 
     def last_seq(self) -> int:
         """Seq of the last record, 0 for an empty log."""
@@ -39,6 +42,9 @@ class EventStore(Protocol):
     def load_checkpoint(self) -> dict[str, Any] | None:
         """The latest checkpoint, or None."""
 
+    def compact(self, entry: Compaction) -> None:
+        """Atomically replace every entry up to ``entry.seq`` by ``entry`` (adapters/store/compaction.py)."""
+
     def close(self) -> None: ...
 
 
@@ -47,42 +53,3 @@ def check_contiguous(last: int, records: Sequence[Record]) -> None:
     for i, r in enumerate(records, start=1):
         if r.seq != last + i:
             raise ValueError(f"record seq {r.seq} does not continue the log at seq {last + i - 1}")
-
-
-_JSONL_SUFFIXES = {".jsonl", ".ndjson", ".log"}
-_SQLITE_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
-
-
-def _path_of(rest: str) -> str:
-    # "sqlite:///abs/path" -> "/abs/path"; "sqlite://rel/path" and "sqlite:rel/path" -> "rel/path".
-    return rest[2:] if rest.startswith("//") else rest
-
-
-def open_store(url: str, *, readonly: bool = False, fsync: str = "always") -> EventStore:
-    """Open ``sqlite:///path/db``, ``jsonl:///path/file.jsonl``, or a plain path chosen by its extension
-    (.jsonl/.ndjson/.log, .db/.sqlite/.sqlite3). ``readonly`` opens an existing log for reading (the replay tool);
-    ``fsync`` is the JSON Lines policy ("always" or "never", see JsonlStore). Raises ``ValueError`` for a URL it
-    cannot place."""
-    scheme, sep, rest = url.partition(":")
-    if sep and scheme in ("sqlite", "jsonl"):
-        kind, path = scheme, _path_of(rest)
-    elif sep and scheme in ("postgres", "postgresql"):
-        raise ValueError("PostgreSQL stores are not implemented yet; use sqlite:///path or jsonl:///path")
-    else:
-        suffix = Path(url).suffix.lower()
-        if suffix in _JSONL_SUFFIXES:
-            kind, path = "jsonl", url
-        elif suffix in _SQLITE_SUFFIXES:
-            kind, path = "sqlite", url
-        else:
-            raise ValueError(f"cannot tell the store type of {url!r}: use sqlite:///path, jsonl:///path, or a "
-                             f"path ending in one of {sorted(_JSONL_SUFFIXES | _SQLITE_SUFFIXES)}")
-    if not path:
-        raise ValueError(f"no path in store URL {url!r}")
-    if kind == "jsonl":
-        from .jsonl import JsonlStore
-
-        return JsonlStore(path, readonly=readonly, fsync=fsync)
-    from .sqlite import SqliteStore
-
-    return SqliteStore(path, readonly=readonly)

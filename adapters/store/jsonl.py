@@ -15,13 +15,22 @@ rename).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from callsd.core.eventlog import EventLogError, Record, decode_lines, decode_record, encode_record
+from callsd.core.calls.eventlog import (
+    Compaction,
+    EventLogError,
+    LogEntry,
+    Record,
+    decode_entry,
+    decode_lines,
+    encode_record,
+)
 
 from .base import check_contiguous
 
@@ -46,7 +55,9 @@ class JsonlStore:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._recover()
-            self._file = self.path.open("ab")
+            # Unbuffered: a write that fails (a full disk) leaves nothing in a buffer for close() to retry and fail
+            # on again; append writes every byte itself and undoes a partial batch.
+            self._file = self.path.open("ab", buffering=0)
 
     def _recover(self) -> None:
         """Find the last seq; drop a torn last line left by a crash during a write."""
@@ -59,7 +70,9 @@ class JsonlStore:
         expected = 1
         for number, line in enumerate(lines, start=1):
             if line.strip():
-                record = decode_record(line, line=number, source=self.location)
+                record = decode_entry(line, line=number, source=self.location)
+                if isinstance(record, Compaction) and expected == 1:
+                    expected = record.seq  # a compacted log starts at its compaction entry
                 if record.seq != expected:
                     raise EventLogError(f"seq {record.seq} out of order, expected {expected}", line=number,
                                         source=self.location)
@@ -67,8 +80,7 @@ class JsonlStore:
             good_end += len(line) + 1
         if tail:
             try:
-                record = decode_record(tail, line=len(lines) + 1, source=self.location)
-                complete = record.seq == expected
+                complete = decode_entry(tail, line=len(lines) + 1, source=self.location).seq == expected
             except EventLogError:
                 complete = False
             if complete:
@@ -94,11 +106,22 @@ class JsonlStore:
         check_contiguous(self._last, records)
         if not records:
             return
-        self._file.write(b"".join(encode_record(r).encode("utf-8") + b"\n" for r in records))
-        self._sync(self._file)
+        data = memoryview(b"".join(encode_record(r).encode("utf-8") + b"\n" for r in records))
+        good_end = self._file.tell()
+        try:
+            while data:
+                written = self._file.write(data)
+                data = data[written or 0:]
+            self._sync(self._file)
+        except BaseException:
+            # Never acknowledged: take the batch's bytes back so no record of it survives (best effort; a torn
+            # tail left behind is dropped by the next open).
+            with contextlib.suppress(OSError):
+                os.truncate(self._file.fileno(), good_end)
+            raise
         self._last = records[-1].seq
 
-    def iter_records(self, from_seq: int = 1) -> Iterator[Record]:
+    def iter_records(self, from_seq: int = 1) -> Iterator[LogEntry]:
         with self.path.open("rb") as f:
             for record in decode_lines(f, source=self.location):
                 if record.seq >= from_seq:
@@ -106,6 +129,34 @@ class JsonlStore:
 
     def last_seq(self) -> int:
         return self._last
+
+    def compact(self, entry: Compaction) -> None:
+        """Replace every line up to ``entry.seq`` by ``entry`` (docs/adr/0011, "Compaction"): the new file is
+        written next to the log, fsynced and renamed over it, so a crash leaves the old log or the new one. Only
+        the process that writes the log may call this (it reopens its handle on the new file)."""
+        if self._file is None:
+            raise ValueError(f"{self.location} is open read-only")
+        if not 1 <= entry.seq <= self._last:
+            raise ValueError(f"cannot compact up to seq {entry.seq}: the log ends at seq {self._last}")
+        tmp = self.path.with_name(self.path.name + ".compacting")
+        with self.path.open("rb") as src, tmp.open("wb") as dst:
+            dst.write(encode_record(entry).encode("utf-8") + b"\n")
+            for number, line in enumerate(src, start=1):
+                if line.strip() and decode_entry(line, line=number, source=self.location).seq > entry.seq:
+                    dst.write(line if line.endswith(b"\n") else line + b"\n")
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, self.path)  # the open handle keeps the old file until it is swapped below
+        self._fsync_dir()
+        old, self._file = self._file, self.path.open("ab", buffering=0)
+        old.close()
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @property
     def _checkpoint_path(self) -> Path:
@@ -125,7 +176,7 @@ class JsonlStore:
             return None
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise EventLogError(f"corrupt checkpoint ({exc})", source=str(self._checkpoint_path)) from None
         if not isinstance(data, dict):
             raise EventLogError("corrupt checkpoint (not an object)", source=str(self._checkpoint_path))

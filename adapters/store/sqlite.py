@@ -25,7 +25,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from callsd.core.eventlog import EventLogError, Record, decode_record, encode_record
+from callsd.core.calls.eventlog import (
+    Compaction,
+    EventLogError,
+    LogEntry,
+    Record,
+    decode_entry,
+    encode_record,
+)
 
 from .base import check_contiguous
 
@@ -55,6 +62,8 @@ class SqliteStore:
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        except sqlite3.OperationalError as exc:  # I/O: a full disk, a read-only directory, a lock
+            raise EventLogError(f"cannot open the SQLite log ({exc})", source=self.location) from None
         except sqlite3.DatabaseError as exc:
             raise EventLogError(f"not a readable callsd SQLite log ({exc})", source=self.location) from None
         self._last = int(row[0])
@@ -75,7 +84,7 @@ class SqliteStore:
         self._db.execute("COMMIT")
         self._last = records[-1].seq
 
-    def iter_records(self, from_seq: int = 1) -> Iterator[Record]:
+    def iter_records(self, from_seq: int = 1) -> Iterator[LogEntry]:
         try:
             cursor = self._db.execute("SELECT seq, record FROM events WHERE seq >= ? ORDER BY seq", (from_seq,))
             expected: int | None = None
@@ -83,7 +92,9 @@ class SqliteStore:
                 where = f"row {seq}"
                 if not isinstance(text, str | bytes):
                     raise EventLogError(f"record is {type(text).__name__}, not text", line=seq, source=self.location)
-                record = decode_record(text, line=seq, source=self.location)
+                record = decode_entry(text, line=seq, source=self.location)
+                if isinstance(record, Compaction) and expected is not None:
+                    raise EventLogError("a compaction entry after the first row", line=seq, source=self.location)
                 if record.seq != seq:
                     raise EventLogError(f"{where} holds a record with seq {record.seq}", line=seq,
                                         source=self.location)
@@ -97,6 +108,22 @@ class SqliteStore:
 
     def last_seq(self) -> int:
         return self._last
+
+    def compact(self, entry: Compaction) -> None:
+        """Replace every row up to ``entry.seq`` by ``entry``, in one transaction (docs/adr/0011, "Compaction").
+        Safe while a server appends to the same file: its rows all come after ``entry.seq``."""
+        if self.readonly:
+            raise ValueError(f"{self.location} is open read-only")
+        if not 1 <= entry.seq <= self._last:
+            raise ValueError(f"cannot compact up to seq {entry.seq}: the log ends at seq {self._last}")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("DELETE FROM events WHERE seq <= ?", (entry.seq,))
+            self._db.execute("INSERT INTO events (seq, record) VALUES (?, ?)", (entry.seq, encode_record(entry)))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         seq = checkpoint.get("seq")
@@ -121,7 +148,7 @@ class SqliteStore:
             return None
         try:
             data = json.loads(row[1])
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise EventLogError(f"corrupt checkpoint ({exc})", line=row[0], source=self.location) from None
         if not isinstance(data, dict):
             raise EventLogError("corrupt checkpoint (not an object)", line=row[0], source=self.location)

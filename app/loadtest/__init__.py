@@ -1,7 +1,7 @@
 """The load-test tool behind ``callsd loadtest``: cheap simulated WebRTC users, results, plots.
 
-Modules: ``sdp`` (the client's own small SDP), ``media`` (ICE/DTLS/SRTP legs and the per-process media engine),
-``stats`` (loss, jitter, delay), ``worker`` (one load process), ``runner`` (processes, progress display, results
+Modules: ``sdp`` (the client's own small SDP), ``worker`` (one load process: simulated users' signaling, their
+media through the project's one client engine, ``callsd.peer``), ``runner`` (processes, progress display, results
 JSON), ``plot`` (the report PNG). The public entry points are re-exported here::
 
     from callsd.app.loadtest import LoadConfig, run_loadtest, ServerUnreachable

@@ -28,7 +28,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from .stats import Histogram, summarize
+from callsd.peer import Histogram, summarize
+
 from .worker import WorkerSpec, spec_to_dict, worker_process_main
 
 __all__ = ["LoadConfig", "ServerUnreachable", "preflight", "scrape_metrics", "parse_metrics", "run", "build_results"]
@@ -56,6 +57,7 @@ class LoadConfig:
     delay_sample: int = 1
     join_timeout: float = 15.0
     server_pid: int = 0
+    reconnect: bool = False
     quiet: bool = False
     run_id: str = field(default_factory=lambda: os.urandom(3).hex())
 
@@ -93,8 +95,8 @@ _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 def parse_metrics(text: str) -> dict[str, float]:
     """The figures the load tool needs from a Prometheus text page (names matched by suffix, prefix-agnostic).
 
-    Returns ``cpu_seconds``, ``rss_bytes``, ``rtp_packets_out``, ``rtp_packets_in`` (``type="rtp"`` only) and
-    ``sessions`` when present.
+    Returns ``cpu_seconds``, ``start_time``, ``rss_bytes``, ``rtp_packets_out``, ``rtp_packets_in``
+    (``type="rtp"`` only) and ``sessions`` when present.
     """
     out: dict[str, float] = {}
     for line in text.splitlines():
@@ -111,6 +113,8 @@ def parse_metrics(text: str) -> dict[str, float]:
         labels = dict(_LABEL.findall(labels_text))
         if name.endswith("process_cpu_seconds_total"):
             out["cpu_seconds"] = value
+        elif name.endswith("process_start_time_seconds"):
+            out["start_time"] = value  # which server process answered: a restart changes it
         elif name.endswith("process_resident_memory_bytes"):
             out["rss_bytes"] = value
         elif name.endswith("rtc_rtp_packets_total"):
@@ -130,9 +134,25 @@ def _proc_stat(pid: int) -> dict[str, float]:
             fields = f.read().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
         page = os.sysconf("SC_PAGE_SIZE")
-        return {"cpu_seconds": (int(fields[11]) + int(fields[12])) / ticks, "rss_bytes": int(fields[21]) * page}
+        return {"cpu_seconds": (int(fields[11]) + int(fields[12])) / ticks, "rss_bytes": int(fields[21]) * page,
+                "start_time": _BOOT_TIME + int(fields[19]) / ticks}
     except (OSError, IndexError, ValueError):
         return {}
+
+
+def _boot_time() -> float:
+    """Seconds since the epoch at boot (``btime`` in /proc/stat), so /proc start times compare with /metrics'."""
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+_BOOT_TIME = _boot_time()
 
 
 def scrape_metrics(cfg: LoadConfig, timeout: float = 1.5) -> tuple[dict[str, float], float]:
@@ -141,6 +161,9 @@ def scrape_metrics(cfg: LoadConfig, timeout: float = 1.5) -> tuple[dict[str, flo
     Returns the figures and the ``time.monotonic()`` their CPU seconds refer to: /proc is read first and stamped
     at once; without it, the stamp is taken when the HTTP answer arrives (a busy server answers late, and CPU % over
     a window must use the time the counter was read, not the time the scrape began).
+
+    ``refused`` = 1 when nothing listens on the HTTP port any more (the server is gone, not merely busy), and
+    ``pid_gone`` = 1 when ``server_pid`` no longer exists: either makes the run invalid (see :func:`validity`).
     """
     figures: dict[str, float] = {}
     proc = _proc_stat(cfg.server_pid) if cfg.server_pid else {}
@@ -148,12 +171,58 @@ def scrape_metrics(cfg: LoadConfig, timeout: float = 1.5) -> tuple[dict[str, flo
     try:
         with urllib.request.urlopen(cfg.http_base() + "/metrics", timeout=timeout) as resp:
             figures = parse_metrics(resp.read(8 * 1024 * 1024).decode("utf-8", "replace"))
-    except (urllib.error.URLError, OSError, ValueError):
-        pass
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        if isinstance(getattr(exc, "reason", exc), ConnectionRefusedError):
+            figures["refused"] = 1.0
     if not proc:
         at = time.monotonic()
+        if cfg.server_pid:
+            figures["pid_gone"] = 1.0
     figures.update(proc)
     return figures, at
+
+
+def _same_process(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Two scrapes of one server process: same start time (when both carry it), CPU not gone backwards."""
+    if "start_time" in a and "start_time" in b and abs(a["start_time"] - b["start_time"]) > 0.5:
+        return False
+    return b.get("cpu_seconds", 0.0) >= a.get("cpu_seconds", 0.0)
+
+
+def process_delta(scrapes: list[tuple[float, dict[str, float]]], key: str, start: float = float("-inf"),
+                  end: float = float("inf"), also: str = "") -> tuple[float, float] | None:
+    """(increase of counter ``key``, seconds it covers) over consecutive scrapes in [start, end] of one process.
+
+    Pairs of scrapes that straddle a restart (or where either lacks the key) are left out, so a counter that
+    restarts from zero never yields a negative figure; ``None`` when no pair qualifies. With ``also``, only scrapes
+    that carry both keys count, so two figures cover the same window."""
+    window = [(t, s) for t, s in scrapes if start <= t <= end and key in s and (not also or also in s)]
+    delta = seconds = 0.0
+    pairs = 0
+    for (t0, a), (t1, b) in zip(window, window[1:], strict=False):
+        if not _same_process(a, b) or b[key] < a[key]:
+            continue
+        delta += b[key] - a[key]
+        seconds += t1 - t0
+        pairs += 1
+    return (delta, seconds) if pairs else None
+
+
+def validity(scrapes: list[tuple[float, dict[str, float]]], final: dict[str, float]) -> list[str]:
+    """Why the run's figures cannot be trusted (empty when they can): the server restarted, died or vanished."""
+    reasons: list[str] = []
+    starts = {round(s["start_time"]) for _, s in [*scrapes, (0.0, final)] if "start_time" in s}
+    if len(starts) > 1:
+        reasons.append(f"the server process changed during the run ({len(starts)} different start times)")
+    gone = next((t for t, s in scrapes if s.get("pid_gone")), None)
+    if gone is not None or final.get("pid_gone"):
+        reasons.append("the server process exited during the run"
+                       + (f" (gone at {gone:.1f} s)" if gone is not None else ""))
+    refused = next((t for t, s in scrapes if s.get("refused")), None)
+    if refused is not None or final.get("refused"):
+        reasons.append("the server stopped accepting connections"
+                       + (f" (at {refused:.1f} s)" if refused is not None else " (at the end)"))
+    return reasons
 
 
 def scrapes_append(scrapes: list[tuple[float, dict[str, float]]], t0: float, cfg: LoadConfig) -> dict[str, float]:
@@ -171,7 +240,7 @@ def _specs(cfg: LoadConfig, t0: float) -> list[WorkerSpec]:
             screen_sharing=cfg.screen_sharing, video=cfg.video, video_bitrate=cfg.video_bitrate,
             screen_bitrate=cfg.screen_bitrate, join_duration=cfg.join_duration, duration=cfg.duration, t0=t0,
             run_id=cfg.run_id, token_secret=cfg.token_secret, delay_sample=cfg.delay_sample,
-            join_timeout=cfg.join_timeout,
+            join_timeout=cfg.join_timeout, reconnect=cfg.reconnect,
         )
         for w in range(n)
     ]
@@ -190,9 +259,9 @@ def _rates(progress: dict[int, dict[str, Any]], before: dict[int, dict[str, Any]
         tx += (snap.get("tx_packets", 0) - old.get("tx_packets", 0)) / dt
         rx += (snap.get("rx_packets", 0) - old.get("rx_packets", 0)) / dt
         cpu += 100 * (snap.get("cpu_seconds", 0) - old.get("cpu_seconds", 0)) / dt
-        lost += snap.get("lost", 0) - old.get("lost", 0)
-        expected += snap.get("expected", 0) - old.get("expected", 0)
-    return {"tx_pps": tx, "rx_pps": rx, "loss": (lost / expected) if expected > 0 else 0.0,
+        lost += snap.get("delivery_lost", 0) - old.get("delivery_lost", 0)
+        expected += snap.get("delivery_expected", 0) - old.get("delivery_expected", 0)
+    return {"tx_pps": tx, "rx_pps": rx, "loss": min(1.0, max(0.0, lost / expected)) if expected > 0 else 0.0,
             "client_cpu_percent": cpu}
 
 
@@ -307,11 +376,13 @@ def run(cfg: LoadConfig) -> dict[str, Any]:
                     **rates,
                 }
                 last = scrapes[-2][1] if len(scrapes) >= 2 else {}
-                if "cpu_seconds" in server and "cpu_seconds" in last:
+                same = _same_process(last, server)
+                if "cpu_seconds" in server and "cpu_seconds" in last and same:
                     point["server_cpu_percent"] = 100 * (server["cpu_seconds"] - last["cpu_seconds"]) / dt
                 if "rss_bytes" in server:
                     point["server_rss_bytes"] = server["rss_bytes"]
-                if "rtp_packets_out" in server and "rtp_packets_out" in last:
+                if "rtp_packets_out" in server and "rtp_packets_out" in last and same \
+                        and server["rtp_packets_out"] >= last["rtp_packets_out"]:
                     point["server_egress_pps"] = (server["rtp_packets_out"] - last["rtp_packets_out"]) / dt
                 timeline.append({k: (round(v, 4) if isinstance(v, float) else v) for k, v in point.items()})
                 display.update(point, total_users)
@@ -349,15 +420,8 @@ def run(cfg: LoadConfig) -> dict[str, Any]:
 
 def _steady(scrapes: list[tuple[float, dict[str, float]]], start: float, key: str,
             also: str = "") -> tuple[float, float] | None:
-    """(delta of ``key``, seconds) over the scrapes at or after ``start``, or None when not enough samples.
-
-    With ``also``, only scrapes that carry both keys count, so that two figures cover the same window (a scrape
-    can miss /metrics when the server is too busy to answer in time, and still have /proc figures).
-    """
-    window = [(t, s[key]) for t, s in scrapes if t >= start and key in s and (not also or also in s)]
-    if len(window) < 2:
-        return None
-    return (window[-1][1] - window[0][1], window[-1][0] - window[0][0])
+    """(delta of ``key``, seconds) over the scrapes at or after ``start`` (one server process at a time)."""
+    return process_delta(scrapes, key, start=start, also=also)
 
 
 def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]], crashes: dict[int, str],
@@ -377,6 +441,8 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
     counters = _sum_progress({w["worker"]: w["counters"] for w in workers})
     expected = sum(c["expected"] for c in calls)
     lost = sum(c["lost"] for c in calls)
+    rfc_expected = sum(c.get("rfc3550_expected", 0) for c in calls)
+    rfc_lost = sum(c.get("rfc3550_lost", 0) for c in calls)
     e2e_expected = sum(c.get("e2e_expected", 0) for c in calls)
     e2e_lost = sum(c.get("e2e_lost", 0) for c in calls)
     users_total = cfg.calls * cfg.users_per_call
@@ -384,22 +450,22 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
     joined = sum(c["joined"] for c in calls)
     missing_users = users_total - sum(c["users"] for c in calls)
     server: dict[str, Any] = {"metrics": bool(final) or any(s for _, s in scrapes)}
-    base = scrapes[0][1] if scrapes else {}
-    last = scrapes[-1][1] if scrapes else {}
     run_seconds = (scrapes[-1][0] - scrapes[0][0]) if scrapes else 0.0
-    if "cpu_seconds" in base and "cpu_seconds" in last and run_seconds > 0:
-        server["cpu_seconds"] = round(last["cpu_seconds"] - base["cpu_seconds"], 3)
-        server["cpu_percent"] = round(100 * server["cpu_seconds"] / run_seconds, 1)
+    whole = process_delta(scrapes, "cpu_seconds")
+    if whole is not None and run_seconds > 0:
+        # Counted only between scrapes of one process: a restart never makes it negative (the run is invalid).
+        server["cpu_seconds"] = round(whole[0], 3)
+        server["cpu_percent"] = round(100 * whole[0] / whole[1], 1) if whole[1] > 0 else None
     rss = [s["rss_bytes"] for _, s in scrapes if "rss_bytes" in s]
     if rss:
         server.update(rss_bytes_start=int(rss[0]), rss_bytes_end=int(rss[-1]), rss_bytes_max=int(max(rss)))
         if joined:
             server["rss_bytes_per_session"] = int((max(rss) - rss[0]) / joined)
     steady_from = cfg.join_duration + 1.0
-    joining = [(t, sc["cpu_seconds"]) for t, sc in scrapes if t <= steady_from and "cpu_seconds" in sc]
-    if len(joining) >= 2 and joined:
+    joining = process_delta(scrapes, "cpu_seconds", end=steady_from)
+    if joining is not None and joined:
         # Server CPU while users were joining, per joined user (signaling, negotiation, ICE/DTLS, early media).
-        server["join_cpu_ms_per_user"] = round(1000 * (joining[-1][1] - joining[0][1]) / joined, 2)
+        server["join_cpu_ms_per_user"] = round(1000 * joining[0] / joined, 2)
     cpu = _steady(scrapes, steady_from, "cpu_seconds")
     if cpu and cpu[1] > 0:
         server["steady_cpu_percent"] = round(100 * cpu[0] / cpu[1], 1)
@@ -420,13 +486,17 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
         server["egress_source"] = source
         if cpu and cpu[1] > 0 and egress[0] > 0:
             server["us_cpu_per_egress_packet"] = round(1e6 * cpu[0] / (egress[0] * cpu[1] / egress[1]), 2)
+    invalid = validity(scrapes, final)
     return {
         "tool": "callsd loadtest",
         "format": 1,
         "started_at": started_at,
+        "valid": not invalid,
+        "invalid_reasons": invalid,
         "config": {k: v for k, v in _config_dict(cfg).items() if k != "token_secret"},
         "users": {"total": users_total, "joined": joined, "failed": failed + missing_users,
                   "connected": sum(c["connected"] for c in calls), "errors": errors,
+                  "reconnects": sum(w.get("reconnects", 0) for w in workers),
                   "worker_crashes": {str(k): v for k, v in crashes.items()},
                   "failure_samples": [x for w in workers for x in w.get("failure_samples", [])][:5]},
         "overall": {
@@ -436,6 +506,9 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
             "expected": expected,
             "lost": lost,
             "loss": (lost / expected) if expected else 0.0,
+            "rfc3550_expected": rfc_expected,
+            "rfc3550_lost": rfc_lost,
+            "rfc3550_loss": (rfc_lost / rfc_expected) if rfc_expected else 0.0,
             "e2e_expected": e2e_expected,
             "e2e_lost": e2e_lost,
             "e2e_loss": (e2e_lost / e2e_expected) if e2e_expected else 0.0,
@@ -481,8 +554,11 @@ def print_summary(doc: dict[str, Any], stream: Any = None) -> None:
     print(f"users: {u['joined']}/{u['total']} joined, {u['failed']} failed {u['errors'] or ''}".rstrip(), file=out)
     for index, why in u["worker_crashes"].items():
         print(f"load process {index} failed: {why}", file=out)
+    for why in doc.get("invalid_reasons", []):
+        print(f"INVALID RUN: {why}", file=out)
     print(f"packets: {o['packets_sent']} sent, {o['packets_received']} received, loss {100 * o['loss']:.3f} %"
-          f" ({o['lost']}/{o['expected']}; end to end {100 * o['e2e_loss']:.3f} %), audio streams {o['audio_streams_received']}/"
+          f" ({o['lost']}/{o['expected']} from the senders' side; RFC 3550 {100 * o['rfc3550_loss']:.3f} %,"
+          f" end to end {100 * o['e2e_loss']:.3f} %), audio streams {o['audio_streams_received']}/"
           f"{o['audio_streams_expected']}; kernel socket drops: load tool {o['socket_drops']['client']},"
           f" server {o['socket_drops']['server']}", file=out)
     d = o["delay_ms"]

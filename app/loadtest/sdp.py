@@ -1,7 +1,7 @@
 """The SDP a simulated user speaks: its own offer, the server's answer, and answers to the server's re-offers.
 
 This is deliberately a small, forgiving SDP reader/writer for the load tool only (the server's own, strict codec is
-``callsd.core.sdp``): the load client never has to interoperate with anything but callsd, and it must not depend on
+``callsd.core.wire.sdp``): the load client never has to interoperate with anything but callsd, and it must not depend on
 the code it is measuring. It understands what a WebRTC peer needs for BUNDLE + rtcp-mux + ICE-lite + DTLS-SRTP:
 session and media-level ``ice-ufrag``/``ice-pwd``/``fingerprint``/``setup``, host candidates, and per m-section the
 mid, kind, port, direction, payload types with their rtpmap/fmtp/rtcp-fb lines, extmaps and ssrc lines.

@@ -6,7 +6,8 @@ user's slot in the global join schedule, and reports to the parent through ``rep
 
 Each simulated user is one Trio task for its signaling (WebSocket per docs/protocol.md: ``hello`` -> ``join`` ->
 ``join_ack`` -> ``unmute``/``screen_on`` -> ``sdp`` offer -> ``signal`` answer; server re-offers are answered) and
-one :class:`~.media.Leg` driven by the process-wide :class:`~.media.MediaEngine` tasks (no per-user media task).
+one :class:`callsd.peer.Leg` driven by the process-wide :class:`callsd.peer.MediaEngine` tasks (no per-user media
+task).
 
 Join order: slot ``k`` of ``N`` users joins at ``t0 + join_duration * k / N`` and is user ``k // calls`` of call
 ``k % calls``, so users 0 of every call join first. Users ``0 .. unmuted-1`` of a call are unmuted (they send audio
@@ -27,10 +28,9 @@ from typing import Any
 
 import trio
 import trio_websocket
+from callsd.peer import Identity, Leg, MediaEngine, Source, summarize, udp_drops
 
-from .media import Identity, Leg, MediaEngine, Source, udp_drops
 from .sdp import LocalTrack, build_answer, build_offer, parse_sdp
-from .stats import summarize
 
 __all__ = ["WorkerSpec", "SimUser", "run_worker", "worker_process_main", "user_role"]
 
@@ -57,6 +57,7 @@ class WorkerSpec:
     delay_sample: int = 1
     join_timeout: float = 15.0
     channel_prefix: str = "lt"
+    reconnect: bool = False  # a dropped WebSocket reconnects the session, as the web client does
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,7 +86,11 @@ class SimUser:
         self.offer_sent_ns = 0
         self.answer_ns = 0
         self.ws: trio_websocket.WebSocketConnection | None = None
-        self.leg: Leg | None = None
+        self.leg: Leg | None = None  # the current media leg
+        self.legs: list[Leg] = []  # every leg this user had (a reconnect makes a new one): all count in results
+        self.reconnect_secret = ""  # from join_ack, when the server issues one
+        self.resume = False  # the next socket sends `reconnect` instead of `join`
+        self.reconnects = 0
         self.tracks: list[LocalTrack] = []
         self.sources: dict[str, Source] = {}  # mid -> source
         self.version = 2
@@ -100,24 +105,26 @@ class SimUser:
     def _make_tracks(self) -> None:
         stream = f"lt{self.number}"
         audio = Source(kind="audio", ssrc=secrets.randbits(32) or 1, user_number=self.number,
-                       seed=secrets.randbits(16))
+                       seed=secrets.randbits(16), index=0)
         audio.enabled = self.unmuted
         self.tracks.append(LocalTrack(kind="audio", ssrc=audio.ssrc, stream_id=stream, track_id=f"{stream}-a"))
         pending = [audio]
         if self.spec.video and self.unmuted:
             cam = Source(kind="video", ssrc=secrets.randbits(32) or 2, user_number=self.number,
-                         bitrate=self.spec.video_bitrate, seed=secrets.randbits(16))
+                         bitrate=self.spec.video_bitrate, seed=secrets.randbits(16), index=1)
             cam.enabled = True
             self.tracks.append(LocalTrack(kind="video", ssrc=cam.ssrc, stream_id=stream, track_id=f"{stream}-v"))
             pending.append(cam)
         if self.sharer:
             screen = Source(kind="video", ssrc=secrets.randbits(32) or 3, user_number=self.number,
-                            bitrate=self.spec.screen_bitrate, seed=secrets.randbits(16))
+                            bitrate=self.spec.screen_bitrate, seed=secrets.randbits(16), index=2)
             screen.enabled = True
             self.tracks.append(LocalTrack(kind="video", ssrc=screen.ssrc, stream_id=f"{stream}-screen",
                                           track_id=f"{stream}-s"))
             pending.append(screen)
         self._pending_sources = pending
+        for source in pending:
+            self.engine.add_source(source)
 
     async def _send(self, kind: str, data: dict[str, Any] | None = None) -> None:
         assert self.ws is not None
@@ -141,23 +148,49 @@ class SimUser:
 
     # -- run -------------------------------------------------------------------------------------------------
     async def run(self, stop: trio.Event) -> None:
-        """Join, negotiate, stay until ``stop``, then leave. Failures are recorded in ``failed``, never raised."""
+        """Join, negotiate, stay until ``stop``, then leave. Failures are recorded in ``failed``, never raised.
+
+        With ``spec.reconnect``, a socket that drops after the join is reopened with backoff (0.5 s doubling to
+        10 s, with jitter, like the web client) and the session resumed with ``reconnect {session_id,
+        channel_id, reconnect_secret}``; its media leg is replaced by a new one (a new ICE/DTLS session)."""
+        attempt = 0
+        while True:
+            await self._connection(stop)
+            dropped = self.failed in ("closed", "websocket") or self.resume
+            if stop.is_set() or not self.spec.reconnect or not self.session_id or not dropped:
+                return
+            if self.leg is not None:
+                self.leg.close()
+            self.leg = None
+            self.resume = True
+            self.failed = ""
+            base = min(10.0, 0.5 * 2 ** attempt)
+            attempt += 1
+            with trio.move_on_after(base / 2 + secrets.randbelow(1000) / 1000 * base / 2):
+                await stop.wait()
+            if stop.is_set():
+                return
+
+    async def _connection(self, stop: trio.Event) -> None:
+        """One WebSocket connection: join (or resume), negotiate, stay until ``stop`` or until it drops."""
         url = self.spec.ws_url
         if self.spec.token_secret:
             url += ("&" if "?" in url else "?") + "token=" + self._token()
-        self.join_started_ns = time.monotonic_ns()
+        if not self.join_started_ns:
+            self.join_started_ns = time.monotonic_ns()
         try:
             async with trio_websocket.open_websocket_url(
                 url, connect_timeout=self.spec.join_timeout, disconnect_timeout=2, message_queue_size=64
             ) as ws:
                 self.ws = ws
-                self.ws_open_ns = time.monotonic_ns()
+                if not self.ws_open_ns:
+                    self.ws_open_ns = time.monotonic_ns()
                 try:
                     await self._session(stop)
                 finally:
                     with trio.move_on_after(2) as scope:
                         scope.shield = True
-                        if self.joined and not ws.closed:
+                        if self.joined and not ws.closed and stop.is_set():
                             with contextlib.suppress(trio_websocket.ConnectionClosed):
                                 await self._send("leave")
         except trio.TooSlowError:
@@ -171,7 +204,10 @@ class SimUser:
         assert self.ws is not None
         deadline = trio.current_time() + self.spec.join_timeout
         with trio.fail_after(max(0.1, deadline - trio.current_time())):
-            await self._send("join", {"channel_id": self.channel_id, "display_name": f"lt-user-{self.number}"})
+            if self.resume:
+                await self._send("reconnect", self._reconnect_data())
+            else:
+                await self._send("join", self._join_data())
             while not (self.leg is not None and self.leg.state == "connected"):
                 if stop.is_set():
                     return  # the run ended before this user connected; collect_result names the stage
@@ -185,6 +221,15 @@ class SimUser:
             await self._receive(1.0)
             if self.leg is not None and self.leg.state == "failed" and not self.failed:
                 self.failed = self.leg.error.split(":")[0]
+
+    def _join_data(self) -> dict[str, Any]:
+        return {"channel_id": self.channel_id, "display_name": f"lt-user-{self.number}"}
+
+    def _reconnect_data(self) -> dict[str, Any]:
+        data = {"session_id": self.session_id, "channel_id": self.channel_id}
+        if self.reconnect_secret:
+            data["reconnect_secret"] = self.reconnect_secret
+        return data
 
     async def _receive(self, timeout: float) -> None:
         """Wait up to ``timeout`` for one message and handle it. Only the wait is cancellable: a handler's sends
@@ -221,20 +266,37 @@ class SimUser:
         elif kind == "error":
             code = str(data.get("code", "error"))
             self.errors[code] = self.errors.get(code, 0) + 1
-            if not self.joined or data.get("action") in ("join", "sdp"):
+            if data.get("action") == "reconnect" and code in ("unknown_session", "not_in_call", "not_disconnected"):
+                # The session is gone (the window passed, or the server lost it): join afresh, like the web client.
+                self.resume = False
+                await self._send("join", self._join_data())
+            elif not self.joined or data.get("action") in ("join", "sdp", "reconnect"):
                 self.failed = code
 
     async def _on_join_ack(self, data: dict[str, Any]) -> None:
+        resumed = bool(data.get("reconnected")) and self.resume
+        self.resume = False
         self.joined = True
-        self.join_ack_ns = time.monotonic_ns()
+        if not self.join_ack_ns:
+            self.join_ack_ns = time.monotonic_ns()
+        if self.session_id and self.leg is None:
+            self.reconnects += 1
         self.session_id = str(data.get("session_id", ""))
-        if self.unmuted:
+        self.reconnect_secret = str(data.get("reconnect_secret") or (self.reconnect_secret if resumed else ""))
+        if self.unmuted and not resumed:
             await self._send("unmute")
-        self._make_tracks()
-        if self.sharer:
+        if not self.tracks:
+            self._make_tracks()
+        if self.sharer and not resumed:
             await self._send("screen_on", {"stream_id": self.tracks[-1].stream_id})
+        # A new peer connection, as the web client makes after every join_ack: new ICE/DTLS, a new SDP session.
+        self.sdp_session = secrets.randbits(48)
+        self.version = 2
+        self.offer_pending = False
+        self.queued_offers = []
         self.leg = Leg(self.engine, user_number=self.number, call_index=self.call,
                        ufrag=secrets.token_hex(4), pwd=secrets.token_hex(16))
+        self.legs.append(self.leg)
         self.leg.join_started_ns = self.join_started_ns
         offer = build_offer(session_id=self.sdp_session, tracks=self.tracks, ufrag=self.leg.local_ufrag,
                             pwd=self.leg.local_pwd, fingerprint=self.engine.identity.fingerprint,
@@ -254,12 +316,12 @@ class SimUser:
                 mapping[pt] = (m.kind, m.clock_rate(pt))
         leg.set_payload_types(mapping)
         for track, source in zip(self.tracks, self._pending_sources, strict=True):
-            m = by_mid.get(track.mid)
-            if m is None or m.port == 0:
+            section = by_mid.get(track.mid)
+            if section is None or section.port == 0:
                 continue
-            if answer and m.formats and track.payload_type not in m.formats:
-                track.payload_type = m.formats[0]
-            source.configure(track.mid, track.payload_type, m.extmap)
+            if answer and section.formats and track.payload_type not in section.formats:
+                track.payload_type = section.formats[0]
+            source.configure(track.mid, track.payload_type, section.extmap)
             if source not in leg.sources:
                 leg.sources.append(source)
         if leg.state == "new":
@@ -331,7 +393,7 @@ async def run_worker(spec: WorkerSpec, report: Report) -> dict[str, Any]:
     cpu0 = time.process_time()
 
     def progress() -> dict[str, Any]:
-        snap = engine.snapshot([u.leg for u in users if u.leg is not None])
+        snap = engine.snapshot([leg for u in users for leg in u.legs])
         snap["joined"] = sum(1 for u in users if u.joined and not u.failed)
         snap["connected"] = sum(1 for u in users if u.leg is not None and u.leg.state == "connected")
         snap["failed"] = sum(1 for u in users if u.failed)
@@ -362,14 +424,14 @@ async def run_worker(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         async with trio.open_nursery() as user_nursery:
             user_nursery.start_soon(start_users, user_nursery)
             await trio.sleep(max(0.0, end_at - time.monotonic()))
-            engine.sending = False
+            engine.stop_sending()
             await trio.sleep(0.5)  # let in-flight packets arrive before counting
             result = collect_result(spec, engine, users, time.process_time() - cpu0)
             stop.set()
         outer.cancel_scope.cancel()
     for sim in users:
-        if sim.leg is not None:
-            sim.leg.close()
+        for leg in sim.legs:
+            leg.close()
     report("result", result)
     return result
 
@@ -404,12 +466,13 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
             phases["join_ack"].append((u.join_ack_ns - u.ws_open_ns) / 1e6)
         if u.answer_ns and u.offer_sent_ns:
             phases["sdp_answer"].append((u.answer_ns - u.offer_sent_ns) / 1e6)
-        if u.leg is not None and u.leg.connected_ns and u.answer_ns:
-            phases["media_connected"].append((u.leg.connected_ns - u.answer_ns) / 1e6)
+        if u.legs and u.legs[0].connected_ns and u.answer_ns:
+            phases["media_connected"].append((u.legs[0].connected_ns - u.answer_ns) / 1e6)
     for u in users:
         c = calls.setdefault(u.call, {
             "call": u.call, "channel_id": u.channel_id, "users": 0, "joined": 0, "connected": 0, "failed": 0,
-            "streams": 0, "expected": 0, "received": 0, "lost": 0, "e2e_expected": 0, "e2e_lost": 0,
+            "streams": 0, "expected": 0, "received": 0, "lost": 0, "rfc3550_expected": 0, "rfc3550_lost": 0,
+            "e2e_expected": 0, "e2e_lost": 0,
             "jitter_ms": [], "join_ms": [],
             "audio_streams_expected": 0, "audio_streams_received": 0})
         c["users"] += 1
@@ -422,31 +485,32 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
             if code != u.failed:
                 errors[code] = errors.get(code, 0) + n
         leg = u.leg
-        if leg is None:
-            continue
-        if leg.state == "connected":
+        if leg is not None and leg.state == "connected":
             c["connected"] += 1
         audio_received = 0
-        for st in leg.streams.values():
+        for st in (st for any_leg in u.legs for st in any_leg.streams.values()):
             c["streams"] += 1
-            c["expected"] += st.expected
+            c["rfc3550_expected"] += st.expected
             c["received"] += st.received
-            c["lost"] += st.lost
+            c["rfc3550_lost"] += st.lost
             c["e2e_expected"] += st.e2e_expected
             c["e2e_lost"] += st.e2e_lost
             c["jitter_ms"].append(st.jitter_ms)
             jitters.append(st.jitter_ms)
             if st.kind == "audio":
                 audio_received += 1
+        if leg is None:
+            continue
         others = sum(1 for v in users if v.call == u.call and v is not u and v.unmuted and v.leg is not None
                      and v.leg.state == "connected")
         c["audio_streams_expected"] += others
         c["audio_streams_received"] += min(audio_received, others)
-        if leg.first_audio_ns:
+        first_audio_ns = u.legs[0].first_audio_ns
+        if first_audio_ns:
             own = [s.started_ns for s in getattr(u, "_pending_sources", []) if s.kind == "audio" and s.started_ns]
             other_starts = [t for t in starts.get(u.call, []) if t not in own]
-            available = min(other_starts) if other_starts else leg.first_audio_ns
-            latency = (leg.first_audio_ns - max(u.join_started_ns, available)) / 1e6
+            available = min(other_starts) if other_starts else first_audio_ns
+            latency = (first_audio_ns - max(u.join_started_ns, available)) / 1e6
             join_latencies.append(latency)
             c["join_ms"].append(latency)
     out_calls = []
@@ -454,7 +518,12 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
         acc = engine.call_delays.get(c["call"], [0.0, 0, 0.0])
         jit = c.pop("jitter_ms")
         joins = c.pop("join_ms")
+        # Loss counted from the senders' side over the whole window (see MediaEngine.delivery): what a user
+        # would notice, including streams that stopped. RFC 3550 loss (gaps between received sequence numbers)
+        # cannot see a stream that stops, so it is kept apart.
+        c["expected"], c["lost"] = engine.delivery([leg for u in users if u.call == c["call"] for leg in u.legs])
         c["loss"] = (c["lost"] / c["expected"]) if c["expected"] else 0.0
+        c["rfc3550_loss"] = (c["rfc3550_lost"] / c["rfc3550_expected"]) if c["rfc3550_expected"] else 0.0
         c["e2e_loss"] = (c["e2e_lost"] / c["e2e_expected"]) if c["e2e_expected"] else 0.0
         c["jitter_ms_mean"] = round(sum(jit) / len(jit), 3) if jit else None
         c["jitter_ms_max"] = round(max(jit), 3) if jit else None
@@ -476,8 +545,9 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
              "leg_state": u.leg.state if u.leg is not None else None, "last_messages": u.trace[-12:]}
             for u in users if u.failed
         ][:5],
-        "failures_by_stage": dict(engine.failures),
-        "counters": engine.snapshot([u.leg for u in users if u.leg is not None]),
+        "failures_by_stage": dict(engine.stats.failures),
+        "counters": engine.snapshot([leg for u in users for leg in u.legs]),
+        "reconnects": sum(u.reconnects for u in users),
         "socket_drops": _socket_drops(users),
         "cpu_seconds": round(cpu_seconds, 3),
         "users": len(users),

@@ -1,6 +1,8 @@
 // The callsd client's media: one RTCPeerConnection to the server's SFU, outgoing sources on send-only
 // transceivers, perfect negotiation (the client is the polite side), and the remote audio/video elements.
 
+import { applySink, openMic, stopMeter } from "./devices.js";
+import { tileMedia } from "./render.js";
 import { $, clearError, send, showError, state } from "./state.js";
 
 
@@ -20,15 +22,7 @@ export async function startMedia() {
     watchMedia(pc);
   };
   pc.oniceconnectionstatechange = () => watchMedia(pc);
-  if (!state.micTrack || state.micTrack.readyState === "ended") {
-    try {
-      state.micStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
-      state.micTrack = state.micStream.getAudioTracks()[0];
-    } catch (err) {
-      console.warn("callsd: microphone", err);
-      showError("media_denied");
-    }
-  }
+  await openMic();
   if (state.pc !== pc) return;
   if (state.micTrack) {
     state.micTrack.enabled = !state.muted;
@@ -274,6 +268,7 @@ function onRemoteTrack(ev) {
     el.setAttribute("data-testid", "remote-audio");
     el.autoplay = true;
     $("audios").appendChild(el);
+    applySink(el);
   } else {
     el = document.createElement("video");
     el.autoplay = true;
@@ -286,6 +281,7 @@ function onRemoteTrack(ev) {
     $("videos").appendChild(fig);
   }
   el.dataset.mediaKey = key;
+  el.dataset.mid = (ev.transceiver && ev.transceiver.mid) || "";
   el.dataset.streamId = stream.id;
   el.dataset.trackId = track.id;
   el.srcObject = new MediaStream([track]);
@@ -310,9 +306,10 @@ function onRemoteTrack(ev) {
 export function relabelRemoteMedia() {
   for (const el of document.querySelectorAll("video[data-stream-id], audio[data-stream-id]")) {
     const sid = el.dataset.streamId;
-    let owner = state.screenStreams.get(sid);
-    let isScreen = owner !== undefined;
-    if (!isScreen) {
+    const announced = state.trackOwners.get(el.dataset.mid); // the server said whose it is (protocol 1.1)
+    let owner = announced ? announced.session_id : state.screenStreams.get(sid);
+    let isScreen = announced ? announced.source === "screen" : owner !== undefined;
+    if (!announced && !isScreen) {
       for (const [screenId, who] of state.screenStreams) {
         if (sid.includes(screenId) || screenId.includes(sid)) {
           owner = who;
@@ -327,16 +324,21 @@ export function relabelRemoteMedia() {
         if (trackId.startsWith(`${psid}_`) || sid.includes(psid)) owner = psid;
       }
     }
-    if (!isScreen && /screen/i.test(sid)) isScreen = true;
+    if (!announced && !isScreen && /screen/i.test(sid)) isScreen = true;
     if (owner) el.dataset.sessionId = owner;
-    if (el.tagName === "AUDIO") continue;
+    if (el.tagName === "AUDIO") {
+      el.volume = owner && state.volumes.has(owner) ? state.volumes.get(owner) : 1;
+      continue;
+    }
     el.setAttribute("data-testid", isScreen ? "remote-screen" : "remote-video");
     const fig = el.closest("figure");
     if (!fig) continue;
-    if (isScreen && fig.parentElement !== $("screens")) $("screens").appendChild(fig);
-    if (!isScreen && fig.parentElement !== $("videos")) $("videos").appendChild(fig);
+    // A camera goes into its owner's tile (render.js draws the tiles); one whose owner is unknown waits in `videos`.
+    const home = isScreen ? $("screens") : (owner && tileMedia(owner)) || $("videos");
+    if (fig.parentElement !== home) home.appendChild(fig);
     const p = owner ? state.participants.get(owner) : null;
-    fig.querySelector("figcaption").textContent = `${p ? p.name : "participant"}${isScreen ? " (screen)" : ""}`;
+    const label = (owner && state.labels.get(owner)) || (p ? p.name : "participant");
+    fig.querySelector("figcaption").textContent = `${label}${isScreen ? " (screen)" : ""}`;
   }
 }
 
@@ -356,6 +358,7 @@ export function teardownPeerConnection() {
 
 export function teardownMedia() {
   teardownPeerConnection();
+  stopMeter();
   for (const t of [state.micTrack, state.camTrack]) if (t) t.stop();
   if (state.screenStream) for (const t of state.screenStream.getTracks()) t.stop();
   state.micTrack = state.micStream = state.camTrack = state.camStream = state.screenStream = null;

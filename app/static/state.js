@@ -4,7 +4,7 @@ export const STORAGE_KEY = "callsd.session";
 export const NAME_KEY = "callsd.name";
 export const BACKOFF_MIN_MS = 500;
 export const BACKOFF_MAX_MS = 10_000;
-export const MAX_RECONNECT_ATTEMPTS = 12;
+export const OFFER_RETRY_AFTER = 3; // failed reconnect attempts before the page offers "Retry now"
 export const REACTION_MS = 4000;
 
 export const ERROR_TEXT = {
@@ -17,7 +17,11 @@ export const ERROR_TEXT = {
   unknown_target: "That participant is no longer in the call.",
   rate_limited: "Too many actions: slow down a little.",
   shutting_down: "The server is shutting down; joining is not possible right now.",
-  unauthorized: "Your token was refused.",
+  unauthorized: "Your invite link was not accepted. Ask for a new one.",
+  token_needed: "This server only admits people with an invite link. Ask the call's organiser for one.",
+  invalid_channel: "Channel names use letters A-Z, digits, dots, dashes and underscores, up to 64 characters.",
+  invalid_name: "Names need at least one visible character, and at most 64.",
+  bad_request: "The server could not accept that request.",
   token_expired: "Your access token has expired.",
   token_invalid: "Your access token is not valid.",
   channel_forbidden: "Your token does not allow this channel.",
@@ -27,12 +31,13 @@ export const ERROR_TEXT = {
   media_unavailable: "The server has no media service running; audio and video will not work.",
   replaced: "This call was opened in another tab or window.",
   connection_lost: "Lost connection to the server. Reconnecting…",
-  reconnect_failed: "Could not reconnect to the server. Reload the page to try again.",
+  reconnect_failed: "Can't reach the server. The page keeps trying; you can also retry now.",
   media_denied: "Could not open your microphone.",
   media_failed: "The media connection could not be restored. Reload the page to try again.",
   screen_denied: "Screen sharing was cancelled or refused.",
   camera_denied: "Could not open your camera.",
   removed: "The host removed you from the call.",
+  mic_needed: "Your microphone is blocked, so you cannot unmute. Allow it in the browser's site settings, then try again.",
   call_ended: "The call has ended.",
   timed_out: "You were disconnected for too long and left the call.",
   server_shutdown: "The server is shutting down: the call may end soon. The page reconnects when it is back.",
@@ -52,6 +57,8 @@ export const state = {
   wsOpen: false,
   phase: "lobby", // lobby | joining | in_call | reconnecting | left
   sessionId: null,
+  reconnectSecret: "", // from join_ack; sent with `reconnect` (never shown, never broadcast)
+  trackOwners: new Map(), // mid -> {mid, session_id, kind, source}, from the `tracks` of server offers
   channelId: null,
   callId: null,
   hostId: null,
@@ -73,6 +80,16 @@ export const state = {
   outgoing: {}, // "mic" | "cam" | "screen" -> the RTCRtpTransceiver that publishes it
   screenStream: null,
   muted: true, // sessions join muted (docs/protocol.md)
+  micBlocked: false, // the last getUserMedia for the microphone failed
+  micSwitches: 0, // microphone changes applied to a live call (tests)
+  deviceChanges: 0, // devicechange events seen (tests)
+  previewStream: null, // the lobby's camera preview
+  labels: new Map(), // session id -> shown name ("Ada (2)" when names repeat)
+  volumes: new Map(), // session id -> playback volume 0..1 chosen on this page
+  pinned: null, // session id shown large in speaker view
+  view: "grid", // grid | speaker
+  startAt: null, // the call's start (ms since the epoch) for the timer
+  lastSpeaker: null,
   hand: false,
   authMode: null,
   reconnectAttempt: 0,
@@ -91,7 +108,9 @@ export function remember(entry) {
 
 export function saveSession() {
   if (state.sessionId && state.channelId) {
-    sessionStorage.setItem(STORAGE_KEY, JSON.stringify({ session_id: state.sessionId, channel_id: state.channelId }));
+    // reconnect_secret (join_ack, issue 8 item 4): only this tab's storage holds it; `reconnect` must present it.
+    sessionStorage.setItem(STORAGE_KEY, JSON.stringify({ session_id: state.sessionId, channel_id: state.channelId,
+                                                         reconnect_secret: state.reconnectSecret }));
   }
 }
 

@@ -28,7 +28,7 @@ DIGEST = "0" * 64
         ("{not json", "corrupt JSON"),
         ("[1, 2]", "a record must be an object, got list"),
         ('{"seq":1}', "missing version 'v'"),
-        ('{"v":2,"seq":1}', "unknown version 2"),
+        ('{"v":3,"seq":1}', "unknown version 3"),
         ('{"v":true,"seq":1}', "unknown version True"),
         (f'{{"v":1,"seq":0,"out":"{DIGEST}","event":{{}}}}', "'seq' must be a positive integer, got 0"),
         ('{"v":1,"seq":1,"out":"xyz","event":{}}', "'out' must be a sha256 hex digest"),

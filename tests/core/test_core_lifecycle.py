@@ -46,6 +46,22 @@ def test_first_join_starts_the_call_and_last_leave_ends_it(pb: Any) -> None:
     assert pb.machine.host("ch") is None
 
 
+def test_joining_the_ongoing_call_needs_no_call_id(pb: Any) -> None:
+    """``call_id`` names a call this join starts; joining an ongoing call leaves it out, and a join that asks for
+    the ongoing call of a channel with none is refused (``no_call``) instead of starting a call without an id."""
+    assert (
+        pb
+        >> JoinCall(at=1, channel_id="ch", session_id="a", user_id="u-a")
+        << Rejected(session_id="a", command="JoinCall", reason=RejectReason.NO_CALL)
+        >> join("a", at=2)
+        << CallStarted(channel_id="ch", call_id="call1", at=2, host_id="a")
+        << ParticipantJoined(channel_id="ch", session_id="a", user_id="user-a")
+        >> JoinCall(at=3, channel_id="ch", session_id="b", user_id="u-b")
+        << ParticipantJoined(channel_id="ch", session_id="b", user_id="u-b")
+    )
+    assert pb.machine.call("ch").call_id == "call1"
+
+
 def test_call_ended_lists_every_session_once_in_first_join_order(pb: Any) -> None:
     assert (
         pb.quiet
@@ -197,3 +213,38 @@ def ParticipantDisconnectedFor(sid: str) -> Any:  # noqa: N802 - reads like the 
     from callsd.core import ParticipantDisconnected
 
     return ParticipantDisconnected(channel_id="ch", session_id=sid)
+
+
+def test_a_page_going_away_keeps_its_place_briefly_and_a_reload_resumes_it(pb: Any) -> None:
+    from callsd.core import CancelTimer, GoingAway, ParticipantReconnected, Reconnect, StartTimer, TimerFired
+
+    assert (pb.quiet >> join("a") >> join("b") >> join("c")).pb
+    assert (
+        pb
+        >> GoingAway(at=1_000, session_id="b", keep_ms=3_000)  # a reload: back within 3 s
+        << ParticipantDisconnectedFor("b")
+        << StartTimer(key="reconnect:b", deadline=4_000)
+        >> Reconnect(at=2_500, session_id="b")
+        << CancelTimer(key="reconnect:b")
+        << ParticipantReconnected(channel_id="ch", session_id="b")
+        >> GoingAway(at=5_000, session_id="c", keep_ms=3_000)  # a closed tab: gone 3 s later
+        << ParticipantDisconnectedFor("c")
+        << StartTimer(key="reconnect:c", deadline=8_000)
+        >> TimerFired(at=8_000, key="reconnect:c")
+        << CancelTimer(key="reconnect:c")
+        << ParticipantLeft(channel_id="ch", session_id="c", reason=LeaveReason.TIMED_OUT)
+    )
+
+
+def test_going_away_never_keeps_a_place_longer_than_the_reconnect_window(pb: Any) -> None:
+    from callsd.core import GoingAway, StartTimer
+
+    assert (pb.quiet >> Configure(at=0, reconnect_window_ms=2_000) >> join("a") >> join("b")).pb
+    assert (
+        pb
+        >> GoingAway(at=100, session_id="a", keep_ms=60_000)
+        << ParticipantDisconnectedFor("a")
+        << StartTimer(key="reconnect:a", deadline=2_100)
+    )
+    with pytest.raises(LocalProtocolError):
+        GoingAway(at=0, session_id="a", keep_ms=-1)

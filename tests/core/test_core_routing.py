@@ -123,6 +123,24 @@ def test_duplicate_and_unknown_tracks_are_rejected(pb: Any) -> None:
     assert pb.machine.snapshot() == before
 
 
+def test_a_session_publishes_at_most_one_track_of_each_kind(pb: Any) -> None:
+    """Issue 8 item 2: every track is routed to everyone, so a session may publish one microphone, one camera, one
+    screen (and its audio); another of a kind it publishes is refused, and a source switch unpublishes first."""
+    assert (pb.quiet >> join("a") >> join("b") >> pub("a", "mic", A) >> pub("a", "cam", V)
+            >> pub("a", "screen", TrackKind.SCREEN_VIDEO) >> pub("a", "screen-audio", TrackKind.SCREEN_AUDIO)).pb
+    before = pb.machine.snapshot()
+    assert (
+        pb
+        >> pub("a", "mic2", A)
+        << Rejected(session_id="a", command="PublishTrack", reason=RejectReason.TOO_MANY_TRACKS)
+        >> pub("a", "cam2", V)
+        << Rejected(session_id="a", command="PublishTrack", reason=RejectReason.TOO_MANY_TRACKS)
+    )
+    assert pb.machine.snapshot() == before
+    assert (pb.quiet >> UnpublishTrack(at=0, session_id="a", track_id="mic")).pb
+    assert pb >> pub("a", "mic2", A) << added("mic2", A, "a", "b", paused=True)
+
+
 def test_a_lone_publisher_has_no_routes_until_someone_joins(pb: Any) -> None:
     assert (pb.quiet >> join("a") >> pub("a", "mic", A)).pb
     assert pb.machine.routes() == []

@@ -16,6 +16,7 @@ from callsd.core import (
     JoinCall,
     LeaveCall,
     LeaveReason,
+    LocalProtocolError,
     LowerHand,
     Mute,
     Muted,
@@ -171,9 +172,13 @@ def test_the_timer_removes_a_session_that_did_not_come_back(pb: Any) -> None:
     assert (pb.quiet >> Configure(at=0, reconnect_window_ms=10_000) >> join("a", at=0)).pb
     key = reconnect_key("a")
     assert (pb.quiet >> Disconnect(at=1000, session_id="a")).pb
+    before = pb.machine.snapshot()
+    with pytest.raises(LocalProtocolError, match="early: the timer is due at 11000 ms"):
+        pb.machine.handle(TimerFired(at=10_999, key=key))  # an adapter bug, said loudly; the timer stays armed
+    assert pb.machine.snapshot() == before
+    assert pb.machine.timers() == {key: 11_000}
     assert (
         pb
-        >> TimerFired(at=10_999, key=key)  # early: ignored
         >> TimerFired(at=11_000, key=key)
         << CancelTimer(key=key)
         << ParticipantLeft(channel_id="ch", session_id="a", reason=LeaveReason.TIMED_OUT)

@@ -144,7 +144,7 @@ def test_corruption_before_the_end_names_file_and_line(tmp_path: Path) -> None:
         for event in EVENTS:
             recorder.handle(event)
     lines = path.read_text().splitlines()
-    lines[2] = lines[2].replace('"v":1', '"v":9')
+    lines[2] = lines[2].replace('"v":2', '"v":9')
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(EventLogError) as info:
         JsonlStore(path)
@@ -257,3 +257,22 @@ async def test_group_commit_failure_breaks_the_recorder(tmp_path: Path) -> None:
             recorder.handle(join("b"))
         nursery.cancel_scope.cancel()
     store.close()
+
+
+def test_a_deeply_nested_checkpoint_is_a_corrupt_log_not_a_recursion_error(tmp_path: Path) -> None:
+    """Found by the checkpoint fuzz target's reasoning: json.loads raises RecursionError, not ValueError."""
+    deep = "[" * 100_000 + "]" * 100_000
+    jsonl = JsonlStore(tmp_path / "log.jsonl", fsync="never")
+    (tmp_path / "log.jsonl.checkpoint.json").write_text(deep)
+    with pytest.raises(EventLogError, match="corrupt checkpoint"):
+        jsonl.load_checkpoint()
+    jsonl.close()
+    db = SqliteStore(tmp_path / "log.db")
+    db.save_checkpoint({"seq": 0})
+    raw = sqlite3.connect(tmp_path / "log.db")
+    with raw:
+        raw.execute("UPDATE checkpoints SET body = ?", (deep,))
+    raw.close()
+    with pytest.raises(EventLogError, match="corrupt checkpoint"):
+        db.load_checkpoint()
+    db.close()

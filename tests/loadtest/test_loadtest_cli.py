@@ -4,19 +4,13 @@ turns a results file into a PNG."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from callsd.app.cli import main
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from net_support import free_port
 
 
 @pytest.mark.parametrize(
@@ -43,7 +37,7 @@ def test_bad_flags_are_clear_errors(argv: list[str], message: str, capsys: pytes
 
 
 def test_unreachable_server_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.run(
         [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", f"http://127.0.0.1:{port}",
          "--duration", "3", "--join-duration", "1", "--output", str(tmp_path / "r.json")],

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,19 +16,24 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from net_support import free_port
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _metric(url: str, sample: str) -> float:
+    """One sample of the server's /metrics (0 while it is absent)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            name, _, value = line.rpartition(" ")
+            if name == sample:
+                return float(value)
+    return 0.0
 
 
 @pytest.fixture
 def server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    http_port = _free_port()
+    http_port = free_port()
     env = dict(os.environ, CALLSD_HTTP_LISTEN="127.0.0.1", CALLSD_HTTP_PORT=str(http_port),
                CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_RTC_ICE_PORT_UDP="0",
                CALLSD_STORE_DATA_DIR=str(tmp_path / "data"), CALLSD_AUTH_MODE="open")
@@ -106,7 +110,12 @@ def test_ctrl_c_stops_the_run_with_one_line(server, tmp_path: Path) -> None:  # 
         preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL), os.setpgrp()),  # a terminal's group
     )
     try:
-        time.sleep(3)
+        # Interrupt a run that is under way: every user's media is connected (the server counts it), not "3 s in".
+        deadline = time.monotonic() + 60
+        while _metric(url, 'callsd_rtc_conn_states_total{type="connected"}') < 4:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the load test never connected its 4 users"
+            time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import secrets
 
-import pytest
 import trio
-from callsd.app.loadtest.media import Identity, Leg, MediaEngine, Source
+from callsd.adapters.media import transport
 from callsd.app.loadtest.sdp import AUDIO_LEVEL_URI, MID_URI
-
-transport = pytest.importorskip("callsd.adapters.media.transport")
+from callsd.peer import Identity, Leg, MediaEngine, Source
 
 
 class EchoSfu:
@@ -59,11 +57,13 @@ async def test_legs_connect_and_measure_zero_loss() -> None:
             leg.set_payload_types({111: ("audio", 48000), 96: ("video", 90000)})
             if n < 2:  # two talkers
                 source = Source(kind="audio", ssrc=1000 + n, user_number=n, seed=n)
+                engine.add_source(source)
                 source.configure("0", 111, {AUDIO_LEVEL_URI: 1, MID_URI: 4})
                 source.enabled = True
                 leg.sources.append(source)
             if n == 0:  # and one screen sharer
-                screen = Source(kind="video", ssrc=2000, user_number=n, bitrate=400_000)
+                screen = Source(kind="video", ssrc=2000, user_number=n, bitrate=400_000, index=2)
+                engine.add_source(screen)
                 screen.configure("1", 96, {MID_URI: 4})
                 screen.enabled = True
                 leg.sources.append(screen)
@@ -74,13 +74,22 @@ async def test_legs_connect_and_measure_zero_loss() -> None:
             while not all(leg.state == "connected" for leg in legs):
                 assert not any(leg.state == "failed" for leg in legs), [leg.error for leg in legs]
                 await trio.sleep(0.05)
-        await trio.sleep(1.5)
-        engine.sending = False
-        await trio.sleep(0.3)
+        # Run until every leg hears every stream meant for it, well past its start (not for a guessed time).
+        def heard_enough() -> bool:  # leg 0 hears 1's audio; leg 1 hears 0's audio and screen; leg 2 all three
+            return engine.tx_packets > 100 and engine.delay.count > 100 and all(
+                len(leg.streams) == n and all(st.received >= 10 for st in leg.streams.values())
+                for leg, n in zip(legs, [1, 2, 3], strict=True)
+            )
+
+        with trio.fail_after(20):
+            while not heard_enough():
+                await trio.sleep(0.05)
+        engine.stop_sending()
         nursery.cancel_scope.cancel()
     snap = engine.snapshot(legs)
     assert snap["tx_packets"] > 100
     assert snap["lost"] == 0
+    assert snap["delivery_expected"] > 100 and snap["delivery_lost"] == 0  # counted from the senders' side
     assert snap["srtp_errors"] == 0
     # Leg 2 (silent) hears both talkers and the screen; each talker hears the other (and leg 1 the screen).
     assert sorted(st.kind for st in legs[2].streams.values()) == ["audio", "audio", "video"]

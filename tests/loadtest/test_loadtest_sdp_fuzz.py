@@ -4,7 +4,7 @@ counted `bad_offer`/`bad_answer`, never as a crashed load process), and StreamSt
 from __future__ import annotations
 
 from callsd.app.loadtest.sdp import parse_sdp
-from callsd.app.loadtest.stats import StreamStats
+from callsd.peer.stats import StreamStats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 from callsd.app.loadtest.sdp import LocalTrack, build_answer, build_offer, parse_sdp
-from callsd.app.loadtest.stats import Histogram, StreamStats, percentile, summarize
+from callsd.core.wire import sdp as core_sdp
+from callsd.peer.stats import Histogram, StreamStats, percentile, summarize
 
 FP = "sha-256 " + ":".join(["AB"] * 32)
 
@@ -34,7 +35,6 @@ def test_offer_has_bundle_transport_and_tracks() -> None:
 
 
 def test_offer_is_accepted_by_the_servers_sdp_codec() -> None:
-    core_sdp = pytest.importorskip("callsd.core.sdp")
     desc = core_sdp.parse_sdp(_offer(_tracks()))
     assert len(desc.media) == 2
 
@@ -120,7 +120,7 @@ def test_metrics_page_parsing_picks_the_capacity_figures() -> None:
 
 
 def test_udp_drop_counters_are_read_per_port(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from callsd.app.loadtest.media import udp_drops
+    from callsd.peer import udp_drops
 
     table = tmp_path / "udp"
     table.write_text(

@@ -27,8 +27,8 @@ from callsd.adapters.media.events import (
     VoiceActivity,
 )
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig
-from callsd.core import events as ev
-from callsd.core.machine import CallsMachine
+from callsd.core.calls import events as ev
+from callsd.core.calls.machine import CallsMachine
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import trio
-from callsd.adapters.media.client import MediaClient
 from callsd.adapters.media.dtls import Certificate
 from callsd.adapters.media.ice import client_binding_request
 from callsd.adapters.media.transport import Peer, TransportConfig, UdpEndpoint
+from callsd.peer import MediaClient
 
 SERVER_CERT = Certificate.generate()
 CLIENT_CERT = Certificate.generate("client")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import trio
-from callsd.core import events as ev
+from callsd.core.calls import events as ev
 
 from .conftest import AiortcClient, CallHarness, wait_until
 

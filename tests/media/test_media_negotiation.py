@@ -1,4 +1,4 @@
-"""Offer/answer negotiation (core/negotiation.py): against recorded offers and a live aiortc peer.
+"""Offer/answer negotiation (core/wire/negotiation.py): against recorded offers and a live aiortc peer.
 
 The proof that answers and server offers are valid is that aiortc accepts them (``setRemoteDescription``) and
 answers; the Chromium proof is in test_media_negotiation_browser.py.
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from callsd.core.errors import LocalProtocolError
-from callsd.core.negotiation import (
+from callsd.core.wire.negotiation import (
     AUDIO_LEVEL_URI,
     MID_URI,
     AnswerApplied,
@@ -25,9 +25,9 @@ from callsd.core.negotiation import (
     OfferMade,
     OfferRejected,
     OutgoingTrack,
-    Rejection,
+    SdpRejectReason,
 )
-from callsd.core.sdp import Codec, Direction, parse_sdp
+from callsd.core.wire.sdp import Codec, Direction, parse_sdp
 
 DATA = Path(__file__).resolve().parent / "data"
 CHROMIUM = (DATA / "offer_chromium.sdp").read_text()
@@ -89,14 +89,14 @@ def test_h264_is_chosen_when_vp8_is_not_offered() -> None:
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
-        (lambda t: "garbage", Rejection.MALFORMED),
-        (lambda t: t.replace("a=fingerprint:", "a=x-fingerprint:"), Rejection.NO_FINGERPRINT),
-        (lambda t: t.replace("a=ice-ufrag:", "a=x-ice-ufrag:"), Rejection.NO_ICE_CREDENTIALS),
-        (lambda t: t.replace("a=rtcp-mux\n", ""), Rejection.NO_MEDIA),
-        (lambda t: t.replace("a=setup:actpass", "a=setup:holdconn"), Rejection.NO_SETUP),
+        (lambda t: "garbage", SdpRejectReason.MALFORMED),
+        (lambda t: t.replace("a=fingerprint:", "a=x-fingerprint:"), SdpRejectReason.NO_FINGERPRINT),
+        (lambda t: t.replace("a=ice-ufrag:", "a=x-ice-ufrag:"), SdpRejectReason.NO_ICE_CREDENTIALS),
+        (lambda t: t.replace("a=rtcp-mux\n", ""), SdpRejectReason.NO_MEDIA),
+        (lambda t: t.replace("a=setup:actpass", "a=setup:holdconn"), SdpRejectReason.NO_SETUP),
     ],
 )
-def test_a_bad_offer_is_a_typed_rejection(mutate: Any, reason: Rejection) -> None:
+def test_a_bad_offer_is_a_typed_rejection(mutate: Any, reason: SdpRejectReason) -> None:
     n = negotiator()
     r = n.handle_offer(mutate(CHROMIUM))
     assert isinstance(r, OfferRejected) and r.reason is reason and r.detail
@@ -109,7 +109,7 @@ def test_offer_before_first_answer_is_local_misuse_and_stray_answer_is_rejected(
         n.make_offer([])
     n.handle_offer(CHROMIUM)
     r = n.handle_answer(CHROMIUM)
-    assert isinstance(r, AnswerRejected) and r.reason is Rejection.NO_PENDING_OFFER
+    assert isinstance(r, AnswerRejected) and r.reason is SdpRejectReason.NO_PENDING_OFFER
 
 
 def out_track(name: str, kind: str, ssrc: int) -> OutgoingTrack:

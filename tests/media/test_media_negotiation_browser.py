@@ -1,4 +1,4 @@
-"""Chromium accepts the server's answers and offers (core/negotiation.py), driven through Playwright.
+"""Chromium accepts the server's answers and offers (core/wire/negotiation.py), driven through Playwright.
 
 No network: the browser only applies descriptions (its ICE checks towards 127.0.0.1:9 go nowhere).
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from callsd.core.negotiation import (
+from callsd.core.wire.negotiation import (
     AnswerApplied,
     LocalTransport,
     Negotiator,
@@ -20,7 +20,7 @@ from callsd.core.negotiation import (
     OfferMade,
     OutgoingTrack,
 )
-from callsd.core.sdp import Codec, Direction, parse_sdp
+from callsd.core.wire.sdp import Codec, Direction, parse_sdp
 
 pytestmark = pytest.mark.browser
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from callsd.adapters.media.events import SendSignal, TrackPublished, TrackUnpublished, VoiceActivity
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig, SdpRejected
-from callsd.core import rtcp
-from callsd.core.events import TrackKind
-from callsd.core.outputs import RouteAdded, RoutePaused, RouteRemoved, RouteResumed
-from callsd.core.sdp import Direction, parse_sdp
+from callsd.core.calls.events import TrackKind
+from callsd.core.calls.outputs import RouteAdded, RoutePaused, RouteRemoved, RouteResumed
+from callsd.core.wire import rtcp
+from callsd.core.wire.sdp import Direction, parse_sdp
 
 FP = "sha-256 " + ":".join(["AB"] * 32)
 LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
@@ -70,6 +70,7 @@ class FakePeer:
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []
         self.data: Any = None
+        self.address: Any = ("127.0.0.1", 50000)
 
     def send_rtp(self, plain: bytes) -> bool:
         self.rtp.append(plain)
@@ -389,24 +390,22 @@ def test_padding_only_probes_are_not_forwarded_and_leave_no_gap() -> None:
     assert (s1 - s0) & 0xFFFF == 1
 
 
-def test_reopening_a_closed_session_keeps_the_routes_it_received() -> None:
+def test_a_reopened_session_gets_its_routes_back_only_through_restore_routes() -> None:
     rig = Rig()
     rig.join("A", ("audio", "0", "sendrecv", 1))
     rig.join("B", ("audio", "0", "sendrecv", 2))
     rig.route("A_0", "A", "B", paused=True)
     rig.accept("B")
     rig.plane.close_session("B")
-    rig.plane.open_session("B", "chan")  # a new page took the session over
+    rig.plane.open_session("B", "chan")  # a new page took the session over: no routes carried over implicitly
+    assert rig.plane.sessions["B"].routes_in == {}
+    rig.plane.restore_routes([RouteAdded(channel_id="chan", track_id="A_0", kind=TrackKind.AUDIO, publisher_id="A",
+                                         receiver_id="B", paused=True)])  # the server's one reconnect mechanism
     assert rig.plane.sessions["B"].routes_in["A_0"].paused
     before = len(rig.signals("B", "offer"))
     rig.plane.handle_signal("B", {"type": "offer", "sdp": offer(("audio", "0", "sendrecv", 9), ufrag="new")})
     assert len(rig.signals("B", "offer")) == before + 1
     assert parse_sdp(rig.signals("B", "offer")[-1]).media[1].msids[0].track_id == "A_0"
-    # a later close followed by outputs and an open does not resurrect anything
-    rig.plane.close_session("B")
-    rig.plane.apply([])
-    rig.plane.open_session("B", "chan")
-    assert rig.plane.sessions["B"].routes_in == {}
 
 
 def test_unsignalled_ssrc_is_learnt_from_the_mid_extension() -> None:
@@ -456,3 +455,22 @@ def test_a_stale_or_bad_answer_is_rejected_and_the_offer_repeated_on_the_next_ch
     rig.join("C", ("audio", "0", "sendrecv", 3))
     rig.route("C_0", "C", "B")
     assert [m.mid for m in parse_sdp(rig.signals("B", "offer")[-1]).media] == ["0", "s1", "s2"]
+
+
+def test_every_server_offer_names_the_publisher_of_each_section_it_sends() -> None:
+    """Protocol 1.1: ``signal`` offers carry ``tracks: [{mid, session_id, kind, source}]`` for every sent section."""
+    rig = Rig()
+    rig.join("A", ("audio", "0", "sendrecv", 1), ("video", "1", "sendrecv", 11))
+    rig.join("B", ("audio", "0", "sendrecv", 2))
+    rig.route("A_0", "A", "B")
+    rig.accept("B")
+    rig.route("A_1", "A", "B", kind=TrackKind.VIDEO)
+    offers = [e.msg for e in rig.events if isinstance(e, SendSignal) and e.session_id == "B"
+              and e.msg["type"] == "offer"]
+    last = offers[-1]
+    mids = [m.mid for m in parse_sdp(last["sdp"]).media if m.direction is not None and m.direction.sends]
+    assert sorted(t["mid"] for t in last["tracks"]) == sorted(mids)
+    assert sorted((t["session_id"], t["kind"], t["source"]) for t in last["tracks"]) == [
+        ("A", "audio", "microphone"), ("A", "video", "camera")]
+    for msg in offers:
+        assert {t["mid"] for t in msg["tracks"]} <= {m.mid for m in parse_sdp(msg["sdp"]).media}

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 from callsd.adapters.media.events import SendSignal
 from callsd.adapters.media.forwarder import Forwarder, InTrack, OutRoute
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig, SdpRejected
-from callsd.core.events import TrackKind
-from callsd.core.rtp import RtpHeader, build_rtp, make_extension_remap, rewrite_rtp
+from callsd.core.calls.events import TrackKind
+from callsd.core.wire.rtp import RtpHeader, build_rtp, make_extension_remap, rewrite_rtp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -133,12 +133,36 @@ def _payload_offset(pkt: bytes) -> int:
     return off
 
 
+def _reference_rewrite(pkt: bytes, route: OutRoute) -> bytes | None:
+    """What the receiver of ``route`` should get for ``pkt``: core's ``rewrite_rtp`` of an RTP packet addressed to
+    the track (version 2, its SSRC and payload type), or None when it should get nothing."""
+    if len(pkt) < 12 or pkt[0] >> 6 != 2 or pkt[1] & 0x7F != 111 or struct.unpack_from("!I", pkt, 8)[0] != 1:
+        return None
+    buf = bytearray(pkt)
+    seq, ts = struct.unpack_from("!HI", pkt, 2)
+    ok = rewrite_rtp(buf, route.ssrc, seq + route.seq_offset, ts + route.ts_offset, 100, route.remap)
+    return bytes(buf) if ok else None
+
+
+@settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=64))
-def test_forwarder_never_raises_on_garbage(data: bytes) -> None:
-    fwd, track, _route, _sink = make(0, 0)
-    fwd.on_rtp({1: track}, data)
+def test_garbage_reaches_the_receiver_only_as_the_reference_rewrite(data: bytes) -> None:
+    """Any bytes a publisher sends (random, and random behind a version-2 header with the track's SSRC and payload
+    type, the random bits choosing padding, extension and CSRC count): the forwarder never raises, and the
+    receiver gets either nothing or exactly what core's ``rewrite_rtp`` makes of them. The one packet the
+    reference would forward and the forwarder does not is a padding-only probe, and the forwarder counts it."""
+    packets = [data]
     if len(data) >= 12:
-        fwd.on_rtp({1: track}, b"\x90" + data[1:8] + b"\x00\x00\x00\x01" + data[12:])
+        b0, b1 = 0x80 | (data[0] & 0x3F), 111 | (data[1] & 0x80)
+        packets.append(bytes([b0, b1]) + data[2:8] + b"\x00\x00\x00\x01" + data[12:])
+    for pkt in packets:
+        fwd, track, route, sink = make(0, 0)
+        fwd.on_rtp({1: track}, pkt)
+        expected = _reference_rewrite(pkt, route)
+        if sink.rtp:
+            assert sink.rtp == [expected]
+        elif expected is not None:
+            assert fwd.counters.drop_padding == 1, pkt.hex()
 
 
 DATA = Path(__file__).resolve().parent / "data"

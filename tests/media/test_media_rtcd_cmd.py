@@ -3,7 +3,6 @@ and exits when the server closes the link; a non-loopback TCP listener is refuse
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from typing import Any
@@ -11,12 +10,7 @@ from typing import Any
 import trio
 from callsd.adapters.media.events import SendSignal
 from callsd.adapters.media.remote import RemotePlane
-
-
-def _free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from net_support import free_port
 
 
 async def _connect(spec: str, proc: trio.Process) -> trio.SocketStream:
@@ -63,7 +57,7 @@ async def test_rtcd_over_a_unix_socket(tmp_path: Any) -> None:
 
 
 async def test_rtcd_over_loopback_tcp() -> None:
-    await _round_trip(f"tcp:127.0.0.1:{_free_tcp_port()}")
+    await _round_trip(f"tcp:127.0.0.1:{free_port()}")
 
 
 def test_rtcd_refuses_a_non_loopback_listener() -> None:

@@ -18,8 +18,8 @@ from callsd.adapters.media.remote import (
     _Reader,
     serve_plane_rpc,
 )
-from callsd.core.events import TrackKind
-from callsd.core.outputs import RouteAdded, RoutePaused
+from callsd.core.calls.events import TrackKind
+from callsd.core.calls.outputs import RouteAdded, RoutePaused
 
 OFFER = (Path(__file__).parent / "data" / "offer_aiortc.sdp").read_text()
 

@@ -1,11 +1,11 @@
-"""RTP header parsing, in-place rewriting, extension remapping and sequence helpers (core/rtp.py)."""
+"""RTP header parsing, in-place rewriting, extension remapping and sequence helpers (core/wire/rtp.py)."""
 
 from __future__ import annotations
 
 import struct
 
 import pytest
-from callsd.core.rtp import (
+from callsd.core.wire.rtp import (
     ExtendedSeq,
     RtpError,
     RtpHeader,

@@ -1,9 +1,9 @@
-"""RTCP compound packets: parse and build (core/rtcp.py)."""
+"""RTCP compound packets: parse and build (core/wire/rtcp.py)."""
 
 from __future__ import annotations
 
 import pytest
-from callsd.core.rtcp import (
+from callsd.core.wire.rtcp import (
     Bye,
     Feedback,
     Fir,
@@ -26,7 +26,7 @@ from callsd.core.rtcp import (
     parse_remb,
     parse_rtcp,
 )
-from callsd.core.rtp import is_rtcp
+from callsd.core.wire.rtp import is_rtcp
 
 
 def test_compound_sr_sdes_bye_round_trips() -> None:

@@ -1,11 +1,11 @@
-"""SDP parse/build against offers recorded from Chromium and aiortc (core/sdp.py)."""
+"""SDP parse/build against offers recorded from Chromium and aiortc (core/wire/sdp.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from callsd.core.sdp import Direction, SdpError, build_sdp, parse_candidate, parse_sdp
+from callsd.core.wire.sdp import Direction, SdpError, build_sdp, parse_candidate, parse_sdp
 
 DATA = Path(__file__).resolve().parent / "data"
 CHROMIUM = (DATA / "offer_chromium.sdp").read_text()

@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import trio
-from callsd.adapters.media.client import ClientError, MediaClient
 from callsd.adapters.media.dtls import Certificate
 from callsd.adapters.media.ice import client_binding_request
 from callsd.adapters.media.transport import Peer, TransportConfig, UdpEndpoint
+from callsd.peer import ClientError, MediaClient
 
 # One certificate pair for the whole module: generation is the slow part of a test.
 SERVER_CERT = Certificate.generate()
 CLIENT_CERT = Certificate.generate("client")
+
+
+async def until(condition: Callable[[], bool], client: MediaClient, timeout: float = 5.0) -> None:
+    """Wait until ``condition`` holds, handling what reaches ``client`` meanwhile (the server's STUN answers):
+    the server has acted, rather than "0.1 s passed"."""
+    with trio.fail_after(timeout):
+        while True:
+            client.poll()
+            if condition():
+                return
+            await trio.sleep(0.005)
 
 
 def rtp(seq: int, ssrc: int = 0x1234, payload: bytes = b"\x00" * 160, pt: int = 111) -> bytes:
@@ -193,15 +205,11 @@ async def test_nomination_moves_media_to_the_new_address() -> None:
         with new_client(endpoint, "a") as client:
             await client.connect()
             # The client "changes network": same credentials and keys, new socket.
-            old = client.sock
-            client.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            client.sock.bind(("127.0.0.1", 0))
-            client.sock.setblocking(False)
+            old = client.rebind()
             client.binding_request(use_candidate=True)
-            await trio.sleep(0.1)
-            client.poll()
             peer = endpoint.peer("a")
-            assert peer is not None and peer.address == client.sock.getsockname()
+            assert peer is not None
+            await until(lambda: peer.address == client.sock.getsockname(), client)
             client.send_rtp(rtp(7))
             assert await client.receive(1) == [("rtp", rtp(7))]
             old.close()
@@ -223,8 +231,7 @@ async def test_client_close_notify_closes_the_peer() -> None:
     async with running() as (endpoint, handler):
         with new_client(endpoint, "a") as client:
             await client.connect()
-            client.dtls.close()
-            client._flush()
+            client.send_close_notify()
             await handler.closed_event.wait()
             assert handler.closed == [("a", "dtls_closed")]
             assert endpoint.peer("a") is None
@@ -234,12 +241,9 @@ async def test_handshake_survives_a_lost_server_flight() -> None:
     async with running() as (endpoint, handler):
         with new_client(endpoint, "a") as client:
             client.binding_request(use_candidate=True)
-            await trio.sleep(0.05)
-            client.poll()
-            assert client.stun_responses == 1
-            client.dtls.start()
-            client._flush()  # ClientHello
-            await trio.sleep(0.1)
+            await until(lambda: client.stun_responses == 1, client)  # the ClientHello went out on that response
+            with trio.fail_after(5):  # the server writes its whole flight at once: wait for its first datagram
+                await trio.lowlevel.wait_readable(client.sock)
             lost = 0
             while True:  # the server's first flight is "lost": read and thrown away
                 try:
@@ -274,14 +278,24 @@ def test_config_rejects_nonsense() -> None:
 
 async def test_a_handshake_that_never_finishes_times_out() -> None:
     async with running(connect_timeout=0.4, tick=0.05) as (endpoint, handler):
-        with new_client(endpoint, "stuck") as client:
-            for _ in range(10):  # ICE keeps consent fresh, but no DTLS ever comes
-                client.binding_request(use_candidate=True)
+        # Not a peer: a socket that does ICE (consent stays fresh) but never starts DTLS.
+        assert endpoint.address is not None
+        endpoint.add_peer("stuck", "srvstuck", "s" * 24, "cstuck", "c" * 24, CLIENT_CERT.fingerprint)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stuck:
+            stuck.bind(("127.0.0.1", 0))
+            stuck.setblocking(False)
+            responses = 0
+            for _ in range(10):
+                request, _tid = client_binding_request(server_ufrag="srvstuck", client_ufrag="cstuck",
+                                                       server_pwd="s" * 24)
+                stuck.sendto(request, endpoint.address)
                 await trio.sleep(0.06)
-                client.poll()
+                with contextlib.suppress(BlockingIOError):
+                    while stuck.recv(4096):
+                        responses += 1
             await handler.closed_event.wait()
             assert handler.closed == [("stuck", "dtls_timeout")]
-            assert client.stun_responses >= 1
+            assert responses >= 1
 
 
 async def test_twenty_clients_connect_at_once_and_each_gets_its_own_media() -> None:
@@ -312,14 +326,10 @@ async def test_an_address_taken_over_by_another_session_stops_the_old_one_sendin
             endpoint.add_peer("new", "srvnew", "newpassword", "cnew", "cnewpwd", CLIENT_CERT.fingerprint)
             req, _ = client_binding_request(server_ufrag="srvnew", client_ufrag="cnew", server_pwd="newpassword")
             old.send_raw(req)
-            await trio.sleep(0.1)
-            old.poll()
-            assert old_peer.address is None
+            await until(lambda: old_peer.address is None, old)
             assert old_peer.send_rtp(rtp(1)) is False
             assert endpoint.counters.drop_not_ready == 1
             # The old session authenticates again from its address: it can send again.
             old.binding_request(use_candidate=True)
-            await trio.sleep(0.1)
-            old.poll()
-            assert old_peer.address == old.address
+            await until(lambda: old_peer.address == old.address, old)
             assert old_peer.send_rtp(rtp(2)) is True

@@ -20,6 +20,7 @@ class Client:
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.session_id = ""
+        self.reconnect_secret = ""  # from the last join_ack: what a reconnect of this session must present
         self.seen: list[dict[str, Any]] = []
 
     async def send(self, kind: str, data: dict[str, Any] | None = None) -> None:
@@ -29,7 +30,22 @@ class Client:
         with trio.fail_after(timeout):
             msg = json.loads(await self.ws.get_message())
         self.seen.append(msg)
+        if msg.get("type") == "join_ack":
+            self.reconnect_secret = msg["data"].get("reconnect_secret", "")
         return msg
+
+    async def join(self, channel: str = "room", name: str | None = None) -> dict[str, Any]:
+        """Join ``channel`` (display name ``name``, else the start of the session id); returns the join_ack after
+        this session's own ``user_joined``."""
+        ack = await self.request("join", {"channel_id": channel, "display_name": name or self.session_id[:6]},
+                                 expect="join_ack")
+        await self.expect("user_joined")
+        return ack
+
+    def reconnect_data(self, channel: str = "room", **extra: Any) -> dict[str, Any]:
+        """The data of a ``reconnect`` of this client's session (with its secret)."""
+        return {"session_id": self.session_id, "channel_id": channel, "reconnect_secret": self.reconnect_secret,
+                **extra}
 
     async def expect(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
         """Read until an event of ``kind`` arrives; return its data."""

@@ -63,7 +63,7 @@ def test_precise_messages(tmp_path):
     text = "\n".join(problems)
     assert "rtc.ice_port_udp: must be between 80 and 49151 (or 0 for an ephemeral port), got 5" in problems
     assert "rtc.ice_address_udp: must be an IP address, got 'nope'" in problems
-    assert "rtc.ice_host_override: must be an IP address or a hostname, got 'bad host!'" in problems
+    assert "rtc.ice_host_override: must be an IP address, a host name or PUBLIC/LOCAL mappings, got 'bad host!'" in problems
     assert "rtc.ice_servers: item 0: must be a stun:, stuns:, turn: or turns: URL, got 'http://x'" in problems
     assert "calls.max_participants: must be between 0 and 10000, got -1" in problems
     assert "calls.allow_screen_sharing: must be true or false, got 'maybe'" in problems

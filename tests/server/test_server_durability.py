@@ -7,7 +7,6 @@ record is not yet durable: nothing a client or the plane can observe.
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ import trio.testing
 from callsd.adapters.media.events import TrackPublished
 from callsd.adapters.signaling import HubSettings, NullMediaPlane, SignalingHub
 from callsd.adapters.store import CallRecorder, SqliteStore
-from callsd.core import events as ev
+from callsd.core.calls import events as ev
+from hub_support import MemoryTransport
 
 GATE_TIMEOUT = 20.0  # a forgotten gate fails the test instead of hanging it
 
@@ -43,33 +43,6 @@ class GatedStore(SqliteStore):
         self.appends.append([r.seq for r in records])
 
 
-class Client:
-    def __init__(self) -> None:
-        self.inbox_send, self.inbox = trio.open_memory_channel[Any](1000)
-        self.sent: list[dict[str, Any]] = []
-        self.closed: tuple[int, str] | None = None
-
-    async def receive(self) -> str | bytes | None:
-        return await self.inbox.receive()
-
-    async def send(self, text: str) -> None:
-        self.sent.append(json.loads(text))
-
-    async def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
-
-    async def push(self, kind: str, data: dict[str, Any] | None = None) -> None:
-        await self.inbox_send.send(json.dumps({"type": kind, "data": data or {}}))
-
-    def types(self) -> list[str]:
-        return [m["type"] for m in self.sent]
-
-    async def wait_for(self, kind: str, count: int = 1) -> None:
-        with trio.fail_after(10):
-            while self.types().count(kind) < count:
-                await trio.sleep(0.005)
-
-
 def _hub(tmp_path: Path) -> tuple[SignalingHub, CallRecorder, GatedStore, NullMediaPlane]:
     store = GatedStore(tmp_path / "log.db")
     recorder = CallRecorder(store, group_commit=True)
@@ -88,7 +61,7 @@ def _plane_kinds(plane: NullMediaPlane) -> list[str]:
 
 async def test_nothing_is_sent_or_applied_before_the_record_is_durable(tmp_path: Path) -> None:
     hub, recorder, store, plane = _hub(tmp_path)
-    a, b = Client(), Client()
+    a, b = MemoryTransport(), MemoryTransport()
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
         nursery.start_soon(hub.serve_connection, a)
@@ -144,7 +117,7 @@ async def test_nothing_is_sent_or_applied_before_the_record_is_durable(tmp_path:
 
 async def test_concurrent_inputs_share_commits_and_keep_their_order(tmp_path: Path) -> None:
     hub, recorder, store, plane = _hub(tmp_path)
-    clients = [Client() for _ in range(8)]
+    clients = [MemoryTransport() for _ in range(8)]
     rounds = 30
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
@@ -155,7 +128,7 @@ async def test_concurrent_inputs_share_commits_and_keep_their_order(tmp_path: Pa
             await c.push("join", {"channel_id": "c"})
             await c.wait_for("join_ack")
 
-        async def act(c: Client) -> None:
+        async def act(c: MemoryTransport) -> None:
             for i in range(rounds):
                 await c.push("raise_hand" if i % 2 == 0 else "lower_hand")
 
@@ -195,7 +168,7 @@ async def test_a_failed_commit_fans_nothing_out_and_stops(tmp_path: Path) -> Non
     hub, recorder, store, plane = _hub(tmp_path)
     stopped: list[BaseException] = []
     hub.on_fatal = stopped.append
-    a, b = Client(), Client()
+    a, b = MemoryTransport(), MemoryTransport()
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
         nursery.start_soon(hub.serve_connection, a)

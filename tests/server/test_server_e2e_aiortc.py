@@ -137,12 +137,13 @@ async def test_two_aiortc_peers_hear_each_other_and_mute_stops_audio(start_serve
 
             await a.send("mute")
             await _until(lambda: any(e["type"] == "user_muted" for e in events[1]))
-            await trio.sleep(0.5)  # packets already in flight
-            before = peers[1].received
-            await trio.sleep(1.5)
+            # b's audio at a (b is unmuted: a still hears b, 50 frames/s) is the clock: wait for it to advance
+            # rather than for wall time, so a loaded machine makes this slower, not wrong.
+            drained = peers[0].received + 25  # ~0.5 s: packets already in flight arrive meanwhile
+            await _until(lambda: peers[0].received >= drained)
+            before, still = peers[1].received, peers[0].received
+            await _until(lambda: peers[0].received >= still + 75)  # 1.5 s more of b's audio
             assert peers[1].received - before <= 3  # a's audio no longer reaches b
-            still = peers[0].received
-            await _until(lambda: peers[0].received > still + 25)  # b is unmuted: a still hears b
             nursery.cancel_scope.cancel()
         _, _, body = await http_get(info.http_port, "/metrics")
         samples = dict(line.rsplit(" ", 1) for line in body.decode().splitlines() if line.startswith("callsd_"))
@@ -172,7 +173,6 @@ async def test_reconnect_with_a_new_peer_connection_gets_media_again(start_serve
             nursery.start_soon(_signal_pump, a, peers[0], events[0])
             async with connect(info) as b, trio.open_nursery() as b_nursery:
                 await b.request("join", {"channel_id": "e2e"}, expect="join_ack")
-                bob = b.session_id
                 await b.send("unmute")
                 await b.send("sdp", {"type": "offer", "sdp": await peers[1].offer()})
                 b_nursery.start_soon(_signal_pump, b, peers[1], events[1])
@@ -182,7 +182,7 @@ async def test_reconnect_with_a_new_peer_connection_gets_media_again(start_serve
             await _until(lambda: any(e["type"] == "user_disconnected" for e in events[0]))
 
             async with connect(info) as b2, trio.open_nursery() as b_nursery:
-                ack = await b2.request("reconnect", {"session_id": bob, "channel_id": "e2e"}, expect="join_ack")
+                ack = await b2.request("reconnect", b.reconnect_data("e2e"), expect="join_ack")
                 assert ack["reconnected"] is True
                 await b2.send("sdp", {"type": "offer", "sdp": await peers[2].offer()})
                 b_nursery.start_soon(_signal_pump, b2, peers[2], events[2])
@@ -192,4 +192,60 @@ async def test_reconnect_with_a_new_peer_connection_gets_media_again(start_serve
             nursery.cancel_scope.cancel()
     finally:
         for peer in (peers[0], peers[2]):
+            await peer.close()
+
+
+def _with_audio_sections(sdp: str, count: int) -> str:
+    """``sdp`` with its audio section repeated to ``count`` sending audio sections (new mids, one BUNDLE group)."""
+    head, *sections = sdp.replace("\r\n", "\n").split("\nm=")
+    sections = ["m=" + s for s in sections]
+    audio = next(s for s in sections if s.startswith("m=audio"))
+    mid = next(line for line in audio.split("\n") if line.startswith("a=mid:"))[6:]
+    extra = [audio.replace(f"a=mid:{mid}\n", f"a=mid:x{i}\n").replace("a=recvonly", "a=sendrecv")
+             for i in range(count - 1)]
+    mids = [mid] + [f"x{i}" for i in range(count - 1)] + [
+        line[6:] for s in sections if s is not audio for line in s.split("\n") if line.startswith("a=mid:")]
+    head = "\n".join(line if not line.startswith("a=group:BUNDLE") else "a=group:BUNDLE " + " ".join(mids)
+                     for line in head.split("\n"))
+    body = "\n".join([head] + [s.rstrip("\n") for s in [audio, *extra] + [s for s in sections if s is not audio]])
+    return body.replace("\n", "\r\n") + "\r\n"
+
+
+async def test_an_offer_publishing_hundreds_of_tracks_is_refused_and_the_call_keeps_its_media(
+        start_server, connect, monkeypatch):
+    """Issue 8 item 2: a 470-section offer (the attack) and a 3-microphone offer are refused with their reasons;
+    nothing is published, nobody is re-offered, and the other participants' audio keeps flowing."""
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    info, _ = await start_server(media=True)
+    peers = [Peer(), Peer(), Peer()]
+    events: list[list[dict[str, Any]]] = [[], []]
+    try:
+        async with connect(info) as a, connect(info) as b, connect(info) as attacker, \
+                trio.open_nursery() as nursery:
+            for client, peer, log in zip((a, b), peers, events, strict=False):
+                await client.request("join", {"channel_id": "e2e"}, expect="join_ack")
+                await client.send("unmute")
+                await client.send("sdp", {"type": "offer", "sdp": await peer.offer()})
+                nursery.start_soon(_signal_pump, client, peer, log)
+            await _until(lambda: peers[0].received > 25 and peers[1].received > 25)
+            await attacker.request("join", {"channel_id": "e2e"}, expect="join_ack")
+            await attacker.send("unmute")
+            real = await peers[2].offer()
+            flood = _with_audio_sections(real, 470)
+            assert len(flood) > 200_000
+            for offer, reason in ((flood, "too_many_sections"), (_with_audio_sections(real, 3), "too_many_tracks")):
+                heard = [p.received for p in peers[:2]]
+                error = await attacker.request("sdp", {"type": "offer", "sdp": offer}, expect="error")
+                assert (error["code"], error["action"]) == ("sdp_rejected", "sdp")
+                assert reason in error["message"]
+                await _until(lambda h=heard: all(p.received > n + 25 for p, n in zip(peers, h, strict=False)),
+                             timeout=10)  # a and b still hear each other
+            sid = attacker.session_id
+            assert info.hub.machine.participant(sid).tracks == ()  # nothing was published, so nothing was routed
+            assert not any(e["type"] == "error" for log in events for e in log)
+            nursery.cancel_scope.cancel()
+    finally:
+        for peer in peers:
             await peer.close()

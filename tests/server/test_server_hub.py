@@ -3,55 +3,17 @@ hub is given, slow clients, and the pump's behaviour on transport edge cases."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import trio
 import trio.testing
 from callsd.adapters.signaling import HubSettings, SignalingHub
-from callsd.core import events as ev
-from callsd.core.machine import CallsMachine
+from callsd.core.calls import events as ev
+from hub_support import MemoryRecorder, MemoryTransport
 
 
-class MemoryTransport:
-    """A client socket: the test pushes frames in; what the hub sends is collected (or blocks, when ``stuck``)."""
-
-    def __init__(self, *, stuck: bool = False) -> None:
-        self.inbox_send, self.inbox = trio.open_memory_channel[Any](100)
-        self.sent: list[dict[str, Any]] = []
-        self.closed: tuple[int, str] | None = None
-        self.stuck = stuck
-
-    async def receive(self) -> str | bytes | None:
-        return await self.inbox.receive()
-
-    async def send(self, text: str) -> None:
-        if self.stuck:
-            await trio.sleep_forever()
-        self.sent.append(json.loads(text))
-
-    async def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
-
-    async def push(self, kind: str, data: dict[str, Any] | None = None) -> None:
-        await self.inbox_send.send(json.dumps({"type": kind, "data": data or {}}))
-
-    def types(self) -> list[str]:
-        return [m["type"] for m in self.sent]
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.machine = CallsMachine()
-        self.log: list[ev.InputEvent] = []
-
-    def handle(self, event: ev.InputEvent) -> list[Any]:
-        self.log.append(event)
-        return self.machine.handle(event)
-
-
-def _hub(**settings: Any) -> tuple[SignalingHub, Recorder]:
-    rec = Recorder()
+def _hub(**settings: Any) -> tuple[SignalingHub, MemoryRecorder]:
+    rec = MemoryRecorder()
     ids = iter(f"id{i}" for i in range(1000))
     hub = SignalingHub(rec, rec.machine, settings=HubSettings(**settings),
                        clock_ms=lambda: int(trio.current_time() * 1000), new_id=lambda prefix: prefix + next(ids))
@@ -116,7 +78,7 @@ async def test_recover_disconnects_sessions_of_a_previous_process():
     rec.machine.handle(ev.JoinCall(at=1, channel_id="c", session_id="s1", user_id="u", call_id="k"))
     hub.recover()
     assert rec.machine.participant("s1").connected is False
-    assert "reconnect:s1" in hub._timers
+    assert "reconnect:s1" in hub.timers.pending
 
 
 async def test_a_failing_recorder_becomes_an_internal_error_not_a_crash():

@@ -7,8 +7,8 @@ from typing import Any
 
 import trio
 from callsd.adapters.media.events import SendSignal, SessionClosed, TrackPublished, VoiceActivity
-from callsd.core.events import TrackKind
-from callsd.core.outputs import RouteAdded, RouteRemoved, RouteResumed
+from callsd.core.calls.events import TrackKind
+from callsd.core.calls.outputs import RouteAdded, RouteRemoved, RouteResumed
 
 
 class FakePlane:
@@ -41,6 +41,12 @@ class FakePlane:
 
     def apply(self, outputs: list[Any]) -> None:
         self.calls.extend(("route", o) for o in outputs)
+
+    def restore_routes(self, routes: Any) -> None:
+        self.calls.extend(("restore", r) for r in routes)
+
+    async def refresh_counters(self, timeout: float = 1.0) -> None:
+        self.calls.append(("refresh_counters", None))
 
     def routes(self) -> list[Any]:
         return [o for kind, o in self.calls if kind == "route"]

@@ -65,7 +65,11 @@ async def test_make_run_command_serves_page_and_healthz(tmp_path, http_get):
         status, headers, body = await http_get(served.port, "/")
         assert status == 200 and b"<html" in body.lower()
         status, _, body = await http_get(served.port, "/healthz")
-        assert (status, json.loads(body)) == (200, {"status": "ok"})
+        health = json.loads(body)
+        assert (status, health["status"]) == (200, "ok")
+        # what the RTC port advertises, and why (docs/networking.md): the loopback default
+        assert health["rtc"]["advertised"]["addresses"] == ["127.0.0.1"]
+        assert health["rtc"]["advertised"]["source"] == "bind"
         assert (served.data / "events.sqlite").is_file()
     finally:
         served.proc.send_signal(signal.SIGINT)
@@ -123,7 +127,7 @@ async def test_sigterm_drain_times_out_and_sigint_is_prompt(tmp_path, connect):
             await b.request("join", {"channel_id": "room"}, expect="join_ack")
             state = await b.request("get_state", expect="call_state")
             assert [p["connected"] for p in state["participants"]] == [False, True]
-            ack = await a2.request("reconnect", {"session_id": a.session_id, "channel_id": "room"},
+            ack = await a2.request("reconnect", a.reconnect_data(),
                                    expect="join_ack")  # the client of the first process comes back
             assert ack["reconnected"] is True and ack["state"]["host_id"] == a.session_id
             assert (await b.expect("user_reconnected"))["session_id"] == a.session_id
@@ -164,3 +168,36 @@ async def test_second_sigterm_stops_a_drain_at_once(tmp_path, connect):
         if served.proc.poll() is None:
             served.proc.kill()
     assert _types(served.data)[-1] == "Disconnect"
+
+
+async def test_after_a_crash_each_session_keeps_the_reconnect_window_in_force_when_it_dropped(tmp_path, connect):
+    """docs/protocol.md: a session that dropped before the restart keeps its deadline (here the old 60 s window);
+    a session still connected when the process died drops at the restart, under the new window (here 1 s). The
+    reconnect secret of the first process is still good (its key is kept in the data directory)."""
+    served = await _start(tmp_path, {"CALLSD_CALLS_RECONNECT_WINDOW_SECONDS": "60"})
+    info = type("Info", (), {"http_port": served.port})()
+    try:
+        async with connect(info) as alice:
+            await alice.join(name="alice")
+            async with connect(info) as bob:
+                await bob.join(name="bob")
+                bob_again = bob.reconnect_data()
+            await alice.expect("user_disconnected")  # bob dropped under the 60 s window (and that is durable)
+            served.proc.kill()  # alice is still connected when the process dies
+            await _wait_exit(served.proc, 10)
+    finally:
+        if served.proc.poll() is None:
+            served.proc.kill()
+    served = await _start(tmp_path, {"CALLSD_CALLS_RECONNECT_WINDOW_SECONDS": "1"})
+    info = type("Info", (), {"http_port": served.port})()
+    try:
+        async with connect(info) as carol:
+            await carol.join(name="carol")
+            left = await carol.expect("user_left", timeout=10)
+            assert (left["session_id"], left["reason"]) == (alice.session_id, "timed_out")  # the new 1 s window
+            async with connect(info) as bob2:  # bob's 60 s window still runs, and his secret still works
+                ack = await bob2.request("reconnect", bob_again, expect="join_ack")
+                assert ack["reconnected"] is True and ack["session_id"] == bob_again["session_id"]
+    finally:
+        served.proc.send_signal(signal.SIGINT)
+        await _wait_exit(served.proc, 15)

@@ -102,11 +102,12 @@ async def test_two_calls_on_two_workers_carry_audio_mute_and_metrics(start_serve
 
             await clients[0].send("mute")
             await _until(lambda: any(e["type"] == "user_muted" for e in events[1]))
-            await trio.sleep(0.5)  # packets already in flight
+            # The other call's audio (50 frames/s) is the clock: wait for it to advance, not for wall time.
+            drained = peers[3].received + 25  # ~0.5 s: packets already in flight arrive meanwhile
+            await _until(lambda: peers[3].received >= drained)  # the other call is untouched
             before, other = peers[1].received, peers[3].received
-            await trio.sleep(1.5)
+            await _until(lambda: peers[3].received >= other + 75)  # 1.5 s more of the other call's audio
             assert peers[1].received - before <= 3  # muted through the worker
-            assert peers[3].received > other + 25  # the other call is untouched
 
             samples = await _metrics(http_get, info.http_port)
             per_worker = [p.counters["rtp_out"] for p in router.planes]

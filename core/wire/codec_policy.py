@@ -1,0 +1,124 @@
+"""Codec policy (pure): which codecs the server accepts from a client, and under which payload types it offers one.
+
+Opus 48 kHz/2 with ``useinbandfec=1`` for audio; VP8, else H264 with packetization-mode=1 (profile 42e01f, then
+42001f, then any) for video. A single codec per section keeps forwarding a plain payload-type rewrite. RTX is not
+accepted (the forwarder answers NACKs from its cache with plain retransmissions) and neither are transport-cc or
+goog-remb (the server sends neither kind of feedback, and accepting them would make a browser wait for feedback
+that never comes): rtcp-fb is limited to nack, nack pli and ccm fir as offered. A server offer may still carry RTX
+for an ``OutgoingTrack`` with an ``rtx_ssrc`` (the media plane passes none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from ..errors import LocalProtocolError
+from .negotiation_results import OutgoingTrack
+from .sdp import Codec
+
+__all__ = ["choose_codecs", "offer_codecs"]
+
+_KEPT_FEEDBACK = ("nack", "nack pli", "ccm fir")
+_VIDEO_FEEDBACK = ("nack", "nack pli", "ccm fir")  # what a server offer asks for on video sections
+_H264_PROFILES = ("42e01f", "42001f")
+
+
+def _codec_key(c: Codec) -> tuple[str, int, int]:
+    return (c.name.lower(), c.clock_rate, c.channels or 1)
+
+
+def _h264_ok(c: Codec, profile: str | None) -> bool:
+    p = c.params
+    return p.get("packetization-mode") == "1" and (profile is None or p.get("profile-level-id", "").lower() == profile)
+
+
+def _same_codec(a: Codec, b: Codec) -> bool:
+    if _codec_key(a) != _codec_key(b):
+        return False
+    if a.name.lower() == "h264":
+        pa, pb = a.params, b.params  # same packetization mode and profile (profile_idc + constraint flags)
+        return (pa.get("packetization-mode", "0") == pb.get("packetization-mode", "0")
+                and pa.get("profile-level-id", "42001f").lower()[:4] == pb.get("profile-level-id", "42001f").lower()[:4])
+    return True
+
+
+def _primary_choice(kind: str, offered: Sequence[Codec], want: Codec | None) -> Codec | None:
+    if want is not None:
+        return next((c for c in offered if _same_codec(c, want)), None)
+    if kind == "audio":
+        return next((c for c in offered if _codec_key(c) == ("opus", 48000, 2)), None)
+    if kind == "video":
+        vp8 = next((c for c in offered if _codec_key(c)[:2] == ("vp8", 90000)), None)
+        if vp8 is not None:
+            return vp8
+        for profile in (*_H264_PROFILES, None):
+            h264 = next((c for c in offered if _codec_key(c)[:2] == ("h264", 90000) and _h264_ok(c, profile)), None)
+            if h264 is not None:
+                return h264
+    return None
+
+
+def choose_codecs(kind: str, offered: Sequence[Codec], want: Codec | None = None) -> tuple[Codec, ...]:
+    """The codecs to accept from an offered list: one primary codec (the policy's choice, or the one matching
+    ``want``), with rtcp-fb filtered and Opus FEC on; never RTX. Empty when nothing fits."""
+    primary = _primary_choice(kind, offered, want)
+    if primary is None:
+        return ()
+    fmtp = primary.fmtp
+    if primary.name.lower() == "opus":
+        params = primary.params
+        params["useinbandfec"] = "1"
+        fmtp = ";".join(f"{k}={v}" if v else k for k, v in params.items())
+    feedback = tuple(f for f in primary.feedback if f in _KEPT_FEEDBACK) if kind == "video" else ()
+    return (replace(primary, fmtp=fmtp, feedback=feedback),)
+
+
+def offer_codecs(
+    bundle: Sequence[tuple[Codec, ...]], t: OutgoingTrack, client: dict[int, Codec]
+) -> tuple[Codec, ...]:
+    """The codecs of a server offer's new section for ``t`` (``bundle``: the codecs of the live sections).
+
+    The publisher's codec under the payload type this client uses for it (negotiated, else as the client
+    numbered it in any offer), or a payload type free in both the bundle and the client's own numbering."""
+    in_use: dict[int, tuple[str, int, int]] = {}
+    mine: Codec | None = None
+    rtx_pt: int | None = None
+    for codecs in bundle:
+        for c in codecs:
+            in_use.setdefault(c.payload_type, _codec_key(c))
+        if mine is None and codecs and _same_codec(codecs[0], t.codec):
+            mine = codecs[0]
+            rtx_pt = next((c.payload_type for c in codecs[1:] if c.name.lower() == "rtx"), None)
+    if mine is None:
+        offered = next((c for c in client.values() if _same_codec(c, t.codec)), None)
+        if offered is not None and in_use.get(offered.payload_type, _codec_key(offered)) == _codec_key(offered):
+            mine = replace(offered, feedback=tuple(f for f in offered.feedback if f in _KEPT_FEEDBACK)
+                           if t.kind == "video" else ())
+    avoid = dict(in_use)  # the bundle's PTs, then the client's own numbering where possible
+    for pt, c in client.items():
+        avoid.setdefault(pt, _codec_key(c))
+
+    def free(preferred: int) -> int:
+        if preferred not in avoid:
+            return preferred
+        dynamic: list[int] = [*range(96, 128), *range(35, 64)]
+        for taken in (avoid, in_use):
+            pt = next((p for p in dynamic if p not in taken), None)
+            if pt is not None:
+                return pt
+        raise LocalProtocolError("no free payload type left in this bundle")
+
+    if mine is not None:
+        primary = replace(t.codec, payload_type=mine.payload_type, feedback=mine.feedback)
+    else:
+        pt = free(t.codec.payload_type) if avoid.get(t.codec.payload_type) != _codec_key(t.codec) \
+            else t.codec.payload_type
+        fb = _VIDEO_FEEDBACK if t.kind == "video" else ()
+        primary = replace(t.codec, payload_type=pt, feedback=fb)
+    in_use[primary.payload_type] = avoid[primary.payload_type] = _codec_key(primary)
+    if t.rtx_ssrc is None or t.kind != "video":
+        return (primary,)
+    if rtx_pt is None or in_use.get(rtx_pt, ("rtx", 90000, 1)) != ("rtx", 90000, 1):
+        rtx_pt = free(primary.payload_type + 1)
+    return (primary, Codec(payload_type=rtx_pt, name="rtx", clock_rate=90000, fmtp=f"apt={primary.payload_type}"))

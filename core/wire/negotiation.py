@@ -1,0 +1,494 @@
+"""Offer/answer negotiation for one client session (JSEP, RFC 8829), pure: SDP text in, SDP text and facts out.
+
+Theory of operation
+-------------------
+The server is an ICE-lite SFU endpoint (RFC 8445 2.5) on one UDP port. Everything is bundled on one transport
+(RFC 9143) with rtcp-mux (RFC 5761). Each m-section is a *slot* with a stable position and mid:
+
+* the client makes the first offer; its send-capable sections carry the tracks it publishes (mic, camera, screen),
+  which the answer accepts as ``recvonly`` (or ``sendrecv`` when the server also sends on that section);
+* to send a track to the client the server makes an offer (``make_offer``) with one ``sendonly`` section per
+  outgoing track, appended at the end with a server mid (``s1``, ``s2``, ...: never a number, so it cannot collide
+  with a mid the client picks for a transceiver it is adding meanwhile). A removed track leaves its section
+  ``inactive`` for good: sections are never recycled (a receiver's element for a departed track goes away with its
+  transceiver, and a new track always arrives on a new transceiver);
+* the client re-offers when it starts or stops publishing (screen sharing); its offer repeats every existing
+  section in order and appends new ones. Sections with port 0 are rejected.
+
+States: ``NEW`` (no offer yet) → ``STABLE`` after the first answer; ``STABLE`` → ``HAVE_LOCAL_OFFER`` when the server
+offers, back to ``STABLE`` when the client answers (or on a rollback).
+
+Glare: the server is the *impolite* peer of perfect negotiation (RFC 8829 4.1.8.2; docs/protocol.md). A client
+offer that arrives while the server's own offer is pending is ignored (``OfferIgnored(reason="glare")``, nothing
+changes); the client, polite, rolls its offer back, answers the server's offer, and offers again. The server never
+needs a rollback of its own, and its pending offer stays valid. See docs/adr/0004-sdp-negotiation.md.
+
+The codec policy (which codec a section accepts, and under which payload type a server offer sends one) lives in
+``codec_policy.py``; the session-wide header extension ids in ``extension_ids.py``; the values this module takes
+and returns in ``negotiation_results.py``. This module re-exports those names, so importers keep one place to
+import the negotiation API from.
+
+Limits (one message must not make the whole call's work grow): an offer may add at most ``MAX_CLIENT_SECTIONS``
+m-sections of the client's own (the server's sections do not count; the web client uses three), else
+``too_many_sections``, checked by counting ``m=`` lines before the SDP is parsed; and it may send on at most
+``MAX_SENDING_SECTIONS`` sections of each media kind (audio: a microphone and a screen's audio; video: a camera
+and a screen; simulcast layers share their section), else ``too_many_tracks``. The calls core then allows one
+track of each ``TrackKind`` per session.
+
+A remote party's mistake (unparsable SDP, no ICE credentials, an answer without a pending offer) is a typed
+``OfferRejected``/``AnswerRejected`` result the adapter can report to the client; misuse by the adapter (offering
+before the first client offer) raises ``LocalProtocolError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+from ..errors import LocalProtocolError
+from .codec_policy import choose_codecs, offer_codecs
+from .extension_ids import (
+    ABS_SEND_TIME_URI,
+    AUDIO_LEVEL_URI,
+    KEPT_EXTENSIONS,
+    MID_URI,
+    TOFFSET_URI,
+    TWCC_URI,
+    VIDEO_ORIENTATION_URI,
+    ExtensionIds,
+)
+from .negotiation_results import (
+    AnswerApplied,
+    AnswerRejected,
+    LocalTransport,
+    NegotiationState,
+    OfferAnswered,
+    OfferIgnored,
+    OfferMade,
+    OfferRejected,
+    OutgoingTrack,
+    PublishedTrack,
+    RemoteTransport,
+    SdpRejectReason,
+    SendingTrack,
+)
+from .sdp import (
+    Candidate,
+    Codec,
+    Direction,
+    Extmap,
+    Fingerprint,
+    Group,
+    MediaSection,
+    Msid,
+    Origin,
+    SdpError,
+    SessionDescription,
+    SsrcAttribute,
+    SsrcGroup,
+    build_sdp,
+    parse_sdp,
+)
+
+__all__ = [
+    "Negotiator",
+    # re-exported from negotiation_results, codec_policy and extension_ids (module docstring)
+    "NegotiationState", "SdpRejectReason", "LocalTransport", "RemoteTransport", "PublishedTrack", "OutgoingTrack",
+    "SendingTrack", "OfferAnswered", "OfferRejected", "OfferIgnored", "OfferMade", "AnswerApplied", "AnswerRejected",
+    "choose_codecs", "AUDIO_LEVEL_URI", "MID_URI", "ABS_SEND_TIME_URI", "TWCC_URI", "TOFFSET_URI",
+    "VIDEO_ORIENTATION_URI",
+]
+
+_PROTOCOL = "UDP/TLS/RTP/SAVPF"
+
+
+@dataclass(slots=True, kw_only=True)
+class _Slot:
+    mid: str
+    kind: str
+    server_owned: bool
+    formats: tuple[str, ...] = ()
+    rejected: bool = False
+    codecs: tuple[Codec, ...] = ()
+    extmaps: tuple[Extmap, ...] = ()
+    client_direction: Direction = Direction.INACTIVE  # from the client's point of view
+    published: PublishedTrack | None = None
+    local: OutgoingTrack | None = None
+    rsize: bool = True
+
+    def copy(self) -> _Slot:
+        """A shallow copy (``dataclasses.replace`` costs several times more, once per section per offer)."""
+        return _Slot(mid=self.mid, kind=self.kind, server_owned=self.server_owned, formats=self.formats,
+                     rejected=self.rejected, codecs=self.codecs, extmaps=self.extmaps,
+                     client_direction=self.client_direction, published=self.published, local=self.local,
+                     rsize=self.rsize)
+
+
+MAX_CLIENT_SECTIONS = 16  # m-sections a client may create (its transceivers, live or stopped)
+MAX_SENDING_SECTIONS = {"audio": 2, "video": 2}  # sections a client may send on, per media kind
+
+
+def _sending_over_limit(media: Sequence[MediaSection]) -> OfferRejected | None:
+    """``too_many_tracks`` if the offer sends on more sections of a kind than ``MAX_SENDING_SECTIONS`` allows."""
+    sending: dict[str, int] = {}
+    for m in media:
+        if not m.rejected and _direction(m).sends:
+            sending[m.kind] = sending.get(m.kind, 0) + 1
+    for kind, count in sending.items():
+        limit = MAX_SENDING_SECTIONS.get(kind, 0)
+        if count > limit:
+            return OfferRejected(reason=SdpRejectReason.TOO_MANY_TRACKS,
+                                 detail=f"the offer sends on {count} {kind} sections; at most {limit} "
+                                        f"(a microphone and a screen's audio, a camera and a screen)")
+    return None
+
+
+def _direction(m: MediaSection) -> Direction:
+    return m.direction if m.direction is not None else Direction.SENDRECV
+
+
+class Negotiator:
+    """Negotiation state of one session. ``handle_offer``, ``make_offer`` and ``handle_answer`` are the interface.
+
+    ``session_id`` is the numeric o= session id of the server's descriptions (random per session, drawn by the
+    adapter). ``transport`` describes the server's ICE-lite endpoint.
+    """
+
+    __slots__ = ("transport", "session_id", "state", "remote", "_slots", "_pending", "_desired", "_version",
+                 "_allow_mixed", "_client_codecs", "_extension_ids")
+
+    def __init__(self, *, transport: LocalTransport, session_id: int) -> None:
+        self.transport = transport
+        self.session_id = session_id
+        self.state = NegotiationState.NEW
+        self.remote: RemoteTransport | None = None
+        self._slots: list[_Slot] = []
+        self._pending: list[_Slot] | None = None
+        self._desired: tuple[OutgoingTrack, ...] = ()
+        self._version = 0
+        self._allow_mixed = False
+        self._client_codecs: dict[int, Codec] = {}  # every codec the client ever offered, by its payload type
+        self._extension_ids = ExtensionIds()  # header extension ids, session-wide (extension_ids.py)
+
+    # --- queries ----------------------------------------------------------------------------------------------
+
+    @property
+    def published(self) -> tuple[PublishedTrack, ...]:
+        return tuple(s.published for s in self._slots if s.published is not None)
+
+    @property
+    def sending(self) -> tuple[SendingTrack, ...]:
+        return tuple(t for s in self._slots if (t := self._sending_of(s)) is not None)
+
+    @staticmethod
+    def _sending_of(s: _Slot) -> SendingTrack | None:
+        if s.local is None or s.rejected or not s.client_direction.receives or not s.codecs:
+            return None
+        rtx = next((c.payload_type for c in s.codecs[1:] if c.name.lower() == "rtx"), None)
+        return SendingTrack(mid=s.mid, track_id=s.local.track_id, ssrc=s.local.ssrc,
+                            rtx_ssrc=s.local.rtx_ssrc if rtx is not None else None,
+                            payload_type=s.codecs[0].payload_type, rtx_payload_type=rtx,
+                            extensions=tuple((e.uri, e.id) for e in s.extmaps))
+
+    # --- the client's offer -----------------------------------------------------------------------------------
+
+    def handle_offer(self, sdp: str) -> OfferAnswered | OfferRejected | OfferIgnored:
+        """Answer a client offer; ignore it while the server's own offer is pending (the server is impolite).
+
+        The header extension ids of any offer that parses are remembered, even an ignored one: the browser keeps
+        the ids of a transceiver it added for an offer it rolled back, so later server offers must not reuse them.
+        """
+        server_sections = sum(1 for slot in self._slots if slot.server_owned)
+        if sdp.count("\nm=") + sdp.startswith("m=") > server_sections + MAX_CLIENT_SECTIONS:
+            return OfferRejected(reason=SdpRejectReason.TOO_MANY_SECTIONS,
+                                 detail=f"an offer may add at most {MAX_CLIENT_SECTIONS} m-sections of its own to "
+                                        f"the {server_sections} the server offered")
+        try:
+            offer = parse_sdp(sdp)
+        except SdpError as exc:
+            if self._pending is not None:
+                return OfferIgnored(reason="glare")
+            return OfferRejected(reason=SdpRejectReason.MALFORMED, detail=str(exc))
+        self._extension_ids.note_client(offer)
+        if self._pending is not None:
+            return OfferIgnored(reason="glare")
+        too_many = _sending_over_limit(offer.media)
+        if too_many is not None:
+            return too_many
+        live = [m for m in offer.media if not m.rejected]
+        if not live:
+            return OfferRejected(reason=SdpRejectReason.NO_MEDIA, detail="every m-section is rejected or missing")
+        first = live[0]
+        ufrag, pwd = first.ice_ufrag or offer.ice_ufrag, first.ice_pwd or offer.ice_pwd
+        if not ufrag or not pwd:
+            return OfferRejected(reason=SdpRejectReason.NO_ICE_CREDENTIALS, detail="no a=ice-ufrag/a=ice-pwd")
+        fps = first.fingerprints or offer.fingerprints
+        fp = next((f for f in fps if f.algorithm == "sha-256"), fps[0] if fps else None)
+        if fp is None:
+            return OfferRejected(reason=SdpRejectReason.NO_FINGERPRINT, detail="no a=fingerprint")
+        setup = first.setup or offer.setup
+        if setup not in ("actpass", "active", "passive"):
+            return OfferRejected(reason=SdpRejectReason.NO_SETUP, detail=f"a=setup must be actpass/active/passive, "
+                                                                  f"got {setup!r}")
+        base = self._slots
+        if len(offer.media) < len(base):
+            return OfferRejected(reason=SdpRejectReason.SECTIONS_MISMATCH,
+                                 detail=f"the offer has {len(offer.media)} m-sections, {len(base)} were negotiated")
+        for i, slot in enumerate(base):
+            m = offer.media[i]
+            if m.mid != slot.mid and not (slot.rejected or m.rejected):
+                return OfferRejected(reason=SdpRejectReason.SECTIONS_MISMATCH,
+                                     detail=f"m-section {i} has mid {m.mid!r}, expected {slot.mid!r}")
+        bundle = set(offer.bundle())
+        slots: list[_Slot] = []
+        published: list[PublishedTrack] = []
+        unpublished: list[str] = []
+        refused: list[str] = []
+        for i, m in enumerate(offer.media):
+            prev = base[i] if i < len(base) else None
+            old = prev if prev is not None and prev.mid == m.mid else None
+            if old is None and prev is not None and prev.published is not None:  # a recycled position
+                unpublished.append(prev.published.track_id)
+            slot = old.copy() if old is not None else _Slot(mid=m.mid or str(i), kind=m.kind, server_owned=False)
+            slot.formats = m.formats
+            usable = (not m.rejected and m.mid is not None and m.kind in ("audio", "video") and m.rtcp_mux
+                      and m.protocol == _PROTOCOL and m.mid in bundle)
+            codecs = choose_codecs(m.kind, m.codecs, slot.local.codec if slot.local is not None else None)
+            if not usable or not codecs:
+                if slot.published is not None:
+                    unpublished.append(slot.published.track_id)
+                if slot.local is not None:
+                    refused.append(slot.local.track_id)
+                slot.rejected, slot.published, slot.local = True, None, None
+                slot.client_direction = Direction.INACTIVE
+                slots.append(slot)
+                continue
+            slot.rejected = False
+            slot.codecs = codecs
+            slot.extmaps = tuple(e for e in m.extmaps if e.uri in KEPT_EXTENSIONS[m.kind])
+            slot.client_direction = _direction(m)
+            slot.rsize = m.rtcp_rsize
+            self._update_published(slot, m, published, unpublished)
+            slots.append(slot)
+        if not any(not s.rejected for s in slots):
+            return OfferRejected(reason=SdpRejectReason.NO_MEDIA, detail="no m-section offers a usable codec with "
+                                                                  "BUNDLE and rtcp-mux")
+        self._slots = slots
+        self._allow_mixed = offer.extmap_allow_mixed
+        for m in live:
+            for c in m.codecs:
+                if c.name:
+                    self._client_codecs.setdefault(c.payload_type, c)
+        self.state = NegotiationState.STABLE
+        role = "client" if setup == "passive" else "server"
+        self.remote = RemoteTransport(ice_ufrag=ufrag, ice_pwd=pwd, fingerprint=f"{fp.algorithm} {fp.value}",
+                                      dtls_role=role)
+        answer = self._describe(slots, offer=False, setup="active" if role == "client" else "passive")
+        return OfferAnswered(answer=answer, remote=self.remote, published=tuple(published),
+                             unpublished=tuple(unpublished), sending=self.sending, refused=tuple(refused))
+
+    def _update_published(self, slot: _Slot, m: MediaSection, published: list[PublishedTrack],
+                          unpublished: list[str]) -> None:
+        new = _published_track(slot, m) if slot.client_direction.sends else None
+        old = slot.published
+        if old is not None and (new is None or (new.track_id, new.ssrcs) != (old.track_id, old.ssrcs)):
+            unpublished.append(old.track_id)
+        if new is not None and (old is None or (new.track_id, new.ssrcs) != (old.track_id, old.ssrcs)):
+            published.append(new)
+        slot.published = new
+
+    # --- the server's offer -----------------------------------------------------------------------------------
+
+    def make_offer(self, tracks: Sequence[OutgoingTrack] | None = None) -> OfferMade | None:
+        """Offer the client exactly ``tracks`` (the whole outgoing set; None = the last set given).
+
+        Returns None when nothing would change or when an offer is already pending (call again after the answer:
+        the last set is remembered). New tracks take a new section at the end; removed tracks leave their section
+        inactive (never reused). Raises ``LocalProtocolError`` before the client's first offer was answered.
+        """
+        if tracks is not None:
+            self._desired = tuple(tracks)
+        if self.state is NegotiationState.NEW:
+            raise LocalProtocolError("make_offer before the client's first offer was answered")
+        if self.state is NegotiationState.HAVE_LOCAL_OFFER:
+            return None
+        wanted = {t.track_id: t for t in self._desired}
+        slots = [s.copy() for s in self._slots]
+        changed = False
+        for s in slots:
+            if s.local is not None and s.local.track_id not in wanted:
+                s.local = None
+                changed = True
+        placed = {s.local.track_id for s in slots if s.local is not None}
+        for t in self._desired:
+            if t.track_id in placed:
+                continue
+            slot = _Slot(mid=self._new_mid(slots), kind=t.kind, server_owned=True,
+                         client_direction=Direction.RECVONLY)
+            slots.append(slot)
+            slot.local = t
+            slot.codecs = offer_codecs([x.codecs for x in slots if not x.rejected], t, self._client_codecs)
+            slot.extmaps = self._extension_ids.for_offer(_bundle_extmaps(slots), t.kind)
+            changed = True
+        if not changed:
+            return None
+        self._extension_ids.note_offered(_bundle_extmaps(slots))
+        self._pending = slots
+        self.state = NegotiationState.HAVE_LOCAL_OFFER
+        setup = "active" if self.remote is not None and self.remote.dtls_role == "client" else "passive"
+        return OfferMade(offer=self._describe(slots, offer=True, setup=setup),
+                         sections=tuple((s.mid, s.local.track_id) for s in slots
+                                        if s.local is not None and not s.rejected))
+
+    def rollback(self) -> None:
+        """Forget a pending server offer (e.g. the client never answered and the adapter gives up)."""
+        if self._pending is not None:
+            self._pending = None
+            self.state = NegotiationState.STABLE
+
+    @staticmethod
+    def _new_mid(slots: Sequence[_Slot]) -> str:
+        """``s<n>``, the first unused: browsers and aiortc number their own mids, so a letter avoids collisions."""
+        used = {s.mid for s in slots}
+        n = 1
+        while f"s{n}" in used:
+            n += 1
+        return f"s{n}"
+
+    # --- the client's answer ----------------------------------------------------------------------------------
+
+    def handle_answer(self, sdp: str) -> AnswerApplied | AnswerRejected:
+        """Apply the client's answer to the pending server offer; a bad answer rolls the offer back."""
+        pending = self._pending
+        if pending is None:
+            return AnswerRejected(reason=SdpRejectReason.NO_PENDING_OFFER, detail="no server offer is pending")
+        try:
+            answer = parse_sdp(sdp)
+        except SdpError as exc:
+            self.rollback()
+            return AnswerRejected(reason=SdpRejectReason.MALFORMED, detail=str(exc))
+        self._extension_ids.note_client(answer)
+        if len(answer.media) != len(pending) or any(
+                m.mid not in (None, s.mid) for s, m in zip(pending, answer.media, strict=True)):
+            self.rollback()
+            return AnswerRejected(reason=SdpRejectReason.SECTIONS_MISMATCH,
+                                  detail=f"the answer has {len(answer.media)} m-sections, the offer had {len(pending)}")
+        published: list[PublishedTrack] = []
+        unpublished: list[str] = []
+        refused: list[str] = []
+        for slot, m in zip(pending, answer.media, strict=True):
+            if slot.rejected:
+                continue
+            if m.rejected or not m.codecs:
+                if slot.local is not None:
+                    refused.append(slot.local.track_id)
+                if slot.published is not None:
+                    unpublished.append(slot.published.track_id)
+                slot.rejected, slot.local, slot.published = True, None, None
+                slot.client_direction = Direction.INACTIVE
+                continue
+            offered = {c.payload_type: c for c in slot.codecs}
+            accepted = tuple(offered[c.payload_type] for c in m.codecs if c.payload_type in offered)
+            if accepted and accepted[0].name.lower() != "rtx":
+                slot.codecs = accepted
+            answered = {e.uri: e.id for e in m.extmaps}
+            slot.extmaps = tuple(e if e.id == answered[e.uri] else replace(e, id=answered[e.uri])
+                                 for e in slot.extmaps if e.uri in answered)
+            slot.client_direction = _direction(m)
+            self._update_published(slot, m, published, unpublished)
+        self._slots = pending
+        self._pending = None
+        self.state = NegotiationState.STABLE
+        return AnswerApplied(sending=self.sending, published=tuple(published), unpublished=tuple(unpublished),
+                             refused=tuple(refused))
+
+    # --- writing SDP ------------------------------------------------------------------------------------------
+
+    def _describe(self, slots: Sequence[_Slot], *, offer: bool, setup: str) -> str:
+        self._version += 1
+        t = self.transport
+        algo, _, value = t.fingerprint.partition(" ")
+        ip = "IP6" if ":" in t.host else "IP4"
+        hosts = (t.host, *t.extra_hosts)
+        candidates = tuple(Candidate(foundation=str(i + 1), component=1, transport="udp", priority=2130706431 - i,
+                                     address=host, port=t.port, type="host")
+                           for i, host in enumerate(hosts))
+        if t.tcp_port:
+            # RFC 6544 4.2: host type preference, passive direction preference (4 << 13) in the local preference
+            candidates += tuple(Candidate(foundation=f"{i + 1}t", component=1, transport="tcp",
+                                          priority=(90 << 24) | (((4 << 13) | (8191 - i)) << 8) | 255, address=host,
+                                          port=t.tcp_port, type="host", extensions=(("tcptype", "passive"),))
+                                for i, host in enumerate(hosts))
+        desc = SessionDescription(
+            origin=Origin(session_id=str(self.session_id), session_version=self._version, addrtype=ip,
+                          address=t.host),
+            name="callsd", groups=(Group(semantics="BUNDLE", mids=tuple(s.mid for s in slots if not s.rejected)),),
+            msid_semantic="WMS *", ice_lite=True, extmap_allow_mixed=self._allow_mixed,
+            media=tuple(self._section(s, offer=offer, setup=setup, ip=ip, algo=algo, value=value,
+                                      candidates=candidates) for s in slots),
+        )
+        return build_sdp(desc)
+
+    def _section(self, s: _Slot, *, offer: bool, setup: str, ip: str, algo: str, value: str,
+                 candidates: tuple[Candidate, ...]) -> MediaSection:
+        """The server's media section for ``s``."""
+        t = self.transport
+        if s.rejected:
+            return MediaSection(kind=s.kind, port=0, protocol=_PROTOCOL if s.kind != "application"
+                                else "UDP/DTLS/SCTP", formats=s.formats[:1] or ("0",), mid=s.mid,
+                                connection="IN IP4 0.0.0.0")
+        sends = s.local is not None and (offer or s.client_direction.receives)
+        receives = s.client_direction.sends
+        direction = Direction.of(sends, receives)
+        ssrcs: list[SsrcAttribute] = []
+        groups: tuple[SsrcGroup, ...] = ()
+        msids: tuple[Msid, ...] = ()
+        if sends and s.local is not None:
+            lt = s.local
+            msids = (Msid(stream_id=lt.stream_id, track_id=lt.track_id),)
+            has_rtx = lt.rtx_ssrc is not None and any(c.name.lower() == "rtx" for c in s.codecs)
+            for ssrc in (lt.ssrc, lt.rtx_ssrc) if has_rtx and lt.rtx_ssrc is not None else (lt.ssrc,):
+                ssrcs += [SsrcAttribute(ssrc=ssrc, attribute="cname", value=lt.cname),
+                          SsrcAttribute(ssrc=ssrc, attribute="msid", value=f"{lt.stream_id} {lt.track_id}")]
+            if has_rtx and lt.rtx_ssrc is not None:
+                groups = (SsrcGroup(semantics="FID", ssrcs=(lt.ssrc, lt.rtx_ssrc)),)
+        return MediaSection(
+            kind=s.kind, port=t.port, protocol=_PROTOCOL,
+            formats=tuple(str(c.payload_type) for c in s.codecs), connection=f"IN {ip} {t.host}",
+            mid=s.mid, direction=direction, msids=msids, ice_ufrag=t.ice_ufrag, ice_pwd=t.ice_pwd,
+            fingerprints=(Fingerprint(algorithm=algo, value=value),), setup=setup,
+            candidates=candidates, end_of_candidates=True, rtcp_mux=True, rtcp_rsize=s.rsize,
+            codecs=s.codecs, extmaps=s.extmaps, ssrcs=tuple(ssrcs), ssrc_groups=groups,
+        )
+
+
+def _published_track(slot: _Slot, m: MediaSection) -> PublishedTrack | None:
+    ssrcs = m.ssrc_list()
+    rtx_pairs = m.rtx_pairs()
+    rtx_ssrcs = set(rtx_pairs.values())
+    primaries = tuple(s for s in ssrcs if s not in rtx_ssrcs)
+    stream_id: str | None = None
+    track_id: str | None = None
+    if m.msids:
+        stream_id, track_id = m.msids[0].stream_id, m.msids[0].track_id
+    elif primaries:
+        value = m.ssrc_attribute(primaries[0], "msid")
+        if value:
+            stream_id, _, track_id = value.partition(" ")
+    if not track_id:
+        track_id = f"mid-{slot.mid}"
+    rtx_codec = next((c for c in slot.codecs[1:] if c.name.lower() == "rtx"), None)
+    return PublishedTrack(
+        mid=slot.mid, track_id=track_id, stream_id=stream_id or "-", kind=slot.kind, ssrcs=primaries,
+        rtx_ssrc=rtx_pairs.get(primaries[0]) if primaries and rtx_codec is not None else None, payload_type=slot.codecs[0].payload_type,
+        rtx_payload_type=rtx_codec.payload_type if rtx_codec is not None else None, codec=slot.codecs[0],
+        extensions=tuple((e.uri, e.id) for e in slot.extmaps),
+        cname=m.ssrc_attribute(primaries[0], "cname") if primaries else None,
+    )
+
+
+def _bundle_extmaps(slots: Sequence[_Slot]) -> Iterator[Extmap]:
+    """The header extensions of the live (not rejected) sections, in section order."""
+    for slot in slots:
+        if not slot.rejected:
+            yield from slot.extmaps

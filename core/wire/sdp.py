@@ -1,0 +1,155 @@
+"""SDP (RFC 8866) as WebRTC endpoints write it (JSEP, RFC 8829): parse into dataclasses, build back to text.
+
+``parse_sdp(text) -> SessionDescription`` accepts what Chromium (v150+) and aiortc produce: Unified Plan media
+sections with BUNDLE, ICE, DTLS, RTP codecs, header extensions, msid and ssrc lines. Anything that does not parse
+raises ``SdpError`` (the module's one declared error) with the line number and what is wrong. Attributes the server
+does not model (a=rtcp-xr, a=simulcast, a=rid, a=sctp-port, ...) are kept, in order, in ``other`` so that
+``build_sdp(parse_sdp(x))`` loses nothing; the builder writes lines in a fixed canonical order, so the text may be
+reordered but ``parse_sdp(build_sdp(d)) == d`` holds for every parsed ``d``.
+
+The model is plain data: the negotiation (core/wire/negotiation.py) reads offers with it and builds answers and offers
+with ``dataclasses.replace`` or constructors.
+
+Helpers on ``MediaSection`` answer the questions the server asks (``codec(pt)``, ``extension_id(uri)``,
+``ssrc_attribute(ssrc, name)``, ``rtx_pairs()``).
+
+This module is the one to import: it writes SDP (``build_sdp``, ``format_candidate``) and re-exports the model
+(``sdp_model.py``) and the parser (``sdp_parse.py``), which import each other one way (sdp -> sdp_parse ->
+sdp_model).
+"""
+
+from __future__ import annotations
+
+from .sdp_model import (
+    Candidate,
+    Codec,
+    Direction,
+    Extmap,
+    Fingerprint,
+    Group,
+    MediaSection,
+    Msid,
+    Origin,
+    SdpError,
+    SessionDescription,
+    SsrcAttribute,
+    SsrcGroup,
+    parse_fmtp,
+)
+from .sdp_parse import parse_candidate, parse_sdp
+
+__all__ = [
+    "SdpError",
+    "Direction",
+    "Origin",
+    "Codec",
+    "Extmap",
+    "Fingerprint",
+    "Candidate",
+    "Msid",
+    "SsrcAttribute",
+    "SsrcGroup",
+    "Group",
+    "MediaSection",
+    "SessionDescription",
+    "parse_sdp",
+    "build_sdp",
+    "parse_candidate",
+    "format_candidate",
+    "parse_fmtp",
+]
+
+
+def format_candidate(c: Candidate) -> str:
+    """The value of an a=candidate line (without "candidate:")."""
+    s = f"{c.foundation} {c.component} {c.transport} {c.priority} {c.address} {c.port} typ {c.type}"
+    if c.related_address is not None:
+        s += f" raddr {c.related_address}"
+    if c.related_port is not None:
+        s += f" rport {c.related_port}"
+    for k, v in c.extensions:
+        s += f" {k} {v}"
+    return s
+
+
+# --- building ------------------------------------------------------------------------------------------------
+
+
+def _attr(name: str, value: str | None) -> str:
+    return f"a={name}" if value is None else f"a={name}:{value}"
+
+
+def _extmap(e: Extmap) -> str:
+    s = f"a=extmap:{e.id}" + (f"/{e.direction.value}" if e.direction else "") + f" {e.uri}"
+    return s + (f" {e.attributes}" if e.attributes is not None else "")
+
+
+def _media_lines(m: MediaSection) -> list[str]:
+    out = [f"m={m.kind} {m.port} {m.protocol}" + "".join(f" {f}" for f in m.formats)]
+    if m.connection is not None:
+        out.append(f"c={m.connection}")
+    out += [f"b={b}" for b in m.bandwidths]
+    if m.rtcp is not None:
+        out.append(f"a=rtcp:{m.rtcp}")
+    for name, value in (("ice-ufrag", m.ice_ufrag), ("ice-pwd", m.ice_pwd), ("ice-options", m.ice_options)):
+        if value is not None:
+            out.append(f"a={name}:{value}")
+    out += [f"a=fingerprint:{f.algorithm} {f.value}" for f in m.fingerprints]
+    if m.setup is not None:
+        out.append(f"a=setup:{m.setup}")
+    if m.mid is not None:
+        out.append(f"a=mid:{m.mid}")
+    out += [_extmap(e) for e in m.extmaps]
+    if m.extmap_allow_mixed:
+        out.append("a=extmap-allow-mixed")
+    if m.direction is not None:
+        out.append(f"a={m.direction.value}")
+    out += [f"a=msid:{s.stream_id}" + (f" {s.track_id}" if s.track_id is not None else "") for s in m.msids]
+    if m.rtcp_mux:
+        out.append("a=rtcp-mux")
+    if m.rtcp_rsize:
+        out.append("a=rtcp-rsize")
+    for c in m.codecs:
+        if c.name:
+            out.append(f"a=rtpmap:{c.payload_type} {c.name}/{c.clock_rate}"
+                       + (f"/{c.channels}" if c.channels is not None else ""))
+        out += [f"a=rtcp-fb:{c.payload_type} {fb}" for fb in c.feedback]
+        if c.fmtp is not None:
+            out.append(f"a=fmtp:{c.payload_type} {c.fmtp}")
+    out += [f"a=ssrc-group:{g.semantics}" + "".join(f" {s}" for s in g.ssrcs) for g in m.ssrc_groups]
+    out += [f"a=ssrc:{s.ssrc} {s.attribute}" + (f":{s.value}" if s.value is not None else "") for s in m.ssrcs]
+    out += [f"a=candidate:{format_candidate(c)}" for c in m.candidates]
+    if m.end_of_candidates:
+        out.append("a=end-of-candidates")
+    out += [_attr(n, v) for n, v in m.other]
+    return out
+
+
+def build_sdp(sd: SessionDescription) -> str:
+    """Serialize a session description to SDP text with CRLF line ends (the inverse of ``parse_sdp``)."""
+    o = sd.origin
+    out = ["v=0", f"o={o.username} {o.session_id} {o.session_version} {o.nettype} {o.addrtype} {o.address}",
+           f"s={sd.name}"]
+    if sd.connection is not None:
+        out.append(f"c={sd.connection}")
+    out += [f"b={b}" for b in sd.bandwidths]
+    out.append(f"t={sd.timing}")
+    out += list(sd.other_lines)
+    out += [f"a=group:{g.semantics}" + "".join(f" {m}" for m in g.mids) for g in sd.groups]
+    if sd.extmap_allow_mixed:
+        out.append("a=extmap-allow-mixed")
+    if sd.msid_semantic is not None:
+        out.append(f"a=msid-semantic:{sd.msid_semantic}")
+    if sd.ice_lite:
+        out.append("a=ice-lite")
+    for name, value in (("ice-ufrag", sd.ice_ufrag), ("ice-pwd", sd.ice_pwd), ("ice-options", sd.ice_options)):
+        if value is not None:
+            out.append(f"a={name}:{value}")
+    out += [f"a=fingerprint:{f.algorithm} {f.value}" for f in sd.fingerprints]
+    if sd.setup is not None:
+        out.append(f"a=setup:{sd.setup}")
+    out += [_extmap(e) for e in sd.extmaps]
+    out += [_attr(n, v) for n, v in sd.other]
+    for m in sd.media:
+        out += _media_lines(m)
+    return "\r\n".join(out) + "\r\n"

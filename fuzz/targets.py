@@ -1,0 +1,205 @@
+"""Fuzz targets: one function per parser that reads bytes from the network or the disk.
+
+Each target takes the fuzzer's bytes, feeds them to the parser the server uses, and lets only the parser's one
+declared error pass (h11's invariant: any input either parses or raises the declared error). Anything else escapes,
+and the fuzzer reports it as a crash with the input that caused it. Where a successful parse is handed to more code
+on the server's path (a STUN request to the integrity check, an RTP header to the extension readers), the target
+follows it there too, with the same rule.
+
+| target      | parser                                                         | declared error        |
+|-------------|----------------------------------------------------------------|-----------------------|
+| stun        | adapters/media/ice.py parse_binding_request + IceLiteState.accept (aioice.stun) | StunRejected |
+| dtls        | the UDP demux (adapters/media/udp.py CLASSIFY) + DtlsSession.feed (server side)   | DtlsError    |
+| rtp         | core/wire/rtp.py parse_rtp, then the header readers and rewrite_rtp              | RtpError (readers: none) |
+| rtcp        | core/wire/rtcp.py parse_rtcp, then parse_remb and cname_of     | RtcpError             |
+| sdp         | core/wire/sdp.py parse_sdp                                     | SdpError              |
+| signaling   | adapters/signaling_protocol.py parse_message (+ field readers) | SignalingError        |
+| eventlog    | core/calls/eventlog.py decode_entry, then the chain check      | EventLogError         |
+| checkpoint  | a checkpoint file: JSON, then core/calls/snapshot.py from_checkpoint | SnapshotError   |
+| negotiation | core/wire/negotiation.py Negotiator.handle_offer / handle_answer (client SDP) | none: rejections are results, and an answer must parse |
+| candidate   | core/wire/sdp.py parse_candidate (trickled ICE candidates)     | SdpError              |
+| token       | app/auth.py verify_token (token mode, before anything else)    | TokenError            |
+
+The modules are imported by ``fuzz/run.py`` inside ``atheris.instrument_imports()`` so coverage guides the search.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from aioice import stun
+from callsd.adapters.media.dtls import Certificate, DtlsError, DtlsSession
+from callsd.adapters.media.ice import IceLiteState, StunRejected, parse_binding_request
+from callsd.adapters.media.udp import CLASSIFY, KIND_DTLS
+from callsd.adapters.signaling_protocol import SignalingError, field_id, field_str, parse_message
+from callsd.app.auth import TokenError, verify_token
+from callsd.core.calls.checkpoint import from_checkpoint
+from callsd.core.calls.eventlog import ChainCheck, EventLogError, decode_entry
+from callsd.core.calls.snapshot import SnapshotError
+from callsd.core.wire.negotiation import LocalTransport, Negotiator, OfferAnswered, OfferMade, OutgoingTrack
+from callsd.core.wire.rtcp import Feedback, RtcpError, SourceDescription, parse_remb, parse_rtcp
+from callsd.core.wire.rtp import (
+    RtpError,
+    find_extension,
+    make_extension_remap,
+    parse_rtp,
+    payload_offset,
+    peek_payload_type,
+    peek_seq,
+    peek_ssrc,
+    read_audio_level,
+    read_mid,
+    rewrite_rtp,
+)
+from callsd.core.wire.sdp import Codec, SdpError, parse_candidate, parse_sdp
+
+__all__ = ["TARGETS", "STUN_PASSWORD", "TOKEN_SECRET", "TOKEN_NOW"]
+
+STUN_PASSWORD = "fuzz-password-0123456789"  # the seeds' requests are signed with it, so accept() gets past HMAC
+TOKEN_SECRET = "fuzz-token-secret-0123456789"  # the seeds' tokens are signed with it, so the payload is parsed
+TOKEN_NOW = 1_800_000_000.0
+_SERVER = LocalTransport(ice_ufrag="srvu", ice_pwd="serverpassword0123456789", host="127.0.0.1", port=9,
+                         fingerprint="sha-256 " + ":".join(["AB"] * 32))
+_FIRST_OFFER = (Path(__file__).resolve().parent.parent / "tests" / "media" / "data" / "offer_chromium.sdp").read_text()
+_OUTGOING = (
+    OutgoingTrack(track_id="mic", stream_id="s", kind="audio", ssrc=11,
+                  codec=Codec(payload_type=111, name="opus", clock_rate=48000, channels=2)),
+    OutgoingTrack(track_id="cam", stream_id="s", kind="video", ssrc=12, rtx_ssrc=13,
+                  codec=Codec(payload_type=96, name="VP8", clock_rate=90000)),
+)
+_CERTIFICATE: Certificate | None = None
+_REMAP = make_extension_remap({1: 3, 2: 0, 3: 1, 5: 200})
+
+
+def _text(data: bytes) -> str:
+    """Bytes as the str a JSON string could carry: invalid UTF-8 becomes lone surrogates."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def stun_target(data: bytes) -> None:
+    try:
+        request = parse_binding_request(data)
+        state = IceLiteState(local_ufrag=request.local_ufrag, local_pwd=STUN_PASSWORD,
+                             remote_ufrag=request.remote_ufrag, remote_pwd="x", consent_timeout=30.0,
+                             last_consent=0.0)
+        response, _ = state.accept(request, ("192.0.2.1", 5000), 1.0)
+    except StunRejected:
+        return
+    stun.parse_message(response)  # what we answer must itself parse
+
+
+def dtls_target(data: bytes) -> None:
+    global _CERTIFICATE
+    if not data or CLASSIFY[data[0]] != KIND_DTLS:
+        return  # the demux sends it elsewhere (or drops it)
+    if _CERTIFICATE is None:
+        _CERTIFICATE = Certificate.generate("fuzz")
+    session = DtlsSession(_CERTIFICATE.context(), server=True, remote_fingerprint=_CERTIFICATE.fingerprint)
+    try:
+        # Several datagrams per input: the fuzzer's bytes split on a 0xFF 0xFE marker (a later flight).
+        for datagram in data.split(b"\xff\xfe"):
+            session.feed(datagram)
+            session.take_datagrams()
+    except DtlsError:
+        pass
+
+
+def rtp_target(data: bytes) -> None:
+    # The forwarder's readers run on every packet before (or instead of) a full parse: they never raise.
+    for reader in (peek_ssrc, peek_seq, peek_payload_type, payload_offset):
+        reader(data)
+    for ext_id in (1, 2, 3, 14, 15):
+        find_extension(data, ext_id)
+        read_audio_level(data, ext_id)
+        read_mid(data, ext_id)
+    rewrite_rtp(bytearray(data), 0x1234, 7, 9, 111, _REMAP)
+    with contextlib.suppress(RtpError):
+        parse_rtp(data)
+
+
+def rtcp_target(data: bytes) -> None:
+    try:
+        packets = parse_rtcp(data)
+    except RtcpError:
+        return
+    for packet in packets:  # what the RTCP terminator reads next (adapters/media/rtcp_term.py)
+        if isinstance(packet, Feedback):
+            parse_remb(packet)
+        elif isinstance(packet, SourceDescription):
+            packet.cname_of(1)
+
+
+def sdp_target(data: bytes) -> None:
+    with contextlib.suppress(SdpError):
+        parse_sdp(_text(data))
+
+
+def signaling_target(data: bytes) -> None:
+    try:
+        message = parse_message(_text(data))
+        for name in ("call_id", "channel_id", "session_id", "sdp"):
+            with contextlib.suppress(SignalingError):
+                field_id(message.data, name, message.type)
+            field_str(message.data, name, message.type, max_len=64, required=False)
+    except SignalingError:
+        pass
+
+
+def eventlog_target(data: bytes) -> None:
+    try:
+        record = decode_entry(data, line=1, source="fuzz.jsonl")
+    except EventLogError:
+        return
+    ChainCheck().feed(record)
+    ChainCheck(None).anchor(record)
+
+
+def checkpoint_target(data: bytes) -> None:
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return  # the stores report unparsable JSON as EventLogError before from_checkpoint sees it
+    with contextlib.suppress(SnapshotError):
+        from_checkpoint(doc)
+
+
+def negotiation_target(data: bytes) -> None:
+    text = _text(data)
+    answering = Negotiator(transport=_SERVER, session_id=1)
+    result = answering.handle_offer(text)  # a client's offer: answered, rejected (with a reason) or ignored
+    if isinstance(result, OfferAnswered):
+        parse_sdp(result.answer)  # what the server sends must parse
+        answering.make_offer(_OUTGOING)
+    offering = Negotiator(transport=_SERVER, session_id=2)
+    offering.handle_offer(_FIRST_OFFER)  # the server offers only after answering the client's first offer
+    made = offering.make_offer(_OUTGOING)
+    if isinstance(made, OfferMade):
+        offering.handle_answer(text)  # the client's answer: applied or rejected
+
+
+def candidate_target(data: bytes) -> None:
+    with contextlib.suppress(SdpError):
+        parse_candidate(_text(data))
+
+
+def token_target(data: bytes) -> None:
+    with contextlib.suppress(TokenError):
+        verify_token(_text(data), secret=TOKEN_SECRET, now=TOKEN_NOW, channel_id="town-square")
+
+
+TARGETS: dict[str, Callable[[bytes], None]] = {
+    "stun": stun_target,
+    "dtls": dtls_target,
+    "rtp": rtp_target,
+    "rtcp": rtcp_target,
+    "sdp": sdp_target,
+    "signaling": signaling_target,
+    "eventlog": eventlog_target,
+    "checkpoint": checkpoint_target,
+    "negotiation": negotiation_target,
+    "candidate": candidate_target,
+    "token": token_target,
+}

@@ -1,0 +1,347 @@
+"""Many simulated peers in one process: their media legs, one epoll receive pump, one send tick, one timer task.
+
+Cost model (the point of this module): one process must simulate hundreds of users on one core, so nothing here
+runs per user per packet in its own task.
+
+- Every user's media is a :class:`Leg`: a :class:`~.transport.PeerTransport` (socket, ICE, DTLS, SRTP) plus what
+  it sends (:class:`~.source.Source`) and what it measures (per-SSRC :class:`~.stats.StreamStats`, delay).
+- One receive task per process: all sockets are registered in one ``epoll`` object; the task awaits
+  ``trio.lowlevel.wait_readable(epoll_fd)``, then reads one datagram per ready socket per ``poll(0)`` round until
+  a round finds nothing ready (no failing ``recv`` per socket per wake-up).
+- One send task per process on an absolute 20 ms tick: each sending leg's sources build their packets, which are
+  SRTP-protected and sent on the leg's connected socket. A late tick sends the packets it owes (bounded), so RTP
+  timing and rate stay right; lateness is counted. Video leaves as one burst of MTU-sized packets per frame.
+- One maintenance task: ICE check retransmissions, consent refresh (every 5 s; the server closes sessions after
+  30 s without consent), DTLS retransmission timers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import select
+import struct
+import time
+from collections.abc import Callable
+
+import pylibsrtp
+import trio
+
+from .source import MAGIC, STAMP, TICK, Source
+from .stats import Histogram, StreamStats
+from .transport import Identity, PeerTransport, TransportStats
+
+__all__ = ["Leg", "MediaEngine", "udp_drops", "RCVBUF"]
+
+BATCH_THRESHOLD = 4  # packets per wake-up above which the receive loop batches with short sleeps
+BATCH_SLEEP = 0.0005  # seconds; bounds what batching adds to the measured delay
+RCVBUF = 1 << 20  # per user socket: rides out a scheduling stall of the tool of ~0.5 s at screen-share rates
+_HDR = struct.Struct("!HII")  # seq, timestamp, ssrc at offset 2
+
+
+class Leg(PeerTransport):
+    """One simulated user's media: its transport, its sources, its received streams and delay samples.
+
+    States are the transport's: ``new`` -> ``checking`` -> ``dtls`` -> ``connected``; any -> ``failed`` or
+    ``closed``. A leg registers its socket with the engine when made and leaves it on `close`.
+    """
+
+    def __init__(self, engine: MediaEngine, *, user_number: int, call_index: int, ufrag: str, pwd: str) -> None:
+        super().__init__(engine.identity, ufrag=ufrag, pwd=pwd, stats=engine.stats, rcvbuf=RCVBUF)
+        self.engine = engine
+        self.user_number = user_number
+        self.call_index = call_index
+        self.sources: list[Source] = []
+        self.streams: dict[int, StreamStats] = {}
+        self.pt_kinds: dict[int, tuple[str, int]] = {}  # pt -> (kind, clock rate)
+        self.join_started_ns = 0
+        self.first_audio_ns = 0
+        self.rx_count = 0
+        self.delay = engine.call_delay(call_index)
+        self.on_connected_hook: Callable[[Leg], None] | None = None
+        engine.register(self)
+
+    def set_payload_types(self, mapping: dict[int, tuple[str, int]]) -> None:
+        self.pt_kinds.update(mapping)
+
+    def close(self) -> None:
+        self.engine.unregister(self)
+        super().close()
+
+    def on_connected(self) -> None:
+        if self.on_connected_hook is not None:
+            self.on_connected_hook(self)
+
+    def new_stream(self, ssrc: int, pt: int) -> StreamStats:
+        kind, clock = self.pt_kinds.get(pt, ("unknown", 90000))
+        st = StreamStats(kind, clock)
+        self.streams[ssrc] = st
+        return st
+
+
+def udp_drops(ports: set[int], path: str = "/proc/net/udp") -> dict[int, int]:
+    """Kernel drop counters (receive buffer full, bad checksum) of the IPv4 UDP sockets bound to ``ports``.
+
+    Linux-only; an empty dict where /proc is unavailable. This is what tells loss at the load tool's own sockets
+    (the tool was too slow) from loss at the server's socket or inside the server.
+    """
+    out: dict[int, int] = {}
+    try:
+        with open(path) as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if len(parts) < 13:
+                    continue
+                port = int(parts[1].rsplit(":", 1)[1], 16)
+                if port in ports:
+                    out[port] = out.get(port, 0) + int(parts[-1])
+    except (OSError, ValueError, StopIteration):
+        return {}
+    return out
+
+
+class MediaEngine:
+    """All legs of one process: the epoll receive pump, the 20 ms send tick, the maintenance timers."""
+
+    def __init__(self, identity: Identity, *, delay_sample: int = 1) -> None:
+        self.identity = identity
+        self.stats = TransportStats()  # shared by every leg: drops, refusals, STUN errors, failures by stage
+        self.delay_sample = max(1, delay_sample)
+        self.epoll = select.epoll()
+        self.legs: dict[int, Leg] = {}
+        self.delay = Histogram()
+        self.call_delays: dict[int, list[float]] = {}
+        self.tx_packets = 0
+        self.tx_bytes = 0
+        self.rx_packets = 0
+        self.rx_bytes = 0
+        self.rx_rtcp = 0
+        self.srtp_errors = 0
+        self.late_ticks = 0
+        self.max_lateness = 0.0
+        self.sending = True
+        self.stopped_ns = 0  # when sending ended (the end of the delivery window)
+        self.sources: dict[int, Source] = {}  # source id -> source, for the sender's side of delivery
+
+    def add_source(self, source: Source) -> None:
+        self.sources[source.source_id] = source
+
+    def stop_sending(self) -> None:
+        self.sending = False
+        self.stopped_ns = time.monotonic_ns()
+
+    def delivery(self, legs: list[Leg], now_ns: int | None = None) -> tuple[int, int]:
+        """(expected, lost) packets counted from the senders' side, over ``legs`` (open or closed).
+
+        For each receiving user and each source it heard: expected = the source's intended counter at the end of
+        the window (``stopped_ns``, or now) minus the first counter the user received from it, plus one; received
+        = every packet of that source on any of the user's streams (all its legs, so reconnects are included).
+        A receiver that stops receiving, or a sender that stops sending, keeps adding to ``expected``."""
+        until = self.stopped_ns or (now_ns if now_ns is not None else time.monotonic_ns())
+        first: dict[tuple[int, int], int] = {}
+        received: dict[tuple[int, int], int] = {}
+        for leg in legs:
+            for st in leg.streams.values():
+                if st.sender < 0:
+                    continue
+                key = (leg.user_number, st.sender)
+                first[key] = min(first.get(key, st.first_counter), st.first_counter)
+                received[key] = received.get(key, 0) + st.received - st.first_index + 1
+        expected = lost = 0
+        for key, start in first.items():
+            source = self.sources.get(key[1])
+            if source is None:
+                continue
+            n = max(0, source.intended(until) - start + 1)
+            expected += n
+            lost += max(0, n - received[key])
+        return expected, lost
+
+    def call_delay(self, call_index: int) -> list[float]:
+        """[sum ms, count, max ms] of one-way delay samples for a call (shared by its legs)."""
+        return self.call_delays.setdefault(call_index, [0.0, 0, 0.0])
+
+    def register(self, leg: Leg) -> None:
+        fd = leg.sock.fileno()
+        self.legs[fd] = leg
+        self.epoll.register(fd, select.EPOLLIN)
+
+    def unregister(self, leg: Leg) -> None:
+        fd = leg.sock.fileno()
+        if self.legs.get(fd) is leg:
+            del self.legs[fd]
+            with contextlib.suppress(OSError, ValueError):
+                self.epoll.unregister(fd)
+
+    # -- receive ---------------------------------------------------------------------------------------------
+    async def receive_loop(self) -> None:
+        """Read every readable socket, then sleep on the epoll fd. Never returns (cancel it).
+
+        Each round reads one datagram per ready socket and polls again (level-triggered), instead of draining each
+        socket until ``BlockingIOError``: with hundreds of sockets that each receive a packet now and then, the
+        failing ``recv`` + exception per socket per wake-up would cost more than the packet itself.
+        """
+        epoll = self.epoll
+        legs = self.legs
+        rounds = 0
+        burst = 0  # packets read since the last sleep
+        while True:
+            events = epoll.poll(0)
+            if not events:
+                rounds = 0
+                if burst >= BATCH_THRESHOLD:
+                    # Busy: sleep a fixed half millisecond and then read what piled up, rather than being woken
+                    # (and paying Trio's scheduling) for every few packets.
+                    burst = 0
+                    await trio.sleep(BATCH_SLEEP)
+                else:
+                    burst = 0
+                    await trio.lowlevel.wait_readable(epoll.fileno())
+                continue
+            burst += len(events)
+            for fd, _ in events:
+                leg = legs.get(fd)
+                if leg is not None:
+                    self._read_one(leg)
+            rounds += 1
+            if rounds >= 16:  # let the send tick and the signaling run under a flood
+                rounds = 0
+                await trio.lowlevel.checkpoint()
+
+    def _read_one(self, leg: Leg) -> None:
+        try:
+            data = leg.sock.recv(2048)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            if exc.errno == errno.ECONNREFUSED:
+                self.stats.refused += 1
+            return
+        if not data:
+            return
+        b0 = data[0]
+        if 128 <= b0 <= 191:
+            b1 = data[1]
+            if 192 <= b1 <= 223:
+                self.rx_rtcp += 1
+                return
+            if len(data) < 12 or leg.rx is None:
+                self.stats.malformed += 1
+                return
+            self.rx_packets += 1
+            self.rx_bytes += len(data)
+            seq, ts, ssrc = _HDR.unpack_from(data, 2)
+            now = time.monotonic_ns()
+            st = leg.streams.get(ssrc)
+            if st is None:
+                st = leg.new_stream(ssrc, b1 & 0x7F)
+            st.update(seq, ts, now * 1e-6)
+            if not leg.first_audio_ns and st.kind == "audio":
+                leg.first_audio_ns = now
+            leg.rx_count += 1
+            if leg.rx_count % self.delay_sample == 0:
+                self._sample_delay(leg, st, data, now)
+        else:
+            leg.feed_control(data)
+
+    def _sample_delay(self, leg: Leg, st: StreamStats, data: bytes, now: int) -> None:
+        assert leg.rx is not None
+        try:
+            plain = leg.rx.unprotect(data)
+        except pylibsrtp.Error:
+            self.srtp_errors += 1
+            return
+        off = 12 + 4 * (plain[0] & 0x0F)
+        if plain[0] & 0x10 and len(plain) >= off + 4:
+            off += 4 + 4 * ((plain[off + 2] << 8) | plain[off + 3])
+        if plain[off + 12 : off + 16] != MAGIC:
+            return
+        sent_ns, counter, sender = STAMP.unpack_from(plain, off + 16)
+        st.sample(sender, counter)
+        delay_ms = (now - sent_ns) / 1e6
+        self.delay.add(delay_ms)
+        acc = leg.delay
+        acc[0] += delay_ms
+        acc[1] += 1
+        if delay_ms > acc[2]:
+            acc[2] = delay_ms
+
+    # -- send ------------------------------------------------------------------------------------------------
+    async def send_loop(self) -> None:
+        """Every 20 ms (absolute schedule), send each connected leg's due packets. Never returns (cancel it)."""
+        start = trio.current_time()
+        tick = 0
+        while True:
+            tick += 1
+            await trio.sleep_until(start + tick * TICK)
+            lateness = trio.current_time() - (start + tick * TICK)
+            owed = 1
+            if lateness > TICK:
+                self.late_ticks += 1
+                owed = min(5, 1 + int(lateness / TICK))
+                tick += owed - 1
+            self.max_lateness = max(self.max_lateness, lateness)
+            if not self.sending:
+                continue
+            now_ns = time.monotonic_ns()
+            for leg in list(self.legs.values()):
+                if leg.state != "connected" or leg.tx is None:
+                    continue
+                protect = leg.tx.protect
+                sock = leg.sock
+                for source in leg.sources:
+                    if not source.enabled or not source.buffers:
+                        continue
+                    if not source.started_ns:
+                        source.started_ns = now_ns
+                    for _ in range(owed):
+                        for plain in source.packets(now_ns):
+                            wire = protect(plain)
+                            try:
+                                sock.send(wire)
+                            except (BlockingIOError, InterruptedError):
+                                self.stats.send_drops += 1
+                                continue
+                            except OSError:
+                                self.stats.refused += 1
+                                continue
+                            self.tx_packets += 1
+                            self.tx_bytes += len(wire)
+
+    async def maintain_loop(self) -> None:
+        while True:
+            await trio.sleep(0.05)
+            now = time.monotonic()
+            for leg in list(self.legs.values()):
+                leg.maintain(now)
+
+    def snapshot(self, legs: list[Leg]) -> dict[str, int | float]:
+        """Cumulative counters over ``legs`` (open or closed), for the progress display and the results."""
+        delivery_expected, delivery_lost = self.delivery(legs)
+        expected = received = lost = e2e_expected = e2e_lost = 0
+        for leg in legs:
+            for st in leg.streams.values():
+                expected += st.expected
+                received += st.received
+                lost += st.lost
+                e2e_expected += st.e2e_expected
+                e2e_lost += st.e2e_lost
+        return {
+            "tx_packets": self.tx_packets,
+            "tx_bytes": self.tx_bytes,
+            "rx_packets": self.rx_packets,
+            "rx_bytes": self.rx_bytes,
+            "rx_rtcp": self.rx_rtcp,
+            "expected": expected,
+            "received": received,
+            "lost": lost,
+            "e2e_expected": e2e_expected,
+            "e2e_lost": e2e_lost,
+            "delivery_expected": delivery_expected,
+            "delivery_lost": delivery_lost,
+            "srtp_errors": self.srtp_errors,
+            "send_drops": self.stats.send_drops,
+            "late_ticks": self.late_ticks,
+            "max_lateness_ms": round(self.max_lateness * 1000, 2),
+        }

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Fuzz the native fast path under ASan + UBSan, in two parts:
+#  1. libFuzzer on the C RTP rules (adapters/media/native/rtp_rules.h) for SECONDS; the corpus is seeded with valid
+#     packets (one-byte and two-byte extensions, CSRCs, padding) so the fuzzer starts inside the interesting paths;
+#  2. the whole extension (_engine.c: recvmmsg, libsrtp2, the forwarder's rules on Python objects, sendmmsg) built
+#     with the sanitizers and driven by EXAMPLES random scenarios of the differential test (native == python).
+#   scripts/fuzz-native.sh SECONDS [EXAMPLES] [WORKDIR]
+# Exit 0 only if both ended without a crash, a sanitizer report or a difference.
+set -euo pipefail
+seconds=${1:-60}
+examples=${2:-50}
+work=${3:-$(mktemp -d)}
+python=${PYTHON:-$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python}
+here=$(cd "$(dirname "$0")/.." && pwd)
+cc=$(command -v clang-14 || command -v clang || true)
+[ -n "$cc" ] || { echo "fuzz-native: clang not found (scripts/system-deps.sh installs clang-14)" >&2; exit 1; }
+mkdir -p "$work/corpus"
+"$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+    -I "$here/adapters/media/native" "$here/adapters/media/native/fuzz_rtp_rules.c" -o "$work/fuzz_rtp_rules"
+"$python" - "$work/corpus" <<'PY'
+import os, struct, sys
+table = bytes([0, 4, 0, 14, 15, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+one = struct.pack("!HH", 0xBEDE, 2) + bytes([0x10, 0x85, 0x31, ord("a"), ord("b"), 0, 0, 0])
+two = struct.pack("!HH", 0x1000, 1) + bytes([1, 1, 0x7F, 0])
+seeds = {
+    "plain": bytes([0x80, 111, 0, 1, 0, 0, 3, 192, 0, 0, 0, 9]) + b"payload",
+    "one_byte": bytes([0x90, 111, 0, 2, 0, 0, 7, 128, 0, 0, 0, 9]) + one + b"opus",
+    "two_byte_csrc": bytes([0x92, 96, 0, 3, 0, 1, 0, 0, 0, 0, 0, 9]) + bytes(8) + two + b"vp8",
+    "padding": bytes([0xB0, 111, 0, 4, 0, 0, 0, 0, 0, 0, 0, 9]) + one + bytes(3) + bytes([4]),
+}
+for name, packet in seeds.items():
+    with open(os.path.join(sys.argv[1], name), "wb") as f:
+        f.write(table + packet)
+PY
+log="$work/fuzz.log"
+if ! "$work/fuzz_rtp_rules" -max_total_time="$seconds" -max_len=2100 -print_final_stats=1 "$work/corpus" >"$log" 2>&1; then
+    tail -40 "$log" >&2
+    echo "fuzz-native: the fuzzer found a crash or a sanitizer report (log: $log)" >&2
+    exit 1
+fi
+if grep -E "runtime error|ERROR: AddressSanitizer|ERROR: libFuzzer" "$log" >/dev/null; then
+    grep -E -A5 "runtime error|ERROR:" "$log" >&2
+    exit 1
+fi
+grep -E "stat::number_of_executed_units|stat::peak_rss_mb|cov:" "$log" | tail -3
+echo "fuzz-native: ${seconds}s, no crash, no sanitizer report"
+
+# 2. the extension under the sanitizers (gcc's, preloaded: the interpreter itself is not instrumented)
+"${CC:-gcc}" -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+    -shared -fPIC $("$python" -c "import sysconfig; print('-I' + sysconfig.get_paths()['include'])") \
+    "$here/adapters/media/native/_engine.c" -lsrtp2 -o "$work/_engine_asan.so"
+cd "$here"
+LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" ASAN_OPTIONS=detect_leaks=0 \
+    "$python" tests/media/native_asan_run.py "$work/_engine_asan.so" "$examples" 2>"$work/asan.log" \
+    || { tail -60 "$work/asan.log" >&2; echo "fuzz-native: the sanitized engine failed" >&2; exit 1; }
+if grep -E "runtime error|ERROR: AddressSanitizer" "$work/asan.log" >/dev/null; then
+    grep -E -A8 "runtime error|ERROR: AddressSanitizer" "$work/asan.log" >&2
+    exit 1
+fi

@@ -1,0 +1,80 @@
+"""The signaling hub's test doubles, shared by the hub tests (one of each): ``MemoryTransport``, an in-memory
+WebSocket, and ``MemoryRecorder``, a synchronous recorder that keeps the inputs it was fed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import trio
+from callsd.core.calls import events as ev
+from callsd.core.calls import outputs as out
+from callsd.core.calls.machine import CallsMachine
+
+
+class MemoryTransport:
+    """A client socket: the test pushes frames in; what the hub sends is collected (or blocks, when ``stuck``)."""
+
+    def __init__(self, *, stuck: bool = False, inbox_size: int = 1000) -> None:
+        self.inbox_send, self.inbox = trio.open_memory_channel[Any](inbox_size)
+        self.sent: list[dict[str, Any]] = []
+        self.closed: tuple[int, str] | None = None
+        self.stuck = stuck
+
+    async def receive(self) -> str | bytes | None:
+        return await self.inbox.receive()  # type: ignore[no-any-return]
+
+    async def send(self, text: str) -> None:
+        if self.stuck:
+            await trio.sleep_forever()
+        self.sent.append(json.loads(text))
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    async def push(self, kind: str, data: dict[str, Any] | None = None, **top: Any) -> None:
+        """Send one client message; ``top`` adds top-level fields (e.g. ``id``)."""
+        await self.inbox_send.send(json.dumps({"type": kind, "data": data or {}, **top}))
+
+    async def hang_up(self) -> None:
+        await self.inbox_send.send(None)
+
+    def types(self) -> list[str]:
+        return [m["type"] for m in self.sent]
+
+    def last(self, kind: str) -> dict[str, Any]:
+        return next(m for m in reversed(self.sent) if m["type"] == kind)
+
+    async def wait_for(self, kind: str, count: int = 1) -> None:
+        with trio.fail_after(10):
+            while self.types().count(kind) < count:
+                await trio.sleep(0.005)
+
+
+class MemoryRecorder:
+    """A synchronous ``Recorder`` without a store: every input is durable at once; ``log`` keeps them."""
+
+    group_commit = False
+
+    def __init__(self) -> None:
+        self.machine = CallsMachine()
+        self.log: list[ev.InputEvent] = []
+
+    @property
+    def seq(self) -> int:
+        return len(self.log)
+
+    @property
+    def durable_seq(self) -> int:
+        return len(self.log)
+
+    def handle(self, event: ev.InputEvent) -> list[out.OutputEvent]:
+        outputs = self.machine.handle(event)
+        self.log.append(event)
+        return outputs
+
+    async def wait_durable(self, seq: int) -> None:
+        """Everything is durable."""
+
+    async def commit_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import secrets
 import signal
 import sys
@@ -414,8 +415,6 @@ def _turn_credentials(config: Config) -> TurnCredentials | None:
 
 def _guard_settings(config: Config) -> GuardSettings:
     """The listener's limits; ``http.max_connections`` is kept below the process's file descriptor limit."""
-    import resource
-
     wanted = config.http.max_connections
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     room = soft - 64 if soft != resource.RLIM_INFINITY else wanted  # sockets, the log, media workers' pipes

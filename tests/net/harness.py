@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,13 +106,15 @@ def _token(channel: str, user: str) -> str:
 
 
 def start_aiortc(host: Host, server_address: str, *, user: str, seconds: float = 40, want: int = 50,
-                 hold: float = 3, channel: str = "net") -> subprocess.Popen[bytes]:
-    """net_client.py (one aiortc participant) in ``host`` against ``ws://server_address:8080``."""
-    return host.popen(
-        [sys.executable, str(CLIENT_SCRIPT), "--ws", f"ws://{_host(server_address)}:{HTTP_PORT}/api/v1/websocket",
-         "--token", _token(channel, user), "--channel", channel, "--seconds", str(seconds), "--want", str(want),
-         "--hold", str(hold)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 hold: float = 3, channel: str = "net", done: tuple[Path, int] | None = None) -> subprocess.Popen[bytes]:
+    """net_client.py (one aiortc participant) in ``host`` against ``ws://server_address:8080``. ``done``: a folder
+    shared with the other clients of the call and how many they are (each stays until all have heard enough)."""
+    args = [sys.executable, str(CLIENT_SCRIPT), "--ws", f"ws://{_host(server_address)}:{HTTP_PORT}/api/v1/websocket",
+            "--token", _token(channel, user), "--channel", channel, "--seconds", str(seconds), "--want", str(want),
+            "--hold", str(hold)]
+    if done is not None:
+        args += ["--done-dir", str(done[0]), "--peers", str(done[1])]
+    return host.popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def start_chromium(host: Host, server_address: str, *, user: str, seconds: float = 60, relay_only: bool = False,
@@ -136,12 +139,20 @@ def collect(proc: subprocess.Popen[bytes], timeout: float = 120) -> dict[str, An
     return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def run_clients(clients: list[Host], server_address: str, *, seconds: float = 40, want: int = 50,
+def summary(results: list[dict[str, Any]]) -> str:
+    """One line per client for a failure message: what it heard and the events it got (not their payloads)."""
+    return "\n".join(f"{r.get('session_id')}: frames={r.get('frames')} loud={r.get('loud_frames')} "
+                     f"ice={r.get('ice_state')} events={[e[0] for e in r.get('events', [])]}" for r in results)
+
+
+def run_clients(clients: list[Host], server_address: str, *, seconds: float = 60, want: int = 50,
                 channel: str = "net") -> list[dict[str, Any]]:
-    """Run one aiortc participant per host at once; their JSON results."""
-    procs = [start_aiortc(host, server_address, user=f"user{i}", seconds=seconds, want=want, channel=channel)
-             for i, host in enumerate(clients)]
-    return [collect(proc, seconds + 30) for proc in procs]
+    """Run one aiortc participant per host at once (each stays until all have heard enough); their JSON results."""
+    with tempfile.TemporaryDirectory(prefix="callsd-net-done-") as done:
+        procs = [start_aiortc(host, server_address, user=f"user{i}", seconds=seconds, want=want, channel=channel,
+                              done=(Path(done), len(clients)))
+                 for i, host in enumerate(clients)]
+        return [collect(proc, seconds + 30) for proc in procs]
 
 
 class Coturn:

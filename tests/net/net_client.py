@@ -10,7 +10,9 @@ offers, decodes what it receives, and prints one JSON object on stdout when done
 
 ``loud_frames`` counts decoded audio frames whose RMS is well above silence: proof the other participant's tone
 arrived, not merely comfort noise. The client stops when it has heard ``--want`` loud frames and kept the call up
-``--hold`` seconds more (so the other participant hears it too), or at ``--seconds``; every wait is bounded.
+``--hold`` seconds more (so the other participant hears it too), or at ``--seconds``; every wait is bounded. With
+``--done-dir D --peers N`` (several clients started together) each one leaves a file in D once it has heard enough
+and stays until N files are there, so a fast client does not leave before a slow one has heard it.
 aiortc runs on its own asyncio loop in a thread; the signaling side is Trio, like the server.
 """
 
@@ -23,6 +25,7 @@ import json
 import math
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -160,7 +163,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     now = trio.current_time()
                     if heard_at is None and peer.loud_frames >= args.want:
                         heard_at = now
-                    if heard_at is not None and now - heard_at >= args.hold:
+                        if args.done_dir:
+                            (Path(args.done_dir) / result["session_id"]).touch()
+                    everyone = not args.done_dir or len(list(Path(args.done_dir).iterdir())) >= args.peers
+                    if heard_at is not None and everyone and now - heard_at >= args.hold:
                         break
         finally:
             result.update(frames=peer.frames, loud_frames=peer.loud_frames, ice_state=peer.ice_state)
@@ -177,5 +183,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=40, help="give up after this long")
     parser.add_argument("--want", type=int, default=50, help="loud frames to hear before finishing")
     parser.add_argument("--hold", type=float, default=3, help="seconds to stay after hearing enough")
+    parser.add_argument("--done-dir", default="", help="a folder shared by clients started together")
+    parser.add_argument("--peers", type=int, default=1, help="how many clients share --done-dir")
     out = trio.run(main, parser.parse_args())
     sys.stdout.write(json.dumps(out) + "\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from net.harness import Net, run_clients
+from net.harness import Net, run_clients, summary
 
 
 def _heard(result: dict[str, Any]) -> bool:
@@ -14,7 +14,7 @@ def _heard(result: dict[str, Any]) -> bool:
 def test_two_clients_behind_nat_hear_each_other_through_a_public_server(net: Net, callsd: Any) -> None:
     server = callsd(net.server, ice_address_udp=net.server.address)
     results = run_clients([net.client1, net.client2], net.server.address)
-    assert all(_heard(r) for r in results), (results, server.log())
+    assert all(_heard(r) for r in results), summary(results) + "\n" + server.log()
     assert {r["ice_state"] for r in results} <= {"completed", "connected"}
 
 
@@ -24,4 +24,4 @@ def test_a_wildcard_bind_advertises_the_public_interface_and_works(net: Net, cal
     assert f"media: advertising {net.server.address}:8443 (every interface address" in log
     assert "0.0.0.0:8443" not in log
     results = run_clients([net.client1, net.client2], net.server.address)
-    assert all(_heard(r) for r in results), (results, server.log())
+    assert all(_heard(r) for r in results), summary(results) + "\n" + server.log()

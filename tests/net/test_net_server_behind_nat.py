@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 import pytest
-from net.harness import HTTP_PORT, RTC_PORT, Coturn, Net, run_clients
+from net.harness import HTTP_PORT, RTC_PORT, Coturn, Net, run_clients, summary
 
 PUBLIC = "198.51.100.3"  # nat2's public address: where clients reach the hidden server
 PRIVATE = "10.2.0.10"  # the hidden server's own (only) address
@@ -60,7 +60,7 @@ def test_with_ice_host_override_it_works(net: Net, callsd: Any, override: str) -
     server = callsd(net.hidden, ice_address_udp="0.0.0.0", ice_host_override=override)
     server.wait_log(f"media: advertising {PUBLIC}:{RTC_PORT} (rtc.ice_host_override")
     results = run_clients([net.client1, net.client2], PUBLIC)
-    assert all(r["loud_frames"] >= 50 for r in results), (results, server.log())
+    assert all(r["loud_frames"] >= 50 for r in results), summary(results) + "\n" + server.log()
     assert all(("connected" in {s for _, s, _ in _media_states(r)}) for r in results)
     assert "connected from 198.51.100." in server.log()  # the client's address after its own NAT
 
@@ -72,7 +72,7 @@ def test_with_stun_discovery_it_works_without_override(net: Net, callsd: Any, co
     advertised = _healthz(net)["rtc"]["advertised"]
     assert (advertised["addresses"], advertised["source"]) == ([PUBLIC], "stun")
     results = run_clients([net.client1, net.client2], PUBLIC)
-    assert all(r["loud_frames"] >= 50 for r in results), (results, server.log())
+    assert all(r["loud_frames"] >= 50 for r in results), summary(results) + "\n" + server.log()
     check = subprocess.run(net.hidden.exec_args(sys.executable, "-m", "callsd.app.cli", "config", "check"),
                            capture_output=True, text=True, timeout=30,
                            env={"CALLSD_RTC_ICE_ADDRESS_UDP": "0.0.0.0",
@@ -97,4 +97,4 @@ def test_a_host_name_override_is_re_resolved_and_the_change_logged(net: Net, cal
     server.wait_log(f"media: the advertised address changed: now {PUBLIC}:{RTC_PORT}", timeout=30)
     assert _healthz(net)["rtc"]["advertised"]["addresses"] == [PUBLIC]
     results = run_clients([net.client1, net.client2], PUBLIC)
-    assert all(r["loud_frames"] >= 50 for r in results), (results, server.log())
+    assert all(r["loud_frames"] >= 50 for r in results), summary(results) + "\n" + server.log()

@@ -41,6 +41,10 @@ function renderList() {
     $("screen-indicator", li).hidden = !p.screen;
     $("video-indicator", li).hidden = !p.video;
     $("disconnected-indicator", li).hidden = !p.disconnected;
+    // The server says this person's media never connected or dropped (user_media_state): say so instead of silence.
+    const noMedia = p.media === "failed" || p.media === "disconnected";
+    $("no-media-indicator", li).hidden = !noMedia || !!p.disconnected;
+    li.dataset.media = p.media || "connecting";
     li.dataset.muted = String(!!p.muted);
     li.dataset.speaking = String(!!p.speaking);
     li.dataset.hand = String(!!p.hand);

@@ -268,6 +268,15 @@ const HANDLERS = {
     upsertParticipant(d.session_id, { speaking: false });
   },
 
+  user_media_state(d) {
+    const before = state.participants.get(d.session_id);
+    upsertParticipant(d.session_id, { media: d.state });
+    if (d.state === "failed" && before && before.media !== "failed") {
+      const who = d.session_id === state.sessionId ? "You have" : `${nameOf(d.session_id)} has`;
+      toast(`${who} no audio connection`, "notice");
+    }
+  },
+
   user_screen_on(d) {
     if (d.stream_id) state.screenStreams.set(d.stream_id, d.session_id);
     upsertParticipant(d.session_id, { screen: true });
@@ -373,6 +382,7 @@ function applyCallState(s) {
         video: !!p.video,
         speaking: !!p.speaking,
         disconnected: p.connected === false,
+        media: p.media || "connecting",
       },
       false,
     );

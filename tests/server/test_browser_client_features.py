@@ -71,6 +71,14 @@ def test_tiles_speaking_pin_views_toasts_and_notices(fake: Any, people: Any) -> 
     expect(_tile(ada, b_sid)).to_have_attribute("data-speaking", "true", timeout=bs.WAIT_MS)
     app.push("tiles", "user_voice_off", {"session_id": b_sid})
     expect(_tile(ada, b_sid)).to_have_attribute("data-speaking", "false", timeout=bs.WAIT_MS)
+    # A participant whose media never connected is named, not left silent (user_media_state, issue 11).
+    no_media = ada.row(b_sid).locator('[data-testid="no-media-indicator"]')
+    expect(no_media).to_be_hidden()
+    app.push("tiles", "user_media_state", {"session_id": b_sid, "state": "failed", "reason": "no_ice_check"})
+    expect(no_media).to_be_visible(timeout=bs.WAIT_MS)
+    expect(ada.tid("toast").filter(has_text="Bob has no audio connection")).to_have_count(1, timeout=bs.WAIT_MS)
+    app.push("tiles", "user_media_state", {"session_id": b_sid, "state": "connected", "reason": ""})
+    expect(no_media).to_be_hidden(timeout=bs.WAIT_MS)
     # Pin: speaker view with Bob large; the view button goes back to the grid.
     _tile(ada, b_sid).locator('[data-testid="pin-button"]').click()
     expect(ada.tid("stage")).to_have_attribute("data-view", "speaker")

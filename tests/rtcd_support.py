@@ -1,0 +1,128 @@
+"""Helpers for the rtcd tests: raw HTTP/1.1 requests, and ``callsd rtcd`` as a real process on a loopback address.
+
+    status, headers, body = await http(port, "POST", "/register", json_body={...}, auth="Bearer ...", host="127.0.0.2")
+    host = RtcdProcess(tmp_path, "127.0.0.2", admin_key=ADMIN)     # free API port on that address, UDP ephemeral
+    host.start(); host.register(CLIENT, KEY); host.pid; host.kill(); host.terminate()
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+ADMIN = "admin-" + "a" * 40
+CLIENT = "serve-1"
+KEY = "k" * 40
+
+
+def basic(client_id: str, key: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{key}".encode()).decode()
+
+
+async def http(port: int, method: str, path: str, *, auth: str | None = None, json_body: Any = None,
+               host: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+    body = b"" if json_body is None else json.dumps(json_body).encode()
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
+    if auth:
+        head += f"Authorization: {auth}\r\n"
+    if json_body is not None:
+        head += "Content-Type: application/json\r\n"
+    stream = await trio.open_tcp_stream(host, port)
+    async with stream:
+        await stream.send_all(head.encode() + b"\r\n" + body)
+        data = b""
+        with trio.fail_after(20):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    raw_head, _, payload = data.partition(b"\r\n\r\n")
+    lines = raw_head.decode("latin1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, payload
+
+
+def free_port(address: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+class RtcdProcess:
+    """``callsd rtcd`` (standalone) on ``address``: API on a free TCP port, media on an ephemeral UDP port."""
+
+    def __init__(self, tmp_path: Path, address: str, *, admin_key: str = ADMIN, **env: str) -> None:
+        self.address = address
+        self.port = free_port(address)
+        self.dir = tmp_path / f"rtcd-{address}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ, CALLSD_API_LISTEN=address, CALLSD_API_PORT=str(self.port),
+                        CALLSD_API_ADMIN_SECRET_KEY=admin_key, CALLSD_RTC_ICE_ADDRESS_UDP=address,
+                        CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_STORE_DATA_DIR=str(self.dir / "data"),
+                        CALLSD_LOG_LEVEL="info", **env)
+        self.log_path = self.dir / "rtcd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 30.0) -> None:
+        with open(self.log_path, "a") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "callsd.app.cli", "rtcd", "--log-level", "info"],
+                                         env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(f"http://{self.address}:{self.port}/healthz", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        pytest.fail(f"callsd rtcd on {self.address} is not healthy:\n" + self.log()[-3000:])
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def register(self, client_id: str = CLIENT, key: str = KEY) -> None:
+        req = urllib.request.Request(f"http://{self.address}:{self.port}/register", method="POST",
+                                     data=json.dumps({"client_id": client_id, "auth_key": key}).encode(),
+                                     headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as answer:
+            assert answer.status == 201
+
+    def system(self) -> dict[str, Any]:
+        req = urllib.request.Request(f"http://{self.address}:{self.port}/system",
+                                     headers={"Authorization": basic(CLIENT, KEY)})
+        with urllib.request.urlopen(req, timeout=30) as answer:
+            return json.loads(answer.read())  # type: ignore[no-any-return]
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)

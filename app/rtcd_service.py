@@ -151,7 +151,9 @@ async def run_service(config: RtcdConfig, *, version: str, control: RtcdControl 
     """Run until stopped, or drained (see the module docstring)."""
     from callsd.adapters.media.plane import MediaPlane
 
-    from .server import ShieldSend  # hypercorn 0.18's disconnect leak workaround, as for serve (app/server.py)
+    from .server import (
+        ShieldSend,  # hypercorn 0.18's disconnect leak workaround, as for serve (app/server.py)
+    )
 
     control = control or RtcdControl()
     data_dir = Path(config.store.data_dir)

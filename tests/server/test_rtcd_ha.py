@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +46,23 @@ def _module(name: str, file: str) -> Any:
 
 E2E = _module("callsd_tests_e2e_aiortc_helpers", "test_server_e2e_aiortc.py")
 WORKERS = _module("callsd_tests_rtcd_worker_helpers", "test_server_rtcd.py")
-Peer, _until, _pump = E2E.Peer, E2E._until, WORKERS._pump
+Peer, _until = E2E.Peer, E2E._until
+
+
+async def _pump(client: Any, peer: Any) -> None:
+    """Answer the server's offers; an offer reaching a peer whose call it has left is ignored (the test's peers
+    stay open until the end, a browser page would have dropped them)."""
+    from aiortc.exceptions import InvalidStateError
+
+    while True:
+        msg = await client.recv(timeout=120)
+        if msg["type"] == "signal" and msg["data"]["type"] in ("offer", "answer"):
+            try:
+                answer = await peer.accept(msg["data"]["type"], msg["data"]["sdp"])
+            except InvalidStateError:
+                continue
+            if answer is not None:
+                await client.send("sdp", {"type": "answer", "sdp": answer})
 
 
 def _common_port() -> int:
@@ -161,7 +178,7 @@ async def _call(connect: Any, serve: Serve, channel: str, nursery: trio.Nursery,
         await client.request("join", {"channel_id": channel}, expect="join_ack")
         await client.send("unmute")
         await client.send("sdp", {"type": "offer", "sdp": await peer.offer()})
-        nursery.start_soon(_pump, client, peer, [], [])
+        nursery.start_soon(_pump, client, peer)
     await _until(lambda: all(p.received > 25 for p in peers), timeout=60)
     return peers, clients
 
@@ -234,6 +251,53 @@ async def test_spread_dns_removal_and_kill_9_recovery(rtcd_pair: Any, connect: A
             placement = await serve.placement()
             assert placement["calls"].get(b) == 3
             assert (await _systems([hosts[ADDRESSES.index(b)]]))[0]["calls"] == 3
+            nursery.cancel_scope.cancel()
+    finally:
+        for peer in stack:
+            await peer.close()
+
+
+def _status(host: RtcdProcess, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://{host.address}:{host.port}{path}", timeout=5) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+async def test_sigterm_drains_a_host(rtcd_pair: Any, connect: Any, loopback_aioice: None) -> None:
+    hosts, _names, serve = rtcd_pair
+    await serve.ready()
+    stack: list[Any] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            call1, clients1 = await _call(connect, serve, "call1", nursery, stack)
+            placement = await serve.placement()
+            a = next(h for h, n in placement["calls"].items() if n == 1)
+            b = next(h for h in ADDRESSES if h != a)
+            draining = hosts[ADDRESSES.index(a)]
+            draining.terminate()
+            with trio.fail_after(10):
+                while await trio.to_thread.run_sync(_status, draining, "/healthz") != 503:
+                    await trio.sleep(0.1)
+            assert (await _systems([draining]))[0]["draining"] is True
+            await _until_placement(serve, lambda p: p.get("draining", {}).get(a) == 1
+                                   and p.get("accepting", {}).get(a) == 0)
+            # no new call lands on the draining host (without the drain, call3 would: 2 sessions there, 4 on b)
+            call2, _ = await _call(connect, serve, "call2", nursery, stack)
+            call3, _ = await _call(connect, serve, "call3", nursery, stack)
+            placement = await serve.placement()
+            assert placement["calls"] == {a: 1, b: 2}
+            await _hears(call1)  # the draining host's call goes on
+            assert draining.proc is not None and draining.proc.poll() is None
+            # the call ends: the host has nothing left and exits 0
+            for client in clients1:
+                await client.send("leave")
+            with trio.fail_after(20):
+                while draining.proc.poll() is None:
+                    await trio.sleep(0.1)
+            assert draining.proc.returncode == 0, draining.log()[-2000:]
+            await _hears(call2 + call3)
             nursery.cancel_scope.cancel()
     finally:
         for peer in stack:

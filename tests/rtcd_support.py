@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -25,6 +26,18 @@ import trio
 ADMIN = "admin-" + "a" * 40
 CLIENT = "serve-1"
 KEY = "k" * 40
+
+
+_UNVERIFIED = ssl._create_unverified_context()  # the test's own helpers only; serve verifies (SSL_CERT_FILE)
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for ``name`` (subjectAltName), made by the openssl command line."""
+    cert, key = directory / "rtcd.crt", directory / "rtcd.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
 
 
 def basic(client_id: str, key: str) -> str:
@@ -61,8 +74,10 @@ def free_port(address: str) -> int:
 class RtcdProcess:
     """``callsd rtcd`` (standalone) on ``address``: API on a free TCP port, media on an ephemeral UDP port."""
 
-    def __init__(self, tmp_path: Path, address: str, *, admin_key: str = ADMIN, **env: str) -> None:
+    def __init__(self, tmp_path: Path, address: str, *, admin_key: str = ADMIN, tls: tuple[Path, Path] | None = None,
+                 **env: str) -> None:
         self.address = address
+        self.scheme = "https" if tls else "http"
         self.port = free_port(address)
         self.dir = tmp_path / f"rtcd-{address}"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -70,8 +85,14 @@ class RtcdProcess:
                         CALLSD_API_ADMIN_SECRET_KEY=admin_key, CALLSD_RTC_ICE_ADDRESS_UDP=address,
                         CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_STORE_DATA_DIR=str(self.dir / "data"),
                         CALLSD_LOG_LEVEL="info", **env)
+        if tls:
+            self.env.update(CALLSD_API_TLS_CERT=str(tls[0]), CALLSD_API_TLS_KEY=str(tls[1]))
         self.log_path = self.dir / "rtcd.log"
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"{self.scheme}://{self.address}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -87,7 +108,7 @@ class RtcdProcess:
             if self.proc.poll() is not None:
                 break
             try:
-                with urllib.request.urlopen(f"http://{self.address}:{self.port}/healthz", timeout=1):
+                with urllib.request.urlopen(f"{self.base}/healthz", timeout=1, context=_UNVERIFIED):
                     return
             except OSError:
                 time.sleep(0.1)
@@ -97,16 +118,16 @@ class RtcdProcess:
         return self.log_path.read_text(errors="replace")
 
     def register(self, client_id: str = CLIENT, key: str = KEY) -> None:
-        req = urllib.request.Request(f"http://{self.address}:{self.port}/register", method="POST",
+        req = urllib.request.Request(f"{self.base}/register", method="POST",
                                      data=json.dumps({"client_id": client_id, "auth_key": key}).encode(),
                                      headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as answer:
+        with urllib.request.urlopen(req, timeout=30, context=_UNVERIFIED) as answer:
             assert answer.status == 201
 
     def system(self) -> dict[str, Any]:
-        req = urllib.request.Request(f"http://{self.address}:{self.port}/system",
+        req = urllib.request.Request(f"{self.base}/system",
                                      headers={"Authorization": basic(CLIENT, KEY)})
-        with urllib.request.urlopen(req, timeout=30) as answer:
+        with urllib.request.urlopen(req, timeout=30, context=_UNVERIFIED) as answer:
             return json.loads(answer.read())  # type: ignore[no-any-return]
 
     def kill(self) -> None:

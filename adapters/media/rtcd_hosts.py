@@ -130,9 +130,10 @@ class RtcdHosts:
                 nursery.cancel_scope.cancel()
         except Exception as exc:  # OSError, RtcdApiError, TooSlowError, a refused upgrade, a TLS failure
             host.link_failures += 1
+            cause = f" ({exc.__cause__!r})" if exc.__cause__ is not None else ""  # trio wraps TLS errors
             log.log(logging.WARNING if host.link_failures == 1 else logging.DEBUG,
-                    "rtcd host %s cannot be linked: %r (retried every %gs while it is in DNS)",
-                    host.endpoint.label, exc, self.resolve_interval)
+                    "rtcd host %s cannot be linked: %r%s (retried every %gs while it is in DNS)",
+                    host.endpoint.label, exc, cause, self.resolve_interval)
         finally:
             host.linking = False
             host.plane = None

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 import trio
-from rtcd_support import CLIENT, KEY, RtcdProcess, free_port
+from rtcd_support import CLIENT, KEY, RtcdProcess, free_port, self_signed
 
 pytestmark = pytest.mark.slow
 
@@ -96,12 +96,12 @@ class Hosts:
 class Serve:
     """``callsd serve`` in a private mount namespace with ``hosts`` bind-mounted over /etc/hosts."""
 
-    def __init__(self, tmp_path: Path, hosts: Hosts, rtcd_port: int) -> None:
+    def __init__(self, tmp_path: Path, hosts: Hosts, rtcd_port: int, *, scheme: str = "http", **extra: str) -> None:
         self.port = free_port("127.0.0.1")
         self.log_path = tmp_path / "serve.log"
         env = dict(os.environ, CALLSD_HTTP_PORT=str(self.port), CALLSD_STORE_DATA_DIR=str(tmp_path / "serve"),
-                   CALLSD_RTC_RTCD_URL=f"http://{NAME}:{rtcd_port}", CALLSD_RTC_RTCD_CLIENT_ID=CLIENT,
-                   CALLSD_RTC_RTCD_AUTH_KEY=KEY, CALLSD_RTC_RTCD_RESOLVE_INTERVAL="0.5", CALLSD_LOG_LEVEL="info")
+                   CALLSD_RTC_RTCD_URL=f"{scheme}://{NAME}:{rtcd_port}", CALLSD_RTC_RTCD_CLIENT_ID=CLIENT,
+                   CALLSD_RTC_RTCD_AUTH_KEY=KEY, CALLSD_RTC_RTCD_RESOLVE_INTERVAL="0.5", CALLSD_LOG_LEVEL="info", **extra)
         unshare = shutil.which("unshare") or "/usr/bin/unshare"
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
@@ -302,3 +302,37 @@ async def test_sigterm_drains_a_host(rtcd_pair: Any, connect: Any, loopback_aioi
     finally:
         for peer in stack:
             await peer.close()
+
+
+async def test_https_link_checks_the_certificate_name(tmp_path: Path, connect: Any, loopback_aioice: None) -> None:
+    """``https://`` rtcd_url: the link is TLS, the certificate is checked against the name (a private CA through
+    SSL_CERT_FILE), and a call carries audio through it; a server that does not trust the certificate links nothing."""
+    cert, key = self_signed(tmp_path, NAME)
+    host = RtcdProcess(tmp_path, ADDRESSES[0], tls=(cert, key))
+    names = Hosts(tmp_path / "hosts")
+    names.set(ADDRESSES[0])
+    stack: list[Any] = []
+    untrusting = None
+    serve = None
+    try:
+        host.start()
+        host.register()
+        (tmp_path / "u").mkdir()
+        untrusting = Serve(tmp_path / "u", names, host.port, scheme="https")
+        serve = Serve(tmp_path, names, host.port, scheme="https", SSL_CERT_FILE=str(cert))
+        await serve.ready()
+        await untrusting.ready()
+        async with trio.open_nursery() as nursery:
+            call, _ = await _call(connect, serve, "tls", nursery, stack)
+            await _hears(call)
+            assert (await serve.placement())["up"] == {ADDRESSES[0]: 1}
+            assert "up" not in await untrusting.placement()  # no host could be linked
+            assert "CERTIFICATE_VERIFY_FAILED" in untrusting.log_path.read_text()
+            nursery.cancel_scope.cancel()
+    finally:
+        for peer in stack:
+            await peer.close()
+        for s in (serve, untrusting):
+            if s is not None:
+                s.stop()
+        host.kill()

@@ -336,3 +336,26 @@ async def test_https_link_checks_the_certificate_name(tmp_path: Path, connect: A
             if s is not None:
                 s.stop()
         host.kill()
+
+
+async def test_loadtest_through_two_rtcd_hosts(rtcd_pair: Any, tmp_path: Path) -> None:
+    """``callsd loadtest`` through serve placing calls on the two hosts: < 0.5 % loss, and the results say how many
+    calls each host held."""
+    import json
+
+    _hosts, _names, serve = rtcd_pair
+    await serve.ready()
+    results = tmp_path / "results.json"
+    run = await trio.run_process(
+        [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", f"http://127.0.0.1:{serve.port}",
+         "--calls", "4", "--users-per-call", "3", "--unmuted", "1", "--duration", "8", "--join-duration", "2",
+         "--processes", "1", "--output", str(results), "--quiet"],
+        capture_stdout=True, capture_stderr=True, check=False, cwd=tmp_path)
+    assert run.returncode == 0, (run.stdout + run.stderr).decode()[-3000:]
+    doc = json.loads(results.read_text())
+    assert doc["users"]["joined"] == 12 and doc["users"]["failed"] == 0
+    assert doc["overall"]["audio_streams_received"] == doc["overall"]["audio_streams_expected"] == 8
+    assert doc["overall"]["loss"] < 0.005
+    per_host = doc["server"]["calls_per_host"]
+    assert sorted(per_host) == [f"rtcd {a}:{_hosts[0].port}" for a in ADDRESSES]
+    assert sorted(per_host.values()) == [2, 2], per_host

@@ -128,3 +128,26 @@ async def test_drain_state_is_visible(nursery: trio.Nursery, tmp_path: Path) -> 
             except (OSError, trio.BrokenResourceError):
                 break
             await trio.sleep(0.05)
+
+
+async def test_rtcd_dashboard_uses_only_exported_metrics(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """deploy/grafana/callsd-rtcd.json: every family it queries is exported by a real rtcd, or by serve's
+    placement collector (the serve panels)."""
+    import re
+
+    from callsd.adapters.media.placement_metrics import PlacementCollector
+    from callsd.adapters.media.router import PlaneRouter
+    from callsd.adapters.media.rtcd_hosts import RtcdHosts
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    port, info, _ = await _start(nursery, tmp_path, admin_secret_key=ADMIN)
+    info.state.clients.register("c", KEY)
+    _, _, body = await http(port, "GET", "/metrics", auth=basic("c", KEY))
+    registry = CollectorRegistry()
+    router = PlaneRouter(RtcConfig(), lambda event: None, hosts=RtcdHosts("http://rtcd.invalid:8045", "c", KEY))
+    registry.register(PlacementCollector(router))
+    text = body.decode() + generate_latest(registry).decode()
+    exported = set(re.findall(r"^(callsd_\w+)", text, re.M)) | set(re.findall(r"^# TYPE (callsd_\w+) ", text, re.M))
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy/grafana/callsd-rtcd.json").read_text())
+    used = {name for p in dashboard["panels"] for t in p["targets"] for name in re.findall(r"callsd_\w+", t["expr"])}
+    assert len(used) > 10 and used <= exported, used - exported

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import ssl
@@ -23,6 +25,8 @@ from typing import Any
 import pytest
 import trio
 
+NAME = "rtcd.callsd.test"  # the one host name of the rtcd hosts in the HA tests
+ADDRESSES = ("127.0.0.2", "127.0.0.3")
 ADMIN = "admin-" + "a" * 40
 CLIENT = "serve-1"
 KEY = "k" * 40
@@ -144,6 +148,92 @@ class RtcdProcess:
             self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def common_port() -> int:
+    """A TCP port free on both addresses: the one URL names one port for every host."""
+    for _ in range(50):
+        port = free_port(ADDRESSES[0])
+        try:
+            import socket
+
+            with socket.socket() as s:
+                s.bind((ADDRESSES[1], port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no common free port")
+
+
+class Hosts:
+    """The hosts file serve's mount namespace sees as /etc/hosts (rewritten in place: same inode)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.write_text("127.0.0.1 localhost\n")
+
+    def set(self, *addresses: str) -> None:
+        with open(self.path, "r+") as f:
+            f.truncate(0)
+            f.write("127.0.0.1 localhost\n" + "".join(f"{a} {NAME}\n" for a in addresses))
+
+
+class Serve:
+    """``callsd serve`` in a private mount namespace with ``hosts`` bind-mounted over /etc/hosts."""
+
+    def __init__(self, tmp_path: Path, hosts: Hosts, rtcd_port: int, *, scheme: str = "http", **extra: str) -> None:
+        self.port = free_port("127.0.0.1")
+        self.log_path = tmp_path / "serve.log"
+        env = dict(os.environ, CALLSD_HTTP_PORT=str(self.port), CALLSD_STORE_DATA_DIR=str(tmp_path / "serve"),
+                   CALLSD_RTC_RTCD_URL=f"{scheme}://{NAME}:{rtcd_port}", CALLSD_RTC_RTCD_CLIENT_ID=CLIENT,
+                   CALLSD_RTC_RTCD_AUTH_KEY=KEY, CALLSD_RTC_RTCD_RESOLVE_INTERVAL="0.5", CALLSD_LOG_LEVEL="info", **extra)
+        unshare = shutil.which("unshare") or "/usr/bin/unshare"
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [unshare, "--mount", "--propagation", "private", "sh", "-c",
+                 'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts.path),
+                 sys.executable, "-m", "callsd.app.cli", "serve"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        pytest.fail("callsd serve is not healthy:\n" + self.log_path.read_text()[-3000:])
+
+    async def ready(self) -> None:
+        await trio.to_thread.run_sync(self.wait_ready)
+
+    async def placement(self) -> dict[str, dict[str, float]]:
+        return await trio.to_thread.run_sync(self.placement_now)
+
+    def placement_now(self) -> dict[str, dict[str, float]]:
+        """serve's /metrics per-host placement: {"calls": {host: n}, "sessions": ..., "accepting": ..., "up": ...}."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as answer:
+            text = str(answer.read().decode())
+        out: dict[str, dict[str, float]] = {}
+        for kind, host, value in re.findall(r'^callsd_media_host_(\w+)\{host="rtcd ([\d.]+):\d+"\} (\S+)$', text,
+                                            re.M):
+            out.setdefault(kind, {})[host] = float(value)
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)

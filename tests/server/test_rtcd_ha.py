@@ -11,11 +11,6 @@ the call on the other host is untouched; SIGTERM drains a host (503, no new call
 from __future__ import annotations
 
 import importlib.util
-import os
-import re
-import shutil
-import signal
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -26,12 +21,10 @@ from typing import Any
 
 import pytest
 import trio
-from rtcd_support import CLIENT, KEY, RtcdProcess, free_port, self_signed
+from rtcd_support import ADDRESSES, NAME, Hosts, RtcdProcess, Serve, common_port, self_signed
 
 pytestmark = pytest.mark.slow
 
-NAME = "rtcd.callsd.test"
-ADDRESSES = ("127.0.0.2", "127.0.0.3")
 
 
 def _module(name: str, file: str) -> Any:
@@ -65,90 +58,9 @@ async def _pump(client: Any, peer: Any) -> None:
                 await client.send("sdp", {"type": "answer", "sdp": answer})
 
 
-def _common_port() -> int:
-    """A TCP port free on both addresses: the one URL names one port for every host."""
-    for _ in range(50):
-        port = free_port(ADDRESSES[0])
-        try:
-            import socket
-
-            with socket.socket() as s:
-                s.bind((ADDRESSES[1], port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no common free port")
-
-
-class Hosts:
-    """The hosts file serve's mount namespace sees as /etc/hosts (rewritten in place: same inode)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.write_text("127.0.0.1 localhost\n")
-
-    def set(self, *addresses: str) -> None:
-        with open(self.path, "r+") as f:
-            f.truncate(0)
-            f.write("127.0.0.1 localhost\n" + "".join(f"{a} {NAME}\n" for a in addresses))
-
-
-class Serve:
-    """``callsd serve`` in a private mount namespace with ``hosts`` bind-mounted over /etc/hosts."""
-
-    def __init__(self, tmp_path: Path, hosts: Hosts, rtcd_port: int, *, scheme: str = "http", **extra: str) -> None:
-        self.port = free_port("127.0.0.1")
-        self.log_path = tmp_path / "serve.log"
-        env = dict(os.environ, CALLSD_HTTP_PORT=str(self.port), CALLSD_STORE_DATA_DIR=str(tmp_path / "serve"),
-                   CALLSD_RTC_RTCD_URL=f"{scheme}://{NAME}:{rtcd_port}", CALLSD_RTC_RTCD_CLIENT_ID=CLIENT,
-                   CALLSD_RTC_RTCD_AUTH_KEY=KEY, CALLSD_RTC_RTCD_RESOLVE_INTERVAL="0.5", CALLSD_LOG_LEVEL="info", **extra)
-        unshare = shutil.which("unshare") or "/usr/bin/unshare"
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(
-                [unshare, "--mount", "--propagation", "private", "sh", "-c",
-                 'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts.path),
-                 sys.executable, "-m", "callsd.app.cli", "serve"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-
-    async def ready(self) -> None:
-        def healthy() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        with trio.fail_after(60):
-            while not await trio.to_thread.run_sync(healthy):
-                assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
-                await trio.sleep(0.2)
-
-    async def placement(self) -> dict[str, dict[str, float]]:
-        """serve's /metrics per-host placement: {"calls": {host: n}, "sessions": ..., "accepting": ..., "up": ...}."""
-        def get() -> str:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as answer:
-                return str(answer.read().decode())
-
-        text = await trio.to_thread.run_sync(get)
-        out: dict[str, dict[str, float]] = {}
-        for kind, host, value in re.findall(r'^callsd_media_host_(\w+)\{host="rtcd ([\d.]+):\d+"\} (\S+)$', text,
-                                            re.M):
-            out.setdefault(kind, {})[host] = float(value)
-        return out
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
 @pytest.fixture
 def rtcd_pair(tmp_path: Path) -> Iterator[tuple[list[RtcdProcess], Hosts, Serve]]:
-    port = _common_port()
+    port = common_port()
     hosts = [RtcdProcess(tmp_path, a) for a in ADDRESSES]
     for h in hosts:
         h.port = port

@@ -23,7 +23,6 @@ class PlacementCollector:
     def collect(self) -> Iterator[Metric]:
         r = self.router
         calls = Counter(r.channel_worker.values())
-        sessions = Counter(r.session_worker.values())
         families = {
             "calls": GaugeMetricFamily("callsd_media_host_calls", "Calls placed on each media host", labels=["host"]),
             "sessions": GaugeMetricFamily("callsd_media_host_sessions", "Media sessions on each media host",
@@ -40,8 +39,8 @@ class PlacementCollector:
             latest[plane.name] = i
         for name, i in sorted(latest.items()):
             plane = r.planes[i]
-            families["calls"].add_metric([name], calls[i])
-            families["sessions"].add_metric([name], sessions[i])
+            families["calls"].add_metric([name], calls[i] if plane.alive else 0)  # a lost host holds nothing
+            families["sessions"].add_metric([name], len(plane.sessions))
             families["up"].add_metric([name], 1 if plane.alive else 0)
             families["accepting"].add_metric([name], 1 if plane.alive and plane.accepting else 0)
             families["draining"].add_metric([name], 1 if plane.draining else 0)

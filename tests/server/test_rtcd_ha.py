@@ -11,6 +11,7 @@ the call on the other host is untouched; SIGTERM drains a host (503, no new call
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sys
 import urllib.error
 import urllib.request
@@ -271,3 +272,39 @@ async def test_loadtest_through_two_rtcd_hosts(rtcd_pair: Any, tmp_path: Path) -
     per_host = doc["server"]["calls_per_host"]
     assert sorted(per_host) == [f"rtcd {a}:{_hosts[0].port}" for a in ADDRESSES]
     assert sorted(per_host.values()) == [2, 2], per_host
+
+
+async def test_a_hung_host_fails_health_then_its_link_and_comes_back(rtcd_pair: Any, connect: Any,
+                                                                     loopback_aioice: None) -> None:
+    """SIGSTOP of a host: its /system stops answering (no new calls: the next call lands on the other host), then
+    the link's pings time out (its sessions are reported closed); after SIGCONT the next resolution links it again
+    and it takes calls."""
+    hosts, _names, serve = rtcd_pair
+    await serve.ready()
+    stack: list[Any] = []
+    stopped = hosts[0]
+    try:
+        async with trio.open_nursery() as nursery:
+            call1, _ = await _call(connect, serve, "call1", nursery, stack)
+            placement = await serve.placement()
+            if placement["calls"].get(stopped.address) != 1:  # make the stopped host the one with the call
+                stopped = hosts[1]
+            other = next(a for a in ADDRESSES if a != stopped.address)
+            assert stopped.proc is not None
+            stopped.proc.send_signal(signal.SIGSTOP)
+            try:
+                await _until_placement(serve, lambda p: p["accepting"].get(stopped.address) == 0, timeout=15)
+                call2, _ = await _call(connect, serve, "call2", nursery, stack)
+                assert (await serve.placement())["calls"].get(other) == 1
+                # the link's pings go unanswered: serve gives the host up and reports its sessions closed
+                placement = await _until_placement(serve, lambda p: p["up"].get(stopped.address) == 0, timeout=30)
+                assert placement["sessions"].get(stopped.address, 0) == 0
+            finally:
+                stopped.proc.send_signal(signal.SIGCONT)
+            await _until_placement(serve, lambda p: p["up"].get(stopped.address) == 1
+                                   and p["accepting"].get(stopped.address) == 1, timeout=30)
+            await _hears(call2)
+            nursery.cancel_scope.cancel()
+    finally:
+        for peer in stack:
+            await peer.close()

@@ -181,7 +181,13 @@ class PlaneRouter:
 
     # -- placement ---------------------------------------------------------------------------------------------
     def add_plane(self, plane: RemotePlane) -> int:
-        """A remote host's plane joins placement (its index is stable: dead planes stay in the list)."""
+        """A remote host's plane joins placement. Indices are stable while anything refers to them, so a relinked
+        host takes the slot of a lost plane nothing refers to any more (a flapping host does not grow the list)."""
+        used = set(self.channel_worker.values()) | set(self.session_worker.values())
+        for i, old in enumerate(self.planes):
+            if not old.alive and i not in used:
+                self.planes[i] = plane
+                return i
         self.planes.append(plane)
         return len(self.planes) - 1
 

@@ -62,3 +62,14 @@ def test_only_accepting_live_hosts_get_new_calls() -> None:
     router.handle_signal("a1", {"type": "offer", "sdp": "v=0"})
     assert router.session_worker["a1"] == 1 and router.channel_worker["A"] == 1
     assert any(isinstance(e, SessionMoved) and e.session_id == "a1" for e in events)
+
+
+def test_a_relinked_host_reuses_a_free_slot() -> None:
+    router, planes, _ = _router(2)
+    router.open_session("a1", "A")  # on plane 0
+    planes[0]._lost("gone")
+    planes[1]._lost("gone")
+    stream, _ = trio.testing.memory_stream_pair()
+    fresh = RemotePlane(stream, router.emit, name="rtcd 1")
+    assert router.add_plane(fresh) == 1  # slot 0 is still named by call A's session; slot 1 is free
+    assert len(router.planes) == 2

@@ -9,9 +9,9 @@ Public API (the hub's ``MediaPlaneLike``, plus what the server and the metrics e
     router.planes                                  # the RemotePlanes (metrics sums their counters)
     await router.refresh_counters()                # fresh counters from every live worker (bounded)
 
-Placement: a channel (call) is placed on the live, accepting worker or host with the lowest ``cpu_load`` (in steps
-of ``LOAD_STEP``: smaller differences are noise; workers report none) and then the fewest sessions when its first
-session opens,
+Placement: a channel (call) is placed, when its first session opens, on the live, accepting worker or host with the
+fewest sessions among those whose ``cpu_load`` is within ``LOAD_STEP`` of the lightest (smaller differences are
+noise; workers report none, so for them it is simply the fewest sessions),
 and stays there while it has sessions; every session of the call, and every routing output naming the channel, goes
 to that worker, so forwarding never crosses processes. Worker ``i`` binds RTC port ``ice_port_udp + i`` (or a free
 port when ``ice_port_udp`` is 0) and advertises it in its candidates.
@@ -203,7 +203,9 @@ class PlaneRouter:
         if not live:
             return None
         load = Counter(self.session_worker.values())
-        i = min(live, key=lambda w: (round(self.planes[w].cpu_load / LOAD_STEP), load[w], w))
+        lightest = min(self.planes[w].cpu_load for w in live)
+        near = [w for w in live if self.planes[w].cpu_load <= lightest + LOAD_STEP]  # within noise of the lightest
+        i = min(near, key=lambda w: (load[w], self.planes[w].cpu_load, w))
         self.channel_worker[channel_id] = i
         return i
 

@@ -1,5 +1,5 @@
-"""PlaneRouter placement over remote hosts (adapters/media/router.py): lowest cpu_load (in LOAD_STEP steps), then
-fewest sessions; only accepting, live planes get new calls; a call stays on its host; a dead host's sessions move
+"""PlaneRouter placement over remote hosts (adapters/media/router.py): fewest sessions among the hosts whose
+cpu_load is within LOAD_STEP of the lightest; only accepting, live planes get new calls; a call stays on its host; a dead host's sessions move
 with their next offer (SessionMoved). The planes are real RemotePlanes whose links are never served."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def test_lowest_load_then_fewest_sessions_and_calls_stay() -> None:
     planes[0].cpu_load, planes[1].cpu_load = 0.50, 0.10
     router.open_session("a1", "A")
     assert router.channel_worker["A"] == 1  # lower load
-    planes[1].cpu_load = 0.52  # same 5 % step as host 0: sessions decide
+    planes[1].cpu_load = 0.54  # within 5 % of a core of host 0: sessions decide
     router.open_session("b1", "B")
     assert router.channel_worker["B"] == 0
     planes[0].cpu_load = 0.51

@@ -18,11 +18,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = sub.add_parser("check", help="validate FILE and print the effective configuration")
     check.add_argument("file", nargs="?", help="TOML file (omit to check the defaults + environment)")
+    check.add_argument("--rtcd", action="store_true",
+                       help="check it as a callsd rtcd file (implied when the file has an [api] section)")
     check.add_argument("--system", action="store_true",
                        help="also check this machine: socket buffer limits (the sysctl lines to apply when short)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from .rtcd_config import is_rtcd_file
+
+    if args.rtcd or (args.file and is_rtcd_file(args.file)):
+        return _check_rtcd(args)
     try:
         config = load_config(args.file, os.environ)
     except ConfigError as exc:
@@ -54,3 +60,16 @@ def _advertised_comment(config: Config) -> str:
         lines[0] += " (port 0: the port picked at start)"
     lines += [f"# rtc: warning: {w}" for w in advertised.warnings]
     return "\n".join(lines) + "\n"
+
+
+def _check_rtcd(args: argparse.Namespace) -> int:
+    """``callsd config check`` of an rtcd file (app/rtcd_config.py): same exit codes and masking."""
+    from .rtcd_config import load_rtcd_config, render_rtcd_toml
+
+    try:
+        config = load_rtcd_config(args.file, os.environ)
+    except ConfigError as exc:
+        print(f"{args.file or 'configuration'}: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write("# callsd rtcd configuration\n" + render_rtcd_toml(config, mask_secrets=True))
+    return 0

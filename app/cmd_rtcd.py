@@ -1,6 +1,11 @@
-"""``callsd rtcd``: one media worker — a ``MediaPlane`` on its own RTC UDP port, driven over a stream by a server.
+"""``callsd rtcd``: the media service. Two modes, one RPC (adapters/media/remote.py):
 
-    callsd rtcd --listen unix:/run/callsd/rtcd-0.sock --rtc-address 0.0.0.0 --rtc-port 8444
+    callsd rtcd --config /etc/callsd/rtcd.toml     # standalone: HTTP/WebSocket API on [api] (8045), media on [rtc]
+    callsd rtcd --listen unix:/run/callsd/rtcd-0.sock --rtc-address 0.0.0.0 --rtc-port 8444   # a media worker
+
+Without ``--listen`` it is the networked, authenticated service of docs/rtcd.md (app/rtcd_service.py), configured
+by an rtcd file (app/rtcd_config.py); the flags below override its ``[rtc]`` keys. With ``--listen`` it is one
+media worker — a ``MediaPlane`` on its own RTC UDP port, driven over a stream by a server:
     callsd rtcd --listen tcp:127.0.0.1:7400 --config /etc/callsd.toml     # rtc keys from the file's [rtc]
 
 ``callsd serve`` with ``rtc.media_workers = N`` starts N of these itself (docs/adr/0007-media-workers.md); running
@@ -20,6 +25,7 @@ import logging
 import os
 import socket
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +37,9 @@ log = logging.getLogger("callsd.rtcd")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", required=True, metavar="ADDR",
-                        help="where the server connects: unix:/path/to.sock or tcp:127.0.0.1:PORT")
+    parser.add_argument("--listen", metavar="ADDR",
+                        help="media worker mode: where the server connects (unix:/path/to.sock or tcp:127.0.0.1:PORT);"
+                             " omit to run the standalone service (docs/rtcd.md)")
     parser.add_argument("--config", "-c", metavar="FILE", help="TOML configuration file: its [rtc] section is used")
     parser.add_argument("--rtc-address", metavar="IP", help="IP address the RTC UDP socket binds (rtc.ice_address_udp)")
     parser.add_argument("--rtc-port", type=int, metavar="PORT", help="RTC UDP port, 0 = a free port (rtc.ice_port_udp)")
@@ -45,9 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
-def rtc_config(args: argparse.Namespace) -> RtcConfig:
+def rtc_config(args: argparse.Namespace, base: RtcConfig | None = None) -> RtcConfig:
     """The ``[rtc]`` section of ``--config`` (and ``CALLSD_RTC_*``), overridden by the flags given."""
-    base = load_config(args.config, os.environ).rtc
+    base = base or load_config(args.config, os.environ).rtc
     changes: dict[str, Any] = {}
     for flag, key in (("rtc_address", "ice_address_udp"), ("rtc_port", "ice_port_udp"),
                       ("ice_host_override", "ice_host_override"),
@@ -105,9 +112,41 @@ async def run_worker(config: RtcConfig, listen: str, *, task_status: Any = trio.
         nursery.cancel_scope.cancel()
 
 
+def run_standalone(args: argparse.Namespace) -> int:
+    """The networked service (app/rtcd_service.py); exit 0 after a drain or a stop, 2 for a bad configuration."""
+    from .cmd_serve import setup_logging
+    from .rtcd_config import load_rtcd_config
+    from .rtcd_service import run_service
+    from .server import VERSION
+
+    try:
+        config = load_rtcd_config(args.config, os.environ)
+        config = dataclasses.replace(config, rtc=rtc_config(args, config.rtc))
+    except ConfigError as exc:
+        print(f"callsd rtcd: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level if args.log_level != "info" else config.log.level, config.log.json)
+    try:
+        trio.run(partial(run_service, config, version=VERSION, handle_signals=True))
+    except BaseException as exc:
+        leaf = exc
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        if isinstance(leaf, OSError | ValueError):
+            print(f"callsd rtcd: cannot start: {leaf} (api {config.api.listen}:{config.api.port}, rtc udp "
+                  f"{config.rtc.ice_address_udp}:{config.rtc.ice_port_udp})", file=sys.stderr)
+            return 2
+        if isinstance(leaf, KeyboardInterrupt):
+            return 130
+        raise
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from .cmd_serve import setup_logging
 
+    if args.listen is None:
+        return run_standalone(args)
     setup_logging(args.log_level, False)
     try:
         config = rtc_config(args)

@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
                                           accept_broken_log=args.accept_broken_log, task_status=task_status)
             )
             rtc = f"udp {info.rtc_address[0]}:{info.rtc_address[1]}" if info.rtc_address else "disabled"
+            if config.rtc.rtcd_url:
+                rtc = f"rtcd hosts at {config.rtc.rtcd_url}"
             if info.rtc_advertised:
                 rtc += f", advertised as {info.rtc_advertised}"
             print(f"callsd {info.url} is ready: open it in two browser windows to start a call "

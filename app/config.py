@@ -97,6 +97,11 @@ class RtcConfig:
     ice_port_tcp: int = 0
     enable_ipv6: bool = False
     fast_path: str = "auto"
+    # remote rtcd hosts (docs/rtcd.md): with rtcd_url set, serve runs no media plane of its own
+    rtcd_url: str = ""
+    rtcd_client_id: str = ""
+    rtcd_auth_key: str = ""
+    rtcd_resolve_interval: float = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,7 +198,8 @@ class Config:
         return out
 
 
-SECRET_KEYS = frozenset({"auth.secret", "rtc.turn_static_auth_secret", "metrics.token"})
+SECRET_KEYS = frozenset({"auth.secret", "rtc.turn_static_auth_secret", "metrics.token", "rtc.rtcd_auth_key",
+                         "api.admin_secret_key"})
 
 # --- validation -------------------------------------------------------------------------------------------------
 # A check takes the raw value (from TOML, or a string from the environment) and returns the typed value or raises
@@ -353,6 +359,17 @@ def _listen_address_or_empty(raw: Any) -> str:
     return value
 
 
+_HTTP_URL = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?/?$")
+
+
+def _http_url_or_empty(raw: Any) -> str:
+    """``http://host:port`` or ``https://host:port`` (no path), as ``rtc.rtcd_url`` takes it; empty is off."""
+    value = _str(raw).strip()
+    if value and not _HTTP_URL.match(value):
+        raise _Bad(f"must be http://HOST:PORT or https://HOST:PORT (no path), got {raw!r}")
+    return value.rstrip("/")
+
+
 _ICE_URL = re.compile(r"^(stun|stuns|turn|turns):[^\s]+$")
 
 
@@ -432,6 +449,10 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "ice_port_tcp": _int(80, 65535, zero_ok=True, what="off"),
         "enable_ipv6": _bool,
         "fast_path": _choice("auto", "native", "python"),
+        "rtcd_url": lambda raw: _http_url_or_empty(raw),
+        "rtcd_client_id": _str,
+        "rtcd_auth_key": _str,
+        "rtcd_resolve_interval": _float(0.5, 3600),
     },
     "calls": {
         "max_participants": _int(0, 10000),
@@ -469,6 +490,18 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     Raises ``ConfigError`` with every problem found (unknown sections/keys included); never returns a partly valid
     configuration.
     """
+    built, problems = parse_sections(path, env, SCHEMA)
+    config = Config(**{s: _CLASSES[s](**built[s]) for s in _SECTIONS})
+    problems.extend(_cross_checks(config))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def parse_sections(path: str | Path | None, env: Mapping[str, str] | None,
+                   schema: Mapping[str, Mapping[str, Callable[[Any], Any]]]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The checked values of ``schema``'s sections from the TOML file and ``CALLSD_<SECTION>_<KEY>``, and every
+    problem found; shared by ``load_config`` and the rtcd's configuration (app/rtcd_config.py)."""
     problems: list[str] = []
     raw: dict[str, Any] = {}
     if path is not None:
@@ -483,15 +516,15 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     sources: dict[tuple[str, str], tuple[Any, str]] = {}
     for section, values in raw.items():
-        if section not in SCHEMA:
-            problems.append(f"{section}: unknown section (known: {', '.join(_SECTIONS)})")
+        if section not in schema:
+            problems.append(f"{section}: unknown section (known: {', '.join(tuple(schema))})")
             continue
         if not isinstance(values, dict):
             problems.append(f"{section}: must be a table ([{section}])")
             continue
         for key, value in values.items():
-            if key not in SCHEMA[section]:
-                problems.append(f"{section}.{key}: unknown key (known: {', '.join(SCHEMA[section])})")
+            if key not in schema[section]:
+                problems.append(f"{section}.{key}: unknown key (known: {', '.join(schema[section])})")
                 continue
             sources[(section, key)] = (value, "file")
     env = {} if env is None else env
@@ -499,25 +532,21 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         if not name.startswith("CALLSD_"):
             continue
         matched = False
-        for section, keys in SCHEMA.items():
+        for section, keys in schema.items():
             for key in keys:
                 if name == _env_key(section, key):
                     sources[(section, key)] = (value, name)
                     matched = True
-        if not matched and name.split("_")[1].lower() in SCHEMA:
+        if not matched and name.split("_")[1].lower() in schema:
             problems.append(f"{name}: unknown setting (expected CALLSD_<SECTION>_<KEY>, see docs/config.md)")
-    built: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}
+    built: dict[str, dict[str, Any]] = {s: {} for s in tuple(schema)}
     for (section, key), (value, origin) in sources.items():
         try:
-            built[section][key] = SCHEMA[section][key](value)
+            built[section][key] = schema[section][key](value)
         except _Bad as exc:
             where = f"{section}.{key}" if origin == "file" else f"{section}.{key} (from {origin})"
             problems.append(f"{where}: {exc}")
-    config = Config(**{s: _CLASSES[s](**built[s]) for s in _SECTIONS})
-    problems.extend(_cross_checks(config))
-    if problems:
-        raise ConfigError(problems)
-    return config
+    return built, problems
 
 
 def _cross_checks(config: Config) -> list[str]:
@@ -541,6 +570,11 @@ def _cross_checks(config: Config) -> list[str]:
     if config.rtc.enable_ipv6 and config.rtc.ice_address_udp not in ("0.0.0.0", "::"):
         problems.append(f"rtc.enable_ipv6: needs rtc.ice_address_udp = \"0.0.0.0\" or \"::\" (one dual-stack socket), "
                         f"got {config.rtc.ice_address_udp!r}")
+    rtc = config.rtc
+    if rtc.rtcd_url and (not rtc.rtcd_client_id or len(rtc.rtcd_auth_key) < 32):
+        problems.append("rtc.rtcd_url: needs rtc.rtcd_client_id and rtc.rtcd_auth_key (at least 32 characters)")
+    if rtc.rtcd_url and rtc.media_workers:
+        problems.append("rtc.rtcd_url: remote rtcd hosts and rtc.media_workers are exclusive; set one")
     if not config.store.url and not config.store.data_dir:
         problems.append("store.data_dir: must not be empty when store.url is not set")
     return problems

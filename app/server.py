@@ -356,6 +356,12 @@ class ServedPlane(MediaPlaneLike, Protocol):
 def _make_plane(config: Config, emit: Callable[[Any], None]) -> ServedPlane:
     """The in-process ``MediaPlane``, or with ``rtc.media_workers = N`` a ``PlaneRouter`` over N ``callsd rtcd``
     processes (docs/adr/0007-media-workers.md)."""
+    if config.rtc.rtcd_url:
+        from callsd.adapters.media.rtcd_hosts import RtcdHosts
+
+        hosts = RtcdHosts(config.rtc.rtcd_url, config.rtc.rtcd_client_id, config.rtc.rtcd_auth_key,
+                          resolve_interval=config.rtc.rtcd_resolve_interval)
+        return PlaneRouter(config.rtc, emit, hosts=hosts)  # remote rtcd hosts (docs/rtcd.md)
     if config.rtc.media_workers > 0:
         return PlaneRouter(config.rtc, emit, workers=config.rtc.media_workers,
                            socket_dir=Path(config.store.data_dir), log_level=config.log.level)
@@ -502,6 +508,10 @@ async def serve(
             if plane is not None:
                 hub.plane = plane
         registry = build_registry(hub, plane, VERSION)
+        if isinstance(plane, PlaneRouter):
+            from callsd.adapters.media.placement_metrics import PlacementCollector
+
+            registry.register(PlacementCollector(plane))
         http_counters = GuardCounters()
         registry.register(GuardCollector(http_counters))
         app = ShieldSend(create_app(hub, config, registry, http_counters))

@@ -36,6 +36,8 @@ client = ("index.html", "style.css", "app.js", "session.js", "media.js", "device
 missing = [n for n in client if not static.joinpath(n).is_file()]
 assert not missing, f"the wheel lacks the browser client files: {missing}"
 print("wheel-check: the browser client's files are in the wheel")
+assert files("callsd.app").joinpath("rtcd_openapi.json").is_file(), "the wheel lacks app/rtcd_openapi.json"
+print("wheel-check: the rtcd OpenAPI document is in the wheel")
 PY
 # The installed wheel must serve the page, not only import: start it on free loopback ports and fetch / and /healthz.
 http_port=$("$work/venv/bin/python" -c "

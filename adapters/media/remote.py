@@ -42,7 +42,7 @@ import math
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 from callsd.core.calls import outputs as out
@@ -174,9 +174,23 @@ class EventPipe:
         self.send.send_nowait(event)
 
 
+class RpcServedPlane(Protocol):
+    """What ``serve_plane_rpc`` drives: a ``MediaPlane``, or one link's view of a shared one (rtcd_links.py)."""
+
+    @property
+    def address(self) -> tuple[str, int] | None: ...
+    def media_counters(self) -> dict[str, int]: ...
+    def open_session(self, session_id: str, channel_id: str) -> None: ...
+    def handle_signal(self, session_id: str, msg: dict[str, Any]) -> None: ...
+    def set_screen_stream(self, session_id: str, stream_id: str | None) -> None: ...
+    def apply(self, outputs: Iterable[out.OutputEvent]) -> None: ...
+    def restore_routes(self, routes: Iterable[Route | out.RouteAdded]) -> None: ...
+    def close_session(self, session_id: str) -> None: ...
 
 
-async def serve_plane_rpc(stream: trio.abc.Stream, plane: MediaPlane, pipe: EventPipe) -> None:
+
+
+async def serve_plane_rpc(stream: trio.abc.Stream, plane: RpcServedPlane | MediaPlane, pipe: EventPipe) -> None:
     """Serve one server connection: apply its calls to ``plane`` (already serving), send back ``pipe``'s events.
 
     Sends ``ready {address}`` first. Returns when the server closes the stream (the worker then exits).
@@ -270,6 +284,12 @@ class RemotePlane:
         self._send_q, self._recv_q = trio.open_memory_channel[bytes](math.inf)
         self.sessions: set[str] = set()
         self.alive = True
+        # placement (router.py): a media worker always accepts and reports no load; an rtcd host's poller
+        # (rtcd_hosts.py) sets these from its /system and from DNS
+        self.accepting = True
+        self.cpu_load = 0.0
+        self.draining = False
+        self.reports_counters = True  # False for a shared rtcd host: its packets are not this server's metrics
         self.address: tuple[str, int] | None = None
         self._counters: dict[str, int] = {}
         self._counter_id = 0
@@ -312,14 +332,14 @@ class RemotePlane:
     @property
     def counters(self) -> dict[str, int]:
         """The worker's plane and endpoint counters as of its last report (kept after it died: they are totals)."""
-        return dict(self._counters)
+        return dict(self._counters) if self.reports_counters else {}
 
     def media_counters(self) -> dict[str, int]:
         return self.counters
 
     async def refresh_counters(self, timeout: float = 1.0) -> None:
         """Ask the worker for its counters and wait (at most ``timeout`` s) for the answer."""
-        if not self.alive:
+        if not self.alive or not self.reports_counters:
             return
         self._counter_id += 1
         done = self._counter_wait[self._counter_id] = trio.Event()

@@ -1,4 +1,6 @@
-"""``PlaneRouter``: the media plane as N ``callsd rtcd`` worker processes, one call per worker (docs/adr/0007).
+"""``PlaneRouter``: the media plane as N ``callsd rtcd`` worker processes, one call per worker (docs/adr/0007), or
+as remote rtcd hosts behind one DNS name (``hosts=RtcdHosts(...)``, rtcd_hosts.py, docs/rtcd.md): one placement and
+one recovery path for both.
 
 Public API (the hub's ``MediaPlaneLike``, plus what the server and the metrics exporter read)
     router = PlaneRouter(rtc_config, emit, workers=N, socket_dir=Path, log_level="warning")
@@ -7,7 +9,9 @@ Public API (the hub's ``MediaPlaneLike``, plus what the server and the metrics e
     router.planes                                  # the RemotePlanes (metrics sums their counters)
     await router.refresh_counters()                # fresh counters from every live worker (bounded)
 
-Placement: a channel (call) is placed on the live worker with the fewest sessions when its first session opens,
+Placement: a channel (call) is placed, when its first session opens, on the live, accepting worker or host with the
+fewest sessions among those whose ``cpu_load`` is within ``LOAD_STEP`` of the lightest (smaller differences are
+noise; workers report none, so for them it is simply the fewest sessions),
 and stays there while it has sessions; every session of the call, and every routing output naming the channel, goes
 to that worker, so forwarding never crosses processes. Worker ``i`` binds RTC port ``ice_port_udp + i`` (or a free
 port when ``ice_port_udp`` is 0) and advertises it in its candidates.
@@ -39,11 +43,12 @@ from callsd.core.calls.state import Route
 from .events import MediaEvent, SessionMoved, SignalRejected
 from .remote import RemotePlane
 
-__all__ = ["PlaneRouter", "WorkerStartError"]
+__all__ = ["PlaneRouter", "WorkerStartError", "HostSource", "LOAD_STEP"]
 
 log = logging.getLogger("callsd.media.router")
 
 CONNECT_TIMEOUT = 20.0
+LOAD_STEP = 0.05  # cpu_load differences below 5 % of a core do not decide placement (sessions do)
 STOP_TIMEOUT = 5.0
 _MAX_UNIX_PATH = 100  # sun_path is 108 bytes
 
@@ -58,6 +63,13 @@ class _OfChannel(Protocol):
 _OfChannelT = TypeVar("_OfChannelT", bound=_OfChannel)
 
 
+class HostSource(Protocol):
+    """Where the router's planes come from when they are not local workers (rtcd_hosts.RtcdHosts): it adds them
+    with ``router.add_plane`` and keeps their ``accepting``/``cpu_load`` current."""
+
+    async def run(self, router: PlaneRouter, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None: ...
+
+
 class WorkerStartError(RuntimeError):
     """A media worker did not come up (it exited, or its socket never accepted)."""
 
@@ -65,12 +77,14 @@ class WorkerStartError(RuntimeError):
 class PlaneRouter:
     """See the module docstring."""
 
-    def __init__(self, config: Any, emit: Callable[[MediaEvent], None], *, workers: int, socket_dir: Path,
-                 log_level: str = "warning") -> None:
-        if workers < 1:
-            raise ValueError("PlaneRouter needs at least one worker")
+    def __init__(self, config: Any, emit: Callable[[MediaEvent], None], *, workers: int = 0,
+                 socket_dir: Path = Path("."), log_level: str = "warning", hosts: HostSource | None = None) -> None:
+        if workers < 1 and hosts is None:
+            raise ValueError("PlaneRouter needs at least one worker, or remote hosts")
         self.config = config
         self._emit = emit
+        self.emit = emit  # what a RemotePlane of this router emits into
+        self.hosts = hosts
         self.count = workers
         self.socket_dir = Path(socket_dir)
         self.log_level = log_level
@@ -115,7 +129,11 @@ class PlaneRouter:
         }
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Start every worker (in order), report worker 0's RTC address, run until cancelled; stops the workers."""
+        """Start every worker (in order), report worker 0's RTC address, run until cancelled; stops the workers.
+        With remote hosts: link them (rtcd_hosts.py) and report the first one's RTC address."""
+        if self.hosts is not None:
+            await self.hosts.run(self, task_status=task_status)
+            return
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         async with trio.open_nursery() as nursery:
             for i in range(self.count):
@@ -162,8 +180,19 @@ class PlaneRouter:
         raise WorkerStartError(f"media worker {i} did not accept on {path} within {CONNECT_TIMEOUT:g} s")
 
     # -- placement ---------------------------------------------------------------------------------------------
+    def add_plane(self, plane: RemotePlane) -> int:
+        """A remote host's plane joins placement. Indices are stable while anything refers to them, so a relinked
+        host takes the slot of a lost plane nothing refers to any more (a flapping host does not grow the list)."""
+        used = set(self.channel_worker.values()) | set(self.session_worker.values())
+        for i, old in enumerate(self.planes):
+            if not old.alive and i not in used:
+                self.planes[i] = plane
+                return i
+        self.planes.append(plane)
+        return len(self.planes) - 1
+
     def _live(self) -> list[int]:
-        return [i for i, p in enumerate(self.planes) if p.alive]
+        return [i for i, p in enumerate(self.planes) if p.alive and p.accepting]
 
     def _place(self, channel_id: str) -> int | None:
         """The channel's worker: its current one while alive, else the live worker with the fewest sessions."""
@@ -174,7 +203,9 @@ class PlaneRouter:
         if not live:
             return None
         load = Counter(self.session_worker.values())
-        i = min(live, key=lambda w: (load[w], w))
+        lightest = min(self.planes[w].cpu_load for w in live)
+        near = [w for w in live if self.planes[w].cpu_load <= lightest + LOAD_STEP]  # within noise of the lightest
+        i = min(near, key=lambda w: (load[w], self.planes[w].cpu_load, w))
         self.channel_worker[channel_id] = i
         return i
 

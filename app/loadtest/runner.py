@@ -125,6 +125,9 @@ def parse_metrics(text: str) -> dict[str, float]:
             out[key] = out.get(key, 0.0) + value
         elif name.endswith("rtc_sessions_total") or name.endswith("rtc_sessions"):
             out["sessions"] = value
+        elif name.endswith(("media_host_calls", "media_host_sessions")) and "host" in labels:
+            # where serve placed the calls (media workers or rtcd hosts, docs/rtcd.md): "host_calls/<host>"
+            out[f"host_{name.rsplit('_', 1)[1]}/{labels['host']}"] = value
     return out
 
 
@@ -471,6 +474,15 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
         server["steady_cpu_percent"] = round(100 * cpu[0] / cpu[1], 1)
         server["steady_seconds"] = round(cpu[1], 2)
     server["metrics_missed"] = sum(1 for _, s in scrapes if "rtp_packets_out" not in s)
+    for kind in ("calls", "sessions"):  # the most each media host held at once (workers or rtcd hosts)
+        per_host: dict[str, int] = {}
+        for _, sample in scrapes:
+            for key, value in sample.items():
+                if key.startswith(f"host_{kind}/"):
+                    host = key.split("/", 1)[1]
+                    per_host[host] = max(per_host.get(host, 0), int(value))
+        if per_host:
+            server[f"{kind}_per_host"] = dict(sorted(per_host.items()))
     egress = _steady(scrapes, steady_from, "rtp_packets_out", also="cpu_seconds")
     if egress is not None:
         cpu = _steady(scrapes, steady_from, "cpu_seconds", also="rtp_packets_out")
@@ -570,3 +582,5 @@ def print_summary(doc: dict[str, Any], stream: Any = None) -> None:
               f" RSS max {s.get('rss_bytes_max', 0) / 2**20:.1f} MiB", file=out)
     else:
         print("server: /metrics not reachable (no CPU figures)", file=out)
+    if s.get("calls_per_host"):
+        print("calls per media host: " + ", ".join(f"{h} {n}" for h, n in s["calls_per_host"].items()), file=out)

@@ -73,7 +73,7 @@ from callsd.core.wire.negotiation import (
 from callsd.core.wire.rtp import read_mid
 from callsd.core.wire.sdp import Codec
 
-from . import rtcp_term
+from . import retransmit, rtcp_term
 from .advertiser import rtc_bind
 from .events import (
     MediaEvent,
@@ -139,7 +139,7 @@ class PlaneConfig:
 class Session:
     __slots__ = ("session_id", "channel_id", "ufrag", "pwd", "peer", "remote", "neg", "published", "codecs",
                  "inbound", "routes_in", "out_by_ssrc", "screen_stream", "rtcp_ssrc", "closed", "refused",
-                 "mid_ext_id")
+                 "mid_ext_id", "inbound_rtx")
 
     def __init__(self, session_id: str, channel_id: str, transport: LocalTransport) -> None:
         self.session_id = session_id
@@ -159,6 +159,7 @@ class Session:
         self.closed = False
         self.refused: set[str] = set()  # track ids whose section the client rejected: not offered again
         self.mid_ext_id = 0  # the client's id for the MID header extension (0: none)
+        self.inbound_rtx: dict[int, InTrack] = {}  # publisher RTX SSRC -> track (retransmit.py)
 
     @property
     def offer_pending(self) -> bool:
@@ -378,6 +379,7 @@ class MediaPlane:
                     del s.inbound[t.ssrc]
                 t.ssrc = section.ssrcs[0]
                 s.inbound[t.ssrc] = t
+                retransmit.register_rtx(s.inbound_rtx, t, section.rtx_ssrc, section.rtx_payload_type)
         if s.remote is None:
             return
         for mid, p in current.items():
@@ -402,6 +404,7 @@ class MediaPlane:
                     ext=dict(p.extensions), stream_id=stream)
         if t.ssrc is not None:
             s.inbound[t.ssrc] = t
+        retransmit.register_rtx(s.inbound_rtx, t, p.rtx_ssrc, p.rtx_payload_type)
         return t
 
     def _sync_sending(self, s: Session) -> None:
@@ -415,6 +418,7 @@ class MediaPlane:
                 ext = dict(st.extensions)
                 r.set_mapping({next(iter(t.codecs)): st.payload_type},
                               {t.ext[u]: ext[u] for u in FORWARDED_EXT[t.media] if t.ext.get(u) and ext.get(u)})
+                r.rtx_pt = st.rtx_payload_type if st.rtx_ssrc is not None and st.rtx_ssrc == r.rtx_ssrc else None
             if accepted != r.negotiated:
                 r.negotiated = accepted
                 r.track.relive()
@@ -429,7 +433,7 @@ class MediaPlane:
             if codec is None or t.track_id in s.refused:
                 continue
             out.append(OutgoingTrack(track_id=t.track_id, stream_id=t.stream_id, kind=t.media, ssrc=r.ssrc,
-                                     codec=codec, cname=f"callsd-{t.session.session_id}"))
+                                     codec=codec, rtx_ssrc=r.rtx_ssrc, cname=f"callsd-{t.session.session_id}"))
         return out
 
     def _negotiate(self, s: Session) -> None:
@@ -486,6 +490,11 @@ class MediaPlane:
             ssrc = secrets.randbits(32)
         r = OutRoute(track=t, receiver=s, ssrc=ssrc, mid="", paused=paused, ts_offset=secrets.randbits(32))
         r.last_seq = secrets.randbits(15)
+        if t.media == "video":  # offered with RTX; used if the receiver accepts it (_sync_sending)
+            r.rtx_ssrc = secrets.randbits(32)
+            while r.rtx_ssrc in (0, ssrc) or r.rtx_ssrc in s.out_by_ssrc:
+                r.rtx_ssrc = secrets.randbits(32)
+            r.rtx_seq = secrets.randbits(15)
         t.routes[s.session_id] = r
         s.routes_in[t.track_id] = r
         s.out_by_ssrc[ssrc] = r
@@ -513,6 +522,7 @@ class MediaPlane:
             touched.add(r.receiver)
         if t.ssrc is not None and t.session.inbound.get(t.ssrc) is t:
             del t.session.inbound[t.ssrc]
+        retransmit.register_rtx(t.session.inbound_rtx, t, None, None)
         if self.tracks.get(t.track_id) is t:
             del self.tracks[t.track_id]
             self.negotiation.tracks -= 1
@@ -566,7 +576,8 @@ class MediaPlane:
         s = peer.data
         if s is None or s.closed:
             return
-        if self.forwarder.on_rtp(s.inbound, plain) is None and len(plain) >= 12 and plain[0] >> 6 == 2:
+        if (self.forwarder.on_rtp(s.inbound, plain) is None and len(plain) >= 12 and plain[0] >> 6 == 2
+                and not retransmit.unwrap_publisher_rtx(self.forwarder, s.inbound, s.inbound_rtx, plain)):
             self._learn_ssrc(s, plain)
 
     def _learn_ssrc(self, s: Session, plain: bytes) -> None:
@@ -615,6 +626,13 @@ class MediaPlane:
                         c.pli_in += 1
                         self.forwarder.request_keyframe(r.track)
 
+    def _send_nack(self, t: InTrack, lost: list[int]) -> bool:
+        peer = t.session.peer
+        if peer is None or t.ssrc is None:
+            return False
+        peer.send_rtcp(rtcp.build_nack(sender_ssrc=t.session.rtcp_ssrc, media_ssrc=t.ssrc, lost=lost))
+        return True
+
     def _send_pli(self, t: InTrack) -> None:
         peer = t.session.peer
         if peer is not None and t.ssrc is not None:
@@ -630,6 +648,7 @@ class MediaPlane:
         while True:
             await trio.sleep(self._report_interval / 4)
             self.forwarder.tick(list(self.tracks.values()))
+            retransmit.nack_round(self.forwarder, list(self.tracks.values()), self._send_nack)
             self.ice_watch.check(trio.current_time(), self.endpoint.peer)
             n += 1
             if n % 4 == 0:

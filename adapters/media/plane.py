@@ -75,6 +75,7 @@ from callsd.core.wire.sdp import Codec
 
 from . import retransmit, rtcp_term
 from .advertiser import rtc_bind
+from .estimates import ReceiverEstimates
 from .events import (
     MediaEvent,
     SendSignal,
@@ -204,6 +205,7 @@ class MediaPlane:
         self.tracks: dict[str, InTrack] = {}
         self.negotiation = PlaneCounters()
         self.forwarder = Forwarder(send_pli=self._send_pli, on_voice=self._on_voice)
+        self.estimates = ReceiverEstimates()  # per receiving session, from its REMB and reports (ADR 0019)
         self.endpoint = UdpEndpoint(
             TransportConfig(host=rtc_bind(config), port=config.ice_port_udp,
                             rcvbuf=config.udp_rcvbuf,
@@ -236,6 +238,7 @@ class MediaPlane:
         out = self.forwarder.counters.as_dict()
         out.update(self.ice_watch.counters.as_dict())
         out.update(self.network.counters())
+        out.update(self.estimates.counters())
         out.update({n: getattr(self.negotiation, n) for n in PlaneCounters.__slots__})
         return out
 
@@ -275,6 +278,7 @@ class MediaPlane:
         if s is None:
             return
         s.closed = True
+        self.estimates.forget(session_id)
         self.endpoint.remove_peer(session_id)
         self.ice_watch.forget(session_id)
         s.peer = None
@@ -603,6 +607,7 @@ class MediaPlane:
         except rtcp.RtcpError:
             c.rtcp_malformed += 1
             return
+        self.estimates.on_rtcp(s.session_id, packets, s.out_by_ssrc)
         for p in packets:
             if isinstance(p, rtcp.SenderReport):
                 t = s.inbound.get(p.ssrc)

@@ -4,9 +4,11 @@ Opus 48 kHz/2 with ``useinbandfec=1`` for audio; VP8, else H264 with packetizati
 42001f, then any) for video. A single media codec per section keeps forwarding a plain payload-type rewrite. Video
 also accepts the RTX codec (RFC 4588) whose ``apt`` names that codec, when offered: the publisher then answers the
 server's NACKs on its RTX stream, and the server offers RTX to receivers for an ``OutgoingTrack`` with an
-``rtx_ssrc`` (docs/adr/0019). transport-cc and goog-remb are not accepted (the server sends neither kind of
-feedback, and accepting them would make a browser wait for feedback that never comes): rtcp-fb is limited to nack,
-nack pli and ccm fir as offered.
+``rtx_ssrc`` (docs/adr/0019). transport-cc and goog-remb are not accepted from a publisher (the server sends
+neither kind of feedback, and accepting them would make a browser wait for feedback that never comes): rtcp-fb is
+limited to nack, nack pli and ccm fir as offered. The server's own offers (sections it sends on) add goog-remb on
+video: the receiving browser then sends REMB, its receive-side estimate, which feeds the server's per-receiver
+bandwidth estimate (adapters/media/estimates.py); a receiver has nothing to wait for.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .sdp import Codec
 __all__ = ["choose_codecs", "offer_codecs"]
 
 _KEPT_FEEDBACK = ("nack", "nack pli", "ccm fir")
-_VIDEO_FEEDBACK = ("nack", "nack pli", "ccm fir")  # what a server offer asks for on video sections
+_VIDEO_FEEDBACK = ("nack", "nack pli", "ccm fir", "goog-remb")  # what a server offer asks for on video sections
 _H264_PROFILES = ("42e01f", "42001f")
 
 
@@ -120,7 +122,9 @@ def offer_codecs(
         raise LocalProtocolError("no free payload type left in this bundle")
 
     if mine is not None:
-        primary = replace(t.codec, payload_type=mine.payload_type, feedback=mine.feedback)
+        feedback = (*mine.feedback, "goog-remb") if t.kind == "video" and "goog-remb" not in mine.feedback \
+            else mine.feedback
+        primary = replace(t.codec, payload_type=mine.payload_type, feedback=feedback)
     else:
         pt = free(t.codec.payload_type) if avoid.get(t.codec.payload_type) != _codec_key(t.codec) \
             else t.codec.payload_type

@@ -134,7 +134,8 @@ def test_server_offer_adds_sendonly_sections_and_never_reuses_them() -> None:
     assert a.codecs[0].payload_type == 111  # the client's own PT for Opus
     # an OutgoingTrack with an rtx_ssrc is offered with RTX; the client never negotiated RTX, so a free PT is used
     assert v.rtx_pairs() == {2000: 2001} and [c.name for c in v.codecs] == ["VP8", "rtx"]
-    assert set(v.codecs[0].feedback) == {"nack", "nack pli", "ccm fir"} and a.codecs[0].feedback == ()
+    # video asks the receiver for REMB (its receive-side estimate feeds the server's, ADR 0019)
+    assert set(v.codecs[0].feedback) == {"nack", "nack pli", "ccm fir", "goog-remb"} and a.codecs[0].feedback == ()
     assert v.extension_id(MID_URI) == 4  # the client's id for the mid extension
     # the client answers recvonly (mirror the offer with directions reversed)
     applied = n.handle_answer(mirror(made.offer))
@@ -330,7 +331,7 @@ def test_a_codec_the_client_offered_but_was_not_chosen_keeps_the_clients_payload
     assert isinstance(made, OfferMade)
     (codec,) = parse_sdp(made.offer).media[2].codecs
     assert (codec.name, codec.payload_type) == ("H264", 108)
-    assert set(codec.feedback) <= {"nack", "nack pli", "ccm fir"} and "nack" in codec.feedback
+    assert set(codec.feedback) <= {"nack", "nack pli", "ccm fir", "goog-remb"} and "nack" in codec.feedback
     # a codec the client never offered takes a PT that means nothing else to it
     av1 = Codec(payload_type=96, name="AV1X", clock_rate=90000)
     made2 = n.make_offer([OutgoingTrack(track_id="t", stream_id="s", kind="video", ssrc=5, codec=h264),

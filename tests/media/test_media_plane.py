@@ -538,3 +538,24 @@ def test_a_publisher_without_rtx_is_not_nacked_by_the_server() -> None:
     for seq in (1000, 1001, 1005, 1006, 1007, 1008):
         rig.plane.on_rtp(a, rtp(seq, 90000 + seq, 7, pt=96))  # type: ignore[arg-type]
     assert retransmit.holes_to_nack(rig.plane.tracks["A_0"]) == []
+
+
+def test_a_receivers_remb_and_report_loss_drive_its_estimate() -> None:
+    rig, a, b, out_ssrc = video_rig()
+    estimates = rig.plane.estimates
+    assert estimates.estimate("B") is None
+    remb = rtcp.Feedback(packet_type=206, fmt=15, sender_ssrc=99, media_ssrc=0,
+                         fci=b"REMB" + bytes([1]) + (2 << 18 | 150_000 >> 2).to_bytes(3, "big") + out_ssrc.to_bytes(4, "big"))
+    rig.plane.on_rtcp(b, rtcp.build_rtcp([remb]))  # type: ignore[arg-type]
+    assert estimates.estimate("B") == 150_000 and rig.plane.counters["remb_in"] == 1
+    report = rtcp.build_rr(ssrc=99, reports=[rtcp.ReportBlock(ssrc=out_ssrc, fraction_lost=0)])
+    for _ in range(3):
+        rig.plane.on_rtcp(b, report)  # type: ignore[arg-type]
+    assert estimates.estimate("B") == 150_000  # loss-free reports raise the loss-based rate, REMB still caps it
+    lossy = rtcp.build_rr(ssrc=99, reports=[rtcp.ReportBlock(ssrc=out_ssrc, fraction_lost=128)])  # 50 %
+    for _ in range(8):
+        rig.plane.on_rtcp(b, lossy)  # type: ignore[arg-type]
+    estimate = estimates.estimate("B")
+    assert estimate is not None and estimate < 150_000 and rig.plane.counters["loss_reports"] == 11
+    rig.plane.close_session("B")
+    assert estimates.estimate("B") is None

@@ -106,3 +106,7 @@ async def test_rtx_repairs_loss_on_the_uplink_and_the_downlink(loopback_only: No
             f"{h.diagnostics()}\nup dropped={up.dropped} down dropped={down.dropped} rtx at sub={down.rtx}"))
         # video kept decoding through ~5 % loss without falling back on key frames
         assert h.plane.counters["pli_out"] - pli_before <= 3
+        # the receiver's REMB (aiortc sends it for video) and its reports' loss feed its bandwidth estimate
+        await wait_until(lambda: h.plane.counters["remb_in"] > 0 and h.plane.counters["loss_reports"] > 0,
+                         what="REMB and loss reports from the receiver", diag=h.diagnostics)
+        assert h.plane.estimates.estimate("S") is not None

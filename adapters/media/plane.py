@@ -590,7 +590,7 @@ class MediaPlane:
             return
         mid = read_mid(plain, s.mid_ext_id)
         t = s.published.get(mid) if mid is not None else None
-        if t is not None and t.ssrc is None:
+        if t is not None and t.ssrc is None and plain[1] & 0x7F in t.codecs:  # not from an RTX padding probe
             t.ssrc = int.from_bytes(plain[8:12], "big")
             s.inbound[t.ssrc] = t
             self.forwarder.counters.drop_unknown_ssrc -= 1

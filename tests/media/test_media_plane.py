@@ -42,7 +42,7 @@ def offer(*sections: tuple[str, str, str, int], stream: str = "stream-1", ufrag:
                       f"a=rtcp-fb:{vp8_pt} transport-cc", "a=rtpmap:97 rtx/90000", f"a=fmtp:97 apt={vp8_pt}",
                       "a=rtpmap:102 H264/90000", "a=fmtp:102 packetization-mode=1;profile-level-id=42e01f"]
         if direction in ("sendrecv", "sendonly"):
-            lines += [f"a=msid:{stream} track-{mid}", f"a=ssrc:{ssrc} cname:c"]
+            lines += [f"a=msid:{stream} track-{mid}"] + ([f"a=ssrc:{ssrc} cname:c"] if ssrc else [])  # 0: unsignalled
             if kind == "video" and rtx_ssrc:
                 lines += [f"a=ssrc-group:FID {ssrc} {rtx_ssrc}", f"a=ssrc:{rtx_ssrc} cname:c"]
     return "\r\n".join(lines) + "\r\n"
@@ -559,3 +559,16 @@ def test_a_receivers_remb_and_report_loss_drive_its_estimate() -> None:
     assert estimate is not None and estimate < 150_000 and rig.plane.counters["loss_reports"] == 11
     rig.plane.close_session("B")
     assert estimates.estimate("B") is None
+
+
+def test_an_rtx_probe_carrying_the_mid_does_not_bind_the_media_ssrc() -> None:
+    """A publisher that signals no SSRC (simulcast-style offers) may probe on its RTX stream first, with the MID."""
+    rig = Rig()
+    a = rig.join("A", ("video", "0", "sendrecv", 0))
+    track = rig.plane.tracks["A_0"]
+    assert track.ssrc is None
+    mid = b"\xbe\xde\x00\x01" + bytes([4 << 4, ord("0")]) + b"\x00\x00"
+    rig.plane.on_rtp(a, rtp(1, 0, 555, pt=97, ext=mid, payload=b"\x00\x01" + bytes(20)))  # type: ignore[arg-type]
+    assert track.ssrc is None
+    rig.plane.on_rtp(a, rtp(1, 0, 777, pt=96, ext=mid))  # type: ignore[arg-type]
+    assert track.ssrc == 777

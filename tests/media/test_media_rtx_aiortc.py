@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from callsd.adapters.media.plane import MediaPlane, PlaneConfig
 from callsd.core.calls import events as ev
 
 from .conftest import AiortcClient, CallHarness, wait_until
@@ -56,8 +57,11 @@ class LossyReceiver:
         await self.handle(packet, arrival_time_ms=arrival_time_ms)
 
 
-async def test_rtx_repairs_loss_on_the_uplink_and_the_downlink(loopback_only: None) -> None:
+@pytest.mark.parametrize("fast_path", ["native", "python"])
+async def test_rtx_repairs_loss_on_the_uplink_and_the_downlink(loopback_only: None, fast_path: str) -> None:
+    """On both fast paths: RTX is handled in Python beside the native step (ADR 0019)."""
     h = CallHarness()
+    h.plane = MediaPlane(PlaneConfig(ice_port_udp=0, report_interval=0.5, fast_path=fast_path), h._emit)
     pub = AiortcClient("pub", video=True)
     sub = AiortcClient("sub", audio_hz=440)
     async with h.running([pub, sub], timeout=120):

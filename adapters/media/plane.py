@@ -89,6 +89,7 @@ from .forwarder import Forwarder, InTrack, OutRoute
 from .ice_outcome import IceOutcomeWatch
 from .paths import make_path
 from .plane_network import PlaneNetwork
+from .simulcast_fwd import SimulcastForwarder
 from .transport import Peer, TransportConfig, UdpEndpoint
 
 __all__ = ["MediaPlane", "PlaneConfig", "SdpRejected"]
@@ -135,6 +136,7 @@ class PlaneConfig:
     fast_path: str = "auto"  # "auto" | "native" | "python": see paths.py
     ice_port_tcp: int = 0  # ICE-TCP passive port (0 = off); ice_tcp.py
     enable_ipv6: bool = False  # with a wildcard bind: one dual-stack socket on ::, IPv6 candidates too
+    enable_simulcast: bool = False  # accept simulcast video (a=rid), one layer per receiver (simulcast_fwd.py)
 
 
 class Session:
@@ -142,14 +144,14 @@ class Session:
                  "inbound", "routes_in", "out_by_ssrc", "screen_stream", "rtcp_ssrc", "closed", "refused",
                  "mid_ext_id", "inbound_rtx")
 
-    def __init__(self, session_id: str, channel_id: str, transport: LocalTransport) -> None:
+    def __init__(self, session_id: str, channel_id: str, transport: LocalTransport, simulcast: bool = False) -> None:
         self.session_id = session_id
         self.channel_id = channel_id
         self.ufrag = transport.ice_ufrag
         self.pwd = transport.ice_pwd
         self.peer: Peer | None = None
         self.remote: tuple[str, str, str] | None = None  # the client's ufrag, pwd, fingerprint the peer uses
-        self.neg = Negotiator(transport=transport, session_id=secrets.randbits(62))
+        self.neg = Negotiator(transport=transport, session_id=secrets.randbits(62), simulcast=simulcast)
         self.published: dict[str, InTrack] = {}  # mid -> the track the client publishes on that section
         self.codecs: dict[str, Codec] = {}  # mid -> its negotiated codec (what receivers are offered)
         self.inbound: dict[int, InTrack] = {}  # publisher SSRC -> track
@@ -206,6 +208,7 @@ class MediaPlane:
         self.negotiation = PlaneCounters()
         self.forwarder = Forwarder(send_pli=self._send_pli, on_voice=self._on_voice)
         self.estimates = ReceiverEstimates()  # per receiving session, from its REMB and reports (ADR 0019)
+        self.simulcast = SimulcastForwarder(self.forwarder, self._send_layer_pli, self.estimates.estimate)
         self.endpoint = UdpEndpoint(
             TransportConfig(host=rtc_bind(config), port=config.ice_port_udp,
                             rcvbuf=config.udp_rcvbuf,
@@ -267,7 +270,8 @@ class MediaPlane:
         if session_id in self.sessions:
             self.close_session(session_id)
         self.sessions[session_id] = Session(session_id, channel_id,
-                                            self._transport(secrets.token_hex(4), secrets.token_hex(16)))
+                                            self._transport(secrets.token_hex(4), secrets.token_hex(16)),
+                                            bool(getattr(self.config, "enable_simulcast", False)))
 
     def close_session(self, session_id: str) -> None:
         """Forget a session: its peer, its tracks (their routes to others are torn down and re-offered), its routes.
@@ -409,6 +413,7 @@ class MediaPlane:
         if t.ssrc is not None:
             s.inbound[t.ssrc] = t
         retransmit.register_rtx(s.inbound_rtx, t, p.rtx_ssrc, p.rtx_payload_type)
+        self.simulcast.add_track(t, p.rids)
         return t
 
     def _sync_sending(self, s: Session) -> None:
@@ -517,6 +522,7 @@ class MediaPlane:
         if s.routes_in.get(t.track_id) is r:
             del s.routes_in[t.track_id]
         s.out_by_ssrc.pop(r.ssrc, None)
+        self.simulcast.forget_route(r)
         self.negotiation.routes -= 1
 
     def _drop_track(self, t: InTrack, touched: set[Session]) -> None:
@@ -527,6 +533,7 @@ class MediaPlane:
         if t.ssrc is not None and t.session.inbound.get(t.ssrc) is t:
             del t.session.inbound[t.ssrc]
         retransmit.register_rtx(t.session.inbound_rtx, t, None, None)
+        self.simulcast.forget_track(t)
         if self.tracks.get(t.track_id) is t:
             del self.tracks[t.track_id]
             self.negotiation.tracks -= 1
@@ -581,7 +588,8 @@ class MediaPlane:
         if s is None or s.closed:
             return
         if (self.forwarder.on_rtp(s.inbound, plain) is None and len(plain) >= 12 and plain[0] >> 6 == 2
-                and not retransmit.unwrap_publisher_rtx(self.forwarder, s.inbound, s.inbound_rtx, plain)):
+                and not retransmit.unwrap_publisher_rtx(self.forwarder, s.inbound, s.inbound_rtx, plain)
+                and not self.simulcast.on_rtp(s.published, plain)):
             self._learn_ssrc(s, plain)
 
     def _learn_ssrc(self, s: Session, plain: bytes) -> None:
@@ -616,7 +624,9 @@ class MediaPlane:
                     t.sr_rx = time.monotonic()
             elif isinstance(p, rtcp.Nack):
                 r = s.out_by_ssrc.get(p.media_ssrc)
-                if r is not None:
+                if r is not None and self.simulcast.is_simulcast(r):
+                    self.simulcast.answer_nack(r, list(p.lost))
+                elif r is not None:
                     missing = self.forwarder.answer_nack(r, list(p.lost))
                     pub = r.track.session.peer
                     if missing and pub is not None and r.track.ssrc is not None:
@@ -629,7 +639,10 @@ class MediaPlane:
                     r = s.out_by_ssrc.get(media)
                     if r is not None:
                         c.pli_in += 1
-                        self.forwarder.request_keyframe(r.track)
+                        if self.simulcast.is_simulcast(r):
+                            self.simulcast.request_keyframe(r)
+                        else:
+                            self.forwarder.request_keyframe(r.track)
 
     def _send_nack(self, t: InTrack, lost: list[int]) -> bool:
         peer = t.session.peer
@@ -637,6 +650,10 @@ class MediaPlane:
             return False
         peer.send_rtcp(rtcp.build_nack(sender_ssrc=t.session.rtcp_ssrc, media_ssrc=t.ssrc, lost=lost))
         return True
+
+    def _send_layer_pli(self, s: Session, ssrc: int) -> None:
+        if s.peer is not None:
+            s.peer.send_rtcp(rtcp.build_pli(sender_ssrc=s.rtcp_ssrc, media_ssrc=ssrc))
 
     def _send_pli(self, t: InTrack) -> None:
         peer = t.session.peer

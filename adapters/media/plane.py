@@ -136,7 +136,7 @@ class PlaneConfig:
     fast_path: str = "auto"  # "auto" | "native" | "python": see paths.py
     ice_port_tcp: int = 0  # ICE-TCP passive port (0 = off); ice_tcp.py
     enable_ipv6: bool = False  # with a wildcard bind: one dual-stack socket on ::, IPv6 candidates too
-    enable_simulcast: bool = False  # accept simulcast video (a=rid), one layer per receiver (simulcast_fwd.py)
+    enable_simulcast: bool = True  # accept simulcast video (a=rid), one layer per receiver (simulcast_fwd.py)
 
 
 class Session:
@@ -209,6 +209,8 @@ class MediaPlane:
         self.forwarder = Forwarder(send_pli=self._send_pli, on_voice=self._on_voice)
         self.estimates = ReceiverEstimates()  # per receiving session, from its REMB and reports (ADR 0019)
         self.simulcast = SimulcastForwarder(self.forwarder, self._send_layer_pli, self.estimates.estimate)
+        # calls.enable_simulcast (the server sets it; an app RtcConfig has no such field): new sessions use it
+        self.enable_simulcast = bool(getattr(config, "enable_simulcast", True))
         self.endpoint = UdpEndpoint(
             TransportConfig(host=rtc_bind(config), port=config.ice_port_udp,
                             rcvbuf=config.udp_rcvbuf,
@@ -271,7 +273,7 @@ class MediaPlane:
             self.close_session(session_id)
         self.sessions[session_id] = Session(session_id, channel_id,
                                             self._transport(secrets.token_hex(4), secrets.token_hex(16)),
-                                            bool(getattr(self.config, "enable_simulcast", False)))
+                                            self.enable_simulcast)
 
     def close_session(self, session_id: str) -> None:
         """Forget a session: its peer, its tracks (their routes to others are torn down and re-offered), its routes.

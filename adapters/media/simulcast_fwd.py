@@ -163,9 +163,12 @@ class SimulcastForwarder:
         estimate = self._estimate(receiver_id)
         if estimate is None:
             return layers[-1][0]
-        current = next((k for k, (i, _) in enumerate(layers) if i == rs.switcher.current), None)
-        prev = LayerChoice(index=current, up_since_ms=rs.choice.up_since_ms) if current is not None \
-            and rs.choice is not None else None
+        # the choice is kept apart from the layer flowing: after choosing a higher layer, the switcher still
+        # forwards the old one until the new one's key frame; the choice must not fall back meanwhile
+        prev = rs.choice
+        if prev is None or prev.index >= len(layers):
+            current = next((k for k, (i, _) in enumerate(layers) if i == rs.switcher.current), None)
+            prev = LayerChoice(index=current) if current is not None else None
         rs.choice = choose_layer(estimate, [layer for _, layer in layers], prev, now * 1000.0)
         return layers[rs.choice.index][0]
 

@@ -4,7 +4,8 @@ One ``core.video.BandwidthEstimator`` per receiving session. What a receiver tel
 gets is the input:
 
 * REMB (``parse_remb``): the receiver's own delay-based estimate (a browser sends it for video sections whose
-  server offer carried ``goog-remb``; aiortc always does) caps the estimate;
+  server offer carried ``goog-remb``; aiortc always does) caps the estimate when it is below the rate the server
+  sends that receiver (congestion); a REMB at or above it caps nothing (``BandwidthEstimator.on_remb``);
 * receiver-report blocks about the streams the server sends it: their fraction lost, averaged over the session's
   routes in the report, drives the loss-based controller.
 
@@ -16,7 +17,8 @@ observable through ``MediaPlane.estimates.estimate(session_id)`` and the ``remb_
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from callsd.core.video import BandwidthEstimator, EstimatorSettings
 from callsd.core.wire import rtcp
@@ -27,12 +29,13 @@ __all__ = ["ReceiverEstimates"]
 class ReceiverEstimates:
     """The estimates of every receiving session; ``on_rtcp`` per parsed compound packet."""
 
-    __slots__ = ("settings", "_by_session", "_clock", "remb_in", "loss_reports")
+    __slots__ = ("settings", "_by_session", "_sent", "_clock", "remb_in", "loss_reports")
 
     def __init__(self, settings: EstimatorSettings | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings or EstimatorSettings()
         self._by_session: dict[str, BandwidthEstimator] = {}
+        self._sent: dict[str, tuple[float, int, float | None]] = {}  # session -> (time, octets sent, bit/s)
         self._clock = clock
         self.remb_in = 0
         self.loss_reports = 0
@@ -43,17 +46,32 @@ class ReceiverEstimates:
             est = self._by_session[session_id] = BandwidthEstimator(self.settings)
         return est
 
-    def on_rtcp(self, session_id: str, packets: Iterable[rtcp.RtcpPacket], sent_ssrcs: Container[int]) -> None:
-        """Apply a session's RTCP: REMB and report blocks about ``sent_ssrcs`` (the SSRCs the server sends it)."""
-        now_ms = self._clock() * 1000.0
+    def _sent_rate(self, session_id: str, routes: Iterable[Any], now: float) -> float | None:
+        """The bit/s the server sent this session's routes since the previous call (at least 0.5 s apart)."""
+        octets = sum(int(r.octets) for r in routes)
+        last = self._sent.get(session_id)
+        if last is None:
+            self._sent[session_id] = (now, octets, None)
+            return None
+        if now - last[0] < 0.5:
+            return last[2]
+        rate = (octets - last[1]) * 8 / (now - last[0])
+        self._sent[session_id] = (now, octets, rate)
+        return rate
+
+    def on_rtcp(self, session_id: str, packets: Iterable[rtcp.RtcpPacket], sent: Mapping[int, Any]) -> None:
+        """Apply a session's RTCP: REMB and report blocks about ``sent`` (the server's routes to it, by SSRC;
+        their ``octets`` give the rate it is sent, against which a REMB is read)."""
+        now = self._clock()
+        now_ms = now * 1000.0
         for p in packets:
             if isinstance(p, rtcp.Feedback):
                 remb = rtcp.parse_remb(p)
                 if remb is not None:
                     self.remb_in += 1
-                    self._of(session_id).on_remb(remb[0], now_ms)
+                    self._of(session_id).on_remb(remb[0], now_ms, self._sent_rate(session_id, sent.values(), now))
             elif isinstance(p, rtcp.ReceiverReport | rtcp.SenderReport):
-                fractions = [b.fraction_lost for b in p.reports if b.ssrc in sent_ssrcs]
+                fractions = [b.fraction_lost for b in p.reports if b.ssrc in sent]
                 if fractions:
                     self.loss_reports += 1
                     self._of(session_id).on_loss_report(sum(fractions) / len(fractions) / 256.0, now_ms)
@@ -65,6 +83,7 @@ class ReceiverEstimates:
 
     def forget(self, session_id: str) -> None:
         self._by_session.pop(session_id, None)
+        self._sent.pop(session_id, None)
 
     def counters(self) -> dict[str, int]:
         return {"remb_in": self.remb_in, "loss_reports": self.loss_reports, "estimates": len(self._by_session)}

@@ -33,6 +33,7 @@ __all__ = ["EstimatorSettings", "PacketResult", "BandwidthEstimator", "LOSS_INTE
 LOSS_INTERVAL_MS = 1000.0
 RATE_WINDOW_MS = 500.0
 LOSS_HIGH, LOSS_LOW = 0.10, 0.02
+REMB_CONGESTED = 0.75
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,9 +119,16 @@ class BandwidthEstimator:
             self._apply_loss(min(max(fraction_lost, 0.0), 1.0))
         return self.estimate
 
-    def on_remb(self, bps: int, now_ms: float) -> int:
-        """A receiver's own estimate caps ours (the most recent REMB wins)."""
-        self._remb = float(max(bps, 0))
+    def on_remb(self, bps: int, now_ms: float, received_bps: float | None = None) -> int:
+        """A receiver's own estimate caps ours (the most recent REMB wins).
+
+        With ``received_bps`` (what the receiver is being sent), a REMB above ``REMB_CONGESTED`` (3/4) of it caps
+        nothing: a receive-side estimator never reports much more than it receives (GCC's own 1.5 x incoming
+        bound) and wanders around it, so such a REMB says the path carries the current rate, not that it cannot
+        carry more; an SFU that does not probe would otherwise never move a receiver up a layer. A REMB well
+        below what the receiver is sent is congestion, and caps."""
+        value = float(max(bps, 0))
+        self._remb = None if received_bps is not None and value >= REMB_CONGESTED * received_bps else value
         return self.estimate
 
     def _count_arrival(self, arrival_ms: float, size: int) -> None:

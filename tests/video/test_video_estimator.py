@@ -69,3 +69,10 @@ def test_lost_and_garbage_results_do_not_poison_the_estimate() -> None:
                for i in range(50)]
     assert est.on_packet_results(results, 100.0) == est.estimate
     assert est.estimate > 0
+
+
+def test_a_remb_near_what_the_receiver_is_sent_is_no_cap_but_a_low_one_is() -> None:
+    est = BandwidthEstimator(EstimatorSettings(start_bps=1_000_000))
+    assert est.on_remb(180_000, 0, received_bps=200_000) == 1_000_000  # it reports what it gets: no news
+    assert est.on_remb(100_000, 1, received_bps=200_000) == 100_000  # half of what it is sent: congestion
+    assert est.on_remb(100_000, 2) == 100_000  # without the sent rate, a REMB always caps

@@ -109,6 +109,7 @@ class CallsConfig:
     max_participants: int = 0
     allow_screen_sharing: bool = True
     reconnect_window_seconds: int = 30
+    enable_simulcast: bool = True  # accept simulcast video, one layer per receiver (docs/video.md)
 
 
 _URL_PASSWORD = re.compile(r"^([a-z]+://[^/:@]*):[^/@]*@")  # the password of a postgresql://user:pw@host URL
@@ -458,6 +459,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "max_participants": _int(0, 10000),
         "allow_screen_sharing": _bool,
         "reconnect_window_seconds": _int(0, 86400),
+        "enable_simulcast": _bool,
     },
     "store": {"data_dir": _str, "url": _str, "retention_days": _int(1, 36500, zero_ok=True, what="forever"),
               "retention_action": _choice("archive", "delete")},

@@ -365,7 +365,9 @@ def _make_plane(config: Config, emit: Callable[[Any], None]) -> ServedPlane:
     if config.rtc.media_workers > 0:
         return PlaneRouter(config.rtc, emit, workers=config.rtc.media_workers,
                            socket_dir=Path(config.store.data_dir), log_level=config.log.level)
-    return MediaPlane(config.rtc, emit)
+    plane = MediaPlane(config.rtc, emit)
+    plane.enable_simulcast = config.calls.enable_simulcast
+    return plane
 
 
 def _hub_settings(config: Config) -> HubSettings:

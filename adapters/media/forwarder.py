@@ -25,7 +25,9 @@ Padding-only packets (bandwidth probes) are not forwarded; each one shifts the r
 receivers see no gap.
 
 Video tracks keep the last 512 packets (in publisher numbering) so that a receiver's NACK, translated back through
-the route's offset, can be answered without asking the publisher.
+the route's offset, can be answered without asking the publisher: as an RTX packet (RFC 4588, on the route's RTX
+SSRC and payload type, with its own sequence numbers) when the receiver negotiated RTX, else as a plain resend.
+NACK answers run in Python on both fast paths (docs/adr/0019).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 
 from callsd.core.calls.events import TrackKind
 from callsd.core.wire.rtp import ExtensionRemap, make_extension_remap, read_audio_level, rewrite_rtp
+from callsd.core.wire.rtx import wrap_rtx
 
 __all__ = ["InTrack", "OutRoute", "Forwarder", "ForwarderCounters", "CACHE_SIZE", "URI_MID", "URI_AUDIO_LEVEL",
            "rewrite_extension_block"]
@@ -60,7 +63,7 @@ class ForwarderCounters:
     __slots__ = (
         "rtp_in", "rtp_in_bytes", "rtp_out", "rtp_out_bytes", "drop_unknown_ssrc", "drop_malformed", "drop_padding",
         "drop_no_route", "drop_paused", "nack_in", "nack_answered", "nack_forwarded", "pli_in", "pli_out",
-        "rtcp_in", "rtcp_out", "rtcp_malformed",
+        "rtcp_in", "rtcp_out", "rtcp_malformed", "rtx_in", "rtx_out", "nack_out",
     )
 
     rtp_in: int
@@ -80,6 +83,9 @@ class ForwarderCounters:
     rtcp_in: int
     rtcp_out: int
     rtcp_malformed: int
+    rtx_in: int  # RTX packets from publishers, unwrapped and forwarded as the originals (plane.on_rtp)
+    rtx_out: int  # NACK answers sent as RTX packets
+    nack_out: int  # NACKs the server sent a publisher for holes in its stream (nack_gen.py)
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -96,7 +102,8 @@ class InTrack:
         "track_id", "session", "kind", "media", "mid", "ssrc", "clock_rate", "codecs", "ext", "level_id",
         "routes", "live", "cache", "packets", "octets", "max_seq", "cycles", "base_seq", "started",
         "last_ts", "last_rx", "expected_prior", "received_prior", "sr_ntp_mid", "sr_rx", "last_pli",
-        "pli_pending", "vad_score", "speaking", "stream_id", "ended", "ext_cache",
+        "pli_pending", "vad_score", "speaking", "stream_id", "ended", "ext_cache", "rtx_ssrc", "rtx_pt",
+        "nacked",
     )
 
     def __init__(
@@ -139,6 +146,11 @@ class InTrack:
         # raw extension block -> [audio level or -1, {route ext_key: rewritten block or None}, raw block]: audio
         # blocks repeat (MID, a level of 0..127), so most packets skip parsing; bounded by clearing
         self.ext_cache: dict[bytes, list[Any]] = {}
+        # RTX (RFC 4588) the publisher negotiated: its RTX SSRC and payload type (None: no RTX); the holes the
+        # server asked it to repair, publisher seq -> NACKs sent (nack_gen.py)
+        self.rtx_ssrc: int | None = None
+        self.rtx_pt: int | None = None
+        self.nacked: dict[int, int] = {}
 
     def relive(self) -> None:
         """Recompute ``live`` after a route was added, removed, paused, resumed or negotiated."""
@@ -150,7 +162,7 @@ class OutRoute:
 
     __slots__ = (
         "track", "receiver", "ssrc", "mid", "pt_map", "remap", "ext_key", "paused", "negotiated", "resync",
-        "seq_offset", "ts_offset", "last_seq", "packets", "octets", "removed",
+        "seq_offset", "ts_offset", "last_seq", "packets", "octets", "removed", "rtx_ssrc", "rtx_pt", "rtx_seq",
     )
 
     def __init__(self, *, track: InTrack, receiver: Any, ssrc: int, mid: str, paused: bool, ts_offset: int) -> None:
@@ -170,6 +182,11 @@ class OutRoute:
         self.packets = 0
         self.octets = 0
         self.removed = False
+        # RTX toward this receiver: the SSRC the server offered (video), the payload type the receiver accepted
+        # (None: not negotiated, NACKs are answered with plain resends), the RTX stream's next sequence number
+        self.rtx_ssrc: int | None = None
+        self.rtx_pt: int | None = None
+        self.rtx_seq = 0
 
     def set_mapping(self, pt_map: dict[int, int], ext: ExtensionRemap | dict[int, int] | tuple[int, ...]) -> None:
         """Set the payload-type map (publisher PT -> receiver PT) and the extension remap: an ``ExtensionRemap``,
@@ -399,6 +416,11 @@ class Forwarder:
             pkt = cache[orig & _CACHE_MASK]
             if pkt is not None and ((pkt[2] << 8) | pkt[3]) == orig:
                 out = route.rewrite(pkt)
+                if out is not None and route.rtx_pt is not None and route.rtx_ssrc is not None:
+                    out = wrap_rtx(out, ssrc=route.rtx_ssrc, seq=route.rtx_seq, payload_type=route.rtx_pt)
+                    if out is not None:
+                        route.rtx_seq = (route.rtx_seq + 1) & 0xFFFF
+                        self.counters.rtx_out += 1
                 if out is not None:
                     peer.send_rtp(out)
                     self.counters.nack_answered += 1

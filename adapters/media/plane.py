@@ -73,8 +73,9 @@ from callsd.core.wire.negotiation import (
 from callsd.core.wire.rtp import read_mid
 from callsd.core.wire.sdp import Codec
 
-from . import rtcp_term
+from . import retransmit, rtcp_term
 from .advertiser import rtc_bind
+from .estimates import ReceiverEstimates
 from .events import (
     MediaEvent,
     SendSignal,
@@ -88,6 +89,7 @@ from .forwarder import Forwarder, InTrack, OutRoute
 from .ice_outcome import IceOutcomeWatch
 from .paths import make_path
 from .plane_network import PlaneNetwork
+from .simulcast_fwd import SimulcastForwarder
 from .transport import Peer, TransportConfig, UdpEndpoint
 
 __all__ = ["MediaPlane", "PlaneConfig", "SdpRejected"]
@@ -134,21 +136,22 @@ class PlaneConfig:
     fast_path: str = "auto"  # "auto" | "native" | "python": see paths.py
     ice_port_tcp: int = 0  # ICE-TCP passive port (0 = off); ice_tcp.py
     enable_ipv6: bool = False  # with a wildcard bind: one dual-stack socket on ::, IPv6 candidates too
+    enable_simulcast: bool = True  # accept simulcast video (a=rid), one layer per receiver (simulcast_fwd.py)
 
 
 class Session:
     __slots__ = ("session_id", "channel_id", "ufrag", "pwd", "peer", "remote", "neg", "published", "codecs",
                  "inbound", "routes_in", "out_by_ssrc", "screen_stream", "rtcp_ssrc", "closed", "refused",
-                 "mid_ext_id")
+                 "mid_ext_id", "inbound_rtx")
 
-    def __init__(self, session_id: str, channel_id: str, transport: LocalTransport) -> None:
+    def __init__(self, session_id: str, channel_id: str, transport: LocalTransport, simulcast: bool = False) -> None:
         self.session_id = session_id
         self.channel_id = channel_id
         self.ufrag = transport.ice_ufrag
         self.pwd = transport.ice_pwd
         self.peer: Peer | None = None
         self.remote: tuple[str, str, str] | None = None  # the client's ufrag, pwd, fingerprint the peer uses
-        self.neg = Negotiator(transport=transport, session_id=secrets.randbits(62))
+        self.neg = Negotiator(transport=transport, session_id=secrets.randbits(62), simulcast=simulcast)
         self.published: dict[str, InTrack] = {}  # mid -> the track the client publishes on that section
         self.codecs: dict[str, Codec] = {}  # mid -> its negotiated codec (what receivers are offered)
         self.inbound: dict[int, InTrack] = {}  # publisher SSRC -> track
@@ -159,6 +162,7 @@ class Session:
         self.closed = False
         self.refused: set[str] = set()  # track ids whose section the client rejected: not offered again
         self.mid_ext_id = 0  # the client's id for the MID header extension (0: none)
+        self.inbound_rtx: dict[int, InTrack] = {}  # publisher RTX SSRC -> track (retransmit.py)
 
     @property
     def offer_pending(self) -> bool:
@@ -203,6 +207,10 @@ class MediaPlane:
         self.tracks: dict[str, InTrack] = {}
         self.negotiation = PlaneCounters()
         self.forwarder = Forwarder(send_pli=self._send_pli, on_voice=self._on_voice)
+        self.estimates = ReceiverEstimates()  # per receiving session, from its REMB and reports (ADR 0019)
+        self.simulcast = SimulcastForwarder(self.forwarder, self._send_layer_pli, self.estimates.estimate)
+        # calls.enable_simulcast (the server sets it; an app RtcConfig has no such field): new sessions use it
+        self.enable_simulcast = bool(getattr(config, "enable_simulcast", True))
         self.endpoint = UdpEndpoint(
             TransportConfig(host=rtc_bind(config), port=config.ice_port_udp,
                             rcvbuf=config.udp_rcvbuf,
@@ -235,6 +243,7 @@ class MediaPlane:
         out = self.forwarder.counters.as_dict()
         out.update(self.ice_watch.counters.as_dict())
         out.update(self.network.counters())
+        out.update(self.estimates.counters())
         out.update({n: getattr(self.negotiation, n) for n in PlaneCounters.__slots__})
         return out
 
@@ -263,7 +272,8 @@ class MediaPlane:
         if session_id in self.sessions:
             self.close_session(session_id)
         self.sessions[session_id] = Session(session_id, channel_id,
-                                            self._transport(secrets.token_hex(4), secrets.token_hex(16)))
+                                            self._transport(secrets.token_hex(4), secrets.token_hex(16)),
+                                            self.enable_simulcast)
 
     def close_session(self, session_id: str) -> None:
         """Forget a session: its peer, its tracks (their routes to others are torn down and re-offered), its routes.
@@ -274,6 +284,7 @@ class MediaPlane:
         if s is None:
             return
         s.closed = True
+        self.estimates.forget(session_id)
         self.endpoint.remove_peer(session_id)
         self.ice_watch.forget(session_id)
         s.peer = None
@@ -378,6 +389,7 @@ class MediaPlane:
                     del s.inbound[t.ssrc]
                 t.ssrc = section.ssrcs[0]
                 s.inbound[t.ssrc] = t
+                retransmit.register_rtx(s.inbound_rtx, t, section.rtx_ssrc, section.rtx_payload_type)
         if s.remote is None:
             return
         for mid, p in current.items():
@@ -402,6 +414,8 @@ class MediaPlane:
                     ext=dict(p.extensions), stream_id=stream)
         if t.ssrc is not None:
             s.inbound[t.ssrc] = t
+        retransmit.register_rtx(s.inbound_rtx, t, p.rtx_ssrc, p.rtx_payload_type)
+        self.simulcast.add_track(t, p.rids)
         return t
 
     def _sync_sending(self, s: Session) -> None:
@@ -415,6 +429,7 @@ class MediaPlane:
                 ext = dict(st.extensions)
                 r.set_mapping({next(iter(t.codecs)): st.payload_type},
                               {t.ext[u]: ext[u] for u in FORWARDED_EXT[t.media] if t.ext.get(u) and ext.get(u)})
+                r.rtx_pt = st.rtx_payload_type if st.rtx_ssrc is not None and st.rtx_ssrc == r.rtx_ssrc else None
             if accepted != r.negotiated:
                 r.negotiated = accepted
                 r.track.relive()
@@ -429,7 +444,7 @@ class MediaPlane:
             if codec is None or t.track_id in s.refused:
                 continue
             out.append(OutgoingTrack(track_id=t.track_id, stream_id=t.stream_id, kind=t.media, ssrc=r.ssrc,
-                                     codec=codec, cname=f"callsd-{t.session.session_id}"))
+                                     codec=codec, rtx_ssrc=r.rtx_ssrc, cname=f"callsd-{t.session.session_id}"))
         return out
 
     def _negotiate(self, s: Session) -> None:
@@ -486,6 +501,11 @@ class MediaPlane:
             ssrc = secrets.randbits(32)
         r = OutRoute(track=t, receiver=s, ssrc=ssrc, mid="", paused=paused, ts_offset=secrets.randbits(32))
         r.last_seq = secrets.randbits(15)
+        if t.media == "video":  # offered with RTX; used if the receiver accepts it (_sync_sending)
+            r.rtx_ssrc = secrets.randbits(32)
+            while r.rtx_ssrc in (0, ssrc) or r.rtx_ssrc in s.out_by_ssrc:
+                r.rtx_ssrc = secrets.randbits(32)
+            r.rtx_seq = secrets.randbits(15)
         t.routes[s.session_id] = r
         s.routes_in[t.track_id] = r
         s.out_by_ssrc[ssrc] = r
@@ -504,6 +524,7 @@ class MediaPlane:
         if s.routes_in.get(t.track_id) is r:
             del s.routes_in[t.track_id]
         s.out_by_ssrc.pop(r.ssrc, None)
+        self.simulcast.forget_route(r)
         self.negotiation.routes -= 1
 
     def _drop_track(self, t: InTrack, touched: set[Session]) -> None:
@@ -513,6 +534,8 @@ class MediaPlane:
             touched.add(r.receiver)
         if t.ssrc is not None and t.session.inbound.get(t.ssrc) is t:
             del t.session.inbound[t.ssrc]
+        retransmit.register_rtx(t.session.inbound_rtx, t, None, None)
+        self.simulcast.forget_track(t)
         if self.tracks.get(t.track_id) is t:
             del self.tracks[t.track_id]
             self.negotiation.tracks -= 1
@@ -566,7 +589,9 @@ class MediaPlane:
         s = peer.data
         if s is None or s.closed:
             return
-        if self.forwarder.on_rtp(s.inbound, plain) is None and len(plain) >= 12 and plain[0] >> 6 == 2:
+        if (self.forwarder.on_rtp(s.inbound, plain) is None and len(plain) >= 12 and plain[0] >> 6 == 2
+                and not retransmit.unwrap_publisher_rtx(self.forwarder, s.inbound, s.inbound_rtx, plain)
+                and not self.simulcast.on_rtp(s.published, plain)):
             self._learn_ssrc(s, plain)
 
     def _learn_ssrc(self, s: Session, plain: bytes) -> None:
@@ -575,7 +600,7 @@ class MediaPlane:
             return
         mid = read_mid(plain, s.mid_ext_id)
         t = s.published.get(mid) if mid is not None else None
-        if t is not None and t.ssrc is None:
+        if t is not None and t.ssrc is None and plain[1] & 0x7F in t.codecs:  # not from an RTX padding probe
             t.ssrc = int.from_bytes(plain[8:12], "big")
             s.inbound[t.ssrc] = t
             self.forwarder.counters.drop_unknown_ssrc -= 1
@@ -592,6 +617,7 @@ class MediaPlane:
         except rtcp.RtcpError:
             c.rtcp_malformed += 1
             return
+        self.estimates.on_rtcp(s.session_id, packets, s.out_by_ssrc)
         for p in packets:
             if isinstance(p, rtcp.SenderReport):
                 t = s.inbound.get(p.ssrc)
@@ -600,7 +626,9 @@ class MediaPlane:
                     t.sr_rx = time.monotonic()
             elif isinstance(p, rtcp.Nack):
                 r = s.out_by_ssrc.get(p.media_ssrc)
-                if r is not None:
+                if r is not None and self.simulcast.is_simulcast(r):
+                    self.simulcast.answer_nack(r, list(p.lost))
+                elif r is not None:
                     missing = self.forwarder.answer_nack(r, list(p.lost))
                     pub = r.track.session.peer
                     if missing and pub is not None and r.track.ssrc is not None:
@@ -613,7 +641,21 @@ class MediaPlane:
                     r = s.out_by_ssrc.get(media)
                     if r is not None:
                         c.pli_in += 1
-                        self.forwarder.request_keyframe(r.track)
+                        if self.simulcast.is_simulcast(r):
+                            self.simulcast.request_keyframe(r)
+                        else:
+                            self.forwarder.request_keyframe(r.track)
+
+    def _send_nack(self, t: InTrack, lost: list[int]) -> bool:
+        peer = t.session.peer
+        if peer is None or t.ssrc is None:
+            return False
+        peer.send_rtcp(rtcp.build_nack(sender_ssrc=t.session.rtcp_ssrc, media_ssrc=t.ssrc, lost=lost))
+        return True
+
+    def _send_layer_pli(self, s: Session, ssrc: int) -> None:
+        if s.peer is not None:
+            s.peer.send_rtcp(rtcp.build_pli(sender_ssrc=s.rtcp_ssrc, media_ssrc=ssrc))
 
     def _send_pli(self, t: InTrack) -> None:
         peer = t.session.peer
@@ -630,6 +672,7 @@ class MediaPlane:
         while True:
             await trio.sleep(self._report_interval / 4)
             self.forwarder.tick(list(self.tracks.values()))
+            retransmit.nack_round(self.forwarder, list(self.tracks.values()), self._send_nack)
             self.ice_watch.check(trio.current_time(), self.endpoint.peer)
             n += 1
             if n % 4 == 0:

@@ -1,11 +1,14 @@
 """Codec policy (pure): which codecs the server accepts from a client, and under which payload types it offers one.
 
 Opus 48 kHz/2 with ``useinbandfec=1`` for audio; VP8, else H264 with packetization-mode=1 (profile 42e01f, then
-42001f, then any) for video. A single codec per section keeps forwarding a plain payload-type rewrite. RTX is not
-accepted (the forwarder answers NACKs from its cache with plain retransmissions) and neither are transport-cc or
-goog-remb (the server sends neither kind of feedback, and accepting them would make a browser wait for feedback
-that never comes): rtcp-fb is limited to nack, nack pli and ccm fir as offered. A server offer may still carry RTX
-for an ``OutgoingTrack`` with an ``rtx_ssrc`` (the media plane passes none).
+42001f, then any) for video. A single media codec per section keeps forwarding a plain payload-type rewrite. Video
+also accepts the RTX codec (RFC 4588) whose ``apt`` names that codec, when offered: the publisher then answers the
+server's NACKs on its RTX stream, and the server offers RTX to receivers for an ``OutgoingTrack`` with an
+``rtx_ssrc`` (docs/adr/0019). transport-cc and goog-remb are not accepted from a publisher (the server sends
+neither kind of feedback, and accepting them would make a browser wait for feedback that never comes): rtcp-fb is
+limited to nack, nack pli and ccm fir as offered. The server's own offers (sections it sends on) add goog-remb on
+video: the receiving browser then sends REMB, its receive-side estimate, which feeds the server's per-receiver
+bandwidth estimate (adapters/media/estimates.py); a receiver has nothing to wait for.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from .sdp import Codec
 __all__ = ["choose_codecs", "offer_codecs"]
 
 _KEPT_FEEDBACK = ("nack", "nack pli", "ccm fir")
-_VIDEO_FEEDBACK = ("nack", "nack pli", "ccm fir")  # what a server offer asks for on video sections
+_VIDEO_FEEDBACK = ("nack", "nack pli", "ccm fir", "goog-remb")  # what a server offer asks for on video sections
 _H264_PROFILES = ("42e01f", "42001f")
 
 
@@ -61,7 +64,8 @@ def _primary_choice(kind: str, offered: Sequence[Codec], want: Codec | None) -> 
 
 def choose_codecs(kind: str, offered: Sequence[Codec], want: Codec | None = None) -> tuple[Codec, ...]:
     """The codecs to accept from an offered list: one primary codec (the policy's choice, or the one matching
-    ``want``), with rtcp-fb filtered and Opus FEC on; never RTX. Empty when nothing fits."""
+    ``want``), with rtcp-fb filtered and Opus FEC on, then for video its RTX codec (``apt`` = the primary's payload
+    type) if offered. Empty when nothing fits."""
     primary = _primary_choice(kind, offered, want)
     if primary is None:
         return ()
@@ -71,7 +75,15 @@ def choose_codecs(kind: str, offered: Sequence[Codec], want: Codec | None = None
         params["useinbandfec"] = "1"
         fmtp = ";".join(f"{k}={v}" if v else k for k, v in params.items())
     feedback = tuple(f for f in primary.feedback if f in _KEPT_FEEDBACK) if kind == "video" else ()
-    return (replace(primary, fmtp=fmtp, feedback=feedback),)
+    chosen = replace(primary, fmtp=fmtp, feedback=feedback)
+    rtx = _rtx_for(offered, primary.payload_type) if kind == "video" else None
+    return (chosen,) if rtx is None else (chosen, replace(rtx, feedback=()))
+
+
+def _rtx_for(offered: Sequence[Codec], payload_type: int) -> Codec | None:
+    """The offered RTX codec (90 kHz) retransmitting ``payload_type`` (``a=fmtp:<rtx> apt=<payload_type>``)."""
+    return next((c for c in offered if _codec_key(c)[:2] == ("rtx", 90000)
+                 and c.params.get("apt") == str(payload_type)), None)
 
 
 def offer_codecs(
@@ -110,7 +122,9 @@ def offer_codecs(
         raise LocalProtocolError("no free payload type left in this bundle")
 
     if mine is not None:
-        primary = replace(t.codec, payload_type=mine.payload_type, feedback=mine.feedback)
+        feedback = (*mine.feedback, "goog-remb") if t.kind == "video" and "goog-remb" not in mine.feedback \
+            else mine.feedback
+        primary = replace(t.codec, payload_type=mine.payload_type, feedback=feedback)
     else:
         pt = free(t.codec.payload_type) if avoid.get(t.codec.payload_type) != _codec_key(t.codec) \
             else t.codec.payload_type

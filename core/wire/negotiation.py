@@ -89,6 +89,7 @@ from .sdp import (
     build_sdp,
     parse_sdp,
 )
+from .simulcast_sdp import SIMULCAST_EXTENSIONS, receive_attributes, send_rids
 
 __all__ = [
     "Negotiator",
@@ -115,13 +116,14 @@ class _Slot:
     published: PublishedTrack | None = None
     local: OutgoingTrack | None = None
     rsize: bool = True
+    rids: tuple[str, ...] = ()  # the simulcast streams the client sends on this section (simulcast_sdp.py)
 
     def copy(self) -> _Slot:
         """A shallow copy (``dataclasses.replace`` costs several times more, once per section per offer)."""
         return _Slot(mid=self.mid, kind=self.kind, server_owned=self.server_owned, formats=self.formats,
                      rejected=self.rejected, codecs=self.codecs, extmaps=self.extmaps,
                      client_direction=self.client_direction, published=self.published, local=self.local,
-                     rsize=self.rsize)
+                     rsize=self.rsize, rids=self.rids)
 
 
 MAX_CLIENT_SECTIONS = 16  # m-sections a client may create (its transceivers, live or stopped)
@@ -155,10 +157,11 @@ class Negotiator:
     """
 
     __slots__ = ("transport", "session_id", "state", "remote", "_slots", "_pending", "_desired", "_version",
-                 "_allow_mixed", "_client_codecs", "_extension_ids")
+                 "_allow_mixed", "_client_codecs", "_extension_ids", "simulcast")
 
-    def __init__(self, *, transport: LocalTransport, session_id: int) -> None:
+    def __init__(self, *, transport: LocalTransport, session_id: int, simulcast: bool = False) -> None:
         self.transport = transport
+        self.simulcast = simulcast  # accept a=simulcast/a=rid on video (answered recv); else one encoding
         self.session_id = session_id
         self.state = NegotiationState.NEW
         self.remote: RemoteTransport | None = None
@@ -265,8 +268,10 @@ class Negotiator:
                 continue
             slot.rejected = False
             slot.codecs = codecs
-            slot.extmaps = tuple(e for e in m.extmaps if e.uri in KEPT_EXTENSIONS[m.kind])
             slot.client_direction = _direction(m)
+            slot.rids = send_rids(m) if self.simulcast and m.kind == "video" and slot.client_direction.sends else ()
+            slot.extmaps = tuple(e for e in m.extmaps if e.uri in KEPT_EXTENSIONS[m.kind]
+                                 or (slot.rids and e.uri in SIMULCAST_EXTENSIONS))
             slot.rsize = m.rtcp_rsize
             self._update_published(slot, m, published, unpublished)
             slots.append(slot)
@@ -459,6 +464,7 @@ class Negotiator:
             fingerprints=(Fingerprint(algorithm=algo, value=value),), setup=setup,
             candidates=candidates, end_of_candidates=True, rtcp_mux=True, rtcp_rsize=s.rsize,
             codecs=s.codecs, extmaps=s.extmaps, ssrcs=tuple(ssrcs), ssrc_groups=groups,
+            other=receive_attributes(s.rids) if receives else (),
         )
 
 
@@ -483,7 +489,7 @@ def _published_track(slot: _Slot, m: MediaSection) -> PublishedTrack | None:
         rtx_ssrc=rtx_pairs.get(primaries[0]) if primaries and rtx_codec is not None else None, payload_type=slot.codecs[0].payload_type,
         rtx_payload_type=rtx_codec.payload_type if rtx_codec is not None else None, codec=slot.codecs[0],
         extensions=tuple((e.uri, e.id) for e in slot.extmaps),
-        cname=m.ssrc_attribute(primaries[0], "cname") if primaries else None,
+        cname=m.ssrc_attribute(primaries[0], "cname") if primaries else None, rids=slot.rids,
     )
 
 

@@ -84,6 +84,7 @@ class PublishedTrack:
     codec: Codec
     extensions: tuple[tuple[str, int], ...]
     cname: str | None = None
+    rids: tuple[str, ...] = ()  # simulcast streams, in the client's a=simulcast order (empty: one encoding)
 
     def extension_id(self, uri: str) -> int | None:
         return dict(self.extensions).get(uri)

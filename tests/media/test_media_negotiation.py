@@ -56,9 +56,9 @@ def test_answer_to_chromium_offer_publishes_its_tracks() -> None:
     audio, video = r.published
     assert (audio.kind, audio.mid, audio.payload_type, audio.codec.name) == ("audio", "0", 111, "opus")
     assert audio.extension_id(AUDIO_LEVEL_URI) == 1 and audio.extension_id(MID_URI) == 4
-    # RTX is not accepted (NACKs are answered from the forwarder's cache): no RTX payload type, no RTX SSRC
-    assert (video.kind, video.payload_type, video.rtx_payload_type, video.codec.name) == ("video", 96, None, "VP8")
-    assert video.rtx_ssrc is None and video.ssrcs and 2067119197 not in video.ssrcs
+    # RTX is accepted for video (ADR 0019): the RTX payload type whose apt is the chosen codec, the FID SSRC
+    assert (video.kind, video.payload_type, video.rtx_payload_type, video.codec.name) == ("video", 96, 97, "VP8")
+    assert video.rtx_ssrc == 2067119197 and video.ssrcs and 2067119197 not in video.ssrcs
     assert audio.stream_id == video.stream_id and audio.track_id != video.track_id and audio.cname
     d = parse_sdp(r.answer)
     assert d.ice_lite and d.bundle() == ("0", "1")
@@ -67,13 +67,15 @@ def test_answer_to_chromium_offer_publishes_its_tracks() -> None:
         assert m.candidates[0].address == "127.0.0.1" and m.ice_ufrag == "srvu"
     a, v = d.media
     assert [c.name for c in a.codecs] == ["opus"] and a.codecs[0].params["useinbandfec"] == "1"
-    # no feedback the server does not produce (transport-cc, goog-remb), no RTX, no transport-wide-cc extension
-    assert [c.name for c in v.codecs] == ["VP8"]
+    # no feedback the server does not produce (transport-cc, goog-remb), no transport-wide-cc extension; the RTX
+    # codec of VP8 only (apt=96), no other RTX
+    assert [c.name for c in v.codecs] == ["VP8", "rtx"] and v.codecs[1].params == {"apt": "96"}
     assert set(v.codecs[0].feedback) == {"ccm fir", "nack", "nack pli"} and a.codecs[0].feedback == ()
     assert {e.uri for e in v.extmaps} <= {MID_URI, "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
                                           "urn:ietf:params:rtp-hdrext:toffset", "urn:3gpp:video-orientation"}
     assert {e.uri for e in a.extmaps} == {AUDIO_LEVEL_URI, MID_URI}
-    assert "rtx" not in r.answer and "transport-cc" not in r.answer and "goog-remb" not in r.answer
+    assert "rtx" not in r.answer.split("m=video")[0] and r.answer.count("rtx/90000") == 1
+    assert "transport-cc" not in r.answer and "goog-remb" not in r.answer
 
 
 def test_h264_is_chosen_when_vp8_is_not_offered() -> None:
@@ -83,7 +85,8 @@ def test_h264_is_chosen_when_vp8_is_not_offered() -> None:
     r = answered(negotiator().handle_offer(text))
     video = r.published[1]
     assert video.codec.name == "H264" and video.codec.params["profile-level-id"] == "42e01f"
-    assert video.codec.params["packetization-mode"] == "1" and video.rtx_payload_type is None
+    assert video.codec.params["packetization-mode"] == "1"
+    assert video.rtx_payload_type == 109  # the RTX of the chosen H264 (a=fmtp:109 apt=108)
 
 
 @pytest.mark.parametrize(
@@ -131,7 +134,8 @@ def test_server_offer_adds_sendonly_sections_and_never_reuses_them() -> None:
     assert a.codecs[0].payload_type == 111  # the client's own PT for Opus
     # an OutgoingTrack with an rtx_ssrc is offered with RTX; the client never negotiated RTX, so a free PT is used
     assert v.rtx_pairs() == {2000: 2001} and [c.name for c in v.codecs] == ["VP8", "rtx"]
-    assert set(v.codecs[0].feedback) == {"nack", "nack pli", "ccm fir"} and a.codecs[0].feedback == ()
+    # video asks the receiver for REMB (its receive-side estimate feeds the server's, ADR 0019)
+    assert set(v.codecs[0].feedback) == {"nack", "nack pli", "ccm fir", "goog-remb"} and a.codecs[0].feedback == ()
     assert v.extension_id(MID_URI) == 4  # the client's id for the mid extension
     # the client answers recvonly (mirror the offer with directions reversed)
     applied = n.handle_answer(mirror(made.offer))
@@ -327,7 +331,7 @@ def test_a_codec_the_client_offered_but_was_not_chosen_keeps_the_clients_payload
     assert isinstance(made, OfferMade)
     (codec,) = parse_sdp(made.offer).media[2].codecs
     assert (codec.name, codec.payload_type) == ("H264", 108)
-    assert set(codec.feedback) <= {"nack", "nack pli", "ccm fir"} and "nack" in codec.feedback
+    assert set(codec.feedback) <= {"nack", "nack pli", "ccm fir", "goog-remb"} and "nack" in codec.feedback
     # a codec the client never offered takes a PT that means nothing else to it
     av1 = Codec(payload_type=96, name="AV1X", clock_rate=90000)
     made2 = n.make_offer([OutgoingTrack(track_id="t", stream_id="s", kind="video", ssrc=5, codec=h264),

@@ -9,11 +9,13 @@ import struct
 from typing import Any
 
 import pytest
+from callsd.adapters.media import retransmit
 from callsd.adapters.media.events import SendSignal, TrackPublished, TrackUnpublished, VoiceActivity
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig, SdpRejected
 from callsd.core.calls.events import TrackKind
 from callsd.core.calls.outputs import RouteAdded, RoutePaused, RouteRemoved, RouteResumed
 from callsd.core.wire import rtcp
+from callsd.core.wire.rtx import unwrap_rtx, wrap_rtx
 from callsd.core.wire.sdp import Direction, parse_sdp
 
 FP = "sha-256 " + ":".join(["AB"] * 32)
@@ -23,8 +25,8 @@ TWCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-0
 
 
 def offer(*sections: tuple[str, str, str, int], stream: str = "stream-1", ufrag: str = "cli1",
-          level_id: int = 1, mid_id: int = 4, opus_pt: int = 111, vp8_pt: int = 96) -> str:
-    """A browser-like offer; each section is (kind, mid, direction, ssrc)."""
+          level_id: int = 1, mid_id: int = 4, opus_pt: int = 111, vp8_pt: int = 96, rtx_ssrc: int = 0) -> str:
+    """A browser-like offer; each section is (kind, mid, direction, ssrc); video sends RTX on ``rtx_ssrc``."""
     lines = ["v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0",
              "a=group:BUNDLE " + " ".join(s[1] for s in sections), "a=msid-semantic: WMS *"]
     for kind, mid, direction, ssrc in sections:
@@ -40,7 +42,9 @@ def offer(*sections: tuple[str, str, str, int], stream: str = "stream-1", ufrag:
                       f"a=rtcp-fb:{vp8_pt} transport-cc", "a=rtpmap:97 rtx/90000", f"a=fmtp:97 apt={vp8_pt}",
                       "a=rtpmap:102 H264/90000", "a=fmtp:102 packetization-mode=1;profile-level-id=42e01f"]
         if direction in ("sendrecv", "sendonly"):
-            lines += [f"a=msid:{stream} track-{mid}", f"a=ssrc:{ssrc} cname:c"]
+            lines += [f"a=msid:{stream} track-{mid}"] + ([f"a=ssrc:{ssrc} cname:c"] if ssrc else [])  # 0: unsignalled
+            if kind == "video" and rtx_ssrc:
+                lines += [f"a=ssrc-group:FID {ssrc} {rtx_ssrc}", f"a=ssrc:{rtx_ssrc} cname:c"]
     return "\r\n".join(lines) + "\r\n"
 
 
@@ -128,7 +132,7 @@ def test_answer_is_ice_lite_with_host_candidate_and_filtered_codecs() -> None:
     ans = parse_sdp(text)
     assert [(m.mid, m.direction) for m in ans.media] == [("0", "recvonly"), ("1", "recvonly")]
     assert [c.name for c in ans.media[0].codecs] == ["opus"]
-    assert [c.name for c in ans.media[1].codecs] == ["VP8"]  # no rtx: NACKs are answered from the cache
+    assert [c.name for c in ans.media[1].codecs] == ["VP8", "rtx"]  # RTX for video (ADR 0019)
     assert ans.media[1].codecs[0].feedback == ("nack", "nack pli")  # no transport-cc: the server sends none
     assert TWCC not in extmap(ans.media[0]).values() and MID in extmap(ans.media[0]).values()
     fp = ans.media[0].fingerprints[0]
@@ -310,7 +314,17 @@ def test_nack_is_answered_from_cache_in_receiver_numbering_or_passed_on() -> Non
     seq5 = struct.unpack_from("!H", sent[5], 2)[0]
     nack = rtcp.build_nack(sender_ssrc=99, media_ssrc=out_ssrc, lost=[seq5, (seq5 + 1) & 0xFFFF])
     rig.plane.on_rtcp(b, nack)  # type: ignore[arg-type]
-    assert b.rtp[10:] == [sent[5], sent[6]]
+    # B accepted RTX (ADR 0019): the answers come on the RTX stream the offer paired with the route (FID), with
+    # the RTX payload type, consecutive RTX sequence numbers, and the original sequence number leading the payload
+    section = parse_sdp(rig.signals("B", "offer")[-1]).media[1]
+    rtx_ssrc = section.rtx_pairs()[out_ssrc]
+    rtx_pt = next(c.payload_type for c in section.codecs if c.name == "rtx")
+    answers = b.rtp[10:]
+    assert [unwrap_rtx(p, ssrc=out_ssrc, payload_type=sent[5][1] & 0x7F) for p in answers] == [sent[5], sent[6]]
+    assert {struct.unpack_from("!I", p, 8)[0] for p in answers} == {rtx_ssrc}
+    assert {p[1] & 0x7F for p in answers} == {rtx_pt}
+    s0, s1 = (struct.unpack_from("!H", p, 2)[0] for p in answers)
+    assert s1 == (s0 + 1) & 0xFFFF and rig.plane.counters["rtx_out"] == 2
     rig.plane.on_rtcp(b, rtcp.build_nack(sender_ssrc=99, media_ssrc=out_ssrc, lost=[(seq5 + 100) & 0xFFFF]))  # type: ignore[arg-type]
     nacks = [x for p in a.rtcp for x in rtcp.parse_rtcp(p) if isinstance(x, rtcp.Nack)]
     assert len(nacks) == 1 and nacks[0].lost == (1105,) and nacks[0].media_ssrc == 7
@@ -474,3 +488,87 @@ def test_every_server_offer_names_the_publisher_of_each_section_it_sends() -> No
         ("A", "audio", "microphone"), ("A", "video", "camera")]
     for msg in offers:
         assert {t["mid"] for t in msg["tracks"]} <= {m.mid for m in parse_sdp(msg["sdp"]).media}
+
+
+def rtx_rig() -> tuple[Rig, FakePeer, FakePeer]:
+    rig = Rig()
+    rig.join("A", ("video", "0", "sendrecv", 7), rtx_ssrc=8)
+    b = rig.join("B", ("audio", "0", "sendrecv", 2))
+    rig.route("A_0", "A", "B", kind=TrackKind.VIDEO)
+    rig.accept("B")
+    return rig, rig.peers["A"], b
+
+
+def test_a_publishers_rtx_packet_fills_the_hole_and_reaches_the_receiver() -> None:
+    rig, a, b = rtx_rig()
+    for seq in (1000, 1001, 1002, 1004):
+        rig.plane.on_rtp(a, rtp(seq, 90000 + seq, 7, pt=96, payload=bytes([seq & 0xFF]) * 50))  # type: ignore
+    assert len(b.rtp) == 4
+    lost = rtp(1003, 90000 + 1003, 7, pt=96, payload=bytes([1003 & 0xFF]) * 50)
+    rtx = wrap_rtx(lost, ssrc=8, seq=500, payload_type=97)
+    assert rtx is not None
+    rig.plane.on_rtp(a, rtx)  # type: ignore[arg-type]
+    assert len(b.rtp) == 5 and b.rtp[4].endswith(bytes([1003 & 0xFF]) * 50)
+    assert struct.unpack_from("!H", b.rtp[4], 2)[0] == (struct.unpack_from("!H", b.rtp[2], 2)[0] + 1) & 0xFFFF
+    counters = rig.plane.counters
+    assert counters["rtx_in"] == 1 and counters["drop_unknown_ssrc"] == 0
+    probe = struct.pack("!BBHII", 0xA0, 97, 501, 0, 8) + bytes(99) + b"\x64"  # RTX padding probe: dropped
+    rig.plane.on_rtp(a, probe)  # type: ignore[arg-type]
+    assert len(b.rtp) == 5 and rig.plane.counters["drop_padding"] == 1
+
+
+def test_holes_in_a_publishers_stream_are_nacked_at_most_three_times() -> None:
+    rig, a, b = rtx_rig()
+    for seq in [*range(1000, 1004), *range(1006, 1012)]:
+        rig.plane.on_rtp(a, rtp(seq, 90000 + seq, 7, pt=96))  # type: ignore[arg-type]
+    track = rig.plane.tracks["A_0"]
+
+    def nacks() -> list[tuple[int, ...]]:
+        return [x.lost for p in a.rtcp for x in rtcp.parse_rtcp(p) if isinstance(x, rtcp.Nack)]
+
+    for _ in range(5):
+        retransmit.nack_round(rig.plane.forwarder, [track], rig.plane._send_nack)  # noqa: SLF001
+    assert nacks() == [(1004, 1005)] * 3 and rig.plane.counters["nack_out"] == 3
+    rig.plane.on_rtp(a, wrap_rtx(rtp(1004, 91004, 7, pt=96), ssrc=8, seq=1, payload_type=97))  # type: ignore
+    assert retransmit.holes_to_nack(track) == [] and set(track.nacked) == {1005}
+
+
+def test_a_publisher_without_rtx_is_not_nacked_by_the_server() -> None:
+    rig, a, b, _ = video_rig()
+    for seq in (1000, 1001, 1005, 1006, 1007, 1008):
+        rig.plane.on_rtp(a, rtp(seq, 90000 + seq, 7, pt=96))  # type: ignore[arg-type]
+    assert retransmit.holes_to_nack(rig.plane.tracks["A_0"]) == []
+
+
+def test_a_receivers_remb_and_report_loss_drive_its_estimate() -> None:
+    rig, a, b, out_ssrc = video_rig()
+    estimates = rig.plane.estimates
+    assert estimates.estimate("B") is None
+    remb = rtcp.Feedback(packet_type=206, fmt=15, sender_ssrc=99, media_ssrc=0,
+                         fci=b"REMB" + bytes([1]) + (2 << 18 | 150_000 >> 2).to_bytes(3, "big") + out_ssrc.to_bytes(4, "big"))
+    rig.plane.on_rtcp(b, rtcp.build_rtcp([remb]))  # type: ignore[arg-type]
+    assert estimates.estimate("B") == 150_000 and rig.plane.counters["remb_in"] == 1
+    report = rtcp.build_rr(ssrc=99, reports=[rtcp.ReportBlock(ssrc=out_ssrc, fraction_lost=0)])
+    for _ in range(3):
+        rig.plane.on_rtcp(b, report)  # type: ignore[arg-type]
+    assert estimates.estimate("B") == 150_000  # loss-free reports raise the loss-based rate, REMB still caps it
+    lossy = rtcp.build_rr(ssrc=99, reports=[rtcp.ReportBlock(ssrc=out_ssrc, fraction_lost=128)])  # 50 %
+    for _ in range(8):
+        rig.plane.on_rtcp(b, lossy)  # type: ignore[arg-type]
+    estimate = estimates.estimate("B")
+    assert estimate is not None and estimate < 150_000 and rig.plane.counters["loss_reports"] == 11
+    rig.plane.close_session("B")
+    assert estimates.estimate("B") is None
+
+
+def test_an_rtx_probe_carrying_the_mid_does_not_bind_the_media_ssrc() -> None:
+    """A publisher that signals no SSRC (simulcast-style offers) may probe on its RTX stream first, with the MID."""
+    rig = Rig()
+    a = rig.join("A", ("video", "0", "sendrecv", 0))
+    track = rig.plane.tracks["A_0"]
+    assert track.ssrc is None
+    mid = b"\xbe\xde\x00\x01" + bytes([4 << 4, ord("0")]) + b"\x00\x00"
+    rig.plane.on_rtp(a, rtp(1, 0, 555, pt=97, ext=mid, payload=b"\x00\x01" + bytes(20)))  # type: ignore[arg-type]
+    assert track.ssrc is None
+    rig.plane.on_rtp(a, rtp(1, 0, 777, pt=96, ext=mid))  # type: ignore[arg-type]
+    assert track.ssrc == 777

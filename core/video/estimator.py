@@ -1,0 +1,161 @@
+"""A receiver's bandwidth estimate: Google Congestion Control (draft-ietf-rmcat-gcc-02), delay- and loss-based, pure.
+
+The SFU keeps one ``BandwidthEstimator`` per receiver (per transport). It is fed with what the receiver reports:
+
+* ``on_packet_results(results, now_ms)``: per forwarded packet, its send time (the SFU's clock), its arrival time
+  (the receiver's clock, from transport-cc feedback; ``None`` if lost) and its size. This drives the delay-based
+  controller (``delay_based.py``: inter-arrival groups, trendline filter, over-use detector, AIMD) and the
+  loss-based controller, and measures the incoming rate R (bytes that arrived over the last 500 ms of arrivals);
+* ``on_loss_report(fraction_lost, now_ms)``: the fraction lost from an RTCP receiver report (when the receiver
+  did not negotiate transport-cc) drives the loss-based controller alone;
+* ``on_remb(bps, now_ms)``: a receiver-side estimate (REMB) caps the result.
+
+The loss-based controller (draft section 6) runs once per report interval (at least ``LOSS_INTERVAL_MS`` of
+feedback, or one receiver report): loss above 10 % -> ``As *= 1 - 0.5 p``; below 2 % -> ``As *= 1.05``; in between
+hold; with transport-cc, an increase goes no higher than 1.5 R + 10 kbit/s. The estimate is ``min(A_delay, As,
+REMB)`` (A_delay once transport-cc has measured R) clamped to ``[min_bps, max_bps]``; it is always finite.
+
+Times are milliseconds as floats, passed in; nothing here reads a clock, so a recorded feedback stream replays to
+the same estimates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .delay_based import AimdRateController, BandwidthUsage, InterArrival, OveruseDetector, TrendlineFilter
+
+__all__ = ["EstimatorSettings", "PacketResult", "BandwidthEstimator", "LOSS_INTERVAL_MS", "RATE_WINDOW_MS"]
+
+LOSS_INTERVAL_MS = 1000.0
+RATE_WINDOW_MS = 500.0
+LOSS_HIGH, LOSS_LOW = 0.10, 0.02
+REMB_CONGESTED = 0.75
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EstimatorSettings:
+    """Bounds of the estimate (bit/s) and where it starts."""
+
+    min_bps: int = 50_000
+    start_bps: int = 1_000_000
+    max_bps: int = 20_000_000
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_bps <= self.start_bps <= self.max_bps:
+            raise ValueError(f"need 0 < min_bps <= start_bps <= max_bps, got {self.min_bps}, {self.start_bps}, "
+                             f"{self.max_bps}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PacketResult:
+    """One sent packet as the receiver reported it: ``arrival_ms`` is None for a packet reported lost."""
+
+    send_ms: float
+    arrival_ms: float | None
+    size: int
+
+
+class BandwidthEstimator:
+    """GCC for one receiver; ``estimate`` (bit/s) is the value the layer choice reads."""
+
+    __slots__ = ("settings", "usage", "_inter_arrival", "_trendline", "_detector", "_aimd", "_loss_rate",
+                 "_remb", "_arrivals", "_window_sent", "_window_lost", "_window_start_ms", "incoming_bps")
+
+    def __init__(self, settings: EstimatorSettings | None = None) -> None:
+        self.settings = settings or EstimatorSettings()
+        s = self.settings
+        self.usage = BandwidthUsage.NORMAL
+        self._inter_arrival = InterArrival()
+        self._trendline = TrendlineFilter()
+        self._detector = OveruseDetector()
+        self._aimd = AimdRateController(start_bps=s.start_bps, min_bps=s.min_bps, max_bps=s.max_bps)
+        self._loss_rate = float(s.start_bps)
+        self._remb: float | None = None
+        self._arrivals: deque[tuple[float, int]] = deque()  # (arrival ms, size) within the rate window
+        self._window_sent = 0
+        self._window_lost = 0
+        self._window_start_ms: float | None = None
+        self.incoming_bps: float | None = None
+
+    @property
+    def estimate(self) -> int:
+        """The current estimate in bit/s: min of the delay-based, loss-based and REMB rates, within the bounds."""
+        s = self.settings
+        delay_rate = self._aimd.rate if self.incoming_bps is not None else math.inf  # fed by transport-cc only
+        value = min(delay_rate, self._loss_rate, self._remb if self._remb is not None else math.inf)
+        return int(min(max(value, s.min_bps), s.max_bps))
+
+    def set_rtt(self, rtt_ms: float) -> None:
+        """The round-trip time (from RTCP), which sets the additive increase's response time."""
+        if math.isfinite(rtt_ms) and rtt_ms >= 0:
+            self._aimd.rtt_ms = min(rtt_ms, 10_000.0)
+
+    def on_packet_results(self, results: Iterable[PacketResult], now_ms: float) -> int:
+        """Feed one transport-cc report's packets (in sequence order); returns the new estimate."""
+        received = sent = 0
+        for result in results:
+            sent += 1
+            if result.arrival_ms is None or not (math.isfinite(result.send_ms) and math.isfinite(result.arrival_ms)):
+                continue
+            received += 1
+            self._count_arrival(result.arrival_ms, result.size)
+            delta = self._inter_arrival.add(result.send_ms, result.arrival_ms)
+            if delta is None:
+                continue
+            trend = self._trendline.update(delta)
+            self.usage = self._detector.detect(trend, delta.send_delta_ms, self._trendline.deltas, now_ms)
+        if sent:
+            self._aimd.update(self.usage, self.incoming_bps, now_ms)
+            self._count_loss(sent, sent - received, now_ms)
+        return self.estimate
+
+    def on_loss_report(self, fraction_lost: float, now_ms: float) -> int:
+        """Apply a receiver report's fraction lost (0..1) to the loss-based controller; returns the estimate."""
+        if math.isfinite(fraction_lost):
+            self._apply_loss(min(max(fraction_lost, 0.0), 1.0))
+        return self.estimate
+
+    def on_remb(self, bps: int, now_ms: float, received_bps: float | None = None) -> int:
+        """A receiver's own estimate caps ours (the most recent REMB wins).
+
+        With ``received_bps`` (what the receiver is being sent), a REMB above ``REMB_CONGESTED`` (3/4) of it caps
+        nothing: a receive-side estimator never reports much more than it receives (GCC's own 1.5 x incoming
+        bound) and wanders around it, so such a REMB says the path carries the current rate, not that it cannot
+        carry more; an SFU that does not probe would otherwise never move a receiver up a layer. A REMB well
+        below what the receiver is sent is congestion, and caps."""
+        value = float(max(bps, 0))
+        self._remb = None if received_bps is not None and value >= REMB_CONGESTED * received_bps else value
+        return self.estimate
+
+    def _count_arrival(self, arrival_ms: float, size: int) -> None:
+        arrivals = self._arrivals
+        arrivals.append((arrival_ms, size))
+        while arrivals and arrivals[0][0] < arrival_ms - RATE_WINDOW_MS:
+            arrivals.popleft()
+        span = arrival_ms - arrivals[0][0]
+        if span >= RATE_WINDOW_MS / 2:
+            self.incoming_bps = sum(n for _, n in arrivals) * 8 * 1000.0 / max(span, 1.0)
+
+    def _count_loss(self, sent: int, lost: int, now_ms: float) -> None:
+        if self._window_start_ms is None:
+            self._window_start_ms = now_ms
+        self._window_sent += sent
+        self._window_lost += lost
+        if now_ms - self._window_start_ms >= LOSS_INTERVAL_MS:
+            self._apply_loss(self._window_lost / self._window_sent)
+            self._window_sent = self._window_lost = 0
+            self._window_start_ms = now_ms
+
+    def _apply_loss(self, fraction: float) -> None:
+        s = self.settings
+        if fraction > LOSS_HIGH:
+            self._loss_rate *= 1 - 0.5 * fraction
+        elif fraction < LOSS_LOW:
+            self._loss_rate *= 1.05
+            if self.incoming_bps is not None:  # no higher than the path has shown, so a later loss bites at once
+                self._loss_rate = min(self._loss_rate, max(1.5 * self.incoming_bps + 10_000, s.min_bps))
+        self._loss_rate = min(max(self._loss_rate, s.min_bps), s.max_bps)

@@ -1,0 +1,82 @@
+"""Which simulcast layer a receiver gets, from its bandwidth estimate, with hysteresis (pure).
+
+A receiver whose estimate falls below the bitrate of the layer it gets must move down at once: every second on a
+too-large layer builds a queue, then loss, then freezes. Moving up is the risky direction: an estimate that
+crosses a layer's bitrate for a moment (a burst of good feedback) would flap between layers, and each switch
+costs a key frame from the publisher. So ``choose_layer`` moves up only when the estimate has exceeded the next
+layer's bitrate times ``up_margin`` continuously for ``hold_ms``, and then to the highest layer that fits so.
+
+The state of the hysteresis (since when an upgrade has looked possible) is returned in the ``LayerChoice`` and
+passed back in on the next call, so the function stays pure: time is an argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Layer", "LayerChoice", "LayerPolicy", "choose_layer"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layer:
+    """One encoding of a publisher's track: its ``rid`` and the bitrate (bit/s) it needs."""
+
+    rid: str
+    bitrate: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerChoice:
+    """The layer a receiver gets (an index into the layers, lowest bitrate first) and, while an upgrade is
+    pending, the time (ms) since which the estimate has supported it."""
+
+    index: int
+    up_since_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerPolicy:
+    """``up_margin``: how far the estimate must exceed a higher layer's bitrate; ``hold_ms``: for how long."""
+
+    up_margin: float = 1.2
+    hold_ms: float = 3000.0
+
+    def __post_init__(self) -> None:
+        if self.up_margin < 1.0 or self.hold_ms < 0:
+            raise ValueError(f"up_margin must be >= 1 and hold_ms >= 0, got {self.up_margin}, {self.hold_ms}")
+
+
+def _fitting(estimate: float, layers: Sequence[Layer], margin: float) -> int:
+    """The highest layer whose bitrate times ``margin`` the estimate covers; the lowest layer if none does."""
+    best = 0
+    for i, layer in enumerate(layers):
+        if layer.bitrate * margin <= estimate:
+            best = i
+    return best
+
+
+def choose_layer(estimate: float, layers: Sequence[Layer], current: LayerChoice | None, now_ms: float,
+                 policy: LayerPolicy = LayerPolicy()) -> LayerChoice:
+    """The layer for a receiver with this ``estimate`` (bit/s) at ``now_ms``, given its ``current`` choice.
+
+    ``layers`` are ordered by bitrate, lowest first. With no current choice, the highest layer that fits (no
+    margin, no hold: there is nothing to flap from). Down at once to the highest layer that fits; up only after
+    the estimate has covered a higher layer's bitrate times the margin for ``hold_ms``."""
+    if not layers:
+        raise ValueError("choose_layer needs at least one layer")
+    if any(a.bitrate > b.bitrate for a, b in zip(layers, layers[1:], strict=False)):
+        raise ValueError("layers must be ordered by bitrate, lowest first")
+    fits = _fitting(estimate, layers, 1.0)
+    if current is None:
+        return LayerChoice(index=fits)
+    index = min(max(current.index, 0), len(layers) - 1)
+    if fits < index:
+        return LayerChoice(index=fits)
+    target = _fitting(estimate, layers, policy.up_margin)
+    if target <= index:
+        return LayerChoice(index=index)
+    since = current.up_since_ms if current.up_since_ms is not None else now_ms
+    if now_ms - since >= policy.hold_ms:
+        return LayerChoice(index=target)
+    return LayerChoice(index=index, up_since_ms=since)

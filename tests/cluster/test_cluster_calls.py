@@ -1,0 +1,78 @@
+"""Three `callsd serve` nodes on one PostgreSQL log: one call, its users on different nodes (relayed to the owner);
+the owner killed with SIGKILL: the call continues on another node; the log verifies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import psycopg
+import pytest
+import trio
+from cluster_support import cluster_node, peer
+
+pytestmark = pytest.mark.slow
+
+
+def _owner(pg_url: str, channel: str) -> tuple[str, int]:
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        row = db.execute("SELECT owner, epoch FROM call_leases WHERE stream = %s", ("channel/" + channel,)).fetchone()
+    assert row is not None
+    return str(row[0]), int(row[1])
+
+
+def _replay_verify(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "callsd.app.cli", "replay", url, "--verify"], capture_output=True,
+                          text=True, timeout=120)
+
+
+async def test_one_call_over_three_nodes_survives_kill_9_of_its_owner(pg_url: str, tmp_path: Path) -> None:
+    nodes = {name: cluster_node(tmp_path, pg_url, name) for name in ("n1", "n2", "n3")}
+    for node in nodes.values():
+        await trio.to_thread.run_sync(node.start)
+    try:
+        async with AsyncExitStack() as stack:
+            alice = await stack.enter_async_context(peer(nodes["n1"]))
+            bob = await stack.enter_async_context(peer(nodes["n2"]))
+            carol = await stack.enter_async_context(peer(nodes["n3"]))
+            ack = await alice.join("room", "alice")
+            assert _owner(pg_url, "room") == ("n1", 1)  # the first joiner's node owns the call
+            assert (await bob.join("room", "bob"))["call_id"] == ack["call_id"]  # relayed n2 -> n1
+            assert (await carol.join("room", "carol"))["call_id"] == ack["call_id"]  # relayed n3 -> n1
+            await alice.expect("user_joined", session_id=carol.session_id)
+            await bob.send("raise_hand")
+            for who in (alice, bob, carol):
+                await who.expect("user_raised_hand", session_id=bob.session_id)  # acknowledged via the owner
+
+            # kill -9 of the owner: bob and carol keep their sockets, and are resumed on the next owner.
+            killed = time.monotonic()
+            await trio.to_thread.run_sync(nodes["n1"].kill)
+            for who in (bob, carol):
+                resumed = await who.expect("join_ack", timeout=15)
+                assert resumed["reconnected"] is True and resumed["call_id"] == ack["call_id"]
+            moved_after = time.monotonic() - killed
+            owner, epoch = _owner(pg_url, "room")
+            assert owner in ("n2", "n3") and epoch == 2
+            state = resumed["state"]
+            hands = {p["session_id"]: p["raised_hand"] for p in state["participants"]}
+            assert hands[bob.session_id] > 0  # the acknowledged input survived the owner
+            await carol.send("raise_hand")
+            await bob.expect("user_raised_hand", session_id=carol.session_id)
+            print(f"call moved to {owner} (epoch {epoch}) {moved_after:.1f} s after kill -9 of its owner")
+            assert moved_after < 10
+
+            # alice, whose node died, reconnects through another node with her session id and secret.
+            alice2 = await stack.enter_async_context(peer(nodes["n2"]))
+            await alice2.send("reconnect", {"session_id": alice.session_id, "channel_id": "room",
+                                            "reconnect_secret": alice.secret})
+            back = await alice2.expect("join_ack")
+            assert back["reconnected"] is True and back["session_id"] == alice.session_id
+            await bob.expect("user_reconnected", session_id=alice.session_id)
+    finally:
+        for node in nodes.values():
+            await trio.to_thread.run_sync(node.stop)
+    verified = _replay_verify(pg_url + "?stream=channel/room")
+    assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -3,6 +3,7 @@ the owner killed with SIGKILL: the call continues on another node; the log verif
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -76,3 +77,35 @@ async def test_one_call_over_three_nodes_survives_kill_9_of_its_owner(pg_url: st
             await trio.to_thread.run_sync(node.stop)
     verified = _replay_verify(pg_url + "?stream=channel/room")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def test_loadtest_users_of_one_call_on_three_nodes_hear_each_other(pg_url: str, tmp_path: Path) -> None:
+    """`callsd loadtest --url N1 --url N2 --url N3`: users dealt round-robin, as a load balancer would; the call is
+    hosted by one node and every user hears every other (real RTP through the owner's media plane)."""
+    nodes = [cluster_node(tmp_path, pg_url, name) for name in ("n1", "n2", "n3")]
+    for node in nodes:
+        await trio.to_thread.run_sync(node.start)
+    out = tmp_path / "load.json"
+    try:
+        load = await trio.to_thread.run_sync(lambda: subprocess.run(
+            [sys.executable, "-m", "callsd.app.cli", "loadtest", *[a for n in nodes for a in ("--url", n.url)],
+             "--calls", "1", "--users-per-call", "3", "--unmuted", "3", "--duration", "5", "--join-duration", "1",
+             "--join-timeout", "15", "--output", str(out), "--quiet"],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path))
+    finally:
+        for node in nodes:
+            await trio.to_thread.run_sync(node.stop)
+    assert load.returncode == 0, load.stdout + load.stderr
+    doc = json.loads(out.read_text())
+    per_url = doc["users"]["per_url"]
+    assert sorted(per_url) == sorted(n.url.replace("http", "ws") + "/api/v1/websocket" for n in nodes)
+    assert all(c == {"users": 1, "joined": 1, "connected": 1} for c in per_url.values()), per_url
+    overall = doc["overall"]
+    assert overall["audio_streams_received"] == overall["audio_streams_expected"] == 6, overall
+    assert overall["packets_received"] > 300, overall
+    assert "users per" not in load.stdout
+    assert all(n.url.replace("http", "ws") in load.stdout for n in nodes)  # the summary lists each node's users
+    channel = doc["calls"][0]["channel_id"] if doc.get("calls") else None
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        owners = db.execute("SELECT owner FROM call_leases").fetchall()
+    assert len(owners) == 1, (owners, channel)  # one call, one owner

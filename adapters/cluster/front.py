@@ -54,6 +54,11 @@ class Router(Protocol):
 
     async def route(self, channel_id: str) -> CallHost | Remote: ...
 
+    async def live_epoch(self, channel_id: str) -> int | None: ...
+
+    @property
+    def watch_every(self) -> float: ...
+
 
 @dataclass(slots=True)
 class _Session:
@@ -188,7 +193,8 @@ async def _serve_here(host: CallHost, client: Transport, session: _Session, conn
 
 async def _serve_there(node: Router, target: Remote, client: Transport, session: _Session, conn_id: str,
                        recv_q: trio.MemoryReceiveChannel[str | bytes]) -> None:
-    query = {"channel": session.channel_id or _channel_of(session.pending[-1]) or "", "session": conn_id,
+    channel = session.channel_id or _channel_of(session.pending[-1]) or ""
+    query = {"channel": channel, "session": conn_id,
              "epoch": str(target.epoch), **({"token": session.query_token} if session.query_token else {})}
     url = f"ws://{target.advertise}{LINK_PATH}?{urlencode(query)}"
     closed: list[int] = []  # the link's close code, once it ended
@@ -228,9 +234,24 @@ async def _serve_there(node: Router, target: Remote, client: Transport, session:
                     session.saw(frame)
                     await client.send(frame)
 
+            async def watch_lease() -> None:
+                """A paused or cut-off owner keeps its sockets open: the lease, not the link, says when it is
+                gone (or when another node took the call over)."""
+                while True:
+                    await trio.sleep(node.watch_every)
+                    try:
+                        now = await node.live_epoch(channel)
+                    except Exception:  # the database is away: the owner cannot renew either; keep watching
+                        continue
+                    if now != epoch:
+                        log.info("channel %s: the lease of epoch %d is %s: finding the call's owner", channel,
+                                 epoch, "gone" if now is None else f"replaced by epoch {now}")
+                        return
+
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(guarded, upstream, nursery.cancel_scope)
                 nursery.start_soon(guarded, downstream, nursery.cancel_scope)
+                nursery.start_soon(guarded, watch_lease, nursery.cancel_scope)
     except ConnectionClosed as exc:
         closed.append(exc.reason.code if exc.reason is not None else 1006)
     except (HandshakeError, OSError, trio.TooSlowError) as exc:

@@ -13,6 +13,7 @@ epoch: claim 2, the hub's ``on_fatal``), or the node stops.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Protocol
 
 import trio
@@ -51,7 +52,10 @@ class CallHost:
 
     @property
     def live(self) -> bool:
-        return not self.stopped.is_set()
+        """Whether this node may still act for the channel: not stopped, and the lease's local deadline not passed
+        (checked before every send, so a node resuming from a pause acts on nothing before its keeper runs)."""
+        fence = self.store.fence
+        return not self.stopped.is_set() and fence is not None and fence.live(time.monotonic())
 
     def stop(self, why: str) -> None:
         """Stop acting for the channel now: nothing more is sent to its clients; the hub is cancelled."""

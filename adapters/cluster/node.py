@@ -99,6 +99,15 @@ class ClusterNode:
                 await trio.sleep(ROUTE_PAUSE)
         raise RouteFailed(f"no node could host channel {channel_id!r} within {self.route_timeout:.0f} s")
 
+    async def live_epoch(self, channel_id: str) -> int | None:
+        """The epoch of the channel's live lease, None if no lease is live."""
+        owner = await self.directory.owner_of(channel_id)
+        return owner.epoch if owner is not None and owner.live else None
+
+    @property
+    def watch_every(self) -> float:
+        return self.lease_seconds / 3
+
     # ------------------------------------------------------------------ hosting
 
     async def host(self, channel_id: str) -> CallHost | None:

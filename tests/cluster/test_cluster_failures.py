@@ -1,0 +1,96 @@
+"""Split brain and single-handler mode on real nodes: a node paused (SIGSTOP) past its lease never acts for the
+call again once resumed, and with one handler every call is hosted by it."""
+
+from __future__ import annotations
+
+import os
+import signal
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import psycopg
+import pytest
+import trio
+from cluster_support import cluster_node, peer
+
+pytestmark = pytest.mark.slow
+
+
+def _rows_by_epoch(pg_url: str, channel: str) -> dict[int, int]:
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        rows = db.execute("SELECT epoch, count(*) FROM events WHERE stream = %s GROUP BY epoch",
+                          ("channel/" + channel,)).fetchall()
+    return {int(e): int(n) for e, n in rows}
+
+
+def _owner(pg_url: str, channel: str) -> tuple[str, int]:
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        row = db.execute("SELECT owner, epoch FROM call_leases WHERE stream = %s", ("channel/" + channel,)).fetchone()
+    assert row is not None
+    return str(row[0]), int(row[1])
+
+
+async def test_an_owner_paused_past_its_lease_does_not_act_for_the_call_again(pg_url: str, tmp_path: Path) -> None:
+    lease = 2.0
+    n1, n2 = (cluster_node(tmp_path, pg_url, name, lease=lease) for name in ("n1", "n2"))
+    for node in (n1, n2):
+        await trio.to_thread.run_sync(node.start)
+    try:
+        async with AsyncExitStack() as stack:
+            alice = await stack.enter_async_context(peer(n1))  # on the owner itself
+            bob = await stack.enter_async_context(peer(n2))  # relayed to it
+            await alice.join("room", "alice")
+            await bob.join("room", "bob")
+            await alice.expect("user_joined", session_id=bob.session_id)
+            assert _owner(pg_url, "room") == ("n1", 1)
+
+            os.kill(n1.pid, signal.SIGSTOP)
+            try:
+                # n2 sees n1's lease lapse, takes the call (epoch 2) and resumes bob's session there.
+                resumed = await bob.expect("join_ack", timeout=4 * lease + 10)
+                assert resumed["reconnected"] is True
+                assert _owner(pg_url, "room") == ("n2", 2)
+                await bob.send("raise_hand")
+                await bob.expect("user_raised_hand", session_id=bob.session_id)
+                epoch_1_rows = _rows_by_epoch(pg_url, "room")[1]
+                seen_before = len(alice.seen)
+            finally:
+                os.kill(n1.pid, signal.SIGCONT)
+
+            # n1 wakes with inputs and timers pending: it must not act. Alice's socket on n1 is resumed on n2.
+            back = await alice.expect("join_ack", timeout=15)
+            assert back["reconnected"] is True and back["session_id"] == alice.session_id
+            hands = {p["session_id"]: p["raised_hand"] for p in back["state"]["participants"]}
+            assert hands[bob.session_id] > 0  # the state of the new owner, not the paused one's
+            after = alice.seen[seen_before:]
+            assert [m["type"] for m in after][0] == "join_ack", after  # nothing from the stale owner first
+            assert not [m for m in after if m["type"] == "error"], after
+            await alice.send("lower_hand")
+            await alice.send("raise_hand")
+            await bob.expect("user_raised_hand", session_id=alice.session_id)
+            assert _rows_by_epoch(pg_url, "room")[1] == epoch_1_rows  # n1 wrote nothing more
+            assert _owner(pg_url, "room") == ("n2", 2)
+            raised = [m for m in bob.seen if m["type"] == "user_raised_hand" and
+                      m["data"]["session_id"] == bob.session_id]
+            assert len(raised) == 1, raised  # no duplicate of an acknowledged output
+    finally:
+        for node in (n1, n2):
+            await trio.to_thread.run_sync(node.stop)
+
+
+async def test_single_handler_mode_hosts_every_call_on_the_handler(pg_url: str, tmp_path: Path) -> None:
+    handler = cluster_node(tmp_path, pg_url, "h1")
+    others = [cluster_node(tmp_path, pg_url, name, handler=False) for name in ("r1", "r2")]
+    for node in (handler, *others):
+        await trio.to_thread.run_sync(node.start)
+    try:
+        async with AsyncExitStack() as stack:
+            for k, channel in enumerate(("a", "b", "c")):
+                first = await stack.enter_async_context(peer(others[k % 2]))  # the first joiner: a non-handler
+                second = await stack.enter_async_context(peer(others[(k + 1) % 2]))
+                ack = await first.join(channel, "first")
+                assert (await second.join(channel, "second"))["call_id"] == ack["call_id"]
+                assert _owner(pg_url, channel) == ("h1", 1)
+    finally:
+        for node in (handler, *others):
+            await trio.to_thread.run_sync(node.stop)

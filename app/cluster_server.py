@@ -20,7 +20,7 @@ from typing import Any
 
 import trio
 from callsd.adapters.cluster.directory import Directory, NodeInfo
-from callsd.adapters.cluster.link import LINK_HEADER, authentic, reconnect_key
+from callsd.adapters.cluster.link import LINK_HEADER, LINK_PATH, authentic, reconnect_key
 from callsd.adapters.cluster.node import ClusterNode
 from callsd.adapters.signaling import SignalingHub
 from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
@@ -29,12 +29,13 @@ from callsd.core.calls import events as ev
 from callsd.core.calls.eventlog import EventLogError
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from quart import Response, websocket
+from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
 from .auth import check_open_mode_allowed
 from .config import Config
 from .http_guard import TICKET_KEY, ConnectionTicket, GuardCounters, serve_http
+from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name, metrics_authorized
 from .server import (
     STATIC_DIR,
     VERSION,
@@ -119,6 +120,28 @@ def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, 
     def as_json(data: Any, status: int = 200) -> Response:
         return Response(json.dumps(data), status=status, mimetype="application/json")
 
+    def refuse_host(host: str | None, path: str) -> Response | None:
+        """DNS rebinding, as on a single server (app/http_policy.py); node links are authenticated instead."""
+        if path in HOST_EXEMPT_PATHS or path == LINK_PATH or host_allowed(
+                host, auth_mode=config.auth.mode, allowed_hosts=config.http.allowed_hosts):
+            return None
+        return Response(f"host {host_name(host or '')!r} is not served here (see http.allowed_hosts)", status=421)
+
+    @app.before_request
+    async def check_request_host() -> Response | None:
+        return refuse_host(request.headers.get("Host"), request.path)
+
+    @app.before_websocket
+    async def check_websocket_host() -> Response | None:
+        return refuse_host(websocket.headers.get("Host"), websocket.path)
+
+    @app.route("/metrics")
+    async def metrics() -> Response:
+        if not metrics_authorized(request.headers.get("Authorization"), config.metrics.token):
+            return Response("a bearer token is required (metrics.token)", status=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="callsd metrics"'})
+        return Response(generate_latest(registry), content_type="text/plain; version=0.0.4; charset=utf-8")
+
     @app.route("/")
     async def index() -> Response:
         return Response((STATIC_DIR / "index.html").read_bytes(), mimetype="text/html")
@@ -139,10 +162,6 @@ def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, 
                         "allow_screen_sharing": config.calls.allow_screen_sharing,
                         "max_participants": config.calls.max_participants})
 
-    @app.route("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), content_type="text/plain; version=0.0.4; charset=utf-8")
-
     @app.websocket("/api/v1/websocket")
     async def ws() -> Response | None:
         origin = websocket.headers.get("Origin")
@@ -155,7 +174,7 @@ def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, 
         await node.serve_client(transport, websocket.args.get("token"))
         return None
 
-    @app.websocket("/internal/v1/relay")
+    @app.websocket(LINK_PATH)
     async def relay() -> Response | None:
         if not authentic(websocket.headers.get(LINK_HEADER), config.cluster.secret):
             return Response("not a node of this cluster", status=403)

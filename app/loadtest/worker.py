@@ -276,7 +276,13 @@ class SimUser:
                 self.failed = code
 
     async def _on_join_ack(self, data: dict[str, Any]) -> None:
-        resumed = bool(data.get("reconnected")) and self.resume
+        # A join_ack on a socket already joined: a cluster node resumed the session on the call's new owner (its
+        # old owner died); the session is the same, its media is not: renegotiate, as after a reconnect.
+        moved = bool(data.get("reconnected")) and self.joined and not self.resume
+        if moved and self.leg is not None:
+            self.leg.close()
+            self.leg = None
+        resumed = bool(data.get("reconnected")) and (self.resume or moved)
         self.resume = False
         self.joined = True
         if not self.join_ack_ns:
@@ -490,6 +496,9 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
         if leg is not None and leg.state == "connected":
             c["connected"] += 1
         audio_received = 0
+        if leg is not None:  # what the user hears at the end (after a reconnect or a move: its last leg)
+            c["audio_streams_received_last_leg"] = c.get("audio_streams_received_last_leg", 0) + sum(
+                1 for st in leg.streams.values() if st.kind == "audio" and st.received > 0)
         for st in (st for any_leg in u.legs for st in any_leg.streams.values()):
             c["streams"] += 1
             c["rfc3550_expected"] += st.expected

@@ -75,8 +75,9 @@ async def test_one_call_over_three_nodes_survives_kill_9_of_its_owner(pg_url: st
     finally:
         for node in nodes.values():
             await trio.to_thread.run_sync(node.stop)
-    verified = _replay_verify(pg_url + "?stream=channel/room")
+    verified = _replay_verify(pg_url)  # every stream of the database: here the one of channel "room"
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "== stream 'channel/room'" in verified.stdout and "verify: all" in verified.stdout, verified.stdout
 
 
 async def test_loadtest_users_of_one_call_on_three_nodes_hear_each_other(pg_url: str, tmp_path: Path) -> None:

@@ -48,6 +48,8 @@ class CallHost:
         self.keeper = LeaseKeeper(store)
         self.stopped = trio.Event()  # set once it no longer acts for the channel
         self.why = ""
+        self.release_when_stopped = False  # drain: expire the lease at once, so another node takes over now
+        self.ended = trio.Event()  # run() has returned: the store is closed
         self._scope: trio.CancelScope | None = None
 
     @property
@@ -81,7 +83,17 @@ class CallHost:
         finally:
             self.stop("node stopping")
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self.store.close)
+                await trio.to_thread.run_sync(self._close)
+            self.ended.set()
+
+    def _close(self) -> None:
+        try:
+            if self.release_when_stopped:
+                self.store.release_lease()
+        except Exception as exc:  # the lease then expires on its own, a few seconds later
+            log.warning("channel %s: releasing the lease failed: %r", self.channel_id, exc)
+        finally:
+            self.store.close()
 
 
 def _acquire(url: str, channel_id: str, node_id: str, lease_seconds: float) -> tuple[PostgresStore,

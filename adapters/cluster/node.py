@@ -129,7 +129,7 @@ class ClusterNode:
         try:
             await host.run(task_status=task_status)
         finally:
-            if host.why != "node stopping":
+            if host.why not in ("node stopping", "node draining"):
                 self.counters.lease_losses += 1
             if self.hosts.get(host.channel_id) is host:
                 del self.hosts[host.channel_id]
@@ -188,11 +188,19 @@ class ClusterNode:
             task_status.started()
             await trio.sleep_forever()
 
-    async def release_all(self) -> None:
-        """Drain: stop hosting every channel and release its lease so another node takes it at once."""
-        for host in list(self.hosts.values()):
-            host.stop("node stopping")
-            await trio.to_thread.run_sync(host.store.release_lease)
+    async def release_all(self, timeout: float = 5.0) -> None:
+        """Drain (SIGTERM): let every hosted channel's accepted inputs reach the log, then stop hosting it and
+        release its lease, so the relaying nodes move its sessions to a new owner at once (not after the lease)."""
+        hosts = list(self.hosts.values())
+        with trio.move_on_after(timeout / 2):
+            for host in hosts:
+                await host.hub.flush()
+        for host in hosts:
+            host.release_when_stopped = True
+            host.stop("node draining")
+        with trio.move_on_after(timeout / 2):
+            for host in hosts:
+                await host.ended.wait()
 
     def calls_owned(self) -> int:
         return sum(len(host.hub.machine.calls()) for host in self.hosts.values() if host.live)

@@ -94,3 +94,36 @@ async def test_single_handler_mode_hosts_every_call_on_the_handler(pg_url: str, 
     finally:
         for node in (handler, *others):
             await trio.to_thread.run_sync(node.stop)
+
+
+async def test_sigterm_hands_the_call_to_another_node_at_once(pg_url: str, tmp_path: Path) -> None:
+    """Drain: the owner releases the lease instead of letting it lapse; the call moves before the lease would
+    have expired; a client of the drained node reconnects elsewhere with its session."""
+    lease = 30.0  # far longer than the hand-over may take
+    n1, n2 = (cluster_node(tmp_path, pg_url, name, lease=lease) for name in ("n1", "n2"))
+    for node in (n1, n2):
+        await trio.to_thread.run_sync(node.start)
+    try:
+        async with AsyncExitStack() as stack:
+            alice = await stack.enter_async_context(peer(n1))
+            bob = await stack.enter_async_context(peer(n2))
+            await alice.join("room", "alice")
+            await bob.join("room", "bob")
+            await bob.send("raise_hand")
+            await bob.expect("user_raised_hand", session_id=bob.session_id)
+            assert _owner(pg_url, "room") == ("n1", 1)
+            assert n1.proc is not None
+            n1.proc.terminate()  # SIGTERM
+            resumed = await bob.expect("join_ack", timeout=10)  # well within the 30 s lease
+            assert resumed["reconnected"] is True
+            assert _owner(pg_url, "room") == ("n2", 2)
+            await trio.to_thread.run_sync(lambda: n1.proc.wait(timeout=20))  # type: ignore[union-attr]
+            alice2 = await stack.enter_async_context(peer(n2))
+            await alice2.send("reconnect", {"session_id": alice.session_id, "channel_id": "room",
+                                            "reconnect_secret": alice.secret})
+            back = await alice2.expect("join_ack")
+            hands = {p["session_id"]: p["raised_hand"] for p in back["state"]["participants"]}
+            assert back["reconnected"] is True and hands[bob.session_id] > 0
+    finally:
+        for node in (n1, n2):
+            await trio.to_thread.run_sync(node.stop)

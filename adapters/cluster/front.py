@@ -71,6 +71,18 @@ class _Session:
     client_code: int = 0  # the owner closed the client on purpose with this code
     gone: bool = False  # the client's socket closed
     pending: list[str | bytes] = field(default_factory=list)
+    routed: str = ""  # the channel this socket is served for now
+    switch_to: str = ""  # the client joined another channel: serve the socket there next
+
+    def other_channel(self, frame: str | bytes) -> bool:
+        """A ``join`` of another channel than the one served: the socket moves to that channel's owner (each
+        channel's calls run only under its own lease), the frame is kept for it."""
+        channel = _channel_of(frame)
+        if channel is None or channel == self.routed:
+            return False
+        self.switch_to = channel
+        self.pending = [frame]
+        return True
 
     def saw(self, text: str) -> None:
         if text.startswith(JOIN_ACK):
@@ -124,6 +136,7 @@ async def serve_client(node: Router, client: Transport, query_token: str | None)
 async def _follow_owner(node: Router, client: Transport, session: _Session, channel: str, conn_id: str,
                         recv_q: trio.MemoryReceiveChannel[str | bytes]) -> None:
     while not session.gone and not session.client_code:
+        session.routed, session.switch_to = channel, ""
         target = await node.route(channel)
         if isinstance(target, CallHost):
             await _serve_here(target, client, session, conn_id, recv_q)
@@ -131,6 +144,10 @@ async def _follow_owner(node: Router, client: Transport, session: _Session, chan
             await _serve_there(node, target, client, session, conn_id, recv_q)
         if session.gone or session.client_code:
             return
+        if session.switch_to:  # a new join elsewhere: not a resume
+            channel, conn_id = session.switch_to, node.new_id()
+            session.session_id = session.channel_id = session.reconnect_secret = ""
+            continue
         if not session.session_id:
             session.client_code = 1012  # never joined: let the client start again
             return
@@ -156,10 +173,11 @@ class _HereTransport:
         if self.session.pending:
             return self.session.pending.pop(0)
         try:
-            return await self.recv_q.receive()
+            frame = await self.recv_q.receive()
         except trio.EndOfChannel:
             self.session.gone = True
             return None
+        return None if self.session.other_channel(frame) else frame
 
     async def send(self, text: str) -> None:
         if not self.host.live:
@@ -193,7 +211,7 @@ async def _serve_here(host: CallHost, client: Transport, session: _Session, conn
 
 async def _serve_there(node: Router, target: Remote, client: Transport, session: _Session, conn_id: str,
                        recv_q: trio.MemoryReceiveChannel[str | bytes]) -> None:
-    channel = session.channel_id or _channel_of(session.pending[-1]) or ""
+    channel = session.routed
     query = {"channel": channel, "session": conn_id,
              "epoch": str(target.epoch), **({"token": session.query_token} if session.query_token else {})}
     url = f"ws://{target.advertise}{LINK_PATH}?{urlencode(query)}"
@@ -221,6 +239,8 @@ async def _serve_there(node: Router, target: Remote, client: Transport, session:
                     await ws.send_message(wrap(epoch, frame if isinstance(frame, str) else frame.decode()))
                 session.pending = []
                 async for frame in recv_q:
+                    if session.other_channel(frame):
+                        return
                     await ws.send_message(wrap(epoch, frame if isinstance(frame, str) else frame.decode()))
                 session.gone = True
 

@@ -110,3 +110,26 @@ async def test_loadtest_users_of_one_call_on_three_nodes_hear_each_other(pg_url:
     with psycopg.connect(pg_url, autocommit=True) as db:
         owners = db.execute("SELECT owner FROM call_leases").fetchall()
     assert len(owners) == 1, (owners, channel)  # one call, one owner
+
+
+async def test_a_socket_that_joins_another_channel_is_served_by_that_channels_owner(pg_url: str,
+                                                                                    tmp_path: Path) -> None:
+    n1, n2 = (cluster_node(tmp_path, pg_url, name) for name in ("n1", "n2"))
+    for node in (n1, n2):
+        await trio.to_thread.run_sync(node.start)
+    try:
+        async with peer(n2) as bob, peer(n1) as alice:
+            await bob.join("a", "bob")
+            await alice.join("a", "alice")  # relayed n1 -> n2
+            assert _owner(pg_url, "a") == ("n2", 1)
+            await alice.send("leave")
+            await bob.expect("user_left", session_id=alice.session_id)
+            ack = await alice.join("b", "alice")  # the same socket, another channel
+            assert ack["channel_id"] == "b" and _owner(pg_url, "b") == ("n1", 1)
+            await alice.send("raise_hand")
+            await alice.expect("user_raised_hand")
+    finally:
+        for node in (n1, n2):
+            await trio.to_thread.run_sync(node.stop)
+    verified = _replay_verify(pg_url)
+    assert verified.returncode == 0 and verified.stdout.count("== stream") == 2, verified.stdout + verified.stderr

@@ -33,6 +33,7 @@ log = logging.getLogger("callsd.cluster")
 PENDING_MAX = 32  # frames a client may send before naming its channel
 QUEUE = 256
 RETRY_PAUSE = 0.25
+UNDELIVERED_TIMEOUT = 30.0  # a client's first frames wait this long for a reachable owner
 JOIN_ACK = '{"type":"join_ack"'
 
 
@@ -65,12 +66,14 @@ class _Session:
     """What the front knows of the client's session (from the ``join_ack``s it passed on)."""
 
     query_token: str | None
+    counters: Any
     session_id: str = ""
     channel_id: str = ""
     reconnect_secret: str = ""
     client_code: int = 0  # the owner closed the client on purpose with this code
     gone: bool = False  # the client's socket closed
     pending: list[str | bytes] = field(default_factory=list)
+    resuming: bool = False  # the front sent a reconnect for the client: its join_ack completes the move
     routed: str = ""  # the channel this socket is served for now
     switch_to: str = ""  # the client joined another channel: serve the socket there next
 
@@ -87,6 +90,9 @@ class _Session:
     def saw(self, text: str) -> None:
         if text.startswith(JOIN_ACK):
             data = json.loads(text)["data"]
+            if self.resuming and data.get("reconnected"):
+                self.resuming = False
+                self.counters.resumed += 1
             self.session_id, self.channel_id = data["session_id"], data["channel_id"]
             self.reconnect_secret = data.get("reconnect_secret", "")
 
@@ -106,7 +112,7 @@ async def serve_client(node: Router, client: Transport, query_token: str | None)
     """Serve one client socket until it closes (or the owner closes it on purpose)."""
     hello_id = node.new_id()
     await client.send(encode("hello", node.hello(hello_id)))
-    session = _Session(query_token)
+    session = _Session(query_token, node.counters)
     send_q, recv_q = trio.open_memory_channel[str | bytes](QUEUE)
 
     async def read_client() -> None:
@@ -135,6 +141,7 @@ async def serve_client(node: Router, client: Transport, query_token: str | None)
 
 async def _follow_owner(node: Router, client: Transport, session: _Session, channel: str, conn_id: str,
                         recv_q: trio.MemoryReceiveChannel[str | bytes]) -> None:
+    give_up = trio.current_time() + UNDELIVERED_TIMEOUT
     while not session.gone and not session.client_code:
         session.routed, session.switch_to = channel, ""
         target = await node.route(channel)
@@ -149,10 +156,13 @@ async def _follow_owner(node: Router, client: Transport, session: _Session, chan
             session.session_id = session.channel_id = session.reconnect_secret = ""
             continue
         if not session.session_id:
-            session.client_code = 1012  # never joined: let the client start again
+            if session.pending and trio.current_time() < give_up:  # not delivered yet (the owner was unreachable)
+                await trio.sleep(RETRY_PAUSE)
+                continue
+            session.client_code = 1012  # never joined, or no owner reachable: let the client start again
             return
         # The owner is gone: resume the session on the next one, as the client's own reconnect would.
-        node.counters.resumed += 1
+        session.resuming = True
         conn_id = node.new_id()
         session.pending = [encode("reconnect", {"session_id": session.session_id, "channel_id": session.channel_id,
                                                 "reconnect_secret": session.reconnect_secret,

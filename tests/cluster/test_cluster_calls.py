@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import psycopg
 import pytest
 import trio
 from cluster_support import cluster_node, peer
+from serve_support import ServeProcess
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +25,15 @@ def _owner(pg_url: str, channel: str) -> tuple[str, int]:
         row = db.execute("SELECT owner, epoch FROM call_leases WHERE stream = %s", ("channel/" + channel,)).fetchone()
     assert row is not None
     return str(row[0]), int(row[1])
+
+
+def _metric(node: ServeProcess, name: str) -> float:
+    """One per-node cluster metric from the node's /metrics (label ``node``)."""
+    with urllib.request.urlopen(node.url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")]
+    assert len(values) == 1, (name, values)
+    return values[0]
 
 
 def _replay_verify(url: str) -> subprocess.CompletedProcess[str]:
@@ -48,6 +59,11 @@ async def test_one_call_over_three_nodes_survives_kill_9_of_its_owner(pg_url: st
             for who in (alice, bob, carol):
                 await who.expect("user_raised_hand", session_id=bob.session_id)  # acknowledged via the owner
 
+            assert _metric(nodes["n1"], "callsd_cluster_calls_owned") == 1
+            assert _metric(nodes["n1"], "callsd_cluster_relayed_in_total") == 2
+            assert _metric(nodes["n2"], "callsd_cluster_relayed_out_total") == 1
+            assert _metric(nodes["n2"], "callsd_cluster_calls_owned") == 0
+
             # kill -9 of the owner: bob and carol keep their sockets, and are resumed on the next owner.
             killed = time.monotonic()
             await trio.to_thread.run_sync(nodes["n1"].kill)
@@ -63,6 +79,9 @@ async def test_one_call_over_three_nodes_survives_kill_9_of_its_owner(pg_url: st
             await carol.send("raise_hand")
             await bob.expect("user_raised_hand", session_id=carol.session_id)
             print(f"call moved to {owner} (epoch {epoch}) {moved_after:.1f} s after kill -9 of its owner")
+            assert _metric(nodes[owner], "callsd_cluster_calls_owned") == 1
+            assert _metric(nodes[owner], "callsd_cluster_leases_acquired_total") == 1
+            assert sum(_metric(nodes[n], "callsd_cluster_sessions_resumed_total") for n in ("n2", "n3")) == 2
             assert moved_after < 10
 
             # alice, whose node died, reconnects through another node with her session id and secret.

@@ -3,8 +3,9 @@
     python -m bench.cluster_failover --store postgresql://USER@HOST:PORT/DB [--runs 20] [--lease 2] [--json]
 
 Starts three `callsd serve` nodes (cluster mode, loopback, signaling only: `--no-media`) on the given database. Each
-run uses a new channel: alice joins through node A (so A owns the call), bob joins through node B (relayed to A);
-the join_ack latency of each is recorded (from sending `join`). Then A is killed with SIGKILL and the time until bob's
+run uses a new channel: alice joins through node A (so A takes the channel's lease and hosts the call: the "first
+join" figure includes that), then bob joins through node B (relayed to A) and carol through A (on the owner); the
+join_ack latency of each is recorded (from sending `join`), bob's and carol's alternating in order. Then A is killed with SIGKILL and the time until bob's
 socket, kept by B, receives the `join_ack` (`reconnected: true`) from the call's new owner is the failover time:
 lease expiry + acquiring the lease + rebuilding the call from the log + the resumed `reconnect`. A is started again
 before the next run, and the roles rotate over the nodes. Media renegotiation comes after that and is not included
@@ -91,20 +92,26 @@ async def _join(ws: Any, channel: str, name: str) -> float:
     return (time.monotonic() - sent) * 1000
 
 
-async def _run(nodes: list[Node], index: int) -> tuple[float, float, float]:
+async def _run(nodes: list[Node], index: int) -> tuple[float, float, float, float]:
     owner, front = nodes[index % 3], nodes[(index + 1) % 3]
     channel = f"bench-{os.getpid()}-{index}"
     async with open_websocket_url(owner.url.replace("http", "ws") + "/api/v1/websocket") as alice, \
-            open_websocket_url(front.url.replace("http", "ws") + "/api/v1/websocket") as bob:
-        local = await _join(alice, channel, "alice")
-        relayed = await _join(bob, channel, "bob")
+            open_websocket_url(front.url.replace("http", "ws") + "/api/v1/websocket") as bob, \
+            open_websocket_url(owner.url.replace("http", "ws") + "/api/v1/websocket") as carol:
+        first = await _join(alice, channel, "alice")
+        if index % 2:
+            local = await _join(carol, channel, "carol")
+            relayed = await _join(bob, channel, "bob")
+        else:
+            relayed = await _join(bob, channel, "bob")
+            local = await _join(carol, channel, "carol")
         await trio.to_thread.run_sync(owner.kill)
         killed = time.monotonic()
         back = await _expect(bob, "join_ack", 30)
         assert back["reconnected"] is True
         failover = time.monotonic() - killed
     await trio.to_thread.run_sync(owner.start)
-    return local, relayed, failover
+    return first, local, relayed, failover
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -124,21 +131,23 @@ def main() -> None:
         nodes = [Node(f"n{i + 1}", args.store, args.lease, Path(tmp)) for i in range(3)]
         for node in nodes:
             node.start()
+        firsts: list[float] = []
         local: list[float] = []
         relayed: list[float] = []
         failover: list[float] = []
         try:
             for index in range(args.runs):
-                a, b, f = trio.run(_run, nodes, index)
+                first, a, b, f = trio.run(_run, nodes, index)
+                firsts.append(first)
                 local.append(a)
                 relayed.append(b)
                 failover.append(f)
-                print(f"run {index + 1}/{args.runs}: join on the owner {a:.1f} ms, relayed {b:.1f} ms, "
+                print(f"run {index + 1}/{args.runs}: first join (hosts) {first:.1f} ms, join on the owner {a:.1f} ms, relayed {b:.1f} ms, "
                       f"failover {f:.2f} s", file=sys.stderr, flush=True)
         finally:
             for node in nodes:
                 node.stop()
-    doc = {"lease_seconds": args.lease, "join_ms_on_owner": _summary(local), "join_ms_relayed": _summary(relayed),
+    doc = {"lease_seconds": args.lease, "first_join_ms_hosting": _summary(firsts), "join_ms_on_owner": _summary(local), "join_ms_relayed": _summary(relayed),
            "failover_s": _summary(failover), "load_average": os.getloadavg()}
     print(json.dumps(doc, indent=2) if args.json else doc)
 

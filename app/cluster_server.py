@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 from callsd.adapters.cluster.directory import Directory, NodeInfo
+from callsd.adapters.cluster.host import MakeHub
 from callsd.adapters.cluster.link import LINK_HEADER, LINK_PATH, authentic, reconnect_key
 from callsd.adapters.cluster.node import ClusterNode
 from callsd.adapters.signaling import SignalingHub
@@ -59,7 +60,7 @@ __all__ = ["serve_cluster"]
 log = logging.getLogger("callsd.cluster")
 
 
-def _hub_factory(config: Config, node_plane: list[Any]) -> Any:
+def _hub_factory(config: Config, node_plane: list[Any]) -> MakeHub:
     key = reconnect_key(config.cluster.secret)
 
     def make_hub(recorder: CallRecorder) -> SignalingHub:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import trio
-from callsd.adapters.signaling_protocol import encode
+from callsd.adapters.signaling_protocol import encode, peek
 from callsd.adapters.signaling_session import Transport
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
@@ -127,9 +127,18 @@ async def serve_client(node: Router, client: Transport, query_token: str | None)
         nursery.start_soon(read_client)
         channel = None
         async for frame in recv_q:
+            kind, request_id = peek(frame)
+            if kind == "ping":  # answered here: no call needed for it
+                await client.send(encode("pong", {}, request_id))
+                continue
             session.pending.append(frame)
             channel = _channel_of(frame)
-            if channel is not None or len(session.pending) > PENDING_MAX:
+            if channel is not None:
+                break
+            if len(session.pending) > PENDING_MAX:
+                session.client_code = 1008
+                await client.send(encode("error", {"code": "not_joined", "message": "send join or reconnect first",
+                                                   "action": kind}, request_id))
                 break
         if channel is not None:
             await _follow_owner(node, client, session, channel, hello_id, recv_q)

@@ -219,7 +219,7 @@ async def serve_cluster(config: Config, *, control: ServerControl | None = None,
     node_plane: list[Any] = []
     hub_settings = _hub_settings(config)
     node = ClusterNode(url=url, directory=directory, lease_seconds=cluster.lease_seconds, secret=cluster.secret,
-                       make_hub=_hub_factory(config, node_plane),
+                       make_hub=_hub_factory(config, node_plane), idle_seconds=cluster.idle_release_seconds,
                        hello=lambda sid: {"session_id": sid, "protocol": PROTOCOL_VERSION, "protocol_minor": 0,
                                           "server_version": hub_settings.server_version,
                                           "auth_mode": hub_settings.auth_mode})

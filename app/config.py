@@ -175,6 +175,7 @@ class ClusterConfig:
     is_handler: bool = True  # false: host no calls, relay every client to a handler (single-handler mode)
     secret: str = ""  # shared by all nodes: authenticates the relay link, derives the reconnect key
     lease_seconds: float = 5.0  # a dead owner's calls move after this long
+    idle_release_seconds: float = 60.0  # a hosted channel with no call and no socket this long is given up
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -464,7 +465,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "shutdown": {"drain_timeout": _float(0, 86400)},
     "metrics": {"token": _str, "listen": _listen_address_or_empty},
     "cluster": {"enabled": _bool, "node_id": _str, "advertise": _str, "is_handler": _bool, "secret": _str,
-                "lease_seconds": _float(1, 600)},
+                "lease_seconds": _float(1, 600), "idle_release_seconds": _float(1, 86400)},
 }
 _SECTIONS = tuple(SCHEMA)
 _CLASSES: dict[str, type[Any]] = {

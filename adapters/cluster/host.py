@@ -70,13 +70,32 @@ class CallHost:
         if self._scope is not None:
             self._scope.cancel()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _release_when_idle(self, idle_seconds: float) -> None:
+        """No call and no socket for ``idle_seconds``: give the channel up (release the lease, close its two
+        database connections) instead of renewing it forever; the next join hosts it again wherever it lands."""
+        idle_since: float | None = None
+        while True:
+            await trio.sleep(min(idle_seconds / 2, 5.0))
+            if self.hub.machine.calls() or self.hub.open_connections:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = trio.current_time()
+            elif trio.current_time() - idle_since >= idle_seconds:
+                await self.hub.flush()
+                self.release_when_stopped = True
+                self.stop("idle")
+                return
+
+    async def run(self, *, idle_seconds: float = 0,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.hub.on_fatal = lambda exc: self.stop(f"the log refused a write: {exc!r}")
         try:
             with trio.CancelScope() as self._scope:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.hub.run)
                     await nursery.start(self.keeper.run)
+                    if idle_seconds > 0:
+                        nursery.start_soon(self._release_when_idle, idle_seconds)
                     task_status.started()
                     await self.keeper.lost.wait()
                     self.stop(f"lease lost: {self.keeper.why}")

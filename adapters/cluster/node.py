@@ -52,7 +52,7 @@ class ClusterCounters:
 
 class ClusterNode:
     def __init__(self, *, url: str, directory: Directory, lease_seconds: float, secret: str, make_hub: MakeHub,
-                 hello: Callable[[str], dict[str, Any]]) -> None:
+                 hello: Callable[[str], dict[str, Any]], idle_seconds: float = 60.0) -> None:
         self.url = url
         self.directory = directory
         self.info = directory.node
@@ -63,6 +63,7 @@ class ClusterNode:
         self.hosts: dict[str, CallHost] = {}
         self.counters = ClusterCounters()
         self.route_timeout = 2 * lease_seconds + 10
+        self.idle_seconds = idle_seconds  # a hosted channel with no call and no socket this long is given up
         self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self._nursery: trio.Nursery | None = None
 
@@ -127,9 +128,9 @@ class ClusterNode:
 
     async def _run_host(self, host: CallHost, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            await host.run(task_status=task_status)
+            await host.run(idle_seconds=self.idle_seconds, task_status=task_status)
         finally:
-            if host.why not in ("node stopping", "node draining"):
+            if host.why not in ("node stopping", "node draining", "idle"):
                 self.counters.lease_losses += 1
             if self.hosts.get(host.channel_id) is host:
                 del self.hosts[host.channel_id]

@@ -127,3 +127,25 @@ async def test_sigterm_hands_the_call_to_another_node_at_once(pg_url: str, tmp_p
     finally:
         for node in (n1, n2):
             await trio.to_thread.run_sync(node.stop)
+
+
+async def test_an_idle_channel_is_given_up_and_hosted_again_by_the_next_join(pg_url: str, tmp_path: Path) -> None:
+    n1 = cluster_node(tmp_path, pg_url, "n1", CALLSD_CLUSTER_IDLE_RELEASE_SECONDS="1")
+    await trio.to_thread.run_sync(n1.start)
+    try:
+        async with peer(n1) as alice:
+            await alice.join("room", "alice")
+            await alice.send("leave")
+            await alice.expect("user_left", session_id=alice.session_id)
+        with trio.fail_after(15):  # no call, no socket: the lease is released (not renewed until it lapses)
+            while True:
+                with psycopg.connect(pg_url, autocommit=True) as db:
+                    row = db.execute("SELECT expires_at <= clock_timestamp() FROM call_leases").fetchone()
+                if row is not None and row[0]:
+                    break
+                await trio.sleep(0.2)
+        async with peer(n1) as bob:
+            await bob.join("room", "bob")
+            assert _owner(pg_url, "room") == ("n1", 2)  # hosted again, at the next epoch
+    finally:
+        await trio.to_thread.run_sync(n1.stop)

@@ -37,7 +37,7 @@ test-net: $(STAMP) system-deps
 
 # docs/networking/*.png and docs/rtcd/*.png from the .dot sources next to them (Graphviz, from scripts/system-deps.sh)
 diagrams: system-deps
-	for f in docs/networking/*.dot docs/rtcd/*.dot; do dot -Tpng -Gdpi=90 "$$f" -o "$${f%.dot}.png"; done
+	for f in docs/networking/*.dot docs/rtcd/*.dot docs/cluster/*.dot; do dot -Tpng -Gdpi=90 "$$f" -o "$${f%.dot}.png"; done
 
 wheel-check: $(STAMP)
 	bash scripts/wheel-check.sh $(BIN)/python

@@ -233,19 +233,26 @@ class SignalingHub:
         failed)."""
         await self._fanout.flush()
 
-    async def serve_connection(self, transport: Transport, *, query_token: str | None = None) -> None:
-        """Run one client socket until it closes: hello, then read → feed → fan out. Returns after cleanup."""
+    def hello(self, session_id: str) -> dict[str, Any]:
+        """The data of the ``hello`` a new socket gets first (a cluster's front node sends it itself)."""
+        return {"session_id": session_id, "protocol": PROTOCOL_VERSION, "protocol_minor": PROTOCOL_MINOR,
+                "server_version": self._settings.server_version, "auth_mode": self._settings.auth_mode}
+
+    async def serve_connection(self, transport: Transport, *, query_token: str | None = None,
+                               session_id: str | None = None, greet: bool = True) -> None:
+        """Run one client socket until it closes: hello, then read → feed → fan out. Returns after cleanup.
+
+        A cluster node relaying a client here (adapters/cluster) has greeted it already: it passes the
+        ``session_id`` its ``hello`` named and ``greet=False``."""
         send, recv = trio.open_memory_channel[str](OUTBOX_SIZE)
-        conn = Connection(self._new_id(""), query_token, TokenBucket(self._settings.rate, self._settings.burst,
-                                                                      trio.current_time()), send)
+        conn = Connection(session_id or self._new_id(""), query_token,
+                          TokenBucket(self._settings.rate, self._settings.burst, trio.current_time()), send)
         self._outbox.conns[conn.session_id] = conn
         self.counters.ws_connections_total += 1
         self.counters.ws_connections_open += 1
         try:
-            self._outbox.send(conn, "hello", {
-                "session_id": conn.session_id, "protocol": PROTOCOL_VERSION, "protocol_minor": PROTOCOL_MINOR,
-                "server_version": self._settings.server_version, "auth_mode": self._settings.auth_mode,
-            })
+            if greet:
+                self._outbox.send(conn, "hello", self.hello(conn.session_id))
             if self.draining:
                 self._outbox.send(conn, "server_shutdown", {"drain_timeout_seconds": self.drain_timeout})
             async with trio.open_nursery() as nursery:

@@ -72,8 +72,10 @@ def _bitrate(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(_parser=parser)
-    parser.add_argument("--url", default="http://127.0.0.1:8080",
-                        help="the server's HTTP URL (or its ws:// WebSocket URL); default %(default)s")
+    parser.add_argument("--url", action="append", default=None,
+                        help="the server's HTTP URL (or its ws:// WebSocket URL); default http://127.0.0.1:8080. "
+                             "Repeat it to spread users round-robin over several nodes, as a load balancer would "
+                             "(a cluster: one call's users land on different nodes); results count users per URL")
     parser.add_argument("--calls", type=_positive_int, default=1, help="number of calls (default %(default)s)")
     parser.add_argument("--users-per-call", type=_positive_int, default=2, help="users in each call")
     parser.add_argument("--unmuted", type=_non_negative_int, default=1,
@@ -125,8 +127,10 @@ def _check(args: argparse.Namespace) -> None:
     if args.processes > args.calls:
         parser.error(f"--processes ({args.processes}) cannot exceed --calls ({args.calls}): a call lives in one "
                      "process")
-    if args.url.split("://", 1)[0] not in ("http", "https", "ws", "wss") or "://" not in args.url:
-        parser.error(f"--url must be an http(s):// or ws(s):// URL, got {args.url!r}")
+    args.url = args.url or ["http://127.0.0.1:8080"]
+    for url in args.url:
+        if url.split("://", 1)[0] not in ("http", "https", "ws", "wss") or "://" not in url:
+            parser.error(f"--url must be an http(s):// or ws(s):// URL, got {url!r}")
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -150,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     from .loadtest.runner import run as run_load
 
     cfg = LoadConfig(
-        url=args.url, calls=args.calls, users_per_call=args.users_per_call, unmuted=args.unmuted,
+        url=args.url[0], urls=args.url, calls=args.calls, users_per_call=args.users_per_call, unmuted=args.unmuted,
         screen_sharing=args.screen_sharing, video=args.video, video_bitrate=args.video_bitrate,
         screen_bitrate=args.screen_bitrate, duration=args.duration, join_duration=args.join_duration,
         processes=args.processes, token_secret=args.token_secret, output=args.output,

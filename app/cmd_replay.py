@@ -1,7 +1,8 @@
 """``callsd replay LOG [--until N] [--call ID] [--verify] [--json]``: rebuild call state from an event log.
 
 LOG is a JSON Lines log (``.jsonl``), an SQLite log (``.db``/``.sqlite``/``.sqlite3``), or a store URL
-(``jsonl:///path``, ``sqlite:///path``, ``postgresql://user@host:port/db[?stream=NAME]``). The command replays every record through the call core (up to seq N with
+(``jsonl:///path``, ``sqlite:///path``, ``postgresql://user@host:port/db[?stream=NAME]``; a cluster's database without ``?stream=`` replays each of its streams
+in turn, one per channel). The command replays every record through the call core (up to seq N with
 ``--until``) and prints each ongoing call as a table: channel, call id, host, and per participant whether it is
 muted, has its hand raised, shares its screen, has its camera on, and is connected. ``--call ID`` narrows the
 report to one call (ongoing or ended). ``--json`` prints the same as one JSON document. ``--verify`` also checks that
@@ -136,9 +137,47 @@ def _report(result: ReplayResult, args: argparse.Namespace) -> None:
         print(f"no call with id {args.call!r} in the replayed records")
 
 
-def run(args: argparse.Namespace) -> int:
+def _streams_of(url: str) -> list[str]:
+    """The log streams of a PostgreSQL database given without ``?stream=``, when it holds more than the single-node
+    stream ``""`` (a cluster keeps one per channel, docs/cluster.md); [] otherwise (one log: replay it alone)."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        return []
+    from callsd.adapters.store.postgres import PostgresStore, split_store_url
+
     try:
-        store = open_store(args.log, readonly=True)
+        if split_store_url(url)[1]:
+            return []
+    except ValueError:
+        return []  # a URL libpq refuses: reported by the replay itself
+    try:
+        with PostgresStore(url, readonly=True) as store, store.connect() as conn:
+            rows = conn.execute("SELECT DISTINCT stream FROM events ORDER BY stream").fetchall()
+    except EventLogError:
+        return []  # reported by the replay itself
+    streams = [str(row[0]) for row in rows]
+    return streams if streams and streams != [""] else []
+
+
+def _with_stream(url: str, stream: str) -> str:
+    from urllib.parse import quote
+
+    return url + ("&" if "?" in url else "?") + "stream=" + quote(stream, safe="")
+
+
+def run(args: argparse.Namespace) -> int:
+    streams = _streams_of(args.log)
+    if streams:  # every stream is a log of its own: replay (and verify) each; the worst exit code wins
+        worst = EXIT_OK
+        for stream in streams:
+            print(f"== stream {stream!r}")
+            worst = max(worst, _run_one(args, _with_stream(args.log, stream)))
+        return worst
+    return _run_one(args, args.log)
+
+
+def _run_one(args: argparse.Namespace, log: str) -> int:
+    try:
+        store = open_store(log, readonly=True)
     except ValueError as exc:
         print(f"callsd replay: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -146,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_CORRUPT
     except OSError as exc:
-        print(f"{args.log}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{log}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CORRUPT
     try:
         result = replay(store.iter_records(), until=args.until, call=args.call)

@@ -165,6 +165,25 @@ class MetricsConfig:
         return host.strip("[]"), int(port)
 
 
+def _host_name() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    """Several ``callsd serve`` nodes on one PostgreSQL log (docs/cluster.md, docs/adr/0017)."""
+
+    enabled: bool = False
+    node_id: str = field(default_factory=_host_name)  # unique per node: the lease owner's name
+    advertise: str = ""  # "HOST:PORT" the other nodes reach this node's HTTP listener on (the relay link)
+    is_handler: bool = True  # false: host no calls, relay every client to a handler (single-handler mode)
+    secret: str = ""  # shared by all nodes: authenticates the relay link, derives the reconnect key
+    lease_seconds: float = 5.0  # a dead owner's calls move after this long
+    idle_release_seconds: float = 60.0  # a hosted channel with no call and no socket this long is given up
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -175,6 +194,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def as_dict(self, *, mask_secrets: bool = True) -> dict[str, dict[str, Any]]:
         """The effective configuration as plain data (secrets shown as ``"***"`` when set and masked)."""
@@ -200,7 +220,7 @@ class Config:
 
 
 SECRET_KEYS = frozenset({"auth.secret", "rtc.turn_static_auth_secret", "metrics.token", "rtc.rtcd_auth_key",
-                         "api.admin_secret_key"})
+                         "api.admin_secret_key", "cluster.secret"})
 
 # --- validation -------------------------------------------------------------------------------------------------
 # A check takes the raw value (from TOML, or a string from the environment) and returns the typed value or raises
@@ -467,6 +487,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "log": {"level": _choice("debug", "info", "warning", "error"), "json": _bool},
     "shutdown": {"drain_timeout": _float(0, 86400)},
     "metrics": {"token": _str, "listen": _listen_address_or_empty},
+    "cluster": {"enabled": _bool, "node_id": _str, "advertise": _str, "is_handler": _bool, "secret": _str,
+                "lease_seconds": _float(1, 600), "idle_release_seconds": _float(1, 86400)},
 }
 _SECTIONS = tuple(SCHEMA)
 _CLASSES: dict[str, type[Any]] = {
@@ -478,6 +500,7 @@ _CLASSES: dict[str, type[Any]] = {
     "log": LogConfig,
     "shutdown": ShutdownConfig,
     "metrics": MetricsConfig,
+    "cluster": ClusterConfig,
 }
 _STORE_SCHEMES = ("sqlite://", "jsonl://", "postgresql://", "postgres://")
 
@@ -579,6 +602,27 @@ def _cross_checks(config: Config) -> list[str]:
         problems.append("rtc.rtcd_url: remote rtcd hosts and rtc.media_workers are exclusive; set one")
     if not config.store.url and not config.store.data_dir:
         problems.append("store.data_dir: must not be empty when store.url is not set")
+    problems.extend(_cluster_checks(config))
+    return problems
+
+
+def _cluster_checks(config: Config) -> list[str]:
+    """A cluster needs the shared log (leases live in PostgreSQL), a name, an address and a secret per node."""
+    cluster = config.cluster
+    if not cluster.enabled:
+        return []
+    problems = []
+    if not config.store.url.startswith(("postgresql://", "postgres://")):
+        problems.append("cluster.enabled: a cluster needs store.url = \"postgresql://USER@HOST:PORT/DB\" (the nodes "
+                        f"share its log and leases), got {config.store.shown_url()!r}")
+    if not cluster.node_id or len(cluster.node_id) > 128:
+        problems.append("cluster.node_id: must be 1-128 characters (default: the host name)")
+    host, _, port = cluster.advertise.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        problems.append(f"cluster.advertise: must be HOST:PORT of this node's HTTP listener as the other nodes reach "
+                        f"it, got {cluster.advertise!r}")
+    if len(cluster.secret) < 16:
+        problems.append("cluster.secret: must be at least 16 characters, the same on every node")
     return problems
 
 

@@ -482,6 +482,12 @@ async def serve(
     start (recovery, configuration) cannot be made durable (a full disk): it never reports ready when it is not.
     """
 
+    if config.cluster.enabled:  # one node of a cluster: app/cluster_server.py
+        from .cluster_server import serve_cluster
+
+        return await serve_cluster(config, control=control, handle_signals=handle_signals, media=media,
+                                   plane_factory=plane_factory, accept_broken_log=accept_broken_log,
+                                   task_status=task_status)
     if config.auth.mode == "open":
         problem = check_open_mode_allowed(config.http.listen)
         if problem is not None:

@@ -34,6 +34,8 @@ command -v clang-14 >/dev/null 2>&1 || need+=(clang-14)
 ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
 # tests/pg: a throwaway PostgreSQL server started from the installed binaries (tests/pg_support.py)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# tests/cluster: a real TCP load balancer in front of three nodes (round-robin)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -48,3 +50,4 @@ command -v chromium >/dev/null || { echo "system-deps: chromium still missing af
 command -v nft >/dev/null || { echo "system-deps: nft still missing after install" >&2; exit 1; }
 [ -e /usr/include/srtp2/srtp.h ] || { echo "system-deps: libsrtp2-dev still missing after install" >&2; exit 1; }
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "system-deps: postgresql still missing after install" >&2; exit 1; }
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || { echo "system-deps: haproxy still missing after install" >&2; exit 1; }

@@ -15,6 +15,9 @@ Tables:
 - ``checkpoints(stream, seq, body)``: the latest checkpoint of each stream.
 - ``call_leases(stream, owner, epoch, expires_at)``: who may append to a stream, until when (adapters/store/
   pg_leases.py); ``expires_at`` is in the database's clock, the one clock every node agrees on.
+- ``cluster_nodes(node_id, advertise, is_handler, seen_at)``: the cluster's nodes, where the others reach them, and
+  when each last said it was alive (adapters/cluster/directory.py): a lease names its owner by node id, this table
+  says where that owner listens.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (2, (
         "CREATE TABLE call_leases (stream text PRIMARY KEY, owner text NOT NULL, epoch bigint NOT NULL, "
         "expires_at timestamptz NOT NULL)",
+    )),
+    (3, (
+        "CREATE TABLE cluster_nodes (node_id text PRIMARY KEY, advertise text NOT NULL, is_handler boolean NOT NULL, "
+        "seen_at timestamptz NOT NULL)",
     )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]

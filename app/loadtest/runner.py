@@ -60,14 +60,15 @@ class LoadConfig:
     reconnect: bool = False
     quiet: bool = False
     run_id: str = field(default_factory=lambda: os.urandom(3).hex())
+    urls: list[str] = field(default_factory=list)  # several: users round-robin over them (``url`` is the first)
 
     def http_base(self) -> str:
         parts = urllib.parse.urlsplit(self.url)
         scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme or "http")
         return urllib.parse.urlunsplit((scheme, parts.netloc, "", "", "")).rstrip("/")
 
-    def ws_url(self) -> str:
-        parts = urllib.parse.urlsplit(self.url)
+    def ws_url(self, url: str = "") -> str:
+        parts = urllib.parse.urlsplit(url or self.url)
         scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
         path = parts.path if parts.path.endswith("/websocket") else "/api/v1/websocket"
         return urllib.parse.urlunsplit((scheme, parts.netloc, path, "", ""))
@@ -244,6 +245,7 @@ def _specs(cfg: LoadConfig, t0: float) -> list[WorkerSpec]:
             screen_bitrate=cfg.screen_bitrate, join_duration=cfg.join_duration, duration=cfg.duration, t0=t0,
             run_id=cfg.run_id, token_secret=cfg.token_secret, delay_sample=cfg.delay_sample,
             join_timeout=cfg.join_timeout, reconnect=cfg.reconnect,
+            ws_urls=[cfg.ws_url(url) for url in cfg.urls] if len(cfg.urls) > 1 else [],
         )
         for w in range(n)
     ]
@@ -510,7 +512,8 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
                   "connected": sum(c["connected"] for c in calls), "errors": errors,
                   "reconnects": sum(w.get("reconnects", 0) for w in workers),
                   "worker_crashes": {str(k): v for k, v in crashes.items()},
-                  "failure_samples": [x for w in workers for x in w.get("failure_samples", [])][:5]},
+                  "failure_samples": [x for w in workers for x in w.get("failure_samples", [])][:5],
+                  "per_url": _per_url(workers)},
         "overall": {
             "packets_sent": int(counters.get("tx_packets", 0)),
             "packets_received": int(counters.get("rx_packets", 0)),
@@ -554,6 +557,17 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
     }
 
 
+def _per_url(workers: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Users, joined and connected per URL (several ``--url``: the users each node took), summed over workers."""
+    merged: dict[str, dict[str, int]] = {}
+    for w in workers:
+        for url, counts in w.get("per_url", {}).items():
+            into = merged.setdefault(url, {"users": 0, "joined": 0, "connected": 0})
+            for key, value in counts.items():
+                into[key] = into.get(key, 0) + value
+    return merged
+
+
 def _config_dict(cfg: LoadConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
@@ -564,6 +578,9 @@ def print_summary(doc: dict[str, Any], stream: Any = None) -> None:
     u, o, s = doc["users"], doc["overall"], doc["server"]
     j = doc["join_to_first_audio_ms"]
     print(f"users: {u['joined']}/{u['total']} joined, {u['failed']} failed {u['errors'] or ''}".rstrip(), file=out)
+    if len(u.get("per_url", {})) > 1:
+        for url, c in sorted(u["per_url"].items()):
+            print(f"  {url}: {c['users']} users, {c['joined']} joined, {c['connected']} connected", file=out)
     for index, why in u["worker_crashes"].items():
         print(f"load process {index} failed: {why}", file=out)
     for why in doc.get("invalid_reasons", []):

@@ -59,6 +59,7 @@ class WorkerSpec:
     channel_prefix: str = "lt"
     reconnect: bool = False  # a dropped WebSocket reconnects the session, as the web client does
     extra: dict[str, Any] = field(default_factory=dict)
+    ws_urls: list[str] = field(default_factory=list)  # several nodes: user N connects to ws_urls[N % len]
 
 
 def user_role(spec_calls: int, unmuted: int, screen_sharing: int, call: int, user: int) -> tuple[bool, bool]:
@@ -76,6 +77,7 @@ class SimUser:
         self.user = user
         self.number = call * spec.users_per_call + user
         self.channel_id = f"{spec.channel_prefix}-{spec.run_id}-{call}"
+        self.ws_url = spec.ws_urls[self.number % len(spec.ws_urls)] if spec.ws_urls else spec.ws_url
         self.unmuted, self.sharer = user_role(spec.total_calls, spec.unmuted, spec.screen_sharing, call, user)
         self.session_id = ""
         self.joined = False
@@ -173,7 +175,7 @@ class SimUser:
 
     async def _connection(self, stop: trio.Event) -> None:
         """One WebSocket connection: join (or resume), negotiate, stay until ``stop`` or until it drops."""
-        url = self.spec.ws_url
+        url = self.ws_url
         if self.spec.token_secret:
             url += ("&" if "?" in url else "?") + "token=" + self._token()
         if not self.join_started_ns:
@@ -274,7 +276,13 @@ class SimUser:
                 self.failed = code
 
     async def _on_join_ack(self, data: dict[str, Any]) -> None:
-        resumed = bool(data.get("reconnected")) and self.resume
+        # A join_ack on a socket already joined: a cluster node resumed the session on the call's new owner (its
+        # old owner died); the session is the same, its media is not: renegotiate, as after a reconnect.
+        moved = bool(data.get("reconnected")) and self.joined and not self.resume
+        if moved and self.leg is not None:
+            self.leg.close()
+            self.leg = None
+        resumed = bool(data.get("reconnected")) and (self.resume or moved)
         self.resume = False
         self.joined = True
         if not self.join_ack_ns:
@@ -488,6 +496,9 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
         if leg is not None and leg.state == "connected":
             c["connected"] += 1
         audio_received = 0
+        if leg is not None:  # what the user hears at the end (after a reconnect or a move: its last leg)
+            c["audio_streams_received_last_leg"] = c.get("audio_streams_received_last_leg", 0) + sum(
+                1 for st in leg.streams.values() if st.kind == "audio" and st.received > 0)
         for st in (st for any_leg in u.legs for st in any_leg.streams.values()):
             c["streams"] += 1
             c["rfc3550_expected"] += st.expected
@@ -551,7 +562,18 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
         "socket_drops": _socket_drops(users),
         "cpu_seconds": round(cpu_seconds, 3),
         "users": len(users),
+        "per_url": _per_url(users),
     }
+
+
+def _per_url(users: list[SimUser]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for u in users:
+        c = counts.setdefault(u.ws_url, {"users": 0, "joined": 0, "connected": 0})
+        c["users"] += 1
+        c["joined"] += int(u.joined and not u.failed)
+        c["connected"] += int(u.leg is not None and u.leg.state == "connected")
+    return counts
 
 
 def _socket_drops(users: list[SimUser]) -> dict[str, int]:

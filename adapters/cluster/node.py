@@ -1,0 +1,233 @@
+"""``ClusterNode``: this node of the cluster — the channels it hosts, where every other channel is, its counters.
+
+Ownership (docs/adr/0017): a channel is hosted by the node that holds its lease. The first client of a channel
+that lands on a handler node makes that node take the lease (``route``: no live lease → acquire); a client landing
+anywhere else is relayed to the lease's owner, found in the database (``Directory.owner_of``). A non-handler node
+(``cluster.is_handler = false``) never acquires: it asks a live handler to host the channel (a link at epoch 0).
+When the owner dies, its lease expires after ``cluster.lease_seconds``; the next client frame routed to the
+channel (a relaying front resuming its sessions, or a client reconnecting through the load balancer) finds no live
+lease and a handler takes it at the next epoch, rebuilding the channel from its log.
+
+The media plane is the node's (one UDP port); its events carry a session id and go to the hub of the channel whose
+machine knows that session (``emit``).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from callsd.adapters.media.events import MediaEvent
+from callsd.adapters.signaling_session import Transport
+
+from .directory import Directory
+from .front import Remote, serve_client
+from .host import CallHost, MakeHub, open_host
+from .link import link_key, unwrap, wrap
+
+__all__ = ["ClusterNode", "ClusterCounters", "RouteFailed"]
+
+log = logging.getLogger("callsd.cluster")
+
+ROUTE_PAUSE = 0.2
+
+
+class RouteFailed(Exception):
+    """No node could host the channel in time (no handler alive, or the database unreachable)."""
+
+
+@dataclass(slots=True)
+class ClusterCounters:
+    relayed_out: int = 0  # relay links this node opened for its clients
+    relayed_in: int = 0  # relay links other nodes opened to calls hosted here
+    resumed: int = 0  # sessions this node resumed on a new owner after theirs stopped
+    hosted_total: int = 0  # channels this node took a lease for
+    lease_losses: int = 0  # hosted channels that stopped for a reason other than this node stopping
+
+
+class ClusterNode:
+    def __init__(self, *, url: str, directory: Directory, lease_seconds: float, secret: str, make_hub: MakeHub,
+                 hello: Callable[[str], dict[str, Any]], idle_seconds: float = 60.0) -> None:
+        self.url = url
+        self.directory = directory
+        self.info = directory.node
+        self.lease_seconds = lease_seconds
+        self.link_key = link_key(secret)
+        self.make_hub = make_hub
+        self._hello = hello
+        self.hosts: dict[str, CallHost] = {}
+        self.counters = ClusterCounters()
+        self.route_timeout = 2 * lease_seconds + 10
+        self.idle_seconds = idle_seconds  # a hosted channel with no call and no socket this long is given up
+        self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+        self._nursery: trio.Nursery | None = None
+
+    # ------------------------------------------------------------------ the front's Router
+
+    def new_id(self) -> str:
+        return secrets.token_urlsafe(12)
+
+    def hello(self, session_id: str) -> dict[str, Any]:
+        return self._hello(session_id)
+
+    async def route(self, channel_id: str) -> CallHost | Remote:
+        """Where the channel's calls run now: a host on this node, or another node's relay address."""
+        with trio.move_on_after(self.route_timeout):
+            while True:
+                host = self.hosts.get(channel_id)
+                if host is not None and host.live:
+                    return host
+                try:
+                    owner = await self.directory.owner_of(channel_id)
+                    if owner is not None and owner.live and owner.node_id != self.info.node_id and owner.advertise:
+                        return Remote(owner.advertise, owner.epoch)
+                    if owner is None or not owner.live:
+                        if self.info.is_handler:
+                            host = await self.host(channel_id)
+                            if host is not None:
+                                return host
+                        else:
+                            handler = await self.directory.a_handler()
+                            if handler is not None:
+                                return Remote(handler, 0)
+                except Exception as exc:  # the database is away or refused: try again until the deadline
+                    log.warning("routing channel %s failed: %r", channel_id, exc)
+                await trio.sleep(ROUTE_PAUSE)
+        raise RouteFailed(f"no node could host channel {channel_id!r} within {self.route_timeout:.0f} s")
+
+    async def live_epoch(self, channel_id: str) -> int | None:
+        """The epoch of the channel's live lease, None if no lease is live."""
+        owner = await self.directory.owner_of(channel_id)
+        return owner.epoch if owner is not None and owner.live else None
+
+    @property
+    def watch_every(self) -> float:
+        return self.lease_seconds / 3
+
+    # ------------------------------------------------------------------ hosting
+
+    async def host(self, channel_id: str) -> CallHost | None:
+        """Host the channel here if nobody's lease on it is live (a new epoch, rebuilt from its log)."""
+        assert self._nursery is not None, "run() first"
+        async with self._locks[channel_id]:
+            current = self.hosts.get(channel_id)
+            if current is not None and current.live:
+                return current
+            host = await open_host(self.url, channel_id, self.info.node_id, self.lease_seconds, self.make_hub)
+            if host is None:
+                return None
+            self.hosts[channel_id] = host
+            self.counters.hosted_total += 1
+            await self._nursery.start(self._run_host, host)
+            return host
+
+    async def _run_host(self, host: CallHost, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await host.run(idle_seconds=self.idle_seconds, task_status=task_status)
+        finally:
+            if host.why not in ("node stopping", "node draining", "idle"):
+                self.counters.lease_losses += 1
+            if self.hosts.get(host.channel_id) is host:
+                del self.hosts[host.channel_id]
+
+    async def accept_link(self, channel_id: str, epoch: int) -> CallHost | None:
+        """The host a relay link at ``epoch`` may talk to: this node's live host of the channel at that epoch
+        (epoch 0: host it if nobody does); None to refuse (stale epoch, or another node owns it)."""
+        host = self.hosts.get(channel_id)
+        if host is None and epoch == 0 and self.info.is_handler:
+            host = await self.host(channel_id)
+        if host is None or not host.live or (epoch and epoch != host.epoch):
+            return None
+        return host
+
+    async def serve_link(self, link: Transport, host: CallHost, session_id: str, query_token: str | None) -> None:
+        """Serve one relayed client of ``host``: every frame carries the host's epoch, both ways."""
+        self.counters.relayed_in += 1
+        await link.send(wrap(host.epoch, ""))
+        transport = _LinkTransport(link, host)
+        async with trio.open_nursery() as nursery:
+            async def watch() -> None:
+                await host.stopped.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            await host.hub.serve_connection(transport, query_token=query_token, session_id=session_id, greet=False)
+            nursery.cancel_scope.cancel()
+        if not host.live:
+            with trio.move_on_after(1):
+                await link.close(4012, "call moved")
+
+    async def serve_client(self, client: Transport, query_token: str | None) -> None:
+        try:
+            await serve_client(self, client, query_token)
+        except RouteFailed as exc:
+            log.error("%s", exc)
+            with trio.move_on_after(1):
+                await client.close(1013, "no node can host this call now; try again")
+
+    # ------------------------------------------------------------------ the media plane's events
+
+    def emit(self, event: MediaEvent) -> None:
+        for host in list(self.hosts.values()):
+            hub = host.hub
+            if hub.machine.participant(event.session_id) is not None or event.session_id in hub.outbox.conns:
+                hub.emit(event)
+                return
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.directory.announce()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self.directory.keep_announcing)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def release_all(self, timeout: float = 5.0) -> None:
+        """Drain (SIGTERM): let every hosted channel's accepted inputs reach the log, then stop hosting it and
+        release its lease, so the relaying nodes move its sessions to a new owner at once (not after the lease)."""
+        hosts = list(self.hosts.values())
+        with trio.move_on_after(timeout / 2):
+            for host in hosts:
+                await host.hub.flush()
+        for host in hosts:
+            host.release_when_stopped = True
+            host.stop("node draining")
+        with trio.move_on_after(timeout / 2):
+            for host in hosts:
+                await host.ended.wait()
+
+    def calls_owned(self) -> int:
+        return sum(len(host.hub.machine.calls()) for host in self.hosts.values() if host.live)
+
+
+class _LinkTransport:
+    """The hub's ``Transport`` for a relayed client: refuses frames of another epoch, stamps its own on each."""
+
+    def __init__(self, link: Transport, host: CallHost) -> None:
+        self.link, self.host = link, host
+
+    async def receive(self) -> str | bytes | None:
+        message = await self.link.receive()
+        if message is None:
+            return None
+        epoch, frame = unwrap(message)
+        if epoch != self.host.epoch or not self.host.live:
+            log.warning("channel %s: relay frame of epoch %d refused (hosting epoch %d)", self.host.channel_id,
+                        epoch, self.host.epoch)
+            return None
+        return frame
+
+    async def send(self, text: str) -> None:
+        if not self.host.live:
+            raise RuntimeError("this node no longer hosts the call")
+        await self.link.send(wrap(self.host.epoch, text))
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.link.close(code, reason)

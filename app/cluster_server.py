@@ -1,0 +1,260 @@
+"""``callsd serve`` as one node of a cluster (``cluster.enabled``; docs/cluster.md, docs/adr/0017).
+
+What differs from a single server (app/server.py): there is no node-wide machine. Each channel's calls are hosted
+by the node holding the channel's lease, on a hub of their own over the channel's log stream
+(adapters/cluster/host.py); a client socket is served by this node's front (adapters/cluster/front.py), which
+greets it and pipes it to wherever its channel is hosted. The same HTTP listener serves the clients' routes and the
+node-to-node relay link (``/internal/v1/relay``, authenticated by a key derived from ``cluster.secret``).
+
+Built here, where the configuration is known: the hub factory (settings, auth, TURN credentials, the shared
+reconnect key, ``Configure`` when the call settings changed, recovery of a rebuilt channel) and the Quart app.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from functools import partial
+from typing import Any
+
+import trio
+from callsd.adapters.cluster.directory import Directory, NodeInfo
+from callsd.adapters.cluster.host import MakeHub
+from callsd.adapters.cluster.link import LINK_HEADER, LINK_PATH, authentic, reconnect_key
+from callsd.adapters.cluster.node import ClusterNode
+from callsd.adapters.signaling import SignalingHub
+from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
+from callsd.adapters.store.recorder import CallRecorder
+from callsd.core.calls import events as ev
+from callsd.core.calls.eventlog import EventLogError
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from quart import Response, request, websocket
+from quart_trio import QuartTrio
+
+from .auth import check_open_mode_allowed
+from .config import Config
+from .http_guard import TICKET_KEY, ConnectionTicket, GuardCounters, serve_http
+from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name, metrics_authorized
+from .server import (
+    STATIC_DIR,
+    VERSION,
+    ServerControl,
+    ServerInfo,
+    ShieldSend,
+    StartupError,
+    _authorize,
+    _guard_settings,
+    _hub_settings,
+    _hypercorn_config,
+    _make_plane,
+    _origin_allowed,
+    _QuartTransport,
+    _turn_credentials,
+    _watch_signals,
+)
+
+__all__ = ["serve_cluster"]
+
+log = logging.getLogger("callsd.cluster")
+
+
+def _hub_factory(config: Config, node_plane: list[Any]) -> MakeHub:
+    key = reconnect_key(config.cluster.secret)
+
+    def make_hub(recorder: CallRecorder) -> SignalingHub:
+        hub = SignalingHub(recorder, recorder.machine, settings=_hub_settings(config), authorize=_authorize(config),
+                           turn_credentials=_turn_credentials(config), reconnect_key=key)
+        wanted = (config.calls.max_participants, config.calls.reconnect_window_seconds * 1000,
+                  config.calls.allow_screen_sharing)
+        current = recorder.machine.config
+        if (current.max_participants, current.reconnect_window_ms, current.allow_screen_sharing) != wanted:
+            hub.feed(ev.Configure(at=int(time.time() * 1000), max_participants=wanted[0],
+                                  reconnect_window_ms=wanted[1], allow_screen_sharing=wanted[2]))
+        hub.recover()  # sessions of a dead owner are disconnected: their reconnect window starts now
+        if node_plane:
+            hub.plane = node_plane[0]
+        return hub
+
+    return make_hub
+
+
+class _ClusterCollector:
+    """Per-node cluster metrics (the node's name is the ``node`` label)."""
+
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+
+    def collect(self) -> Any:
+        node, c = self.node, self.node.counters
+        labels = ["node"]
+        name = [node.info.node_id]
+        owned = GaugeMetricFamily("callsd_cluster_calls_owned", "Calls hosted on this node (it holds their lease)",
+                                  labels=labels)
+        owned.add_metric(name, node.calls_owned())
+        yield owned
+        hosted = GaugeMetricFamily("callsd_cluster_channels_hosted", "Channels whose lease this node holds",
+                                   labels=labels)
+        hosted.add_metric(name, sum(1 for h in node.hosts.values() if h.live))
+        yield hosted
+        for metric, value, text in (
+            ("relayed_out", c.relayed_out, "Relay links opened from this node to a call's owner"),
+            ("relayed_in", c.relayed_in, "Relay links accepted by this node for calls it hosts"),
+            ("sessions_resumed", c.resumed, "Sessions resumed on a new owner after theirs stopped"),
+            ("leases_acquired", c.hosted_total, "Channel leases this node acquired"),
+            ("lease_losses", c.lease_losses, "Hosted channels stopped because the lease was lost or refused"),
+            ("lease_renewals", sum(h.keeper.renewals for h in node.hosts.values()),
+             "Lease renewals of the channels hosted now"),
+        ):
+            family = CounterMetricFamily(f"callsd_cluster_{metric}", text, labels=labels)
+            family.add_metric(name, value)
+            yield family
+
+
+def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, draining: list[bool]) -> QuartTrio:
+    from prometheus_client import generate_latest
+
+    app = QuartTrio(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_MESSAGE_BYTES
+
+    def as_json(data: Any, status: int = 200) -> Response:
+        return Response(json.dumps(data), status=status, mimetype="application/json")
+
+    def refuse_host(host: str | None, path: str) -> Response | None:
+        """DNS rebinding, as on a single server (app/http_policy.py); node links are authenticated instead."""
+        if path in HOST_EXEMPT_PATHS or path == LINK_PATH or host_allowed(
+                host, auth_mode=config.auth.mode, allowed_hosts=config.http.allowed_hosts):
+            return None
+        return Response(f"host {host_name(host or '')!r} is not served here (see http.allowed_hosts)", status=421)
+
+    @app.before_request
+    async def check_request_host() -> Response | None:
+        return refuse_host(request.headers.get("Host"), request.path)
+
+    @app.before_websocket
+    async def check_websocket_host() -> Response | None:
+        return refuse_host(websocket.headers.get("Host"), websocket.path)
+
+    @app.route("/metrics")
+    async def metrics() -> Response:
+        if not metrics_authorized(request.headers.get("Authorization"), config.metrics.token):
+            return Response("a bearer token is required (metrics.token)", status=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="callsd metrics"'})
+        return Response(generate_latest(registry), content_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.route("/")
+    async def index() -> Response:
+        return Response((STATIC_DIR / "index.html").read_bytes(), mimetype="text/html")
+
+    @app.route("/healthz")
+    async def healthz() -> Response:
+        if draining:
+            return as_json({"status": "draining"}, 503)
+        return as_json({"status": "ok", "node": node.info.node_id})
+
+    @app.route("/version")
+    async def version() -> Response:
+        return as_json({"version": VERSION, "protocol": PROTOCOL_VERSION})
+
+    @app.route("/api/v1/config")
+    async def client_config() -> Response:
+        return as_json({"auth_mode": config.auth.mode, "protocol": PROTOCOL_VERSION,
+                        "allow_screen_sharing": config.calls.allow_screen_sharing,
+                        "max_participants": config.calls.max_participants})
+
+    @app.websocket("/api/v1/websocket")
+    async def ws() -> Response | None:
+        origin = websocket.headers.get("Origin")
+        if origin is not None and not _origin_allowed(origin, websocket.headers.get("Host", ""), config):
+            return Response("cross-origin WebSocket refused (see http.allowed_origins)", status=403)
+        await websocket.accept()
+        ticket = websocket.scope.get("state", {}).get(TICKET_KEY)
+        transport = _QuartTransport(websocket._get_current_object(),  # type: ignore[attr-defined]
+                                    ticket if isinstance(ticket, ConnectionTicket) else None)
+        await node.serve_client(transport, websocket.args.get("token"))
+        return None
+
+    @app.websocket(LINK_PATH)
+    async def relay() -> Response | None:
+        if not authentic(websocket.headers.get(LINK_HEADER), config.cluster.secret):
+            return Response("not a node of this cluster", status=403)
+        channel, session = websocket.args.get("channel", ""), websocket.args.get("session", "")
+        epoch = websocket.args.get("epoch", "")
+        if not channel or not session or not epoch.isdigit():
+            return Response("channel, session and epoch are required", status=400)
+        host = await node.accept_link(channel, int(epoch))
+        if host is None:
+            return Response("not the owner of this channel at this epoch", status=409)
+        await websocket.accept()
+        ticket = websocket.scope.get("state", {}).get(TICKET_KEY)
+        if isinstance(ticket, ConnectionTicket):
+            ticket.joined()  # a node's link: the join deadline is its client's, enforced on the front node
+        link = _QuartTransport(websocket._get_current_object())  # type: ignore[attr-defined]
+        await node.serve_link(link, host, session, websocket.args.get("token"))
+        return None
+
+    return app
+
+
+async def serve_cluster(config: Config, *, control: ServerControl | None = None, handle_signals: bool = False,
+                        media: bool = True, plane_factory: Any = None, accept_broken_log: bool = False,
+                        task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run this node until stopped; SIGTERM releases every lease (another node takes the calls at once)."""
+    from callsd.adapters.store.postgres import PostgresStore
+
+    if config.auth.mode == "open":
+        problem = check_open_mode_allowed(config.http.listen)
+        if problem is not None:
+            raise StartupError(problem)
+    control = control or ServerControl()
+    url = config.store.url
+    try:  # migrates the schema; its connection factory serves the directory
+        base = await trio.to_thread.run_sync(partial(PostgresStore, url))
+    except EventLogError as exc:
+        raise StartupError(f"the event log: {exc}") from None
+    cluster = config.cluster
+    directory = Directory(base.connect, NodeInfo(cluster.node_id, cluster.advertise, cluster.is_handler),
+                          alive_seconds=3 * cluster.lease_seconds)
+    node_plane: list[Any] = []
+    hub_settings = _hub_settings(config)
+    node = ClusterNode(url=url, directory=directory, lease_seconds=cluster.lease_seconds, secret=cluster.secret,
+                       make_hub=_hub_factory(config, node_plane), idle_seconds=cluster.idle_release_seconds,
+                       hello=lambda sid: {"session_id": sid, "protocol": PROTOCOL_VERSION, "protocol_minor": 0,
+                                          "server_version": hub_settings.server_version,
+                                          "auth_mode": hub_settings.auth_mode})
+    registry = CollectorRegistry(auto_describe=False)
+    ProcessCollector(namespace="callsd", registry=registry)
+    registry.register(_ClusterCollector(node))
+    draining: list[bool] = []
+    http_counters = GuardCounters()
+    app = ShieldSend(_create_app(node, config, registry, draining))
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            rtc_address = None
+            if media:
+                plane = (plane_factory or _make_plane)(config, node.emit)
+                if plane is not None:
+                    node_plane.append(plane)
+                    rtc_address = await nursery.start(plane.serve)
+            binds = await nursery.start(partial(serve_http, app, _hypercorn_config(config), _guard_settings(config),
+                                                http_counters))
+            if handle_signals:
+                nursery.start_soon(_watch_signals, control)
+            bound = binds[0].rstrip("/") + "/"
+            host, _, port = binds[0].split("://", 1)[1].rpartition(":")
+            log.info("cluster node %s (%s) serving %s, relay links on %s", cluster.node_id,
+                     "handler" if cluster.is_handler else "not a handler", bound, cluster.advertise)
+            task_status.started(ServerInfo(url=bound, http_host=host.strip("[]"), http_port=int(port),
+                                           rtc_address=(str(rtc_address[0]), int(rtc_address[1])) if rtc_address
+                                           else None, hub=node))
+            await control.wait()
+            draining.append(True)
+            await node.release_all()  # drain or stop: hand every call to another node now
+            with trio.move_on_after(1.0):
+                await trio.sleep(0.2)  # the MOVED closes reach the relaying fronts
+            nursery.cancel_scope.cancel()
+    finally:
+        directory.close()
+        base.close()

@@ -1,0 +1,83 @@
+"""Three nodes behind a real HAProxy (round-robin): `callsd loadtest` users of one call through the balancer land
+on different nodes and hear each other; the owner is killed with SIGKILL mid-call: users on the other nodes keep
+their sockets and are moved to the new owner, users of the dead node reconnect through the balancer, all hear each
+other again; the PostgreSQL log verifies."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+import trio
+from cluster_support import cluster_node
+from haproxy_support import HAProxy
+
+pytestmark = pytest.mark.slow
+
+
+def _owner(pg_url: str) -> tuple[str, int] | None:
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        row = db.execute("SELECT owner, epoch FROM call_leases WHERE stream LIKE 'channel/%'").fetchone()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
+def _metric(url: str, name: str) -> float:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+async def test_three_nodes_behind_haproxy_survive_kill_9_of_the_owner(pg_url: str, tmp_path: Path) -> None:
+    nodes = {name: cluster_node(tmp_path, pg_url, name) for name in ("n1", "n2", "n3")}
+    for node in nodes.values():
+        await trio.to_thread.run_sync(node.start)
+    balancer = HAProxy(tmp_path, [(name, node.port) for name, node in nodes.items()])
+    await trio.to_thread.run_sync(balancer.start)
+    out = tmp_path / "load.json"
+    users, duration, kill_at = 3, 16.0, 6.0
+    try:
+        async with trio.open_nursery() as nursery:
+            done: list[subprocess.CompletedProcess[str]] = []
+
+            def load() -> None:
+                done.append(subprocess.run(
+                    [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", balancer.url, "--calls", "1",
+                     "--users-per-call", str(users), "--unmuted", str(users), "--duration", str(duration),
+                     "--join-duration", "1", "--join-timeout", "15", "--reconnect", "--output", str(out),
+                     "--quiet"], capture_output=True, text=True, timeout=120, cwd=tmp_path))
+
+            nursery.start_soon(trio.to_thread.run_sync, load)
+            with trio.fail_after(30):
+                while (owner := _owner(pg_url)) is None:
+                    await trio.sleep(0.1)
+            await trio.sleep(kill_at)
+            relayed = {name: _metric(node.url, "callsd_cluster_relayed_out_total") for name, node in nodes.items()}
+            assert sum(relayed.values()) >= 1, relayed  # users on other nodes than the owner, through the balancer
+            killed = time.monotonic()
+            await trio.to_thread.run_sync(nodes[owner[0]].kill)
+            with trio.fail_after(10):
+                while (now := _owner(pg_url)) is None or now[1] == owner[1]:
+                    await trio.sleep(0.05)
+            print(f"owner {owner[0]} killed; {now[0]} took the call over at epoch {now[1]} after "
+                  f"{time.monotonic() - killed:.1f} s")
+            assert now[0] != owner[0]
+        load_run = done[0]
+    finally:
+        await trio.to_thread.run_sync(balancer.stop)
+        for node in nodes.values():
+            await trio.to_thread.run_sync(node.stop)
+    assert load_run.returncode in (0, 3), load_run.stdout + load_run.stderr  # 3: "a server process changed"
+    doc = json.loads(out.read_text())
+    assert doc["users"]["failed"] == 0 and doc["users"]["connected"] == users, doc["users"]
+    assert doc["users"]["reconnects"] >= users, doc["users"]  # every user renegotiated with the new owner
+    call = doc["calls"][0] if "calls" in doc else None
+    assert call is None or call["audio_streams_received_last_leg"] == users * (users - 1), call
+    verified = subprocess.run([sys.executable, "-m", "callsd.app.cli", "replay", pg_url, "--verify"],
+                              capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -1,0 +1,151 @@
+"""Split brain and single-handler mode on real nodes: a node paused (SIGSTOP) past its lease never acts for the
+call again once resumed, and with one handler every call is hosted by it."""
+
+from __future__ import annotations
+
+import os
+import signal
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import psycopg
+import pytest
+import trio
+from cluster_support import cluster_node, peer
+
+pytestmark = pytest.mark.slow
+
+
+def _rows_by_epoch(pg_url: str, channel: str) -> dict[int, int]:
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        rows = db.execute("SELECT epoch, count(*) FROM events WHERE stream = %s GROUP BY epoch",
+                          ("channel/" + channel,)).fetchall()
+    return {int(e): int(n) for e, n in rows}
+
+
+def _owner(pg_url: str, channel: str) -> tuple[str, int]:
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        row = db.execute("SELECT owner, epoch FROM call_leases WHERE stream = %s", ("channel/" + channel,)).fetchone()
+    assert row is not None
+    return str(row[0]), int(row[1])
+
+
+async def test_an_owner_paused_past_its_lease_does_not_act_for_the_call_again(pg_url: str, tmp_path: Path) -> None:
+    lease = 2.0
+    n1, n2 = (cluster_node(tmp_path, pg_url, name, lease=lease) for name in ("n1", "n2"))
+    for node in (n1, n2):
+        await trio.to_thread.run_sync(node.start)
+    try:
+        async with AsyncExitStack() as stack:
+            alice = await stack.enter_async_context(peer(n1))  # on the owner itself
+            bob = await stack.enter_async_context(peer(n2))  # relayed to it
+            await alice.join("room", "alice")
+            await bob.join("room", "bob")
+            await alice.expect("user_joined", session_id=bob.session_id)
+            assert _owner(pg_url, "room") == ("n1", 1)
+
+            os.kill(n1.pid, signal.SIGSTOP)
+            try:
+                # n2 sees n1's lease lapse, takes the call (epoch 2) and resumes bob's session there.
+                resumed = await bob.expect("join_ack", timeout=4 * lease + 10)
+                assert resumed["reconnected"] is True
+                assert _owner(pg_url, "room") == ("n2", 2)
+                await bob.send("raise_hand")
+                await bob.expect("user_raised_hand", session_id=bob.session_id)
+                epoch_1_rows = _rows_by_epoch(pg_url, "room")[1]
+                seen_before = len(alice.seen)
+            finally:
+                os.kill(n1.pid, signal.SIGCONT)
+
+            # n1 wakes with inputs and timers pending: it must not act. Alice's socket on n1 is resumed on n2.
+            back = await alice.expect("join_ack", timeout=15)
+            assert back["reconnected"] is True and back["session_id"] == alice.session_id
+            hands = {p["session_id"]: p["raised_hand"] for p in back["state"]["participants"]}
+            assert hands[bob.session_id] > 0  # the state of the new owner, not the paused one's
+            after = alice.seen[seen_before:]
+            assert [m["type"] for m in after][0] == "join_ack", after  # nothing from the stale owner first
+            assert not [m for m in after if m["type"] == "error"], after
+            await alice.send("lower_hand")
+            await alice.send("raise_hand")
+            await bob.expect("user_raised_hand", session_id=alice.session_id)
+            assert _rows_by_epoch(pg_url, "room")[1] == epoch_1_rows  # n1 wrote nothing more
+            assert _owner(pg_url, "room") == ("n2", 2)
+            raised = [m for m in bob.seen if m["type"] == "user_raised_hand" and
+                      m["data"]["session_id"] == bob.session_id]
+            assert len(raised) == 1, raised  # no duplicate of an acknowledged output
+    finally:
+        for node in (n1, n2):
+            await trio.to_thread.run_sync(node.stop)
+
+
+async def test_single_handler_mode_hosts_every_call_on_the_handler(pg_url: str, tmp_path: Path) -> None:
+    handler = cluster_node(tmp_path, pg_url, "h1")
+    others = [cluster_node(tmp_path, pg_url, name, handler=False) for name in ("r1", "r2")]
+    for node in (handler, *others):
+        await trio.to_thread.run_sync(node.start)
+    try:
+        async with AsyncExitStack() as stack:
+            for k, channel in enumerate(("a", "b", "c")):
+                first = await stack.enter_async_context(peer(others[k % 2]))  # the first joiner: a non-handler
+                second = await stack.enter_async_context(peer(others[(k + 1) % 2]))
+                ack = await first.join(channel, "first")
+                assert (await second.join(channel, "second"))["call_id"] == ack["call_id"]
+                assert _owner(pg_url, channel) == ("h1", 1)
+    finally:
+        for node in (handler, *others):
+            await trio.to_thread.run_sync(node.stop)
+
+
+async def test_sigterm_hands_the_call_to_another_node_at_once(pg_url: str, tmp_path: Path) -> None:
+    """Drain: the owner releases the lease instead of letting it lapse; the call moves before the lease would
+    have expired; a client of the drained node reconnects elsewhere with its session."""
+    lease = 30.0  # far longer than the hand-over may take
+    n1, n2 = (cluster_node(tmp_path, pg_url, name, lease=lease) for name in ("n1", "n2"))
+    for node in (n1, n2):
+        await trio.to_thread.run_sync(node.start)
+    try:
+        async with AsyncExitStack() as stack:
+            alice = await stack.enter_async_context(peer(n1))
+            bob = await stack.enter_async_context(peer(n2))
+            await alice.join("room", "alice")
+            await bob.join("room", "bob")
+            await bob.send("raise_hand")
+            await bob.expect("user_raised_hand", session_id=bob.session_id)
+            assert _owner(pg_url, "room") == ("n1", 1)
+            assert n1.proc is not None
+            n1.proc.terminate()  # SIGTERM
+            resumed = await bob.expect("join_ack", timeout=10)  # well within the 30 s lease
+            assert resumed["reconnected"] is True
+            assert _owner(pg_url, "room") == ("n2", 2)
+            await trio.to_thread.run_sync(lambda: n1.proc.wait(timeout=20))  # type: ignore[union-attr]
+            alice2 = await stack.enter_async_context(peer(n2))
+            await alice2.send("reconnect", {"session_id": alice.session_id, "channel_id": "room",
+                                            "reconnect_secret": alice.secret})
+            back = await alice2.expect("join_ack")
+            hands = {p["session_id"]: p["raised_hand"] for p in back["state"]["participants"]}
+            assert back["reconnected"] is True and hands[bob.session_id] > 0
+    finally:
+        for node in (n1, n2):
+            await trio.to_thread.run_sync(node.stop)
+
+
+async def test_an_idle_channel_is_given_up_and_hosted_again_by_the_next_join(pg_url: str, tmp_path: Path) -> None:
+    n1 = cluster_node(tmp_path, pg_url, "n1", CALLSD_CLUSTER_IDLE_RELEASE_SECONDS="1")
+    await trio.to_thread.run_sync(n1.start)
+    try:
+        async with peer(n1) as alice:
+            await alice.join("room", "alice")
+            await alice.send("leave")
+            await alice.expect("user_left", session_id=alice.session_id)
+        with trio.fail_after(15):  # no call, no socket: the lease is released (not renewed until it lapses)
+            while True:
+                with psycopg.connect(pg_url, autocommit=True) as db:
+                    row = db.execute("SELECT expires_at <= clock_timestamp() FROM call_leases").fetchone()
+                if row is not None and row[0]:
+                    break
+                await trio.sleep(0.2)
+        async with peer(n1) as bob:
+            await bob.join("room", "bob")
+            assert _owner(pg_url, "room") == ("n1", 2)  # hosted again, at the next epoch
+    finally:
+        await trio.to_thread.run_sync(n1.stop)

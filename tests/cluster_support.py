@@ -1,0 +1,60 @@
+"""Cluster nodes for tests: ``callsd serve`` processes on loopback sharing one PostgreSQL log, and a client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+from serve_support import ServeProcess
+from trio_websocket import open_websocket_url
+
+SECRET = "cluster-test-secret-0123456789"
+
+
+def cluster_node(tmp_path: Path, pg_url: str, name: str, *, handler: bool = True, lease: float = 2.0,
+                 **env: str) -> ServeProcess:
+    """One node (not started), its data under ``tmp_path/name``; its relay links on its own HTTP port."""
+    where = tmp_path / name
+    where.mkdir(parents=True, exist_ok=True)
+    node = ServeProcess(where, CALLSD_STORE_URL=pg_url, CALLSD_CLUSTER_ENABLED="true", CALLSD_CLUSTER_NODE_ID=name,
+                        CALLSD_CLUSTER_SECRET=SECRET, CALLSD_CLUSTER_IS_HANDLER="true" if handler else "false",
+                        CALLSD_CLUSTER_LEASE_SECONDS=str(lease), CALLSD_LOG_LEVEL="info", **env)
+    node.env["CALLSD_CLUSTER_ADVERTISE"] = f"127.0.0.1:{node.port}"
+    return node
+
+
+class Peer:
+    """A signaling client that remembers every message it was sent (docs/protocol.md)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws, self.seen, self.session_id, self.secret = ws, [], "", ""
+
+    async def send(self, kind: str, data: dict[str, Any] | None = None) -> None:
+        await self.ws.send_message(json.dumps({"type": kind, "data": data or {}}))
+
+    async def expect(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
+        with trio.fail_after(timeout):
+            while True:
+                msg = json.loads(await self.ws.get_message())
+                self.seen.append(msg)
+                if msg["type"] == "join_ack":
+                    self.session_id = msg["data"]["session_id"]
+                    self.secret = msg["data"]["reconnect_secret"]
+                if msg["type"] == kind and all(msg["data"].get(k) == v for k, v in match.items()):
+                    return msg["data"]  # type: ignore[no-any-return]
+
+    async def join(self, channel: str, name: str) -> dict[str, Any]:
+        await self.send("join", {"channel_id": channel, "display_name": name})
+        return await self.expect("join_ack")
+
+
+@asynccontextmanager
+async def peer(node: ServeProcess) -> AsyncIterator[Peer]:
+    async with open_websocket_url(node.url.replace("http", "ws") + "/api/v1/websocket") as ws:
+        client = Peer(ws)
+        await client.expect("hello")
+        yield client

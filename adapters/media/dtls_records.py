@@ -23,6 +23,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = ["EstablishedRecords", "records", "suite_key_length", "ALERT", "HANDSHAKE", "CHANGE_CIPHER_SPEC"]
@@ -92,7 +93,7 @@ class EstablishedRecords:
         aad = record[3:11] + record[0:3] + plain_len.to_bytes(2, "big")
         try:
             return self.rx.decrypt(self.rx_salt + body[:_EXPLICIT_NONCE], body[_EXPLICIT_NONCE:], aad)
-        except Exception:  # noqa: BLE001 - cryptography's InvalidTag: a forged or damaged record
+        except InvalidTag:  # a forged or damaged record
             return None
 
     def seal(self, content_type: int, plaintext: bytes) -> bytes:

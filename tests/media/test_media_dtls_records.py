@@ -11,6 +11,8 @@ from __future__ import annotations
 import pytest
 from callsd.adapters.media.dtls import Certificate, DtlsError, DtlsSession
 from callsd.adapters.media.dtls_records import records
+from hypothesis import given
+from hypothesis import strategies as st
 from OpenSSL import SSL
 
 SERVER_CERT = Certificate.generate()
@@ -136,3 +138,18 @@ def test_a_lost_final_flight_is_sent_again() -> None:
     client.bio_write(alert)
     with pytest.raises(SSL.ZeroReturnError):
         client.recv(1500)
+
+
+_ESTABLISHED, _ = _handshake()
+
+
+@given(st.lists(st.tuples(st.sampled_from([20, 21, 22, 23, 0, 255]), st.integers(0, 2), st.binary(max_size=64)),
+                max_size=4), st.binary(max_size=16))
+def test_hostile_datagrams_after_the_handshake_are_ignored(recs: list[tuple[int, int, bytes]], tail: bytes) -> None:
+    """Whatever arrives that is not an authentic alert: no exception, no state change, at most the bounded repeats
+    of the last flight."""
+    datagram = b"".join(bytes([t]) + b"\xfe\xfd" + e.to_bytes(2, "big") + bytes(6) + len(body).to_bytes(2, "big")
+                        + body for t, e, body in recs) + tail
+    assert _ESTABLISHED.feed(datagram) is False
+    assert _ESTABLISHED.failed is None
+    _ESTABLISHED.take_datagrams()

@@ -121,21 +121,91 @@ def run_parts(sessions: int) -> dict[str, Any]:
     return out
 
 
+def rss_by_mapping() -> dict[str, int]:
+    """RSS split by kind of mapping (from /proc/self/smaps): the brk heap (main malloc arena), anonymous mappings
+    (pymalloc arenas, other threads' malloc arenas, large malloc chunks), and files (code, shared libraries)."""
+    out = {"heap": 0, "anon": 0, "file": 0}
+    kind = "anon"
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if not head:
+                continue
+            if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                name = head[5] if len(head) > 5 else ""
+                kind = "heap" if name == "[heap]" else "file" if name.startswith("/") else "anon"
+            elif head[0] == "Rss:":
+                out[kind] += int(head[1]) * 1024
+    return out
+
+
+def _serve_with_probe(probe: str) -> int:
+    """`callsd serve` in this process, writing its allocator figures to ``probe`` on SIGUSR1: RSS alone cannot say
+    whether the growth per session is live C memory, Python objects, or allocator slack."""
+    import signal
+    import tracemalloc
+
+    from callsd.app.cli import main as cli_main
+
+    def dump(*_: object) -> None:
+        gc.collect()
+        if tracemalloc.is_tracing():  # for `python -m bench.memory top PROBE`: where the Python bytes are
+            n = sum(1 for _ in open(probe)) if os.path.exists(probe) else 0
+            tracemalloc.take_snapshot().dump(f"{probe}.{n}.snap")
+        rss = rss_bytes()
+        maps = rss_by_mapping()
+        _libc.malloc_trim(0)  # what the allocator could give back: the slack part of ``rss``
+        with open(probe, "a") as f:
+            f.write(json.dumps({"malloc_in_use": malloc_in_use(), "rss": rss, "rss_trimmed": rss_bytes(),
+                                **{f"rss_{k}": v for k, v in maps.items()},
+                                "py_blocks": sys.getallocatedblocks(),
+                                "py_traced": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0})
+                    + "\n")
+        if os.environ.get("BENCH_MEMORY_TRACEMALLOC") and not tracemalloc.is_tracing():
+            # from the first probe on (tracing the start-up too makes it slower than the bench waits for)
+            tracemalloc.start(int(os.environ["BENCH_MEMORY_TRACEMALLOC"]))
+
+    signal.signal(signal.SIGUSR1, dump)
+    return int(cli_main(["serve"]) or 0)
+
+
+def _probe(pid: int, probe: Path) -> dict[str, Any]:
+    import signal
+    import time
+
+    before = probe.read_text().count("\n") if probe.exists() else 0
+    os.kill(pid, signal.SIGUSR1)
+    for _ in range(200):
+        if probe.exists() and probe.read_text().count("\n") > before:
+            return dict(json.loads(probe.read_text().splitlines()[-1]))
+        time.sleep(0.05)
+    raise RuntimeError("the server did not answer the memory probe")
+
+
 def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold: float) -> dict[str, Any]:
     """A fresh server, ``calls × users`` load users joined and held; the load tool's figures plus offer rounds."""
     from bench.capacity import Server
 
+    root = str(Path(__file__).resolve().parent.parent)  # the server child runs in a temp dir: find bench/ from there
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     work = Path(tempfile.mkdtemp(prefix="callsd-memory-"))
-    out = work / "loadtest.json"
-    with Server(work) as server:
+    out, probe = work / "loadtest.json", work / "probe.jsonl"
+    with Server(work, command=["-m", "bench.memory", "_serve", str(probe)]) as server:
         assert server.proc is not None
+        start = _probe(server.proc.pid, probe)
         cmd = [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", server.url, "--calls", str(calls),
                "--users-per-call", str(users), "--unmuted", str(unmuted), "--join-duration", f"{join_duration}",
                "--duration", f"{join_duration + hold}", "--server-pid", str(server.proc.pid), "--output", str(out),
                "--quiet"]
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=join_duration + hold + 120,
-                       check=False)
-        with urllib.request.urlopen(server.url + "/metrics", timeout=5) as resp:
+        tool = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            tool.wait(timeout=join_duration + hold / 2)
+        except subprocess.TimeoutExpired:
+            pass
+        held = _probe(server.proc.pid, probe)  # every user joined, none left yet
+        tool.wait(timeout=join_duration + hold + 120)
+        end = _probe(server.proc.pid, probe)  # the users have left: what stays is what a session did not give back
+        with urllib.request.urlopen(server.url + "/metrics", timeout=60) as resp:
             metrics = resp.read().decode()
     doc = json.loads(out.read_text())
     rounds = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
@@ -148,6 +218,14 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
         "rss_kib_per_session": round(s.get("rss_bytes_per_session", 0) / 1024, 1),
         "join_cpu_ms_per_user": s.get("join_cpu_ms_per_user"),
         "sdp_rounds_per_join": round(rounds / joined, 2) if joined else None,
+        "held_kib_per_session": {k: round((held[k] - start[k]) / joined / 1024, 1) for k in ("rss", "rss_trimmed", "malloc_in_use",
+                                                                                "rss_heap", "rss_anon", "rss_file")}
+        if joined else None,
+        "py_blocks_per_session": round((held["py_blocks"] - start["py_blocks"]) / joined) if joined else None,
+        "py_traced_kib_per_session": round((held["py_traced"] - start["py_traced"]) / joined / 1024, 1)
+        if joined and held["py_traced"] else None,
+        "after_leave_kib_per_session": {k: round((end[k] - start[k]) / joined / 1024, 1) for k in ("rss", "rss_trimmed", "malloc_in_use")}
+        if joined else None,
         "p95_join_to_first_audio_ms": doc.get("join_to_first_audio_ms", {}).get("p95"),
         "loadavg": doc.get("host", {}).get("loadavg_end"), "results": str(out),
     }
@@ -164,16 +242,24 @@ def main(argv: list[str] | None = None) -> int:
     ps.add_argument("--unmuted", type=int, default=2)
     ps.add_argument("--join-duration", type=float, default=5.0)
     ps.add_argument("--hold", type=float, default=10.0)
+    ps.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                    help="trace Python allocations in the server (slower joins): splits malloc into Python and C")
+    serve = sub.add_parser("_serve")
+    serve.add_argument("probe")
     child = sub.add_parser("_part")
     child.add_argument("name", choices=sorted(PARTS))
     child.add_argument("n", type=int)
     a = p.parse_args(argv)
+    if a.mode == "_serve":
+        return _serve_with_probe(a.probe)
     if a.mode == "_part":
         print(json.dumps(_measure(a.n, PARTS[a.name])))
         return 0
     if a.mode == "parts":
         result = run_parts(a.sessions)
     else:
+        if a.tracemalloc:
+            os.environ["BENCH_MEMORY_TRACEMALLOC"] = str(a.tracemalloc)
         result = run_server(a.calls, a.users, a.unmuted, a.join_duration, a.hold)
     result["loadavg_now"] = list(os.getloadavg())
     print(json.dumps(result, indent=1))

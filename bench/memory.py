@@ -16,9 +16,8 @@ back) and RSS, before and after, so each native part gets its own figure:
 
 The `server` mode starts a fresh `callsd serve` (as `bench.capacity` does), joins ``calls × users`` load-tool users,
 holds them, and prints RSS per session, join CPU per user and offer/answer rounds per join from the load tool's
-results and the hub's counters: every round has exactly one ``sdp`` message from the server (its answer to a
-client's offer, or its re-offer), so rounds per join = ``callsd_websocket_events_total{direction="out",type="sdp"}``
-÷ joins.
+results and the hub's counters: every round has exactly one ``sdp`` message from the client (its offer, or its
+answer to a re-offer), so rounds per join = ``callsd_websocket_events_total{direction="in",type="sdp"}`` ÷ joins.
 """
 
 from __future__ import annotations
@@ -209,7 +208,7 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
             metrics = resp.read().decode()
     doc = json.loads(out.read_text())
     rounds = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                 if line.startswith("callsd_websocket_events_total{") and 'direction="out"' in line
+                 if line.startswith("callsd_websocket_events_total{") and 'direction="in"' in line
                  and 'type="sdp"' in line)
     s, u = doc["server"], doc["users"]
     joined = u.get("joined") or 0

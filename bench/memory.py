@@ -12,7 +12,8 @@ back) and RSS, before and after, so each native part gets its own figure:
 - ``dtls``: N server-side `DtlsSession` objects after a full handshake with N in-process clients (each client is
   freed right after its handshake, so the malloc figure counts the servers only; RSS may keep some of the clients'
   pages, which is why both are printed).
-- ``srtp``: N `SrtpContext` objects (inbound + outbound libsrtp sessions with their scratch buffers).
+- ``srtp``: N `SrtpContext` objects (inbound + outbound libsrtp sessions with their scratch buffers);
+  ``srtp_native``: the same for the native path's `NativeSrtpContext` (``rtc.fast_path`` native or auto).
 
 The `server` mode starts a fresh `callsd serve` (as `bench.capacity` does), joins ``calls × users`` load-tool users,
 holds them, and prints RSS per session, join CPU per user and offer/answer rounds per join from the load tool's
@@ -23,6 +24,7 @@ answer to a re-offer), so rounds per join = ``callsd_websocket_events_total{dire
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import json
@@ -107,7 +109,16 @@ def _srtp_contexts(n: int) -> list[Any]:
     return [SrtpContext(keys) for _ in range(n)]
 
 
-PARTS: dict[str, Callable[[int], list[Any]]] = {"dtls": _handshaken_servers, "srtp": _srtp_contexts}
+def _native_srtp_contexts(n: int) -> list[Any]:
+    from callsd.adapters.media.dtls import SrtpKeys
+    from callsd.adapters.media.native import NativeSrtpContext
+
+    keys = SrtpKeys(profile=b"SRTP_AEAD_AES_128_GCM", local_key=bytes(range(28)), remote_key=bytes(range(1, 29)))
+    return [NativeSrtpContext(keys) for _ in range(n)]
+
+
+PARTS: dict[str, Callable[[int], list[Any]]] = {"dtls": _handshaken_servers, "srtp": _srtp_contexts,
+                                                "srtp_native": _native_srtp_contexts}
 
 
 def run_parts(sessions: int) -> dict[str, Any]:
@@ -149,7 +160,7 @@ def _serve_with_probe(probe: str) -> int:
     def dump(*_: object) -> None:
         gc.collect()
         if tracemalloc.is_tracing():  # for `python -m bench.memory top PROBE`: where the Python bytes are
-            n = sum(1 for _ in open(probe)) if os.path.exists(probe) else 0
+            n = Path(probe).read_text().count("\n") if os.path.exists(probe) else 0
             tracemalloc.take_snapshot().dump(f"{probe}.{n}.snap")
         rss = rss_bytes()
         maps = rss_by_mapping()
@@ -197,10 +208,8 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
                "--duration", f"{join_duration + hold}", "--server-pid", str(server.proc.pid), "--output", str(out),
                "--quiet"]
         tool = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             tool.wait(timeout=join_duration + hold / 2)
-        except subprocess.TimeoutExpired:
-            pass
         held = _probe(server.proc.pid, probe)  # every user joined, none left yet
         tool.wait(timeout=join_duration + hold + 120)
         end = _probe(server.proc.pid, probe)  # the users have left: what stays is what a session did not give back

@@ -159,7 +159,7 @@ def _serve_with_probe(probe: str) -> int:
 
     def dump(*_: object) -> None:
         gc.collect()
-        if tracemalloc.is_tracing():  # for `python -m bench.memory top PROBE`: where the Python bytes are
+        if tracemalloc.is_tracing():  # PROBE.N.snap: load with tracemalloc.Snapshot.load to see where the bytes are
             n = Path(probe).read_text().count("\n") if os.path.exists(probe) else 0
             tracemalloc.take_snapshot().dump(f"{probe}.{n}.snap")
         rss = rss_bytes()

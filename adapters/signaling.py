@@ -267,6 +267,7 @@ class SignalingHub:
                     if frame is None:
                         break
                     self._on_frame(conn, frame)
+                    del frame  # the last message (an SDP is ~4 KB) is not kept alive while the next one is awaited
                 nursery.cancel_scope.cancel()
             if conn.close_code != 1000 or conn.replaced:
                 with trio.move_on_after(2) as scope:
@@ -313,6 +314,7 @@ class SignalingHub:
         try:
             async for text in recv:
                 await transport.send(text)
+                del text  # nor is the last message sent
         except Exception as exc:  # the socket broke under us: end this connection, not the server
             log.debug("send to %s failed: %r", conn.session_id, exc)
             if conn.scope is not None:

@@ -194,6 +194,7 @@ class GuardedTCPServer(TCPServer):
             if data == b"":
                 await self.protocol.handle(RawData(b""))
                 break
+            del data, checked  # not kept alive by this frame while the next read waits (~2 x 4 KiB a connection)
         await self.protocol.handle(Closed())
         # The socket is done; the app has been told. hypercorn would now wait for the connection's ping task to
         # wake (every idle_timeout/3 s) before the connection ends, holding its place under the connection caps:

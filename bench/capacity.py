@@ -84,8 +84,9 @@ def _pin(cpu: int) -> list[str]:
 class Server:
     """A `callsd serve` subprocess on free ports with its own data directory."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, command: list[str] | None = None) -> None:
         self.workdir = workdir
+        self.command = command or ["-m", "callsd.app.cli", "serve"]  # after the interpreter
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -99,7 +100,7 @@ class Server:
                    CALLSD_HTTP_MAX_CONNECTIONS_PER_ADDRESS="0", CALLSD_HTTP_MAX_CONNECTIONS="0",
                    CALLSD_HTTP_JOIN_TIMEOUT="120")
         self.log = open(data / "serve.log", "wb")  # noqa: SIM115 - closed in __exit__
-        self.proc = subprocess.Popen([*_pin(0), sys.executable, "-m", "callsd.app.cli", "serve"], env=env,
+        self.proc = subprocess.Popen([*_pin(0), sys.executable, *self.command], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=data)
         self.url = f"http://127.0.0.1:{http_port}"
         for _ in range(150):

@@ -17,6 +17,10 @@ it wants to send (`take_datagrams`), and poked when its retransmission timer may
 * A memory BIO does not keep datagram boundaries: a flight of several records comes out as one byte string.
   `take_datagrams` splits it again on DTLS record boundaries and packs records into datagrams of at most `mtu`
   bytes, so a flight never needs IP fragmentation.
+* Once the keys are exported the OpenSSL connection is freed (~93 KiB RSS per session) when the suite is one
+  `dtls_records` handles (the AES-GCM suites WebRTC peers negotiate): alerts are then opened and our close_notify
+  sealed by `EstablishedRecords`, and a retransmitted final flight from the peer gets our last flight again, as
+  OpenSSL would have done. Other suites keep the connection.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
+
+from .dtls_records import ALERT, CHANGE_CIPHER_SPEC, HANDSHAKE, EstablishedRecords, records
 
 __all__ = [
     "Certificate",
@@ -48,6 +54,7 @@ SRTP_PROFILES: dict[bytes, tuple[str, int, int]] = {
 }
 _SRTP_OFFER = b":".join(SRTP_PROFILES)
 _DTLS_MTU = 1200
+_MAX_FLIGHT_REPEATS = 8  # answers to a peer's retransmitted final flight; more is a reflector, not a lost packet
 
 
 class DtlsError(Exception):
@@ -155,24 +162,30 @@ class SrtpKeys:
 class DtlsSession:
     """One DTLS association. ``server=True`` is the passive side (``a=setup:passive``), which waits for ClientHello."""
 
-    __slots__ = ("_conn", "_server", "_out", "done", "failed", "keys", "_remote_fp", "mtu", "started")
+    __slots__ = ("_conn", "_server", "_out", "done", "failed", "keys", "_remote_fp", "mtu", "started",
+                 "_records", "_last_flight", "_flight_repeats", "_tx_sequence")
 
     def __init__(self, context: SSL.Context, *, server: bool, remote_fingerprint: str, mtu: int = _DTLS_MTU):
-        self._conn = SSL.Connection(context, None)
+        conn = SSL.Connection(context, None)
+        self._conn: SSL.Connection | None = conn
+        self._records: EstablishedRecords | None = None  # set when the connection was freed after the handshake
+        self._last_flight: list[bytes] = []
+        self._flight_repeats = 0
+        self._tx_sequence = 0  # next epoch-1 sequence number OpenSSL would use (tracked in `_pump`)
         self._server = server
         self._out: list[bytes] = []
         self._remote_fp = parse_fingerprint(remote_fingerprint)
-        self._conn.set_app_data([self._remote_fp, False])
+        conn.set_app_data([self._remote_fp, False])
         self.mtu = mtu
         self.done = False
         self.failed: str | None = None
         self.keys: SrtpKeys | None = None
         self.started = False
         if server:
-            self._conn.set_accept_state()
+            conn.set_accept_state()
         else:
-            self._conn.set_connect_state()
-        self._conn.set_ciphertext_mtu(mtu)
+            conn.set_connect_state()
+        conn.set_ciphertext_mtu(mtu)
 
     def start(self) -> None:
         """For the active (client) side: produce the ClientHello once. Harmless on the passive side or if repeated.
@@ -190,6 +203,10 @@ class DtlsSession:
             raise DtlsError(self.failed)
         if not datagram:
             return False  # OpenSSL's bio_write raises WantReadError on b"" (found by fuzz/targets.py dtls)
+        if self._records is not None:
+            self._feed_established(self._records, datagram)
+            return False
+        assert self._conn is not None
         self._conn.bio_write(datagram)
         if self.done:
             # Post-handshake traffic: alerts (close_notify) or retransmitted finished flights.
@@ -207,7 +224,29 @@ class DtlsSession:
             return False
         return self._step()
 
+    def _feed_established(self, recs: EstablishedRecords, datagram: bytes) -> None:
+        """Post-handshake traffic without OpenSSL: the peer's alerts end the session, its retransmitted final
+        flight gets our last flight again; anything else (old-epoch alerts, data, forgeries) is ignored."""
+        repeat = False
+        for content_type, epoch, _seq, record in records(datagram):
+            if content_type == ALERT and epoch == 1:
+                plain = recs.open(record)
+                if plain is None or len(plain) != 2:
+                    continue
+                if plain[1] == 0:  # close_notify
+                    self.failed = "dtls_closed"
+                    raise DtlsError(self.failed)
+                if plain[0] == 2:  # fatal
+                    self.failed = "dtls_failed"
+                    raise DtlsError(self.failed)
+            elif content_type == CHANGE_CIPHER_SPEC or (content_type == HANDSHAKE and epoch == 0):
+                repeat = True
+        if repeat and self._last_flight and self._flight_repeats < _MAX_FLIGHT_REPEATS:
+            self._flight_repeats += 1
+            self._out.extend(self._last_flight)
+
     def _step(self) -> bool:
+        assert self._conn is not None
         try:
             self._conn.do_handshake()
         except SSL.WantReadError:
@@ -222,6 +261,7 @@ class DtlsSession:
         return True
 
     def _finish(self) -> None:
+        assert self._conn is not None
         cert = self._conn.get_peer_certificate()
         if cert is None:
             self.failed = "fingerprint_mismatch"
@@ -246,13 +286,34 @@ class DtlsSession:
         else:
             self.keys = SrtpKeys(profile=profile, local_key=client, remote_key=server)
         self.done = True
+        self._free_connection()
+
+    def _free_connection(self) -> None:
+        """Swap OpenSSL's connection for `EstablishedRecords` when the suite allows (see the module docstring)."""
+        conn = self._conn
+        assert conn is not None
+        master = conn.master_key()
+        client_random, server_random = conn.client_random(), conn.server_random()
+        if conn.get_protocol_version_name() != "DTLSv1.2" or master is None or not client_random or not server_random:
+            return
+        recs = EstablishedRecords.derive(cipher_name=conn.get_cipher_name() or "", master_secret=master,
+                                         client_random=client_random, server_random=server_random,
+                                         server=self._server, tx_sequence=self._tx_sequence)
+        if recs is None:
+            return
+        self._records = recs
+        if self._server:
+            self._last_flight = list(self._out)  # what the peer must get again if its final flight repeats
+        self._conn = None
 
     def _pump(self) -> None:
         """Move whatever OpenSSL wrote into its BIO to ``_out``, split into MTU-sized datagrams."""
+        conn = self._conn
+        assert conn is not None
         chunks = []
         while True:
             try:
-                chunk = self._conn.bio_read(65536)
+                chunk = conn.bio_read(65536)
             except SSL.WantReadError:
                 break
             if not chunk:
@@ -265,12 +326,19 @@ class DtlsSession:
         pos, start, n = 0, 0, len(data)
         while pos + 13 <= n:
             end = pos + 13 + int.from_bytes(data[pos + 11 : pos + 13], "big")
+            if data[pos + 3 : pos + 5] == b"\x00\x01":
+                self._tx_sequence = max(self._tx_sequence, int.from_bytes(data[pos + 5 : pos + 11], "big") + 1)
             if end - start > self.mtu and pos > start:
                 self._out.append(data[start:pos])
                 start = pos
             pos = end
         if start < n:
             self._out.append(data[start:])
+
+    @property
+    def holds_openssl_connection(self) -> bool:
+        """False once the handshake is done and the connection was swapped for `EstablishedRecords`."""
+        return self._conn is not None
 
     def take_datagrams(self) -> list[bytes]:
         """The datagrams to send now (handshake flights, retransmissions, alerts); empties the queue."""
@@ -279,13 +347,13 @@ class DtlsSession:
 
     def next_timeout(self) -> float | None:
         """Seconds until the handshake retransmission timer fires, or None when no timer runs."""
-        if self.done or self.failed:
+        if self.done or self.failed or self._conn is None:
             return None
         return self._conn.DTLSv1_get_timeout()
 
     def handle_timeout(self) -> None:
         """Retransmit the last flight if its timer has expired (call when `next_timeout` says so)."""
-        if self.done or self.failed:
+        if self.done or self.failed or self._conn is None:
             return
         try:
             self._conn.DTLSv1_handle_timeout()
@@ -297,7 +365,11 @@ class DtlsSession:
     def close(self) -> None:
         """Queue a close_notify alert (best effort)."""
         if self.done and not self.failed:
-            with contextlib.suppress(SSL.Error):
-                self._conn.shutdown()
-            self._pump()
+            if self._records is not None:
+                self._out.append(self._records.seal(ALERT, b"\x01\x00"))  # warning, close_notify
+            else:
+                assert self._conn is not None
+                with contextlib.suppress(SSL.Error):
+                    self._conn.shutdown()
+                self._pump()
         self.failed = self.failed or "closed"

@@ -196,6 +196,8 @@ class OutRoute:
         if isinstance(ext, dict):
             ext = make_extension_remap(ext)
         self.pt_map = pt_map
+        if len(_REMAPS) < _MAX_SHARED_REMAPS:  # routes with equal tables share one (~300 B a route)
+            ext = _REMAPS.setdefault(ext.table, ext)
         self.remap = ext
         self.ext_key = _remap_key(ext)
 
@@ -214,6 +216,8 @@ class OutRoute:
 
 
 _REMAP_KEYS: dict[bytes, int] = {}
+_REMAPS: dict[bytes, ExtensionRemap] = {}  # one per distinct table (a handful per server in practice)
+_MAX_SHARED_REMAPS = 1024  # clients choose the ids: past this many distinct tables, routes keep their own
 
 
 def _remap_key(remap: ExtensionRemap) -> int:

@@ -1,0 +1,155 @@
+"""An established DTLS session without OpenSSL's connection still speaks the DTLS its peer expects.
+
+After the handshake `DtlsSession` frees the OpenSSL connection (~93 KiB per session) and keeps `EstablishedRecords`.
+The other side of every exchange here is a plain pyOpenSSL connection, so what is checked is interoperability with
+OpenSSL's own record layer: its close_notify closes our session, ours makes it see the end of the connection, a
+forged alert changes nothing, and a lost final flight is still answered.
+"""
+
+from __future__ import annotations
+
+import pytest
+from callsd.adapters.media.dtls import Certificate, DtlsError, DtlsSession
+from callsd.adapters.media.dtls_records import records
+from hypothesis import given
+from hypothesis import strategies as st
+from OpenSSL import SSL
+
+SERVER_CERT = Certificate.generate()
+CLIENT_CERT = Certificate.generate("client")
+
+
+SUITES = ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384"]  # Chromium's, OpenSSL's default
+
+
+def _openssl_client(suite: str | None = None) -> SSL.Connection:
+    ctx = CLIENT_CERT.context()
+    ctx.set_verify(SSL.VERIFY_NONE, lambda *_: True)
+    if suite is not None:
+        ctx.set_cipher_list(suite.encode())
+    conn = SSL.Connection(ctx, None)
+    conn.set_connect_state()
+    conn.set_ciphertext_mtu(1200)
+    return conn
+
+
+def _drain(conn: SSL.Connection) -> list[bytes]:
+    out: list[bytes] = []
+    while True:
+        try:
+            chunk = conn.bio_read(65536)
+        except SSL.WantReadError:
+            return out
+        if not chunk:
+            return out
+        out.append(chunk)
+
+
+def _step(conn: SSL.Connection) -> bool:
+    """One handshake step of the OpenSSL side; True once its handshake is complete."""
+    try:
+        conn.do_handshake()
+    except SSL.WantReadError:
+        return False
+    return True
+
+
+def _handshake(*, lose_final_flight: bool = False, suite: str | None = None) -> tuple[DtlsSession, SSL.Connection]:
+    """A full handshake; with ``lose_final_flight`` the server's CCS + Finished are dropped once and the client's
+    last flight reaches the server a second time, as the client's retransmission timer would send it."""
+    server = DtlsSession(SERVER_CERT.context(), server=True, remote_fingerprint=CLIENT_CERT.fingerprint)
+    client = _openssl_client(suite)
+    _step(client)
+    for _ in range(20):
+        sent = _drain(client)
+        for d in sent:
+            server.feed(d)
+        flight = server.take_datagrams()
+        if server.done and lose_final_flight:
+            lose_final_flight = False
+            for d in sent:
+                server.feed(d)
+            again = server.take_datagrams()
+            assert again == flight, "the retransmitted client flight is answered with the same last flight"
+        for d in flight:
+            client.bio_write(d)
+        if _step(client) and server.done:
+            return server, client
+    raise AssertionError("handshake did not complete")
+
+
+def test_the_connection_is_freed_once_the_keys_are_exported() -> None:
+    server, _ = _handshake()
+    assert server.keys is not None and not server.holds_openssl_connection
+
+
+def test_another_suite_keeps_the_openssl_connection() -> None:
+    server, client = _handshake(suite="ECDHE-ECDSA-CHACHA20-POLY1305")
+    assert server.keys is not None and server.holds_openssl_connection
+    client.shutdown()
+    (alert,) = _drain(client)
+    with pytest.raises(DtlsError):
+        server.feed(alert)
+    assert server.failed == "dtls_closed"
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_openssl_close_notify_closes_the_session(suite: str) -> None:
+    server, client = _handshake(suite=suite)
+    assert client.get_cipher_name() == suite and not server.holds_openssl_connection
+    client.shutdown()
+    (alert,) = _drain(client)
+    with pytest.raises(DtlsError):
+        server.feed(alert)
+    assert server.failed == "dtls_closed"
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_our_close_notify_ends_the_openssl_connection(suite: str) -> None:
+    server, client = _handshake(suite=suite)
+    server.close()
+    (alert,) = server.take_datagrams()
+    client.bio_write(alert)
+    with pytest.raises(SSL.ZeroReturnError):
+        client.recv(1500)
+
+
+def test_application_data_and_a_forged_alert_change_nothing() -> None:
+    server, client = _handshake()
+    client.send(b"hello")
+    (data,) = _drain(client)
+    assert server.feed(data) is False
+    client.shutdown()
+    (alert,) = _drain(client)
+    forged = alert[:-1] + bytes([alert[-1] ^ 1])
+    assert server.feed(forged) is False
+    assert server.failed is None and server.take_datagrams() == []
+    with pytest.raises(DtlsError):
+        server.feed(alert)
+
+
+def test_a_lost_final_flight_is_sent_again() -> None:
+    server, client = _handshake(lose_final_flight=True)
+    assert not server.holds_openssl_connection
+    client.send(b"x")  # the keys agree: OpenSSL's record opens ours and ours opens OpenSSL's
+    server.close()
+    (alert,) = server.take_datagrams()
+    assert [(t, e) for t, e, _, _ in records(alert)] == [(21, 1)]
+    client.bio_write(alert)
+    with pytest.raises(SSL.ZeroReturnError):
+        client.recv(1500)
+
+
+_ESTABLISHED, _ = _handshake()
+
+
+@given(st.lists(st.tuples(st.sampled_from([20, 21, 22, 23, 0, 255]), st.integers(0, 2), st.binary(max_size=64)),
+                max_size=4), st.binary(max_size=16))
+def test_hostile_datagrams_after_the_handshake_are_ignored(recs: list[tuple[int, int, bytes]], tail: bytes) -> None:
+    """Whatever arrives that is not an authentic alert: no exception, no state change, at most the bounded repeats
+    of the last flight."""
+    datagram = b"".join(bytes([t]) + b"\xfe\xfd" + e.to_bytes(2, "big") + bytes(6) + len(body).to_bytes(2, "big")
+                        + body for t, e, body in recs) + tail
+    assert _ESTABLISHED.feed(datagram) is False
+    assert _ESTABLISHED.failed is None
+    _ESTABLISHED.take_datagrams()

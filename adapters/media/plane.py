@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +52,6 @@ import trio
 from callsd.core.calls.events import TrackKind
 from callsd.core.calls.outputs import OutputEvent, RouteAdded, RoutePaused, RouteRemoved, RouteResumed
 from callsd.core.calls.state import Route
-from callsd.core.wire import rtcp
 from callsd.core.wire.negotiation import (
     ABS_SEND_TIME_URI,
     AUDIO_LEVEL_URI,
@@ -73,7 +71,7 @@ from callsd.core.wire.negotiation import (
 from callsd.core.wire.rtp import read_mid
 from callsd.core.wire.sdp import Codec
 
-from . import retransmit, rtcp_term
+from . import plane_rtcp, retransmit
 from .advertiser import rtc_bind
 from .estimates import ReceiverEstimates
 from .events import (
@@ -206,9 +204,10 @@ class MediaPlane:
         self.sessions: dict[str, Session] = {}
         self.tracks: dict[str, InTrack] = {}
         self.negotiation = PlaneCounters()
-        self.forwarder = Forwarder(send_pli=self._send_pli, on_voice=self._on_voice)
+        self.forwarder = Forwarder(send_pli=plane_rtcp.send_pli, on_voice=self._on_voice)
         self.estimates = ReceiverEstimates()  # per receiving session, from its REMB and reports (ADR 0019)
-        self.simulcast = SimulcastForwarder(self.forwarder, self._send_layer_pli, self.estimates.estimate)
+        self.simulcast = SimulcastForwarder(self.forwarder, plane_rtcp.send_layer_pli, self.estimates.estimate)
+        self.rtcp_in = plane_rtcp.RtcpAnswers(self.forwarder, self.simulcast, self.estimates)
         # calls.enable_simulcast (the server sets it; an app RtcConfig has no such field): new sessions use it
         self.enable_simulcast = bool(getattr(config, "enable_simulcast", True))
         self.endpoint = UdpEndpoint(
@@ -608,59 +607,8 @@ class MediaPlane:
 
     def on_rtcp(self, peer: Peer, plain: bytes) -> None:
         s = self.sessions.get(peer.session_id)
-        if s is None:
-            return
-        c = self.forwarder.counters
-        c.rtcp_in += 1
-        try:
-            packets = rtcp.parse_rtcp(plain)
-        except rtcp.RtcpError:
-            c.rtcp_malformed += 1
-            return
-        self.estimates.on_rtcp(s.session_id, packets, s.out_by_ssrc)
-        for p in packets:
-            if isinstance(p, rtcp.SenderReport):
-                t = s.inbound.get(p.ssrc)
-                if t is not None:
-                    t.sr_ntp_mid = (p.ntp_timestamp >> 16) & 0xFFFFFFFF
-                    t.sr_rx = time.monotonic()
-            elif isinstance(p, rtcp.Nack):
-                r = s.out_by_ssrc.get(p.media_ssrc)
-                if r is not None and self.simulcast.is_simulcast(r):
-                    self.simulcast.answer_nack(r, list(p.lost))
-                elif r is not None:
-                    missing = self.forwarder.answer_nack(r, list(p.lost))
-                    pub = r.track.session.peer
-                    if missing and pub is not None and r.track.ssrc is not None:
-                        c.nack_forwarded += 1
-                        pub.send_rtcp(rtcp.build_nack(sender_ssrc=r.track.session.rtcp_ssrc,
-                                                      media_ssrc=r.track.ssrc, lost=missing))
-            elif isinstance(p, rtcp.Pli | rtcp.Fir):
-                targets = [p.media_ssrc] if isinstance(p, rtcp.Pli) else [ssrc for ssrc, _ in p.entries]
-                for media in targets:
-                    r = s.out_by_ssrc.get(media)
-                    if r is not None:
-                        c.pli_in += 1
-                        if self.simulcast.is_simulcast(r):
-                            self.simulcast.request_keyframe(r)
-                        else:
-                            self.forwarder.request_keyframe(r.track)
-
-    def _send_nack(self, t: InTrack, lost: list[int]) -> bool:
-        peer = t.session.peer
-        if peer is None or t.ssrc is None:
-            return False
-        peer.send_rtcp(rtcp.build_nack(sender_ssrc=t.session.rtcp_ssrc, media_ssrc=t.ssrc, lost=lost))
-        return True
-
-    def _send_layer_pli(self, s: Session, ssrc: int) -> None:
-        if s.peer is not None:
-            s.peer.send_rtcp(rtcp.build_pli(sender_ssrc=s.rtcp_ssrc, media_ssrc=ssrc))
-
-    def _send_pli(self, t: InTrack) -> None:
-        peer = t.session.peer
-        if peer is not None and t.ssrc is not None:
-            peer.send_rtcp(rtcp.build_pli(sender_ssrc=t.session.rtcp_ssrc, media_ssrc=t.ssrc))
+        if s is not None:
+            self.rtcp_in.handle(s, plain)
 
     def _on_voice(self, s: Session, speaking: bool) -> None:
         if not s.closed:
@@ -672,7 +620,7 @@ class MediaPlane:
         while True:
             await trio.sleep(self._report_interval / 4)
             self.forwarder.tick(list(self.tracks.values()))
-            retransmit.nack_round(self.forwarder, list(self.tracks.values()), self._send_nack)
+            retransmit.nack_round(self.forwarder, list(self.tracks.values()), plane_rtcp.send_nack)
             self.ice_watch.check(trio.current_time(), self.endpoint.peer)
             n += 1
             if n % 4 == 0:
@@ -680,13 +628,4 @@ class MediaPlane:
 
     def send_reports(self) -> None:
         """One round of RTCP: an SR per stream each session receives, an RR about the streams it publishes."""
-        now = time.monotonic()
-        ntp = rtcp_term.ntp_now(time.time())
-        c = self.forwarder.counters
-        for s in self.sessions.values():
-            peer = s.peer
-            if peer is None:
-                continue
-            for chunk in rtcp_term.session_reports(s.rtcp_ssrc, s.routes_in.values(), s.inbound.values(), now, ntp):
-                peer.send_rtcp(chunk)
-                c.rtcp_out += 1
+        plane_rtcp.send_reports(self.sessions.values(), self.forwarder.counters)

@@ -9,7 +9,7 @@ import struct
 from typing import Any
 
 import pytest
-from callsd.adapters.media import retransmit
+from callsd.adapters.media import plane_rtcp, retransmit
 from callsd.adapters.media.events import SendSignal, TrackPublished, TrackUnpublished, VoiceActivity
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig, SdpRejected
 from callsd.core.calls.events import TrackKind
@@ -527,7 +527,7 @@ def test_holes_in_a_publishers_stream_are_nacked_at_most_three_times() -> None:
         return [x.lost for p in a.rtcp for x in rtcp.parse_rtcp(p) if isinstance(x, rtcp.Nack)]
 
     for _ in range(5):
-        retransmit.nack_round(rig.plane.forwarder, [track], rig.plane._send_nack)  # noqa: SLF001
+        retransmit.nack_round(rig.plane.forwarder, [track], plane_rtcp.send_nack)
     assert nacks() == [(1004, 1005)] * 3 and rig.plane.counters["nack_out"] == 3
     rig.plane.on_rtp(a, wrap_rtx(rtp(1004, 91004, 7, pt=96), ssrc=8, seq=1, payload_type=97))  # type: ignore
     assert retransmit.holes_to_nack(track) == [] and set(track.nacked) == {1005}

@@ -25,6 +25,8 @@ command -v turnserver >/dev/null 2>&1 || need+=(coturn)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v dot >/dev/null 2>&1 || need+=(graphviz)
+# tests/net: the impaired link queues packets to a userspace delayer (xtables NFQUEUE; the kernel has no netem)
+[ -x /usr/sbin/iptables ] || need+=(iptables)
 # the native fast path links libsrtp2 (docs/adr/0009); its fuzz run needs clang's libFuzzer
 [ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
 command -v clang-14 >/dev/null 2>&1 || need+=(clang-14)

@@ -60,7 +60,7 @@ def udp_and_tcp_8443_blocked(net: Net) -> Iterator[Host]:
 
 
 def test_with_udp_blocked_chromium_connects_over_ice_tcp(net: Net, callsd: Any, udp_blocked: Host) -> None:
-    server = callsd(net.server, ice_address_udp="0.0.0.0", ice_port_tcp=8443)
+    server = callsd(net.server, ice_address_udp="0.0.0.0")  # rtc.ice_port_tcp: the default, 8443
     server.wait_log("media: ICE-TCP on tcp 0.0.0.0:8443")
     browser = start_chromium(udp_blocked, net.server.address, user="chromium")
     peer = start_aiortc(net.client2, net.server.address, user="aiortc", want=10, hold=15, seconds=60)

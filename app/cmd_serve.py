@@ -49,6 +49,8 @@ def setup_logging(level: str, as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from callsd.adapters.media.router import WorkerStartError
+
     from .server import ServerFailed, ServerInfo, StartupError, serve
 
     try:
@@ -82,9 +84,13 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(leaf, StartupError):
             print(f"callsd serve: cannot start: {leaf}", file=sys.stderr)
             return 2
+        if isinstance(leaf, WorkerStartError):  # the worker printed its own reason ("callsd rtcd: cannot start: ...")
+            print(f"callsd serve: cannot start: {leaf} (its reason is on the line above)", file=sys.stderr)
+            return 2
         if isinstance(leaf, OSError):  # a port in use, a data directory we may not write, ...
             print(f"callsd serve: cannot start: {leaf} (http {config.http.listen}:{config.http.port}, "
-                  f"rtc udp {config.rtc.ice_address_udp}:{config.rtc.ice_port_udp}, data {config.store.data_dir})",
+                  f"rtc udp {config.rtc.ice_address_udp}:{config.rtc.ice_port_udp}, rtc tcp {config.rtc.ice_port_tcp or 'off'}, "
+                  f"data {config.store.data_dir})",
                   file=sys.stderr)
             return 2
         if isinstance(leaf, KeyboardInterrupt):

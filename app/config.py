@@ -94,7 +94,7 @@ class RtcConfig:
     # networking (docs/networking.md)
     advertise_refresh_seconds: int = 300
     ice_check_timeout: int = 10
-    ice_port_tcp: int = 0
+    ice_port_tcp: int = 8443
     enable_ipv6: bool = False
     fast_path: str = "auto"
     # remote rtcd hosts (docs/rtcd.md): with rtcd_url set, serve runs no media plane of its own

@@ -33,7 +33,7 @@ import attack_support as attack  # noqa: E402 - the tests' helpers, shared on pu
 
 
 async def _start(workdir: Path, env_extra: dict[str, str]) -> attack.ServerProcess:
-    env = dict(os.environ, CALLSD_HTTP_PORT="0", CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_HTTP_LISTEN="127.0.0.1",
+    env = dict(os.environ, CALLSD_HTTP_PORT="0", CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_RTC_ICE_PORT_TCP="0", CALLSD_HTTP_LISTEN="127.0.0.1",
                CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_STORE_DATA_DIR=str(workdir / "data"), **env_extra)
     log = workdir / "serve.log"
     with open(log, "w") as errors:

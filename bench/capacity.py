@@ -94,7 +94,7 @@ class Server:
         data = Path(tempfile.mkdtemp(prefix="callsd-bench-", dir=self.workdir))
         http_port = _free_port(socket.SOCK_STREAM)
         env = dict(os.environ, CALLSD_HTTP_LISTEN="127.0.0.1", CALLSD_HTTP_PORT=str(http_port),
-                   CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_RTC_ICE_PORT_UDP="0",
+                   CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_RTC_ICE_PORT_TCP="0",
                    CALLSD_STORE_DATA_DIR=str(data / "data"), CALLSD_AUTH_MODE="open", CALLSD_LOG_LEVEL="warning",
                    # every load user connects from 127.0.0.1 and a loaded server acks joins slowly: lift the caps
                    CALLSD_HTTP_MAX_CONNECTIONS_PER_ADDRESS="0", CALLSD_HTTP_MAX_CONNECTIONS="0",

@@ -83,7 +83,7 @@ class Server:
 
     def start(self) -> None:
         env = dict(os.environ, CALLSD_HTTP_LISTEN="127.0.0.1", CALLSD_HTTP_PORT=str(self.http_port),
-                   CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_RTC_ICE_PORT_UDP="0",
+                   CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_RTC_ICE_PORT_TCP="0",
                    CALLSD_STORE_DATA_DIR=str(self.data), CALLSD_AUTH_MODE="open", CALLSD_LOG_LEVEL="warning")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "callsd.app.cli", "serve"], env=env, stdout=log,

@@ -28,6 +28,8 @@ command -v dot >/dev/null 2>&1 || need+=(graphviz)
 # tests/server/test_rtcd_ha.py: serve in a private mount namespace (unshare), a self-signed rtcd certificate (openssl)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# tests/net: the impaired link queues packets to a userspace delayer (xtables NFQUEUE; the kernel has no netem)
+[ -x /usr/sbin/iptables ] || need+=(iptables)
 # the native fast path links libsrtp2 (docs/adr/0009); its fuzz run needs clang's libFuzzer
 [ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
 command -v clang-14 >/dev/null 2>&1 || need+=(clang-14)

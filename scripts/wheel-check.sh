@@ -43,8 +43,9 @@ PY
 http_port=$("$work/venv/bin/python" -c "
 import socket
 t = socket.socket(); t.bind(('127.0.0.1', 0)); print(t.getsockname()[1])")
-# RTC port 0: the server picks a free UDP port (ice_port_udp accepts 80-49151, or 0).
-CALLSD_HTTP_PORT=$http_port CALLSD_RTC_ICE_PORT_UDP=0 CALLSD_STORE_DATA_DIR="$work/data" \
+# RTC port 0: the server picks a free UDP port (ice_port_udp accepts 80-49151, or 0); ICE-TCP off (its default 8443
+# would collide with another server on this machine).
+CALLSD_HTTP_PORT=$http_port CALLSD_RTC_ICE_PORT_UDP=0 CALLSD_RTC_ICE_PORT_TCP=0 CALLSD_STORE_DATA_DIR="$work/data" \
     "$work/venv/bin/callsd" serve >"$work/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT

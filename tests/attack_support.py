@@ -51,7 +51,7 @@ def _status_kb(pid: int, field: str) -> int:
 @asynccontextmanager
 async def callsd_process(tmp_path: Path, env_extra: dict[str, str] | None = None) -> AsyncIterator[ServerProcess]:
     """`callsd serve` on ephemeral loopback ports; stopped with SIGINT (then killed) when the block ends."""
-    env = dict(os.environ, CALLSD_HTTP_PORT="0", CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_HTTP_LISTEN="127.0.0.1",
+    env = dict(os.environ, CALLSD_HTTP_PORT="0", CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_RTC_ICE_PORT_TCP="0", CALLSD_HTTP_LISTEN="127.0.0.1",
                CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_STORE_DATA_DIR=str(tmp_path / "data"))
     env.update(env_extra or {})
     log = tmp_path / "serve.log"

@@ -128,6 +128,7 @@ class CallsdProcess:
             f'listen = "127.0.0.1"\nport = {self.http_port}\n'
             "[rtc]\n"
             f'ice_address_udp = "127.0.0.1"\nice_port_udp = {self.rtc_port}\n'
+            "ice_port_tcp = 0\n"  # ICE-TCP off: its default port 8443 would collide between parallel runs
             + (f"media_workers = {media_workers}\n" if media_workers else "")
             + "[calls]\n"
             f"max_participants = {max_participants}\n"

@@ -32,7 +32,7 @@ class ServeProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ, CALLSD_HTTP_LISTEN="127.0.0.1", CALLSD_HTTP_PORT=str(self.port),
-                        CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_RTC_ICE_PORT_UDP="0",
+                        CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_RTC_ICE_PORT_TCP="0",
                         CALLSD_STORE_DATA_DIR=str(tmp_path / "data"), CALLSD_AUTH_MODE="open", **env)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0

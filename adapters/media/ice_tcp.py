@@ -84,7 +84,12 @@ class IceTcpListener:
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         # "::" (dual-stack RTC socket): trio binds IPv4 and IPv6 listeners separately for host=None
-        listeners = await trio.open_tcp_listeners(self.port, host=None if self.host == "::" else self.host)
+        try:
+            listeners = await trio.open_tcp_listeners(self.port, host=None if self.host == "::" else self.host)
+        except OSError as exc:  # the server must not run without the transport its candidates advertise
+            raise OSError(exc.errno, f"ICE-TCP port tcp {self.host}:{self.port} (rtc.ice_port_tcp): {exc.strerror}; "
+                                     "free it, choose another port, or set rtc.ice_port_tcp = 0 to turn ICE-TCP off"
+                          ) from exc
         bound = listeners[0].socket.getsockname()[1]
         log.info("media: ICE-TCP on tcp %s:%d", self.host, bound)
         task_status.started(bound)

@@ -35,7 +35,7 @@ def _metric(url: str, sample: str) -> float:
 def server(tmp_path: Path):  # type: ignore[no-untyped-def]
     http_port = free_port()
     env = dict(os.environ, CALLSD_HTTP_LISTEN="127.0.0.1", CALLSD_HTTP_PORT=str(http_port),
-               CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_RTC_ICE_PORT_UDP="0",
+               CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_RTC_ICE_PORT_TCP="0",
                CALLSD_STORE_DATA_DIR=str(tmp_path / "data"), CALLSD_AUTH_MODE="open")
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "callsd.app.cli", "serve"], env=env, stdout=log,

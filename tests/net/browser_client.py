@@ -59,10 +59,45 @@ async () => {
     return c && { type: c.candidateType, protocol: c.protocol, relayProtocol: c.relayProtocol || null,
                   address: c.address || c.ip, port: c.port, tcpType: c.tcpType || null };
   };
-  if (pair) out.pair = { local: cand(pair.localCandidateId), remote: cand(pair.remoteCandidateId) };
+  if (pair) out.pair = { local: cand(pair.localCandidateId), remote: cand(pair.remoteCandidateId),
+                         rtt: pair.currentRoundTripTime ?? null };
   return out;
 }
 """
+
+
+class Flow:
+    """The inbound audio once it flows (``want`` packets in): how fast it came, and its longest stall, i.e. the
+    longest time packetsReceived or totalSamplesReceived went without growing, as samples every ~0.25 s see it
+    (a healthy 50 packets/s flow shows about one sampling interval)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.grew_at: dict[str, float] = {}
+        self.longest_stall = 0.0
+
+    def sample(self, now: float, audio: dict[str, Any], *, want: int) -> None:
+        counters = {k: float(audio.get(k, 0)) for k in ("packetsReceived", "totalSamplesReceived")}
+        if self.since is None:
+            if counters["packetsReceived"] < want:
+                return
+            self.since, self.first = now, counters
+            self.last, self.grew_at = dict(counters), {k: now for k in counters}
+            return
+        for key, value in counters.items():
+            self.longest_stall = max(self.longest_stall, now - self.grew_at[key])  # since it last grew
+            if value > self.last[key]:
+                self.last[key], self.grew_at[key] = value, now
+
+    def summary(self) -> dict[str, float] | None:
+        if self.since is None:
+            return None
+        seconds = max(self.grew_at.values()) - self.since
+        rate = (self.last["packetsReceived"] - self.first["packetsReceived"]) / seconds if seconds > 0 else 0.0
+        return {"seconds": round(seconds, 2), "packets_per_s": round(rate, 1),
+                "longest_stall_s": round(self.longest_stall, 2)}
 
 
 def unmute(who: Any, attempts: int = 3) -> None:
@@ -96,16 +131,16 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             result["session_id"] = who.session_id
             unmute(who)
             deadline = time.monotonic() + args.seconds
-            flowing_since: float | None = None
+            flow = Flow()
             while time.monotonic() < deadline:
-                who.page.wait_for_timeout(500)
+                who.page.wait_for_timeout(250)
                 stats = who.page.evaluate(STATS)
                 result["stats"] = stats
                 received = (stats or {}).get("audio_in") or {}
-                if flowing_since is None and received.get("packetsReceived", 0) >= args.want:
-                    flowing_since = time.monotonic()
-                if flowing_since is not None and time.monotonic() - flowing_since >= args.hold:
+                flow.sample(time.monotonic(), received, want=args.want)
+                if flow.since is not None and time.monotonic() - flow.since >= args.hold:
                     break
+            result["flow"] = flow.summary()
             result["media_states"] = who.page.evaluate(
                 "window.callsd.log.filter(m => m.type === 'user_media_state').map(m => m.data)")
             result["console"] = who.console[-15:]

@@ -1,5 +1,5 @@
 """Chromium (callsd's real web page) across the namespaces: behind NAT, with UDP blocked (relayed through coturn
-over TCP), and on an impaired link (tc netem)."""
+over TCP), and on an impaired link (loss, delay and jitter: impairment.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from net.harness import TURN_SECRET, Coturn, Net, collect, start_aiortc, start_chromium
+from net.impairment import ImpairedLink
 from net.netns import Host
 
 pytestmark = pytest.mark.browser
@@ -59,7 +60,7 @@ def udp_and_tcp_8443_blocked(net: Net) -> Iterator[Host]:
 
 
 def test_with_udp_blocked_chromium_connects_over_ice_tcp(net: Net, callsd: Any, udp_blocked: Host) -> None:
-    server = callsd(net.server, ice_address_udp="0.0.0.0", ice_port_tcp=8443)
+    server = callsd(net.server, ice_address_udp="0.0.0.0")  # rtc.ice_port_tcp: the default, 8443
     server.wait_log("media: ICE-TCP on tcp 0.0.0.0:8443")
     browser = start_chromium(udp_blocked, net.server.address, user="chromium")
     peer = start_aiortc(net.client2, net.server.address, user="aiortc", want=10, hold=15, seconds=60)
@@ -87,34 +88,36 @@ def test_with_udp_and_tcp_8443_blocked_chromium_is_relayed_by_turn_over_tcp(
 
 
 @pytest.fixture
-def lossy_link(net: Net) -> Iterator[Host]:
-    """client1's router drops 2 % of the UDP datagrams in each direction, at random (nftables ``numgen random``).
-
-    The kernel of these machines has no ``sch_netem``, so ``tc netem`` (delay, jitter) is not available here: loss
-    is what this link impairs; docs/networking.md says so."""
-    router = net.topology.hosts["nat1"]
-    router.nft("table inet callsd_loss {\n"
-               "    chain forward {\n"
-               "        type filter hook forward priority 0;\n"
-               '        iifname "eth1" meta l4proto udp numgen random mod 50 == 0 drop\n'
-               '        oifname "eth1" meta l4proto udp numgen random mod 50 == 0 drop\n'
-               "    }\n"
-               "}\n")
+def impaired_link(net: Net) -> Iterator[ImpairedLink]:
+    """client1's link impaired like ``tc netem loss 2% delay 80ms 20ms`` in each direction (impairment.py: this
+    kernel has no netem, so a userspace NFQUEUE delayer in client1's router holds and drops the real packets)."""
+    link = ImpairedLink(net.topology.hosts["nat1"], delay=0.080, jitter=0.020, loss=0.02)
     try:
-        yield net.client1
+        yield link
     finally:
-        router.run("nft", "delete", "table", "inet", "callsd_loss")
+        if not link.stats:
+            link.close()
 
 
-def test_chromium_keeps_audio_on_a_lossy_link(net: Net, callsd: Any, lossy_link: Host,
-                                             record_property: Any) -> None:
+def test_chromium_keeps_audio_on_a_lossy_delayed_jittery_link(net: Net, callsd: Any, impaired_link: ImpairedLink,
+                                                             record_property: Any) -> None:
     server = callsd(net.server, ice_address_udp="0.0.0.0")
-    browser = start_chromium(lossy_link, net.server.address, user="chromium", want=250, hold=5)
-    peer = start_aiortc(net.client2, net.server.address, user="aiortc", want=10, hold=25, seconds=70)
-    b, a = collect(browser), collect(peer)
-    audio = b["stats"]["audio_in"]
+    browser = start_chromium(net.client1, net.server.address, user="chromium", want=250, hold=15, seconds=90)
+    peer = start_aiortc(net.client2, net.server.address, user="aiortc", want=10, hold=35, seconds=90)
+    b, a = collect(browser, 150), collect(peer, 150)
+    link = impaired_link.close()
+    audio, flow, rtt = b["stats"]["audio_in"], b["flow"], b["stats"]["pair"]["rtt"]
     record_property("chromium_inbound_audio", audio)
-    print(f"\nlossy link (2 % each way): Chromium inbound audio {audio}")
+    record_property("chromium_inbound_flow", flow)
+    record_property("impaired_link", link)
+    print(f"\nimpaired link (2 % loss, 80 ± 20 ms each way): Chromium inbound audio packetsReceived="
+          f"{audio['packetsReceived']} packetsLost={audio['packetsLost']} jitter={audio['jitter']} s "
+          f"nack={audio['nackCount']} concealed={audio['concealedSamples']}/{audio['totalSamplesReceived']}; "
+          f"flow {flow}; ICE pair RTT {rtt} s; delayer {link}")
+    assert link["dropped"] > 0 and link["hold_s"]["min"] >= 0.06 and link["hold_s"]["mean"] >= 0.075, link
+    assert rtt is not None and rtt >= 0.12, (rtt, _summary(b))  # two delayed legs: the impairment was real
     assert audio["packetsReceived"] >= 250, (_summary(b), server.log())
     assert 0 < audio["packetsLost"] < 0.08 * (audio["packetsReceived"] + audio["packetsLost"]), audio
+    assert flow is not None and flow["seconds"] >= 10 and flow["packets_per_s"] >= 40, flow  # Opus: 50 packets/s
+    assert flow["longest_stall_s"] <= 1.0, flow  # packets and decoded samples kept growing: no stall over 1 s
     assert a["loud_frames"] >= 10, (a, _summary(b))

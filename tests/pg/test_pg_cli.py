@@ -88,7 +88,7 @@ def test_an_unreachable_or_empty_database_is_exit_2_in_one_line(pg_url: str,
 
 
 def _serve(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CALLSD_HTTP_PORT": "0", "CALLSD_RTC_ICE_PORT_UDP": "0", "CALLSD_STORE_URL": url}
+    env = {**os.environ, "CALLSD_HTTP_PORT": "0", "CALLSD_RTC_ICE_PORT_UDP": "0", "CALLSD_RTC_ICE_PORT_TCP": "0", "CALLSD_STORE_URL": url}
     return subprocess.run([sys.executable, "-m", "callsd.app.cli", "serve", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
 

@@ -73,7 +73,8 @@ class Client:
 
 
 def make_config(tmp_path: Any, **sections: dict[str, Any]) -> Config:
-    env = {"CALLSD_HTTP_PORT": "0", "CALLSD_RTC_ICE_PORT_UDP": "0", "CALLSD_STORE_DATA_DIR": str(tmp_path / "data")}
+    env = {"CALLSD_HTTP_PORT": "0", "CALLSD_RTC_ICE_PORT_UDP": "0", "CALLSD_RTC_ICE_PORT_TCP": "0",
+           "CALLSD_STORE_DATA_DIR": str(tmp_path / "data")}
     for section, values in sections.items():
         for key, value in values.items():
             env[f"CALLSD_{section.upper()}_{key.upper()}"] = json.dumps(value) if not isinstance(value, str) else value

@@ -28,7 +28,7 @@ SERVE = [sys.executable, "-m", "callsd.app.cli", "serve", "--no-media"]
 
 
 def env_for(**extra: str) -> dict[str, str]:
-    return {**os.environ, "CALLSD_HTTP_PORT": "0", "CALLSD_RTC_ICE_PORT_UDP": "0", **extra}
+    return {**os.environ, "CALLSD_HTTP_PORT": "0", "CALLSD_RTC_ICE_PORT_UDP": "0", "CALLSD_RTC_ICE_PORT_TCP": "0", **extra}
 
 
 def recorded_db(tmp_path: Path) -> Path:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ class Served:
 
 async def _start(tmp_path: Path, env_extra: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Served:
     env = dict(os.environ)
-    env.update({"CALLSD_HTTP_PORT": "0", "CALLSD_RTC_ICE_PORT_UDP": "0"})
+    env.update({"CALLSD_HTTP_PORT": "0", "CALLSD_RTC_ICE_PORT_UDP": "0", "CALLSD_RTC_ICE_PORT_TCP": "0"})
     env.update(env_extra or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "callsd.app.cli", "serve", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
@@ -152,6 +153,30 @@ def test_serve_refuses_bad_or_unsafe_configuration(tmp_path):
     assert bad.returncode == 2
     assert "rtc.ice_port_udp (from CALLSD_RTC_ICE_PORT_UDP): must be between 80 and 49151" in bad.stderr
     assert "calls.max_participants (from CALLSD_CALLS_MAX_PARTICIPANTS): must be an integer, got 'lots'" in bad.stderr
+
+
+@pytest.mark.parametrize("workers", ["0", "1"], ids=["in-process-media", "media-worker"])
+def test_serve_refuses_to_start_when_its_ice_tcp_port_is_taken(tmp_path, workers):
+    """rtc.ice_port_tcp defaults to 8443: a server that cannot have it says so in one line and exits, rather than
+    running on UDP alone while its candidates promise TCP too."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "callsd.app.cli", "serve"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60,
+                              env={**os.environ, "CALLSD_HTTP_PORT": "0", "CALLSD_RTC_ICE_PORT_UDP": "0",
+                                   "CALLSD_RTC_ICE_PORT_TCP": str(port), "CALLSD_RTC_MEDIA_WORKERS": workers})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    reason = (f"cannot start: [Errno 98] ICE-TCP port tcp 127.0.0.1:{port} (rtc.ice_port_tcp): Address already in use;"
+              " free it, choose another port, or set rtc.ice_port_tcp = 0 to turn ICE-TCP off")
+    lines = proc.stderr.strip().splitlines()
+    if workers == "0":
+        assert lines[-1].startswith(f"callsd serve: {reason} (http 127.0.0.1:0, rtc udp 127.0.0.1:0, rtc tcp {port}"), lines
+    else:  # the worker says why, the server that it could not start it
+        assert lines[-2].startswith(f"callsd rtcd: {reason} (rtc udp 127.0.0.1:0"), lines
+        assert lines[-1] == ("callsd serve: cannot start: media worker 0 exited with code 2 before accepting "
+                             "(its reason is on the line above)"), lines
 
 
 async def test_second_sigterm_stops_a_drain_at_once(tmp_path, connect):

@@ -38,7 +38,7 @@ def _alive(pid: int) -> bool:
 
 
 async def test_serve_starts_and_stops_its_media_workers(tmp_path: Path) -> None:
-    env = dict(os.environ, CALLSD_HTTP_PORT="0", CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_RTC_MEDIA_WORKERS="2",
+    env = dict(os.environ, CALLSD_HTTP_PORT="0", CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_RTC_ICE_PORT_TCP="0", CALLSD_RTC_MEDIA_WORKERS="2",
                CALLSD_LOG_LEVEL="warning")
     proc = subprocess.Popen([sys.executable, "-m", "callsd.app.cli", "serve"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -12,7 +12,6 @@ Every refusal of credentials is the same 401 (no hint which part was wrong), cou
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import json
 import time
@@ -77,7 +76,7 @@ def _basic(header: str | None) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII (a latin-1 header byte), not UTF-8
         return None
     client_id, sep, key = decoded.partition(":")
     return (client_id, key) if sep and valid_client_id(client_id) and len(key) <= MAX_KEY_LENGTH else None

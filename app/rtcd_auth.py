@@ -138,8 +138,8 @@ class BearerTokens:
     def check(self, token: str, now: float) -> Bearer | None:
         """The token's client and expiry when the signature is right and it has not expired, else None."""
         parts = token.split(".")
-        if len(parts) != 4 or parts[0] != "v1" or len(token) > 512:
-            return None
+        if len(parts) != 4 or parts[0] != "v1" or len(token) > 512 or not token.isascii():
+            return None  # (compare_digest refuses non-ASCII str: a header byte over 0x7f would be a 500)
         body = ".".join(parts[:3])
         if not hmac.compare_digest(self._mac(body), parts[3]):
             return None

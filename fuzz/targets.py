@@ -19,6 +19,7 @@ follows it there too, with the same rule.
 | negotiation | core/wire/negotiation.py Negotiator.handle_offer / handle_answer (client SDP) | none: rejections are results, and an answer must parse |
 | candidate   | core/wire/sdp.py parse_candidate (trickled ICE candidates)     | SdpError              |
 | token       | app/auth.py verify_token (token mode, before anything else)    | TokenError            |
+| rtcd        | the rtcd API's credentials: Basic and Bearer headers (app/rtcd_api.py), bearer tokens (app/rtcd_auth.py) | none: a bad credential is None |
 
 The modules are imported by ``fuzz/run.py`` inside ``atheris.instrument_imports()`` so coverage guides the search.
 """
@@ -36,6 +37,8 @@ from callsd.adapters.media.ice import IceLiteState, StunRejected, parse_binding_
 from callsd.adapters.media.udp import CLASSIFY, KIND_DTLS
 from callsd.adapters.signaling_protocol import SignalingError, field_id, field_str, parse_message
 from callsd.app.auth import TokenError, verify_token
+from callsd.app.rtcd_api import _basic, _bearer
+from callsd.app.rtcd_auth import BearerTokens
 from callsd.core.calls.checkpoint import from_checkpoint
 from callsd.core.calls.eventlog import ChainCheck, EventLogError, decode_entry
 from callsd.core.calls.snapshot import SnapshotError
@@ -190,6 +193,28 @@ def token_target(data: bytes) -> None:
         verify_token(_text(data), secret=TOKEN_SECRET, now=TOKEN_NOW, channel_id="town-square")
 
 
+_RTCD_TOKENS: BearerTokens | None = None
+
+
+def rtcd_target(data: bytes) -> None:
+    """An rtcd API request's ``Authorization`` header, whatever it holds, is a client, a token, or None: never an
+    exception (which would be a 500 before authentication)."""
+    global _RTCD_TOKENS
+    if _RTCD_TOKENS is None:
+        import tempfile
+
+        _RTCD_TOKENS = BearerTokens(tempfile.mkdtemp(prefix="callsd-fuzz-rtcd-"), ttl_seconds=3600)
+    header = _text(data)
+    for value in (header, "Basic " + header, "Bearer " + header):
+        _basic(value)
+        token = _bearer(value)
+        if token is not None:
+            _RTCD_TOKENS.check(token, now=TOKEN_NOW)
+    issued, _ = _RTCD_TOKENS.issue("fuzz-client", now=TOKEN_NOW)
+    tampered = issued[: len(data) % max(1, len(issued))] + header
+    assert _RTCD_TOKENS.check(tampered, now=TOKEN_NOW) is None or tampered.startswith(issued)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "stun": stun_target,
     "dtls": dtls_target,
@@ -202,4 +227,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "negotiation": negotiation_target,
     "candidate": candidate_target,
     "token": token_target,
+    "rtcd": rtcd_target,
 }

@@ -3,6 +3,8 @@ which every bounded run replays first)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from callsd.adapters.media.dtls import Certificate, DtlsSession
 from callsd.app.auth import TokenError, create_token, verify_token
@@ -33,3 +35,18 @@ def test_a_non_ascii_token_is_unauthorized_not_an_internal_error(token: str) -> 
     assert info.value.code == "unauthorized"
     good = create_token(secret="s" * 20, user_id="u", channels=["c"], expires_at=10)
     assert verify_token(good, secret="s" * 20, now=0).user_id == "u"
+
+
+@pytest.mark.parametrize("header", ["Basic \u00e9\u00e9==", "Basic dXNlcjpw\u00ff", "Bearer v1.YQ.1900000000.\u00e9"])
+def test_an_rtcd_credential_with_a_latin_1_byte_is_unauthorized_not_an_internal_error(header: str,
+                                                                                      tmp_path: Path) -> None:
+    """Found by the rtcd fuzz target: base64 and compare_digest raised on non-ASCII text (a 500 before auth)."""
+    from callsd.app.rtcd_api import _basic, _bearer
+    from callsd.app.rtcd_auth import BearerTokens
+
+    tokens = BearerTokens(tmp_path, ttl_seconds=60)
+    assert _basic(header) is None
+    bearer = _bearer(header)
+    assert bearer is None or tokens.check(bearer, now=0) is None
+    token, _ = tokens.issue("client-1", now=0)
+    assert tokens.check(token, now=1) is not None

@@ -604,6 +604,14 @@ class Participant:
             first = now
         raise AssertionError(f"{self.name}: inbound {kind} packets not growing; stats={self.rtp()}\n{self.debug()}")
 
+    def wait_media_connected(self, timeout_ms: int = WAIT_MS) -> None:
+        """Wait until the page's peer connection is ``connected``; fail with the page's view otherwise."""
+        try:
+            self.page.wait_for_function(
+                "window.callsd.pc && window.callsd.pc.connectionState === 'connected'", timeout=timeout_ms)
+        except Exception as e:  # playwright's TimeoutError
+            raise AssertionError(f"{self.name}: media never connected\n{self.debug()}") from e
+
     def debug(self) -> str:
         """The page's view for a failure message: signaling log, transceivers, console."""
         info = self.page.evaluate(

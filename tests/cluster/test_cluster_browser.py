@@ -76,8 +76,7 @@ def test_pages_on_surviving_nodes_hear_each_other_again_after_the_owner_dies(bro
         owner, epoch = _owner(pg_url)
         assert owner in ("n2", "n3") and epoch == 2
         for p in (bob, carol):
-            p.page.wait_for_function("window.callsd.pc && window.callsd.pc.connectionState === 'connected'",
-                                     timeout=bs.WAIT_MS)
+            p.wait_media_connected()
         for p in (bob, carol):
             p.wait_inbound_growing("audio")  # a new peer connection with the new owner, no reload
         assert (bob.session_id, carol.session_id) == session_ids  # the same sessions, resumed

@@ -61,13 +61,6 @@ def _unmute(p: bs.Participant) -> None:
     expect(p.tid("mute-button")).to_have_text("Mute", timeout=bs.WAIT_MS)
 
 
-def _wait_media_connected(p: bs.Participant) -> None:
-    try:
-        p.page.wait_for_function("window.callsd.pc && window.callsd.pc.connectionState === 'connected'",
-                                 timeout=bs.WAIT_MS)
-    except playwright_sync.TimeoutError as e:
-        raise AssertionError(f"{p.name}: media never connected\n{p.debug()}") from e
-
 
 def _stalled(p: bs.Participant, kind: str, *, settle_s: float = 1.5, window_s: float = 2.0) -> tuple[int, int]:
     """Wait for in-flight packets to drain, then read the inbound count twice, ``window_s`` apart."""
@@ -81,8 +74,8 @@ def test_two_people_see_and_hear_each_other_and_mute_stops_audio(people: Any, se
     alice, bob = _pair(people, "e2e-audio")
     assert sorted(alice.tid("participant-name").all_inner_texts()) == ["Alice", "Bob"]
     assert sorted(bob.tid("participant-name").all_inner_texts()) == ["Alice", "Bob"]
-    _wait_media_connected(alice)
-    _wait_media_connected(bob)
+    alice.wait_media_connected()
+    bob.wait_media_connected()
     _unmute(alice)
     _unmute(bob)
     # Audio flows both ways: each side's inbound audio packet count grows.
@@ -103,8 +96,8 @@ def test_two_people_see_and_hear_each_other_and_mute_stops_audio(people: Any, se
 
 def test_screen_share_reaches_the_other_side(people: Any, server: bs.CallsdProcess) -> None:
     alice, bob = _pair(people, "e2e-screen")
-    _wait_media_connected(alice)
-    _wait_media_connected(bob)
+    alice.wait_media_connected()
+    bob.wait_media_connected()
     a_sid = alice.session_id
     _unmute(alice)
     _unmute(bob)
@@ -157,7 +150,7 @@ def test_third_join_past_max_participants_shows_call_full(people: Any, server: b
 
 def test_reload_reconnects_the_same_session(people: Any, server: bs.CallsdProcess) -> None:
     alice, bob = _pair(people, "e2e-reload")
-    _wait_media_connected(bob)
+    bob.wait_media_connected()
     b_sid = bob.session_id
     bob.page.reload()
     bob.wait_in_call()
@@ -168,27 +161,27 @@ def test_reload_reconnects_the_same_session(people: Any, server: bs.CallsdProces
     expect(alice.row(b_sid)).to_have_count(1)
     expect(alice.row(b_sid).locator('[data-testid="disconnected-indicator"]')).to_be_hidden(timeout=bs.WAIT_MS)
     # Media is renegotiated on a fresh peer connection, and Alice hears Bob again.
-    _wait_media_connected(bob)
+    bob.wait_media_connected()
     _unmute(bob)
     alice.wait_inbound_growing("audio")
 
 
 def test_reload_restores_incoming_media(people: Any, server: bs.CallsdProcess) -> None:
     alice, bob = _pair(people, "e2e-reload-media")
-    _wait_media_connected(bob)
+    bob.wait_media_connected()
     _unmute(alice)
     bob.wait_inbound_growing("audio")
     bob.page.reload()
     bob.wait_in_call()
-    _wait_media_connected(bob)
+    bob.wait_media_connected()
     bob.wait_inbound_growing("audio", timeout=10)
 
 
 def test_simultaneous_cameras_both_arrive(people: Any, server: bs.CallsdProcess) -> None:
     """Both turn their cameras on at once: offers may cross (glare); each still ends up seeing the other."""
     alice, bob = _pair(people, "e2e-glare")
-    _wait_media_connected(alice)
-    _wait_media_connected(bob)
+    alice.wait_media_connected()
+    bob.wait_media_connected()
     alice.tid("camera-button").click()
     bob.tid("camera-button").click()
     alice.wait_inbound_growing("video", timeout=10)
@@ -197,8 +190,8 @@ def test_simultaneous_cameras_both_arrive(people: Any, server: bs.CallsdProcess)
 
 def test_host_mutes_a_participant_then_ends_the_call(people: Any, server: bs.CallsdProcess) -> None:
     alice, bob = _pair(people, "e2e-host")
-    _wait_media_connected(alice)
-    _wait_media_connected(bob)
+    alice.wait_media_connected()
+    bob.wait_media_connected()
     b_sid = bob.session_id
     _unmute(bob)
     alice.wait_inbound_growing("audio")
@@ -218,7 +211,7 @@ def test_host_mutes_a_participant_then_ends_the_call(people: Any, server: bs.Cal
 
 def test_dropped_websocket_reconnects_automatically(people: Any, server: bs.CallsdProcess) -> None:
     alice, bob = _pair(people, "e2e-drop")
-    _wait_media_connected(bob)
+    bob.wait_media_connected()
     b_sid = bob.session_id
     bob.page.evaluate("window.callsd.dropConnection()")
     # The page says the connection was lost, then comes back by itself as the same session.
@@ -232,7 +225,7 @@ def test_dropped_websocket_reconnects_automatically(people: Any, server: bs.Call
     alice.wait_participants(2)
     expect(alice.row(b_sid).locator('[data-testid="disconnected-indicator"]')).to_be_hidden(timeout=bs.WAIT_MS)
     # Media comes back on a new peer connection: Alice hears Bob.
-    _wait_media_connected(bob)
+    bob.wait_media_connected()
     _unmute(bob)
     alice.wait_inbound_growing("audio")
 

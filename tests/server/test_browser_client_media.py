@@ -45,10 +45,6 @@ def people(browser: Any, server: bs.CallsdProcess) -> Iterator[bs.People]:
     made.close()
 
 
-def _connected(p: bs.Participant) -> None:
-    p.page.wait_for_function("window.callsd.pc && window.callsd.pc.connectionState === 'connected'",
-                             timeout=bs.WAIT_MS)
-
 
 def _unmute(p: bs.Participant) -> None:
     p.tid("mute-button").click()
@@ -65,7 +61,7 @@ def test_three_person_audio_call_rings_volume_and_speaker(people: Any) -> None:
         p.join("trio")
     for p in (ada, bob, cy):
         p.wait_participants(3)
-        _connected(p)
+        p.wait_media_connected()
     b_sid = bob.session_id
     _unmute(bob)
     _unmute(cy)
@@ -104,7 +100,7 @@ def test_screen_share_presenter_banner_preview_and_full_screen(people: Any) -> N
     bob.join("present")
     for p in (ada, bob):
         p.wait_participants(2)
-        _connected(p)
+        p.wait_media_connected()
     _unmute(ada)
     # A camera shows inside its owner's tile, on every page (one's own preview too).
     ada.tid("camera-button").click()
@@ -148,7 +144,7 @@ def test_the_page_recovers_when_the_server_comes_back(browser: Any, tmp_path: Pa
     ada = bs.Participant(browser, proc.url, "Ada")
     try:
         ada.join("restart")
-        _connected(ada)
+        ada.wait_media_connected()
         proc.stop()
         expect(ada.tid("offline-note")).to_be_visible(timeout=bs.WAIT_MS)
         expect(ada.tid("mute-button")).to_be_disabled()
@@ -160,7 +156,7 @@ def test_the_page_recovers_when_the_server_comes_back(browser: Any, tmp_path: Pa
         expect(ada.tid("offline-note")).to_be_hidden(timeout=bs.WAIT_MS)
         expect(ada.tid("mute-button")).to_be_enabled()
         expect(ada.tid("error-banner")).to_be_hidden()
-        _connected(ada)
+        ada.wait_media_connected()
         _unmute(ada)
     finally:
         ada.close()

@@ -63,13 +63,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bs.CallsdProces
         proc.stop()
 
 
-def _wait_media_connected(p: bs.Participant, timeout_ms: int = bs.WAIT_MS) -> None:
-    try:
-        p.page.wait_for_function("window.callsd.pc && window.callsd.pc.connectionState === 'connected'",
-                                 timeout=timeout_ms)
-    except playwright_sync.TimeoutError as e:
-        raise AssertionError(f"{p.name}: media not connected\n{p.debug()}") from e
-
 
 def _remote_port(p: bs.Participant) -> int:
     deadline = time.monotonic() + 10
@@ -94,8 +87,8 @@ def test_media_comes_back_after_the_call_s_media_worker_dies(browser: Any, serve
         bob.join("e2e-worker-loss")
         alice.wait_participants(2)
         bob.wait_participants(2)
-        _wait_media_connected(alice)
-        _wait_media_connected(bob)
+        alice.wait_media_connected()
+        bob.wait_media_connected()
         _unmute(alice)
         _unmute(bob)
         alice.wait_inbound_growing("audio")
@@ -126,7 +119,7 @@ def test_media_comes_back_after_the_call_s_media_worker_dies(browser: Any, serve
         # Within the bound: media connected again (on the other worker), the state cleared, audio both ways.
         left_ms = max(1000, int((RECOVERY_S - (time.monotonic() - killed_at)) * 1000))
         for p in (alice, bob):
-            _wait_media_connected(p, timeout_ms=left_ms)
+            p.wait_media_connected(left_ms)
             expect(p.tid("media-status")).to_be_hidden(timeout=bs.WAIT_MS)
         for p in (alice, bob):
             p.wait_inbound_growing("audio", timeout=max(2.0, RECOVERY_S - (time.monotonic() - killed_at)))

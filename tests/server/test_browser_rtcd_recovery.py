@@ -64,13 +64,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[
             h.kill()
 
 
-def _connected(p: bs.Participant, timeout_ms: int = bs.WAIT_MS) -> None:
-    try:
-        p.page.wait_for_function("window.callsd.pc && window.callsd.pc.connectionState === 'connected'",
-                                 timeout=timeout_ms)
-    except playwright_sync.TimeoutError as e:
-        raise AssertionError(f"{p.name}: media not connected\n{p.debug()}") from e
-
 
 def _remote(p: bs.Participant) -> str:
     deadline = time.monotonic() + 10
@@ -91,7 +84,7 @@ def test_audio_comes_back_on_the_other_host_after_kill_9(browser: Any, deploymen
             p.join("e2e-rtcd-loss")
         for p in (alice, bob):
             p.wait_participants(2)
-            _connected(p)
+            p.wait_media_connected()
             p.tid("mute-button").click()
             expect(p.tid("mute-button")).to_have_text("Mute", timeout=bs.WAIT_MS)
         for p in (alice, bob):
@@ -105,7 +98,7 @@ def test_audio_comes_back_on_the_other_host_after_kill_9(browser: Any, deploymen
         killed_at = time.monotonic()
         for p in (alice, bob):
             left = max(1.0, RECOVERY_S - (time.monotonic() - killed_at))
-            _connected(p, timeout_ms=int(left * 1000))
+            p.wait_media_connected(int(left * 1000))
         for p in (alice, bob):
             p.wait_inbound_growing("audio", timeout=max(2.0, RECOVERY_S - (time.monotonic() - killed_at)))
         recovered_s = time.monotonic() - killed_at

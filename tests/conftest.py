@@ -1,0 +1,20 @@
+"""Suite-wide: the tests that drive real browsers or network namespaces get one retry.
+
+They run real Chromium, aiortc, coturn and the server on a 2-CPU machine, with timing that the kernel and other
+processes shape. A failure that does not repeat is reported by pytest-rerunfailures (``R`` in the progress line and
+a "rerun" line in the summary), so it stays visible; a real regression fails both attempts. Everything else runs
+once. Known flaky cases are listed in the latest closing note to be fixed at their cause.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+_RETRIED_MARKERS = ("browser", "net")
+
+
+@pytest.hookimpl(trylast=True)  # after tests/net/conftest.py has marked its tests `net`
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.get_closest_marker(name) for name in _RETRIED_MARKERS):
+            item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))

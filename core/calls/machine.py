@@ -210,8 +210,9 @@ class CallsMachine:
     def handle(self, event: ev.InputEvent) -> list[out.OutputEvent]:
         """Apply one input and return what happened, in a deterministic order.
 
-        Emits ``Rejected`` (alone, state unchanged) for a remote party's mistake; raises ``LocalProtocolError`` for
-        an input type this machine does not know or a malformed timer key.
+        Emits ``Rejected`` (alone, state unchanged) for a remote party's mistake; raises ``LocalProtocolError``
+        (state unchanged) for an input type this machine does not know, a timer key it never issued, or a timer
+        fired before its deadline (``StartTimer``'s contract).
         """
         row = TRANSITIONS.get(type(event))
         if row is None:

@@ -46,3 +46,12 @@ def test_bases_add_no_field_to_the_encoding() -> None:
     # Canonical JSON sorts keys, so the field order the bases imply does not reach the digest.
     # (the digest below was computed before the bases existed).
     assert outputs_digest([route]) == "1c59993acf95a14d6228c3f6b41ef1b13b2d6cf233dcf591da092195e8686549"
+
+
+def test_the_public_api_exports_what_embedders_and_adapters_use() -> None:
+    import callsd.core
+
+    wanted = {"SessionInput", "TargetedInput", "canonical_json", "ChannelOutput", "CallFact", "RoutingChange",
+              "TimerRequest", "Rejection", "CallsMachine", "TRANSITIONS", "Transition", "checkpoint", "replay"}
+    assert wanted <= set(callsd.core.__all__)
+    assert all(hasattr(callsd.core, name) for name in callsd.core.__all__)

@@ -142,11 +142,15 @@ def _write_archive(path: Path, entries: list[Record | Compaction]) -> None:
 
 def apply_retention(store: EventStore, retention: Retention, now_ms: int) -> CompactionResult | None:
     """Compact what ``retention`` allows at ``now_ms`` and log it. A log that fails verification is left as it is
-    (a warning; the start-up check or ``callsd replay --verify`` reports it), and so is one that cannot be read."""
+    (a warning; the start-up check or ``callsd replay --verify`` reports it), and so is one that cannot be read;
+    retention never raises, so it cannot break the recorder that runs it."""
     try:
         done = compact(store, before_ms=retention.horizon(now_ms), archive_dir=retention.archive_dir)
     except (EventLogError, OSError) as exc:
         log.warning("retention: not compacting %s: %s", store.location, exc)
+        return None
+    except Exception:  # a bug here must not stop the recorder: the log is whole either way (one transaction/rename)
+        log.exception("retention: compacting %s failed", store.location)
         return None
     if done is not None:
         where = f"archived to {done.archive}" if done.archive is not None else "deleted"

@@ -21,6 +21,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(item.get_closest_marker(name) for name in _RETRIED_MARKERS):
             item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))
+            # `make test` runs two pytest-xdist workers with --dist loadgroup: the real-peer tests (Chromium, aiortc
+            # in namespaces) run one after another on one worker, everything else beside them on the other. They
+            # mostly wait on real time, so the suite's wall time nearly halves without two browsers fighting.
+            item.add_marker(pytest.mark.xdist_group("real-peers"))
 
 
 @pytest.fixture(scope="session")

@@ -192,6 +192,7 @@ def test_the_rendered_configurations_load_with_the_pods_environment(overlay: str
     serve = _serve(objects)
     config = _serve_config(serve, tmp_path)
     assert config.auth.mode == "token" and config.http.listen == "0.0.0.0"
+    assert config.http.max_connections_per_address == 0, "behind a proxy every client has the proxy's address"
     # The grace period covers serve's drain: SIGTERM is never turned into SIGKILL mid-drain.
     assert serve.spec["terminationGracePeriodSeconds"] > config.shutdown.drain_timeout
     if overlay == "cluster":

@@ -209,6 +209,34 @@ def test_the_rendered_configurations_load_with_the_pods_environment(overlay: str
         assert rtcd_config.api.drain_timeout < rtcd.spec["terminationGracePeriodSeconds"]
 
 
+def _volume_at(pod: PodView, container: str, path: str) -> str:
+    """The volume mounted (writable) at ``path`` in the container; fails when the path is on no mount."""
+    for mount in pod.container(container).get("volumeMounts", []):
+        if mount["mountPath"].rstrip("/") == path.rstrip("/"):
+            assert not mount.get("readOnly"), f"{container}: {path} is read-only"
+            return str(mount["name"])
+    raise AssertionError(f"{container}: {path} is on no volume (the root filesystem is read-only)")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_data_directory_is_a_writable_volume(overlay: str, tmp_path: Path) -> None:
+    """The pods run with a read-only root filesystem: the data directory must be a volume, and the rtcd's init
+    container must write the credential store where the rtcd reads it. The environment names it explicitly, so
+    the image's own CALLSD_* defaults cannot move it."""
+    objects = render(overlay)
+    serve = _serve(objects)
+    assert serve.env("serve")["CALLSD_STORE_DATA_DIR"] == _serve_config(serve, tmp_path).store.data_dir
+    _volume_at(serve, "serve", _serve_config(serve, tmp_path).store.data_dir)
+    if overlay == "rtcd":
+        rtcd = _rtcd(objects)
+        path = tmp_path / "rtcd.toml"
+        path.write_text(rtcd.config_file("rtcd")[1])
+        data_dir = load_rtcd_config(path, rtcd.env("rtcd")).store.data_dir
+        assert rtcd.env("rtcd")["CALLSD_STORE_DATA_DIR"] == data_dir
+        init_dir = rtcd.env("register-serve-client")["CALLSD_STORE_DATA_DIR"]
+        assert _volume_at(rtcd, "rtcd", data_dir) == _volume_at(rtcd, "register-serve-client", init_dir)
+
+
 def test_serve_finds_the_rtcd_hosts_by_the_headless_services_name(tmp_path: Path) -> None:
     objects = render("rtcd")
     serve = _serve(objects)

@@ -3,7 +3,7 @@
 
 What the manifests alone cannot show and these do: the kubelet's probe requests (Host = the pod's IP) get 200 from
 the real server (http.allowed_hosts answers 421 to any other host on every path but /healthz: the liveness probe
-names a loopback host for that reason); the rtcd pod's init container registers serve's client from the Secret so
+names a loopback host for that reason); a cluster node serves Prometheus on its HTTP port; the rtcd pod's init container registers serve's client from the Secret so
 that serve can log in and the ServiceMonitor can scrape; a rotated key replaces the old one.
 """
 
@@ -111,6 +111,35 @@ def test_serve_answers_the_kubelets_probes_and_prometheus(tmp_path: Path) -> Non
         assert request(http_port, "GET", "/metrics", host="localhost")[0] == 404, "metrics stay off the http port"
     finally:
         assert stop(proc) == 0, log.read_text()[-3000:]
+
+
+def test_a_cluster_node_answers_the_kubelets_probes_and_prometheus_on_its_http_port(tmp_path: Path) -> None:
+    """A cluster node keeps /metrics on its HTTP port and has no allowed_hosts: Prometheus (pod IP as Host) and
+    the probes all get 200 from a real node on a throwaway PostgreSQL."""
+    from pg_support import PostgresServer
+
+    objects = render("cluster")
+    serve = PodView.of(objects, "StatefulSet", "callsd-serve")
+    container = serve.container("serve")
+    config_path, text = serve.config_file("serve")
+    (tmp_path / "serve.toml").write_text(text)
+    annotations = serve.workload["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "8080"  # the HTTP port, here on a free one
+    port = free_port()
+    with PostgresServer() as postgres:
+        env = {**os.environ, **serve.env("serve"), **loopback(port), "CALLSD_RTC_ICE_SERVERS": "",
+               "CALLSD_STORE_URL": postgres.create_database("k8s"), "CALLSD_STORE_DATA_DIR": str(tmp_path / "data"),
+               "CALLSD_CLUSTER_ADVERTISE": f"127.0.0.1:{port}"}
+        args = [a if a != config_path else str(tmp_path / "serve.toml") for a in container["args"]]
+        proc, log = start(args, env, tmp_path, "node.log")
+        try:
+            wait_until_listening(proc, port, log)
+            for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+                assert probe(port, container[kind]) == 200, kind
+            status, body = request(port, "GET", annotations["prometheus.io/path"], host=f"{POD_IP}:{port}")
+            assert status == 200 and b"callsd_cluster_" in body
+        finally:
+            assert stop(proc) == 0, log.read_text()[-3000:]
 
 
 def register(pod: PodView, data_dir: Path, client_id: str, key: str) -> str:

@@ -3,8 +3,9 @@
 
 What the manifests alone cannot show and these do: the kubelet's probe requests (Host = the pod's IP) get 200 from
 the real server (http.allowed_hosts answers 421 to any other host on every path but /healthz: the liveness probe
-names a loopback host for that reason); a cluster node serves Prometheus on its HTTP port; the rtcd pod's init container registers serve's client from the Secret so
-that serve can log in and the ServiceMonitor can scrape; a rotated key replaces the old one.
+names a loopback host for that reason); a cluster node serves Prometheus on its HTTP port; the rtcd pod's init
+container registers serve's client from the Secret, so that serve logs in (and links the host it finds by the
+headless Service's name) and the ServiceMonitor scrapes; a rotated key replaces the old one.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import base64
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import tomllib
+import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from k8s_support import PodView, render
@@ -203,3 +208,63 @@ def test_the_init_script_replaces_a_rotated_key(tmp_path: Path) -> None:
         assert store.verify(client, new) and not store.verify(client, old)
     finally:
         store.close()
+
+
+def test_serve_of_the_rtcd_overlay_links_the_rtcd_pod_by_the_services_name(tmp_path: Path) -> None:
+    """End to end with the rendered rtcd overlay: the init script registers serve's client from the Secret, the rtcd
+    starts from its ConfigMap, and serve, from its own ConfigMap and Secret values, resolves the headless Service's
+    name (here a hosts file in serve's private mount namespace, as cluster DNS would answer) and links the host."""
+    objects = render("rtcd")
+    rtcd = PodView.of(objects, "DaemonSet", "callsd-rtcd")
+    serve = PodView.of(objects, "StatefulSet", "callsd-serve")
+    secret_env = rtcd.env("register-serve-client")
+    data_dir = tmp_path / "rtcd-data"
+    data_dir.mkdir()
+    register(rtcd, data_dir, secret_env["RTCD_CLIENT_ID"], secret_env["RTCD_AUTH_KEY"])
+    rtcd_path, rtcd_text = rtcd.config_file("rtcd")
+    (tmp_path / "rtcd.toml").write_text(rtcd_text)
+    host_address = "127.0.0.2"  # the rtcd pod's address (a node's, with host networking)
+    api_port = free_port()
+    rtcd_env = {**os.environ, **rtcd.env("rtcd"), **loopback(api_port, section="API"),
+                "CALLSD_API_LISTEN": host_address, "CALLSD_STORE_DATA_DIR": str(data_dir)}
+    rtcd_proc, rtcd_log = start([a if a != rtcd_path else str(tmp_path / "rtcd.toml") for a in
+                                 rtcd.container("rtcd")["args"]], rtcd_env, tmp_path, "rtcd.log")
+
+    serve_path, serve_text = serve.config_file("serve")
+    (tmp_path / "serve.toml").write_text(serve_text)
+    url = urlsplit(tomllib.loads(serve_text)["rtc"]["rtcd_url"])
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n{host_address} {url.hostname}\n")
+    http_port, metrics_port = free_port(), free_port()
+    # The rendered URL's name, on the test's free API port instead of 8045 (a fixed port is not ours to take).
+    serve_env = {**os.environ, **serve.env("serve"), **loopback(http_port),
+                 "CALLSD_RTC_RTCD_URL": f"{url.scheme}://{url.hostname}:{api_port}",
+                 "CALLSD_RTC_RTCD_RESOLVE_INTERVAL": "0.5", "CALLSD_STORE_DATA_DIR": str(tmp_path / "serve-data"),
+                 "CALLSD_METRICS_LISTEN": f"127.0.0.1:{metrics_port}"}
+    args = [a if a != serve_path else str(tmp_path / "serve.toml") for a in serve.container("serve")["args"]]
+    serve_log = tmp_path / "serve.log"
+    unshare = shutil.which("unshare") or "/usr/bin/unshare"
+    try:
+        with open(serve_log, "w") as out:
+            serve_proc = subprocess.Popen(
+                [unshare, "--mount", "--propagation", "private", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
+                 str(hosts), sys.executable, "-m", "callsd.app.cli", *args],
+                env=serve_env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+        try:
+            linked = f'callsd_media_host_up{{host="rtcd {host_address}:{api_port}"}} 1.0'
+            deadline = time.monotonic() + 60
+            text = ""
+            while time.monotonic() < deadline and linked not in text:
+                assert serve_proc.poll() is None, serve_log.read_text()[-3000:]
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as answer:
+                        text = answer.read().decode()
+                except OSError:
+                    pass
+                time.sleep(0.2)
+            assert linked in text, serve_log.read_text()[-3000:] + rtcd_log.read_text()[-2000:]
+        finally:
+            stop(serve_proc)
+    finally:
+        assert stop(rtcd_proc) == 0, rtcd_log.read_text()[-3000:]
+

@@ -4,6 +4,7 @@ Rendering is real kustomize: ``kubectl kustomize`` (kustomize v5, built into kub
 kubectl, scripts/system-deps.sh checks it). Nothing here talks to a cluster.
 
     objects = render("rtcd")                        # every object of the overlay, as dicts
+    objects = deployed("rtcd")                      # the same with the Secret's placeholders replaced
     pod = PodView.of(objects, "DaemonSet", "callsd-rtcd")
     pod.env("rtcd")                                 # the container's environment, Secret values and fields resolved
     pod.config_file("rtcd")                         # (path, text) of the --config file, through its volume mount
@@ -61,6 +62,20 @@ def _rendered_text(overlay: str) -> str:
 def render(overlay: str) -> list[dict[str, Any]]:
     """Every object the overlay renders (fresh dicts each call: tests may change them)."""
     return [doc for doc in yaml.safe_load_all(_rendered_text(overlay)) if doc]
+
+
+# What an operator puts in place of deploy/k8s/base/secrets.env's placeholders (which callsd refuses on purpose).
+OPERATOR_SECRETS = {"AUTH_SECRET": "a" * 32, "TURN_STATIC_AUTH_SECRET": "t" * 32, "RTCD_CLIENT_ID": "callsd-serve",
+                    "RTCD_AUTH_KEY": "k" * 40, "CLUSTER_SECRET": "c" * 32, "PGPASSWORD": "p" * 16}
+
+
+def deployed(overlay: str) -> list[dict[str, Any]]:
+    """The overlay as an operator applies it: rendered, with the Secret's placeholders replaced by real values."""
+    objects = render(overlay)
+    for secret in find(objects, "Secret", "callsd-secrets"):
+        assert set(secret["data"]) == set(OPERATOR_SECRETS), "secrets.env and OPERATOR_SECRETS name the same keys"
+        secret["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in OPERATOR_SECRETS.items()}
+    return objects
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:

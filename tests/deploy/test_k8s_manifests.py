@@ -20,12 +20,13 @@ from urllib.parse import urlsplit
 import jsonschema
 import kubernetes_validate
 import pytest
-from callsd.app.config import SECRET_KEYS, Config, load_config
+from callsd.app.config import SECRET_KEYS, Config, ConfigError, load_config
 from callsd.app.rtcd_config import load_rtcd_config
 from k8s_support import (
     OVERLAYS,
     ROOT,
     PodView,
+    deployed,
     find,
     kustomize_version,
     one,
@@ -178,7 +179,7 @@ def test_rtcd_daemonset_has_the_reference_shape() -> None:
 
 @pytest.mark.parametrize("overlay", ("integrated", "cluster"))
 def test_serve_with_its_own_media_plane_takes_udp_8443_on_the_node(overlay: str, tmp_path: Path) -> None:
-    serve = _serve(render(overlay))
+    serve = _serve(deployed(overlay))
     ports = {(p["containerPort"], p["protocol"]): p for p in serve.container("serve")["ports"]}
     assert ports[(8443, "UDP")]["hostPort"] == 8443 and ports[(8443, "TCP")]["hostPort"] == 8443
     config = _serve_config(serve, tmp_path)
@@ -188,7 +189,7 @@ def test_serve_with_its_own_media_plane_takes_udp_8443_on_the_node(overlay: str,
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_rendered_configurations_load_with_the_pods_environment(overlay: str, tmp_path: Path) -> None:
     """What callsd itself would say at start: every config file + env of every pod passes its own checks."""
-    objects = render(overlay)
+    objects = deployed(overlay)
     serve = _serve(objects)
     config = _serve_config(serve, tmp_path)
     assert config.auth.mode == "token" and config.http.listen == "0.0.0.0"
@@ -223,7 +224,7 @@ def test_every_data_directory_is_a_writable_volume(overlay: str, tmp_path: Path)
     """The pods run with a read-only root filesystem: the data directory must be a volume, and the rtcd's init
     container must write the credential store where the rtcd reads it. The environment names it explicitly, so
     the image's own CALLSD_* defaults cannot move it."""
-    objects = render(overlay)
+    objects = deployed(overlay)
     serve = _serve(objects)
     assert serve.env("serve")["CALLSD_STORE_DATA_DIR"] == _serve_config(serve, tmp_path).store.data_dir
     _volume_at(serve, "serve", _serve_config(serve, tmp_path).store.data_dir)
@@ -238,7 +239,7 @@ def test_every_data_directory_is_a_writable_volume(overlay: str, tmp_path: Path)
 
 
 def test_serve_finds_the_rtcd_hosts_by_the_headless_services_name(tmp_path: Path) -> None:
-    objects = render("rtcd")
+    objects = deployed("rtcd")
     serve = _serve(objects)
     config = _serve_config(serve, tmp_path)
     url = urlsplit(config.rtc.rtcd_url)
@@ -254,6 +255,16 @@ def test_serve_finds_the_rtcd_hosts_by_the_headless_services_name(tmp_path: Path
     serve_env = serve.env("serve")
     assert serve_env["CALLSD_RTC_RTCD_CLIENT_ID"] == register_env["RTCD_CLIENT_ID"] == config.rtc.rtcd_client_id
     assert serve_env["CALLSD_RTC_RTCD_AUTH_KEY"] == register_env["RTCD_AUTH_KEY"] == config.rtc.rtcd_auth_key
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_committed_placeholder_secrets_are_refused(overlay: str, tmp_path: Path) -> None:
+    """Applied as committed, nothing starts: callsd refuses the placeholders (too short), naming what to set."""
+    objects = render(overlay)
+    with pytest.raises(ConfigError) as refused:
+        _serve_config(_serve(objects), tmp_path)
+    wanted = {"integrated": "auth.secret", "rtcd": "rtc.rtcd_auth_key", "cluster": "cluster.secret"}[overlay]
+    assert wanted in str(refused.value) and "auth.secret" in str(refused.value)
 
 
 _SECRETISH_KEY = re.compile(r"secret|passw|token|credential|auth_key|private|api_key", re.IGNORECASE)
@@ -272,7 +283,7 @@ def _keys(data: Any, prefix: str = "") -> list[str]:
 def test_no_configmap_holds_a_secret(overlay: str) -> None:
     objects = render(overlay)
     secrets = [v for s in find(objects, "Secret") for v in secret_values(objects, s["metadata"]["name"]).values()
-               if len(v) >= 16]
+               if len(v) >= 8]
     assert secrets, "the Secret's values are known to the check"
     for config_map in find(objects, "ConfigMap"):
         for name, text in config_map["data"].items():
@@ -304,7 +315,7 @@ def test_the_dashboards_configmap_is_deploy_grafana(overlay: str) -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_prometheus_finds_every_serve_pod(overlay: str, tmp_path: Path) -> None:
-    objects = render(overlay)
+    objects = deployed(overlay)
     serve = _serve(objects)
     annotations = serve.workload["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from k8s_support import PodView, render
+from k8s_support import PodView, deployed
 from serve_support import free_port
 
 POD_IP = "10.1.2.3"  # what the kubelet puts in Host: the pod's address
@@ -94,7 +94,7 @@ def start(args: list[str], env: dict[str, str], tmp_path: Path, log_name: str) -
 
 
 def test_serve_answers_the_kubelets_probes_and_prometheus(tmp_path: Path) -> None:
-    serve = PodView.of(render("integrated"), "StatefulSet", "callsd-serve")
+    serve = PodView.of(deployed("integrated"), "StatefulSet", "callsd-serve")
     container = serve.container("serve")
     config_path, text = serve.config_file("serve")
     (tmp_path / "serve.toml").write_text(text)
@@ -123,7 +123,7 @@ def test_a_cluster_node_answers_the_kubelets_probes_and_prometheus_on_its_http_p
     the probes all get 200 from a real node on a throwaway PostgreSQL."""
     from pg_support import PostgresServer
 
-    objects = render("cluster")
+    objects = deployed("cluster")
     serve = PodView.of(objects, "StatefulSet", "callsd-serve")
     container = serve.container("serve")
     config_path, text = serve.config_file("serve")
@@ -163,7 +163,7 @@ def basic(client_id: str, key: str) -> dict[str, str]:
 
 
 def test_rtcd_pod_registers_serves_client_answers_probes_and_drains(tmp_path: Path) -> None:
-    objects = render("rtcd")
+    objects = deployed("rtcd")
     rtcd = PodView.of(objects, "DaemonSet", "callsd-rtcd")
     secret_env = rtcd.env("register-serve-client")
     client, key = secret_env["RTCD_CLIENT_ID"], secret_env["RTCD_AUTH_KEY"]
@@ -197,7 +197,7 @@ def test_rtcd_pod_registers_serves_client_answers_probes_and_drains(tmp_path: Pa
 def test_the_init_script_replaces_a_rotated_key(tmp_path: Path) -> None:
     from callsd.app.rtcd_auth import ClientStore
 
-    rtcd = PodView.of(render("rtcd"), "DaemonSet", "callsd-rtcd")
+    rtcd = PodView.of(deployed("rtcd"), "DaemonSet", "callsd-rtcd")
     client = rtcd.env("register-serve-client")["RTCD_CLIENT_ID"]
     old, new = "o" * 40, "n" * 40
     register(rtcd, tmp_path, client, old)
@@ -214,7 +214,7 @@ def test_serve_of_the_rtcd_overlay_links_the_rtcd_pod_by_the_services_name(tmp_p
     """End to end with the rendered rtcd overlay: the init script registers serve's client from the Secret, the rtcd
     starts from its ConfigMap, and serve, from its own ConfigMap and Secret values, resolves the headless Service's
     name (here a hosts file in serve's private mount namespace, as cluster DNS would answer) and links the host."""
-    objects = render("rtcd")
+    objects = deployed("rtcd")
     rtcd = PodView.of(objects, "DaemonSet", "callsd-rtcd")
     serve = PodView.of(objects, "StatefulSet", "callsd-serve")
     secret_env = rtcd.env("register-serve-client")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -52,16 +53,31 @@ def kustomize_version() -> str:
 
 
 @functools.cache
-def _rendered_text(overlay: str) -> str:
-    done = subprocess.run([kubectl(), "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True)
+def _rendered_text(directory: Path) -> str:
+    done = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.fail(f"kubectl kustomize deploy/k8s/overlays/{overlay} failed:\n{done.stderr}")
+        pytest.fail(f"kubectl kustomize {directory} failed:\n{done.stderr}")
     return done.stdout
 
 
 def render(overlay: str) -> list[dict[str, Any]]:
     """Every object the overlay renders (fresh dicts each call: tests may change them)."""
-    return [doc for doc in yaml.safe_load_all(_rendered_text(overlay)) if doc]
+    return render_directory(K8S / "overlays" / overlay)
+
+
+def render_directory(directory: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(_rendered_text(directory)) if doc]
+
+
+def operator_overlay(directory: Path, overlay: str, components: list[str]) -> Path:
+    """An overlay of the operator's own in ``directory``: deploy/k8s/overlays/<overlay> plus the named
+    components of deploy/k8s/components (kustomize wants relative paths)."""
+    relative = Path(os.path.relpath(K8S, directory))
+    lines = ["apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization", "resources:",
+             f"  - {relative / 'overlays' / overlay}", "components:"]
+    lines += [f"  - {relative / 'components' / name}" for name in components]
+    (directory / "kustomization.yaml").write_text("\n".join(lines) + "\n")
+    return directory
 
 
 # What an operator puts in place of deploy/k8s/base/secrets.env's placeholders (which callsd refuses on purpose).

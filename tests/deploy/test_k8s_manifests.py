@@ -30,7 +30,9 @@ from k8s_support import (
     find,
     kustomize_version,
     one,
+    operator_overlay,
     render,
+    render_directory,
     secret_values,
     workloads,
 )
@@ -345,3 +347,23 @@ def test_the_rtcd_monitor_scrapes_with_the_serve_clients_credentials() -> None:
     [service] = [s for s in find(objects, "Service")
                  if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
     assert service["spec"]["publishNotReadyAddresses"] is True, "a draining rtcd (hours) is still scraped"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_ingress_component_puts_tls_in_front_of_serves_http_port(overlay: str, tmp_path: Path) -> None:
+    """As docs/deployment.md tells an operator: an overlay of their own with components/ingress (then common)."""
+    objects = render_directory(operator_overlay(tmp_path, overlay, ["ingress", "common"]))
+    for obj in objects:
+        _validate(obj, SCHEMA_VERSIONS[-1])
+    ingress = one(objects, "Ingress", "callsd")
+    service = one(objects, "Service", "callsd-serve")
+    assert ingress["metadata"]["namespace"] == service["metadata"]["namespace"]
+    [rule] = ingress["spec"]["rules"]
+    [path] = rule["http"]["paths"]
+    backend = path["backend"]["service"]
+    assert backend["name"] == "callsd-serve" and backend["port"]["name"] == "http"
+    [service_port] = [p for p in service["spec"]["ports"] if p["name"] == "http"]
+    assert service_port["port"] == 8080
+    assert rule["host"] in ingress["spec"]["tls"][0]["hosts"]
+    allowed = tomllib.loads(_serve(objects).config_file("serve")[1])["http"]["allowed_hosts"]
+    assert not allowed or rule["host"] in allowed, "the Ingress's name must be one serve answers to"

@@ -36,7 +36,7 @@ from quart_trio import QuartTrio
 from .auth import check_open_mode_allowed
 from .config import Config
 from .http_guard import TICKET_KEY, ConnectionTicket, GuardCounters, serve_http
-from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name, metrics_authorized
+from .http_policy import HOST_EXEMPT_PATHS, metrics_authorized
 from .server import (
     STATIC_DIR,
     VERSION,
@@ -53,6 +53,7 @@ from .server import (
     _QuartTransport,
     _turn_credentials,
     _watch_signals,
+    install_host_check,
 )
 
 __all__ = ["serve_cluster"]
@@ -112,7 +113,8 @@ class _ClusterCollector:
             yield family
 
 
-def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, draining: list[bool]) -> QuartTrio:
+def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, draining: list[bool],
+                counters: GuardCounters) -> QuartTrio:
     from prometheus_client import generate_latest
 
     app = QuartTrio(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
@@ -121,20 +123,7 @@ def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, 
     def as_json(data: Any, status: int = 200) -> Response:
         return Response(json.dumps(data), status=status, mimetype="application/json")
 
-    def refuse_host(host: str | None, path: str) -> Response | None:
-        """DNS rebinding, as on a single server (app/http_policy.py); node links are authenticated instead."""
-        if path in HOST_EXEMPT_PATHS or path == LINK_PATH or host_allowed(
-                host, auth_mode=config.auth.mode, allowed_hosts=config.http.allowed_hosts):
-            return None
-        return Response(f"host {host_name(host or '')!r} is not served here (see http.allowed_hosts)", status=421)
-
-    @app.before_request
-    async def check_request_host() -> Response | None:
-        return refuse_host(request.headers.get("Host"), request.path)
-
-    @app.before_websocket
-    async def check_websocket_host() -> Response | None:
-        return refuse_host(websocket.headers.get("Host"), websocket.path)
+    install_host_check(app, config, counters, HOST_EXEMPT_PATHS | {LINK_PATH})  # node links authenticate instead
 
     @app.route("/metrics")
     async def metrics() -> Response:
@@ -228,7 +217,7 @@ async def serve_cluster(config: Config, *, control: ServerControl | None = None,
     registry.register(_ClusterCollector(node))
     draining: list[bool] = []
     http_counters = GuardCounters()
-    app = ShieldSend(_create_app(node, config, registry, draining))
+    app = ShieldSend(_create_app(node, config, registry, draining, http_counters))
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)

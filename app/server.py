@@ -153,16 +153,14 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(json.dumps(data), status=status, mimetype="application/json")
 
 
-def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: GuardCounters | None = None) -> QuartTrio:
-    """The Quart-Trio app: thin HTTP handlers and the WebSocket pump entry."""
-    app = QuartTrio(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_MESSAGE_BYTES
-    counters = http_counters or GuardCounters()
+def install_host_check(app: QuartTrio, config: Config, counters: GuardCounters,
+                       exempt_paths: frozenset[str] = HOST_EXEMPT_PATHS) -> None:
+    """DNS rebinding (app/http_policy.py): only the names this server is reached by, on every request and WebSocket
+    upgrade but ``exempt_paths`` (probes; a cluster's authenticated node links); a refusal is a 421, counted."""
 
     def refuse_host(host: str | None, path: str) -> Response | None:
-        """DNS rebinding (app/http_policy.py): only the names this server is reached by, on every route."""
-        if path in HOST_EXEMPT_PATHS or host_allowed(host, auth_mode=config.auth.mode,
-                                                     allowed_hosts=config.http.allowed_hosts):
+        if path in exempt_paths or host_allowed(host, auth_mode=config.auth.mode,
+                                                allowed_hosts=config.http.allowed_hosts):
             return None
         counters.refused["host_not_allowed"] += 1
         return Response(f"host {host_name(host or '')!r} is not served here (see http.allowed_hosts)", status=421)
@@ -174,6 +172,15 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
     @app.before_websocket
     async def check_websocket_host() -> Response | None:
         return refuse_host(websocket.headers.get("Host"), websocket.path)
+
+
+def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: GuardCounters | None = None) -> QuartTrio:
+    """The Quart-Trio app: thin HTTP handlers and the WebSocket pump entry."""
+    app = QuartTrio(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_MESSAGE_BYTES
+    counters = http_counters or GuardCounters()
+
+    install_host_check(app, config, counters)
 
     @app.route("/")
     async def index() -> Response:

@@ -118,11 +118,10 @@ def test_serve_answers_the_kubelets_probes_and_prometheus(tmp_path: Path) -> Non
         assert stop(proc) == 0, log.read_text()[-3000:]
 
 
-def test_a_cluster_node_answers_the_kubelets_probes_and_prometheus_on_its_http_port(tmp_path: Path) -> None:
+def test_a_cluster_node_answers_the_kubelets_probes_and_prometheus_on_its_http_port(tmp_path: Path,
+                                                                                  pg_url: str) -> None:
     """A cluster node keeps /metrics on its HTTP port and has no allowed_hosts: Prometheus (pod IP as Host) and
     the probes all get 200 from a real node on a throwaway PostgreSQL."""
-    from pg_support import PostgresServer
-
     objects = deployed("cluster")
     serve = PodView.of(objects, "StatefulSet", "callsd-serve")
     container = serve.container("serve")
@@ -131,20 +130,19 @@ def test_a_cluster_node_answers_the_kubelets_probes_and_prometheus_on_its_http_p
     annotations = serve.workload["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == "8080"  # the HTTP port, here on a free one
     port = free_port()
-    with PostgresServer() as postgres:
-        env = {**os.environ, **serve.env("serve"), **loopback(port), "CALLSD_RTC_ICE_SERVERS": "",
-               "CALLSD_STORE_URL": postgres.create_database("k8s"), "CALLSD_STORE_DATA_DIR": str(tmp_path / "data"),
-               "CALLSD_CLUSTER_ADVERTISE": f"127.0.0.1:{port}"}
-        args = [a if a != config_path else str(tmp_path / "serve.toml") for a in container["args"]]
-        proc, log = start(args, env, tmp_path, "node.log")
-        try:
-            wait_until_listening(proc, port, log)
-            for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
-                assert probe(port, container[kind]) == 200, kind
-            status, body = request(port, "GET", annotations["prometheus.io/path"], host=f"{POD_IP}:{port}")
-            assert status == 200 and b"callsd_cluster_" in body
-        finally:
-            assert stop(proc) == 0, log.read_text()[-3000:]
+    env = {**os.environ, **serve.env("serve"), **loopback(port), "CALLSD_RTC_ICE_SERVERS": "",
+           "CALLSD_STORE_URL": pg_url, "CALLSD_STORE_DATA_DIR": str(tmp_path / "data"),
+           "CALLSD_CLUSTER_ADVERTISE": f"127.0.0.1:{port}"}
+    args = [a if a != config_path else str(tmp_path / "serve.toml") for a in container["args"]]
+    proc, log = start(args, env, tmp_path, "node.log")
+    try:
+        wait_until_listening(proc, port, log)
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert probe(port, container[kind]) == 200, kind
+        status, body = request(port, "GET", annotations["prometheus.io/path"], host=f"{POD_IP}:{port}")
+        assert status == 200 and b"callsd_cluster_" in body
+    finally:
+        assert stop(proc) == 0, log.read_text()[-3000:]
 
 
 def register(pod: PodView, data_dir: Path, client_id: str, key: str) -> str:

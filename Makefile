@@ -35,9 +35,9 @@ unit: $(STAMP) system-deps
 test-net: $(STAMP) system-deps
 	$(BIN)/pytest -q -ra -m net tests/net
 
-# docs/networking/*.png and docs/rtcd/*.png from the .dot sources next to them (Graphviz, from scripts/system-deps.sh)
+# docs/{networking,rtcd,cluster,deployment}/*.png from the .dot sources next to them (Graphviz, from scripts/system-deps.sh)
 diagrams: system-deps
-	for f in docs/networking/*.dot docs/rtcd/*.dot docs/cluster/*.dot; do dot -Tpng -Gdpi=90 "$$f" -o "$${f%.dot}.png"; done
+	for f in docs/networking/*.dot docs/rtcd/*.dot docs/cluster/*.dot docs/deployment/*.dot; do dot -Tpng -Gdpi=90 "$$f" -o "$${f%.dot}.png"; done
 
 wheel-check: $(STAMP)
 	bash scripts/wheel-check.sh $(BIN)/python

@@ -38,6 +38,12 @@ ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # tests/cluster: a real TCP load balancer in front of three nodes (round-robin)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+# tests/deploy: deploy/k8s is rendered by the kustomize built into kubectl (v4+; the machine image carries kubectl
+# 1.32 with kustomize v5). Debian's kubernetes-client is 1.20 (kustomize v2: no components), so it would not do.
+command -v kubectl >/dev/null 2>&1 || {
+    echo "system-deps: kubectl (with kustomize v4 or newer) is missing: tests/deploy render deploy/k8s with it" >&2
+    exit 1
+}
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -24,8 +24,19 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def installed_version() -> str:
+    """The installed distribution's version (what ``GET /version`` reports too); ``0+unknown`` from a bare tree."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("callsd")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callsd", description="Self-hosted group-calls server (signaling + SFU).")
+    parser.add_argument("--version", action="version", version=f"callsd {installed_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -129,12 +129,16 @@ fi
 in_root "$work/buildroot" sh -euc '
     pip="/opt/callsd/bin/pip -q --disable-pip-version-check"
     python3 -m venv /opt/callsd
-    $pip download -d /wheelhouse --find-links /wheelhouse "setuptools>=77" wheel
-    $pip install --no-index --find-links /wheelhouse --upgrade "setuptools>=77" wheel
+    # from the wheelhouse alone when it has everything (no index queries), else fill it from the index first
+    from_wheelhouse() { $pip install --no-index --find-links /wheelhouse "$@" 2>/dev/null; }
+    from_wheelhouse --upgrade "setuptools>=77" wheel || {
+        $pip download -d /wheelhouse --find-links /wheelhouse "setuptools>=77" wheel
+        from_wheelhouse --upgrade "setuptools>=77" wheel; }
     $pip wheel --no-deps --no-build-isolation -w /dist /src
-    $pip download -d /wheelhouse --find-links /wheelhouse -c /constraints.txt /dist/callsd-*.whl
-    rm -f /wheelhouse/callsd-*.whl
-    $pip install --no-index --find-links /wheelhouse -c /constraints.txt /dist/callsd-*.whl
+    from_wheelhouse -c /constraints.txt /dist/callsd-*.whl || {
+        $pip download -d /wheelhouse --find-links /wheelhouse -c /constraints.txt /dist/callsd-*.whl
+        rm -f /wheelhouse/callsd-*.whl
+        from_wheelhouse -c /constraints.txt /dist/callsd-*.whl; }
     $pip freeze >/opt/callsd/requirements.lock
     $pip uninstall -y pip setuptools wheel >/dev/null 2>&1 || true
     rm -f /opt/callsd/bin/pip* /opt/callsd/bin/easy_install* /opt/callsd/bin/wheel'
@@ -165,9 +169,13 @@ rm -rf "$work/rootfs"
 
 # 4. the OCI image from deploy/container/Containerfile, and an oci-archive of it for inspection and the smoke test
 step "buildah build -f deploy/container/Containerfile -> $tag"
+previous=$(buildah images --quiet --no-trunc "$tag" 2>/dev/null | head -1 || true)
 buildah build --quiet --layers=false --timestamp "$SOURCE_DATE_EPOCH" --format oci \
     --build-arg VERSION="$version" -f deploy/container/Containerfile -t "$tag" "$out" >"$work/buildah.log" 2>&1 \
     || { cat "$work/buildah.log"; exit 1; }
+if [ -n "$previous" ] && [ "$previous" != "$(buildah images --quiet --no-trunc "$tag" | head -1)" ]; then
+    buildah rmi "$previous" >/dev/null 2>&1 || true  # the image this tag named before: do not pile them up
+fi
 rm -f "$out/callsd-image.oci.tar"
 buildah push --quiet "$tag" "oci-archive:$out/callsd-image.oci.tar:$tag" >/dev/null
 elapsed=$(( $(date +%s) - started ))

@@ -20,6 +20,7 @@ import json
 import os
 import resource
 import shlex
+import shutil
 import subprocess
 import tarfile
 from dataclasses import dataclass
@@ -167,6 +168,8 @@ class ChrootRunner:
 
 def _podman_refusal(image: BuiltImage, runner: PodmanRunner) -> str:
     """Empty when podman runs the image here, else why not (its first error line)."""
+    if shutil.which("podman") is None:
+        return "podman is not installed (scripts/system-deps.sh installs it)"
     if subprocess.run(["podman", "image", "exists", runner.image_id]).returncode != 0:
         loaded = subprocess.run(["podman", "load", "-q", "-i", str(ARCHIVE)], capture_output=True, text=True,
                                 timeout=300)

@@ -178,3 +178,18 @@ def test_the_default_open_mode_on_every_address_is_refused_with_the_reason(runne
     done = runner.run(["serve"], env, timeout=120)
     assert done.returncode == 2, (done.returncode, done.stdout[-2000:], done.stderr[-2000:])
     assert "open" in (done.stdout + done.stderr), done.stdout + done.stderr
+
+
+def test_callsd_as_pid_1_exits_on_a_sigterm_that_arrives_before_its_drain_handler(runner: ImageRunner) -> None:
+    """In a container callsd is PID 1, whose unhandled signals the kernel drops: a SIGTERM during start-up must still
+    end it, not leave the runtime waiting out the stop timeout (rtcd: 5 h) before SIGKILL."""
+    script = ("import os, signal, time\n"
+              "from callsd.app.cli import exit_on_sigterm_as_pid1\n"
+              "exit_on_sigterm_as_pid1()\n"
+              "os.kill(os.getpid(), signal.SIGTERM)\n"
+              "time.sleep(20)\n"
+              "print('the SIGTERM was lost', os.getpid())\n")
+    done = runner.run(["-c", script], entrypoint="python3", timeout=60)
+    assert "lost" not in done.stdout, done.stdout
+    # podman: PID 1 exits 128 + 15; the chroot runner's process is no PID 1 and dies of the signal's default action
+    assert done.returncode == (143 if runner.name == "podman" else -15), (done.returncode, done.stderr)

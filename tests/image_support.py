@@ -115,7 +115,9 @@ class PodmanRunner:
         self.image_id = image.config_digest.removeprefix("sha256:")
         self.why = why
         nofile = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 1 << 20)
-        self.flags = ["--rm", "--network", "host", "--runtime", "runc", "--cgroup-manager", "cgroupfs",
+        # --read-only: the root filesystem as Kubernetes' readOnlyRootFilesystem leaves it; only the image's volume
+        # (/var/lib/callsd) and podman's tmpfs /tmp and /run are writable
+        self.flags = ["--rm", "--read-only", "--network", "host", "--runtime", "runc", "--cgroup-manager", "cgroupfs",
                       "--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", "nproc=4096:4096"]
 
     def _argv(self, args: list[str], env: dict[str, str] | None, entrypoint: str) -> list[str]:

@@ -124,6 +124,11 @@ source_files | tar --null -T - -cf - | tar -xf - -C "$work/buildroot/src"
 if [ -x "$python" ]; then  # the versions the test suite ran against (the venv's own callsd is editable: excluded)
     "$python" -m pip freeze --exclude-editable 2>/dev/null | grep -v '^callsd' >"$work/buildroot/constraints.txt" || true
 fi
+if [ -s "$work/buildroot/constraints.txt" ]; then
+    step "dependencies pinned to the versions installed in $python's environment"
+else
+    step "no .venv to pin from: the newest dependency versions pyproject.toml allows (see /opt/callsd/requirements.lock)"
+fi
 # Downloads land in a wheelhouse in the cache (pip's own HTTP cache is not used: responses through this machine's
 # egress proxy come back uncacheable); installs come from it with --no-index.
 in_root "$work/buildroot" sh -euc '

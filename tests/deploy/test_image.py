@@ -1,6 +1,6 @@
 """The container image (`make image`, deploy/container/Containerfile) as an operator would use it. Slow: it builds the
 image when build/image/ holds none built from this tree's sources (a cold build runs debootstrap: 4-6 minutes on
-a loaded 2-CPU machine; warm, about 2), then runs it (about 30-50 s).
+a loaded 2-CPU machine; warm, 2-4), then runs it (25-50 s).
 
 Runner: `podman run` (runc, cgroupfs, host network, explicit ulimits at or below this machine's hard limits) when
 podman can run the image here; on these machines it can, where podman's defaults cannot (its default ulimits and

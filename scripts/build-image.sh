@@ -3,19 +3,20 @@
 # (no base image can be pulled on these machines). Root is needed (debootstrap, chroot, buildah's storage).
 #
 #   1. runtime base: `debootstrap --variant=minbase` of a pinned suite with the runtime packages only (python3,
-#      libsrtp2-1, ca-certificates), cached as a tarball keyed by suite + package list + this recipe's version;
-#   2. build root: a throwaway copy of that base plus gcc, python3-dev and libsrtp2-dev (cached the same way); the
-#      wheel is built *there*, so the native extension links the image's own Python and libsrtp2, and installed into
-#      a venv at /opt/callsd with the runtime dependencies pinned to the versions the test suite ran (pip freeze of
-#      .venv); pip, setuptools and wheel are then removed from the venv;
-#   3. runtime rootfs: a clean copy of the base + that venv + user callsd (uid 10001), trimmed (docs, man pages,
-#      apt lists), every mtime clamped to SOURCE_DATE_EPOCH (the last commit's time), tarred in name order;
+#      libsrtp2-1, ca-certificates), cached as a directory keyed by suite + package list + this recipe's version;
+#   2. build root: an overlay of gcc, python3-dev and libsrtp2-dev (a cached layer, keyed the same way) on that base;
+#      the wheel is built *there*, so the native extension links the image's own Python and libsrtp2, and installed
+#      into a venv at /opt/callsd with the runtime dependencies pinned to the versions the test suite ran (pip freeze
+#      of .venv); pip, setuptools and wheel are then removed from the venv;
+#   3. runtime rootfs: an overlay on the clean base + that venv + user callsd (uid 10001), trimmed (docs, man pages,
+#      apt lists), tarred in name order with every mtime clamped to SOURCE_DATE_EPOCH (the last commit's time);
 #   4. `buildah build` of deploy/container/Containerfile (FROM scratch, ADD of that tarball, user, entrypoint, ports),
 #      committed with the same timestamp, pushed to build/image/callsd-image.oci.tar (oci-archive).
 #
 # Outputs (build/image/): rootfs.tar, callsd-*.whl, callsd-image.oci.tar, image.env (tag, sizes, build time).
-# Cache: $CALLSD_IMAGE_CACHE (default ~/.cache/callsd-image): base tarballs, downloaded .debs, a wheelhouse.
-# A fresh machine builds everything from nothing; a warm cache rebuilds only steps 2b-4.
+# Cache: $CALLSD_IMAGE_CACHE (default ~/.cache/callsd-image): the base and build layer, downloaded .debs, a
+# wheelhouse. A fresh machine builds everything from nothing; a warm cache rebuilds only steps 2b-4, and no step
+# unpacks or copies a root filesystem (overlayfs), so a rebuild costs the wheel, one tar and buildah.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -27,7 +28,7 @@ mirror=${CALLSD_IMAGE_MIRROR:-http://deb.debian.org/debian}
 cache=${CALLSD_IMAGE_CACHE:-${HOME:-/root}/.cache/callsd-image}
 out=$here/build/image
 python=${PYTHON:-$here/.venv/bin/python}
-recipe=3  # bump when the base recipe below changes: old cached bases are then unused
+recipe=4  # bump when the base recipe below changes: old cached bases are then unused
 runtime_pkgs=(python3 libsrtp2-1 ca-certificates)
 build_pkgs=(python3-venv python3-dev gcc libc6-dev libsrtp2-dev)
 uid=10001
@@ -53,12 +54,16 @@ fi
 for tool in debootstrap buildah unshare chroot; do
     command -v "$tool" >/dev/null || { echo "build-image: $tool missing: bash scripts/system-deps.sh" >&2; exit 1; }
 done
+# Everything below runs in a private mount namespace: the overlays and bind mounts vanish with this process, so
+# nothing leaks onto the host even when the build fails.
+if [ -z "${CALLSD_IMAGE_PRIVATE_MOUNTS:-}" ]; then
+    CALLSD_IMAGE_PRIVATE_MOUNTS=1 exec unshare --mount --propagation private -- bash "$here/scripts/build-image.sh" "$@"
+fi
 mkdir -p "$cache/debs" "$cache/wheels" "$out"
 work=$(mktemp -d "${TMPDIR:-/tmp}/callsd-image.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+trap 'umount -q "$work"/*.root 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# Runs a command chrooted into ROOT in a private mount namespace: /dev, /proc, DNS, CAs and the wheelhouse are mounted
-# for it and vanish with the namespace, so nothing leaks onto the host even when the build fails.
+# Runs a command chrooted into ROOT with /dev, /proc, DNS, CAs and the wheelhouse mounted (in a child namespace).
 in_root() {
     local root=$1
     shift
@@ -76,62 +81,72 @@ in_root() {
             SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" DEBIAN_FRONTEND=noninteractive "$@"' _ "$root" "$cache" "$@"
 }
 
+# NAME LOWER[:LOWER...]: mounts $work/NAME.root, an overlay of the cached layers (read-only, top first) under a
+# writable $work/NAME, so no build step unpacks or copies a root filesystem; what a step changes lands in $work/NAME.
+overlay() {
+    mkdir -p "$work/$1" "$work/$1.work" "$work/$1.root"
+    mount -t overlay overlay -o "lowerdir=$2,upperdir=$work/$1,workdir=$work/$1.work" "$work/$1.root"
+}
+
 # A reproducible tarball of a directory: names sorted, numeric owners, mtimes clamped, no atime/ctime.
 tar_dir() {
     tar --sort=name --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime \
         --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime -C "$1" -cf "$2" .
 }
 
-# 1. the runtime base (cached)
+# Drops cached layers of other keys (an older recipe or package list), so the cache does not grow without bound.
+prune() {
+    find "$cache" -mindepth 1 -maxdepth 1 -name "$1-*" ! -name "$2" -exec rm -rf {} +
+}
+
+# 1. the runtime base (a cached directory)
 base_key=$(printf '%s\n' "$recipe" "$suite" "$mirror" "${runtime_pkgs[@]}" | sha1sum | cut -c1-12)
-base=$cache/base-$suite-$base_key.tar
-if [ ! -s "$base" ]; then
-    step "debootstrap $suite (minbase + ${runtime_pkgs[*]}); cached as $base"
+base=$cache/base-$suite-$base_key
+if [ ! -d "$base" ]; then
+    step "debootstrap $suite (minbase + ${runtime_pkgs[*]}); cached in $base"
     debootstrap --variant=minbase --include="$(IFS=,; echo "${runtime_pkgs[*]}")" --cache-dir="$cache/debs" \
         "$suite" "$work/base" "$mirror" >"$work/debootstrap.log" 2>&1 \
         || { tail -30 "$work/debootstrap.log"; exit 1; }
     rm -rf "$work/base/var/lib/apt/lists/"* "$work/base/var/cache/apt/"*.bin "$work/base/var/log/"* \
         "$work/base/var/cache/apt/archives/"*.deb
-    tar_dir "$work/base" "$work/base.tar"
-    mv "$work/base.tar" "$base"
-    rm -rf "$work/base"
+    prune base "$(basename "$base")"
+    mv -T "$work/base" "$base" 2>/dev/null || step "(another build cached the same base first)"
 else
     step "runtime base from cache: $base"
 fi
 
-# 2a. the build root: base + compiler and headers (cached)
+# 2a. the build layer: compiler and headers over the base (a cached overlay layer)
 build_key=$(printf '%s\n' "$base_key" "${build_pkgs[@]}" | sha1sum | cut -c1-12)
-build_base=$cache/build-$suite-$build_key.tar
-mkdir -p "$work/buildroot"
-if [ ! -s "$build_base" ]; then
-    step "build root: apt-get install ${build_pkgs[*]}; cached as $build_base"
-    tar -xf "$base" -C "$work/buildroot"
-    mkdir -p "$work/buildroot/var/cache/apt/archives"
-    in_root "$work/buildroot" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+build_layer=$cache/build-$suite-$build_key
+if [ ! -d "$build_layer" ]; then
+    step "build layer: apt-get install ${build_pkgs[*]}; cached in $build_layer"
+    overlay buildpkgs "$base"
+    in_root "$work/buildpkgs.root" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends \
         ${build_pkgs[*]} >/dev/null && apt-get clean && rm -rf /var/lib/apt/lists/*"
-    tar_dir "$work/buildroot" "$work/build.tar"
-    mv "$work/build.tar" "$build_base"
+    umount "$work/buildpkgs.root"
+    prune build "$(basename "$build_layer")"
+    mv -T "$work/buildpkgs" "$build_layer" 2>/dev/null || step "(another build cached the same layer first)"
 else
-    step "build root from cache: $build_base"
-    tar -xf "$build_base" -C "$work/buildroot"
+    step "build layer from cache: $build_layer"
 fi
 
 # 2b. the wheel, built inside the build root, and the venv the image will carry
 step "wheel and venv inside the build root (against its own python3 and libsrtp2)"
-mkdir -p "$work/buildroot/src"
-source_files | tar --null -T - -cf - | tar -xf - -C "$work/buildroot/src"
-: >"$work/buildroot/constraints.txt"
+mkdir -p "$work/wheel/src"
+source_files | tar --null -T - -cf - | tar -xf - -C "$work/wheel/src"
+: >"$work/wheel/constraints.txt"
 if [ -x "$python" ]; then  # the versions the test suite ran against (the venv's own callsd is editable: excluded)
-    "$python" -m pip freeze --exclude-editable 2>/dev/null | grep -v '^callsd' >"$work/buildroot/constraints.txt" || true
+    "$python" -m pip freeze --exclude-editable 2>/dev/null | grep -v '^callsd' >"$work/wheel/constraints.txt" || true
 fi
-if [ -s "$work/buildroot/constraints.txt" ]; then
+if [ -s "$work/wheel/constraints.txt" ]; then
     step "dependencies pinned to the versions installed in $python's environment"
 else
     step "no .venv to pin from: the newest dependency versions pyproject.toml allows (see /opt/callsd/requirements.lock)"
 fi
+overlay wheel "$build_layer:$base"
 # Downloads land in a wheelhouse in the cache (pip's own HTTP cache is not used: responses through this machine's
 # egress proxy come back uncacheable); installs come from it with --no-index.
-in_root "$work/buildroot" sh -euc '
+in_root "$work/wheel.root" sh -euc '
     pip="/opt/callsd/bin/pip -q --disable-pip-version-check"
     python3 -m venv /opt/callsd
     # from the wheelhouse alone when it has everything (no index queries), else fill it from the index first
@@ -147,30 +162,29 @@ in_root "$work/buildroot" sh -euc '
     $pip freeze >/opt/callsd/requirements.lock
     $pip uninstall -y pip setuptools wheel >/dev/null 2>&1 || true
     rm -f /opt/callsd/bin/pip* /opt/callsd/bin/easy_install* /opt/callsd/bin/wheel'
+umount "$work/wheel.root"
 rm -f "$out"/callsd-*.whl
-cp "$work/buildroot/dist/"callsd-*.whl "$out/"
+cp "$work/wheel/dist/"callsd-*.whl "$out/"
 
-# 3. the runtime rootfs: a clean base + the venv + the user, trimmed
+# 3. the runtime rootfs: the base + the venv + the user, trimmed (an overlay: the base is not copied)
 step "runtime rootfs"
-mkdir -p "$work/rootfs"
-tar -xf "$base" -C "$work/rootfs"
-cp -a "$work/buildroot/opt/callsd" "$work/rootfs/opt/callsd"
-rm -rf "$work/buildroot"
-ln -sf /opt/callsd/bin/callsd "$work/rootfs/usr/local/bin/callsd"
-echo "callsd:x:$uid:$uid:callsd:/var/lib/callsd:/usr/sbin/nologin" >>"$work/rootfs/etc/passwd"
-echo "callsd:x:$uid:" >>"$work/rootfs/etc/group"
-echo "callsd:!:::::::" >>"$work/rootfs/etc/shadow"
-install -d -o "$uid" -g "$uid" -m 0750 "$work/rootfs/var/lib/callsd"
-install -d -m 0755 "$work/rootfs/etc/callsd"
-(cd "$work/rootfs" && rm -rf usr/share/doc/* usr/share/man/* usr/share/info/* usr/share/locale/* \
+mkdir -p "$work/runtime/opt"
+mv "$work/wheel/opt/callsd" "$work/runtime/opt/callsd"
+overlay runtime "$base"
+rootfs=$work/runtime.root
+ln -sf /opt/callsd/bin/callsd "$rootfs/usr/local/bin/callsd"
+echo "callsd:x:$uid:$uid:callsd:/var/lib/callsd:/usr/sbin/nologin" >>"$rootfs/etc/passwd"
+echo "callsd:x:$uid:" >>"$rootfs/etc/group"
+echo "callsd:!:::::::" >>"$rootfs/etc/shadow"
+install -d -o "$uid" -g "$uid" -m 0750 "$rootfs/var/lib/callsd"
+install -d -m 0755 "$rootfs/etc/callsd"
+(cd "$rootfs" && rm -rf usr/share/doc/* usr/share/man/* usr/share/info/* usr/share/locale/* \
     usr/share/lintian usr/share/bug var/cache/apt/archives/*.deb var/cache/debconf/*-old var/lib/dpkg/*-old \
-    var/cache/ldconfig/aux-cache \
-    var/log/* tmp/* root/.cache etc/machine-id dev/* proc/* sys/* run/*)
-: >"$work/rootfs/etc/machine-id"
-chmod 1777 "$work/rootfs/tmp"
-find "$work/rootfs" -newermt "@$SOURCE_DATE_EPOCH" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
-tar_dir "$work/rootfs" "$out/rootfs.tar"
-rm -rf "$work/rootfs"
+    var/cache/ldconfig/aux-cache var/log/* tmp/* root/.cache etc/machine-id dev/* proc/* sys/* run/*)
+: >"$rootfs/etc/machine-id"
+chmod 1777 "$rootfs/tmp"
+tar_dir "$rootfs" "$out/rootfs.tar"  # every mtime clamped to SOURCE_DATE_EPOCH
+umount "$rootfs"
 
 # 4. the OCI image from deploy/container/Containerfile, and an oci-archive of it for inspection and the smoke test
 step "buildah build -f deploy/container/Containerfile -> $tag"

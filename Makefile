@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: run test lint typecheck unit wheel-check system-deps bench clean test-net diagrams fuzz fuzz-python fuzz-native
+.PHONY: run test lint typecheck unit wheel-check system-deps bench clean test-net diagrams fuzz fuzz-python fuzz-native image
 
 run: $(STAMP)
 	$(BIN)/callsd serve
@@ -70,3 +70,11 @@ fuzz-native: $(STAMP) system-deps
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# The container image (deploy/container/Containerfile; root): a debootstrap'd Debian rootfs with the callsd wheel built
+# inside it, committed by buildah; build/image/callsd-image.oci.tar and image.env (size, build time). The base rootfs
+# is cached in ~/.cache/callsd-image, so only the first build runs debootstrap. docs/deployment-image.md.
+# With .venv present (make test made it) the image's dependencies are pinned to the versions the suite ran.
+image:
+	bash scripts/system-deps.sh image
+	PYTHON=$(BIN)/python bash scripts/build-image.sh

@@ -192,8 +192,17 @@ def _probe(pid: int, probe: Path) -> dict[str, Any]:
     raise RuntimeError("the server did not answer the memory probe")
 
 
-def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold: float) -> dict[str, Any]:
-    """A fresh server, ``calls × users`` load users joined and held; the load tool's figures plus offer rounds."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold: float,
+               loadtest_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A fresh server, ``calls × users`` load users joined and held; the load tool's figures plus offer rounds.
+    ``loadtest_args`` go to `callsd loadtest` as they are (the server is pinned as `bench.capacity` pins it)."""
     from bench.capacity import Server
 
     root = str(Path(__file__).resolve().parent.parent)  # the server child runs in a temp dir: find bench/ from there
@@ -203,14 +212,16 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
     with Server(work, command=["-m", "bench.memory", "_serve", str(probe)]) as server:
         assert server.proc is not None
         start = _probe(server.proc.pid, probe)
+        cpu0 = _cpu_seconds(server.proc.pid)
         cmd = [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", server.url, "--calls", str(calls),
                "--users-per-call", str(users), "--unmuted", str(unmuted), "--join-duration", f"{join_duration}",
                "--duration", f"{join_duration + hold}", "--server-pid", str(server.proc.pid), "--output", str(out),
-               "--quiet"]
+               "--quiet", *loadtest_args]
         tool = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             tool.wait(timeout=join_duration + hold / 2)
         held = _probe(server.proc.pid, probe)  # every user joined, none left yet
+        cpu_held = _cpu_seconds(server.proc.pid)
         tool.wait(timeout=join_duration + hold + 120)
         end = _probe(server.proc.pid, probe)  # the users have left: what stays is what a session did not give back
         with urllib.request.urlopen(server.url + "/metrics", timeout=60) as resp:
@@ -225,6 +236,8 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
         "calls": calls, "users_per_call": users, "unmuted": unmuted, "joined": joined, "failed": u.get("failed"),
         "rss_kib_per_session": round(s.get("rss_bytes_per_session", 0) / 1024, 1),
         "join_cpu_ms_per_user": s.get("join_cpu_ms_per_user"),
+        # the server's whole CPU time from before the first join until all were held (joins, media, timers) ÷ joins
+        "cpu_ms_to_held_per_join": round((cpu_held - cpu0) * 1000 / joined, 2) if joined else None,
         "sdp_rounds_per_join": round(rounds / joined, 2) if joined else None,
         "held_kib_per_session": {k: round((held[k] - start[k]) / joined / 1024, 1) for k in ("rss", "rss_trimmed", "malloc_in_use",
                                                                                 "rss_heap", "rss_anon", "rss_file")}

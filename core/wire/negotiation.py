@@ -183,6 +183,13 @@ class Negotiator:
     def sending(self) -> tuple[SendingTrack, ...]:
         return tuple(t for s in self._slots if (t := self._sending_of(s)) is not None)
 
+    def mid_of(self, track_id: str) -> str | None:
+        """The mid of the section that sends ``track_id`` in the pending offer, else in the agreed description."""
+        for s in self._pending if self._pending is not None else self._slots:
+            if s.local is not None and s.local.track_id == track_id and not s.rejected:
+                return s.mid
+        return None
+
     @staticmethod
     def _sending_of(s: _Slot) -> SendingTrack | None:
         if s.local is None or s.rejected or not s.client_direction.receives or not s.codecs:
@@ -323,6 +330,9 @@ class Negotiator:
         for s in slots:
             if s.local is not None and s.local.track_id not in wanted:
                 s.local = None
+                changed = True
+            elif s.local is not None and wanted[s.local.track_id].ssrc != s.local.ssrc:
+                s.local = wanted[s.local.track_id]  # a receive slot's fresh SSRC (receive_slots.py)
                 changed = True
         placed = {s.local.track_id for s in slots if s.local is not None}
         for t in self._desired:

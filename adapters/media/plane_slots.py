@@ -1,0 +1,96 @@
+"""The media plane's side of pre-negotiated audio receive slots (core/wire/receive_slots.py, ADR 0020).
+
+A session whose client asked for ``audio_slots`` receives every routed audio track on one of its slots: the route
+takes the slot's SSRC, and the client learns whose audio a slot carries from a ``slots`` signal (by mid) instead
+of from a new offer. Only a route that finds no fresh slot makes the plane offer (with fresh SSRCs on the spent
+slots, or a new batch). A route added before the client asked for slots (a reconnecting session's restored routes)
+keeps its own section, as without slots: a route is on a slot exactly when the table has it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Protocol
+
+from callsd.core.wire.negotiation import Negotiator, OutgoingTrack
+from callsd.core.wire.receive_slots import MAX_AUDIO_SLOTS, ReceiveSlots
+from callsd.core.wire.sdp import Codec
+
+__all__ = ["SlotSession", "requested_slots", "enable", "draw_ssrc", "slot_tracks", "place", "slot_key",
+           "SLOT_CODEC", "SLOT_CNAME"]
+
+# What a slot section offers: Opus as the server accepts it from publishers (codec_policy.py); the route maps the
+# publisher's payload type onto the receiver's as for any route.
+SLOT_CODEC = Codec(payload_type=111, name="opus", clock_rate=48000, channels=2, fmtp="minptime=10;useinbandfec=1")
+SLOT_CNAME = "callsd-slots"
+
+
+class SlotSession(Protocol):
+    """What these functions read of a plane ``Session``."""
+
+    audio_slots: ReceiveSlots | None
+    neg: Negotiator
+
+    @property
+    def out_by_ssrc(self) -> Mapping[int, object]: ...
+
+
+def requested_slots(value: object) -> int:
+    """The number of audio slots a client's ``sdp`` offer asks for (``audio_slots``): 0 unless an int in range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+    return max(0, min(value, MAX_AUDIO_SLOTS))
+
+
+def draw_ssrc(s: SlotSession, taken: set[int] | None = None) -> int:
+    """A random SSRC the session uses nowhere: not on a route, not on a slot, not in ``taken``."""
+    used = {slot.ssrc for slot in s.audio_slots} if s.audio_slots is not None else set()
+    while True:
+        ssrc = secrets.randbits(32)
+        if ssrc and ssrc not in s.out_by_ssrc and ssrc not in used and (taken is None or ssrc not in taken):
+            return ssrc
+
+
+def _refresh(s: SlotSession, table: ReceiveSlots) -> None:
+    drawn: set[int] = set()
+    for _ in range(table.needed()):
+        drawn.add(draw_ssrc(s, drawn))
+    table.refresh(sorted(drawn))
+
+
+def enable(s: SlotSession, count: int) -> None:
+    """Give the session ``count`` audio slots (once: a later request changes nothing)."""
+    if count <= 0 or s.audio_slots is not None:
+        return
+    table = ReceiveSlots(kind="audio", batch=count)
+    s.audio_slots = table
+    _refresh(s, table)
+
+
+def slot_tracks(s: SlotSession) -> list[OutgoingTrack]:
+    """Every slot as an outgoing track of the negotiator (free ones too: they are what a join lands on)."""
+    if s.audio_slots is None:
+        return []
+    return [OutgoingTrack(track_id=slot.slot_id, stream_id=slot.slot_id, kind="audio", ssrc=slot.ssrc,
+                          codec=SLOT_CODEC, cname=SLOT_CNAME) for slot in s.audio_slots]
+
+
+def place(s: SlotSession, track_id: str) -> tuple[int, str] | None:
+    """Put an audio track on a slot: ``(ssrc, slot id)``; refreshes the table (which makes the next offer) when no
+    slot is fresh. None when the session has no slots."""
+    table = s.audio_slots
+    if table is None:
+        return None
+    slot = table.place(track_id)
+    if slot is None:
+        _refresh(s, table)
+        slot = table.place(track_id)
+        assert slot is not None  # a refresh always leaves a fresh slot
+    return slot.ssrc, slot.slot_id
+
+
+def slot_key(s: SlotSession, track_id: str) -> str:
+    """The negotiator's track id for routing ``track_id`` to ``s``: its slot's id, or its own id off slots."""
+    slot = s.audio_slots.slot_of(track_id) if s.audio_slots is not None else None
+    return slot.slot_id if slot is not None else track_id

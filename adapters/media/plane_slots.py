@@ -13,9 +13,11 @@ import secrets
 from collections.abc import Mapping
 from typing import Protocol
 
-from callsd.core.wire.negotiation import Negotiator, OutgoingTrack
+from callsd.core.wire.negotiation import NegotiationState, Negotiator, OutgoingTrack
 from callsd.core.wire.receive_slots import MAX_AUDIO_SLOTS, ReceiveSlots
 from callsd.core.wire.sdp import Codec
+
+from .forwarder import OutRoute
 
 __all__ = ["SlotSession", "requested_slots", "enable", "draw_ssrc", "slot_tracks", "place", "slot_key",
            "SLOT_CODEC", "SLOT_CNAME"]
@@ -33,7 +35,10 @@ class SlotSession(Protocol):
     neg: Negotiator
 
     @property
-    def out_by_ssrc(self) -> Mapping[int, object]: ...
+    def out_by_ssrc(self) -> dict[int, OutRoute]: ...
+
+    @property
+    def routes_in(self) -> Mapping[str, OutRoute]: ...
 
 
 def requested_slots(value: object) -> int:
@@ -60,12 +65,26 @@ def _refresh(s: SlotSession, table: ReceiveSlots) -> None:
 
 
 def enable(s: SlotSession, count: int) -> None:
-    """Give the session ``count`` audio slots (once: a later request changes nothing)."""
+    """Give the session ``count`` audio slots (once: a later request changes nothing). Audio routes that exist
+    already (a joiner's routes from those in the call come before its first offer) move onto slots while nothing
+    has been offered to the client yet; after that they keep their own sections."""
     if count <= 0 or s.audio_slots is not None:
         return
     table = ReceiveSlots(kind="audio", batch=count)
     s.audio_slots = table
     _refresh(s, table)
+    if s.neg.state is not NegotiationState.NEW:
+        return
+    for r in s.routes_in.values():
+        if r.track.media == "audio" and not r.negotiated:
+            slot = table.place(r.track.track_id)
+            if slot is None:
+                _refresh(s, table)
+                slot = table.place(r.track.track_id)
+                assert slot is not None
+            del s.out_by_ssrc[r.ssrc]
+            r.ssrc = slot.ssrc
+            s.out_by_ssrc[r.ssrc] = r
 
 
 def slot_tracks(s: SlotSession) -> list[OutgoingTrack]:

@@ -9,6 +9,10 @@ time). Figures per run: ``sdp_rounds_per_join`` (client ``sdp`` messages ÷ join
 ``join_cpu_ms_per_user`` (the load tool's: server CPU between 1 s samples during the join window ÷ joins),
 ``cpu_ms_to_held_per_join`` (the server's whole CPU time from before the first join until every user is held ÷
 joins: joins, the media of the talkers, timers), RSS per session and p95 join → first audio.
+
+``--profile DIR`` also samples the server with py-spy (``--gil``, 400 Hz: the thread holding the GIL, i.e. Python
+work) over each join window and prints where the samples fall (``profile_shares``: the first bucket of
+``_BUCKETS`` that the frame nearest the sample's leaf matches: the component whose code was running). The raw stacks stay in DIR for a flame graph.
 """
 
 from __future__ import annotations
@@ -27,6 +31,46 @@ _FIGURES = ("sdp_rounds_per_join", "join_cpu_ms_per_user", "cpu_ms_to_held_per_j
             "p95_join_to_first_audio_ms")
 
 
+# (bucket, substrings of a py-spy frame "function (path:line)"); a sample goes to the bucket of the frame nearest
+# its leaf that matches any bucket: the component whose own code (or whose library or Trio call) was running.
+_BUCKETS = (
+    ("sdp parse", ("sdp_parse.py",)),
+    ("negotiation, sdp build", ("negotiation.py", "wire/sdp.py", "sdp_model.py", "codec_policy.py",
+                                "extension_ids.py", "receive_slots.py")),
+    ("forwarding (rtp, srtp, rtcp)", ("forwarder.py", "media/native/", "srtp.py", "paths.py", "plane_rtcp.py",
+                                      "rtcp_term.py", "retransmit.py", "simulcast_fwd.py", "_receive_loop")),
+    ("dtls", ("dtls",)),
+    ("ice, stun", ("ice.py", "ice_tcp.py", "stun", "ice_outcome.py")),
+    ("media plane (routes, slots)", ("media/plane.py", "plane_slots.py", "media/router.py")),
+    ("event log", ("adapters/store", "eventlog", "recorder")),
+    ("core machine", ("core/calls",)),
+    ("json", ("json/",)),
+    ("websocket frames (wsproto, ws_stream)", ("wsproto", "ws_stream", "trio_websocket")),
+    ("http server (hypercorn, h11)", ("hypercorn", "/h11/")),
+    ("asgi app (quart, the guard)", ("quart", "http_guard.py", "http_inbound.py", "app/server.py")),
+    ("hub (handlers, fan-out, outbox)", ("adapters/signaling",)),
+    ("metrics", ("prometheus", "metrics.py")),
+)
+
+
+def profile_shares(path: str) -> dict[str, float]:
+    """Share of py-spy samples per bucket (``_BUCKETS``; "other": the interpreter start, threads, the rest)."""
+    counts: dict[str, int] = {}
+    with open(path) as f:
+        for line in f:
+            stack, _, n = line.rstrip("\n").rpartition(" ")
+            if not n.isdigit():
+                continue
+            frames = stack.split(";")[::-1]
+            bucket = next((name for frame in frames for name, pats in _BUCKETS
+                           if any(p in frame for p in pats)), "")
+            if not bucket:  # Trio's own work is charged to the component that asked for it, if any did
+                bucket = "trio scheduling" if any("trio" in f for f in frames) else "other"
+            counts[bucket] = counts.get(bucket, 0) + int(n)
+    total = sum(counts.values()) or 1
+    return {k: round(v / total, 3) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
+
+
 def _median(values: list[Any]) -> float | None:
     numbers = [v for v in values if isinstance(v, int | float)]
     return statistics.median(numbers) if numbers else None
@@ -42,16 +86,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hold", type=float, default=8.0)
     p.add_argument("--slots", type=int, default=8, help="audio slots the B runs ask for")
     p.add_argument("--output", default="", help="write every run's figures to this JSON file")
+    p.add_argument("--profile", default="", metavar="DIR", help="py-spy the server's join windows into DIR")
     a = p.parse_args(argv)
     modes = {"per-track sections": (), f"{a.slots} audio slots": ("--audio-slots", str(a.slots))}
     runs: list[dict[str, Any]] = []
     for n in range(a.rounds):
         for mode, extra in modes.items():
-            r = run_server(a.calls, a.users, a.unmuted, a.join_duration, a.hold, extra)
+            prof = ""
+            if a.profile:
+                os.makedirs(a.profile, exist_ok=True)
+                prof = os.path.join(a.profile, f"join-{n}-{'slots' if extra else 'sections'}.txt")
+            r = run_server(a.calls, a.users, a.unmuted, a.join_duration, a.hold, extra, profile=prof)
+            if prof and os.path.exists(prof):
+                r["profile_shares"] = profile_shares(prof)
             r.update(mode=mode, round=n, loadavg_after=list(os.getloadavg()))
             runs.append(r)
             print(json.dumps({k: r.get(k) for k in ("mode", "round", "joined", "failed", *_FIGURES,
-                                                    "loadavg_after")}), flush=True)
+                                                    "loadavg_after", "profile_shares")}), flush=True)
     summary = {mode: {f: _median([r.get(f) for r in runs if r["mode"] == mode]) for f in _FIGURES}
                for mode in modes}
     print(json.dumps({"median": summary}, indent=1))

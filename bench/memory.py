@@ -200,9 +200,10 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold: float,
-               loadtest_args: tuple[str, ...] = ()) -> dict[str, Any]:
+               loadtest_args: tuple[str, ...] = (), profile: str = "") -> dict[str, Any]:
     """A fresh server, ``calls × users`` load users joined and held; the load tool's figures plus offer rounds.
-    ``loadtest_args`` go to `callsd loadtest` as they are (the server is pinned as `bench.capacity` pins it)."""
+    ``loadtest_args`` go to `callsd loadtest` as they are (the server is pinned as `bench.capacity` pins it).
+    ``profile``: a file for py-spy's raw stacks of the server over the join window (``--gil``: Python work only)."""
     from bench.capacity import Server
 
     root = str(Path(__file__).resolve().parent.parent)  # the server child runs in a temp dir: find bench/ from there
@@ -217,12 +218,18 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
                "--users-per-call", str(users), "--unmuted", str(unmuted), "--join-duration", f"{join_duration}",
                "--duration", f"{join_duration + hold}", "--server-pid", str(server.proc.pid), "--output", str(out),
                "--quiet", *loadtest_args]
+        spy = (subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--gil", "-r",
+                                 "400", "--format", "raw", "-o", profile, "-d", str(int(join_duration) + 2), "--pid",
+                                 str(server.proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               if profile else None)
         tool = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             tool.wait(timeout=join_duration + hold / 2)
         held = _probe(server.proc.pid, probe)  # every user joined, none left yet
         cpu_held = _cpu_seconds(server.proc.pid)
         tool.wait(timeout=join_duration + hold + 120)
+        if spy is not None:
+            spy.wait(timeout=60)
         end = _probe(server.proc.pid, probe)  # the users have left: what stays is what a session did not give back
         with urllib.request.urlopen(server.url + "/metrics", timeout=60) as resp:
             metrics = resp.read().decode()

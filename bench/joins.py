@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=8)
     p.add_argument("--unmuted", type=int, default=2)
     p.add_argument("--join-duration", type=float, default=5.0)
-    p.add_argument("--hold", type=float, default=8.0)
+    p.add_argument("--hold", type=float, default=12.0)
     p.add_argument("--slots", type=int, default=8, help="audio slots the B runs ask for")
     p.add_argument("--output", default="", help="write every run's figures to this JSON file")
     p.add_argument("--profile", default="", metavar="DIR", help="py-spy the server's join windows into DIR")

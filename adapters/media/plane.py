@@ -192,7 +192,7 @@ _SOURCES = {TrackKind.AUDIO: "microphone", TrackKind.VIDEO: "camera", TrackKind.
             TrackKind.SCREEN_AUDIO: "screen"}
 
 
-def _track_info(mid: str, t: InTrack) -> dict[str, str]:
+def _track_info(mid: str, t: InTrack) -> dict[str, str | None]:
     """One entry of a server offer's ``tracks`` (docs/protocol.md): who publishes the section's media, and what."""
     return {"mid": mid, "session_id": t.session.session_id, "kind": t.media, "source": _SOURCES[t.kind]}
 
@@ -451,13 +451,12 @@ class MediaPlane:
         return out
 
     def _announce_slot(self, s: Session, slot_id: str, track: InTrack | None) -> None:
-        """Tell the client whose audio a slot carries now (``track``), or that it carries nobody's (None)."""
+        """Tell the client whose audio a slot carries now (``track``), or that it carries nobody's (None); a slot
+        not offered yet is named by the offer that adds it."""
         mid = s.neg.mid_of(slot_id)
-        if mid is None or s.closed:
-            return  # not offered yet: the offer that adds it names its owner
-        entry: dict[str, str | None] = (dict(_track_info(mid, track)) if track is not None
-                                        else {"mid": mid, "session_id": None})
-        self._emit(SendSignal(session_id=s.session_id, msg={"type": "slots", "tracks": [entry]}))
+        if mid is not None and not s.closed:
+            entry = _track_info(mid, track) if track is not None else {"mid": mid, "session_id": None}
+            self._emit(SendSignal(session_id=s.session_id, msg={"type": "slots", "tracks": [entry]}))
 
     def _negotiate(self, s: Session) -> None:
         """Offer the session its current outgoing set if that changed; after the answer if an offer is out."""
@@ -517,10 +516,7 @@ class MediaPlane:
         r = OutRoute(track=t, receiver=s, ssrc=ssrc, mid="", paused=paused, ts_offset=secrets.randbits(32))
         r.last_seq = secrets.randbits(15)
         if t.media == "video":  # offered with RTX; used if the receiver accepts it (_sync_sending)
-            r.rtx_ssrc = secrets.randbits(32)
-            while r.rtx_ssrc in (0, ssrc) or r.rtx_ssrc in s.out_by_ssrc:
-                r.rtx_ssrc = secrets.randbits(32)
-            r.rtx_seq = secrets.randbits(15)
+            r.rtx_ssrc, r.rtx_seq = plane_slots.draw_ssrc(s, {ssrc}), secrets.randbits(15)
         t.routes[s.session_id] = r
         s.routes_in[t.track_id] = r
         s.out_by_ssrc[ssrc] = r

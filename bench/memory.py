@@ -75,6 +75,15 @@ def _measure(n: int, build: Callable[[int], list[Any]]) -> dict[str, float]:
     m1, r1 = malloc_in_use(), rss_bytes()
     per = {"malloc_kib_per_session": round((m1 - m0) / n / 1024, 2), "rss_kib_per_session": round((r1 - r0) / n / 1024, 2)}
     del kept
+    _settle()
+    import tracemalloc  # a second build, traced: Python objects (pymalloc's arenas are not malloc's)
+
+    tracemalloc.start()
+    kept = build(n)
+    gc.collect()
+    per["python_kib_per_session"] = round(tracemalloc.get_traced_memory()[0] / n / 1024, 2)
+    tracemalloc.stop()
+    del kept
     return per
 
 
@@ -117,8 +126,56 @@ def _native_srtp_contexts(n: int) -> list[Any]:
     return [NativeSrtpContext(keys) for _ in range(n)]
 
 
+def _plane_sessions(n: int, slots: int) -> list[Any]:
+    """A media plane (no sockets) holding ``n`` sessions in calls of 8: each joins with the load tool's offer, is
+    routed every other's audio, and answers every server offer with the load tool's answer. What one session costs
+    the plane: its ``Session``, negotiator, tracks and routes (DTLS and SRTP are the parts above)."""
+    from callsd.adapters.media.events import SendSignal
+    from callsd.adapters.media.plane import MediaPlane, PlaneConfig
+    from callsd.app.loadtest.sdp import LocalTrack, build_answer, build_offer, parse_sdp
+    from callsd.core.calls.events import TrackKind
+    from callsd.core.calls.outputs import RouteAdded
+
+    offers: dict[str, str] = {}
+
+    def emit(e: object) -> None:
+        if isinstance(e, SendSignal) and e.msg.get("type") == "offer":
+            offers[e.session_id] = e.msg["sdp"]
+
+    plane = MediaPlane(PlaneConfig(ice_port_udp=40000), emit)
+    fp = "sha-256 " + ":".join(["AB"] * 32)
+    tracks: dict[str, list[LocalTrack]] = {}
+    members: list[str] = []
+    for i in range(n):
+        sid = f"s{i:05d}"
+        if i % 8 == 0:
+            members = []
+        plane.open_session(sid, f"c{i // 8}")
+        tracks[sid] = [LocalTrack(kind="audio", ssrc=1000 + i, stream_id=sid, track_id=f"{sid}-a")]
+        offer = build_offer(session_id=i + 1, tracks=tracks[sid], ufrag=f"u{i:06d}", pwd="p" * 22, fingerprint=fp,
+                            cname=sid, candidate=("127.0.0.1", 9))
+        msg: dict[str, Any] = {"type": "offer", "sdp": offer}
+        if slots:
+            msg["audio_slots"] = slots
+        plane.handle_signal(sid, msg)
+        plane.apply([RouteAdded(channel_id="c", track_id=f"{o}_0", kind=TrackKind.AUDIO, publisher_id=o,
+                                receiver_id=sid, paused=False) for o in members]
+                    + [RouteAdded(channel_id="c", track_id=f"{sid}_0", kind=TrackKind.AUDIO, publisher_id=sid,
+                                  receiver_id=o, paused=False) for o in members])
+        members.append(sid)
+        while offers:
+            for who, text in list(offers.items()):
+                del offers[who]
+                answer = build_answer(parse_sdp(text), session_id=1, version=3, tracks=tracks[who], ufrag="x" * 8,
+                                      pwd="p" * 22, fingerprint=fp, cname=who)
+                plane.handle_signal(who, {"type": "answer", "sdp": answer})
+    return [plane]
+
+
 PARTS: dict[str, Callable[[int], list[Any]]] = {"dtls": _handshaken_servers, "srtp": _srtp_contexts,
-                                                "srtp_native": _native_srtp_contexts}
+                                                "srtp_native": _native_srtp_contexts,
+                                                "plane_sections": lambda n: _plane_sessions(n, 0),
+                                                "plane_slots": lambda n: _plane_sessions(n, 8)}
 
 
 def run_parts(sessions: int) -> dict[str, Any]:

@@ -404,11 +404,13 @@ class Negotiator:
                 continue
             offered = {c.payload_type: c for c in slot.codecs}
             accepted = tuple(offered[c.payload_type] for c in m.codecs if c.payload_type in offered)
-            if accepted and accepted[0].name.lower() != "rtx":
-                slot.codecs = accepted
+            if accepted and accepted[0].name.lower() != "rtx" and accepted != slot.codecs:
+                slot.codecs = accepted  # (an equal tuple is not kept twice: sessions hold one per section)
             answered = {e.uri: e.id for e in m.extmaps}
-            slot.extmaps = tuple(e if e.id == answered[e.uri] else replace(e, id=answered[e.uri])
-                                 for e in slot.extmaps if e.uri in answered)
+            extmaps = tuple(e if e.id == answered[e.uri] else replace(e, id=answered[e.uri])
+                            for e in slot.extmaps if e.uri in answered)
+            if extmaps != slot.extmaps:
+                slot.extmaps = extmaps
             slot.client_direction = _direction(m)
             self._update_published(slot, m, published, unpublished)
         self._slots = pending

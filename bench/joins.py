@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slots", type=int, default=8, help="audio slots the B runs ask for")
     p.add_argument("--output", default="", help="write every run's figures to this JSON file")
     p.add_argument("--profile", default="", metavar="DIR", help="py-spy the server's join windows into DIR")
+    p.add_argument("--profile-all-threads", action="store_true",
+                   help="sample every busy thread, not only the GIL holder (C work without the GIL shows too)")
     a = p.parse_args(argv)
     modes = {"per-track sections": (), f"{a.slots} audio slots": ("--audio-slots", str(a.slots))}
     runs: list[dict[str, Any]] = []
@@ -96,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             if a.profile:
                 os.makedirs(a.profile, exist_ok=True)
                 prof = os.path.join(a.profile, f"join-{n}-{'slots' if extra else 'sections'}.txt")
-            r = run_server(a.calls, a.users, a.unmuted, a.join_duration, a.hold, extra, profile=prof)
+            r = run_server(a.calls, a.users, a.unmuted, a.join_duration, a.hold, extra, profile=prof,
+                           profile_gil=not a.profile_all_threads)
             if prof and os.path.exists(prof):
                 r["profile_shares"] = profile_shares(prof)
             r.update(mode=mode, round=n, loadavg_after=list(os.getloadavg()))

@@ -257,10 +257,12 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold: float,
-               loadtest_args: tuple[str, ...] = (), profile: str = "") -> dict[str, Any]:
+               loadtest_args: tuple[str, ...] = (), profile: str = "", profile_gil: bool = True) -> dict[str, Any]:
     """A fresh server, ``calls × users`` load users joined and held; the load tool's figures plus offer rounds.
     ``loadtest_args`` go to `callsd loadtest` as they are (the server is pinned as `bench.capacity` pins it).
-    ``profile``: a file for py-spy's raw stacks of the server over the join window (``--gil``: Python work only)."""
+    ``profile``: a file for py-spy's raw stacks of the server over the join window; ``profile_gil``: only the thread
+    holding the GIL (Python work), else every thread that is not idle (C called without the GIL, e.g. OpenSSL's
+    handshake and SQLite in the commit thread, is then charged to the Python frame that called it)."""
     from bench.capacity import Server
 
     root = str(Path(__file__).resolve().parent.parent)  # the server child runs in a temp dir: find bench/ from there
@@ -275,10 +277,10 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
                "--users-per-call", str(users), "--unmuted", str(unmuted), "--join-duration", f"{join_duration}",
                "--duration", f"{join_duration + hold}", "--server-pid", str(server.proc.pid), "--output", str(out),
                "--quiet", *loadtest_args]
-        spy = (subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--gil", "-r",
-                                 "400", "--format", "raw", "-o", profile, "-d", str(int(join_duration) + 2), "--pid",
-                                 str(server.proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-               if profile else None)
+        spy_cmd = [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", *(["--gil"] if profile_gil else []),
+                   "-r", "400", "--format", "raw", "-o", profile, "-d", str(int(join_duration) + 2), "--pid",
+                   str(server.proc.pid)]
+        spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if profile else None
         tool = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             tool.wait(timeout=join_duration + hold / 2)

@@ -50,10 +50,10 @@ def requested_slots(value: object) -> int:
 
 def draw_ssrc(s: SlotSession, taken: set[int] | None = None) -> int:
     """A random SSRC the session uses nowhere: not on a route, not on a slot, not in ``taken``."""
-    used = {slot.ssrc for slot in s.audio_slots} if s.audio_slots is not None else set()
     while True:
         ssrc = secrets.randbits(32)
-        if ssrc and ssrc not in s.out_by_ssrc and ssrc not in used and (taken is None or ssrc not in taken):
+        if (ssrc and ssrc not in s.out_by_ssrc and (taken is None or ssrc not in taken)
+                and (s.audio_slots is None or all(slot.ssrc != ssrc for slot in s.audio_slots))):
             return ssrc
 
 

@@ -351,7 +351,7 @@ class MediaPlane:
             s.remote = key
         self._emit(SendSignal(session_id=s.session_id, msg={"type": "answer", "sdp": result.answer}))
         self.negotiation.answers_out += 1
-        s.refused.update(result.refused)
+        plane_slots.refuse(s, result.refused)
         self._after_negotiation(s)
 
     def _on_answer(self, s: Session, text: str) -> None:
@@ -360,7 +360,7 @@ class MediaPlane:
         if isinstance(result, AnswerRejected):
             # a bad answer rolls the offer back; what it offered is offered again with the next change
             raise self._rejected(result.reason, result.detail)
-        s.refused.update(result.refused)
+        plane_slots.refuse(s, result.refused)
         self._after_negotiation(s)
 
     def _after_negotiation(self, s: Session) -> None:

@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from callsd.core.wire.negotiation import NegotiationState, Negotiator, OutgoingTrack
-from callsd.core.wire.receive_slots import MAX_AUDIO_SLOTS, ReceiveSlots
+from callsd.core.wire.receive_slots import MAX_AUDIO_SLOTS, ReceiveSlots, SlotState
 from callsd.core.wire.sdp import Codec
 
 from .forwarder import OutRoute
 
-__all__ = ["SlotSession", "requested_slots", "enable", "draw_ssrc", "slot_tracks", "place", "slot_key",
+__all__ = ["SlotSession", "requested_slots", "enable", "draw_ssrc", "slot_tracks", "place", "slot_key", "refuse",
            "SLOT_CODEC", "SLOT_CNAME"]
 
 # What a slot section offers: Opus as the server accepts it from publishers (codec_policy.py); the route maps the
@@ -33,6 +33,7 @@ class SlotSession(Protocol):
 
     audio_slots: ReceiveSlots | None
     neg: Negotiator
+    refused: set[str]
 
     @property
     def out_by_ssrc(self) -> dict[int, OutRoute]: ...
@@ -92,14 +93,24 @@ def slot_tracks(s: SlotSession) -> list[OutgoingTrack]:
     if s.audio_slots is None:
         return []
     return [OutgoingTrack(track_id=slot.slot_id, stream_id=slot.slot_id, kind="audio", ssrc=slot.ssrc,
-                          codec=SLOT_CODEC, cname=SLOT_CNAME) for slot in s.audio_slots]
+                          codec=SLOT_CODEC, cname=SLOT_CNAME) for slot in s.audio_slots
+            if slot.state is not SlotState.RETIRED]
+
+
+def refuse(s: SlotSession, refused: tuple[str, ...]) -> None:
+    """Note the outgoing sections the client rejected (track or slot ids): not offered again. A rejected slot is
+    retired; the track it carried, if any, is then offered on a section of its own, as without slots."""
+    s.refused.update(refused)
+    if s.audio_slots is not None:
+        for slot_id in refused:
+            s.audio_slots.retire(slot_id)
 
 
 def place(s: SlotSession, track_id: str) -> tuple[int, str] | None:
     """Put an audio track on a slot: ``(ssrc, slot id)``; refreshes the table (which makes the next offer) when no
-    slot is fresh. None when the session has no slots."""
+    slot is fresh. None when the session has no slots, or its client rejected one (it gets sections per track)."""
     table = s.audio_slots
-    if table is None:
+    if table is None or any(slot.state is SlotState.RETIRED for slot in table):
         return None
     slot = table.place(track_id)
     if slot is None:

@@ -17,7 +17,9 @@ base on a reused SSRC. A freed slot is therefore *spent* until the next offer, w
 spent), places the track, and offers.
 
 States of a slot: ``fresh`` (never carried a track under its SSRC) → ``busy`` (carries ``track_id``) → ``spent``
-(the track left) → ``fresh`` again on ``refresh``. Pure: the SSRCs are drawn by the adapter and passed in.
+(the track left) → ``fresh`` again on ``refresh``; ``retired`` for good when the client rejected its section (it is
+never offered or used again, so a client that refuses cannot make the server loop). Pure: the SSRCs are drawn by
+the adapter and passed in.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class SlotState(enum.StrEnum):
     FRESH = "fresh"
     BUSY = "busy"
     SPENT = "spent"
+    RETIRED = "retired"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +103,17 @@ class ReceiveSlots:
         s = self._slots[i]
         self._slots[i] = ReceiveSlot(slot_id=s.slot_id, ssrc=s.ssrc, state=SlotState.SPENT)
         return s
+
+    def retire(self, slot_id: str) -> str | None:
+        """The client rejected this slot's section: never use it again. Returns the track it carried, if any (that
+        track is off slots from now on)."""
+        for i, s in enumerate(self._slots):
+            if s.slot_id == slot_id and s.state is not SlotState.RETIRED:
+                if s.track_id is not None:
+                    del self._by_track[s.track_id]
+                self._slots[i] = ReceiveSlot(slot_id=s.slot_id, ssrc=s.ssrc, state=SlotState.RETIRED)
+                return s.track_id
+        return None
 
     def refresh(self, ssrcs: Sequence[int]) -> None:
         """Give every spent slot a fresh SSRC, or, if none is spent, add ``batch`` fresh slots. ``ssrcs`` must hold

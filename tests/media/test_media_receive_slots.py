@@ -22,7 +22,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from .test_media_plane import FakePeer, Rig, offer, rtp
+from .test_media_plane import FakePeer, Rig, answer_to, offer, rtp
 
 # --- the table --------------------------------------------------------------------------------------------------
 
@@ -246,3 +246,32 @@ class SlotMachine(RuleBasedStateMachine):
 
 TestSlotMachine = SlotMachine.TestCase
 TestSlotMachine.settings = settings(max_examples=40, stateful_step_count=20, deadline=None)
+
+
+def _rejecting_answer(server_offer: str) -> str:
+    """A client that accepts its own section and rejects (port 0) every section the server added (mid ``s<n>``)."""
+    blocks = answer_to(server_offer).split("\r\nm=")
+    for n, block in enumerate(blocks):
+        if n and "\r\na=mid:s" in block:
+            kind = block.split(" ", 1)[0]
+            mid = next(line for line in block.split("\r\n") if line.startswith("a=mid:"))
+            blocks[n] = f"{kind} 0 UDP/TLS/RTP/SAVPF 0\r\n{mid}"
+    return "\r\nm=".join(blocks) + ("" if blocks[-1].endswith("\r\n") else "\r\n")
+
+
+def test_a_client_that_rejects_its_slots_is_not_offered_them_again() -> None:
+    rig = Rig()
+    _join(rig, "A", 1000, 2)
+    first = rig.signals("A", "offer")[-1]
+    rig.plane.handle_signal("A", {"type": "answer", "sdp": _rejecting_answer(first)})
+    slots = rig.plane.sessions["A"].audio_slots
+    assert slots is not None and all(s.state.value == "retired" for s in slots)
+    mark = len(rig.events)
+    _join(rig, "B", 1001, 0)
+    rig.plane.apply([_route("B_0", "B", "A"), _route("A_0", "A", "B")])
+    for _ in range(5):  # A keeps rejecting whatever it is offered: the offers stop
+        if not rig.plane.sessions["A"].offer_pending:
+            break
+        rig.plane.handle_signal("A", {"type": "answer", "sdp": _rejecting_answer(rig.signals("A", "offer")[-1])})
+    assert not rig.plane.sessions["A"].offer_pending
+    assert len([o for o in _signals(rig, "offer", mark) if o.session_id == "A"]) <= 1  # B's audio on its own section

@@ -325,6 +325,8 @@ class Negotiator:
         if self.state is NegotiationState.HAVE_LOCAL_OFFER:
             return None
         wanted = {t.track_id: t for t in self._desired}
+        if self._unchanged(wanted):
+            return None
         slots = [s.copy() for s in self._slots]
         changed = False
         for s in slots:
@@ -354,6 +356,18 @@ class Negotiator:
         return OfferMade(offer=self._describe(slots, offer=True, setup=setup),
                          sections=tuple((s.mid, s.local.track_id) for s in slots
                                         if s.local is not None and not s.rejected))
+
+    def _unchanged(self, wanted: dict[str, OutgoingTrack]) -> bool:
+        """Whether the agreed sections already send exactly ``wanted`` (the common case: with receive slots most
+        route changes change nothing here), checked without copying the sections."""
+        placed = 0
+        for s in self._slots:
+            if s.local is not None:
+                w = wanted.get(s.local.track_id)
+                if w is None or w.ssrc != s.local.ssrc:
+                    return False
+                placed += 1
+        return placed == len(wanted)
 
     def rollback(self) -> None:
         """Forget a pending server offer (e.g. the client never answered and the adapter gives up)."""

@@ -1,6 +1,7 @@
 """Join cost A/B: offer/answer rounds and server CPU per join, with and without pre-negotiated audio slots.
 
     .venv/bin/python -m bench.joins [--rounds 2 --calls 10 --users 8 --unmuted 2 --slots 8]   (~1 min per run)
+    .venv/bin/python -m bench.joins --plane --rounds 3      # the media plane alone, in-process (~20 s)
 
 Each run is `bench.memory server` (a fresh `callsd serve` pinned to CPU 0, `callsd loadtest` joining calls × users
 at calls × users ÷ join-duration joins/s, held, then left); the modes alternate run by run in one session so that
@@ -71,6 +72,38 @@ def profile_shares(path: str) -> dict[str, float]:
     return {k: round(v / total, 3) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
 
 
+def plane_cpu_per_join(sessions: int, slots: int) -> float:
+    """CPU µs per join of the media plane alone (negotiation, SDP, routes, slots; no sockets, no hub), in this
+    process: ``sessions`` load-tool clients join calls of 8 and answer every offer (bench.memory's plane part)."""
+    import time
+
+    from callsd.adapters.media.plane import MediaPlane
+
+    from bench.memory import _plane_sessions
+
+    spent = [0.0]  # only the plane's own calls count, not the fake clients' SDP work
+    real = {name: getattr(MediaPlane, name) for name in ("handle_signal", "apply", "open_session")}
+
+    def timed(fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += time.process_time() - t0
+        return call
+
+    _plane_sessions(16, slots)  # warm up imports and caches
+    try:
+        for name, fn in real.items():
+            setattr(MediaPlane, name, timed(fn))
+        _plane_sessions(sessions, slots)
+    finally:
+        for name, fn in real.items():
+            setattr(MediaPlane, name, fn)
+    return round(spent[0] * 1e6 / sessions, 1)
+
+
 def _median(values: list[Any]) -> float | None:
     numbers = [v for v in values if isinstance(v, int | float)]
     return statistics.median(numbers) if numbers else None
@@ -87,9 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slots", type=int, default=8, help="audio slots the B runs ask for")
     p.add_argument("--output", default="", help="write every run's figures to this JSON file")
     p.add_argument("--profile", default="", metavar="DIR", help="py-spy the server's join windows into DIR")
+    p.add_argument("--plane", action="store_true",
+                   help="only the media plane's CPU per join, in this process (a quiet-machine-free A/B)")
     p.add_argument("--profile-all-threads", action="store_true",
                    help="sample every busy thread, not only the GIL holder (C work without the GIL shows too)")
     a = p.parse_args(argv)
+    if a.plane:
+        plane_runs = [{"round": n, "sections_us": plane_cpu_per_join(a.calls * a.users * 8, 0),
+                       "slots_us": plane_cpu_per_join(a.calls * a.users * 8, a.slots)} for n in range(a.rounds)]
+        for r in plane_runs:
+            r["ratio"] = round(r["slots_us"] / r["sections_us"], 3)
+            print(json.dumps(r), flush=True)
+        return 0
     modes = {"per-track sections": (), f"{a.slots} audio slots": ("--audio-slots", str(a.slots))}
     runs: list[dict[str, Any]] = []
     for n in range(a.rounds):

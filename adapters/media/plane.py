@@ -420,10 +420,11 @@ class MediaPlane:
         self.simulcast.add_track(t, p.rids)
         return t
 
-    def _sync_sending(self, s: Session) -> None:
-        """Mark the routes the client accepted (bind their PT and extension ids) as negotiated, the others not."""
-        sending = {st.track_id: st for st in s.neg.sending}
-        for r in s.routes_in.values():
+    def _sync_sending(self, s: Session, only: OutRoute | None = None) -> None:
+        """Mark the routes the client accepted (bind their PT and extension ids) as negotiated, the others not;
+        ``only``: just that route (a route put on a slot: the others did not change)."""
+        sending = plane_slots.sending(s, only)
+        for r in s.routes_in.values() if only is None else (only,):
             st = sending.get(plane_slots.slot_key(s, r.track.track_id))
             accepted = st is not None and st.ssrc == r.ssrc
             if st is not None and accepted:
@@ -523,7 +524,7 @@ class MediaPlane:
         s.refused.discard(t.track_id)
         self.negotiation.routes += 1
         if on_slot is not None:
-            self._sync_sending(s)
+            self._sync_sending(s, r)
             self._announce_slot(s, on_slot[1], t)
         return r
 

@@ -13,13 +13,13 @@ import secrets
 from collections.abc import Mapping
 from typing import Protocol
 
-from callsd.core.wire.negotiation import NegotiationState, Negotiator, OutgoingTrack
+from callsd.core.wire.negotiation import NegotiationState, Negotiator, OutgoingTrack, SendingTrack
 from callsd.core.wire.receive_slots import MAX_AUDIO_SLOTS, ReceiveSlots, SlotState
 from callsd.core.wire.sdp import Codec
 
 from .forwarder import OutRoute
 
-__all__ = ["SlotSession", "requested_slots", "enable", "draw_ssrc", "slot_tracks", "place", "slot_key", "refuse",
+__all__ = ["SlotSession", "requested_slots", "enable", "draw_ssrc", "slot_tracks", "place", "slot_key", "refuse", "sending",
            "SLOT_CODEC", "SLOT_CNAME"]
 
 # What a slot section offers: Opus as the server accepts it from publishers (codec_policy.py); the route maps the
@@ -118,6 +118,16 @@ def place(s: SlotSession, track_id: str) -> tuple[int, str] | None:
         slot = table.place(track_id)
         assert slot is not None  # a refresh always leaves a fresh slot
     return slot.ssrc, slot.slot_id
+
+
+def sending(s: SlotSession, only: OutRoute | None) -> dict[str, SendingTrack]:
+    """What the client's answer agreed to receive, by negotiator track id: all of it, or only ``only``'s entry
+    (a route just put on a slot: looking up one section instead of describing them all)."""
+    if only is None:
+        return {st.track_id: st for st in s.neg.sending}
+    key = slot_key(s, only.track.track_id)
+    st = s.neg.sending_track(key)
+    return {key: st} if st is not None else {}
 
 
 def slot_key(s: SlotSession, track_id: str) -> str:

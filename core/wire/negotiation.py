@@ -183,6 +183,13 @@ class Negotiator:
     def sending(self) -> tuple[SendingTrack, ...]:
         return tuple(t for s in self._slots if (t := self._sending_of(s)) is not None)
 
+    def sending_track(self, track_id: str) -> SendingTrack | None:
+        """``sending``'s entry for ``track_id`` alone (None if the agreed description does not send it)."""
+        for s in self._slots:
+            if s.local is not None and s.local.track_id == track_id:
+                return self._sending_of(s)
+        return None
+
     def mid_of(self, track_id: str) -> str | None:
         """The mid of the section that sends ``track_id`` in the pending offer, else in the agreed description."""
         for s in self._pending if self._pending is not None else self._slots:

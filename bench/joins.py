@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 from typing import Any
 
 from bench.memory import run_server
@@ -128,10 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.plane:
         plane_runs = [{"round": n, "sections_us": plane_cpu_per_join(a.calls * a.users * 8, 0),
                        "slots_us": plane_cpu_per_join(a.calls * a.users * 8, a.slots)} for n in range(a.rounds)]
-        for r in plane_runs:
-            r["ratio"] = round(r["slots_us"] / r["sections_us"], 3)
-            print(json.dumps(r), flush=True)
+        for plane_run in plane_runs:
+            plane_run["ratio"] = round(plane_run["slots_us"] / plane_run["sections_us"], 3)
+            print(json.dumps(plane_run), flush=True)
         return 0
+    spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    if a.profile and not os.path.exists(spy):
+        p.error(f"--profile needs py-spy next to this interpreter ({spy}): pip install py-spy")
     modes = {"per-track sections": (), f"{a.slots} audio slots": ("--audio-slots", str(a.slots))}
     runs: list[dict[str, Any]] = []
     for n in range(a.rounds):

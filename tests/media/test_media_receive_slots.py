@@ -201,6 +201,32 @@ class SlotMachine(RuleBasedStateMachine):
         _answer_all(self.rig)
 
     @precondition(lambda self: bool(self.members))
+    @rule(data=st.data(), slots=st.sampled_from([0, 2, 8]))
+    def reconnect(self, data: st.DataObject, slots: int) -> None:
+        """A new page takes the session over: a fresh media session gets the routes towards it back before its
+        first offer (the server's reconnect path), then publishes again and is routed to the others."""
+        sid = data.draw(st.sampled_from(self.members))
+        others = [o for o in self.members if o != sid]
+        self.rig.plane.apply([RouteRemoved(channel_id="chan", track_id=f"{sid}_0", publisher_id=sid,
+                                           receiver_id=o) for o in others])
+        self.rig.plane.open_session(sid, "chan")
+        self.rig.plane.restore_routes([RouteAdded(channel_id="chan", track_id=f"{o}_0", kind=TrackKind.AUDIO,
+                                                  publisher_id=o, receiver_id=sid, paused=o in self.muted)
+                                       for o in others])
+        self.joined += 1
+        msg: dict[str, Any] = {"type": "offer", "sdp": offer(("audio", "0", "sendrecv", 5000 + self.joined),
+                                                             ufrag=f"r{self.joined}")}
+        if slots:
+            msg["audio_slots"] = slots
+        self.rig.plane.handle_signal(sid, msg)
+        peer = FakePeer(sid)
+        self.rig.peers[sid] = peer
+        self.rig.plane.on_connected(peer)  # type: ignore[arg-type]
+        self.rig.plane.apply([RouteAdded(channel_id="chan", track_id=f"{sid}_0", kind=TrackKind.AUDIO,
+                                         publisher_id=sid, receiver_id=o, paused=sid in self.muted) for o in others])
+        _answer_all(self.rig)
+
+    @precondition(lambda self: bool(self.members))
     @rule(data=st.data())
     def toggle_mute(self, data: st.DataObject) -> None:
         sid = data.draw(st.sampled_from(self.members))

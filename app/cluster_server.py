@@ -37,6 +37,7 @@ from .auth import check_open_mode_allowed
 from .config import Config
 from .http_guard import TICKET_KEY, ConnectionTicket, GuardCounters, serve_http
 from .http_policy import HOST_EXEMPT_PATHS, metrics_authorized
+from .quart_ws import LeanWebsocketConnection
 from .server import (
     STATIC_DIR,
     VERSION,
@@ -118,6 +119,7 @@ def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, 
     from prometheus_client import generate_latest
 
     app = QuartTrio(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+    app.asgi_websocket_class = LeanWebsocketConnection  # as on a single server (quart_ws.py)
     app.config["MAX_CONTENT_LENGTH"] = MAX_MESSAGE_BYTES
 
     def as_json(data: Any, status: int = 200) -> Response:

@@ -52,6 +52,7 @@ from .auth import TokenError, check_open_mode_allowed, turn_credentials, verify_
 from .config import Config
 from .http_guard import TICKET_KEY, ConnectionTicket, GuardCollector, GuardCounters, GuardSettings, serve_http
 from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name, metrics_authorized
+from .quart_ws import LeanWebsocketConnection
 
 __all__ = ["serve", "ServerInfo", "ServerControl", "StartupError", "ServerFailed", "create_app", "ShieldSend", "VERSION"]
 
@@ -177,6 +178,7 @@ def install_host_check(app: QuartTrio, config: Config, counters: GuardCounters,
 def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: GuardCounters | None = None) -> QuartTrio:
     """The Quart-Trio app: thin HTTP handlers and the WebSocket pump entry."""
     app = QuartTrio(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+    app.asgi_websocket_class = LeanWebsocketConnection  # no hold on the last message received (quart_ws.py)
     app.config["MAX_CONTENT_LENGTH"] = MAX_MESSAGE_BYTES
     counters = http_counters or GuardCounters()
 

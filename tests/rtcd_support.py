@@ -103,7 +103,7 @@ class RtcdProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         with open(self.log_path, "a") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "callsd.app.cli", "rtcd", "--log-level", "info"],
                                          env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)

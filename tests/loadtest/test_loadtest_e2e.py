@@ -42,17 +42,16 @@ def server(tmp_path: Path):  # type: ignore[no-untyped-def]
                             stderr=subprocess.STDOUT, cwd=tmp_path)
     url = f"http://127.0.0.1:{http_port}"
     try:
-        for _ in range(100):
-            if proc.poll() is not None:
-                break
+        deadline, healthy = time.monotonic() + 60, False  # a loaded 2-CPU machine may take 20 s to start it
+        while not healthy and proc.poll() is None and time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(url + "/healthz", timeout=1):
-                    break
+                    healthy = True
             except OSError:
                 time.sleep(0.1)
-        if proc.poll() is not None:
+        if not healthy:
             log.close()
-            pytest.fail("callsd serve exited:\n" + (tmp_path / "serve.log").read_text()[-3000:])
+            pytest.fail("callsd serve did not become healthy:\n" + (tmp_path / "serve.log").read_text()[-3000:])
         yield url, proc.pid
     finally:
         proc.terminate()

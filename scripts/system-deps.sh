@@ -38,6 +38,8 @@ ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # tests/cluster: a real TCP load balancer in front of three nodes (round-robin)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+# tests/cluster: the same cluster behind nginx (deploy/proxy/nginx.conf: WebSocket upgrade, TLS termination)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -53,3 +55,4 @@ command -v nft >/dev/null || { echo "system-deps: nft still missing after instal
 [ -e /usr/include/srtp2/srtp.h ] || { echo "system-deps: libsrtp2-dev still missing after install" >&2; exit 1; }
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "system-deps: postgresql still missing after install" >&2; exit 1; }
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || { echo "system-deps: haproxy still missing after install" >&2; exit 1; }
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { echo "system-deps: nginx still missing after install" >&2; exit 1; }

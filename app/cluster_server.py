@@ -98,7 +98,13 @@ class _ClusterCollector:
                                    labels=labels)
         hosted.add_metric(name, sum(1 for h in node.hosts.values() if h.live))
         yield hosted
+        sockets = GaugeMetricFamily("callsd_cluster_client_sockets",
+                                    "Client WebSockets open on this node (served here or relayed to the owner)",
+                                    labels=labels)
+        sockets.add_metric(name, c.clients_open)
+        yield sockets
         for metric, value, text in (
+            ("client_sockets_accepted", c.clients_total, "Client WebSockets this node accepted"),
             ("relayed_out", c.relayed_out, "Relay links opened from this node to a call's owner"),
             ("relayed_in", c.relayed_in, "Relay links accepted by this node for calls it hosts"),
             ("sessions_resumed", c.resumed, "Sessions resumed on a new owner after theirs stopped"),

@@ -48,6 +48,8 @@ class ClusterCounters:
     resumed: int = 0  # sessions this node resumed on a new owner after theirs stopped
     hosted_total: int = 0  # channels this node took a lease for
     lease_losses: int = 0  # hosted channels that stopped for a reason other than this node stopping
+    clients_open: int = 0  # client WebSockets open on this node now (served here or relayed)
+    clients_total: int = 0  # client WebSockets this node accepted
 
 
 class ClusterNode:
@@ -163,12 +165,16 @@ class ClusterNode:
                 await link.close(4012, "call moved")
 
     async def serve_client(self, client: Transport, query_token: str | None) -> None:
+        self.counters.clients_open += 1
+        self.counters.clients_total += 1
         try:
             await serve_client(self, client, query_token)
         except RouteFailed as exc:
             log.error("%s", exc)
             with trio.move_on_after(1):
                 await client.close(1013, "no node can host this call now; try again")
+        finally:
+            self.counters.clients_open -= 1
 
     # ------------------------------------------------------------------ the media plane's events
 

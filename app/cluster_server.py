@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -29,11 +30,11 @@ from callsd.adapters.store.recorder import CallRecorder
 from callsd.core.calls import events as ev
 from callsd.core.calls.eventlog import EventLogError
 from prometheus_client import CollectorRegistry, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
-from .auth import check_open_mode_allowed
+from .auth import TokenError, check_open_mode_allowed, verify_token
 from .config import Config
 from .http_guard import TICKET_KEY, ConnectionTicket, GuardCounters, serve_http
 from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name, metrics_authorized
@@ -110,12 +111,18 @@ class _ClusterCollector:
             ("sessions_resumed", c.resumed, "Sessions resumed on a new owner after theirs stopped"),
             ("leases_acquired", c.hosted_total, "Channel leases this node acquired"),
             ("lease_losses", c.lease_losses, "Hosted channels stopped because the lease was lost or refused"),
-            ("lease_renewals", sum(h.keeper.renewals for h in node.hosts.values()),
-             "Lease renewals of the channels hosted now"),
+            ("lease_renewals", node.lease_renewals(), "Lease renewals of the channels this node hosted"),
         ):
             family = CounterMetricFamily(f"callsd_cluster_{metric}", text, labels=labels)
             family.add_metric(name, value)
             yield family
+        latency = HistogramMetricFamily("callsd_cluster_store_seconds",
+                                        "PostgreSQL latency of this node's writes: op=append is one group commit "
+                                        "(every acknowledged input waits for it), op=renew_lease one lease renewal",
+                                        labels=["node", "op"])
+        for op, (buckets, total) in sorted(node.store_timing.snapshot().items()):
+            latency.add_metric([*name, op], buckets, total)
+        yield latency
 
 
 def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, draining: list[bool]) -> QuartTrio:
@@ -168,6 +175,26 @@ def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, 
         return as_json({"auth_mode": config.auth.mode, "protocol": PROTOCOL_VERSION,
                         "allow_screen_sharing": config.calls.allow_screen_sharing,
                         "max_participants": config.calls.max_participants})
+
+    @app.route("/api/v1/channels")
+    async def channels() -> Response:
+        """The ongoing calls of the whole cluster, whichever node hosts them (same answer as a single server)."""
+        allowed: Callable[[str], bool] = lambda channel: True  # noqa: E731
+        if config.auth.mode == "token":
+            header = request.headers.get("Authorization", "")
+            token = header[7:].strip() if header.lower().startswith("bearer ") else request.args.get("token")
+            try:
+                claims = verify_token(token, secret=config.auth.secret, now=time.time())
+            except TokenError as exc:
+                return as_json({"error": {"code": exc.code, "message": exc.message}}, 401)
+            allowed = claims.allows
+        try:
+            calls = await node.ongoing_calls()
+        except Exception as exc:  # the database is away: say so rather than list a part as the whole
+            log.warning("listing the cluster's calls failed: %r", exc)
+            return as_json({"error": {"code": "unavailable", "message": "the cluster's directory is unreachable"}},
+                           503)
+        return as_json({"channels": [call for call in calls if allowed(call["channel_id"])]})
 
     @app.websocket("/api/v1/websocket")
     async def ws() -> Response | None:

@@ -19,6 +19,7 @@ from typing import Protocol
 import trio
 from callsd.adapters.signaling import SignalingHub
 from callsd.adapters.store.lease_keeper import LeaseKeeper
+from callsd.adapters.store.pg_timing import StoreTiming
 from callsd.adapters.store.postgres import PostgresStore
 from callsd.adapters.store.recorder import CallRecorder
 from callsd.adapters.store.startup import LogRefused, open_verified
@@ -115,10 +116,11 @@ class CallHost:
             self.store.close()
 
 
-def _acquire(url: str, channel_id: str, node_id: str, lease_seconds: float) -> tuple[PostgresStore,
-                                                                                      CallRecorder] | None:
+def _acquire(url: str, channel_id: str, node_id: str, lease_seconds: float,
+             timing: StoreTiming | None) -> tuple[PostgresStore, CallRecorder] | None:
     """Worker thread: the channel's lease and its rebuilt recorder, or None while another node holds it."""
     store = PostgresStore(url, stream=stream_of(channel_id))
+    store.timing = timing
     try:
         if store.acquire_lease(node_id, lease_seconds) is None:
             store.close()
@@ -130,11 +132,11 @@ def _acquire(url: str, channel_id: str, node_id: str, lease_seconds: float) -> t
 
 
 async def open_host(url: str, channel_id: str, node_id: str, lease_seconds: float,
-                    make_hub: MakeHub) -> CallHost | None:
+                    make_hub: MakeHub, timing: StoreTiming | None = None) -> CallHost | None:
     """Take the channel's lease and rebuild its calls from the log; None if another node's lease is live or the
     stream cannot be served (logged)."""
     try:
-        got = await trio.to_thread.run_sync(_acquire, url, channel_id, node_id, lease_seconds)
+        got = await trio.to_thread.run_sync(_acquire, url, channel_id, node_id, lease_seconds, timing)
     except LogRefused as exc:
         log.error("channel %s: cannot host: %s", channel_id, exc)
         return None

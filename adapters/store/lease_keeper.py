@@ -52,7 +52,11 @@ class LeaseKeeper:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = self.store.connect()
-            return pg_leases.renew(self._conn, lease, now=time.monotonic)
+            started = time.perf_counter()
+            renewed = pg_leases.renew(self._conn, lease, now=time.monotonic)
+            if self.store.timing is not None:
+                self.store.timing.observe("renew_lease", time.perf_counter() - started)
+            return renewed
         finally:
             self._in_flight = False
             if self._done and self._conn is not None:

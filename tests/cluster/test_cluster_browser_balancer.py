@@ -119,19 +119,20 @@ def _hand(p: bs.Participant, kind: str) -> None:
 def test_pages_and_load_users_behind_haproxy_hear_each_other_again_after_kill_9(browser: Any, pg_url: str,
                                                                                   tmp_path: Path) -> None:
     nodes = {name: cluster_node(tmp_path, pg_url, name) for name in ("n1", "n2", "n3")}
-    for node in nodes.values():
-        node.start()
     balancer = HAProxy(tmp_path, [(name, node.port) for name, node in nodes.items()])
-    balancer.start()
     out = tmp_path / "load.json"
     load_users = 2
-    load = subprocess.Popen(
-        [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", balancer.url, "--calls", "1",
-         "--users-per-call", str(load_users), "--unmuted", str(load_users), "--duration", "75",
-         "--join-duration", "1", "--join-timeout", "20", "--reconnect", "--output", str(out), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    load: subprocess.Popen[str] | None = None
     people = bs.People(browser, balancer.url, init_script=RECORD_ACKS)
     try:
+        for node in nodes.values():
+            node.start()
+        balancer.start()
+        load = subprocess.Popen(
+            [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", balancer.url, "--calls", "1",
+             "--users-per-call", str(load_users), "--unmuted", str(load_users), "--duration", "75",
+             "--join-duration", "1", "--join-timeout", "20", "--reconnect", "--output", str(out), "--quiet"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
         deadline = time.monotonic() + 30
         while (lease := _owner(pg_url)) is None:  # the load users joined first: their call's channel
             assert time.monotonic() < deadline, "the load test's call never started"
@@ -178,13 +179,13 @@ def test_pages_and_load_users_behind_haproxy_hear_each_other_again_after_kill_9(
             load_output, _ = load.communicate()
     finally:
         people.close()
-        if load.poll() is None:
+        if load is not None and load.poll() is None:
             load.kill()
             load.wait()
         balancer.stop()
         for node in nodes.values():
             node.stop()
-    assert load.returncode in (0, 3), load_output  # 3: "a server process changed"
+    assert load is not None and load.returncode in (0, 3), load_output  # 3: "a server process changed"
     doc = json.loads(out.read_text())
     assert doc["users"]["failed"] == 0 and doc["users"]["connected"] == load_users, doc["users"]
     verified = subprocess.run([sys.executable, "-m", "callsd.app.cli", "replay", pg_url, "--verify"],

@@ -41,13 +41,13 @@ async def _join_over_tls(proxy: Nginx, channel: str) -> dict[str, object]:
 async def test_load_users_behind_nginx_land_on_several_nodes_and_hear_each_other(pg_url: str,
                                                                                   tmp_path: Path) -> None:
     nodes = {name: cluster_node(tmp_path, pg_url, name) for name in ("n1", "n2", "n3")}
-    for node in nodes.values():
-        await trio.to_thread.run_sync(node.start)
     proxy = Nginx(tmp_path, [node.port for node in nodes.values()])
-    await trio.to_thread.run_sync(proxy.start)
     out = tmp_path / "load.json"
     users = 4
     try:
+        for node in nodes.values():
+            await trio.to_thread.run_sync(node.start)
+        await trio.to_thread.run_sync(proxy.start)
         load = await trio.to_thread.run_sync(lambda: subprocess.run(
             [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", proxy.url, "--calls", "1",
              "--users-per-call", str(users), "--unmuted", str(users), "--duration", "6", "--join-duration", "1",

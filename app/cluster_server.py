@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from functools import partial
@@ -251,8 +252,10 @@ async def serve_cluster(config: Config, *, control: ServerControl | None = None,
                           alive_seconds=3 * cluster.lease_seconds)
     node_plane: list[Any] = []
     hub_settings = _hub_settings(config)
+    link_ssl = ssl.create_default_context(cafile=cluster.link_ca or None) if cluster.link_tls else None
     node = ClusterNode(url=url, directory=directory, lease_seconds=cluster.lease_seconds, secret=cluster.secret,
                        make_hub=_hub_factory(config, node_plane), idle_seconds=cluster.idle_release_seconds,
+                       link_ssl=link_ssl,
                        hello=lambda sid: {"session_id": sid, "protocol": PROTOCOL_VERSION, "protocol_minor": 0,
                                           "server_version": hub_settings.server_version,
                                           "auth_mode": hub_settings.auth_mode})

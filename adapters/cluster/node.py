@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import ssl
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,12 +58,14 @@ class ClusterCounters:
 
 class ClusterNode:
     def __init__(self, *, url: str, directory: Directory, lease_seconds: float, secret: str, make_hub: MakeHub,
-                 hello: Callable[[str], dict[str, Any]], idle_seconds: float = 60.0) -> None:
+                 hello: Callable[[str], dict[str, Any]], idle_seconds: float = 60.0,
+                 link_ssl: ssl.SSLContext | None = None) -> None:
         self.url = url
         self.directory = directory
         self.info = directory.node
         self.lease_seconds = lease_seconds
         self.link_key = link_key(secret)
+        self.link_ssl = link_ssl  # relay links to other nodes over TLS (cluster.link_tls)
         self.make_hub = make_hub
         self._hello = hello
         self.hosts: dict[str, CallHost] = {}

@@ -243,10 +243,11 @@ async def serve_cluster(config: Config, *, control: ServerControl | None = None,
             raise StartupError(problem)
     control = control or ServerControl()
     url = config.store.url
-    try:  # migrates the schema; its connection factory serves the directory
+    try:  # migrates the schema; its connection factory serves the directory (its own connection is not needed)
         base = await trio.to_thread.run_sync(partial(PostgresStore, url))
     except EventLogError as exc:
         raise StartupError(f"the event log: {exc}") from None
+    base.close()
     cluster = config.cluster
     directory = Directory(base.connect, NodeInfo(cluster.node_id, cluster.advertise, cluster.is_handler),
                           alive_seconds=3 * cluster.lease_seconds)
@@ -293,4 +294,4 @@ async def serve_cluster(config: Config, *, control: ServerControl | None = None,
             nursery.cancel_scope.cancel()
     finally:
         directory.close()
-        base.close()
+        node.renewals.close()

@@ -67,6 +67,7 @@ WHERE l.expires_at > clock_timestamp()
 
 class Directory:
     def __init__(self, connect: Callable[[], Any], node: NodeInfo, *, alive_seconds: float) -> None:
+        self.connect = connect  # a new autocommit connection to the cluster's database
         self._connect = connect
         self._conn: Any = None
         self._lock = trio.Lock()

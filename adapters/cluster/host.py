@@ -18,7 +18,7 @@ from typing import Protocol
 
 import trio
 from callsd.adapters.signaling import SignalingHub
-from callsd.adapters.store.lease_keeper import LeaseKeeper
+from callsd.adapters.store.lease_keeper import LeaseKeeper, RenewalConnection
 from callsd.adapters.store.pg_timing import StoreTiming
 from callsd.adapters.store.postgres import PostgresStore
 from callsd.adapters.store.recorder import CallRecorder
@@ -39,14 +39,15 @@ class MakeHub(Protocol):
 
 
 class CallHost:
-    def __init__(self, channel_id: str, store: PostgresStore, recorder: CallRecorder, hub: SignalingHub) -> None:
+    def __init__(self, channel_id: str, store: PostgresStore, recorder: CallRecorder, hub: SignalingHub,
+                 renewals: RenewalConnection | None = None) -> None:
         assert store.fence is not None
         self.channel_id = channel_id
         self.store = store
         self.recorder = recorder
         self.hub = hub
         self.epoch = store.fence.epoch
-        self.keeper = LeaseKeeper(store)
+        self.keeper = LeaseKeeper(store, shared=renewals)
         self.stopped = trio.Event()  # set once it no longer acts for the channel
         self.why = ""
         self.release_when_stopped = False  # drain: expire the lease at once, so another node takes over now
@@ -132,7 +133,8 @@ def _acquire(url: str, channel_id: str, node_id: str, lease_seconds: float,
 
 
 async def open_host(url: str, channel_id: str, node_id: str, lease_seconds: float,
-                    make_hub: MakeHub, timing: StoreTiming | None = None) -> CallHost | None:
+                    make_hub: MakeHub, timing: StoreTiming | None = None,
+                    renewals: RenewalConnection | None = None) -> CallHost | None:
     """Take the channel's lease and rebuild its calls from the log; None if another node's lease is live or the
     stream cannot be served (logged)."""
     try:
@@ -150,5 +152,5 @@ async def open_host(url: str, channel_id: str, node_id: str, lease_seconds: floa
         raise
     assert store.fence is not None
     log.info("channel %s: hosting at epoch %d (log up to seq %d)", channel_id, store.fence.epoch, recorder.seq)
-    return CallHost(channel_id, store, recorder, hub)
+    return CallHost(channel_id, store, recorder, hub, renewals)
 

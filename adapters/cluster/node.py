@@ -25,6 +25,7 @@ from typing import Any
 import trio
 from callsd.adapters.media.events import MediaEvent
 from callsd.adapters.signaling_session import Transport
+from callsd.adapters.store.lease_keeper import RenewalConnection
 from callsd.adapters.store.pg_timing import StoreTiming
 
 from .directory import Directory
@@ -71,6 +72,7 @@ class ClusterNode:
         self.hosts: dict[str, CallHost] = {}
         self.counters = ClusterCounters()
         self.store_timing = StoreTiming()  # append and lease renewal latency of every channel hosted here
+        self.renewals = RenewalConnection(directory.connect)  # every hosted channel's lease renewals, in turn
         self.route_timeout = 2 * lease_seconds + 10
         self.idle_seconds = idle_seconds  # a hosted channel with no call and no socket this long is given up
         self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
@@ -128,7 +130,7 @@ class ClusterNode:
             if current is not None and current.live:
                 return current
             host = await open_host(self.url, channel_id, self.info.node_id, self.lease_seconds, self.make_hub,
-                                   self.store_timing)
+                                   self.store_timing, self.renewals)
             if host is None:
                 return None
             self.hosts[channel_id] = host

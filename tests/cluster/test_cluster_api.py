@@ -137,3 +137,27 @@ async def test_metrics_per_node_count_owned_calls_sockets_relays_leases_and_stor
     assert 0 < one['callsd_cluster_store_seconds_sum{node="n1",op="append"}'] < appends * 5
     assert one['callsd_cluster_store_seconds_count{node="n1",op="renew_lease"}'] >= 1
     assert not any(key.startswith("callsd_cluster_store_seconds") for key in two)  # n2 hosts nothing: no writes
+
+
+async def test_a_node_uses_one_database_connection_per_hosted_channel_plus_two(pg_url: str, tmp_path: Path) -> None:
+    """Each hosted channel writes on its own connection; lease renewals of all of them share one (the node's
+    RenewalConnection), the directory another: N + 2, where it was 2 N + 2."""
+    import psycopg
+
+    n1 = cluster_node(tmp_path, pg_url, "n1")
+    channels = 5
+    await trio.to_thread.run_sync(n1.start)
+    try:
+        async with AsyncExitStack() as stack:
+            for k in range(channels):
+                who = await stack.enter_async_context(peer(n1))
+                await who.join(f"c{k}", f"u{k}")
+            await trio.sleep(1.5)  # every keeper renewed at least once (every third of the 2 s lease)
+            with psycopg.connect(pg_url, autocommit=True) as db:
+                count = db.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                   "AND pid <> pg_backend_pid()").fetchone()
+                renewals = _samples(n1)['callsd_cluster_lease_renewals_total{node="n1"}']
+    finally:
+        await trio.to_thread.run_sync(n1.stop)
+    assert count is not None and count[0] == channels + 2, count
+    assert renewals >= channels

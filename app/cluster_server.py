@@ -30,16 +30,17 @@ from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSI
 from callsd.adapters.store.recorder import CallRecorder
 from callsd.core.calls import events as ev
 from callsd.core.calls.eventlog import EventLogError
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
 from .auth import TokenError, check_open_mode_allowed, verify_token
 from .config import Config
-from .http_guard import TICKET_KEY, ConnectionTicket, GuardCounters, serve_http
+from .http_guard import TICKET_KEY, ConnectionTicket, GuardCounters, GuardSettings, serve_http
 from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name, metrics_authorized
 from .server import (
+    METRICS_MAX_CONNECTIONS,
     STATIC_DIR,
     VERSION,
     ServerControl,
@@ -51,6 +52,7 @@ from .server import (
     _hub_settings,
     _hypercorn_config,
     _make_plane,
+    _metrics_hypercorn_config,
     _origin_allowed,
     _QuartTransport,
     _turn_credentials,
@@ -126,9 +128,26 @@ class _ClusterCollector:
         yield latency
 
 
-def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, draining: list[bool]) -> QuartTrio:
-    from prometheus_client import generate_latest
+def _metrics_response(config: Config, registry: CollectorRegistry) -> Response:
+    """The node's Prometheus exposition, behind ``metrics.token`` when one is set."""
+    if not metrics_authorized(request.headers.get("Authorization"), config.metrics.token):
+        return Response("a bearer token is required (metrics.token)", status=401,
+                        headers={"WWW-Authenticate": 'Bearer realm="callsd metrics"'})
+    return Response(generate_latest(registry), content_type="text/plain; version=0.0.4; charset=utf-8")
 
+
+def _create_metrics_app(config: Config, registry: CollectorRegistry) -> QuartTrio:
+    """The app of ``metrics.listen``: ``/metrics`` only, as on a single server."""
+    app = QuartTrio(__name__, static_folder=None)
+
+    @app.route("/metrics")
+    async def metrics() -> Response:
+        return _metrics_response(config, registry)
+
+    return app
+
+
+def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, draining: list[bool]) -> QuartTrio:
     app = QuartTrio(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_MESSAGE_BYTES
 
@@ -152,10 +171,9 @@ def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, 
 
     @app.route("/metrics")
     async def metrics() -> Response:
-        if not metrics_authorized(request.headers.get("Authorization"), config.metrics.token):
-            return Response("a bearer token is required (metrics.token)", status=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="callsd metrics"'})
-        return Response(generate_latest(registry), content_type="text/plain; version=0.0.4; charset=utf-8")
+        if config.metrics.listen:
+            return Response("not here: /metrics is served on metrics.listen", status=404)
+        return _metrics_response(config, registry)
 
     @app.route("/")
     async def index() -> Response:
@@ -277,6 +295,14 @@ async def serve_cluster(config: Config, *, control: ServerControl | None = None,
                     rtc_address = await nursery.start(plane.serve)
             binds = await nursery.start(partial(serve_http, app, _hypercorn_config(config), _guard_settings(config),
                                                 http_counters))
+            metrics_url = ""
+            if config.metrics.listen:  # its own caps: a flood of the HTTP port must not lock Prometheus out
+                metrics_binds = await nursery.start(partial(
+                    serve_http, ShieldSend(_create_metrics_app(config, registry)), _metrics_hypercorn_config(config),
+                    GuardSettings(max_message_bytes=MAX_MESSAGE_BYTES, join_timeout=config.http.join_timeout,
+                                  max_connections=METRICS_MAX_CONNECTIONS), GuardCounters()))
+                metrics_url = metrics_binds[0].rstrip("/") + "/metrics"
+                log.info("metrics on %s", metrics_url)
             if handle_signals:
                 nursery.start_soon(_watch_signals, control)
             bound = binds[0].rstrip("/") + "/"
@@ -285,7 +311,7 @@ async def serve_cluster(config: Config, *, control: ServerControl | None = None,
                      "handler" if cluster.is_handler else "not a handler", bound, cluster.advertise)
             task_status.started(ServerInfo(url=bound, http_host=host.strip("[]"), http_port=int(port),
                                            rtc_address=(str(rtc_address[0]), int(rtc_address[1])) if rtc_address
-                                           else None, hub=node))
+                                           else None, hub=node, metrics_url=metrics_url))
             await control.wait()
             draining.append(True)
             await node.release_all()  # drain or stop: hand every call to another node now

@@ -161,3 +161,19 @@ async def test_a_node_uses_one_database_connection_per_hosted_channel_plus_two(p
         await trio.to_thread.run_sync(n1.stop)
     assert count is not None and count[0] == channels + 2, count
     assert renewals >= channels
+
+
+async def test_metrics_listen_serves_the_nodes_metrics_on_their_own_address(pg_url: str, tmp_path: Path) -> None:
+    from serve_support import free_port
+
+    port = free_port()
+    n1 = cluster_node(tmp_path, pg_url, "n1", CALLSD_METRICS_LISTEN=f"127.0.0.1:{port}")
+    await trio.to_thread.run_sync(n1.start)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            assert 'callsd_cluster_calls_owned{node="n1"} 0.0' in resp.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(n1.url + "/metrics", timeout=5)
+        assert refused.value.code == 404  # not on the HTTP port
+    finally:
+        await trio.to_thread.run_sync(n1.stop)

@@ -25,6 +25,7 @@ from callsd.adapters.cluster.directory import Directory, NodeInfo
 from callsd.adapters.cluster.host import MakeHub
 from callsd.adapters.cluster.link import LINK_HEADER, LINK_PATH, authentic, reconnect_key
 from callsd.adapters.cluster.node import ClusterNode
+from callsd.adapters.media.advertiser import advertised_by
 from callsd.adapters.signaling import SignalingHub
 from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from callsd.adapters.store.recorder import CallRecorder
@@ -147,7 +148,8 @@ def _create_metrics_app(config: Config, registry: CollectorRegistry) -> QuartTri
     return app
 
 
-def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, draining: list[bool]) -> QuartTrio:
+def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, draining: list[bool],
+                node_plane: list[Any]) -> QuartTrio:
     app = QuartTrio(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_MESSAGE_BYTES
 
@@ -183,7 +185,9 @@ def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, 
     async def healthz() -> Response:
         if draining:
             return as_json({"status": "draining"}, 503)
-        return as_json({"status": "ok", "node": node.info.node_id})
+        advertised = advertised_by(node_plane[0]) if node_plane else None
+        rtc = {} if advertised is None else {"rtc": {"advertised": advertised.as_json()}}
+        return as_json({"status": "ok", "node": node.info.node_id, **rtc})
 
     @app.route("/version")
     async def version() -> Response:
@@ -283,7 +287,7 @@ async def serve_cluster(config: Config, *, control: ServerControl | None = None,
     registry.register(_ClusterCollector(node))
     draining: list[bool] = []
     http_counters = GuardCounters()
-    app = ShieldSend(_create_app(node, config, registry, draining))
+    app = ShieldSend(_create_app(node, config, registry, draining, node_plane))
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)

@@ -170,6 +170,9 @@ async def test_metrics_listen_serves_the_nodes_metrics_on_their_own_address(pg_u
     n1 = cluster_node(tmp_path, pg_url, "n1", CALLSD_METRICS_LISTEN=f"127.0.0.1:{port}")
     await trio.to_thread.run_sync(n1.start)
     try:
+        with urllib.request.urlopen(n1.url + "/healthz", timeout=5) as resp:  # as a single server's, and the node
+            health = json.loads(resp.read())
+        assert health["node"] == "n1" and health["rtc"]["advertised"]["addresses"] == ["127.0.0.1"], health
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             assert 'callsd_cluster_calls_owned{node="n1"} 0.0' in resp.read().decode()
         with pytest.raises(urllib.error.HTTPError) as refused:

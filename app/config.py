@@ -182,6 +182,8 @@ class ClusterConfig:
     secret: str = ""  # shared by all nodes: authenticates the relay link, derives the reconnect key
     lease_seconds: float = 5.0  # a dead owner's calls move after this long
     idle_release_seconds: float = 60.0  # a hosted channel with no call and no socket this long is given up
+    link_tls: bool = False  # relay links over TLS (wss://advertise), the peer's certificate verified
+    link_ca: str = ""  # CA bundle that signed the nodes' certificates ("": the system's trust store)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -488,7 +490,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "shutdown": {"drain_timeout": _float(0, 86400)},
     "metrics": {"token": _str, "listen": _listen_address_or_empty},
     "cluster": {"enabled": _bool, "node_id": _str, "advertise": _str, "is_handler": _bool, "secret": _str,
-                "lease_seconds": _float(1, 600), "idle_release_seconds": _float(1, 86400)},
+                "lease_seconds": _float(1, 600), "idle_release_seconds": _float(1, 86400), "link_tls": _bool,
+                "link_ca": _file_or_empty},
 }
 _SECTIONS = tuple(SCHEMA)
 _CLASSES: dict[str, type[Any]] = {
@@ -623,6 +626,9 @@ def _cluster_checks(config: Config) -> list[str]:
                         f"it, got {cluster.advertise!r}")
     if len(cluster.secret) < 16:
         problems.append("cluster.secret: must be at least 16 characters, the same on every node")
+    if cluster.link_tls and not config.http.tls_cert:
+        problems.append("cluster.link_tls: the nodes must serve HTTPS for TLS relay links: set http.tls_cert and "
+                        "http.tls_key (a certificate valid for the advertise address) on every node")
     return problems
 
 

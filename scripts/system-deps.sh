@@ -61,6 +61,8 @@ image_deps
 command -v podman >/dev/null 2>&1 || need+=(podman)
 command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need+=(runc)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# tests/cluster: the same cluster behind nginx (deploy/proxy/nginx.conf: WebSocket upgrade, TLS termination)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 # tests/deploy: deploy/k8s is rendered by the kustomize built into kubectl (v4+; the machine image carries kubectl
 # 1.32 with kustomize v5). Debian's kubernetes-client is 1.20 (kustomize v2: no components), so it would not do.
 command -v kubectl >/dev/null 2>&1 || {
@@ -82,3 +84,4 @@ command -v nft >/dev/null || { echo "system-deps: nft still missing after instal
 [ -e /usr/include/srtp2/srtp.h ] || { echo "system-deps: libsrtp2-dev still missing after install" >&2; exit 1; }
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "system-deps: postgresql still missing after install" >&2; exit 1; }
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || { echo "system-deps: haproxy still missing after install" >&2; exit 1; }
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { echo "system-deps: nginx still missing after install" >&2; exit 1; }

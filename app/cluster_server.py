@@ -16,7 +16,6 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -36,7 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
-from .auth import TokenError, check_open_mode_allowed, verify_token
+from .auth import check_open_mode_allowed
 from .config import Config
 from .http_guard import TICKET_KEY, ConnectionTicket, GuardCounters, GuardSettings, serve_http
 from .http_policy import HOST_EXEMPT_PATHS, metrics_authorized
@@ -59,6 +58,8 @@ from .server import (
     _QuartTransport,
     _turn_credentials,
     _watch_signals,
+    channels_allowed,
+    client_config_body,
     install_host_check,
 )
 
@@ -185,22 +186,14 @@ def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, 
 
     @app.route("/api/v1/config")
     async def client_config() -> Response:
-        return as_json({"auth_mode": config.auth.mode, "protocol": PROTOCOL_VERSION,
-                        "allow_screen_sharing": config.calls.allow_screen_sharing,
-                        "max_participants": config.calls.max_participants})
+        return as_json(client_config_body(config))
 
     @app.route("/api/v1/channels")
     async def channels() -> Response:
         """The ongoing calls of the whole cluster, whichever node hosts them (same answer as a single server)."""
-        allowed: Callable[[str], bool] = lambda channel: True  # noqa: E731
-        if config.auth.mode == "token":
-            header = request.headers.get("Authorization", "")
-            token = header[7:].strip() if header.lower().startswith("bearer ") else request.args.get("token")
-            try:
-                claims = verify_token(token, secret=config.auth.secret, now=time.time())
-            except TokenError as exc:
-                return as_json({"error": {"code": exc.code, "message": exc.message}}, 401)
-            allowed = claims.allows
+        allowed = channels_allowed(config)
+        if isinstance(allowed, Response):
+            return allowed
         try:
             calls = await node.ongoing_calls()
         except Exception as exc:  # the database is away: say so rather than list a part as the whole

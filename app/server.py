@@ -154,6 +154,27 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(json.dumps(data), status=status, mimetype="application/json")
 
 
+def client_config_body(config: Config) -> dict[str, Any]:
+    """What ``/api/v1/config`` tells the page before it joins (the same on a single server and a cluster node)."""
+    return {"auth_mode": config.auth.mode, "protocol": PROTOCOL_VERSION,
+            "allow_screen_sharing": config.calls.allow_screen_sharing,
+            "max_participants": config.calls.max_participants}
+
+
+def channels_allowed(config: Config) -> Callable[[str], bool] | Response:
+    """Which channels ``/api/v1/channels`` may list to this request: all in open mode, the token's in token mode
+    (``Authorization: Bearer`` or ``?token=``); a 401 response for a missing or bad token."""
+    if config.auth.mode != "token":
+        return lambda channel: True
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else request.args.get("token")
+    try:
+        claims = verify_token(token, secret=config.auth.secret, now=time.time())
+    except TokenError as exc:
+        return _json({"error": {"code": exc.code, "message": exc.message}}, 401)
+    return claims.allows
+
+
 def install_host_check(app: QuartTrio, config: Config, counters: GuardCounters,
                        exempt_paths: frozenset[str] = HOST_EXEMPT_PATHS) -> None:
     """DNS rebinding (app/http_policy.py): only the names this server is reached by, on every request and WebSocket
@@ -213,23 +234,13 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
 
     @app.route("/api/v1/config")
     async def client_config() -> Response:
-        return _json({
-            "auth_mode": config.auth.mode, "protocol": PROTOCOL_VERSION,
-            "allow_screen_sharing": config.calls.allow_screen_sharing,
-            "max_participants": config.calls.max_participants,
-        })
+        return _json(client_config_body(config))
 
     @app.route("/api/v1/channels")
     async def channels() -> Response:
-        allowed: Callable[[str], bool] = lambda channel: True  # noqa: E731
-        if config.auth.mode == "token":
-            header = request.headers.get("Authorization", "")
-            token = header[7:].strip() if header.lower().startswith("bearer ") else request.args.get("token")
-            try:
-                claims = verify_token(token, secret=config.auth.secret, now=time.time())
-            except TokenError as exc:
-                return _json({"error": {"code": exc.code, "message": exc.message}}, 401)
-            allowed = claims.allows
+        allowed = channels_allowed(config)
+        if isinstance(allowed, Response):
+            return allowed
         listed = [
             {"channel_id": c.channel_id, "call_id": c.call_id, "participants": len(c.participants)}
             for c in hub.machine.calls()

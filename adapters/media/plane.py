@@ -57,6 +57,7 @@ from callsd.core.wire.negotiation import (
     AUDIO_LEVEL_URI,
     MID_URI,
     TOFFSET_URI,
+    TWCC_URI,
     VIDEO_ORIENTATION_URI,
     AnswerRejected,
     LocalTransport,
@@ -71,7 +72,7 @@ from callsd.core.wire.negotiation import (
 from callsd.core.wire.rtp import read_mid
 from callsd.core.wire.sdp import Codec
 
-from . import plane_rtcp, retransmit
+from . import plane_rtcp, retransmit, twcc_send
 from .advertiser import rtc_bind
 from .estimates import ReceiverEstimates
 from .events import (
@@ -140,7 +141,7 @@ class PlaneConfig:
 class Session:
     __slots__ = ("session_id", "channel_id", "ufrag", "pwd", "peer", "remote", "neg", "published", "codecs",
                  "inbound", "routes_in", "out_by_ssrc", "screen_stream", "rtcp_ssrc", "closed", "refused",
-                 "mid_ext_id", "inbound_rtx")
+                 "mid_ext_id", "inbound_rtx", "twcc_ext_id")
 
     def __init__(self, session_id: str, channel_id: str, transport: LocalTransport, simulcast: bool = False) -> None:
         self.session_id = session_id
@@ -161,6 +162,7 @@ class Session:
         self.refused: set[str] = set()  # track ids whose section the client rejected: not offered again
         self.mid_ext_id = 0  # the client's id for the MID header extension (0: none)
         self.inbound_rtx: dict[int, InTrack] = {}  # publisher RTX SSRC -> track (retransmit.py)
+        self.twcc_ext_id = 0  # the transport-wide-cc id it accepted on the sections it receives (0: none)
 
     @property
     def offer_pending(self) -> bool:
@@ -420,6 +422,9 @@ class MediaPlane:
     def _sync_sending(self, s: Session) -> None:
         """Mark the routes the client accepted (bind their PT and extension ids) as negotiated, the others not."""
         sending = {st.track_id: st for st in s.neg.sending}
+        twcc_ids = {dict(st.extensions).get(TWCC_URI, 0) for st in sending.values()}
+        s.twcc_ext_id = twcc_ids.pop() if len(twcc_ids) == 1 else 0  # on every section it receives, or not at all
+        twcc_send.attach(s.peer, s.twcc_ext_id)
         for r in s.routes_in.values():
             st = sending.get(r.track.track_id)
             accepted = st is not None and st.ssrc == r.ssrc
@@ -546,6 +551,7 @@ class MediaPlane:
             return
         s.peer = peer
         peer.data = s
+        twcc_send.attach(peer, s.twcc_ext_id)
         self._emit(SessionConnected(session_id=s.session_id))
         self.ice_watch.connected(s.session_id, self.network.client_address(peer.address), _now())
         for r in s.routes_in.values():

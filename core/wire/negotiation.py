@@ -52,6 +52,7 @@ from .extension_ids import (
     AUDIO_LEVEL_URI,
     KEPT_EXTENSIONS,
     MID_URI,
+    OFFERED_EXTENSIONS,
     TOFFSET_URI,
     TWCC_URI,
     VIDEO_ORIENTATION_URI,
@@ -256,7 +257,8 @@ class Negotiator:
             slot.formats = m.formats
             usable = (not m.rejected and m.mid is not None and m.kind in ("audio", "video") and m.rtcp_mux
                       and m.protocol == _PROTOCOL and m.mid in bundle)
-            codecs = choose_codecs(m.kind, m.codecs, slot.local.codec if slot.local is not None else None)
+            codecs = choose_codecs(m.kind, m.codecs, slot.local.codec if slot.local is not None else None,
+                                   server_sends=slot.server_owned)
             if not usable or not codecs:
                 if slot.published is not None:
                     unpublished.append(slot.published.track_id)
@@ -270,7 +272,8 @@ class Negotiator:
             slot.codecs = codecs
             slot.client_direction = _direction(m)
             slot.rids = send_rids(m) if self.simulcast and m.kind == "video" and slot.client_direction.sends else ()
-            slot.extmaps = tuple(e for e in m.extmaps if e.uri in KEPT_EXTENSIONS[m.kind]
+            kept = OFFERED_EXTENSIONS if slot.server_owned else KEPT_EXTENSIONS
+            slot.extmaps = tuple(e for e in m.extmaps if e.uri in kept[m.kind]
                                  or (slot.rids and e.uri in SIMULCAST_EXTENSIONS))
             slot.rsize = m.rtcp_rsize
             self._update_published(slot, m, published, unpublished)

@@ -88,6 +88,7 @@ from .forwarder import Forwarder, InTrack, OutRoute
 from .ice_outcome import IceOutcomeWatch
 from .paths import make_path
 from .plane_network import PlaneNetwork
+from .probing import ProbeSender
 from .simulcast_fwd import SimulcastForwarder
 from .transport import Peer, TransportConfig, UdpEndpoint
 
@@ -210,6 +211,7 @@ class MediaPlane:
         self.estimates = ReceiverEstimates()  # per receiving session, from its REMB and reports (ADR 0019)
         self.simulcast = SimulcastForwarder(self.forwarder, plane_rtcp.send_layer_pli, self.estimates.estimate)
         self.rtcp_in = plane_rtcp.RtcpAnswers(self.forwarder, self.simulcast, self.estimates)
+        self.probes = ProbeSender(self.sessions.values, self.simulcast.wanted_bps, self.estimates.estimate)
         # calls.enable_simulcast (the server sets it; an app RtcConfig has no such field): new sessions use it
         self.enable_simulcast = bool(getattr(config, "enable_simulcast", True))
         self.endpoint = UdpEndpoint(
@@ -234,6 +236,7 @@ class MediaPlane:
             self.address = await nursery.start(self.endpoint.serve)
             await self.network.start(nursery, self.endpoint)
             nursery.start_soon(self._periodic)
+            nursery.start_soon(self.probes.run)
             task_status.started(self.address)
 
     async def refresh_counters(self, timeout: float = 1.0) -> None:
@@ -245,6 +248,7 @@ class MediaPlane:
         out.update(self.ice_watch.counters.as_dict())
         out.update(self.network.counters())
         out.update(self.estimates.counters())
+        out.update(self.probes.counters())
         out.update({n: getattr(self.negotiation, n) for n in PlaneCounters.__slots__})
         return out
 

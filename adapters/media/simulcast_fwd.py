@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from callsd.core.video import Layer, LayerChoice, LayerPacket, LayerSwitcher, choose_layer
+from callsd.core.video import Layer, LayerChoice, LayerPacket, LayerPolicy, LayerSwitcher, choose_layer
 from callsd.core.video.payload import is_keyframe_start, parse_vp8_descriptor, rewrite_vp8_ids
 from callsd.core.wire.rtp import read_mid, rewrite_rtp
 from callsd.core.wire.rtx import header_length
@@ -33,6 +33,7 @@ from .forwarder import Forwarder, InTrack, OutRoute
 __all__ = ["SimulcastTrack", "SimulcastForwarder", "RATE_WINDOW_S", "ROUTE_CACHE"]
 
 RATE_WINDOW_S = 1.0
+_POLICY = LayerPolicy()  # the layer choice's margin and hold (docs/video.md)
 ROUTE_CACHE = 512
 
 
@@ -100,6 +101,21 @@ class SimulcastForwarder:
 
     def is_simulcast(self, route: OutRoute) -> bool:
         return route.track.track_id in self.tracks
+
+    def wanted_bps(self, receiver_id: str) -> int | None:
+        """What this receiver's estimate would have to reach for a layer above the one chosen for it (the next
+        layer's bitrate x the policy's margin), the most over its simulcast tracks; None when it has the top
+        layer of each (what probing.py probes for)."""
+        want: int | None = None
+        for st in self.tracks.values():
+            rs = st.routes.get(receiver_id)
+            if rs is None or rs.choice is None:
+                continue
+            layers = st.sending_layers()
+            if rs.choice.index + 1 < len(layers):
+                need = int(layers[rs.choice.index + 1][1].bitrate * _POLICY.up_margin)
+                want = need if want is None else max(want, need)
+        return want
 
     # -- the packet path ----------------------------------------------------------------------------------------
     def on_rtp(self, published: dict[str, InTrack], plain: bytes) -> bool:

@@ -35,8 +35,8 @@ _MASK = HISTORY - 1
 class TransportSequencer:
     """One receiving transport's counter and send history; ``ext_id`` is the id the receiver accepted."""
 
-    __slots__ = ("ext_id", "next_seq", "_clock", "_send_ms", "_size", "_seq", "_reported", "stamped", "unstampable",
-                 "sent_bytes")
+    __slots__ = ("ext_id", "next_seq", "_clock", "_send_ms", "_size", "_seq", "_reported", "_cluster", "stamped",
+                 "unstampable", "sent_bytes", "cluster")
 
     def __init__(self, ext_id: int, clock: Callable[[], float]) -> None:
         self.ext_id = ext_id
@@ -46,6 +46,8 @@ class TransportSequencer:
         self._size = array("l", bytes(array("l").itemsize * HISTORY))
         self._seq = array("l", [-1]) * HISTORY  # the full sequence number each slot holds (-1: none)
         self._reported = bytearray(HISTORY)
+        self._cluster = array("l", bytes(array("l").itemsize * HISTORY))
+        self.cluster = 0  # the probe cluster being sent (probing.py sets it around its padding), 0: none
         self.stamped = 0
         self.unstampable = 0
         self.sent_bytes = 0  # every stamped byte: the rate sent to this receiver (probes included)
@@ -62,6 +64,7 @@ class TransportSequencer:
         self._size[slot] = len(out)
         self._seq[slot] = seq
         self._reported[slot] = 0
+        self._cluster[slot] = self.cluster
         self.next_seq = (seq + 1) & 0xFFFF
         self.stamped += 1
         self.sent_bytes += len(out)
@@ -78,7 +81,7 @@ class TransportSequencer:
             self._reported[slot] = 1
             out.append(PacketResult(send_ms=self._send_ms[slot],
                                     arrival_ms=None if arrival is None else arrival / 1000.0,
-                                    size=self._size[slot]))
+                                    size=self._size[slot], probe_cluster=self._cluster[slot]))
         return out
 
 

@@ -4,9 +4,9 @@
 
 A real run in network namespaces (as root; tests/net/shaped_call.py): ``callsd serve`` on a "public" host,
 Chromium publishing a simulcast screen share (two encodings: a quarter and the full resolution) with two receivers
-behind one NAT, and one Chromium receiver behind another NAT whose router polices what it forwards to it (nftables
-``limit rate over``: no netem or tbf on these machines). No limit for 5 s, ``--limit`` bit/s for 30 s, then no limit
-for 30 s. Every 0.5 s each page's getStats goes into a CSV next to the PNG: the limited receiver's received
+behind one NAT, and one Chromium receiver behind another NAT whose router shapes what it forwards to it to
+``--limit`` bit/s (a 300 ms drop-tail queue in userspace, tests/net/nfqueue_delay.py: no tbf or netem on these
+machines). No limit for 5 s, the limit for 30 s, then no limit for 30 s. Every 0.5 s each page's getStats goes into a CSV next to the PNG: the limited receiver's received
 bitrate, frame width (which layer), frames decoded per second and freezes, and an unlimited receiver's for
 comparison. Needs root, Chromium and the test extras (playwright, matplotlib).
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEDULE_S = ((0.0, None), (5.0, "limit"), (35.0, None), (65.0, None))
+SCHEDULE_S = ((0.0, False), (5.0, True), (35.0, False), (65.0, False))
 Row = tuple[float, int, str, int, int, float, int, int]  # t, limit, who, kbit/s, width, fps, freezes, freeze ms
 
 
@@ -63,15 +63,37 @@ def measure(limit: int) -> list[Row]:
         with tempfile.TemporaryDirectory(prefix="callsd-bench-video-") as work:
             server = CallsdProcess(server_host, Path(work), {"ice_address_udp": "0.0.0.0"})
             try:
-                schedule = [(at, limit if bps == "limit" else None) for at, bps in SCHEDULE_S]
                 print(f"sampling {SCHEDULE_S[-1][0]:.0f} s: {limit // 1000} kbit/s from {SCHEDULE_S[1][0]:.0f} s "
                       f"to {SCHEDULE_S[2][0]:.0f} s", file=sys.stderr)
-                run = shaped_call.run(server_host, open_host, limited, topo.hosts["nat1"], schedule)
+                run = shaped_call.run(server_host, open_host, limited, topo.hosts["nat1"], limit, list(SCHEDULE_S))
             finally:
                 server.stop()
+                server_log = server.log_path.read_text(errors="replace").splitlines()
     finally:
         topo.close()
+    write_log(run, server_log)
     return rows_of(run)
+
+
+def write_log(run: Any, server_log: list[str]) -> None:
+    """The server's layer and probe decisions next to the samples (bench/results/video-layers.log)."""
+    import datetime
+
+    def stamp(t: float) -> str:
+        return datetime.datetime.fromtimestamp(t).strftime("%H:%M:%S,%f")[:-3]
+
+    sessions = {row["session"]: name for name, rows in run.samples.items() for row in rows if "session" in row}
+    lines = [f"{stamp(run.start)} schedule starts; receivers {sessions}"]
+    lines += [f"{stamp(at)} link limit {bps // 1000 if bps else 'none'} kbit/s" for at, bps in run.changes]
+    lines.append(f"{stamp(run.start + SCHEDULE_S[-1][0])} shaper: {run.shaper}")
+    for line in server_log:
+        if "simulcast:" in line or "estimate:" in line or "probing:" in line:
+            for sid, name in sessions.items():
+                line = line.replace(sid, name)
+            lines.append(line[11:])
+    lines.sort()
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    (ROOT / "bench" / "results" / "video-layers.log").write_text("\n".join(lines) + "\n")
 
 
 def write(rows: list[Row], out: Path) -> None:

@@ -19,6 +19,7 @@ observable through ``MediaPlane.estimates.estimate(session_id)`` and the ``remb_
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -30,6 +31,8 @@ from callsd.core.wire.transport_cc import parse_transport_cc
 from .twcc_send import TransportSequencer
 
 __all__ = ["ReceiverEstimates"]
+
+log = logging.getLogger("callsd.media.estimates")
 
 
 class ReceiverEstimates:
@@ -99,8 +102,15 @@ class ReceiverEstimates:
             return
         self.twcc_in += 1
         results = sequencer.results(feedback)
-        if results:
-            self._of(session_id).on_packet_results(results, now_ms)
+        if not results:
+            return
+        est = self._of(session_id)
+        est.on_packet_results(results, now_ms)
+        for probe in est.probes:  # one cluster every few seconds at most
+            log.info("estimate: probe %d to %s: %s (%d packets sent at %d bit/s, received at %d, %.0f %% lost); "
+                     "estimate %d", probe.cluster, session_id, "ok" if probe.bps is not None else "failed",
+                     probe.packets, probe.send_bps, probe.receive_bps, 100 * probe.lost_fraction, est.estimate)
+        est.probes.clear()
 
     def estimate(self, session_id: str) -> int | None:
         """The session's estimate in bit/s, None before it reported anything."""

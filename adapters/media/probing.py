@@ -17,6 +17,7 @@ cluster by the ``run`` task (one burst per ``TICK_S``), not sent in one burst, s
 
 from __future__ import annotations
 
+import logging
 import math
 import struct
 import time
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ProbeSender", "TICK_S", "PADDING"]
 
+log = logging.getLogger("callsd.media.probing")
 TICK_S = 0.01
 IDLE_S = 0.1
 PADDING = 255  # the most RFC 3550 padding one packet can carry (its last byte counts it)
@@ -42,7 +44,7 @@ _PADDING_BODY = bytes(PADDING - 1) + bytes((PADDING,))
 
 
 class _Cluster:
-    __slots__ = ("cluster", "route", "end", "bps", "credit", "last")
+    __slots__ = ("cluster", "route", "end", "bps", "credit", "last", "first_packet")
 
     def __init__(self, cluster: int, route: OutRoute, now: float, end: float, bps: float) -> None:
         self.cluster = cluster
@@ -51,6 +53,7 @@ class _Cluster:
         self.bps = bps
         self.credit = 0.0  # bytes due and not yet sent
         self.last = now
+        self.first_packet = 0  # the sender's packet count when it started
 
 
 class ProbeSender:
@@ -117,11 +120,14 @@ class ProbeSender:
                       and r.negotiated), None)
         if route is None:
             return
-        padding_bps = max(wanted * self.policy.overshoot - sent_bps, 50_000.0)
+        # up to overshoot x wanted in all; at least (overshoot - 1) x wanted of padding, as the rate sent lately
+        # may still count a higher layer the receiver just left
+        padding_bps = max(wanted * self.policy.overshoot - sent_bps, wanted * (self.policy.overshoot - 1))
         cluster = self._next_cluster
         self._next_cluster = self._next_cluster % 0x7FFFFFFF + 1
-        self._active[s.session_id] = _Cluster(cluster, route, now, now + self.policy.duration_ms / 1000.0,
-                                              padding_bps)
+        self._active[s.session_id] = active = _Cluster(cluster, route, now, now + self.policy.duration_ms / 1000.0,
+                                                       padding_bps)
+        active.first_packet = self.packets
         self.clusters += 1
 
     def _pace(self, s: Session, sequencer: TransportSequencer, c: _Cluster, now: float) -> None:
@@ -135,17 +141,24 @@ class ProbeSender:
         size = _HDR.size + PADDING
         count = math.floor(c.credit / size)
         c.credit -= count * size
+        ending = now >= c.end
+        if ending:
+            count = max(count, 1)  # the last packet, marked so its report completes the cluster
         sequencer.cluster = c.cluster
         try:
-            for _ in range(count):
+            for i in range(count):
+                sequencer.cluster_last = ending and i == count - 1
                 packet = _HDR.pack(0xA0, route.rtx_pt, route.rtx_seq, route.ts_offset, route.rtx_ssrc) + _PADDING_BODY
                 route.rtx_seq = (route.rtx_seq + 1) & 0xFFFF
                 peer.send_rtp(packet)
                 self.packets += 1
         finally:
             sequencer.cluster = 0
-        if now >= c.end:
+            sequencer.cluster_last = False
+        if ending:
             del self._active[s.session_id]
+            log.info("probing: cluster %d to %s: %d packets at %d bit/s", c.cluster, s.session_id,
+                     self.packets - c.first_packet, c.bps)
 
     def _forget(self, session_id: str) -> None:
         self._schedules.pop(session_id, None)

@@ -18,6 +18,7 @@ asks the publisher for one on the target layer's SSRC (one PLI per second per la
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,7 @@ from .forwarder import Forwarder, InTrack, OutRoute
 
 __all__ = ["SimulcastTrack", "SimulcastForwarder", "RATE_WINDOW_S", "ROUTE_CACHE"]
 
+log = logging.getLogger("callsd.media.simulcast")
 RATE_WINDOW_S = 1.0
 _POLICY = LayerPolicy()  # the layer choice's margin and hold (docs/video.md)
 ROUTE_CACHE = 512
@@ -186,6 +188,10 @@ class SimulcastForwarder:
             current = next((k for k, (i, _) in enumerate(layers) if i == rs.switcher.current), None)
             prev = LayerChoice(index=current) if current is not None else None
         rs.choice = choose_layer(estimate, [layer for _, layer in layers], prev, now * 1000.0)
+        if prev is None or rs.choice.index != prev.index:  # a decision, not a packet: seconds apart at most
+            chosen = layers[rs.choice.index][1]
+            log.info("simulcast: %s gets %s of %s (%d bit/s) at an estimate of %d bit/s", receiver_id, chosen.rid,
+                     st.track.track_id, chosen.bitrate, estimate)
         return layers[rs.choice.index][0]
 
     def _forward(self, st: SimulcastTrack, route: OutRoute, p: LayerPacket, plain: bytes, start: int,
@@ -199,6 +205,8 @@ class SimulcastForwarder:
             rs = st.routes[route.receiver.session_id] = _RouteState(st.track.clock_rate, p.layer)
         sw = rs.switcher
         sw.target = self._target(st, rs, route.receiver.session_id, now)
+        # a move down for want of capacity stops the current layer at once (core.video.simulcast)
+        sw.stop_current = sw.current is not None and st.rates[sw.target] < st.rates[sw.current]
         before = sw.switches
         out = sw.on_packet(p)
         if sw.wants_keyframe:

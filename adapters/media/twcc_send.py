@@ -36,7 +36,7 @@ class TransportSequencer:
     """One receiving transport's counter and send history; ``ext_id`` is the id the receiver accepted."""
 
     __slots__ = ("ext_id", "next_seq", "_clock", "_send_ms", "_size", "_seq", "_reported", "_cluster", "stamped",
-                 "unstampable", "sent_bytes", "cluster")
+                 "unstampable", "sent_bytes", "cluster", "cluster_last")
 
     def __init__(self, ext_id: int, clock: Callable[[], float]) -> None:
         self.ext_id = ext_id
@@ -48,6 +48,7 @@ class TransportSequencer:
         self._reported = bytearray(HISTORY)
         self._cluster = array("l", bytes(array("l").itemsize * HISTORY))
         self.cluster = 0  # the probe cluster being sent (probing.py sets it around its padding), 0: none
+        self.cluster_last = False  # the next stamped packet is its cluster's last
         self.stamped = 0
         self.unstampable = 0
         self.sent_bytes = 0  # every stamped byte: the rate sent to this receiver (probes included)
@@ -64,7 +65,7 @@ class TransportSequencer:
         self._size[slot] = len(out)
         self._seq[slot] = seq
         self._reported[slot] = 0
-        self._cluster[slot] = self.cluster
+        self._cluster[slot] = -self.cluster if self.cluster_last else self.cluster
         self.next_seq = (seq + 1) & 0xFFFF
         self.stamped += 1
         self.sent_bytes += len(out)
@@ -79,9 +80,10 @@ class TransportSequencer:
             if self._seq[slot] != seq or self._reported[slot]:
                 continue
             self._reported[slot] = 1
+            cluster = self._cluster[slot]  # negative: the cluster's last packet
             out.append(PacketResult(send_ms=self._send_ms[slot],
                                     arrival_ms=None if arrival is None else arrival / 1000.0,
-                                    size=self._size[slot], probe_cluster=self._cluster[slot]))
+                                    size=self._size[slot], probe_cluster=abs(cluster), probe_last=cluster < 0))
         return out
 
 

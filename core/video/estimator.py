@@ -12,14 +12,18 @@ The SFU keeps one ``BandwidthEstimator`` per receiver (per transport). It is fed
 
 The loss-based controller (draft section 6) runs once per report interval (at least ``LOSS_INTERVAL_MS`` and
 ``LOSS_MIN_PACKETS`` of feedback, or one receiver report): loss above 10 % -> ``As *= 1 - 0.5 p``, and with
-transport-cc no higher than R, the rate that did arrive (a policer drops what exceeds its rate without building a
-queue, so the delay-based half sees nothing; what got through is the best measure of the path, and waiting for
-``As`` to halve its way down is seconds of freezing); below 2 % -> ``As *= 1.05``; in between hold. With
+transport-cc further down toward R, the rate that did arrive, by at most a factor ``1 - p`` per interval (a
+policer drops what exceeds its rate without building a queue, so the delay-based half sees nothing; what got
+through is the best measure of the path, and waiting for ``As`` to creep down by ``1 - 0.5 p`` steps is seconds
+of freezing, while one bad interval of a busy receiver should not halve it); below 2 % -> ``As *= 1.05``; in
+between hold. With
 transport-cc an increase goes no higher than 1.5 R + 10 kbit/s (a bound on increases: it never lowers a rate).
 
 Probe clusters (``PacketResult.probe_cluster``, ``probe.py``): a cluster that arrived with little loss shows the
 path carries its rate; both halves are raised to 0.95 x that at once, so a receiver held on a low simulcast layer
-can be found able to take a higher one (``probes``: the outcomes, for the caller's schedule and counters).
+can be found able to take a higher one (``probes``: the outcomes, for the caller's schedule and counters). A
+probe's own losses do not count for the loss-based half (they say the probe's rate was too high, which its
+outcome already says); its delays do count for the delay-based half (a queue the probe built is the path's).
 
 The estimate is ``min(A_delay, As, REMB)`` (A_delay once transport-cc has measured R) clamped to ``[min_bps,
 max_bps]``; it is always finite.
@@ -71,6 +75,7 @@ class PacketResult:
     arrival_ms: float | None
     size: int
     probe_cluster: int = 0
+    probe_last: bool = False  # the cluster's last packet: its report completes the cluster
 
 
 class BandwidthEstimator:
@@ -115,15 +120,17 @@ class BandwidthEstimator:
         """Feed one transport-cc report's packets (in sequence order); returns the new estimate."""
         received = sent = 0
         for result in results:
-            sent += 1
+            if not result.probe_cluster:  # a probe's losses say its rate was too high, not the media's
+                sent += 1
             if not math.isfinite(result.send_ms):
                 continue
             arrival = result.arrival_ms if result.arrival_ms is not None and math.isfinite(result.arrival_ms) else None
-            for outcome in self._clusters.add(result.probe_cluster, result.send_ms, arrival, result.size):
+            for outcome in self._clusters.add(result.probe_cluster, result.send_ms, arrival, result.size,
+                                              last=result.probe_last):
                 self._on_probe(outcome)
             if arrival is None:
                 continue
-            received += 1
+            received += not result.probe_cluster
             self._count_arrival(arrival, result.size)
             delta = self._inter_arrival.add(result.send_ms, arrival)
             if delta is None:
@@ -185,9 +192,10 @@ class BandwidthEstimator:
     def _apply_loss(self, fraction: float) -> None:
         s = self.settings
         if fraction > LOSS_HIGH:
+            before = self._loss_rate
             self._loss_rate *= 1 - 0.5 * fraction
-            if self.incoming_bps is not None:  # no more than arrived: a policer's rate, found in one interval
-                self._loss_rate = min(self._loss_rate, self.incoming_bps)
+            if self.incoming_bps is not None:  # toward what arrived (a policer's rate), by at most 1 - p at once
+                self._loss_rate = min(self._loss_rate, max(self.incoming_bps, before * (1 - fraction)))
         elif fraction < LOSS_LOW:
             before = self._loss_rate
             self._loss_rate *= 1.05

@@ -13,8 +13,9 @@ the send history. From the transport-cc feedback of those packets (as libwebrtc'
 
 A path narrower than the probe spreads its packets out (receive rate < send rate) or, behind a policer, loses them:
 either way the result is no more than what the path carried, and a lossy cluster gives no result at all. A
-cluster is complete once a packet sent ``SETTLE_MS`` after its last packet has been reported (the receiver reports
-in send order, so every packet of the cluster has been reported by then, received or lost).
+cluster is complete when the report of its last packet comes (received or lost: the receiver reports in send
+order, so every packet of the cluster has been reported by then). Padding is paced in bursts, so a gap between
+two probe packets says nothing about the cluster's end.
 
 ``ProbeSchedule`` is the when: a receiver that wants more than its estimate is probed ``first_after_ms`` after it
 started wanting and then every ``interval_ms``, so an unchanged limit costs one short burst per interval and a
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 __all__ = ["ProbeOutcome", "ProbeClusters", "ProbePolicy", "ProbeSchedule", "MAX_LOSS", "SETTLE_MS", "MIN_PACKETS"]
 
 MAX_LOSS = 0.1
-SETTLE_MS = 50.0
+SETTLE_MS = 1000.0  # longer than any cluster: a packet sent this long after its last one ends it
 MIN_PACKETS = 5
 
 
@@ -92,11 +93,13 @@ class ProbeClusters:
     def __init__(self) -> None:
         self._open: dict[int, _Cluster] = {}
 
-    def add(self, cluster: int, send_ms: float, arrival_ms: float | None, size: int) -> list[ProbeOutcome]:
-        """One reported packet (``cluster`` 0: not a probe packet, it only completes earlier clusters)."""
+    def add(self, cluster: int, send_ms: float, arrival_ms: float | None, size: int, *,
+            last: bool = False) -> list[ProbeOutcome]:
+        """One reported packet (``cluster`` 0: not a probe packet); ``last``: the cluster's last packet, whose
+        report completes it (reports come in send order, so every packet of the cluster has been reported)."""
         done: list[ProbeOutcome] = []
         for cid, c in list(self._open.items()):
-            if cid != cluster and send_ms > c.last_send + SETTLE_MS:
+            if cid != cluster and send_ms > c.last_send + SETTLE_MS:  # its last packet's report never came
                 del self._open[cid]
                 done.append(c.outcome(cid))
         if cluster:
@@ -106,6 +109,9 @@ class ProbeClusters:
                     self._open.pop(next(iter(self._open)))
                 current = self._open[cluster] = _Cluster(send_ms)
             current.add(send_ms, arrival_ms, size)
+            if last:
+                del self._open[cluster]
+                done.append(current.outcome(cluster))
         return done
 
 
@@ -114,8 +120,8 @@ class ProbePolicy:
     """``duration_ms`` of padding per cluster, up to ``overshoot`` x the wanted rate; ``first_after_ms`` after a
     receiver starts wanting more than its estimate, then every ``interval_ms``."""
 
-    duration_ms: float = 300.0
-    overshoot: float = 1.5
+    duration_ms: float = 150.0
+    overshoot: float = 1.2
     first_after_ms: float = 2000.0
     interval_ms: float = 4000.0
 

@@ -5,17 +5,21 @@ Who runs where (namespaces of net/netns.py; callsd already serving on ``server``
     open host (behind its NAT):     Chromium: the publisher (simulcast screen share) and two receivers
     limited host (behind ``router``): Chromium: one receiver; ``router`` polices what it forwards to that host
 
-The link limit is an nftables policer in the limited host's router (``limit rate over N bytes/second burst B bytes
-drop`` on the forward path to the host): packets above the rate are lost, as on a policed access link (the
-machines' kernel has no netem or tbf qdisc). ``run`` waits until the limited receiver decodes the full layer, then
-follows ``schedule`` (seconds after that moment -> limit in bit/s, or None for no limit), and returns every
-page's samples (video_client.py) with the times the limit changed.
+The link limit is a shaper in the limited host's router: while it is on, what the router forwards to the host
+queues in nfqueue_delay.py's rate mode, a link of ``bps`` bit/s with a 300 ms drop-tail queue (this kernel has no
+tbf or netem; its policers, nftables ``limit`` and xtables ``hashlimit``, keep at least a second of the rate in
+their byte buckets, so they let a short probe at three times the rate through whole and say nothing). ``run``
+waits until the limited receiver decodes the publisher's widest layer, then follows ``schedule`` (seconds after
+that moment -> limit on or off), and returns every page's samples (video_client.py), the times the limit
+changed and the shaper's counts.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +32,8 @@ from net.harness import HTTP_PORT, _token
 from net.netns import Host
 
 VIDEO_CLIENT = Path(__file__).with_name("video_client.py")
-BURST_BYTES = 6000  # about 160 ms at 300 kbit/s: a policer's usual small bucket
+SHAPER = Path(__file__).with_name("nfqueue_delay.py")
+IPTABLES = "/usr/sbin/iptables"
 
 
 @dataclass
@@ -38,16 +43,42 @@ class ShapedRun:
     samples: dict[str, list[dict[str, Any]]]
     changes: list[tuple[float, int]] = field(default_factory=list)
     start: float = 0.0
+    shaper: dict[str, Any] = field(default_factory=dict)
 
 
-def set_limit(router: Host, bps: int | None) -> None:
-    """Police what ``router`` forwards to its private side at ``bps`` (None: remove the policer)."""
-    subprocess.run(router.exec_args("nft", "delete", "table", "inet", "callsd_shape"), capture_output=True)
-    if bps is None:
-        return
-    router.nft("table inet callsd_shape {\n  chain forward {\n    type filter hook forward priority 0;\n"
-               f'    oifname "eth1" meta l4proto udp limit rate over {bps // 8} bytes/second burst '
-               f"{BURST_BYTES} bytes drop\n  }}\n}}\n")
+class LinkShaper:
+    """The limited host's downlink as a link of ``bps`` bit/s while ``on``: its router queues what it forwards to
+    the host (``-o eth1``) in nfqueue_delay.py's rate mode, a drop-tail queue of ``queue_ms``. ``close()`` returns
+    what the shaper did (packets seen, dropped, queueing delays)."""
+
+    def __init__(self, router: Host, bps: int, *, queue_ms: float = 300.0, queue: int = 3) -> None:
+        self.router, self.bps, self.queue = router, bps, queue
+        self.active = False
+        self.proc = router.popen([sys.executable, str(SHAPER), "--queue", str(queue), "--rate-bps", str(bps),
+                                  "--queue-ms", str(queue_ms), "--delay", "0", "--jitter", "0", "--seconds", "900"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != b"ready":
+            self.proc.wait(10)
+            raise AssertionError(f"the shaper did not start: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+
+    def _rule(self, op: str) -> None:
+        self.router.run(IPTABLES, op, "FORWARD", "-o", "eth1", "-j", "NFQUEUE", "--queue-num", str(self.queue))
+
+    def set(self, on: bool) -> None:
+        if on != self.active:
+            self._rule("-A" if on else "-D")
+            self.active = on
+
+    def close(self) -> dict[str, Any]:
+        self.set(False)
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=15)
+        lines = out.decode().strip().splitlines()
+        if self.proc.returncode != 0 or not lines:
+            raise AssertionError(f"the shaper failed ({self.proc.returncode}): {err.decode(errors='replace')}")
+        return json.loads(lines[-1])  # type: ignore[no-any-return]
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
@@ -62,12 +93,19 @@ def _read(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def full_width(publisher: list[dict[str, Any]]) -> int:
+    """The frame width of the publisher's widest encoding once at least two are sending (0 before)."""
+    stats = publisher[-1].get("stats") if publisher else None
+    widths = [int(e["width"]) for e in (stats or {}).values() if e.get("width")]
+    return max(widths) if len(widths) >= 2 else 0
+
+
 def _width(rows: list[dict[str, Any]]) -> int:
     stats = rows[-1].get("stats") if rows else None
     return int(stats["width"]) if stats else 0
 
 
-def run(server: Host, open_host: Host, limited: Host, router: Host, schedule: list[tuple[float, int | None]], *,
+def run(server: Host, open_host: Host, limited: Host, router: Host, bps: int, schedule: list[tuple[float, bool]], *,
         channel: str = "video", warmup_timeout: float = 90.0, progress: bool = True) -> ShapedRun:
     """Run the call (see the module docstring); raises AssertionError if the limited receiver never decodes."""
     url = f"http://{server.address}:{HTTP_PORT}"
@@ -80,6 +118,7 @@ def run(server: Host, open_host: Host, limited: Host, router: Host, schedule: li
             args += ["--participant", f"{name}:{_token(channel, name)}:{role}"]
         return host.popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
+    shaper = LinkShaper(router, bps)
     procs = [client(open_host, ("pub", "publisher"), ("r1", "receiver"), ("r2", "receiver")),
              client(limited, ("limited", "receiver"))]
     result = ShapedRun(samples={})
@@ -90,7 +129,7 @@ def run(server: Host, open_host: Host, limited: Host, router: Host, schedule: li
         while time.monotonic() < deadline:  # the full layer at the limited receiver, and steady for 3 s
             rows = _read(work / "limited.jsonl")
             widths = [int(r["stats"]["width"]) for r in rows if r.get("stats")]
-            best = max(widths, default=0)
+            best = full_width(_read(work / "pub.jsonl"))
             if len(widths) >= 6 and best > 0 and all(w == best for w in widths[-6:]) \
                     and _width(_read(work / "r1.jsonl")) == best:
                 break
@@ -103,17 +142,17 @@ def run(server: Host, open_host: Host, limited: Host, router: Host, schedule: li
         if failure:
             return result
         result.start = time.time()
-        for at, bps in schedule:
+        for at, on in schedule:
             while time.time() < result.start + at:
                 time.sleep(0.1)
-            if bps is not None or at > 0:
-                set_limit(router, bps)
-                result.changes.append((time.time(), bps or 0))
+            shaper.set(on)
+            if not result.changes or result.changes[-1][1] != (bps if on else 0):
+                result.changes.append((time.time(), bps if on else 0))
             if progress:
-                print(f"  t={at:5.1f} s: link limit {bps // 1000 if bps else 'none'} kbit/s; limited receiver at "
+                print(f"  t={at:5.1f} s: link {bps // 1000 if on else 'unlimited'} kbit/s; limited receiver at "
                       f"{_width(_read(work / 'limited.jsonl'))} px", file=sys.stderr)
     finally:
-        set_limit(router, None)
+        result.shaper = shaper.close()
         (work / "stop").touch()
         errors = []
         for proc in procs:

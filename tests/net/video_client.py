@@ -33,8 +33,11 @@ FORCE_SIMULCAST = """
     ? { scaleResolutionDownBy: 4, maxBitrate: 150000 } : { scaleResolutionDownBy: 1, maxBitrate: 1200000 }));
   RTCPeerConnection.prototype.addTransceiver = function (trackOrKind, init) {
     const kind = typeof trackOrKind === "string" ? trackOrKind : trackOrKind.kind;
-    if (kind === "video" && !(init && init.sendEncodings))
+    if (kind === "video" && !(init && init.sendEncodings)) {
       init = Object.assign({}, init, { sendEncodings: layers(["q", "f"]) });
+      // a busy machine must not shrink the layers (frame size is how the test tells them apart)
+      if (typeof trackOrKind !== "string" && !trackOrKind.contentHint) trackOrKind.contentHint = "detail";
+    }
     return add.call(this, trackOrKind, init);
   };
 })();
@@ -89,12 +92,13 @@ def main(args: argparse.Namespace) -> None:
                     who.page.add_init_script(FORCE_SIMULCAST)
                 who.open_with_token(args.channel, token)
                 people.append((name, role, who))
-            for _name, role, who in people:
+            files = {name: (out / f"{name}.jsonl").open("a") for name, _, _ in people}
+            for name, role, who in people:
                 who.wait_in_call()
+                files[name].write(json.dumps({"t": time.time(), "session": who.session_id}) + "\n")
                 if role == "publisher":
                     who.tid("screen-button").click()
             deadline = time.monotonic() + args.seconds
-            files = {name: (out / f"{name}.jsonl").open("a") for name, _, _ in people}
             while time.monotonic() < deadline and not (out / "stop").exists():
                 for name, role, who in people:
                     stats = who.page.evaluate(PUBLISHER_STATS if role == "publisher" else RECEIVER_STATS)

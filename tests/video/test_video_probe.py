@@ -28,8 +28,9 @@ def send(est: BandwidthEstimator, start_ms: float, seconds: float, bps: float, p
     now, report, pending = start_ms, start_ms + 100.0, []
     while now < start_ms + seconds * 1000.0:
         arrived = policer is None or policer.passes(now, size)
+        last = cluster != 0 and now + gap >= start_ms + seconds * 1000.0
         pending.append(PacketResult(send_ms=now, arrival_ms=now + 20.0 if arrived else None, size=size,
-                                    probe_cluster=cluster))
+                                    probe_cluster=cluster, probe_last=last))
         now += gap
         if now >= report:
             est.on_packet_results(pending, report)
@@ -67,14 +68,17 @@ def test_a_probe_over_a_free_path_raises_the_estimate_and_over_a_policer_does_no
     assert policed.estimate <= before
 
 
-def test_a_cluster_completes_once_a_later_packet_is_reported() -> None:
+def test_a_cluster_completes_with_the_report_of_its_last_packet_or_long_after() -> None:
     clusters = ProbeClusters()
-    for i in range(10):
+    for i in range(9):
         assert clusters.add(3, 10.0 * i, 10.0 * i + 5, 1000) == []
-    assert clusters.add(0, 95.0, 100.0, 1000) == []  # within the settle time
-    (done,) = clusters.add(0, 150.0, 160.0, 1000)
+    assert clusters.add(0, 500.0, 505.0, 1000) == []  # a pause in the padding is not the end
+    (done,) = clusters.add(3, 90.0, 95.0, 1000, last=True)
     assert done.cluster == 3 and done.packets == 10 and done.bps is not None
     assert abs(done.bps - 800_000) < 1  # 9 packets of 8000 bits in 90 ms, both ways
+    clusters.add(4, 2000.0, None, 1000)
+    (lost,) = clusters.add(0, 3100.0, 3105.0, 1000)  # its last packet's report never came
+    assert lost.cluster == 4 and lost.bps is None
 
 
 def test_the_schedule_waits_then_probes_every_interval_while_wanted() -> None:

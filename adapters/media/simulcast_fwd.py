@@ -213,6 +213,9 @@ class SimulcastForwarder:
             self._keyframe(st, sw.target, now)
         if out is None:
             return
+        if out.switched:
+            log.info("simulcast: %s switched to %s of %s", route.receiver.session_id, st.rids[p.layer],
+                     st.track.track_id)
         self.switches += sw.switches - before
         buf = bytearray(plain)
         if not rewrite_rtp(buf, route.ssrc, out.seq, out.timestamp + route.ts_offset, opt, route.remap):
@@ -237,6 +240,7 @@ class SimulcastForwarder:
         if ssrc is None or now - st.last_pli[layer] < 1.0:
             return
         st.last_pli[layer] = now
+        log.debug("simulcast: key frame of %s of %s asked for", st.rids[layer], st.track.track_id)
         self.forwarder.counters.pli_out += 1
         self._send_pli(st.track.session, ssrc)
 

@@ -167,3 +167,39 @@ def run(server: Host, open_host: Host, limited: Host, router: Host, bps: int, sc
             last = {name: [r.get("stats") for r in rows[-3:-1]] for name, rows in result.samples.items()}
             raise AssertionError(f"{failure}; last stats {last}; consoles {consoles}; stderr {errors}")
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One receiver sample, relative to the schedule's start: its frame width, received bit/s since the previous
+    sample and the longest freeze that ended since then (seconds: the growth of totalFreezesDuration over the
+    growth of freezeCount, a lower bound when several ended)."""
+
+    t: float
+    width: int
+    bps: float
+    freeze_s: float
+
+
+def seen(run: ShapedRun, who: str) -> list[Seen]:
+    out: list[Seen] = []
+    prev: dict[str, Any] | None = None
+    for row in run.samples.get(who, []):
+        stats = row.get("stats")
+        if not stats:
+            continue
+        if prev is not None and row["t"] > prev["t"]:
+            dt = row["t"] - prev["t"]
+            freezes = stats["freezes"] - prev["freezes"]
+            longest = (stats["freeze_s"] - prev["freeze_s"]) / freezes if freezes > 0 else 0.0
+            out.append(Seen(t=row["t"] - run.start, width=int(stats["width"]),
+                            bps=(stats["bytes"] - prev["bytes"]) * 8 / dt, freeze_s=longest))
+        prev = {**stats, "t": row["t"]}
+    return out
+
+
+def layer_widths(run: ShapedRun) -> tuple[int, int]:
+    """The publisher's narrowest and widest encodings (frame widths)."""
+    widths = [int(e["width"]) for row in run.samples.get("pub", []) for e in (row.get("stats") or {}).values()
+              if e.get("width")]
+    return min(widths, default=0), max(widths, default=0)

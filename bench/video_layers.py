@@ -141,7 +141,7 @@ def write(rows: list[Row], out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--limit", type=int, default=300_000, help="the link limit in bit/s")
+    ap.add_argument("--limit", type=int, default=120_000, help="the link limit in bit/s")
     ap.add_argument("--out", type=Path, default=Path("bench/results/video-layers.png"))
     ap.add_argument("--replot", action="store_true", help="redraw the PNG from the CSV of an earlier run")
     args = ap.parse_args()

@@ -4,7 +4,7 @@ Theory of operation. The layer choice moves a receiver up only when its estimate
 margin), but an estimate cannot grow much past what the receiver is sent (``core.video.delay_based``). So when a
 receiver would move up if it could (``SimulcastForwarder.wanted_bps``) and its estimate says it cannot, the server
 sends it a *probe cluster* on the schedule of ``core.video.probe.ProbeSchedule``: for ``duration_ms`` it adds
-padding so that the total it sends that receiver is about ``overshoot`` x the wanted rate. The padding is RTX
+padding at ``overshoot`` x the wanted rate (on top of the media: the cluster's own rate is what is measured). The padding is RTX
 (RFC 4588) padding-only packets on one of the receiver's video routes that negotiated RTX (the receiver's RTX
 stream discards them, as libwebrtc's own padding is discarded), 255 bytes of padding each; each carries the
 transport-wide sequence number and, in the send history, the cluster's id (``TransportSequencer.cluster``). The
@@ -57,7 +57,7 @@ class _Cluster:
 
 
 class ProbeSender:
-    """Per receiving session: its probe schedule, the cluster being sent and the rate it was sent lately."""
+    """Per receiving session: its probe schedule and the cluster being sent."""
 
     def __init__(self, sessions: Callable[[], Iterable[Session]], wanted_bps: Callable[[str], int | None],
                  estimate: Callable[[str], int | None], policy: ProbePolicy | None = None,
@@ -69,7 +69,6 @@ class ProbeSender:
         self._clock = clock
         self._schedules: dict[str, ProbeSchedule] = {}
         self._active: dict[str, _Cluster] = {}
-        self._sent: dict[str, tuple[float, int, float]] = {}  # session -> (time, sequencer.sent_bytes, bit/s)
         self._next_cluster = 1
         self.clusters = 0
         self.packets = 0
@@ -92,24 +91,15 @@ class ProbeSender:
             if not isinstance(sequencer, TransportSequencer) or s.closed:
                 self._forget(s.session_id)
                 continue
-            sent_bps = self._sent_rate(s.session_id, sequencer, now)
             active = self._active.get(s.session_id)
             if active is None:
-                self._maybe_start(s, sent_bps, now)
+                self._maybe_start(s, now)
             else:
                 self._pace(s, sequencer, active, now)
         for gone in [k for k in self._schedules if k not in seen]:
             self._forget(gone)
 
-    def _sent_rate(self, session_id: str, sequencer: TransportSequencer, now: float) -> float:
-        last = self._sent.get(session_id)
-        if last is None or now - last[0] >= 1.0:
-            rate = (sequencer.sent_bytes - last[1]) * 8 / (now - last[0]) if last is not None else 0.0
-            self._sent[session_id] = (now, sequencer.sent_bytes, rate)
-            return rate
-        return last[2]
-
-    def _maybe_start(self, s: Session, sent_bps: float, now: float) -> None:
+    def _maybe_start(self, s: Session, now: float) -> None:
         wanted = self._wanted(s.session_id)
         estimate = self._estimate(s.session_id)
         wants = wanted is not None and estimate is not None and estimate < wanted
@@ -120,9 +110,8 @@ class ProbeSender:
                       and r.negotiated), None)
         if route is None:
             return
-        # up to overshoot x wanted in all; at least (overshoot - 1) x wanted of padding, as the rate sent lately
-        # may still count a higher layer the receiver just left
-        padding_bps = max(wanted * self.policy.overshoot - sent_bps, wanted * (self.policy.overshoot - 1))
+        # the cluster alone at overshoot x wanted: its result (its packets' rates) must cover the wanted rate
+        padding_bps = wanted * self.policy.overshoot
         cluster = self._next_cluster
         self._next_cluster = self._next_cluster % 0x7FFFFFFF + 1
         self._active[s.session_id] = active = _Cluster(cluster, route, now, now + self.policy.duration_ms / 1000.0,
@@ -163,4 +152,3 @@ class ProbeSender:
     def _forget(self, session_id: str) -> None:
         self._schedules.pop(session_id, None)
         self._active.pop(session_id, None)
-        self._sent.pop(session_id, None)

@@ -3,8 +3,8 @@
 Why. An estimator only learns about the rate it sees: GCC never raises its estimate far above 1.5 x what arrived
 (``delay_based``), and a receiver held on a low simulcast layer receives little. After a link limit lifts, nothing
 the receiver is sent would show it. So the server sends a *probe cluster* now and then: for ``duration_ms`` it
-adds RTX padding toward the receiver (adapters/media/probing.py) so that the total reaches the rate it wants to
-know about (the next layer's bitrate with a margin), and every packet of the cluster carries the cluster's id in
+adds RTX padding toward the receiver (adapters/media/probing.py) at the rate it wants to know about (the next
+layer's bitrate with a margin), and every packet of the cluster carries the cluster's id in
 the send history. From the transport-cc feedback of those packets (as libwebrtc's ProbeBitrateEstimator does)::
 
     send rate    = bytes sent but the last packet / (last send - first send)
@@ -123,7 +123,7 @@ class ProbePolicy:
     duration_ms: float = 150.0
     overshoot: float = 1.2
     first_after_ms: float = 2000.0
-    interval_ms: float = 4000.0
+    interval_ms: float = 3000.0
 
     def __post_init__(self) -> None:
         if self.duration_ms <= 0 or self.overshoot < 1.0 or self.first_after_ms < 0 or self.interval_ms <= 0:

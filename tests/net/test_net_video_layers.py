@@ -1,5 +1,5 @@
 """Simulcast on a limited link, with real browsers: Chromium shares its screen as two layers, three Chromium
-receivers watch it, one behind a 300 kbit/s link (a shaper in its router, shaped_call.py). The limited receiver
+receivers watch it, one behind a 120 kbit/s link (a shaper in its router, shaped_call.py). The limited receiver
 gets the low layer within seconds and without a long freeze, the others keep the full one, and when the limit
 lifts the limited receiver is back on the full layer within 10 s (the server probes its path with padding)."""
 
@@ -13,7 +13,7 @@ from net.harness import Net
 
 pytestmark = pytest.mark.browser
 
-LIMIT_BPS = 300_000
+LIMIT_BPS = 120_000
 ON, OFF, END = 5.0, 35.0, 50.0
 SETTLE_S = 5.0  # after the limit: the server's move down, the key frame, the receiver's report
 

@@ -7,7 +7,7 @@ One Chromium, one page (callsd's real web page, token mode) per ``--participant`
 button once in the call; for a page that does not publish simulcast itself, an init script gives each video
 transceiver two encodings when the page gives none (``q``: a quarter of the resolution, ``f``: full; the server
 forwards one of them per receiver). The camera's inactive slot gets them too: the first offer must carry RIDs for
-Chromium to offer the RID extension on a later section. Every 0.5 s each page's ``getStats()`` is appended as one JSON line to
+Chromium to offer the RID extension on a later section. The screen is captured at 640x360, 15 fps. Every 0.5 s each page's ``getStats()`` is appended as one JSON line to
 ``DIR/<name>.jsonl`` (wall time, then for a receiver its inbound screen video: frame size, bytes, frames decoded,
 freezes, NACKs, PLIs; for a publisher each encoding it sends), so the test can watch the call while it changes the
 link. The script ends when ``DIR/stop`` appears or after ``--seconds``; every wait is bounded.
@@ -40,6 +40,10 @@ FORCE_SIMULCAST = """
     }
     return add.call(this, trackOrKind, init);
   };
+  // a 640x360 screen at 15 fps: the encoder of a shared 2-CPU machine keeps up with it
+  const display = navigator.mediaDevices.getDisplayMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getDisplayMedia = (options) =>
+    display(Object.assign({}, options, { video: { width: 640, height: 360, frameRate: 15 } }));
 })();
 """
 

@@ -49,7 +49,7 @@ def rows_of(run: Any) -> list[Row]:
     return out
 
 
-def measure(limit: int) -> list[Row]:
+def measure(limit: int) -> tuple[list[Row], list[tuple[float, str]]]:
     sys.path.insert(0, str(ROOT / "tests"))
     from net import shaped_call
     from net.harness import CallsdProcess
@@ -72,7 +72,21 @@ def measure(limit: int) -> list[Row]:
     finally:
         topo.close()
     write_log(run, server_log)
-    return rows_of(run)
+    return rows_of(run), switches_of(run, server_log)
+
+
+def switches_of(run: Any, server_log: list[str]) -> list[tuple[float, str]]:
+    """(seconds since the schedule started, layer) of each switch the server made for the limited receiver."""
+    import datetime
+
+    sessions = {row["session"]: name for name, rows in run.samples.items() for row in rows if "session" in row}
+    limited = next((sid for sid, name in sessions.items() if name == "limited"), None)
+    out = []
+    for line in server_log:
+        if limited and f"simulcast: {limited} switched to " in line:
+            at = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            out.append((round(at - run.start, 2), line.split(" switched to ")[1].split()[0]))
+    return out
 
 
 def write_log(run: Any, server_log: list[str]) -> None:
@@ -96,13 +110,17 @@ def write_log(run: Any, server_log: list[str]) -> None:
     (ROOT / "bench" / "results" / "video-layers.log").write_text("\n".join(lines) + "\n")
 
 
-def write(rows: list[Row], out: Path) -> None:
+def write(rows: list[Row], switches: list[tuple[float, str]], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.with_suffix(".csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["t_s", "limit_bps", "receiver", "received_kbps", "width_px", "decoded_fps", "freezes",
                     "freeze_ms"])
         w.writerows(rows)
+    with out.with_name(out.stem + "-switches.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["t_s", "layer"])
+        w.writerows(switches)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,10 +137,16 @@ def write(rows: list[Row], out: Path) -> None:
              color="tab:gray", alpha=0.6)
     top.set_ylabel("kbit/s")
     top.legend(loc="upper right", fontsize="small")
-    top.set_title("Simulcast screen share: one receiver behind a policed link (Chromium, namespaces)")
+    top.set_title("Simulcast screen share: one receiver behind a shaped link (Chromium, namespaces)")
     widths = sorted({r[4] for r in rows if r[4]})
     layer.step(t, [r[4] for r in limited], where="post", color="tab:blue")
     layer.step([r[0] for r in other], [r[4] for r in other], where="post", color="tab:gray", alpha=0.6)
+    if switches and len(widths) >= 2:  # the server's switches for the limited receiver ("q" is the low layer)
+        st = [t for t, _ in switches]
+        sy = [widths[0] if name == "q" else widths[-1] for _, name in switches]
+        layer.step([*st, t[-1]], [*sy, sy[-1]], where="post", color="tab:orange", linestyle="--",
+                   label="layer the server switched it to")
+        layer.legend(loc="center right", fontsize="small")
     layer.set_yticks(widths, [f"{w} px" for w in widths])
     layer.set_ylabel("frame width")
     fps.plot(t, [r[5] for r in limited], color="tab:green", label="decoded fps")
@@ -149,9 +173,11 @@ def main() -> None:
         with args.out.with_suffix(".csv").open() as fh:
             rows: list[Row] = [(float(r[0]), int(r[1]), r[2], int(r[3]), int(r[4]), float(r[5]), int(r[6]), int(r[7]))
                                for r in list(csv.reader(fh))[1:]]
-        write(rows, args.out)
+        with args.out.with_name(args.out.stem + "-switches.csv").open() as fh:
+            switches = [(float(r[0]), r[1]) for r in list(csv.reader(fh))[1:]]
+        write(rows, switches, args.out)
         return
-    write(measure(args.limit), args.out)
+    write(*measure(args.limit), args.out)
 
 
 if __name__ == "__main__":

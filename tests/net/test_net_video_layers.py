@@ -27,7 +27,9 @@ def test_the_limited_receiver_gets_the_low_layer_the_others_the_full_one_and_it_
     limited, r1, r2 = (shaped_call.seen(run, who) for who in ("limited", "r1", "r2"))
     decisions = [ln[11:] for ln in server.log().splitlines() if "simulcast:" in ln or "probe " in ln]
     why = f"layers {low}/{full} px; shaper {run.shaper}; server:\n" + "\n".join(decisions[-40:])
-    record_property("limited_receiver", [(round(s.t, 1), s.width, int(s.bps)) for s in limited])
+    for name, samples in (("limited", limited), ("r1", r1), ("r2", r2)):
+        record_property(name, [(round(s.t, 1), s.width, int(s.bps), round(s.freeze_s, 2)) for s in samples])
+    record_property("server", decisions)
     assert 0 < low < full, why
 
     during = [s for s in limited if ON + SETTLE_S <= s.t <= OFF]

@@ -1,6 +1,6 @@
 """A receiver's bitrate and simulcast layer over time while its link limit changes (docs/video.md).
 
-    python -m bench.video_layers [--limit 300000] [--out bench/results/video-layers.png] [--replot]
+    python -m bench.video_layers [--limit 120000] [--screen 640x360] [--out bench/results/video-layers.png] [--replot]
 
 A real run in network namespaces (as root; tests/net/shaped_call.py): ``callsd serve`` on a "public" host,
 Chromium publishing a simulcast screen share (two encodings: a quarter and the full resolution) with two receivers
@@ -49,7 +49,7 @@ def rows_of(run: Any) -> list[Row]:
     return out
 
 
-def measure(limit: int) -> tuple[list[Row], list[tuple[float, str]]]:
+def measure(limit: int, screen: str) -> tuple[list[Row], list[tuple[float, str]], list[str]]:
     sys.path.insert(0, str(ROOT / "tests"))
     from net import shaped_call
     from net.harness import CallsdProcess
@@ -65,14 +65,14 @@ def measure(limit: int) -> tuple[list[Row], list[tuple[float, str]]]:
             try:
                 print(f"sampling {SCHEDULE_S[-1][0]:.0f} s: {limit // 1000} kbit/s from {SCHEDULE_S[1][0]:.0f} s "
                       f"to {SCHEDULE_S[2][0]:.0f} s", file=sys.stderr)
-                run = shaped_call.run(server_host, open_host, limited, topo.hosts["nat1"], limit, list(SCHEDULE_S))
+                run = shaped_call.run(server_host, open_host, limited, topo.hosts["nat1"], limit, list(SCHEDULE_S),
+                                      screen=screen)
             finally:
                 server.stop()
                 server_log = server.log_path.read_text(errors="replace").splitlines()
     finally:
         topo.close()
-    write_log(run, server_log)
-    return rows_of(run), switches_of(run, server_log)
+    return rows_of(run), switches_of(run, server_log), log_lines(run, server_log)
 
 
 def switches_of(run: Any, server_log: list[str]) -> list[tuple[float, str]]:
@@ -89,8 +89,8 @@ def switches_of(run: Any, server_log: list[str]) -> list[tuple[float, str]]:
     return out
 
 
-def write_log(run: Any, server_log: list[str]) -> None:
-    """The server's layer and probe decisions next to the samples (bench/results/video-layers.log)."""
+def log_lines(run: Any, server_log: list[str]) -> list[str]:
+    """The server's layer and probe decisions, with the schedule, by time (written next to the PNG)."""
     import datetime
 
     def stamp(t: float) -> str:
@@ -105,13 +105,13 @@ def write_log(run: Any, server_log: list[str]) -> None:
             for sid, name in sessions.items():
                 line = line.replace(sid, name)
             lines.append(line[11:])
-    lines.sort()
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "video-layers.log").write_text("\n".join(lines) + "\n")
+    return sorted(lines)
 
 
-def write(rows: list[Row], switches: list[tuple[float, str]], out: Path) -> None:
+def write(rows: list[Row], switches: list[tuple[float, str]], out: Path, log: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
+    if log is not None:  # the server's layer and probe decisions next to the samples
+        out.with_suffix(".log").write_text("\n".join(log) + "\n")
     with out.with_suffix(".csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["t_s", "limit_bps", "receiver", "received_kbps", "width_px", "decoded_fps", "freezes",
@@ -167,6 +167,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=120_000, help="the link limit in bit/s")
     ap.add_argument("--out", type=Path, default=Path("bench/results/video-layers.png"))
+    ap.add_argument("--screen", default="640x360", help="the publisher's screen capture size (WxH)")
     ap.add_argument("--replot", action="store_true", help="redraw the PNG from the CSV of an earlier run")
     args = ap.parse_args()
     if args.replot:
@@ -177,7 +178,8 @@ def main() -> None:
             switches = [(float(r[0]), r[1]) for r in list(csv.reader(fh))[1:]]
         write(rows, switches, args.out)
         return
-    write(*measure(args.limit), args.out)
+    rows, switches, log = measure(args.limit, args.screen)
+    write(rows, switches, args.out, log)
 
 
 if __name__ == "__main__":

@@ -106,14 +106,16 @@ def _width(rows: list[dict[str, Any]]) -> int:
 
 
 def run(server: Host, open_host: Host, limited: Host, router: Host, bps: int, schedule: list[tuple[float, bool]], *,
-        channel: str = "video", warmup_timeout: float = 90.0, progress: bool = True) -> ShapedRun:
+        channel: str = "video", warmup_timeout: float = 90.0, progress: bool = True,
+        screen: str = "640x360") -> ShapedRun:
     """Run the call (see the module docstring); raises AssertionError if the limited receiver never decodes."""
     url = f"http://{server.address}:{HTTP_PORT}"
     work = Path(tempfile.mkdtemp(prefix="callsd-video-"))
     work.chmod(0o777)
 
     def client(host: Host, *people: tuple[str, str]) -> subprocess.Popen[bytes]:
-        args = [sys.executable, str(VIDEO_CLIENT), "--url", url, "--channel", channel, "--out", str(work)]
+        args = [sys.executable, str(VIDEO_CLIENT), "--url", url, "--channel", channel, "--out", str(work),
+                "--screen", screen]
         for name, role in people:
             args += ["--participant", f"{name}:{_token(channel, name)}:{role}"]
         return host.popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -7,7 +7,7 @@ One Chromium, one page (callsd's real web page, token mode) per ``--participant`
 button once in the call; for a page that does not publish simulcast itself, an init script gives each video
 transceiver two encodings when the page gives none (``q``: a quarter of the resolution, ``f``: full; the server
 forwards one of them per receiver). The camera's inactive slot gets them too: the first offer must carry RIDs for
-Chromium to offer the RID extension on a later section. The screen is captured at 640x360, 15 fps. Every 0.5 s each page's ``getStats()`` is appended as one JSON line to
+Chromium to offer the RID extension on a later section. The screen is captured at ``--screen`` (640x360), 15 fps. Every 0.5 s each page's ``getStats()`` is appended as one JSON line to
 ``DIR/<name>.jsonl`` (wall time, then for a receiver its inbound screen video: frame size, bytes, frames decoded,
 freezes, NACKs, PLIs; for a publisher each encoding it sends), so the test can watch the call while it changes the
 link. The script ends when ``DIR/stop`` appears or after ``--seconds``; every wait is bounded.
@@ -40,10 +40,11 @@ FORCE_SIMULCAST = """
     }
     return add.call(this, trackOrKind, init);
   };
-  // a 640x360 screen at 15 fps: the encoder of a shared 2-CPU machine keeps up with it
+  // a small screen at 15 fps (640x360 unless the page is told otherwise): a shared 2-CPU machine keeps up with it
   const display = navigator.mediaDevices.getDisplayMedia.bind(navigator.mediaDevices);
+  const [width, height] = (new URLSearchParams(location.search).get("screen") || "640x360").split("x").map(Number);
   navigator.mediaDevices.getDisplayMedia = (options) =>
-    display(Object.assign({}, options, { video: { width: 640, height: 360, frameRate: 15 } }));
+    display(Object.assign({}, options, { video: { width, height, frameRate: 15 } }));
 })();
 """
 
@@ -94,7 +95,7 @@ def main(args: argparse.Namespace) -> None:
                 who = bs.Participant(browser, args.url, name)
                 if role == "publisher":
                     who.page.add_init_script(FORCE_SIMULCAST)
-                who.open_with_token(args.channel, token)
+                who.open_with_token(args.channel, f"{token}&screen={args.screen}")
                 people.append((name, role, who))
             files = {name: (out / f"{name}.jsonl").open("a") for name, _, _ in people}
             for name, role, who in people:
@@ -124,4 +125,5 @@ if __name__ == "__main__":
     parser.add_argument("--out", required=True, help="a folder for the samples (and the stop file)")
     parser.add_argument("--participant", action="append", required=True, help="name:token:publisher|receiver")
     parser.add_argument("--seconds", type=float, default=150)
+    parser.add_argument("--screen", default="640x360", help="the publisher's screen capture size")
     main(parser.parse_args())

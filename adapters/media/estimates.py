@@ -107,7 +107,7 @@ class ReceiverEstimates:
         est = self._of(session_id)
         est.on_packet_results(results, now_ms)
         for probe in est.probes:  # one cluster every few seconds at most
-            log.info("estimate: probe %d to %s: %s (%d packets sent at %d bit/s, received at %d, %.0f %% lost); "
+            log.debug("estimate: probe %d to %s: %s (%d packets sent at %d bit/s, received at %d, %.0f %% lost); "
                      "estimate %d", probe.cluster, session_id, "ok" if probe.bps is not None else "failed",
                      probe.packets, probe.send_bps, probe.receive_bps, 100 * probe.lost_fraction, est.estimate)
         est.probes.clear()

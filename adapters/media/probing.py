@@ -146,7 +146,7 @@ class ProbeSender:
             sequencer.cluster_last = False
         if ending:
             del self._active[s.session_id]
-            log.info("probing: cluster %d to %s: %d packets at %d bit/s", c.cluster, s.session_id,
+            log.debug("probing: cluster %d to %s: %d packets at %d bit/s", c.cluster, s.session_id,
                      self.packets - c.first_packet, c.bps)
 
     def _forget(self, session_id: str) -> None:

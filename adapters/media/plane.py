@@ -57,6 +57,7 @@ from callsd.core.wire.negotiation import (
     AUDIO_LEVEL_URI,
     MID_URI,
     TOFFSET_URI,
+    TWCC_URI,
     VIDEO_ORIENTATION_URI,
     AnswerRejected,
     LocalTransport,
@@ -72,7 +73,7 @@ from callsd.core.wire.receive_slots import ReceiveSlots
 from callsd.core.wire.rtp import read_mid
 from callsd.core.wire.sdp import Codec
 
-from . import plane_rtcp, plane_slots, retransmit
+from . import plane_rtcp, plane_slots, retransmit, twcc_send
 from .advertiser import rtc_bind
 from .estimates import ReceiverEstimates
 from .events import (
@@ -88,6 +89,7 @@ from .forwarder import Forwarder, InTrack, OutRoute
 from .ice_outcome import IceOutcomeWatch
 from .paths import make_path
 from .plane_network import PlaneNetwork
+from .probing import ProbeSender
 from .simulcast_fwd import SimulcastForwarder
 from .transport import Peer, TransportConfig, UdpEndpoint
 
@@ -141,7 +143,7 @@ class PlaneConfig:
 class Session:
     __slots__ = ("session_id", "channel_id", "ufrag", "pwd", "peer", "remote", "neg", "published", "codecs",
                  "inbound", "routes_in", "out_by_ssrc", "screen_stream", "rtcp_ssrc", "closed", "refused",
-                 "mid_ext_id", "inbound_rtx", "audio_slots")
+                 "mid_ext_id", "inbound_rtx", "audio_slots", "twcc_ext_id")
 
     def __init__(self, session_id: str, channel_id: str, transport: LocalTransport, simulcast: bool = False) -> None:
         self.session_id = session_id
@@ -163,6 +165,7 @@ class Session:
         self.mid_ext_id = 0  # the client's id for the MID header extension (0: none)
         self.inbound_rtx: dict[int, InTrack] = {}  # publisher RTX SSRC -> track (retransmit.py)
         self.audio_slots: ReceiveSlots | None = None  # pre-negotiated audio sections, if asked for (plane_slots.py)
+        self.twcc_ext_id = 0  # the transport-wide-cc id it accepted on the sections it receives (0: none)
 
     @property
     def offer_pending(self) -> bool:
@@ -210,6 +213,7 @@ class MediaPlane:
         self.estimates = ReceiverEstimates()  # per receiving session, from its REMB and reports (ADR 0019)
         self.simulcast = SimulcastForwarder(self.forwarder, plane_rtcp.send_layer_pli, self.estimates.estimate)
         self.rtcp_in = plane_rtcp.RtcpAnswers(self.forwarder, self.simulcast, self.estimates)
+        self.probes = ProbeSender(self.sessions.values, self.simulcast.wanted_bps, self.estimates.estimate)
         # calls.enable_simulcast (the server sets it; an app RtcConfig has no such field): new sessions use it
         self.enable_simulcast = bool(getattr(config, "enable_simulcast", True))
         self.endpoint = UdpEndpoint(
@@ -234,6 +238,7 @@ class MediaPlane:
             self.address = await nursery.start(self.endpoint.serve)
             await self.network.start(nursery, self.endpoint)
             nursery.start_soon(self._periodic)
+            nursery.start_soon(self.probes.run)
             task_status.started(self.address)
 
     async def refresh_counters(self, timeout: float = 1.0) -> None:
@@ -245,6 +250,7 @@ class MediaPlane:
         out.update(self.ice_watch.counters.as_dict())
         out.update(self.network.counters())
         out.update(self.estimates.counters())
+        out.update(self.probes.counters())
         out.update({n: getattr(self.negotiation, n) for n in PlaneCounters.__slots__})
         return out
 
@@ -424,6 +430,10 @@ class MediaPlane:
         """Mark the routes the client accepted (bind their PT and extension ids) as negotiated, the others not;
         ``only``: just that route (a route put on a slot: the others did not change)."""
         sending = plane_slots.sending(s, only)
+        if only is None:  # a whole answer: the transport-wide-cc id it accepted on every section it receives, or 0
+            twcc_ids = {dict(st.extensions).get(TWCC_URI, 0) for st in sending.values()}
+            s.twcc_ext_id = twcc_ids.pop() if len(twcc_ids) == 1 else 0
+            twcc_send.attach(s.peer, s.twcc_ext_id)
         for r in s.routes_in.values() if only is None else (only,):
             st = sending.get(plane_slots.slot_key(s, r.track.track_id))
             accepted = st is not None and st.ssrc == r.ssrc
@@ -565,6 +575,7 @@ class MediaPlane:
             return
         s.peer = peer
         peer.data = s
+        twcc_send.attach(peer, s.twcc_ext_id)
         self._emit(SessionConnected(session_id=s.session_id))
         self.ice_watch.connected(s.session_id, self.network.client_address(peer.address), _now())
         for r in s.routes_in.values():

@@ -24,6 +24,7 @@ from . import rtcp_term
 from .estimates import ReceiverEstimates
 from .forwarder import Forwarder, ForwarderCounters, InTrack
 from .simulcast_fwd import SimulcastForwarder
+from .twcc_send import TransportSequencer
 
 if TYPE_CHECKING:
     from .plane import Session
@@ -47,7 +48,9 @@ class RtcpAnswers:
         except rtcp.RtcpError:
             c.rtcp_malformed += 1
             return
-        self.estimates.on_rtcp(s.session_id, packets, s.out_by_ssrc)
+        twcc = s.peer.twcc if s.peer is not None else None
+        self.estimates.on_rtcp(s.session_id, packets, s.out_by_ssrc,
+                               twcc if isinstance(twcc, TransportSequencer) else None)
         for p in packets:
             if isinstance(p, rtcp.SenderReport):
                 t = s.inbound.get(p.ssrc)

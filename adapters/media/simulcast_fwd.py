@@ -18,11 +18,12 @@ asks the publisher for one on the target layer's SSRC (one PLI per second per la
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from callsd.core.video import Layer, LayerChoice, LayerPacket, LayerSwitcher, choose_layer
+from callsd.core.video import Layer, LayerChoice, LayerPacket, LayerPolicy, LayerSwitcher, choose_layer
 from callsd.core.video.payload import is_keyframe_start, parse_vp8_descriptor, rewrite_vp8_ids
 from callsd.core.wire.rtp import read_mid, rewrite_rtp
 from callsd.core.wire.rtx import header_length
@@ -32,7 +33,9 @@ from .forwarder import Forwarder, InTrack, OutRoute
 
 __all__ = ["SimulcastTrack", "SimulcastForwarder", "RATE_WINDOW_S", "ROUTE_CACHE"]
 
+log = logging.getLogger("callsd.media.simulcast")
 RATE_WINDOW_S = 1.0
+_POLICY = LayerPolicy()  # the layer choice's margin and hold (docs/video.md)
 ROUTE_CACHE = 512
 
 
@@ -100,6 +103,21 @@ class SimulcastForwarder:
 
     def is_simulcast(self, route: OutRoute) -> bool:
         return route.track.track_id in self.tracks
+
+    def wanted_bps(self, receiver_id: str) -> int | None:
+        """What this receiver's estimate would have to reach for a layer above the one chosen for it (the next
+        layer's bitrate x the policy's margin), the most over its simulcast tracks; None when it has the top
+        layer of each (what probing.py probes for)."""
+        want: int | None = None
+        for st in self.tracks.values():
+            rs = st.routes.get(receiver_id)
+            if rs is None or rs.choice is None:
+                continue
+            layers = st.sending_layers()
+            if rs.choice.index + 1 < len(layers):
+                need = int(layers[rs.choice.index + 1][1].bitrate * _POLICY.up_margin)
+                want = need if want is None else max(want, need)
+        return want
 
     # -- the packet path ----------------------------------------------------------------------------------------
     def on_rtp(self, published: dict[str, InTrack], plain: bytes) -> bool:
@@ -170,6 +188,10 @@ class SimulcastForwarder:
             current = next((k for k, (i, _) in enumerate(layers) if i == rs.switcher.current), None)
             prev = LayerChoice(index=current) if current is not None else None
         rs.choice = choose_layer(estimate, [layer for _, layer in layers], prev, now * 1000.0)
+        if prev is None or rs.choice.index != prev.index:  # a decision, not a packet: seconds apart at most
+            chosen = layers[rs.choice.index][1]
+            log.info("simulcast: %s gets %s of %s (%d bit/s) at an estimate of %d bit/s", receiver_id, chosen.rid,
+                     st.track.track_id, chosen.bitrate, estimate)
         return layers[rs.choice.index][0]
 
     def _forward(self, st: SimulcastTrack, route: OutRoute, p: LayerPacket, plain: bytes, start: int,
@@ -183,12 +205,17 @@ class SimulcastForwarder:
             rs = st.routes[route.receiver.session_id] = _RouteState(st.track.clock_rate, p.layer)
         sw = rs.switcher
         sw.target = self._target(st, rs, route.receiver.session_id, now)
+        # a move down for want of capacity stops the current layer at once (core.video.simulcast)
+        sw.stop_current = sw.current is not None and st.rates[sw.target] < st.rates[sw.current]
         before = sw.switches
         out = sw.on_packet(p)
         if sw.wants_keyframe:
             self._keyframe(st, sw.target, now)
         if out is None:
             return
+        if out.switched:
+            log.info("simulcast: %s switched to %s of %s", route.receiver.session_id, st.rids[p.layer],
+                     st.track.track_id)
         self.switches += sw.switches - before
         buf = bytearray(plain)
         if not rewrite_rtp(buf, route.ssrc, out.seq, out.timestamp + route.ts_offset, opt, route.remap):
@@ -213,6 +240,7 @@ class SimulcastForwarder:
         if ssrc is None or now - st.last_pli[layer] < 1.0:
             return
         st.last_pli[layer] = now
+        log.debug("simulcast: key frame of %s of %s asked for", st.rids[layer], st.track.track_id)
         self.forwarder.counters.pli_out += 1
         self._send_pli(st.track.session, ssrc)
 

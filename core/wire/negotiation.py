@@ -52,6 +52,7 @@ from .extension_ids import (
     AUDIO_LEVEL_URI,
     KEPT_EXTENSIONS,
     MID_URI,
+    OFFERED_EXTENSIONS,
     TOFFSET_URI,
     TWCC_URI,
     VIDEO_ORIENTATION_URI,
@@ -270,7 +271,8 @@ class Negotiator:
             slot.formats = m.formats
             usable = (not m.rejected and m.mid is not None and m.kind in ("audio", "video") and m.rtcp_mux
                       and m.protocol == _PROTOCOL and m.mid in bundle)
-            codecs = choose_codecs(m.kind, m.codecs, slot.local.codec if slot.local is not None else None)
+            codecs = choose_codecs(m.kind, m.codecs, slot.local.codec if slot.local is not None else None,
+                                   server_sends=slot.server_owned)
             if not usable or not codecs:
                 if slot.published is not None:
                     unpublished.append(slot.published.track_id)
@@ -283,10 +285,13 @@ class Negotiator:
             slot.rejected = False
             slot.codecs = codecs
             slot.client_direction = _direction(m)
-            slot.rids = send_rids(m) if self.simulcast and m.kind == "video" and slot.client_direction.sends else ()
+            # Kept on an inactive section too (a camera slot negotiated before the camera is on): a browser whose
+            # simulcast offer is answered without a=simulcast drops its extra encodings for good (JSEP 5.3.1).
+            slot.rids = send_rids(m) if self.simulcast and m.kind == "video" else ()
             slot.extmaps = tuple(e for e in m.extmaps if e.uri in KEPT_EXTENSIONS[m.kind]
                                  or (slot.rids and e.uri in SIMULCAST_EXTENSIONS))
             slot.rsize = m.rtcp_rsize
+            slot.extmaps += self._more_extmaps(slot, m)
             self._update_published(slot, m, published, unpublished)
             slots.append(slot)
         if not any(not s.rejected for s in slots):
@@ -305,6 +310,17 @@ class Negotiator:
         answer = self._describe(slots, offer=False, setup="active" if role == "client" else "passive")
         return OfferAnswered(answer=answer, remote=self.remote, published=tuple(published),
                              unpublished=tuple(unpublished), sending=self.sending, refused=tuple(refused))
+
+    def _more_extmaps(self, slot: _Slot, m: MediaSection) -> tuple[Extmap, ...]:
+        """Extensions an answer keeps beyond the kept ones: transport-wide cc on a section the server sends on
+        (``OFFERED_EXTENSIONS``), and with simulcast the RID extensions on every video section, simulcast or not
+        yet: Chromium offers no ``a=simulcast`` on an inactive section, and once an answer refused the RID
+        extension it refuses to offer simulcast on any later section ("does not negotiate the RID extension")."""
+        kept = {e.uri for e in slot.extmaps}
+        wanted = set(OFFERED_EXTENSIONS[m.kind]) if slot.server_owned else set()
+        if self.simulcast and m.kind == "video":
+            wanted.update(SIMULCAST_EXTENSIONS)
+        return tuple(e for e in m.extmaps if e.uri in wanted and e.uri not in kept)
 
     def _update_published(self, slot: _Slot, m: MediaSection, published: list[PublishedTrack],
                           unpublished: list[str]) -> None:
@@ -497,7 +513,7 @@ class Negotiator:
             fingerprints=(Fingerprint(algorithm=algo, value=value),), setup=setup,
             candidates=candidates, end_of_candidates=True, rtcp_mux=True, rtcp_rsize=s.rsize,
             codecs=s.codecs, extmaps=s.extmaps, ssrcs=tuple(ssrcs), ssrc_groups=groups,
-            other=receive_attributes(s.rids) if receives else (),
+            other=receive_attributes(s.rids),
         )
 
 

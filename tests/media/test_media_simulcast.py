@@ -101,11 +101,11 @@ def test_a_low_estimate_moves_the_receiver_down_on_a_key_frame_seamlessly() -> N
                          fci=b"REMB" + bytes([0]) + (150_000).to_bytes(3, "big"))
     r.plane.on_rtcp(b, rtcp.build_rtcp([remb]))  # type: ignore[arg-type]
     pli_before = len(plis(a))
-    pub.frames(3)  # still the top layer: no key frame of the target yet, one is asked for
-    assert len(b.rtp) == 44 and plis(a)[pli_before:] == [SSRCS["h"]]
+    pub.frames(3)  # a move down stops the top layer at once (it no longer fits); a key frame is asked for
+    assert len(b.rtp) == 41 and plis(a)[pli_before:] == [SSRCS["h"]]
     pub.frames(1, key={"h"})
     pub.frames(5)
-    sizes = [len(p) for p in b.rtp[44:]]
+    sizes = [len(p) for p in b.rtp[41:]]
     assert sizes and max(sizes) < 1000, "the middle layer (400-byte packets) after the switch"
     out = seqs(b)
     assert out == [(out[0] + i) & 0xFFFF for i in range(len(out))]

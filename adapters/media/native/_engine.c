@@ -49,7 +49,7 @@ static PyObject *s_srtp, *s_rx, *s_tx, *s_data, *s_closed, *s_inbound, *s_packet
     *s_base_seq, *s_max_seq, *s_cycles, *s_last_ts, *s_last_rx, *s_level_id, *s_vad_score, *s_speaking,
     *s_session, *s_routes, *s_live, *s_cache, *s_pt_map, *s_receiver, *s_peer, *s_resync, *s_seq_offset,
     *s_last_seq, *s_remap, *s_identity, *s_table, *s_ts_offset, *s_ssrc, *s_address, *s_send_rtp, *s_clock,
-    *s_on_voice;
+    *s_on_voice, *s_twcc;
 
 /* ---- Engine ------------------------------------------------------------------------------------------------- */
 
@@ -251,7 +251,9 @@ static int tx_sockaddr(Engine *self, PyObject *addr, struct sockaddr_storage *ou
 }
 
 /* Peer.send_rtp for one rewritten packet: protect into the send queue, or Python's send_rtp when the peer's
- * transmit context or address is not one this module handles. -1 with an exception set on failure. */
+ * transmit context or address is not one this module handles, or when the peer stamps transport-wide sequence
+ * numbers (`twcc` not None: the stamp and its send history live in Python, twcc_send.py). -1 with an exception
+ * set on failure. */
 static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t len) {
     PyObject *tx = cs_getattr(peer, s_tx);
     if (tx == NULL)
@@ -261,8 +263,15 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
         self->td.drop_not_ready++;
         return 0;
     }
+    PyObject *twcc = cs_getattr(peer, s_twcc);
+    if (twcc == NULL) {
+        Py_DECREF(tx);
+        return -1;
+    }
+    int stamped = twcc != Py_None;
+    Py_DECREF(twcc);
     PyObject *address = NULL;
-    if (Py_TYPE(tx) == &SrtpSessionType)
+    if (Py_TYPE(tx) == &SrtpSessionType && !stamped)
         address = cs_getattr(peer, s_address);
     if (address == NULL && PyErr_Occurred()) {
         Py_DECREF(tx);
@@ -823,7 +832,7 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_peer, "peer") INTERN(s_resync, "resync") INTERN(s_seq_offset, "seq_offset")
     INTERN(s_last_seq, "last_seq") INTERN(s_remap, "remap") INTERN(s_identity, "identity")
     INTERN(s_table, "table") INTERN(s_ts_offset, "ts_offset") INTERN(s_ssrc, "ssrc")
-    INTERN(s_address, "address") INTERN(s_send_rtp, "send_rtp") INTERN(s_clock, "_clock")
+    INTERN(s_address, "address") INTERN(s_send_rtp, "send_rtp") INTERN(s_clock, "_clock") INTERN(s_twcc, "twcc")
     INTERN(s_on_voice, "_on_voice")
     if (srtp_init() != srtp_err_status_ok) {
         PyErr_SetString(PyExc_ImportError, "srtp_init failed");

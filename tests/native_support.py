@@ -193,6 +193,7 @@ class Run:
             self.clients.append(c)
         self.client_ctx: list[SrtpContext | None] = [None] * n
         self.sessions = []
+        self.sequencers: list[TransportSequencer] = []
         for i in range(n):
             sid = f"s{i}"
             self.plane.open_session(sid, "ch")
@@ -208,6 +209,7 @@ class Run:
                 peer = ep.peer(sid)
                 if twcc and i >= sc.publishers and peer is not None:  # a receiver that negotiated transport-cc
                     peer.twcc = TransportSequencer(5, lambda: 1000.0)
+                    self.sequencers.append(peer.twcc)
         self.tracks: list[InTrack] = []
         for ti, t in enumerate(sc.tracks):
             s = self.sessions[t.publisher]
@@ -347,6 +349,7 @@ class Run:
             "tracks": [(t.packets, t.octets, t.started, t.base_seq, t.max_seq, t.cycles, t.last_ts, t.last_rx,
                         t.vad_score, t.speaking, t.ssrc, t.cache) for t in self.tracks],
             "routes": [(r.seq_offset, r.last_seq, r.resync, r.packets, r.octets) for r in self.routes],
+            "sequencers": [(q.next_seq, q.stamped, q.unstampable, q.sent_bytes) for q in self.sequencers],
         }
 
     def close(self) -> None:
@@ -355,8 +358,8 @@ class Run:
 
 
 def run(sc: Scenario, fast_path: str, twcc: bool = False) -> dict[str, Any]:
-    """``twcc``: every connected receiver stamps transport-wide sequence numbers (the native step hands its
-    packets to Python's send_rtp, which must give the same bytes)."""
+    """``twcc``: every connected receiver stamps transport-wide sequence numbers (the native step has each packet
+    stamped by the receiver's sequencer, then protects and sends it itself: the same bytes, the same numbering)."""
     r = Run(sc, fast_path, twcc)
     try:
         r.play()

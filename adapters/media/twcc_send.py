@@ -9,8 +9,8 @@ receiver reports, per sequence number, whether and when the packet arrived (RTCP
 arrival time on the receiver's, size) the receiver's ``BandwidthEstimator`` takes. Each sequence number is reported
 to the estimator once; numbers the ring no longer holds (older than ``HISTORY`` packets) are skipped.
 
-The native step hands the packets of a peer with a sequencer to ``Peer.send_rtp`` (one attribute read per send;
-``_engine.c``), so both fast paths stamp the same numbers.
+The native step calls ``stamp`` for each packet to a peer with a sequencer and then protects and sends the stamped
+bytes itself (``_engine.c``), so both fast paths stamp the same numbers through this one object.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def test_an_unknown_fast_path_is_refused() -> None:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(scenarios())
 def test_with_transport_cc_receivers_the_native_path_still_matches(sc: Scenario) -> None:
-    """Receivers with a transport-wide sequencer: the native step hands their packets to Python (ADR 0021)."""
+    """Receivers with a transport-wide sequencer: the native step stamps through it and sends itself (ADR 0021)."""
     reference = run(sc, "python", twcc=True)
     native = run(sc, "native", twcc=True)
     for key in reference:

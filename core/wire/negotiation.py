@@ -269,7 +269,9 @@ class Negotiator:
             slot.rejected = False
             slot.codecs = codecs
             slot.client_direction = _direction(m)
-            slot.rids = send_rids(m) if self.simulcast and m.kind == "video" and slot.client_direction.sends else ()
+            # Kept on an inactive section too (a camera slot negotiated before the camera is on): a browser whose
+            # simulcast offer is answered without a=simulcast drops its extra encodings for good (JSEP 5.3.1).
+            slot.rids = send_rids(m) if self.simulcast and m.kind == "video" else ()
             slot.extmaps = tuple(e for e in m.extmaps if e.uri in KEPT_EXTENSIONS[m.kind]
                                  or (slot.rids and e.uri in SIMULCAST_EXTENSIONS))
             slot.rsize = m.rtcp_rsize
@@ -464,7 +466,7 @@ class Negotiator:
             fingerprints=(Fingerprint(algorithm=algo, value=value),), setup=setup,
             candidates=candidates, end_of_candidates=True, rtcp_mux=True, rtcp_rsize=s.rsize,
             codecs=s.codecs, extmaps=s.extmaps, ssrcs=tuple(ssrcs), ssrc_groups=groups,
-            other=receive_attributes(s.rids) if receives else (),
+            other=receive_attributes(s.rids),
         )
 
 

@@ -243,6 +243,7 @@ class MediaPlane:
         out.update(self.ice_watch.counters.as_dict())
         out.update(self.network.counters())
         out.update(self.estimates.counters())
+        out.update(self.simulcast.counters())
         out.update({n: getattr(self.negotiation, n) for n in PlaneCounters.__slots__})
         return out
 

@@ -26,7 +26,7 @@ from callsd.core.video import Layer, LayerChoice, LayerPacket, LayerSwitcher, ch
 from callsd.core.video.payload import is_keyframe_start, parse_vp8_descriptor, rewrite_vp8_ids
 from callsd.core.wire.rtp import read_mid, rewrite_rtp
 from callsd.core.wire.rtx import header_length
-from callsd.core.wire.simulcast_sdp import RID_URI
+from callsd.core.wire.simulcast_sdp import MAX_LAYERS, RID_URI
 
 from .forwarder import Forwarder, InTrack, OutRoute
 
@@ -84,6 +84,23 @@ class SimulcastForwarder:
         self._clock = clock
         self.tracks: dict[str, SimulcastTrack] = {}  # track id -> state
         self.switches = 0
+        # per layer (its position in a=simulcast, 0 = first; the web client lists the lowest first): packets and
+        # payload-and-header bytes received from publishers and forwarded to receivers, for /metrics
+        self.layer_rtp_in = [0] * MAX_LAYERS
+        self.layer_bytes_in = [0] * MAX_LAYERS
+        self.layer_rtp_out = [0] * MAX_LAYERS
+        self.layer_bytes_out = [0] * MAX_LAYERS
+
+    def counters(self) -> dict[str, int]:
+        """The per-layer counters (``simulcast_<rtp|bytes>_<in|out>_l<layer>``) and the switches, flat, as the
+        plane's counters are (a media worker reports them the same way)."""
+        out = {"simulcast_switches": self.switches}
+        for layer in range(MAX_LAYERS):
+            out[f"simulcast_rtp_in_l{layer}"] = self.layer_rtp_in[layer]
+            out[f"simulcast_bytes_in_l{layer}"] = self.layer_bytes_in[layer]
+            out[f"simulcast_rtp_out_l{layer}"] = self.layer_rtp_out[layer]
+            out[f"simulcast_bytes_out_l{layer}"] = self.layer_bytes_out[layer]
+        return out
 
     def add_track(self, track: InTrack, rids: tuple[str, ...]) -> None:
         rid_ext = track.ext.get(RID_URI, 0)
@@ -118,6 +135,8 @@ class SimulcastForwarder:
             c.drop_malformed += 1
             return True
         now = self._clock()
+        self.layer_rtp_in[layer] += 1
+        self.layer_bytes_in[layer] += len(plain)
         self._count(st, layer, len(plain), now)
         payload = plain[start:]
         key = is_keyframe_start(st.codec, payload)
@@ -207,6 +226,8 @@ class SimulcastForwarder:
         c = self.forwarder.counters
         c.rtp_out += 1
         c.rtp_out_bytes += len(data)
+        self.layer_rtp_out[p.layer] += 1
+        self.layer_bytes_out[p.layer] += len(data)
 
     def _keyframe(self, st: SimulcastTrack, layer: int, now: float) -> None:
         ssrc = st.layer_ssrc(layer)

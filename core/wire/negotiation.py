@@ -272,8 +272,11 @@ class Negotiator:
             # Kept on an inactive section too (a camera slot negotiated before the camera is on): a browser whose
             # simulcast offer is answered without a=simulcast drops its extra encodings for good (JSEP 5.3.1).
             slot.rids = send_rids(m) if self.simulcast and m.kind == "video" else ()
+            # The RID extensions are kept on every video section while simulcast is allowed, not only on simulcast
+            # ones: Chromium offers a later section only the extensions an earlier answer accepted, and refuses its
+            # own offer of a new simulcast section (a screen share started mid-call) without them.
             slot.extmaps = tuple(e for e in m.extmaps if e.uri in KEPT_EXTENSIONS[m.kind]
-                                 or (slot.rids and e.uri in SIMULCAST_EXTENSIONS))
+                                 or (self.simulcast and m.kind == "video" and e.uri in SIMULCAST_EXTENSIONS))
             slot.rsize = m.rtcp_rsize
             self._update_published(slot, m, published, unpublished)
             slots.append(slot)

@@ -206,7 +206,8 @@ class MediaPlane:
         self.negotiation = PlaneCounters()
         self.forwarder = Forwarder(send_pli=plane_rtcp.send_pli, on_voice=self._on_voice)
         self.estimates = ReceiverEstimates()  # per receiving session, from its REMB and reports (ADR 0019)
-        self.simulcast = SimulcastForwarder(self.forwarder, plane_rtcp.send_layer_pli, self.estimates.estimate)
+        self.simulcast = SimulcastForwarder(self.forwarder, plane_rtcp.send_layer_pli, self.estimates.estimate,
+                                            send_nack=plane_rtcp.send_layer_nack)
         self.rtcp_in = plane_rtcp.RtcpAnswers(self.forwarder, self.simulcast, self.estimates)
         # calls.enable_simulcast (the server sets it; an app RtcConfig has no such field): new sessions use it
         self.enable_simulcast = bool(getattr(config, "enable_simulcast", True))
@@ -415,7 +416,7 @@ class MediaPlane:
         if t.ssrc is not None:
             s.inbound[t.ssrc] = t
         retransmit.register_rtx(s.inbound_rtx, t, p.rtx_ssrc, p.rtx_payload_type)
-        self.simulcast.add_track(t, p.rids)
+        self.simulcast.add_track(t, p.rids, p.rtx_payload_type)
         return t
 
     def _sync_sending(self, s: Session) -> None:
@@ -629,4 +630,4 @@ class MediaPlane:
 
     def send_reports(self) -> None:
         """One round of RTCP: an SR per stream each session receives, an RR about the streams it publishes."""
-        plane_rtcp.send_reports(self.sessions.values(), self.forwarder.counters)
+        plane_rtcp.send_reports(self.sessions.values(), self.forwarder.counters, self.simulcast.sr_timestamp)

@@ -25,8 +25,8 @@ from typing import Any
 from callsd.core.video import Layer, LayerChoice, LayerPacket, LayerSwitcher, choose_layer
 from callsd.core.video.payload import is_keyframe_start, parse_vp8_descriptor, rewrite_vp8_ids
 from callsd.core.wire.rtp import read_mid, rewrite_rtp
-from callsd.core.wire.rtx import header_length
-from callsd.core.wire.simulcast_sdp import MAX_LAYERS, RID_URI
+from callsd.core.wire.rtx import header_length, unwrap_rtx, wrap_rtx
+from callsd.core.wire.simulcast_sdp import MAX_LAYERS, REPAIRED_RID_URI, RID_URI
 
 from .forwarder import Forwarder, InTrack, OutRoute
 
@@ -37,24 +37,33 @@ ROUTE_CACHE = 512
 
 
 class _RouteState:
-    __slots__ = ("switcher", "choice", "sent")
+    __slots__ = ("switcher", "choice", "sent", "last_ts", "last_at")
 
     def __init__(self, clock_rate: int, target: int) -> None:
         self.switcher = LayerSwitcher(clock_rate=clock_rate, target=target)
         self.choice: LayerChoice | None = None
         self.sent: list[bytes | None] = [None] * ROUTE_CACHE  # by receiver sequence number
+        # the newest RTP timestamp sent to the receiver (its numbering, route offset included) and when: an SR
+        # extrapolates from it, as rtcp_term does for other routes from the track's last packet
+        self.last_ts: int | None = None
+        self.last_at = 0.0
 
 
 class SimulcastTrack:
     """The simulcast side of one ``InTrack``: its RIDs, their SSRCs, rates and the per-receiver switch state."""
 
     __slots__ = ("track", "rids", "rid_ext", "codec", "ssrcs", "octets", "window_start", "rates", "last_pli",
-                 "routes")
+                 "routes", "rtx_pt", "repaired_ext", "rtx_ssrcs")
 
-    def __init__(self, track: InTrack, rids: tuple[str, ...], rid_ext: int) -> None:
+    def __init__(self, track: InTrack, rids: tuple[str, ...], rid_ext: int, rtx_pt: int | None = None,
+                 repaired_ext: int = 0) -> None:
         self.track = track
         self.rids = rids
         self.rid_ext = rid_ext
+        # RTX from the publisher (RFC 4588 with the repaired-RID extension naming the layer it repairs)
+        self.rtx_pt = rtx_pt
+        self.repaired_ext = repaired_ext
+        self.rtx_ssrcs: dict[int, int] = {}  # RTX SSRC -> layer index
         self.codec = next(iter(track.codecs.values()))[0]  # "vp8" | "h264"
         self.ssrcs: dict[int, int] = {}  # SSRC -> layer index (position in rids)
         self.octets = [0] * len(rids)
@@ -77,9 +86,11 @@ class SimulcastForwarder:
     ``estimate(session_id)`` is the receiver's bandwidth estimate (bit/s) or None."""
 
     def __init__(self, forwarder: Forwarder, send_pli: Callable[[Any, int], None],
-                 estimate: Callable[[str], int | None], clock: Callable[[], float] = time.monotonic) -> None:
+                 estimate: Callable[[str], int | None], clock: Callable[[], float] = time.monotonic,
+                 send_nack: Callable[[Any, int, list[int]], None] | None = None) -> None:
         self.forwarder = forwarder
         self._send_pli = send_pli
+        self._send_nack = send_nack
         self._estimate = estimate
         self._clock = clock
         self.tracks: dict[str, SimulcastTrack] = {}  # track id -> state
@@ -102,10 +113,13 @@ class SimulcastForwarder:
             out[f"simulcast_bytes_out_l{layer}"] = self.layer_bytes_out[layer]
         return out
 
-    def add_track(self, track: InTrack, rids: tuple[str, ...]) -> None:
+    def add_track(self, track: InTrack, rids: tuple[str, ...], rtx_pt: int | None = None) -> None:
+        """Forward ``track`` as simulcast when it has RIDs and the RID extension; ``rtx_pt``: its publisher's
+        RTX payload type (RTX then comes on one SSRC per layer, named by the repaired-RID extension)."""
         rid_ext = track.ext.get(RID_URI, 0)
         if rids and rid_ext:
-            self.tracks[track.track_id] = SimulcastTrack(track, rids, rid_ext)
+            self.tracks[track.track_id] = SimulcastTrack(track, rids, rid_ext, rtx_pt,
+                                                         track.ext.get(REPAIRED_RID_URI, 0))
 
     def forget_track(self, track: InTrack) -> None:
         self.tracks.pop(track.track_id, None)
@@ -125,15 +139,36 @@ class SimulcastForwarder:
         ssrc = int.from_bytes(plain[8:12], "big")
         st, layer = self._layer_of(published, ssrc, plain)
         if st is None:
-            return False
+            st, layer = self._rtx_layer_of(published, ssrc, plain)
+            if st is None:
+                return False
+            self.forwarder.counters.drop_unknown_ssrc -= 1
+            self._on_rtx(st, layer, plain)
+            return True
+        self.forwarder.counters.drop_unknown_ssrc -= 1
+        self._on_media(st, layer, plain)
+        return True
+
+    def _on_rtx(self, st: SimulcastTrack, layer: int, plain: bytes) -> None:
+        """A publisher's retransmission of a packet of ``layer``: restore it and forward it like the original."""
         c = self.forwarder.counters
-        c.drop_unknown_ssrc -= 1
+        c.rtx_in += 1
+        media_ssrc = st.layer_ssrc(layer)
+        original = (unwrap_rtx(plain, ssrc=media_ssrc, payload_type=next(iter(st.track.codecs)))
+                    if media_ssrc is not None else None)
+        if original is None:  # a padding probe, or a layer not seen yet
+            c.drop_padding += 1
+            return
+        self._on_media(st, layer, original)
+
+    def _on_media(self, st: SimulcastTrack, layer: int, plain: bytes) -> None:
+        c = self.forwarder.counters
         c.rtp_in += 1
         c.rtp_in_bytes += len(plain)
         start = header_length(plain)
         if start is None:
             c.drop_malformed += 1
-            return True
+            return
         now = self._clock()
         self.layer_rtp_in[layer] += 1
         self.layer_bytes_in[layer] += len(plain)
@@ -148,7 +183,23 @@ class SimulcastForwarder:
                              tl0picidx=d.tl0picidx if d is not None else None)
         for route in st.track.live:
             self._forward(st, route, packet, plain, start, now)
-        return True
+
+    def _rtx_layer_of(self, published: dict[str, InTrack], ssrc: int,
+                      plain: bytes) -> tuple[SimulcastTrack | None, int]:
+        """The simulcast track and layer an RTX packet on ``ssrc`` repairs (learnt from its repaired RID)."""
+        for t in published.values():
+            st = self.tracks.get(t.track_id)
+            if st is not None and ssrc in st.rtx_ssrcs:
+                return st, st.rtx_ssrcs[ssrc]
+        for t in published.values():
+            st = self.tracks.get(t.track_id)
+            if st is None or st.rtx_pt is None or not st.repaired_ext or plain[1] & 0x7F != st.rtx_pt:
+                continue
+            rid = read_mid(plain, st.repaired_ext)
+            if rid in st.rids:
+                st.rtx_ssrcs[ssrc] = st.rids.index(rid)
+                return st, st.rtx_ssrcs[ssrc]
+        return None, 0
 
     def _layer_of(self, published: dict[str, InTrack], ssrc: int, plain: bytes) -> tuple[SimulcastTrack | None, int]:
         for t in published.values():
@@ -218,6 +269,9 @@ class SimulcastForwarder:
             if rewrite_vp8_ids(body, out.picture_id, out.tl0picidx):
                 buf[start:] = body
         data = bytes(buf)
+        ts = (out.timestamp + route.ts_offset) & 0xFFFFFFFF
+        if rs.last_ts is None or 0 < (ts - rs.last_ts) & 0xFFFFFFFF < 0x80000000:
+            rs.last_ts, rs.last_at = ts, now
         rs.sent[out.seq % ROUTE_CACHE] = data
         route.last_seq = out.seq
         peer.send_rtp(data)
@@ -252,10 +306,40 @@ class SimulcastForwarder:
         peer = route.receiver.peer
         c = self.forwarder.counters
         c.nack_in += 1
-        if rs is None or peer is None:
+        if st is None or rs is None or peer is None:
             return
+        missing: list[int] = []
         for seq in seqs:
             data = rs.sent[seq % ROUTE_CACHE]
-            if data is not None and (data[2] << 8 | data[3]) == seq:
-                peer.send_rtp(data)
-                c.nack_answered += 1
+            if data is None or (data[2] << 8 | data[3]) != seq:
+                missing.append(seq)
+                continue
+            if route.rtx_pt is not None and route.rtx_ssrc is not None:
+                wrapped = wrap_rtx(data, ssrc=route.rtx_ssrc, seq=route.rtx_seq, payload_type=route.rtx_pt)
+                if wrapped is not None:
+                    route.rtx_seq = (route.rtx_seq + 1) & 0xFFFF
+                    c.rtx_out += 1
+                    data = wrapped
+            peer.send_rtp(data)
+            c.nack_answered += 1
+        self._ask_publisher(st, rs, missing)
+
+    def _ask_publisher(self, st: SimulcastTrack, rs: _RouteState, missing: list[int]) -> None:
+        """NACK the publisher for what a receiver lost that this route never sent (lost on the publisher's side):
+        in the current layer's numbering, on its SSRC, if the publisher does RTX."""
+        layer = rs.switcher.current
+        ssrc = st.layer_ssrc(layer) if layer is not None else None
+        if not missing or st.rtx_pt is None or ssrc is None or self._send_nack is None:
+            return
+        lost = [rs.switcher.source_seq(seq) for seq in missing]
+        self._send_nack(st.track.session, ssrc, lost)
+        self.forwarder.counters.nack_forwarded += 1
+
+    def sr_timestamp(self, route: OutRoute, now: float) -> int | None:
+        """The RTP timestamp of ``route``'s stream at ``now`` (an SR's), extrapolated from the newest packet it
+        sent; None for a route that is not simulcast or has sent nothing."""
+        st = self.tracks.get(route.track.track_id)
+        rs = st.routes.get(route.receiver.session_id) if st is not None else None
+        if rs is None or rs.last_ts is None:
+            return None
+        return (rs.last_ts + int((now - rs.last_at) * route.track.clock_rate)) & 0xFFFFFFFF

@@ -4,8 +4,8 @@ Each test runs tests/video/simulcast_call.py inside a network namespace of its o
 nftables rule that makes one receiver's link lossy touches nothing outside the test): a page shares its screen (fake
 capture), two pages watch it. Asserted: the page offers RID layers because ``join_ack.simulcast`` allows it, the
 server receives several layers and forwards one per receiver (``/metrics``), both receivers keep decoding; with 5 %
-random loss on one receiver's link, NACK/RTX repair it (``nackCount``, ``retransmittedPacketsReceived``) and key
-frame requests stay rare.
+random loss on one receiver's link, NACK/RTX repair it (``nackCount`` from getStats, the server's RTX answers:
+Chromium reports no ``retransmittedPacketsReceived``) and key-frame requests stay rare.
 """
 
 from __future__ import annotations
@@ -78,11 +78,14 @@ def test_five_percent_loss_on_one_receivers_link_is_repaired_without_key_frames(
     r = _run(box, tmp_path, 5)
     why = json.dumps({k: v for k, v in r.items() if k != "samples"}, indent=1)[:6000]
     lossy, clean = r["samples"]["rx2"], r["samples"]["rx1"]
-    assert r["dropped"] > 20, why  # the rule did drop packets on the way to the lossy receiver
+    assert r["dropped"] >= 5, why  # the rule did drop packets on the way to the lossy receiver (a screen is ~12 pps)
     assert _grew(lossy, "framesDecoded") >= SECONDS * 2, (lossy[-1], why)  # video keeps decoding
     assert _grew(clean, "framesDecoded") >= SECONDS * 2, (clean[-1], why)
     assert _grew(lossy, "nackCount") > 0, (lossy[-1], why)
-    assert (lossy[-1]["retransmittedPacketsReceived"] or 0) > 0, (lossy[-1], why)
+    # Chromium 14x reports no retransmittedPacketsReceived on inbound streams (it is absent: None); the server's
+    # counters say the NACKs were answered with RTX packets (the receiver's RTX SSRC and payload type)
+    assert (lossy[-1]["retransmittedPacketsReceived"] or 0) > 0 or r["metrics"]["callsd_rtc_repair_total_typertx_out"] > 0
+    assert r["metrics"]["callsd_rtc_repair_total_typenack_answered"] > 0, why
     # Key-frame requests stay rare: NACK/RTX repairs what was lost. Bound: at most one PLI/FIR per 4 s of loss
     # (each costs a full key frame to every receiver of the layer); without repair it is one per lost frame.
     requests = _grew(lossy, "pliCount") + _grew(lossy, "firCount")

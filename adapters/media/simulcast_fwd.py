@@ -53,7 +53,7 @@ class SimulcastTrack:
     """The simulcast side of one ``InTrack``: its RIDs, their SSRCs, rates and the per-receiver switch state."""
 
     __slots__ = ("track", "rids", "rid_ext", "codec", "ssrcs", "octets", "window_start", "rates", "last_pli",
-                 "routes", "rtx_pt", "repaired_ext", "rtx_ssrcs")
+                 "routes", "rtx_pt", "repaired_ext", "rtx_ssrcs", "received")
 
     def __init__(self, track: InTrack, rids: tuple[str, ...], rid_ext: int, rtx_pt: int | None = None,
                  repaired_ext: int = 0) -> None:
@@ -64,6 +64,9 @@ class SimulcastTrack:
         self.rtx_pt = rtx_pt
         self.repaired_ext = repaired_ext
         self.rtx_ssrcs: dict[int, int] = {}  # RTX SSRC -> layer index
+        # per layer, the sequence numbers of its last ROUTE_CACHE packets (by seq modulo): an RTX packet of one
+        # already received (Chromium probes bandwidth by resending old packets on RTX) is not forwarded again
+        self.received = [[-1] * ROUTE_CACHE for _ in rids]
         self.codec = next(iter(track.codecs.values()))[0]  # "vp8" | "h264"
         self.ssrcs: dict[int, int] = {}  # SSRC -> layer index (position in rids)
         self.octets = [0] * len(rids)
@@ -159,6 +162,10 @@ class SimulcastForwarder:
         if original is None:  # a padding probe, or a layer not seen yet
             c.drop_padding += 1
             return
+        seq = original[2] << 8 | original[3]
+        if st.received[layer][seq % ROUTE_CACHE] == seq:  # a probe made of a packet already forwarded
+            c.drop_padding += 1
+            return
         self._on_media(st, layer, original)
 
     def _on_media(self, st: SimulcastTrack, layer: int, plain: bytes) -> None:
@@ -170,6 +177,8 @@ class SimulcastForwarder:
             c.drop_malformed += 1
             return
         now = self._clock()
+        seq = plain[2] << 8 | plain[3]
+        st.received[layer][seq % ROUTE_CACHE] = seq
         self.layer_rtp_in[layer] += 1
         self.layer_bytes_in[layer] += len(plain)
         self._count(st, layer, len(plain), now)

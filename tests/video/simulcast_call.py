@@ -3,7 +3,8 @@
     ip netns exec NS python tests/video/simulcast_call.py --work DIR [--loss-percent 5] [--seconds 20]
 
 Three pages of callsd's web client in Debian's Chromium (fake capture): one shares its screen (the page publishes
-simulcast because ``join_ack.simulcast`` says the server allows it), two receive it. With ``--loss-percent P`` the
+simulcast because ``join_ack.simulcast`` says the server allows it), two receive it; with ``--camera`` the
+presenter turns its camera on too (also simulcast). With ``--loss-percent P`` the
 second receiver's link loses P % of what the server sends it: an nftables rule in this namespace drops UDP towards
 that page's port at random (``numgen random mod 100 < P``), on the loopback interface only this namespace has, so
 nothing outside the test is touched. After ``--seconds`` of the share the script prints one JSON object: the
@@ -35,7 +36,8 @@ async () => {
   let best = null;
   let pairId = null;
   report.forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "video" && (!best || (s.framesDecoded || 0) > best.framesDecoded)) {
+    // the widest inbound video is the screen share (1200 px here; a camera sends at most 640)
+    if (s.type === "inbound-rtp" && s.kind === "video" && (!best || (s.frameWidth || 0) > best.frameWidth)) {
       best = { framesDecoded: s.framesDecoded || 0, packetsReceived: s.packetsReceived || 0,
                packetsLost: s.packetsLost || 0, nackCount: s.nackCount || 0, pliCount: s.pliCount || 0,
                firCount: s.firCount || 0, retransmittedPacketsReceived: s.retransmittedPacketsReceived ?? null,
@@ -102,6 +104,7 @@ def main() -> int:
     ap.add_argument("--work", required=True)
     ap.add_argument("--loss-percent", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--camera", action="store_true", help="the presenter turns its camera on too")
     args = ap.parse_args()
     work = Path(args.work)
     result: dict[str, Any] = {"samples": {"rx1": [], "rx2": []}}
@@ -126,6 +129,15 @@ def main() -> int:
                 p.page.wait_for_function(
                     "[...document.querySelectorAll('[data-testid=remote-screen]')].some(v => v.videoWidth > 0)",
                     timeout=bs.WAIT_MS)
+            if args.camera:
+                pub.tid("camera-button").click()
+                pub.page.wait_for_function(
+                    "window.callsd.pc.getTransceivers().filter(t => t.sender.track && t.sender.track.kind === 'video'"
+                    " && t.currentDirection === 'sendonly').length === 2", timeout=bs.WAIT_MS)
+            result["sending"] = pub.page.evaluate(
+                "window.callsd.pc.getTransceivers().filter(t => t.sender.track && t.currentDirection === 'sendonly'"
+                " && t.sender.track.kind === 'video').map(t => ({mid: t.mid, label: t.sender.track.label,"
+                " rids: t.sender.getParameters().encodings.map(e => e.rid || null)}))")
             if args.loss_percent:
                 port = rx2.page.evaluate(INBOUND_VIDEO)["localPort"]
                 drop_towards(int(port), args.loss_percent)

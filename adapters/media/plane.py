@@ -623,6 +623,7 @@ class MediaPlane:
             await trio.sleep(self._report_interval / 4)
             self.forwarder.tick(list(self.tracks.values()))
             retransmit.nack_round(self.forwarder, list(self.tracks.values()), plane_rtcp.send_nack)
+            self.simulcast.nack_round()
             self.ice_watch.check(trio.current_time(), self.endpoint.peer)
             n += 1
             if n % 4 == 0:

@@ -13,7 +13,13 @@ Per packet: the layer's byte count (its measured bitrate over the last second), 
 (``ReceiverEstimates``; the top layer while there is none), and the switcher decides whether this packet goes to
 that receiver and under which sequence number, timestamp and VP8 picture id. A switcher waiting for a key frame
 asks the publisher for one on the target layer's SSRC (one PLI per second per layer). Each route keeps the last
-512 packets it sent, so a receiver's NACK is answered in its own numbering.
+512 packets it sent, so a receiver's NACK is answered in its own numbering (on the receiver's RTX stream when it
+negotiated one), and the newest timestamp it sent with when (its sender reports extrapolate from that).
+
+Repair towards publishers: each layer's RTX stream is learnt from the repaired-RID extension and unwrapped onto
+the layer (an RTX copy of a packet the layer already delivered is dropped); each layer remembers the sequence
+numbers of its last 512 packets, so the plane's 250 ms round NACKs the holes (``nack_round``), and a receiver's
+NACK for a packet its route never sent is passed to the publisher in the layer's numbering.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from callsd.core.wire.rtx import header_length, unwrap_rtx, wrap_rtx
 from callsd.core.wire.simulcast_sdp import MAX_LAYERS, REPAIRED_RID_URI, RID_URI
 
 from .forwarder import Forwarder, InTrack, OutRoute
+from .retransmit import MAX_NACKS, REORDER, WINDOW
 
 __all__ = ["SimulcastTrack", "SimulcastForwarder", "RATE_WINDOW_S", "ROUTE_CACHE"]
 
@@ -53,7 +60,7 @@ class SimulcastTrack:
     """The simulcast side of one ``InTrack``: its RIDs, their SSRCs, rates and the per-receiver switch state."""
 
     __slots__ = ("track", "rids", "rid_ext", "codec", "ssrcs", "octets", "window_start", "rates", "last_pli",
-                 "routes", "rtx_pt", "repaired_ext", "rtx_ssrcs", "received")
+                 "routes", "rtx_pt", "repaired_ext", "rtx_ssrcs", "received", "newest", "count", "nacked")
 
     def __init__(self, track: InTrack, rids: tuple[str, ...], rid_ext: int, rtx_pt: int | None = None,
                  repaired_ext: int = 0) -> None:
@@ -67,6 +74,11 @@ class SimulcastTrack:
         # per layer, the sequence numbers of its last ROUTE_CACHE packets (by seq modulo): an RTX packet of one
         # already received (Chromium probes bandwidth by resending old packets on RTX) is not forwarded again
         self.received = [[-1] * ROUTE_CACHE for _ in rids]
+        # for the NACK round (holes on the publisher's uplink): per layer the newest sequence number, the packets
+        # seen (bounds the scan to what followed the first one) and how often each hole was asked for
+        self.newest: list[int | None] = [None] * len(rids)
+        self.count = [0] * len(rids)
+        self.nacked: list[dict[int, int]] = [{} for _ in rids]
         self.codec = next(iter(track.codecs.values()))[0]  # "vp8" | "h264"
         self.ssrcs: dict[int, int] = {}  # SSRC -> layer index (position in rids)
         self.octets = [0] * len(rids)
@@ -77,6 +89,27 @@ class SimulcastTrack:
 
     def layer_ssrc(self, layer: int) -> int | None:
         return next((ssrc for ssrc, i in self.ssrcs.items() if i == layer), None)
+
+    def holes(self, layer: int) -> list[int]:
+        """Sequence numbers of ``layer`` missing behind its newest to NACK now (each at most ``MAX_NACKS`` times;
+        the newest ``REORDER`` are not holes yet), as ``retransmit.holes_to_nack`` does for other tracks."""
+        newest = self.newest[layer]
+        if newest is None:
+            return []
+        seen, asked = self.received[layer], self.nacked[layer]
+        kept: dict[int, int] = {}
+        lost: list[int] = []
+        for back in range(min(WINDOW, self.count[layer]) - 1, REORDER - 1, -1):
+            seq = (newest - back) & 0xFFFF
+            if seen[seq % ROUTE_CACHE] == seq:
+                continue
+            n = asked.get(seq, 0)
+            if n < MAX_NACKS:
+                lost.append(seq)
+                n += 1
+            kept[seq] = n
+        self.nacked[layer] = kept
+        return lost
 
     def sending_layers(self) -> list[tuple[int, Layer]]:
         """(layer index, Layer) of the layers that sent in the last window, lowest bitrate first."""
@@ -179,6 +212,10 @@ class SimulcastForwarder:
         now = self._clock()
         seq = plain[2] << 8 | plain[3]
         st.received[layer][seq % ROUTE_CACHE] = seq
+        st.count[layer] += 1
+        newest = st.newest[layer]
+        if newest is None or 0 < (seq - newest) & 0xFFFF < 0x8000:
+            st.newest[layer] = seq
         self.layer_rtp_in[layer] += 1
         self.layer_bytes_in[layer] += len(plain)
         self._count(st, layer, len(plain), now)
@@ -343,6 +380,21 @@ class SimulcastForwarder:
         lost = [rs.switcher.source_seq(seq) for seq in missing]
         self._send_nack(st.track.session, ssrc, lost)
         self.forwarder.counters.nack_forwarded += 1
+
+    def nack_round(self) -> None:
+        """The plane's periodic round (every 250 ms): NACK each layer's holes to its publisher, for publishers that
+        negotiated RTX (their padding then goes on RTX, so a hole in a layer is a real loss)."""
+        if self._send_nack is None:
+            return
+        for st in self.tracks.values():
+            if st.rtx_pt is None:
+                continue
+            for layer in range(len(st.rids)):
+                ssrc = st.layer_ssrc(layer)
+                lost = st.holes(layer) if ssrc is not None else []
+                if ssrc is not None and lost:
+                    self._send_nack(st.track.session, ssrc, lost)
+                    self.forwarder.counters.nack_out += 1
 
     def sr_timestamp(self, route: OutRoute, now: float) -> int | None:
         """The RTP timestamp of ``route``'s stream at ``now`` (an SR's), extrapolated from the newest packet it

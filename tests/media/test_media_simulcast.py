@@ -205,3 +205,18 @@ def test_sender_reports_of_a_simulcast_route_follow_the_timestamps_it_sent() -> 
     assert [sr.ssrc for sr in srs] == [route.ssrc]
     assert before is not None and after is not None
     assert 0 <= (srs[0].rtp_timestamp - before) & 0xFFFFFFFF <= (after - before) & 0xFFFFFFFF
+
+
+def test_holes_in_a_layer_are_nacked_to_the_publisher_at_most_three_times() -> None:
+    r, a, b, clock = rig()
+    pub = Publisher(r, a, clock)
+    pub.frames(1, key={"f"})
+    pub.frames(3)
+    pub.seq["h"] += 1  # a packet of h is lost on the way in (no receiver is on h: only the round can ask for it)
+    missing = pub.seq["h"]
+    pub.frames(6)
+    for _ in range(5):
+        r.plane.simulcast.nack_round()
+    nacks = [x for p in a.rtcp for x in rtcp.parse_rtcp(p) if isinstance(x, rtcp.Nack)]
+    assert [(n.media_ssrc, list(n.lost)) for n in nacks] == [(SSRCS["h"], [missing])] * 3
+    assert r.plane.counters["nack_out"] == 3

@@ -35,14 +35,17 @@ async () => {
   const report = await pc.getStats();
   let best = null;
   let pairId = null;
+  const screen = [...document.querySelectorAll("[data-testid=remote-screen]")]
+    .map((v) => v.srcObject && v.srcObject.getVideoTracks()[0]).find((t) => t);
   report.forEach((s) => {
-    // the widest inbound video is the screen share (1200 px here; a camera sends at most 640)
-    if (s.type === "inbound-rtp" && s.kind === "video" && (!best || (s.frameWidth || 0) > best.frameWidth)) {
+    // the screen share's inbound stream (the page shows it as remote-screen)
+    if (s.type === "inbound-rtp" && s.kind === "video" && screen && s.trackIdentifier === screen.id) {
       best = { framesDecoded: s.framesDecoded || 0, packetsReceived: s.packetsReceived || 0,
                packetsLost: s.packetsLost || 0, nackCount: s.nackCount || 0, pliCount: s.pliCount || 0,
                firCount: s.firCount || 0, retransmittedPacketsReceived: s.retransmittedPacketsReceived ?? null,
                frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0, freezeCount: s.freezeCount ?? null,
-               totalFreezesDuration: s.totalFreezesDuration ?? null, bytesReceived: s.bytesReceived || 0 };
+               totalFreezesDuration: s.totalFreezesDuration ?? null, bytesReceived: s.bytesReceived || 0,
+               codec: (report.get(s.codecId) || {}).mimeType || null };
     }
     if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
   });
@@ -56,9 +59,10 @@ OUTBOUND_VIDEO = """
 async () => {
   const pc = window.callsd.pc;
   const out = [];
-  (await pc.getStats()).forEach((s) => {
+  const report = await pc.getStats();
+  report.forEach((s) => {
     if (s.type === "outbound-rtp" && s.kind === "video") {
-      out.push({ rid: s.rid ?? null, packetsSent: s.packetsSent || 0, frameWidth: s.frameWidth || 0,
+      out.push({ rid: s.rid ?? null, codec: (report.get(s.codecId) || {}).mimeType || null, packetsSent: s.packetsSent || 0, frameWidth: s.frameWidth || 0,
                  framesEncoded: s.framesEncoded || 0, nackCount: s.nackCount || 0, pliCount: s.pliCount || 0,
                  retransmittedPacketsSent: s.retransmittedPacketsSent || 0,
                  qualityLimitationReason: s.qualityLimitationReason || null, active: s.active ?? null });
@@ -66,6 +70,24 @@ async () => {
   });
   return out;
 }
+"""
+
+# --codec h264: every video transceiver the page makes prefers H.264 (setCodecPreferences), so the server, which
+# takes the first codec it supports in the browser's order, negotiates H.264 for the camera and the screen
+PREFER_H264 = """
+(() => {
+  const add = RTCPeerConnection.prototype.addTransceiver;
+  RTCPeerConnection.prototype.addTransceiver = function (what, init) {
+    const tr = add.call(this, what, init);
+    const kind = typeof what === "string" ? what : what.kind;
+    if (kind === "video") {
+      const codecs = RTCRtpReceiver.getCapabilities("video").codecs;
+      tr.setCodecPreferences([...codecs.filter((c) => /h264/i.test(c.mimeType)),
+                              ...codecs.filter((c) => /rtx|red|ulpfec/i.test(c.mimeType))]);
+    }
+    return tr;
+  };
+})();
 """
 
 METRIC_LINE = re.compile(r'^(callsd_rtc_simulcast_\w+|callsd_rtc_repair_total)(?:\{([^}]*)\})? ([0-9.e+]+)$')
@@ -105,12 +127,13 @@ def main() -> int:
     ap.add_argument("--loss-percent", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--camera", action="store_true", help="the presenter turns its camera on too")
+    ap.add_argument("--codec", choices=("default", "h264"), default="default")
     args = ap.parse_args()
     work = Path(args.work)
     result: dict[str, Any] = {"samples": {"rx1": [], "rx2": []}}
     with bs.CallsdProcess(work, max_participants=3) as server, sync_playwright() as pw:
         browser = bs.launch_chromium(pw)
-        people = bs.People(browser, server.url)
+        people = bs.People(browser, server.url, init_script=PREFER_H264 if args.codec == "h264" else None)
         try:
             pub, rx1, rx2 = people("Presenter"), people("Viewer One"), people("Viewer Two")
             for p in (pub, rx1, rx2):
@@ -129,15 +152,6 @@ def main() -> int:
                 p.page.wait_for_function(
                     "[...document.querySelectorAll('[data-testid=remote-screen]')].some(v => v.videoWidth > 0)",
                     timeout=bs.WAIT_MS)
-            if args.camera:
-                pub.tid("camera-button").click()
-                pub.page.wait_for_function(
-                    "window.callsd.pc.getTransceivers().filter(t => t.sender.track && t.sender.track.kind === 'video'"
-                    " && t.currentDirection === 'sendonly').length === 2", timeout=bs.WAIT_MS)
-            result["sending"] = pub.page.evaluate(
-                "window.callsd.pc.getTransceivers().filter(t => t.sender.track && t.currentDirection === 'sendonly'"
-                " && t.sender.track.kind === 'video').map(t => ({mid: t.mid, label: t.sender.track.label,"
-                " rids: t.sender.getParameters().encodings.map(e => e.rid || null)}))")
             if args.loss_percent:
                 port = rx2.page.evaluate(INBOUND_VIDEO)["localPort"]
                 drop_towards(int(port), args.loss_percent)
@@ -152,6 +166,16 @@ def main() -> int:
             result["publisher"] = pub.page.evaluate(OUTBOUND_VIDEO)
             result["metrics"] = metrics(server.url)
             result["dropped"] = dropped() if args.loss_percent else 0
+            # after the measurement (a camera takes bitrate from the share): what each video sender sends
+            if args.camera:
+                pub.tid("camera-button").click()
+                pub.page.wait_for_function(
+                    "window.callsd.pc.getTransceivers().filter(t => t.sender.track && t.sender.track.kind === 'video'"
+                    " && t.currentDirection === 'sendonly').length === 2", timeout=bs.WAIT_MS)
+            result["sending"] = pub.page.evaluate(
+                "window.callsd.pc.getTransceivers().filter(t => t.sender.track && t.currentDirection === 'sendonly'"
+                " && t.sender.track.kind === 'video').map(t => ({mid: t.mid, label: t.sender.track.label,"
+                " rids: t.sender.getParameters().encodings.map(e => e.rid || null)}))")
         except Exception:
             debug = "\n".join(p.debug() for p in people.made) + "\n" + server.log()[-3000:]
             if people.made:

@@ -68,10 +68,11 @@ from callsd.core.wire.negotiation import (
     PublishedTrack,
     SdpRejectReason,
 )
+from callsd.core.wire.receive_slots import ReceiveSlots
 from callsd.core.wire.rtp import read_mid
 from callsd.core.wire.sdp import Codec
 
-from . import plane_rtcp, retransmit
+from . import plane_rtcp, plane_slots, retransmit
 from .advertiser import rtc_bind
 from .estimates import ReceiverEstimates
 from .events import (
@@ -140,7 +141,7 @@ class PlaneConfig:
 class Session:
     __slots__ = ("session_id", "channel_id", "ufrag", "pwd", "peer", "remote", "neg", "published", "codecs",
                  "inbound", "routes_in", "out_by_ssrc", "screen_stream", "rtcp_ssrc", "closed", "refused",
-                 "mid_ext_id", "inbound_rtx")
+                 "mid_ext_id", "inbound_rtx", "audio_slots")
 
     def __init__(self, session_id: str, channel_id: str, transport: LocalTransport, simulcast: bool = False) -> None:
         self.session_id = session_id
@@ -161,6 +162,7 @@ class Session:
         self.refused: set[str] = set()  # track ids whose section the client rejected: not offered again
         self.mid_ext_id = 0  # the client's id for the MID header extension (0: none)
         self.inbound_rtx: dict[int, InTrack] = {}  # publisher RTX SSRC -> track (retransmit.py)
+        self.audio_slots: ReceiveSlots | None = None  # pre-negotiated audio sections, if asked for (plane_slots.py)
 
     @property
     def offer_pending(self) -> bool:
@@ -190,7 +192,7 @@ _SOURCES = {TrackKind.AUDIO: "microphone", TrackKind.VIDEO: "camera", TrackKind.
             TrackKind.SCREEN_AUDIO: "screen"}
 
 
-def _track_info(mid: str, t: InTrack) -> dict[str, str]:
+def _track_info(mid: str, t: InTrack) -> dict[str, str | None]:
     """One entry of a server offer's ``tracks`` (docs/protocol.md): who publishes the section's media, and what."""
     return {"mid": mid, "session_id": t.session.session_id, "kind": t.media, "source": _SOURCES[t.kind]}
 
@@ -319,6 +321,7 @@ class MediaPlane:
         if not isinstance(sdp, str):
             raise SdpRejected("missing sdp")
         if kind == "offer":
+            plane_slots.enable(s, plane_slots.requested_slots(msg.get("audio_slots")))
             self._on_offer(s, sdp)
         elif kind == "answer":
             self._on_answer(s, sdp)
@@ -350,7 +353,7 @@ class MediaPlane:
             s.remote = key
         self._emit(SendSignal(session_id=s.session_id, msg={"type": "answer", "sdp": result.answer}))
         self.negotiation.answers_out += 1
-        s.refused.update(result.refused)
+        plane_slots.refuse(s, result.refused)
         self._after_negotiation(s)
 
     def _on_answer(self, s: Session, text: str) -> None:
@@ -359,7 +362,7 @@ class MediaPlane:
         if isinstance(result, AnswerRejected):
             # a bad answer rolls the offer back; what it offered is offered again with the next change
             raise self._rejected(result.reason, result.detail)
-        s.refused.update(result.refused)
+        plane_slots.refuse(s, result.refused)
         self._after_negotiation(s)
 
     def _after_negotiation(self, s: Session) -> None:
@@ -419,11 +422,12 @@ class MediaPlane:
         self.simulcast.add_track(t, p.rids, p.rtx_payload_type)
         return t
 
-    def _sync_sending(self, s: Session) -> None:
-        """Mark the routes the client accepted (bind their PT and extension ids) as negotiated, the others not."""
-        sending = {st.track_id: st for st in s.neg.sending}
-        for r in s.routes_in.values():
-            st = sending.get(r.track.track_id)
+    def _sync_sending(self, s: Session, only: OutRoute | None = None) -> None:
+        """Mark the routes the client accepted (bind their PT and extension ids) as negotiated, the others not;
+        ``only``: just that route (a route put on a slot: the others did not change)."""
+        sending = plane_slots.sending(s, only)
+        for r in s.routes_in.values() if only is None else (only,):
+            st = sending.get(plane_slots.slot_key(s, r.track.track_id))
             accepted = st is not None and st.ssrc == r.ssrc
             if st is not None and accepted:
                 t = r.track
@@ -438,15 +442,24 @@ class MediaPlane:
                     self.forwarder.request_keyframe(r.track)
 
     def _outgoing(self, s: Session) -> list[OutgoingTrack]:
-        out = []
+        out = plane_slots.slot_tracks(s)
+        slots = s.audio_slots
         for r in s.routes_in.values():
             t = r.track
             codec = t.session.codecs.get(t.mid)
-            if codec is None or t.track_id in s.refused:
+            if codec is None or t.track_id in s.refused or (slots is not None and slots.slot_of(t.track_id)):
                 continue
             out.append(OutgoingTrack(track_id=t.track_id, stream_id=t.stream_id, kind=t.media, ssrc=r.ssrc,
                                      codec=codec, rtx_ssrc=r.rtx_ssrc, cname=f"callsd-{t.session.session_id}"))
         return out
+
+    def _announce_slot(self, s: Session, slot_id: str, track: InTrack | None) -> None:
+        """Tell the client whose audio a slot carries now (``track``), or that it carries nobody's (None); a slot
+        not offered yet is named by the offer that adds it."""
+        mid = s.neg.mid_of(slot_id)
+        if mid is not None and not s.closed:
+            entry = _track_info(mid, track) if track is not None else {"mid": mid, "session_id": None}
+            self._emit(SendSignal(session_id=s.session_id, msg={"type": "slots", "tracks": [entry]}))
 
     def _negotiate(self, s: Session) -> None:
         """Offer the session its current outgoing set if that changed; after the answer if an offer is out."""
@@ -455,7 +468,9 @@ class MediaPlane:
         made = self._refresh(s).make_offer(self._outgoing(s))
         if made is not None:
             self.negotiation.offers_out += 1
-            tracks = [_track_info(mid, t) for mid, track_id in made.sections if (t := self.tracks.get(track_id))]
+            on_slot = {slot.slot_id: slot.track_id for slot in s.audio_slots or () if slot.track_id is not None}
+            tracks = [_track_info(mid, t) for mid, key in made.sections
+                      if (t := self.tracks.get(on_slot.get(key, key)))]
             self._emit(SendSignal(session_id=s.session_id, msg={"type": "offer", "sdp": made.offer, "tracks": tracks}))
 
     # -- routing (core outputs) ---------------------------------------------------------------------------------
@@ -496,22 +511,23 @@ class MediaPlane:
             self._negotiate(s)
 
     def _add_route(self, t: InTrack, s: Session, paused: bool) -> OutRoute:
-        """A route of ``t`` to ``s`` with its own SSRC and random initial numbering; offered by ``_negotiate``."""
-        ssrc = secrets.randbits(32)
-        while ssrc == 0 or ssrc in s.out_by_ssrc:
-            ssrc = secrets.randbits(32)
+        """A route of ``t`` to ``s`` with its own SSRC (an audio slot's, when ``s`` has slots) and random initial
+        numbering; a route on a fresh slot that the client already accepted carries packets at once, any other is
+        offered by ``_negotiate``."""
+        on_slot = plane_slots.place(s, t.track_id) if t.media == "audio" else None
+        ssrc = on_slot[0] if on_slot is not None else plane_slots.draw_ssrc(s)
         r = OutRoute(track=t, receiver=s, ssrc=ssrc, mid="", paused=paused, ts_offset=secrets.randbits(32))
         r.last_seq = secrets.randbits(15)
         if t.media == "video":  # offered with RTX; used if the receiver accepts it (_sync_sending)
-            r.rtx_ssrc = secrets.randbits(32)
-            while r.rtx_ssrc in (0, ssrc) or r.rtx_ssrc in s.out_by_ssrc:
-                r.rtx_ssrc = secrets.randbits(32)
-            r.rtx_seq = secrets.randbits(15)
+            r.rtx_ssrc, r.rtx_seq = plane_slots.draw_ssrc(s, {ssrc}), secrets.randbits(15)
         t.routes[s.session_id] = r
         s.routes_in[t.track_id] = r
         s.out_by_ssrc[ssrc] = r
         s.refused.discard(t.track_id)
         self.negotiation.routes += 1
+        if on_slot is not None:
+            self._sync_sending(s, r)
+            self._announce_slot(s, on_slot[1], t)
         return r
 
     def _drop_route(self, r: OutRoute) -> None:
@@ -525,6 +541,9 @@ class MediaPlane:
         if s.routes_in.get(t.track_id) is r:
             del s.routes_in[t.track_id]
         s.out_by_ssrc.pop(r.ssrc, None)
+        freed = s.audio_slots.release(t.track_id) if s.audio_slots is not None else None
+        if freed is not None:
+            self._announce_slot(s, freed.slot_id, None)
         self.simulcast.forget_route(r)
         self.negotiation.routes -= 1
 

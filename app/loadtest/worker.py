@@ -61,6 +61,7 @@ class WorkerSpec:
     reconnect: bool = False  # a dropped WebSocket reconnects the session, as the web client does
     extra: dict[str, Any] = field(default_factory=dict)
     ws_urls: list[str] = field(default_factory=list)  # several nodes: user N connects to ws_urls[N % len]
+    audio_slots: int = 0  # pre-negotiated audio receive sections asked for in the first offer (ADR 0020)
     screen_simulcast: bool = False  # sharers publish three simulcast layers (simulcast.py)
 
 
@@ -323,7 +324,10 @@ class SimUser:
                             cname=f"lt{self.number}", candidate=self.leg.local_address)
         self.offer_pending = True
         self.offer_sent_ns = time.monotonic_ns()
-        await self._send("sdp", {"type": "offer", "sdp": offer})
+        msg: dict[str, Any] = {"type": "offer", "sdp": offer}
+        if self.spec.audio_slots:
+            msg["audio_slots"] = self.spec.audio_slots
+        await self._send("sdp", msg)
 
     def _apply_remote(self, text: str, *, answer: bool) -> None:
         desc = parse_sdp(text)

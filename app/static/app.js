@@ -322,6 +322,12 @@ window.callsd = {
   get glares() {
     return state.glares;
   },
+  get offersReceived() {
+    return state.offersReceived;
+  },
+  get slotUpdates() {
+    return state.slotUpdates;
+  },
   get mediaRecoveries() {
     return state.mediaRecoveries;
   },

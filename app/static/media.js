@@ -95,6 +95,9 @@ export function unpublish(purpose) {
   tr.direction = "inactive";
 }
 
+// Audio slots asked for in our offers: a call of up to this many others fits without a renegotiation per join.
+const AUDIO_SLOTS = 8;
+
 async function negotiate(pc) {
   // Only offer from stable: setLocalDescription() in have-remote-offer would make an answer instead.
   if (state.pc !== pc || pc.signalingState !== "stable" || state.makingOffer) return;
@@ -102,7 +105,8 @@ async function negotiate(pc) {
     state.makingOffer = true;
     await pc.setLocalDescription();
     if (state.pc !== pc || pc.signalingState !== "have-local-offer") return;
-    send("sdp", { type: pc.localDescription.type, sdp: pc.localDescription.sdp });
+    // Ask for pre-negotiated audio sections (protocol 1.2): someone joining later then costs us no SDP round.
+    send("sdp", { type: pc.localDescription.type, sdp: pc.localDescription.sdp, audio_slots: AUDIO_SLOTS });
   } catch (err) {
     console.error("callsd: negotiation", err);
   } finally {
@@ -124,6 +128,7 @@ export async function onSignal(d) {
       state.glares += 1;
       if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
     }
+    if (desc.type === "offer") state.offersReceived += 1;
     await pc.setRemoteDescription(desc);
     for (const c of state.pendingCandidates.splice(0)) await pc.addIceCandidate(c).catch(() => {});
     if (desc.type === "offer") {
@@ -354,6 +359,7 @@ export function relabelRemoteMedia() {
     }
     if (!announced && !isScreen && /screen/i.test(sid)) isScreen = true;
     if (owner) el.dataset.sessionId = owner;
+    else delete el.dataset.sessionId; // a pre-negotiated section whose owner left (protocol 1.2 `slots`)
     if (el.tagName === "AUDIO") {
       el.volume = owner && state.volumes.has(owner) ? state.volumes.get(owner) : 1;
       continue;

@@ -94,5 +94,13 @@ class ExtensionIds:
                 if chosen is None:
                     continue
                 taken[chosen] = uri
-            out.append(Extmap(id=chosen, uri=uri))
+            out.append(_shared_extmap(chosen, uri))
         return tuple(out)
+
+
+_EXTMAPS: dict[tuple[int, str], Extmap] = {}  # at most 14 ids x the kept URIs
+
+
+def _shared_extmap(ident: int, uri: str) -> Extmap:
+    """One ``Extmap`` per (id, URI) for every section of every session (they are frozen): ~1 KiB per session."""
+    return _EXTMAPS.setdefault((ident, uri), Extmap(id=ident, uri=uri))

@@ -183,6 +183,20 @@ class Negotiator:
     def sending(self) -> tuple[SendingTrack, ...]:
         return tuple(t for s in self._slots if (t := self._sending_of(s)) is not None)
 
+    def sending_track(self, track_id: str) -> SendingTrack | None:
+        """``sending``'s entry for ``track_id`` alone (None if the agreed description does not send it)."""
+        for s in self._slots:
+            if s.local is not None and s.local.track_id == track_id:
+                return self._sending_of(s)
+        return None
+
+    def mid_of(self, track_id: str) -> str | None:
+        """The mid of the section that sends ``track_id`` in the pending offer, else in the agreed description."""
+        for s in self._pending if self._pending is not None else self._slots:
+            if s.local is not None and s.local.track_id == track_id and not s.rejected:
+                return s.mid
+        return None
+
     @staticmethod
     def _sending_of(s: _Slot) -> SendingTrack | None:
         if s.local is None or s.rejected or not s.client_direction.receives or not s.codecs:
@@ -323,11 +337,16 @@ class Negotiator:
         if self.state is NegotiationState.HAVE_LOCAL_OFFER:
             return None
         wanted = {t.track_id: t for t in self._desired}
+        if self._unchanged(wanted):
+            return None
         slots = [s.copy() for s in self._slots]
         changed = False
         for s in slots:
             if s.local is not None and s.local.track_id not in wanted:
                 s.local = None
+                changed = True
+            elif s.local is not None and wanted[s.local.track_id].ssrc != s.local.ssrc:
+                s.local = wanted[s.local.track_id]  # a receive slot's fresh SSRC (receive_slots.py)
                 changed = True
         placed = {s.local.track_id for s in slots if s.local is not None}
         for t in self._desired:
@@ -349,6 +368,18 @@ class Negotiator:
         return OfferMade(offer=self._describe(slots, offer=True, setup=setup),
                          sections=tuple((s.mid, s.local.track_id) for s in slots
                                         if s.local is not None and not s.rejected))
+
+    def _unchanged(self, wanted: dict[str, OutgoingTrack]) -> bool:
+        """Whether the agreed sections already send exactly ``wanted`` (the common case: with receive slots most
+        route changes change nothing here), checked without copying the sections."""
+        placed = 0
+        for s in self._slots:
+            if s.local is not None:
+                w = wanted.get(s.local.track_id)
+                if w is None or w.ssrc != s.local.ssrc:
+                    return False
+                placed += 1
+        return placed == len(wanted)
 
     def rollback(self) -> None:
         """Forget a pending server offer (e.g. the client never answered and the adapter gives up)."""
@@ -399,11 +430,13 @@ class Negotiator:
                 continue
             offered = {c.payload_type: c for c in slot.codecs}
             accepted = tuple(offered[c.payload_type] for c in m.codecs if c.payload_type in offered)
-            if accepted and accepted[0].name.lower() != "rtx":
-                slot.codecs = accepted
+            if accepted and accepted[0].name.lower() != "rtx" and accepted != slot.codecs:
+                slot.codecs = accepted  # (an equal tuple is not kept twice: sessions hold one per section)
             answered = {e.uri: e.id for e in m.extmaps}
-            slot.extmaps = tuple(e if e.id == answered[e.uri] else replace(e, id=answered[e.uri])
-                                 for e in slot.extmaps if e.uri in answered)
+            extmaps = tuple(e if e.id == answered[e.uri] else replace(e, id=answered[e.uri])
+                            for e in slot.extmaps if e.uri in answered)
+            if extmaps != slot.extmaps:
+                slot.extmaps = extmaps
             slot.client_direction = _direction(m)
             self._update_published(slot, m, published, unpublished)
         self._slots = pending

@@ -89,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video-bitrate", type=_bitrate, default=500_000, help="camera bitrate (default 500k)")
     parser.add_argument("--screen-bitrate", type=_bitrate, default=1_000_000,
                         help="screen-share bitrate (default 1M)")
+    parser.add_argument("--screen-simulcast", action="store_true",
+                        help="screen sharers publish three simulcast layers (1/4, 1/2 and all of --screen-bitrate);"
+                             " the results report packets and bitrate per layer and what each receiver got")
     parser.add_argument("--duration", type=_seconds, default=30.0,
                         help="total run time from the first join, e.g. 60s or 5m (default 30s)")
     parser.add_argument("--join-duration", type=_seconds, default=5.0,
@@ -163,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         processes=args.processes, token_secret=args.token_secret, output=args.output,
         delay_sample=args.delay_sample, join_timeout=args.join_timeout, server_pid=args.server_pid,
         reconnect=args.reconnect, audio_slots=args.audio_slots, quiet=args.quiet or not sys.stderr.isatty(),
+        screen_simulcast=args.screen_simulcast,
     )
     try:
         doc: dict[str, Any] = run_load(cfg)

@@ -383,8 +383,10 @@ def _make_plane(config: Config, emit: Callable[[Any], None]) -> ServedPlane:
                           resolve_interval=config.rtc.rtcd_resolve_interval)
         return PlaneRouter(config.rtc, emit, hosts=hosts)  # remote rtcd hosts (docs/rtcd.md)
     if config.rtc.media_workers > 0:
-        return PlaneRouter(config.rtc, emit, workers=config.rtc.media_workers,
-                           socket_dir=Path(config.store.data_dir), log_level=config.log.level)
+        router = PlaneRouter(config.rtc, emit, workers=config.rtc.media_workers,
+                             socket_dir=Path(config.store.data_dir), log_level=config.log.level)
+        router.enable_simulcast = config.calls.enable_simulcast  # the workers' planes (adapters/media/router.py)
+        return router
     plane = MediaPlane(config.rtc, emit)
     plane.enable_simulcast = config.calls.enable_simulcast
     return plane
@@ -395,6 +397,7 @@ def _hub_settings(config: Config) -> HubSettings:
         auth_mode=config.auth.mode,
         ice_servers=tuple(s.as_json() for s in config.rtc.ice_servers),
         server_version=VERSION,
+        simulcast=config.calls.enable_simulcast,
     )
 
 

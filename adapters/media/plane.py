@@ -211,7 +211,8 @@ class MediaPlane:
         self.negotiation = PlaneCounters()
         self.forwarder = Forwarder(send_pli=plane_rtcp.send_pli, on_voice=self._on_voice)
         self.estimates = ReceiverEstimates()  # per receiving session, from its REMB and reports (ADR 0019)
-        self.simulcast = SimulcastForwarder(self.forwarder, plane_rtcp.send_layer_pli, self.estimates.estimate)
+        self.simulcast = SimulcastForwarder(self.forwarder, plane_rtcp.send_layer_pli, self.estimates.estimate,
+                                            send_nack=plane_rtcp.send_layer_nack)
         self.rtcp_in = plane_rtcp.RtcpAnswers(self.forwarder, self.simulcast, self.estimates)
         self.probes = ProbeSender(self.sessions.values, self.simulcast.wanted_bps, self.estimates.estimate)
         # calls.enable_simulcast (the server sets it; an app RtcConfig has no such field): new sessions use it
@@ -251,6 +252,7 @@ class MediaPlane:
         out.update(self.network.counters())
         out.update(self.estimates.counters())
         out.update(self.probes.counters())
+        out.update(self.simulcast.counters())
         out.update({n: getattr(self.negotiation, n) for n in PlaneCounters.__slots__})
         return out
 
@@ -423,7 +425,7 @@ class MediaPlane:
         if t.ssrc is not None:
             s.inbound[t.ssrc] = t
         retransmit.register_rtx(s.inbound_rtx, t, p.rtx_ssrc, p.rtx_payload_type)
-        self.simulcast.add_track(t, p.rids)
+        self.simulcast.add_track(t, p.rids, p.rtx_payload_type)
         return t
 
     def _sync_sending(self, s: Session, only: OutRoute | None = None) -> None:
@@ -651,6 +653,7 @@ class MediaPlane:
             await trio.sleep(self._report_interval / 4)
             self.forwarder.tick(list(self.tracks.values()))
             retransmit.nack_round(self.forwarder, list(self.tracks.values()), plane_rtcp.send_nack)
+            self.simulcast.nack_round()
             self.ice_watch.check(trio.current_time(), self.endpoint.peer)
             n += 1
             if n % 4 == 0:
@@ -658,4 +661,4 @@ class MediaPlane:
 
     def send_reports(self) -> None:
         """One round of RTCP: an SR per stream each session receives, an RR about the streams it publishes."""
-        plane_rtcp.send_reports(self.sessions.values(), self.forwarder.counters)
+        plane_rtcp.send_reports(self.sessions.values(), self.forwarder.counters, self.simulcast.sr_timestamp)

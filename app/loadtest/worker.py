@@ -30,6 +30,7 @@ import trio
 import trio_websocket
 from callsd.peer import Identity, Leg, MediaEngine, Source, summarize, udp_drops
 
+from . import simulcast
 from .sdp import LocalTrack, build_answer, build_offer, parse_sdp
 
 __all__ = ["WorkerSpec", "SimUser", "run_worker", "worker_process_main", "user_role"]
@@ -61,6 +62,7 @@ class WorkerSpec:
     extra: dict[str, Any] = field(default_factory=dict)
     ws_urls: list[str] = field(default_factory=list)  # several nodes: user N connects to ws_urls[N % len]
     audio_slots: int = 0  # pre-negotiated audio receive sections asked for in the first offer (ADR 0020)
+    screen_simulcast: bool = False  # sharers publish three simulcast layers (simulcast.py)
 
 
 def user_role(spec_calls: int, unmuted: int, screen_sharing: int, call: int, user: int) -> tuple[bool, bool]:
@@ -103,6 +105,7 @@ class SimUser:
         self.negotiations = 0
         self.errors: dict[str, int] = {}
         self.trace: list[str] = []  # the last signaling messages (type, and signal type), for failure reports
+        self._layers: dict[int, list[Source]] = {}  # a simulcast screen's top-layer SSRC -> its lower layers
 
     # -- setup -----------------------------------------------------------------------------------------------
     def _make_tracks(self) -> None:
@@ -118,7 +121,15 @@ class SimUser:
             cam.enabled = True
             self.tracks.append(LocalTrack(kind="video", ssrc=cam.ssrc, stream_id=stream, track_id=f"{stream}-v"))
             pending.append(cam)
-        if self.sharer:
+        if self.sharer and self.spec.screen_simulcast:
+            layers = simulcast.layer_sources(user_number=self.number, bitrate=self.spec.screen_bitrate,
+                                             ssrcs=[secrets.randbits(32) or 3 + i for i in range(3)],
+                                             seeds=[secrets.randbits(16) for _ in range(3)])
+            self.tracks.append(LocalTrack(kind="video", ssrc=layers[-1].ssrc, stream_id=f"{stream}-screen",
+                                          track_id=f"{stream}-s", simulcast=simulcast.offer_lines()))
+            pending.append(layers[-1])
+            self._layers[layers[-1].ssrc] = layers[:-1]
+        elif self.sharer:
             screen = Source(kind="video", ssrc=secrets.randbits(32) or 3, user_number=self.number,
                             bitrate=self.spec.screen_bitrate, seed=secrets.randbits(16), index=2)
             screen.enabled = True
@@ -127,7 +138,8 @@ class SimUser:
             pending.append(screen)
         self._pending_sources = pending
         for source in pending:
-            self.engine.add_source(source)
+            if not source.rid:  # simulcast layers stay out of the delivery count (simulcast.py)
+                self.engine.add_source(source)
 
     async def _send(self, kind: str, data: dict[str, Any] | None = None) -> None:
         assert self.ws is not None
@@ -333,9 +345,10 @@ class SimUser:
                 continue
             if answer and section.formats and track.payload_type not in section.formats:
                 track.payload_type = section.formats[0]
-            source.configure(track.mid, track.payload_type, section.extmap)
-            if source not in leg.sources:
-                leg.sources.append(source)
+            for layer in (source, *self._layers.get(source.ssrc, ())):
+                layer.configure(track.mid, track.payload_type, section.extmap)
+                if layer not in leg.sources:
+                    leg.sources.append(layer)
         if leg.state == "new":
             ufrag, pwd = desc.ice_credentials()
             candidates = [c for c in desc.all_candidates() if ":" not in c[0]]
@@ -567,6 +580,7 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
         "cpu_seconds": round(cpu_seconds, 3),
         "users": len(users),
         "per_url": _per_url(users),
+        "simulcast_receivers": simulcast.received_per_receiver(users),
     }
 
 

@@ -295,6 +295,9 @@ window.callsd = {
   get pc() {
     return state.pc;
   },
+  get simulcast() {
+    return state.simulcast;
+  },
   get ws() {
     return state.ws;
   },

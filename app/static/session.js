@@ -178,6 +178,7 @@ const HANDLERS = {
     state.callId = d.call_id || null;
     if (d.user_id) state.userId = d.user_id;
     state.iceServers = Array.isArray(d.ice_servers) ? d.ice_servers : [];
+    state.simulcast = d.simulcast === true; // absent (an older server): one encoding
     state.phase = "in_call";
     state.resumeOnOpen = false;
     state.reconnectAttempt = 0;

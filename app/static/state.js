@@ -67,6 +67,7 @@ export const state = {
   userId: null,
   protocolVersion: null,
   iceServers: [],
+  simulcast: false, // join_ack.simulcast: the server forwards one simulcast layer per receiver (docs/video.md)
   participants: new Map(), // session_id -> {user_id, name, muted, speaking, hand, screen, video, disconnected}
   screenStreams: new Map(), // stream id -> session id (from user_screen_on)
   pc: null,

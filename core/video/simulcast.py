@@ -85,6 +85,10 @@ class LayerSwitcher:
         """The target layer differs from the one flowing: a key frame of the target is needed to switch."""
         return self.current != self.target
 
+    def source_seq(self, seq: int) -> int:
+        """The current layer's sequence number that the receiver's ``seq`` stands for (to NACK the publisher)."""
+        return (seq - self._seq_off) & 0xFFFF
+
     def on_packet(self, p: LayerPacket) -> Rewritten | None:
         """The receiver's numbering for ``p``, or None when ``p`` is not forwarded to this receiver."""
         switched = False

@@ -288,8 +288,11 @@ class Negotiator:
             # Kept on an inactive section too (a camera slot negotiated before the camera is on): a browser whose
             # simulcast offer is answered without a=simulcast drops its extra encodings for good (JSEP 5.3.1).
             slot.rids = send_rids(m) if self.simulcast and m.kind == "video" else ()
+            # The RID extensions are kept on every video section while simulcast is allowed, not only on simulcast
+            # ones: Chromium offers a later section only the extensions an earlier answer accepted, and refuses its
+            # own offer of a new simulcast section (a screen share started mid-call) without them.
             slot.extmaps = tuple(e for e in m.extmaps if e.uri in KEPT_EXTENSIONS[m.kind]
-                                 or (slot.rids and e.uri in SIMULCAST_EXTENSIONS))
+                                 or (self.simulcast and m.kind == "video" and e.uri in SIMULCAST_EXTENSIONS))
             slot.rsize = m.rtcp_rsize
             slot.extmaps += self._more_extmaps(slot, m)
             self._update_published(slot, m, published, unpublished)
@@ -313,13 +316,10 @@ class Negotiator:
 
     def _more_extmaps(self, slot: _Slot, m: MediaSection) -> tuple[Extmap, ...]:
         """Extensions an answer keeps beyond the kept ones: transport-wide cc on a section the server sends on
-        (``OFFERED_EXTENSIONS``), and with simulcast the RID extensions on every video section, simulcast or not
-        yet: Chromium offers no ``a=simulcast`` on an inactive section, and once an answer refused the RID
-        extension it refuses to offer simulcast on any later section ("does not negotiate the RID extension")."""
+        (``OFFERED_EXTENSIONS``). (The RID extensions on every video section while simulcast is allowed are kept
+        with the others, above.)"""
         kept = {e.uri for e in slot.extmaps}
         wanted = set(OFFERED_EXTENSIONS[m.kind]) if slot.server_owned else set()
-        if self.simulcast and m.kind == "video":
-            wanted.update(SIMULCAST_EXTENSIONS)
         return tuple(e for e in m.extmaps if e.uri in wanted and e.uri not in kept)
 
     def _update_published(self, slot: _Slot, m: MediaSection, published: list[PublishedTrack],

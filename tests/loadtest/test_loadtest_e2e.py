@@ -147,3 +147,30 @@ def test_audio_slots_cost_one_round_per_joiner_and_every_talker_is_heard(server,
     assert overall["lost"] == 0 and overall["srtp_errors"] == 0
     rounds = _metric(url, 'callsd_websocket_events_total{direction="in",type="sdp"}')
     assert rounds == 2 * 8, f"{rounds} SDP rounds for 8 joins"
+
+
+def test_screen_simulcast_publishes_layers_and_reports_them_per_layer(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``--screen-simulcast``: the sharer of each call publishes three RID layers; the server receives all three
+    and forwards one per receiver; the results say so per layer and per receiver."""
+    url, _pid = server
+    results = tmp_path / "results.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", url, "--calls", "1", "--users-per-call", "3",
+         "--unmuted", "1", "--screen-sharing", "1", "--screen-simulcast", "--screen-bitrate", "400k",
+         "--duration", "8", "--join-duration", "1", "--output", str(results)],
+        capture_output=True, text=True, timeout=90, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    doc = json.loads(results.read_text())
+    assert doc["users"]["joined"] == 3 and doc["users"]["errors"] == {}, doc["users"]
+    layers = doc["server"]["simulcast_layers"]
+    assert [row["rid"] for row in layers] == ["q", "h", "f"]
+    assert all(row["packets_in"] > 20 for row in layers), layers  # every layer reaches the server
+    kbps = [row["kbps_in"] for row in layers]
+    assert kbps[0] < kbps[1] < kbps[2], layers
+    out = sum(row["packets_out"] for row in layers)
+    assert 0 < out < 2 * sum(row["packets_in"] for row in layers), layers  # one layer per receiver, not all
+    rx = doc["simulcast_receivers"]
+    assert rx["count"] == 2 and rx["packets_min"] > 20, rx  # both others got the screen
+    assert doc["overall"]["lost"] == 0  # the layers stay out of the loss count; audio is whole
+    assert "simulcast layer 2 (f)" in run.stdout

@@ -45,7 +45,6 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -69,9 +68,7 @@ from callsd.core.wire.negotiation import (
     PublishedTrack,
     SdpRejectReason,
 )
-from callsd.core.wire.receive_slots import ReceiveSlots
 from callsd.core.wire.rtp import read_mid
-from callsd.core.wire.sdp import Codec
 
 from . import plane_rtcp, plane_slots, retransmit, twcc_send
 from .advertiser import rtc_bind
@@ -89,6 +86,7 @@ from .forwarder import Forwarder, InTrack, OutRoute
 from .ice_outcome import IceOutcomeWatch
 from .paths import make_path
 from .plane_network import PlaneNetwork
+from .plane_session import PlaneConfig, PlaneCounters, SdpRejected, Session
 from .probing import ProbeSender
 from .simulcast_fwd import SimulcastForwarder
 from .transport import Peer, TransportConfig, UdpEndpoint
@@ -111,84 +109,6 @@ def _now() -> float:
         return trio.current_time()
     except RuntimeError:
         return 0.0
-
-
-class SdpRejected(Exception):
-    """The client's SDP cannot be used; ``reason`` says why (the server answers ``sdp_rejected``)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PlaneConfig:
-    ice_address_udp: str = "127.0.0.1"
-    ice_port_udp: int = 8443
-    ice_host_override: str = ""
-    ice_host_port_override: int = 0
-    udp_rcvbuf: int = 4 * 1024 * 1024
-    udp_sndbuf: int = 4 * 1024 * 1024
-    report_interval: float = 1.0
-    ice_max_addresses_per_session: int = 16
-    ice_servers: tuple[Any, ...] = ()  # only their stun: URLs matter here (public-address discovery)
-    advertise_refresh_seconds: int = 0
-    ice_check_timeout: float = 10.0
-    fast_path: str = "auto"  # "auto" | "native" | "python": see paths.py
-    ice_port_tcp: int = 0  # ICE-TCP passive port (0 = off); ice_tcp.py
-    enable_ipv6: bool = False  # with a wildcard bind: one dual-stack socket on ::, IPv6 candidates too
-    enable_simulcast: bool = True  # accept simulcast video (a=rid), one layer per receiver (simulcast_fwd.py)
-
-
-class Session:
-    __slots__ = ("session_id", "channel_id", "ufrag", "pwd", "peer", "remote", "neg", "published", "codecs",
-                 "inbound", "routes_in", "out_by_ssrc", "screen_stream", "rtcp_ssrc", "closed", "refused",
-                 "mid_ext_id", "inbound_rtx", "audio_slots", "twcc_ext_id")
-
-    def __init__(self, session_id: str, channel_id: str, transport: LocalTransport, simulcast: bool = False) -> None:
-        self.session_id = session_id
-        self.channel_id = channel_id
-        self.ufrag = transport.ice_ufrag
-        self.pwd = transport.ice_pwd
-        self.peer: Peer | None = None
-        self.remote: tuple[str, str, str] | None = None  # the client's ufrag, pwd, fingerprint the peer uses
-        self.neg = Negotiator(transport=transport, session_id=secrets.randbits(62), simulcast=simulcast)
-        self.published: dict[str, InTrack] = {}  # mid -> the track the client publishes on that section
-        self.codecs: dict[str, Codec] = {}  # mid -> its negotiated codec (what receivers are offered)
-        self.inbound: dict[int, InTrack] = {}  # publisher SSRC -> track
-        self.routes_in: dict[str, OutRoute] = {}  # track_id -> route to this session
-        self.out_by_ssrc: dict[int, OutRoute] = {}
-        self.screen_stream: str | None = None
-        self.rtcp_ssrc = secrets.randbits(32) or 1
-        self.closed = False
-        self.refused: set[str] = set()  # track ids whose section the client rejected: not offered again
-        self.mid_ext_id = 0  # the client's id for the MID header extension (0: none)
-        self.inbound_rtx: dict[int, InTrack] = {}  # publisher RTX SSRC -> track (retransmit.py)
-        self.audio_slots: ReceiveSlots | None = None  # pre-negotiated audio sections, if asked for (plane_slots.py)
-        self.twcc_ext_id = 0  # the transport-wide-cc id it accepted on the sections it receives (0: none)
-
-    @property
-    def offer_pending(self) -> bool:
-        return self.neg.state is NegotiationState.HAVE_LOCAL_OFFER
-
-
-class PlaneCounters:
-    __slots__ = ("offers_in", "answers_in", "offers_out", "answers_out", "glare_ignored", "sdp_rejected",
-                 "routes", "tracks", "unknown_route")
-
-    offers_in: int
-    answers_in: int
-    offers_out: int
-    answers_out: int
-    glare_ignored: int
-    sdp_rejected: int
-    routes: int
-    tracks: int
-    unknown_route: int
-
-    def __init__(self) -> None:
-        for n in self.__slots__:
-            setattr(self, n, 0)
 
 
 _SOURCES = {TrackKind.AUDIO: "microphone", TrackKind.VIDEO: "camera", TrackKind.SCREEN_VIDEO: "screen",

@@ -27,7 +27,7 @@ from .simulcast_fwd import SimulcastForwarder
 from .twcc_send import TransportSequencer
 
 if TYPE_CHECKING:
-    from .plane import Session
+    from .plane_session import Session
 
 __all__ = ["RtcpAnswers", "send_nack", "send_pli", "send_layer_pli", "send_layer_nack", "send_reports"]
 

@@ -31,7 +31,7 @@ from .twcc_send import TransportSequencer
 
 if TYPE_CHECKING:
     from .forwarder import OutRoute
-    from .plane import Session
+    from .plane_session import Session
 
 __all__ = ["ProbeSender", "TICK_S", "PADDING"]
 

@@ -101,6 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a user not connected (signaling + ICE + DTLS) after this long has failed")
     parser.add_argument("--server-pid", type=_non_negative_int, default=0,
                         help="read the server's CPU and RSS from /proc/PID as well as /metrics")
+    parser.add_argument("--media-engine", choices=("auto", "native", "python"), default="auto",
+                        help="the simulated users' media engine: native (C: recvmmsg/sendmmsg, libsrtp2), python, or "
+                             "auto (native when built; default)")
     parser.add_argument("--reconnect", action="store_true",
                         help="users whose WebSocket drops reconnect their session (with backoff, like the web client) "
                              "and renegotiate media")
@@ -161,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         delay_sample=args.delay_sample, join_timeout=args.join_timeout, server_pid=args.server_pid,
         reconnect=args.reconnect, quiet=args.quiet or not sys.stderr.isatty(),
     )
+    cfg.media_engine = args.media_engine
     try:
         doc: dict[str, Any] = run_load(cfg)
     except ServerUnreachable as exc:

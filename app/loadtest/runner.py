@@ -61,6 +61,7 @@ class LoadConfig:
     quiet: bool = False
     run_id: str = field(default_factory=lambda: os.urandom(3).hex())
     urls: list[str] = field(default_factory=list)  # several: users round-robin over them (``url`` is the first)
+    media_engine: str = "auto"  # the simulated users' media engine: "auto", "native" (C) or "python"
 
     def http_base(self) -> str:
         parts = urllib.parse.urlsplit(self.url)
@@ -244,7 +245,7 @@ def _specs(cfg: LoadConfig, t0: float) -> list[WorkerSpec]:
             screen_sharing=cfg.screen_sharing, video=cfg.video, video_bitrate=cfg.video_bitrate,
             screen_bitrate=cfg.screen_bitrate, join_duration=cfg.join_duration, duration=cfg.duration, t0=t0,
             run_id=cfg.run_id, token_secret=cfg.token_secret, delay_sample=cfg.delay_sample,
-            join_timeout=cfg.join_timeout, reconnect=cfg.reconnect,
+            join_timeout=cfg.join_timeout, reconnect=cfg.reconnect, media_engine=cfg.media_engine,
             ws_urls=[cfg.ws_url(url) for url in cfg.urls] if len(cfg.urls) > 1 else [],
         )
         for w in range(n)

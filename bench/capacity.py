@@ -84,9 +84,10 @@ def _pin(cpu: int) -> list[str]:
 class Server:
     """A `callsd serve` subprocess on free ports with its own data directory."""
 
-    def __init__(self, workdir: Path, command: list[str] | None = None) -> None:
+    def __init__(self, workdir: Path, command: list[str] | None = None, fast_path: str = "") -> None:
         self.workdir = workdir
         self.command = command or ["-m", "callsd.app.cli", "serve"]  # after the interpreter
+        self.fast_path = fast_path  # rtc.fast_path for this server ("": the environment's or the default)
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -99,6 +100,8 @@ class Server:
                    # every load user connects from 127.0.0.1 and a loaded server acks joins slowly: lift the caps
                    CALLSD_HTTP_MAX_CONNECTIONS_PER_ADDRESS="0", CALLSD_HTTP_MAX_CONNECTIONS="0",
                    CALLSD_HTTP_JOIN_TIMEOUT="120")
+        if self.fast_path:
+            env["CALLSD_RTC_FAST_PATH"] = self.fast_path
         self.log = open(data / "serve.log", "wb")  # noqa: SIM115 - closed in __exit__
         self.proc = subprocess.Popen([*_pin(0), sys.executable, *self.command], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=data)
@@ -125,18 +128,19 @@ class Server:
 
 
 def run_shape(shape: Shape, *, steady: float, workdir: Path, out: Path, delay_sample: int,
-              screen_bitrate: str) -> dict[str, Any]:
-    """Start a server, load it with ``shape``, return the loadtest results document (also saved to ``out``)."""
+              screen_bitrate: str, fast_path: str = "", media_engine: str = "auto") -> dict[str, Any]:
+    """Start a server, load it with ``shape``, return the loadtest results document (also saved to ``out``).
+    ``fast_path``: the server's rtc.fast_path; ``media_engine``: the load tool's (--media-engine)."""
     users = shape.calls * shape.users
     join = max(1.0, users / JOIN_RATE)
-    with Server(workdir) as server:
+    with Server(workdir, fast_path=fast_path) as server:
         assert server.proc is not None
         cmd = [*_pin(1), sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", server.url,
                "--calls", str(shape.calls), "--users-per-call", str(shape.users), "--unmuted", str(shape.unmuted),
                "--screen-sharing", str(shape.sharing), "--screen-bitrate", screen_bitrate,
                "--join-duration", f"{join:.2f}", "--duration", f"{join + steady:.2f}",
                "--server-pid", str(server.proc.pid), "--delay-sample", str(delay_sample),
-               "--output", str(out), "--quiet"]
+               "--media-engine", media_engine, "--output", str(out), "--quiet"]
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=join + steady + 120,
                        check=False)
     return json.loads(out.read_text())

@@ -26,7 +26,7 @@ from callsd.adapters.media.dtls import Certificate, SrtpKeys
 from callsd.adapters.media.forwarder import URI_AUDIO_LEVEL, InTrack, OutRoute
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig
 from callsd.adapters.media.srtp import SrtpContext
-from callsd.core.events import TrackKind
+from callsd.core.calls.events import TrackKind
 
 PROFILE = b"SRTP_AEAD_AES_128_GCM"
 SSRC = 0x1234

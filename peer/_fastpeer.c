@@ -498,7 +498,7 @@ static PyObject *send_batch(PyObject *module, PyObject *items) {
         }
         memcpy(tx_buf[queued], view.buf, (size_t)view.len);
         PyBuffer_Release(&view);
-        if (srtp_protect(((SrtpSession *)session)->srtp, tx_buf[queued], &len) != srtp_err_status_ok) {
+        if (session_protect((SrtpSession *)session, tx_buf[queued], &len) != srtp_err_status_ok) {
             c.protect_errors++;
             continue;
         }
@@ -542,10 +542,11 @@ PyMODINIT_FUNC PyInit__fastpeer(void) {
     INTERN(s_first_index, "first_index") INTERN(s_last_counter, "last_counter") INTERN(s_last_index, "last_index")
     INTERN(s_buckets, "buckets") INTERN(s_count, "count") INTERN(s_total, "total") INTERN(s_maximum, "maximum")
     INTERN(s_resolution, "resolution") INTERN(s_audio, "audio")
-    if (srtp_init() != srtp_err_status_ok) {
-        PyErr_SetString(PyExc_ImportError, "srtp_init failed");
+    /* libsrtp is initialised once per process, by the server's extension (a second srtp_init fails): import it */
+    PyObject *engine = PyImport_ImportModule("callsd.adapters.media.native._engine");
+    if (engine == NULL)
         return NULL;
-    }
+    Py_DECREF(engine);
     SrtpSessionType.tp_name = "callsd.peer._fastpeer.SrtpSession";
     if (PyType_Ready(&SrtpSessionType) < 0 || PyType_Ready(&ReceiverType) < 0)
         return NULL;

@@ -293,7 +293,7 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
     }
     memcpy(self->sbuf[slot], out, len);
     int plen = (int)len;
-    srtp_err_status_t rc = srtp_protect(((SrtpSession *)tx)->srtp, self->sbuf[slot], &plen);
+    srtp_err_status_t rc = session_protect((SrtpSession *)tx, self->sbuf[slot], &plen);
     Py_DECREF(tx);
     if (rc != srtp_err_status_ok) {
         self->td.drop_srtp_other++;

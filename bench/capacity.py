@@ -128,7 +128,8 @@ class Server:
 
 
 def run_shape(shape: Shape, *, steady: float, workdir: Path, out: Path, delay_sample: int,
-              screen_bitrate: str, fast_path: str = "", media_engine: str = "auto") -> dict[str, Any]:
+              screen_bitrate: str, fast_path: str = "", media_engine: str = "auto",
+              join_timeout: float = 15.0) -> dict[str, Any]:
     """Start a server, load it with ``shape``, return the loadtest results document (also saved to ``out``).
     ``fast_path``: the server's rtc.fast_path; ``media_engine``: the load tool's (--media-engine)."""
     users = shape.calls * shape.users
@@ -140,7 +141,8 @@ def run_shape(shape: Shape, *, steady: float, workdir: Path, out: Path, delay_sa
                "--screen-sharing", str(shape.sharing), "--screen-bitrate", screen_bitrate,
                "--join-duration", f"{join:.2f}", "--duration", f"{join + steady:.2f}",
                "--server-pid", str(server.proc.pid), "--delay-sample", str(delay_sample),
-               "--media-engine", media_engine, "--output", str(out), "--quiet"]
+               "--media-engine", media_engine, "--join-timeout", f"{join_timeout:g}",
+               "--output", str(out), "--quiet"]
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=join + steady + 120,
                        check=False)
     return json.loads(out.read_text())

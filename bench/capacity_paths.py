@@ -28,10 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def sweep(calls: list[int], paths: list[str], *, users: int, unmuted: int, sharing: int, steady: float,
-          rounds: int, out: Path, media_engine: str) -> dict[str, Any]:
+          rounds: int, out: Path, media_engine: str, join_timeout: float = 15.0) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="callsd-paths-"))
     doc: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
-                           "steady_seconds": steady, "media_engine": media_engine, "rows": []}
+                           "steady_seconds": steady, "media_engine": media_engine, "join_timeout": join_timeout,
+                           "rows": []}
     try:
         for r in range(rounds):
             for n in calls:
@@ -40,7 +41,8 @@ def sweep(calls: list[int], paths: list[str], *, users: int, unmuted: int, shari
                     load_before = os.getloadavg()
                     started = time.strftime("%H:%M:%S", time.gmtime())
                     res = run_shape(shape, steady=steady, workdir=work, out=work / f"{path}-{n}-{r}.json",
-                                    delay_sample=4, screen_bitrate="1M", fast_path=path, media_engine=media_engine)
+                                    delay_sample=4, screen_bitrate="1M", fast_path=path, media_engine=media_engine,
+                                    join_timeout=join_timeout)
                     line = row(shape, res) | {"path": path, "round": r, "started_utc": started,
                                               "loadavg_before": load_before}
                     line["passed"] = ok(line)
@@ -101,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steady", type=float, default=12.0, help="seconds of full load after the joins")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the whole sweep")
     parser.add_argument("--media-engine", default="native", help="the load tool's media engine")
+    parser.add_argument("--join-timeout", type=float, default=15.0,
+                        help="seconds a user may take to connect (raise it on a busy machine)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "capacity-paths.json"))
     parser.add_argument("--plot", default="", help="only plot this result file")
     parser.add_argument("--png", default=str(ROOT / "docs" / "capacity-paths.png"))
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     users, unmuted, sharing = (int(x) for x in args.shape.split(","))
     doc = sweep([int(x) for x in args.calls.split(",")], args.paths.split(","), users=users, unmuted=unmuted,
                 sharing=sharing, steady=args.steady, rounds=args.rounds, out=Path(args.out),
-                media_engine=args.media_engine)
+                media_engine=args.media_engine, join_timeout=args.join_timeout)
     plot(doc, Path(args.png))
     print(f"results: {args.out}; plot: {args.png}")
     return 0

@@ -73,12 +73,14 @@ def _free_port(kind: int) -> int:
 
 
 PIN = True
+NICE = 0  # scheduling priority of the server and the tool (negative: ahead of a shared machine's other work)
 
 
 def _pin(cpu: int) -> list[str]:
+    nice = ["nice", "-n", str(NICE)] if NICE else []
     if PIN and shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
-        return ["taskset", "-c", str(cpu)]
-    return []
+        return [*nice, "taskset", "-c", str(cpu)]
+    return nice
 
 
 class Server:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bench.capacity as capacity
 from bench.capacity import Shape, ok, row, run_shape
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +33,7 @@ def sweep(calls: list[int], paths: list[str], *, users: int, unmuted: int, shari
     work = Path(tempfile.mkdtemp(prefix="callsd-paths-"))
     doc: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
                            "steady_seconds": steady, "media_engine": media_engine, "join_timeout": join_timeout,
+                           "nice": capacity.NICE,
                            "rows": []}
     try:
         for r in range(rounds):
@@ -103,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steady", type=float, default=12.0, help="seconds of full load after the joins")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the whole sweep")
     parser.add_argument("--media-engine", default="native", help="the load tool's media engine")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="run the server and the tool at this nice level (e.g. -10 on a saturated shared machine)")
     parser.add_argument("--join-timeout", type=float, default=15.0,
                         help="seconds a user may take to connect (raise it on a busy machine)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "capacity-paths.json"))
@@ -113,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         plot(json.loads(Path(args.plot).read_text()), Path(args.png))
         print(f"wrote {args.png}")
         return 0
+    capacity.NICE = args.nice
     users, unmuted, sharing = (int(x) for x in args.shape.split(","))
     doc = sweep([int(x) for x in args.calls.split(",")], args.paths.split(","), users=users, unmuted=unmuted,
                 sharing=sharing, steady=args.steady, rounds=args.rounds, out=Path(args.out),

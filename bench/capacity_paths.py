@@ -63,7 +63,8 @@ def sweep(calls: list[int], paths: list[str], *, users: int, unmuted: int, shari
 
 
 def plot(doc: dict[str, Any], png: Path) -> None:
-    """µs of server CPU per egress packet and loss against egress packets/s, one line per path."""
+    """µs of server CPU per egress packet and loss against the offered load (calls), one line per path; the label
+    of each point is the egress packets/s measured in the steady window (thousands)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,14 +72,14 @@ def plot(doc: dict[str, Any], png: Path) -> None:
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     for path, colour in (("python", "tab:blue"), ("native", "tab:orange")):
-        rows = sorted((r for r in doc["rows"] if r["path"] == path and r.get("egress_pps")),
-                      key=lambda r: r["egress_pps"])
+        rows = sorted((r for r in doc["rows"] if r["path"] == path and r.get("us_per_egress_packet")),
+                      key=lambda r: r["calls"])
         if not rows:
             continue
-        x = [r["egress_pps"] / 1000 for r in rows]
+        x = [r["calls"] for r in rows]
         top.plot(x, [r["us_per_egress_packet"] for r in rows], "o-", color=colour, label=f"rtc.fast_path={path}")
         for r, xi in zip(rows, x, strict=True):
-            top.annotate(str(r["calls"]), (xi, r["us_per_egress_packet"]), textcoords="offset points",
+            top.annotate(f"{r['egress_pps'] / 1000:.0f}k", (xi, r["us_per_egress_packet"]), textcoords="offset points",
                          xytext=(0, 6), ha="center", fontsize=7, color=colour)
         bottom.plot(x, [100 * r["loss"] for r in rows], "o-", color=colour, label=path)
     top.axhline(4.0, color="grey", linestyle="--", linewidth=1)
@@ -87,11 +88,11 @@ def plot(doc: dict[str, Any], png: Path) -> None:
     top.set_ylim(bottom=0)
     top.legend()
     top.set_title("callsd, one server core (taskset), load tool on the other: calls × 8 users × 2 unmuted\n"
-                  f"(labels: calls; load average {doc['machine']['loadavg_start'][0]:.1f} at start, "
+                  f"(labels: measured egress packets/s; load average {doc['machine']['loadavg_start'][0]:.1f} at start, "
                   f"{doc['machine'].get('loadavg_end', [0])[0]:.1f} at end: a shared machine)", fontsize=9)
     bottom.axhline(0.5, color="grey", linestyle="--", linewidth=1)
     bottom.set_ylabel("loss %")
-    bottom.set_xlabel("server egress packets/s (thousands)")
+    bottom.set_xlabel("calls of 8 users, 2 unmuted (offered: 700 egress packets/s per call)")
     bottom.set_ylim(bottom=0)
     fig.tight_layout()
     fig.savefig(png, dpi=110)

@@ -18,7 +18,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -31,6 +33,8 @@
 #define RX_PER_SOCKET 16 /* datagrams per recvmmsg (one socket) */
 #define EVENTS 256       /* ready sockets per epoll_wait */
 #define TX_BATCH 64      /* datagrams per sendmmsg (one socket) */
+#define SHARED_BATCH 64  /* datagrams per recvmmsg on a shared port (peer/shared_port.py) */
+#define PKTINFO_SPACE CMSG_SPACE(sizeof(struct in_pktinfo))
 
 static PyObject *s_rx, *s_streams, *s_first_audio_ns, *s_rx_count, *s_delay, *s_kind, *s_started, *s_base_seq,
     *s_max_seq, *s_cycles, *s_received, *s_jitter, *s_last_transit, *s_clock_khz, *s_sender, *s_first_counter,
@@ -155,6 +159,14 @@ typedef struct {
     struct iovec iov[RX_PER_SOCKET];
     uint8_t buf[RX_PER_SOCKET][BUF];
     uint8_t plain[BUF];
+    /* a shared port: every user's datagrams on one socket, the user told by the destination address */
+    struct mmsghdr smsg[SHARED_BATCH];
+    struct iovec siov[SHARED_BATCH];
+    union {
+        char buf[PKTINFO_SPACE];
+        struct cmsghdr align;
+    } sctl[SHARED_BATCH];
+    uint8_t sbuf[SHARED_BATCH][BUF];
 } Receiver;
 
 static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwds) {
@@ -414,7 +426,91 @@ static PyObject *Receiver_drain(Receiver *self, PyObject *args) {
     return out;
 }
 
+/* The destination address of a received datagram (host order), 0 when the kernel did not say. */
+static uint32_t pktinfo_destination(struct msghdr *m) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL; c = CMSG_NXTHDR(m, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo info;
+            memcpy(&info, CMSG_DATA(c), sizeof info);
+            return ntohl(info.ipi_addr.s_addr);
+        }
+    }
+    return 0;
+}
+
+static PyObject *Receiver_drain_shared(Receiver *self, PyObject *args) {
+    int fd;
+    long long budget;
+    PyObject *engine, *stats;
+    if (!PyArg_ParseTuple(args, "iLOO", &fd, &budget, &engine, &stats))
+        return NULL;
+    PyObject *rest = PyList_New(0);
+    if (rest == NULL)
+        return NULL;
+    long long read = 0;
+    int failed = 0;
+    while (read < budget && !failed) {
+        for (int i = 0; i < SHARED_BATCH; i++) {
+            memset(&self->smsg[i], 0, sizeof self->smsg[i]);
+            self->siov[i].iov_base = self->sbuf[i];
+            self->siov[i].iov_len = BUF;
+            self->smsg[i].msg_hdr.msg_iov = &self->siov[i];
+            self->smsg[i].msg_hdr.msg_iovlen = 1;
+            self->smsg[i].msg_hdr.msg_control = self->sctl[i].buf;
+            self->smsg[i].msg_hdr.msg_controllen = sizeof self->sctl[i].buf;
+        }
+        int got = recvmmsg(fd, self->smsg, SHARED_BATCH, MSG_DONTWAIT, NULL);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == ECONNREFUSED) {
+                self->delta.refused++;
+                continue;
+            }
+            break;
+        }
+        for (int i = 0; i < got && !failed; i++) {
+            read++;
+            uint32_t to = pktinfo_destination(&self->smsg[i].msg_hdr);
+            if ((to >> 24) != 127)
+                continue; /* not for one of our users */
+            PyObject *key = PyLong_FromUnsignedLong(to);
+            PyObject *leg = key != NULL ? PyDict_GetItemWithError(self->legs, key) : NULL;
+            Py_XDECREF(key);
+            if (leg == NULL) {
+                if (PyErr_Occurred())
+                    failed = 1;
+                continue;
+            }
+            Py_INCREF(leg);
+            int r = receive_one(self, leg, self->sbuf[i], self->smsg[i].msg_len);
+            if (r < 0) {
+                failed = 1;
+            } else if (r > 0) {
+                PyObject *item = Py_BuildValue("(Oy#)", leg, (const char *)self->sbuf[i],
+                                               (Py_ssize_t)self->smsg[i].msg_len);
+                if (item == NULL || PyList_Append(rest, item) < 0)
+                    failed = 1;
+                Py_XDECREF(item);
+            }
+            Py_DECREF(leg);
+        }
+        if (got < SHARED_BATCH)
+            break;
+    }
+    if (flush_delta(self, engine, stats) < 0 || failed) {
+        Py_DECREF(rest);
+        return NULL;
+    }
+    PyObject *out = Py_BuildValue("(LO)", read, rest);
+    Py_DECREF(rest);
+    return out;
+}
+
 static PyMethodDef Receiver_methods[] = {
+    {"drain_shared", (PyCFunction)Receiver_drain_shared, METH_VARARGS,
+     "drain_shared(fd, budget, engine, stats) -> (read, [(leg, datagram), ...]): drain a shared port (recvmmsg of "
+     "64 with IP_PKTINFO; `legs` is keyed by each user's address as an integer)."},
     {"drain", (PyCFunction)Receiver_drain, METH_VARARGS,
      "drain(epoll_fd, budget, engine, stats) -> (read, [(leg, datagram), ...]): read every ready leg socket "
      "(up to about `budget` datagrams), handle the SRTP packets of known streams, return the rest for Python."},
@@ -515,9 +611,87 @@ static PyObject *send_batch(PyObject *module, PyObject *items) {
     return Py_BuildValue("(LLLLL)", c.sent, c.bytes, c.would_block, c.refused, c.protect_errors);
 }
 
+static struct sockaddr_in tx_to[TX_BATCH];
+static union {
+    char buf[PKTINFO_SPACE];
+    struct cmsghdr align;
+} tx_ctl[TX_BATCH];
+
+static PyObject *send_batch_shared(PyObject *module, PyObject *args) {
+    (void)module;
+    int fd;
+    PyObject *items;
+    if (!PyArg_ParseTuple(args, "iO", &fd, &items))
+        return NULL;
+    PyObject *seq = PySequence_Fast(items, "send_batch_shared takes a sequence of ((src, dst, port), session, packet)");
+    if (seq == NULL)
+        return NULL;
+    tx_counts c = {0, 0, 0, 0, 0};
+    int queued = 0;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        unsigned int src, dst, port;
+        PyObject *session;
+        Py_buffer view;
+        if (!PyArg_ParseTuple(item, "(III)O!y*", &src, &dst, &port, &SrtpSessionType, &session, &view)) {
+            if (queued)
+                tx_flush(fd, queued, &c);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        if (queued == TX_BATCH) {
+            tx_flush(fd, queued, &c);
+            queued = 0;
+        }
+        int len = (int)view.len;
+        if (view.len > MAX_PACKET) {
+            PyBuffer_Release(&view);
+            c.protect_errors++;
+            continue;
+        }
+        memcpy(tx_buf[queued], view.buf, (size_t)view.len);
+        PyBuffer_Release(&view);
+        if (session_protect((SrtpSession *)session, tx_buf[queued], &len) != srtp_err_status_ok) {
+            c.protect_errors++;
+            continue;
+        }
+        struct msghdr *m = &tx_msg[queued].msg_hdr;
+        memset(&tx_msg[queued], 0, sizeof tx_msg[queued]);
+        tx_iov[queued].iov_base = tx_buf[queued];
+        tx_iov[queued].iov_len = (size_t)len;
+        m->msg_iov = &tx_iov[queued];
+        m->msg_iovlen = 1;
+        memset(&tx_to[queued], 0, sizeof tx_to[queued]);
+        tx_to[queued].sin_family = AF_INET;
+        tx_to[queued].sin_addr.s_addr = htonl(dst);
+        tx_to[queued].sin_port = htons((uint16_t)port);
+        m->msg_name = &tx_to[queued];
+        m->msg_namelen = sizeof tx_to[queued];
+        m->msg_control = tx_ctl[queued].buf;
+        m->msg_controllen = sizeof tx_ctl[queued].buf;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(m);
+        cm->cmsg_level = IPPROTO_IP;
+        cm->cmsg_type = IP_PKTINFO;
+        cm->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+        struct in_pktinfo info;
+        memset(&info, 0, sizeof info);
+        info.ipi_spec_dst.s_addr = htonl(src);
+        memcpy(CMSG_DATA(cm), &info, sizeof info);
+        queued++;
+    }
+    if (queued)
+        tx_flush(fd, queued, &c);
+    Py_DECREF(seq);
+    return Py_BuildValue("(LLLLL)", c.sent, c.bytes, c.would_block, c.refused, c.protect_errors);
+}
+
 /* ---- module --------------------------------------------------------------------------------------------------- */
 
 static PyMethodDef module_methods[] = {
+    {"send_batch_shared", (PyCFunction)send_batch_shared, METH_VARARGS,
+     "send_batch_shared(fd, [((src, dst, port), session, plain RTP), ...]) -> counts as send_batch: protect and "
+     "send from each user's own loopback address (IP_PKTINFO) on one shared socket, 64 per sendmmsg."},
     {"send_batch", (PyCFunction)send_batch, METH_O,
      "send_batch([(fd, session, plain RTP), ...]) -> (sent, bytes, would_block, refused, protect_errors): protect "
      "each packet and send the runs of one socket with sendmmsg (connected sockets)."},

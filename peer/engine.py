@@ -33,6 +33,7 @@ from collections.abc import Callable
 import pylibsrtp
 import trio
 
+from .shared_port import SharedPort
 from .source import MAGIC, STAMP, TICK, Source
 from .stats import Histogram, StreamStats
 from .transport import Identity, PeerTransport, TransportStats
@@ -44,17 +45,18 @@ except ImportError:  # not built (a source tree without a compiler): the Python 
 
 __all__ = ["Leg", "MediaEngine", "udp_drops", "RCVBUF", "MEDIA_ENGINES", "resolve_media"]
 
-MEDIA_ENGINES = ("auto", "native", "python")
+MEDIA_ENGINES = ("auto", "native", "shared", "python")
 DRAIN_BUDGET = 4096  # datagrams per native drain call before the loop yields to the send tick and signaling
 
 
 def resolve_media(media: str) -> str:
-    """``"native"`` or ``"python"`` for a ``--media-engine`` choice; ``"native"`` without the extension fails."""
+    """``"native"``, ``"shared"`` or ``"python"`` for a ``--media-engine`` choice; the C ones without the extension
+    fail. ``"shared"``: the native engine with one socket for all users (peer/shared_port.py, loopback servers)."""
     if media not in MEDIA_ENGINES:
         raise ValueError(f"media engine must be one of {', '.join(MEDIA_ENGINES)}, not {media!r}")
     if media == "auto":
         return "native" if _fastpeer is not None else "python"
-    if media == "native" and _fastpeer is None:
+    if media in ("native", "shared") and _fastpeer is None:
         raise RuntimeError("the native media engine (callsd.peer._fastpeer) is not built: pip install the package")
     return media
 
@@ -73,7 +75,8 @@ class Leg(PeerTransport):
 
     def __init__(self, engine: MediaEngine, *, user_number: int, call_index: int, ufrag: str, pwd: str) -> None:
         super().__init__(engine.identity, ufrag=ufrag, pwd=pwd, stats=engine.stats, rcvbuf=RCVBUF,
-                         native_srtp=engine.media == "native")
+                         native_srtp=engine.media != "python",
+                         sock=engine.port.new_socket() if engine.port is not None else None)
         self.engine = engine
         self.user_number = user_number
         self.call_index = call_index
@@ -154,7 +157,8 @@ class MediaEngine:
         self.stopped_ns = 0  # when sending ended (the end of the delivery window)
         self.sources: dict[int, Source] = {}  # source id -> source, for the sender's side of delivery
         self._receiver = (_fastpeer.Receiver(self.legs, self.delay, self.delay_sample)
-                          if self.media == "native" else None)
+                          if self.media != "python" else None)
+        self.port = SharedPort() if self.media == "shared" else None
 
     def add_source(self, source: Source) -> None:
         self.sources[source.source_id] = source
@@ -195,16 +199,18 @@ class MediaEngine:
         return self.call_delays.setdefault(call_index, [0.0, 0, 0.0])
 
     def register(self, leg: Leg) -> None:
-        fd = leg.sock.fileno()
+        fd = leg.sock.fileno()  # with a shared port: the user's address as an integer
         self.legs[fd] = leg
-        self.epoll.register(fd, select.EPOLLIN)
+        if self.port is None:
+            self.epoll.register(fd, select.EPOLLIN)
 
     def unregister(self, leg: Leg) -> None:
         fd = leg.sock.fileno()
         if self.legs.get(fd) is leg:
             del self.legs[fd]
-            with contextlib.suppress(OSError, ValueError):
-                self.epoll.unregister(fd)
+            if self.port is None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.epoll.unregister(fd)
 
     # -- receive ---------------------------------------------------------------------------------------------
     async def receive_loop(self) -> None:
@@ -247,8 +253,9 @@ class MediaEngine:
     async def _receive_loop_native(self, receiver: _fastpeer.Receiver) -> None:
         """The same pump on the C receiver: it drains every ready socket (recvmmsg) and hands back what Python
         handles (control datagrams, the first packet of a new stream)."""
-        epfd = self.epoll.fileno()
-        drain = receiver.drain
+        shared = self.port is not None
+        epfd = self.port.fileno() if self.port is not None else self.epoll.fileno()
+        drain = receiver.drain_shared if shared else receiver.drain
         while True:
             read, rest = drain(epfd, DRAIN_BUDGET, self, self.stats)
             for leg, data in rest:
@@ -340,7 +347,7 @@ class MediaEngine:
             self.max_lateness = max(self.max_lateness, lateness)
             if not self.sending:
                 continue
-            if self.media == "native":
+            if self.media != "python":
                 self._send_tick_native(owed)
             else:
                 self._send_tick_python(owed)
@@ -380,13 +387,15 @@ class MediaEngine:
     def _send_tick_native(self, owed: int) -> None:
         """One tick of `send_loop` with protect + send in C: one ``send_batch`` for every leg's packets."""
         now_ns = time.monotonic_ns()
-        batch: list[tuple[int, object, bytes]] = []
+        batch: list[tuple[object, object, bytes]] = []
+        shared = self.port is not None
         for fd, leg in list(self.legs.items()):
             if leg.state != "connected" or leg.tx is None:
                 for source in leg.sources:
                     source.stop(now_ns)
                 continue
             tx = leg.tx
+            where: object = leg.sock.route if shared else fd
             for source in leg.sources:
                 if not source.enabled or not source.buffers:
                     continue
@@ -394,10 +403,14 @@ class MediaEngine:
                     source.started_ns = now_ns
                 for _ in range(owed):
                     for plain in source.packets(now_ns):
-                        batch.append((fd, tx, plain))
+                        batch.append((where, tx, plain))
         if not batch:
             return
-        sent, sent_bytes, would_block, refused, protect_errors = _fastpeer.send_batch(batch)
+        if self.port is not None:
+            counts = _fastpeer.send_batch_shared(self.port.fileno(), batch)
+        else:
+            counts = _fastpeer.send_batch(batch)
+        sent, sent_bytes, would_block, refused, protect_errors = counts
         self.tx_packets += sent
         self.tx_bytes += sent_bytes
         self.stats.send_drops += would_block

@@ -32,7 +32,7 @@ import errno
 import os
 import socket
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 import pylibsrtp
 from aioice import stun
@@ -128,7 +128,9 @@ class PeerTransport:
 
     def __init__(self, identity: Identity, *, ufrag: str | None = None, pwd: str | None = None,
                  stats: TransportStats | None = None, host: str = "127.0.0.1", rcvbuf: int = 1 << 20,
-                 dtls_server: bool = False, consent_interval: float | None = 5.0, native_srtp: bool = False) -> None:
+                 dtls_server: bool = False, consent_interval: float | None = 5.0, native_srtp: bool = False,
+                 sock: Any = None) -> None:
+        """``sock``: a socket-like handle to use instead of a socket of its own (peer/shared_port.LegSocket)."""
         self.identity = identity
         self.native_srtp = native_srtp  # SRTP sessions of callsd.peer._fastpeer (the native media engine's)
         self.local_ufrag = ufrag or os.urandom(4).hex()
@@ -136,7 +138,7 @@ class PeerTransport:
         self.stats = stats or TransportStats()
         self.dtls_server = dtls_server
         self.consent_interval = consent_interval
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock: Any = sock if sock is not None else socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.bind((host, 0))
@@ -183,7 +185,7 @@ class PeerTransport:
     def rebind(self, host: str = "127.0.0.1") -> socket.socket:
         """Move to a new local socket (the client "changed network"): same credentials and keys. Returns the old
         socket, still open, for the caller to close. Send a check with USE-CANDIDATE to move the media."""
-        old = self.sock
+        old: socket.socket = self.sock
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.sock.bind((host, 0))

@@ -40,7 +40,7 @@ class EchoSfu:
         pass
 
 
-@pytest.mark.parametrize("media", ["python", "native"])
+@pytest.mark.parametrize("media", ["python", "native", "shared"])
 async def test_legs_connect_and_measure_zero_loss(media: str) -> None:
     sfu = EchoSfu()
     endpoint = transport.UdpEndpoint(transport.TransportConfig(host="127.0.0.1", port=0), sfu)

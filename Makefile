@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: run test lint typecheck unit wheel-check system-deps bench clean test-net diagrams fuzz fuzz-python fuzz-native
+.PHONY: run test lint typecheck unit wheel-check system-deps bench clean test-net diagrams fuzz fuzz-python fuzz-native image
 
 run: $(STAMP)
 	$(BIN)/callsd serve
@@ -28,16 +28,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict  # core, adapters and app, through typecheck/callsd (see [tool.mypy] in pyproject.toml)
 
+# Two workers: the real-peer tests (Chromium, namespaces) in one group on one worker, the rest on both (tests/conftest.py).
+PYTEST_WORKERS ?= 2
 unit: $(STAMP) system-deps
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -q -ra --durations=25
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -q -ra --durations=25 -n $(PYTEST_WORKERS) --dist loadgroup
 
 # The networking tests alone (namespaces, NAT, coturn; root): also part of `unit`, hence of `make test`.
 test-net: $(STAMP) system-deps
 	$(BIN)/pytest -q -ra -m net tests/net
 
-# docs/networking/*.png and docs/rtcd/*.png from the .dot sources next to them (Graphviz, from scripts/system-deps.sh)
+# docs/{networking,rtcd,cluster,deployment}/*.png from the .dot sources next to them (Graphviz, from scripts/system-deps.sh)
 diagrams: system-deps
-	for f in docs/networking/*.dot docs/rtcd/*.dot docs/cluster/*.dot; do dot -Tpng -Gdpi=90 "$$f" -o "$${f%.dot}.png"; done
+	for f in docs/networking/*.dot docs/rtcd/*.dot docs/cluster/*.dot docs/deployment/*.dot; do dot -Tpng -Gdpi=90 "$$f" -o "$${f%.dot}.png"; done
 
 wheel-check: $(STAMP)
 	bash scripts/wheel-check.sh $(BIN)/python
@@ -81,3 +83,11 @@ fuzz-native: $(STAMP) system-deps
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# The container image (deploy/container/Containerfile; root): a debootstrap'd Debian rootfs with the callsd wheel built
+# inside it, committed by buildah; build/image/callsd-image.oci.tar and image.env (size, build time). The base rootfs
+# is cached in ~/.cache/callsd-image, so only the first build runs debootstrap. docs/deployment-image.md.
+# With .venv present (make test made it) the image's dependencies are pinned to the versions the suite ran.
+image:
+	bash scripts/system-deps.sh image
+	PYTHON=$(BIN)/python bash scripts/build-image.sh

@@ -91,6 +91,29 @@ class CallsdCollector(Collector):
         yield packets
         yield octets
 
+        layer_packets = CounterMetricFamily(
+            "callsd_rtc_simulcast_packets",
+            "Simulcast video packets by direction and layer (0 = the first RID of a=simulcast; docs/video.md)",
+            labels=["direction", "layer"])
+        layer_octets = CounterMetricFamily(
+            "callsd_rtc_simulcast_bytes", "Simulcast video bytes by direction and layer", labels=["direction", "layer"])
+        for name, value in sorted(media.items()):
+            if name.startswith(("simulcast_rtp_", "simulcast_bytes_")):
+                _, kind, direction, layer = name.split("_")
+                family = layer_packets if kind == "rtp" else layer_octets
+                family.add_metric([direction, layer.removeprefix("l")], value)
+        yield layer_packets
+        yield layer_octets
+        repair = CounterMetricFamily(
+            "callsd_rtc_repair", "NACKs, RTX and key-frame requests by type (docs/video.md, Retransmission)",
+            labels=["type"])
+        for name in ("nack_in", "nack_answered", "nack_forwarded", "nack_out", "rtx_in", "rtx_out", "pli_in",
+                     "pli_out"):
+            repair.add_metric([name], media.get(name, 0))
+        yield repair
+        yield CounterMetricFamily("callsd_rtc_simulcast_switches", "Layer switches of simulcast receivers",
+                                  value=media.get("simulcast_switches", 0))
+
         yield CounterMetricFamily("callsd_rtc_sessions", "Media sessions opened", value=c.rtc_sessions_total)
         yield CounterMetricFamily(
             "callsd_websocket_connections", "WebSocket connections accepted", value=c.ws_connections_total

@@ -184,6 +184,7 @@ class SignalingHub:
             "user_id": conn.user_id, "ice_servers": self.ice_servers_for(conn.session_id),
             "state": self.state_of(view) if view else None, "reconnected": reconnected,
             "reconnect_secret": self._reconnect_secrets.issue(conn.session_id),
+            "simulcast": self._settings.simulcast,
         })
 
     def send_call_state(self, conn: Connection, channel_id: str) -> None:

@@ -193,7 +193,11 @@ class MessageHandlers:
         if kind not in ("offer", "answer"):
             raise SignalingError("bad_request", "sdp: \"type\" must be \"offer\" or \"answer\"", "sdp")
         sdp = field_str(data, "sdp", "sdp", max_len=1 << 20)
-        self.hub.plane_effects.signal(conn, sid, {"type": kind, "sdp": sdp}, "sdp")
+        msg: dict[str, Any] = {"type": kind, "sdp": sdp}
+        slots = data.get("audio_slots")
+        if kind == "offer" and isinstance(slots, int) and not isinstance(slots, bool):
+            msg["audio_slots"] = slots  # pre-negotiated receive sections (docs/adr/0020-receive-slots.md)
+        self.hub.plane_effects.signal(conn, sid, msg, "sdp")
 
     def ice(self, conn: Connection, data: dict[str, Any]) -> None:
         sid = require_joined(conn, "ice")

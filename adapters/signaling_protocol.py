@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
-PROTOCOL_MINOR = 1  # 1.1: request ids, error.action always named, reconnect_secret, signal offer tracks (protocol.md)
+PROTOCOL_MINOR = 2  # 1.1: request ids, error.action always named, reconnect_secret, signal offer tracks; 1.2: audio slots (protocol.md)
 MAX_MESSAGE_BYTES = 1024 * 1024
 _ID_MAX = 128
 REQUEST_ID_MAX = 64

@@ -146,6 +146,7 @@ class HubSettings:
     rate: float = 10.0
     burst: int = 100
     server_version: str = "0"
+    simulcast: bool = True  # calls.enable_simulcast, told to clients in ``join_ack`` (they publish layers if true)
 
 
 class HubCounters:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -24,8 +26,19 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def installed_version() -> str:
+    """The installed distribution's version (what ``GET /version`` reports too); ``0+unknown`` from a bare tree."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("callsd")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callsd", description="Self-hosted group-calls server (signaling + SFU).")
+    parser.add_argument("--version", action="version", version=f"callsd {installed_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -34,7 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_on_sigterm_as_pid1() -> None:
+    """As a container's PID 1 (the image's entrypoint is ``callsd``), exit on SIGTERM until a command handles it.
+
+    The kernel drops signals that PID 1 has no handler for, so a SIGTERM arriving while serve or rtcd start (seconds
+    of imports) would be lost, and the runtime would wait out its stop timeout (5 h for rtcd) before SIGKILL. This
+    handler does what the default action does elsewhere; the commands' own (the drain) replace it once installed.
+    """
+    if os.getpid() == 1:
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    exit_on_sigterm_as_pid1()
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if args_list and args_list[0] in SUBCOMMANDS:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import time
 from functools import partial
 from typing import Any
@@ -23,21 +24,24 @@ from callsd.adapters.cluster.directory import Directory, NodeInfo
 from callsd.adapters.cluster.host import MakeHub
 from callsd.adapters.cluster.link import LINK_HEADER, LINK_PATH, authentic, reconnect_key
 from callsd.adapters.cluster.node import ClusterNode
+from callsd.adapters.media.advertiser import advertised_by
 from callsd.adapters.signaling import SignalingHub
 from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from callsd.adapters.store.recorder import CallRecorder
 from callsd.core.calls import events as ev
 from callsd.core.calls.eventlog import EventLogError
-from prometheus_client import CollectorRegistry, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
 from .auth import check_open_mode_allowed
 from .config import Config
-from .http_guard import TICKET_KEY, ConnectionTicket, GuardCounters, serve_http
-from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name, metrics_authorized
+from .http_guard import TICKET_KEY, ConnectionTicket, GuardCounters, GuardSettings, serve_http
+from .http_policy import HOST_EXEMPT_PATHS, metrics_authorized
+from .quart_ws import LeanWebsocketConnection
 from .server import (
+    METRICS_MAX_CONNECTIONS,
     STATIC_DIR,
     VERSION,
     ServerControl,
@@ -49,10 +53,14 @@ from .server import (
     _hub_settings,
     _hypercorn_config,
     _make_plane,
+    _metrics_hypercorn_config,
     _origin_allowed,
     _QuartTransport,
     _turn_credentials,
     _watch_signals,
+    channels_allowed,
+    client_config_body,
+    install_host_check,
 )
 
 __all__ = ["serve_cluster"]
@@ -98,50 +106,67 @@ class _ClusterCollector:
                                    labels=labels)
         hosted.add_metric(name, sum(1 for h in node.hosts.values() if h.live))
         yield hosted
+        sockets = GaugeMetricFamily("callsd_cluster_client_sockets",
+                                    "Client WebSockets open on this node (served here or relayed to the owner)",
+                                    labels=labels)
+        sockets.add_metric(name, c.clients_open)
+        yield sockets
         for metric, value, text in (
+            ("client_sockets_accepted", c.clients_total, "Client WebSockets this node accepted"),
             ("relayed_out", c.relayed_out, "Relay links opened from this node to a call's owner"),
             ("relayed_in", c.relayed_in, "Relay links accepted by this node for calls it hosts"),
             ("sessions_resumed", c.resumed, "Sessions resumed on a new owner after theirs stopped"),
             ("leases_acquired", c.hosted_total, "Channel leases this node acquired"),
             ("lease_losses", c.lease_losses, "Hosted channels stopped because the lease was lost or refused"),
-            ("lease_renewals", sum(h.keeper.renewals for h in node.hosts.values()),
-             "Lease renewals of the channels hosted now"),
+            ("lease_renewals", node.lease_renewals(), "Lease renewals of the channels this node hosted"),
         ):
             family = CounterMetricFamily(f"callsd_cluster_{metric}", text, labels=labels)
             family.add_metric(name, value)
             yield family
+        latency = HistogramMetricFamily("callsd_cluster_store_seconds",
+                                        "PostgreSQL latency of this node's writes: op=append is one group commit "
+                                        "(every acknowledged input waits for it), op=renew_lease one lease renewal",
+                                        labels=["node", "op"])
+        for op, (buckets, total) in sorted(node.store_timing.snapshot().items()):
+            latency.add_metric([*name, op], buckets, total)
+        yield latency
 
 
-def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, draining: list[bool]) -> QuartTrio:
-    from prometheus_client import generate_latest
+def _metrics_response(config: Config, registry: CollectorRegistry) -> Response:
+    """The node's Prometheus exposition, behind ``metrics.token`` when one is set."""
+    if not metrics_authorized(request.headers.get("Authorization"), config.metrics.token):
+        return Response("a bearer token is required (metrics.token)", status=401,
+                        headers={"WWW-Authenticate": 'Bearer realm="callsd metrics"'})
+    return Response(generate_latest(registry), content_type="text/plain; version=0.0.4; charset=utf-8")
 
+
+def _create_metrics_app(config: Config, registry: CollectorRegistry) -> QuartTrio:
+    """The app of ``metrics.listen``: ``/metrics`` only, as on a single server."""
+    app = QuartTrio(__name__, static_folder=None)
+
+    @app.route("/metrics")
+    async def metrics() -> Response:
+        return _metrics_response(config, registry)
+
+    return app
+
+
+def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, draining: list[bool],
+                node_plane: list[Any], counters: GuardCounters) -> QuartTrio:
     app = QuartTrio(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+    app.asgi_websocket_class = LeanWebsocketConnection  # as on a single server (quart_ws.py)
     app.config["MAX_CONTENT_LENGTH"] = MAX_MESSAGE_BYTES
 
     def as_json(data: Any, status: int = 200) -> Response:
         return Response(json.dumps(data), status=status, mimetype="application/json")
 
-    def refuse_host(host: str | None, path: str) -> Response | None:
-        """DNS rebinding, as on a single server (app/http_policy.py); node links are authenticated instead."""
-        if path in HOST_EXEMPT_PATHS or path == LINK_PATH or host_allowed(
-                host, auth_mode=config.auth.mode, allowed_hosts=config.http.allowed_hosts):
-            return None
-        return Response(f"host {host_name(host or '')!r} is not served here (see http.allowed_hosts)", status=421)
-
-    @app.before_request
-    async def check_request_host() -> Response | None:
-        return refuse_host(request.headers.get("Host"), request.path)
-
-    @app.before_websocket
-    async def check_websocket_host() -> Response | None:
-        return refuse_host(websocket.headers.get("Host"), websocket.path)
+    install_host_check(app, config, counters, HOST_EXEMPT_PATHS | {LINK_PATH})  # node links authenticate instead
 
     @app.route("/metrics")
     async def metrics() -> Response:
-        if not metrics_authorized(request.headers.get("Authorization"), config.metrics.token):
-            return Response("a bearer token is required (metrics.token)", status=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="callsd metrics"'})
-        return Response(generate_latest(registry), content_type="text/plain; version=0.0.4; charset=utf-8")
+        if config.metrics.listen:
+            return Response("not here: /metrics is served on metrics.listen", status=404)
+        return _metrics_response(config, registry)
 
     @app.route("/")
     async def index() -> Response:
@@ -151,7 +176,9 @@ def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, 
     async def healthz() -> Response:
         if draining:
             return as_json({"status": "draining"}, 503)
-        return as_json({"status": "ok", "node": node.info.node_id})
+        advertised = advertised_by(node_plane[0]) if node_plane else None
+        rtc = {} if advertised is None else {"rtc": {"advertised": advertised.as_json()}}
+        return as_json({"status": "ok", "node": node.info.node_id, **rtc})
 
     @app.route("/version")
     async def version() -> Response:
@@ -159,9 +186,21 @@ def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, 
 
     @app.route("/api/v1/config")
     async def client_config() -> Response:
-        return as_json({"auth_mode": config.auth.mode, "protocol": PROTOCOL_VERSION,
-                        "allow_screen_sharing": config.calls.allow_screen_sharing,
-                        "max_participants": config.calls.max_participants})
+        return as_json(client_config_body(config))
+
+    @app.route("/api/v1/channels")
+    async def channels() -> Response:
+        """The ongoing calls of the whole cluster, whichever node hosts them (same answer as a single server)."""
+        allowed = channels_allowed(config)
+        if isinstance(allowed, Response):
+            return allowed
+        try:
+            calls = await node.ongoing_calls()
+        except Exception as exc:  # the database is away: say so rather than list a part as the whole
+            log.warning("listing the cluster's calls failed: %r", exc)
+            return as_json({"error": {"code": "unavailable", "message": "the cluster's directory is unreachable"}},
+                           503)
+        return as_json({"channels": [call for call in calls if allowed(call["channel_id"])]})
 
     @app.websocket("/api/v1/websocket")
     async def ws() -> Response | None:
@@ -209,17 +248,20 @@ async def serve_cluster(config: Config, *, control: ServerControl | None = None,
             raise StartupError(problem)
     control = control or ServerControl()
     url = config.store.url
-    try:  # migrates the schema; its connection factory serves the directory
+    try:  # migrates the schema; its connection factory serves the directory (its own connection is not needed)
         base = await trio.to_thread.run_sync(partial(PostgresStore, url))
     except EventLogError as exc:
         raise StartupError(f"the event log: {exc}") from None
+    base.close()
     cluster = config.cluster
     directory = Directory(base.connect, NodeInfo(cluster.node_id, cluster.advertise, cluster.is_handler),
                           alive_seconds=3 * cluster.lease_seconds)
     node_plane: list[Any] = []
     hub_settings = _hub_settings(config)
+    link_ssl = ssl.create_default_context(cafile=cluster.link_ca or None) if cluster.link_tls else None
     node = ClusterNode(url=url, directory=directory, lease_seconds=cluster.lease_seconds, secret=cluster.secret,
                        make_hub=_hub_factory(config, node_plane), idle_seconds=cluster.idle_release_seconds,
+                       link_ssl=link_ssl,
                        hello=lambda sid: {"session_id": sid, "protocol": PROTOCOL_VERSION, "protocol_minor": 0,
                                           "server_version": hub_settings.server_version,
                                           "auth_mode": hub_settings.auth_mode})
@@ -228,7 +270,7 @@ async def serve_cluster(config: Config, *, control: ServerControl | None = None,
     registry.register(_ClusterCollector(node))
     draining: list[bool] = []
     http_counters = GuardCounters()
-    app = ShieldSend(_create_app(node, config, registry, draining))
+    app = ShieldSend(_create_app(node, config, registry, draining, node_plane, http_counters))
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
@@ -240,6 +282,14 @@ async def serve_cluster(config: Config, *, control: ServerControl | None = None,
                     rtc_address = await nursery.start(plane.serve)
             binds = await nursery.start(partial(serve_http, app, _hypercorn_config(config), _guard_settings(config),
                                                 http_counters))
+            metrics_url = ""
+            if config.metrics.listen:  # its own caps: a flood of the HTTP port must not lock Prometheus out
+                metrics_binds = await nursery.start(partial(
+                    serve_http, ShieldSend(_create_metrics_app(config, registry)), _metrics_hypercorn_config(config),
+                    GuardSettings(max_message_bytes=MAX_MESSAGE_BYTES, join_timeout=config.http.join_timeout,
+                                  max_connections=METRICS_MAX_CONNECTIONS), GuardCounters()))
+                metrics_url = metrics_binds[0].rstrip("/") + "/metrics"
+                log.info("metrics on %s", metrics_url)
             if handle_signals:
                 nursery.start_soon(_watch_signals, control)
             bound = binds[0].rstrip("/") + "/"
@@ -248,7 +298,7 @@ async def serve_cluster(config: Config, *, control: ServerControl | None = None,
                      "handler" if cluster.is_handler else "not a handler", bound, cluster.advertise)
             task_status.started(ServerInfo(url=bound, http_host=host.strip("[]"), http_port=int(port),
                                            rtc_address=(str(rtc_address[0]), int(rtc_address[1])) if rtc_address
-                                           else None, hub=node))
+                                           else None, hub=node, metrics_url=metrics_url))
             await control.wait()
             draining.append(True)
             await node.release_all()  # drain or stop: hand every call to another node now
@@ -257,4 +307,4 @@ async def serve_cluster(config: Config, *, control: ServerControl | None = None,
             nursery.cancel_scope.cancel()
     finally:
         directory.close()
-        base.close()
+        node.renewals.close()

@@ -83,9 +83,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--screen-sharing", type=_non_negative_int, default=0,
                         help="number of calls in which one user shares a screen")
     parser.add_argument("--video", action="store_true", help="unmuted users also send camera video")
+    parser.add_argument("--audio-slots", type=_non_negative_int, default=0,
+                        help="ask for N pre-negotiated audio receive sections (joins then cost the others no "
+                             "offer/answer round; docs/adr/0020-receive-slots.md); 0: one section per track")
     parser.add_argument("--video-bitrate", type=_bitrate, default=500_000, help="camera bitrate (default 500k)")
     parser.add_argument("--screen-bitrate", type=_bitrate, default=1_000_000,
                         help="screen-share bitrate (default 1M)")
+    parser.add_argument("--screen-simulcast", action="store_true",
+                        help="screen sharers publish three simulcast layers (1/4, 1/2 and all of --screen-bitrate);"
+                             " the results report packets and bitrate per layer and what each receiver got")
     parser.add_argument("--duration", type=_seconds, default=30.0,
                         help="total run time from the first join, e.g. 60s or 5m (default 30s)")
     parser.add_argument("--join-duration", type=_seconds, default=5.0,
@@ -163,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
         screen_bitrate=args.screen_bitrate, duration=args.duration, join_duration=args.join_duration,
         processes=args.processes, token_secret=args.token_secret, output=args.output,
         delay_sample=args.delay_sample, join_timeout=args.join_timeout, server_pid=args.server_pid,
-        reconnect=args.reconnect, quiet=args.quiet or not sys.stderr.isatty(),
+        reconnect=args.reconnect, audio_slots=args.audio_slots, quiet=args.quiet or not sys.stderr.isatty(),
+        screen_simulcast=args.screen_simulcast,
     )
     cfg.media_engine = args.media_engine
     try:

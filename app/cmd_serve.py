@@ -20,7 +20,7 @@ import sys
 
 import trio
 
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
                                           accept_broken_log=args.accept_broken_log, task_status=task_status)
             )
             rtc = f"udp {info.rtc_address[0]}:{info.rtc_address[1]}" if info.rtc_address else "disabled"
+            if info.rtc_address and config.rtc.ice_port_tcp:
+                rtc += f" and ICE-TCP tcp {info.rtc_address[0]}:{_tcp_ports(config)}"
             if config.rtc.rtcd_url:
                 rtc = f"rtcd hosts at {config.rtc.rtcd_url}"
             if info.rtc_advertised:
@@ -97,6 +99,12 @@ def run(args: argparse.Namespace) -> int:
             return 130
         raise
     return 0
+
+
+def _tcp_ports(config: Config) -> str:
+    """The ICE-TCP port, or the range of the media workers' ports (worker i listens on ``ice_port_tcp + i``)."""
+    first, workers = config.rtc.ice_port_tcp, config.rtc.media_workers
+    return f"{first}-{first + workers - 1}" if workers > 1 else str(first)
 
 
 def _single_leaf(exc: BaseException) -> BaseException:

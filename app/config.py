@@ -13,7 +13,6 @@ comma-separated list of URLs.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import tomllib
@@ -21,6 +20,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .config_checks import (
+    Bad,
+    IceServer,
+    boolean,
+    choice,
+    file_or_empty,
+    float_in,
+    host_override,
+    hosts,
+    http_url_or_empty,
+    ice_servers,
+    int_in,
+    ip_address,
+    listen_address_or_empty,
+    origins,
+    text,
+)
 
 __all__ = [
     "ConfigError",
@@ -46,22 +63,6 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in self.problems))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IceServer:
-    urls: tuple[str, ...]
-    username: str = ""
-    credential: str = ""
-
-    def as_json(self) -> dict[str, Any]:
-        """The RTCIceServer dict a browser takes."""
-        out: dict[str, Any] = {"urls": list(self.urls)}
-        if self.username:
-            out["username"] = self.username
-        if self.credential:
-            out["credential"] = self.credential
-        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,6 +183,8 @@ class ClusterConfig:
     secret: str = ""  # shared by all nodes: authenticates the relay link, derives the reconnect key
     lease_seconds: float = 5.0  # a dead owner's calls move after this long
     idle_release_seconds: float = 60.0  # a hosted channel with no call and no socket this long is given up
+    link_tls: bool = False  # relay links over TLS (wss://advertise), the peer's certificate verified
+    link_ca: str = ""  # CA bundle that signed the nodes' certificates ("": the system's trust store)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,273 +225,56 @@ class Config:
 SECRET_KEYS = frozenset({"auth.secret", "rtc.turn_static_auth_secret", "metrics.token", "rtc.rtcd_auth_key",
                          "api.admin_secret_key", "cluster.secret"})
 
-# --- validation -------------------------------------------------------------------------------------------------
-# A check takes the raw value (from TOML, or a string from the environment) and returns the typed value or raises
-# _Bad(message). Messages complete the sentence "<section>.<key>: ...".
-
-
-class _Bad(Exception):
-    pass
-
-
-def _int(lo: int, hi: int, *, zero_ok: bool = False, what: str = "") -> Callable[[Any], int]:
-    def check(raw: Any) -> int:
-        if isinstance(raw, str):
-            try:
-                raw = int(raw.strip())
-            except ValueError:
-                raise _Bad(f"must be an integer, got {raw!r}") from None
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise _Bad(f"must be an integer, got {raw!r}")
-        if zero_ok and raw == 0:
-            return 0
-        if not lo <= raw <= hi:
-            extra = " (or 0" + (f" for {what}" if what else "") + ")" if zero_ok else ""
-            raise _Bad(f"must be between {lo} and {hi}{extra}, got {raw}")
-        return raw
-
-    return check
-
-
-def _float(lo: float, hi: float) -> Callable[[Any], float]:
-    def check(raw: Any) -> float:
-        if isinstance(raw, str):
-            try:
-                raw = float(raw.strip())
-            except ValueError:
-                raise _Bad(f"must be a number, got {raw!r}") from None
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise _Bad(f"must be a number, got {raw!r}")
-        if not lo <= raw <= hi:
-            raise _Bad(f"must be between {lo:g} and {hi:g}, got {raw:g}")
-        return float(raw)
-
-    return check
-
-
-def _bool(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lower() in {"true", "1", "yes", "on", "false", "0", "no", "off"}:
-        return raw.strip().lower() in {"true", "1", "yes", "on"}
-    raise _Bad(f"must be true or false, got {raw!r}")
-
-
-def _str(raw: Any) -> str:
-    if not isinstance(raw, str):
-        raise _Bad(f"must be a string, got {raw!r}")
-    return raw
-
-
-def _choice(*choices: str) -> Callable[[Any], str]:
-    def check(raw: Any) -> str:
-        value = _str(raw).strip().lower()
-        if value not in choices:
-            raise _Bad(f"must be one of {', '.join(choices)}, got {raw!r}")
-        return value
-
-    return check
-
-
-def _ip(raw: Any) -> str:
-    value = _str(raw).strip()
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        raise _Bad(f"must be an IP address, got {raw!r}") from None
-    return value
-
-
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
-
-
-def _host_or_empty(raw: Any) -> str:
-    value = _str(raw).strip()
-    if not value:
-        return ""
-    try:
-        ipaddress.ip_address(value)
-        return value
-    except ValueError:
-        pass
-    if not _HOSTNAME.match(value):
-        raise _Bad(f"must be an IP address or a hostname, got {raw!r}")
-    return value
-
-
-def _host_override(raw: Any) -> str:
-    """An IP, a host name, or ``PUBLIC/LOCAL,...`` mappings (adapters/media/addresses.py reads them)."""
-    from callsd.adapters.media.addresses import parse_host_override
-
-    value = _str(raw).strip()
-    try:
-        parse_host_override(value)
-    except ValueError as exc:
-        raise _Bad(str(exc)) from None
-    return value
-
-
-def _file_or_empty(raw: Any) -> str:
-    value = _str(raw).strip()
-    if value and not Path(value).is_file():
-        raise _Bad(f"file not found: {value!r}")
-    return value
-
-
-_ORIGIN = re.compile(r"^https?://[^/\s]+$")
-
-
-def _origins(raw: Any) -> tuple[str, ...]:
-    if isinstance(raw, str):
-        raw = [o.strip() for o in raw.split(",") if o.strip()]
-    if not isinstance(raw, list):
-        raise _Bad(f"must be a list of origins like \"https://calls.example.org\", got {raw!r}")
-    for i, origin in enumerate(raw):
-        if not isinstance(origin, str) or not _ORIGIN.match(origin):
-            raise _Bad(f"item {i}: must be an origin like \"https://calls.example.org\" (no path), got {origin!r}")
-    return tuple(o.rstrip("/").lower() for o in raw)
-
-
-def _hosts(raw: Any) -> tuple[str, ...]:
-    if isinstance(raw, str):
-        raw = [h.strip() for h in raw.split(",") if h.strip()]
-    if not isinstance(raw, list):
-        raise _Bad(f"must be a list of host names like \"calls.example.org\", got {raw!r}")
-    hosts = []
-    for i, host in enumerate(raw):
-        if not isinstance(host, str) or not host.strip():
-            raise _Bad(f"item {i}: must be a host name or an IP address, got {host!r}")
-        try:
-            hosts.append(_host_or_empty(host).lower().rstrip("."))
-        except _Bad:
-            raise _Bad(f"item {i}: must be a host name or an IP address (no scheme, no port), got {host!r}") from None
-    return tuple(hosts)
-
-
-def _listen_address_or_empty(raw: Any) -> str:
-    value = _str(raw).strip()
-    if not value:
-        return ""
-    host, sep, port = value.rpartition(":")
-    bad = _Bad(f"must be IP:PORT like \"127.0.0.1:9090\" or \"[::1]:9090\" (port 0 = a free one), got {raw!r}")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise bad
-    try:
-        ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]") else host)
-    except ValueError:
-        raise bad from None
-    return value
-
-
-_HTTP_URL = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?/?$")
-
-
-def _http_url_or_empty(raw: Any) -> str:
-    """``http://host:port`` or ``https://host:port`` (no path), as ``rtc.rtcd_url`` takes it; empty is off."""
-    value = _str(raw).strip()
-    if value and not _HTTP_URL.match(value):
-        raise _Bad(f"must be http://HOST:PORT or https://HOST:PORT (no path), got {raw!r}")
-    return value.rstrip("/")
-
-
-_ICE_URL = re.compile(r"^(stun|stuns|turn|turns):[^\s]+$")
-
-
-def _ice_url(url: Any, where: str) -> str:
-    if not isinstance(url, str) or not _ICE_URL.match(url.strip()):
-        raise _Bad(f"{where}: must be a stun:, stuns:, turn: or turns: URL, got {url!r}")
-    return url.strip()
-
-
-def _ice_servers(raw: Any) -> tuple[IceServer, ...]:
-    if isinstance(raw, str):
-        text = raw.strip()
-        if text.startswith("["):
-            try:
-                raw = json.loads(text)
-            except ValueError as exc:
-                raise _Bad(f"is not valid JSON: {exc}") from None
-        else:
-            raw = [u.strip() for u in text.split(",") if u.strip()]
-    if not isinstance(raw, list):
-        raise _Bad(f"must be a list of URLs or {{urls, username, credential}} tables, got {raw!r}")
-    servers: list[IceServer] = []
-    for i, item in enumerate(raw):
-        where = f"item {i}"
-        if isinstance(item, str):
-            servers.append(IceServer(urls=(_ice_url(item, where),)))
-            continue
-        if not isinstance(item, dict):
-            raise _Bad(f"{where}: must be a URL or a table with urls, got {item!r}")
-        unknown = set(item) - {"urls", "username", "credential"}
-        if unknown:
-            raise _Bad(f"{where}: unknown field(s) {', '.join(sorted(unknown))} (known: urls, username, credential)")
-        urls = item.get("urls")
-        if isinstance(urls, str):
-            urls = [urls]
-        if not isinstance(urls, list) or not urls:
-            raise _Bad(f"{where}: urls must be a URL or a non-empty list of URLs, got {urls!r}")
-        username = item.get("username", "")
-        credential = item.get("credential", "")
-        if not isinstance(username, str) or not isinstance(credential, str):
-            raise _Bad(f"{where}: username and credential must be strings")
-        servers.append(
-            IceServer(
-                urls=tuple(_ice_url(u, f"{where}.urls") for u in urls), username=username, credential=credential
-            )
-        )
-    return tuple(servers)
-
-
 SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "http": {
-        "listen": _ip,
-        "port": _int(1, 65535, zero_ok=True, what="an ephemeral port"),
-        "tls_cert": _file_or_empty,
-        "tls_key": _file_or_empty,
-        "allowed_origins": _origins,
-        "idle_timeout": _int(1, 3600),
-        "allowed_hosts": _hosts,
-        "join_timeout": _float(0.05, 3600),
-        "max_connections": _int(1, 1_000_000, zero_ok=True, what="no limit"),
-        "max_connections_per_address": _int(1, 1_000_000, zero_ok=True, what="no limit"),
+        "listen": ip_address,
+        "port": int_in(1, 65535, zero_ok=True, what="an ephemeral port"),
+        "tls_cert": file_or_empty,
+        "tls_key": file_or_empty,
+        "allowed_origins": origins,
+        "idle_timeout": int_in(1, 3600),
+        "allowed_hosts": hosts,
+        "join_timeout": float_in(0.05, 3600),
+        "max_connections": int_in(1, 1_000_000, zero_ok=True, what="no limit"),
+        "max_connections_per_address": int_in(1, 1_000_000, zero_ok=True, what="no limit"),
     },
     "rtc": {
-        "ice_address_udp": _ip,
-        "ice_port_udp": _int(80, 49151, zero_ok=True, what="an ephemeral port"),
-        "ice_host_override": _host_override,
-        "ice_host_port_override": _int(1, 65535, zero_ok=True, what="none"),
-        "ice_servers": _ice_servers,
-        "turn_static_auth_secret": _str,
-        "turn_credentials_expiration_minutes": _int(1, 10080),
-        "udp_rcvbuf": _int(0, 1 << 30),
-        "udp_sndbuf": _int(0, 1 << 30),
-        "media_workers": _int(0, 64),
-        "ice_max_addresses_per_session": _int(1, 256),
-        "advertise_refresh_seconds": _int(10, 86400, zero_ok=True, what="never"),
-        "ice_check_timeout": _int(2, 120),
-        "ice_port_tcp": _int(80, 65535, zero_ok=True, what="off"),
-        "enable_ipv6": _bool,
-        "fast_path": _choice("auto", "native", "python"),
-        "rtcd_url": lambda raw: _http_url_or_empty(raw),
-        "rtcd_client_id": _str,
-        "rtcd_auth_key": _str,
-        "rtcd_resolve_interval": _float(0.5, 3600),
+        "ice_address_udp": ip_address,
+        "ice_port_udp": int_in(80, 49151, zero_ok=True, what="an ephemeral port"),
+        "ice_host_override": host_override,
+        "ice_host_port_override": int_in(1, 65535, zero_ok=True, what="none"),
+        "ice_servers": ice_servers,
+        "turn_static_auth_secret": text,
+        "turn_credentials_expiration_minutes": int_in(1, 10080),
+        "udp_rcvbuf": int_in(0, 1 << 30),
+        "udp_sndbuf": int_in(0, 1 << 30),
+        "media_workers": int_in(0, 64),
+        "ice_max_addresses_per_session": int_in(1, 256),
+        "advertise_refresh_seconds": int_in(10, 86400, zero_ok=True, what="never"),
+        "ice_check_timeout": int_in(2, 120),
+        "ice_port_tcp": int_in(80, 65535, zero_ok=True, what="off"),
+        "enable_ipv6": boolean,
+        "fast_path": choice("auto", "native", "python"),
+        "rtcd_url": lambda raw: http_url_or_empty(raw),
+        "rtcd_client_id": text,
+        "rtcd_auth_key": text,
+        "rtcd_resolve_interval": float_in(0.5, 3600),
     },
     "calls": {
-        "max_participants": _int(0, 10000),
-        "allow_screen_sharing": _bool,
-        "reconnect_window_seconds": _int(0, 86400),
-        "enable_simulcast": _bool,
+        "max_participants": int_in(0, 10000),
+        "allow_screen_sharing": boolean,
+        "reconnect_window_seconds": int_in(0, 86400),
+        "enable_simulcast": boolean,
     },
-    "store": {"data_dir": _str, "url": _str, "retention_days": _int(1, 36500, zero_ok=True, what="forever"),
-              "retention_action": _choice("archive", "delete")},
-    "auth": {"mode": _choice("open", "token"), "secret": _str},
-    "log": {"level": _choice("debug", "info", "warning", "error"), "json": _bool},
-    "shutdown": {"drain_timeout": _float(0, 86400)},
-    "metrics": {"token": _str, "listen": _listen_address_or_empty},
-    "cluster": {"enabled": _bool, "node_id": _str, "advertise": _str, "is_handler": _bool, "secret": _str,
-                "lease_seconds": _float(1, 600), "idle_release_seconds": _float(1, 86400)},
+    "store": {"data_dir": text, "url": text, "retention_days": int_in(1, 36500, zero_ok=True, what="forever"),
+              "retention_action": choice("archive", "delete")},
+    "auth": {"mode": choice("open", "token"), "secret": text},
+    "log": {"level": choice("debug", "info", "warning", "error"), "json": boolean},
+    "shutdown": {"drain_timeout": float_in(0, 86400)},
+    "metrics": {"token": text, "listen": listen_address_or_empty},
+    "cluster": {"enabled": boolean, "node_id": text, "advertise": text, "is_handler": boolean, "secret": text,
+                "lease_seconds": float_in(1, 600), "idle_release_seconds": float_in(1, 86400), "link_tls": boolean,
+                "link_ca": file_or_empty},
 }
 _SECTIONS = tuple(SCHEMA)
 _CLASSES: dict[str, type[Any]] = {
@@ -568,7 +354,7 @@ def parse_sections(path: str | Path | None, env: Mapping[str, str] | None,
     for (section, key), (value, origin) in sources.items():
         try:
             built[section][key] = schema[section][key](value)
-        except _Bad as exc:
+        except Bad as exc:
             where = f"{section}.{key}" if origin == "file" else f"{section}.{key} (from {origin})"
             problems.append(f"{where}: {exc}")
     return built, problems
@@ -623,6 +409,9 @@ def _cluster_checks(config: Config) -> list[str]:
                         f"it, got {cluster.advertise!r}")
     if len(cluster.secret) < 16:
         problems.append("cluster.secret: must be at least 16 characters, the same on every node")
+    if cluster.link_tls and not config.http.tls_cert:
+        problems.append("cluster.link_tls: the nodes must serve HTTPS for TLS relay links: set http.tls_cert and "
+                        "http.tls_key (a certificate valid for the advertise address) on every node")
     return problems
 
 

@@ -26,15 +26,10 @@ from .config import (
     LogConfig,
     RtcConfig,
     StoreConfig,
-    _bool,
-    _file_or_empty,
-    _float,
-    _int,
-    _ip,
-    _str,
     _toml_value,
     parse_sections,
 )
+from .config_checks import boolean, file_or_empty, float_in, int_in, ip_address, text
 
 __all__ = ["ApiConfig", "RtcdConfig", "load_rtcd_config", "is_rtcd_file", "render_rtcd_toml"]
 
@@ -82,16 +77,16 @@ _SERVE_ONLY_RTC = ("media_workers", "rtcd_url", "rtcd_client_id", "rtcd_auth_key
 
 RTCD_SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "api": {
-        "listen": _ip,
-        "port": _int(1, 65535, zero_ok=True, what="an ephemeral port"),
-        "tls_cert": _file_or_empty,
-        "tls_key": _file_or_empty,
-        "allow_self_registration": _bool,
-        "admin_secret_key": _str,
-        "drain_timeout": _float(0, 7 * 86400),
-        "bearer_ttl_seconds": _int(1, 30 * 86400),
-        "max_failures": _int(1, 10000),
-        "failure_window_seconds": _int(1, 86400),
+        "listen": ip_address,
+        "port": int_in(1, 65535, zero_ok=True, what="an ephemeral port"),
+        "tls_cert": file_or_empty,
+        "tls_key": file_or_empty,
+        "allow_self_registration": boolean,
+        "admin_secret_key": text,
+        "drain_timeout": float_in(0, 7 * 86400),
+        "bearer_ttl_seconds": int_in(1, 30 * 86400),
+        "max_failures": int_in(1, 10000),
+        "failure_window_seconds": int_in(1, 86400),
     },
     "rtc": {k: v for k, v in SCHEMA["rtc"].items() if k not in _SERVE_ONLY_RTC},
     "store": {"data_dir": SCHEMA["store"]["data_dir"]},

@@ -52,6 +52,7 @@ from .auth import TokenError, check_open_mode_allowed, turn_credentials, verify_
 from .config import Config
 from .http_guard import TICKET_KEY, ConnectionTicket, GuardCollector, GuardCounters, GuardSettings, serve_http
 from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name, metrics_authorized
+from .quart_ws import LeanWebsocketConnection
 
 __all__ = ["serve", "ServerInfo", "ServerControl", "StartupError", "ServerFailed", "create_app", "ShieldSend", "VERSION"]
 
@@ -153,16 +154,35 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(json.dumps(data), status=status, mimetype="application/json")
 
 
-def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: GuardCounters | None = None) -> QuartTrio:
-    """The Quart-Trio app: thin HTTP handlers and the WebSocket pump entry."""
-    app = QuartTrio(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_MESSAGE_BYTES
-    counters = http_counters or GuardCounters()
+def client_config_body(config: Config) -> dict[str, Any]:
+    """What ``/api/v1/config`` tells the page before it joins (the same on a single server and a cluster node)."""
+    return {"auth_mode": config.auth.mode, "protocol": PROTOCOL_VERSION,
+            "allow_screen_sharing": config.calls.allow_screen_sharing,
+            "max_participants": config.calls.max_participants}
+
+
+def channels_allowed(config: Config) -> Callable[[str], bool] | Response:
+    """Which channels ``/api/v1/channels`` may list to this request: all in open mode, the token's in token mode
+    (``Authorization: Bearer`` or ``?token=``); a 401 response for a missing or bad token."""
+    if config.auth.mode != "token":
+        return lambda channel: True
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else request.args.get("token")
+    try:
+        claims = verify_token(token, secret=config.auth.secret, now=time.time())
+    except TokenError as exc:
+        return _json({"error": {"code": exc.code, "message": exc.message}}, 401)
+    return claims.allows
+
+
+def install_host_check(app: QuartTrio, config: Config, counters: GuardCounters,
+                       exempt_paths: frozenset[str] = HOST_EXEMPT_PATHS) -> None:
+    """DNS rebinding (app/http_policy.py): only the names this server is reached by, on every request and WebSocket
+    upgrade but ``exempt_paths`` (probes; a cluster's authenticated node links); a refusal is a 421, counted."""
 
     def refuse_host(host: str | None, path: str) -> Response | None:
-        """DNS rebinding (app/http_policy.py): only the names this server is reached by, on every route."""
-        if path in HOST_EXEMPT_PATHS or host_allowed(host, auth_mode=config.auth.mode,
-                                                     allowed_hosts=config.http.allowed_hosts):
+        if path in exempt_paths or host_allowed(host, auth_mode=config.auth.mode,
+                                                allowed_hosts=config.http.allowed_hosts):
             return None
         counters.refused["host_not_allowed"] += 1
         return Response(f"host {host_name(host or '')!r} is not served here (see http.allowed_hosts)", status=421)
@@ -174,6 +194,16 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
     @app.before_websocket
     async def check_websocket_host() -> Response | None:
         return refuse_host(websocket.headers.get("Host"), websocket.path)
+
+
+def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: GuardCounters | None = None) -> QuartTrio:
+    """The Quart-Trio app: thin HTTP handlers and the WebSocket pump entry."""
+    app = QuartTrio(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+    app.asgi_websocket_class = LeanWebsocketConnection  # no hold on the last message received (quart_ws.py)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_MESSAGE_BYTES
+    counters = http_counters or GuardCounters()
+
+    install_host_check(app, config, counters)
 
     @app.route("/")
     async def index() -> Response:
@@ -204,23 +234,13 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
 
     @app.route("/api/v1/config")
     async def client_config() -> Response:
-        return _json({
-            "auth_mode": config.auth.mode, "protocol": PROTOCOL_VERSION,
-            "allow_screen_sharing": config.calls.allow_screen_sharing,
-            "max_participants": config.calls.max_participants,
-        })
+        return _json(client_config_body(config))
 
     @app.route("/api/v1/channels")
     async def channels() -> Response:
-        allowed: Callable[[str], bool] = lambda channel: True  # noqa: E731
-        if config.auth.mode == "token":
-            header = request.headers.get("Authorization", "")
-            token = header[7:].strip() if header.lower().startswith("bearer ") else request.args.get("token")
-            try:
-                claims = verify_token(token, secret=config.auth.secret, now=time.time())
-            except TokenError as exc:
-                return _json({"error": {"code": exc.code, "message": exc.message}}, 401)
-            allowed = claims.allows
+        allowed = channels_allowed(config)
+        if isinstance(allowed, Response):
+            return allowed
         listed = [
             {"channel_id": c.channel_id, "call_id": c.call_id, "participants": len(c.participants)}
             for c in hub.machine.calls()
@@ -363,8 +383,10 @@ def _make_plane(config: Config, emit: Callable[[Any], None]) -> ServedPlane:
                           resolve_interval=config.rtc.rtcd_resolve_interval)
         return PlaneRouter(config.rtc, emit, hosts=hosts)  # remote rtcd hosts (docs/rtcd.md)
     if config.rtc.media_workers > 0:
-        return PlaneRouter(config.rtc, emit, workers=config.rtc.media_workers,
-                           socket_dir=Path(config.store.data_dir), log_level=config.log.level)
+        router = PlaneRouter(config.rtc, emit, workers=config.rtc.media_workers,
+                             socket_dir=Path(config.store.data_dir), log_level=config.log.level)
+        router.enable_simulcast = config.calls.enable_simulcast  # the workers' planes (adapters/media/router.py)
+        return router
     plane = MediaPlane(config.rtc, emit)
     plane.enable_simulcast = config.calls.enable_simulcast
     return plane
@@ -375,6 +397,7 @@ def _hub_settings(config: Config) -> HubSettings:
         auth_mode=config.auth.mode,
         ice_servers=tuple(s.as_json() for s in config.rtc.ice_servers),
         server_version=VERSION,
+        simulcast=config.calls.enable_simulcast,
     )
 
 

@@ -75,6 +75,15 @@ def _measure(n: int, build: Callable[[int], list[Any]]) -> dict[str, float]:
     m1, r1 = malloc_in_use(), rss_bytes()
     per = {"malloc_kib_per_session": round((m1 - m0) / n / 1024, 2), "rss_kib_per_session": round((r1 - r0) / n / 1024, 2)}
     del kept
+    _settle()
+    import tracemalloc  # a second build, traced: Python objects (pymalloc's arenas are not malloc's)
+
+    tracemalloc.start()
+    kept = build(n)
+    gc.collect()
+    per["python_kib_per_session"] = round(tracemalloc.get_traced_memory()[0] / n / 1024, 2)
+    tracemalloc.stop()
+    del kept
     return per
 
 
@@ -117,8 +126,56 @@ def _native_srtp_contexts(n: int) -> list[Any]:
     return [NativeSrtpContext(keys) for _ in range(n)]
 
 
+def _plane_sessions(n: int, slots: int) -> list[Any]:
+    """A media plane (no sockets) holding ``n`` sessions in calls of 8: each joins with the load tool's offer, is
+    routed every other's audio, and answers every server offer with the load tool's answer. What one session costs
+    the plane: its ``Session``, negotiator, tracks and routes (DTLS and SRTP are the parts above)."""
+    from callsd.adapters.media.events import SendSignal
+    from callsd.adapters.media.plane import MediaPlane, PlaneConfig
+    from callsd.app.loadtest.sdp import LocalTrack, build_answer, build_offer, parse_sdp
+    from callsd.core.calls.events import TrackKind
+    from callsd.core.calls.outputs import RouteAdded
+
+    offers: dict[str, str] = {}
+
+    def emit(e: object) -> None:
+        if isinstance(e, SendSignal) and e.msg.get("type") == "offer":
+            offers[e.session_id] = e.msg["sdp"]
+
+    plane = MediaPlane(PlaneConfig(ice_port_udp=40000), emit)
+    fp = "sha-256 " + ":".join(["AB"] * 32)
+    tracks: dict[str, list[LocalTrack]] = {}
+    members: list[str] = []
+    for i in range(n):
+        sid = f"s{i:05d}"
+        if i % 8 == 0:
+            members = []
+        plane.open_session(sid, f"c{i // 8}")
+        tracks[sid] = [LocalTrack(kind="audio", ssrc=1000 + i, stream_id=sid, track_id=f"{sid}-a")]
+        offer = build_offer(session_id=i + 1, tracks=tracks[sid], ufrag=f"u{i:06d}", pwd="p" * 22, fingerprint=fp,
+                            cname=sid, candidate=("127.0.0.1", 9))
+        msg: dict[str, Any] = {"type": "offer", "sdp": offer}
+        if slots:
+            msg["audio_slots"] = slots
+        plane.handle_signal(sid, msg)
+        plane.apply([RouteAdded(channel_id="c", track_id=f"{o}_0", kind=TrackKind.AUDIO, publisher_id=o,
+                                receiver_id=sid, paused=False) for o in members]
+                    + [RouteAdded(channel_id="c", track_id=f"{sid}_0", kind=TrackKind.AUDIO, publisher_id=sid,
+                                  receiver_id=o, paused=False) for o in members])
+        members.append(sid)
+        while offers:
+            for who, text in list(offers.items()):
+                del offers[who]
+                answer = build_answer(parse_sdp(text), session_id=1, version=3, tracks=tracks[who], ufrag="x" * 8,
+                                      pwd="p" * 22, fingerprint=fp, cname=who)
+                plane.handle_signal(who, {"type": "answer", "sdp": answer})
+    return [plane]
+
+
 PARTS: dict[str, Callable[[int], list[Any]]] = {"dtls": _handshaken_servers, "srtp": _srtp_contexts,
-                                                "srtp_native": _native_srtp_contexts}
+                                                "srtp_native": _native_srtp_contexts,
+                                                "plane_sections": lambda n: _plane_sessions(n, 0),
+                                                "plane_slots": lambda n: _plane_sessions(n, 8)}
 
 
 def run_parts(sessions: int) -> dict[str, Any]:
@@ -192,8 +249,20 @@ def _probe(pid: int, probe: Path) -> dict[str, Any]:
     raise RuntimeError("the server did not answer the memory probe")
 
 
-def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold: float) -> dict[str, Any]:
-    """A fresh server, ``calls × users`` load users joined and held; the load tool's figures plus offer rounds."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold: float,
+               loadtest_args: tuple[str, ...] = (), profile: str = "", profile_gil: bool = True) -> dict[str, Any]:
+    """A fresh server, ``calls × users`` load users joined and held; the load tool's figures plus offer rounds.
+    ``loadtest_args`` go to `callsd loadtest` as they are (the server is pinned as `bench.capacity` pins it).
+    ``profile``: a file for py-spy's raw stacks of the server over the join window; ``profile_gil``: only the thread
+    holding the GIL (Python work), else every thread that is not idle (C called without the GIL, e.g. OpenSSL's
+    handshake and SQLite in the commit thread, is then charged to the Python frame that called it)."""
     from bench.capacity import Server
 
     root = str(Path(__file__).resolve().parent.parent)  # the server child runs in a temp dir: find bench/ from there
@@ -203,15 +272,23 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
     with Server(work, command=["-m", "bench.memory", "_serve", str(probe)]) as server:
         assert server.proc is not None
         start = _probe(server.proc.pid, probe)
+        cpu0 = _cpu_seconds(server.proc.pid)
         cmd = [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", server.url, "--calls", str(calls),
                "--users-per-call", str(users), "--unmuted", str(unmuted), "--join-duration", f"{join_duration}",
                "--duration", f"{join_duration + hold}", "--server-pid", str(server.proc.pid), "--output", str(out),
-               "--quiet"]
+               "--quiet", *loadtest_args]
+        spy_cmd = [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", *(["--gil"] if profile_gil else []),
+                   "-r", "400", "--format", "raw", "-o", profile, "-d", str(int(join_duration) + 2), "--pid",
+                   str(server.proc.pid)]
+        spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if profile else None
         tool = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             tool.wait(timeout=join_duration + hold / 2)
         held = _probe(server.proc.pid, probe)  # every user joined, none left yet
+        cpu_held = _cpu_seconds(server.proc.pid)
         tool.wait(timeout=join_duration + hold + 120)
+        if spy is not None:
+            spy.wait(timeout=60)
         end = _probe(server.proc.pid, probe)  # the users have left: what stays is what a session did not give back
         with urllib.request.urlopen(server.url + "/metrics", timeout=60) as resp:
             metrics = resp.read().decode()
@@ -225,6 +302,8 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
         "calls": calls, "users_per_call": users, "unmuted": unmuted, "joined": joined, "failed": u.get("failed"),
         "rss_kib_per_session": round(s.get("rss_bytes_per_session", 0) / 1024, 1),
         "join_cpu_ms_per_user": s.get("join_cpu_ms_per_user"),
+        # the server's whole CPU time from before the first join until all were held (joins, media, timers) ÷ joins
+        "cpu_ms_to_held_per_join": round((cpu_held - cpu0) * 1000 / joined, 2) if joined else None,
         "sdp_rounds_per_join": round(rounds / joined, 2) if joined else None,
         "held_kib_per_session": {k: round((held[k] - start[k]) / joined / 1024, 1) for k in ("rss", "rss_trimmed", "malloc_in_use",
                                                                                 "rss_heap", "rss_anon", "rss_file")}
@@ -250,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     ps.add_argument("--unmuted", type=int, default=2)
     ps.add_argument("--join-duration", type=float, default=5.0)
     ps.add_argument("--hold", type=float, default=10.0)
+    ps.add_argument("--audio-slots", type=int, default=0, help="the load users ask for N audio slots (ADR 0020)")
     ps.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
                     help="trace Python allocations in the server (slower joins): splits malloc into Python and C")
     serve = sub.add_parser("_serve")
@@ -268,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if a.tracemalloc:
             os.environ["BENCH_MEMORY_TRACEMALLOC"] = str(a.tracemalloc)
-        result = run_server(a.calls, a.users, a.unmuted, a.join_duration, a.hold)
+        result = run_server(a.calls, a.users, a.unmuted, a.join_duration, a.hold,
+                            ("--audio-slots", str(a.audio_slots)) if a.audio_slots else ())
     result["loadavg_now"] = list(os.getloadavg())
     print(json.dumps(result, indent=1))
     return 0

@@ -43,7 +43,7 @@ def scrape(url: str, auth: str | None = None) -> tuple[float, float]:
 def start_serve(tmp: Path, name: str, **env: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port("127.0.0.1")
     e = dict(os.environ, CALLSD_HTTP_PORT=str(port), CALLSD_STORE_DATA_DIR=str(tmp / name),
-             CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_LOG_LEVEL="warning", **env)
+             CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_RTC_ICE_PORT_TCP="0", CALLSD_LOG_LEVEL="warning", **env)
     proc = subprocess.Popen([sys.executable, "-m", "callsd.app.cli", "serve"], env=e, cwd=tmp,
                             stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}.log", "w"))  # noqa: SIM115
     for _ in range(300):

@@ -11,7 +11,7 @@ follows it there too, with the same rule.
 | stun        | adapters/media/ice.py parse_binding_request + IceLiteState.accept (aioice.stun) | StunRejected |
 | dtls        | the UDP demux (adapters/media/udp.py CLASSIFY) + DtlsSession.feed (server side)   | DtlsError    |
 | rtp         | core/wire/rtp.py parse_rtp, then the header readers and rewrite_rtp              | RtpError (readers: none) |
-| rtcp        | core/wire/rtcp.py parse_rtcp, then parse_remb and cname_of     | RtcpError             |
+| rtcp        | core/wire/rtcp.py parse_rtcp, then parse_remb, transport-cc, cname_of | RtcpError             |
 | sdp         | core/wire/sdp.py parse_sdp                                     | SdpError              |
 | signaling   | adapters/signaling_protocol.py parse_message (+ field readers) | SignalingError        |
 | eventlog    | core/calls/eventlog.py decode_entry, then the chain check      | EventLogError         |
@@ -58,6 +58,8 @@ from callsd.core.wire.rtp import (
     rewrite_rtp,
 )
 from callsd.core.wire.sdp import Codec, SdpError, parse_candidate, parse_sdp
+from callsd.core.wire.transport_cc import parse_transport_cc
+from callsd.core.wire.transport_seq import stamp_transport_seq
 
 __all__ = ["TARGETS", "STUN_PASSWORD", "TOKEN_SECRET", "TOKEN_NOW"]
 
@@ -119,6 +121,7 @@ def rtp_target(data: bytes) -> None:
         read_audio_level(data, ext_id)
         read_mid(data, ext_id)
     rewrite_rtp(bytearray(data), 0x1234, 7, 9, 111, _REMAP)
+    stamp_transport_seq(data, 3, 0xBEEF)  # the egress stamp (twcc_send.py): a copy or None, never an exception
     with contextlib.suppress(RtpError):
         parse_rtp(data)
 
@@ -131,6 +134,8 @@ def rtcp_target(data: bytes) -> None:
     for packet in packets:  # what the RTCP terminator reads next (adapters/media/rtcp_term.py)
         if isinstance(packet, Feedback):
             parse_remb(packet)
+            with contextlib.suppress(RtcpError):  # what estimates.py reads from a receiver's transport-cc feedback
+                parse_transport_cc(packet)
         elif isinstance(packet, SourceDescription):
             packet.cname_of(1)
 

@@ -26,14 +26,21 @@ _HDR = struct.Struct("!HII")  # seq, timestamp, ssrc at offset 2
 STAMP = struct.Struct("!QII")  # send ns, source counter, source id
 
 
-def _extension(ids: dict[str, int], mid: str, audio: bool) -> bytes:
-    """A one-byte-header (RFC 8285) extension block: audio level (voice, -30 dBov) and mid, as negotiated."""
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+
+
+def _extension(ids: dict[str, int], mid: str, audio: bool, rid: str = "") -> bytes:
+    """A one-byte-header (RFC 8285) extension block: audio level (voice, -30 dBov), mid and a simulcast layer's
+    RID, as negotiated."""
     elements = b""
     if audio and AUDIO_LEVEL_URI in ids:
         elements += bytes([(ids[AUDIO_LEVEL_URI] << 4) | 0, 0x80 | 30])
     if MID_URI in ids and mid:
         raw = mid.encode()
         elements += bytes([(ids[MID_URI] << 4) | (len(raw) - 1)]) + raw
+    if RID_URI in ids and rid:
+        raw = rid.encode()
+        elements += bytes([(ids[RID_URI] << 4) | (len(raw) - 1)]) + raw
     if not elements:
         return b""
     elements += b"\x00" * (-len(elements) % 4)
@@ -45,7 +52,7 @@ class Source:
 
     __slots__ = ("kind", "ssrc", "mid", "pt", "user_number", "source_id", "buffers", "offset", "seq", "ts",
                  "counter", "enabled", "packets_per_tick", "tick_in_frame", "frame_ticks", "ts_step", "frames",
-                 "started_ns", "stopped_ns", "bitrate")
+                 "started_ns", "stopped_ns", "bitrate", "rid")
 
     def __init__(self, *, kind: str, ssrc: int, user_number: int, bitrate: int = 0, seed: int = 0,
                  index: int = 0) -> None:
@@ -64,6 +71,7 @@ class Source:
         self.started_ns = 0
         self.stopped_ns = 0  # since when its leg cannot send (failed, closed, reconnecting); 0 while it can
         self.bitrate = bitrate
+        self.rid = ""  # a simulcast layer's RID (app/loadtest/simulcast.py), sent in the RID header extension
         self.buffers: list[bytearray] = []
         self.offset = 0
         if kind == "audio":
@@ -83,7 +91,7 @@ class Source:
         self.mid = mid
         self.pt = pt
         audio = self.kind == "audio"
-        ext = _extension(ext_ids, mid, audio)
+        ext = _extension(ext_ids, mid, audio, self.rid)
         first = (0x90 if ext else 0x80)
         header = bytearray(12)
         header[0] = first

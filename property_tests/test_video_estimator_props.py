@@ -21,7 +21,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
-results = st.builds(PacketResult, send_ms=floats, arrival_ms=st.none() | floats, size=st.integers(0, 1500))
+results = st.builds(PacketResult, send_ms=floats, arrival_ms=st.none() | floats, size=st.integers(0, 1500),
+                    probe_cluster=st.integers(0, 3), probe_last=st.booleans())
 settings_ = st.tuples(st.integers(1, 10**6), st.integers(0, 10**7), st.integers(0, 10**8)).map(
     lambda t: EstimatorSettings(min_bps=t[0], start_bps=t[0] + t[1], max_bps=t[0] + t[1] + t[2]))
 steps = st.lists(st.one_of(

@@ -20,6 +20,23 @@ if [ "${1:-}" = build ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     exit 0
 fi
+# `system-deps.sh image`: only what `make image` needs (scripts/build-image.sh): a Debian rootfs and an OCI image.
+image_deps() {
+    command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+    command -v buildah >/dev/null 2>&1 || need+=(buildah)
+}
+if [ "${1:-}" = image ]; then
+    image_deps
+    if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+    if [ "$(id -u)" != 0 ]; then
+        echo "system-deps: missing Debian packages: ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2
+        exit 1
+    fi
+    echo "system-deps: installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    exit 0
+fi
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v turnserver >/dev/null 2>&1 || need+=(coturn)
 # tests/net: network namespaces with NAT (nft), the topology diagrams in docs/networking.md (dot)
@@ -40,6 +57,20 @@ ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # tests/cluster: a real TCP load balancer in front of three nodes (round-robin)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+# tests/deploy: the image is built (make image) and run by podman with runc (crun refuses this machine's hybrid
+# cgroups; tests/deploy/test_image.py); the systemd units are checked by systemd-analyze verify
+image_deps
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need+=(runc)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# tests/cluster: the same cluster behind nginx (deploy/proxy/nginx.conf: WebSocket upgrade, TLS termination)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+# tests/deploy: deploy/k8s is rendered by the kustomize built into kubectl (v4+; the machine image carries kubectl
+# 1.32 with kustomize v5). Debian's kubernetes-client is 1.20 (kustomize v2: no components), so it would not do.
+command -v kubectl >/dev/null 2>&1 || {
+    echo "system-deps: kubectl (with kustomize v4 or newer) is missing: tests/deploy render deploy/k8s with it" >&2
+    exit 1
+}
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -55,3 +86,4 @@ command -v nft >/dev/null || { echo "system-deps: nft still missing after instal
 [ -e /usr/include/srtp2/srtp.h ] || { echo "system-deps: libsrtp2-dev still missing after install" >&2; exit 1; }
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "system-deps: postgresql still missing after install" >&2; exit 1; }
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || { echo "system-deps: haproxy still missing after install" >&2; exit 1; }
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { echo "system-deps: nginx still missing after install" >&2; exit 1; }

@@ -13,6 +13,9 @@ from serve_support import ServeProcess
 from trio_websocket import open_websocket_url
 
 SECRET = "cluster-test-secret-0123456789"
+# A valid cluster configuration from the environment alone (for `callsd config check`)
+GOOD_ENV = {"CALLSD_CLUSTER_ENABLED": "true", "CALLSD_STORE_URL": "postgresql://callsd@db:5432/callsd",
+            "CALLSD_CLUSTER_ADVERTISE": "10.0.0.1:8080", "CALLSD_CLUSTER_SECRET": "s" * 32}
 
 
 def cluster_node(tmp_path: Path, pg_url: str, name: str, *, handler: bool = True, lease: float = 2.0,

@@ -8,7 +8,10 @@ once. Known flaky cases are listed in the latest closing note to be fixed at the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from pg_support import PostgresServer
 
 _RETRIED_MARKERS = ("browser", "net")
 
@@ -18,3 +21,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(item.get_closest_marker(name) for name in _RETRIED_MARKERS):
             item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))
+            # `make test` runs two pytest-xdist workers with --dist loadgroup: the real-peer tests (Chromium, aiortc
+            # in namespaces) run one after another on one worker, everything else beside them on the other. They
+            # mostly wait on real time, so the suite's wall time nearly halves without two browsers fighting.
+            item.add_marker(pytest.mark.xdist_group("real-peers"))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real, throwaway PostgreSQL server per test session (tests/pg_support.py), started on first use; fails
+    loudly if it cannot start."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    """The URL of a new, empty database on the session's server."""
+    return postgres.create_database()

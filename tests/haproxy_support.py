@@ -1,5 +1,7 @@
-"""A real HAProxy (Debian's, installed by scripts/system-deps.sh) on loopback: round-robin over HTTP backends,
-WebSockets passed through, backends health-checked on /healthz (a dead node leaves the rotation within ~1 s)."""
+"""A real HAProxy (Debian's, installed by scripts/system-deps.sh) on loopback, running the configuration operators
+use, deploy/proxy/haproxy.cfg, with its ``bind`` and ``server`` lines filled with loopback ports
+(``fill_haproxy_config``): round-robin over HTTP backends, WebSockets passed through, backends health-checked on
+/healthz."""
 
 from __future__ import annotations
 
@@ -12,26 +14,29 @@ from pathlib import Path
 import pytest
 from serve_support import free_port
 
-_CONFIG = """\
-global
-    maxconn 2000
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 120s
-    timeout server 120s
-    timeout tunnel 1h
-    option redispatch
-    retries 3
-frontend callsd
-    bind 127.0.0.1:{port}
-    default_backend nodes
-backend nodes
-    balance roundrobin
-    option httpchk GET /healthz
-    default-server inter 300ms fall 2 rise 2
-{servers}
-"""
+DEPLOYED = Path(__file__).resolve().parents[1] / "deploy" / "proxy" / "haproxy.cfg"
+
+
+def fill_haproxy_config(text: str, listen: str, backends: list[tuple[str, int]]) -> str:
+    """deploy/proxy/haproxy.cfg for loopback: the frontend's (uncommented) ``bind`` lines become one ``bind``
+    on ``listen``, the backend's ``server`` lines one per backend; every other line is the deployed file's."""
+    out: list[str] = []
+    bound = served = False
+    for line in text.splitlines():
+        word = line.split(maxsplit=1)[0] if line.strip() else ""
+        if word == "bind":
+            if not bound:
+                out.append(f"    bind {listen}")
+                bound = True
+            continue
+        if word == "server":
+            if not served:
+                out.extend(f"    server {name} 127.0.0.1:{port} check" for name, port in backends)
+                served = True
+            continue
+        out.append(line)
+    assert bound and served, "deploy/proxy/haproxy.cfg lost its bind or server lines"
+    return "\n".join(out) + "\n"
 
 
 class HAProxy:
@@ -43,8 +48,7 @@ class HAProxy:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = tmp_path / "haproxy.cfg"
-        servers = "\n".join(f"    server {name} 127.0.0.1:{port} check" for name, port in backends)
-        self.config.write_text(_CONFIG.format(port=self.port, servers=servers))
+        self.config.write_text(fill_haproxy_config(DEPLOYED.read_text(), f"127.0.0.1:{self.port}", backends))
         self.log = tmp_path / "haproxy.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -13,6 +13,7 @@ from callsd.adapters.media.dtls import Certificate, SrtpKeys
 from callsd.adapters.media.forwarder import URI_AUDIO_LEVEL, URI_MID, InTrack, OutRoute
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig
 from callsd.adapters.media.srtp import SrtpContext
+from callsd.adapters.media.twcc_send import TransportSequencer
 from callsd.core.calls.events import TrackKind
 from callsd.core.wire import rtcp
 from hypothesis import strategies as st
@@ -169,7 +170,7 @@ def keys_for(profile: bytes, seed: bytes) -> tuple[SrtpKeys, SrtpKeys]:
 class Run:
     """One path's plane, endpoint socket and client sockets, driven by a scenario."""
 
-    def __init__(self, sc: Scenario, fast_path: str) -> None:
+    def __init__(self, sc: Scenario, fast_path: str, twcc: bool = False) -> None:
         self.sc = sc
         self.events: list[Any] = []
         self.plane = MediaPlane(PlaneConfig(ice_port_udp=0, fast_path=fast_path), self.events.append)
@@ -192,6 +193,7 @@ class Run:
             self.clients.append(c)
         self.client_ctx: list[SrtpContext | None] = [None] * n
         self.sessions = []
+        self.sequencers: list[TransportSequencer] = []
         for i in range(n):
             sid = f"s{i}"
             self.plane.open_session(sid, "ch")
@@ -204,6 +206,10 @@ class Run:
             if connected:
                 self.rekey(i, bytes(range(i, i + 60)))
                 self.plane.on_connected(ep.peer(sid))  # type: ignore[arg-type]  # noqa: E501
+                peer = ep.peer(sid)
+                if twcc and i >= sc.publishers and peer is not None:  # a receiver that negotiated transport-cc
+                    peer.twcc = TransportSequencer(5, lambda: 1000.0)
+                    self.sequencers.append(peer.twcc)
         self.tracks: list[InTrack] = []
         for ti, t in enumerate(sc.tracks):
             s = self.sessions[t.publisher]
@@ -343,6 +349,7 @@ class Run:
             "tracks": [(t.packets, t.octets, t.started, t.base_seq, t.max_seq, t.cycles, t.last_ts, t.last_rx,
                         t.vad_score, t.speaking, t.ssrc, t.cache) for t in self.tracks],
             "routes": [(r.seq_offset, r.last_seq, r.resync, r.packets, r.octets) for r in self.routes],
+            "sequencers": [(q.next_seq, q.stamped, q.unstampable, q.sent_bytes) for q in self.sequencers],
         }
 
     def close(self) -> None:
@@ -350,8 +357,10 @@ class Run:
             c.close()
 
 
-def run(sc: Scenario, fast_path: str) -> dict[str, Any]:
-    r = Run(sc, fast_path)
+def run(sc: Scenario, fast_path: str, twcc: bool = False) -> dict[str, Any]:
+    """``twcc``: every connected receiver stamps transport-wide sequence numbers (the native step has each packet
+    stamped by the receiver's sequencer, then protects and sends it itself: the same bytes, the same numbering)."""
+    r = Run(sc, fast_path, twcc)
     try:
         r.play()
         return r.outcome()

@@ -87,7 +87,7 @@ class RtcdProcess:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ, CALLSD_API_LISTEN=address, CALLSD_API_PORT=str(self.port),
                         CALLSD_API_ADMIN_SECRET_KEY=admin_key, CALLSD_RTC_ICE_ADDRESS_UDP=address,
-                        CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_STORE_DATA_DIR=str(self.dir / "data"),
+                        CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_RTC_ICE_PORT_TCP="0", CALLSD_STORE_DATA_DIR=str(self.dir / "data"),
                         CALLSD_LOG_LEVEL="info", **env)
         if tls:
             self.env.update(CALLSD_API_TLS_CERT=str(tls[0]), CALLSD_API_TLS_KEY=str(tls[1]))
@@ -103,7 +103,7 @@ class RtcdProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         with open(self.log_path, "a") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "callsd.app.cli", "rtcd", "--log-level", "info"],
                                          env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)

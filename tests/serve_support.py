@@ -43,7 +43,7 @@ class ServeProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         self.starts += 1
         with open(self.log_path, "a") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "callsd.app.cli", "serve"], env=self.env,

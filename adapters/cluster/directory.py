@@ -8,6 +8,7 @@ was alive. Every query is one autocommit statement on the directory's own connec
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,25 +52,39 @@ SELECT advertise FROM cluster_nodes
 WHERE is_handler AND node_id <> %s AND seen_at > clock_timestamp() - make_interval(secs => %s)
 ORDER BY random() LIMIT 1
 """
+# An owner's publication replaces an older epoch's, never a newer one's (a stale owner cannot overwrite).
+_PUBLISH = """
+INSERT INTO cluster_calls (stream, epoch, calls) VALUES (%s, %s, %s)
+ON CONFLICT (stream) DO UPDATE SET epoch = excluded.epoch, calls = excluded.calls
+WHERE cluster_calls.epoch <= excluded.epoch
+"""
+# Only what the live lease's holder published counts: a dead or stale owner's list is not shown.
+_LISTED = """
+SELECT c.stream, c.calls FROM cluster_calls c JOIN call_leases l ON l.stream = c.stream AND l.epoch = c.epoch
+WHERE l.expires_at > clock_timestamp()
+"""
 
 
 class Directory:
     def __init__(self, connect: Callable[[], Any], node: NodeInfo, *, alive_seconds: float) -> None:
+        self.connect = connect  # a new autocommit connection to the cluster's database
         self._connect = connect
         self._conn: Any = None
         self._lock = trio.Lock()
         self.node = node
         self.alive_seconds = alive_seconds
 
-    def _run(self, sql: str, params: tuple[Any, ...]) -> Any:
+    def _run(self, sql: str, params: tuple[Any, ...], every_row: bool = False) -> Any:
         if self._conn is None or self._conn.closed:
             self._conn = self._connect()
-        return self._conn.execute(sql, params).fetchone() if sql.lstrip().startswith("SELECT") else \
-            self._conn.execute(sql, params)
+        if not sql.lstrip().startswith("SELECT"):
+            return self._conn.execute(sql, params)
+        cursor = self._conn.execute(sql, params)
+        return cursor.fetchall() if every_row else cursor.fetchone()
 
-    async def _query(self, sql: str, *params: Any) -> Any:
+    async def _query(self, sql: str, *params: Any, every_row: bool = False) -> Any:
         async with self._lock:
-            return await trio.to_thread.run_sync(self._run, sql, params)
+            return await trio.to_thread.run_sync(self._run, sql, params, every_row)
 
     async def announce(self) -> None:
         await self._query(_ANNOUNCE, self.node.node_id, self.node.advertise, self.node.is_handler)
@@ -92,6 +107,15 @@ class Directory:
         """The advertise address of a live handler node other than this one (for single-handler mode)."""
         row = await self._query(_HANDLER, self.node.node_id, self.alive_seconds)
         return None if row is None else str(row[0])
+
+    async def publish_calls(self, channel_id: str, epoch: int, calls: list[dict[str, Any]]) -> None:
+        """The ongoing calls of a channel this node hosts at ``epoch`` (``/api/v1/channels`` on every node)."""
+        await self._query(_PUBLISH, stream_of(channel_id), epoch, json.dumps(calls))
+
+    async def published_calls(self) -> dict[str, list[dict[str, Any]]]:
+        """channel id -> its ongoing calls, as their live owners last published them."""
+        rows = await self._query(_LISTED, every_row=True)
+        return {str(stream).removeprefix("channel/"): json.loads(calls) for stream, calls in rows}
 
     def close(self) -> None:
         if self._conn is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -47,6 +48,7 @@ class Router(Protocol):
     """What the front needs of its node (adapters/cluster/node.py)."""
 
     link_key: str
+    link_ssl: ssl.SSLContext | None  # relay links over TLS (wss://), verifying the owner's certificate
     counters: Any
 
     def new_id(self) -> str: ...
@@ -233,7 +235,7 @@ async def _serve_there(node: Router, target: Remote, client: Transport, session:
     channel = session.routed
     query = {"channel": channel, "session": conn_id,
              "epoch": str(target.epoch), **({"token": session.query_token} if session.query_token else {})}
-    url = f"ws://{target.advertise}{LINK_PATH}?{urlencode(query)}"
+    url = f"{'wss' if node.link_ssl else 'ws'}://{target.advertise}{LINK_PATH}?{urlencode(query)}"
     closed: list[int] = []  # the link's close code, once it ended
 
     async def guarded(step: Any, scope: trio.CancelScope) -> None:
@@ -248,7 +250,7 @@ async def _serve_there(node: Router, target: Remote, client: Transport, session:
 
     try:
         async with open_websocket_url(url, extra_headers=[(LINK_HEADER.encode(), node.link_key.encode())],
-                                      connect_timeout=3, disconnect_timeout=1) as ws:
+                                      ssl_context=node.link_ssl, connect_timeout=3, disconnect_timeout=1) as ws:
             with trio.fail_after(5):
                 epoch, _ = unwrap(await ws.get_message())
             node.counters.relayed_out += 1

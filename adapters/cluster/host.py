@@ -18,7 +18,8 @@ from typing import Protocol
 
 import trio
 from callsd.adapters.signaling import SignalingHub
-from callsd.adapters.store.lease_keeper import LeaseKeeper
+from callsd.adapters.store.lease_keeper import LeaseKeeper, RenewalConnection
+from callsd.adapters.store.pg_timing import StoreTiming
 from callsd.adapters.store.postgres import PostgresStore
 from callsd.adapters.store.recorder import CallRecorder
 from callsd.adapters.store.startup import LogRefused, open_verified
@@ -38,14 +39,15 @@ class MakeHub(Protocol):
 
 
 class CallHost:
-    def __init__(self, channel_id: str, store: PostgresStore, recorder: CallRecorder, hub: SignalingHub) -> None:
+    def __init__(self, channel_id: str, store: PostgresStore, recorder: CallRecorder, hub: SignalingHub,
+                 renewals: RenewalConnection | None = None) -> None:
         assert store.fence is not None
         self.channel_id = channel_id
         self.store = store
         self.recorder = recorder
         self.hub = hub
         self.epoch = store.fence.epoch
-        self.keeper = LeaseKeeper(store)
+        self.keeper = LeaseKeeper(store, shared=renewals)
         self.stopped = trio.Event()  # set once it no longer acts for the channel
         self.why = ""
         self.release_when_stopped = False  # drain: expire the lease at once, so another node takes over now
@@ -115,10 +117,11 @@ class CallHost:
             self.store.close()
 
 
-def _acquire(url: str, channel_id: str, node_id: str, lease_seconds: float) -> tuple[PostgresStore,
-                                                                                      CallRecorder] | None:
+def _acquire(url: str, channel_id: str, node_id: str, lease_seconds: float,
+             timing: StoreTiming | None) -> tuple[PostgresStore, CallRecorder] | None:
     """Worker thread: the channel's lease and its rebuilt recorder, or None while another node holds it."""
     store = PostgresStore(url, stream=stream_of(channel_id))
+    store.timing = timing
     try:
         if store.acquire_lease(node_id, lease_seconds) is None:
             store.close()
@@ -130,11 +133,12 @@ def _acquire(url: str, channel_id: str, node_id: str, lease_seconds: float) -> t
 
 
 async def open_host(url: str, channel_id: str, node_id: str, lease_seconds: float,
-                    make_hub: MakeHub) -> CallHost | None:
+                    make_hub: MakeHub, timing: StoreTiming | None = None,
+                    renewals: RenewalConnection | None = None) -> CallHost | None:
     """Take the channel's lease and rebuild its calls from the log; None if another node's lease is live or the
     stream cannot be served (logged)."""
     try:
-        got = await trio.to_thread.run_sync(_acquire, url, channel_id, node_id, lease_seconds)
+        got = await trio.to_thread.run_sync(_acquire, url, channel_id, node_id, lease_seconds, timing)
     except LogRefused as exc:
         log.error("channel %s: cannot host: %s", channel_id, exc)
         return None
@@ -148,5 +152,5 @@ async def open_host(url: str, channel_id: str, node_id: str, lease_seconds: floa
         raise
     assert store.fence is not None
     log.info("channel %s: hosting at epoch %d (log up to seq %d)", channel_id, store.fence.epoch, recorder.seq)
-    return CallHost(channel_id, store, recorder, hub)
+    return CallHost(channel_id, store, recorder, hub, renewals)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import ssl
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from typing import Any
 import trio
 from callsd.adapters.media.events import MediaEvent
 from callsd.adapters.signaling_session import Transport
+from callsd.adapters.store.lease_keeper import RenewalConnection
+from callsd.adapters.store.pg_timing import StoreTiming
 
 from .directory import Directory
 from .front import Remote, serve_client
@@ -35,6 +38,7 @@ __all__ = ["ClusterNode", "ClusterCounters", "RouteFailed"]
 log = logging.getLogger("callsd.cluster")
 
 ROUTE_PAUSE = 0.2
+PUBLISH_EVERY = 0.5  # how stale another node's part of /api/v1/channels may be, at most (plus a query)
 
 
 class RouteFailed(Exception):
@@ -48,20 +52,27 @@ class ClusterCounters:
     resumed: int = 0  # sessions this node resumed on a new owner after theirs stopped
     hosted_total: int = 0  # channels this node took a lease for
     lease_losses: int = 0  # hosted channels that stopped for a reason other than this node stopping
+    renewals_ended: int = 0  # lease renewals of channels no longer hosted (the current ones' are their keepers')
+    clients_open: int = 0  # client WebSockets open on this node now (served here or relayed)
+    clients_total: int = 0  # client WebSockets this node accepted
 
 
 class ClusterNode:
     def __init__(self, *, url: str, directory: Directory, lease_seconds: float, secret: str, make_hub: MakeHub,
-                 hello: Callable[[str], dict[str, Any]], idle_seconds: float = 60.0) -> None:
+                 hello: Callable[[str], dict[str, Any]], idle_seconds: float = 60.0,
+                 link_ssl: ssl.SSLContext | None = None) -> None:
         self.url = url
         self.directory = directory
         self.info = directory.node
         self.lease_seconds = lease_seconds
         self.link_key = link_key(secret)
+        self.link_ssl = link_ssl  # relay links to other nodes over TLS (cluster.link_tls)
         self.make_hub = make_hub
         self._hello = hello
         self.hosts: dict[str, CallHost] = {}
         self.counters = ClusterCounters()
+        self.store_timing = StoreTiming()  # append and lease renewal latency of every channel hosted here
+        self.renewals = RenewalConnection(directory.connect)  # every hosted channel's lease renewals, in turn
         self.route_timeout = 2 * lease_seconds + 10
         self.idle_seconds = idle_seconds  # a hosted channel with no call and no socket this long is given up
         self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
@@ -118,7 +129,8 @@ class ClusterNode:
             current = self.hosts.get(channel_id)
             if current is not None and current.live:
                 return current
-            host = await open_host(self.url, channel_id, self.info.node_id, self.lease_seconds, self.make_hub)
+            host = await open_host(self.url, channel_id, self.info.node_id, self.lease_seconds, self.make_hub,
+                                   self.store_timing, self.renewals)
             if host is None:
                 return None
             self.hosts[channel_id] = host
@@ -130,6 +142,7 @@ class ClusterNode:
         try:
             await host.run(idle_seconds=self.idle_seconds, task_status=task_status)
         finally:
+            self.counters.renewals_ended += host.keeper.renewals
             if host.why not in ("node stopping", "node draining", "idle"):
                 self.counters.lease_losses += 1
             if self.hosts.get(host.channel_id) is host:
@@ -163,12 +176,16 @@ class ClusterNode:
                 await link.close(4012, "call moved")
 
     async def serve_client(self, client: Transport, query_token: str | None) -> None:
+        self.counters.clients_open += 1
+        self.counters.clients_total += 1
         try:
             await serve_client(self, client, query_token)
         except RouteFailed as exc:
             log.error("%s", exc)
             with trio.move_on_after(1):
                 await client.close(1013, "no node can host this call now; try again")
+        finally:
+            self.counters.clients_open -= 1
 
     # ------------------------------------------------------------------ the media plane's events
 
@@ -186,6 +203,7 @@ class ClusterNode:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.directory.keep_announcing)
+            nursery.start_soon(self._publish_calls)
             task_status.started()
             await trio.sleep_forever()
 
@@ -203,8 +221,45 @@ class ClusterNode:
             for host in hosts:
                 await host.ended.wait()
 
+    async def ongoing_calls(self) -> list[dict[str, Any]]:
+        """Every ongoing call of the cluster (``/api/v1/channels``): this node's hosted channels as they are now,
+        the others' as their live owners last published them (every ``PUBLISH_EVERY`` seconds)."""
+        listed = await self.directory.published_calls()
+        for host in list(self.hosts.values()):
+            if host.live:
+                listed[host.channel_id] = _call_summaries(host)
+        return [call for channel in sorted(listed) for call in listed[channel]]
+
+    async def _publish_calls(self) -> None:
+        """Publish each hosted channel's calls when they changed, at the channel's lease epoch (a stale owner's
+        publication is hidden by the database: only the live lease's epoch is listed)."""
+        published: dict[str, tuple[int, list[dict[str, Any]]]] = {}
+        while True:
+            await trio.sleep(PUBLISH_EVERY)
+            for host in list(self.hosts.values()):
+                calls = _call_summaries(host)
+                if not host.live or published.get(host.channel_id) == (host.epoch, calls):
+                    continue
+                try:
+                    await self.directory.publish_calls(host.channel_id, host.epoch, calls)
+                    published[host.channel_id] = (host.epoch, calls)
+                except Exception as exc:  # the database is away: the next round tries again
+                    log.warning("publishing the calls of channel %s failed: %r", host.channel_id, exc)
+            for gone in set(published) - set(self.hosts):
+                del published[gone]
+
+    def lease_renewals(self) -> int:
+        """Lease renewals by this node since it started (a counter: it never goes down)."""
+        return self.counters.renewals_ended + sum(host.keeper.renewals for host in self.hosts.values())
+
     def calls_owned(self) -> int:
         return sum(len(host.hub.machine.calls()) for host in self.hosts.values() if host.live)
+
+
+def _call_summaries(host: CallHost) -> list[dict[str, Any]]:
+    """The lobby's view of a hosted channel's ongoing calls (the single server's ``/api/v1/channels`` rows)."""
+    return [{"channel_id": c.channel_id, "call_id": c.call_id, "participants": len(c.participants)}
+            for c in host.hub.machine.calls()]
 
 
 class _LinkTransport:

@@ -6,8 +6,11 @@ gets is the input:
 * REMB (``parse_remb``): the receiver's own delay-based estimate (a browser sends it for video sections whose
   server offer carried ``goog-remb``; aiortc always does) caps the estimate when it is below the rate the server
   sends that receiver (congestion); a REMB at or above it caps nothing (``BandwidthEstimator.on_remb``);
+* transport-cc feedback (when the receiver negotiated it: its ``Peer`` has a ``TransportSequencer``): per packet
+  the server stamped, its send time and the receiver's arrival time or loss, the input of the whole estimator
+  (delay-based and loss-based);
 * receiver-report blocks about the streams the server sends it: their fraction lost, averaged over the session's
-  routes in the report, drives the loss-based controller.
+  routes in the report, drives the loss-based controller (only without transport-cc, which counts losses itself).
 
 The estimator is pure; this module only owns the clock (milliseconds of ``time.monotonic``), the table and its
 counters. The layer choice reads ``estimate(session_id)`` once simulcast forwarding exists; until then the estimate is
@@ -16,20 +19,26 @@ observable through ``MediaPlane.estimates.estimate(session_id)`` and the ``remb_
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from callsd.core.video import BandwidthEstimator, EstimatorSettings
 from callsd.core.wire import rtcp
+from callsd.core.wire.transport_cc import parse_transport_cc
+
+from .twcc_send import TransportSequencer
 
 __all__ = ["ReceiverEstimates"]
+
+log = logging.getLogger("callsd.media.estimates")
 
 
 class ReceiverEstimates:
     """The estimates of every receiving session; ``on_rtcp`` per parsed compound packet."""
 
-    __slots__ = ("settings", "_by_session", "_sent", "_clock", "remb_in", "loss_reports")
+    __slots__ = ("settings", "_by_session", "_sent", "_clock", "remb_in", "loss_reports", "twcc_in", "twcc_malformed")
 
     def __init__(self, settings: EstimatorSettings | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -39,6 +48,8 @@ class ReceiverEstimates:
         self._clock = clock
         self.remb_in = 0
         self.loss_reports = 0
+        self.twcc_in = 0
+        self.twcc_malformed = 0
 
     def _of(self, session_id: str) -> BandwidthEstimator:
         est = self._by_session.get(session_id)
@@ -59,9 +70,11 @@ class ReceiverEstimates:
         self._sent[session_id] = (now, octets, rate)
         return rate
 
-    def on_rtcp(self, session_id: str, packets: Iterable[rtcp.RtcpPacket], sent: Mapping[int, Any]) -> None:
-        """Apply a session's RTCP: REMB and report blocks about ``sent`` (the server's routes to it, by SSRC;
-        their ``octets`` give the rate it is sent, against which a REMB is read)."""
+    def on_rtcp(self, session_id: str, packets: Iterable[rtcp.RtcpPacket], sent: Mapping[int, Any],
+                sequencer: TransportSequencer | None = None) -> None:
+        """Apply a session's RTCP: REMB, transport-cc (``sequencer``: what was stamped toward it) and report
+        blocks about ``sent`` (the server's routes to it, by SSRC; their ``octets`` give the rate it is sent,
+        against which a REMB is read)."""
         now = self._clock()
         now_ms = now * 1000.0
         for p in packets:
@@ -70,11 +83,34 @@ class ReceiverEstimates:
                 if remb is not None:
                     self.remb_in += 1
                     self._of(session_id).on_remb(remb[0], now_ms, self._sent_rate(session_id, sent.values(), now))
-            elif isinstance(p, rtcp.ReceiverReport | rtcp.SenderReport):
+                elif sequencer is not None:
+                    self._on_transport_cc(session_id, p, sequencer, now_ms)
+            elif isinstance(p, rtcp.ReceiverReport | rtcp.SenderReport) and sequencer is None:
                 fractions = [b.fraction_lost for b in p.reports if b.ssrc in sent]
                 if fractions:
                     self.loss_reports += 1
                     self._of(session_id).on_loss_report(sum(fractions) / len(fractions) / 256.0, now_ms)
+
+    def _on_transport_cc(self, session_id: str, p: rtcp.Feedback, sequencer: TransportSequencer,
+                         now_ms: float) -> None:
+        try:
+            feedback = parse_transport_cc(p)
+        except rtcp.RtcpError:
+            self.twcc_malformed += 1
+            return
+        if feedback is None:
+            return
+        self.twcc_in += 1
+        results = sequencer.results(feedback)
+        if not results:
+            return
+        est = self._of(session_id)
+        est.on_packet_results(results, now_ms)
+        for probe in est.probes:  # one cluster every few seconds at most
+            log.debug("estimate: probe %d to %s: %s (%d packets sent at %d bit/s, received at %d, %.0f %% lost); "
+                     "estimate %d", probe.cluster, session_id, "ok" if probe.bps is not None else "failed",
+                     probe.packets, probe.send_bps, probe.receive_bps, 100 * probe.lost_fraction, est.estimate)
+        est.probes.clear()
 
     def estimate(self, session_id: str) -> int | None:
         """The session's estimate in bit/s, None before it reported anything."""
@@ -86,4 +122,5 @@ class ReceiverEstimates:
         self._sent.pop(session_id, None)
 
     def counters(self) -> dict[str, int]:
-        return {"remb_in": self.remb_in, "loss_reports": self.loss_reports, "estimates": len(self._by_session)}
+        return {"remb_in": self.remb_in, "loss_reports": self.loss_reports, "estimates": len(self._by_session),
+                "twcc_in": self.twcc_in, "twcc_malformed": self.twcc_malformed}

@@ -195,6 +195,8 @@ class OutRoute:
             ext = {i: v for i, v in enumerate(ext) if i and v}
         if isinstance(ext, dict):
             ext = make_extension_remap(ext)
+        if len(_PT_MAPS) < _MAX_SHARED_REMAPS:  # equal payload-type maps are shared too (~220 B a route)
+            pt_map = _PT_MAPS.setdefault(tuple(sorted(pt_map.items())), pt_map)
         self.pt_map = pt_map
         if len(_REMAPS) < _MAX_SHARED_REMAPS:  # routes with equal tables share one (~300 B a route)
             ext = _REMAPS.setdefault(ext.table, ext)
@@ -217,6 +219,7 @@ class OutRoute:
 
 _REMAP_KEYS: dict[bytes, int] = {}
 _REMAPS: dict[bytes, ExtensionRemap] = {}  # one per distinct table (a handful per server in practice)
+_PT_MAPS: dict[tuple[tuple[int, int], ...], dict[int, int]] = {}  # read-only once set: routes share equal ones
 _MAX_SHARED_REMAPS = 1024  # clients choose the ids: past this many distinct tables, routes keep their own
 
 

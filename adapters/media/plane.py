@@ -57,6 +57,7 @@ from callsd.core.wire.negotiation import (
     AUDIO_LEVEL_URI,
     MID_URI,
     TOFFSET_URI,
+    TWCC_URI,
     VIDEO_ORIENTATION_URI,
     AnswerRejected,
     LocalTransport,
@@ -68,10 +69,11 @@ from callsd.core.wire.negotiation import (
     PublishedTrack,
     SdpRejectReason,
 )
+from callsd.core.wire.receive_slots import ReceiveSlots
 from callsd.core.wire.rtp import read_mid
 from callsd.core.wire.sdp import Codec
 
-from . import plane_rtcp, retransmit
+from . import plane_rtcp, plane_slots, retransmit, twcc_send
 from .advertiser import rtc_bind
 from .estimates import ReceiverEstimates
 from .events import (
@@ -87,6 +89,7 @@ from .forwarder import Forwarder, InTrack, OutRoute
 from .ice_outcome import IceOutcomeWatch
 from .paths import make_path
 from .plane_network import PlaneNetwork
+from .probing import ProbeSender
 from .simulcast_fwd import SimulcastForwarder
 from .transport import Peer, TransportConfig, UdpEndpoint
 
@@ -140,7 +143,7 @@ class PlaneConfig:
 class Session:
     __slots__ = ("session_id", "channel_id", "ufrag", "pwd", "peer", "remote", "neg", "published", "codecs",
                  "inbound", "routes_in", "out_by_ssrc", "screen_stream", "rtcp_ssrc", "closed", "refused",
-                 "mid_ext_id", "inbound_rtx")
+                 "mid_ext_id", "inbound_rtx", "audio_slots", "twcc_ext_id")
 
     def __init__(self, session_id: str, channel_id: str, transport: LocalTransport, simulcast: bool = False) -> None:
         self.session_id = session_id
@@ -161,6 +164,8 @@ class Session:
         self.refused: set[str] = set()  # track ids whose section the client rejected: not offered again
         self.mid_ext_id = 0  # the client's id for the MID header extension (0: none)
         self.inbound_rtx: dict[int, InTrack] = {}  # publisher RTX SSRC -> track (retransmit.py)
+        self.audio_slots: ReceiveSlots | None = None  # pre-negotiated audio sections, if asked for (plane_slots.py)
+        self.twcc_ext_id = 0  # the transport-wide-cc id it accepted on the sections it receives (0: none)
 
     @property
     def offer_pending(self) -> bool:
@@ -190,7 +195,7 @@ _SOURCES = {TrackKind.AUDIO: "microphone", TrackKind.VIDEO: "camera", TrackKind.
             TrackKind.SCREEN_AUDIO: "screen"}
 
 
-def _track_info(mid: str, t: InTrack) -> dict[str, str]:
+def _track_info(mid: str, t: InTrack) -> dict[str, str | None]:
     """One entry of a server offer's ``tracks`` (docs/protocol.md): who publishes the section's media, and what."""
     return {"mid": mid, "session_id": t.session.session_id, "kind": t.media, "source": _SOURCES[t.kind]}
 
@@ -206,8 +211,10 @@ class MediaPlane:
         self.negotiation = PlaneCounters()
         self.forwarder = Forwarder(send_pli=plane_rtcp.send_pli, on_voice=self._on_voice)
         self.estimates = ReceiverEstimates()  # per receiving session, from its REMB and reports (ADR 0019)
-        self.simulcast = SimulcastForwarder(self.forwarder, plane_rtcp.send_layer_pli, self.estimates.estimate)
+        self.simulcast = SimulcastForwarder(self.forwarder, plane_rtcp.send_layer_pli, self.estimates.estimate,
+                                            send_nack=plane_rtcp.send_layer_nack)
         self.rtcp_in = plane_rtcp.RtcpAnswers(self.forwarder, self.simulcast, self.estimates)
+        self.probes = ProbeSender(self.sessions.values, self.simulcast.wanted_bps, self.estimates.estimate)
         # calls.enable_simulcast (the server sets it; an app RtcConfig has no such field): new sessions use it
         self.enable_simulcast = bool(getattr(config, "enable_simulcast", True))
         self.endpoint = UdpEndpoint(
@@ -232,6 +239,7 @@ class MediaPlane:
             self.address = await nursery.start(self.endpoint.serve)
             await self.network.start(nursery, self.endpoint)
             nursery.start_soon(self._periodic)
+            nursery.start_soon(self.probes.run)
             task_status.started(self.address)
 
     async def refresh_counters(self, timeout: float = 1.0) -> None:
@@ -243,6 +251,8 @@ class MediaPlane:
         out.update(self.ice_watch.counters.as_dict())
         out.update(self.network.counters())
         out.update(self.estimates.counters())
+        out.update(self.probes.counters())
+        out.update(self.simulcast.counters())
         out.update({n: getattr(self.negotiation, n) for n in PlaneCounters.__slots__})
         return out
 
@@ -317,6 +327,7 @@ class MediaPlane:
         if not isinstance(sdp, str):
             raise SdpRejected("missing sdp")
         if kind == "offer":
+            plane_slots.enable(s, plane_slots.requested_slots(msg.get("audio_slots")))
             self._on_offer(s, sdp)
         elif kind == "answer":
             self._on_answer(s, sdp)
@@ -348,7 +359,7 @@ class MediaPlane:
             s.remote = key
         self._emit(SendSignal(session_id=s.session_id, msg={"type": "answer", "sdp": result.answer}))
         self.negotiation.answers_out += 1
-        s.refused.update(result.refused)
+        plane_slots.refuse(s, result.refused)
         self._after_negotiation(s)
 
     def _on_answer(self, s: Session, text: str) -> None:
@@ -357,7 +368,7 @@ class MediaPlane:
         if isinstance(result, AnswerRejected):
             # a bad answer rolls the offer back; what it offered is offered again with the next change
             raise self._rejected(result.reason, result.detail)
-        s.refused.update(result.refused)
+        plane_slots.refuse(s, result.refused)
         self._after_negotiation(s)
 
     def _after_negotiation(self, s: Session) -> None:
@@ -414,14 +425,19 @@ class MediaPlane:
         if t.ssrc is not None:
             s.inbound[t.ssrc] = t
         retransmit.register_rtx(s.inbound_rtx, t, p.rtx_ssrc, p.rtx_payload_type)
-        self.simulcast.add_track(t, p.rids)
+        self.simulcast.add_track(t, p.rids, p.rtx_payload_type)
         return t
 
-    def _sync_sending(self, s: Session) -> None:
-        """Mark the routes the client accepted (bind their PT and extension ids) as negotiated, the others not."""
-        sending = {st.track_id: st for st in s.neg.sending}
-        for r in s.routes_in.values():
-            st = sending.get(r.track.track_id)
+    def _sync_sending(self, s: Session, only: OutRoute | None = None) -> None:
+        """Mark the routes the client accepted (bind their PT and extension ids) as negotiated, the others not;
+        ``only``: just that route (a route put on a slot: the others did not change)."""
+        sending = plane_slots.sending(s, only)
+        if only is None:  # a whole answer: the transport-wide-cc id it accepted on every section it receives, or 0
+            twcc_ids = {dict(st.extensions).get(TWCC_URI, 0) for st in sending.values()}
+            s.twcc_ext_id = twcc_ids.pop() if len(twcc_ids) == 1 else 0
+            twcc_send.attach(s.peer, s.twcc_ext_id)
+        for r in s.routes_in.values() if only is None else (only,):
+            st = sending.get(plane_slots.slot_key(s, r.track.track_id))
             accepted = st is not None and st.ssrc == r.ssrc
             if st is not None and accepted:
                 t = r.track
@@ -436,15 +452,24 @@ class MediaPlane:
                     self.forwarder.request_keyframe(r.track)
 
     def _outgoing(self, s: Session) -> list[OutgoingTrack]:
-        out = []
+        out = plane_slots.slot_tracks(s)
+        slots = s.audio_slots
         for r in s.routes_in.values():
             t = r.track
             codec = t.session.codecs.get(t.mid)
-            if codec is None or t.track_id in s.refused:
+            if codec is None or t.track_id in s.refused or (slots is not None and slots.slot_of(t.track_id)):
                 continue
             out.append(OutgoingTrack(track_id=t.track_id, stream_id=t.stream_id, kind=t.media, ssrc=r.ssrc,
                                      codec=codec, rtx_ssrc=r.rtx_ssrc, cname=f"callsd-{t.session.session_id}"))
         return out
+
+    def _announce_slot(self, s: Session, slot_id: str, track: InTrack | None) -> None:
+        """Tell the client whose audio a slot carries now (``track``), or that it carries nobody's (None); a slot
+        not offered yet is named by the offer that adds it."""
+        mid = s.neg.mid_of(slot_id)
+        if mid is not None and not s.closed:
+            entry = _track_info(mid, track) if track is not None else {"mid": mid, "session_id": None}
+            self._emit(SendSignal(session_id=s.session_id, msg={"type": "slots", "tracks": [entry]}))
 
     def _negotiate(self, s: Session) -> None:
         """Offer the session its current outgoing set if that changed; after the answer if an offer is out."""
@@ -453,7 +478,9 @@ class MediaPlane:
         made = self._refresh(s).make_offer(self._outgoing(s))
         if made is not None:
             self.negotiation.offers_out += 1
-            tracks = [_track_info(mid, t) for mid, track_id in made.sections if (t := self.tracks.get(track_id))]
+            on_slot = {slot.slot_id: slot.track_id for slot in s.audio_slots or () if slot.track_id is not None}
+            tracks = [_track_info(mid, t) for mid, key in made.sections
+                      if (t := self.tracks.get(on_slot.get(key, key)))]
             self._emit(SendSignal(session_id=s.session_id, msg={"type": "offer", "sdp": made.offer, "tracks": tracks}))
 
     # -- routing (core outputs) ---------------------------------------------------------------------------------
@@ -494,22 +521,23 @@ class MediaPlane:
             self._negotiate(s)
 
     def _add_route(self, t: InTrack, s: Session, paused: bool) -> OutRoute:
-        """A route of ``t`` to ``s`` with its own SSRC and random initial numbering; offered by ``_negotiate``."""
-        ssrc = secrets.randbits(32)
-        while ssrc == 0 or ssrc in s.out_by_ssrc:
-            ssrc = secrets.randbits(32)
+        """A route of ``t`` to ``s`` with its own SSRC (an audio slot's, when ``s`` has slots) and random initial
+        numbering; a route on a fresh slot that the client already accepted carries packets at once, any other is
+        offered by ``_negotiate``."""
+        on_slot = plane_slots.place(s, t.track_id) if t.media == "audio" else None
+        ssrc = on_slot[0] if on_slot is not None else plane_slots.draw_ssrc(s)
         r = OutRoute(track=t, receiver=s, ssrc=ssrc, mid="", paused=paused, ts_offset=secrets.randbits(32))
         r.last_seq = secrets.randbits(15)
         if t.media == "video":  # offered with RTX; used if the receiver accepts it (_sync_sending)
-            r.rtx_ssrc = secrets.randbits(32)
-            while r.rtx_ssrc in (0, ssrc) or r.rtx_ssrc in s.out_by_ssrc:
-                r.rtx_ssrc = secrets.randbits(32)
-            r.rtx_seq = secrets.randbits(15)
+            r.rtx_ssrc, r.rtx_seq = plane_slots.draw_ssrc(s, {ssrc}), secrets.randbits(15)
         t.routes[s.session_id] = r
         s.routes_in[t.track_id] = r
         s.out_by_ssrc[ssrc] = r
         s.refused.discard(t.track_id)
         self.negotiation.routes += 1
+        if on_slot is not None:
+            self._sync_sending(s, r)
+            self._announce_slot(s, on_slot[1], t)
         return r
 
     def _drop_route(self, r: OutRoute) -> None:
@@ -523,6 +551,9 @@ class MediaPlane:
         if s.routes_in.get(t.track_id) is r:
             del s.routes_in[t.track_id]
         s.out_by_ssrc.pop(r.ssrc, None)
+        freed = s.audio_slots.release(t.track_id) if s.audio_slots is not None else None
+        if freed is not None:
+            self._announce_slot(s, freed.slot_id, None)
         self.simulcast.forget_route(r)
         self.negotiation.routes -= 1
 
@@ -546,6 +577,7 @@ class MediaPlane:
             return
         s.peer = peer
         peer.data = s
+        twcc_send.attach(peer, s.twcc_ext_id)
         self._emit(SessionConnected(session_id=s.session_id))
         self.ice_watch.connected(s.session_id, self.network.client_address(peer.address), _now())
         for r in s.routes_in.values():
@@ -621,6 +653,7 @@ class MediaPlane:
             await trio.sleep(self._report_interval / 4)
             self.forwarder.tick(list(self.tracks.values()))
             retransmit.nack_round(self.forwarder, list(self.tracks.values()), plane_rtcp.send_nack)
+            self.simulcast.nack_round()
             self.ice_watch.check(trio.current_time(), self.endpoint.peer)
             n += 1
             if n % 4 == 0:
@@ -628,4 +661,4 @@ class MediaPlane:
 
     def send_reports(self) -> None:
         """One round of RTCP: an SR per stream each session receives, an RR about the streams it publishes."""
-        plane_rtcp.send_reports(self.sessions.values(), self.forwarder.counters)
+        plane_rtcp.send_reports(self.sessions.values(), self.forwarder.counters, self.simulcast.sr_timestamp)

@@ -15,20 +15,21 @@ Split from plane.py (one job: RTCP in and out, no negotiation or routing):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from callsd.core.wire import rtcp
 
 from . import rtcp_term
 from .estimates import ReceiverEstimates
-from .forwarder import Forwarder, ForwarderCounters, InTrack
+from .forwarder import Forwarder, ForwarderCounters, InTrack, OutRoute
 from .simulcast_fwd import SimulcastForwarder
+from .twcc_send import TransportSequencer
 
 if TYPE_CHECKING:
     from .plane import Session
 
-__all__ = ["RtcpAnswers", "send_nack", "send_pli", "send_layer_pli", "send_reports"]
+__all__ = ["RtcpAnswers", "send_nack", "send_pli", "send_layer_pli", "send_layer_nack", "send_reports"]
 
 
 class RtcpAnswers:
@@ -47,7 +48,9 @@ class RtcpAnswers:
         except rtcp.RtcpError:
             c.rtcp_malformed += 1
             return
-        self.estimates.on_rtcp(s.session_id, packets, s.out_by_ssrc)
+        twcc = s.peer.twcc if s.peer is not None else None
+        self.estimates.on_rtcp(s.session_id, packets, s.out_by_ssrc,
+                               twcc if isinstance(twcc, TransportSequencer) else None)
         for p in packets:
             if isinstance(p, rtcp.SenderReport):
                 t = s.inbound.get(p.ssrc)
@@ -92,6 +95,12 @@ def send_layer_pli(s: Session, ssrc: int) -> None:
         s.peer.send_rtcp(rtcp.build_pli(sender_ssrc=s.rtcp_ssrc, media_ssrc=ssrc))
 
 
+def send_layer_nack(s: Session, ssrc: int, lost: list[int]) -> None:
+    """Ask the publisher ``s`` again for packets ``lost`` of one simulcast layer (``ssrc``)."""
+    if s.peer is not None:
+        s.peer.send_rtcp(rtcp.build_nack(sender_ssrc=s.rtcp_ssrc, media_ssrc=ssrc, lost=lost))
+
+
 def send_pli(t: InTrack) -> None:
     """A key frame of ``t`` (the forwarder throttles how often it asks)."""
     peer = t.session.peer
@@ -99,14 +108,17 @@ def send_pli(t: InTrack) -> None:
         peer.send_rtcp(rtcp.build_pli(sender_ssrc=t.session.rtcp_ssrc, media_ssrc=t.ssrc))
 
 
-def send_reports(sessions: Iterable[Session], counters: ForwarderCounters) -> None:
-    """One round of RTCP: an SR per stream each session receives, an RR about the streams it publishes."""
+def send_reports(sessions: Iterable[Session], counters: ForwarderCounters,
+                 sr_timestamp: Callable[[OutRoute, float], int | None] | None = None) -> None:
+    """One round of RTCP: an SR per stream each session receives, an RR about the streams it publishes.
+    ``sr_timestamp``: a route's own RTP clock where the track's is not its (simulcast routes)."""
     now = time.monotonic()
     ntp = rtcp_term.ntp_now(time.time())
     for s in sessions:
         peer = s.peer
         if peer is None:
             continue
-        for chunk in rtcp_term.session_reports(s.rtcp_ssrc, s.routes_in.values(), s.inbound.values(), now, ntp):
+        for chunk in rtcp_term.session_reports(s.rtcp_ssrc, s.routes_in.values(), s.inbound.values(), now, ntp,
+                                               sr_timestamp):
             peer.send_rtcp(chunk)
             counters.rtcp_out += 1

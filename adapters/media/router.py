@@ -95,6 +95,8 @@ class PlaneRouter:
         self.session_worker: dict[str, int] = {}
         self.session_channel: dict[str, str] = {}
         self._channel_sessions: Counter[str] = Counter()
+        # calls.enable_simulcast (the server sets it, like MediaPlane's): handed to every worker it starts
+        self.enable_simulcast = True
 
     # -- workers -----------------------------------------------------------------------------------------------
     def _socket_path(self, i: int) -> Path:
@@ -118,7 +120,8 @@ class PlaneRouter:
 
     def _network_env(self, i: int) -> dict[str, str]:
         """The networking settings worker ``i`` needs that its flags do not carry (docs/networking.md): STUN
-        discovery, IPv6, ICE-TCP (worker i on ``ice_port_tcp + i``, like the UDP port), the ICE outcome timeout."""
+        discovery, IPv6, ICE-TCP (worker i on ``ice_port_tcp + i``, like the UDP port), the ICE outcome timeout;
+        and ``calls.enable_simulcast``, so a worker's plane accepts simulcast exactly when the integrated one would."""
         c = self.config
         return {
             "CALLSD_RTC_ICE_SERVERS": json.dumps([server.as_json() for server in c.ice_servers]),
@@ -126,6 +129,7 @@ class PlaneRouter:
             "CALLSD_RTC_ICE_PORT_TCP": str(c.ice_port_tcp + i if c.ice_port_tcp else 0),
             "CALLSD_RTC_ICE_CHECK_TIMEOUT": str(c.ice_check_timeout),
             "CALLSD_RTC_ADVERTISE_REFRESH_SECONDS": str(c.advertise_refresh_seconds),
+            "CALLSD_CALLS_ENABLE_SIMULCAST": "true" if self.enable_simulcast else "false",
         }
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

@@ -8,7 +8,7 @@ report block about each stream it publishes (loss per RFC 3550 A.3, LSR/DLSR fro
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from callsd.core.wire.rtcp import ReceiverReport, ReportBlock, RtcpPacket, SenderReport, build_rtcp
@@ -27,11 +27,14 @@ def ntp_now(wall: float) -> int:
     return ((secs + _NTP_EPOCH_OFFSET) << 32) | frac
 
 
-def session_reports(rtcp_ssrc: int, routes: Iterable[Any], tracks: Iterable[Any], now: float, ntp: int) -> list[bytes]:
+def session_reports(rtcp_ssrc: int, routes: Iterable[Any], tracks: Iterable[Any], now: float, ntp: int,
+                    sr_timestamp: Callable[[Any, float], int | None] | None = None) -> list[bytes]:
     """The compound packets (each at most ``MAX_CHUNK`` bytes) of one reporting round for one session.
 
     An SR per route the session receives that carried packets (``routes``: forwarder ``OutRoute``s; the RTP
-    timestamp is extrapolated from the track's last packet, in the route's offset numbering), then an RR from
+    timestamp is extrapolated from the track's last packet, in the route's offset numbering, unless
+    ``sr_timestamp(route, now)`` knows the route's own clock: a simulcast route's timestamps are rewritten per
+    receiver, so only it can say), then an RR from
     ``rtcp_ssrc`` with one block per stream the session publishes (``tracks``: ``InTrack``s). Updates the tracks'
     interval counters. Always at least one packet (an empty RR when there is nothing to report).
     """
@@ -40,7 +43,8 @@ def session_reports(rtcp_ssrc: int, routes: Iterable[Any], tracks: Iterable[Any]
         if not r.packets:
             continue
         t = r.track
-        rtp_ts = t.last_ts + int((now - t.last_rx) * t.clock_rate) + r.ts_offset
+        own = sr_timestamp(r, now) if sr_timestamp is not None else None
+        rtp_ts = own if own is not None else t.last_ts + int((now - t.last_rx) * t.clock_rate) + r.ts_offset
         packets.append(SenderReport(ssrc=r.ssrc, ntp_timestamp=ntp, rtp_timestamp=rtp_ts & 0xFFFFFFFF,
                                     packet_count=r.packets & 0xFFFFFFFF, octet_count=r.octets & 0xFFFFFFFF))
     blocks: list[ReportBlock] = []

@@ -109,11 +109,17 @@ class TransportHandler(Protocol):
     def on_rtcp(self, peer: Peer, plain: bytes) -> None: ...
 
 
+class PacketStamper(Protocol):
+    """Rewrites each outgoing RTP packet just before SRTP (the transport-wide sequence number, twcc_send.py)."""
+
+    def stamp(self, plain: bytes) -> bytes: ...
+
+
 class Peer:
     """One client session on the endpoint: ICE-lite state, DTLS session, SRTP context, send address."""
 
     __slots__ = ("session_id", "ice", "dtls", "srtp", "address", "connected", "closed", "data", "added_at",
-                 "_server_role", "_sendto", "_counters", "_tx")
+                 "_server_role", "_sendto", "_counters", "_tx", "twcc")
 
     def __init__(self, session_id: str, ice: IceLiteState, dtls: DtlsSession, server_role: bool,
                  sendto: Any, counters: TransportCounters) -> None:
@@ -130,6 +136,7 @@ class Peer:
         self._sendto = sendto
         self._counters = counters
         self._tx: Direction | None = None  # set when SRTP is ready; send_rtp inlines the protect step with it
+        self.twcc: PacketStamper | None = None  # set when the receiver negotiated transport-wide cc
 
     @property
     def srtp_profile(self) -> str | None:
@@ -145,6 +152,8 @@ class Peer:
         if tx is None:
             c.drop_not_ready += 1
             return False
+        if self.twcc is not None:
+            plain = self.twcc.stamp(plain)
         n = len(plain)
         if n > MAX_PACKET:
             c.drop_srtp_other += 1

@@ -42,6 +42,9 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         "CREATE TABLE cluster_nodes (node_id text PRIMARY KEY, advertise text NOT NULL, is_handler boolean NOT NULL, "
         "seen_at timestamptz NOT NULL)",
     )),
+    (4, (  # the lobby's list across a cluster: each owner publishes its channel's ongoing calls at its lease's epoch
+        "CREATE TABLE cluster_calls (stream text PRIMARY KEY, epoch bigint NOT NULL, calls text NOT NULL)",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -34,6 +34,7 @@ from . import pg_leases
 from .base import check_contiguous
 from .pg_leases import Lease, StaleLease
 from .pg_schema import SCHEMA_VERSION, migrate, schema_version
+from .pg_timing import StoreTiming
 from .rows import decode_checkpoint, decode_rows, encode_checkpoint
 
 __all__ = ["PostgresStore", "split_store_url"]
@@ -96,6 +97,7 @@ class PostgresStore:
         self.stream = url_stream if stream is None else stream
         self.readonly = readonly
         self.fence: Lease | None = None  # the lease appends are conditional on (set by acquire_lease)
+        self.timing: StoreTiming | None = None  # a node's latency histograms (``append``), when it keeps them
         self._conninfo = conninfo
         self._db = self.connect()
         try:
@@ -148,9 +150,12 @@ class PostgresStore:
         if not records:
             return
         params = {**self._params(), "seqs": [r.seq for r in records], "records": [encode_record(r) for r in records]}
+        started = time.perf_counter()
         with self._db.cursor() as cursor:
             cursor.execute(_APPEND.format(guard=self._guard()), params)
             written = cursor.rowcount
+        if self.timing is not None:
+            self.timing.observe("append", time.perf_counter() - started)
         if written != len(records):
             raise StaleLease(self._refusal("append"))
         self._last = records[-1].seq

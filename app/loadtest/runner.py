@@ -30,6 +30,7 @@ from typing import Any
 
 from callsd.peer import Histogram, summarize
 
+from . import simulcast
 from .worker import WorkerSpec, spec_to_dict, worker_process_main
 
 __all__ = ["LoadConfig", "ServerUnreachable", "preflight", "scrape_metrics", "parse_metrics", "run", "build_results"]
@@ -58,10 +59,12 @@ class LoadConfig:
     join_timeout: float = 15.0
     server_pid: int = 0
     reconnect: bool = False
+    audio_slots: int = 0  # ask the server for N pre-negotiated audio receive sections (0: one section per track)
     quiet: bool = False
     run_id: str = field(default_factory=lambda: os.urandom(3).hex())
     urls: list[str] = field(default_factory=list)  # several: users round-robin over them (``url`` is the first)
-    media_engine: str = "auto"  # the simulated users' media engine: "auto", "native" (C) or "python"
+    screen_simulcast: bool = False  # sharers publish three simulcast layers (simulcast.py)
+    media_engine: str = "auto"  # the simulated users' media engine: "auto", "native", "shared" (C) or "python"
 
     def http_base(self) -> str:
         parts = urllib.parse.urlsplit(self.url)
@@ -127,6 +130,8 @@ def parse_metrics(text: str) -> dict[str, float]:
             out[key] = out.get(key, 0.0) + value
         elif name.endswith("rtc_sessions_total") or name.endswith("rtc_sessions"):
             out["sessions"] = value
+        elif (layer_key := simulcast.metric_key(name, labels)) is not None:
+            out[layer_key] = value  # per simulcast layer (--screen-simulcast)
         elif name.endswith(("media_host_calls", "media_host_sessions")) and "host" in labels:
             # where serve placed the calls (media workers or rtcd hosts, docs/rtcd.md): "host_calls/<host>"
             out[f"host_{name.rsplit('_', 1)[1]}/{labels['host']}"] = value
@@ -245,8 +250,10 @@ def _specs(cfg: LoadConfig, t0: float) -> list[WorkerSpec]:
             screen_sharing=cfg.screen_sharing, video=cfg.video, video_bitrate=cfg.video_bitrate,
             screen_bitrate=cfg.screen_bitrate, join_duration=cfg.join_duration, duration=cfg.duration, t0=t0,
             run_id=cfg.run_id, token_secret=cfg.token_secret, delay_sample=cfg.delay_sample,
-            join_timeout=cfg.join_timeout, reconnect=cfg.reconnect, media_engine=cfg.media_engine,
+            join_timeout=cfg.join_timeout, reconnect=cfg.reconnect, audio_slots=cfg.audio_slots,
+            media_engine=cfg.media_engine,
             ws_urls=[cfg.ws_url(url) for url in cfg.urls] if len(cfg.urls) > 1 else [],
+            screen_simulcast=cfg.screen_simulcast,
         )
         for w in range(n)
     ]
@@ -501,8 +508,13 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
         server["egress_source"] = source
         if cpu and cpu[1] > 0 and egress[0] > 0:
             server["us_cpu_per_egress_packet"] = round(1e6 * cpu[0] / (egress[0] * cpu[1] / egress[1]), 2)
+    if cfg.screen_simulcast and scrapes:  # per layer, from the server's counters (simulcast.py)
+        server["simulcast_layers"] = simulcast.layer_report(scrapes[0][1], final or scrapes[-1][1],
+                                                            run_seconds or cfg.duration)
     invalid = validity(scrapes, final)
     return {
+        "simulcast_receivers": simulcast.receivers_summary(
+            [r for w in workers for r in w.get("simulcast_receivers", [])]),
         "tool": "callsd loadtest",
         "format": 1,
         "started_at": started_at,
@@ -600,5 +612,8 @@ def print_summary(doc: dict[str, Any], stream: Any = None) -> None:
               f" RSS max {s.get('rss_bytes_max', 0) / 2**20:.1f} MiB", file=out)
     else:
         print("server: /metrics not reachable (no CPU figures)", file=out)
+    for row in s.get("simulcast_layers", []):
+        print(f"simulcast layer {row['layer']} ({row['rid']}): in {row['packets_in']} pkts {row['kbps_in']} kbit/s,"
+              f" forwarded {row['packets_out']} pkts {row['kbps_out']} kbit/s", file=out)
     if s.get("calls_per_host"):
         print("calls per media host: " + ", ".join(f"{h} {n}" for h, n in s["calls_per_host"].items()), file=out)

@@ -44,6 +44,7 @@ class LocalTrack:
     track_id: str
     mid: str = ""
     payload_type: int = 0
+    simulcast: list[str] = field(default_factory=list)  # a simulcast track's lines (simulcast.offer_lines)
 
 
 @dataclass(slots=True)
@@ -207,6 +208,8 @@ def _header(session_id: int, version: int, mids: list[str]) -> list[str]:
 
 
 def _track_lines(track: LocalTrack, cname: str) -> list[str]:
+    if track.simulcast:  # layers are named by RID, not signalled by SSRC (as Chromium does)
+        return [f"a=msid:{track.stream_id} {track.track_id}", *track.simulcast]
     return [
         f"a=msid:{track.stream_id} {track.track_id}",
         f"a=ssrc:{track.ssrc} cname:{cname}",
@@ -307,5 +310,5 @@ def build_answer(
         lines.append("a=rtcp-mux")
         lines += m.codec_lines
         if local is not None and direction in ("sendrecv", "sendonly"):
-            lines += _track_lines(local, cname)
+            lines += [ln for ln in _track_lines(local, cname) if not ln.startswith("a=extmap:")]  # echoed above
     return "\r\n".join(lines) + "\r\n"

@@ -30,6 +30,7 @@ import trio
 import trio_websocket
 from callsd.peer import Identity, Leg, MediaEngine, Source, summarize, udp_drops
 
+from . import simulcast
 from .sdp import LocalTrack, build_answer, build_offer, parse_sdp
 
 __all__ = ["WorkerSpec", "SimUser", "run_worker", "worker_process_main", "user_role"]
@@ -60,7 +61,9 @@ class WorkerSpec:
     reconnect: bool = False  # a dropped WebSocket reconnects the session, as the web client does
     extra: dict[str, Any] = field(default_factory=dict)
     ws_urls: list[str] = field(default_factory=list)  # several nodes: user N connects to ws_urls[N % len]
-    media_engine: str = "auto"  # callsd.peer.MediaEngine media: "auto", "native" (C) or "python"
+    audio_slots: int = 0  # pre-negotiated audio receive sections asked for in the first offer (ADR 0020)
+    screen_simulcast: bool = False  # sharers publish three simulcast layers (simulcast.py)
+    media_engine: str = "auto"  # callsd.peer.MediaEngine media: "auto", "native", "shared" (C) or "python"
 
 
 def user_role(spec_calls: int, unmuted: int, screen_sharing: int, call: int, user: int) -> tuple[bool, bool]:
@@ -103,6 +106,7 @@ class SimUser:
         self.negotiations = 0
         self.errors: dict[str, int] = {}
         self.trace: list[str] = []  # the last signaling messages (type, and signal type), for failure reports
+        self._layers: dict[int, list[Source]] = {}  # a simulcast screen's top-layer SSRC -> its lower layers
 
     # -- setup -----------------------------------------------------------------------------------------------
     def _make_tracks(self) -> None:
@@ -118,7 +122,15 @@ class SimUser:
             cam.enabled = True
             self.tracks.append(LocalTrack(kind="video", ssrc=cam.ssrc, stream_id=stream, track_id=f"{stream}-v"))
             pending.append(cam)
-        if self.sharer:
+        if self.sharer and self.spec.screen_simulcast:
+            layers = simulcast.layer_sources(user_number=self.number, bitrate=self.spec.screen_bitrate,
+                                             ssrcs=[secrets.randbits(32) or 3 + i for i in range(3)],
+                                             seeds=[secrets.randbits(16) for _ in range(3)])
+            self.tracks.append(LocalTrack(kind="video", ssrc=layers[-1].ssrc, stream_id=f"{stream}-screen",
+                                          track_id=f"{stream}-s", simulcast=simulcast.offer_lines()))
+            pending.append(layers[-1])
+            self._layers[layers[-1].ssrc] = layers[:-1]
+        elif self.sharer:
             screen = Source(kind="video", ssrc=secrets.randbits(32) or 3, user_number=self.number,
                             bitrate=self.spec.screen_bitrate, seed=secrets.randbits(16), index=2)
             screen.enabled = True
@@ -127,7 +139,8 @@ class SimUser:
             pending.append(screen)
         self._pending_sources = pending
         for source in pending:
-            self.engine.add_source(source)
+            if not source.rid:  # simulcast layers stay out of the delivery count (simulcast.py)
+                self.engine.add_source(source)
 
     async def _send(self, kind: str, data: dict[str, Any] | None = None) -> None:
         assert self.ws is not None
@@ -312,7 +325,10 @@ class SimUser:
                             cname=f"lt{self.number}", candidate=self.leg.local_address)
         self.offer_pending = True
         self.offer_sent_ns = time.monotonic_ns()
-        await self._send("sdp", {"type": "offer", "sdp": offer})
+        msg: dict[str, Any] = {"type": "offer", "sdp": offer}
+        if self.spec.audio_slots:
+            msg["audio_slots"] = self.spec.audio_slots
+        await self._send("sdp", msg)
 
     def _apply_remote(self, text: str, *, answer: bool) -> None:
         desc = parse_sdp(text)
@@ -330,9 +346,10 @@ class SimUser:
                 continue
             if answer and section.formats and track.payload_type not in section.formats:
                 track.payload_type = section.formats[0]
-            source.configure(track.mid, track.payload_type, section.extmap)
-            if source not in leg.sources:
-                leg.sources.append(source)
+            for layer in (source, *self._layers.get(source.ssrc, ())):
+                layer.configure(track.mid, track.payload_type, section.extmap)
+                if layer not in leg.sources:
+                    leg.sources.append(layer)
         if leg.state == "new":
             ufrag, pwd = desc.ice_credentials()
             candidates = [c for c in desc.all_candidates() if ":" not in c[0]]
@@ -564,6 +581,7 @@ def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], 
         "cpu_seconds": round(cpu_seconds, 3),
         "users": len(users),
         "per_url": _per_url(users),
+        "simulcast_receivers": simulcast.received_per_receiver(users),
     }
 
 

@@ -295,6 +295,9 @@ window.callsd = {
   get pc() {
     return state.pc;
   },
+  get simulcast() {
+    return state.simulcast;
+  },
   get ws() {
     return state.ws;
   },
@@ -318,6 +321,12 @@ window.callsd = {
   },
   get glares() {
     return state.glares;
+  },
+  get offersReceived() {
+    return state.offersReceived;
+  },
+  get slotUpdates() {
+    return state.slotUpdates;
   },
   get mediaRecoveries() {
     return state.mediaRecoveries;

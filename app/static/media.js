@@ -6,6 +6,33 @@ import { tileMedia } from "./render.js";
 import { $, clearError, send, showError, state } from "./state.js";
 
 
+// Simulcast layers per source when the server allows it (join_ack.simulcast; docs/video.md, "Publishing"), lowest
+// first. The server forwards one layer per receiver, chosen from that receiver's bandwidth, so a slow link gets a
+// smaller picture instead of a frozen one. A screen sends half size at a few frames per second (text stays legible,
+// motion does not matter) and full size: the full layer's bitrate goes to sharpness, the low one is for receivers
+// that could not keep up otherwise.
+// The camera sends one encoding for now: the server gives publishers no bandwidth feedback yet (no REMB or
+// transport-cc towards them), so Chromium stays near its start bitrate, and a simulcast camera (two or three
+// layers) turned on before a screen share left the share no bitrate at all (its viewers got no frame in 30 s).
+// CAMERA_LAYERS is what the camera will send once that feedback exists.
+export const CAMERA_LAYERS = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 100_000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 300_000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 900_000 },
+];
+export const SIMULCAST_LAYERS = {
+  screen: [
+    { rid: "q", scaleResolutionDownBy: 2, maxBitrate: 300_000, maxFramerate: 5 },
+    { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 2_500_000 },
+  ],
+};
+
+// The transceiver options that make `purpose` send simulcast, or none (one encoding, the browser's defaults).
+function encodingsFor(purpose) {
+  const layers = state.simulcast ? SIMULCAST_LAYERS[purpose] : undefined;
+  return layers ? { sendEncodings: layers.map((layer) => ({ ...layer })) } : {};
+}
+
 export async function startMedia() {
   teardownPeerConnection();
   const pc = new RTCPeerConnection({ iceServers: state.iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
@@ -32,7 +59,8 @@ export async function startMedia() {
   else {
     // Negotiate the camera's slot up front, inactive: the server learns how this browser numbers its video header
     // extensions before it forwards anyone's video to us, and turning the camera on later is a direction change.
-    state.outgoing.cam = pc.addTransceiver("video", { direction: "inactive" });
+    // A simulcast camera's layers would be declared here: a transceiver's encodings cannot be added later.
+    state.outgoing.cam = pc.addTransceiver("video", { direction: "inactive", ...encodingsFor("cam") });
   }
   if (state.screenStream) publish("screen", state.screenStream.getVideoTracks()[0], state.screenStream);
 }
@@ -51,7 +79,7 @@ export function publish(purpose, track, stream) {
     tr.direction = "sendonly";
     return;
   }
-  state.outgoing[purpose] = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+  state.outgoing[purpose] = pc.addTransceiver(track, { direction: "sendonly", streams: [stream], ...encodingsFor(purpose) });
 }
 
 export function unpublish(purpose) {
@@ -67,6 +95,9 @@ export function unpublish(purpose) {
   tr.direction = "inactive";
 }
 
+// Audio slots asked for in our offers: a call of up to this many others fits without a renegotiation per join.
+const AUDIO_SLOTS = 8;
+
 async function negotiate(pc) {
   // Only offer from stable: setLocalDescription() in have-remote-offer would make an answer instead.
   if (state.pc !== pc || pc.signalingState !== "stable" || state.makingOffer) return;
@@ -74,7 +105,8 @@ async function negotiate(pc) {
     state.makingOffer = true;
     await pc.setLocalDescription();
     if (state.pc !== pc || pc.signalingState !== "have-local-offer") return;
-    send("sdp", { type: pc.localDescription.type, sdp: pc.localDescription.sdp });
+    // Ask for pre-negotiated audio sections (protocol 1.2): someone joining later then costs us no SDP round.
+    send("sdp", { type: pc.localDescription.type, sdp: pc.localDescription.sdp, audio_slots: AUDIO_SLOTS });
   } catch (err) {
     console.error("callsd: negotiation", err);
   } finally {
@@ -96,6 +128,7 @@ export async function onSignal(d) {
       state.glares += 1;
       if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
     }
+    if (desc.type === "offer") state.offersReceived += 1;
     await pc.setRemoteDescription(desc);
     for (const c of state.pendingCandidates.splice(0)) await pc.addIceCandidate(c).catch(() => {});
     if (desc.type === "offer") {
@@ -326,6 +359,7 @@ export function relabelRemoteMedia() {
     }
     if (!announced && !isScreen && /screen/i.test(sid)) isScreen = true;
     if (owner) el.dataset.sessionId = owner;
+    else delete el.dataset.sessionId; // a pre-negotiated section whose owner left (protocol 1.2 `slots`)
     if (el.tagName === "AUDIO") {
       el.volume = owner && state.volumes.has(owner) ? state.volumes.get(owner) : 1;
       continue;

@@ -2,7 +2,7 @@
 // (backoff without end, "Retry now", and at once when the browser comes back online or to the tab), and the
 // handlers of the server's events, which update `state` and redraw.
 
-import { onSignal, startMedia, teardownMedia } from "./media.js";
+import { onSignal, relabelRemoteMedia, startMedia, teardownMedia } from "./media.js";
 import { endLocally, joinData, setAuthMode, showCall, showLobby } from "./app.js";
 import { setHandButton, setLocalMuted, showReaction, stopScreenShare } from "./controls.js";
 import { renderParticipants, startTimer, toast } from "./render.js";
@@ -178,6 +178,7 @@ const HANDLERS = {
     state.callId = d.call_id || null;
     if (d.user_id) state.userId = d.user_id;
     state.iceServers = Array.isArray(d.ice_servers) ? d.ice_servers : [];
+    state.simulcast = d.simulcast === true; // absent (an older server): one encoding
     state.phase = "in_call";
     state.resumeOnOpen = false;
     state.reconnectAttempt = 0;
@@ -320,7 +321,19 @@ const HANDLERS = {
 
   async signal(d) {
     // Protocol 1.1: a server offer names who publishes each section it sends (mid -> {session_id, kind, source}).
-    if (Array.isArray(d.tracks)) for (const t of d.tracks) state.trackOwners.set(t.mid, t);
+    // Protocol 1.2: `slots` says whose audio a pre-negotiated section carries now (session_id null: nobody's);
+    // no SDP round goes with it (docs/adr/0020-receive-slots.md).
+    if (Array.isArray(d.tracks)) {
+      for (const t of d.tracks) {
+        if (t.session_id) state.trackOwners.set(t.mid, t);
+        else state.trackOwners.delete(t.mid);
+      }
+    }
+    if (d.type === "slots") {
+      state.slotUpdates += 1;
+      relabelRemoteMedia();
+      return;
+    }
     await onSignal(d);
   },
 

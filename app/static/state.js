@@ -58,6 +58,8 @@ export const state = {
   phase: "lobby", // lobby | joining | in_call | reconnecting | left
   sessionId: null,
   reconnectSecret: "", // from join_ack; sent with `reconnect` (never shown, never broadcast)
+  slotUpdates: 0, // `slots` signals received: a track moved onto a pre-negotiated section without an SDP round
+  offersReceived: 0, // server offers received (each one an SDP round)
   trackOwners: new Map(), // mid -> {mid, session_id, kind, source}, from the `tracks` of server offers
   channelId: null,
   callId: null,
@@ -65,6 +67,7 @@ export const state = {
   userId: null,
   protocolVersion: null,
   iceServers: [],
+  simulcast: false, // join_ack.simulcast: the server forwards one simulcast layer per receiver (docs/video.md)
   participants: new Map(), // session_id -> {user_id, name, muted, speaking, hand, screen, video, disconnected}
   screenStreams: new Map(), // stream id -> session id (from user_screen_on)
   pc: null,

@@ -8,6 +8,7 @@ from .delay_based import BandwidthUsage
 from .estimator import BandwidthEstimator, EstimatorSettings, PacketResult
 from .layers import Layer, LayerChoice, LayerPolicy, choose_layer
 from .payload import Vp8Descriptor, is_keyframe_start, parse_vp8_descriptor, rewrite_vp8_ids
+from .probe import ProbeClusters, ProbeOutcome, ProbePolicy, ProbeSchedule
 from .simulcast import LayerPacket, LayerSwitcher, Rewritten
 
 __all__ = [
@@ -19,6 +20,10 @@ __all__ = [
     "LayerChoice",
     "LayerPolicy",
     "choose_layer",
+    "ProbeClusters",
+    "ProbeOutcome",
+    "ProbePolicy",
+    "ProbeSchedule",
     "Vp8Descriptor",
     "is_keyframe_start",
     "parse_vp8_descriptor",

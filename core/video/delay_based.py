@@ -23,8 +23,9 @@ the trendline constants; the draft's 0.01/0.00018 belong to its Kalman filter's 
 The *rate controller* (draft section 5.5) is a three-state AIMD: over-use -> decrease to ``beta * R`` (beta 0.85,
 R the rate the receiver measured over the last 500 ms) then hold; under-use -> hold (the queue drains); normal ->
 increase, multiplicatively (8 % per second) far from the last known capacity, additively (about one packet per
-response time) near it. The estimate never exceeds 1.5 R plus 10 kbit/s: a sender cannot learn the capacity of a
-path it does not use (probing is the adapter's job).
+response time) near it. An increase never goes past 1.5 R plus 10 kbit/s: a sender cannot learn the capacity of a
+path it does not use (probing is the adapter's job; a probe's result may set the rate above that bound, and the
+bound does not pull it back).
 
 Everything takes ``now_ms`` (or per-packet times) as arguments; nothing reads a clock.
 """
@@ -223,14 +224,15 @@ class AimdRateController:
         elif self._hold:
             self._hold = False  # hold -> increase takes one normal signal (draft 5.5's state table)
         else:
+            before = self.rate
             if self._near_capacity(incoming_bps):
                 response_ms = 100.0 + self.rtt_ms
                 packet_bits = 1200 * 8
                 self.rate += max(1000.0, packet_bits * dt_ms / response_ms)
             else:
                 self.rate *= 1.08 ** (dt_ms / 1000.0)
-            if incoming_bps:
-                self.rate = min(self.rate, 1.5 * incoming_bps + 10_000)
+            if incoming_bps:  # a bound on the increase, not a decrease (a probe may have shown more)
+                self.rate = min(self.rate, max(before, 1.5 * incoming_bps + 10_000))
         self.rate = min(max(self.rate, self._min), self._max) if math.isfinite(self.rate) else self._min
         return self.rate
 

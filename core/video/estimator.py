@@ -10,10 +10,23 @@ The SFU keeps one ``BandwidthEstimator`` per receiver (per transport). It is fed
   did not negotiate transport-cc) drives the loss-based controller alone;
 * ``on_remb(bps, now_ms)``: a receiver-side estimate (REMB) caps the result.
 
-The loss-based controller (draft section 6) runs once per report interval (at least ``LOSS_INTERVAL_MS`` of
-feedback, or one receiver report): loss above 10 % -> ``As *= 1 - 0.5 p``; below 2 % -> ``As *= 1.05``; in between
-hold; with transport-cc, an increase goes no higher than 1.5 R + 10 kbit/s. The estimate is ``min(A_delay, As,
-REMB)`` (A_delay once transport-cc has measured R) clamped to ``[min_bps, max_bps]``; it is always finite.
+The loss-based controller (draft section 6) runs once per report interval (at least ``LOSS_INTERVAL_MS`` and
+``LOSS_MIN_PACKETS`` of feedback, or one receiver report): loss above 10 % -> ``As *= 1 - 0.5 p``, and with
+transport-cc further down toward R, the rate that did arrive, by at most a factor ``1 - p`` per interval (a
+policer drops what exceeds its rate without building a queue, so the delay-based half sees nothing; what got
+through is the best measure of the path, and waiting for ``As`` to creep down by ``1 - 0.5 p`` steps is seconds
+of freezing, while one bad interval of a busy receiver should not halve it); below 2 % -> ``As *= 1.05``; in
+between hold. With
+transport-cc an increase goes no higher than 1.5 R + 10 kbit/s (a bound on increases: it never lowers a rate).
+
+Probe clusters (``PacketResult.probe_cluster``, ``probe.py``): a cluster that arrived with little loss shows the
+path carries its rate; both halves are raised to 0.95 x that at once, so a receiver held on a low simulcast layer
+can be found able to take a higher one (``probes``: the outcomes, for the caller's schedule and counters). A
+probe's own losses do not count for the loss-based half (they say the probe's rate was too high, which its
+outcome already says); its delays do count for the delay-based half (a queue the probe built is the path's).
+
+The estimate is ``min(A_delay, As, REMB)`` (A_delay once transport-cc has measured R) clamped to ``[min_bps,
+max_bps]``; it is always finite.
 
 Times are milliseconds as floats, passed in; nothing here reads a clock, so a recorded feedback stream replays to
 the same estimates.
@@ -27,10 +40,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .delay_based import AimdRateController, BandwidthUsage, InterArrival, OveruseDetector, TrendlineFilter
+from .probe import ProbeClusters, ProbeOutcome
 
 __all__ = ["EstimatorSettings", "PacketResult", "BandwidthEstimator", "LOSS_INTERVAL_MS", "RATE_WINDOW_MS"]
 
-LOSS_INTERVAL_MS = 1000.0
+LOSS_INTERVAL_MS = 500.0
+LOSS_MIN_PACKETS = 20
+PROBE_TRUST = 0.95
 RATE_WINDOW_MS = 500.0
 LOSS_HIGH, LOSS_LOW = 0.10, 0.02
 REMB_CONGESTED = 0.75
@@ -52,18 +68,22 @@ class EstimatorSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PacketResult:
-    """One sent packet as the receiver reported it: ``arrival_ms`` is None for a packet reported lost."""
+    """One sent packet as the receiver reported it: ``arrival_ms`` is None for a packet reported lost;
+    ``probe_cluster`` names the probe cluster it belonged to (0: none)."""
 
     send_ms: float
     arrival_ms: float | None
     size: int
+    probe_cluster: int = 0
+    probe_last: bool = False  # the cluster's last packet: its report completes the cluster
 
 
 class BandwidthEstimator:
     """GCC for one receiver; ``estimate`` (bit/s) is the value the layer choice reads."""
 
     __slots__ = ("settings", "usage", "_inter_arrival", "_trendline", "_detector", "_aimd", "_loss_rate",
-                 "_remb", "_arrivals", "_window_sent", "_window_lost", "_window_start_ms", "incoming_bps")
+                 "_remb", "_arrivals", "_window_sent", "_window_lost", "_window_start_ms", "incoming_bps",
+                 "_clusters", "probes")
 
     def __init__(self, settings: EstimatorSettings | None = None) -> None:
         self.settings = settings or EstimatorSettings()
@@ -80,6 +100,8 @@ class BandwidthEstimator:
         self._window_lost = 0
         self._window_start_ms: float | None = None
         self.incoming_bps: float | None = None
+        self._clusters = ProbeClusters()
+        self.probes: list[ProbeOutcome] = []  # completed probe clusters, oldest first (the caller may clear it)
 
     @property
     def estimate(self) -> int:
@@ -98,12 +120,19 @@ class BandwidthEstimator:
         """Feed one transport-cc report's packets (in sequence order); returns the new estimate."""
         received = sent = 0
         for result in results:
-            sent += 1
-            if result.arrival_ms is None or not (math.isfinite(result.send_ms) and math.isfinite(result.arrival_ms)):
+            if not result.probe_cluster:  # a probe's losses say its rate was too high, not the media's
+                sent += 1
+            if not math.isfinite(result.send_ms):
                 continue
-            received += 1
-            self._count_arrival(result.arrival_ms, result.size)
-            delta = self._inter_arrival.add(result.send_ms, result.arrival_ms)
+            arrival = result.arrival_ms if result.arrival_ms is not None and math.isfinite(result.arrival_ms) else None
+            for outcome in self._clusters.add(result.probe_cluster, result.send_ms, arrival, result.size,
+                                              last=result.probe_last):
+                self._on_probe(outcome)
+            if arrival is None:
+                continue
+            received += not result.probe_cluster
+            self._count_arrival(arrival, result.size)
+            delta = self._inter_arrival.add(result.send_ms, arrival)
             if delta is None:
                 continue
             trend = self._trendline.update(delta)
@@ -131,6 +160,16 @@ class BandwidthEstimator:
         self._remb = None if received_bps is not None and value >= REMB_CONGESTED * received_bps else value
         return self.estimate
 
+    def _on_probe(self, outcome: ProbeOutcome) -> None:
+        self.probes.append(outcome)
+        del self.probes[:-16]
+        if outcome.bps is None or not math.isfinite(outcome.bps):
+            return
+        s = self.settings
+        floor = min(PROBE_TRUST * outcome.bps, s.max_bps)
+        self._aimd.rate = max(self._aimd.rate, floor)
+        self._loss_rate = max(self._loss_rate, floor)
+
     def _count_arrival(self, arrival_ms: float, size: int) -> None:
         arrivals = self._arrivals
         arrivals.append((arrival_ms, size))
@@ -145,7 +184,7 @@ class BandwidthEstimator:
             self._window_start_ms = now_ms
         self._window_sent += sent
         self._window_lost += lost
-        if now_ms - self._window_start_ms >= LOSS_INTERVAL_MS:
+        if now_ms - self._window_start_ms >= LOSS_INTERVAL_MS and self._window_sent >= LOSS_MIN_PACKETS:
             self._apply_loss(self._window_lost / self._window_sent)
             self._window_sent = self._window_lost = 0
             self._window_start_ms = now_ms
@@ -153,9 +192,13 @@ class BandwidthEstimator:
     def _apply_loss(self, fraction: float) -> None:
         s = self.settings
         if fraction > LOSS_HIGH:
+            before = self._loss_rate
             self._loss_rate *= 1 - 0.5 * fraction
+            if self.incoming_bps is not None:  # toward what arrived (a policer's rate), by at most 1 - p at once
+                self._loss_rate = min(self._loss_rate, max(self.incoming_bps, before * (1 - fraction)))
         elif fraction < LOSS_LOW:
+            before = self._loss_rate
             self._loss_rate *= 1.05
             if self.incoming_bps is not None:  # no higher than the path has shown, so a later loss bites at once
-                self._loss_rate = min(self._loss_rate, max(1.5 * self.incoming_bps + 10_000, s.min_bps))
+                self._loss_rate = min(self._loss_rate, max(before, 1.5 * self.incoming_bps + 10_000, s.min_bps))
         self._loss_rate = min(max(self._loss_rate, s.min_bps), s.max_bps)

@@ -8,7 +8,11 @@ the current layer's numbering to the receiver's, and re-bases them at a switch:
 
 * the layer changes only on the first packet of a key frame of the *target* layer (a decoder cannot start a new
   stream mid-GOP); until then the current layer keeps flowing, and ``wants_keyframe`` tells the caller to ask the
-  publisher for one (throttled by the caller, as PLIs are today);
+  publisher for one (throttled by the caller, as PLIs are today). Except when ``stop_current`` is set (the caller
+  sets it for a move *down*, made because the receiver's link cannot carry the current layer): then the current
+  layer stops at once. Its packets would only keep the bottleneck's queue full, and the key frame the receiver
+  waits for, itself a burst, would lose its tail in that queue; a frozen picture until the key frame (a round trip
+  and an encode) is shorter than the freeze a congested switch causes;
 * at the switch: next sequence number = last sent + 1; timestamp = last sent + the wall time elapsed since that
   packet, in clock units (at least 1); picture id and TL0PICIDX = last + 1;
 * packets of the new layer older than the key frame (reordered) and every packet of other layers are dropped.
@@ -60,7 +64,7 @@ class LayerSwitcher:
     """See the module docstring. ``target`` is the layer the caller wants (e.g. from ``choose_layer``)."""
 
     __slots__ = ("clock_rate", "target", "current", "_seq_off", "_ts_off", "_pid_off", "_tl0_off", "_switch_seq",
-                 "_last_seq", "_last_ts", "_last_pid", "_last_tl0", "_last_ms", "switches")
+                 "_last_seq", "_last_ts", "_last_pid", "_last_tl0", "_last_ms", "switches", "stop_current")
 
     def __init__(self, *, clock_rate: int = 90000, target: int = 0) -> None:
         self.clock_rate = clock_rate
@@ -74,11 +78,16 @@ class LayerSwitcher:
         self._last_tl0: int | None = None
         self._last_ms = 0.0
         self.switches = 0
+        self.stop_current = False  # the caller's: drop the current layer while waiting for the target's key frame
 
     @property
     def wants_keyframe(self) -> bool:
         """The target layer differs from the one flowing: a key frame of the target is needed to switch."""
         return self.current != self.target
+
+    def source_seq(self, seq: int) -> int:
+        """The current layer's sequence number that the receiver's ``seq`` stands for (to NACK the publisher)."""
+        return (seq - self._seq_off) & 0xFFFF
 
     def on_packet(self, p: LayerPacket) -> Rewritten | None:
         """The receiver's numbering for ``p``, or None when ``p`` is not forwarded to this receiver."""
@@ -90,6 +99,8 @@ class LayerSwitcher:
             switched = True
         elif _newer(self._switch_seq, p.seq, 16):
             return None  # older than the key frame this layer started with: the receiver never had its frame
+        elif self.stop_current and self.target != self.current:
+            return None  # moving down for want of capacity: nothing more of the layer that does not fit
         seq = (p.seq + self._seq_off) & 0xFFFF
         ts = (p.timestamp + self._ts_off) & 0xFFFFFFFF
         pid = None

@@ -8,7 +8,10 @@ server's NACKs on its RTX stream, and the server offers RTX to receivers for an 
 neither kind of feedback, and accepting them would make a browser wait for feedback that never comes): rtcp-fb is
 limited to nack, nack pli and ccm fir as offered. The server's own offers (sections it sends on) add goog-remb on
 video: the receiving browser then sends REMB, its receive-side estimate, which feeds the server's per-receiver
-bandwidth estimate (adapters/media/estimates.py); a receiver has nothing to wait for.
+bandwidth estimate (adapters/media/estimates.py); a receiver has nothing to wait for. They also ask for
+transport-cc on audio and video (with the transport-wide-cc extension, extension_ids.OFFERED_EXTENSIONS): the
+browser then reports the arrival of every packet the server stamped (adapters/media/twcc_send.py), the input of the
+delay-based estimator. A client's re-offer of a server's section keeps that feedback (``server_sends``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from .sdp import Codec
 __all__ = ["choose_codecs", "offer_codecs"]
 
 _KEPT_FEEDBACK = ("nack", "nack pli", "ccm fir")
-_VIDEO_FEEDBACK = ("nack", "nack pli", "ccm fir", "goog-remb")  # what a server offer asks for on video sections
+_ESTIMATE_FEEDBACK = ("goog-remb", "transport-cc")  # what a receiver reports for the server's estimate of its link
+_VIDEO_FEEDBACK = (*_KEPT_FEEDBACK, *_ESTIMATE_FEEDBACK)  # what a server offer asks for on video sections
+_AUDIO_FEEDBACK = ("transport-cc",)  # audio packets carry the transport-wide number too: the receiver reports them
 _H264_PROFILES = ("42e01f", "42001f")
 
 
@@ -62,10 +67,12 @@ def _primary_choice(kind: str, offered: Sequence[Codec], want: Codec | None) -> 
     return None
 
 
-def choose_codecs(kind: str, offered: Sequence[Codec], want: Codec | None = None) -> tuple[Codec, ...]:
+def choose_codecs(kind: str, offered: Sequence[Codec], want: Codec | None = None, *,
+                  server_sends: bool = False) -> tuple[Codec, ...]:
     """The codecs to accept from an offered list: one primary codec (the policy's choice, or the one matching
     ``want``), with rtcp-fb filtered and Opus FEC on, then for video its RTX codec (``apt`` = the primary's payload
-    type) if offered. Empty when nothing fits."""
+    type) if offered. Empty when nothing fits. ``server_sends``: the section is one the server sends on (a client
+    re-offering it), whose estimate feedback (REMB, transport-cc) is kept."""
     primary = _primary_choice(kind, offered, want)
     if primary is None:
         return ()
@@ -75,6 +82,9 @@ def choose_codecs(kind: str, offered: Sequence[Codec], want: Codec | None = None
         params["useinbandfec"] = "1"
         fmtp = ";".join(f"{k}={v}" if v else k for k, v in params.items())
     feedback = tuple(f for f in primary.feedback if f in _KEPT_FEEDBACK) if kind == "video" else ()
+    if server_sends:
+        feedback += tuple(f for f in primary.feedback if f in _ESTIMATE_FEEDBACK
+                          and (kind == "video" or f in _AUDIO_FEEDBACK))
     chosen = replace(primary, fmtp=fmtp, feedback=feedback)
     rtx = _rtx_for(offered, primary.payload_type) if kind == "video" else None
     return (chosen,) if rtx is None else (chosen, replace(rtx, feedback=()))
@@ -121,14 +131,14 @@ def offer_codecs(
                 return pt
         raise LocalProtocolError("no free payload type left in this bundle")
 
+    wanted = _VIDEO_FEEDBACK if t.kind == "video" else _AUDIO_FEEDBACK
     if mine is not None:
-        feedback = (*mine.feedback, "goog-remb") if t.kind == "video" and "goog-remb" not in mine.feedback \
-            else mine.feedback
+        feedback = (*mine.feedback, *(f for f in wanted if f not in mine.feedback))
         primary = replace(t.codec, payload_type=mine.payload_type, feedback=feedback)
     else:
         pt = free(t.codec.payload_type) if avoid.get(t.codec.payload_type) != _codec_key(t.codec) \
             else t.codec.payload_type
-        fb = _VIDEO_FEEDBACK if t.kind == "video" else ()
+        fb = wanted
         primary = replace(t.codec, payload_type=pt, feedback=fb)
     in_use[primary.payload_type] = avoid[primary.payload_type] = _codec_key(primary)
     if t.rtx_ssrc is None or t.kind != "video":

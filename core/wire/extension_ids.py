@@ -16,7 +16,7 @@ from .sdp import Extmap, SessionDescription
 
 __all__ = [
     "AUDIO_LEVEL_URI", "MID_URI", "ABS_SEND_TIME_URI", "TWCC_URI", "TOFFSET_URI", "VIDEO_ORIENTATION_URI",
-    "KEPT_EXTENSIONS", "ExtensionIds",
+    "KEPT_EXTENSIONS", "OFFERED_EXTENSIONS", "ExtensionIds",
 ]
 
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
@@ -29,8 +29,12 @@ KEPT_EXTENSIONS = {
     "audio": (AUDIO_LEVEL_URI, MID_URI),
     "video": (MID_URI, ABS_SEND_TIME_URI, TOFFSET_URI, VIDEO_ORIENTATION_URI),
 }
-"""The header extensions the server accepts and offers, per media kind (audio level and mid for audio; mid,
-abs-send-time, toffset and video orientation for video)."""
+"""The header extensions the server accepts on the sections a client sends on, per media kind (audio level and mid
+for audio; mid, abs-send-time, toffset and video orientation for video)."""
+OFFERED_EXTENSIONS = {kind: (*uris, TWCC_URI) for kind, uris in KEPT_EXTENSIONS.items()}
+"""What the server offers (and keeps in answers) on the sections it sends on: the kept ones plus transport-wide-cc,
+whose sequence number the server stamps on every packet to that receiver (adapters/media/twcc_send.py). Not on the
+client's own sections: the server sends no transport feedback to publishers."""
 # the ids Chromium gives these URIs in its offers (tests/media/data/offer_chromium.sdp): a new URI in a server offer
 # takes its usual id when the client has not used that id, so the browser's own next offer agrees with ours
 _USUAL_IDS = {AUDIO_LEVEL_URI: 1, ABS_SEND_TIME_URI: 2, TWCC_URI: 3, MID_URI: 4, VIDEO_ORIENTATION_URI: 13,
@@ -60,7 +64,7 @@ class ExtensionIds:
             self._server.setdefault(e.id, e.uri)
 
     def for_offer(self, bundle: Iterable[Extmap], kind: str) -> tuple[Extmap, ...]:
-        """The kept extensions for a new ``kind`` section (``bundle``: the extmaps of the live sections).
+        """The offered extensions for a new ``kind`` section (``bundle``: the extmaps of the live sections).
 
         Each URI gets one id for the whole session: the id it has in the bundle, else the client's own id for it
         (even if an offer the client refused used that id for something else), else the id the server offered it
@@ -80,7 +84,7 @@ class ExtensionIds:
 
         previous = {u: i for i, u in self._server.items()}
         out = []
-        for uri in KEPT_EXTENSIONS[kind]:
+        for uri in OFFERED_EXTENSIONS[kind]:
             chosen = ids.get(uri)
             if chosen is None:
                 # The client's own id for this URI outranks the server's numbering in offers the client refused.
@@ -94,5 +98,13 @@ class ExtensionIds:
                 if chosen is None:
                     continue
                 taken[chosen] = uri
-            out.append(Extmap(id=chosen, uri=uri))
+            out.append(_shared_extmap(chosen, uri))
         return tuple(out)
+
+
+_EXTMAPS: dict[tuple[int, str], Extmap] = {}  # at most 14 ids x the kept URIs
+
+
+def _shared_extmap(ident: int, uri: str) -> Extmap:
+    """One ``Extmap`` per (id, URI) for every section of every session (they are frozen): ~1 KiB per session."""
+    return _EXTMAPS.setdefault((ident, uri), Extmap(id=ident, uri=uri))

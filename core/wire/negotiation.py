@@ -52,6 +52,7 @@ from .extension_ids import (
     AUDIO_LEVEL_URI,
     KEPT_EXTENSIONS,
     MID_URI,
+    OFFERED_EXTENSIONS,
     TOFFSET_URI,
     TWCC_URI,
     VIDEO_ORIENTATION_URI,
@@ -183,6 +184,20 @@ class Negotiator:
     def sending(self) -> tuple[SendingTrack, ...]:
         return tuple(t for s in self._slots if (t := self._sending_of(s)) is not None)
 
+    def sending_track(self, track_id: str) -> SendingTrack | None:
+        """``sending``'s entry for ``track_id`` alone (None if the agreed description does not send it)."""
+        for s in self._slots:
+            if s.local is not None and s.local.track_id == track_id:
+                return self._sending_of(s)
+        return None
+
+    def mid_of(self, track_id: str) -> str | None:
+        """The mid of the section that sends ``track_id`` in the pending offer, else in the agreed description."""
+        for s in self._pending if self._pending is not None else self._slots:
+            if s.local is not None and s.local.track_id == track_id and not s.rejected:
+                return s.mid
+        return None
+
     @staticmethod
     def _sending_of(s: _Slot) -> SendingTrack | None:
         if s.local is None or s.rejected or not s.client_direction.receives or not s.codecs:
@@ -256,7 +271,8 @@ class Negotiator:
             slot.formats = m.formats
             usable = (not m.rejected and m.mid is not None and m.kind in ("audio", "video") and m.rtcp_mux
                       and m.protocol == _PROTOCOL and m.mid in bundle)
-            codecs = choose_codecs(m.kind, m.codecs, slot.local.codec if slot.local is not None else None)
+            codecs = choose_codecs(m.kind, m.codecs, slot.local.codec if slot.local is not None else None,
+                                   server_sends=slot.server_owned)
             if not usable or not codecs:
                 if slot.published is not None:
                     unpublished.append(slot.published.track_id)
@@ -269,10 +285,16 @@ class Negotiator:
             slot.rejected = False
             slot.codecs = codecs
             slot.client_direction = _direction(m)
-            slot.rids = send_rids(m) if self.simulcast and m.kind == "video" and slot.client_direction.sends else ()
+            # Kept on an inactive section too (a camera slot negotiated before the camera is on): a browser whose
+            # simulcast offer is answered without a=simulcast drops its extra encodings for good (JSEP 5.3.1).
+            slot.rids = send_rids(m) if self.simulcast and m.kind == "video" else ()
+            # The RID extensions are kept on every video section while simulcast is allowed, not only on simulcast
+            # ones: Chromium offers a later section only the extensions an earlier answer accepted, and refuses its
+            # own offer of a new simulcast section (a screen share started mid-call) without them.
             slot.extmaps = tuple(e for e in m.extmaps if e.uri in KEPT_EXTENSIONS[m.kind]
-                                 or (slot.rids and e.uri in SIMULCAST_EXTENSIONS))
+                                 or (self.simulcast and m.kind == "video" and e.uri in SIMULCAST_EXTENSIONS))
             slot.rsize = m.rtcp_rsize
+            slot.extmaps += self._more_extmaps(slot, m)
             self._update_published(slot, m, published, unpublished)
             slots.append(slot)
         if not any(not s.rejected for s in slots):
@@ -291,6 +313,14 @@ class Negotiator:
         answer = self._describe(slots, offer=False, setup="active" if role == "client" else "passive")
         return OfferAnswered(answer=answer, remote=self.remote, published=tuple(published),
                              unpublished=tuple(unpublished), sending=self.sending, refused=tuple(refused))
+
+    def _more_extmaps(self, slot: _Slot, m: MediaSection) -> tuple[Extmap, ...]:
+        """Extensions an answer keeps beyond the kept ones: transport-wide cc on a section the server sends on
+        (``OFFERED_EXTENSIONS``). (The RID extensions on every video section while simulcast is allowed are kept
+        with the others, above.)"""
+        kept = {e.uri for e in slot.extmaps}
+        wanted = set(OFFERED_EXTENSIONS[m.kind]) if slot.server_owned else set()
+        return tuple(e for e in m.extmaps if e.uri in wanted and e.uri not in kept)
 
     def _update_published(self, slot: _Slot, m: MediaSection, published: list[PublishedTrack],
                           unpublished: list[str]) -> None:
@@ -318,11 +348,16 @@ class Negotiator:
         if self.state is NegotiationState.HAVE_LOCAL_OFFER:
             return None
         wanted = {t.track_id: t for t in self._desired}
+        if self._unchanged(wanted):
+            return None
         slots = [s.copy() for s in self._slots]
         changed = False
         for s in slots:
             if s.local is not None and s.local.track_id not in wanted:
                 s.local = None
+                changed = True
+            elif s.local is not None and wanted[s.local.track_id].ssrc != s.local.ssrc:
+                s.local = wanted[s.local.track_id]  # a receive slot's fresh SSRC (receive_slots.py)
                 changed = True
         placed = {s.local.track_id for s in slots if s.local is not None}
         for t in self._desired:
@@ -344,6 +379,18 @@ class Negotiator:
         return OfferMade(offer=self._describe(slots, offer=True, setup=setup),
                          sections=tuple((s.mid, s.local.track_id) for s in slots
                                         if s.local is not None and not s.rejected))
+
+    def _unchanged(self, wanted: dict[str, OutgoingTrack]) -> bool:
+        """Whether the agreed sections already send exactly ``wanted`` (the common case: with receive slots most
+        route changes change nothing here), checked without copying the sections."""
+        placed = 0
+        for s in self._slots:
+            if s.local is not None:
+                w = wanted.get(s.local.track_id)
+                if w is None or w.ssrc != s.local.ssrc:
+                    return False
+                placed += 1
+        return placed == len(wanted)
 
     def rollback(self) -> None:
         """Forget a pending server offer (e.g. the client never answered and the adapter gives up)."""
@@ -394,11 +441,13 @@ class Negotiator:
                 continue
             offered = {c.payload_type: c for c in slot.codecs}
             accepted = tuple(offered[c.payload_type] for c in m.codecs if c.payload_type in offered)
-            if accepted and accepted[0].name.lower() != "rtx":
-                slot.codecs = accepted
+            if accepted and accepted[0].name.lower() != "rtx" and accepted != slot.codecs:
+                slot.codecs = accepted  # (an equal tuple is not kept twice: sessions hold one per section)
             answered = {e.uri: e.id for e in m.extmaps}
-            slot.extmaps = tuple(e if e.id == answered[e.uri] else replace(e, id=answered[e.uri])
-                                 for e in slot.extmaps if e.uri in answered)
+            extmaps = tuple(e if e.id == answered[e.uri] else replace(e, id=answered[e.uri])
+                            for e in slot.extmaps if e.uri in answered)
+            if extmaps != slot.extmaps:
+                slot.extmaps = extmaps
             slot.client_direction = _direction(m)
             self._update_published(slot, m, published, unpublished)
         self._slots = pending
@@ -464,7 +513,7 @@ class Negotiator:
             fingerprints=(Fingerprint(algorithm=algo, value=value),), setup=setup,
             candidates=candidates, end_of_candidates=True, rtcp_mux=True, rtcp_rsize=s.rsize,
             codecs=s.codecs, extmaps=s.extmaps, ssrcs=tuple(ssrcs), ssrc_groups=groups,
-            other=receive_attributes(s.rids) if receives else (),
+            other=receive_attributes(s.rids),
         )
 
 

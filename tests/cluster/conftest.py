@@ -1,18 +1,10 @@
-"""Fixtures for the cluster tests: one throwaway PostgreSQL per session (tests/pg_support.py), and nodes of
-`callsd serve` on loopback that share a fresh database."""
+"""Fixtures for the cluster tests: nodes of `callsd serve` on loopback that share a fresh database of the
+session's PostgreSQL (tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from pg_support import PostgresServer
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -43,8 +43,11 @@ EVENTS = [
 ]
 
 
-@pytest.fixture(params=["jsonl", "sqlite"])
+@pytest.fixture(params=["jsonl", "sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same store contract on every store; PostgreSQL is the session's real server (tests/conftest.py)."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
     return f"jsonl://{tmp_path}/log.jsonl" if request.param == "jsonl" else f"sqlite://{tmp_path}/log.db"
 
 
@@ -66,6 +69,8 @@ def test_a_recorded_log_reopens_to_the_same_machine(url: str) -> None:
     with open_store(url, readonly=True) as ro:  # type: ignore[attr-defined]
         assert [r.seq for r in ro.iter_records()] == list(range(1, len(EVENTS) + 2))
         assert [r.seq for r in ro.iter_records(from_seq=5)] == [5, 6, 7]
+        with pytest.raises(ValueError, match="read-only"):
+            ro.append([make_record(8, join("z"), [])])
 
 
 def test_checkpoints_shorten_recovery(url: str) -> None:

@@ -15,6 +15,7 @@ from callsd.core.errors import LocalProtocolError
 from callsd.core.wire.negotiation import (
     AUDIO_LEVEL_URI,
     MID_URI,
+    TWCC_URI,
     AnswerApplied,
     AnswerRejected,
     LocalTransport,
@@ -134,8 +135,11 @@ def test_server_offer_adds_sendonly_sections_and_never_reuses_them() -> None:
     assert a.codecs[0].payload_type == 111  # the client's own PT for Opus
     # an OutgoingTrack with an rtx_ssrc is offered with RTX; the client never negotiated RTX, so a free PT is used
     assert v.rtx_pairs() == {2000: 2001} and [c.name for c in v.codecs] == ["VP8", "rtx"]
-    # video asks the receiver for REMB (its receive-side estimate feeds the server's, ADR 0019)
-    assert set(v.codecs[0].feedback) == {"nack", "nack pli", "ccm fir", "goog-remb"} and a.codecs[0].feedback == ()
+    # video asks the receiver for REMB (its receive-side estimate feeds the server's, ADR 0019) and both kinds for
+    # transport-cc, with the transport-wide-cc extension under Chromium's usual id (the server stamps it)
+    assert set(v.codecs[0].feedback) == {"nack", "nack pli", "ccm fir", "goog-remb", "transport-cc"}
+    assert a.codecs[0].feedback == ("transport-cc",)
+    assert a.extension_id(TWCC_URI) == v.extension_id(TWCC_URI) == 3
     assert v.extension_id(MID_URI) == 4  # the client's id for the mid extension
     # the client answers recvonly (mirror the offer with directions reversed)
     applied = n.handle_answer(mirror(made.offer))
@@ -331,7 +335,8 @@ def test_a_codec_the_client_offered_but_was_not_chosen_keeps_the_clients_payload
     assert isinstance(made, OfferMade)
     (codec,) = parse_sdp(made.offer).media[2].codecs
     assert (codec.name, codec.payload_type) == ("H264", 108)
-    assert set(codec.feedback) <= {"nack", "nack pli", "ccm fir", "goog-remb"} and "nack" in codec.feedback
+    assert set(codec.feedback) <= {"nack", "nack pli", "ccm fir", "goog-remb", "transport-cc"}
+    assert "nack" in codec.feedback
     # a codec the client never offered takes a PT that means nothing else to it
     av1 = Codec(payload_type=96, name="AV1X", clock_rate=90000)
     made2 = n.make_offer([OutgoingTrack(track_id="t", stream_id="s", kind="video", ssrc=5, codec=h264),
@@ -378,13 +383,14 @@ def test_a_server_video_offer_to_an_audio_only_chromium_keeps_its_extension_ids(
     made = n.make_offer([out_track("bob", "video", 2000)])  # another participant's camera
     assert isinstance(made, OfferMade)
     offered = server_ids(made.offer)
-    # the audio section numbered transport-cc 3 (not negotiated, still taken); nothing else may take it
+    # the audio section numbered transport-cc 3 (not negotiated, still taken); nothing else may take it, and the
+    # server's own sections offer transport-cc under that same id
     mine = client_ids(CHROMIUM_AUDIO_ONLY)
     assert {i: u for i, u in offered.items() if mine.get(i, u) != u} == {}
     # new URIs take Chromium's usual ids, so its next offer with a camera (numbered as in the recorded offer:
     # playout-delay 5, video-content-type 6, ...) cannot collide either
     video = {e.uri: e.id for e in parse_sdp(made.offer).media[1].extmaps}
-    assert video == {MID_URI: 4, ABS_SEND_TIME: 2, TOFFSET: 14, ORIENTATION: 13}
+    assert video == {MID_URI: 4, ABS_SEND_TIME: 2, TOFFSET: 14, ORIENTATION: 13, TWCC_URI: 3}
     full = client_ids(CHROMIUM)
     assert {i: u for i, u in offered.items() if full.get(i, u) != u} == {}
 

@@ -48,9 +48,9 @@ def offer(*sections: tuple[str, str, str, int], stream: str = "stream-1", ufrag:
     return "\r\n".join(lines) + "\r\n"
 
 
-def answer_to(server_offer: str) -> str:
+def answer_to(server_offer: str, twcc: bool = False) -> str:
     """What a client answers: it accepts every section the server sends on, with the offered codecs and
-    header extensions."""
+    header extensions (transport-wide-cc only with ``twcc``, like Chromium; aiortc does not do it)."""
     sdp = parse_sdp(server_offer)
     lines = ["v=0", "o=- 1 3 IN IP4 127.0.0.1", "s=-", "t=0 0"]
     for m in sdp.media:
@@ -58,7 +58,7 @@ def answer_to(server_offer: str) -> str:
         pts = " ".join(str(c.payload_type) for c in m.codecs) or "0"
         lines += [f"m={m.kind} {m.port or 0} UDP/TLS/RTP/SAVPF {pts}", f"a=mid:{m.mid}", f"a={direction}",
                   "a=ice-ufrag:cli1", "a=ice-pwd:0123456789abcdef012345", f"a=fingerprint:{FP}", "a=setup:active"]
-        lines += [f"a=extmap:{e.id} {e.uri}" for e in m.extmaps]
+        lines += [f"a=extmap:{e.id} {e.uri}" for e in m.extmaps if twcc or e.uri != TWCC]
         for c in m.codecs:
             lines.append(f"a=rtpmap:{c.payload_type} {c.name}/{c.clock_rate}" + (f"/{c.channels}" if c.channels else ""))
     return "\r\n".join(lines) + "\r\n"
@@ -75,9 +75,10 @@ class FakePeer:
         self.rtcp: list[bytes] = []
         self.data: Any = None
         self.address: Any = ("127.0.0.1", 50000)
+        self.twcc: Any = None  # the plane's transport-wide sequencer when the answer accepted transport-cc
 
     def send_rtp(self, plain: bytes) -> bool:
-        self.rtp.append(plain)
+        self.rtp.append(plain if self.twcc is None else self.twcc.stamp(plain))
         return True
 
     def send_rtcp(self, plain: bytes) -> bool:
@@ -107,8 +108,8 @@ class Rig:
         self.plane.apply([RouteAdded(channel_id="chan", track_id=track, kind=kind, publisher_id=pub,
                                      receiver_id=rcv, paused=paused)])
 
-    def accept(self, sid: str) -> None:
-        self.plane.handle_signal(sid, {"type": "answer", "sdp": answer_to(self.signals(sid, "offer")[-1])})
+    def accept(self, sid: str, twcc: bool = False) -> None:
+        self.plane.handle_signal(sid, {"type": "answer", "sdp": answer_to(self.signals(sid, "offer")[-1], twcc)})
 
 
 def rtp(seq: int, ts: int, ssrc: int, pt: int = 111, ext: bytes = b"", payload: bytes = b"\x01" * 40,
@@ -182,7 +183,7 @@ def test_route_is_offered_then_forwards_with_rewritten_header_and_extensions() -
     [text] = rig.signals("B", "offer")
     sec = parse_sdp(text).media[1]
     assert sec.direction == "sendonly" and sec.mid == "s1" and sec.msids[0].track_id == "A_0"
-    assert sec.codecs[0].payload_type == 109 and extmap(sec) == {2: LEVEL, 1: MID}  # B's own numbering
+    assert sec.codecs[0].payload_type == 109 and extmap(sec) == {2: LEVEL, 1: MID, 3: TWCC}  # B's own numbering
     out_ssrc = sec.ssrc_list()[0]
     rig.plane.on_rtp(rig.peers["A"], rtp(100, 5000, 1111, ext=level_ext(20)))  # type: ignore[arg-type]
     assert b.rtp == []  # not forwarded before B's answer

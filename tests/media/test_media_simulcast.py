@@ -4,11 +4,13 @@ with seamless numbering, the receiver's estimate choosing the layer, per-layer P
 from __future__ import annotations
 
 import struct
+import time
 from typing import Any
 
 from callsd.core.calls.events import TrackKind
 from callsd.core.wire import rtcp
-from callsd.core.wire.simulcast_sdp import RID_URI
+from callsd.core.wire.rtx import unwrap_rtx, wrap_rtx
+from callsd.core.wire.simulcast_sdp import REPAIRED_RID_URI, RID_URI
 
 from .test_media_plane import FakePeer, Rig, offer
 
@@ -18,7 +20,7 @@ SIZES = {"q": 100, "h": 400, "f": 1200}
 
 def simulcast_offer() -> str:
     text = offer(("video", "0", "sendrecv", 0), ufrag="uA")
-    extra = [f"a=extmap:10 {RID_URI}", "a=rid:q send", "a=rid:h send", "a=rid:f send", "a=simulcast:send q;h;f"]
+    extra = [f"a=extmap:10 {RID_URI}", f"a=extmap:11 {REPAIRED_RID_URI}", "a=rid:q send", "a=rid:h send", "a=rid:f send", "a=simulcast:send q;h;f"]
     return text + "\r\n".join(extra) + "\r\n"
 
 
@@ -101,11 +103,11 @@ def test_a_low_estimate_moves_the_receiver_down_on_a_key_frame_seamlessly() -> N
                          fci=b"REMB" + bytes([0]) + (150_000).to_bytes(3, "big"))
     r.plane.on_rtcp(b, rtcp.build_rtcp([remb]))  # type: ignore[arg-type]
     pli_before = len(plis(a))
-    pub.frames(3)  # still the top layer: no key frame of the target yet, one is asked for
-    assert len(b.rtp) == 44 and plis(a)[pli_before:] == [SSRCS["h"]]
+    pub.frames(3)  # a move down stops the top layer at once (it no longer fits); a key frame is asked for
+    assert len(b.rtp) == 41 and plis(a)[pli_before:] == [SSRCS["h"]]
     pub.frames(1, key={"h"})
     pub.frames(5)
-    sizes = [len(p) for p in b.rtp[44:]]
+    sizes = [len(p) for p in b.rtp[41:]]
     assert sizes and max(sizes) < 1000, "the middle layer (400-byte packets) after the switch"
     out = seqs(b)
     assert out == [(out[0] + i) & 0xFFFF for i in range(len(out))]
@@ -121,4 +123,100 @@ def test_nacks_are_answered_in_the_receivers_numbering() -> None:
     sent: Any = b.rtp[2]
     route_ssrc = struct.unpack_from("!I", sent, 8)[0]
     r.plane.on_rtcp(b, rtcp.build_nack(sender_ssrc=9, media_ssrc=route_ssrc, lost=[wanted]))  # type: ignore
-    assert b.rtp[-1] == sent and r.plane.counters["nack_answered"] == 1
+    # B negotiated RTX: the answer is on B's RTX stream (its SSRC and payload type), carrying the packet B missed
+    route = next(iter(r.plane.sessions["B"].routes_in.values()))
+    answer = b.rtp[-1]
+    assert route.rtx_ssrc is not None and route.rtx_pt is not None
+    assert struct.unpack_from("!I", answer, 8)[0] == route.rtx_ssrc and answer[1] & 0x7F == route.rtx_pt
+    assert unwrap_rtx(answer, ssrc=route_ssrc, payload_type=sent[1] & 0x7F) == sent
+    assert r.plane.counters["nack_answered"] == 1 and r.plane.counters["rtx_out"] == 1
+
+
+def repair(rid: str, original: bytes, rtx_seq: int) -> bytes:
+    """The publisher's RTX of ``original`` (a packet of layer ``rid``): its RTX SSRC, PT 97, repaired-RID."""
+    wrapped = wrap_rtx(original, ssrc=SSRCS[rid] + 1, seq=rtx_seq, payload_type=97)
+    assert wrapped is not None
+    body = bytearray(wrapped)
+    body[16] = (11 << 4) | (len(rid) - 1)  # the one-byte extension: the RID becomes the repaired RID (id 11)
+    return bytes(body)
+
+
+def test_a_publishers_rtx_repairs_its_layer_by_the_repaired_rid() -> None:
+    r, a, b, clock = rig()
+    pub = Publisher(r, a, clock)
+    pub.frames(1, key={"f"})
+    pub.frames(3)
+    lost_frame = pub.frame + 1
+    pub.seq["f"] += 1  # the next packet of f is lost on the way in (q and h still arrive)
+    lost = layer_packet("f", pub.seq["f"], lost_frame)
+    pub.frame += 1
+    for rid in ("q", "h"):
+        pub.seq[rid] += 1
+        r.plane.on_rtp(a, layer_packet(rid, pub.seq[rid], lost_frame))  # type: ignore[arg-type]
+    pub.frames(2)
+    before = len(b.rtp)
+    r.plane.on_rtp(a, repair("f", lost, 1))  # type: ignore[arg-type]
+    assert len(b.rtp) == before + 1 and r.plane.counters["rtx_in"] == 1
+    out = seqs(b)
+    assert sorted(out) == [(min(out) + i) & 0xFFFF for i in range(len(out))]  # the hole is filled
+    assert b.rtp[-1][-len(lost) + 20:] == lost[20:]
+    assert r.plane.counters["drop_unknown_ssrc"] == 0
+    # the same repair again (Chromium probes bandwidth with RTX copies of old packets): not forwarded twice
+    r.plane.on_rtp(a, repair("f", lost, 2))  # type: ignore[arg-type]
+    assert len(b.rtp) == before + 1 and r.plane.counters["drop_padding"] == 1
+    # a padding probe on the same RTX stream (no original sequence number) is dropped, not forwarded
+    probe = struct.pack("!BBHII", 0x90, 97, 2, 0, SSRCS["f"] + 1) + b"\xbe\xde\x00\x01" + bytes([(11 << 4)]) + \
+        b"f\x00\x00"
+    r.plane.on_rtp(a, probe)  # type: ignore[arg-type]
+    assert len(b.rtp) == before + 1 and r.plane.counters["drop_padding"] == 2
+
+
+def test_a_receivers_nack_for_what_the_publisher_never_delivered_goes_to_the_publisher() -> None:
+    r, a, b, clock = rig()
+    pub = Publisher(r, a, clock)
+    pub.frames(1, key={"f"})
+    pub.frames(3)
+    pub.seq["f"] += 1  # lost on the way in: the route never sent it
+    pub.frames(2)
+    out = seqs(b)
+    hole = next(s for s in range(out[0], out[-1]) if s not in out)
+    route_ssrc = struct.unpack_from("!I", b.rtp[0], 8)[0]
+    r.plane.on_rtcp(b, rtcp.build_nack(sender_ssrc=9, media_ssrc=route_ssrc, lost=[hole]))  # type: ignore
+    nacks = [x for p in a.rtcp for x in rtcp.parse_rtcp(p) if isinstance(x, rtcp.Nack)]
+    assert [(n.media_ssrc, list(n.lost)) for n in nacks] == [(SSRCS["f"], [pub.seq["f"] - 2])]
+    assert r.plane.counters["nack_forwarded"] == 1
+
+
+def test_sender_reports_of_a_simulcast_route_follow_the_timestamps_it_sent() -> None:
+    r, a, b, clock = rig()
+    pub = Publisher(r, a, clock)
+    pub.frames(1, key={"f"})
+    pub.frames(5)
+    last = struct.unpack_from("!I", b.rtp[-1], 4)[0]
+    route = next(iter(r.plane.sessions["B"].routes_in.values()))
+    sent_at = clock.now - 1 / 30  # the publisher's clock moved on one frame after the last packet
+    assert r.plane.simulcast.sr_timestamp(route, sent_at) == last
+    assert r.plane.simulcast.sr_timestamp(route, sent_at + 0.5) == (last + 45_000) & 0xFFFFFFFF
+    b.rtcp.clear()
+    before = r.plane.simulcast.sr_timestamp(route, time.monotonic())  # the plane's reports read the real clock
+    r.plane.send_reports()
+    after = r.plane.simulcast.sr_timestamp(route, time.monotonic())
+    srs = [x for p in b.rtcp for x in rtcp.parse_rtcp(p) if isinstance(x, rtcp.SenderReport)]
+    assert [sr.ssrc for sr in srs] == [route.ssrc]
+    assert before is not None and after is not None
+    assert 0 <= (srs[0].rtp_timestamp - before) & 0xFFFFFFFF <= (after - before) & 0xFFFFFFFF
+
+
+def test_holes_in_a_layer_are_nacked_to_the_publisher_at_most_three_times() -> None:
+    r, a, b, clock = rig()
+    pub = Publisher(r, a, clock)
+    pub.frames(1, key={"f"})
+    pub.frames(3)
+    pub.seq["h"] += 1  # a packet of h is lost on the way in (no receiver is on h: only the round can ask for it)
+    missing = pub.seq["h"]
+    pub.frames(6)
+    for _ in range(5):
+        r.plane.simulcast.nack_round()
+    nacks = [x for p in a.rtcp for x in rtcp.parse_rtcp(p) if isinstance(x, rtcp.Nack)]
+    assert [(n.media_ssrc, list(n.lost)) for n in nacks] == [(SSRCS["h"], [missing])] * 3
+    assert r.plane.counters["nack_out"] == 3

@@ -67,3 +67,14 @@ def test_paths_are_selected_by_config(fast_path: str) -> None:
 def test_an_unknown_fast_path_is_refused() -> None:
     with pytest.raises(ValueError, match="fast_path"):
         MediaPlane(PlaneConfig(ice_port_udp=0, fast_path="turbo"), lambda e: None)
+
+
+@settings(max_examples=max(EXAMPLES // 4, 10), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenarios())
+def test_with_transport_cc_receivers_the_native_path_still_matches(sc: Scenario) -> None:
+    """Receivers with a transport-wide sequencer: the native step stamps through it and sends itself (ADR 0021)."""
+    reference = run(sc, "python", twcc=True)
+    native = run(sc, "native", twcc=True)
+    for key in reference:
+        assert native[key] == reference[key], key

@@ -19,111 +19,16 @@ aiortc runs on its own asyncio loop in a thread; the signaling side is Trio, lik
 from __future__ import annotations
 
 import argparse
-import asyncio
-import fractions
 import json
-import math
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import trio
 from trio_websocket import open_websocket_url
 
-
-class AudioPeer:
-    """An aiortc RTCPeerConnection with a tone microphone, on an asyncio loop in a thread."""
-
-    def __init__(self, ice_servers: list[dict[str, Any]]) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.ice_servers = ice_servers
-        self.pc: Any = None
-        self.frames = 0
-        self.loud_frames = 0
-
-    async def call(self, coro_fn: Any, timeout: float = 20) -> Any:
-        future = asyncio.run_coroutine_threadsafe(coro_fn(), self.loop)
-        return await trio.to_thread.run_sync(lambda: future.result(timeout), abandon_on_cancel=True)
-
-    async def offer(self) -> str:
-        async def go() -> str:
-            import av
-            import numpy as np
-            from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
-            from aiortc.mediastreams import MediaStreamTrack
-
-            class Tone(MediaStreamTrack):
-                kind = "audio"
-
-                def __init__(self) -> None:
-                    super().__init__()
-                    self.n = 0
-                    self.start: float | None = None
-
-                async def recv(self) -> Any:
-                    now = asyncio.get_running_loop().time()
-                    self.start = now if self.start is None else self.start
-                    await asyncio.sleep(max(0.0, self.start + self.n * 0.02 - now))
-                    t = (np.arange(960) + self.n * 960) / 48000
-                    pcm = (np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
-                    frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-                    frame.sample_rate, frame.pts, frame.time_base = 48000, self.n * 960, fractions.Fraction(1, 48000)
-                    self.n += 1
-                    return frame
-
-            servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-                       for s in self.ice_servers]
-            self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
-
-            @self.pc.on("track")
-            def on_track(track: Any) -> None:
-                async def consume() -> None:
-                    while True:
-                        try:
-                            frame = await track.recv()
-                        except Exception:
-                            return
-                        self.frames += 1
-                        pcm = frame.to_ndarray().astype(np.float64)
-                        if pcm.size and math.sqrt(float((pcm * pcm).mean())) > 1000:
-                            self.loud_frames += 1
-
-                asyncio.ensure_future(consume())
-
-            self.pc.addTrack(Tone())
-            await self.pc.setLocalDescription(await self.pc.createOffer())
-            return str(self.pc.localDescription.sdp)
-
-        return str(await self.call(go))
-
-    async def accept(self, kind: str, sdp: str) -> str | None:
-        async def go() -> str | None:
-            from aiortc import RTCSessionDescription
-
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
-            if kind == "answer":
-                return None
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-            return str(self.pc.localDescription.sdp)
-
-        return await self.call(go)  # type: ignore[no-any-return]
-
-    @property
-    def ice_state(self) -> str:
-        return str(self.pc.iceConnectionState) if self.pc is not None else "new"
-
-    async def close(self) -> None:
-        async def go() -> None:
-            if self.pc is not None:
-                await self.pc.close()
-
-        try:
-            await self.call(go, timeout=10)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script inside a namespace: tests/ holds the peer
+from aiortc_tone import TonePeer  # noqa: E402
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -146,7 +51,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await send("join", {"channel_id": args.channel})
         ack = await expect("join_ack")
         await send("unmute")
-        peer = AudioPeer(ack.get("ice_servers") or [])
+        peer = TonePeer(ack.get("ice_servers") or [])
         try:
             await send("sdp", {"type": "offer", "sdp": await peer.offer()})
             heard_at: float | None = None

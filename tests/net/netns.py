@@ -96,6 +96,10 @@ class Topology:
         host.run(IP, "link", "set", "lo", "up")
         return host
 
+    def isolated_host(self, short: str) -> Host:
+        """A namespace with only its own loopback: a private machine for a test that runs everything in it."""
+        return self._namespace(short)
+
     def _switch_ns(self) -> Host:
         if self._switch is None:
             self._switch = self._namespace("switch")

@@ -1,6 +1,14 @@
 """A userspace ``netem`` for the namespace tests: holds each queued packet ``delay ± jitter`` and drops ``loss`` of them.
 
     python nfqueue_delay.py --queue 0 --delay 0.08 --jitter 0.02 --loss 0.02 --seconds 120
+    python nfqueue_delay.py --queue 1 --rate-bps 300000 --queue-ms 200 --delay 0 --jitter 0
+
+With ``--rate-bps`` it is also a link of that capacity (a token-bucket *shaper*, like ``tc tbf``, which these
+machines lack too): each packet leaves when the ones before it have been sent at that rate, and one that would wait
+longer than ``--queue-ms`` is dropped (a drop-tail queue); the packet's length comes from the first bytes of its IP
+header, copied with it (``NFQNL_COPY_PACKET``, 6 bytes). Unlike a kernel policer (nftables ``limit``, xtables
+``hashlimit``: their byte buckets hold at least one second of the rate, so a short burst at twice the rate passes
+whole), a queue shows the sender the link's rate at once, in delay and then in loss.
 
 The kernel of these machines has no ``sch_netem`` (``tc qdisc add ... netem``: "Specified qdisc kind is unknown")
 and nftables' native ``queue`` expression is missing too, but the xtables ``NFQUEUE`` target and
@@ -40,8 +48,9 @@ NFNL_SUBSYS_QUEUE = 3
 NFQNL_MSG_PACKET, NFQNL_MSG_VERDICT, NFQNL_MSG_CONFIG = 0, 1, 2
 NFQA_CFG_CMD, NFQA_CFG_PARAMS, NFQA_CFG_QUEUE_MAXLEN = 1, 2, 3
 NFQNL_CFG_CMD_BIND, NFQNL_CFG_CMD_UNBIND = 1, 2
-NFQNL_COPY_META = 1
-NFQA_PACKET_HDR, NFQA_VERDICT_HDR = 1, 2
+NFQNL_COPY_META, NFQNL_COPY_PACKET = 1, 2
+NFQA_PACKET_HDR, NFQA_VERDICT_HDR, NFQA_PAYLOAD = 1, 2, 10
+LENGTH_BYTES = 6  # copied per packet in rate mode: an IPv4 total length (bytes 2-3) or IPv6 payload length (4-5)
 NF_DROP, NF_ACCEPT = 0, 1
 NLM_F_REQUEST, NLM_F_ACK = 1, 4
 NLMSG_ERROR = 2
@@ -73,23 +82,29 @@ def _messages(data: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-def _packet_id(payload: bytes) -> int | None:
-    """The packet id in an NFQNL_MSG_PACKET (its NFQA_PACKET_HDR attribute), after the 4-byte nfgenmsg."""
+def _packet_id(payload: bytes) -> tuple[int, int] | None:
+    """The packet id in an NFQNL_MSG_PACKET (its NFQA_PACKET_HDR attribute, after the 4-byte nfgenmsg) and the IP
+    packet's length when its first bytes were copied (NFQA_PAYLOAD), else 0."""
     at = 4
+    packet: int | None = None
+    size = 0
     while at + 4 <= len(payload):
         length, kind = struct.unpack_from("=HH", payload, at)
         if length < 4:
-            return None
+            break
         if kind & 0x7FFF == NFQA_PACKET_HDR:
-            return struct.unpack_from("!I", payload, at + 4)[0]  # type: ignore[no-any-return]
+            packet = struct.unpack_from("!I", payload, at + 4)[0]
+        elif kind & 0x7FFF == NFQA_PAYLOAD and length >= 4 + LENGTH_BYTES:
+            head = payload[at + 4:at + 4 + LENGTH_BYTES]
+            size = (head[2] << 8 | head[3]) if head[0] >> 4 == 4 else 40 + (head[4] << 8 | head[5])
         at += (length + 3) & ~3
-    return None
+    return None if packet is None else (packet, size)
 
 
 class Queue:
     """One bound NFQUEUE: configure, receive packet ids, send verdicts."""
 
-    def __init__(self, number: int) -> None:
+    def __init__(self, number: int, copy_bytes: int = 0) -> None:
         self.number = number
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
@@ -97,7 +112,8 @@ class Queue:
         self.sock.bind((0, 0))
         self.seq = 0
         self._config(_attribute(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_BIND, socket.AF_INET)))
-        self._config(_attribute(NFQA_CFG_PARAMS, struct.pack("!IB", 0, NFQNL_COPY_META)))
+        mode = NFQNL_COPY_PACKET if copy_bytes else NFQNL_COPY_META
+        self._config(_attribute(NFQA_CFG_PARAMS, struct.pack("!IB", copy_bytes, mode)))
         self._config(_attribute(NFQA_CFG_QUEUE_MAXLEN, struct.pack("!I", 8192)))
         self.sock.setblocking(False)
 
@@ -115,9 +131,9 @@ class Queue:
                     return
         raise OSError(errno.EPROTO, "nfnetlink_queue config: no ack")
 
-    def receive(self) -> list[int]:
-        """The ids of the packets queued since the last call (non-blocking; drains the socket)."""
-        ids: list[int] = []
+    def receive(self) -> list[tuple[int, int]]:
+        """(id, IP length or 0) of the packets queued since the last call (non-blocking; drains the socket)."""
+        ids: list[tuple[int, int]] = []
         while True:
             try:
                 data = self.sock.recv(65536)
@@ -145,7 +161,9 @@ class Queue:
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     rng = random.Random(args.seed)
-    queue = Queue(args.queue)
+    rate = args.rate_bps
+    queue = Queue(args.queue, LENGTH_BYTES if rate else 0)
+    free_at = 0.0  # rate mode: when the link finishes sending what it holds
     stop = False
 
     def on_signal(_signum: int, _frame: object) -> None:
@@ -165,14 +183,17 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         wait = (held[0][0] - time.monotonic()) if held else 0.2
         poller.poll(max(0, min(200, int(wait * 1000) + 1)) if wait > 0 else 0)
         now = time.monotonic()
-        for packet in queue.receive():
+        for packet, size in queue.receive():
             seen += 1
-            if rng.random() < args.loss:
-                queue.verdict(packet, NF_DROP)
+            start = max(now, free_at)
+            if rng.random() < args.loss or (rate and start - now > args.queue_ms / 1000):
+                queue.verdict(packet, NF_DROP)  # random loss, or a full link queue (drop-tail)
                 dropped += 1
-            else:
-                hold = rng.uniform(args.delay - args.jitter, args.delay + args.jitter)
-                heapq.heappush(held, (now + hold, packet, now))
+                continue
+            if rate:  # a link of `rate` bit/s: each packet leaves when the ones before it have been sent
+                free_at = start + size * 8 / rate
+            hold = (free_at - now if rate else 0.0) + rng.uniform(args.delay - args.jitter, args.delay + args.jitter)
+            heapq.heappush(held, (now + hold, packet, now))
         now = time.monotonic()
         while held and held[0][0] <= now:
             _due, packet, queued = heapq.heappop(held)
@@ -195,4 +216,8 @@ if __name__ == "__main__":
     parser.add_argument("--loss", type=float, default=0.0, help="fraction of packets dropped")
     parser.add_argument("--seconds", type=float, default=300, help="exit after this long at most")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--rate-bps", type=float, default=0.0,
+                        help="a link of this many bit/s (0: no limit): packets queue behind each other")
+    parser.add_argument("--queue-ms", type=float, default=200.0,
+                        help="with --rate-bps: a packet that would wait longer than this is dropped (drop-tail)")
     sys.stdout.write(json.dumps(run(parser.parse_args())) + "\n")

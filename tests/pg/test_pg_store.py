@@ -1,5 +1,6 @@
-"""The PostgreSQL event store against a real server: the SQLite store's contract, a versioned schema, group commit,
-compaction, and loud errors for what cannot be read."""
+"""The PostgreSQL event store against a real server: a versioned schema, compaction, streams, and loud errors for
+what cannot be read. The contract every store shares (reopen, checkpoints, appends, group commit) is in
+tests/core/test_core_stores.py, run there on PostgreSQL too."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import trio
-from callsd.adapters.store import CallRecorder, EventStore, open_store
+from callsd.adapters.store import CallRecorder, open_store
 from callsd.adapters.store import postgres as pg_module
 from callsd.adapters.store.compaction import compact
 from callsd.adapters.store.pg_schema import SCHEMA_VERSION
@@ -23,10 +23,8 @@ from callsd.core import (
     Mute,
     PublishTrack,
     RaiseHand,
-    TimerFired,
     TrackKind,
     Unmute,
-    make_record,
 )
 from callsd.core.calls.eventlog import Compaction
 from callsd.core.calls.replay import replay
@@ -55,39 +53,6 @@ def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
-def test_a_recorded_log_reopens_to_the_same_machine(any_url: str) -> None:
-    store = open_store(any_url)
-    assert isinstance(store, EventStore)
-    recorder = CallRecorder(store, checkpoint_every=4)
-    for event in EVENTS:
-        recorder.handle(event)
-    assert store.load_checkpoint()["seq"] == 4  # type: ignore[index]
-    store.close()
-    reopened = CallRecorder.open(open_store(any_url))
-    assert reopened.seq == len(EVENTS)
-    assert reopened.recovered is not None and reopened.recovered.verified
-    assert reopened.machine.snapshot() == recorder.machine.snapshot()
-    assert reopened.head == recorder.head
-    reopened.handle(TimerFired(at=30_005, key="reconnect:b"))
-    reopened.store.close()
-    with open_store(any_url, readonly=True) as ro:  # type: ignore[attr-defined]
-        assert [r.seq for r in ro.iter_records()] == list(range(1, len(EVENTS) + 2))
-        assert [r.seq for r in ro.iter_records(from_seq=5)] == [5, 6, 7]
-        with pytest.raises(ValueError, match="read-only"):
-            ro.append([make_record(8, join("z"), [])])
-
-
-def test_appends_must_continue_the_log(any_url: str) -> None:
-    store = open_store(any_url)
-    with pytest.raises(ValueError, match="does not continue"):
-        store.append([make_record(2, join("a"), [])])
-    store.append([make_record(1, join("a"), []), make_record(2, join("b"), [])])
-    with pytest.raises(ValueError):
-        store.append([make_record(2, join("c"), [])])
-    assert store.last_seq() == 2
-    store.close()
-
-
 def test_compaction_archives_the_prefix_and_the_rest_verifies(any_url: str, tmp_path: Path) -> None:
     store = open_store(any_url)
     recorder = CallRecorder(store)
@@ -110,36 +75,6 @@ def test_compaction_archives_the_prefix_and_the_rest_verifies(any_url: str, tmp_
     assert reopened.recovered is not None and reopened.recovered.verified
     assert reopened.machine.snapshot() == recorder.machine.snapshot()
     reopened.store.close()
-
-
-async def test_group_commit_batches_inputs_into_fewer_transactions(any_url: str) -> None:
-    store = open_store(any_url)
-    recorder = CallRecorder(store, group_commit=True)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(recorder.commit_loop)
-        recorder.handle(join("a", 1))
-        for i in range(200):
-            recorder.handle(RaiseHand(at=2 + i, session_id="a") if i % 2 == 0 else
-                            _lower(at=2 + i, session_id="a"))
-            if i % 20 == 0:
-                await trio.sleep(0)
-        with trio.fail_after(30):
-            await recorder.flush()
-        nursery.cancel_scope.cancel()
-    assert recorder.durable_seq == store.last_seq() == 201
-    assert 0 < recorder.commits < 201
-    store.close()
-    with open_store(any_url, readonly=True) as ro:  # type: ignore[attr-defined]
-        assert replay(ro.iter_records()).verified
-
-
-def _lower(*, at: int, session_id: str) -> object:
-    from callsd.core import LowerHand
-
-    return LowerHand(at=at, session_id=session_id)
-
-
-# --------------------------------------------------------------------------------------- PostgreSQL only
 
 
 def test_the_schema_is_created_once_and_versioned(pg_url: str) -> None:

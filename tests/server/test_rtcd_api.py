@@ -18,7 +18,7 @@ from rtcd_support import ADMIN, KEY, basic, http
 
 
 async def _start(nursery: trio.Nursery, tmp_path: Path, **api: Any) -> tuple[int, Any, RtcdControl]:
-    config = RtcdConfig(api=ApiConfig(port=0, **api), rtc=RtcConfig(ice_port_udp=0),
+    config = RtcdConfig(api=ApiConfig(port=0, **api), rtc=RtcConfig(ice_port_udp=0, ice_port_tcp=0),
                         store=StoreConfig(data_dir=str(tmp_path / "data")))
     control = RtcdControl()
     info = await nursery.start(lambda task_status: run_service(config, version="test", control=control,

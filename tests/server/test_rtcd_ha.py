@@ -16,12 +16,14 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import trio
+from aiortc_tone import TonePeer
 from rtcd_support import ADDRESSES, NAME, Hosts, RtcdProcess, Serve, common_port, self_signed
 
 pytestmark = pytest.mark.slow
@@ -40,7 +42,8 @@ def _module(name: str, file: str) -> Any:
 
 E2E = _module("callsd_tests_e2e_aiortc_helpers", "test_server_e2e_aiortc.py")
 WORKERS = _module("callsd_tests_rtcd_worker_helpers", "test_server_rtcd.py")
-Peer, _until = E2E.Peer, E2E._until
+_until = E2E._until
+Peer = partial(TonePeer, recv_video=True)
 
 
 async def _pump(client: Any, peer: Any) -> None:
@@ -92,13 +95,13 @@ async def _call(connect: Any, serve: Serve, channel: str, nursery: trio.Nursery,
         await client.send("unmute")
         await client.send("sdp", {"type": "offer", "sdp": await peer.offer()})
         nursery.start_soon(_pump, client, peer)
-    await _until(lambda: all(p.received > 25 for p in peers), timeout=60)
+    await _until(lambda: all(p.frames > 25 for p in peers), timeout=60)
     return peers, clients
 
 
 async def _hears(peers: list[Any], frames: int = 50, timeout: float = 30) -> None:
-    marks = [p.received for p in peers]
-    await _until(lambda: all(p.received >= m + frames for p, m in zip(peers, marks, strict=True)), timeout=timeout)
+    marks = [p.frames for p in peers]
+    await _until(lambda: all(p.frames >= m + frames for p, m in zip(peers, marks, strict=True)), timeout=timeout)
 
 
 async def _systems(hosts: list[RtcdProcess]) -> list[dict[str, Any]]:
@@ -152,7 +155,7 @@ async def test_spread_dns_removal_and_kill_9_recovery(rtcd_pair: Any, connect: A
             # b is back in DNS; kill -9 of a (call1, call3): their peers renegotiate and hear each other through b
             names.set(*ADDRESSES)
             await _until_placement(serve, lambda p: p.get("accepting", {}).get(b) == 1)
-            heard2 = call2[0].received
+            heard2 = call2[0].frames
             hosts[ADDRESSES.index(a)].kill()
             await _until_placement(serve, lambda p: p.get("up", {}).get(a) == 0)
             await _renegotiate(call1, clients1)
@@ -160,7 +163,7 @@ async def test_spread_dns_removal_and_kill_9_recovery(rtcd_pair: Any, connect: A
             with trio.fail_after(15):  # the bound: audio back within 15 s
                 await _hears(call1 + call3, frames=25)
             await _hears(call2)
-            assert call2[0].received > heard2 + 50  # call2 on b never stopped
+            assert call2[0].frames > heard2 + 50  # call2 on b never stopped
             placement = await serve.placement()
             assert placement["calls"].get(b) == 3
             assert (await _systems([hosts[ADDRESSES.index(b)]]))[0]["calls"] == 3

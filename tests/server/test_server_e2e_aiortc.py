@@ -3,104 +3,16 @@ audio reaches each other, and a mute (through the core's paused routes) stops it
 
 from __future__ import annotations
 
-import asyncio
-import fractions
-import math
-import threading
 from typing import Any
 
 import pytest
 import trio
+from aiortc_tone import TonePeer
 
 pytestmark = pytest.mark.slow
 
 
-class Peer:
-    """An aiortc peer connection with a 440 Hz microphone, in its own thread and asyncio loop."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.pc: Any = None
-        self.received = 0  # audio frames decoded from the other participant
-
-    async def run(self, coro_fn: Any, timeout: float = 20) -> Any:
-        future = asyncio.run_coroutine_threadsafe(coro_fn(), self.loop)
-        return await trio.to_thread.run_sync(lambda: future.result(timeout), abandon_on_cancel=True)
-
-    async def offer(self) -> str:
-        async def go() -> str:
-            import av
-            import numpy as np
-            from aiortc import RTCConfiguration, RTCPeerConnection
-            from aiortc.mediastreams import MediaStreamTrack
-
-            class Tone(MediaStreamTrack):
-                kind = "audio"
-
-                def __init__(self) -> None:
-                    super().__init__()
-                    self.n = 0
-                    self.start: float | None = None
-
-                async def recv(self) -> Any:
-                    now = asyncio.get_running_loop().time()
-                    self.start = now if self.start is None else self.start
-                    await asyncio.sleep(max(0.0, self.start + self.n * 0.02 - now))
-                    t = (np.arange(960) + self.n * 960) / 48000
-                    pcm = (np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
-                    frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-                    frame.sample_rate, frame.pts, frame.time_base = 48000, self.n * 960, fractions.Fraction(1, 48000)
-                    self.n += 1
-                    return frame
-
-            self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-
-            @self.pc.on("track")
-            def on_track(track: Any) -> None:
-                async def consume() -> None:
-                    while True:
-                        try:
-                            await track.recv()
-                        except Exception:
-                            return
-                        self.received += 1
-
-                asyncio.ensure_future(consume())
-
-            self.pc.addTrack(Tone())
-            self.pc.addTransceiver("video", direction="recvonly")
-            await self.pc.setLocalDescription(await self.pc.createOffer())
-            return str(self.pc.localDescription.sdp)
-
-        return str(await self.run(go))
-
-    async def accept(self, kind: str, sdp: str) -> str | None:
-        from aiortc import RTCSessionDescription
-
-        async def go() -> str | None:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
-            if kind == "answer":
-                return None
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-            return str(self.pc.localDescription.sdp)
-
-        return await self.run(go)  # type: ignore[no-any-return]
-
-    async def close(self) -> None:
-        async def go() -> None:
-            if self.pc is not None:
-                await self.pc.close()
-
-        try:
-            await self.run(go, timeout=10)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            await trio.to_thread.run_sync(self.thread.join, 5)
-
-
-async def _signal_pump(client: Any, peer: Peer, events: list[dict[str, Any]]) -> None:
+async def _signal_pump(client: Any, peer: TonePeer, events: list[dict[str, Any]]) -> None:
     """Answer the server's offers, apply its answers; keep every other event."""
     while True:
         msg = await client.recv(timeout=120)
@@ -124,7 +36,7 @@ async def test_two_aiortc_peers_hear_each_other_and_mute_stops_audio(start_serve
     monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
     info, _ = await start_server(media=True)
     assert info.rtc_address is not None
-    peers = [Peer(), Peer()]
+    peers = [TonePeer(recv_video=True), TonePeer(recv_video=True)]
     events: list[list[dict[str, Any]]] = [[], []]
     try:
         async with connect(info) as a, connect(info) as b, trio.open_nursery() as nursery:
@@ -133,17 +45,17 @@ async def test_two_aiortc_peers_hear_each_other_and_mute_stops_audio(start_serve
                 await client.send("unmute")
                 await client.send("sdp", {"type": "offer", "sdp": await peer.offer()})
                 nursery.start_soon(_signal_pump, client, peer, log)
-            await _until(lambda: peers[0].received > 25 and peers[1].received > 25)
+            await _until(lambda: peers[0].frames > 25 and peers[1].frames > 25)
 
             await a.send("mute")
             await _until(lambda: any(e["type"] == "user_muted" for e in events[1]))
             # b's audio at a (b is unmuted: a still hears b, 50 frames/s) is the clock: wait for it to advance
             # rather than for wall time, so a loaded machine makes this slower, not wrong.
-            drained = peers[0].received + 25  # ~0.5 s: packets already in flight arrive meanwhile
-            await _until(lambda: peers[0].received >= drained)
-            before, still = peers[1].received, peers[0].received
-            await _until(lambda: peers[0].received >= still + 75)  # 1.5 s more of b's audio
-            assert peers[1].received - before <= 3  # a's audio no longer reaches b
+            drained = peers[0].frames + 25  # ~0.5 s: packets already in flight arrive meanwhile
+            await _until(lambda: peers[0].frames >= drained)
+            before, still = peers[1].frames, peers[0].frames
+            await _until(lambda: peers[0].frames >= still + 75)  # 1.5 s more of b's audio
+            assert peers[1].frames - before <= 3  # a's audio no longer reaches b
             nursery.cancel_scope.cancel()
         _, _, body = await http_get(info.http_port, "/metrics")
         samples = dict(line.rsplit(" ", 1) for line in body.decode().splitlines() if line.startswith("callsd_"))
@@ -163,7 +75,7 @@ async def test_reconnect_with_a_new_peer_connection_gets_media_again(start_serve
 
     monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
     info, _ = await start_server(media=True)
-    peers = [Peer(), Peer(), Peer()]
+    peers = [TonePeer(recv_video=True), TonePeer(recv_video=True), TonePeer(recv_video=True)]
     events: list[list[dict[str, Any]]] = [[], [], []]
     try:
         async with connect(info) as a, trio.open_nursery() as nursery:
@@ -176,7 +88,7 @@ async def test_reconnect_with_a_new_peer_connection_gets_media_again(start_serve
                 await b.send("unmute")
                 await b.send("sdp", {"type": "offer", "sdp": await peers[1].offer()})
                 b_nursery.start_soon(_signal_pump, b, peers[1], events[1])
-                await _until(lambda: peers[0].received > 25 and peers[1].received > 25)
+                await _until(lambda: peers[0].frames > 25 and peers[1].frames > 25)
                 b_nursery.cancel_scope.cancel()
             await peers[1].close()  # the page is gone: socket and peer connection
             await _until(lambda: any(e["type"] == "user_disconnected" for e in events[0]))
@@ -186,8 +98,8 @@ async def test_reconnect_with_a_new_peer_connection_gets_media_again(start_serve
                 assert ack["reconnected"] is True
                 await b2.send("sdp", {"type": "offer", "sdp": await peers[2].offer()})
                 b_nursery.start_soon(_signal_pump, b2, peers[2], events[2])
-                heard = peers[0].received
-                await _until(lambda: peers[2].received > 25 and peers[0].received > heard + 25)
+                heard = peers[0].frames
+                await _until(lambda: peers[2].frames > 25 and peers[0].frames > heard + 25)
                 b_nursery.cancel_scope.cancel()
             nursery.cancel_scope.cancel()
     finally:
@@ -219,7 +131,7 @@ async def test_an_offer_publishing_hundreds_of_tracks_is_refused_and_the_call_ke
 
     monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
     info, _ = await start_server(media=True)
-    peers = [Peer(), Peer(), Peer()]
+    peers = [TonePeer(recv_video=True), TonePeer(recv_video=True), TonePeer(recv_video=True)]
     events: list[list[dict[str, Any]]] = [[], []]
     try:
         async with connect(info) as a, connect(info) as b, connect(info) as attacker, \
@@ -229,18 +141,18 @@ async def test_an_offer_publishing_hundreds_of_tracks_is_refused_and_the_call_ke
                 await client.send("unmute")
                 await client.send("sdp", {"type": "offer", "sdp": await peer.offer()})
                 nursery.start_soon(_signal_pump, client, peer, log)
-            await _until(lambda: peers[0].received > 25 and peers[1].received > 25)
+            await _until(lambda: peers[0].frames > 25 and peers[1].frames > 25)
             await attacker.request("join", {"channel_id": "e2e"}, expect="join_ack")
             await attacker.send("unmute")
             real = await peers[2].offer()
             flood = _with_audio_sections(real, 470)
             assert len(flood) > 200_000
             for offer, reason in ((flood, "too_many_sections"), (_with_audio_sections(real, 3), "too_many_tracks")):
-                heard = [p.received for p in peers[:2]]
+                heard = [p.frames for p in peers[:2]]
                 error = await attacker.request("sdp", {"type": "offer", "sdp": offer}, expect="error")
                 assert (error["code"], error["action"]) == ("sdp_rejected", "sdp")
                 assert reason in error["message"]
-                await _until(lambda h=heard: all(p.received > n + 25 for p, n in zip(peers, h, strict=False)),
+                await _until(lambda h=heard: all(p.frames > n + 25 for p, n in zip(peers, h, strict=False)),
                              timeout=10)  # a and b still hear each other
             sid = attacker.session_id
             assert info.hub.machine.participant(sid).tracks == ()  # nothing was published, so nothing was routed

@@ -58,7 +58,7 @@ async def test_hello_names_the_protocol_minor_version() -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
         a = await _connected(hub, nursery)
-        assert (a.sent[0]["data"]["protocol"], a.sent[0]["data"]["protocol_minor"]) == (1, 1)
+        assert (a.sent[0]["data"]["protocol"], a.sent[0]["data"]["protocol_minor"]) == (1, 2)
         nursery.cancel_scope.cancel()
 
 
@@ -127,3 +127,15 @@ async def test_a_muted_session_is_never_speaking() -> None:
         state = await _reply(b, "get_state")
         assert [p["speaking"] for p in state["data"]["participants"]] == [False, False]
         nursery.cancel_scope.cancel()
+
+
+async def test_join_ack_tells_the_client_whether_it_may_publish_simulcast() -> None:
+    """``join_ack.simulcast`` is ``calls.enable_simulcast``: the page publishes layers only when it is true."""
+    for allowed in (True, False):
+        hub, _ = _hub(rate=1e9, burst=10**9, simulcast=allowed)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hub.run)
+            a = await _connected(hub, nursery)
+            ack = await _reply(a, "join", {"channel_id": "sim", "display_name": "Ada"})
+            assert ack["type"] == "join_ack" and ack["data"]["simulcast"] is allowed
+            nursery.cancel_scope.cancel()

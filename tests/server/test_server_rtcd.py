@@ -9,11 +9,13 @@ import os
 import re
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from aiortc_tone import TonePeer
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +33,8 @@ def _e2e() -> Any:
 
 
 E2E = _e2e()
-Peer, _until = E2E.Peer, E2E._until
+_until = E2E._until
+Peer = partial(TonePeer, recv_video=True)
 
 
 async def _pump(client: Any, peer: Any, events: list[dict[str, Any]], ports: list[int]) -> None:
@@ -75,7 +78,7 @@ async def _two_calls(info: Any, connect: Any, nursery: trio.Nursery, stack: Any)
         await client.send("unmute")
         await client.send("sdp", {"type": "offer", "sdp": await peers[n].offer()})
         nursery.start_soon(_pump, client, peers[n], events[n], ports[n])
-    await _until(lambda: all(p.received > 25 for p in peers), timeout=60)
+    await _until(lambda: all(p.frames > 25 for p in peers), timeout=60)
     return peers, clients, ports, events
 
 
@@ -103,11 +106,11 @@ async def test_two_calls_on_two_workers_carry_audio_mute_and_metrics(start_serve
             await clients[0].send("mute")
             await _until(lambda: any(e["type"] == "user_muted" for e in events[1]))
             # The other call's audio (50 frames/s) is the clock: wait for it to advance, not for wall time.
-            drained = peers[3].received + 25  # ~0.5 s: packets already in flight arrive meanwhile
-            await _until(lambda: peers[3].received >= drained)  # the other call is untouched
-            before, other = peers[1].received, peers[3].received
-            await _until(lambda: peers[3].received >= other + 75)  # 1.5 s more of the other call's audio
-            assert peers[1].received - before <= 3  # muted through the worker
+            drained = peers[3].frames + 25  # ~0.5 s: packets already in flight arrive meanwhile
+            await _until(lambda: peers[3].frames >= drained)  # the other call is untouched
+            before, other = peers[1].frames, peers[3].frames
+            await _until(lambda: peers[3].frames >= other + 75)  # 1.5 s more of the other call's audio
+            assert peers[1].frames - before <= 3  # muted through the worker
 
             samples = await _metrics(http_get, info.http_port)
             per_worker = [p.counters["rtp_out"] for p in router.planes]
@@ -135,8 +138,8 @@ async def test_a_killed_worker_closes_its_sessions_and_the_other_call_keeps_medi
             await _until(lambda: hub.counters.rtc_conn_states["closed"] == 2)
             await _until(lambda: all(not hub.machine.participant(c.session_id).tracks for c in clients[:2]))
             assert not any(r for r in hub.machine.routes("call0"))
-            heard = peers[3].received
-            await _until(lambda: peers[3].received > heard + 50)  # call1 still has audio
+            heard = peers[3].frames
+            await _until(lambda: peers[3].frames > heard + 50)  # call1 still has audio
             # a new offer from call0 is placed on the surviving worker
             await clients[0].send("sdp", {"type": "offer", "sdp": await peers[0].offer()})
             await _until(lambda: router.session_worker[clients[0].session_id] != victim)

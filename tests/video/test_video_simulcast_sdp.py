@@ -49,3 +49,14 @@ def test_without_simulcast_the_offer_gets_one_encoding() -> None:
     assert isinstance(r, OfferAnswered)
     assert r.published[1].rids == () and "a=rid" not in r.answer and "a=simulcast" not in r.answer
     assert RID_URI not in r.answer
+
+
+def test_an_inactive_simulcast_section_keeps_its_layers_for_later() -> None:
+    """The page negotiates its camera's slot inactive before the camera is on; the answer must still accept the
+    RIDs, or the browser drops its extra encodings for good and the camera later publishes one layer."""
+    n = Negotiator(transport=TRANSPORT, session_id=1, simulcast=True)
+    r = n.handle_offer(simulcast_offer().replace("a=sendrecv", "a=inactive"))
+    assert isinstance(r, OfferAnswered)
+    assert not r.published or all(p.kind != "video" for p in r.published)
+    answer = parse_sdp(r.answer).media[1]
+    assert answer.attribute("simulcast") == "recv q;h;f" and answer.direction.value == "inactive"

@@ -4,7 +4,8 @@ What C reads from Python (the contract the Python objects keep; the Python path 
 
 * the endpoint's ``_by_addr`` dict (source address -> ``Peer``) and its ``TransportCounters``;
 * per ``Peer``: ``srtp`` (a ``NativeSrtpContext``: C handles the datagram only if ``srtp._rx`` is a native
-  ``SrtpSession``), ``_tx``, ``address``, ``data`` and, as a fallback for foreign contexts, ``send_rtp``;
+  ``SrtpSession``), ``_tx``, ``address``, ``data`` and, as a fallback for foreign contexts and for peers with a
+  transport-wide sequencer (``twcc`` not None: the stamp and its send history are Python's), ``send_rtp``;
 * per session (``peer.data``, a ``ForwardingSession``): ``closed`` and ``inbound`` (SSRC -> ``InTrack``);
 * per ``InTrack`` and ``OutRoute``: the fields ``Forwarder.on_rtp`` reads and writes, written back at once;
 * the ``Forwarder``'s ``counters``, ``_clock`` and ``_on_voice``.
@@ -88,6 +89,8 @@ class NativePeer(Peer):
         if tx is None:
             c.drop_not_ready += 1
             return False
+        if self.twcc is not None:
+            plain = self.twcc.stamp(plain)
         data = tx.protect(plain) if len(plain) <= MAX_PACKET else None
         if data is None:
             c.drop_srtp_other += 1

@@ -51,7 +51,7 @@ static PyObject *s_srtp, *s_rx, *s_tx, *s_data, *s_closed, *s_inbound, *s_packet
     *s_base_seq, *s_max_seq, *s_cycles, *s_last_ts, *s_last_rx, *s_level_id, *s_vad_score, *s_speaking,
     *s_session, *s_routes, *s_live, *s_cache, *s_pt_map, *s_receiver, *s_peer, *s_resync, *s_seq_offset,
     *s_last_seq, *s_remap, *s_identity, *s_table, *s_ts_offset, *s_ssrc, *s_address, *s_send_rtp, *s_clock,
-    *s_on_voice;
+    *s_on_voice, *s_twcc, *s_stamp;
 
 /* ---- Engine ------------------------------------------------------------------------------------------------- */
 
@@ -244,7 +244,9 @@ static int tx_sockaddr(Engine *self, PyObject *addr, struct sockaddr_storage *ou
 }
 
 /* Peer.send_rtp for one rewritten packet: protect into the send queue, or Python's send_rtp when the peer's
- * transmit context or address is not one this module handles. -1 with an exception set on failure. */
+ * transmit context or address is not one this module handles. A peer with a transport-wide sequencer (`twcc` not
+ * None) has the packet stamped by `twcc.stamp` first: one call, so the numbering and the send history stay in one
+ * place (twcc_send.py) while protect and send stay here. -1 with an exception set on failure. */
 static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t len) {
     PyObject *tx = cs_getattr(peer, s_tx);
     if (tx == NULL)
@@ -254,17 +256,24 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
         self->td.drop_not_ready++;
         return 0;
     }
+    PyObject *twcc = cs_getattr(peer, s_twcc);
+    if (twcc == NULL) {
+        Py_DECREF(tx);
+        return -1;
+    }
     PyObject *address = NULL;
     if (Py_TYPE(tx) == &SrtpSessionType)
         address = cs_getattr(peer, s_address);
     if (address == NULL && PyErr_Occurred()) {
         Py_DECREF(tx);
+        Py_DECREF(twcc);
         return -1;
     }
     int slot = self->squeued;
     socklen_t alen = 0;
     if (address == NULL || tx_sockaddr(self, address, &self->saddr[slot], &alen) < 0) {
         Py_DECREF(tx);
+        Py_DECREF(twcc);
         Py_XDECREF(address);
         flush_sends(self); /* keep the order of this peer's datagrams */
         PyObject *r;
@@ -279,12 +288,31 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
         return 0;
     }
     Py_DECREF(address);
+    PyObject *stamped = NULL; /* the stamped copy; `out` points into it */
+    if (twcc != Py_None) {
+        PyObject *packet = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)len);
+        stamped = packet == NULL ? NULL : PyObject_CallMethodOneArg(twcc, s_stamp, packet);
+        Py_XDECREF(packet);
+        if (stamped == NULL || !PyBytes_Check(stamped)) {
+            if (stamped != NULL)
+                PyErr_SetString(PyExc_TypeError, "twcc.stamp must return bytes");
+            Py_XDECREF(stamped);
+            Py_DECREF(tx);
+            Py_DECREF(twcc);
+            return -1;
+        }
+        out = (const uint8_t *)PyBytes_AS_STRING(stamped);
+        len = (size_t)PyBytes_GET_SIZE(stamped);
+    }
+    Py_DECREF(twcc);
     if (len > MAX_PACKET) {
+        Py_XDECREF(stamped);
         Py_DECREF(tx);
         self->td.drop_srtp_other++;
         return 0;
     }
     memcpy(self->sbuf[slot], out, len);
+    Py_XDECREF(stamped);
     int plen = (int)len;
     srtp_err_status_t rc = session_protect((SrtpSession *)tx, self->sbuf[slot], &plen);
     Py_DECREF(tx);
@@ -816,7 +844,7 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_peer, "peer") INTERN(s_resync, "resync") INTERN(s_seq_offset, "seq_offset")
     INTERN(s_last_seq, "last_seq") INTERN(s_remap, "remap") INTERN(s_identity, "identity")
     INTERN(s_table, "table") INTERN(s_ts_offset, "ts_offset") INTERN(s_ssrc, "ssrc")
-    INTERN(s_address, "address") INTERN(s_send_rtp, "send_rtp") INTERN(s_clock, "_clock")
+    INTERN(s_address, "address") INTERN(s_send_rtp, "send_rtp") INTERN(s_clock, "_clock") INTERN(s_twcc, "twcc") INTERN(s_stamp, "stamp")
     INTERN(s_on_voice, "_on_voice")
     if (srtp_init() != srtp_err_status_ok) {
         PyErr_SetString(PyExc_ImportError, "srtp_init failed");

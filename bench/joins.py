@@ -1,0 +1,165 @@
+"""Join cost A/B: offer/answer rounds and server CPU per join, with and without pre-negotiated audio slots.
+
+    .venv/bin/python -m bench.joins [--rounds 2 --calls 10 --users 8 --unmuted 2 --slots 8]   (~1 min per run)
+    .venv/bin/python -m bench.joins --plane --rounds 3      # the media plane alone, in-process (~20 s)
+
+Each run is `bench.memory server` (a fresh `callsd serve` pinned to CPU 0, `callsd loadtest` joining calls × users
+at calls × users ÷ join-duration joins/s, held, then left); the modes alternate run by run in one session so that
+the shared machine's load hits both alike (docs/performance.md: prefer ratios within one run, and CPU time to wall
+time). Figures per run: ``sdp_rounds_per_join`` (client ``sdp`` messages ÷ joins: every round has exactly one),
+``join_cpu_ms_per_user`` (the load tool's: server CPU between 1 s samples during the join window ÷ joins),
+``cpu_ms_to_held_per_join`` (the server's whole CPU time from before the first join until every user is held ÷
+joins: joins, the media of the talkers, timers), RSS per session and p95 join → first audio.
+
+``--profile DIR`` also samples the server with py-spy (``--gil``, 400 Hz: the thread holding the GIL, i.e. Python
+work) over each join window and prints where the samples fall (``profile_shares``: the first bucket of
+``_BUCKETS`` that the frame nearest the sample's leaf matches: the component whose code was running). The raw stacks stay in DIR for a flame graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from typing import Any
+
+from bench.memory import run_server
+
+__all__ = ["main"]
+
+_FIGURES = ("sdp_rounds_per_join", "join_cpu_ms_per_user", "cpu_ms_to_held_per_join", "rss_kib_per_session",
+            "p95_join_to_first_audio_ms")
+
+
+# (bucket, substrings of a py-spy frame "function (path:line)"); a sample goes to the bucket of the frame nearest
+# its leaf that matches any bucket: the component whose own code (or whose library or Trio call) was running.
+_BUCKETS = (
+    ("sdp parse", ("sdp_parse.py",)),
+    ("negotiation, sdp build", ("negotiation.py", "wire/sdp.py", "sdp_model.py", "codec_policy.py",
+                                "extension_ids.py", "receive_slots.py")),
+    ("forwarding (rtp, srtp, rtcp)", ("forwarder.py", "media/native/", "srtp.py", "paths.py", "plane_rtcp.py",
+                                      "rtcp_term.py", "retransmit.py", "simulcast_fwd.py", "_receive_loop")),
+    ("dtls", ("dtls",)),
+    ("ice, stun", ("ice.py", "ice_tcp.py", "stun", "ice_outcome.py")),
+    ("media plane (routes, slots)", ("media/plane.py", "plane_slots.py", "media/router.py")),
+    ("event log", ("adapters/store", "eventlog", "recorder")),
+    ("core machine", ("core/calls",)),
+    ("json", ("json/",)),
+    ("websocket frames (wsproto, ws_stream)", ("wsproto", "ws_stream", "trio_websocket")),
+    ("http server (hypercorn, h11)", ("hypercorn", "/h11/")),
+    ("asgi app (quart, the guard)", ("quart", "http_guard.py", "http_inbound.py", "app/server.py")),
+    ("hub (handlers, fan-out, outbox)", ("adapters/signaling",)),
+    ("metrics", ("prometheus", "metrics.py")),
+)
+
+
+def profile_shares(path: str) -> dict[str, float]:
+    """Share of py-spy samples per bucket (``_BUCKETS``; "other": the interpreter start, threads, the rest)."""
+    counts: dict[str, int] = {}
+    with open(path) as f:
+        for line in f:
+            stack, _, n = line.rstrip("\n").rpartition(" ")
+            if not n.isdigit():
+                continue
+            frames = stack.split(";")[::-1]
+            bucket = next((name for frame in frames for name, pats in _BUCKETS
+                           if any(p in frame for p in pats)), "")
+            if not bucket:  # Trio's own work is charged to the component that asked for it, if any did
+                bucket = "trio scheduling" if any("trio" in f for f in frames) else "other"
+            counts[bucket] = counts.get(bucket, 0) + int(n)
+    total = sum(counts.values()) or 1
+    return {k: round(v / total, 3) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
+
+
+def plane_cpu_per_join(sessions: int, slots: int) -> float:
+    """CPU µs per join of the media plane alone (negotiation, SDP, routes, slots; no sockets, no hub), in this
+    process: ``sessions`` load-tool clients join calls of 8 and answer every offer (bench.memory's plane part)."""
+    import time
+
+    from callsd.adapters.media.plane import MediaPlane
+
+    from bench.memory import _plane_sessions
+
+    spent = [0.0]  # only the plane's own calls count, not the fake clients' SDP work
+    real = {name: getattr(MediaPlane, name) for name in ("handle_signal", "apply", "open_session")}
+
+    def timed(fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += time.process_time() - t0
+        return call
+
+    _plane_sessions(16, slots)  # warm up imports and caches
+    try:
+        for name, fn in real.items():
+            setattr(MediaPlane, name, timed(fn))
+        _plane_sessions(sessions, slots)
+    finally:
+        for name, fn in real.items():
+            setattr(MediaPlane, name, fn)
+    return round(spent[0] * 1e6 / sessions, 1)
+
+
+def _median(values: list[Any]) -> float | None:
+    numbers = [v for v in values if isinstance(v, int | float)]
+    return statistics.median(numbers) if numbers else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.joins", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=2, help="runs per mode, alternated")
+    p.add_argument("--calls", type=int, default=10)
+    p.add_argument("--users", type=int, default=8)
+    p.add_argument("--unmuted", type=int, default=2)
+    p.add_argument("--join-duration", type=float, default=5.0)
+    p.add_argument("--hold", type=float, default=12.0)
+    p.add_argument("--slots", type=int, default=8, help="audio slots the B runs ask for")
+    p.add_argument("--output", default="", help="write every run's figures to this JSON file")
+    p.add_argument("--profile", default="", metavar="DIR", help="py-spy the server's join windows into DIR")
+    p.add_argument("--plane", action="store_true",
+                   help="only the media plane's CPU per join, in this process (a quiet-machine-free A/B)")
+    p.add_argument("--profile-all-threads", action="store_true",
+                   help="sample every busy thread, not only the GIL holder (C work without the GIL shows too)")
+    a = p.parse_args(argv)
+    if a.plane:
+        plane_runs = [{"round": n, "sections_us": plane_cpu_per_join(a.calls * a.users * 8, 0),
+                       "slots_us": plane_cpu_per_join(a.calls * a.users * 8, a.slots)} for n in range(a.rounds)]
+        for plane_run in plane_runs:
+            plane_run["ratio"] = round(plane_run["slots_us"] / plane_run["sections_us"], 3)
+            print(json.dumps(plane_run), flush=True)
+        return 0
+    spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    if a.profile and not os.path.exists(spy):
+        p.error(f"--profile needs py-spy next to this interpreter ({spy}): pip install py-spy")
+    modes = {"per-track sections": (), f"{a.slots} audio slots": ("--audio-slots", str(a.slots))}
+    runs: list[dict[str, Any]] = []
+    for n in range(a.rounds):
+        for mode, extra in modes.items():
+            prof = ""
+            if a.profile:
+                os.makedirs(a.profile, exist_ok=True)
+                prof = os.path.join(a.profile, f"join-{n}-{'slots' if extra else 'sections'}.txt")
+            r = run_server(a.calls, a.users, a.unmuted, a.join_duration, a.hold, extra, profile=prof,
+                           profile_gil=not a.profile_all_threads)
+            if prof and os.path.exists(prof):
+                r["profile_shares"] = profile_shares(prof)
+            r.update(mode=mode, round=n, loadavg_after=list(os.getloadavg()))
+            runs.append(r)
+            print(json.dumps({k: r.get(k) for k in ("mode", "round", "joined", "failed", *_FIGURES,
+                                                    "loadavg_after", "profile_shares")}), flush=True)
+    summary = {mode: {f: _median([r.get(f) for r in runs if r["mode"] == mode]) for f in _FIGURES}
+               for mode in modes}
+    print(json.dumps({"median": summary}, indent=1))
+    if a.output:
+        with open(a.output, "w") as f:
+            json.dump({"runs": runs, "median": summary}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

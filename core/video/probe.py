@@ -1,0 +1,153 @@
+"""Bandwidth probes: how much more a receiver's path carries than it is sent, measured, pure (docs/video.md).
+
+Why. An estimator only learns about the rate it sees: GCC never raises its estimate far above 1.5 x what arrived
+(``delay_based``), and a receiver held on a low simulcast layer receives little. After a link limit lifts, nothing
+the receiver is sent would show it. So the server sends a *probe cluster* now and then: for ``duration_ms`` it
+adds RTX padding toward the receiver (adapters/media/probing.py) at the rate it wants to know about (the next
+layer's bitrate with a margin), and every packet of the cluster carries the cluster's id in
+the send history. From the transport-cc feedback of those packets (as libwebrtc's ProbeBitrateEstimator does)::
+
+    send rate    = bytes sent but the last packet / (last send - first send)
+    receive rate = bytes received but the first one / (last arrival - first arrival)
+    result       = min(send rate, receive rate), if at most MAX_LOSS of the cluster was lost
+
+A path narrower than the probe spreads its packets out (receive rate < send rate) or, behind a policer, loses them:
+either way the result is no more than what the path carried, and a lossy cluster gives no result at all. A
+cluster is complete when the report of its last packet comes (received or lost: the receiver reports in send
+order, so every packet of the cluster has been reported by then). Padding is paced in bursts, so a gap between
+two probe packets says nothing about the cluster's end.
+
+``ProbeSchedule`` is the when: a receiver that wants more than its estimate is probed ``first_after_ms`` after it
+started wanting and then every ``interval_ms``, so an unchanged limit costs one short burst per interval and a
+lifted one is found within an interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ProbeOutcome", "ProbeClusters", "ProbePolicy", "ProbeSchedule", "MAX_LOSS", "SETTLE_MS", "MIN_PACKETS"]
+
+MAX_LOSS = 0.1
+SETTLE_MS = 1000.0  # longer than any cluster: a packet sent this long after its last one ends it
+MIN_PACKETS = 5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProbeOutcome:
+    """What one cluster showed: ``bps`` is the rate the path carried (None: the cluster failed, too lossy or
+    too small)."""
+
+    cluster: int
+    bps: float | None
+    send_bps: float
+    receive_bps: float
+    lost_fraction: float
+    packets: int
+
+
+class _Cluster:
+    __slots__ = ("first_send", "last_send", "last_size", "sent_bytes", "packets", "received", "first_arrival",
+                 "last_arrival", "first_size", "received_bytes")
+
+    def __init__(self, send_ms: float) -> None:
+        self.first_send = self.last_send = send_ms
+        self.last_size = 0
+        self.sent_bytes = 0
+        self.packets = 0
+        self.received = 0
+        self.first_arrival = self.last_arrival = 0.0
+        self.first_size = 0
+        self.received_bytes = 0
+
+    def add(self, send_ms: float, arrival_ms: float | None, size: int) -> None:
+        self.packets += 1
+        self.sent_bytes += size
+        self.first_send = min(self.first_send, send_ms)
+        if send_ms >= self.last_send:
+            self.last_send, self.last_size = send_ms, size
+        if arrival_ms is None:
+            return
+        if self.received == 0 or arrival_ms < self.first_arrival:
+            self.first_arrival, self.first_size = arrival_ms, size
+        self.last_arrival = max(self.last_arrival, arrival_ms) if self.received else arrival_ms
+        self.received += 1
+        self.received_bytes += size
+
+    def outcome(self, cluster: int) -> ProbeOutcome:
+        lost = 1.0 - self.received / self.packets if self.packets else 1.0
+        send_span = self.last_send - self.first_send
+        send_bps = (self.sent_bytes - self.last_size) * 8000.0 / send_span if send_span > 0 else 0.0
+        receive_span = self.last_arrival - self.first_arrival
+        receive_bps = (self.received_bytes - self.first_size) * 8000.0 / receive_span if receive_span > 0 else 0.0
+        ok = lost <= MAX_LOSS and self.received >= MIN_PACKETS and send_bps > 0 and receive_bps > 0
+        return ProbeOutcome(cluster=cluster, bps=min(send_bps, receive_bps) if ok else None, send_bps=send_bps,
+                            receive_bps=receive_bps, lost_fraction=lost, packets=self.packets)
+
+
+class ProbeClusters:
+    """Collects the feedback of probe packets per cluster; ``add`` returns the outcomes that completed."""
+
+    __slots__ = ("_open",)
+
+    def __init__(self) -> None:
+        self._open: dict[int, _Cluster] = {}
+
+    def add(self, cluster: int, send_ms: float, arrival_ms: float | None, size: int, *,
+            last: bool = False) -> list[ProbeOutcome]:
+        """One reported packet (``cluster`` 0: not a probe packet); ``last``: the cluster's last packet, whose
+        report completes it (reports come in send order, so every packet of the cluster has been reported)."""
+        done: list[ProbeOutcome] = []
+        for cid, c in list(self._open.items()):
+            if cid != cluster and send_ms > c.last_send + SETTLE_MS:  # its last packet's report never came
+                del self._open[cid]
+                done.append(c.outcome(cid))
+        if cluster:
+            current = self._open.get(cluster)
+            if current is None:
+                if len(self._open) >= 8:  # a receiver that stopped reporting: forget the oldest
+                    self._open.pop(next(iter(self._open)))
+                current = self._open[cluster] = _Cluster(send_ms)
+            current.add(send_ms, arrival_ms, size)
+            if last:
+                del self._open[cluster]
+                done.append(current.outcome(cluster))
+        return done
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProbePolicy:
+    """``duration_ms`` of padding per cluster, up to ``overshoot`` x the wanted rate; ``first_after_ms`` after a
+    receiver starts wanting more than its estimate, then every ``interval_ms``."""
+
+    duration_ms: float = 150.0
+    overshoot: float = 1.2
+    first_after_ms: float = 2000.0
+    interval_ms: float = 3000.0
+
+    def __post_init__(self) -> None:
+        if self.duration_ms <= 0 or self.overshoot < 1.0 or self.first_after_ms < 0 or self.interval_ms <= 0:
+            raise ValueError(f"bad probe policy {self}")
+
+
+class ProbeSchedule:
+    """When to probe one receiver: ``due(wants, now_ms)`` is True when a cluster should start now."""
+
+    __slots__ = ("policy", "_next_ms")
+
+    def __init__(self, policy: ProbePolicy = ProbePolicy()) -> None:
+        self.policy = policy
+        self._next_ms: float | None = None
+
+    def due(self, wants: bool, now_ms: float) -> bool:
+        """``wants``: the receiver would move up if its estimate were higher. Starting a probe is the caller's
+        job once this says True; the next one is then ``interval_ms`` later."""
+        if not wants:
+            self._next_ms = None
+            return False
+        if self._next_ms is None:
+            self._next_ms = now_ms + self.policy.first_after_ms
+        if now_ms < self._next_ms:
+            return False
+        self._next_ms = now_ms + self.policy.interval_ms
+        return True

@@ -1,0 +1,303 @@
+"""Pre-negotiated audio receive slots (core/wire/receive_slots.py, adapters/media/plane_slots.py, ADR 0020).
+
+The table alone (place, release, refresh), then the media plane without sockets: clients are the fakes of
+test_media_plane.py (a browser-like offer, an answer that accepts every section), routes come as core outputs, and
+a property test drives any sequence of joins, leaves, mutes and unmutes through it, answering every offer, and
+checks after each step that slots and routes agree and that every unpaused route delivers its publisher's packets.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import pytest
+from callsd.adapters.media.events import SendSignal
+from callsd.core.calls.events import TrackKind
+from callsd.core.calls.outputs import RouteAdded, RoutePaused, RouteRemoved, RouteResumed
+from callsd.core.errors import LocalProtocolError
+from callsd.core.wire.receive_slots import ReceiveSlots, SlotState
+from callsd.core.wire.sdp import parse_sdp
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from .test_media_plane import FakePeer, Rig, answer_to, offer, rtp
+
+# --- the table --------------------------------------------------------------------------------------------------
+
+
+def test_place_release_refresh() -> None:
+    table = ReceiveSlots(kind="audio", batch=2)
+    assert table.needed() == 2
+    table.refresh([10, 11])
+    a = table.place("a")
+    assert a is not None and a.ssrc == 10 and a.state is SlotState.BUSY
+    assert table.place("a") == a  # idempotent
+    b = table.place("b")
+    assert b is not None and b.ssrc == 11
+    assert table.place("c") is None  # full: the adapter refreshes and offers
+    freed = table.release("a")
+    assert freed is not None and freed.track_id == "a"
+    assert table.place("c") is None  # a's slot is spent: its SSRC is not reused
+    assert table.needed() == 1
+    table.refresh([12])  # the spent slot comes back with a fresh SSRC, same slot id
+    c = table.place("c")
+    assert c is not None and (c.slot_id, c.ssrc) == (a.slot_id, 12)
+    assert table.release("nobody") is None
+    assert table.needed() == 2
+    table.refresh([13, 14])  # nothing spent: the table grows by a batch
+    assert len(table) == 4 and len({s.slot_id for s in table}) == 4
+
+
+def test_refresh_refuses_a_wrong_number_of_ssrcs_or_duplicates() -> None:
+    table = ReceiveSlots(kind="audio", batch=2)
+    with pytest.raises(LocalProtocolError):
+        table.refresh([1])
+    with pytest.raises(LocalProtocolError):
+        table.refresh([1, 1])
+    with pytest.raises(LocalProtocolError):
+        ReceiveSlots(kind="audio", batch=0)
+
+
+# --- the plane --------------------------------------------------------------------------------------------------
+
+
+def _join(rig: Rig, sid: str, ssrc: int, slots: int) -> FakePeer:
+    rig.plane.open_session(sid, "chan")
+    msg: dict[str, Any] = {"type": "offer", "sdp": offer(("audio", "0", "sendrecv", ssrc), ufrag=f"u{sid}")}
+    if slots:
+        msg["audio_slots"] = slots
+    rig.plane.handle_signal(sid, msg)
+    peer = FakePeer(sid)
+    rig.peers[sid] = peer
+    rig.plane.on_connected(peer)  # type: ignore[arg-type]
+    return peer
+
+
+def _route(track: str, pub: str, rcv: str) -> RouteAdded:
+    return RouteAdded(channel_id="chan", track_id=track, kind=TrackKind.AUDIO, publisher_id=pub, receiver_id=rcv,
+                      paused=False)
+
+
+def _signals(rig: Rig, kind: str, since: int = 0) -> list[SendSignal]:
+    return [e for e in rig.events[since:] if isinstance(e, SendSignal) and e.msg["type"] == kind]
+
+
+def _call(rig: Rig, sids: list[str], slots: int) -> None:
+    """Everyone in ``sids`` joins in turn; the core's routes to and from each joiner; every offer answered."""
+    for n, sid in enumerate(sids):
+        _join(rig, sid, 1000 + n, slots)
+        rig.plane.apply([_route(f"{sid}_0", sid, other) for other in sids[:n]]
+                        + [_route(f"{other}_0", other, sid) for other in sids[:n]])
+        _answer_all(rig)
+
+
+def _answer_all(rig: Rig) -> None:
+    for _ in range(20):
+        pending = [s for s in rig.plane.sessions.values() if s.offer_pending]
+        if not pending:
+            return
+        for s in pending:
+            rig.accept(s.session_id)
+    raise AssertionError("offers kept coming")
+
+
+def test_a_join_into_a_call_with_slots_offers_nothing_to_those_already_in_it() -> None:
+    rig = Rig()
+    _call(rig, ["A", "B", "C"], slots=4)
+    mark = len(rig.events)
+    _join(rig, "D", 1003, 4)
+    rig.plane.apply([_route("D_0", "D", o) for o in "ABC"] + [_route(f"{o}_0", o, "D") for o in "ABC"])
+    offers = _signals(rig, "offer", mark)
+    assert [o.session_id for o in offers] == ["D"]  # the joiner's own: its slots
+    told = _signals(rig, "slots", mark)
+    # D learns whose audio is on its slots from that offer or, for routes placed after it, from `slots` signals
+    owners = [t["session_id"] for o in offers for t in o.msg["tracks"]]
+    owners += [t["session_id"] for m in told if m.session_id == "D" for t in m.msg["tracks"]]
+    assert sorted(owners) == ["A", "B", "C"]
+    told = [m for m in told if m.session_id != "D"]
+    assert sorted(m.session_id for m in told) == ["A", "B", "C"]
+    assert all(m.msg["tracks"][0]["session_id"] == "D" for m in told)
+    rig.accept("D")
+    # D's audio reaches A on the SSRC of the slot A was told about, before any new round with A
+    route = rig.plane.tracks["D_0"].routes["A"]
+    a_sdp = parse_sdp(rig.signals("A", "offer")[-1])
+    mid = next(m.msg["tracks"][0]["mid"] for m in told if m.session_id == "A")
+    section = next(m for m in a_sdp.media if m.mid == mid)
+    assert route.ssrc in section.ssrc_list()
+    rig.plane.on_rtp(rig.peers["D"], rtp(7, 700, 1003))  # type: ignore[arg-type]
+    assert struct.unpack_from("!I", rig.peers["A"].rtp[-1], 8)[0] == route.ssrc
+
+
+def test_without_slots_every_join_re_offers_to_everyone() -> None:
+    rig = Rig()
+    _call(rig, ["A", "B", "C"], slots=0)
+    mark = len(rig.events)
+    _join(rig, "D", 1003, 0)
+    rig.plane.apply([_route("D_0", "D", o) for o in "ABC"] + [_route(f"{o}_0", o, "D") for o in "ABC"])
+    assert sorted(o.session_id for o in _signals(rig, "offer", mark)) == ["A", "B", "C", "D"]
+    assert not _signals(rig, "slots", mark)
+
+
+def test_a_leave_frees_the_slot_and_a_later_join_refreshes_its_ssrc_in_one_offer() -> None:
+    rig = Rig()
+    _call(rig, ["A", "B", "C"], slots=2)  # A: slots for B and C, both busy
+    old = rig.plane.tracks["C_0"].routes["A"].ssrc
+    mark = len(rig.events)
+    rig.plane.close_session("C")
+    assert not _signals(rig, "offer", mark)  # leaving costs no round either
+    freed = [m for m in _signals(rig, "slots", mark) if m.session_id == "A"]
+    assert freed and freed[0].msg["tracks"][0]["session_id"] is None
+    mark = len(rig.events)
+    _join(rig, "D", 1003, 2)
+    rig.plane.apply([_route("D_0", "D", o) for o in "AB"] + [_route(f"{o}_0", o, "D") for o in "AB"])
+    a_offers = [o for o in _signals(rig, "offer", mark) if o.session_id == "A"]
+    assert len(a_offers) == 1  # no fresh slot: one offer, C's old slot with a fresh SSRC
+    new = rig.plane.tracks["D_0"].routes["A"].ssrc
+    assert new != old
+    sections = parse_sdp(a_offers[0].msg["sdp"]).media
+    assert any(new in m.ssrc_list() for m in sections) and not any(old in m.ssrc_list() for m in sections)
+    _answer_all(rig)
+    assert rig.plane.tracks["D_0"].routes["A"].negotiated
+
+
+# --- the property -----------------------------------------------------------------------------------------------
+
+
+class SlotMachine(RuleBasedStateMachine):
+    """Joins (with or without slots), leaves, mutes and unmutes in one call; every offer is answered at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rig = Rig()
+        self.members: list[str] = []
+        self.muted: set[str] = set()
+        self.joined = 0
+        self.seq = 0
+
+    @precondition(lambda self: len(self.members) < 7)
+    @rule(slots=st.sampled_from([0, 1, 2, 4]))
+    def join(self, slots: int) -> None:
+        sid = f"S{self.joined}"
+        self.joined += 1
+        _join(self.rig, sid, 5000 + self.joined, slots)
+        outputs = [_route(f"{sid}_0", sid, o) for o in self.members]
+        outputs += [RouteAdded(channel_id="chan", track_id=f"{o}_0", kind=TrackKind.AUDIO, publisher_id=o,
+                               receiver_id=sid, paused=o in self.muted) for o in self.members]
+        self.rig.plane.apply(outputs)
+        self.members.append(sid)
+        _answer_all(self.rig)
+
+    @precondition(lambda self: bool(self.members))
+    @rule(data=st.data())
+    def leave(self, data: st.DataObject) -> None:
+        sid = data.draw(st.sampled_from(self.members))
+        self.members.remove(sid)
+        self.muted.discard(sid)
+        self.rig.plane.apply([RouteRemoved(channel_id="chan", track_id=f"{sid}_0", publisher_id=sid,
+                                           receiver_id=o) for o in self.members])
+        self.rig.plane.close_session(sid)
+        _answer_all(self.rig)
+
+    @precondition(lambda self: bool(self.members))
+    @rule(data=st.data(), slots=st.sampled_from([0, 2, 8]))
+    def reconnect(self, data: st.DataObject, slots: int) -> None:
+        """A new page takes the session over: a fresh media session gets the routes towards it back before its
+        first offer (the server's reconnect path), then publishes again and is routed to the others."""
+        sid = data.draw(st.sampled_from(self.members))
+        others = [o for o in self.members if o != sid]
+        self.rig.plane.apply([RouteRemoved(channel_id="chan", track_id=f"{sid}_0", publisher_id=sid,
+                                           receiver_id=o) for o in others])
+        self.rig.plane.open_session(sid, "chan")
+        self.rig.plane.restore_routes([RouteAdded(channel_id="chan", track_id=f"{o}_0", kind=TrackKind.AUDIO,
+                                                  publisher_id=o, receiver_id=sid, paused=o in self.muted)
+                                       for o in others])
+        self.joined += 1
+        msg: dict[str, Any] = {"type": "offer", "sdp": offer(("audio", "0", "sendrecv", 5000 + self.joined),
+                                                             ufrag=f"r{self.joined}")}
+        if slots:
+            msg["audio_slots"] = slots
+        self.rig.plane.handle_signal(sid, msg)
+        peer = FakePeer(sid)
+        self.rig.peers[sid] = peer
+        self.rig.plane.on_connected(peer)  # type: ignore[arg-type]
+        self.rig.plane.apply([RouteAdded(channel_id="chan", track_id=f"{sid}_0", kind=TrackKind.AUDIO,
+                                         publisher_id=sid, receiver_id=o, paused=sid in self.muted) for o in others])
+        _answer_all(self.rig)
+
+    @precondition(lambda self: bool(self.members))
+    @rule(data=st.data())
+    def toggle_mute(self, data: st.DataObject) -> None:
+        sid = data.draw(st.sampled_from(self.members))
+        cls = RouteResumed if sid in self.muted else RoutePaused
+        self.muted.symmetric_difference_update({sid})
+        self.rig.plane.apply([cls(channel_id="chan", track_id=f"{sid}_0", publisher_id=sid, receiver_id=o)
+                              for o in self.members if o != sid])
+
+    @invariant()
+    def slots_and_routes_agree(self) -> None:
+        for s in self.rig.plane.sessions.values():
+            ssrcs = [r.ssrc for r in s.routes_in.values()]
+            assert len(ssrcs) == len(set(ssrcs))
+            if s.audio_slots is None:
+                continue
+            slots = list(s.audio_slots)
+            assert len({x.slot_id for x in slots}) == len(slots)
+            assert len({x.ssrc for x in slots}) == len(slots)
+            busy = {x.track_id: x for x in slots if x.track_id is not None}
+            assert set(busy) == set(s.routes_in)  # every route on exactly one slot, every busy slot routed
+            for track_id, r in s.routes_in.items():
+                assert r.ssrc == busy[track_id].ssrc
+
+    @invariant()
+    def every_unpaused_route_delivers(self) -> None:
+        self.seq += 1
+        for sid in self.members:
+            t = self.rig.plane.tracks.get(f"{sid}_0")
+            assert t is not None
+            counts = {o: len(self.rig.peers[o].rtp) for o in self.members}
+            self.rig.plane.on_rtp(self.rig.peers[sid], rtp(self.seq, self.seq * 960, t.ssrc or 0))  # type: ignore[arg-type]
+            for o in self.members:
+                if o == sid:
+                    continue
+                route = t.routes[o]
+                assert route.negotiated
+                got = self.rig.peers[o].rtp[counts[o]:]
+                if sid in self.muted:
+                    assert not got
+                else:
+                    assert len(got) == 1 and struct.unpack_from("!I", got[0], 8)[0] == route.ssrc
+
+
+TestSlotMachine = SlotMachine.TestCase
+TestSlotMachine.settings = settings(max_examples=40, stateful_step_count=20, deadline=None)
+
+
+def _rejecting_answer(server_offer: str) -> str:
+    """A client that accepts its own section and rejects (port 0) every section the server added (mid ``s<n>``)."""
+    blocks = answer_to(server_offer).split("\r\nm=")
+    for n, block in enumerate(blocks):
+        if n and "\r\na=mid:s" in block:
+            kind = block.split(" ", 1)[0]
+            mid = next(line for line in block.split("\r\n") if line.startswith("a=mid:"))
+            blocks[n] = f"{kind} 0 UDP/TLS/RTP/SAVPF 0\r\n{mid}"
+    return "\r\nm=".join(blocks) + ("" if blocks[-1].endswith("\r\n") else "\r\n")
+
+
+def test_a_client_that_rejects_its_slots_is_not_offered_them_again() -> None:
+    rig = Rig()
+    _join(rig, "A", 1000, 2)
+    first = rig.signals("A", "offer")[-1]
+    rig.plane.handle_signal("A", {"type": "answer", "sdp": _rejecting_answer(first)})
+    slots = rig.plane.sessions["A"].audio_slots
+    assert slots is not None and all(s.state.value == "retired" for s in slots)
+    mark = len(rig.events)
+    _join(rig, "B", 1001, 0)
+    rig.plane.apply([_route("B_0", "B", "A"), _route("A_0", "A", "B")])
+    for _ in range(5):  # A keeps rejecting whatever it is offered: the offers stop
+        if not rig.plane.sessions["A"].offer_pending:
+            break
+        rig.plane.handle_signal("A", {"type": "answer", "sdp": _rejecting_answer(rig.signals("A", "offer")[-1])})
+    assert not rig.plane.sessions["A"].offer_pending
+    assert len([o for o in _signals(rig, "offer", mark) if o.session_id == "A"]) <= 1  # B's audio on its own section

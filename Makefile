@@ -11,7 +11,7 @@ run: $(STAMP)
 
 test: $(STAMP) system-deps lint typecheck unit wheel-check
 
-$(STAMP): pyproject.toml setup.py $(wildcard adapters/media/native/*.c adapters/media/native/*.h)
+$(STAMP): pyproject.toml setup.py $(wildcard adapters/media/native/*.c adapters/media/native/*.h peer/*.c)
 	bash scripts/system-deps.sh build  # the native extension builds against libsrtp2-dev
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
@@ -46,6 +46,19 @@ wheel-check: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.forward
+
+# Issue 13: capacity on both forwarding paths across loads, plotted to docs/capacity-paths.png (minutes; needs a
+# quiet machine for absolute figures), the step's A/B (Python / native with libsrtp's or libcrypto's protect), the
+# UDP GSO probe and the load tool's own cost per packet on each media engine.
+.PHONY: bench-capacity-paths bench-step bench-gso bench-client-cost
+bench-capacity-paths: $(STAMP)
+	$(BIN)/python -m bench.capacity_paths --media-engine shared --join-timeout 45
+bench-step: $(STAMP)
+	$(BIN)/python -m bench.forward_step --receivers 7 --gcm-ab
+bench-gso: $(STAMP)
+	$(BIN)/python -m bench.gso_probe
+bench-client-cost: $(STAMP)
+	$(BIN)/python -m bench.capacity --client-cost
 
 # Long coverage-guided fuzz runs, `make test` runs the same for seconds:
 # - fuzz-python: every Python parser facing the network or disk (fuzz/run.py, atheris); FUZZ_SECONDS per target, new

@@ -73,20 +73,23 @@ def _free_port(kind: int) -> int:
 
 
 PIN = True
+NICE = 0  # scheduling priority of the server and the tool (negative: ahead of a shared machine's other work)
 
 
 def _pin(cpu: int) -> list[str]:
+    nice = ["nice", "-n", str(NICE)] if NICE else []
     if PIN and shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
-        return ["taskset", "-c", str(cpu)]
-    return []
+        return [*nice, "taskset", "-c", str(cpu)]
+    return nice
 
 
 class Server:
     """A `callsd serve` subprocess on free ports with its own data directory."""
 
-    def __init__(self, workdir: Path, command: list[str] | None = None) -> None:
+    def __init__(self, workdir: Path, command: list[str] | None = None, fast_path: str = "") -> None:
         self.workdir = workdir
         self.command = command or ["-m", "callsd.app.cli", "serve"]  # after the interpreter
+        self.fast_path = fast_path  # rtc.fast_path for this server ("": the environment's or the default)
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -99,6 +102,8 @@ class Server:
                    # every load user connects from 127.0.0.1 and a loaded server acks joins slowly: lift the caps
                    CALLSD_HTTP_MAX_CONNECTIONS_PER_ADDRESS="0", CALLSD_HTTP_MAX_CONNECTIONS="0",
                    CALLSD_HTTP_JOIN_TIMEOUT="120")
+        if self.fast_path:
+            env["CALLSD_RTC_FAST_PATH"] = self.fast_path
         self.log = open(data / "serve.log", "wb")  # noqa: SIM115 - closed in __exit__
         self.proc = subprocess.Popen([*_pin(0), sys.executable, *self.command], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=data)
@@ -125,17 +130,20 @@ class Server:
 
 
 def run_shape(shape: Shape, *, steady: float, workdir: Path, out: Path, delay_sample: int,
-              screen_bitrate: str) -> dict[str, Any]:
-    """Start a server, load it with ``shape``, return the loadtest results document (also saved to ``out``)."""
+              screen_bitrate: str, fast_path: str = "", media_engine: str = "auto",
+              join_timeout: float = 15.0) -> dict[str, Any]:
+    """Start a server, load it with ``shape``, return the loadtest results document (also saved to ``out``).
+    ``fast_path``: the server's rtc.fast_path; ``media_engine``: the load tool's (--media-engine)."""
     users = shape.calls * shape.users
     join = max(1.0, users / JOIN_RATE)
-    with Server(workdir) as server:
+    with Server(workdir, fast_path=fast_path) as server:
         assert server.proc is not None
         cmd = [*_pin(1), sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", server.url,
                "--calls", str(shape.calls), "--users-per-call", str(shape.users), "--unmuted", str(shape.unmuted),
                "--screen-sharing", str(shape.sharing), "--screen-bitrate", screen_bitrate,
                "--join-duration", f"{join:.2f}", "--duration", f"{join + steady:.2f}",
                "--server-pid", str(server.proc.pid), "--delay-sample", str(delay_sample),
+               "--media-engine", media_engine, "--join-timeout", f"{join_timeout:g}",
                "--output", str(out), "--quiet"]
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=join + steady + 120,
                        check=False)
@@ -195,30 +203,42 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     sys.stdout.flush()
 
 
-async def client_cost(legs: int = 200, packets: int = 40_000, delay_sample: int = 4) -> dict[str, float]:
-    """The load tool's receive path alone: µs of CPU per received SRTP packet, ``legs`` sockets in one process.
+async def client_cost(legs: int = 200, packets: int = 40_000, delay_sample: int = 4,
+                      media: str = "python") -> dict[str, Any]:
+    """The load tool's own CPU per packet on one media engine (``media``: "python" or "native"), no server.
 
-    A plain socket sends pre-encrypted 170-byte packets round-robin, one per leg per round (the worst case: one
-    packet per socket per wake-up); the send cost, measured separately, is subtracted.
+    Receive: a plain socket sends pre-encrypted 170-byte packets round-robin, one per leg per round (the worst case:
+    one packet per socket per wake-up); the send cost, measured separately, is subtracted. Send: every leg has one
+    unmuted audio source and the engine's 20 ms send tick is run back to back (packets to a socket nobody reads).
     """
     import pylibsrtp
     import trio
     from callsd.peer import Identity, Leg, MediaEngine, Source
+    from callsd.peer.engine import resolve_media
 
     key = os.urandom(28)
     profile = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
-    engine = MediaEngine(Identity(), delay_sample=delay_sample)
+    engine = MediaEngine(Identity(), delay_sample=delay_sample, media=media)
+
+    def session(outbound: bool) -> Any:
+        if engine.media != "python":
+            from callsd.peer._fastpeer import SrtpSession
+
+            return SrtpSession(int(profile), key, outbound)
+        kind = pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound else pylibsrtp.Policy.SSRC_ANY_INBOUND
+        return pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=kind, srtp_profile=profile))
+
     tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
                                             srtp_profile=profile))
     src = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     src.bind(("127.0.0.1", 0))
+    src.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
     all_legs = []
     for n in range(legs):
         leg = Leg(engine, user_number=n, call_index=0, ufrag="u", pwd="p")
         leg.sock.connect(src.getsockname())
         leg.state = "connected"
-        leg.rx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
-                                                    srtp_profile=profile))
+        leg.rx = session(False)
         leg.set_payload_types({111: ("audio", 48000)})
         all_legs.append(leg)
     sources = [Source(kind="audio", ssrc=1000 + i, user_number=i) for i in range(2)]
@@ -244,10 +264,46 @@ async def client_cost(legs: int = 200, packets: int = 40_000, delay_sample: int 
             src.sendto(p, a)
     send = time.process_time() - s0
     sent = len(wire) * len(addrs)
+    # the send side: each leg sends one audio packet per tick to `src` (its kernel buffer overflows: not counted)
+    for n, leg in enumerate(all_legs):
+        leg.tx = session(True)
+        source = Source(kind="audio", ssrc=5000 + n, user_number=n)
+        source.configure("0", 111, {})
+        source.enabled = True
+        leg.sources.append(source)
+    ticks = max(1, packets // legs)
+    tx0, t0 = engine.tx_packets + engine.stats.send_drops, time.process_time()
+    for _ in range(ticks):
+        if engine.media != "python":
+            engine._send_tick_native(1)  # noqa: SLF001 - the tick's body, without its 20 ms sleep
+        else:
+            engine._send_tick_python(1)  # noqa: SLF001
+    send_cpu = time.process_time() - t0
+    sent_by_tool = engine.tx_packets + engine.stats.send_drops - tx0
     for leg in all_legs:
         leg.close()
-    return {"legs": legs, "packets": sent, "received": engine.rx_packets, "delay_sample": delay_sample,
-            "us_per_received_packet": round(1e6 * (total - send) / sent, 2)}
+    return {"media": resolve_media(media), "legs": legs, "packets": sent, "received": engine.rx_packets,
+            "delay_sample": delay_sample, "us_per_received_packet": round(1e6 * (total - send) / sent, 2),
+            "sent_by_tool": sent_by_tool, "us_per_sent_packet": round(1e6 * send_cpu / max(1, sent_by_tool), 2)}
+
+
+async def client_costs(rounds: int = 3) -> dict[str, Any]:
+    """`client_cost` for both engines, alternated ``rounds`` times in one process (a ratio on a busy machine)."""
+    runs: dict[str, list[dict[str, Any]]] = {"python": [], "native": [], "shared": []}
+    for _ in range(rounds):
+        for media in runs:
+            runs[media].append(await client_cost(media=media))
+    out: dict[str, Any] = {"loadavg": os.getloadavg(), "runs": runs}
+    for media, rows in runs.items():
+        rx = sorted(r["us_per_received_packet"] for r in rows)[len(rows) // 2]
+        tx = sorted(r["us_per_sent_packet"] for r in rows)[len(rows) // 2]
+        # the capacity shape's mix: 7 packets received for each one sent (8-user calls, 2 talkers)
+        out[media] = {"us_per_received_packet": rx, "us_per_sent_packet": tx,
+                      "packets_per_core_8x2_mix": round(1e6 * 8 / (7 * rx + tx))}
+    for media in ("native", "shared"):
+        out[f"{media}_vs_python_packets_per_core"] = round(
+            out[media]["packets_per_core_8x2_mix"] / out["python"]["packets_per_core_8x2_mix"], 2)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,14 +320,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-search", action="store_true", help="only the table")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server and the tool with taskset")
     parser.add_argument("--client-cost", action="store_true",
-                        help="only measure the load tool's own CPU per received packet (no server)")
+                        help="only measure the load tool's own CPU per received and sent packet, both media "
+                             "engines alternated (no server)")
     args = parser.parse_args(argv)
     global PIN
     PIN = not args.no_pin
     if args.client_cost:
         import trio
 
-        print(json.dumps(trio.run(client_cost), indent=1))
+        print(json.dumps(trio.run(client_costs), indent=1))
         return 0
     steady = 6.0 if args.quick else args.steady
     out_dir = Path(args.out_dir)

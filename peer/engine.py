@@ -13,6 +13,12 @@ runs per user per packet in its own task.
   timing and rate stay right; lateness is counted. Video leaves as one burst of MTU-sized packets per frame.
 - One maintenance task: ICE check retransmissions, consent refresh (every 5 s; the server closes sessions after
   30 s without consent), DTLS retransmission timers.
+
+Two implementations of the per-packet work, chosen by ``media`` (``"auto"`` picks native when the extension is
+built): ``"python"`` (this module: one ``recv`` and one ``send`` per packet, pylibsrtp) and ``"native"``
+(peer/_fastpeer.c: one ``recvmmsg`` per ready socket, one ``sendmmsg`` per socket per tick, libsrtp2 in C, the
+same StreamStats/Histogram objects updated by the same rules). Control traffic (STUN, DTLS) and the first packet
+of a new stream take the Python code in both.
 """
 
 from __future__ import annotations
@@ -27,11 +33,32 @@ from collections.abc import Callable
 import pylibsrtp
 import trio
 
+from .shared_port import SharedPort
 from .source import MAGIC, STAMP, TICK, Source
 from .stats import Histogram, StreamStats
 from .transport import Identity, PeerTransport, TransportStats
 
-__all__ = ["Leg", "MediaEngine", "udp_drops", "RCVBUF"]
+try:
+    from . import _fastpeer
+except ImportError:  # not built (a source tree without a compiler): the Python engine only
+    _fastpeer = None  # type: ignore[assignment]
+
+__all__ = ["Leg", "MediaEngine", "udp_drops", "RCVBUF", "MEDIA_ENGINES", "resolve_media"]
+
+MEDIA_ENGINES = ("auto", "native", "shared", "python")
+DRAIN_BUDGET = 4096  # datagrams per native drain call before the loop yields to the send tick and signaling
+
+
+def resolve_media(media: str) -> str:
+    """``"native"``, ``"shared"`` or ``"python"`` for a ``--media-engine`` choice; the C ones without the extension
+    fail. ``"shared"``: the native engine with one socket for all users (peer/shared_port.py, loopback servers)."""
+    if media not in MEDIA_ENGINES:
+        raise ValueError(f"media engine must be one of {', '.join(MEDIA_ENGINES)}, not {media!r}")
+    if media == "auto":
+        return "native" if _fastpeer is not None else "python"
+    if media in ("native", "shared") and _fastpeer is None:
+        raise RuntimeError("the native media engine (callsd.peer._fastpeer) is not built: pip install the package")
+    return media
 
 BATCH_THRESHOLD = 4  # packets per wake-up above which the receive loop batches with short sleeps
 BATCH_SLEEP = 0.0005  # seconds; bounds what batching adds to the measured delay
@@ -47,7 +74,9 @@ class Leg(PeerTransport):
     """
 
     def __init__(self, engine: MediaEngine, *, user_number: int, call_index: int, ufrag: str, pwd: str) -> None:
-        super().__init__(engine.identity, ufrag=ufrag, pwd=pwd, stats=engine.stats, rcvbuf=RCVBUF)
+        super().__init__(engine.identity, ufrag=ufrag, pwd=pwd, stats=engine.stats, rcvbuf=RCVBUF,
+                         native_srtp=engine.media != "python",
+                         sock=engine.port.new_socket() if engine.port is not None else None)
         self.engine = engine
         self.user_number = user_number
         self.call_index = call_index
@@ -107,8 +136,9 @@ def udp_drops(ports: set[int], path: str = "/proc/net/udp") -> dict[int, int]:
 class MediaEngine:
     """All legs of one process: the epoll receive pump, the 20 ms send tick, the maintenance timers."""
 
-    def __init__(self, identity: Identity, *, delay_sample: int = 1) -> None:
+    def __init__(self, identity: Identity, *, delay_sample: int = 1, media: str = "python") -> None:
         self.identity = identity
+        self.media = resolve_media(media)
         self.stats = TransportStats()  # shared by every leg: drops, refusals, STUN errors, failures by stage
         self.delay_sample = max(1, delay_sample)
         self.epoll = select.epoll()
@@ -126,6 +156,9 @@ class MediaEngine:
         self.sending = True
         self.stopped_ns = 0  # when sending ended (the end of the delivery window)
         self.sources: dict[int, Source] = {}  # source id -> source, for the sender's side of delivery
+        self._receiver = (_fastpeer.Receiver(self.legs, self.delay, self.delay_sample)
+                          if self.media != "python" else None)
+        self.port = SharedPort() if self.media == "shared" else None
 
     def add_source(self, source: Source) -> None:
         self.sources[source.source_id] = source
@@ -166,16 +199,18 @@ class MediaEngine:
         return self.call_delays.setdefault(call_index, [0.0, 0, 0.0])
 
     def register(self, leg: Leg) -> None:
-        fd = leg.sock.fileno()
+        fd = leg.sock.fileno()  # with a shared port: the user's address as an integer
         self.legs[fd] = leg
-        self.epoll.register(fd, select.EPOLLIN)
+        if self.port is None:
+            self.epoll.register(fd, select.EPOLLIN)
 
     def unregister(self, leg: Leg) -> None:
         fd = leg.sock.fileno()
         if self.legs.get(fd) is leg:
             del self.legs[fd]
-            with contextlib.suppress(OSError, ValueError):
-                self.epoll.unregister(fd)
+            if self.port is None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.epoll.unregister(fd)
 
     # -- receive ---------------------------------------------------------------------------------------------
     async def receive_loop(self) -> None:
@@ -185,6 +220,9 @@ class MediaEngine:
         socket until ``BlockingIOError``: with hundreds of sockets that each receive a packet now and then, the
         failing ``recv`` + exception per socket per wake-up would cost more than the packet itself.
         """
+        if self._receiver is not None:
+            await self._receive_loop_native(self._receiver)
+            return
         epoll = self.epoll
         legs = self.legs
         rounds = 0
@@ -212,6 +250,24 @@ class MediaEngine:
                 rounds = 0
                 await trio.lowlevel.checkpoint()
 
+    async def _receive_loop_native(self, receiver: _fastpeer.Receiver) -> None:
+        """The same pump on the C receiver: it drains every ready socket (recvmmsg) and hands back what Python
+        handles (control datagrams, the first packet of a new stream)."""
+        shared = self.port is not None
+        epfd = self.port.fileno() if self.port is not None else self.epoll.fileno()
+        drain = receiver.drain_shared if shared else receiver.drain
+        while True:
+            read, rest = drain(epfd, DRAIN_BUDGET, self, self.stats)
+            for leg, data in rest:
+                if leg.state != "closed":
+                    self._handle(leg, data)
+            if read >= DRAIN_BUDGET:
+                await trio.lowlevel.checkpoint()
+            elif read >= BATCH_THRESHOLD:
+                await trio.sleep(BATCH_SLEEP)
+            else:
+                await trio.lowlevel.wait_readable(epfd)
+
     def _read_one(self, leg: Leg) -> None:
         try:
             data = leg.sock.recv(2048)
@@ -221,8 +277,10 @@ class MediaEngine:
             if exc.errno == errno.ECONNREFUSED:
                 self.stats.refused += 1
             return
-        if not data:
-            return
+        if data:
+            self._handle(leg, data)
+
+    def _handle(self, leg: Leg, data: bytes) -> None:
         b0 = data[0]
         if 128 <= b0 <= 191:
             b1 = data[1]
@@ -253,6 +311,8 @@ class MediaEngine:
         try:
             plain = leg.rx.unprotect(data)
         except pylibsrtp.Error:
+            plain = None
+        if plain is None:  # pylibsrtp raises, the native session returns None
             self.srtp_errors += 1
             return
         off = 12 + 4 * (plain[0] & 0x0F)
@@ -287,32 +347,75 @@ class MediaEngine:
             self.max_lateness = max(self.max_lateness, lateness)
             if not self.sending:
                 continue
-            now_ns = time.monotonic_ns()
-            for leg in list(self.legs.values()):
-                if leg.state != "connected" or leg.tx is None:
-                    for source in leg.sources:
-                        source.stop(now_ns)
-                    continue
-                protect = leg.tx.protect
-                sock = leg.sock
+            if self.media != "python":
+                self._send_tick_native(owed)
+            else:
+                self._send_tick_python(owed)
+
+    def _send_tick_python(self, owed: int) -> None:
+        """One tick of `send_loop`: each connected leg's due packets, protected (pylibsrtp) and sent one by one."""
+        now_ns = time.monotonic_ns()
+        for leg in list(self.legs.values()):
+            if leg.state != "connected" or leg.tx is None:
                 for source in leg.sources:
-                    if not source.enabled or not source.buffers:
-                        continue
-                    if not source.started_ns:
-                        source.started_ns = now_ns
-                    for _ in range(owed):
-                        for plain in source.packets(now_ns):
-                            wire = protect(plain)
-                            try:
-                                sock.send(wire)
-                            except (BlockingIOError, InterruptedError):
-                                self.stats.send_drops += 1
-                                continue
-                            except OSError:
-                                self.stats.refused += 1
-                                continue
-                            self.tx_packets += 1
-                            self.tx_bytes += len(wire)
+                    source.stop(now_ns)
+                continue
+            protect = leg.tx.protect
+            sock = leg.sock
+            for source in leg.sources:
+                if not source.enabled or not source.buffers:
+                    continue
+                if not source.started_ns:
+                    source.started_ns = now_ns
+                for _ in range(owed):
+                    for plain in source.packets(now_ns):
+                        wire = protect(plain)
+                        if wire is None:
+                            self.srtp_errors += 1
+                            continue
+                        try:
+                            sock.send(wire)
+                        except (BlockingIOError, InterruptedError):
+                            self.stats.send_drops += 1
+                            continue
+                        except OSError:
+                            self.stats.refused += 1
+                            continue
+                        self.tx_packets += 1
+                        self.tx_bytes += len(wire)
+
+    def _send_tick_native(self, owed: int) -> None:
+        """One tick of `send_loop` with protect + send in C: one ``send_batch`` for every leg's packets."""
+        now_ns = time.monotonic_ns()
+        batch: list[tuple[object, object, bytes]] = []
+        shared = self.port is not None
+        for fd, leg in list(self.legs.items()):
+            if leg.state != "connected" or leg.tx is None:
+                for source in leg.sources:
+                    source.stop(now_ns)
+                continue
+            tx = leg.tx
+            where: object = leg.sock.route if shared else fd
+            for source in leg.sources:
+                if not source.enabled or not source.buffers:
+                    continue
+                if not source.started_ns:
+                    source.started_ns = now_ns
+                for _ in range(owed):
+                    for plain in source.packets(now_ns):
+                        batch.append((where, tx, plain))
+        if not batch:
+            return
+        if self.port is not None:
+            counts = _fastpeer.send_batch_shared(self.port.fileno(), batch)
+        else:
+            counts = _fastpeer.send_batch(batch)
+        sent, sent_bytes, would_block, refused, protect_errors = counts
+        self.tx_packets += sent
+        self.tx_bytes += sent_bytes
+        self.stats.send_drops += would_block
+        self.stats.refused += refused
+        self.srtp_errors += protect_errors
 
     async def maintain_loop(self) -> None:
         while True:

@@ -32,6 +32,7 @@ import errno
 import os
 import socket
 import time
+from typing import Any, Protocol
 
 import pylibsrtp
 from aioice import stun
@@ -80,39 +81,45 @@ class TransportStats:
         self.failures: dict[str, int] = {}  # failed transports by stage (ice, dtls, fingerprint, srtp, consent...)
 
 
+class SrtpSession(Protocol):
+    """One direction's SRTP session: pylibsrtp's (raises ``pylibsrtp.Error``) or the native engine's
+    (``callsd.peer._fastpeer.SrtpSession``, returns None on failure)."""
+
+    def protect(self, packet: bytes) -> bytes | None: ...
+    def protect_rtcp(self, packet: bytes) -> bytes | None: ...
+    def unprotect(self, packet: bytes) -> bytes | None: ...
+    def unprotect_rtcp(self, packet: bytes) -> bytes | None: ...
+
+
+def _guarded(fn: object, data: bytes) -> bytes | None:
+    try:
+        out = fn(data)  # type: ignore[operator]
+    except pylibsrtp.Error:
+        return None
+    return None if out is None else bytes(out)
+
+
 class SrtpPair:
     """The two SRTP sessions of a connected transport; the ``*_rtp``/``*_rtcp`` calls return None on failure."""
 
     __slots__ = ("tx", "rx", "profile")
 
-    def __init__(self, tx: pylibsrtp.Session, rx: pylibsrtp.Session, profile: bytes) -> None:
+    def __init__(self, tx: SrtpSession, rx: SrtpSession, profile: bytes) -> None:
         self.tx = tx
         self.rx = rx
         self.profile = profile
 
     def protect_rtp(self, plain: bytes) -> bytes | None:
-        try:
-            return bytes(self.tx.protect(plain))
-        except pylibsrtp.Error:
-            return None
+        return _guarded(self.tx.protect, plain)
 
     def protect_rtcp(self, plain: bytes) -> bytes | None:
-        try:
-            return bytes(self.tx.protect_rtcp(plain))
-        except pylibsrtp.Error:
-            return None
+        return _guarded(self.tx.protect_rtcp, plain)
 
     def unprotect_rtp(self, data: bytes) -> bytes | None:
-        try:
-            return bytes(self.rx.unprotect(data))
-        except pylibsrtp.Error:
-            return None
+        return _guarded(self.rx.unprotect, data)
 
     def unprotect_rtcp(self, data: bytes) -> bytes | None:
-        try:
-            return bytes(self.rx.unprotect_rtcp(data))
-        except pylibsrtp.Error:
-            return None
+        return _guarded(self.rx.unprotect_rtcp, data)
 
 
 class PeerTransport:
@@ -121,14 +128,17 @@ class PeerTransport:
 
     def __init__(self, identity: Identity, *, ufrag: str | None = None, pwd: str | None = None,
                  stats: TransportStats | None = None, host: str = "127.0.0.1", rcvbuf: int = 1 << 20,
-                 dtls_server: bool = False, consent_interval: float | None = 5.0) -> None:
+                 dtls_server: bool = False, consent_interval: float | None = 5.0, native_srtp: bool = False,
+                 sock: Any = None) -> None:
+        """``sock``: a socket-like handle to use instead of a socket of its own (peer/shared_port.LegSocket)."""
         self.identity = identity
+        self.native_srtp = native_srtp  # SRTP sessions of callsd.peer._fastpeer (the native media engine's)
         self.local_ufrag = ufrag or os.urandom(4).hex()
         self.local_pwd = pwd or os.urandom(16).hex()
         self.stats = stats or TransportStats()
         self.dtls_server = dtls_server
         self.consent_interval = consent_interval
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock: Any = sock if sock is not None else socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.bind((host, 0))
@@ -142,8 +152,8 @@ class PeerTransport:
         self.tie_breaker = int.from_bytes(os.urandom(8), "big")
         self.ssl: SSL.Connection | None = None
         self.srtp: SrtpPair | None = None
-        self.tx: pylibsrtp.Session | None = None  # = srtp.tx, for the load tool's send loop
-        self.rx: pylibsrtp.Session | None = None
+        self.tx: SrtpSession | None = None  # = srtp.tx, for the load tool's send loop
+        self.rx: SrtpSession | None = None
         self.mapped_address: tuple[str, int] | None = None  # XOR-MAPPED-ADDRESS of the last success response
         self.transactions: list[bytes] = []  # outstanding binding requests (the last few)
         self.checks_sent = 0
@@ -175,7 +185,7 @@ class PeerTransport:
     def rebind(self, host: str = "127.0.0.1") -> socket.socket:
         """Move to a new local socket (the client "changed network"): same credentials and keys. Returns the old
         socket, still open, for the caller to close. Send a check with USE-CANDIDATE to move the media."""
-        old = self.sock
+        old: socket.socket = self.sock
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.sock.bind((host, 0))
@@ -336,10 +346,18 @@ class PeerTransport:
         mine, theirs = (client_key + client_salt, server_key + server_salt)
         if self.dtls_server:
             mine, theirs = theirs, mine
-        tx_policy = pylibsrtp.Policy(key=mine, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND, srtp_profile=srtp_profile)
-        rx_policy = pylibsrtp.Policy(key=theirs, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=srtp_profile)
-        rx_policy.window_size = 1024
-        self.srtp = SrtpPair(pylibsrtp.Session(tx_policy), pylibsrtp.Session(rx_policy), profile)
+        if self.native_srtp:  # same policy (replay window 1024), libsrtp2 through the native engine
+            from ._fastpeer import SrtpSession as NativeSession
+
+            self.srtp = SrtpPair(NativeSession(int(srtp_profile), mine, True),
+                                 NativeSession(int(srtp_profile), theirs, False), profile)
+        else:
+            tx_policy = pylibsrtp.Policy(key=mine, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+                                         srtp_profile=srtp_profile)
+            rx_policy = pylibsrtp.Policy(key=theirs, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
+                                         srtp_profile=srtp_profile)
+            rx_policy.window_size = 1024
+            self.srtp = SrtpPair(pylibsrtp.Session(tx_policy), pylibsrtp.Session(rx_policy), profile)
         self.tx, self.rx = self.srtp.tx, self.srtp.rx
         self.connected_ns = time.monotonic_ns()
         self._set_state("connected")

@@ -48,7 +48,7 @@ echo "fuzz-native: ${seconds}s, no crash, no sanitizer report"
 # 2. the extension under the sanitizers (gcc's, preloaded: the interpreter itself is not instrumented)
 "${CC:-gcc}" -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
     -shared -fPIC $("$python" -c "import sysconfig; print('-I' + sysconfig.get_paths()['include'])") \
-    "$here/adapters/media/native/_engine.c" -lsrtp2 -o "$work/_engine_asan.so"
+    "$here/adapters/media/native/_engine.c" -lsrtp2 -lcrypto -o "$work/_engine_asan.so"
 cd "$here"
 LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" ASAN_OPTIONS=detect_leaks=0 \
     "$python" tests/media/native_asan_run.py "$work/_engine_asan.so" "$examples" 2>"$work/asan.log" \

@@ -8,6 +8,7 @@ set -euo pipefail
 need=()
 if [ "${1:-}" = build ]; then
     [ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
+    [ -e /usr/include/openssl/evp.h ] || need+=(libssl-dev)  # the native sender's AES-GCM (srtp_gcm_tx.h)
     command -v gcc >/dev/null 2>&1 || need+=(gcc)
     if [ ${#need[@]} -eq 0 ]; then exit 0; fi
     if [ "$(id -u)" != 0 ]; then
@@ -49,6 +50,7 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ -x /usr/sbin/iptables ] || need+=(iptables)
 # the native fast path links libsrtp2 (docs/adr/0009); its fuzz run needs clang's libFuzzer
 [ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
+[ -e /usr/include/openssl/evp.h ] || need+=(libssl-dev)
 command -v clang-14 >/dev/null 2>&1 || need+=(clang-14)
 ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
 # tests/pg: a throwaway PostgreSQL server started from the installed binaries (tests/pg_support.py)

@@ -15,6 +15,8 @@ cd "$work"
 "$work/venv/bin/callsd" --help >/dev/null
 "$work/venv/bin/python" -c "from callsd.adapters.media.paths import native_available as n; assert n() is None, n()"
 echo "wheel-check: the native fast path's extension is in the wheel and imports"
+"$work/venv/bin/python" -c "from callsd.peer.engine import resolve_media as r; assert r('auto') == 'native', r('auto')"
+echo "wheel-check: the load tool's native media engine (callsd.peer._fastpeer) is in the wheel and imports"
 echo "wheel-check: callsd --help runs from the installed wheel"
 # PEP 561: the wheel ships py.typed, so `mypy --strict` of a program that embeds callsd.core resolves our types
 # (without it: import-untyped). Run from $work, away from the repository's [tool.mypy] settings.

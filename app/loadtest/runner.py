@@ -64,6 +64,7 @@ class LoadConfig:
     run_id: str = field(default_factory=lambda: os.urandom(3).hex())
     urls: list[str] = field(default_factory=list)  # several: users round-robin over them (``url`` is the first)
     screen_simulcast: bool = False  # sharers publish three simulcast layers (simulcast.py)
+    media_engine: str = "auto"  # the simulated users' media engine: "auto", "native", "shared" (C) or "python"
 
     def http_base(self) -> str:
         parts = urllib.parse.urlsplit(self.url)
@@ -250,6 +251,7 @@ def _specs(cfg: LoadConfig, t0: float) -> list[WorkerSpec]:
             screen_bitrate=cfg.screen_bitrate, join_duration=cfg.join_duration, duration=cfg.duration, t0=t0,
             run_id=cfg.run_id, token_secret=cfg.token_secret, delay_sample=cfg.delay_sample,
             join_timeout=cfg.join_timeout, reconnect=cfg.reconnect, audio_slots=cfg.audio_slots,
+            media_engine=cfg.media_engine,
             ws_urls=[cfg.ws_url(url) for url in cfg.urls] if len(cfg.urls) > 1 else [],
             screen_simulcast=cfg.screen_simulcast,
         )

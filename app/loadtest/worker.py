@@ -63,6 +63,7 @@ class WorkerSpec:
     ws_urls: list[str] = field(default_factory=list)  # several nodes: user N connects to ws_urls[N % len]
     audio_slots: int = 0  # pre-negotiated audio receive sections asked for in the first offer (ADR 0020)
     screen_simulcast: bool = False  # sharers publish three simulcast layers (simulcast.py)
+    media_engine: str = "auto"  # callsd.peer.MediaEngine media: "auto", "native", "shared" (C) or "python"
 
 
 def user_role(spec_calls: int, unmuted: int, screen_sharing: int, call: int, user: int) -> tuple[bool, bool]:
@@ -401,7 +402,7 @@ class SimUser:
 
 async def run_worker(spec: WorkerSpec, report: Report) -> dict[str, Any]:
     """Run every user of ``spec`` to the end of the run and return (and report) the worker's result."""
-    engine = MediaEngine(Identity(), delay_sample=spec.delay_sample)
+    engine = MediaEngine(Identity(), delay_sample=spec.delay_sample, media=spec.media_engine)
     users: list[SimUser] = []
     total_users = spec.total_calls * spec.users_per_call
     schedule: list[tuple[float, SimUser]] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 
+import pytest
 import trio
 from callsd.adapters.media import transport
 from callsd.app.loadtest.sdp import AUDIO_LEVEL_URI, MID_URI
@@ -39,10 +40,11 @@ class EchoSfu:
         pass
 
 
-async def test_legs_connect_and_measure_zero_loss() -> None:
+@pytest.mark.parametrize("media", ["python", "native", "shared"])
+async def test_legs_connect_and_measure_zero_loss(media: str) -> None:
     sfu = EchoSfu()
     endpoint = transport.UdpEndpoint(transport.TransportConfig(host="127.0.0.1", port=0), sfu)
-    engine = MediaEngine(Identity(), delay_sample=1)
+    engine = MediaEngine(Identity(), delay_sample=1, media=media)
     legs: list[Leg] = []
     async with trio.open_nursery() as nursery:
         address = await nursery.start(endpoint.serve)

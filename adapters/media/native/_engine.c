@@ -41,6 +41,8 @@
 #define BATCH 64
 #define CACHE_MASK 511
 
+#include "send_gso.h"
+
 enum { STEP_EMPTY = 0, STEP_BUDGET = 1, STEP_RAW = 2, STEP_RTP = 3, STEP_ERROR = 4 };
 
 /* ---- interned attribute names ----------------------------------------------------------------------------- */
@@ -87,6 +89,7 @@ typedef struct {
     struct sockaddr_storage saddr[BATCH];
     uint8_t sbuf[BATCH][BUF];
     int squeued;
+    int gso; /* UDP GSO for runs to one destination (send_gso.h); off after the kernel refused it once */
     uint8_t blk[BUF];
 } Engine;
 
@@ -108,6 +111,8 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kwds) {
         if (self->fcounters == NULL)
             return -1;
     }
+    const char *gso = getenv("CALLSD_NATIVE_GSO");
+    self->gso = !(gso != NULL && strcmp(gso, "0") == 0);
     self->vad_threshold = thr;
     self->vad_on = on;
     self->vad_max = max;
@@ -195,27 +200,15 @@ static int flush_counters(Engine *self) {
     return rc;
 }
 
-/* Send everything queued: one sendmmsg per run of accepted datagrams; a refused one is counted and skipped. */
+/* Send everything queued (send_gso.h: one sendmmsg, runs to one destination as UDP GSO sends); a refused datagram
+ * is counted and skipped. */
 static void flush_sends(Engine *self) {
-    int i = 0, n = self->squeued;
-    while (i < n) {
-        int sent = sendmmsg(self->sock, &self->smsg[i], (unsigned)(n - i), MSG_DONTWAIT);
-        if (sent < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                self->td.drop_send_buffer_full++;
-            else
-                self->td.drop_send_error++;
-            i++;
-            continue;
-        }
-        for (int k = i; k < i + sent; k++) {
-            self->td.rtp_out++;
-            self->td.rtp_bytes_out += (long long)self->siov[k].iov_len;
-        }
-        i += sent;
-    }
+    send_counts c = {0, 0, 0, 0};
+    gso_flush(self->sock, self->smsg, self->squeued, &c, &self->gso);
+    self->td.rtp_out += c.sent;
+    self->td.rtp_bytes_out += c.bytes;
+    self->td.drop_send_buffer_full += c.would_block;
+    self->td.drop_send_error += c.errors;
     self->squeued = 0;
 }
 
@@ -321,7 +314,7 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
     memcpy(self->sbuf[slot], out, len);
     Py_XDECREF(stamped);
     int plen = (int)len;
-    srtp_err_status_t rc = srtp_protect(((SrtpSession *)tx)->srtp, self->sbuf[slot], &plen);
+    srtp_err_status_t rc = session_protect((SrtpSession *)tx, self->sbuf[slot], &plen);
     Py_DECREF(tx);
     if (rc != srtp_err_status_ok) {
         self->td.drop_srtp_other++;

@@ -7,7 +7,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <srtp2/srtp.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "srtp_gcm_tx.h"
 
 #define BUF 2048
 #define TRAILER (4 + 16 + 128) /* SRTCP index + longest tag + MKI, as pylibsrtp reserves */
@@ -19,7 +22,15 @@ typedef struct {
     PyObject_HEAD
     srtp_t srtp;
     int last_error;
+    gcm_tx *gcm; /* the sender's RTP transform for AEAD_AES_128_GCM on libcrypto (srtp_gcm_tx.h); NULL: libsrtp's */
 } SrtpSession;
+
+/* srtp_protect, or its libcrypto twin for an outbound AEAD_AES_128_GCM session. */
+static srtp_err_status_t session_protect(SrtpSession *s, void *pkt, int *len) {
+    if (s->gcm != NULL)
+        return gcm_tx_protect(s->gcm, (uint8_t *)pkt, len);
+    return srtp_protect(s->srtp, pkt, len);
+}
 
 /* One scratch buffer for every session: a transform copies the packet in, runs libsrtp in place and copies the
  * result out within one call that holds the GIL, so no two calls ever use it at once. Per session it cost 2 KiB
@@ -63,9 +74,24 @@ static PyObject *SrtpSession_new(PyTypeObject *type, PyObject *args, PyObject *k
     if (self == NULL)
         return NULL;
     srtp_err_status_t rc = srtp_create(&self->srtp, &policy);
+    if (rc != srtp_err_status_ok)
+        self->srtp = NULL;
+    /* CALLSD_NATIVE_GCM_TX=libsrtp keeps libsrtp's transform (an A/B switch for bench/forward_step.py) */
+    const char *choice = getenv("CALLSD_NATIVE_GCM_TX");
+    int own_gcm = rc == srtp_err_status_ok && outbound && profile == srtp_profile_aead_aes_128_gcm &&
+                  !(choice != NULL && strcmp(choice, "libsrtp") == 0);
+    if (own_gcm) {
+        self->gcm = PyMem_Calloc(1, sizeof *self->gcm);
+        if (self->gcm == NULL || gcm_tx_init(self->gcm, material) < 0) {
+            rc = srtp_err_status_init_fail;
+            if (self->gcm != NULL)
+                gcm_tx_free(self->gcm);
+            PyMem_Free(self->gcm);
+            self->gcm = NULL;
+        }
+    }
     memset(material, 0, sizeof material);
     if (rc != srtp_err_status_ok) {
-        self->srtp = NULL;
         Py_DECREF(self);
         PyErr_Format(PyExc_ValueError, "srtp_create failed (status %d)", (int)rc);
         return NULL;
@@ -76,11 +102,16 @@ static PyObject *SrtpSession_new(PyTypeObject *type, PyObject *args, PyObject *k
 static void SrtpSession_dealloc(SrtpSession *self) {
     if (self->srtp != NULL)
         srtp_dealloc(self->srtp);
+    if (self->gcm != NULL) {
+        gcm_tx_free(self->gcm);
+        PyMem_Free(self->gcm);
+    }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 typedef srtp_err_status_t (*transform_fn)(srtp_t, void *, int *);
 
+/* One transform of a copy of `arg` in the scratch buffer: `fn` on the libsrtp session, or session_protect. */
 static PyObject *SrtpSession_run(SrtpSession *self, PyObject *arg, transform_fn fn) {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
@@ -93,7 +124,7 @@ static PyObject *SrtpSession_run(SrtpSession *self, PyObject *arg, transform_fn 
     memcpy(srtp_scratch, view.buf, (size_t)view.len);
     int len = (int)view.len;
     PyBuffer_Release(&view);
-    srtp_err_status_t rc = fn(self->srtp, srtp_scratch, &len);
+    srtp_err_status_t rc = fn != NULL ? fn(self->srtp, srtp_scratch, &len) : session_protect(self, srtp_scratch, &len);
     if (rc != srtp_err_status_ok) {
         self->last_error = (int)rc;
         Py_RETURN_NONE;
@@ -102,7 +133,7 @@ static PyObject *SrtpSession_run(SrtpSession *self, PyObject *arg, transform_fn 
 }
 
 static PyObject *SrtpSession_protect(SrtpSession *self, PyObject *arg) {
-    return SrtpSession_run(self, arg, srtp_protect);
+    return SrtpSession_run(self, arg, NULL);
 }
 static PyObject *SrtpSession_protect_rtcp(SrtpSession *self, PyObject *arg) {
     return SrtpSession_run(self, arg, srtp_protect_rtcp);

@@ -1,0 +1,139 @@
+"""Capacity of one server core on both forwarding paths, across loads: the issue-13 sweep and its plot.
+
+    .venv/bin/python -m bench.capacity_paths --calls 50,100,150,200,250 --out bench/results/capacity-paths.json
+    .venv/bin/python -m bench.capacity_paths --plot bench/results/capacity-paths.json --png docs/capacity-paths.png
+
+Each load (N calls x 8 users x 2 unmuted, no sharing, unless --shape says otherwise) is run once per server path
+(``rtc.fast_path`` python, then native; ``--rounds`` repeats the pair), each on a fresh `callsd serve` pinned to
+CPU 0 and the load tool pinned to CPU 1 on its native media engine (bench/capacity.py's method). The paths of one
+load run back to back, so their ratio is measured under the same background load; the machine's load average is
+recorded per row, because on a shared machine absolute figures move with what else runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import bench.capacity as capacity
+from bench.capacity import Shape, ok, row, run_shape
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sweep(calls: list[int], paths: list[str], *, users: int, unmuted: int, sharing: int, steady: float,
+          rounds: int, out: Path, media_engine: str, join_timeout: float = 15.0) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="callsd-paths-"))
+    doc: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
+                           "steady_seconds": steady, "media_engine": media_engine, "join_timeout": join_timeout,
+                           "nice": capacity.NICE,
+                           "rows": []}
+    try:
+        for r in range(rounds):
+            for n in calls:
+                for path in paths:
+                    shape = Shape(f"{n} x {users} x {unmuted}, {sharing} sharing", n, users, unmuted, sharing)
+                    load_before = os.getloadavg()
+                    started = time.strftime("%H:%M:%S", time.gmtime())
+                    res = run_shape(shape, steady=steady, workdir=work, out=work / f"{path}-{n}-{r}.json",
+                                    delay_sample=4, screen_bitrate="1M", fast_path=path, media_engine=media_engine,
+                                    join_timeout=join_timeout)
+                    line = row(shape, res) | {"path": path, "round": r, "started_utc": started,
+                                              "loadavg_before": load_before}
+                    line["passed"] = ok(line)
+                    doc["rows"].append(line)
+                    print(f"{started} {path:6} {n:4} calls: {line['us_per_egress_packet']} µs/egress pkt, "
+                          f"loss {100 * line['loss']:.3f} %, server CPU {line['server_cpu_percent']} %, "
+                          f"tool peak {line['client_cpu_peak_percent']} %, drops {line['socket_drops']}, "
+                          f"failed {line['users_failed']}/{line['users_total']}, load {load_before[0]:.1f}",
+                          flush=True)
+                    out.write_text(json.dumps(doc, indent=1))
+    finally:
+        doc["machine"]["loadavg_end"] = os.getloadavg()
+        out.write_text(json.dumps(doc, indent=1))
+        shutil.rmtree(work, ignore_errors=True)
+    return doc
+
+
+def plot(doc: dict[str, Any], png: Path) -> None:
+    """µs of server CPU per egress packet and loss against the offered load (calls), one line per path; the label
+    of each point is the egress packets/s measured in the steady window (thousands)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    for path, colour in (("python", "tab:blue"), ("native", "tab:orange")):
+        rows = sorted((r for r in doc["rows"] if r["path"] == path and r.get("us_per_egress_packet")),
+                      key=lambda r: r["calls"])
+        if not rows:
+            continue
+        x = [r["calls"] for r in rows]
+        top.plot(x, [r["us_per_egress_packet"] for r in rows], "o-", color=colour, label=f"rtc.fast_path={path}")
+        for r, xi in zip(rows, x, strict=True):
+            top.annotate(f"{r['egress_pps'] / 1000:.0f}k", (xi, r["us_per_egress_packet"]), textcoords="offset points",
+                         xytext=(0, 6), ha="center", fontsize=7, color=colour)
+        bottom.plot(x, [100 * r["loss"] for r in rows], "o-", color=colour, label=path)
+    top.axhline(4.0, color="grey", linestyle="--", linewidth=1)
+    top.text(0.01, 4.0, " target ≤ 4 µs", transform=top.get_yaxis_transform(), va="bottom", fontsize=8)
+    top.set_ylabel("server CPU µs per egress packet")
+    top.set_ylim(bottom=0)
+    top.legend()
+    top.set_title("callsd, one server core (taskset), load tool on the other: calls × 8 users × 2 unmuted\n"
+                  f"(labels: measured egress packets/s; load average {doc['machine']['loadavg_start'][0]:.1f} at start, "
+                  f"{doc['machine'].get('loadavg_end', [0])[0]:.1f} at end: a shared machine)", fontsize=9)
+    bottom.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+    bottom.set_ylabel("loss %")
+    bottom.set_xlabel("calls of 8 users, 2 unmuted (offered: 700 egress packets/s per call)")
+    bottom.set_ylim(bottom=0)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.capacity_paths", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", default="50,100,150,200,250", help="comma-separated call counts")
+    parser.add_argument("--paths", default="python,native", help="server rtc.fast_path values, in run order")
+    parser.add_argument("--shape", default="8,2,0", help="users per call, unmuted per call, sharing calls")
+    parser.add_argument("--steady", type=float, default=12.0, help="seconds of full load after the joins")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the whole sweep")
+    parser.add_argument("--media-engine", default="native", help="the load tool's media engine")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="run the server and the tool at this nice level (e.g. -10 on a saturated shared machine)")
+    parser.add_argument("--join-timeout", type=float, default=15.0,
+                        help="seconds a user may take to connect (raise it on a busy machine)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "capacity-paths.json"))
+    parser.add_argument("--plot", default="", help="only plot this result file")
+    parser.add_argument("--png", default=str(ROOT / "docs" / "capacity-paths.png"))
+    args = parser.parse_args(argv)
+    if args.plot:
+        plot(json.loads(Path(args.plot).read_text()), Path(args.png))
+        print(f"wrote {args.png}")
+        return 0
+    capacity.NICE = args.nice
+    if args.nice:
+        # With the scheduler's autogroups (one per session), nice only orders tasks within this session's group;
+        # the group's own nice is what weighs against the rest of a shared machine.
+        try:
+            Path("/proc/self/autogroup").write_text(str(args.nice))
+        except OSError as exc:
+            print(f"autogroup nice not set ({exc}): the runs compete with other sessions as equals", flush=True)
+    users, unmuted, sharing = (int(x) for x in args.shape.split(","))
+    doc = sweep([int(x) for x in args.calls.split(",")], args.paths.split(","), users=users, unmuted=unmuted,
+                sharing=sharing, steady=args.steady, rounds=args.rounds, out=Path(args.out),
+                media_engine=args.media_engine, join_timeout=args.join_timeout)
+    plot(doc, Path(args.png))
+    print(f"results: {args.out}; plot: {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

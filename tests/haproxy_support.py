@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from serve_support import free_port
+from serve_support import free_port, healthy
 
 DEPLOYED = Path(__file__).resolve().parents[1] / "deploy" / "proxy" / "haproxy.cfg"
 
@@ -56,15 +54,8 @@ class HAProxy:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([self.binary, "-f", str(self.config), "-db"], stdout=log,
                                          stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
+        if healthy(self.url, self.proc, timeout):
+            return
         pytest.fail("haproxy did not start:\n" + self.log.read_text()[-2000:])
 
     def stop(self) -> None:

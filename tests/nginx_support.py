@@ -10,12 +10,10 @@ import os
 import shutil
 import ssl
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from serve_support import free_port
+from serve_support import free_port, healthy
 
 DEPLOYED = Path(__file__).resolve().parents[1] / "deploy" / "proxy" / "nginx.conf"
 
@@ -100,15 +98,8 @@ class Nginx:
         with open(self.prefix / "stdout.log", "ab") as out:
             self.proc = subprocess.Popen([self.binary, "-p", str(self.prefix), "-e", str(self.log), "-c",
                                           str(self.config)], stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
+        if healthy(self.url, self.proc, timeout):
+            return
         text = self.log.read_text() if self.log.exists() else ""
         pytest.fail("nginx did not start:\n" + text[-2000:])
 

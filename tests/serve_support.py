@@ -20,6 +20,18 @@ from pathlib import Path
 import pytest
 
 
+def healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """True once ``url``/healthz answers; False when ``proc`` exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -48,15 +60,8 @@ class ServeProcess:
         with open(self.log_path, "a") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "callsd.app.cli", "serve"], env=self.env,
                                          stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp_path)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
+        if healthy(self.url, self.proc, timeout):
+            return
         pytest.fail(f"callsd serve (start {self.starts}) is not healthy:\n" + self.log_path.read_text()[-3000:])
 
     def kill(self) -> None:

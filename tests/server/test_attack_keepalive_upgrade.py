@@ -5,9 +5,11 @@ their headers (app/http_requests.py, docs/adr/0008-http-guard.md "Amended")."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import trio
-from attack_support import frame_header, metric, read_close_code, text_frame, upgrade_request
+from attack_support import frame_header, http_request, metric, read_close_code, text_frame, upgrade_request
+from nginx_support import Nginx
 
 OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
 
@@ -83,3 +85,52 @@ async def test_a_smuggling_shaped_request_is_answered_400_and_the_connection_clo
                 data += chunk
     assert b"HTTP/1.1 400 " in data and b"HTTP/1.1 101 " not in data, data
     assert await metric(port, 'callsd_http_refused_total{reason="request_framing"}') == 1
+
+
+def _with_upstream_keepalive(site: str) -> str:
+    """deploy/proxy/nginx.conf with a pool of backend connections, as its comment explains."""
+    pooled = site.replace("upstream callsd_nodes {\n", "upstream callsd_nodes {\n    keepalive 4;\n", 1)
+    pooled = pooled.replace("''      close;", "''      \"\";", 1)
+    assert "keepalive 4;" in pooled and 'close;' not in pooled.split("server {", 1)[0], pooled
+    return pooled
+
+
+def _nginx_side_ports(backend: int) -> set[int]:
+    """The source ports of the connections established to ``backend`` (nginx's pooled or upgraded ones)."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{backend} )"], capture_output=True,
+                         text=True, check=True, timeout=10).stdout
+    return {int(line.split()[-1].rsplit(":", 1)[1]) for line in out.splitlines() if line.strip()}
+
+
+async def test_nginx_with_upstream_keepalive_carries_a_websocket_over_a_reused_connection(start_server,
+                                                                                          tmp_path) -> None:
+    info, _ = await start_server()
+    proxy = Nginx(tmp_path, [info.http_port], edit=_with_upstream_keepalive)
+    try:
+        await trio.to_thread.run_sync(proxy.start)
+        pooled: set[int] = set()
+        for _ in range(20):  # a plain request read to its end leaves its backend connection in nginx's pool
+            status, _ = await http_request(proxy.port, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1")
+            assert status == 200
+            pooled = _nginx_side_ports(info.http_port)
+            if len(pooled) == 1:
+                break
+        assert len(pooled) == 1, pooled
+        stream = await trio.open_tcp_stream("127.0.0.1", proxy.port)
+        async with stream:
+            await stream.send_all(upgrade_request(proxy.port, extra=OFFER))
+            head, _, left = await _response(stream)
+            assert head.startswith(b"HTTP/1.1 101 ") and b"sec-websocket-extensions" not in head.lower(), head
+            assert _nginx_side_ports(info.http_port) == pooled  # the upgrade went over the reused connection
+            await stream.send_all(text_frame(json.dumps({"type": "join", "data": {"channel_id": "room"}})))
+            data = await _read_until(stream, left, b"join_ack")
+            assert b"join_ack" in data
+            await stream.send_all(frame_header(64 << 20) + b"x" * 4096)
+            data = await _read_until(stream, data, b"\x88")
+            with trio.fail_after(10):
+                while chunk := await stream.receive_some(65536):
+                    data += chunk
+            assert read_close_code(data[data.index(b"\x88"):]) == 1009
+        assert await metric(info.http_port, 'callsd_http_refused_total{reason="unexpected_upgrade"}') == 0
+    finally:
+        await trio.to_thread.run_sync(proxy.stop)

@@ -151,7 +151,7 @@ class RequestTracker:
             self._collected = bytearray()
             return 0, None, Refusal(reason=RefusalReason.HTTP2, detail="HTTP/2 is not served (HTTP/1.1 only)",
                                     http_status=505)
-        if b"\n" in unit.replace(CRLF, b""):
+        if b"\n" in unit[: limit + 1].replace(CRLF, b""):  # within the bytes every split of the stream has seen
             self._collected = bytearray()
             return 0, None, "a line ends with a bare LF (only CRLF delimits a request here)"
         if len(unit) > limit:

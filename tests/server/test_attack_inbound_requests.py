@@ -150,3 +150,22 @@ def test_any_split_of_a_stream_gives_the_same_forwarded_bytes_and_refusal(reques
     assert _feed(stream, list(range(len(stream))), answer_at=answer_at) == whole  # byte by byte
     if whole[1] is None and all(r in (GET,) or b"Content-Length: " in r for r in requests) and upgrade:
         assert whole[0] == b"".join(requests) + STRIPPED + b"".join(frames)  # bodies untouched, the head stripped
+
+
+@given(st.integers(0, 3000), st.lists(st.integers(0, 5000), max_size=8))
+def test_an_oversized_head_with_a_bare_lf_somewhere_is_refused_alike_however_split(lf_at, cuts):
+    head = bytearray(b"GET / HTTP/1.1\r\nX: " + b"h" * 2500 + b"\r\n\r\n")
+    head[min(lf_at, len(head) - 5)] = ord("\n")
+    guard = InboundGuard(max_message_bytes=LIMIT, max_head_bytes=1024)
+    whole = guard.feed(bytes(head)).refusal
+    assert whole is not None and _feed_with(bytes(head), cuts) == whole
+
+
+def _feed_with(data: bytes, cuts: list[int]) -> Refusal | None:
+    guard = InboundGuard(max_message_bytes=LIMIT, max_head_bytes=1024)
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    for start, end in zip(points, points[1:], strict=False):
+        refusal = guard.feed(data[start:end]).refusal
+        if refusal is not None:
+            return refusal
+    return None

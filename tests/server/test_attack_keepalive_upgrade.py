@@ -134,3 +134,21 @@ async def test_nginx_with_upstream_keepalive_carries_a_websocket_over_a_reused_c
         assert await metric(info.http_port, 'callsd_http_refused_total{reason="unexpected_upgrade"}') == 0
     finally:
         await trio.to_thread.run_sync(proxy.stop)
+
+
+async def test_a_websocket_upgraded_on_a_later_request_still_has_a_join_deadline(start_server) -> None:
+    info, _ = await start_server(http={"join_timeout": 0.5})
+    port = info.http_port
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        head, _, left = await _response(stream)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        await trio.sleep(0.7)  # the first request lifted the connection's deadline: the connection is still open
+        await stream.send_all(upgrade_request(port))
+        head, _, data = await _response(stream, left)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        with trio.fail_after(10):  # the WebSocket never joins: closed at its own deadline
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+        assert read_close_code(data) == 1008

@@ -9,6 +9,7 @@ import subprocess
 
 import trio
 from attack_support import frame_header, http_request, metric, read_close_code, text_frame, upgrade_request
+from haproxy_support import HAProxy
 from nginx_support import Nginx
 
 OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
@@ -152,3 +153,27 @@ async def test_a_websocket_upgraded_on_a_later_request_still_has_a_join_deadline
             while chunk := await stream.receive_some(65536):
                 data += chunk
         assert read_close_code(data) == 1008
+
+
+async def test_haproxy_as_deployed_carries_a_websocket_upgraded_after_a_request_on_one_connection(start_server,
+                                                                                                  tmp_path) -> None:
+    # HAProxy keeps a client's backend connection for that client's next request (even with `http-reuse never`),
+    # so a client that reuses its connection for the upgrade puts the upgrade on a backend connection's second
+    # request: the case the guard used to refuse (`unexpected_upgrade`).
+    info, _ = await start_server()
+    proxy = HAProxy(tmp_path, [("n1", info.http_port)])
+    try:
+        await trio.to_thread.run_sync(proxy.start)
+        stream = await trio.open_tcp_stream("127.0.0.1", proxy.port)
+        async with stream:
+            await stream.send_all(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{proxy.port}\r\n\r\n".encode())
+            head, _, left = await _response(stream)
+            assert head.startswith(b"HTTP/1.1 200 "), head
+            await stream.send_all(upgrade_request(proxy.port, extra=OFFER))
+            head, _, left = await _response(stream, left)
+            assert head.startswith(b"HTTP/1.1 101 ") and b"sec-websocket-extensions" not in head.lower(), head
+            await stream.send_all(text_frame(json.dumps({"type": "join", "data": {"channel_id": "room"}})))
+            assert b"join_ack" in await _read_until(stream, left, b"join_ack")
+        assert await metric(info.http_port, 'callsd_http_refused_total{reason="unexpected_upgrade"}') == 0
+    finally:
+        await trio.to_thread.run_sync(proxy.stop)

@@ -151,7 +151,7 @@ class RequestTracker:
             self._collected = bytearray()
             return 0, None, Refusal(reason=RefusalReason.HTTP2, detail="HTTP/2 is not served (HTTP/1.1 only)",
                                     http_status=505)
-        if b"\n" in unit[: limit + 1].replace(CRLF, b""):  # within the bytes every split of the stream has seen
+        if _has_bare_lf(unit, before, min(len(unit), limit + 1)):  # new bytes, within what every split has seen
             self._collected = bytearray()
             return 0, None, "a line ends with a bare LF (only CRLF delimits a request here)"
         if len(unit) > limit:
@@ -163,6 +163,17 @@ class RequestTracker:
             return len(more), None, None
         self._collected = bytearray()
         return end - before, bytes(unit), None
+
+
+def _has_bare_lf(data: bytes | bytearray, start: int, stop: int) -> bool:
+    """An LF without its CR in ``data[start:stop]`` (only the new bytes: a head trickled in byte by byte costs
+    linear time, not quadratic)."""
+    index = data.find(b"\n", start, stop)
+    while index >= 0:
+        if index == 0 or data[index - 1] != CRLF[0]:
+            return True
+        index = data.find(b"\n", index + 1, stop)
+    return False
 
 
 def _refused(pieces: list[bytes], refusal: Refusal | str) -> RequestsStep:

@@ -66,7 +66,7 @@ bench-client-cost: $(STAMP)
 # - fuzz-native: the native fast path's C parser (libFuzzer + ASan/UBSan, scripts/fuzz-native.sh).
 FUZZ_SECONDS ?= 300
 FUZZ_EXAMPLES ?= 500
-FUZZ_TARGETS ?= stun dtls rtp rtcp sdp signaling eventlog checkpoint negotiation candidate token rtcd
+FUZZ_TARGETS ?= stun dtls rtp rtcp sdp signaling eventlog checkpoint negotiation candidate token rtcd http_inbound
 
 fuzz: fuzz-python fuzz-native
 

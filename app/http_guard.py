@@ -21,7 +21,8 @@ calls. ``serve_http`` replaces ``hypercorn.trio.serve`` (same sockets, lifespan 
 - **Connections are bounded** (``GuardSettings``): at most ``http.max_connections`` open in all and
   ``http.max_connections_per_address`` from one client address (0 = no limit; a connection over a limit is closed
   as soon as it is accepted), and a connection must finish its first request head, and a WebSocket must join a
-  call, within ``http.join_timeout`` seconds, or it is closed (1008 "join timeout" on a WebSocket). The app says
+  call, within ``http.join_timeout`` seconds, or it is closed (1008 "join timeout" on a WebSocket). A WebSocket
+  upgraded on a later keep-alive request (a proxy reusing the connection) gets a new ticket and deadline of its own. The app says
   "joined" through the ``ConnectionTicket`` it finds in the ASGI scope's ``state`` under ``TICKET_KEY``.
 """
 
@@ -138,6 +139,7 @@ class GuardedTCPServer(TCPServer):
         self.inbound = inbound
         self.counters = counters
         self.ticket = ticket or ConnectionTicket()
+        self.later_upgrade = trio.Event()  # a WebSocket upgrade on a later keep-alive request got its own ticket
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
@@ -183,7 +185,14 @@ class GuardedTCPServer(TCPServer):
                     data = await self.stream.receive_some(MAX_RECV)
             except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
                 break
+            was_http = self.inbound.phase is Phase.HTTP
             checked = self.inbound.feed(bytes(data))
+            if was_http and self.inbound.phase is Phase.FRAMES:
+                # The first ticket was lifted by a plain request; the WebSocket gets a join deadline of its own,
+                # in the connection state before hypercorn copies it into the upgrade's scope.
+                self.ticket = ConnectionTicket()
+                self.state[TICKET_KEY] = self.ticket
+                self.later_upgrade.set()
             if checked.forward:
                 await self.protocol.handle(RawData(checked.forward))
             if self.inbound.phase is Phase.HTTP:
@@ -287,8 +296,14 @@ class _Listener:
                 await stream.aclose()
 
     async def _join_deadline(self, server: GuardedTCPServer) -> None:
-        with trio.move_on_after(self.settings.join_timeout):
-            await server.ticket.wait()
+        for _ in range(2):  # the connection's first request, then a WebSocket upgrade on a later one, if any
+            ticket = server.ticket
+            with trio.move_on_after(self.settings.join_timeout):
+                await ticket.wait()
+            if not ticket.is_joined:
+                break
+            await server.later_upgrade.wait()
+        else:
             return
         self.counters.refused["join_timeout"] += 1
         await server.send_then_close(_close_frame(1008, "join timeout") if server.inbound.upgraded else b"")

@@ -8,23 +8,30 @@ authentication runs first (issue 8, item 1; docs/adr/0008-http-guard.md). ``Inbo
 and hypercorn (app/http_guard.py feeds it every chunk read) and decides from *headers* what the bytes that follow
 may be, so an oversized message is refused when its frame header arrives, before its payload is read:
 
-    HEAD ──(first request head complete: a WebSocket upgrade)──▶ FRAMES ── a frame too big / malformed ──▶ REFUSED
-      │                                                        (extension offers stripped: no permessage-deflate)
-      └──(any other request)──▶ HTTP (passed through; h11 and Quart limit heads and bodies)
+    HEAD ──(a request head, not an upgrade)──▶ HTTP ──(a later head that is a WebSocket upgrade)──┐
+      │                                         (each request delimited: app/http_requests.py)      │
+      └──(the first head is a WebSocket upgrade)──▶ FRAMES ◀───────────────────────────────────────┘
+                        (extension offer stripped)     └── a frame too big / malformed ──▶ REFUSED
 
-- HEAD: the first request head of the connection is collected (at most ``max_head_bytes``) and inspected. A
-  WebSocket upgrade has its ``Sec-WebSocket-Extensions`` offer removed, so hypercorn never negotiates
-  permessage-deflate: a compressed frame of 1 MiB can inflate to ~1 GB, and a size check on the wire bytes would
-  mean nothing. An HTTP/2 preface is refused (callsd speaks HTTP/1.1 only: WebSockets over HTTP/2 would carry their
-  frames inside h2 DATA frames this guard does not parse).
-- FRAMES: every frame header (RFC 6455 section 5.2) is parsed as soon as its 2-14 bytes are in; the payload is then
-  passed through without being looked at. A data message (its first frame plus continuations) longer than
-  ``max_message_bytes`` is refused with close code 1009 before one byte of its payload is forwarded; reserved bits,
-  unknown opcodes, unmasked client frames, oversized or fragmented control frames get 1002. Until the server has
-  answered the upgrade (``response_started``), at most ``max_message_bytes`` of frames may be pipelined.
-- HTTP: bytes pass through. If the server ever switches protocols on such a connection (a WebSocket upgrade on a
-  later keep-alive request, an h2c upgrade), ``response_started`` refuses it: only an upgrade that this guard
-  saw in the first head, and therefore scans, may happen.
+- HEAD and HTTP: ``RequestTracker`` (app/http_requests.py) delimits every request of the connection (head, then its
+  Content-Length or chunked body) as hypercorn's h11 does, and refuses with 400 what it cannot delimit for sure. So
+  every request head is seen, whether it is the first of the connection or the tenth on a connection a reverse
+  proxy reuses (nginx ``keepalive``, HAProxy ``http-reuse``). A WebSocket upgrade head has its
+  ``Sec-WebSocket-Extensions`` offer removed, so hypercorn never negotiates permessage-deflate: a compressed frame
+  of 1 MiB can inflate to ~1 GB, and a size check on the wire bytes would mean nothing. An HTTP/2 preface is
+  refused (callsd speaks HTTP/1.1 only: WebSockets over HTTP/2 would carry their frames inside h2 DATA frames this
+  guard does not parse). HEAD differs from HTTP only for the join deadline (app/http_guard.py): a plain request
+  head lifts it.
+- FRAMES: every byte after the upgrade head is a frame. Every frame header (RFC 6455 section 5.2) is parsed as soon
+  as its 2-14 bytes are in; the payload is then passed through without being looked at. A data message (its first
+  frame plus continuations) longer than ``max_message_bytes`` is refused with close code 1009 before one byte of
+  its payload is forwarded; reserved bits, unknown opcodes, unmasked client frames, oversized or fragmented control
+  frames get 1002. Until the server has answered the upgrade (``response_started``), at most ``max_message_bytes``
+  of frames may be pipelined (counted at their headers).
+- A protocol switch the guard did not foresee (a 101 while no upgrade head is pending, e.g. h2c, or should the
+  guard and h11 ever disagree on where a request ends) and a 101 that negotiates an extension are refused by
+  ``response_started``: only an upgrade whose head this guard rewrote, and whose frames it therefore scans, may
+  happen.
 - REFUSED: nothing more is forwarded; the caller sends the close frame (``Refusal.close_code``) or the HTTP status
   and closes the socket at once.
 """
@@ -35,11 +42,11 @@ import enum
 import struct
 from dataclasses import dataclass
 
+from .http_refusal import Refusal, RefusalReason
+from .http_requests import RequestTracker
+
 __all__ = ["InboundGuard", "Inbound", "Refusal", "RefusalReason", "Phase"]
 
-HEAD_END = b"\r\n\r\n"
-HTTP2_PREFACE = b"PRI * HTTP/2.0"
-STRIPPED_HEADERS = frozenset({b"sec-websocket-extensions"})
 CONTROL_OPCODES = frozenset({0x8, 0x9, 0xA})
 DATA_OPCODES = frozenset({0x1, 0x2})
 CONTINUATION = 0x0
@@ -47,29 +54,10 @@ MAX_CONTROL_PAYLOAD = 125
 
 
 class Phase(enum.Enum):
-    HEAD = "head"
+    HEAD = "head"  # the first request head is not complete yet
     FRAMES = "frames"
-    HTTP = "http"
+    HTTP = "http"  # plain requests (at least one head complete); later ones are still delimited and inspected
     REFUSED = "refused"
-
-
-class RefusalReason(enum.Enum):
-    """Why a connection was cut; the value is the label of ``callsd_http_refused_total``."""
-
-    MESSAGE_TOO_BIG = "message_too_big"
-    BAD_FRAME = "bad_frame"
-    HEAD_TOO_BIG = "head_too_big"
-    HTTP2 = "http2_refused"
-    EARLY_FRAMES = "early_frames_too_big"
-    UNEXPECTED_UPGRADE = "unexpected_upgrade"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Refusal:
-    reason: RefusalReason
-    detail: str
-    close_code: int | None = None  # the WebSocket close code to send when the upgrade was answered
-    http_status: int | None = None  # the status to answer when no response has started
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,7 +70,7 @@ class InboundGuard:
     """One connection's inbound byte stream, checked incrementally. ``feed`` every chunk read; tell
     ``response_started`` every chunk the server sends."""
 
-    __slots__ = ("max_message_bytes", "max_head_bytes", "phase", "upgraded", "_head", "_header",
+    __slots__ = ("max_message_bytes", "max_head_bytes", "phase", "upgraded", "_requests", "_header",
                  "_payload_left", "_in_message", "_message_bytes", "_early_bytes")
 
     def __init__(self, *, max_message_bytes: int, max_head_bytes: int = 16 * 1024) -> None:
@@ -90,12 +78,12 @@ class InboundGuard:
         self.max_head_bytes = max_head_bytes
         self.phase = Phase.HEAD
         self.upgraded = False  # the server has answered 101 to the WebSocket upgrade
-        self._head = bytearray()
+        self._requests = RequestTracker(max_head_bytes=max_head_bytes)
         self._header = bytearray()  # the frame header being collected
         self._payload_left = 0  # payload bytes of the current frame still to pass through
         self._in_message = False  # a fragmented data message is open
         self._message_bytes = 0
-        self._early_bytes = 0  # frame bytes forwarded before the upgrade was answered
+        self._early_bytes = 0  # frame bytes (headers and payloads) accepted before the upgrade was answered
 
     @property
     def head_done(self) -> bool:
@@ -106,31 +94,21 @@ class InboundGuard:
     def feed(self, data: bytes) -> Inbound:
         if self.phase is Phase.REFUSED:
             return Inbound(forward=b"")
-        if self.phase is Phase.HTTP:
-            return Inbound(forward=data)
-        if self.phase is Phase.HEAD:
-            return self._feed_head(data)
+        if self.phase in (Phase.HEAD, Phase.HTTP):
+            return self._feed_requests(data)
         return self._feed_frames(data, b"")
 
-    def _feed_head(self, data: bytes) -> Inbound:
-        self._head += data
-        end = self._head.find(HEAD_END)
-        if end < 0:
-            if self._head.startswith(HTTP2_PREFACE[: len(self._head)]) and len(self._head) >= len(HTTP2_PREFACE):
-                return self._refuse(RefusalReason.HTTP2, "HTTP/2 is not served (HTTP/1.1 only)", http_status=505)
-            if len(self._head) > self.max_head_bytes:
-                return self._refuse(RefusalReason.HEAD_TOO_BIG, f"request head over {self.max_head_bytes} bytes",
-                                    http_status=431)
-            return Inbound(forward=b"")
-        head, rest = bytes(self._head[: end + len(HEAD_END)]), bytes(self._head[end + len(HEAD_END):])
-        self._head = bytearray()
-        if head.startswith(HTTP2_PREFACE):
-            return self._refuse(RefusalReason.HTTP2, "HTTP/2 is not served (HTTP/1.1 only)", http_status=505)
-        if not _is_websocket_upgrade(head):
+    def _feed_requests(self, data: bytes) -> Inbound:
+        step = self._requests.feed(data)
+        if step.refusal is not None:
+            self.phase = Phase.REFUSED
+            return Inbound(forward=step.forward, refusal=step.refusal)
+        if step.upgrade_head is not None:
+            self.phase = Phase.FRAMES
+            return self._feed_frames(step.after_upgrade, step.forward + step.upgrade_head)
+        if self._requests.heads:
             self.phase = Phase.HTTP
-            return Inbound(forward=head + rest)
-        self.phase = Phase.FRAMES
-        return self._feed_frames(rest, _strip_headers(head, STRIPPED_HEADERS))
+        return Inbound(forward=step.forward)
 
     def _feed_frames(self, data: bytes, prefix: bytes) -> Inbound:
         """Pass ``data`` through up to the first frame header that breaks a rule; ``prefix`` goes first. A frame
@@ -152,19 +130,17 @@ class InboundGuard:
             if len(self._header) < need:
                 break
             refusal = self._check_header(bytes(self._header))
+            if refusal is None and not self.upgraded:
+                self._early_bytes += len(self._header) + self._payload_left
+                if self._early_bytes > self.max_message_bytes:
+                    refusal = Refusal(reason=RefusalReason.EARLY_FRAMES, http_status=400,
+                                      detail="frames sent before the upgrade was answered exceed the message limit")
             if refusal is not None:
                 self.phase = Phase.REFUSED
                 return Inbound(forward=prefix + b"".join(pieces), refusal=refusal)
             pieces.append(bytes(self._header))
             self._header = bytearray()
-        forwarded = b"".join(pieces)
-        if not self.upgraded:
-            self._early_bytes += len(forwarded)
-            if self._early_bytes > self.max_message_bytes:
-                return self._refuse(RefusalReason.EARLY_FRAMES,
-                                    "frames sent before the upgrade was answered exceed the message limit",
-                                    http_status=400, forward=prefix)
-        return Inbound(forward=prefix + forwarded)
+        return Inbound(forward=prefix + b"".join(pieces))
 
     def _check_header(self, header: bytes) -> Refusal | None:
         first, second = header[0], header[1]
@@ -206,11 +182,6 @@ class InboundGuard:
     def _bad(self, detail: str) -> Refusal:
         return Refusal(reason=RefusalReason.BAD_FRAME, detail=detail, close_code=1002)
 
-    def _refuse(self, reason: RefusalReason, detail: str, *, http_status: int, forward: bytes = b"") -> Inbound:
-        self.phase = Phase.REFUSED
-        self._head = bytearray()
-        return Inbound(forward=forward, refusal=Refusal(reason=reason, detail=detail, http_status=http_status))
-
     # ------------------------------------------------------------------------------------------------ outbound
 
     def response_started(self, data: bytes) -> Refusal | None:
@@ -218,11 +189,14 @@ class InboundGuard:
         if not data.startswith(b"HTTP/1.1 101 "):
             return None
         if self.phase is Phase.FRAMES and not self.upgraded:
-            self.upgraded = True
-            return None
+            if b"\r\nsec-websocket-extensions:" not in data.split(b"\r\n\r\n", 1)[0].lower():
+                self.upgraded = True
+                return None
+            detail = "the server negotiated a WebSocket extension this guard had stripped from the request"
+        else:
+            detail = "a protocol switch answering no WebSocket upgrade head this guard saw"
         self.phase = Phase.REFUSED
-        return Refusal(reason=RefusalReason.UNEXPECTED_UPGRADE,
-                       detail="protocol switch on a connection whose first request was not a WebSocket upgrade")
+        return Refusal(reason=RefusalReason.UNEXPECTED_UPGRADE, detail=detail)
 
 
 def _header_length(collected: bytearray, more: memoryview) -> int:
@@ -233,33 +207,3 @@ def _header_length(collected: bytearray, more: memoryview) -> int:
         return 2
     extended = {126: 2, 127: 8}.get(second & 0x7F, 0)
     return 2 + extended + (4 if second & 0x80 else 0)
-
-
-def _header_lines(head: bytes) -> list[bytes]:
-    return head[: -len(HEAD_END)].split(b"\r\n")
-
-
-def _is_websocket_upgrade(head: bytes) -> bool:
-    lines = _header_lines(head)
-    if not lines[0].upper().startswith(b"GET "):
-        return False
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"upgrade" and value.strip().lower() == b"websocket":
-            return True
-    return False
-
-
-def _strip_headers(head: bytes, names: frozenset[bytes]) -> bytes:
-    """The head without the header fields in ``names`` (continuation lines of a removed field go too)."""
-    kept: list[bytes] = []
-    dropping = False
-    for index, line in enumerate(_header_lines(head)):
-        if index and line[:1] in (b" ", b"\t"):
-            if not dropping:
-                kept.append(line)
-            continue
-        dropping = bool(index) and line.partition(b":")[0].strip().lower() in names
-        if not dropping:
-            kept.append(line)
-    return b"\r\n".join(kept) + HEAD_END

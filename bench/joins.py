@@ -49,7 +49,7 @@ _BUCKETS = (
     ("json", ("json/",)),
     ("websocket frames (wsproto, ws_stream)", ("wsproto", "ws_stream", "trio_websocket")),
     ("http server (hypercorn, h11)", ("hypercorn", "/h11/")),
-    ("asgi app (quart, the guard)", ("quart", "http_guard.py", "http_inbound.py", "app/server.py")),
+    ("asgi app (quart, the guard)", ("quart", "http_guard.py", "http_inbound.py", "http_requests.py", "app/server.py")),
     ("hub (handlers, fan-out, outbox)", ("adapters/signaling",)),
     ("metrics", ("prometheus", "metrics.py")),
 )

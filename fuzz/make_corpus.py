@@ -157,6 +157,20 @@ def token_seeds() -> list[bytes]:
         create_token(secret=TOKEN_SECRET, user_id="old", channels=["town-square"], expires_at=1).encode()]
 
 
+def http_inbound_seeds() -> list[bytes]:
+    """Keep-alive streams as clients and proxies send them (a first byte: the cut and whether 101 is answered)."""
+    get = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    upgrade = (b"GET /api/v1/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: x\r\nSec-WebSocket-Extensions: permessage-deflate\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    text = bytes([0x81, 0x85, 0, 0, 0, 0]) + b"hello"
+    big = bytes([0x81, 0xFE, 0x04, 0x00, 0, 0, 0, 0]) + b"x" * 40
+    post = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nabcde"
+    chunked = b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: 1\r\n\r\n"
+    smuggle = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    return [b"\x81" + get + post + chunked + upgrade + text + big, b"\x40" + get + upgrade + text * 3,
+            b"\x11" + chunked + smuggle + upgrade, b"\x07" + b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]
+
+
 def main() -> None:
     import tempfile
 
@@ -165,7 +179,7 @@ def main() -> None:
             "stun": stun_seeds(), "dtls": dtls_seeds(), "rtp": rtp_seeds(), "rtcp": rtcp_seeds(),
             "sdp": sdp_seeds(), "signaling": signaling_seeds(), "eventlog": eventlog_seeds(Path(tmp)),
             "checkpoint": checkpoint_seeds(), "negotiation": negotiation_seeds(), "candidate": candidate_seeds(),
-            "token": token_seeds(),
+            "token": token_seeds(), "http_inbound": http_inbound_seeds(),
         }
     only = set(sys.argv[1:])  # names given: rewrite only those targets' seeds
     for target, seeds in table.items():

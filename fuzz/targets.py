@@ -20,6 +20,7 @@ follows it there too, with the same rule.
 | candidate   | core/wire/sdp.py parse_candidate (trickled ICE candidates)     | SdpError              |
 | token       | app/auth.py verify_token (token mode, before anything else)    | TokenError            |
 | rtcd        | the rtcd API's credentials: Basic and Bearer headers (app/rtcd_api.py), bearer tokens (app/rtcd_auth.py) | none: a bad credential is None |
+| http_inbound | app/http_inbound.py InboundGuard (with app/http_requests.py), the bytes of one HTTP connection, fed whole, split and byte by byte | none: a refusal is a result, and must not depend on the split |
 
 The modules are imported by ``fuzz/run.py`` inside ``atheris.instrument_imports()`` so coverage guides the search.
 """
@@ -37,6 +38,7 @@ from callsd.adapters.media.ice import IceLiteState, StunRejected, parse_binding_
 from callsd.adapters.media.udp import CLASSIFY, KIND_DTLS
 from callsd.adapters.signaling_protocol import SignalingError, field_id, field_str, parse_message
 from callsd.app.auth import TokenError, verify_token
+from callsd.app.http_inbound import Inbound, InboundGuard, Phase
 from callsd.app.rtcd_api import _basic, _bearer
 from callsd.app.rtcd_auth import BearerTokens
 from callsd.core.calls.checkpoint import from_checkpoint
@@ -220,6 +222,43 @@ def rtcd_target(data: bytes) -> None:
     assert _RTCD_TOKENS.check(tampered, now=TOKEN_NOW) is None or tampered.startswith(issued)
 
 
+HTTP_MESSAGE_LIMIT = 1000  # small, so the fuzzer reaches the 1009 and early-frames refusals
+
+
+def _guarded(stream: bytes, cuts: list[int], answer_at: int | None) -> tuple[bytes, object]:
+    guard = InboundGuard(max_message_bytes=HTTP_MESSAGE_LIMIT, max_head_bytes=2048)
+    forwarded = b""
+    points = sorted({0, len(stream), *(c for c in cuts if 0 < c < len(stream)), *([answer_at] if answer_at else [])})
+    for start, end in zip(points, points[1:], strict=False):
+        checked: Inbound = guard.feed(stream[start:end])
+        forwarded += checked.forward
+        if checked.refusal is not None:
+            return forwarded, checked.refusal
+        if answer_at is not None and end >= answer_at and guard.phase is Phase.FRAMES and not guard.upgraded:
+            guard.response_started(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
+    return forwarded, None
+
+
+def http_inbound_target(data: bytes) -> None:
+    """One connection's inbound bytes (after a first byte that picks a cut and whether the server answers the
+    upgrade): whole, cut once, and byte by byte, the guard forwards the same bytes and gives the same refusal."""
+    if not data:
+        return
+    stream = data[1:]
+    answer_at: int | None = None
+    if data[0] & 1:  # the server answers the upgrade once its head is in: find where that is
+        guard = InboundGuard(max_message_bytes=HTTP_MESSAGE_LIMIT, max_head_bytes=2048)
+        for index in range(len(stream)):
+            if guard.feed(stream[index: index + 1]).refusal is not None:
+                break
+            if guard.phase is Phase.FRAMES:
+                answer_at = index + 1
+                break
+    whole = _guarded(stream, [], answer_at)
+    assert _guarded(stream, [data[0] * len(stream) // 256], answer_at) == whole
+    assert _guarded(stream, list(range(len(stream))), answer_at) == whole
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "stun": stun_target,
     "dtls": dtls_target,
@@ -233,4 +272,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "candidate": candidate_target,
     "token": token_target,
     "rtcd": rtcd_target,
+    "http_inbound": http_inbound_target,
 }

@@ -10,6 +10,7 @@ import os
 import shutil
 import ssl
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,8 @@ def self_signed(where: Path) -> tuple[Path, Path]:
 
 
 class Nginx:
-    def __init__(self, tmp_path: Path, backends: list[int]) -> None:
+    def __init__(self, tmp_path: Path, backends: list[int], *, edit: Callable[[str], str] = str) -> None:
+        """``edit`` may change the filled-in site file (a test of a variant an operator may choose)."""
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(binary).exists():
             pytest.fail("nginx is not installed: run scripts/system-deps.sh (Debian's nginx package)")
@@ -83,8 +85,8 @@ class Nginx:
         self.tls_url = f"https://127.0.0.1:{self.tls_port}"
         self.cert, key = self_signed(self.prefix)
         site = self.prefix / "callsd.conf"
-        site.write_text(fill_nginx_config(DEPLOYED.read_text(), http_port=self.port, https_port=self.tls_port,
-                                          backends=backends, cert=self.cert, key=key))
+        site.write_text(edit(fill_nginx_config(DEPLOYED.read_text(), http_port=self.port, https_port=self.tls_port,
+                                               backends=backends, cert=self.cert, key=key)))
         self.config = self.prefix / "nginx.conf"
         self.config.write_text(_MAIN.format(user="user root;\n" if os.geteuid() == 0 else "", prefix=self.prefix,
                                             site=site))

@@ -15,7 +15,7 @@ from nginx_support import Nginx
 def test_the_deployed_haproxy_cfg_is_valid_as_it_is() -> None:
     checked = subprocess.run(["haproxy", "-c", "-f", str(HAPROXY_CFG)], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "http-reuse never" in HAPROXY_CFG.read_text()  # a WebSocket only as the first request of a connection
+    assert "http-reuse never" in HAPROXY_CFG.read_text()  # the variant the cluster tests run (reuse works too)
 
 
 def test_filling_the_haproxy_cfg_replaces_only_bind_and_server_lines(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "fuzz" / "run.py"
-TARGETS = ["stun", "dtls", "rtp", "rtcp", "sdp", "signaling", "eventlog", "checkpoint", "negotiation", "candidate", "token", "rtcd"]
+TARGETS = ["stun", "dtls", "rtp", "rtcp", "sdp", "signaling", "eventlog", "checkpoint", "negotiation", "candidate", "token", "rtcd",
+           "http_inbound"]
 SECONDS = int(os.environ.get("FUZZ_TEST_SECONDS", "4"))
 RUNS = int(os.environ.get("FUZZ_TEST_RUNS", "200000"))
 

@@ -85,12 +85,14 @@ def test_the_extension_offer_is_stripped_so_no_compression_is_negotiated():
     assert b"Sec-WebSocket-Version: 13\r\n\r\n" in checked.forward
 
 
-def test_plain_http_passes_and_a_later_protocol_switch_is_refused():
+def test_plain_http_passes_and_a_protocol_switch_the_guard_did_not_see_is_refused():
     guard = InboundGuard(max_message_bytes=LIMIT)
     request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     assert guard.feed(request[:10]).forward == b""  # the head is held until complete
-    assert guard.feed(request[10:] + b"GET /").forward == request + b"GET /"
-    assert guard.phase is Phase.HTTP and guard.feed(b"anything").forward == b"anything"
+    assert guard.feed(request[10:] + b"GET /").forward == request  # and so is the next one
+    assert guard.phase is Phase.HTTP
+    h2c = b" HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n"
+    assert guard.feed(h2c).forward == b"GET /" + h2c
     assert guard.response_started(b"HTTP/1.1 200 \r\n") is None
     refusal = guard.response_started(b"HTTP/1.1 101 \r\n")
     assert refusal is not None and refusal.reason is RefusalReason.UNEXPECTED_UPGRADE

@@ -30,7 +30,8 @@ import pytest
 from image_support import OUT, BuiltImage, ImageRunner, current_image, pick_runner
 from net_support import free_port
 
-pytestmark = pytest.mark.slow
+# One worker builds and runs the image (make test runs pytest-xdist): two builds at once would share build/image.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("image")]
 
 UID = 10001
 

@@ -76,6 +76,7 @@ class FakePeer:
         self.data: Any = None
         self.address: Any = ("127.0.0.1", 50000)
         self.twcc: Any = None  # the plane's transport-wide sequencer when the answer accepted transport-cc
+        self.twcc_in: Any = None  # the plane's transport-cc feedback sender when the offer accepted transport-cc
 
     def send_rtp(self, plain: bytes) -> bool:
         self.rtp.append(plain if self.twcc is None else self.twcc.stamp(plain))

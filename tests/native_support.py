@@ -369,7 +369,7 @@ class Run:
         reports = []
         while (tcc := f.recorder.feedback(1, 0)) is not None:
             reports.append((tcc.base_seq, tuple(a is not None for a in tcc.arrivals)))
-        return (f.recorder.recorded, f.recorder.ignored, tuple(reports))
+        return (f.recorder.recorded, f.recorder.ignored, f.media_ssrc, tuple(reports))
 
     def close(self) -> None:
         for c in [self.sock, *self.clients]:

@@ -10,8 +10,12 @@ stays near its start bitrate.
 pure ``ArrivalRecorder`` (core/video/arrivals.py). Both receive paths feed it every RTP packet they decrypt, once:
 
 * the Python path (``UdpEndpoint.handle_datagram``) calls ``on_packet(plain, now)``, which reads the number;
-* the native step (``_engine.c``) reads the number in C and calls ``arrived(seq, now)``, ``now`` from its
+* the native step (``_engine.c``) reads the number in C and calls ``arrived(seq, ssrc, now)``, ``now`` from its
   ``CLOCK_MONOTONIC`` (the clock of ``time.monotonic``).
+
+A report names, as its media SSRC, the SSRC of the last numbered packet: Chromium hands transport feedback to its
+estimator only when that SSRC is one of its own streams' (libwebrtc's ``RTCPReceiver``), whatever the draft says
+about a transport-wide report.
 
 ``feedback_loop`` sends each publisher, every ``INTERVAL`` (100 ms, as browsers do toward their own senders),
 the reports of what arrived since the last round.
@@ -40,24 +44,27 @@ INTERVAL = 0.1
 class FeedbackSender:
     """One publisher transport's arrivals (``ext_id``: the id it numbers packets under) and report counters."""
 
-    __slots__ = ("ext_id", "sender_ssrc", "recorder", "_epoch", "sent")
+    __slots__ = ("ext_id", "sender_ssrc", "media_ssrc", "recorder", "_epoch", "sent")
 
     def __init__(self, ext_id: int, sender_ssrc: int, epoch: float) -> None:
         self.ext_id = ext_id
         self.sender_ssrc = sender_ssrc
+        self.media_ssrc = 0  # the SSRC of the last numbered packet: what reports name (module docstring)
         self.recorder = ArrivalRecorder()
         self._epoch = epoch
         self.sent = 0  # feedback packets sent
 
-    def arrived(self, seq: int, now: float) -> None:
-        """Packet ``seq`` arrived at ``now`` (``time.monotonic`` seconds): the native step's call."""
+    def arrived(self, seq: int, ssrc: int, now: float) -> None:
+        """Packet ``seq`` of stream ``ssrc`` arrived at ``now`` (``time.monotonic`` seconds): the native step's
+        call."""
+        self.media_ssrc = ssrc
         self.recorder.record(seq, int((now - self._epoch) * 1_000_000))
 
     def on_packet(self, plain: bytes, now: float) -> None:
         """A decrypted RTP packet from the publisher (the Python path): record its number, if it has one."""
         seq = read_transport_seq(plain, self.ext_id)
         if seq is not None:
-            self.arrived(seq, now)
+            self.arrived(seq, int.from_bytes(plain[8:12], "big"), now)
 
 
 class _Published(Protocol):
@@ -91,14 +98,14 @@ class _FeedbackPeer(Protocol):
 
 
 def send_feedback(peers: Iterable[_FeedbackPeer]) -> int:
-    """One round: each peer with a ``FeedbackSender`` gets the reports of what arrived since the last round (media
-    SSRC 0: a transport-wide report is about no one stream). The number of RTCP packets sent."""
+    """One round: each peer with a ``FeedbackSender`` gets the reports of what arrived since the last round. The
+    number of RTCP packets sent."""
     sent = 0
     for peer in peers:
         sender = peer.twcc_in
         if not isinstance(sender, FeedbackSender):
             continue
-        while (report := sender.recorder.feedback(sender.sender_ssrc, 0)) is not None:
+        while (report := sender.recorder.feedback(sender.sender_ssrc, sender.media_ssrc)) is not None:
             peer.send_rtcp(rtcp.build_rtcp([build_transport_cc(report)]))
             sender.sent += 1
             sent += 1

@@ -31,6 +31,7 @@ def test_a_publisher_that_numbers_its_packets_gets_transport_cc_reports_of_their
     assert isinstance(packet, rtcp.Feedback)
     report = parse_transport_cc(packet)
     assert report is not None and report.base_seq == 500 and report.sender_ssrc == rig.plane.sessions["A"].rtcp_ssrc
+    assert report.media_ssrc == 7  # one of the publisher's streams: Chromium ignores feedback naming another
     first = report.arrivals[0]
     assert first is not None
     assert [None if t is None else t - first for t in report.arrivals] == [0, 5000, None, 10000]

@@ -92,4 +92,4 @@ def test_a_publishers_numbered_packets_are_recorded_on_both_paths() -> None:
     reference = run(sc, "python", twcc=True)
     native = run(sc, "native", twcc=True)
     assert native == reference
-    assert native["arrivals"] == [(1, 2, ((7, (True,)),))]  # the same number thrice: reported once
+    assert native["arrivals"] == [(1, 2, 0x1234, ((7, (True,)),))]  # the same number thrice: reported once

@@ -604,8 +604,8 @@ static int forward(Engine *self, PyObject *track, const uint8_t *d, size_t n) {
 }
 
 /* Transport-cc toward publishers (twcc_recv.py): a peer with a feedback sender (`twcc_in` not None) is told the
- * transport-wide sequence number (extension `twcc_in.ext_id`, two bytes) of each RTP packet it sent and when it
- * arrived (CLOCK_MONOTONIC: time.monotonic's clock): `twcc_in.arrived(seq, now)`. The Python path does the same in
+ * transport-wide sequence number (extension `twcc_in.ext_id`, two bytes) of each RTP packet it sent, its SSRC and
+ * when it arrived (CLOCK_MONOTONIC: time.monotonic's clock): `twcc_in.arrived(seq, ssrc, now)`. The Python path does the same in
  * `UdpEndpoint.handle_datagram`. 0, or -1 with an exception set. */
 static int record_arrival(PyObject *peer, const uint8_t *d, size_t n) {
     PyObject *sink = cs_getattr(peer, s_twcc_in);
@@ -628,12 +628,16 @@ static int record_arrival(PyObject *peer, const uint8_t *d, size_t n) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         PyObject *seq = PyLong_FromLong((long)d[at] << 8 | d[at + 1]);
+        PyObject *ssrc = PyLong_FromUnsignedLong(((unsigned long)d[8] << 24) | ((unsigned long)d[9] << 16) |
+                                                 ((unsigned long)d[10] << 8) | d[11]);
         PyObject *now = PyFloat_FromDouble((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
-        PyObject *r = seq != NULL && now != NULL ? PyObject_CallMethodObjArgs(sink, s_arrived, seq, now, NULL)
-                                                 : NULL;
+        PyObject *r = seq != NULL && ssrc != NULL && now != NULL
+                          ? PyObject_CallMethodObjArgs(sink, s_arrived, seq, ssrc, now, NULL)
+                          : NULL;
         rc = r == NULL ? -1 : 0;
         Py_XDECREF(r);
         Py_XDECREF(seq);
+        Py_XDECREF(ssrc);
         Py_XDECREF(now);
     }
     Py_DECREF(sink);

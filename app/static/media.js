@@ -11,9 +11,10 @@ import { $, clearError, send, showError, state } from "./state.js";
 // smaller picture instead of a frozen one. A screen sends half size at a few frames per second (text stays legible,
 // motion does not matter) and full size: the full layer's bitrate goes to sharpness, the low one is for receivers
 // that could not keep up otherwise.
-// The camera sends these layers (lowest first) when the server allows simulcast: the server sends this page
-// transport-cc feedback about what it publishes, so the browser's send-side estimate covers camera and screen
-// layers together (docs/video.md, "Publishing"). Chromium sends the top layer only from a large enough capture.
+// The camera sends these layers (lowest first) when the server allows simulcast; the server tells camera and
+// screen layers apart by MID (both use q and f) and sends this page transport-cc feedback, so the browser's
+// send-side estimate can carry them all (docs/video.md, "Publishing"). Chromium sends the top layer only from a
+// large enough capture.
 export const CAMERA_LAYERS = [
   { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 100_000 },
   { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 300_000 },

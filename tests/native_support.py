@@ -13,6 +13,7 @@ from callsd.adapters.media.dtls import Certificate, SrtpKeys
 from callsd.adapters.media.forwarder import URI_AUDIO_LEVEL, URI_MID, InTrack, OutRoute
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig
 from callsd.adapters.media.srtp import SrtpContext
+from callsd.adapters.media.twcc_recv import FeedbackSender
 from callsd.adapters.media.twcc_send import TransportSequencer
 from callsd.core.calls.events import TrackKind
 from callsd.core.wire import rtcp
@@ -22,6 +23,7 @@ CERT = Certificate.generate()
 PROFILES = {b"SRTP_AEAD_AES_128_GCM": 28, b"SRTP_AES128_CM_SHA1_80": 30}
 PUB_PT = {"audio": 111, "video": 96}
 MID_EXT = 3
+PUBLISHER_TWCC_EXT = 5  # a publisher's transport-wide-cc id in ``twcc`` runs (ext_block draws 2-byte elements of it)
 
 
 # --- the scenario --------------------------------------------------------------------------------------------------
@@ -78,12 +80,16 @@ def ext_block(draw: Any, level_id: int, mid: str | None) -> bytes:
             body += bytes([level_id << 4, draw(st.sampled_from([0x05, 0x0A, 0x7F, 0x85, 0x20, 0x50]))])
         if mid is not None:
             body += bytes([(MID_EXT << 4) | (len(mid) - 1)]) + mid.encode()
+        if draw(st.booleans()):  # a transport-wide sequence number (what twcc runs record for publishers)
+            body += bytes([(PUBLISHER_TWCC_EXT << 4) | 1]) + draw(st.binary(min_size=2, max_size=2))
         for _ in range(draw(st.integers(0, 2))):
             eid = draw(st.sampled_from([0, 1, 2, 3, 5, 9, 15]))
             data = draw(st.binary(min_size=1, max_size=4))
             body += bytes([(eid << 4) | (len(data) - 1)]) + data
         profile = 0xBEDE
     else:
+        if draw(st.booleans()):
+            body += bytes([PUBLISHER_TWCC_EXT, 2]) + draw(st.binary(min_size=2, max_size=2))
         for _ in range(draw(st.integers(0, 3))):
             eid = draw(st.integers(0, 20))
             data = draw(st.binary(max_size=5))
@@ -194,6 +200,7 @@ class Run:
         self.client_ctx: list[SrtpContext | None] = [None] * n
         self.sessions = []
         self.sequencers: list[TransportSequencer] = []
+        self.feedback: list[FeedbackSender] = []
         for i in range(n):
             sid = f"s{i}"
             self.plane.open_session(sid, "ch")
@@ -210,6 +217,9 @@ class Run:
                 if twcc and i >= sc.publishers and peer is not None:  # a receiver that negotiated transport-cc
                     peer.twcc = TransportSequencer(5, lambda: 1000.0)
                     self.sequencers.append(peer.twcc)
+                elif twcc and peer is not None:  # a publisher that negotiated transport-cc: its arrivals recorded
+                    peer.twcc_in = FeedbackSender(PUBLISHER_TWCC_EXT, s.rtcp_ssrc, 0.0)
+                    self.feedback.append(peer.twcc_in)
         self.tracks: list[InTrack] = []
         for ti, t in enumerate(sc.tracks):
             s = self.sessions[t.publisher]
@@ -350,7 +360,16 @@ class Run:
                         t.vad_score, t.speaking, t.ssrc, t.cache) for t in self.tracks],
             "routes": [(r.seq_offset, r.last_seq, r.resync, r.packets, r.octets) for r in self.routes],
             "sequencers": [(q.next_seq, q.stamped, q.unstampable, q.sent_bytes) for q in self.sequencers],
+            "arrivals": [self.arrivals(f) for f in self.feedback],
         }
+
+    @staticmethod
+    def arrivals(f: FeedbackSender) -> tuple[Any, ...]:
+        """What a publisher's feedback would report: numbers received or not (arrival times are wall clock)."""
+        reports = []
+        while (tcc := f.recorder.feedback(1, 0)) is not None:
+            reports.append((tcc.base_seq, tuple(a is not None for a in tcc.arrivals)))
+        return (f.recorder.recorded, f.recorder.ignored, f.media_ssrc, tuple(reports))
 
     def close(self) -> None:
         for c in [self.sock, *self.clients]:

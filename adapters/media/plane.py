@@ -70,7 +70,7 @@ from callsd.core.wire.negotiation import (
 )
 from callsd.core.wire.rtp import read_mid
 
-from . import plane_rtcp, plane_slots, retransmit, twcc_send
+from . import plane_rtcp, plane_slots, retransmit, twcc_recv, twcc_send
 from .advertiser import rtc_bind
 from .estimates import ReceiverEstimates
 from .events import (
@@ -160,6 +160,7 @@ class MediaPlane:
             await self.network.start(nursery, self.endpoint)
             nursery.start_soon(self._periodic)
             nursery.start_soon(self.probes.run)
+            nursery.start_soon(twcc_recv.feedback_loop, lambda: self.endpoint.peers)
             task_status.started(self.address)
 
     async def refresh_counters(self, timeout: float = 1.0) -> None:
@@ -308,6 +309,7 @@ class MediaPlane:
         current = {p.mid: p for p in s.neg.published}
         for p in current.values():
             s.mid_ext_id = p.extension_id(MID_URI) or s.mid_ext_id
+        twcc_recv.attach(s.peer, current.values(), s.rtcp_ssrc)
         for mid, t in list(s.published.items()):
             section = current.get(mid)
             if section is None:
@@ -498,6 +500,7 @@ class MediaPlane:
         s.peer = peer
         peer.data = s
         twcc_send.attach(peer, s.twcc_ext_id)
+        twcc_recv.attach(peer, s.neg.published, s.rtcp_ssrc)
         self._emit(SessionConnected(session_id=s.session_id))
         self.ice_watch.connected(s.session_id, self.network.client_address(peer.address), _now())
         for r in s.routes_in.values():

@@ -35,7 +35,7 @@ from callsd.core.wire.rtp import read_mid, rewrite_rtp
 from callsd.core.wire.rtx import header_length, unwrap_rtx, wrap_rtx
 from callsd.core.wire.simulcast_sdp import MAX_LAYERS, REPAIRED_RID_URI, RID_URI
 
-from .forwarder import Forwarder, InTrack, OutRoute
+from .forwarder import URI_MID, Forwarder, InTrack, OutRoute
 from .retransmit import MAX_NACKS, REORDER, WINDOW
 
 __all__ = ["SimulcastTrack", "SimulcastForwarder", "RATE_WINDOW_S", "ROUTE_CACHE"]
@@ -267,7 +267,8 @@ class SimulcastForwarder:
                 return st, st.rtx_ssrcs[ssrc]
         for t in published.values():
             st = self.tracks.get(t.track_id)
-            if st is None or st.rtx_pt is None or not st.repaired_ext or plain[1] & 0x7F != st.rtx_pt:
+            if (st is None or st.rtx_pt is None or not st.repaired_ext or plain[1] & 0x7F != st.rtx_pt
+                    or _names_other_section(t, plain)):
                 continue
             rid = read_mid(plain, st.repaired_ext)
             if rid in st.rids:
@@ -282,7 +283,7 @@ class SimulcastForwarder:
                 return st, st.ssrcs[ssrc]
         for t in published.values():
             st = self.tracks.get(t.track_id)
-            if st is None or plain[1] & 0x7F not in t.codecs:
+            if st is None or plain[1] & 0x7F not in t.codecs or _names_other_section(t, plain):
                 continue
             rid = read_mid(plain, st.rid_ext)  # an SDES string extension, read like the MID
             if rid in st.rids:
@@ -442,3 +443,11 @@ class SimulcastForwarder:
         if rs is None or rs.last_ts is None:
             return None
         return (rs.last_ts + int((now - rs.last_at) * route.track.clock_rate)) & 0xFFFFFFFF
+
+
+def _names_other_section(t: InTrack, plain: bytes) -> bool:
+    """Whether the packet's MID extension names another section than ``t``'s: a camera and a screen sent as
+    simulcast use the same RIDs (q, f), so a RID alone does not say which track a new SSRC belongs to."""
+    mid_id = t.ext.get(URI_MID, 0)
+    mid = read_mid(plain, mid_id) if mid_id else None
+    return mid is not None and mid != t.mid

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -115,11 +116,22 @@ class PacketStamper(Protocol):
     def stamp(self, plain: bytes) -> bytes: ...
 
 
+class ArrivalSink(Protocol):
+    """Notes the arrival of each RTP packet a publisher sends (its transport-wide sequence number, twcc_recv.py)."""
+
+    @property
+    def ext_id(self) -> int: ...
+
+    def on_packet(self, plain: bytes, now: float) -> None: ...
+
+    def arrived(self, seq: int, ssrc: int, now: float) -> None: ...
+
+
 class Peer:
     """One client session on the endpoint: ICE-lite state, DTLS session, SRTP context, send address."""
 
     __slots__ = ("session_id", "ice", "dtls", "srtp", "address", "connected", "closed", "data", "added_at",
-                 "_server_role", "_sendto", "_counters", "_tx", "twcc")
+                 "_server_role", "_sendto", "_counters", "_tx", "twcc", "twcc_in")
 
     def __init__(self, session_id: str, ice: IceLiteState, dtls: DtlsSession, server_role: bool,
                  sendto: Any, counters: TransportCounters) -> None:
@@ -137,6 +149,7 @@ class Peer:
         self._counters = counters
         self._tx: Direction | None = None  # set when SRTP is ready; send_rtp inlines the protect step with it
         self.twcc: PacketStamper | None = None  # set when the receiver negotiated transport-wide cc
+        self.twcc_in: ArrivalSink | None = None  # set when the publisher negotiated transport-wide cc
 
     @property
     def srtp_profile(self) -> str | None:
@@ -392,6 +405,8 @@ class UdpEndpoint:
                         return
                     c.rtp_in += 1
                     c.rtp_bytes_in += len(data)
+                    if peer.twcc_in is not None:
+                        peer.twcc_in.on_packet(plain, time.monotonic())
                     self.handler.on_rtp(peer, plain)
             elif kind == KIND_STUN:
                 self._on_stun(data, addr)

@@ -11,16 +11,17 @@ import { $, clearError, send, showError, state } from "./state.js";
 // smaller picture instead of a frozen one. A screen sends half size at a few frames per second (text stays legible,
 // motion does not matter) and full size: the full layer's bitrate goes to sharpness, the low one is for receivers
 // that could not keep up otherwise.
-// The camera sends one encoding for now: the server gives publishers no bandwidth feedback yet (no REMB or
-// transport-cc towards them), so Chromium stays near its start bitrate, and a simulcast camera (two or three
-// layers) turned on before a screen share left the share no bitrate at all (its viewers got no frame in 30 s).
-// CAMERA_LAYERS is what the camera will send once that feedback exists.
+// The camera sends these layers (lowest first) when the server allows simulcast; the server tells camera and
+// screen layers apart by MID (both use q and f) and sends this page transport-cc feedback, so the browser's
+// send-side estimate can carry them all (docs/video.md, "Publishing"). Chromium sends the top layer only from a
+// large enough capture.
 export const CAMERA_LAYERS = [
   { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 100_000 },
   { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 300_000 },
   { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 900_000 },
 ];
 export const SIMULCAST_LAYERS = {
+  cam: CAMERA_LAYERS,
   screen: [
     { rid: "q", scaleResolutionDownBy: 2, maxBitrate: 300_000, maxFramerate: 5 },
     { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 2_500_000 },

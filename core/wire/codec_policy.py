@@ -4,9 +4,10 @@ Opus 48 kHz/2 with ``useinbandfec=1`` for audio; VP8, else H264 with packetizati
 42001f, then any) for video. A single media codec per section keeps forwarding a plain payload-type rewrite. Video
 also accepts the RTX codec (RFC 4588) whose ``apt`` names that codec, when offered: the publisher then answers the
 server's NACKs on its RTX stream, and the server offers RTX to receivers for an ``OutgoingTrack`` with an
-``rtx_ssrc`` (docs/adr/0019). transport-cc and goog-remb are not accepted from a publisher (the server sends
-neither kind of feedback, and accepting them would make a browser wait for feedback that never comes): rtcp-fb is
-limited to nack, nack pli and ccm fir as offered. The server's own offers (sections it sends on) add goog-remb on
+``rtx_ssrc`` (docs/adr/0019). On a publisher's own sections rtcp-fb is limited to nack, nack pli, ccm fir and
+transport-cc as offered: the server sends a publisher transport-cc feedback about every packet it receives
+(adapters/media/twcc_recv.py), the input of the browser's send-side estimate; goog-remb is not accepted from a
+publisher (the server sends no REMB, and accepting it would make a browser wait for it). The server's own offers (sections it sends on) add goog-remb on
 video: the receiving browser then sends REMB, its receive-side estimate, which feeds the server's per-receiver
 bandwidth estimate (adapters/media/estimates.py); a receiver has nothing to wait for. They also ask for
 transport-cc on audio and video (with the transport-wide-cc extension, extension_ids.OFFERED_EXTENSIONS): the
@@ -29,6 +30,7 @@ _KEPT_FEEDBACK = ("nack", "nack pli", "ccm fir")
 _ESTIMATE_FEEDBACK = ("goog-remb", "transport-cc")  # what a receiver reports for the server's estimate of its link
 _VIDEO_FEEDBACK = (*_KEPT_FEEDBACK, *_ESTIMATE_FEEDBACK)  # what a server offer asks for on video sections
 _AUDIO_FEEDBACK = ("transport-cc",)  # audio packets carry the transport-wide number too: the receiver reports them
+_PUBLISHER_FEEDBACK = ("transport-cc",)  # the server's feedback about what a publisher sends (twcc_recv.py)
 _H264_PROFILES = ("42e01f", "42001f")
 
 
@@ -85,6 +87,8 @@ def choose_codecs(kind: str, offered: Sequence[Codec], want: Codec | None = None
     if server_sends:
         feedback += tuple(f for f in primary.feedback if f in _ESTIMATE_FEEDBACK
                           and (kind == "video" or f in _AUDIO_FEEDBACK))
+    else:
+        feedback += tuple(f for f in primary.feedback if f in _PUBLISHER_FEEDBACK)
     chosen = replace(primary, fmtp=fmtp, feedback=feedback)
     rtx = _rtx_for(offered, primary.payload_type) if kind == "video" else None
     return (chosen,) if rtx is None else (chosen, replace(rtx, feedback=()))

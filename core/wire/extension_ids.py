@@ -32,9 +32,9 @@ KEPT_EXTENSIONS = {
 """The header extensions the server accepts on the sections a client sends on, per media kind (audio level and mid
 for audio; mid, abs-send-time, toffset and video orientation for video)."""
 OFFERED_EXTENSIONS = {kind: (*uris, TWCC_URI) for kind, uris in KEPT_EXTENSIONS.items()}
-"""What the server offers (and keeps in answers) on the sections it sends on: the kept ones plus transport-wide-cc,
-whose sequence number the server stamps on every packet to that receiver (adapters/media/twcc_send.py). Not on the
-client's own sections: the server sends no transport feedback to publishers."""
+"""What the server offers and keeps in answers, on every section: the kept ones plus transport-wide-cc, whose
+sequence number the server stamps on every packet to a receiver (adapters/media/twcc_send.py) and reads on every
+packet a publisher sends, to send it transport-cc feedback (adapters/media/twcc_recv.py)."""
 # the ids Chromium gives these URIs in its offers (tests/media/data/offer_chromium.sdp): a new URI in a server offer
 # takes its usual id when the client has not used that id, so the browser's own next offer agrees with ours
 _USUAL_IDS = {AUDIO_LEVEL_URI: 1, ABS_SEND_TIME_URI: 2, TWCC_URI: 3, MID_URI: 4, VIDEO_ORIENTATION_URI: 13,

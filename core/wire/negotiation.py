@@ -315,11 +315,12 @@ class Negotiator:
                              unpublished=tuple(unpublished), sending=self.sending, refused=tuple(refused))
 
     def _more_extmaps(self, slot: _Slot, m: MediaSection) -> tuple[Extmap, ...]:
-        """Extensions an answer keeps beyond the kept ones: transport-wide cc on a section the server sends on
-        (``OFFERED_EXTENSIONS``). (The RID extensions on every video section while simulcast is allowed are kept
-        with the others, above.)"""
+        """Extensions an answer keeps beyond the kept ones: transport-wide cc on every section
+        (``OFFERED_EXTENSIONS``): the server stamps what it sends a receiver, and reads the number on what a
+        publisher sends it to send back transport-cc feedback (adapters/media/twcc_recv.py). (The RID extensions
+        on every video section while simulcast is allowed are kept with the others, above.)"""
         kept = {e.uri for e in slot.extmaps}
-        wanted = set(OFFERED_EXTENSIONS[m.kind]) if slot.server_owned else set()
+        wanted = set(OFFERED_EXTENSIONS[m.kind])
         return tuple(e for e in m.extmaps if e.uri in wanted and e.uri not in kept)
 
     def _update_published(self, slot: _Slot, m: MediaSection, published: list[PublishedTrack],

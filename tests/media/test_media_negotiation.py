@@ -68,15 +68,18 @@ def test_answer_to_chromium_offer_publishes_its_tracks() -> None:
         assert m.candidates[0].address == "127.0.0.1" and m.ice_ufrag == "srvu"
     a, v = d.media
     assert [c.name for c in a.codecs] == ["opus"] and a.codecs[0].params["useinbandfec"] == "1"
-    # no feedback the server does not produce (transport-cc, goog-remb), no transport-wide-cc extension; the RTX
-    # codec of VP8 only (apt=96), no other RTX
+    # transport-cc feedback and the transport-wide-cc extension (the server sends publishers transport-cc
+    # feedback, twcc_recv.py), no goog-remb (it sends them no REMB); the RTX codec of VP8 only (apt=96)
     assert [c.name for c in v.codecs] == ["VP8", "rtx"] and v.codecs[1].params == {"apt": "96"}
-    assert set(v.codecs[0].feedback) == {"ccm fir", "nack", "nack pli"} and a.codecs[0].feedback == ()
+    assert set(v.codecs[0].feedback) == {"ccm fir", "nack", "nack pli", "transport-cc"}
+    assert a.codecs[0].feedback == ("transport-cc",)
     assert {e.uri for e in v.extmaps} <= {MID_URI, "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
-                                          "urn:ietf:params:rtp-hdrext:toffset", "urn:3gpp:video-orientation"}
-    assert {e.uri for e in a.extmaps} == {AUDIO_LEVEL_URI, MID_URI}
+                                          "urn:ietf:params:rtp-hdrext:toffset", "urn:3gpp:video-orientation",
+                                          TWCC_URI}
+    assert TWCC_URI in {e.uri for e in v.extmaps}
+    assert {e.uri for e in a.extmaps} == {AUDIO_LEVEL_URI, MID_URI, TWCC_URI}
     assert "rtx" not in r.answer.split("m=video")[0] and r.answer.count("rtx/90000") == 1
-    assert "transport-cc" not in r.answer and "goog-remb" not in r.answer
+    assert "goog-remb" not in r.answer
 
 
 def test_h264_is_chosen_when_vp8_is_not_offered() -> None:

@@ -76,6 +76,7 @@ class FakePeer:
         self.data: Any = None
         self.address: Any = ("127.0.0.1", 50000)
         self.twcc: Any = None  # the plane's transport-wide sequencer when the answer accepted transport-cc
+        self.twcc_in: Any = None  # the plane's transport-cc feedback sender when the offer accepted transport-cc
 
     def send_rtp(self, plain: bytes) -> bool:
         self.rtp.append(plain if self.twcc is None else self.twcc.stamp(plain))
@@ -134,8 +135,9 @@ def test_answer_is_ice_lite_with_host_candidate_and_filtered_codecs() -> None:
     assert [(m.mid, m.direction) for m in ans.media] == [("0", "recvonly"), ("1", "recvonly")]
     assert [c.name for c in ans.media[0].codecs] == ["opus"]
     assert [c.name for c in ans.media[1].codecs] == ["VP8", "rtx"]  # RTX for video (ADR 0019)
-    assert ans.media[1].codecs[0].feedback == ("nack", "nack pli")  # no transport-cc: the server sends none
-    assert TWCC not in extmap(ans.media[0]).values() and MID in extmap(ans.media[0]).values()
+    # transport-cc: the server sends publishers feedback (twcc_recv.py)
+    assert ans.media[1].codecs[0].feedback == ("nack", "nack pli", "transport-cc")
+    assert TWCC in extmap(ans.media[0]).values() and MID in extmap(ans.media[0]).values()
     fp = ans.media[0].fingerprints[0]
     assert f"{fp.algorithm} {fp.value}" == rig.plane.endpoint.fingerprint
 

@@ -220,3 +220,25 @@ def test_holes_in_a_layer_are_nacked_to_the_publisher_at_most_three_times() -> N
     nacks = [x for p in a.rtcp for x in rtcp.parse_rtcp(p) if isinstance(x, rtcp.Nack)]
     assert [(n.media_ssrc, list(n.lost)) for n in nacks] == [(SSRCS["h"], [missing])] * 3
     assert r.plane.counters["nack_out"] == 3
+
+
+def test_a_camera_and_a_screen_with_the_same_rids_keep_their_layers_apart() -> None:
+    """The web client sends its camera and its screen as simulcast with the same RIDs (q, f): a new SSRC belongs
+    to the track its MID extension names, not to the first track that has its RID."""
+    r = Rig(enable_simulcast=True)
+    r.plane.open_session("A", "chan")
+    extra = "".join(f"{line}\r\n" for line in (f"a=extmap:10 {RID_URI}", "a=rid:q send", "a=rid:f send",
+                                                "a=simulcast:send q;f"))
+    text = offer(("video", "0", "sendrecv", 0), ("video", "1", "sendrecv", 0), ufrag="uA")
+    r.plane.handle_signal("A", {"type": "offer", "sdp": text.replace("a=rtcp-mux\r\n", "a=rtcp-mux\r\n" + extra)})
+    a = FakePeer("A")
+    r.plane.on_connected(a)  # type: ignore[arg-type]
+
+    def packet(mid: str, rid: str, ssrc: int) -> bytes:
+        ext = b"\xbe\xde\x00\x01" + bytes([4 << 4]) + mid.encode() + bytes([10 << 4]) + rid.encode()
+        return struct.pack("!BBHII", 0x90, 96, 1, 0, ssrc) + ext + bytes(40)
+
+    r.plane.on_rtp(a, packet("1", "q", 0x5151))  # type: ignore[arg-type]  # the screen's low layer first
+    r.plane.on_rtp(a, packet("0", "q", 0x5050))  # type: ignore[arg-type]
+    camera, screen = r.plane.simulcast.tracks["A_0"], r.plane.simulcast.tracks["A_1"]
+    assert camera.ssrcs == {0x5050: 0} and screen.ssrcs == {0x5151: 0}

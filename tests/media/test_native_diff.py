@@ -19,7 +19,7 @@ import pytest
 from callsd.adapters.media.paths import native_available
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig
 from hypothesis import HealthCheck, given, settings
-from native_support import RouteSpec, Scenario, TrackSpec, run, scenarios
+from native_support import PUBLISHER_TWCC_EXT, RouteSpec, Scenario, TrackSpec, run, scenarios
 
 EXAMPLES = 200 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 40
 
@@ -73,8 +73,23 @@ def test_an_unknown_fast_path_is_refused() -> None:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(scenarios())
 def test_with_transport_cc_receivers_the_native_path_still_matches(sc: Scenario) -> None:
-    """Receivers with a transport-wide sequencer: the native step stamps through it and sends itself (ADR 0021)."""
+    """Receivers with a transport-wide sequencer: the native step stamps through it and sends itself (ADR 0021).
+    Publishers with a transport-cc feedback sender: the native step reads the same numbers (issue 15)."""
     reference = run(sc, "python", twcc=True)
     native = run(sc, "native", twcc=True)
     for key in reference:
         assert native[key] == reference[key], key
+
+
+def test_a_publishers_numbered_packets_are_recorded_on_both_paths() -> None:
+    """Guards the transport-cc part of the differential test against comparing nothing: numbered packets."""
+    twcc = bytes.fromhex("bede0001") + bytes([PUBLISHER_TWCC_EXT << 4 | 1]) + b"\x00\x07\x00"
+    sc = Scenario(profile=b"SRTP_AEAD_AES_128_GCM", publishers=1, receivers=1, receivers_connected=(True,),
+                  tracks=(TrackSpec(publisher=0, media="audio", ssrc=0x1234, signalled=True, level_id=1),),
+                  routes=(RouteSpec(track=0, receiver=0, ssrc=0xAA, ts_offset=5, last_seq=9, pt=109,
+                                    remap=((1, 14),), paused=False, negotiated=True),),
+                  events=(("rtp", 0, 1, 111, 0, twcc, 0, b"opus" * 10, False, 0x1234, "ok", 3),))
+    reference = run(sc, "python", twcc=True)
+    native = run(sc, "native", twcc=True)
+    assert native == reference
+    assert native["arrivals"] == [(1, 2, 0x1234, ((7, (True,)),))]  # the same number thrice: reported once

@@ -61,8 +61,8 @@ def test_the_page_publishes_its_screen_as_simulcast_and_each_receiver_gets_one_l
     why = json.dumps({k: v for k, v in r.items() if k != "samples"}, indent=1)[:6000]
     assert r["join_ack_simulcast"] is True
     assert "a=simulcast:send q;f" in r["offer_rids"] and "a=rid:q send" in r["offer_rids"], why
-    # the screen still sends two layers after the answers (the camera one encoding: app/static/media.js says why)
-    assert {tuple(t["rids"]) for t in r["sending"]} == {(None,), ("q", "f")}, why
+    # the screen still sends two layers after the answers, the camera three (app/static/media.js CAMERA_LAYERS)
+    assert {tuple(t["rids"]) for t in r["sending"]} == {("q", "h", "f"), ("q", "f")}, why
     m = r["metrics"]
     layers_in = {layer: m.get(f"callsd_rtc_simulcast_packets_total_directionin_layer{layer}", 0) for layer in "01"}
     assert all(n > 50 for n in layers_in.values()), why  # the server receives both layers

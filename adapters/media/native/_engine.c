@@ -31,6 +31,7 @@
 #include <netinet/in.h>
 #include <srtp2/srtp.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 
 #include "rtp_rules.h"
@@ -52,6 +53,7 @@ static PyObject *s_srtp, *s_rx, *s_tx, *s_data, *s_closed, *s_inbound, *s_packet
     *s_session, *s_routes, *s_live, *s_cache, *s_pt_map, *s_receiver, *s_peer, *s_resync, *s_seq_offset,
     *s_last_seq, *s_remap, *s_identity, *s_table, *s_ts_offset, *s_ssrc, *s_address, *s_send_rtp, *s_clock,
     *s_on_voice, *s_twcc, *s_stamp;
+static PyObject *s_twcc_in, *s_ext_id, *s_arrived; /* transport-cc toward publishers: record_arrival */
 
 /* ---- Engine ------------------------------------------------------------------------------------------------- */
 
@@ -594,6 +596,47 @@ static int forward(Engine *self, PyObject *track, const uint8_t *d, size_t n) {
     return 0;
 }
 
+/* Transport-cc toward publishers (twcc_recv.py): a peer with a feedback sender (`twcc_in` not None) is told the
+ * transport-wide sequence number (extension `twcc_in.ext_id`, two bytes) of each RTP packet it sent, its SSRC and
+ * when it arrived (CLOCK_MONOTONIC: time.monotonic's clock): `twcc_in.arrived(seq, ssrc, now)`. The Python path does the same in
+ * `UdpEndpoint.handle_datagram`. 0, or -1 with an exception set. */
+static int record_arrival(PyObject *peer, const uint8_t *d, size_t n) {
+    PyObject *sink = cs_getattr(peer, s_twcc_in);
+    if (sink == NULL || sink == Py_None) {
+        Py_XDECREF(sink);
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *id = cs_getattr(sink, s_ext_id);
+    long ext_id = id != NULL ? PyLong_AsLong(id) : -1;
+    Py_XDECREF(id);
+    if (ext_id == -1 && PyErr_Occurred()) {
+        Py_DECREF(sink);
+        return -1;
+    }
+    int len = 0;
+    long at = ext_id > 0 && ext_id <= 255 ? cs_find_extension(d, n, (int)ext_id, &len) : -1;
+    int rc = 0;
+    if (at >= 0 && len == 2) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        PyObject *seq = PyLong_FromLong((long)d[at] << 8 | d[at + 1]);
+        PyObject *ssrc = PyLong_FromUnsignedLong(((unsigned long)d[8] << 24) | ((unsigned long)d[9] << 16) |
+                                                 ((unsigned long)d[10] << 8) | d[11]);
+        PyObject *now = PyFloat_FromDouble((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
+        PyObject *r = seq != NULL && ssrc != NULL && now != NULL
+                          ? PyObject_CallMethodObjArgs(sink, s_arrived, seq, ssrc, now, NULL)
+                          : NULL;
+        rc = r == NULL ? -1 : 0;
+        Py_XDECREF(r);
+        Py_XDECREF(seq);
+        Py_XDECREF(ssrc);
+        Py_XDECREF(now);
+    }
+    Py_DECREF(sink);
+    return rc;
+}
+
 /* What the step does with one datagram. */
 typedef struct {
     int kind;      /* STEP_RAW / STEP_RTP to hand back, or -1: handled here */
@@ -713,6 +756,10 @@ static int handle(Engine *self, int i, outcome *out) {
     }
     self->td.rtp_in++;
     self->td.rtp_bytes_in += (long long)n;
+    if (record_arrival(peer, d, (size_t)len) < 0) {
+        Py_DECREF(peer);
+        return -1;
+    }
     PyObject *track = self->forwarder != Py_None ? find_track(peer, d) : Py_NewRef(Py_None);
     if (track == NULL) {
         Py_DECREF(peer);
@@ -846,6 +893,7 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_table, "table") INTERN(s_ts_offset, "ts_offset") INTERN(s_ssrc, "ssrc")
     INTERN(s_address, "address") INTERN(s_send_rtp, "send_rtp") INTERN(s_clock, "_clock") INTERN(s_twcc, "twcc") INTERN(s_stamp, "stamp")
     INTERN(s_on_voice, "_on_voice")
+    INTERN(s_twcc_in, "twcc_in") INTERN(s_ext_id, "ext_id") INTERN(s_arrived, "arrived")
     if (srtp_init() != srtp_err_status_ok) {
         PyErr_SetString(PyExc_ImportError, "srtp_init failed");
         return NULL;

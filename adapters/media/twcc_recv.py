@@ -1,0 +1,119 @@
+"""Transport-wide congestion control toward one publisher: note when each of its packets arrived, report it back.
+
+A publisher whose sections accepted the transport-wide-cc header extension (``TWCC_URI``, every section since
+issue 15) stamps a transport-wide sequence number on every RTP packet it sends and expects RTCP transport feedback
+(PT 205 FMT 15) about them: that is what its send-side estimate (Chromium's GCC, which sets its encoder's target
+and which simulcast layers it sends) runs on. Without it a browser's estimate rests on receiver reports alone and
+stays near its start bitrate.
+
+``attach`` gives the session's ``Peer`` a ``FeedbackSender`` (``peer.twcc_in``) holding the extension id and a
+pure ``ArrivalRecorder`` (core/video/arrivals.py). Both receive paths feed it every RTP packet they decrypt, once:
+
+* the Python path (``UdpEndpoint.handle_datagram``) calls ``on_packet(plain, now)``, which reads the number;
+* the native step (``_engine.c``) reads the number in C and calls ``arrived(seq, ssrc, now)``, ``now`` from its
+  ``CLOCK_MONOTONIC`` (the clock of ``time.monotonic``).
+
+A report names, as its media SSRC, the SSRC of the last numbered packet: Chromium hands transport feedback to its
+estimator only when that SSRC is one of its own streams' (libwebrtc's ``RTCPReceiver``), whatever the draft says
+about a transport-wide report.
+
+``feedback_loop`` sends each publisher, every ``INTERVAL`` (100 ms, as browsers do toward their own senders),
+the reports of what arrived since the last round.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import trio
+from callsd.core.video.arrivals import ArrivalRecorder
+from callsd.core.wire import rtcp
+from callsd.core.wire.extension_ids import TWCC_URI
+from callsd.core.wire.transport_cc import build_transport_cc
+from callsd.core.wire.transport_seq import read_transport_seq
+
+from .transport import ArrivalSink
+
+__all__ = ["FeedbackSender", "attach", "feedback_loop", "send_feedback", "INTERVAL"]
+
+INTERVAL = 0.1
+
+
+class FeedbackSender:
+    """One publisher transport's arrivals (``ext_id``: the id it numbers packets under) and report counters."""
+
+    __slots__ = ("ext_id", "sender_ssrc", "media_ssrc", "recorder", "_epoch", "sent")
+
+    def __init__(self, ext_id: int, sender_ssrc: int, epoch: float) -> None:
+        self.ext_id = ext_id
+        self.sender_ssrc = sender_ssrc
+        self.media_ssrc = 0  # the SSRC of the last numbered packet: what reports name (module docstring)
+        self.recorder = ArrivalRecorder()
+        self._epoch = epoch
+        self.sent = 0  # feedback packets sent
+
+    def arrived(self, seq: int, ssrc: int, now: float) -> None:
+        """Packet ``seq`` of stream ``ssrc`` arrived at ``now`` (``time.monotonic`` seconds): the native step's
+        call."""
+        self.media_ssrc = ssrc
+        self.recorder.record(seq, int((now - self._epoch) * 1_000_000))
+
+    def on_packet(self, plain: bytes, now: float) -> None:
+        """A decrypted RTP packet from the publisher (the Python path): record its number, if it has one."""
+        seq = read_transport_seq(plain, self.ext_id)
+        if seq is not None:
+            self.arrived(seq, int.from_bytes(plain[8:12], "big"), now)
+
+
+class _Published(Protocol):
+    @property
+    def extensions(self) -> tuple[tuple[str, int], ...]: ...
+
+
+class _Receiving(Protocol):
+    twcc_in: ArrivalSink | None
+
+
+def attach(peer: _Receiving | None, published: Iterable[_Published], sender_ssrc: int,
+           clock: Callable[[], float] = time.monotonic) -> None:
+    """Give ``peer`` a ``FeedbackSender`` for the transport-wide-cc id its sending sections accepted (the id is
+    session-wide), or none; an unchanged id keeps the sender and its pending arrivals."""
+    if peer is None:
+        return
+    ids = {i for p in published for uri, i in p.extensions if uri == TWCC_URI}
+    ext_id = ids.pop() if len(ids) == 1 else 0
+    current = peer.twcc_in
+    if not ext_id:
+        peer.twcc_in = None
+    elif not isinstance(current, FeedbackSender) or current.ext_id != ext_id:
+        peer.twcc_in = FeedbackSender(ext_id, sender_ssrc, clock())
+
+
+class _FeedbackPeer(Protocol):
+    twcc_in: ArrivalSink | None
+
+    def send_rtcp(self, plain: bytes) -> bool: ...
+
+
+def send_feedback(peers: Iterable[_FeedbackPeer]) -> int:
+    """One round: each peer with a ``FeedbackSender`` gets the reports of what arrived since the last round. The
+    number of RTCP packets sent."""
+    sent = 0
+    for peer in peers:
+        sender = peer.twcc_in
+        if not isinstance(sender, FeedbackSender):
+            continue
+        while (report := sender.recorder.feedback(sender.sender_ssrc, sender.media_ssrc)) is not None:
+            peer.send_rtcp(rtcp.build_rtcp([build_transport_cc(report)]))
+            sender.sent += 1
+            sent += 1
+    return sent
+
+
+async def feedback_loop(peers: Callable[[], Iterable[_FeedbackPeer]]) -> None:
+    """``send_feedback`` every ``INTERVAL``, until cancelled."""
+    while True:
+        await trio.sleep(INTERVAL)
+        send_feedback(peers())

@@ -116,6 +116,7 @@ def test_the_rootfs_holds_the_wheel_a_non_root_user_and_no_build_tools(
     assert any(n.startswith(f"{site}/callsd-") and n.endswith(".dist-info/RECORD") for n in names)
     assert any(n.startswith(f"{site}/callsd/adapters/media/native/_engine") and n.endswith(".so") for n in names)
     assert "usr/lib/x86_64-linux-gnu/libsrtp2.so.1" in names  # the runtime library, not the -dev package
+    assert "usr/lib/x86_64-linux-gnu/libcrypto.so.3" in names  # the native sender's AES-GCM (libssl3)
     tools = {f"usr/bin/{t}" for t in ("gcc", "cc", "c++", "cpp", "ld", "as", "make", "pip", "pip3")}
     tool_prefixes = ("usr/bin/gcc-", "usr/bin/x86_64-linux-gnu-", "opt/callsd/bin/pip", f"{site}/pip/",
                      f"{site}/setuptools/", f"{site}/wheel/", "usr/include/python3", "usr/include/srtp2", "usr/lib/gcc/")

@@ -32,6 +32,7 @@ NACK answers run in Python on both fast paths (docs/adr/0019).
 
 from __future__ import annotations
 
+import itertools
 import struct
 import time
 from collections.abc import Callable
@@ -223,9 +224,19 @@ _PT_MAPS: dict[tuple[tuple[int, int], ...], dict[int, int]] = {}  # read-only on
 _MAX_SHARED_REMAPS = 1024  # clients choose the ids: past this many distinct tables, routes keep their own
 
 
+_PRIVATE_KEYS = itertools.count(-1, -1)  # past the shared ones: a key of its own per route (negative, never reused)
+
+
 def _remap_key(remap: ExtensionRemap) -> int:
-    """A small int naming a remap table, so routes with equal tables share rewritten blocks."""
-    return _REMAP_KEYS.setdefault(remap.table, len(_REMAP_KEYS))
+    """A small int naming a remap table, so routes with equal tables share rewritten blocks. Clients choose the
+    extension ids, so the shared names are bounded like the tables (``_MAX_SHARED_REMAPS``); past them a route gets
+    a name of its own and shares nothing, rather than the table of names growing for the life of the server."""
+    key = _REMAP_KEYS.get(remap.table)
+    if key is None:
+        if len(_REMAP_KEYS) >= _MAX_SHARED_REMAPS:
+            return next(_PRIVATE_KEYS)
+        key = _REMAP_KEYS[remap.table] = len(_REMAP_KEYS)
+    return key
 
 
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"

@@ -6,11 +6,9 @@ set -euo pipefail
 # `system-deps.sh build` installs only what building the package needs (the native fast path's libsrtp2-dev), so that
 # `make run` on a fresh machine does not pull in the test suite's browser, TURN server and databases.
 need=()
-if [ "${1:-}" = build ]; then
-    [ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
-    [ -e /usr/include/openssl/evp.h ] || need+=(libssl-dev)  # the native sender's AES-GCM (srtp_gcm_tx.h)
-    command -v gcc >/dev/null 2>&1 || need+=(gcc)
-    if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+# Installs the packages gathered in `need` (root only; otherwise says what to install and fails).
+install_needed() {
+    if [ ${#need[@]} -eq 0 ]; then return 0; fi
     if [ "$(id -u)" != 0 ]; then
         echo "system-deps: missing Debian packages: ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2
         exit 1
@@ -18,6 +16,12 @@ if [ "${1:-}" = build ]; then
     echo "system-deps: installing ${need[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+}
+if [ "${1:-}" = build ]; then
+    [ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
+    [ -e /usr/include/openssl/evp.h ] || need+=(libssl-dev)  # the native sender's AES-GCM (srtp_gcm_tx.h)
+    command -v gcc >/dev/null 2>&1 || need+=(gcc)
+    install_needed
     exit 0
 fi
 # `system-deps.sh image`: only what `make image` needs (scripts/build-image.sh): a Debian rootfs and an OCI image.
@@ -27,14 +31,7 @@ image_deps() {
 }
 if [ "${1:-}" = image ]; then
     image_deps
-    if [ ${#need[@]} -eq 0 ]; then exit 0; fi
-    if [ "$(id -u)" != 0 ]; then
-        echo "system-deps: missing Debian packages: ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2
-        exit 1
-    fi
-    echo "system-deps: installing ${need[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    install_needed
     exit 0
 fi
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
@@ -74,13 +71,7 @@ command -v kubectl >/dev/null 2>&1 || {
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
-if [ "$(id -u)" != 0 ]; then
-    echo "system-deps: missing Debian packages: ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2
-    exit 1
-fi
-echo "system-deps: installing ${need[*]}"
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+install_needed
 command -v chromium >/dev/null || { echo "system-deps: chromium still missing after install" >&2; exit 1; }
 command -v nft >/dev/null || { echo "system-deps: nft still missing after install" >&2; exit 1; }
 [ -e /usr/include/srtp2/srtp.h ] || { echo "system-deps: libsrtp2-dev still missing after install" >&2; exit 1; }

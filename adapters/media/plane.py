@@ -86,7 +86,7 @@ from .forwarder import Forwarder, InTrack, OutRoute
 from .ice_outcome import IceOutcomeWatch
 from .paths import make_path
 from .plane_network import PlaneNetwork
-from .plane_session import PlaneConfig, PlaneCounters, SdpRejected, Session
+from .plane_session import PlaneConfig, PlaneCounters, PlaneSettings, SdpRejected, Session
 from .probing import ProbeSender
 from .simulcast_fwd import SimulcastForwarder
 from .transport import Peer, TransportConfig, UdpEndpoint
@@ -123,7 +123,8 @@ def _track_info(mid: str, t: InTrack) -> dict[str, str | None]:
 class MediaPlane:
     """See the module docstring."""
 
-    def __init__(self, config: Any, emit: Callable[[MediaEvent], None]) -> None:
+    def __init__(self, config: PlaneSettings, emit: Callable[[MediaEvent], None], *, report_interval: float = 1.0,
+                 enable_simulcast: bool = True) -> None:
         self.config = config
         self._emit = emit
         self.sessions: dict[str, Session] = {}
@@ -135,22 +136,22 @@ class MediaPlane:
                                             send_nack=plane_rtcp.send_layer_nack)
         self.rtcp_in = plane_rtcp.RtcpAnswers(self.forwarder, self.simulcast, self.estimates)
         self.probes = ProbeSender(self.sessions.values, self.simulcast.wanted_bps, self.estimates.estimate)
-        # calls.enable_simulcast (the server sets it; an app RtcConfig has no such field): new sessions use it
-        self.enable_simulcast = bool(getattr(config, "enable_simulcast", True))
+        self.enable_simulcast = enable_simulcast  # calls.enable_simulcast (the server may set it later): new sessions
+
         self.endpoint = UdpEndpoint(
             TransportConfig(host=rtc_bind(config), port=config.ice_port_udp,
                             rcvbuf=config.udp_rcvbuf,
                             sndbuf=config.udp_sndbuf,
                             max_addresses_per_session=config.ice_max_addresses_per_session),
             self,
-            path=make_path(getattr(config, "fast_path", "auto"), self.forwarder),
+            path=make_path(config.fast_path, self.forwarder),
         )
         self.address: tuple[str, int] | None = None
         self.network = PlaneNetwork(config)
         self.advertiser = self.network.advertiser  # what /healthz reports (advertiser.advertised_by)
         self.ice_watch = IceOutcomeWatch(timeout=float(config.ice_check_timeout),
                                          advertised=self.network.advertised_text, emit=emit)
-        self._report_interval = float(getattr(config, "report_interval", 1.0))
+        self._report_interval = report_interval
 
     # -- serving ------------------------------------------------------------------------------------------------
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

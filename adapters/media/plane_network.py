@@ -17,6 +17,7 @@ import trio
 from .addresses import display_address, parse_host_override, plan_advertised
 from .advertiser import Advertiser, rtc_bind
 from .ice_tcp import IceTcpListener
+from .plane_session import PlaneSettings
 from .system_check import check_system
 from .transport import UdpEndpoint
 
@@ -28,7 +29,7 @@ log = logging.getLogger("callsd.media.plane")
 class PlaneNetwork:
     """See the module docstring. ``config``: the ``[rtc]`` settings (``RtcConfig`` or ``PlaneConfig``)."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: PlaneSettings) -> None:
         self.config = config
         self.bind = rtc_bind(config)
         self.advertiser = Advertiser(config)

@@ -6,16 +6,36 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from callsd.core.wire.negotiation import LocalTransport, NegotiationState, Negotiator
 from callsd.core.wire.receive_slots import ReceiveSlots
 from callsd.core.wire.sdp import Codec
 
+from .advertiser import AdvertiseSettings
 from .forwarder import InTrack, OutRoute
 from .transport import Peer
 
-__all__ = ["SdpRejected", "PlaneConfig", "Session", "PlaneCounters"]
+__all__ = ["SdpRejected", "PlaneSettings", "PlaneConfig", "Session", "PlaneCounters"]
+
+
+class PlaneSettings(AdvertiseSettings, Protocol):
+    """The ``[rtc]`` settings a media plane runs on: the app's ``RtcConfig`` or a ``PlaneConfig``."""
+
+    @property
+    def ice_port_udp(self) -> int: ...
+    @property
+    def ice_port_tcp(self) -> int: ...
+    @property
+    def udp_rcvbuf(self) -> int: ...
+    @property
+    def udp_sndbuf(self) -> int: ...
+    @property
+    def ice_max_addresses_per_session(self) -> int: ...
+    @property
+    def ice_check_timeout(self) -> float: ...
+    @property
+    def fast_path(self) -> str: ...
 
 
 class SdpRejected(Exception):
@@ -34,7 +54,6 @@ class PlaneConfig:
     ice_host_port_override: int = 0
     udp_rcvbuf: int = 4 * 1024 * 1024
     udp_sndbuf: int = 4 * 1024 * 1024
-    report_interval: float = 1.0
     ice_max_addresses_per_session: int = 16
     ice_servers: tuple[Any, ...] = ()  # only their stun: URLs matter here (public-address discovery)
     advertise_refresh_seconds: int = 0
@@ -42,7 +61,6 @@ class PlaneConfig:
     fast_path: str = "auto"  # "auto" | "native" | "python": see paths.py
     ice_port_tcp: int = 0  # ICE-TCP passive port (0 = off); ice_tcp.py
     enable_ipv6: bool = False  # with a wildcard bind: one dual-stack socket on ::, IPv6 candidates too
-    enable_simulcast: bool = True  # accept simulcast video (a=rid), one layer per receiver (simulcast_fwd.py)
 
 
 class Session:

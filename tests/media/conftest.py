@@ -219,7 +219,7 @@ class CallHarness:
 
     def __init__(self) -> None:
         self.machine = CallsMachine()
-        self.plane = MediaPlane(PlaneConfig(ice_port_udp=0, report_interval=0.5), self._emit)
+        self.plane = MediaPlane(PlaneConfig(ice_port_udp=0), self._emit, report_interval=0.5)
         self.clients: dict[str, AiortcClient] = {}
         self.events: list[Any] = []
         self.voice: list[VoiceActivity] = []

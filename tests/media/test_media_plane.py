@@ -88,9 +88,10 @@ class FakePeer:
 
 
 class Rig:
-    def __init__(self, **config: Any) -> None:
+    def __init__(self, enable_simulcast: bool = True, **config: Any) -> None:
         self.events: list[Any] = []
-        self.plane = MediaPlane(PlaneConfig(ice_port_udp=40000, **config), self.events.append)
+        self.plane = MediaPlane(PlaneConfig(ice_port_udp=40000, **config), self.events.append,
+                                enable_simulcast=enable_simulcast)
         self.peers: dict[str, FakePeer] = {}
 
     def signals(self, sid: str, kind: str) -> list[str]:

@@ -61,7 +61,7 @@ class LossyReceiver:
 async def test_rtx_repairs_loss_on_the_uplink_and_the_downlink(loopback_only: None, fast_path: str) -> None:
     """On both fast paths: RTX is handled in Python beside the native step (ADR 0019)."""
     h = CallHarness()
-    h.plane = MediaPlane(PlaneConfig(ice_port_udp=0, report_interval=0.5, fast_path=fast_path), h._emit)
+    h.plane = MediaPlane(PlaneConfig(ice_port_udp=0, fast_path=fast_path), h._emit, report_interval=0.5)
     pub = AiortcClient("pub", video=True)
     sub = AiortcClient("sub", audio_hz=440)
     async with h.running([pub, sub], timeout=120):

@@ -45,6 +45,9 @@ async () => {
 """
 
 SECONDS = 8.0
+# Chromium starts its send-side estimate at 300 kbit/s; with feedback it can rise before the first getStats read,
+# so the rise is measured from that known start, not from the first sample.
+CHROMIUM_START_BPS = 300_000
 
 
 class Publisher(ChromiumClient):
@@ -102,7 +105,6 @@ async def test_chromium_publishers_estimate_rises_on_the_servers_transport_cc_fe
     monkeypatch.setattr(twcc_recv, "send_feedback", lambda peers: 0)
     without, diag_off = await estimates_over(SECONDS)
     print("without feedback:", [round(x / 1000) for x in without], "kbit/s")
-    start = with_feedback[0]
     assert "feedback packets sent: 0" not in diag, diag
-    assert max(with_feedback) >= 2 * start, (with_feedback, diag)
+    assert max(with_feedback) >= 2 * CHROMIUM_START_BPS, (with_feedback, diag)
     assert max(with_feedback) >= 1.5 * max(without), (with_feedback, without, diag_off)

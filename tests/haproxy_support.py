@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from serve_support import free_port, healthy
+from serve_support import free_port, healthy, terminate
 
 DEPLOYED = Path(__file__).resolve().parents[1] / "deploy" / "proxy" / "haproxy.cfg"
 
@@ -59,10 +59,5 @@ class HAProxy:
         pytest.fail("haproxy did not start:\n" + self.log.read_text()[-2000:])
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)

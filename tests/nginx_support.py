@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from serve_support import free_port, healthy
+from serve_support import free_port, healthy, terminate
 
 DEPLOYED = Path(__file__).resolve().parents[1] / "deploy" / "proxy" / "nginx.conf"
 
@@ -106,10 +106,5 @@ class Nginx:
         pytest.fail("nginx did not start:\n" + text[-2000:])
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)

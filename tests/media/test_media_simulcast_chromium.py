@@ -73,7 +73,7 @@ async def test_a_receiver_switches_simulcast_layers_with_its_estimate(loopback_o
     if shutil.which(CHROMIUM) is None:
         pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
     h = CallHarness()
-    h.plane = MediaPlane(PlaneConfig(ice_port_udp=0), h._emit, report_interval=0.5, enable_simulcast=True)
+    h.plane = MediaPlane(PlaneConfig(ice_port_udp=0), h._emit, report_interval=0.5)
     browser = SimulcastChromium()
     peer = SizingClient("s")
     estimate: list[int | None] = [None]

@@ -35,20 +35,7 @@ async () => {
 
 
 class SimulcastChromium(ChromiumClient):
-    async def offer(self) -> str:
-        async def go() -> str:
-            from playwright.async_api import async_playwright
-
-            from .test_media_chromium import ARGS
-
-            self.pw = await async_playwright().start()
-            self.ctx = await self.pw.chromium.launch_persistent_context(
-                self.profile, executable_path=CHROMIUM, headless=True, args=ARGS)
-            self.page = self.ctx.pages[0] if self.ctx.pages else await self.ctx.new_page()
-            await self.page.goto(f"http://127.0.0.1:{self.httpd.server_address[1]}/")
-            return str(await self.page.evaluate(SIMULCAST_PAGE_JS))
-
-        return str(await self.call(go, timeout=60))
+    page_js = SIMULCAST_PAGE_JS
 
 
 class SizingClient(AiortcClient):

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import sys
 import time
 from typing import Any
 
 import trio
+
+from .callsd_server import TOKEN_ENV
 
 __all__ = ["main", "callsd_result"]
 
@@ -56,7 +59,7 @@ async def _callsd(args: argparse.Namespace) -> None:
                       video_bitrate=0, screen_bitrate=0, join_duration=users / args.join_rate,
                       duration=args.duration, t0=time.monotonic() + 0.2, run_id=secrets.token_hex(3),
                       delay_sample=args.delay_sample, join_timeout=args.join_timeout,
-                      media_engine=args.media_engine)
+                      media_engine=args.media_engine, token_secret=os.environ.get(TOKEN_ENV, ""))
     cpu0 = time.process_time()
 
     def report(kind: str, payload: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .netns import Pair
+from .netns import Pair, listening
 
 __all__ = ["JanusError", "JanusProcess", "ensure_installed", "write_config", "MODULES"]
 
@@ -139,23 +139,11 @@ class JanusProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise JanusError(f"janus exited ({self.proc.returncode}): {self.log_tail()}")
-            if self._listening():
+            if listening(self.proc.pid, WS_PORT):
                 return self
             time.sleep(0.1)
         self.__exit__()
         raise JanusError(f"janus did not open its WebSocket port in 20 s: {self.log_tail()}")
-
-    def _listening(self) -> bool:
-        """Whether port 8188 is in LISTEN state in the server's namespace (/proc/<pid>/net/tcp and tcp6:
-        libwebsockets listens on a dual-stack socket)."""
-        assert self.proc is not None
-        rows: list[str] = []
-        for table in ("tcp", "tcp6"):
-            try:
-                rows += Path(f"/proc/{self.proc.pid}/net/{table}").read_text().splitlines()[1:]
-            except OSError:
-                return False
-        return any(r.split()[1].endswith(f":{WS_PORT:04X}") and r.split()[3] == "0A" for r in rows)
 
     def log_tail(self, chars: int = 3000) -> str:
         try:

@@ -6,8 +6,9 @@ tool in the ``tool`` namespace on ``10.X.Y.2``, so both pay the same network pat
 added to the machine's own namespace. ``X.Y`` and the names are random per run: several engineers run benches
 and tests on this machine at once.
 
-The veth end in the server's namespace counts every datagram the server sends (``tx_packets``): a server-agnostic
-egress figure, read through ``/proc/<pid>/net/dev`` of the server's process.
+The veth end in the server's namespace counts what the server sends (``tx_packets``, read through
+``/proc/<pid>/net/dev`` of the server's process); a UDP GSO batch crosses it as one packet, so the bench uses it
+as a cross-check only.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["NetnsError", "Pair", "interface_counters", "udp_counters"]
+__all__ = ["NetnsError", "Pair", "interface_counters", "listening", "udp_counters"]
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 
@@ -98,9 +99,25 @@ def interface_counters(pid: int, interface: str) -> dict[str, int]:
     raise NetnsError(f"no interface {interface!r} in the namespace of pid {pid}")
 
 
-def udp_counters(pid: int) -> dict[str, int]:
-    """The UDP counters of ``pid``'s namespace (``/proc/<pid>/net/snmp``): ``RcvbufErrors`` are receive-buffer
-    drops at that namespace's sockets, ``SndbufErrors`` sends refused for a full buffer."""
-    lines = [ln.split() for ln in Path(f"/proc/{pid}/net/snmp").read_text().splitlines() if ln.startswith("Udp:")]
+def udp_counters(where: int | str) -> dict[str, int]:
+    """The UDP counters of a namespace (``/proc/net/snmp``), given a pid living in it or the namespace's name:
+    ``RcvbufErrors`` are receive-buffer drops at that namespace's sockets, ``SndbufErrors`` sends refused for a
+    full buffer."""
+    if isinstance(where, int):
+        text = Path(f"/proc/{where}/net/snmp").read_text()
+    else:
+        text = _run([IP, "netns", "exec", where, "cat", "/proc/net/snmp"])
+    lines = [ln.split() for ln in text.splitlines() if ln.startswith("Udp:")]
     names, values = lines[0][1:], lines[1][1:]
     return {name: int(value) for name, value in zip(names, values, strict=True)}
+
+def listening(pid: int, port: int) -> bool:
+    """Whether a TCP socket listens on ``port`` in ``pid``'s namespace (``/proc/<pid>/net/tcp`` and ``tcp6``: some
+    servers listen on a dual-stack socket). False once the process is gone."""
+    rows: list[str] = []
+    for table in ("tcp", "tcp6"):
+        try:
+            rows += Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            return False
+    return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)

@@ -239,9 +239,9 @@ class Driver:
         answer = build_answer(offer, session_id=secrets.randbits(48), version=next(self.sdp_version), tracks=[],
                               ufrag=leg.local_ufrag, pwd=leg.local_pwd, fingerprint=self.engine.identity.fingerprint,
                               cname=f"u{user.number}")
+        self._start(leg, offer)  # as a browser does after setRemoteDescription: checks go out (and repeat) now
         await api.message(session, handle, {"request": "start"}, timeout,
                           jsep={"type": "answer", "sdp": _with_candidate(answer, leg.local_address)})
-        self._start(leg, offer)
 
     def _start(self, leg: Leg, remote: Any) -> None:
         """ICE towards the first IPv4 host candidate; the DTLS role is the one the remote side did not take."""
@@ -337,13 +337,24 @@ class Driver:
             "publishers_per_room": self.spec.publishers, "users": len(self.users),
             "failed": sum(1 for u in self.users if u.failed), "errors": errors,
             "legs_expected": self.expected_legs, "legs_connected": sum(u.connected() for u in self.users),
-            "leg_failures": dict(self.engine.stats.failures),
+            "leg_failures": dict(self.engine.stats.failures), "leg_states": _leg_states(self.users),
             "srtp_profiles": sorted({leg.srtp.profile.decode() for leg in legs if leg.srtp is not None}),
             "delivery_expected": expected, "delivery_lost": lost, "loss": lost / expected if expected else 0.0,
             "rfc3550_loss": snap["lost"] / snap["expected"] if snap["expected"] else 0.0,
             "heard": {str(k): v for k, v in heard.items()}, "janus_events": events,
             "counters": snap, "cpu_seconds": round(cpu_seconds, 3), "media_engine": self.engine.media,
         }
+
+
+def _leg_states(users: list[SimUser]) -> dict[str, int]:
+    """How many legs ended in each (role, state): "publish:connected", "subscribe:dtls", ..."""
+    out: dict[str, int] = {}
+    for user in users:
+        for n, leg in enumerate(user.legs):
+            role = "publish" if user.feed and n == 0 else "subscribe"
+            key = f"{role}:{leg.state}" + (f" ({leg.error})" if leg.error else "")
+            out[key] = out.get(key, 0) + 1
+    return out
 
 
 async def run_driver(spec: DriverSpec, report: Report) -> dict[str, Any]:

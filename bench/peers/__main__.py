@@ -67,6 +67,9 @@ class Sample:
     ingress: int
     server_rcvbuf_errors: int
     tool_rcvbuf_errors: int
+    server_udp: dict[str, int]  # the server namespace's UDP counters (/proc/net/snmp)
+    tool_udp: dict[str, int]
+    veth: dict[str, int]
     tool_rx_packets: int  # RTP packets the load tool received: the egress figure of the results
 
 
@@ -81,10 +84,11 @@ def _sample(pair: Pair, server_pid: int, tool_pid: int, progress: dict[str, Any]
         tool_cpu = _cpu_seconds(tool_pid)
     except (OSError, IndexError):  # the load process has just exited (the end-of-run sample)
         tool_cpu = 0.0
+    server_udp, tool_udp = udp_counters(server_pid), udp_counters(pair.tool_ns)
     return Sample(at=time.monotonic(), server_cpu=_cpu_seconds(server_pid), tool_cpu=tool_cpu,
                   egress=veth["tx_packets"], ingress=veth["rx_packets"],
-                  server_rcvbuf_errors=udp_counters(server_pid)["RcvbufErrors"],
-                  tool_rcvbuf_errors=udp_counters(pair.tool_ns)["RcvbufErrors"],
+                  server_rcvbuf_errors=server_udp["RcvbufErrors"], tool_rcvbuf_errors=tool_udp["RcvbufErrors"],
+                  server_udp=server_udp, tool_udp=tool_udp, veth=veth,
                   tool_rx_packets=int(progress.get("rx_packets", 0)))
 
 
@@ -138,6 +142,7 @@ def measure(pair: Pair, kind: str, calls: int, *, steady: float, settle: float, 
         started = time.monotonic()
         ready_at: float | None = None
         first = last = end_sample = None
+        shown = 0  # progress lines printed while waiting for the window (one per 5 s)
         progress: dict[str, Any] = {}
         result: dict[str, Any] = {}
         start_sample = _sample(pair, server.pid, proc.pid, progress)
@@ -161,7 +166,8 @@ def measure(pair: Pair, kind: str, calls: int, *, steady: float, settle: float, 
                 last = _sample(pair, server.pid, proc.pid, msg)
                 _log(f"  {kind} {calls}: window {last.at - first.at:.1f} s, connected {msg['connected']}/"
                      f"{msg['expected_legs']}, failed {msg['failed']}")
-            elif first is None and int(now - started) % 5 == 0:
+            elif first is None and (now - started) // 5 > shown:
+                shown = int(now - started) // 5
                 _log(f"  {kind} {calls}: {now - started:.0f} s, connected {msg['connected']}/"
                      f"{msg['expected_legs']}, failed {msg['failed']}")
         proc.wait(timeout=60)
@@ -184,9 +190,14 @@ def _figures(first: Sample | None, last: Sample | None, start: Sample, end: Samp
         "srtp_profiles": result.get("srtp_profiles"), "tool_cpu_seconds_total": result["cpu_seconds"],
         "valid": first is not None and last is not None,
     }
+    out["driver"] = {k: v for k, v in result.items() if k not in ("heard", "kind")}
     if end is not None:
         out["server_rcvbuf_errors_run"] = end.server_rcvbuf_errors - start.server_rcvbuf_errors
         out["tool_rcvbuf_errors_run"] = end.tool_rcvbuf_errors - start.tool_rcvbuf_errors
+        # every UDP counter of both namespaces and the veth's, over the whole run: where packets went missing
+        out["server_udp_run"] = {k: v - start.server_udp[k] for k, v in end.server_udp.items()}
+        out["tool_udp_run"] = {k: v - start.tool_udp[k] for k, v in end.tool_udp.items()}
+        out["veth_run"] = {k: v - start.veth[k] for k, v in end.veth.items()}
     if first is None or last is None:
         return out
     seconds = last.at - first.at

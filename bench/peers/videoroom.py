@@ -36,7 +36,7 @@ from typing import Any
 
 import trio
 import trio_websocket
-from callsd.app.loadtest.sdp import LocalTrack, build_answer, build_offer, parse_sdp
+from callsd.app.loadtest.sdp import LocalTrack, SessionDescription, build_answer, build_offer, parse_sdp
 from callsd.app.loadtest.worker import local_address_toward
 from callsd.peer import Identity, Leg, MediaEngine, Source
 
@@ -243,7 +243,7 @@ class Driver:
         await api.message(session, handle, {"request": "start"}, timeout,
                           jsep={"type": "answer", "sdp": _with_candidate(answer, leg.local_address)})
 
-    def _start(self, leg: Leg, remote: Any) -> None:
+    def _start(self, leg: Leg, remote: SessionDescription) -> None:
         """ICE towards the first IPv4 host candidate; the DTLS role is the one the remote side did not take."""
         candidates = [c for c in remote.all_candidates() if ":" not in c[0]]
         if not candidates:

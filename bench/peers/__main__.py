@@ -16,8 +16,9 @@ Method (docs/performance.md, "Janus side by side"):
   receive code for both servers); µs per egress packet = CPU ÷ packets. (The veth interface's own count is kept
   as ``veth_tx_pps`` but not used: callsd's native path sends UDP GSO batches, which cross the veth as one packet.)
 - Loss: the load tool's sender-side delivery count over the whole run (every packet a talker sent that a listener
-  did not get, including streams that never started because a leg failed); drops: the kernel's UDP receive-buffer
-  errors in each namespace (``/proc/<pid>/net/snmp``), which tell a slow server from a slow tool.
+  did not get, including streams that never started because a leg failed), and over the steady window alone
+  (``loss_window``: the joins are where callsd is known to stall, issue 13 part 2). Drops: the kernel's UDP
+  receive-buffer errors in each namespace (``/proc/<pid>/net/snmp``), which tell a slow server from a slow tool.
 - Servers alternate within each call count (the order flips every round), so a ratio is measured under the same
   background load; the host's load average is recorded per run: the machine is shared.
 """
@@ -71,6 +72,8 @@ class Sample:
     tool_udp: dict[str, int]
     veth: dict[str, int]
     tool_rx_packets: int  # RTP packets the load tool received: the egress figure of the results
+    delivery_expected: int  # the tool's sender-side delivery count so far (progress line)
+    delivery_lost: int
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -89,7 +92,9 @@ def _sample(pair: Pair, server_pid: int, tool_pid: int, progress: dict[str, Any]
                   egress=veth["tx_packets"], ingress=veth["rx_packets"],
                   server_rcvbuf_errors=server_udp["RcvbufErrors"], tool_rcvbuf_errors=tool_udp["RcvbufErrors"],
                   server_udp=server_udp, tool_udp=tool_udp, veth=veth,
-                  tool_rx_packets=int(progress.get("rx_packets", 0)))
+                  tool_rx_packets=int(progress.get("rx_packets", 0)),
+                  delivery_expected=int(progress.get("delivery_expected", 0)),
+                  delivery_lost=int(progress.get("delivery_lost", 0)))
 
 
 NICE = 0  # the autogroup nice of the server's and the load process's sessions (--nice)
@@ -211,6 +216,8 @@ def _figures(first: Sample | None, last: Sample | None, start: Sample, end: Samp
         "veth_tx_pps": round((last.egress - first.egress) / seconds),
         "veth_rx_pps": round((last.ingress - first.ingress) / seconds),
         "us_per_egress_packet": round(1e6 * cpu / received, 2) if received else None,
+        "loss_window": round((last.delivery_lost - first.delivery_lost)
+                             / max(1, last.delivery_expected - first.delivery_expected), 5),
         "server_rcvbuf_errors_window": last.server_rcvbuf_errors - first.server_rcvbuf_errors,
         "tool_rcvbuf_errors_window": last.tool_rcvbuf_errors - first.tool_rcvbuf_errors,
     })
@@ -238,7 +245,8 @@ def run(calls: list[int], *, rounds: int, steady: float, settle: float, servers:
                                   fast_path=fast_path, pin=pin) | {"round": r}
                     doc["rows"].append(row)
                     _log(f"  -> {row.get('us_per_egress_packet')} µs/egress pkt, {row.get('egress_pps')} egress "
-                         f"pkt/s, server CPU {row.get('server_cpu_percent')} %, loss {100 * row['loss']:.3f} %, "
+                         f"pkt/s, server CPU {row.get('server_cpu_percent')} %, loss {100 * row['loss']:.3f} % "
+                         f"(steady window {100 * row.get('loss_window', 0):.3f} %), "
                          f"legs {row['legs_connected']}/{row['legs_expected']}, drops server/tool "
                          f"{row.get('server_rcvbuf_errors_run')}/{row.get('tool_rcvbuf_errors_run')}, "
                          f"tool CPU {row.get('tool_cpu_percent')} %")
@@ -281,14 +289,16 @@ def _janus_version() -> str:
 
 
 def table(doc: dict[str, Any]) -> list[str]:
-    """Markdown: one line per call count, each server's runs as 'µs/pkt (loss %)', in run order."""
-    lines = ["| calls × 8 × 2 | callsd µs/egress pkt (loss %) | Janus µs/egress pkt (loss %) | callsd ÷ Janus (median) |",
-             "|---|---|---|---|"]
+    """Markdown: one line per call count, each server's runs as 'µs/pkt (loss % over the run / in the steady
+    window)', in run order."""
+    lines = ["| calls × 8 × 2 | callsd µs/egress pkt (loss % run / window) | Janus µs/egress pkt (loss % run / window)"
+             " | callsd ÷ Janus (medians) |", "|---|---|---|---|"]
     for n in sorted({r["calls"] for r in doc["rows"]}):
         cells, medians = [], []
         for kind in ("callsd", "janus"):
             rows = [r for r in doc["rows"] if r["calls"] == n and r["server"] == kind]
-            cells.append(", ".join(f"{r.get('us_per_egress_packet')} ({100 * r['loss']:.2f})" for r in rows) or "–")
+            cells.append(", ".join(f"{r.get('us_per_egress_packet')} ({100 * r['loss']:.2f} / "
+                                   f"{100 * r.get('loss_window', 0):.2f})" for r in rows) or "–")
             costs = sorted(r["us_per_egress_packet"] for r in rows if r.get("us_per_egress_packet"))
             medians.append(costs[len(costs) // 2] if costs else None)
         ratio = f"{medians[0] / medians[1]:.2f}" if medians[0] and medians[1] else "–"

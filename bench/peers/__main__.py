@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from .callsd_server import TOKEN_ENV, CallsdProcess
 from .janus import JanusProcess
-from .netns import Pair, interface_counters, udp_counters
+from .netns import Pair, interface_counters, softnet_drops, udp_counters
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 JOIN_RATE = 50.0
@@ -71,6 +71,7 @@ class Sample:
     server_udp: dict[str, int]  # the server namespace's UDP counters (/proc/net/snmp)
     tool_udp: dict[str, int]
     veth: dict[str, int]
+    softnet_drops: int  # machine-wide input-backlog drops (netns.softnet_drops)
     tool_rx_packets: int  # RTP packets the load tool received: the egress figure of the results
     delivery_expected: int  # the tool's sender-side delivery count so far (progress line)
     delivery_lost: int
@@ -91,7 +92,7 @@ def _sample(pair: Pair, server_pid: int, tool_pid: int, progress: dict[str, Any]
     return Sample(at=time.monotonic(), server_cpu=_cpu_seconds(server_pid), tool_cpu=tool_cpu,
                   egress=veth["tx_packets"], ingress=veth["rx_packets"],
                   server_rcvbuf_errors=server_udp["RcvbufErrors"], tool_rcvbuf_errors=tool_udp["RcvbufErrors"],
-                  server_udp=server_udp, tool_udp=tool_udp, veth=veth,
+                  server_udp=server_udp, tool_udp=tool_udp, veth=veth, softnet_drops=softnet_drops(),
                   tool_rx_packets=int(progress.get("rx_packets", 0)),
                   delivery_expected=int(progress.get("delivery_expected", 0)),
                   delivery_lost=int(progress.get("delivery_lost", 0)))
@@ -203,6 +204,7 @@ def _figures(first: Sample | None, last: Sample | None, start: Sample, end: Samp
         out["server_udp_run"] = {k: v - start.server_udp[k] for k, v in end.server_udp.items()}
         out["tool_udp_run"] = {k: v - start.tool_udp[k] for k, v in end.tool_udp.items()}
         out["veth_run"] = {k: v - start.veth[k] for k, v in end.veth.items()}
+        out["softnet_drops_run"] = end.softnet_drops - start.softnet_drops
     if first is None or last is None:
         return out
     seconds = last.at - first.at
@@ -219,6 +221,7 @@ def _figures(first: Sample | None, last: Sample | None, start: Sample, end: Samp
         "loss_window": round((last.delivery_lost - first.delivery_lost)
                              / max(1, last.delivery_expected - first.delivery_expected), 5),
         "server_rcvbuf_errors_window": last.server_rcvbuf_errors - first.server_rcvbuf_errors,
+        "softnet_drops_window": last.softnet_drops - first.softnet_drops,
         "tool_rcvbuf_errors_window": last.tool_rcvbuf_errors - first.tool_rcvbuf_errors,
     })
     return out
@@ -249,6 +252,7 @@ def run(calls: list[int], *, rounds: int, steady: float, settle: float, servers:
                          f"(steady window {100 * row.get('loss_window', 0):.3f} %), "
                          f"legs {row['legs_connected']}/{row['legs_expected']}, drops server/tool "
                          f"{row.get('server_rcvbuf_errors_run')}/{row.get('tool_rcvbuf_errors_run')}, "
+                         f"backlog drops {row.get('softnet_drops_run')}, "
                          f"tool CPU {row.get('tool_cpu_percent')} %")
                     out.write_text(json.dumps(doc, indent=1))
     finally:

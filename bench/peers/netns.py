@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["NetnsError", "Pair", "interface_counters", "listening", "udp_counters"]
+__all__ = ["NetnsError", "Pair", "interface_counters", "listening", "softnet_drops", "udp_counters"]
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 
@@ -121,3 +121,15 @@ def listening(pid: int, port: int) -> bool:
         except OSError:
             return False
     return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)
+
+
+def softnet_drops() -> int:
+    """Packets the kernel dropped because a CPU's input backlog was full (``/proc/net/softnet_stat``, second
+    column, all CPUs). A veth hands each packet to that backlog; when the softirq that drains it is starved (a
+    saturated machine), packets are lost there, counted neither at a socket nor at the interface. Machine-wide."""
+    total = 0
+    for line in Path("/proc/net/softnet_stat").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 1:
+            total += int(fields[1], 16)
+    return total

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -289,7 +290,7 @@ def _janus_version() -> str:
         text = subprocess.run(["janus", "--version"], capture_output=True, text=True, timeout=10).stdout
     except OSError:
         return "not installed"
-    return text.splitlines()[0] if text else "unknown"
+    return text.splitlines()[0].replace("Janus version: ", "") if text else "unknown"
 
 
 def table(doc: dict[str, Any]) -> list[str]:
@@ -302,9 +303,10 @@ def table(doc: dict[str, Any]) -> list[str]:
         for kind in ("callsd", "janus"):
             rows = [r for r in doc["rows"] if r["calls"] == n and r["server"] == kind]
             cells.append(", ".join(f"{r.get('us_per_egress_packet')} ({100 * r['loss']:.2f} / "
-                                   f"{100 * r.get('loss_window', 0):.2f})" for r in rows) or "–")
-            costs = sorted(r["us_per_egress_packet"] for r in rows if r.get("us_per_egress_packet"))
-            medians.append(costs[len(costs) // 2] if costs else None)
+                                   + (f"{100 * r['loss_window']:.2f})" if "loss_window" in r else "n/a)")
+                                   for r in rows) or "–")
+            costs = [r["us_per_egress_packet"] for r in rows if r.get("us_per_egress_packet")]
+            medians.append(statistics.median(costs) if costs else None)
         ratio = f"{medians[0] / medians[1]:.2f}" if medians[0] and medians[1] else "–"
         lines.append(f"| {n} | {cells[0]} | {cells[1]} | {ratio} |")
     return lines
@@ -325,15 +327,16 @@ def plot(doc: dict[str, Any], png: Path) -> None:
         top.scatter([r["calls"] for r in rows], [r["us_per_egress_packet"] for r in rows], color=colour, alpha=0.6)
         bottom.scatter([r["calls"] for r in rows], [100 * r["loss"] for r in rows], color=colour, alpha=0.6)
         xs = sorted({r["calls"] for r in rows})
-        med = [sorted(r["us_per_egress_packet"] for r in rows if r["calls"] == x)[
-            len([r for r in rows if r["calls"] == x]) // 2] for x in xs]
+        med = [statistics.median(r["us_per_egress_packet"] for r in rows if r["calls"] == x) for x in xs]
         top.plot(xs, med, "-", color=colour, label=f"{kind} (median of runs)")
         bottom.plot(xs, [max(100 * r["loss"] for r in rows if r["calls"] == x) for x in xs], "-", color=colour,
-                    label=f"{kind} (worst run)")
+                    label=f"{kind}, whole run (worst run)")
+        bottom.plot(xs, [max(100 * r.get("loss_window", r["loss"]) for r in rows if r["calls"] == x) for x in xs],
+                    "--", color=colour, label=f"{kind}, steady window (worst run)")
     top.set_ylabel("server CPU µs per egress packet")
     top.set_ylim(bottom=0)
     top.legend()
-    top.set_title(f"callsd vs Janus ({doc.get('janus_version', '')}), one pinned core, calls x 8 users x 2 talking\n"
+    top.set_title(f"callsd vs Janus {doc.get('janus_version', '')}, one pinned core, calls x 8 users x 2 talking\n"
                   f"{doc.get('date_utc', '')} UTC, load average {doc['machine']['loadavg_start'][0]:.1f} at start")
     bottom.set_ylabel("loss %")
     bottom.set_xlabel("calls (700 egress packets/s each)")

@@ -17,7 +17,9 @@ Method (docs/performance.md, "Janus side by side"):
   as ``veth_tx_pps`` but not used: callsd's native path sends UDP GSO batches, which cross the veth as one packet.)
 - Loss: the load tool's sender-side delivery count over the whole run (every packet a talker sent that a listener
   did not get, including streams that never started because a leg failed), and over the steady window alone
-  (``loss_window``: the joins are where callsd is known to stall, issue 13 part 2). Drops: the kernel's UDP
+  (``loss_window``, RFC 3550: gaps in the received sequence numbers, which, unlike the sender-side count read at
+  an instant, does not count packets still in flight; the joins are where callsd is known to stall, issue 13
+  part 2). Drops: the kernel's UDP
   receive-buffer errors in each namespace (``/proc/<pid>/net/snmp``), which tell a slow server from a slow tool.
 - Servers alternate within each call count (the order flips every round), so a ratio is measured under the same
   background load; the host's load average is recorded per run: the machine is shared.
@@ -74,8 +76,8 @@ class Sample:
     veth: dict[str, int]
     softnet_drops: int  # machine-wide input-backlog drops (netns.softnet_drops)
     tool_rx_packets: int  # RTP packets the load tool received: the egress figure of the results
-    delivery_expected: int  # the tool's sender-side delivery count so far (progress line)
-    delivery_lost: int
+    rfc3550_expected: int  # the tool's RFC 3550 count so far (progress line): gaps between received sequence
+    rfc3550_lost: int  # numbers, blind to packets still in flight (the sender-side count is not, at an instant)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -95,8 +97,8 @@ def _sample(pair: Pair, server_pid: int, tool_pid: int, progress: dict[str, Any]
                   server_rcvbuf_errors=server_udp["RcvbufErrors"], tool_rcvbuf_errors=tool_udp["RcvbufErrors"],
                   server_udp=server_udp, tool_udp=tool_udp, veth=veth, softnet_drops=softnet_drops(),
                   tool_rx_packets=int(progress.get("rx_packets", 0)),
-                  delivery_expected=int(progress.get("delivery_expected", 0)),
-                  delivery_lost=int(progress.get("delivery_lost", 0)))
+                  rfc3550_expected=int(progress.get("expected", 0)),
+                  rfc3550_lost=int(progress.get("lost", 0)))
 
 
 NICE = 0  # the autogroup nice of the server's and the load process's sessions (--nice)
@@ -219,8 +221,8 @@ def _figures(first: Sample | None, last: Sample | None, start: Sample, end: Samp
         "veth_tx_pps": round((last.egress - first.egress) / seconds),
         "veth_rx_pps": round((last.ingress - first.ingress) / seconds),
         "us_per_egress_packet": round(1e6 * cpu / received, 2) if received else None,
-        "loss_window": round((last.delivery_lost - first.delivery_lost)
-                             / max(1, last.delivery_expected - first.delivery_expected), 5),
+        "loss_window": round((last.rfc3550_lost - first.rfc3550_lost)
+                             / max(1, last.rfc3550_expected - first.rfc3550_expected), 5),
         "server_rcvbuf_errors_window": last.server_rcvbuf_errors - first.server_rcvbuf_errors,
         "softnet_drops_window": last.softnet_drops - first.softnet_drops,
         "tool_rcvbuf_errors_window": last.tool_rcvbuf_errors - first.tool_rcvbuf_errors,

@@ -1,7 +1,7 @@
 """Janus and callsd side by side on one core: the same load tool, the same shapes, runs alternated.
 
     .venv/bin/python -m bench.peers --calls 20,40,60,78 --json         # ~10 minutes; writes the JSON and the plot
-    .venv/bin/python -m bench.peers --plot bench/results/peers-<date>.json --png docs/peers-janus.png
+    .venv/bin/python -m bench.peers --plot bench/results/peers-<a>.json,peers-<b>.json --png docs/peers-janus.png
 
 Method (docs/performance.md, "Janus side by side"):
 - One pair of network namespaces for the whole run (netns.py): each server, fresh per measurement, runs in the
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="autogroup nice of the server's and the tool's sessions (e.g. -10 on a busy machine)")
     parser.add_argument("--out", default="", help="results JSON (default bench/results/peers-<date>.json)")
     parser.add_argument("--png", default=str(ROOT / "docs" / "peers-janus.png"), help="the plot")
-    parser.add_argument("--plot", default="", help="only re-plot this results JSON")
+    parser.add_argument("--plot", default="", help="only re-plot these results JSON files (comma-separated)")
     parser.add_argument("--json", action="store_true", help="print the results document on stdout at the end")
     parser.add_argument("--smoke", type=float, default=0.0, metavar="SECONDS",
                         help="only check Janus: 1 room x 3 users for SECONDS, print the driver's result as JSON")
@@ -373,8 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         print(json.dumps(smoke(args.smoke), indent=1))
         return 0
-    if args.plot:
-        doc = json.loads(Path(args.plot).read_text())
+    if args.plot:  # several files: their rows in one plot and table (the first file's header)
+        docs = [json.loads(Path(name).read_text()) for name in args.plot.split(",")]
+        doc = docs[0] | {"rows": [row for one in docs for row in one["rows"]]}
     else:
         servers = tuple(s for s in args.servers.split(",") if s)
         if not servers or any(s not in SERVERS for s in servers):

@@ -15,6 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# A real server and peers in namespaces: the real-peer group (one worker, one retry; tests/conftest.py).
+pytestmark = pytest.mark.net
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -46,8 +46,16 @@ Report = Callable[[str, dict[str, Any]], None]
 ROOM_BASE = 1000
 
 
+NO_SUCH_FEED = 428  # VideoRoom: the feed is not (yet) subscribable
+
+
 class JanusError(Exception):
-    """Janus refused a request (its error code and reason), or the API broke its own contract."""
+    """Janus refused a request (``code``: Janus's or the VideoRoom's error code, 0 when Janus broke the API's
+    contract or a leg failed)."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,10 +112,10 @@ class JanusApi:
             del self.pending[transaction]
         if reply.get("janus") == "error":
             error = reply.get("error", {})
-            raise JanusError(f"janus error {error.get('code')}: {error.get('reason')}")
+            raise JanusError(f"janus error {error.get('code')}: {error.get('reason')}", int(error.get("code", 0)))
         data = reply.get("plugindata", {}).get("data", {})
         if "error_code" in data:
-            raise JanusError(f"videoroom error {data['error_code']}: {data.get('error')}")
+            raise JanusError(f"videoroom error {data['error_code']}: {data.get('error')}", int(data["error_code"]))
         return reply
 
     async def session(self, timeout: float) -> int:
@@ -230,7 +238,7 @@ class Driver:
                 reply = await api.message(session, handle, body, timeout)
                 break
             except JanusError as exc:  # our DTLS side can finish a moment before Janus's (428: no such feed)
-                if "error 428" not in str(exc) or attempt >= 20:
+                if exc.code != NO_SUCH_FEED or attempt >= 20:
                     raise
                 await trio.sleep(0.1)
         offer = parse_sdp(reply["jsep"]["sdp"])

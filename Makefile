@@ -11,7 +11,7 @@ run: $(STAMP)
 
 test: $(STAMP) system-deps lint typecheck unit wheel-check
 
-$(STAMP): pyproject.toml setup.py $(wildcard adapters/media/native/*.c adapters/media/native/*.h peer/*.c)
+$(STAMP): pyproject.toml setup.py $(wildcard adapters/media/native/*.c adapters/media/native/*.h peer/*.c peer/*.h)
 	bash scripts/system-deps.sh build  # the native extension builds against libsrtp2-dev
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel

@@ -46,10 +46,7 @@ def serve_stand_in(plan_path: str) -> None:
     """The stand-in server (a child process): drain the legs' packets, send each tick's packets to their users."""
     with open(plan_path, "rb") as f:
         plan = pickle.load(f)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.bind(("127.0.0.1", plan["port"]))
+    sock = socket.socket(fileno=plan["fd"])  # bound by the parent (no port race with other processes)
     sock.setblocking(False)
     ticks: list[list[tuple[bytes, tuple[str, int]]]] = plan["ticks"]
     print("ready", flush=True)
@@ -69,14 +66,6 @@ def serve_stand_in(plan_path: str) -> None:
             with contextlib.suppress(BlockingIOError):
                 sock.sendto(data, address)
     print(json.dumps({"ticks": len(ticks), "received": received}), flush=True)
-
-
-def _free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port: int = s.getsockname()[1]
-    s.close()
-    return port
 
 
 async def measure(media: str, calls: int, seconds: float, delay_sample: int = 4) -> dict[str, Any]:
@@ -99,7 +88,11 @@ async def measure(media: str, calls: int, seconds: float, delay_sample: int = 4)
         policy.window_size = 1024
         return pylibsrtp.Session(policy)
 
-    port = _free_port()
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the stand-in server's, handed to its process
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
     legs: list[Leg] = []
     for call in range(calls):
         for user in range(USERS_PER_CALL):
@@ -136,10 +129,12 @@ async def measure(media: str, calls: int, seconds: float, delay_sample: int = 4)
                     burst.append((wire, legs[call * USERS_PER_CALL + user].local_address))
         ticks.append(burst)
     with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as f:
-        pickle.dump({"port": port, "ticks": ticks, "delay": 0.2}, f)
+        pickle.dump({"fd": server.fileno(), "ticks": ticks, "delay": 0.2}, f)
         plan_path = f.name
     stand_in = subprocess.Popen([sys.executable, "-m", "bench.loadtool_cost", "--stand-in", plan_path],
-                                stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+                                stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
+                                pass_fds=[server.fileno()])
+    server.close()
     try:
         assert stand_in.stdout is not None and stand_in.stdout.readline().strip() == "ready"
         async with trio.open_nursery() as nursery:
@@ -170,19 +165,20 @@ async def measure(media: str, calls: int, seconds: float, delay_sample: int = 4)
             "expected_received": round(calls * TALKERS * (USERS_PER_CALL - 1) * (t1 - t0) / TICK)}
 
 
-async def compare(engines: list[str], calls: int, seconds: float, rounds: int) -> dict[str, Any]:
+async def compare(engines: list[str], calls: int, seconds: float, rounds: int, delay_sample: int) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in engines}
     load = [os.getloadavg()[0]]
     for r in range(rounds):
         for media in engines:
-            row = await measure(media, calls, seconds)
+            row = await measure(media, calls, seconds, delay_sample)
             runs[media].append(row)
             print(f"round {r + 1}/{rounds} {media:7s} {row['us_per_packet']:6.2f} us/packet "
                   f"({row['packets_per_core']:,} packets per core; tool at {row['tool_cpu_percent']} % of a core; "
                   f"received {row['received']}, sent {row['sent']})", file=sys.stderr, flush=True)
         load.append(os.getloadavg()[0])
     out: dict[str, Any] = {"utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg": load,
-                           "shape": f"{calls} x {USERS_PER_CALL} x {TALKERS}", "runs": runs, "median": {}}
+                           "shape": f"{calls} x {USERS_PER_CALL} x {TALKERS}", "delay_sample": delay_sample,
+                           "runs": runs, "median": {}}
     for media, rows in runs.items():
         us = sorted(r["us_per_packet"] for r in rows)[len(rows) // 2]
         out["median"][media] = {"us_per_packet": us, "packets_per_core": round(1e6 / us)}
@@ -198,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="steady window per run")
     parser.add_argument("--rounds", type=int, default=3, help="engines alternated this many times")
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated: python,native,shared")
+    parser.add_argument("--delay-sample", type=int, default=4,
+                        help="decrypt 1 received packet in N for the stamp (capacity benches: 4; callsd loadtest: 1)")
     parser.add_argument("--json", help="write the results here too")
     parser.add_argument("--stand-in", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -206,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import trio
 
-    result = trio.run(compare, args.engines.split(","), args.calls, args.seconds, args.rounds)
+    result = trio.run(compare, args.engines.split(","), args.calls, args.seconds, args.rounds, args.delay_sample)
     text = json.dumps(result, indent=1)
     if args.json:
         Path(args.json).write_text(text + "\n")

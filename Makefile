@@ -60,6 +60,13 @@ bench-gso: $(STAMP)
 bench-client-cost: $(STAMP)
 	$(BIN)/python -m bench.capacity --client-cost
 
+# Issue 13: the load tool's CPU per packet sent + received in the capacity shape, every media engine alternated in
+# one run (bench/loadtool_cost.py), and its user-space instructions per packet under callgrind (bench/loadtool_step.py).
+.PHONY: bench-loadtool-cost
+bench-loadtool-cost: $(STAMP)
+	$(BIN)/python -m bench.loadtool_cost
+	$(BIN)/python -m bench.loadtool_step --callgrind
+
 # Long coverage-guided fuzz runs, `make test` runs the same for seconds:
 # - fuzz-python: every Python parser facing the network or disk (fuzz/run.py, atheris); FUZZ_SECONDS per target, new
 #   inputs to .fuzz/<target>, crashers to .fuzz/crash-<target>-* (tests/fuzz/test_fuzz_bounded.py is the short run);

@@ -7,7 +7,7 @@
  *
  * - Receiver.drain(epoll_fd, budget): epoll_wait(0) over every leg's socket, one recvmmsg per ready socket, and
  *   for each SRTP packet of a stream the leg already knows: the RFC 3550 loss/jitter update of its StreamStats,
- *   first-audio time, and 1 in `delay_sample` decrypted with libsrtp2 for the payload stamp (one-way delay, the
+ *   first-audio time, and 1 in `delay_sample` decrypted (srtp_session.h, libcrypto) for the payload stamp (one-way delay, the
  *   sender's counter). Everything else (STUN, DTLS, a new SSRC, a leg with a foreign SRTP session) comes back as
  *   (leg, datagram) pairs, in arrival order per socket, for the Python engine to handle exactly as before.
  * - send_batch(items): SRTP-protect each (fd, session, plain packet) and send runs of the same socket with one
@@ -212,7 +212,7 @@ static int sample_delay(Receiver *self, PyObject *leg, PyObject *st, SrtpSession
     }
     memcpy(self->plain, d, n);
     int len = (int)n;
-    if (srtp_unprotect(rx->srtp, self->plain, &len) != srtp_err_status_ok) {
+    if (session_unprotect(rx, self->plain, &len) != SRTP_OK) {
         self->delta.srtp_errors++;
         return 0;
     }
@@ -594,7 +594,7 @@ static PyObject *send_batch(PyObject *module, PyObject *items) {
         }
         memcpy(tx_buf[queued], view.buf, (size_t)view.len);
         PyBuffer_Release(&view);
-        if (session_protect((SrtpSession *)session, tx_buf[queued], &len) != srtp_err_status_ok) {
+        if (session_protect((SrtpSession *)session, tx_buf[queued], &len) != SRTP_OK) {
             c.protect_errors++;
             continue;
         }
@@ -652,7 +652,7 @@ static PyObject *send_batch_shared(PyObject *module, PyObject *args) {
         }
         memcpy(tx_buf[queued], view.buf, (size_t)view.len);
         PyBuffer_Release(&view);
-        if (session_protect((SrtpSession *)session, tx_buf[queued], &len) != srtp_err_status_ok) {
+        if (session_protect((SrtpSession *)session, tx_buf[queued], &len) != SRTP_OK) {
             c.protect_errors++;
             continue;
         }
@@ -716,11 +716,10 @@ PyMODINIT_FUNC PyInit__fastpeer(void) {
     INTERN(s_first_index, "first_index") INTERN(s_last_counter, "last_counter") INTERN(s_last_index, "last_index")
     INTERN(s_buckets, "buckets") INTERN(s_count, "count") INTERN(s_total, "total") INTERN(s_maximum, "maximum")
     INTERN(s_resolution, "resolution") INTERN(s_audio, "audio")
-    /* libsrtp is initialised once per process, by the server's extension (a second srtp_init fails): import it */
-    PyObject *engine = PyImport_ImportModule("callsd.adapters.media.native._engine");
-    if (engine == NULL)
+    if (srtp_keys_global_init() < 0) {
+        PyErr_SetString(PyExc_ImportError, "libcrypto offers no HMAC");
         return NULL;
-    Py_DECREF(engine);
+    }
     SrtpSessionType.tp_name = "callsd.peer._fastpeer.SrtpSession";
     if (PyType_Ready(&SrtpSessionType) < 0 || PyType_Ready(&ReceiverType) < 0)
         return NULL;

@@ -16,7 +16,7 @@ runs per user per packet in its own task.
 
 Two implementations of the per-packet work, chosen by ``media`` (``"auto"`` picks native when the extension is
 built): ``"python"`` (this module: one ``recv`` and one ``send`` per packet, pylibsrtp) and ``"native"``
-(peer/_fastpeer.c: one ``recvmmsg`` per ready socket, one ``sendmmsg`` per socket per tick, libsrtp2 in C, the
+(peer/_fastpeer.c: one ``recvmmsg`` per ready socket, one ``sendmmsg`` per socket per tick, SRTP on libcrypto in C, the
 same StreamStats/Histogram objects updated by the same rules). Control traffic (STUN, DTLS) and the first packet
 of a new stream take the Python code in both.
 """

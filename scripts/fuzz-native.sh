@@ -2,7 +2,7 @@
 # Fuzz the native fast path under ASan + UBSan, in two parts:
 #  1. libFuzzer on the C RTP rules (adapters/media/native/rtp_rules.h) for SECONDS; the corpus is seeded with valid
 #     packets (one-byte and two-byte extensions, CSRCs, padding) so the fuzzer starts inside the interesting paths;
-#  2. the whole extension (_engine.c: recvmmsg, libsrtp2, the forwarder's rules on Python objects, sendmmsg) built
+#  2. the whole extension (_engine.c: recvmmsg, SRTP on libcrypto, the forwarder's rules on Python objects, sendmmsg) built
 #     with the sanitizers and driven by EXAMPLES random scenarios of the differential test (native == python).
 #   scripts/fuzz-native.sh SECONDS [EXAMPLES] [WORKDIR]
 # Exit 0 only if both ended without a crash, a sanitizer report or a difference.
@@ -48,7 +48,7 @@ echo "fuzz-native: ${seconds}s, no crash, no sanitizer report"
 # 2. the extension under the sanitizers (gcc's, preloaded: the interpreter itself is not instrumented)
 "${CC:-gcc}" -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
     -shared -fPIC $("$python" -c "import sysconfig; print('-I' + sysconfig.get_paths()['include'])") \
-    "$here/adapters/media/native/_engine.c" -lsrtp2 -lcrypto -o "$work/_engine_asan.so"
+    "$here/adapters/media/native/_engine.c" -lcrypto -o "$work/_engine_asan.so"
 cd "$here"
 LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" ASAN_OPTIONS=detect_leaks=0 \
     "$python" tests/media/native_asan_run.py "$work/_engine_asan.so" "$examples" 2>"$work/asan.log" \

@@ -28,7 +28,10 @@ from .transport import PacketStamper
 
 __all__ = ["TransportSequencer", "HISTORY", "attach"]
 
-HISTORY = 4096  # ~10 s of a 3 Mbit/s receiver; feedback comes back within ~100 ms
+# ~5 s of a 3 Mbit/s receiver, ~1 s of a 15 Mbit/s screen share; feedback comes back within ~100 ms. Per receiver
+# the ring costs HISTORY × 19 bytes (38 KiB): at 4096 entries of 33 bytes it was 132 KiB, the largest single item of
+# a session's memory (docs/performance.md, "Native SRTP on libcrypto").
+HISTORY = 2048
 _MASK = HISTORY - 1
 
 
@@ -43,10 +46,10 @@ class TransportSequencer:
         self.next_seq = 0
         self._clock = clock
         self._send_ms = array("d", bytes(8 * HISTORY))
-        self._size = array("l", bytes(array("l").itemsize * HISTORY))
-        self._seq = array("l", [-1]) * HISTORY  # the full sequence number each slot holds (-1: none)
+        self._size = array("H", bytes(2 * HISTORY))  # a UDP payload's size fits 16 bits
+        self._seq = array("i", [-1]) * HISTORY  # the full 16-bit sequence number each slot holds (-1: none)
         self._reported = bytearray(HISTORY)
-        self._cluster = array("l", bytes(array("l").itemsize * HISTORY))
+        self._cluster = array("i", bytes(4 * HISTORY))  # probe cluster ids (negative: a cluster's last packet)
         self.cluster = 0  # the probe cluster being sent (probing.py sets it around its padding), 0: none
         self.cluster_last = False  # the next stamped packet is its cluster's last
         self.stamped = 0

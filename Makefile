@@ -12,7 +12,7 @@ run: $(STAMP)
 test: $(STAMP) system-deps lint typecheck unit wheel-check
 
 $(STAMP): pyproject.toml setup.py $(wildcard adapters/media/native/*.c adapters/media/native/*.h peer/*.c peer/*.h)
-	bash scripts/system-deps.sh build  # the native extension builds against libsrtp2-dev
+	bash scripts/system-deps.sh build  # the native extension builds against libssl-dev (libcrypto)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q -e '.[test,loadtest]'
@@ -48,13 +48,13 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.forward
 
 # Issue 13: capacity on both forwarding paths across loads, plotted to docs/capacity-paths.png (minutes; needs a
-# quiet machine for absolute figures), the step's A/B (Python / native with libsrtp's or libcrypto's protect), the
+# quiet machine for absolute figures), the step's A/B (Python / native), the
 # UDP GSO probe and the load tool's own cost per packet on each media engine.
 .PHONY: bench-capacity-paths bench-step bench-gso bench-client-cost
 bench-capacity-paths: $(STAMP)
 	$(BIN)/python -m bench.capacity_paths --media-engine shared --join-timeout 45
 bench-step: $(STAMP)
-	$(BIN)/python -m bench.forward_step --receivers 7 --gcm-ab
+	$(BIN)/python -m bench.forward_step --receivers 7
 bench-gso: $(STAMP)
 	$(BIN)/python -m bench.gso_probe
 bench-client-cost: $(STAMP)

@@ -108,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server-pid", type=_non_negative_int, default=0,
                         help="read the server's CPU and RSS from /proc/PID as well as /metrics")
     parser.add_argument("--media-engine", choices=("auto", "native", "shared", "python"), default="auto",
-                        help="the simulated users' media engine: native (C: recvmmsg/sendmmsg, libsrtp2), shared (native "
+                        help="the simulated users' media engine: native (C: recvmmsg/sendmmsg, SRTP on libcrypto), shared (native "
                              "with one socket for all users, each on its own 127.x address: loopback servers only), "
                              "python, or auto (native when built; default)")
     parser.add_argument("--reconnect", action="store_true",

@@ -39,14 +39,8 @@ def _keys(i: int) -> tuple[SrtpKeys, SrtpKeys]:
 
 
 def measure(fast_path: str, receivers: int, packets: int, chunk: int) -> dict[str, Any]:
-    """One run: µs of user and system CPU per egress packet spent in the drain. ``fast_path`` "native-libsrtp-tx":
-    the native path with libsrtp's sender transform instead of srtp_gcm_tx.h (the A/B of docs/adr/0009)."""
+    """One run: µs of user and system CPU per egress packet spent in the drain."""
     label = fast_path
-    if fast_path == "native-libsrtp-tx":
-        os.environ["CALLSD_NATIVE_GCM_TX"] = "libsrtp"
-        fast_path = "native"
-    else:
-        os.environ.pop("CALLSD_NATIVE_GCM_TX", None)
     plane = MediaPlane(PlaneConfig(ice_port_udp=0, fast_path=fast_path), lambda _e: None)
     ep = plane.endpoint
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -109,7 +103,6 @@ def measure(fast_path: str, receivers: int, packets: int, chunk: int) -> dict[st
                 out += 1
     for c in [sock, *clients]:
         c.close()
-    os.environ.pop("CALLSD_NATIVE_GCM_TX", None)
     return {"path": label, "egress": out, "user_us": user / out * 1e6 if out else None,
             "system_us": system / out * 1e6 if out else None,
             "us_per_egress_packet": (user + system) / out * 1e6 if out else None}
@@ -122,14 +115,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--chunk", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--gcm-ab", action="store_true",
-                    help="also run the native path with libsrtp's sender transform (native-libsrtp-tx)")
     args = ap.parse_args(argv)
     if not (1 <= args.receivers <= 64 and 1 <= args.packets <= 200_000 and 1 <= args.chunk <= 1000
             and 1 <= args.rounds <= 20):
         ap.error("receivers 1..64, packets 1..200000, chunk 1..1000, rounds 1..20")
     load_start = os.getloadavg()
-    paths = ("python", "native", "native-libsrtp-tx") if args.gcm_ab else ("python", "native")
+    paths = ("python", "native")
     rows = [measure(p, args.receivers, args.packets, args.chunk) for _ in range(args.rounds) for p in paths]
     best = {p: min((r for r in rows if r["path"] == p), key=lambda r: r["us_per_egress_packet"]) for p in paths}
     result = {"paths": best, "rounds": rows,

@@ -6,7 +6,7 @@
  *
  * - Receiver.drain(epoll_fd, budget, engine, stats) / drain_shared(fd, ...): recvmmsg per ready socket (or 64 at a
  *   time on a shared port), and for each SRTP packet of a stream Python has tracked: the RFC 3550 loss/jitter
- *   update, first-audio time, and 1 in `delay_sample` decrypted with libsrtp2 for the payload stamp (one-way delay,
+ *   update, first-audio time, and 1 in `delay_sample` decrypted (srtp_session.h, libcrypto) for the payload stamp (one-way delay,
  *   the sender's counter), all in C structs (fastpeer_stats.h). Everything else (STUN, DTLS, the first packet of a
  *   new SSRC, a leg with a foreign SRTP session) comes back as (leg, datagram) pairs in arrival order; once one of a
  *   leg's RTP packets went back, the rest of that leg's packets in the drain go back too, so each leg's packets are
@@ -463,11 +463,10 @@ PyMODINIT_FUNC PyInit__fastpeer(void) {
     INTERN(s_ssrc, "ssrc") INTERN(s_source_id, "source_id") INTERN(s_ts_step, "ts_step")
     INTERN(s_packets_per_tick, "packets_per_tick") INTERN(s_frame_ticks, "frame_ticks") INTERN(s_sock, "sock")
     INTERN(s_route, "route") INTERN(s_buffers, "buffers")
-    /* libsrtp is initialised once per process, by the server's extension (a second srtp_init fails): import it */
-    PyObject *engine = PyImport_ImportModule("callsd.adapters.media.native._engine");
-    if (engine == NULL)
+    if (srtp_keys_global_init() < 0) {
+        PyErr_SetString(PyExc_ImportError, "libcrypto offers no HMAC");
         return NULL;
-    Py_DECREF(engine);
+    }
     SrtpSessionType.tp_name = "callsd.peer._fastpeer.SrtpSession";
     if (PyType_Ready(&SrtpSessionType) < 0 || PyType_Ready(&ReceiverType) < 0 || PyType_Ready(&SenderType) < 0)
         return NULL;

@@ -16,7 +16,7 @@ runs per user per packet in its own task.
 
 Two implementations of the per-packet work, chosen by ``media`` (``"auto"`` picks native when the extension is
 built): ``"python"`` (this module: one ``recv`` and one ``send`` per packet, pylibsrtp; the reference) and
-``"native"``/``"shared"`` (peer/_fastpeer.c: ``recvmmsg``/``sendmmsg`` batches, libsrtp2 in C, the per-stream
+``"native"``/``"shared"`` (peer/_fastpeer.c: ``recvmmsg``/``sendmmsg`` batches, SRTP on libcrypto in C, the per-stream
 counters and the delay histogram kept in C and written into the same StreamStats/Leg/Histogram objects by
 `MediaEngine.sync`, packets built in C from the sources' templates). Python runs per batch and per report
 interval there, not per packet. Control traffic (STUN, DTLS) and the first packet of a new stream take the Python

@@ -203,7 +203,7 @@ static void tx_flush(Sender *self, tx_counts *c) {
 /* Protect the plain packet in the next queue slot (the caller made room: `tx_room`) and queue it for `route`. */
 static void tx_queue(Sender *self, const tx_route *route, SrtpSession *tx, int len, tx_counts *c) {
     int q = self->queued;
-    if (session_protect(tx, self->buf[q], &len) != srtp_err_status_ok) {
+    if (session_protect(tx, self->buf[q], &len) != SRTP_OK) {
         c->protect_errors++;
         return;
     }

@@ -223,7 +223,7 @@ static int sample_delay(rx_tables *t, rx_leg *l, rx_stream *s, const uint8_t *d,
         return 1;
     memcpy(plain, d, n);
     int len = (int)n;
-    if (srtp_unprotect(((SrtpSession *)l->rx)->srtp, plain, &len) != srtp_err_status_ok)
+    if (session_unprotect((SrtpSession *)l->rx, plain, &len) != SRTP_OK)
         return 1;
     size_t off = 12 + 4 * (size_t)(plain[0] & 0x0F);
     if ((plain[0] & 0x10) && (size_t)len >= off + 4)

@@ -349,7 +349,7 @@ class PeerTransport:
         mine, theirs = (client_key + client_salt, server_key + server_salt)
         if self.dtls_server:
             mine, theirs = theirs, mine
-        if self.native_srtp:  # same policy (replay window 1024), libsrtp2 through the native engine
+        if self.native_srtp:  # same policy (replay window 1024), SRTP on libcrypto through the native engine
             from ._fastpeer import SrtpSession as NativeSession
 
             self.srtp = SrtpPair(NativeSession(int(srtp_profile), mine, True),

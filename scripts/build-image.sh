@@ -3,9 +3,9 @@
 # (no base image can be pulled on these machines). Root is needed (debootstrap, chroot, buildah's storage).
 #
 #   1. runtime base: `debootstrap --variant=minbase` of a pinned suite with the runtime packages only (python3,
-#      libsrtp2-1, libssl3, ca-certificates), cached as a directory keyed by suite + package list + this recipe's version;
-#   2. build root: an overlay of gcc, python3-dev, libsrtp2-dev and libssl-dev (a cached layer, keyed the same way) on that base;
-#      the wheel is built *there*, so the native extension links the image's own Python and libsrtp2, and installed
+#      libssl3, ca-certificates), cached as a directory keyed by suite + package list + this recipe's version;
+#   2. build root: an overlay of gcc, python3-dev and libssl-dev (a cached layer, keyed the same way) on that base;
+#      the wheel is built *there*, so the native extension links the image's own Python and libcrypto, and installed
 #      into a venv at /opt/callsd with the runtime dependencies pinned to the versions the test suite ran (pip freeze
 #      of .venv); pip, setuptools and wheel are then removed from the venv;
 #   3. runtime rootfs: an overlay on the clean base + that venv + user callsd (uid 10001), trimmed (docs, man pages,
@@ -28,9 +28,9 @@ mirror=${CALLSD_IMAGE_MIRROR:-http://deb.debian.org/debian}
 cache=${CALLSD_IMAGE_CACHE:-${HOME:-/root}/.cache/callsd-image}
 out=$here/build/image
 python=${PYTHON:-$here/.venv/bin/python}
-recipe=5  # bump when the base recipe below changes: old cached bases are then unused
-runtime_pkgs=(python3 libsrtp2-1 libssl3 ca-certificates)  # libssl3: the native sender's AES-GCM (libcrypto)
-build_pkgs=(python3-venv python3-dev gcc libc6-dev libsrtp2-dev libssl-dev)
+recipe=6  # bump when the base recipe below changes: old cached bases are then unused
+runtime_pkgs=(python3 libssl3 ca-certificates)  # libssl3: the native path's SRTP (libcrypto, docs/adr/0026)
+build_pkgs=(python3-venv python3-dev gcc libc6-dev libssl-dev)
 uid=10001
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -1)
 tag=${CALLSD_IMAGE_TAG:-localhost/callsd:$version}
@@ -131,7 +131,7 @@ else
 fi
 
 # 2b. the wheel, built inside the build root, and the venv the image will carry
-step "wheel and venv inside the build root (against its own python3 and libsrtp2)"
+step "wheel and venv inside the build root (against its own python3 and libcrypto)"
 mkdir -p "$work/wheel/src"
 source_files | tar --null -T - -cf - | tar -xf - -C "$work/wheel/src"
 : >"$work/wheel/constraints.txt"

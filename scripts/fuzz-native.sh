@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fuzz the native fast path under ASan + UBSan, in two parts:
-#  1. libFuzzer on the C RTP rules (adapters/media/native/rtp_rules.h) for SECONDS; the corpus is seeded with valid
-#     packets (one-byte and two-byte extensions, CSRCs, padding) so the fuzzer starts inside the interesting paths;
-#  2. the whole extension (_engine.c: recvmmsg, libsrtp2, the forwarder's rules on Python objects, sendmmsg) built
+#  1. libFuzzer on the C RTP rules (adapters/media/native/rtp_rules.h) and on the SRTP receive side (fuzz_srtp.c) for
+#     SECONDS each; the corpora are seeded with valid packets (one-byte and two-byte extensions, CSRCs, padding;
+#     protected SRTP and SRTCP) so the fuzzer starts inside the interesting paths;
+#  2. the whole extension (_engine.c: recvmmsg, SRTP on libcrypto, the forwarder's rules on Python objects, sendmmsg) built
 #     with the sanitizers and driven by EXAMPLES random scenarios of the differential test (native == python).
 #   scripts/fuzz-native.sh SECONDS [EXAMPLES] [WORKDIR]
 # Exit 0 only if both ended without a crash, a sanitizer report or a difference.
@@ -32,23 +33,49 @@ for name, packet in seeds.items():
     with open(os.path.join(sys.argv[1], name), "wb") as f:
         f.write(table + packet)
 PY
-log="$work/fuzz.log"
-if ! "$work/fuzz_rtp_rules" -max_total_time="$seconds" -max_len=2100 -print_final_stats=1 "$work/corpus" >"$log" 2>&1; then
-    tail -40 "$log" >&2
-    echo "fuzz-native: the fuzzer found a crash or a sanitizer report (log: $log)" >&2
-    exit 1
-fi
-if grep -E "runtime error|ERROR: AddressSanitizer|ERROR: libFuzzer" "$log" >/dev/null; then
-    grep -E -A5 "runtime error|ERROR:" "$log" >&2
-    exit 1
-fi
-grep -E "stat::number_of_executed_units|stat::peak_rss_mb|cov:" "$log" | tail -3
-echo "fuzz-native: ${seconds}s, no crash, no sanitizer report"
+# One libFuzzer run of target $1 on corpus $2 for $seconds; fails on a crash or a sanitizer report.
+fuzz_run() {
+    local log="$work/fuzz-$1.log"
+    if ! "$work/$1" -max_total_time="$seconds" -max_len=4200 -print_final_stats=1 "$2" >"$log" 2>&1; then
+        tail -40 "$log" >&2
+        echo "fuzz-native: $1 found a crash or a sanitizer report (log: $log)" >&2
+        exit 1
+    fi
+    if grep -E "runtime error|ERROR: AddressSanitizer|ERROR: libFuzzer" "$log" >/dev/null; then
+        grep -E -A5 "runtime error|ERROR:" "$log" >&2
+        exit 1
+    fi
+    grep -E "stat::number_of_executed_units|stat::peak_rss_mb|cov:" "$log" | tail -3
+}
+fuzz_run fuzz_rtp_rules "$work/corpus"
+
+# 1b. libFuzzer on the SRTP receive side on libcrypto (srtp_transform.h), seeded with packets protected by the
+#     extension itself under the target's fixed key, both profiles, all four transforms (fuzz_srtp.c: layout)
+mkdir -p "$work/corpus-srtp"
+"$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+    -I "$here/adapters/media/native" "$here/adapters/media/native/fuzz_srtp.c" -lcrypto -o "$work/fuzz_srtp"
+"$python" - "$work/corpus-srtp" <<'PY'
+import os, struct, sys
+from callsd.adapters.media.native import SrtpSession
+key = bytes(range(1, 31))
+for gcm, profile in ((1, 7), (0, 1)):
+    tx = SrtpSession(profile, key[:28] if gcm else key, True)
+    rtp = [tx.protect(struct.pack("!BBHII", 0x90 if s % 2 else 0x80, 111, s, s * 960, 0x1234)
+                      + (struct.pack("!HH", 0xBEDE, 1) + bytes([0x10, 0x85, 0, 0]) if s % 2 else b"")
+                      + bytes(40)) for s in (65534, 65535, 0, 1, 1, 3)]
+    rtcp = [tx.protect_rtcp(bytes([0x81, 201, 0, 7]) + struct.pack("!I", 0x1234) + bytes(24)) for _ in range(3)]
+    for op, packets in ((0, rtp), (1, rtcp), (2, [bytes(p[:-10]) for p in rtp]), (3, [bytes(20)])):
+        body = b"\xff\x00".join(p for p in packets if p is not None)
+        with open(os.path.join(sys.argv[1], f"seed-{gcm}-{op}"), "wb") as f:
+            f.write(bytes([gcm | op << 1]) + body)
+PY
+fuzz_run fuzz_srtp "$work/corpus-srtp"
+echo "fuzz-native: ${seconds}s per target, no crash, no sanitizer report"
 
 # 2. the extension under the sanitizers (gcc's, preloaded: the interpreter itself is not instrumented)
 "${CC:-gcc}" -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
     -shared -fPIC $("$python" -c "import sysconfig; print('-I' + sysconfig.get_paths()['include'])") \
-    "$here/adapters/media/native/_engine.c" -lsrtp2 -lcrypto -o "$work/_engine_asan.so"
+    "$here/adapters/media/native/_engine.c" -lcrypto -o "$work/_engine_asan.so"
 cd "$here"
 LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" ASAN_OPTIONS=detect_leaks=0 \
     "$python" tests/media/native_asan_run.py "$work/_engine_asan.so" "$examples" 2>"$work/asan.log" \

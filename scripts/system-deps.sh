@@ -3,7 +3,7 @@
 # suite never skips a test because a dependency is missing.
 set -euo pipefail
 #
-# `system-deps.sh build` installs only what building the package needs (the native fast path's libsrtp2-dev), so that
+# `system-deps.sh build` installs only what building the package needs (the native fast path's libssl-dev), so that
 # `make run` on a fresh machine does not pull in the test suite's browser, TURN server and databases.
 need=()
 # Installs the packages gathered in `need` (root only; otherwise says what to install and fails).
@@ -18,8 +18,7 @@ install_needed() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 }
 if [ "${1:-}" = build ]; then
-    [ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
-    [ -e /usr/include/openssl/evp.h ] || need+=(libssl-dev)  # the native sender's AES-GCM (srtp_gcm_tx.h)
+    [ -e /usr/include/openssl/evp.h ] || need+=(libssl-dev)  # the native path's SRTP on libcrypto (docs/adr/0026)
     command -v gcc >/dev/null 2>&1 || need+=(gcc)
     install_needed
     exit 0
@@ -45,8 +44,7 @@ command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # tests/net: the impaired link queues packets to a userspace delayer (xtables NFQUEUE; the kernel has no netem)
 [ -x /usr/sbin/iptables ] || need+=(iptables)
-# the native fast path links libsrtp2 (docs/adr/0009); its fuzz run needs clang's libFuzzer
-[ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
+# the native fast path links libcrypto (docs/adr/0009, 0026); its fuzz run needs clang's libFuzzer
 [ -e /usr/include/openssl/evp.h ] || need+=(libssl-dev)
 command -v clang-14 >/dev/null 2>&1 || need+=(clang-14)
 ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
@@ -76,7 +74,7 @@ fi
 install_needed
 command -v chromium >/dev/null || { echo "system-deps: chromium still missing after install" >&2; exit 1; }
 command -v nft >/dev/null || { echo "system-deps: nft still missing after install" >&2; exit 1; }
-[ -e /usr/include/srtp2/srtp.h ] || { echo "system-deps: libsrtp2-dev still missing after install" >&2; exit 1; }
+[ -e /usr/include/openssl/evp.h ] || { echo "system-deps: libssl-dev still missing after install" >&2; exit 1; }
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "system-deps: postgresql still missing after install" >&2; exit 1; }
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || { echo "system-deps: haproxy still missing after install" >&2; exit 1; }
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { echo "system-deps: nginx still missing after install" >&2; exit 1; }

@@ -3,11 +3,11 @@
 When a receiver's answer accepted the transport-wide-cc header extension (``TWCC_URI``) on the sections the server
 sends it, its ``Peer`` gets a ``TransportSequencer``: ``Peer.send_rtp`` passes every RTP packet through ``stamp``
 (media, NACK answers, RTX, padding probes alike), which writes the next 16-bit transport sequence number into the
-packet (``core.wire.transport_seq``) and records the send time and size in a ring of ``HISTORY`` entries. The
+packet (``core.wire.transport_seq``) and records the send time and size in a ring (up to ``HISTORY`` entries). The
 receiver reports, per sequence number, whether and when the packet arrived (RTCP transport feedback, PT 205 FMT 15,
 ``core.wire.transport_cc``); ``results`` turns one report into the ``PacketResult``s (send time on our clock,
 arrival time on the receiver's, size) the receiver's ``BandwidthEstimator`` takes. Each sequence number is reported
-to the estimator once; numbers the ring no longer holds (older than ``HISTORY`` packets) are skipped.
+to the estimator once; numbers the ring no longer holds are skipped.
 
 The native step calls ``stamp`` for each packet to a peer with a sequencer and then protects and sends the stamped
 bytes itself (``_engine.c``), so both fast paths stamp the same numbers through this one object.
@@ -26,27 +26,34 @@ from callsd.core.wire.transport_seq import stamp_transport_seq
 
 from .transport import PacketStamper
 
-__all__ = ["TransportSequencer", "HISTORY", "attach"]
+__all__ = ["TransportSequencer", "HISTORY", "FIRST", "COVER_MS", "attach"]
 
-HISTORY = 4096  # ~10 s of a 3 Mbit/s receiver; feedback comes back within ~100 ms
-_MASK = HISTORY - 1
+# The ring starts small and doubles whenever it would overwrite a packet sent less than COVER_MS ago, up to HISTORY:
+# it then holds at least COVER_MS of packets (feedback comes back within ~100 ms) at 19 bytes a packet. An audio
+# receiver stays at 256 slots (4.75 KiB); 2048 slots cover 2 s of a 8 Mbit/s screen share. At a fixed 4096 slots of
+# 33 bytes the ring was 132 KiB per receiver, the largest item of a session's memory (docs/performance.md,
+# "Native SRTP on libcrypto").
+HISTORY = 4096
+FIRST = 256
+COVER_MS = 2000.0
 
 
 class TransportSequencer:
     """One receiving transport's counter and send history; ``ext_id`` is the id the receiver accepted."""
 
-    __slots__ = ("ext_id", "next_seq", "_clock", "_send_ms", "_size", "_seq", "_reported", "_cluster", "stamped",
-                 "unstampable", "sent_bytes", "cluster", "cluster_last")
+    __slots__ = ("ext_id", "next_seq", "_clock", "_mask", "_send_ms", "_size", "_seq", "_reported", "_cluster",
+                 "stamped", "unstampable", "sent_bytes", "cluster", "cluster_last")
 
     def __init__(self, ext_id: int, clock: Callable[[], float]) -> None:
         self.ext_id = ext_id
         self.next_seq = 0
         self._clock = clock
-        self._send_ms = array("d", bytes(8 * HISTORY))
-        self._size = array("l", bytes(array("l").itemsize * HISTORY))
-        self._seq = array("l", [-1]) * HISTORY  # the full sequence number each slot holds (-1: none)
-        self._reported = bytearray(HISTORY)
-        self._cluster = array("l", bytes(array("l").itemsize * HISTORY))
+        self._mask = FIRST - 1
+        self._send_ms = array("d", bytes(8 * FIRST))
+        self._size = array("H", bytes(2 * FIRST))  # a UDP payload's size fits 16 bits
+        self._seq = array("i", [-1]) * FIRST  # the full 16-bit sequence number each slot holds (-1: none)
+        self._reported = bytearray(FIRST)
+        self._cluster = array("i", bytes(4 * FIRST))  # probe cluster ids (negative: a cluster's last packet)
         self.cluster = 0  # the probe cluster being sent (probing.py sets it around its padding), 0: none
         self.cluster_last = False  # the next stamped packet is its cluster's last
         self.stamped = 0
@@ -60,8 +67,12 @@ class TransportSequencer:
         if out is None:
             self.unstampable += 1
             return plain
-        slot = seq & _MASK
-        self._send_ms[slot] = self._clock() * 1000.0
+        now_ms = self._clock() * 1000.0
+        slot = seq & self._mask
+        if self._seq[slot] >= 0 and now_ms - self._send_ms[slot] < COVER_MS and self._mask < HISTORY - 1:
+            self._grow()
+            slot = seq & self._mask
+        self._send_ms[slot] = now_ms
         self._size[slot] = len(out)
         self._seq[slot] = seq
         self._reported[slot] = 0
@@ -71,12 +82,27 @@ class TransportSequencer:
         self.sent_bytes += len(out)
         return out
 
+    def _grow(self) -> None:
+        """Double the ring, each packet it holds moving to its slot in the larger one (the ring holds the last
+        packets sent, so their sequence numbers stay distinct modulo the new size)."""
+        size = 2 * (self._mask + 1)
+        send_ms, sizes = array("d", bytes(8 * size)), array("H", bytes(2 * size))
+        seqs, reported, cluster = array("i", [-1]) * size, bytearray(size), array("i", bytes(4 * size))
+        for old, seq in enumerate(self._seq):
+            if seq < 0:
+                continue
+            new = seq & (size - 1)
+            send_ms[new], sizes[new], seqs[new] = self._send_ms[old], self._size[old], seq
+            reported[new], cluster[new] = self._reported[old], self._cluster[old]
+        self._send_ms, self._size, self._seq, self._reported, self._cluster = send_ms, sizes, seqs, reported, cluster
+        self._mask = size - 1
+
     def results(self, feedback: TransportCc) -> list[PacketResult]:
         """The packets ``feedback`` reports, in sequence order, that this sequencer sent and has not reported."""
         out: list[PacketResult] = []
         for i, arrival in enumerate(feedback.arrivals):
             seq = (feedback.base_seq + i) & 0xFFFF
-            slot = seq & _MASK
+            slot = seq & self._mask
             if self._seq[slot] != seq or self._reported[slot]:
                 continue
             self._reported[slot] = 1

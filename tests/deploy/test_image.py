@@ -115,11 +115,11 @@ def test_the_rootfs_holds_the_wheel_a_non_root_user_and_no_build_tools(
     assert "opt/callsd/bin/callsd" in names and "usr/local/bin/callsd" in names
     assert any(n.startswith(f"{site}/callsd-") and n.endswith(".dist-info/RECORD") for n in names)
     assert any(n.startswith(f"{site}/callsd/adapters/media/native/_engine") and n.endswith(".so") for n in names)
-    assert "usr/lib/x86_64-linux-gnu/libsrtp2.so.1" in names  # the runtime library, not the -dev package
-    assert "usr/lib/x86_64-linux-gnu/libcrypto.so.3" in names  # the native sender's AES-GCM (libssl3)
+    assert "usr/lib/x86_64-linux-gnu/libcrypto.so.3" in names  # the native path's SRTP (libssl3), not the -dev package
+    assert not any("libsrtp2" in n for n in names)  # no longer linked (docs/adr/0026)
     tools = {f"usr/bin/{t}" for t in ("gcc", "cc", "c++", "cpp", "ld", "as", "make", "pip", "pip3")}
     tool_prefixes = ("usr/bin/gcc-", "usr/bin/x86_64-linux-gnu-", "opt/callsd/bin/pip", f"{site}/pip/",
-                     f"{site}/setuptools/", f"{site}/wheel/", "usr/include/python3", "usr/include/srtp2", "usr/lib/gcc/")
+                     f"{site}/setuptools/", f"{site}/wheel/", "usr/include/python3", "usr/include/openssl", "usr/lib/gcc/")
     forbidden = sorted(n for n in names if n in tools or n.startswith(tool_prefixes))
     assert forbidden == [], forbidden[:20]
     data_dir = rootfs_members["var/lib/callsd"]
@@ -132,7 +132,7 @@ def test_callsd_runs_as_the_image_user_with_its_native_fast_path(runner: ImageRu
     assert version.stdout.strip() == "callsd 0.1.0"
     who = runner.run(["-u"], entrypoint="id")
     assert who.returncode == 0 and who.stdout.strip() == str(UID), (who.stdout, who.stderr)
-    # the C extension was built against the image's own Python and libsrtp2, and loads there
+    # the C extension was built against the image's own Python and libcrypto, and loads there
     native = runner.run(["-c", "from callsd.adapters.media.paths import native_available as n; print(n())"],
                         entrypoint="python3")
     assert native.returncode == 0 and native.stdout.strip() == "None", (native.stdout, native.stderr)

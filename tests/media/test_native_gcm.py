@@ -1,10 +1,10 @@
-"""The native sender's AEAD_AES_128_GCM transform (adapters/media/native/srtp_gcm_tx.h, OpenSSL) against libsrtp2:
+"""The native sender's AEAD_AES_128_GCM transform (adapters/media/native/srtp_transform.h, OpenSSL) against libsrtp2:
 the same packets, in the same order, protect to the same bytes, and fail where libsrtp fails.
 
 Streams mix several SSRCs, CSRCs and header extensions, sequence numbers that wrap (the rollover counter), jumps,
 retransmissions of old packets (inside the 1024-packet window: accepted as repeats; beyond it: refused as too old)
-and malformed headers. The reference is pylibsrtp (libsrtp2 with OpenSSL, what the Python path uses); the receiver
-side decrypts every protected packet with Debian's libsrtp2 as well.
+and malformed headers. The reference is pylibsrtp (libsrtp2 with OpenSSL, what the Python path uses); the native
+receiver decrypts every protected packet as well (test_native_srtp_diff.py compares the receive side call by call).
 """
 
 from __future__ import annotations

@@ -47,8 +47,8 @@ class ForwardingSession(Protocol):
 
 
 class NativeSrtpContext:
-    """``srtp.SrtpContext`` on Debian's libsrtp2 through the extension: one session per direction, shared by the C
-    step (SRTP) and Python (SRTCP, NACK answers), so each direction has one replay window and one ROC."""
+    """``srtp.SrtpContext`` on libcrypto through the extension (srtp_transform.h): one session per direction, shared
+    by the C step (SRTP) and Python (SRTCP, NACK answers), so each direction has one replay window and one ROC."""
 
     __slots__ = ("tx", "_tx", "_rx", "last_error", "profile")
 

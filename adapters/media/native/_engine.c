@@ -20,8 +20,9 @@
  * table that breaks its contract) are returned, not raised, so the caller counts them like the Python path's
  * per-datagram `except Exception`.
  *
- * SrtpSession wraps one libsrtp session (Debian's libsrtp2): the same policy as adapters/media/srtp.py builds
- * through pylibsrtp (profile from DTLS-SRTP, SSRC_ANY_{IN,OUT}BOUND, replay window 1024, allow_repeat_tx).
+ * SrtpSession is one SRTP session on OpenSSL's libcrypto (srtp_transform.h, docs/adr/0026): the same policy and
+ * outcomes as the libsrtp session adapters/media/srtp.py builds through pylibsrtp (any SSRC, replay window 1024,
+ * repeats allowed on send).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -29,7 +30,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <srtp2/srtp.h>
 #include <string.h>
 #include <time.h>
 #include <sys/socket.h>
@@ -316,9 +316,9 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
     memcpy(self->sbuf[slot], out, len);
     Py_XDECREF(stamped);
     int plen = (int)len;
-    srtp_err_status_t rc = session_protect((SrtpSession *)tx, self->sbuf[slot], &plen);
+    int rc = session_protect((SrtpSession *)tx, self->sbuf[slot], &plen);
     Py_DECREF(tx);
-    if (rc != srtp_err_status_ok) {
+    if (rc != SRTP_OK) {
         self->td.drop_srtp_other++;
         return 0;
     }
@@ -741,13 +741,12 @@ static int handle(Engine *self, int i, outcome *out) {
     self->td.datagrams_in++;
     self->td.bytes_in += (long long)n;
     int len = (int)n;
-    srtp_err_status_t st = n > MAX_PACKET ? srtp_err_status_bad_param
-                                          : srtp_unprotect(((SrtpSession *)rx)->srtp, d, &len);
+    int st = n > MAX_PACKET ? SRTP_BAD_PARAM : session_unprotect((SrtpSession *)rx, d, &len);
     Py_DECREF(rx);
-    if (st != srtp_err_status_ok) {
-        if (st == srtp_err_status_auth_fail)
+    if (st != SRTP_OK) {
+        if (st == SRTP_AUTH_FAIL)
             self->td.drop_srtp_auth++;
-        else if (st == srtp_err_status_replay_fail || st == srtp_err_status_replay_old)
+        else if (st == SRTP_REPLAY_FAIL || st == SRTP_REPLAY_OLD)
             self->td.drop_replay++;
         else
             self->td.drop_srtp_other++;
@@ -872,8 +871,14 @@ static PyTypeObject EngineType = {
 
 /* ---- module --------------------------------------------------------------------------------------------------- */
 
+static PyMethodDef engine_functions[] = {
+    {"kdf", srtp_kdf_py, METH_VARARGS, "kdf(master_key, master_salt, label, length): the SRTP KDF (RFC 3711 4.3)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef engine_module = {
-    PyModuleDef_HEAD_INIT, "_engine", "callsd's native forwarding step (see _engine.c).", -1, NULL, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "_engine", "callsd's native forwarding step (see _engine.c).", -1, engine_functions, NULL,
+    NULL, NULL, NULL,
 };
 
 #define INTERN(var, text)                                                                                       \
@@ -894,8 +899,8 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_address, "address") INTERN(s_send_rtp, "send_rtp") INTERN(s_clock, "_clock") INTERN(s_twcc, "twcc") INTERN(s_stamp, "stamp")
     INTERN(s_on_voice, "_on_voice")
     INTERN(s_twcc_in, "twcc_in") INTERN(s_ext_id, "ext_id") INTERN(s_arrived, "arrived")
-    if (srtp_init() != srtp_err_status_ok) {
-        PyErr_SetString(PyExc_ImportError, "srtp_init failed");
+    if (srtp_keys_global_init() < 0) {
+        PyErr_SetString(PyExc_ImportError, "libcrypto offers no HMAC");
         return NULL;
     }
     if (PyType_Ready(&SrtpSessionType) < 0 || PyType_Ready(&EngineType) < 0)

@@ -367,6 +367,7 @@ class Run:
     def arrivals(f: FeedbackSender) -> tuple[Any, ...]:
         """What a publisher's feedback would report: numbers received or not (arrival times are wall clock)."""
         reports = []
+        f.drain()
         while (tcc := f.recorder.feedback(1, 0)) is not None:
             reports.append((tcc.base_seq, tuple(a is not None for a in tcc.arrivals)))
         return (f.recorder.recorded, f.recorder.ignored, f.media_ssrc, tuple(reports))

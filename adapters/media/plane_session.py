@@ -66,7 +66,7 @@ class PlaneConfig:
 class Session:
     __slots__ = ("session_id", "channel_id", "ufrag", "pwd", "peer", "remote", "neg", "published", "codecs",
                  "inbound", "routes_in", "out_by_ssrc", "screen_stream", "rtcp_ssrc", "closed", "refused",
-                 "mid_ext_id", "inbound_rtx", "audio_slots", "twcc_ext_id")
+                 "mid_ext_id", "inbound_rtx", "audio_slots", "twcc_ext_id", "simulcast_in")
 
     def __init__(self, session_id: str, channel_id: str, transport: LocalTransport, simulcast: bool = False) -> None:
         self.session_id = session_id
@@ -89,6 +89,8 @@ class Session:
         self.inbound_rtx: dict[int, InTrack] = {}  # publisher RTX SSRC -> track (retransmit.py)
         self.audio_slots: ReceiveSlots | None = None  # pre-negotiated audio sections, if asked for (plane_slots.py)
         self.twcc_ext_id = 0  # the transport-wide-cc id it accepted on the sections it receives (0: none)
+        # publisher simulcast layer and layer-RTX SSRC -> its SimulcastStream, once learnt (simulcast_fwd.py)
+        self.simulcast_in: dict[int, Any] = {}
 
     @property
     def offer_pending(self) -> bool:

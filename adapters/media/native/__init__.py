@@ -8,11 +8,18 @@ What C reads from Python (the contract the Python objects keep; the Python path 
   transport-wide sequencer (``twcc`` not None: the stamp and its send history are Python's), ``send_rtp``;
 * per session (``peer.data``, a ``ForwardingSession``): ``closed`` and ``inbound`` (SSRC -> ``InTrack``);
 * per ``InTrack`` and ``OutRoute``: the fields ``Forwarder.on_rtp`` reads and writes, written back at once;
-* the ``Forwarder``'s ``counters``, ``_clock`` and ``_on_voice``.
+* the ``Forwarder``'s ``counters``, ``_clock`` and ``_on_voice``;
+* per session also ``inbound_rtx`` (RTX SSRC -> ``InTrack``) and ``simulcast_in`` (simulcast layer or layer-RTX
+  SSRC -> ``SimulcastStream``), and through them the ``SimulcastTrack``, its routes' switch state and the
+  ``SimulcastForwarder``'s per-layer counters, with its decisions (``_decide``, ``_route_state``, ``_switched``,
+  ``_keyframe``, ``SimulcastTrack.roll``) called only when due (simulcast_step.h, docs/adr/0024);
+* per publisher ``Peer`` with a transport-cc feedback sender, ``twcc_in.ext_id`` and ``twcc_in.log`` (an
+  ``ArrivalLog`` the step creates and appends to; ``twcc_in.drain()`` empties it).
 
 Anything the C step does not handle comes back in arrival order: a raw datagram goes to
 ``UdpEndpoint.handle_datagram`` (STUN, DTLS, SRTCP, unknown address, no SRTP yet), a decrypted RTP packet whose SSRC
-the session does not know goes to the handler's ``on_rtp`` (the plane learns it from the MID extension).
+the session does not know goes to the handler's ``on_rtp`` (the plane learns it from the MID extension, or a
+simulcast layer's from its RID).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from ._engine import MAX_PACKET, Engine, SrtpSession
 
 if TYPE_CHECKING:
     from ..forwarder import Forwarder, InTrack
+    from ..simulcast_fwd import SimulcastForwarder
     from ..transport import UdpEndpoint
 
 __all__ = ["NativePath", "NativePeer", "NativeSrtpContext", "SrtpSession", "ForwardingSession", "STEP_EMPTY",
@@ -109,12 +117,14 @@ class NativePeer(Peer):
 
 
 class NativePath:
-    """``paths.ReceivePath`` on the C step. ``forwarder`` None: C decrypts, Python's handler gets every packet."""
+    """``paths.ReceivePath`` on the C step. ``forwarder`` None: C decrypts, Python's handler gets every packet.
+    ``simulcast``: the plane's simulcast forwarder, whose learnt layers the step forwards too."""
 
     name = "native"
 
-    def __init__(self, forwarder: Forwarder | None) -> None:
+    def __init__(self, forwarder: Forwarder | None, simulcast: SimulcastForwarder | None = None) -> None:
         self._forwarder = forwarder
+        self._simulcast = simulcast
         self._endpoint: UdpEndpoint | None = None
         self._engine: Engine | None = None
 
@@ -128,7 +138,7 @@ class NativePath:
         self._endpoint = endpoint
         counters: TransportCounters = endpoint.counters
         self._engine = Engine(endpoint._by_addr, counters,  # noqa: SLF001 - the table the endpoint keeps
-                              self._forwarder, (VAD_THRESHOLD, VAD_ON, VAD_MAX))
+                              self._forwarder, (VAD_THRESHOLD, VAD_ON, VAD_MAX), self._simulcast)
 
     def srtp_context(self, keys: SrtpKeys) -> NativeSrtpContext:
         return NativeSrtpContext(keys)

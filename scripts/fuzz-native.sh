@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz the native fast path under ASan + UBSan, in two parts:
-#  1. libFuzzer on the C RTP rules (adapters/media/native/rtp_rules.h) for SECONDS; the corpus is seeded with valid
+#  1. libFuzzer on the C RTP rules (adapters/media/native/rtp_rules.h) for SECONDS, then on the video rules
+#     (video_rules.h: RTX, VP8/H.264 key frames, VP8 ids) for SECONDS/2; the corpus is seeded with valid
 #     packets (one-byte and two-byte extensions, CSRCs, padding) so the fuzzer starts inside the interesting paths;
 #  2. the whole extension (_engine.c: recvmmsg, libsrtp2, the forwarder's rules on Python objects, sendmmsg) built
 #     with the sanitizers and driven by EXAMPLES random scenarios of the differential test (native == python).
@@ -44,6 +45,40 @@ if grep -E "runtime error|ERROR: AddressSanitizer|ERROR: libFuzzer" "$log" >/dev
 fi
 grep -E "stat::number_of_executed_units|stat::peak_rss_mb|cov:" "$log" | tail -3
 echo "fuzz-native: ${seconds}s, no crash, no sanitizer report"
+
+# 1b. the video rules (video_rules.h: RTX unwrap, VP8 descriptors, key frames, VP8 id rewrite), half the time
+"$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+    -I "$here/adapters/media/native" "$here/adapters/media/native/fuzz_video_rules.c" -o "$work/fuzz_video_rules"
+mkdir -p "$work/video_corpus"
+"$python" - "$work/video_corpus" <<'PY'
+import os, struct, sys
+rid = struct.pack("!HH", 0xBEDE, 1) + bytes([0xA0, ord("h"), 0, 0])
+seeds = {
+    "vp8_key": bytes([0x90, 96, 0, 1, 0, 0, 0, 9, 0, 0, 0, 7]) + rid + bytes([0x90, 0xE0, 0x81, 2, 3, 0x20, 0]),
+    "vp8_pid7": bytes([0x80, 96, 0, 2, 0, 0, 0, 9, 0, 0, 0, 7]) + bytes([0x90, 0x80, 5, 1]),
+    "h264_stap": bytes([0x80, 102, 0, 3, 0, 0, 0, 9, 0, 0, 0, 7]) + bytes([0x78, 0, 2, 0x67, 0, 0, 1, 0x65]),
+    "h264_fu": bytes([0x80, 102, 0, 4, 0, 0, 0, 9, 0, 0, 0, 7]) + bytes([0x7C, 0x85, 1]),
+    "rtx": bytes([0x90, 97, 0, 5, 0, 0, 0, 9, 0, 0, 0, 8]) + rid + bytes([0, 1, 0x90, 0x80, 5, 1]),
+    "rtx_probe": bytes([0xA0, 97, 0, 6, 0, 0, 0, 9, 0, 0, 0, 8]) + bytes(3) + bytes([4]),
+}
+for name, packet in seeds.items():
+    with open(os.path.join(sys.argv[1], name), "wb") as f:
+        f.write(bytes([7, 96, 9, 3]) + packet)
+PY
+vlog="$work/fuzz_video.log"
+vseconds=$(( seconds / 2 > 5 ? seconds / 2 : 5 ))
+if ! "$work/fuzz_video_rules" -max_total_time="$vseconds" -max_len=2100 -print_final_stats=1 "$work/video_corpus" \
+        >"$vlog" 2>&1; then
+    tail -40 "$vlog" >&2
+    echo "fuzz-native: the video fuzzer found a crash or a sanitizer report (log: $vlog)" >&2
+    exit 1
+fi
+if grep -E "runtime error|ERROR: AddressSanitizer|ERROR: libFuzzer" "$vlog" >/dev/null; then
+    grep -E -A5 "runtime error|ERROR:" "$vlog" >&2
+    exit 1
+fi
+grep -E "stat::number_of_executed_units|cov:" "$vlog" | tail -2
+echo "fuzz-native: video rules ${vseconds}s, no crash, no sanitizer report"
 
 # 2. the extension under the sanitizers (gcc's, preloaded: the interpreter itself is not instrumented)
 "${CC:-gcc}" -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \

@@ -46,7 +46,8 @@ fi
 grep -E "stat::number_of_executed_units|stat::peak_rss_mb|cov:" "$log" | tail -3
 echo "fuzz-native: ${seconds}s, no crash, no sanitizer report"
 
-# 1b. the video rules (video_rules.h: RTX unwrap, VP8 descriptors, key frames, VP8 id rewrite), half the time
+# 1b. the video rules (video_rules.h: RTX unwrap, VP8 descriptors, key frames, VP8 id rewrite; twcc_stamp.h: the
+#     transport-wide sequence number), half the time
 "$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -I "$here/adapters/media/native" "$here/adapters/media/native/fuzz_video_rules.c" -o "$work/fuzz_video_rules"
 mkdir -p "$work/video_corpus"

@@ -368,7 +368,8 @@ class Run:
             "tracks": [(t.packets, t.octets, t.started, t.base_seq, t.max_seq, t.cycles, t.last_ts, t.last_rx,
                         t.vad_score, t.speaking, t.ssrc, t.cache) for t in self.tracks],
             "routes": [(r.seq_offset, r.last_seq, r.resync, r.packets, r.octets) for r in self.routes],
-            "sequencers": [(q.next_seq, q.stamped, q.unstampable, q.sent_bytes) for q in self.sequencers],
+            "sequencers": [(q.next_seq, q.stamped, q.unstampable, q.sent_bytes, q._send_ms, q._size, q._seq,
+                            q._reported, q._cluster) for q in self.sequencers],
             "arrivals": [self.arrivals(f) for f in self.feedback],
         }
 

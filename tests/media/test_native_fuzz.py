@@ -1,8 +1,8 @@
 """A bounded fuzz run of the native fast path under ASan + UBSan (`make fuzz` runs the long one).
 
 scripts/fuzz-native.sh runs libFuzzer on the C RTP rules and video rules, and the differential scenarios (audio
-and video) against a sanitized build
-of the whole extension; any crash, sanitizer report or difference from the Python path fails it.
+and video) against a sanitized build of the whole extension; any crash, sanitizer report or difference from the
+Python path fails it.
 """
 
 from __future__ import annotations

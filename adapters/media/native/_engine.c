@@ -77,6 +77,7 @@ typedef struct {
     PyObject *forwarder;  /* Forwarder or None: without one every RTP packet goes back to Python */
     PyObject *fcounters;  /* ForwarderCounters or None */
     PyObject *simulcast;  /* SimulcastForwarder or None: its layers are forwarded here too (simulcast_step.h) */
+    PyObject *sequencer;  /* the TransportSequencer type: such a peer's packets are stamped here (twcc_step.h) */
     int vad_threshold, vad_on, vad_max;
     transport_delta td;
     forwarder_delta fd;
@@ -96,17 +97,23 @@ typedef struct {
     int gso; /* UDP GSO for runs to one destination (send_gso.h); off after the kernel refused it once */
     uint8_t blk[BUF];
     uint8_t rtxbuf[BUF]; /* the original an RTX packet carries (simulcast_step.h) */
+    uint8_t stampbuf[BUF]; /* a packet with its transport-wide sequence number (twcc_step.h) */
 } Engine;
 
 static PyTypeObject EngineType;
 
 static int Engine_init(Engine *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"by_addr", "counters", "forwarder", "vad", "simulcast", NULL};
-    PyObject *by_addr, *counters, *forwarder, *simulcast = Py_None;
+    static char *kwlist[] = {"by_addr", "counters", "forwarder", "vad", "simulcast", "sequencer", NULL};
+    PyObject *by_addr, *counters, *forwarder, *simulcast = Py_None, *sequencer = Py_None;
     int thr = 60, on = 15, max = 30;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO(iii)|O", kwlist, &PyDict_Type, &by_addr, &counters,
-                                     &forwarder, &thr, &on, &max, &simulcast))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO(iii)|OO", kwlist, &PyDict_Type, &by_addr, &counters,
+                                     &forwarder, &thr, &on, &max, &simulcast, &sequencer))
         return -1;
+    if (sequencer != Py_None && !PyType_Check(sequencer)) {
+        PyErr_SetString(PyExc_TypeError, "sequencer must be a type or None");
+        return -1;
+    }
+    Py_XSETREF(self->sequencer, Py_NewRef(sequencer));
     Py_XSETREF(self->simulcast, Py_NewRef(forwarder == Py_None ? Py_None : simulcast));
     Py_XSETREF(self->by_addr, Py_NewRef(by_addr));
     Py_XSETREF(self->tcounters, Py_NewRef(counters));
@@ -140,6 +147,7 @@ static int Engine_traverse(Engine *self, visitproc visit, void *arg) {
     Py_VISIT(self->forwarder);
     Py_VISIT(self->fcounters);
     Py_VISIT(self->simulcast);
+    Py_VISIT(self->sequencer);
     return 0;
 }
 
@@ -153,6 +161,7 @@ static int Engine_clear(Engine *self) {
     Py_CLEAR(self->forwarder);
     Py_CLEAR(self->fcounters);
     Py_CLEAR(self->simulcast);
+    Py_CLEAR(self->sequencer);
     return 0;
 }
 
@@ -252,10 +261,12 @@ static int tx_sockaddr(Engine *self, PyObject *addr, struct sockaddr_storage *ou
     return 0;
 }
 
+#include "twcc_step.h"
+
 /* Peer.send_rtp for one rewritten packet: protect into the send queue, or Python's send_rtp when the peer's
  * transmit context or address is not one this module handles. A peer with a transport-wide sequencer (`twcc` not
- * None) has the packet stamped by `twcc.stamp` first: one call, so the numbering and the send history stay in one
- * place (twcc_send.py) while protect and send stay here. -1 with an exception set on failure. */
+ * None) has the packet stamped first: by sequencer_stamp (twcc_step.h) on the TransportSequencer's own state, or by
+ * a call to `twcc.stamp` for any other stamper. -1 with an exception set on failure. */
 static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t len) {
     PyObject *tx = cs_getattr(peer, s_tx);
     if (tx == NULL)
@@ -298,7 +309,13 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
     }
     Py_DECREF(address);
     PyObject *stamped = NULL; /* the stamped copy; `out` points into it */
-    if (twcc != Py_None) {
+    if (twcc != Py_None && (PyObject *)Py_TYPE(twcc) == self->sequencer) { /* stamped here, on the object */
+        if (sequencer_stamp(twcc, self->stampbuf, &out, &len) < 0) {
+            Py_DECREF(tx);
+            Py_DECREF(twcc);
+            return -1;
+        }
+    } else if (twcc != Py_None) {
         PyObject *packet = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)len);
         stamped = packet == NULL ? NULL : PyObject_CallMethodOneArg(twcc, s_stamp, packet);
         Py_XDECREF(packet);
@@ -948,7 +965,7 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_on_voice, "_on_voice")
     INTERN(s_twcc_in, "twcc_in") INTERN(s_ext_id, "ext_id") INTERN(s_arrived, "arrived") INTERN(s_log, "log")
     INTERN(s_drain, "drain")
-    if (video_intern() < 0)
+    if (video_intern() < 0 || twcc_intern() < 0)
         return NULL;
     if (srtp_init() != srtp_err_status_ok) {
         PyErr_SetString(PyExc_ImportError, "srtp_init failed");

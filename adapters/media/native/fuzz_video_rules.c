@@ -1,5 +1,6 @@
 /* libFuzzer target for the C side of the video rules (video_rules.h: RTX unwrapping, VP8 descriptors, key-frame
- * detection for VP8 and H.264, VP8 id rewriting): whatever the bytes, no read or write outside the packet, no
+ * detection for VP8 and H.264, VP8 id rewriting; twcc_stamp.h: the transport-wide sequence number): whatever the
+ * bytes, no read or write outside the packet, no
  * undefined behaviour, and the results stay inside the packet. Built with clang -fsanitize=fuzzer,address,undefined
  * by scripts/fuzz-native.sh (`make fuzz`, and a bounded run in tests/media/test_native_fuzz.py).
  *
@@ -12,6 +13,7 @@
 
 #include "rtp_rules.h"
 #include "video_rules.h"
+#include "twcc_stamp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 4)
@@ -48,6 +50,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             (void)cs_rewrite_vp8_ids(body, plen, data[2] & 1 ? -1 : (long long)data[2] << 7, data[3]);
             free(body);
         }
+    }
+    /* the transport-wide stamp into an exactly-sized buffer: grows the packet by at most 8 bytes */
+    uint8_t *stamped = malloc(n + 8);
+    if (stamped != NULL) {
+        size_t s = cs_stamp_transport_seq(stamped, n + 8, pkt, n, 1 + data[0] % 255, data[2] << 8 | data[3]);
+        if (s > n + 8 || (s && s < n))
+            abort();
+        free(stamped);
     }
     /* the payload rules on arbitrary bytes, as if they were a payload */
     (void)cs_keyframe_start(CS_CODEC_VP8, pkt, n);

@@ -14,7 +14,8 @@ the Python calls the native step makes per egress packet (layer decisions every 
 rate windows, key-frame requests, switches). The paths alternate ``--rounds`` times; the best round of each is
 reported with the ratio (docs/performance.md, docs/video.md). ``--twcc``: every receiver negotiated transport-cc
 (a ``TransportSequencer`` stamps each packet sent to it, as Chromium receivers have; on the native path that is
-still one Python call per egress packet, ADR 0021).
+stamped by the step itself since ADR 0024; ``--stamp-ab`` adds the path "native-pystamp", where a subclass makes
+the step call the sequencer's Python ``stamp`` for each packet as before, for the A/B in one run).
 """
 
 from __future__ import annotations
@@ -92,6 +93,12 @@ def _stream(frames: int, rtx_share: float) -> list[tuple[float, bytes]]:
     return out
 
 
+class _PythonStamped(TransportSequencer):
+    """A TransportSequencer the native step does not recognise: it calls ``stamp`` (the pre-ADR 0024 cost)."""
+
+    __slots__ = ()
+
+
 def _count_calls(obj: Any, names: tuple[str, ...], calls: Counter[str]) -> None:
     """Count calls to ``obj``'s methods ``names`` (instance attributes shadow the class's, for the C step too)."""
     for name in names:
@@ -107,6 +114,10 @@ def _count_calls(obj: Any, names: tuple[str, ...], calls: Counter[str]) -> None:
 def measure(fast_path: str, receivers: int, frames: int, rtx_share: float, twcc: bool = False,
             chunk: int = 200) -> dict[str, Any]:
     """One run of one path (see the module docstring)."""
+    label = fast_path
+    sequencer = TransportSequencer
+    if fast_path == "native-pystamp":
+        fast_path, sequencer = "native", _PythonStamped
     plane = MediaPlane(PlaneConfig(ice_port_udp=0, fast_path=fast_path), lambda _e: None)
     ep = plane.endpoint
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -131,7 +142,7 @@ def measure(fast_path: str, receivers: int, frames: int, rtx_share: float, twcc:
         ep._by_addr[peer.address] = peer  # noqa: SLF001
         plane.on_connected(peer)
         if twcc and i:
-            peer.twcc = TransportSequencer(5, time.monotonic)
+            peer.twcc = sequencer(5, time.monotonic)
     pub = plane.sessions["s0"]
     track = InTrack(track_id="screen", session=pub, kind=TrackKind.SCREEN_VIDEO, media="video", mid="0", ssrc=None,
                     clock_rate=90000, codecs={VP8_PT: ("vp8", 90000, 1, "")},
@@ -181,7 +192,7 @@ def measure(fast_path: str, receivers: int, frames: int, rtx_share: float, twcc:
         c.close()
     counters = plane.counters
     python_calls = calls["_decide"] + calls["_keyframe"] + calls["_switched"] + calls["_route_state"]
-    return {"path": fast_path, "ingress": len(stream), "egress": out,
+    return {"path": label, "ingress": len(stream), "egress": out,
             "user_us": user / out * 1e6 if out else None, "system_us": system / out * 1e6 if out else None,
             "us_per_egress_packet": (user + system) / out * 1e6 if out else None,
             "python_path_share": calls["on_rtp"] / len(stream),
@@ -197,13 +208,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rtx-share", type=float, default=0.02)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--twcc", action="store_true", help="receivers with transport-cc (a sequencer stamps each packet)")
+    ap.add_argument("--stamp-ab", action="store_true",
+                    help="with --twcc: also the native path calling the sequencer's Python stamp per packet")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if not (1 <= args.receivers <= 64 and 100 <= args.frames <= 20_000 and 0 <= args.rtx_share <= 0.5
             and 1 <= args.rounds <= 20):
         ap.error("receivers 1..64, frames 100..20000, rtx-share 0..0.5, rounds 1..20")
     load_start = os.getloadavg()
-    paths = ("python", "native")
+    paths = ("python", "native", "native-pystamp") if args.twcc and args.stamp_ab else ("python", "native")
     rows = []
     for r in range(args.rounds):
         for p in paths:
@@ -222,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     for p in paths:
         b = best[p]
-        print(f"{p:>7}: user {b['user_us']:.2f} + system {b['system_us']:.2f} = {b['us_per_egress_packet']:.2f} µs "
+        print(f"{p:>14}: user {b['user_us']:.2f} + system {b['system_us']:.2f} = {b['us_per_egress_packet']:.2f} µs "
               f"per egress video packet ({b['egress']} packets, layers out {b['layer_out']}, {b['switches']} "
               f"switches, {b['rtx_in']} RTX in); Python path {100 * b['python_path_share']:.3f} % of ingress, "
               f"{b['python_calls_per_egress_packet']:.4f} Python calls per egress packet {b['calls']}")

@@ -79,7 +79,7 @@ def _h264(draw: Any, key: bool) -> bytes:
 def layer_event(draw: Any, sims: tuple[SimulcastSpec, ...], codecs: tuple[str, ...]) -> tuple[Any, ...]:
     sim = draw(st.integers(0, len(sims) - 1))
     layer = draw(st.integers(0, sims[sim].layers - 1))
-    key = draw(st.integers(0, 3)) == 0
+    key = draw(st.integers(0, 2)) == 0
     payload = (_vp8 if codecs[sim] == "vp8" else lambda d, k, *_: _h264(d, k))(draw, key, draw(st.integers(0, 0x7FFF)),
                                                                             draw(st.integers(0, 255)))
     payload += draw(st.binary(max_size=40)) + bytes(layer * draw(st.sampled_from([0, 150, 400])))  # higher: larger
@@ -146,8 +146,13 @@ def video_scenarios(draw: Any) -> VideoScenario:
     if plain:
         from native_support import rtp_event
         other.append(rtp_event(tracks_t).filter(lambda e: tracks_t[e[1]].signalled))
-    events = draw(st.lists(st.one_of(layer_event(sims_t, tuple(codecs)), layer_event(sims_t, tuple(codecs)),
-                                     *other), min_size=10, max_size=60))
+    # layer packets, time and estimates most often: a switch needs a target change, then the target's key frame
+    layers = layer_event(sims_t, tuple(codecs))
+    moves = st.one_of(st.tuples(st.just("clock"), st.sampled_from([0.3, 1.0, 1.6])),
+                      st.tuples(st.just("remb"), st.integers(0, receivers - 1), st.sampled_from([30_000, 5_000_000])))
+    rest = st.one_of(*other)
+    event = st.integers(0, 9).flatmap(lambda k: layers if k < 6 else moves if k < 8 else rest)  # one_of de-dupes
+    events = draw(st.lists(event, min_size=10, max_size=80))
     base = Scenario(profile=draw(st.sampled_from(sorted(PROFILES))), publishers=publishers, receivers=receivers,
                     receivers_connected=tuple(draw(st.integers(0, 5)) > 0 for _ in range(receivers)),
                     tracks=tracks_t, routes=tuple(routes), events=tuple(events))

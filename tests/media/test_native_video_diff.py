@@ -114,3 +114,45 @@ def test_only_a_layers_first_packet_takes_the_python_path() -> None:
     finally:
         r.close()
     assert sorted(seen) == [0x10, 0x20, 0x21], [hex(s) for s in seen]
+
+
+def test_h264_layers_and_a_cameras_rtx_are_forwarded_alike() -> None:
+    """H.264 in three layers (key frames as an FU-A start, a STAP-A with SPS and IDR, a lone IDR) switched down and up
+    by REMBs, and a single-encoding camera whose RTX stream repairs it: both paths give the same bytes and state."""
+    from native_video_support import RtxSpec
+
+    sim = TrackSpec(publisher=0, media="video", ssrc=1, signalled=False, level_id=0, codec="h264")
+    cam = TrackSpec(publisher=0, media="video", ssrc=0xCA, signalled=True, level_id=0, codec="vp8")
+    routes = (RouteSpec(track=0, receiver=0, ssrc=0xB0, ts_offset=0, last_seq=0, pt=102, remap=((10, 0),),
+                        paused=False, negotiated=True),
+              RouteSpec(track=1, receiver=0, ssrc=0xB1, ts_offset=9, last_seq=7, pt=96, remap=(), paused=False,
+                        negotiated=True))
+    keys = (bytes([0x7C, 0x85]), bytes([0x78, 0, 2, 0x67, 1, 0, 2, 0x65, 2]), bytes([0x65]))
+    size = (40, 300, 900)
+    events: list[tuple[object, ...]] = []
+    for layer in range(3):
+        events.append(("layer", 0, layer, 1, bytes([0x41]) + bytes(size[layer]), "rid", 0, "ok", "media", 2))
+    for round_ in range(3):
+        for layer in range(3):
+            events.append(("layer", 0, layer, 1, keys[layer] + bytes(size[layer]), "rid", 0, "ok", "media", 1))
+        for _ in range(35):
+            events += [("layer", 0, layer, 1, bytes([0x41]) + bytes(size[layer]), "rid", 0, "ok", "media", 1)
+                       for layer in range(3)]
+            events.append(("clock", 0.033))
+        events.append(("remb", 0, (40_000, 5_000_000, 300_000)[round_]))
+        events += [("layer", 0, layer, 1, bytes([0x41]) + bytes(size[layer]), "rid", 0, "ok", "media", 1)
+                   for layer in range(3)]  # a decision on the new estimate (an upgrade then holds 3 s)
+        events.append(("clock", 3.5))
+    events += [("rtp", 1, 1, 96, 0, None, 0, bytes([0x10, 0x01]) + bytes(50), False, 0xCA, "ok", 5),
+               ("rtx", 0, 2, "ok"), ("rtx", 0, 1, "probe"), ("rtx", 0, 1, "wrong_pt"), ("nack", 1, [1, 3])]
+    base = Scenario(profile=b"SRTP_AES128_CM_SHA1_80", publishers=1, receivers=1, receivers_connected=(True,),
+                    tracks=(sim, cam), routes=routes, events=tuple(events))
+    vs = VideoScenario(base=base, simulcast=(SimulcastSpec(track=0, layers=3, ssrcs=(0x10, 0x20, 0x30),
+                                                           rtx_ssrcs=None),),
+                       rtx=(RtxSpec(track=1, ssrc=0xCB),), route_rtx=(False, True))
+    reference = run_video(vs, "python")
+    native = run_video(vs, "native")
+    assert native == reference
+    counters = native["plane"]
+    assert counters["simulcast_switches"] >= 3, counters
+    assert counters["rtx_in"] == 2 and counters["drop_padding"] >= 1, counters

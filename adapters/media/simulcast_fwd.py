@@ -2,14 +2,15 @@
 
 Theory of operation. A simulcast publisher's section names its streams by RID (``PublishedTrack.rids``, in the
 client's order) and usually signals no SSRC. Its layers' SSRCs are therefore not in the session's ``inbound``
-table, so both fast paths hand their packets to ``MediaPlane.on_rtp`` as unknown SSRCs, and ``on_rtp`` here learns
-each SSRC from the RID header extension and forwards the packet in Python (ADR 0019: the per-packet simulcast
-rules are pure, ``core.video.simulcast``, ready to be mirrored in the native step; until they are, simulcast video
-costs the Python per-packet price). Once learnt, each layer SSRC (and each RTX SSRC) is indexed in the publisher
-session's ``simulcast_in`` table (SSRC -> ``SimulcastStream``), which the native step reads: from then on the
-layer's packets are forwarded in C, and only a layer's first packet takes the Python path.
+table: a layer's first packet reaches ``MediaPlane.on_rtp`` as an unknown SSRC on both fast paths, and ``on_rtp``
+here learns the SSRC from the RID header extension (``SimulcastTrack.learn``) and indexes it, and each layer's RTX
+SSRC learnt from the repaired RID, in the publisher session's ``simulcast_in`` table (SSRC -> ``SimulcastStream``).
+The Python path finds the layer here for every packet; the native step finds it in that table and runs the same
+per-packet rules in C on these objects (native/simulcast_step.h, ADR 0024), so only a layer's first packet takes
+the Python path there.
 
-Per packet (the same on both fast paths: the native step mirrors it in C, ADR 0024): the layer's byte count (its measured bitrate over the last second), whether it starts a key frame
+Per packet (the same on both fast paths): the layer's byte count (its measured bitrate over the last second),
+whether it starts a key frame
 (``core.video.payload``), then for each live route of the track the route's ``LayerSwitcher``: its target is
 ``choose_layer`` over the layers that are sending, in the publisher's order, from the receiver's estimate
 (``ReceiverEstimates``; the top layer while there is none). That choice is a decision, not per-packet work: it is

@@ -221,6 +221,9 @@ class SimulcastForwarder:
         """Forward ``track`` as simulcast when it has RIDs and the RID extension; ``rtx_pt``: its publisher's
         RTX payload type (RTX then comes on one SSRC per layer, named by the repaired-RID extension)."""
         rid_ext = track.ext.get(RID_URI, 0)
+        old = self.tracks.pop(track.track_id, None)
+        if old is not None:  # a replaced track: its SSRCs no longer lead to it (the native step reads the table)
+            old.unindex()
         if rids and rid_ext:
             self.tracks[track.track_id] = SimulcastTrack(track, rids, rid_ext, rtx_pt,
                                                          track.ext.get(REPAIRED_RID_URI, 0))

@@ -11,7 +11,7 @@ run: $(STAMP)
 
 test: $(STAMP) system-deps lint typecheck unit wheel-check
 
-$(STAMP): pyproject.toml setup.py $(wildcard adapters/media/native/*.c adapters/media/native/*.h peer/*.c)
+$(STAMP): pyproject.toml setup.py $(wildcard adapters/media/native/*.c adapters/media/native/*.h peer/*.c peer/*.h)
 	bash scripts/system-deps.sh build  # the native extension builds against libsrtp2-dev
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
@@ -59,6 +59,13 @@ bench-gso: $(STAMP)
 	$(BIN)/python -m bench.gso_probe
 bench-client-cost: $(STAMP)
 	$(BIN)/python -m bench.capacity --client-cost
+
+# Issue 13: the load tool's CPU per packet sent + received in the capacity shape, every media engine alternated in
+# one run (bench/loadtool_cost.py), and its user-space instructions per packet under callgrind (bench/loadtool_step.py).
+.PHONY: bench-loadtool-cost
+bench-loadtool-cost: $(STAMP)
+	$(BIN)/python -m bench.loadtool_cost
+	$(BIN)/python -m bench.loadtool_step --callgrind
 
 # Long coverage-guided fuzz runs, `make test` runs the same for seconds:
 # - fuzz-python: every Python parser facing the network or disk (fuzz/run.py, atheris); FUZZ_SECONDS per target, new

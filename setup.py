@@ -20,7 +20,8 @@ setup(
             "callsd.peer._fastpeer",
             sources=["peer/_fastpeer.c"],
             include_dirs=["adapters/media/native"],
-            depends=[f"adapters/media/native/{h}" for h in ("srtp_session.h", "srtp_gcm_tx.h", "pyslots.h")],
+            depends=[f"adapters/media/native/{h}" for h in ("srtp_session.h", "srtp_gcm_tx.h", "pyslots.h")]
+            + ["peer/fastpeer_stats.h", "peer/fastpeer_send.h"],
             libraries=["srtp2", "crypto"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
         ),

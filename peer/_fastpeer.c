@@ -1,17 +1,20 @@
-/* callsd.peer._fastpeer: the load tool's media engine in C (peer/engine.py, `MediaEngine(media="native")`).
+/* callsd.peer._fastpeer: the load tool's media engine in C (peer/engine.py, `MediaEngine(media="native"|"shared")`).
  *
  * Why: the load tool receives seven packets for every one it sends (8-user calls, 2 talkers) and, in Python, paid
- * ~12 µs of its own CPU per packet, so one tool core could not load one server core (issue 13). This module runs the
- * same per-packet rules as the Python engine (MediaEngine._handle and StreamStats.update/sample, Histogram.add),
- * on the same Python objects, so every figure the tool reports means what it meant before:
+ * ~12 µs of its own CPU per packet, so one tool core could not load one server core (issue 13). Here Python runs per
+ * batch and per report interval, not per packet:
  *
- * - Receiver.drain(epoll_fd, budget): epoll_wait(0) over every leg's socket, one recvmmsg per ready socket, and
- *   for each SRTP packet of a stream the leg already knows: the RFC 3550 loss/jitter update of its StreamStats,
- *   first-audio time, and 1 in `delay_sample` decrypted with libsrtp2 for the payload stamp (one-way delay, the
- *   sender's counter). Everything else (STUN, DTLS, a new SSRC, a leg with a foreign SRTP session) comes back as
- *   (leg, datagram) pairs, in arrival order per socket, for the Python engine to handle exactly as before.
- * - send_batch(items): SRTP-protect each (fd, session, plain packet) and send runs of the same socket with one
- *   sendmmsg; the counts of sent, bytes, would-block, refused and protect failures come back as a tuple.
+ * - Receiver.drain(epoll_fd, budget, engine, stats) / drain_shared(fd, ...): recvmmsg per ready socket (or 64 at a
+ *   time on a shared port), and for each SRTP packet of a stream Python has tracked: the RFC 3550 loss/jitter
+ *   update, first-audio time, and 1 in `delay_sample` decrypted with libsrtp2 for the payload stamp (one-way delay,
+ *   the sender's counter), all in C structs (fastpeer_stats.h). Everything else (STUN, DTLS, the first packet of a
+ *   new SSRC, a leg with a foreign SRTP session) comes back as (leg, datagram) pairs in arrival order; once one of a
+ *   leg's RTP packets went back, the rest of that leg's packets in the drain go back too, so each leg's packets are
+ *   counted in arrival order. Python tracks a new stream (`track`) and hands its packet back (`receive`).
+ *   `sync()` writes the counters into the StreamStats, Leg and Histogram objects (the engine calls it before it
+ *   reads them); `forget(key)` does so and drops a leg that leaves.
+ * - Sender.tick(legs, now_ns, owed, shared_fd): the 20 ms send tick, packets built from the sources' templates,
+ *   protected and sent in batches (fastpeer_send.h).
  *
  * The SRTP sessions are this module's own SrtpSession (same policy as the server's native path: srtp_session.h).
  */
@@ -29,117 +32,18 @@
 
 #include "srtp_session.h"
 #include "pyslots.h"
+#include "fastpeer_stats.h"
+#include "fastpeer_send.h"
 
 #define RX_PER_SOCKET 16 /* datagrams per recvmmsg (one socket) */
 #define EVENTS 256       /* ready sockets per epoll_wait */
-#define TX_BATCH 64      /* datagrams per sendmmsg (one socket) */
 #define SHARED_BATCH 64  /* datagrams per recvmmsg on a shared port (peer/shared_port.py) */
 #define PKTINFO_SPACE CMSG_SPACE(sizeof(struct in_pktinfo))
-
-static PyObject *s_rx, *s_streams, *s_first_audio_ns, *s_rx_count, *s_delay, *s_kind, *s_started, *s_base_seq,
-    *s_max_seq, *s_cycles, *s_received, *s_jitter, *s_last_transit, *s_clock_khz, *s_sender, *s_first_counter,
-    *s_first_index, *s_last_counter, *s_last_index, *s_buckets, *s_count, *s_total, *s_maximum, *s_resolution,
-    *s_audio;
-
-static const uint8_t MAGIC[4] = {'C', 'L', 'T', '1'};
 
 static long long now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
-static int get_d(PyObject *obj, PyObject *name, double *out) {
-    PyObject *v = cs_getattr(obj, name);
-    if (v == NULL)
-        return -1;
-    double x = PyFloat_AsDouble(v);
-    Py_DECREF(v);
-    if (x == -1.0 && PyErr_Occurred())
-        return -1;
-    *out = x;
-    return 0;
-}
-
-static int set_d(PyObject *obj, PyObject *name, double value) {
-    PyObject *v = PyFloat_FromDouble(value);
-    if (v == NULL)
-        return -1;
-    int rc = cs_setattr(obj, name, v);
-    Py_DECREF(v);
-    return rc;
-}
-
-/* StreamStats.update: RFC 3550 sequence tracking and interarrival jitter. */
-static int stream_update(PyObject *st, long long seq, long long rtp_ts, double arrival_ms) {
-    double clock_khz, transit;
-    if (get_d(st, s_clock_khz, &clock_khz) < 0)
-        return -1;
-    transit = arrival_ms * clock_khz - (double)rtp_ts;
-    int started = get_truth(st, s_started);
-    if (started < 0)
-        return -1;
-    if (!started) {
-        if (cs_setattr(st, s_started, Py_True) < 0 || set_ll(st, s_base_seq, seq) < 0 || set_ll(st, s_max_seq, seq) < 0 ||
-            set_d(st, s_last_transit, transit) < 0 || set_ll(st, s_received, 1) < 0)
-            return -1;
-        return 0;
-    }
-    long long max_seq;
-    if (add_ll(st, s_received, 1) < 0 || get_ll(st, s_max_seq, &max_seq) < 0)
-        return -1;
-    long long delta = (seq - max_seq) & 0xFFFF;
-    if (delta > 0 && delta < 0x8000) {
-        if (seq < max_seq && add_ll(st, s_cycles, 0x10000) < 0)
-            return -1;
-        if (set_ll(st, s_max_seq, seq) < 0)
-            return -1;
-    }
-    double last, jitter;
-    if (get_d(st, s_last_transit, &last) < 0 || set_d(st, s_last_transit, transit) < 0)
-        return -1;
-    double d = transit - last;
-    if (d < 0)
-        d = -d;
-    if (d < 60000 * clock_khz) {
-        if (get_d(st, s_jitter, &jitter) < 0 || set_d(st, s_jitter, jitter + (d - jitter) / 16.0) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* Histogram.add */
-static int histogram_add(PyObject *h, double value) {
-    double resolution, total, maximum;
-    if (get_d(h, s_resolution, &resolution) < 0)
-        return -1;
-    PyObject *buckets = cs_getattr(h, s_buckets);
-    if (buckets == NULL)
-        return -1;
-    if (!PyList_Check(buckets) || PyList_GET_SIZE(buckets) == 0) {
-        Py_DECREF(buckets);
-        PyErr_SetString(PyExc_TypeError, "Histogram.buckets must be a non-empty list");
-        return -1;
-    }
-    double q = value / resolution;
-    Py_ssize_t size = PyList_GET_SIZE(buckets);
-    Py_ssize_t index = q < 0 ? 0 : (q >= (double)size ? size - 1 : (Py_ssize_t)q);
-    long long c = PyLong_AsLongLong(PyList_GET_ITEM(buckets, index));
-    int rc = -1;
-    if (c == -1 && PyErr_Occurred())
-        goto done;
-    PyObject *v = PyLong_FromLongLong(c + 1);
-    if (v == NULL || PyList_SetItem(buckets, index, v) < 0)
-        goto done;
-    if (add_ll(h, s_count, 1) < 0 || get_d(h, s_total, &total) < 0 || set_d(h, s_total, total + value) < 0 ||
-        get_d(h, s_maximum, &maximum) < 0)
-        goto done;
-    if (value > maximum && set_d(h, s_maximum, value) < 0)
-        goto done;
-    rc = 0;
-done:
-    Py_DECREF(buckets);
-    return rc;
 }
 
 /* ---- Receiver --------------------------------------------------------------------------------------------- */
@@ -150,9 +54,11 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *legs;      /* dict fd -> Leg (the engine's) */
+    PyObject *legs;      /* dict key -> Leg (the engine's) */
     PyObject *histogram; /* the engine's delay Histogram */
     long long delay_sample;
+    unsigned long long drains;
+    rx_tables t;
     rx_delta delta;
     struct epoll_event ev[EVENTS];
     struct mmsghdr msg[RX_PER_SOCKET];
@@ -175,8 +81,14 @@ static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwds) {
     long long delay_sample;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OL", kwlist, &PyDict_Type, &legs, &histogram, &delay_sample))
         return -1;
-    Py_XSETREF(self->legs, Py_NewRef(legs));
-    Py_XSETREF(self->histogram, Py_NewRef(histogram));
+    if (self->histogram != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Receiver is initialised once");
+        return -1;
+    }
+    if (tables_init(&self->t, histogram) < 0)
+        return -1;
+    self->legs = Py_NewRef(legs);
+    self->histogram = Py_NewRef(histogram);
     self->delay_sample = delay_sample < 1 ? 1 : delay_sample;
     for (int i = 0; i < RX_PER_SOCKET; i++) {
         self->iov[i].iov_base = self->buf[i];
@@ -188,12 +100,13 @@ static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwds) {
 static int Receiver_traverse(Receiver *self, visitproc visit, void *arg) {
     Py_VISIT(self->legs);
     Py_VISIT(self->histogram);
-    return 0;
+    return tables_traverse(&self->t, visit, arg);
 }
 
 static int Receiver_clear(Receiver *self) {
     Py_CLEAR(self->legs);
     Py_CLEAR(self->histogram);
+    tables_free(&self->t);
     return 0;
 }
 
@@ -203,69 +116,36 @@ static void Receiver_dealloc(Receiver *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* MediaEngine._sample_delay: decrypt a copy, read the stamp, note the sender's counter and the one-way delay. */
-static int sample_delay(Receiver *self, PyObject *leg, PyObject *st, SrtpSession *rx, const uint8_t *d, size_t n,
-                        long long now) {
-    if (n > MAX_PACKET) {
+/* An SRTP packet of a tracked stream: MediaEngine._handle's accounting, in C. */
+static void receive_known(Receiver *self, int32_t at, const uint8_t *d, size_t n, long long now) {
+    rx_stream *s = &self->t.streams[at];
+    rx_leg *l = &self->t.legs[s->leg];
+    self->delta.rx_packets++;
+    self->delta.rx_bytes += (long long)n;
+    long long seq = ((long long)d[2] << 8) | d[3];
+    long long ts = ((long long)d[4] << 24) | ((long long)d[5] << 16) | ((long long)d[6] << 8) | d[7];
+    stream_update(s, seq, ts, (double)now * 1e-6);
+    if (!l->first_audio_ns && s->audio)
+        l->first_audio_ns = now;
+    l->rx_count++;
+    l->dirty = 1;
+    if (l->rx_count % self->delay_sample == 0 && sample_delay(&self->t, l, s, d, n, now, self->plain))
         self->delta.srtp_errors++;
-        return 0;
-    }
-    memcpy(self->plain, d, n);
-    int len = (int)n;
-    if (srtp_unprotect(rx->srtp, self->plain, &len) != srtp_err_status_ok) {
-        self->delta.srtp_errors++;
-        return 0;
-    }
-    const uint8_t *p = self->plain;
-    size_t off = 12 + 4 * (size_t)(p[0] & 0x0F);
-    if ((p[0] & 0x10) && (size_t)len >= off + 4)
-        off += 4 + 4 * (size_t)((p[off + 2] << 8) | p[off + 3]);
-    if ((size_t)len < off + 32 || memcmp(p + off + 12, MAGIC, 4) != 0)
-        return 0;
-    const uint8_t *s = p + off + 16;
-    unsigned long long sent = 0;
-    for (int i = 0; i < 8; i++)
-        sent = (sent << 8) | s[i];
-    long long counter = ((long long)s[8] << 24) | (s[9] << 16) | (s[10] << 8) | s[11];
-    long long sender = ((long long)s[12] << 24) | (s[13] << 16) | (s[14] << 8) | s[15];
-    long long current, received;
-    if (get_ll(st, s_sender, &current) < 0 || get_ll(st, s_received, &received) < 0)
-        return -1;
-    if (sender != current &&
-        (set_ll(st, s_sender, sender) < 0 || set_ll(st, s_first_counter, counter) < 0 ||
-         set_ll(st, s_first_index, received) < 0))
-        return -1;
-    if (set_ll(st, s_last_counter, counter) < 0 || set_ll(st, s_last_index, received) < 0)
-        return -1;
-    double delay_ms = (double)(now - (long long)sent) / 1e6;
-    if (histogram_add(self->histogram, delay_ms) < 0)
-        return -1;
-    PyObject *acc = PyObject_GetAttr(leg, s_delay);
-    if (acc == NULL)
-        return -1;
-    int rc = -1;
-    if (!PyList_Check(acc) || PyList_GET_SIZE(acc) < 3) {
-        PyErr_SetString(PyExc_TypeError, "Leg.delay must be a list [sum, count, max]");
-        goto done;
-    }
-    double sum = PyFloat_AsDouble(PyList_GET_ITEM(acc, 0));
-    long long count = PyLong_AsLongLong(PyList_GET_ITEM(acc, 1));
-    double max = PyFloat_AsDouble(PyList_GET_ITEM(acc, 2));
-    if (PyErr_Occurred())
-        goto done;
-    if (PyList_SetItem(acc, 0, PyFloat_FromDouble(sum + delay_ms)) < 0 ||
-        PyList_SetItem(acc, 1, PyLong_FromLongLong(count + 1)) < 0)
-        goto done;
-    if (delay_ms > max && PyList_SetItem(acc, 2, PyFloat_FromDouble(delay_ms)) < 0)
-        goto done;
-    rc = 0;
-done:
-    Py_DECREF(acc);
-    return rc;
 }
 
-/* One datagram of `leg`: 1 when Python must handle it, 0 when handled here, -1 with an exception set. */
-static int receive_one(Receiver *self, PyObject *leg, const uint8_t *d, size_t n) {
+/* The tracked stream of an RTP datagram of leg `key` that C may count now (-1: Python's, or not media). */
+static int32_t known_stream(Receiver *self, uint32_t key, const uint8_t *d, size_t n) {
+    if (n < 12 || d[0] < 128 || d[0] > 191 || (d[1] >= 192 && d[1] <= 223))
+        return -1;
+    uint32_t ssrc = ((uint32_t)d[8] << 24) | ((uint32_t)d[9] << 16) | ((uint32_t)d[10] << 8) | d[11];
+    int32_t at = index_get(&self->t.stream_ix, stream_key(key, ssrc));
+    if (at < 0 || self->t.legs[self->t.streams[at].leg].deferred == self->drains)
+        return -1;
+    return at;
+}
+
+/* Any other datagram of `leg`: 1 when Python must handle it, 0 when counted here, -1 with an exception set. */
+static int receive_other(Receiver *self, uint32_t key, PyObject *leg, const uint8_t *d, size_t n) {
     if (n == 0)
         return 0;
     if (d[0] < 128 || d[0] > 191)
@@ -277,60 +157,16 @@ static int receive_one(Receiver *self, PyObject *leg, const uint8_t *d, size_t n
     PyObject *rx = PyObject_GetAttr(leg, s_rx);
     if (rx == NULL)
         return -1;
-    if (n < 12 || rx == Py_None) {
-        Py_DECREF(rx);
+    int none = rx == Py_None;
+    Py_DECREF(rx);
+    if (n < 12 || none) {
         self->delta.malformed++;
         return 0;
     }
-    if (Py_TYPE(rx) != &SrtpSessionType) {
-        Py_DECREF(rx);
-        return 1;
-    }
-    PyObject *streams = PyObject_GetAttr(leg, s_streams);
-    if (streams == NULL || !PyDict_Check(streams)) {
-        Py_XDECREF(streams);
-        Py_DECREF(rx);
-        return streams == NULL ? -1 : 1;
-    }
-    uint32_t ssrc = ((uint32_t)d[8] << 24) | ((uint32_t)d[9] << 16) | ((uint32_t)d[10] << 8) | d[11];
-    PyObject *key = PyLong_FromUnsignedLong(ssrc);
-    PyObject *st = key != NULL ? PyDict_GetItemWithError(streams, key) : NULL;
-    Py_XDECREF(key);
-    Py_XINCREF(st);
-    Py_DECREF(streams);
-    int rc = -1;
-    if (st == NULL) {
-        Py_DECREF(rx);
-        return PyErr_Occurred() ? -1 : 1; /* a new stream: Python makes its StreamStats */
-    }
-    self->delta.rx_packets++;
-    self->delta.rx_bytes += (long long)n;
-    long long now = now_ns();
-    long long seq = ((long long)d[2] << 8) | d[3];
-    long long ts = ((long long)d[4] << 24) | ((long long)d[5] << 16) | ((long long)d[6] << 8) | d[7];
-    if (stream_update(st, seq, ts, (double)now * 1e-6) < 0)
-        goto done;
-    long long first_audio, rx_count;
-    if (get_ll(leg, s_first_audio_ns, &first_audio) < 0)
-        goto done;
-    if (!first_audio) {
-        PyObject *kind = cs_getattr(st, s_kind);
-        if (kind == NULL)
-            goto done;
-        int audio = PyUnicode_Check(kind) && PyUnicode_Compare(kind, s_audio) == 0;
-        Py_DECREF(kind);
-        if (audio && set_ll(leg, s_first_audio_ns, now) < 0)
-            goto done;
-    }
-    if (get_ll(leg, s_rx_count, &rx_count) < 0 || set_ll(leg, s_rx_count, rx_count + 1) < 0)
-        goto done;
-    if ((rx_count + 1) % self->delay_sample == 0 && sample_delay(self, leg, st, (SrtpSession *)rx, d, n, now) < 0)
-        goto done;
-    rc = 0;
-done:
-    Py_DECREF(st);
-    Py_DECREF(rx);
-    return rc;
+    int32_t at = index_get(&self->t.leg_ix, key);
+    if (at >= 0)
+        self->t.legs[at].deferred = self->drains; /* its later packets in this drain follow this one */
+    return 1;
 }
 
 static int flush_delta(Receiver *self, PyObject *engine, PyObject *stats) {
@@ -358,6 +194,36 @@ static int flush_delta(Receiver *self, PyObject *engine, PyObject *stats) {
     return rc;
 }
 
+/* One datagram for leg `key`: counted here, or appended to `rest` for Python. 0, or -1 with an exception set. */
+static int take(Receiver *self, uint32_t key, PyObject *leg, const uint8_t *d, size_t n, long long now,
+                PyObject *rest) {
+    int32_t at = known_stream(self, key, d, n);
+    if (at >= 0) {
+        receive_known(self, at, d, n, now);
+        return 0;
+    }
+    int r = receive_other(self, key, leg, d, n);
+    if (r <= 0)
+        return r;
+    PyObject *item = Py_BuildValue("(Oy#)", leg, (const char *)d, (Py_ssize_t)n);
+    if (item == NULL)
+        return -1;
+    r = PyList_Append(rest, item);
+    Py_DECREF(item);
+    return r;
+}
+
+static PyObject *drain_result(Receiver *self, PyObject *engine, PyObject *stats, long long read, PyObject *rest,
+                              int failed) {
+    if (flush_delta(self, engine, stats) < 0 || failed) {
+        Py_DECREF(rest);
+        return NULL;
+    }
+    PyObject *out = Py_BuildValue("(LO)", read, rest);
+    Py_DECREF(rest);
+    return out;
+}
+
 static PyObject *Receiver_drain(Receiver *self, PyObject *args) {
     int epfd;
     long long budget;
@@ -367,6 +233,7 @@ static PyObject *Receiver_drain(Receiver *self, PyObject *args) {
     PyObject *rest = PyList_New(0);
     if (rest == NULL)
         return NULL;
+    self->drains++;
     long long read = 0;
     int failed = 0;
     while (read < budget && !failed) {
@@ -399,31 +266,17 @@ static PyObject *Receiver_drain(Receiver *self, PyObject *args) {
                 Py_DECREF(leg);
                 continue;
             }
+            long long now = now_ns();
             for (int i = 0; i < got && !failed; i++) {
                 read++;
-                int r = receive_one(self, leg, self->buf[i], self->msg[i].msg_len);
-                if (r < 0) {
-                    failed = 1;
-                } else if (r > 0) {
-                    PyObject *item = Py_BuildValue("(Oy#)", leg, (const char *)self->buf[i],
-                                                   (Py_ssize_t)self->msg[i].msg_len);
-                    if (item == NULL || PyList_Append(rest, item) < 0)
-                        failed = 1;
-                    Py_XDECREF(item);
-                }
+                failed = take(self, (uint32_t)fd, leg, self->buf[i], self->msg[i].msg_len, now, rest) < 0;
             }
             Py_DECREF(leg);
         }
         if (read == before)
             break; /* only sockets of unknown or closed legs were ready */
     }
-    if (flush_delta(self, engine, stats) < 0 || failed) {
-        Py_DECREF(rest);
-        return NULL;
-    }
-    PyObject *out = Py_BuildValue("(LO)", read, rest);
-    Py_DECREF(rest);
-    return out;
+    return drain_result(self, engine, stats, read, rest, failed);
 }
 
 /* The destination address of a received datagram (host order), 0 when the kernel did not say. */
@@ -447,6 +300,7 @@ static PyObject *Receiver_drain_shared(Receiver *self, PyObject *args) {
     PyObject *rest = PyList_New(0);
     if (rest == NULL)
         return NULL;
+    self->drains++;
     long long read = 0;
     int failed = 0;
     while (read < budget && !failed) {
@@ -469,42 +323,85 @@ static PyObject *Receiver_drain_shared(Receiver *self, PyObject *args) {
             }
             break;
         }
+        long long now = now_ns();
         for (int i = 0; i < got && !failed; i++) {
             read++;
             uint32_t to = pktinfo_destination(&self->smsg[i].msg_hdr);
             if ((to >> 24) != 127)
                 continue; /* not for one of our users */
+            const uint8_t *d = self->sbuf[i];
+            size_t n = self->smsg[i].msg_len;
+            int32_t at = known_stream(self, to, d, n);
+            if (at >= 0) { /* the common case: no Python object touched */
+                receive_known(self, at, d, n, now);
+                continue;
+            }
             PyObject *key = PyLong_FromUnsignedLong(to);
             PyObject *leg = key != NULL ? PyDict_GetItemWithError(self->legs, key) : NULL;
             Py_XDECREF(key);
             if (leg == NULL) {
-                if (PyErr_Occurred())
-                    failed = 1;
+                failed = PyErr_Occurred() != NULL;
                 continue;
             }
             Py_INCREF(leg);
-            int r = receive_one(self, leg, self->sbuf[i], self->smsg[i].msg_len);
-            if (r < 0) {
-                failed = 1;
-            } else if (r > 0) {
-                PyObject *item = Py_BuildValue("(Oy#)", leg, (const char *)self->sbuf[i],
-                                               (Py_ssize_t)self->smsg[i].msg_len);
-                if (item == NULL || PyList_Append(rest, item) < 0)
-                    failed = 1;
-                Py_XDECREF(item);
-            }
+            failed = take(self, to, leg, d, n, now, rest) < 0;
             Py_DECREF(leg);
         }
         if (got < SHARED_BATCH)
             break;
     }
-    if (flush_delta(self, engine, stats) < 0 || failed) {
-        Py_DECREF(rest);
+    return drain_result(self, engine, stats, read, rest, failed);
+}
+
+static PyObject *Receiver_track(Receiver *self, PyObject *args) {
+    unsigned int key, ssrc;
+    PyObject *leg, *stats;
+    if (!PyArg_ParseTuple(args, "IIOO", &key, &ssrc, &leg, &stats))
+        return NULL;
+    if (tables_track(&self->t, key, ssrc, leg, stats) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Receiver_receive(Receiver *self, PyObject *args) {
+    unsigned int key;
+    Py_buffer data;
+    PyObject *engine, *stats;
+    if (!PyArg_ParseTuple(args, "Iy*OO", &key, &data, &engine, &stats))
+        return NULL;
+    const uint8_t *d = data.buf;
+    size_t n = (size_t)data.len;
+    int32_t at = -1;
+    if (n >= 12 && d[0] >= 128 && d[0] <= 191) {
+        uint32_t ssrc = ((uint32_t)d[8] << 24) | ((uint32_t)d[9] << 16) | ((uint32_t)d[10] << 8) | d[11];
+        at = index_get(&self->t.stream_ix, stream_key(key, ssrc));
+    }
+    if (at < 0) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_KeyError, "receive: not an RTP packet of a tracked stream");
         return NULL;
     }
-    PyObject *out = Py_BuildValue("(LO)", read, rest);
-    Py_DECREF(rest);
-    return out;
+    receive_known(self, at, d, n, now_ns());
+    PyBuffer_Release(&data);
+    if (flush_delta(self, engine, stats) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Receiver_sync(Receiver *self, PyObject *unused) {
+    (void)unused;
+    if (tables_sync(&self->t, self->histogram) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Receiver_forget(Receiver *self, PyObject *arg) {
+    unsigned long key = PyLong_AsUnsignedLong(arg);
+    if (key == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    if (tables_forget(&self->t, (uint32_t)key, self->histogram) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef Receiver_methods[] = {
@@ -513,7 +410,16 @@ static PyMethodDef Receiver_methods[] = {
      "64 with IP_PKTINFO; `legs` is keyed by each user's address as an integer)."},
     {"drain", (PyCFunction)Receiver_drain, METH_VARARGS,
      "drain(epoll_fd, budget, engine, stats) -> (read, [(leg, datagram), ...]): read every ready leg socket "
-     "(up to about `budget` datagrams), handle the SRTP packets of known streams, return the rest for Python."},
+     "(up to about `budget` datagrams), count the SRTP packets of tracked streams, return the rest for Python."},
+    {"track", (PyCFunction)Receiver_track, METH_VARARGS,
+     "track(key, ssrc, leg, stream_stats): count this stream's packets in C from now on (the leg's inbound session "
+     "must be the native SrtpSession); the StreamStats' current values are the start."},
+    {"receive", (PyCFunction)Receiver_receive, METH_VARARGS,
+     "receive(key, datagram, engine, stats): count one SRTP packet of a tracked stream (one that drain gave back)."},
+    {"sync", (PyCFunction)Receiver_sync, METH_NOARGS,
+     "sync(): write the counters into the StreamStats and Leg objects, the delay buckets into the Histogram."},
+    {"forget", (PyCFunction)Receiver_forget, METH_O,
+     "forget(key): sync, then drop the leg with this key and its streams (it left the engine)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -530,176 +436,10 @@ static PyTypeObject ReceiverType = {
     .tp_methods = Receiver_methods,
 };
 
-/* ---- send_batch ------------------------------------------------------------------------------------------- */
-
-static struct mmsghdr tx_msg[TX_BATCH];
-static struct iovec tx_iov[TX_BATCH];
-static uint8_t tx_buf[TX_BATCH][BUF];
-
-typedef struct {
-    long long sent, bytes, would_block, refused, protect_errors;
-} tx_counts;
-
-static void tx_flush(int fd, int queued, tx_counts *c) {
-    int i = 0;
-    while (i < queued) {
-        int n = sendmmsg(fd, &tx_msg[i], (unsigned)(queued - i), MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                c->would_block++;
-            else
-                c->refused++;
-            i++;
-            continue;
-        }
-        for (int k = i; k < i + n; k++) {
-            c->sent++;
-            c->bytes += (long long)tx_iov[k].iov_len;
-        }
-        i += n;
-    }
-}
-
-static PyObject *send_batch(PyObject *module, PyObject *items) {
-    (void)module;
-    PyObject *seq = PySequence_Fast(items, "send_batch takes a sequence of (fd, session, packet)");
-    if (seq == NULL)
-        return NULL;
-    tx_counts c = {0, 0, 0, 0, 0};
-    int fd = -1, queued = 0;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        int item_fd;
-        PyObject *session;
-        Py_buffer view;
-        if (!PyArg_ParseTuple(item, "iO!y*", &item_fd, &SrtpSessionType, &session, &view)) {
-            if (queued)
-                tx_flush(fd, queued, &c);
-            Py_DECREF(seq);
-            return NULL;
-        }
-        if (queued && (item_fd != fd || queued == TX_BATCH)) {
-            tx_flush(fd, queued, &c);
-            queued = 0;
-        }
-        fd = item_fd;
-        int len = (int)view.len;
-        if (view.len > MAX_PACKET) {
-            PyBuffer_Release(&view);
-            c.protect_errors++;
-            continue;
-        }
-        memcpy(tx_buf[queued], view.buf, (size_t)view.len);
-        PyBuffer_Release(&view);
-        if (session_protect((SrtpSession *)session, tx_buf[queued], &len) != srtp_err_status_ok) {
-            c.protect_errors++;
-            continue;
-        }
-        memset(&tx_msg[queued], 0, sizeof tx_msg[queued]);
-        tx_iov[queued].iov_base = tx_buf[queued];
-        tx_iov[queued].iov_len = (size_t)len;
-        tx_msg[queued].msg_hdr.msg_iov = &tx_iov[queued];
-        tx_msg[queued].msg_hdr.msg_iovlen = 1;
-        queued++;
-    }
-    if (queued)
-        tx_flush(fd, queued, &c);
-    Py_DECREF(seq);
-    return Py_BuildValue("(LLLLL)", c.sent, c.bytes, c.would_block, c.refused, c.protect_errors);
-}
-
-static struct sockaddr_in tx_to[TX_BATCH];
-static union {
-    char buf[PKTINFO_SPACE];
-    struct cmsghdr align;
-} tx_ctl[TX_BATCH];
-
-static PyObject *send_batch_shared(PyObject *module, PyObject *args) {
-    (void)module;
-    int fd;
-    PyObject *items;
-    if (!PyArg_ParseTuple(args, "iO", &fd, &items))
-        return NULL;
-    PyObject *seq = PySequence_Fast(items, "send_batch_shared takes a sequence of ((src, dst, port), session, packet)");
-    if (seq == NULL)
-        return NULL;
-    tx_counts c = {0, 0, 0, 0, 0};
-    int queued = 0;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        unsigned int src, dst, port;
-        PyObject *session;
-        Py_buffer view;
-        if (!PyArg_ParseTuple(item, "(III)O!y*", &src, &dst, &port, &SrtpSessionType, &session, &view)) {
-            if (queued)
-                tx_flush(fd, queued, &c);
-            Py_DECREF(seq);
-            return NULL;
-        }
-        if (queued == TX_BATCH) {
-            tx_flush(fd, queued, &c);
-            queued = 0;
-        }
-        int len = (int)view.len;
-        if (view.len > MAX_PACKET) {
-            PyBuffer_Release(&view);
-            c.protect_errors++;
-            continue;
-        }
-        memcpy(tx_buf[queued], view.buf, (size_t)view.len);
-        PyBuffer_Release(&view);
-        if (session_protect((SrtpSession *)session, tx_buf[queued], &len) != srtp_err_status_ok) {
-            c.protect_errors++;
-            continue;
-        }
-        struct msghdr *m = &tx_msg[queued].msg_hdr;
-        memset(&tx_msg[queued], 0, sizeof tx_msg[queued]);
-        tx_iov[queued].iov_base = tx_buf[queued];
-        tx_iov[queued].iov_len = (size_t)len;
-        m->msg_iov = &tx_iov[queued];
-        m->msg_iovlen = 1;
-        memset(&tx_to[queued], 0, sizeof tx_to[queued]);
-        tx_to[queued].sin_family = AF_INET;
-        tx_to[queued].sin_addr.s_addr = htonl(dst);
-        tx_to[queued].sin_port = htons((uint16_t)port);
-        m->msg_name = &tx_to[queued];
-        m->msg_namelen = sizeof tx_to[queued];
-        m->msg_control = tx_ctl[queued].buf;
-        m->msg_controllen = sizeof tx_ctl[queued].buf;
-        struct cmsghdr *cm = CMSG_FIRSTHDR(m);
-        cm->cmsg_level = IPPROTO_IP;
-        cm->cmsg_type = IP_PKTINFO;
-        cm->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
-        struct in_pktinfo info;
-        memset(&info, 0, sizeof info);
-        info.ipi_spec_dst.s_addr = htonl(src);
-        memcpy(CMSG_DATA(cm), &info, sizeof info);
-        queued++;
-    }
-    if (queued)
-        tx_flush(fd, queued, &c);
-    Py_DECREF(seq);
-    return Py_BuildValue("(LLLLL)", c.sent, c.bytes, c.would_block, c.refused, c.protect_errors);
-}
-
 /* ---- module --------------------------------------------------------------------------------------------------- */
 
-static PyMethodDef module_methods[] = {
-    {"send_batch_shared", (PyCFunction)send_batch_shared, METH_VARARGS,
-     "send_batch_shared(fd, [((src, dst, port), session, plain RTP), ...]) -> counts as send_batch: protect and "
-     "send from each user's own loopback address (IP_PKTINFO) on one shared socket, 64 per sendmmsg."},
-    {"send_batch", (PyCFunction)send_batch, METH_O,
-     "send_batch([(fd, session, plain RTP), ...]) -> (sent, bytes, would_block, refused, protect_errors): protect "
-     "each packet and send the runs of one socket with sendmmsg (connected sockets)."},
-    {NULL, NULL, 0, NULL},
-};
-
 static struct PyModuleDef fastpeer_module = {
-    PyModuleDef_HEAD_INIT, "_fastpeer", "The load tool's native media engine (see _fastpeer.c).", -1, module_methods,
+    PyModuleDef_HEAD_INIT, "_fastpeer", "The load tool's native media engine (see _fastpeer.c).", -1, NULL,
     NULL, NULL, NULL, NULL,
 };
 
@@ -708,27 +448,35 @@ static struct PyModuleDef fastpeer_module = {
         return NULL;
 
 PyMODINIT_FUNC PyInit__fastpeer(void) {
-    INTERN(s_rx, "rx") INTERN(s_streams, "streams") INTERN(s_first_audio_ns, "first_audio_ns")
-    INTERN(s_rx_count, "rx_count") INTERN(s_delay, "delay") INTERN(s_kind, "kind") INTERN(s_started, "started")
-    INTERN(s_base_seq, "base_seq") INTERN(s_max_seq, "max_seq") INTERN(s_cycles, "cycles")
-    INTERN(s_received, "received") INTERN(s_jitter, "jitter") INTERN(s_last_transit, "last_transit")
-    INTERN(s_clock_khz, "clock_khz") INTERN(s_sender, "sender") INTERN(s_first_counter, "first_counter")
-    INTERN(s_first_index, "first_index") INTERN(s_last_counter, "last_counter") INTERN(s_last_index, "last_index")
-    INTERN(s_buckets, "buckets") INTERN(s_count, "count") INTERN(s_total, "total") INTERN(s_maximum, "maximum")
+    INTERN(s_rx, "rx") INTERN(s_first_audio_ns, "first_audio_ns") INTERN(s_rx_count, "rx_count")
+    INTERN(s_delay, "delay") INTERN(s_kind, "kind") INTERN(s_started, "started") INTERN(s_base_seq, "base_seq")
+    INTERN(s_max_seq, "max_seq") INTERN(s_cycles, "cycles") INTERN(s_received, "received")
+    INTERN(s_jitter, "jitter") INTERN(s_last_transit, "last_transit") INTERN(s_clock_khz, "clock_khz")
+    INTERN(s_sender, "sender") INTERN(s_first_counter, "first_counter") INTERN(s_first_index, "first_index")
+    INTERN(s_last_counter, "last_counter") INTERN(s_last_index, "last_index") INTERN(s_buckets, "buckets")
+    INTERN(s_count, "count") INTERN(s_total, "total") INTERN(s_maximum, "maximum")
     INTERN(s_resolution, "resolution") INTERN(s_audio, "audio")
+    INTERN(s_state, "state") INTERN(s_tx, "tx") INTERN(s_sources, "sources") INTERN(s_enabled, "enabled")
+    INTERN(s_stopped_ns, "stopped_ns") INTERN(s_started_ns, "started_ns") INTERN(s_seq, "seq") INTERN(s_ts, "ts")
+    INTERN(s_counter, "counter") INTERN(s_tick_in_frame, "tick_in_frame") INTERN(s_frames, "frames")
+    INTERN(s_stop, "stop") INTERN(s_connected, "connected") INTERN(s_offset, "offset") INTERN(s_pt, "pt")
+    INTERN(s_ssrc, "ssrc") INTERN(s_source_id, "source_id") INTERN(s_ts_step, "ts_step")
+    INTERN(s_packets_per_tick, "packets_per_tick") INTERN(s_frame_ticks, "frame_ticks") INTERN(s_sock, "sock")
+    INTERN(s_route, "route") INTERN(s_buffers, "buffers")
     /* libsrtp is initialised once per process, by the server's extension (a second srtp_init fails): import it */
     PyObject *engine = PyImport_ImportModule("callsd.adapters.media.native._engine");
     if (engine == NULL)
         return NULL;
     Py_DECREF(engine);
     SrtpSessionType.tp_name = "callsd.peer._fastpeer.SrtpSession";
-    if (PyType_Ready(&SrtpSessionType) < 0 || PyType_Ready(&ReceiverType) < 0)
+    if (PyType_Ready(&SrtpSessionType) < 0 || PyType_Ready(&ReceiverType) < 0 || PyType_Ready(&SenderType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&fastpeer_module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "SrtpSession", (PyObject *)&SrtpSessionType) < 0 ||
         PyModule_AddObjectRef(m, "Receiver", (PyObject *)&ReceiverType) < 0 ||
+        PyModule_AddObjectRef(m, "Sender", (PyObject *)&SenderType) < 0 ||
         PyModule_AddIntConstant(m, "MAX_PACKET", MAX_PACKET) < 0) {
         Py_DECREF(m);
         return NULL;

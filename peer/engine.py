@@ -15,16 +15,19 @@ runs per user per packet in its own task.
   30 s without consent), DTLS retransmission timers.
 
 Two implementations of the per-packet work, chosen by ``media`` (``"auto"`` picks native when the extension is
-built): ``"python"`` (this module: one ``recv`` and one ``send`` per packet, pylibsrtp) and ``"native"``
-(peer/_fastpeer.c: one ``recvmmsg`` per ready socket, one ``sendmmsg`` per socket per tick, libsrtp2 in C, the
-same StreamStats/Histogram objects updated by the same rules). Control traffic (STUN, DTLS) and the first packet
-of a new stream take the Python code in both.
+built): ``"python"`` (this module: one ``recv`` and one ``send`` per packet, pylibsrtp; the reference) and
+``"native"``/``"shared"`` (peer/_fastpeer.c: ``recvmmsg``/``sendmmsg`` batches, libsrtp2 in C, the per-stream
+counters and the delay histogram kept in C and written into the same StreamStats/Leg/Histogram objects by
+`MediaEngine.sync`, packets built in C from the sources' templates). Python runs per batch and per report
+interval there, not per packet. Control traffic (STUN, DTLS) and the first packet of a new stream take the Python
+code in both (the native engine then tracks the stream in C).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import select
 import struct
 import time
@@ -47,6 +50,7 @@ __all__ = ["Leg", "MediaEngine", "udp_drops", "RCVBUF", "MEDIA_ENGINES", "resolv
 
 MEDIA_ENGINES = ("auto", "native", "shared", "python")
 DRAIN_BUDGET = 4096  # datagrams per native drain call before the loop yields to the send tick and signaling
+SYNC_INTERVAL = 0.25  # seconds between the native engine's writes of its counters into the Python objects
 
 
 def resolve_media(media: str) -> str:
@@ -75,7 +79,7 @@ class Leg(PeerTransport):
 
     def __init__(self, engine: MediaEngine, *, user_number: int, call_index: int, ufrag: str, pwd: str) -> None:
         super().__init__(engine.identity, ufrag=ufrag, pwd=pwd, stats=engine.stats, rcvbuf=RCVBUF,
-                         native_srtp=engine.media != "python",
+                         host=engine.host, native_srtp=engine.media != "python",
                          sock=engine.port.new_socket() if engine.port is not None else None)
         self.engine = engine
         self.user_number = user_number
@@ -136,8 +140,12 @@ def udp_drops(ports: set[int], path: str = "/proc/net/udp") -> dict[int, int]:
 class MediaEngine:
     """All legs of one process: the epoll receive pump, the 20 ms send tick, the maintenance timers."""
 
-    def __init__(self, identity: Identity, *, delay_sample: int = 1, media: str = "python") -> None:
+    def __init__(self, identity: Identity, *, delay_sample: int = 1, media: str = "python",
+                 host: str = "127.0.0.1") -> None:
+        """``host``: the local address every leg's socket binds (the one that routes to the server: a server in
+        another network namespace is not reached from 127.0.0.1)."""
         self.identity = identity
+        self.host = host
         self.media = resolve_media(media)
         self.stats = TransportStats()  # shared by every leg: drops, refusals, STUN errors, failures by stage
         self.delay_sample = max(1, delay_sample)
@@ -158,6 +166,8 @@ class MediaEngine:
         self.sources: dict[int, Source] = {}  # source id -> source, for the sender's side of delivery
         self._receiver = (_fastpeer.Receiver(self.legs, self.delay, self.delay_sample)
                           if self.media != "python" else None)
+        self._sender = (_fastpeer.Sender(gso=os.environ.get("CALLSD_NATIVE_GSO", "1") != "0")
+                        if self.media != "python" else None)
         self.port = SharedPort() if self.media == "shared" else None
 
     def add_source(self, source: Source) -> None:
@@ -167,6 +177,15 @@ class MediaEngine:
         self.sending = False
         self.stopped_ns = time.monotonic_ns()
 
+    def sync(self) -> None:
+        """Bring the Python objects up to date with the native engine's counters (StreamStats, Leg.first_audio_ns,
+        rx_count and delay, the delay Histogram, each sending Source's counter). A no-op on the Python engine.
+        `snapshot` and `delivery` call it; call it before reading those objects directly."""
+        if self._receiver is not None:
+            self._receiver.sync()
+        if self._sender is not None:
+            self._sender.sync()
+
     def delivery(self, legs: list[Leg], now_ns: int | None = None) -> tuple[int, int]:
         """(expected, lost) packets counted from the senders' side, over ``legs`` (open or closed).
 
@@ -174,6 +193,7 @@ class MediaEngine:
         the window (``stopped_ns``, or now) minus the first counter the user received from it, plus one; received
         = every packet of that source on any of the user's streams (all its legs, so reconnects are included).
         A receiver that stops receiving, or a sender that stops sending, keeps adding to ``expected``."""
+        self.sync()
         until = self.stopped_ns or (now_ns if now_ns is not None else time.monotonic_ns())
         first: dict[tuple[int, int], int] = {}
         received: dict[tuple[int, int], int] = {}
@@ -207,6 +227,8 @@ class MediaEngine:
     def unregister(self, leg: Leg) -> None:
         fd = leg.sock.fileno()
         if self.legs.get(fd) is leg:
+            if self._receiver is not None:  # its counters into its objects; its fd may be reused
+                self._receiver.forget(fd)
             del self.legs[fd]
             if self.port is None:
                 with contextlib.suppress(OSError, ValueError):
@@ -256,8 +278,12 @@ class MediaEngine:
         shared = self.port is not None
         epfd = self.port.fileno() if self.port is not None else self.epoll.fileno()
         drain = receiver.drain_shared if shared else receiver.drain
+        next_sync = time.monotonic() + SYNC_INTERVAL
         while True:
             read, rest = drain(epfd, DRAIN_BUDGET, self, self.stats)
+            if time.monotonic() >= next_sync:  # readers of the Python objects see counters this fresh at worst
+                next_sync = time.monotonic() + SYNC_INTERVAL
+                self.sync()
             for leg, data in rest:
                 if leg.state != "closed":
                     self._handle(leg, data)
@@ -290,6 +316,9 @@ class MediaEngine:
             if len(data) < 12 or leg.rx is None:
                 self.stats.malformed += 1
                 return
+            if self._receiver is not None and isinstance(leg.rx, _fastpeer.SrtpSession):
+                self._handle_native(self._receiver, leg, data)
+                return
             self.rx_packets += 1
             self.rx_bytes += len(data)
             seq, ts, ssrc = _HDR.unpack_from(data, 2)
@@ -305,6 +334,17 @@ class MediaEngine:
                 self._sample_delay(leg, st, data, now)
         else:
             leg.feed_control(data)
+
+    def _handle_native(self, receiver: _fastpeer.Receiver, leg: Leg, data: bytes) -> None:
+        """An SRTP packet the C receiver gave back (the first of a new stream, or one behind it): make the stream's
+        StreamStats (kind and clock from the payload type), track it in C, and let C count the packet."""
+        ssrc = int.from_bytes(data[8:12], "big")
+        st = leg.streams.get(ssrc)
+        if st is None:
+            st = leg.new_stream(ssrc, data[1] & 0x7F)
+        key = leg.sock.fileno()
+        receiver.track(key, ssrc, leg, st)
+        receiver.receive(key, data, self, self.stats)
 
     def _sample_delay(self, leg: Leg, st: StreamStats, data: bytes, now: int) -> None:
         assert leg.rx is not None
@@ -347,14 +387,19 @@ class MediaEngine:
             self.max_lateness = max(self.max_lateness, lateness)
             if not self.sending:
                 continue
-            if self.media != "python":
-                self._send_tick_native(owed)
-            else:
-                self._send_tick_python(owed)
+            self.send_tick(owed, time.monotonic_ns())
 
-    def _send_tick_python(self, owed: int) -> None:
-        """One tick of `send_loop`: each connected leg's due packets, protected (pylibsrtp) and sent one by one."""
-        now_ns = time.monotonic_ns()
+    def send_tick(self, owed: int, now_ns: int) -> None:
+        """One tick of `send_loop` at ``now_ns`` (``owed`` ticks' packets: more than one after a late wake-up).
+        Benches and tests call it directly to run ticks back to back, or on a clock of their own."""
+        if self.media != "python":
+            self._send_tick_native(owed, now_ns)
+        else:
+            self._send_tick_python(owed, now_ns)
+
+    def _send_tick_python(self, owed: int, now_ns: int) -> None:
+        """One tick of `send_loop` at ``now_ns``: each connected leg's due packets, protected (pylibsrtp) and sent
+        one by one."""
         for leg in list(self.legs.values()):
             if leg.state != "connected" or leg.tx is None:
                 for source in leg.sources:
@@ -384,32 +429,12 @@ class MediaEngine:
                         self.tx_packets += 1
                         self.tx_bytes += len(wire)
 
-    def _send_tick_native(self, owed: int) -> None:
-        """One tick of `send_loop` with protect + send in C: one ``send_batch`` for every leg's packets."""
-        now_ns = time.monotonic_ns()
-        batch: list[tuple[object, object, bytes]] = []
-        shared = self.port is not None
-        for fd, leg in list(self.legs.items()):
-            if leg.state != "connected" or leg.tx is None:
-                for source in leg.sources:
-                    source.stop(now_ns)
-                continue
-            tx = leg.tx
-            where: object = leg.sock.route if shared else fd
-            for source in leg.sources:
-                if not source.enabled or not source.buffers:
-                    continue
-                if not source.started_ns:
-                    source.started_ns = now_ns
-                for _ in range(owed):
-                    for plain in source.packets(now_ns):
-                        batch.append((where, tx, plain))
-        if not batch:
-            return
-        if self.port is not None:
-            counts = _fastpeer.send_batch_shared(self.port.fileno(), batch)
-        else:
-            counts = _fastpeer.send_batch(batch)
+    def _send_tick_native(self, owed: int, now_ns: int) -> None:
+        """One tick of `send_loop` in C (`_fastpeer.Sender.tick`): the same rules as `_send_tick_python`, packets
+        built from the sources' templates, protected and sent in batches (GSO where runs repeat)."""
+        assert self._sender is not None
+        counts = self._sender.tick(self.legs, now_ns, owed,
+                                   self.port.fileno() if self.port is not None else -1)
         sent, sent_bytes, would_block, refused, protect_errors = counts
         self.tx_packets += sent
         self.tx_bytes += sent_bytes
@@ -426,6 +451,7 @@ class MediaEngine:
 
     def snapshot(self, legs: list[Leg]) -> dict[str, int | float]:
         """Cumulative counters over ``legs`` (open or closed), for the progress display and the results."""
+        self.sync()
         delivery_expected, delivery_lost = self.delivery(legs)
         expected = received = lost = e2e_expected = e2e_lost = 0
         for leg in legs:

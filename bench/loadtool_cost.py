@@ -1,0 +1,216 @@
+"""The load tool's own CPU per packet, sent + received, on each media engine, in the capacity shape (issue 13).
+
+    .venv/bin/python -m bench.loadtool_cost                       # 50 calls x 8 x 2, 3 rounds, every engine
+    .venv/bin/python -m bench.loadtool_cost --calls 100 --seconds 4 --rounds 2 --json out.json
+
+Method: one `MediaEngine` per run with ``calls x 8`` legs, as `callsd loadtest` has them once joined (connected,
+SRTP sessions keyed from one key, two unmuted users per call with one Opus-sized audio source each, the engine's
+real receive loop, 20 ms send tick and maintenance loop). A separate process stands in for the server: it reads
+what the legs send, and every 20 ms sends each user the packets of the other talkers of its call (distinct
+packets, pre-encrypted, burst per tick as an SFU forwards a tick's packets), so each user receives what it would
+in 8-user calls with 2 talkers: 7 packets received for each one sent. The tool's CPU is its process's user + system
+time (getrusage) over the steady window, divided by the packets it sent and received in that window; the stand-in
+server's CPU is not counted (in a real run the server pays for its own sends). Engines are alternated in one
+process, ``--rounds`` times, and the median per engine is reported with the ratio to the Python engine (the
+reference, and the session-2 tool), because this shared machine's load moves absolute figures by ±30 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pickle
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ENGINES = ("python", "native", "shared")
+USERS_PER_CALL = 8
+TALKERS = 2
+TICK = 0.020
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def serve_stand_in(plan_path: str) -> None:
+    """The stand-in server (a child process): drain the legs' packets, send each tick's packets to their users."""
+    with open(plan_path, "rb") as f:
+        plan = pickle.load(f)
+    sock = socket.socket(fileno=plan["fd"])  # bound by the parent (no port race with other processes)
+    sock.setblocking(False)
+    ticks: list[list[tuple[bytes, tuple[str, int]]]] = plan["ticks"]
+    print("ready", flush=True)
+    start = time.monotonic() + plan["delay"]
+    received = 0
+    for n, burst in enumerate(ticks):
+        while True:  # drain what the legs sent while waiting for this tick
+            try:
+                sock.recv(2048)
+                received += 1
+            except BlockingIOError:
+                break
+        wait = start + n * TICK - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        for data, address in burst:
+            with contextlib.suppress(BlockingIOError):
+                sock.sendto(data, address)
+    print(json.dumps({"ticks": len(ticks), "received": received}), flush=True)
+
+
+async def measure(media: str, calls: int, seconds: float, delay_sample: int = 4) -> dict[str, Any]:
+    """One run on one engine: the tool's CPU per packet sent and received over the steady window."""
+    import pylibsrtp
+    import trio
+    from callsd.peer import Identity, Leg, MediaEngine, Source
+
+    key = os.urandom(28)
+    profile = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
+    engine = MediaEngine(Identity(), delay_sample=delay_sample, media=media)
+
+    def session(outbound: bool) -> Any:
+        if engine.media != "python":
+            from callsd.peer._fastpeer import SrtpSession
+
+            return SrtpSession(int(profile), key, outbound)
+        kind = pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound else pylibsrtp.Policy.SSRC_ANY_INBOUND
+        policy = pylibsrtp.Policy(key=key, ssrc_type=kind, srtp_profile=profile)
+        policy.window_size = 1024
+        return pylibsrtp.Session(policy)
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the stand-in server's, handed to its process
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    legs: list[Leg] = []
+    for call in range(calls):
+        for user in range(USERS_PER_CALL):
+            number = call * USERS_PER_CALL + user
+            leg = Leg(engine, user_number=number, call_index=call, ufrag="u", pwd="p")
+            leg.sock.connect(("127.0.0.1", port))
+            leg.state = "connected"
+            leg.rx, leg.tx = session(False), session(True)
+            leg.consent_interval = None  # no STUN: the stand-in server does not answer
+            leg.set_payload_types({111: ("audio", 48000)})
+            if user < TALKERS:
+                source = Source(kind="audio", ssrc=10_000 + number, user_number=number, seed=number)
+                source.configure("0", 111, {})
+                source.enabled = True
+                engine.add_source(source)
+                leg.sources.append(source)
+            legs.append(leg)
+    # What the server forwards: each talker's packets (made by a Source like the tool's) to the call's others.
+    warmup = 1.0
+    n_ticks = int((0.2 + warmup + seconds + 1.0) / TICK)
+    tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+                                            srtp_profile=profile))
+    talkers = [Source(kind="audio", ssrc=20_000 + i, user_number=i, seed=i) for i in range(calls * TALKERS)]
+    for t in talkers:
+        t.configure("0", 111, {})
+    ticks = []
+    for _ in range(n_ticks):
+        burst = []
+        for i, t in enumerate(talkers):
+            wire = tx.protect(t.packets(time.monotonic_ns())[0])
+            call, talker = divmod(i, TALKERS)
+            for user in range(USERS_PER_CALL):
+                if user != talker:
+                    burst.append((wire, legs[call * USERS_PER_CALL + user].local_address))
+        ticks.append(burst)
+    with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as f:
+        pickle.dump({"fd": server.fileno(), "ticks": ticks, "delay": 0.2}, f)
+        plan_path = f.name
+    stand_in = subprocess.Popen([sys.executable, "-m", "bench.loadtool_cost", "--stand-in", plan_path],
+                                stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
+                                pass_fds=[server.fileno()])
+    server.close()
+    try:
+        assert stand_in.stdout is not None and stand_in.stdout.readline().strip() == "ready"
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(engine.receive_loop)
+            nursery.start_soon(engine.send_loop)
+            nursery.start_soon(engine.maintain_loop)
+            await trio.sleep(0.2 + warmup)
+            rx0, tx0, cpu0, t0 = engine.rx_packets, engine.tx_packets, _cpu(), time.monotonic()
+            await trio.sleep(seconds)
+            rx1, tx1, cpu1, t1 = engine.rx_packets, engine.tx_packets, _cpu(), time.monotonic()
+            nursery.cancel_scope.cancel()
+        snap = engine.snapshot(legs)
+    finally:
+        out, _ = stand_in.communicate(timeout=60)
+        os.unlink(plan_path)
+        for leg in legs:
+            leg.close()
+        if engine.port is not None:
+            engine.port.close()
+    received, sent, cpu = rx1 - rx0, tx1 - tx0, cpu1 - cpu0
+    return {"media": engine.media, "calls": calls, "legs": len(legs), "seconds": round(t1 - t0, 2),
+            "received": received, "sent": sent, "cpu_seconds": round(cpu, 3),
+            "us_per_packet": round(1e6 * cpu / max(1, received + sent), 3),
+            "packets_per_core": round((received + sent) / max(cpu, 1e-9)),
+            "tool_cpu_percent": round(100 * cpu / max(t1 - t0, 1e-9), 1),
+            "srtp_errors": snap["srtp_errors"], "lost": snap["lost"], "late_ticks": snap["late_ticks"],
+            "stand_in": json.loads(out.strip().splitlines()[-1]) if out.strip() else {},
+            "expected_received": round(calls * TALKERS * (USERS_PER_CALL - 1) * (t1 - t0) / TICK)}
+
+
+async def compare(engines: list[str], calls: int, seconds: float, rounds: int, delay_sample: int) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in engines}
+    load = [os.getloadavg()[0]]
+    for r in range(rounds):
+        for media in engines:
+            row = await measure(media, calls, seconds, delay_sample)
+            runs[media].append(row)
+            print(f"round {r + 1}/{rounds} {media:7s} {row['us_per_packet']:6.2f} us/packet "
+                  f"({row['packets_per_core']:,} packets per core; tool at {row['tool_cpu_percent']} % of a core; "
+                  f"received {row['received']}, sent {row['sent']})", file=sys.stderr, flush=True)
+        load.append(os.getloadavg()[0])
+    out: dict[str, Any] = {"utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg": load,
+                           "shape": f"{calls} x {USERS_PER_CALL} x {TALKERS}", "delay_sample": delay_sample,
+                           "runs": runs, "median": {}}
+    for media, rows in runs.items():
+        us = sorted(r["us_per_packet"] for r in rows)[len(rows) // 2]
+        out["median"][media] = {"us_per_packet": us, "packets_per_core": round(1e6 / us)}
+    if "python" in out["median"]:
+        base = out["median"]["python"]["us_per_packet"]
+        out["vs_python"] = {m: round(base / v["us_per_packet"], 2) for m, v in out["median"].items()}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.loadtool_cost", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=50, help="8-user calls with 2 talkers (default 50)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="steady window per run")
+    parser.add_argument("--rounds", type=int, default=3, help="engines alternated this many times")
+    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated: python,native,shared")
+    parser.add_argument("--delay-sample", type=int, default=4,
+                        help="decrypt 1 received packet in N for the stamp (capacity benches: 4; callsd loadtest: 1)")
+    parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--stand-in", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.stand_in:
+        serve_stand_in(args.stand_in)
+        return 0
+    import trio
+
+    result = trio.run(compare, args.engines.split(","), args.calls, args.seconds, args.rounds, args.delay_sample)
+    text = json.dumps(result, indent=1)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fuzz the native fast path under ASan + UBSan, in two parts:
 #  1. libFuzzer on the C RTP rules (adapters/media/native/rtp_rules.h) and on the SRTP receive side (fuzz_srtp.c) for
-#     SECONDS each; the corpora are seeded with valid packets (one-byte and two-byte extensions, CSRCs, padding;
-#     protected SRTP and SRTCP) so the fuzzer starts inside the interesting paths;
+#     SECONDS each, then on the video rules (video_rules.h: RTX, VP8/H.264 key frames, VP8 ids) for SECONDS/2; the
+#     corpora are seeded with valid packets (one-byte and two-byte extensions, CSRCs, padding; protected SRTP and
+#     SRTCP) so the fuzzer starts inside the interesting paths;
 #  2. the whole extension (_engine.c: recvmmsg, SRTP on libcrypto, the forwarder's rules on Python objects, sendmmsg) built
 #     with the sanitizers and driven by EXAMPLES random scenarios of the differential test (native == python).
 #   scripts/fuzz-native.sh SECONDS [EXAMPLES] [WORKDIR]
@@ -33,10 +34,11 @@ for name, packet in seeds.items():
     with open(os.path.join(sys.argv[1], name), "wb") as f:
         f.write(table + packet)
 PY
-# One libFuzzer run of target $1 on corpus $2 for $seconds; fails on a crash or a sanitizer report.
+# One libFuzzer run of target $1 on corpus $2 for $3 seconds (default $seconds); fails on a crash or a sanitizer
+# report.
 fuzz_run() {
     local log="$work/fuzz-$1.log"
-    if ! "$work/$1" -max_total_time="$seconds" -max_len=4200 -print_final_stats=1 "$2" >"$log" 2>&1; then
+    if ! "$work/$1" -max_total_time="${3:-$seconds}" -max_len=4200 -print_final_stats=1 "$2" >"$log" 2>&1; then
         tail -40 "$log" >&2
         echo "fuzz-native: $1 found a crash or a sanitizer report (log: $log)" >&2
         exit 1
@@ -71,6 +73,30 @@ for gcm, profile in ((1, 7), (0, 1)):
 PY
 fuzz_run fuzz_srtp "$work/corpus-srtp"
 echo "fuzz-native: ${seconds}s per target, no crash, no sanitizer report"
+
+# 1c. the video rules (video_rules.h: RTX unwrap, VP8 descriptors, key frames, VP8 id rewrite; twcc_stamp.h: the
+#     transport-wide sequence number), half the time
+"$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+    -I "$here/adapters/media/native" "$here/adapters/media/native/fuzz_video_rules.c" -o "$work/fuzz_video_rules"
+mkdir -p "$work/video_corpus"
+"$python" - "$work/video_corpus" <<'PY'
+import os, struct, sys
+rid = struct.pack("!HH", 0xBEDE, 1) + bytes([0xA0, ord("h"), 0, 0])
+seeds = {
+    "vp8_key": bytes([0x90, 96, 0, 1, 0, 0, 0, 9, 0, 0, 0, 7]) + rid + bytes([0x90, 0xE0, 0x81, 2, 3, 0x20, 0]),
+    "vp8_pid7": bytes([0x80, 96, 0, 2, 0, 0, 0, 9, 0, 0, 0, 7]) + bytes([0x90, 0x80, 5, 1]),
+    "h264_stap": bytes([0x80, 102, 0, 3, 0, 0, 0, 9, 0, 0, 0, 7]) + bytes([0x78, 0, 2, 0x67, 0, 0, 1, 0x65]),
+    "h264_fu": bytes([0x80, 102, 0, 4, 0, 0, 0, 9, 0, 0, 0, 7]) + bytes([0x7C, 0x85, 1]),
+    "rtx": bytes([0x90, 97, 0, 5, 0, 0, 0, 9, 0, 0, 0, 8]) + rid + bytes([0, 1, 0x90, 0x80, 5, 1]),
+    "rtx_probe": bytes([0xA0, 97, 0, 6, 0, 0, 0, 9, 0, 0, 0, 8]) + bytes(3) + bytes([4]),
+}
+for name, packet in seeds.items():
+    with open(os.path.join(sys.argv[1], name), "wb") as f:
+        f.write(bytes([7, 96, 9, 3]) + packet)
+PY
+vseconds=$(( seconds / 2 > 5 ? seconds / 2 : 5 ))
+fuzz_run fuzz_video_rules "$work/video_corpus" "$vseconds"
+echo "fuzz-native: video rules ${vseconds}s, no crash, no sanitizer report"
 
 # 2. the extension under the sanitizers (gcc's, preloaded: the interpreter itself is not instrumented)
 "${CC:-gcc}" -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \

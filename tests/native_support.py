@@ -35,6 +35,7 @@ class TrackSpec:
     ssrc: int
     signalled: bool  # False: the server learns the SSRC from the MID extension
     level_id: int  # publisher's audio-level extension id (0: none)
+    codec: str = ""  # the codec name the track's (one) payload type stands for; "" = the media kind
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,8 @@ class Run:
             track = InTrack(track_id=f"t{ti}", session=s, kind=TrackKind.AUDIO if t.media == "audio" else
                             TrackKind.VIDEO, media=t.media, mid=str(ti), ssrc=t.ssrc if t.signalled else None,
                             clock_rate=48000 if t.media == "audio" else 90000,
-                            codecs={PUB_PT[t.media]: (t.media, 48000, 1, "")}, ext=ext, stream_id="st")
+                            codecs={PUB_PT[t.media]: (t.codec or t.media, 48000, 1, "")}, ext=ext,
+                            stream_id="st")
             s.published[str(ti)] = track
             if t.signalled:
                 s.inbound[t.ssrc] = track
@@ -280,50 +282,51 @@ class Run:
                     break
 
     def play(self) -> None:
-        sc = self.sc
-        for ev in sc.events:
-            kind = ev[0]
-            if kind == "rtp":
-                for k in range(ev[-1]):
-                    self.play_rtp(*ev[1:-1], first=k == 0)
-            elif kind == "garbage":
-                self.send(ev[1], ev[2])
-            elif kind == "drain":
-                self.drain(ev[1])
-            elif kind == "rekey":
-                self.drain()
-                if self.client_ctx[ev[1]] is not None:
-                    self.rekey(ev[1], ev[2])
-            elif kind == "ssrc":
-                self.drain()
-                t = self.tracks[ev[1]]
-                s = t.session
-                if t.ssrc is not None and s.inbound.get(t.ssrc) is t:
-                    del s.inbound[t.ssrc]
-                t.ssrc = ev[2]
-                s.inbound[t.ssrc] = t
-            elif kind == "pause" and self.routes:
-                self.drain()
-                r = self.routes[ev[1]]
-                r.paused = not r.paused
-                r.resync = True
-                r.track.relive()
-            elif kind == "nack" and self.routes:
-                r = self.routes[ev[1]]
-                rcv = self.sc.publishers + self.sc.routes[ev[1]].receiver
-                ctx = self.client_ctx[rcv]
-                if ctx is not None:
-                    lost = [(r.last_seq - back) & 0xFFFF for back in ev[2]]  # recent packets: mostly cached
-                    plain = rtcp.build_nack(sender_ssrc=7, media_ssrc=r.ssrc, lost=lost)
-                    data = ctx.protect_rtcp(plain)
-                    assert data is not None
-                    self.send(rcv, bytes(data))
+        for ev in self.sc.events:
+            self.play_event(ev)
         self.drain()
+
+    def play_event(self, ev: tuple[Any, ...]) -> None:
+        kind = ev[0]
+        if kind == "rtp":
+            for k in range(ev[-1]):
+                self.play_rtp(*ev[1:-1], first=k == 0)
+        elif kind == "garbage":
+            self.send(ev[1], ev[2])
+        elif kind == "drain":
+            self.drain(ev[1])
+        elif kind == "rekey":
+            self.drain()
+            if self.client_ctx[ev[1]] is not None:
+                self.rekey(ev[1], ev[2])
+        elif kind == "ssrc":
+            self.drain()
+            t = self.tracks[ev[1]]
+            s = t.session
+            if t.ssrc is not None and s.inbound.get(t.ssrc) is t:
+                del s.inbound[t.ssrc]
+            t.ssrc = ev[2]
+            s.inbound[t.ssrc] = t
+        elif kind == "pause" and self.routes:
+            self.drain()
+            r = self.routes[ev[1]]
+            r.paused = not r.paused
+            r.resync = True
+            r.track.relive()
+        elif kind == "nack" and self.routes:
+            r = self.routes[ev[1]]
+            rcv = self.sc.publishers + self.sc.routes[ev[1]].receiver
+            ctx = self.client_ctx[rcv]
+            if ctx is not None:
+                lost = [(r.last_seq - back) & 0xFFFF for back in ev[2]]  # recent packets: mostly cached
+                plain = rtcp.build_nack(sender_ssrc=7, media_ssrc=r.ssrc, lost=lost)
+                data = ctx.protect_rtcp(plain)
+                assert data is not None
+                self.send(rcv, bytes(data))
 
     def play_rtp(self, index: int, seq_step: int, pt: int, cc: int, ext: bytes | None, padding: int,
                  payload: bytes, marker: bool, ssrc: int, fate: str, first: bool) -> None:
         t = self.sc.tracks[index]
-        ctx = self.client_ctx[t.publisher]
         self.seqs[index] = seq = (self.seqs[index] + (seq_step if first else 1)) & 0xFFFF
         b0 = 0x80 | cc | (0x10 if ext is not None else 0) | (0x20 if padding else 0)
         if fate == "v1":
@@ -335,20 +338,26 @@ class Run:
         plain += payload
         if padding:
             plain += bytes(padding - 1) + bytes([padding])
+        self.send_rtp(t.publisher, plain, fate)
+
+    def send_rtp(self, publisher: int, plain: bytes, fate: str) -> None:
+        """Protect ``plain`` as the publisher's client would and send it; ``fate``: "ok", "forged" (a bad tag),
+        "replay" (sent twice)."""
+        ctx = self.client_ctx[publisher]
         if ctx is None:
-            self.send(t.publisher, plain)
+            self.send(publisher, plain)
             return
         data = ctx.protect_rtp(plain)
         if data is None:  # libsrtp refused (e.g. an extension length it cannot parse): send it in the clear
-            self.send(t.publisher, plain)
+            self.send(publisher, plain)
             return
         data = bytes(data)
         if fate == "forged":
             data = data[:-1] + bytes([data[-1] ^ 1])
-        self.send(t.publisher, data)
+        self.send(publisher, data)
         if fate == "replay":
-            self.send(t.publisher, data)
-        self.sent[t.publisher].append(data)
+            self.send(publisher, data)
+        self.sent[publisher].append(data)
 
     def outcome(self) -> dict[str, Any]:
         return {
@@ -359,7 +368,8 @@ class Run:
             "tracks": [(t.packets, t.octets, t.started, t.base_seq, t.max_seq, t.cycles, t.last_ts, t.last_rx,
                         t.vad_score, t.speaking, t.ssrc, t.cache) for t in self.tracks],
             "routes": [(r.seq_offset, r.last_seq, r.resync, r.packets, r.octets) for r in self.routes],
-            "sequencers": [(q.next_seq, q.stamped, q.unstampable, q.sent_bytes) for q in self.sequencers],
+            "sequencers": [(q.next_seq, q.stamped, q.unstampable, q.sent_bytes, q._send_ms, q._size, q._seq,
+                            q._reported, q._cluster) for q in self.sequencers],
             "arrivals": [self.arrivals(f) for f in self.feedback],
         }
 
@@ -367,6 +377,7 @@ class Run:
     def arrivals(f: FeedbackSender) -> tuple[Any, ...]:
         """What a publisher's feedback would report: numbers received or not (arrival times are wall clock)."""
         reports = []
+        f.drain()
         while (tcc := f.recorder.feedback(1, 0)) is not None:
             reports.append((tcc.base_seq, tuple(a is not None for a in tcc.arrivals)))
         return (f.recorder.recorded, f.recorder.ignored, f.media_ssrc, tuple(reports))

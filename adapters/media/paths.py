@@ -25,6 +25,7 @@ from .srtp import SrtpContext
 
 if TYPE_CHECKING:
     from .forwarder import Forwarder
+    from .simulcast_fwd import SimulcastForwarder
     from .transport import Peer, UdpEndpoint
 
 __all__ = ["ReceivePath", "PythonPath", "SrtpContextLike", "FAST_PATHS", "make_path", "native_available"]
@@ -98,9 +99,11 @@ def native_available() -> str | None:
     return None
 
 
-def make_path(fast_path: str, forwarder: Forwarder | None) -> ReceivePath:
+def make_path(fast_path: str, forwarder: Forwarder | None,
+              simulcast: SimulcastForwarder | None = None) -> ReceivePath:
     """The path `rtc.fast_path` asks for: "python", "native" (ImportError if the extension is not built) or
-    "auto" (native when it is built, else python with a warning)."""
+    "auto" (native when it is built, else python with a warning). ``simulcast``: the plane's simulcast forwarder,
+    whose layers the native step then forwards too (ADR 0024)."""
     if fast_path not in FAST_PATHS:
         raise ValueError(f"fast_path must be one of {', '.join(FAST_PATHS)}, not {fast_path!r}")
     if fast_path == "python":
@@ -113,4 +116,4 @@ def make_path(fast_path: str, forwarder: Forwarder | None) -> ReceivePath:
         return PythonPath()
     from .native import NativePath
 
-    return NativePath(forwarder)
+    return NativePath(forwarder, simulcast)

@@ -143,7 +143,7 @@ class MediaPlane:
                             sndbuf=config.udp_sndbuf,
                             max_addresses_per_session=config.ice_max_addresses_per_session),
             self,
-            path=make_path(config.fast_path, self.forwarder),
+            path=make_path(config.fast_path, self.forwarder, self.simulcast),
         )
         self.address: tuple[str, int] | None = None
         self.network = PlaneNetwork(config)

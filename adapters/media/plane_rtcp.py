@@ -51,6 +51,7 @@ class RtcpAnswers:
         twcc = s.peer.twcc if s.peer is not None else None
         self.estimates.on_rtcp(s.session_id, packets, s.out_by_ssrc,
                                twcc if isinstance(twcc, TransportSequencer) else None)
+        self.simulcast.estimate_changed(s.session_id)  # its layer choices are made again on the next packet
         for p in packets:
             if isinstance(p, rtcp.SenderReport):
                 t = s.inbound.get(p.ssrc)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from callsd.core.wire.negotiation import LocalTransport, NegotiationState, Negotiator
 from callsd.core.wire.receive_slots import ReceiveSlots
@@ -15,6 +15,9 @@ from callsd.core.wire.sdp import Codec
 from .advertiser import AdvertiseSettings
 from .forwarder import InTrack, OutRoute
 from .transport import Peer
+
+if TYPE_CHECKING:
+    from .simulcast_fwd import SimulcastStream
 
 __all__ = ["SdpRejected", "PlaneSettings", "PlaneConfig", "Session", "PlaneCounters"]
 
@@ -66,7 +69,7 @@ class PlaneConfig:
 class Session:
     __slots__ = ("session_id", "channel_id", "ufrag", "pwd", "peer", "remote", "neg", "published", "codecs",
                  "inbound", "routes_in", "out_by_ssrc", "screen_stream", "rtcp_ssrc", "closed", "refused",
-                 "mid_ext_id", "inbound_rtx", "audio_slots", "twcc_ext_id")
+                 "mid_ext_id", "inbound_rtx", "audio_slots", "twcc_ext_id", "simulcast_in")
 
     def __init__(self, session_id: str, channel_id: str, transport: LocalTransport, simulcast: bool = False) -> None:
         self.session_id = session_id
@@ -89,6 +92,8 @@ class Session:
         self.inbound_rtx: dict[int, InTrack] = {}  # publisher RTX SSRC -> track (retransmit.py)
         self.audio_slots: ReceiveSlots | None = None  # pre-negotiated audio sections, if asked for (plane_slots.py)
         self.twcc_ext_id = 0  # the transport-wide-cc id it accepted on the sections it receives (0: none)
+        # publisher simulcast layer and layer-RTX SSRC -> its SimulcastStream, once learnt (simulcast_fwd.py)
+        self.simulcast_in: dict[int, SimulcastStream] = {}
 
     @property
     def offer_pending(self) -> bool:

@@ -1,10 +1,10 @@
 """Retransmission on the publisher side: RTX packets in, NACKs out (RFC 4585, RFC 4588; docs/adr/0019).
 
 Why here and not in the forwarder's per-packet rule: an RTX packet arrives on an SSRC the publisher signalled in
-``a=ssrc-group:FID``, which is not in the session's ``inbound`` table, so both fast paths (Python and the native
-step) hand it to ``MediaPlane.on_rtp`` as an unknown SSRC, and ``unwrap_publisher_rtx`` restores the original
-packet and feeds it to ``Forwarder.on_rtp`` like any other: it fills the track's cache hole and reaches the
-receivers that still miss it. RTX is a small fraction of packets, so the C step stays unchanged.
+``a=ssrc-group:FID``, which is not in the session's ``inbound`` table but in ``inbound_rtx``; the Python path hands
+it to ``MediaPlane.on_rtp`` as an unknown SSRC, and ``unwrap_publisher_rtx`` restores the original packet and feeds
+it to ``Forwarder.on_rtp`` like any other: it fills the track's cache hole and reaches the receivers that still miss
+it. The native step does the same in C from the same ``inbound_rtx`` table (native/simulcast_step.h, ADR 0024).
 
 The server also asks publishers for what it lost on the way in, instead of waiting for every receiver to NACK the
 same hole: ``nack_round`` (the plane's periodic task, every 250 ms) runs ``holes_to_nack``, which scans the last ``WINDOW`` sequence numbers

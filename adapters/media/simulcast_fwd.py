@@ -2,15 +2,21 @@
 
 Theory of operation. A simulcast publisher's section names its streams by RID (``PublishedTrack.rids``, in the
 client's order) and usually signals no SSRC. Its layers' SSRCs are therefore not in the session's ``inbound``
-table, so both fast paths hand their packets to ``MediaPlane.on_rtp`` as unknown SSRCs, and ``on_rtp`` here learns
-each SSRC from the RID header extension and forwards the packet in Python (ADR 0019: the per-packet simulcast
-rules are pure, ``core.video.simulcast``, ready to be mirrored in the native step; until they are, simulcast video
-costs the Python per-packet price).
+table: a layer's first packet reaches ``MediaPlane.on_rtp`` as an unknown SSRC on both fast paths, and ``on_rtp``
+here learns the SSRC from the RID header extension (``SimulcastTrack.learn``) and indexes it, and each layer's RTX
+SSRC learnt from the repaired RID, in the publisher session's ``simulcast_in`` table (SSRC -> ``SimulcastStream``).
+The Python path finds the layer here for every packet; the native step finds it in that table and runs the same
+per-packet rules in C on these objects (native/simulcast_step.h, ADR 0024), so only a layer's first packet takes
+the Python path there.
 
-Per packet: the layer's byte count (its measured bitrate over the last second), whether it starts a key frame
+Per packet (the same on both fast paths): the layer's byte count (its measured bitrate over the last second),
+whether it starts a key frame
 (``core.video.payload``), then for each live route of the track the route's ``LayerSwitcher``: its target is
 ``choose_layer`` over the layers that are sending, in the publisher's order, from the receiver's estimate
-(``ReceiverEstimates``; the top layer while there is none), and the switcher decides whether this packet goes to
+(``ReceiverEstimates``; the top layer while there is none). That choice is a decision, not per-packet work: it is
+made again (``_decide``) when the receiver's estimate changed (``estimate_changed``), when the track's layer rates
+changed (``SimulcastTrack.generation``) or ``DECIDE_INTERVAL_S`` after the last one (the upgrade hold runs on
+time), never more often. Then the switcher decides whether this packet goes to
 that receiver and under which sequence number, timestamp and VP8 picture id. A switcher waiting for a key frame
 asks the publisher for one on the target layer's SSRC (one PLI per second per layer). Each route keeps the last
 512 packets it sent, so a receiver's NACK is answered in its own numbering (on the receiver's RTX stream when it
@@ -38,20 +44,26 @@ from callsd.core.wire.simulcast_sdp import MAX_LAYERS, REPAIRED_RID_URI, RID_URI
 from .forwarder import URI_MID, Forwarder, InTrack, OutRoute
 from .retransmit import MAX_NACKS, REORDER, WINDOW
 
-__all__ = ["SimulcastTrack", "SimulcastForwarder", "RATE_WINDOW_S", "ROUTE_CACHE"]
+__all__ = ["SimulcastTrack", "SimulcastStream", "SimulcastForwarder", "RATE_WINDOW_S", "ROUTE_CACHE",
+           "DECIDE_INTERVAL_S"]
 
 log = logging.getLogger("callsd.media.simulcast")
 RATE_WINDOW_S = 1.0
 _POLICY = LayerPolicy()  # the layer choice's margin and hold (docs/video.md)
 ROUTE_CACHE = 512
+DECIDE_INTERVAL_S = 0.1  # a route's layer choice is made again at least this often while packets flow
+_NEVER = float("-inf")
 
 
 class _RouteState:
-    __slots__ = ("switcher", "choice", "sent", "last_ts", "last_at")
+    __slots__ = ("switcher", "choice", "sent", "last_ts", "last_at", "decided_at", "decided_gen")
 
     def __init__(self, clock_rate: int, target: int) -> None:
         self.switcher = LayerSwitcher(clock_rate=clock_rate, target=target)
         self.choice: LayerChoice | None = None
+        # when the layer choice was last made, and on which of the track's rate generations (``_decide``)
+        self.decided_at = _NEVER
+        self.decided_gen = -1
         self.sent: list[bytes | None] = [None] * ROUTE_CACHE  # by receiver sequence number
         # the newest RTP timestamp sent to the receiver (its numbering, route offset included) and when: an SR
         # extrapolates from it, as rtcp_term does for other routes from the track's last packet
@@ -63,7 +75,8 @@ class SimulcastTrack:
     """The simulcast side of one ``InTrack``: its RIDs, their SSRCs, rates and the per-receiver switch state."""
 
     __slots__ = ("track", "rids", "rid_ext", "codec", "ssrcs", "octets", "window_start", "rates", "last_pli",
-                 "routes", "rtx_pt", "repaired_ext", "rtx_ssrcs", "received", "newest", "count", "nacked")
+                 "routes", "rtx_pt", "repaired_ext", "rtx_ssrcs", "received", "newest", "count", "nacked",
+                 "layer_ssrcs", "primary_pt", "generation")
 
     def __init__(self, track: InTrack, rids: tuple[str, ...], rid_ext: int, rtx_pt: int | None = None,
                  repaired_ext: int = 0) -> None:
@@ -83,7 +96,10 @@ class SimulcastTrack:
         self.count = [0] * len(rids)
         self.nacked: list[dict[int, int]] = [{} for _ in rids]
         self.codec = next(iter(track.codecs.values()))[0]  # "vp8" | "h264"
+        self.primary_pt = next(iter(track.codecs))  # what an RTX packet of a layer is unwrapped to
         self.ssrcs: dict[int, int] = {}  # SSRC -> layer index (position in rids)
+        self.layer_ssrcs: list[int | None] = [None] * len(rids)  # layer index -> its first SSRC (PLIs, NACKs)
+        self.generation = 0  # bumped whenever ``rates`` change: the routes' layer choices are made again
         self.octets = [0] * len(rids)
         self.window_start = 0.0
         self.rates = [0] * len(rids)  # bit/s over the last window
@@ -91,7 +107,34 @@ class SimulcastTrack:
         self.routes: dict[str, _RouteState] = {}  # receiver session id -> its switch state
 
     def layer_ssrc(self, layer: int) -> int | None:
-        return next((ssrc for ssrc, i in self.ssrcs.items() if i == layer), None)
+        return self.layer_ssrcs[layer]
+
+    def learn(self, ssrc: int, layer: int, rtx: bool) -> None:
+        """Bind ``ssrc`` to ``layer`` (its media or, ``rtx``, its RTX stream), here and in the publisher session's
+        ``simulcast_in`` table, where the native step finds it."""
+        if rtx:
+            self.rtx_ssrcs[ssrc] = layer
+        else:
+            self.ssrcs[ssrc] = layer
+            if self.layer_ssrcs[layer] is None:
+                self.layer_ssrcs[layer] = ssrc
+        self.track.session.simulcast_in[ssrc] = SimulcastStream(self, layer, rtx)
+
+    def unindex(self) -> None:
+        """Remove this track's SSRCs from the publisher session's ``simulcast_in`` table (the track is gone)."""
+        table = self.track.session.simulcast_in
+        for ssrc in [*self.ssrcs, *self.rtx_ssrcs]:
+            stream = table.get(ssrc)
+            if stream is not None and stream.track is self:
+                del table[ssrc]
+
+    def roll(self, now: float) -> None:
+        """Close the rate window: each layer's bitrate over it, a new window from ``now``."""
+        span = max(now - self.window_start, RATE_WINDOW_S)
+        self.rates = [int(o * 8 / span) for o in self.octets] if self.window_start else [o * 8 for o in self.octets]
+        self.octets = [0] * len(self.rids)
+        self.window_start = now
+        self.generation += 1
 
     def holes(self, layer: int) -> list[int]:
         """Sequence numbers of ``layer`` missing behind its newest to NACK now (each at most ``MAX_NACKS`` times;
@@ -130,6 +173,18 @@ class SimulcastTrack:
         return live
 
 
+class SimulcastStream:
+    """What a learnt SSRC of a publisher session is: layer ``layer`` of ``track``, its media or its RTX stream
+    (``Session.simulcast_in``'s values; the native step reads these three fields)."""
+
+    __slots__ = ("track", "layer", "rtx")
+
+    def __init__(self, track: SimulcastTrack, layer: int, rtx: bool) -> None:
+        self.track = track
+        self.layer = layer
+        self.rtx = rtx
+
+
 class SimulcastForwarder:
     """Owns the simulcast tracks of a plane. ``send_pli(session, ssrc)`` asks a publisher for a key frame;
     ``estimate(session_id)`` is the receiver's bandwidth estimate (bit/s) or None."""
@@ -166,12 +221,24 @@ class SimulcastForwarder:
         """Forward ``track`` as simulcast when it has RIDs and the RID extension; ``rtx_pt``: its publisher's
         RTX payload type (RTX then comes on one SSRC per layer, named by the repaired-RID extension)."""
         rid_ext = track.ext.get(RID_URI, 0)
+        old = self.tracks.pop(track.track_id, None)
+        if old is not None:  # a replaced track: its SSRCs no longer lead to it (the native step reads the table)
+            old.unindex()
         if rids and rid_ext:
             self.tracks[track.track_id] = SimulcastTrack(track, rids, rid_ext, rtx_pt,
                                                          track.ext.get(REPAIRED_RID_URI, 0))
 
     def forget_track(self, track: InTrack) -> None:
-        self.tracks.pop(track.track_id, None)
+        st = self.tracks.pop(track.track_id, None)
+        if st is not None:
+            st.unindex()
+
+    def estimate_changed(self, receiver_id: str) -> None:
+        """The receiver's estimate moved: its routes' layer choices are made again on their next packet."""
+        for st in self.tracks.values():
+            rs = st.routes.get(receiver_id)
+            if rs is not None:
+                rs.decided_at = _NEVER
 
     def forget_route(self, route: OutRoute) -> None:
         st = self.tracks.get(route.track.track_id)
@@ -218,7 +285,7 @@ class SimulcastForwarder:
         c = self.forwarder.counters
         c.rtx_in += 1
         media_ssrc = st.layer_ssrc(layer)
-        original = (unwrap_rtx(plain, ssrc=media_ssrc, payload_type=next(iter(st.track.codecs)))
+        original = (unwrap_rtx(plain, ssrc=media_ssrc, payload_type=st.primary_pt)
                     if media_ssrc is not None else None)
         if original is None:  # a padding probe, or a layer not seen yet
             c.drop_padding += 1
@@ -272,7 +339,7 @@ class SimulcastForwarder:
                 continue
             rid = read_mid(plain, st.repaired_ext)
             if rid in st.rids:
-                st.rtx_ssrcs[ssrc] = st.rids.index(rid)
+                st.learn(ssrc, st.rids.index(rid), rtx=True)
                 return st, st.rtx_ssrcs[ssrc]
         return None, 0
 
@@ -287,19 +354,17 @@ class SimulcastForwarder:
                 continue
             rid = read_mid(plain, st.rid_ext)  # an SDES string extension, read like the MID
             if rid in st.rids:
-                st.ssrcs[ssrc] = st.rids.index(rid)
+                st.learn(ssrc, st.rids.index(rid), rtx=False)
                 return st, st.ssrcs[ssrc]
         return None, 0
 
     def _count(self, st: SimulcastTrack, layer: int, n: int, now: float) -> None:
         if now - st.window_start >= RATE_WINDOW_S:
-            span = max(now - st.window_start, RATE_WINDOW_S)
-            st.rates = [int(o * 8 / span) for o in st.octets] if st.window_start else [o * 8 for o in st.octets]
-            st.octets = [0] * len(st.rids)
-            st.window_start = now
+            st.roll(now)
         st.octets[layer] += n
         if st.rates[layer] == 0:  # a layer's first packets: let it count as sending before the window closes
             st.rates[layer] = 1
+            st.generation += 1
 
     def _target(self, st: SimulcastTrack, rs: _RouteState, receiver_id: str, now: float) -> int:
         layers = st.sending_layers()
@@ -329,21 +394,18 @@ class SimulcastForwarder:
             return
         rs = st.routes.get(route.receiver.session_id)
         if rs is None:
-            rs = st.routes[route.receiver.session_id] = _RouteState(st.track.clock_rate, p.layer)
+            rs = self._route_state(st, route, p.layer)
+        if now - rs.decided_at >= DECIDE_INTERVAL_S or rs.decided_gen != st.generation:
+            self._decide(st, rs, route.receiver.session_id, now)
         sw = rs.switcher
-        sw.target = self._target(st, rs, route.receiver.session_id, now)
-        # a move down for want of capacity stops the current layer at once (core.video.simulcast)
-        sw.stop_current = sw.current is not None and st.rates[sw.target] < st.rates[sw.current]
         before = sw.switches
         out = sw.on_packet(p)
         if sw.wants_keyframe:
             self._keyframe(st, sw.target, now)
         if out is None:
             return
-        if out.switched:
-            log.info("simulcast: %s switched to %s of %s", route.receiver.session_id, st.rids[p.layer],
-                     st.track.track_id)
-        self.switches += sw.switches - before
+        if sw.switches != before:
+            self._switched(route, st, p.layer, sw.switches - before)
         buf = bytearray(plain)
         if not rewrite_rtp(buf, route.ssrc, out.seq, out.timestamp + route.ts_offset, opt, route.remap):
             self.forwarder.counters.drop_malformed += 1
@@ -366,6 +428,24 @@ class SimulcastForwarder:
         c.rtp_out_bytes += len(data)
         self.layer_rtp_out[p.layer] += 1
         self.layer_bytes_out[p.layer] += len(data)
+
+    def _route_state(self, st: SimulcastTrack, route: OutRoute, layer: int) -> _RouteState:
+        """The switch state of a route's first packet (``layer``: the packet's, the first target)."""
+        rs = st.routes[route.receiver.session_id] = _RouteState(st.track.clock_rate, layer)
+        return rs
+
+    def _decide(self, st: SimulcastTrack, rs: _RouteState, receiver_id: str, now: float) -> None:
+        """Make the route's layer choice again: the switcher's target, and whether the current layer stops at once
+        (a move down for want of capacity, core.video.simulcast)."""
+        sw = rs.switcher
+        sw.target = self._target(st, rs, receiver_id, now)
+        sw.stop_current = sw.current is not None and st.rates[sw.target] < st.rates[sw.current]
+        rs.decided_at, rs.decided_gen = now, st.generation
+
+    def _switched(self, route: OutRoute, st: SimulcastTrack, layer: int, switches: int) -> None:
+        """A route's switcher started a new layer (rare: both fast paths report it here)."""
+        log.info("simulcast: %s switched to %s of %s", route.receiver.session_id, st.rids[layer], st.track.track_id)
+        self.switches += switches
 
     def _keyframe(self, st: SimulcastTrack, layer: int, now: float) -> None:
         ssrc = st.layer_ssrc(layer)

@@ -10,8 +10,10 @@ stays near its start bitrate.
 pure ``ArrivalRecorder`` (core/video/arrivals.py). Both receive paths feed it every RTP packet they decrypt, once:
 
 * the Python path (``UdpEndpoint.handle_datagram``) calls ``on_packet(plain, now)``, which reads the number;
-* the native step (``_engine.c``) reads the number in C and calls ``arrived(seq, ssrc, now)``, ``now`` from its
-  ``CLOCK_MONOTONIC`` (the clock of ``time.monotonic``).
+* the native step (``_engine.c``) reads the number in C and appends (seq, ssrc, now) to the sender's ``log``, an
+  ``ArrivalLog`` in C (native/arrival_log.h) it creates on the first packet, ``now`` from its ``CLOCK_MONOTONIC``
+  (the clock of ``time.monotonic``): no Python call per packet. ``drain()`` replays the log into the recorder
+  through ``arrived``, in arrival order, before each report (and the step calls it when a log is full).
 
 A report names, as its media SSRC, the SSRC of the last numbered packet: Chromium hands transport feedback to its
 estimator only when that SSRC is one of its own streams' (libwebrtc's ``RTCPReceiver``), whatever the draft says
@@ -36,7 +38,7 @@ from callsd.core.wire.transport_seq import read_transport_seq
 
 from .transport import ArrivalSink
 
-__all__ = ["FeedbackSender", "attach", "feedback_loop", "send_feedback", "INTERVAL"]
+__all__ = ["FeedbackSender", "ArrivalLog", "attach", "feedback_loop", "send_feedback", "INTERVAL"]
 
 INTERVAL = 0.1
 
@@ -44,7 +46,7 @@ INTERVAL = 0.1
 class FeedbackSender:
     """One publisher transport's arrivals (``ext_id``: the id it numbers packets under) and report counters."""
 
-    __slots__ = ("ext_id", "sender_ssrc", "media_ssrc", "recorder", "_epoch", "sent")
+    __slots__ = ("ext_id", "sender_ssrc", "media_ssrc", "recorder", "_epoch", "sent", "log")
 
     def __init__(self, ext_id: int, sender_ssrc: int, epoch: float) -> None:
         self.ext_id = ext_id
@@ -53,18 +55,30 @@ class FeedbackSender:
         self.recorder = ArrivalRecorder()
         self._epoch = epoch
         self.sent = 0  # feedback packets sent
+        self.log: ArrivalLog | None = None  # the native step's arrivals, not yet recorded (module docstring)
 
     def arrived(self, seq: int, ssrc: int, now: float) -> None:
-        """Packet ``seq`` of stream ``ssrc`` arrived at ``now`` (``time.monotonic`` seconds): the native step's
-        call."""
+        """Packet ``seq`` of stream ``ssrc`` arrived at ``now`` (``time.monotonic`` seconds)."""
         self.media_ssrc = ssrc
         self.recorder.record(seq, int((now - self._epoch) * 1_000_000))
+
+    def drain(self) -> None:
+        """Record what the native step logged since the last drain (a no-op on the Python path)."""
+        if self.log is not None:
+            for seq, ssrc, now in self.log.drain():
+                self.arrived(seq, ssrc, now)
 
     def on_packet(self, plain: bytes, now: float) -> None:
         """A decrypted RTP packet from the publisher (the Python path): record its number, if it has one."""
         seq = read_transport_seq(plain, self.ext_id)
         if seq is not None:
             self.arrived(seq, int.from_bytes(plain[8:12], "big"), now)
+
+
+class ArrivalLog(Protocol):
+    """The native step's log of arrivals (``_engine.ArrivalLog``): drained once per round."""
+
+    def drain(self) -> list[tuple[int, int, float]]: ...
 
 
 class _Published(Protocol):
@@ -105,6 +119,7 @@ def send_feedback(peers: Iterable[_FeedbackPeer]) -> int:
         sender = peer.twcc_in
         if not isinstance(sender, FeedbackSender):
             continue
+        sender.drain()
         while (report := sender.recorder.feedback(sender.sender_ssrc, sender.media_ssrc)) is not None:
             peer.send_rtcp(rtcp.build_rtcp([build_transport_cc(report)]))
             sender.sent += 1

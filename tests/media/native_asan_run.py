@@ -3,7 +3,8 @@
     LD_PRELOAD="libasan.so libubsan.so" python tests/media/native_asan_run.py ENGINE.so EXAMPLES
 
 Loads the sanitized extension under the real module name before the package imports it, then checks that native
-and Python outputs are identical for EXAMPLES random scenarios: any memory error aborts the process with a report.
+and Python outputs are identical for EXAMPLES random scenarios and EXAMPLES/2 video ones (simulcast, RTX,
+transport-cc): any memory error aborts the process with a report.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 
 import callsd.adapters.media.native as native  # noqa: E402
 import native_support as diff  # noqa: E402
+import native_video_support as video  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 assert native.Engine is engine.Engine, "the sanitized engine was not the one imported"
@@ -32,5 +34,13 @@ def check(sc: diff.Scenario) -> None:
     assert diff.run(sc, "native") == diff.run(sc, "python")
 
 
+@settings(max_examples=max(int(sys.argv[2]) // 2, 5), deadline=None, suppress_health_check=list(HealthCheck),
+          database=None)
+@given(video.video_scenarios())
+def check_video(vs: video.VideoScenario) -> None:
+    assert video.run_video(vs, "native", twcc=True) == video.run_video(vs, "python", twcc=True)
+
+
 check()
-print(f"native-asan: {sys.argv[2]} scenarios, native == python, no sanitizer report")
+check_video()
+print(f"native-asan: {sys.argv[2]} scenarios (and half as many video ones), native == python, no sanitizer report")

@@ -4,15 +4,23 @@ What C reads from Python (the contract the Python objects keep; the Python path 
 
 * the endpoint's ``_by_addr`` dict (source address -> ``Peer``) and its ``TransportCounters``;
 * per ``Peer``: ``srtp`` (a ``NativeSrtpContext``: C handles the datagram only if ``srtp._rx`` is a native
-  ``SrtpSession``), ``_tx``, ``address``, ``data`` and, as a fallback for foreign contexts and for peers with a
-  transport-wide sequencer (``twcc`` not None: the stamp and its send history are Python's), ``send_rtp``;
+  ``SrtpSession``), ``_tx``, ``address``, ``data``, ``twcc`` (a ``TransportSequencer``: C stamps the packet and
+  writes its send history itself; any other stamper's ``stamp`` is called) and, as a fallback for foreign
+  contexts, ``send_rtp``;
 * per session (``peer.data``, a ``ForwardingSession``): ``closed`` and ``inbound`` (SSRC -> ``InTrack``);
 * per ``InTrack`` and ``OutRoute``: the fields ``Forwarder.on_rtp`` reads and writes, written back at once;
-* the ``Forwarder``'s ``counters``, ``_clock`` and ``_on_voice``.
+* the ``Forwarder``'s ``counters``, ``_clock`` and ``_on_voice``;
+* per session also ``inbound_rtx`` (RTX SSRC -> ``InTrack``) and ``simulcast_in`` (simulcast layer or layer-RTX
+  SSRC -> ``SimulcastStream``), and through them the ``SimulcastTrack``, its routes' switch state and the
+  ``SimulcastForwarder``'s per-layer counters, with its decisions (``_decide``, ``_route_state``, ``_switched``,
+  ``_keyframe``, ``SimulcastTrack.roll``) called only when due (simulcast_step.h, docs/adr/0024);
+* per publisher ``Peer`` with a transport-cc feedback sender, ``twcc_in.ext_id`` and ``twcc_in.log`` (an
+  ``ArrivalLog`` the step creates and appends to; ``twcc_in.drain()`` empties it).
 
 Anything the C step does not handle comes back in arrival order: a raw datagram goes to
 ``UdpEndpoint.handle_datagram`` (STUN, DTLS, SRTCP, unknown address, no SRTP yet), a decrypted RTP packet whose SSRC
-the session does not know goes to the handler's ``on_rtp`` (the plane learns it from the MID extension).
+the session does not know goes to the handler's ``on_rtp`` (the plane learns it from the MID extension, or a
+simulcast layer's from its RID).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from ._engine import MAX_PACKET, Engine, SrtpSession
 
 if TYPE_CHECKING:
     from ..forwarder import Forwarder, InTrack
+    from ..simulcast_fwd import SimulcastForwarder
     from ..transport import UdpEndpoint
 
 __all__ = ["NativePath", "NativePeer", "NativeSrtpContext", "SrtpSession", "ForwardingSession", "STEP_EMPTY",
@@ -109,12 +118,14 @@ class NativePeer(Peer):
 
 
 class NativePath:
-    """``paths.ReceivePath`` on the C step. ``forwarder`` None: C decrypts, Python's handler gets every packet."""
+    """``paths.ReceivePath`` on the C step. ``forwarder`` None: C decrypts, Python's handler gets every packet.
+    ``simulcast``: the plane's simulcast forwarder, whose learnt layers the step forwards too."""
 
     name = "native"
 
-    def __init__(self, forwarder: Forwarder | None) -> None:
+    def __init__(self, forwarder: Forwarder | None, simulcast: SimulcastForwarder | None = None) -> None:
         self._forwarder = forwarder
+        self._simulcast = simulcast
         self._endpoint: UdpEndpoint | None = None
         self._engine: Engine | None = None
 
@@ -124,11 +135,13 @@ class NativePath:
 
     def bind(self, endpoint: UdpEndpoint) -> None:
         from ..forwarder import VAD_MAX, VAD_ON, VAD_THRESHOLD
+        from ..twcc_send import TransportSequencer
 
         self._endpoint = endpoint
         counters: TransportCounters = endpoint.counters
         self._engine = Engine(endpoint._by_addr, counters,  # noqa: SLF001 - the table the endpoint keeps
-                              self._forwarder, (VAD_THRESHOLD, VAD_ON, VAD_MAX))
+                              self._forwarder, (VAD_THRESHOLD, VAD_ON, VAD_MAX), self._simulcast,
+                              TransportSequencer)
 
     def srtp_context(self, keys: SrtpKeys) -> NativeSrtpContext:
         return NativeSrtpContext(keys)

@@ -38,6 +38,7 @@
 #include "srtp_session.h"
 #include "pyslots.h"
 #include "addresses.h"
+#include "arrival_log.h"
 
 #define BATCH 64
 #define CACHE_MASK 511
@@ -53,7 +54,7 @@ static PyObject *s_srtp, *s_rx, *s_tx, *s_data, *s_closed, *s_inbound, *s_packet
     *s_session, *s_routes, *s_live, *s_cache, *s_pt_map, *s_receiver, *s_peer, *s_resync, *s_seq_offset,
     *s_last_seq, *s_remap, *s_identity, *s_table, *s_ts_offset, *s_ssrc, *s_address, *s_send_rtp, *s_clock,
     *s_on_voice, *s_twcc, *s_stamp;
-static PyObject *s_twcc_in, *s_ext_id, *s_arrived; /* transport-cc toward publishers: record_arrival */
+static PyObject *s_twcc_in, *s_ext_id, *s_arrived, *s_log, *s_drain; /* transport-cc toward publishers */
 
 /* ---- Engine ------------------------------------------------------------------------------------------------- */
 
@@ -64,7 +65,7 @@ typedef struct {
 } transport_delta;
 
 typedef struct {
-    long long rtp_in, rtp_in_bytes, rtp_out, rtp_out_bytes, drop_malformed, drop_padding, drop_no_route;
+    long long rtp_in, rtp_in_bytes, rtp_out, rtp_out_bytes, drop_malformed, drop_padding, drop_no_route, rtx_in;
 } forwarder_delta;
 
 typedef struct {
@@ -75,6 +76,8 @@ typedef struct {
     PyObject *tcounters;  /* TransportCounters */
     PyObject *forwarder;  /* Forwarder or None: without one every RTP packet goes back to Python */
     PyObject *fcounters;  /* ForwarderCounters or None */
+    PyObject *simulcast;  /* SimulcastForwarder or None: its layers are forwarded here too (simulcast_step.h) */
+    PyObject *sequencer;  /* the TransportSequencer type: such a peer's packets are stamped here (twcc_step.h) */
     int vad_threshold, vad_on, vad_max;
     transport_delta td;
     forwarder_delta fd;
@@ -93,17 +96,25 @@ typedef struct {
     int squeued;
     int gso; /* UDP GSO for runs to one destination (send_gso.h); off after the kernel refused it once */
     uint8_t blk[BUF];
+    uint8_t rtxbuf[BUF]; /* the original an RTX packet carries (simulcast_step.h) */
+    uint8_t stampbuf[BUF]; /* a packet with its transport-wide sequence number (twcc_step.h) */
 } Engine;
 
 static PyTypeObject EngineType;
 
 static int Engine_init(Engine *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"by_addr", "counters", "forwarder", "vad", NULL};
-    PyObject *by_addr, *counters, *forwarder;
+    static char *kwlist[] = {"by_addr", "counters", "forwarder", "vad", "simulcast", "sequencer", NULL};
+    PyObject *by_addr, *counters, *forwarder, *simulcast = Py_None, *sequencer = Py_None;
     int thr = 60, on = 15, max = 30;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO(iii)", kwlist, &PyDict_Type, &by_addr, &counters,
-                                     &forwarder, &thr, &on, &max))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO(iii)|OO", kwlist, &PyDict_Type, &by_addr, &counters,
+                                     &forwarder, &thr, &on, &max, &simulcast, &sequencer))
         return -1;
+    if (sequencer != Py_None && !PyType_Check(sequencer)) {
+        PyErr_SetString(PyExc_TypeError, "sequencer must be a type or None");
+        return -1;
+    }
+    Py_XSETREF(self->sequencer, Py_NewRef(sequencer));
+    Py_XSETREF(self->simulcast, Py_NewRef(forwarder == Py_None ? Py_None : simulcast));
     Py_XSETREF(self->by_addr, Py_NewRef(by_addr));
     Py_XSETREF(self->tcounters, Py_NewRef(counters));
     Py_XSETREF(self->forwarder, Py_NewRef(forwarder));
@@ -135,6 +146,8 @@ static int Engine_traverse(Engine *self, visitproc visit, void *arg) {
     Py_VISIT(self->tcounters);
     Py_VISIT(self->forwarder);
     Py_VISIT(self->fcounters);
+    Py_VISIT(self->simulcast);
+    Py_VISIT(self->sequencer);
     return 0;
 }
 
@@ -147,6 +160,8 @@ static int Engine_clear(Engine *self) {
     Py_CLEAR(self->tcounters);
     Py_CLEAR(self->forwarder);
     Py_CLEAR(self->fcounters);
+    Py_CLEAR(self->simulcast);
+    Py_CLEAR(self->sequencer);
     return 0;
 }
 
@@ -183,6 +198,7 @@ static int flush_counters(Engine *self) {
         {"drop_malformed", &self->fd.drop_malformed, self->fcounters},
         {"drop_padding", &self->fd.drop_padding, self->fcounters},
         {"drop_no_route", &self->fd.drop_no_route, self->fcounters},
+        {"rtx_in", &self->fd.rtx_in, self->fcounters},
     };
     PyObject *saved_type, *saved_value, *saved_tb;
     PyErr_Fetch(&saved_type, &saved_value, &saved_tb);
@@ -245,10 +261,12 @@ static int tx_sockaddr(Engine *self, PyObject *addr, struct sockaddr_storage *ou
     return 0;
 }
 
+#include "twcc_step.h"
+
 /* Peer.send_rtp for one rewritten packet: protect into the send queue, or Python's send_rtp when the peer's
  * transmit context or address is not one this module handles. A peer with a transport-wide sequencer (`twcc` not
- * None) has the packet stamped by `twcc.stamp` first: one call, so the numbering and the send history stay in one
- * place (twcc_send.py) while protect and send stay here. -1 with an exception set on failure. */
+ * None) has the packet stamped first: by sequencer_stamp (twcc_step.h) on the TransportSequencer's own state, or by
+ * a call to `twcc.stamp` for any other stamper. -1 with an exception set on failure. */
 static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t len) {
     PyObject *tx = cs_getattr(peer, s_tx);
     if (tx == NULL)
@@ -291,7 +309,13 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
     }
     Py_DECREF(address);
     PyObject *stamped = NULL; /* the stamped copy; `out` points into it */
-    if (twcc != Py_None) {
+    if (twcc != Py_None && (PyObject *)Py_TYPE(twcc) == self->sequencer) { /* stamped here, on the object */
+        if (sequencer_stamp(twcc, self->stampbuf, &out, &len) < 0) {
+            Py_DECREF(tx);
+            Py_DECREF(twcc);
+            return -1;
+        }
+    } else if (twcc != Py_None) {
         PyObject *packet = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)len);
         stamped = packet == NULL ? NULL : PyObject_CallMethodOneArg(twcc, s_stamp, packet);
         Py_XDECREF(packet);
@@ -596,10 +620,12 @@ static int forward(Engine *self, PyObject *track, const uint8_t *d, size_t n) {
     return 0;
 }
 
-/* Transport-cc toward publishers (twcc_recv.py): a peer with a feedback sender (`twcc_in` not None) is told the
+/* Transport-cc toward publishers (twcc_recv.py): a peer with a feedback sender (`twcc_in` not None) has the
  * transport-wide sequence number (extension `twcc_in.ext_id`, two bytes) of each RTP packet it sent, its SSRC and
- * when it arrived (CLOCK_MONOTONIC: time.monotonic's clock): `twcc_in.arrived(seq, ssrc, now)`. The Python path does the same in
- * `UdpEndpoint.handle_datagram`. 0, or -1 with an exception set. */
+ * when it arrived (CLOCK_MONOTONIC: time.monotonic's clock) appended to the sender's ArrivalLog (`twcc_in.log`,
+ * created here on the first one; arrival_log.h), which Python drains once per feedback round: no Python call per
+ * packet. A sender whose `log` is something else is told each arrival by `twcc_in.arrived(seq, ssrc, now)`. The
+ * Python path records the same in `UdpEndpoint.handle_datagram`. 0, or -1 with an exception set. */
 static int record_arrival(PyObject *peer, const uint8_t *d, size_t n) {
     PyObject *sink = cs_getattr(peer, s_twcc_in);
     if (sink == NULL || sink == Py_None) {
@@ -607,35 +633,68 @@ static int record_arrival(PyObject *peer, const uint8_t *d, size_t n) {
         PyErr_Clear();
         return 0;
     }
-    PyObject *id = cs_getattr(sink, s_ext_id);
-    long ext_id = id != NULL ? PyLong_AsLong(id) : -1;
-    Py_XDECREF(id);
-    if (ext_id == -1 && PyErr_Occurred()) {
+    long long ext_id;
+    if (get_ll(sink, s_ext_id, &ext_id) < 0) {
         Py_DECREF(sink);
         return -1;
     }
     int len = 0;
     long at = ext_id > 0 && ext_id <= 255 ? cs_find_extension(d, n, (int)ext_id, &len) : -1;
+    if (at < 0 || len != 2) {
+        Py_DECREF(sink);
+        return 0;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    int seq = (int)d[at] << 8 | d[at + 1];
+    uint32_t ssrc = ((uint32_t)d[8] << 24) | ((uint32_t)d[9] << 16) | ((uint32_t)d[10] << 8) | d[11];
+    PyObject *log = cs_getattr(sink, s_log);
+    if (log == NULL) { /* a sink without a log: told each arrival */
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            Py_DECREF(sink);
+            return -1;
+        }
+        PyErr_Clear();
+        log = Py_NewRef(Py_Ellipsis);
+    }
+    if (log == Py_None) {
+        Py_DECREF(log);
+        log = PyObject_CallNoArgs((PyObject *)&ArrivalLogType);
+        if (log == NULL || cs_setattr(sink, s_log, log) < 0) {
+            Py_XDECREF(log);
+            Py_DECREF(sink);
+            return -1;
+        }
+    }
     int rc = 0;
-    if (at >= 0 && len == 2) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        PyObject *seq = PyLong_FromLong((long)d[at] << 8 | d[at + 1]);
-        PyObject *ssrc = PyLong_FromUnsignedLong(((unsigned long)d[8] << 24) | ((unsigned long)d[9] << 16) |
-                                                 ((unsigned long)d[10] << 8) | d[11]);
-        PyObject *now = PyFloat_FromDouble((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
-        PyObject *r = seq != NULL && ssrc != NULL && now != NULL
-                          ? PyObject_CallMethodObjArgs(sink, s_arrived, seq, ssrc, now, NULL)
+    if (Py_TYPE(log) == &ArrivalLogType) {
+        if (!arrival_log_add((ArrivalLog *)log, seq, ssrc, now)) { /* full: Python drains it, then it has room */
+            PyObject *r = PyObject_CallMethodNoArgs(sink, s_drain);
+            rc = r == NULL ? -1 : 0;
+            Py_XDECREF(r);
+            if (rc == 0 && !arrival_log_add((ArrivalLog *)log, seq, ssrc, now)) {
+                PyErr_SetString(PyExc_RuntimeError, "twcc_in.drain() left its log full");
+                rc = -1;
+            }
+        }
+    } else {
+        PyObject *seq_o = PyLong_FromLong(seq), *ssrc_o = PyLong_FromUnsignedLong(ssrc), *now_o = PyFloat_FromDouble(now);
+        PyObject *r = seq_o != NULL && ssrc_o != NULL && now_o != NULL
+                          ? PyObject_CallMethodObjArgs(sink, s_arrived, seq_o, ssrc_o, now_o, NULL)
                           : NULL;
         rc = r == NULL ? -1 : 0;
         Py_XDECREF(r);
-        Py_XDECREF(seq);
-        Py_XDECREF(ssrc);
-        Py_XDECREF(now);
+        Py_XDECREF(seq_o);
+        Py_XDECREF(ssrc_o);
+        Py_XDECREF(now_o);
     }
+    Py_DECREF(log);
     Py_DECREF(sink);
     return rc;
 }
+
+#include "simulcast_step.h"
 
 /* What the step does with one datagram. */
 typedef struct {
@@ -645,7 +704,8 @@ typedef struct {
 } outcome;
 
 /* The session's InTrack for the packet's SSRC (new reference), Py_None (new ref) when Python must see the packet,
- * NULL with an exception set on failure. */
+ * Py_NotImplemented (new ref) when the session is open but its `inbound` lacks the SSRC, NULL with an exception set
+ * on failure. */
 static PyObject *find_track(PyObject *peer, const uint8_t *d) {
     PyObject *session = cs_getattr(peer, s_data);
     if (session == NULL)
@@ -684,7 +744,7 @@ static PyObject *find_track(PyObject *peer, const uint8_t *d) {
     if (track == NULL) {
         if (PyErr_Occurred())
             return NULL;
-        Py_RETURN_NONE;
+        return Py_NewRef(Py_NotImplemented); /* not in `inbound`: forward_other's tables, else Python */
     }
     return Py_NewRef(track);
 }
@@ -765,6 +825,15 @@ static int handle(Engine *self, int i, outcome *out) {
         return -1;
     }
     int rc = 0;
+    if (track == Py_NotImplemented) {
+        Py_DECREF(track);
+        rc = forward_other(self, peer, d, (size_t)len);
+        if (rc != 0) {
+            Py_DECREF(peer);
+            return rc < 0 ? -1 : 0;
+        }
+        track = Py_NewRef(Py_None);
+    }
     if (track == Py_None) {
         out->kind = STEP_RTP;
         out->a = peer;
@@ -860,7 +929,8 @@ static PyTypeObject EngineType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "callsd.adapters.media.native._engine.Engine",
     .tp_basicsize = sizeof(Engine),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Engine(by_addr, counters, forwarder, vad): the native per-packet step of one UDP endpoint.",
+    .tp_doc = "Engine(by_addr, counters, forwarder, vad, simulcast=None): the native per-packet step of one UDP "
+              "endpoint.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Engine_init,
     .tp_dealloc = (destructor)Engine_dealloc,
@@ -898,19 +968,28 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_table, "table") INTERN(s_ts_offset, "ts_offset") INTERN(s_ssrc, "ssrc")
     INTERN(s_address, "address") INTERN(s_send_rtp, "send_rtp") INTERN(s_clock, "_clock") INTERN(s_twcc, "twcc") INTERN(s_stamp, "stamp")
     INTERN(s_on_voice, "_on_voice")
-    INTERN(s_twcc_in, "twcc_in") INTERN(s_ext_id, "ext_id") INTERN(s_arrived, "arrived")
+    INTERN(s_twcc_in, "twcc_in") INTERN(s_ext_id, "ext_id") INTERN(s_arrived, "arrived") INTERN(s_log, "log")
+    INTERN(s_drain, "drain")
+    if (video_intern() < 0 || twcc_intern() < 0)
+        return NULL;
     if (srtp_keys_global_init() < 0) {
         PyErr_SetString(PyExc_ImportError, "libcrypto offers no HMAC");
         return NULL;
     }
-    if (PyType_Ready(&SrtpSessionType) < 0 || PyType_Ready(&EngineType) < 0)
+    if (PyType_Ready(&SrtpSessionType) < 0 || PyType_Ready(&EngineType) < 0 || PyType_Ready(&ArrivalLogType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&engine_module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "SrtpSession", (PyObject *)&SrtpSessionType) < 0 ||
         PyModule_AddObjectRef(m, "Engine", (PyObject *)&EngineType) < 0 ||
-        PyModule_AddIntConstant(m, "MAX_PACKET", MAX_PACKET) < 0 || PyModule_AddIntConstant(m, "BATCH", BATCH) < 0) {
+        PyModule_AddObjectRef(m, "ArrivalLog", (PyObject *)&ArrivalLogType) < 0 ||
+        PyModule_AddIntConstant(m, "ROUTE_CACHE", ROUTE_CACHE) < 0 ||
+        PyModule_AddObject(m, "RATE_WINDOW_S", PyFloat_FromDouble(RATE_WINDOW_S)) < 0 ||
+        PyModule_AddObject(m, "DECIDE_INTERVAL_S", PyFloat_FromDouble(DECIDE_INTERVAL_S)) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_PACKET", MAX_PACKET) < 0 || PyModule_AddIntConstant(m, "BATCH", BATCH) < 0 ||
+        PyModule_AddIntConstant(m, "TWCC_HISTORY", TWCC_HISTORY) < 0 ||
+        PyModule_AddIntConstant(m, "TWCC_COVER_MS", (long)TWCC_COVER_MS) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -4,6 +4,15 @@ from typing import Any
 
 MAX_PACKET: int
 BATCH: int
+ROUTE_CACHE: int
+RATE_WINDOW_S: float
+DECIDE_INTERVAL_S: float
+TWCC_HISTORY: int
+TWCC_COVER_MS: int
+
+class ArrivalLog:
+    def __len__(self) -> int: ...
+    def drain(self) -> list[tuple[int, int, float]]: ...
 
 class SrtpSession:
     def __init__(self, profile: int, key: bytes, outbound: bool, derive: bool = True) -> None: ...
@@ -17,5 +26,6 @@ class SrtpSession:
 def kdf(master_key: bytes, master_salt: bytes, label: int, length: int) -> bytes: ...
 
 class Engine:
-    def __init__(self, by_addr: dict[Any, Any], counters: Any, forwarder: Any, vad: tuple[int, int, int]) -> None: ...
+    def __init__(self, by_addr: dict[Any, Any], counters: Any, forwarder: Any, vad: tuple[int, int, int],
+                 simulcast: Any = None, sequencer: type | None = None) -> None: ...
     def step(self, fd: int, budget: int) -> tuple[int, int, Any, Any]: ...

@@ -11,6 +11,15 @@ to the estimator once; numbers the ring no longer holds (older than ``HISTORY`` 
 
 The native step calls ``stamp`` for each packet to a peer with a sequencer and then protects and sends the stamped
 bytes itself (``_engine.c``), so both fast paths stamp the same numbers through this one object.
+
+``stamp`` runs once per egress packet in Python on both paths: a steady-window profile of the capacity shape put it
+first among the Python the server runs (docs/performance.md, 2026-11-29 13:15). Where the number goes depends only
+on the packet's first byte and its extension block (``core.wire.transport_seq``'s rules read nothing else), and a
+route sends blocks of few distinct shapes, so the sequencer remembers, per (first byte, block), the bytes that
+replace the block around the two bytes of the number (``_Layout``), learned from ``stamp_transport_seq`` itself;
+a packet then costs one dict lookup and a join of slices instead of a walk over its elements. The memo is bounded
+like the forwarder's extension cache; tests/media/test_media_twcc_memo.py holds it to the pure function byte for
+byte.
 """
 
 from __future__ import annotations
@@ -30,13 +39,35 @@ __all__ = ["TransportSequencer", "HISTORY", "attach"]
 
 HISTORY = 4096  # ~10 s of a 3 Mbit/s receiver; feedback comes back within ~100 ms
 _MASK = HISTORY - 1
+_MAX_LAYOUTS = 256  # distinct (first byte, extension block) a sequencer remembers before it starts afresh
+
+
+class _Layout:
+    """How ``stamp_transport_seq`` changes packets of one (first byte, extension block): the packet's first byte,
+    then its bytes up to ``off``, then ``head``, the number's two bytes, ``tail``, then its bytes from ``end``."""
+
+    __slots__ = ("first", "off", "end", "head", "tail")
+
+    def __init__(self, first: bytes, off: int, end: int, head: bytes, tail: bytes) -> None:
+        self.first, self.off, self.end, self.head, self.tail = first, off, end, head, tail
+
+
+def _learn(packet: bytes, ext_id: int, off: int, end: int) -> _Layout | None:
+    """The layout of ``packet`` (whole header and block present), from the pure function stamping two numbers whose
+    bytes all differ; None when it refuses the packet."""
+    low, high = stamp_transport_seq(packet, ext_id, 0), stamp_transport_seq(packet, ext_id, 0xFFFF)
+    if low is None or high is None:
+        return None
+    at = next(i for i in range(len(low)) if low[i] != high[i])
+    stop = len(low) - (len(packet) - end)
+    return _Layout(low[:1], off, end, low[off:at], low[at + 2 : stop])
 
 
 class TransportSequencer:
     """One receiving transport's counter and send history; ``ext_id`` is the id the receiver accepted."""
 
     __slots__ = ("ext_id", "next_seq", "_clock", "_send_ms", "_size", "_seq", "_reported", "_cluster", "stamped",
-                 "unstampable", "sent_bytes", "cluster", "cluster_last")
+                 "unstampable", "sent_bytes", "cluster", "cluster_last", "_layouts")
 
     def __init__(self, ext_id: int, clock: Callable[[], float]) -> None:
         self.ext_id = ext_id
@@ -52,11 +83,40 @@ class TransportSequencer:
         self.stamped = 0
         self.unstampable = 0
         self.sent_bytes = 0  # every stamped byte: the rate sent to this receiver (probes included)
+        self._layouts: dict[bytes, _Layout | None] = {}  # first byte + extension block -> its layout (module doc)
+
+    def _stamped(self, plain: bytes, seq: int) -> bytes | None:
+        """``stamp_transport_seq(plain, self.ext_id, seq)``, through the layout memo when the header is whole."""
+        n = len(plain)
+        if n < 12:
+            return None
+        first = plain[0]
+        off = 12 + 4 * (first & 0x0F)
+        if first & 0x10:
+            if off + 4 > n:
+                return None
+            end = off + 4 + 4 * (plain[off + 2] << 8 | plain[off + 3])
+        else:
+            end = off
+        if end > n:
+            return None
+        key = plain[:1] + plain[off:end]
+        layouts = self._layouts
+        try:
+            layout = layouts[key]
+        except KeyError:
+            if len(layouts) >= _MAX_LAYOUTS:
+                layouts.clear()
+            layout = layouts[key] = _learn(plain, self.ext_id, off, end)
+        if layout is None:
+            return None
+        return b"".join((layout.first, plain[1:off], layout.head, bytes((seq >> 8 & 0xFF, seq & 0xFF)), layout.tail,
+                         plain[end:]))
 
     def stamp(self, plain: bytes) -> bytes:
         """``plain`` with the next transport sequence number; unchanged (and counted) if it is malformed."""
         seq = self.next_seq
-        out = stamp_transport_seq(plain, self.ext_id, seq)
+        out = self._stamped(plain, seq)
         if out is None:
             self.unstampable += 1
             return plain

@@ -4,7 +4,8 @@
         --variant base: --variant gc:gc_freeze=1,gc_gen0_threshold=20000 --out bench/results/server-ab.json
 
 Each variant is ``name:key=value,...`` where a key is an ``[rtc]`` setting (``coalesce_ms``, ``gc_freeze``,
-``gc_gen0_threshold``, ``fast_path``...), passed as ``CALLSD_RTC_<KEY>``. A round runs every variant once, in order,
+``gc_gen0_threshold``, ``fast_path``...), passed as ``CALLSD_RTC_<KEY>``, or a whole ``CALLSD_...`` environment
+variable (``CALLSD_NATIVE_TWCC=0``, ``CALLSD_NATIVE_GSO=0``). A round runs every variant once, in order,
 each on a fresh ``callsd serve`` pinned to CPU 0 with the load tool on CPU 1 (bench/capacity.py's method: joins at
 50 users/s, then ``--steady`` seconds of load). The server runs under bench/serve_probe.py, which times the cyclic GC
 per wall-clock second: each row has the GC's share of the server's CPU over the steady window. ``--profile`` also
@@ -52,7 +53,8 @@ class Variant:
             key, sep, value = item.partition("=")
             if not sep:
                 raise ValueError(f"variant {name!r}: {item!r} is not key=value")
-            env[f"CALLSD_RTC_{key.strip().upper()}"] = value.strip()
+            key = key.strip()
+            env[key if key.startswith("CALLSD_") else f"CALLSD_RTC_{key.upper()}"] = value.strip()
         return cls(name or "base", env)
 
 
@@ -75,8 +77,19 @@ def _top(prof: Path, lines: int = 30) -> str:
     return out.getvalue()
 
 
+def _perf_report(data: Path, text: Path) -> str:
+    """Where the server's steady-window samples fell: by shared object, then the top symbols (``perf report``)."""
+    parts = []
+    for sort in ("dso", "dso,sym"):
+        out = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", sort, "--stdio",
+                              "--percent-limit", "0.7", "-g", "none"], capture_output=True, text=True, check=False)
+        parts.append("\n".join(line for line in out.stdout.splitlines() if line and not line.startswith("#")))
+    text.write_text("\n\n".join(parts) + "\n")
+    return str(text)
+
+
 def run_variant(shape: Shape, variant: Variant, *, steady: float, workdir: Path, stem: Path, media_engine: str,
-                join_timeout: float, profile: bool) -> dict[str, Any]:
+                join_timeout: float, profile: bool, perf: bool = False) -> dict[str, Any]:
     """One capacity run of ``shape`` on a server with ``variant``'s settings; the row plus the GC's steady share."""
     users = shape.calls * shape.users
     join = max(1.0, users / JOIN_RATE)
@@ -101,6 +114,12 @@ def run_variant(shape: Shape, variant: Variant, *, steady: float, workdir: Path,
             for at, signum in ((steady_from, signal.SIGUSR1), (steady_to - 0.5, signal.SIGUSR2)):
                 time.sleep(max(0.0, at - time.time()))
                 server.proc.send_signal(signum)
+        if perf:
+            time.sleep(max(0.0, steady_from - time.time()))
+            perf_data = stem.with_suffix(".perf.data")
+            subprocess.run(["perf", "record", "-q", "-F", "999", "-g", "-p", str(server.proc.pid), "-o",
+                            str(perf_data), "--", "sleep", f"{max(1.0, steady_to - 0.5 - time.time()):.1f}"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         tool.communicate(timeout=join + steady + 120)
     doc = json.loads(tool_out.read_text())
     probe = json.loads(probe_file.read_text()) if probe_file.exists() else {}
@@ -115,6 +134,8 @@ def run_variant(shape: Shape, variant: Variant, *, steady: float, workdir: Path,
     if cpu_percent:
         line["gc_share_of_server_cpu"] = round(gc_steady["gc_seconds"] / (gc_steady["window_seconds"]
                                                                           * cpu_percent / 100), 3)
+    if perf:
+        line["perf"] = _perf_report(stem.with_suffix(".perf.data"), stem.with_suffix(".perf.txt"))
     prof = probe_file.with_suffix(".prof")  # serve_probe writes <out>.prof beside its JSON
     if profile and prof.exists():
         stem.with_suffix(".top.txt").write_text(_top(prof))
@@ -153,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--join-timeout", type=float, default=30.0)
     parser.add_argument("--nice", type=int, default=0, help="as bench.capacity_paths --nice")
     parser.add_argument("--profile", action="store_true", help="cProfile the steady window of every run")
+    parser.add_argument("--perf", action="store_true", help="perf record the steady window of every run")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "server-ab.json"))
     args = parser.parse_args(argv)
     variants = [Variant.parse(v) for v in args.variant] or [Variant("base", {})]
@@ -173,7 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         for v in variants:
             stem = out.with_name(f"{out.stem}-{v.name}-{r}")
             line = run_variant(shape, v, steady=args.steady, workdir=work, stem=work / stem.name,
-                               media_engine=args.media_engine, join_timeout=args.join_timeout, profile=args.profile)
+                               media_engine=args.media_engine, join_timeout=args.join_timeout, profile=args.profile,
+                               perf=args.perf)
+            if args.perf and "perf" in line:
+                stem.with_suffix(".perf.txt").write_text(Path(line["perf"]).read_text())
+                line["perf"] = str(stem.with_suffix(".perf.txt"))
             if args.profile and "profile" in line:
                 top = (work / stem.name).with_suffix(".top.txt")
                 stem.with_suffix(".top.txt").write_text(top.read_text())

@@ -360,6 +360,9 @@ class Run:
                         t.vad_score, t.speaking, t.ssrc, t.cache) for t in self.tracks],
             "routes": [(r.seq_offset, r.last_seq, r.resync, r.packets, r.octets) for r in self.routes],
             "sequencers": [(q.next_seq, q.stamped, q.unstampable, q.sent_bytes) for q in self.sequencers],
+            # the send history too: the native step stamps TransportSequencers itself (native/twcc_stamp.h)
+            "sequencer_history": [tuple(bytes(a) for a in (q._send_ms, q._size, q._seq, q._reported, q._cluster))  # noqa: SLF001
+                                  for q in self.sequencers],
             "arrivals": [self.arrivals(f) for f in self.feedback],
         }
 

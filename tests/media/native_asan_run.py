@@ -30,6 +30,11 @@ assert native.Engine is engine.Engine, "the sanitized engine was not the one imp
 @given(diff.scenarios())
 def check(sc: diff.Scenario) -> None:
     assert diff.run(sc, "native") == diff.run(sc, "python")
+    # With transport-cc receivers the step stamps in C too (twcc_stamp.h): everything but the publishers' arrival
+    # reports, where the native path can miss the first packet of an SSRC learnt late (a known difference on main,
+    # reported with ADR 0029's work; tests/media/test_native_diff.py's twcc test is where it belongs).
+    native, python = diff.run(sc, "native", True), diff.run(sc, "python", True)
+    assert {k: v for k, v in native.items() if k != "arrivals"} == {k: v for k, v in python.items() if k != "arrivals"}
 
 
 check()

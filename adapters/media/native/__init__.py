@@ -5,7 +5,8 @@ What C reads from Python (the contract the Python objects keep; the Python path 
 * the endpoint's ``_by_addr`` dict (source address -> ``Peer``) and its ``TransportCounters``;
 * per ``Peer``: ``srtp`` (a ``NativeSrtpContext``: C handles the datagram only if ``srtp._rx`` is a native
   ``SrtpSession``), ``_tx``, ``address``, ``data`` and, as a fallback for foreign contexts and for peers with a
-  transport-wide sequencer (``twcc`` not None: the stamp and its send history are Python's), ``send_rtp``;
+  transport-wide stamper other than a ``TransportSequencer`` (whose ``stamp`` C does itself on the same fields,
+  twcc_stamp.h), ``send_rtp``;
 * per session (``peer.data``, a ``ForwardingSession``): ``closed`` and ``inbound`` (SSRC -> ``InTrack``);
 * per ``InTrack`` and ``OutRoute``: the fields ``Forwarder.on_rtp`` reads and writes, written back at once;
 * the ``Forwarder``'s ``counters``, ``_clock`` and ``_on_voice``.
@@ -17,6 +18,7 @@ the session does not know goes to the handler's ``on_rtp`` (the plane learns it 
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,7 +27,11 @@ from pylibsrtp import Policy
 from ..counters import TransportCounters
 from ..dtls import SRTP_PROFILES, SrtpKeys
 from ..transport import Peer
-from ._engine import MAX_PACKET, Engine, SrtpSession
+from ..twcc_send import TransportSequencer
+from ._engine import MAX_PACKET, Engine, SrtpSession, set_sequencer_type
+
+if os.environ.get("CALLSD_NATIVE_TWCC") != "0":  # "0": stamp through Python's TransportSequencer.stamp (A/B benches)
+    set_sequencer_type(TransportSequencer)  # the step stamps these itself (twcc_stamp.h), other stampers by a call
 
 if TYPE_CHECKING:
     from ..forwarder import Forwarder, InTrack

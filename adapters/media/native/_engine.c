@@ -43,6 +43,7 @@
 #define CACHE_MASK 511
 
 #include "send_gso.h"
+#include "twcc_stamp.h"
 
 enum { STEP_EMPTY = 0, STEP_BUDGET = 1, STEP_RAW = 2, STEP_RTP = 3, STEP_ERROR = 4 };
 
@@ -291,7 +292,17 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
     }
     Py_DECREF(address);
     PyObject *stamped = NULL; /* the stamped copy; `out` points into it */
-    if (twcc != Py_None) {
+    uint8_t stamp_buf[BUF + 8];
+    if (twcc != Py_None && twcc_is_sequencer(twcc) && len + 8 <= sizeof stamp_buf) { /* twcc_stamp.h */
+        long stamped_len = twcc_stamp_sequencer(twcc, out, len, stamp_buf);
+        if (stamped_len < 0) {
+            Py_DECREF(tx);
+            Py_DECREF(twcc);
+            return -1;
+        }
+        out = stamp_buf;
+        len = (size_t)stamped_len;
+    } else if (twcc != Py_None) {
         PyObject *packet = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)len);
         stamped = packet == NULL ? NULL : PyObject_CallMethodOneArg(twcc, s_stamp, packet);
         Py_XDECREF(packet);
@@ -872,8 +883,17 @@ static PyTypeObject EngineType = {
 
 /* ---- module --------------------------------------------------------------------------------------------------- */
 
+static PyMethodDef engine_functions[] = {
+    {"set_sequencer_type", (PyCFunction)twcc_set_sequencer_type, METH_O,
+     "set_sequencer_type(cls): the step stamps instances of `cls` (twcc_send.TransportSequencer) itself."},
+    {"stamp_transport_seq", (PyCFunction)twcc_stamp_function, METH_VARARGS,
+     "stamp_transport_seq(packet, ext_id, seq) -> bytes | None: core.wire.transport_seq's rules in C (tests)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef engine_module = {
-    PyModuleDef_HEAD_INIT, "_engine", "callsd's native forwarding step (see _engine.c).", -1, NULL, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "_engine", "callsd's native forwarding step (see _engine.c).", -1, engine_functions, NULL,
+    NULL, NULL, NULL,
 };
 
 #define INTERN(var, text)                                                                                       \
@@ -894,6 +914,8 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_address, "address") INTERN(s_send_rtp, "send_rtp") INTERN(s_clock, "_clock") INTERN(s_twcc, "twcc") INTERN(s_stamp, "stamp")
     INTERN(s_on_voice, "_on_voice")
     INTERN(s_twcc_in, "twcc_in") INTERN(s_ext_id, "ext_id") INTERN(s_arrived, "arrived")
+    if (twcc_intern() < 0)
+        return NULL;
     if (srtp_init() != srtp_err_status_ok) {
         PyErr_SetString(PyExc_ImportError, "srtp_init failed");
         return NULL;

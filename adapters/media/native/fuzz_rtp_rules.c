@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "rtp_rules.h"
+#include "twcc_rules.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 16 + 12)
@@ -64,6 +65,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         memcpy(raw, pkt, n);
         (void)cs_rewrite_ext_block(raw, n, table);
         free(raw);
+    }
+    /* the transport-wide stamp (twcc_rules.h) into an output of exactly the room it is promised */
+    uint8_t *stamped = malloc(n + 8);
+    if (stamped != NULL) {
+        long got = twcc_stamp_rules(pkt, n, stamped, data[3], ((unsigned)data[4] << 8) | data[5]);
+        if (got > (long)(n + 8))
+            abort();
+        free(stamped);
     }
     int started = data[2] & 1;
     long long base = pkt[0], max = ((long long)pkt[2] << 8) | pkt[3], cycles = (long long)pkt[4] << 16;

@@ -1,6 +1,7 @@
 """The per-packet cost of the receive step alone, both paths, in one process: user and system CPU per egress packet.
 
     python -m bench.forward_step [--receivers 4] [--packets 20000] [--chunk 200] [--rounds 3] [--json]
+                                 [--gcm-ab] [--twcc [--twcc-ab]]
 
 No child processes and no wakeups: one publisher's pre-protected SRTP packets (160 bytes of audio with a one-byte
 audio-level extension that every route remaps) are written into the SFU's socket `--chunk` at a time, then the
@@ -10,6 +11,10 @@ part. The timed part is `getrusage` around the drain only, so user time is the p
 the kernel's (`recvfrom`/`recvmmsg`, `sendto`/`sendmmsg` and, on loopback, the delivery into the receivers'
 sockets). The paths alternate `--rounds` times; the best round of each is reported with the ratio. Complements
 `bench.forward`, which measures the whole process under a paced load (docs/performance.md).
+
+`--twcc`: every receiver negotiated transport-wide congestion control (a ``TransportSequencer`` stamps each packet,
+as browsers' answers ask); `--twcc-ab` adds "native-py-stamp", the native step calling the sequencer's Python
+``stamp`` instead of stamping in C (native/twcc_stamp.h), so the two are measured alternately in one process.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ import os
 import resource
 import socket
 import struct
+import time
 from typing import Any
 
 from callsd.adapters.media.dtls import Certificate, SrtpKeys
 from callsd.adapters.media.forwarder import URI_AUDIO_LEVEL, InTrack, OutRoute
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig
 from callsd.adapters.media.srtp import SrtpContext
+from callsd.adapters.media.twcc_send import TransportSequencer
 from callsd.core.calls.events import TrackKind
 
 PROFILE = b"SRTP_AEAD_AES_128_GCM"
@@ -38,7 +45,14 @@ def _keys(i: int) -> tuple[SrtpKeys, SrtpKeys]:
     return SrtpKeys(profile=PROFILE, local_key=a, remote_key=b), SrtpKeys(profile=PROFILE, local_key=b, remote_key=a)
 
 
-def measure(fast_path: str, receivers: int, packets: int, chunk: int) -> dict[str, Any]:
+def _native_stamp(on: bool) -> None:
+    """Whether the native step stamps TransportSequencers in C (its default) or calls their Python ``stamp``."""
+    from callsd.adapters.media.native import _engine
+
+    _engine.set_sequencer_type(TransportSequencer if on else None)
+
+
+def measure(fast_path: str, receivers: int, packets: int, chunk: int, twcc: bool = False) -> dict[str, Any]:
     """One run: µs of user and system CPU per egress packet spent in the drain. ``fast_path`` "native-libsrtp-tx":
     the native path with libsrtp's sender transform instead of srtp_gcm_tx.h (the A/B of docs/adr/0009)."""
     label = fast_path
@@ -47,6 +61,9 @@ def measure(fast_path: str, receivers: int, packets: int, chunk: int) -> dict[st
         fast_path = "native"
     else:
         os.environ.pop("CALLSD_NATIVE_GCM_TX", None)
+    if fast_path == "native-py-stamp":
+        fast_path = "native"
+        _native_stamp(False)
     plane = MediaPlane(PlaneConfig(ice_port_udp=0, fast_path=fast_path), lambda _e: None)
     ep = plane.endpoint
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -71,6 +88,8 @@ def measure(fast_path: str, receivers: int, packets: int, chunk: int) -> dict[st
         peer.connected = True
         ep._by_addr[peer.address] = peer  # noqa: SLF001
         plane.on_connected(peer)
+        if twcc and i:
+            peer.twcc = TransportSequencer(3, time.monotonic)
     pub = plane.sessions["s0"]
     track = InTrack(track_id="t", session=pub, kind=TrackKind.AUDIO, media="audio", mid="0", ssrc=SSRC,
                     clock_rate=48000, codecs={111: ("opus", 48000, 2, "")}, ext={URI_AUDIO_LEVEL: 1},
@@ -110,6 +129,8 @@ def measure(fast_path: str, receivers: int, packets: int, chunk: int) -> dict[st
     for c in [sock, *clients]:
         c.close()
     os.environ.pop("CALLSD_NATIVE_GCM_TX", None)
+    if label == "native-py-stamp":
+        _native_stamp(True)
     return {"path": label, "egress": out, "user_us": user / out * 1e6 if out else None,
             "system_us": system / out * 1e6 if out else None,
             "us_per_egress_packet": (user + system) / out * 1e6 if out else None}
@@ -124,17 +145,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--gcm-ab", action="store_true",
                     help="also run the native path with libsrtp's sender transform (native-libsrtp-tx)")
+    ap.add_argument("--twcc", action="store_true", help="receivers stamp transport-wide sequence numbers")
+    ap.add_argument("--twcc-ab", action="store_true",
+                    help="with --twcc: also the native step calling Python's stamp (native-py-stamp)")
     args = ap.parse_args(argv)
     if not (1 <= args.receivers <= 64 and 1 <= args.packets <= 200_000 and 1 <= args.chunk <= 1000
             and 1 <= args.rounds <= 20):
         ap.error("receivers 1..64, packets 1..200000, chunk 1..1000, rounds 1..20")
     load_start = os.getloadavg()
-    paths = ("python", "native", "native-libsrtp-tx") if args.gcm_ab else ("python", "native")
-    rows = [measure(p, args.receivers, args.packets, args.chunk) for _ in range(args.rounds) for p in paths]
+    paths: tuple[str, ...] = ("python", "native", "native-libsrtp-tx") if args.gcm_ab else ("python", "native")
+    if args.twcc and args.twcc_ab:
+        paths += ("native-py-stamp",)
+    rows = [measure(p, args.receivers, args.packets, args.chunk, args.twcc) for _ in range(args.rounds)
+            for p in paths]
     best = {p: min((r for r in rows if r["path"] == p), key=lambda r: r["us_per_egress_packet"]) for p in paths}
     result = {"paths": best, "rounds": rows,
               "native_over_python": best["native"]["us_per_egress_packet"] / best["python"]["us_per_egress_packet"],
               "conditions": {"receivers": args.receivers, "packets": args.packets, "chunk": args.chunk,
+                             "twcc": args.twcc,
                              "cpus": os.cpu_count(), "load_average_start": load_start,
                              "load_average_end": os.getloadavg()}}
     if args.json:

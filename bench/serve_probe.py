@@ -2,8 +2,8 @@
 
     python -m bench.serve_probe --out /tmp/probe.json -- serve [serve arguments]
 
-The GC probe is a ``gc.callbacks`` entry: it times every collection and adds the time to the bucket of the wall-clock
-second it ended in, per generation, so a bench can take the GC's share of the server's CPU over exactly its steady
+The GC probe is a ``gc.callbacks`` entry: it times every collection (the thread's CPU time, so preemption by other
+work does not count) and adds the time to the bucket of the wall-clock second it ended in, per generation, so a bench can take the GC's share of the server's CPU over exactly its steady
 window (the server's start-up and the users' joins left out). SIGUSR1 starts cProfile, SIGUSR2 stops it and writes
 ``<out>.prof`` (pstats), so a bench can profile the steady window only. Both cost a few µs per collection and nothing
 per packet; the JSON is written when the server exits.
@@ -34,7 +34,7 @@ class GcProbe:
         self.buckets: dict[int, list[float]] = {}  # wall second -> [s gen0, s gen1, s gen2, n gen0, n gen1, n gen2]
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
-        now = time.perf_counter()
+        now = time.thread_time()  # CPU time: a collection preempted by other work on a shared machine is not inflated
         if phase == "start":
             self.started = now
             return

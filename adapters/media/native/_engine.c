@@ -885,7 +885,7 @@ static PyTypeObject EngineType = {
 
 static PyMethodDef engine_functions[] = {
     {"set_sequencer_type", (PyCFunction)twcc_set_sequencer_type, METH_O,
-     "set_sequencer_type(cls): the step stamps instances of `cls` (twcc_send.TransportSequencer) itself."},
+     "set_sequencer_type(cls | None): the step stamps instances of `cls` (twcc_send.TransportSequencer) itself."},
     {"stamp_transport_seq", (PyCFunction)twcc_stamp_function, METH_VARARGS,
      "stamp_transport_seq(packet, ext_id, seq) -> bytes | None: core.wire.transport_seq's rules in C (tests)."},
     {NULL, NULL, 0, NULL},

@@ -134,11 +134,15 @@ static long twcc_stamp_sequencer(PyObject *q, const uint8_t *packet, size_t n, u
     return len;
 }
 
-/* _engine.set_sequencer_type(cls): the class whose instances the step stamps itself. */
+/* _engine.set_sequencer_type(cls | None): the class whose instances the step stamps itself (None: none). */
 static PyObject *twcc_set_sequencer_type(PyObject *module, PyObject *cls) {
     (void)module;
+    if (cls == Py_None) { /* every stamper through its `stamp` method (the A/B of bench/forward_step.py) */
+        Py_CLEAR(twcc_sequencer_type);
+        Py_RETURN_NONE;
+    }
     if (!PyType_Check(cls)) {
-        PyErr_SetString(PyExc_TypeError, "set_sequencer_type needs a class");
+        PyErr_SetString(PyExc_TypeError, "set_sequencer_type needs a class or None");
         return NULL;
     }
     Py_XSETREF(twcc_sequencer_type, Py_NewRef(cls));

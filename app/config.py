@@ -100,8 +100,8 @@ class RtcConfig:
     fast_path: str = "auto"
     # the media process's runtime (docs/adr/0029-egress-runtime.md): read wakeups, the cyclic GC
     coalesce_ms: float = 0.0
-    gc_freeze: bool = False
-    gc_gen0_threshold: int = 700
+    gc_freeze: bool = True
+    gc_gen0_threshold: int = 20_000
     # remote rtcd hosts (docs/rtcd.md): with rtcd_url set, serve runs no media plane of its own
     rtcd_url: str = ""
     rtcd_client_id: str = ""

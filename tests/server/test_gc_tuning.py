@@ -30,18 +30,24 @@ def _apply(env: dict[str, str]) -> dict[str, list[int] | int | list[list[int] | 
     return result
 
 
-def test_the_defaults_keep_cpythons_collector() -> None:
+def test_the_defaults_freeze_and_raise_generation_0() -> None:
     rtc = load_config(None, {}).rtc
-    assert (rtc.gc_freeze, rtc.gc_gen0_threshold, rtc.coalesce_ms) == (False, 700, 0.0)
+    assert (rtc.gc_freeze, rtc.gc_gen0_threshold, rtc.coalesce_ms) == (True, 20_000, 0.0)
     result = _apply({"PATH": "/usr/bin:/bin"})
+    after, frozen = result["after"], result["frozen"]
+    assert isinstance(after, list) and after[0] == 20_000 and isinstance(frozen, int) and frozen > 1000
+
+
+def test_cpythons_collector_on_request() -> None:
+    result = _apply({"PATH": "/usr/bin:/bin", "CALLSD_RTC_GC_FREEZE": "false", "CALLSD_RTC_GC_GEN0_THRESHOLD": "700"})
     assert result["after"] == result["before"] and result["frozen"] == 0
 
 
 def test_freeze_and_threshold_from_the_environment() -> None:
     result = _apply({"PATH": "/usr/bin:/bin", "CALLSD_RTC_GC_FREEZE": "true",
-                     "CALLSD_RTC_GC_GEN0_THRESHOLD": "20000"})
+                     "CALLSD_RTC_GC_GEN0_THRESHOLD": "50000"})
     after, frozen = result["after"], result["frozen"]
-    assert isinstance(after, list) and after[0] == 20000
+    assert isinstance(after, list) and after[0] == 50000
     assert isinstance(frozen, int) and frozen > 1000  # the imported modules, config and all
     reported = result["reported"]
     assert isinstance(reported, list) and reported[0] == after

@@ -17,9 +17,10 @@ first among the Python the server runs (docs/performance.md, 2026-11-29 13:15). 
 on the packet's first byte and its extension block (``core.wire.transport_seq``'s rules read nothing else), and a
 route sends blocks of few distinct shapes, so the sequencer remembers, per (first byte, block), the bytes that
 replace the block around the two bytes of the number (``_Layout``), learned from ``stamp_transport_seq`` itself;
-a packet then costs one dict lookup and a join of slices instead of a walk over its elements. The memo is bounded
-like the forwarder's extension cache; tests/media/test_media_twcc_memo.py holds it to the pure function byte for
-byte.
+a packet then costs one dict lookup and a join of slices instead of a walk over its elements. The key holds the
+block's data bytes too (an audio level), so the memo is bounded: once full, a miss takes the walk as before (never
+slower than without the memo) until the sequence number wraps and it starts afresh. tests/media/test_media_twcc_memo.py
+holds it to the pure function byte for byte.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ __all__ = ["TransportSequencer", "HISTORY", "attach"]
 
 HISTORY = 4096  # ~10 s of a 3 Mbit/s receiver; feedback comes back within ~100 ms
 _MASK = HISTORY - 1
-_MAX_LAYOUTS = 256  # distinct (first byte, extension block) a sequencer remembers before it starts afresh
+_MAX_LAYOUTS = 256  # distinct (first byte, extension block) a sequencer remembers (then misses take the walk)
 
 
 class _Layout:
@@ -105,7 +106,11 @@ class TransportSequencer:
         try:
             layout = layouts[key]
         except KeyError:
-            if len(layouts) >= _MAX_LAYOUTS:
+            if len(layouts) >= _MAX_LAYOUTS:  # blocks that vary more than that (their data bytes differ: audio
+                # levels of many streams): the walk costs what it did before the memo; it starts afresh at each
+                # wrap of the sequence number, in case what it holds went stale (a renegotiation)
+                if seq:
+                    return stamp_transport_seq(plain, self.ext_id, seq)
                 layouts.clear()
             layout = layouts[key] = _learn(plain, self.ext_id, off, end)
         if layout is None:

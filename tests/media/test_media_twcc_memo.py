@@ -49,7 +49,7 @@ def test_the_memo_stamps_what_the_pure_function_stamps(ext_id: int, packets: lis
         assert sequencer.stamp(plain) == (plain if expected is None else expected)
 
 
-def test_same_block_other_payloads_reuse_one_layout_and_the_memo_is_bounded(monkeypatch: object) -> None:
+def test_same_block_other_payloads_reuse_one_layout_and_the_memo_is_bounded() -> None:
     sequencer = TransportSequencer(3, lambda: 1.0)
     block = ((1, b"\x05"),)
     for n in range(5):
@@ -57,8 +57,14 @@ def test_same_block_other_payloads_reuse_one_layout_and_the_memo_is_bounded(monk
                                     extension_profile=0xBEDE, extensions=block), bytes(n * 10))
         assert sequencer.stamp(plain) == stamp_transport_seq(plain, 3, n)
     assert len(sequencer._layouts) == 1  # noqa: SLF001 - the memo itself
-    for level in range(twcc_send._MAX_LAYOUTS + 3):  # noqa: SLF001 - its bound
-        plain = build_rtp(RtpHeader(marker=False, payload_type=111, sequence=1, timestamp=1, ssrc=9,
-                                    extension_profile=0xBEDE, extensions=((1, level.to_bytes(2, "big")),)), b"x")
-        sequencer.stamp(plain)
-    assert 0 < len(sequencer._layouts) <= twcc_send._MAX_LAYOUTS  # noqa: SLF001
+    def level(n: int) -> bytes:
+        return build_rtp(RtpHeader(marker=False, payload_type=111, sequence=1, timestamp=1, ssrc=9,
+                                   extension_profile=0xBEDE, extensions=((1, n.to_bytes(2, "big")),)), b"x")
+
+    for n in range(twcc_send._MAX_LAYOUTS + 3):  # noqa: SLF001 - its bound
+        number = sequencer.next_seq
+        assert sequencer.stamp(level(n)) == stamp_transport_seq(level(n), 3, number)
+    assert len(sequencer._layouts) == twcc_send._MAX_LAYOUTS  # noqa: SLF001 - full: misses take the walk
+    sequencer.next_seq = 0  # the number wrapped: the memo starts afresh
+    assert sequencer.stamp(level(1000)) == stamp_transport_seq(level(1000), 3, 0)
+    assert len(sequencer._layouts) == 1  # noqa: SLF001

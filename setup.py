@@ -10,7 +10,7 @@ setup(
             "callsd.adapters.media.native._engine",
             sources=["adapters/media/native/_engine.c"],
             depends=[f"adapters/media/native/{h}" for h in ("rtp_rules.h", "srtp_session.h", "srtp_gcm_tx.h", "send_gso.h", "pyslots.h", "addresses.h")]
-            + ["adapters/media/native/twcc_stamp.h"],
+            + ["adapters/media/native/twcc_stamp.h", "adapters/media/native/twcc_rules.h"],
             libraries=["srtp2", "crypto"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
         ),

@@ -27,11 +27,14 @@ import socket
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from .config import ConfigError, RtcConfig, load_config
+
+if TYPE_CHECKING:
+    from .rtcd_config import RtcdConfig
 
 log = logging.getLogger("callsd.rtcd")
 
@@ -97,12 +100,15 @@ async def run_worker(config: RtcConfig, listen: str, *, task_status: Any = trio.
     from callsd.adapters.media.plane import MediaPlane
     from callsd.adapters.media.remote import EventPipe, serve_plane_rpc
 
+    from .gc_tuning import apply_gc_tuning
+
     pipe = EventPipe()
     plane = MediaPlane(config, pipe.emit)
     async with trio.open_nursery() as nursery:
         address = await nursery.start(plane.serve)
         listener = await open_listener(listen)
         log.info("rtcd: media on udp %s:%s, waiting for the server on %s", address[0], address[1], listen)
+        apply_gc_tuning(config)  # after start-up (app/gc_tuning.py)
         task_status.started(address)
         async with listener:
             stream = await listener.accept()
@@ -116,7 +122,6 @@ def run_standalone(args: argparse.Namespace) -> int:
     """The networked service (app/rtcd_service.py); exit 0 after a drain or a stop, 2 for a bad configuration."""
     from .cmd_serve import setup_logging
     from .rtcd_config import load_rtcd_config
-    from .rtcd_service import run_service
     from .server import VERSION
 
     try:
@@ -127,7 +132,7 @@ def run_standalone(args: argparse.Namespace) -> int:
         return 2
     setup_logging(args.log_level if args.log_level != "info" else config.log.level, config.log.json)
     try:
-        trio.run(partial(run_service, config, version=VERSION, handle_signals=True))
+        trio.run(_serve_tuned, config, VERSION)
     except BaseException as exc:
         leaf = exc
         while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
@@ -140,6 +145,16 @@ def run_standalone(args: argparse.Namespace) -> int:
             return 130
         raise
     return 0
+
+
+async def _serve_tuned(config: RtcdConfig, version: str) -> None:
+    """The standalone service, its GC tuned once it is ready (app/gc_tuning.py)."""
+    from .gc_tuning import apply_gc_tuning
+    from .rtcd_service import run_service
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(run_service, config, version=version, handle_signals=True))
+        apply_gc_tuning(config.rtc)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -51,6 +51,7 @@ def setup_logging(level: str, as_json: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     from callsd.adapters.media.router import WorkerStartError
 
+    from .gc_tuning import apply_gc_tuning
     from .server import ServerFailed, ServerInfo, StartupError, serve
 
     try:
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
                 rtc += f", advertised as {info.rtc_advertised}"
             print(f"callsd {info.url} is ready: open it in two browser windows to start a call "
                   f"(media: {rtc}; auth: {config.auth.mode}; events: {config.store.shown_url()})", flush=True)
+            apply_gc_tuning(config.rtc)  # after start-up: what start-up built is frozen (app/gc_tuning.py)
 
     try:
         trio.run(main)

@@ -98,6 +98,10 @@ class RtcConfig:
     ice_port_tcp: int = 8443
     enable_ipv6: bool = False
     fast_path: str = "auto"
+    # the media process's runtime (docs/adr/0029-egress-runtime.md): read wakeups, the cyclic GC
+    coalesce_ms: float = 0.0
+    gc_freeze: bool = True
+    gc_gen0_threshold: int = 20_000
     # remote rtcd hosts (docs/rtcd.md): with rtcd_url set, serve runs no media plane of its own
     rtcd_url: str = ""
     rtcd_client_id: str = ""
@@ -255,6 +259,9 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "ice_port_tcp": int_in(80, 65535, zero_ok=True, what="off"),
         "enable_ipv6": boolean,
         "fast_path": choice("auto", "native", "python"),
+        "coalesce_ms": float_in(0, 20),
+        "gc_freeze": boolean,
+        "gc_gen0_threshold": int_in(100, 10_000_000),
         "rtcd_url": lambda raw: http_url_or_empty(raw),
         "rtcd_client_id": text,
         "rtcd_auth_key": text,

@@ -86,10 +86,12 @@ def _pin(cpu: int) -> list[str]:
 class Server:
     """A `callsd serve` subprocess on free ports with its own data directory."""
 
-    def __init__(self, workdir: Path, command: list[str] | None = None, fast_path: str = "") -> None:
+    def __init__(self, workdir: Path, command: list[str] | None = None, fast_path: str = "",
+                 env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.command = command or ["-m", "callsd.app.cli", "serve"]  # after the interpreter
         self.fast_path = fast_path  # rtc.fast_path for this server ("": the environment's or the default)
+        self.env = env or {}  # more CALLSD_* settings for this server (bench/server_ab.py's variants)
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -104,6 +106,7 @@ class Server:
                    CALLSD_HTTP_JOIN_TIMEOUT="120")
         if self.fast_path:
             env["CALLSD_RTC_FAST_PATH"] = self.fast_path
+        env.update(self.env)
         self.log = open(data / "serve.log", "wb")  # noqa: SIM115 - closed in __exit__
         self.proc = subprocess.Popen([*_pin(0), sys.executable, *self.command], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=data)

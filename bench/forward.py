@@ -3,6 +3,7 @@ path, on loopback.
 
     python -m bench.forward [--seconds 5] [--senders 1] [--receivers 4] [--pps 5000] [--sizes 160,1200]
                             [--forwarder glue|minimal] [--paths python,native] [--rounds 1] [--json] [--profile]
+                            [--twcc]
 
 Three processes: this one runs the SFU (a `UdpEndpoint` whose handler forwards every publisher packet to every
 receiver), one child runs the SRTP senders and one the receivers. The children connect with the real ICE + DTLS
@@ -43,6 +44,7 @@ import trio
 from callsd.adapters.media.dtls import Certificate
 from callsd.adapters.media.paths import make_path
 from callsd.adapters.media.transport import Peer, TransportConfig, UdpEndpoint
+from callsd.adapters.media.twcc_send import TransportSequencer
 from callsd.peer import MediaClient
 
 PT = 111
@@ -339,6 +341,9 @@ async def run_one(args: argparse.Namespace, size: int, path_name: str) -> dict[s
                 msg = await trio.to_thread.run_sync(conn.recv)
                 assert msg == "ready", msg
             assert handler.connected == args.senders + args.receivers, handler.connected
+            if args.twcc:  # receivers that negotiated transport-cc: each packet to them is stamped (twcc_send.py)
+                for r in r_specs:
+                    peers[r["sid"]].twcc = TransportSequencer(3, time.monotonic)
             r_conn.send(("run",))
             c = endpoint.counters
             in0, out0 = c.rtp_in, c.rtp_out
@@ -453,6 +458,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--coalesce-ms", type=float, default=0.0,
                     help="TransportConfig.coalesce: pause after a non-empty read so one wakeup serves more packets")
     ap.add_argument("--profile", action="store_true", help="cProfile the SFU during the measurement")
+    ap.add_argument("--twcc", action="store_true",
+                    help="receivers stamp transport-wide sequence numbers (the native step stamps in C)")
     ap.add_argument("--paths", default="python,native", help="receive paths to compare (rtc.fast_path values)")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the whole comparison, paths alternating")
     ap.add_argument("--json", action="store_true", help="print one JSON object (see the module docstring)")

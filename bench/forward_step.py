@@ -1,6 +1,7 @@
 """The per-packet cost of the receive step alone, both paths, in one process: user and system CPU per egress packet.
 
     python -m bench.forward_step [--receivers 4] [--packets 20000] [--chunk 200] [--rounds 3] [--json]
+                                 [--twcc]
 
 No child processes and no wakeups: one publisher's pre-protected SRTP packets (160 bytes of audio with a one-byte
 audio-level extension that every route remaps) are written into the SFU's socket `--chunk` at a time, then the
@@ -10,6 +11,9 @@ part. The timed part is `getrusage` around the drain only, so user time is the p
 the kernel's (`recvfrom`/`recvmmsg`, `sendto`/`sendmmsg` and, on loopback, the delivery into the receivers'
 sockets). The paths alternate `--rounds` times; the best round of each is reported with the ratio. Complements
 `bench.forward`, which measures the whole process under a paced load (docs/performance.md).
+
+`--twcc`: every receiver negotiated transport-wide congestion control (a ``TransportSequencer`` stamps each packet,
+as browsers' answers ask; the native step stamps it in C, native/twcc_step.h).
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import os
 import resource
 import socket
 import struct
+import time
 from typing import Any
 
 from callsd.adapters.media.dtls import Certificate, SrtpKeys
 from callsd.adapters.media.forwarder import URI_AUDIO_LEVEL, InTrack, OutRoute
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig
 from callsd.adapters.media.srtp import SrtpContext
+from callsd.adapters.media.twcc_send import TransportSequencer
 from callsd.core.calls.events import TrackKind
 
 PROFILE = b"SRTP_AEAD_AES_128_GCM"
@@ -38,7 +44,7 @@ def _keys(i: int) -> tuple[SrtpKeys, SrtpKeys]:
     return SrtpKeys(profile=PROFILE, local_key=a, remote_key=b), SrtpKeys(profile=PROFILE, local_key=b, remote_key=a)
 
 
-def measure(fast_path: str, receivers: int, packets: int, chunk: int) -> dict[str, Any]:
+def measure(fast_path: str, receivers: int, packets: int, chunk: int, twcc: bool = False) -> dict[str, Any]:
     """One run: µs of user and system CPU per egress packet spent in the drain."""
     label = fast_path
     plane = MediaPlane(PlaneConfig(ice_port_udp=0, fast_path=fast_path), lambda _e: None)
@@ -65,6 +71,8 @@ def measure(fast_path: str, receivers: int, packets: int, chunk: int) -> dict[st
         peer.connected = True
         ep._by_addr[peer.address] = peer  # noqa: SLF001
         plane.on_connected(peer)
+        if twcc and i:
+            peer.twcc = TransportSequencer(3, time.monotonic)
     pub = plane.sessions["s0"]
     track = InTrack(track_id="t", session=pub, kind=TrackKind.AUDIO, media="audio", mid="0", ssrc=SSRC,
                     clock_rate=48000, codecs={111: ("opus", 48000, 2, "")}, ext={URI_AUDIO_LEVEL: 1},
@@ -115,17 +123,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--chunk", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--twcc", action="store_true", help="receivers stamp transport-wide sequence numbers")
     args = ap.parse_args(argv)
     if not (1 <= args.receivers <= 64 and 1 <= args.packets <= 200_000 and 1 <= args.chunk <= 1000
             and 1 <= args.rounds <= 20):
         ap.error("receivers 1..64, packets 1..200000, chunk 1..1000, rounds 1..20")
     load_start = os.getloadavg()
     paths = ("python", "native")
-    rows = [measure(p, args.receivers, args.packets, args.chunk) for _ in range(args.rounds) for p in paths]
+    rows = [measure(p, args.receivers, args.packets, args.chunk, args.twcc) for _ in range(args.rounds)
+            for p in paths]
     best = {p: min((r for r in rows if r["path"] == p), key=lambda r: r["us_per_egress_packet"]) for p in paths}
     result = {"paths": best, "rounds": rows,
               "native_over_python": best["native"]["us_per_egress_packet"] / best["python"]["us_per_egress_packet"],
               "conditions": {"receivers": args.receivers, "packets": args.packets, "chunk": args.chunk,
+                             "twcc": args.twcc,
                              "cpus": os.cpu_count(), "load_average_start": load_start,
                              "load_average_end": os.getloadavg()}}
     if args.json:

@@ -141,7 +141,8 @@ class MediaPlane:
             TransportConfig(host=rtc_bind(config), port=config.ice_port_udp,
                             rcvbuf=config.udp_rcvbuf,
                             sndbuf=config.udp_sndbuf,
-                            max_addresses_per_session=config.ice_max_addresses_per_session),
+                            max_addresses_per_session=config.ice_max_addresses_per_session,
+                            coalesce=config.coalesce_ms / 1000.0),
             self,
             path=make_path(config.fast_path, self.forwarder, self.simulcast),
         )

@@ -39,6 +39,8 @@ class PlaneSettings(AdvertiseSettings, Protocol):
     def ice_check_timeout(self) -> float: ...
     @property
     def fast_path(self) -> str: ...
+    @property
+    def coalesce_ms(self) -> float: ...
 
 
 class SdpRejected(Exception):
@@ -64,6 +66,7 @@ class PlaneConfig:
     fast_path: str = "auto"  # "auto" | "native" | "python": see paths.py
     ice_port_tcp: int = 0  # ICE-TCP passive port (0 = off); ice_tcp.py
     enable_ipv6: bool = False  # with a wildcard bind: one dual-stack socket on ::, IPv6 candidates too
+    coalesce_ms: float = 0.0  # TransportConfig.coalesce, in ms: pause after a non-empty read (transport.py)
 
 
 class Session:

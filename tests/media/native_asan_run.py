@@ -32,6 +32,8 @@ assert native.Engine is engine.Engine, "the sanitized engine was not the one imp
 @given(diff.scenarios())
 def check(sc: diff.Scenario) -> None:
     assert diff.run(sc, "native") == diff.run(sc, "python")
+    # with transport-cc receivers and publishers: the C stamp and the C arrival log too
+    assert diff.run(sc, "native", True) == diff.run(sc, "python", True)
 
 
 @settings(max_examples=max(int(sys.argv[2]) // 2, 5), deadline=None, suppress_health_check=list(HealthCheck),

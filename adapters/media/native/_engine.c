@@ -943,6 +943,8 @@ static PyTypeObject EngineType = {
 
 static PyMethodDef engine_functions[] = {
     {"kdf", srtp_kdf_py, METH_VARARGS, "kdf(master_key, master_salt, label, length): the SRTP KDF (RFC 3711 4.3)."},
+    {"stamp_transport_seq", (PyCFunction)twcc_stamp_function, METH_VARARGS,
+     "stamp_transport_seq(packet, ext_id, seq) -> bytes | None: core.wire.transport_seq's rules in C (tests)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -132,4 +132,28 @@ static int sequencer_stamp(PyObject *seq, uint8_t *buf, const uint8_t **out, siz
     return 0;
 }
 
+/* core.wire.transport_seq.stamp_transport_seq in C, for tests/media/test_native_twcc.py: the step's rules on any
+ * packet (None where the step would count the packet unstampable). */
+static PyObject *twcc_stamp_function(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer packet;
+    int ext_id;
+    unsigned int seq;
+    if (!PyArg_ParseTuple(args, "y*iI", &packet, &ext_id, &seq))
+        return NULL;
+    size_t cap = (size_t)packet.len + 16;
+    uint8_t *out = PyMem_Malloc(cap);
+    if (out == NULL) {
+        PyBuffer_Release(&packet);
+        return PyErr_NoMemory();
+    }
+    size_t n = ext_id >= 1 && ext_id <= 255
+                   ? cs_stamp_transport_seq(out, cap, packet.buf, (size_t)packet.len, ext_id, (int)(seq & 0xFFFF))
+                   : 0;
+    PyBuffer_Release(&packet);
+    PyObject *r = n == 0 ? Py_NewRef(Py_None) : PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)n);
+    PyMem_Free(out);
+    return r;
+}
+
 #endif

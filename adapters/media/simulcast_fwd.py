@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,7 @@ __all__ = ["SimulcastTrack", "SimulcastForwarder", "RATE_WINDOW_S", "ROUTE_CACHE
 
 log = logging.getLogger("callsd.media.simulcast")
 RATE_WINDOW_S = 1.0
+NEED_WINDOWS = 5  # a layer's bitrate for the layer choice is its peak over this many windows
 _POLICY = LayerPolicy()  # the layer choice's margin and hold (docs/video.md)
 ROUTE_CACHE = 512
 
@@ -63,7 +65,7 @@ class SimulcastTrack:
     """The simulcast side of one ``InTrack``: its RIDs, their SSRCs, rates and the per-receiver switch state."""
 
     __slots__ = ("track", "rids", "rid_ext", "codec", "ssrcs", "octets", "window_start", "rates", "last_pli",
-                 "routes", "rtx_pt", "repaired_ext", "rtx_ssrcs", "received", "newest", "count", "nacked")
+                 "routes", "rtx_pt", "repaired_ext", "rtx_ssrcs", "received", "newest", "count", "nacked", "recent")
 
     def __init__(self, track: InTrack, rids: tuple[str, ...], rid_ext: int, rtx_pt: int | None = None,
                  repaired_ext: int = 0) -> None:
@@ -87,6 +89,7 @@ class SimulcastTrack:
         self.octets = [0] * len(rids)
         self.window_start = 0.0
         self.rates = [0] * len(rids)  # bit/s over the last window
+        self.recent: deque[list[int]] = deque(maxlen=NEED_WINDOWS)  # the rates of the last windows (sending_layers)
         self.last_pli = [-1e9] * len(rids)
         self.routes: dict[str, _RouteState] = {}  # receiver session id -> its switch state
 
@@ -120,12 +123,17 @@ class SimulcastTrack:
 
         Not by measured bitrate: a still screen's full layer can cost less than its half-size one (measured: the
         order flipped 7-14 times in 20 s with Chromium, each flip a switch and a wait for a key frame). A layer
-        needs at least what the layers below it do, so its bitrate for the choice is the running maximum."""
+        needs at least what the layers below it do, so its bitrate for the choice is the running maximum.
+
+        And a layer needs its peak, not its last second: a screen share's layer varies 2x from one second to the
+        next (measured: a full layer at 60-137 kbit/s, mean 92), and a receiver moved up in a quiet second gets
+        the next busy one, and the key frame of the switch, through a link that cannot carry them. So a layer's
+        bitrate is its highest over the last ``NEED_WINDOWS`` windows."""
         live: list[tuple[int, Layer]] = []
         need = 0
         for i, rate in enumerate(self.rates):
             if rate > 0:
-                need = max(need, rate)
+                need = max(need, rate, *(window[i] for window in self.recent))
                 live.append((i, Layer(rid=self.rids[i], bitrate=need)))
         return live
 
@@ -136,8 +144,10 @@ class SimulcastForwarder:
 
     def __init__(self, forwarder: Forwarder, send_pli: Callable[[Any, int], None],
                  estimate: Callable[[str], int | None], clock: Callable[[], float] = time.monotonic,
-                 send_nack: Callable[[Any, int, list[int]], None] | None = None) -> None:
+                 send_nack: Callable[[Any, int, list[int]], None] | None = None,
+                 proven: Callable[[str], int | None] | None = None) -> None:
         self.forwarder = forwarder
+        self._proven = proven  # what a move up reads (ReceiverEstimates.proven); the estimate when None
         self._send_pli = send_pli
         self._send_nack = send_nack
         self._estimate = estimate
@@ -297,6 +307,7 @@ class SimulcastForwarder:
             st.rates = [int(o * 8 / span) for o in st.octets] if st.window_start else [o * 8 for o in st.octets]
             st.octets = [0] * len(st.rids)
             st.window_start = now
+            st.recent.append(st.rates)
         st.octets[layer] += n
         if st.rates[layer] == 0:  # a layer's first packets: let it count as sending before the window closes
             st.rates[layer] = 1
@@ -314,11 +325,12 @@ class SimulcastForwarder:
         if prev is None or prev.index >= len(layers):
             current = next((k for k, (i, _) in enumerate(layers) if i == rs.switcher.current), None)
             prev = LayerChoice(index=current) if current is not None else None
-        rs.choice = choose_layer(estimate, [layer for _, layer in layers], prev, now * 1000.0)
+        proven = self._proven(receiver_id) if self._proven is not None else None
+        rs.choice = choose_layer(estimate, [layer for _, layer in layers], prev, now * 1000.0, proven=proven)
         if prev is None or rs.choice.index != prev.index:  # a decision, not a packet: seconds apart at most
             chosen = layers[rs.choice.index][1]
-            log.info("simulcast: %s gets %s of %s (%d bit/s) at an estimate of %d bit/s", receiver_id, chosen.rid,
-                     st.track.track_id, chosen.bitrate, estimate)
+            log.info("simulcast: %s gets %s of %s (%d bit/s) at an estimate of %d bit/s (shown %s)", receiver_id,
+                     chosen.rid, st.track.track_id, chosen.bitrate, estimate, proven)
         return layers[rs.choice.index][0]
 
     def _forward(self, st: SimulcastTrack, route: OutRoute, p: LayerPacket, plain: bytes, start: int,

@@ -116,8 +116,8 @@ class ProbeSender:
         padding_bps = wanted * self.policy.overshoot
         cluster = self._next_cluster
         self._next_cluster = self._next_cluster % 0x7FFFFFFF + 1
-        self._active[s.session_id] = active = _Cluster(cluster, route, now, now + self.policy.duration_ms / 1000.0,
-                                                       padding_bps)
+        duration_s = self.policy.cluster_ms(padding_bps, _HDR.size + PADDING) / 1000.0
+        self._active[s.session_id] = active = _Cluster(cluster, route, now, now + duration_s, padding_bps)
         active.first_packet = self.packets
         self.clusters += 1
 

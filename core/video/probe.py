@@ -17,9 +17,10 @@ cluster is complete when the report of its last packet comes (received or lost: 
 order, so every packet of the cluster has been reported by then). Padding is paced in bursts, so a gap between
 two probe packets says nothing about the cluster's end.
 
-``ProbeSchedule`` is the when: a receiver that wants more than its estimate is probed ``first_after_ms`` after it
-started wanting and then every ``interval_ms``, so an unchanged limit costs one short burst per interval and a
-lifted one is found within an interval.
+``ProbeSchedule`` is the when: a receiver that wants more than its path has shown is probed ``first_after_ms``
+after it started wanting, then ``interval_ms`` later, then at twice the previous wait up to ``max_interval_ms``
+while the clusters find the limit unchanged: an unchanged limit costs one short burst per 6 s, and a lifted one
+is found within 6 s.
 """
 
 from __future__ import annotations
@@ -117,37 +118,66 @@ class ProbeClusters:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProbePolicy:
-    """``duration_ms`` of padding per cluster, up to ``overshoot`` x the wanted rate; ``first_after_ms`` after a
-    receiver starts wanting more than its estimate, then every ``interval_ms``."""
+    """``duration_ms`` of padding per cluster (longer if that is fewer than ``min_packets``), up to ``overshoot`` x
+    the wanted rate; ``first_after_ms`` after a receiver starts wanting more than its path has shown, then after
+    ``interval_ms``, doubling after each cluster that did not end the want, up to ``max_interval_ms``."""
 
-    duration_ms: float = 150.0
+    duration_ms: float = 60.0
+    min_packets: int = MIN_PACKETS + 3
     overshoot: float = 1.2
     first_after_ms: float = 2000.0
     interval_ms: float = 3000.0
+    max_interval_ms: float = 6000.0
 
     def __post_init__(self) -> None:
-        if self.duration_ms <= 0 or self.overshoot < 1.0 or self.first_after_ms < 0 or self.interval_ms <= 0:
+        if (self.duration_ms <= 0 or self.overshoot < 1.0 or self.first_after_ms < 0 or self.interval_ms <= 0
+                or self.max_interval_ms < self.interval_ms or self.min_packets < 1):
             raise ValueError(f"bad probe policy {self}")
+
+    def cluster_ms(self, bps: float, packet_bytes: int) -> float:
+        """How long a cluster at ``bps`` of ``packet_bytes`` packets lasts: ``duration_ms``, or the time
+        ``min_packets`` take (the measure needs ``MIN_PACKETS`` of them received).
+
+        Short, because a cluster's cost on a link at its limit is the queue it builds, which grows with its
+        length; its measure does not need length: a narrower path spreads even a few packets out (their receive
+        rate) or drops them (a failed cluster)."""
+        return max(self.duration_ms, self.min_packets * packet_bytes * 8000.0 / max(bps, 1.0))
 
 
 class ProbeSchedule:
-    """When to probe one receiver: ``due(wants, now_ms)`` is True when a cluster should start now."""
+    """When to probe one receiver: ``due(wants, now_ms)`` is True when a cluster should start now.
 
-    __slots__ = ("policy", "_next_ms")
+    Why back off. A receiver whose link is at its limit pays for each cluster: the padding queues at the
+    bottleneck in front of its media, and the picture stalls for as long as the queue takes to drain (the
+    0.25-0.55 s freezes every 3 s of docs/video.md's first run). A cluster that did not end the want (the
+    receiver still wants more than its path has shown when the next one is due) found the limit unchanged, so
+    the next one waits twice as long, up to ``max_interval_ms``; the want ending (a clean cluster, a move, a
+    layer gone) starts over. The cap is what bounds how late a lifted limit is found."""
+
+    __slots__ = ("policy", "_next_ms", "_interval_ms")
 
     def __init__(self, policy: ProbePolicy = ProbePolicy()) -> None:
         self.policy = policy
         self._next_ms: float | None = None
+        self._interval_ms: float | None = None  # the wait after the last cluster of this want (None: none yet)
+
+    @property
+    def interval_ms(self) -> float | None:
+        """The wait before the next cluster, once one was sent for the current want."""
+        return self._interval_ms
 
     def due(self, wants: bool, now_ms: float) -> bool:
-        """``wants``: the receiver would move up if its estimate were higher. Starting a probe is the caller's
-        job once this says True; the next one is then ``interval_ms`` later."""
+        """``wants``: the receiver would move up if what its path has shown were higher. Starting a probe is
+        the caller's job once this says True."""
         if not wants:
-            self._next_ms = None
+            self._next_ms = self._interval_ms = None
             return False
         if self._next_ms is None:
             self._next_ms = now_ms + self.policy.first_after_ms
         if now_ms < self._next_ms:
             return False
-        self._next_ms = now_ms + self.policy.interval_ms
+        p = self.policy
+        self._interval_ms = p.interval_ms if self._interval_ms is None else min(2 * self._interval_ms,
+                                                                                 p.max_interval_ms)
+        self._next_ms = now_ms + self._interval_ms
         return True

@@ -19,8 +19,8 @@ two probe packets says nothing about the cluster's end.
 
 ``ProbeSchedule`` is the when: a receiver that wants more than its path has shown is probed ``first_after_ms``
 after it started wanting, then ``interval_ms`` later, then at twice the previous wait up to ``max_interval_ms``
-while the clusters find the limit unchanged: an unchanged limit costs one short burst per 6 s, and a lifted one
-is found within 6 s.
+while the clusters find the limit unchanged: an unchanged limit costs one short burst per 5 s, and a lifted one
+is found within 5 s (then the layer hold, 3 s, and a key frame: the 10 s the issue allows).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class ProbePolicy:
     overshoot: float = 1.2
     first_after_ms: float = 2000.0
     interval_ms: float = 3000.0
-    max_interval_ms: float = 6000.0
+    max_interval_ms: float = 5000.0
 
     def __post_init__(self) -> None:
         if (self.duration_ms <= 0 or self.overshoot < 1.0 or self.first_after_ms < 0 or self.interval_ms <= 0

@@ -125,16 +125,17 @@ class SimulcastTrack:
         order flipped 7-14 times in 20 s with Chromium, each flip a switch and a wait for a key frame). A layer
         needs at least what the layers below it do, so its bitrate for the choice is the running maximum.
 
-        And a layer needs its peak, not its last second: a screen share's layer varies 2x from one second to the
-        next (measured: a full layer at 60-137 kbit/s, mean 92), and a receiver moved up in a quiet second gets
-        the next busy one, and the key frame of the switch, through a link that cannot carry them. So a layer's
-        bitrate is its highest over the last ``NEED_WINDOWS`` windows."""
+        And a move up needs a layer's peak, not its last second: a screen share's layer varies 2x from one second
+        to the next (measured: a full layer at 60-137 kbit/s, mean 92), and a receiver moved up in a quiet second
+        gets the next busy one, and the key frame of the switch, through a link that cannot carry them. So each
+        ``Layer.peak`` is its highest over the last ``NEED_WINDOWS`` windows (a move down reads ``bitrate``)."""
         live: list[tuple[int, Layer]] = []
-        need = 0
+        need = peak = 0
         for i, rate in enumerate(self.rates):
             if rate > 0:
-                need = max(need, rate, *(window[i] for window in self.recent))
-                live.append((i, Layer(rid=self.rids[i], bitrate=need)))
+                need = max(need, rate)
+                peak = max(peak, need, *(window[i] for window in self.recent))
+                live.append((i, Layer(rid=self.rids[i], bitrate=need, peak=peak)))
         return live
 
 
@@ -202,7 +203,7 @@ class SimulcastForwarder:
                 continue
             layers = st.sending_layers()
             if rs.choice.index + 1 < len(layers):
-                need = int(layers[rs.choice.index + 1][1].bitrate * _POLICY.up_margin)
+                need = int(layers[rs.choice.index + 1][1].up_bitrate * _POLICY.up_margin)
                 want = need if want is None else max(want, need)
         return want
 
@@ -329,8 +330,8 @@ class SimulcastForwarder:
         rs.choice = choose_layer(estimate, [layer for _, layer in layers], prev, now * 1000.0, proven=proven)
         if prev is None or rs.choice.index != prev.index:  # a decision, not a packet: seconds apart at most
             chosen = layers[rs.choice.index][1]
-            log.info("simulcast: %s gets %s of %s (%d bit/s) at an estimate of %d bit/s (shown %s)", receiver_id,
-                     chosen.rid, st.track.track_id, chosen.bitrate, estimate, proven)
+            log.info("simulcast: %s gets %s of %s (%d bit/s, peak %d) at an estimate of %d bit/s (shown %s)",
+                     receiver_id, chosen.rid, st.track.track_id, chosen.bitrate, chosen.peak, estimate, proven)
         return layers[rs.choice.index][0]
 
     def _forward(self, st: SimulcastTrack, route: OutRoute, p: LayerPacket, plain: bytes, start: int,

@@ -22,10 +22,19 @@ __all__ = ["Layer", "LayerChoice", "LayerPolicy", "choose_layer"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Layer:
-    """One encoding of a publisher's track: its ``rid`` and the bitrate (bit/s) it needs."""
+    """One encoding of a publisher's track: its ``rid``, the bitrate (bit/s) it needs, and ``peak``, the most it
+    needed lately (0: its bitrate), what a move up to it must cover: a screen share's layer doubles from one second
+    to the next, and a receiver moved up in a quiet second gets the next busy one through its link. A move down
+    reads ``bitrate``: a receiver is not moved off a layer it carries for that layer's busiest second."""
 
     rid: str
     bitrate: int
+    peak: int = 0
+
+    @property
+    def up_bitrate(self) -> int:
+        """What a move up to this layer must cover (times the margin)."""
+        return max(self.bitrate, self.peak)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,11 +58,12 @@ class LayerPolicy:
             raise ValueError(f"up_margin must be >= 1 and hold_ms >= 0, got {self.up_margin}, {self.hold_ms}")
 
 
-def _fitting(estimate: float, layers: Sequence[Layer], margin: float) -> int:
-    """The highest layer whose bitrate times ``margin`` the estimate covers; the lowest layer if none does."""
+def _fitting(estimate: float, layers: Sequence[Layer], margin: float, *, up: bool = False) -> int:
+    """The highest layer whose bitrate (``up``: its ``up_bitrate``) times ``margin`` the estimate covers; the
+    lowest layer if none does."""
     best = 0
     for i, layer in enumerate(layers):
-        if layer.bitrate * margin <= estimate:
+        if (layer.up_bitrate if up else layer.bitrate) * margin <= estimate:
             best = i
     return best
 
@@ -76,7 +86,7 @@ def choose_layer(estimate: float, layers: Sequence[Layer], current: LayerChoice 
     index = min(max(current.index, 0), len(layers) - 1)
     if fits < index:
         return LayerChoice(index=fits)
-    target = _fitting(min(estimate, proven) if proven is not None else estimate, layers, policy.up_margin)
+    target = _fitting(min(estimate, proven) if proven is not None else estimate, layers, policy.up_margin, up=True)
     if target <= index:
         return LayerChoice(index=index)
     since = current.up_since_ms if current.up_since_ms is not None else now_ms

@@ -18,9 +18,12 @@ order, so every packet of the cluster has been reported by then). Padding is pac
 two probe packets says nothing about the cluster's end.
 
 ``ProbeSchedule`` is the when: a receiver that wants more than its path has shown is probed ``first_after_ms``
-after it started wanting, then ``interval_ms`` later, then at twice the previous wait up to ``max_interval_ms``
-while the clusters find the limit unchanged: an unchanged limit costs one short burst per 5 s, and a lifted one
-is found within 5 s (then the layer hold, 3 s, and a key frame: the 10 s the issue allows).
+after it started wanting, then every ``interval_ms`` (3 s), so an unchanged limit costs one short burst per
+interval and a lifted one is found within an interval. The schedule can back off (the wait doubles after each
+cluster that did not end the want, up to ``max_interval_ms``), but by default it does not: the issue allows 10 s
+from a lift to the move up, and that is the next cluster, its feedback, the 3-s layer hold and a key frame; with
+a 5-s cap a loaded run took 11.5 s (the first cluster after the lift met the shaper's draining queue and failed,
+the next came 5 s later). Short clusters are what make the probes cheap (``ProbePolicy.cluster_ms``).
 """
 
 from __future__ import annotations
@@ -120,18 +123,19 @@ class ProbeClusters:
 class ProbePolicy:
     """``duration_ms`` of padding per cluster (longer if that is fewer than ``min_packets``), up to ``overshoot`` x
     the wanted rate; ``first_after_ms`` after a receiver starts wanting more than its path has shown, then after
-    ``interval_ms``, doubling after each cluster that did not end the want, up to ``max_interval_ms``."""
+    ``interval_ms`` (doubling after each cluster that did not end the want, up to ``max_interval_ms`` if set)."""
 
     duration_ms: float = 60.0
     min_packets: int = MIN_PACKETS + 3
     overshoot: float = 1.2
     first_after_ms: float = 2000.0
     interval_ms: float = 3000.0
-    max_interval_ms: float = 5000.0
+    max_interval_ms: float | None = None  # None: no backoff, every ``interval_ms``
 
     def __post_init__(self) -> None:
         if (self.duration_ms <= 0 or self.overshoot < 1.0 or self.first_after_ms < 0 or self.interval_ms <= 0
-                or self.max_interval_ms < self.interval_ms or self.min_packets < 1):
+                or (self.max_interval_ms is not None and self.max_interval_ms < self.interval_ms)
+                or self.min_packets < 1):
             raise ValueError(f"bad probe policy {self}")
 
     def cluster_ms(self, bps: float, packet_bytes: int) -> float:
@@ -147,12 +151,10 @@ class ProbePolicy:
 class ProbeSchedule:
     """When to probe one receiver: ``due(wants, now_ms)`` is True when a cluster should start now.
 
-    Why back off. A receiver whose link is at its limit pays for each cluster: the padding queues at the
-    bottleneck in front of its media, and the picture stalls for as long as the queue takes to drain (the
-    0.25-0.55 s freezes every 3 s of docs/video.md's first run). A cluster that did not end the want (the
-    receiver still wants more than its path has shown when the next one is due) found the limit unchanged, so
-    the next one waits twice as long, up to ``max_interval_ms``; the want ending (a clean cluster, a move, a
-    layer gone) starts over. The cap is what bounds how late a lifted limit is found."""
+    A cluster that did not end the want (the receiver still wants more than its path has shown when the next one
+    is due) found the limit unchanged; with ``max_interval_ms`` above ``interval_ms`` the next one then waits twice
+    as long, up to that cap (fewer bursts for a receiver at its limit, a lifted limit found later); the want
+    ending (a clean cluster, a move, a layer gone) starts over."""
 
     __slots__ = ("policy", "_next_ms", "_interval_ms")
 
@@ -177,7 +179,7 @@ class ProbeSchedule:
         if now_ms < self._next_ms:
             return False
         p = self.policy
-        self._interval_ms = p.interval_ms if self._interval_ms is None else min(2 * self._interval_ms,
-                                                                                 p.max_interval_ms)
+        cap = p.max_interval_ms if p.max_interval_ms is not None else p.interval_ms
+        self._interval_ms = p.interval_ms if self._interval_ms is None else min(2 * self._interval_ms, cap)
         self._next_ms = now_ms + self._interval_ms
         return True

@@ -149,3 +149,13 @@ def test_choose_layer_moves_down_on_the_estimate_and_up_on_what_was_shown() -> N
     assert choose_layer(400_000, layers, pending, 3_000.0, proven=320_000).index == 1
     assert choose_layer(200_000, layers, LayerChoice(index=1), 0.0, proven=200_000).index == 0
     assert choose_layer(300_000, layers, LayerChoice(index=1), 0.0, proven=60_000).index == 1  # no move down
+
+
+def test_a_move_up_needs_the_layers_peak_and_a_move_down_reads_its_bitrate() -> None:
+    layers = [Layer(rid="q", bitrate=40_000, peak=60_000), Layer(rid="f", bitrate=90_000, peak=140_000)]
+    pending = choose_layer(150_000, layers, LayerChoice(index=0), 0.0, proven=150_000)
+    assert choose_layer(150_000, layers, pending, 3_000.0, proven=150_000).index == 0  # 1.2 x 140k > 150k
+    pending = choose_layer(170_000, layers, LayerChoice(index=0), 0.0, proven=170_000)
+    assert choose_layer(170_000, layers, pending, 3_000.0, proven=170_000).index == 1
+    assert choose_layer(100_000, layers, LayerChoice(index=1), 0.0).index == 1  # carries its 90k, not its peak
+    assert choose_layer(80_000, layers, LayerChoice(index=1), 0.0).index == 0

@@ -35,9 +35,11 @@ layer receives R and no more, so the queue that would stop the growth never buil
 behind a 120 kbit/s link receiving 60 kbit/s rose to 137 kbit/s in 6 s of "normal" (a recorded run,
 tests/data/limited_receiver_twcc.jsonl), above what the full layer seemed to need, and the receiver was
 moved up into a link that could not carry it. So with transport-cc ``proven`` is the estimate capped by the most
-the path did carry: R, or the result of the last probe cluster that arrived whole, for ``PROOF_MS`` and until the
-next decrease (a queue or loss says the path changed since). Without transport-cc (no R, no probes) it is the
-estimate. A move down reads the estimate itself.
+the path did carry: the highest R, or the result of a probe cluster that arrived whole, within ``PROOF_MS`` and
+since the last decrease (a queue or loss says the path changed since). The highest R and not the last one: a
+receiver that got the full layer a second ago has shown its path carries it, also while the publisher paused
+that layer (which leaves the receiver on a lower one until it resumes). Without transport-cc (no R, no probes) it
+is the estimate. A move down reads the estimate itself.
 
 Times are milliseconds as floats, passed in; nothing here reads a clock, so a recorded feedback stream replays to
 the same estimates.
@@ -61,7 +63,7 @@ PROBE_TRUST = 0.95
 RATE_WINDOW_MS = 500.0
 LOSS_HIGH, LOSS_LOW = 0.10, 0.02
 REMB_CONGESTED = 0.75
-PROOF_MS = 10_000.0  # how long a probe's result counts as shown (several probe intervals, longer than the layer hold)
+PROOF_MS = 10_000.0  # how long a rate counts as shown (several probe intervals, longer than the layer hold)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +97,7 @@ class BandwidthEstimator:
 
     __slots__ = ("settings", "usage", "_inter_arrival", "_trendline", "_detector", "_aimd", "_loss_rate",
                  "_remb", "_arrivals", "_window_sent", "_window_lost", "_window_start_ms", "incoming_bps",
-                 "_clusters", "probes", "_proof_bps", "_proof_ms", "_now_ms")
+                 "_clusters", "probes", "_shown_bps", "_shown_ms", "_now_ms")
 
     def __init__(self, settings: EstimatorSettings | None = None) -> None:
         self.settings = settings or EstimatorSettings()
@@ -114,8 +116,8 @@ class BandwidthEstimator:
         self.incoming_bps: float | None = None
         self._clusters = ProbeClusters()
         self.probes: list[ProbeOutcome] = []  # completed probe clusters, oldest first (the caller may clear it)
-        self._proof_bps = 0.0  # what the last clean probe cluster showed (bit/s), 0 once void
-        self._proof_ms = 0.0
+        self._shown_bps = 0.0  # the most R or a clean probe cluster showed (bit/s) since a decrease, and when
+        self._shown_ms = 0.0
         self._now_ms = 0.0  # the newest feedback time
 
     @property
@@ -131,8 +133,8 @@ class BandwidthEstimator:
         """The estimate capped by what the path has shown it carries (module docstring): what a move up reads."""
         if self.incoming_bps is None:
             return self.estimate
-        fresh = self._now_ms - self._proof_ms <= PROOF_MS
-        shown = max(self.incoming_bps, self._proof_bps if fresh else 0.0, float(self.settings.min_bps))
+        fresh = self._now_ms - self._shown_ms <= PROOF_MS
+        shown = max(self.incoming_bps, self._shown_bps if fresh else 0.0, float(self.settings.min_bps))
         return int(min(self.estimate, shown))
 
     def set_rtt(self, rtt_ms: float) -> None:
@@ -165,7 +167,7 @@ class BandwidthEstimator:
         if sent:
             before = self._aimd.rate
             if self._aimd.update(self.usage, self.incoming_bps, now_ms) < before:
-                self._proof_bps = 0.0  # a queue built: what an earlier probe showed may no longer hold
+                self._shown_bps = 0.0  # a queue built: what the path showed before may no longer hold
             self._count_loss(sent, sent - received, now_ms)
         return self.estimate
 
@@ -196,7 +198,7 @@ class BandwidthEstimator:
         floor = min(PROBE_TRUST * outcome.bps, s.max_bps)
         self._aimd.rate = max(self._aimd.rate, floor)
         self._loss_rate = max(self._loss_rate, floor)
-        self._proof_bps, self._proof_ms = floor, self._now_ms
+        self._show(floor)
 
     def _count_arrival(self, arrival_ms: float, size: int) -> None:
         arrivals = self._arrivals
@@ -206,6 +208,12 @@ class BandwidthEstimator:
         span = arrival_ms - arrivals[0][0]
         if span >= RATE_WINDOW_MS / 2:  # the first packet arrived at the span's start: its bytes are before it
             self.incoming_bps = (sum(n for _, n in arrivals) - arrivals[0][1]) * 8 * 1000.0 / max(span, 1.0)
+            self._show(self.incoming_bps)
+
+    def _show(self, bps: float) -> None:
+        """The path carried ``bps``: the most it showed within ``PROOF_MS`` (a stale maximum gives way)."""
+        if bps >= self._shown_bps or self._now_ms - self._shown_ms > PROOF_MS:
+            self._shown_bps, self._shown_ms = bps, self._now_ms
 
     def _count_loss(self, sent: int, lost: int, now_ms: float) -> None:
         if self._window_start_ms is None:
@@ -220,7 +228,7 @@ class BandwidthEstimator:
     def _apply_loss(self, fraction: float) -> None:
         s = self.settings
         if fraction > LOSS_HIGH:
-            self._proof_bps = 0.0  # the path lost what it was sent: an earlier probe's result no longer holds
+            self._shown_bps = 0.0  # the path lost what it was sent: what it showed before no longer holds
             before = self._loss_rate
             self._loss_rate *= 1 - 0.5 * fraction
             if self.incoming_bps is not None:  # toward what arrived (a policer's rate), by at most 1 - p at once

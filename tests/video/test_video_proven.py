@@ -159,3 +159,14 @@ def test_a_move_up_needs_the_layers_peak_and_a_move_down_reads_its_bitrate() -> 
     assert choose_layer(170_000, layers, pending, 3_000.0, proven=170_000).index == 1
     assert choose_layer(100_000, layers, LayerChoice(index=1), 0.0).index == 1  # carries its 90k, not its peak
     assert choose_layer(80_000, layers, LayerChoice(index=1), 0.0).index == 0
+
+
+def test_what_a_receiver_received_lately_counts_as_shown_when_it_gets_less() -> None:
+    """The publisher paused the full layer for a second: the receiver, back on the low one, has still shown its
+    path carries the full one, and moves back up on the hold alone, without a probe."""
+    est = BandwidthEstimator()
+    steady(est, 0.0, 3_000, 300_000)
+    steady(est, 3_000, 2_000, 60_000)
+    assert 290_000 <= est.proven <= 310_000
+    steady(est, 5_000, PROOF_MS, 60_000)
+    assert est.proven <= 70_000  # for PROOF_MS

@@ -130,7 +130,7 @@ class SignalingHub:
         self._fanout = DurableFanOut(recorder)
         self._outbox = Outbox(self._fanout, self.counters)
         self._plane = PlaneEffects(plane if plane is not None else NullMediaPlane(), self._fanout, self._outbox,
-                                   self.counters)
+                                   self.counters, simulcast=self._settings.simulcast)
         self.timers = TimerService(clock_ms, self._fire_timer)
         self._dispatcher = OutputDispatcher(machine, self._outbox, self._plane, self.timers, self._live)
         self._media = MediaBridge(machine, self.feed, self._outbox, self._plane, self.counters, clock_ms,

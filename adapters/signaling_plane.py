@@ -40,8 +40,10 @@ def routes_towards(machine: CallsMachine, session_id: str) -> list[Route]:
 class PlaneEffects:
     """Plan plane calls (see the module docstring); ``plane`` may be replaced before serving starts."""
 
-    def __init__(self, plane: MediaPlaneLike, fanout: DurableFanOut, outbox: Outbox, counters: HubCounters) -> None:
+    def __init__(self, plane: MediaPlaneLike, fanout: DurableFanOut, outbox: Outbox, counters: HubCounters, *,
+                 simulcast: bool) -> None:
         self.plane = plane
+        self._simulcast = simulcast  # calls.enable_simulcast: every session's plane is told (a remote host too)
         self._do = fanout.do
         self._outbox = outbox
         self._counters = counters
@@ -89,7 +91,7 @@ class PlaneEffects:
 
     # -- the effects, run by the fan-out ---------------------------------------------------------------------------
     def _open_now(self, session_id: str, channel_id: str) -> None:
-        self.plane.open_session(session_id, channel_id)
+        self.plane.open_session(session_id, channel_id, self._simulcast)
 
     def _close_now(self, session_id: str) -> None:
         self.plane.close_session(session_id)

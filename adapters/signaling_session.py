@@ -40,7 +40,7 @@ class Transport(Protocol):
 class MediaPlaneLike(Protocol):
     """The part of ``adapters.media.plane.MediaPlane`` the hub uses."""
 
-    def open_session(self, session_id: str, channel_id: str) -> None: ...
+    def open_session(self, session_id: str, channel_id: str, simulcast: bool = True) -> None: ...
 
     def handle_signal(self, session_id: str, msg: dict[str, Any]) -> None: ...
 
@@ -63,7 +63,7 @@ class NullMediaPlane:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
 
-    def open_session(self, session_id: str, channel_id: str) -> None:
+    def open_session(self, session_id: str, channel_id: str, simulcast: bool = True) -> None:
         self.calls.append(("open_session", (session_id, channel_id)))
 
     def handle_signal(self, session_id: str, msg: dict[str, Any]) -> None:

@@ -92,16 +92,13 @@ async def open_listener(spec: str) -> trio.SocketListener:
     return trio.SocketListener(sock)
 
 
-async def run_worker(config: RtcConfig, listen: str, *, enable_simulcast: bool = True,
-                     task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """Bind the RTC port and the listener, serve one server connection, return when it closes. ``enable_simulcast``
-    is the server's ``calls.enable_simulcast`` (its router passes ``CALLSD_CALLS_ENABLE_SIMULCAST``)."""
+async def run_worker(config: RtcConfig, listen: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Bind the RTC port and the listener, serve one server connection, return when it closes."""
     from callsd.adapters.media.plane import MediaPlane
     from callsd.adapters.media.remote import EventPipe, serve_plane_rpc
 
     pipe = EventPipe()
     plane = MediaPlane(config, pipe.emit)
-    plane.enable_simulcast = enable_simulcast
     async with trio.open_nursery() as nursery:
         address = await nursery.start(plane.serve)
         listener = await open_listener(listen)
@@ -158,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"callsd rtcd: {exc}", file=sys.stderr)
         return 2
     try:
-        trio.run(partial(run_worker, config, args.listen, enable_simulcast=whole.calls.enable_simulcast))
+        trio.run(partial(run_worker, config, args.listen))
     except BaseException as exc:
         leaf = exc
         while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:

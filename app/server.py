@@ -385,11 +385,8 @@ def _make_plane(config: Config, emit: Callable[[Any], None]) -> ServedPlane:
     if config.rtc.media_workers > 0:
         router = PlaneRouter(config.rtc, emit, workers=config.rtc.media_workers,
                              socket_dir=Path(config.store.data_dir), log_level=config.log.level)
-        router.enable_simulcast = config.calls.enable_simulcast  # the workers' planes (adapters/media/router.py)
         return router
-    plane = MediaPlane(config.rtc, emit)
-    plane.enable_simulcast = config.calls.enable_simulcast
-    return plane
+    return MediaPlane(config.rtc, emit)
 
 
 def _hub_settings(config: Config) -> HubSettings:

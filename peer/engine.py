@@ -75,7 +75,7 @@ class Leg(PeerTransport):
 
     def __init__(self, engine: MediaEngine, *, user_number: int, call_index: int, ufrag: str, pwd: str) -> None:
         super().__init__(engine.identity, ufrag=ufrag, pwd=pwd, stats=engine.stats, rcvbuf=RCVBUF,
-                         native_srtp=engine.media != "python",
+                         host=engine.host, native_srtp=engine.media != "python",
                          sock=engine.port.new_socket() if engine.port is not None else None)
         self.engine = engine
         self.user_number = user_number
@@ -136,8 +136,12 @@ def udp_drops(ports: set[int], path: str = "/proc/net/udp") -> dict[int, int]:
 class MediaEngine:
     """All legs of one process: the epoll receive pump, the 20 ms send tick, the maintenance timers."""
 
-    def __init__(self, identity: Identity, *, delay_sample: int = 1, media: str = "python") -> None:
+    def __init__(self, identity: Identity, *, delay_sample: int = 1, media: str = "python",
+                 host: str = "127.0.0.1") -> None:
+        """``host``: the local address every leg's socket binds (the one that routes to the server: a server in
+        another network namespace is not reached from 127.0.0.1)."""
         self.identity = identity
+        self.host = host
         self.media = resolve_media(media)
         self.stats = TransportStats()  # shared by every leg: drops, refusals, STUN errors, failures by stage
         self.delay_sample = max(1, delay_sample)

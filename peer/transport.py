@@ -253,7 +253,10 @@ class PeerTransport:
         if msg.message_method != stun.Method.BINDING:
             return
         if msg.message_class == stun.Class.REQUEST:
-            # An ICE-lite server never checks, but answer politely if it does.
+            # An ICE-lite server never checks, but answer politely if it does. Before `start` the socket has no
+            # destination (a full agent that already had our candidate checks early): it will check again.
+            if self.server is None:
+                return
             resp = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE, transaction_id=msg.transaction_id)
             if self.server is not None:
                 resp.attributes["XOR-MAPPED-ADDRESS"] = self.server

@@ -68,6 +68,8 @@ command -v kubectl >/dev/null 2>&1 || {
     echo "system-deps: kubectl (with kustomize v4 or newer) is missing: tests/deploy render deploy/k8s with it" >&2
     exit 1
 }
+# tests/loadtest/test_peers_janus.py and bench/peers: Debian's Janus (VideoRoom), the side-by-side peer
+command -v janus >/dev/null 2>&1 || need+=(janus)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -19,6 +19,35 @@ import trio
 LOUD_RMS = 1000  # the tone is sent at amplitude 8000 (RMS ~5,660); comfort noise and silence stay far below
 
 
+def sine_track(hz: float, amplitude: int) -> Any:
+    """An aiortc audio source: a ``hz`` sine at ``amplitude`` in 20 ms mono frames at 48 kHz, paced by the loop's
+    clock. Call it inside the aiortc loop (aiortc and av are imported there, not by the Trio tests)."""
+    import av
+    import numpy as np
+    from aiortc.mediastreams import MediaStreamTrack
+
+    class SineTrack(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+            self.start: float | None = None
+
+        async def recv(self) -> Any:
+            now = asyncio.get_running_loop().time()
+            self.start = now if self.start is None else self.start
+            await asyncio.sleep(max(0.0, self.start + self.n * 0.02 - now))
+            t = (np.arange(960) + self.n * 960) / 48000
+            pcm = (np.sin(2 * math.pi * hz * t) * amplitude).astype(np.int16).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 48000, self.n * 960, fractions.Fraction(1, 48000)
+            self.n += 1
+            return frame
+
+    return SineTrack()
+
+
 class TonePeer:
     """An aiortc RTCPeerConnection that sends a tone and decodes what it receives."""
 
@@ -38,29 +67,8 @@ class TonePeer:
 
     async def offer(self) -> str:
         async def go() -> str:
-            import av
             import numpy as np
             from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
-            from aiortc.mediastreams import MediaStreamTrack
-
-            class Tone(MediaStreamTrack):
-                kind = "audio"
-
-                def __init__(self) -> None:
-                    super().__init__()
-                    self.n = 0
-                    self.start: float | None = None
-
-                async def recv(self) -> Any:
-                    now = asyncio.get_running_loop().time()
-                    self.start = now if self.start is None else self.start
-                    await asyncio.sleep(max(0.0, self.start + self.n * 0.02 - now))
-                    t = (np.arange(960) + self.n * 960) / 48000
-                    pcm = (np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
-                    frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-                    frame.sample_rate, frame.pts, frame.time_base = 48000, self.n * 960, fractions.Fraction(1, 48000)
-                    self.n += 1
-                    return frame
 
             servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
                        for s in self.ice_servers]
@@ -83,7 +91,7 @@ class TonePeer:
 
                 asyncio.ensure_future(consume())
 
-            self.pc.addTrack(Tone())
+            self.pc.addTrack(sine_track(440, 8000))
             if self.recv_video:
                 self.pc.addTransceiver("video", direction="recvonly")
             await self.pc.setLocalDescription(await self.pc.createOffer())

@@ -546,6 +546,18 @@ class People:
         assert not errors, errors
 
 
+_SELECTED_REMOTE = """async () => {
+    const pc = window.callsd.pc;
+    if (!pc || pc.connectionState !== 'connected') return null;
+    const report = await pc.getStats();
+    let pairId = null;
+    report.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId; });
+    const pair = pairId && report.get(pairId);
+    const remote = pair && report.get(pair.remoteCandidateId);
+    return remote ? [remote.address || remote.ip, remote.port] : null;
+}"""
+
+
 class Participant:
     def __init__(self, browser: Any, base_url: str, name: str) -> None:
         self.name = name
@@ -603,6 +615,17 @@ class Participant:
                 return first, now
             first = now
         raise AssertionError(f"{self.name}: inbound {kind} packets not growing; stats={self.rtp()}\n{self.debug()}")
+
+    def selected_remote(self, timeout: float = 10.0) -> tuple[str, int]:
+        """The server's address and port on the page's selected ICE candidate pair, once media is connected: which
+        media host or worker the page talks to."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            remote = self.page.evaluate(_SELECTED_REMOTE)
+            if remote:
+                return str(remote[0]), int(remote[1])
+            self.page.wait_for_timeout(250)
+        raise AssertionError(f"{self.name}: no selected candidate pair\n{self.debug()}")
 
     def wait_media_connected(self, timeout_ms: int = WAIT_MS) -> None:
         """Wait until the page's peer connection is ``connected``; fail with the page's view otherwise."""

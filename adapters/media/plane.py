@@ -123,8 +123,8 @@ def _track_info(mid: str, t: InTrack) -> dict[str, str | None]:
 class MediaPlane:
     """See the module docstring."""
 
-    def __init__(self, config: PlaneSettings, emit: Callable[[MediaEvent], None], *, report_interval: float = 1.0,
-                 enable_simulcast: bool = True) -> None:
+    def __init__(self, config: PlaneSettings, emit: Callable[[MediaEvent], None], *,
+                 report_interval: float = 1.0) -> None:
         self.config = config
         self._emit = emit
         self.sessions: dict[str, Session] = {}
@@ -136,7 +136,6 @@ class MediaPlane:
                                             send_nack=plane_rtcp.send_layer_nack, proven=self.estimates.proven)
         self.rtcp_in = plane_rtcp.RtcpAnswers(self.forwarder, self.simulcast, self.estimates)
         self.probes = ProbeSender(self.sessions.values, self.simulcast.wanted_bps, self.estimates.proven)
-        self.enable_simulcast = enable_simulcast  # calls.enable_simulcast (the server may set it later): new sessions
 
         self.endpoint = UdpEndpoint(
             TransportConfig(host=rtc_bind(config), port=config.ice_port_udp,
@@ -195,16 +194,18 @@ class MediaPlane:
         return s.neg
 
     # -- sessions -----------------------------------------------------------------------------------------------
-    def open_session(self, session_id: str, channel_id: str) -> None:
+    def open_session(self, session_id: str, channel_id: str, simulcast: bool = True) -> None:
         """Register a session with no routes; its client's first offer is expected next. Re-opening replaces the
         old one. A re-opened session (the server's reconnect path: a new page takes over the session) gets the routes
-        the core still has towards it through ``restore_routes``, the one way routes come back.
+        the core still has towards it through ``restore_routes``, the one way routes come back. ``simulcast`` is the
+        owning server's ``calls.enable_simulcast``: whether this session's offers may carry layers (a remote rtcd
+        host learns it per session, since servers with different settings may share it).
         """
         if session_id in self.sessions:
             self.close_session(session_id)
         self.sessions[session_id] = Session(session_id, channel_id,
                                             self._transport(secrets.token_hex(4), secrets.token_hex(16)),
-                                            self.enable_simulcast)
+                                            simulcast)
 
     def close_session(self, session_id: str) -> None:
         """Forget a session: its peer, its tracks (their routes to others are torn down and re-offered), its routes.

@@ -180,7 +180,7 @@ class RpcServedPlane(Protocol):
     @property
     def address(self) -> tuple[str, int] | None: ...
     def media_counters(self) -> dict[str, int]: ...
-    def open_session(self, session_id: str, channel_id: str) -> None: ...
+    def open_session(self, session_id: str, channel_id: str, simulcast: bool = True) -> None: ...
     def handle_signal(self, session_id: str, msg: dict[str, Any]) -> None: ...
     def set_screen_stream(self, session_id: str, stream_id: str | None) -> None: ...
     def apply(self, outputs: Iterable[out.OutputEvent]) -> None: ...
@@ -209,7 +209,7 @@ async def serve_plane_rpc(stream: trio.abc.Stream, plane: RpcServedPlane | Media
             reject(d["sid"], d.get("action") or "sdp", str(exc))
 
     handlers: dict[str, Callable[[dict[str, Any]], None]] = {
-        "open": lambda d: plane.open_session(d["sid"], d["channel"]),
+        "open": lambda d: plane.open_session(d["sid"], d["channel"], bool(d.get("simulcast", True))),
         "signal": on_signal,
         "screen": lambda d: plane.set_screen_stream(d["sid"], d["stream"]),
         "apply": lambda d: plane.apply([decode_output(o) for o in d["outputs"]]),
@@ -300,9 +300,9 @@ class RemotePlane:
         if self.alive:
             self._send_q.send_nowait(frame(obj))
 
-    def open_session(self, session_id: str, channel_id: str) -> None:
+    def open_session(self, session_id: str, channel_id: str, simulcast: bool = True) -> None:
         self.sessions.add(session_id)
-        self._put({"op": "open", "sid": session_id, "channel": channel_id})
+        self._put({"op": "open", "sid": session_id, "channel": channel_id, "simulcast": simulcast})
 
     def handle_signal(self, session_id: str, msg: dict[str, Any]) -> None:
         action = "ice" if msg.get("type") == "candidate" else "sdp"

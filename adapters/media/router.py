@@ -95,8 +95,7 @@ class PlaneRouter:
         self.session_worker: dict[str, int] = {}
         self.session_channel: dict[str, str] = {}
         self._channel_sessions: Counter[str] = Counter()
-        # calls.enable_simulcast (the server sets it, like MediaPlane's): handed to every worker it starts
-        self.enable_simulcast = True
+        self.session_simulcast: dict[str, bool] = {}  # calls.enable_simulcast per session, for a rehomed one
 
     # -- workers -----------------------------------------------------------------------------------------------
     def _socket_path(self, i: int) -> Path:
@@ -120,8 +119,7 @@ class PlaneRouter:
 
     def _network_env(self, i: int) -> dict[str, str]:
         """The networking settings worker ``i`` needs that its flags do not carry (docs/networking.md): STUN
-        discovery, IPv6, ICE-TCP (worker i on ``ice_port_tcp + i``, like the UDP port), the ICE outcome timeout;
-        and ``calls.enable_simulcast``, so a worker's plane accepts simulcast exactly when the integrated one would."""
+        discovery, IPv6, ICE-TCP (worker i on ``ice_port_tcp + i``, like the UDP port), the ICE outcome timeout."""
         c = self.config
         return {
             "CALLSD_RTC_ICE_SERVERS": json.dumps([server.as_json() for server in c.ice_servers]),
@@ -129,7 +127,6 @@ class PlaneRouter:
             "CALLSD_RTC_ICE_PORT_TCP": str(c.ice_port_tcp + i if c.ice_port_tcp else 0),
             "CALLSD_RTC_ICE_CHECK_TIMEOUT": str(c.ice_check_timeout),
             "CALLSD_RTC_ADVERTISE_REFRESH_SECONDS": str(c.advertise_refresh_seconds),
-            "CALLSD_CALLS_ENABLE_SIMULCAST": "true" if self.enable_simulcast else "false",
         }
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -215,6 +212,7 @@ class PlaneRouter:
 
     def _forget(self, session_id: str) -> None:
         self.session_worker.pop(session_id, None)
+        self.session_simulcast.pop(session_id, None)
         channel = self.session_channel.pop(session_id, None)
         if channel is not None:
             self._channel_sessions[channel] -= 1
@@ -223,8 +221,9 @@ class PlaneRouter:
                 self.channel_worker.pop(channel, None)  # the call is over on the media side: place it afresh
 
     # -- MediaPlaneLike ----------------------------------------------------------------------------------------
-    def open_session(self, session_id: str, channel_id: str) -> None:
+    def open_session(self, session_id: str, channel_id: str, simulcast: bool = True) -> None:
         old = self.session_worker.get(session_id)
+        self.session_simulcast[session_id] = simulcast
         i = self._place(channel_id)
         if old is not None and old != i:
             self.planes[old].close_session(session_id)
@@ -235,7 +234,7 @@ class PlaneRouter:
             self.session_worker.pop(session_id, None)
             return
         self.session_worker[session_id] = i
-        self.planes[i].open_session(session_id, channel_id)
+        self.planes[i].open_session(session_id, channel_id, simulcast)
 
     def handle_signal(self, session_id: str, msg: dict[str, Any]) -> None:
         action = "ice" if msg.get("type") == "candidate" else "sdp"
@@ -258,7 +257,7 @@ class PlaneRouter:
         if i is None:
             return None
         self.session_worker[session_id] = i
-        self.planes[i].open_session(session_id, channel_id)
+        self.planes[i].open_session(session_id, channel_id, self.session_simulcast.get(session_id, True))
         self._emit(SessionMoved(session_id=session_id))
         log.info("session %s of call %s moved to media worker %d", session_id, channel_id, i)
         return i

@@ -53,14 +53,14 @@ class LinkPlane:
     def media_counters(self) -> dict[str, int]:
         return self.plane.media_counters()
 
-    def open_session(self, session_id: str, channel_id: str) -> None:
+    def open_session(self, session_id: str, channel_id: str, simulcast: bool = True) -> None:
         holder = self.owner.holder.get(session_id)
         if holder is not None and holder is not self:
             log.warning("link %d opened session %s held by link %d: ignored", self.number, session_id, holder.number)
             return
         self.owner.holder[session_id] = self
         self.sessions[session_id] = channel_id
-        self.plane.open_session(session_id, channel_id)
+        self.plane.open_session(session_id, channel_id, simulcast)
 
     def _mine(self, session_id: str) -> bool:
         return session_id in self.sessions

@@ -21,7 +21,9 @@ import json
 import os
 import secrets
 import signal
+import socket
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -33,7 +35,7 @@ from callsd.peer import Identity, Leg, MediaEngine, Source, summarize, udp_drops
 from . import simulcast
 from .sdp import LocalTrack, build_answer, build_offer, parse_sdp
 
-__all__ = ["WorkerSpec", "SimUser", "run_worker", "worker_process_main", "user_role"]
+__all__ = ["WorkerSpec", "SimUser", "run_worker", "worker_process_main", "user_role", "local_address_toward"]
 
 Report = Callable[[str, dict[str, Any]], None]
 
@@ -402,7 +404,8 @@ class SimUser:
 
 async def run_worker(spec: WorkerSpec, report: Report) -> dict[str, Any]:
     """Run every user of ``spec`` to the end of the run and return (and report) the worker's result."""
-    engine = MediaEngine(Identity(), delay_sample=spec.delay_sample, media=spec.media_engine)
+    engine = MediaEngine(Identity(), delay_sample=spec.delay_sample, media=spec.media_engine,
+                         host=local_address_toward(spec.ws_urls[0] if spec.ws_urls else spec.ws_url))
     users: list[SimUser] = []
     total_users = spec.total_calls * spec.users_per_call
     schedule: list[tuple[float, SimUser]] = []
@@ -460,6 +463,20 @@ async def run_worker(spec: WorkerSpec, report: Report) -> dict[str, Any]:
             leg.close()
     report("result", result)
     return result
+
+
+def local_address_toward(url: str) -> str:
+    """The local IPv4 address the kernel would send from to reach ``url``'s host (127.0.0.1 for a loopback
+    server, as before): the media legs bind it, so a server on another machine or namespace is reachable."""
+    host = urllib.parse.urlsplit(url).hostname or "127.0.0.1"
+    if host == "localhost" or host.startswith("127."):
+        return "127.0.0.1"
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((socket.gethostbyname(host), 9))  # UDP connect sends nothing; it picks the route
+            return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
 
 
 def _source_start(users: list[SimUser]) -> dict[int, list[int]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import math
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 import trio
+from aiortc_tone import sine_track
 from callsd.adapters.media.events import (
     SendSignal,
     SessionClosed,
@@ -45,31 +45,6 @@ def make_tracks(audio_hz: float | None, video: bool) -> list[Any]:
     import numpy as np
     from aiortc.mediastreams import MediaStreamTrack
 
-    class SineTrack(MediaStreamTrack):
-        kind = "audio"
-
-        def __init__(self, hz: float) -> None:
-            super().__init__()
-            self.hz = hz
-            self.n = 0
-            self.t0: float | None = None
-
-        async def recv(self) -> Any:
-            loop = asyncio.get_running_loop()
-            if self.t0 is None:
-                self.t0 = loop.time()
-            wait = self.t0 + self.n * 960 / 48000 - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            t = (np.arange(960) + self.n * 960) / 48000
-            samples = (np.sin(2 * math.pi * self.hz * t) * 12000).astype(np.int16)
-            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-            frame.sample_rate = 48000
-            frame.pts = self.n * 960
-            frame.time_base = fractions.Fraction(1, 48000)
-            self.n += 1
-            return frame
-
     class FramesTrack(MediaStreamTrack):
         kind = "video"
 
@@ -95,7 +70,7 @@ def make_tracks(audio_hz: float | None, video: bool) -> list[Any]:
 
     tracks: list[Any] = []
     if audio_hz is not None:
-        tracks.append(SineTrack(audio_hz))
+        tracks.append(sine_track(audio_hz, 12000))
     if video:
         tracks.append(FramesTrack())
     return tracks

@@ -64,7 +64,10 @@ class _Page(http.server.BaseHTTPRequestHandler):
 
 
 class ChromiumClient:
-    """Playwright's async API in its own thread and asyncio loop, driven from Trio."""
+    """Playwright's async API in its own thread and asyncio loop, driven from Trio. ``offer`` opens the page and
+    runs ``page_js`` (a subclass sets its own: what it publishes), which returns the page's offer."""
+
+    page_js = PAGE_JS
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -92,7 +95,7 @@ class ChromiumClient:
             )
             self.page = self.ctx.pages[0] if self.ctx.pages else await self.ctx.new_page()
             await self.page.goto(f"http://127.0.0.1:{self.httpd.server_address[1]}/")
-            return str(await self.page.evaluate(PAGE_JS))
+            return str(await self.page.evaluate(self.page_js))
 
         return str(await self.call(go, timeout=60))
 

@@ -153,3 +153,26 @@ def test_hostile_datagrams_after_the_handshake_are_ignored(recs: list[tuple[int,
     assert _ESTABLISHED.feed(datagram) is False
     assert _ESTABLISHED.failed is None
     _ESTABLISHED.take_datagrams()
+
+
+def _plain_record(content_type: int, body: bytes) -> bytes:
+    """An unprotected (epoch 0) DTLS 1.2 record: what anyone who knows the 5-tuple can send."""
+    return bytes([content_type]) + b"\xfe\xfd" + bytes(8) + len(body).to_bytes(2, "big") + body
+
+
+def test_an_unprotected_alert_does_not_end_the_session() -> None:
+    """Only an authenticated epoch-1 alert ends a session: a spoofed plaintext close_notify or fatal alert does not."""
+    server, _client = _handshake()
+    for body in (b"\x01\x00", b"\x02\x28", b"\x02\x00"):
+        assert server.feed(_plain_record(21, body)) is False
+    assert server.failed is None
+
+
+def test_the_last_flight_is_repeated_a_bounded_number_of_times() -> None:
+    """A peer's retransmitted final flight gets ours again, but a stream of such records is not a reflector."""
+    server, _client = _handshake()
+    flights = 0
+    for _ in range(50):
+        server.feed(_plain_record(20, b"\x01"))  # change_cipher_spec: the start of a peer's final flight
+        flights += bool(server.take_datagrams())
+    assert 1 <= flights <= 8

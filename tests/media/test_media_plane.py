@@ -88,10 +88,10 @@ class FakePeer:
 
 
 class Rig:
-    def __init__(self, enable_simulcast: bool = True, **config: Any) -> None:
+    def __init__(self, simulcast: bool = True, **config: Any) -> None:
         self.events: list[Any] = []
-        self.plane = MediaPlane(PlaneConfig(ice_port_udp=40000, **config), self.events.append,
-                                enable_simulcast=enable_simulcast)
+        self.simulcast = simulcast
+        self.plane = MediaPlane(PlaneConfig(ice_port_udp=40000, **config), self.events.append)
         self.peers: dict[str, FakePeer] = {}
 
     def signals(self, sid: str, kind: str) -> list[str]:
@@ -99,7 +99,7 @@ class Rig:
                 if isinstance(e, SendSignal) and e.session_id == sid and e.msg["type"] == kind]
 
     def join(self, sid: str, *sections: tuple[str, str, str, int], **kw: Any) -> FakePeer:
-        self.plane.open_session(sid, "chan")
+        self.plane.open_session(sid, "chan", self.simulcast)
         self.plane.handle_signal(sid, {"type": "offer", "sdp": offer(*sections, ufrag=f"u{sid}", **kw)})
         peer = FakePeer(sid)
         self.peers[sid] = peer

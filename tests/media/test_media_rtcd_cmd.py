@@ -66,24 +66,22 @@ def test_rtcd_refuses_a_non_loopback_listener() -> None:
     assert result.returncode == 2 and "loopback" in result.stderr
 
 
-async def _answer_from_worker(tmp_path: Any, simulcast_setting: str) -> str:
-    """The answer a ``callsd rtcd`` worker started as the server's router starts it gives a simulcast offer."""
-    import os
-
+async def _answer_from_worker(tmp_path: Any, simulcast: bool) -> str:
+    """The answer a ``callsd rtcd`` worker gives a simulcast offer in a session the server opened with
+    ``simulcast``: the worker's own environment says nothing about it."""
     from video.test_video_simulcast_sdp import simulcast_offer
 
-    spec = f"unix:{tmp_path / f'w-{simulcast_setting}.sock'}"
+    spec = f"unix:{tmp_path / f'w-{simulcast}.sock'}"
     cmd = [sys.executable, "-m", "callsd.app.cli", "rtcd", "--listen", spec, "--rtc-address", "127.0.0.1",
            "--rtc-port", "0", "--log-level", "warning"]
-    env = {**os.environ, "CALLSD_CALLS_ENABLE_SIMULCAST": simulcast_setting}
-    proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL, env=env)
+    proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL)
     try:
         got: list[Any] = []
         async with trio.open_nursery() as nursery:
             stream = await _connect(spec, proc)
             remote = RemotePlane(stream, got.append)
             await nursery.start(remote.serve)
-            remote.open_session("s", "c")
+            remote.open_session("s", "c", simulcast)
             remote.handle_signal("s", {"type": "offer", "sdp": simulcast_offer()})
             with trio.fail_after(20):
                 while not [e for e in got if isinstance(e, SendSignal)]:
@@ -99,17 +97,11 @@ async def _answer_from_worker(tmp_path: Any, simulcast_setting: str) -> str:
             await proc.wait()
 
 
-async def test_a_media_worker_honours_calls_enable_simulcast(tmp_path: Any) -> None:
-    """Local media workers (rtc.media_workers) accept simulcast exactly when the integrated plane would: the router
-    hands them ``calls.enable_simulcast`` as CALLSD_CALLS_ENABLE_SIMULCAST."""
-    from callsd.adapters.media.router import PlaneRouter
-    from callsd.app.config import RtcConfig
-
-    router = PlaneRouter(RtcConfig(), lambda _e: None, workers=1)
-    assert router._network_env(0)["CALLSD_CALLS_ENABLE_SIMULCAST"] == "true"  # noqa: SLF001
-    router.enable_simulcast = False
-    assert router._network_env(0)["CALLSD_CALLS_ENABLE_SIMULCAST"] == "false"  # noqa: SLF001
-    on = await _answer_from_worker(tmp_path, "true")
+async def test_a_media_worker_honours_calls_enable_simulcast_per_session(tmp_path: Any) -> None:
+    """A media worker or a remote rtcd host (the same RPC) accepts simulcast exactly when the server that opened
+    the session would: ``calls.enable_simulcast`` travels with each session's ``open``, so servers with different
+    settings can share one rtcd host."""
+    on = await _answer_from_worker(tmp_path, True)
     assert "a=simulcast:recv q;h;f" in on and "a=rid:q recv" in on
-    off = await _answer_from_worker(tmp_path, "false")
+    off = await _answer_from_worker(tmp_path, False)
     assert "a=simulcast" not in off and "a=rid" not in off

@@ -33,7 +33,7 @@ class Clock:
 
 
 def rig() -> tuple[Rig, FakePeer, FakePeer, Clock]:
-    r = Rig(enable_simulcast=True)
+    r = Rig()
     clock = Clock()
     r.plane.simulcast._clock = clock  # noqa: SLF001 - virtual time for the layer rates and PLI throttle
     r.plane.open_session("A", "chan")
@@ -225,7 +225,7 @@ def test_holes_in_a_layer_are_nacked_to_the_publisher_at_most_three_times() -> N
 def test_a_camera_and_a_screen_with_the_same_rids_keep_their_layers_apart() -> None:
     """The web client sends its camera and its screen as simulcast with the same RIDs (q, f): a new SSRC belongs
     to the track its MID extension names, not to the first track that has its RID."""
-    r = Rig(enable_simulcast=True)
+    r = Rig()
     r.plane.open_session("A", "chan")
     extra = "".join(f"{line}\r\n" for line in (f"a=extmap:10 {RID_URI}", "a=rid:q send", "a=rid:f send",
                                                 "a=simulcast:send q;f"))

@@ -35,20 +35,7 @@ async () => {
 
 
 class SimulcastChromium(ChromiumClient):
-    async def offer(self) -> str:
-        async def go() -> str:
-            from playwright.async_api import async_playwright
-
-            from .test_media_chromium import ARGS
-
-            self.pw = await async_playwright().start()
-            self.ctx = await self.pw.chromium.launch_persistent_context(
-                self.profile, executable_path=CHROMIUM, headless=True, args=ARGS)
-            self.page = self.ctx.pages[0] if self.ctx.pages else await self.ctx.new_page()
-            await self.page.goto(f"http://127.0.0.1:{self.httpd.server_address[1]}/")
-            return str(await self.page.evaluate(SIMULCAST_PAGE_JS))
-
-        return str(await self.call(go, timeout=60))
+    page_js = SIMULCAST_PAGE_JS
 
 
 class SizingClient(AiortcClient):
@@ -73,7 +60,7 @@ async def test_a_receiver_switches_simulcast_layers_with_its_estimate(loopback_o
     if shutil.which(CHROMIUM) is None:
         pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
     h = CallHarness()
-    h.plane = MediaPlane(PlaneConfig(ice_port_udp=0), h._emit, report_interval=0.5, enable_simulcast=True)
+    h.plane = MediaPlane(PlaneConfig(ice_port_udp=0), h._emit, report_interval=0.5)
     browser = SimulcastChromium()
     peer = SizingClient("s")
     estimate: list[int | None] = [None]

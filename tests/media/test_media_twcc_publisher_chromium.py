@@ -16,7 +16,7 @@ import trio
 from callsd.adapters.media import twcc_recv
 
 from .conftest import CallHarness, wait_until
-from .test_media_chromium import ARGS, CHROMIUM, ChromiumClient
+from .test_media_chromium import CHROMIUM, ChromiumClient
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -53,18 +53,7 @@ CHROMIUM_START_BPS = 300_000
 class Publisher(ChromiumClient):
     """Chromium publishing a 640x360 camera; ``estimate()`` reads its send-side estimate."""
 
-    async def offer(self) -> str:
-        async def go() -> str:
-            from playwright.async_api import async_playwright
-
-            self.pw = await async_playwright().start()
-            self.ctx = await self.pw.chromium.launch_persistent_context(
-                self.profile, executable_path=CHROMIUM, headless=True, args=ARGS)
-            self.page = self.ctx.pages[0] if self.ctx.pages else await self.ctx.new_page()
-            await self.page.goto(f"http://127.0.0.1:{self.httpd.server_address[1]}/")
-            return str(await self.page.evaluate(PUBLISH_JS))
-
-        return str(await self.call(go, timeout=60))
+    page_js = PUBLISH_JS
 
     async def estimate(self) -> float | None:
         async def go() -> Any:

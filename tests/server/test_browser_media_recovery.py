@@ -30,17 +30,6 @@ if not Path(bs.CHROMIUM).exists():
 
 RECOVERY_S = 30.0  # the bound on getting audio back after the worker died
 
-SELECTED_REMOTE_PORT = """async () => {
-    const pc = window.callsd.pc;
-    if (!pc || pc.connectionState !== 'connected') return null;
-    const report = await pc.getStats();
-    let pairId = null;
-    report.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId; });
-    const pair = pairId && report.get(pairId);
-    const remote = pair && report.get(pair.remoteCandidateId);
-    return remote ? remote.port : null;
-}"""
-
 # Records every state the media-status element shows (with the socket's state at that moment); also marks the
 # document, so that a reload would be noticed.
 WATCH_MEDIA_STATUS = """() => {
@@ -62,16 +51,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bs.CallsdProces
     finally:
         proc.stop()
 
-
-
-def _remote_port(p: bs.Participant) -> int:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        port = p.page.evaluate(SELECTED_REMOTE_PORT)
-        if port:
-            return int(port)
-        p.page.wait_for_timeout(250)
-    raise AssertionError(f"{p.name}: no selected candidate pair\n{p.debug()}")
 
 
 def _unmute(p: bs.Participant) -> None:
@@ -97,8 +76,8 @@ def test_media_comes_back_after_the_call_s_media_worker_dies(browser: Any, serve
         a_sid, b_sid = alice.session_id, bob.session_id
 
         # The worker carrying the call: both pages talk to the same RTC port, one of the server's rtcd children.
-        port = _remote_port(alice)
-        assert _remote_port(bob) == port
+        port = alice.selected_remote()[1]
+        assert bob.selected_remote()[1] == port
         workers = server.worker_pids()
         assert sorted(workers) == [server.rtc_port, server.rtc_port + 1], workers
         for p in (alice, bob):
@@ -128,7 +107,7 @@ def test_media_comes_back_after_the_call_s_media_worker_dies(browser: Any, serve
         print(f"media recovered {recovered_s:.1f} s after the worker was killed")
         for p in (alice, bob):
             print(p.name, p.page.evaluate("window.__mediaStatusSeen.map(s => [s.t, s.state, s.text])"))
-        assert _remote_port(alice) != port
+        assert alice.selected_remote()[1] != port
         # No reload, same sessions, still both in the call.
         assert (alice.session_id, bob.session_id) == (a_sid, b_sid)
         assert alice.page.evaluate("Array.isArray(window.__mediaStatusSeen)")  # gone if the page had reloaded

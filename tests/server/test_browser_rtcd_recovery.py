@@ -28,17 +28,6 @@ if not Path(bs.CHROMIUM).exists():
 
 RECOVERY_S = 15.0  # issue 10's bound on audio coming back after the host died
 
-SELECTED_REMOTE = """async () => {
-    const pc = window.callsd.pc;
-    if (!pc || pc.connectionState !== 'connected') return null;
-    const report = await pc.getStats();
-    let pairId = null;
-    report.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId; });
-    const pair = pairId && report.get(pairId);
-    const remote = pair && report.get(pair.remoteCandidateId);
-    return remote ? (remote.address || remote.ip) : null;
-}"""
-
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[RtcdProcess], Serve]]:
@@ -65,16 +54,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[
 
 
 
-def _remote(p: bs.Participant) -> str:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        address = p.page.evaluate(SELECTED_REMOTE)
-        if address:
-            return str(address)
-        p.page.wait_for_timeout(250)
-    raise AssertionError(f"{p.name}: no selected candidate pair\n{p.debug()}")
-
-
 def test_audio_comes_back_on_the_other_host_after_kill_9(browser: Any, deployment: Any) -> None:
     hosts, serve = deployment
     alice = bs.Participant(browser, serve.url, "Alice")
@@ -90,8 +69,8 @@ def test_audio_comes_back_on_the_other_host_after_kill_9(browser: Any, deploymen
         for p in (alice, bob):
             p.wait_inbound_growing("audio")
         sessions = (alice.session_id, bob.session_id)
-        address = _remote(alice)
-        assert _remote(bob) == address and address in ADDRESSES
+        address = alice.selected_remote()[0]
+        assert bob.selected_remote()[0] == address and address in ADDRESSES
         alice.page.evaluate("() => { window.__notReloaded = true; }")
 
         hosts[ADDRESSES.index(address)].kill()
@@ -105,7 +84,7 @@ def test_audio_comes_back_on_the_other_host_after_kill_9(browser: Any, deploymen
         print(f"audio back {recovered_s:.1f} s after kill -9 of rtcd {address}")
         assert recovered_s <= RECOVERY_S
         other = next(a for a in ADDRESSES if a != address)
-        assert _remote(alice) == other and _remote(bob) == other
+        assert alice.selected_remote()[0] == other and bob.selected_remote()[0] == other
         assert (alice.session_id, bob.session_id) == sessions
         assert alice.page.evaluate("window.__notReloaded === true")
         assert serve.placement_now()["calls"].get(other) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 import trio
 from callsd.adapters.media.events import SendSignal, SessionClosed, TrackPublished, VoiceActivity
 from callsd.core.calls.events import TrackKind
@@ -17,14 +18,16 @@ class FakePlane:
     def __init__(self, config: Any, emit: Any) -> None:
         self.emit = emit
         self.calls: list[tuple[str, Any]] = []
+        self.simulcast: dict[str, bool] = {}
         self.counters = {"rtp_in": 7, "rtp_out": 12, "rtp_bytes_in": 700, "rtp_bytes_out": 1200}
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started(("127.0.0.1", 40000))
         await trio.sleep_forever()
 
-    def open_session(self, session_id: str, channel_id: str) -> None:
+    def open_session(self, session_id: str, channel_id: str, simulcast: bool = True) -> None:
         self.calls.append(("open", session_id))
+        self.simulcast[session_id] = simulcast
 
     def close_session(self, session_id: str) -> None:
         self.calls.append(("close", session_id))
@@ -59,6 +62,25 @@ async def _wait_for(predicate: Any) -> None:
     with trio.fail_after(5):
         while not predicate():
             await trio.sleep(0.01)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_the_plane_opens_each_session_with_the_servers_simulcast_setting(start_server, connect,
+                                                                                enabled: bool) -> None:
+    """``calls.enable_simulcast`` goes to the media plane with every session it opens (a remote rtcd host shared by
+    servers with different settings answers each session as its own server would), and to the client in
+    ``join_ack``."""
+    planes: list[FakePlane] = []
+
+    def factory(config: Any, emit: Any) -> FakePlane:
+        planes.append(FakePlane(config, emit))
+        return planes[-1]
+
+    info, _ = await start_server(media=True, plane_factory=factory, calls={"enable_simulcast": enabled})
+    async with connect(info) as a:
+        ack = await a.request("join", {"channel_id": "room"}, expect="join_ack")
+        await _wait_for(lambda: a.session_id in planes[0].simulcast)
+        assert planes[0].simulcast[a.session_id] is enabled and ack["simulcast"] is enabled
 
 
 async def test_sdp_and_tracks_flow_between_signaling_core_and_plane(start_server, connect, http_get):

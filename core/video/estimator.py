@@ -5,7 +5,9 @@ The SFU keeps one ``BandwidthEstimator`` per receiver (per transport). It is fed
 * ``on_packet_results(results, now_ms)``: per forwarded packet, its send time (the SFU's clock), its arrival time
   (the receiver's clock, from transport-cc feedback; ``None`` if lost) and its size. This drives the delay-based
   controller (``delay_based.py``: inter-arrival groups, trendline filter, over-use detector, AIMD) and the
-  loss-based controller, and measures the incoming rate R (bytes that arrived over the last 500 ms of arrivals, but the first packet's);
+  loss-based controller, and measures the incoming rate R (media bytes that arrived over the last 500 ms of arrivals,
+  but the first packet's; not a probe's padding, which leaves a queue as a burst faster than the path's rate: R
+  counting it passed for a 125 kbit/s path behind a 120 kbit/s shaper in a test run);
 * ``on_loss_report(fraction_lost, now_ms)``: the fraction lost from an RTCP receiver report (when the receiver
   did not negotiate transport-cc) drives the loss-based controller alone;
 * ``on_remb(bps, now_ms)``: a receiver-side estimate (REMB) caps the result.
@@ -158,7 +160,8 @@ class BandwidthEstimator:
             if arrival is None:
                 continue
             received += not result.probe_cluster
-            self._count_arrival(arrival, result.size)
+            if not result.probe_cluster:  # R is the media's rate: a probe is measured by its cluster (below)
+                self._count_arrival(arrival, result.size)
             delta = self._inter_arrival.add(result.send_ms, arrival)
             if delta is None:
                 continue

@@ -124,7 +124,7 @@ def test_a_lossy_probe_shows_nothing_and_loss_voids_what_an_earlier_probe_showed
     est = BandwidthEstimator()
     steady(est, 0.0, 3_000, 60_000)
     probe_cluster(est, 1, 3_100, 400_000, lost_every=3)
-    assert est.proven < 0.5 * 400_000  # what arrived of it counts in R, nothing more
+    assert est.proven <= 70_000  # and its padding is not R: a burst out of a queue is not the path's rate
     probe_cluster(est, 2, 3_400, 400_000)
     assert est.proven > 300_000
     steady(est, 3_700, 2_000, 60_000, lose_every=4)  # 25 % loss: the path changed since the probe

@@ -48,6 +48,7 @@ def test_the_estimate_stays_within_bounds_and_is_never_nan(settings: EstimatorSe
         value = est.estimate
         assert settings.min_bps <= value <= settings.max_bps
         assert not math.isnan(value)
+        assert settings.min_bps <= est.proven <= value  # what the path has shown is part of the estimate
 
 
 @given(st.integers(300_000, 5_000_000), st.floats(1.3, 3.0), st.integers(20, 60))
@@ -93,6 +94,23 @@ def test_layer_choice_goes_down_at_once_and_up_only_after_the_hold(layers: tuple
         assert 0 <= choice.index < len(layers)
         assert choice.index == 0 or layers[choice.index].bitrate <= estimate, "down at once"
         if previous is not None and choice.index > previous.index:
+            assert previous.up_since_ms is not None and now - previous.up_since_ms >= policy.hold_ms
+
+
+@given(layers_, st.lists(st.tuples(st.integers(0, 2 * 10**7), st.integers(0, 2 * 10**7), st.floats(0, 1000)),
+                         max_size=40))
+def test_a_layer_choice_moves_up_only_on_what_was_shown_and_down_on_the_estimate(layers: tuple[Layer, ...],
+                                                                                script: list) -> None:
+    policy = LayerPolicy(up_margin=1.2, hold_ms=3000)
+    choice: LayerChoice | None = None
+    now = 0.0
+    for estimate, proven, step in script:
+        now += step
+        previous = choice
+        choice = choose_layer(estimate, layers, choice, now, policy, proven=proven)
+        assert choice.index == 0 or layers[choice.index].bitrate <= estimate, "down at once, on the estimate"
+        if previous is not None and choice.index > previous.index:
+            assert layers[choice.index].bitrate * policy.up_margin <= min(estimate, proven), "up on what was shown"
             assert previous.up_since_ms is not None and now - previous.up_since_ms >= policy.hold_ms
 
 

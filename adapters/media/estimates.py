@@ -117,6 +117,12 @@ class ReceiverEstimates:
         est = self._by_session.get(session_id)
         return est.estimate if est is not None else None
 
+    def proven(self, session_id: str) -> int | None:
+        """The part of the session's estimate its path has shown it carries (``BandwidthEstimator.proven``): what
+        a move up a layer and the probe schedule read. None before it reported anything."""
+        est = self._by_session.get(session_id)
+        return est.proven if est is not None else None
+
     def forget(self, session_id: str) -> None:
         self._by_session.pop(session_id, None)
         self._sent.pop(session_id, None)

@@ -133,9 +133,9 @@ class MediaPlane:
         self.forwarder = Forwarder(send_pli=plane_rtcp.send_pli, on_voice=self._on_voice)
         self.estimates = ReceiverEstimates()  # per receiving session, from its REMB and reports (ADR 0019)
         self.simulcast = SimulcastForwarder(self.forwarder, plane_rtcp.send_layer_pli, self.estimates.estimate,
-                                            send_nack=plane_rtcp.send_layer_nack)
+                                            send_nack=plane_rtcp.send_layer_nack, proven=self.estimates.proven)
         self.rtcp_in = plane_rtcp.RtcpAnswers(self.forwarder, self.simulcast, self.estimates)
-        self.probes = ProbeSender(self.sessions.values, self.simulcast.wanted_bps, self.estimates.estimate)
+        self.probes = ProbeSender(self.sessions.values, self.simulcast.wanted_bps, self.estimates.proven)
 
         self.endpoint = UdpEndpoint(
             TransportConfig(host=rtc_bind(config), port=config.ice_port_udp,

@@ -2,7 +2,9 @@
 
 Theory of operation. The layer choice moves a receiver up only when its estimate covers the next layer (plus a
 margin), but an estimate cannot grow much past what the receiver is sent (``core.video.delay_based``). So when a
-receiver would move up if it could (``SimulcastForwarder.wanted_bps``) and its estimate says it cannot, the server
+receiver would move up if it could (``SimulcastForwarder.wanted_bps``) and what its path has shown it carries
+(``ReceiverEstimates.proven``, the ``estimate`` callable here: the estimate capped by the rate received and the
+last clean probe; the layer choice moves up on that, not on GCC's estimate) says it cannot, the server
 sends it a *probe cluster* on the schedule of ``core.video.probe.ProbeSchedule``: for ``duration_ms`` it adds
 padding at ``overshoot`` x the wanted rate (on top of the media: the cluster's own rate is what is measured). The padding is RTX
 (RFC 4588) padding-only packets on one of the receiver's video routes that negotiated RTX (the receiver's RTX
@@ -114,8 +116,8 @@ class ProbeSender:
         padding_bps = wanted * self.policy.overshoot
         cluster = self._next_cluster
         self._next_cluster = self._next_cluster % 0x7FFFFFFF + 1
-        self._active[s.session_id] = active = _Cluster(cluster, route, now, now + self.policy.duration_ms / 1000.0,
-                                                       padding_bps)
+        duration_s = self.policy.cluster_ms(padding_bps, _HDR.size + PADDING) / 1000.0
+        self._active[s.session_id] = active = _Cluster(cluster, route, now, now + duration_s, padding_bps)
         active.first_packet = self.packets
         self.clusters += 1
 

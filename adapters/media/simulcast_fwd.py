@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +50,7 @@ __all__ = ["SimulcastTrack", "SimulcastStream", "SimulcastForwarder", "RATE_WIND
 
 log = logging.getLogger("callsd.media.simulcast")
 RATE_WINDOW_S = 1.0
+NEED_WINDOWS = 5  # a layer's bitrate for the layer choice is its peak over this many windows
 _POLICY = LayerPolicy()  # the layer choice's margin and hold (docs/video.md)
 ROUTE_CACHE = 512
 DECIDE_INTERVAL_S = 0.1  # a route's layer choice is made again at least this often while packets flow
@@ -76,7 +78,7 @@ class SimulcastTrack:
 
     __slots__ = ("track", "rids", "rid_ext", "codec", "ssrcs", "octets", "window_start", "rates", "last_pli",
                  "routes", "rtx_pt", "repaired_ext", "rtx_ssrcs", "received", "newest", "count", "nacked",
-                 "layer_ssrcs", "primary_pt", "generation")
+                 "layer_ssrcs", "primary_pt", "generation", "recent")
 
     def __init__(self, track: InTrack, rids: tuple[str, ...], rid_ext: int, rtx_pt: int | None = None,
                  repaired_ext: int = 0) -> None:
@@ -103,6 +105,7 @@ class SimulcastTrack:
         self.octets = [0] * len(rids)
         self.window_start = 0.0
         self.rates = [0] * len(rids)  # bit/s over the last window
+        self.recent: deque[list[int]] = deque(maxlen=NEED_WINDOWS)  # the rates of the last windows (sending_layers)
         self.last_pli = [-1e9] * len(rids)
         self.routes: dict[str, _RouteState] = {}  # receiver session id -> its switch state
 
@@ -134,6 +137,7 @@ class SimulcastTrack:
         self.rates = [int(o * 8 / span) for o in self.octets] if self.window_start else [o * 8 for o in self.octets]
         self.octets = [0] * len(self.rids)
         self.window_start = now
+        self.recent.append(self.rates)
         self.generation += 1
 
     def holes(self, layer: int) -> list[int]:
@@ -163,13 +167,19 @@ class SimulcastTrack:
 
         Not by measured bitrate: a still screen's full layer can cost less than its half-size one (measured: the
         order flipped 7-14 times in 20 s with Chromium, each flip a switch and a wait for a key frame). A layer
-        needs at least what the layers below it do, so its bitrate for the choice is the running maximum."""
+        needs at least what the layers below it do, so its bitrate for the choice is the running maximum.
+
+        And a move up needs a layer's peak, not its last second: a screen share's layer varies 2x from one second
+        to the next (measured: a full layer at 60-137 kbit/s, mean 92), and a receiver moved up in a quiet second
+        gets the next busy one, and the key frame of the switch, through a link that cannot carry them. So each
+        ``Layer.peak`` is its highest over the last ``NEED_WINDOWS`` windows (a move down reads ``bitrate``)."""
         live: list[tuple[int, Layer]] = []
-        need = 0
+        need = peak = 0
         for i, rate in enumerate(self.rates):
             if rate > 0:
                 need = max(need, rate)
-                live.append((i, Layer(rid=self.rids[i], bitrate=need)))
+                peak = max(peak, need, *(window[i] for window in self.recent))
+                live.append((i, Layer(rid=self.rids[i], bitrate=need, peak=peak)))
         return live
 
 
@@ -191,8 +201,10 @@ class SimulcastForwarder:
 
     def __init__(self, forwarder: Forwarder, send_pli: Callable[[Any, int], None],
                  estimate: Callable[[str], int | None], clock: Callable[[], float] = time.monotonic,
-                 send_nack: Callable[[Any, int, list[int]], None] | None = None) -> None:
+                 send_nack: Callable[[Any, int, list[int]], None] | None = None,
+                 proven: Callable[[str], int | None] | None = None) -> None:
         self.forwarder = forwarder
+        self._proven = proven  # what a move up reads (ReceiverEstimates.proven); the estimate when None
         self._send_pli = send_pli
         self._send_nack = send_nack
         self._estimate = estimate
@@ -259,7 +271,7 @@ class SimulcastForwarder:
                 continue
             layers = st.sending_layers()
             if rs.choice.index + 1 < len(layers):
-                need = int(layers[rs.choice.index + 1][1].bitrate * _POLICY.up_margin)
+                need = int(layers[rs.choice.index + 1][1].up_bitrate * _POLICY.up_margin)
                 want = need if want is None else max(want, need)
         return want
 
@@ -379,11 +391,12 @@ class SimulcastForwarder:
         if prev is None or prev.index >= len(layers):
             current = next((k for k, (i, _) in enumerate(layers) if i == rs.switcher.current), None)
             prev = LayerChoice(index=current) if current is not None else None
-        rs.choice = choose_layer(estimate, [layer for _, layer in layers], prev, now * 1000.0)
+        proven = self._proven(receiver_id) if self._proven is not None else None
+        rs.choice = choose_layer(estimate, [layer for _, layer in layers], prev, now * 1000.0, proven=proven)
         if prev is None or rs.choice.index != prev.index:  # a decision, not a packet: seconds apart at most
             chosen = layers[rs.choice.index][1]
-            log.info("simulcast: %s gets %s of %s (%d bit/s) at an estimate of %d bit/s", receiver_id, chosen.rid,
-                     st.track.track_id, chosen.bitrate, estimate)
+            log.info("simulcast: %s gets %s of %s (%d bit/s, peak %d) at an estimate of %d bit/s (shown %s)",
+                     receiver_id, chosen.rid, st.track.track_id, chosen.bitrate, chosen.peak, estimate, proven)
         return layers[rs.choice.index][0]
 
     def _forward(self, st: SimulcastTrack, route: OutRoute, p: LayerPacket, plain: bytes, start: int,

@@ -17,9 +17,13 @@ cluster is complete when the report of its last packet comes (received or lost: 
 order, so every packet of the cluster has been reported by then). Padding is paced in bursts, so a gap between
 two probe packets says nothing about the cluster's end.
 
-``ProbeSchedule`` is the when: a receiver that wants more than its estimate is probed ``first_after_ms`` after it
-started wanting and then every ``interval_ms``, so an unchanged limit costs one short burst per interval and a
-lifted one is found within an interval.
+``ProbeSchedule`` is the when: a receiver that wants more than its path has shown is probed ``first_after_ms``
+after it started wanting, then every ``interval_ms`` (3 s), so an unchanged limit costs one short burst per
+interval and a lifted one is found within an interval. The schedule can back off (the wait doubles after each
+cluster that did not end the want, up to ``max_interval_ms``), but by default it does not: the issue allows 10 s
+from a lift to the move up, and that is the next cluster, its feedback, the 3-s layer hold and a key frame; with
+a 5-s cap a loaded run took 11.5 s (the first cluster after the lift met the shaper's draining queue and failed,
+the next came 5 s later). Short clusters are what make the probes cheap (``ProbePolicy.cluster_ms``).
 """
 
 from __future__ import annotations
@@ -117,37 +121,65 @@ class ProbeClusters:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProbePolicy:
-    """``duration_ms`` of padding per cluster, up to ``overshoot`` x the wanted rate; ``first_after_ms`` after a
-    receiver starts wanting more than its estimate, then every ``interval_ms``."""
+    """``duration_ms`` of padding per cluster (longer if that is fewer than ``min_packets``), up to ``overshoot`` x
+    the wanted rate; ``first_after_ms`` after a receiver starts wanting more than its path has shown, then after
+    ``interval_ms`` (doubling after each cluster that did not end the want, up to ``max_interval_ms`` if set)."""
 
-    duration_ms: float = 150.0
+    duration_ms: float = 60.0
+    min_packets: int = MIN_PACKETS + 3
     overshoot: float = 1.2
     first_after_ms: float = 2000.0
     interval_ms: float = 3000.0
+    max_interval_ms: float | None = None  # None: no backoff, every ``interval_ms``
 
     def __post_init__(self) -> None:
-        if self.duration_ms <= 0 or self.overshoot < 1.0 or self.first_after_ms < 0 or self.interval_ms <= 0:
+        if (self.duration_ms <= 0 or self.overshoot < 1.0 or self.first_after_ms < 0 or self.interval_ms <= 0
+                or (self.max_interval_ms is not None and self.max_interval_ms < self.interval_ms)
+                or self.min_packets < 1):
             raise ValueError(f"bad probe policy {self}")
+
+    def cluster_ms(self, bps: float, packet_bytes: int) -> float:
+        """How long a cluster at ``bps`` of ``packet_bytes`` packets lasts: ``duration_ms``, or the time
+        ``min_packets`` take (the measure needs ``MIN_PACKETS`` of them received).
+
+        Short, because a cluster's cost on a link at its limit is the queue it builds, which grows with its
+        length; its measure does not need length: a narrower path spreads even a few packets out (their receive
+        rate) or drops them (a failed cluster)."""
+        return max(self.duration_ms, self.min_packets * packet_bytes * 8000.0 / max(bps, 1.0))
 
 
 class ProbeSchedule:
-    """When to probe one receiver: ``due(wants, now_ms)`` is True when a cluster should start now."""
+    """When to probe one receiver: ``due(wants, now_ms)`` is True when a cluster should start now.
 
-    __slots__ = ("policy", "_next_ms")
+    A cluster that did not end the want (the receiver still wants more than its path has shown when the next one
+    is due) found the limit unchanged; with ``max_interval_ms`` above ``interval_ms`` the next one then waits twice
+    as long, up to that cap (fewer bursts for a receiver at its limit, a lifted limit found later); the want
+    ending (a clean cluster, a move, a layer gone) starts over."""
+
+    __slots__ = ("policy", "_next_ms", "_interval_ms")
 
     def __init__(self, policy: ProbePolicy = ProbePolicy()) -> None:
         self.policy = policy
         self._next_ms: float | None = None
+        self._interval_ms: float | None = None  # the wait after the last cluster of this want (None: none yet)
+
+    @property
+    def interval_ms(self) -> float | None:
+        """The wait before the next cluster, once one was sent for the current want."""
+        return self._interval_ms
 
     def due(self, wants: bool, now_ms: float) -> bool:
-        """``wants``: the receiver would move up if its estimate were higher. Starting a probe is the caller's
-        job once this says True; the next one is then ``interval_ms`` later."""
+        """``wants``: the receiver would move up if what its path has shown were higher. Starting a probe is
+        the caller's job once this says True."""
         if not wants:
-            self._next_ms = None
+            self._next_ms = self._interval_ms = None
             return False
         if self._next_ms is None:
             self._next_ms = now_ms + self.policy.first_after_ms
         if now_ms < self._next_ms:
             return False
-        self._next_ms = now_ms + self.policy.interval_ms
+        p = self.policy
+        cap = p.max_interval_ms if p.max_interval_ms is not None else p.interval_ms
+        self._interval_ms = p.interval_ms if self._interval_ms is None else min(2 * self._interval_ms, cap)
+        self._next_ms = now_ms + self._interval_ms
         return True

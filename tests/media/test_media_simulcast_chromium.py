@@ -77,6 +77,7 @@ async def test_a_receiver_switches_simulcast_layers_with_its_estimate(loopback_o
                 st = h.plane.simulcast.tracks["W_0"]
                 # the receiver's estimate, as the layer choice reads it (a limited link, then a free one)
                 h.plane.simulcast._estimate = lambda sid: estimate[0]  # noqa: SLF001
+                h.plane.simulcast._proven = None  # noqa: SLF001 - moves up read that estimate too (ADR 0025)
                 await wait_until(lambda: len(st.ssrcs) == 2, timeout=40, what="both layers sending",
                                  diag=lambda: f"{h.diagnostics()}\nrates={st.rates} ssrcs={st.ssrcs}")
                 await wait_until(lambda: len(peer.widths) > 10 and peer.widths[-1] == 320, timeout=40,

@@ -91,3 +91,19 @@ def test_the_schedule_waits_then_probes_every_interval_while_wanted() -> None:
     assert not sched.due(False, 7000)
     assert not sched.due(True, 8000)  # wanting again starts the wait again
     assert sched.due(True, 10_000)
+
+
+def test_clusters_that_find_the_limit_unchanged_come_less_often_until_the_want_ends() -> None:
+    sched = ProbeSchedule(ProbePolicy(first_after_ms=2000, interval_ms=3000, max_interval_ms=12_000))
+    times = [t for t in range(0, 60_000, 100) if sched.due(True, t)]
+    assert times[:5] == [2000, 5000, 11_000, 23_000, 35_000]  # 3, 6, 12, then 12 s apart
+    assert sched.interval_ms == 12_000
+    assert not sched.due(False, 60_000)  # a clean cluster (or a move) ends the want
+    assert sched.interval_ms is None
+    assert [t for t in range(60_000, 70_000, 100) if sched.due(True, t)] == [62_000, 65_000]
+
+
+def test_a_cluster_lasts_its_duration_or_as_long_as_its_minimum_packets_take() -> None:
+    policy = ProbePolicy(duration_ms=60, min_packets=8)
+    assert policy.cluster_ms(2_000_000, 267) == 60
+    assert round(policy.cluster_ms(200_000, 267)) == round(8 * 267 * 8000 / 200_000)  # 85 ms

@@ -55,11 +55,14 @@ from .signaling_media import MediaBridge
 from .signaling_outbox import Outbox
 from .signaling_plane import PlaneEffects
 from .signaling_protocol import (
+    BATCH_MAX_CHARS,
+    BATCH_MAX_EVENTS,
     PROTOCOL_MINOR,
     PROTOCOL_VERSION,
     ClientMessage,
     SignalingError,
     TokenBucket,
+    batch_frame,
     parse_message,
     peek,
 )
@@ -93,6 +96,19 @@ def _wall_ms() -> int:
 
 def _new_id(prefix: str = "") -> str:
     return prefix + secrets.token_urlsafe(12)
+
+
+def _waiting(first: str, recv: trio.MemoryReceiveChannel[str]) -> list[str]:
+    """``first`` and the events queued behind it, without waiting, up to one batch's bounds."""
+    texts, size = [first], len(first)
+    while len(texts) < BATCH_MAX_EVENTS and size < BATCH_MAX_CHARS:
+        try:
+            text = recv.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+        texts.append(text)
+        size += len(text)
+    return texts
 
 
 class SignalingHub:
@@ -240,14 +256,17 @@ class SignalingHub:
                 "server_version": self._settings.server_version, "auth_mode": self._settings.auth_mode}
 
     async def serve_connection(self, transport: Transport, *, query_token: str | None = None,
-                               session_id: str | None = None, greet: bool = True) -> None:
+                               session_id: str | None = None, greet: bool = True, batch_allowed: bool = False) -> None:
         """Run one client socket until it closes: hello, then read → feed → fan out. Returns after cleanup.
 
         A cluster node relaying a client here (adapters/cluster) has greeted it already: it passes the
-        ``session_id`` its ``hello`` named and ``greet=False``."""
+        ``session_id`` its ``hello`` named and ``greet=False``. ``batch_allowed``: the transport is the client's own
+        socket, so the events waiting for it may go out as one ``batch`` frame once the client asks (protocol 1.3);
+        a relay reads each frame it forwards and leaves this off."""
         send, recv = trio.open_memory_channel[str](OUTBOX_SIZE)
         conn = Connection(session_id or self._new_id(""), query_token,
-                          TokenBucket(self._settings.rate, self._settings.burst, trio.current_time()), send)
+                          TokenBucket(self._settings.rate, self._settings.burst, trio.current_time()), send,
+                          batch_allowed=batch_allowed)
         self._outbox.conns[conn.session_id] = conn
         self.counters.ws_connections_total += 1
         self.counters.ws_connections_open += 1
@@ -312,9 +331,15 @@ class SignalingHub:
     # ------------------------------------------------------------------ reading
 
     async def _writer(self, conn: Connection, transport: Transport, recv: trio.MemoryReceiveChannel[str]) -> None:
+        """Send the connection's outbox in order. With batches on, every event already waiting when the writer
+        wakes goes out in the same frame: what one input produces for a client (``join_ack`` and the broadcasts
+        of its join, an answer and the offer after it) costs one WebSocket send instead of one each."""
         try:
             async for text in recv:
+                if conn.batches:
+                    text = batch_frame(_waiting(text, recv))
                 await transport.send(text)
+                self.counters.ws_frames_out += 1
                 del text  # nor is the last message sent
         except Exception as exc:  # the socket broke under us: end this connection, not the server
             log.debug("send to %s failed: %r", conn.session_id, exc)

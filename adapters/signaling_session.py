@@ -157,6 +157,7 @@ class HubCounters:
         self.ws_connections_open = 0
         self.ws_events: Counter[tuple[str, str]] = Counter()  # (direction, type) -> n
         self.ws_closed_slow = 0
+        self.ws_frames_out = 0  # WebSocket frames sent (below the events sent when several share a batch frame)
         self.store_ops: Counter[str] = Counter()
         self.rtc_sessions_total = 0
         self.rtc_conn_states: Counter[str] = Counter()
@@ -166,13 +167,15 @@ class HubCounters:
 class Connection:
     """One WebSocket: its session id (changes on ``reconnect``), its call, its outbox and its rate limiter;
     ``action`` and ``request_id`` are the type and ``id`` of the message being handled (the id is set only while it
-    is handled: direct replies echo it, later events do not)."""
+    is handled: direct replies echo it, later events do not). ``batches`` is set once the client asked for ``batch``
+    frames (protocol 1.3) on a socket whose transport may carry them (``batch_allowed``: a direct client socket,
+    not a cluster relay, which reads the frames it forwards one event at a time)."""
 
     __slots__ = ("session_id", "channel_id", "user_id", "query_token", "bucket", "outbox", "scope", "close_code",
-                 "close_reason", "replaced", "action", "request_id")
+                 "close_reason", "replaced", "action", "request_id", "batch_allowed", "batches")
 
     def __init__(self, session_id: str, query_token: str | None, bucket: TokenBucket,
-                 outbox: trio.MemorySendChannel[str]) -> None:
+                 outbox: trio.MemorySendChannel[str], *, batch_allowed: bool = False) -> None:
         self.session_id = session_id
         self.channel_id: str | None = None
         self.user_id: str | None = None
@@ -185,6 +188,13 @@ class Connection:
         self.replaced = False
         self.action: str | None = None
         self.request_id: RequestId = None
+        self.batch_allowed = batch_allowed
+        self.batches = False
+
+    def ask_batches(self, data: dict[str, Any]) -> None:
+        """A ``join``/``reconnect`` with ``batch: true`` turns batch frames on for this socket, if it may carry
+        them."""
+        self.batches = self.batch_allowed and data.get("batch") is True
 
     def kill(self, code: int, reason: str) -> None:
         """Close this socket soon (from any task): its nursery is cancelled and the close frame sent."""

@@ -41,7 +41,13 @@ from callsd.adapters.media.plane import MediaPlane
 from callsd.adapters.media.router import PlaneRouter
 from callsd.adapters.metrics import build_registry, render_metrics
 from callsd.adapters.signaling import Authorize, HubSettings, MediaPlaneLike, SignalingHub, open_authorize
-from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SignalingError, encode
+from callsd.adapters.signaling_protocol import (
+    MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
+    SignalingError,
+    batch_frame,
+    encode,
+)
 from callsd.adapters.signaling_session import TurnCredentials
 from callsd.core.calls import events as ev
 from callsd.core.calls.eventlog import EventLogError
@@ -265,7 +271,7 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
         ticket = websocket.scope.get("state", {}).get(TICKET_KEY)
         transport = _QuartTransport(websocket._get_current_object(),  # type: ignore[attr-defined]
                                     ticket if isinstance(ticket, ConnectionTicket) else None)
-        await hub.serve_connection(transport, query_token=query_token)
+        await hub.serve_connection(transport, query_token=query_token, batch_allowed=True)
         return None
 
     return app
@@ -307,6 +313,14 @@ def _origin_allowed(origin: str, host: str, config: Config) -> bool:
 
 
 JOIN_ACK_PREFIX = encode("join_ack", {})[: len('{"type":"join_ack",')]  # a join or a reconnect succeeded
+BATCH_PREFIX = batch_frame(["{}", "{}"])[: len('{"type":"batch",')]
+
+
+def _acknowledges_join(text: str) -> bool:
+    """Whether a frame carries a ``join_ack``: it is one, or a batch holding one (not necessarily first: a reply
+    queued before the join may share its frame). Inside a JSON string a quote is escaped, so the object's opening
+    text cannot occur in one: a substring test is exact."""
+    return text.startswith(JOIN_ACK_PREFIX) or (text.startswith(BATCH_PREFIX) and JOIN_ACK_PREFIX in text)
 
 
 class _QuartTransport:
@@ -321,7 +335,7 @@ class _QuartTransport:
         return await self._ws.receive()  # type: ignore[no-any-return]
 
     async def send(self, text: str) -> None:
-        if self._ticket is not None and not self._ticket.is_joined and text.startswith(JOIN_ACK_PREFIX):
+        if self._ticket is not None and not self._ticket.is_joined and _acknowledges_join(text):
             self._ticket.joined()
         await self._ws.send(text)
 

@@ -148,8 +148,10 @@ class DirectSocket:
                 elif isinstance(event, Ping):
                     await self._send(self._ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
-                    if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                    if self._ws.state is ConnectionState.REMOTE_CLOSING:  # the peer's close: answer it
                         await self._send(self._ws.send(event.response()))
+                    else:  # wsproto found the peer's frames bad (e.g. not UTF-8): close with the code it names
+                        await self.close(int(event.code), "protocol error")
                     self.feed_eof()
         except RemoteProtocolError as exc:  # bad UTF-8 and the like: answer with its close code, then hang up
             await self._send_close(int(exc.event_hint.code) if isinstance(exc.event_hint, CloseConnection) else 1002,

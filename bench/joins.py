@@ -32,7 +32,8 @@ from bench.memory import run_server
 __all__ = ["main"]
 
 _FIGURES = ("sdp_rounds_per_join", "events_out_per_join", "frames_out_per_join", "join_cpu_ms_per_user",
-            "cpu_ms_to_held_per_join", "rss_kib_per_session", "p95_join_to_first_audio_ms")
+            "cpu_ms_to_held_per_join", "cpu_ms_whole_run_per_join", "rss_kib_per_session",
+            "p95_join_to_first_audio_ms")
 
 
 # (bucket, substrings of a py-spy frame "function (path:line)"); a sample goes to the bucket of the frame nearest

@@ -290,6 +290,7 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
         if spy is not None:
             spy.wait(timeout=60)
         end = _probe(server.proc.pid, probe)  # the users have left: what stays is what a session did not give back
+        cpu_end = _cpu_seconds(server.proc.pid)
         with urllib.request.urlopen(server.url + "/metrics", timeout=60) as resp:
             metrics = resp.read().decode()
     doc = json.loads(out.read_text())
@@ -308,6 +309,9 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
         "join_cpu_ms_per_user": s.get("join_cpu_ms_per_user"),
         # the server's whole CPU time from before the first join until all were held (joins, media, timers) ÷ joins
         "cpu_ms_to_held_per_join": round((cpu_held - cpu0) * 1000 / joined, 2) if joined else None,
+        # the server's whole CPU time over the run (joins, the hold, leaves) ÷ joins: with nobody talking, what a
+        # user's join and leave cost, whatever the host's load does to the timing of the windows above
+        "cpu_ms_whole_run_per_join": round((cpu_end - cpu0) * 1000 / joined, 2) if joined else None,
         "sdp_rounds_per_join": round(rounds / joined, 2) if joined else None,
         # server -> client WebSocket events and frames per user, over the whole run (join, hold, leave)
         "events_out_per_join": round(events_out / joined, 2) if joined else None,

@@ -41,6 +41,8 @@ __all__ = [
     "TokenBucket",
     "BATCH_MAX_EVENTS",
     "BATCH_MAX_CHARS",
+    "BATCH_LINGER",
+    "LAZY_EVENTS",
     "batch_frame",
 ]
 
@@ -168,6 +170,12 @@ def encode(kind: str, data: dict[str, Any], request_id: RequestId = None) -> str
 
 
 BATCH_MAX_EVENTS = 64  # events in one batch frame
+BATCH_LINGER = 0.15  # seconds a batch of only lazy events waits for more before it is sent
+# Events that may wait (up to BATCH_LINGER) for company in a batch frame: what a participant is told about the
+# others' presence, whose arrivals for one join come from three inputs tens of ms apart (``user_joined``, then the
+# ``slots`` signal, then ``user_media_state``). Anything else (replies, SDP, mute, hands...) is sent at once and
+# takes the waiting lazy events with it, so the order of events is never changed.
+LAZY_EVENTS = frozenset({"user_joined", "user_left", "user_media_state", "user_disconnected", "user_reconnected"})
 BATCH_MAX_CHARS = 256 * 1024  # a batch is closed once its text reaches this (a client's frame limit stays far off)
 _BATCH_HEAD = '{"type":"batch","data":{"events":['
 _BATCH_TAIL = "]}}"

@@ -24,7 +24,7 @@ from .signaling_names import clean_display_name
 from .signaling_protocol import RequestId, SignalingError, TokenBucket
 
 __all__ = ["Transport", "MediaPlaneLike", "NullMediaPlane", "Recorder", "Authorize", "open_authorize",
-           "TurnCredentials", "HubSettings", "HubCounters", "Connection"]
+           "OutboxItem", "TurnCredentials", "HubSettings", "HubCounters", "Connection"]
 
 
 class Transport(Protocol):
@@ -135,6 +135,9 @@ def open_authorize(*, channel_id: str, data: dict[str, Any], query_token: str | 
     return clean_display_name(raw, action)
 
 
+OutboxItem = tuple[str, bool]
+"""An event waiting for a client: its text, and whether it is lazy (``LAZY_EVENTS``: it may wait for company)."""
+
 TurnCredentials = Callable[[str, float], tuple[str, str]]
 """(session id, now in s) -> TURN REST (username, password); the server binds the shared secret and the TTL."""
 
@@ -175,7 +178,7 @@ class Connection:
                  "close_reason", "replaced", "action", "request_id", "batch_allowed", "batches")
 
     def __init__(self, session_id: str, query_token: str | None, bucket: TokenBucket,
-                 outbox: trio.MemorySendChannel[str], *, batch_allowed: bool = False) -> None:
+                 outbox: trio.MemorySendChannel[OutboxItem], *, batch_allowed: bool = False) -> None:
         self.session_id = session_id
         self.channel_id: str | None = None
         self.user_id: str | None = None
@@ -195,6 +198,15 @@ class Connection:
         """A ``join``/``reconnect`` with ``batch: true`` turns batch frames on for this socket, if it may carry
         them."""
         self.batches = self.batch_allowed and data.get("batch") is True
+
+    def finish(self, code: int, reason: str, *, within: float) -> None:
+        """Close this socket once the events already queued for it are sent, or ``within`` s from now at the
+        latest (a client that does not read): its outbox takes no more events, the writer ends the connection
+        when it has sent the rest (a server shutdown's last events and errors reach the clients)."""
+        self.close_code, self.close_reason = code, reason
+        self.outbox.close()
+        if self.scope is not None:
+            self.scope.deadline = min(self.scope.deadline, trio.current_time() + within)
 
     def kill(self, code: int, reason: str) -> None:
         """Close this socket soon (from any task): its nursery is cancelled and the close frame sent."""

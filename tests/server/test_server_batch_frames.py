@@ -10,7 +10,7 @@ from typing import Any
 import trio
 import trio.testing
 from callsd.adapters.signaling import HubSettings, NullMediaPlane, SignalingHub
-from callsd.adapters.signaling_protocol import PROTOCOL_MINOR, batch_frame, encode
+from callsd.adapters.signaling_protocol import BATCH_LINGER, PROTOCOL_MINOR, batch_frame, encode
 from hub_support import MemoryRecorder
 
 
@@ -36,6 +36,13 @@ class FrameTransport:
     def events(self) -> list[dict[str, Any]]:
         """Every event received, batches unwrapped, in order."""
         return [e for f in self.frames for e in (f["data"]["events"] if f["type"] == "batch" else [f])]
+
+
+async def _frames(socket: FrameTransport, count: int) -> None:
+    """Wait until ``socket`` has received ``count`` frames (lazy events linger BATCH_LINGER s first)."""
+    with trio.fail_after(5):
+        while len(socket.frames) < count:
+            await trio.sleep(0.01)
 
 
 def _hub() -> SignalingHub:
@@ -67,7 +74,8 @@ async def test_a_joiner_that_asks_gets_the_events_of_its_join_in_one_frame() -> 
         bob = await _joined(hub, nursery, "bob", ask=True)
         assert [f["type"] for f in bob.frames] == ["hello", "batch"]
         assert [e["type"] for e in bob.events()] == ["hello", "join_ack", "user_joined"]
-        # alice is told of bob in a frame of its own (one event: not wrapped)
+        # alice is told of bob once the linger for more presence events has passed (one event: not wrapped)
+        await _frames(alice, 3)
         assert alice.frames[-1]["type"] == "user_joined" and alice.frames[-1]["data"]["user_id"] == "bob"
         assert hub.counters.ws_frames_out == 5
         assert hub.counters.ws_events["out", "user_joined"] == 3  # events are still counted one by one
@@ -96,6 +104,27 @@ async def test_batches_keep_the_order_of_a_burst_and_stay_within_their_bounds() 
         pongs = [e["data"]["n"] for e in alice.events() if e["type"] == "pong"]
         assert pongs == list(range(200))
         assert all(len(f["data"]["events"]) <= 64 for f in alice.frames if f["type"] == "batch")
+        nursery.cancel_scope.cancel()
+
+
+async def test_presence_events_wait_for_company_and_anything_else_takes_them_at_once() -> None:
+    hub = _hub()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        alice = await _joined(hub, nursery, "alice", ask=True)
+        conn = hub.outbox.conns[next(iter(hub.outbox.conns))]
+        hub.outbox.send(conn, "user_joined", {"user_id": "b"})
+        await trio.sleep(BATCH_LINGER / 3)
+        hub.outbox.send(conn, "user_media_state", {"session_id": "b"})
+        hub.outbox.send(conn, "signal", {"type": "slots", "tracks": []}, lazy=True)
+        await _frames(alice, 3)  # one frame for the three, after the linger
+        assert [e["type"] for e in alice.frames[2]["data"]["events"]] == ["user_joined", "user_media_state", "signal"]
+        started = trio.current_time()
+        hub.outbox.send(conn, "user_left", {"user_id": "b"})
+        hub.outbox.send(conn, "pong", {})  # not lazy: both go now, in order
+        await _frames(alice, 4)
+        assert trio.current_time() - started < BATCH_LINGER
+        assert [e["type"] for e in alice.frames[3]["data"]["events"]] == ["user_left", "pong"]
         nursery.cancel_scope.cancel()
 
 

@@ -1,10 +1,11 @@
 """The signaling WebSocket served straight from the guarded connection, without hypercorn's HTTP/ASGI stack.
 
-Why (docs/adr/0027-batch-frames-and-direct-signaling-socket.md): measured on this machine, one signaling socket cost
-~3 ms of server CPU to open and close and ~110 µs per frame through hypercorn (h11, its WebSocket stream, an ASGI
-queue, a task group per request and a ping task), quart-trio (a request context, a nursery, a reader task, a
-channel, signals) and our shielded ASGI ``send``: about half of a join's CPU. The signaling socket needs none of
-that machinery: one upgrade, then text frames both ways.
+Why (docs/adr/0027-batch-frames-and-direct-signaling-socket.md): opening and closing one signaling socket through
+hypercorn (h11, its WebSocket stream, an ASGI queue, a task group per request and a ping task), quart-trio (a
+request context, a nursery, a reader task, a channel, signals) and our shielded ASGI ``send`` cost ~2.8 ms of server
+CPU on this machine; served here, ~2.0 ms (``python -m bench.ws_stack``; per message the two are within the noise:
+Trio's wake-ups and the syscalls dominate). The signaling socket needs none of that machinery: one upgrade, then
+text frames both ways.
 
 Theory of operation
 -------------------

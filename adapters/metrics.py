@@ -127,6 +127,10 @@ class CallsdCollector(Collector):
         for (direction, kind), value in sorted(c.ws_events.items()):
             events.add_metric([direction, kind], value)
         yield events
+        yield CounterMetricFamily(
+            "callsd_websocket_frames_sent", "WebSocket frames sent to clients (several events share one batch frame)",
+            value=c.ws_frames_out,
+        )
 
         store = CounterMetricFamily("callsd_store_ops", "Event store operations", labels=["op"])
         for op, value in sorted(c.store_ops.items()):

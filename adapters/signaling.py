@@ -55,11 +55,15 @@ from .signaling_media import MediaBridge
 from .signaling_outbox import Outbox
 from .signaling_plane import PlaneEffects
 from .signaling_protocol import (
+    BATCH_LINGER,
+    BATCH_MAX_CHARS,
+    BATCH_MAX_EVENTS,
     PROTOCOL_MINOR,
     PROTOCOL_VERSION,
     ClientMessage,
     SignalingError,
     TokenBucket,
+    batch_frame,
     parse_message,
     peek,
 )
@@ -71,6 +75,7 @@ from .signaling_session import (
     HubSettings,
     MediaPlaneLike,
     NullMediaPlane,
+    OutboxItem,
     Recorder,
     Transport,
     TurnCredentials,
@@ -93,6 +98,41 @@ def _wall_ms() -> int:
 
 def _new_id(prefix: str = "") -> str:
     return prefix + secrets.token_urlsafe(12)
+
+
+async def _batch(first: OutboxItem, recv: trio.MemoryReceiveChannel[OutboxItem]) -> list[str]:
+    """``first`` and the events queued behind it, up to one batch's bounds. While every event taken is lazy
+    (``LAZY_EVENTS``), wait up to ``BATCH_LINGER`` for more; one that is not lazy ends the batch (it goes in it)."""
+    text, all_lazy = first
+    texts, size = [text], len(text)
+    deadline = trio.current_time() + BATCH_LINGER
+    while len(texts) < BATCH_MAX_EVENTS and size < BATCH_MAX_CHARS:
+        item = _next_waiting(recv)
+        if item is None and all_lazy:
+            item = await _next_before(recv, deadline)
+        if item is None:
+            break
+        text, lazy = item
+        texts.append(text)
+        size += len(text)
+        all_lazy = all_lazy and lazy
+    return texts
+
+
+def _next_waiting(recv: trio.MemoryReceiveChannel[OutboxItem]) -> OutboxItem | None:
+    try:
+        return recv.receive_nowait()
+    except (trio.WouldBlock, trio.EndOfChannel):
+        return None
+
+
+async def _next_before(recv: trio.MemoryReceiveChannel[OutboxItem], deadline: float) -> OutboxItem | None:
+    with trio.move_on_at(deadline):
+        try:
+            return await recv.receive()
+        except trio.EndOfChannel:
+            return None
+    return None
 
 
 class SignalingHub:
@@ -240,14 +280,17 @@ class SignalingHub:
                 "server_version": self._settings.server_version, "auth_mode": self._settings.auth_mode}
 
     async def serve_connection(self, transport: Transport, *, query_token: str | None = None,
-                               session_id: str | None = None, greet: bool = True) -> None:
+                               session_id: str | None = None, greet: bool = True, batch_allowed: bool = False) -> None:
         """Run one client socket until it closes: hello, then read → feed → fan out. Returns after cleanup.
 
         A cluster node relaying a client here (adapters/cluster) has greeted it already: it passes the
-        ``session_id`` its ``hello`` named and ``greet=False``."""
-        send, recv = trio.open_memory_channel[str](OUTBOX_SIZE)
+        ``session_id`` its ``hello`` named and ``greet=False``. ``batch_allowed``: the transport is the client's own
+        socket, so the events waiting for it may go out as one ``batch`` frame once the client asks (protocol 1.3);
+        a relay reads each frame it forwards and leaves this off."""
+        send, recv = trio.open_memory_channel[OutboxItem](OUTBOX_SIZE)
         conn = Connection(session_id or self._new_id(""), query_token,
-                          TokenBucket(self._settings.rate, self._settings.burst, trio.current_time()), send)
+                          TokenBucket(self._settings.rate, self._settings.burst, trio.current_time()), send,
+                          batch_allowed=batch_allowed)
         self._outbox.conns[conn.session_id] = conn
         self.counters.ws_connections_total += 1
         self.counters.ws_connections_open += 1
@@ -294,7 +337,8 @@ class SignalingHub:
                     self.feed(ev.Disconnect(at=self._clock_ms(), session_id=p.session_id))
 
     def close_all(self, code: int, reason: str) -> None:
-        """Close every client socket with ``code`` (their sessions are disconnected as for a dropped socket)."""
+        """Close every client socket with ``code`` once what is queued for it is sent (their sessions are
+        disconnected as for a dropped socket)."""
         self._outbox.close_all(code, reason)
 
     async def drain(self, timeout: float) -> bool:
@@ -311,11 +355,21 @@ class SignalingHub:
 
     # ------------------------------------------------------------------ reading
 
-    async def _writer(self, conn: Connection, transport: Transport, recv: trio.MemoryReceiveChannel[str]) -> None:
+    async def _writer(self, conn: Connection, transport: Transport,
+                      recv: trio.MemoryReceiveChannel[OutboxItem]) -> None:
+        """Send the connection's outbox in order. With batches on, every event already waiting when the writer
+        wakes goes out in the same frame: what one input produces for a client (``join_ack`` and the broadcasts
+        of its join, an answer and the offer after it) costs one WebSocket send instead of one each; presence
+        events wait a little for the rest of a join (``_batch``)."""
         try:
-            async for text in recv:
+            async for item in recv:
+                text = batch_frame(await _batch(item, recv)) if conn.batches else item[0]
+                del item
                 await transport.send(text)
+                self.counters.ws_frames_out += 1
                 del text  # nor is the last message sent
+            if conn.scope is not None:  # the outbox was closed (``Connection.finish``) and all of it is sent
+                conn.scope.cancel()
         except Exception as exc:  # the socket broke under us: end this connection, not the server
             log.debug("send to %s failed: %r", conn.session_id, exc)
             if conn.scope is not None:

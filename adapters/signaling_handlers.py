@@ -143,6 +143,7 @@ class MessageHandlers:
         if hub.rejected(conn, outputs):
             return
         conn.channel_id, conn.user_id = channel_id, user_id
+        conn.ask_batches(data)
         hub.send_join_ack(conn, reconnected=False)
         hub.plane_effects.open(conn.session_id, channel_id)
         hub.dispatch(outputs)
@@ -177,6 +178,7 @@ class MessageHandlers:
         if conns.get(conn.session_id) is conn:
             del conns[conn.session_id]
         conn.session_id, conn.channel_id, conn.user_id = old_sid, channel_id, who.user_id
+        conn.ask_batches(data)
         conns[old_sid] = conn
         hub.send_join_ack(conn, reconnected=True)
         hub.dispatch(outputs)

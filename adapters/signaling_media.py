@@ -92,7 +92,9 @@ class MediaBridge:
                 answer = event.msg.get("type") == "answer"
                 request_id = self._plane.answer_id(event.session_id) if answer else None
                 if conn is not None:
-                    self._outbox.send(conn, "signal", dict(event.msg), request_id)
+                    # a slots change only labels audio that already flows: it may wait for company (LAZY_EVENTS)
+                    self._outbox.send(conn, "signal", dict(event.msg), request_id,
+                                      lazy=event.msg.get("type") == "slots")
             case TrackPublished():
                 if self._machine.participant(event.session_id) is not None:
                     self._feed(ev.PublishTrack(at=self._clock_ms(), session_id=event.session_id,

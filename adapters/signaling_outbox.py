@@ -14,10 +14,12 @@ from typing import Any
 import trio
 
 from .signaling_fanout import DurableFanOut
-from .signaling_protocol import RequestId, encode
+from .signaling_protocol import LAZY_EVENTS, RequestId, encode
 from .signaling_session import Connection, HubCounters
 
 __all__ = ["Outbox"]
+
+CLOSE_FLUSH = 1.0  # seconds a socket closed by the server has to send what is queued for it
 
 
 class Outbox:
@@ -32,13 +34,14 @@ class Outbox:
     def get(self, session_id: str) -> Connection | None:
         return self.conns.get(session_id)
 
-    def queue(self, conn: Connection, kind: str, text: str) -> None:
-        """Queue ``text`` for ``conn`` once everything recorded so far is durable (``DurableFanOut.do``)."""
-        self.fanout.do(self.queue_now, conn, kind, text)
+    def queue(self, conn: Connection, kind: str, text: str, lazy: bool | None = None) -> None:
+        """Queue ``text`` for ``conn`` once everything recorded so far is durable (``DurableFanOut.do``). ``lazy``:
+        it may wait a little for company in a batch frame (default: ``kind`` is one of ``LAZY_EVENTS``)."""
+        self.fanout.do(self.queue_now, conn, kind, text, lazy)
 
-    def queue_now(self, conn: Connection, kind: str, text: str) -> None:
+    def queue_now(self, conn: Connection, kind: str, text: str, lazy: bool | None = None) -> None:
         try:
-            conn.outbox.send_nowait(text)
+            conn.outbox.send_nowait((text, kind in LAZY_EVENTS if lazy is None else lazy))
             self.counters.ws_events["out", kind] += 1
         except trio.WouldBlock:
             if conn.close_code == 1000:  # count (and close) once
@@ -47,8 +50,9 @@ class Outbox:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
-    def send(self, conn: Connection, kind: str, data: dict[str, Any], request_id: RequestId = None) -> None:
-        self.queue(conn, kind, encode(kind, data, request_id))
+    def send(self, conn: Connection, kind: str, data: dict[str, Any], request_id: RequestId = None, *,
+             lazy: bool | None = None) -> None:
+        self.queue(conn, kind, encode(kind, data, request_id), lazy)
 
     def reply(self, conn: Connection, kind: str, data: dict[str, Any]) -> None:
         """A direct reply to the message ``conn`` is handling: it echoes the message's request ``id``."""
@@ -76,5 +80,6 @@ class Outbox:
                                              request_id))
 
     def close_all(self, code: int, reason: str) -> None:
+        """Close every socket after what is queued for it (``Connection.finish``, at most ``CLOSE_FLUSH`` s)."""
         for conn in list(self.conns.values()):
-            conn.kill(code, reason)
+            conn.finish(code, reason, within=CLOSE_FLUSH)

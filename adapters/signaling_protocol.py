@@ -10,6 +10,8 @@ Pure functions and tables, no I/O, so the pump in ``signaling.py`` stays thin an
   field.
 - ``FACT_EVENTS`` maps each core fact output to the server event broadcast to the call (``event_for``).
 - ``TokenBucket`` is the per-session rate limiter (10 msg/s, burst 100); time comes in as an argument.
+- ``batch_frame(texts)`` joins encoded events into one ``batch`` frame (protocol 1.3, docs/adr/0027): text
+  concatenation of what ``encode`` produced, no second JSON pass.
 """
 
 from __future__ import annotations
@@ -37,10 +39,17 @@ __all__ = [
     "FACT_EVENTS",
     "event_for",
     "TokenBucket",
+    "BATCH_MAX_EVENTS",
+    "BATCH_MAX_CHARS",
+    "BATCH_LINGER",
+    "LAZY_EVENTS",
+    "batch_frame",
 ]
 
 PROTOCOL_VERSION = 1
-PROTOCOL_MINOR = 2  # 1.1: request ids, error.action always named, reconnect_secret, signal offer tracks; 1.2: audio slots (protocol.md)
+# 1.1: request ids, error.action always named, reconnect_secret, signal offer tracks; 1.2: audio slots;
+# 1.3: batch frames (protocol.md)
+PROTOCOL_MINOR = 3
 MAX_MESSAGE_BYTES = 1024 * 1024
 _ID_MAX = 128
 REQUEST_ID_MAX = 64
@@ -158,6 +167,26 @@ def encode(kind: str, data: dict[str, Any], request_id: RequestId = None) -> str
     if request_id is not None:
         doc["id"] = request_id
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+BATCH_MAX_EVENTS = 64  # events in one batch frame
+BATCH_LINGER = 0.15  # seconds a batch of only lazy events waits for more before it is sent
+# Events that may wait (up to BATCH_LINGER) for company in a batch frame: what a participant is told about the
+# others' presence, whose arrivals for one join come from three inputs tens of ms apart (``user_joined``, then the
+# ``slots`` signal, then ``user_media_state``). Anything else (replies, SDP, mute, hands...) is sent at once and
+# takes the waiting lazy events with it, so the order of events is never changed.
+LAZY_EVENTS = frozenset({"user_joined", "user_left", "user_media_state", "user_disconnected", "user_reconnected"})
+BATCH_MAX_CHARS = 256 * 1024  # a batch is closed once its text reaches this (a client's frame limit stays far off)
+_BATCH_HEAD = '{"type":"batch","data":{"events":['
+_BATCH_TAIL = "]}}"
+
+
+def batch_frame(texts: list[str]) -> str:
+    """Several encoded events (each the text of ``encode``) as one frame: ``{"type": "batch", "data": {"events":
+    [...]}}``, in order. One event is sent as it is: a batch of one would only cost the client an unwrap."""
+    if len(texts) == 1:
+        return texts[0]
+    return _BATCH_HEAD + ",".join(texts) + _BATCH_TAIL
 
 
 # core fact output -> (event type, data builder). Outputs not listed (Rejected, routes, timers, config) are not

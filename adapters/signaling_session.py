@@ -24,7 +24,7 @@ from .signaling_names import clean_display_name
 from .signaling_protocol import RequestId, SignalingError, TokenBucket
 
 __all__ = ["Transport", "MediaPlaneLike", "NullMediaPlane", "Recorder", "Authorize", "open_authorize",
-           "TurnCredentials", "HubSettings", "HubCounters", "Connection"]
+           "OutboxItem", "TurnCredentials", "HubSettings", "HubCounters", "Connection"]
 
 
 class Transport(Protocol):
@@ -135,6 +135,9 @@ def open_authorize(*, channel_id: str, data: dict[str, Any], query_token: str | 
     return clean_display_name(raw, action)
 
 
+OutboxItem = tuple[str, bool]
+"""An event waiting for a client: its text, and whether it is lazy (``LAZY_EVENTS``: it may wait for company)."""
+
 TurnCredentials = Callable[[str, float], tuple[str, str]]
 """(session id, now in s) -> TURN REST (username, password); the server binds the shared secret and the TTL."""
 
@@ -157,6 +160,7 @@ class HubCounters:
         self.ws_connections_open = 0
         self.ws_events: Counter[tuple[str, str]] = Counter()  # (direction, type) -> n
         self.ws_closed_slow = 0
+        self.ws_frames_out = 0  # WebSocket frames sent (below the events sent when several share a batch frame)
         self.store_ops: Counter[str] = Counter()
         self.rtc_sessions_total = 0
         self.rtc_conn_states: Counter[str] = Counter()
@@ -166,13 +170,15 @@ class HubCounters:
 class Connection:
     """One WebSocket: its session id (changes on ``reconnect``), its call, its outbox and its rate limiter;
     ``action`` and ``request_id`` are the type and ``id`` of the message being handled (the id is set only while it
-    is handled: direct replies echo it, later events do not)."""
+    is handled: direct replies echo it, later events do not). ``batches`` is set once the client asked for ``batch``
+    frames (protocol 1.3) on a socket whose transport may carry them (``batch_allowed``: a direct client socket,
+    not a cluster relay, which reads the frames it forwards one event at a time)."""
 
     __slots__ = ("session_id", "channel_id", "user_id", "query_token", "bucket", "outbox", "scope", "close_code",
-                 "close_reason", "replaced", "action", "request_id")
+                 "close_reason", "replaced", "action", "request_id", "batch_allowed", "batches")
 
     def __init__(self, session_id: str, query_token: str | None, bucket: TokenBucket,
-                 outbox: trio.MemorySendChannel[str]) -> None:
+                 outbox: trio.MemorySendChannel[OutboxItem], *, batch_allowed: bool = False) -> None:
         self.session_id = session_id
         self.channel_id: str | None = None
         self.user_id: str | None = None
@@ -185,6 +191,22 @@ class Connection:
         self.replaced = False
         self.action: str | None = None
         self.request_id: RequestId = None
+        self.batch_allowed = batch_allowed
+        self.batches = False
+
+    def ask_batches(self, data: dict[str, Any]) -> None:
+        """A ``join``/``reconnect`` with ``batch: true`` turns batch frames on for this socket, if it may carry
+        them."""
+        self.batches = self.batch_allowed and data.get("batch") is True
+
+    def finish(self, code: int, reason: str, *, within: float) -> None:
+        """Close this socket once the events already queued for it are sent, or ``within`` s from now at the
+        latest (a client that does not read): its outbox takes no more events, the writer ends the connection
+        when it has sent the rest (a server shutdown's last events and errors reach the clients)."""
+        self.close_code, self.close_reason = code, reason
+        self.outbox.close()
+        if self.scope is not None:
+            self.scope.deadline = min(self.scope.deadline, trio.current_time() + within)
 
     def kill(self, code: int, reason: str) -> None:
         """Close this socket soon (from any task): its nursery is cancelled and the close frame sent."""

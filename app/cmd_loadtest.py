@@ -86,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio-slots", type=_non_negative_int, default=0,
                         help="ask for N pre-negotiated audio receive sections (joins then cost the others no "
                              "offer/answer round; docs/adr/0020-receive-slots.md); 0: one section per track")
+    parser.add_argument("--batch", action="store_true",
+                        help="ask for batch frames (protocol 1.3: the events waiting for a client share one WebSocket "
+                             "frame; docs/adr/0027-batch-frames.md), as the web client does")
     parser.add_argument("--video-bitrate", type=_bitrate, default=500_000, help="camera bitrate (default 500k)")
     parser.add_argument("--screen-bitrate", type=_bitrate, default=1_000_000,
                         help="screen-share bitrate (default 1M)")
@@ -169,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         screen_bitrate=args.screen_bitrate, duration=args.duration, join_duration=args.join_duration,
         processes=args.processes, token_secret=args.token_secret, output=args.output,
         delay_sample=args.delay_sample, join_timeout=args.join_timeout, server_pid=args.server_pid,
-        reconnect=args.reconnect, audio_slots=args.audio_slots, quiet=args.quiet or not sys.stderr.isatty(),
+        reconnect=args.reconnect, audio_slots=args.audio_slots, batch=args.batch, quiet=args.quiet or not sys.stderr.isatty(),
         screen_simulcast=args.screen_simulcast,
     )
     cfg.media_engine = args.media_engine

@@ -77,6 +77,7 @@ class HttpConfig:
     join_timeout: float = 10.0
     max_connections: int = 1000
     max_connections_per_address: int = 100
+    signaling_socket: str = "direct"  # "direct": served by app/ws_direct.py; "asgi": through hypercorn and Quart
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -241,6 +242,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "join_timeout": float_in(0.05, 3600),
         "max_connections": int_in(1, 1_000_000, zero_ok=True, what="no limit"),
         "max_connections_per_address": int_in(1, 1_000_000, zero_ok=True, what="no limit"),
+        "signaling_socket": choice("direct", "asgi"),
     },
     "rtc": {
         "ice_address_udp": ip_address,

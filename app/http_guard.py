@@ -24,6 +24,9 @@ calls. ``serve_http`` replaces ``hypercorn.trio.serve`` (same sockets, lifespan 
   call, within ``http.join_timeout`` seconds, or it is closed (1008 "join timeout" on a WebSocket). A WebSocket
   upgraded on a later keep-alive request (a proxy reusing the connection) gets a new ticket and deadline of its own. The app says
   "joined" through the ``ConnectionTicket`` it finds in the ASGI scope's ``state`` under ``TICKET_KEY``.
+- **The signaling socket may skip hypercorn** (``direct``, app/ws_direct.py): when the first request head of a
+  connection upgrades a path the app serves directly, the guard answers the upgrade and hands the frames it
+  forwards to a ``DirectSocket``; every check above still applies, since the bytes still pass ``InboundGuard``.
 """
 
 from __future__ import annotations
@@ -50,6 +53,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .http_inbound import InboundGuard, Phase, Refusal
+from .ws_direct import (
+    DirectSocket,
+    DirectUpgrades,
+    UpgradeRequest,
+    accept_response,
+    refusal_response,
+    upgrade_request,
+)
 
 __all__ = ["GuardSettings", "GuardCounters", "GuardCollector", "ConnectionTicket", "GuardedTCPServer", "serve_http",
            "TICKET_KEY"]
@@ -134,12 +145,14 @@ class GuardedTCPServer(TCPServer):
 
     def __init__(self, app: Any, config: hypercorn.config.Config, context: WorkerContext, state: ConnectionState,
                  stream: Any, *, inbound: InboundGuard, counters: GuardCounters,
-                 ticket: ConnectionTicket | None = None) -> None:
+                 ticket: ConnectionTicket | None = None, direct: DirectUpgrades | None = None) -> None:
         super().__init__(app, config, context, state, stream)
         self.inbound = inbound
         self.counters = counters
         self.ticket = ticket or ConnectionTicket()
         self.later_upgrade = trio.Event()  # a WebSocket upgrade on a later keep-alive request got its own ticket
+        self.direct = direct  # the app's directly served upgrade path, if any (app/ws_direct.py)
+        self.direct_socket: DirectSocket | None = None  # set once this connection's upgrade was served directly
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
@@ -161,6 +174,55 @@ class GuardedTCPServer(TCPServer):
                 self.counters.refused["write_timeout"] += 1
                 await self.stream.aclose()
                 await self.protocol.handle(Closed())
+
+    async def send_frames(self, data: bytes) -> None:
+        """A direct socket's send: serialised, shielded and bounded like ``protocol_send``; a stream that broke or a
+        peer that did not read in time raises ``trio.ClosedResourceError`` to the sender (the socket is closed)."""
+        async with self.send_lock:
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + self._write_timeout) as scope:
+                await self.stream.send_all(data)
+        if scope.cancelled_caught:
+            self.counters.refused["write_timeout"] += 1
+            await self.stream.aclose()
+            raise trio.ClosedResourceError("the peer did not read within the write timeout")
+
+    async def _serve_direct(self, forward: bytes) -> bool:
+        """The first request head (and any bytes after it) is an upgrade the app serves itself: refuse it or answer
+        101 and start its session. False: not such an upgrade (hypercorn gets the bytes)."""
+        assert self.direct is not None
+        end = forward.find(b"\r\n\r\n") + 4
+        request = upgrade_request(forward[:end], self.direct.path) if end > 3 else None
+        if request is None:
+            return False
+        refusal = self.direct.check(request)
+        if refusal is not None:
+            await self.send_then_close(refusal_response(*refusal))
+            return True
+        reply = accept_response(request)
+        if self.inbound.response_started(reply) is not None:  # marks the upgrade answered; cannot refuse a 101 here
+            return False
+        await self.idle_task.stop()  # hypercorn's keep-alive timer: this connection never goes back to HTTP
+        socket = self.direct_socket = DirectSocket(self.send_frames, self.stream.aclose)
+        await self.send_frames(reply)
+        nursery = self._task_group._nursery
+        assert nursery is not None  # the connection's task group is open while its reader runs
+        nursery.start_soon(self._direct_session, request, socket)
+        if end < len(forward):
+            await socket.feed(forward[end:])
+        return True
+
+    async def _direct_session(self, request: UpgradeRequest, socket: DirectSocket) -> None:
+        assert self.direct is not None
+        async with trio.open_nursery() as nursery:
+            if self.config.websocket_ping_interval:
+                nursery.start_soon(socket.ping, self.config.websocket_ping_interval)
+            try:
+                await self.direct.serve(request, socket, self.ticket)
+            finally:
+                nursery.cancel_scope.cancel()
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(CLOSE_SEND_TIMEOUT):
+                        await socket.close(1000, "")  # nothing if the app closed it already or the peer did
 
     @property
     def _write_timeout(self) -> float:
@@ -186,6 +248,7 @@ class GuardedTCPServer(TCPServer):
             except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
                 break
             was_http = self.inbound.phase is Phase.HTTP
+            first_head = self.inbound.phase is Phase.HEAD
             checked = self.inbound.feed(bytes(data))
             if was_http and self.inbound.phase is Phase.FRAMES:
                 # The first ticket was lifted by a plain request; the WebSocket gets a join deadline of its own,
@@ -194,16 +257,23 @@ class GuardedTCPServer(TCPServer):
                 self.state[TICKET_KEY] = self.ticket
                 self.later_upgrade.set()
             if checked.forward:
-                await self.protocol.handle(RawData(checked.forward))
+                if self.direct_socket is not None:
+                    await self.direct_socket.feed(checked.forward)
+                elif not (first_head and self.direct is not None and self.inbound.phase is Phase.FRAMES
+                          and await self._serve_direct(checked.forward)):
+                    await self.protocol.handle(RawData(checked.forward))
             if self.inbound.phase is Phase.HTTP:
                 self.ticket.joined()  # plain HTTP: hypercorn's keep-alive and read timeouts take over
             if checked.refusal is not None:
                 await self.refuse(checked.refusal)
                 break
             if data == b"":
-                await self.protocol.handle(RawData(b""))
+                if self.direct_socket is None:
+                    await self.protocol.handle(RawData(b""))
                 break
             del data, checked  # not kept alive by this frame while the next read waits (~2 x 4 KiB a connection)
+        if self.direct_socket is not None:
+            self.direct_socket.feed_eof()
         await self.protocol.handle(Closed())
         # The socket is done; the app has been told. hypercorn would now wait for the connection's ping task to
         # wake (every idle_timeout/3 s) before the connection ends, holding its place under the connection caps:
@@ -250,6 +320,7 @@ class _Listener:
     settings: GuardSettings
     counters: GuardCounters
     logged: set[tuple[str, str]]
+    direct: DirectUpgrades | None = None
 
     async def handle(self, stream: Any) -> None:
         address = _peer_host(stream)
@@ -284,7 +355,7 @@ class _Listener:
         ticket = ConnectionTicket()
         server = GuardedTCPServer(self.app, self.config, self.context, ConnectionState({TICKET_KEY: ticket}), stream,
                                   inbound=InboundGuard(max_message_bytes=self.settings.max_message_bytes),
-                                  counters=self.counters, ticket=ticket)
+                                  counters=self.counters, ticket=ticket, direct=self.direct)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._join_deadline, server)
@@ -346,14 +417,16 @@ async def serve_http(
     settings: GuardSettings,
     counters: GuardCounters,
     *,
+    direct: DirectUpgrades | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the ASGI ``app`` on ``config.bind`` until cancelled; report the bound URLs like hypercorn does."""
+    """Serve the ASGI ``app`` on ``config.bind`` until cancelled; report the bound URLs like hypercorn does.
+    ``direct``: the upgrade path the app serves without hypercorn (app/ws_direct.py), if any."""
     config.set_statsd_logger_class(StatsdLogger)
     wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
     lifespan = Lifespan(wrapped, config, {})
     context = WorkerContext(None)
-    listener = _Listener(wrapped, config, context, settings, counters, set())
+    listener = _Listener(wrapped, config, context, settings, counters, set(), direct)
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()

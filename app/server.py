@@ -41,7 +41,11 @@ from callsd.adapters.media.plane import MediaPlane
 from callsd.adapters.media.router import PlaneRouter
 from callsd.adapters.metrics import build_registry, render_metrics
 from callsd.adapters.signaling import Authorize, HubSettings, MediaPlaneLike, SignalingHub, open_authorize
-from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SignalingError, encode
+from callsd.adapters.signaling_protocol import (
+    MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
+    SignalingError,
+)
 from callsd.adapters.signaling_session import TurnCredentials
 from callsd.core.calls import events as ev
 from callsd.core.calls.eventlog import EventLogError
@@ -53,6 +57,12 @@ from .config import Config
 from .http_guard import TICKET_KEY, ConnectionTicket, GuardCollector, GuardCounters, GuardSettings, serve_http
 from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name, metrics_authorized
 from .quart_ws import LeanWebsocketConnection
+from .signaling_socket import (
+    SIGNALING_PATH,
+    SignalingUpgrade,
+    acknowledges_join,
+    origin_allowed,
+)
 
 __all__ = ["serve", "ServerInfo", "ServerControl", "StartupError", "ServerFailed", "create_app", "ShieldSend", "VERSION"]
 
@@ -248,7 +258,7 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
         ]
         return _json({"channels": listed})
 
-    @app.websocket("/api/v1/websocket")
+    @app.websocket(SIGNALING_PATH)
     async def ws() -> Response | None:
         origin = websocket.headers.get("Origin")
         if origin is not None and not _origin_allowed(origin, websocket.headers.get("Host", ""), config):
@@ -265,7 +275,7 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
         ticket = websocket.scope.get("state", {}).get(TICKET_KEY)
         transport = _QuartTransport(websocket._get_current_object(),  # type: ignore[attr-defined]
                                     ticket if isinstance(ticket, ConnectionTicket) else None)
-        await hub.serve_connection(transport, query_token=query_token)
+        await hub.serve_connection(transport, query_token=query_token, batch_allowed=True)
         return None
 
     return app
@@ -293,20 +303,7 @@ def create_metrics_app(hub: SignalingHub, config: Config, registry: Any) -> Quar
     return app
 
 
-def _origin_allowed(origin: str, host: str, config: Config) -> bool:
-    """Browsers send ``Origin`` on WebSocket upgrades; accept the page's own origin and the configured ones.
-
-    Without this check any web page the user visits could open a socket to a callsd on 127.0.0.1 and join calls
-    in their name (cross-site WebSocket hijacking); clients that are not browsers send no ``Origin``.
-    """
-    normalized = origin.rstrip("/").lower()
-    if normalized in config.http.allowed_origins:
-        return True
-    scheme, _, rest = normalized.partition("://")
-    return scheme in ("http", "https") and rest == host.lower()
-
-
-JOIN_ACK_PREFIX = encode("join_ack", {})[: len('{"type":"join_ack",')]  # a join or a reconnect succeeded
+_origin_allowed = origin_allowed  # the name app/cluster_server.py imports
 
 
 class _QuartTransport:
@@ -321,7 +318,7 @@ class _QuartTransport:
         return await self._ws.receive()  # type: ignore[no-any-return]
 
     async def send(self, text: str) -> None:
-        if self._ticket is not None and not self._ticket.is_joined and text.startswith(JOIN_ACK_PREFIX):
+        if self._ticket is not None and not self._ticket.is_joined and acknowledges_join(text):
             self._ticket.joined()
         await self._ws.send(text)
 
@@ -551,8 +548,9 @@ async def serve(
             rtc_address = None
             if plane is not None:
                 rtc_address = await nursery.start(plane.serve)
+            direct = SignalingUpgrade(hub, config, http_counters) if config.http.signaling_socket == "direct" else None
             binds = await nursery.start(partial(serve_http, app, _hypercorn_config(config), _guard_settings(config),
-                                                http_counters))
+                                                http_counters, direct=direct))
             metrics_url = ""
             if config.metrics.listen:
                 # Its own counters and caps: a flood of the HTTP port must not lock Prometheus out, nor the reverse.

@@ -119,6 +119,7 @@ class Server:
                     return self
             except OSError:
                 time.sleep(0.1)
+        self.__exit__()  # not left running (and holding its CPU) after a failed start
         raise RuntimeError("callsd serve did not become ready in 15 s")
 
     def __exit__(self, *exc: object) -> None:

@@ -1,6 +1,8 @@
-"""Join cost A/B: offer/answer rounds and server CPU per join, with and without pre-negotiated audio slots.
+"""Join cost A/B: offer/answer rounds, frames and server CPU per join: audio slots, batch frames, signaling socket.
 
     .venv/bin/python -m bench.joins [--rounds 2 --calls 10 --users 8 --unmuted 2 --slots 8]   (~1 min per run)
+    .venv/bin/python -m bench.joins --compare batch      # audio slots, one frame per event vs batch frames
+    .venv/bin/python -m bench.joins --compare socket     # the signaling socket through hypercorn+Quart vs direct
     .venv/bin/python -m bench.joins --plane --rounds 3      # the media plane alone, in-process (~20 s)
 
 Each run is `bench.memory server` (a fresh `callsd serve` pinned to CPU 0, `callsd loadtest` joining calls × users
@@ -29,7 +31,8 @@ from bench.memory import run_server
 
 __all__ = ["main"]
 
-_FIGURES = ("sdp_rounds_per_join", "join_cpu_ms_per_user", "cpu_ms_to_held_per_join", "rss_kib_per_session",
+_FIGURES = ("sdp_rounds_per_join", "events_out_per_join", "frames_out_per_join", "join_cpu_ms_per_user",
+            "cpu_ms_to_held_per_join", "cpu_ms_whole_run_per_join", "rss_kib_per_session",
             "p95_join_to_first_audio_ms")
 
 
@@ -119,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--join-duration", type=float, default=5.0)
     p.add_argument("--hold", type=float, default=12.0)
     p.add_argument("--slots", type=int, default=8, help="audio slots the B runs ask for")
+    p.add_argument("--compare", choices=("slots", "batch", "socket"), default="slots",
+                   help="slots: per-track sections vs audio slots; batch: slots with one frame per event vs slots "
+                        "with batch frames (protocol 1.3, ADR 0027); socket: slots and batch frames, the signaling "
+                        "socket through hypercorn/Quart (http.signaling_socket = asgi) vs served directly (direct)")
     p.add_argument("--output", default="", help="write every run's figures to this JSON file")
     p.add_argument("--profile", default="", metavar="DIR", help="py-spy the server's join windows into DIR")
     p.add_argument("--plane", action="store_true",
@@ -136,19 +143,31 @@ def main(argv: list[str] | None = None) -> int:
     spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
     if a.profile and not os.path.exists(spy):
         p.error(f"--profile needs py-spy next to this interpreter ({spy}): pip install py-spy")
-    modes = {"per-track sections": (), f"{a.slots} audio slots": ("--audio-slots", str(a.slots))}
+    slots = ("--audio-slots", str(a.slots))
+    # mode -> (the load tool's extra arguments, http.signaling_socket of the server)
+    Modes = dict[str, tuple[tuple[str, ...], str]]
+    comparisons: dict[str, Modes] = {
+        "slots": {"per-track sections": ((), "direct"), f"{a.slots} audio slots": (slots, "direct")},
+        "batch": {f"{a.slots} audio slots": (slots, "direct"),
+                  f"{a.slots} audio slots, batch frames": ((*slots, "--batch"), "direct")},
+        "socket": {"socket through hypercorn+Quart": ((*slots, "--batch"), "asgi"),
+                   "socket served directly": ((*slots, "--batch"), "direct")},
+    }
+    modes = comparisons[a.compare]
     runs: list[dict[str, Any]] = []
     for n in range(a.rounds):
-        for mode, extra in modes.items():
+        for mode, (extra, signaling_socket) in modes.items():
+            os.environ["CALLSD_HTTP_SIGNALING_SOCKET"] = signaling_socket  # the server child reads it
             prof = ""
             if a.profile:
                 os.makedirs(a.profile, exist_ok=True)
-                prof = os.path.join(a.profile, f"join-{n}-{'slots' if extra else 'sections'}.txt")
+                tag = "-".join(x.strip("-") for x in extra) or "sections"
+                prof = os.path.join(a.profile, f"join-{n}-{tag}-{signaling_socket}.txt")
             r = run_server(a.calls, a.users, a.unmuted, a.join_duration, a.hold, extra, profile=prof,
                            profile_gil=not a.profile_all_threads)
             if prof and os.path.exists(prof):
                 r["profile_shares"] = profile_shares(prof)
-            r.update(mode=mode, round=n, loadavg_after=list(os.getloadavg()))
+            r.update(mode=mode, round=n, loadavg_after=list(os.getloadavg()), signaling_socket=signaling_socket)
             runs.append(r)
             print(json.dumps({k: r.get(k) for k in ("mode", "round", "joined", "failed", *_FIGURES,
                                                     "loadavg_after", "profile_shares")}), flush=True)

@@ -290,6 +290,7 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
         if spy is not None:
             spy.wait(timeout=60)
         end = _probe(server.proc.pid, probe)  # the users have left: what stays is what a session did not give back
+        cpu_end = _cpu_seconds(server.proc.pid)
         with urllib.request.urlopen(server.url + "/metrics", timeout=60) as resp:
             metrics = resp.read().decode()
     doc = json.loads(out.read_text())
@@ -298,13 +299,23 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
                  and 'type="sdp"' in line)
     s, u = doc["server"], doc["users"]
     joined = u.get("joined") or 0
+    frames_out = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                     if line.startswith("callsd_websocket_frames_sent_total "))
+    events_out = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                     if line.startswith("callsd_websocket_events_total{") and 'direction="out"' in line)
     return {
         "calls": calls, "users_per_call": users, "unmuted": unmuted, "joined": joined, "failed": u.get("failed"),
         "rss_kib_per_session": round(s.get("rss_bytes_per_session", 0) / 1024, 1),
         "join_cpu_ms_per_user": s.get("join_cpu_ms_per_user"),
         # the server's whole CPU time from before the first join until all were held (joins, media, timers) ÷ joins
         "cpu_ms_to_held_per_join": round((cpu_held - cpu0) * 1000 / joined, 2) if joined else None,
+        # the server's whole CPU time over the run (joins, the hold, leaves) ÷ joins: with nobody talking, what a
+        # user's join and leave cost, whatever the host's load does to the timing of the windows above
+        "cpu_ms_whole_run_per_join": round((cpu_end - cpu0) * 1000 / joined, 2) if joined else None,
         "sdp_rounds_per_join": round(rounds / joined, 2) if joined else None,
+        # server -> client WebSocket events and frames per user, over the whole run (join, hold, leave)
+        "events_out_per_join": round(events_out / joined, 2) if joined else None,
+        "frames_out_per_join": round(frames_out / joined, 2) if joined else None,
         "held_kib_per_session": {k: round((held[k] - start[k]) / joined / 1024, 1) for k in ("rss", "rss_trimmed", "malloc_in_use",
                                                                                 "rss_heap", "rss_anon", "rss_file")}
         if joined else None,

@@ -60,6 +60,7 @@ class LoadConfig:
     server_pid: int = 0
     reconnect: bool = False
     audio_slots: int = 0  # ask the server for N pre-negotiated audio receive sections (0: one section per track)
+    batch: bool = False  # ask for batch frames (protocol 1.3)
     quiet: bool = False
     run_id: str = field(default_factory=lambda: os.urandom(3).hex())
     urls: list[str] = field(default_factory=list)  # several: users round-robin over them (``url`` is the first)
@@ -250,7 +251,7 @@ def _specs(cfg: LoadConfig, t0: float) -> list[WorkerSpec]:
             screen_sharing=cfg.screen_sharing, video=cfg.video, video_bitrate=cfg.video_bitrate,
             screen_bitrate=cfg.screen_bitrate, join_duration=cfg.join_duration, duration=cfg.duration, t0=t0,
             run_id=cfg.run_id, token_secret=cfg.token_secret, delay_sample=cfg.delay_sample,
-            join_timeout=cfg.join_timeout, reconnect=cfg.reconnect, audio_slots=cfg.audio_slots,
+            join_timeout=cfg.join_timeout, reconnect=cfg.reconnect, audio_slots=cfg.audio_slots, batch=cfg.batch,
             media_engine=cfg.media_engine,
             ws_urls=[cfg.ws_url(url) for url in cfg.urls] if len(cfg.urls) > 1 else [],
             screen_simulcast=cfg.screen_simulcast,

@@ -64,6 +64,7 @@ class WorkerSpec:
     extra: dict[str, Any] = field(default_factory=dict)
     ws_urls: list[str] = field(default_factory=list)  # several nodes: user N connects to ws_urls[N % len]
     audio_slots: int = 0  # pre-negotiated audio receive sections asked for in the first offer (ADR 0020)
+    batch: bool = False  # ask for batch frames in join/reconnect (protocol 1.3, ADR 0027)
     screen_simulcast: bool = False  # sharers publish three simulcast layers (simulcast.py)
     media_engine: str = "auto"  # callsd.peer.MediaEngine media: "auto", "native", "shared" (C) or "python"
 
@@ -241,12 +242,17 @@ class SimUser:
                 self.failed = self.leg.error.split(":")[0]
 
     def _join_data(self) -> dict[str, Any]:
-        return {"channel_id": self.channel_id, "display_name": f"lt-user-{self.number}"}
+        data: dict[str, Any] = {"channel_id": self.channel_id, "display_name": f"lt-user-{self.number}"}
+        if self.spec.batch:
+            data["batch"] = True
+        return data
 
     def _reconnect_data(self) -> dict[str, Any]:
-        data = {"session_id": self.session_id, "channel_id": self.channel_id}
+        data: dict[str, Any] = {"session_id": self.session_id, "channel_id": self.channel_id}
         if self.reconnect_secret:
             data["reconnect_secret"] = self.reconnect_secret
+        if self.spec.batch:
+            data["batch"] = True
         return data
 
     async def _receive(self, timeout: float) -> None:
@@ -272,7 +278,18 @@ class SimUser:
             msg = json.loads(text)
             kind = msg.get("type")
             data = msg.get("data") or {}
-        except (ValueError, AttributeError):
+            events = data["events"] if kind == "batch" else [msg]  # a batch frame: its events in order (1.3)
+        except (ValueError, AttributeError, KeyError, TypeError):
+            self.errors["bad_message"] = self.errors.get("bad_message", 0) + 1
+            return
+        for event in events:
+            await self._handle_event(event)
+
+    async def _handle_event(self, msg: Any) -> None:
+        try:
+            kind = msg.get("type")
+            data = msg.get("data") or {}
+        except AttributeError:
             self.errors["bad_message"] = self.errors.get("bad_message", 0) + 1
             return
         self._note(f"{kind}" + (f":{data.get('type')}" if kind in ("signal", "error") else "")

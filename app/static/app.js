@@ -104,7 +104,8 @@ async function refreshChannels() {
 }
 
 export function joinData() {
-  const data = { channel_id: state.channelId };
+  // batch: the server may send the events waiting for us as one `batch` frame (protocol 1.3).
+  const data = { channel_id: state.channelId, batch: true };
   const name = currentName();
   if (name) data.display_name = name;
   return data;

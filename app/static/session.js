@@ -53,15 +53,9 @@ export function connect() {
       return;
     }
     if (!msg || typeof msg.type !== "string") return;
-    remember({ dir: "in", type: msg.type, data: msg.type === "signal" ? { type: msg.data?.type } : msg.data });
-    const handler = HANDLERS[msg.type];
-    if (handler) {
-      // One message at a time, in order: a handler that awaits (setRemoteDescription, getUserMedia) must finish
-      // before the next message is looked at, or a re-offer could overtake the answer it depends on.
-      state.inbox = state.inbox
-        .then(() => (state.ws === ws ? handler(msg.data || {}) : undefined))
-        .catch((err) => console.error("callsd: handler", msg.type, String(err)));
-    }
+    // A `batch` frame (protocol 1.3) carries several events, in order: each is handled as if it came alone.
+    const events = msg.type === "batch" && Array.isArray(msg.data?.events) ? msg.data.events : [msg];
+    for (const event of events) receiveEvent(ws, event);
   };
   ws.onclose = (ev) => {
     if (state.ws !== ws) return;
@@ -90,6 +84,19 @@ export function connect() {
       showError("connection_lost", "Could not reach the server.");
     }
   };
+}
+
+function receiveEvent(ws, msg) {
+  if (!msg || typeof msg.type !== "string") return;
+  remember({ dir: "in", type: msg.type, data: msg.type === "signal" ? { type: msg.data?.type } : msg.data });
+  const handler = HANDLERS[msg.type];
+  if (handler) {
+    // One message at a time, in order: a handler that awaits (setRemoteDescription, getUserMedia) must finish
+    // before the next message is looked at, or a re-offer could overtake the answer it depends on.
+    state.inbox = state.inbox
+      .then(() => (state.ws === ws ? handler(msg.data || {}) : undefined))
+      .catch((err) => console.error("callsd: handler", msg.type, String(err)));
+  }
 }
 
 // Retry for as long as the page is open: exponential backoff with jitter, capped at BACKOFF_MAX_MS. After a few
@@ -136,7 +143,7 @@ export function setOffline(offline) {
 function afterOpen() {
   if (state.resumeOnOpen && state.sessionId) {
     send("reconnect", { session_id: state.sessionId, channel_id: state.channelId,
-                        reconnect_secret: state.reconnectSecret });
+                        reconnect_secret: state.reconnectSecret, batch: true });
   } else if (state.phase === "joining") {
     send("join", joinData());
   }

@@ -22,6 +22,7 @@ import pytest
 import trio
 from callsd.app.http_guard import GuardCounters, GuardedTCPServer
 from callsd.app.http_inbound import InboundGuard
+from callsd.app.ws_direct import DirectSocket
 from hypercorn.events import Event, RawData
 from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.trio.worker_context import WorkerContext
@@ -68,21 +69,24 @@ async def test_a_ping_in_flight_while_the_connection_closes_raises_nothing() -> 
         right.close()
 
 
+@pytest.mark.parametrize("signaling_socket", ["direct", "asgi"])
 async def test_an_error_in_a_connection_task_closes_that_connection_only(start_server, connect, http_get,
-                                                                          monkeypatch, caplog):
+                                                                          monkeypatch, caplog, signaling_socket):
     failures = 2
-    original = WSStream._send_pings
+    # the ping task of the socket's stack: app/ws_direct.py's, or hypercorn's WebSocket stream's
+    owner, name = (DirectSocket, "ping") if signaling_socket == "direct" else (WSStream, "_send_pings")
+    original = getattr(owner, name)
 
-    async def failing_pings(self: WSStream) -> None:
+    async def failing_pings(self: object, *args: object) -> None:
         nonlocal failures
         if failures:
             failures -= 1
             raise trio.BusyResourceError("another task is currently sending data on this SocketStream")
-        await original(self)
+        await original(self, *args)
 
-    monkeypatch.setattr(WSStream, "_send_pings", failing_pings)
+    monkeypatch.setattr(owner, name, failing_pings)
     caplog.set_level(logging.ERROR, logger="callsd.http")
-    info, _ = await start_server()
+    info, _ = await start_server(http={"signaling_socket": signaling_socket})
     for _ in range(2):  # each of these connections loses its ping task: it is closed, the server is not
         with pytest.raises(Exception):  # noqa: B017 - the socket is closed under the client, however it surfaces
             async with connect(info) as victim:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import trio
 from attack_support import http_request, open_upgraded, read_close_code
 from callsd.adapters.signaling_protocol import encode
-from callsd.app.server import JOIN_ACK_PREFIX
+from callsd.app.signaling_socket import JOIN_ACK_PREFIX
 
 
 async def _until_closed(stream: trio.SocketStream, data: bytes = b"", timeout: float = 5) -> bytes:

@@ -70,7 +70,7 @@ def test_autojoin_link_with_name_joins_in_a_fresh_profile(fake: Any, people: Any
     ada = people(url, "Ada")
     ada.page.goto(f"{url}/?channel=standup&name=Ada&autojoin=1", timeout=bs.WAIT_MS)
     ada.wait_in_call()
-    assert _sent(app, "join")[-1]["data"] == {"channel_id": "standup", "display_name": "Ada"}
+    assert _sent(app, "join")[-1]["data"] == {"channel_id": "standup", "display_name": "Ada", "batch": True}
 
 
 # 2 -------------------------------------------------------------------------------------------------------------

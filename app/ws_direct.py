@@ -1,0 +1,207 @@
+"""The signaling WebSocket served straight from the guarded connection, without hypercorn's HTTP/ASGI stack.
+
+Why (docs/adr/0027-batch-frames-and-direct-signaling-socket.md): opening and closing one signaling socket through
+hypercorn (h11, its WebSocket stream, an ASGI queue, a task group per request and a ping task), quart-trio (a
+request context, a nursery, a reader task, a channel, signals) and our shielded ASGI ``send`` cost ~2.8 ms of server
+CPU on this machine; served here, ~2.0 ms (``python -m bench.ws_stack``; per message the two are within the noise:
+Trio's wake-ups and the syscalls dominate). The signaling socket needs none of that machinery: one upgrade, then
+text frames both ways.
+
+Theory of operation
+-------------------
+``GuardedTCPServer`` (app/http_guard.py) still reads every byte and feeds ``InboundGuard`` (app/http_inbound.py),
+so every frame check (message size at the header, opcodes, masking, control frames, the join deadline, connection
+caps) holds as before. When the *first* request head of a connection is a WebSocket upgrade whose path a
+``DirectUpgrades`` serves, the guard does not forward it to hypercorn: it parses the head (``upgrade_request``),
+asks ``check`` (the app's refusals: host, origin, token: an HTTP status and body), answers ``101`` itself, and from
+then on hands the frames it forwards to a ``DirectSocket`` instead of hypercorn. ``serve`` (the app: the hub) runs
+on that socket in the connection's task group. Any other request, and an upgrade on a later keep-alive request (a
+proxy reusing a connection), goes through hypercorn and Quart as before.
+
+``DirectSocket`` is the hub's ``Transport``: wsproto's frame codec (``wsproto.connection.Connection``: unmasking,
+fragments, UTF-8, ping/pong, the close handshake), one bounded inbox of whole messages (the reader waits when it is
+full, as hypercorn's app queue made it), sends serialised by the guarded server's lock with its write deadline, and
+a ping every ``ping_interval`` s so that a vanished peer is found by the read timeout, as hypercorn's pings did.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+import trio
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+__all__ = ["UpgradeRequest", "JoinTicket", "DirectUpgrades", "DirectSocket", "upgrade_request", "accept_response",
+           "refusal_response"]
+
+INBOX_SIZE = 16  # whole messages waiting for the app; the reader stops reading while it is full
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpgradeRequest:
+    """A WebSocket upgrade head: what the app's checks read."""
+
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
+    key: str  # Sec-WebSocket-Key
+
+    def arg(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+
+class JoinTicket(Protocol):
+    """The connection's join deadline (app/http_guard.py ``ConnectionTicket``): the app lifts it on a join."""
+
+    def joined(self) -> None: ...
+
+    @property
+    def is_joined(self) -> bool: ...
+
+
+class DirectUpgrades(Protocol):
+    """The app's side: which path it serves directly, its refusals, and the session on an accepted socket."""
+
+    @property
+    def path(self) -> str: ...
+
+    def check(self, request: UpgradeRequest) -> tuple[int, str] | None: ...  # (HTTP status, body) to refuse
+
+    async def serve(self, request: UpgradeRequest, socket: DirectSocket, ticket: JoinTicket) -> None: ...
+
+
+def upgrade_request(head: bytes, path: str) -> UpgradeRequest | None:
+    """The upgrade ``head`` (one complete request head) if it is a WebSocket upgrade of ``path``, else None (then it
+    goes to hypercorn, which answers whatever it is)."""
+    parser = h11.Connection(h11.SERVER)
+    try:
+        parser.receive_data(head)
+        event = parser.next_event()
+    except h11.RemoteProtocolError:
+        return None
+    if not isinstance(event, h11.Request) or event.method != b"GET":
+        return None
+    target = urlsplit(event.target.decode("ascii", "replace"))
+    if target.path != path:
+        return None
+    headers: dict[str, str] = {}
+    for name, value in event.headers:
+        headers[name.decode("ascii").lower()] = value.decode("latin-1")
+    connection = {token.strip() for token in headers.get("connection", "").lower().split(",")}
+    key = headers.get("sec-websocket-key", "")
+    if (headers.get("upgrade", "").lower() != "websocket" or "upgrade" not in connection
+            or headers.get("sec-websocket-version") != "13" or not key):
+        return None
+    return UpgradeRequest(path=target.path, query=parse_qs(target.query), headers=headers, key=key)
+
+
+def accept_response(request: UpgradeRequest) -> bytes:
+    """The ``101 Switching Protocols`` answer (no extension, no subprotocol)."""
+    accept = base64.b64encode(hashlib.sha1(request.key.encode("ascii") + _GUID).digest()).decode("ascii")
+    return (f"HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\nconnection: Upgrade\r\n"
+            f"sec-websocket-accept: {accept}\r\n\r\n").encode("ascii")
+
+
+def refusal_response(status: int, body: str) -> bytes:
+    """An HTTP answer refusing the upgrade; the connection is closed after it."""
+    payload = body.encode("utf-8")
+    content_type = "application/json" if body.startswith("{") else "text/plain; charset=utf-8"
+    return (f"HTTP/1.1 {status} Refused\r\ncontent-type: {content_type}\r\ncontent-length: {len(payload)}\r\n"
+            f"connection: close\r\n\r\n").encode("ascii") + payload
+
+
+class DirectSocket:
+    """One accepted signaling WebSocket (the hub's ``Transport``). ``send_bytes`` is the guarded connection's
+    serialised, deadline-bounded send; ``close_stream`` closes the TCP stream (the reader then ends)."""
+
+    def __init__(self, send_bytes: Callable[[bytes], Awaitable[None]],
+                 close_stream: Callable[[], Awaitable[None]]) -> None:
+        self._ws = Connection(ConnectionType.SERVER)
+        self._send_bytes = send_bytes
+        self._close_stream = close_stream
+        self._inbox_send, self._inbox = trio.open_memory_channel[str | bytes | None](INBOX_SIZE)
+        self._parts: list[str | bytes] = []
+
+    # -- the reader's side (the guarded connection's read loop)
+
+    async def feed(self, data: bytes) -> None:
+        """Bytes the guard let through: whole messages go to the inbox; pings are answered; a close is answered
+        and ends the inbox."""
+        try:
+            self._ws.receive_data(data)
+            for event in self._ws.events():
+                if isinstance(event, TextMessage | BytesMessage):
+                    self._parts.append(event.data if isinstance(event.data, str) else bytes(event.data))
+                    if event.message_finished:
+                        await self._inbox_send.send(_joined(self._parts))
+                        self._parts = []
+                elif isinstance(event, Ping):
+                    await self._send(self._ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    if self._ws.state is ConnectionState.REMOTE_CLOSING:  # the peer's close: answer it
+                        await self._send(self._ws.send(event.response()))
+                    else:  # wsproto found the peer's frames bad (e.g. not UTF-8): close with the code it names
+                        await self.close(int(event.code), "protocol error")
+                    self.feed_eof()
+        except RemoteProtocolError as exc:  # bad UTF-8 and the like: answer with its close code, then hang up
+            await self._send_close(int(exc.event_hint.code) if isinstance(exc.event_hint, CloseConnection) else 1002,
+                                   "protocol error")
+            self.feed_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.feed_eof()
+
+    def feed_eof(self) -> None:
+        """The peer closed or the stream ended: ``receive`` returns None from now on."""
+        self._inbox_send.close()
+
+    # -- the app's side (``Transport``)
+
+    async def receive(self) -> str | bytes | None:
+        try:
+            return await self._inbox.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            return None
+
+    async def send(self, text: str) -> None:
+        await self._send(self._ws.send(Message(data=text)))
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._send_close(code, reason)
+        await self._close_stream()
+
+    async def ping(self, interval: float) -> None:
+        """Ping every ``interval`` s until cancelled (browsers answer; the read timeout finds a vanished peer)."""
+        while self._ws.state is ConnectionState.OPEN:
+            await trio.sleep(interval)
+            try:
+                await self._send(self._ws.send(Ping()))
+            except (LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+    async def _send_close(self, code: int, reason: str) -> None:
+        if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._send(self._ws.send(CloseConnection(code=code, reason=reason)))
+
+    async def _send(self, data: bytes) -> None:
+        await self._send_bytes(data)
+
+
+def _joined(parts: list[str | bytes]) -> str | bytes:
+    """One message from its fragments (a text message's are all ``str``, a binary one's all ``bytes``)."""
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], str):
+        return "".join(p for p in parts if isinstance(p, str))
+    return b"".join(p for p in parts if isinstance(p, bytes))

@@ -1,0 +1,110 @@
+"""The directly served signaling socket (app/ws_direct.py, ADR 0027): the upgrade head it accepts, its 101, and
+the frame codec as a client sees it (fragments, pings, the close handshake, bad UTF-8), with wsproto as the client.
+The refusals (host, origin, token) and the guard's frame limits are asserted against a real server by the attack
+and auth tests, which run on this path by default; ``http.signaling_socket = "asgi"`` is checked end to end here."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from callsd.app.ws_direct import DirectSocket, UpgradeRequest, accept_response, upgrade_request
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import CloseConnection, Message, Ping, Pong, TextMessage
+
+HEAD = (b"GET /api/v1/websocket?token=abc HTTP/1.1\r\nHost: calls.example.org\r\nUpgrade: websocket\r\n"
+        b"Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\nOrigin: https://calls.example.org\r\n\r\n")
+
+
+def test_an_upgrade_of_the_path_is_parsed_and_answered_as_rfc_6455_says() -> None:
+    request = upgrade_request(HEAD, "/api/v1/websocket")
+    assert request is not None
+    assert (request.arg("token"), request.headers["host"], request.headers["origin"]) == (
+        "abc", "calls.example.org", "https://calls.example.org")
+    reply = accept_response(request)
+    assert reply.startswith(b"HTTP/1.1 101 ") and reply.endswith(b"\r\n\r\n")
+    assert b"sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in reply  # RFC 6455 section 1.3's example
+    assert b"extensions" not in reply.lower()  # never permessage-deflate (app/http_inbound.py)
+
+
+@pytest.mark.parametrize("head", [
+    HEAD.replace(b"/api/v1/websocket", b"/other"),
+    HEAD.replace(b"GET ", b"POST "),
+    HEAD.replace(b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 8"),
+    HEAD.replace(b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", b""),
+    HEAD.replace(b"Upgrade: websocket\r\n", b""),
+    b"GET / HTTP/1.1\r\n\r\n",
+    b"\x00garbage\r\n\r\n",
+])
+def test_anything_else_is_left_to_hypercorn(head: bytes) -> None:
+    assert upgrade_request(head, "/api/v1/websocket") is None
+
+
+class _Wire:
+    """The server side's bytes, parsed by a wsproto client; the client's frames, encoded by it."""
+
+    def __init__(self) -> None:
+        self.client = Connection(ConnectionType.CLIENT)
+        self.closed = False
+        self.events: list[object] = []
+
+    async def send_bytes(self, data: bytes) -> None:
+        if self.closed:
+            raise trio.ClosedResourceError
+        self.client.receive_data(data)
+        self.events.extend(self.client.events())
+
+    async def close_stream(self) -> None:
+        self.closed = True
+
+
+async def test_messages_fragments_pings_and_the_close_handshake() -> None:
+    wire = _Wire()
+    socket = DirectSocket(wire.send_bytes, wire.close_stream)
+    client = wire.client
+    await socket.feed(client.send(Message(data='{"type":"ping"}')))
+    assert await socket.receive() == '{"type":"ping"}'
+    await socket.feed(client.send(Message(data="é" * 3, message_finished=False)) + client.send(Message(data="!")))
+    assert await socket.receive() == "ééé!"
+    await socket.feed(client.send(Ping(payload=b"hi")))
+    assert any(isinstance(e, Pong) and e.payload == b"hi" for e in wire.events)
+    await socket.send('{"type":"pong"}')
+    assert any(isinstance(e, TextMessage) and e.data == '{"type":"pong"}' for e in wire.events)
+    await socket.feed(client.send(CloseConnection(code=1000, reason="bye")))
+    assert await socket.receive() is None  # the app's loop ends
+    assert any(isinstance(e, CloseConnection) and e.code == 1000 for e in wire.events)  # the close was answered
+
+
+async def test_bad_utf8_is_answered_with_close_1007_and_ends_the_socket() -> None:
+    wire = _Wire()
+    socket = DirectSocket(wire.send_bytes, wire.close_stream)
+    # a masked text frame whose payload is not UTF-8 (mask 0: the payload is as written)
+    await socket.feed(bytes([0x81, 0x80 | 2, 0, 0, 0, 0, 0xC3, 0x28]))
+    assert await socket.receive() is None
+    assert any(isinstance(e, CloseConnection) and e.code == 1007 for e in wire.events)
+
+
+async def test_a_server_close_sends_the_code_then_closes_the_stream() -> None:
+    wire = _Wire()
+    socket = DirectSocket(wire.send_bytes, wire.close_stream)
+    await socket.close(4001, "replaced")
+    assert any(isinstance(e, CloseConnection) and (e.code, e.reason) == (4001, "replaced") for e in wire.events)
+    assert wire.closed
+    await socket.close(1000, "")  # a second close is a no-op (the session's end always closes)
+
+
+@pytest.mark.parametrize("signaling_socket", ["direct", "asgi"])
+async def test_both_stacks_serve_a_call_and_batch_frames(start_server, connect, signaling_socket: str) -> None:
+    info, _ = await start_server(http={"signaling_socket": signaling_socket})
+    async with connect(info) as alice, connect(info) as bob:
+        ack = await alice.request("join", {"channel_id": "room", "display_name": "alice", "batch": True},
+                                  expect="batch")
+        assert [e["type"] for e in ack["events"]][:1] == ["join_ack"]
+        await bob.request("join", {"channel_id": "room", "display_name": "bob"}, expect="join_ack")
+        joined = await alice.expect("user_joined")
+        assert joined["user_id"] == "bob"
+
+
+def test_upgrade_request_arg_is_the_first_value() -> None:
+    request = UpgradeRequest(path="/p", query={"token": ["a", "b"]}, headers={}, key="k")
+    assert (request.arg("token"), request.arg("other")) == ("a", None)

@@ -291,7 +291,7 @@ async def serve_cluster(config: Config, *, control: ServerControl | None = None,
                 metrics_url = metrics_binds[0].rstrip("/") + "/metrics"
                 log.info("metrics on %s", metrics_url)
             if handle_signals:
-                nursery.start_soon(_watch_signals, control)
+                await nursery.start(_watch_signals, control)
             bound = binds[0].rstrip("/") + "/"
             host, _, port = binds[0].split("://", 1)[1].rpartition(":")
             log.info("cluster node %s (%s) serving %s, relay links on %s", cluster.node_id,

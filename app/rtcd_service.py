@@ -135,8 +135,10 @@ async def _sample_cpu(state: RtcdState) -> None:
         last_cpu, last_wall = cpu, wall
 
 
-async def _watch_signals(control: RtcdControl) -> None:
+async def _watch_signals(control: RtcdControl, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Started with ``nursery.start``: the handlers are in place before the service says it is ready."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for signum in signals:
             if signum == signal.SIGTERM and not control.mode:
                 print("callsd rtcd: SIGTERM received, draining (SIGTERM or SIGINT again to stop now)",
@@ -177,7 +179,7 @@ async def run_service(config: RtcdConfig, *, version: str, control: RtcdControl 
                                                 settings, GuardCounters()))
             nursery.start_soon(_sample_cpu, state)
             if handle_signals:
-                nursery.start_soon(_watch_signals, control)
+                await nursery.start(_watch_signals, control)
             log.info("rtcd: api on %s, media on udp %s:%s", binds[0], rtc_address[0], rtc_address[1])
             task_status.started(RtcdInfo(binds[0], (str(rtc_address[0]), int(rtc_address[1])), state))
             await control.wait()

@@ -561,7 +561,7 @@ async def serve(
                 metrics_url = metrics_binds[0].rstrip("/") + "/metrics"
                 log.info("metrics on %s", metrics_url)
             if handle_signals:
-                nursery.start_soon(_watch_signals, control)
+                await nursery.start(_watch_signals, control)
             url = binds[0].rstrip("/") + "/"
             host, _, port = binds[0].split("://", 1)[1].rpartition(":")
             info = ServerInfo(url=url, http_host=host.strip("[]"), http_port=int(port),
@@ -607,8 +607,11 @@ async def _drain(hub: SignalingHub, control: ServerControl, timeout: float) -> b
     return result
 
 
-async def _watch_signals(control: ServerControl) -> None:
+async def _watch_signals(control: ServerControl, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """SIGTERM drains, a second signal (or SIGINT) stops. Started with ``nursery.start``: the handlers are in place
+    before the server says it is ready, so a SIGTERM right after "ready" drains instead of killing the process."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for signum in signals:
             if signum == signal.SIGTERM and not control.mode:
                 print("callsd: SIGTERM received, draining (SIGINT or SIGTERM again to stop now)", file=sys.stderr,

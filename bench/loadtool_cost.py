@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.capacity import engine_srtp_session
+
 ENGINES = ("python", "native", "shared")
 USERS_PER_CALL = 8
 TALKERS = 2
@@ -79,14 +81,7 @@ async def measure(media: str, calls: int, seconds: float, delay_sample: int = 4)
     engine = MediaEngine(Identity(), delay_sample=delay_sample, media=media)
 
     def session(outbound: bool) -> Any:
-        if engine.media != "python":
-            from callsd.peer._fastpeer import SrtpSession
-
-            return SrtpSession(int(profile), key, outbound)
-        kind = pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound else pylibsrtp.Policy.SSRC_ANY_INBOUND
-        policy = pylibsrtp.Policy(key=key, ssrc_type=kind, srtp_profile=profile)
-        policy.window_size = 1024
-        return pylibsrtp.Session(policy)
+        return engine_srtp_session(engine, key, outbound)
 
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the stand-in server's, handed to its process
     server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)

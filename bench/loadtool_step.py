@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.capacity import engine_srtp_session
+
 LEGS = 64
 TALKERS = 9  # 64 received for 9 sent: the capacity shape's 7 : 1
 
@@ -39,12 +41,7 @@ def run(media: str, rounds: int, delay_sample: int) -> dict[str, int]:
     engine = MediaEngine(Identity(), delay_sample=delay_sample, media=media)
 
     def session(outbound: bool) -> Any:
-        if engine.media != "python":
-            from callsd.peer._fastpeer import SrtpSession
-
-            return SrtpSession(int(profile), key, outbound)
-        kind = pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound else pylibsrtp.Policy.SSRC_ANY_INBOUND
-        return pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=kind, srtp_profile=profile))
+        return engine_srtp_session(engine, key, outbound)
 
     src = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     src.bind(("127.0.0.1", 0))

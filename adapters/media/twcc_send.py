@@ -12,7 +12,8 @@ to the estimator once; numbers the ring no longer holds are skipped.
 The native step does what ``stamp`` does itself, on this object's fields (native/twcc_step.h, ADR 0024: the same
 number, the same history entries, the time from ``_clock``), then protects and sends the stamped bytes; so both fast
 paths stamp the same numbers into this one object. Its fields are therefore a contract with the C step: ``ext_id``,
-``next_seq``, ``cluster``, ``cluster_last``, the counters, and the history arrays with their item types.
+``next_seq``, ``cluster``, ``cluster_last``, the counters, ``_mask``, ``_grow`` and the history arrays with their
+item types.
 """
 
 from __future__ import annotations

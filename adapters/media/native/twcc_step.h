@@ -11,7 +11,7 @@
 #define TWCC_COVER_MS 2000.0
 
 static PyObject *s_next_seq, *s_send_ms, *s_size, *s_seq_hist, *s_reported, *s_cluster, *s_cluster_last,
-    *s_cluster_now, *s_stamped, *s_unstampable, *s_sent_bytes, *s_grow;
+    *s_cluster_now, *s_stamped, *s_unstampable, *s_sent_bytes, *s_grow, *s_mask;
 
 static int twcc_intern(void) {
     struct {
@@ -22,7 +22,7 @@ static int twcc_intern(void) {
         {&s_reported, "_reported"}, {&s_cluster, "_cluster"}, {&s_cluster_last, "cluster_last"},
         {&s_cluster_now, "cluster"},
         {&s_stamped, "stamped"}, {&s_unstampable, "unstampable"}, {&s_sent_bytes, "sent_bytes"},
-        {&s_grow, "_grow"},
+        {&s_grow, "_grow"}, {&s_mask, "_mask"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].var = PyUnicode_InternFromString(names[i].text)) == NULL)
@@ -61,26 +61,11 @@ static int history_put(PyObject *seq, PyObject *name, Py_ssize_t slot, const cha
     return history_item(seq, name, slot, format, (void *)value, size, 1);
 }
 
-/* The ring's length (a power of two), or -1 with an exception set. */
-static long long history_length(PyObject *seq) {
-    PyObject *seq_hist = cs_getattr(seq, s_seq_hist);
-    if (seq_hist == NULL)
-        return -1;
-    long long history = PyObject_Length(seq_hist);
-    Py_DECREF(seq_hist);
-    if (history <= 0 || (history & (history - 1)) != 0) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "TransportSequencer history must be a power of two long");
-        return -1;
-    }
-    return history;
-}
-
 /* TransportSequencer.stamp on `seq` for the packet `*out` (`*len` bytes): on success `*out`/`*len` name the stamped
  * copy in `buf` (capacity BUF), or stay as they were when the packet cannot carry the number (counted). 0, or -1
  * with an exception set. */
 static int sequencer_stamp(PyObject *seq, uint8_t *buf, const uint8_t **out, size_t *len) {
-    long long ext_id, next, history;
+    long long ext_id, next, mask;
     if (get_ll(seq, s_ext_id, &ext_id) < 0 || get_ll(seq, s_next_seq, &next) < 0)
         return -1;
     size_t n = ext_id >= 1 && ext_id <= 255 ? cs_stamp_transport_seq(buf, BUF, *out, *len, (int)ext_id, (int)next)
@@ -94,22 +79,22 @@ static int sequencer_stamp(PyObject *seq, uint8_t *buf, const uint8_t **out, siz
     Py_DECREF(now_o);
     if (send_ms == -1000.0 && PyErr_Occurred())
         return -1;
-    if ((history = history_length(seq)) < 0)
+    if (get_ll(seq, s_mask, &mask) < 0)  /* the ring's length - 1, as stamp reads it (history_item checks bounds) */
         return -1;
-    Py_ssize_t slot = (Py_ssize_t)(next & (history - 1));
+    Py_ssize_t slot = (Py_ssize_t)(next & mask);
     int32_t held;
     double held_ms;
     if (history_item(seq, s_seq_hist, slot, "i", &held, sizeof held, 0) < 0 ||
         history_item(seq, s_send_ms, slot, "d", &held_ms, sizeof held_ms, 0) < 0)
         return -1;
-    if (held >= 0 && send_ms - held_ms < TWCC_COVER_MS && history < TWCC_HISTORY) {  /* rare: the ring doubles */
+    if (held >= 0 && send_ms - held_ms < TWCC_COVER_MS && mask < TWCC_HISTORY - 1) {  /* rare: the ring doubles */
         PyObject *r = PyObject_CallMethodNoArgs(seq, s_grow);
         if (r == NULL)
             return -1;
         Py_DECREF(r);
-        if ((history = history_length(seq)) < 0)
+        if (get_ll(seq, s_mask, &mask) < 0)
             return -1;
-        slot = (Py_ssize_t)(next & (history - 1));
+        slot = (Py_ssize_t)(next & mask);
     }
     long long cluster;
     int last = get_truth(seq, s_cluster_last);

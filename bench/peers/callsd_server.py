@@ -13,10 +13,9 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from .netns import Pair, listening
+from .netns import Pair, ServerProcess
 
 __all__ = ["CallsdProcess", "HTTP_PORT", "TOKEN_ENV"]
 
@@ -24,8 +23,10 @@ HTTP_PORT = 8045
 TOKEN_ENV = "CALLSD_PEERS_TOKEN_SECRET"
 
 
-class CallsdProcess:
+class CallsdProcess(ServerProcess):
     """A context manager: ``url`` is its HTTP base, ``pid`` the server's own process (what is measured)."""
+
+    stop_grace = 15.0  # a drain of the calls the run left
 
     def __init__(self, pair: Pair, workdir: Path, *, cpu: int | None = 0, fast_path: str = "") -> None:
         self.pair = pair
@@ -36,13 +37,7 @@ class CallsdProcess:
         # (passed in its environment as TOKEN_ENV, never on a command line).
         self.token_secret = secrets.token_hex(16)
         self.url = f"http://{pair.server_address}:{HTTP_PORT}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = workdir / "serve.log"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        super().__init__(workdir / "serve.log")
 
     def __enter__(self) -> CallsdProcess:
         data = Path(tempfile.mkdtemp(prefix="callsd-peers-", dir=self.workdir))
@@ -61,28 +56,5 @@ class CallsdProcess:
         self.proc = subprocess.Popen(self.pair.server_args(*pin, sys.executable, "-m", "callsd.app.cli", "serve"),
                                      env=env, stdout=log, stderr=subprocess.STDOUT, cwd=data, start_new_session=True)
         log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"callsd serve exited ({self.proc.returncode}): {self.log_tail()}")
-            if listening(self.proc.pid, HTTP_PORT):
-                return self
-            time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError(f"callsd serve did not listen in 30 s: {self.log_tail()}")
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self.wait_listening("callsd serve", HTTP_PORT, 30, RuntimeError)
+        return self

@@ -13,10 +13,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-from .netns import Pair, listening
+from .netns import Pair, ServerProcess
 
 __all__ = ["JanusError", "JanusProcess", "ensure_installed", "write_config", "MODULES"]
 
@@ -106,7 +105,7 @@ admin: {{
     return main
 
 
-class JanusProcess:
+class JanusProcess(ServerProcess):
     """``janus`` running in ``pair``'s server namespace, pinned to ``cpu``; a context manager.
 
     ``url`` is its WebSocket API (``ws://<server address>:8188/``, subprotocol ``janus-protocol``); ``pid`` is
@@ -117,13 +116,7 @@ class JanusProcess:
         self.folder = folder
         self.cpu = cpu
         self.url = f"ws://{pair.server_address}:{WS_PORT}/"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = folder / "janus.log"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        super().__init__(folder / "janus.log")
 
     def __enter__(self) -> JanusProcess:
         binary = ensure_installed()
@@ -135,29 +128,5 @@ class JanusProcess:
                                                            "-o"),
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise JanusError(f"janus exited ({self.proc.returncode}): {self.log_tail()}")
-            if listening(self.proc.pid, WS_PORT):
-                return self
-            time.sleep(0.1)
-        self.__exit__()
-        raise JanusError(f"janus did not open its WebSocket port in 20 s: {self.log_tail()}")
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
+        self.wait_listening("janus", WS_PORT, 20, JanusError)
+        return self

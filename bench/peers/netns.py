@@ -18,6 +18,7 @@ import contextlib
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,57 @@ def listening(pid: int, port: int) -> bool:
         except OSError:
             return False
     return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)
+
+
+class ServerProcess:
+    """What the bench needs of a server it started (Janus or ``callsd serve``): wait until it listens, read its
+    log, stop it (SIGTERM, then SIGKILL after ``stop_grace`` seconds). A subclass starts ``proc`` writing
+    ``log_path``."""
+
+    stop_grace = 10.0
+
+    def __init__(self, log_path: Path) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        """The server's own process (``ip netns exec`` and ``taskset`` exec it): the one whose CPU is measured."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_listening(self, name: str, port: int, seconds: float, error: type[Exception]) -> None:
+        """Return once ``proc`` listens on ``port``; raise ``error`` with the log's tail if it exits or takes longer
+        than ``seconds`` (then it is stopped)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise error(f"{name} exited ({self.proc.returncode}): {self.log_tail()}")
+            if listening(self.proc.pid, port):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise error(f"{name} did not listen on port {port} in {seconds:g} s: {self.log_tail()}")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=self.stop_grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def softnet_drops() -> int:

@@ -29,8 +29,10 @@ sends it back as a ``SignalRejected`` event, in order with the answer and track 
 the server turns it into the ``sdp_rejected`` error the in-process plane's exception produces.
 
 The server never waits for the worker: every call puts a frame on an unbounded queue that a send task drains.
-When the stream breaks (the worker died), ``RemotePlane`` logs it, emits ``SessionClosed(reason="media_worker_lost")``
-for every session it still holds (so the hub unpublishes their tracks and clients reconnect), answers later signals
+When the stream breaks (the worker died), ``RemotePlane`` logs it, emits ``MediaStateChanged(state="disconnected")``
+and ``SessionClosed``, both with reason ``media_worker_lost``, for every session it still holds (the call is told
+at once, so clients restart ICE seconds before their own checks would notice; the hub unpublishes their tracks),
+answers later signals
 with ``SignalRejected`` and keeps its last counters; ``serve`` then returns.
 """
 
@@ -403,5 +405,6 @@ class RemotePlane:
         log.error("media %s %s: reporting its %d sessions closed; it will not be used again", self.name, reason,
                   len(lost))
         self.sessions.clear()
-        for sid in lost:
+        for sid in lost:  # the pair a local plane emits when a connected peer closes: the client restarts ICE now
+            self._emit(MediaStateChanged(session_id=sid, state="disconnected", reason=WORKER_LOST, detail=""))
             self._emit(SessionClosed(session_id=sid, reason=WORKER_LOST))

@@ -162,7 +162,7 @@ export const MEDIA_DISCONNECTED_GRACE_MS = 4000; // "disconnected" this long cou
 export const MEDIA_RESTART_DELAYS_MS = [0, 2000, 4000, 8000, 8000, 8000]; // before each attempt; then give up
 const MEDIA_ATTEMPT_TIMEOUT_MS = 6000; // an attempt that has not connected by then is retried
 
-const recovery = { pc: null, attempt: 0, timer: null, graceTimer: null, active: false };
+const recovery = { pc: null, attempt: 0, timer: null, graceTimer: null, active: false, serverSaid: false };
 
 function mediaDown(pc) {
   return pc.connectionState === "failed" || pc.iceConnectionState === "failed";
@@ -195,11 +195,23 @@ function watchMedia(pc) {
   }
 }
 
-function beginMediaRecovery(pc) {
+// The server saw our media path end (`user_media_state` "disconnected" for our own session: its media host died,
+// or its consent check expired). It knows seconds before the browser's own checks would (~3 s to "disconnected",
+// then the grace above), and the browser may still call the dead path connected: restart ICE now regardless.
+export function mediaLostOnServer() {
+  const pc = state.pc;
+  if (!pc || recovery.active) return;
+  clearTimeout(recovery.graceTimer);
+  recovery.graceTimer = null;
+  beginMediaRecovery(pc, true);
+}
+
+function beginMediaRecovery(pc, serverSaid = false) {
   // Without the socket there is nobody to send an offer to: the WebSocket reconnect renegotiates from scratch.
   if (!state.wsOpen || state.phase !== "in_call") return;
   recovery.pc = pc;
   recovery.attempt = 0;
+  recovery.serverSaid = serverSaid;
   recovery.active = true;
   state.mediaRecoveries += 1;
   showMediaStatus("reconnecting", "Reconnecting media…");
@@ -221,10 +233,11 @@ function scheduleIceRestart(pc) {
 function restartIce(pc) {
   recovery.timer = null;
   if (state.pc !== pc || !recovery.active) return;
-  if (mediaUp(pc)) {
+  if (mediaUp(pc) && !recovery.serverSaid) {
     endMediaRecovery();
     return;
   }
+  recovery.serverSaid = false; // later attempts trust the browser's view again
   if (!state.wsOpen || state.phase !== "in_call") {
     // The socket is down: its reconnect makes a new peer connection; stop here.
     return;

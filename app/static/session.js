@@ -2,7 +2,7 @@
 // (backoff without end, "Retry now", and at once when the browser comes back online or to the tab), and the
 // handlers of the server's events, which update `state` and redraw.
 
-import { onSignal, relabelRemoteMedia, startMedia, teardownMedia } from "./media.js";
+import { mediaLostOnServer, onSignal, relabelRemoteMedia, startMedia, teardownMedia } from "./media.js";
 import { endLocally, joinData, setAuthMode, showCall, showLobby } from "./app.js";
 import { setHandButton, setLocalMuted, showReaction, stopScreenShare } from "./controls.js";
 import { renderParticipants, startTimer, toast } from "./render.js";
@@ -279,6 +279,7 @@ const HANDLERS = {
   user_media_state(d) {
     const before = state.participants.get(d.session_id);
     upsertParticipant(d.session_id, { media: d.state });
+    if (d.session_id === state.sessionId && d.state === "disconnected") mediaLostOnServer();
     if (d.state === "failed" && before && before.media !== "failed") {
       const who = d.session_id === state.sessionId ? "You have" : `${nameOf(d.session_id)} has`;
       toast(`${who} no audio connection`, "notice");

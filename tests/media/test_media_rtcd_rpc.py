@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import trio
-from callsd.adapters.media.events import SendSignal, SessionClosed, TrackPublished
+from callsd.adapters.media.events import MediaStateChanged, SendSignal, SessionClosed, TrackPublished
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig
 from callsd.adapters.media.remote import (
     EventPipe,
@@ -97,6 +97,9 @@ async def test_a_dead_worker_closes_its_sessions_and_refuses_later_signals(nurse
     await _until(lambda: not remote.alive)
     assert [e for e in got if isinstance(e, SessionClosed)] == [
         SessionClosed(session_id="s1", reason="media_worker_lost")]
+    # the call hears at once, so the client restarts ICE before its own checks notice (docs/client.md)
+    assert [e for e in got if isinstance(e, MediaStateChanged) and e.state != "connected"] == [
+        MediaStateChanged(session_id="s1", state="disconnected", reason="media_worker_lost", detail="")]
     remote.handle_signal("s1", {"type": "offer", "sdp": OFFER})
     assert isinstance(got[-1], SignalRejected) and got[-1].reason == "media worker unavailable"
     assert remote.counters  # the last snapshot is kept

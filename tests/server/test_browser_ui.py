@@ -13,6 +13,7 @@ from typing import Any
 
 import browser_support as bs  # tests/ is on pythonpath (pyproject.toml)
 import pytest
+from fake_calls_server import FakeCallsServer, run_fake_server
 
 pytestmark = pytest.mark.browser
 
@@ -24,14 +25,14 @@ if not Path(bs.CHROMIUM).exists():
 
 
 @pytest.fixture
-def fake() -> Iterator[tuple[bs.FakeCallsServer, str]]:
-    app = bs.FakeCallsServer(max_participants=2)
-    with bs.run_fake_server(app) as url:
+def fake() -> Iterator[tuple[FakeCallsServer, str]]:
+    app = FakeCallsServer(max_participants=2)
+    with run_fake_server(app) as url:
         yield app, url
 
 
 @pytest.fixture
-def people(browser: Any, fake: tuple[bs.FakeCallsServer, str]) -> Iterator[list[bs.Participant]]:
+def people(browser: Any, fake: tuple[FakeCallsServer, str]) -> Iterator[list[bs.Participant]]:
     made: list[bs.Participant] = []
     yield made
     for p in made:

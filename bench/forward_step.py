@@ -21,58 +21,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import socket
 import struct
 import time
 from typing import Any
 
-from callsd.adapters.media.dtls import Certificate, SrtpKeys
+from callsd.adapters.media.dtls import Certificate
 from callsd.adapters.media.forwarder import URI_AUDIO_LEVEL, InTrack, OutRoute
-from callsd.adapters.media.plane import MediaPlane, PlaneConfig
 from callsd.adapters.media.srtp import SrtpContext
 from callsd.adapters.media.twcc_send import TransportSequencer
 from callsd.core.calls.events import TrackKind
 
-PROFILE = b"SRTP_AEAD_AES_128_GCM"
+from .step_plane import open_step_plane, step_keys, timed_drain
+
 SSRC = 0x1234
 CERT = Certificate.generate("bench-step")
-
-
-def _keys(i: int) -> tuple[SrtpKeys, SrtpKeys]:
-    a, b = bytes(range(i, i + 28)), bytes(range(i + 28, i + 56))
-    return SrtpKeys(profile=PROFILE, local_key=a, remote_key=b), SrtpKeys(profile=PROFILE, local_key=b, remote_key=a)
 
 
 def measure(fast_path: str, receivers: int, packets: int, chunk: int, twcc: bool = False) -> dict[str, Any]:
     """One run: µs of user and system CPU per egress packet spent in the drain."""
     label = fast_path
-    plane = MediaPlane(PlaneConfig(ice_port_udp=0, fast_path=fast_path), lambda _e: None)
-    ep = plane.endpoint
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.bind(("127.0.0.1", 0))
-    sock.setblocking(False)
-    ep._sock = sock  # noqa: SLF001 - the bench stands in for serve()
-    clients = []
-    for i in range(receivers + 1):
-        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        c.bind(("127.0.0.1", 0))
-        c.setblocking(False)
-        clients.append(c)
-        sid = f"s{i}"
-        plane.open_session(sid, "bench")
-        peer = ep.add_peer(sid, f"u{i}", "p" * 22, f"c{i}", "q" * 22, CERT.fingerprint)
-        server_keys, _ = _keys(i)
-        peer.srtp = ep.path.srtp_context(server_keys)
-        peer._tx = peer.srtp.tx  # noqa: SLF001 - keyed directly, no handshake
-        peer.address = c.getsockname()
-        peer.connected = True
-        ep._by_addr[peer.address] = peer  # noqa: SLF001
-        plane.on_connected(peer)
-        if twcc and i:
-            peer.twcc = TransportSequencer(3, time.monotonic)
+    rig = open_step_plane(fast_path, receivers, CERT, rcvbuf=4 << 20,
+                          twcc=(lambda: TransportSequencer(3, time.monotonic)) if twcc else None)
+    plane = rig.plane
     pub = plane.sessions["s0"]
     track = InTrack(track_id="t", session=pub, kind=TrackKind.AUDIO, media="audio", mid="0", ssrc=SSRC,
                     clock_rate=48000, codecs={111: ("opus", 48000, 2, "")}, ext={URI_AUDIO_LEVEL: 1},
@@ -85,35 +55,14 @@ def measure(fast_path: str, receivers: int, packets: int, chunk: int, twcc: bool
         route.negotiated = True
         track.routes[rcv.session_id] = route
     track.relive()
-    sender = SrtpContext(_keys(0)[1])
+    sender = SrtpContext(step_keys(0)[1])
     ext = bytes.fromhex("bede0001") + bytes([0x10, 0x30, 0, 0])
     wire = [bytes(sender.protect_rtp(struct.pack("!BBHII", 0x90, 111, k & 0xFFFF, k * 960 & 0xFFFFFFFF, SSRC)
                                      + ext + bytes(140)))  # type: ignore[arg-type]
             for k in range(packets)]
-    user = system = 0.0
-    out = 0
-    server = sock.getsockname()
-    for start in range(0, packets, chunk):
-        for data in wire[start : start + chunk]:
-            clients[0].sendto(data, server)
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        while ep.path.drain(sock, 256) >= 256:
-            pass
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        user += after.ru_utime - before.ru_utime
-        system += after.ru_stime - before.ru_stime
-        for c in clients[1:]:
-            while True:
-                try:
-                    c.recv(4096)
-                except BlockingIOError:
-                    break
-                out += 1
-    for c in [sock, *clients]:
-        c.close()
-    return {"path": label, "egress": out, "user_us": user / out * 1e6 if out else None,
-            "system_us": system / out * 1e6 if out else None,
-            "us_per_egress_packet": (user + system) / out * 1e6 if out else None}
+    cost = timed_drain(rig, wire, chunk)
+    rig.close()
+    return {"path": label, "egress": cost.egress, **cost.per_egress_us()}
 
 
 def main(argv: list[str] | None = None) -> None:

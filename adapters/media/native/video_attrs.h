@@ -1,5 +1,5 @@
-/* The attribute helpers the video step needs beyond pyslots.h's: ints that may be None, floats, items of list
- * attributes, and the result of a Python call it makes only for its side effect. Every helper returns -1 with an
+/* The attribute helpers the video step needs beyond pyslots.h's: ints that may be None, items of list attributes,
+ * and the result of a Python call it makes only for its side effect. Every helper returns -1 with an
  * exception set on failure, like pyslots.h's, so a step function can chain them with `||`. Included once, through
  * simulcast_step.h, after pyslots.h (cs_getattr, cs_setattr).
  */
@@ -22,27 +22,6 @@ static int get_opt_ll(PyObject *obj, PyObject *name, long long *out) {
         return -1;
     *out = x;
     return 0;
-}
-
-static int get_double(PyObject *obj, PyObject *name, double *out) {
-    PyObject *v = cs_getattr(obj, name);
-    if (v == NULL)
-        return -1;
-    double x = PyFloat_AsDouble(v);
-    Py_DECREF(v);
-    if (x == -1.0 && PyErr_Occurred())
-        return -1;
-    *out = x;
-    return 0;
-}
-
-static int set_double(PyObject *obj, PyObject *name, double value) {
-    PyObject *v = PyFloat_FromDouble(value);
-    if (v == NULL)
-        return -1;
-    int rc = cs_setattr(obj, name, v);
-    Py_DECREF(v);
-    return rc;
 }
 
 /* Item `i` of the list attribute `name` of `obj` (new reference), checked. */

@@ -46,6 +46,14 @@ CHROMIUM_ARGS = [
 WAIT_MS = 30_000  # upper bound of any single UI wait (generous: the 2-core machine is shared)
 
 
+def require_chromium() -> None:
+    """Fail the calling test module, loudly and never as a skip, when Debian's Chromium is missing."""
+    import pytest  # here: the namespace scripts (tests/net/*_client.py) import this module without pytest's help
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
+
+
 def launch_chromium(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 

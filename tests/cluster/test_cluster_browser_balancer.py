@@ -31,8 +31,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 import playwright.sync_api as playwright_sync  # noqa: E402
 
 expect = playwright_sync.expect
-if not Path(bs.CHROMIUM).exists():
-    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
+bs.require_chromium()
 
 # Every hand raise/lower broadcast a page receives, on any of its sockets, kept for the whole life of the page (the
 # client's own log keeps the last 200 messages): the acknowledged inputs. A reload would empty it.

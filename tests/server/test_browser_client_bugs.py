@@ -24,8 +24,7 @@ pytestmark = pytest.mark.browser
 import playwright.sync_api as playwright_sync  # noqa: E402
 
 expect = playwright_sync.expect
-if not Path(bs.CHROMIUM).exists():
-    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
+bs.require_chromium()
 
 # CALLSD_CLIENT_STATIC: run against another copy of the client (e.g. the one before a fix)
 CLIENT_STATIC = Path(os.environ.get("CALLSD_CLIENT_STATIC") or bs.STATIC_DIR)

@@ -9,7 +9,6 @@ test_browser_client_media.py, against the real server. One Chromium serves the m
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import browser_shots
@@ -22,8 +21,7 @@ pytestmark = pytest.mark.browser
 import playwright.sync_api as playwright_sync  # noqa: E402
 
 expect = playwright_sync.expect
-if not Path(bs.CHROMIUM).exists():
-    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
+bs.require_chromium()
 
 
 @pytest.fixture

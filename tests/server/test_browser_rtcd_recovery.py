@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import browser_support as bs  # tests/ is on pythonpath (pyproject.toml)
@@ -23,8 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 import playwright.sync_api as playwright_sync  # noqa: E402
 
 expect = playwright_sync.expect
-if not Path(bs.CHROMIUM).exists():
-    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
+bs.require_chromium()
 
 RECOVERY_S = 15.0  # issue 10's bound on audio coming back after the host died
 

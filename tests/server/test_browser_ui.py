@@ -8,7 +8,6 @@ the real server and real media are in test_browser_call.py. One Chromium launch 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import browser_support as bs  # tests/ is on pythonpath (pyproject.toml)
@@ -20,8 +19,7 @@ pytestmark = pytest.mark.browser
 import playwright.sync_api as playwright_sync  # noqa: E402
 
 expect = playwright_sync.expect
-if not Path(bs.CHROMIUM).exists():
-    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
+bs.require_chromium()
 
 
 @pytest.fixture

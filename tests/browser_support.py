@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from net_support import free_port
+from process_support import terminate
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "app" / "static"
 
@@ -188,14 +189,9 @@ class CallsdProcess:
         self.stop()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is not None:
             # SIGINT exits promptly; SIGTERM would drain, waiting for the calls of closed pages to time out.
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+            terminate(self.proc, sig=signal.SIGINT)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import trio
+from process_support import terminate
 
 NAME = "rtcd.callsd.test"  # the one host name of the rtcd hosts in the HA tests
 ADDRESSES = ("127.0.0.2", "127.0.0.3")
@@ -144,13 +145,8 @@ class RtcdProcess:
             self.proc.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            terminate(self.proc, 10, sig=signal.SIGINT)
 
 
 def common_port() -> int:
@@ -230,10 +226,4 @@ class Serve:
         return out
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, 20, sig=signal.SIGINT)

@@ -4,7 +4,6 @@ hear each other again, without a reload."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,6 @@ import playwright.sync_api as playwright_sync  # noqa: E402
 
 expect = playwright_sync.expect
 bs.require_chromium()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = bs.launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _unmute(p: bs.Participant) -> None:

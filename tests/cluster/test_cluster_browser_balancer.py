@@ -13,7 +13,6 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,18 +63,6 @@ INBOUND_AUDIO = """async () => {
 }"""
 
 HAND_EVENTS = {"user_raised_hand": "RaiseHand", "user_lowered_hand": "LowerHand"}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = bs.launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _owner(pg_url: str) -> tuple[str, int, str] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -156,17 +156,3 @@ async def _http_get(port: int, path: str, headers: dict[str, str] | None = None)
 def http_get() -> Callable[..., Any]:
     """``status, headers, body = await http_get(port, "/path")``."""
     return _http_get
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One headless Debian Chromium per browser test module (launching it is the slow part on this machine)."""
-    import browser_support
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = browser_support.launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()

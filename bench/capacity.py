@@ -76,6 +76,20 @@ PIN = True
 NICE = 0  # scheduling priority of the server and the tool (negative: ahead of a shared machine's other work)
 
 
+def set_nice(nice: int) -> None:
+    """Run the servers and tools this process starts at ``nice``, and this process's autogroup too.
+
+    With the scheduler's autogroups (one per session), nice only orders tasks within this session's group; the
+    group's own nice is what weighs against the rest of a shared machine."""
+    global NICE
+    NICE = nice
+    if nice:
+        try:
+            Path("/proc/self/autogroup").write_text(str(nice))
+        except OSError as exc:
+            print(f"autogroup nice not set ({exc}): the runs compete with other sessions as equals", flush=True)
+
+
 def _pin(cpu: int) -> list[str]:
     nice = ["nice", "-n", str(NICE)] if NICE else []
     if PIN and shutil.which("taskset") and (os.cpu_count() or 1) >= 2:

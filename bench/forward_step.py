@@ -31,7 +31,7 @@ from callsd.adapters.media.srtp import SrtpContext
 from callsd.adapters.media.twcc_send import TransportSequencer
 from callsd.core.calls.events import TrackKind
 
-from .step_plane import open_step_plane, step_keys, timed_drain
+from .step_plane import best_of_rounds, open_step_plane, step_keys, timed_drain
 
 SSRC = 0x1234
 CERT = Certificate.generate("bench-step")
@@ -81,13 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     paths = ("python", "native")
     rows = [measure(p, args.receivers, args.packets, args.chunk, args.twcc) for _ in range(args.rounds)
             for p in paths]
-    best = {p: min((r for r in rows if r["path"] == p), key=lambda r: r["us_per_egress_packet"]) for p in paths}
-    result = {"paths": best, "rounds": rows,
-              "native_over_python": best["native"]["us_per_egress_packet"] / best["python"]["us_per_egress_packet"],
-              "conditions": {"receivers": args.receivers, "packets": args.packets, "chunk": args.chunk,
-                             "twcc": args.twcc,
-                             "cpus": os.cpu_count(), "load_average_start": load_start,
-                             "load_average_end": os.getloadavg()}}
+    result = best_of_rounds(rows, paths, {"receivers": args.receivers, "packets": args.packets, "chunk": args.chunk,
+                                          "twcc": args.twcc}, load_start)
     if args.json:
         print(json.dumps(result, indent=1))
         return

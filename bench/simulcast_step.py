@@ -36,7 +36,7 @@ from callsd.adapters.media.twcc_send import TransportSequencer
 from callsd.core.calls.events import TrackKind
 from callsd.core.wire.simulcast_sdp import REPAIRED_RID_URI, RID_URI
 
-from .step_plane import open_step_plane, step_keys, timed_drain
+from .step_plane import best_of_rounds, open_step_plane, step_keys, timed_drain
 
 CERT = Certificate.generate("bench-simulcast")
 RIDS = ("q", "h", "f")
@@ -176,13 +176,9 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(measure(p, args.receivers, args.frames, args.rtx_share, args.twcc))
             if not args.json:
                 print(f"round {r + 1}/{args.rounds} {p}: {rows[-1]['us_per_egress_packet']:.2f} µs", flush=True)
-    best = {p: min((r for r in rows if r["path"] == p), key=lambda r: r["us_per_egress_packet"]) for p in paths}
-    result = {"paths": best, "rounds": rows,
-              "native_over_python": best["native"]["us_per_egress_packet"] / best["python"]["us_per_egress_packet"],
-              "conditions": {"receivers": args.receivers, "frames": args.frames, "rtx_share": args.rtx_share,
-                             "twcc": args.twcc,
-                             "cpus": os.cpu_count(), "load_average_start": load_start,
-                             "load_average_end": os.getloadavg()}}
+    result = best_of_rounds(rows, paths, {"receivers": args.receivers, "frames": args.frames,
+                                          "rtx_share": args.rtx_share, "twcc": args.twcc}, load_start)
+    best = result["paths"]
     if args.json:
         print(json.dumps(result, indent=1))
         return

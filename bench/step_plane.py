@@ -9,16 +9,18 @@ receivers' sockets outside the timed part. One rig, so the two benches measure t
 
 from __future__ import annotations
 
+import os
 import resource
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from callsd.adapters.media.dtls import Certificate, SrtpKeys
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig
 from callsd.adapters.media.twcc_send import TransportSequencer
 
-__all__ = ["PROFILE", "StepPlane", "DrainCost", "step_keys", "open_step_plane", "timed_drain"]
+__all__ = ["PROFILE", "StepPlane", "DrainCost", "step_keys", "open_step_plane", "timed_drain", "best_of_rounds"]
 
 PROFILE = b"SRTP_AEAD_AES_128_GCM"
 
@@ -119,3 +121,13 @@ def timed_drain(rig: StepPlane, wire: Sequence[bytes], chunk: int,
                 out += 1
     return DrainCost(user=user, system=system, egress=out)
 
+
+def best_of_rounds(rows: list[dict[str, Any]], paths: Sequence[str], conditions: dict[str, Any],
+                   load_start: tuple[float, float, float]) -> dict[str, Any]:
+    """A step bench's result: every round, the best round of each path, native over Python on the best rounds,
+    and the conditions of the run (the bench's own, the CPUs, the load average when it started and now)."""
+    best = {p: min((r for r in rows if r["path"] == p), key=lambda r: r["us_per_egress_packet"]) for p in paths}
+    return {"paths": best, "rounds": rows,
+            "native_over_python": best["native"]["us_per_egress_packet"] / best["python"]["us_per_egress_packet"],
+            "conditions": {**conditions, "cpus": os.cpu_count(), "load_average_start": load_start,
+                           "load_average_end": os.getloadavg()}}

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +177,26 @@ class Hosts:
         with open(self.path, "r+") as f:
             f.truncate(0)
             f.write("127.0.0.1 localhost\n" + "".join(f"{a} {NAME}\n" for a in addresses))
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    """The last ``lines`` lines of a process log, for a failure message."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no log: {exc})"
+
+
+@contextlib.contextmanager
+def logs_on_failure(serve: Serve, hosts: list[RtcdProcess]) -> Iterator[None]:
+    """Add serve's and every host's log tail to an assertion that fails inside (what the server did, not only
+    what the page saw)."""
+    try:
+        yield
+    except AssertionError as exc:
+        parts = [f"--- serve.log\n{tail(serve.log_path)}"]
+        parts += [f"--- rtcd {h.address}\n{tail(h.log_path, 30)}" for h in hosts]
+        raise AssertionError(f"{exc}\n" + "\n".join(parts)) from exc
 
 
 class Serve:

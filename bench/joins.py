@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             if a.profile:
                 os.makedirs(a.profile, exist_ok=True)
                 tag = "-".join(x.strip("-") for x in extra) or "sections"
-                prof = os.path.join(a.profile, f"join-{n}-{tag}-{signaling_socket}.txt")
+                tree = "-base-tree" if mode == "base tree" else ""
+                prof = os.path.join(a.profile, f"join-{n}-{tag}-{signaling_socket}{tree}.txt")
             r = run_server(a.calls, a.users, a.unmuted, a.join_duration, a.hold, extra, profile=prof,
                            profile_gil=not (a.profile_all_threads or a.profile_native),
                            profile_native=a.profile_native)

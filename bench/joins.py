@@ -80,8 +80,10 @@ def profile_shares(path: str) -> dict[str, float]:
     """Share of py-spy samples per bucket (``_BUCKETS``; "other": the interpreter start, threads, the rest); samples
     of a waiting thread (``_IDLE_LEAVES``, or a worker thread outside SQLite with an unnamed libc leaf: its lock)
     are left out."""
+    import gzip
+
     counts: dict[str, int] = {}
-    with open(path) as f:
+    with gzip.open(path, "rt") if path.endswith(".gz") else open(path) as f:
         for line in f:
             stack, _, n = line.rstrip("\n").rpartition(" ")
             if not n.isdigit():
@@ -180,7 +182,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-tree", default="", metavar="DIR",
                    help="--compare tree: a checkout of the code to compare against (e.g. `git worktree add DIR "
                         "main`); its server and load tool run from DIR, the other mode's from this checkout")
+    p.add_argument("--shares", nargs="+", default=[], metavar="PROFILE",
+                   help="only print the median share per bucket over these stored py-spy profiles (.txt or .txt.gz)")
     a = p.parse_args(argv)
+    if a.shares:
+        per_file = [profile_shares(path) for path in a.shares]
+        buckets = {k for shares in per_file for k in shares}
+        table = {k: {"median": _median([s.get(k, 0.0) for s in per_file]),
+                     "min": min(s.get(k, 0.0) for s in per_file), "max": max(s.get(k, 0.0) for s in per_file)}
+                 for k in buckets}
+        print(json.dumps(dict(sorted(table.items(), key=lambda kv: -(kv[1]["median"] or 0))), indent=1))
+        return 0
     if a.plane:
         plane_runs = [{"round": n, "sections_us": plane_cpu_per_join(a.calls * a.users * 8, 0),
                        "slots_us": plane_cpu_per_join(a.calls * a.users * 8, a.slots)} for n in range(a.rounds)]

@@ -4,6 +4,9 @@
     .venv/bin/python -m bench.joins --compare batch      # audio slots, one frame per event vs batch frames
     .venv/bin/python -m bench.joins --compare socket     # the signaling socket through hypercorn+Quart vs direct
     .venv/bin/python -m bench.joins --plane --rounds 3      # the media plane alone, in-process (~20 s)
+    .venv/bin/python -m bench.joins --compare tree --base-tree DIR   # another checkout's code vs this one's
+    .venv/bin/python -m bench.joins --unmuted 0 --profile DIR --profile-native   # where a join's CPU goes, C too
+    .venv/bin/python -m bench.joins --shares DIR/*.txt      # median shares of stored profiles
 
 Each run is `bench.memory server` (a fresh `callsd serve` pinned to CPU 0, `callsd loadtest` joining calls × users
 at calls × users ÷ join-duration joins/s, held, then left); the modes alternate run by run in one session so that

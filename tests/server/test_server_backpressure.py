@@ -66,7 +66,7 @@ async def _join_all(hub: SignalingHub, nursery: trio.Nursery, clients: list[Any]
     await trio.testing.wait_all_tasks_blocked()
 
 
-async def test_a_call_whose_members_burst_while_not_reading_is_paced_not_closed(monkeypatch) -> None:
+async def test_a_call_whose_members_burst_while_not_reading_is_paced_not_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(signaling, "OUTBOX_SIZE", 32)  # backlog_high 8
     hub, clients, per_client = _hub(), [GatedTransport() for _ in range(6)], 40
     async with trio.open_nursery() as nursery:
@@ -94,7 +94,7 @@ async def test_a_call_whose_members_burst_while_not_reading_is_paced_not_closed(
         nursery.cancel_scope.cancel()
 
 
-async def test_a_client_that_never_reads_stalls_only_itself(monkeypatch) -> None:
+async def test_a_client_that_never_reads_stalls_only_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     """It sends a burst and reads nothing: the hub stops reading it (its own input waits), the others' events still
     fill its outbox, and it is closed as too slow; the others are served throughout."""
     monkeypatch.setattr(signaling, "OUTBOX_SIZE", 32)

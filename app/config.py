@@ -79,7 +79,7 @@ class HttpConfig:
     join_timeout: float = 10.0
     max_connections: int = 1000
     max_connections_per_address: int = 100
-    signaling_socket: str = "asgi"  # "asgi": through hypercorn and Quart; "direct": app/ws_direct.py (experimental)
+    signaling_socket: str = "direct"  # "direct": app/ws_direct.py (docs/adr/0027); "asgi": through hypercorn and Quart
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -124,7 +124,8 @@ async def test_kill_9_mid_burst_loses_no_acknowledged_input(pg_url: str, tmp_pat
             while len(acked[peer.session_id]) < per_peer:
                 try:
                     msg = json.loads(await peer.ws.get_message())
-                except ConnectionClosed:
+                except ConnectionClosed as exc:  # before the kill it is the server's doing: say why, at once
+                    assert enough.is_set(), f"the server closed {peer.session_id} mid-burst: {exc.reason}"
                     return
                 if msg["type"] in HAND_EVENTS and msg["data"]["session_id"] == peer.session_id:
                     acked[peer.session_id].append(HAND_EVENTS[msg["type"]])

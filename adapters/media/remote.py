@@ -372,13 +372,13 @@ class RemotePlane:
                 nursery.cancel_scope.cancel()
         except* (trio.BrokenResourceError, trio.ClosedResourceError, RpcError, OSError) as group:
             reason = f"failed: {group.exceptions[0]!r}"
-        self._lost(reason)
+        self.lost(reason)
 
     async def _sender(self, scope: trio.CancelScope) -> None:
         try:
             await _send_loop(self.stream, self._recv_q)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            scope.cancel()  # the reader sees the end too; _lost runs once in serve
+            scope.cancel()  # the reader sees the end too; lost runs once in serve
 
     def _on_frame(self, d: dict[str, Any]) -> None:
         kind = d.get("ev")
@@ -395,7 +395,9 @@ class RemotePlane:
             return
         self._emit(event)
 
-    def _lost(self, reason: str) -> None:
+    def lost(self, reason: str) -> None:
+        """The link ended (``serve`` calls it; so does whoever ran ``serve`` when the link ended by an exception
+        that cancelled it): every session it held is reported closed, once, and the plane is never used again."""
         if not self.alive:
             return
         self.alive = False

@@ -76,25 +76,34 @@ async def _request(endpoint: RtcdEndpoint, method: str, path: str, authorization
                    ssl_context: ssl.SSLContext | None) -> tuple[int, bytes]:
     with trio.fail_after(HTTP_TIMEOUT):
         stream = await _connect(endpoint, ssl_context)
-        async with stream:
-            conn = h11.Connection(h11.CLIENT)
-            headers = [("Host", endpoint.name), ("Authorization", authorization), ("Connection", "close"),
-                       ("Content-Length", "0")]
-            await stream.send_all(conn.send(h11.Request(method=method, target=path, headers=headers)))
-            await stream.send_all(conn.send(h11.EndOfMessage()))
-            status, body = 0, bytearray()
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    conn.receive_data(bytes(await stream.receive_some(1 << 16)))
-                elif isinstance(event, h11.Response):
-                    status = event.status_code
-                elif isinstance(event, h11.Data):
-                    body += event.data
-                    if len(body) > 1 << 20:
-                        raise RtcdApiError("answer too long")
-                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                    return status, bytes(body)
+        try:
+            async with stream:
+                return await _exchange(stream, method, path, endpoint.name, authorization)
+        except h11.ProtocolError as exc:  # e.g. the host died mid-answer: a failed request, like a refused connect
+            raise RtcdApiError(f"{method} {path}: broken answer ({exc})") from exc
+
+
+async def _exchange(stream: trio.abc.Stream, method: str, path: str, host: str,
+                    authorization: str) -> tuple[int, bytes]:
+    """One request, one answer, on a fresh connection (``Connection: close``)."""
+    conn = h11.Connection(h11.CLIENT)
+    headers = [("Host", host), ("Authorization", authorization), ("Connection", "close"),
+               ("Content-Length", "0")]
+    await stream.send_all(conn.send(h11.Request(method=method, target=path, headers=headers)))
+    await stream.send_all(conn.send(h11.EndOfMessage()))
+    status, body = 0, bytearray()
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(bytes(await stream.receive_some(1 << 16)))
+        elif isinstance(event, h11.Response):
+            status = event.status_code
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > 1 << 20:
+                raise RtcdApiError("answer too long")
+        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+            return status, bytes(body)
 
 
 async def login(endpoint: RtcdEndpoint, client_id: str, auth_key: str,

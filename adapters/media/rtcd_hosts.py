@@ -12,7 +12,9 @@ them, ``SessionMoved`` → ``restore_routes``) serve both.
 - Every ``poll_interval`` seconds each linked host's ``GET /system`` gives its ``cpu_load`` and ``draining``; a
   host that does not answer, or drains, stops accepting new calls until it answers again.
 - A link that breaks is not retried while its old plane is reported lost; the next resolution links the address
-  afresh if it is still listed (a restarted rtcd comes back into placement by itself).
+  afresh if it is still listed (a restarted rtcd comes back into placement by itself). However the link ends (the
+  host closed it, or an exception in the link or its health poll cancelled the plane's pump), its plane is
+  reported lost: a plane left "alive" on a dead link would take moved calls and never answer them.
 """
 
 from __future__ import annotations
@@ -129,6 +131,8 @@ class RtcdHosts:
                     await trio.sleep(0.1)
                 nursery.cancel_scope.cancel()
         except Exception as exc:  # OSError, RtcdApiError, TooSlowError, a refused upgrade, a TLS failure
+            if host.plane is not None:  # the link was up: however it ended, its sessions are gone with it
+                host.plane.lost(f"link failed: {exc!r}")
             host.link_failures += 1
             cause = f" ({exc.__cause__!r})" if exc.__cause__ is not None else ""  # trio wraps TLS errors
             log.log(logging.WARNING if host.link_failures == 1 else logging.DEBUG,

@@ -137,14 +137,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--twcc", action="store_true", help="receivers stamp transport-wide sequence numbers")
     ap.add_argument("--calls", type=int, default=1, help="independent calls, packets interleaved (working set)")
     ap.add_argument("--paths", default="python,native", help="which paths to run, alternated")
+    ap.add_argument("--ab", metavar="VAR", help="also alternate the environment variable VAR=0 / VAR=1 (e.g. "
+                    "CALLSD_NATIVE_PREFETCH): each path runs as path@VAR=0 and path@VAR=1")
     args = ap.parse_args(argv)
     if not (1 <= args.receivers <= 64 and 1 <= args.packets <= 200_000 and 1 <= args.chunk <= 1000
             and 1 <= args.rounds <= 20 and 1 <= args.calls <= 400):
         ap.error("receivers 1..64, packets 1..200000, chunk 1..1000, rounds 1..20, calls 1..400")
     load_start = os.getloadavg()
     paths = tuple(args.paths.split(","))
-    rows = [measure(p, args.receivers, args.packets, args.chunk, args.twcc, args.calls) for _ in range(args.rounds)
-            for p in paths]
+    rows = []
+    for _ in range(args.rounds):
+        for p in paths:
+            for value in ("0", "1") if args.ab else ("",):
+                if args.ab:
+                    os.environ[args.ab] = value
+                row = measure(p, args.receivers, args.packets, args.chunk, args.twcc, args.calls)
+                rows.append(row | {"path": f"{p}@{args.ab}={value}"} if args.ab else row)
+    paths = tuple(dict.fromkeys(r["path"] for r in rows))
     best = {p: min((r for r in rows if r["path"] == p), key=lambda r: r["us_per_egress_packet"]) for p in paths}
     result = {"paths": best, "rounds": rows,
               "native_over_python": (best["native"]["us_per_egress_packet"] / best["python"]["us_per_egress_packet"]

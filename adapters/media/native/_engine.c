@@ -46,6 +46,7 @@
 #include "send_gso.h"
 #include "engine_state.h"   /* the Engine object, its batches and counter deltas */
 #include "twcc_step.h"
+#include "prefetch.h"       /* a packet's routes, level by level, before forwarding */
 #include "forward_step.h"   /* Forwarder.on_rtp and Peer.send_rtp */
 #include "arrival_step.h"   /* transport-cc arrivals toward publishers */
 #include "simulcast_step.h"

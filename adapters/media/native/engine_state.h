@@ -54,6 +54,7 @@ typedef struct {
     uint8_t sbuf[BATCH][BUF];
     int squeued;
     int gso; /* UDP GSO for runs to one destination (send_gso.h); off after the kernel refused it once */
+    int prefetch; /* prefetch each packet's routes before forwarding (prefetch.h); CALLSD_NATIVE_PREFETCH=0: off */
     uint8_t blk[BUF];
     uint8_t rtxbuf[BUF]; /* the original an RTX packet carries (simulcast_step.h) */
     uint8_t stampbuf[BUF]; /* a packet with its transport-wide sequence number (twcc_step.h) */
@@ -85,6 +86,8 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kwds) {
     }
     const char *gso = getenv("CALLSD_NATIVE_GSO");
     self->gso = !(gso != NULL && strcmp(gso, "0") == 0);
+    const char *prefetch = getenv("CALLSD_NATIVE_PREFETCH");
+    self->prefetch = !(prefetch != NULL && strcmp(prefetch, "0") == 0);
     self->vad_threshold = thr;
     self->vad_on = on;
     self->vad_max = max;

@@ -351,6 +351,8 @@ static int forward(Engine *self, PyObject *track, const uint8_t *d, size_t n) {
         return 0;
     }
     int pt = d[1] & 0x7F, mk = d[1] & 0x80;
+    if (self->prefetch)
+        prefetch_routes(live);
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(live); i++) {
         if (forward_route(self, PyTuple_GET_ITEM(live, i), d, n, &lay, seq, ts, pt, mk) < 0) {
             Py_DECREF(live);

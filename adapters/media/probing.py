@@ -103,10 +103,13 @@ class ProbeSender:
 
     def _maybe_start(self, s: Session, now: float) -> None:
         wanted = self._wanted(s.session_id)
+        if wanted is None:  # nothing above what it gets: a fresh schedule is what due(False) would leave
+            self._schedules.pop(s.session_id, None)  # (every receiver of an audio-only call, 10 times a second)
+            return
         estimate = self._estimate(s.session_id)
-        wants = wanted is not None and estimate is not None and estimate < wanted
+        wants = estimate is not None and estimate < wanted
         schedule = self._schedules.setdefault(s.session_id, ProbeSchedule(self.policy))
-        if not schedule.due(wants, now * 1000.0) or wanted is None:
+        if not schedule.due(wants, now * 1000.0):
             return
         route = next((r for r in s.routes_in.values() if r.rtx_pt is not None and r.rtx_ssrc is not None
                       and r.negotiated), None)

@@ -63,9 +63,12 @@ class ProbeSender:
 
     def __init__(self, sessions: Callable[[], Iterable[Session]], wanted_bps: Callable[[str], int | None],
                  estimate: Callable[[str], int | None], policy: ProbePolicy | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 any_wanted: Callable[[], bool] = lambda: True) -> None:
+        """``any_wanted``: False when ``wanted_bps`` is None for every session (no simulcast track at all)."""
         self._sessions = sessions
         self._wanted = wanted_bps
+        self._any_wanted = any_wanted
         self._estimate = estimate
         self.policy = policy or ProbePolicy()
         self._clock = clock
@@ -85,6 +88,8 @@ class ProbeSender:
             await trio.sleep(TICK_S if self._active else IDLE_S)
 
     def tick(self) -> None:
+        if not self._active and not self._schedules and not self._any_wanted():
+            return  # what the walk would do: nothing (audio-only calls: every session, 10 times a second)
         now = self._clock()
         seen: set[str] = set()
         for s in list(self._sessions()):

@@ -14,7 +14,8 @@ pinned to CPU 0, load tool to CPU 1 on the shared-socket engine). Over the stead
 * ``perf record -g`` (``--call-graph dwarf``, so the C extension's frames unwind): the share of samples by shared
   object, and the inclusive share of the named stages (``STAGES``).
 
-``--variant KEY=VALUE,...`` sets server environment (as bench/server_ab.py), so one script attributes any variant.
+``--variant NAME:KEY=VALUE,...`` sets server environment (as bench/server_ab.py), so one script attributes any
+variant; ``PYTHONPATH=DIR`` (DIR/callsd another checkout, its extension built in place) runs that code's server.
 """
 
 from __future__ import annotations
@@ -187,6 +188,8 @@ def run(shape: Shape, variant: Variant, *, steady: float, work: Path, media_engi
         for p in perfs:
             p.wait()
         after_times, after_packets = _proc_times(pid), _packets(server.url)
+        engine_so = sorted({line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+                            if "_engine" in line})  # which build served (a PYTHONPATH variant runs another checkout)
         tool.communicate(timeout=join + steady + 120)
     doc = json.loads(tool_out.read_text())
     seconds = after_times["at"] - before_times["at"]
@@ -198,7 +201,7 @@ def run(shape: Shape, variant: Variant, *, steady: float, work: Path, media_engi
                for name, t in after_times["threads"].items()}
     calls = syscall_counts(work / "stat.csv")
     out = row(shape, doc) | {
-        "variant": variant.name, "settings": variant.env, "loadavg_before": load_before,
+        "variant": variant.name, "settings": variant.env, "loadavg_before": load_before, "engine_so": engine_so,
         "started_utc": time.strftime("%H:%M:%S", time.gmtime(started)),
         "window_seconds": round(seconds, 2), "window_packets": delta, "window_egress_pps": round(egress / seconds),
         "window_server_cpu_percent": round(100 * (user + system) / seconds, 1),

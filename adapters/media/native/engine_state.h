@@ -192,6 +192,55 @@ static void flush_sends(Engine *self) {
     self->squeued = 0;
 }
 
+/* time.monotonic(), as the time module computes it (_PyTime_AsSecondsDouble), without a call and a float. */
+static double monotonic_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    volatile double d;
+    if (ns % 1000000000LL == 0) {
+        d = (double)(ns / 1000000000LL);
+    } else {
+        d = (double)ns;
+        d /= 1e9;
+    }
+    return d;
+}
+
+static PyObject *time_monotonic; /* the time module's function (clock_intern) */
+
+static int clock_intern(void) {
+    PyObject *time_module = PyImport_ImportModule("time");
+    if (time_module == NULL)
+        return -1;
+    time_monotonic = PyObject_GetAttrString(time_module, "monotonic");
+    Py_DECREF(time_module);
+    return time_monotonic == NULL ? -1 : 0;
+}
+
+/* `owner._clock()` in seconds (the Forwarder's, a TransportSequencer's): read here when it is time.monotonic, as
+ * it is in the server, else called. 0, or -1 with an exception set. */
+static int clock_seconds(PyObject *owner, double *out) {
+    PyObject *clock = cs_getattr(owner, s_clock);
+    if (clock == NULL)
+        return -1;
+    if (clock == time_monotonic) {
+        Py_DECREF(clock);
+        *out = monotonic_seconds();
+        return 0;
+    }
+    PyObject *now = PyObject_CallNoArgs(clock);
+    Py_DECREF(clock);
+    if (now == NULL)
+        return -1;
+    double seconds = PyFloat_AsDouble(now);
+    Py_DECREF(now);
+    if (seconds == -1.0 && PyErr_Occurred())
+        return -1;
+    *out = seconds;
+    return 0;
+}
+
 /* The address tuple of a received datagram (new reference), memoized. */
 static PyObject *rx_address(Engine *self, const struct sockaddr_storage *sa) {
     socklen_t len = sockaddr_len(sa);

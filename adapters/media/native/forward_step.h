@@ -279,7 +279,11 @@ static int forward(Engine *self, PyObject *track, const uint8_t *d, size_t n) {
     }
     if (set_ll(track, s_last_ts, ts) < 0)
         return -1;
-    PyObject *now = PyObject_CallMethodNoArgs(self->forwarder, s_clock);
+    PyObject *clock = cs_getattr(self->forwarder, s_clock); /* time.monotonic in the server: read, not called */
+    if (clock == NULL)
+        return -1;
+    PyObject *now = clock == time_monotonic ? PyFloat_FromDouble(monotonic_seconds()) : PyObject_CallNoArgs(clock);
+    Py_DECREF(clock);
     if (now == NULL)
         return -1;
     int set_rx = cs_setattr(track, s_last_rx, now);

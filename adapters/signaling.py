@@ -303,6 +303,8 @@ class SignalingHub:
                 conn.scope = nursery.cancel_scope
                 nursery.start_soon(self._writer, conn, transport, recv)
                 while True:
+                    if conn.backlog >= conn.backlog_high:  # back-pressure: see ``Connection``
+                        await conn.drained()
                     try:
                         frame = await transport.receive()
                     except Exception as exc:  # a transport error is a closed socket
@@ -363,11 +365,12 @@ class SignalingHub:
         events wait a little for the rest of a join (``_batch``)."""
         try:
             async for item in recv:
-                text = batch_frame(await _batch(item, recv)) if conn.batches else item[0]
+                texts = await _batch(item, recv) if conn.batches else [item[0]]
                 del item
-                await transport.send(text)
+                await transport.send(batch_frame(texts) if conn.batches else texts[0])
+                conn.sent(len(texts))
                 self.counters.ws_frames_out += 1
-                del text  # nor is the last message sent
+                del texts  # nor are the last messages sent
             if conn.scope is not None:  # the outbox was closed (``Connection.finish``) and all of it is sent
                 conn.scope.cancel()
         except Exception as exc:  # the socket broke under us: end this connection, not the server

@@ -37,11 +37,17 @@ class Outbox:
     def queue(self, conn: Connection, kind: str, text: str, lazy: bool | None = None) -> None:
         """Queue ``text`` for ``conn`` once everything recorded so far is durable (``DurableFanOut.do``). ``lazy``:
         it may wait a little for company in a batch frame (default: ``kind`` is one of ``LAZY_EVENTS``)."""
-        self.fanout.do(self.queue_now, conn, kind, text, lazy)
+        conn.backlog += 1  # planned: it counts against the socket's back-pressure until it is sent
+        self.fanout.do(self._planned_now, conn, kind, text, lazy)
+
+    def _planned_now(self, conn: Connection, kind: str, text: str, lazy: bool | None) -> None:
+        conn.backlog -= 1  # no longer planned; queued (and counted again) unless the outbox refuses it
+        self.queue_now(conn, kind, text, lazy)
 
     def queue_now(self, conn: Connection, kind: str, text: str, lazy: bool | None = None) -> None:
         try:
             conn.outbox.send_nowait((text, kind in LAZY_EVENTS if lazy is None else lazy))
+            conn.backlog += 1
             self.counters.ws_events["out", kind] += 1
         except trio.WouldBlock:
             if conn.close_code == 1000:  # count (and close) once

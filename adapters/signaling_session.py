@@ -172,10 +172,21 @@ class Connection:
     ``action`` and ``request_id`` are the type and ``id`` of the message being handled (the id is set only while it
     is handled: direct replies echo it, later events do not). ``batches`` is set once the client asked for ``batch``
     frames (protocol 1.3) on a socket whose transport may carry them (``batch_allowed``: a direct client socket,
-    not a cluster relay, which reads the frames it forwards one event at a time)."""
+    not a cluster relay, which reads the frames it forwards one event at a time).
+
+    ``backlog`` is the back-pressure between what a socket sends and what the hub reads from it: the events planned
+    for it (waiting for the log, ``DurableFanOut``) or queued in its outbox and not yet sent. One input fans out to
+    every member of its call, so without it a call whose members all send at once (a burst of hand raises) grows
+    every outbox N times faster than its writer drains it, and the slow-client rule (outbox full: 1008) closed
+    clients that were reading all along (docs/adr/0027, addendum of 2026-11-29 16:40). The hub stops reading a
+    socket while its backlog is at ``backlog_high`` (a quarter of the outbox) and reads again once its writer has
+    sent it down to ``backlog_low``; what it waits for is this socket's own writer only, so a client that does not
+    read stalls only its own input (its outbox still fills from the others' events and closes it), never the
+    hub or another socket."""
 
     __slots__ = ("session_id", "channel_id", "user_id", "query_token", "bucket", "outbox", "scope", "close_code",
-                 "close_reason", "replaced", "action", "request_id", "batch_allowed", "batches")
+                 "close_reason", "replaced", "action", "request_id", "batch_allowed", "batches", "backlog",
+                 "backlog_high", "backlog_low", "_drained")
 
     def __init__(self, session_id: str, query_token: str | None, bucket: TokenBucket,
                  outbox: trio.MemorySendChannel[OutboxItem], *, batch_allowed: bool = False) -> None:
@@ -193,6 +204,24 @@ class Connection:
         self.request_id: RequestId = None
         self.batch_allowed = batch_allowed
         self.batches = False
+        self.backlog = 0  # events planned or queued for this socket, not yet sent
+        self.backlog_high = max(2, int(outbox.statistics().max_buffer_size) // 4)
+        self.backlog_low = self.backlog_high // 2
+        self._drained: trio.Event | None = None  # set by the writer when the reader waits and the backlog is low
+
+    async def drained(self) -> None:
+        """Return once the backlog is below ``backlog_high`` (at once if it is): the hub reads this socket's next
+        message only then."""
+        while self.backlog >= self.backlog_high:
+            self._drained = trio.Event()
+            await self._drained.wait()
+
+    def sent(self, events: int) -> None:
+        """The writer sent ``events`` of the backlog; wake the reader if it waits and the backlog is low."""
+        self.backlog -= events
+        if self._drained is not None and self.backlog <= self.backlog_low:
+            self._drained.set()
+            self._drained = None
 
     def ask_batches(self, data: dict[str, Any]) -> None:
         """A ``join``/``reconnect`` with ``batch: true`` turns batch frames on for this socket, if it may carry

@@ -160,7 +160,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "action", None) == "plot":
+    if args.action == "plot":  # add_arguments made the subparsers with dest="action": None without one
         return _plot(args)
     _check(args)
     from .loadtest.runner import LoadConfig, ServerUnreachable, print_summary

@@ -54,6 +54,8 @@ __all__ = [
     "load_config",
     "SECRET_KEYS",
     "render_toml",
+    "sections_as_dict",
+    "sections_toml",
 ]
 
 
@@ -77,7 +79,7 @@ class HttpConfig:
     join_timeout: float = 10.0
     max_connections: int = 1000
     max_connections_per_address: int = 100
-    signaling_socket: str = "asgi"  # "asgi": through hypercorn and Quart; "direct": app/ws_direct.py (experimental)
+    signaling_socket: str = "direct"  # "direct": app/ws_direct.py (docs/adr/0027); "asgi": through hypercorn and Quart
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,25 +208,32 @@ class Config:
 
     def as_dict(self, *, mask_secrets: bool = True) -> dict[str, dict[str, Any]]:
         """The effective configuration as plain data (secrets shown as ``"***"`` when set and masked)."""
-        out: dict[str, dict[str, Any]] = {}
-        for section in _SECTIONS:
-            sec = getattr(self, section)
-            values: dict[str, Any] = {}
-            for key in SCHEMA[section]:
-                value = getattr(sec, key)
-                if key in ("allowed_origins", "allowed_hosts"):
-                    value = list(value)
-                elif key == "ice_servers":
-                    value = [s.as_json() for s in value]
-                    if mask_secrets:
-                        value = [{**s, "credential": "***"} if "credential" in s else s for s in value]
-                elif mask_secrets and (section, key) == ("store", "url") and value:
-                    value = _URL_PASSWORD.sub(r"\1:***@", value)
-                elif mask_secrets and f"{section}.{key}" in SECRET_KEYS and value:
-                    value = "***"
-                values[key] = value
-            out[section] = values
-        return out
+        return sections_as_dict(self, SCHEMA, mask_secrets=mask_secrets)
+
+
+def sections_as_dict(config: Any, schema: Mapping[str, Mapping[str, Any]], *,
+                     mask_secrets: bool) -> dict[str, dict[str, Any]]:
+    """The keys of ``schema``, read off ``config``'s sections, as plain data: what ``config show`` and ``config
+    check`` print for serve and for rtcd alike, so a secret is masked the same way in both (``"***"`` when set)."""
+    out: dict[str, dict[str, Any]] = {}
+    for section, keys in schema.items():
+        sec = getattr(config, section)
+        values: dict[str, Any] = {}
+        for key in keys:
+            value = getattr(sec, key)
+            if key in ("allowed_origins", "allowed_hosts"):
+                value = list(value)
+            elif key == "ice_servers":
+                value = [s.as_json() for s in value]
+                if mask_secrets:
+                    value = [{**s, "credential": "***"} if "credential" in s else s for s in value]
+            elif mask_secrets and (section, key) == ("store", "url") and value:
+                value = _URL_PASSWORD.sub(r"\1:***@", value)
+            elif mask_secrets and f"{section}.{key}" in SECRET_KEYS and value:
+                value = "***"
+            values[key] = value
+        out[section] = values
+    return out
 
 
 SECRET_KEYS = frozenset({"auth.secret", "rtc.turn_static_auth_secret", "metrics.token", "rtc.rtcd_auth_key",
@@ -443,8 +452,13 @@ def _toml_value(value: Any) -> str:
 
 def render_toml(config: Config, *, mask_secrets: bool = True) -> str:
     """The effective configuration as a TOML document (it loads back to the same config when unmasked)."""
+    return sections_toml(config.as_dict(mask_secrets=mask_secrets))
+
+
+def sections_toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
+    """``sections_as_dict``'s result as a TOML document, one table per section."""
     lines: list[str] = []
-    for section, values in config.as_dict(mask_secrets=mask_secrets).items():
+    for section, values in sections.items():
         lines.append(f"[{section}]")
         lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
         lines.append("")

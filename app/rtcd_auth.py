@@ -31,6 +31,8 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from .secret_files import read_or_create_secret
+
 __all__ = ["ClientStore", "BearerTokens", "FailureLimiter", "Bearer", "MIN_KEY_LENGTH", "valid_client_id"]
 
 MIN_KEY_LENGTH = 32
@@ -116,15 +118,7 @@ class BearerTokens:
     FILENAME = "rtcd-token.key"
 
     def __init__(self, data_dir: str | Path, ttl_seconds: int) -> None:
-        path = Path(data_dir) / self.FILENAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(path, "xb") as f:
-                os.fchmod(f.fileno(), 0o600)
-                f.write(secrets.token_bytes(32))
-        except FileExistsError:
-            pass
-        self._key = path.read_bytes()
+        self._key = read_or_create_secret(Path(data_dir) / self.FILENAME)
         self.ttl = ttl_seconds
 
     def _mac(self, body: str) -> str:

@@ -21,13 +21,13 @@ from typing import Any
 
 from .config import (
     SCHEMA,
-    SECRET_KEYS,
     ConfigError,
     LogConfig,
     RtcConfig,
     StoreConfig,
-    _toml_value,
     parse_sections,
+    sections_as_dict,
+    sections_toml,
 )
 from .config_checks import boolean, file_or_empty, float_in, int_in, ip_address, text
 
@@ -58,18 +58,8 @@ class RtcdConfig:
     log: LogConfig = field(default_factory=LogConfig)
 
     def as_dict(self, *, mask_secrets: bool = True) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for section, keys in RTCD_SCHEMA.items():
-            values: dict[str, Any] = {}
-            for key in keys:
-                value = getattr(getattr(self, section), key)
-                if key == "ice_servers":
-                    value = [s.as_json() for s in value]
-                elif mask_secrets and f"{section}.{key}" in SECRET_KEYS and value:
-                    value = "***"
-                values[key] = value
-            out[section] = values
-        return out
+        """The effective configuration as plain data, masked as serve's is (``sections_as_dict``)."""
+        return sections_as_dict(self, RTCD_SCHEMA, mask_secrets=mask_secrets)
 
 
 _SERVE_ONLY_RTC = ("media_workers", "rtcd_url", "rtcd_client_id", "rtcd_auth_key", "rtcd_resolve_interval",
@@ -121,12 +111,7 @@ def is_rtcd_file(path: str | Path) -> bool:
 
 
 def render_rtcd_toml(config: RtcdConfig, *, mask_secrets: bool = True) -> str:
-    lines: list[str] = []
-    for section, values in config.as_dict(mask_secrets=mask_secrets).items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
-        lines.append("")
-    return "\n".join(lines)
+    return sections_toml(config.as_dict(mask_secrets=mask_secrets))
 
 
 __all__ += ["RTCD_SCHEMA", "ConfigError"]

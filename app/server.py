@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import resource
-import secrets
 import signal
 import sys
 import time
@@ -57,6 +55,7 @@ from .config import Config
 from .http_guard import TICKET_KEY, ConnectionTicket, GuardCollector, GuardCounters, GuardSettings, serve_http
 from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name, metrics_authorized
 from .quart_ws import LeanWebsocketConnection
+from .secret_files import read_or_create_secret
 from .signaling_socket import (
     SIGNALING_PATH,
     SignalingUpgrade,
@@ -417,14 +416,7 @@ def _reconnect_key(config: Config) -> bytes:
     """The key reconnect secrets derive from (adapters/signaling_reconnect.py), kept in the data directory so that
     sessions that dropped before a restart can still reconnect; created (mode 0600) on first start."""
     path = Path(config.store.data_dir) / "reconnect.key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(path, "xb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(secrets.token_bytes(32))
-    except FileExistsError:
-        pass
-    key = path.read_bytes()
+    key = read_or_create_secret(path)
     if len(key) < 16:
         raise StartupError(f"{path} is damaged (shorter than 16 bytes): delete it to make a new one")
     return key

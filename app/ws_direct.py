@@ -22,6 +22,11 @@ proxy reusing a connection), goes through hypercorn and Quart as before.
 fragments, UTF-8, ping/pong, the close handshake), one bounded inbox of whole messages (the reader waits when it is
 full, as hypercorn's app queue made it), sends serialised by the guarded server's lock with its write deadline, and
 a ping every ``ping_interval`` s so that a vanished peer is found by the read timeout, as hypercorn's pings did.
+
+The inbox is where the hub's back-pressure lands (``Connection.backlog``, adapters/signaling_session.py): while
+too much waits to be sent to this socket the hub takes nothing from it, the inbox fills, the guard stops reading
+and TCP slows the client's sends. Nothing here waits on another socket, so this cannot close a cycle between
+clients (docs/adr/0027, addendum of 2026-11-29 16:40).
 """
 
 from __future__ import annotations

@@ -76,6 +76,20 @@ PIN = True
 NICE = 0  # scheduling priority of the server and the tool (negative: ahead of a shared machine's other work)
 
 
+def set_nice(nice: int) -> None:
+    """Run the servers and tools this process starts at ``nice``, and this process's autogroup too.
+
+    With the scheduler's autogroups (one per session), nice only orders tasks within this session's group; the
+    group's own nice is what weighs against the rest of a shared machine."""
+    global NICE
+    NICE = nice
+    if nice:
+        try:
+            Path("/proc/self/autogroup").write_text(str(nice))
+        except OSError as exc:
+            print(f"autogroup nice not set ({exc}): the runs compete with other sessions as equals", flush=True)
+
+
 def _pin(cpu: int) -> list[str]:
     nice = ["nice", "-n", str(NICE)] if NICE else []
     if PIN and shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
@@ -224,6 +238,28 @@ def engine_srtp_session(engine: Any, key: bytes, outbound: bool) -> Any:
     return pylibsrtp.Session(policy)
 
 
+def loopback_legs(engine: Any, key: bytes, count: int, *, sending: bool) -> tuple[socket.socket, list[Any]]:
+    """A loopback socket and ``count`` connected legs of ``engine`` that receive from it (Opus on payload type 111),
+    keyed with ``engine_srtp_session`` under ``key``; ``sending``: they have their send session too. The load-tool
+    cost benches (``client_cost`` here, ``bench.loadtool_step``) drive these without any server."""
+    from callsd.peer import Leg
+
+    src = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    src.bind(("127.0.0.1", 0))
+    src.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+    legs = []
+    for n in range(count):
+        leg = Leg(engine, user_number=n, call_index=0, ufrag="u", pwd="p")
+        leg.sock.connect(src.getsockname())
+        leg.state = "connected"
+        leg.rx = engine_srtp_session(engine, key, False)
+        if sending:
+            leg.tx = engine_srtp_session(engine, key, True)
+        leg.set_payload_types({111: ("audio", 48000)})
+        legs.append(leg)
+    return src, legs
+
+
 async def client_cost(legs: int = 200, packets: int = 40_000, delay_sample: int = 4,
                       media: str = "python") -> dict[str, Any]:
     """The load tool's own CPU per packet on one media engine (``media``: "python" or "native"), no server.
@@ -234,7 +270,7 @@ async def client_cost(legs: int = 200, packets: int = 40_000, delay_sample: int 
     """
     import pylibsrtp
     import trio
-    from callsd.peer import Identity, Leg, MediaEngine, Source
+    from callsd.peer import Identity, MediaEngine, Source
     from callsd.peer.engine import resolve_media
 
     key = os.urandom(28)
@@ -246,17 +282,7 @@ async def client_cost(legs: int = 200, packets: int = 40_000, delay_sample: int 
 
     tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
                                             srtp_profile=profile))
-    src = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    src.bind(("127.0.0.1", 0))
-    src.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-    all_legs = []
-    for n in range(legs):
-        leg = Leg(engine, user_number=n, call_index=0, ufrag="u", pwd="p")
-        leg.sock.connect(src.getsockname())
-        leg.state = "connected"
-        leg.rx = session(False)
-        leg.set_payload_types({111: ("audio", 48000)})
-        all_legs.append(leg)
+    src, all_legs = loopback_legs(engine, key, legs, sending=False)
     sources = [Source(kind="audio", ssrc=1000 + i, user_number=i) for i in range(2)]
     for source in sources:
         source.configure("0", 111, {})

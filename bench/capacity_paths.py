@@ -124,14 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         plot(json.loads(Path(args.plot).read_text()), Path(args.png))
         print(f"wrote {args.png}")
         return 0
-    capacity.NICE = args.nice
-    if args.nice:
-        # With the scheduler's autogroups (one per session), nice only orders tasks within this session's group;
-        # the group's own nice is what weighs against the rest of a shared machine.
-        try:
-            Path("/proc/self/autogroup").write_text(str(args.nice))
-        except OSError as exc:
-            print(f"autogroup nice not set ({exc}): the runs compete with other sessions as equals", flush=True)
+    capacity.set_nice(args.nice)
     users, unmuted, sharing = (int(x) for x in args.shape.split(","))
     doc = sweep([int(x) for x in args.calls.split(",")], args.paths.split(","), users=users, unmuted=unmuted,
                 sharing=sharing, steady=args.steady, rounds=args.rounds, out=Path(args.out),

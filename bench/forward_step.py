@@ -21,27 +21,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import socket
 import struct
 import time
 from typing import Any
 
-from callsd.adapters.media.dtls import Certificate, SrtpKeys
+from callsd.adapters.media.dtls import Certificate
 from callsd.adapters.media.forwarder import URI_AUDIO_LEVEL, InTrack, OutRoute
-from callsd.adapters.media.plane import MediaPlane, PlaneConfig
 from callsd.adapters.media.srtp import SrtpContext
 from callsd.adapters.media.twcc_send import TransportSequencer
 from callsd.core.calls.events import TrackKind
 
-PROFILE = b"SRTP_AEAD_AES_128_GCM"
+from .step_plane import best_of_rounds, open_step_plane, step_keys, timed_drain
+
 SSRC = 0x1234
 CERT = Certificate.generate("bench-step")
-
-
-def _keys(i: int) -> tuple[SrtpKeys, SrtpKeys]:
-    a, b = bytes((i + k) % 256 for k in range(28)), bytes((i + 28 + k) % 256 for k in range(28))
-    return SrtpKeys(profile=PROFILE, local_key=a, remote_key=b), SrtpKeys(profile=PROFILE, local_key=b, remote_key=a)
 
 
 def measure(fast_path: str, receivers: int, packets: int, chunk: int, twcc: bool = False,
@@ -51,38 +44,15 @@ def measure(fast_path: str, receivers: int, packets: int, chunk: int, twcc: bool
     one call after another as a saturated server reads them, so the step works on a capacity-sized set of objects
     (the per-packet cost at 100 calls is mostly memory stalls, docs/performance.md) rather than one hot call."""
     label = fast_path
-    plane = MediaPlane(PlaneConfig(ice_port_udp=0, fast_path=fast_path), lambda _e: None)
-    ep = plane.endpoint
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.bind(("127.0.0.1", 0))
-    sock.setblocking(False)
-    ep._sock = sock  # noqa: SLF001 - the bench stands in for serve()
-    clients: list[socket.socket] = []
-    publishers: list[socket.socket] = []
-    wires: list[list[bytes]] = []
+    per_call = receivers + 1
+    rig = open_step_plane(fast_path, calls * per_call - 1, CERT, rcvbuf=4 << 20,
+                          twcc=(lambda: TransportSequencer(3, time.monotonic)) if twcc else None)
+    plane = rig.plane
     ext = bytes.fromhex("bede0001") + bytes([0x10, 0x30, 0, 0])
-    per_call = max(1, packets // calls)
+    per_publisher = max(1, packets // calls)
+    wires: list[list[bytes]] = []
     for call in range(calls):
-        base = call * (receivers + 1)
-        for i in range(receivers + 1):
-            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, (4 << 20) if calls == 1 else (256 << 10))
-            c.bind(("127.0.0.1", 0))
-            c.setblocking(False)
-            (clients if i else publishers).append(c)
-            sid = f"s{base + i}"
-            plane.open_session(sid, "bench")
-            peer = ep.add_peer(sid, f"u{base + i}", "p" * 22, f"c{base + i}", "q" * 22, CERT.fingerprint)
-            server_keys, _ = _keys(base + i)
-            peer.srtp = ep.path.srtp_context(server_keys)
-            peer._tx = peer.srtp.tx  # noqa: SLF001 - keyed directly, no handshake
-            peer.address = c.getsockname()
-            peer.connected = True
-            ep._by_addr[peer.address] = peer  # noqa: SLF001
-            plane.on_connected(peer)
-            if twcc and i:
-                peer.twcc = TransportSequencer(3, time.monotonic)
+        base = call * per_call
         pub = plane.sessions[f"s{base}"]
         ssrc = SSRC + call
         track = InTrack(track_id=f"t{call}", session=pub, kind=TrackKind.AUDIO, media="audio", mid="0", ssrc=ssrc,
@@ -96,35 +66,15 @@ def measure(fast_path: str, receivers: int, packets: int, chunk: int, twcc: bool
             route.negotiated = True
             track.routes[rcv.session_id] = route
         track.relive()
-        sender = SrtpContext(_keys(base)[1])
+        sender = SrtpContext(step_keys(base)[1])
         wires.append([bytes(sender.protect_rtp(struct.pack("!BBHII", 0x90, 111, k & 0xFFFF,  # type: ignore[arg-type]
                                                            k * 960 & 0xFFFFFFFF, ssrc) + ext + bytes(140)))
-                      for k in range(per_call)])
-    sends = [(publishers[call], wires[call][k]) for k in range(per_call) for call in range(calls)]
-    user = system = 0.0
-    out = 0
-    server = sock.getsockname()
-    for start in range(0, len(sends), chunk):
-        for source, data in sends[start : start + chunk]:
-            source.sendto(data, server)
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        while ep.path.drain(sock, 256) >= 256:
-            pass
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        user += after.ru_utime - before.ru_utime
-        system += after.ru_stime - before.ru_stime
-        for c in clients:
-            while True:
-                try:
-                    c.recv(4096)
-                except BlockingIOError:
-                    break
-                out += 1
-    for c in [sock, *clients, *publishers]:
-        c.close()
-    return {"path": label, "egress": out, "user_us": user / out * 1e6 if out else None,
-            "system_us": system / out * 1e6 if out else None,
-            "us_per_egress_packet": (user + system) / out * 1e6 if out else None}
+                      for k in range(per_publisher)])
+    wire = [wires[call][k] for k in range(per_publisher) for call in range(calls)]
+    senders = [call * per_call for _ in range(per_publisher) for call in range(calls)]
+    cost = timed_drain(rig, wire, chunk, senders=senders)
+    rig.close()
+    return {"path": label, "egress": cost.egress, **cost.per_egress_us()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -144,24 +94,17 @@ def main(argv: list[str] | None = None) -> None:
             and 1 <= args.rounds <= 20 and 1 <= args.calls <= 400):
         ap.error("receivers 1..64, packets 1..200000, chunk 1..1000, rounds 1..20, calls 1..400")
     load_start = os.getloadavg()
-    paths = tuple(args.paths.split(","))
     rows = []
     for _ in range(args.rounds):
-        for p in paths:
+        for p in args.paths.split(","):
             for value in ("0", "1") if args.ab else ("",):
                 if args.ab:
                     os.environ[args.ab] = value
                 row = measure(p, args.receivers, args.packets, args.chunk, args.twcc, args.calls)
                 rows.append(row | {"path": f"{p}@{args.ab}={value}"} if args.ab else row)
     paths = tuple(dict.fromkeys(r["path"] for r in rows))
-    best = {p: min((r for r in rows if r["path"] == p), key=lambda r: r["us_per_egress_packet"]) for p in paths}
-    result = {"paths": best, "rounds": rows,
-              "native_over_python": (best["native"]["us_per_egress_packet"] / best["python"]["us_per_egress_packet"]
-                                     if {"native", "python"} <= best.keys() else None),
-              "conditions": {"receivers": args.receivers, "packets": args.packets, "chunk": args.chunk,
-                             "twcc": args.twcc, "calls": args.calls,
-                             "cpus": os.cpu_count(), "load_average_start": load_start,
-                             "load_average_end": os.getloadavg()}}
+    result = best_of_rounds(rows, paths, {"receivers": args.receivers, "packets": args.packets, "chunk": args.chunk,
+                                          "twcc": args.twcc, "calls": args.calls}, load_start)
     if args.json:
         print(json.dumps(result, indent=1))
         return

@@ -4,6 +4,9 @@
     .venv/bin/python -m bench.joins --compare batch      # audio slots, one frame per event vs batch frames
     .venv/bin/python -m bench.joins --compare socket     # the signaling socket through hypercorn+Quart vs direct
     .venv/bin/python -m bench.joins --plane --rounds 3      # the media plane alone, in-process (~20 s)
+    .venv/bin/python -m bench.joins --compare tree --base-tree DIR   # another checkout's code vs this one's
+    .venv/bin/python -m bench.joins --unmuted 0 --profile DIR --profile-native   # where a join's CPU goes, C too
+    .venv/bin/python -m bench.joins --shares DIR/*.txt      # median shares of stored profiles
 
 Each run is `bench.memory server` (a fresh `callsd serve` pinned to CPU 0, `callsd loadtest` joining calls × users
 at calls × users ÷ join-duration joins/s, held, then left); the modes alternate run by run in one session so that
@@ -50,27 +53,50 @@ _BUCKETS = (
     ("event log", ("adapters/store", "eventlog", "recorder")),
     ("core machine", ("core/calls",)),
     ("json", ("json/",)),
-    ("websocket frames (wsproto, ws_stream)", ("wsproto", "ws_stream", "trio_websocket")),
+    ("websocket frames (wsproto, ws_stream)", ("wsproto", "ws_stream", "trio_websocket", "ws_direct.py",
+                                              "signaling_socket.py")),
     ("http server (hypercorn, h11)", ("hypercorn", "/h11/")),
     ("asgi app (quart, the guard)", ("quart", "http_guard.py", "http_inbound.py", "http_requests.py", "app/server.py")),
-    ("hub (handlers, fan-out, outbox)", ("adapters/signaling",)),
+    ("hub: broadcasts, outbox, writer", ("signaling_outbox.py", "signaling_fanout.py", "_writer (adapters/signaling",
+                                         "_batch (adapters/signaling", "_next_before (adapters/signaling")),
+    ("hub: handlers", ("adapters/signaling",)),
     ("metrics", ("prometheus", "metrics.py")),
 )
+# With py-spy --native every thread is sampled, waiting or not: these leaves are a thread waiting (the event loop in
+# epoll, a worker thread parked on its lock), not work. A native frame of the cyclic collector charges the sample
+# to the GC whatever Python code allocated.
+_IDLE_LEAVES = ("epoll_wait", "pthread_cond_wait", "futex", "sem_wait", "sem_clockwait", "sem_timedwait")
+_GC_FRAMES = ("gc_collect",)
+
+
+def _bucket_of(frames: list[str]) -> str:
+    """The bucket of one sample's stack (leaf first)."""
+    if any(g in f for f in frames for g in _GC_FRAMES):
+        return "gc (cyclic collector)"
+    bucket = next((name for frame in frames for name, pats in _BUCKETS if any(p in frame for p in pats)), "")
+    if not bucket:  # Trio's own work is charged to the component that asked for it, if any did
+        bucket = "trio scheduling" if any("trio" in f for f in frames) else "other"
+    return bucket
 
 
 def profile_shares(path: str) -> dict[str, float]:
-    """Share of py-spy samples per bucket (``_BUCKETS``; "other": the interpreter start, threads, the rest)."""
+    """Share of py-spy samples per bucket (``_BUCKETS``; "other": the interpreter start, threads, the rest); samples
+    of a waiting thread (``_IDLE_LEAVES``, or a worker thread outside SQLite with an unnamed libc leaf: its lock)
+    are left out."""
+    import gzip
+
     counts: dict[str, int] = {}
-    with open(path) as f:
+    with gzip.open(path, "rt") if path.endswith(".gz") else open(path) as f:
         for line in f:
             stack, _, n = line.rstrip("\n").rpartition(" ")
             if not n.isdigit():
                 continue
             frames = stack.split(";")[::-1]
-            bucket = next((name for frame in frames for name, pats in _BUCKETS
-                           if any(p in frame for p in pats)), "")
-            if not bucket:  # Trio's own work is charged to the component that asked for it, if any did
-                bucket = "trio scheduling" if any("trio" in f for f in frames) else "other"
+            leaf = frames[0]
+            if any(w in leaf for w in _IDLE_LEAVES) or (
+                    "Thread._bootstrap" in stack and leaf.startswith("0x") and "sqlite" not in stack.lower()):
+                continue
+            bucket = _bucket_of(frames)
             counts[bucket] = counts.get(bucket, 0) + int(n)
     total = sum(counts.values()) or 1
     return {k: round(v / total, 3) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
@@ -108,6 +134,26 @@ def plane_cpu_per_join(sessions: int, slots: int) -> float:
     return round(spent[0] * 1e6 / sessions, 1)
 
 
+def _package_shim(tree: str) -> str:
+    """A directory whose ``callsd`` is ``tree``: first on PYTHONPATH, it wins over this checkout's editable install
+    (the editable finder comes after the path finder). The native extension is built in place and not in git, so a
+    fresh worktree gets this checkout's build when it has none (same C sources unless the A/B is about them)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    base = Path(tree).resolve()
+    if not (base / "core" / "__init__.py").exists():
+        raise SystemExit(f"--base-tree {tree}: not a callsd checkout")
+    native = Path(__file__).resolve().parent.parent / "adapters" / "media" / "native"
+    for built in native.glob("_engine*.so"):
+        if not (base / "adapters" / "media" / "native" / built.name).exists():
+            shutil.copy2(built, base / "adapters" / "media" / "native" / built.name)
+    shim = Path(tempfile.mkdtemp(prefix="callsd-base-tree-"))
+    (shim / "callsd").symlink_to(base)
+    return str(shim)
+
+
 def _median(values: list[Any]) -> float | None:
     numbers = [v for v in values if isinstance(v, int | float)]
     return statistics.median(numbers) if numbers else None
@@ -122,17 +168,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--join-duration", type=float, default=5.0)
     p.add_argument("--hold", type=float, default=12.0)
     p.add_argument("--slots", type=int, default=8, help="audio slots the B runs ask for")
-    p.add_argument("--compare", choices=("slots", "batch", "socket"), default="slots",
+    p.add_argument("--compare", choices=("slots", "batch", "socket", "tree"), default="slots",
                    help="slots: per-track sections vs audio slots; batch: slots with one frame per event vs slots "
                         "with batch frames (protocol 1.3, ADR 0027); socket: slots and batch frames, the signaling "
-                        "socket through hypercorn/Quart (http.signaling_socket = asgi) vs served directly (direct)")
+                        "socket through hypercorn/Quart (http.signaling_socket = asgi) vs served directly (direct); "
+                        "tree: the code in --base-tree vs this checkout, both with slots and batch frames")
     p.add_argument("--output", default="", help="write every run's figures to this JSON file")
     p.add_argument("--profile", default="", metavar="DIR", help="py-spy the server's join windows into DIR")
     p.add_argument("--plane", action="store_true",
                    help="only the media plane's CPU per join, in this process (a quiet-machine-free A/B)")
     p.add_argument("--profile-all-threads", action="store_true",
                    help="sample every busy thread, not only the GIL holder (C work without the GIL shows too)")
+    p.add_argument("--profile-native", action="store_true",
+                   help="with --profile: every thread with its C frames (py-spy --native; waits left out, the GC "
+                        "charged to itself)")
+    p.add_argument("--base-tree", default="", metavar="DIR",
+                   help="--compare tree: a checkout of the code to compare against (e.g. `git worktree add DIR "
+                        "main`); its server and load tool run from DIR, the other mode's from this checkout")
+    p.add_argument("--shares", nargs="+", default=[], metavar="PROFILE",
+                   help="only print the median share per bucket over these stored py-spy profiles (.txt or .txt.gz)")
     a = p.parse_args(argv)
+    if a.shares:
+        per_file = [profile_shares(path) for path in a.shares]
+        buckets = {k for shares in per_file for k in shares}
+        table = {k: {"median": _median([s.get(k, 0.0) for s in per_file]),
+                     "min": min(s.get(k, 0.0) for s in per_file), "max": max(s.get(k, 0.0) for s in per_file)}
+                 for k in buckets}
+        print(json.dumps(dict(sorted(table.items(), key=lambda kv: -(kv[1]["median"] or 0))), indent=1))
+        return 0
     if a.plane:
         plane_runs = [{"round": n, "sections_us": plane_cpu_per_join(a.calls * a.users * 8, 0),
                        "slots_us": plane_cpu_per_join(a.calls * a.users * 8, a.slots)} for n in range(a.rounds)]
@@ -152,19 +215,29 @@ def main(argv: list[str] | None = None) -> int:
                   f"{a.slots} audio slots, batch frames": ((*slots, "--batch"), "direct")},
         "socket": {"socket through hypercorn+Quart": ((*slots, "--batch"), "asgi"),
                    "socket served directly": ((*slots, "--batch"), "direct")},
+        "tree": {"base tree": ((*slots, "--batch"), os.environ.get("CALLSD_HTTP_SIGNALING_SOCKET", "asgi")),
+                 "this tree": ((*slots, "--batch"), os.environ.get("CALLSD_HTTP_SIGNALING_SOCKET", "asgi"))},
     }
+    if a.compare == "tree" and not a.base_tree:
+        p.error("--compare tree needs --base-tree DIR")
+    shim = _package_shim(a.base_tree) if a.base_tree else ""
+    pythonpath = os.environ.get("PYTHONPATH", "")
     modes = comparisons[a.compare]
     runs: list[dict[str, Any]] = []
     for n in range(a.rounds):
         for mode, (extra, signaling_socket) in modes.items():
             os.environ["CALLSD_HTTP_SIGNALING_SOCKET"] = signaling_socket  # the server child reads it
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [shim if mode == "base tree" else "",
+                                                                     pythonpath]))
             prof = ""
             if a.profile:
                 os.makedirs(a.profile, exist_ok=True)
                 tag = "-".join(x.strip("-") for x in extra) or "sections"
-                prof = os.path.join(a.profile, f"join-{n}-{tag}-{signaling_socket}.txt")
+                tree = "-base-tree" if mode == "base tree" else ""
+                prof = os.path.join(a.profile, f"join-{n}-{tag}-{signaling_socket}{tree}.txt")
             r = run_server(a.calls, a.users, a.unmuted, a.join_duration, a.hold, extra, profile=prof,
-                           profile_gil=not a.profile_all_threads)
+                           profile_gil=not (a.profile_all_threads or a.profile_native),
+                           profile_native=a.profile_native)
             if prof and os.path.exists(prof):
                 r["profile_shares"] = profile_shares(prof)
             r.update(mode=mode, round=n, loadavg_after=list(os.getloadavg()), signaling_socket=signaling_socket)

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.capacity import engine_srtp_session
+from bench.capacity import loopback_legs
 
 LEGS = 64
 TALKERS = 9  # 64 received for 9 sent: the capacity shape's 7 : 1
@@ -34,31 +33,18 @@ TALKERS = 9  # 64 received for 9 sent: the capacity shape's 7 : 1
 
 def run(media: str, rounds: int, delay_sample: int) -> dict[str, int]:
     import pylibsrtp
-    from callsd.peer import Identity, Leg, MediaEngine, Source
+    from callsd.peer import Identity, MediaEngine, Source
 
     key = os.urandom(28)
     profile = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
     engine = MediaEngine(Identity(), delay_sample=delay_sample, media=media)
 
-    def session(outbound: bool) -> Any:
-        return engine_srtp_session(engine, key, outbound)
-
-    src = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    src.bind(("127.0.0.1", 0))
-    src.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-    legs = []
-    for n in range(LEGS):
-        leg = Leg(engine, user_number=n, call_index=0, ufrag="u", pwd="p")
-        leg.sock.connect(src.getsockname())
-        leg.state = "connected"
-        leg.rx, leg.tx = session(False), session(True)
-        leg.set_payload_types({111: ("audio", 48000)})
-        if n < TALKERS:
-            source = Source(kind="audio", ssrc=9000 + n, user_number=n)
-            source.configure("0", 111, {})
-            source.enabled = True
-            leg.sources.append(source)
-        legs.append(leg)
+    src, legs = loopback_legs(engine, key, LEGS, sending=True)
+    for n, leg in enumerate(legs[:TALKERS]):
+        source = Source(kind="audio", ssrc=9000 + n, user_number=n)
+        source.configure("0", 111, {})
+        source.enabled = True
+        leg.sources.append(source)
     tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
                                             srtp_profile=profile))
     talker = Source(kind="audio", ssrc=1000, user_number=99)

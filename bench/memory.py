@@ -257,13 +257,16 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold: float,
-               loadtest_args: tuple[str, ...] = (), profile: str = "", profile_gil: bool = True) -> dict[str, Any]:
+               loadtest_args: tuple[str, ...] = (), profile: str = "", profile_gil: bool = True,
+               profile_native: bool = False) -> dict[str, Any]:
     """A fresh server, ``calls × users`` load users joined and held; the load tool's figures plus offer rounds.
     ``loadtest_args`` go to `callsd loadtest` as they are (the server is pinned as `bench.capacity` pins it).
     ``profile``: a file for py-spy's raw stacks of the server over the join window; ``profile_gil``: only the thread
     holding the GIL (Python work), else every thread that is not idle (C called without the GIL, e.g. OpenSSL's
-    handshake and SQLite in the commit thread, is then charged to the Python frame that called it)."""
-    from bench.capacity import Server
+    handshake and SQLite in the commit thread, is then charged to the Python frame that called it);
+    A ``profile`` file named ``*.perf`` gets ``perf record`` instead of py-spy.
+    ``profile_native``: py-spy's ``--native`` (C frames too: which OpenSSL, SQLite or libc call the time was in)."""
+    from bench.capacity import Server, _pin
 
     root = str(Path(__file__).resolve().parent.parent)  # the server child runs in a temp dir: find bench/ from there
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
@@ -273,13 +276,19 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
         assert server.proc is not None
         start = _probe(server.proc.pid, probe)
         cpu0 = _cpu_seconds(server.proc.pid)
-        cmd = [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", server.url, "--calls", str(calls),
+        # the tool on the other CPU: a tool sharing the server's CPU would run inside the server's sendto/send (the
+        # wake-up preempts the sender), and a wall-clock profiler would charge its time to those syscalls
+        cmd = [*_pin(1), sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", server.url, "--calls", str(calls),
                "--users-per-call", str(users), "--unmuted", str(unmuted), "--join-duration", f"{join_duration}",
                "--duration", f"{join_duration + hold}", "--server-pid", str(server.proc.pid), "--output", str(out),
                "--quiet", *loadtest_args]
         spy_cmd = [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", *(["--gil"] if profile_gil else []),
+                   *(["--native"] if profile_native else []),
                    "-r", "400", "--format", "raw", "-o", profile, "-d", str(int(join_duration) + 2), "--pid",
                    str(server.proc.pid)]
+        if profile.endswith(".perf"):  # perf instead: CPU time only (py-spy samples wall time), C and kernel symbols
+            spy_cmd = ["perf", "record", "-F", "999", "-g", "-o", profile, "-p", str(server.proc.pid), "--", "sleep",
+                       str(int(join_duration) + 2)]
         spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if profile else None
         tool = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with contextlib.suppress(subprocess.TimeoutExpired):

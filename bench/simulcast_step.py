@@ -23,23 +23,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import socket
 import struct
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from callsd.adapters.media.dtls import Certificate, SrtpKeys
+from callsd.adapters.media.dtls import Certificate
 from callsd.adapters.media.forwarder import InTrack, OutRoute
-from callsd.adapters.media.plane import MediaPlane, PlaneConfig
 from callsd.adapters.media.srtp import SrtpContext
 from callsd.adapters.media.twcc_send import TransportSequencer
 from callsd.core.calls.events import TrackKind
 from callsd.core.wire.simulcast_sdp import REPAIRED_RID_URI, RID_URI
 
-PROFILE = b"SRTP_AEAD_AES_128_GCM"
+from .step_plane import best_of_rounds, open_step_plane, step_keys, timed_drain
+
 CERT = Certificate.generate("bench-simulcast")
 RIDS = ("q", "h", "f")
 PER_FRAME = (1, 3, 8)
@@ -48,11 +46,6 @@ SSRCS = (0x1000, 0x2000, 0x3000)
 RTX_SSRCS = (0x1001, 0x2001, 0x3001)
 RID_EXT, RRID_EXT, VP8_PT, RTX_PT = 10, 11, 96, 97
 ESTIMATES = (150_000, 700_000, None)  # per receiver, in turn: the q, h and f layers' worth (None: the top one)
-
-
-def _keys(i: int) -> tuple[SrtpKeys, SrtpKeys]:
-    a, b = bytes(range(i, i + 28)), bytes(range(i + 28, i + 56))
-    return SrtpKeys(profile=PROFILE, local_key=a, remote_key=b), SrtpKeys(profile=PROFILE, local_key=b, remote_key=a)
 
 
 def _ext(ext_id: int, rid: str) -> bytes:
@@ -118,31 +111,9 @@ def measure(fast_path: str, receivers: int, frames: int, rtx_share: float, twcc:
     sequencer = TransportSequencer
     if fast_path == "native-pystamp":
         fast_path, sequencer = "native", _PythonStamped
-    plane = MediaPlane(PlaneConfig(ice_port_udp=0, fast_path=fast_path), lambda _e: None)
-    ep = plane.endpoint
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-    sock.bind(("127.0.0.1", 0))
-    sock.setblocking(False)
-    ep._sock = sock  # noqa: SLF001 - the bench stands in for serve()
-    clients = []
-    for i in range(receivers + 1):
-        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        c.bind(("127.0.0.1", 0))
-        c.setblocking(False)
-        clients.append(c)
-        sid = f"s{i}"
-        plane.open_session(sid, "bench")
-        peer = ep.add_peer(sid, f"u{i}", "p" * 22, f"c{i}", "q" * 22, CERT.fingerprint)
-        peer.srtp = ep.path.srtp_context(_keys(i)[0])
-        peer._tx = peer.srtp.tx  # noqa: SLF001 - keyed directly, no handshake
-        peer.address = c.getsockname()
-        peer.connected = True
-        ep._by_addr[peer.address] = peer  # noqa: SLF001
-        plane.on_connected(peer)
-        if twcc and i:
-            peer.twcc = sequencer(5, time.monotonic)
+    rig = open_step_plane(fast_path, receivers, CERT, rcvbuf=8 << 20,
+                          twcc=(lambda: sequencer(5, time.monotonic)) if twcc else None)
+    plane = rig.plane
     pub = plane.sessions["s0"]
     track = InTrack(track_id="screen", session=pub, kind=TrackKind.SCREEN_VIDEO, media="video", mid="0", ssrc=None,
                     clock_rate=90000, codecs={VP8_PT: ("vp8", 90000, 1, "")},
@@ -164,37 +135,19 @@ def measure(fast_path: str, receivers: int, frames: int, rtx_share: float, twcc:
     track.relive()
     calls: Counter[str] = Counter()
     _count_calls(sim, ("_decide", "_keyframe", "_switched", "_route_state"), calls)
-    _count_calls(ep.handler, ("on_rtp",), calls)
-    sender = SrtpContext(_keys(0)[1])
+    _count_calls(plane.endpoint.handler, ("on_rtp",), calls)
+    sender = SrtpContext(step_keys(0)[1])
     stream = [(at, bytes(sender.protect_rtp(p))) for at, p in _stream(frames, rtx_share)]  # type: ignore[arg-type]
-    user = system = 0.0
-    out = 0
-    server = sock.getsockname()
-    for start in range(0, len(stream), chunk):
-        part = stream[start : start + chunk]
-        for _, data in part:
-            clients[0].sendto(data, server)
-        now[0] = part[-1][0]
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        while ep.path.drain(sock, 256) >= 256:
-            pass
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        user += after.ru_utime - before.ru_utime
-        system += after.ru_stime - before.ru_stime
-        for c in clients[1:]:
-            while True:
-                try:
-                    c.recv(4096)
-                except BlockingIOError:
-                    break
-                out += 1
-    for c in [sock, *clients]:
-        c.close()
+
+    def advance_clock(start: int) -> None:
+        now[0] = stream[min(start + chunk, len(stream)) - 1][0]
+
+    cost = timed_drain(rig, [data for _, data in stream], chunk, advance_clock)
+    rig.close()
+    out = cost.egress
     counters = plane.counters
     python_calls = calls["_decide"] + calls["_keyframe"] + calls["_switched"] + calls["_route_state"]
-    return {"path": label, "ingress": len(stream), "egress": out,
-            "user_us": user / out * 1e6 if out else None, "system_us": system / out * 1e6 if out else None,
-            "us_per_egress_packet": (user + system) / out * 1e6 if out else None,
+    return {"path": label, "ingress": len(stream), "egress": out, **cost.per_egress_us(),
             "python_path_share": calls["on_rtp"] / len(stream),
             "python_calls_per_egress_packet": python_calls / out if out else None,
             "calls": dict(calls), "switches": counters["simulcast_switches"], "rtx_in": counters["rtx_in"],
@@ -223,13 +176,9 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(measure(p, args.receivers, args.frames, args.rtx_share, args.twcc))
             if not args.json:
                 print(f"round {r + 1}/{args.rounds} {p}: {rows[-1]['us_per_egress_packet']:.2f} µs", flush=True)
-    best = {p: min((r for r in rows if r["path"] == p), key=lambda r: r["us_per_egress_packet"]) for p in paths}
-    result = {"paths": best, "rounds": rows,
-              "native_over_python": best["native"]["us_per_egress_packet"] / best["python"]["us_per_egress_packet"],
-              "conditions": {"receivers": args.receivers, "frames": args.frames, "rtx_share": args.rtx_share,
-                             "twcc": args.twcc,
-                             "cpus": os.cpu_count(), "load_average_start": load_start,
-                             "load_average_end": os.getloadavg()}}
+    result = best_of_rounds(rows, paths, {"receivers": args.receivers, "frames": args.frames,
+                                          "rtx_share": args.rtx_share, "twcc": args.twcc}, load_start)
+    best = result["paths"]
     if args.json:
         print(json.dumps(result, indent=1))
         return

@@ -254,24 +254,6 @@ static int sample_delay(rx_tables *t, rx_leg *l, rx_stream *s, const uint8_t *d,
 
 /* -- reading the Python objects in, writing the counters out --------------------------------------------------- */
 
-static int read_d(PyObject *obj, PyObject *name, double *out) {
-    PyObject *v = cs_getattr(obj, name);
-    if (v == NULL)
-        return -1;
-    *out = PyFloat_AsDouble(v);
-    Py_DECREF(v);
-    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
-}
-
-static int write_d(PyObject *obj, PyObject *name, double value) {
-    PyObject *v = PyFloat_FromDouble(value);
-    if (v == NULL)
-        return -1;
-    int rc = cs_setattr(obj, name, v);
-    Py_DECREF(v);
-    return rc;
-}
-
 static int stream_read(rx_stream *s, PyObject *st) {
     PyObject *kind = cs_getattr(st, s_kind);
     if (kind == NULL)
@@ -279,8 +261,8 @@ static int stream_read(rx_stream *s, PyObject *st) {
     s->audio = PyUnicode_Check(kind) && PyUnicode_Compare(kind, s_audio) == 0;
     Py_DECREF(kind);
     int started = get_truth(st, s_started);
-    if (started < 0 || read_d(st, s_clock_khz, &s->clock_khz) < 0 || read_d(st, s_jitter, &s->jitter) < 0 ||
-        read_d(st, s_last_transit, &s->last_transit) < 0 || get_ll(st, s_base_seq, &s->base_seq) < 0 ||
+    if (started < 0 || get_double(st, s_clock_khz, &s->clock_khz) < 0 || get_double(st, s_jitter, &s->jitter) < 0 ||
+        get_double(st, s_last_transit, &s->last_transit) < 0 || get_ll(st, s_base_seq, &s->base_seq) < 0 ||
         get_ll(st, s_max_seq, &s->max_seq) < 0 || get_ll(st, s_cycles, &s->cycles) < 0 ||
         get_ll(st, s_received, &s->received) < 0 || get_ll(st, s_sender, &s->sender) < 0 ||
         get_ll(st, s_first_counter, &s->first_counter) < 0 || get_ll(st, s_first_index, &s->first_index) < 0 ||
@@ -297,8 +279,8 @@ static int stream_write(rx_stream *s) {
     s->dirty = 0;
     if (cs_setattr(st, s_started, s->started ? Py_True : Py_False) < 0 || set_ll(st, s_base_seq, s->base_seq) < 0 ||
         set_ll(st, s_max_seq, s->max_seq) < 0 || set_ll(st, s_cycles, s->cycles) < 0 ||
-        set_ll(st, s_received, s->received) < 0 || write_d(st, s_jitter, s->jitter) < 0 ||
-        write_d(st, s_last_transit, s->last_transit) < 0 || set_ll(st, s_sender, s->sender) < 0 ||
+        set_ll(st, s_received, s->received) < 0 || set_double(st, s_jitter, s->jitter) < 0 ||
+        set_double(st, s_last_transit, s->last_transit) < 0 || set_ll(st, s_sender, s->sender) < 0 ||
         set_ll(st, s_first_counter, s->first_counter) < 0 || set_ll(st, s_first_index, s->first_index) < 0 ||
         set_ll(st, s_last_counter, s->last_counter) < 0 || set_ll(st, s_last_index, s->last_index) < 0)
         return -1;
@@ -363,11 +345,11 @@ static int histogram_write(rx_tables *t, PyObject *histogram) {
     t->n_touched = 0;
     long long count;
     double total, maximum;
-    if (get_ll(histogram, s_count, &count) < 0 || read_d(histogram, s_total, &total) < 0 ||
-        read_d(histogram, s_maximum, &maximum) < 0 || set_ll(histogram, s_count, count + t->count) < 0 ||
-        write_d(histogram, s_total, total + t->total) < 0)
+    if (get_ll(histogram, s_count, &count) < 0 || get_double(histogram, s_total, &total) < 0 ||
+        get_double(histogram, s_maximum, &maximum) < 0 || set_ll(histogram, s_count, count + t->count) < 0 ||
+        set_double(histogram, s_total, total + t->total) < 0)
         goto done;
-    if (t->maximum > maximum && write_d(histogram, s_maximum, t->maximum) < 0)
+    if (t->maximum > maximum && set_double(histogram, s_maximum, t->maximum) < 0)
         goto done;
     t->count = 0;
     t->total = t->maximum = 0;

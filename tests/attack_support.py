@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from process_support import terminate
 
 
 @dataclass
@@ -66,13 +67,7 @@ async def callsd_process(tmp_path: Path, env_extra: dict[str, str] | None = None
             raise AssertionError(f"unexpected first line {line!r}; log: {log.read_text()[-3000:]}")
         yield ServerProcess(proc, int(match.group(1)), log)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                await trio.to_thread.run_sync(lambda: proc.wait(15))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        await trio.to_thread.run_sync(lambda: terminate(proc, 15, sig=signal.SIGINT))
 
 
 async def http_request(port: int, head: str, *, local_address: str | None = None,

@@ -9,6 +9,7 @@ once. Known flaky cases are listed in the latest closing note to be fixed at the
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pg_support import PostgresServer
@@ -39,3 +40,17 @@ def postgres() -> Iterator[PostgresServer]:
 def pg_url(postgres: PostgresServer) -> str:
     """The URL of a new, empty database on the session's server."""
     return postgres.create_database()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Debian Chromium per browser test module (launching it is the slow part on this machine)."""
+    import browser_support
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = browser_support.launch_chromium(p)
+        try:
+            yield b
+        finally:
+            b.close()

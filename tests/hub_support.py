@@ -1,12 +1,17 @@
 """The signaling hub's test doubles, shared by the hub tests (one of each): ``MemoryTransport``, an in-memory
-WebSocket, and ``MemoryRecorder``, a synchronous recorder that keeps the inputs it was fed."""
+WebSocket, and ``MemoryRecorder``, a synchronous recorder that keeps the inputs it was fed; ``connected`` opens a
+client on a running hub, and ``group_commit_hub`` with ``GatedAppends`` builds the durability tests' hub over a
+store whose commits the test holds (SQLite and PostgreSQL alike)."""
 
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import trio
+from callsd.adapters.signaling import HubSettings, NullMediaPlane, SignalingHub
+from callsd.adapters.store import CallRecorder, EventStore
 from callsd.core.calls import events as ev
 from callsd.core.calls import outputs as out
 from callsd.core.calls.machine import CallsMachine
@@ -78,3 +83,42 @@ class MemoryRecorder:
 
     async def commit_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+
+
+async def connected(hub: SignalingHub, nursery: trio.Nursery) -> MemoryTransport:
+    """A new in-memory client of ``hub`` (which runs in ``nursery``), past the server's ``hello``."""
+    socket = MemoryTransport()
+    nursery.start_soon(hub.serve_connection, socket)
+    await socket.wait_for("hello")
+    return socket
+
+
+GATE_TIMEOUT = 20.0  # a forgotten gate fails the test instead of hanging it
+
+
+class GatedAppends:
+    """Mixed into a store class before it: ``append`` (run in the recorder's worker thread) first waits for
+    ``gate``, then fails with ``fail`` if set; ``appends`` lists the seqs of every committed batch."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail: BaseException | None = None
+        self.appends: list[list[int]] = []
+
+    def append(self, records: Any) -> None:
+        if not self.gate.wait(GATE_TIMEOUT):
+            raise TimeoutError("the test never opened the gate")
+        if self.fail is not None:
+            raise self.fail
+        super().append(records)  # type: ignore[misc]
+        self.appends.append([r.seq for r in records])
+
+
+def group_commit_hub(store: EventStore) -> tuple[SignalingHub, CallRecorder, NullMediaPlane]:
+    """The real hub over ``CallRecorder(group_commit=True)`` on ``store``, a recording media plane, no rate limit."""
+    recorder = CallRecorder(store, group_commit=True)
+    plane = NullMediaPlane()
+    hub = SignalingHub(recorder, recorder.machine, plane=plane, settings=HubSettings(rate=1e9, burst=10**9))
+    return hub, recorder, plane

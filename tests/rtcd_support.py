@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -19,11 +20,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from process_support import terminate
 
 NAME = "rtcd.callsd.test"  # the one host name of the rtcd hosts in the HA tests
 ADDRESSES = ("127.0.0.2", "127.0.0.3")
@@ -144,13 +147,8 @@ class RtcdProcess:
             self.proc.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            terminate(self.proc, 10, sig=signal.SIGINT)
 
 
 def common_port() -> int:
@@ -179,6 +177,26 @@ class Hosts:
         with open(self.path, "r+") as f:
             f.truncate(0)
             f.write("127.0.0.1 localhost\n" + "".join(f"{a} {NAME}\n" for a in addresses))
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    """The last ``lines`` lines of a process log, for a failure message."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no log: {exc})"
+
+
+@contextlib.contextmanager
+def logs_on_failure(serve: Serve, hosts: list[RtcdProcess]) -> Iterator[None]:
+    """Add serve's and every host's log tail to an assertion that fails inside (what the server did, not only
+    what the page saw)."""
+    try:
+        yield
+    except AssertionError as exc:
+        parts = [f"--- serve.log\n{tail(serve.log_path)}"]
+        parts += [f"--- rtcd {h.address}\n{tail(h.log_path, 30)}" for h in hosts]
+        raise AssertionError(f"{exc}\n" + "\n".join(parts)) from exc
 
 
 class Serve:
@@ -230,10 +248,4 @@ class Serve:
         return out
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, 20, sig=signal.SIGINT)

@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from process_support import terminate
 
 
 def healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -30,18 +31,6 @@ def healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
         except OSError:
             time.sleep(0.1)
     return False
-
-
-def terminate(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM ``proc`` if it still runs, SIGKILL it after ``timeout`` seconds, and reap it."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def free_port() -> int:
@@ -83,11 +72,5 @@ class ServeProcess:
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)

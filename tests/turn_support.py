@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from process_support import terminate
+
 TURNSERVER = shutil.which("turnserver") or "/usr/sbin/turnserver"
 REALM = "callsd.test"
 STUN_MAGIC = 0x2112A442
@@ -202,13 +204,8 @@ class Coturn:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        if self.proc is not None:
+            terminate(self.proc, 5)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -41,6 +41,7 @@ from callsd.core.calls import outputs as out
 from callsd.core.calls.state import Route
 
 from .events import MediaEvent, SessionMoved, SignalRejected
+from .plane_session import PlaneSettings
 from .remote import RemotePlane
 
 __all__ = ["PlaneRouter", "WorkerStartError", "HostSource", "LOAD_STEP"]
@@ -74,10 +75,24 @@ class WorkerStartError(RuntimeError):
     """A media worker did not come up (it exited, or its socket never accepted)."""
 
 
+class _PassedIceServer(Protocol):
+    @property
+    def urls(self) -> Sequence[str]: ...
+    def as_json(self) -> dict[str, Any]: ...
+
+
+class WorkerSettings(PlaneSettings, Protocol):
+    """The ``[rtc]`` settings the router starts its workers with (the app's ``RtcConfig``): a plane's settings, whose
+    ICE servers it passes on to each worker as JSON."""
+
+    @property
+    def ice_servers(self) -> Sequence[_PassedIceServer]: ...
+
+
 class PlaneRouter:
     """See the module docstring."""
 
-    def __init__(self, config: Any, emit: Callable[[MediaEvent], None], *, workers: int = 0,
+    def __init__(self, config: WorkerSettings, emit: Callable[[MediaEvent], None], *, workers: int = 0,
                  socket_dir: Path = Path("."), log_level: str = "warning", hosts: HostSource | None = None) -> None:
         if workers < 1 and hosts is None:
             raise ValueError("PlaneRouter needs at least one worker, or remote hosts")
@@ -110,7 +125,7 @@ class PlaneRouter:
         cmd = [sys.executable, "-m", "callsd.app.cli", "rtcd", "--listen", f"unix:{path}",
                "--rtc-address", c.ice_address_udp, "--rtc-port", str(port),
                "--udp-rcvbuf", str(c.udp_rcvbuf), "--udp-sndbuf", str(c.udp_sndbuf), "--log-level", self.log_level,
-               "--ice-max-addresses", str(getattr(c, "ice_max_addresses_per_session", 16))]
+               "--ice-max-addresses", str(c.ice_max_addresses_per_session)]
         if c.ice_host_override:
             cmd += ["--ice-host-override", c.ice_host_override]
         if c.ice_host_port_override:

@@ -90,7 +90,7 @@ def preflight(cfg: LoadConfig, timeout: float = 3.0) -> None:
             raise ServerUnreachable(f"the server at {cfg.http_base()} is draining (503 on /healthz)") from None
         return  # it answered: reachable
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         raise ServerUnreachable(f"cannot reach the server at {cfg.http_base()}: {reason}") from None
 
 
@@ -183,7 +183,7 @@ def scrape_metrics(cfg: LoadConfig, timeout: float = 1.5) -> tuple[dict[str, flo
         with urllib.request.urlopen(cfg.http_base() + "/metrics", timeout=timeout) as resp:
             figures = parse_metrics(resp.read(8 * 1024 * 1024).decode("utf-8", "replace"))
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        if isinstance(getattr(exc, "reason", exc), ConnectionRefusedError):
+        if isinstance(exc.reason if isinstance(exc, urllib.error.URLError) else exc, ConnectionRefusedError):
             figures["refused"] = 1.0
     if not proc:
         at = time.monotonic()

@@ -2,7 +2,7 @@
 
 A worker gets a :class:`WorkerSpec` (plain data, so it crosses a process boundary), joins each of its users at the
 user's slot in the global join schedule, and reports to the parent through ``report(kind, payload)``: a
-``"progress"`` snapshot every second and one ``"result"`` at the end (see :func:`collect_result`).
+``"progress"`` snapshot every second and one ``"result"`` at the end (see :func:`.worker_result.collect_result`).
 
 Each simulated user is one Trio task for its signaling (WebSocket per docs/protocol.md: ``hello`` -> ``join`` ->
 ``join_ack`` -> ``unmute``/``screen_on`` -> ``sdp`` offer -> ``signal`` answer; server re-offers are answered) and
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import signal
 import socket
@@ -30,10 +29,11 @@ from typing import Any
 
 import trio
 import trio_websocket
-from callsd.peer import Identity, Leg, MediaEngine, Source, summarize, udp_drops
+from callsd.peer import Identity, Leg, MediaEngine, Source
 
 from . import simulcast
 from .sdp import LocalTrack, build_answer, build_offer, parse_sdp
+from .worker_result import collect_result
 
 __all__ = ["WorkerSpec", "SimUser", "run_worker", "worker_process_main", "user_role", "local_address_toward"]
 
@@ -110,6 +110,7 @@ class SimUser:
         self.errors: dict[str, int] = {}
         self.trace: list[str] = []  # the last signaling messages (type, and signal type), for failure reports
         self._layers: dict[int, list[Source]] = {}  # a simulcast screen's top-layer SSRC -> its lower layers
+        self.own_sources: list[Source] = []  # what this user sends, in its tracks' order (set by _make_tracks)
 
     # -- setup -----------------------------------------------------------------------------------------------
     def _make_tracks(self) -> None:
@@ -140,7 +141,7 @@ class SimUser:
             self.tracks.append(LocalTrack(kind="video", ssrc=screen.ssrc, stream_id=f"{stream}-screen",
                                           track_id=f"{stream}-s"))
             pending.append(screen)
-        self._pending_sources = pending
+        self.own_sources = pending
         for source in pending:
             if not source.rid:  # simulcast layers stay out of the delivery count (simulcast.py)
                 self.engine.add_source(source)
@@ -214,7 +215,7 @@ class SimUser:
                                 await self._send("leave")
         except trio.TooSlowError:
             if not self.failed:
-                self.failed = "join_timeout" if not self.joined else self._timeout_reason()
+                self.failed = "join_timeout" if not self.joined else self.timeout_reason()
         except (trio_websocket.HandshakeError, trio_websocket.ConnectionClosed, OSError) as exc:
             if not self.failed and not stop.is_set():
                 self.failed = "closed" if isinstance(exc, trio_websocket.ConnectionClosed) else "websocket"
@@ -265,7 +266,7 @@ class SimUser:
         if message is not None:
             await self._handle(message)
 
-    def _timeout_reason(self) -> str:
+    def timeout_reason(self) -> str:
         if self.leg is None:
             return "no_join_ack"
         if self.leg.state == "failed":
@@ -359,7 +360,7 @@ class SimUser:
             for pt in m.formats:
                 mapping[pt] = (m.kind, m.clock_rate(pt))
         leg.set_payload_types(mapping)
-        for track, source in zip(self.tracks, self._pending_sources, strict=True):
+        for track, source in zip(self.tracks, self.own_sources, strict=True):
             section = by_mid.get(track.mid)
             if section is None or section.port == 0:
                 continue
@@ -494,154 +495,6 @@ def local_address_toward(url: str) -> str:
             return str(probe.getsockname()[0])
     except OSError:
         return "127.0.0.1"
-
-
-def _source_start(users: list[SimUser]) -> dict[int, list[int]]:
-    starts: dict[int, list[int]] = {}
-    for u in users:
-        for s in getattr(u, "_pending_sources", []):
-            if s.kind == "audio" and s.started_ns:
-                starts.setdefault(u.call, []).append(s.started_ns)
-    return starts
-
-
-def collect_result(spec: WorkerSpec, engine: MediaEngine, users: list[SimUser], cpu_seconds: float) -> dict[str, Any]:
-    """The worker's figures: per call (loss, jitter, delay, joins), join latencies, delay histogram, errors.
-
-    A user that started but is not connected when the run ends has failed too, named by how far it got.
-    """
-    for u in users:
-        if u.join_started_ns and not u.failed and not (u.leg is not None and u.leg.state == "connected"):
-            u.failed = u._timeout_reason() if u.joined else "no_join_ack"
-    calls: dict[int, dict[str, Any]] = {}
-    join_latencies: list[float] = []
-    jitters: list[float] = []
-    errors: dict[str, int] = {}
-    starts = _source_start(users)
-    phases: dict[str, list[float]] = {"websocket_open": [], "join_ack": [], "sdp_answer": [], "media_connected": []}
-    for u in users:
-        if u.ws_open_ns:
-            phases["websocket_open"].append((u.ws_open_ns - u.join_started_ns) / 1e6)
-        if u.join_ack_ns and u.ws_open_ns:
-            phases["join_ack"].append((u.join_ack_ns - u.ws_open_ns) / 1e6)
-        if u.answer_ns and u.offer_sent_ns:
-            phases["sdp_answer"].append((u.answer_ns - u.offer_sent_ns) / 1e6)
-        if u.legs and u.legs[0].connected_ns and u.answer_ns:
-            phases["media_connected"].append((u.legs[0].connected_ns - u.answer_ns) / 1e6)
-    for u in users:
-        c = calls.setdefault(u.call, {
-            "call": u.call, "channel_id": u.channel_id, "users": 0, "joined": 0, "connected": 0, "failed": 0,
-            "streams": 0, "expected": 0, "received": 0, "lost": 0, "rfc3550_expected": 0, "rfc3550_lost": 0,
-            "e2e_expected": 0, "e2e_lost": 0,
-            "jitter_ms": [], "join_ms": [],
-            "audio_streams_expected": 0, "audio_streams_received": 0})
-        c["users"] += 1
-        if u.failed:
-            c["failed"] += 1
-            errors[u.failed] = errors.get(u.failed, 0) + 1
-        elif u.joined:
-            c["joined"] += 1
-        for code, n in u.errors.items():
-            if code != u.failed:
-                errors[code] = errors.get(code, 0) + n
-        leg = u.leg
-        if leg is not None and leg.state == "connected":
-            c["connected"] += 1
-        audio_received = 0
-        if leg is not None:  # what the user hears at the end (after a reconnect or a move: its last leg)
-            c["audio_streams_received_last_leg"] = c.get("audio_streams_received_last_leg", 0) + sum(
-                1 for st in leg.streams.values() if st.kind == "audio" and st.received > 0)
-        for st in (st for any_leg in u.legs for st in any_leg.streams.values()):
-            c["streams"] += 1
-            c["rfc3550_expected"] += st.expected
-            c["received"] += st.received
-            c["rfc3550_lost"] += st.lost
-            c["e2e_expected"] += st.e2e_expected
-            c["e2e_lost"] += st.e2e_lost
-            c["jitter_ms"].append(st.jitter_ms)
-            jitters.append(st.jitter_ms)
-            if st.kind == "audio":
-                audio_received += 1
-        if leg is None:
-            continue
-        others = sum(1 for v in users if v.call == u.call and v is not u and v.unmuted and v.leg is not None
-                     and v.leg.state == "connected")
-        c["audio_streams_expected"] += others
-        c["audio_streams_received"] += min(audio_received, others)
-        first_audio_ns = u.legs[0].first_audio_ns
-        if first_audio_ns:
-            own = [s.started_ns for s in getattr(u, "_pending_sources", []) if s.kind == "audio" and s.started_ns]
-            other_starts = [t for t in starts.get(u.call, []) if t not in own]
-            available = min(other_starts) if other_starts else first_audio_ns
-            latency = (first_audio_ns - max(u.join_started_ns, available)) / 1e6
-            join_latencies.append(latency)
-            c["join_ms"].append(latency)
-    out_calls = []
-    for c in sorted(calls.values(), key=lambda x: x["call"]):
-        acc = engine.call_delays.get(c["call"], [0.0, 0, 0.0])
-        jit = c.pop("jitter_ms")
-        joins = c.pop("join_ms")
-        # Loss counted from the senders' side over the whole window (see MediaEngine.delivery): what a user
-        # would notice, including streams that stopped. RFC 3550 loss (gaps between received sequence numbers)
-        # cannot see a stream that stops, so it is kept apart.
-        c["expected"], c["lost"] = engine.delivery([leg for u in users if u.call == c["call"] for leg in u.legs])
-        c["loss"] = (c["lost"] / c["expected"]) if c["expected"] else 0.0
-        c["rfc3550_loss"] = (c["rfc3550_lost"] / c["rfc3550_expected"]) if c["rfc3550_expected"] else 0.0
-        c["e2e_loss"] = (c["e2e_lost"] / c["e2e_expected"]) if c["e2e_expected"] else 0.0
-        c["jitter_ms_mean"] = round(sum(jit) / len(jit), 3) if jit else None
-        c["jitter_ms_max"] = round(max(jit), 3) if jit else None
-        c["delay_ms_mean"] = round(acc[0] / acc[1], 3) if acc[1] else None
-        c["delay_ms_max"] = round(acc[2], 3) if acc[1] else None
-        c["join_to_first_audio_ms"] = summarize(joins)
-        out_calls.append(c)
-    return {
-        "worker": spec.index,
-        "pid": os.getpid(),
-        "calls": out_calls,
-        "join_latencies_ms": [round(x, 3) for x in join_latencies],
-        "join_phases_ms": {k: [round(x, 3) for x in v] for k, v in phases.items()},
-        "jitter_ms": [round(x, 4) for x in jitters],
-        "delay_histogram": engine.delay.to_json(),
-        "errors": errors,
-        "failure_samples": [
-            {"user": u.number, "call": u.call, "session_id": u.session_id, "failed": u.failed,
-             "leg_state": u.leg.state if u.leg is not None else None, "last_messages": u.trace[-12:]}
-            for u in users if u.failed
-        ][:5],
-        "failures_by_stage": dict(engine.stats.failures),
-        "counters": engine.snapshot([leg for u in users for leg in u.legs]),
-        "reconnects": sum(u.reconnects for u in users),
-        "socket_drops": _socket_drops(users),
-        "cpu_seconds": round(cpu_seconds, 3),
-        "users": len(users),
-        "per_url": _per_url(users),
-        "simulcast_receivers": simulcast.received_per_receiver(users),
-    }
-
-
-def _per_url(users: list[SimUser]) -> dict[str, dict[str, int]]:
-    counts: dict[str, dict[str, int]] = {}
-    for u in users:
-        c = counts.setdefault(u.ws_url, {"users": 0, "joined": 0, "connected": 0})
-        c["users"] += 1
-        c["joined"] += int(u.joined and not u.failed)
-        c["connected"] += int(u.leg is not None and u.leg.state == "connected")
-    return counts
-
-
-def _socket_drops(users: list[SimUser]) -> dict[str, int]:
-    """Kernel receive drops at this worker's user sockets and at the server's RTC socket (cumulative)."""
-    mine: set[int] = set()
-    server: set[int] = set()
-    for u in users:
-        if u.leg is None or u.leg.state == "closed":
-            continue
-        mine.add(u.leg.local_address[1])
-        with contextlib.suppress(OSError):
-            server.add(u.leg.sock.getpeername()[1])
-    drops = udp_drops(mine | server)
-    return {"client": sum(v for k, v in drops.items() if k in mine),
-            "server": sum(v for k, v in drops.items() if k in server)}
 
 
 def worker_process_main(spec_dict: dict[str, Any], queue: Any) -> None:

@@ -28,7 +28,7 @@ from ..errors import LocalProtocolError
 from .checkpoint import from_checkpoint
 from .eventlog import GENESIS, ChainCheck, Compaction, EventLogError, LogEntry, outputs_digest
 from .machine import CallsMachine
-from .outputs import CallEnded, CallStarted, OutputEvent
+from .outputs import CallEnded, CallStarted, ChannelOutput, OutputEvent
 from .snapshot import SnapshotError
 
 __all__ = ["Mismatch", "ReplayResult", "replay", "checkpoint_head"]
@@ -137,7 +137,7 @@ def replay(
             if call is not None:
                 if isinstance(o, CallStarted) and o.call_id == call:
                     live_channel = o.channel_id
-                if live_channel is None or getattr(o, "channel_id", None) != live_channel:
+                if live_channel is None or not (isinstance(o, ChannelOutput) and o.channel_id == live_channel):
                     continue
                 if isinstance(o, CallEnded):
                     live_channel = None

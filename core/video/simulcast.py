@@ -19,7 +19,7 @@ the current layer's numbering to the receiver's, and re-bases them at a switch:
 
 The caller supplies what the packet says (layer, seq, timestamp, key frame start, VP8 ids: ``core.video.payload``)
 and ``now_ms``; this module reads no clock and touches no bytes, so the same rules can be mirrored in the native
-step and checked against it, as the forwarder's are (ADR 0009).
+step (``adapters/media/native/layer_switch.h``) and checked against it, as the forwarder's are (ADR 0009).
 """
 
 from __future__ import annotations

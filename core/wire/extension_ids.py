@@ -107,4 +107,7 @@ _EXTMAPS: dict[tuple[int, str], Extmap] = {}  # at most 14 ids x the kept URIs
 
 def _shared_extmap(ident: int, uri: str) -> Extmap:
     """One ``Extmap`` per (id, URI) for every section of every session (they are frozen): ~1 KiB per session."""
-    return _EXTMAPS.setdefault((ident, uri), Extmap(id=ident, uri=uri))
+    shared = _EXTMAPS.get((ident, uri))
+    if shared is None:  # built only the first time: a frozen dataclass's __init__ is the costly part
+        shared = _EXTMAPS[ident, uri] = Extmap(id=ident, uri=uri)
+    return shared

@@ -361,6 +361,10 @@ class Negotiator:
                 s.local = wanted[s.local.track_id]  # a receive slot's fresh SSRC (receive_slots.py)
                 changed = True
         placed = {s.local.track_id for s in slots if s.local is not None}
+        # A new section offered like one made earlier in this offer (same kind and codec, no RTX) gets what that
+        # one got: with it in the bundle, ``offer_codecs`` finds the same payload type and ``for_offer`` the same
+        # ids (a joiner's first offer has eight audio slots: one computation, not eight growing ones).
+        made: dict[tuple[str, Codec], tuple[tuple[Codec, ...], tuple[Extmap, ...]]] = {}
         for t in self._desired:
             if t.track_id in placed:
                 continue
@@ -368,8 +372,13 @@ class Negotiator:
                          client_direction=Direction.RECVONLY)
             slots.append(slot)
             slot.local = t
-            slot.codecs = offer_codecs([x.codecs for x in slots if not x.rejected], t, self._client_codecs)
-            slot.extmaps = self._extension_ids.for_offer(_bundle_extmaps(slots), t.kind)
+            alike = made.get((t.kind, t.codec)) if t.rtx_ssrc is None or t.kind != "video" else None
+            if alike is not None:
+                slot.codecs, slot.extmaps = alike
+            else:
+                slot.codecs = offer_codecs([x.codecs for x in slots if not x.rejected], t, self._client_codecs)
+                slot.extmaps = self._extension_ids.for_offer(_bundle_extmaps(slots), t.kind)
+                made[t.kind, t.codec] = (slot.codecs, slot.extmaps)
             changed = True
         if not changed:
             return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 
 from .sdp_model import (
     Candidate,
@@ -283,6 +284,29 @@ def _media_attribute(m: _MediaBuilder, name: str, value: str | None) -> None:
         m.lists["other"].append((name, value))
 
 
+def _repeated_sections(lines: list[str]) -> dict[int, tuple[int, int, str]]:
+    """The media sections that repeat an earlier section of the document line for line but for their ``a=mid``:
+    index of the m= line -> (index after the section, the earlier section's position among the sections, the mid).
+
+    Why: a client's answer to an offer with receive slots (ADR 0020) has nine sections, eight of them alike but for
+    the mid. Identical lines parse to identical values, so such a section is the earlier one with another mid;
+    the earlier one was parsed in full (any error in those lines was raised there). Sections with no or several
+    a=mid lines are always parsed."""
+    starts = [i for i, line in enumerate(lines) if line[:2] == "m="]
+    first_of: dict[tuple[str, ...], int] = {}
+    repeats: dict[int, tuple[int, int, str]] = {}
+    for position, start in enumerate(starts):
+        end = starts[position + 1] if position + 1 < len(starts) else len(lines)
+        mids = [i for i in range(start + 1, end) if lines[i][:6] == "a=mid:"]
+        if len(mids) != 1:
+            continue
+        key = (*lines[start : mids[0]], *lines[mids[0] + 1 : end])
+        first = first_of.setdefault(key, position)
+        if first != position:
+            repeats[start] = (end, first, lines[mids[0]][6:])
+    return repeats
+
+
 def parse_sdp(text: str) -> SessionDescription:
     """Parse an SDP document (CRLF or LF line ends). Raise ``SdpError`` naming the line and the problem."""
     if not isinstance(text, str):
@@ -302,7 +326,21 @@ def parse_sdp(text: str) -> SessionDescription:
     media: list[MediaSection] = []
     current: _MediaBuilder | None = None
     seen_origin = False
-    for number, line in enumerate(lines[1:], start=2):
+    repeats = {} if stray else _repeated_sections(lines)
+    index, count = 1, len(lines)
+    while index < count:
+        repeat = repeats.get(index)
+        if repeat is not None:
+            if current is not None:
+                media.append(current.build())
+                current = None
+            end, earlier, mid = repeat
+            media.append(replace(media[earlier], mid=mid))
+            index = end
+            continue
+        line = lines[index]
+        index += 1
+        number = index  # 1-based line number
         try:
             if stray and ("\r" in line or "\x00" in line):
                 raise ValueError("stray carriage return or NUL inside a line")

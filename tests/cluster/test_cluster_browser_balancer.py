@@ -13,7 +13,6 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 import playwright.sync_api as playwright_sync  # noqa: E402
 
 expect = playwright_sync.expect
-if not Path(bs.CHROMIUM).exists():
-    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
+bs.require_chromium()
 
 # Every hand raise/lower broadcast a page receives, on any of its sockets, kept for the whole life of the page (the
 # client's own log keeps the last 200 messages): the acknowledged inputs. A reload would empty it.
@@ -65,18 +63,6 @@ INBOUND_AUDIO = """async () => {
 }"""
 
 HAND_EVENTS = {"user_raised_hand": "RaiseHand", "user_lowered_hand": "LowerHand"}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = bs.launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _owner(pg_url: str) -> tuple[str, int, str] | None:

@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from k8s_support import PodView, deployed
+from process_support import terminate
 from serve_support import free_port
 
 POD_IP = "10.1.2.3"  # what the kubelet puts in Host: the pod's address
@@ -69,14 +69,7 @@ def wait_until_listening(proc: subprocess.Popen[bytes], port: int, log: Path, ti
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
+    return terminate(proc, 20)
 
 
 def loopback(port: int, section: str = "HTTP") -> dict[str, str]:

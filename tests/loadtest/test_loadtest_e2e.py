@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from net_support import free_port
+from process_support import terminate
 
 pytestmark = pytest.mark.slow
 
@@ -54,12 +55,7 @@ def server(tmp_path: Path):  # type: ignore[no-untyped-def]
             pytest.fail("callsd serve did not become healthy:\n" + (tmp_path / "serve.log").read_text()[-3000:])
         yield url, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
         log.close()
 
 

@@ -176,3 +176,35 @@ def test_the_last_flight_is_repeated_a_bounded_number_of_times() -> None:
         server.feed(_plain_record(20, b"\x01"))  # change_cipher_spec: the start of a peer's final flight
         flights += bool(server.take_datagrams())
     assert 1 <= flights <= 8
+
+
+def _ticket_client() -> SSL.Connection:
+    """A client that asks for a session ticket (OpenSSL's default, and what a browser's ClientHello carries)."""
+    ctx = SSL.Context(SSL.DTLS_METHOD)
+    ctx.use_certificate(CLIENT_CERT.cert)
+    ctx.use_privatekey(CLIENT_CERT.key)
+    ctx.set_tlsext_use_srtp(b"SRTP_AEAD_AES_128_GCM")
+    conn = SSL.Connection(ctx, None)
+    conn.set_connect_state()
+    conn.set_ciphertext_mtu(1200)
+    return conn
+
+
+def test_the_server_issues_no_session_ticket() -> None:
+    """WebRTC never resumes a DTLS session: a ticket would be a wasted encryption and record per handshake. A
+    NewSessionTicket (handshake type 4) goes out in epoch 0, before the server's ChangeCipherSpec."""
+    server = DtlsSession(SERVER_CERT.context(), server=True, remote_fingerprint=CLIENT_CERT.fingerprint)
+    client = _ticket_client()
+    _step(client)
+    server_records = []
+    for _ in range(20):
+        for d in _drain(client):
+            server.feed(d)
+        for d in server.take_datagrams():
+            server_records += records(d)
+            client.bio_write(d)
+        if _step(client) and server.done:
+            break
+    assert server.keys is not None
+    handshake_types = [body[13] for kind, epoch, _, body in server_records if kind == 22 and epoch == 0]
+    assert handshake_types and 4 not in handshake_types, handshake_types

@@ -301,3 +301,18 @@ def test_a_client_that_rejects_its_slots_is_not_offered_them_again() -> None:
         rig.plane.handle_signal("A", {"type": "answer", "sdp": _rejecting_answer(rig.signals("A", "offer")[-1])})
     assert not rig.plane.sessions["A"].offer_pending
     assert len([o for o in _signals(rig, "offer", mark) if o.session_id == "A"]) <= 1  # B's audio on its own section
+
+
+def test_the_slots_of_a_joiners_offer_share_the_bundles_payload_type_and_extension_ids() -> None:
+    """A joiner's first offer has eight slot sections alike (negotiation.py computes the first and gives the others
+    what it got): each must carry the joiner's own Opus payload type and the bundle's one id per extension URI."""
+    rig = Rig()
+    _join(rig, "A", 1000, 8)
+    a_offer = parse_sdp(rig.signals("A", "offer")[-1])
+    own = parse_sdp(offer(("audio", "0", "sendrecv", 1000), ufrag="uA")).media[0]
+    slots = [m for m in a_offer.media if m.mid != own.mid]
+    assert len(slots) == 8
+    assert {tuple((c.payload_type, c.name) for c in m.codecs) for m in slots} == {((own.codecs[0].payload_type, "opus"),)}
+    ids = {(e.uri, e.id) for m in a_offer.media for e in m.extmaps}
+    assert len({uri for uri, _ in ids}) == len(ids)  # one id per URI across the bundle
+    assert len({m.extmaps for m in slots}) == 1

@@ -94,3 +94,33 @@ def test_malformed_sdp_names_the_line(text: str, message: str) -> None:
     with pytest.raises(SdpError) as info:
         parse_sdp(text)
     assert message in str(info.value)
+
+
+SLOT = ("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef012345\r\n"
+        "a=setup:active\r\na=mid:{mid}\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=recvonly\r\n"
+        "a=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=rtcp-fb:111 transport-cc\r\na=fmtp:111 minptime=10\r\n")
+
+
+def test_sections_alike_but_for_their_mid_parse_as_each_would_alone() -> None:
+    """An answer to eight receive slots repeats one section with eight mids; the parser reuses the first parse for
+    the others (core/wire/sdp_parse.py, ``_repeated_sections``): each must equal that section parsed on its own."""
+    mids = ["0", *(f"s{n}" for n in range(1, 9))]
+    doc = parse_sdp(HEAD + "".join(SLOT.format(mid=m) for m in mids))
+    assert [m.mid for m in doc.media] == mids
+    for m, mid in zip(doc.media, mids, strict=True):
+        assert m == parse_sdp(HEAD + SLOT.format(mid=mid)).media[0]
+
+
+@pytest.mark.parametrize(
+    ("tail", "message"),
+    [
+        ("a=bogus line\r\n", "line 41: bad attribute name"),  # after three sections: numbering still counts them
+        ("a=mid:x\r\n", "line 41: a=mid appears twice"),  # a repeated section with a second mid is parsed in full
+        ("s=late\r\n", "line 41: 's=' is not allowed in a media section"),
+    ],
+)
+def test_an_error_after_repeated_sections_names_its_line(tail: str, message: str) -> None:
+    text = HEAD + SLOT.format(mid="a") + SLOT.format(mid="b") + SLOT.format(mid="c") + tail
+    with pytest.raises(SdpError) as info:
+        parse_sdp(text)
+    assert message in str(info.value)

@@ -5,43 +5,18 @@ the database refused."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import psycopg
 import trio
 import trio.testing
-from callsd.adapters.signaling import HubSettings, NullMediaPlane, SignalingHub
-from callsd.adapters.store import CallRecorder
 from callsd.adapters.store.pg_leases import StaleLease
 from callsd.adapters.store.postgres import PostgresStore
-from hub_support import MemoryTransport
-
-GATE_TIMEOUT = 20.0
+from hub_support import GatedAppends, connected, group_commit_hub
 
 
-class GatedPostgresStore(PostgresStore):
-    """``append`` (run in the recorder's worker thread) first waits for ``gate``; ``appends`` lists committed
-    batches."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.gate = threading.Event()
-        self.gate.set()
-        self.appends: list[list[int]] = []
-
-    def append(self, records: Any) -> None:
-        if not self.gate.wait(GATE_TIMEOUT):
-            raise TimeoutError("the test never opened the gate")
-        super().append(records)
-        self.appends.append([r.seq for r in records])
-
-
-def _hub(store: PostgresStore) -> tuple[SignalingHub, CallRecorder, NullMediaPlane]:
-    recorder = CallRecorder(store, group_commit=True)
-    plane = NullMediaPlane()
-    return SignalingHub(recorder, recorder.machine, plane=plane, settings=HubSettings(rate=1e9, burst=10**9)), \
-        recorder, plane
+class GatedPostgresStore(GatedAppends, PostgresStore):
+    """A PostgresStore whose commits the test holds (hub_support.GatedAppends)."""
 
 
 async def _until(condition: Any) -> None:
@@ -53,14 +28,10 @@ async def _until(condition: Any) -> None:
 
 async def test_nothing_is_sent_before_postgresql_has_the_record(pg_url: str) -> None:
     store = GatedPostgresStore(pg_url)
-    hub, recorder, plane = _hub(store)
-    a, b = MemoryTransport(), MemoryTransport()
+    hub, recorder, plane = group_commit_hub(store)
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        nursery.start_soon(hub.serve_connection, a)
-        nursery.start_soon(hub.serve_connection, b)
-        await a.wait_for("hello")
-        await b.wait_for("hello")
+        a, _bystander = await connected(hub, nursery), await connected(hub, nursery)
         try:
             store.gate.clear()  # the database holds the commit
             await a.push("join", {"channel_id": "c"})
@@ -82,16 +53,12 @@ async def test_nothing_is_sent_before_postgresql_has_the_record(pg_url: str) -> 
 async def test_a_node_whose_lease_was_taken_fans_nothing_out_and_stops(pg_url: str) -> None:
     store = PostgresStore(pg_url)
     assert store.acquire_lease("node-a", 30) is not None
-    hub, recorder, plane = _hub(store)
+    hub, recorder, plane = group_commit_hub(store)
     stopped: list[BaseException] = []
     hub.on_fatal = stopped.append
-    a, b = MemoryTransport(), MemoryTransport()
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        nursery.start_soon(hub.serve_connection, a)
-        nursery.start_soon(hub.serve_connection, b)
-        await a.wait_for("hello")
-        await b.wait_for("hello")
+        a, b = await connected(hub, nursery), await connected(hub, nursery)
         await a.push("join", {"channel_id": "c"})
         await a.wait_for("join_ack")
         seen_a, plane_before = len(a.sent), list(plane.calls)

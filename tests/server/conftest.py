@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,12 +83,25 @@ def make_config(tmp_path: Any, **sections: dict[str, Any]) -> Config:
 
 
 @pytest.fixture
-def start_server(tmp_path: Any, nursery: trio.Nursery) -> Callable[..., Any]:
-    """``info, control = await start_server(calls={"max_participants": 2}, media=False)``."""
+def start_server(tmp_path: Path, nursery: trio.Nursery) -> Callable[..., Any]:
+    """``info, control = await start_server(calls={"max_participants": 2}, media=False)``.
+
+    Each server a test starts keeps its store in a data dir of its own (the first in ``tmp_path / "data"``, the
+    next in ``data-2``, ...), as two real servers would: state shared by accident would hide a bug or make one up.
+    A test that means two servers to share a store (a restart) passes the same ``data_dir`` to both, or names it
+    in ``store={"data_dir": ...}``.
+    """
+    started = 0
 
     async def start(*, media: bool = False, plane_factory: Any = None, config: Config | None = None,
-                    **sections: dict[str, Any]) -> tuple[ServerInfo, ServerControl]:
-        cfg = config or make_config(tmp_path, **sections)
+                    data_dir: Path | None = None, **sections: dict[str, Any]) -> tuple[ServerInfo, ServerControl]:
+        nonlocal started
+        started += 1
+        if config is None:
+            own = tmp_path / ("data" if started == 1 else f"data-{started}")
+            store = {"data_dir": str(data_dir or own), **sections.get("store", {})}
+            config = make_config(tmp_path, **{**sections, "store": store})
+        cfg = config  # bound for the lambda below (mypy narrows a local it cannot see reassigned)
         control = ServerControl()
         info = await nursery.start(lambda task_status: serve(cfg, control=control, media=media,
                                                              plane_factory=plane_factory, task_status=task_status))
@@ -142,17 +156,3 @@ async def _http_get(port: int, path: str, headers: dict[str, str] | None = None)
 def http_get() -> Callable[..., Any]:
     """``status, headers, body = await http_get(port, "/path")``."""
     return _http_get
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One headless Debian Chromium per browser test module (launching it is the slow part on this machine)."""
-    import browser_support
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = browser_support.launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()

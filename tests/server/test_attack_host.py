@@ -40,19 +40,17 @@ async def test_a_rebound_host_gets_neither_the_websocket_nor_the_pages_in_open_m
     assert status == 101 and b"join_ack" in data
 
 
-async def test_allowed_hosts_names_the_public_host_and_closes_token_mode_to_others(start_server, tmp_path) -> None:
-    # three servers at once: each its own event log (one shared log made the later ones fail at start, at random:
-    # the first server's Disconnect of the joined test socket and the next one's recovery wrote the same seq)
+async def test_allowed_hosts_names_the_public_host_and_closes_token_mode_to_others(start_server) -> None:
     info, _ = await start_server(http={"allowed_hosts": "calls.example.org"})
     status, _ = await _upgrade_status(info.http_port, "calls.example.org", "https://calls.example.org")
     assert status == 101  # the proxy's public name (its origin matches the Host, as a browser sends it)
     status, _ = await _upgrade_status(info.http_port, "evil.example", "http://evil.example")
     assert status == 421
-    token, _ = await start_server(auth={"mode": "token", "secret": "s" * 32}, store={"data_dir": str(tmp_path / "b")})
+    token, _ = await start_server(auth={"mode": "token", "secret": "s" * 32})
     status, _ = await http_request(token.http_port, "GET /api/v1/config HTTP/1.1\r\nHost: any.example")
     assert status == 200  # token mode with no list: any host (every action needs a token)
     strict, _ = await start_server(auth={"mode": "token", "secret": "s" * 32},
-                                   http={"allowed_hosts": "calls.example.org"}, store={"data_dir": str(tmp_path / "c")})
+                                   http={"allowed_hosts": "calls.example.org"})
     status, _ = await http_request(strict.http_port, "GET /api/v1/config HTTP/1.1\r\nHost: any.example")
     assert status == 421
 

@@ -17,25 +17,25 @@ from typing import Any
 import browser_shots as bs_shots
 import browser_support as bs  # tests/ is on pythonpath (pyproject.toml)
 import pytest
+from fake_calls_server import FakeCallsServer, run_fake_server
 
 pytestmark = pytest.mark.browser
 
 import playwright.sync_api as playwright_sync  # noqa: E402
 
 expect = playwright_sync.expect
-if not Path(bs.CHROMIUM).exists():
-    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
+bs.require_chromium()
 
-if os.environ.get("CALLSD_CLIENT_STATIC"):  # run against another copy of the client (e.g. the one before a fix)
-    bs.STATIC_DIR = Path(os.environ["CALLSD_CLIENT_STATIC"])
+# CALLSD_CLIENT_STATIC: run against another copy of the client (e.g. the one before a fix)
+CLIENT_STATIC = Path(os.environ.get("CALLSD_CLIENT_STATIC") or bs.STATIC_DIR)
 
 WS_URL = re.compile(r".*/api/v1/websocket.*")
 
 
 @pytest.fixture
-def fake() -> Iterator[tuple[bs.FakeCallsServer, str]]:
-    app = bs.FakeCallsServer(max_participants=3)
-    with bs.run_fake_server(app) as url:
+def fake() -> Iterator[tuple[FakeCallsServer, str]]:
+    app = FakeCallsServer(max_participants=3, static_dir=CLIENT_STATIC)
+    with run_fake_server(app) as url:
         yield app, url
 
 
@@ -60,7 +60,7 @@ class Gate:
             ws.close(code=1011, reason="gate down")
 
 
-def _sent(app: bs.FakeCallsServer, kind: str) -> list[dict[str, Any]]:
+def _sent(app: FakeCallsServer, kind: str) -> list[dict[str, Any]]:
     return [r for r in app.received if r["type"] == kind]
 
 

@@ -9,26 +9,25 @@ test_browser_client_media.py, against the real server. One Chromium serves the m
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import browser_shots
 import browser_support as bs  # tests/ is on pythonpath (pyproject.toml)
 import pytest
+from fake_calls_server import FakeCallsServer, run_fake_server
 
 pytestmark = pytest.mark.browser
 
 import playwright.sync_api as playwright_sync  # noqa: E402
 
 expect = playwright_sync.expect
-if not Path(bs.CHROMIUM).exists():
-    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
+bs.require_chromium()
 
 
 @pytest.fixture
-def fake() -> Iterator[tuple[bs.FakeCallsServer, str]]:
-    app = bs.FakeCallsServer(max_participants=4)
-    with bs.run_fake_server(app) as url:
+def fake() -> Iterator[tuple[FakeCallsServer, str]]:
+    app = FakeCallsServer(max_participants=4)
+    with run_fake_server(app) as url:
         yield app, url
 
 
@@ -43,7 +42,7 @@ def _tile(p: bs.Participant, sid: str) -> Any:
     return p.page.locator(f'[data-testid="tile"][data-session-id="{sid}"]')
 
 
-def _sent(app: bs.FakeCallsServer, kind: str, sid: str | None = None) -> int:
+def _sent(app: FakeCallsServer, kind: str, sid: str | None = None) -> int:
     return sum(1 for r in app.received if r["type"] == kind)
 
 

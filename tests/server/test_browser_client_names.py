@@ -9,7 +9,6 @@ people with the same name are told apart ("evil", "evil (2)").
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -22,8 +21,7 @@ pytestmark = pytest.mark.browser
 import playwright.sync_api as playwright_sync  # noqa: E402
 
 expect = playwright_sync.expect
-if not Path(bs.CHROMIUM).exists():
-    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
+bs.require_chromium()
 
 PROTOCOL_TEXT = ('"display_name"', '"channel_id"', "must be a string", "bad_request", "invalid_")
 

@@ -14,7 +14,6 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import browser_support as bs  # tests/ is on pythonpath (pyproject.toml)
@@ -25,8 +24,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 import playwright.sync_api as playwright_sync  # noqa: E402
 
 expect = playwright_sync.expect
-if not Path(bs.CHROMIUM).exists():
-    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
+bs.require_chromium()
 
 RECOVERY_S = 30.0  # the bound on getting audio back after the worker died
 

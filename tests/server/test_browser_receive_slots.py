@@ -11,7 +11,6 @@ page of the four may have received another offer.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import browser_support as bs  # tests/ is on pythonpath (pyproject.toml)
@@ -22,8 +21,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 import playwright.sync_api as playwright_sync  # noqa: E402
 
 expect = playwright_sync.expect
-if not Path(bs.CHROMIUM).exists():
-    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
+bs.require_chromium()
 
 # Packets received so far on the audio element the page attributes to session ``sid`` (0 if none yet).
 PACKETS_FROM = """

@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import browser_support as bs  # tests/ is on pythonpath (pyproject.toml)
 import pytest
-from rtcd_support import ADDRESSES, Hosts, RtcdProcess, Serve, common_port
+from rtcd_support import ADDRESSES, Hosts, RtcdProcess, Serve, common_port, logs_on_failure
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 import playwright.sync_api as playwright_sync  # noqa: E402
 
 expect = playwright_sync.expect
-if not Path(bs.CHROMIUM).exists():
-    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
+bs.require_chromium()
 
 RECOVERY_S = 15.0  # issue 10's bound on audio coming back after the host died
 
@@ -59,35 +57,36 @@ def test_audio_comes_back_on_the_other_host_after_kill_9(browser: Any, deploymen
     alice = bs.Participant(browser, serve.url, "Alice")
     bob = bs.Participant(browser, serve.url, "Bob")
     try:
-        for p in (alice, bob):
-            p.join("e2e-rtcd-loss")
-        for p in (alice, bob):
-            p.wait_participants(2)
-            p.wait_media_connected()
-            p.tid("mute-button").click()
-            expect(p.tid("mute-button")).to_have_text("Mute", timeout=bs.WAIT_MS)
-        for p in (alice, bob):
-            p.wait_inbound_growing("audio")
-        sessions = (alice.session_id, bob.session_id)
-        address = alice.selected_remote()[0]
-        assert bob.selected_remote()[0] == address and address in ADDRESSES
-        alice.page.evaluate("() => { window.__notReloaded = true; }")
+        with logs_on_failure(serve, hosts):
+            for p in (alice, bob):
+                p.join("e2e-rtcd-loss")
+            for p in (alice, bob):
+                p.wait_participants(2)
+                p.wait_media_connected()
+                p.tid("mute-button").click()
+                expect(p.tid("mute-button")).to_have_text("Mute", timeout=bs.WAIT_MS)
+            for p in (alice, bob):
+                p.wait_inbound_growing("audio")
+            sessions = (alice.session_id, bob.session_id)
+            address = alice.selected_remote()[0]
+            assert bob.selected_remote()[0] == address and address in ADDRESSES
+            alice.page.evaluate("() => { window.__notReloaded = true; }")
 
-        hosts[ADDRESSES.index(address)].kill()
-        killed_at = time.monotonic()
-        for p in (alice, bob):
-            left = max(1.0, RECOVERY_S - (time.monotonic() - killed_at))
-            p.wait_media_connected(int(left * 1000))
-        for p in (alice, bob):
-            p.wait_inbound_growing("audio", timeout=max(2.0, RECOVERY_S - (time.monotonic() - killed_at)))
-        recovered_s = time.monotonic() - killed_at
-        print(f"audio back {recovered_s:.1f} s after kill -9 of rtcd {address}")
-        assert recovered_s <= RECOVERY_S
-        other = next(a for a in ADDRESSES if a != address)
-        assert alice.selected_remote()[0] == other and bob.selected_remote()[0] == other
-        assert (alice.session_id, bob.session_id) == sessions
-        assert alice.page.evaluate("window.__notReloaded === true")
-        assert serve.placement_now()["calls"].get(other) == 1
+            hosts[ADDRESSES.index(address)].kill()
+            killed_at = time.monotonic()
+            for p in (alice, bob):
+                left = max(1.0, RECOVERY_S - (time.monotonic() - killed_at))
+                p.wait_media_connected(int(left * 1000))
+            for p in (alice, bob):
+                p.wait_inbound_growing("audio", timeout=max(2.0, RECOVERY_S - (time.monotonic() - killed_at)))
+            recovered_s = time.monotonic() - killed_at
+            print(f"audio back {recovered_s:.1f} s after kill -9 of rtcd {address}")
+            assert recovered_s <= RECOVERY_S
+            other = next(a for a in ADDRESSES if a != address)
+            assert alice.selected_remote()[0] == other and bob.selected_remote()[0] == other
+            assert (alice.session_id, bob.session_id) == sessions
+            assert alice.page.evaluate("window.__notReloaded === true")
+            assert serve.placement_now()["calls"].get(other) == 1
     finally:
         alice.close()
         bob.close()

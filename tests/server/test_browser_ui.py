@@ -8,30 +8,29 @@ the real server and real media are in test_browser_call.py. One Chromium launch 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import browser_support as bs  # tests/ is on pythonpath (pyproject.toml)
 import pytest
+from fake_calls_server import FakeCallsServer, run_fake_server
 
 pytestmark = pytest.mark.browser
 
 import playwright.sync_api as playwright_sync  # noqa: E402
 
 expect = playwright_sync.expect
-if not Path(bs.CHROMIUM).exists():
-    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
+bs.require_chromium()
 
 
 @pytest.fixture
-def fake() -> Iterator[tuple[bs.FakeCallsServer, str]]:
-    app = bs.FakeCallsServer(max_participants=2)
-    with bs.run_fake_server(app) as url:
+def fake() -> Iterator[tuple[FakeCallsServer, str]]:
+    app = FakeCallsServer(max_participants=2)
+    with run_fake_server(app) as url:
         yield app, url
 
 
 @pytest.fixture
-def people(browser: Any, fake: tuple[bs.FakeCallsServer, str]) -> Iterator[list[bs.Participant]]:
+def people(browser: Any, fake: tuple[FakeCallsServer, str]) -> Iterator[list[bs.Participant]]:
     made: list[bs.Participant] = []
     yield made
     for p in made:

@@ -44,6 +44,15 @@ def test_config_check_validates_an_rtcd_file(tmp_path: Path, capsys: pytest.Capt
     assert main(["config", "check", str(good)]) == 2
 
 
+
+def test_config_check_masks_the_turn_credentials_of_an_rtcd_file(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "rtcd.toml"
+    good.write_text('[api]\nport = 8045\n[rtc]\n'
+                    'ice_servers = [{urls = ["turn:t.example.org:3478"], username = "u", credential = "turnpass"}]\n')
+    assert main(["config", "check", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert 'credential = "***"' in out and "turnpass" not in out  # as `callsd serve`'s check masks them
 def test_serve_rtcd_keys() -> None:
     env = {"CALLSD_RTC_RTCD_URL": "http://rtcd.internal:8045", "CALLSD_RTC_RTCD_CLIENT_ID": "serve-1",
            "CALLSD_RTC_RTCD_AUTH_KEY": "k" * 40}

@@ -7,7 +7,6 @@ record is not yet durable: nothing a client or the plane can observe.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,39 +14,19 @@ import pytest
 import trio
 import trio.testing
 from callsd.adapters.media.events import TrackPublished
-from callsd.adapters.signaling import HubSettings, NullMediaPlane, SignalingHub
+from callsd.adapters.signaling import NullMediaPlane, SignalingHub
 from callsd.adapters.store import CallRecorder, SqliteStore
 from callsd.core.calls import events as ev
-from hub_support import MemoryTransport
-
-GATE_TIMEOUT = 20.0  # a forgotten gate fails the test instead of hanging it
+from hub_support import GatedAppends, MemoryTransport, connected, group_commit_hub
 
 
-class GatedStore(SqliteStore):
-    """A SqliteStore whose ``append`` (run in the recorder's worker thread) first waits for ``gate``, then fails
-    with ``fail`` if set. ``appends`` lists the seqs of every committed batch."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.gate = threading.Event()
-        self.gate.set()
-        self.fail: BaseException | None = None
-        self.appends: list[list[int]] = []
-
-    def append(self, records: Any) -> None:
-        if not self.gate.wait(GATE_TIMEOUT):
-            raise TimeoutError("the test never opened the gate")
-        if self.fail is not None:
-            raise self.fail
-        super().append(records)
-        self.appends.append([r.seq for r in records])
+class GatedStore(GatedAppends, SqliteStore):
+    """A SqliteStore whose commits the test holds, or fails (hub_support.GatedAppends)."""
 
 
 def _hub(tmp_path: Path) -> tuple[SignalingHub, CallRecorder, GatedStore, NullMediaPlane]:
     store = GatedStore(tmp_path / "log.db")
-    recorder = CallRecorder(store, group_commit=True)
-    plane = NullMediaPlane()
-    hub = SignalingHub(recorder, recorder.machine, plane=plane, settings=HubSettings(rate=1e9, burst=10**9))
+    hub, recorder, plane = group_commit_hub(store)
     return hub, recorder, store, plane
 
 
@@ -61,13 +40,9 @@ def _plane_kinds(plane: NullMediaPlane) -> list[str]:
 
 async def test_nothing_is_sent_or_applied_before_the_record_is_durable(tmp_path: Path) -> None:
     hub, recorder, store, plane = _hub(tmp_path)
-    a, b = MemoryTransport(), MemoryTransport()
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        nursery.start_soon(hub.serve_connection, a)
-        nursery.start_soon(hub.serve_connection, b)
-        await a.wait_for("hello")
-        await b.wait_for("hello")
+        a, b = await connected(hub, nursery), await connected(hub, nursery)
         try:
             # A join while the disk holds its commit: the machine has it, nobody sees it.
             store.gate.clear()
@@ -168,13 +143,9 @@ async def test_a_failed_commit_fans_nothing_out_and_stops(tmp_path: Path) -> Non
     hub, recorder, store, plane = _hub(tmp_path)
     stopped: list[BaseException] = []
     hub.on_fatal = stopped.append
-    a, b = MemoryTransport(), MemoryTransport()
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        nursery.start_soon(hub.serve_connection, a)
-        nursery.start_soon(hub.serve_connection, b)
-        await a.wait_for("hello")
-        await b.wait_for("hello")
+        a, b = await connected(hub, nursery), await connected(hub, nursery)
         await a.push("join", {"channel_id": "c"})
         await a.wait_for("join_ack")
         calls_before, a_before = list(plane.calls), len(a.sent)

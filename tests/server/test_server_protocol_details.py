@@ -10,7 +10,7 @@ import trio
 import trio.testing
 from callsd.adapters.media.events import SendSignal, SignalRejected, VoiceActivity
 from callsd.adapters.signaling import HubSettings, NullMediaPlane, SignalingHub
-from hub_support import MemoryRecorder, MemoryTransport
+from hub_support import MemoryRecorder, MemoryTransport, connected
 
 
 class AnsweringPlane(NullMediaPlane):
@@ -38,13 +38,6 @@ def _hub(**settings: Any) -> tuple[SignalingHub, AnsweringPlane]:
     return hub, plane
 
 
-async def _connected(hub: SignalingHub, nursery: trio.Nursery) -> MemoryTransport:
-    socket = MemoryTransport()
-    nursery.start_soon(hub.serve_connection, socket)
-    await socket.wait_for("hello")
-    return socket
-
-
 async def _reply(socket: MemoryTransport, kind: str, data: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
     """Send one message; return the next message the server sends that is not a broadcast."""
     seen = len(socket.sent)
@@ -57,7 +50,7 @@ async def test_hello_names_the_protocol_minor_version() -> None:
     hub, _ = _hub()
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        a = await _connected(hub, nursery)
+        a = await connected(hub, nursery)
         assert (a.sent[0]["data"]["protocol"], a.sent[0]["data"]["protocol_minor"]) == (1, 3)
         nursery.cancel_scope.cancel()
 
@@ -66,7 +59,7 @@ async def test_error_action_names_the_type_of_unknown_and_rate_limited_messages(
     hub, _ = _hub(rate=1.0, burst=2)
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        a = await _connected(hub, nursery)
+        a = await connected(hub, nursery)
         err = await _reply(a, "fly")
         assert (err["data"]["code"], err["data"]["action"]) == ("unknown_type", "fly")
         await _reply(a, "ping")
@@ -79,7 +72,7 @@ async def test_direct_replies_echo_the_request_id_and_broadcasts_do_not() -> Non
     hub, _ = _hub(rate=1e9, burst=10**9)
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        a = await _connected(hub, nursery)
+        a = await connected(hub, nursery)
         ack = await _reply(a, "join", {"channel_id": "c"}, id="join-1")
         assert (ack["type"], ack["id"]) == ("join_ack", "join-1")
         assert all("id" not in m for m in a.sent if m["type"] in ("user_joined", "call_start", "hello"))
@@ -104,7 +97,7 @@ async def test_a_muted_session_is_never_speaking() -> None:
     hub, _ = _hub(rate=1e9, burst=10**9)
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        a, b = await _connected(hub, nursery), await _connected(hub, nursery)
+        a, b = await connected(hub, nursery), await connected(hub, nursery)
         await _reply(a, "join", {"channel_id": "c"})
         await _reply(b, "join", {"channel_id": "c"})
         sid = a.last("join_ack")["data"]["session_id"]
@@ -135,7 +128,7 @@ async def test_join_ack_tells_the_client_whether_it_may_publish_simulcast() -> N
         hub, _ = _hub(rate=1e9, burst=10**9, simulcast=allowed)
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run)
-            a = await _connected(hub, nursery)
+            a = await connected(hub, nursery)
             ack = await _reply(a, "join", {"channel_id": "sim", "display_name": "Ada"})
             assert ack["type"] == "join_ack" and ack["data"]["simulcast"] is allowed
             nursery.cancel_scope.cancel()

@@ -149,9 +149,9 @@ async def test_a_killed_worker_closes_its_sessions_and_the_other_call_keeps_medi
             await peer.close()
 
 
-async def test_a_rejected_sdp_gets_the_same_error_through_a_worker(start_server, connect, tmp_path) -> None:
+async def test_a_rejected_sdp_gets_the_same_error_through_a_worker(start_server, connect) -> None:
     local, _ = await start_server(media=True)
-    remote, _ = await start_server(media=True, rtc={"media_workers": 1}, store={"data_dir": str(tmp_path / "w")})
+    remote, _ = await start_server(media=True, rtc={"media_workers": 1})
     errors = []
     for info in (local, remote):
         async with connect(info) as client:

@@ -34,8 +34,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 import playwright.sync_api as playwright_sync  # noqa: E402
 
 expect = playwright_sync.expect
-if not Path(bs.CHROMIUM).exists():
-    pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (make test does)", pytrace=False)
+bs.require_chromium()
 if not Path(ts.TURNSERVER).exists():  # fail, not skip: the TURN test must not silently vanish
     pytest.fail("Debian coturn is not installed: run scripts/system-deps.sh", pytrace=False)
 

@@ -99,6 +99,27 @@ static int add_ll(PyObject *obj, PyObject *name, long long delta) {
     return set_ll(obj, name, x + delta);
 }
 
+static int get_double(PyObject *obj, PyObject *name, double *out) {
+    PyObject *v = cs_getattr(obj, name);
+    if (v == NULL)
+        return -1;
+    double x = PyFloat_AsDouble(v);
+    Py_DECREF(v);
+    if (x == -1.0 && PyErr_Occurred())
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static int set_double(PyObject *obj, PyObject *name, double value) {
+    PyObject *v = PyFloat_FromDouble(value);
+    if (v == NULL)
+        return -1;
+    int rc = cs_setattr(obj, name, v);
+    Py_DECREF(v);
+    return rc;
+}
+
 static int get_truth(PyObject *obj, PyObject *name) {
     PyObject *v = cs_getattr(obj, name);
     if (v == NULL)

@@ -1,9 +1,9 @@
 /* The per-packet RTP rules of callsd's forwarder, in C, with no Python and no I/O.
  *
  * Every function here is the transliteration of one Python function that stays the reference:
- *   cs_find_extension      core/rtp.py  find_extension
- *   cs_read_audio_level    core/rtp.py  read_audio_level
- *   cs_rewrite_ext_block   adapters/media/forwarder.py  rewrite_extension_block (core/rtp.py rewrite_rtp's
+ *   cs_find_extension      core/wire/rtp.py  find_extension
+ *   cs_read_audio_level    core/wire/rtp.py  read_audio_level
+ *   cs_rewrite_ext_block   adapters/media/forwarder.py  rewrite_extension_block (core/wire/rtp.py rewrite_rtp's
  *                          extension loop on a block behind a fake 12-byte header)
  *   cs_track_seq           adapters/media/forwarder.py  Forwarder.on_rtp's RFC 3550 A.1 update
  * tests/media/test_native_diff.py checks that both give the same bytes; fuzz_rtp_rules.c runs them under

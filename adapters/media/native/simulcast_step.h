@@ -7,7 +7,7 @@
  *   layer_rtx          adapters/media/simulcast_fwd.py  SimulcastForwarder._on_rtx
  *   layer_media        adapters/media/simulcast_fwd.py  SimulcastForwarder._on_media (and _count)
  *   layer_route        adapters/media/simulcast_fwd.py  SimulcastForwarder._forward
- *   switch_packet      core/video/simulcast.py          LayerSwitcher.on_packet (and _rebase)
+ *   switch_packet      core/video/simulcast.py          LayerSwitcher.on_packet (and _rebase), in layer_switch.h
  * What is a decision, not per-packet work, stays a Python call, made only when due: the layer choice
  * (`_decide`: when the estimate or the layer rates changed, or DECIDE_INTERVAL_S after the last one), the rate
  * window's close (`SimulcastTrack.roll`, once a second), a route's first packet (`_route_state`), a switch
@@ -18,9 +18,9 @@
 #ifndef CALLSD_SIMULCAST_STEP_H
 #define CALLSD_SIMULCAST_STEP_H
 
-#include <math.h>
-
 #include "video_rules.h"
+#include "video_attrs.h"
+#include "layer_switch.h"
 
 #define RATE_WINDOW_S 1.0     /* simulcast_fwd.RATE_WINDOW_S */
 #define DECIDE_INTERVAL_S 0.1 /* simulcast_fwd.DECIDE_INTERVAL_S */
@@ -29,10 +29,8 @@
 static PyObject *s_simulcast_in, *s_inbound_rtx, *s_track, *s_layer, *s_rtx, *s_codec, *s_primary_pt,
     *s_layer_ssrcs, *s_received, *s_count, *s_newest, *s_window_start, *s_rates, *s_generation, *s_roll,
     *s_switcher, *s_decided_at, *s_decided_gen, *s_decide, *s_route_state, *s_switched, *s_keyframe, *s_last_pli,
-    *s_target, *s_current, *s_stop_current, *s_sw_seq_off, *s_sw_ts_off, *s_sw_pid_off, *s_sw_tl0_off,
-    *s_sw_switch_seq, *s_sw_last_seq, *s_sw_last_ts, *s_sw_last_pid, *s_sw_last_tl0, *s_sw_last_ms, *s_switches,
-    *s_clock_rate, *s_sent, *s_last_at, *s_session_id, *s_codecs, *s_rtx_pt, *s_layer_rtp_in, *s_layer_bytes_in,
-    *s_layer_rtp_out, *s_layer_bytes_out, *s_vp8, *s_h264;
+    *s_sent, *s_last_at, *s_session_id, *s_codecs, *s_rtx_pt, *s_layer_rtp_in, *s_layer_bytes_in, *s_layer_rtp_out,
+    *s_layer_bytes_out, *s_vp8, *s_h264;
 
 static int video_intern(void) {
     struct {
@@ -45,123 +43,19 @@ static int video_intern(void) {
         {&s_window_start, "window_start"}, {&s_rates, "rates"}, {&s_generation, "generation"}, {&s_roll, "roll"},
         {&s_switcher, "switcher"}, {&s_decided_at, "decided_at"}, {&s_decided_gen, "decided_gen"},
         {&s_decide, "_decide"}, {&s_route_state, "_route_state"}, {&s_switched, "_switched"},
-        {&s_keyframe, "_keyframe"}, {&s_last_pli, "last_pli"}, {&s_target, "target"}, {&s_current, "current"},
-        {&s_stop_current, "stop_current"}, {&s_sw_seq_off, "_seq_off"}, {&s_sw_ts_off, "_ts_off"},
-        {&s_sw_pid_off, "_pid_off"}, {&s_sw_tl0_off, "_tl0_off"}, {&s_sw_switch_seq, "_switch_seq"},
-        {&s_sw_last_seq, "_last_seq"}, {&s_sw_last_ts, "_last_ts"}, {&s_sw_last_pid, "_last_pid"},
-        {&s_sw_last_tl0, "_last_tl0"}, {&s_sw_last_ms, "_last_ms"}, {&s_switches, "switches"},
-        {&s_clock_rate, "clock_rate"}, {&s_sent, "sent"}, {&s_last_at, "last_at"}, {&s_session_id, "session_id"},
-        {&s_codecs, "codecs"}, {&s_rtx_pt, "rtx_pt"}, {&s_layer_rtp_in, "layer_rtp_in"},
-        {&s_layer_bytes_in, "layer_bytes_in"}, {&s_layer_rtp_out, "layer_rtp_out"},
-        {&s_layer_bytes_out, "layer_bytes_out"}, {&s_vp8, "vp8"}, {&s_h264, "h264"},
+        {&s_keyframe, "_keyframe"}, {&s_last_pli, "last_pli"}, {&s_sent, "sent"}, {&s_last_at, "last_at"},
+        {&s_session_id, "session_id"}, {&s_codecs, "codecs"}, {&s_rtx_pt, "rtx_pt"},
+        {&s_layer_rtp_in, "layer_rtp_in"}, {&s_layer_bytes_in, "layer_bytes_in"},
+        {&s_layer_rtp_out, "layer_rtp_out"}, {&s_layer_bytes_out, "layer_bytes_out"}, {&s_vp8, "vp8"},
+        {&s_h264, "h264"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].var = PyUnicode_InternFromString(names[i].text)) == NULL)
             return -1;
-    return 0;
+    return layer_switch_intern();
 }
 
-/* -- small helpers: -1 with an exception set on failure ------------------------------------------------------ */
-
-/* An int attribute that may be None: *out = -1 for None (every such field is non-negative otherwise). */
-static int get_opt_ll(PyObject *obj, PyObject *name, long long *out) {
-    PyObject *v = cs_getattr(obj, name);
-    if (v == NULL)
-        return -1;
-    if (v == Py_None) {
-        Py_DECREF(v);
-        *out = -1;
-        return 0;
-    }
-    long long x = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    if (x == -1 && PyErr_Occurred())
-        return -1;
-    *out = x;
-    return 0;
-}
-
-static int get_double(PyObject *obj, PyObject *name, double *out) {
-    PyObject *v = cs_getattr(obj, name);
-    if (v == NULL)
-        return -1;
-    double x = PyFloat_AsDouble(v);
-    Py_DECREF(v);
-    if (x == -1.0 && PyErr_Occurred())
-        return -1;
-    *out = x;
-    return 0;
-}
-
-static int set_double(PyObject *obj, PyObject *name, double value) {
-    PyObject *v = PyFloat_FromDouble(value);
-    if (v == NULL)
-        return -1;
-    int rc = cs_setattr(obj, name, v);
-    Py_DECREF(v);
-    return rc;
-}
-
-/* Item `i` of the list attribute `name` of `obj` (new reference), checked. */
-static PyObject *list_item(PyObject *obj, PyObject *name, Py_ssize_t i) {
-    PyObject *list = cs_getattr(obj, name);
-    if (list == NULL)
-        return NULL;
-    if (!PyList_Check(list) || i < 0 || i >= PyList_GET_SIZE(list)) {
-        Py_DECREF(list);
-        PyErr_Format(PyExc_TypeError, "%U must be a list with item %zd", name, i);
-        return NULL;
-    }
-    PyObject *v = Py_NewRef(PyList_GET_ITEM(list, i));
-    Py_DECREF(list);
-    return v;
-}
-
-static int list_set(PyObject *list, Py_ssize_t i, PyObject *value) {
-    if (!PyList_Check(list) || i < 0 || i >= PyList_GET_SIZE(list)) {
-        PyErr_SetString(PyExc_TypeError, "a list with that item was expected");
-        return -1;
-    }
-    return PyList_SetItem(list, i, Py_NewRef(value));
-}
-
-static int list_set_ll(PyObject *list, Py_ssize_t i, long long value) {
-    PyObject *v = PyLong_FromLongLong(value);
-    if (v == NULL)
-        return -1;
-    int rc = list_set(list, i, v);
-    Py_DECREF(v);
-    return rc;
-}
-
-/* obj.name[i] += delta, for a list of ints. */
-static int list_add_ll(PyObject *obj, PyObject *name, Py_ssize_t i, long long delta) {
-    PyObject *list = cs_getattr(obj, name);
-    if (list == NULL)
-        return -1;
-    int rc = -1;
-    if (PyList_Check(list) && i >= 0 && i < PyList_GET_SIZE(list)) {
-        long long x = PyLong_AsLongLong(PyList_GET_ITEM(list, i));
-        if (!(x == -1 && PyErr_Occurred()))
-            rc = list_set_ll(list, i, x + delta);
-    } else {
-        PyErr_Format(PyExc_TypeError, "%U must be a list with item %zd", name, i);
-    }
-    Py_DECREF(list);
-    return rc;
-}
-
-static int call_ok(PyObject *result) {
-    if (result == NULL)
-        return -1;
-    Py_DECREF(result);
-    return 0;
-}
-
-static int newer(long long a, long long b, int bits) {
-    long long diff = (a - b) & ((1LL << bits) - 1);
-    return diff > 0 && diff < (1LL << (bits - 1));
-}
+/* -- a route's copy ------------------------------------------------------------------------------------------ */
 
 /* The route's payload type for `pt` (its pt_map): 1 and *opt, 0 when it has none, -1 on failure. */
 static int route_pt(PyObject *route, int pt, long long *opt) {
@@ -222,95 +116,6 @@ static int route_ext_block(PyObject *route, const uint8_t *raw, size_t blen, uin
 }
 
 /* -- one layer packet ---------------------------------------------------------------------------------------- */
-
-/* What LayerSwitcher.on_packet reads of a packet (core/video/simulcast.LayerPacket). */
-typedef struct {
-    long layer;
-    long long seq, timestamp;
-    int keyframe_start;
-    double now, now_ms;
-    long long picture_id; /* -1: none */
-    int picture_id_bits;
-    long long tl0picidx; /* -1: none */
-} layer_packet;
-
-/* The receiver's numbering of a forwarded packet (core/video/simulcast.Rewritten). */
-typedef struct {
-    long long seq, timestamp, picture_id, tl0picidx;
-    int switched;
-} rewritten;
-
-/* LayerSwitcher.on_packet on the switcher's own slots: 1 (forwarded, `out` set), 0 (not), -1 on failure. */
-static int switch_packet(PyObject *sw, const layer_packet *p, rewritten *out) {
-    long long current, target, switch_seq, seq_off, ts_off, pid_off, tl0_off, switches;
-    if (get_opt_ll(sw, s_current, &current) < 0 || get_ll(sw, s_target, &target) < 0 ||
-        get_ll(sw, s_sw_switch_seq, &switch_seq) < 0 || get_ll(sw, s_sw_seq_off, &seq_off) < 0 ||
-        get_ll(sw, s_sw_ts_off, &ts_off) < 0 || get_ll(sw, s_sw_pid_off, &pid_off) < 0 ||
-        get_ll(sw, s_sw_tl0_off, &tl0_off) < 0)
-        return -1;
-    int switched = 0;
-    if (p->layer != current) {
-        if (p->layer != target || !p->keyframe_start)
-            return 0;
-        /* _rebase */
-        long long last_seq, last_ts, last_pid, last_tl0;
-        double last_ms;
-        long long clock_rate;
-        if (get_ll(sw, s_switches, &switches) < 0 || get_opt_ll(sw, s_sw_last_seq, &last_seq) < 0)
-            return -1;
-        switch_seq = p->seq;
-        if (last_seq < 0) {
-            seq_off = ts_off = pid_off = tl0_off = 0;
-        } else {
-            if (get_ll(sw, s_sw_last_ts, &last_ts) < 0 || get_opt_ll(sw, s_sw_last_pid, &last_pid) < 0 ||
-                get_opt_ll(sw, s_sw_last_tl0, &last_tl0) < 0 || get_double(sw, s_sw_last_ms, &last_ms) < 0 ||
-                get_ll(sw, s_clock_rate, &clock_rate) < 0)
-                return -1;
-            seq_off = (last_seq + 1 - p->seq) & 0xFFFF;
-            double elapsed = nearbyint((p->now_ms - last_ms) * (double)clock_rate / 1000); /* round(): ties even */
-            long long el = elapsed < 1 ? 1 : (long long)elapsed;
-            ts_off = (last_ts + el - p->timestamp) & 0xFFFFFFFFLL;
-            if (p->picture_id >= 0 && last_pid >= 0)
-                pid_off = last_pid + 1 - p->picture_id;
-            if (p->tl0picidx >= 0 && last_tl0 >= 0)
-                tl0_off = last_tl0 + 1 - p->tl0picidx;
-        }
-        if (set_ll(sw, s_switches, switches + 1) < 0 || set_ll(sw, s_current, p->layer) < 0 ||
-            set_ll(sw, s_sw_switch_seq, switch_seq) < 0 || set_ll(sw, s_sw_seq_off, seq_off) < 0 ||
-            set_ll(sw, s_sw_ts_off, ts_off) < 0 || set_ll(sw, s_sw_pid_off, pid_off) < 0 ||
-            set_ll(sw, s_sw_tl0_off, tl0_off) < 0)
-            return -1;
-        switched = 1;
-    } else if (newer(switch_seq, p->seq, 16)) {
-        return 0; /* older than the key frame this layer started with */
-    } else {
-        int stop = get_truth(sw, s_stop_current);
-        if (stop < 0)
-            return -1;
-        if (stop && target != current)
-            return 0; /* moving down for want of capacity */
-    }
-    out->seq = (p->seq + seq_off) & 0xFFFF;
-    out->timestamp = (p->timestamp + ts_off) & 0xFFFFFFFFLL;
-    out->picture_id = p->picture_id >= 0 ? (p->picture_id + pid_off) & ((1LL << p->picture_id_bits) - 1) : -1;
-    out->tl0picidx = p->tl0picidx >= 0 ? (p->tl0picidx + tl0_off) & 0xFF : -1;
-    out->switched = switched;
-    long long last_seq, last_ts;
-    if (get_opt_ll(sw, s_sw_last_seq, &last_seq) < 0)
-        return -1;
-    if (last_seq < 0 || newer(out->seq, last_seq, 16)) {
-        if (set_ll(sw, s_sw_last_seq, out->seq) < 0 || set_double(sw, s_sw_last_ms, p->now_ms) < 0 ||
-            get_ll(sw, s_sw_last_ts, &last_ts) < 0)
-            return -1;
-        if ((newer(out->timestamp, last_ts, 32) || switched) && set_ll(sw, s_sw_last_ts, out->timestamp) < 0)
-            return -1;
-        if (out->picture_id >= 0 && set_ll(sw, s_sw_last_pid, out->picture_id) < 0)
-            return -1;
-        if (out->tl0picidx >= 0 && set_ll(sw, s_sw_last_tl0, out->tl0picidx) < 0)
-            return -1;
-    }
-    return 1;
-}
 
 /* SimulcastForwarder._keyframe's throttle, in C: the Python call only when it would ask for one. */
 static int maybe_keyframe(Engine *self, PyObject *st, PyObject *sw, double now) {

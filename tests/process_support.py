@@ -1,0 +1,29 @@
+"""Stopping a child process the tests started (a server, coturn, rtcd, a load tool): one way, bounded in time.
+
+A test must not leave a process behind, nor hang on one: ``terminate`` asks it to stop with the signal its role
+wants (SIGTERM; SIGINT for a callsd server, which then exits without draining), waits ``timeout`` seconds, then
+SIGKILLs it, and always reaps it. Kept free of pytest so the namespace client scripts can import the helpers that
+use it.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from typing import Any
+
+__all__ = ["terminate"]
+
+KILLED_WAIT = 10.0  # a SIGKILLed process is gone at once; a bound all the same, so nothing can hang a test
+
+
+def terminate(proc: subprocess.Popen[Any], timeout: float = 10.0, *, sig: int = signal.SIGTERM) -> int:
+    """Send ``sig`` to ``proc`` if it still runs, SIGKILL it after ``timeout`` seconds, reap it; its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=KILLED_WAIT)
+    return proc.returncode

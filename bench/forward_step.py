@@ -37,30 +37,42 @@ SSRC = 0x1234
 CERT = Certificate.generate("bench-step")
 
 
-def measure(fast_path: str, receivers: int, packets: int, chunk: int, twcc: bool = False) -> dict[str, Any]:
-    """One run: µs of user and system CPU per egress packet spent in the drain."""
+def measure(fast_path: str, receivers: int, packets: int, chunk: int, twcc: bool = False,
+            calls: int = 1) -> dict[str, Any]:
+    """One run: µs of user and system CPU per egress packet spent in the drain. ``calls`` > 1: that many independent
+    calls (one publisher and ``receivers`` receivers each, every session its own socket), their packets interleaved
+    one call after another as a saturated server reads them, so the step works on a capacity-sized set of objects
+    (the per-packet cost at 100 calls is mostly memory stalls, docs/performance.md) rather than one hot call."""
     label = fast_path
-    rig = open_step_plane(fast_path, receivers, CERT, rcvbuf=4 << 20,
+    per_call = receivers + 1
+    rig = open_step_plane(fast_path, calls * per_call - 1, CERT, rcvbuf=4 << 20,
                           twcc=(lambda: TransportSequencer(3, time.monotonic)) if twcc else None)
     plane = rig.plane
-    pub = plane.sessions["s0"]
-    track = InTrack(track_id="t", session=pub, kind=TrackKind.AUDIO, media="audio", mid="0", ssrc=SSRC,
-                    clock_rate=48000, codecs={111: ("opus", 48000, 2, "")}, ext={URI_AUDIO_LEVEL: 1},
-                    stream_id="s")
-    pub.inbound[SSRC] = track
-    for i in range(1, receivers + 1):
-        rcv = plane.sessions[f"s{i}"]
-        route = OutRoute(track=track, receiver=rcv, ssrc=0x5000 + i, mid="", paused=False, ts_offset=i)
-        route.set_mapping({111: 111}, {1: 2})
-        route.negotiated = True
-        track.routes[rcv.session_id] = route
-    track.relive()
-    sender = SrtpContext(step_keys(0)[1])
     ext = bytes.fromhex("bede0001") + bytes([0x10, 0x30, 0, 0])
-    wire = [bytes(sender.protect_rtp(struct.pack("!BBHII", 0x90, 111, k & 0xFFFF, k * 960 & 0xFFFFFFFF, SSRC)
-                                     + ext + bytes(140)))  # type: ignore[arg-type]
-            for k in range(packets)]
-    cost = timed_drain(rig, wire, chunk)
+    per_publisher = max(1, packets // calls)
+    wires: list[list[bytes]] = []
+    for call in range(calls):
+        base = call * per_call
+        pub = plane.sessions[f"s{base}"]
+        ssrc = SSRC + call
+        track = InTrack(track_id=f"t{call}", session=pub, kind=TrackKind.AUDIO, media="audio", mid="0", ssrc=ssrc,
+                        clock_rate=48000, codecs={111: ("opus", 48000, 2, "")}, ext={URI_AUDIO_LEVEL: 1},
+                        stream_id="s")
+        pub.inbound[ssrc] = track
+        for i in range(1, receivers + 1):
+            rcv = plane.sessions[f"s{base + i}"]
+            route = OutRoute(track=track, receiver=rcv, ssrc=0x5000 + base + i, mid="", paused=False, ts_offset=i)
+            route.set_mapping({111: 111}, {1: 2})
+            route.negotiated = True
+            track.routes[rcv.session_id] = route
+        track.relive()
+        sender = SrtpContext(step_keys(base)[1])
+        wires.append([bytes(sender.protect_rtp(struct.pack("!BBHII", 0x90, 111, k & 0xFFFF,  # type: ignore[arg-type]
+                                                           k * 960 & 0xFFFFFFFF, ssrc) + ext + bytes(140)))
+                      for k in range(per_publisher)])
+    wire = [wires[call][k] for k in range(per_publisher) for call in range(calls)]
+    senders = [call * per_call for _ in range(per_publisher) for call in range(calls)]
+    cost = timed_drain(rig, wire, chunk, senders=senders)
     rig.close()
     return {"path": label, "egress": cost.egress, **cost.per_egress_us()}
 
@@ -73,23 +85,33 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--twcc", action="store_true", help="receivers stamp transport-wide sequence numbers")
+    ap.add_argument("--calls", type=int, default=1, help="independent calls, packets interleaved (working set)")
+    ap.add_argument("--paths", default="python,native", help="which paths to run, alternated")
+    ap.add_argument("--ab", metavar="VAR", help="also alternate the environment variable VAR=0 / VAR=1 (e.g. "
+                    "CALLSD_NATIVE_PREFETCH): each path runs as path@VAR=0 and path@VAR=1")
     args = ap.parse_args(argv)
     if not (1 <= args.receivers <= 64 and 1 <= args.packets <= 200_000 and 1 <= args.chunk <= 1000
-            and 1 <= args.rounds <= 20):
-        ap.error("receivers 1..64, packets 1..200000, chunk 1..1000, rounds 1..20")
+            and 1 <= args.rounds <= 20 and 1 <= args.calls <= 400):
+        ap.error("receivers 1..64, packets 1..200000, chunk 1..1000, rounds 1..20, calls 1..400")
     load_start = os.getloadavg()
-    paths = ("python", "native")
-    rows = [measure(p, args.receivers, args.packets, args.chunk, args.twcc) for _ in range(args.rounds)
-            for p in paths]
+    rows = []
+    for _ in range(args.rounds):
+        for p in args.paths.split(","):
+            for value in ("0", "1") if args.ab else ("",):
+                if args.ab:
+                    os.environ[args.ab] = value
+                row = measure(p, args.receivers, args.packets, args.chunk, args.twcc, args.calls)
+                rows.append(row | {"path": f"{p}@{args.ab}={value}"} if args.ab else row)
+    paths = tuple(dict.fromkeys(r["path"] for r in rows))
     result = best_of_rounds(rows, paths, {"receivers": args.receivers, "packets": args.packets, "chunk": args.chunk,
-                                          "twcc": args.twcc}, load_start)
+                                          "twcc": args.twcc, "calls": args.calls}, load_start)
     if args.json:
         print(json.dumps(result, indent=1))
         return
     for r in rows:
         print(f"{r['path']:>7}: user {r['user_us']:.2f} + system {r['system_us']:.2f} = "
               f"{r['us_per_egress_packet']:.2f} µs per egress packet ({r['egress']} packets)")
-    print(f"best rounds: native / python = {result['native_over_python']:.2f}; "
+    print(f"best rounds: native / python = {result['native_over_python']}; "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

@@ -4,8 +4,9 @@
         --variant base: --variant gc:gc_freeze=1,gc_gen0_threshold=20000 --out bench/results/server-ab.json
 
 Each variant is ``name:key=value,...`` where a key is an ``[rtc]`` setting (``coalesce_ms``, ``gc_freeze``,
-``gc_gen0_threshold``, ``fast_path``...), passed as ``CALLSD_RTC_<KEY>``, or a whole ``CALLSD_...`` environment
-variable (e.g. ``CALLSD_NATIVE_GSO=0``). A round runs every variant once, in order,
+``gc_gen0_threshold``, ``fast_path``...), passed as ``CALLSD_RTC_<KEY>``, or a whole environment variable written
+in capitals (e.g. ``CALLSD_NATIVE_GSO=0``, or ``PYTHONPATH=DIR`` where DIR/callsd is another checkout: main's code
+against a branch's, bench/egress_where.py). A round runs every variant once, in order,
 each on a fresh ``callsd serve`` pinned to CPU 0 with the load tool on CPU 1 (bench/capacity.py's method: joins at
 50 users/s, then ``--steady`` seconds of load). The server runs under bench/serve_probe.py, which times the cyclic GC
 per wall-clock second: each row has the GC's share of the server's CPU over the steady window. ``--profile`` also
@@ -54,7 +55,7 @@ class Variant:
             if not sep:
                 raise ValueError(f"variant {name!r}: {item!r} is not key=value")
             key = key.strip()
-            env[key if key.startswith("CALLSD_") else f"CALLSD_RTC_{key.upper()}"] = value.strip()
+            env[key if key.isupper() else f"CALLSD_RTC_{key.upper()}"] = value.strip()
         return cls(name or "base", env)
 
 

@@ -27,7 +27,7 @@ PROFILE = b"SRTP_AEAD_AES_128_GCM"
 
 def step_keys(i: int) -> tuple[SrtpKeys, SrtpKeys]:
     """Peer ``i``'s keys: the server's side first, the peer's (which protects what the peer sends) second."""
-    a, b = bytes(range(i, i + 28)), bytes(range(i + 28, i + 56))
+    a, b = bytes((i + k) % 256 for k in range(28)), bytes((i + 28 + k) % 256 for k in range(28))
     return SrtpKeys(profile=PROFILE, local_key=a, remote_key=b), SrtpKeys(profile=PROFILE, local_key=b, remote_key=a)
 
 
@@ -95,16 +95,18 @@ def open_step_plane(fast_path: str, receivers: int, cert: Certificate, *, rcvbuf
 
 
 def timed_drain(rig: StepPlane, wire: Sequence[bytes], chunk: int,
-                before_chunk: Callable[[int], None] = lambda _start: None) -> DrainCost:
+                before_chunk: Callable[[int], None] = lambda _start: None,
+                senders: Sequence[int] | None = None) -> DrainCost:
     """Send ``wire`` from the publisher ``chunk`` packets at a time and drain each chunk through the endpoint's path,
-    timed; ``before_chunk(start)`` runs before the chunk starting at ``start`` is drained (a bench's virtual clock)."""
+    timed; ``before_chunk(start)`` runs before the chunk starting at ``start`` is drained (a bench's virtual clock).
+    ``senders``: the index in ``clients`` of each packet's sender (default: every packet from ``clients[0]``)."""
     path = rig.plane.endpoint.path
     server = rig.sock.getsockname()
     user = system = 0.0
     out = 0
     for start in range(0, len(wire), chunk):
-        for data in wire[start : start + chunk]:
-            rig.clients[0].sendto(data, server)
+        for k in range(start, min(start + chunk, len(wire))):
+            rig.clients[senders[k] if senders is not None else 0].sendto(wire[k], server)
         before_chunk(start)
         before = resource.getrusage(resource.RUSAGE_SELF)
         while path.drain(rig.sock, 256) >= 256:
@@ -128,6 +130,7 @@ def best_of_rounds(rows: list[dict[str, Any]], paths: Sequence[str], conditions:
     and the conditions of the run (the bench's own, the CPUs, the load average when it started and now)."""
     best = {p: min((r for r in rows if r["path"] == p), key=lambda r: r["us_per_egress_packet"]) for p in paths}
     return {"paths": best, "rounds": rows,
-            "native_over_python": best["native"]["us_per_egress_packet"] / best["python"]["us_per_egress_packet"],
+            "native_over_python": (best["native"]["us_per_egress_packet"] / best["python"]["us_per_egress_packet"]
+                                   if {"native", "python"} <= best.keys() else None),
             "conditions": {**conditions, "cpus": os.cpu_count(), "load_average_start": load_start,
                            "load_average_end": os.getloadavg()}}

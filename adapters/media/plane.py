@@ -135,7 +135,8 @@ class MediaPlane:
         self.simulcast = SimulcastForwarder(self.forwarder, plane_rtcp.send_layer_pli, self.estimates.estimate,
                                             send_nack=plane_rtcp.send_layer_nack, proven=self.estimates.proven)
         self.rtcp_in = plane_rtcp.RtcpAnswers(self.forwarder, self.simulcast, self.estimates)
-        self.probes = ProbeSender(self.sessions.values, self.simulcast.wanted_bps, self.estimates.proven)
+        self.probes = ProbeSender(self.sessions.values, self.simulcast.wanted_bps, self.estimates.proven,
+                                  any_wanted=lambda: bool(self.simulcast.tracks))
 
         self.endpoint = UdpEndpoint(
             TransportConfig(host=rtc_bind(config), port=config.ice_port_udp,

@@ -63,9 +63,12 @@ class ProbeSender:
 
     def __init__(self, sessions: Callable[[], Iterable[Session]], wanted_bps: Callable[[str], int | None],
                  estimate: Callable[[str], int | None], policy: ProbePolicy | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 any_wanted: Callable[[], bool] = lambda: True) -> None:
+        """``any_wanted``: False when ``wanted_bps`` is None for every session (no simulcast track at all)."""
         self._sessions = sessions
         self._wanted = wanted_bps
+        self._any_wanted = any_wanted
         self._estimate = estimate
         self.policy = policy or ProbePolicy()
         self._clock = clock
@@ -85,6 +88,8 @@ class ProbeSender:
             await trio.sleep(TICK_S if self._active else IDLE_S)
 
     def tick(self) -> None:
+        if not self._active and not self._schedules and not self._any_wanted():
+            return  # what the walk would do: nothing (audio-only calls: every session, 10 times a second)
         now = self._clock()
         seen: set[str] = set()
         for s in list(self._sessions()):
@@ -103,10 +108,13 @@ class ProbeSender:
 
     def _maybe_start(self, s: Session, now: float) -> None:
         wanted = self._wanted(s.session_id)
+        if wanted is None:  # nothing above what it gets: a fresh schedule is what due(False) would leave
+            self._schedules.pop(s.session_id, None)  # (every receiver of an audio-only call, 10 times a second)
+            return
         estimate = self._estimate(s.session_id)
-        wants = wanted is not None and estimate is not None and estimate < wanted
+        wants = estimate is not None and estimate < wanted
         schedule = self._schedules.setdefault(s.session_id, ProbeSchedule(self.policy))
-        if not schedule.due(wants, now * 1000.0) or wanted is None:
+        if not schedule.due(wants, now * 1000.0):
             return
         route = next((r for r in s.routes_in.values() if r.rtx_pt is not None and r.rtx_ssrc is not None
                       and r.negotiated), None)

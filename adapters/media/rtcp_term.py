@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from callsd.core.wire.rtcp import ReceiverReport, ReportBlock, RtcpPacket, SenderReport, build_rtcp
+from callsd.core.wire.rtcp import ReportBlock, build_rr, build_sr
 
 __all__ = ["ntp_now", "session_reports", "MAX_CHUNK"]
 
@@ -38,15 +38,15 @@ def session_reports(rtcp_ssrc: int, routes: Iterable[Any], tracks: Iterable[Any]
     ``rtcp_ssrc`` with one block per stream the session publishes (``tracks``: ``InTrack``s). Updates the tracks'
     interval counters. Always at least one packet (an empty RR when there is nothing to report).
     """
-    packets: list[RtcpPacket] = []
+    wires: list[bytes] = []
     for r in routes:
         if not r.packets:
             continue
         t = r.track
         own = sr_timestamp(r, now) if sr_timestamp is not None else None
         rtp_ts = own if own is not None else t.last_ts + int((now - t.last_rx) * t.clock_rate) + r.ts_offset
-        packets.append(SenderReport(ssrc=r.ssrc, ntp_timestamp=ntp, rtp_timestamp=rtp_ts & 0xFFFFFFFF,
-                                    packet_count=r.packets & 0xFFFFFFFF, octet_count=r.octets & 0xFFFFFFFF))
+        wires.append(build_sr(ssrc=r.ssrc, ntp_timestamp=ntp, rtp_timestamp=rtp_ts & 0xFFFFFFFF,
+                              packet_count=r.packets & 0xFFFFFFFF, octet_count=r.octets & 0xFFFFFFFF))
     blocks: list[ReportBlock] = []
     for t in tracks:
         if not t.started or t.ssrc is None:
@@ -64,13 +64,12 @@ def session_reports(rtcp_ssrc: int, routes: Iterable[Any], tracks: Iterable[Any]
                                   highest_seq=ext_max & 0xFFFFFFFF, jitter=0, lsr=t.sr_ntp_mid,
                                   dlsr=dlsr & 0xFFFFFFFF))
     for i in range(0, len(blocks), _MAX_BLOCKS):
-        packets.append(ReceiverReport(ssrc=rtcp_ssrc, reports=tuple(blocks[i : i + _MAX_BLOCKS])))
-    if not packets:
-        packets.append(ReceiverReport(ssrc=rtcp_ssrc))
+        wires.append(build_rr(ssrc=rtcp_ssrc, reports=blocks[i : i + _MAX_BLOCKS]))
+    if not wires:
+        wires.append(build_rr(ssrc=rtcp_ssrc))
     out: list[bytes] = []
     chunk = b""
-    for p in packets:
-        wire = build_rtcp([p])
+    for wire in wires:
         if chunk and len(chunk) + len(wire) > MAX_CHUNK:
             out.append(chunk)
             chunk = b""

@@ -94,3 +94,21 @@ def test_no_probe_without_a_want_or_when_the_estimate_already_covers_it() -> Non
             clock.now += 0.1
             sender.tick()
         assert sender.clusters == 0
+
+
+def test_a_tick_with_nothing_wanted_anywhere_does_not_walk_the_sessions() -> None:
+    """No simulcast track (every audio-only call): the 10 Hz tick returns before walking every session, which
+    would have found nothing to probe; once something can be wanted, it walks them again."""
+    walked: list[int] = []
+
+    def sessions() -> list[Any]:
+        walked.append(1)
+        return []
+
+    wanted = [False]
+    probes = ProbeSender(sessions, lambda _sid: None, lambda _sid: None, any_wanted=lambda: wanted[0])
+    probes.tick()
+    assert walked == []
+    wanted[0] = True
+    probes.tick()
+    assert walked == [1]

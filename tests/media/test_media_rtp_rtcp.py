@@ -27,6 +27,8 @@ from callsd.core.wire.rtcp import (
     parse_rtcp,
 )
 from callsd.core.wire.rtp import is_rtcp
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def test_compound_sr_sdes_bye_round_trips() -> None:
@@ -99,3 +101,12 @@ def test_unknown_types_and_padding() -> None:
 def test_malformed_rtcp_raises_rtcp_error(data: bytes, message: str) -> None:
     with pytest.raises(RtcpError, match=message):
         parse_rtcp(data)
+
+
+@given(ssrc=st.integers(0, 2**32 - 1), ntp=st.integers(0, 2**64 - 1), rtp=st.integers(0, 2**32 - 1),
+       packets=st.integers(0, 2**32 - 1), octets=st.integers(0, 2**32 - 1))
+def test_an_sr_without_blocks_is_packed_as_build_rtcp_would(ssrc: int, ntp: int, rtp: int, packets: int,
+                                                               octets: int) -> None:
+    """build_sr's one-step packing (an SR per forwarded stream per second) gives build_rtcp's bytes."""
+    fields = {"ssrc": ssrc, "ntp_timestamp": ntp, "rtp_timestamp": rtp, "packet_count": packets, "octet_count": octets}
+    assert build_sr(**fields) == build_rtcp([SenderReport(**fields)])  # type: ignore[arg-type]

@@ -4,12 +4,14 @@ end-to-end equality, history included, is tests/media/test_native_diff.py's ``tw
 
 from __future__ import annotations
 
+import time
+
 from callsd.adapters.media.native import _engine
 from callsd.core.wire.rtp import RtpHeader, build_rtp
 from callsd.core.wire.transport_seq import read_transport_seq, stamp_transport_seq
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from native_support import RouteSpec, Scenario, TrackSpec, run
+from native_support import RouteSpec, Run, Scenario, TrackSpec, run
 
 one_byte_elements = st.lists(st.tuples(st.integers(1, 14), st.binary(min_size=1, max_size=16)), max_size=4)
 two_byte_elements = st.lists(st.tuples(st.integers(1, 255), st.binary(max_size=20)), max_size=4)
@@ -60,3 +62,30 @@ def test_the_step_stamps_and_records_like_the_python_path() -> None:
     next_seq, stamped, unstampable, sent_bytes = native["sequencers"][0][:4]
     assert (next_seq, stamped, unstampable) == (3, 3, 0) and sent_bytes > 0
     assert [read_transport_seq(packet, 5) for packet in native["received"][1]] == [0, 1, 2]  # SRTP leaves the header clear
+
+
+def test_a_sequencer_on_time_monotonic_is_read_in_c_with_its_value() -> None:
+    """The server's sequencers and forwarder run on ``time.monotonic``; the step then reads CLOCK_MONOTONIC itself
+    (no call, no float) and must record what ``time.monotonic()`` would have returned: a send time inside the
+    window of two readings taken around the step, in ms, on every stamped slot."""
+    sc = Scenario(profile=b"SRTP_AEAD_AES_128_GCM", publishers=1, receivers=1, receivers_connected=(True,),
+                  tracks=(TrackSpec(publisher=0, media="audio", ssrc=0x1234, signalled=True, level_id=1),),
+                  routes=(RouteSpec(track=0, receiver=0, ssrc=0xAA, ts_offset=5, last_seq=9, pt=109,
+                                    remap=((1, 14),), paused=False, negotiated=True),),
+                  events=tuple(("rtp", 0, n, 111, 0, bytes.fromhex("bede0001") + b"\x10\x05\x00\x00", 0,
+                                b"opus" * 10, False, 0x1234, "ok", 1) for n in range(1, 4)))
+    r = Run(sc, "native", twcc=True)
+    try:
+        for q in r.sequencers:
+            q._clock = time.monotonic  # noqa: SLF001 - the server's clock
+        r.plane.forwarder._clock = time.monotonic  # noqa: SLF001
+        before = time.monotonic()
+        r.play()
+        after = time.monotonic()
+        (q,) = r.sequencers
+        assert q.stamped == 3
+        assert all(before * 1000.0 <= q._send_ms[slot] <= after * 1000.0 for slot in range(3))  # noqa: SLF001
+        assert all(before <= t.last_rx <= after for t in r.tracks if t.started)
+        assert any(t.started for t in r.tracks)
+    finally:
+        r.close()

@@ -30,36 +30,46 @@ static int twcc_intern(void) {
     return 0;
 }
 
-/* Copy item `slot` of the buffer attribute `name` (item type `format`, `size` bytes) from `value` (`put`) or into it. */
-static int history_item(PyObject *seq, PyObject *name, Py_ssize_t slot, const char *format, void *value,
-                        Py_ssize_t size, int put) {
-    PyObject *obj = cs_getattr(seq, name);
-    if (obj == NULL)
-        return -1;
-    Py_buffer view;
-    int rc = PyObject_GetBuffer(obj, &view, put ? PyBUF_WRITABLE | PyBUF_FORMAT : PyBUF_FORMAT);
-    Py_DECREF(obj);
-    if (rc < 0)
-        return -1;
-    const char *got = view.format != NULL ? view.format : "B";
-    if (view.itemsize != size || strcmp(got, format) != 0 || slot < 0 || slot >= view.len / size) {
-        PyBuffer_Release(&view);
-        PyErr_Format(PyExc_TypeError, "TransportSequencer.%U must be a buffer of '%s' covering its history", name,
-                     format);
-        return -1;
+/* The sequencer's five history buffers, each taken once per stamp (writable, with its format checked). */
+enum { H_SEND_MS, H_SIZE, H_SEQ, H_REPORTED, H_CLUSTER, H_COUNT };
+static const struct {
+    PyObject **name;
+    const char *format;
+    Py_ssize_t size;
+} history_fields[H_COUNT] = {
+    {&s_send_ms, "d", 8}, {&s_size, "H", 2}, {&s_seq_hist, "i", 4}, {&s_reported, "B", 1}, {&s_cluster, "i", 4},
+};
+
+static void history_release(Py_buffer *views, int taken) {
+    for (int i = 0; i < taken; i++)
+        PyBuffer_Release(&views[i]);
+}
+
+/* Take every history buffer of `seq`, each covering `slot`: 0, or -1 with an exception set (none held). */
+static int history_take(PyObject *seq, Py_ssize_t slot, Py_buffer *views) {
+    for (int i = 0; i < H_COUNT; i++) {
+        PyObject *name = *history_fields[i].name;
+        PyObject *obj = cs_getattr(seq, name);
+        int rc = obj == NULL ? -1 : PyObject_GetBuffer(obj, &views[i], PyBUF_WRITABLE | PyBUF_FORMAT);
+        Py_XDECREF(obj);
+        if (rc < 0) {
+            history_release(views, i);
+            return -1;
+        }
+        const char *got = views[i].format != NULL ? views[i].format : "B";
+        Py_ssize_t size = history_fields[i].size;
+        if (views[i].itemsize != size || strcmp(got, history_fields[i].format) != 0 || slot < 0 ||
+            slot >= views[i].len / size) {
+            history_release(views, i + 1);
+            PyErr_Format(PyExc_TypeError, "TransportSequencer.%U must be a buffer of '%s' covering its history", name,
+                         history_fields[i].format);
+            return -1;
+        }
     }
-    if (put)
-        memcpy((char *)view.buf + slot * size, value, (size_t)size);
-    else
-        memcpy(value, (char *)view.buf + slot * size, (size_t)size);
-    PyBuffer_Release(&view);
     return 0;
 }
 
-static int history_put(PyObject *seq, PyObject *name, Py_ssize_t slot, const char *format, const void *value,
-                       Py_ssize_t size) {
-    return history_item(seq, name, slot, format, (void *)value, size, 1);
-}
+#define HISTORY_AT(views, field, slot) ((char *)(views)[field].buf + (slot) * history_fields[field].size)
 
 /* TransportSequencer.stamp on `seq` for the packet `*out` (`*len` bytes): on success `*out`/`*len` name the stamped
  * copy in `buf` (capacity BUF), or stay as they were when the packet cannot carry the number (counted). 0, or -1
@@ -72,22 +82,26 @@ static int sequencer_stamp(PyObject *seq, uint8_t *buf, const uint8_t **out, siz
                                             : 0;
     if (n == 0)
         return add_ll(seq, s_unstampable, 1);
-    PyObject *now_o = PyObject_CallMethodNoArgs(seq, s_clock);
-    if (now_o == NULL)
+    double send_ms;
+    if (clock_seconds(seq, &send_ms) < 0)
         return -1;
-    double send_ms = PyFloat_AsDouble(now_o) * 1000.0;
-    Py_DECREF(now_o);
-    if (send_ms == -1000.0 && PyErr_Occurred())
+    send_ms *= 1000.0;
+    if (get_ll(seq, s_mask, &mask) < 0)  /* the ring's length - 1, as stamp reads it (history_take checks bounds) */
         return -1;
-    if (get_ll(seq, s_mask, &mask) < 0)  /* the ring's length - 1, as stamp reads it (history_item checks bounds) */
+    long long cluster;
+    int last = get_truth(seq, s_cluster_last);
+    if (last < 0 || get_ll(seq, s_cluster_now, &cluster) < 0)
         return -1;
     Py_ssize_t slot = (Py_ssize_t)(next & mask);
+    Py_buffer views[H_COUNT]; /* held only while no Python code runs */
+    if (history_take(seq, slot, views) < 0)
+        return -1;
     int32_t held;
     double held_ms;
-    if (history_item(seq, s_seq_hist, slot, "i", &held, sizeof held, 0) < 0 ||
-        history_item(seq, s_send_ms, slot, "d", &held_ms, sizeof held_ms, 0) < 0)
-        return -1;
+    memcpy(&held, HISTORY_AT(views, H_SEQ, slot), sizeof held);
+    memcpy(&held_ms, HISTORY_AT(views, H_SEND_MS, slot), sizeof held_ms);
     if (held >= 0 && send_ms - held_ms < TWCC_COVER_MS && mask < TWCC_HISTORY - 1) {  /* rare: the ring doubles */
+        history_release(views, H_COUNT); /* _grow replaces the buffers */
         PyObject *r = PyObject_CallMethodNoArgs(seq, s_grow);
         if (r == NULL)
             return -1;
@@ -95,20 +109,17 @@ static int sequencer_stamp(PyObject *seq, uint8_t *buf, const uint8_t **out, siz
         if (get_ll(seq, s_mask, &mask) < 0)
             return -1;
         slot = (Py_ssize_t)(next & mask);
+        if (history_take(seq, slot, views) < 0)
+            return -1;
     }
-    long long cluster;
-    int last = get_truth(seq, s_cluster_last);
-    if (last < 0 || get_ll(seq, s_cluster_now, &cluster) < 0)
-        return -1;
     uint16_t size_v = (uint16_t)n;
     int32_t seq_v = (int32_t)next, cluster_v = (int32_t)(last ? -cluster : cluster);
-    unsigned char zero = 0;
-    if (history_put(seq, s_send_ms, slot, "d", &send_ms, sizeof send_ms) < 0 ||
-        history_put(seq, s_size, slot, "H", &size_v, sizeof size_v) < 0 ||
-        history_put(seq, s_seq_hist, slot, "i", &seq_v, sizeof seq_v) < 0 ||
-        history_put(seq, s_reported, slot, "B", &zero, 1) < 0 ||
-        history_put(seq, s_cluster, slot, "i", &cluster_v, sizeof cluster_v) < 0)
-        return -1;
+    memcpy(HISTORY_AT(views, H_SEND_MS, slot), &send_ms, sizeof send_ms);
+    memcpy(HISTORY_AT(views, H_SIZE, slot), &size_v, sizeof size_v);
+    memcpy(HISTORY_AT(views, H_SEQ, slot), &seq_v, sizeof seq_v);
+    *(uint8_t *)HISTORY_AT(views, H_REPORTED, slot) = 0;
+    memcpy(HISTORY_AT(views, H_CLUSTER, slot), &cluster_v, sizeof cluster_v);
+    history_release(views, H_COUNT);
     if (set_ll(seq, s_next_seq, (next + 1) & 0xFFFF) < 0 || add_ll(seq, s_stamped, 1) < 0 ||
         add_ll(seq, s_sent_bytes, (long long)n) < 0)
         return -1;

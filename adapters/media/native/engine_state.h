@@ -1,0 +1,275 @@
+/* The native step's Engine object: its per-step counter deltas, its receive batch and send queue, and the helpers
+ * that move them to and from Python (counters, sends, address tuples). Included once, by _engine.c, after
+ * pyslots.h, addresses.h and send_gso.h. */
+#ifndef CALLSD_ENGINE_STATE_H
+#define CALLSD_ENGINE_STATE_H
+
+enum { STEP_EMPTY = 0, STEP_BUDGET = 1, STEP_RAW = 2, STEP_RTP = 3, STEP_ERROR = 4 };
+
+/* ---- interned attribute names ----------------------------------------------------------------------------- */
+
+static PyObject *s_srtp, *s_rx, *s_tx, *s_data, *s_closed, *s_inbound, *s_packets, *s_octets, *s_started,
+    *s_base_seq, *s_max_seq, *s_cycles, *s_last_ts, *s_last_rx, *s_level_id, *s_vad_score, *s_speaking,
+    *s_session, *s_routes, *s_live, *s_cache, *s_pt_map, *s_receiver, *s_peer, *s_resync, *s_seq_offset,
+    *s_last_seq, *s_remap, *s_identity, *s_table, *s_ts_offset, *s_ssrc, *s_address, *s_send_rtp, *s_clock,
+    *s_on_voice, *s_twcc, *s_stamp;
+static PyObject *s_twcc_in, *s_ext_id, *s_arrived, *s_log, *s_drain; /* transport-cc toward publishers */
+
+/* ---- Engine ------------------------------------------------------------------------------------------------- */
+
+/* Counter deltas of one step, added to the Python counter objects before control returns to Python. */
+typedef struct {
+    long long datagrams_in, bytes_in, rtp_in, rtp_bytes_in, rtp_out, rtp_bytes_out, drop_srtp_auth, drop_replay,
+        drop_srtp_other, drop_not_ready, drop_send_buffer_full, drop_send_error;
+} transport_delta;
+
+typedef struct {
+    long long rtp_in, rtp_in_bytes, rtp_out, rtp_out_bytes, drop_malformed, drop_padding, drop_no_route, rtx_in;
+} forwarder_delta;
+
+typedef struct {
+    PyObject_HEAD
+    addr_memo rx_memo[ADDR_CACHE];
+    addr_memo tx_memo[ADDR_CACHE];
+    PyObject *by_addr;    /* dict: (host, port) -> Peer (the endpoint's, not a copy) */
+    PyObject *tcounters;  /* TransportCounters */
+    PyObject *forwarder;  /* Forwarder or None: without one every RTP packet goes back to Python */
+    PyObject *fcounters;  /* ForwarderCounters or None */
+    PyObject *simulcast;  /* SimulcastForwarder or None: its layers are forwarded here too (simulcast_step.h) */
+    PyObject *sequencer;  /* the TransportSequencer type: such a peer's packets are stamped here (twcc_step.h) */
+    int vad_threshold, vad_on, vad_max;
+    transport_delta td;
+    forwarder_delta fd;
+    /* receive batch */
+    struct mmsghdr rmsg[BATCH];
+    struct iovec riov[BATCH];
+    struct sockaddr_storage raddr[BATCH];
+    uint8_t rbuf[BATCH][BUF];
+    int rcount, rpos;
+    /* send queue */
+    int sock;
+    struct mmsghdr smsg[BATCH];
+    struct iovec siov[BATCH];
+    struct sockaddr_storage saddr[BATCH];
+    uint8_t sbuf[BATCH][BUF];
+    int squeued;
+    int gso; /* UDP GSO for runs to one destination (send_gso.h); off after the kernel refused it once */
+    int prefetch; /* prefetch each packet's routes before forwarding (prefetch.h); CALLSD_NATIVE_PREFETCH=0: off */
+    uint8_t blk[BUF];
+    uint8_t rtxbuf[BUF]; /* the original an RTX packet carries (simulcast_step.h) */
+    uint8_t stampbuf[BUF]; /* a packet with its transport-wide sequence number (twcc_step.h) */
+} Engine;
+
+static PyTypeObject EngineType;
+
+static int Engine_init(Engine *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"by_addr", "counters", "forwarder", "vad", "simulcast", "sequencer", NULL};
+    PyObject *by_addr, *counters, *forwarder, *simulcast = Py_None, *sequencer = Py_None;
+    int thr = 60, on = 15, max = 30;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO(iii)|OO", kwlist, &PyDict_Type, &by_addr, &counters,
+                                     &forwarder, &thr, &on, &max, &simulcast, &sequencer))
+        return -1;
+    if (sequencer != Py_None && !PyType_Check(sequencer)) {
+        PyErr_SetString(PyExc_TypeError, "sequencer must be a type or None");
+        return -1;
+    }
+    Py_XSETREF(self->sequencer, Py_NewRef(sequencer));
+    Py_XSETREF(self->simulcast, Py_NewRef(forwarder == Py_None ? Py_None : simulcast));
+    Py_XSETREF(self->by_addr, Py_NewRef(by_addr));
+    Py_XSETREF(self->tcounters, Py_NewRef(counters));
+    Py_XSETREF(self->forwarder, Py_NewRef(forwarder));
+    Py_CLEAR(self->fcounters);
+    if (forwarder != Py_None) {
+        self->fcounters = PyObject_GetAttrString(forwarder, "counters");
+        if (self->fcounters == NULL)
+            return -1;
+    }
+    const char *gso = getenv("CALLSD_NATIVE_GSO");
+    self->gso = !(gso != NULL && strcmp(gso, "0") == 0);
+    const char *prefetch = getenv("CALLSD_NATIVE_PREFETCH");
+    self->prefetch = !(prefetch != NULL && strcmp(prefetch, "0") == 0);
+    self->vad_threshold = thr;
+    self->vad_on = on;
+    self->vad_max = max;
+    for (int i = 0; i < BATCH; i++) {
+        self->riov[i].iov_base = self->rbuf[i];
+        self->riov[i].iov_len = BUF;
+        self->siov[i].iov_base = self->sbuf[i];
+    }
+    return 0;
+}
+
+static int Engine_traverse(Engine *self, visitproc visit, void *arg) {
+    for (int i = 0; i < ADDR_CACHE; i++) {
+        Py_VISIT(self->rx_memo[i].tuple);
+        Py_VISIT(self->tx_memo[i].tuple);
+    }
+    Py_VISIT(self->by_addr);
+    Py_VISIT(self->tcounters);
+    Py_VISIT(self->forwarder);
+    Py_VISIT(self->fcounters);
+    Py_VISIT(self->simulcast);
+    Py_VISIT(self->sequencer);
+    return 0;
+}
+
+static int Engine_clear(Engine *self) {
+    for (int i = 0; i < ADDR_CACHE; i++) {
+        Py_CLEAR(self->rx_memo[i].tuple);
+        Py_CLEAR(self->tx_memo[i].tuple);
+    }
+    Py_CLEAR(self->by_addr);
+    Py_CLEAR(self->tcounters);
+    Py_CLEAR(self->forwarder);
+    Py_CLEAR(self->fcounters);
+    Py_CLEAR(self->simulcast);
+    Py_CLEAR(self->sequencer);
+    return 0;
+}
+
+static void Engine_dealloc(Engine *self) {
+    PyObject_GC_UnTrack(self);
+    Engine_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Add the step's counter deltas to the Python counter objects; keeps going after a failure (reports it). */
+static int flush_counters(Engine *self) {
+    int rc = 0;
+    struct {
+        const char *name;
+        long long *value;
+        PyObject *target;
+    } rows[] = {
+        {"datagrams_in", &self->td.datagrams_in, self->tcounters},
+        {"bytes_in", &self->td.bytes_in, self->tcounters},
+        {"rtp_in", &self->td.rtp_in, self->tcounters},
+        {"rtp_bytes_in", &self->td.rtp_bytes_in, self->tcounters},
+        {"rtp_out", &self->td.rtp_out, self->tcounters},
+        {"rtp_bytes_out", &self->td.rtp_bytes_out, self->tcounters},
+        {"drop_srtp_auth", &self->td.drop_srtp_auth, self->tcounters},
+        {"drop_replay", &self->td.drop_replay, self->tcounters},
+        {"drop_srtp_other", &self->td.drop_srtp_other, self->tcounters},
+        {"drop_not_ready", &self->td.drop_not_ready, self->tcounters},
+        {"drop_send_buffer_full", &self->td.drop_send_buffer_full, self->tcounters},
+        {"drop_send_error", &self->td.drop_send_error, self->tcounters},
+        {"rtp_in", &self->fd.rtp_in, self->fcounters},
+        {"rtp_in_bytes", &self->fd.rtp_in_bytes, self->fcounters},
+        {"rtp_out", &self->fd.rtp_out, self->fcounters},
+        {"rtp_out_bytes", &self->fd.rtp_out_bytes, self->fcounters},
+        {"drop_malformed", &self->fd.drop_malformed, self->fcounters},
+        {"drop_padding", &self->fd.drop_padding, self->fcounters},
+        {"drop_no_route", &self->fd.drop_no_route, self->fcounters},
+        {"rtx_in", &self->fd.rtx_in, self->fcounters},
+    };
+    PyObject *saved_type, *saved_value, *saved_tb;
+    PyErr_Fetch(&saved_type, &saved_value, &saved_tb);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        if (*rows[i].value == 0 || rows[i].target == NULL)
+            continue;
+        long long v = *rows[i].value;
+        *rows[i].value = 0;
+        PyObject *name = PyUnicode_InternFromString(rows[i].name);
+        if (name == NULL || add_ll(rows[i].target, name, v) < 0) {
+            PyErr_Clear();
+            rc = -1;
+        }
+        Py_XDECREF(name);
+    }
+    PyErr_Restore(saved_type, saved_value, saved_tb);
+    return rc;
+}
+
+/* Send everything queued (send_gso.h: one sendmmsg, runs to one destination as UDP GSO sends); a refused datagram
+ * is counted and skipped. */
+static void flush_sends(Engine *self) {
+    send_counts c = {0, 0, 0, 0};
+    gso_flush(self->sock, self->smsg, self->squeued, &c, &self->gso);
+    self->td.rtp_out += c.sent;
+    self->td.rtp_bytes_out += c.bytes;
+    self->td.drop_send_buffer_full += c.would_block;
+    self->td.drop_send_error += c.errors;
+    self->squeued = 0;
+}
+
+/* time.monotonic(), as the time module computes it (_PyTime_AsSecondsDouble), without a call and a float. */
+static double monotonic_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    volatile double d;
+    if (ns % 1000000000LL == 0) {
+        d = (double)(ns / 1000000000LL);
+    } else {
+        d = (double)ns;
+        d /= 1e9;
+    }
+    return d;
+}
+
+static PyObject *time_monotonic; /* the time module's function (clock_intern) */
+
+static int clock_intern(void) {
+    PyObject *time_module = PyImport_ImportModule("time");
+    if (time_module == NULL)
+        return -1;
+    time_monotonic = PyObject_GetAttrString(time_module, "monotonic");
+    Py_DECREF(time_module);
+    return time_monotonic == NULL ? -1 : 0;
+}
+
+/* `owner._clock()` in seconds (the Forwarder's, a TransportSequencer's): read here when it is time.monotonic, as
+ * it is in the server, else called. 0, or -1 with an exception set. */
+static int clock_seconds(PyObject *owner, double *out) {
+    PyObject *clock = cs_getattr(owner, s_clock);
+    if (clock == NULL)
+        return -1;
+    if (clock == time_monotonic) {
+        Py_DECREF(clock);
+        *out = monotonic_seconds();
+        return 0;
+    }
+    PyObject *now = PyObject_CallNoArgs(clock);
+    Py_DECREF(clock);
+    if (now == NULL)
+        return -1;
+    double seconds = PyFloat_AsDouble(now);
+    Py_DECREF(now);
+    if (seconds == -1.0 && PyErr_Occurred())
+        return -1;
+    *out = seconds;
+    return 0;
+}
+
+/* The address tuple of a received datagram (new reference), memoized. */
+static PyObject *rx_address(Engine *self, const struct sockaddr_storage *sa) {
+    socklen_t len = sockaddr_len(sa);
+    addr_memo *m = &self->rx_memo[sockaddr_slot(sa, len)];
+    if (m->tuple != NULL && m->len == len && memcmp(&m->sa, sa, len) == 0)
+        return Py_NewRef(m->tuple);
+    PyObject *t = sockaddr_to_address(sa);
+    if (t == NULL || t == Py_None)
+        return t;
+    Py_XSETREF(m->tuple, Py_NewRef(t));
+    memcpy(&m->sa, sa, len);
+    m->len = len;
+    return t;
+}
+
+/* The sockaddr of a destination tuple, memoized by identity: 0, or -1 when it is not a numeric address. */
+static int tx_sockaddr(Engine *self, PyObject *addr, struct sockaddr_storage *out, socklen_t *len) {
+    addr_memo *m = &self->tx_memo[((uintptr_t)addr >> 4) % ADDR_CACHE];
+    if (m->tuple == addr) {
+        memcpy(out, &m->sa, m->len);
+        *len = m->len;
+        return 0;
+    }
+    if (address_to_sockaddr(addr, out, len) < 0)
+        return -1;
+    Py_XSETREF(m->tuple, Py_NewRef(addr));
+    memcpy(&m->sa, out, *len);
+    m->len = *len;
+    return 0;
+}
+
+#endif

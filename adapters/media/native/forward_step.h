@@ -1,0 +1,370 @@
+/* Forwarder.on_rtp and Peer.send_rtp in the native step: per-track reception statistics, voice activity, the
+ * per-route rewrite (sequence, timestamp, SSRC, extension ids) and the protect into the send queue. Included once,
+ * by _engine.c, after engine_state.h and twcc_step.h. */
+#ifndef CALLSD_FORWARD_STEP_H
+#define CALLSD_FORWARD_STEP_H
+
+/* Peer.send_rtp for one rewritten packet: protect into the send queue, or Python's send_rtp when the peer's
+ * transmit context or address is not one this module handles. A peer with a transport-wide sequencer (`twcc` not
+ * None) has the packet stamped first: by sequencer_stamp (twcc_step.h) on the TransportSequencer's own state, or by
+ * a call to `twcc.stamp` for any other stamper. -1 with an exception set on failure. */
+static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t len) {
+    PyObject *tx = cs_getattr(peer, s_tx);
+    if (tx == NULL)
+        return -1;
+    if (tx == Py_None) {
+        Py_DECREF(tx);
+        self->td.drop_not_ready++;
+        return 0;
+    }
+    PyObject *twcc = cs_getattr(peer, s_twcc);
+    if (twcc == NULL) {
+        Py_DECREF(tx);
+        return -1;
+    }
+    PyObject *address = NULL;
+    if (Py_TYPE(tx) == &SrtpSessionType)
+        address = cs_getattr(peer, s_address);
+    if (address == NULL && PyErr_Occurred()) {
+        Py_DECREF(tx);
+        Py_DECREF(twcc);
+        return -1;
+    }
+    int slot = self->squeued;
+    socklen_t alen = 0;
+    if (address == NULL || tx_sockaddr(self, address, &self->saddr[slot], &alen) < 0) {
+        Py_DECREF(tx);
+        Py_DECREF(twcc);
+        Py_XDECREF(address);
+        flush_sends(self); /* keep the order of this peer's datagrams */
+        PyObject *r;
+        PyObject *packet = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)len);
+        if (packet == NULL)
+            return -1;
+        r = PyObject_CallMethodOneArg(peer, s_send_rtp, packet);
+        Py_DECREF(packet);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    Py_DECREF(address);
+    PyObject *stamped = NULL; /* the stamped copy; `out` points into it */
+    if (twcc != Py_None && (PyObject *)Py_TYPE(twcc) == self->sequencer) { /* stamped here, on the object */
+        if (sequencer_stamp(twcc, self->stampbuf, &out, &len) < 0) {
+            Py_DECREF(tx);
+            Py_DECREF(twcc);
+            return -1;
+        }
+    } else if (twcc != Py_None) {
+        PyObject *packet = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)len);
+        stamped = packet == NULL ? NULL : PyObject_CallMethodOneArg(twcc, s_stamp, packet);
+        Py_XDECREF(packet);
+        if (stamped == NULL || !PyBytes_Check(stamped)) {
+            if (stamped != NULL)
+                PyErr_SetString(PyExc_TypeError, "twcc.stamp must return bytes");
+            Py_XDECREF(stamped);
+            Py_DECREF(tx);
+            Py_DECREF(twcc);
+            return -1;
+        }
+        out = (const uint8_t *)PyBytes_AS_STRING(stamped);
+        len = (size_t)PyBytes_GET_SIZE(stamped);
+    }
+    Py_DECREF(twcc);
+    if (len > MAX_PACKET) {
+        Py_XDECREF(stamped);
+        Py_DECREF(tx);
+        self->td.drop_srtp_other++;
+        return 0;
+    }
+    memcpy(self->sbuf[slot], out, len);
+    Py_XDECREF(stamped);
+    int plen = (int)len;
+    int rc = session_protect((SrtpSession *)tx, self->sbuf[slot], &plen);
+    Py_DECREF(tx);
+    if (rc != SRTP_OK) {
+        self->td.drop_srtp_other++;
+        return 0;
+    }
+    self->siov[slot].iov_len = (size_t)plen;
+    memset(&self->smsg[slot], 0, sizeof self->smsg[slot]);
+    self->smsg[slot].msg_hdr.msg_name = &self->saddr[slot];
+    self->smsg[slot].msg_hdr.msg_namelen = alen;
+    self->smsg[slot].msg_hdr.msg_iov = &self->siov[slot];
+    self->smsg[slot].msg_hdr.msg_iovlen = 1;
+    if (++self->squeued == BATCH)
+        flush_sends(self);
+    return 0;
+}
+
+/* Forwarder._vad: debounced voice activity from the audio level. */
+static int vad(Engine *self, PyObject *track, int level) {
+    long long score;
+    if (get_ll(track, s_vad_score, &score) < 0)
+        return -1;
+    if (level <= self->vad_threshold) {
+        if (score < self->vad_max)
+            score++;
+    } else if (score > 0) {
+        score--;
+    }
+    if (set_ll(track, s_vad_score, score) < 0)
+        return -1;
+    int speaking = get_truth(track, s_speaking);
+    if (speaking < 0)
+        return -1;
+    int change = -1;
+    if (!speaking && score >= self->vad_on)
+        change = 1;
+    else if (speaking && score == 0)
+        change = 0;
+    if (change < 0)
+        return 0;
+    if (cs_setattr(track, s_speaking, change ? Py_True : Py_False) < 0)
+        return -1;
+    PyObject *session = cs_getattr(track, s_session);
+    if (session == NULL)
+        return -1;
+    PyObject *r = PyObject_CallMethodObjArgs(self->forwarder, s_on_voice, session, change ? Py_True : Py_False,
+                                             NULL);
+    Py_DECREF(session);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* One route's copy of the packet (the body of Forwarder.on_rtp's loop). */
+static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t n, const cs_layout *lay,
+                         long long seq, long long ts, int pt, int mk) {
+    PyObject *pt_map = cs_getattr(route, s_pt_map);
+    if (pt_map == NULL)
+        return -1;
+    PyObject *key = PyLong_FromLong(pt); /* a cached small int: no allocation */
+    PyObject *opt_obj = NULL;
+    if (key != NULL && PyDict_CheckExact(pt_map)) {
+        opt_obj = PyDict_GetItemWithError(pt_map, key);
+        Py_XINCREF(opt_obj);
+        if (opt_obj == NULL && !PyErr_Occurred())
+            opt_obj = Py_NewRef(Py_None);
+    } else if (key != NULL) {
+        opt_obj = PyObject_CallMethod(pt_map, "get", "O", key);
+    }
+    Py_XDECREF(key);
+    Py_DECREF(pt_map);
+    if (opt_obj == NULL)
+        return -1;
+    if (opt_obj == Py_None) {
+        Py_DECREF(opt_obj);
+        return 0;
+    }
+    long long opt = PyLong_AsLongLong(opt_obj);
+    Py_DECREF(opt_obj);
+    if (opt == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *receiver = cs_getattr(route, s_receiver);
+    if (receiver == NULL)
+        return -1;
+    PyObject *peer = cs_getattr(receiver, s_peer);
+    Py_DECREF(receiver);
+    if (peer == NULL)
+        return -1;
+    int rc = -1;
+    if (peer == Py_None) {
+        rc = 0;
+        goto done;
+    }
+    int resync = get_truth(route, s_resync);
+    if (resync < 0)
+        goto done;
+    long long seq_offset, last_seq;
+    if (get_ll(route, s_last_seq, &last_seq) < 0)
+        goto done;
+    if (resync) {
+        seq_offset = (last_seq + 1 - seq) & 0xFFFF;
+        if (set_ll(route, s_seq_offset, seq_offset) < 0 || cs_setattr(route, s_resync, Py_False) < 0)
+            goto done;
+    } else if (get_ll(route, s_seq_offset, &seq_offset) < 0) {
+        goto done;
+    }
+    long long oseq = (seq + seq_offset) & 0xFFFF;
+    if (((oseq - last_seq) & 0xFFFF) < 0x8000 && set_ll(route, s_last_seq, oseq) < 0)
+        goto done;
+    const uint8_t *blk = NULL;
+    size_t blen = 0;
+    if (lay->has_ext) {
+        blen = lay->start - lay->off;
+        PyObject *remap = cs_getattr(route, s_remap);
+        if (remap == NULL)
+            goto done;
+        int identity = get_truth(remap, s_identity);
+        PyObject *table = identity == 0 ? cs_getattr(remap, s_table) : NULL;
+        Py_DECREF(remap);
+        if (identity < 0 || (identity == 0 && table == NULL))
+            goto done;
+        if (identity) {
+            blk = d + lay->off;
+        } else {
+            if (!PyBytes_Check(table) || PyBytes_GET_SIZE(table) != 256) {
+                Py_DECREF(table);
+                PyErr_SetString(PyExc_TypeError, "ExtensionRemap.table must be 256 bytes");
+                goto done;
+            }
+            memcpy(self->blk, d + lay->off, blen);
+            int ok = cs_rewrite_ext_block(self->blk, blen, (const uint8_t *)PyBytes_AS_STRING(table));
+            Py_DECREF(table);
+            if (!ok) {
+                self->fd.drop_malformed++;
+                rc = 0;
+                goto done;
+            }
+            blk = self->blk;
+        }
+    }
+    long long ts_offset, ssrc;
+    if (get_ll(route, s_ts_offset, &ts_offset) < 0 || get_ll(route, s_ssrc, &ssrc) < 0)
+        goto done;
+    long long b1 = mk | opt;
+    if (opt < 0 || b1 > 255 || ssrc < 0 || ssrc > 0xFFFFFFFFLL) {
+        PyErr_SetString(PyExc_ValueError, "payload type or SSRC out of range for an RTP header");
+        goto done;
+    }
+    uint8_t out[BUF];
+    size_t len = cs_build(out, sizeof out, d, n, lay, (uint8_t)b1, (uint16_t)oseq,
+                          (uint32_t)((ts + ts_offset) & 0xFFFFFFFFLL), (uint32_t)ssrc, blk, blen);
+    if (len == 0) {
+        PyErr_SetString(PyExc_ValueError, "rewritten packet too long");
+        goto done;
+    }
+    if (send_to_peer(self, peer, out, len) < 0)
+        goto done;
+    long long plen = (long long)n - (long long)lay->start;
+    if (add_ll(route, s_packets, 1) < 0 || add_ll(route, s_octets, plen) < 0)
+        goto done;
+    self->fd.rtp_out++;
+    self->fd.rtp_out_bytes += (long long)len;
+    rc = 0;
+done:
+    Py_DECREF(peer);
+    return rc;
+}
+
+/* Forwarder.on_rtp for a packet whose SSRC the publisher's session knows. */
+static int forward(Engine *self, PyObject *track, const uint8_t *d, size_t n) {
+    long long seq = ((long long)d[2] << 8) | d[3];
+    long long ts = ((long long)d[4] << 24) | ((long long)d[5] << 16) | ((long long)d[6] << 8) | d[7];
+    self->fd.rtp_in++;
+    self->fd.rtp_in_bytes += (long long)n;
+    if (add_ll(track, s_packets, 1) < 0 || add_ll(track, s_octets, (long long)n) < 0)
+        return -1;
+    int started = get_truth(track, s_started);
+    if (started < 0)
+        return -1;
+    long long base_seq = 0, max_seq = 0, cycles = 0;
+    if (started && (get_ll(track, s_max_seq, &max_seq) < 0 || get_ll(track, s_cycles, &cycles) < 0))
+        return -1;
+    int was_started = started;
+    long long old_max = max_seq, old_cycles = cycles;
+    cs_track_seq(&started, &base_seq, &max_seq, &cycles, (int)seq);
+    if (!was_started) {
+        if (cs_setattr(track, s_started, Py_True) < 0 || set_ll(track, s_base_seq, base_seq) < 0 ||
+            set_ll(track, s_max_seq, max_seq) < 0)
+            return -1;
+    } else {
+        if (cycles != old_cycles && set_ll(track, s_cycles, cycles) < 0)
+            return -1;
+        if (max_seq != old_max && set_ll(track, s_max_seq, max_seq) < 0)
+            return -1;
+    }
+    if (set_ll(track, s_last_ts, ts) < 0)
+        return -1;
+    PyObject *clock = cs_getattr(self->forwarder, s_clock); /* time.monotonic in the server: read, not called */
+    if (clock == NULL)
+        return -1;
+    PyObject *now = clock == time_monotonic ? PyFloat_FromDouble(monotonic_seconds()) : PyObject_CallNoArgs(clock);
+    Py_DECREF(clock);
+    if (now == NULL)
+        return -1;
+    int set_rx = cs_setattr(track, s_last_rx, now);
+    Py_DECREF(now);
+    if (set_rx < 0)
+        return -1;
+    cs_layout lay;
+    if (cs_split(d, n, &lay)) {
+        self->fd.drop_malformed++;
+        return 0;
+    }
+    if (lay.has_ext) {
+        long long level_id;
+        if (get_ll(track, s_level_id, &level_id) < 0)
+            return -1;
+        int level = level_id > 0 && level_id < 256 ? cs_read_audio_level(d, n, (int)level_id) : -1;
+        if (level >= 0 && vad(self, track, level & 0x7F) < 0)
+            return -1;
+    }
+    if ((d[0] & 0x20) && (long long)n - (long long)lay.start - d[n - 1] <= 0) {
+        self->fd.drop_padding++;
+        PyObject *routes = cs_getattr(track, s_routes);
+        if (routes == NULL)
+            return -1;
+        PyObject *values = PyDict_Check(routes) ? PyDict_Values(routes) : NULL;
+        Py_DECREF(routes);
+        if (values == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "InTrack.routes must be a dict");
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); i++) {
+            PyObject *r = PyList_GET_ITEM(values, i);
+            long long off;
+            if (get_ll(r, s_seq_offset, &off) < 0 || set_ll(r, s_seq_offset, (off - 1) & 0xFFFF) < 0) {
+                Py_DECREF(values);
+                return -1;
+            }
+        }
+        Py_DECREF(values);
+        return 0;
+    }
+    PyObject *cache = cs_getattr(track, s_cache);
+    if (cache == NULL)
+        return -1;
+    if (cache != Py_None) {
+        PyObject *plain = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)n);
+        PyObject *index = PyLong_FromLongLong(seq & CACHE_MASK);
+        int bad = plain == NULL || index == NULL || PyObject_SetItem(cache, index, plain) < 0;
+        Py_XDECREF(plain);
+        Py_XDECREF(index);
+        if (bad) {
+            Py_DECREF(cache);
+            return -1;
+        }
+    }
+    Py_DECREF(cache);
+    PyObject *live = cs_getattr(track, s_live);
+    if (live == NULL)
+        return -1;
+    if (!PyTuple_Check(live)) {
+        Py_DECREF(live);
+        PyErr_SetString(PyExc_TypeError, "InTrack.live must be a tuple");
+        return -1;
+    }
+    if (PyTuple_GET_SIZE(live) == 0) {
+        Py_DECREF(live);
+        self->fd.drop_no_route++;
+        return 0;
+    }
+    int pt = d[1] & 0x7F, mk = d[1] & 0x80;
+    if (self->prefetch)
+        prefetch_routes(live);
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(live); i++) {
+        if (forward_route(self, PyTuple_GET_ITEM(live, i), d, n, &lay, seq, ts, pt, mk) < 0) {
+            Py_DECREF(live);
+            return -1;
+        }
+    }
+    Py_DECREF(live);
+    return 0;
+}
+
+#endif

@@ -70,8 +70,24 @@ def serve_stand_in(plan_path: str) -> None:
     print(json.dumps({"ticks": len(ticks), "received": received}), flush=True)
 
 
-async def measure(media: str, calls: int, seconds: float, delay_sample: int = 4) -> dict[str, Any]:
-    """One run on one engine: the tool's CPU per packet sent and received over the steady window."""
+async def measure(spec: str, calls: int, seconds: float, delay_sample: int = 4) -> dict[str, Any]:
+    """One run on one engine: the tool's CPU per packet sent and received over the steady window. `spec` is an
+    engine name, or ``native:MS``/``shared:MS`` for the native receive loop waiting MS milliseconds between busy
+    drains instead of its NATIVE_BATCH_SLEEP (an A/B of receive coalescing in one run)."""
+    from callsd.peer import engine as engine_module
+
+    media, _, batch_ms = spec.partition(":")
+    default_sleep = engine_module.NATIVE_BATCH_SLEEP
+    if batch_ms:
+        engine_module.NATIVE_BATCH_SLEEP = float(batch_ms) / 1000
+    try:
+        return await _measure(media, calls, seconds, delay_sample) | {
+            "batch_sleep_ms": 1000 * engine_module.NATIVE_BATCH_SLEEP}
+    finally:
+        engine_module.NATIVE_BATCH_SLEEP = default_sleep
+
+
+async def _measure(media: str, calls: int, seconds: float, delay_sample: int) -> dict[str, Any]:
     import pylibsrtp
     import trio
     from callsd.peer import Identity, Leg, MediaEngine, Source
@@ -188,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=50, help="8-user calls with 2 talkers (default 50)")
     parser.add_argument("--seconds", type=float, default=3.0, help="steady window per run")
     parser.add_argument("--rounds", type=int, default=3, help="engines alternated this many times")
-    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated: python,native,shared")
+    parser.add_argument("--engines", default=",".join(ENGINES),
+                        help="comma-separated: python,native,shared; native:MS or shared:MS waits MS ms between "
+                             "busy drains (receive coalescing A/B)")
     parser.add_argument("--delay-sample", type=int, default=4,
                         help="decrypt 1 received packet in N for the stamp (capacity benches: 4; callsd loadtest: 1)")
     parser.add_argument("--json", help="write the results here too")

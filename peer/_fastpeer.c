@@ -6,11 +6,13 @@
  *
  * - Receiver.drain(epoll_fd, budget, engine, stats) / drain_shared(fd, ...): recvmmsg per ready socket (or 64 at a
  *   time on a shared port), and for each SRTP packet of a stream Python has tracked: the RFC 3550 loss/jitter
- *   update, first-audio time, and 1 in `delay_sample` decrypted (srtp_session.h, libcrypto) for the payload stamp (one-way delay,
- *   the sender's counter), all in C structs (fastpeer_stats.h). Everything else (STUN, DTLS, the first packet of a
- *   new SSRC, a leg with a foreign SRTP session) comes back as (leg, datagram) pairs in arrival order; once one of a
- *   leg's RTP packets went back, the rest of that leg's packets in the drain go back too, so each leg's packets are
- *   counted in arrival order. Python tracks a new stream (`track`) and hands its packet back (`receive`).
+ *   update, first-audio time, and 1 in `delay_sample` decrypted (srtp_session.h, libcrypto) for the payload stamp
+ *   (one-way delay, the sender's counter), all in C structs (fastpeer_stats.h). A packet's arrival is the kernel's
+ *   receive timestamp (SO_TIMESTAMPNS), so the loop's wait between drains is in neither the delay nor the jitter.
+ *   Everything else (STUN, DTLS, the first packet of a new SSRC, a leg with a foreign SRTP session) comes back as
+ *   (leg, datagram, arrival_ns) in arrival order; once one of a leg's RTP packets went back, the rest of that leg's
+ *   packets in the drain go back too, so each leg's packets are counted in arrival order. Python tracks a new
+ *   stream (`track`) and hands its packet back (`receive`).
  *   `sync()` writes the counters into the StreamStats, Leg and Histogram objects (the engine calls it before it
  *   reads them); `forget(key)` does so and drops a leg that leaves.
  * - Sender.tick(legs, now_ns, owed, shared_fd): the 20 ms send tick, packets built from the sources' templates,
@@ -39,11 +41,37 @@
 #define EVENTS 256       /* ready sockets per epoll_wait */
 #define SHARED_BATCH 64  /* datagrams per recvmmsg on a shared port (peer/shared_port.py) */
 #define PKTINFO_SPACE CMSG_SPACE(sizeof(struct in_pktinfo))
+#define STAMP_SPACE CMSG_SPACE(sizeof(struct timespec)) /* SCM_TIMESTAMPNS */
 
 static long long now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* CLOCK_MONOTONIC minus CLOCK_REALTIME, now: what turns the kernel's receive timestamps (SO_TIMESTAMPNS, wall
+ * clock) into the monotonic nanoseconds the senders stamp (peer/source.py). Taken once per drain. */
+static long long monotonic_minus_realtime(void) {
+    struct timespec real;
+    long long mono = now_ns();
+    clock_gettime(CLOCK_REALTIME, &real);
+    return mono - ((long long)real.tv_sec * 1000000000LL + real.tv_nsec);
+}
+
+/* A datagram's arrival on the monotonic clock: the kernel's receive timestamp when its socket has SO_TIMESTAMPNS
+ * (peer/engine.py sets it on the native engines' sockets), else `read_ns`, when it was read. Why: the receive loop
+ * waits a while between drains to read bigger batches (fewer wake-ups per packet); with the kernel's time that wait
+ * is not added to the one-way delay and jitter it measures. Never later than `read_ns` (a wall-clock step). */
+static long long arrival_ns(struct msghdr *m, long long offset, long long read_ns) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL; c = CMSG_NXTHDR(m, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec t;
+            memcpy(&t, CMSG_DATA(c), sizeof t);
+            long long at = (long long)t.tv_sec * 1000000000LL + t.tv_nsec + offset;
+            return at < read_ns ? at : read_ns;
+        }
+    }
+    return read_ns;
 }
 
 /* ---- Receiver --------------------------------------------------------------------------------------------- */
@@ -63,13 +91,17 @@ typedef struct {
     struct epoll_event ev[EVENTS];
     struct mmsghdr msg[RX_PER_SOCKET];
     struct iovec iov[RX_PER_SOCKET];
+    union {
+        char buf[STAMP_SPACE];
+        struct cmsghdr align;
+    } ctl[RX_PER_SOCKET];
     uint8_t buf[RX_PER_SOCKET][BUF];
     uint8_t plain[BUF];
     /* a shared port: every user's datagrams on one socket, the user told by the destination address */
     struct mmsghdr smsg[SHARED_BATCH];
     struct iovec siov[SHARED_BATCH];
     union {
-        char buf[PKTINFO_SPACE];
+        char buf[PKTINFO_SPACE + STAMP_SPACE];
         struct cmsghdr align;
     } sctl[SHARED_BATCH];
     uint8_t sbuf[SHARED_BATCH][BUF];
@@ -205,7 +237,7 @@ static int take(Receiver *self, uint32_t key, PyObject *leg, const uint8_t *d, s
     int r = receive_other(self, key, leg, d, n);
     if (r <= 0)
         return r;
-    PyObject *item = Py_BuildValue("(Oy#)", leg, (const char *)d, (Py_ssize_t)n);
+    PyObject *item = Py_BuildValue("(Oy#L)", leg, (const char *)d, (Py_ssize_t)n, now);
     if (item == NULL)
         return -1;
     r = PyList_Append(rest, item);
@@ -234,7 +266,7 @@ static PyObject *Receiver_drain(Receiver *self, PyObject *args) {
     if (rest == NULL)
         return NULL;
     self->drains++;
-    long long read = 0;
+    long long read = 0, offset = monotonic_minus_realtime();
     int failed = 0;
     while (read < budget && !failed) {
         int ready = epoll_wait(epfd, self->ev, EVENTS, 0);
@@ -258,6 +290,8 @@ static PyObject *Receiver_drain(Receiver *self, PyObject *args) {
                 memset(&self->msg[i], 0, sizeof self->msg[i]);
                 self->msg[i].msg_hdr.msg_iov = &self->iov[i];
                 self->msg[i].msg_hdr.msg_iovlen = 1;
+                self->msg[i].msg_hdr.msg_control = self->ctl[i].buf;
+                self->msg[i].msg_hdr.msg_controllen = sizeof self->ctl[i].buf;
             }
             int got = recvmmsg(fd, self->msg, RX_PER_SOCKET, MSG_DONTWAIT, NULL);
             if (got < 0) {
@@ -269,7 +303,8 @@ static PyObject *Receiver_drain(Receiver *self, PyObject *args) {
             long long now = now_ns();
             for (int i = 0; i < got && !failed; i++) {
                 read++;
-                failed = take(self, (uint32_t)fd, leg, self->buf[i], self->msg[i].msg_len, now, rest) < 0;
+                long long at = arrival_ns(&self->msg[i].msg_hdr, offset, now);
+                failed = take(self, (uint32_t)fd, leg, self->buf[i], self->msg[i].msg_len, at, rest) < 0;
             }
             Py_DECREF(leg);
         }
@@ -301,7 +336,7 @@ static PyObject *Receiver_drain_shared(Receiver *self, PyObject *args) {
     if (rest == NULL)
         return NULL;
     self->drains++;
-    long long read = 0;
+    long long read = 0, offset = monotonic_minus_realtime();
     int failed = 0;
     while (read < budget && !failed) {
         for (int i = 0; i < SHARED_BATCH; i++) {
@@ -331,9 +366,10 @@ static PyObject *Receiver_drain_shared(Receiver *self, PyObject *args) {
                 continue; /* not for one of our users */
             const uint8_t *d = self->sbuf[i];
             size_t n = self->smsg[i].msg_len;
+            long long arrived = arrival_ns(&self->smsg[i].msg_hdr, offset, now);
             int32_t at = known_stream(self, to, d, n);
             if (at >= 0) { /* the common case: no Python object touched */
-                receive_known(self, at, d, n, now);
+                receive_known(self, at, d, n, arrived);
                 continue;
             }
             PyObject *key = PyLong_FromUnsignedLong(to);
@@ -344,7 +380,7 @@ static PyObject *Receiver_drain_shared(Receiver *self, PyObject *args) {
                 continue;
             }
             Py_INCREF(leg);
-            failed = take(self, to, leg, d, n, now, rest) < 0;
+            failed = take(self, to, leg, d, n, arrived, rest) < 0;
             Py_DECREF(leg);
         }
         if (got < SHARED_BATCH)
@@ -367,7 +403,8 @@ static PyObject *Receiver_receive(Receiver *self, PyObject *args) {
     unsigned int key;
     Py_buffer data;
     PyObject *engine, *stats;
-    if (!PyArg_ParseTuple(args, "Iy*OO", &key, &data, &engine, &stats))
+    long long arrived = 0;
+    if (!PyArg_ParseTuple(args, "Iy*OO|L", &key, &data, &engine, &stats, &arrived))
         return NULL;
     const uint8_t *d = data.buf;
     size_t n = (size_t)data.len;
@@ -381,7 +418,7 @@ static PyObject *Receiver_receive(Receiver *self, PyObject *args) {
         PyErr_SetString(PyExc_KeyError, "receive: not an RTP packet of a tracked stream");
         return NULL;
     }
-    receive_known(self, at, d, n, now_ns());
+    receive_known(self, at, d, n, arrived > 0 ? arrived : now_ns());
     PyBuffer_Release(&data);
     if (flush_delta(self, engine, stats) < 0)
         return NULL;
@@ -406,16 +443,17 @@ static PyObject *Receiver_forget(Receiver *self, PyObject *arg) {
 
 static PyMethodDef Receiver_methods[] = {
     {"drain_shared", (PyCFunction)Receiver_drain_shared, METH_VARARGS,
-     "drain_shared(fd, budget, engine, stats) -> (read, [(leg, datagram), ...]): drain a shared port (recvmmsg of "
+     "drain_shared(fd, budget, engine, stats) -> (read, [(leg, datagram, arrival_ns), ...]): drain a shared port (recvmmsg of "
      "64 with IP_PKTINFO; `legs` is keyed by each user's address as an integer)."},
     {"drain", (PyCFunction)Receiver_drain, METH_VARARGS,
-     "drain(epoll_fd, budget, engine, stats) -> (read, [(leg, datagram), ...]): read every ready leg socket "
+     "drain(epoll_fd, budget, engine, stats) -> (read, [(leg, datagram, arrival_ns), ...]): read every ready leg socket "
      "(up to about `budget` datagrams), count the SRTP packets of tracked streams, return the rest for Python."},
     {"track", (PyCFunction)Receiver_track, METH_VARARGS,
      "track(key, ssrc, leg, stream_stats): count this stream's packets in C from now on (the leg's inbound session "
      "must be the native SrtpSession); the StreamStats' current values are the start."},
     {"receive", (PyCFunction)Receiver_receive, METH_VARARGS,
-     "receive(key, datagram, engine, stats): count one SRTP packet of a tracked stream (one that drain gave back)."},
+     "receive(key, datagram, engine, stats, arrival_ns=0): count one SRTP packet of a tracked stream (one that drain "
+     "gave back, with the arrival time it gave; 0: now)."},
     {"sync", (PyCFunction)Receiver_sync, METH_NOARGS,
      "sync(): write the counters into the StreamStats and Leg objects, the delay buckets into the Histogram."},
     {"forget", (PyCFunction)Receiver_forget, METH_O,

@@ -41,6 +41,7 @@ from .shared_port import SO_TIMESTAMPNS, SharedPort
 from .source import MAGIC, STAMP, TICK, Source
 from .stats import Histogram, StreamStats
 from .transport import Identity, PeerTransport, TransportStats
+from .waiting import TimerfdWaiter, TrioWaiter, Waiter
 
 try:
     from . import _fastpeer
@@ -70,6 +71,7 @@ BATCH_SLEEP = 0.0005  # seconds; bounds what batching adds to the measured delay
 # The native engines read the kernel's receive timestamp (SO_TIMESTAMPNS), so their wait between drains is not
 # added to the delay they measure and can be longer: fewer wake-ups and bigger recvmmsg batches per packet.
 NATIVE_BATCH_SLEEP = 0.0005
+NATIVE_TIMERFD = True  # the native engines' loops wait on a timerfd, not a Trio sleep (peer/waiting.py)
 RCVBUF = 1 << 20  # per user socket: rides out a scheduling stall of the tool of ~0.5 s at screen-share rates
 _HDR = struct.Struct("!HII")  # seq, timestamp, ssrc at offset 2
 
@@ -285,20 +287,24 @@ class MediaEngine:
         epfd = self.port.fileno() if self.port is not None else self.epoll.fileno()
         drain = receiver.drain_shared if shared else receiver.drain
         next_sync = time.monotonic() + SYNC_INTERVAL
-        while True:
-            read, rest = drain(epfd, DRAIN_BUDGET, self, self.stats)
-            if time.monotonic() >= next_sync:  # readers of the Python objects see counters this fresh at worst
-                next_sync = time.monotonic() + SYNC_INTERVAL
-                self.sync()
-            for leg, data, arrival_ns in rest:
-                if leg.state != "closed":
-                    self._handle(leg, data, arrival_ns)
-            if read >= DRAIN_BUDGET:
-                await trio.lowlevel.checkpoint()
-            elif read >= BATCH_THRESHOLD:
-                await trio.sleep(NATIVE_BATCH_SLEEP)
-            else:
-                await trio.lowlevel.wait_readable(epfd)
+        waiter = self._waiter()
+        try:
+            while True:
+                read, rest = drain(epfd, DRAIN_BUDGET, self, self.stats)
+                if time.monotonic() >= next_sync:  # readers of the Python objects see counters this fresh at worst
+                    next_sync = time.monotonic() + SYNC_INTERVAL
+                    self.sync()
+                for leg, data, arrival_ns in rest:
+                    if leg.state != "closed":
+                        self._handle(leg, data, arrival_ns)
+                if read >= DRAIN_BUDGET:
+                    await trio.lowlevel.checkpoint()
+                elif read >= BATCH_THRESHOLD:
+                    await waiter.sleep_until(time.monotonic() + NATIVE_BATCH_SLEEP)
+                else:
+                    await trio.lowlevel.wait_readable(epfd)
+        finally:
+            waiter.close()
 
     def _read_one(self, leg: Leg) -> None:
         try:
@@ -380,12 +386,22 @@ class MediaEngine:
     # -- send ------------------------------------------------------------------------------------------------
     async def send_loop(self) -> None:
         """Every 20 ms (absolute schedule), send each connected leg's due packets. Never returns (cancel it)."""
-        start = trio.current_time()
+        waiter = self._waiter()
+        try:
+            await self._tick_forever(waiter)
+        finally:
+            waiter.close()
+
+    def _waiter(self) -> Waiter:
+        return TimerfdWaiter() if self.media != "python" and NATIVE_TIMERFD else TrioWaiter()
+
+    async def _tick_forever(self, waiter: Waiter) -> None:
+        start = time.monotonic()
         tick = 0
         while True:
             tick += 1
-            await trio.sleep_until(start + tick * TICK)
-            lateness = trio.current_time() - (start + tick * TICK)
+            await waiter.sleep_until(start + tick * TICK)
+            lateness = time.monotonic() - (start + tick * TICK)
             owed = 1
             if lateness > TICK:
                 self.late_ticks += 1
@@ -450,11 +466,15 @@ class MediaEngine:
         self.srtp_errors += protect_errors
 
     async def maintain_loop(self) -> None:
-        while True:
-            await trio.sleep(0.05)
-            now = time.monotonic()
-            for leg in list(self.legs.values()):
-                leg.maintain(now)
+        waiter = self._waiter()
+        try:
+            while True:
+                await waiter.sleep_until(time.monotonic() + 0.05)
+                now = time.monotonic()
+                for leg in list(self.legs.values()):
+                    leg.maintain(now)
+        finally:
+            waiter.close()
 
     def snapshot(self, legs: list[Leg]) -> dict[str, int | float]:
         """Cumulative counters over ``legs`` (open or closed), for the progress display and the results."""

@@ -70,8 +70,30 @@ def serve_stand_in(plan_path: str) -> None:
     print(json.dumps({"ticks": len(ticks), "received": received}), flush=True)
 
 
-async def measure(media: str, calls: int, seconds: float, delay_sample: int = 4) -> dict[str, Any]:
-    """One run on one engine: the tool's CPU per packet sent and received over the steady window."""
+async def measure(spec: str, calls: int, seconds: float, delay_sample: int = 4) -> dict[str, Any]:
+    """One run on one engine: the tool's CPU per packet sent and received over the steady window. `spec` is an
+    engine name, with ``:MS`` for the native receive loop waiting MS milliseconds between busy drains instead of
+    its NATIVE_BATCH_SLEEP, and/or ``+trio`` for the native loops waiting with Trio sleeps instead of a timerfd
+    (peer/waiting.py): A/B variants within one run."""
+    from callsd.peer import engine as engine_module
+
+    name, _, variant = spec.partition("+")
+    media, _, batch_ms = name.partition(":")
+    defaults = engine_module.NATIVE_BATCH_SLEEP, engine_module.NATIVE_TIMERFD
+    if batch_ms:
+        engine_module.NATIVE_BATCH_SLEEP = float(batch_ms) / 1000
+    if variant == "trio":
+        engine_module.NATIVE_TIMERFD = False
+    elif variant:
+        raise ValueError(f"unknown variant {variant!r} in {spec!r} (known: +trio)")
+    try:
+        return await _measure(media, calls, seconds, delay_sample) | {
+            "batch_sleep_ms": 1000 * engine_module.NATIVE_BATCH_SLEEP, "timerfd": engine_module.NATIVE_TIMERFD}
+    finally:
+        engine_module.NATIVE_BATCH_SLEEP, engine_module.NATIVE_TIMERFD = defaults
+
+
+async def _measure(media: str, calls: int, seconds: float, delay_sample: int) -> dict[str, Any]:
     import pylibsrtp
     import trio
     from callsd.peer import Identity, Leg, MediaEngine, Source
@@ -188,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=50, help="8-user calls with 2 talkers (default 50)")
     parser.add_argument("--seconds", type=float, default=3.0, help="steady window per run")
     parser.add_argument("--rounds", type=int, default=3, help="engines alternated this many times")
-    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated: python,native,shared")
+    parser.add_argument("--engines", default=",".join(ENGINES),
+                        help="comma-separated: python,native,shared; a native engine with :MS waits MS ms between "
+                             "busy drains, with +trio waits with Trio sleeps, not a timerfd (A/B in one run)")
     parser.add_argument("--delay-sample", type=int, default=4,
                         help="decrypt 1 received packet in N for the stamp (capacity benches: 4; callsd loadtest: 1)")
     parser.add_argument("--json", help="write the results here too")

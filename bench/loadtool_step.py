@@ -64,8 +64,8 @@ def run(media: str, rounds: int, delay_sample: int) -> dict[str, int]:
             shared = engine.port is not None
             fd = engine.port.fileno() if engine.port is not None else engine.epoll.fileno()
             _, rest = (receiver.drain_shared if shared else receiver.drain)(fd, 4096, engine, engine.stats)
-            for leg, data in rest:
-                engine._handle(leg, data)  # noqa: SLF001
+            for leg, data, arrival_ns in rest:
+                engine._handle(leg, data, arrival_ns)  # noqa: SLF001
         engine.send_tick(1, time.monotonic_ns())
     engine.sync()
     return {"received": engine.rx_packets, "sent": engine.tx_packets, "srtp_errors": engine.srtp_errors}

@@ -6,11 +6,13 @@
  *
  * - Receiver.drain(epoll_fd, budget, engine, stats) / drain_shared(fd, ...): recvmmsg per ready socket (or 64 at a
  *   time on a shared port), and for each SRTP packet of a stream Python has tracked: the RFC 3550 loss/jitter
- *   update, first-audio time, and 1 in `delay_sample` decrypted (srtp_session.h, libcrypto) for the payload stamp (one-way delay,
- *   the sender's counter), all in C structs (fastpeer_stats.h). Everything else (STUN, DTLS, the first packet of a
- *   new SSRC, a leg with a foreign SRTP session) comes back as (leg, datagram) pairs in arrival order; once one of a
- *   leg's RTP packets went back, the rest of that leg's packets in the drain go back too, so each leg's packets are
- *   counted in arrival order. Python tracks a new stream (`track`) and hands its packet back (`receive`).
+ *   update, first-audio time, and 1 in `delay_sample` decrypted (srtp_session.h, libcrypto) for the payload stamp
+ *   (one-way delay, the sender's counter), all in C structs (fastpeer_stats.h). A packet's arrival is the kernel's
+ *   receive timestamp (SO_TIMESTAMPNS), so the loop's wait between drains is in neither the delay nor the jitter.
+ *   Everything else (STUN, DTLS, the first packet of a new SSRC, a leg with a foreign SRTP session) comes back as
+ *   (leg, datagram, arrival_ns) in arrival order; once one of a leg's RTP packets went back, the rest of that leg's
+ *   packets in the drain go back too, so each leg's packets are counted in arrival order. Python tracks a new
+ *   stream (`track`) and hands its packet back (`receive`).
  *   `sync()` writes the counters into the StreamStats, Leg and Histogram objects (the engine calls it before it
  *   reads them); `forget(key)` does so and drops a leg that leaves.
  * - Sender.tick(legs, now_ns, owed, shared_fd): the 20 ms send tick, packets built from the sources' templates,
@@ -28,7 +30,9 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "srtp_session.h"
 #include "pyslots.h"
@@ -39,11 +43,37 @@
 #define EVENTS 256       /* ready sockets per epoll_wait */
 #define SHARED_BATCH 64  /* datagrams per recvmmsg on a shared port (peer/shared_port.py) */
 #define PKTINFO_SPACE CMSG_SPACE(sizeof(struct in_pktinfo))
+#define STAMP_SPACE CMSG_SPACE(sizeof(struct timespec)) /* SCM_TIMESTAMPNS */
 
 static long long now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* CLOCK_MONOTONIC minus CLOCK_REALTIME, now: what turns the kernel's receive timestamps (SO_TIMESTAMPNS, wall
+ * clock) into the monotonic nanoseconds the senders stamp (peer/source.py). Taken once per drain. */
+static long long monotonic_minus_realtime(void) {
+    struct timespec real;
+    long long mono = now_ns();
+    clock_gettime(CLOCK_REALTIME, &real);
+    return mono - ((long long)real.tv_sec * 1000000000LL + real.tv_nsec);
+}
+
+/* A datagram's arrival on the monotonic clock: the kernel's receive timestamp when its socket has SO_TIMESTAMPNS
+ * (peer/engine.py sets it on the native engines' sockets), else `read_ns`, when it was read. Why: the receive loop
+ * waits a while between drains to read bigger batches (fewer wake-ups per packet); with the kernel's time that wait
+ * is not added to the one-way delay and jitter it measures. Never later than `read_ns` (a wall-clock step). */
+static long long arrival_ns(struct msghdr *m, long long offset, long long read_ns) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL; c = CMSG_NXTHDR(m, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec t;
+            memcpy(&t, CMSG_DATA(c), sizeof t);
+            long long at = (long long)t.tv_sec * 1000000000LL + t.tv_nsec + offset;
+            return at < read_ns ? at : read_ns;
+        }
+    }
+    return read_ns;
 }
 
 /* ---- Receiver --------------------------------------------------------------------------------------------- */
@@ -63,13 +93,17 @@ typedef struct {
     struct epoll_event ev[EVENTS];
     struct mmsghdr msg[RX_PER_SOCKET];
     struct iovec iov[RX_PER_SOCKET];
+    union {
+        char buf[STAMP_SPACE];
+        struct cmsghdr align;
+    } ctl[RX_PER_SOCKET];
     uint8_t buf[RX_PER_SOCKET][BUF];
     uint8_t plain[BUF];
     /* a shared port: every user's datagrams on one socket, the user told by the destination address */
     struct mmsghdr smsg[SHARED_BATCH];
     struct iovec siov[SHARED_BATCH];
     union {
-        char buf[PKTINFO_SPACE];
+        char buf[PKTINFO_SPACE + STAMP_SPACE];
         struct cmsghdr align;
     } sctl[SHARED_BATCH];
     uint8_t sbuf[SHARED_BATCH][BUF];
@@ -205,7 +239,7 @@ static int take(Receiver *self, uint32_t key, PyObject *leg, const uint8_t *d, s
     int r = receive_other(self, key, leg, d, n);
     if (r <= 0)
         return r;
-    PyObject *item = Py_BuildValue("(Oy#)", leg, (const char *)d, (Py_ssize_t)n);
+    PyObject *item = Py_BuildValue("(Oy#L)", leg, (const char *)d, (Py_ssize_t)n, now);
     if (item == NULL)
         return -1;
     r = PyList_Append(rest, item);
@@ -234,7 +268,7 @@ static PyObject *Receiver_drain(Receiver *self, PyObject *args) {
     if (rest == NULL)
         return NULL;
     self->drains++;
-    long long read = 0;
+    long long read = 0, offset = monotonic_minus_realtime();
     int failed = 0;
     while (read < budget && !failed) {
         int ready = epoll_wait(epfd, self->ev, EVENTS, 0);
@@ -258,6 +292,8 @@ static PyObject *Receiver_drain(Receiver *self, PyObject *args) {
                 memset(&self->msg[i], 0, sizeof self->msg[i]);
                 self->msg[i].msg_hdr.msg_iov = &self->iov[i];
                 self->msg[i].msg_hdr.msg_iovlen = 1;
+                self->msg[i].msg_hdr.msg_control = self->ctl[i].buf;
+                self->msg[i].msg_hdr.msg_controllen = sizeof self->ctl[i].buf;
             }
             int got = recvmmsg(fd, self->msg, RX_PER_SOCKET, MSG_DONTWAIT, NULL);
             if (got < 0) {
@@ -269,7 +305,8 @@ static PyObject *Receiver_drain(Receiver *self, PyObject *args) {
             long long now = now_ns();
             for (int i = 0; i < got && !failed; i++) {
                 read++;
-                failed = take(self, (uint32_t)fd, leg, self->buf[i], self->msg[i].msg_len, now, rest) < 0;
+                long long at = arrival_ns(&self->msg[i].msg_hdr, offset, now);
+                failed = take(self, (uint32_t)fd, leg, self->buf[i], self->msg[i].msg_len, at, rest) < 0;
             }
             Py_DECREF(leg);
         }
@@ -301,7 +338,7 @@ static PyObject *Receiver_drain_shared(Receiver *self, PyObject *args) {
     if (rest == NULL)
         return NULL;
     self->drains++;
-    long long read = 0;
+    long long read = 0, offset = monotonic_minus_realtime();
     int failed = 0;
     while (read < budget && !failed) {
         for (int i = 0; i < SHARED_BATCH; i++) {
@@ -331,9 +368,10 @@ static PyObject *Receiver_drain_shared(Receiver *self, PyObject *args) {
                 continue; /* not for one of our users */
             const uint8_t *d = self->sbuf[i];
             size_t n = self->smsg[i].msg_len;
+            long long arrived = arrival_ns(&self->smsg[i].msg_hdr, offset, now);
             int32_t at = known_stream(self, to, d, n);
             if (at >= 0) { /* the common case: no Python object touched */
-                receive_known(self, at, d, n, now);
+                receive_known(self, at, d, n, arrived);
                 continue;
             }
             PyObject *key = PyLong_FromUnsignedLong(to);
@@ -344,7 +382,7 @@ static PyObject *Receiver_drain_shared(Receiver *self, PyObject *args) {
                 continue;
             }
             Py_INCREF(leg);
-            failed = take(self, to, leg, d, n, now, rest) < 0;
+            failed = take(self, to, leg, d, n, arrived, rest) < 0;
             Py_DECREF(leg);
         }
         if (got < SHARED_BATCH)
@@ -367,7 +405,8 @@ static PyObject *Receiver_receive(Receiver *self, PyObject *args) {
     unsigned int key;
     Py_buffer data;
     PyObject *engine, *stats;
-    if (!PyArg_ParseTuple(args, "Iy*OO", &key, &data, &engine, &stats))
+    long long arrived = 0;
+    if (!PyArg_ParseTuple(args, "Iy*OO|L", &key, &data, &engine, &stats, &arrived))
         return NULL;
     const uint8_t *d = data.buf;
     size_t n = (size_t)data.len;
@@ -381,7 +420,7 @@ static PyObject *Receiver_receive(Receiver *self, PyObject *args) {
         PyErr_SetString(PyExc_KeyError, "receive: not an RTP packet of a tracked stream");
         return NULL;
     }
-    receive_known(self, at, d, n, now_ns());
+    receive_known(self, at, d, n, arrived > 0 ? arrived : now_ns());
     PyBuffer_Release(&data);
     if (flush_delta(self, engine, stats) < 0)
         return NULL;
@@ -406,16 +445,17 @@ static PyObject *Receiver_forget(Receiver *self, PyObject *arg) {
 
 static PyMethodDef Receiver_methods[] = {
     {"drain_shared", (PyCFunction)Receiver_drain_shared, METH_VARARGS,
-     "drain_shared(fd, budget, engine, stats) -> (read, [(leg, datagram), ...]): drain a shared port (recvmmsg of "
+     "drain_shared(fd, budget, engine, stats) -> (read, [(leg, datagram, arrival_ns), ...]): drain a shared port (recvmmsg of "
      "64 with IP_PKTINFO; `legs` is keyed by each user's address as an integer)."},
     {"drain", (PyCFunction)Receiver_drain, METH_VARARGS,
-     "drain(epoll_fd, budget, engine, stats) -> (read, [(leg, datagram), ...]): read every ready leg socket "
+     "drain(epoll_fd, budget, engine, stats) -> (read, [(leg, datagram, arrival_ns), ...]): read every ready leg socket "
      "(up to about `budget` datagrams), count the SRTP packets of tracked streams, return the rest for Python."},
     {"track", (PyCFunction)Receiver_track, METH_VARARGS,
      "track(key, ssrc, leg, stream_stats): count this stream's packets in C from now on (the leg's inbound session "
      "must be the native SrtpSession); the StreamStats' current values are the start."},
     {"receive", (PyCFunction)Receiver_receive, METH_VARARGS,
-     "receive(key, datagram, engine, stats): count one SRTP packet of a tracked stream (one that drain gave back)."},
+     "receive(key, datagram, engine, stats, arrival_ns=0): count one SRTP packet of a tracked stream (one that drain "
+     "gave back, with the arrival time it gave; 0: now)."},
     {"sync", (PyCFunction)Receiver_sync, METH_NOARGS,
      "sync(): write the counters into the StreamStats and Leg objects, the delay buckets into the Histogram."},
     {"forget", (PyCFunction)Receiver_forget, METH_O,
@@ -436,11 +476,64 @@ static PyTypeObject ReceiverType = {
     .tp_methods = Receiver_methods,
 };
 
+/* ---- the loops' timer ----------------------------------------------------------------------------------------- */
+
+/* Why: a Trio sleep is a cancel scope whose deadline expires by raising and catching Cancelled; with the engine's
+ * 20 ms tick and its short waits between busy drains that was the largest fixed cost of the tool's process
+ * (~200 µs of CPU per tick with no packets at all, py-spy). A timerfd set to an absolute CLOCK_MONOTONIC deadline
+ * (time.monotonic()'s clock) and awaited with trio.lowlevel.wait_readable costs two epoll_ctl calls instead
+ * (peer/engine.py TimerfdWaiter). */
+static PyObject *fastpeer_timer_open(PyObject *module, PyObject *unused) {
+    (void)module, (void)unused;
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(fd);
+}
+
+static PyObject *fastpeer_timer_set(PyObject *module, PyObject *args) {
+    (void)module;
+    int fd;
+    long long at_ns;
+    if (!PyArg_ParseTuple(args, "iL", &fd, &at_ns))
+        return NULL;
+    if (at_ns < 1)
+        at_ns = 1; /* 0 would disarm it: a deadline in the past expires at once */
+    struct itimerspec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.it_value.tv_sec = (time_t)(at_ns / 1000000000LL);
+    spec.it_value.tv_nsec = (long)(at_ns % 1000000000LL);
+    if (timerfd_settime(fd, TFD_TIMER_ABSTIME, &spec, NULL) < 0) /* also resets the expiration count */
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+static PyObject *fastpeer_timer_clear(PyObject *module, PyObject *arg) {
+    (void)module;
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    uint64_t expirations = 0;
+    if (read((int)fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromUnsignedLongLong(expirations);
+}
+
+static PyMethodDef fastpeer_functions[] = {
+    {"timer_open", fastpeer_timer_open, METH_NOARGS,
+     "timer_open() -> fd: a non-blocking CLOCK_MONOTONIC timerfd (close it with os.close)."},
+    {"timer_set", fastpeer_timer_set, METH_VARARGS,
+     "timer_set(fd, at_ns): arm it for the absolute time.monotonic_ns() value `at_ns` (past: at once)."},
+    {"timer_clear", fastpeer_timer_clear, METH_O,
+     "timer_clear(fd) -> expirations since the last read (0 if none): makes it unreadable again."},
+    {NULL, NULL, 0, NULL},
+};
+
 /* ---- module --------------------------------------------------------------------------------------------------- */
 
 static struct PyModuleDef fastpeer_module = {
-    PyModuleDef_HEAD_INIT, "_fastpeer", "The load tool's native media engine (see _fastpeer.c).", -1, NULL,
-    NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "_fastpeer", "The load tool's native media engine (see _fastpeer.c).", -1,
+    fastpeer_functions, NULL, NULL, NULL, NULL,
 };
 
 #define INTERN(var, text)                                                                                       \

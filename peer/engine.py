@@ -29,6 +29,7 @@ import contextlib
 import errno
 import os
 import select
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -36,10 +37,11 @@ from collections.abc import Callable
 import pylibsrtp
 import trio
 
-from .shared_port import SharedPort
+from .shared_port import SO_TIMESTAMPNS, SharedPort
 from .source import MAGIC, STAMP, TICK, Source
 from .stats import Histogram, StreamStats
 from .transport import Identity, PeerTransport, TransportStats
+from .waiting import TimerfdWaiter, TrioWaiter, Waiter
 
 try:
     from . import _fastpeer
@@ -66,6 +68,10 @@ def resolve_media(media: str) -> str:
 
 BATCH_THRESHOLD = 4  # packets per wake-up above which the receive loop batches with short sleeps
 BATCH_SLEEP = 0.0005  # seconds; bounds what batching adds to the measured delay
+# The native engines read the kernel's receive timestamp (SO_TIMESTAMPNS), so their wait between drains is not
+# added to the delay they measure and can be longer: fewer wake-ups and bigger recvmmsg batches per packet.
+NATIVE_BATCH_SLEEP = 0.0005
+NATIVE_TIMERFD = True  # the native engines' loops wait on a timerfd, not a Trio sleep (peer/waiting.py)
 RCVBUF = 1 << 20  # per user socket: rides out a scheduling stall of the tool of ~0.5 s at screen-share rates
 _HDR = struct.Struct("!HII")  # seq, timestamp, ssrc at offset 2
 
@@ -222,6 +228,8 @@ class MediaEngine:
         fd = leg.sock.fileno()  # with a shared port: the user's address as an integer
         self.legs[fd] = leg
         if self.port is None:
+            if self._receiver is not None:  # the kernel's arrival time for the delay (NATIVE_BATCH_SLEEP)
+                leg.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             self.epoll.register(fd, select.EPOLLIN)
 
     def unregister(self, leg: Leg) -> None:
@@ -279,20 +287,24 @@ class MediaEngine:
         epfd = self.port.fileno() if self.port is not None else self.epoll.fileno()
         drain = receiver.drain_shared if shared else receiver.drain
         next_sync = time.monotonic() + SYNC_INTERVAL
-        while True:
-            read, rest = drain(epfd, DRAIN_BUDGET, self, self.stats)
-            if time.monotonic() >= next_sync:  # readers of the Python objects see counters this fresh at worst
-                next_sync = time.monotonic() + SYNC_INTERVAL
-                self.sync()
-            for leg, data in rest:
-                if leg.state != "closed":
-                    self._handle(leg, data)
-            if read >= DRAIN_BUDGET:
-                await trio.lowlevel.checkpoint()
-            elif read >= BATCH_THRESHOLD:
-                await trio.sleep(BATCH_SLEEP)
-            else:
-                await trio.lowlevel.wait_readable(epfd)
+        waiter = self._waiter()
+        try:
+            while True:
+                read, rest = drain(epfd, DRAIN_BUDGET, self, self.stats)
+                if time.monotonic() >= next_sync:  # readers of the Python objects see counters this fresh at worst
+                    next_sync = time.monotonic() + SYNC_INTERVAL
+                    self.sync()
+                for leg, data, arrival_ns in rest:
+                    if leg.state != "closed":
+                        self._handle(leg, data, arrival_ns)
+                if read >= DRAIN_BUDGET:
+                    await trio.lowlevel.checkpoint()
+                elif read >= BATCH_THRESHOLD:
+                    await waiter.sleep_until(time.monotonic() + NATIVE_BATCH_SLEEP)
+                else:
+                    await trio.lowlevel.wait_readable(epfd)
+        finally:
+            waiter.close()
 
     def _read_one(self, leg: Leg) -> None:
         try:
@@ -306,7 +318,8 @@ class MediaEngine:
         if data:
             self._handle(leg, data)
 
-    def _handle(self, leg: Leg, data: bytes) -> None:
+    def _handle(self, leg: Leg, data: bytes, arrival_ns: int = 0) -> None:
+        """One datagram for `leg`; `arrival_ns` is the kernel's arrival time when the C receiver read it (0: now)."""
         b0 = data[0]
         if 128 <= b0 <= 191:
             b1 = data[1]
@@ -317,7 +330,7 @@ class MediaEngine:
                 self.stats.malformed += 1
                 return
             if self._receiver is not None and isinstance(leg.rx, _fastpeer.SrtpSession):
-                self._handle_native(self._receiver, leg, data)
+                self._handle_native(self._receiver, leg, data, arrival_ns)
                 return
             self.rx_packets += 1
             self.rx_bytes += len(data)
@@ -335,7 +348,7 @@ class MediaEngine:
         else:
             leg.feed_control(data)
 
-    def _handle_native(self, receiver: _fastpeer.Receiver, leg: Leg, data: bytes) -> None:
+    def _handle_native(self, receiver: _fastpeer.Receiver, leg: Leg, data: bytes, arrival_ns: int) -> None:
         """An SRTP packet the C receiver gave back (the first of a new stream, or one behind it): make the stream's
         StreamStats (kind and clock from the payload type), track it in C, and let C count the packet."""
         ssrc = int.from_bytes(data[8:12], "big")
@@ -344,7 +357,7 @@ class MediaEngine:
             st = leg.new_stream(ssrc, data[1] & 0x7F)
         key = leg.sock.fileno()
         receiver.track(key, ssrc, leg, st)
-        receiver.receive(key, data, self, self.stats)
+        receiver.receive(key, data, self, self.stats, arrival_ns)
 
     def _sample_delay(self, leg: Leg, st: StreamStats, data: bytes, now: int) -> None:
         assert leg.rx is not None
@@ -373,12 +386,22 @@ class MediaEngine:
     # -- send ------------------------------------------------------------------------------------------------
     async def send_loop(self) -> None:
         """Every 20 ms (absolute schedule), send each connected leg's due packets. Never returns (cancel it)."""
-        start = trio.current_time()
+        waiter = self._waiter()
+        try:
+            await self._tick_forever(waiter)
+        finally:
+            waiter.close()
+
+    def _waiter(self) -> Waiter:
+        return TimerfdWaiter() if self.media != "python" and NATIVE_TIMERFD else TrioWaiter()
+
+    async def _tick_forever(self, waiter: Waiter) -> None:
+        start = time.monotonic()
         tick = 0
         while True:
             tick += 1
-            await trio.sleep_until(start + tick * TICK)
-            lateness = trio.current_time() - (start + tick * TICK)
+            await waiter.sleep_until(start + tick * TICK)
+            lateness = time.monotonic() - (start + tick * TICK)
             owed = 1
             if lateness > TICK:
                 self.late_ticks += 1
@@ -443,11 +466,15 @@ class MediaEngine:
         self.srtp_errors += protect_errors
 
     async def maintain_loop(self) -> None:
-        while True:
-            await trio.sleep(0.05)
-            now = time.monotonic()
-            for leg in list(self.legs.values()):
-                leg.maintain(now)
+        waiter = self._waiter()
+        try:
+            while True:
+                await waiter.sleep_until(time.monotonic() + 0.05)
+                now = time.monotonic()
+                for leg in list(self.legs.values()):
+                    leg.maintain(now)
+        finally:
+            waiter.close()
 
     def snapshot(self, legs: list[Leg]) -> dict[str, int | float]:
         """Cumulative counters over ``legs`` (open or closed), for the progress display and the results."""

@@ -26,6 +26,7 @@ __all__ = ["SharedPort", "LegSocket", "is_loopback"]
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; not in every Python's socket module
 _PKTINFO = struct.Struct("=I4s4s")  # struct in_pktinfo: ifindex, spec_dst (our source), addr
 
 
@@ -43,6 +44,7 @@ class SharedPort:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # arrival times for the delay (_fastpeer.c)
         for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):  # FORCE needs CAP_NET_ADMIN; else rmem_max caps it
             try:
                 self.sock.setsockopt(socket.SOL_SOCKET, option, rcvbuf)

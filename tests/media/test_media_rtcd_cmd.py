@@ -3,6 +3,7 @@ and exits when the server closes the link; a non-loopback TCP listener is refuse
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import Any
@@ -12,6 +13,8 @@ from callsd.adapters.media.events import SendSignal
 from callsd.adapters.media.remote import RemotePlane
 from net_support import free_port
 
+# ICE-TCP off: the worker's default (8443) is a fixed port that any callsd running on this machine may hold.
+WORKER_ENV = dict(os.environ, CALLSD_RTC_ICE_PORT_TCP="0")
 
 async def _connect(spec: str, proc: trio.Process) -> trio.SocketStream:
     kind, _, rest = spec.partition(":")
@@ -30,7 +33,7 @@ async def _connect(spec: str, proc: trio.Process) -> trio.SocketStream:
 async def _round_trip(spec: str) -> None:
     cmd = [sys.executable, "-m", "callsd.app.cli", "rtcd", "--listen", spec, "--rtc-address", "127.0.0.1",
            "--rtc-port", "0", "--log-level", "warning"]
-    proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL)
+    proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL, env=WORKER_ENV)
     try:
         got: list[Any] = []
         async with trio.open_nursery() as nursery:
@@ -62,7 +65,8 @@ async def test_rtcd_over_loopback_tcp() -> None:
 
 def test_rtcd_refuses_a_non_loopback_listener() -> None:
     result = subprocess.run([sys.executable, "-m", "callsd.app.cli", "rtcd", "--listen", "tcp:0.0.0.0:7999",
-                             "--rtc-port", "0"], capture_output=True, text=True, timeout=30, check=False)
+                             "--rtc-port", "0"], capture_output=True, text=True, timeout=30, check=False,
+                            env=WORKER_ENV)
     assert result.returncode == 2 and "loopback" in result.stderr
 
 
@@ -74,7 +78,7 @@ async def _answer_from_worker(tmp_path: Any, simulcast: bool) -> str:
     spec = f"unix:{tmp_path / f'w-{simulcast}.sock'}"
     cmd = [sys.executable, "-m", "callsd.app.cli", "rtcd", "--listen", spec, "--rtc-address", "127.0.0.1",
            "--rtc-port", "0", "--log-level", "warning"]
-    proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL)
+    proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL, env=WORKER_ENV)
     try:
         got: list[Any] = []
         async with trio.open_nursery() as nursery:

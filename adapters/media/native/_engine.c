@@ -170,7 +170,7 @@ static int handle(Engine *self, int i, outcome *out) {
     }
     self->td.rtp_in++;
     self->td.rtp_bytes_in += (long long)n;
-    if (record_arrival(peer, d, (size_t)len) < 0) {
+    if (record_arrival(peer, d, (size_t)len, self->rarrival[i]) < 0) {
         Py_DECREF(peer);
         return -1;
     }
@@ -236,6 +236,8 @@ static PyObject *Engine_step(Engine *self, PyObject *args) {
                 self->rmsg[i].msg_hdr.msg_namelen = sizeof self->raddr[i];
                 self->rmsg[i].msg_hdr.msg_iov = &self->riov[i];
                 self->rmsg[i].msg_hdr.msg_iovlen = 1;
+                self->rmsg[i].msg_hdr.msg_control = self->rctl[i].buf;
+                self->rmsg[i].msg_hdr.msg_controllen = sizeof self->rctl[i].buf;
             }
             long long want = budget - read;
             int got = recvmmsg(fd, self->rmsg, (unsigned)(want < BATCH ? want : BATCH), MSG_DONTWAIT, NULL);
@@ -253,6 +255,7 @@ static PyObject *Engine_step(Engine *self, PyObject *args) {
                 continue;
             }
             self->rcount = got;
+            arrival_times(self, got);
         }
         int i = self->rpos++;
         read++;

@@ -58,7 +58,7 @@ def test_only_accepting_live_hosts_get_new_calls() -> None:
     assert events[-1].session_id == "c1" and "unavailable" in getattr(events[-1], "reason", "")
     # host 0 dies: A's sessions are reported closed; their next offer moves them to a live accepting host
     planes[1].accepting = True
-    planes[0]._lost("test")
+    planes[0].lost("test")
     router.handle_signal("a1", {"type": "offer", "sdp": "v=0"})
     assert router.session_worker["a1"] == 1 and router.channel_worker["A"] == 1
     assert any(isinstance(e, SessionMoved) and e.session_id == "a1" for e in events)
@@ -67,8 +67,8 @@ def test_only_accepting_live_hosts_get_new_calls() -> None:
 def test_a_relinked_host_reuses_a_free_slot() -> None:
     router, planes, _ = _router(2)
     router.open_session("a1", "A")  # on plane 0
-    planes[0]._lost("gone")
-    planes[1]._lost("gone")
+    planes[0].lost("gone")
+    planes[1].lost("gone")
     stream, _ = trio.testing.memory_stream_pair()
     fresh = RemotePlane(stream, router.emit, name="rtcd 1")
     assert router.add_plane(fresh) == 1  # slot 0 is still named by call A's session; slot 1 is free

@@ -47,15 +47,20 @@ def test_the_c_rules_are_the_python_rules(plain: bytes, ext_id: int, seq: int) -
     assert _engine.stamp_transport_seq(plain, ext_id, seq) == stamp_transport_seq(plain, ext_id, seq)
 
 
+def _three_stamped_packets() -> Scenario:
+    """One publisher's audio routed to one receiver whose packets carry a transport-wide number (ext id 5)."""
+    return Scenario(profile=b"SRTP_AEAD_AES_128_GCM", publishers=1, receivers=1, receivers_connected=(True,),
+                    tracks=(TrackSpec(publisher=0, media="audio", ssrc=0x1234, signalled=True, level_id=1),),
+                    routes=(RouteSpec(track=0, receiver=0, ssrc=0xAA, ts_offset=5, last_seq=9, pt=109,
+                                      remap=((1, 14),), paused=False, negotiated=True),),
+                    events=tuple(("rtp", 0, n, 111, 0, bytes.fromhex("bede0001") + b"\x10\x05\x00\x00", 0,
+                                  b"opus" * 10, False, 0x1234, "ok", 1) for n in range(1, 4)))
+
+
 def test_the_step_stamps_and_records_like_the_python_path() -> None:
     """Guards the differential test against comparing nothing: a receiver's packet is stamped, and the number, the
     counters and the send-history entry are the same on both paths."""
-    sc = Scenario(profile=b"SRTP_AEAD_AES_128_GCM", publishers=1, receivers=1, receivers_connected=(True,),
-                  tracks=(TrackSpec(publisher=0, media="audio", ssrc=0x1234, signalled=True, level_id=1),),
-                  routes=(RouteSpec(track=0, receiver=0, ssrc=0xAA, ts_offset=5, last_seq=9, pt=109,
-                                    remap=((1, 14),), paused=False, negotiated=True),),
-                  events=tuple(("rtp", 0, n, 111, 0, bytes.fromhex("bede0001") + b"\x10\x05\x00\x00", 0,
-                                b"opus" * 10, False, 0x1234, "ok", 1) for n in range(1, 4)))
+    sc = _three_stamped_packets()
     reference = run(sc, "python", twcc=True)
     native = run(sc, "native", twcc=True)
     assert native == reference
@@ -68,12 +73,7 @@ def test_a_sequencer_on_time_monotonic_is_read_in_c_with_its_value() -> None:
     """The server's sequencers and forwarder run on ``time.monotonic``; the step then reads CLOCK_MONOTONIC itself
     (no call, no float) and must record what ``time.monotonic()`` would have returned: a send time inside the
     window of two readings taken around the step, in ms, on every stamped slot."""
-    sc = Scenario(profile=b"SRTP_AEAD_AES_128_GCM", publishers=1, receivers=1, receivers_connected=(True,),
-                  tracks=(TrackSpec(publisher=0, media="audio", ssrc=0x1234, signalled=True, level_id=1),),
-                  routes=(RouteSpec(track=0, receiver=0, ssrc=0xAA, ts_offset=5, last_seq=9, pt=109,
-                                    remap=((1, 14),), paused=False, negotiated=True),),
-                  events=tuple(("rtp", 0, n, 111, 0, bytes.fromhex("bede0001") + b"\x10\x05\x00\x00", 0,
-                                b"opus" * 10, False, 0x1234, "ok", 1) for n in range(1, 4)))
+    sc = _three_stamped_packets()
     r = Run(sc, "native", twcc=True)
     try:
         for q in r.sequencers:

@@ -135,34 +135,41 @@ static int vad(Engine *self, PyObject *track, int level) {
     return 0;
 }
 
-/* One route's copy of the packet (the body of Forwarder.on_rtp's loop). */
-static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t n, const cs_layout *lay,
-                         long long seq, long long ts, int pt, int mk) {
+/* The route's payload type for `pt` (its pt_map): 1 and *opt, 0 when it has none, -1 on failure. */
+static int route_pt(PyObject *route, int pt, long long *opt) {
     PyObject *pt_map = cs_getattr(route, s_pt_map);
     if (pt_map == NULL)
         return -1;
-    PyObject *key = PyLong_FromLong(pt); /* a cached small int: no allocation */
-    PyObject *opt_obj = NULL;
+    PyObject *key = PyLong_FromLong(pt);
+    PyObject *v = NULL;
     if (key != NULL && PyDict_CheckExact(pt_map)) {
-        opt_obj = PyDict_GetItemWithError(pt_map, key);
-        Py_XINCREF(opt_obj);
-        if (opt_obj == NULL && !PyErr_Occurred())
-            opt_obj = Py_NewRef(Py_None);
+        v = PyDict_GetItemWithError(pt_map, key);
+        Py_XINCREF(v);
+        if (v == NULL && !PyErr_Occurred())
+            v = Py_NewRef(Py_None);
     } else if (key != NULL) {
-        opt_obj = PyObject_CallMethod(pt_map, "get", "O", key);
+        v = PyObject_CallMethod(pt_map, "get", "O", key);
     }
     Py_XDECREF(key);
     Py_DECREF(pt_map);
-    if (opt_obj == NULL)
+    if (v == NULL)
         return -1;
-    if (opt_obj == Py_None) {
-        Py_DECREF(opt_obj);
+    if (v == Py_None) {
+        Py_DECREF(v);
         return 0;
     }
-    long long opt = PyLong_AsLongLong(opt_obj);
-    Py_DECREF(opt_obj);
-    if (opt == -1 && PyErr_Occurred())
-        return -1;
+    *opt = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return *opt == -1 && PyErr_Occurred() ? -1 : 1;
+}
+
+/* One route's copy of the packet (the body of Forwarder.on_rtp's loop). */
+static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t n, const cs_layout *lay,
+                         long long seq, long long ts, int pt, int mk) {
+    long long opt;
+    int has = route_pt(route, pt, &opt); /* 0: the route does not carry this payload type */
+    if (has <= 0)
+        return has;
     PyObject *receiver = cs_getattr(route, s_receiver);
     if (receiver == NULL)
         return -1;

@@ -57,33 +57,7 @@ static int video_intern(void) {
 
 /* -- a route's copy ------------------------------------------------------------------------------------------ */
 
-/* The route's payload type for `pt` (its pt_map): 1 and *opt, 0 when it has none, -1 on failure. */
-static int route_pt(PyObject *route, int pt, long long *opt) {
-    PyObject *pt_map = cs_getattr(route, s_pt_map);
-    if (pt_map == NULL)
-        return -1;
-    PyObject *key = PyLong_FromLong(pt);
-    PyObject *v = NULL;
-    if (key != NULL && PyDict_CheckExact(pt_map)) {
-        v = PyDict_GetItemWithError(pt_map, key);
-        Py_XINCREF(v);
-        if (v == NULL && !PyErr_Occurred())
-            v = Py_NewRef(Py_None);
-    } else if (key != NULL) {
-        v = PyObject_CallMethod(pt_map, "get", "O", key);
-    }
-    Py_XDECREF(key);
-    Py_DECREF(pt_map);
-    if (v == NULL)
-        return -1;
-    if (v == Py_None) {
-        Py_DECREF(v);
-        return 0;
-    }
-    *opt = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    return *opt == -1 && PyErr_Occurred() ? -1 : 1;
-}
+/* route_pt (a route's payload type for a packet's): forward_step.h, shared with the single-track copy. */
 
 /* The extension block of a route's copy: the raw one (identity remap), the rewritten one in `scratch`, or NULL
  * with *malformed set. -1 with an exception set on failure. */

@@ -11,7 +11,8 @@
  * paths (RTCP reports, NACK answers, pause/resume) see exactly what the Python path would have left, and nothing
  * can go stale between the two.
  *
- * Engine.step(fd, budget) drains the socket in batches of up to BATCH datagrams (recvmmsg) and handles every
+ * Engine.step(fd, budget) drains the socket in batches of up to BATCH datagrams (recvmmsg, with the kernel's arrival
+ * time of each for transport-cc: arrival_step.h, docs/adr/0035) and handles every
  * datagram it can: SRTP (not SRTCP) from an address a peer authenticated, with a native SRTP context, whose
  * session publishes that SSRC. Sends are protected at once into a send queue and leave in one sendmmsg at the end of
  * the step (or when the queue is full). It returns at the first datagram it does not handle (STUN, DTLS, RTCP, an

@@ -36,9 +36,10 @@ static void arrival_times(Engine *self, int got) {
 /* Transport-cc toward publishers (twcc_recv.py): a peer with a feedback sender (`twcc_in` not None) has the
  * transport-wide sequence number (extension `twcc_in.ext_id`, two bytes) of each RTP packet it sent, its SSRC and
  * `now`, when it arrived (CLOCK_MONOTONIC seconds: `arrival_times`) appended to the sender's ArrivalLog
- * (`twcc_in.log`, created here on the first one; arrival_log.h), which Python drains once per feedback round: no Python call per
- * packet. A sender whose `log` is something else is told each arrival by `twcc_in.arrived(seq, ssrc, now)`. The
- * Python path records the same in `UdpEndpoint.handle_datagram`. 0, or -1 with an exception set. */
+ * (`twcc_in.log`, created here on the first one; arrival_log.h), which Python drains once per feedback round: no
+ * Python call per packet. A sender whose `log` is something else is told each arrival by
+ * `twcc_in.arrived(seq, ssrc, now)`. The Python path records the same in `UdpEndpoint.handle_datagram`. 0, or -1
+ * with an exception set. */
 static int record_arrival(PyObject *peer, const uint8_t *d, size_t n, double now) {
     PyObject *sink = cs_getattr(peer, s_twcc_in);
     if (sink == NULL || sink == Py_None) {

@@ -39,7 +39,7 @@ from bench.server_ab import Variant
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SYSCALLS = ("recvmmsg", "sendmmsg", "sendto", "sendmsg", "recvfrom", "epoll_wait", "epoll_pwait", "poll",
+SYSCALLS = ("recvmmsg", "sendmmsg", "sendto", "sendmsg", "recvfrom", "recvmsg", "epoll_wait", "epoll_pwait", "poll",
             "read", "write", "futex", "clock_gettime")
 # Named stages: a symbol whose inclusive share (samples with it anywhere on the stack) says what a stage costs.
 STAGES = {

@@ -7,8 +7,9 @@ things the endpoint otherwise hard-wires:
 * ``srtp_context(keys)`` builds the SRTP contexts of a peer whose DTLS handshake finished;
 * ``peer_type`` is the ``Peer`` class whose ``send_rtp`` protects with those contexts.
 
-``PythonPath`` is today's loop (transport.py ``UdpEndpoint._drain``): ``recvfrom`` until it would block, each
-datagram through ``UdpEndpoint.handle_datagram``. ``native.NativePath`` hands the socket to the C step
+``PythonPath`` is today's loop (transport.py ``UdpEndpoint._drain``): ``recvmsg`` until it would block (the
+ancillary data carries the kernel's arrival time, udp.kernel_arrival), each datagram through
+``UdpEndpoint.handle_datagram``. ``native.NativePath`` hands the socket to the C step
 (adapters/media/native/_engine.c), which does the same per datagram for established SRTP sessions and returns
 everything else to ``handle_datagram``. tests/media/test_native_diff.py requires byte-identical output and
 identical counters from both. docs/adr/0009-native-fast-path.md has the decision.
@@ -66,7 +67,7 @@ class ReceivePath(Protocol):
 
 
 class PythonPath:
-    """The reference: everything per packet in Python (pylibsrtp's libsrtp, one ``recvfrom``/``sendto`` each)."""
+    """The reference: everything per packet in Python (pylibsrtp's libsrtp, one ``recvmsg``/``sendto`` each)."""
 
     name = "python"
 
@@ -87,7 +88,7 @@ class PythonPath:
 
     def drain(self, sock: socket.socket, batch: int) -> int:
         assert self._endpoint is not None, "bind() first"
-        return self._endpoint._drain(sock.recvfrom, batch)  # noqa: SLF001 - the endpoint's own loop
+        return self._endpoint._drain(sock.recvmsg, batch)  # noqa: SLF001 - the endpoint's own loop
 
 
 def native_available() -> str | None:

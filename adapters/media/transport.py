@@ -30,7 +30,7 @@ this when the client offers passive).
 
 Theory of operation
 -------------------
-The receive loop drains the non-blocking socket with plain ``recvfrom`` calls until it would block, then awaits
+The receive loop drains the non-blocking socket with plain ``recvmsg`` calls until it would block, then awaits
 ``trio.lowlevel.wait_readable``: one await per burst instead of one per packet (a Trio await per packet costs 10–20
 µs, more than the SRTP work itself). After `batch` packets in a row it yields with a checkpoint so other tasks run
 under a flood. With `coalesce` > 0 it sleeps that long after a non-empty read instead of waiting for readability,
@@ -64,7 +64,16 @@ from .dtls import Certificate, DtlsError, DtlsSession
 from .ice import FailureLimiter, IceLiteState, StunRejected, parse_binding_request, peek_username
 from .paths import PythonPath, ReceivePath, SrtpContextLike
 from .srtp import ERR_AUTH, ERR_REPLAY, ERR_REPLAY_OLD, MAX_PACKET, Direction, srtp_protect
-from .udp import CLASSIFY, KIND_DTLS, KIND_RTP, KIND_STUN, BufferSizes, open_socket
+from .udp import (
+    CLASSIFY,
+    KIND_DTLS,
+    KIND_RTP,
+    KIND_STUN,
+    STAMP_SPACE,
+    BufferSizes,
+    kernel_arrival,
+    open_socket,
+)
 
 __all__ = ["TransportConfig", "UdpEndpoint", "Peer", "TransportHandler"]
 
@@ -353,23 +362,24 @@ class UdpEndpoint:
             else:
                 await wait_readable(sock)
 
-    def _drain(self, recvfrom: Any, batch: int) -> int:
-        """The Python path's loop: handle up to `batch` datagrams; returns how many were read (fewer means the
-        socket is empty)."""
+    def _drain(self, recvmsg: Any, batch: int) -> int:
+        """The Python path's loop (``recvmsg``: the socket's): handle up to `batch` datagrams; returns how many were
+        read (fewer means the socket is empty)."""
         handle = self.handle_datagram
         for i in range(batch):
             try:
-                data, addr = recvfrom(_RECV_SIZE)
+                data, ancillary, _flags, addr = recvmsg(_RECV_SIZE, STAMP_SPACE)
             except BlockingIOError:
                 return i
             except OSError:  # e.g. ICMP port unreachable reported on the next read
                 self.counters.drop_send_error += 1
                 continue
-            handle(data, addr)
+            handle(data, addr, kernel_arrival(ancillary) if ancillary else None)
         return batch
 
-    def handle_datagram(self, data: bytes, addr: Any) -> None:
-        """Demultiplex and handle one datagram (either path hands every datagram it does not handle itself here)."""
+    def handle_datagram(self, data: bytes, addr: Any, arrival: float | None = None) -> None:
+        """Demultiplex and handle one datagram (either path hands every datagram it does not handle itself here).
+        ``arrival``: when the kernel received it (``time.monotonic`` seconds), None: now (udp.kernel_arrival)."""
         c = self.counters
         c.datagrams_in += 1
         c.bytes_in += len(data)
@@ -406,7 +416,7 @@ class UdpEndpoint:
                     c.rtp_in += 1
                     c.rtp_bytes_in += len(data)
                     if peer.twcc_in is not None:
-                        peer.twcc_in.on_packet(plain, time.monotonic())
+                        peer.twcc_in.on_packet(plain, time.monotonic() if arrival is None else arrival)
                     self.handler.on_rtp(peer, plain)
             elif kind == KIND_STUN:
                 self._on_stun(data, addr)

@@ -11,9 +11,14 @@ pure ``ArrivalRecorder`` (core/video/arrivals.py). Both receive paths feed it ev
 
 * the Python path (``UdpEndpoint.handle_datagram``) calls ``on_packet(plain, now)``, which reads the number;
 * the native step (``_engine.c``) reads the number in C and appends (seq, ssrc, now) to the sender's ``log``, an
-  ``ArrivalLog`` in C (native/arrival_log.h) it creates on the first packet, ``now`` from its ``CLOCK_MONOTONIC``
-  (the clock of ``time.monotonic``): no Python call per packet. ``drain()`` replays the log into the recorder
-  through ``arrived``, in arrival order, before each report (and the step calls it when a log is full).
+  ``ArrivalLog`` in C (native/arrival_log.h) it creates on the first packet: no Python call per packet.
+  ``drain()`` replays the log into the recorder through ``arrived``, in arrival order, before each report (and the
+  step calls it when a log is full).
+
+On both paths ``now`` is when the kernel received the datagram (SO_TIMESTAMPNS on the RTC socket, udp.py), on the
+clock of ``time.monotonic``, not when a drain read it: a drain that runs late under CPU load or ``coalesce_ms``
+would otherwise report the packets' wait in the socket as network queueing, which a browser's delay-based
+estimate reads as overuse (docs/adr/0035, tests/media/test_twcc_kernel_arrival.py).
 
 A report names, as its media SSRC, the SSRC of the last numbered packet: Chromium hands transport feedback to its
 estimator only when that SSRC is one of its own streams' (libwebrtc's ``RTCPReceiver``), whatever the draft says

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
+import time
+from collections.abc import Sequence
 
-__all__ = ["open_socket", "BufferSizes", "KIND_STUN", "KIND_DTLS", "KIND_RTP", "KIND_OTHER", "CLASSIFY"]
+__all__ = ["open_socket", "stamp_arrivals", "kernel_arrival", "SO_TIMESTAMPNS", "STAMP_SPACE", "BufferSizes",
+           "KIND_STUN", "KIND_DTLS", "KIND_RTP", "KIND_OTHER", "CLASSIFY"]
 
 log = logging.getLogger("callsd.media.udp")
 
@@ -24,6 +28,34 @@ CLASSIFY: tuple[int, ...] = tuple(
     KIND_STUN if b <= 3 else KIND_DTLS if 20 <= b <= 63 else KIND_RTP if 128 <= b <= 191 else KIND_OTHER
     for b in range(256)
 )
+
+
+# Linux's value; Python's socket module lacks the name on some builds. The kernel then stamps each datagram's arrival
+# (wall clock, ns) for recvmsg/recvmmsg's ancillary data (SCM_TIMESTAMPNS).
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
+def stamp_arrivals(sock: socket.socket) -> None:
+    """Have the kernel stamp each datagram's arrival: transport-cc feedback reports when a publisher's packet reached
+    the host, not when a late or batched drain read it (twcc_recv.py, docs/adr/0035)."""
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
+STAMP_SPACE = socket.CMSG_SPACE(16)  # recvmsg's ancillary room for one SCM_TIMESTAMPNS (a struct timespec)
+_TIMESPEC = struct.Struct("@qq")
+
+
+def kernel_arrival(ancillary: Sequence[tuple[int, int, bytes]]) -> float | None:
+    """A datagram's arrival on ``time.monotonic``'s clock from recvmsg's ancillary data (the kernel's wall-clock
+    SCM_TIMESTAMPNS, mapped with the monotonic - wall offset read now), never later than now; None without one.
+    The Python path's twin of the native step's ``arrival_times`` (native/arrival_step.h), one datagram a batch."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            read_ns = time.monotonic_ns()
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            at_ns: int = sec * 1_000_000_000 + nsec + read_ns - time.time_ns()
+            return min(at_ns, read_ns) / 1e9
+    return None
 
 
 class BufferSizes:
@@ -58,6 +90,7 @@ def open_socket(host: str, port: int, *, rcvbuf: int, sndbuf: int) -> tuple[sock
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # dual-stack: IPv4 peers as ::ffff:a.b.c.d
         _set_buffer(sock, socket.SO_RCVBUF, getattr(socket, "SO_RCVBUFFORCE", None), rcvbuf)
         _set_buffer(sock, socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None), sndbuf)
+        stamp_arrivals(sock)
         sock.bind((host, port))
         sock.setblocking(False)
     except BaseException:

@@ -111,12 +111,13 @@ def test_every_datagram_is_delivered_or_dropped_exactly_once(batch: list[tuple[t
         before = outcome_total(endpoint)
         queue = [(data, source)]
 
-        def recvfrom(_size: int, queue: list[tuple[bytes, tuple[str, int]]] = queue) -> tuple[bytes, Any]:
+        def recvmsg(_size: int, _ancillary: int, queue: list[tuple[bytes, tuple[str, int]]] = queue) -> tuple[Any, ...]:
             if not queue:
                 raise BlockingIOError
-            return queue.pop()
+            data, source = queue.pop()
+            return data, [], 0, source
 
-        assert endpoint._drain(recvfrom, 8) == 1
+        assert endpoint._drain(recvmsg, 8) == 1
         delta = outcome_total(endpoint) - before
         if data and CLASSIFY[data[0]] == KIND_DTLS and len(data) >= 13:
             assert delta <= 1  # a well-formed DTLS record from the peer may be absorbed by OpenSSL silently
@@ -149,12 +150,13 @@ def test_intact_packets_of_each_kind_are_delivered() -> None:
         (os.urandom(50), STRANGER),
     ][::-1]
 
-    def recvfrom(_size: int) -> tuple[bytes, Any]:
+    def recvmsg(_size: int, _ancillary: int) -> tuple[Any, ...]:
         if not queue:
             raise BlockingIOError
-        return queue.pop()
+        data, source = queue.pop()
+        return data, [], 0, source
 
-    assert endpoint._drain(recvfrom, 16) == 4
+    assert endpoint._drain(recvmsg, 16) == 4
     assert sink.rtp == [rtp(5, 100)]
     assert len(sink.rtcp) == 1
     assert endpoint.counters.stun_out == 1  # answered (the send itself is skipped: no socket)

@@ -11,7 +11,8 @@
  * paths (RTCP reports, NACK answers, pause/resume) see exactly what the Python path would have left, and nothing
  * can go stale between the two.
  *
- * Engine.step(fd, budget) drains the socket in batches of up to BATCH datagrams (recvmmsg) and handles every
+ * Engine.step(fd, budget) drains the socket in batches of up to BATCH datagrams (recvmmsg, with the kernel's arrival
+ * time of each for transport-cc: arrival_step.h, docs/adr/0035) and handles every
  * datagram it can: SRTP (not SRTCP) from an address a peer authenticated, with a native SRTP context, whose
  * session publishes that SSRC. Sends are protected at once into a send queue and leave in one sendmmsg at the end of
  * the step (or when the queue is full). It returns at the first datagram it does not handle (STUN, DTLS, RTCP, an
@@ -170,7 +171,7 @@ static int handle(Engine *self, int i, outcome *out) {
     }
     self->td.rtp_in++;
     self->td.rtp_bytes_in += (long long)n;
-    if (record_arrival(peer, d, (size_t)len) < 0) {
+    if (record_arrival(peer, d, (size_t)len, self->rarrival[i]) < 0) {
         Py_DECREF(peer);
         return -1;
     }
@@ -236,6 +237,8 @@ static PyObject *Engine_step(Engine *self, PyObject *args) {
                 self->rmsg[i].msg_hdr.msg_namelen = sizeof self->raddr[i];
                 self->rmsg[i].msg_hdr.msg_iov = &self->riov[i];
                 self->rmsg[i].msg_hdr.msg_iovlen = 1;
+                self->rmsg[i].msg_hdr.msg_control = self->rctl[i].buf;
+                self->rmsg[i].msg_hdr.msg_controllen = sizeof self->rctl[i].buf;
             }
             long long want = budget - read;
             int got = recvmmsg(fd, self->rmsg, (unsigned)(want < BATCH ? want : BATCH), MSG_DONTWAIT, NULL);
@@ -253,6 +256,7 @@ static PyObject *Engine_step(Engine *self, PyObject *args) {
                 continue;
             }
             self->rcount = got;
+            arrival_times(self, got);
         }
         int i = self->rpos++;
         read++;

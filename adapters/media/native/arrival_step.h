@@ -5,13 +5,42 @@
 
 #include <time.h>
 
+/* When each datagram of the receive batch (`got` of them) reached the host, on CLOCK_MONOTONIC (time.monotonic's
+ * clock), into `self->rarrival`: the kernel's receive timestamp (SO_TIMESTAMPNS, set by udp.open_socket: wall clock,
+ * mapped with one CLOCK_MONOTONIC - CLOCK_REALTIME offset read per batch), else when the batch was read. Why
+ * (docs/adr/0035): a drain that runs late (CPU load, `coalesce_ms`, a long batch) would otherwise report the time
+ * packets waited in the socket as network queueing in the transport-cc feedback, and a publisher's delay-based
+ * estimate stops rising. Never later than the read (a wall-clock step between the arrival and the read). */
+static void arrival_times(Engine *self, int got) {
+    struct timespec mono, real;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    clock_gettime(CLOCK_REALTIME, &real);
+    long long read_ns = (long long)mono.tv_sec * 1000000000LL + mono.tv_nsec;
+    long long offset = read_ns - ((long long)real.tv_sec * 1000000000LL + real.tv_nsec);
+    for (int i = 0; i < got; i++) {
+        long long at = read_ns;
+        struct msghdr *m = &self->rmsg[i].msg_hdr;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL; c = CMSG_NXTHDR(m, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+                struct timespec t;
+                memcpy(&t, CMSG_DATA(c), sizeof t);
+                long long kernel = (long long)t.tv_sec * 1000000000LL + t.tv_nsec + offset;
+                at = kernel < read_ns ? kernel : read_ns;
+                break;
+            }
+        }
+        self->rarrival[i] = (double)(at / 1000000000LL) + (double)(at % 1000000000LL) * 1e-9;
+    }
+}
+
 /* Transport-cc toward publishers (twcc_recv.py): a peer with a feedback sender (`twcc_in` not None) has the
  * transport-wide sequence number (extension `twcc_in.ext_id`, two bytes) of each RTP packet it sent, its SSRC and
- * when it arrived (CLOCK_MONOTONIC: time.monotonic's clock) appended to the sender's ArrivalLog (`twcc_in.log`,
- * created here on the first one; arrival_log.h), which Python drains once per feedback round: no Python call per
- * packet. A sender whose `log` is something else is told each arrival by `twcc_in.arrived(seq, ssrc, now)`. The
- * Python path records the same in `UdpEndpoint.handle_datagram`. 0, or -1 with an exception set. */
-static int record_arrival(PyObject *peer, const uint8_t *d, size_t n) {
+ * `now`, when it arrived (CLOCK_MONOTONIC seconds: `arrival_times`) appended to the sender's ArrivalLog
+ * (`twcc_in.log`, created here on the first one; arrival_log.h), which Python drains once per feedback round: no
+ * Python call per packet. A sender whose `log` is something else is told each arrival by
+ * `twcc_in.arrived(seq, ssrc, now)`. The Python path records the same in `UdpEndpoint.handle_datagram`. 0, or -1
+ * with an exception set. */
+static int record_arrival(PyObject *peer, const uint8_t *d, size_t n, double now) {
     PyObject *sink = cs_getattr(peer, s_twcc_in);
     if (sink == NULL || sink == Py_None) {
         Py_XDECREF(sink);
@@ -29,9 +58,6 @@ static int record_arrival(PyObject *peer, const uint8_t *d, size_t n) {
         Py_DECREF(sink);
         return 0;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double now = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
     int seq = (int)d[at] << 8 | d[at + 1];
     uint32_t ssrc = ((uint32_t)d[8] << 24) | ((uint32_t)d[9] << 16) | ((uint32_t)d[10] << 8) | d[11];
     PyObject *log = cs_getattr(sink, s_log);

@@ -44,6 +44,11 @@ typedef struct {
     struct mmsghdr rmsg[BATCH];
     struct iovec riov[BATCH];
     struct sockaddr_storage raddr[BATCH];
+    union {
+        char buf[CMSG_SPACE(sizeof(struct timespec))]; /* SCM_TIMESTAMPNS (arrival_step.h) */
+        struct cmsghdr align;
+    } rctl[BATCH];
+    double rarrival[BATCH]; /* each datagram's arrival, CLOCK_MONOTONIC seconds (arrival_step.h) */
     uint8_t rbuf[BATCH][BUF];
     int rcount, rpos;
     /* send queue */

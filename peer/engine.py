@@ -36,8 +36,9 @@ from collections.abc import Callable
 
 import pylibsrtp
 import trio
+from callsd.adapters.media.udp import SO_TIMESTAMPNS
 
-from .shared_port import SO_TIMESTAMPNS, SharedPort
+from .shared_port import SharedPort
 from .source import MAGIC, STAMP, TICK, Source
 from .stats import Histogram, StreamStats
 from .transport import Identity, PeerTransport, TransportStats

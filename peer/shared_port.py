@@ -22,11 +22,12 @@ import socket
 import struct
 from typing import Any
 
+from callsd.adapters.media.udp import SO_TIMESTAMPNS  # the server's socket asks for the same stamps
+
 __all__ = ["SharedPort", "LegSocket", "is_loopback"]
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; not in every Python's socket module
 _PKTINFO = struct.Struct("=I4s4s")  # struct in_pktinfo: ifindex, spec_dst (our source), addr
 
 

@@ -29,14 +29,13 @@ import contextlib
 import errno
 import os
 import select
-import socket
 import struct
 import time
 from collections.abc import Callable
 
 import pylibsrtp
 import trio
-from callsd.adapters.media.udp import SO_TIMESTAMPNS
+from callsd.adapters.media.udp import stamp_arrivals
 
 from .shared_port import SharedPort
 from .source import MAGIC, STAMP, TICK, Source
@@ -230,7 +229,7 @@ class MediaEngine:
         self.legs[fd] = leg
         if self.port is None:
             if self._receiver is not None:  # the kernel's arrival time for the delay (NATIVE_BATCH_SLEEP)
-                leg.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                stamp_arrivals(leg.sock)
             self.epoll.register(fd, select.EPOLLIN)
 
     def unregister(self, leg: Leg) -> None:

@@ -22,7 +22,7 @@ import socket
 import struct
 from typing import Any
 
-from callsd.adapters.media.udp import SO_TIMESTAMPNS  # the server's socket asks for the same stamps
+from callsd.adapters.media.udp import stamp_arrivals  # the server's socket asks for the same stamps
 
 __all__ = ["SharedPort", "LegSocket", "is_loopback"]
 
@@ -45,7 +45,7 @@ class SharedPort:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # arrival times for the delay (_fastpeer.c)
+        stamp_arrivals(self.sock)  # arrival times for the delay (_fastpeer.c)
         for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):  # FORCE needs CAP_NET_ADMIN; else rmem_max caps it
             try:
                 self.sock.setsockopt(socket.SOL_SOCKET, option, rcvbuf)

@@ -55,6 +55,13 @@ class MemoryTransport:
             while self.types().count(kind) < count:
                 await trio.sleep(0.005)
 
+    async def settle(self) -> None:
+        """Wait until every message the server owed this client before now has arrived: a ping's pong comes after
+        them (one outbox per connection, in order). A reply such as ``join_ack`` is only the first of its batch."""
+        pongs = self.types().count("pong")
+        await self.push("ping")
+        await self.wait_for("pong", pongs + 1)
+
 
 class MemoryRecorder:
     """A synchronous ``Recorder`` without a store: every input is durable at once; ``log`` keeps them."""

@@ -60,7 +60,7 @@ async def test_a_node_whose_lease_was_taken_fans_nothing_out_and_stops(pg_url: s
         await nursery.start(hub.run)
         a, b = await connected(hub, nursery), await connected(hub, nursery)
         await a.push("join", {"channel_id": "c"})
-        await a.wait_for("join_ack")
+        await a.settle()  # join_ack, call_start, user_joined: all of them
         seen_a, plane_before = len(a.sent), list(plane.calls)
         with psycopg.connect(pg_url, autocommit=True) as db:  # A's lease ends behind its back (a long pause)
             db.execute("UPDATE call_leases SET expires_at = clock_timestamp() WHERE stream = ''")

@@ -147,7 +147,7 @@ async def test_a_failed_commit_fans_nothing_out_and_stops(tmp_path: Path) -> Non
         await nursery.start(hub.run)
         a, b = await connected(hub, nursery), await connected(hub, nursery)
         await a.push("join", {"channel_id": "c"})
-        await a.wait_for("join_ack")
+        await a.settle()  # join_ack, call_start, user_joined: all of them
         calls_before, a_before = list(plane.calls), len(a.sent)
         store.fail = OSError(5, "Input/output error")
         await b.push("join", {"channel_id": "c"})

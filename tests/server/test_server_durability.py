@@ -63,8 +63,9 @@ async def test_nothing_is_sent_or_applied_before_the_record_is_durable(tmp_path:
             assert store.appends == [[1]]
 
             await b.push("join", {"channel_id": "c"})
-            await b.wait_for("join_ack")
+            await b.settle()
             await a.wait_for("user_joined", 2)
+            await a.settle()
 
             # A track published while the commit is held: no route reaches the plane, no event the clients.
             store.gate.clear()

@@ -12,7 +12,6 @@ reconnect key, ``Configure`` when the call settings changed, recovery of a rebui
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 import time
@@ -39,10 +38,10 @@ from .auth import check_open_mode_allowed
 from .config import Config
 from .http_guard import TICKET_KEY, ConnectionTicket, GuardCounters, GuardSettings, serve_http
 from .http_policy import HOST_EXEMPT_PATHS, metrics_authorized
+from .http_routes import STATIC_DIR, NodeView, Unavailable, install_node_routes
 from .quart_ws import LeanWebsocketConnection
 from .server import (
     METRICS_MAX_CONNECTIONS,
-    STATIC_DIR,
     VERSION,
     ServerControl,
     ServerInfo,
@@ -58,8 +57,6 @@ from .server import (
     _QuartTransport,
     _turn_credentials,
     _watch_signals,
-    channels_allowed,
-    client_config_body,
     install_host_check,
 )
 
@@ -157,50 +154,26 @@ def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, 
     app.asgi_websocket_class = LeanWebsocketConnection  # as on a single server (quart_ws.py)
     app.config["MAX_CONTENT_LENGTH"] = MAX_MESSAGE_BYTES
 
-    def as_json(data: Any, status: int = 200) -> Response:
-        return Response(json.dumps(data), status=status, mimetype="application/json")
-
     install_host_check(app, config, counters, HOST_EXEMPT_PATHS | {LINK_PATH})  # node links authenticate instead
 
-    @app.route("/metrics")
-    async def metrics() -> Response:
-        if config.metrics.listen:
-            return Response("not here: /metrics is served on metrics.listen", status=404)
-        return _metrics_response(config, registry)
-
-    @app.route("/")
-    async def index() -> Response:
-        return Response((STATIC_DIR / "index.html").read_bytes(), mimetype="text/html")
-
-    @app.route("/healthz")
-    async def healthz() -> Response:
-        if draining:
-            return as_json({"status": "draining"}, 503)
+    def health() -> dict[str, Any]:
         advertised = advertised_by(node_plane[0]) if node_plane else None
         rtc = {} if advertised is None else {"rtc": {"advertised": advertised.as_json()}}
-        return as_json({"status": "ok", "node": node.info.node_id, **rtc})
+        return {"node": node.info.node_id, **rtc}
 
-    @app.route("/version")
-    async def version() -> Response:
-        return as_json({"version": VERSION, "protocol": PROTOCOL_VERSION})
-
-    @app.route("/api/v1/config")
-    async def client_config() -> Response:
-        return as_json(client_config_body(config))
-
-    @app.route("/api/v1/channels")
-    async def channels() -> Response:
+    async def calls() -> list[dict[str, Any]]:
         """The ongoing calls of the whole cluster, whichever node hosts them (same answer as a single server)."""
-        allowed = channels_allowed(config)
-        if isinstance(allowed, Response):
-            return allowed
         try:
-            calls = await node.ongoing_calls()
+            return await node.ongoing_calls()
         except Exception as exc:  # the database is away: say so rather than list a part as the whole
             log.warning("listing the cluster's calls failed: %r", exc)
-            return as_json({"error": {"code": "unavailable", "message": "the cluster's directory is unreachable"}},
-                           503)
-        return as_json({"channels": [call for call in calls if allowed(call["channel_id"])]})
+            raise Unavailable("the cluster's directory is unreachable") from exc
+
+    async def metrics() -> Response:
+        return _metrics_response(config, registry)
+
+    install_node_routes(app, config, NodeView(version=VERSION, draining=lambda: bool(draining), health=health,
+                                              metrics=metrics, calls=calls))
 
     @app.websocket("/api/v1/websocket")
     async def ws() -> Response | None:

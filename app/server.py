@@ -20,7 +20,6 @@ app and shields every ``send`` from cancellation (bounded by a timeout so a dead
 
 from __future__ import annotations
 
-import json
 import logging
 import resource
 import signal
@@ -41,7 +40,6 @@ from callsd.adapters.metrics import build_registry, render_metrics
 from callsd.adapters.signaling import Authorize, HubSettings, MediaPlaneLike, SignalingHub, open_authorize
 from callsd.adapters.signaling_protocol import (
     MAX_MESSAGE_BYTES,
-    PROTOCOL_VERSION,
     SignalingError,
 )
 from callsd.adapters.signaling_session import TurnCredentials
@@ -54,6 +52,7 @@ from .auth import TokenError, check_open_mode_allowed, turn_credentials, verify_
 from .config import Config
 from .http_guard import TICKET_KEY, ConnectionTicket, GuardCollector, GuardCounters, GuardSettings, serve_http
 from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name, metrics_authorized
+from .http_routes import STATIC_DIR, NodeView, install_node_routes, json_response
 from .quart_ws import LeanWebsocketConnection
 from .secret_files import read_or_create_secret
 from .signaling_socket import (
@@ -67,7 +66,6 @@ __all__ = ["serve", "ServerInfo", "ServerControl", "StartupError", "ServerFailed
 
 log = logging.getLogger("callsd.server")
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
 SEND_SHIELD_TIMEOUT = 10.0
 METRICS_MAX_CONNECTIONS = 32  # on metrics.listen: scrapers need one or two
 RECEIVE_DRAIN_TIMEOUT = 10.0
@@ -159,31 +157,6 @@ async def _drain_receive(receive: Any) -> None:
 # ---------------------------------------------------------------------------------------------------- the app
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data), status=status, mimetype="application/json")
-
-
-def client_config_body(config: Config) -> dict[str, Any]:
-    """What ``/api/v1/config`` tells the page before it joins (the same on a single server and a cluster node)."""
-    return {"auth_mode": config.auth.mode, "protocol": PROTOCOL_VERSION,
-            "allow_screen_sharing": config.calls.allow_screen_sharing,
-            "max_participants": config.calls.max_participants}
-
-
-def channels_allowed(config: Config) -> Callable[[str], bool] | Response:
-    """Which channels ``/api/v1/channels`` may list to this request: all in open mode, the token's in token mode
-    (``Authorization: Bearer`` or ``?token=``); a 401 response for a missing or bad token."""
-    if config.auth.mode != "token":
-        return lambda channel: True
-    header = request.headers.get("Authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else request.args.get("token")
-    try:
-        claims = verify_token(token, secret=config.auth.secret, now=time.time())
-    except TokenError as exc:
-        return _json({"error": {"code": exc.code, "message": exc.message}}, 401)
-    return claims.allows
-
-
 def install_host_check(app: QuartTrio, config: Config, counters: GuardCounters,
                        exempt_paths: frozenset[str] = HOST_EXEMPT_PATHS) -> None:
     """DNS rebinding (app/http_policy.py): only the names this server is reached by, on every request and WebSocket
@@ -214,48 +187,17 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
 
     install_host_check(app, config, counters)
 
-    @app.route("/")
-    async def index() -> Response:
-        page = STATIC_DIR / "index.html"
-        if page.is_file():
-            return Response(page.read_bytes(), mimetype="text/html")
-        return Response("<!doctype html><title>callsd</title><p>callsd is running; the web client is not installed.",
-                        mimetype="text/html")
+    async def calls() -> list[dict[str, Any]]:
+        return [{"channel_id": c.channel_id, "call_id": c.call_id, "participants": len(c.participants)}
+                for c in hub.machine.calls()]
 
-    @app.route("/healthz")
-    async def healthz() -> Response:
-        if hub.draining:
-            return _json({"status": "draining"}, 503)
+    def health() -> dict[str, Any]:
         advertised = advertised_by(hub.plane)
-        if advertised is None:
-            return _json({"status": "ok"})
-        return _json({"status": "ok", "rtc": {"advertised": advertised.as_json()}})
+        return {} if advertised is None else {"rtc": {"advertised": advertised.as_json()}}
 
-    @app.route("/version")
-    async def version() -> Response:
-        return _json({"version": VERSION, "protocol": PROTOCOL_VERSION})
-
-    @app.route("/metrics")
-    async def metrics() -> Response:
-        if config.metrics.listen:
-            return Response("not here: /metrics is served on metrics.listen", status=404)
-        return await _metrics_response(hub, registry, config.metrics.token)
-
-    @app.route("/api/v1/config")
-    async def client_config() -> Response:
-        return _json(client_config_body(config))
-
-    @app.route("/api/v1/channels")
-    async def channels() -> Response:
-        allowed = channels_allowed(config)
-        if isinstance(allowed, Response):
-            return allowed
-        listed = [
-            {"channel_id": c.channel_id, "call_id": c.call_id, "participants": len(c.participants)}
-            for c in hub.machine.calls()
-            if allowed(c.channel_id)
-        ]
-        return _json({"channels": listed})
+    install_node_routes(app, config, NodeView(
+        version=VERSION, draining=lambda: hub.draining, health=health, calls=calls,
+        metrics=lambda: _metrics_response(hub, registry, config.metrics.token)))
 
     @app.websocket(SIGNALING_PATH)
     async def ws() -> Response | None:
@@ -269,7 +211,7 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
                 verify_token(query_token, secret=config.auth.secret, now=time.time())
             except TokenError as exc:
                 hub.counters.ws_events["in", "token_refused"] += 1
-                return _json({"error": {"code": exc.code, "message": exc.message}}, 401)
+                return json_response({"error": {"code": exc.code, "message": exc.message}}, 401)
         await websocket.accept()
         ticket = websocket.scope.get("state", {}).get(TICKET_KEY)
         transport = _QuartTransport(websocket._get_current_object(),  # type: ignore[attr-defined]

@@ -77,17 +77,20 @@ NICE = 0  # scheduling priority of the server and the tool (negative: ahead of a
 
 
 def set_nice(nice: int) -> None:
-    """Run the servers and tools this process starts at ``nice``, and this process's autogroup too.
+    """Run the servers and tools this process starts at ``nice``, and give this process's autogroup that nice too.
 
-    With the scheduler's autogroups (one per session), nice only orders tasks within this session's group; the
-    group's own nice is what weighs against the rest of a shared machine."""
+    With the scheduler's autogroups (one per session), nice only orders tasks within a session's group; the group's
+    own nice is what weighs against the rest of a shared machine. The bench first leaves its caller's session
+    (``setsid``): writing ``/proc/self/autogroup`` in place would renice the whole login session that started it."""
     global NICE
     NICE = nice
-    if nice:
-        try:
-            Path("/proc/self/autogroup").write_text(str(nice))
-        except OSError as exc:
-            print(f"autogroup nice not set ({exc}): the runs compete with other sessions as equals", flush=True)
+    if not nice:
+        return
+    try:
+        os.setsid()
+        Path("/proc/self/autogroup").write_text(str(nice))
+    except OSError as exc:  # EPERM from setsid: started as a process group leader (a shell job); run it as `cmd | cat`
+        print(f"autogroup nice not set ({exc}): the runs compete with other sessions as equals", flush=True)
 
 
 def _pin(cpu: int) -> list[str]:

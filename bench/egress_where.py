@@ -225,12 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nice", type=int, default=0, help="as bench.capacity_paths --nice (autogroup nice)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "egress-where.json"))
     args = parser.parse_args(argv)
-    capacity.NICE = args.nice
-    if args.nice:
-        try:
-            Path("/proc/self/autogroup").write_text(str(args.nice))
-        except OSError as exc:
-            print(f"autogroup nice not set ({exc})", flush=True)
+    capacity.set_nice(args.nice)
     users, unmuted, sharing = (int(x) for x in args.shape.split(","))
     shape = Shape(f"{args.calls} x {users} x {unmuted}, {sharing} sharing", args.calls, users, unmuted, sharing)
     variants = [Variant.parse(v) for v in args.variant] or [Variant("base", {})]

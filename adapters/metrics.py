@@ -144,9 +144,35 @@ class CallsdCollector(Collector):
         )
 
 
+class _TaskCount(trio.abc.Instrument):
+    """Tasks alive in a Trio run, kept up to date by the run itself: one walk of the task tree when installed, then
+    +1 per spawn and -1 per exit (hooks Trio calls only for what a task does, never per step or per packet)."""
+
+    def __init__(self, root: trio.lowlevel.Task) -> None:
+        self.alive = 0
+        stack = [root]
+        while stack:
+            task = stack.pop()
+            self.alive += 1
+            for nursery in task.child_nurseries:
+                stack.extend(nursery.child_tasks)
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.alive += 1
+
+    def task_exited(self, task: trio.lowlevel.Task) -> None:
+        self.alive -= 1
+
+
 class TrioTaskCollector(Collector):
-    """``callsd_trio_tasks``: a walk of the task tree from the root task, at scrape time (nothing when scraped
-    outside a Trio run, e.g. a registry rendered by a test)."""
+    """``callsd_trio_tasks``: the tasks alive in the server's Trio run at scrape time (nothing when scraped outside
+    a Trio run, e.g. a registry rendered by a test).
+
+    The first scrape in a run walks the task tree and installs a counting instrument; later scrapes read its count.
+    Walking every scrape cost 32 ms at 800 sessions, on the event loop, once a second under the load tool."""
+
+    def __init__(self) -> None:
+        self._counts: dict[trio.lowlevel.Task, _TaskCount] = {}  # by root task: one per Trio run seen
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -155,14 +181,12 @@ class TrioTaskCollector(Collector):
             return
         if root is None:
             return
-        count = 0
-        stack = [root]
-        while stack:
-            task = stack.pop()
-            count += 1
-            for nursery in task.child_nurseries:
-                stack.extend(nursery.child_tasks)
-        yield GaugeMetricFamily("callsd_trio_tasks", "Tasks alive in the server's Trio run", value=count)
+        count = self._counts.get(root)
+        if count is None:
+            self._counts.clear()  # an earlier run has ended: its instrument went with it
+            count = self._counts[root] = _TaskCount(root)
+            trio.lowlevel.add_instrument(count)
+        yield GaugeMetricFamily("callsd_trio_tasks", "Tasks alive in the server's Trio run", value=count.alive)
 
 
 def build_registry(hub: SignalingHub, plane: MediaPlaneLike | None = None, version: str = "") -> CollectorRegistry:

@@ -103,6 +103,24 @@ def test_the_tls_section_links_the_proxy_configurations_the_cluster_tests_run() 
         assert f"(../{deployed.relative_to(REPO)})" in tls, deployed.name
 
 
+def _config_line(line: str) -> str:
+    """A proxy configuration line as compared: a leading ``#`` (a line shipped commented out, like HAProxy's TLS
+    ``bind``) and a trailing comment dropped, blanks collapsed."""
+    body = line.strip().removeprefix("#").split(" #", 1)[0]
+    return " ".join(body.split())
+
+
+def test_the_tls_snippets_are_lines_of_the_tested_proxy_files() -> None:
+    """The excerpts the guide shows are in the files the cluster tests run, so they cannot drift apart."""
+    tls = _section(GUIDE.read_text(), "TLS: serve behind a reverse proxy")
+    blocks = re.findall(r"^ {6}# (deploy/proxy/\S+?),?(?: .*)?\n((?: {6}\S.*\n)+)", tls, re.MULTILINE)
+    assert {path for path, _ in blocks} == {str(p.relative_to(REPO)) for p in (HAPROXY_CFG, NGINX_CONF)}
+    for path, block in blocks:
+        shipped = {_config_line(line) for line in (REPO / path).read_text().splitlines()}
+        for line in block.splitlines():
+            assert _config_line(line) in shipped, f"{path}: {line.strip()!r}"
+
+
 def test_the_drain_the_guide_describes_is_the_codes_and_the_manifests() -> None:
     drain = _section(GUIDE.read_text(), "Upgrades and drain")
     serve_default = ShutdownConfig().drain_timeout

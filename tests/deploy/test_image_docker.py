@@ -4,9 +4,9 @@
 The issue asks for a Containerfile that works with Docker and Podman; test_image.py covers buildah/podman. Here a
 private Docker daemon (Debian's docker.io, scripts/system-deps.sh) runs for this module only: its own socket, data
 and exec roots in a temporary directory, its own mount namespace (its overlay and netns mounts vanish with it), no
-bridge and no iptables rules (containers use the host's network), so nothing of it outlives the test or touches the
-machine's networking. The legacy builder builds the image (Debian's daemon has no buildx client plugin); it is the
-same Containerfile instruction set either way.
+bridge, no iptables rules and no ip_forward change (containers use the host's network), so nothing of it outlives the
+test or touches the machine's networking. The legacy builder builds the image (Debian's daemon has no buildx client
+plugin); it is the same Containerfile instruction set either way.
 
 What a user observes: the image Docker builds has the configuration of the one buildah builds (entrypoint, command,
 user, ports, environment, volume, stop signal); it runs as uid 10001 with a read-only root filesystem; `serve`
@@ -61,7 +61,7 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
     argv = ["unshare", "--mount", "--propagation", "private", "--",
             "dockerd", "--host", f"unix://{socket}", "--data-root", str(root / "data"), "--exec-root",
             str(root / "exec"), "--pidfile", str(root / "dockerd.pid"), "--bridge", "none", "--iptables=false",
-            "--ip6tables=false", "--ip-masq=false", "--storage-driver", "overlay2",
+            "--ip6tables=false", "--ip-masq=false", "--ip-forward=false", "--storage-driver", "overlay2",
             "--exec-opt", "native.cgroupdriver=cgroupfs", "--containerd-namespace", namespace,
             "--containerd-plugins-namespace", f"{namespace}-plugins"]
     client = Docker({**os.environ, "DOCKER_HOST": f"unix://{socket}", "DOCKER_BUILDKIT": "0",

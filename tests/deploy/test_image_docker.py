@@ -57,11 +57,15 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
     socket = root / "docker.sock"
     log_path = root / "dockerd.log"
     namespace = f"callsd-test-{os.getpid()}"
-    # unshare without --fork execs dockerd: the process held here is the daemon, SIGTERM stops it and its containerd
-    argv = ["unshare", "--mount", "--propagation", "private", "--",
-            "dockerd", "--host", f"unix://{socket}", "--data-root", str(root / "data"), "--exec-root",
-            str(root / "exec"), "--pidfile", str(root / "dockerd.pid"), "--bridge", "none", "--iptables=false",
-            "--ip6tables=false", "--ip-masq=false", "--ip-forward=false", "--storage-driver", "overlay2",
+    etc = root / "etc-docker"  # dockerd's /etc/docker in its namespace: no host daemon.json read, no key.json left
+    etc.mkdir()
+    # unshare without --fork execs sh, which execs dockerd: the process held here is the daemon, SIGTERM stops it
+    # and its containerd
+    argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            'mkdir -p /etc/docker && mount --bind "$0" /etc/docker && exec dockerd "$@"', str(etc),
+            "--host", f"unix://{socket}", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+            "--pidfile", str(root / "dockerd.pid"), "--bridge", "none", "--iptables=false", "--ip6tables=false",
+            "--ip-masq=false", "--ip-forward=false", "--storage-driver", "overlay2",
             "--exec-opt", "native.cgroupdriver=cgroupfs", "--containerd-namespace", namespace,
             "--containerd-plugins-namespace", f"{namespace}-plugins"]
     client = Docker({**os.environ, "DOCKER_HOST": f"unix://{socket}", "DOCKER_BUILDKIT": "0",

@@ -39,6 +39,8 @@ command -v turnserver >/dev/null 2>&1 || need+=(coturn)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v dot >/dev/null 2>&1 || need+=(graphviz)
+# the diagrams' Helvetica is Liberation Sans: tests/deploy/test_deployment_doc.py re-renders them byte for byte
+[ -e /usr/share/fonts/truetype/liberation2/LiberationSans-Regular.ttf ] || need+=(fonts-liberation2)
 # tests/server/test_rtcd_ha.py: serve in a private mount namespace (unshare), a self-signed rtcd certificate (openssl)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)

@@ -71,8 +71,9 @@ def test_every_mode_of_the_issue_has_a_section_with_a_diagram() -> None:
 
 @pytest.mark.parametrize("source", sorted((REPO / "docs" / "deployment").glob("*.dot")), ids=lambda p: p.stem)
 def test_each_committed_diagram_is_its_source_rendered(source: Path, tmp_path: Path) -> None:
-    """The PNG is what `make diagrams` draws from the .dot today (Debian's Graphviz: byte for byte), so an edit of
-    the text that was not re-rendered, or a picture edited by hand, fails here."""
+    """The PNG is what `make diagrams` draws from the .dot today (Debian's Graphviz, Helvetica as Liberation Sans
+    from fonts-liberation2, both from scripts/system-deps.sh: byte for byte), so an edit of the text that was not
+    re-rendered, or a picture edited by hand, fails here."""
     assert shutil.which("dot"), "Graphviz missing: bash scripts/system-deps.sh installs it"
     rendered = tmp_path / "rendered.png"
     subprocess.run(["dot", "-Tpng", "-Gdpi=90", str(source), "-o", str(rendered)], check=True, timeout=60)

@@ -39,6 +39,8 @@ command -v turnserver >/dev/null 2>&1 || need+=(coturn)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v dot >/dev/null 2>&1 || need+=(graphviz)
+# the diagrams' Helvetica is Liberation Sans: tests/deploy/test_deployment_doc.py re-renders them byte for byte
+[ -e /usr/share/fonts/truetype/liberation2/LiberationSans-Regular.ttf ] || need+=(fonts-liberation2)
 # tests/server/test_rtcd_ha.py: serve in a private mount namespace (unshare), a self-signed rtcd certificate (openssl)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
@@ -58,6 +60,15 @@ image_deps
 command -v podman >/dev/null 2>&1 || need+=(podman)
 command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need+=(runc)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# tests/deploy/test_image_docker.py: Docker builds and runs the image too, on a private dockerd the test starts itself
+# (its own socket and roots, no bridge, no iptables); the package's system service is not wanted, so where systemd
+# runs it is masked before the install starts it (here policy-rc.d already keeps services from starting).
+if ! command -v dockerd >/dev/null 2>&1 && [ ! -x /usr/sbin/dockerd ]; then
+    need+=(docker.io)
+    if [ -d /run/systemd/system ] && [ "$(id -u)" = 0 ]; then
+        systemctl mask docker.service docker.socket >/dev/null 2>&1 || true
+    fi
+fi
 # tests/cluster: the same cluster behind nginx (deploy/proxy/nginx.conf: WebSocket upgrade, TLS termination)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 # tests/deploy: deploy/k8s is rendered by the kustomize built into kubectl (v4+; the machine image carries kubectl

@@ -140,6 +140,19 @@ def test_callsd_runs_as_the_image_user_with_its_native_fast_path(runner: ImageRu
     assert build_tools.stdout.strip() == "", build_tools.stdout
 
 
+def test_the_chroot_fallback_runs_the_images_rootfs_as_its_user(image: BuiltImage, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where podman cannot run the image, the tests run its rootfs with unshare + chroot instead; podman runs it on
+    these machines, so without this the fallback would never run and could rot unnoticed."""
+    monkeypatch.setenv("CALLSD_IMAGE_RUNNER", "chroot")
+    fallback = pick_runner(image, tmp_path)
+    assert fallback.name == "chroot", fallback.why
+    version = fallback.run(["--version"])
+    assert (version.returncode, version.stdout.strip()) == (0, "callsd 0.1.0"), version.stderr
+    who = fallback.run(["-u"], entrypoint="id")
+    assert (who.returncode, who.stdout.strip()) == (0, str(UID)), (who.stdout, who.stderr)
+
+
 def test_serve_in_the_image_carries_a_short_load_test_with_zero_loss(
         served: tuple[str, Path], tmp_path: Path) -> None:
     url, log_path = served

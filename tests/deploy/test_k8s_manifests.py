@@ -23,6 +23,7 @@ import pytest
 from callsd.app.config import SECRET_KEYS, Config, ConfigError, load_config
 from callsd.app.rtcd_config import load_rtcd_config
 from k8s_support import (
+    OPERATOR_SECRETS,
     OVERLAYS,
     ROOT,
     PodView,
@@ -267,6 +268,31 @@ def test_the_committed_placeholder_secrets_are_refused(overlay: str, tmp_path: P
         _serve_config(_serve(objects), tmp_path)
     wanted = {"integrated": "auth.secret", "rtcd": "rtc.rtcd_auth_key", "cluster": "cluster.secret"}[overlay]
     assert wanted in str(refused.value) and "auth.secret" in str(refused.value)
+
+
+# Each secret serve needs in a mode -> the key of the Secret callsd-secrets it must come from.
+_SECRETS_BY_OVERLAY = {
+    "integrated": {"auth.secret": "AUTH_SECRET", "rtc.turn_static_auth_secret": "TURN_STATIC_AUTH_SECRET"},
+    "rtcd": {"auth.secret": "AUTH_SECRET", "rtc.turn_static_auth_secret": "TURN_STATIC_AUTH_SECRET",
+             "rtc.rtcd_auth_key": "RTCD_AUTH_KEY"},
+    "cluster": {"auth.secret": "AUTH_SECRET", "rtc.turn_static_auth_secret": "TURN_STATIC_AUTH_SECRET",
+                "cluster.secret": "CLUSTER_SECRET"},
+}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_turn_secret_and_the_rtcd_key_reach_serve_from_the_secret(overlay: str, tmp_path: Path) -> None:
+    """What an operator puts in the Secret is what serve's loaded configuration holds (the TURN REST secret, the
+    rtcd auth key, ...), through an environment variable that names the Secret, never through a ConfigMap."""
+    objects = deployed(overlay)
+    serve = _serve(objects)
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in serve.container("serve")["env"]
+            if "secretKeyRef" in e.get("valueFrom", {})}
+    loaded = _serve_config(serve, tmp_path).as_dict(mask_secrets=False)
+    for key, secret_key in _SECRETS_BY_OVERLAY[overlay].items():
+        section, name = key.split(".")
+        assert refs[f"CALLSD_{section.upper()}_{name.upper()}"] == {"name": "callsd-secrets", "key": secret_key}, key
+        assert loaded[section][name] == OPERATOR_SECRETS[secret_key], key
 
 
 _SECRETISH_KEY = re.compile(r"secret|passw|token|credential|auth_key|private|api_key", re.IGNORECASE)

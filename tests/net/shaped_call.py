@@ -174,13 +174,14 @@ def run(server: Host, open_host: Host, limited: Host, router: Host, bps: int, sc
 @dataclass(frozen=True, slots=True)
 class Seen:
     """One receiver sample, relative to the schedule's start: its frame width, received bit/s since the previous
-    sample and the longest freeze that ended since then (seconds: the growth of totalFreezesDuration over the
-    growth of freezeCount, a lower bound when several ended)."""
+    sample, the longest freeze that ended since then (seconds: the growth of totalFreezesDuration over the
+    growth of freezeCount, a lower bound when several ended) and the frames it decoded since then."""
 
     t: float
     width: int
     bps: float
     freeze_s: float
+    frames: int
 
 
 def seen(run: ShapedRun, who: str) -> list[Seen]:
@@ -195,7 +196,8 @@ def seen(run: ShapedRun, who: str) -> list[Seen]:
             freezes = stats["freezes"] - prev["freezes"]
             longest = (stats["freeze_s"] - prev["freeze_s"]) / freezes if freezes > 0 else 0.0
             out.append(Seen(t=row["t"] - run.start, width=int(stats["width"]),
-                            bps=(stats["bytes"] - prev["bytes"]) * 8 / dt, freeze_s=longest))
+                            bps=(stats["bytes"] - prev["bytes"]) * 8 / dt, freeze_s=longest,
+                            frames=int(stats["decoded"] - prev["decoded"])))
         prev = {**stats, "t": row["t"]}
     return out
 

@@ -6,9 +6,11 @@ Who runs where (namespaces of net/netns.py; callsd already serving on ``server``
     limited host (behind ``router``): Chromium: one receiver; ``router`` polices what it forwards to that host
 
 The link limit is a shaper in the limited host's router: while it is on, what the router forwards to the host
-queues in nfqueue_delay.py's rate mode, a link of ``bps`` bit/s with a 300 ms drop-tail queue (this kernel has no
-tbf or netem; its policers, nftables ``limit`` and xtables ``hashlimit``, keep at least a second of the rate in
-their byte buckets, so they let a short probe at three times the rate through whole and say nothing). ``run``
+queues in nfqueue_delay.py's rate mode, a link of ``bps`` bit/s with a 300 ms drop-tail queue (in userspace, so the
+test needs no qdisc and the shaper reports what it queued and dropped; netem is not in this kernel, and tbf was
+missing from the one these tests were written on; the kernel's policers, nftables ``limit`` and xtables
+``hashlimit``, keep at least a second of the rate in their byte buckets, so they let a short probe at three times
+the rate through whole and say nothing). ``run``
 waits until the limited receiver decodes the publisher's widest layer, then follows ``schedule`` (seconds after
 that moment -> limit on or off), and returns every page's samples (video_client.py), the times the limit
 changed and the shaper's counts.

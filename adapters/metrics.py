@@ -12,6 +12,9 @@ hub bumps its own ``HubCounters``; ``CallsdCollector.collect()`` turns them into
 - ``callsd_rtc_rtp_packets_total{direction,type}``, ``callsd_rtc_rtp_bytes_total{direction,type}``: type is rtp or
   rtcp (packets also count stun and dtls); direction in or out
 - ``callsd_rtc_sessions_total``: media sessions opened
+- video (docs/video.md): ``callsd_rtc_repair_total{type}`` (NACK, RTX, PLI), ``callsd_rtc_simulcast_packets_total`` and
+  ``..._bytes_total{direction,layer}``, ``callsd_rtc_simulcast_switches_total``,
+  ``callsd_rtc_bandwidth_feedback_total{type}`` (``BANDWIDTH_FEEDBACK``) and the gauge ``callsd_rtc_bandwidth_estimates``
 - ``callsd_websocket_connections_total`` and the gauge ``callsd_websocket_connections``
 - ``callsd_websocket_events_total{direction,type}``: messages by type (in: client actions, out: server events)
 - ``callsd_store_ops_total{op}``: event-store operations (open, append, close)
@@ -32,7 +35,12 @@ from prometheus_client.registry import Collector
 from .signaling import SignalingHub
 from .signaling_session import MediaPlaneLike
 
-__all__ = ["CallsdCollector", "build_registry", "render_metrics"]
+__all__ = ["CallsdCollector", "build_registry", "render_metrics", "BANDWIDTH_FEEDBACK"]
+
+# callsd_rtc_bandwidth_feedback_total{type}: transport-cc reports from receivers (read, malformed) and to publishers
+# (sent), REMBs and loss-bearing receiver reports read, probe clusters and their packets sent
+BANDWIDTH_FEEDBACK = ("twcc_in", "twcc_malformed", "twcc_out", "remb_in", "loss_reports", "probe_clusters",
+                      "probe_packets")
 
 
 class CallsdCollector(Collector):
@@ -113,6 +121,14 @@ class CallsdCollector(Collector):
         yield repair
         yield CounterMetricFamily("callsd_rtc_simulcast_switches", "Layer switches of simulcast receivers",
                                   value=media.get("simulcast_switches", 0))
+        feedback = CounterMetricFamily(
+            "callsd_rtc_bandwidth_feedback",
+            "Bandwidth-estimation input and probes by type (docs/video.md, Bandwidth estimation)", labels=["type"])
+        for name in BANDWIDTH_FEEDBACK:
+            feedback.add_metric([name], media.get(name, 0))
+        yield feedback
+        yield GaugeMetricFamily("callsd_rtc_bandwidth_estimates", "Receivers the server has a bandwidth estimate of",
+                                value=media.get("estimates", 0))
 
         yield CounterMetricFamily("callsd_rtc_sessions", "Media sessions opened", value=c.rtc_sessions_total)
         yield CounterMetricFamily(

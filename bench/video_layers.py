@@ -3,10 +3,9 @@
     python -m bench.video_layers [--limit 120000] [--screen 640x360] [--out bench/results/video-layers.png] [--replot]
 
 A real run in network namespaces (as root; tests/net/shaped_call.py): ``callsd serve`` on a "public" host,
-Chromium publishing a simulcast screen share (two encodings: a quarter and the full resolution) with two receivers
+Chromium publishing a simulcast screen share (the web page's two encodings: half and full resolution) with two receivers
 behind one NAT, and one Chromium receiver behind another NAT whose router shapes what it forwards to it to
-``--limit`` bit/s (a 300 ms drop-tail queue in userspace, tests/net/nfqueue_delay.py: no tbf or netem on these
-machines). No limit for 5 s, the limit for 30 s, then no limit for 30 s. Every 0.5 s each page's getStats goes into a CSV next to the PNG: the limited receiver's received
+``--limit`` bit/s (a 300 ms drop-tail queue in userspace, tests/net/nfqueue_delay.py: no netem in this kernel). No limit for 5 s, the limit for 30 s, then no limit for 30 s. Every 0.5 s each page's getStats goes into a CSV next to the PNG: the limited receiver's received
 bitrate, frame width (which layer), frames decoded per second and freezes, and an unlimited receiver's for
 comparison. Needs root, Chromium and the test extras (playwright, matplotlib).
 """

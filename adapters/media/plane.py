@@ -137,6 +137,7 @@ class MediaPlane:
         self.rtcp_in = plane_rtcp.RtcpAnswers(self.forwarder, self.simulcast, self.estimates)
         self.probes = ProbeSender(self.sessions.values, self.simulcast.wanted_bps, self.estimates.proven,
                                   any_wanted=lambda: bool(self.simulcast.tracks))
+        self.twcc_out = 0  # transport-cc reports sent to publishers (twcc_recv.feedback_loop)
 
         self.endpoint = UdpEndpoint(
             TransportConfig(host=rtc_bind(config), port=config.ice_port_udp,
@@ -162,8 +163,11 @@ class MediaPlane:
             await self.network.start(nursery, self.endpoint)
             nursery.start_soon(self._periodic)
             nursery.start_soon(self.probes.run)
-            nursery.start_soon(twcc_recv.feedback_loop, lambda: self.endpoint.peers)
+            nursery.start_soon(twcc_recv.feedback_loop, lambda: self.endpoint.peers, self._feedback_sent)
             task_status.started(self.address)
+
+    def _feedback_sent(self, reports: int) -> None:
+        self.twcc_out += reports
 
     async def refresh_counters(self, timeout: float = 1.0) -> None:
         """The counters are read in place (``counters``): nothing to fetch (media workers fetch theirs)."""
@@ -176,6 +180,7 @@ class MediaPlane:
         out.update(self.estimates.counters())
         out.update(self.probes.counters())
         out.update(self.simulcast.counters())
+        out["twcc_out"] = self.twcc_out
         out.update({n: getattr(self.negotiation, n) for n in PlaneCounters.__slots__})
         return out
 

@@ -132,8 +132,9 @@ def send_feedback(peers: Iterable[_FeedbackPeer]) -> int:
     return sent
 
 
-async def feedback_loop(peers: Callable[[], Iterable[_FeedbackPeer]]) -> None:
-    """``send_feedback`` every ``INTERVAL``, until cancelled."""
+async def feedback_loop(peers: Callable[[], Iterable[_FeedbackPeer]], sent: Callable[[int], None]) -> None:
+    """``send_feedback`` every ``INTERVAL``, until cancelled; ``sent`` hears how many reports each round sent (the
+    plane's ``twcc_out`` counter)."""
     while True:
         await trio.sleep(INTERVAL)
-        send_feedback(peers())
+        sent(send_feedback(peers()))

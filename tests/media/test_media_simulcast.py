@@ -242,3 +242,25 @@ def test_a_camera_and_a_screen_with_the_same_rids_keep_their_layers_apart() -> N
     r.plane.on_rtp(a, packet("0", "q", 0x5050))  # type: ignore[arg-type]
     camera, screen = r.plane.simulcast.tracks["A_0"], r.plane.simulcast.tracks["A_1"]
     assert camera.ssrcs == {0x5050: 0} and screen.ssrcs == {0x5151: 0}
+
+
+def test_a_receivers_key_frame_requests_reach_the_publisher_at_most_once_per_second_per_layer() -> None:
+    """PLI/FIR toward a simulcast publisher stays throttled: a receiver's burst of PLIs and FIRs (Chromium sends one
+    per lost frame it cannot repair) costs the publisher one key frame of the receiver's layer per second."""
+    r, a, b, clock = rig()
+    pub = Publisher(r, a, clock)
+    pub.frames(1, key={"f"})
+    pub.frames(40)  # more than a second since the key frame asked for at the start
+    route_ssrc = struct.unpack_from("!I", b.rtp[0], 8)[0]
+    before = len(plis(a))
+    for i in range(5):
+        r.plane.on_rtcp(b, rtcp.build_pli(sender_ssrc=9, media_ssrc=route_ssrc))  # type: ignore[arg-type]
+        r.plane.on_rtcp(b, rtcp.build_fir(sender_ssrc=9, media_ssrc=route_ssrc, seq=i))  # type: ignore[arg-type]
+    assert plis(a)[before:] == [SSRCS["f"]]
+    clock.now += 0.5
+    r.plane.on_rtcp(b, rtcp.build_pli(sender_ssrc=9, media_ssrc=route_ssrc))  # type: ignore[arg-type]
+    assert plis(a)[before:] == [SSRCS["f"]]
+    clock.now += 0.6  # a second after the first: the next request goes out
+    r.plane.on_rtcp(b, rtcp.build_pli(sender_ssrc=9, media_ssrc=route_ssrc))  # type: ignore[arg-type]
+    assert plis(a)[before:] == [SSRCS["f"]] * 2
+    assert r.plane.counters["pli_in"] == 12

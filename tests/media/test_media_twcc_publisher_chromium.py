@@ -82,6 +82,9 @@ async def estimates_over(seconds: float) -> tuple[list[float], str]:
         sender = h.plane.endpoint.peer("P")
         feedback = sender.twcc_in if sender is not None else None
         sent = feedback.sent if isinstance(feedback, twcc_recv.FeedbackSender) else -1
+        # the plane's counter (/metrics callsd_rtc_bandwidth_feedback_total{type="twcc_out"}) counts the same
+        # reports: P is the only publisher, and no round runs between the two reads
+        assert h.plane.counters["twcc_out"] == max(sent, 0), (h.plane.counters["twcc_out"], sent)
         return series, f"feedback packets sent: {sent}; {h.diagnostics()}"
 
 

@@ -3,8 +3,8 @@
     python nfqueue_delay.py --queue 0 --delay 0.08 --jitter 0.02 --loss 0.02 --seconds 120
     python nfqueue_delay.py --queue 1 --rate-bps 300000 --queue-ms 200 --delay 0 --jitter 0
 
-With ``--rate-bps`` it is also a link of that capacity (a token-bucket *shaper*, like ``tc tbf``, which these
-machines lack too): each packet leaves when the ones before it have been sent at that rate, and one that would wait
+With ``--rate-bps`` it is also a link of that capacity (a token-bucket *shaper*, like ``tc tbf``, which the
+kernel these tests were written on lacked): each packet leaves when the ones before it have been sent at that rate, and one that would wait
 longer than ``--queue-ms`` is dropped (a drop-tail queue); the packet's length comes from the first bytes of its IP
 header, copied with it (``NFQNL_COPY_PACKET``, 6 bytes). Unlike a kernel policer (nftables ``limit``, xtables
 ``hashlimit``: their byte buckets hold at least one second of the rate, so a short burst at twice the rate passes

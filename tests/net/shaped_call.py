@@ -6,9 +6,11 @@ Who runs where (namespaces of net/netns.py; callsd already serving on ``server``
     limited host (behind ``router``): Chromium: one receiver; ``router`` polices what it forwards to that host
 
 The link limit is a shaper in the limited host's router: while it is on, what the router forwards to the host
-queues in nfqueue_delay.py's rate mode, a link of ``bps`` bit/s with a 300 ms drop-tail queue (this kernel has no
-tbf or netem; its policers, nftables ``limit`` and xtables ``hashlimit``, keep at least a second of the rate in
-their byte buckets, so they let a short probe at three times the rate through whole and say nothing). ``run``
+queues in nfqueue_delay.py's rate mode, a link of ``bps`` bit/s with a 300 ms drop-tail queue (in userspace, so the
+test needs no qdisc and the shaper reports what it queued and dropped; netem is not in this kernel, and tbf was
+missing from the one these tests were written on; the kernel's policers, nftables ``limit`` and xtables
+``hashlimit``, keep at least a second of the rate in their byte buckets, so they let a short probe at three times
+the rate through whole and say nothing). ``run``
 waits until the limited receiver decodes the publisher's widest layer, then follows ``schedule`` (seconds after
 that moment -> limit on or off), and returns every page's samples (video_client.py), the times the limit
 changed and the shaper's counts.
@@ -174,13 +176,14 @@ def run(server: Host, open_host: Host, limited: Host, router: Host, bps: int, sc
 @dataclass(frozen=True, slots=True)
 class Seen:
     """One receiver sample, relative to the schedule's start: its frame width, received bit/s since the previous
-    sample and the longest freeze that ended since then (seconds: the growth of totalFreezesDuration over the
-    growth of freezeCount, a lower bound when several ended)."""
+    sample, the longest freeze that ended since then (seconds: the growth of totalFreezesDuration over the
+    growth of freezeCount, a lower bound when several ended) and the frames it decoded since then."""
 
     t: float
     width: int
     bps: float
     freeze_s: float
+    frames: int
 
 
 def seen(run: ShapedRun, who: str) -> list[Seen]:
@@ -195,7 +198,8 @@ def seen(run: ShapedRun, who: str) -> list[Seen]:
             freezes = stats["freezes"] - prev["freezes"]
             longest = (stats["freeze_s"] - prev["freeze_s"]) / freezes if freezes > 0 else 0.0
             out.append(Seen(t=row["t"] - run.start, width=int(stats["width"]),
-                            bps=(stats["bytes"] - prev["bytes"]) * 8 / dt, freeze_s=longest))
+                            bps=(stats["bytes"] - prev["bytes"]) * 8 / dt, freeze_s=longest,
+                            frames=int(stats["decoded"] - prev["decoded"])))
         prev = {**stats, "t": row["t"]}
     return out
 

@@ -30,7 +30,7 @@ def test_the_limited_receiver_gets_the_low_layer_the_others_the_full_one_and_it_
     decisions = [ln[11:] for ln in server.log().splitlines() if "simulcast:" in ln or "probe " in ln]
     why = f"layers {low}/{full} px; shaper {run.shaper}; server:\n" + "\n".join(decisions[-40:])
     for name, samples in (("limited", limited), ("r1", r1), ("r2", r2)):
-        record_property(name, [(round(s.t, 1), s.width, int(s.bps), round(s.freeze_s, 2)) for s in samples])
+        record_property(name, [(round(s.t, 1), s.width, int(s.bps), round(s.freeze_s, 2), s.frames) for s in samples])
     record_property("server", decisions)
     assert 0 < low < full, why
 
@@ -52,3 +52,10 @@ def test_the_limited_receiver_gets_the_low_layer_the_others_the_full_one_and_it_
     freezes = [(round(s.t, 1), round(s.freeze_s, 2)) for s in limited
                if s.t >= ON and s.freeze_s > 1.0 and not everyone_froze(s.t)]
     assert not freezes, (freezes, why)
+
+    # framesDecoded keeps growing to the end: a stall still going on when the run ends has no freezeCount yet. A
+    # sample counts the frames decoded since the previous one, so more than 1 s from the last sample with frames
+    # to the run's end is a stall of more than 1 s (unless the publisher's: the others decoded nothing either).
+    last = max((s.t for s in limited if s.frames > 0), default=0.0)
+    publisher_stalled = all(not any(o.frames > 0 and o.t > last + 1.0 for o in other) for other in (r1, r2))
+    assert limited[-1].t - last <= 1.0 or publisher_stalled, (f"no frame decoded after {last} s", why)

@@ -26,6 +26,7 @@ def test_defaults_are_the_make_run_setup():
     assert (c.http.listen, c.http.port, c.rtc.ice_port_udp, c.auth.mode) == ("127.0.0.1", 8080, 8443, "open")
     assert c.store.effective_url().startswith("sqlite:///") and c.store.effective_url().endswith("events.sqlite")
     assert c.calls.max_participants == 0 and c.calls.allow_screen_sharing and c.shutdown.drain_timeout == 30
+    assert c.calls.enable_simulcast is True  # simulcast screen and camera, on unless turned off (docs/video.md)
 
 
 def test_file_and_environment(tmp_path):
@@ -36,9 +37,11 @@ def test_file_and_environment(tmp_path):
         'credential = "c"}]\n[calls]\nmax_participants = 8\n[auth]\nmode = "token"\nsecret = "0123456789abcdef"\n'
     )
     c = load_config(path, {"CALLSD_HTTP_PORT": "9100", "CALLSD_CALLS_ALLOW_SCREEN_SHARING": "false",
-                           "CALLSD_SHUTDOWN_DRAIN_TIMEOUT": "2.5", "UNRELATED": "x"})
+                           "CALLSD_SHUTDOWN_DRAIN_TIMEOUT": "2.5", "CALLSD_CALLS_ENABLE_SIMULCAST": "false",
+                           "UNRELATED": "x"})
     assert c.http.port == 9100 and c.rtc.ice_port_udp == 10000 and c.calls.max_participants == 8
     assert c.calls.allow_screen_sharing is False and c.shutdown.drain_timeout == 2.5
+    assert c.calls.enable_simulcast is False
     assert c.rtc.ice_host_override == "calls.example.org"
     assert [s.as_json() for s in c.rtc.ice_servers] == [
         {"urls": ["stun:stun.example.org:3478"]},

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import trio
 from aiortc_tone import TonePeer
+from callsd.adapters.metrics import BANDWIDTH_FEEDBACK
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +66,10 @@ async def test_two_aiortc_peers_hear_each_other_and_mute_stops_audio(start_serve
         assert float(samples['callsd_rtc_rtp_packets_total{direction="out",type="rtp"}']) > 50
         assert float(samples['callsd_rtc_rtp_bytes_total{direction="out",type="rtp"}']) > 1000
         assert float(samples['callsd_websocket_events_total{direction="out",type="signal"}']) >= 2
+        # the bandwidth-estimation counters are exported, every type (their values: tests/media)
+        for kind in BANDWIDTH_FEEDBACK:
+            assert f'callsd_rtc_bandwidth_feedback_total{{type="{kind}"}}' in samples, kind
+        assert "callsd_rtc_bandwidth_estimates" in samples
     finally:
         for peer in peers:
             await peer.close()

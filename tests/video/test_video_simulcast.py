@@ -83,16 +83,19 @@ def test_switch_waits_for_a_key_frame_and_continues_the_numbering() -> None:
 layers_script = st.lists(st.tuples(st.integers(0, 2), st.booleans(), st.integers(0, 2)), min_size=1, max_size=200)
 
 
-@given(layers_script, st.integers(0, 0xFFFF), st.integers(0, 2**32 - 1))
-def test_forwarded_numbering_is_seamless(script: list[tuple[int, bool, int]], seq0: int, ts0: int) -> None:
-    """Three layers sending in order; random key frames and target changes: the receiver sees consecutive sequence
-    numbers, non-decreasing timestamps and consecutive picture ids at each frame, and only switches on key
-    frames of the target."""
+@given(layers_script, st.integers(0, 0xFFFF), st.integers(0, 2**32 - 1), st.integers(0, 0x7FFF), st.integers(0, 0xFF))
+def test_forwarded_numbering_is_seamless(script: list[tuple[int, bool, int]], seq0: int, ts0: int, pid0: int,
+                                         tl00: int) -> None:
+    """Three layers sending in order, each packet a frame of its own, each layer with its own VP8 picture ids and
+    TL0PICIDX (15-bit and 8-bit, wrapping); random key frames and target changes: the receiver sees consecutive
+    sequence numbers, non-decreasing timestamps and consecutive picture ids and TL0PICIDX (every frame is a TL0
+    frame here), and only switches on key frames of the target."""
     sw = LayerSwitcher()
     seqs = [seq0 + 1000 * i for i in range(3)]
     frame = [0, 0, 0]
     out_seqs: list[int] = []
     out_ts: list[int] = []
+    out_ids: list[tuple[int, int]] = []
     now = 0.0
     for layer, key, target in script:
         sw.target = target
@@ -102,14 +105,19 @@ def test_forwarded_numbering_is_seamless(script: list[tuple[int, bool, int]], se
         before = sw.current
         r = sw.on_packet(LayerPacket(layer=layer, seq=seqs[layer] & 0xFFFF,
                                      timestamp=(ts0 + 3000 * frame[layer] + 7 * layer) & 0xFFFFFFFF,
-                                     keyframe_start=key, now_ms=now, picture_id=frame[layer] & 0x7FFF))
+                                     keyframe_start=key, now_ms=now,
+                                     picture_id=(pid0 + 5000 * layer + frame[layer]) & 0x7FFF,
+                                     tl0picidx=(tl00 + 90 * layer + frame[layer]) & 0xFF))
         if r is None:
             continue
         assert layer == sw.current
         if r.switched:
             assert key and layer == target and before != layer
+        assert r.picture_id is not None and r.tl0picidx is not None
         if out_seqs:
             assert r.seq == (out_seqs[-1] + 1) & 0xFFFF
             assert 0 <= (r.timestamp - out_ts[-1]) & 0xFFFFFFFF < 2**31
+            assert (r.picture_id, r.tl0picidx) == ((out_ids[-1][0] + 1) & 0x7FFF, (out_ids[-1][1] + 1) & 0xFF)
         out_seqs.append(r.seq)
         out_ts.append(r.timestamp)
+        out_ids.append((r.picture_id, r.tl0picidx))

@@ -52,7 +52,7 @@ def _run(box: Host, work: Path, loss_percent: int, *extra: str) -> dict[str, Any
 
 
 def _grew(samples: list[dict[str, Any]], key: str) -> int:
-    return int(samples[-1][key]) - int(samples[0][key])
+    return int(samples[-1][key] or 0) - int(samples[0][key] or 0)
 
 
 def test_the_page_publishes_its_screen_as_simulcast_and_each_receiver_gets_one_layer(box: Host,
@@ -84,8 +84,10 @@ def test_five_percent_loss_on_one_receivers_link_is_repaired_without_key_frames(
     assert _grew(lossy, "framesDecoded") >= SECONDS * 2, (lossy[-1], why)  # video keeps decoding
     assert _grew(clean, "framesDecoded") >= SECONDS * 2, (clean[-1], why)
     assert _grew(lossy, "nackCount") > 0, (lossy[-1], why)
-    # the repairs came as RTX (the receiver's RTX SSRC and payload type: Chromium counts only those)
-    assert (lossy[-1]["retransmittedPacketsReceived"] or 0) > 0, (lossy[-1], why)
+    # the repairs came as RTX (the receiver's RTX SSRC and payload type: Chromium counts only those) during the
+    # loss. Chromium counts the server's bandwidth probes (RTX padding) there too (a clean receiver's count grows
+    # by 8-16 in 20 s), so the server's rtx_out, which counts NACK answers only, is what says they were repairs
+    assert _grew(lossy, "retransmittedPacketsReceived") > 0, (lossy[-1], why)
     assert r["metrics"]["callsd_rtc_repair_total_typertx_out"] > 0, why
     # Key-frame requests stay rare: NACK/RTX repairs what was lost. Bound: at most one PLI/FIR per 4 s of loss
     # (each costs a full key frame to every receiver of the layer); without repair it is one per lost frame.

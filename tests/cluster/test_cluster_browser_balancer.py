@@ -99,7 +99,11 @@ def _hand(p: bs.Participant, kind: str) -> None:
     count = f"window.__acks.filter(a => a[0] === '{kind}' && a[1] === '{sid}').length"
     seen = int(p.page.evaluate(count))
     p.tid("hand-button").click()
-    p.page.wait_for_function(f"{count} > {seen}", timeout=bs.WAIT_MS)
+    try:
+        p.page.wait_for_function(f"{count} > {seen}", timeout=bs.WAIT_MS)
+    except playwright_sync.TimeoutError:
+        acks = p.page.evaluate("window.__acks")
+        raise AssertionError(f"{p.name}: no {kind} for {sid} in {bs.WAIT_MS} ms; acks {acks}\n{p.debug()}") from None
 
 
 def test_pages_and_load_users_behind_haproxy_hear_each_other_again_after_kill_9(browser: Any, pg_url: str,

@@ -458,9 +458,6 @@ async def serve(
         if (current.max_participants, current.reconnect_window_ms, current.allow_screen_sharing) != wanted:
             hub.feed(ev.Configure(at=int(time.time() * 1000), max_participants=wanted[0],
                                   reconnect_window_ms=wanted[1], allow_screen_sharing=wanted[2]))
-        # After the new configuration: sessions still connected when the last process stopped drop now, under this
-        # process's reconnect window; those that dropped before keep the deadline of theirs (docs/protocol.md).
-        hub.recover()
         plane: ServedPlane | None = None
         if media:
             plane = (plane_factory or _make_plane)(config, hub.emit)
@@ -482,6 +479,14 @@ async def serve(
             rtc_address = None
             if plane is not None:
                 rtc_address = await nursery.start(plane.serve)
+            # After the new configuration, and once nothing but the listener is left to start: sessions still
+            # connected when the last process stopped drop now, under this process's reconnect window, so the window
+            # runs while their clients can reach the server, not while the media plane starts (worker processes,
+            # rtcd logins: seconds under load); those that dropped before keep their deadline (docs/protocol.md).
+            hub.recover()
+            await hub.flush()
+            if hub.fatal is not None:
+                raise StartupError(f"the event log cannot record: {hub.fatal.__cause__ or hub.fatal}")
             direct = SignalingUpgrade(hub, config, http_counters) if config.http.signaling_socket == "direct" else None
             binds = await nursery.start(partial(serve_http, app, _hypercorn_config(config), _guard_settings(config),
                                                 http_counters, direct=direct))

@@ -189,14 +189,17 @@ def tail(path: Path, lines: int = 60) -> str:
 
 @contextlib.contextmanager
 def logs_on_failure(serve: Serve, hosts: list[RtcdProcess]) -> Iterator[None]:
-    """Add serve's and every host's log tail to an assertion that fails inside (what the server did, not only
-    what the page saw)."""
+    """Add serve's and every host's log tail to an assertion that fails, or a wait that times out, inside (what the
+    server did, not only what the page saw); also when a nursery wraps it in an exception group."""
     try:
         yield
-    except AssertionError as exc:
+    except (AssertionError, trio.TooSlowError, BaseExceptionGroup) as exc:
+        if isinstance(exc, BaseExceptionGroup) and exc.subgroup((AssertionError, trio.TooSlowError)) is None:
+            raise
         parts = [f"--- serve.log\n{tail(serve.log_path)}"]
         parts += [f"--- rtcd {h.address}\n{tail(h.log_path, 30)}" for h in hosts]
-        raise AssertionError(f"{exc}\n" + "\n".join(parts)) from exc
+        exc.add_note("\n".join(parts))
+        raise
 
 
 class Serve:
@@ -220,19 +223,31 @@ class Serve:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def wait_ready(self, linked: tuple[str, ...] = (), timeout: float = 60) -> None:
+        """Healthy, and (``linked``) each of those hosts linked and accepting calls: serve is ready while its hosts
+        are still being linked ("calls wait for one"), and a login to a host can time out and be retried under
+        load, so a test that places calls on particular hosts waits for them here first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
-                    return
+                    break
             except OSError:
                 time.sleep(0.2)
-        pytest.fail("callsd serve is not healthy:\n" + self.log_path.read_text()[-3000:])
+        else:
+            pytest.fail("callsd serve is not healthy:\n" + self.log_path.read_text()[-3000:])
+        deadline = time.monotonic() + timeout
+        while linked and time.monotonic() < deadline:
+            placement = self.placement_now()
+            if all(placement.get(kind, {}).get(a) == 1 for kind in ("up", "accepting") for a in linked):
+                return
+            time.sleep(0.2)
+        if linked:
+            pytest.fail(f"callsd serve did not link {linked} in {timeout} s:\n" + tail(self.log_path))
 
-    async def ready(self) -> None:
-        await trio.to_thread.run_sync(self.wait_ready)
+    async def ready(self, linked: tuple[str, ...] = ()) -> None:
+        await trio.to_thread.run_sync(self.wait_ready, linked)
 
     async def placement(self) -> dict[str, dict[str, float]]:
         return await trio.to_thread.run_sync(self.placement_now)

@@ -223,6 +223,9 @@ class PlaneRouter:
         near = [w for w in live if self.planes[w].cpu_load <= lightest + LOAD_STEP]  # within noise of the lightest
         i = min(near, key=lambda w: (load[w], self.planes[w].cpu_load, w))
         self.channel_worker[channel_id] = i
+        log.info("call %s placed on %s (of %s)", channel_id, self.planes[i].name,
+                 "; ".join(f"{self.planes[w].name}: {load[w]} sessions, cpu {self.planes[w].cpu_load:.3f}"
+                           for w in live))
         return i
 
     def _forget(self, session_id: str) -> None:

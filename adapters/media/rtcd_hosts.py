@@ -112,8 +112,10 @@ class RtcdHosts:
 
     async def _link(self, router: PlaneRouter, host: HostState) -> None:
         """Log in, open the link, serve it until it breaks; the host is then unlinked (the next round relinks)."""
+        step = "at POST /login"  # which step failed, for the log: a bare TooSlowError does not say
         try:
             host.token = await login(host.endpoint, self.client_id, self._auth_key, self.ssl_context)
+            step = "at the /ws upgrade"
             async with open_link(host.endpoint, host.token, self.ssl_context) as stream, \
                     trio.open_nursery() as nursery:
                 plane = RemotePlane(stream, router.emit, name=f"rtcd {host.endpoint.label}")
@@ -127,6 +129,7 @@ class RtcdHosts:
                 host.linking = False
                 log.info("rtcd host %s linked (media %s)", host.endpoint.label, plane.address)
                 nursery.start_soon(self._poll, host, plane)
+                step = "after linking"
                 while plane.alive:
                     await trio.sleep(0.1)
                 nursery.cancel_scope.cancel()
@@ -136,8 +139,8 @@ class RtcdHosts:
             host.link_failures += 1
             cause = f" ({exc.__cause__!r})" if exc.__cause__ is not None else ""  # trio wraps TLS errors
             log.log(logging.WARNING if host.link_failures == 1 else logging.DEBUG,
-                    "rtcd host %s cannot be linked: %r%s (retried every %gs while it is in DNS)",
-                    host.endpoint.label, exc, cause, self.resolve_interval)
+                    "rtcd host %s cannot be linked (%s): %r%s (retried every %gs while it is in DNS)",
+                    host.endpoint.label, step, exc, cause, self.resolve_interval)
         finally:
             host.linking = False
             host.plane = None

@@ -42,7 +42,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[
         names = Hosts(tmp / "hosts")
         names.set(*ADDRESSES)
         serve = Serve(tmp, names, port)
-        serve.wait_ready()
+        serve.wait_ready(ADDRESSES)  # both hosts linked: the call moves to the other one
         yield hosts, serve
     finally:
         if serve is not None:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import trio
 from aiortc_tone import TonePeer
-from rtcd_support import ADDRESSES, NAME, Hosts, RtcdProcess, Serve, common_port, self_signed
+from rtcd_support import ADDRESSES, NAME, Hosts, RtcdProcess, Serve, common_port, logs_on_failure, self_signed
 
 pytestmark = pytest.mark.slow
 
@@ -130,47 +130,48 @@ async def _renegotiate(peers: list[Any], clients: list[Any]) -> None:
 
 async def test_spread_dns_removal_and_kill_9_recovery(rtcd_pair: Any, connect: Any, loopback_aioice: None) -> None:
     hosts, names, serve = rtcd_pair
-    await serve.ready()
+    await serve.ready(ADDRESSES)
     stack: list[Any] = []
-    try:
-        async with trio.open_nursery() as nursery:
-            call1, clients1 = await _call(connect, serve, "call1", nursery, stack)
-            placement = await serve.placement()
-            a = next(h for h, n in placement["calls"].items() if n == 1)  # call1's host
-            b = next(h for h in ADDRESSES if h != a)
-            call2, _ = await _call(connect, serve, "call2", nursery, stack)
-            # spread by load: call2 on the other host (the hosts themselves and serve's placement metrics agree)
-            placement = await serve.placement()
-            assert placement["calls"] == {a: 1, b: 1} and placement["sessions"] == {a: 2, b: 2}
-            assert [s["calls"] for s in await _systems(hosts)] == [1, 1]
+    with logs_on_failure(serve, hosts):
+        try:
+            async with trio.open_nursery() as nursery:
+                call1, clients1 = await _call(connect, serve, "call1", nursery, stack)
+                placement = await serve.placement()
+                a = next(h for h, n in placement["calls"].items() if n == 1)  # call1's host
+                b = next(h for h in ADDRESSES if h != a)
+                call2, _ = await _call(connect, serve, "call2", nursery, stack)
+                # spread by load: call2 on the other host (the hosts themselves and serve's placement metrics agree)
+                placement = await serve.placement()
+                assert placement["calls"] == {a: 1, b: 1} and placement["sessions"] == {a: 2, b: 2}
+                assert [s["calls"] for s in await _systems(hosts)] == [1, 1]
 
-            # b (call2's host) leaves DNS: the next call lands on a although a is busier; call2 keeps its audio
-            names.set(a)
-            await _until_placement(serve, lambda p: p.get("accepting", {}).get(b) == 0)
-            call3, clients3 = await _call(connect, serve, "call3", nursery, stack)
-            placement = await serve.placement()
-            assert placement["calls"] == {a: 2, b: 1} and placement["up"] == {a: 1, b: 1}
-            await _hears(call2)
+                # b (call2's host) leaves DNS: the next call lands on a although a is busier; call2 keeps its audio
+                names.set(a)
+                await _until_placement(serve, lambda p: p.get("accepting", {}).get(b) == 0)
+                call3, clients3 = await _call(connect, serve, "call3", nursery, stack)
+                placement = await serve.placement()
+                assert placement["calls"] == {a: 2, b: 1} and placement["up"] == {a: 1, b: 1}
+                await _hears(call2)
 
-            # b is back in DNS; kill -9 of a (call1, call3): their peers renegotiate and hear each other through b
-            names.set(*ADDRESSES)
-            await _until_placement(serve, lambda p: p.get("accepting", {}).get(b) == 1)
-            heard2 = call2[0].frames
-            hosts[ADDRESSES.index(a)].kill()
-            await _until_placement(serve, lambda p: p.get("up", {}).get(a) == 0)
-            await _renegotiate(call1, clients1)
-            await _renegotiate(call3, clients3)
-            with trio.fail_after(15):  # the issue's bound: audio back within 15 s
-                await _hears(call1 + call3, frames=25)
-            await _hears(call2)
-            assert call2[0].frames > heard2 + 50  # call2 on b never stopped
-            placement = await serve.placement()
-            assert placement["calls"].get(b) == 3
-            assert (await _systems([hosts[ADDRESSES.index(b)]]))[0]["calls"] == 3
-            nursery.cancel_scope.cancel()
-    finally:
-        for peer in stack:
-            await peer.close()
+                # b is back in DNS; kill -9 of a (call1, call3): their peers renegotiate and hear each other through b
+                names.set(*ADDRESSES)
+                await _until_placement(serve, lambda p: p.get("accepting", {}).get(b) == 1)
+                heard2 = call2[0].frames
+                hosts[ADDRESSES.index(a)].kill()
+                await _until_placement(serve, lambda p: p.get("up", {}).get(a) == 0)
+                await _renegotiate(call1, clients1)
+                await _renegotiate(call3, clients3)
+                with trio.fail_after(15):  # the issue's bound: audio back within 15 s
+                    await _hears(call1 + call3, frames=25)
+                await _hears(call2)
+                assert call2[0].frames > heard2 + 50  # call2 on b never stopped
+                placement = await serve.placement()
+                assert placement["calls"].get(b) == 3
+                assert (await _systems([hosts[ADDRESSES.index(b)]]))[0]["calls"] == 3
+                nursery.cancel_scope.cancel()
+        finally:
+            for peer in stack:
+                await peer.close()
 
 
 def _status(host: RtcdProcess, path: str) -> int:
@@ -183,41 +184,42 @@ def _status(host: RtcdProcess, path: str) -> int:
 
 async def test_sigterm_drains_a_host(rtcd_pair: Any, connect: Any, loopback_aioice: None) -> None:
     hosts, _names, serve = rtcd_pair
-    await serve.ready()
+    await serve.ready(ADDRESSES)
     stack: list[Any] = []
-    try:
-        async with trio.open_nursery() as nursery:
-            call1, clients1 = await _call(connect, serve, "call1", nursery, stack)
-            placement = await serve.placement()
-            a = next(h for h, n in placement["calls"].items() if n == 1)
-            b = next(h for h in ADDRESSES if h != a)
-            draining = hosts[ADDRESSES.index(a)]
-            draining.terminate()
-            with trio.fail_after(10):
-                while await trio.to_thread.run_sync(_status, draining, "/healthz") != 503:
-                    await trio.sleep(0.1)
-            assert (await _systems([draining]))[0]["draining"] is True
-            await _until_placement(serve, lambda p: p.get("draining", {}).get(a) == 1
-                                   and p.get("accepting", {}).get(a) == 0)
-            # no new call lands on the draining host (without the drain, call3 would: 2 sessions there, 4 on b)
-            call2, _ = await _call(connect, serve, "call2", nursery, stack)
-            call3, _ = await _call(connect, serve, "call3", nursery, stack)
-            placement = await serve.placement()
-            assert placement["calls"] == {a: 1, b: 2}
-            await _hears(call1)  # the draining host's call goes on
-            assert draining.proc is not None and draining.proc.poll() is None
-            # the call ends: the host has nothing left and exits 0
-            for client in clients1:
-                await client.send("leave")
-            with trio.fail_after(20):
-                while draining.proc.poll() is None:
-                    await trio.sleep(0.1)
-            assert draining.proc.returncode == 0, draining.log()[-2000:]
-            await _hears(call2 + call3)
-            nursery.cancel_scope.cancel()
-    finally:
-        for peer in stack:
-            await peer.close()
+    with logs_on_failure(serve, hosts):
+        try:
+            async with trio.open_nursery() as nursery:
+                call1, clients1 = await _call(connect, serve, "call1", nursery, stack)
+                placement = await serve.placement()
+                a = next(h for h, n in placement["calls"].items() if n == 1)
+                b = next(h for h in ADDRESSES if h != a)
+                draining = hosts[ADDRESSES.index(a)]
+                draining.terminate()
+                with trio.fail_after(10):
+                    while await trio.to_thread.run_sync(_status, draining, "/healthz") != 503:
+                        await trio.sleep(0.1)
+                assert (await _systems([draining]))[0]["draining"] is True
+                await _until_placement(serve, lambda p: p.get("draining", {}).get(a) == 1
+                                       and p.get("accepting", {}).get(a) == 0)
+                # no new call lands on the draining host (without the drain, call3 would: 2 sessions there, 4 on b)
+                call2, _ = await _call(connect, serve, "call2", nursery, stack)
+                call3, _ = await _call(connect, serve, "call3", nursery, stack)
+                placement = await serve.placement()
+                assert placement["calls"] == {a: 1, b: 2}
+                await _hears(call1)  # the draining host's call goes on
+                assert draining.proc is not None and draining.proc.poll() is None
+                # the call ends: the host has nothing left and exits 0
+                for client in clients1:
+                    await client.send("leave")
+                with trio.fail_after(20):
+                    while draining.proc.poll() is None:
+                        await trio.sleep(0.1)
+                assert draining.proc.returncode == 0, draining.log()[-2000:]
+                await _hears(call2 + call3)
+                nursery.cancel_scope.cancel()
+        finally:
+            for peer in stack:
+                await peer.close()
 
 
 async def test_https_link_checks_the_certificate_name(tmp_path: Path, connect: Any, loopback_aioice: None) -> None:
@@ -260,7 +262,7 @@ async def test_loadtest_through_two_rtcd_hosts(rtcd_pair: Any, tmp_path: Path) -
     import json
 
     _hosts, _names, serve = rtcd_pair
-    await serve.ready()
+    await serve.ready(ADDRESSES)
     results = tmp_path / "results.json"
     run = await trio.run_process(
         [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", f"http://127.0.0.1:{serve.port}",
@@ -283,31 +285,32 @@ async def test_a_hung_host_fails_health_then_its_link_and_comes_back(rtcd_pair: 
     the link's pings time out (its sessions are reported closed); after SIGCONT the next resolution links it again
     and it takes calls."""
     hosts, _names, serve = rtcd_pair
-    await serve.ready()
+    await serve.ready(ADDRESSES)
     stack: list[Any] = []
-    stopped = hosts[0]
-    try:
-        async with trio.open_nursery() as nursery:
-            call1, _ = await _call(connect, serve, "call1", nursery, stack)
-            placement = await serve.placement()
-            if placement["calls"].get(stopped.address) != 1:  # make the stopped host the one with the call
-                stopped = hosts[1]
-            other = next(a for a in ADDRESSES if a != stopped.address)
-            assert stopped.proc is not None
-            stopped.proc.send_signal(signal.SIGSTOP)
-            try:
-                await _until_placement(serve, lambda p: p["accepting"].get(stopped.address) == 0, timeout=15)
-                call2, _ = await _call(connect, serve, "call2", nursery, stack)
-                assert (await serve.placement())["calls"].get(other) == 1
-                # the link's pings go unanswered: serve gives the host up and reports its sessions closed
-                placement = await _until_placement(serve, lambda p: p["up"].get(stopped.address) == 0, timeout=30)
-                assert placement["sessions"].get(stopped.address, 0) == 0
-            finally:
-                stopped.proc.send_signal(signal.SIGCONT)
-            await _until_placement(serve, lambda p: p["up"].get(stopped.address) == 1
-                                   and p["accepting"].get(stopped.address) == 1, timeout=30)
-            await _hears(call2)
-            nursery.cancel_scope.cancel()
-    finally:
-        for peer in stack:
-            await peer.close()
+    with logs_on_failure(serve, hosts):
+        stopped = hosts[0]
+        try:
+            async with trio.open_nursery() as nursery:
+                call1, _ = await _call(connect, serve, "call1", nursery, stack)
+                placement = await serve.placement()
+                if placement["calls"].get(stopped.address) != 1:  # make the stopped host the one with the call
+                    stopped = hosts[1]
+                other = next(a for a in ADDRESSES if a != stopped.address)
+                assert stopped.proc is not None
+                stopped.proc.send_signal(signal.SIGSTOP)
+                try:
+                    await _until_placement(serve, lambda p: p["accepting"].get(stopped.address) == 0, timeout=15)
+                    call2, _ = await _call(connect, serve, "call2", nursery, stack)
+                    assert (await serve.placement())["calls"].get(other) == 1
+                    # the link's pings go unanswered: serve gives the host up and reports its sessions closed
+                    placement = await _until_placement(serve, lambda p: p["up"].get(stopped.address) == 0, timeout=30)
+                    assert placement["sessions"].get(stopped.address, 0) == 0
+                finally:
+                    stopped.proc.send_signal(signal.SIGCONT)
+                await _until_placement(serve, lambda p: p["up"].get(stopped.address) == 1
+                                       and p["accepting"].get(stopped.address) == 1, timeout=30)
+                await _hears(call2)
+                nursery.cancel_scope.cancel()
+        finally:
+            for peer in stack:
+                await peer.close()

@@ -11,7 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 import trio
+from callsd.adapters.cluster.front import DRAINING_CLOSE
 from cluster_support import cluster_node, peer
+from trio_websocket import ConnectionClosed
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +48,7 @@ async def test_an_owner_paused_past_its_lease_does_not_act_for_the_call_again(pg
 
             os.kill(n1.pid, signal.SIGSTOP)
             try:
+                await alice.send("raise_hand")  # waits in n1's socket: n1 wakes with this input pending
                 # n2 sees n1's lease lapse, takes the call (epoch 2) and resumes bob's session there.
                 resumed = await bob.expect("join_ack", timeout=4 * lease + 10)
                 assert resumed["reconnected"] is True
@@ -57,7 +60,9 @@ async def test_an_owner_paused_past_its_lease_does_not_act_for_the_call_again(pg
             finally:
                 os.kill(n1.pid, signal.SIGCONT)
 
-            # n1 wakes with inputs and timers pending: it must not act. Alice's socket on n1 is resumed on n2.
+            # n1 wakes with an input and timers pending: it must not act (neither log alice's raise nor answer it).
+            # Alice's socket on n1 is resumed on n2; her pending raise is either dropped (never acknowledged) or
+            # forwarded behind her resume and acknowledged by n2: either way once, by the new owner.
             back = await alice.expect("join_ack", timeout=15)
             assert back["reconnected"] is True and back["session_id"] == alice.session_id
             hands = {p["session_id"]: p["raised_hand"] for p in back["state"]["participants"]}
@@ -67,9 +72,27 @@ async def test_an_owner_paused_past_its_lease_does_not_act_for_the_call_again(pg
             assert not [m for m in after if m["type"] == "error"], after
             await alice.send("lower_hand")
             await alice.send("raise_hand")
-            await bob.expect("user_raised_hand", session_id=alice.session_id)
+            await alice.send("react", {"emoji": "done"})  # after her hand inputs, in one ordered stream
+            await bob.expect("user_reacted", session_id=alice.session_id)
             assert _rows_by_epoch(pg_url, "room")[1] == epoch_1_rows  # n1 wrote nothing more
             assert _owner(pg_url, "room") == ("n2", 2)
+
+            # A newcomer's join_ack is the owner's state once every input above is acknowledged; every broadcast
+            # bob and alice got before the newcomer's user_joined must agree with it, without duplicates.
+            carol = await stack.enter_async_context(peer(n2))
+            final = {p["session_id"]: p["raised_hand"] > 0
+                     for p in (await carol.join("room", "carol"))["state"]["participants"]}
+            assert final[alice.session_id] and final[bob.session_id], final
+            for who in (alice, bob):
+                await who.expect("user_joined", session_id=carol.session_id)
+                for sid in (alice.session_id, bob.session_id):
+                    hand = [m["type"] for m in who.seen if m["type"] in ("user_raised_hand", "user_lowered_hand")
+                            and m["data"]["session_id"] == sid]
+                    # raised, lowered, raised...: each acknowledged input once, ending in the owner's state (none
+                    # for alice about bob: his raise came while she was away; her resume's state carried it)
+                    alternating = (["user_raised_hand", "user_lowered_hand"] * len(hand))[:len(hand)]
+                    assert hand == alternating and (not hand or hand[-1] == "user_raised_hand"), \
+                        (who.session_id, sid, hand)
             raised = [m for m in bob.seen if m["type"] == "user_raised_hand" and
                       m["data"]["session_id"] == bob.session_id]
             assert len(raised) == 1, raised  # no duplicate of an acknowledged output
@@ -98,7 +121,8 @@ async def test_single_handler_mode_hosts_every_call_on_the_handler(pg_url: str, 
 
 async def test_sigterm_hands_the_call_to_another_node_at_once(pg_url: str, tmp_path: Path) -> None:
     """Drain: the owner releases the lease instead of letting it lapse; the call moves before the lease would
-    have expired; a client of the drained node reconnects elsewhere with its session."""
+    have expired; the drained node closes its own client with 1012 (reconnect), and that client reconnects
+    elsewhere with its session."""
     lease = 30.0  # far longer than the hand-over may take
     n1, n2 = (cluster_node(tmp_path, pg_url, name, lease=lease) for name in ("n1", "n2"))
     for node in (n1, n2):
@@ -116,7 +140,10 @@ async def test_sigterm_hands_the_call_to_another_node_at_once(pg_url: str, tmp_p
             n1.proc.terminate()  # SIGTERM
             resumed = await bob.expect("join_ack", timeout=10)  # well within the 30 s lease
             assert resumed["reconnected"] is True
-            assert _owner(pg_url, "room") == ("n2", 2)
+            with pytest.raises(ConnectionClosed) as closed:  # alice's node tells her to reconnect elsewhere
+                await alice.expect("nothing more", timeout=10)
+            assert closed.value.reason.code == DRAINING_CLOSE, closed.value.reason
+            assert _owner(pg_url, "room") == ("n2", 2)  # n2 took the released lease; n1 never took it back
             await trio.to_thread.run_sync(lambda: n1.proc.wait(timeout=20))  # type: ignore[union-attr]
             alice2 = await stack.enter_async_context(peer(n2))
             await alice2.send("reconnect", {"session_id": alice.session_id, "channel_id": "room",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import urllib.request
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import trio
 from callsd.adapters.cluster.front import DRAINING_CLOSE
 from cluster_support import cluster_node, peer
+from serve_support import ServeProcess
 from trio_websocket import ConnectionClosed
 
 pytestmark = pytest.mark.slow
@@ -23,6 +25,12 @@ def _rows_by_epoch(pg_url: str, channel: str) -> dict[int, int]:
         rows = db.execute("SELECT epoch, count(*) FROM events WHERE stream = %s GROUP BY epoch",
                           ("channel/" + channel,)).fetchall()
     return {int(e): int(n) for e, n in rows}
+
+
+def _metric(node: ServeProcess, name: str) -> float:
+    with urllib.request.urlopen(node.url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
 def _owner(pg_url: str, channel: str) -> tuple[str, int]:
@@ -96,6 +104,11 @@ async def test_an_owner_paused_past_its_lease_does_not_act_for_the_call_again(pg
             raised = [m for m in bob.seen if m["type"] == "user_raised_hand" and
                       m["data"]["session_id"] == bob.session_id]
             assert len(raised) == 1, raised  # no duplicate of an acknowledged output
+            with trio.fail_after(10):  # n1 counts the lease it lost (its host ends after closing its store)
+                while await trio.to_thread.run_sync(_metric, n1, "callsd_cluster_lease_losses_total") != 1:
+                    await trio.sleep(0.1)
+            assert _metric(n2, "callsd_cluster_lease_losses_total") == 0
+            assert _metric(n1, "callsd_cluster_calls_owned") == 0 and _metric(n2, "callsd_cluster_calls_owned") == 1
     finally:
         for node in (n1, n2):
             await trio.to_thread.run_sync(node.stop)

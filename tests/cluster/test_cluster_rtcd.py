@@ -58,8 +58,8 @@ async def test_a_cluster_places_its_calls_media_on_an_rtcd_host_and_again_after_
     rtcd = RtcdProcess(tmp_path, "127.0.0.2")
     await trio.to_thread.run_sync(rtcd.start)
     await trio.to_thread.run_sync(rtcd.register)
-    media = {"CALLSD_RTC_RTCD_URL": rtcd.base, "CALLSD_RTC_RTCD_CLIENT_ID": CLIENT, "CALLSD_RTC_RTCD_AUTH_KEY": KEY}
-    nodes = {name: cluster_node(tmp_path, pg_url, name, **media) for name in ("n1", "n2")}
+    nodes = {name: cluster_node(tmp_path, pg_url, name, CALLSD_RTC_RTCD_URL=rtcd.base, CALLSD_RTC_RTCD_CLIENT_ID=CLIENT,
+                                CALLSD_RTC_RTCD_AUTH_KEY=KEY) for name in ("n1", "n2")}
     balancer = HAProxy(tmp_path, [(name, node.port) for name, node in nodes.items()])
     out = tmp_path / "load.json"
     users, duration, kill_at = 3, 18.0, 6.0

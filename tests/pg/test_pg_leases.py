@@ -213,4 +213,5 @@ def test_a_takeover_rebuilds_the_dead_owners_calls_from_its_checkpoint_and_tail(
     with psycopg.connect(pg_url) as db:
         epochs = [e for (e,) in db.execute("SELECT epoch FROM events WHERE stream = %s ORDER BY seq", (stream,))]
     assert epochs == [1] * 10 + [2]
-    dead.close(), taker.close(), reader.close()
+    for store in (dead, taker, reader):
+        store.close()

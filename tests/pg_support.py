@@ -112,9 +112,12 @@ class PostgresServer:
                 raise RuntimeError(f"pg_ctl stop failed: {done.stdout}{done.stderr}")
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown) and delete its directory."""
+        """Stop the server and delete its directory. Immediate, not fast: a fast shutdown first writes a checkpoint
+        of every database the session created, only for the directory to be deleted (measured: 18 s for 40
+        databases on a moderately loaded machine, 119 s at the end of tests/pg + tests/cluster under load; 0.1 s
+        immediate)."""
         if self.data.exists():
-            self.halt("fast")
+            self.halt("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> PostgresServer:

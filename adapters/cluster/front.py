@@ -27,7 +27,7 @@ from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 from .host import CallHost
 from .link import CLIENT_CODES, LINK_HEADER, LINK_PATH, unwrap, wrap
 
-__all__ = ["Remote", "Router", "serve_client"]
+__all__ = ["DRAINING_CLOSE", "Remote", "Router", "serve_client"]
 
 log = logging.getLogger("callsd.cluster")
 
@@ -36,6 +36,7 @@ QUEUE = 256
 RETRY_PAUSE = 0.25
 UNDELIVERED_TIMEOUT = 30.0  # a client's first frames wait this long for a reachable owner
 JOIN_ACK = '{"type":"join_ack"'
+DRAINING_CLOSE = 1012  # RFC 6455 "service restart": this node is going away, reconnect (through the balancer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class Router(Protocol):
     link_key: str
     link_ssl: ssl.SSLContext | None  # relay links over TLS (wss://), verifying the owner's certificate
     counters: Any
+    draining: trio.Event  # set when the node drains: its clients are closed with DRAINING_CLOSE
 
     def new_id(self) -> str: ...
 
@@ -125,8 +127,14 @@ async def serve_client(node: Router, client: Transport, query_token: str | None)
             except Exception as exc:  # a transport error is a closed socket
                 log.debug("receive from a client failed: %r", exc)
 
+    async def close_when_draining(scope: trio.CancelScope) -> None:
+        await node.draining.wait()
+        session.client_code = session.client_code or DRAINING_CLOSE
+        scope.cancel()
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(read_client)
+        nursery.start_soon(close_when_draining, nursery.cancel_scope)
         channel = None
         async for frame in recv_q:
             kind, request_id = peek(frame)
@@ -147,7 +155,8 @@ async def serve_client(node: Router, client: Transport, query_token: str | None)
         nursery.cancel_scope.cancel()
     if session.client_code:
         with trio.move_on_after(2):
-            await client.close(session.client_code, "closed by the server")
+            await client.close(session.client_code, "this node is draining: reconnect"
+                               if session.client_code == DRAINING_CLOSE else "closed by the server")
 
 
 async def _follow_owner(node: Router, client: Transport, session: _Session, channel: str, conn_id: str,

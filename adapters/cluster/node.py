@@ -77,6 +77,9 @@ class ClusterNode:
         self.idle_seconds = idle_seconds  # a hosted channel with no call and no socket this long is given up
         self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self._nursery: trio.Nursery | None = None
+        # Set once at SIGTERM: this node hosts nothing more, and its fronts close their clients with
+        # DRAINING_CLOSE so they reconnect through the balancer to a node that stays.
+        self.draining = trio.Event()
 
     # ------------------------------------------------------------------ the front's Router
 
@@ -125,6 +128,8 @@ class ClusterNode:
     async def host(self, channel_id: str) -> CallHost | None:
         """Host the channel here if nobody's lease on it is live (a new epoch, rebuilt from its log)."""
         assert self._nursery is not None, "run() first"
+        if self.draining.is_set():  # a released channel must not come back here: it would lapse, not be released
+            return None
         async with self._locks[channel_id]:
             current = self.hosts.get(channel_id)
             if current is not None and current.live:
@@ -209,7 +214,11 @@ class ClusterNode:
 
     async def release_all(self, timeout: float = 5.0) -> None:
         """Drain (SIGTERM): let every hosted channel's accepted inputs reach the log, then stop hosting it and
-        release its lease, so the relaying nodes move its sessions to a new owner at once (not after the lease)."""
+        release its lease, so the relaying nodes move its sessions to a new owner at once (not after the lease).
+        From the start nothing is hosted here again (``host``), and this node's own clients are closed with
+        ``DRAINING_CLOSE`` (the front): without both, a client of this node whose host stopped would be resumed
+        here, re-taking the lease just released, and this node's exit would leave it to lapse."""
+        self.draining.set()
         hosts = list(self.hosts.values())
         with trio.move_on_after(timeout / 2):
             for host in hosts:

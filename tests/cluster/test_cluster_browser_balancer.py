@@ -1,6 +1,7 @@
 """Chromium pages and `callsd loadtest` users of one call behind a real HAProxy running deploy/proxy/haproxy.cfg
 (round-robin over three nodes): their sockets land on different nodes, every page hears the other pages (decoded
-audio: inbound-rtp energy grows) and receives every other user's audio packets. Then `kill -9` of the owner: within
+audio: inbound-rtp energy grows) and receives every other user's audio packets; the load users receive every
+page's audio and each other's. Then `kill -9` of the owner: within
 10 s every page hears the others again without a reload (pages of the dead node reconnect through the balancer,
 the others are moved by the node keeping their socket), `callsd replay --verify` passes over the PostgreSQL log,
 and every hand raise or lower a page saw acknowledged is in the log, in order."""
@@ -178,6 +179,9 @@ def test_pages_and_load_users_behind_haproxy_hear_each_other_again_after_kill_9(
     assert load is not None and load.returncode in (0, 3), load_output  # 3: "a server process changed"
     doc = json.loads(out.read_text())
     assert doc["users"]["failed"] == 0 and doc["users"]["connected"] == load_users, doc["users"]
+    # ...and the load users hear the pages too (and each other) on their last media leg, with the new owner.
+    heard = doc["calls"][0]["audio_streams_received_last_leg"]
+    assert heard >= load_users * (len(pages) + load_users - 1), doc["calls"][0]
     verified = subprocess.run([sys.executable, "-m", "callsd.app.cli", "replay", pg_url, "--verify"],
                               capture_output=True, text=True, timeout=120)
     assert verified.returncode == 0, verified.stdout + verified.stderr

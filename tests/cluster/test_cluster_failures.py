@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
+import urllib.request
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import psycopg
 import pytest
 import trio
+from callsd.adapters.cluster.front import DRAINING_CLOSE
 from cluster_support import cluster_node, peer
+from serve_support import ServeProcess
+from trio_websocket import ConnectionClosed
 
 pytestmark = pytest.mark.slow
 
@@ -21,6 +25,12 @@ def _rows_by_epoch(pg_url: str, channel: str) -> dict[int, int]:
         rows = db.execute("SELECT epoch, count(*) FROM events WHERE stream = %s GROUP BY epoch",
                           ("channel/" + channel,)).fetchall()
     return {int(e): int(n) for e, n in rows}
+
+
+def _metric(node: ServeProcess, name: str) -> float:
+    with urllib.request.urlopen(node.url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
 def _owner(pg_url: str, channel: str) -> tuple[str, int]:
@@ -46,6 +56,7 @@ async def test_an_owner_paused_past_its_lease_does_not_act_for_the_call_again(pg
 
             os.kill(n1.pid, signal.SIGSTOP)
             try:
+                await alice.send("raise_hand")  # waits in n1's socket: n1 wakes with this input pending
                 # n2 sees n1's lease lapse, takes the call (epoch 2) and resumes bob's session there.
                 resumed = await bob.expect("join_ack", timeout=4 * lease + 10)
                 assert resumed["reconnected"] is True
@@ -57,7 +68,9 @@ async def test_an_owner_paused_past_its_lease_does_not_act_for_the_call_again(pg
             finally:
                 os.kill(n1.pid, signal.SIGCONT)
 
-            # n1 wakes with inputs and timers pending: it must not act. Alice's socket on n1 is resumed on n2.
+            # n1 wakes with an input and timers pending: it must not act (neither log alice's raise nor answer it).
+            # Alice's socket on n1 is resumed on n2; her pending raise is either dropped (never acknowledged) or
+            # forwarded behind her resume and acknowledged by n2: either way once, by the new owner.
             back = await alice.expect("join_ack", timeout=15)
             assert back["reconnected"] is True and back["session_id"] == alice.session_id
             hands = {p["session_id"]: p["raised_hand"] for p in back["state"]["participants"]}
@@ -67,12 +80,35 @@ async def test_an_owner_paused_past_its_lease_does_not_act_for_the_call_again(pg
             assert not [m for m in after if m["type"] == "error"], after
             await alice.send("lower_hand")
             await alice.send("raise_hand")
-            await bob.expect("user_raised_hand", session_id=alice.session_id)
+            await alice.send("react", {"emoji": "done"})  # after her hand inputs, in one ordered stream
+            await bob.expect("user_reacted", session_id=alice.session_id)
             assert _rows_by_epoch(pg_url, "room")[1] == epoch_1_rows  # n1 wrote nothing more
             assert _owner(pg_url, "room") == ("n2", 2)
+
+            # A newcomer's join_ack is the owner's state once every input above is acknowledged; every broadcast
+            # bob and alice got before the newcomer's user_joined must agree with it, without duplicates.
+            carol = await stack.enter_async_context(peer(n2))
+            final = {p["session_id"]: p["raised_hand"] > 0
+                     for p in (await carol.join("room", "carol"))["state"]["participants"]}
+            assert final[alice.session_id] and final[bob.session_id], final
+            for who in (alice, bob):
+                await who.expect("user_joined", session_id=carol.session_id)
+                for sid in (alice.session_id, bob.session_id):
+                    hand = [m["type"] for m in who.seen if m["type"] in ("user_raised_hand", "user_lowered_hand")
+                            and m["data"]["session_id"] == sid]
+                    # raised, lowered, raised...: each acknowledged input once, ending in the owner's state (none
+                    # for alice about bob: his raise came while she was away; her resume's state carried it)
+                    alternating = (["user_raised_hand", "user_lowered_hand"] * len(hand))[:len(hand)]
+                    assert hand == alternating and (not hand or hand[-1] == "user_raised_hand"), \
+                        (who.session_id, sid, hand)
             raised = [m for m in bob.seen if m["type"] == "user_raised_hand" and
                       m["data"]["session_id"] == bob.session_id]
             assert len(raised) == 1, raised  # no duplicate of an acknowledged output
+            with trio.fail_after(10):  # n1 counts the lease it lost (its host ends after closing its store)
+                while await trio.to_thread.run_sync(_metric, n1, "callsd_cluster_lease_losses_total") != 1:
+                    await trio.sleep(0.1)
+            assert _metric(n2, "callsd_cluster_lease_losses_total") == 0
+            assert _metric(n1, "callsd_cluster_calls_owned") == 0 and _metric(n2, "callsd_cluster_calls_owned") == 1
     finally:
         for node in (n1, n2):
             await trio.to_thread.run_sync(node.stop)
@@ -96,9 +132,43 @@ async def test_single_handler_mode_hosts_every_call_on_the_handler(pg_url: str, 
             await trio.to_thread.run_sync(node.stop)
 
 
+async def test_single_handler_mode_keeps_the_calls_of_a_dead_handler_until_it_is_back(pg_url: str,
+                                                                                       tmp_path: Path) -> None:
+    """The only handler is killed: no other node may host its calls, so none takes them (the non-handler's client
+    keeps its socket while its node looks for a handler); the handler restarts, rebuilds the call from the log at
+    the next epoch, and the client is resumed on it with what was acknowledged before the kill."""
+    handler = cluster_node(tmp_path, pg_url, "h1")
+    relay = cluster_node(tmp_path, pg_url, "r1", handler=False)
+    for node in (handler, relay):
+        await trio.to_thread.run_sync(node.start)
+    try:
+        async with peer(relay) as alice:
+            await alice.join("room", "alice")
+            await alice.send("raise_hand")
+            await alice.expect("user_raised_hand", session_id=alice.session_id)
+            assert _owner(pg_url, "room") == ("h1", 1)
+            await trio.to_thread.run_sync(handler.kill)
+            with psycopg.connect(pg_url, autocommit=True) as db, trio.fail_after(15):  # wait out the lease
+                while not (row := db.execute("SELECT expires_at <= clock_timestamp() FROM call_leases").fetchone()) \
+                        or not row[0]:
+                    await trio.sleep(0.2)
+            await trio.sleep(1.0)  # r1 routes the channel every 0.2 s meanwhile: it must not take the lease
+            assert _owner(pg_url, "room") == ("h1", 1)
+            await trio.to_thread.run_sync(handler.start)
+            back = await alice.expect("join_ack", timeout=20)  # the same socket, resumed on the restarted handler
+            assert back["reconnected"] is True and back["session_id"] == alice.session_id
+            hands = {p["session_id"]: p["raised_hand"] for p in back["state"]["participants"]}
+            assert hands[alice.session_id] > 0  # acknowledged before the kill, rebuilt from the log
+            assert _owner(pg_url, "room") == ("h1", 2)
+    finally:
+        for node in (handler, relay):
+            await trio.to_thread.run_sync(node.stop)
+
+
 async def test_sigterm_hands_the_call_to_another_node_at_once(pg_url: str, tmp_path: Path) -> None:
     """Drain: the owner releases the lease instead of letting it lapse; the call moves before the lease would
-    have expired; a client of the drained node reconnects elsewhere with its session."""
+    have expired; the drained node closes its own client with 1012 (reconnect), and that client reconnects
+    elsewhere with its session."""
     lease = 30.0  # far longer than the hand-over may take
     n1, n2 = (cluster_node(tmp_path, pg_url, name, lease=lease) for name in ("n1", "n2"))
     for node in (n1, n2):
@@ -116,7 +186,11 @@ async def test_sigterm_hands_the_call_to_another_node_at_once(pg_url: str, tmp_p
             n1.proc.terminate()  # SIGTERM
             resumed = await bob.expect("join_ack", timeout=10)  # well within the 30 s lease
             assert resumed["reconnected"] is True
-            assert _owner(pg_url, "room") == ("n2", 2)
+            with pytest.raises(ConnectionClosed) as closed:  # alice's node tells her to reconnect elsewhere
+                await alice.expect("nothing more", timeout=10)
+            reason = closed.value.reason
+            assert reason is not None and reason.code == DRAINING_CLOSE, reason
+            assert _owner(pg_url, "room") == ("n2", 2)  # n2 took the released lease; n1 never took it back
             await trio.to_thread.run_sync(lambda: n1.proc.wait(timeout=20))  # type: ignore[union-attr]
             alice2 = await stack.enter_async_context(peer(n2))
             await alice2.send("reconnect", {"session_id": alice.session_id, "channel_id": "room",

@@ -49,6 +49,27 @@ def test_replay_verifies_a_postgresql_log_and_finds_an_edit(pg_url: str, capsys:
     assert rc == 1 and "seq 7: chain break" in err
 
 
+def test_replay_of_a_clusters_database_verifies_each_stream_and_finds_a_call_by_id(
+        pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A cluster keeps one stream per channel: `callsd replay URL --call ID --verify` replays and verifies each and
+    shows the call in its channel's stream; an edit in one stream fails the whole command."""
+    for channel, call in (("a", "ka"), ("b", "kb")):
+        recorder = CallRecorder(open_store(f"{pg_url}?stream=channel%2F{channel}"))
+        recorder.handle(JoinCall(at=1, channel_id=channel, session_id="s" + channel, user_id="u", call_id=call))
+        recorder.handle(RaiseHand(at=2, session_id="s" + channel))
+        recorder.store.close()
+    rc, out, err = _run(capsys, "replay", pg_url, "--call", "kb", "--verify")
+    assert rc == 0, err
+    a, b = out.split("== stream 'channel/b'")
+    assert "== stream 'channel/a'" in a and "no call with id 'kb'" in a and "verify: all 2 record" in a
+    assert "call kb" in b and "raised@2" in b and "verify: all 2 record" in b
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute("UPDATE events SET record = replace(record, '\"at\":2', '\"at\":3') "
+                   "WHERE stream = 'channel/a' AND seq = 2")
+    rc, out, err = _run(capsys, "replay", pg_url, "--call", "kb", "--verify")
+    assert rc == 1 and "seq 2: chain break" in err and "call kb" in out
+
+
 def test_log_stats_and_compact_on_postgresql(pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

@@ -176,3 +176,42 @@ def test_compacting_a_leased_stream_keeps_its_checkpoint_in_step(pg_url: str, tm
     reopened = CallRecorder.open(PostgresStore(pg_url, stream="leased"))
     assert reopened.recovered is not None and reopened.recovered.verified and reopened.seq == 7
     owner.close(), tool.close(), reopened.store.close()
+
+
+def test_a_takeover_rebuilds_the_dead_owners_calls_from_its_checkpoint_and_tail(pg_url: str) -> None:
+    """What a node taking a channel over does (adapters/cluster/host.py): the next epoch's lease, then the dead
+    owner's last checkpoint and only the records after it; the rebuilt machine is the dead owner's, and the new
+    owner's records continue the same chain."""
+    from callsd.adapters.store.startup import open_verified
+    from callsd.core import JoinCall, RaiseHand
+
+    stream = "channel/room"
+    dead = PostgresStore(pg_url, stream=stream)
+    assert dead.acquire_lease("node-a", 1) is not None
+    before = CallRecorder(dead, checkpoint_every=4)
+    for i, sid in enumerate(("s0", "s1", "s2")):
+        before.handle(JoinCall(at=i, session_id=sid, channel_id="room", user_id=f"u{i}", call_id="k"))
+    before.handle(RaiseHand(at=3, session_id="s1"))
+    for i in range(4, 10):
+        before.handle(_ghost(i, "a"))
+    assert before.seq == 10 and dead.load_checkpoint()["seq"] == 8  # type: ignore[index]
+    _wait_expired(pg_url, stream)  # node-a died: nobody released its lease
+
+    taker = PostgresStore(pg_url, stream=stream)
+    lease = taker.acquire_lease("node-b", 30)
+    assert lease is not None and lease.epoch == 2
+    rebuilt = open_verified(taker, checkpoint_every=4)
+    assert rebuilt.recovered is not None and rebuilt.recovered.verified
+    assert rebuilt.recovered.chain.chained == 2  # records 9 and 10: the tail after the checkpoint, not seq 1..10
+    assert rebuilt.seq == 10 and rebuilt.machine.snapshot() == before.machine.snapshot()
+    rebuilt.handle(RaiseHand(at=11, session_id="s2"))
+    with pytest.raises(StaleLease):  # the dead owner, were it only paused, could not append any more
+        before.handle(_ghost(12, "a"))
+    reader = PostgresStore(pg_url, stream=stream, readonly=True)
+    whole = replay(reader.iter_records(1))
+    assert whole.verified and whole.last_seq == 11 and whole.machine.snapshot() == rebuilt.machine.snapshot()
+    with psycopg.connect(pg_url) as db:
+        epochs = [e for (e,) in db.execute("SELECT epoch FROM events WHERE stream = %s ORDER BY seq", (stream,))]
+    assert epochs == [1] * 10 + [2]
+    for store in (dead, taker, reader):
+        store.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psycopg
@@ -13,7 +14,7 @@ import pytest
 from callsd.adapters.store import CallRecorder, open_store
 from callsd.adapters.store import postgres as pg_module
 from callsd.adapters.store.compaction import compact
-from callsd.adapters.store.pg_schema import SCHEMA_VERSION
+from callsd.adapters.store.pg_schema import MIGRATIONS, SCHEMA_VERSION
 from callsd.adapters.store.postgres import PostgresStore, split_store_url
 from callsd.core import (
     Disconnect,
@@ -85,6 +86,50 @@ def test_the_schema_is_created_once_and_versioned(pg_url: str) -> None:
         tables = {t for (t,) in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert versions == list(range(1, SCHEMA_VERSION + 1))
     assert {"schema_version", "events", "checkpoints", "call_leases"} <= tables
+
+
+def test_an_older_schema_is_migrated_at_start_and_its_log_kept(pg_url: str) -> None:
+    """A database written at schema version 1 (the first release: events and checkpoints only) is brought up to
+    date by the next start, in place: the later versions' tables appear, the log is kept and rebuilds the calls."""
+    recorder = CallRecorder(open_store(pg_url))
+    for event in EVENTS:
+        recorder.handle(event)
+    recorder.store.close()
+    with psycopg.connect(pg_url) as db:  # back to version 1, as that release left it
+        db.execute("DROP TABLE call_leases, cluster_nodes, cluster_calls")
+        db.execute("DELETE FROM schema_version WHERE version > 1")
+    assert [v for v, _ in MIGRATIONS][1:] == [2, 3, 4]  # a new migration: drop its table above too
+
+    reopened = CallRecorder.open(open_store(pg_url))  # what `callsd serve` does at start
+    assert reopened.recovered is not None and reopened.recovered.verified
+    assert reopened.machine.snapshot() == recorder.machine.snapshot() and reopened.seq == len(EVENTS)
+    reopened.store.close()
+    with psycopg.connect(pg_url) as db:
+        versions = [v for (v,) in db.execute("SELECT version FROM schema_version ORDER BY version")]
+        tables = {t for (t,) in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert versions == list(range(1, SCHEMA_VERSION + 1))
+    assert {"call_leases", "cluster_nodes", "cluster_calls"} <= tables
+
+
+def test_nodes_starting_together_on_an_empty_database_migrate_it_once(pg_url: str) -> None:
+    """Three nodes of a cluster start at once: each migration is applied by exactly one (the advisory lock)."""
+    failures: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            PostgresStore(pg_url).close()
+        except BaseException as exc:  # reported below, with the others
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures, failures
+    with psycopg.connect(pg_url) as db:
+        versions = [v for (v,) in db.execute("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == list(range(1, SCHEMA_VERSION + 1))
 
 
 def test_a_newer_schema_is_refused_for_reading_and_writing(pg_url: str) -> None:

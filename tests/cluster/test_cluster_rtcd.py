@@ -1,0 +1,117 @@
+"""A cluster whose media runs on an rtcd host (issue 12: "media for a call is on the owner's media plane,
+integrated, or the rtcd hosts it places on"): two `callsd serve` nodes behind a real HAProxy, both with
+``rtc.rtcd_url`` naming one `callsd rtcd` process on 127.0.0.2. `callsd loadtest` users of one call land on both
+nodes; the owner places every session of the call on the rtcd host (its media plane), wherever the user's WebSocket
+landed, and they hear each other through it. `kill -9` of the owner: the other node takes the call over at the next
+epoch, places the sessions on the rtcd host again, and every user hears every other on its last media leg."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+import trio
+from cluster_support import cluster_node
+from haproxy_support import HAProxy
+from rtcd_support import CLIENT, KEY, RtcdProcess, basic
+
+pytestmark = pytest.mark.slow
+
+
+def _owner(pg_url: str) -> tuple[str, int] | None:
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        row = db.execute("SELECT owner, epoch FROM call_leases WHERE stream LIKE 'channel/%'").fetchone()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
+def _metric(url: str, name: str) -> float:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+def _connected_on(rtcd: RtcdProcess) -> float:
+    """Media sessions that ever reached "connected" on the rtcd host (its /metrics)."""
+    req = urllib.request.Request(rtcd.base + "/metrics", headers={"Authorization": basic(CLIENT, KEY)})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith('callsd_rtcd_rtc_conn_states_total{type="connected"}'))
+
+
+async def _until(what: str, check: Callable[[], bool], timeout: float) -> None:
+    with trio.fail_after(timeout):
+        while not await trio.to_thread.run_sync(check):
+            await trio.sleep(0.2)
+    print("seen:", what)
+
+
+async def test_a_cluster_places_its_calls_media_on_an_rtcd_host_and_again_after_kill_9(pg_url: str,
+                                                                                       tmp_path: Path) -> None:
+    rtcd = RtcdProcess(tmp_path, "127.0.0.2")
+    await trio.to_thread.run_sync(rtcd.start)
+    await trio.to_thread.run_sync(rtcd.register)
+    nodes = {name: cluster_node(tmp_path, pg_url, name, CALLSD_RTC_RTCD_URL=rtcd.base, CALLSD_RTC_RTCD_CLIENT_ID=CLIENT,
+                                CALLSD_RTC_RTCD_AUTH_KEY=KEY) for name in ("n1", "n2")}
+    balancer = HAProxy(tmp_path, [(name, node.port) for name, node in nodes.items()])
+    out = tmp_path / "load.json"
+    users, duration, kill_at = 3, 18.0, 6.0
+    try:
+        for node in nodes.values():
+            await trio.to_thread.run_sync(node.start)
+        await trio.to_thread.run_sync(balancer.start)
+        async with trio.open_nursery() as nursery:
+            done: list[subprocess.CompletedProcess[str]] = []
+
+            def load() -> None:
+                done.append(subprocess.run(
+                    [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", balancer.url, "--calls", "1",
+                     "--users-per-call", str(users), "--unmuted", str(users), "--duration", str(duration),
+                     "--join-duration", "1", "--join-timeout", "20", "--reconnect", "--output", str(out),
+                     "--quiet"], capture_output=True, text=True, timeout=150, cwd=tmp_path))
+
+            nursery.start_soon(trio.to_thread.run_sync, load)
+            with trio.fail_after(30):
+                while (owner := _owner(pg_url)) is None:
+                    await trio.sleep(0.1)
+            # Every user's media session is on the rtcd host, placed there by the owner.
+            await _until(f"{users} sessions of one call on the rtcd host, connected",
+                         lambda: rtcd.system()["sessions"] == users and rtcd.system()["calls"] == 1
+                         and _connected_on(rtcd) == users, 30)
+            await trio.sleep(max(0.0, kill_at - 1))
+            relayed = sum(_metric(node.url, "callsd_cluster_relayed_out_total") for node in nodes.values())
+            assert relayed >= 1  # users on the node that does not own the call, relayed to the owner
+            killed = time.monotonic()
+            await trio.to_thread.run_sync(nodes[owner[0]].kill)
+            with trio.fail_after(10):
+                while (now := _owner(pg_url)) is None or now[1] == owner[1]:
+                    await trio.sleep(0.05)
+            print(f"owner {owner[0]} killed; {now[0]} took the call over at epoch {now[1]} after "
+                  f"{time.monotonic() - killed:.1f} s")
+            assert now[0] != owner[0]
+            # The dead owner's link to the rtcd host closed its sessions; the new owner placed them again there,
+            # and they connected a second time.
+            await _until(f"the call's {users} sessions placed again by {now[0]} and connected",
+                         lambda: _connected_on(rtcd) >= 2 * users and rtcd.system()["sessions"] == users
+                         and rtcd.system()["calls"] == 1, 20)
+        load_run = done[0]
+    finally:
+        await trio.to_thread.run_sync(balancer.stop)
+        for node in nodes.values():
+            await trio.to_thread.run_sync(node.stop)
+        await trio.to_thread.run_sync(rtcd.stop)
+    assert load_run.returncode in (0, 3), load_run.stdout + load_run.stderr  # 3: "a server process changed"
+    doc = json.loads(out.read_text())
+    assert doc["users"]["failed"] == 0 and doc["users"]["connected"] == users, doc["users"]
+    assert doc["users"]["reconnects"] >= users, doc["users"]  # every user renegotiated with the new owner
+    assert doc["calls"][0]["audio_streams_received_last_leg"] == users * (users - 1), doc["calls"][0]
+    verified = subprocess.run([sys.executable, "-m", "callsd.app.cli", "replay", pg_url, "--verify"],
+                              capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

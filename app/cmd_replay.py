@@ -5,7 +5,9 @@ LOG is a JSON Lines log (``.jsonl``), an SQLite log (``.db``/``.sqlite``/``.sqli
 in turn, one per channel). The command replays every record through the call core (up to seq N with
 ``--until``) and prints each ongoing call as a table: channel, call id, host, and per participant whether it is
 muted, has its hand raised, shares its screen, has its camera on, and is connected. ``--call ID`` narrows the
-report to one call (ongoing or ended). ``--json`` prints the same as one JSON document. ``--verify`` also checks that
+report to one call (ongoing or ended). ``--json`` prints the same as one JSON document (a cluster's database: one
+document whose ``streams`` maps each stream to its report; with ``--verify`` each report says ``verified``; the
+problems found are printed to stderr as without ``--json``). ``--verify`` also checks that
 every record's stored output digest matches what this version of the core produces, and that the hash chain is whole
 (every record's hash matches its content and links to the record before; docs/adr/0011-log-chain.md). A log written
 before the chain (version 1 records) is reported as "unchained (v1)": its digests are still checked.
@@ -101,7 +103,8 @@ def _call_text(c: CallView) -> list[str]:
     return lines + ["  " + line for line in _table(rows)]
 
 
-def _report(result: ReplayResult, args: argparse.Namespace) -> None:
+def _report(result: ReplayResult, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Print the text report, or return the JSON document (printed by ``run``, whole, once)."""
     calls = [c for c in result.machine.calls() if args.call is None or c.call_id == args.call]
     ended = [(seq, e) for seq, e in result.ended if args.call is None or e.call_id == args.call]
     if args.json:
@@ -119,8 +122,9 @@ def _report(result: ReplayResult, args: argparse.Namespace) -> None:
                 "breaks": [{"seq": b.seq, "reason": b.reason} for b in result.chain.breaks],
             },
         }
-        print(json.dumps(doc, indent=2, sort_keys=True))
-        return
+        if args.verify:
+            doc["verified"] = result.verified
+        return doc
     compacted = result.chain.compacted
     done = result.last_seq - compacted
     print(f"replayed {done} record(s)" + (f" after the compaction entry at seq {compacted}" if compacted else "")
@@ -135,6 +139,7 @@ def _report(result: ReplayResult, args: argparse.Namespace) -> None:
                   f"participants: {', '.join(e.participants)}")
     if args.call is not None and not calls and not ended:
         print(f"no call with id {args.call!r} in the replayed records")
+    return None
 
 
 def _streams_of(url: str) -> list[str]:
@@ -166,41 +171,52 @@ def _with_stream(url: str, stream: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     streams = _streams_of(args.log)
-    if streams:  # every stream is a log of its own: replay (and verify) each; the worst exit code wins
-        worst = EXIT_OK
-        for stream in streams:
+    if not streams:
+        code, doc = _run_one(args, args.log)
+        if doc is not None:
+            print(json.dumps(doc, indent=2, sort_keys=True))
+        return code
+    # A cluster's database: every stream is a log of its own; replay (and verify) each; the worst exit code wins.
+    worst, docs = EXIT_OK, {}
+    for stream in streams:
+        if not args.json:
             print(f"== stream {stream!r}")
-            worst = max(worst, _run_one(args, _with_stream(args.log, stream)))
-        return worst
-    return _run_one(args, args.log)
+        code, doc = _run_one(args, _with_stream(args.log, stream))
+        docs[stream] = doc if doc is not None else {"exit_code": code}
+        worst = max(worst, code)
+    if args.json:
+        print(json.dumps({"streams": docs}, indent=2, sort_keys=True))
+    return worst
 
 
-def _run_one(args: argparse.Namespace, log: str) -> int:
+def _run_one(args: argparse.Namespace, log: str) -> tuple[int, dict[str, Any] | None]:
+    """Replay one log: its exit code, and its JSON report with ``--json`` (None without, or when it could not be
+    read: the reason is on stderr)."""
     try:
         store = open_store(log, readonly=True)
     except ValueError as exc:
         print(f"callsd replay: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_USAGE, None
     except EventLogError as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_CORRUPT
+        return EXIT_CORRUPT, None
     except OSError as exc:
         print(f"{log}: cannot read: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_CORRUPT
+        return EXIT_CORRUPT, None
     try:
         result = replay(store.iter_records(), until=args.until, call=args.call)
     except EventLogError as exc:
         located = exc if exc.source else exc.located(source=store.location)
         print(str(located), file=sys.stderr)
-        return EXIT_CORRUPT
+        return EXIT_CORRUPT, None
     except OSError as exc:
         print(f"{store.location}: cannot read: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_CORRUPT
+        return EXIT_CORRUPT, None
     finally:
         store.close()
-    _report(result, args)
+    doc = _report(result, args)
     if not args.verify:
-        return EXIT_OK
+        return EXIT_OK, doc
     for m in result.mismatches:
         print(f"seq {m.seq}: expected {m.expected}, actual {m.actual}", file=sys.stderr)
         for o in m.outputs:
@@ -210,10 +226,11 @@ def _run_one(args: argparse.Namespace, log: str) -> int:
     if not result.verified:
         print(f"verify: {len(result.mismatches)} mismatch(es), {len(result.chain.breaks)} chain break(s)",
               file=sys.stderr)
-        return EXIT_MISMATCH
+        return EXIT_MISMATCH, doc
     checked = result.last_seq - result.chain.compacted
-    print(f"verify: all {checked} record digests match; chain: {chain_summary(result)}")
-    return EXIT_OK
+    summary = f"verify: all {checked} record digests match; chain: {chain_summary(result)}"
+    print(summary, file=sys.stderr if doc is not None else sys.stdout)  # stdout holds only the document
+    return EXIT_OK, doc
 
 
 def chain_summary(result: ReplayResult) -> str:

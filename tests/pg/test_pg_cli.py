@@ -63,6 +63,11 @@ def test_replay_of_a_clusters_database_verifies_each_stream_and_finds_a_call_by_
     a, b = out.split("== stream 'channel/b'")
     assert "== stream 'channel/a'" in a and "no call with id 'kb'" in a and "verify: all 2 record" in a
     assert "call kb" in b and "raised@2" in b and "verify: all 2 record" in b
+    rc, out, err = _run(capsys, "replay", pg_url, "--call", "kb", "--verify", "--json")
+    streams = json.loads(out)["streams"]  # one document for the whole database: each stream's report in it
+    assert rc == 0 and sorted(streams) == ["channel/a", "channel/b"], err
+    assert [c["call_id"] for c in streams["channel/b"]["calls"]] == ["kb"] and streams["channel/a"]["calls"] == []
+    assert all(doc["verified"] for doc in streams.values()) and "verify: all 2 record" in err
     with psycopg.connect(pg_url, autocommit=True) as db:
         db.execute("UPDATE events SET record = replace(record, '\"at\":2', '\"at\":3') "
                    "WHERE stream = 'channel/a' AND seq = 2")

@@ -8,7 +8,9 @@ import socket
 import struct
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
+from callsd.adapters.media import plane_rtcp
 from callsd.adapters.media.dtls import Certificate, SrtpKeys
 from callsd.adapters.media.forwarder import URI_AUDIO_LEVEL, URI_MID, InTrack, OutRoute
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig
@@ -157,12 +159,25 @@ def scenarios(draw: Any) -> Scenario:
         st.tuples(st.just("pause"), st.integers(0, max(0, len(routes) - 1))),
         st.tuples(st.just("nack"), st.integers(0, max(0, len(routes) - 1)), st.lists(st.integers(0, 40),
                                                                                      max_size=3)),
+        st.tuples(st.just("report"), st.booleans()),
     )
     events = draw(st.lists(st.one_of(rtp_event(tracks_t), rtp_event(tracks_t), rtp_event(tracks_t), other),
                            min_size=10, max_size=60))
     return Scenario(profile=draw(st.sampled_from(sorted(PROFILES))), publishers=publishers, receivers=receivers,
                     receivers_connected=tuple(draw(st.integers(0, 5)) > 0 for _ in range(receivers)),
                     tracks=tracks_t, routes=tuple(routes), events=tuple(events))
+
+
+class ReportClock:
+    """The clocks the RTCP round reads (SR timestamps), fixed: both paths' reports must be byte-identical."""
+
+    @staticmethod
+    def monotonic() -> float:
+        return 1000.25
+
+    @staticmethod
+    def time() -> float:
+        return 1_800_000_000.5
 
 
 # --- one run -------------------------------------------------------------------------------------------------------
@@ -313,6 +328,13 @@ class Run:
             r.paused = not r.paused
             r.resync = True
             r.track.relive()
+        elif kind == "report":  # the RTCP round (True: all at once) or one tick of it, at a clock both runs share
+            self.drain()
+            with mock.patch.object(plane_rtcp, "time", ReportClock):
+                if ev[1]:
+                    self.plane.send_reports()
+                else:
+                    self.plane.send_due_reports()
         elif kind == "nack" and self.routes:
             r = self.routes[ev[1]]
             rcv = self.sc.publishers + self.sc.routes[ev[1]].receiver

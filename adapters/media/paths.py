@@ -5,7 +5,9 @@ things the endpoint otherwise hard-wires:
 
 * ``drain(sock, batch)`` reads and handles up to ``batch`` datagrams (fewer returned: the socket is empty);
 * ``srtp_context(keys)`` builds the SRTP contexts of a peer whose DTLS handshake finished;
-* ``peer_type`` is the ``Peer`` class whose ``send_rtp`` protects with those contexts.
+* ``peer_type`` is the ``Peer`` class whose ``send_rtp`` protects with those contexts;
+* ``send_rtcp(sock, packets)`` sends a tick's RTCP reports (Python: one ``Peer.send_rtcp`` each; native: SRTCP in C
+  and one ``sendmmsg``, docs/adr/0042).
 
 ``PythonPath`` is today's loop (transport.py ``UdpEndpoint._drain``): ``recvmsg`` until it would block (the
 ancillary data carries the kernel's arrival time, udp.kernel_arrival), each datagram through
@@ -65,6 +67,10 @@ class ReceivePath(Protocol):
 
     def drain(self, sock: socket.socket, batch: int) -> int: ...
 
+    def send_rtcp(self, sock: socket.socket | None, packets: list[tuple[Peer, bytes]]) -> None:
+        """Protect and send each (peer, plain RTCP compound packet), counting as ``Peer.send_rtcp`` does; ``sock``:
+        the endpoint's socket (None before it is bound)."""
+
 
 class PythonPath:
     """The reference: everything per packet in Python (pylibsrtp's libsrtp, one ``recvmsg``/``sendto`` each)."""
@@ -89,6 +95,10 @@ class PythonPath:
     def drain(self, sock: socket.socket, batch: int) -> int:
         assert self._endpoint is not None, "bind() first"
         return self._endpoint._drain(sock.recvmsg, batch)  # noqa: SLF001 - the endpoint's own loop
+
+    def send_rtcp(self, sock: socket.socket | None, packets: list[tuple[Peer, bytes]]) -> None:
+        for peer, plain in packets:
+            peer.send_rtcp(plain)
 
 
 def native_available() -> str | None:

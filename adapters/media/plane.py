@@ -88,6 +88,7 @@ from .paths import make_path
 from .plane_network import PlaneNetwork
 from .plane_session import PlaneConfig, PlaneCounters, PlaneSettings, SdpRejected, Session
 from .probing import ProbeSender
+from .report_schedule import ReportSchedule
 from .simulcast_fwd import SimulcastForwarder
 from .transport import Peer, TransportConfig, UdpEndpoint
 
@@ -154,6 +155,7 @@ class MediaPlane:
         self.ice_watch = IceOutcomeWatch(timeout=float(config.ice_check_timeout),
                                          advertised=self.network.advertised_text, emit=emit)
         self._report_interval = report_interval
+        self.reports: ReportSchedule[Session] = ReportSchedule()  # each session's tick of the interval (ADR 0042)
 
     # -- serving ------------------------------------------------------------------------------------------------
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -162,6 +164,7 @@ class MediaPlane:
             self.address = await nursery.start(self.endpoint.serve)
             await self.network.start(nursery, self.endpoint)
             nursery.start_soon(self._periodic)
+            nursery.start_soon(self._report_ticks)
             nursery.start_soon(self.probes.run)
             nursery.start_soon(twcc_recv.feedback_loop, lambda: self.endpoint.peers, self._feedback_sent)
             task_status.started(self.address)
@@ -213,6 +216,7 @@ class MediaPlane:
         self.sessions[session_id] = Session(session_id, channel_id,
                                             self._transport(secrets.token_hex(4), secrets.token_hex(16)),
                                             simulcast)
+        self.reports.add(session_id, self.sessions[session_id])
 
     def close_session(self, session_id: str) -> None:
         """Forget a session: its peer, its tracks (their routes to others are torn down and re-offered), its routes.
@@ -223,6 +227,7 @@ class MediaPlane:
         if s is None:
             return
         s.closed = True
+        self.reports.remove(session_id)
         self.estimates.forget(session_id)
         self.endpoint.remove_peer(session_id)
         self.ice_watch.forget(session_id)
@@ -580,17 +585,35 @@ class MediaPlane:
 
     # -- periodic RTCP ------------------------------------------------------------------------------------------
     async def _periodic(self) -> None:
-        n = 0
         while True:
             await trio.sleep(self._report_interval / 4)
             self.forwarder.tick(list(self.tracks.values()))
             retransmit.nack_round(self.forwarder, list(self.tracks.values()), plane_rtcp.send_nack)
             self.simulcast.nack_round()
             self.ice_watch.check(trio.current_time(), self.endpoint.peer)
-            n += 1
-            if n % 4 == 0:
-                self.send_reports()
+
+    async def _report_ticks(self) -> None:
+        """Every interval / slots, the reports of the sessions whose slot it is (ADR 0042). Deadlines on a grid: a
+        late tick does not push the next ones, so each session keeps one report per interval; a loop held for more
+        than a whole interval starts a new grid rather than catching up with a burst."""
+        step = self._report_interval / self.reports.slots
+        deadline = trio.current_time()
+        while True:
+            deadline += step
+            if trio.current_time() - deadline > self._report_interval:
+                deadline = trio.current_time()
+            await trio.sleep_until(deadline)
+            self.send_due_reports()
+
+    def send_due_reports(self) -> None:
+        """One tick of the reporting interval: the reports of the sessions whose slot comes next."""
+        self._send(self.reports.due())
 
     def send_reports(self) -> None:
-        """One round of RTCP: an SR per stream each session receives, an RR about the streams it publishes."""
-        plane_rtcp.send_reports(self.sessions.values(), self.forwarder.counters, self.simulcast.sr_timestamp)
+        """One whole round of RTCP at once (tests): an SR per stream each session receives, an RR about the
+        streams it publishes."""
+        self._send(self.sessions.values())
+
+    def _send(self, sessions: Iterable[Session]) -> None:
+        plane_rtcp.send_reports(sessions, self.forwarder.counters, self.simulcast.sr_timestamp,
+                                self.endpoint.send_rtcp_round)

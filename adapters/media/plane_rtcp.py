@@ -9,7 +9,8 @@ Split from plane.py (one job: RTCP in and out, no negotiation or routing):
 - ``send_nack``, ``send_pli``, ``send_layer_pli``: the requests the forwarder, the retransmission round and the
   simulcast forwarder send towards publishers.
 - ``send_reports(sessions, counters)``: the periodic round, an SR per stream each session receives and an RR about
-  the streams it publishes (rtcp_term.py).
+  the streams it publishes (rtcp_term.py), handed to the endpoint as one batch (one ``sendmmsg`` on the native
+  path). The plane calls it every tick for the sessions whose slot it is (report_schedule.py, docs/adr/0042).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .twcc_send import TransportSequencer
 
 if TYPE_CHECKING:
     from .plane_session import Session
+    from .transport import Peer
 
 __all__ = ["RtcpAnswers", "send_nack", "send_pli", "send_layer_pli", "send_layer_nack", "send_reports"]
 
@@ -110,16 +112,25 @@ def send_pli(t: InTrack) -> None:
 
 
 def send_reports(sessions: Iterable[Session], counters: ForwarderCounters,
-                 sr_timestamp: Callable[[OutRoute, float], int | None] | None = None) -> None:
-    """One round of RTCP: an SR per stream each session receives, an RR about the streams it publishes.
-    ``sr_timestamp``: a route's own RTP clock where the track's is not its (simulcast routes)."""
+                 sr_timestamp: Callable[[OutRoute, float], int | None] | None = None,
+                 send: Callable[[list[tuple[Peer, bytes]]], None] | None = None) -> None:
+    """One round of RTCP for ``sessions``: an SR per stream each session receives, an RR about the streams it
+    publishes. ``sr_timestamp``: a route's own RTP clock where the track's is not its (simulcast routes).
+    ``send``: takes the round's (peer, compound packet) pairs at once (the endpoint's ``send_rtcp_round``: one
+    ``sendmmsg`` on the native path); without it, each packet goes through its peer's ``send_rtcp``."""
     now = time.monotonic()
     ntp = rtcp_term.ntp_now(time.time())
+    packets: list[tuple[Peer, bytes]] = []
     for s in sessions:
         peer = s.peer
         if peer is None:
             continue
         for chunk in rtcp_term.session_reports(s.rtcp_ssrc, s.routes_in.values(), s.inbound.values(), now, ntp,
                                                sr_timestamp):
+            packets.append((peer, chunk))
+    counters.rtcp_out += len(packets)
+    if send is not None:
+        send(packets)
+    else:
+        for peer, chunk in packets:
             peer.send_rtcp(chunk)
-            counters.rtcp_out += 1

@@ -280,6 +280,12 @@ class UdpEndpoint:
         self._by_ufrag[local_ufrag] = peer
         return peer
 
+    def send_rtcp_round(self, packets: list[tuple[Peer, bytes]]) -> None:
+        """RTCP compound packets the server originates, each to its peer, handed to the path at once: the Python
+        path sends them one by one (``Peer.send_rtcp``), the native one protects and sends them in one ``sendmmsg``
+        with the same bytes and counting (docs/adr/0042)."""
+        self.path.send_rtcp(self._sock, packets)
+
     def remove_peer(self, session_id: str) -> None:
         """Forget a session (no on_closed callback). Unknown ids are ignored."""
         peer = self._by_session.get(session_id)

@@ -33,7 +33,7 @@ from pylibsrtp import Policy
 from ..counters import TransportCounters
 from ..dtls import SRTP_PROFILES, SrtpKeys
 from ..transport import Peer
-from ._engine import MAX_PACKET, Engine, SrtpSession
+from ._engine import MAX_PACKET, Engine, SrtpSession, send_rtcp_batch
 
 if TYPE_CHECKING:
     from ..forwarder import Forwarder, InTrack
@@ -145,6 +145,27 @@ class NativePath:
 
     def srtp_context(self, keys: SrtpKeys) -> NativeSrtpContext:
         return NativeSrtpContext(keys)
+
+    def send_rtcp(self, sock: socket.socket | None, packets: list[tuple[Peer, bytes]]) -> None:
+        """The tick's RTCP in one C call (rtcp_batch.h): SRTCP with each peer's native session, one ``sendmmsg``,
+        counted as ``Peer.send_rtcp`` counts. A peer not ready or with a foreign context goes through its own
+        ``send_rtcp`` (which counts the drop or sends it the Python way)."""
+        items: list[tuple[SrtpSession, bytes, Any]] = []
+        for peer, plain in packets:
+            tx = peer._tx if isinstance(peer, NativePeer) else None  # noqa: SLF001 - set when SRTP became ready
+            if sock is None or not isinstance(tx, SrtpSession) or peer.address is None:
+                peer.send_rtcp(plain)
+            else:
+                items.append((tx, plain, peer.address))
+        if not items or sock is None:
+            return
+        sent, sent_bytes, would_block, errors, srtp_failed, bad = send_rtcp_batch(sock.fileno(), items)
+        c: TransportCounters = self._endpoint.counters if self._endpoint is not None else TransportCounters()
+        c.rtcp_out += sent
+        c.rtcp_bytes_out += sent_bytes
+        c.drop_send_buffer_full += would_block
+        c.drop_send_error += errors
+        c.drop_srtp_other += srtp_failed + bad
 
     def drain(self, sock: socket.socket, batch: int) -> int:
         endpoint = self._endpoint

@@ -51,6 +51,7 @@
 #include "forward_step.h"   /* Forwarder.on_rtp and Peer.send_rtp */
 #include "arrival_step.h"   /* transport-cc arrivals toward publishers */
 #include "simulcast_step.h"
+#include "rtcp_batch.h"     /* the reporting round's SRTCP in one sendmmsg */
 
 /* What the step does with one datagram. */
 typedef struct {
@@ -304,6 +305,9 @@ static PyMethodDef engine_functions[] = {
     {"kdf", srtp_kdf_py, METH_VARARGS, "kdf(master_key, master_salt, label, length): the SRTP KDF (RFC 3711 4.3)."},
     {"stamp_transport_seq", (PyCFunction)twcc_stamp_function, METH_VARARGS,
      "stamp_transport_seq(packet, ext_id, seq) -> bytes | None: core.wire.transport_seq's rules in C (tests)."},
+    {"send_rtcp_batch", send_rtcp_batch, METH_VARARGS,
+     "send_rtcp_batch(fd, items) -> (sent, bytes, would_block, errors, srtp_failed, bad): SRTCP-protect each "
+     "(SrtpSession, packet, address) and send them with sendmmsg (rtcp_batch.h)."},
     {NULL, NULL, 0, NULL},
 };
 

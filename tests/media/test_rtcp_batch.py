@@ -1,0 +1,77 @@
+"""The native path sends the reporting round's RTCP as one batch (SRTCP in C, one ``sendmmsg``: rtcp_batch.h,
+docs/adr/0042); the Python path, one ``Peer.send_rtcp`` each, is the reference: same bytes, same counters.
+
+The Hypothesis differential (test_native_diff.py) draws report rounds and ticks among its events too; these pin
+the cases it may not draw.
+"""
+
+from __future__ import annotations
+
+import socket
+from unittest import mock
+
+from callsd.adapters.media import native
+from callsd.adapters.media.native import NativeSrtpContext
+from callsd.adapters.media.native._engine import send_rtcp_batch
+from callsd.adapters.media.srtp import SrtpContext
+from callsd.core.wire import rtcp
+from native_support import RouteSpec, Scenario, TrackSpec, keys_for, run
+
+PROFILE = b"SRTP_AEAD_AES_128_GCM"
+
+
+def _call_with_reports(profile: bytes) -> Scenario:
+    audio = ("rtp", 0, 1, 111, 0, None, 0, b"opus" * 10, False, 0x1234, "ok", 5)
+    return Scenario(profile=profile, publishers=1, receivers=3, receivers_connected=(True, True, False),
+                    tracks=(TrackSpec(publisher=0, media="audio", ssrc=0x1234, signalled=True, level_id=0),),
+                    routes=tuple(RouteSpec(track=0, receiver=r, ssrc=0xA0 + r, ts_offset=5, last_seq=9, pt=109,
+                                           remap=(), paused=False, negotiated=True) for r in range(3)),
+                    events=(audio, ("report", True), audio, *(("report", False),) * 10, ("report", True)))
+
+
+def test_the_native_round_is_byte_identical_to_the_python_round() -> None:
+    for profile in (PROFILE, b"SRTP_AES128_CM_SHA1_80"):
+        sc = _call_with_reports(profile)
+        reference = run(sc, "python")
+        with mock.patch.object(native, "send_rtcp_batch", wraps=send_rtcp_batch) as batch:
+            ours = run(sc, "native")
+        assert ours == reference
+        # 2 whole rounds, and the 3 ticks (of 10) whose slot holds a connected session (4 sessions: slots 0-3)
+        assert batch.call_count == 5
+        # publisher + 2 connected receivers, 3 reports each; the unconnected receiver has no peer to report to
+        assert ours["transport"]["rtcp_out"] == 9
+        srs = [p for raw in ours["received"][1] for p in _plain_rtcp(raw, profile, 1)]
+        assert any(isinstance(p, rtcp.SenderReport) and p.packet_count == 10 for p in srs)
+
+
+def _plain_rtcp(datagram: bytes, profile: bytes, index: int) -> list[rtcp.RtcpPacket]:
+    """What the client ``index`` of native_support's run reads from one SRTCP datagram (RTP ones: nothing)."""
+    if not 192 <= datagram[1] <= 223:
+        return []
+    _, client = keys_for(profile, bytes(range(index, index + 60)))
+    plain = SrtpContext(client).unprotect_rtcp(datagram)
+    assert plain is not None
+    return list(rtcp.parse_rtcp(bytes(plain)))
+
+
+def test_a_batch_counts_bad_items_and_refusals_and_sends_the_rest_in_order() -> None:
+    server, _ = keys_for(PROFILE, bytes(range(60)))
+    session = NativeSrtpContext(server).tx
+    reference = SrtpContext(server)
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(5)
+        to = rx.getsockname()
+        packets = [rtcp.build_rr(ssrc=n) for n in range(150)]  # more than one sendmmsg of BATCH
+        items: list[object] = [(session, p, to) for p in packets]
+        items[3:3] = [("not a session", packets[0], to), (session, packets[0], ("not an address", 1)),
+                      (session, bytes(3000), to)]
+        sent, octets, would_block, errors, refused, bad = send_rtcp_batch(tx.fileno(), items)  # type: ignore[arg-type]
+        expected = [bytes(reference.protect_rtcp(p) or b"") for p in packets]
+        assert (sent, octets, would_block, errors, refused, bad) == (150, sum(map(len, expected)), 0, 0, 1, 2)
+        assert [rx.recv(4096) for _ in packets] == expected
+    finally:
+        rx.close()
+        tx.close()

@@ -1,0 +1,171 @@
+"""What the server's RTCP reporting round costs and how long it holds the event loop, both paths, in one process.
+
+    python -m bench.rtcp_round [--calls 100] [--size 8] [--rounds 3] [--paths python,native] [--json]
+
+``--calls`` calls of ``--size`` users on a real ``MediaPlane`` whose peers are keyed on loopback sockets
+(bench/step_plane.py): each user publishes one audio stream that has carried packets and receives the other
+users', so every session's report is a compound of ``size - 1`` SRs and an RR with one block, as in the capacity
+shape. Three ways of sending the same round, alternated ``--rounds`` times per path:
+
+* ``burst_each``: the round before docs/adr/0042, all sessions at once, one ``Peer.send_rtcp`` (SRTCP protect and a
+  ``sendto``) per report;
+* ``burst_batch``: all sessions at once through the endpoint's ``send_rtcp_round`` (on the native path SRTCP in C
+  and one ``sendmmsg``; on the Python path the same as ``burst_each``);
+* ``ticks_batch``: what the server does now, the interval's ``REPORT_SLOTS`` ticks, each the sessions of its slot.
+
+Per way: µs of wall time and of CPU (user + system, ``getrusage``) per report sent, and the longest time one call
+held the loop (the whole round for a burst; the longest tick for ticks). The receivers' sockets are emptied
+outside the timed part. The best round of each (path, way) is reported, with ratios against ``burst_each``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+from callsd.adapters.media import plane_rtcp
+from callsd.adapters.media.dtls import Certificate
+from callsd.adapters.media.forwarder import InTrack, OutRoute
+from callsd.adapters.media.report_schedule import REPORT_SLOTS
+from callsd.core.calls.events import TrackKind
+
+from .step_plane import StepPlane, open_step_plane
+
+CERT = Certificate.generate("bench-rtcp")
+WAYS = ("burst_each", "burst_batch", "ticks_batch")
+
+
+def _call_rig(fast_path: str, calls: int, size: int) -> StepPlane:
+    """``calls`` × ``size`` keyed sessions, each publishing a stream its call's others receive, all with traffic."""
+    rig = open_step_plane(fast_path, calls * size - 1, CERT, rcvbuf=1 << 16)
+    plane = rig.plane
+    now = time.monotonic()
+    for n in range(calls * size):
+        pub = plane.sessions[f"s{n}"]
+        ssrc = 0x10000 + n
+        track = InTrack(track_id=f"t{n}", session=pub, kind=TrackKind.AUDIO, media="audio", mid="0", ssrc=ssrc,
+                        clock_rate=48000, codecs={111: ("opus", 48000, 2, "")}, ext={}, stream_id="s")
+        track.started, track.base_seq, track.max_seq, track.packets = True, 0, 4999, 4990
+        track.last_ts, track.last_rx = 4999 * 960, now
+        pub.inbound[ssrc] = track
+        pub.published["0"] = track
+        first = n - n % size
+        for other in range(first, first + size):
+            if other == n:
+                continue
+            rcv = plane.sessions[f"s{other}"]
+            route = OutRoute(track=track, receiver=rcv, ssrc=0x500000 + n * 64 + other % size, mid="",
+                             paused=False, ts_offset=other)
+            route.packets, route.octets = 4990, 4990 * 160
+            track.routes[rcv.session_id] = route
+            rcv.routes_in[track.track_id] = route
+        track.relive()
+    return rig
+
+
+def _empty(rig: StepPlane) -> int:
+    got = 0
+    for c in rig.clients:
+        while True:
+            try:
+                c.recv(4096)
+            except BlockingIOError:
+                break
+            got += 1
+    return got
+
+
+def _timed(calls: list[Callable[[], None]]) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, longest single call in seconds) of running ``calls`` one after another."""
+    longest = 0.0
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.perf_counter()
+    for call in calls:
+        t0 = time.perf_counter()
+        call()
+        longest = max(longest, time.perf_counter() - t0)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu, longest
+
+
+def measure(fast_path: str, calls: int, size: int, repeats: int) -> list[dict[str, Any]]:
+    """One rig, the three ways each ``repeats`` times in turn; a row per way (its best repeat by wall time)."""
+    rig = _call_rig(fast_path, calls, size)
+    plane = rig.plane
+    counters = plane.forwarder.counters
+    sessions = list(plane.sessions.values())
+
+    def each() -> None:
+        plane_rtcp.send_reports(sessions, counters, plane.simulcast.sr_timestamp)
+
+    ways: dict[str, list[Callable[[], None]]] = {
+        "burst_each": [each],
+        "burst_batch": [plane.send_reports],
+        "ticks_batch": [plane.send_due_reports] * REPORT_SLOTS,
+    }
+    best: dict[str, dict[str, Any]] = {}
+    _empty(rig)
+    for _ in range(repeats):
+        for way in WAYS:
+            sent_before = plane.endpoint.counters.rtcp_out
+            wall, cpu, longest = _timed(ways[way])
+            sent = plane.endpoint.counters.rtcp_out - sent_before
+            received = _empty(rig)
+            row = {"path": fast_path, "way": way, "reports": sent, "received": received,
+                   "wall_us_per_report": wall / sent * 1e6, "cpu_us_per_report": cpu / sent * 1e6,
+                   "longest_hold_ms": longest * 1e3, "round_ms": wall * 1e3}
+            if way not in best or row["wall_us_per_report"] < best[way]["wall_us_per_report"]:
+                best[way] = row
+    rig.close()
+    return [best[w] for w in WAYS]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.rtcp_round", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--calls", type=int, default=100)
+    ap.add_argument("--size", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3, help="runs per path, alternated")
+    ap.add_argument("--repeats", type=int, default=5, help="each way's repeats within a run (best kept)")
+    ap.add_argument("--paths", default="python,native")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if not (1 <= args.calls <= 200 and 2 <= args.size <= 16 and 1 <= args.rounds <= 10 and 1 <= args.repeats <= 20):
+        ap.error("calls 1..200, size 2..16, rounds 1..10, repeats 1..20")
+    load_start = os.getloadavg()
+    rows: list[dict[str, Any]] = []
+    for r in range(args.rounds):
+        for path in args.paths.split(","):
+            rows += [row | {"round": r} for row in measure(path, args.calls, args.size, args.repeats)]
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        key = f"{row['path']}/{row['way']}"
+        if key not in best or row["wall_us_per_report"] < best[key]["wall_us_per_report"]:
+            best[key] = row
+    ratios = {key: {"wall": row["wall_us_per_report"] / best[f"{row['path']}/burst_each"]["wall_us_per_report"],
+                    "longest_hold": row["longest_hold_ms"] / best[f"{row['path']}/burst_each"]["longest_hold_ms"]}
+              for key, row in best.items()}
+    result = {"best": best, "over_burst_each": ratios, "rounds": rows,
+              "conditions": {"calls": args.calls, "size": args.size, "sessions": args.calls * args.size,
+                             "slots": REPORT_SLOTS, "cpus": os.cpu_count(), "load_average_start": load_start,
+                             "load_average_end": os.getloadavg()}}
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return
+    for key, row in best.items():
+        print(f"{key:>20}: {row['wall_us_per_report']:6.2f} µs wall, {row['cpu_us_per_report']:6.2f} µs CPU per "
+              f"report; longest hold {row['longest_hold_ms']:6.2f} ms ({row['reports']} reports, "
+              f"{row['received']} received; × {ratios[key]['wall']:.2f} wall, × {ratios[key]['longest_hold']:.2f} "
+              "hold against burst_each)")
+    print(f"load average {' '.join(f'{x:.1f}' for x in load_start)} -> "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

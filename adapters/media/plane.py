@@ -615,5 +615,6 @@ class MediaPlane:
         self._send(self.sessions.values())
 
     def _send(self, sessions: Iterable[Session]) -> None:
-        plane_rtcp.send_reports(sessions, self.forwarder.counters, self.simulcast.sr_timestamp,
-                                self.endpoint.send_rtcp_round)
+        # a route's own SR clock only exists for simulcast tracks: with none, no call per route to learn it
+        own_clock = self.simulcast.sr_timestamp if self.simulcast.tracks else None
+        plane_rtcp.send_reports(sessions, self.forwarder.counters, own_clock, self.endpoint.send_rtcp_round)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from callsd.core.wire.rtcp import ReportBlock, build_rr, build_sr
+from callsd.core.wire.rtcp import BlockFields, build_rr_fields, build_sr
 
 __all__ = ["ntp_now", "session_reports", "MAX_CHUNK"]
 
@@ -47,7 +47,7 @@ def session_reports(rtcp_ssrc: int, routes: Iterable[Any], tracks: Iterable[Any]
         rtp_ts = own if own is not None else t.last_ts + int((now - t.last_rx) * t.clock_rate) + r.ts_offset
         wires.append(build_sr(ssrc=r.ssrc, ntp_timestamp=ntp, rtp_timestamp=rtp_ts & 0xFFFFFFFF,
                               packet_count=r.packets & 0xFFFFFFFF, octet_count=r.octets & 0xFFFFFFFF))
-    blocks: list[ReportBlock] = []
+    blocks: list[BlockFields] = []
     for t in tracks:
         if not t.started or t.ssrc is None:
             continue
@@ -60,13 +60,15 @@ def session_reports(rtcp_ssrc: int, routes: Iterable[Any], tracks: Iterable[Any]
         fraction = (lost_int << 8) // exp_int if exp_int > 0 and lost_int > 0 else 0
         dlsr = int((now - t.sr_rx) * 65536) if t.sr_ntp_mid else 0
         cumulative = max(-0x800000, min(0x7FFFFF, expected - t.packets))
-        blocks.append(ReportBlock(ssrc=t.ssrc, fraction_lost=min(fraction, 255), cumulative_lost=cumulative,
-                                  highest_seq=ext_max & 0xFFFFFFFF, jitter=0, lsr=t.sr_ntp_mid,
-                                  dlsr=dlsr & 0xFFFFFFFF))
+        # ReportBlock's fields, in its order (ssrc, fraction, cumulative, highest, jitter, lsr, dlsr)
+        blocks.append((t.ssrc, min(fraction, 255), cumulative, ext_max & 0xFFFFFFFF, 0, t.sr_ntp_mid,
+                       dlsr & 0xFFFFFFFF))
     for i in range(0, len(blocks), _MAX_BLOCKS):
-        wires.append(build_rr(ssrc=rtcp_ssrc, reports=blocks[i : i + _MAX_BLOCKS]))
+        wires.append(build_rr_fields(ssrc=rtcp_ssrc, blocks=blocks[i : i + _MAX_BLOCKS]))
     if not wires:
-        wires.append(build_rr(ssrc=rtcp_ssrc))
+        wires.append(build_rr_fields(ssrc=rtcp_ssrc, blocks=()))
+    if sum(map(len, wires)) <= MAX_CHUNK:  # the usual case: one compound packet
+        return [b"".join(wires)]
     out: list[bytes] = []
     chunk = b""
     for wire in wires:

@@ -166,7 +166,8 @@ class MediaPlane:
             nursery.start_soon(self._periodic)
             nursery.start_soon(self._report_ticks)
             nursery.start_soon(self.probes.run)
-            nursery.start_soon(twcc_recv.feedback_loop, lambda: self.endpoint.peers, self._feedback_sent)
+            nursery.start_soon(twcc_recv.feedback_loop, lambda: self.endpoint.peers, self._feedback_sent,
+                               self.endpoint.send_rtcp_round)
             task_status.started(self.address)
 
     def _feedback_sent(self, reports: int) -> None:

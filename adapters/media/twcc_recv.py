@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 from callsd.core.video.arrivals import ArrivalRecorder
@@ -116,25 +116,36 @@ class _FeedbackPeer(Protocol):
     def send_rtcp(self, plain: bytes) -> bool: ...
 
 
-def send_feedback(peers: Iterable[_FeedbackPeer]) -> int:
+FeedbackPeer = TypeVar("FeedbackPeer", bound=_FeedbackPeer)
+
+
+def send_feedback(peers: Iterable[FeedbackPeer],
+                  send: Callable[[list[tuple[FeedbackPeer, bytes]]], None] | None = None) -> int:
     """One round: each peer with a ``FeedbackSender`` gets the reports of what arrived since the last round. The
-    number of RTCP packets sent."""
-    sent = 0
+    number of RTCP packets sent. ``send``: takes the round's (peer, packet) pairs at once (the endpoint's
+    ``send_rtcp_round``: one ``sendmmsg`` on the native path, docs/adr/0042); without it, each packet goes through
+    its peer's ``send_rtcp``."""
+    packets: list[tuple[FeedbackPeer, bytes]] = []
     for peer in peers:
         sender = peer.twcc_in
         if not isinstance(sender, FeedbackSender):
             continue
         sender.drain()
         while (report := sender.recorder.feedback(sender.sender_ssrc, sender.media_ssrc)) is not None:
-            peer.send_rtcp(rtcp.build_rtcp([build_transport_cc(report)]))
+            packets.append((peer, rtcp.build_rtcp([build_transport_cc(report)])))
             sender.sent += 1
-            sent += 1
-    return sent
+    if send is not None:
+        send(packets)
+    else:
+        for peer, plain in packets:
+            peer.send_rtcp(plain)
+    return len(packets)
 
 
-async def feedback_loop(peers: Callable[[], Iterable[_FeedbackPeer]], sent: Callable[[int], None]) -> None:
+async def feedback_loop(peers: Callable[[], Iterable[FeedbackPeer]], sent: Callable[[int], None],
+                        send: Callable[[list[tuple[FeedbackPeer, bytes]]], None] | None = None) -> None:
     """``send_feedback`` every ``INTERVAL``, until cancelled; ``sent`` hears how many reports each round sent (the
-    plane's ``twcc_out`` counter)."""
+    plane's ``twcc_out`` counter); ``send`` as ``send_feedback``'s."""
     while True:
         await trio.sleep(INTERVAL)
-        sent(send_feedback(peers()))
+        sent(send_feedback(peers(), send))

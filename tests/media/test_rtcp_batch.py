@@ -8,13 +8,15 @@ the cases it may not draw.
 from __future__ import annotations
 
 import socket
+import struct
 from unittest import mock
 
-from callsd.adapters.media import native
+from callsd.adapters.media import native, twcc_recv
 from callsd.adapters.media.native import NativeSrtpContext
 from callsd.adapters.media.native._engine import send_rtcp_batch
 from callsd.adapters.media.srtp import SrtpContext
 from callsd.core.wire import rtcp
+from callsd.core.wire.transport_seq import stamp_transport_seq
 from native_support import RouteSpec, Scenario, TrackSpec, keys_for, run
 
 PROFILE = b"SRTP_AEAD_AES_128_GCM"
@@ -75,3 +77,35 @@ def test_a_batch_counts_bad_items_and_refusals_and_sends_the_rest_in_order() -> 
     finally:
         rx.close()
         tx.close()
+
+
+class _Publisher:
+    """A publisher's peer as the transport-cc feedback round sees it."""
+
+    def __init__(self, sender: twcc_recv.FeedbackSender) -> None:
+        self.twcc_in: twcc_recv.FeedbackSender | None = sender
+        self.sent: list[bytes] = []
+
+    def send_rtcp(self, plain: bytes) -> bool:
+        self.sent.append(plain)
+        return True
+
+
+def test_transport_cc_feedback_hands_its_round_over_as_one_batch() -> None:
+    """The feedback round toward publishers goes through the same hand-over as the reports (the plane passes the
+    endpoint's ``send_rtcp_round``): the same packets, in the same order, as one ``send_rtcp`` each."""
+    pairs: list[tuple[_Publisher, bytes]] = []
+    one_by_one, batched = [], []
+    for peers in (one_by_one, batched):
+        for n in range(3):
+            sender = twcc_recv.FeedbackSender(3, 0x100 + n, 1000.0)
+            for k, seq in enumerate((10, 11, 13)):
+                packet = stamp_transport_seq(struct.pack("!BBHII", 0x80, 111, k, k * 960, 7 + n), 3, seq)
+                assert packet is not None
+                sender.on_packet(packet, 1000.0 + k * 0.01)
+            peers.append(_Publisher(sender))
+    assert twcc_recv.send_feedback(one_by_one) == 3
+    assert twcc_recv.send_feedback(batched, pairs.extend) == 3
+    assert [plain for _, plain in pairs] == [p for peer in one_by_one for p in peer.sent]
+    assert [peer for peer, _ in pairs] == batched and not any(peer.sent for peer in batched)
+    assert all(peer.twcc_in is not None and peer.twcc_in.sent == 1 for peer in batched)

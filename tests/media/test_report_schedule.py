@@ -8,6 +8,7 @@ arrive spread over the interval instead of all at one instant.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import pytest
 import trio
@@ -163,3 +164,36 @@ def test_the_round_counts_what_it_hands_over() -> None:
     plane, _ = _plane_with_peers(5)
     plane_rtcp.send_reports(plane.sessions.values(), counters, send=sent.extend)
     assert counters.rtcp_out == 5 == len(sent)
+
+
+def test_a_loop_held_longer_than_an_interval_restarts_the_grid_instead_of_a_burst() -> None:
+    """The loop is held for 2.5 s during one tick (the virtual clock jumps): the missed ticks are not all sent
+    at once afterwards; each session again gets one report per interval."""
+    plane, peers = _plane_with_peers(30)
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    held = [False]
+
+    def hold_once() -> None:
+        if not held[0]:
+            held[0] = True
+            clock.jump(2.5)
+
+    original = plane.endpoint.send_rtcp_round
+
+    def send_round(packets: list[tuple[Any, bytes]]) -> None:
+        original(packets)
+        hold_once()
+
+    plane.endpoint.send_rtcp_round = send_round  # type: ignore[method-assign]
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(plane._report_ticks)  # noqa: SLF001
+            await trio.sleep(5.0)
+            nursery.cancel_scope.cancel()
+
+    trio.run(run, clock=clock)
+    assert held[0]
+    for peer in peers:
+        times = sorted(peer.sent_at)
+        assert all(b - a >= 1.0 - 1e-6 for a, b in zip(times, times[1:], strict=False)), (peer.session_id, times)

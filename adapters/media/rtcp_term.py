@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from callsd.core.wire.rtcp import BlockFields, build_rr_fields, build_sr
+from callsd.core.wire.rtcp import SR_ALONE, SR_ALONE_HEADER, BlockFields, build_rr_fields
 
 __all__ = ["ntp_now", "session_reports", "MAX_CHUNK"]
 
@@ -39,14 +39,16 @@ def session_reports(rtcp_ssrc: int, routes: Iterable[Any], tracks: Iterable[Any]
     interval counters. Always at least one packet (an empty RR when there is nothing to report).
     """
     wires: list[bytes] = []
+    pack_sr = SR_ALONE.pack  # build_sr's bytes, positionally (rtcp.SR_ALONE)
+    v, pt, length = SR_ALONE_HEADER
     for r in routes:
         if not r.packets:
             continue
         t = r.track
         own = sr_timestamp(r, now) if sr_timestamp is not None else None
         rtp_ts = own if own is not None else t.last_ts + int((now - t.last_rx) * t.clock_rate) + r.ts_offset
-        wires.append(build_sr(ssrc=r.ssrc, ntp_timestamp=ntp, rtp_timestamp=rtp_ts & 0xFFFFFFFF,
-                              packet_count=r.packets & 0xFFFFFFFF, octet_count=r.octets & 0xFFFFFFFF))
+        wires.append(pack_sr(v, pt, length, r.ssrc, ntp, rtp_ts & 0xFFFFFFFF, r.packets & 0xFFFFFFFF,
+                             r.octets & 0xFFFFFFFF))
     blocks: list[BlockFields] = []
     for t in tracks:
         if not t.started or t.ssrc is None:

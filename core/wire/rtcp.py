@@ -46,6 +46,8 @@ __all__ = [
     "build_sr",
     "build_rr",
     "build_rr_fields",
+    "SR_ALONE",
+    "SR_ALONE_HEADER",
     "BlockFields",
     "build_pli",
     "build_fir",
@@ -67,6 +69,10 @@ _HDR = struct.Struct("!BBH")
 _U32 = struct.Struct("!I")
 _SR = struct.Struct("!IQIII")
 _SR_ALONE = struct.Struct("!BBHIQIII")  # an SR with no report blocks, header included (what an SFU sends per stream)
+# For a loop that builds many: ``SR_ALONE_HEADER + (ssrc, ntp, rtp_timestamp, packet_count, octet_count)`` packed
+# with ``SR_ALONE`` is ``build_sr``'s bytes without its keyword call (half the cost of an SR in the reporting round)
+SR_ALONE = _SR_ALONE
+SR_ALONE_HEADER = (0x80, PT_SR, 6)  # V=2 and no blocks, SR, 6 words after the first
 _BLOCK = struct.Struct("!IIIIII")
 _FB = struct.Struct("!II")
 _NACK = struct.Struct("!HH")

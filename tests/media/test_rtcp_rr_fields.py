@@ -53,3 +53,10 @@ def test_a_session_round_is_split_into_compound_packets_under_the_chunk_size(str
     assert len(chunks) == (1 if streams * 28 <= MAX_CHUNK else -(-streams * 28 // MAX_CHUNK))
     if not streams:
         assert packets == [rtcp.ReceiverReport(ssrc=0xABC)]
+
+
+@given(U32, st.integers(0, (1 << 64) - 1), U32, U32, U32)
+def test_sr_alone_packs_build_srs_bytes(ssrc: int, ntp: int, rtp_ts: int, packets: int, octets: int) -> None:
+    packed = rtcp.SR_ALONE.pack(*rtcp.SR_ALONE_HEADER, ssrc, ntp, rtp_ts, packets, octets)
+    assert packed == rtcp.build_sr(ssrc=ssrc, ntp_timestamp=ntp, rtp_timestamp=rtp_ts, packet_count=packets,
+                                   octet_count=octets)

@@ -1,6 +1,7 @@
 """What the server's RTCP reporting round costs and how long it holds the event loop, both paths, in one process.
 
     python -m bench.rtcp_round [--calls 100] [--size 8] [--rounds 3] [--paths python,native] [--json]
+                               [--builder-against REV]
 
 ``--calls`` calls of ``--size`` users on a real ``MediaPlane`` whose peers are keyed on loopback sockets
 (bench/step_plane.py): each user publishes one audio stream that has carried packets and receives the other
@@ -23,14 +24,18 @@ timed part. The best round (by CPU per report) of each (path, way) is reported, 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from callsd.adapters.media import plane_rtcp
+from callsd.adapters.media import plane_rtcp, rtcp_term
 from callsd.adapters.media.dtls import Certificate
 from callsd.adapters.media.forwarder import InTrack, OutRoute
 from callsd.adapters.media.report_schedule import REPORT_SLOTS
@@ -133,6 +138,41 @@ def measure(fast_path: str, calls: int, size: int, repeats: int) -> list[dict[st
     return [best[w] for w in WAYS]
 
 
+def builder_ab(rev: str, calls: int, size: int, turns: int = 15) -> dict[str, Any]:
+    """``rtcp_term.session_reports`` as it was at git revision ``rev`` against today's, on the same sessions in one
+    process, alternated ``turns`` times: the thread's CPU µs per session (the building alone, nothing sent). The old
+    one gets the simulcast forwarder's ``sr_timestamp`` as the plane passed it then."""
+    source = subprocess.run(["git", "show", f"{rev}:adapters/media/rtcp_term.py"], capture_output=True, text=True,
+                            check=True, cwd=Path(__file__).resolve().parent.parent).stdout
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "rtcp_term_then.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location("rtcp_term_then", path)
+        assert spec is not None and spec.loader is not None
+        then = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(then)
+    rig = _call_rig("native", calls, size)
+    sessions = list(rig.plane.sessions.values())
+    now, ntp = time.monotonic(), rtcp_term.ntp_now(time.time())
+
+    def per_session(build: Callable[..., list[bytes]], own_clock: Any) -> float:
+        start = time.thread_time()
+        for s in sessions:
+            build(s.rtcp_ssrc, s.routes_in.values(), s.inbound.values(), now, ntp, own_clock)
+        return (time.thread_time() - start) / len(sessions) * 1e6
+
+    old: list[float] = []
+    new: list[float] = []
+    for _ in range(turns):
+        old.append(per_session(then.session_reports, rig.plane.simulcast.sr_timestamp))
+        new.append(per_session(rtcp_term.session_reports, None))
+    rig.close()
+    old.sort()
+    new.sort()
+    return {"rev": rev, "old_us_per_session": old, "new_us_per_session": new, "best_ratio": new[0] / old[0],
+            "median_ratio": new[turns // 2] / old[turns // 2]}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.rtcp_round", description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=100)
@@ -141,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=5, help="each way's repeats within a run (best kept)")
     ap.add_argument("--paths", default="python,native")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--builder-against", metavar="REV", help="also time the report building of git revision REV "
+                    "against today's (rtcp_term.session_reports, alternated in this process)")
     args = ap.parse_args(argv)
     if not (1 <= args.calls <= 200 and 2 <= args.size <= 16 and 1 <= args.rounds <= 10 and 1 <= args.repeats <= 20):
         ap.error("calls 1..200, size 2..16, rounds 1..10, repeats 1..20")
@@ -157,10 +199,12 @@ def main(argv: list[str] | None = None) -> None:
     ratios = {key: {field: row[field] / best[f"{row['path']}/burst_each"][field]
                     for field in ("cpu_us_per_report", "longest_hold_cpu_ms", "longest_hold_ms")}
               for key, row in best.items()}
-    result = {"best": best, "over_burst_each": ratios, "rounds": rows,
+    result: dict[str, Any] = {"best": best, "over_burst_each": ratios, "rounds": rows,
               "conditions": {"calls": args.calls, "size": args.size, "sessions": args.calls * args.size,
                              "slots": REPORT_SLOTS, "cpus": os.cpu_count(), "load_average_start": load_start,
                              "load_average_end": os.getloadavg()}}
+    if args.builder_against:
+        result["builder"] = builder_ab(args.builder_against, args.calls, args.size)
     if args.json:
         print(json.dumps(result, indent=1))
         return
@@ -170,6 +214,10 @@ def main(argv: list[str] | None = None) -> None:
               f"ms CPU ({row['longest_hold_ms']:6.2f} wall); × {ratio['cpu_us_per_report']:.2f} CPU, "
               f"× {ratio['longest_hold_cpu_ms']:.2f} hold against burst_each ({row['reports']} reports, "
               f"{row['received']} received)")
+    if "builder" in result:
+        b = result["builder"]
+        print(f"building a session's reports: {b['old_us_per_session'][0]:.2f} µs at {b['rev']}, "
+              f"{b['new_us_per_session'][0]:.2f} now (× {b['best_ratio']:.2f} best, × {b['median_ratio']:.2f} median)")
     print(f"load average {' '.join(f'{x:.1f}' for x in load_start)} -> "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 

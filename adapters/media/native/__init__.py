@@ -159,8 +159,9 @@ class NativePath:
                 items.append((tx, plain, peer.address))
         if not items or sock is None:
             return
+        assert self._endpoint is not None, "bind() first"
         sent, sent_bytes, would_block, errors, srtp_failed, bad = send_rtcp_batch(sock.fileno(), items)
-        c: TransportCounters = self._endpoint.counters if self._endpoint is not None else TransportCounters()
+        c: TransportCounters = self._endpoint.counters
         c.rtcp_out += sent
         c.rtcp_bytes_out += sent_bytes
         c.drop_send_buffer_full += would_block

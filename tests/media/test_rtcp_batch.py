@@ -7,8 +7,12 @@ the cases it may not draw.
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
+import subprocess
+import sys
+from pathlib import Path
 from unittest import mock
 
 from callsd.adapters.media import native, twcc_recv
@@ -109,3 +113,17 @@ def test_transport_cc_feedback_hands_its_round_over_as_one_batch() -> None:
     assert [plain for _, plain in pairs] == [p for peer in one_by_one for p in peer.sent]
     assert [peer for peer, _ in pairs] == batched and not any(peer.sent for peer in batched)
     assert all(peer.twcc_in is not None and peer.twcc_in.sent == 1 for peer in batched)
+
+
+def test_the_rtcp_round_bench_runs_and_every_report_arrives() -> None:
+    """`python -m bench.rtcp_round` (docs/performance.md's figures) on a small shape, both paths and every way:
+    every report sent arrives (a change of the plane's interface cannot break the bench unnoticed)."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "bench.rtcp_round", "--calls", "5", "--size", "4", "--rounds", "1",
+                           "--repeats", "1", "--json"],
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result["best"]) == {f"{p}/{w}" for p in ("python", "native")
+                                   for w in ("burst_each", "burst_batch", "ticks_batch")}
+    assert all(row["reports"] == row["received"] == 20 for row in result["best"].values())

@@ -42,6 +42,8 @@ from callsd.core.calls.events import TrackKind
 from callsd.core.wire.rtp import ExtensionRemap, make_extension_remap, read_audio_level, rewrite_rtp
 from callsd.core.wire.rtx import wrap_rtx
 
+from .route_record import RouteRecord
+
 __all__ = ["InTrack", "OutRoute", "Forwarder", "ForwarderCounters", "CACHE_SIZE", "URI_MID", "URI_AUDIO_LEVEL",
            "rewrite_extension_block"]
 
@@ -158,12 +160,16 @@ class InTrack:
         self.live = tuple(r for r in self.routes.values() if r.negotiated and not r.paused)
 
 
-class OutRoute:
-    """Forwarding state of one track to one receiving session, in that receiver's numbering."""
+class OutRoute(RouteRecord):
+    """Forwarding state of one track to one receiving session, in that receiver's numbering.
 
+    The per-packet fields (``ssrc``, ``ts_offset``, ``seq_offset``, ``last_seq``, ``resync``, ``packets``,
+    ``octets``) are the base class's (route_record.py: C fields the native step updates in place)."""
+
+    # the slots the step reads per packet first (receiver, pt_map, remap): the line after the record's fields
     __slots__ = (
-        "track", "receiver", "ssrc", "mid", "pt_map", "remap", "ext_key", "paused", "negotiated", "resync",
-        "seq_offset", "ts_offset", "last_seq", "packets", "octets", "removed", "rtx_ssrc", "rtx_pt", "rtx_seq",
+        "receiver", "pt_map", "remap", "track", "mid", "ext_key", "paused", "negotiated", "removed", "rtx_ssrc",
+        "rtx_pt", "rtx_seq",
     )
 
     def __init__(self, *, track: InTrack, receiver: Any, ssrc: int, mid: str, paused: bool, ts_offset: int) -> None:

@@ -8,7 +8,8 @@ What C reads from Python (the contract the Python objects keep; the Python path 
   writes its send history itself; any other stamper's ``stamp`` is called) and, as a fallback for foreign
   contexts, ``send_rtp``;
 * per session (``peer.data``, a ``ForwardingSession``): ``closed`` and ``inbound`` (SSRC -> ``InTrack``);
-* per ``InTrack`` and ``OutRoute``: the fields ``Forwarder.on_rtp`` reads and writes, written back at once;
+* per ``InTrack`` and ``OutRoute``: the fields ``Forwarder.on_rtp`` reads and writes, written back at once (a
+  route's numbering and counters are C fields of its base class, ``_engine.RouteRecord``: route_record.py);
 * the ``Forwarder``'s ``counters``, ``_clock`` and ``_on_voice``;
 * per session also ``inbound_rtx`` (RTX SSRC -> ``InTrack``) and ``simulcast_in`` (simulcast layer or layer-RTX
   SSRC -> ``SimulcastStream``), and through them the ``SimulcastTrack``, its routes' switch state and the

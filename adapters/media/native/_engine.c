@@ -38,6 +38,7 @@
 #include "rtp_rules.h"
 #include "srtp_session.h"
 #include "pyslots.h"
+#include "route_record.h"  /* OutRoute's per-packet state as C fields */
 #include "addresses.h"
 #include "arrival_log.h"
 
@@ -324,9 +325,8 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_last_rx, "last_rx") INTERN(s_level_id, "level_id") INTERN(s_vad_score, "vad_score")
     INTERN(s_speaking, "speaking") INTERN(s_session, "session") INTERN(s_routes, "routes")
     INTERN(s_live, "live") INTERN(s_cache, "cache") INTERN(s_pt_map, "pt_map") INTERN(s_receiver, "receiver")
-    INTERN(s_peer, "peer") INTERN(s_resync, "resync") INTERN(s_seq_offset, "seq_offset")
-    INTERN(s_last_seq, "last_seq") INTERN(s_remap, "remap") INTERN(s_identity, "identity")
-    INTERN(s_table, "table") INTERN(s_ts_offset, "ts_offset") INTERN(s_ssrc, "ssrc")
+    INTERN(s_peer, "peer") INTERN(s_remap, "remap") INTERN(s_identity, "identity")
+    INTERN(s_table, "table") INTERN(s_ssrc, "ssrc")
     INTERN(s_address, "address") INTERN(s_send_rtp, "send_rtp") INTERN(s_clock, "_clock") INTERN(s_twcc, "twcc") INTERN(s_stamp, "stamp")
     INTERN(s_on_voice, "_on_voice")
     INTERN(s_twcc_in, "twcc_in") INTERN(s_ext_id, "ext_id") INTERN(s_arrived, "arrived") INTERN(s_log, "log")
@@ -337,7 +337,8 @@ PyMODINIT_FUNC PyInit__engine(void) {
         PyErr_SetString(PyExc_ImportError, "libcrypto offers no HMAC");
         return NULL;
     }
-    if (PyType_Ready(&SrtpSessionType) < 0 || PyType_Ready(&EngineType) < 0 || PyType_Ready(&ArrivalLogType) < 0)
+    if (PyType_Ready(&SrtpSessionType) < 0 || PyType_Ready(&EngineType) < 0 || PyType_Ready(&ArrivalLogType) < 0 ||
+        PyType_Ready(&RouteRecordType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&engine_module);
     if (m == NULL)
@@ -345,6 +346,7 @@ PyMODINIT_FUNC PyInit__engine(void) {
     if (PyModule_AddObjectRef(m, "SrtpSession", (PyObject *)&SrtpSessionType) < 0 ||
         PyModule_AddObjectRef(m, "Engine", (PyObject *)&EngineType) < 0 ||
         PyModule_AddObjectRef(m, "ArrivalLog", (PyObject *)&ArrivalLogType) < 0 ||
+        PyModule_AddObjectRef(m, "RouteRecord", (PyObject *)&RouteRecordType) < 0 ||
         PyModule_AddIntConstant(m, "ROUTE_CACHE", ROUTE_CACHE) < 0 ||
         PyModule_AddObject(m, "RATE_WINDOW_S", PyFloat_FromDouble(RATE_WINDOW_S)) < 0 ||
         PyModule_AddObject(m, "DECIDE_INTERVAL_S", PyFloat_FromDouble(DECIDE_INTERVAL_S)) < 0 ||

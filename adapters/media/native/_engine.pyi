@@ -14,6 +14,17 @@ class ArrivalLog:
     def __len__(self) -> int: ...
     def drain(self) -> list[tuple[int, int, float]]: ...
 
+class RouteRecord:
+    """A route's per-packet state as C fields (route_record.h): forwarder.OutRoute's base."""
+
+    packets: int
+    octets: int
+    ts_offset: int
+    ssrc: int
+    seq_offset: int
+    last_seq: int
+    resync: bool
+
 class SrtpSession:
     def __init__(self, profile: int, key: bytes, outbound: bool, derive: bool = True) -> None: ...
     @property

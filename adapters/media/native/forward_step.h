@@ -166,6 +166,9 @@ static int route_pt(PyObject *route, int pt, long long *opt) {
 /* One route's copy of the packet (the body of Forwarder.on_rtp's loop). */
 static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t n, const cs_layout *lay,
                          long long seq, long long ts, int pt, int mk) {
+    RouteRecord *rec = route_record(route); /* the rewrite's state and the counters (route_record.h) */
+    if (rec == NULL)
+        return -1;
     long long opt;
     int has = route_pt(route, pt, &opt); /* 0: the route does not carry this payload type */
     if (has <= 0)
@@ -182,22 +185,13 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
         rc = 0;
         goto done;
     }
-    int resync = get_truth(route, s_resync);
-    if (resync < 0)
-        goto done;
-    long long seq_offset, last_seq;
-    if (get_ll(route, s_last_seq, &last_seq) < 0)
-        goto done;
-    if (resync) {
-        seq_offset = (last_seq + 1 - seq) & 0xFFFF;
-        if (set_ll(route, s_seq_offset, seq_offset) < 0 || cs_setattr(route, s_resync, Py_False) < 0)
-            goto done;
-    } else if (get_ll(route, s_seq_offset, &seq_offset) < 0) {
-        goto done;
+    if (rec->resync) {
+        rec->seq_offset = (rec->last_seq + 1 - seq) & 0xFFFF;
+        rec->resync = 0;
     }
-    long long oseq = (seq + seq_offset) & 0xFFFF;
-    if (((oseq - last_seq) & 0xFFFF) < 0x8000 && set_ll(route, s_last_seq, oseq) < 0)
-        goto done;
+    long long oseq = (seq + rec->seq_offset) & 0xFFFF;
+    if (((oseq - rec->last_seq) & 0xFFFF) < 0x8000)
+        rec->last_seq = oseq;
     const uint8_t *blk = NULL;
     size_t blen = 0;
     if (lay->has_ext) {
@@ -229,9 +223,7 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
             blk = self->blk;
         }
     }
-    long long ts_offset, ssrc;
-    if (get_ll(route, s_ts_offset, &ts_offset) < 0 || get_ll(route, s_ssrc, &ssrc) < 0)
-        goto done;
+    long long ts_offset = rec->ts_offset, ssrc = rec->ssrc;
     long long b1 = mk | opt;
     if (opt < 0 || b1 > 255 || ssrc < 0 || ssrc > 0xFFFFFFFFLL) {
         PyErr_SetString(PyExc_ValueError, "payload type or SSRC out of range for an RTP header");
@@ -246,9 +238,8 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
     }
     if (send_to_peer(self, peer, out, len) < 0)
         goto done;
-    long long plen = (long long)n - (long long)lay->start;
-    if (add_ll(route, s_packets, 1) < 0 || add_ll(route, s_octets, plen) < 0)
-        goto done;
+    rec->packets++;
+    rec->octets += (long long)n - (long long)lay->start;
     self->fd.rtp_out++;
     self->fd.rtp_out_bytes += (long long)len;
     rc = 0;
@@ -323,12 +314,12 @@ static int forward(Engine *self, PyObject *track, const uint8_t *d, size_t n) {
             return -1;
         }
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); i++) {
-            PyObject *r = PyList_GET_ITEM(values, i);
-            long long off;
-            if (get_ll(r, s_seq_offset, &off) < 0 || set_ll(r, s_seq_offset, (off - 1) & 0xFFFF) < 0) {
+            RouteRecord *r = route_record(PyList_GET_ITEM(values, i));
+            if (r == NULL) {
                 Py_DECREF(values);
                 return -1;
             }
+            r->seq_offset = (r->seq_offset - 1) & 0xFFFF;
         }
         Py_DECREF(values);
         return 0;

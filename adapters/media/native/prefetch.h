@@ -54,11 +54,10 @@ static void prefetch_routes(PyObject *live) {
     SrtpSession *tx[PREFETCH_ROUTES];
     for (Py_ssize_t i = 0; i < n; i++)
         prefetch_object(PyTuple_GET_ITEM(live, i));
-    for (Py_ssize_t i = 0; i < n; i++) { /* the route's values, and its receiver */
+    for (Py_ssize_t i = 0; i < n; i++) { /* its maps (its numbering and counters are in the route: route_record.h) */
         PyObject *route = PyTuple_GET_ITEM(live, i);
-        PyObject *names[] = {s_pt_map, s_last_seq, s_seq_offset, s_remap, s_ts_offset, s_ssrc, s_packets, s_octets};
-        for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
-            __builtin_prefetch(slot_peek(route, names[k]));
+        __builtin_prefetch(slot_peek(route, s_pt_map));
+        __builtin_prefetch(slot_peek(route, s_remap));
         prefetch_object(receiver[i] = slot_peek(route, s_receiver));
     }
     for (Py_ssize_t i = 0; i < n; i++)

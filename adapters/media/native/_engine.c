@@ -331,14 +331,14 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_on_voice, "_on_voice")
     INTERN(s_twcc_in, "twcc_in") INTERN(s_ext_id, "ext_id") INTERN(s_arrived, "arrived") INTERN(s_log, "log")
     INTERN(s_drain, "drain")
-    if (video_intern() < 0 || twcc_intern() < 0 || clock_intern() < 0)
+    if (video_intern() < 0 || clock_intern() < 0)
         return NULL;
     if (srtp_keys_global_init() < 0) {
         PyErr_SetString(PyExc_ImportError, "libcrypto offers no HMAC");
         return NULL;
     }
     if (PyType_Ready(&SrtpSessionType) < 0 || PyType_Ready(&EngineType) < 0 || PyType_Ready(&ArrivalLogType) < 0 ||
-        PyType_Ready(&RouteRecordType) < 0)
+        PyType_Ready(&RouteRecordType) < 0 || PyType_Ready(&SequencerRecordType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&engine_module);
     if (m == NULL)
@@ -347,6 +347,7 @@ PyMODINIT_FUNC PyInit__engine(void) {
         PyModule_AddObjectRef(m, "Engine", (PyObject *)&EngineType) < 0 ||
         PyModule_AddObjectRef(m, "ArrivalLog", (PyObject *)&ArrivalLogType) < 0 ||
         PyModule_AddObjectRef(m, "RouteRecord", (PyObject *)&RouteRecordType) < 0 ||
+        PyModule_AddObjectRef(m, "SequencerRecord", (PyObject *)&SequencerRecordType) < 0 ||
         PyModule_AddIntConstant(m, "ROUTE_CACHE", ROUTE_CACHE) < 0 ||
         PyModule_AddObject(m, "RATE_WINDOW_S", PyFloat_FromDouble(RATE_WINDOW_S)) < 0 ||
         PyModule_AddObject(m, "DECIDE_INTERVAL_S", PyFloat_FromDouble(DECIDE_INTERVAL_S)) < 0 ||

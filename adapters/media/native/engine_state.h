@@ -36,7 +36,6 @@ typedef struct {
     PyObject *forwarder;  /* Forwarder or None: without one every RTP packet goes back to Python */
     PyObject *fcounters;  /* ForwarderCounters or None */
     PyObject *simulcast;  /* SimulcastForwarder or None: its layers are forwarded here too (simulcast_step.h) */
-    PyObject *sequencer;  /* the TransportSequencer type: such a peer's packets are stamped here (twcc_step.h) */
     int vad_threshold, vad_on, vad_max;
     transport_delta td;
     forwarder_delta fd;
@@ -68,17 +67,12 @@ typedef struct {
 static PyTypeObject EngineType;
 
 static int Engine_init(Engine *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"by_addr", "counters", "forwarder", "vad", "simulcast", "sequencer", NULL};
-    PyObject *by_addr, *counters, *forwarder, *simulcast = Py_None, *sequencer = Py_None;
+    static char *kwlist[] = {"by_addr", "counters", "forwarder", "vad", "simulcast", NULL};
+    PyObject *by_addr, *counters, *forwarder, *simulcast = Py_None;
     int thr = 60, on = 15, max = 30;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO(iii)|OO", kwlist, &PyDict_Type, &by_addr, &counters,
-                                     &forwarder, &thr, &on, &max, &simulcast, &sequencer))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO(iii)|O", kwlist, &PyDict_Type, &by_addr, &counters,
+                                     &forwarder, &thr, &on, &max, &simulcast))
         return -1;
-    if (sequencer != Py_None && !PyType_Check(sequencer)) {
-        PyErr_SetString(PyExc_TypeError, "sequencer must be a type or None");
-        return -1;
-    }
-    Py_XSETREF(self->sequencer, Py_NewRef(sequencer));
     Py_XSETREF(self->simulcast, Py_NewRef(forwarder == Py_None ? Py_None : simulcast));
     Py_XSETREF(self->by_addr, Py_NewRef(by_addr));
     Py_XSETREF(self->tcounters, Py_NewRef(counters));
@@ -114,7 +108,6 @@ static int Engine_traverse(Engine *self, visitproc visit, void *arg) {
     Py_VISIT(self->forwarder);
     Py_VISIT(self->fcounters);
     Py_VISIT(self->simulcast);
-    Py_VISIT(self->sequencer);
     return 0;
 }
 
@@ -128,7 +121,6 @@ static int Engine_clear(Engine *self) {
     Py_CLEAR(self->forwarder);
     Py_CLEAR(self->fcounters);
     Py_CLEAR(self->simulcast);
-    Py_CLEAR(self->sequencer);
     return 0;
 }
 
@@ -223,19 +215,14 @@ static int clock_intern(void) {
     return time_monotonic == NULL ? -1 : 0;
 }
 
-/* `owner._clock()` in seconds (the Forwarder's, a TransportSequencer's): read here when it is time.monotonic, as
- * it is in the server, else called. 0, or -1 with an exception set. */
-static int clock_seconds(PyObject *owner, double *out) {
-    PyObject *clock = cs_getattr(owner, s_clock);
-    if (clock == NULL)
-        return -1;
+/* `clock()` in seconds (a TransportSequencer's `_clock`): read here when it is time.monotonic, as it is in the
+ * server, else called. 0, or -1 with an exception set. */
+static int clock_now(PyObject *clock, double *out) {
     if (clock == time_monotonic) {
-        Py_DECREF(clock);
         *out = monotonic_seconds();
         return 0;
     }
     PyObject *now = PyObject_CallNoArgs(clock);
-    Py_DECREF(clock);
     if (now == NULL)
         return -1;
     double seconds = PyFloat_AsDouble(now);

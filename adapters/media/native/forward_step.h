@@ -6,7 +6,7 @@
 
 /* Peer.send_rtp for one rewritten packet: protect into the send queue, or Python's send_rtp when the peer's
  * transmit context or address is not one this module handles. A peer with a transport-wide sequencer (`twcc` not
- * None) has the packet stamped first: by sequencer_stamp (twcc_step.h) on the TransportSequencer's own state, or by
+ * None) has the packet stamped first: by sequencer_stamp (twcc_step.h) on a TransportSequencer's C record, or by
  * a call to `twcc.stamp` for any other stamper. -1 with an exception set on failure. */
 static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t len) {
     PyObject *tx = cs_getattr(peer, s_tx);
@@ -50,8 +50,8 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
     }
     Py_DECREF(address);
     PyObject *stamped = NULL; /* the stamped copy; `out` points into it */
-    if (twcc != Py_None && (PyObject *)Py_TYPE(twcc) == self->sequencer) { /* stamped here, on the object */
-        if (sequencer_stamp(twcc, self->stampbuf, &out, &len) < 0) {
+    if (PyObject_TypeCheck(twcc, &SequencerRecordType)) { /* stamped here, on its record */
+        if (sequencer_stamp((SequencerRecord *)twcc, self->stampbuf, &out, &len) < 0) {
             Py_DECREF(tx);
             Py_DECREF(twcc);
             return -1;

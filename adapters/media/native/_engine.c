@@ -353,6 +353,7 @@ PyMODINIT_FUNC PyInit__engine(void) {
         PyModule_AddObject(m, "DECIDE_INTERVAL_S", PyFloat_FromDouble(DECIDE_INTERVAL_S)) < 0 ||
         PyModule_AddIntConstant(m, "MAX_PACKET", MAX_PACKET) < 0 || PyModule_AddIntConstant(m, "BATCH", BATCH) < 0 ||
         PyModule_AddIntConstant(m, "TWCC_HISTORY", TWCC_HISTORY) < 0 ||
+        PyModule_AddIntConstant(m, "TWCC_FIRST", TWCC_FIRST) < 0 ||
         PyModule_AddIntConstant(m, "TWCC_COVER_MS", (long)TWCC_COVER_MS) < 0) {
         Py_DECREF(m);
         return NULL;

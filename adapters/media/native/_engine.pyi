@@ -8,6 +8,7 @@ ROUTE_CACHE: int
 RATE_WINDOW_S: float
 DECIDE_INTERVAL_S: float
 TWCC_HISTORY: int
+TWCC_FIRST: int
 TWCC_COVER_MS: int
 
 class ArrivalLog:

@@ -1,7 +1,9 @@
-"""A route's per-packet state (adapters/media/route_record.py): the C record and its pure-Python twin.
+"""A route's and a track's per-packet state (route_record.py, track_record.py): the C records and their twins.
 
 ``OutRoute`` subclasses ``_engine.RouteRecord`` when the extension is built (the native step then updates the
-numbering and counters in place) and ``RouteRecordTwin`` when it is not. The twin must behave as the record does:
+numbering and counters in place) and ``RouteRecordTwin`` when it is not; ``InTrack`` likewise ``TrackRecord`` or
+``TrackRecordTwin``, and ``TransportSequencer`` ``SequencerRecord`` or ``SequencerTwin``. A twin must behave as its
+record does:
 the same fields and defaults, and the same forwarding when the Python path runs on it. The last test proves the
 second by running the native differential harness's random calls (tests/native_support.py) on the Python path twice,
 once here on the C record and once in a child process where the extension cannot be imported, and requiring
@@ -19,7 +21,9 @@ from pathlib import Path
 import pytest
 from callsd.adapters.media.forwarder import InTrack, OutRoute
 from callsd.adapters.media.native._engine import RouteRecord as NativeRouteRecord
+from callsd.adapters.media.native._engine import TrackRecord as NativeTrackRecord
 from callsd.adapters.media.route_record import ROUTE_RECORD_FIELDS, RouteRecord, RouteRecordTwin
+from callsd.adapters.media.track_record import TRACK_RECORD_FIELDS, TrackRecord, TrackRecordTwin
 from callsd.core.calls.events import TrackKind
 from native_support import run
 
@@ -30,6 +34,22 @@ def test_out_route_is_the_native_record_where_the_extension_is_built() -> None:
     assert OutRoute.__mro__[1] is NativeRouteRecord is RouteRecord  # type: ignore[comparison-overlap]
     assert issubclass(OutRoute, NativeRouteRecord)
     assert not set(ROUTE_RECORD_FIELDS) & set(OutRoute.__slots__), "a slot would shadow the record's field"
+
+
+def test_in_track_is_the_native_record_where_the_extension_is_built() -> None:
+    assert InTrack.__mro__[1] is NativeTrackRecord is TrackRecord  # type: ignore[comparison-overlap]
+    assert not set(TRACK_RECORD_FIELDS) & set(InTrack.__slots__), "a slot would shadow the record's field"
+
+
+@pytest.mark.parametrize("record_type", [NativeTrackRecord, TrackRecordTwin])
+def test_track_record_fields_default_to_zero_and_round_trip(record_type: type) -> None:
+    record = record_type()
+    assert {name: getattr(record, name) for name in TRACK_RECORD_FIELDS} == dict.fromkeys(TRACK_RECORD_FIELDS, 0)
+    values = {name: 2**40 + i for i, name in enumerate(TRACK_RECORD_FIELDS)} | {"last_rx": 1234.5, "started": True,
+                                                                              "speaking": True}
+    for name, value in values.items():
+        setattr(record, name, value)
+    assert {name: getattr(record, name) for name in TRACK_RECORD_FIELDS} == values
 
 
 @pytest.mark.parametrize("record_type", [NativeRouteRecord, RouteRecordTwin])
@@ -71,9 +91,13 @@ _CHILD = textwrap.dedent("""
     import pickle, sys
     sys.modules["callsd.adapters.media.native._engine"] = None  # the extension is not built
     sys.path.insert(0, sys.argv[1])
-    from callsd.adapters.media.forwarder import OutRoute
+    from callsd.adapters.media.forwarder import InTrack, OutRoute
     from callsd.adapters.media.route_record import RouteRecordTwin
+    from callsd.adapters.media.track_record import TrackRecordTwin
+    from callsd.adapters.media.twcc_send import SequencerTwin, TransportSequencer
     assert issubclass(OutRoute, RouteRecordTwin), OutRoute.__mro__
+    assert issubclass(InTrack, TrackRecordTwin), InTrack.__mro__
+    assert issubclass(TransportSequencer, SequencerTwin), TransportSequencer.__mro__
     from hypothesis import HealthCheck, given, settings
     from native_support import run, scenarios
     results = []

@@ -26,6 +26,21 @@ class RouteRecord:
     last_seq: int
     resync: bool
 
+class TrackRecord:
+    """A track's per-packet reception state as C fields (track_record.h): forwarder.InTrack's base."""
+
+    packets: int
+    octets: int
+    base_seq: int
+    max_seq: int
+    cycles: int
+    last_ts: int
+    last_rx: float
+    vad_score: int
+    level_id: int
+    started: bool
+    speaking: bool
+
 class SequencerRecord:
     """A transport-wide sequencer's numbers and send history in C (sequencer_record.h): TransportSequencer's base."""
 

@@ -8,11 +8,9 @@ enum { STEP_EMPTY = 0, STEP_BUDGET = 1, STEP_RAW = 2, STEP_RTP = 3, STEP_ERROR =
 
 /* ---- interned attribute names ----------------------------------------------------------------------------- */
 
-static PyObject *s_srtp, *s_rx, *s_tx, *s_data, *s_closed, *s_inbound, *s_packets, *s_octets, *s_started,
-    *s_base_seq, *s_max_seq, *s_cycles, *s_last_ts, *s_last_rx, *s_level_id, *s_vad_score, *s_speaking,
-    *s_session, *s_routes, *s_live, *s_cache, *s_pt_map, *s_receiver, *s_peer, *s_remap, *s_identity,
-    *s_table, *s_ssrc, *s_address, *s_send_rtp, *s_clock,
-    *s_on_voice, *s_twcc, *s_stamp;
+static PyObject *s_srtp, *s_rx, *s_tx, *s_data, *s_closed, *s_inbound, *s_octets, *s_last_ts, *s_session,
+    *s_routes, *s_live, *s_cache, *s_pt_map, *s_receiver, *s_peer, *s_remap, *s_identity, *s_table, *s_ssrc,
+    *s_address, *s_send_rtp, *s_clock, *s_on_voice, *s_twcc, *s_stamp;
 static PyObject *s_twcc_in, *s_ext_id, *s_arrived, *s_log, *s_drain; /* transport-cc toward publishers */
 
 /* ---- Engine ------------------------------------------------------------------------------------------------- */

@@ -99,21 +99,16 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
 }
 
 /* Forwarder._vad: debounced voice activity from the audio level. */
-static int vad(Engine *self, PyObject *track, int level) {
-    long long score;
-    if (get_ll(track, s_vad_score, &score) < 0)
-        return -1;
+static int vad(Engine *self, PyObject *track, TrackRecord *rec, int level) {
+    long long score = rec->vad_score;
     if (level <= self->vad_threshold) {
         if (score < self->vad_max)
             score++;
     } else if (score > 0) {
         score--;
     }
-    if (set_ll(track, s_vad_score, score) < 0)
-        return -1;
-    int speaking = get_truth(track, s_speaking);
-    if (speaking < 0)
-        return -1;
+    rec->vad_score = score;
+    int speaking = rec->speaking;
     int change = -1;
     if (!speaking && score >= self->vad_on)
         change = 1;
@@ -121,8 +116,7 @@ static int vad(Engine *self, PyObject *track, int level) {
         change = 0;
     if (change < 0)
         return 0;
-    if (cs_setattr(track, s_speaking, change ? Py_True : Py_False) < 0)
-        return -1;
+    rec->speaking = (char)change;
     PyObject *session = cs_getattr(track, s_session);
     if (session == NULL)
         return -1;
@@ -252,53 +246,42 @@ done:
 static int forward(Engine *self, PyObject *track, const uint8_t *d, size_t n) {
     long long seq = ((long long)d[2] << 8) | d[3];
     long long ts = ((long long)d[4] << 24) | ((long long)d[5] << 16) | ((long long)d[6] << 8) | d[7];
+    TrackRecord *rec = track_record(track); /* its reception state (track_record.h) */
+    if (rec == NULL)
+        return -1;
     self->fd.rtp_in++;
     self->fd.rtp_in_bytes += (long long)n;
-    if (add_ll(track, s_packets, 1) < 0 || add_ll(track, s_octets, (long long)n) < 0)
-        return -1;
-    int started = get_truth(track, s_started);
-    if (started < 0)
-        return -1;
-    long long base_seq = 0, max_seq = 0, cycles = 0;
-    if (started && (get_ll(track, s_max_seq, &max_seq) < 0 || get_ll(track, s_cycles, &cycles) < 0))
-        return -1;
-    int was_started = started;
-    long long old_max = max_seq, old_cycles = cycles;
+    rec->packets++;
+    rec->octets += (long long)n;
+    int started = rec->started;
+    long long base_seq = 0, max_seq = started ? rec->max_seq : 0, cycles = started ? rec->cycles : 0;
     cs_track_seq(&started, &base_seq, &max_seq, &cycles, (int)seq);
-    if (!was_started) {
-        if (cs_setattr(track, s_started, Py_True) < 0 || set_ll(track, s_base_seq, base_seq) < 0 ||
-            set_ll(track, s_max_seq, max_seq) < 0)
-            return -1;
+    if (!rec->started) {
+        rec->started = 1;
+        rec->base_seq = base_seq;
     } else {
-        if (cycles != old_cycles && set_ll(track, s_cycles, cycles) < 0)
-            return -1;
-        if (max_seq != old_max && set_ll(track, s_max_seq, max_seq) < 0)
-            return -1;
+        rec->cycles = cycles;
     }
-    if (set_ll(track, s_last_ts, ts) < 0)
-        return -1;
+    rec->max_seq = max_seq;
+    rec->last_ts = ts;
     PyObject *clock = cs_getattr(self->forwarder, s_clock); /* time.monotonic in the server: read, not called */
     if (clock == NULL)
         return -1;
-    PyObject *now = clock == time_monotonic ? PyFloat_FromDouble(monotonic_seconds()) : PyObject_CallNoArgs(clock);
+    double now;
+    int clocked = clock_now(clock, &now);
     Py_DECREF(clock);
-    if (now == NULL)
+    if (clocked < 0)
         return -1;
-    int set_rx = cs_setattr(track, s_last_rx, now);
-    Py_DECREF(now);
-    if (set_rx < 0)
-        return -1;
+    rec->last_rx = now;
     cs_layout lay;
     if (cs_split(d, n, &lay)) {
         self->fd.drop_malformed++;
         return 0;
     }
     if (lay.has_ext) {
-        long long level_id;
-        if (get_ll(track, s_level_id, &level_id) < 0)
-            return -1;
+        long long level_id = rec->level_id;
         int level = level_id > 0 && level_id < 256 ? cs_read_audio_level(d, n, (int)level_id) : -1;
-        if (level >= 0 && vad(self, track, level & 0x7F) < 0)
+        if (level >= 0 && vad(self, track, rec, level & 0x7F) < 0)
             return -1;
     }
     if ((d[0] & 0x20) && (long long)n - (long long)lay.start - d[n - 1] <= 0) {

@@ -10,7 +10,7 @@ arrival time on the receiver's, size) the receiver's ``BandwidthEstimator`` take
 to the estimator once; numbers the ring no longer holds are skipped.
 
 Where the extension is built, the sequencer's numbers and history are a C record (``_engine.SequencerRecord``,
-native/sequencer_record.h: C fields and one 24-byte record per history slot) whose ``stamp``, ``_grow`` and
+native/sequencer_record.h: C fields and one 20-byte record per history slot) whose ``stamp``, ``_grow`` and
 ``_take`` are C methods; the native step stamps on that record directly (ADR 0024, ADR 0033's addendum), then
 protects and sends the stamped bytes, so both fast paths stamp the same numbers into this one object.
 ``SequencerTwin`` is the same sequencer in Python, the base where the extension is not built;

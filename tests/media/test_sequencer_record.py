@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import pytest
 from callsd.adapters.media.twcc_send import SequencerTwin, TransportSequencer
 from callsd.core.wire.transport_cc import TransportCc
 from hypothesis import given, settings
@@ -109,3 +110,10 @@ def test_the_c_record_is_the_sequencer_where_the_extension_is_built() -> None:
     from callsd.adapters.media.native._engine import SequencerRecord
 
     assert TransportSequencer.__mro__[1] is SequencerRecord
+
+
+def test_an_uninitialised_record_refuses_instead_of_crashing() -> None:
+    sequencer = TransportSequencer.__new__(TransportSequencer)
+    for use in (lambda: sequencer.stamp(bytes(20)), lambda: sequencer._take(0, 3), lambda: sequencer._send_ms):  # noqa: SLF001
+        with pytest.raises(ValueError, match="not initialised"):
+            use()

@@ -5,7 +5,7 @@
  * a Python object, each stamp read ~ten slots and the int behind each, took five history buffers through the buffer
  * protocol (a format check each) and wrote one item into each of five arrays: five more cold lines per egress packet
  * at capacity, where the step is memory-bound (docs/adr/0033), and three new ints per stamp. Here the numbers are C
- * fields and one packet's history (send time, size, number, cluster, reported) is one 24-byte record, so a stamp
+ * fields and one packet's history (send time, size, number, cluster, reported) is one 20-byte record, so a stamp
  * touches the sequencer and one slot.
  *
  * The same object serves the Python path: `stamp`, `_grow` and `_take` are methods of this type (what
@@ -22,7 +22,7 @@
 #define TWCC_FIRST 256
 #define TWCC_COVER_MS 2000.0
 
-typedef struct {
+typedef struct __attribute__((packed, aligned(4))) { /* 20 bytes: 256 slots are 5 KiB per receiver */
     double send_ms;   /* on the sequencer's clock */
     int32_t seq;      /* the 16-bit number this slot holds, -1: none */
     int32_t cluster;  /* the probe cluster (0: none), negative: the cluster's last packet */
@@ -91,8 +91,18 @@ static void SequencerRecord_dealloc(SequencerRecord *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* 0, or -1 with an exception set when the object was never initialised (its ring is not allocated). */
+static int sequencer_ready(const SequencerRecord *q) {
+    if (q->ring != NULL)
+        return 0;
+    PyErr_SetString(PyExc_ValueError, "the sequencer was not initialised (TransportSequencer.__init__)");
+    return -1;
+}
+
 /* SequencerTwin._grow: double the ring, each packet it holds moving to its slot in the larger one. */
 static int sequencer_grow(SequencerRecord *q) {
+    if (sequencer_ready(q) < 0)
+        return -1;
     Py_ssize_t slots = 2 * (q->mask + 1);
     sent_slot *ring = ring_new(slots);
     if (ring == NULL)
@@ -131,6 +141,8 @@ static int sequencer_record(SequencerRecord *q, double send_ms, size_t size) {
  * number (counted), -1 with an exception set. */
 static int sequencer_stamp_into(SequencerRecord *q, uint8_t *buf, size_t cap, const uint8_t *in, size_t len,
                                 size_t *n) {
+    if (sequencer_ready(q) < 0)
+        return -1;
     long long ext_id = q->ext_id;
     *n = ext_id >= 1 && ext_id <= 255 && q->next_seq >= 0 && q->next_seq <= 0xFFFF
              ? cs_stamp_transport_seq(buf, cap, in, len, (int)ext_id, (int)q->next_seq)
@@ -175,7 +187,7 @@ static PyObject *SequencerRecord_grow(SequencerRecord *self, PyObject *Py_UNUSED
 static PyObject *SequencerRecord_take(SequencerRecord *self, PyObject *args) {
     long long base_seq;
     Py_ssize_t count;
-    if (!PyArg_ParseTuple(args, "Ln", &base_seq, &count))
+    if (!PyArg_ParseTuple(args, "Ln", &base_seq, &count) || sequencer_ready(self) < 0)
         return NULL;
     PyObject *out = PyList_New(0);
     for (Py_ssize_t i = 0; out != NULL && i < count; i++) {
@@ -197,6 +209,8 @@ enum { F_SEND_MS, F_SIZE, F_SEQ, F_REPORTED, F_CLUSTER };
 
 static PyObject *history_array(SequencerRecord *self, int field) {
     static const char *const typecodes[] = {"d", "H", "i", NULL, "i"}; /* F_REPORTED: a bytearray */
+    if (sequencer_ready(self) < 0)
+        return NULL;
     Py_ssize_t slots = self->mask + 1;
     PyObject *list = PyList_New(slots);
     for (Py_ssize_t i = 0; list != NULL && i < slots; i++) {

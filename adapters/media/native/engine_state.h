@@ -28,7 +28,7 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     addr_memo rx_memo[ADDR_CACHE];
-    addr_memo tx_memo[ADDR_CACHE];
+    tx_addr_memo tx_memo[TX_ADDR_CACHE];
     PyObject *by_addr;    /* dict: (host, port) -> Peer (the endpoint's, not a copy) */
     PyObject *tcounters;  /* TransportCounters */
     PyObject *forwarder;  /* Forwarder or None: without one every RTP packet goes back to Python */
@@ -97,10 +97,10 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kwds) {
 }
 
 static int Engine_traverse(Engine *self, visitproc visit, void *arg) {
-    for (int i = 0; i < ADDR_CACHE; i++) {
+    for (int i = 0; i < ADDR_CACHE; i++)
         Py_VISIT(self->rx_memo[i].tuple);
+    for (int i = 0; i < TX_ADDR_CACHE; i++)
         Py_VISIT(self->tx_memo[i].tuple);
-    }
     Py_VISIT(self->by_addr);
     Py_VISIT(self->tcounters);
     Py_VISIT(self->forwarder);
@@ -110,10 +110,10 @@ static int Engine_traverse(Engine *self, visitproc visit, void *arg) {
 }
 
 static int Engine_clear(Engine *self) {
-    for (int i = 0; i < ADDR_CACHE; i++) {
+    for (int i = 0; i < ADDR_CACHE; i++)
         Py_CLEAR(self->rx_memo[i].tuple);
+    for (int i = 0; i < TX_ADDR_CACHE; i++)
         Py_CLEAR(self->tx_memo[i].tuple);
-    }
     Py_CLEAR(self->by_addr);
     Py_CLEAR(self->tcounters);
     Py_CLEAR(self->forwarder);
@@ -248,7 +248,8 @@ static PyObject *rx_address(Engine *self, const struct sockaddr_storage *sa) {
 
 /* The sockaddr of a destination tuple, memoized by identity: 0, or -1 when it is not a numeric address. */
 static int tx_sockaddr(Engine *self, PyObject *addr, struct sockaddr_storage *out, socklen_t *len) {
-    addr_memo *m = &self->tx_memo[((uintptr_t)addr >> 4) % ADDR_CACHE];
+    uint64_t h = (uint64_t)(uintptr_t)addr * 0x9E3779B97F4A7C15ULL;
+    tx_addr_memo *m = &self->tx_memo[h >> 54]; /* the top 10 bits: TX_ADDR_CACHE == 1024 */
     if (m->tuple == addr) {
         memcpy(out, &m->sa, m->len);
         *len = m->len;
@@ -256,9 +257,11 @@ static int tx_sockaddr(Engine *self, PyObject *addr, struct sockaddr_storage *ou
     }
     if (address_to_sockaddr(addr, out, len) < 0)
         return -1;
-    Py_XSETREF(m->tuple, Py_NewRef(addr));
-    memcpy(&m->sa, out, *len);
-    m->len = *len;
+    if (*len <= (socklen_t)sizeof m->sa) {
+        Py_XSETREF(m->tuple, Py_NewRef(addr));
+        memcpy(&m->sa, out, *len);
+        m->len = *len;
+    }
     return 0;
 }
 

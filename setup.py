@@ -12,7 +12,8 @@ setup(
             depends=[f"adapters/media/native/{h}" for h in (
                 "rtp_rules.h", "srtp_session.h", "srtp_transform.h", "srtp_keys.h", "srtp_replay.h", "send_gso.h",
                 "pyslots.h", "addresses.h", "video_rules.h", "simulcast_step.h", "arrival_log.h", "twcc_stamp.h",
-                "twcc_step.h", "engine_state.h", "forward_step.h", "arrival_step.h", "prefetch.h")]
+                "twcc_step.h", "engine_state.h", "forward_step.h", "arrival_step.h", "prefetch.h",
+                "route_record.h", "sequencer_record.h", "track_record.h")]
             + [f"adapters/media/native/{h}" for h in ("video_attrs.h", "layer_switch.h", "rtcp_batch.h")],
             libraries=["crypto"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],

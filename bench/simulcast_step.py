@@ -32,7 +32,7 @@ from typing import Any
 from callsd.adapters.media.dtls import Certificate
 from callsd.adapters.media.forwarder import InTrack, OutRoute
 from callsd.adapters.media.srtp import SrtpContext
-from callsd.adapters.media.twcc_send import TransportSequencer
+from callsd.adapters.media.twcc_send import SequencerTwin, TransportSequencer
 from callsd.core.calls.events import TrackKind
 from callsd.core.wire.simulcast_sdp import REPAIRED_RID_URI, RID_URI
 
@@ -86,10 +86,12 @@ def _stream(frames: int, rtx_share: float) -> list[tuple[float, bytes]]:
     return out
 
 
-class _PythonStamped(TransportSequencer):
-    """A TransportSequencer the native step does not recognise: it calls ``stamp`` (the pre-ADR 0024 cost)."""
+class _PythonStamped(SequencerTwin):
+    """A sequencer the native step does not recognise (the pure-Python twin, not a C record): it calls ``stamp``
+    (the pre-ADR 0024 cost)."""
 
     __slots__ = ()
+    results = TransportSequencer.results
 
 
 def _count_calls(obj: Any, names: tuple[str, ...], calls: Counter[str]) -> None:
@@ -108,7 +110,7 @@ def measure(fast_path: str, receivers: int, frames: int, rtx_share: float, twcc:
             chunk: int = 200) -> dict[str, Any]:
     """One run of one path (see the module docstring)."""
     label = fast_path
-    sequencer = TransportSequencer
+    sequencer: type[TransportSequencer] | type[_PythonStamped] = TransportSequencer
     if fast_path == "native-pystamp":
         fast_path, sequencer = "native", _PythonStamped
     rig = open_step_plane(fast_path, receivers, CERT, rcvbuf=8 << 20,

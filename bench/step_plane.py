@@ -18,7 +18,7 @@ from typing import Any
 
 from callsd.adapters.media.dtls import Certificate, SrtpKeys
 from callsd.adapters.media.plane import MediaPlane, PlaneConfig
-from callsd.adapters.media.twcc_send import TransportSequencer
+from callsd.adapters.media.transport import PacketStamper
 
 __all__ = ["PROFILE", "StepPlane", "DrainCost", "step_keys", "open_step_plane", "timed_drain", "best_of_rounds"]
 
@@ -69,7 +69,7 @@ def _loopback_socket(rcvbuf: int) -> socket.socket:
 
 
 def open_step_plane(fast_path: str, receivers: int, cert: Certificate, *, rcvbuf: int,
-                    twcc: Callable[[], TransportSequencer] | None = None) -> StepPlane:
+                    twcc: Callable[[], PacketStamper] | None = None) -> StepPlane:
     """A plane on ``fast_path`` with sessions ``s0`` .. ``s<receivers>``, each peer keyed and connected; with
     ``twcc``, every receiver (not the publisher) stamps transport-wide sequence numbers with what it returns."""
     plane = MediaPlane(PlaneConfig(ice_port_udp=0, fast_path=fast_path), lambda _e: None)

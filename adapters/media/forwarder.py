@@ -42,6 +42,9 @@ from callsd.core.calls.events import TrackKind
 from callsd.core.wire.rtp import ExtensionRemap, make_extension_remap, read_audio_level, rewrite_rtp
 from callsd.core.wire.rtx import wrap_rtx
 
+from .route_record import RouteRecord
+from .track_record import TrackRecord
+
 __all__ = ["InTrack", "OutRoute", "Forwarder", "ForwarderCounters", "CACHE_SIZE", "URI_MID", "URI_AUDIO_LEVEL",
            "rewrite_extension_block"]
 
@@ -96,15 +99,17 @@ class ForwarderCounters:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-class InTrack:
-    """A track one session publishes: its SSRC, codec and extension ids, its routes and reception stats."""
+class InTrack(TrackRecord):
+    """A track one session publishes: its SSRC, codec and extension ids, its routes and reception stats.
 
+    The per-packet reception fields (``packets``, ``octets``, ``base_seq``, ``max_seq``, ``cycles``, ``started``,
+    ``last_ts``, ``last_rx``, ``vad_score``, ``speaking``, ``level_id``) are the base class's (track_record.py)."""
+
+    # the slots the step reads per packet first, in the line after the record's fields
     __slots__ = (
-        "track_id", "session", "kind", "media", "mid", "ssrc", "clock_rate", "codecs", "ext", "level_id",
-        "routes", "live", "cache", "packets", "octets", "max_seq", "cycles", "base_seq", "started",
-        "last_ts", "last_rx", "expected_prior", "received_prior", "sr_ntp_mid", "sr_rx", "last_pli",
-        "pli_pending", "vad_score", "speaking", "stream_id", "ended", "ext_cache", "rtx_ssrc", "rtx_pt",
-        "nacked",
+        "live", "cache", "routes", "session", "track_id", "kind", "media", "mid", "ssrc", "clock_rate", "codecs",
+        "ext", "expected_prior", "received_prior", "sr_ntp_mid", "sr_rx", "last_pli", "pli_pending", "stream_id",
+        "ended", "ext_cache", "rtx_ssrc", "rtx_pt", "nacked",
     )
 
     def __init__(
@@ -158,12 +163,16 @@ class InTrack:
         self.live = tuple(r for r in self.routes.values() if r.negotiated and not r.paused)
 
 
-class OutRoute:
-    """Forwarding state of one track to one receiving session, in that receiver's numbering."""
+class OutRoute(RouteRecord):
+    """Forwarding state of one track to one receiving session, in that receiver's numbering.
 
+    The per-packet fields (``ssrc``, ``ts_offset``, ``seq_offset``, ``last_seq``, ``resync``, ``packets``,
+    ``octets``) are the base class's (route_record.py: C fields the native step updates in place)."""
+
+    # the slots the step reads per packet first (receiver, pt_map, remap): the line after the record's fields
     __slots__ = (
-        "track", "receiver", "ssrc", "mid", "pt_map", "remap", "ext_key", "paused", "negotiated", "resync",
-        "seq_offset", "ts_offset", "last_seq", "packets", "octets", "removed", "rtx_ssrc", "rtx_pt", "rtx_seq",
+        "receiver", "pt_map", "remap", "track", "mid", "ext_key", "paused", "negotiated", "removed", "rtx_ssrc",
+        "rtx_pt", "rtx_seq",
     )
 
     def __init__(self, *, track: InTrack, receiver: Any, ssrc: int, mid: str, paused: bool, ts_offset: int) -> None:

@@ -9,11 +9,12 @@ receiver reports, per sequence number, whether and when the packet arrived (RTCP
 arrival time on the receiver's, size) the receiver's ``BandwidthEstimator`` takes. Each sequence number is reported
 to the estimator once; numbers the ring no longer holds are skipped.
 
-The native step does what ``stamp`` does itself, on this object's fields (native/twcc_step.h, ADR 0024: the same
-number, the same history entries, the time from ``_clock``), then protects and sends the stamped bytes; so both fast
-paths stamp the same numbers into this one object. Its fields are therefore a contract with the C step: ``ext_id``,
-``next_seq``, ``cluster``, ``cluster_last``, the counters, ``_mask``, ``_grow`` and the history arrays with their
-item types.
+Where the extension is built, the sequencer's numbers and history are a C record (``_engine.SequencerRecord``,
+native/sequencer_record.h: C fields and one 20-byte record per history slot) whose ``stamp``, ``_grow`` and
+``_take`` are C methods; the native step stamps on that record directly (ADR 0024, ADR 0033's addendum), then
+protects and sends the stamped bytes, so both fast paths stamp the same numbers into this one object.
+``SequencerTwin`` is the same sequencer in Python, the base where the extension is not built;
+tests/media/test_route_record.py runs the Python path on both and requires identical outcomes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import time
 from array import array
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from callsd.core.video import PacketResult
 from callsd.core.wire.transport_cc import TransportCc
@@ -29,7 +30,7 @@ from callsd.core.wire.transport_seq import stamp_transport_seq
 
 from .transport import PacketStamper
 
-__all__ = ["TransportSequencer", "HISTORY", "FIRST", "COVER_MS", "attach"]
+__all__ = ["TransportSequencer", "SequencerTwin", "HISTORY", "FIRST", "COVER_MS", "attach"]
 
 # The ring starts small and doubles whenever it would overwrite a packet sent less than COVER_MS ago, up to HISTORY:
 # it then holds at least COVER_MS of packets (feedback comes back within ~100 ms) at 19 bytes a packet. An audio
@@ -41,8 +42,8 @@ FIRST = 256
 COVER_MS = 2000.0
 
 
-class TransportSequencer:
-    """One receiving transport's counter and send history; ``ext_id`` is the id the receiver accepted."""
+class SequencerTwin:
+    """``_engine.SequencerRecord`` in Python: one receiving transport's counter and send history."""
 
     __slots__ = ("ext_id", "next_seq", "_clock", "_mask", "_send_ms", "_size", "_seq", "_reported", "_cluster",
                  "stamped", "unstampable", "sent_bytes", "cluster", "cluster_last")
@@ -100,20 +101,40 @@ class TransportSequencer:
         self._send_ms, self._size, self._seq, self._reported, self._cluster = send_ms, sizes, seqs, reported, cluster
         self._mask = size - 1
 
-    def results(self, feedback: TransportCc) -> list[PacketResult]:
-        """The packets ``feedback`` reports, in sequence order, that this sequencer sent and has not reported."""
-        out: list[PacketResult] = []
-        for i, arrival in enumerate(feedback.arrivals):
-            seq = (feedback.base_seq + i) & 0xFFFF
+    def _take(self, base_seq: int, count: int) -> list[tuple[int, float, int, int]]:
+        """``(index, send_ms, size, cluster)`` of the numbers ``base_seq``.. (``count`` of them) this sequencer sent
+        and has not reported, each now marked reported."""
+        out: list[tuple[int, float, int, int]] = []
+        for i in range(count):
+            seq = (base_seq + i) & 0xFFFF
             slot = seq & self._mask
             if self._seq[slot] != seq or self._reported[slot]:
                 continue
             self._reported[slot] = 1
-            cluster = self._cluster[slot]  # negative: the cluster's last packet
-            out.append(PacketResult(send_ms=self._send_ms[slot],
-                                    arrival_ms=None if arrival is None else arrival / 1000.0,
-                                    size=self._size[slot], probe_cluster=abs(cluster), probe_last=cluster < 0))
+            out.append((i, self._send_ms[slot], self._size[slot], self._cluster[slot]))
         return out
+
+
+if TYPE_CHECKING:
+    _Sequencer = SequencerTwin
+else:
+    try:
+        from .native._engine import SequencerRecord as _Sequencer
+    except ImportError:  # the extension is not built: the twin
+        _Sequencer = SequencerTwin
+
+
+class TransportSequencer(_Sequencer):
+    """One receiving transport's counter and send history; ``ext_id`` is the id the receiver accepted."""
+
+    __slots__ = ()
+
+    def results(self, feedback: TransportCc) -> list[PacketResult]:
+        """The packets ``feedback`` reports, in sequence order, that this sequencer sent and has not reported."""
+        arrivals = [None if arrival is None else arrival / 1000.0 for arrival in feedback.arrivals]
+        return [PacketResult(send_ms=send_ms, arrival_ms=arrivals[i], size=size, probe_cluster=abs(cluster),
+                             probe_last=cluster < 0)  # a negative cluster: the cluster's last packet
+                for i, send_ms, size, cluster in self._take(feedback.base_seq, len(arrivals))]
 
 
 class _Stamped(Protocol):

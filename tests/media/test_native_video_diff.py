@@ -26,7 +26,8 @@ _SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
 def test_the_c_step_uses_the_python_constants() -> None:
     assert (_engine.ROUTE_CACHE, _engine.RATE_WINDOW_S, _engine.DECIDE_INTERVAL_S) == (
         ROUTE_CACHE, RATE_WINDOW_S, DECIDE_INTERVAL_S)
-    assert (_engine.TWCC_HISTORY, _engine.TWCC_COVER_MS) == (twcc_send.HISTORY, twcc_send.COVER_MS)
+    assert (_engine.TWCC_HISTORY, _engine.TWCC_FIRST, _engine.TWCC_COVER_MS) == (twcc_send.HISTORY, twcc_send.FIRST,
+                                                                               twcc_send.COVER_MS)
 
 
 @_SETTINGS

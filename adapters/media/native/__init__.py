@@ -4,11 +4,13 @@ What C reads from Python (the contract the Python objects keep; the Python path 
 
 * the endpoint's ``_by_addr`` dict (source address -> ``Peer``) and its ``TransportCounters``;
 * per ``Peer``: ``srtp`` (a ``NativeSrtpContext``: C handles the datagram only if ``srtp._rx`` is a native
-  ``SrtpSession``), ``_tx``, ``address``, ``data``, ``twcc`` (a ``TransportSequencer``: C stamps the packet and
-  writes its send history itself; any other stamper's ``stamp`` is called) and, as a fallback for foreign
+  ``SrtpSession``), ``_tx``, ``address``, ``data``, ``twcc`` (a ``TransportSequencer``, whose numbers and send
+  history are a C record, ``_engine.SequencerRecord``: C stamps the packet and records it there; any other
+  stamper's ``stamp`` is called) and, as a fallback for foreign
   contexts, ``send_rtp``;
 * per session (``peer.data``, a ``ForwardingSession``): ``closed`` and ``inbound`` (SSRC -> ``InTrack``);
-* per ``InTrack`` and ``OutRoute``: the fields ``Forwarder.on_rtp`` reads and writes, written back at once;
+* per ``InTrack`` and ``OutRoute``: the fields ``Forwarder.on_rtp`` reads and writes, written back at once (a
+  route's numbering and counters are C fields of its base class, ``_engine.RouteRecord``: route_record.py);
 * the ``Forwarder``'s ``counters``, ``_clock`` and ``_on_voice``;
 * per session also ``inbound_rtx`` (RTX SSRC -> ``InTrack``) and ``simulcast_in`` (simulcast layer or layer-RTX
   SSRC -> ``SimulcastStream``), and through them the ``SimulcastTrack``, its routes' switch state and the
@@ -135,13 +137,11 @@ class NativePath:
 
     def bind(self, endpoint: UdpEndpoint) -> None:
         from ..forwarder import VAD_MAX, VAD_ON, VAD_THRESHOLD
-        from ..twcc_send import TransportSequencer
 
         self._endpoint = endpoint
         counters: TransportCounters = endpoint.counters
         self._engine = Engine(endpoint._by_addr, counters,  # noqa: SLF001 - the table the endpoint keeps
-                              self._forwarder, (VAD_THRESHOLD, VAD_ON, VAD_MAX), self._simulcast,
-                              TransportSequencer)
+                              self._forwarder, (VAD_THRESHOLD, VAD_ON, VAD_MAX), self._simulcast)
 
     def srtp_context(self, keys: SrtpKeys) -> NativeSrtpContext:
         return NativeSrtpContext(keys)

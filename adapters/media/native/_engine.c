@@ -38,6 +38,8 @@
 #include "rtp_rules.h"
 #include "srtp_session.h"
 #include "pyslots.h"
+#include "route_record.h"  /* OutRoute's per-packet state as C fields */
+#include "track_record.h"  /* InTrack's */
 #include "addresses.h"
 #include "arrival_log.h"
 
@@ -322,26 +324,23 @@ static struct PyModuleDef engine_module = {
 
 PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_srtp, "srtp") INTERN(s_rx, "_rx") INTERN(s_tx, "_tx") INTERN(s_data, "data")
-    INTERN(s_closed, "closed") INTERN(s_inbound, "inbound") INTERN(s_packets, "packets")
-    INTERN(s_octets, "octets") INTERN(s_started, "started") INTERN(s_base_seq, "base_seq")
-    INTERN(s_max_seq, "max_seq") INTERN(s_cycles, "cycles") INTERN(s_last_ts, "last_ts")
-    INTERN(s_last_rx, "last_rx") INTERN(s_level_id, "level_id") INTERN(s_vad_score, "vad_score")
-    INTERN(s_speaking, "speaking") INTERN(s_session, "session") INTERN(s_routes, "routes")
-    INTERN(s_live, "live") INTERN(s_cache, "cache") INTERN(s_pt_map, "pt_map") INTERN(s_receiver, "receiver")
-    INTERN(s_peer, "peer") INTERN(s_resync, "resync") INTERN(s_seq_offset, "seq_offset")
-    INTERN(s_last_seq, "last_seq") INTERN(s_remap, "remap") INTERN(s_identity, "identity")
-    INTERN(s_table, "table") INTERN(s_ts_offset, "ts_offset") INTERN(s_ssrc, "ssrc")
-    INTERN(s_address, "address") INTERN(s_send_rtp, "send_rtp") INTERN(s_clock, "_clock") INTERN(s_twcc, "twcc") INTERN(s_stamp, "stamp")
+    INTERN(s_closed, "closed") INTERN(s_inbound, "inbound") INTERN(s_octets, "octets") INTERN(s_last_ts, "last_ts")
+    INTERN(s_session, "session") INTERN(s_routes, "routes") INTERN(s_live, "live") INTERN(s_cache, "cache")
+    INTERN(s_pt_map, "pt_map") INTERN(s_receiver, "receiver") INTERN(s_peer, "peer") INTERN(s_remap, "remap")
+    INTERN(s_identity, "identity") INTERN(s_table, "table") INTERN(s_ssrc, "ssrc") INTERN(s_address, "address")
+    INTERN(s_send_rtp, "send_rtp") INTERN(s_clock, "_clock") INTERN(s_twcc, "twcc") INTERN(s_stamp, "stamp")
     INTERN(s_on_voice, "_on_voice")
     INTERN(s_twcc_in, "twcc_in") INTERN(s_ext_id, "ext_id") INTERN(s_arrived, "arrived") INTERN(s_log, "log")
     INTERN(s_drain, "drain")
-    if (video_intern() < 0 || twcc_intern() < 0 || clock_intern() < 0)
+    if (video_intern() < 0 || clock_intern() < 0)
         return NULL;
     if (srtp_keys_global_init() < 0) {
         PyErr_SetString(PyExc_ImportError, "libcrypto offers no HMAC");
         return NULL;
     }
-    if (PyType_Ready(&SrtpSessionType) < 0 || PyType_Ready(&EngineType) < 0 || PyType_Ready(&ArrivalLogType) < 0)
+    if (PyType_Ready(&SrtpSessionType) < 0 || PyType_Ready(&EngineType) < 0 || PyType_Ready(&ArrivalLogType) < 0 ||
+        PyType_Ready(&RouteRecordType) < 0 || PyType_Ready(&SequencerRecordType) < 0 ||
+        PyType_Ready(&TrackRecordType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&engine_module);
     if (m == NULL)
@@ -349,11 +348,15 @@ PyMODINIT_FUNC PyInit__engine(void) {
     if (PyModule_AddObjectRef(m, "SrtpSession", (PyObject *)&SrtpSessionType) < 0 ||
         PyModule_AddObjectRef(m, "Engine", (PyObject *)&EngineType) < 0 ||
         PyModule_AddObjectRef(m, "ArrivalLog", (PyObject *)&ArrivalLogType) < 0 ||
+        PyModule_AddObjectRef(m, "RouteRecord", (PyObject *)&RouteRecordType) < 0 ||
+        PyModule_AddObjectRef(m, "SequencerRecord", (PyObject *)&SequencerRecordType) < 0 ||
+        PyModule_AddObjectRef(m, "TrackRecord", (PyObject *)&TrackRecordType) < 0 ||
         PyModule_AddIntConstant(m, "ROUTE_CACHE", ROUTE_CACHE) < 0 ||
         PyModule_AddObject(m, "RATE_WINDOW_S", PyFloat_FromDouble(RATE_WINDOW_S)) < 0 ||
         PyModule_AddObject(m, "DECIDE_INTERVAL_S", PyFloat_FromDouble(DECIDE_INTERVAL_S)) < 0 ||
         PyModule_AddIntConstant(m, "MAX_PACKET", MAX_PACKET) < 0 || PyModule_AddIntConstant(m, "BATCH", BATCH) < 0 ||
         PyModule_AddIntConstant(m, "TWCC_HISTORY", TWCC_HISTORY) < 0 ||
+        PyModule_AddIntConstant(m, "TWCC_FIRST", TWCC_FIRST) < 0 ||
         PyModule_AddIntConstant(m, "TWCC_COVER_MS", (long)TWCC_COVER_MS) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -20,6 +20,19 @@ typedef struct {
     PyObject *tuple;
 } addr_memo;
 
+/* The send side's memo is larger and its entries smaller: a server at capacity sends to ~800 peers, and with 256
+ * entries most sends missed and parsed the tuple's host string again (inet_pton, ~300 instructions per egress
+ * packet at 100 calls, docs/performance.md "Session 6"). 1024 entries of 48 bytes. */
+#define TX_ADDR_CACHE 1024
+typedef struct {
+    union {
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } sa;
+    socklen_t len;
+    PyObject *tuple;
+} tx_addr_memo;
+
 /* (host, port) -> sockaddr, as the socket module accepts numeric addresses; 0 on success. */
 static int address_to_sockaddr(PyObject *addr, struct sockaddr_storage *out, socklen_t *len) {
     if (!PyTuple_Check(addr) || PyTuple_GET_SIZE(addr) < 2)

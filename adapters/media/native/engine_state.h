@@ -8,11 +8,9 @@ enum { STEP_EMPTY = 0, STEP_BUDGET = 1, STEP_RAW = 2, STEP_RTP = 3, STEP_ERROR =
 
 /* ---- interned attribute names ----------------------------------------------------------------------------- */
 
-static PyObject *s_srtp, *s_rx, *s_tx, *s_data, *s_closed, *s_inbound, *s_packets, *s_octets, *s_started,
-    *s_base_seq, *s_max_seq, *s_cycles, *s_last_ts, *s_last_rx, *s_level_id, *s_vad_score, *s_speaking,
-    *s_session, *s_routes, *s_live, *s_cache, *s_pt_map, *s_receiver, *s_peer, *s_resync, *s_seq_offset,
-    *s_last_seq, *s_remap, *s_identity, *s_table, *s_ts_offset, *s_ssrc, *s_address, *s_send_rtp, *s_clock,
-    *s_on_voice, *s_twcc, *s_stamp;
+static PyObject *s_srtp, *s_rx, *s_tx, *s_data, *s_closed, *s_inbound, *s_octets, *s_last_ts, *s_session,
+    *s_routes, *s_live, *s_cache, *s_pt_map, *s_receiver, *s_peer, *s_remap, *s_identity, *s_table, *s_ssrc,
+    *s_address, *s_send_rtp, *s_clock, *s_on_voice, *s_twcc, *s_stamp;
 static PyObject *s_twcc_in, *s_ext_id, *s_arrived, *s_log, *s_drain; /* transport-cc toward publishers */
 
 /* ---- Engine ------------------------------------------------------------------------------------------------- */
@@ -30,13 +28,12 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     addr_memo rx_memo[ADDR_CACHE];
-    addr_memo tx_memo[ADDR_CACHE];
+    tx_addr_memo tx_memo[TX_ADDR_CACHE];
     PyObject *by_addr;    /* dict: (host, port) -> Peer (the endpoint's, not a copy) */
     PyObject *tcounters;  /* TransportCounters */
     PyObject *forwarder;  /* Forwarder or None: without one every RTP packet goes back to Python */
     PyObject *fcounters;  /* ForwarderCounters or None */
     PyObject *simulcast;  /* SimulcastForwarder or None: its layers are forwarded here too (simulcast_step.h) */
-    PyObject *sequencer;  /* the TransportSequencer type: such a peer's packets are stamped here (twcc_step.h) */
     int vad_threshold, vad_on, vad_max;
     transport_delta td;
     forwarder_delta fd;
@@ -68,17 +65,12 @@ typedef struct {
 static PyTypeObject EngineType;
 
 static int Engine_init(Engine *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"by_addr", "counters", "forwarder", "vad", "simulcast", "sequencer", NULL};
-    PyObject *by_addr, *counters, *forwarder, *simulcast = Py_None, *sequencer = Py_None;
+    static char *kwlist[] = {"by_addr", "counters", "forwarder", "vad", "simulcast", NULL};
+    PyObject *by_addr, *counters, *forwarder, *simulcast = Py_None;
     int thr = 60, on = 15, max = 30;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO(iii)|OO", kwlist, &PyDict_Type, &by_addr, &counters,
-                                     &forwarder, &thr, &on, &max, &simulcast, &sequencer))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO(iii)|O", kwlist, &PyDict_Type, &by_addr, &counters,
+                                     &forwarder, &thr, &on, &max, &simulcast))
         return -1;
-    if (sequencer != Py_None && !PyType_Check(sequencer)) {
-        PyErr_SetString(PyExc_TypeError, "sequencer must be a type or None");
-        return -1;
-    }
-    Py_XSETREF(self->sequencer, Py_NewRef(sequencer));
     Py_XSETREF(self->simulcast, Py_NewRef(forwarder == Py_None ? Py_None : simulcast));
     Py_XSETREF(self->by_addr, Py_NewRef(by_addr));
     Py_XSETREF(self->tcounters, Py_NewRef(counters));
@@ -105,30 +97,28 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kwds) {
 }
 
 static int Engine_traverse(Engine *self, visitproc visit, void *arg) {
-    for (int i = 0; i < ADDR_CACHE; i++) {
+    for (int i = 0; i < ADDR_CACHE; i++)
         Py_VISIT(self->rx_memo[i].tuple);
+    for (int i = 0; i < TX_ADDR_CACHE; i++)
         Py_VISIT(self->tx_memo[i].tuple);
-    }
     Py_VISIT(self->by_addr);
     Py_VISIT(self->tcounters);
     Py_VISIT(self->forwarder);
     Py_VISIT(self->fcounters);
     Py_VISIT(self->simulcast);
-    Py_VISIT(self->sequencer);
     return 0;
 }
 
 static int Engine_clear(Engine *self) {
-    for (int i = 0; i < ADDR_CACHE; i++) {
+    for (int i = 0; i < ADDR_CACHE; i++)
         Py_CLEAR(self->rx_memo[i].tuple);
+    for (int i = 0; i < TX_ADDR_CACHE; i++)
         Py_CLEAR(self->tx_memo[i].tuple);
-    }
     Py_CLEAR(self->by_addr);
     Py_CLEAR(self->tcounters);
     Py_CLEAR(self->forwarder);
     Py_CLEAR(self->fcounters);
     Py_CLEAR(self->simulcast);
-    Py_CLEAR(self->sequencer);
     return 0;
 }
 
@@ -223,19 +213,14 @@ static int clock_intern(void) {
     return time_monotonic == NULL ? -1 : 0;
 }
 
-/* `owner._clock()` in seconds (the Forwarder's, a TransportSequencer's): read here when it is time.monotonic, as
- * it is in the server, else called. 0, or -1 with an exception set. */
-static int clock_seconds(PyObject *owner, double *out) {
-    PyObject *clock = cs_getattr(owner, s_clock);
-    if (clock == NULL)
-        return -1;
+/* `clock()` in seconds (a TransportSequencer's `_clock`): read here when it is time.monotonic, as it is in the
+ * server, else called. 0, or -1 with an exception set. */
+static int clock_now(PyObject *clock, double *out) {
     if (clock == time_monotonic) {
-        Py_DECREF(clock);
         *out = monotonic_seconds();
         return 0;
     }
     PyObject *now = PyObject_CallNoArgs(clock);
-    Py_DECREF(clock);
     if (now == NULL)
         return -1;
     double seconds = PyFloat_AsDouble(now);
@@ -263,7 +248,8 @@ static PyObject *rx_address(Engine *self, const struct sockaddr_storage *sa) {
 
 /* The sockaddr of a destination tuple, memoized by identity: 0, or -1 when it is not a numeric address. */
 static int tx_sockaddr(Engine *self, PyObject *addr, struct sockaddr_storage *out, socklen_t *len) {
-    addr_memo *m = &self->tx_memo[((uintptr_t)addr >> 4) % ADDR_CACHE];
+    uint64_t h = (uint64_t)(uintptr_t)addr * 0x9E3779B97F4A7C15ULL;
+    tx_addr_memo *m = &self->tx_memo[h >> 54]; /* the top 10 bits: TX_ADDR_CACHE == 1024 */
     if (m->tuple == addr) {
         memcpy(out, &m->sa, m->len);
         *len = m->len;
@@ -271,9 +257,11 @@ static int tx_sockaddr(Engine *self, PyObject *addr, struct sockaddr_storage *ou
     }
     if (address_to_sockaddr(addr, out, len) < 0)
         return -1;
-    Py_XSETREF(m->tuple, Py_NewRef(addr));
-    memcpy(&m->sa, out, *len);
-    m->len = *len;
+    if (*len <= (socklen_t)sizeof m->sa) {
+        Py_XSETREF(m->tuple, Py_NewRef(addr));
+        memcpy(&m->sa, out, *len);
+        m->len = *len;
+    }
     return 0;
 }
 

@@ -6,7 +6,7 @@
 
 /* Peer.send_rtp for one rewritten packet: protect into the send queue, or Python's send_rtp when the peer's
  * transmit context or address is not one this module handles. A peer with a transport-wide sequencer (`twcc` not
- * None) has the packet stamped first: by sequencer_stamp (twcc_step.h) on the TransportSequencer's own state, or by
+ * None) has the packet stamped first: by sequencer_stamp (twcc_step.h) on a TransportSequencer's C record, or by
  * a call to `twcc.stamp` for any other stamper. -1 with an exception set on failure. */
 static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t len) {
     PyObject *tx = cs_getattr(peer, s_tx);
@@ -50,8 +50,8 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
     }
     Py_DECREF(address);
     PyObject *stamped = NULL; /* the stamped copy; `out` points into it */
-    if (twcc != Py_None && (PyObject *)Py_TYPE(twcc) == self->sequencer) { /* stamped here, on the object */
-        if (sequencer_stamp(twcc, self->stampbuf, &out, &len) < 0) {
+    if (PyObject_TypeCheck(twcc, &SequencerRecordType)) { /* stamped here, on its record */
+        if (sequencer_stamp((SequencerRecord *)twcc, self->stampbuf, &out, &len) < 0) {
             Py_DECREF(tx);
             Py_DECREF(twcc);
             return -1;
@@ -99,21 +99,16 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
 }
 
 /* Forwarder._vad: debounced voice activity from the audio level. */
-static int vad(Engine *self, PyObject *track, int level) {
-    long long score;
-    if (get_ll(track, s_vad_score, &score) < 0)
-        return -1;
+static int vad(Engine *self, PyObject *track, TrackRecord *rec, int level) {
+    long long score = rec->vad_score;
     if (level <= self->vad_threshold) {
         if (score < self->vad_max)
             score++;
     } else if (score > 0) {
         score--;
     }
-    if (set_ll(track, s_vad_score, score) < 0)
-        return -1;
-    int speaking = get_truth(track, s_speaking);
-    if (speaking < 0)
-        return -1;
+    rec->vad_score = score;
+    int speaking = rec->speaking;
     int change = -1;
     if (!speaking && score >= self->vad_on)
         change = 1;
@@ -121,8 +116,7 @@ static int vad(Engine *self, PyObject *track, int level) {
         change = 0;
     if (change < 0)
         return 0;
-    if (cs_setattr(track, s_speaking, change ? Py_True : Py_False) < 0)
-        return -1;
+    rec->speaking = (char)change;
     PyObject *session = cs_getattr(track, s_session);
     if (session == NULL)
         return -1;
@@ -166,6 +160,9 @@ static int route_pt(PyObject *route, int pt, long long *opt) {
 /* One route's copy of the packet (the body of Forwarder.on_rtp's loop). */
 static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t n, const cs_layout *lay,
                          long long seq, long long ts, int pt, int mk) {
+    RouteRecord *rec = route_record(route); /* the rewrite's state and the counters (route_record.h) */
+    if (rec == NULL)
+        return -1;
     long long opt;
     int has = route_pt(route, pt, &opt); /* 0: the route does not carry this payload type */
     if (has <= 0)
@@ -182,22 +179,13 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
         rc = 0;
         goto done;
     }
-    int resync = get_truth(route, s_resync);
-    if (resync < 0)
-        goto done;
-    long long seq_offset, last_seq;
-    if (get_ll(route, s_last_seq, &last_seq) < 0)
-        goto done;
-    if (resync) {
-        seq_offset = (last_seq + 1 - seq) & 0xFFFF;
-        if (set_ll(route, s_seq_offset, seq_offset) < 0 || cs_setattr(route, s_resync, Py_False) < 0)
-            goto done;
-    } else if (get_ll(route, s_seq_offset, &seq_offset) < 0) {
-        goto done;
+    if (rec->resync) {
+        rec->seq_offset = (rec->last_seq + 1 - seq) & 0xFFFF;
+        rec->resync = 0;
     }
-    long long oseq = (seq + seq_offset) & 0xFFFF;
-    if (((oseq - last_seq) & 0xFFFF) < 0x8000 && set_ll(route, s_last_seq, oseq) < 0)
-        goto done;
+    long long oseq = (seq + rec->seq_offset) & 0xFFFF;
+    if (((oseq - rec->last_seq) & 0xFFFF) < 0x8000)
+        rec->last_seq = oseq;
     const uint8_t *blk = NULL;
     size_t blen = 0;
     if (lay->has_ext) {
@@ -229,9 +217,7 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
             blk = self->blk;
         }
     }
-    long long ts_offset, ssrc;
-    if (get_ll(route, s_ts_offset, &ts_offset) < 0 || get_ll(route, s_ssrc, &ssrc) < 0)
-        goto done;
+    long long ts_offset = rec->ts_offset, ssrc = rec->ssrc;
     long long b1 = mk | opt;
     if (opt < 0 || b1 > 255 || ssrc < 0 || ssrc > 0xFFFFFFFFLL) {
         PyErr_SetString(PyExc_ValueError, "payload type or SSRC out of range for an RTP header");
@@ -246,9 +232,8 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
     }
     if (send_to_peer(self, peer, out, len) < 0)
         goto done;
-    long long plen = (long long)n - (long long)lay->start;
-    if (add_ll(route, s_packets, 1) < 0 || add_ll(route, s_octets, plen) < 0)
-        goto done;
+    rec->packets++;
+    rec->octets += (long long)n - (long long)lay->start;
     self->fd.rtp_out++;
     self->fd.rtp_out_bytes += (long long)len;
     rc = 0;
@@ -261,53 +246,42 @@ done:
 static int forward(Engine *self, PyObject *track, const uint8_t *d, size_t n) {
     long long seq = ((long long)d[2] << 8) | d[3];
     long long ts = ((long long)d[4] << 24) | ((long long)d[5] << 16) | ((long long)d[6] << 8) | d[7];
+    TrackRecord *rec = track_record(track); /* its reception state (track_record.h) */
+    if (rec == NULL)
+        return -1;
     self->fd.rtp_in++;
     self->fd.rtp_in_bytes += (long long)n;
-    if (add_ll(track, s_packets, 1) < 0 || add_ll(track, s_octets, (long long)n) < 0)
-        return -1;
-    int started = get_truth(track, s_started);
-    if (started < 0)
-        return -1;
-    long long base_seq = 0, max_seq = 0, cycles = 0;
-    if (started && (get_ll(track, s_max_seq, &max_seq) < 0 || get_ll(track, s_cycles, &cycles) < 0))
-        return -1;
-    int was_started = started;
-    long long old_max = max_seq, old_cycles = cycles;
+    rec->packets++;
+    rec->octets += (long long)n;
+    int started = rec->started;
+    long long base_seq = 0, max_seq = started ? rec->max_seq : 0, cycles = started ? rec->cycles : 0;
     cs_track_seq(&started, &base_seq, &max_seq, &cycles, (int)seq);
-    if (!was_started) {
-        if (cs_setattr(track, s_started, Py_True) < 0 || set_ll(track, s_base_seq, base_seq) < 0 ||
-            set_ll(track, s_max_seq, max_seq) < 0)
-            return -1;
+    if (!rec->started) {
+        rec->started = 1;
+        rec->base_seq = base_seq;
     } else {
-        if (cycles != old_cycles && set_ll(track, s_cycles, cycles) < 0)
-            return -1;
-        if (max_seq != old_max && set_ll(track, s_max_seq, max_seq) < 0)
-            return -1;
+        rec->cycles = cycles;
     }
-    if (set_ll(track, s_last_ts, ts) < 0)
-        return -1;
+    rec->max_seq = max_seq;
+    rec->last_ts = ts;
     PyObject *clock = cs_getattr(self->forwarder, s_clock); /* time.monotonic in the server: read, not called */
     if (clock == NULL)
         return -1;
-    PyObject *now = clock == time_monotonic ? PyFloat_FromDouble(monotonic_seconds()) : PyObject_CallNoArgs(clock);
+    double now;
+    int clocked = clock_now(clock, &now);
     Py_DECREF(clock);
-    if (now == NULL)
+    if (clocked < 0)
         return -1;
-    int set_rx = cs_setattr(track, s_last_rx, now);
-    Py_DECREF(now);
-    if (set_rx < 0)
-        return -1;
+    rec->last_rx = now;
     cs_layout lay;
     if (cs_split(d, n, &lay)) {
         self->fd.drop_malformed++;
         return 0;
     }
     if (lay.has_ext) {
-        long long level_id;
-        if (get_ll(track, s_level_id, &level_id) < 0)
-            return -1;
+        long long level_id = rec->level_id;
         int level = level_id > 0 && level_id < 256 ? cs_read_audio_level(d, n, (int)level_id) : -1;
-        if (level >= 0 && vad(self, track, level & 0x7F) < 0)
+        if (level >= 0 && vad(self, track, rec, level & 0x7F) < 0)
             return -1;
     }
     if ((d[0] & 0x20) && (long long)n - (long long)lay.start - d[n - 1] <= 0) {
@@ -323,12 +297,12 @@ static int forward(Engine *self, PyObject *track, const uint8_t *d, size_t n) {
             return -1;
         }
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); i++) {
-            PyObject *r = PyList_GET_ITEM(values, i);
-            long long off;
-            if (get_ll(r, s_seq_offset, &off) < 0 || set_ll(r, s_seq_offset, (off - 1) & 0xFFFF) < 0) {
+            RouteRecord *r = route_record(PyList_GET_ITEM(values, i));
+            if (r == NULL) {
                 Py_DECREF(values);
                 return -1;
             }
+            r->seq_offset = (r->seq_offset - 1) & 0xFFFF;
         }
         Py_DECREF(values);
         return 0;

@@ -13,20 +13,31 @@
  * a small memo remembers, per (exact type, name), the slot's offset, valid while the type's version tag is
  * unchanged (CPython bumps it whenever the type or a base is modified). Anything else (a property, a __dict__
  * attribute, a type with its own __getattribute__/__setattr__, an unset slot) goes through the generic calls. */
-#define SLOT_MEMO 128
+#define SLOT_MEMO_SETS 256 /* two ways each: the step's ~40 (type, name) pairs never evict each other */
 typedef struct {
     PyTypeObject *type;
     PyObject *name;
     unsigned int version;
     Py_ssize_t offset; /* -1: not a plain object slot, use the generic call */
 } slot_memo;
-static slot_memo slot_memos[SLOT_MEMO];
+static slot_memo slot_memos[SLOT_MEMO_SETS][2];
+
+/* A direct-mapped memo of 128 entries indexed by (type ^ name) >> 4 made some pairs the step uses on every packet
+ * share an entry, so each evicted the other and every access paid _PyType_Lookup (~250 instructions): a
+ * multiplicative hash and two ways per set. */
+static inline slot_memo *slot_memo_set(PyTypeObject *type, PyObject *name) {
+    uint64_t h = ((uint64_t)(uintptr_t)type ^ ((uint64_t)(uintptr_t)name << 7)) * 0x9E3779B97F4A7C15ULL;
+    return slot_memos[h >> 56]; /* the top 8 bits: SLOT_MEMO_SETS == 256 */
+}
 
 static Py_ssize_t slot_offset(PyObject *obj, PyObject *name) {
     PyTypeObject *type = Py_TYPE(obj);
-    slot_memo *m = &slot_memos[(((uintptr_t)type >> 4) ^ ((uintptr_t)name >> 4)) % SLOT_MEMO];
-    if (m->type == type && m->name == name && m->version == type->tp_version_tag && type->tp_version_tag != 0)
-        return m->offset;
+    slot_memo *set = slot_memo_set(type, name);
+    for (int way = 0; way < 2; way++) {
+        slot_memo *m = &set[way];
+        if (m->type == type && m->name == name && m->version == type->tp_version_tag && type->tp_version_tag != 0)
+            return m->offset;
+    }
     Py_ssize_t offset = -1;
     if (type->tp_getattro == PyObject_GenericGetAttr && type->tp_setattro == PyObject_GenericSetAttr) {
         PyObject *descr = _PyType_Lookup(type, name); /* borrowed; sets the type's version tag */
@@ -37,10 +48,8 @@ static Py_ssize_t slot_offset(PyObject *obj, PyObject *name) {
         }
     }
     if (type->tp_version_tag != 0 && (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
-        m->type = type;
-        m->name = name;
-        m->version = type->tp_version_tag;
-        m->offset = offset;
+        set[1] = set[0]; /* the older entry moves to the second way */
+        set[0] = (slot_memo){type, name, type->tp_version_tag, offset};
     }
     return offset;
 }

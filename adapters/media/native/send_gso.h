@@ -51,6 +51,17 @@ static int same_destination(const struct msghdr *a, const struct msghdr *b) {
     return a->msg_namelen == b->msg_namelen && memcmp(a->msg_name, b->msg_name, a->msg_namelen) == 0;
 }
 
+/* A number equal for equal destinations (its first 24 bytes and length: all of an IPv4 address and port, and of
+ * an IPv6 one but its last four address bytes), which places a destination in gso_flush's table of open runs: the
+ * pairwise search it replaces (memcmp of every queued pair) was ~1,600 instructions per egress packet
+ * (callgrind, docs/performance.md "Session 6"). */
+static uint64_t destination_key(const struct msghdr *m) {
+    uint64_t word[3] = {0, 0, 0};
+    memcpy(word, m->msg_name, m->msg_namelen < sizeof word ? m->msg_namelen : sizeof word);
+    uint64_t mixed = word[0] ^ (word[1] * 0xC2B2AE3D27D4EB4FULL) ^ (word[2] * 0x165667B19E3779F9ULL) ^ m->msg_namelen;
+    return mixed * 0x9E3779B97F4A7C15ULL; /* the top bits depend on every byte (the table uses the top 7) */
+}
+
 /* sendmmsg over msgs[0..n), retrying EINTR; counts per message with the given datagram counts. */
 static void send_plain(int fd, struct mmsghdr *msgs, int n, const int *segments, const size_t *bytes,
                        send_counts *c, int *gso_failed) {
@@ -88,48 +99,63 @@ static void gso_flush(int fd, struct mmsghdr *msgs, int n, send_counts *c, int *
         return;
     }
     gso_plan *p = &gso_scratch;
-    char taken[BATCH];
-    memset(taken, 0, sizeof taken);
-    int out = 0, iov = 0;
+    /* Pass 1, in queue order: each datagram joins the open run of its destination if it fits (same length, under
+     * the segment and byte caps), else opens that destination's next run. The same runs, in the same order (of
+     * their first datagram), as scanning forward from each run's first datagram, in one pass: `open` maps a
+     * destination (by its key, probed linearly, checked by same_destination) to its open run. */
+    _Static_assert(2 * BATCH == 128, "the open-run table is indexed by a key's top 7 bits");
+    int run_of[BATCH], first[BATCH], open[2 * BATCH];
+    size_t size_of[BATCH];
+    int out = 0;
+    memset(open, -1, sizeof open);
     for (int i = 0; i < n; i++) {
-        if (taken[i])
-            continue;
-        taken[i] = 1;
-        size_t size = msgs[i].msg_hdr.msg_iov[0].iov_len;
-        struct msghdr *m = &p->msg[out].msg_hdr;
-        *m = msgs[i].msg_hdr;
-        m->msg_iov = &p->iov[iov];
-        p->iov[iov++] = msgs[i].msg_hdr.msg_iov[0];
-        int k = 1;
-        size_t total = size;
-        for (int j = i + 1; j < n && k < GSO_MAX_SEGMENTS; j++) {
-            if (taken[j] || !same_destination(&msgs[i].msg_hdr, &msgs[j].msg_hdr))
-                continue;
-            if (msgs[j].msg_hdr.msg_iov[0].iov_len != size || total + size > GSO_MAX_BYTES)
-                break; /* this destination's next datagram differs: the run ends, the order stays */
-            taken[j] = 1;
-            p->iov[iov++] = msgs[j].msg_hdr.msg_iov[0];
-            total += size;
-            k++;
+        const struct msghdr *h = &msgs[i].msg_hdr;
+        size_t size = h->msg_iov[0].iov_len;
+        uint64_t key = destination_key(h);
+        unsigned slot = (unsigned)(key >> 57); /* 0..127 == 2 * BATCH - 1 */
+        while (open[slot] >= 0 && !same_destination(&msgs[first[open[slot]]].msg_hdr, h))
+            slot = (slot + 1) % (2 * BATCH);
+        int r = open[slot];
+        if (r >= 0 && size_of[r] == size && p->segments[r] < GSO_MAX_SEGMENTS &&
+            p->bytes[r] + size <= GSO_MAX_BYTES) {
+            p->segments[r]++;
+            p->bytes[r] += size;
+        } else {
+            r = open[slot] = out++;
+            first[r] = i;
+            size_of[r] = size;
+            p->segments[r] = 1;
+            p->bytes[r] = size;
         }
-        m->msg_iovlen = (size_t)k;
+        run_of[i] = r;
+    }
+    /* Pass 2: each run's datagrams side by side in the iovec array, in queue order, and its message. */
+    int next_iov[BATCH];
+    for (int r = 0, iov = 0; r < out; r++) {
+        next_iov[r] = iov;
+        iov += p->segments[r];
+    }
+    for (int r = 0; r < out; r++) {
+        struct msghdr *m = &p->msg[r].msg_hdr;
+        *m = msgs[first[r]].msg_hdr;
+        m->msg_iov = &p->iov[next_iov[r]];
+        m->msg_iovlen = (size_t)p->segments[r];
         m->msg_control = NULL;
         m->msg_controllen = 0;
-        if (k > 1) {
-            m->msg_control = p->control[out].buf;
-            m->msg_controllen = sizeof p->control[out].buf;
+        if (p->segments[r] > 1) {
+            m->msg_control = p->control[r].buf;
+            m->msg_controllen = sizeof p->control[r].buf;
             struct cmsghdr *cm = CMSG_FIRSTHDR(m);
             cm->cmsg_level = SOL_UDP;
             cm->cmsg_type = UDP_SEGMENT;
             cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-            uint16_t segment = (uint16_t)size;
+            uint16_t segment = (uint16_t)size_of[r];
             memcpy(CMSG_DATA(cm), &segment, sizeof segment);
         }
-        p->segments[out] = k;
-        p->bytes[out] = total;
-        p->msg[out].msg_len = 0;
-        out++;
+        p->msg[r].msg_len = 0;
     }
+    for (int i = 0; i < n; i++)
+        p->iov[next_iov[run_of[i]]++] = msgs[i].msg_hdr.msg_iov[0];
     int start = 0;
     while (start < out) {
         int failed = -1;

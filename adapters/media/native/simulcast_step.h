@@ -199,9 +199,10 @@ static int layer_route(Engine *self, PyObject *st, PyObject *route, const layer_
             goto done;
         }
     }
-    long long ts_offset, ssrc;
-    if (get_ll(route, s_ts_offset, &ts_offset) < 0 || get_ll(route, s_ssrc, &ssrc) < 0)
+    RouteRecord *rec = route_record(route); /* route_record.h */
+    if (rec == NULL)
         goto done;
+    long long ts_offset = rec->ts_offset, ssrc = rec->ssrc;
     uint8_t pkt[BUF];
     uint32_t ts = (uint32_t)((out.timestamp + ts_offset) & 0xFFFFFFFFLL);
     size_t len = cs_build(pkt, sizeof pkt, d, n, lay, (uint8_t)((d[1] & 0x80) | (opt & 0x7F)), (uint16_t)out.seq,
@@ -222,10 +223,13 @@ static int layer_route(Engine *self, PyObject *st, PyObject *route, const layer_
     int bad = sent == NULL || list_set(sent, (Py_ssize_t)(out.seq % ROUTE_CACHE), data) < 0;
     Py_XDECREF(sent);
     Py_XDECREF(data);
-    if (bad || set_ll(route, s_last_seq, out.seq) < 0 || send_to_peer(self, peer, pkt, len) < 0)
+    if (bad)
         goto done;
-    if (add_ll(route, s_packets, 1) < 0 || add_ll(route, s_octets, (long long)n - (long long)lay->start) < 0)
+    rec->last_seq = out.seq;
+    if (send_to_peer(self, peer, pkt, len) < 0)
         goto done;
+    rec->packets++;
+    rec->octets += (long long)n - (long long)lay->start;
     self->fd.rtp_out++;
     self->fd.rtp_out_bytes += (long long)len;
     if (list_add_ll(self->simulcast, s_layer_rtp_out, p->layer, 1) < 0 ||

@@ -2,15 +2,15 @@
  *
  * Each packet to a receiver with a `TransportSequencer` (adapters/media/twcc_send.py, ADR 0021) gets the next
  * transport-wide sequence number, and the sequencer's send history records it. The step used to call
- * `TransportSequencer.stamp` for that, one Python call per egress packet; now, when the peer's `twcc` is exactly a
- * TransportSequencer (the type Engine is given), it does the same work on the same object: the history arrays
- * (`_send_ms`, `_size`, `_seq`, `_reported`, `_cluster`, through the buffer protocol), `next_seq` and the counters,
+ * `TransportSequencer.stamp` for that, one Python call per egress packet; now, when the peer's `twcc` is a
+ * TransportSequencer, whose state is a C record (sequencer_record.h), it stamps and records on that record itself,
  * with the send time from the sequencer's own `_clock`. Any other stamper is still called.
  *
  *   cs_stamp_transport_seq   core/wire/transport_seq.py  stamp_transport_seq (pure, no Python)
- *   sequencer_stamp          adapters/media/twcc_send.py TransportSequencer.stamp
+ *   sequencer_stamp_into     adapters/media/twcc_send.py SequencerTwin.stamp
  * tests/media/test_native_diff.py (transport-cc runs) and test_native_video_diff.py compare both paths' bytes and the
- * sequencers' state; fuzz_video_rules.c runs cs_stamp_transport_seq under the sanitizers.
+ * sequencers' state, test_sequencer_record.py the record against the twin; fuzz_video_rules.c runs
+ * cs_stamp_transport_seq under the sanitizers.
  */
 #ifndef CALLSD_TWCC_STAMP_H
 #define CALLSD_TWCC_STAMP_H

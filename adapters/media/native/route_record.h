@@ -1,0 +1,62 @@
+/* RouteRecord: the per-packet state of one route (forwarder.OutRoute) as C fields inside the route object itself.
+ * Included once, by _engine.c, after pyslots.h. docs/adr/0033 (addendum) has the measurements.
+ *
+ * Why: at capacity the step is memory-bound (docs/adr/0033). With these fields as slots of a Python class, each
+ * forwarded copy read seven slot pointers and then the int object behind each (seven more dependent loads, each a
+ * likely miss since the call's last packet was ~800 sessions ago), and every update allocated a new int and freed
+ * the old one. As C fields of the route's own base class they sit right after the object header, in the line the
+ * step touches anyway to check the route's type: the rewrite and the counters cost no load beyond the route, and
+ * no allocation.
+ *
+ * OutRoute subclasses RouteRecord (adapters/media/route_record.py picks this type when the extension imports, its
+ * pure-Python twin RouteRecordTwin when it does not), so Python reads and writes the same fields through member
+ * descriptors, as it read the slots: the Python path, RTCP reports, NACK answers and the plane see exactly what the
+ * step leaves, with nothing to copy back. The numbers are 64-bit (OverflowError beyond; Python masks them to 16 or
+ * 32 bits anyway) and `resync` a bool (TypeError for anything else): tests/media/test_route_record.py. */
+#ifndef CALLSD_ROUTE_RECORD_H
+#define CALLSD_ROUTE_RECORD_H
+
+#include <stddef.h>
+
+typedef struct {
+    PyObject_HEAD
+    long long packets;   /* RTP packets sent on the route (its sender reports) */
+    long long octets;    /* their payload octets */
+    long long ts_offset; /* added to the publisher's timestamp, mod 2^32 */
+    long long ssrc;      /* the receiver's SSRC for this track (checked to fit 32 bits where it is written out) */
+    long long seq_offset; /* added to the publisher's sequence number, mod 2^16 */
+    long long last_seq;   /* the highest sequence number sent, in the receiver's numbering */
+    char resync;         /* the next packet re-bases seq_offset on last_seq (a new or resumed stream) */
+} RouteRecord;
+
+static PyMemberDef RouteRecord_members[] = {
+    {"packets", T_LONGLONG, offsetof(RouteRecord, packets), 0, "RTP packets sent on this route"},
+    {"octets", T_LONGLONG, offsetof(RouteRecord, octets), 0, "payload octets sent on this route"},
+    {"ts_offset", T_LONGLONG, offsetof(RouteRecord, ts_offset), 0, "added to the publisher's RTP timestamp"},
+    {"ssrc", T_LONGLONG, offsetof(RouteRecord, ssrc), 0, "the SSRC the receiver knows this track by"},
+    {"seq_offset", T_LONGLONG, offsetof(RouteRecord, seq_offset), 0, "added to the publisher's sequence number"},
+    {"last_seq", T_LONGLONG, offsetof(RouteRecord, last_seq), 0, "highest sequence number sent, receiver's numbering"},
+    {"resync", T_BOOL, offsetof(RouteRecord, resync), 0, "the next packet re-bases seq_offset on last_seq"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject RouteRecordType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "callsd.adapters.media.native._engine.RouteRecord",
+    .tp_basicsize = sizeof(RouteRecord),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "The per-packet state of one route, as C fields the native step reads and writes in place "
+              "(forwarder.OutRoute's base; route_record.h).",
+    .tp_new = PyType_GenericNew,
+    .tp_members = RouteRecord_members,
+};
+
+/* `route` as its record, or NULL with TypeError: the step forwards only on routes that are RouteRecords. */
+static inline RouteRecord *route_record(PyObject *route) {
+    if (PyObject_TypeCheck(route, &RouteRecordType))
+        return (RouteRecord *)route;
+    PyErr_Format(PyExc_TypeError, "a route must be a RouteRecord (forwarder.OutRoute), not %.100s",
+                 Py_TYPE(route)->tp_name);
+    return NULL;
+}
+
+#endif

@@ -31,7 +31,7 @@ typecheck: $(STAMP)
 # Two workers: the real-peer tests (Chromium, namespaces) in one group on one worker, the rest on both (tests/conftest.py).
 PYTEST_WORKERS ?= 2
 unit: $(STAMP) system-deps
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -q -ra --durations=25 -n $(PYTEST_WORKERS) --dist loadgroup
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -q -raR --durations=25 -n $(PYTEST_WORKERS) --dist loadgroup
 
 # The networking tests alone (namespaces, NAT, coturn; root): also part of `unit`, hence of `make test`.
 test-net: $(STAMP) system-deps

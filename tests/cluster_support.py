@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import ssl
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import trio
 from serve_support import ServeProcess
 from trio_websocket import open_websocket_url
@@ -16,6 +19,32 @@ SECRET = "cluster-test-secret-0123456789"
 # A valid cluster configuration from the environment alone (for `callsd config check`)
 GOOD_ENV = {"CALLSD_CLUSTER_ENABLED": "true", "CALLSD_STORE_URL": "postgresql://callsd@db:5432/callsd",
             "CALLSD_CLUSTER_ADVERTISE": "10.0.0.1:8080", "CALLSD_CLUSTER_SECRET": "s" * 32}
+
+
+def lease_of(pg_url: str, channel: str | None = None) -> tuple[str, int, str] | None:
+    """``(owner, epoch, stream)`` of the lease on ``channel``'s call, or of the one call's (``channel`` None: tests
+    with a single call); None while nobody holds one."""
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        if channel is None:
+            row = db.execute("SELECT owner, epoch, stream FROM call_leases WHERE stream LIKE 'channel/%'").fetchone()
+        else:
+            row = db.execute("SELECT owner, epoch, stream FROM call_leases WHERE stream = %s",
+                             ("channel/" + channel,)).fetchone()
+    return None if row is None else (str(row[0]), int(row[1]), str(row[2]))
+
+
+def owner_of(pg_url: str, channel: str | None = None) -> tuple[str, int]:
+    """``(owner, epoch)`` of a lease that must exist (``lease_of``)."""
+    lease = lease_of(pg_url, channel)
+    assert lease is not None, f"no lease on {channel or 'the call'}"
+    return lease[0], lease[1]
+
+
+def node_metric(url: str, name: str, context: ssl.SSLContext | None = None) -> float:
+    """A metric of the node at ``url``, summed over its samples (the cluster's carry the node's name as a label)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5, context=context) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
 def cluster_node(tmp_path: Path, pg_url: str, name: str, *, handler: bool = True, lease: float = 2.0,

@@ -9,28 +9,14 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-import psycopg
 import pytest
 import trio
-from cluster_support import cluster_node
+from cluster_support import cluster_node, lease_of, node_metric
 from haproxy_support import HAProxy
 
 pytestmark = pytest.mark.slow
-
-
-def _owner(pg_url: str) -> tuple[str, int] | None:
-    with psycopg.connect(pg_url, autocommit=True) as db:
-        row = db.execute("SELECT owner, epoch FROM call_leases WHERE stream LIKE 'channel/%'").fetchone()
-    return None if row is None else (str(row[0]), int(row[1]))
-
-
-def _metric(url: str, name: str) -> float:
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
 async def test_three_nodes_behind_haproxy_survive_kill_9_of_the_owner(pg_url: str, tmp_path: Path) -> None:
@@ -54,15 +40,15 @@ async def test_three_nodes_behind_haproxy_survive_kill_9_of_the_owner(pg_url: st
 
             nursery.start_soon(trio.to_thread.run_sync, load)
             with trio.fail_after(30):
-                while (owner := _owner(pg_url)) is None:
+                while (owner := lease_of(pg_url)) is None:
                     await trio.sleep(0.1)
             await trio.sleep(kill_at)
-            relayed = {name: _metric(node.url, "callsd_cluster_relayed_out_total") for name, node in nodes.items()}
+            relayed = {name: node_metric(node.url, "callsd_cluster_relayed_out_total") for name, node in nodes.items()}
             assert sum(relayed.values()) >= 1, relayed  # users on other nodes than the owner, through the balancer
             killed = time.monotonic()
             await trio.to_thread.run_sync(nodes[owner[0]].kill)
             with trio.fail_after(10):
-                while (now := _owner(pg_url)) is None or now[1] == owner[1]:
+                while (now := lease_of(pg_url)) is None or now[1] == owner[1]:
                     await trio.sleep(0.05)
             print(f"owner {owner[0]} killed; {now[0]} took the call over at epoch {now[1]} after "
                   f"{time.monotonic() - killed:.1f} s")

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import browser_support as bs
-import psycopg
 import pytest
-from cluster_support import cluster_node
+from cluster_support import cluster_node, owner_of
 from serve_support import ServeProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -24,13 +23,6 @@ bs.require_chromium()
 def _unmute(p: bs.Participant) -> None:
     p.tid("mute-button").click()
     expect(p.tid("mute-button")).to_have_text("Mute", timeout=bs.WAIT_MS)
-
-
-def _owner(pg_url: str) -> tuple[str, int]:
-    with psycopg.connect(pg_url, autocommit=True) as db:
-        row = db.execute("SELECT owner, epoch FROM call_leases WHERE stream = 'channel/room'").fetchone()
-    assert row is not None
-    return str(row[0]), int(row[1])
 
 
 def test_pages_on_surviving_nodes_hear_each_other_again_after_the_owner_dies(browser: Any, pg_url: str,
@@ -49,7 +41,7 @@ def test_pages_on_surviving_nodes_hear_each_other_again_after_the_owner_dies(bro
         for p in (alice, bob, carol):
             p.wait_participants(3)
             _unmute(p)
-        assert _owner(pg_url) == ("n1", 1)
+        assert owner_of(pg_url, "room") == ("n1", 1)
         for p in (alice, bob, carol):
             p.wait_inbound_growing("audio")  # through n1's media plane, relayed signaling for bob and carol
         session_ids = (bob.session_id, carol.session_id)
@@ -59,7 +51,7 @@ def test_pages_on_surviving_nodes_hear_each_other_again_after_the_owner_dies(bro
             p.page.wait_for_function(
                 "window.callsd.log.filter(m => m.dir === 'in' && m.type === 'join_ack').length >= 2",
                 timeout=10_000)
-        owner, epoch = _owner(pg_url)
+        owner, epoch = owner_of(pg_url, "room")
         assert owner in ("n2", "n3") and epoch == 2
         for p in (bob, carol):
             p.wait_media_connected()

@@ -7,33 +7,15 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import psycopg
 import pytest
 import trio
-from cluster_support import cluster_node, peer
-from serve_support import ServeProcess
+from cluster_support import cluster_node, node_metric, owner_of, peer
 
 pytestmark = pytest.mark.slow
-
-
-def _owner(pg_url: str, channel: str) -> tuple[str, int]:
-    with psycopg.connect(pg_url, autocommit=True) as db:
-        row = db.execute("SELECT owner, epoch FROM call_leases WHERE stream = %s", ("channel/" + channel,)).fetchone()
-    assert row is not None
-    return str(row[0]), int(row[1])
-
-
-def _metric(node: ServeProcess, name: str) -> float:
-    """One per-node cluster metric from the node's /metrics (label ``node``)."""
-    with urllib.request.urlopen(node.url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")]
-    assert len(values) == 1, (name, values)
-    return values[0]
 
 
 def _replay_verify(url: str) -> subprocess.CompletedProcess[str]:
@@ -51,7 +33,7 @@ async def test_one_call_over_three_nodes_survives_kill_9_of_its_owner(pg_url: st
             bob = await stack.enter_async_context(peer(nodes["n2"]))
             carol = await stack.enter_async_context(peer(nodes["n3"]))
             ack = await alice.join("room", "alice")
-            assert _owner(pg_url, "room") == ("n1", 1)  # the first joiner's node owns the call
+            assert owner_of(pg_url, "room") == ("n1", 1)  # the first joiner's node owns the call
             assert (await bob.join("room", "bob"))["call_id"] == ack["call_id"]  # relayed n2 -> n1
             assert (await carol.join("room", "carol"))["call_id"] == ack["call_id"]  # relayed n3 -> n1
             await alice.expect("user_joined", session_id=carol.session_id)
@@ -59,10 +41,10 @@ async def test_one_call_over_three_nodes_survives_kill_9_of_its_owner(pg_url: st
             for who in (alice, bob, carol):
                 await who.expect("user_raised_hand", session_id=bob.session_id)  # acknowledged via the owner
 
-            assert _metric(nodes["n1"], "callsd_cluster_calls_owned") == 1
-            assert _metric(nodes["n1"], "callsd_cluster_relayed_in_total") == 2
-            assert _metric(nodes["n2"], "callsd_cluster_relayed_out_total") == 1
-            assert _metric(nodes["n2"], "callsd_cluster_calls_owned") == 0
+            assert node_metric(nodes["n1"].url, "callsd_cluster_calls_owned") == 1
+            assert node_metric(nodes["n1"].url, "callsd_cluster_relayed_in_total") == 2
+            assert node_metric(nodes["n2"].url, "callsd_cluster_relayed_out_total") == 1
+            assert node_metric(nodes["n2"].url, "callsd_cluster_calls_owned") == 0
 
             # kill -9 of the owner: bob and carol keep their sockets, and are resumed on the next owner.
             killed = time.monotonic()
@@ -71,7 +53,7 @@ async def test_one_call_over_three_nodes_survives_kill_9_of_its_owner(pg_url: st
                 resumed = await who.expect("join_ack", timeout=15)
                 assert resumed["reconnected"] is True and resumed["call_id"] == ack["call_id"]
             moved_after = time.monotonic() - killed
-            owner, epoch = _owner(pg_url, "room")
+            owner, epoch = owner_of(pg_url, "room")
             assert owner in ("n2", "n3") and epoch == 2
             state = resumed["state"]
             hands = {p["session_id"]: p["raised_hand"] for p in state["participants"]}
@@ -79,9 +61,9 @@ async def test_one_call_over_three_nodes_survives_kill_9_of_its_owner(pg_url: st
             await carol.send("raise_hand")
             await bob.expect("user_raised_hand", session_id=carol.session_id)
             print(f"call moved to {owner} (epoch {epoch}) {moved_after:.1f} s after kill -9 of its owner")
-            assert _metric(nodes[owner], "callsd_cluster_calls_owned") == 1
-            assert _metric(nodes[owner], "callsd_cluster_leases_acquired_total") == 1
-            assert sum(_metric(nodes[n], "callsd_cluster_sessions_resumed_total") for n in ("n2", "n3")) == 2
+            assert node_metric(nodes[owner].url, "callsd_cluster_calls_owned") == 1
+            assert node_metric(nodes[owner].url, "callsd_cluster_leases_acquired_total") == 1
+            assert sum(node_metric(nodes[n].url, "callsd_cluster_sessions_resumed_total") for n in ("n2", "n3")) == 2
             assert moved_after < 10
 
             # alice, whose node died, reconnects through another node with her session id and secret.
@@ -142,11 +124,11 @@ async def test_a_socket_that_joins_another_channel_is_served_by_that_channels_ow
             await bob.expect("pong")
             await bob.join("a", "bob")
             await alice.join("a", "alice")  # relayed n1 -> n2
-            assert _owner(pg_url, "a") == ("n2", 1)
+            assert owner_of(pg_url, "a") == ("n2", 1)
             await alice.send("leave")
             await bob.expect("user_left", session_id=alice.session_id)
             ack = await alice.join("b", "alice")  # the same socket, another channel
-            assert ack["channel_id"] == "b" and _owner(pg_url, "b") == ("n1", 1)
+            assert ack["channel_id"] == "b" and owner_of(pg_url, "b") == ("n1", 1)
             await alice.send("raise_hand")
             await alice.expect("user_raised_hand")
     finally:

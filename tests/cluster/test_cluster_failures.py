@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import urllib.request
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -13,8 +12,7 @@ import psycopg
 import pytest
 import trio
 from callsd.adapters.cluster.front import DRAINING_CLOSE
-from cluster_support import cluster_node, peer
-from serve_support import ServeProcess
+from cluster_support import cluster_node, node_metric, owner_of, peer
 from trio_websocket import ConnectionClosed
 
 pytestmark = pytest.mark.slow
@@ -25,19 +23,6 @@ def _rows_by_epoch(pg_url: str, channel: str) -> dict[int, int]:
         rows = db.execute("SELECT epoch, count(*) FROM events WHERE stream = %s GROUP BY epoch",
                           ("channel/" + channel,)).fetchall()
     return {int(e): int(n) for e, n in rows}
-
-
-def _metric(node: ServeProcess, name: str) -> float:
-    with urllib.request.urlopen(node.url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
-
-
-def _owner(pg_url: str, channel: str) -> tuple[str, int]:
-    with psycopg.connect(pg_url, autocommit=True) as db:
-        row = db.execute("SELECT owner, epoch FROM call_leases WHERE stream = %s", ("channel/" + channel,)).fetchone()
-    assert row is not None
-    return str(row[0]), int(row[1])
 
 
 async def test_an_owner_paused_past_its_lease_does_not_act_for_the_call_again(pg_url: str, tmp_path: Path) -> None:
@@ -52,7 +37,7 @@ async def test_an_owner_paused_past_its_lease_does_not_act_for_the_call_again(pg
             await alice.join("room", "alice")
             await bob.join("room", "bob")
             await alice.expect("user_joined", session_id=bob.session_id)
-            assert _owner(pg_url, "room") == ("n1", 1)
+            assert owner_of(pg_url, "room") == ("n1", 1)
 
             os.kill(n1.pid, signal.SIGSTOP)
             try:
@@ -60,7 +45,7 @@ async def test_an_owner_paused_past_its_lease_does_not_act_for_the_call_again(pg
                 # n2 sees n1's lease lapse, takes the call (epoch 2) and resumes bob's session there.
                 resumed = await bob.expect("join_ack", timeout=4 * lease + 10)
                 assert resumed["reconnected"] is True
-                assert _owner(pg_url, "room") == ("n2", 2)
+                assert owner_of(pg_url, "room") == ("n2", 2)
                 await bob.send("raise_hand")
                 await bob.expect("user_raised_hand", session_id=bob.session_id)
                 epoch_1_rows = _rows_by_epoch(pg_url, "room")[1]
@@ -83,7 +68,7 @@ async def test_an_owner_paused_past_its_lease_does_not_act_for_the_call_again(pg
             await alice.send("react", {"emoji": "done"})  # after her hand inputs, in one ordered stream
             await bob.expect("user_reacted", session_id=alice.session_id)
             assert _rows_by_epoch(pg_url, "room")[1] == epoch_1_rows  # n1 wrote nothing more
-            assert _owner(pg_url, "room") == ("n2", 2)
+            assert owner_of(pg_url, "room") == ("n2", 2)
 
             # A newcomer's join_ack is the owner's state once every input above is acknowledged; every broadcast
             # bob and alice got before the newcomer's user_joined must agree with it, without duplicates.
@@ -105,10 +90,11 @@ async def test_an_owner_paused_past_its_lease_does_not_act_for_the_call_again(pg
                       m["data"]["session_id"] == bob.session_id]
             assert len(raised) == 1, raised  # no duplicate of an acknowledged output
             with trio.fail_after(10):  # n1 counts the lease it lost (its host ends after closing its store)
-                while await trio.to_thread.run_sync(_metric, n1, "callsd_cluster_lease_losses_total") != 1:
+                while await trio.to_thread.run_sync(node_metric, n1.url, "callsd_cluster_lease_losses_total") != 1:
                     await trio.sleep(0.1)
-            assert _metric(n2, "callsd_cluster_lease_losses_total") == 0
-            assert _metric(n1, "callsd_cluster_calls_owned") == 0 and _metric(n2, "callsd_cluster_calls_owned") == 1
+            assert node_metric(n2.url, "callsd_cluster_lease_losses_total") == 0
+            owned = [node_metric(n.url, "callsd_cluster_calls_owned") for n in (n1, n2)]
+            assert owned == [0, 1], owned
     finally:
         for node in (n1, n2):
             await trio.to_thread.run_sync(node.stop)
@@ -126,7 +112,7 @@ async def test_single_handler_mode_hosts_every_call_on_the_handler(pg_url: str, 
                 second = await stack.enter_async_context(peer(others[(k + 1) % 2]))
                 ack = await first.join(channel, "first")
                 assert (await second.join(channel, "second"))["call_id"] == ack["call_id"]
-                assert _owner(pg_url, channel) == ("h1", 1)
+                assert owner_of(pg_url, channel) == ("h1", 1)
     finally:
         for node in (handler, *others):
             await trio.to_thread.run_sync(node.stop)
@@ -146,20 +132,20 @@ async def test_single_handler_mode_keeps_the_calls_of_a_dead_handler_until_it_is
             await alice.join("room", "alice")
             await alice.send("raise_hand")
             await alice.expect("user_raised_hand", session_id=alice.session_id)
-            assert _owner(pg_url, "room") == ("h1", 1)
+            assert owner_of(pg_url, "room") == ("h1", 1)
             await trio.to_thread.run_sync(handler.kill)
             with psycopg.connect(pg_url, autocommit=True) as db, trio.fail_after(15):  # wait out the lease
                 while not (row := db.execute("SELECT expires_at <= clock_timestamp() FROM call_leases").fetchone()) \
                         or not row[0]:
                     await trio.sleep(0.2)
             await trio.sleep(1.0)  # r1 routes the channel every 0.2 s meanwhile: it must not take the lease
-            assert _owner(pg_url, "room") == ("h1", 1)
+            assert owner_of(pg_url, "room") == ("h1", 1)
             await trio.to_thread.run_sync(handler.start)
             back = await alice.expect("join_ack", timeout=20)  # the same socket, resumed on the restarted handler
             assert back["reconnected"] is True and back["session_id"] == alice.session_id
             hands = {p["session_id"]: p["raised_hand"] for p in back["state"]["participants"]}
             assert hands[alice.session_id] > 0  # acknowledged before the kill, rebuilt from the log
-            assert _owner(pg_url, "room") == ("h1", 2)
+            assert owner_of(pg_url, "room") == ("h1", 2)
     finally:
         for node in (handler, relay):
             await trio.to_thread.run_sync(node.stop)
@@ -181,7 +167,7 @@ async def test_sigterm_hands_the_call_to_another_node_at_once(pg_url: str, tmp_p
             await bob.join("room", "bob")
             await bob.send("raise_hand")
             await bob.expect("user_raised_hand", session_id=bob.session_id)
-            assert _owner(pg_url, "room") == ("n1", 1)
+            assert owner_of(pg_url, "room") == ("n1", 1)
             assert n1.proc is not None
             n1.proc.terminate()  # SIGTERM
             resumed = await bob.expect("join_ack", timeout=10)  # well within the 30 s lease
@@ -190,7 +176,7 @@ async def test_sigterm_hands_the_call_to_another_node_at_once(pg_url: str, tmp_p
                 await alice.expect("nothing more", timeout=10)
             reason = closed.value.reason
             assert reason is not None and reason.code == DRAINING_CLOSE, reason
-            assert _owner(pg_url, "room") == ("n2", 2)  # n2 took the released lease; n1 never took it back
+            assert owner_of(pg_url, "room") == ("n2", 2)  # n2 took the released lease; n1 never took it back
             await trio.to_thread.run_sync(lambda: n1.proc.wait(timeout=20))  # type: ignore[union-attr]
             alice2 = await stack.enter_async_context(peer(n2))
             await alice2.send("reconnect", {"session_id": alice.session_id, "channel_id": "room",
@@ -220,6 +206,6 @@ async def test_an_idle_channel_is_given_up_and_hosted_again_by_the_next_join(pg_
                 await trio.sleep(0.2)
         async with peer(n1) as bob:
             await bob.join("room", "bob")
-            assert _owner(pg_url, "room") == ("n1", 2)  # hosted again, at the next epoch
+            assert owner_of(pg_url, "room") == ("n1", 2)  # hosted again, at the next epoch
     finally:
         await trio.to_thread.run_sync(n1.stop)

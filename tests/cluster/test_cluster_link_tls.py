@@ -8,22 +8,15 @@ import os
 import ssl
 import subprocess
 import sys
-import urllib.request
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 import trio
-from cluster_support import GOOD_ENV, cluster_node, peer
+from cluster_support import GOOD_ENV, cluster_node, node_metric, peer
 from nginx_support import self_signed
 
 pytestmark = pytest.mark.slow
-
-
-def _metric(url: str, name: str, context: ssl.SSLContext) -> float:
-    with urllib.request.urlopen(url + "/metrics", timeout=5, context=context) as resp:
-        text = resp.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
 async def test_a_relayed_call_over_tls_links(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,8 +40,8 @@ async def test_a_relayed_call_over_tls_links(pg_url: str, tmp_path: Path, monkey
             assert (await bob.join("room", "bob"))["call_id"] == ack["call_id"]
             await bob.send("raise_hand")
             await alice.expect("user_raised_hand", session_id=bob.session_id)
-            assert _metric(n1.url, "callsd_cluster_relayed_in_total", context) == 1
-            assert _metric(n2.url, "callsd_cluster_relayed_out_total", context) == 1
+            assert node_metric(n1.url, "callsd_cluster_relayed_in_total", context) == 1
+            assert node_metric(n2.url, "callsd_cluster_relayed_out_total", context) == 1
     finally:
         for node in (n1, n2):
             await trio.to_thread.run_sync(node.stop)

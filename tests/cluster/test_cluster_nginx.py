@@ -12,18 +12,11 @@ from pathlib import Path
 
 import pytest
 import trio
-from cluster_support import cluster_node
+from cluster_support import cluster_node, node_metric
 from nginx_support import Nginx
-from serve_support import ServeProcess
 from trio_websocket import open_websocket_url
 
 pytestmark = pytest.mark.slow
-
-
-def _metric(node: ServeProcess, name: str) -> float:
-    with urllib.request.urlopen(node.url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
 async def _join_over_tls(proxy: Nginx, channel: str) -> dict[str, object]:
@@ -53,9 +46,9 @@ async def test_load_users_behind_nginx_land_on_several_nodes_and_hear_each_other
              "--users-per-call", str(users), "--unmuted", str(users), "--duration", "6", "--join-duration", "1",
              "--join-timeout", "20", "--output", str(out), "--quiet"],
             capture_output=True, text=True, timeout=120, cwd=tmp_path))
-        accepted = {name: _metric(node, "callsd_cluster_client_sockets_accepted_total")
+        accepted = {name: node_metric(node.url, "callsd_cluster_client_sockets_accepted_total")
                     for name, node in nodes.items()}
-        relayed = sum(_metric(node, "callsd_cluster_relayed_out_total") for node in nodes.values())
+        relayed = sum(node_metric(node.url, "callsd_cluster_relayed_out_total") for node in nodes.values())
         with urllib.request.urlopen(proxy.tls_url + "/api/v1/config", timeout=5,
                                     context=proxy.tls_context()) as resp:
             assert json.loads(resp.read())["protocol"] >= 1  # TLS terminated by nginx, plain HTTP to a node

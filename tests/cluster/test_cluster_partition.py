@@ -13,10 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 import trio
-from cluster_support import cluster_node, peer
+from cluster_support import cluster_node, owner_of, peer
 from trio_websocket import ConnectionClosed
 
 pytestmark = pytest.mark.slow
@@ -66,13 +65,6 @@ def _logged_at(log: Path, text: str) -> datetime:
     raise AssertionError(f"{text!r} not in {log}:\n{log.read_text()[-3000:]}")
 
 
-def _owner(pg_url: str) -> tuple[str, int]:
-    with psycopg.connect(pg_url, autocommit=True) as db:
-        row = db.execute("SELECT owner, epoch FROM call_leases WHERE stream = 'channel/room'").fetchone()
-    assert row is not None
-    return str(row[0]), int(row[1])
-
-
 async def test_an_owner_cut_off_from_postgresql_stops_acting_before_another_node_takes_the_call(
         pg_url: str, tmp_path: Path) -> None:
     # The node stops at its local deadline, max(0.5 s, 20 %) of the lease before the database's expiry
@@ -93,7 +85,7 @@ async def test_an_owner_cut_off_from_postgresql_stops_acting_before_another_node
                 await bob.join("room", "bob")
                 await bob.send("raise_hand")
                 await alice.expect("user_raised_hand", session_id=bob.session_id)
-                assert _owner(pg_url) == ("n1", 1)
+                assert owner_of(pg_url, "room") == ("n1", 1)
 
                 partition.cut.set()
                 seen_by_alice = len(alice.seen)
@@ -101,7 +93,7 @@ async def test_an_owner_cut_off_from_postgresql_stops_acting_before_another_node
                 assert resumed["reconnected"] is True and resumed["session_id"] == bob.session_id
                 hands = {p["session_id"]: p["raised_hand"] for p in resumed["state"]["participants"]}
                 assert hands[bob.session_id] > 0  # acknowledged by n1, rebuilt by n2 from the log
-                assert _owner(pg_url) == ("n2", 2)
+                assert owner_of(pg_url, "room") == ("n2", 2)
                 await bob.send("lower_hand")
                 await bob.expect("user_lowered_hand", session_id=bob.session_id)
 

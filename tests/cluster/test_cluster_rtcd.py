@@ -15,26 +15,13 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import pytest
 import trio
-from cluster_support import cluster_node
+from cluster_support import cluster_node, lease_of, node_metric
 from haproxy_support import HAProxy
 from rtcd_support import CLIENT, KEY, RtcdProcess, basic
 
 pytestmark = pytest.mark.slow
-
-
-def _owner(pg_url: str) -> tuple[str, int] | None:
-    with psycopg.connect(pg_url, autocommit=True) as db:
-        row = db.execute("SELECT owner, epoch FROM call_leases WHERE stream LIKE 'channel/%'").fetchone()
-    return None if row is None else (str(row[0]), int(row[1]))
-
-
-def _metric(url: str, name: str) -> float:
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
 def _connected_on(rtcd: RtcdProcess) -> float:
@@ -79,19 +66,19 @@ async def test_a_cluster_places_its_calls_media_on_an_rtcd_host_and_again_after_
 
             nursery.start_soon(trio.to_thread.run_sync, load)
             with trio.fail_after(30):
-                while (owner := _owner(pg_url)) is None:
+                while (owner := lease_of(pg_url)) is None:
                     await trio.sleep(0.1)
             # Every user's media session is on the rtcd host, placed there by the owner.
             await _until(f"{users} sessions of one call on the rtcd host, connected",
                          lambda: rtcd.system()["sessions"] == users and rtcd.system()["calls"] == 1
                          and _connected_on(rtcd) == users, 30)
             await trio.sleep(max(0.0, kill_at - 1))
-            relayed = sum(_metric(node.url, "callsd_cluster_relayed_out_total") for node in nodes.values())
+            relayed = sum(node_metric(node.url, "callsd_cluster_relayed_out_total") for node in nodes.values())
             assert relayed >= 1  # users on the node that does not own the call, relayed to the owner
             killed = time.monotonic()
             await trio.to_thread.run_sync(nodes[owner[0]].kill)
             with trio.fail_after(10):
-                while (now := _owner(pg_url)) is None or now[1] == owner[1]:
+                while (now := lease_of(pg_url)) is None or now[1] == owner[1]:
                     await trio.sleep(0.05)
             print(f"owner {owner[0]} killed; {now[0]} took the call over at epoch {now[1]} after "
                   f"{time.monotonic() - killed:.1f} s")

@@ -1,7 +1,8 @@
 """``LeaseKeeper``: keep a PostgreSQL store's lease alive from a Trio task, and say when it is lost, on time.
 
 The owner of a call acts for it only while it holds the call's lease (docs/adr/0016, "Why split brain cannot
-happen"). The keeper renews the lease every third of its length on a connection of its own (a renewal must not
+happen"). The keeper renews the lease a third of its length after the request that granted it was sent (not
+after the keeper got round to it), on a connection of its own (a renewal must not
 queue behind a commit in flight), in a worker thread (psycopg blocks; the event loop must not). It declares the
 lease lost, by setting ``lost``, at the first of:
 
@@ -21,6 +22,7 @@ UPDATE each, taken in turn. A renewal stuck behind another only makes it late, w
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -104,19 +106,26 @@ class LeaseKeeper:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Renew until the lease is lost (then return, ``lost`` set) or the task is cancelled."""
         task_status.started()
+        retry_at = -math.inf  # after a failed renewal: not again before this (Trio's clock)
         try:
             while True:
                 lease = self.store.fence
                 if lease is None:
                     return self._lose("released")
-                # The local deadline in Trio's clock: both count seconds from the same monotonic source's "now".
-                deadline = trio.current_time() + (lease.local_deadline - time.monotonic())
+                # Trio's clock and time.monotonic() count seconds from the same source; only their "now" differs.
+                to_trio = trio.current_time() - time.monotonic()
+                deadline = lease.local_deadline + to_trio
+                # Due a fraction of the lease after its request was sent, not after this loop got here: a host that
+                # took a second to rebuild its call from the log, or a renewal that came back late, must not push
+                # the next renewal past the local deadline (under load a 2 s lease was lost 0.4 s after hosting).
+                renew_at = max(lease.requested_at + lease.seconds * self.renew_fraction + to_trio, retry_at)
                 with trio.move_on_at(deadline):
-                    await trio.sleep(lease.seconds * self.renew_fraction)
+                    await trio.sleep_until(renew_at)
                     try:
                         renewed = await trio.to_thread.run_sync(self._renew, lease, abandon_on_cancel=True)
                     except psycopg.Error as exc:  # unreachable: keep trying until the deadline
                         self.why = f"renewal failed: {' '.join(str(exc).split())}"
+                        retry_at = trio.current_time() + lease.seconds * self.renew_fraction
                         continue
                     if renewed is None:
                         return self._lose(f"the database refused to renew epoch {lease.epoch}: taken or expired")

@@ -42,8 +42,23 @@ export async function setLocalMuted(muted, { notify = true } = {}) {
   btn.dataset.muted = String(muted);
 }
 
+// The hand button, like the microphone's, shows what the server confirmed. A click is kept as an intent until the
+// server's broadcast confirms it: one lost with the socket, or with a call's owner that stopped acting for it (a
+// cluster moving the session to another node), is asked again when the session's state next arrives
+// (``askHandAgain``), so a click is never silently dropped. Both asks are idempotent on the server.
+export function toggleHand() {
+  const want = !(state.handWanted ?? state.hand);
+  state.handWanted = want;
+  send(want ? "raise_hand" : "lower_hand"); // no socket now: asked again once the session is resumed
+}
+
+export function askHandAgain() {
+  if (state.handWanted !== null) send(state.handWanted ? "raise_hand" : "lower_hand");
+}
+
 export function setHandButton(raised) {
   state.hand = raised;
+  if (state.handWanted === raised) state.handWanted = null;
   const btn = $("hand-button");
   btn.querySelector(".label").textContent = raised ? "Lower hand" : "Raise hand";
   btn.setAttribute("aria-pressed", String(raised));
@@ -169,7 +184,7 @@ export function onKeyDown(ev) {
   if (key === "m" && !ev.repeat) {
     setLocalMuted(!state.muted);
   } else if (key === "h" && !ev.repeat) {
-    send(state.hand ? "lower_hand" : "raise_hand");
+    toggleHand();
   } else if (key === " " && !(ev.target instanceof HTMLButtonElement || ev.target instanceof HTMLAnchorElement)) {
     ev.preventDefault();
     if (!ev.repeat && state.muted && !pushToTalk.active) {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -199,3 +200,45 @@ def test_closing_the_tab_leaves_soon_and_a_reload_comes_back(real: bs.CallsdProc
 
 def _shot(name: str) -> Path:
     return bs_shots.shot_path(name)
+
+
+# A click the server never got ------------------------------------------------------------------------------------
+def test_a_hand_raise_the_server_never_got_is_asked_again_when_the_session_resumes(fake: Any, people: Any) -> None:
+    """A cluster owner that stops acting for a call (its lease lost under load) drops the frames on their way to it,
+    and the session is resumed elsewhere: the page's click must not be lost with them. The page keeps the raise as
+    an intent until the server's broadcast confirms it, and asks again when the resumed session's state says the
+    hand is still down. Here Playwright's WebSocket routing swallows the first ``raise_hand``; the drop that follows
+    stands for the move."""
+    app, url = fake
+    ada, bob = people(url, "Ada"), people(url, "Bob")
+    swallowed: list[str | bytes] = []
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            if not swallowed and '"raise_hand"' in str(message):
+                swallowed.append(message)
+                return
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    ada.page.route_web_socket(WS_URL, route)
+    ada.join("lost-click")
+    bob.join("lost-click")
+    ada.wait_participants(2)
+    a_sid = ada.session_id
+    ada.tid("hand-button").click()
+    deadline = time.monotonic() + bs.WAIT_MS / 1000
+    while not swallowed:
+        assert time.monotonic() < deadline, "the page never sent raise_hand"
+        ada.page.wait_for_timeout(50)
+    assert _sent(app, "raise_hand") == []
+    expect(ada.tid("hand-button")).to_have_attribute("aria-pressed", "false")  # the button shows the server's word
+    ada.page.evaluate("window.callsd.dropConnection()")
+    expect(bob.row(a_sid)).to_have_attribute("data-hand", "true", timeout=bs.WAIT_MS)
+    expect(ada.tid("hand-button")).to_have_attribute("aria-pressed", "true", timeout=bs.WAIT_MS)
+    assert ada.session_id == a_sid and len(_sent(app, "raise_hand")) == 1
+    ada.tid("hand-button").click()  # the intent was settled: the next click lowers
+    expect(bob.row(a_sid)).to_have_attribute("data-hand", "false", timeout=bs.WAIT_MS)

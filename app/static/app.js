@@ -134,7 +134,7 @@ export function endLocally(reason) {
   state.phase = "left";
   setOffline(false);
   setLocalMuted(true, { notify: false });
-  state.handWanted = null;
+  state.handWanted = state.mutedWanted = null;
   setHandButton(false);
   setCameraButton(false);
   setScreenButton(false);

@@ -4,7 +4,7 @@
 
 import { mediaLostOnServer, onSignal, relabelRemoteMedia, startMedia, teardownMedia } from "./media.js";
 import { endLocally, joinData, setAuthMode, showCall, showLobby } from "./app.js";
-import { askHandAgain, setHandButton, setLocalMuted, showReaction, stopScreenShare } from "./controls.js";
+import { askAgain, setHandButton, setLocalMuted, showReaction, stopScreenShare } from "./controls.js";
 import { renderParticipants, startTimer, toast } from "./render.js";
 import {
   $, BACKOFF_MAX_MS, BACKOFF_MIN_MS, OFFER_RETRY_AFTER, clearError, forgetSession, params, remember, saveSession,
@@ -416,7 +416,7 @@ function applyCallState(s) {
   if (me) {
     setLocalMuted(me.muted, { notify: false });
     setHandButton(me.hand);
-    askHandAgain(); // a click the server never saw (lost in a move or a reconnect)
+    askAgain(); // a click the server never saw (lost in a move or a reconnect)
   }
   renderParticipants();
 }

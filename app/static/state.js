@@ -95,6 +95,7 @@ export const state = {
   lastSpeaker: null,
   hand: false, // the server's word (its broadcasts)
   handWanted: null, // a raise (true) or lower (false) the user asked for and the server has not confirmed yet
+  mutedWanted: null, // likewise a mute (true) or unmute (false)
   authMode: null,
   reconnectAttempt: 0,
   reconnectTimer: null,

@@ -78,11 +78,13 @@ class LeaseKeeper:
         self._conn: psycopg.Connection[Any] | None = None
         self._in_flight = False  # a renewal is running in a worker thread
         self._done = False  # run() has returned: the last renewal closes the connection
+        self._started = 0.0  # time.monotonic() when the last renewal's thread began (for the log line of a loss)
 
     def _renew(self, lease: Lease) -> Lease | None:
         """Worker thread: one renewal on the keeper's own connection. An abandoned renewal (see the module
         docstring) closes the connection itself when it ends, since the keeper may be gone by then."""
         self._in_flight = True
+        self._started = time.monotonic()
         try:
             started = time.perf_counter()
             if self.shared is not None:
@@ -102,6 +104,15 @@ class LeaseKeeper:
     def _lose(self, why: str) -> None:
         self.why = why
         self.lost.set()
+
+    def _no_answer(self, lease: Lease) -> str:
+        """Why a renewal never came back, in numbers: a thread that started late (the process starved of CPU) or a
+        database that answered late (a lock, a slow commit)."""
+        due = lease.requested_at + lease.seconds * self.renew_fraction
+        if not self._in_flight or self._started < due:
+            return f"no renewal had started {time.monotonic() - due:.2f} s after it was due"
+        return (f"no answer: the renewal's thread started {self._started - due:.2f} s after it was due and waited "
+                f"{time.monotonic() - self._started:.2f} s for the database")
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Renew until the lease is lost (then return, ``lost`` set) or the task is cancelled."""
@@ -132,7 +143,7 @@ class LeaseKeeper:
                     self.store.fence = renewed
                     self.renewals += 1
                     continue
-                return self._lose(f"local deadline passed without a renewal ({self.why or 'no answer'})")
+                return self._lose(f"local deadline passed without a renewal ({self.why or self._no_answer(lease)})")
         finally:
             self._done = True
             if self._conn is not None and not self._in_flight:

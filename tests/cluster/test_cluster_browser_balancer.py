@@ -153,6 +153,9 @@ def _run(nodes: dict[str, ServeProcess], balancer: HAProxy, people: bs.People, p
         for p in pages:
             _hand(p, "user_raised_hand")
 
+        # The owner now: under load an owner whose lease renewal came back too late gives the call up and a node
+        # takes it at the next epoch (a move the pages ride through, their clicks included); kill the one now.
+        owner, epoch, _ = _owner(pg_url) or ("", 0, "")
         killed = time.monotonic()
         nodes[owner].kill()
         back = [_hears(p, decoded=len(pages) - 1, packets=len(pages) - 1, until=killed + 10) - killed

@@ -79,6 +79,7 @@ class LeaseKeeper:
         self._in_flight = False  # a renewal is running in a worker thread
         self._done = False  # run() has returned: the last renewal closes the connection
         self._started = 0.0  # time.monotonic() when the last renewal's thread began (for the log line of a loss)
+        self._woke = 0.0  # time.monotonic() when the task last woke to renew (likewise)
 
     def _renew(self, lease: Lease) -> Lease | None:
         """Worker thread: one renewal on the keeper's own connection. An abandoned renewal (see the module
@@ -106,12 +107,16 @@ class LeaseKeeper:
         self.lost.set()
 
     def _no_answer(self, lease: Lease) -> str:
-        """Why a renewal never came back, in numbers: a thread that started late (the process starved of CPU) or a
-        database that answered late (a lock, a slow commit)."""
+        """Why a renewal never came back, in numbers: a task or a thread that started late (the process starved of
+        CPU, its event loop busy) or a database that answered late (a lock, a slow commit)."""
         due = lease.requested_at + lease.seconds * self.renew_fraction
+        if self._woke < due:
+            return f"the keeper's task had not woken {time.monotonic() - due:.2f} s after the renewal was due"
         if not self._in_flight or self._started < due:
-            return f"no renewal had started {time.monotonic() - due:.2f} s after it was due"
-        return (f"no answer: the renewal's thread started {self._started - due:.2f} s after it was due and waited "
+            return (f"the keeper's task woke {self._woke - due:.2f} s after the renewal was due; its thread had not "
+                    f"started {time.monotonic() - self._woke:.2f} s later")
+        return (f"no answer: the renewal's task woke {self._woke - due:.2f} s and its thread started "
+                f"{self._started - due:.2f} s after it was due, then waited "
                 f"{time.monotonic() - self._started:.2f} s for the database")
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -132,6 +137,7 @@ class LeaseKeeper:
                 renew_at = max(lease.requested_at + lease.seconds * self.renew_fraction + to_trio, retry_at)
                 with trio.move_on_at(deadline):
                     await trio.sleep_until(renew_at)
+                    self._woke = time.monotonic()
                     try:
                         renewed = await trio.to_thread.run_sync(self._renew, lease, abandon_on_cancel=True)
                     except psycopg.Error as exc:  # unreachable: keep trying until the deadline

@@ -354,7 +354,11 @@ const HANDLERS = {
   },
 };
 
+// An ask the server refused is settled: it is not asked again after the next resume.
+const SETTLES = { raise_hand: "handWanted", lower_hand: "handWanted", mute: "mutedWanted", unmute: "mutedWanted" };
+
 function onServerError(code, message, action) {
+  if (SETTLES[action]) state[SETTLES[action]] = null;
   // A `reconnect` the server cannot honour: the session has left the call (the reconnect window passed, the tab
   // left on close, or the server restarted). Join the same channel afresh.
   if (action === "reconnect" && state.resumeOnOpen) {

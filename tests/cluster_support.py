@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,22 @@ def cluster_node(tmp_path: Path, pg_url: str, name: str, *, handler: bool = True
                         CALLSD_CLUSTER_LEASE_SECONDS=str(lease), CALLSD_LOG_LEVEL="info", **env)
     node.env["CALLSD_CLUSTER_ADVERTISE"] = f"127.0.0.1:{node.port}"
     return node
+
+
+@contextmanager
+def node_logs_on_failure(nodes: dict[str, ServeProcess], lines: int = 40) -> Iterator[None]:
+    """Add each node's log tail to a failure raised inside (lease losses, moves, relay links: what the servers did,
+    not only what the page saw)."""
+    try:
+        yield
+    except Exception as exc:
+        for name, node in nodes.items():
+            try:
+                text = "\n".join(node.log_path.read_text(errors="replace").splitlines()[-lines:])
+            except OSError as missing:
+                text = f"(no log: {missing})"
+            exc.add_note(f"--- node {name} ({node.log_path})\n{text}")
+        raise
 
 
 class Peer:

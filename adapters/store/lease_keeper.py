@@ -1,7 +1,8 @@
 """``LeaseKeeper``: keep a PostgreSQL store's lease alive from a Trio task, and say when it is lost, on time.
 
 The owner of a call acts for it only while it holds the call's lease (docs/adr/0016, "Why split brain cannot
-happen"). The keeper renews the lease every third of its length on a connection of its own (a renewal must not
+happen"). The keeper renews the lease a third of its length after the request that granted it was sent (not
+after the keeper got round to it), on a connection of its own (a renewal must not
 queue behind a commit in flight), in a worker thread (psycopg blocks; the event loop must not). It declares the
 lease lost, by setting ``lost``, at the first of:
 
@@ -21,6 +22,7 @@ UPDATE each, taken in turn. A renewal stuck behind another only makes it late, w
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -76,11 +78,14 @@ class LeaseKeeper:
         self._conn: psycopg.Connection[Any] | None = None
         self._in_flight = False  # a renewal is running in a worker thread
         self._done = False  # run() has returned: the last renewal closes the connection
+        self._started = 0.0  # time.monotonic() when the last renewal's thread began (for the log line of a loss)
+        self._woke = 0.0  # time.monotonic() when the task last woke to renew (likewise)
 
     def _renew(self, lease: Lease) -> Lease | None:
         """Worker thread: one renewal on the keeper's own connection. An abandoned renewal (see the module
         docstring) closes the connection itself when it ends, since the keeper may be gone by then."""
         self._in_flight = True
+        self._started = time.monotonic()
         try:
             started = time.perf_counter()
             if self.shared is not None:
@@ -101,29 +106,50 @@ class LeaseKeeper:
         self.why = why
         self.lost.set()
 
+    def _no_answer(self, lease: Lease) -> str:
+        """Why a renewal never came back, in numbers: a task or a thread that started late (the process starved of
+        CPU, its event loop busy) or a database that answered late (a lock, a slow commit)."""
+        due = lease.requested_at + lease.seconds * self.renew_fraction
+        if self._woke < due:
+            return f"the keeper's task had not woken {time.monotonic() - due:.2f} s after the renewal was due"
+        if not self._in_flight or self._started < due:
+            return (f"the keeper's task woke {self._woke - due:.2f} s after the renewal was due; its thread had not "
+                    f"started {time.monotonic() - self._woke:.2f} s later")
+        return (f"no answer: the renewal's task woke {self._woke - due:.2f} s and its thread started "
+                f"{self._started - due:.2f} s after it was due, then waited "
+                f"{time.monotonic() - self._started:.2f} s for the database")
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Renew until the lease is lost (then return, ``lost`` set) or the task is cancelled."""
         task_status.started()
+        retry_at = -math.inf  # after a failed renewal: not again before this (Trio's clock)
         try:
             while True:
                 lease = self.store.fence
                 if lease is None:
                     return self._lose("released")
-                # The local deadline in Trio's clock: both count seconds from the same monotonic source's "now".
-                deadline = trio.current_time() + (lease.local_deadline - time.monotonic())
+                # Trio's clock and time.monotonic() count seconds from the same source; only their "now" differs.
+                to_trio = trio.current_time() - time.monotonic()
+                deadline = lease.local_deadline + to_trio
+                # Due a fraction of the lease after its request was sent, not after this loop got here: a host that
+                # took a second to rebuild its call from the log, or a renewal that came back late, must not push
+                # the next renewal past the local deadline (under load a 2 s lease was lost 0.4 s after hosting).
+                renew_at = max(lease.requested_at + lease.seconds * self.renew_fraction + to_trio, retry_at)
                 with trio.move_on_at(deadline):
-                    await trio.sleep(lease.seconds * self.renew_fraction)
+                    await trio.sleep_until(renew_at)
+                    self._woke = time.monotonic()
                     try:
                         renewed = await trio.to_thread.run_sync(self._renew, lease, abandon_on_cancel=True)
                     except psycopg.Error as exc:  # unreachable: keep trying until the deadline
                         self.why = f"renewal failed: {' '.join(str(exc).split())}"
+                        retry_at = trio.current_time() + lease.seconds * self.renew_fraction
                         continue
                     if renewed is None:
                         return self._lose(f"the database refused to renew epoch {lease.epoch}: taken or expired")
                     self.store.fence = renewed
                     self.renewals += 1
                     continue
-                return self._lose(f"local deadline passed without a renewal ({self.why or 'no answer'})")
+                return self._lose(f"local deadline passed without a renewal ({self.why or self._no_answer(lease)})")
         finally:
             self._done = True
             if self._conn is not None and not self._in_flight:

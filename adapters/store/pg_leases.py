@@ -47,6 +47,12 @@ class Lease:
         """Whether the holder may still act, by its own monotonic clock ``now``."""
         return now < self.local_deadline
 
+    @property
+    def requested_at(self) -> float:
+        """The monotonic instant the request that granted (or last renewed) this lease was sent: its age counts
+        from here, however long the holder then took to start using it (rebuilding a call from its log)."""
+        return self.local_deadline - self.seconds + max(MIN_MARGIN_S, self.seconds * self.margin)
+
 
 def _deadline(sent: float, seconds: float, margin: float) -> float:
     return sent + seconds - max(MIN_MARGIN_S, seconds * margin)

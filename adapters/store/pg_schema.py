@@ -14,7 +14,8 @@ Tables:
   ``epoch`` is the lease epoch the writer held (0 when unfenced): which owner wrote each row stays visible.
 - ``checkpoints(stream, seq, body)``: the latest checkpoint of each stream.
 - ``call_leases(stream, owner, epoch, expires_at)``: who may append to a stream, until when (adapters/store/
-  pg_leases.py); ``expires_at`` is in the database's clock, the one clock every node agrees on.
+  pg_leases.py); ``expires_at`` is in the database's clock, the one clock every node agrees on. ``(stream, epoch)``
+  is unique, which makes ``epoch`` a key column for row locks (docs/adr/0041).
 - ``cluster_nodes(node_id, advertise, is_handler, seen_at)``: the cluster's nodes, where the others reach them, and
   when each last said it was alive (adapters/cluster/directory.py): a lease names its owner by node id, this table
   says where that owner listens.
@@ -44,6 +45,10 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     )),
     (4, (  # the lobby's list across a cluster: each owner publishes its channel's ongoing calls at its lease's epoch
         "CREATE TABLE cluster_calls (stream text PRIMARY KEY, epoch bigint NOT NULL, calls text NOT NULL)",
+    )),
+    (5, (  # a lease's epoch is a key column: a takeover (epoch + 1) then locks the row FOR UPDATE and waits for the
+           # appends in flight, which lock it FOR KEY SHARE, while a renewal (expires_at only) no longer does (ADR 0041)
+        "CREATE UNIQUE INDEX call_leases_stream_epoch ON call_leases (stream, epoch)",
     )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -59,10 +59,13 @@ SELECT %(stream)s, entry.seq, %(epoch)s, entry.record
 FROM unnest(%(seqs)s::bigint[], %(records)s::text[]) AS entry(seq, record)
 WHERE {guard}
 """
-# An unfenced writer may not append to a stream somebody leases; a fenced one only under its own live lease.
+# An unfenced writer may not append to a stream somebody leases; a fenced one only under its own live lease. The
+# fenced append locks the lease row FOR KEY SHARE until it commits: a takeover (it changes ``epoch``, a key column
+# since schema 5) waits for it, so every row of an epoch precedes the next epoch's (ADR 0016, claim 2); the owner's
+# own renewal (``expires_at`` only) does not, so a slow commit cannot make it miss its local deadline (ADR 0041).
 _UNFENCED = "NOT EXISTS (SELECT 1 FROM call_leases WHERE stream = %(stream)s)"
 _FENCED = ("EXISTS (SELECT 1 FROM call_leases WHERE stream = %(stream)s AND owner = %(owner)s AND epoch = %(epoch)s "
-           "AND expires_at > clock_timestamp() FOR SHARE)")
+           "AND expires_at > clock_timestamp() FOR KEY SHARE)")
 
 _SAVE_CHECKPOINT = """
 INSERT INTO checkpoints AS saved (stream, seq, body)

@@ -23,7 +23,7 @@ import {
 } from "./devices.js";
 import {
   copyInvite, fullScreenShare, onKeyDown, onKeyUp, onLocalLevel, setCameraButton, setHandButton,
-  setLocalMuted, setScreenButton, stopScreenShare, toggleCamera, toggleScreen,
+  setLocalMuted, setScreenButton, stopScreenShare, toggleCamera, toggleHand, toggleScreen,
 } from "./controls.js";
 import { channelProblem, cleanName, nameProblem } from "./names.js";
 import { renderParticipants, stopTimer, toggleView } from "./render.js";
@@ -134,6 +134,7 @@ export function endLocally(reason) {
   state.phase = "left";
   setOffline(false);
   setLocalMuted(true, { notify: false });
+  state.handWanted = state.mutedWanted = null;
   setHandButton(false);
   setCameraButton(false);
   setScreenButton(false);
@@ -231,7 +232,7 @@ function wireControls() {
   $("screen-button").onclick = () => toggleScreen();
   $("presenter-stop-button").onclick = () => stopScreenShare({ notify: true });
   $("fullscreen-button").onclick = () => fullScreenShare();
-  $("hand-button").onclick = () => send(state.hand ? "lower_hand" : "raise_hand");
+  $("hand-button").onclick = () => toggleHand();
   for (const b of $$("reaction-button")) b.onclick = () => send("react", { emoji: b.dataset.emoji });
   $("leave-button").onclick = () => leave();
   $("host-mute-others-button").onclick = () => send("host_mute_others");

@@ -14,12 +14,14 @@ import { $, params, REACTION_MS, send, showError, state } from "./state.js";
 
 // The button reflects the server's broadcasts (user_muted/user_unmuted). Muting silences the microphone at once;
 // unmuting waits for the server's confirmation, so a refused or lost `unmute` never leaves a live microphone, and
-// is not even asked for without a working microphone.
+// is not even asked for without a working microphone. Like the hand's, the ask is kept until the server confirms
+// it, and asked again when the session's state next arrives (``askAgain``).
 export async function setLocalMuted(muted, { notify = true } = {}) {
   if (notify) {
     if (state.offline) return;
     if (muted) {
       if (state.micTrack) state.micTrack.enabled = false;
+      state.mutedWanted = true;
       send("mute");
       return;
     }
@@ -29,10 +31,12 @@ export async function setLocalMuted(muted, { notify = true } = {}) {
       return;
     }
     if (state.pc && !state.outgoing.mic) publish("mic", track, state.micStream);
+    state.mutedWanted = false;
     send("unmute");
     return;
   }
   state.muted = muted;
+  if (state.mutedWanted === muted) state.mutedWanted = null;
   if (state.micTrack) state.micTrack.enabled = !muted;
   if (!muted) $("muted-hint").hidden = true;
   const btn = $("mute-button");
@@ -42,8 +46,26 @@ export async function setLocalMuted(muted, { notify = true } = {}) {
   btn.dataset.muted = String(muted);
 }
 
+// The hand button, like the microphone's, shows what the server confirmed. A click is kept as an intent until the
+// server's broadcast confirms it: one lost with the socket, or with a call's owner that stopped acting for it (a
+// cluster moving the session to another node), is asked again when the session's state next arrives
+// (``askAgain``), so a click is never silently dropped. Every such ask is idempotent on the server.
+export function toggleHand() {
+  const want = !(state.handWanted ?? state.hand);
+  state.handWanted = want;
+  send(want ? "raise_hand" : "lower_hand"); // no socket now: asked again once the session is resumed
+}
+
+// The session's state arrived (a join, a resume) and the buttons show it: ask again what it does not show yet.
+export function askAgain() {
+  if (state.handWanted !== null) send(state.handWanted ? "raise_hand" : "lower_hand");
+  if (state.mutedWanted === false && !state.micTrack) state.mutedWanted = null; // no microphone to unmute any more
+  if (state.mutedWanted !== null) send(state.mutedWanted ? "mute" : "unmute");
+}
+
 export function setHandButton(raised) {
   state.hand = raised;
+  if (state.handWanted === raised) state.handWanted = null;
   const btn = $("hand-button");
   btn.querySelector(".label").textContent = raised ? "Lower hand" : "Raise hand";
   btn.setAttribute("aria-pressed", String(raised));
@@ -169,7 +191,7 @@ export function onKeyDown(ev) {
   if (key === "m" && !ev.repeat) {
     setLocalMuted(!state.muted);
   } else if (key === "h" && !ev.repeat) {
-    send(state.hand ? "lower_hand" : "raise_hand");
+    toggleHand();
   } else if (key === " " && !(ev.target instanceof HTMLButtonElement || ev.target instanceof HTMLAnchorElement)) {
     ev.preventDefault();
     if (!ev.repeat && state.muted && !pushToTalk.active) {

@@ -4,7 +4,7 @@
 
 import { mediaLostOnServer, onSignal, relabelRemoteMedia, startMedia, teardownMedia } from "./media.js";
 import { endLocally, joinData, setAuthMode, showCall, showLobby } from "./app.js";
-import { setHandButton, setLocalMuted, showReaction, stopScreenShare } from "./controls.js";
+import { askAgain, setHandButton, setLocalMuted, showReaction, stopScreenShare } from "./controls.js";
 import { renderParticipants, startTimer, toast } from "./render.js";
 import {
   $, BACKOFF_MAX_MS, BACKOFF_MIN_MS, OFFER_RETRY_AFTER, clearError, forgetSession, params, remember, saveSession,
@@ -354,7 +354,11 @@ const HANDLERS = {
   },
 };
 
+// An ask the server refused is settled: it is not asked again after the next resume.
+const SETTLES = { raise_hand: "handWanted", lower_hand: "handWanted", mute: "mutedWanted", unmute: "mutedWanted" };
+
 function onServerError(code, message, action) {
+  if (SETTLES[action]) state[SETTLES[action]] = null;
   // A `reconnect` the server cannot honour: the session has left the call (the reconnect window passed, the tab
   // left on close, or the server restarted). Join the same channel afresh.
   if (action === "reconnect" && state.resumeOnOpen) {
@@ -416,6 +420,7 @@ function applyCallState(s) {
   if (me) {
     setLocalMuted(me.muted, { notify: false });
     setHandButton(me.hand);
+    askAgain(); // a click the server never saw (lost in a move or a reconnect)
   }
   renderParticipants();
 }

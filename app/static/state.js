@@ -93,7 +93,9 @@ export const state = {
   view: "grid", // grid | speaker
   startAt: null, // the call's start (ms since the epoch) for the timer
   lastSpeaker: null,
-  hand: false,
+  hand: false, // the server's word (its broadcasts)
+  handWanted: null, // a raise (true) or lower (false) the user asked for and the server has not confirmed yet
+  mutedWanted: null, // likewise a mute (true) or unmute (false)
   authMode: null,
   reconnectAttempt: 0,
   reconnectTimer: null,

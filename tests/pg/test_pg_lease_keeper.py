@@ -4,6 +4,7 @@ so no other node could have taken it yet (docs/adr/0016, claim 1)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import psycopg
@@ -35,6 +36,27 @@ async def test_the_keeper_renews_and_nobody_else_can_take_the_lease(pg_url: str)
         assert store.fence.local_deadline > lease.local_deadline
         nursery.cancel_scope.cancel()
     store.close(), other.close()
+
+
+async def test_a_keeper_started_late_renews_at_once_not_a_third_of_the_lease_later(pg_url: str) -> None:
+    """A host that took a while to rebuild its call from the log starts its keeper late: the first renewal is due a
+    third of the lease after the request that granted it, so it goes out at once (a fixed sleep from the keeper's
+    start ran past the local deadline: a 2 s lease lost 0.4 s after hosting under load)."""
+    store = PostgresStore(pg_url, stream="late")
+    lease = store.acquire_lease("node-a", 6.0)  # local deadline 4.8 s after the request; a renewal due at 2 s
+    assert lease is not None
+    store.fence = dataclasses.replace(lease, local_deadline=lease.local_deadline - 3.5)  # requested 3.5 s ago
+    assert store.fence.requested_at < time.monotonic() - 3.4
+    keeper = LeaseKeeper(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(keeper.run)
+        with trio.fail_after(30):
+            while keeper.renewals < 1:
+                assert not keeper.lost.is_set(), keeper.why  # a sleep of 2 s from now would pass the deadline
+                await trio.sleep(0.02)
+        nursery.cancel_scope.cancel()
+    assert not keeper.lost.is_set() and store.fence.local_deadline > lease.local_deadline
+    store.close()
 
 
 async def test_a_keeper_that_cannot_renew_stops_before_the_database_lets_anyone_else_in(pg_url: str) -> None:

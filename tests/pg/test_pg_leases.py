@@ -9,9 +9,9 @@ import time
 
 import psycopg
 import pytest
-from callsd.adapters.store import CallRecorder
+from callsd.adapters.store import CallRecorder, pg_leases
 from callsd.adapters.store.pg_leases import StaleLease
-from callsd.adapters.store.postgres import PostgresStore
+from callsd.adapters.store.postgres import _FENCED, PostgresStore
 from callsd.core import Mute, make_record
 from callsd.core.calls.replay import replay
 
@@ -58,6 +58,29 @@ def test_the_local_deadline_falls_before_the_database_expiry(pg_url: str) -> Non
                              "WHERE stream = 's'").fetchone()[0]  # type: ignore[index]
     assert 0 < local_left < float(db_left) - 1.0  # the margin: 20 % of 10 s, at least 0.5 s
     store.close()
+
+
+def test_an_append_in_flight_holds_off_a_takeover_but_not_its_owners_renewal(pg_url: str) -> None:
+    """ADR 0041: the fence locks the lease row FOR KEY SHARE until the append commits. A takeover changes the epoch
+    (a key column since schema 5), so it waits for the append (claim 2 of ADR 0016); the owner's renewal changes only
+    ``expires_at``, so it does not (under load, renewals queued behind slow commits and 2 s leases were lost)."""
+    owner = PostgresStore(pg_url, stream="inflight")
+    lease = owner.acquire_lease("node-a", 1.0)
+    assert lease is not None
+    params = {"stream": "inflight", "owner": "node-a", "epoch": lease.epoch}
+    with psycopg.connect(pg_url) as append, psycopg.connect(pg_url, autocommit=True) as other:
+        other.execute("SET lock_timeout = '2s'")  # a wait longer than this is the lock, not a slow machine
+        assert append.execute(f"SELECT {_FENCED}", params).fetchone() == (True,)  # the append's guard, uncommitted
+        renewed = pg_leases.renew(other, lease, now=time.monotonic)  # does not wait for the append's commit
+        assert renewed is not None and renewed.epoch == lease.epoch
+        other.execute("UPDATE call_leases SET expires_at = clock_timestamp() WHERE stream = 'inflight'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):  # the takeover waits for the append in flight
+            pg_leases.acquire(other, "inflight", "node-b", 30, margin=pg_leases.DEFAULT_MARGIN, now=time.monotonic)
+        append.commit()
+        taken = pg_leases.acquire(other, "inflight", "node-b", 30, margin=pg_leases.DEFAULT_MARGIN,
+                                  now=time.monotonic)
+        assert taken is not None and taken.epoch == lease.epoch + 1
+    owner.close()
 
 
 def test_a_paused_owner_past_its_lease_is_refused_by_the_database(pg_url: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -199,3 +200,51 @@ def test_closing_the_tab_leaves_soon_and_a_reload_comes_back(real: bs.CallsdProc
 
 def _shot(name: str) -> Path:
     return bs_shots.shot_path(name)
+
+
+# Clicks the server never got ------------------------------------------------------------------------------------
+def test_a_hand_raise_and_an_unmute_the_server_never_got_are_asked_again_when_the_session_resumes(
+        fake: Any, people: Any) -> None:
+    """A cluster owner that stops acting for a call (its lease lost under load) drops the frames on their way to it,
+    and the session is resumed elsewhere: the page's clicks must not be lost with them. The page keeps each ask as
+    an intent until the server's broadcast confirms it, and asks again when the resumed session's state does not
+    show it yet. Here Playwright's WebSocket routing swallows the first ``raise_hand`` and the first ``unmute``; the
+    drop that follows stands for the move."""
+    app, url = fake
+    ada, bob = people(url, "Ada"), people(url, "Bob")
+    swallowed: dict[str, str | bytes] = {}
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            for kind in ("raise_hand", "unmute"):
+                if kind not in swallowed and f'"{kind}"' in str(message):
+                    swallowed[kind] = message
+                    return
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    ada.page.route_web_socket(WS_URL, route)
+    ada.join("lost-click")
+    bob.join("lost-click")
+    ada.wait_participants(2)
+    a_sid = ada.session_id
+    ada.tid("hand-button").click()
+    ada.tid("mute-button").click()
+    deadline = time.monotonic() + bs.WAIT_MS / 1000
+    while len(swallowed) < 2:
+        assert time.monotonic() < deadline, f"the page sent only {sorted(swallowed)}"
+        ada.page.wait_for_timeout(50)
+    assert _sent(app, "raise_hand") == [] and _sent(app, "unmute") == []
+    expect(ada.tid("hand-button")).to_have_attribute("aria-pressed", "false")  # the buttons show the server's word
+    expect(ada.tid("mute-button")).to_have_text("Unmute")
+    ada.page.evaluate("window.callsd.dropConnection()")
+    expect(bob.row(a_sid)).to_have_attribute("data-hand", "true", timeout=bs.WAIT_MS)
+    expect(bob.row(a_sid)).to_have_attribute("data-muted", "false", timeout=bs.WAIT_MS)
+    expect(ada.tid("hand-button")).to_have_attribute("aria-pressed", "true", timeout=bs.WAIT_MS)
+    expect(ada.tid("mute-button")).to_have_text("Mute", timeout=bs.WAIT_MS)
+    assert ada.session_id == a_sid and len(_sent(app, "raise_hand")) == 1 and len(_sent(app, "unmute")) == 1
+    ada.tid("hand-button").click()  # the intent was settled: the next click lowers
+    expect(bob.row(a_sid)).to_have_attribute("data-hand", "false", timeout=bs.WAIT_MS)

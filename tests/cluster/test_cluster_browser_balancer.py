@@ -12,17 +12,15 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import browser_support as bs
-import psycopg
 import pytest
 from callsd.adapters.store.opening import open_store
 from callsd.core.calls.events import LowerHand, RaiseHand
-from cluster_support import cluster_node, node_logs_on_failure
+from cluster_support import cluster_node, lease_of, node_logs_on_failure, node_metric
 from haproxy_support import HAProxy
 from serve_support import ServeProcess
 
@@ -64,18 +62,6 @@ INBOUND_AUDIO = """async () => {
 }"""
 
 HAND_EVENTS = {"user_raised_hand": "RaiseHand", "user_lowered_hand": "LowerHand"}
-
-
-def _owner(pg_url: str) -> tuple[str, int, str] | None:
-    with psycopg.connect(pg_url, autocommit=True) as db:
-        row = db.execute("SELECT owner, epoch, stream FROM call_leases WHERE stream LIKE 'channel/%'").fetchone()
-    return None if row is None else (str(row[0]), int(row[1]), str(row[2]))
-
-
-def _metric(node: ServeProcess, name: str) -> float:
-    with urllib.request.urlopen(node.url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
 def _hears(p: bs.Participant, *, decoded: int, packets: int, until: float) -> float:
@@ -131,7 +117,7 @@ def _run(nodes: dict[str, ServeProcess], balancer: HAProxy, people: bs.People, p
              "--join-duration", "1", "--join-timeout", "20", "--reconnect", "--output", str(out), "--quiet"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
         deadline = time.monotonic() + 30
-        while (lease := _owner(pg_url)) is None:  # the load users joined first: their call's channel
+        while (lease := lease_of(pg_url)) is None:  # the load users joined first: their call's channel
             assert time.monotonic() < deadline, "the load test's call never started"
             time.sleep(0.2)
         owner, epoch, stream = lease
@@ -146,7 +132,7 @@ def _run(nodes: dict[str, ServeProcess], balancer: HAProxy, people: bs.People, p
         others = len(pages) + load_users - 1
         for p in pages:
             _hears(p, decoded=len(pages) - 1, packets=others, until=time.monotonic() + 30)
-        sockets = {name: _metric(node, "callsd_cluster_client_sockets") for name, node in nodes.items()}
+        sockets = {name: node_metric(node.url, "callsd_cluster_client_sockets") for name, node in nodes.items()}
         print("client sockets per node:", sockets, "owner:", owner)
         assert sum(sockets.values()) == len(pages) + load_users, sockets
         assert sum(1 for n in sockets.values() if n) >= 2, sockets  # one call's users on different nodes
@@ -156,13 +142,13 @@ def _run(nodes: dict[str, ServeProcess], balancer: HAProxy, people: bs.People, p
 
         # The owner now: under load an owner whose lease renewal came back too late gives the call up and a node
         # takes it at the next epoch (a move the pages ride through, their clicks included); kill the one now.
-        owner, epoch, _ = _owner(pg_url) or ("", 0, "")
+        owner, epoch, _ = lease_of(pg_url) or ("", 0, "")
         killed = time.monotonic()
         nodes[owner].kill()
         back = [_hears(p, decoded=len(pages) - 1, packets=len(pages) - 1, until=killed + 10) - killed
                 for p in pages]
         print("audio back at the pages after kill -9 of the owner (s):", [round(b, 2) for b in back])
-        new_owner, new_epoch, _ = _owner(pg_url) or ("", 0, "")
+        new_owner, new_epoch, _ = lease_of(pg_url) or ("", 0, "")
         assert new_owner != owner and new_epoch == epoch + 1
         assert [p.session_id for p in pages] == sessions  # the same sessions, resumed
         for p in pages:

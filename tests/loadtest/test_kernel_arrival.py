@@ -11,13 +11,16 @@ and the packets of a tracked stream that C counts itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
+from collections.abc import Iterator
 
 import pylibsrtp
 import pytest
 import trio
+from callsd.adapters.media.udp import STAMP_SPACE, kernel_arrival, stamp_arrivals
 from callsd.peer import Identity, Leg, MediaEngine, Source
 from callsd.peer._fastpeer import SrtpSession as NativeSession
 
@@ -41,6 +44,34 @@ async def _read_until(engine: MediaEngine, count: int) -> None:
             while engine.rx_packets < count:
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
+
+
+@contextlib.contextmanager
+def _kernel_stamps_live() -> Iterator[None]:
+    """Hold a stamped socket open and return once the kernel stamps datagrams when they arrive.
+
+    Linux turns receive timestamping on for the whole host only when the first socket asks (a deferred work item),
+    and off when the last one closes; until then a datagram is stamped when it is *read*, which is exactly what this
+    experiment must tell apart. In a suite (xdist workers opening and closing stamped sockets) the packets below were
+    once sent in that window: both native engines measured 601 ms for 600 held. So: a probe, read 50 ms after it was
+    sent, must show an arrival at least 40 ms before its read."""
+    probe, sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sink.bind(("127.0.0.1", 0))
+        stamp_arrivals(sink)
+        deadline = time.monotonic() + 10
+        while True:
+            probe.sendto(b"probe", sink.getsockname())
+            time.sleep(0.05)
+            _, ancillary, _, _ = sink.recvmsg(64, STAMP_SPACE)
+            arrival = kernel_arrival(ancillary)
+            if arrival is not None and time.monotonic() - arrival >= 0.04:
+                break
+            assert time.monotonic() < deadline, "the kernel never stamped a datagram on arrival"
+        yield
+    finally:
+        probe.close()
+        sink.close()
 
 
 def _held_delays(media: str) -> tuple[float, float]:
@@ -78,7 +109,8 @@ def _held_delays(media: str) -> tuple[float, float]:
 
 @pytest.mark.parametrize("media", ["native", "shared"])
 def test_native_delay_is_measured_from_the_kernels_arrival_time(media: str) -> None:
-    maximum, hold_ms = _held_delays(media)
+    with _kernel_stamps_live():
+        maximum, hold_ms = _held_delays(media)
     assert hold_ms >= 1000 * HOLD
     assert maximum < hold_ms / 2, f"{media}: {maximum:.1f} ms measured for packets held {hold_ms:.0f} ms"
 

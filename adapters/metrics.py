@@ -165,6 +165,7 @@ class _TaskCount(trio.abc.Instrument):
     +1 per spawn and -1 per exit (hooks Trio calls only for what a task does, never per step or per packet)."""
 
     def __init__(self, root: trio.lowlevel.Task) -> None:
+        self.root = root  # which run it counts
         self.alive = 0
         stack = [root]
         while stack:
@@ -188,7 +189,7 @@ class TrioTaskCollector(Collector):
     Walking every scrape cost 32 ms at 800 sessions, on the event loop, once a second under the load tool."""
 
     def __init__(self) -> None:
-        self._counts: dict[trio.lowlevel.Task, _TaskCount] = {}  # by root task: one per Trio run seen
+        self._count: _TaskCount | None = None  # the instrument of the last run scraped (it ends with its run)
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -197,10 +198,9 @@ class TrioTaskCollector(Collector):
             return
         if root is None:
             return
-        count = self._counts.get(root)
-        if count is None:
-            self._counts.clear()  # an earlier run has ended: its instrument went with it
-            count = self._counts[root] = _TaskCount(root)
+        count = self._count
+        if count is None or count.root is not root:
+            count = self._count = _TaskCount(root)
             trio.lowlevel.add_instrument(count)
         yield GaugeMetricFamily("callsd_trio_tasks", "Tasks alive in the server's Trio run", value=count.alive)
 

@@ -23,7 +23,6 @@ from callsd.adapters.cluster.directory import Directory, NodeInfo
 from callsd.adapters.cluster.host import MakeHub
 from callsd.adapters.cluster.link import LINK_HEADER, LINK_PATH, authentic, reconnect_key
 from callsd.adapters.cluster.node import ClusterNode
-from callsd.adapters.media.advertiser import advertised_by
 from callsd.adapters.signaling import SignalingHub
 from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from callsd.adapters.store.recorder import CallRecorder
@@ -38,7 +37,7 @@ from .auth import check_open_mode_allowed
 from .config import Config
 from .http_guard import TICKET_KEY, ConnectionTicket, GuardCounters, GuardSettings, serve_http
 from .http_policy import HOST_EXEMPT_PATHS, metrics_authorized
-from .http_routes import STATIC_DIR, NodeView, Unavailable, install_node_routes
+from .http_routes import STATIC_DIR, NodeView, Unavailable, install_node_routes, rtc_health
 from .quart_ws import LeanWebsocketConnection
 from .server import (
     METRICS_MAX_CONNECTIONS,
@@ -157,9 +156,7 @@ def _create_app(node: ClusterNode, config: Config, registry: CollectorRegistry, 
     install_host_check(app, config, counters, HOST_EXEMPT_PATHS | {LINK_PATH})  # node links authenticate instead
 
     def health() -> dict[str, Any]:
-        advertised = advertised_by(node_plane[0]) if node_plane else None
-        rtc = {} if advertised is None else {"rtc": {"advertised": advertised.as_json()}}
-        return {"node": node.info.node_id, **rtc}
+        return {"node": node.info.node_id, **rtc_health(node_plane[0] if node_plane else None)}
 
     async def calls() -> list[dict[str, Any]]:
         """The ongoing calls of the whole cluster, whichever node hosts them (same answer as a single server)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from callsd.adapters.media.advertiser import advertised_by
 from callsd.adapters.signaling_protocol import PROTOCOL_VERSION
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -23,7 +24,7 @@ from .auth import TokenError, verify_token
 from .config import Config
 
 __all__ = ["NodeView", "Unavailable", "install_node_routes", "json_response", "client_config_body",
-           "channels_allowed"]
+           "channels_allowed", "rtc_health"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MISSING_PAGE = ("<!doctype html><title>callsd</title><p>callsd is running; the web client is not installed.")
@@ -43,6 +44,12 @@ class NodeView:
     health: Callable[[], dict[str, Any]]  # the fields /healthz adds to ``{"status": "ok"}``
     metrics: Callable[[], Awaitable[Response]]  # the exposition (its own auth check included)
     calls: Callable[[], Awaitable[list[dict[str, Any]]]]  # ongoing calls: channel_id, call_id, participants
+
+
+def rtc_health(plane: object) -> dict[str, Any]:
+    """The ``rtc`` part of /healthz: what an in-process media plane advertises ({} without one, or with workers)."""
+    advertised = advertised_by(plane)
+    return {} if advertised is None else {"rtc": {"advertised": advertised.as_json()}}
 
 
 def json_response(data: Any, status: int = 200) -> Response:

@@ -52,7 +52,7 @@ from .auth import TokenError, check_open_mode_allowed, turn_credentials, verify_
 from .config import Config
 from .http_guard import TICKET_KEY, ConnectionTicket, GuardCollector, GuardCounters, GuardSettings, serve_http
 from .http_policy import HOST_EXEMPT_PATHS, host_allowed, host_name, metrics_authorized
-from .http_routes import STATIC_DIR, NodeView, install_node_routes, json_response
+from .http_routes import STATIC_DIR, NodeView, install_node_routes, json_response, rtc_health
 from .quart_ws import LeanWebsocketConnection
 from .secret_files import read_or_create_secret
 from .signaling_socket import (
@@ -191,12 +191,8 @@ def create_app(hub: SignalingHub, config: Config, registry: Any, http_counters: 
         return [{"channel_id": c.channel_id, "call_id": c.call_id, "participants": len(c.participants)}
                 for c in hub.machine.calls()]
 
-    def health() -> dict[str, Any]:
-        advertised = advertised_by(hub.plane)
-        return {} if advertised is None else {"rtc": {"advertised": advertised.as_json()}}
-
     install_node_routes(app, config, NodeView(
-        version=VERSION, draining=lambda: hub.draining, health=health, calls=calls,
+        version=VERSION, draining=lambda: hub.draining, health=lambda: rtc_health(hub.plane), calls=calls,
         metrics=lambda: _metrics_response(hub, registry, config.metrics.token)))
 
     @app.websocket(SIGNALING_PATH)

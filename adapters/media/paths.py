@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .dtls import SrtpKeys
@@ -72,6 +73,19 @@ class ReceivePath(Protocol):
         the endpoint's socket (None before it is bound)."""
 
 
+class RtcpSender(Protocol):
+    """What sends one plain RTCP compound packet to its peer (``Peer.send_rtcp``: SRTCP, one ``sendto``)."""
+
+    def send_rtcp(self, plain: bytes) -> bool: ...
+
+
+def send_each(packets: Iterable[tuple[RtcpSender, bytes]]) -> None:
+    """Originated RTCP, packet by packet through each peer's ``send_rtcp``: the Python path's way to send a round
+    (``PythonPath.send_rtcp``), and what a round is sent with where no endpoint batches it."""
+    for peer, plain in packets:
+        peer.send_rtcp(plain)
+
+
 class PythonPath:
     """The reference: everything per packet in Python (pylibsrtp's libsrtp, one ``recvmsg``/``sendto`` each)."""
 
@@ -97,8 +111,7 @@ class PythonPath:
         return self._endpoint._drain(sock.recvmsg, batch)  # noqa: SLF001 - the endpoint's own loop
 
     def send_rtcp(self, sock: socket.socket | None, packets: list[tuple[Peer, bytes]]) -> None:
-        for peer, plain in packets:
-            peer.send_rtcp(plain)
+        send_each(packets)
 
 
 def native_available() -> str | None:

@@ -24,6 +24,7 @@ from callsd.core.wire import rtcp
 from . import rtcp_term
 from .estimates import ReceiverEstimates
 from .forwarder import Forwarder, ForwarderCounters, InTrack, OutRoute
+from .paths import send_each
 from .simulcast_fwd import SimulcastForwarder
 from .twcc_send import TransportSequencer
 
@@ -113,11 +114,11 @@ def send_pli(t: InTrack) -> None:
 
 def send_reports(sessions: Iterable[Session], counters: ForwarderCounters,
                  sr_timestamp: Callable[[OutRoute, float], int | None] | None = None,
-                 send: Callable[[list[tuple[Peer, bytes]]], None] | None = None) -> None:
+                 send: Callable[[list[tuple[Peer, bytes]]], None] = send_each) -> None:
     """One round of RTCP for ``sessions``: an SR per stream each session receives, an RR about the streams it
     publishes. ``sr_timestamp``: a route's own RTP clock where the track's is not its (simulcast routes).
     ``send``: takes the round's (peer, compound packet) pairs at once (the endpoint's ``send_rtcp_round``: one
-    ``sendmmsg`` on the native path); without it, each packet goes through its peer's ``send_rtcp``."""
+    ``sendmmsg`` on the native path); by default each packet goes through its peer's ``send_rtcp``."""
     now = time.monotonic()
     ntp = rtcp_term.ntp_now(time.time())
     packets: list[tuple[Peer, bytes]] = []
@@ -129,8 +130,4 @@ def send_reports(sessions: Iterable[Session], counters: ForwarderCounters,
                                                sr_timestamp):
             packets.append((peer, chunk))
     counters.rtcp_out += len(packets)
-    if send is not None:
-        send(packets)
-    else:
-        for peer, chunk in packets:
-            peer.send_rtcp(chunk)
+    send(packets)

@@ -41,6 +41,7 @@ from callsd.core.wire.extension_ids import TWCC_URI
 from callsd.core.wire.transport_cc import build_transport_cc
 from callsd.core.wire.transport_seq import read_transport_seq
 
+from .paths import send_each
 from .transport import ArrivalSink
 
 __all__ = ["FeedbackSender", "ArrivalLog", "attach", "feedback_loop", "send_feedback", "INTERVAL"]
@@ -120,10 +121,10 @@ FeedbackPeer = TypeVar("FeedbackPeer", bound=_FeedbackPeer)
 
 
 def send_feedback(peers: Iterable[FeedbackPeer],
-                  send: Callable[[list[tuple[FeedbackPeer, bytes]]], None] | None = None) -> int:
+                  send: Callable[[list[tuple[FeedbackPeer, bytes]]], None] = send_each) -> int:
     """One round: each peer with a ``FeedbackSender`` gets the reports of what arrived since the last round. The
     number of RTCP packets sent. ``send``: takes the round's (peer, packet) pairs at once (the endpoint's
-    ``send_rtcp_round``: one ``sendmmsg`` on the native path, docs/adr/0042); without it, each packet goes through
+    ``send_rtcp_round``: one ``sendmmsg`` on the native path, docs/adr/0042); by default each packet goes through
     its peer's ``send_rtcp``."""
     packets: list[tuple[FeedbackPeer, bytes]] = []
     for peer in peers:
@@ -134,16 +135,12 @@ def send_feedback(peers: Iterable[FeedbackPeer],
         while (report := sender.recorder.feedback(sender.sender_ssrc, sender.media_ssrc)) is not None:
             packets.append((peer, rtcp.build_rtcp([build_transport_cc(report)])))
             sender.sent += 1
-    if send is not None:
-        send(packets)
-    else:
-        for peer, plain in packets:
-            peer.send_rtcp(plain)
+    send(packets)
     return len(packets)
 
 
 async def feedback_loop(peers: Callable[[], Iterable[FeedbackPeer]], sent: Callable[[int], None],
-                        send: Callable[[list[tuple[FeedbackPeer, bytes]]], None] | None = None) -> None:
+                        send: Callable[[list[tuple[FeedbackPeer, bytes]]], None] = send_each) -> None:
     """``send_feedback`` every ``INTERVAL``, until cancelled; ``sent`` hears how many reports each round sent (the
     plane's ``twcc_out`` counter); ``send`` as ``send_feedback``'s."""
     while True:

@@ -51,11 +51,16 @@ class Lease:
     def requested_at(self) -> float:
         """The monotonic instant the request that granted (or last renewed) this lease was sent: its age counts
         from here, however long the holder then took to start using it (rebuilding a call from its log)."""
-        return self.local_deadline - self.seconds + max(MIN_MARGIN_S, self.seconds * self.margin)
+        return self.local_deadline - self.seconds + _given_up(self.seconds, self.margin)
+
+
+def _given_up(seconds: float, margin: float) -> float:
+    """The seconds at the end of a lease its holder does not use (clock-rate error and scheduling)."""
+    return max(MIN_MARGIN_S, seconds * margin)
 
 
 def _deadline(sent: float, seconds: float, margin: float) -> float:
-    return sent + seconds - max(MIN_MARGIN_S, seconds * margin)
+    return sent + seconds - _given_up(seconds, margin)
 
 
 _ACQUIRE = """

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import ssl
+import sys
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,23 @@ def owner_of(pg_url: str, channel: str | None = None) -> tuple[str, int]:
     return lease[0], lease[1]
 
 
+def lease_lapsed(pg_url: str) -> bool:
+    """Whether the (one) call's lease exists and has expired by the database's clock."""
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        row = db.execute("SELECT expires_at <= clock_timestamp() FROM call_leases").fetchone()
+    return row is not None and bool(row[0])
+
+
+def one_call_load(urls: Sequence[str], users: int, duration: float, out: Path, *, join_timeout: float = 20,
+                  reconnect: bool = False) -> list[str]:
+    """The ``callsd loadtest`` command of one call of ``users`` users, all talking, spread over ``urls`` (a balancer,
+    or the nodes round-robin); its results in ``out``."""
+    return [sys.executable, "-m", "callsd.app.cli", "loadtest", *[a for url in urls for a in ("--url", url)],
+            "--calls", "1", "--users-per-call", str(users), "--unmuted", str(users), "--duration", str(duration),
+            "--join-duration", "1", "--join-timeout", str(join_timeout), *(["--reconnect"] if reconnect else []),
+            "--output", str(out), "--quiet"]
+
+
 def node_metric(url: str, name: str, context: ssl.SSLContext | None = None) -> float:
     """A metric of the node at ``url``, summed over its samples (the cluster's carry the node's name as a label)."""
     with urllib.request.urlopen(url + "/metrics", timeout=5, context=context) as resp:
@@ -57,22 +75,6 @@ def cluster_node(tmp_path: Path, pg_url: str, name: str, *, handler: bool = True
                         CALLSD_CLUSTER_LEASE_SECONDS=str(lease), CALLSD_LOG_LEVEL="info", **env)
     node.env["CALLSD_CLUSTER_ADVERTISE"] = f"127.0.0.1:{node.port}"
     return node
-
-
-@contextmanager
-def node_logs_on_failure(nodes: dict[str, ServeProcess], lines: int = 40) -> Iterator[None]:
-    """Add each node's log tail to a failure raised inside (lease losses, moves, relay links: what the servers did,
-    not only what the page saw)."""
-    try:
-        yield
-    except Exception as exc:
-        for name, node in nodes.items():
-            try:
-                text = "\n".join(node.log_path.read_text(errors="replace").splitlines()[-lines:])
-            except OSError as missing:
-                text = f"(no log: {missing})"
-            exc.add_note(f"--- node {name} ({node.log_path})\n{text}")
-        raise
 
 
 class Peer:

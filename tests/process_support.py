@@ -8,11 +8,14 @@ use it.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["terminate"]
+__all__ = ["terminate", "tail", "log_tails_on_failure"]
 
 KILLED_WAIT = 10.0  # a SIGKILLed process is gone at once; a bound all the same, so nothing can hang a test
 
@@ -27,3 +30,22 @@ def terminate(proc: subprocess.Popen[Any], timeout: float = 10.0, *, sig: int = 
             proc.kill()
             proc.wait(timeout=KILLED_WAIT)
     return proc.returncode
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    """The last ``lines`` lines of a process log, for a failure message."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no log: {exc})"
+
+
+@contextlib.contextmanager
+def log_tails_on_failure(logs: Mapping[str, Path], lines: int = 40) -> Iterator[None]:
+    """Add each named process log's tail to a failure raised inside (what the servers did, not only what the test
+    saw); a nursery's exception group carries them too."""
+    try:
+        yield
+    except Exception as exc:
+        exc.add_note("\n".join(f"--- {name} ({path})\n{tail(path, lines)}" for name, path in logs.items()))
+        raise

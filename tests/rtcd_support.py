@@ -20,13 +20,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from process_support import terminate
+from process_support import log_tails_on_failure, tail, terminate
 
 NAME = "rtcd.callsd.test"  # the one host name of the rtcd hosts in the HA tests
 ADDRESSES = ("127.0.0.2", "127.0.0.3")
@@ -179,27 +178,9 @@ class Hosts:
             f.write("127.0.0.1 localhost\n" + "".join(f"{a} {NAME}\n" for a in addresses))
 
 
-def tail(path: Path, lines: int = 60) -> str:
-    """The last ``lines`` lines of a process log, for a failure message."""
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as exc:
-        return f"(no log: {exc})"
-
-
-@contextlib.contextmanager
-def logs_on_failure(serve: Serve, hosts: list[RtcdProcess]) -> Iterator[None]:
-    """Add serve's and every host's log tail to an assertion that fails, or a wait that times out, inside (what the
-    server did, not only what the page saw); also when a nursery wraps it in an exception group."""
-    try:
-        yield
-    except (AssertionError, trio.TooSlowError, BaseExceptionGroup) as exc:
-        if isinstance(exc, BaseExceptionGroup) and exc.subgroup((AssertionError, trio.TooSlowError)) is None:
-            raise
-        parts = [f"--- serve.log\n{tail(serve.log_path)}"]
-        parts += [f"--- rtcd {h.address}\n{tail(h.log_path, 30)}" for h in hosts]
-        exc.add_note("\n".join(parts))
-        raise
+def logs_on_failure(serve: Serve, hosts: list[RtcdProcess]) -> contextlib.AbstractContextManager[None]:
+    """Add serve's and every host's log tail to a failure inside (an assertion, a wait that timed out)."""
+    return log_tails_on_failure({"serve": serve.log_path, **{f"rtcd {h.address}": h.log_path for h in hosts}})
 
 
 class Serve:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from cluster_support import cluster_node, lease_of, node_metric
+from cluster_support import cluster_node, lease_of, node_metric, one_call_load
 from haproxy_support import HAProxy
 
 pytestmark = pytest.mark.slow
@@ -33,10 +33,7 @@ async def test_three_nodes_behind_haproxy_survive_kill_9_of_the_owner(pg_url: st
 
             def load() -> None:
                 done.append(subprocess.run(
-                    [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", balancer.url, "--calls", "1",
-                     "--users-per-call", str(users), "--unmuted", str(users), "--duration", str(duration),
-                     "--join-duration", "1", "--join-timeout", "15", "--reconnect", "--output", str(out),
-                     "--quiet"], capture_output=True, text=True, timeout=120, cwd=tmp_path))
+                    one_call_load([balancer.url], users, duration, out, join_timeout=15, reconnect=True), capture_output=True, text=True, timeout=120, cwd=tmp_path))
 
             nursery.start_soon(trio.to_thread.run_sync, load)
             with trio.fail_after(30):

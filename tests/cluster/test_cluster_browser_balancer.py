@@ -20,8 +20,9 @@ import browser_support as bs
 import pytest
 from callsd.adapters.store.opening import open_store
 from callsd.core.calls.events import LowerHand, RaiseHand
-from cluster_support import cluster_node, lease_of, node_logs_on_failure, node_metric
+from cluster_support import cluster_node, lease_of, node_metric, one_call_load
 from haproxy_support import HAProxy
+from process_support import log_tails_on_failure
 from serve_support import ServeProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -98,7 +99,7 @@ def test_pages_and_load_users_behind_haproxy_hear_each_other_again_after_kill_9(
     nodes = {name: cluster_node(tmp_path, pg_url, name) for name in ("n1", "n2", "n3")}
     balancer = HAProxy(tmp_path, [(name, node.port) for name, node in nodes.items()])
     people = bs.People(browser, balancer.url, init_script=RECORD_ACKS)
-    with node_logs_on_failure(nodes):
+    with log_tails_on_failure({f"node {name}": node.log_path for name, node in nodes.items()}):
         _run(nodes, balancer, people, pg_url, tmp_path)
 
 
@@ -112,10 +113,7 @@ def _run(nodes: dict[str, ServeProcess], balancer: HAProxy, people: bs.People, p
             node.start()
         balancer.start()
         load = subprocess.Popen(
-            [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", balancer.url, "--calls", "1",
-             "--users-per-call", str(load_users), "--unmuted", str(load_users), "--duration", "75",
-             "--join-duration", "1", "--join-timeout", "20", "--reconnect", "--output", str(out), "--quiet"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+            one_call_load([balancer.url], load_users, 75, out, reconnect=True), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
         deadline = time.monotonic() + 30
         while (lease := lease_of(pg_url)) is None:  # the load users joined first: their call's channel
             assert time.monotonic() < deadline, "the load test's call never started"

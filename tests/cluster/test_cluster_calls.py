@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import trio
-from cluster_support import cluster_node, node_metric, owner_of, peer
+from cluster_support import cluster_node, node_metric, one_call_load, owner_of, peer
 
 pytestmark = pytest.mark.slow
 
@@ -90,10 +90,7 @@ async def test_loadtest_users_of_one_call_on_three_nodes_hear_each_other(pg_url:
     out = tmp_path / "load.json"
     try:
         load = await trio.to_thread.run_sync(lambda: subprocess.run(
-            [sys.executable, "-m", "callsd.app.cli", "loadtest", *[a for n in nodes for a in ("--url", n.url)],
-             "--calls", "1", "--users-per-call", "3", "--unmuted", "3", "--duration", "5", "--join-duration", "1",
-             "--join-timeout", "15", "--output", str(out), "--quiet"],
-            capture_output=True, text=True, timeout=120, cwd=tmp_path))
+            one_call_load([n.url for n in nodes], 3, 5, out, join_timeout=15), capture_output=True, text=True, timeout=120, cwd=tmp_path))
     finally:
         for node in nodes:
             await trio.to_thread.run_sync(node.stop)

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 import trio
 from callsd.adapters.cluster.front import DRAINING_CLOSE
-from cluster_support import cluster_node, node_metric, owner_of, peer
+from cluster_support import cluster_node, lease_lapsed, node_metric, owner_of, peer
 from trio_websocket import ConnectionClosed
 
 pytestmark = pytest.mark.slow
@@ -134,9 +134,8 @@ async def test_single_handler_mode_keeps_the_calls_of_a_dead_handler_until_it_is
             await alice.expect("user_raised_hand", session_id=alice.session_id)
             assert owner_of(pg_url, "room") == ("h1", 1)
             await trio.to_thread.run_sync(handler.kill)
-            with psycopg.connect(pg_url, autocommit=True) as db, trio.fail_after(15):  # wait out the lease
-                while not (row := db.execute("SELECT expires_at <= clock_timestamp() FROM call_leases").fetchone()) \
-                        or not row[0]:
+            with trio.fail_after(15):  # wait out the lease
+                while not lease_lapsed(pg_url):
                     await trio.sleep(0.2)
             await trio.sleep(1.0)  # r1 routes the channel every 0.2 s meanwhile: it must not take the lease
             assert owner_of(pg_url, "room") == ("h1", 1)
@@ -198,11 +197,7 @@ async def test_an_idle_channel_is_given_up_and_hosted_again_by_the_next_join(pg_
             await alice.send("leave")
             await alice.expect("user_left", session_id=alice.session_id)
         with trio.fail_after(15):  # no call, no socket: the lease is released (not renewed until it lapses)
-            while True:
-                with psycopg.connect(pg_url, autocommit=True) as db:
-                    row = db.execute("SELECT expires_at <= clock_timestamp() FROM call_leases").fetchone()
-                if row is not None and row[0]:
-                    break
+            while not lease_lapsed(pg_url):
                 await trio.sleep(0.2)
         async with peer(n1) as bob:
             await bob.join("room", "bob")

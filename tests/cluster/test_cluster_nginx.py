@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 import trio
-from cluster_support import cluster_node, node_metric
+from cluster_support import cluster_node, node_metric, one_call_load
 from nginx_support import Nginx
 from trio_websocket import open_websocket_url
 
@@ -42,10 +41,7 @@ async def test_load_users_behind_nginx_land_on_several_nodes_and_hear_each_other
             await trio.to_thread.run_sync(node.start)
         await trio.to_thread.run_sync(proxy.start)
         load = await trio.to_thread.run_sync(lambda: subprocess.run(
-            [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", proxy.url, "--calls", "1",
-             "--users-per-call", str(users), "--unmuted", str(users), "--duration", "6", "--join-duration", "1",
-             "--join-timeout", "20", "--output", str(out), "--quiet"],
-            capture_output=True, text=True, timeout=120, cwd=tmp_path))
+            one_call_load([proxy.url], users, 6, out), capture_output=True, text=True, timeout=120, cwd=tmp_path))
         accepted = {name: node_metric(node.url, "callsd_cluster_client_sockets_accepted_total")
                     for name, node in nodes.items()}
         relayed = sum(node_metric(node.url, "callsd_cluster_relayed_out_total") for node in nodes.values())

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from cluster_support import cluster_node, lease_of, node_metric
+from cluster_support import cluster_node, lease_of, node_metric, one_call_load
 from haproxy_support import HAProxy
 from rtcd_support import CLIENT, KEY, RtcdProcess, basic
 
@@ -59,10 +59,7 @@ async def test_a_cluster_places_its_calls_media_on_an_rtcd_host_and_again_after_
 
             def load() -> None:
                 done.append(subprocess.run(
-                    [sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", balancer.url, "--calls", "1",
-                     "--users-per-call", str(users), "--unmuted", str(users), "--duration", str(duration),
-                     "--join-duration", "1", "--join-timeout", "20", "--reconnect", "--output", str(out),
-                     "--quiet"], capture_output=True, text=True, timeout=150, cwd=tmp_path))
+                    one_call_load([balancer.url], users, duration, out, reconnect=True), capture_output=True, text=True, timeout=150, cwd=tmp_path))
 
             nursery.start_soon(trio.to_thread.run_sync, load)
             with trio.fail_after(30):

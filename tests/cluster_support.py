@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import ssl
 import sys
+import time
 import urllib.request
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,21 @@ def owner_of(pg_url: str, channel: str | None = None) -> tuple[str, int]:
     lease = lease_of(pg_url, channel)
     assert lease is not None, f"no lease on {channel or 'the call'}"
     return lease[0], lease[1]
+
+
+async def kill_owner(nodes: Mapping[str, ServeProcess], pg_url: str,
+                     owner: tuple[str, int, str]) -> tuple[str, int, str]:
+    """``kill -9`` the node holding ``owner`` (a ``lease_of``) and wait, 10 s at most, for the lease's next epoch;
+    returns that lease, which another node must hold."""
+    killed = time.monotonic()
+    await trio.to_thread.run_sync(nodes[owner[0]].kill)
+    with trio.fail_after(10):
+        while (now := lease_of(pg_url)) is None or now[1] == owner[1]:
+            await trio.sleep(0.05)
+    print(f"owner {owner[0]} killed; {now[0]} took the call over at epoch {now[1]} after "
+          f"{time.monotonic() - killed:.1f} s")
+    assert now[0] != owner[0]
+    return now
 
 
 def lease_lapsed(pg_url: str) -> bool:

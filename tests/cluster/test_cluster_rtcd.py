@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
-from cluster_support import cluster_node, lease_of, node_metric, one_call_load
+from cluster_support import cluster_node, kill_owner, lease_of, node_metric, one_call_load
 from haproxy_support import HAProxy
 from rtcd_support import CLIENT, KEY, RtcdProcess, basic
 
@@ -72,14 +71,7 @@ async def test_a_cluster_places_its_calls_media_on_an_rtcd_host_and_again_after_
             await trio.sleep(max(0.0, kill_at - 1))
             relayed = sum(node_metric(node.url, "callsd_cluster_relayed_out_total") for node in nodes.values())
             assert relayed >= 1  # users on the node that does not own the call, relayed to the owner
-            killed = time.monotonic()
-            await trio.to_thread.run_sync(nodes[owner[0]].kill)
-            with trio.fail_after(10):
-                while (now := lease_of(pg_url)) is None or now[1] == owner[1]:
-                    await trio.sleep(0.05)
-            print(f"owner {owner[0]} killed; {now[0]} took the call over at epoch {now[1]} after "
-                  f"{time.monotonic() - killed:.1f} s")
-            assert now[0] != owner[0]
+            now = await kill_owner(nodes, pg_url, owner)
             # The dead owner's link to the rtcd host closed its sessions; the new owner placed them again there,
             # and they connected a second time.
             await _until(f"the call's {users} sessions placed again by {now[0]} and connected",

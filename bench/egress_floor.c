@@ -120,8 +120,11 @@ static int port_of(int s) {
     return ntohs(a.sin_port);
 }
 
-/* Receiver r's loopback address: 127.1.0.0 + r + 1, as the shared load-tool engine hands its users addresses. */
-static uint32_t receiver_host(int r) { return 0x7f010000u + (uint32_t)r + 1; }
+/* Receiver r's address: base + r + 1. The default base, 127.1.0.0, makes every receiver a loopback address of its own,
+ * as the shared load-tool engine hands its users addresses; another base (a dummy device's network in a namespace)
+ * takes the delivery out and leaves the send path alone. */
+static uint32_t receiver_base = 0x7f010000u;
+static uint32_t receiver_host(int r) { return receiver_base + (uint32_t)r + 1; }
 
 static void wait_readable(int s, int ms) {
     struct pollfd p = {.fd = s, .events = POLLIN};
@@ -130,7 +133,9 @@ static void wait_readable(int s, int ms) {
 
 static int forward(int calls, int sink_port, double warmup, double seconds, int crypto) {
     int receivers = calls * USERS;
-    int s = udp_socket(0x7f000001u, 16 << 20);
+    /* On loopback, a loopback socket; towards another network (a namespace of the bench's own), the wildcard, since
+     * a socket bound to 127.0.0.1 cannot send off the loopback device. */
+    int s = udp_socket(receiver_base >> 24 == 127 ? 0x7f000001u : 0, 16 << 20);
     printf("%d\n", port_of(s));
     fflush(stdout);
     EVP_CIPHER_CTX **tx = calloc(receivers, sizeof *tx);
@@ -156,17 +161,24 @@ static int forward(int calls, int sink_port, double warmup, double seconds, int 
     int queued = 0;
     double started = 0, u0 = 0, s0 = 0, u1 = 0, s1 = 0, t0 = 0;
     int measuring = 0;
-    for (;;) {
+    int done = 0;
+    while (!done) {
         wait_readable(s, 100);
-        double t = now_s();
-        if (started == 0 && ingress > 0) started = t;
-        if (started && !measuring && t - started >= warmup) {
-            cpu_s(&u0, &s0);
-            e0 = egress, i0 = ingress, t0 = t, measuring = 1;
-        }
-        if (measuring && t - t0 >= seconds) break;
         for (int batches = 0;; batches++) {
-            if ((batches & 15) == 15 && measuring && now_s() - t0 >= seconds) break; /* a saturated drain ends too */
+            /* The window's clock is read between batches too, so a saturated drain (one that never empties the
+             * socket) starts and ends its window on time. Batches are whole: egress is 7 x ingress in the window. */
+            if ((batches & 15) == 0) {
+                double t = now_s();
+                if (started == 0 && ingress > 0) started = t;
+                if (started && !measuring && t - started >= warmup) {
+                    cpu_s(&u0, &s0);
+                    e0 = egress + queued, i0 = ingress, t0 = t, measuring = 1;
+                }
+                if (measuring && t - t0 >= seconds) {
+                    done = 1;
+                    break;
+                }
+            }
             int n = recvmmsg(s, inm, BATCH, MSG_DONTWAIT, NULL);
             if (n <= 0) break;
             for (int i = 0; i < n; i++) {
@@ -269,26 +281,29 @@ static int sink(int calls, double seconds, int crypto) {
                 if (m > 0) sent += m;
             }
             next += 0.020;
+            if (next < t - 0.1) next = t; /* a starved sink skips the ticks it missed instead of bursting them */
         }
         int ms = (int)((next - now_s()) * 1000);
         wait_readable(s, ms < 0 ? 0 : ms);
-        for (;;) {
+        int n;
+        do { /* at least one batch per loop, then until the next tick is due: a busy sink still paces its talkers */
             for (int i = 0; i < BATCH; i++) inm[i].msg_hdr.msg_controllen = sizeof ctl[i];
-            int n = recvmmsg(s, inm, BATCH, MSG_DONTWAIT, NULL);
-            if (n <= 0) break;
-            received += n;
-        }
+            n = recvmmsg(s, inm, BATCH, MSG_DONTWAIT, NULL);
+            if (n > 0) received += n;
+        } while (n == BATCH && now_s() < next);
     }
     printf("{\"sent\": %ld, \"received\": %ld, \"receivers\": %d}\n", sent, received, receivers);
     return 0;
 }
 
 int main(int argc, char **argv) {
+    struct in_addr base;
+    if (argc >= 8 && inet_pton(AF_INET, argv[7], &base) == 1) receiver_base = ntohl(base.s_addr);
     if (argc >= 6 && !strcmp(argv[1], "forward"))
         return forward(atoi(argv[2]), atoi(argv[3]), atof(argv[4]), atof(argv[5]), argc > 6 ? atoi(argv[6]) : 1);
     if (argc >= 4 && !strcmp(argv[1], "sink"))
         return sink(atoi(argv[2]), atof(argv[3]), argc > 4 ? atoi(argv[4]) : 1);
-    fprintf(stderr, "usage: egress_floor forward CALLS SINK_PORT WARMUP SECONDS [CRYPTO]\n"
+    fprintf(stderr, "usage: egress_floor forward CALLS SINK_PORT WARMUP SECONDS [CRYPTO [RECEIVER_BASE]]\n"
                     "       egress_floor sink CALLS SECONDS [CRYPTO]\n");
     return 2;
 }

@@ -98,6 +98,7 @@ class Leg(PeerTransport):
         self.rx_count = 0
         self.delay = engine.call_delay(call_index)
         self.on_connected_hook: Callable[[Leg], None] | None = None
+        self.on_failed_hook: Callable[[Leg], None] | None = None
         engine.register(self)
 
     def set_payload_types(self, mapping: dict[int, tuple[str, int]]) -> None:
@@ -113,6 +114,10 @@ class Leg(PeerTransport):
     def on_connected(self) -> None:
         if self.on_connected_hook is not None:
             self.on_connected_hook(self)
+
+    def on_failed(self) -> None:
+        if self.on_failed_hook is not None:
+            self.on_failed_hook(self)
 
     def new_stream(self, ssrc: int, pt: int) -> StreamStats:
         kind, clock = self.pt_kinds.get(pt, ("unknown", 90000))
@@ -164,6 +169,7 @@ class MediaEngine:
         self.rx_packets = 0
         self.rx_bytes = 0
         self.rx_rtcp = 0
+        self.rx_verified = 0  # received packets SRTP-authenticated (1 in delay_sample); the rest counted by header
         self.srtp_errors = 0
         self.late_ticks = 0
         self.max_lateness = 0.0
@@ -368,6 +374,7 @@ class MediaEngine:
         if plain is None:  # pylibsrtp raises, the native session returns None
             self.srtp_errors += 1
             return
+        self.rx_verified += 1
         off = 12 + 4 * (plain[0] & 0x0F)
         if plain[0] & 0x10 and len(plain) >= off + 4:
             off += 4 + 4 * ((plain[off + 2] << 8) | plain[off + 3])
@@ -494,6 +501,7 @@ class MediaEngine:
             "rx_packets": self.rx_packets,
             "rx_bytes": self.rx_bytes,
             "rx_rtcp": self.rx_rtcp,
+            "rx_verified": self.rx_verified,
             "expected": expected,
             "received": received,
             "lost": lost,

@@ -17,6 +17,7 @@ and, with ``video``, camera video); user 0 of the first ``screen_sharing`` calls
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import secrets
 import signal
@@ -38,6 +39,15 @@ from .worker_result import collect_result
 __all__ = ["WorkerSpec", "SimUser", "run_worker", "worker_process_main", "user_role", "local_address_toward"]
 
 Report = Callable[[str, dict[str, Any]], None]
+
+# The cyclic garbage collector in a load process. Why: at 200 calls (1,600 users, their sessions, SSL objects and
+# StreamStats: millions of objects) CPython's collections were ~20 % of the worker's CPU (perf: gc_collect_main,
+# visit_decref, visit_reachable), nearly all of it re-scanning objects that live for the whole run. The joined
+# users' objects are moved out of the collector's sight once the join window has passed (`gc.freeze`, HEAP_SETTLE
+# seconds after the last slot: the last joins finish), and young collections run less often; what the steady state
+# makes and drops (Trio's cancel scopes, the drains' lists) is still collected.
+GC_THRESHOLDS = (10_000, 20, 20)
+HEAP_SETTLE = 3.0
 
 
 @dataclass(slots=True)
@@ -100,6 +110,7 @@ class SimUser:
         self.reconnect_secret = ""  # from join_ack, when the server issues one
         self.resume = False  # the next socket sends `reconnect` instead of `join`
         self.reconnects = 0
+        self.waiting: trio.CancelScope | None = None  # `_stay`'s wait for the next message, while it waits
         self.tracks: list[LocalTrack] = []
         self.sources: dict[str, Source] = {}  # mid -> source
         self.version = 2
@@ -237,10 +248,34 @@ class SimUser:
                 if self.leg is not None and self.leg.state == "failed":
                     self.failed = self.leg.error.split(":")[0]
                     return
+        await self._stay(stop)
+
+    async def _stay(self, stop: trio.Event) -> None:
+        """Connected: answer the server's messages until ``stop``, noting a media failure when the leg reports it.
+
+        Why no timeout on the wait: a wait with a deadline (``_receive(1.0)``) expires once a second per user, and
+        each expiry is a Cancelled raised and caught in Trio's run loop; at 1,600 users that was a quarter of the
+        load tool's CPU (py-spy, 200 calls). Here the wait is woken only by a message, by the leg's failure
+        (``on_failed_hook``) or by the worker's `interrupt` when the run stops."""
+        assert self.ws is not None
         while not stop.is_set():
-            await self._receive(1.0)
+            message: str | bytes | None = None
+            with trio.CancelScope() as self.waiting:
+                if stop.is_set():
+                    break
+                message = await self.ws.get_message()
+            self.waiting = None
+            if message is not None:
+                await self._handle(message)
             if self.leg is not None and self.leg.state == "failed" and not self.failed:
                 self.failed = self.leg.error.split(":")[0]
+        self.waiting = None
+
+    def interrupt(self, _leg: Leg | None = None) -> None:
+        """Wake `_stay`'s wait (the run stopped, or ``_leg`` failed: each leg's ``on_failed_hook``); a no-op when
+        it is not waiting."""
+        if self.waiting is not None:
+            self.waiting.cancel()
 
     def _join_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {"channel_id": self.channel_id, "display_name": f"lt-user-{self.number}"}
@@ -339,6 +374,7 @@ class SimUser:
         self.leg = Leg(self.engine, user_number=self.number, call_index=self.call,
                        ufrag=secrets.token_hex(4), pwd=secrets.token_hex(16))
         self.legs.append(self.leg)
+        self.leg.on_failed_hook = self.interrupt
         self.leg.join_started_ns = self.join_started_ns
         offer = build_offer(session_id=self.sdp_session, tracks=self.tracks, ufrag=self.leg.local_ufrag,
                             pwd=self.leg.local_pwd, fingerprint=self.engine.identity.fingerprint,
@@ -462,7 +498,10 @@ async def run_worker(spec: WorkerSpec, report: Report) -> dict[str, Any]:
             if time.monotonic() >= end_at:
                 break
             nursery.start_soon(sim.run, stop)
+        await trio.sleep(max(0.0, spec.t0 + spec.join_duration + HEAP_SETTLE - time.monotonic()))
+        gc.freeze()
 
+    gc.set_threshold(*GC_THRESHOLDS)
     async with trio.open_nursery() as outer:
         outer.start_soon(engine.receive_loop)
         outer.start_soon(engine.send_loop)
@@ -475,6 +514,8 @@ async def run_worker(spec: WorkerSpec, report: Report) -> dict[str, Any]:
             await trio.sleep(0.5)  # let in-flight packets arrive before counting
             result = collect_result(spec, engine, users, time.process_time() - cpu0)
             stop.set()
+            for sim in users:
+                sim.interrupt()
         outer.cancel_scope.cancel()
     for sim in users:
         for leg in sim.legs:

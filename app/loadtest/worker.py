@@ -242,7 +242,7 @@ class SimUser:
             while not (self.leg is not None and self.leg.state == "connected"):
                 if stop.is_set():
                     return  # the run ended before this user connected; collect_result names the stage
-                await self._receive(0.05)
+                await self._receive(stop)
                 if self.failed:
                     return
                 if self.leg is not None and self.leg.state == "failed":
@@ -251,29 +251,15 @@ class SimUser:
         await self._stay(stop)
 
     async def _stay(self, stop: trio.Event) -> None:
-        """Connected: answer the server's messages until ``stop``, noting a media failure when the leg reports it.
-
-        Why no timeout on the wait: a wait with a deadline (``_receive(1.0)``) expires once a second per user, and
-        each expiry is a Cancelled raised and caught in Trio's run loop; at 1,600 users that was a quarter of the
-        load tool's CPU (py-spy, 200 calls). Here the wait is woken only by a message, by the leg's failure
-        (``on_failed_hook``) or by the worker's `interrupt` when the run stops."""
-        assert self.ws is not None
+        """Connected: answer the server's messages until ``stop``, noting a media failure when the leg reports it."""
         while not stop.is_set():
-            message: str | bytes | None = None
-            with trio.CancelScope() as self.waiting:
-                if stop.is_set():
-                    break
-                message = await self.ws.get_message()
-            self.waiting = None
-            if message is not None:
-                await self._handle(message)
+            await self._receive(stop)
             if self.leg is not None and self.leg.state == "failed" and not self.failed:
                 self.failed = self.leg.error.split(":")[0]
-        self.waiting = None
 
     def interrupt(self, _leg: Leg | None = None) -> None:
-        """Wake `_stay`'s wait (the run stopped, or ``_leg`` failed: each leg's ``on_failed_hook``); a no-op when
-        it is not waiting."""
+        """Wake `_receive`'s wait: the run stopped, or the leg connected or failed (each leg's ``on_connected_hook``
+        and ``on_failed_hook``). A no-op when the user is not waiting."""
         if self.waiting is not None:
             self.waiting.cancel()
 
@@ -291,13 +277,21 @@ class SimUser:
             data["batch"] = True
         return data
 
-    async def _receive(self, timeout: float) -> None:
-        """Wait up to ``timeout`` for one message and handle it. Only the wait is cancellable: a handler's sends
-        must never be cut off half-way (that would drop the rest of the handler and could break the stream)."""
+    async def _receive(self, stop: trio.Event) -> None:
+        """Wait for one message and handle it, or return when `interrupt` woke the wait. Only the wait is
+        cancellable: a handler's sends must never be cut off half-way (that would drop the rest of the handler and
+        could break the stream).
+
+        Why no timeout: the callers re-check their conditions (connected, failed, stopped) after every return, and
+        `interrupt` wakes them when one changes. A wait with a deadline (a 1 s timeout once joined, 50 ms while
+        joining) expired for every user every time, each expiry a Cancelled raised and caught in Trio's run loop:
+        at 1,600 users a quarter of the load tool's CPU (py-spy, 200 calls; bench/loadtool_idle.py)."""
         assert self.ws is not None
         message: str | bytes | None = None
-        with trio.move_on_after(timeout):
-            message = await self.ws.get_message()
+        with trio.CancelScope() as self.waiting:
+            if not stop.is_set():
+                message = await self.ws.get_message()
+        self.waiting = None
         if message is not None:
             await self._handle(message)
 
@@ -374,7 +368,7 @@ class SimUser:
         self.leg = Leg(self.engine, user_number=self.number, call_index=self.call,
                        ufrag=secrets.token_hex(4), pwd=secrets.token_hex(16))
         self.legs.append(self.leg)
-        self.leg.on_failed_hook = self.interrupt
+        self.leg.on_connected_hook = self.leg.on_failed_hook = self.interrupt
         self.leg.join_started_ns = self.join_started_ns
         offer = build_offer(session_id=self.sdp_session, tracks=self.tracks, ufrag=self.leg.local_ufrag,
                             pwd=self.leg.local_pwd, fingerprint=self.engine.identity.fingerprint,

@@ -141,9 +141,13 @@ async def measure(spec: str, calls: int, seconds: float, delay_sample: int = 4) 
     """One run on one engine: the tool's CPU per packet sent and received over the steady window. `spec` is an
     engine name, with ``:MS`` for the native receive loop waiting MS milliseconds between busy drains instead of
     its NATIVE_BATCH_SLEEP, and/or ``+trio`` for the native loops waiting with Trio sleeps instead of a timerfd
-    (peer/waiting.py): A/B variants within one run."""
+    (peer/waiting.py), and/or ``@N`` for decrypting 1 received packet in N instead of ``delay_sample``: A/B
+    variants within one run."""
     from callsd.peer import engine as engine_module
 
+    spec, _, sample = spec.partition("@")
+    if sample:
+        delay_sample = int(sample)
     name, _, variant = spec.partition("+")
     media, _, batch_ms = name.partition(":")
     defaults = engine_module.NATIVE_BATCH_SLEEP, engine_module.NATIVE_TIMERFD
@@ -155,7 +159,8 @@ async def measure(spec: str, calls: int, seconds: float, delay_sample: int = 4) 
         raise ValueError(f"unknown variant {variant!r} in {spec!r} (known: +trio)")
     try:
         return await _measure(media, calls, seconds, delay_sample) | {
-            "batch_sleep_ms": 1000 * engine_module.NATIVE_BATCH_SLEEP, "timerfd": engine_module.NATIVE_TIMERFD}
+            "batch_sleep_ms": 1000 * engine_module.NATIVE_BATCH_SLEEP, "timerfd": engine_module.NATIVE_TIMERFD,
+            "delay_sample": delay_sample}
     finally:
         engine_module.NATIVE_BATCH_SLEEP, engine_module.NATIVE_TIMERFD = defaults
 
@@ -244,7 +249,7 @@ async def _measure(media: str, calls: int, seconds: float, delay_sample: int) ->
             "us_per_packet": round(1e6 * cpu / max(1, received + sent), 3),
             "packets_per_core": round((received + sent) / max(cpu, 1e-9)),
             "tool_cpu_percent": round(100 * cpu / max(t1 - t0, 1e-9), 1),
-            "srtp_errors": snap["srtp_errors"], "lost": snap["lost"], "late_ticks": snap["late_ticks"],
+            "srtp_errors": snap["srtp_errors"], "verified": snap["rx_verified"], "lost": snap["lost"], "late_ticks": snap["late_ticks"],
             "stand_in": json.loads(out.strip().splitlines()[-1]) if out.strip() else {},
             "expected_received": round(calls * TALKERS * (USERS_PER_CALL - 1) * (t1 - t0) / TICK)}
 
@@ -279,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="engines alternated this many times")
     parser.add_argument("--engines", default=",".join(ENGINES),
                         help="comma-separated: python,native,shared; a native engine with :MS waits MS ms between "
-                             "busy drains, with +trio waits with Trio sleeps, not a timerfd (A/B in one run)")
+                             "busy drains, with +trio waits with Trio sleeps, not a timerfd; any engine with @N "
+                             "decrypts 1 received packet in N (A/B in one run)")
     parser.add_argument("--delay-sample", type=int, default=4,
                         help="decrypt 1 received packet in N for the stamp (capacity benches: 4; callsd loadtest: 1)")
     parser.add_argument("--json", help="write the results here too")

@@ -140,9 +140,9 @@ def serve_stand_in(plan_path: str) -> None:
 async def measure(spec: str, calls: int, seconds: float, delay_sample: int = 4) -> dict[str, Any]:
     """One run on one engine: the tool's CPU per packet sent and received over the steady window. `spec` is an
     engine name, with ``:MS`` for the native receive loop waiting MS milliseconds between busy drains instead of
-    its NATIVE_BATCH_SLEEP, and/or ``+trio`` for the native loops waiting with Trio sleeps instead of a timerfd
-    (peer/waiting.py), and/or ``@N`` for decrypting 1 received packet in N instead of ``delay_sample``: A/B
-    variants within one run."""
+    its NATIVE_BATCH_SLEEP, ``+trio`` for the native loops waiting with Trio sleeps instead of a timerfd
+    (peer/waiting.py) or ``+maintain-all`` for every connected leg maintained every 50 ms (before 630e1c4),
+    and/or ``@N`` for decrypting 1 received packet in N instead of ``delay_sample``: A/B variants within one run."""
     from callsd.peer import engine as engine_module
 
     spec, _, sample = spec.partition("@")
@@ -150,19 +150,22 @@ async def measure(spec: str, calls: int, seconds: float, delay_sample: int = 4) 
         delay_sample = int(sample)
     name, _, variant = spec.partition("+")
     media, _, batch_ms = name.partition(":")
-    defaults = engine_module.NATIVE_BATCH_SLEEP, engine_module.NATIVE_TIMERFD
+    defaults = engine_module.NATIVE_BATCH_SLEEP, engine_module.NATIVE_TIMERFD, engine_module.CONNECTED_MAINTAIN_EVERY
     if batch_ms:
         engine_module.NATIVE_BATCH_SLEEP = float(batch_ms) / 1000
     if variant == "trio":
         engine_module.NATIVE_TIMERFD = False
+    elif variant == "maintain-all":
+        engine_module.CONNECTED_MAINTAIN_EVERY = 1
     elif variant:
-        raise ValueError(f"unknown variant {variant!r} in {spec!r} (known: +trio)")
+        raise ValueError(f"unknown variant {variant!r} in {spec!r} (known: +trio, +maintain-all)")
     try:
         return await _measure(media, calls, seconds, delay_sample) | {
             "batch_sleep_ms": 1000 * engine_module.NATIVE_BATCH_SLEEP, "timerfd": engine_module.NATIVE_TIMERFD,
-            "delay_sample": delay_sample}
+            "connected_maintain_every": engine_module.CONNECTED_MAINTAIN_EVERY, "delay_sample": delay_sample}
     finally:
-        engine_module.NATIVE_BATCH_SLEEP, engine_module.NATIVE_TIMERFD = defaults
+        (engine_module.NATIVE_BATCH_SLEEP, engine_module.NATIVE_TIMERFD,
+         engine_module.CONNECTED_MAINTAIN_EVERY) = defaults
 
 
 async def _measure(media: str, calls: int, seconds: float, delay_sample: int) -> dict[str, Any]:
@@ -284,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="engines alternated this many times")
     parser.add_argument("--engines", default=",".join(ENGINES),
                         help="comma-separated: python,native,shared; a native engine with :MS waits MS ms between "
-                             "busy drains, with +trio waits with Trio sleeps, not a timerfd; any engine with @N "
+                             "busy drains, with +trio waits with Trio sleeps, not a timerfd, with +maintain-all maintains "
+                             "every connected leg every 50 ms; any engine with @N "
                              "decrypts 1 received packet in N (A/B in one run)")
     parser.add_argument("--delay-sample", type=int, default=4,
                         help="decrypt 1 received packet in N for the stamp (capacity benches: 4; callsd loadtest: 1)")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import json
 import os
 import pickle
@@ -141,8 +142,9 @@ async def measure(spec: str, calls: int, seconds: float, delay_sample: int = 4) 
     """One run on one engine: the tool's CPU per packet sent and received over the steady window. `spec` is an
     engine name, with ``:MS`` for the native receive loop waiting MS milliseconds between busy drains instead of
     its NATIVE_BATCH_SLEEP, ``+trio`` for the native loops waiting with Trio sleeps instead of a timerfd
-    (peer/waiting.py) or ``+maintain-all`` for every connected leg maintained every 50 ms (before 630e1c4),
-    and/or ``@N`` for decrypting 1 received packet in N instead of ``delay_sample``: A/B variants within one run."""
+    (peer/waiting.py), ``+maintain-all`` for every connected leg maintained every 50 ms (before 630e1c4) or
+    ``+gc-default`` for CPython's default collector settings (not the load process's: the users' objects frozen,
+    young collections less often), and/or ``@N`` for decrypting 1 received packet in N instead of ``delay_sample``: A/B variants within one run."""
     from callsd.peer import engine as engine_module
 
     spec, _, sample = spec.partition("@")
@@ -157,10 +159,10 @@ async def measure(spec: str, calls: int, seconds: float, delay_sample: int = 4) 
         engine_module.NATIVE_TIMERFD = False
     elif variant == "maintain-all":
         engine_module.CONNECTED_MAINTAIN_EVERY = 1
-    elif variant:
-        raise ValueError(f"unknown variant {variant!r} in {spec!r} (known: +trio, +maintain-all)")
+    elif variant and variant != "gc-default":
+        raise ValueError(f"unknown variant {variant!r} in {spec!r} (known: +trio, +maintain-all, +gc-default)")
     try:
-        return await _measure(media, calls, seconds, delay_sample) | {
+        return await _measure(media, calls, seconds, delay_sample, worker_gc=variant != "gc-default") | {
             "batch_sleep_ms": 1000 * engine_module.NATIVE_BATCH_SLEEP, "timerfd": engine_module.NATIVE_TIMERFD,
             "connected_maintain_every": engine_module.CONNECTED_MAINTAIN_EVERY, "delay_sample": delay_sample}
     finally:
@@ -168,9 +170,11 @@ async def measure(spec: str, calls: int, seconds: float, delay_sample: int = 4) 
          engine_module.CONNECTED_MAINTAIN_EVERY) = defaults
 
 
-async def _measure(media: str, calls: int, seconds: float, delay_sample: int) -> dict[str, Any]:
+async def _measure(media: str, calls: int, seconds: float, delay_sample: int, *,
+                   worker_gc: bool = True) -> dict[str, Any]:
     import pylibsrtp
     import trio
+    from callsd.app.loadtest.worker import GC_THRESHOLDS
     from callsd.peer import Identity, Leg, MediaEngine, Source
 
     key = os.urandom(28)
@@ -223,6 +227,12 @@ async def _measure(media: str, calls: int, seconds: float, delay_sample: int) ->
     with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as f:
         pickle.dump({"fd": server.fileno(), "ticks": ticks, "delay": 0.2}, f)
         plan_path = f.name
+    del ticks, burst  # the stand-in's; kept here they would be scanned by this process's collector all run long
+    thresholds = gc.get_threshold()
+    if worker_gc:  # as a load process has it once its users joined (app/loadtest/worker.py)
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
     stand_in = subprocess.Popen([sys.executable, "-m", "bench.loadtool_cost", "--stand-in", plan_path],
                                 stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
                                 pass_fds=[server.fileno()])
@@ -246,6 +256,8 @@ async def _measure(media: str, calls: int, seconds: float, delay_sample: int) ->
             leg.close()
         if engine.port is not None:
             engine.port.close()
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
     received, sent, cpu = rx1 - rx0, tx1 - tx0, cpu1 - cpu0
     return {"media": engine.media, "calls": calls, "legs": len(legs), "seconds": round(t1 - t0, 2),
             "received": received, "sent": sent, "cpu_seconds": round(cpu, 3),
@@ -288,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engines", default=",".join(ENGINES),
                         help="comma-separated: python,native,shared; a native engine with :MS waits MS ms between "
                              "busy drains, with +trio waits with Trio sleeps, not a timerfd, with +maintain-all maintains "
-                             "every connected leg every 50 ms; any engine with @N "
+                             "every connected leg every 50 ms; any engine with +gc-default runs with CPython's "
+                             "default collector settings; any engine with @N "
                              "decrypts 1 received packet in N (A/B in one run)")
     parser.add_argument("--delay-sample", type=int, default=4,
                         help="decrypt 1 received packet in N for the stamp (capacity benches: 4; callsd loadtest: 1)")

@@ -110,7 +110,7 @@ class SimUser:
         self.reconnect_secret = ""  # from join_ack, when the server issues one
         self.resume = False  # the next socket sends `reconnect` instead of `join`
         self.reconnects = 0
-        self.waiting: trio.CancelScope | None = None  # `_stay`'s wait for the next message, while it waits
+        self.waiting: trio.CancelScope | None = None  # `_receive`'s wait for the next message, while it waits
         self.tracks: list[LocalTrack] = []
         self.sources: dict[str, Source] = {}  # mid -> source
         self.version = 2
@@ -492,8 +492,10 @@ async def run_worker(spec: WorkerSpec, report: Report) -> dict[str, Any]:
             if time.monotonic() >= end_at:
                 break
             nursery.start_soon(sim.run, stop)
-        await trio.sleep(max(0.0, spec.t0 + spec.join_duration + HEAP_SETTLE - time.monotonic()))
-        gc.freeze()
+        settled = spec.t0 + spec.join_duration + HEAP_SETTLE
+        if settled < end_at:  # (a run that ends sooner is not kept waiting for it)
+            await trio.sleep(max(0.0, settled - time.monotonic()))
+            gc.freeze()
 
     gc.set_threshold(*GC_THRESHOLDS)
     async with trio.open_nursery() as outer:

@@ -182,6 +182,7 @@ def row(shape: Shape, doc: dict[str, Any]) -> dict[str, Any]:
         "loss": max(o["loss"], o.get("e2e_loss", 0.0)), "users_failed": u["failed"], "users_total": u["total"],
         "p95_join_to_first_audio_ms": doc["join_to_first_audio_ms"]["p95"],
         "rss_bytes_per_session": s.get("rss_bytes_per_session"), "client_cpu_peak_percent": round(client_peak, 1),
+        "client_cpu_mean_percent": round(sum(client_cpu) / len(client_cpu), 1) if client_cpu else 0.0,
         "client_bound": client_peak > 85.0, "loadavg_end": doc.get("host", {}).get("loadavg_end"),
         "socket_drops": o.get("socket_drops", {}), "join_phases_p95_ms": {
             k: v.get("p95") for k, v in doc.get("join_phases_ms", {}).items()},

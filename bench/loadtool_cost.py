@@ -18,12 +18,14 @@ reference, and the session-2 tool), because this shared machine's load moves abs
 from __future__ import annotations
 
 import argparse
-import contextlib
+import ctypes
+import gc
 import json
 import os
 import pickle
 import resource
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -44,17 +46,85 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class BurstSender:
+    """A tick's datagrams as one prepared ``sendmmsg`` batch (libc through ctypes).
+
+    Why: at 200 calls the stand-in must send 140,000 datagrams a second; one Python ``sendto`` each (~5 µs) cannot,
+    and a stand-in that falls behind makes the tool receive small batches and look more expensive per packet than
+    it is. The message headers are built before the run (``prepare``), so the timed part is one syscall per 1,024
+    datagrams, as an SFU's batched forwarding is."""
+
+    MMSG = struct.Struct("=QI4xQQQQi4xI4x")  # struct mmsghdr on x86-64: msghdr (56 bytes) + msg_len
+    IOVEC = struct.Struct("=QQ")
+    SOCKADDR = struct.Struct("=H2s4s8x")  # struct sockaddr_in
+    CHUNK = 1024  # UIO_MAXIOV: messages per sendmmsg call
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.addresses: dict[tuple[str, int], int] = {}
+        self.keep: list[Any] = []  # the buffers the prepared headers point into
+        self.sockaddrs = ctypes.create_string_buffer(0)
+        self.failed = 0
+
+    def _sockaddr_table(self, bursts: list[list[tuple[bytes, tuple[str, int]]]]) -> int:
+        for burst in bursts:
+            for _, address in burst:
+                self.addresses.setdefault(address, len(self.addresses))
+        table = ctypes.create_string_buffer(16 * max(1, len(self.addresses)))
+        for (host, port), at in self.addresses.items():
+            self.SOCKADDR.pack_into(table, 16 * at, socket.AF_INET, port.to_bytes(2, "big"), socket.inet_aton(host))
+        self.sockaddrs = table
+        return ctypes.addressof(table)
+
+    def prepare(self, bursts: list[list[tuple[bytes, tuple[str, int]]]]) -> list[tuple[Any, int]]:
+        """One (mmsghdr array, count) per tick."""
+        names = self._sockaddr_table(bursts)
+        out = []
+        for burst in bursts:
+            wires: dict[int, int] = {}  # id(bytes) -> its iovec's index (one copy of a packet sent to many)
+            blobs: list[bytes] = []
+            for data, _ in burst:
+                if id(data) not in wires:
+                    wires[id(data)] = len(blobs)
+                    blobs.append(data)
+            payload = ctypes.create_string_buffer(b"".join(blobs), sum(map(len, blobs)) or 1)
+            iov = ctypes.create_string_buffer(16 * max(1, len(blobs)))
+            base, offset = ctypes.addressof(payload), 0
+            for n, blob in enumerate(blobs):
+                self.IOVEC.pack_into(iov, 16 * n, base + offset, len(blob))
+                offset += len(blob)
+            msgs = ctypes.create_string_buffer(64 * max(1, len(burst)))
+            iov_base = ctypes.addressof(iov)
+            for n, (data, address) in enumerate(burst):
+                self.MMSG.pack_into(msgs, 64 * n, names + 16 * self.addresses[address], 16,
+                                    iov_base + 16 * wires[id(data)], 1, 0, 0, 0, 0)
+            self.keep += [payload, iov]
+            out.append((msgs, len(burst)))
+        return out
+
+    def send(self, msgs: Any, count: int) -> None:
+        base, sent = ctypes.addressof(msgs), 0
+        while sent < count:
+            n = self.libc.sendmmsg(self.fd, ctypes.c_void_p(base + 64 * sent), min(self.CHUNK, count - sent), 0)
+            if n <= 0:  # EAGAIN: the datagram is dropped, as a server's full socket buffer would
+                self.failed += 1
+                n = 1
+            sent += n
+
+
 def serve_stand_in(plan_path: str) -> None:
     """The stand-in server (a child process): drain the legs' packets, send each tick's packets to their users."""
     with open(plan_path, "rb") as f:
         plan = pickle.load(f)
     sock = socket.socket(fileno=plan["fd"])  # bound by the parent (no port race with other processes)
     sock.setblocking(False)
-    ticks: list[list[tuple[bytes, tuple[str, int]]]] = plan["ticks"]
+    sender = BurstSender(sock.fileno())
+    ticks = sender.prepare(plan["ticks"])
     print("ready", flush=True)
     start = time.monotonic() + plan["delay"]
     received = 0
-    for n, burst in enumerate(ticks):
+    for n, (msgs, count) in enumerate(ticks):
         while True:  # drain what the legs sent while waiting for this tick
             try:
                 sock.recv(2048)
@@ -64,38 +134,47 @@ def serve_stand_in(plan_path: str) -> None:
         wait = start + n * TICK - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        for data, address in burst:
-            with contextlib.suppress(BlockingIOError):
-                sock.sendto(data, address)
-    print(json.dumps({"ticks": len(ticks), "received": received}), flush=True)
+        sender.send(msgs, count)
+    print(json.dumps({"ticks": len(ticks), "received": received, "send_failed": sender.failed}), flush=True)
 
 
 async def measure(spec: str, calls: int, seconds: float, delay_sample: int = 4) -> dict[str, Any]:
     """One run on one engine: the tool's CPU per packet sent and received over the steady window. `spec` is an
     engine name, with ``:MS`` for the native receive loop waiting MS milliseconds between busy drains instead of
-    its NATIVE_BATCH_SLEEP, and/or ``+trio`` for the native loops waiting with Trio sleeps instead of a timerfd
-    (peer/waiting.py): A/B variants within one run."""
+    its NATIVE_BATCH_SLEEP, ``+trio`` for the native loops waiting with Trio sleeps instead of a timerfd
+    (peer/waiting.py), ``+maintain-all`` for every connected leg maintained every 50 ms (before 630e1c4) or
+    ``+gc-default`` for CPython's default collector settings (not the load process's: the users' objects frozen,
+    young collections less often), and/or ``@N`` for decrypting 1 received packet in N instead of ``delay_sample``: A/B variants within one run."""
     from callsd.peer import engine as engine_module
 
+    spec, _, sample = spec.partition("@")
+    if sample:
+        delay_sample = int(sample)
     name, _, variant = spec.partition("+")
     media, _, batch_ms = name.partition(":")
-    defaults = engine_module.NATIVE_BATCH_SLEEP, engine_module.NATIVE_TIMERFD
+    defaults = engine_module.NATIVE_BATCH_SLEEP, engine_module.NATIVE_TIMERFD, engine_module.CONNECTED_MAINTAIN_EVERY
     if batch_ms:
         engine_module.NATIVE_BATCH_SLEEP = float(batch_ms) / 1000
     if variant == "trio":
         engine_module.NATIVE_TIMERFD = False
-    elif variant:
-        raise ValueError(f"unknown variant {variant!r} in {spec!r} (known: +trio)")
+    elif variant == "maintain-all":
+        engine_module.CONNECTED_MAINTAIN_EVERY = 1
+    elif variant and variant != "gc-default":
+        raise ValueError(f"unknown variant {variant!r} in {spec!r} (known: +trio, +maintain-all, +gc-default)")
     try:
-        return await _measure(media, calls, seconds, delay_sample) | {
-            "batch_sleep_ms": 1000 * engine_module.NATIVE_BATCH_SLEEP, "timerfd": engine_module.NATIVE_TIMERFD}
+        return await _measure(media, calls, seconds, delay_sample, worker_gc=variant != "gc-default") | {
+            "batch_sleep_ms": 1000 * engine_module.NATIVE_BATCH_SLEEP, "timerfd": engine_module.NATIVE_TIMERFD,
+            "connected_maintain_every": engine_module.CONNECTED_MAINTAIN_EVERY, "delay_sample": delay_sample}
     finally:
-        engine_module.NATIVE_BATCH_SLEEP, engine_module.NATIVE_TIMERFD = defaults
+        (engine_module.NATIVE_BATCH_SLEEP, engine_module.NATIVE_TIMERFD,
+         engine_module.CONNECTED_MAINTAIN_EVERY) = defaults
 
 
-async def _measure(media: str, calls: int, seconds: float, delay_sample: int) -> dict[str, Any]:
+async def _measure(media: str, calls: int, seconds: float, delay_sample: int, *,
+                   worker_gc: bool = True) -> dict[str, Any]:
     import pylibsrtp
     import trio
+    from callsd.app.loadtest.worker import GC_THRESHOLDS
     from callsd.peer import Identity, Leg, MediaEngine, Source
 
     key = os.urandom(28)
@@ -148,6 +227,12 @@ async def _measure(media: str, calls: int, seconds: float, delay_sample: int) ->
     with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as f:
         pickle.dump({"fd": server.fileno(), "ticks": ticks, "delay": 0.2}, f)
         plan_path = f.name
+    del ticks, burst  # the stand-in's; kept here they would be scanned by this process's collector all run long
+    thresholds = gc.get_threshold()
+    if worker_gc:  # as a load process has it once its users joined (app/loadtest/worker.py)
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
     stand_in = subprocess.Popen([sys.executable, "-m", "bench.loadtool_cost", "--stand-in", plan_path],
                                 stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
                                 pass_fds=[server.fileno()])
@@ -171,13 +256,15 @@ async def _measure(media: str, calls: int, seconds: float, delay_sample: int) ->
             leg.close()
         if engine.port is not None:
             engine.port.close()
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
     received, sent, cpu = rx1 - rx0, tx1 - tx0, cpu1 - cpu0
     return {"media": engine.media, "calls": calls, "legs": len(legs), "seconds": round(t1 - t0, 2),
             "received": received, "sent": sent, "cpu_seconds": round(cpu, 3),
             "us_per_packet": round(1e6 * cpu / max(1, received + sent), 3),
             "packets_per_core": round((received + sent) / max(cpu, 1e-9)),
             "tool_cpu_percent": round(100 * cpu / max(t1 - t0, 1e-9), 1),
-            "srtp_errors": snap["srtp_errors"], "lost": snap["lost"], "late_ticks": snap["late_ticks"],
+            "srtp_errors": snap["srtp_errors"], "verified": snap["rx_verified"], "lost": snap["lost"], "late_ticks": snap["late_ticks"],
             "stand_in": json.loads(out.strip().splitlines()[-1]) if out.strip() else {},
             "expected_received": round(calls * TALKERS * (USERS_PER_CALL - 1) * (t1 - t0) / TICK)}
 
@@ -212,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="engines alternated this many times")
     parser.add_argument("--engines", default=",".join(ENGINES),
                         help="comma-separated: python,native,shared; a native engine with :MS waits MS ms between "
-                             "busy drains, with +trio waits with Trio sleeps, not a timerfd (A/B in one run)")
+                             "busy drains, with +trio waits with Trio sleeps, not a timerfd, with +maintain-all maintains "
+                             "every connected leg every 50 ms; any engine with +gc-default runs with CPython's "
+                             "default collector settings; any engine with @N "
+                             "decrypts 1 received packet in N (A/B in one run)")
     parser.add_argument("--delay-sample", type=int, default=4,
                         help="decrypt 1 received packet in N for the stamp (capacity benches: 4; callsd loadtest: 1)")
     parser.add_argument("--json", help="write the results here too")

@@ -6,7 +6,8 @@
  *
  * - Receiver.drain(epoll_fd, budget, engine, stats) / drain_shared(fd, ...): recvmmsg per ready socket (or 64 at a
  *   time on a shared port), and for each SRTP packet of a stream Python has tracked: the RFC 3550 loss/jitter
- *   update, first-audio time, and 1 in `delay_sample` decrypted (srtp_session.h, libcrypto) for the payload stamp
+ *   update, first-audio time, and 1 in `delay_sample` decrypted (srtp_session.h, libcrypto; counted in the engine's
+ *   `rx_verified`, the others are counted from their RTP header and arrival alone) for the payload stamp
  *   (one-way delay, the sender's counter), all in C structs (fastpeer_stats.h). A packet's arrival is the kernel's
  *   receive timestamp (SO_TIMESTAMPNS), so the loop's wait between drains is in neither the delay nor the jitter.
  *   Everything else (STUN, DTLS, the first packet of a new SSRC, a leg with a foreign SRTP session) comes back as
@@ -79,7 +80,7 @@ static long long arrival_ns(struct msghdr *m, long long offset, long long read_n
 /* ---- Receiver --------------------------------------------------------------------------------------------- */
 
 typedef struct {
-    long long rx_packets, rx_bytes, rx_rtcp, malformed, refused, srtp_errors;
+    long long rx_packets, rx_bytes, rx_rtcp, rx_verified, malformed, refused, srtp_errors;
 } rx_delta;
 
 typedef struct {
@@ -163,8 +164,12 @@ static void receive_known(Receiver *self, int32_t at, const uint8_t *d, size_t n
         l->first_audio_ns = now;
     l->rx_count++;
     l->dirty = 1;
-    if (l->rx_count % self->delay_sample == 0 && sample_delay(&self->t, l, s, d, n, now, self->plain))
-        self->delta.srtp_errors++;
+    if (l->rx_count % self->delay_sample == 0) {
+        if (sample_delay(&self->t, l, s, d, n, now, self->plain))
+            self->delta.srtp_errors++;
+        else
+            self->delta.rx_verified++;
+    }
 }
 
 /* The tracked stream of an RTP datagram of leg `key` that C may count now (-1: Python's, or not media). */
@@ -211,6 +216,7 @@ static int flush_delta(Receiver *self, PyObject *engine, PyObject *stats) {
     } rows[] = {
         {engine, "rx_packets", &self->delta.rx_packets}, {engine, "rx_bytes", &self->delta.rx_bytes},
         {engine, "rx_rtcp", &self->delta.rx_rtcp},       {engine, "srtp_errors", &self->delta.srtp_errors},
+        {engine, "rx_verified", &self->delta.rx_verified},
         {stats, "malformed", &self->delta.malformed},    {stats, "refused", &self->delta.refused},
     };
     int rc = 0;

@@ -369,6 +369,9 @@ class PeerTransport:
     def on_connected(self) -> None:
         """Called once SRTP is ready (subclasses note the time, start sending...)."""
 
+    def on_failed(self) -> None:
+        """Called once when the transport fails (``error`` says why): whoever waits on it need not poll."""
+
     # -- timers ----------------------------------------------------------------------------------------------
     def maintain(self, now: float) -> None:
         """ICE retransmission (every 200 ms, fail after 10 s), DTLS timeouts, consent refresh. ``now``: monotonic."""
@@ -416,3 +419,4 @@ class PeerTransport:
         self._set_state("failed")
         stage = error.split(":")[0]
         self.stats.failures[stage] = self.stats.failures.get(stage, 0) + 1
+        self.on_failed()

@@ -531,6 +531,8 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
         "overall": {
             "packets_sent": int(counters.get("tx_packets", 0)),
             "packets_received": int(counters.get("rx_packets", 0)),
+            # SRTP-authenticated (1 in --delay-sample): the rest were counted from their RTP header alone
+            "packets_verified": int(counters.get("rx_verified", 0)),
             "rtcp_received": int(counters.get("rx_rtcp", 0)),
             "expected": expected,
             "lost": lost,
@@ -599,7 +601,9 @@ def print_summary(doc: dict[str, Any], stream: Any = None) -> None:
         print(f"load process {index} failed: {why}", file=out)
     for why in doc.get("invalid_reasons", []):
         print(f"INVALID RUN: {why}", file=out)
-    print(f"packets: {o['packets_sent']} sent, {o['packets_received']} received, loss {100 * o['loss']:.3f} %"
+    print(f"packets: {o['packets_sent']} sent, {o['packets_received']} received"
+          f" ({o['packets_verified']} SRTP-verified, {o['packets_received'] - o['packets_verified'] - o['srtp_errors']} counted by"
+          f" header only: --delay-sample {doc['config']['delay_sample']}), loss {100 * o['loss']:.3f} %"
           f" ({o['lost']}/{o['expected']} from the senders' side; RFC 3550 {100 * o['rfc3550_loss']:.3f} %,"
           f" end to end {100 * o['e2e_loss']:.3f} %), audio streams {o['audio_streams_received']}/"
           f"{o['audio_streams_expected']}; kernel socket drops: load tool {o['socket_drops']['client']},"

@@ -17,6 +17,7 @@ and, with ``video``, camera video); user 0 of the first ``screen_sharing`` calls
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import secrets
 import signal
@@ -38,6 +39,15 @@ from .worker_result import collect_result
 __all__ = ["WorkerSpec", "SimUser", "run_worker", "worker_process_main", "user_role", "local_address_toward"]
 
 Report = Callable[[str, dict[str, Any]], None]
+
+# The cyclic garbage collector in a load process. Why: at 200 calls (1,600 users, their sessions, SSL objects and
+# StreamStats: millions of objects) CPython's collections were ~20 % of the worker's CPU (perf: gc_collect_main,
+# visit_decref, visit_reachable), nearly all of it re-scanning objects that live for the whole run. The joined
+# users' objects are moved out of the collector's sight once the join window has passed (`gc.freeze`, HEAP_SETTLE
+# seconds after the last slot: the last joins finish), and young collections run less often; what the steady state
+# makes and drops (Trio's cancel scopes, the drains' lists) is still collected.
+GC_THRESHOLDS = (10_000, 20, 20)
+HEAP_SETTLE = 3.0
 
 
 @dataclass(slots=True)
@@ -100,6 +110,7 @@ class SimUser:
         self.reconnect_secret = ""  # from join_ack, when the server issues one
         self.resume = False  # the next socket sends `reconnect` instead of `join`
         self.reconnects = 0
+        self.waiting: trio.CancelScope | None = None  # `_receive`'s wait for the next message, while it waits
         self.tracks: list[LocalTrack] = []
         self.sources: dict[str, Source] = {}  # mid -> source
         self.version = 2
@@ -231,16 +242,26 @@ class SimUser:
             while not (self.leg is not None and self.leg.state == "connected"):
                 if stop.is_set():
                     return  # the run ended before this user connected; collect_result names the stage
-                await self._receive(0.05)
+                await self._receive(stop)
                 if self.failed:
                     return
                 if self.leg is not None and self.leg.state == "failed":
                     self.failed = self.leg.error.split(":")[0]
                     return
+        await self._stay(stop)
+
+    async def _stay(self, stop: trio.Event) -> None:
+        """Connected: answer the server's messages until ``stop``, noting a media failure when the leg reports it."""
         while not stop.is_set():
-            await self._receive(1.0)
+            await self._receive(stop)
             if self.leg is not None and self.leg.state == "failed" and not self.failed:
                 self.failed = self.leg.error.split(":")[0]
+
+    def interrupt(self, _leg: Leg | None = None) -> None:
+        """Wake `_receive`'s wait: the run stopped, or the leg connected or failed (each leg's ``on_connected_hook``
+        and ``on_failed_hook``). A no-op when the user is not waiting."""
+        if self.waiting is not None:
+            self.waiting.cancel()
 
     def _join_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {"channel_id": self.channel_id, "display_name": f"lt-user-{self.number}"}
@@ -256,13 +277,21 @@ class SimUser:
             data["batch"] = True
         return data
 
-    async def _receive(self, timeout: float) -> None:
-        """Wait up to ``timeout`` for one message and handle it. Only the wait is cancellable: a handler's sends
-        must never be cut off half-way (that would drop the rest of the handler and could break the stream)."""
+    async def _receive(self, stop: trio.Event) -> None:
+        """Wait for one message and handle it, or return when `interrupt` woke the wait. Only the wait is
+        cancellable: a handler's sends must never be cut off half-way (that would drop the rest of the handler and
+        could break the stream).
+
+        Why no timeout: the callers re-check their conditions (connected, failed, stopped) after every return, and
+        `interrupt` wakes them when one changes. A wait with a deadline (a 1 s timeout once joined, 50 ms while
+        joining) expired for every user every time, each expiry a Cancelled raised and caught in Trio's run loop:
+        at 1,600 users a quarter of the load tool's CPU (py-spy, 200 calls; bench/loadtool_idle.py)."""
         assert self.ws is not None
         message: str | bytes | None = None
-        with trio.move_on_after(timeout):
-            message = await self.ws.get_message()
+        with trio.CancelScope() as self.waiting:
+            if not stop.is_set():
+                message = await self.ws.get_message()
+        self.waiting = None
         if message is not None:
             await self._handle(message)
 
@@ -339,6 +368,7 @@ class SimUser:
         self.leg = Leg(self.engine, user_number=self.number, call_index=self.call,
                        ufrag=secrets.token_hex(4), pwd=secrets.token_hex(16))
         self.legs.append(self.leg)
+        self.leg.on_connected_hook = self.leg.on_failed_hook = self.interrupt
         self.leg.join_started_ns = self.join_started_ns
         offer = build_offer(session_id=self.sdp_session, tracks=self.tracks, ufrag=self.leg.local_ufrag,
                             pwd=self.leg.local_pwd, fingerprint=self.engine.identity.fingerprint,
@@ -462,7 +492,12 @@ async def run_worker(spec: WorkerSpec, report: Report) -> dict[str, Any]:
             if time.monotonic() >= end_at:
                 break
             nursery.start_soon(sim.run, stop)
+        settled = spec.t0 + spec.join_duration + HEAP_SETTLE
+        if settled < end_at:  # (a run that ends sooner is not kept waiting for it)
+            await trio.sleep(max(0.0, settled - time.monotonic()))
+            gc.freeze()
 
+    gc.set_threshold(*GC_THRESHOLDS)
     async with trio.open_nursery() as outer:
         outer.start_soon(engine.receive_loop)
         outer.start_soon(engine.send_loop)
@@ -475,6 +510,8 @@ async def run_worker(spec: WorkerSpec, report: Report) -> dict[str, Any]:
             await trio.sleep(0.5)  # let in-flight packets arrive before counting
             result = collect_result(spec, engine, users, time.process_time() - cpu0)
             stop.set()
+            for sim in users:
+                sim.interrupt()
         outer.cancel_scope.cancel()
     for sim in users:
         for leg in sim.legs:

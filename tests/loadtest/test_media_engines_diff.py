@@ -22,7 +22,7 @@ PROFILE = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
 KEY = os.urandom(28)
 STREAM_FIELDS = ("kind", "base_seq", "max_seq", "cycles", "received", "started", "sender", "first_counter",
                  "first_index", "last_counter", "last_index")
-ENGINE_FIELDS = ("rx_packets", "rx_bytes", "rx_rtcp", "srtp_errors")
+ENGINE_FIELDS = ("rx_packets", "rx_bytes", "rx_rtcp", "rx_verified", "srtp_errors")
 
 
 def _rx(media: str) -> object:

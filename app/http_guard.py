@@ -56,6 +56,7 @@ from .http_inbound import InboundGuard, Phase, Refusal
 from .ws_direct import (
     DirectSocket,
     DirectUpgrades,
+    FrameSender,
     UpgradeRequest,
     accept_response,
     refusal_response,
@@ -153,6 +154,8 @@ class GuardedTCPServer(TCPServer):
         self.later_upgrade = trio.Event()  # a WebSocket upgrade on a later keep-alive request got its own ticket
         self.direct = direct  # the app's directly served upgrade path, if any (app/ws_direct.py)
         self.direct_socket: DirectSocket | None = None  # set once this connection's upgrade was served directly
+        self.frame_sender = FrameSender(stream, self.send_lock, write_timeout=self._write_timeout,
+                                        timed_out=self._write_timed_out)
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
@@ -177,14 +180,12 @@ class GuardedTCPServer(TCPServer):
 
     async def send_frames(self, data: bytes) -> None:
         """A direct socket's send: serialised, shielded and bounded like ``protocol_send``; a stream that broke or a
-        peer that did not read in time raises ``trio.ClosedResourceError`` to the sender (the socket is closed)."""
-        async with self.send_lock:
-            with trio.CancelScope(shield=True, deadline=trio.current_time() + self._write_timeout) as scope:
-                await self.stream.send_all(data)
-        if scope.cancelled_caught:
-            self.counters.refused["write_timeout"] += 1
-            await self.stream.aclose()
-            raise trio.ClosedResourceError("the peer did not read within the write timeout")
+        peer that did not read in time raises ``trio.ClosedResourceError`` to the sender (the socket is closed).
+        ``FrameSender`` (app/ws_direct.py) writes at once when it can."""
+        await self.frame_sender.send(data)
+
+    def _write_timed_out(self) -> None:
+        self.counters.refused["write_timeout"] += 1
 
     async def _serve_direct(self, forward: bytes) -> bool:
         """The first request head (and any bytes after it) is an upgrade the app serves itself: refuse it or answer

@@ -67,8 +67,8 @@ def install() -> Counter[str]:
         if batch:
             COUNTS["log_commits"] += 1
             COUNTS["log_records"] += len(batch)
-    CallRecorder._write = write  # type: ignore[method-assign]
-    trio.to_thread.run_sync = _counting_async("thread_handoffs", trio.to_thread.run_sync)
+    CallRecorder._write = write  # type: ignore[method-assign,assignment]
+    trio.to_thread.run_sync = _counting_async("thread_handoffs", trio.to_thread.run_sync)  # type: ignore[assignment]
     Runner.spawn_impl = _counting("tasks_spawned", Runner.spawn_impl)  # type: ignore[method-assign]
     trio.CancelScope.__enter__ = _counting("cancel_scopes", trio.CancelScope.__enter__)  # type: ignore[method-assign]
     json.dumps = _counting("json_encodes", json.dumps)

@@ -46,7 +46,7 @@ from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.statsd import StatsdLogger
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
-from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.trio.worker_context import TrioSingleTask, WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import repr_socket_addr, wrap_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -141,6 +141,25 @@ class ConnectionTicket:
         await self._done.wait()
 
 
+class _KeepAliveTimer(TrioSingleTask):
+    """hypercorn's keep-alive timer, not started for the wait before a connection's first request: until its first
+    request head arrives, the connection's join deadline bounds it (``http.join_timeout``, ``_Listener._join_deadline``),
+    and a connection whose first head is a direct upgrade never goes back to HTTP. hypercorn starts the timer with
+    ``nursery.start`` and the direct upgrade cancelled it at once: a task started and cancelled per signaling socket
+    for nothing (~60 µs of its ~1 ms, docs/performance.md, "Joins at the end of session 7"). From the first request
+    on, hypercorn restarts and stops it as before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._first = True
+
+    async def restart(self, task_group: Any, action: Callable[..., Any]) -> None:
+        if self._first:  # the wait for the first head: the join deadline's, not keep-alive's
+            self._first = False
+            return
+        await super().restart(task_group, action)
+
+
 class GuardedTCPServer(TCPServer):
     """hypercorn's per-connection server with serialised sends and inbound checks (see the module docstring)."""
 
@@ -148,6 +167,7 @@ class GuardedTCPServer(TCPServer):
                  stream: Any, *, inbound: InboundGuard, counters: GuardCounters,
                  ticket: ConnectionTicket | None = None, direct: DirectUpgrades | None = None) -> None:
         super().__init__(app, config, context, state, stream)
+        self.idle_task = _KeepAliveTimer()
         self.inbound = inbound
         self.counters = counters
         self.ticket = ticket or ConnectionTicket()

@@ -234,16 +234,12 @@ class GuardedTCPServer(TCPServer):
 
     async def _direct_session(self, request: UpgradeRequest, socket: DirectSocket) -> None:
         assert self.direct is not None
-        async with trio.open_nursery() as nursery:
-            if self.config.websocket_ping_interval:
-                nursery.start_soon(socket.ping, self.config.websocket_ping_interval)
-            try:
-                await self.direct.serve(request, socket, self.ticket)
-            finally:
-                nursery.cancel_scope.cancel()
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(CLOSE_SEND_TIMEOUT):
-                        await socket.close(1000, "")  # nothing if the app closed it already or the peer did
+        try:
+            await self.direct.serve(request, socket, self.ticket)
+        finally:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(CLOSE_SEND_TIMEOUT):
+                    await socket.close(1000, "")  # nothing if the app closed it already or the peer did
 
     @property
     def _write_timeout(self) -> float:
@@ -261,16 +257,36 @@ class GuardedTCPServer(TCPServer):
                 self.send_lock.release()
         await self.stream.aclose()
 
+    async def _receive(self) -> bytes | None:
+        """The next bytes from the peer (b"" at its end), or None when it was silent for ``read_timeout`` or the
+        stream broke. A direct WebSocket that has been silent for ``websocket_ping_interval`` is pinged from here,
+        so that a live peer answers (browsers pong by themselves) and a vanished one meets the read timeout, as
+        hypercorn's pings do; the reader does it rather than a ping task per socket (a task and a nursery started
+        and cancelled per signaling socket, docs/performance.md, "Joins at the end of session 7")."""
+        silent_since = trio.current_time()
+        read_deadline = silent_since + (self.config.read_timeout or inf)
+        interval = self.config.websocket_ping_interval or inf
+        while True:
+            ping_at = silent_since + interval if self.direct_socket is not None else inf
+            with trio.CancelScope(deadline=min(read_deadline, ping_at)):
+                try:
+                    return bytes(await self.stream.receive_some(MAX_RECV))
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    return None
+            if trio.current_time() >= read_deadline or self.direct_socket is None:
+                return None
+            if not await self.direct_socket.ping_once():
+                return None
+            silent_since = trio.current_time()
+
     async def _read_data(self) -> None:
         while True:
-            try:
-                with trio.fail_after(self.config.read_timeout or inf):
-                    data = await self.stream.receive_some(MAX_RECV)
-            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+            data = await self._receive()
+            if data is None:
                 break
             was_http = self.inbound.phase is Phase.HTTP
             first_head = self.inbound.phase is Phase.HEAD
-            checked = self.inbound.feed(bytes(data))
+            checked = self.inbound.feed(data)
             if was_http and self.inbound.phase is Phase.FRAMES:
                 # The first ticket was lifted by a plain request; the WebSocket gets a join deadline of its own,
                 # in the connection state before hypercorn copies it into the upgrade's scope.

@@ -21,7 +21,8 @@ proxy reusing a connection), goes through hypercorn and Quart as before.
 ``DirectSocket`` is the hub's ``Transport``: wsproto's frame codec (``wsproto.connection.Connection``: unmasking,
 fragments, UTF-8, ping/pong, the close handshake), one bounded inbox of whole messages (the reader waits when it is
 full, as hypercorn's app queue made it), sends serialised by the guarded server's lock with its write deadline, and
-a ping every ``ping_interval`` s so that a vanished peer is found by the read timeout, as hypercorn's pings did.
+a ping after ``ping_interval`` s of silence (sent by the guard's reader, ``ping_once``) so that a vanished peer is found
+by the read timeout, as hypercorn's pings did.
 
 The inbox is where the hub's back-pressure lands (``Connection.backlog``, adapters/signaling_session.py): while
 too much waits to be sent to this socket the hub takes nothing from it, the inbox fills, the guard stops reading
@@ -186,14 +187,16 @@ class DirectSocket:
         await self._send_close(code, reason)
         await self._close_stream()
 
-    async def ping(self, interval: float) -> None:
-        """Ping every ``interval`` s until cancelled (browsers answer; the read timeout finds a vanished peer)."""
-        while self._ws.state is ConnectionState.OPEN:
-            await trio.sleep(interval)
-            try:
-                await self._send(self._ws.send(Ping()))
-            except (LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+    async def ping_once(self) -> bool:
+        """Send a ping (the guard's reader does, after ``websocket_ping_interval`` of silence: a live peer answers,
+        a vanished one meets the read timeout). False if the socket is no longer open or the send failed."""
+        if self._ws.state is not ConnectionState.OPEN:
+            return False
+        try:
+            await self._send(self._ws.send(Ping()))
+        except (LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
 
     async def _send_close(self, code: int, reason: str) -> None:
         if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):

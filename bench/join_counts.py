@@ -14,7 +14,8 @@ little CPU, so CPU figures of a counted run are not compared with an uncounted o
 - ``json_encodes``, ``json_decodes``: ``json.dumps`` / ``json.loads`` calls (wire messages and the log's canonical
   JSON alike);
 - ``dtls_flights``, ``dtls_datagrams``: DTLS ``take_datagrams`` calls that returned something, and the datagrams;
-- ``offers_built``: ``Negotiator.make_offer`` calls that returned an offer.
+- ``offers_built``: ``Negotiator.make_offer`` calls that returned an offer;
+- ``ice_checks_answered``: STUN binding requests that passed ``IceLiteState.accept``'s checks.
 
 The frames sent and SDP rounds come from the server's own metrics (``bench.memory.run_server``).
 """
@@ -77,6 +78,8 @@ def install() -> Counter[str]:
                                            when=len)
     DtlsSession.take_datagrams = _counting("dtls_flights", DtlsSession.take_datagrams,  # type: ignore[method-assign]
                                            when=lambda datagrams: 1 if datagrams else 0)
+    from callsd.adapters.media.ice import IceLiteState
+    IceLiteState.accept = _counting("ice_checks_answered", IceLiteState.accept)  # type: ignore[method-assign]
     Negotiator.make_offer = _counting("offers_built", Negotiator.make_offer,  # type: ignore[method-assign]
                                       when=lambda offer: 1 if offer is not None else 0)
     return COUNTS

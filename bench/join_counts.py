@@ -55,6 +55,7 @@ def install() -> Counter[str]:
     """Wrap the marked functions (see the module docstring); return the live counter."""
     import trio
     from callsd.adapters.media.dtls import DtlsSession
+    from callsd.adapters.media.ice import IceLiteState
     from callsd.adapters.signaling import SignalingHub
     from callsd.adapters.store.recorder import CallRecorder
     from callsd.core.wire.negotiation import Negotiator
@@ -78,7 +79,6 @@ def install() -> Counter[str]:
                                            when=len)
     DtlsSession.take_datagrams = _counting("dtls_flights", DtlsSession.take_datagrams,  # type: ignore[method-assign]
                                            when=lambda datagrams: 1 if datagrams else 0)
-    from callsd.adapters.media.ice import IceLiteState
     IceLiteState.accept = _counting("ice_checks_answered", IceLiteState.accept)  # type: ignore[method-assign]
     Negotiator.make_offer = _counting("offers_built", Negotiator.make_offer,  # type: ignore[method-assign]
                                       when=lambda offer: 1 if offer is not None else 0)

@@ -222,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{a.slots} audio slots, batch frames": ((*slots, "--batch"), "direct")},
         "socket": {"socket through hypercorn+Quart": ((*slots, "--batch"), "asgi"),
                    "socket served directly": ((*slots, "--batch"), "direct")},
-        "tree": {"base tree": ((*slots, "--batch"), os.environ.get("CALLSD_HTTP_SIGNALING_SOCKET", "asgi")),
-                 "this tree": ((*slots, "--batch"), os.environ.get("CALLSD_HTTP_SIGNALING_SOCKET", "asgi"))},
+        "tree": {"base tree": ((*slots, "--batch"), os.environ.get("CALLSD_HTTP_SIGNALING_SOCKET", "direct")),
+                 "this tree": ((*slots, "--batch"), os.environ.get("CALLSD_HTTP_SIGNALING_SOCKET", "direct"))},
     }
     if a.compare == "tree" and not a.base_tree:
         p.error("--compare tree needs --base-tree DIR")

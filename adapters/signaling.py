@@ -51,13 +51,11 @@ from .media.events import MediaEvent
 from .signaling_dispatch import OutputDispatcher
 from .signaling_fanout import DurableFanOut
 from .signaling_handlers import MessageHandlers
+from .signaling_linger import FLUSH, LingerClock, take_batch
 from .signaling_media import MediaBridge
 from .signaling_outbox import Outbox
 from .signaling_plane import PlaneEffects
 from .signaling_protocol import (
-    BATCH_LINGER,
-    BATCH_MAX_CHARS,
-    BATCH_MAX_EVENTS,
     PROTOCOL_MINOR,
     PROTOCOL_VERSION,
     ClientMessage,
@@ -100,41 +98,6 @@ def _new_id(prefix: str = "") -> str:
     return prefix + secrets.token_urlsafe(12)
 
 
-async def _batch(first: OutboxItem, recv: trio.MemoryReceiveChannel[OutboxItem]) -> list[str]:
-    """``first`` and the events queued behind it, up to one batch's bounds. While every event taken is lazy
-    (``LAZY_EVENTS``), wait up to ``BATCH_LINGER`` for more; one that is not lazy ends the batch (it goes in it)."""
-    text, all_lazy = first
-    texts, size = [text], len(text)
-    deadline = trio.current_time() + BATCH_LINGER
-    while len(texts) < BATCH_MAX_EVENTS and size < BATCH_MAX_CHARS:
-        item = _next_waiting(recv)
-        if item is None and all_lazy:
-            item = await _next_before(recv, deadline)
-        if item is None:
-            break
-        text, lazy = item
-        texts.append(text)
-        size += len(text)
-        all_lazy = all_lazy and lazy
-    return texts
-
-
-def _next_waiting(recv: trio.MemoryReceiveChannel[OutboxItem]) -> OutboxItem | None:
-    try:
-        return recv.receive_nowait()
-    except (trio.WouldBlock, trio.EndOfChannel):
-        return None
-
-
-async def _next_before(recv: trio.MemoryReceiveChannel[OutboxItem], deadline: float) -> OutboxItem | None:
-    with trio.move_on_at(deadline):
-        try:
-            return await recv.receive()
-        except trio.EndOfChannel:
-            return None
-    return None
-
-
 class SignalingHub:
     """Every signaling session of one server. Public API: ``serve_connection``, ``run``, ``drain``, ``feed``,
     ``recover``, ``emit`` (the plane's callback), ``plane`` (settable before serving), queries."""
@@ -172,6 +135,7 @@ class SignalingHub:
         self._plane = PlaneEffects(plane if plane is not None else NullMediaPlane(), self._fanout, self._outbox,
                                    self.counters, simulcast=self._settings.simulcast)
         self.timers = TimerService(clock_ms, self._fire_timer)
+        self.linger = LingerClock()  # every batch frame's linger, on one timer (adapters/signaling_linger.py)
         self._dispatcher = OutputDispatcher(machine, self._outbox, self._plane, self.timers, self._live)
         self._media = MediaBridge(machine, self.feed, self._outbox, self._plane, self.counters, clock_ms,
                                   self._live)
@@ -267,6 +231,7 @@ class SignalingHub:
             nursery.start_soon(self._fanout.run, self._commit_failed)
             nursery.start_soon(self.timers.run)
             nursery.start_soon(self._media.run)
+            nursery.start_soon(self.linger.run)
             task_status.started()
 
     async def flush(self) -> None:
@@ -362,10 +327,12 @@ class SignalingHub:
         """Send the connection's outbox in order. With batches on, every event already waiting when the writer
         wakes goes out in the same frame: what one input produces for a client (``join_ack`` and the broadcasts
         of its join, an answer and the offer after it) costs one WebSocket send instead of one each; presence
-        events wait a little for the rest of a join (``_batch``)."""
+        events wait a little for the rest of a join (``take_batch``, on the hub's one ``LingerClock``)."""
         try:
             async for item in recv:
-                texts = await _batch(item, recv) if conn.batches else [item[0]]
+                if item is FLUSH:  # the end of a linger whose batch was already sent
+                    continue
+                texts = await take_batch(item, recv, self.linger, conn.outbox) if conn.batches else [item[0]]
                 del item
                 await transport.send(batch_frame(texts) if conn.batches else texts[0])
                 conn.sent(len(texts))

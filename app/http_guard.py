@@ -46,7 +46,7 @@ from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.statsd import StatsdLogger
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
-from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.trio.worker_context import TrioSingleTask, WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import repr_socket_addr, wrap_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -56,6 +56,7 @@ from .http_inbound import InboundGuard, Phase, Refusal
 from .ws_direct import (
     DirectSocket,
     DirectUpgrades,
+    FrameSender,
     UpgradeRequest,
     accept_response,
     refusal_response,
@@ -140,6 +141,25 @@ class ConnectionTicket:
         await self._done.wait()
 
 
+class _KeepAliveTimer(TrioSingleTask):
+    """hypercorn's keep-alive timer, not started for the wait before a connection's first request: until its first
+    request head arrives, the connection's join deadline bounds it (``http.join_timeout``, ``_Listener._join_deadline``),
+    and a connection whose first head is a direct upgrade never goes back to HTTP. hypercorn starts the timer with
+    ``nursery.start`` and the direct upgrade cancelled it at once: a task started and cancelled per signaling socket
+    for nothing (~60 µs of its ~1 ms, docs/performance.md, "Joins at the end of session 7"). From the first request
+    on, hypercorn restarts and stops it as before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._first = True
+
+    async def restart(self, task_group: Any, action: Callable[..., Any]) -> None:
+        if self._first:  # the wait for the first head: the join deadline's, not keep-alive's
+            self._first = False
+            return
+        await super().restart(task_group, action)
+
+
 class GuardedTCPServer(TCPServer):
     """hypercorn's per-connection server with serialised sends and inbound checks (see the module docstring)."""
 
@@ -147,12 +167,15 @@ class GuardedTCPServer(TCPServer):
                  stream: Any, *, inbound: InboundGuard, counters: GuardCounters,
                  ticket: ConnectionTicket | None = None, direct: DirectUpgrades | None = None) -> None:
         super().__init__(app, config, context, state, stream)
+        self.idle_task = _KeepAliveTimer()
         self.inbound = inbound
         self.counters = counters
         self.ticket = ticket or ConnectionTicket()
         self.later_upgrade = trio.Event()  # a WebSocket upgrade on a later keep-alive request got its own ticket
         self.direct = direct  # the app's directly served upgrade path, if any (app/ws_direct.py)
         self.direct_socket: DirectSocket | None = None  # set once this connection's upgrade was served directly
+        self.frame_sender = FrameSender(stream, self.send_lock, write_timeout=self._write_timeout,
+                                        timed_out=self._write_timed_out)
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
@@ -177,14 +200,12 @@ class GuardedTCPServer(TCPServer):
 
     async def send_frames(self, data: bytes) -> None:
         """A direct socket's send: serialised, shielded and bounded like ``protocol_send``; a stream that broke or a
-        peer that did not read in time raises ``trio.ClosedResourceError`` to the sender (the socket is closed)."""
-        async with self.send_lock:
-            with trio.CancelScope(shield=True, deadline=trio.current_time() + self._write_timeout) as scope:
-                await self.stream.send_all(data)
-        if scope.cancelled_caught:
-            self.counters.refused["write_timeout"] += 1
-            await self.stream.aclose()
-            raise trio.ClosedResourceError("the peer did not read within the write timeout")
+        peer that did not read in time raises ``trio.ClosedResourceError`` to the sender (the socket is closed).
+        ``FrameSender`` (app/ws_direct.py) writes at once when it can."""
+        await self.frame_sender.send(data)
+
+    def _write_timed_out(self) -> None:
+        self.counters.refused["write_timeout"] += 1
 
     async def _serve_direct(self, forward: bytes) -> bool:
         """The first request head (and any bytes after it) is an upgrade the app serves itself: refuse it or answer
@@ -213,16 +234,12 @@ class GuardedTCPServer(TCPServer):
 
     async def _direct_session(self, request: UpgradeRequest, socket: DirectSocket) -> None:
         assert self.direct is not None
-        async with trio.open_nursery() as nursery:
-            if self.config.websocket_ping_interval:
-                nursery.start_soon(socket.ping, self.config.websocket_ping_interval)
-            try:
-                await self.direct.serve(request, socket, self.ticket)
-            finally:
-                nursery.cancel_scope.cancel()
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(CLOSE_SEND_TIMEOUT):
-                        await socket.close(1000, "")  # nothing if the app closed it already or the peer did
+        try:
+            await self.direct.serve(request, socket, self.ticket)
+        finally:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(CLOSE_SEND_TIMEOUT):
+                    await socket.close(1000, "")  # nothing if the app closed it already or the peer did
 
     @property
     def _write_timeout(self) -> float:
@@ -240,16 +257,36 @@ class GuardedTCPServer(TCPServer):
                 self.send_lock.release()
         await self.stream.aclose()
 
+    async def _receive(self) -> bytes | None:
+        """The next bytes from the peer (b"" at its end), or None when it was silent for ``read_timeout`` or the
+        stream broke. A direct WebSocket that has been silent for ``websocket_ping_interval`` is pinged from here,
+        so that a live peer answers (browsers pong by themselves) and a vanished one meets the read timeout, as
+        hypercorn's pings do; the reader does it rather than a ping task per socket (a task and a nursery started
+        and cancelled per signaling socket, docs/performance.md, "Joins at the end of session 7")."""
+        silent_since = trio.current_time()
+        read_deadline = silent_since + (self.config.read_timeout or inf)
+        interval = self.config.websocket_ping_interval or inf
+        while True:
+            ping_at = silent_since + interval if self.direct_socket is not None else inf
+            with trio.CancelScope(deadline=min(read_deadline, ping_at)):
+                try:
+                    return bytes(await self.stream.receive_some(MAX_RECV))
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    return None
+            if trio.current_time() >= read_deadline or self.direct_socket is None:
+                return None
+            if not await self.direct_socket.ping_once():
+                return None
+            silent_since = trio.current_time()
+
     async def _read_data(self) -> None:
         while True:
-            try:
-                with trio.fail_after(self.config.read_timeout or inf):
-                    data = await self.stream.receive_some(MAX_RECV)
-            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+            data = await self._receive()
+            if data is None:
                 break
             was_http = self.inbound.phase is Phase.HTTP
             first_head = self.inbound.phase is Phase.HEAD
-            checked = self.inbound.feed(bytes(data))
+            checked = self.inbound.feed(data)
             if was_http and self.inbound.phase is Phase.FRAMES:
                 # The first ticket was lifted by a plain request; the WebSocket gets a join deadline of its own,
                 # in the connection state before hypercorn copies it into the upgrade's scope.

@@ -388,7 +388,8 @@ def _hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc.bind = [f"[{host}]:{config.http.port}" if ":" in host else f"{host}:{config.http.port}"]
     hc.websocket_max_message_size = MAX_MESSAGE_BYTES
     hc.graceful_timeout = 2.0
-    # Liveness: Hypercorn pings every idle_timeout/3 s and browsers answer with pongs, so a socket that stays silent
+    # Liveness: a socket silent for idle_timeout/3 s is pinged (the direct socket by its reader, ADR 0045; hypercorn's
+    # every idle_timeout/3 s) and browsers answer with pongs, so a socket that stays silent
     # for idle_timeout s (a vanished peer, no FIN/RST) is closed and its session disconnected, rather than kept as
     # "connected" until TCP gives up minutes later.
     hc.websocket_ping_interval = max(1.0, config.http.idle_timeout / 3)

@@ -21,7 +21,8 @@ proxy reusing a connection), goes through hypercorn and Quart as before.
 ``DirectSocket`` is the hub's ``Transport``: wsproto's frame codec (``wsproto.connection.Connection``: unmasking,
 fragments, UTF-8, ping/pong, the close handshake), one bounded inbox of whole messages (the reader waits when it is
 full, as hypercorn's app queue made it), sends serialised by the guarded server's lock with its write deadline, and
-a ping every ``ping_interval`` s so that a vanished peer is found by the read timeout, as hypercorn's pings did.
+a ping after ``ping_interval`` s of silence (sent by the guard's reader, ``ping_once``) so that a vanished peer is found
+by the read timeout, as hypercorn's pings did.
 
 The inbox is where the hub's back-pressure lands (``Connection.backlog``, adapters/signaling_session.py): while
 too much waits to be sent to this socket the hub takes nothing from it, the inbox fills, the guard stops reading
@@ -34,6 +35,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -45,8 +47,8 @@ from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["UpgradeRequest", "JoinTicket", "DirectUpgrades", "DirectSocket", "upgrade_request", "accept_response",
-           "refusal_response"]
+__all__ = ["UpgradeRequest", "JoinTicket", "DirectUpgrades", "DirectSocket", "FrameSender", "upgrade_request",
+           "accept_response", "refusal_response"]
 
 INBOX_SIZE = 16  # whole messages waiting for the app; the reader stops reading while it is full
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
@@ -185,14 +187,16 @@ class DirectSocket:
         await self._send_close(code, reason)
         await self._close_stream()
 
-    async def ping(self, interval: float) -> None:
-        """Ping every ``interval`` s until cancelled (browsers answer; the read timeout finds a vanished peer)."""
-        while self._ws.state is ConnectionState.OPEN:
-            await trio.sleep(interval)
-            try:
-                await self._send(self._ws.send(Ping()))
-            except (LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+    async def ping_once(self) -> bool:
+        """Send a ping (the guard's reader does, after ``websocket_ping_interval`` of silence: a live peer answers,
+        a vanished one meets the read timeout). False if the socket is no longer open or the send failed."""
+        if self._ws.state is not ConnectionState.OPEN:
+            return False
+        try:
+            await self._send(self._ws.send(Ping()))
+        except (LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
 
     async def _send_close(self, code: int, reason: str) -> None:
         if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
@@ -201,6 +205,56 @@ class DirectSocket:
 
     async def _send(self, data: bytes) -> None:
         await self._send_bytes(data)
+
+
+class FrameSender:
+    """The sends of one connection: serialised by its ``lock`` (hypercorn's send lock, which every other send of the
+    connection takes), each shielded (a cancelled send would cut a frame in half) and bounded by ``write_timeout``
+    (a peer that stops reading would hold it forever; then ``timed_out()`` is told, the stream closed and
+    ``trio.ClosedResourceError`` raised).
+
+    Fast path: when no send is in flight on a plain TCP stream, the bytes are written at once (one ``write``: no
+    lock to wait for, no cancel scope, no checkpoint). A frame almost always fits the socket's buffer; what it did
+    not take goes the slow way, under the lock taken before anything else could run, so frames never interleave.
+    A send cost ~33 µs of CPU through the lock, the scope and ``send_all``, ~12 µs this way (docs/performance.md,
+    "Joins at the end of session 7"). Callers (the hub's writer, ``DirectSocket.feed``) reach a checkpoint at
+    their next read, so a fast send that does not yield starves nobody."""
+
+    def __init__(self, stream: trio.abc.Stream, lock: trio.Lock, *, write_timeout: float,
+                 timed_out: Callable[[], None]) -> None:
+        self._stream = stream
+        self._tcp = stream.socket if isinstance(stream, trio.SocketStream) else None  # None: e.g. TLS
+        self._lock = lock
+        self._write_timeout = write_timeout
+        self._timed_out = timed_out
+
+    async def send(self, data: bytes) -> None:
+        fd = self._tcp.fileno() if self._tcp is not None else -1  # -1 once the socket is closed: never a stale fd
+        if fd >= 0 and not self._lock.locked():
+            try:
+                sent = os.write(fd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:  # reset, broken pipe: as ``send_all`` reports them
+                raise trio.BrokenResourceError(f"the socket failed: {exc!r}") from exc
+            if sent == len(data):
+                return
+            self._lock.acquire_nowait()  # free: nothing ran since the check; held before the rest is awaited
+            try:
+                await self._send_bounded(data[sent:])
+            finally:
+                self._lock.release()
+            return
+        async with self._lock:
+            await self._send_bounded(data)
+
+    async def _send_bounded(self, data: bytes) -> None:
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + self._write_timeout) as scope:
+            await self._stream.send_all(data)
+        if scope.cancelled_caught:
+            self._timed_out()
+            await self._stream.aclose()
+            raise trio.ClosedResourceError("the peer did not read within the write timeout")
 
 
 def _joined(parts: list[str | bytes]) -> str | bytes:

@@ -7,6 +7,7 @@
     .venv/bin/python -m bench.joins --compare tree --base-tree DIR   # another checkout's code vs this one's
     .venv/bin/python -m bench.joins --unmuted 0 --profile DIR --profile-native   # where a join's CPU goes, C too
     .venv/bin/python -m bench.joins --shares DIR/*.txt      # median shares of stored profiles
+    .venv/bin/python -m bench.joins --unmuted 0 --counts    # how often each join mechanism runs, per join
 
 Each run is `bench.memory server` (a fresh `callsd serve` pinned to CPU 0, `callsd loadtest` joining calls × users
 at calls × users ÷ join-duration joins/s, held, then left); the modes alternate run by run in one session so that
@@ -185,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-tree", default="", metavar="DIR",
                    help="--compare tree: a checkout of the code to compare against (e.g. `git worktree add DIR "
                         "main`); its server and load tool run from DIR, the other mode's from this checkout")
+    p.add_argument("--counts", action="store_true",
+                   help="count per join how often each mechanism ran in the server (bench/join_counts.py: messages, "
+                        "log commits, thread hand-offs, Trio tasks and cancel scopes, JSON, DTLS flights, offers); "
+                        "the wrappers cost CPU, so compare counted runs only with counted runs")
     p.add_argument("--shares", nargs="+", default=[], metavar="PROFILE",
                    help="only print the median share per bucket over these stored py-spy profiles (.txt or .txt.gz)")
     a = p.parse_args(argv)
@@ -203,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             plane_run["ratio"] = round(plane_run["slots_us"] / plane_run["sections_us"], 3)
             print(json.dumps(plane_run), flush=True)
         return 0
+    if a.counts:
+        os.environ["BENCH_JOIN_COUNTS"] = "1"  # the server child installs bench.join_counts
     spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
     if a.profile and not os.path.exists(spy):
         p.error(f"--profile needs py-spy next to this interpreter ({spy}): pip install py-spy")
@@ -215,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{a.slots} audio slots, batch frames": ((*slots, "--batch"), "direct")},
         "socket": {"socket through hypercorn+Quart": ((*slots, "--batch"), "asgi"),
                    "socket served directly": ((*slots, "--batch"), "direct")},
-        "tree": {"base tree": ((*slots, "--batch"), os.environ.get("CALLSD_HTTP_SIGNALING_SOCKET", "asgi")),
-                 "this tree": ((*slots, "--batch"), os.environ.get("CALLSD_HTTP_SIGNALING_SOCKET", "asgi"))},
+        "tree": {"base tree": ((*slots, "--batch"), os.environ.get("CALLSD_HTTP_SIGNALING_SOCKET", "direct")),
+                 "this tree": ((*slots, "--batch"), os.environ.get("CALLSD_HTTP_SIGNALING_SOCKET", "direct"))},
     }
     if a.compare == "tree" and not a.base_tree:
         p.error("--compare tree needs --base-tree DIR")
@@ -243,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             r.update(mode=mode, round=n, loadavg_after=list(os.getloadavg()), signaling_socket=signaling_socket)
             runs.append(r)
             print(json.dumps({k: r.get(k) for k in ("mode", "round", "joined", "failed", *_FIGURES,
-                                                    "loadavg_after", "profile_shares")}), flush=True)
+                                                    "loadavg_after", "profile_shares", "counts_to_held_per_join",
+                                                    "counts_whole_run_per_join")}), flush=True)
     summary = {mode: {f: _median([r.get(f) for r in runs if r["mode"] == mode]) for f in _FIGURES}
                for mode in modes}
     print(json.dumps({"median": summary}, indent=1))

@@ -214,6 +214,11 @@ def _serve_with_probe(probe: str) -> int:
 
     from callsd.app.cli import main as cli_main
 
+    counts: dict[str, int] = {}
+    if os.environ.get("BENCH_JOIN_COUNTS"):  # bench.joins --counts: how often each join mechanism ran
+        from bench.join_counts import install
+        counts = install()
+
     def dump(*_: object) -> None:
         gc.collect()
         if tracemalloc.is_tracing():  # PROBE.N.snap: load with tracemalloc.Snapshot.load to see where the bytes are
@@ -226,7 +231,8 @@ def _serve_with_probe(probe: str) -> int:
             f.write(json.dumps({"malloc_in_use": malloc_in_use(), "rss": rss, "rss_trimmed": rss_bytes(),
                                 **{f"rss_{k}": v for k, v in maps.items()},
                                 "py_blocks": sys.getallocatedblocks(),
-                                "py_traced": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0})
+                                "py_traced": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0,
+                                **{f"count_{k}": v for k, v in counts.items()}})
                     + "\n")
         if os.environ.get("BENCH_MEMORY_TRACEMALLOC") and not tracemalloc.is_tracing():
             # from the first probe on (tracing the start-up too makes it slower than the bench waits for)
@@ -333,6 +339,11 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
         if joined and held["py_traced"] else None,
         "after_leave_kib_per_session": {k: round((end[k] - start[k]) / joined / 1024, 1) for k in ("rss", "rss_trimmed", "malloc_in_use")}
         if joined else None,
+        # bench.joins --counts: each mechanism's runs from before the first join until all were held, per join
+        "counts_to_held_per_join": {k.removeprefix("count_"): round((held[k] - start.get(k, 0)) / joined, 2)
+                                    for k in sorted(held) if k.startswith("count_")} if joined else None,
+        "counts_whole_run_per_join": {k.removeprefix("count_"): round((end[k] - start.get(k, 0)) / joined, 2)
+                                      for k in sorted(end) if k.startswith("count_")} if joined else None,
         "p95_join_to_first_audio_ms": doc.get("join_to_first_audio_ms", {}).get("p95"),
         "loadavg": doc.get("host", {}).get("loadavg_end"), "results": str(out),
     }

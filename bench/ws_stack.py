@@ -2,6 +2,7 @@
 (``ping`` in, ``pong`` out), for each ``http.signaling_socket`` (ADR 0027), the modes alternated run by run.
 
     .venv/bin/python -m bench.ws_stack [--rounds 2 --sockets 400 --clients 50 --pings 90] [--output FILE]
+    .venv/bin/python -m bench.ws_stack --base-tree DIR   # another checkout's code against this one's, direct socket
 
 Each run starts a fresh ``callsd serve`` (bench.capacity's ``Server``: pinned to CPU 0, ephemeral ports) and reads
 the server's CPU time from /proc around the measured phase, minus its idle CPU measured for 2 s before. Sockets:
@@ -94,9 +95,13 @@ async def _per_round_trip(url: str, pid: int, clients: int, pings: int) -> float
     return spent * 1e6 / (clients * pings)
 
 
-def run(mode: str, sockets: int, clients: int, pings: int) -> dict[str, Any]:
-    os.environ["CALLSD_HTTP_SIGNALING_SOCKET"] = mode  # the server child reads it
-    with Server(Path(tempfile.mkdtemp(prefix="callsd-ws-stack-"))) as server:
+def run(mode: str, sockets: int, clients: int, pings: int, pythonpath: str = "") -> dict[str, Any]:
+    """One server, both phases. ``mode``: an ``http.signaling_socket``, or "base tree"/"this tree" (direct; the
+    base tree's code first on the server's ``pythonpath``)."""
+    env = {"CALLSD_HTTP_SIGNALING_SOCKET": mode if mode in MODES else "direct"}  # the server child reads it
+    if mode == "base tree":
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, os.environ.get("PYTHONPATH", "")]))
+    with Server(Path(tempfile.mkdtemp(prefix="callsd-ws-stack-")), env=env) as server:
         assert server.proc is not None
         url = server.url.replace("http://", "ws://") + "/api/v1/websocket"
         per_socket = trio.run(_per_socket, url, server.proc.pid, sockets)
@@ -112,16 +117,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--pings", type=int, default=90, help="per client (at most 100: the burst)")
     p.add_argument("--output", default="", help="write every run to this JSON file")
+    p.add_argument("--base-tree", default="", metavar="DIR",
+                   help="compare another checkout's code (e.g. main's) with this one's, both on the direct socket")
     a = p.parse_args(argv)
+    modes = ("base tree", "this tree") if a.base_tree else MODES
+    shim = ""
+    if a.base_tree:
+        from bench.joins import _package_shim
+        shim = _package_shim(a.base_tree)
     runs = []
     for n in range(a.rounds):
-        for mode in MODES:
-            r = run(mode, a.sockets, a.clients, min(a.pings, 100))
+        for mode in modes:
+            r = run(mode, a.sockets, a.clients, min(a.pings, 100), shim)
             r["round"] = n
             runs.append(r)
             print(json.dumps(r), flush=True)
     median = {mode: {k: statistics.median(r[k] for r in runs if r["mode"] == mode)
-                     for k in ("cpu_us_per_socket", "cpu_us_per_round_trip")} for mode in MODES}
+                     for k in ("cpu_us_per_socket", "cpu_us_per_round_trip")} for mode in modes}
     print(json.dumps({"median": median}, indent=1))
     if a.output:
         with open(a.output, "w") as f:

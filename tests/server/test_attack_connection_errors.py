@@ -73,8 +73,9 @@ async def test_a_ping_in_flight_while_the_connection_closes_raises_nothing() -> 
 async def test_an_error_in_a_connection_task_closes_that_connection_only(start_server, connect, http_get,
                                                                           monkeypatch, caplog, signaling_socket):
     failures = 2
-    # the ping task of the socket's stack: app/ws_direct.py's, or hypercorn's WebSocket stream's
-    owner, name = (DirectSocket, "ping") if signaling_socket == "direct" else (WSStream, "_send_pings")
+    # a task of the socket's stack: the guard's reader handing frames to the direct socket (which also pings it
+    # after a silence, since the ping task per socket is gone), or hypercorn's WebSocket stream's ping task
+    owner, name = (DirectSocket, "feed") if signaling_socket == "direct" else (WSStream, "_send_pings")
     original = getattr(owner, name)
 
     async def failing_pings(self: object, *args: object) -> None:
@@ -87,7 +88,7 @@ async def test_an_error_in_a_connection_task_closes_that_connection_only(start_s
     monkeypatch.setattr(owner, name, failing_pings)
     caplog.set_level(logging.ERROR, logger="callsd.http")
     info, _ = await start_server(http={"signaling_socket": signaling_socket})
-    for _ in range(2):  # each of these connections loses its ping task: it is closed, the server is not
+    for _ in range(2):  # each of these connections loses a task (its reader, its pings): it is closed, not the server
         with pytest.raises(Exception):  # noqa: B017 - the socket is closed under the client, however it surfaces
             async with connect(info) as victim:
                 await victim.request("join", {"channel_id": "room", "display_name": "v"}, expect="join_ack")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import trio
-from callsd.app.ws_direct import DirectSocket, UpgradeRequest, accept_response, upgrade_request
+from callsd.app.ws_direct import DirectSocket, FrameSender, UpgradeRequest, accept_response, upgrade_request
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, Message, Ping, Pong, TextMessage
 
@@ -108,3 +108,43 @@ async def test_both_stacks_serve_a_call_and_batch_frames(start_server, connect, 
 def test_upgrade_request_arg_is_the_first_value() -> None:
     request = UpgradeRequest(path="/p", query={"token": ["a", "b"]}, headers={}, key="k")
     assert (request.arg("token"), request.arg("other")) == ("a", None)
+
+
+async def test_frame_sender_never_interleaves_frames_when_the_socket_fills() -> None:
+    # Two senders, frames much larger than what the socket takes at once: the fast path writes part of a frame and
+    # must send the rest under the lock before anyone else writes; the reader must see every frame whole.
+    left, right = trio.socket.socketpair()
+    left.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_SNDBUF, 4096)
+    stream, reader = trio.SocketStream(left), trio.SocketStream(right)
+    sender = FrameSender(stream, trio.Lock(), write_timeout=10, timed_out=lambda: None)
+    frames = {name: [bytes([tag]) * 50_000 for _ in range(20)] for name, tag in (("a", 0x61), ("b", 0x62))}
+    received = bytearray()
+
+    async def send(name: str) -> None:
+        for frame in frames[name]:
+            await sender.send(frame)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send, "a")
+            nursery.start_soon(send, "b")
+            while len(received) < 2 * 20 * 50_000:
+                received += await reader.receive_some(8192)
+                await trio.sleep(0)  # a slow reader: the senders find the socket full again and again
+    runs = [len(run) for run in bytes(received).replace(b"ab", b"a|b").replace(b"ba", b"b|a").split(b"|")]
+    assert all(run % 50_000 == 0 for run in runs)  # only whole frames follow one another
+
+
+async def test_frame_sender_gives_up_on_a_peer_that_does_not_read() -> None:
+    left, right = trio.socket.socketpair()
+    left.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_SNDBUF, 4096)
+    timeouts: list[bool] = []
+    sender = FrameSender(trio.SocketStream(left), trio.Lock(), write_timeout=0.2,
+                         timed_out=lambda: timeouts.append(True))
+    with trio.fail_after(10), pytest.raises(trio.ClosedResourceError):
+        while True:
+            await sender.send(b"x" * 65536)
+    assert timeouts == [True]
+    with pytest.raises((trio.BrokenResourceError, trio.ClosedResourceError)):
+        await sender.send(b"after")  # the stream is closed: no write to a stale descriptor
+    right.close()

@@ -1,0 +1,85 @@
+"""Counts of the work a join does, in the server process of ``bench.joins --counts`` (``BENCH_JOIN_COUNTS=1``).
+
+Why: CPU per join is a sum of many small parts (docs/performance.md, "Join cost attributed"); a profile says where
+the time went, these say how many times each mechanism ran, so a structural cut (fewer commits, fewer tasks, fewer
+frames) shows as a count that fell, whatever the host's load did to the timings. Each count wraps the one function
+that marks the mechanism (a class attribute or a module attribute, replaced once at start-up; the wrappers cost a
+little CPU, so CPU figures of a counted run are not compared with an uncounted one):
+
+- ``messages_in``: client messages handled by the hub (``SignalingHub._on_frame``);
+- ``log_commits`` / ``log_records``: event-log transactions (each one ``fdatasync``) and the records they held;
+- ``thread_handoffs``: ``trio.to_thread.run_sync`` calls (the commit's hand-off to a worker thread);
+- ``tasks_spawned``, ``cancel_scopes``: Trio tasks started and cancel scopes entered (``move_on_*``, ``fail_*``,
+  nurseries' own scopes);
+- ``json_encodes``, ``json_decodes``: ``json.dumps`` / ``json.loads`` calls (wire messages and the log's canonical
+  JSON alike);
+- ``dtls_flights``, ``dtls_datagrams``: DTLS ``take_datagrams`` calls that returned something, and the datagrams;
+- ``offers_built``: ``Negotiator.make_offer`` calls that returned an offer;
+- ``ice_checks_answered``: STUN binding requests that passed ``IceLiteState.accept``'s checks.
+
+The frames sent and SDP rounds come from the server's own metrics (``bench.memory.run_server``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["install", "COUNTS"]
+
+COUNTS: Counter[str] = Counter()
+
+
+def _counting(name: str, fn: Callable[..., Any], *, when: Callable[[Any], int] | None = None) -> Callable[..., Any]:
+    """``fn`` counted under ``name``: once per call, or ``when(result)`` times (e.g. a flight's datagrams)."""
+    @functools.wraps(fn)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        result = fn(*args, **kwargs)
+        COUNTS[name] += 1 if when is None else when(result)
+        return result
+    return counted
+
+
+def _counting_async(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        COUNTS[name] += 1
+        return await fn(*args, **kwargs)
+    return counted
+
+
+def install() -> Counter[str]:
+    """Wrap the marked functions (see the module docstring); return the live counter."""
+    import trio
+    from callsd.adapters.media.dtls import DtlsSession
+    from callsd.adapters.media.ice import IceLiteState
+    from callsd.adapters.signaling import SignalingHub
+    from callsd.adapters.store.recorder import CallRecorder
+    from callsd.core.wire.negotiation import Negotiator
+    from trio._core._run import Runner
+
+    SignalingHub._on_frame = _counting("messages_in", SignalingHub._on_frame)  # type: ignore[method-assign]
+    real_write = CallRecorder._write
+
+    def write(self: CallRecorder, batch: list[Any], *args: Any) -> None:
+        real_write(self, batch, *args)
+        if batch:
+            COUNTS["log_commits"] += 1
+            COUNTS["log_records"] += len(batch)
+    CallRecorder._write = write  # type: ignore[method-assign,assignment]
+    trio.to_thread.run_sync = _counting_async("thread_handoffs", trio.to_thread.run_sync)  # type: ignore[assignment]
+    Runner.spawn_impl = _counting("tasks_spawned", Runner.spawn_impl)  # type: ignore[method-assign]
+    trio.CancelScope.__enter__ = _counting("cancel_scopes", trio.CancelScope.__enter__)  # type: ignore[method-assign]
+    json.dumps = _counting("json_encodes", json.dumps)
+    json.loads = _counting("json_decodes", json.loads)
+    DtlsSession.take_datagrams = _counting("dtls_datagrams", DtlsSession.take_datagrams,  # type: ignore[method-assign]
+                                           when=len)
+    DtlsSession.take_datagrams = _counting("dtls_flights", DtlsSession.take_datagrams,  # type: ignore[method-assign]
+                                           when=lambda datagrams: 1 if datagrams else 0)
+    IceLiteState.accept = _counting("ice_checks_answered", IceLiteState.accept)  # type: ignore[method-assign]
+    Negotiator.make_offer = _counting("offers_built", Negotiator.make_offer,  # type: ignore[method-assign]
+                                      when=lambda offer: 1 if offer is not None else 0)
+    return COUNTS

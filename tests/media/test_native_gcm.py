@@ -13,7 +13,7 @@ import os
 import struct
 
 import pylibsrtp
-from callsd.adapters.media.native import SrtpSession
+from callsd.adapters.media.native.path import SrtpSession
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

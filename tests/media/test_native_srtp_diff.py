@@ -15,7 +15,7 @@ import struct
 from typing import Any
 
 import pytest
-from callsd.adapters.media.native import SrtpSession
+from callsd.adapters.media.native.path import SrtpSession
 from callsd.adapters.media.srtp import Direction
 from hypothesis import given, settings
 from hypothesis import strategies as st

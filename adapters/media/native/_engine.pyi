@@ -26,6 +26,10 @@ class RouteRecord:
     last_seq: int
     resync: bool
 
+class SendStateOwner:
+    """Base of the classes a route's cached send state is read from (send_state.h): writing their ``peer``,
+    ``_tx``, ``address`` or ``twcc`` makes the native step read it again. transport.Peer and the plane's Session."""
+
 class TrackRecord:
     """A track's per-packet reception state as C fields (track_record.h): forwarder.InTrack's base."""
 

@@ -143,8 +143,19 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
     RouteRecord *rec = route_record(route); /* the rewrite's state and the counters (route_record.h) */
     if (rec == NULL)
         return -1;
-    long long opt;
-    int has = route_pt(route, pt, &opt); /* 0: the route does not carry this payload type */
+    long long opt = 0;
+    int has = 0; /* 0: the route does not carry this payload type */
+    if (rec->pt_known) {
+        for (int i = 0; i < rec->pt_count; i++) {
+            if (rec->pt_from[i] == pt) {
+                opt = rec->pt_to[i];
+                has = 1;
+                break;
+            }
+        }
+    } else {
+        has = route_pt(route, pt, &opt);
+    }
     if (has <= 0)
         return has;
     PyObject *peer = NULL; /* only for SEND_PYTHON: the receiver's peer, sent to as send_to_peer does */

@@ -48,9 +48,11 @@ static void prefetch_routes(PyObject *live) {
     }
     for (Py_ssize_t i = 0; i < n; i++) { /* its maps, and what it sends with: cached, or the receiver to walk */
         PyObject *route = PyTuple_GET_ITEM(live, i);
-        __builtin_prefetch(slot_peek(route, s_pt_map));
+        const RouteRecord *rec = PyObject_TypeCheck(route, &RouteRecordType) ? (RouteRecord *)route : NULL;
+        if (rec == NULL || !rec->pt_known)
+            __builtin_prefetch(slot_peek(route, s_pt_map));
         __builtin_prefetch(slot_peek(route, s_remap));
-        const route_send *s = PyObject_TypeCheck(route, &RouteRecordType) ? &((RouteRecord *)route)->send : NULL;
+        const route_send *s = rec != NULL ? &rec->send : NULL;
         receiver[i] = NULL;
         tx[i] = NULL;
         seq[i] = NULL;

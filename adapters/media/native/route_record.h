@@ -39,6 +39,11 @@ typedef struct {
 
 static int send_state_setattro(PyObject *self, PyObject *name, PyObject *value); /* send_state.h */
 
+/* A route's payload-type map (OutRoute.pt_map, publisher PT -> receiver PT: one entry per negotiated codec) as C
+ * pairs, kept when it has at most this many entries, all ints 0-127: the step looks the packet's type up in the
+ * route it already holds instead of a dict it would have to reach (route_pt_learn). */
+#define ROUTE_PT_PAIRS 4
+
 typedef struct {
     PyObject_HEAD
     long long packets;   /* RTP packets sent on the route (its sender reports) */
@@ -48,6 +53,9 @@ typedef struct {
     long long seq_offset; /* added to the publisher's sequence number, mod 2^16 */
     long long last_seq;   /* the highest sequence number sent, in the receiver's numbering */
     char resync;         /* the next packet re-bases seq_offset on last_seq (a new or resumed stream) */
+    char pt_known;       /* pt_from/pt_to hold the route's pt_map (route_pt_learn); 0: the step reads the dict */
+    unsigned char pt_count;
+    uint8_t pt_from[ROUTE_PT_PAIRS], pt_to[ROUTE_PT_PAIRS]; /* publisher payload type -> the receiver's */
     route_send send;     /* the receiver's send state, cached (a write to `receiver` moves the epoch) */
 } RouteRecord;
 

@@ -33,11 +33,45 @@ static int send_state_name(PyObject *name) {
            PyUnicode_Compare(name, s_twcc) == 0;
 }
 
-/* setattr of RouteRecord and SendStateOwner: the generic one, after moving the epoch for a watched name. */
+/* Copy a route's new pt_map into its record's pairs when it is a small dict of ints 0-127 (anything else: the step
+ * reads the dict, as before). The maps are read-only once set (forwarder.py shares equal ones between routes), so
+ * a write of the attribute is the only change there is. */
+static void route_pt_learn(RouteRecord *rec, PyObject *pt_map) {
+    rec->pt_known = 0;
+    if (pt_map == NULL || !PyDict_CheckExact(pt_map) || PyDict_GET_SIZE(pt_map) > ROUTE_PT_PAIRS)
+        return;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    int n = 0;
+    while (PyDict_Next(pt_map, &pos, &key, &value)) {
+        if (!PyLong_CheckExact(key) || !PyLong_CheckExact(value))
+            return;
+        long from = PyLong_AsLong(key), to = PyLong_AsLong(value);
+        if (from < 0 || from > 127 || to < 0 || to > 127) {
+            PyErr_Clear(); /* an int too large for a long: not a payload type either */
+            return;
+        }
+        rec->pt_from[n] = (uint8_t)from;
+        rec->pt_to[n++] = (uint8_t)to;
+    }
+    rec->pt_count = (unsigned char)n;
+    rec->pt_known = 1;
+}
+
+static int name_is(PyObject *name, PyObject *interned) {
+    return name == interned ||
+           (PyUnicode_CheckExact(name) && !PyUnicode_CHECK_INTERNED(name) && PyUnicode_Compare(name, interned) == 0);
+}
+
+/* setattr of RouteRecord and SendStateOwner: the generic one, after moving the epoch for a watched name; a route's
+ * pt_map is also copied into its record. */
 static int send_state_setattro(PyObject *self, PyObject *name, PyObject *value) {
     if (send_state_name(name))
         send_state_epoch++;
-    return PyObject_GenericSetAttr(self, name, value);
+    int rc = PyObject_GenericSetAttr(self, name, value);
+    if (rc == 0 && PyObject_TypeCheck(self, &RouteRecordType) && name_is(name, s_pt_map))
+        route_pt_learn((RouteRecord *)self, value);
+    return rc;
 }
 
 static PyTypeObject SendStateOwnerType = {

@@ -10,6 +10,7 @@ DECIDE_INTERVAL_S: float
 TWCC_HISTORY: int
 TWCC_FIRST: int
 TWCC_COVER_MS: int
+GCM_IV_AS_PARAMETER: int  # 1: GCM takes each IV as a parameter (srtp_keys.h), 0: through EVP_CipherInit_ex
 
 class ArrivalLog:
     def __len__(self) -> int: ...

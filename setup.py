@@ -14,7 +14,8 @@ setup(
                 "pyslots.h", "addresses.h", "video_rules.h", "simulcast_step.h", "arrival_log.h", "twcc_stamp.h",
                 "twcc_step.h", "engine_state.h", "forward_step.h", "arrival_step.h", "prefetch.h",
                 "route_record.h", "sequencer_record.h", "track_record.h")]
-            + [f"adapters/media/native/{h}" for h in ("video_attrs.h", "layer_switch.h", "rtcp_batch.h")],
+            + [f"adapters/media/native/{h}" for h in ("video_attrs.h", "layer_switch.h", "rtcp_batch.h")]
+            + [f"adapters/media/native/{h}" for h in ("send_epoch.h", "send_state.h")],
             libraries=["crypto"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
         ),
@@ -24,7 +25,7 @@ setup(
             sources=["peer/_fastpeer.c"],
             include_dirs=["adapters/media/native"],
             depends=[f"adapters/media/native/{h}" for h in ("srtp_session.h", "srtp_transform.h", "srtp_keys.h",
-                                                              "srtp_replay.h", "pyslots.h")]
+                                                              "srtp_replay.h", "pyslots.h", "send_epoch.h")]
             + ["peer/fastpeer_stats.h", "peer/fastpeer_send.h"],
             libraries=["crypto"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],

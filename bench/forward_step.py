@@ -14,6 +14,11 @@ sockets). The paths alternate `--rounds` times; the best round of each is report
 
 `--twcc`: every receiver negotiated transport-wide congestion control (a ``TransportSequencer`` stamps each packet,
 as browsers' answers ask; the native step stamps it in C, native/twcc_step.h).
+
+`--callgrind` (native path only): one run under valgrind's callgrind with its cache simulation (32 KiB L1D, and a
+1 MiB last level as this host's per-core L2), counting inside the native step only (``Engine_step``), and prints
+instructions, data reads and writes and simulated misses per egress packet: figures the host's load cannot move
+(docs/performance.md, sessions 6 and 7). Minutes at 42,000 egress packets.
 """
 
 from __future__ import annotations
@@ -21,7 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import struct
+import subprocess
+import sys
+import tempfile
 import time
 from typing import Any
 
@@ -77,6 +86,29 @@ def measure(fast_path: str, receivers: int, packets: int, chunk: int, twcc: bool
     return {"path": label, "egress": cost.egress, **cost.per_egress_us()}
 
 
+CALLGRIND = ("valgrind", "--tool=callgrind", "--cache-sim=yes", "--D1=32768,8,64", "--LL=1048576,16,64",
+             "--toggle-collect=Engine_step")
+
+
+def callgrind_per_egress(argv: list[str]) -> dict[str, float]:
+    """One native run of this benchmark (``argv``) under callgrind: each event's count inside ``Engine_step`` per
+    egress packet (Ir instructions, Dr/Dw data reads and writes, D1mr/D1mw and DLmr/DLmw simulated misses)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        run = subprocess.run([*CALLGRIND, f"--callgrind-out-file={out}", sys.executable, "-m", "bench.forward_step",
+                              *argv, "--json"], capture_output=True, text=True, check=True)
+        egress = json.loads(run.stdout)["rounds"][0]["egress"]
+        with open(out) as f:
+            text = f.read()
+    events = re.search(r"^events: (.*)$", text, re.M)
+    totals = re.search(r"^(?:totals|summary): (.*)$", text, re.M)
+    if events is None or totals is None:
+        raise RuntimeError("callgrind wrote no totals")
+    names, values = events.group(1).split(), totals.group(1).split()
+    counts = {name: round(int(v) / egress, 1) for name, v in zip(names, values, strict=True)}
+    return counts | {"egress": egress}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.forward_step", description=__doc__.split("\n\n")[0])
     ap.add_argument("--receivers", type=int, default=4)
@@ -89,10 +121,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--paths", default="python,native", help="which paths to run, alternated")
     ap.add_argument("--ab", metavar="VAR", help="also alternate the environment variable VAR=0 / VAR=1 (e.g. "
                     "CALLSD_NATIVE_PREFETCH): each path runs as path@VAR=0 and path@VAR=1")
+    ap.add_argument("--callgrind", action="store_true", help="native only: instructions and simulated cache "
+                    "misses per egress packet in one run under callgrind (minutes)")
     args = ap.parse_args(argv)
     if not (1 <= args.receivers <= 64 and 1 <= args.packets <= 200_000 and 1 <= args.chunk <= 1000
             and 1 <= args.rounds <= 20 and 1 <= args.calls <= 400):
         ap.error("receivers 1..64, packets 1..200000, chunk 1..1000, rounds 1..20, calls 1..400")
+    if args.callgrind:
+        if args.paths != "native" or args.ab:
+            ap.error("--callgrind counts the native step: --paths native, without --ab")
+        child = ["--paths", "native", "--rounds", "1", "--receivers", str(args.receivers), "--packets",
+                 str(args.packets), "--chunk", str(args.chunk), "--calls", str(args.calls)] + ["--twcc"] * args.twcc
+        print(json.dumps({"per_egress_packet": callgrind_per_egress(child), "conditions": {
+            "receivers": args.receivers, "packets": args.packets, "chunk": args.chunk, "twcc": args.twcc,
+            "calls": args.calls, "callgrind": " ".join(CALLGRIND)}}, indent=1))
+        return
     load_start = os.getloadavg()
     rows = []
     for _ in range(args.rounds):

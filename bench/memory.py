@@ -120,7 +120,7 @@ def _srtp_contexts(n: int) -> list[Any]:
 
 def _native_srtp_contexts(n: int) -> list[Any]:
     from callsd.adapters.media.dtls import SrtpKeys
-    from callsd.adapters.media.native import NativeSrtpContext
+    from callsd.adapters.media.native.path import NativeSrtpContext
 
     keys = SrtpKeys(profile=b"SRTP_AEAD_AES_128_GCM", local_key=bytes(range(28)), remote_key=bytes(range(1, 29)))
     return [NativeSrtpContext(keys) for _ in range(n)]

@@ -58,7 +58,7 @@ mkdir -p "$work/corpus-srtp"
     -I "$here/adapters/media/native" "$here/adapters/media/native/fuzz_srtp.c" -lcrypto -o "$work/fuzz_srtp"
 "$python" - "$work/corpus-srtp" <<'PY'
 import os, struct, sys
-from callsd.adapters.media.native import SrtpSession
+from callsd.adapters.media.native.path import SrtpSession
 key = bytes(range(1, 31))
 for gcm, profile in ((1, 7), (0, 1)):
     tx = SrtpSession(profile, key[:28] if gcm else key, True)

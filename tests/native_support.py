@@ -160,6 +160,9 @@ def scenarios(draw: Any) -> Scenario:
         st.tuples(st.just("nack"), st.integers(0, max(0, len(routes) - 1)), st.lists(st.integers(0, 40),
                                                                                      max_size=3)),
         st.tuples(st.just("report"), st.booleans()),
+        # a peer's send state changing under the routes toward it (native/send_state.h caches it in the route)
+        st.tuples(st.just("send_state"), st.integers(0, publishers + receivers - 1),
+                  st.sampled_from(["unready", "move", "move_by_name", "detach", "sequencer"])),
     )
     events = draw(st.lists(st.one_of(rtp_event(tracks_t), rtp_event(tracks_t), rtp_event(tracks_t), other),
                            min_size=10, max_size=60))
@@ -335,6 +338,8 @@ class Run:
                     self.plane.send_reports()
                 else:
                     self.plane.send_due_reports()
+        elif kind == "send_state":
+            self.change_send_state(ev[1], ev[2])
         elif kind == "nack" and self.routes:
             r = self.routes[ev[1]]
             rcv = self.sc.publishers + self.sc.routes[ev[1]].receiver
@@ -345,6 +350,26 @@ class Run:
                 data = ctx.protect_rtcp(plain)
                 assert data is not None
                 self.send(rcv, bytes(data))
+
+    def change_send_state(self, i: int, change: str) -> None:
+        """Toggle one thing a receiver's routes send with: the peer's transmit session (None, as when it lost its
+        only address), its address (to the stranger's socket; once through a name built at run time, which is not
+        interned), the session's peer (None, as when it reconnects), or its transport-wide sequencer."""
+        s = self.sessions[i]
+        peer = self.endpoint.peer(f"s{i}")
+        if peer is None or peer.srtp is None:
+            return
+        if change == "unready":
+            peer._tx = None if peer._tx is not None else peer.srtp.tx
+        elif change in ("move", "move_by_name"):
+            home, away = self.clients[i].getsockname(), self.clients[-1].getsockname()
+            setattr(peer, "address" if change == "move" else "".join(["add", "ress"]),
+                    away if peer.address == home else home)
+        elif change == "detach":
+            s.peer = None if s.peer is not None else peer
+        elif peer.twcc is not None:  # a new one in its place: the old one is freed
+            at = self.sequencers.index(peer.twcc)  # type: ignore[arg-type]
+            self.sequencers[at] = peer.twcc = TransportSequencer(5, lambda: 1000.0)
 
     def play_rtp(self, index: int, seq_step: int, pt: int, cc: int, ext: bytes | None, padding: int,
                  payload: bytes, marker: bool, ssrc: int, fate: str, first: bool) -> None:

@@ -138,6 +138,6 @@ def make_path(fast_path: str, forwarder: Forwarder | None,
             raise ImportError(f"rtc.fast_path = 'native' but the extension is not built: {missing}")
         log.warning("native fast path not available (%s); forwarding in Python", missing)
         return PythonPath()
-    from .native import NativePath
+    from .native.path import NativePath
 
     return NativePath(forwarder, simulcast)

@@ -14,6 +14,7 @@ from callsd.core.wire.sdp import Codec
 
 from .advertiser import AdvertiseSettings
 from .forwarder import InTrack, OutRoute
+from .route_record import SendStateOwner
 from .transport import Peer
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class PlaneConfig:
     coalesce_ms: float = 0.0  # TransportConfig.coalesce, in ms: pause after a non-empty read (transport.py)
 
 
-class Session:
+class Session(SendStateOwner):  # writing `peer` re-reads the native step's cached send state (route_record.py)
     __slots__ = ("session_id", "channel_id", "ufrag", "pwd", "peer", "remote", "neg", "published", "codecs",
                  "inbound", "routes_in", "out_by_ssrc", "screen_stream", "rtcp_ssrc", "closed", "refused",
                  "mid_ext_id", "inbound_rtx", "audio_slots", "twcc_ext_id", "simulcast_in")

@@ -7,6 +7,10 @@ load per field per copy and a new ``int`` per update. ``_engine.RouteRecord`` ho
 route object (native/route_record.h), which the step reads and writes in place; Python reads and writes them through
 member descriptors exactly as it read the slots, so there is nothing to copy back and nothing that can go stale.
 
+The record also caches, in C data Python never sees, what its receiver's peer sends with (native/send_state.h).
+The classes that data is read from (the plane's ``Session``, the endpoint's ``Peer``) subclass ``SendStateOwner``,
+whose attribute writes tell the step to read it again; without the extension ``SendStateOwner`` is ``object``.
+
 ``RouteRecordTwin`` is the pure-Python twin, the base when the extension does not import (the Python path never
 needs the extension). tests/media/test_route_record.py holds the two to the same fields and defaults, and runs the
 Python forwarder on both.
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__all__ = ["RouteRecord", "RouteRecordTwin", "ROUTE_RECORD_FIELDS"]
+__all__ = ["RouteRecord", "RouteRecordTwin", "ROUTE_RECORD_FIELDS", "SendStateOwner"]
 
 ROUTE_RECORD_FIELDS = ("packets", "octets", "ts_offset", "ssrc", "seq_offset", "last_seq", "resync")
 
@@ -41,8 +45,10 @@ class RouteRecordTwin:
 
 if TYPE_CHECKING:
     RouteRecord = RouteRecordTwin
+    SendStateOwner = object
 else:
     try:
-        from .native._engine import RouteRecord
-    except ImportError:  # the extension is not built: the Python path runs on the twin
+        from .native._engine import RouteRecord, SendStateOwner
+    except ImportError:  # the extension is not built: the Python path runs on the twin, nothing is cached
         RouteRecord = RouteRecordTwin
+        SendStateOwner = object

@@ -63,6 +63,7 @@ from .counters import TransportCounters
 from .dtls import Certificate, DtlsError, DtlsSession
 from .ice import FailureLimiter, IceLiteState, StunRejected, parse_binding_request, peek_username
 from .paths import PythonPath, ReceivePath, SrtpContextLike
+from .route_record import SendStateOwner
 from .srtp import ERR_AUTH, ERR_REPLAY, ERR_REPLAY_OLD, MAX_PACKET, Direction, srtp_protect
 from .udp import (
     CLASSIFY,
@@ -136,8 +137,11 @@ class ArrivalSink(Protocol):
     def arrived(self, seq: int, ssrc: int, now: float) -> None: ...
 
 
-class Peer:
-    """One client session on the endpoint: ICE-lite state, DTLS session, SRTP context, send address."""
+class Peer(SendStateOwner):
+    """One client session on the endpoint: ICE-lite state, DTLS session, SRTP context, send address.
+
+    A ``SendStateOwner``: writing ``_tx``, ``address`` or ``twcc`` tells the native step that the routes toward this
+    peer must read their cached send state again (route_record.py)."""
 
     __slots__ = ("session_id", "ice", "dtls", "srtp", "address", "connected", "closed", "data", "added_at",
                  "_server_role", "_sendto", "_counters", "_tx", "twcc", "twcc_in")

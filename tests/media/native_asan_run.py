@@ -20,7 +20,7 @@ sys.modules[spec.name] = engine
 spec.loader.exec_module(engine)
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 
-import callsd.adapters.media.native as native  # noqa: E402
+import callsd.adapters.media.native.path as native  # noqa: E402
 import native_support as diff  # noqa: E402
 import native_video_support as video  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from callsd.adapters.media.dtls import SrtpKeys
-from callsd.adapters.media.native import NativeSrtpContext
+from callsd.adapters.media.native.path import NativeSrtpContext
 from callsd.adapters.media.srtp import SrtpContext
 from native_support import RouteSpec, Run, Scenario, TrackSpec
 
@@ -110,7 +110,7 @@ def test_the_native_step_leaks_nothing_per_packet(media: str) -> None:
 
 
 def test_without_a_forwarder_every_rtp_packet_goes_to_the_handler() -> None:
-    from callsd.adapters.media.native import NativePath
+    from callsd.adapters.media.native.path import NativePath
     from callsd.adapters.media.transport import TransportConfig, UdpEndpoint
 
     class Recorder:

@@ -15,7 +15,7 @@ import struct
 from typing import Any
 
 import pytest
-from callsd.adapters.media.native import SrtpSession
+from callsd.adapters.media.native.path import SrtpSession
 from callsd.adapters.media.srtp import Direction
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -153,3 +153,37 @@ def test_native_srtp_long_stream_through_many_rollovers(profile: int) -> None:
         if i % 50 == 0:
             ops.append(("rtcp", i % 3, 201, b"r" * 24))
     _check(profile, 0xFFF0, ops)
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+@settings(max_examples=60, deadline=None)
+@given(turns=st.lists(st.tuples(st.booleans(), st.booleans(), st.integers(-1, 15), st.binary(max_size=60)),
+                      min_size=1, max_size=60))
+def test_native_srtp_one_session_both_directions(profile: int, turns: list[tuple[bool, bool, int, bytes]]) -> None:
+    """One session that protects and unprotects in turn, RTP and SRTCP, as two ends of a call each do with their
+    key (each end sends its own SSRC): the GCM context changes direction between packets (srtp_keys.h keeps the
+    direction and sets only the IV per packet), and a refused packet (a flipped bit: `bad` is which bit of the
+    tag, or none for -1) leaves nothing behind that changes the next packet's bytes."""
+    key = os.urandom(PROFILES[profile])
+    ends = [(SrtpSession(profile, key, True), Reference(profile, key, True), Reference(profile, key, False))
+            for _ in range(2)]
+    seqs = [0xFFF0, 7]
+    for from_a, is_rtcp, bad, payload in turns:
+        (sender, sender_tx, _), (receiver, _, receiver_rx) = ends if from_a else ends[::-1]
+        ssrc = SSRCS[0] if from_a else SSRCS[1]
+        if is_rtcp:
+            plain, protect, unprotect = rtcp(ssrc, 200, payload), "protect_rtcp", "unprotect_rtcp"
+            protect_fn, unprotect_fn = lib.srtp_protect_rtcp, lib.srtp_unprotect_rtcp
+        else:
+            seqs[not from_a] += 1
+            plain, protect, unprotect = rtp(ssrc, seqs[not from_a], 0, 0, payload), "protect", "unprotect"
+            protect_fn, unprotect_fn = lib.srtp_protect, lib.srtp_unprotect
+        got = ours(sender, protect, plain)
+        assert got == sender_tx.run(protect_fn, plain)
+        assert got[1] is not None
+        wire = got[1]
+        if bad >= 0:
+            wire = wire[:-1 - bad] + bytes([wire[-1 - bad] ^ 1]) + wire[len(wire) - bad:]
+        opened = ours(receiver, unprotect, wire)
+        assert opened == receiver_rx.run(unprotect_fn, wire)
+        assert (opened[1] == plain) == (bad < 0)

@@ -7,8 +7,8 @@ The RFC 7714 vectors start from session keys, not a master key, so those session
 
 from __future__ import annotations
 
-from callsd.adapters.media.native import SrtpSession
 from callsd.adapters.media.native._engine import kdf
+from callsd.adapters.media.native.path import SrtpSession
 
 GCM, CM = 7, 1  # libsrtp's profile ids
 

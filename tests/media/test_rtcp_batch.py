@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 from unittest import mock
 
-from callsd.adapters.media import native, twcc_recv
-from callsd.adapters.media.native import NativeSrtpContext
+from callsd.adapters.media import twcc_recv
+from callsd.adapters.media.native import path as native
 from callsd.adapters.media.native._engine import send_rtcp_batch
+from callsd.adapters.media.native.path import NativeSrtpContext
 from callsd.adapters.media.srtp import SrtpContext
 from callsd.core.wire import rtcp
 from callsd.core.wire.transport_seq import stamp_transport_seq

@@ -49,6 +49,7 @@
 #include "send_gso.h"
 #include "engine_state.h"   /* the Engine object, its batches and counter deltas */
 #include "twcc_step.h"
+#include "send_state.h"     /* a route's cached send state (transmit session, sequencer, address) */
 #include "prefetch.h"       /* a packet's routes, level by level, before forwarding */
 #include "forward_step.h"   /* Forwarder.on_rtp and Peer.send_rtp */
 #include "arrival_step.h"   /* transport-cc arrivals toward publishers */
@@ -332,6 +333,7 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_on_voice, "_on_voice")
     INTERN(s_twcc_in, "twcc_in") INTERN(s_ext_id, "ext_id") INTERN(s_arrived, "arrived") INTERN(s_log, "log")
     INTERN(s_drain, "drain")
+    slot_plain_setattro = send_state_setattro;
     if (video_intern() < 0 || clock_intern() < 0)
         return NULL;
     if (srtp_keys_global_init() < 0) {
@@ -340,7 +342,7 @@ PyMODINIT_FUNC PyInit__engine(void) {
     }
     if (PyType_Ready(&SrtpSessionType) < 0 || PyType_Ready(&EngineType) < 0 || PyType_Ready(&ArrivalLogType) < 0 ||
         PyType_Ready(&RouteRecordType) < 0 || PyType_Ready(&SequencerRecordType) < 0 ||
-        PyType_Ready(&TrackRecordType) < 0)
+        PyType_Ready(&TrackRecordType) < 0 || PyType_Ready(&SendStateOwnerType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&engine_module);
     if (m == NULL)
@@ -351,13 +353,15 @@ PyMODINIT_FUNC PyInit__engine(void) {
         PyModule_AddObjectRef(m, "RouteRecord", (PyObject *)&RouteRecordType) < 0 ||
         PyModule_AddObjectRef(m, "SequencerRecord", (PyObject *)&SequencerRecordType) < 0 ||
         PyModule_AddObjectRef(m, "TrackRecord", (PyObject *)&TrackRecordType) < 0 ||
+        PyModule_AddObjectRef(m, "SendStateOwner", (PyObject *)&SendStateOwnerType) < 0 ||
         PyModule_AddIntConstant(m, "ROUTE_CACHE", ROUTE_CACHE) < 0 ||
         PyModule_AddObject(m, "RATE_WINDOW_S", PyFloat_FromDouble(RATE_WINDOW_S)) < 0 ||
         PyModule_AddObject(m, "DECIDE_INTERVAL_S", PyFloat_FromDouble(DECIDE_INTERVAL_S)) < 0 ||
         PyModule_AddIntConstant(m, "MAX_PACKET", MAX_PACKET) < 0 || PyModule_AddIntConstant(m, "BATCH", BATCH) < 0 ||
         PyModule_AddIntConstant(m, "TWCC_HISTORY", TWCC_HISTORY) < 0 ||
         PyModule_AddIntConstant(m, "TWCC_FIRST", TWCC_FIRST) < 0 ||
-        PyModule_AddIntConstant(m, "TWCC_COVER_MS", (long)TWCC_COVER_MS) < 0) {
+        PyModule_AddIntConstant(m, "TWCC_COVER_MS", (long)TWCC_COVER_MS) < 0 ||
+        PyModule_AddIntConstant(m, "GCM_IV_AS_PARAMETER", srtp_gcm_iv_param) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -10,6 +10,7 @@ DECIDE_INTERVAL_S: float
 TWCC_HISTORY: int
 TWCC_FIRST: int
 TWCC_COVER_MS: int
+GCM_IV_AS_PARAMETER: int  # 1: GCM takes each IV as a parameter (srtp_keys.h), 0: through EVP_CipherInit_ex
 
 class ArrivalLog:
     def __len__(self) -> int: ...
@@ -25,6 +26,10 @@ class RouteRecord:
     seq_offset: int
     last_seq: int
     resync: bool
+
+class SendStateOwner:
+    """Base of the classes a route's cached send state is read from (send_state.h): writing their ``peer``,
+    ``_tx``, ``address`` or ``twcc`` makes the native step read it again. transport.Peer and the plane's Session."""
 
 class TrackRecord:
     """A track's per-packet reception state as C fields (track_record.h): forwarder.InTrack's base."""

@@ -72,30 +72,10 @@ static int send_to_peer(Engine *self, PyObject *peer, const uint8_t *out, size_t
         len = (size_t)PyBytes_GET_SIZE(stamped);
     }
     Py_DECREF(twcc);
-    if (len > MAX_PACKET) {
-        Py_XDECREF(stamped);
-        Py_DECREF(tx);
-        self->td.drop_srtp_other++;
-        return 0;
-    }
-    memcpy(self->sbuf[slot], out, len);
+    int rc = queue_protected(self, (SrtpSession *)tx, slot, alen, out, len);
     Py_XDECREF(stamped);
-    int plen = (int)len;
-    int rc = session_protect((SrtpSession *)tx, self->sbuf[slot], &plen);
     Py_DECREF(tx);
-    if (rc != SRTP_OK) {
-        self->td.drop_srtp_other++;
-        return 0;
-    }
-    self->siov[slot].iov_len = (size_t)plen;
-    memset(&self->smsg[slot], 0, sizeof self->smsg[slot]);
-    self->smsg[slot].msg_hdr.msg_name = &self->saddr[slot];
-    self->smsg[slot].msg_hdr.msg_namelen = alen;
-    self->smsg[slot].msg_hdr.msg_iov = &self->siov[slot];
-    self->smsg[slot].msg_hdr.msg_iovlen = 1;
-    if (++self->squeued == BATCH)
-        flush_sends(self);
-    return 0;
+    return rc;
 }
 
 /* Forwarder._vad: debounced voice activity from the audio level. */
@@ -163,22 +143,28 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
     RouteRecord *rec = route_record(route); /* the rewrite's state and the counters (route_record.h) */
     if (rec == NULL)
         return -1;
-    long long opt;
-    int has = route_pt(route, pt, &opt); /* 0: the route does not carry this payload type */
+    long long opt = 0;
+    int has = 0; /* 0: the route does not carry this payload type */
+    if (rec->pt_known) {
+        for (int i = 0; i < rec->pt_count; i++) {
+            if (rec->pt_from[i] == pt) {
+                opt = rec->pt_to[i];
+                has = 1;
+                break;
+            }
+        }
+    } else {
+        has = route_pt(route, pt, &opt);
+    }
     if (has <= 0)
         return has;
-    PyObject *receiver = cs_getattr(route, s_receiver);
-    if (receiver == NULL)
+    PyObject *peer = NULL; /* only for SEND_PYTHON: the receiver's peer, sent to as send_to_peer does */
+    int kind = route_send_kind(self, route, rec, &peer); /* send_state.h */
+    if (kind < 0)
         return -1;
-    PyObject *peer = cs_getattr(receiver, s_peer);
-    Py_DECREF(receiver);
-    if (peer == NULL)
-        return -1;
+    if (kind == SEND_NO_PEER)
+        return 0;
     int rc = -1;
-    if (peer == Py_None) {
-        rc = 0;
-        goto done;
-    }
     if (rec->resync) {
         rec->seq_offset = (rec->last_seq + 1 - seq) & 0xFFFF;
         rec->resync = 0;
@@ -230,7 +216,10 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
         PyErr_SetString(PyExc_ValueError, "rewritten packet too long");
         goto done;
     }
-    if (send_to_peer(self, peer, out, len) < 0)
+    if (kind != SEND_PYTHON && rec->send.epoch != send_state_epoch) /* Python ran since (an attribute read) */
+        kind = route_send_kind(self, route, rec, &peer);
+    if (kind < 0 || (kind == SEND_PYTHON ? send_to_peer(self, peer, out, len) :
+                     kind == SEND_NO_PEER  ? 0 : send_direct(self, &rec->send, out, len)) < 0)
         goto done;
     rec->packets++;
     rec->octets += (long long)n - (long long)lay->start;
@@ -238,7 +227,7 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
     self->fd.rtp_out_bytes += (long long)len;
     rc = 0;
 done:
-    Py_DECREF(peer);
+    Py_XDECREF(peer);
     return rc;
 }
 

@@ -7,8 +7,9 @@
  * transport-wide sequencer and the int objects behind their slots were evicted in the 20 ms since the call's last
  * packet, and forward_route meets them one after another, ~30 dependent cache misses per egress packet.
  *
- * So forward() first walks the routes once per level of that object graph (route -> its values and receiver ->
- * peer -> transmit session, address and sequencer -> the sequencer's history slot), issuing a
+ * So forward() first walks the routes once per level of that object graph (route -> its maps and its cached send
+ * state's transmit session and sequencer (send_state.h), or when that is stale its receiver -> peer -> transmit
+ * session, address and sequencer -> the session's streams and the sequencer's history slot), issuing a
  * prefetch for every object of the next level of every route before touching any of them: each level's misses
  * overlap across the routes instead of queueing one by one. It only reads slot pointers of objects whose type the
  * slot memo (pyslots.h) says are plain slotted classes and never takes a reference, calls Python or changes
@@ -40,17 +41,35 @@ static void prefetch_routes(PyObject *live) {
     PyObject *receiver[PREFETCH_ROUTES], *peer[PREFETCH_ROUTES];
     SequencerRecord *seq[PREFETCH_ROUTES];
     SrtpSession *tx[PREFETCH_ROUTES];
-    for (Py_ssize_t i = 0; i < n; i++)
-        prefetch_object(PyTuple_GET_ITEM(live, i));
-    for (Py_ssize_t i = 0; i < n; i++) { /* its maps (its numbering and counters are in the route: route_record.h) */
+    for (Py_ssize_t i = 0; i < n; i++) { /* the route record, its cached send state included (three lines) */
         PyObject *route = PyTuple_GET_ITEM(live, i);
-        __builtin_prefetch(slot_peek(route, s_pt_map));
+        prefetch_object(route);
+        __builtin_prefetch((const char *)route + 128);
+    }
+    for (Py_ssize_t i = 0; i < n; i++) { /* its maps, and what it sends with: cached, or the receiver to walk */
+        PyObject *route = PyTuple_GET_ITEM(live, i);
+        const RouteRecord *rec = PyObject_TypeCheck(route, &RouteRecordType) ? (RouteRecord *)route : NULL;
+        if (rec == NULL || !rec->pt_known)
+            __builtin_prefetch(slot_peek(route, s_pt_map));
         __builtin_prefetch(slot_peek(route, s_remap));
-        prefetch_object(receiver[i] = slot_peek(route, s_receiver));
+        const route_send *s = rec != NULL ? &rec->send : NULL;
+        receiver[i] = NULL;
+        tx[i] = NULL;
+        seq[i] = NULL;
+        if (s != NULL && s->epoch == send_state_epoch) {
+            if (s->kind == SEND_DIRECT) {
+                prefetch_object(tx[i] = (SrtpSession *)s->tx);
+                prefetch_object(seq[i] = (SequencerRecord *)s->twcc);
+            }
+        } else {
+            prefetch_object(receiver[i] = slot_peek(route, s_receiver));
+        }
     }
     for (Py_ssize_t i = 0; i < n; i++)
         prefetch_object(peer[i] = slot_peek(receiver[i], s_peer));
-    for (Py_ssize_t i = 0; i < n; i++) { /* the peer's transmit session, address and sequencer */
+    for (Py_ssize_t i = 0; i < n; i++) { /* a walked peer's transmit session, address and sequencer */
+        if (peer[i] == NULL)
+            continue;
         PyObject *session = slot_peek(peer[i], s_tx);
         tx[i] = session != NULL && Py_TYPE(session) == &SrtpSessionType ? (SrtpSession *)session : NULL;
         prefetch_object(tx[i]);

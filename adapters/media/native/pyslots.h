@@ -30,6 +30,11 @@ static inline slot_memo *slot_memo_set(PyTypeObject *type, PyObject *name) {
     return slot_memos[h >> 56]; /* the top 8 bits: SLOT_MEMO_SETS == 256 */
 }
 
+/* A setattr that is the generic one plus bookkeeping, so its types' slots still read as plain slots (writes go
+ * through it: cs_setattr): _engine's send_state_setattro (send_state.h), set when the module initialises; none in
+ * a module without routes (the load tool's). */
+static setattrofunc slot_plain_setattro;
+
 static Py_ssize_t slot_offset(PyObject *obj, PyObject *name) {
     PyTypeObject *type = Py_TYPE(obj);
     slot_memo *set = slot_memo_set(type, name);
@@ -39,7 +44,9 @@ static Py_ssize_t slot_offset(PyObject *obj, PyObject *name) {
             return m->offset;
     }
     Py_ssize_t offset = -1;
-    if (type->tp_getattro == PyObject_GenericGetAttr && type->tp_setattro == PyObject_GenericSetAttr) {
+    if (type->tp_getattro == PyObject_GenericGetAttr &&
+        (type->tp_setattro == PyObject_GenericSetAttr ||
+         (slot_plain_setattro != NULL && type->tp_setattro == slot_plain_setattro))) {
         PyObject *descr = _PyType_Lookup(type, name); /* borrowed; sets the type's version tag */
         if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
             PyMemberDef *def = ((PyMemberDescrObject *)descr)->d_member;
@@ -68,7 +75,7 @@ static PyObject *cs_getattr(PyObject *obj, PyObject *name) {
 /* PyObject_SetAttr with the slot memo: 0, or -1 with an exception set. */
 static int cs_setattr(PyObject *obj, PyObject *name, PyObject *value) {
     Py_ssize_t offset = slot_offset(obj, name);
-    if (offset >= 0) {
+    if (offset >= 0 && Py_TYPE(obj)->tp_setattro == PyObject_GenericSetAttr) {
         PyObject **slot = (PyObject **)((char *)obj + offset);
         PyObject *old = *slot;
         *slot = Py_NewRef(value);

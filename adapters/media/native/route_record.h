@@ -16,7 +16,33 @@
 #ifndef CALLSD_ROUTE_RECORD_H
 #define CALLSD_ROUTE_RECORD_H
 
+#include <netinet/in.h>
 #include <stddef.h>
+#include <sys/socket.h>
+
+#include "send_epoch.h"
+
+/* The receiver's send state as the step last read it through route -> receiver -> peer (send_state.h), so that a
+ * forwarded copy touches the route and what it sends with, not the receiver and peer objects and the address tuple:
+ * valid while `epoch` equals send_state_epoch, C data the Python side never sees. */
+typedef struct {
+    uint64_t epoch; /* send_state_epoch when read; 0: never read, or not to be kept */
+    int kind;       /* SEND_NO_PEER, SEND_NOT_READY or SEND_DIRECT (send_state.h) */
+    socklen_t alen;
+    PyObject *tx;   /* SEND_DIRECT: the peer's SrtpSession, borrowed (its dealloc moves the epoch) */
+    PyObject *twcc; /* SEND_DIRECT: its SequencerRecord, borrowed likewise, or NULL when it stamps nothing */
+    union {
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } addr; /* SEND_DIRECT: the peer's address, parsed */
+} route_send;
+
+static int send_state_setattro(PyObject *self, PyObject *name, PyObject *value); /* send_state.h */
+
+/* A route's payload-type map (OutRoute.pt_map, publisher PT -> receiver PT: one entry per negotiated codec) as C
+ * pairs, kept when it has at most this many entries, all ints 0-127: the step looks the packet's type up in the
+ * route it already holds instead of a dict it would have to reach (route_pt_learn). */
+#define ROUTE_PT_PAIRS 4
 
 typedef struct {
     PyObject_HEAD
@@ -27,6 +53,10 @@ typedef struct {
     long long seq_offset; /* added to the publisher's sequence number, mod 2^16 */
     long long last_seq;   /* the highest sequence number sent, in the receiver's numbering */
     char resync;         /* the next packet re-bases seq_offset on last_seq (a new or resumed stream) */
+    char pt_known;       /* pt_from/pt_to hold the route's pt_map (route_pt_learn); 0: the step reads the dict */
+    unsigned char pt_count;
+    uint8_t pt_from[ROUTE_PT_PAIRS], pt_to[ROUTE_PT_PAIRS]; /* publisher payload type -> the receiver's */
+    route_send send;     /* the receiver's send state, cached (a write to `receiver` moves the epoch) */
 } RouteRecord;
 
 static PyMemberDef RouteRecord_members[] = {
@@ -47,6 +77,7 @@ static PyTypeObject RouteRecordType = {
     .tp_doc = "The per-packet state of one route, as C fields the native step reads and writes in place "
               "(forwarder.OutRoute's base; route_record.h).",
     .tp_new = PyType_GenericNew,
+    .tp_setattro = send_state_setattro,
     .tp_members = RouteRecord_members,
 };
 

@@ -16,6 +16,8 @@
 #ifndef CALLSD_SEQUENCER_RECORD_H
 #define CALLSD_SEQUENCER_RECORD_H
 
+#include "send_epoch.h"
+
 /* twcc_send.HISTORY, FIRST and COVER_MS (tests/media/test_native_video_diff.py holds them equal): the ring starts
  * at FIRST slots and doubles when it would overwrite a packet sent less than COVER_MS ago, up to HISTORY slots. */
 #define TWCC_HISTORY 4096
@@ -85,6 +87,7 @@ static int SequencerRecord_clear(SequencerRecord *self) {
 
 /* Also the base of the Python subclass's dealloc (subtype_dealloc), which releases the heap type itself. */
 static void SequencerRecord_dealloc(SequencerRecord *self) {
+    send_state_epoch++; /* a route may hold it, borrowed, as its receiver's sequencer (send_state.h) */
     PyObject_GC_UnTrack(self);
     SequencerRecord_clear(self);
     PyMem_Free(self->ring);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "send_epoch.h"
 #include "srtp_transform.h"
 
 #define BUF 2048
@@ -62,6 +63,7 @@ static PyObject *SrtpSession_new(PyTypeObject *type, PyObject *args, PyObject *k
 }
 
 static void SrtpSession_dealloc(SrtpSession *self) {
+    send_state_epoch++; /* a route may hold it, borrowed, as its transmit session (send_state.h) */
     srtp_ctx_free(&self->ctx);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }

@@ -116,13 +116,31 @@ static int srtp_header_length(const uint8_t *pkt, int n) {
     return header;
 }
 
+/* iv ^= the 12-byte salt, as one 8-byte and one 4-byte word (byte loops here cost ~100 instructions a packet: the
+ * compiler cannot tell `iv` from the salt). */
+static void srtp_xor_salt12(uint8_t iv[12], const uint8_t *salt) {
+    uint64_t a, s;
+    uint32_t b, t;
+    memcpy(&a, iv, 8);
+    memcpy(&s, salt, 8);
+    memcpy(&b, iv + 8, 4);
+    memcpy(&t, salt + 8, 4);
+    a ^= s;
+    b ^= t;
+    memcpy(iv, &a, 8);
+    memcpy(iv + 8, &b, 4);
+}
+
 static void srtp_gcm_rtp_iv(const srtp_keys *k, const uint8_t *pkt, uint64_t index, uint8_t iv[12]) {
     iv[0] = iv[1] = 0;
     memcpy(iv + 2, pkt + 8, 4);
-    for (int i = 0; i < 6; i++)
-        iv[6 + i] = (uint8_t)(index >> (40 - 8 * i));
-    for (int i = 0; i < 12; i++)
-        iv[i] ^= k->salt[i];
+    iv[6] = (uint8_t)(index >> 40);
+    iv[7] = (uint8_t)(index >> 32);
+    iv[8] = (uint8_t)(index >> 24);
+    iv[9] = (uint8_t)(index >> 16);
+    iv[10] = (uint8_t)(index >> 8);
+    iv[11] = (uint8_t)index;
+    srtp_xor_salt12(iv, k->salt);
 }
 
 /* srtp_protect: `pkt` holds `*len` bytes and has room for the tag after them. */
@@ -224,8 +242,7 @@ static void srtp_gcm_rtcp_iv(const srtp_keys *k, const uint8_t *pkt, uint32_t in
     iv[9] = (uint8_t)(index >> 16);
     iv[10] = (uint8_t)(index >> 8);
     iv[11] = (uint8_t)index;
-    for (int i = 0; i < 12; i++)
-        iv[i] ^= k->salt[i];
+    srtp_xor_salt12(iv, k->salt);
 }
 
 /* srtp_protect_rtcp: `pkt` has room for the tag and the 4-byte E | index trailer after `*len` bytes. */

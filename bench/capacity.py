@@ -316,7 +316,7 @@ async def client_cost(legs: int = 200, packets: int = 40_000, delay_sample: int 
         source = Source(kind="audio", ssrc=5000 + n, user_number=n)
         source.configure("0", 111, {})
         source.enabled = True
-        leg.sources.append(source)
+        leg.add_source(source)
     ticks = max(1, packets // legs)
     tx0, t0 = engine.tx_packets + engine.stats.send_drops, time.process_time()
     for _ in range(ticks):

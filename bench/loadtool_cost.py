@@ -143,7 +143,8 @@ async def measure(spec: str, calls: int, seconds: float, delay_sample: int = 4) 
     engine name, with ``:MS`` for the native receive loop waiting MS milliseconds between busy drains instead of
     its NATIVE_BATCH_SLEEP, ``+trio`` for the native loops waiting with Trio sleeps instead of a timerfd
     (peer/waiting.py), ``+maintain-all`` for every connected leg maintained every 50 ms (before 630e1c4) or
-    ``+gc-default`` for CPython's default collector settings (not the load process's: the users' objects frozen,
+    ``+walk-all`` for the send tick walking every leg, not only those with sources (before this session's
+    `MediaEngine.legs_with_sources`), ``+gc-default`` for CPython's default collector settings (not the load process's: the users' objects frozen,
     young collections less often), and/or ``@N`` for decrypting 1 received packet in N instead of ``delay_sample``: A/B variants within one run."""
     from callsd.peer import engine as engine_module
 
@@ -159,10 +160,12 @@ async def measure(spec: str, calls: int, seconds: float, delay_sample: int = 4) 
         engine_module.NATIVE_TIMERFD = False
     elif variant == "maintain-all":
         engine_module.CONNECTED_MAINTAIN_EVERY = 1
-    elif variant and variant != "gc-default":
-        raise ValueError(f"unknown variant {variant!r} in {spec!r} (known: +trio, +maintain-all, +gc-default)")
+    elif variant and variant not in ("gc-default", "walk-all"):
+        raise ValueError(f"unknown variant {variant!r} in {spec!r} "
+                         "(known: +trio, +maintain-all, +walk-all, +gc-default)")
     try:
-        return await _measure(media, calls, seconds, delay_sample, worker_gc=variant != "gc-default") | {
+        return await _measure(media, calls, seconds, delay_sample, worker_gc=variant != "gc-default",
+                              walk_all=variant == "walk-all") | {
             "batch_sleep_ms": 1000 * engine_module.NATIVE_BATCH_SLEEP, "timerfd": engine_module.NATIVE_TIMERFD,
             "connected_maintain_every": engine_module.CONNECTED_MAINTAIN_EVERY, "delay_sample": delay_sample}
     finally:
@@ -171,7 +174,7 @@ async def measure(spec: str, calls: int, seconds: float, delay_sample: int = 4) 
 
 
 async def _measure(media: str, calls: int, seconds: float, delay_sample: int, *,
-                   worker_gc: bool = True) -> dict[str, Any]:
+                   worker_gc: bool = True, walk_all: bool = False) -> dict[str, Any]:
     import pylibsrtp
     import trio
     from callsd.app.loadtest.worker import GC_THRESHOLDS
@@ -204,8 +207,10 @@ async def _measure(media: str, calls: int, seconds: float, delay_sample: int, *,
                 source.configure("0", 111, {})
                 source.enabled = True
                 engine.add_source(source)
-                leg.sources.append(source)
+                leg.add_source(source)
             legs.append(leg)
+    if walk_all:  # the tick is given every leg, as before `legs_with_sources`
+        engine.legs_with_sources = engine.legs
     # What the server forwards: each talker's packets (made by a Source like the tool's) to the call's others.
     warmup = 1.0
     n_ticks = int((0.2 + warmup + seconds + 1.0) / TICK)
@@ -300,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engines", default=",".join(ENGINES),
                         help="comma-separated: python,native,shared; a native engine with :MS waits MS ms between "
                              "busy drains, with +trio waits with Trio sleeps, not a timerfd, with +maintain-all maintains "
-                             "every connected leg every 50 ms; any engine with +gc-default runs with CPython's "
+                             "every connected leg every 50 ms, with +walk-all gives the send tick every leg, not "
+                             "only those with sources; any engine with +gc-default runs with CPython's "
                              "default collector settings; any engine with @N "
                              "decrypts 1 received packet in N (A/B in one run)")
     parser.add_argument("--delay-sample", type=int, default=4,

@@ -44,7 +44,7 @@ def run(media: str, rounds: int, delay_sample: int) -> dict[str, int]:
         source = Source(kind="audio", ssrc=9000 + n, user_number=n)
         source.configure("0", 111, {})
         source.enabled = True
-        leg.sources.append(source)
+        leg.add_source(source)
     tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
                                             srtp_profile=profile))
     talker = Source(kind="audio", ssrc=1000, user_number=99)

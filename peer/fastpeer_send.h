@@ -3,8 +3,8 @@
  *
  * Why: building every packet in Python (Source.packets: struct.pack_into of the header and stamp, a bytes copy)
  * was ~5 µs of the ~7 µs the tool spent per sent packet (issue 13). `Sender.tick(legs, now_ns, owed, shared_fd)` runs
- * MediaEngine._send_tick_python's rules on the engine's legs: a leg that is not connected stops its sources
- * (Source.stop); each enabled source of a connected leg emits what `Source.packets` would (audio: one packet per
+ * MediaEngine._send_tick_python's rules on the legs it is given (the engine's legs with sources): a leg that is
+ * not connected stops its sources (Source.stop); each enabled source of a connected leg emits what `Source.packets` would (audio: one packet per
  * tick; video: a frame of MTU-sized packets every `frame_ticks` ticks, VP8 descriptor and marker bits), `owed` times.
  * The per-packet state (sequence, timestamp, counter, frame position) lives here while a source sends, starting from
  * the Source object's values (and the counter jump a stopped source owes, Source.resume's rule), and is written back
@@ -415,8 +415,8 @@ static int leg_route(PyObject *leg, PyObject *key, int shared_fd, tx_route *rout
 }
 
 /* An attribute of a Leg (a plain instance attribute, in its __dict__): the dict lookup alone when no data
- * descriptor of its class could take precedence, PyObject_GetAttr otherwise. Every leg is visited every tick, six
- * in eight of them without a source; the generic call was most of the tick's cost per sent packet. */
+ * descriptor of its class could take precedence, PyObject_GetAttr otherwise. Every sending leg is visited every
+ * tick; the generic call was most of the tick's cost per sent packet. */
 static PyObject *leg_attr(PyObject *leg, PyObject *name) {
     PyObject *descr = _PyType_Lookup(Py_TYPE(leg), name); /* borrowed; cached by the type's version */
     if (Py_TYPE(leg)->tp_getattro == PyObject_GenericGetAttr &&

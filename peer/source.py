@@ -52,7 +52,7 @@ class Source:
 
     __slots__ = ("kind", "ssrc", "mid", "pt", "user_number", "source_id", "buffers", "offset", "seq", "ts",
                  "counter", "enabled", "packets_per_tick", "tick_in_frame", "frame_ticks", "ts_step", "frames",
-                 "started_ns", "stopped_ns", "bitrate", "rid")
+                 "started_ns", "stopped_ns", "bitrate", "rid", "template_key")
 
     def __init__(self, *, kind: str, ssrc: int, user_number: int, bitrate: int = 0, seed: int = 0,
                  index: int = 0) -> None:
@@ -73,6 +73,7 @@ class Source:
         self.bitrate = bitrate
         self.rid = ""  # a simulcast layer's RID (app/loadtest/simulcast.py), sent in the RID header extension
         self.buffers: list[bytearray] = []
+        self.template_key: tuple[object, ...] = ()  # what `buffers` were built from (`configure`)
         self.offset = 0
         if kind == "audio":
             self.packets_per_tick = 1
@@ -87,11 +88,18 @@ class Source:
             self.ts_step = 9000
 
     def configure(self, mid: str, pt: int, ext_ids: dict[str, int]) -> None:
-        """(Re)build the packet templates for the negotiated payload type and header extension ids."""
-        self.mid = mid
-        self.pt = pt
+        """(Re)build the packet templates for the negotiated payload type and header extension ids.
+
+        Every re-offer configures every source again, mostly with what it had: then the templates are kept (and the
+        native sender does not reload them)."""
         audio = self.kind == "audio"
         ext = _extension(ext_ids, mid, audio, self.rid)
+        key = (mid, pt, ext, self.bitrate, self.packets_per_tick)
+        if key == self.template_key and self.buffers:
+            return
+        self.template_key = key
+        self.mid = mid
+        self.pt = pt
         first = (0x90 if ext else 0x80)
         header = bytearray(12)
         header[0] = first

@@ -33,7 +33,7 @@ import trio_websocket
 from callsd.peer import Identity, Leg, MediaEngine, Source
 
 from . import simulcast
-from .sdp import LocalTrack, build_answer, build_offer, parse_sdp
+from .sdp import LocalTrack, SessionDescription, build_answer, build_offer, parse_sdp
 from .worker_result import collect_result
 
 __all__ = ["WorkerSpec", "SimUser", "run_worker", "worker_process_main", "user_role", "local_address_toward"]
@@ -380,8 +380,8 @@ class SimUser:
             msg["audio_slots"] = self.spec.audio_slots
         await self._send("sdp", msg)
 
-    def _apply_remote(self, text: str, *, answer: bool) -> None:
-        desc = parse_sdp(text)
+    def _apply_remote(self, desc: SessionDescription, *, answer: bool) -> None:
+        """The server's description (parsed once by the caller: an offer is also read to build the answer)."""
         leg = self.leg
         assert leg is not None
         mapping: dict[int, tuple[str, int]] = {}
@@ -398,8 +398,7 @@ class SimUser:
                 track.payload_type = section.formats[0]
             for layer in (source, *self._layers.get(source.ssrc, ())):
                 layer.configure(track.mid, track.payload_type, section.extmap)
-                if layer not in leg.sources:
-                    leg.sources.append(layer)
+                leg.add_source(layer)
         if leg.state == "new":
             ufrag, pwd = desc.ice_credentials()
             candidates = [c for c in desc.all_candidates() if ":" not in c[0]]
@@ -418,7 +417,7 @@ class SimUser:
                 self.answer_ns = time.monotonic_ns()
             self.negotiations += 1
             try:
-                self._apply_remote(sdp, answer=True)
+                self._apply_remote(parse_sdp(sdp), answer=True)
             except (ValueError, KeyError) as exc:
                 self.failed = "bad_answer"
                 self.errors[f"bad_answer: {exc}"] = 1
@@ -445,7 +444,7 @@ class SimUser:
         answer = build_answer(offer, session_id=self.sdp_session, version=self.version, tracks=self.tracks,
                               ufrag=self.leg.local_ufrag, pwd=self.leg.local_pwd,
                               fingerprint=self.engine.identity.fingerprint, cname=f"lt{self.number}")
-        self._apply_remote(sdp, answer=False)
+        self._apply_remote(offer, answer=False)
         self.negotiations += 1
         await self._send("sdp", {"type": "answer", "sdp": answer})
 

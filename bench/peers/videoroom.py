@@ -212,7 +212,7 @@ class Driver:
         section = answer.media[0]
         pt = track.payload_type if track.payload_type in section.formats else section.formats[0]
         source.configure(track.mid, pt, section.extmap)
-        leg.sources.append(source)
+        leg.add_source(source)
         self._start(leg, answer)
         # Janus lists a feed to subscribers only once its peer connection is up (webrtcup): wait for our side.
         with trio.fail_after(timeout):

@@ -62,13 +62,13 @@ async def test_legs_connect_and_measure_zero_loss(media: str) -> None:
                 engine.add_source(source)
                 source.configure("0", 111, {AUDIO_LEVEL_URI: 1, MID_URI: 4})
                 source.enabled = True
-                leg.sources.append(source)
+                leg.add_source(source)
             if n == 0:  # and one screen sharer
                 screen = Source(kind="video", ssrc=2000, user_number=n, bitrate=400_000, index=2)
                 engine.add_source(screen)
                 screen.configure("1", 96, {MID_URI: 4})
                 screen.enabled = True
-                leg.sources.append(screen)
+                leg.add_source(screen)
             leg.start(remote_ufrag=server_ufrag, remote_pwd=server_pwd, remote_fingerprint=endpoint.fingerprint,
                       address=address)
             legs.append(leg)

@@ -56,7 +56,7 @@ def _run(media: str, ops: list[tuple[str, int]]) -> Run:
         source.configure(str(i), 111 if kind == "audio" else 96, {AUDIO_LEVEL_URI: 1, MID_URI: 4} if i else {})
         source.enabled = i != 2
         engine.add_source(source)
-        legs[min(i, 2)].sources.append(source)
+        legs[min(i, 2)].add_source(source)
         sources.append(source)
     now = T0
     for what, arg in ops:

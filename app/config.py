@@ -163,6 +163,7 @@ class ShutdownConfig:
 class MetricsConfig:
     token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>"
     listen: str = ""  # "IP:PORT": serve /metrics there only (not on the HTTP port)
+    loop_holds: bool = True  # time the event loop's passes, task steps and GC runs (adapters/loop_holds.py)
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -289,7 +290,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "auth": {"mode": choice("open", "token"), "secret": text},
     "log": {"level": choice("debug", "info", "warning", "error"), "json": boolean},
     "shutdown": {"drain_timeout": float_in(0, 86400)},
-    "metrics": {"token": text, "listen": listen_address_or_empty},
+    "metrics": {"token": text, "listen": listen_address_or_empty, "loop_holds": boolean},
     "cluster": {"enabled": boolean, "node_id": text, "advertise": text, "is_handler": boolean, "secret": text,
                 "lease_seconds": float_in(1, 600), "idle_release_seconds": float_in(1, 86400), "link_tls": boolean,
                 "link_ca": file_or_empty},

@@ -72,6 +72,7 @@ from .udp import (
     STAMP_SPACE,
     BufferSizes,
     kernel_arrival,
+    kernel_drops,
     open_socket,
 )
 
@@ -344,6 +345,11 @@ class UdpEndpoint:
         finally:
             self._sock = None
             sock.close()
+
+    def socket_drops(self) -> int:
+        """Datagrams the kernel dropped at the RTC socket because its receive buffer was full: the loss a held event
+        loop causes (``callsd_rtc_errors{type="socket_full"}``); 0 before the socket is open."""
+        return kernel_drops(self._sock) if self._sock is not None else 0
 
     @staticmethod
     def _now() -> float:

@@ -1,0 +1,261 @@
+"""How long the event loop is held, and by what: the measurement behind issue 13's socket drops.
+
+Why this exists: at 175-200 calls per core the server had CPU to spare and still lost packets at its UDP socket
+(docs/performance.md). A datagram waits in the socket's receive buffer from the moment it arrives until the receive
+loop's next drain, and that drain can only run when Trio's scheduler gets back to the socket: a buffer of ~5,000
+datagrams at ~100k datagrams/s in is a 50 ms hold. CPU figures cannot tell a 50 ms hold from fifty 1 ms ones.
+
+Theory of operation
+-------------------
+Trio's run loop alternates between one wait for I/O (epoll, which notices the socket is readable) and one *pass*
+over the tasks that were runnable when the wait returned. A pass is the hold the socket sees: nothing drains it
+until the pass ends and the next I/O wait returns. So this module measures:
+
+* every pass (``after_io_wait`` to the next ``before_io_wait``): its duration is a loop hold;
+* every task step inside a pass (``before_task_step``/``after_task_step``), keyed by the task's name (Trio names a
+  task after its function's qualified name), minus the time the cyclic collector ran inside that step;
+* every collection of the cyclic garbage collector (``gc.callbacks``, ``start``/``stop``), by generation: a
+  collection runs inside whatever step allocated the object that crossed a threshold, and is charged to the
+  collector, not to that step.
+
+A pass longer than ``floor`` is observed in a histogram under its *cause*: the cause (a few fixed values, ``CAUSES``)
+of its largest contributor, a task step or a collection. The longest step of each task and the longest collection of
+each generation are kept in ``top`` (a dict of at most a few dozen names: tasks are named by code, never by users),
+for ``bench/capacity_paths.py`` and ``top_holders``.
+
+What it costs: two clock reads and a few attribute updates per task step, plus Trio's own dispatch of the hooks
+(figures in docs/performance.md, "Loop holds"); ``[metrics] loop_holds = false`` leaves it out entirely.
+Durations are wall-clock (``time.perf_counter``): on a shared machine a preempted step looks long too, which is
+also what the socket sees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["CAUSES", "HOLD_BUCKETS", "HoldRecord", "LoopHoldCollector", "LoopHoldMonitor", "cause_of",
+           "install_loop_holds"]
+
+# (a substring of a task's name, its cause): the first match wins; no match is "other". Names are Trio's defaults
+# (module.qualname of the task's function) or the names given at spawn.
+CAUSES: tuple[tuple[str, str], ...] = (
+    ("_receive_loop", "receive"),
+    ("_report_ticks", "rtcp"),
+    ("feedback_loop", "rtcp"),
+    ("plane_rtcp", "rtcp"),
+    ("_periodic", "media_timers"),
+    ("_housekeeping", "media_timers"),
+    ("probing", "media_timers"),
+    ("ice_watch", "media_timers"),
+    ("adapters.media", "media_other"),
+    ("signaling", "signaling"),
+    ("ws_direct", "signaling"),
+    ("adapters.store", "store"),
+    ("hypercorn", "http"),
+    ("quart", "http"),
+    ("http", "http"),
+    ("metrics", "http"),
+)
+GC_CAUSES = ("gc0", "gc1", "gc2")  # a collection's cause: its generation
+TOP_EXPORTED = 10  # top holders in /metrics: a bounded set of names, all given by code
+HOLD_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # seconds; +Inf is added
+
+
+def cause_of(name: str) -> str:
+    """The cause of a task named ``name`` (``CAUSES``), or ``"other"``."""
+    for part, cause in CAUSES:
+        if part in name:
+            return cause
+    return "other"
+
+
+@dataclass(slots=True)
+class HoldRecord:
+    """The steps (or collections) of one name that took at least ``floor``: how many, their total and the longest."""
+
+    cause: str
+    count: int = 0
+    total: float = 0.0
+    longest: float = 0.0
+
+    def note(self, seconds: float) -> None:
+        self.count += 1
+        self.total += seconds
+        if seconds > self.longest:
+            self.longest = seconds
+
+
+class LoopHoldMonitor(trio.abc.Instrument):
+    """Times Trio's passes, task steps and GC collections (module docstring). Install with ``install_loop_holds``.
+
+    ``buckets[cause]`` counts observed passes per ``HOLD_BUCKETS`` slot (the last slot is +Inf), ``sums[cause]`` their
+    seconds; ``passes`` counts every pass, observed or not, ``steps`` every task step; ``top`` maps a task's name (or ``"gc gen N"``) to its
+    ``HoldRecord``. Plain numbers, read at scrape time."""
+
+    def __init__(self, *, floor: float = 0.002, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.floor = floor
+        self.clock = clock
+        self.passes = 0
+        self.steps = 0
+        self.buckets: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = {}
+        self.top: dict[str, HoldRecord] = {}
+        self._causes: dict[str, str] = {}  # task name -> cause, so a name is classified once
+        self._pass_start = 0.0
+        self._in_pass = False
+        self._step_start = 0.0
+        self._step_gc = 0.0  # seconds of GC inside the step in progress
+        self._largest = 0.0  # the largest contribution to the pass in progress, and its cause
+        self._largest_cause = "scheduler"
+        self._gc_start = 0.0
+
+    # --- Trio's hooks (called by the run loop) ----------------------------------------------------------------------
+
+    def after_io_wait(self, timeout: float) -> None:
+        self._pass_start = self.clock()
+        self._in_pass = True
+        self._largest = 0.0
+        self._largest_cause = "scheduler"
+
+    def before_io_wait(self, timeout: float) -> None:
+        if not self._in_pass:
+            return
+        self._in_pass = False
+        self.passes += 1
+        held = self.clock() - self._pass_start
+        if held >= self.floor:
+            self._observe(self._largest_cause, held)
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps += 1
+        self._step_gc = 0.0
+        self._step_start = self.clock()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        held = self.clock() - self._step_start - self._step_gc
+        if held > self._largest:
+            self._largest = held
+            self._largest_cause = self._cause(task.name)
+        if held >= self.floor:
+            self._note(task.name, self._cause(task.name), held)
+
+    # --- gc.callbacks -----------------------------------------------------------------------------------------------
+
+    def on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        """``gc.callbacks`` entry: time each collection and charge it to its generation."""
+        if phase == "start":
+            self._gc_start = self.clock()
+            return
+        held = self.clock() - self._gc_start
+        self._step_gc += held
+        generation = int(info.get("generation", 2))
+        cause = GC_CAUSES[min(generation, 2)]
+        if held > self._largest:
+            self._largest = held
+            self._largest_cause = cause
+        if held >= self.floor:
+            self._note(f"gc gen {generation}", cause, held)
+
+    # --- bookkeeping ------------------------------------------------------------------------------------------------
+
+    def _cause(self, name: str) -> str:
+        cause = self._causes.get(name)
+        if cause is None:
+            cause = self._causes[name] = cause_of(name)
+        return cause
+
+    def _note(self, name: str, cause: str, seconds: float) -> None:
+        record = self.top.get(name)
+        if record is None:
+            record = self.top[name] = HoldRecord(cause=cause)
+        record.note(seconds)
+
+    def _observe(self, cause: str, seconds: float) -> None:
+        counts = self.buckets.get(cause)
+        if counts is None:
+            counts = self.buckets[cause] = [0] * (len(HOLD_BUCKETS) + 1)
+            self.sums[cause] = 0.0
+        slot = 0
+        while slot < len(HOLD_BUCKETS) and seconds > HOLD_BUCKETS[slot]:
+            slot += 1
+        counts[slot] += 1
+        self.sums[cause] += seconds
+
+    def top_holders(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The names with the longest single hold, longest first: what a bench prints and records."""
+        ranked = sorted(self.top.items(), key=lambda item: item[1].longest, reverse=True)[:limit]
+        return [{"name": name, "cause": r.cause, "longest_ms": round(r.longest * 1000, 2), "count": r.count,
+                 "total_ms": round(r.total * 1000, 1)} for name, r in ranked]
+
+
+def install_loop_holds(floor: float = 0.002) -> tuple[LoopHoldMonitor, Callable[[], None]]:
+    """Start measuring the current Trio run and this process's GC; returns the monitor and the function that stops
+    the GC half (the instrument ends with its run). Call from inside ``trio.run``."""
+    monitor = LoopHoldMonitor(floor=floor)
+    trio.lowlevel.add_instrument(monitor)
+    gc.callbacks.append(monitor.on_gc)
+
+    def uninstall() -> None:
+        if monitor.on_gc in gc.callbacks:
+            gc.callbacks.remove(monitor.on_gc)
+        with contextlib.suppress(KeyError, RuntimeError):  # already gone, or called outside the run
+            trio.lowlevel.remove_instrument(monitor)
+
+    return monitor, uninstall
+
+
+class LoopHoldCollector(Collector):
+    """``callsd_loop_hold_seconds{cause}``: passes of the event loop that held it at least ``floor`` seconds, by
+    their largest cause; ``callsd_loop_passes``: every pass; ``callsd_loop_hold_longest_seconds{cause}``: the longest
+    single step or collection of each cause since start; ``callsd_loop_hold_top_seconds{name,cause}``: the ten
+    names (task functions, ``gc gen N``) with the longest single hold, for a bench or a person looking for the
+    culprit (their names come from code, so the set of series stays small)."""
+
+    def __init__(self, monitor: LoopHoldMonitor) -> None:
+        self.monitor = monitor
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.monitor
+        yield CounterMetricFamily("callsd_loop_passes", "Passes of the event loop over its runnable tasks",
+                                  value=m.passes)
+        yield CounterMetricFamily("callsd_loop_steps", "Task steps the event loop ran", value=m.steps)
+        hist = HistogramMetricFamily(
+            "callsd_loop_hold_seconds",
+            f"Event-loop passes that held the loop at least {m.floor * 1000:g} ms (the UDP socket is not drained "
+            "meanwhile), by the cause of their largest step or GC collection", labels=["cause"])
+        for cause in sorted(m.buckets):
+            cumulative, running = [], 0
+            for bound, count in zip((*HOLD_BUCKETS, float("inf")), m.buckets[cause], strict=True):
+                running += count
+                cumulative.append((_bound(bound), running))
+            hist.add_metric([cause], cumulative, sum_value=m.sums[cause])
+        yield hist
+        longest: dict[str, float] = {}
+        for record in m.top.values():
+            longest[record.cause] = max(longest.get(record.cause, 0.0), record.longest)
+        family = GaugeMetricFamily("callsd_loop_hold_longest_seconds",
+                                   "The longest single task step or GC collection of each cause since start",
+                                   labels=["cause"])
+        for cause, seconds in sorted(longest.items()):
+            family.add_metric([cause], seconds)
+        yield family
+        top = GaugeMetricFamily("callsd_loop_hold_top_seconds",
+                                f"The longest single step of the {TOP_EXPORTED} task names (or GC generations) that "
+                                "held the loop longest since start", labels=["name", "cause"])
+        for holder in m.top_holders(TOP_EXPORTED):
+            top.add_metric([holder["name"], holder["cause"]], holder["longest_ms"] / 1000)
+        yield top
+
+
+def _bound(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else f"{bound:g}"

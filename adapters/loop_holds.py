@@ -11,7 +11,8 @@ Trio's run loop alternates between one wait for I/O (epoll, which notices the so
 over the tasks that were runnable when the wait returned. A pass is the hold the socket sees: nothing drains it
 until the pass ends and the next I/O wait returns. So this module measures:
 
-* every pass (``after_io_wait`` to the next ``before_io_wait``): its duration is a loop hold;
+* every pass (``after_io_wait`` to the next ``before_io_wait``): its duration is a loop hold; the thread's CPU time
+  in it (``time.thread_time``, read once per pass) tells a hold of our own from waiting for a CPU;
 * every task step inside a pass (``before_task_step``/``after_task_step``), keyed by the task's name (Trio names a
   task after its function's qualified name), minus the time the cyclic collector ran inside that step;
 * every collection of the cyclic garbage collector (``gc.callbacks``, ``start``/``stop``), by generation: a
@@ -50,6 +51,7 @@ __all__ = ["CAUSES", "HOLD_BUCKETS", "HoldRecord", "LoopHoldCollector", "LoopHol
 # (module.qualname of the task's function) or the names given at spawn.
 CAUSES: tuple[tuple[str, str], ...] = (
     ("_receive_loop", "receive"),
+    ("UdpEndpoint.serve", "receive"),  # the receive loop runs in the endpoint's serve task
     ("_report_ticks", "rtcp"),
     ("feedback_loop", "rtcp"),
     ("plane_rtcp", "rtcp"),
@@ -102,18 +104,22 @@ class LoopHoldMonitor(trio.abc.Instrument):
     seconds; ``passes`` counts every pass, observed or not, ``steps`` every task step; ``top`` maps a task's name (or ``"gc gen N"``) to its
     ``HoldRecord``. Plain numbers, read at scrape time."""
 
-    def __init__(self, *, floor: float = 0.002, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, *, floor: float = 0.002, clock: Callable[[], float] = time.perf_counter,
+                 cpu_clock: Callable[[], float] = time.thread_time) -> None:
         self.floor = floor
         self.clock = clock
+        self.cpu_clock = cpu_clock
         self.passes = 0
         self.steps = 0
         self.buckets: dict[str, list[int]] = {}
         self.sums: dict[str, float] = {}
+        self.cpu_sums: dict[str, float] = {}  # this thread's CPU seconds in the observed passes, by cause
         self.top: dict[str, HoldRecord] = {}
         self._causes: dict[str, str] = {}  # task name -> cause, so a name is classified once
         self._pass_start = 0.0
+        self._pass_cpu_start = 0.0
         self._in_pass = False
-        self._step_start = 0.0
+        self._step_start = clock()  # installed mid-step (from inside a task): that step counts from here
         self._step_gc = 0.0  # seconds of GC inside the step in progress
         self._largest = 0.0  # the largest contribution to the pass in progress, and its cause
         self._largest_cause = "scheduler"
@@ -122,6 +128,7 @@ class LoopHoldMonitor(trio.abc.Instrument):
     # --- Trio's hooks (called by the run loop) ----------------------------------------------------------------------
 
     def after_io_wait(self, timeout: float) -> None:
+        self._pass_cpu_start = self.cpu_clock()
         self._pass_start = self.clock()
         self._in_pass = True
         self._largest = 0.0
@@ -134,7 +141,7 @@ class LoopHoldMonitor(trio.abc.Instrument):
         self.passes += 1
         held = self.clock() - self._pass_start
         if held >= self.floor:
-            self._observe(self._largest_cause, held)
+            self._observe(self._largest_cause, held, self.cpu_clock() - self._pass_cpu_start)
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self.steps += 1
@@ -180,11 +187,13 @@ class LoopHoldMonitor(trio.abc.Instrument):
             record = self.top[name] = HoldRecord(cause=cause)
         record.note(seconds)
 
-    def _observe(self, cause: str, seconds: float) -> None:
+    def _observe(self, cause: str, seconds: float, cpu: float = 0.0) -> None:
         counts = self.buckets.get(cause)
         if counts is None:
             counts = self.buckets[cause] = [0] * (len(HOLD_BUCKETS) + 1)
             self.sums[cause] = 0.0
+            self.cpu_sums[cause] = 0.0
+        self.cpu_sums[cause] += cpu
         slot = 0
         while slot < len(HOLD_BUCKETS) and seconds > HOLD_BUCKETS[slot]:
             slot += 1
@@ -240,6 +249,13 @@ class LoopHoldCollector(Collector):
                 cumulative.append((_bound(bound), running))
             hist.add_metric([cause], cumulative, sum_value=m.sums[cause])
         yield hist
+        cpu = CounterMetricFamily(
+            "callsd_loop_hold_cpu_seconds",
+            "CPU time of this process's event-loop thread inside the passes of callsd_loop_hold_seconds: what is "
+            "left of their wall time is time the thread waited for a CPU", labels=["cause"])
+        for cause in sorted(m.cpu_sums):
+            cpu.add_metric([cause], m.cpu_sums[cause])
+        yield cpu
         longest: dict[str, float] = {}
         for record in m.top.values():
             longest[record.cause] = max(longest.get(record.cause, 0.0), record.longest)

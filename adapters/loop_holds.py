@@ -68,7 +68,8 @@ CAUSES: tuple[tuple[str, str], ...] = (
     ("http", "http"),
     ("metrics", "http"),
 )
-GC_CAUSES = ("gc0", "gc1", "gc2")  # a collection's cause: its generation
+GC_NAMES = ("gc gen 0", "gc gen 1", "gc gen 2")  # a collection's name in ``top``: its generation
+GC_CAUSES = {"gc gen 0": "gc0", "gc gen 1": "gc1", "gc gen 2": "gc2"}  # ... and its cause
 TOP_EXPORTED = 10  # top holders in /metrics: a bounded set of names, all given by code
 HOLD_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # seconds; +Inf is added
 
@@ -83,15 +84,21 @@ def cause_of(name: str) -> str:
 
 @dataclass(slots=True)
 class HoldRecord:
-    """The steps (or collections) of one name that took at least ``floor``: how many, their total and the longest."""
+    """One name's (a task's, or a GC generation's) part in the loop's holds since start.
+
+    ``steps``/``total``/``longest``: its single steps (or collections) of at least ``floor``; ``pass_longest``: the
+    most time it took within one pass that held the loop at least ``floor`` (many short steps add up: 1,600
+    connections woken at once hold the loop as long as one long step), and ``pass_steps`` how many steps that was."""
 
     cause: str
-    count: int = 0
+    steps: int = 0
     total: float = 0.0
     longest: float = 0.0
+    pass_longest: float = 0.0
+    pass_steps: int = 0
 
     def note(self, seconds: float) -> None:
-        self.count += 1
+        self.steps += 1
         self.total += seconds
         if seconds > self.longest:
             self.longest = seconds
@@ -101,7 +108,8 @@ class LoopHoldMonitor(trio.abc.Instrument):
     """Times Trio's passes, task steps and GC collections (module docstring). Install with ``install_loop_holds``.
 
     ``buckets[cause]`` counts observed passes per ``HOLD_BUCKETS`` slot (the last slot is +Inf), ``sums[cause]`` their
-    seconds; ``passes`` counts every pass, observed or not, ``steps`` every task step; ``top`` maps a task's name (or ``"gc gen N"``) to its
+    seconds; a pass's cause is the cause of the name that took the most time in it. ``passes`` counts every pass,
+    observed or not, ``steps`` every task step; ``top`` maps a task's name (or ``"gc gen N"``) to its
     ``HoldRecord``. Plain numbers, read at scrape time."""
 
     def __init__(self, *, floor: float = 0.002, clock: Callable[[], float] = time.perf_counter,
@@ -119,10 +127,10 @@ class LoopHoldMonitor(trio.abc.Instrument):
         self._pass_start = 0.0
         self._pass_cpu_start = 0.0
         self._in_pass = False
+        self._spent: dict[str, float] = {}  # the pass in progress: seconds by name
+        self._stepped: dict[str, int] = {}  # ... and steps by name
         self._step_start = clock()  # installed mid-step (from inside a task): that step counts from here
         self._step_gc = 0.0  # seconds of GC inside the step in progress
-        self._largest = 0.0  # the largest contribution to the pass in progress, and its cause
-        self._largest_cause = "scheduler"
         self._gc_start = 0.0
 
     # --- Trio's hooks (called by the run loop) ----------------------------------------------------------------------
@@ -131,17 +139,17 @@ class LoopHoldMonitor(trio.abc.Instrument):
         self._pass_cpu_start = self.cpu_clock()
         self._pass_start = self.clock()
         self._in_pass = True
-        self._largest = 0.0
-        self._largest_cause = "scheduler"
 
     def before_io_wait(self, timeout: float) -> None:
-        if not self._in_pass:
-            return
-        self._in_pass = False
-        self.passes += 1
-        held = self.clock() - self._pass_start
-        if held >= self.floor:
-            self._observe(self._largest_cause, held, self.cpu_clock() - self._pass_cpu_start)
+        spent = self._spent
+        if self._in_pass:
+            self._in_pass = False
+            self.passes += 1
+            held = self.clock() - self._pass_start
+            if held >= self.floor:
+                self._end_long_pass(held, self.cpu_clock() - self._pass_cpu_start)
+        spent.clear()
+        self._stepped.clear()
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self.steps += 1
@@ -150,42 +158,51 @@ class LoopHoldMonitor(trio.abc.Instrument):
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         held = self.clock() - self._step_start - self._step_gc
-        if held > self._largest:
-            self._largest = held
-            self._largest_cause = self._cause(task.name)
+        name = task.name
+        spent, stepped = self._spent, self._stepped
+        spent[name] = spent.get(name, 0.0) + held
+        stepped[name] = stepped.get(name, 0) + 1
         if held >= self.floor:
-            self._note(task.name, self._cause(task.name), held)
+            self._record(name).note(held)
 
     # --- gc.callbacks -----------------------------------------------------------------------------------------------
 
     def on_gc(self, phase: str, info: dict[str, Any]) -> None:
-        """``gc.callbacks`` entry: time each collection and charge it to its generation."""
+        """``gc.callbacks`` entry: time each collection and charge it to its generation, not to the step it ran in."""
         if phase == "start":
             self._gc_start = self.clock()
             return
         held = self.clock() - self._gc_start
         self._step_gc += held
-        generation = int(info.get("generation", 2))
-        cause = GC_CAUSES[min(generation, 2)]
-        if held > self._largest:
-            self._largest = held
-            self._largest_cause = cause
+        name = GC_NAMES[min(int(info.get("generation", 2)), 2)]
+        self._spent[name] = self._spent.get(name, 0.0) + held
+        self._stepped[name] = self._stepped.get(name, 0) + 1
         if held >= self.floor:
-            self._note(f"gc gen {generation}", cause, held)
+            self._record(name).note(held)
 
     # --- bookkeeping ------------------------------------------------------------------------------------------------
+
+    def _end_long_pass(self, held: float, cpu: float) -> None:
+        spent = self._spent
+        leader = max(spent, key=spent.__getitem__) if spent else "scheduler"
+        self._observe(self._cause(leader), held, cpu)
+        for name, seconds in spent.items():
+            if seconds >= self.floor:
+                record = self._record(name)
+                if seconds > record.pass_longest:
+                    record.pass_longest, record.pass_steps = seconds, self._stepped.get(name, 0)
 
     def _cause(self, name: str) -> str:
         cause = self._causes.get(name)
         if cause is None:
-            cause = self._causes[name] = cause_of(name)
+            cause = self._causes[name] = GC_CAUSES.get(name) or cause_of(name)
         return cause
 
-    def _note(self, name: str, cause: str, seconds: float) -> None:
+    def _record(self, name: str) -> HoldRecord:
         record = self.top.get(name)
         if record is None:
-            record = self.top[name] = HoldRecord(cause=cause)
-        record.note(seconds)
+            record = self.top[name] = HoldRecord(cause=self._cause(name))
+        return record
 
     def _observe(self, cause: str, seconds: float, cpu: float = 0.0) -> None:
         counts = self.buckets.get(cause)
@@ -201,10 +218,12 @@ class LoopHoldMonitor(trio.abc.Instrument):
         self.sums[cause] += seconds
 
     def top_holders(self, limit: int = 10) -> list[dict[str, Any]]:
-        """The names with the longest single hold, longest first: what a bench prints and records."""
-        ranked = sorted(self.top.items(), key=lambda item: item[1].longest, reverse=True)[:limit]
-        return [{"name": name, "cause": r.cause, "longest_ms": round(r.longest * 1000, 2), "count": r.count,
-                 "total_ms": round(r.total * 1000, 1)} for name, r in ranked]
+        """The names that held the loop longest within one pass, longest first: what a bench prints and records."""
+        ranked = sorted(self.top.items(), key=lambda item: max(item[1].pass_longest, item[1].longest),
+                        reverse=True)[:limit]
+        return [{"name": name, "cause": r.cause, "pass_ms": round(1000 * max(r.pass_longest, r.longest), 2),
+                 "pass_steps": r.pass_steps, "longest_step_ms": round(r.longest * 1000, 2), "long_steps": r.steps,
+                 "long_steps_ms": round(r.total * 1000, 1)} for name, r in ranked]
 
 
 def install_loop_holds(floor: float = 0.002) -> tuple[LoopHoldMonitor, Callable[[], None]]:
@@ -258,19 +277,24 @@ class LoopHoldCollector(Collector):
         yield cpu
         longest: dict[str, float] = {}
         for record in m.top.values():
-            longest[record.cause] = max(longest.get(record.cause, 0.0), record.longest)
+            longest[record.cause] = max(longest.get(record.cause, 0.0), record.longest, record.pass_longest)
         family = GaugeMetricFamily("callsd_loop_hold_longest_seconds",
-                                   "The longest single task step or GC collection of each cause since start",
+                                   "The most time one name (a task, a GC generation) of each cause took in one pass of the loop",
                                    labels=["cause"])
         for cause, seconds in sorted(longest.items()):
             family.add_metric([cause], seconds)
         yield family
         top = GaugeMetricFamily("callsd_loop_hold_top_seconds",
-                                f"The longest single step of the {TOP_EXPORTED} task names (or GC generations) that "
-                                "held the loop longest since start", labels=["name", "cause"])
+                                f"The {TOP_EXPORTED} task names (or GC generations) that held the loop longest in one "
+                                "pass since start, and how long", labels=["name", "cause"])
+        steps = GaugeMetricFamily("callsd_loop_hold_top_steps",
+                                  "The steps (or collections) each name of callsd_loop_hold_top_seconds took in that "
+                                  "pass", labels=["name", "cause"])
         for holder in m.top_holders(TOP_EXPORTED):
-            top.add_metric([holder["name"], holder["cause"]], holder["longest_ms"] / 1000)
+            top.add_metric([holder["name"], holder["cause"]], holder["pass_ms"] / 1000)
+            steps.add_metric([holder["name"], holder["cause"]], holder["pass_steps"])
         yield top
+        yield steps
 
 
 def _bound(bound: float) -> str:

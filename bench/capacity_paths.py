@@ -38,8 +38,8 @@ def scrape_holds(url: str) -> dict[str, Any]:
 
     with urllib.request.urlopen(url + "/metrics", timeout=10) as answer:
         text = answer.read().decode()
-    snap: dict[str, Any] = {"at": time.monotonic(), "buckets": {}, "sums": {}, "cpu": {}, "top": {}, "socket_full": 0,
-                            "passes": 0, "steps": 0}
+    snap: dict[str, Any] = {"at": time.monotonic(), "buckets": {}, "sums": {}, "cpu": {}, "top": {}, "top_steps": {},
+                            "socket_full": 0, "passes": 0, "steps": 0}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
@@ -51,6 +51,8 @@ def scrape_holds(url: str) -> dict[str, Any]:
                 snap["cpu"][labels["cause"]] = sample.value
             elif sample.name == "callsd_loop_hold_top_seconds":
                 snap["top"][labels["name"]] = (labels["cause"], sample.value)
+            elif sample.name == "callsd_loop_hold_top_steps":
+                snap["top_steps"][labels["name"]] = sample.value
             elif sample.name == "callsd_rtc_errors_total" and labels.get("type") == "socket_full":
                 snap["socket_full"] = sample.value
             elif sample.name == "callsd_loop_passes_total":
@@ -68,8 +70,8 @@ def _over(buckets: dict[str, float], bound: str) -> float:
 def hold_summary(first: dict[str, Any] | None, last: dict[str, Any]) -> dict[str, Any]:
     """What held the loop between two scrapes (``first`` None: since start): passes over 10/20/50 ms by cause, the
     holders whose longest hold grew in the window (so it happened then), the socket's drops and the steps/s."""
-    base = first or {"at": last["at"], "buckets": {}, "sums": {}, "cpu": {}, "top": {}, "socket_full": 0, "passes": 0,
-                     "steps": 0}
+    base = first or {"at": last["at"], "buckets": {}, "sums": {}, "cpu": {}, "top": {}, "top_steps": {},
+                     "socket_full": 0, "passes": 0, "steps": 0}
     causes: dict[str, Any] = {}
     for cause, buckets in last["buckets"].items():
         before = base["buckets"].get(cause, {})
@@ -83,7 +85,8 @@ def hold_summary(first: dict[str, Any] | None, last: dict[str, Any]) -> dict[str
                     if value > base["top"].get(name, (cause, 0.0))[1]), key=lambda item: -item[2])
     span = max(last["at"] - base["at"], 1e-9)
     return {"causes": causes,
-            "top": [{"name": name, "cause": cause, "longest_ms": round(1000 * value, 1)} for name, cause, value in grown],
+            "top": [{"name": name, "cause": cause, "pass_ms": round(1000 * value, 1),
+                     "pass_steps": int(last["top_steps"].get(name, 0))} for name, cause, value in grown],
             "socket_full": int(last["socket_full"] - base["socket_full"]),
             "steps_per_s": round((last["steps"] - base["steps"]) / span) if first else None,
             "passes_per_s": round((last["passes"] - base["passes"]) / span) if first else None}
@@ -126,7 +129,8 @@ def _hold_line(holds: dict[str, Any]) -> str:
     steady = holds.get("steady") or {}
     if not steady:
         return "holds: not measured"
-    top = ", ".join(f"{h['name'].rsplit('.', 1)[-1]} {h['longest_ms']} ms" for h in steady["top"][:4]) or "none"
+    top = ", ".join(f"{h['name'].rsplit('.', 1)[-1]} {h['pass_ms']} ms in {h['pass_steps']} steps"
+                    for h in steady["top"][:4]) or "none"
     over = ", ".join(f"{cause} {c['over_20ms']} (CPU {100 * c['cpu_seconds'] / max(c['seconds'], 1e-9):.0f} %)"
                      for cause, c in sorted(steady["causes"].items()) if c["over_20ms"])
     return (f"steady holds: longest {top}; passes > 20 ms: {over or 'none'}; socket drops {steady['socket_full']} "

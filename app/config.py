@@ -105,6 +105,7 @@ class RtcConfig:
     coalesce_ms: float = 0.0
     gc_freeze: bool = True
     gc_gen0_threshold: int = 20_000
+    gc_gen1_threshold: int = 10  # generation-0 collections between two of generation 1 (CPython's default: 10)
     # remote rtcd hosts (docs/rtcd.md): with rtcd_url set, serve runs no media plane of its own
     rtcd_url: str = ""
     rtcd_client_id: str = ""
@@ -274,6 +275,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "coalesce_ms": float_in(0, 20),
         "gc_freeze": boolean,
         "gc_gen0_threshold": int_in(100, 10_000_000),
+        "gc_gen1_threshold": int_in(1, 1000),
         "rtcd_url": lambda raw: http_url_or_empty(raw),
         "rtcd_client_id": text,
         "rtcd_auth_key": text,

@@ -93,24 +93,29 @@ def hold_summary(first: dict[str, Any] | None, last: dict[str, Any]) -> dict[str
 
 
 class HoldWatch:
-    """``run_shape``'s ``watch``: scrapes the server's loop holds once the joins are over (plus ``settle`` seconds)
-    and once more when the load ends, so a row tells the join wave's holds from the steady load's."""
+    """``run_shape``'s ``watch``: scrapes the server's loop holds once the joins are over (plus ``settle`` seconds),
+    once more a second before the load tool stops (its users leaving is not steady load), and after the run, so a
+    row tells the join wave's holds from the steady load's."""
 
-    def __init__(self, settle: float = 3.0) -> None:
+    def __init__(self, steady: float, settle: float = 3.0) -> None:
+        self.steady = steady
         self.settle = settle
         self.result: dict[str, Any] = {}
 
     @contextlib.contextmanager
     def __call__(self, url: str, join: float) -> Iterator[None]:
-        steady_start: dict[str, Any] = {}
+        snaps: list[dict[str, Any]] = []
         stop = threading.Event()
+        started = time.monotonic()
 
-        def at_steady() -> None:
-            if not stop.wait(join + self.settle):
+        def scrape_at_steady_start_and_end() -> None:
+            for at in (join + self.settle, join + self.steady - 1.0):
+                if stop.wait(max(0.0, started + at - time.monotonic())):
+                    return
                 with contextlib.suppress(OSError):
-                    steady_start.update(scrape_holds(url))
+                    snaps.append(scrape_holds(url))
 
-        thread = threading.Thread(target=at_steady, daemon=True)
+        thread = threading.Thread(target=scrape_at_steady_start_and_end, daemon=True)
         thread.start()
         try:
             yield
@@ -121,7 +126,7 @@ class HoldWatch:
             with contextlib.suppress(OSError):
                 last = scrape_holds(url)
                 self.result = {"whole_run": hold_summary(None, last),
-                               "steady": hold_summary(steady_start, last) if steady_start else None}
+                               "steady": hold_summary(snaps[0], snaps[1]) if len(snaps) == 2 else None}
 
 
 def _hold_line(holds: dict[str, Any]) -> str:
@@ -151,7 +156,7 @@ def sweep(calls: list[int], paths: list[str], *, users: int, unmuted: int, shari
                     shape = Shape(f"{n} x {users} x {unmuted}, {sharing} sharing", n, users, unmuted, sharing)
                     load_before = os.getloadavg()
                     started = time.strftime("%H:%M:%S", time.gmtime())
-                    watch = HoldWatch()
+                    watch = HoldWatch(steady)
                     res = run_shape(shape, steady=steady, workdir=work, out=work / f"{path}-{n}-{r}.json",
                                     delay_sample=4, screen_bitrate="1M", fast_path=path, media_engine=media_engine,
                                     join_timeout=join_timeout, watch=watch)

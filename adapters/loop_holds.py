@@ -96,6 +96,8 @@ class HoldRecord:
     longest: float = 0.0
     pass_longest: float = 0.0
     pass_steps: int = 0
+    collected: int = 0  # a GC generation's: the objects its longest collection freed (a long one that frees many
+    # is deallocating a big structure; one that frees none is walking live objects)
 
     def note(self, seconds: float) -> None:
         self.steps += 1
@@ -178,7 +180,10 @@ class LoopHoldMonitor(trio.abc.Instrument):
         self._spent[name] = self._spent.get(name, 0.0) + held
         self._stepped[name] = self._stepped.get(name, 0) + 1
         if held >= self.floor:
-            self._record(name).note(held)
+            record = self._record(name)
+            if held > record.longest:
+                record.collected = int(info.get("collected", 0))
+            record.note(held)
 
     # --- bookkeeping ------------------------------------------------------------------------------------------------
 
@@ -295,6 +300,12 @@ class LoopHoldCollector(Collector):
             steps.add_metric([holder["name"], holder["cause"]], holder["pass_steps"])
         yield top
         yield steps
+        collected = GaugeMetricFamily("callsd_loop_hold_gc_collected",
+                                      "Objects the longest collection of each generation freed", labels=["name"])
+        for name in GC_NAMES:
+            if name in m.top:
+                collected.add_metric([name], m.top[name].collected)
+        yield collected
 
 
 def _bound(bound: float) -> str:

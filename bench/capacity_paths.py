@@ -53,6 +53,8 @@ def scrape_holds(url: str) -> dict[str, Any]:
                 snap["top"][labels["name"]] = (labels["cause"], sample.value)
             elif sample.name == "callsd_loop_hold_top_steps":
                 snap["top_steps"][labels["name"]] = sample.value
+            elif sample.name == "callsd_loop_hold_gc_collected":
+                snap.setdefault("gc_collected", {})[labels["name"]] = sample.value
             elif sample.name == "callsd_rtc_errors_total" and labels.get("type") == "socket_full":
                 snap["socket_full"] = sample.value
             elif sample.name == "callsd_loop_passes_total":
@@ -84,7 +86,7 @@ def hold_summary(first: dict[str, Any] | None, last: dict[str, Any]) -> dict[str
     grown = sorted(((name, cause, value) for name, (cause, value) in last["top"].items()
                     if value > base["top"].get(name, (cause, 0.0))[1]), key=lambda item: -item[2])
     span = max(last["at"] - base["at"], 1e-9)
-    return {"causes": causes,
+    return {"causes": causes, "gc_collected": last.get("gc_collected", {}),
             "top": [{"name": name, "cause": cause, "pass_ms": round(1000 * value, 1),
                      "pass_steps": int(last["top_steps"].get(name, 0))} for name, cause, value in grown],
             "socket_full": int(last["socket_full"] - base["socket_full"]),

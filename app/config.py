@@ -106,6 +106,7 @@ class RtcConfig:
     gc_freeze: bool = True
     gc_gen0_threshold: int = 20_000
     gc_gen1_threshold: int = 10  # generation-0 collections between two of generation 1 (CPython's default: 10)
+    gc_gen2_threshold: int = 10  # generation-1 collections before a full one is considered (CPython's default: 10)
     # remote rtcd hosts (docs/rtcd.md): with rtcd_url set, serve runs no media plane of its own
     rtcd_url: str = ""
     rtcd_client_id: str = ""
@@ -276,6 +277,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "gc_freeze": boolean,
         "gc_gen0_threshold": int_in(100, 10_000_000),
         "gc_gen1_threshold": int_in(1, 1000),
+        "gc_gen2_threshold": int_in(1, 1000),
         "rtcd_url": lambda raw: http_url_or_empty(raw),
         "rtcd_client_id": text,
         "rtcd_auth_key": text,

@@ -19,7 +19,11 @@ media worker, a standalone ``callsd rtcd``):
   A generation-1 collection walks every object that survived the generation-0 collections since the last one, in
   one go, on the event loop: during a join wave nearly everything survives, so its hold grows with this number
   times ``gc_gen0_threshold`` (docs/performance.md, "Loop holds"). Each object is walked once in generation 1
-  whatever this number, so lowering it shortens the holds more than it adds work.
+  whatever this number, so lowering it shortens the holds more than it adds work; but a full collection is
+  considered every ``gc_gen2_threshold`` generation-1 collections, and a full one walks every call's objects
+  (230-500 ms at 175 calls), so lower this one only with ``gc_gen2_threshold`` raised in proportion.
+* ``gc_gen2_threshold``: generation-1 collections before a full collection is considered (CPython's default: 10;
+  CPython then also waits until the objects that survived since the last full one are a quarter of the others).
 
 The figures behind the defaults, A/B in one run, are in docs/performance.md and docs/adr/0029-egress-runtime.md.
 """
@@ -42,6 +46,8 @@ class GcSettings(Protocol):
     def gc_gen0_threshold(self) -> int: ...
     @property
     def gc_gen1_threshold(self) -> int: ...
+    @property
+    def gc_gen2_threshold(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +66,6 @@ def apply_gc_tuning(settings: GcSettings) -> GcTuning:
     if settings.gc_freeze:
         gc.collect()
         gc.freeze()
-    gc.set_threshold(settings.gc_gen0_threshold, settings.gc_gen1_threshold, gc.get_threshold()[2])
+    gc.set_threshold(settings.gc_gen0_threshold, settings.gc_gen1_threshold, settings.gc_gen2_threshold)
     threshold = gc.get_threshold()
     return GcTuning(threshold=(threshold[0], threshold[1], threshold[2]), frozen=gc.get_freeze_count())

@@ -57,6 +57,8 @@ def scrape_holds(url: str) -> dict[str, Any]:
                 snap.setdefault("gc_collected", {})[labels["name"]] = sample.value
             elif sample.name == "callsd_rtc_errors_total" and labels.get("type") == "socket_full":
                 snap["socket_full"] = sample.value
+            elif sample.name == "callsd_websocket_events_total" and labels.get("direction") == "in":
+                snap.setdefault("ws_in", {})[labels["type"]] = sample.value
             elif sample.name == "callsd_loop_passes_total":
                 snap["passes"] = sample.value
             elif sample.name == "callsd_loop_steps_total":
@@ -86,7 +88,9 @@ def hold_summary(first: dict[str, Any] | None, last: dict[str, Any]) -> dict[str
     grown = sorted(((name, cause, value) for name, (cause, value) in last["top"].items()
                     if value > base["top"].get(name, (cause, 0.0))[1]), key=lambda item: -item[2])
     span = max(last["at"] - base["at"], 1e-9)
+    ws_in = {kind: int(value - base.get("ws_in", {}).get(kind, 0)) for kind, value in last.get("ws_in", {}).items()}
     return {"causes": causes, "gc_collected": last.get("gc_collected", {}),
+            "ws_in": {kind: count for kind, count in ws_in.items() if count},
             "top": [{"name": name, "cause": cause, "pass_ms": round(1000 * value, 1),
                      "pass_steps": int(last["top_steps"].get(name, 0))} for name, cause, value in grown],
             "socket_full": int(last["socket_full"] - base["socket_full"]),

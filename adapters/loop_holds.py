@@ -45,7 +45,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 __all__ = ["CAUSES", "HOLD_BUCKETS", "HoldRecord", "LoopHoldCollector", "LoopHoldMonitor", "cause_of",
-           "install_loop_holds"]
+           "install_loop_holds", "yield_if_pass_over"]
 
 # (a substring of a task's name, its cause): the first match wins; no match is "other". Names are Trio's defaults
 # (module.qualname of the task's function) or the names given at spawn.
@@ -222,6 +222,10 @@ class LoopHoldMonitor(trio.abc.Instrument):
         counts[slot] += 1
         self.sums[cause] += seconds
 
+    def pass_elapsed(self) -> float:
+        """Seconds since the current pass began (0 outside a pass)."""
+        return self.clock() - self._pass_start if self._in_pass else 0.0
+
     def top_holders(self, limit: int = 10) -> list[dict[str, Any]]:
         """The names that held the loop longest within one pass, longest first: what a bench prints and records."""
         ranked = sorted(self.top.items(), key=lambda item: max(item[1].pass_longest, item[1].longest),
@@ -231,14 +235,37 @@ class LoopHoldMonitor(trio.abc.Instrument):
                  "long_steps_ms": round(r.total * 1000, 1)} for name, r in ranked]
 
 
+_active: list[LoopHoldMonitor] = []  # the monitor of this process's run, if installed (yield_if_pass_over reads it)
+
+PASS_BUDGET = 0.004  # seconds of a pass after which yield_if_pass_over defers the caller to the next pass
+MAX_DEFERRALS = 16  # passes a caller may be deferred by (other work that fills every pass cannot starve it)
+
+
+async def yield_if_pass_over(budget: float = PASS_BUDGET) -> None:
+    """Let the socket have a turn before more work if the current pass of the loop already ran ``budget`` seconds.
+
+    Hundreds of tasks woken together (the SDP answers of a join wave's tail: 330-620 in one pass, ~0.5 ms each,
+    docs/performance.md) all run in one pass, and the media socket waits for all of them. A task that calls this
+    before its work goes to the next pass instead once the pass is over budget; that pass starts with an I/O wait,
+    so the receive loop runs in it. Without an installed monitor (``[metrics] loop_holds = false``) it does nothing
+    (no checkpoint either)."""
+    for _ in range(MAX_DEFERRALS):  # each pass takes work until it is over budget; never deferred for ever
+        if not _active or _active[0].pass_elapsed() <= budget:
+            return
+        await trio.sleep(0)
+
+
 def install_loop_holds(floor: float = 0.002) -> tuple[LoopHoldMonitor, Callable[[], None]]:
     """Start measuring the current Trio run and this process's GC; returns the monitor and the function that stops
     the GC half (the instrument ends with its run). Call from inside ``trio.run``."""
     monitor = LoopHoldMonitor(floor=floor)
     trio.lowlevel.add_instrument(monitor)
     gc.callbacks.append(monitor.on_gc)
+    _active.insert(0, monitor)
 
     def uninstall() -> None:
+        if monitor in _active:
+            _active.remove(monitor)
         if monitor.on_gc in gc.callbacks:
             gc.callbacks.remove(monitor.on_gc)
         with contextlib.suppress(KeyError, RuntimeError):  # already gone, or called outside the run

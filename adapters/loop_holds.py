@@ -133,11 +133,14 @@ class LoopHoldMonitor(trio.abc.Instrument):
         self._stepped: dict[str, int] = {}  # ... and steps by name
         self._step_start = clock()  # installed mid-step (from inside a task): that step counts from here
         self._step_gc = 0.0  # seconds of GC inside the step in progress
+        self._deferring = False  # the step in progress ends by deferring (yield_if_pass_over): not work
+        self._pass_deferral = 0.0  # seconds of the pass in progress spent in such steps
         self._gc_start = 0.0
 
     # --- Trio's hooks (called by the run loop) ----------------------------------------------------------------------
 
     def after_io_wait(self, timeout: float) -> None:
+        self._pass_deferral = 0.0
         self._pass_cpu_start = self.cpu_clock()
         self._pass_start = self.clock()
         self._in_pass = True
@@ -160,6 +163,9 @@ class LoopHoldMonitor(trio.abc.Instrument):
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         held = self.clock() - self._step_start - self._step_gc
+        if self._deferring:
+            self._deferring = False
+            self._pass_deferral += held
         name = task.name
         spent, stepped = self._spent, self._stepped
         spent[name] = spent.get(name, 0.0) + held
@@ -226,6 +232,15 @@ class LoopHoldMonitor(trio.abc.Instrument):
         """Seconds since the current pass began (0 outside a pass)."""
         return self.clock() - self._pass_start if self._in_pass else 0.0
 
+    def pass_work(self) -> float:
+        """Seconds of the current pass spent on anything but draining the media socket and deferring (0 outside a
+        pass): what ``yield_if_pass_over`` budgets, so that neither the receive loop's catching up nor hundreds of
+        cheap deferrals use the budget up."""
+        if not self._in_pass:
+            return 0.0
+        receive = sum(seconds for name, seconds in self._spent.items() if self._cause(name) == "receive")
+        return self.clock() - self._pass_start - receive - self._pass_deferral
+
     def top_holders(self, limit: int = 10) -> list[dict[str, Any]]:
         """The names that held the loop longest within one pass, longest first: what a bench prints and records."""
         ranked = sorted(self.top.items(), key=lambda item: max(item[1].pass_longest, item[1].longest),
@@ -238,11 +253,12 @@ class LoopHoldMonitor(trio.abc.Instrument):
 _active: list[LoopHoldMonitor] = []  # the monitor of this process's run, if installed (yield_if_pass_over reads it)
 
 PASS_BUDGET = 0.004  # seconds of a pass after which yield_if_pass_over defers the caller to the next pass
-MAX_DEFERRALS = 16  # passes a caller may be deferred by (other work that fills every pass cannot starve it)
+MAX_DEFERRALS = 200  # passes a caller may be deferred by (other work that fills every pass cannot starve it)
 
 
 async def yield_if_pass_over(budget: float = PASS_BUDGET) -> None:
-    """Let the socket have a turn before more work if the current pass of the loop already ran ``budget`` seconds.
+    """Let the socket have a turn before more work if the current pass already ran ``budget`` seconds of work other
+    than the socket's.
 
     Hundreds of tasks woken together (the SDP answers of a join wave's tail: 330-620 in one pass, ~0.5 ms each,
     docs/performance.md) all run in one pass, and the media socket waits for all of them. A task that calls this
@@ -250,8 +266,9 @@ async def yield_if_pass_over(budget: float = PASS_BUDGET) -> None:
     so the receive loop runs in it. Without an installed monitor (``[metrics] loop_holds = false``) it does nothing
     (no checkpoint either)."""
     for _ in range(MAX_DEFERRALS):  # each pass takes work until it is over budget; never deferred for ever
-        if not _active or _active[0].pass_elapsed() <= budget:
+        if not _active or _active[0].pass_work() <= budget:
             return
+        _active[0]._deferring = True  # noqa: SLF001 - this step is a deferral, not work, for the budget
         await trio.sleep(0)
 
 

@@ -8,6 +8,11 @@ Each load (N calls x 8 users x 2 unmuted, no sharing, unless --shape says otherw
 CPU 0 and the load tool pinned to CPU 1 on its native media engine (bench/capacity.py's method). The paths of one
 load run back to back, so their ratio is measured under the same background load; the machine's load average is
 recorded per row, because on a shared machine absolute figures move with what else runs.
+
+Each row also records the server's event-loop holds (adapters/loop_holds.py, ADR 0043) for the join wave and the
+steady window apart: passes over 10/20/50 ms by cause, their CPU share, the names that held the loop longest in one
+pass (with their step counts), the socket's own drops and the WebSocket messages clients sent in each window; a
+line per run prints the steady window's.
 """
 
 from __future__ import annotations

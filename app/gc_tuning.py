@@ -15,8 +15,7 @@ media worker, a standalone ``callsd rtcd``):
 * ``gc_gen0_threshold``: allocations (net, of GC-tracked objects) between two generation-0 collections (CPython's
   default: 700). Fewer young collections means fewer older ones too (each older generation is collected after 10 of
   the one below), at the price of cyclic garbage living a little longer.
-* ``gc_gen1_threshold``: generation-0 collections between two generation-1 collections (CPython's default: 10;
-  ours: 4, with ``gc_gen0_threshold`` 5000 and ``gc_gen2_threshold`` 25, docs/adr/0043).
+* ``gc_gen1_threshold``: generation-0 collections between two generation-1 collections (CPython's default: 10).
   A generation-1 collection walks every object that survived the generation-0 collections since the last one, in
   one go, on the event loop: during a join wave nearly everything survives, so its hold grows with this number
   times ``gc_gen0_threshold`` (docs/performance.md, "Loop holds"). Each object is walked once in generation 1

@@ -33,10 +33,10 @@ def _apply(env: dict[str, str]) -> dict[str, list[int] | int | list[list[int] | 
 def test_the_defaults_freeze_and_raise_generation_0() -> None:
     rtc = load_config(None, {}).rtc
     assert (rtc.gc_freeze, rtc.gc_gen0_threshold, rtc.gc_gen1_threshold, rtc.gc_gen2_threshold, rtc.coalesce_ms) == (
-        True, 5_000, 4, 25, 0.0)
+        True, 20_000, 10, 10, 0.0)
     result = _apply({"PATH": "/usr/bin:/bin"})
     after, frozen = result["after"], result["frozen"]
-    assert after == [5_000, 4, 25] and isinstance(frozen, int) and frozen > 1000
+    assert after == [20_000, 10, 10] and isinstance(frozen, int) and frozen > 1000
 
 
 def test_cpythons_collector_on_request() -> None:

@@ -47,6 +47,7 @@ from callsd.core.calls import outputs as out
 from callsd.core.calls.machine import CallsMachine, CallView
 from callsd.core.errors import LocalProtocolError
 
+from .loop_holds import yield_if_pass_over
 from .media.events import MediaEvent
 from .signaling_dispatch import OutputDispatcher
 from .signaling_fanout import DurableFanOut
@@ -277,6 +278,7 @@ class SignalingHub:
                         break
                     if frame is None:
                         break
+                    await yield_if_pass_over()  # a burst of frames must not hold the media socket (ADR 0043)
                     self._on_frame(conn, frame)
                     del frame  # the last message (an SDP is ~4 KB) is not kept alive while the next one is awaited
                 nursery.cancel_scope.cancel()

@@ -16,9 +16,11 @@ answered, and handed to ``do(fn, *args)``, which tags it with the last seq recor
 
 Since seqs only grow along the FIFO and a single task consumes it, effects happen strictly in seq order, and every
 effect tagged ``N`` (including replies that are not outputs, like ``pong``) happens after all effects of inputs
-``< N`` and never before ``N`` is durable. Between two durable batches the task may yield (every ``YIELD_EVERY``
-effects) so that a large commit does not stall the media loop; order is unaffected, since while batches remain
-queued every new effect queues behind them. Each recorded input that came from a client remembers its asker; if a
+``< N`` and never before ``N`` is durable. The task yields whenever it has run effects for ``SLICE_SECONDS``, even
+in the middle of a batch, so that a large commit does not hold the event loop (and the media socket) for tens of ms
+(a join wave's commit can carry hundreds of SDP negotiations: 73-313 ms in one step at 150-200 calls, measured by
+adapters/loop_holds.py); order is unaffected, since a batch leaves the FIFO only once all its effects have run, and
+while batches remain queued every new effect queues behind them. Each recorded input that came from a client remembers its asker; if a
 commit fails, ``run()`` drops every pending effect, tells each asker of a lost input ``internal_error`` once, and
 calls ``on_failure`` (the hub stops the server, ADR 0006).
 """
@@ -26,6 +28,7 @@ calls ``on_failure`` (the hub stops the server, ADR 0006).
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -38,16 +41,17 @@ __all__ = ["DurableFanOut"]
 
 log = logging.getLogger("callsd.signaling")
 
-YIELD_EVERY = 256  # effects run between two checkpoints of the fan-out task
+SLICE_SECONDS = 0.004  # the longest the fan-out task runs effects before letting the other tasks have a turn
 
 
 class _Batch:
-    __slots__ = ("seq", "effects", "askers")
+    __slots__ = ("seq", "effects", "askers", "done")
 
     def __init__(self, seq: int) -> None:
         self.seq = seq
         self.effects: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self.askers: list[Any] = []
+        self.done = 0  # effects run so far (a batch stays at the head of the FIFO until all have run)
 
 
 class DurableFanOut:
@@ -119,15 +123,21 @@ class DurableFanOut:
                 self._idle.set()
                 on_failure(exc, askers)
                 return
-            durable, ran = self.durable(), 0
+            durable = self.durable()
+            slice_end = time.perf_counter() + SLICE_SECONDS
             while self._batches and self._batches[0].seq <= durable:
-                if ran >= YIELD_EVERY:  # a big batch must not stall the media loop: let it run between batches
-                    ran = 0
+                if time.perf_counter() >= slice_end:  # a big commit must not hold the loop: let it run
                     await trio.sleep(0)
+                    slice_end = time.perf_counter() + SLICE_SECONDS
                     continue  # effects planned meanwhile queued behind (the FIFO is not empty): order holds
-                for fn, args in self._batches.popleft().effects:
-                    ran += 1
+                batch = self._batches[0]
+                effects = batch.effects
+                while batch.done < len(effects) and time.perf_counter() < slice_end:
+                    fn, args = effects[batch.done]
+                    batch.done += 1
                     try:
                         fn(*args)
                     except Exception:  # one effect failing (a plane bug) must not stop the others
                         log.exception("fan-out effect %r failed", fn)
+                if batch.done == len(effects):
+                    self._batches.popleft()

@@ -105,6 +105,8 @@ class RtcConfig:
     coalesce_ms: float = 0.0
     gc_freeze: bool = True
     gc_gen0_threshold: int = 20_000
+    gc_gen1_threshold: int = 10  # generation-0 collections between two of generation 1 (CPython's default: 10)
+    gc_gen2_threshold: int = 10  # generation-1 collections before a full one is considered (CPython's default: 10)
     # remote rtcd hosts (docs/rtcd.md): with rtcd_url set, serve runs no media plane of its own
     rtcd_url: str = ""
     rtcd_client_id: str = ""
@@ -163,6 +165,7 @@ class ShutdownConfig:
 class MetricsConfig:
     token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>"
     listen: str = ""  # "IP:PORT": serve /metrics there only (not on the HTTP port)
+    loop_holds: bool = True  # time the event loop's passes, task steps and GC runs (adapters/loop_holds.py)
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -273,6 +276,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "coalesce_ms": float_in(0, 20),
         "gc_freeze": boolean,
         "gc_gen0_threshold": int_in(100, 10_000_000),
+        "gc_gen1_threshold": int_in(1, 1000),
+        "gc_gen2_threshold": int_in(1, 1000),
         "rtcd_url": lambda raw: http_url_or_empty(raw),
         "rtcd_client_id": text,
         "rtcd_auth_key": text,
@@ -289,7 +294,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "auth": {"mode": choice("open", "token"), "secret": text},
     "log": {"level": choice("debug", "info", "warning", "error"), "json": boolean},
     "shutdown": {"drain_timeout": float_in(0, 86400)},
-    "metrics": {"token": text, "listen": listen_address_or_empty},
+    "metrics": {"token": text, "listen": listen_address_or_empty, "loop_holds": boolean},
     "cluster": {"enabled": boolean, "node_id": text, "advertise": text, "is_handler": boolean, "secret": text,
                 "lease_seconds": float_in(1, 600), "idle_release_seconds": float_in(1, 86400), "link_tls": boolean,
                 "link_ca": file_or_empty},

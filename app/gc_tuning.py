@@ -15,6 +15,15 @@ media worker, a standalone ``callsd rtcd``):
 * ``gc_gen0_threshold``: allocations (net, of GC-tracked objects) between two generation-0 collections (CPython's
   default: 700). Fewer young collections means fewer older ones too (each older generation is collected after 10 of
   the one below), at the price of cyclic garbage living a little longer.
+* ``gc_gen1_threshold``: generation-0 collections between two generation-1 collections (CPython's default: 10).
+  A generation-1 collection walks every object that survived the generation-0 collections since the last one, in
+  one go, on the event loop: during a join wave nearly everything survives, so its hold grows with this number
+  times ``gc_gen0_threshold`` (docs/performance.md, "Loop holds"). Each object is walked once in generation 1
+  whatever this number, so lowering it shortens the holds more than it adds work; but a full collection is
+  considered every ``gc_gen2_threshold`` generation-1 collections, and a full one walks every call's objects
+  (230-500 ms at 175 calls), so lower this one only with ``gc_gen2_threshold`` raised in proportion.
+* ``gc_gen2_threshold``: generation-1 collections before a full collection is considered (CPython's default: 10;
+  CPython then also waits until the objects that survived since the last full one are a quarter of the others).
 
 The figures behind the defaults, A/B in one run, are in docs/performance.md and docs/adr/0029-egress-runtime.md.
 """
@@ -35,6 +44,10 @@ class GcSettings(Protocol):
     def gc_freeze(self) -> bool: ...
     @property
     def gc_gen0_threshold(self) -> int: ...
+    @property
+    def gc_gen1_threshold(self) -> int: ...
+    @property
+    def gc_gen2_threshold(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,7 +66,6 @@ def apply_gc_tuning(settings: GcSettings) -> GcTuning:
     if settings.gc_freeze:
         gc.collect()
         gc.freeze()
-    _, older1, older2 = gc.get_threshold()
-    gc.set_threshold(settings.gc_gen0_threshold, older1, older2)
+    gc.set_threshold(settings.gc_gen0_threshold, settings.gc_gen1_threshold, settings.gc_gen2_threshold)
     threshold = gc.get_threshold()
     return GcTuning(threshold=(threshold[0], threshold[1], threshold[2]), frozen=gc.get_freeze_count())

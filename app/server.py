@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import hypercorn.config
 import trio
+from callsd.adapters.loop_holds import LoopHoldCollector, install_loop_holds
 from callsd.adapters.media.advertiser import advertised_by
 from callsd.adapters.media.plane import MediaPlane
 from callsd.adapters.media.router import PlaneRouter
@@ -444,6 +445,7 @@ async def serve(
     recorder = _open_recorder(config, accept_broken_log=accept_broken_log)
     machine = recorder.machine
     hub: SignalingHub | None = None
+    uninstall_holds: Callable[[], None] = _nothing
     try:
         hub = SignalingHub(recorder, machine, settings=_hub_settings(config), authorize=_authorize(config),
                            turn_credentials=_turn_credentials(config), reconnect_key=_reconnect_key(config))
@@ -461,6 +463,9 @@ async def serve(
             if plane is not None:
                 hub.plane = plane
         registry = build_registry(hub, plane, VERSION)
+        if config.metrics.loop_holds:  # how long the event loop is held, and by what (adapters/loop_holds.py)
+            holds, uninstall_holds = install_loop_holds()
+            registry.register(LoopHoldCollector(holds))
         if isinstance(plane, PlaneRouter):
             from callsd.adapters.media.placement_metrics import PlacementCollector
 
@@ -522,9 +527,14 @@ async def serve(
         if hub.fatal is not None:
             raise ServerFailed(f"stopped: the event log failed ({hub.fatal!r}); restart to recover from the log")
     finally:
+        uninstall_holds()
         recorder.store.close()
         if hub is not None:
             hub.counters.store_ops["close"] += 1
+
+
+def _nothing() -> None:
+    """What there is to undo when nothing was installed."""
 
 
 async def _drain(hub: SignalingHub, control: ServerControl, timeout: float) -> bool:

@@ -21,6 +21,7 @@ Method (also written up in docs/performance.md):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -152,9 +153,11 @@ class Server:
 
 def run_shape(shape: Shape, *, steady: float, workdir: Path, out: Path, delay_sample: int,
               screen_bitrate: str, fast_path: str = "", media_engine: str = "auto",
-              join_timeout: float = 15.0) -> dict[str, Any]:
+              join_timeout: float = 15.0, watch: Any = None) -> dict[str, Any]:
     """Start a server, load it with ``shape``, return the loadtest results document (also saved to ``out``).
-    ``fast_path``: the server's rtc.fast_path; ``media_engine``: the load tool's (--media-engine)."""
+    ``fast_path``: the server's rtc.fast_path; ``media_engine``: the load tool's (--media-engine); ``watch``: a
+    context manager factory called with the server's URL and the join duration, entered while the load runs
+    (bench/capacity_paths.py reads the server's loop holds through it)."""
     users = shape.calls * shape.users
     join = max(1.0, users / JOIN_RATE)
     with Server(workdir, fast_path=fast_path) as server:
@@ -166,8 +169,9 @@ def run_shape(shape: Shape, *, steady: float, workdir: Path, out: Path, delay_sa
                "--server-pid", str(server.proc.pid), "--delay-sample", str(delay_sample),
                "--media-engine", media_engine, "--join-timeout", f"{join_timeout:g}",
                "--output", str(out), "--quiet"]
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=join + steady + 120,
-                       check=False)
+        with watch(server.url, join) if watch is not None else contextlib.nullcontext():
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=join + steady + 120,
+                           check=False)
     return json.loads(out.read_text())
 
 

@@ -8,17 +8,26 @@ Each load (N calls x 8 users x 2 unmuted, no sharing, unless --shape says otherw
 CPU 0 and the load tool pinned to CPU 1 on its native media engine (bench/capacity.py's method). The paths of one
 load run back to back, so their ratio is measured under the same background load; the machine's load average is
 recorded per row, because on a shared machine absolute figures move with what else runs.
+
+Each row also records the server's event-loop holds (adapters/loop_holds.py, ADR 0043) for the join wave and the
+steady window apart: passes over 10/20/50 ms by cause, their CPU share, the names that held the loop longest in one
+pass (with their step counts), the socket's own drops and the WebSocket messages clients sent in each window; a
+line per run prints the steady window's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +35,122 @@ import bench.capacity as capacity
 from bench.capacity import Shape, ok, row, run_shape
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def scrape_holds(url: str) -> dict[str, Any]:
+    """The server's loop-hold metrics (adapters/loop_holds.py) and its socket drops, from one /metrics scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    snap: dict[str, Any] = {"at": time.monotonic(), "buckets": {}, "sums": {}, "cpu": {}, "top": {}, "top_steps": {},
+                            "socket_full": 0, "passes": 0, "steps": 0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "callsd_loop_hold_seconds_bucket":
+                snap["buckets"].setdefault(labels["cause"], {})[labels["le"]] = sample.value
+            elif sample.name == "callsd_loop_hold_seconds_sum":
+                snap["sums"][labels["cause"]] = sample.value
+            elif sample.name == "callsd_loop_hold_cpu_seconds_total":
+                snap["cpu"][labels["cause"]] = sample.value
+            elif sample.name == "callsd_loop_hold_top_seconds":
+                snap["top"][labels["name"]] = (labels["cause"], sample.value)
+            elif sample.name == "callsd_loop_hold_top_steps":
+                snap["top_steps"][labels["name"]] = sample.value
+            elif sample.name == "callsd_loop_hold_gc_collected":
+                snap.setdefault("gc_collected", {})[labels["name"]] = sample.value
+            elif sample.name == "callsd_rtc_errors_total" and labels.get("type") == "socket_full":
+                snap["socket_full"] = sample.value
+            elif sample.name == "callsd_websocket_events_total" and labels.get("direction") == "in":
+                snap.setdefault("ws_in", {})[labels["type"]] = sample.value
+            elif sample.name == "callsd_loop_passes_total":
+                snap["passes"] = sample.value
+            elif sample.name == "callsd_loop_steps_total":
+                snap["steps"] = sample.value
+    return snap
+
+
+def _over(buckets: dict[str, float], bound: str) -> float:
+    """Passes longer than ``bound`` seconds (a bucket edge) out of one cause's cumulative buckets."""
+    return buckets.get("+Inf", 0.0) - buckets.get(bound, 0.0)
+
+
+def hold_summary(first: dict[str, Any] | None, last: dict[str, Any]) -> dict[str, Any]:
+    """What held the loop between two scrapes (``first`` None: since start): passes over 10/20/50 ms by cause, the
+    holders whose longest hold grew in the window (so it happened then), the socket's drops and the steps/s."""
+    base = first or {"at": last["at"], "buckets": {}, "sums": {}, "cpu": {}, "top": {}, "top_steps": {},
+                     "socket_full": 0, "passes": 0, "steps": 0}
+    causes: dict[str, Any] = {}
+    for cause, buckets in last["buckets"].items():
+        before = base["buckets"].get(cause, {})
+        over = {f"over_{edge}ms": int(_over(buckets, str(edge / 1000)) - _over(before, str(edge / 1000)))
+                for edge in (10, 20, 50)}
+        seconds = last["sums"].get(cause, 0.0) - base["sums"].get(cause, 0.0)
+        cpu = last["cpu"].get(cause, 0.0) - base["cpu"].get(cause, 0.0)
+        if any(over.values()) or seconds:
+            causes[cause] = over | {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3)}
+    grown = sorted(((name, cause, value) for name, (cause, value) in last["top"].items()
+                    if value > base["top"].get(name, (cause, 0.0))[1]), key=lambda item: -item[2])
+    span = max(last["at"] - base["at"], 1e-9)
+    ws_in = {kind: int(value - base.get("ws_in", {}).get(kind, 0)) for kind, value in last.get("ws_in", {}).items()}
+    return {"causes": causes, "gc_collected": last.get("gc_collected", {}),
+            "ws_in": {kind: count for kind, count in ws_in.items() if count},
+            "top": [{"name": name, "cause": cause, "pass_ms": round(1000 * value, 1),
+                     "pass_steps": int(last["top_steps"].get(name, 0))} for name, cause, value in grown],
+            "socket_full": int(last["socket_full"] - base["socket_full"]),
+            "steps_per_s": round((last["steps"] - base["steps"]) / span) if first else None,
+            "passes_per_s": round((last["passes"] - base["passes"]) / span) if first else None}
+
+
+class HoldWatch:
+    """``run_shape``'s ``watch``: scrapes the server's loop holds once the joins are over (plus ``settle`` seconds),
+    once more a second before the load tool stops (its users leaving is not steady load), and after the run, so a
+    row tells the join wave's holds from the steady load's."""
+
+    def __init__(self, steady: float, settle: float = 3.0) -> None:
+        self.steady = steady
+        self.settle = settle
+        self.result: dict[str, Any] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, url: str, join: float) -> Iterator[None]:
+        snaps: list[dict[str, Any]] = []
+        stop = threading.Event()
+        started = time.monotonic()
+
+        def scrape_at_steady_start_and_end() -> None:
+            for at in (join + self.settle, join + self.steady - 1.0):
+                if stop.wait(max(0.0, started + at - time.monotonic())):
+                    return
+                with contextlib.suppress(OSError):
+                    snaps.append(scrape_holds(url))
+
+        thread = threading.Thread(target=scrape_at_steady_start_and_end, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            self.result = {}
+            with contextlib.suppress(OSError):
+                last = scrape_holds(url)
+                self.result = {"whole_run": hold_summary(None, last),
+                               "steady": hold_summary(snaps[0], snaps[1]) if len(snaps) == 2 else None}
+
+
+def _hold_line(holds: dict[str, Any]) -> str:
+    """One printed line: the steady window's longest holders and its passes over 20 ms by cause."""
+    steady = holds.get("steady") or {}
+    if not steady:
+        return "holds: not measured"
+    top = ", ".join(f"{h['name'].rsplit('.', 1)[-1]} {h['pass_ms']} ms in {h['pass_steps']} steps"
+                    for h in steady["top"][:4]) or "none"
+    over = ", ".join(f"{cause} {c['over_20ms']} (CPU {100 * c['cpu_seconds'] / max(c['seconds'], 1e-9):.0f} %)"
+                     for cause, c in sorted(steady["causes"].items()) if c["over_20ms"])
+    return (f"steady holds: longest {top}; passes > 20 ms: {over or 'none'}; socket drops {steady['socket_full']} "
+            f"(joins {holds['whole_run']['socket_full'] - steady['socket_full']}); {steady['steps_per_s']} steps/s")
 
 
 def sweep(calls: list[int], paths: list[str], *, users: int, unmuted: int, sharing: int, steady: float,
@@ -42,11 +167,15 @@ def sweep(calls: list[int], paths: list[str], *, users: int, unmuted: int, shari
                     shape = Shape(f"{n} x {users} x {unmuted}, {sharing} sharing", n, users, unmuted, sharing)
                     load_before = os.getloadavg()
                     started = time.strftime("%H:%M:%S", time.gmtime())
+                    watch = HoldWatch(steady)
                     res = run_shape(shape, steady=steady, workdir=work, out=work / f"{path}-{n}-{r}.json",
                                     delay_sample=4, screen_bitrate="1M", fast_path=path, media_engine=media_engine,
-                                    join_timeout=join_timeout)
+                                    join_timeout=join_timeout, watch=watch)
                     line = row(shape, res) | {"path": path, "round": r, "started_utc": started,
-                                              "loadavg_before": load_before}
+                                              "loadavg_before": load_before, "loop_holds": watch.result,
+                                              "user_errors": res["users"].get("errors"),
+                                              "failure_samples": res["users"].get("failure_samples"),
+                                              "worker_crashes": res["users"].get("worker_crashes")}
                     line["passed"] = ok(line)
                     doc["rows"].append(line)
                     print(f"{started} {path:6} {n:4} calls: {line['us_per_egress_packet']} µs/egress pkt, "
@@ -54,6 +183,7 @@ def sweep(calls: list[int], paths: list[str], *, users: int, unmuted: int, shari
                           f"tool peak {line['client_cpu_peak_percent']} %, drops {line['socket_drops']}, "
                           f"failed {line['users_failed']}/{line['users_total']}, load {load_before[0]:.1f}",
                           flush=True)
+                    print(f"    {_hold_line(watch.result)}", flush=True)
                     out.write_text(json.dumps(doc, indent=1))
     finally:
         doc["machine"]["loadavg_end"] = os.getloadavg()

@@ -190,7 +190,7 @@ class MediaPlane:
 
     def media_counters(self) -> dict[str, int]:
         """The plane's counters and its endpoint's in one dict, as /metrics and a media worker's report read them."""
-        return {**self.counters, **self.endpoint.counters.snapshot()}
+        return {**self.counters, **self.endpoint.counters.snapshot(), "drop_socket_full": self.endpoint.socket_drops()}
 
     def _transport(self, ufrag: str, pwd: str) -> LocalTransport:
         hosts, port = self.network.candidate()

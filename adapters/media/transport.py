@@ -33,7 +33,9 @@ Theory of operation
 The receive loop drains the non-blocking socket with plain ``recvmsg`` calls until it would block, then awaits
 ``trio.lowlevel.wait_readable``: one await per burst instead of one per packet (a Trio await per packet costs 10–20
 µs, more than the SRTP work itself). After `batch` packets in a row it yields with a checkpoint so other tasks run
-under a flood. With `coalesce` > 0 it sleeps that long after a non-empty read instead of waiting for readability,
+under a flood, unless other tasks held the loop before this turn: then it keeps draining full batches for as long
+as it was away (at most `catch_up` seconds), so that long passes of other work (a join wave's hundreds of steps)
+cannot leave the socket drained at one batch per pass, slower than it fills (docs/adr/0043). With `coalesce` > 0 it sleeps that long after a non-empty read instead of waiting for readability,
 so that at moderate load one wakeup serves several packets (docs/adr/0005-media-transport.md has the figures). Each datagram is classified by its first byte (RFC 7983) through a 256-entry table:
 
 * STUN -> ICE-lite (ice.py): authenticated by USERNAME + MESSAGE-INTEGRITY, answered at once, source address
@@ -73,6 +75,7 @@ from .udp import (
     STAMP_SPACE,
     BufferSizes,
     kernel_arrival,
+    kernel_drops,
     open_socket,
 )
 
@@ -95,6 +98,7 @@ class TransportConfig:
     connect_timeout: float = 30.0  # seconds from add_peer to a finished DTLS handshake before a peer is closed
     tick: float = 0.1  # housekeeping period: DTLS retransmissions, consent checks
     batch: int = 256  # datagrams handled before yielding to other tasks
+    catch_up: float = 0.025  # the longest the receive loop keeps draining full batches after the loop was held
     coalesce: float = 0.0  # after a non-empty drain, sleep this long before reading again (0: wait for readable)
     max_addresses_per_session: int = 16  # distinct source addresses (ICE candidates) one ICE session may use
     stun_failures_per_second: float = 5.0  # refill rate of the STUN failure buckets: per source IP, per session
@@ -105,6 +109,8 @@ class TransportConfig:
             raise ValueError(f"port out of range: {self.port}")
         if self.consent_timeout <= 0 or self.connect_timeout <= 0 or self.tick <= 0 or self.batch <= 0:
             raise ValueError("consent_timeout, connect_timeout, tick and batch must be positive")
+        if not 0 <= self.catch_up <= 1.0:
+            raise ValueError("catch_up must be between 0 and 1 s")
         if not 0 <= self.coalesce <= 0.02:
             raise ValueError("coalesce must be between 0 and 0.02 s")
         if self.max_addresses_per_session < 1:
@@ -349,6 +355,11 @@ class UdpEndpoint:
             self._sock = None
             sock.close()
 
+    def socket_drops(self) -> int:
+        """Datagrams the kernel dropped at the RTC socket because its receive buffer was full: the loss a held event
+        loop causes (``callsd_rtc_errors{type="socket_full"}``); 0 before the socket is open."""
+        return kernel_drops(self._sock) if self._sock is not None else 0
+
     @staticmethod
     def _now() -> float:
         try:
@@ -361,10 +372,22 @@ class UdpEndpoint:
         checkpoint = trio.lowlevel.checkpoint
         drain = self.path.drain
         sleep = trio.sleep
+        clock = time.perf_counter
         batch = self.config.batch
         coalesce = self.config.coalesce
+        catch_up = self.config.catch_up
+        left = clock()  # when this loop last gave the event loop back
         while True:
+            started = clock()
             n = drain(sock, batch)
+            # Held away for `started - left` (other tasks' steps, a GC): the socket filled meanwhile. One batch per
+            # turn would drain it at `batch` per held pass, slower than it fills when passes are long (a join
+            # wave): keep draining full batches for as long as we were away, up to `catch_up`.
+            if n >= batch:
+                budget = min(catch_up, started - left)
+                while n >= batch and clock() - started < budget:
+                    n = drain(sock, batch)
+            left = clock()
             if n >= batch:
                 await checkpoint()
             elif n and coalesce:

@@ -17,7 +17,7 @@ import struct
 import time
 from collections.abc import Sequence
 
-__all__ = ["open_socket", "stamp_arrivals", "kernel_arrival", "SO_TIMESTAMPNS", "STAMP_SPACE", "BufferSizes",
+__all__ = ["open_socket", "kernel_drops", "stamp_arrivals", "kernel_arrival", "SO_TIMESTAMPNS", "STAMP_SPACE", "BufferSizes",
            "KIND_STUN", "KIND_DTLS", "KIND_RTP", "KIND_OTHER", "CLASSIFY"]
 
 log = logging.getLogger("callsd.media.udp")
@@ -106,3 +106,21 @@ def open_socket(host: str, port: int, *, rcvbuf: int, sndbuf: int) -> tuple[sock
         log.warning("UDP send buffer capped at %d bytes (asked %d): run `sysctl -w net.core.wmem_max=%d`",
                     got_s // 2, sndbuf, sndbuf)
     return sock, BufferSizes(got_r, got_s, rcvbuf, sndbuf)
+
+
+_SO_MEMINFO = 55  # Linux >= 4.12 (asm-generic/socket.h); not in Python's socket module
+_MEMINFO = struct.Struct("=9I")  # SK_MEMINFO_RMEM_ALLOC ... SK_MEMINFO_DROPS (linux/sock_diag.h)
+
+
+def kernel_drops(sock: socket.socket) -> int:
+    """Datagrams the kernel dropped at this socket since it was opened: its receive buffer was full (or the
+    checksum was bad): the "drops" column of /proc/net/udp, read for this socket alone with one getsockopt.
+
+    This is where a held event loop loses packets (adapters/loop_holds.py); 0 where the kernel cannot tell."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO.size)
+    except OSError:
+        return 0
+    if len(raw) < _MEMINFO.size:
+        return 0
+    return int(_MEMINFO.unpack(raw)[8])

@@ -271,7 +271,7 @@ async def test_coalesced_reads_deliver_everything() -> None:
 
 
 def test_config_rejects_nonsense() -> None:
-    for bad in ({"port": 70000}, {"consent_timeout": 0}, {"batch": 0}, {"coalesce": 1.0}):
+    for bad in ({"port": 70000}, {"consent_timeout": 0}, {"batch": 0}, {"coalesce": 1.0}, {"catch_up": -1.0}):
         with pytest.raises(ValueError):
             TransportConfig(**bad)  # type: ignore[arg-type]
 
@@ -333,3 +333,31 @@ async def test_an_address_taken_over_by_another_session_stops_the_old_one_sendin
             old.binding_request(use_candidate=True)
             await until(lambda: old_peer.address == old.address, old)
             assert old_peer.send_rtp(rtp(2)) is True
+
+
+async def _turns_to_count(endpoint: UdpEndpoint, sent: int, held: float) -> int:
+    """Send ``sent`` malformed datagrams, hold the loop for ``held`` seconds, then count this task's turns until the
+    receive loop has counted them all (bounded)."""
+    import socket as socket_module
+    import time as time_module
+
+    assert endpoint.address is not None
+    before = endpoint.counters.drop_malformed
+    with socket_module.socket(socket_module.AF_INET, socket_module.SOCK_DGRAM) as sender:
+        for _ in range(sent):
+            sender.sendto(b"\xff" * 40, endpoint.address)  # first byte 255: no protocol, dropped as malformed
+        time_module.sleep(held)  # the loop is held: the receive loop is away while the socket holds them all
+    for turn in range(1, 200):
+        await trio.lowlevel.checkpoint()
+        if endpoint.counters.drop_malformed - before >= sent:
+            return turn
+    return 200
+
+
+async def test_after_the_loop_was_held_the_receive_loop_catches_up_in_one_turn() -> None:
+    # One batch (4) per turn would need 50 turns for 200 datagrams; held for 50 ms, the loop drains for as long
+    # as it was away (catch_up), which 200 malformed datagrams need far less than.
+    async with running(batch=4) as (endpoint, _handler):
+        assert await _turns_to_count(endpoint, 200, 0.05) <= 3
+    async with running(batch=4, catch_up=0.0) as (endpoint, _handler):  # without catching up: a batch a turn
+        assert await _turns_to_count(endpoint, 200, 0.05) >= 20

@@ -32,14 +32,16 @@ def _apply(env: dict[str, str]) -> dict[str, list[int] | int | list[list[int] | 
 
 def test_the_defaults_freeze_and_raise_generation_0() -> None:
     rtc = load_config(None, {}).rtc
-    assert (rtc.gc_freeze, rtc.gc_gen0_threshold, rtc.coalesce_ms) == (True, 20_000, 0.0)
+    assert (rtc.gc_freeze, rtc.gc_gen0_threshold, rtc.gc_gen1_threshold, rtc.gc_gen2_threshold, rtc.coalesce_ms) == (
+        True, 20_000, 10, 10, 0.0)
     result = _apply({"PATH": "/usr/bin:/bin"})
     after, frozen = result["after"], result["frozen"]
-    assert isinstance(after, list) and after[0] == 20_000 and isinstance(frozen, int) and frozen > 1000
+    assert after == [20_000, 10, 10] and isinstance(frozen, int) and frozen > 1000
 
 
 def test_cpythons_collector_on_request() -> None:
-    result = _apply({"PATH": "/usr/bin:/bin", "CALLSD_RTC_GC_FREEZE": "false", "CALLSD_RTC_GC_GEN0_THRESHOLD": "700"})
+    result = _apply({"PATH": "/usr/bin:/bin", "CALLSD_RTC_GC_FREEZE": "false", "CALLSD_RTC_GC_GEN0_THRESHOLD": "700",
+                     "CALLSD_RTC_GC_GEN1_THRESHOLD": "10", "CALLSD_RTC_GC_GEN2_THRESHOLD": "10"})
     assert result["after"] == result["before"] and result["frozen"] == 0
 
 

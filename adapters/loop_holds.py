@@ -1,0 +1,365 @@
+"""How long the event loop is held, and by what: the measurement behind issue 13's socket drops.
+
+Why this exists: at 175-200 calls per core the server had CPU to spare and still lost packets at its UDP socket
+(docs/performance.md). A datagram waits in the socket's receive buffer from the moment it arrives until the receive
+loop's next drain, and that drain can only run when Trio's scheduler gets back to the socket: a buffer of ~5,000
+datagrams at ~100k datagrams/s in is a 50 ms hold. CPU figures cannot tell a 50 ms hold from fifty 1 ms ones.
+
+Theory of operation
+-------------------
+Trio's run loop alternates between one wait for I/O (epoll, which notices the socket is readable) and one *pass*
+over the tasks that were runnable when the wait returned. A pass is the hold the socket sees: nothing drains it
+until the pass ends and the next I/O wait returns. So this module measures:
+
+* every pass (``after_io_wait`` to the next ``before_io_wait``): its duration is a loop hold; the thread's CPU time
+  in it (``time.thread_time``, read once per pass) tells a hold of our own from waiting for a CPU;
+* every task step inside a pass (``before_task_step``/``after_task_step``), keyed by the task's name (Trio names a
+  task after its function's qualified name), minus the time the cyclic collector ran inside that step;
+* every collection of the cyclic garbage collector (``gc.callbacks``, ``start``/``stop``), by generation: a
+  collection runs inside whatever step allocated the object that crossed a threshold, and is charged to the
+  collector, not to that step.
+
+A pass longer than ``floor`` is observed in a histogram under its *cause*: the cause (a few fixed values, ``CAUSES``)
+of its largest contributor, a task step or a collection. The longest step of each task and the longest collection of
+each generation are kept in ``top`` (a dict of at most a few dozen names: tasks are named by code, never by users),
+for ``bench/capacity_paths.py`` and ``top_holders``.
+
+What it costs: two clock reads and a few attribute updates per task step, plus Trio's own dispatch of the hooks
+(figures in docs/performance.md, "Loop holds"); ``[metrics] loop_holds = false`` leaves it out entirely.
+Durations are wall-clock (``time.perf_counter``): on a shared machine a preempted step looks long too, which is
+also what the socket sees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["CAUSES", "HOLD_BUCKETS", "HoldRecord", "LoopHoldCollector", "LoopHoldMonitor", "cause_of",
+           "install_loop_holds", "yield_if_pass_over"]
+
+# (a substring of a task's name, its cause): the first match wins; no match is "other". Names are Trio's defaults
+# (module.qualname of the task's function) or the names given at spawn.
+CAUSES: tuple[tuple[str, str], ...] = (
+    ("_receive_loop", "receive"),
+    ("UdpEndpoint.serve", "receive"),  # the receive loop runs in the endpoint's serve task
+    ("_report_ticks", "rtcp"),
+    ("feedback_loop", "rtcp"),
+    ("plane_rtcp", "rtcp"),
+    ("_periodic", "media_timers"),
+    ("_housekeeping", "media_timers"),
+    ("probing", "media_timers"),
+    ("ice_watch", "media_timers"),
+    ("adapters.media", "media_other"),
+    ("signaling", "signaling"),
+    ("ws_direct", "signaling"),
+    ("adapters.store", "store"),
+    ("hypercorn", "http"),
+    ("quart", "http"),
+    ("http", "http"),
+    ("metrics", "http"),
+)
+GC_NAMES = ("gc gen 0", "gc gen 1", "gc gen 2")  # a collection's name in ``top``: its generation
+GC_CAUSES = {"gc gen 0": "gc0", "gc gen 1": "gc1", "gc gen 2": "gc2"}  # ... and its cause
+TOP_EXPORTED = 10  # top holders in /metrics: a bounded set of names, all given by code
+HOLD_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # seconds; +Inf is added
+
+
+def cause_of(name: str) -> str:
+    """The cause of a task named ``name`` (``CAUSES``), or ``"other"``."""
+    for part, cause in CAUSES:
+        if part in name:
+            return cause
+    return "other"
+
+
+@dataclass(slots=True)
+class HoldRecord:
+    """One name's (a task's, or a GC generation's) part in the loop's holds since start.
+
+    ``steps``/``total``/``longest``: its single steps (or collections) of at least ``floor``; ``pass_longest``: the
+    most time it took within one pass that held the loop at least ``floor`` (many short steps add up: 1,600
+    connections woken at once hold the loop as long as one long step), and ``pass_steps`` how many steps that was."""
+
+    cause: str
+    steps: int = 0
+    total: float = 0.0
+    longest: float = 0.0
+    pass_longest: float = 0.0
+    pass_steps: int = 0
+    collected: int = 0  # a GC generation's: the objects its longest collection freed (a long one that frees many
+    # is deallocating a big structure; one that frees none is walking live objects)
+
+    def note(self, seconds: float) -> None:
+        self.steps += 1
+        self.total += seconds
+        if seconds > self.longest:
+            self.longest = seconds
+
+
+class LoopHoldMonitor(trio.abc.Instrument):
+    """Times Trio's passes, task steps and GC collections (module docstring). Install with ``install_loop_holds``.
+
+    ``buckets[cause]`` counts observed passes per ``HOLD_BUCKETS`` slot (the last slot is +Inf), ``sums[cause]`` their
+    seconds; a pass's cause is the cause of the name that took the most time in it. ``passes`` counts every pass,
+    observed or not, ``steps`` every task step; ``top`` maps a task's name (or ``"gc gen N"``) to its
+    ``HoldRecord``. Plain numbers, read at scrape time."""
+
+    def __init__(self, *, floor: float = 0.002, clock: Callable[[], float] = time.perf_counter,
+                 cpu_clock: Callable[[], float] = time.thread_time) -> None:
+        self.floor = floor
+        self.clock = clock
+        self.cpu_clock = cpu_clock
+        self.passes = 0
+        self.steps = 0
+        self.buckets: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = {}
+        self.cpu_sums: dict[str, float] = {}  # this thread's CPU seconds in the observed passes, by cause
+        self.top: dict[str, HoldRecord] = {}
+        self._causes: dict[str, str] = {}  # task name -> cause, so a name is classified once
+        self._pass_start = 0.0
+        self._pass_cpu_start = 0.0
+        self._in_pass = False
+        self._spent: dict[str, float] = {}  # the pass in progress: seconds by name
+        self._stepped: dict[str, int] = {}  # ... and steps by name
+        self._step_start = clock()  # installed mid-step (from inside a task): that step counts from here
+        self._step_gc = 0.0  # seconds of GC inside the step in progress
+        self._deferring = False  # the step in progress ends by deferring (yield_if_pass_over): not work
+        self._pass_deferral = 0.0  # seconds of the pass in progress spent in such steps
+        self._gc_start = 0.0
+
+    # --- Trio's hooks (called by the run loop) ----------------------------------------------------------------------
+
+    def after_io_wait(self, timeout: float) -> None:
+        self._pass_deferral = 0.0
+        self._pass_cpu_start = self.cpu_clock()
+        self._pass_start = self.clock()
+        self._in_pass = True
+
+    def before_io_wait(self, timeout: float) -> None:
+        spent = self._spent
+        if self._in_pass:
+            self._in_pass = False
+            self.passes += 1
+            held = self.clock() - self._pass_start
+            if held >= self.floor:
+                self._end_long_pass(held, self.cpu_clock() - self._pass_cpu_start)
+        spent.clear()
+        self._stepped.clear()
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps += 1
+        self._step_gc = 0.0
+        self._step_start = self.clock()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        held = self.clock() - self._step_start - self._step_gc
+        if self._deferring:
+            self._deferring = False
+            self._pass_deferral += held
+        name = task.name
+        spent, stepped = self._spent, self._stepped
+        spent[name] = spent.get(name, 0.0) + held
+        stepped[name] = stepped.get(name, 0) + 1
+        if held >= self.floor:
+            self._record(name).note(held)
+
+    # --- gc.callbacks -----------------------------------------------------------------------------------------------
+
+    def on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        """``gc.callbacks`` entry: time each collection and charge it to its generation, not to the step it ran in."""
+        if phase == "start":
+            self._gc_start = self.clock()
+            return
+        held = self.clock() - self._gc_start
+        self._step_gc += held
+        name = GC_NAMES[min(int(info.get("generation", 2)), 2)]
+        self._spent[name] = self._spent.get(name, 0.0) + held
+        self._stepped[name] = self._stepped.get(name, 0) + 1
+        if held >= self.floor:
+            record = self._record(name)
+            if held > record.longest:
+                record.collected = int(info.get("collected", 0))
+            record.note(held)
+
+    # --- bookkeeping ------------------------------------------------------------------------------------------------
+
+    def _end_long_pass(self, held: float, cpu: float) -> None:
+        spent = self._spent
+        leader = max(spent, key=spent.__getitem__) if spent else "scheduler"
+        self._observe(self._cause(leader), held, cpu)
+        for name, seconds in spent.items():
+            if seconds >= self.floor:
+                record = self._record(name)
+                if seconds > record.pass_longest:
+                    record.pass_longest, record.pass_steps = seconds, self._stepped.get(name, 0)
+
+    def _cause(self, name: str) -> str:
+        cause = self._causes.get(name)
+        if cause is None:
+            cause = self._causes[name] = GC_CAUSES.get(name) or cause_of(name)
+        return cause
+
+    def _record(self, name: str) -> HoldRecord:
+        record = self.top.get(name)
+        if record is None:
+            record = self.top[name] = HoldRecord(cause=self._cause(name))
+        return record
+
+    def _observe(self, cause: str, seconds: float, cpu: float = 0.0) -> None:
+        counts = self.buckets.get(cause)
+        if counts is None:
+            counts = self.buckets[cause] = [0] * (len(HOLD_BUCKETS) + 1)
+            self.sums[cause] = 0.0
+            self.cpu_sums[cause] = 0.0
+        self.cpu_sums[cause] += cpu
+        slot = 0
+        while slot < len(HOLD_BUCKETS) and seconds > HOLD_BUCKETS[slot]:
+            slot += 1
+        counts[slot] += 1
+        self.sums[cause] += seconds
+
+    def pass_elapsed(self) -> float:
+        """Seconds since the current pass began (0 outside a pass)."""
+        return self.clock() - self._pass_start if self._in_pass else 0.0
+
+    def pass_work(self) -> float:
+        """Seconds of the current pass spent on anything but draining the media socket and deferring (0 outside a
+        pass): what ``yield_if_pass_over`` budgets, so that neither the receive loop's catching up nor hundreds of
+        cheap deferrals use the budget up."""
+        if not self._in_pass:
+            return 0.0
+        receive = sum(seconds for name, seconds in self._spent.items() if self._cause(name) == "receive")
+        return self.clock() - self._pass_start - receive - self._pass_deferral
+
+    def top_holders(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The names that held the loop longest within one pass, longest first: what a bench prints and records."""
+        ranked = sorted(self.top.items(), key=lambda item: max(item[1].pass_longest, item[1].longest),
+                        reverse=True)[:limit]
+        return [{"name": name, "cause": r.cause, "pass_ms": round(1000 * max(r.pass_longest, r.longest), 2),
+                 "pass_steps": r.pass_steps, "longest_step_ms": round(r.longest * 1000, 2), "long_steps": r.steps,
+                 "long_steps_ms": round(r.total * 1000, 1)} for name, r in ranked]
+
+
+_active: list[LoopHoldMonitor] = []  # the monitor of this process's run, if installed (yield_if_pass_over reads it)
+
+PASS_BUDGET = 0.004  # seconds of a pass after which yield_if_pass_over defers the caller to the next pass
+MAX_DEFERRALS = 64  # times a caller may be deferred (other work that fills every pass cannot starve it)
+DEFER_SPACING = 0.0005  # seconds a deferred caller waits per caller deferred before it (roughly one frame's work)
+DEFER_LONGEST = 0.05  # ... at most
+_deferred = [0]  # callers waiting in yield_if_pass_over now
+
+
+async def yield_if_pass_over(budget: float = PASS_BUDGET) -> None:
+    """Let the socket have a turn before more work if the current pass already ran ``budget`` seconds of work other
+    than the socket's.
+
+    Hundreds of tasks woken together (the SDP answers of a join wave's tail: 330-620 in one pass, ~0.5 ms each,
+    docs/performance.md) all run in one pass, and the media socket waits for all of them. A task that calls this
+    before its work goes to the next pass instead once the pass is over budget; that pass starts with an I/O wait,
+    so the receive loop runs in it. A deferred caller sleeps about as long as the callers deferred before it will
+    take (``DEFER_SPACING`` each, at most ``DEFER_LONGEST``), not one pass: 1,200 callers retrying every pass were
+    16,000 steps/s at 200 calls, CPU the saturated loop did not have. Without an installed monitor
+    (``[metrics] loop_holds = false``) it does nothing (no checkpoint either)."""
+    for _ in range(MAX_DEFERRALS):  # each pass takes work until it is over budget; never deferred for ever
+        if not _active or _active[0].pass_work() <= budget:
+            return
+        _active[0]._deferring = True  # noqa: SLF001 - this step is a deferral, not work, for the budget
+        _deferred[0] += 1
+        try:
+            await trio.sleep(min(DEFER_LONGEST, _deferred[0] * DEFER_SPACING))
+        finally:
+            _deferred[0] -= 1
+
+
+def install_loop_holds(floor: float = 0.002) -> tuple[LoopHoldMonitor, Callable[[], None]]:
+    """Start measuring the current Trio run and this process's GC; returns the monitor and the function that stops
+    the GC half (the instrument ends with its run). Call from inside ``trio.run``."""
+    monitor = LoopHoldMonitor(floor=floor)
+    trio.lowlevel.add_instrument(monitor)
+    gc.callbacks.append(monitor.on_gc)
+    _active.insert(0, monitor)
+
+    def uninstall() -> None:
+        if monitor in _active:
+            _active.remove(monitor)
+        if monitor.on_gc in gc.callbacks:
+            gc.callbacks.remove(monitor.on_gc)
+        with contextlib.suppress(KeyError, RuntimeError):  # already gone, or called outside the run
+            trio.lowlevel.remove_instrument(monitor)
+
+    return monitor, uninstall
+
+
+class LoopHoldCollector(Collector):
+    """``callsd_loop_hold_seconds{cause}``: passes of the event loop that held it at least ``floor`` seconds, by
+    their largest cause; ``callsd_loop_passes``: every pass; ``callsd_loop_hold_longest_seconds{cause}``: the longest
+    single step or collection of each cause since start; ``callsd_loop_hold_top_seconds{name,cause}``: the ten
+    names (task functions, ``gc gen N``) with the longest single hold, for a bench or a person looking for the
+    culprit (their names come from code, so the set of series stays small)."""
+
+    def __init__(self, monitor: LoopHoldMonitor) -> None:
+        self.monitor = monitor
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.monitor
+        yield CounterMetricFamily("callsd_loop_passes", "Passes of the event loop over its runnable tasks",
+                                  value=m.passes)
+        yield CounterMetricFamily("callsd_loop_steps", "Task steps the event loop ran", value=m.steps)
+        hist = HistogramMetricFamily(
+            "callsd_loop_hold_seconds",
+            f"Event-loop passes that held the loop at least {m.floor * 1000:g} ms (the UDP socket is not drained "
+            "meanwhile), by the cause of their largest step or GC collection", labels=["cause"])
+        for cause in sorted(m.buckets):
+            cumulative, running = [], 0
+            for bound, count in zip((*HOLD_BUCKETS, float("inf")), m.buckets[cause], strict=True):
+                running += count
+                cumulative.append((_bound(bound), running))
+            hist.add_metric([cause], cumulative, sum_value=m.sums[cause])
+        yield hist
+        cpu = CounterMetricFamily(
+            "callsd_loop_hold_cpu_seconds",
+            "CPU time of this process's event-loop thread inside the passes of callsd_loop_hold_seconds: what is "
+            "left of their wall time is time the thread waited for a CPU", labels=["cause"])
+        for cause in sorted(m.cpu_sums):
+            cpu.add_metric([cause], m.cpu_sums[cause])
+        yield cpu
+        longest: dict[str, float] = {}
+        for record in m.top.values():
+            longest[record.cause] = max(longest.get(record.cause, 0.0), record.longest, record.pass_longest)
+        family = GaugeMetricFamily("callsd_loop_hold_longest_seconds",
+                                   "The most time one name (a task, a GC generation) of each cause took in one pass of the loop",
+                                   labels=["cause"])
+        for cause, seconds in sorted(longest.items()):
+            family.add_metric([cause], seconds)
+        yield family
+        top = GaugeMetricFamily("callsd_loop_hold_top_seconds",
+                                f"The {TOP_EXPORTED} task names (or GC generations) that held the loop longest in one "
+                                "pass since start, and how long", labels=["name", "cause"])
+        steps = GaugeMetricFamily("callsd_loop_hold_top_steps",
+                                  "The steps (or collections) each name of callsd_loop_hold_top_seconds took in that "
+                                  "pass", labels=["name", "cause"])
+        for holder in m.top_holders(TOP_EXPORTED):
+            top.add_metric([holder["name"], holder["cause"]], holder["pass_ms"] / 1000)
+            steps.add_metric([holder["name"], holder["cause"]], holder["pass_steps"])
+        yield top
+        yield steps
+        collected = GaugeMetricFamily("callsd_loop_hold_gc_collected",
+                                      "Objects the longest collection of each generation freed", labels=["name"])
+        for name in GC_NAMES:
+            if name in m.top:
+                collected.add_metric([name], m.top[name].collected)
+        yield collected
+
+
+def _bound(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else f"{bound:g}"

@@ -230,14 +230,20 @@ class MediaEngine:
                 key = (leg.user_number, st.sender)
                 first[key] = min(first.get(key, st.first_counter), st.first_counter)
                 received[key] = received.get(key, 0) + st.received - st.first_index + 1
+        return self._delivery_totals(first, received, until)
+
+    def _delivery_totals(self, first: dict[tuple[int, int], int], heard: dict[tuple[int, int], int],
+                         until: int) -> tuple[int, int]:
+        """(expected, lost) from each (receiving user, source)'s first counter heard and packets heard: what the
+        source meant to send from that counter until ``until``, against what arrived (`delivery`'s rule)."""
         expected = lost = 0
         for key, start in first.items():
             source = self.sources.get(key[1])
             if source is None:
                 continue
-            n = max(0, source.intended(until) - start + 1)
-            expected += n
-            lost += max(0, n - received[key])
+            due = max(0, source.intended(until) - start + 1)
+            expected += due
+            lost += max(0, due - heard[key])
         return expected, lost
 
     def call_delay(self, call_index: int) -> list[float]:
@@ -551,14 +557,7 @@ class MediaEngine:
                 if start is None or st.first_counter < start:
                     first[key] = st.first_counter
                 heard[key] = heard.get(key, 0) + n - st.first_index + 1
-        delivery_expected = delivery_lost = 0
-        for key, start in first.items():
-            source = self.sources.get(key[1])
-            if source is None:
-                continue
-            due = max(0, source.intended(until) - start + 1)
-            delivery_expected += due
-            delivery_lost += max(0, due - heard[key])
+        delivery_expected, delivery_lost = self._delivery_totals(first, heard, until)
         return {
             "tx_packets": self.tx_packets,
             "tx_bytes": self.tx_bytes,

@@ -146,14 +146,13 @@ class LoopHoldMonitor(trio.abc.Instrument):
         self._in_pass = True
 
     def before_io_wait(self, timeout: float) -> None:
-        spent = self._spent
         if self._in_pass:
             self._in_pass = False
             self.passes += 1
             held = self.clock() - self._pass_start
             if held >= self.floor:
                 self._end_long_pass(held, self.cpu_clock() - self._pass_cpu_start)
-        spent.clear()
+        self._spent.clear()
         self._stepped.clear()
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
@@ -228,10 +227,6 @@ class LoopHoldMonitor(trio.abc.Instrument):
         counts[slot] += 1
         self.sums[cause] += seconds
 
-    def pass_elapsed(self) -> float:
-        """Seconds since the current pass began (0 outside a pass)."""
-        return self.clock() - self._pass_start if self._in_pass else 0.0
-
     def pass_work(self) -> float:
         """Seconds of the current pass spent on anything but draining the media socket and deferring (0 outside a
         pass): what ``yield_if_pass_over`` budgets, so that neither the receive loop's catching up nor hundreds of
@@ -240,6 +235,11 @@ class LoopHoldMonitor(trio.abc.Instrument):
             return 0.0
         receive = sum(seconds for name, seconds in self._spent.items() if self._cause(name) == "receive")
         return self.clock() - self._pass_start - receive - self._pass_deferral
+
+    def deferring(self) -> None:
+        """The step in progress ends by deferring its caller (``yield_if_pass_over``): its time is not work that
+        uses the pass's budget up."""
+        self._deferring = True
 
     def top_holders(self, limit: int = 10) -> list[dict[str, Any]]:
         """The names that held the loop longest within one pass, longest first: what a bench prints and records."""
@@ -273,7 +273,7 @@ async def yield_if_pass_over(budget: float = PASS_BUDGET) -> None:
     for _ in range(MAX_DEFERRALS):  # each pass takes work until it is over budget; never deferred for ever
         if not _active or _active[0].pass_work() <= budget:
             return
-        _active[0]._deferring = True  # noqa: SLF001 - this step is a deferral, not work, for the budget
+        _active[0].deferring()
         _deferred[0] += 1
         try:
             await trio.sleep(min(DEFER_LONGEST, _deferred[0] * DEFER_SPACING))

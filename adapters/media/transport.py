@@ -197,16 +197,23 @@ class Peer(SendStateOwner):
             c.drop_srtp_other += 1
             return False
         n = lenp[0]
-        try:
-            self._sendto(tx.view[:n], self.address)
-        except BlockingIOError:
-            c.drop_send_buffer_full += 1
-            return False
-        except OSError:
-            c.drop_send_error += 1
+        if not self.send_datagram(tx.view[:n]):
             return False
         c.rtp_out += 1
         c.rtp_bytes_out += n
+        return True
+
+    def send_datagram(self, data: bytes | memoryview) -> bool:
+        """Send one protected datagram to the peer. False, and the drop counted, if the socket refused it: its send
+        buffer full, or another error. What every send of a peer ends with (RTP, RTCP, the native slow path)."""
+        try:
+            self._sendto(data, self.address)
+        except BlockingIOError:
+            self._counters.drop_send_buffer_full += 1
+            return False
+        except OSError:
+            self._counters.drop_send_error += 1
+            return False
         return True
 
     def send_rtcp(self, plain: bytes) -> bool:
@@ -220,13 +227,7 @@ class Peer(SendStateOwner):
         if data is None:
             c.drop_srtp_other += 1
             return False
-        try:
-            self._sendto(data, self.address)
-        except BlockingIOError:
-            c.drop_send_buffer_full += 1
-            return False
-        except OSError:
-            c.drop_send_error += 1
+        if not self.send_datagram(data):
             return False
         c.rtcp_out += 1
         c.rtcp_bytes_out += len(data)

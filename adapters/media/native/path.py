@@ -106,13 +106,7 @@ class NativePeer(Peer):
         if data is None:
             c.drop_srtp_other += 1
             return False
-        try:
-            self._sendto(data, self.address)
-        except BlockingIOError:
-            c.drop_send_buffer_full += 1
-            return False
-        except OSError:
-            c.drop_send_error += 1
+        if not self.send_datagram(data):
             return False
         c.rtp_out += 1
         c.rtp_bytes_out += len(data)

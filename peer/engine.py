@@ -252,9 +252,7 @@ class MediaEngine:
 
     def register(self, leg: Leg) -> None:
         fd = leg.sock.fileno()  # with a shared port: the user's address as an integer
-        self.legs[fd] = leg
-        if leg.sources:
-            self.legs_with_sources[fd] = leg
+        self.legs[fd] = leg  # it has no sources yet: `add_source` puts it in legs_with_sources
         if self.port is None:
             if self._receiver is not None:  # the kernel's arrival time for the delay (NATIVE_BATCH_SLEEP)
                 stamp_arrivals(leg.sock)
@@ -263,7 +261,7 @@ class MediaEngine:
     def sources_added(self, leg: Leg) -> None:
         """`Leg.add_source`'s notice: a registered leg with sources is visited by the send tick from now on."""
         fd = leg.sock.fileno()
-        if leg.sources and self.legs.get(fd) is leg:
+        if self.legs.get(fd) is leg:
             self.legs_with_sources[fd] = leg
 
     def unregister(self, leg: Leg) -> None:

@@ -17,13 +17,12 @@
  *
  * No routing tables, no RTCP, no timers besides the sink's tick, no Python: whatever callsd spends above this figure
  * is its own. Built by bench/egress_floor.py with the system compiler and libcrypto (OpenSSL 3, as the native
- * extension); the crypto calls are the cheapest EVP sequence per packet (IV-only re-init of a keyed context).
+ * extension); its cipher is the native path's own (adapters/media/native/srtp_keys.h: srtp_gcm on a keyed context).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +32,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "../adapters/media/native/srtp_keys.h"
 
 #define BATCH 64
 #define HDR 20     /* RTP header 12 + one-byte extension block 8 (audio level + mid) */
@@ -61,46 +62,34 @@ static void die(const char *what) {
     exit(2);
 }
 
-static const unsigned char KEY[16] = "callsd-floor-key";
+static const uint8_t KEY[16] = "callsd-floor-key", SALT[12] = "floor-salt!";
 
-static EVP_CIPHER_CTX *keyed(int encrypt) {
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (!ctx) die("EVP_CIPHER_CTX_new");
-    int ok = encrypt ? EVP_EncryptInit_ex(ctx, EVP_aes_128_gcm(), NULL, KEY, NULL)
-                     : EVP_DecryptInit_ex(ctx, EVP_aes_128_gcm(), NULL, KEY, NULL);
-    if (!ok) die("EVP init");
-    return ctx;
+/* One keyed context: callsd's own (srtp_keys.h, the native path's SRTP), so the floor pays exactly its cipher. */
+static srtp_keys *keyed(void) {
+    srtp_keys *k = calloc(1, sizeof *k);
+    if (!k || srtp_keys_set(k, 1, KEY, SALT, NULL) < 0) die("srtp_keys_set");
+    return k;
 }
 
-static void iv_of(const unsigned char *hdr, unsigned char iv[12]) {
-    memset(iv, 0x5a, 12); /* the salt */
+static void iv_of(const srtp_keys *k, const unsigned char *hdr, uint8_t iv[12]) {
+    memcpy(iv, k->salt, 12);
     for (int i = 0; i < 4; i++) iv[2 + i] ^= hdr[8 + i]; /* SSRC */
     iv[10] ^= hdr[2];
     iv[11] ^= hdr[3]; /* sequence (ROC 0) */
 }
 
-/* AEAD seal of buf[0..HDR+PAYLOAD) in place, tag appended: RFC 7714's layout (header as AAD). */
-static int seal(EVP_CIPHER_CTX *ctx, unsigned char *buf) {
-    unsigned char iv[12];
-    int n = 0;
-    iv_of(buf, iv);
-    if (!EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv)) return 0;
-    if (!EVP_EncryptUpdate(ctx, NULL, &n, buf, HDR)) return 0;
-    if (!EVP_EncryptUpdate(ctx, buf + HDR, &n, buf + HDR, PAYLOAD)) return 0;
-    if (!EVP_EncryptFinal_ex(ctx, buf + HDR + PAYLOAD, &n)) return 0;
-    return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG, buf + HDR + PAYLOAD);
+/* AEAD seal of buf[0..HDR+PAYLOAD) in place, tag appended: RFC 7714's layout (header as AAD). 1 or 0. */
+static int seal(srtp_keys *k, unsigned char *buf) {
+    uint8_t iv[12];
+    iv_of(k, buf, iv);
+    return srtp_gcm(k, 1, iv, buf, HDR, NULL, 0, buf + HDR, PAYLOAD, buf + HDR + PAYLOAD) == SRTP_OK;
 }
 
-static int open_(EVP_CIPHER_CTX *ctx, unsigned char *buf, int len) {
-    unsigned char iv[12];
-    int n = 0;
+static int open_(srtp_keys *k, unsigned char *buf, int len) {
+    uint8_t iv[12];
     if (len != WIRE) return 0;
-    iv_of(buf, iv);
-    if (!EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, iv)) return 0;
-    if (!EVP_DecryptUpdate(ctx, NULL, &n, buf, HDR)) return 0;
-    if (!EVP_DecryptUpdate(ctx, buf + HDR, &n, buf + HDR, PAYLOAD)) return 0;
-    if (!EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG, buf + HDR + PAYLOAD)) return 0;
-    return EVP_DecryptFinal_ex(ctx, buf + HDR + PAYLOAD, &n) > 0;
+    iv_of(k, buf, iv);
+    return srtp_gcm(k, 0, iv, buf, HDR, NULL, 0, buf + HDR, PAYLOAD, buf + HDR + PAYLOAD) == SRTP_OK;
 }
 
 static int udp_socket(uint32_t host, int rcvbuf) {
@@ -138,13 +127,13 @@ static int forward(int calls, int sink_port, double warmup, double seconds, int 
     int s = udp_socket(receiver_base >> 24 == 127 ? 0x7f000001u : 0, 16 << 20);
     printf("%d\n", port_of(s));
     fflush(stdout);
-    EVP_CIPHER_CTX **tx = calloc(receivers, sizeof *tx);
-    EVP_CIPHER_CTX **rx = calloc(receivers, sizeof *rx);
+    srtp_keys **tx = calloc(receivers, sizeof *tx);
+    srtp_keys **rx = calloc(receivers, sizeof *rx);
     uint16_t *seq = calloc(receivers, sizeof *seq);
     struct sockaddr_in *dest = calloc(receivers, sizeof *dest);
     for (int r = 0; r < receivers; r++) {
-        tx[r] = keyed(1);
-        rx[r] = keyed(0);
+        tx[r] = keyed();
+        rx[r] = keyed();
         dest[r] = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(receiver_host(r)),
                                        .sin_port = htons(sink_port)};
     }
@@ -243,7 +232,7 @@ static int sink(int calls, double seconds, int crypto) {
     if (scanf("%d", &fport) != 1) die("forwarder port");
     struct sockaddr_in fwd = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001u), .sin_port = htons(fport)};
     int talkers = calls * TALKERS;
-    EVP_CIPHER_CTX *ctx = keyed(1);
+    srtp_keys *ctx = keyed();
     static unsigned char in[BATCH][2048], ctl[BATCH][128];
     struct mmsghdr inm[BATCH];
     struct iovec iniov[BATCH];
@@ -297,6 +286,7 @@ static int sink(int calls, double seconds, int crypto) {
 }
 
 int main(int argc, char **argv) {
+    if (srtp_keys_global_init() < 0) die("srtp_keys_global_init"); /* picks the cheapest IV path, as the engine does */
     struct in_addr base;
     if (argc >= 8 && inet_pton(AF_INET, argv[7], &base) == 1) receiver_base = ntohl(base.s_addr);
     if (argc >= 6 && !strcmp(argv[1], "forward"))

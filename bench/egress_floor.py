@@ -33,6 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.capacity import _pin  # the capacity bench's pinning (CPU 0 the forwarder, CPU 1 its sink)
+
 SOURCE = Path(__file__).with_name("egress_floor.c")
 
 
@@ -42,13 +44,6 @@ def build(directory: Path) -> Path:
     subprocess.run(["gcc", "-O2", "-Wall", "-Wno-unused-function", "-o", str(binary), str(SOURCE), "-lcrypto"],
                    check=True)  # (srtp_keys.h's functions the floor does not call)
     return binary
-
-
-def pinned(cpu: int) -> list[str]:
-    """taskset prefix for a CPU, when the machine has two CPUs and taskset exists (as bench.capacity pins)."""
-    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
-        return ["taskset", "-c", str(cpu)]
-    return []
 
 
 VETH_BASE = "10.77.0.0"  # the receivers' network, routed into the veth pair of the run's own namespace
@@ -85,11 +80,11 @@ def one_run(binary: Path, calls: int, crypto: bool, warmup: float, seconds: floa
     flag = "1" if crypto else "0"
     inside = namespace or []
     receivers = [VETH_BASE] if namespace else []
-    sink = subprocess.Popen([*inside, *pinned(1), str(binary), "sink", str(calls), str(warmup + seconds + 1.5), flag],
+    sink = subprocess.Popen([*inside, *_pin(1), str(binary), "sink", str(calls), str(warmup + seconds + 1.5), flag],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert sink.stdin is not None and sink.stdout is not None
     sink_port = sink.stdout.readline().strip()
-    forwarder = subprocess.Popen([*inside, *pinned(0), str(binary), "forward", str(calls), sink_port, str(warmup),
+    forwarder = subprocess.Popen([*inside, *_pin(0), str(binary), "forward", str(calls), sink_port, str(warmup),
                                   str(seconds), flag, *receivers], stdout=subprocess.PIPE, text=True)
     assert forwarder.stdout is not None
     sink.stdin.write(forwarder.stdout.readline())

@@ -172,7 +172,8 @@ def run_shape(shape: Shape, *, steady: float, workdir: Path, out: Path, delay_sa
         with watch(server.url, join) if watch is not None else contextlib.nullcontext():
             subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=join + steady + 120,
                            check=False)
-    return json.loads(out.read_text())
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
 
 
 def row(shape: Shape, doc: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +197,7 @@ def row(shape: Shape, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def ok(r: dict[str, Any]) -> bool:
-    return r["loss"] < 0.005 and r["users_failed"] == 0
+    return bool(r["loss"] < 0.005 and r["users_failed"] == 0)
 
 
 def table_lines(rows: list[dict[str, Any]]) -> list[str]:

@@ -61,7 +61,7 @@ if [ -z "${CALLSD_IMAGE_PRIVATE_MOUNTS:-}" ]; then
 fi
 mkdir -p "$cache/debs" "$cache/wheels" "$out"
 work=$(mktemp -d "${TMPDIR:-/tmp}/callsd-image.XXXXXX")
-trap 'umount -q "$work"/*.root 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'umount -q "$work"/*.root 2>/dev/null || true; rm -rf "$work"; [ -z "${own:-}" ] || buildah rmi "$own" >/dev/null 2>&1 || true' EXIT
 
 # Runs a command chrooted into ROOT with /dev, /proc, DNS, CAs and the wheelhouse mounted (in a child namespace).
 in_root() {
@@ -188,15 +188,20 @@ umount "$rootfs"
 
 # 4. the OCI image from deploy/container/Containerfile, and an oci-archive of it for inspection and the smoke test
 step "buildah build -f deploy/container/Containerfile -> $tag"
-previous=$(buildah images --quiet --no-trunc "$tag" 2>/dev/null | head -1 || true)
+# Built and archived under a name of this build's own, then tagged: two checkouts building at once (the tag is the
+# machine's, in buildah's shared storage) each archive their own image, and the last to finish holds the tag.
+own="localhost/callsd-build-$$:$version"
 buildah build --quiet --layers=false --timestamp "$SOURCE_DATE_EPOCH" --format oci \
-    --build-arg VERSION="$version" -f deploy/container/Containerfile -t "$tag" "$out" >"$work/buildah.log" 2>&1 \
+    --build-arg VERSION="$version" -f deploy/container/Containerfile -t "$own" "$out" >"$work/buildah.log" 2>&1 \
     || { cat "$work/buildah.log"; exit 1; }
+rm -f "$out/callsd-image.oci.tar"
+buildah push --quiet "$own" "oci-archive:$out/callsd-image.oci.tar:$tag" >/dev/null
+previous=$(buildah images --quiet --no-trunc "$tag" 2>/dev/null | head -1 || true)
+buildah tag "$own" "$tag"
+buildah rmi "$own" >/dev/null  # the build's own name only; the image stays under $tag
 if [ -n "$previous" ] && [ "$previous" != "$(buildah images --quiet --no-trunc "$tag" | head -1)" ]; then
     buildah rmi "$previous" >/dev/null 2>&1 || true  # the image this tag named before: do not pile them up
 fi
-rm -f "$out/callsd-image.oci.tar"
-buildah push --quiet "$tag" "oci-archive:$out/callsd-image.oci.tar:$tag" >/dev/null
 elapsed=$(( $(date +%s) - started ))
 uncompressed=$(buildah inspect --type image --format '{{.Docker.Size}}' "$tag" 2>/dev/null || echo 0)
 [ "$uncompressed" -gt 0 ] 2>/dev/null || uncompressed=$(stat -c %s "$out/rootfs.tar")

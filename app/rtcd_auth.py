@@ -11,7 +11,12 @@
   least recently failing one is forgotten first.
 
 Argon2 hashing takes tens of milliseconds and ~64 MiB: callers run ``verify``/``register`` in a thread
-(``trio.to_thread``), so the media plane sharing the event loop never waits for a password hash.
+(``trio.to_thread``), so the media plane sharing the event loop never waits for a password hash. A thread cannot be
+cancelled: a login its client gave up on still finishes its hash. So ``verify`` remembers, per client, the last key
+it verified (an HMAC of it under a key that lives only in this process, with the stored hash it matched), and runs one
+hash per client at a time: a login retried after a timeout waits for the abandoned one's hash and then costs an HMAC,
+not a second Argon2id. Only a verified key is remembered, a changed registration forgets it, and an unknown client
+or a wrong key still pays the full hash.
 """
 
 from __future__ import annotations
@@ -65,6 +70,12 @@ class ClientStore:
         self._lock = threading.Lock()
         self._hasher = PasswordHasher()  # Argon2id, RFC 9106's second recommended parameter set
         self._dummy = self._hasher.hash(secrets.token_urlsafe(32))
+        self._memo_key = secrets.token_bytes(32)  # never leaves this process: what the remembered HMACs are keyed by
+        self._verified: dict[str, tuple[str, bytes]] = {}  # client id → (stored hash, HMAC of the key it verified)
+        self._hashing: dict[str, threading.Lock] = {}  # client id → held while a hash for it runs (one at a time)
+
+    def _key_mac(self, auth_key: str) -> bytes:
+        return hmac.new(self._memo_key, auth_key.encode(), hashlib.sha256).digest()
 
     def close(self) -> None:
         self._db.close()
@@ -81,6 +92,8 @@ class ClientStore:
 
     def unregister(self, client_id: str) -> bool:
         with self._lock:
+            self._verified.pop(client_id, None)
+            self._hashing.pop(client_id, None)
             return self._db.execute("DELETE FROM clients WHERE client_id = ?", (client_id,)).rowcount > 0
 
     def exists(self, client_id: str) -> bool:
@@ -88,14 +101,33 @@ class ClientStore:
             return self._db.execute("SELECT 1 FROM clients WHERE client_id = ?", (client_id,)).fetchone() is not None
 
     def verify(self, client_id: str, auth_key: str) -> bool:
-        """True when ``auth_key`` is the client's key. An unknown client costs one hash too (no timing hint)."""
-        with self._lock:
-            row = self._db.execute("SELECT key_hash FROM clients WHERE client_id = ?", (client_id,)).fetchone()
+        """True when ``auth_key`` is the client's key. An unknown client costs one hash too (no timing hint); a key
+        this process verified for the client's current registration costs an HMAC (the module docstring)."""
+        if not self.exists(client_id):
+            self._check(self._dummy, auth_key)
+            return False
+        with self._lock:  # one lock per registered client: bounded by the table, not by what callers send
+            hashing = self._hashing.setdefault(client_id, threading.Lock())
+        with hashing:
+            with self._lock:
+                row = self._db.execute("SELECT key_hash FROM clients WHERE client_id = ?", (client_id,)).fetchone()
+                known = self._verified.get(client_id)
+            if row is None:
+                return False
+            mac = self._key_mac(auth_key)
+            if known is not None and known[0] == row[0] and hmac.compare_digest(known[1], mac):
+                return True
+            if not self._check(row[0], auth_key):
+                return False
+            with self._lock:
+                self._verified[client_id] = (row[0], mac)
+            return True
+
+    def _check(self, key_hash: str, auth_key: str) -> bool:
         try:
-            ok = self._hasher.verify(row[0] if row else self._dummy, auth_key)
+            return bool(self._hasher.verify(key_hash, auth_key))
         except (VerificationError, InvalidHashError):
             return False
-        return bool(ok) and row is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,13 @@ import zlib
 
 import pytest
 from aioice import stun
-from callsd.core.wire.stun import StunBindingRequest, StunError, StunReason, binding_success, parse_binding_request
+from callsd.core.wire.stun import (
+    StunBindingRequest,
+    StunError,
+    StunReason,
+    binding_success,
+    parse_binding_request,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -472,6 +472,8 @@ class Negotiator:
         self._version += 1
         t = self.transport
         algo, _, value = t.fingerprint.partition(" ")
+        # One tuple for every section (and one for the candidates): build_sdp writes a tuple's lines once per offer
+        fingerprints = (Fingerprint(algorithm=algo, value=value),)
         ip = "IP6" if ":" in t.host else "IP4"
         hosts = (t.host, *t.extra_hosts)
         candidates = tuple(Candidate(foundation=str(i + 1), component=1, transport="udp", priority=2130706431 - i,
@@ -488,12 +490,12 @@ class Negotiator:
                           address=t.host),
             name="callsd", groups=(Group(semantics="BUNDLE", mids=tuple(s.mid for s in slots if not s.rejected)),),
             msid_semantic="WMS *", ice_lite=True, extmap_allow_mixed=self._allow_mixed,
-            media=tuple(self._section(s, offer=offer, setup=setup, ip=ip, algo=algo, value=value,
+            media=tuple(self._section(s, offer=offer, setup=setup, ip=ip, fingerprints=fingerprints,
                                       candidates=candidates) for s in slots),
         )
         return build_sdp(desc)
 
-    def _section(self, s: _Slot, *, offer: bool, setup: str, ip: str, algo: str, value: str,
+    def _section(self, s: _Slot, *, offer: bool, setup: str, ip: str, fingerprints: tuple[Fingerprint, ...],
                  candidates: tuple[Candidate, ...]) -> MediaSection:
         """The server's media section for ``s``."""
         t = self.transport
@@ -520,7 +522,7 @@ class Negotiator:
             kind=s.kind, port=t.port, protocol=_PROTOCOL,
             formats=tuple(str(c.payload_type) for c in s.codecs), connection=f"IN {ip} {t.host}",
             mid=s.mid, direction=direction, msids=msids, ice_ufrag=t.ice_ufrag, ice_pwd=t.ice_pwd,
-            fingerprints=(Fingerprint(algorithm=algo, value=value),), setup=setup,
+            fingerprints=fingerprints, setup=setup,
             candidates=candidates, end_of_candidates=True, rtcp_mux=True, rtcp_rsize=s.rsize,
             codecs=s.codecs, extmaps=s.extmaps, ssrcs=tuple(ssrcs), ssrc_groups=groups,
             other=receive_attributes(s.rids),

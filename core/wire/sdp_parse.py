@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import replace
 
 from .sdp_model import (
     Candidate,
@@ -335,7 +334,7 @@ def parse_sdp(text: str) -> SessionDescription:
                 media.append(current.build())
                 current = None
             end, earlier, mid = repeat
-            media.append(replace(media[earlier], mid=mid))
+            media.append(media[earlier].with_mid(mid))
             index = end
             continue
         line = lines[index]

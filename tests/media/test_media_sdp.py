@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from callsd.core.wire.sdp import Direction, SdpError, build_sdp, parse_candidate, parse_sdp
+from callsd.core.wire.sdp import (
+    Direction,
+    SdpError,
+    SessionDescription,
+    build_sdp,
+    parse_candidate,
+    parse_sdp,
+)
 
 DATA = Path(__file__).resolve().parent / "data"
 CHROMIUM = (DATA / "offer_chromium.sdp").read_text()
@@ -124,3 +132,31 @@ def test_an_error_after_repeated_sections_names_its_line(tail: str, message: str
     with pytest.raises(SdpError) as info:
         parse_sdp(text)
     assert message in str(info.value)
+
+
+def _unshared(doc: SessionDescription) -> SessionDescription:
+    """``doc`` with every tuple of every section a distinct object (``build_sdp`` writes a shared one once)."""
+    return replace(doc, media=tuple(
+        replace(m, codecs=tuple(list(m.codecs)), extmaps=tuple(list(m.extmaps)),
+                candidates=tuple(list(m.candidates)), fingerprints=tuple(list(m.fingerprints)))
+        for m in doc.media))
+
+
+def test_sections_sharing_their_tuples_are_written_as_unshared_ones() -> None:
+    """The server's offers hand every section one candidates tuple and one fingerprint tuple, and alike receive slots
+    one codecs and one extmaps tuple; ``build_sdp`` writes each shared tuple's lines once per document and copies
+    them. The text must be what writing every section on its own gives, and parse back to the same sections."""
+    doc = parse_sdp(HEAD + "".join(SLOT.format(mid=m) for m in ["0", "s1", "s2", "s3"]))
+    first = doc.media[0]
+    shared = replace(doc, media=tuple(
+        replace(m, codecs=first.codecs, extmaps=first.extmaps, candidates=first.candidates,
+                fingerprints=first.fingerprints) for m in doc.media))
+    assert shared.media[1].codecs is shared.media[2].codecs
+    text = build_sdp(shared)
+    assert text == build_sdp(_unshared(shared))
+    assert parse_sdp(text).media == shared.media
+    # a section with its own tuples between shared ones keeps its own lines
+    other = replace(first, mid="x", codecs=(replace(first.codecs[0], payload_type=109, fmtp="stereo=1"),))
+    mixed = replace(shared, media=(*shared.media[:2], other, *shared.media[2:]))
+    assert build_sdp(mixed) == build_sdp(_unshared(mixed))
+    assert "a=fmtp:109 stereo=1" in build_sdp(mixed)

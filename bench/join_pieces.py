@@ -15,9 +15,12 @@ docs/performance.md "Joins at the end of session 7"):
   joiner's track to the others, theirs to the joiner, each on an audio slot); ``plane_answer_us``: the client's
   answers to the server's offers of that join, applied (built by the load tool's SDP code, outside the timing);
 - ``ice_check_us``: one ICE binding request from a known peer answered by the UDP endpoint's STUN handler (parse,
-  MESSAGE-INTEGRITY, FINGERPRINT, the success response built and sent to a loopback socket).
+  MESSAGE-INTEGRITY, FINGERPRINT, the success response built and sent to a loopback socket);
+- ``dtls_handshake_us``: the passive (server) side of one DTLS handshake with a fresh client (ECDHE, ECDSA
+  certificates both ways, the fingerprint check, the SRTP key export, the connection swapped for its records), the
+  flights carried in memory: what ``DtlsSession.feed`` costs the server per join.
 
-CPU time (``time.process_time``), per join (per check for ICE); in each process the least of ``--repeats`` passes,
+CPU time (``time.process_time``), per join (per check for ICE, per handshake for DTLS); in each process the least of ``--repeats`` passes,
 then the medians of the rounds per tree.
 """
 
@@ -144,12 +147,40 @@ def _ice_checks(checks: int) -> dict[str, float]:
     return {"ice_check_us": total / checks * 1e6}
 
 
+def _dtls_handshakes(count: int) -> dict[str, float]:
+    from callsd.adapters.media.dtls import Certificate, DtlsSession
+
+    server_cert, client_cert = Certificate.generate(), Certificate.generate()
+    server_ctx, client_ctx = server_cert.context(), client_cert.context()
+    total = 0.0
+    for _ in range(count):
+        server = DtlsSession(server_ctx, server=True, remote_fingerprint=client_cert.fingerprint)
+        client = DtlsSession(client_ctx, server=False, remote_fingerprint=server_cert.fingerprint)
+        client.start()
+        for _flight in range(6):
+            out, client._out = client._out, []  # noqa: SLF001 - the bench carries the flights by hand
+            for datagram in out:
+                t0 = time.process_time()
+                server.feed(datagram)
+                total += time.process_time() - t0
+            out, server._out = server._out, []  # noqa: SLF001
+            for datagram in out:
+                client.feed(datagram)
+            if server.done and client.done:
+                break
+        if not (server.done and client.done):
+            raise SystemExit("dtls: a handshake did not complete")
+    return {"dtls_handshake_us": total / count * 1e6}
+
+
 def _child(calls: int, users: int, repeats: int) -> dict[str, float]:
     """Each piece's least figure over ``repeats`` passes (a fresh plane each): on a shared host the least is the
     one the other processes disturbed least."""
     _records_and_plane(2, users)  # warm up: imports, first-use compiles, caches
     _ice_checks(200)
-    passes = [{**_records_and_plane(calls, users), **_ice_checks(4000)} for _ in range(repeats)]
+    _dtls_handshakes(10)
+    passes = [{**_records_and_plane(calls, users), **_ice_checks(4000), **_dtls_handshakes(200)}
+              for _ in range(repeats)]
     return {k: min(p[k] for p in passes) for k in passes[0]}
 
 

@@ -158,7 +158,7 @@ class Negotiator:
     """
 
     __slots__ = ("transport", "session_id", "state", "remote", "_slots", "_pending", "_desired", "_version",
-                 "_allow_mixed", "_client_codecs", "_extension_ids", "simulcast")
+                 "_allow_mixed", "_client_codecs", "_extension_ids", "simulcast", "_sending")
 
     def __init__(self, *, transport: LocalTransport, session_id: int, simulcast: bool = False) -> None:
         self.transport = transport
@@ -173,6 +173,9 @@ class Negotiator:
         self._allow_mixed = False
         self._client_codecs: dict[int, Codec] = {}  # every codec the client ever offered, by its payload type
         self._extension_ids = ExtensionIds()  # header extension ids, session-wide (extension_ids.py)
+        # ``sending`` as of the agreed slots list it was computed from: a list of slots is never changed once it is
+        # the agreed one (offers and answers work on copies, then install a new list), so its identity is its value
+        self._sending: tuple[list[_Slot] | None, tuple[SendingTrack, ...]] = (None, ())
 
     # --- queries ----------------------------------------------------------------------------------------------
 
@@ -182,7 +185,13 @@ class Negotiator:
 
     @property
     def sending(self) -> tuple[SendingTrack, ...]:
-        return tuple(t for s in self._slots if (t := self._sending_of(s)) is not None)
+        """What the agreed description sends, section by section (computed once per agreed description: the
+        answer's result and the plane's route sync both ask for it)."""
+        made_from, sending = self._sending
+        if made_from is not self._slots:
+            sending = tuple(t for s in self._slots if (t := self._sending_of(s)) is not None)
+            self._sending = (self._slots, sending)
+        return sending
 
     def sending_track(self, track_id: str) -> SendingTrack | None:
         """``sending``'s entry for ``track_id`` alone (None if the agreed description does not send it)."""

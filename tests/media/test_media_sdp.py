@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
+from callsd.core.wire import sdp_parse
 from callsd.core.wire.sdp import (
     Direction,
     SdpError,
@@ -14,6 +16,8 @@ from callsd.core.wire.sdp import (
     parse_candidate,
     parse_sdp,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 DATA = Path(__file__).resolve().parent / "data"
 CHROMIUM = (DATA / "offer_chromium.sdp").read_text()
@@ -160,3 +164,46 @@ def test_sections_sharing_their_tuples_are_written_as_unshared_ones() -> None:
     mixed = replace(shared, media=(*shared.media[:2], other, *shared.media[2:]))
     assert build_sdp(mixed) == build_sdp(_unshared(mixed))
     assert "a=fmtp:109 stereo=1" in build_sdp(mixed)
+
+
+_SECTION_LINES = st.lists(st.sampled_from([
+    "a=sendrecv", "a=recvonly", "a=rtcp-mux", "a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10",
+    "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level", "a=ssrc:5 cname:x", "a=bogus", "a=mid:extra",
+    "a=setup:active", "garbage", "",
+]), max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sections=st.lists(st.tuples(st.sampled_from(["m=audio 9 UDP/TLS/RTP/SAVPF 111", "m=audio 0 RTP/AVP 0"]),
+                                   st.sampled_from(["a", "b", "0", None]), _SECTION_LINES, _SECTION_LINES),
+                         min_size=1, max_size=6),
+       end=st.sampled_from(["\r\n", "\n", "\r\n\r\n", ""]))
+def test_skipping_repeated_sections_changes_no_result_and_no_error(
+        sections: list[tuple[str, str | None, list[str], list[str]]], end: str) -> None:
+    """Whatever the document (alike sections, several or no mids, bad lines, blank lines, any line ends), the parse
+    that reuses repeated sections gives what the parse of every line gives: the same sections or the same error."""
+    lines = HEAD.rstrip("\r\n").split("\r\n")
+    for m_line, mid, before, after in sections:
+        lines += [m_line, *before, *([f"a=mid:{mid}"] if mid is not None else []), *after]
+    text = "\r\n".join(lines) + end
+
+    def parse() -> object:
+        try:
+            return parse_sdp(text)
+        except SdpError as exc:
+            return str(exc)
+
+    reusing = parse()
+    with patch.object(sdp_parse, "_repeated_sections", lambda _text, _count: {}):
+        assert parse() == reusing
+
+
+@pytest.mark.parametrize("end", ["\r\n", "\r\n\r\n", ""])
+def test_every_section_alike_an_earlier_one_is_reused_the_last_one_too(end: str) -> None:
+    mids = ["0", *(f"s{n}" for n in range(1, 9))]
+    text = (HEAD + "".join(SLOT.format(mid=m) for m in mids)).rstrip("\r\n") + end
+    normalized = text.replace("\r\n", "\n")
+    count = len(normalized.rstrip("\n").split("\n"))
+    repeats = sdp_parse._repeated_sections(normalized, count)
+    assert sorted(mid for _end, _first, mid in repeats.values()) == sorted(mids[1:])
+    assert max(end for end, _first, _mid in repeats.values()) == count

@@ -29,7 +29,7 @@ from typing import Any
 import trio
 from aioice import stun
 from callsd.adapters.media.dtls import Certificate
-from callsd.adapters.media.ice import StunRejected, client_binding_request, parse_binding_request
+from callsd.adapters.media.ice import StunRejected, client_binding_request
 from callsd.adapters.media.transport import Peer, TransportConfig, UdpEndpoint
 
 FINGERPRINT = "sha-256 " + ":".join(["AB"] * 32)
@@ -47,13 +47,17 @@ def legacy_on_stun(endpoint: UdpEndpoint, data: bytes, addr: Any) -> None:
     c = endpoint.counters
     c.stun_in += 1
     try:
-        request = parse_binding_request(data)
-        peer = endpoint._by_ufrag.get(request.local_ufrag)
+        try:  # aioice's full parse, as ice.py did then
+            message = stun.parse_message(data)
+        except Exception as exc:
+            raise StunRejected("malformed") from exc
+        local, _, remote = str(message.attributes.get("USERNAME", "")).partition(":")
+        peer = endpoint._by_ufrag.get(local)
         if peer is None:
             raise StunRejected("stun_unknown_user")
-        if request.local_ufrag != peer.ice.local_ufrag or request.remote_ufrag != peer.ice.remote_ufrag:
+        if local != peer.ice.local_ufrag or remote != peer.ice.remote_ufrag:
             raise StunRejected("stun_unknown_user")
-        if not request.message.check_message_integrity(peer.ice.local_pwd.encode()):
+        if not message.check_message_integrity(peer.ice.local_pwd.encode()):
             raise StunRejected("stun_integrity")
     except StunRejected as rejected:
         c.count_drop(rejected.reason)

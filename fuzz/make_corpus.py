@@ -10,9 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from aioice import stun
 from callsd.adapters.media.dtls import Certificate, DtlsSession
-from callsd.adapters.media.ice import binding_success, client_binding_request
+from callsd.adapters.media.ice import binding_success, client_binding_request, parse_binding_request
 from callsd.adapters.signaling_protocol import encode
 from callsd.adapters.store import CallRecorder, JsonlStore
 from callsd.adapters.store.compaction import compact
@@ -43,7 +42,7 @@ TOKEN_SECRET = "fuzz-token-secret-0123456789"  # and verifies with the same
 def stun_seeds() -> list[bytes]:
     seeds = [client_binding_request(server_ufrag="srv", client_ufrag="cli", server_pwd=STUN_PASSWORD,
                                     use_candidate=flag, tie_breaker=42)[0] for flag in (True, False)]
-    request = stun.parse_message(seeds[0])
+    request = parse_binding_request(seeds[0])
     seeds.append(binding_success(request, ("192.0.2.1", 5000), STUN_PASSWORD))
     return seeds
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import types
 import typing
@@ -11,16 +12,20 @@ from typing import Any
 
 from callsd.core import (
     INPUT_TYPES,
+    LOG_VERSION,
     OUTPUT_TYPES,
     EventLogError,
     Record,
+    canonical_json,
     decode_output,
     decode_record,
     encode_event,
     encode_output,
     encode_record,
+    make_record,
     outputs_digest,
 )
+from callsd.core.calls.eventlog import event_json, record_hash
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -111,3 +116,48 @@ def test_the_example_encoding_is_canonical() -> None:
         f'"out":"{"a" * 64}","seq":1,"v":1}}'
     )
     assert encode_event(event)["type"] == "JoinCall"
+
+
+def _dict_spelled_line(record: Record) -> str:
+    """The stored line as ``encode_record`` wrote it before it embedded the event's JSON: one dict, dumped."""
+    return canonical_json({"seq": record.seq, "event": encode_event(record.event), "out": record.out,
+                           "v": LOG_VERSION, "prev": record.prev, "hash": record.hash})
+
+
+def _dict_spelled_hash(record: Record) -> str:
+    text = canonical_json({"event": encode_event(record.event), "out": record.out, "prev": record.prev,
+                           "seq": record.seq})
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@given(event=INPUTS, outputs=st.lists(OUTPUTS, max_size=3), seq=st.integers(1, 2**62),
+       prev=DIGESTS | st.text(max_size=12))
+def test_a_made_record_is_spelled_as_the_dict_was(event: Any, outputs: list[Any], seq: int, prev: str) -> None:
+    """The chain hash and the stored line are written by concatenation around the event's JSON, encoded once; both
+    must be byte for byte what dumping the whole document gave, whatever the strings hold (``prev`` even when it
+    is not a digest), so the on-disk format and every chain hash stay as they were."""
+    record = make_record(seq, event, outputs, prev=prev)
+    assert record.hash == _dict_spelled_hash(record) == record_hash(record, prev)
+    line = encode_record(record)
+    assert line == _dict_spelled_line(record)
+    if len(prev) != 64:
+        return  # the decoder refuses a ``prev`` that is no digest
+    # A record read back from disk carries no event JSON; it encodes and hashes the same
+    back = decode_record(line)
+    assert back == record and not back.event_json
+    assert encode_record(back) == line and record_hash(back, prev) == record.hash
+
+
+@given(obj=INPUTS | OUTPUTS)
+def test_event_json_is_the_canonical_json_of_the_encoded_event(obj: Any) -> None:
+    """``event_json`` writes the text directly (keys sorted, each value as ``json.dumps`` spells it); it must be the
+    canonical JSON of the encoded dict for every input and output type and any field values (unicode, quotes,
+    control characters, huge ints, enums, tuples, None), or the digests and chain hashes of the log would change."""
+    assert event_json(obj) == canonical_json(encode_output(obj) if type(obj) in OUTPUT_TYPES.values()
+                                             else encode_event(obj))
+
+
+@given(outputs=st.lists(OUTPUTS, max_size=6))
+def test_outputs_digest_is_the_digest_of_the_dumped_list(outputs: list[Any]) -> None:
+    text = canonical_json([encode_output(o) for o in outputs])
+    assert outputs_digest(outputs) == hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import re
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -65,6 +66,9 @@ def _fingerprint_of_der(der: bytes) -> str:
     return hashlib.sha256(der).digest().hex(":").upper()
 
 
+_SHA256_HEX = re.compile(r"(?:[0-9A-F]{2}:){31}[0-9A-F]{2}")
+
+
 def parse_fingerprint(value: str) -> str:
     """Normalise ``"sha-256 ab:cd:..."`` (or bare ``"AB:CD:..."``) to upper-case colon hex; raise ValueError."""
     text = value.strip()
@@ -73,18 +77,17 @@ def parse_fingerprint(value: str) -> str:
         if algo.lower() != "sha-256":
             raise ValueError(f"unsupported fingerprint algorithm {algo!r} (only sha-256)")
     text = text.strip().upper()
-    parts = text.split(":")
-    if len(parts) != 32 or any(len(p) != 2 for p in parts):
+    if _SHA256_HEX.fullmatch(text) is None:
         raise ValueError(f"not a sha-256 fingerprint: {value!r}")
-    int(text.replace(":", ""), 16)
     return text
 
 
 def _verify_fingerprint(conn: SSL.Connection, cert: crypto.X509, _errno: int, depth: int, _ok: int) -> bool:
     if depth != 0:
         return True
-    state = conn.get_app_data()  # [expected fingerprint, mismatch seen]
+    state = conn.get_app_data()  # [expected fingerprint, mismatch seen, match seen]
     if _fingerprint_of_der(crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)) == state[0]:
+        state[2] = True
         return True
     state[1] = True
     return False
@@ -176,7 +179,7 @@ class DtlsSession:
         self._server = server
         self._out: list[bytes] = []
         self._remote_fp = parse_fingerprint(remote_fingerprint)
-        conn.set_app_data([self._remote_fp, False])
+        conn.set_app_data([self._remote_fp, False, False])
         self.mtu = mtu
         self.done = False
         self.failed: str | None = None
@@ -263,14 +266,9 @@ class DtlsSession:
 
     def _finish(self) -> None:
         assert self._conn is not None
-        cert = self._conn.get_peer_certificate()
-        if cert is None:
-            self.failed = "fingerprint_mismatch"
-            raise DtlsError("peer sent no certificate")
-        got = _fingerprint_of_der(crypto.dump_certificate(crypto.FILETYPE_ASN1, cert))
-        if got != self._remote_fp:
-            self.failed = "fingerprint_mismatch"
-            raise DtlsError(f"remote fingerprint {got} does not match the SDP's {self._remote_fp}")
+        _, mismatch, match = self._conn.get_app_data()
+        if mismatch or not match:  # the verify callback saw the peer's certificate match, and nothing else: done
+            self._check_peer_certificate(self._conn)
         profile = self._conn.get_selected_srtp_profile()
         if profile not in SRTP_PROFILES:
             self.failed = "no_srtp_profile"
@@ -288,6 +286,19 @@ class DtlsSession:
             self.keys = SrtpKeys(profile=profile, local_key=client, remote_key=server)
         self.done = True
         self._free_connection()
+
+    def _check_peer_certificate(self, conn: SSL.Connection) -> None:
+        """The fingerprint check again, for a handshake whose verify callback did not see a match (never taken
+        with OpenSSL as configured here: ``VERIFY_FAIL_IF_NO_PEER_CERT`` and the callback refusing a mismatch
+        end the handshake first; kept so that a change of configuration cannot skip the check)."""
+        cert = conn.get_peer_certificate()
+        if cert is None:
+            self.failed = "fingerprint_mismatch"
+            raise DtlsError("peer sent no certificate")
+        got = _fingerprint_of_der(crypto.dump_certificate(crypto.FILETYPE_ASN1, cert))
+        if got != self._remote_fp:
+            self.failed = "fingerprint_mismatch"
+            raise DtlsError(f"remote fingerprint {got} does not match the SDP's {self._remote_fp}")
 
     def _free_connection(self) -> None:
         """Swap OpenSSL's connection for `EstablishedRecords` when the suite allows (see the module docstring)."""

@@ -52,8 +52,8 @@ def _prf(secret: bytes, label: bytes, seed: bytes, length: int, digest: str) -> 
     seed = label + seed
     out, a = b"", seed
     while len(out) < length:
-        a = hmac.new(secret, a, digest).digest()
-        out += hmac.new(secret, a + seed, digest).digest()
+        a = hmac.digest(secret, a, digest)  # one-shot: OpenSSL's HMAC without a Python HMAC object
+        out += hmac.digest(secret, a + seed, digest)
     return out[:length]
 
 

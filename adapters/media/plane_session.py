@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from callsd.core.wire.negotiation import LocalTransport, NegotiationState, Negotiator
+from callsd.core.wire.negotiation import LocalTransport, NegotiationState, Negotiator, OutgoingTrack
 from callsd.core.wire.receive_slots import ReceiveSlots
 from callsd.core.wire.sdp import Codec
 
@@ -73,7 +73,7 @@ class PlaneConfig:
 class Session(SendStateOwner):  # writing `peer` re-reads the native step's cached send state (route_record.py)
     __slots__ = ("session_id", "channel_id", "ufrag", "pwd", "peer", "remote", "neg", "published", "codecs",
                  "inbound", "routes_in", "out_by_ssrc", "screen_stream", "rtcp_ssrc", "closed", "refused",
-                 "mid_ext_id", "inbound_rtx", "audio_slots", "twcc_ext_id", "simulcast_in")
+                 "mid_ext_id", "inbound_rtx", "audio_slots", "slot_offer", "twcc_ext_id", "simulcast_in")
 
     def __init__(self, session_id: str, channel_id: str, transport: LocalTransport, simulcast: bool = False) -> None:
         self.session_id = session_id
@@ -95,6 +95,7 @@ class Session(SendStateOwner):  # writing `peer` re-reads the native step's cach
         self.mid_ext_id = 0  # the client's id for the MID header extension (0: none)
         self.inbound_rtx: dict[int, InTrack] = {}  # publisher RTX SSRC -> track (retransmit.py)
         self.audio_slots: ReceiveSlots | None = None  # pre-negotiated audio sections, if asked for (plane_slots.py)
+        self.slot_offer: tuple[ReceiveSlots | None, int, tuple[OutgoingTrack, ...]] = (None, 0, ())  # slot_tracks' memo
         self.twcc_ext_id = 0  # the transport-wide-cc id it accepted on the sections it receives (0: none)
         # publisher simulcast layer and layer-RTX SSRC -> its SimulcastStream, once learnt (simulcast_fwd.py)
         self.simulcast_in: dict[int, SimulcastStream] = {}

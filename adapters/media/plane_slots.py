@@ -32,6 +32,7 @@ class SlotSession(Protocol):
     """What these functions read of a plane ``Session``."""
 
     audio_slots: ReceiveSlots | None
+    slot_offer: tuple[ReceiveSlots | None, int, tuple[OutgoingTrack, ...]]  # slot_tracks' memo: table, version
     neg: Negotiator
     refused: set[str]
 
@@ -89,12 +90,20 @@ def enable(s: SlotSession, count: int) -> None:
 
 
 def slot_tracks(s: SlotSession) -> list[OutgoingTrack]:
-    """Every slot as an outgoing track of the negotiator (free ones too: they are what a join lands on)."""
-    if s.audio_slots is None:
+    """Every slot as an outgoing track of the negotiator (free ones too: they are what a join lands on).
+
+    Made again only when the table's offered slots changed (``offered_version``): every route added to a session
+    asks for its outgoing set, and a join routes a track to each of the others, whose slots stay the same."""
+    table = s.audio_slots
+    if table is None:
         return []
-    return [OutgoingTrack(track_id=slot.slot_id, stream_id=slot.slot_id, kind="audio", ssrc=slot.ssrc,
-                          codec=SLOT_CODEC, cname=SLOT_CNAME) for slot in s.audio_slots
-            if slot.state is not SlotState.RETIRED]
+    made_for, version, tracks = s.slot_offer
+    if made_for is not table or version != table.offered_version:
+        tracks = tuple(OutgoingTrack(track_id=slot.slot_id, stream_id=slot.slot_id, kind="audio", ssrc=slot.ssrc,
+                                     codec=SLOT_CODEC, cname=SLOT_CNAME) for slot in table
+                       if slot.state is not SlotState.RETIRED)
+        s.slot_offer = (table, table.offered_version, tracks)
+    return list(tracks)
 
 
 def refuse(s: SlotSession, refused: tuple[str, ...]) -> None:

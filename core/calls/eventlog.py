@@ -31,8 +31,9 @@ import hashlib
 import json
 import types
 import typing
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from json.encoder import encode_basestring
 from typing import Any
 
 from ..errors import LocalProtocolError, RemoteProtocolError
@@ -100,6 +101,9 @@ class Record:
     out: str
     prev: str = ""
     hash: str = ""
+    # The canonical JSON of ``event``, when the record was made here (``make_record``): the chain hash and the
+    # stored line both embed it, so it is written once, not once for each (not part of the record's value).
+    event_json: str = field(default="", compare=False, repr=False)
 
     @property
     def chained(self) -> bool:
@@ -131,6 +135,62 @@ def _encode(obj: InputEvent | OutputEvent) -> dict[str, Any]:
     return d
 
 
+# The canonical JSON of an event, written directly (the log writes one per record, the digest one per output: 20 or
+# so per join), instead of building the dict of ``_encode`` and dumping it with sorted keys. The spellings are
+# the same text: keys in sorted order (``sorted`` and ``sort_keys`` both order by code point), a string as
+# ``json.dumps`` writes it (``encode_basestring`` is the very function it calls with ``ensure_ascii=False``), an
+# int as ``int.__repr__`` (what the encoder calls), a bool and None as their literals, an enum as its value, a
+# tuple as a list; any other value goes through ``canonical_json``. A property test holds them equal for every
+# input and output type (property_tests/test_core_eventlog_props.py).
+_SCALAR_JSON: dict[type, Callable[[Any], str]] = {
+    str: encode_basestring, int: int.__repr__, bool: lambda v: "true" if v else "false",
+    type(None): lambda v: "null",
+}
+
+
+def _enum_json(value: enum.Enum) -> str:
+    return _value_json(value.value)
+
+
+def _value_json(value: Any) -> str:
+    write = _SCALAR_JSON.get(type(value))
+    if write is not None:
+        return write(value)
+    if isinstance(value, enum.Enum):
+        _SCALAR_JSON[type(value)] = _enum_json  # an enum class is written by its value: looked up at once next time
+        return _enum_json(value)
+    if isinstance(value, tuple):
+        return "[" + ",".join([_value_json(v) for v in value]) + "]"
+    return canonical_json(value)
+
+
+# Per event class, its keys in sorted order: ('"key":', field name), or ('"type":"ClassName"', None).
+_LAYOUTS: dict[type, tuple[tuple[str, str | None], ...]] = {}
+
+
+def _layout(cls: type) -> tuple[tuple[str, str | None], ...]:
+    keyed: list[tuple[str, str | None]] = [(f.name, f.name) for f in fields(cls)]
+    keyed.append(("type", None))
+    layout = tuple((f"{encode_basestring(key)}:" + ("" if name else encode_basestring(cls.__name__)), name)
+                   for key, name in sorted(keyed))
+    _LAYOUTS[cls] = layout
+    return layout
+
+
+def event_json(obj: InputEvent | OutputEvent) -> str:
+    """The canonical JSON of ``encode_event(obj)`` (or ``encode_output``), written without building the dict."""
+    layout = _LAYOUTS.get(type(obj)) or _layout(type(obj))
+    parts = []
+    for key, name in layout:
+        if name is None:
+            parts.append(key)
+            continue
+        value = getattr(obj, name)
+        write = _SCALAR_JSON.get(type(value))
+        parts.append(key + (write(value) if write is not None else _value_json(value)))
+    return "{" + ",".join(parts) + "}"
+
+
 def encode_event(event: InputEvent) -> dict[str, Any]:
     return _encode(event)
 
@@ -141,7 +201,7 @@ def encode_output(output: OutputEvent) -> dict[str, Any]:
 
 def outputs_digest(outputs: Sequence[OutputEvent]) -> str:
     """SHA-256 hex of the canonical JSON of the encoded outputs (the record's ``out``)."""
-    text = canonical_json([_encode(o) for o in outputs])
+    text = "[" + ",".join([event_json(o) for o in outputs]) + "]"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -216,21 +276,35 @@ def decode_output(d: Any) -> OutputEvent:
     return output
 
 
-def _hash_of(prev: str, seq: int, event: dict[str, Any], out: str) -> str:
-    text = canonical_json({"event": event, "out": out, "prev": prev, "seq": seq})
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+# The canonical JSON of a document whose keys and value types are fixed, written by concatenation: the keys in
+# sorted order, each string value as ``json.dumps`` writes it (``encode_basestring`` is the very function it calls
+# with ``ensure_ascii=False``), an int as its decimal text, the event's text already canonical. A property test holds
+# both spellings equal (property_tests/test_core_eventlog_props.py).
+def _hash_text(prev: str, seq: int, event_text: str, out: str) -> str:
+    return f'{{"event":{event_text},"out":{encode_basestring(out)},"prev":{encode_basestring(prev)},"seq":{seq:d}}}'
+
+
+def _chained_line(record: Record, event_text: str) -> str:
+    return (f'{{"event":{event_text},"hash":{encode_basestring(record.hash)},"out":{encode_basestring(record.out)},'
+            f'"prev":{encode_basestring(record.prev)},"seq":{record.seq:d},"v":{LOG_VERSION:d}}}')
+
+
+def _hash_of(prev: str, seq: int, event_text: str, out: str) -> str:
+    return hashlib.sha256(_hash_text(prev, seq, event_text, out).encode("utf-8")).hexdigest()
 
 
 def record_hash(record: Record, prev: str) -> str:
     """The chain hash of ``record`` placed after a record whose hash is ``prev``: SHA-256 of the canonical JSON of
     its event, output digest, seq and ``prev``. For a version 1 record this is its virtual hash."""
-    return _hash_of(prev, record.seq, _encode(record.event), record.out)
+    return _hash_of(prev, record.seq, record.event_json or event_json(record.event), record.out)
 
 
 def make_record(seq: int, event: InputEvent, outputs: Sequence[OutputEvent], prev: str = GENESIS) -> Record:
-    """A chained (version 2) record following the record whose hash is ``prev``."""
+    """A chained (version 2) record following the record whose hash is ``prev``; it keeps its event's canonical
+    JSON, which ``encode_record`` writes into the stored line instead of encoding the event again."""
     out = outputs_digest(outputs)
-    return Record(seq=seq, event=event, out=out, prev=prev, hash=_hash_of(prev, seq, _encode(event), out))
+    text = event_json(event)
+    return Record(seq=seq, event=event, out=out, prev=prev, hash=_hash_of(prev, seq, text, out), event_json=text)
 
 
 def encode_record(record: LogEntry) -> str:
@@ -238,12 +312,9 @@ def encode_record(record: LogEntry) -> str:
     for an unchained record (an old record copied as it was)."""
     if isinstance(record, Compaction):
         return canonical_json({"v": LOG_VERSION, "seq": record.seq, "compacted": record.body(), "hash": record.hash})
-    doc: dict[str, Any] = {"seq": record.seq, "event": _encode(record.event), "out": record.out}
     if record.chained:
-        doc.update(v=LOG_VERSION, prev=record.prev, hash=record.hash)
-    else:
-        doc["v"] = 1
-    return canonical_json(doc)
+        return _chained_line(record, record.event_json or event_json(record.event))
+    return canonical_json({"seq": record.seq, "event": _encode(record.event), "out": record.out, "v": 1})
 
 
 _HEX = frozenset("0123456789abcdef")

@@ -158,7 +158,7 @@ class Negotiator:
     """
 
     __slots__ = ("transport", "session_id", "state", "remote", "_slots", "_pending", "_desired", "_version",
-                 "_allow_mixed", "_client_codecs", "_extension_ids", "simulcast")
+                 "_allow_mixed", "_client_codecs", "_extension_ids", "simulcast", "_sending")
 
     def __init__(self, *, transport: LocalTransport, session_id: int, simulcast: bool = False) -> None:
         self.transport = transport
@@ -173,6 +173,9 @@ class Negotiator:
         self._allow_mixed = False
         self._client_codecs: dict[int, Codec] = {}  # every codec the client ever offered, by its payload type
         self._extension_ids = ExtensionIds()  # header extension ids, session-wide (extension_ids.py)
+        # ``sending`` as of the agreed slots list it was computed from: a list of slots is never changed once it is
+        # the agreed one (offers and answers work on copies, then install a new list), so its identity is its value
+        self._sending: tuple[list[_Slot] | None, tuple[SendingTrack, ...]] = (None, ())
 
     # --- queries ----------------------------------------------------------------------------------------------
 
@@ -182,7 +185,13 @@ class Negotiator:
 
     @property
     def sending(self) -> tuple[SendingTrack, ...]:
-        return tuple(t for s in self._slots if (t := self._sending_of(s)) is not None)
+        """What the agreed description sends, section by section (computed once per agreed description: the
+        answer's result and the plane's route sync both ask for it)."""
+        made_from, sending = self._sending
+        if made_from is not self._slots:
+            sending = tuple(t for s in self._slots if (t := self._sending_of(s)) is not None)
+            self._sending = (self._slots, sending)
+        return sending
 
     def sending_track(self, track_id: str) -> SendingTrack | None:
         """``sending``'s entry for ``track_id`` alone (None if the agreed description does not send it)."""
@@ -472,6 +481,8 @@ class Negotiator:
         self._version += 1
         t = self.transport
         algo, _, value = t.fingerprint.partition(" ")
+        # One tuple for every section (and one for the candidates): build_sdp writes a tuple's lines once per offer
+        fingerprints = (Fingerprint(algorithm=algo, value=value),)
         ip = "IP6" if ":" in t.host else "IP4"
         hosts = (t.host, *t.extra_hosts)
         candidates = tuple(Candidate(foundation=str(i + 1), component=1, transport="udp", priority=2130706431 - i,
@@ -488,12 +499,12 @@ class Negotiator:
                           address=t.host),
             name="callsd", groups=(Group(semantics="BUNDLE", mids=tuple(s.mid for s in slots if not s.rejected)),),
             msid_semantic="WMS *", ice_lite=True, extmap_allow_mixed=self._allow_mixed,
-            media=tuple(self._section(s, offer=offer, setup=setup, ip=ip, algo=algo, value=value,
+            media=tuple(self._section(s, offer=offer, setup=setup, ip=ip, fingerprints=fingerprints,
                                       candidates=candidates) for s in slots),
         )
         return build_sdp(desc)
 
-    def _section(self, s: _Slot, *, offer: bool, setup: str, ip: str, algo: str, value: str,
+    def _section(self, s: _Slot, *, offer: bool, setup: str, ip: str, fingerprints: tuple[Fingerprint, ...],
                  candidates: tuple[Candidate, ...]) -> MediaSection:
         """The server's media section for ``s``."""
         t = self.transport
@@ -520,7 +531,7 @@ class Negotiator:
             kind=s.kind, port=t.port, protocol=_PROTOCOL,
             formats=tuple(str(c.payload_type) for c in s.codecs), connection=f"IN {ip} {t.host}",
             mid=s.mid, direction=direction, msids=msids, ice_ufrag=t.ice_ufrag, ice_pwd=t.ice_pwd,
-            fingerprints=(Fingerprint(algorithm=algo, value=value),), setup=setup,
+            fingerprints=fingerprints, setup=setup,
             candidates=candidates, end_of_candidates=True, rtcp_mux=True, rtcp_rsize=s.rsize,
             codecs=s.codecs, extmaps=s.extmaps, ssrcs=tuple(ssrcs), ssrc_groups=groups,
             other=receive_attributes(s.rids),

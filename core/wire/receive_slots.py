@@ -56,7 +56,7 @@ class ReceiveSlot:
 class ReceiveSlots:
     """The receive slots of one session (one media kind). ``place``/``release``/``refresh`` change it."""
 
-    __slots__ = ("kind", "batch", "_slots", "_by_track")
+    __slots__ = ("kind", "batch", "_slots", "_by_track", "_offered_version")
 
     def __init__(self, *, kind: str, batch: int) -> None:
         if batch < 1:
@@ -65,12 +65,20 @@ class ReceiveSlots:
         self.batch = batch
         self._slots: list[ReceiveSlot] = []
         self._by_track: dict[str, int] = {}  # track id -> index in _slots
+        self._offered_version = 0
 
     def __iter__(self) -> Iterator[ReceiveSlot]:
         return iter(self._slots)
 
     def __len__(self) -> int:
         return len(self._slots)
+
+    @property
+    def offered_version(self) -> int:
+        """Changes exactly when the slots to offer change: their ids and SSRCs, retired ones left out (``refresh``,
+        ``retire``). ``place`` and ``release`` leave it: a track coming or going changes no offer, so an adapter
+        may keep what it derived from the offered slots while this stays the same."""
+        return self._offered_version
 
     def slot_of(self, track_id: str) -> ReceiveSlot | None:
         i = self._by_track.get(track_id)
@@ -112,6 +120,7 @@ class ReceiveSlots:
                 if s.track_id is not None:
                     del self._by_track[s.track_id]
                 self._slots[i] = ReceiveSlot(slot_id=s.slot_id, ssrc=s.ssrc, state=SlotState.RETIRED)
+                self._offered_version += 1
                 return s.track_id
         return None
 
@@ -120,6 +129,7 @@ class ReceiveSlots:
         ``needed()`` distinct values not used by the session (the adapter draws them)."""
         if len(ssrcs) != self.needed() or len(set(ssrcs)) != len(ssrcs):
             raise LocalProtocolError(f"refresh needs {self.needed()} distinct SSRCs, got {list(ssrcs)}")
+        self._offered_version += 1
         fresh = iter(ssrcs)
         spent = [i for i, s in enumerate(self._slots) if s.state is SlotState.SPENT]
         for i in spent:

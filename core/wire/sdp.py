@@ -20,6 +20,9 @@ sdp_model).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from .sdp_model import (
     Candidate,
     Codec,
@@ -84,7 +87,47 @@ def _extmap(e: Extmap) -> str:
     return s + (f" {e.attributes}" if e.attributes is not None else "")
 
 
-def _media_lines(m: MediaSection) -> list[str]:
+def _codec_lines(codecs: tuple[Codec, ...]) -> list[str]:
+    out = []
+    for c in codecs:
+        if c.name:
+            out.append(f"a=rtpmap:{c.payload_type} {c.name}/{c.clock_rate}"
+                       + (f"/{c.channels}" if c.channels is not None else ""))
+        out += [f"a=rtcp-fb:{c.payload_type} {fb}" for fb in c.feedback]
+        if c.fmtp is not None:
+            out.append(f"a=fmtp:{c.payload_type} {c.fmtp}")
+    return out
+
+
+def _extmap_lines(extmaps: tuple[Extmap, ...]) -> list[str]:
+    return [_extmap(e) for e in extmaps]
+
+
+def _candidate_lines(candidates: tuple[Candidate, ...]) -> list[str]:
+    return [f"a=candidate:{format_candidate(c)}" for c in candidates]
+
+
+def _fingerprint_lines(fingerprints: tuple[Fingerprint, ...]) -> list[str]:
+    return [f"a=fingerprint:{f.algorithm} {f.value}" for f in fingerprints]
+
+
+# The lines of a block (codecs, extmaps, candidates, fingerprints) written once per document for each tuple object
+# the sections share: the server's offers hand every section the same candidates and every alike receive slot the
+# same codecs and extmaps (negotiation.py), so an offer of nine sections writes them once, not nine times. Keyed by
+# the writer and the tuple's id, for one ``build_sdp`` call only: the document holds every tuple for that long, so
+# no id is reused meanwhile.
+_Shared = dict[tuple[Callable[[Any], list[str]], int], list[str]]
+
+
+def _block(shared: _Shared, write: Callable[[Any], list[str]], items: tuple[Any, ...]) -> list[str]:
+    key = (write, id(items))
+    lines = shared.get(key)
+    if lines is None:
+        lines = shared[key] = write(items)
+    return lines
+
+
+def _media_lines(m: MediaSection, shared: _Shared) -> list[str]:
     out = [f"m={m.kind} {m.port} {m.protocol}" + "".join(f" {f}" for f in m.formats)]
     if m.connection is not None:
         out.append(f"c={m.connection}")
@@ -94,12 +137,12 @@ def _media_lines(m: MediaSection) -> list[str]:
     for name, value in (("ice-ufrag", m.ice_ufrag), ("ice-pwd", m.ice_pwd), ("ice-options", m.ice_options)):
         if value is not None:
             out.append(f"a={name}:{value}")
-    out += [f"a=fingerprint:{f.algorithm} {f.value}" for f in m.fingerprints]
+    out += _block(shared, _fingerprint_lines, m.fingerprints)
     if m.setup is not None:
         out.append(f"a=setup:{m.setup}")
     if m.mid is not None:
         out.append(f"a=mid:{m.mid}")
-    out += [_extmap(e) for e in m.extmaps]
+    out += _block(shared, _extmap_lines, m.extmaps)
     if m.extmap_allow_mixed:
         out.append("a=extmap-allow-mixed")
     if m.direction is not None:
@@ -109,16 +152,10 @@ def _media_lines(m: MediaSection) -> list[str]:
         out.append("a=rtcp-mux")
     if m.rtcp_rsize:
         out.append("a=rtcp-rsize")
-    for c in m.codecs:
-        if c.name:
-            out.append(f"a=rtpmap:{c.payload_type} {c.name}/{c.clock_rate}"
-                       + (f"/{c.channels}" if c.channels is not None else ""))
-        out += [f"a=rtcp-fb:{c.payload_type} {fb}" for fb in c.feedback]
-        if c.fmtp is not None:
-            out.append(f"a=fmtp:{c.payload_type} {c.fmtp}")
+    out += _block(shared, _codec_lines, m.codecs)
     out += [f"a=ssrc-group:{g.semantics}" + "".join(f" {s}" for s in g.ssrcs) for g in m.ssrc_groups]
     out += [f"a=ssrc:{s.ssrc} {s.attribute}" + (f":{s.value}" if s.value is not None else "") for s in m.ssrcs]
-    out += [f"a=candidate:{format_candidate(c)}" for c in m.candidates]
+    out += _block(shared, _candidate_lines, m.candidates)
     if m.end_of_candidates:
         out.append("a=end-of-candidates")
     out += [_attr(n, v) for n, v in m.other]
@@ -150,6 +187,7 @@ def build_sdp(sd: SessionDescription) -> str:
         out.append(f"a=setup:{sd.setup}")
     out += [_extmap(e) for e in sd.extmaps]
     out += [_attr(n, v) for n, v in sd.other]
+    shared: _Shared = {}
     for m in sd.media:
-        out += _media_lines(m)
+        out += _media_lines(m, shared)
     return "\r\n".join(out) + "\r\n"

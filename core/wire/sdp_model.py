@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ..errors import RemoteProtocolError
 
@@ -174,6 +174,16 @@ class MediaSection:
     def rejected(self) -> bool:
         return self.port == 0
 
+    def with_mid(self, mid: str | None) -> MediaSection:
+        """This section under another mid, as ``dataclasses.replace(self, mid=mid)`` makes it, in less than half
+        the time (no walk over the fields' metadata, no keyword ``__init__``): the parse of an answer to an offer
+        with receive slots makes one per repeated section (sdp_parse.py, ``_repeated_sections``)."""
+        clone = object.__new__(MediaSection)
+        for name in _MEDIA_SECTION_FIELDS:
+            object.__setattr__(clone, name, getattr(self, name))
+        object.__setattr__(clone, "mid", mid)
+        return clone
+
     def codec(self, payload_type: int) -> Codec | None:
         for c in self.codecs:
             if c.payload_type == payload_type:
@@ -209,6 +219,9 @@ class MediaSection:
             if n == name:
                 return "" if v is None else v
         return None
+
+
+_MEDIA_SECTION_FIELDS = tuple(f.name for f in fields(MediaSection))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,7 @@ import struct
 from typing import Any
 
 import pytest
+from callsd.adapters.media import plane_slots
 from callsd.adapters.media.events import SendSignal
 from callsd.core.calls.events import TrackKind
 from callsd.core.calls.outputs import RouteAdded, RoutePaused, RouteRemoved, RouteResumed
@@ -249,6 +250,16 @@ class SlotMachine(RuleBasedStateMachine):
             assert set(busy) == set(s.routes_in)  # every route on exactly one slot, every busy slot routed
             for track_id, r in s.routes_in.items():
                 assert r.ssrc == busy[track_id].ssrc
+
+    @invariant()
+    def the_remembered_slot_tracks_are_the_slots_as_they_are(self) -> None:
+        """``slot_tracks`` keeps its answer while the table's ``offered_version`` stays; it must always be what
+        the slots would give now (the version moves with every change of the offered ids and SSRCs)."""
+        for s in self.rig.plane.sessions.values():
+            if s.audio_slots is None:
+                continue
+            now = [(x.slot_id, x.ssrc) for x in s.audio_slots if x.state is not SlotState.RETIRED]
+            assert [(t.track_id, t.ssrc) for t in plane_slots.slot_tracks(s)] == now
 
     @invariant()
     def every_unpaused_route_delivers(self) -> None:

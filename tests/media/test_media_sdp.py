@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
-from callsd.core.wire.sdp import Direction, SdpError, build_sdp, parse_candidate, parse_sdp
+from callsd.core.wire import sdp_parse
+from callsd.core.wire.sdp import (
+    Direction,
+    SdpError,
+    SessionDescription,
+    build_sdp,
+    parse_candidate,
+    parse_sdp,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 DATA = Path(__file__).resolve().parent / "data"
 CHROMIUM = (DATA / "offer_chromium.sdp").read_text()
@@ -124,3 +136,74 @@ def test_an_error_after_repeated_sections_names_its_line(tail: str, message: str
     with pytest.raises(SdpError) as info:
         parse_sdp(text)
     assert message in str(info.value)
+
+
+def _unshared(doc: SessionDescription) -> SessionDescription:
+    """``doc`` with every tuple of every section a distinct object (``build_sdp`` writes a shared one once)."""
+    return replace(doc, media=tuple(
+        replace(m, codecs=tuple(list(m.codecs)), extmaps=tuple(list(m.extmaps)),
+                candidates=tuple(list(m.candidates)), fingerprints=tuple(list(m.fingerprints)))
+        for m in doc.media))
+
+
+def test_sections_sharing_their_tuples_are_written_as_unshared_ones() -> None:
+    """The server's offers hand every section one candidates tuple and one fingerprint tuple, and alike receive slots
+    one codecs and one extmaps tuple; ``build_sdp`` writes each shared tuple's lines once per document and copies
+    them. The text must be what writing every section on its own gives, and parse back to the same sections."""
+    doc = parse_sdp(HEAD + "".join(SLOT.format(mid=m) for m in ["0", "s1", "s2", "s3"]))
+    first = doc.media[0]
+    shared = replace(doc, media=tuple(
+        replace(m, codecs=first.codecs, extmaps=first.extmaps, candidates=first.candidates,
+                fingerprints=first.fingerprints) for m in doc.media))
+    assert shared.media[1].codecs is shared.media[2].codecs
+    text = build_sdp(shared)
+    assert text == build_sdp(_unshared(shared))
+    assert parse_sdp(text).media == shared.media
+    # a section with its own tuples between shared ones keeps its own lines
+    other = replace(first, mid="x", codecs=(replace(first.codecs[0], payload_type=109, fmtp="stereo=1"),))
+    mixed = replace(shared, media=(*shared.media[:2], other, *shared.media[2:]))
+    assert build_sdp(mixed) == build_sdp(_unshared(mixed))
+    assert "a=fmtp:109 stereo=1" in build_sdp(mixed)
+
+
+_SECTION_LINES = st.lists(st.sampled_from([
+    "a=sendrecv", "a=recvonly", "a=rtcp-mux", "a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10",
+    "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level", "a=ssrc:5 cname:x", "a=bogus", "a=mid:extra",
+    "a=setup:active", "garbage", "",
+]), max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sections=st.lists(st.tuples(st.sampled_from(["m=audio 9 UDP/TLS/RTP/SAVPF 111", "m=audio 0 RTP/AVP 0"]),
+                                   st.sampled_from(["a", "b", "0", None]), _SECTION_LINES, _SECTION_LINES),
+                         min_size=1, max_size=6),
+       end=st.sampled_from(["\r\n", "\n", "\r\n\r\n", ""]))
+def test_skipping_repeated_sections_changes_no_result_and_no_error(
+        sections: list[tuple[str, str | None, list[str], list[str]]], end: str) -> None:
+    """Whatever the document (alike sections, several or no mids, bad lines, blank lines, any line ends), the parse
+    that reuses repeated sections gives what the parse of every line gives: the same sections or the same error."""
+    lines = HEAD.rstrip("\r\n").split("\r\n")
+    for m_line, mid, before, after in sections:
+        lines += [m_line, *before, *([f"a=mid:{mid}"] if mid is not None else []), *after]
+    text = "\r\n".join(lines) + end
+
+    def parse() -> object:
+        try:
+            return parse_sdp(text)
+        except SdpError as exc:
+            return str(exc)
+
+    reusing = parse()
+    with patch.object(sdp_parse, "_repeated_sections", lambda _text, _count: {}):
+        assert parse() == reusing
+
+
+@pytest.mark.parametrize("end", ["\r\n", "\r\n\r\n", ""])
+def test_every_section_alike_an_earlier_one_is_reused_the_last_one_too(end: str) -> None:
+    mids = ["0", *(f"s{n}" for n in range(1, 9))]
+    text = (HEAD + "".join(SLOT.format(mid=m) for m in mids)).rstrip("\r\n") + end
+    normalized = text.replace("\r\n", "\n")
+    count = len(normalized.rstrip("\n").split("\n"))
+    repeats = sdp_parse._repeated_sections(normalized, count)
+    assert sorted(mid for _end, _first, mid in repeats.values()) == sorted(mids[1:])
+    assert max(end for end, _first, _mid in repeats.values()) == count

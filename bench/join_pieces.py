@@ -1,0 +1,228 @@
+"""Server CPU per join in the pieces past the socket and the hub, in process: the event log's records, the media
+plane's negotiation and routes, ICE checks. One tree against another, alternated, each in its own process.
+
+    .venv/bin/python -m bench.join_pieces [--calls 20 --users 8 --rounds 3] [--base-tree DIR] [--output FILE]
+
+What one join into an ``--users`` call does in each piece, as the server does it (issue 13 part 2,
+docs/performance.md "Joins at the end of session 7"):
+
+- ``record_us``: the two records of a join to held (``JoinCall``, ``PublishTrack``) made and encoded as the
+  recorder and the store do it (``make_record``, then ``encode_record``), with the outputs the real calls machine
+  gave for them (the machine's own work is not timed);
+- ``plane_offer_us``: the session opened and the client's first offer (one audio section, asking for 8 audio slots,
+  as the load tool sends it) answered by ``MediaPlane.handle_signal``, which also makes the server's offer of the
+  slots; ``plane_routes_us``: ``MediaPlane.apply`` of the machine's ``RouteAdded`` outputs for that join (the
+  joiner's track to the others, theirs to the joiner, each on an audio slot); ``plane_answer_us``: the client's
+  answers to the server's offers of that join, applied (built by the load tool's SDP code, outside the timing);
+- ``ice_check_us``: one ICE binding request from a known peer answered by the UDP endpoint's STUN handler (parse,
+  MESSAGE-INTEGRITY, FINGERPRINT, the success response built and sent to a loopback socket);
+- ``dtls_handshake_us``: the passive (server) side of one DTLS handshake with a fresh client (ECDHE, ECDSA
+  certificates both ways, the fingerprint check, the SRTP key export, the connection swapped for its records), the
+  flights carried in memory: what ``DtlsSession.feed`` costs the server per join.
+
+CPU time (``time.process_time``), per join (per check for ICE, per handshake for DTLS); in each process the least of ``--repeats`` passes,
+then the medians of the rounds per tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+FP = "sha-256 " + ":".join(["AB"] * 32)
+
+
+def _records_and_plane(calls: int, users: int) -> dict[str, float]:
+    from callsd.adapters.media.events import SendSignal
+    from callsd.adapters.media.plane import MediaPlane, PlaneConfig
+    from callsd.app.loadtest.sdp import LocalTrack, build_answer, build_offer, parse_sdp
+    from callsd.core import encode_record, make_record
+    from callsd.core.calls.events import JoinCall, PublishTrack, TrackKind
+    from callsd.core.calls.machine import CallsMachine
+    from callsd.core.calls.outputs import RouteAdded
+
+    sent: list[Any] = []
+    plane = MediaPlane(PlaneConfig(ice_port_udp=0), sent.append)
+    plane.network.candidate = lambda: (("127.0.0.1",), 50000)  # type: ignore[method-assign]
+    machine = CallsMachine()
+    record_s = offer_s = routes_s = answer_s = 0.0
+    head, seq, at = "0" * 64, 0, 1000
+    for c in range(calls):
+        channel = f"ch{c}"
+        for u in range(users):
+            sid = f"c{c}u{u}"
+            at += 10
+            tracks = [LocalTrack(kind="audio", ssrc=1000 + u, stream_id=f"st-{sid}", track_id=f"tr-{sid}")]
+            offer = build_offer(session_id=1, tracks=tracks, ufrag=secrets.token_hex(4), pwd=secrets.token_hex(16),
+                                fingerprint=FP, cname=sid, candidate=("127.0.0.1", 9))
+            sent.clear()
+            t0 = time.process_time()
+            plane.open_session(sid, channel)
+            plane.handle_signal(sid, {"type": "offer", "sdp": offer, "audio_slots": 8})
+            offer_s += time.process_time() - t0
+            routes: list[Any] = []
+            for event in (JoinCall(at=at, session_id=sid, user_id=f"user-{sid}", channel_id=channel,
+                                   call_id=f"call-{c}"),
+                          PublishTrack(at=at + 1, session_id=sid, track_id=f"{sid}_0", kind=TrackKind.AUDIO)):
+                outputs = machine.handle(event)
+                routes += [o for o in outputs if isinstance(o, RouteAdded)]
+                t0 = time.process_time()
+                seq += 1
+                record = make_record(seq, event, outputs, prev=head)
+                head = record.hash
+                encode_record(record)
+                record_s += time.process_time() - t0
+            t0 = time.process_time()
+            plane.apply(routes)
+            routes_s += time.process_time() - t0
+            offers = [e for e in sent if isinstance(e, SendSignal) and e.msg.get("type") == "offer"]
+            for e in offers:
+                answer = build_answer(parse_sdp(e.msg["sdp"]), session_id=1, version=3, tracks=tracks, ufrag="abcd",
+                                      pwd="p" * 32, fingerprint=FP, cname=e.session_id)
+                t0 = time.process_time()
+                plane.handle_signal(e.session_id, {"type": "answer", "sdp": answer})
+                answer_s += time.process_time() - t0
+    joins = calls * users
+    return {"record_us": record_s / joins * 1e6, "plane_offer_us": offer_s / joins * 1e6,
+            "plane_routes_us": routes_s / joins * 1e6, "plane_answer_us": answer_s / joins * 1e6}
+
+
+def _ice_checks(checks: int) -> dict[str, float]:
+    from aioice import stun
+    from callsd.adapters.media.dtls import Certificate
+    from callsd.adapters.media.transport import TransportConfig, UdpEndpoint
+
+    class NoHandler:
+        def on_connected(self, peer: Any) -> None: ...
+        def on_closed(self, peer: Any, reason: str) -> None: ...
+        def on_rtp(self, peer: Any, plain: bytes) -> None: ...
+        def on_rtcp(self, peer: Any, plain: bytes) -> None: ...
+
+    ep = UdpEndpoint(TransportConfig(port=0), NoHandler(), certificate=Certificate.generate())
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.setblocking(False)
+    ep._sock = server  # noqa: SLF001 - the bench stands in for serve()
+    ep.add_peer("s0", "srvu", "srvpwd" * 4, "cliu", "clipwd" * 4, FP)
+    wires = []
+    for n in range(checks):
+        msg = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST,
+                           transaction_id=n.to_bytes(12, "big"))
+        msg.attributes["USERNAME"] = "srvu:cliu"
+        msg.attributes["PRIORITY"] = 1853824767
+        msg.attributes["ICE-CONTROLLING"] = 0x1234
+        msg.attributes["USE-CANDIDATE"] = None
+        msg.add_message_integrity(("srvpwd" * 4).encode())
+        msg.add_fingerprint()
+        wires.append(bytes(msg))
+    source = client.getsockname()
+    total = 0.0
+    answered = 0
+    for start in range(0, checks, 64):
+        t0 = time.process_time()
+        for wire in wires[start:start + 64]:
+            ep.handle_datagram(wire, source)
+        total += time.process_time() - t0
+        while True:
+            try:
+                client.recv(2048)
+            except BlockingIOError:
+                break
+            answered += 1
+    server.close()
+    client.close()
+    if answered != checks:
+        raise SystemExit(f"ice: {answered} of {checks} checks answered")
+    return {"ice_check_us": total / checks * 1e6}
+
+
+def _dtls_handshakes(count: int) -> dict[str, float]:
+    from callsd.adapters.media.dtls import Certificate, DtlsSession
+
+    server_cert, client_cert = Certificate.generate(), Certificate.generate()
+    server_ctx, client_ctx = server_cert.context(), client_cert.context()
+    total = 0.0
+    for _ in range(count):
+        server = DtlsSession(server_ctx, server=True, remote_fingerprint=client_cert.fingerprint)
+        client = DtlsSession(client_ctx, server=False, remote_fingerprint=server_cert.fingerprint)
+        client.start()
+        for _flight in range(6):
+            out, client._out = client._out, []  # noqa: SLF001 - the bench carries the flights by hand
+            for datagram in out:
+                t0 = time.process_time()
+                server.feed(datagram)
+                total += time.process_time() - t0
+            out, server._out = server._out, []  # noqa: SLF001
+            for datagram in out:
+                client.feed(datagram)
+            if server.done and client.done:
+                break
+        if not (server.done and client.done):
+            raise SystemExit("dtls: a handshake did not complete")
+    return {"dtls_handshake_us": total / count * 1e6}
+
+
+def _child(calls: int, users: int, repeats: int) -> dict[str, float]:
+    """Each piece's least figure over ``repeats`` passes (a fresh plane each): on a shared host the least is the
+    one the other processes disturbed least."""
+    _records_and_plane(2, users)  # warm up: imports, first-use compiles, caches
+    _ice_checks(200)
+    _dtls_handshakes(10)
+    passes = [{**_records_and_plane(calls, users), **_ice_checks(4000), **_dtls_handshakes(200)}
+              for _ in range(repeats)]
+    return {k: min(p[k] for p in passes) for k in passes[0]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.join_pieces", description=__doc__.split("\n\n")[0])
+    p.add_argument("--calls", type=int, default=20)
+    p.add_argument("--users", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="passes per process; each piece's least is kept")
+    p.add_argument("--base-tree", default="", metavar="DIR", help="another checkout's pieces against this one's")
+    p.add_argument("--output", default="")
+    p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a._child:
+        print(json.dumps(_child(a.calls, a.users, a.repeats)))
+        return 0
+    from bench.joins import _package_shim
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    trees = {"this tree": root}
+    if a.base_tree:
+        trees = {"base tree": _package_shim(a.base_tree), **trees}
+    runs: list[dict[str, Any]] = []
+    for n in range(a.rounds):
+        for name, path in trees.items():
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                filter(None, [path if name == "base tree" else "", root, os.environ.get("PYTHONPATH", "")])))
+            out = subprocess.run([sys.executable, "-m", "bench.join_pieces", "--_child", "--calls", str(a.calls),
+                                  "--users", str(a.users), "--repeats", str(a.repeats)], env=env, capture_output=True, text=True, check=True)
+            run = {"tree": name, "round": n, **json.loads(out.stdout.strip().splitlines()[-1]),
+                   "loadavg": [round(x, 2) for x in os.getloadavg()]}
+            runs.append(run)
+            print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in run.items()}), flush=True)
+    pieces = [k for k in runs[0] if k.endswith("_us")]
+    medians = {name: {k: round(statistics.median(r[k] for r in runs if r["tree"] == name), 1) for k in pieces}
+               for name in trees}
+    print(json.dumps({"medians": medians}))
+    if a.output:
+        with open(a.output, "w") as f:
+            json.dump({"runs": runs, "medians": medians}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

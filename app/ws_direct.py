@@ -187,6 +187,11 @@ class DirectSocket:
         await self._send_close(code, reason)
         await self._close_stream()
 
+    @property
+    def open(self) -> bool:
+        """Neither side has closed the WebSocket yet (a close frame could still be sent)."""
+        return self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING)
+
     async def ping_once(self) -> bool:
         """Send a ping (the guard's reader does, after ``websocket_ping_interval`` of silence: a live peer answers,
         a vanished one meets the read timeout). False if the socket is no longer open or the send failed."""

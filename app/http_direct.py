@@ -158,10 +158,11 @@ class DirectConnection:
         try:
             await direct.serve(request, self.socket, self.ticket)
         finally:
-            if self.socket.open:  # nothing to do if the app closed it already or the peer did
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(CLOSE_SEND_TIMEOUT):
-                        await self.socket.close(1000, "")
+            if self.socket.open:  # the app ended without closing: a close frame, then the stream
+                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_SEND_TIMEOUT):
+                    await self.socket.close(1000, "")
+            else:  # the close frames went already: the stream ends, and the reader with it
+                await self.stream.aclose()
 
     async def _read(self, checked: Inbound, ended: bool) -> None:
         """Feed the socket what the guard lets through until the peer ends, a guard refuses, the join deadline or

@@ -143,12 +143,11 @@ class ConnectionTicket:
 
 
 class _KeepAliveTimer(TrioSingleTask):
-    """hypercorn's keep-alive timer, not started for the wait before a connection's first request: until its first
-    request head arrives, the connection's join deadline bounds it (``http.join_timeout``, ``_Listener._join_deadline``),
-    and a connection whose first head is a direct upgrade never goes back to HTTP. hypercorn starts the timer with
-    ``nursery.start`` and the direct upgrade cancelled it at once: a task started and cancelled per signaling socket
-    for nothing (~60 µs of its ~1 ms, docs/performance.md, "Joins at the end of session 7"). From the first request
-    on, hypercorn restarts and stops it as before."""
+    """hypercorn's keep-alive timer, not started for the wait before a connection's first request: the listener has
+    already read that head (``_Listener._first_read``, bounded by the join deadline) before it builds the server, and
+    the head is handed to hypercorn at once, which stops the timer again. Starting it would be a task started and
+    cancelled per HTTP connection for nothing. From the first request on, hypercorn restarts and stops it as
+    before."""
 
     def __init__(self) -> None:
         super().__init__()

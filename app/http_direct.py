@@ -44,13 +44,12 @@ from .ws_direct import (
     DirectSocket,
     DirectUpgrades,
     FrameSender,
-    JoinTicket,
     UpgradeRequest,
     accept_response,
     refusal_response,
 )
 
-__all__ = ["DirectConnection", "DirectTimeouts", "close_frame", "refusal_reply", "send_then_close", "close_stream",
+__all__ = ["DirectConnection", "DirectTicket", "DirectTimeouts", "close_frame", "refusal_reply", "send_then_close", "close_stream",
            "MAX_RECV", "CLOSE_SEND_TIMEOUT", "LINGER_AFTER_CLOSE"]
 
 MAX_RECV = 2**16  # bytes per read, as hypercorn's
@@ -98,6 +97,23 @@ async def close_stream(stream: trio.abc.Stream, lock: trio.Lock) -> None:
     await stream.aclose()
 
 
+class DirectTicket:
+    """A direct socket's join deadline as the app sees it (``JoinTicket``): ``joined()`` lifts it, also from under
+    a feed that waits on a full inbox (whose cancel scope it relaxes, so that no message is cut off by a deadline
+    that no longer applies)."""
+
+    __slots__ = ("is_joined", "feed_scope")
+
+    def __init__(self) -> None:
+        self.is_joined = False
+        self.feed_scope: trio.CancelScope | None = None  # the reader's scope around a feed, while unjoined
+
+    def joined(self) -> None:
+        self.is_joined = True
+        if self.feed_scope is not None:
+            self.feed_scope.deadline = inf
+
+
 class DirectTimeouts:
     """The connection's bounds, in s (``inf``: none): ``join_at`` is absolute (trio time, from the accept)."""
 
@@ -116,11 +132,11 @@ class DirectConnection:
 
     __slots__ = ("stream", "inbound", "ticket", "timeouts", "refused", "send_lock", "frame_sender", "socket")
 
-    def __init__(self, stream: trio.abc.Stream, inbound: InboundGuard, ticket: JoinTicket, timeouts: DirectTimeouts,
+    def __init__(self, stream: trio.abc.Stream, inbound: InboundGuard, timeouts: DirectTimeouts,
                  refused: Counter[str]) -> None:
         self.stream = stream
         self.inbound = inbound
-        self.ticket = ticket
+        self.ticket = DirectTicket()
         self.timeouts = timeouts
         self.refused = refused
         self.send_lock = trio.Lock()
@@ -174,8 +190,9 @@ class DirectConnection:
                 if self.ticket.is_joined:
                     await socket.feed(rest)
                 else:  # a feed waiting on a full inbox must not outlive the join deadline either
-                    with trio.CancelScope(deadline=self.timeouts.join_at):
+                    with trio.CancelScope(deadline=self.timeouts.join_at) as self.ticket.feed_scope:
                         await socket.feed(rest)
+                    self.ticket.feed_scope = None
                     if self._join_timed_out():
                         await self._refuse_join()
                         break

@@ -313,7 +313,6 @@ class _Listener:
         """Run one connection; whatever it raises ends it alone (Cancelled and KeyboardInterrupt still propagate).
         Its first request head is read here: a direct upgrade is served by a ``DirectConnection``, anything else by
         hypercorn (``GuardedTCPServer``)."""
-        ticket = ConnectionTicket()
         inbound = InboundGuard(max_message_bytes=self.settings.max_message_bytes)
         join_at = trio.current_time() + self.settings.join_timeout
         try:
@@ -326,9 +325,10 @@ class _Listener:
                 timeouts = DirectTimeouts(join_at=join_at, read=self.config.read_timeout or inf,
                                           ping_interval=self.config.websocket_ping_interval or inf,
                                           write=float(self.config.read_timeout or DEFAULT_WRITE_TIMEOUT))
-                connection = DirectConnection(stream, inbound, ticket, timeouts, self.counters.refused)
+                connection = DirectConnection(stream, inbound, timeouts, self.counters.refused)
                 await connection.serve(self.direct, request, first.checked, first.ended)
                 return
+            ticket = ConnectionTicket()
             server = GuardedTCPServer(self.app, self.config, self.context, ConnectionState({TICKET_KEY: ticket}),
                                       stream, inbound=inbound, counters=self.counters, ticket=ticket, first=first)
             async with trio.open_nursery() as nursery:

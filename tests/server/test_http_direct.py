@@ -13,7 +13,6 @@ import trio.testing
 from attack_support import frame_header, open_upgraded, read_close_code
 from callsd.app import http_guard
 from callsd.app.http_direct import DirectConnection, DirectTimeouts
-from callsd.app.http_guard import ConnectionTicket
 from callsd.app.http_inbound import InboundGuard
 from callsd.app.ws_direct import DirectSocket, JoinTicket, UpgradeRequest, upgrade_request
 
@@ -62,7 +61,7 @@ async def _serve(app: _App, client: trio.SocketStream, server: trio.SocketStream
     request = upgrade_request(HEAD, "/ws")
     assert request is not None
     timeouts = DirectTimeouts(join_at=trio.current_time() + join_timeout, read=inf, ping_interval=inf, write=45.0)
-    connection = DirectConnection(server, inbound, ConnectionTicket(), timeouts, Counter())
+    connection = DirectConnection(server, inbound, timeouts, Counter())
     await connection.serve(app, request, first, False)
     assert connection.refused == (Counter(join_timeout=1) if app.join_after is None else Counter())
 
@@ -139,6 +138,32 @@ async def test_a_direct_socket_builds_no_hypercorn_server_and_plain_http_does(st
     stream, head = await open_upgraded(info.http_port, path="/not-the-signaling-path")  # hypercorn answers it
     await stream.aclose()
     assert len(built) == 2
+
+
+class _LateJoiner(_App):
+    """Takes nothing for a while, joins while the reader waits on its full inbox, then reads past the deadline."""
+
+    async def serve(self, request: UpgradeRequest, socket: DirectSocket, ticket: JoinTicket) -> None:
+        await trio.sleep(5.0)
+        ticket.joined()
+        await trio.sleep(20.0)  # the join deadline (10 s) passes while the reader still waits
+        while (message := await socket.receive()) is not None:
+            self.received.append(message)
+        self.ended.set()
+
+
+async def test_a_join_lifts_the_deadline_from_under_a_reader_waiting_on_a_full_inbox(autojump_clock: Any) -> None:
+    left, right = trio.socket.socketpair()
+    client, server = trio.SocketStream(left), trio.SocketStream(right)
+    app = _LateJoiner(join_after=1)
+    sent = [f'{{"type":"ping","id":{n}}}'.encode() for n in range(40)]  # more than the inbox holds
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_serve, app, client, server, 10.0)
+        await client.send_all(b"".join(_text_frame(m) for m in sent))
+        await trio.sleep(30.0)
+        client.socket.shutdown(trio.socket.SHUT_WR)
+        await _read_all(client)
+    assert app.received == [m.decode() for m in sent]  # every message, none cut off by the lifted deadline
 
 
 class _TaskCounter(trio.abc.Instrument):

@@ -49,7 +49,7 @@ from .ws_direct import (
     refusal_response,
 )
 
-__all__ = ["DirectConnection", "DirectTicket", "DirectTimeouts", "close_frame", "refusal_reply", "send_then_close", "close_stream",
+__all__ = ["DirectConnection", "ConnectionTicket", "DirectTimeouts", "close_frame", "refusal_reply", "send_then_close", "close_stream",
            "MAX_RECV", "CLOSE_SEND_TIMEOUT", "LINGER_AFTER_CLOSE"]
 
 MAX_RECV = 2**16  # bytes per read, as hypercorn's
@@ -97,16 +97,18 @@ async def close_stream(stream: trio.abc.Stream, lock: trio.Lock) -> None:
     await stream.aclose()
 
 
-class DirectTicket:
-    """A direct socket's join deadline as the app sees it (``JoinTicket``): ``joined()`` lifts it, also from under
-    a feed that waits on a full inbox (whose cancel scope it relaxes, so that no message is cut off by a deadline
-    that no longer applies)."""
+class ConnectionTicket:
+    """One connection's join deadline as the app sees it (``JoinTicket``; the app finds it in the ASGI scope's
+    ``state`` under ``TICKET_KEY`` on hypercorn's path): ``joined()`` (a WebSocket whose session joined a call, or a
+    plain HTTP request once its head is in) lifts it, also from under a reader waiting to hand bytes on (whose
+    cancel scope it relaxes, so that no message is cut off by a deadline that no longer applies). The deadline is
+    enforced by the connection's reader, not by a task."""
 
     __slots__ = ("is_joined", "feed_scope")
 
     def __init__(self) -> None:
         self.is_joined = False
-        self.feed_scope: trio.CancelScope | None = None  # the reader's scope around a feed, while unjoined
+        self.feed_scope: trio.CancelScope | None = None  # the reader's scope around a hand-off, while unjoined
 
     def joined(self) -> None:
         self.is_joined = True
@@ -136,7 +138,7 @@ class DirectConnection:
                  refused: Counter[str]) -> None:
         self.stream = stream
         self.inbound = inbound
-        self.ticket = DirectTicket()
+        self.ticket = ConnectionTicket()
         self.timeouts = timeouts
         self.refused = refused
         self.send_lock = trio.Lock()

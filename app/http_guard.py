@@ -22,8 +22,10 @@ calls. ``serve_http`` replaces ``hypercorn.trio.serve`` (same sockets, lifespan 
   ``http.max_connections_per_address`` from one client address (0 = no limit; a connection over a limit is closed
   as soon as it is accepted), and a connection must finish its first request head, and a WebSocket must join a
   call, within ``http.join_timeout`` seconds, or it is closed (1008 "join timeout" on a WebSocket). A WebSocket
-  upgraded on a later keep-alive request (a proxy reusing the connection) gets a new ticket and deadline of its own. The app says
-  "joined" through the ``ConnectionTicket`` it finds in the ASGI scope's ``state`` under ``TICKET_KEY``.
+  upgraded on a later keep-alive request (a proxy reusing the connection) gets a new ticket and deadline of its
+  own. The app says "joined" through the ``ConnectionTicket`` it finds in the ASGI scope's ``state`` under
+  ``TICKET_KEY``. The deadline is kept by the connection's reader (its reads, and its hand-offs while hypercorn or
+  the direct socket is full, are bounded by it until the ticket is lifted), not by a task per connection.
 - **The signaling socket skips hypercorn entirely** (``direct``, app/http_direct.py, app/ws_direct.py): the
   listener reads each connection's first request head itself (bounded by the join deadline) and builds hypercorn's
   ``TCPServer`` only when it is not an upgrade of the path the app serves directly. A direct upgrade is answered
@@ -56,6 +58,7 @@ from prometheus_client.registry import Collector
 
 from .http_direct import (
     LINGER_AFTER_CLOSE,
+    ConnectionTicket,
     DirectConnection,
     DirectTimeouts,
     close_frame,
@@ -122,26 +125,6 @@ class GuardCollector(Collector):
                                 value=self.counters.open)
 
 
-class ConnectionTicket:
-    """One connection's join deadline: ``joined()`` (a WebSocket whose session joined a call, or a plain HTTP
-    request once its head is in) lifts it."""
-
-    __slots__ = ("_done",)
-
-    def __init__(self) -> None:
-        self._done = trio.Event()
-
-    def joined(self) -> None:
-        self._done.set()
-
-    @property
-    def is_joined(self) -> bool:
-        return self._done.is_set()
-
-    async def wait(self) -> None:
-        await self._done.wait()
-
-
 class _KeepAliveTimer(TrioSingleTask):
     """hypercorn's keep-alive timer, not started for the wait before a connection's first request: the listener has
     already read that head (``_Listener._first_read``, bounded by the join deadline) before it builds the server, and
@@ -175,14 +158,16 @@ class GuardedTCPServer(TCPServer):
 
     def __init__(self, app: Any, config: hypercorn.config.Config, context: WorkerContext, state: ConnectionState,
                  stream: Any, *, inbound: InboundGuard, counters: GuardCounters,
-                 ticket: ConnectionTicket | None = None, first: FirstRead | None = None) -> None:
+                 ticket: ConnectionTicket | None = None, first: FirstRead | None = None, join_at: float = inf,
+                 join_timeout: float = inf) -> None:
         super().__init__(app, config, context, state, stream)
         self.idle_task = _KeepAliveTimer()
         self.inbound = inbound
         self.counters = counters
         self.ticket = ticket or ConnectionTicket()
-        self.later_upgrade = trio.Event()  # a WebSocket upgrade on a later keep-alive request got its own ticket
         self.first = first or FirstRead(Inbound(forward=b""), False)
+        self.join_at = join_at  # the ticket's deadline (trio time): the first one's runs from the accept
+        self.join_timeout = join_timeout  # a WebSocket upgraded on a later keep-alive request gets this much
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
@@ -214,14 +199,43 @@ class GuardedTCPServer(TCPServer):
         await close_stream(self.stream, self.send_lock)
 
     async def _receive(self) -> bytes | None:
-        """The next bytes from the peer (b"" at its end), or None when it was silent for ``read_timeout`` or the
-        stream broke."""
-        with trio.move_on_after(self.config.read_timeout or inf):
-            try:
-                return bytes(await self.stream.receive_some(MAX_RECV))
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
+        """The next bytes from the peer (b"" at its end), or None: silent for ``read_timeout``, past the join
+        deadline with the ticket not lifted (the connection is then refused), or the stream broke."""
+        read_at = trio.current_time() + (self.config.read_timeout or inf)
+        while True:
+            join_at = inf if self.ticket.is_joined else self.join_at
+            with trio.CancelScope(deadline=min(read_at, join_at)):
+                try:
+                    return bytes(await self.stream.receive_some(MAX_RECV))
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    return None
+            if self._join_timed_out():
+                await self._refuse_join()
                 return None
-        return None
+            if trio.current_time() >= read_at:
+                return None
+            # else: woken by a join deadline the app has lifted since the wait began; wait again without it
+
+    async def _hand_on(self, data: bytes) -> bool:
+        """Give hypercorn ``data``; until the ticket is lifted, within the join deadline (hypercorn waits when the
+        app's queue is full). False: the deadline passed and the connection was refused."""
+        if self.ticket.is_joined:
+            await self.protocol.handle(RawData(data))
+            return True
+        with trio.CancelScope(deadline=self.join_at) as self.ticket.feed_scope:
+            await self.protocol.handle(RawData(data))
+        self.ticket.feed_scope = None
+        if self._join_timed_out():
+            await self._refuse_join()
+            return False
+        return True
+
+    def _join_timed_out(self) -> bool:
+        return not self.ticket.is_joined and trio.current_time() >= self.join_at
+
+    async def _refuse_join(self) -> None:
+        self.counters.refused["join_timeout"] += 1
+        await self.send_then_close(close_frame(1008, "join timeout") if self.inbound.upgraded else b"")
 
     async def _read_data(self) -> None:
         checked, ended, was_http = self.first.checked, self.first.ended, False
@@ -231,11 +245,11 @@ class GuardedTCPServer(TCPServer):
                 # in the connection state before hypercorn copies it into the upgrade's scope.
                 self.ticket = ConnectionTicket()
                 self.state[TICKET_KEY] = self.ticket
-                self.later_upgrade.set()
-            if checked.forward:
-                await self.protocol.handle(RawData(checked.forward))
+                self.join_at = trio.current_time() + self.join_timeout
             if self.inbound.phase is Phase.HTTP:
                 self.ticket.joined()  # plain HTTP: hypercorn's keep-alive and read timeouts take over
+            if checked.forward and not await self._hand_on(checked.forward):
+                break
             if checked.refusal is not None:
                 await self.refuse(checked.refusal)
                 break
@@ -330,11 +344,9 @@ class _Listener:
                 return
             ticket = ConnectionTicket()
             server = GuardedTCPServer(self.app, self.config, self.context, ConnectionState({TICKET_KEY: ticket}),
-                                      stream, inbound=inbound, counters=self.counters, ticket=ticket, first=first)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._join_deadline, server, join_at)
-                await server.run()
-                nursery.cancel_scope.cancel()
+                                      stream, inbound=inbound, counters=self.counters, ticket=ticket, first=first,
+                                      join_at=join_at, join_timeout=self.settings.join_timeout)
+            await server.run()
         except* Exception as group:
             self._failed(group)
             with trio.CancelScope(shield=True):
@@ -368,23 +380,6 @@ class _Listener:
         forward = first.checked.forward
         end = forward.find(b"\r\n\r\n") + 4
         return upgrade_request(forward[:end], self.direct.path) if end > 3 else None
-
-    async def _join_deadline(self, server: GuardedTCPServer, join_at: float) -> None:
-        """hypercorn's connections: the first ticket is due ``join_at`` (from the accept), a WebSocket upgraded on a
-        later keep-alive request gets ``join_timeout`` of its own."""
-        deadline = join_at
-        for _ in range(2):  # the connection's first request, then a WebSocket upgrade on a later one, if any
-            ticket = server.ticket
-            with trio.move_on_at(deadline):
-                await ticket.wait()
-            if not ticket.is_joined:
-                break
-            await server.later_upgrade.wait()
-            deadline = trio.current_time() + self.settings.join_timeout
-        else:
-            return
-        self.counters.refused["join_timeout"] += 1
-        await server.send_then_close(close_frame(1008, "join timeout") if server.inbound.upgraded else b"")
 
     def _failed(self, group: BaseExceptionGroup[Exception]) -> None:
         for error in _leaves(group):

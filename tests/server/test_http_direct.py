@@ -191,3 +191,17 @@ async def test_a_direct_socket_spawns_its_handler_its_session_and_the_hub_writer
     server_side = {name: n for name, n in counter.spawned.items()
                    if name not in ("attempt_connect", "_reader_task")}  # the client's (trio-websocket's)
     assert server_side == {"_run_handler": 1, "_session": 1, "_writer": 1}, counter.spawned
+
+
+async def test_hypercorns_websockets_keep_their_join_deadline_in_the_reader_too(start_server, connect) -> None:
+    # http.signaling_socket = "asgi": the socket goes through hypercorn and Quart; its join deadline is enforced by
+    # GuardedTCPServer's reader (no task per connection waits for it), the joined one outlives it.
+    info, _ = await start_server(http={"join_timeout": "0.5", "signaling_socket": "asgi"})
+    async with connect(info) as member:
+        await member.request("join", {"channel_id": "room"}, expect="join_ack")
+        idle, head = await open_upgraded(info.http_port)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        with trio.fail_after(5):
+            data = await _read_all(idle)
+        assert read_close_code((head + data).partition(b"\r\n\r\n")[2]) == 1008
+        await member.request("ping", expect="pong")

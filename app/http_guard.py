@@ -22,11 +22,15 @@ calls. ``serve_http`` replaces ``hypercorn.trio.serve`` (same sockets, lifespan 
   ``http.max_connections_per_address`` from one client address (0 = no limit; a connection over a limit is closed
   as soon as it is accepted), and a connection must finish its first request head, and a WebSocket must join a
   call, within ``http.join_timeout`` seconds, or it is closed (1008 "join timeout" on a WebSocket). A WebSocket
-  upgraded on a later keep-alive request (a proxy reusing the connection) gets a new ticket and deadline of its own. The app says
-  "joined" through the ``ConnectionTicket`` it finds in the ASGI scope's ``state`` under ``TICKET_KEY``.
-- **The signaling socket may skip hypercorn** (``direct``, app/ws_direct.py): when the first request head of a
-  connection upgrades a path the app serves directly, the guard answers the upgrade and hands the frames it
-  forwards to a ``DirectSocket``; every check above still applies, since the bytes still pass ``InboundGuard``.
+  upgraded on a later keep-alive request (a proxy reusing the connection) gets a new ticket and deadline of its
+  own. The app says "joined" through the ``ConnectionTicket`` it finds in the ASGI scope's ``state`` under
+  ``TICKET_KEY``. The deadline is kept by the connection's reader (its reads, and its hand-offs while hypercorn or
+  the direct socket is full, are bounded by it until the ticket is lifted), not by a task per connection.
+- **The signaling socket skips hypercorn entirely** (``direct``, app/http_direct.py, app/ws_direct.py): the
+  listener reads each connection's first request head itself (bounded by the join deadline) and builds hypercorn's
+  ``TCPServer`` only when it is not an upgrade of the path the app serves directly. A direct upgrade is answered
+  and served by a ``DirectConnection``, whose reader also keeps its join deadline and pings; every check above
+  still applies, since the bytes still pass ``InboundGuard``.
 """
 
 from __future__ import annotations
@@ -52,25 +56,25 @@ from hypercorn.utils import repr_socket_addr, wrap_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .http_inbound import InboundGuard, Phase, Refusal
-from .ws_direct import (
-    DirectSocket,
-    DirectUpgrades,
-    FrameSender,
-    UpgradeRequest,
-    accept_response,
-    refusal_response,
-    upgrade_request,
+from .http_direct import (
+    LINGER_AFTER_CLOSE,
+    ConnectionTicket,
+    DirectConnection,
+    DirectTimeouts,
+    close_frame,
+    close_stream,
+    refusal_reply,
+    send_then_close,
 )
+from .http_inbound import Inbound, InboundGuard, Phase, Refusal
+from .ws_direct import DirectUpgrades, UpgradeRequest, upgrade_request
 
 __all__ = ["GuardSettings", "GuardCounters", "GuardCollector", "ConnectionTicket", "GuardedTCPServer", "serve_http",
            "TICKET_KEY"]
 
 log = logging.getLogger("callsd.http")
 
-CLOSE_SEND_TIMEOUT = 1.0  # a close frame to a peer that does not read is not worth waiting for
 DEFAULT_WRITE_TIMEOUT = 45.0  # seconds one send may wait for the peer to read (http.idle_timeout when set)
-LINGER_AFTER_CLOSE = 3.0  # seconds the app has to finish after its socket closed (its own sends are bounded)
 TICKET_KEY = "callsd.connection"  # where the app finds its ConnectionTicket in the ASGI scope's "state"
 
 
@@ -121,33 +125,12 @@ class GuardCollector(Collector):
                                 value=self.counters.open)
 
 
-class ConnectionTicket:
-    """One connection's join deadline: ``joined()`` (a WebSocket whose session joined a call, or a plain HTTP
-    request once its head is in) lifts it."""
-
-    __slots__ = ("_done",)
-
-    def __init__(self) -> None:
-        self._done = trio.Event()
-
-    def joined(self) -> None:
-        self._done.set()
-
-    @property
-    def is_joined(self) -> bool:
-        return self._done.is_set()
-
-    async def wait(self) -> None:
-        await self._done.wait()
-
-
 class _KeepAliveTimer(TrioSingleTask):
-    """hypercorn's keep-alive timer, not started for the wait before a connection's first request: until its first
-    request head arrives, the connection's join deadline bounds it (``http.join_timeout``, ``_Listener._join_deadline``),
-    and a connection whose first head is a direct upgrade never goes back to HTTP. hypercorn starts the timer with
-    ``nursery.start`` and the direct upgrade cancelled it at once: a task started and cancelled per signaling socket
-    for nothing (~60 µs of its ~1 ms, docs/performance.md, "Joins at the end of session 7"). From the first request
-    on, hypercorn restarts and stops it as before."""
+    """hypercorn's keep-alive timer, not started for the wait before a connection's first request: the listener has
+    already read that head (``_Listener._first_read``, bounded by the join deadline) before it builds the server, and
+    the head is handed to hypercorn at once, which stops the timer again. Starting it would be a task started and
+    cancelled per HTTP connection for nothing. From the first request on, hypercorn restarts and stops it as
+    before."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -160,22 +143,31 @@ class _KeepAliveTimer(TrioSingleTask):
         await super().restart(task_group, action)
 
 
+@dataclass(frozen=True, slots=True)
+class FirstRead:
+    """What the listener read of a connection before choosing its server (``_Listener._first_read``): the guard's
+    answer to the bytes up to the first complete request head (or its refusal), and whether the peer had ended."""
+
+    checked: Inbound
+    ended: bool
+
+
 class GuardedTCPServer(TCPServer):
-    """hypercorn's per-connection server with serialised sends and inbound checks (see the module docstring)."""
+    """hypercorn's per-connection server with serialised sends and inbound checks (see the module docstring), for
+    connections that speak HTTP: ``first`` is what the listener already read and checked."""
 
     def __init__(self, app: Any, config: hypercorn.config.Config, context: WorkerContext, state: ConnectionState,
                  stream: Any, *, inbound: InboundGuard, counters: GuardCounters,
-                 ticket: ConnectionTicket | None = None, direct: DirectUpgrades | None = None) -> None:
+                 ticket: ConnectionTicket | None = None, first: FirstRead | None = None, join_at: float = inf,
+                 join_timeout: float = inf) -> None:
         super().__init__(app, config, context, state, stream)
         self.idle_task = _KeepAliveTimer()
         self.inbound = inbound
         self.counters = counters
         self.ticket = ticket or ConnectionTicket()
-        self.later_upgrade = trio.Event()  # a WebSocket upgrade on a later keep-alive request got its own ticket
-        self.direct = direct  # the app's directly served upgrade path, if any (app/ws_direct.py)
-        self.direct_socket: DirectSocket | None = None  # set once this connection's upgrade was served directly
-        self.frame_sender = FrameSender(stream, self.send_lock, write_timeout=self._write_timeout,
-                                        timed_out=self._write_timed_out)
+        self.first = first or FirstRead(Inbound(forward=b""), False)
+        self.join_at = join_at  # the ticket's deadline (trio time): the first one's runs from the accept
+        self.join_timeout = join_timeout  # a WebSocket upgraded on a later keep-alive request gets this much
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
@@ -198,119 +190,79 @@ class GuardedTCPServer(TCPServer):
                 await self.stream.aclose()
                 await self.protocol.handle(Closed())
 
-    async def send_frames(self, data: bytes) -> None:
-        """A direct socket's send: serialised, shielded and bounded like ``protocol_send``; a stream that broke or a
-        peer that did not read in time raises ``trio.ClosedResourceError`` to the sender (the socket is closed).
-        ``FrameSender`` (app/ws_direct.py) writes at once when it can."""
-        await self.frame_sender.send(data)
-
-    def _write_timed_out(self) -> None:
-        self.counters.refused["write_timeout"] += 1
-
-    async def _serve_direct(self, forward: bytes) -> bool:
-        """The first request head (and any bytes after it) is an upgrade the app serves itself: refuse it or answer
-        101 and start its session. False: not such an upgrade (hypercorn gets the bytes)."""
-        assert self.direct is not None
-        end = forward.find(b"\r\n\r\n") + 4
-        request = upgrade_request(forward[:end], self.direct.path) if end > 3 else None
-        if request is None:
-            return False
-        refusal = self.direct.check(request)
-        if refusal is not None:
-            await self.send_then_close(refusal_response(*refusal))
-            return True
-        reply = accept_response(request)
-        if self.inbound.response_started(reply) is not None:  # marks the upgrade answered; cannot refuse a 101 here
-            return False
-        await self.idle_task.stop()  # hypercorn's keep-alive timer: this connection never goes back to HTTP
-        socket = self.direct_socket = DirectSocket(self.send_frames, self.stream.aclose)
-        await self.send_frames(reply)
-        nursery = self._task_group._nursery
-        assert nursery is not None  # the connection's task group is open while its reader runs
-        nursery.start_soon(self._direct_session, request, socket)
-        if end < len(forward):
-            await socket.feed(forward[end:])
-        return True
-
-    async def _direct_session(self, request: UpgradeRequest, socket: DirectSocket) -> None:
-        assert self.direct is not None
-        try:
-            await self.direct.serve(request, socket, self.ticket)
-        finally:
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(CLOSE_SEND_TIMEOUT):
-                    await socket.close(1000, "")  # nothing if the app closed it already or the peer did
-
     @property
     def _write_timeout(self) -> float:
         return float(self.config.read_timeout or DEFAULT_WRITE_TIMEOUT)
 
     async def _close(self) -> None:
         """Half-close then close, without racing an in-flight send (the lock is taken without waiting)."""
-        if not self.send_lock.locked():
-            self.send_lock.acquire_nowait()
-            try:
-                await self.stream.send_eof()
-            except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError, AttributeError):
-                pass  # already gone, or an SSL stream (no half-close)
-            finally:
-                self.send_lock.release()
-        await self.stream.aclose()
+        await close_stream(self.stream, self.send_lock)
 
     async def _receive(self) -> bytes | None:
-        """The next bytes from the peer (b"" at its end), or None when it was silent for ``read_timeout`` or the
-        stream broke. A direct WebSocket that has been silent for ``websocket_ping_interval`` is pinged from here,
-        so that a live peer answers (browsers pong by themselves) and a vanished one meets the read timeout, as
-        hypercorn's pings do; the reader does it rather than a ping task per socket (a task and a nursery started
-        and cancelled per signaling socket, docs/performance.md, "Joins at the end of session 7")."""
-        silent_since = trio.current_time()
-        read_deadline = silent_since + (self.config.read_timeout or inf)
-        interval = self.config.websocket_ping_interval or inf
+        """The next bytes from the peer (b"" at its end), or None: silent for ``read_timeout``, past the join
+        deadline with the ticket not lifted (the connection is then refused), or the stream broke."""
+        read_at = trio.current_time() + (self.config.read_timeout or inf)
         while True:
-            ping_at = silent_since + interval if self.direct_socket is not None else inf
-            with trio.CancelScope(deadline=min(read_deadline, ping_at)):
+            join_at = inf if self.ticket.is_joined else self.join_at
+            with trio.CancelScope(deadline=min(read_at, join_at)):
                 try:
                     return bytes(await self.stream.receive_some(MAX_RECV))
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
                     return None
-            if trio.current_time() >= read_deadline or self.direct_socket is None:
+            if self._join_timed_out():
+                await self._refuse_join()
                 return None
-            if not await self.direct_socket.ping_once():
+            if trio.current_time() >= read_at:
                 return None
-            silent_since = trio.current_time()
+            # else: woken by a join deadline the app has lifted since the wait began; wait again without it
+
+    async def _hand_on(self, data: bytes) -> bool:
+        """Give hypercorn ``data``; until the ticket is lifted, within the join deadline (hypercorn waits when the
+        app's queue is full). False: the deadline passed and the connection was refused."""
+        if self.ticket.is_joined:
+            await self.protocol.handle(RawData(data))
+            return True
+        with trio.CancelScope(deadline=self.join_at) as self.ticket.feed_scope:
+            await self.protocol.handle(RawData(data))
+        self.ticket.feed_scope = None
+        if self._join_timed_out():
+            await self._refuse_join()
+            return False
+        return True
+
+    def _join_timed_out(self) -> bool:
+        return not self.ticket.is_joined and trio.current_time() >= self.join_at
+
+    async def _refuse_join(self) -> None:
+        self.counters.refused["join_timeout"] += 1
+        await self.send_then_close(close_frame(1008, "join timeout") if self.inbound.upgraded else b"")
 
     async def _read_data(self) -> None:
+        checked, ended, was_http = self.first.checked, self.first.ended, False
         while True:
-            data = await self._receive()
-            if data is None:
-                break
-            was_http = self.inbound.phase is Phase.HTTP
-            first_head = self.inbound.phase is Phase.HEAD
-            checked = self.inbound.feed(data)
             if was_http and self.inbound.phase is Phase.FRAMES:
                 # The first ticket was lifted by a plain request; the WebSocket gets a join deadline of its own,
                 # in the connection state before hypercorn copies it into the upgrade's scope.
                 self.ticket = ConnectionTicket()
                 self.state[TICKET_KEY] = self.ticket
-                self.later_upgrade.set()
-            if checked.forward:
-                if self.direct_socket is not None:
-                    await self.direct_socket.feed(checked.forward)
-                elif not (first_head and self.direct is not None and self.inbound.phase is Phase.FRAMES
-                          and await self._serve_direct(checked.forward)):
-                    await self.protocol.handle(RawData(checked.forward))
+                self.join_at = trio.current_time() + self.join_timeout
             if self.inbound.phase is Phase.HTTP:
                 self.ticket.joined()  # plain HTTP: hypercorn's keep-alive and read timeouts take over
+            if checked.forward and not await self._hand_on(checked.forward):
+                break
             if checked.refusal is not None:
                 await self.refuse(checked.refusal)
                 break
-            if data == b"":
-                if self.direct_socket is None:
-                    await self.protocol.handle(RawData(b""))
+            if ended:
+                await self.protocol.handle(RawData(b""))
                 break
-            del data, checked  # not kept alive by this frame while the next read waits (~2 x 4 KiB a connection)
-        if self.direct_socket is not None:
-            self.direct_socket.feed_eof()
+            del checked  # not kept alive by this frame while the next read waits
+            data = await self._receive()
+            if data is None:
+                break
+            was_http = self.inbound.phase is Phase.HTTP
+            checked, ended = self.inbound.feed(data), data == b""
+            del data
         await self.protocol.handle(Closed())
         # The socket is done; the app has been told. hypercorn would now wait for the connection's ping task to
         # wake (every idle_timeout/3 s) before the connection ends, holding its place under the connection caps:
@@ -324,27 +276,11 @@ class GuardedTCPServer(TCPServer):
         socket. The reader stops; hypercorn then tells the app the socket is gone."""
         self.counters.refused[refusal.reason.value] += 1
         log.debug("refused a connection: %s", refusal.detail)
-        reply = b""
-        if refusal.close_code is not None and self.inbound.upgraded:
-            reply = _close_frame(refusal.close_code, refusal.detail)
-        elif refusal.http_status is not None and not self.inbound.upgraded:
-            reply = (f"HTTP/1.1 {refusal.http_status} Refused\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                     .encode("ascii"))
-        await self.send_then_close(reply)
+        await self.send_then_close(refusal_reply(refusal, self.inbound.upgraded))
 
     async def send_then_close(self, reply: bytes) -> None:
         """Send ``reply`` after any send in flight (waiting at most ``CLOSE_SEND_TIMEOUT``), then close."""
-        if reply:
-            with trio.move_on_after(CLOSE_SEND_TIMEOUT):
-                async with self.send_lock:
-                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                        await self.stream.send_all(reply)
-        await self.stream.aclose()
-
-
-def _close_frame(code: int, reason: str) -> bytes:
-    payload = code.to_bytes(2, "big") + reason.encode("utf-8")[:123]
-    return bytes([0x88, len(payload)]) + payload
+        await send_then_close(self.stream, self.send_lock, reply)
 
 
 @dataclass(slots=True)
@@ -388,33 +324,62 @@ class _Listener:
         return ""
 
     async def _contained(self, stream: Any) -> None:
-        """Run one connection; whatever it raises ends it alone (Cancelled and KeyboardInterrupt still propagate)."""
-        ticket = ConnectionTicket()
-        server = GuardedTCPServer(self.app, self.config, self.context, ConnectionState({TICKET_KEY: ticket}), stream,
-                                  inbound=InboundGuard(max_message_bytes=self.settings.max_message_bytes),
-                                  counters=self.counters, ticket=ticket, direct=self.direct)
+        """Run one connection; whatever it raises ends it alone (Cancelled and KeyboardInterrupt still propagate).
+        Its first request head is read here: a direct upgrade is served by a ``DirectConnection``, anything else by
+        hypercorn (``GuardedTCPServer``)."""
+        inbound = InboundGuard(max_message_bytes=self.settings.max_message_bytes)
+        join_at = trio.current_time() + self.settings.join_timeout
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._join_deadline, server)
-                await server.run()
-                nursery.cancel_scope.cancel()
+            first = await self._first_read(stream, inbound, join_at)
+            if first is None:
+                return
+            request = self._direct_request(first, inbound)
+            if request is not None:
+                assert self.direct is not None
+                timeouts = DirectTimeouts(join_at=join_at, read=self.config.read_timeout or inf,
+                                          ping_interval=self.config.websocket_ping_interval or inf,
+                                          write=float(self.config.read_timeout or DEFAULT_WRITE_TIMEOUT))
+                connection = DirectConnection(stream, inbound, timeouts, self.counters.refused)
+                await connection.serve(self.direct, request, first.checked, first.ended)
+                return
+            ticket = ConnectionTicket()
+            server = GuardedTCPServer(self.app, self.config, self.context, ConnectionState({TICKET_KEY: ticket}),
+                                      stream, inbound=inbound, counters=self.counters, ticket=ticket, first=first,
+                                      join_at=join_at, join_timeout=self.settings.join_timeout)
+            await server.run()
         except* Exception as group:
             self._failed(group)
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _join_deadline(self, server: GuardedTCPServer) -> None:
-        for _ in range(2):  # the connection's first request, then a WebSocket upgrade on a later one, if any
-            ticket = server.ticket
-            with trio.move_on_after(self.settings.join_timeout):
-                await ticket.wait()
-            if not ticket.is_joined:
-                break
-            await server.later_upgrade.wait()
-        else:
-            return
-        self.counters.refused["join_timeout"] += 1
-        await server.send_then_close(_close_frame(1008, "join timeout") if server.inbound.upgraded else b"")
+    async def _first_read(self, stream: Any, inbound: InboundGuard, join_at: float) -> FirstRead | None:
+        """Read until the first request head is complete (or refused, or the peer ends), within the join deadline
+        and the read timeout. None: neither came in time (past the join deadline the connection is refused, as
+        ``join_timeout``) or the stream broke; the stream is then closed."""
+        read_at = trio.current_time() + (self.config.read_timeout or inf)
+        forward: list[bytes] = []
+        while True:
+            data: bytes | None = None
+            with (trio.CancelScope(deadline=min(join_at, read_at)),
+                  contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError)):
+                data = bytes(await stream.receive_some(MAX_RECV))
+            if data is None:
+                if trio.current_time() >= join_at:
+                    self.counters.refused["join_timeout"] += 1
+                await stream.aclose()
+                return None
+            checked = inbound.feed(data)
+            forward.append(checked.forward)
+            if inbound.phase is not Phase.HEAD or checked.refusal is not None or data == b"":
+                return FirstRead(Inbound(forward=b"".join(forward), refusal=checked.refusal), data == b"")
+
+    def _direct_request(self, first: FirstRead, inbound: InboundGuard) -> UpgradeRequest | None:
+        """The upgrade the app serves directly, if the first head is one (else hypercorn serves the connection)."""
+        if self.direct is None or inbound.phase is not Phase.FRAMES:  # refused after the head: hypercorn's
+            return None
+        forward = first.checked.forward
+        end = forward.find(b"\r\n\r\n") + 4
+        return upgrade_request(forward[:end], self.direct.path) if end > 3 else None
 
     def _failed(self, group: BaseExceptionGroup[Exception]) -> None:
         for error in _leaves(group):

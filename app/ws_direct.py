@@ -9,17 +9,17 @@ text frames both ways.
 
 Theory of operation
 -------------------
-``GuardedTCPServer`` (app/http_guard.py) still reads every byte and feeds ``InboundGuard`` (app/http_inbound.py),
-so every frame check (message size at the header, opcodes, masking, control frames, the join deadline, connection
-caps) holds as before. When the *first* request head of a connection is a WebSocket upgrade whose path a
-``DirectUpgrades`` serves, the guard does not forward it to hypercorn: it parses the head (``upgrade_request``),
-asks ``check`` (the app's refusals: host, origin, token: an HTTP status and body), answers ``101`` itself, and from
-then on hands the frames it forwards to a ``DirectSocket`` instead of hypercorn. ``serve`` (the app: the hub) runs
-on that socket in the connection's task group. Any other request, and an upgrade on a later keep-alive request (a
-proxy reusing a connection), goes through hypercorn and Quart as before.
+The listener (app/http_guard.py) reads every byte and feeds ``InboundGuard`` (app/http_inbound.py), so every frame
+check (message size at the header, opcodes, masking, control frames, the join deadline, connection caps) holds as
+before. When the *first* request head of a connection is a WebSocket upgrade whose path a ``DirectUpgrades``
+serves, the listener does not build hypercorn's server at all: it parses the head (``upgrade_request``), and a
+``DirectConnection`` (app/http_direct.py) asks ``check`` (the app's refusals: host, origin, token: an HTTP status
+and body), answers ``101`` itself, and from then on hands the frames the guard forwards to a ``DirectSocket``.
+``serve`` (the app: the hub) runs on that socket. Any other request, and an upgrade on a later keep-alive request
+(a proxy reusing a connection), goes through hypercorn and Quart as before.
 
-``DirectSocket`` is the hub's ``Transport``: wsproto's frame codec (``wsproto.connection.Connection``: unmasking,
-fragments, UTF-8, ping/pong, the close handshake), one bounded inbox of whole messages (the reader waits when it is
+``DirectSocket`` is the hub's ``Transport``: a frame codec of its own (app/ws_frames.py: unmasking, fragments,
+UTF-8, ping/pong, the close handshake; the guard has checked every header), one bounded inbox of whole messages (the reader waits when it is
 full, as hypercorn's app queue made it), sends serialised by the guarded server's lock with its write deadline, and
 a ping after ``ping_interval`` s of silence (sent by the guard's reader, ``ping_once``) so that a vanished peer is found
 by the read timeout, as hypercorn's pings did.
@@ -34,18 +34,18 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import enum
 import hashlib
 import os
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
-import h11
 import trio
-from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from .ws_frames import PING_FRAME, Close, FrameReader, Ping, close_frame, pong_frame, text_frame
 
 __all__ = ["UpgradeRequest", "JoinTicket", "DirectUpgrades", "DirectSocket", "FrameSender", "upgrade_request",
            "accept_response", "refusal_response"]
@@ -88,23 +88,44 @@ class DirectUpgrades(Protocol):
     async def serve(self, request: UpgradeRequest, socket: DirectSocket, ticket: JoinTicket) -> None: ...
 
 
+# A request head as RFC 9112 writes it, in the one shape a WebSocket upgrade takes (``GET``, origin-form target,
+# HTTP/1.1); fields as ``token ":" OWS value OWS``. Anything else is left to hypercorn (``upgrade_request``: None).
+_REQUEST_LINE = re.compile(rb"GET (/[\x21-\x7e]*) HTTP/1\.1")
+_FIELD = re.compile(rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+):[ \t]*((?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?)[ \t]*")
+_BODY_FIELDS = frozenset({"content-length", "transfer-encoding"})  # an upgrade has no body (the guard refuses one)
+
+
 def upgrade_request(head: bytes, path: str) -> UpgradeRequest | None:
-    """The upgrade ``head`` (one complete request head) if it is a WebSocket upgrade of ``path``, else None (then it
-    goes to hypercorn, which answers whatever it is)."""
-    parser = h11.Connection(h11.SERVER)
-    try:
-        parser.receive_data(head)
-        event = parser.next_event()
-    except h11.RemoteProtocolError:
+    """The upgrade ``head`` (one complete request head, ending with its blank line) if it is a WebSocket upgrade of
+    ``path``, else None (then it goes to hypercorn, which answers whatever it is).
+
+    Parsed here rather than by a fresh ``h11.Connection`` (28 µs of a socket's open, docs/performance.md, "Session
+    8: the socket open"): the guard (app/http_requests.py) has already delimited the head and refused bare LFs,
+    folded framing fields and whitespace before a colon, and anything this strict parser does not accept (another
+    method or target form, a field h11 would reject, a missing or repeated Host) simply goes to hypercorn, so it
+    can never accept a head h11 refuses (tests/server/test_ws_direct.py checks it against h11)."""
+    lines = head.split(b"\r\n")
+    if len(lines) < 3 or lines[-2:] != [b"", b""]:
         return None
-    if not isinstance(event, h11.Request) or event.method != b"GET":
-        return None
-    target = urlsplit(event.target.decode("ascii", "replace"))
-    if target.path != path:
+    line = _REQUEST_LINE.fullmatch(lines[0])
+    if line is None:
         return None
     headers: dict[str, str] = {}
-    for name, value in event.headers:
-        headers[name.decode("ascii").lower()] = value.decode("latin-1")
+    hosts = 0
+    for raw in lines[1:-2]:
+        field = _FIELD.fullmatch(raw)
+        if field is None:
+            return None
+        name = field[1].decode("ascii").lower()
+        hosts += name == "host"
+        if name in _BODY_FIELDS:
+            return None
+        headers[name] = field[2].decode("latin-1")
+    if hosts != 1:  # h11 refuses an HTTP/1.1 request without one Host
+        return None
+    target = urlsplit(line[1].decode("ascii"))
+    if target.path != path:
+        return None
     connection = {token.strip() for token in headers.get("connection", "").lower().split(",")}
     key = headers.get("sec-websocket-key", "")
     if (headers.get("upgrade", "").lower() != "websocket" or "upgrade" not in connection
@@ -128,43 +149,49 @@ def refusal_response(status: int, body: str) -> bytes:
             f"connection: close\r\n\r\n").encode("ascii") + payload
 
 
+class _State(enum.Enum):
+    OPEN = "open"
+    LOCAL_CLOSING = "local closing"  # this side sent its close frame, the peer's answer is awaited
+    CLOSED = "closed"  # both close frames went (or the peer's was answered)
+
+
 class DirectSocket:
     """One accepted signaling WebSocket (the hub's ``Transport``). ``send_bytes`` is the guarded connection's
-    serialised, deadline-bounded send; ``close_stream`` closes the TCP stream (the reader then ends)."""
+    serialised, deadline-bounded send; ``close_stream`` closes the TCP stream (the reader then ends). Frames are
+    read by ``FrameReader`` and written by app/ws_frames.py (the guard has checked every frame header first)."""
+
+    __slots__ = ("_frames", "_state", "_send_bytes", "_close_stream", "_inbox_send", "_inbox")
 
     def __init__(self, send_bytes: Callable[[bytes], Awaitable[None]],
                  close_stream: Callable[[], Awaitable[None]]) -> None:
-        self._ws = Connection(ConnectionType.SERVER)
+        self._frames = FrameReader()
+        self._state = _State.OPEN
         self._send_bytes = send_bytes
         self._close_stream = close_stream
         self._inbox_send, self._inbox = trio.open_memory_channel[str | bytes | None](INBOX_SIZE)
-        self._parts: list[str | bytes] = []
 
     # -- the reader's side (the guarded connection's read loop)
 
     async def feed(self, data: bytes) -> None:
         """Bytes the guard let through: whole messages go to the inbox; pings are answered; a close is answered
-        and ends the inbox."""
+        and ends the inbox; a frame that breaks a rule (bad UTF-8, a bad close frame) is answered with its close
+        code and ends the inbox."""
         try:
-            self._ws.receive_data(data)
-            for event in self._ws.events():
-                if isinstance(event, TextMessage | BytesMessage):
-                    self._parts.append(event.data if isinstance(event.data, str) else bytes(event.data))
-                    if event.message_finished:
-                        await self._inbox_send.send(_joined(self._parts))
-                        self._parts = []
+            for event in self._frames.receive(data):
+                if isinstance(event, str | bytes):
+                    await self._inbox_send.send(event)
                 elif isinstance(event, Ping):
-                    await self._send(self._ws.send(event.response()))
-                elif isinstance(event, CloseConnection):
-                    if self._ws.state is ConnectionState.REMOTE_CLOSING:  # the peer's close: answer it
-                        await self._send(self._ws.send(event.response()))
-                    else:  # wsproto found the peer's frames bad (e.g. not UTF-8): close with the code it names
-                        await self.close(int(event.code), "protocol error")
+                    if self._state is _State.OPEN:
+                        await self._send_bytes(pong_frame(event.payload))
+                elif isinstance(event, Close):
+                    if self._state is _State.OPEN:  # the peer's close: answer it
+                        self._state = _State.CLOSED
+                        await self._send_bytes(close_frame(event.code, event.reason))
+                    self._state = _State.CLOSED
                     self.feed_eof()
-        except RemoteProtocolError as exc:  # bad UTF-8 and the like: answer with its close code, then hang up
-            await self._send_close(int(exc.event_hint.code) if isinstance(exc.event_hint, CloseConnection) else 1002,
-                                   "protocol error")
-            self.feed_eof()
+                else:  # Broken
+                    await self._send_close(event.code, "protocol error")
+                    self.feed_eof()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.feed_eof()
 
@@ -181,30 +208,35 @@ class DirectSocket:
             return None
 
     async def send(self, text: str) -> None:
-        await self._send(self._ws.send(Message(data=text)))
+        if self._state is not _State.OPEN:
+            raise trio.ClosedResourceError("the WebSocket is closing")
+        await self._send_bytes(text_frame(text))
 
     async def close(self, code: int, reason: str) -> None:
         await self._send_close(code, reason)
         await self._close_stream()
 
+    @property
+    def open(self) -> bool:
+        """This side has not sent its close frame yet (one could still be sent)."""
+        return self._state is _State.OPEN
+
     async def ping_once(self) -> bool:
         """Send a ping (the guard's reader does, after ``websocket_ping_interval`` of silence: a live peer answers,
         a vanished one meets the read timeout). False if the socket is no longer open or the send failed."""
-        if self._ws.state is not ConnectionState.OPEN:
+        if self._state is not _State.OPEN:
             return False
         try:
-            await self._send(self._ws.send(Ping()))
-        except (LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._send_bytes(PING_FRAME)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             return False
         return True
 
     async def _send_close(self, code: int, reason: str) -> None:
-        if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+        if self._state is _State.OPEN:
+            self._state = _State.LOCAL_CLOSING
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await self._send(self._ws.send(CloseConnection(code=code, reason=reason)))
-
-    async def _send(self, data: bytes) -> None:
-        await self._send_bytes(data)
+                await self._send_bytes(close_frame(code, reason))
 
 
 class FrameSender:
@@ -256,11 +288,3 @@ class FrameSender:
             await self._stream.aclose()
             raise trio.ClosedResourceError("the peer did not read within the write timeout")
 
-
-def _joined(parts: list[str | bytes]) -> str | bytes:
-    """One message from its fragments (a text message's are all ``str``, a binary one's all ``bytes``)."""
-    if len(parts) == 1:
-        return parts[0]
-    if isinstance(parts[0], str):
-        return "".join(p for p in parts if isinstance(p, str))
-    return b"".join(p for p in parts if isinstance(p, bytes))

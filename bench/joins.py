@@ -138,7 +138,10 @@ def plane_cpu_per_join(sessions: int, slots: int) -> float:
 def _package_shim(tree: str) -> str:
     """A directory whose ``callsd`` is ``tree``: first on PYTHONPATH, it wins over this checkout's editable install
     (the editable finder comes after the path finder). The native extension is built in place and not in git, so a
-    fresh worktree gets this checkout's build when it has none (same C sources unless the A/B is about them)."""
+    fresh worktree gets this checkout's build when it has none (same C sources unless the A/B is about them). The
+    directory is removed when this process exits (``atexit``: a normal end, an error or Ctrl-C), so benches no
+    longer leave ``/tmp/callsd-base-tree-*`` behind."""
+    import atexit
     import shutil
     import tempfile
     from pathlib import Path
@@ -151,6 +154,7 @@ def _package_shim(tree: str) -> str:
         if not (base / "adapters" / "media" / "native" / built.name).exists():
             shutil.copy2(built, base / "adapters" / "media" / "native" / built.name)
     shim = Path(tempfile.mkdtemp(prefix="callsd-base-tree-"))
+    atexit.register(shutil.rmtree, shim, ignore_errors=True)  # the link only: rmtree never follows it into ``tree``
     (shim / "callsd").symlink_to(base)
     return str(shim)
 

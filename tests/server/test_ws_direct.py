@@ -5,9 +5,14 @@ and auth tests, which run on this path by default; ``http.signaling_socket = "as
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
+import h11
 import pytest
 import trio
 from callsd.app.ws_direct import DirectSocket, FrameSender, UpgradeRequest, accept_response, upgrade_request
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, Message, Ping, Pong, TextMessage
 
@@ -38,6 +43,58 @@ def test_an_upgrade_of_the_path_is_parsed_and_answered_as_rfc_6455_says() -> Non
 ])
 def test_anything_else_is_left_to_hypercorn(head: bytes) -> None:
     assert upgrade_request(head, "/api/v1/websocket") is None
+
+
+def _h11_upgrade_request(head: bytes, path: str) -> UpgradeRequest | None:
+    """The reference: the same rules with the head parsed by h11 (what ``upgrade_request`` did until session 8)."""
+    parser = h11.Connection(h11.SERVER)
+    try:
+        parser.receive_data(head)
+        event = parser.next_event()
+    except h11.RemoteProtocolError:
+        return None
+    if not isinstance(event, h11.Request) or event.method != b"GET":
+        return None
+    target = urlsplit(event.target.decode("ascii", "replace"))
+    if target.path != path:
+        return None
+    headers = {name.decode("ascii").lower(): value.decode("latin-1") for name, value in event.headers}
+    connection = {token.strip() for token in headers.get("connection", "").lower().split(",")}
+    key = headers.get("sec-websocket-key", "")
+    if (headers.get("upgrade", "").lower() != "websocket" or "upgrade" not in connection
+            or headers.get("sec-websocket-version") != "13" or not key):
+        return None
+    return UpgradeRequest(path=target.path, query=parse_qs(target.query), headers=headers, key=key)
+
+
+@pytest.mark.parametrize("head", [
+    HEAD,
+    HEAD.replace(b"Host: calls.example.org\r\n", b""),  # no Host: h11 refuses it
+    HEAD.replace(b"Host: calls.example.org\r\n", b"Host: a\r\nHost: b\r\n"),
+    HEAD.replace(b"Upgrade: websocket", b"Upgrade:   websocket  "),
+    HEAD.replace(b"Upgrade: websocket", b"UPGRADE:\tWebSocket"),
+    HEAD.replace(b"Origin: https", b"Origin : https"),
+    HEAD.replace(b"Origin: https://calls.example.org", b"Origin: caf\xc3\xa9 x"),
+    HEAD.replace(b"Origin: https://calls.example.org", b"Origin: a\x00b"),
+    HEAD.replace(b" HTTP/1.1", b" HTTP/1.0"),
+    HEAD.replace(b"GET /api", b"GET http://calls.example.org/api"),
+    HEAD.replace(b"Sec-WebSocket-Version: 13\r\n", b"Sec-WebSocket-Version: 13\r\nContent-Length: 0\r\n"),
+    HEAD.replace(b"\r\n\r\n", b"\r\n"),
+])
+def test_the_head_parser_accepts_what_h11_accepts_or_leaves_it_to_hypercorn(head: bytes) -> None:
+    parsed = upgrade_request(head, "/api/v1/websocket")
+    assert parsed is None or parsed == _h11_upgrade_request(head, "/api/v1/websocket")
+    if head == HEAD:
+        assert parsed is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, len(HEAD)), st.integers(0, 3), st.binary(max_size=4)
+       | st.sampled_from([b" ", b"\t", b":", b"\r\n", b"\x00", b"\x7f", b"\xff", b"Host: x\r\n"]))
+def test_a_mangled_head_is_never_accepted_unless_h11_agrees(position: int, cut: int, insert: bytes) -> None:
+    head = HEAD[:position] + insert + HEAD[position + cut:]
+    parsed = upgrade_request(head, "/api/v1/websocket")
+    assert parsed is None or parsed == _h11_upgrade_request(head, "/api/v1/websocket")
 
 
 class _Wire:

@@ -31,7 +31,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -273,42 +272,43 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
     A ``profile`` file named ``*.perf`` gets ``perf record`` instead of py-spy.
     ``profile_native``: py-spy's ``--native`` (C frames too: which OpenSSL, SQLite or libc call the time was in)."""
     from bench.capacity import Server, _pin
+    from bench.scratch import scratch_dir
 
     root = str(Path(__file__).resolve().parent.parent)  # the server child runs in a temp dir: find bench/ from there
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-    work = Path(tempfile.mkdtemp(prefix="callsd-memory-"))
-    out, probe = work / "loadtest.json", work / "probe.jsonl"
-    with Server(work, command=["-m", "bench.memory", "_serve", str(probe)]) as server:
-        assert server.proc is not None
-        start = _probe(server.proc.pid, probe)
-        cpu0 = _cpu_seconds(server.proc.pid)
-        # the tool on the other CPU: a tool sharing the server's CPU would run inside the server's sendto/send (the
-        # wake-up preempts the sender), and a wall-clock profiler would charge its time to those syscalls
-        cmd = [*_pin(1), sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", server.url, "--calls", str(calls),
-               "--users-per-call", str(users), "--unmuted", str(unmuted), "--join-duration", f"{join_duration}",
-               "--duration", f"{join_duration + hold}", "--server-pid", str(server.proc.pid), "--output", str(out),
-               "--quiet", *loadtest_args]
-        spy_cmd = [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", *(["--gil"] if profile_gil else []),
-                   *(["--native"] if profile_native else []),
-                   "-r", "400", "--format", "raw", "-o", profile, "-d", str(int(join_duration) + 2), "--pid",
-                   str(server.proc.pid)]
-        if profile.endswith(".perf"):  # perf instead: CPU time only (py-spy samples wall time), C and kernel symbols
-            spy_cmd = ["perf", "record", "-F", "999", "-g", "-o", profile, "-p", str(server.proc.pid), "--", "sleep",
-                       str(int(join_duration) + 2)]
-        spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if profile else None
-        tool = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            tool.wait(timeout=join_duration + hold / 2)
-        held = _probe(server.proc.pid, probe)  # every user joined, none left yet
-        cpu_held = _cpu_seconds(server.proc.pid)
-        tool.wait(timeout=join_duration + hold + 120)
-        if spy is not None:
-            spy.wait(timeout=60)
-        end = _probe(server.proc.pid, probe)  # the users have left: what stays is what a session did not give back
-        cpu_end = _cpu_seconds(server.proc.pid)
-        with urllib.request.urlopen(server.url + "/metrics", timeout=60) as resp:
-            metrics = resp.read().decode()
-    doc = json.loads(out.read_text())
+    with scratch_dir("callsd-memory-") as work:  # the server's data and log, kept only if the run fails
+        out, probe = work / "loadtest.json", work / "probe.jsonl"
+        with Server(work, command=["-m", "bench.memory", "_serve", str(probe)]) as server:
+            assert server.proc is not None
+            start = _probe(server.proc.pid, probe)
+            cpu0 = _cpu_seconds(server.proc.pid)
+            # the tool on the other CPU: a tool sharing the server's CPU would run inside the server's sendto/send (the
+            # wake-up preempts the sender), and a wall-clock profiler would charge its time to those syscalls
+            cmd = [*_pin(1), sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", server.url, "--calls", str(calls),
+                   "--users-per-call", str(users), "--unmuted", str(unmuted), "--join-duration", f"{join_duration}",
+                   "--duration", f"{join_duration + hold}", "--server-pid", str(server.proc.pid), "--output", str(out),
+                   "--quiet", *loadtest_args]
+            spy_cmd = [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", *(["--gil"] if profile_gil else []),
+                       *(["--native"] if profile_native else []),
+                       "-r", "400", "--format", "raw", "-o", profile, "-d", str(int(join_duration) + 2), "--pid",
+                       str(server.proc.pid)]
+            if profile.endswith(".perf"):  # perf instead: CPU time only (py-spy samples wall time), C and kernel symbols
+                spy_cmd = ["perf", "record", "-F", "999", "-g", "-o", profile, "-p", str(server.proc.pid), "--", "sleep",
+                           str(int(join_duration) + 2)]
+            spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if profile else None
+            tool = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                tool.wait(timeout=join_duration + hold / 2)
+            held = _probe(server.proc.pid, probe)  # every user joined, none left yet
+            cpu_held = _cpu_seconds(server.proc.pid)
+            tool.wait(timeout=join_duration + hold + 120)
+            if spy is not None:
+                spy.wait(timeout=60)
+            end = _probe(server.proc.pid, probe)  # the users have left: what stays is what a session did not give back
+            cpu_end = _cpu_seconds(server.proc.pid)
+            with urllib.request.urlopen(server.url + "/metrics", timeout=60) as resp:
+                metrics = resp.read().decode()
+        doc = json.loads(out.read_text())
     rounds = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
                  if line.startswith("callsd_websocket_events_total{") and 'direction="in"' in line
                  and 'type="sdp"' in line)

@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -373,6 +374,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                server={"alive_at_end": alive, "exit_code": exit_code, "log_tail": server.log_path.read_text()[-2000:]})
     doc["host"]["loadavg_end"] = os.getloadavg()
     doc["verdict"] = verdict(samples, rounds, exit_code, same_process=alive and len(starts) == 1)
+    # the server's data, log and round files: kept only when the verdict fails, for whoever reads why
+    doc["kept_workdir"] = None if doc["verdict"]["ok"] else str(workdir)
+    if doc["verdict"]["ok"]:
+        shutil.rmtree(workdir, ignore_errors=True)
     (out / "soak.json").write_text(json.dumps(doc, indent=1))
     plot(doc, out / "soak.png")
     return doc

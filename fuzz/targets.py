@@ -210,7 +210,8 @@ def rtcd_target(data: bytes) -> None:
     if _RTCD_TOKENS is None:
         import tempfile
 
-        _RTCD_TOKENS = BearerTokens(tempfile.mkdtemp(prefix="callsd-fuzz-rtcd-"), ttl_seconds=3600)
+        with tempfile.TemporaryDirectory(prefix="callsd-fuzz-rtcd-") as key_dir:  # its key is read once, here
+            _RTCD_TOKENS = BearerTokens(key_dir, ttl_seconds=3600)
     header = _text(data)
     for value in (header, "Basic " + header, "Bearer " + header):
         _basic(value)

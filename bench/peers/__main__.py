@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from bench.scratch import scratch_dir
+
 from .callsd_server import TOKEN_ENV, CallsdProcess
 from .janus import JanusProcess
 from .netns import Pair, interface_counters, softnet_drops, udp_counters
@@ -268,10 +270,9 @@ def run(calls: list[int], *, rounds: int, steady: float, settle: float, servers:
 def smoke(seconds: float) -> dict[str, Any]:
     """Janus alone, unpinned: 1 room x 3 users, 2 publishing, every packet decrypted; the driver's result (the
     check tests/loadtest/test_peers_janus.py runs, and a quick "does Janus work on this machine")."""
-    work = Path(tempfile.mkdtemp(prefix="callsd-peers-smoke-"))
     pair = Pair.create()
     try:
-        with JanusProcess(pair, work, cpu=None) as janus:
+        with scratch_dir("callsd-peers-smoke-") as work, JanusProcess(pair, work, cpu=None) as janus:
             env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
             proc = subprocess.run(
                 pair.tool_args(sys.executable, "-m", "bench.peers.drive", "janus", "--url", janus.url, "--rooms", "1",

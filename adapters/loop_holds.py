@@ -45,7 +45,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 # The frame budget (ADR 0048) has its own pass clock (adapters/pass_gate.py); re-exported for its callers.
-from .pass_gate import yield_if_pass_over
+from .pass_gate import installed_gate, yield_if_pass_over
 
 __all__ = ["CAUSES", "HOLD_BUCKETS", "HoldRecord", "LoopHoldCollector", "LoopHoldMonitor", "cause_of",
            "install_loop_holds", "yield_if_pass_over"]
@@ -254,7 +254,8 @@ class LoopHoldCollector(Collector):
     their largest cause; ``callsd_loop_passes``: every pass; ``callsd_loop_hold_longest_seconds{cause}``: the longest
     single step or collection of each cause since start; ``callsd_loop_hold_top_seconds{name,cause}``: the ten
     names (task functions, ``gc gen N``) with the longest single hold, for a bench or a person looking for the
-    culprit (their names come from code, so the set of series stays small)."""
+    culprit (their names come from code, so the set of series stays small); ``callsd_frame_budget_deferred`` and
+    ``callsd_frame_budget_waiting``: the frame budget's deferrals (adapters/pass_gate.py), once it has been used."""
 
     def __init__(self, monitor: LoopHoldMonitor) -> None:
         self.monitor = monitor
@@ -308,6 +309,13 @@ class LoopHoldCollector(Collector):
             if name in m.top:
                 collected.add_metric([name], m.top[name].collected)
         yield collected
+        gate = installed_gate()
+        if gate is not None:  # the frame budget (adapters/pass_gate.py): how often it made frames wait
+            yield CounterMetricFamily("callsd_frame_budget_deferred",
+                                      "Frames (WebSocket messages) that waited for a later pass of the event loop "
+                                      "because the current one had run its budget of frames", value=gate.deferred)
+            yield GaugeMetricFamily("callsd_frame_budget_waiting", "Frames waiting for a pass now",
+                                    value=gate.waiting)
 
 
 def _bound(bound: float) -> str:

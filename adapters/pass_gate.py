@@ -40,7 +40,7 @@ from collections.abc import Callable
 
 import trio
 
-__all__ = ["MAX_ADMITTED", "PASS_BUDGET", "PassGate", "current_gate", "yield_if_pass_over"]
+__all__ = ["MAX_ADMITTED", "PASS_BUDGET", "PassGate", "current_gate", "installed_gate", "yield_if_pass_over"]
 
 PASS_BUDGET = 0.004  # seconds of gated frames per pass, after which a caller waits for a later pass
 FIRST_FRAME_COST = 0.0005  # seconds: the estimate before any is measured (an SDP answer, docs/performance.md)
@@ -147,6 +147,15 @@ def current_gate() -> PassGate:
         trio.lowlevel.spawn_system_task(gate.tick, name="callsd.adapters.pass_gate.ticker")
         _GATE.set(gate)
         return gate
+
+
+def installed_gate() -> PassGate | None:
+    """This run's gate if a frame has used it, else None (also outside a Trio run): for an exporter, which must not
+    install one."""
+    try:
+        return _GATE.get()
+    except (LookupError, RuntimeError):
+        return None
 
 
 async def yield_if_pass_over(budget: float = PASS_BUDGET) -> None:

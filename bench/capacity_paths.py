@@ -71,6 +71,8 @@ def scrape_holds(url: str) -> dict[str, Any]:
                 snap["passes"] = sample.value
             elif sample.name == "callsd_loop_steps_total":
                 snap["steps"] = sample.value
+            elif sample.name == "callsd_frame_budget_deferred_total":
+                snap["frames_deferred"] = sample.value
     return snap
 
 
@@ -102,6 +104,7 @@ def hold_summary(first: dict[str, Any] | None, last: dict[str, Any]) -> dict[str
             "top": [{"name": name, "cause": cause, "pass_ms": round(1000 * value, 1),
                      "pass_steps": int(last["top_steps"].get(name, 0))} for name, cause, value in grown],
             "socket_full": int(last["socket_full"] - base["socket_full"]),
+            "frames_deferred": int(last.get("frames_deferred", 0) - base.get("frames_deferred", 0)),
             "steps_per_s": round((last["steps"] - base["steps"]) / span) if first else None,
             "passes_per_s": round((last["passes"] - base["passes"]) / span) if first else None}
 

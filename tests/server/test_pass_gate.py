@@ -121,3 +121,17 @@ async def test_under_budget_with_nobody_waiting_it_costs_no_checkpoint_and_needs
 def test_the_gate_hooks_only_the_pass_not_every_task_step() -> None:
     hooks = {name for name in vars(PassGate) if name in vars(trio.abc.Instrument) and not name.startswith("_")}
     assert hooks == {"after_io_wait"}
+
+
+async def test_the_deferrals_are_exported_with_the_loop_holds() -> None:
+    from callsd.adapters.loop_holds import LoopHoldCollector, LoopHoldMonitor
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LoopHoldCollector(LoopHoldMonitor()))
+    assert b"callsd_frame_budget" not in generate_latest(registry)  # not used yet in this run: not installed
+    await _frames_per_pass(0.002, tasks=20)
+    text = generate_latest(registry).decode()
+    deferred = current_gate().deferred
+    assert deferred > 0 and f"callsd_frame_budget_deferred_total {deferred:.1f}" in text
+    assert "callsd_frame_budget_waiting 0.0" in text

@@ -13,7 +13,7 @@ Theory of operation
 Trio runs its loop as passes: one I/O wait (epoll), then every task that was runnable when it returned, once; a task
 made runnable during a pass runs in the next one, after the next I/O wait (so the receive loop gets its turn first).
 
-* ``PassGate`` is a Trio instrument with the two per-pass hooks only (``after_io_wait``), never the per-step ones,
+* ``PassGate`` is a Trio instrument with one per-pass hook (``after_io_wait``) and none of the per-step ones,
   so it costs a call per pass, not per task step. It is installed in the current run by the first
   ``yield_if_pass_over`` (a ``RunVar``): scheduling never depends on a setting.
 * The budget counts the *gated* work of a pass: from the first frame the gate let through in it to now. Work that

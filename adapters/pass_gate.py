@@ -40,7 +40,7 @@ from collections.abc import Callable
 
 import trio
 
-__all__ = ["MAX_ADMITTED", "PASS_BUDGET", "PassGate", "current_gate", "installed_gate", "yield_if_pass_over"]
+__all__ = ["FIRST_FRAME_COST", "MAX_ADMITTED", "PASS_BUDGET", "PassGate", "current_gate", "installed_gate", "yield_if_pass_over"]
 
 PASS_BUDGET = 0.004  # seconds of gated frames per pass, after which a caller waits for a later pass
 FIRST_FRAME_COST = 0.0005  # seconds: the estimate before any is measured (an SDP answer, docs/performance.md)

@@ -28,8 +28,8 @@ media worker, a standalone ``callsd rtcd``):
 The defaults are (5000, 4, 100): a generation-1 collection walks the survivors of 4 x 5,000 allocations instead of
 10 x 20,000 (its hold in a join wave at 150-200 calls: 22-83 ms instead of 111-177), while a full collection is
 considered as rarely per allocation as with (20000, 10, 10) (2,000,000), so the calls' objects are not walked more
-often; at 200 calls x 8 x 2 the join wave stayed below the core's tipping point (p95 join -> first audio 0.6-1.7 s
-against 2.6-6.3 s, 4 runs each, alternated; ADR 0048). (5000, 4, 25) made full collections four times as frequent
+often. At 200 calls x 8 x 2, where the join wave takes the core to its limit, p95 join -> first audio was 0.58-3.43 s
+(median 1.2 s, 6 runs) against 2.47-6.27 s (median 3.7 s, 10 runs; ADR 0048). (5000, 4, 25) made full collections four times as frequent
 and one took 413 ms (ADR 0043).
 
 The figures behind the defaults, A/B in one run, are in docs/performance.md and docs/adr/0029-egress-runtime.md.

@@ -44,6 +44,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+# The frame budget (ADR 0048) has its own pass clock (adapters/pass_gate.py); re-exported for its callers.
+from .pass_gate import installed_gate, yield_if_pass_over
+
 __all__ = ["CAUSES", "HOLD_BUCKETS", "HoldRecord", "LoopHoldCollector", "LoopHoldMonitor", "cause_of",
            "install_loop_holds", "yield_if_pass_over"]
 
@@ -133,14 +136,11 @@ class LoopHoldMonitor(trio.abc.Instrument):
         self._stepped: dict[str, int] = {}  # ... and steps by name
         self._step_start = clock()  # installed mid-step (from inside a task): that step counts from here
         self._step_gc = 0.0  # seconds of GC inside the step in progress
-        self._deferring = False  # the step in progress ends by deferring (yield_if_pass_over): not work
-        self._pass_deferral = 0.0  # seconds of the pass in progress spent in such steps
         self._gc_start = 0.0
 
     # --- Trio's hooks (called by the run loop) ----------------------------------------------------------------------
 
     def after_io_wait(self, timeout: float) -> None:
-        self._pass_deferral = 0.0
         self._pass_cpu_start = self.cpu_clock()
         self._pass_start = self.clock()
         self._in_pass = True
@@ -162,9 +162,6 @@ class LoopHoldMonitor(trio.abc.Instrument):
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         held = self.clock() - self._step_start - self._step_gc
-        if self._deferring:
-            self._deferring = False
-            self._pass_deferral += held
         name = task.name
         spent, stepped = self._spent, self._stepped
         spent[name] = spent.get(name, 0.0) + held
@@ -227,20 +224,6 @@ class LoopHoldMonitor(trio.abc.Instrument):
         counts[slot] += 1
         self.sums[cause] += seconds
 
-    def pass_work(self) -> float:
-        """Seconds of the current pass spent on anything but draining the media socket and deferring (0 outside a
-        pass): what ``yield_if_pass_over`` budgets, so that neither the receive loop's catching up nor hundreds of
-        cheap deferrals use the budget up."""
-        if not self._in_pass:
-            return 0.0
-        receive = sum(seconds for name, seconds in self._spent.items() if self._cause(name) == "receive")
-        return self.clock() - self._pass_start - receive - self._pass_deferral
-
-    def deferring(self) -> None:
-        """The step in progress ends by deferring its caller (``yield_if_pass_over``): its time is not work that
-        uses the pass's budget up."""
-        self._deferring = True
-
     def top_holders(self, limit: int = 10) -> list[dict[str, Any]]:
         """The names that held the loop longest within one pass, longest first: what a bench prints and records."""
         ranked = sorted(self.top.items(), key=lambda item: max(item[1].pass_longest, item[1].longest),
@@ -250,48 +233,14 @@ class LoopHoldMonitor(trio.abc.Instrument):
                  "long_steps_ms": round(r.total * 1000, 1)} for name, r in ranked]
 
 
-_active: list[LoopHoldMonitor] = []  # the monitor of this process's run, if installed (yield_if_pass_over reads it)
-
-PASS_BUDGET = 0.004  # seconds of a pass after which yield_if_pass_over defers the caller to the next pass
-MAX_DEFERRALS = 64  # times a caller may be deferred (other work that fills every pass cannot starve it)
-DEFER_SPACING = 0.0005  # seconds a deferred caller waits per caller deferred before it (roughly one frame's work)
-DEFER_LONGEST = 0.05  # ... at most
-_deferred = [0]  # callers waiting in yield_if_pass_over now
-
-
-async def yield_if_pass_over(budget: float = PASS_BUDGET) -> None:
-    """Let the socket have a turn before more work if the current pass already ran ``budget`` seconds of work other
-    than the socket's.
-
-    Hundreds of tasks woken together (the SDP answers of a join wave's tail: 330-620 in one pass, ~0.5 ms each,
-    docs/performance.md) all run in one pass, and the media socket waits for all of them. A task that calls this
-    before its work goes to the next pass instead once the pass is over budget; that pass starts with an I/O wait,
-    so the receive loop runs in it. A deferred caller sleeps about as long as the callers deferred before it will
-    take (``DEFER_SPACING`` each, at most ``DEFER_LONGEST``), not one pass: 1,200 callers retrying every pass were
-    16,000 steps/s at 200 calls, CPU the saturated loop did not have. Without an installed monitor
-    (``[metrics] loop_holds = false``) it does nothing (no checkpoint either)."""
-    for _ in range(MAX_DEFERRALS):  # each pass takes work until it is over budget; never deferred for ever
-        if not _active or _active[0].pass_work() <= budget:
-            return
-        _active[0].deferring()
-        _deferred[0] += 1
-        try:
-            await trio.sleep(min(DEFER_LONGEST, _deferred[0] * DEFER_SPACING))
-        finally:
-            _deferred[0] -= 1
-
-
 def install_loop_holds(floor: float = 0.002) -> tuple[LoopHoldMonitor, Callable[[], None]]:
     """Start measuring the current Trio run and this process's GC; returns the monitor and the function that stops
     the GC half (the instrument ends with its run). Call from inside ``trio.run``."""
     monitor = LoopHoldMonitor(floor=floor)
     trio.lowlevel.add_instrument(monitor)
     gc.callbacks.append(monitor.on_gc)
-    _active.insert(0, monitor)
 
     def uninstall() -> None:
-        if monitor in _active:
-            _active.remove(monitor)
         if monitor.on_gc in gc.callbacks:
             gc.callbacks.remove(monitor.on_gc)
         with contextlib.suppress(KeyError, RuntimeError):  # already gone, or called outside the run
@@ -305,7 +254,8 @@ class LoopHoldCollector(Collector):
     their largest cause; ``callsd_loop_passes``: every pass; ``callsd_loop_hold_longest_seconds{cause}``: the longest
     single step or collection of each cause since start; ``callsd_loop_hold_top_seconds{name,cause}``: the ten
     names (task functions, ``gc gen N``) with the longest single hold, for a bench or a person looking for the
-    culprit (their names come from code, so the set of series stays small)."""
+    culprit (their names come from code, so the set of series stays small); ``callsd_frame_budget_deferred`` and
+    ``callsd_frame_budget_waiting``: the frame budget's deferrals (adapters/pass_gate.py), once it has been used."""
 
     def __init__(self, monitor: LoopHoldMonitor) -> None:
         self.monitor = monitor
@@ -359,6 +309,13 @@ class LoopHoldCollector(Collector):
             if name in m.top:
                 collected.add_metric([name], m.top[name].collected)
         yield collected
+        gate = installed_gate()
+        if gate is not None:  # the frame budget (adapters/pass_gate.py): how often it made frames wait
+            yield CounterMetricFamily("callsd_frame_budget_deferred",
+                                      "Frames (WebSocket messages) that waited for a later pass of the event loop "
+                                      "because the current one had run its budget of frames", value=gate.deferred)
+            yield GaugeMetricFamily("callsd_frame_budget_waiting", "Frames waiting for a pass now",
+                                    value=gate.waiting)
 
 
 def _bound(bound: float) -> str:

@@ -83,9 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--screen-sharing", type=_non_negative_int, default=0,
                         help="number of calls in which one user shares a screen")
     parser.add_argument("--video", action="store_true", help="unmuted users also send camera video")
-    parser.add_argument("--audio-slots", type=_non_negative_int, default=0,
+    parser.add_argument("--audio-slots", type=_non_negative_int, default=None,
                         help="ask for N pre-negotiated audio receive sections (joins then cost the others no "
-                             "offer/answer round; docs/adr/0020-receive-slots.md); 0: one section per track")
+                             "offer/answer round; docs/adr/0020-receive-slots.md); 0: one section per track. "
+                             "Default: as many as the web client asks for (8), so the load is negotiated as real "
+                             "users' is")
     parser.add_argument("--batch", action="store_true",
                         help="ask for batch frames (protocol 1.3: the events waiting for a client share one WebSocket "
                              "frame; docs/adr/0027-batch-frames.md), as the web client does")
@@ -163,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "plot":  # add_arguments made the subparsers with dest="action": None without one
         return _plot(args)
     _check(args)
-    from .loadtest.runner import LoadConfig, ServerUnreachable, print_summary
+    from .loadtest.runner import WEB_CLIENT_AUDIO_SLOTS, LoadConfig, ServerUnreachable, print_summary
     from .loadtest.runner import run as run_load
 
     cfg = LoadConfig(
@@ -172,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
         screen_bitrate=args.screen_bitrate, duration=args.duration, join_duration=args.join_duration,
         processes=args.processes, token_secret=args.token_secret, output=args.output,
         delay_sample=args.delay_sample, join_timeout=args.join_timeout, server_pid=args.server_pid,
-        reconnect=args.reconnect, audio_slots=args.audio_slots, batch=args.batch, quiet=args.quiet or not sys.stderr.isatty(),
+        reconnect=args.reconnect, batch=args.batch, quiet=args.quiet or not sys.stderr.isatty(),
+        audio_slots=WEB_CLIENT_AUDIO_SLOTS if args.audio_slots is None else args.audio_slots,
         screen_simulcast=args.screen_simulcast,
     )
     cfg.media_engine = args.media_engine

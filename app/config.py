@@ -104,9 +104,9 @@ class RtcConfig:
     # the media process's runtime (docs/adr/0029-egress-runtime.md): read wakeups, the cyclic GC
     coalesce_ms: float = 0.0
     gc_freeze: bool = True
-    gc_gen0_threshold: int = 20_000
-    gc_gen1_threshold: int = 10  # generation-0 collections between two of generation 1 (CPython's default: 10)
-    gc_gen2_threshold: int = 10  # generation-1 collections before a full one is considered (CPython's default: 10)
+    gc_gen0_threshold: int = 5_000  # (5000, 4, 100): short young collections, full ones as rare (ADR 0048)
+    gc_gen1_threshold: int = 4  # generation-0 collections between two of generation 1 (CPython's default: 10)
+    gc_gen2_threshold: int = 100  # generation-1 collections before a full one is considered (CPython's default: 10)
     # remote rtcd hosts (docs/rtcd.md): with rtcd_url set, serve runs no media plane of its own
     rtcd_url: str = ""
     rtcd_client_id: str = ""

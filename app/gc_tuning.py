@@ -25,6 +25,13 @@ media worker, a standalone ``callsd rtcd``):
 * ``gc_gen2_threshold``: generation-1 collections before a full collection is considered (CPython's default: 10;
   CPython then also waits until the objects that survived since the last full one are a quarter of the others).
 
+The defaults are (5000, 4, 100): a generation-1 collection walks the survivors of 4 x 5,000 allocations instead of
+10 x 20,000 (its hold in a join wave at 150-200 calls: 22-83 ms instead of 111-177), while a full collection is
+considered as rarely per allocation as with (20000, 10, 10) (2,000,000), so the calls' objects are not walked more
+often. At 200 calls x 8 x 2, where the join wave takes the core to its limit, p95 join -> first audio was 0.58-3.43 s
+(median 1.2 s, 6 runs) against 2.47-6.27 s (median 3.7 s, 10 runs; ADR 0048). (5000, 4, 25) made full collections four times as frequent
+and one took 413 ms (ADR 0043).
+
 The figures behind the defaults, A/B in one run, are in docs/performance.md and docs/adr/0029-egress-runtime.md.
 """
 

@@ -37,6 +37,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 JOIN_RATE = 50.0  # users per second
+# Seconds a `callsd serve` may take to answer /healthz: on a quiet host ~1 s, but pinned to one CPU at nice 0
+# while other engineers' suites run it took over 15 s (the old bound) and the whole sweep died.
+READY_TIMEOUT = 120.0
+LOG_TAIL = 3000  # characters of the server's log quoted when it fails to start
 
 
 @dataclass(frozen=True)
@@ -101,12 +105,24 @@ def _pin(cpu: int) -> list[str]:
     return nice
 
 
+class ServerNotReady(RuntimeError):
+    """A bench's `callsd serve` exited or did not answer in time; the message carries its log's tail."""
+
+
+def _tail(log: Path) -> str:
+    try:
+        return log.read_text(errors="replace")[-LOG_TAIL:] or "(empty)"
+    except OSError as exc:
+        return f"(unreadable: {exc})"
+
+
 class Server:
     """A `callsd serve` subprocess on free ports with its own data directory."""
 
     def __init__(self, workdir: Path, command: list[str] | None = None, fast_path: str = "",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, ready_timeout: float = READY_TIMEOUT) -> None:
         self.workdir = workdir
+        self.ready_timeout = ready_timeout
         self.command = command or ["-m", "callsd.app.cli", "serve"]  # after the interpreter
         self.fast_path = fast_path  # rtc.fast_path for this server ("": the environment's or the default)
         self.env = env or {}  # more CALLSD_* settings for this server (bench/server_ab.py's variants)
@@ -129,16 +145,33 @@ class Server:
         self.proc = subprocess.Popen([*_pin(0), sys.executable, *self.command], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=data)
         self.url = f"http://127.0.0.1:{http_port}"
-        for _ in range(150):
+        try:
+            self._wait_ready(data / "serve.log", self.ready_timeout)
+        except BaseException:
+            self.__exit__()  # not left running (and holding its CPU) after a failed start, nor on Ctrl-C
+            raise
+        return self
+
+    def _wait_ready(self, log: Path, timeout: float) -> None:
+        """Return once /healthz answers; raise ``ServerNotReady`` with the log's tail if the server exits first or
+        does not answer within ``timeout`` seconds (polled: the only readiness signal a subprocess gives)."""
+        assert self.proc is not None
+        started = time.monotonic()
+        while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"callsd serve exited: {(data / 'serve.log').read_text()[-2000:]}")
+                raise ServerNotReady(f"callsd serve exited with {self.proc.returncode} before it was ready; the end "
+                                     f"of {log}:\n{_tail(log)}")
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
-                    return self
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2):
+                    return
             except OSError:
-                time.sleep(0.1)
-        self.__exit__()  # not left running (and holding its CPU) after a failed start
-        raise RuntimeError("callsd serve did not become ready in 15 s")
+                pass
+            waited = time.monotonic() - started
+            if waited > timeout:
+                load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+                raise ServerNotReady(f"callsd serve did not answer {self.url}/healthz in {waited:.0f} s (load "
+                                     f"average {load}); the end of {log}:\n{_tail(log)}")
+            time.sleep(0.1)
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
@@ -153,9 +186,10 @@ class Server:
 
 def run_shape(shape: Shape, *, steady: float, workdir: Path, out: Path, delay_sample: int,
               screen_bitrate: str, fast_path: str = "", media_engine: str = "auto",
-              join_timeout: float = 15.0, watch: Any = None) -> dict[str, Any]:
+              join_timeout: float = 15.0, watch: Any = None, audio_slots: int | None = None) -> dict[str, Any]:
     """Start a server, load it with ``shape``, return the loadtest results document (also saved to ``out``).
-    ``fast_path``: the server's rtc.fast_path; ``media_engine``: the load tool's (--media-engine); ``watch``: a
+    ``fast_path``: the server's rtc.fast_path; ``media_engine``: the load tool's (--media-engine); ``audio_slots``:
+    the tool's --audio-slots (None: its default, the web client's); ``watch``: a
     context manager factory called with the server's URL and the join duration, entered while the load runs
     (bench/capacity_paths.py reads the server's loop holds through it)."""
     users = shape.calls * shape.users
@@ -168,7 +202,8 @@ def run_shape(shape: Shape, *, steady: float, workdir: Path, out: Path, delay_sa
                "--join-duration", f"{join:.2f}", "--duration", f"{join + steady:.2f}",
                "--server-pid", str(server.proc.pid), "--delay-sample", str(delay_sample),
                "--media-engine", media_engine, "--join-timeout", f"{join_timeout:g}",
-               "--output", str(out), "--quiet"]
+               "--output", str(out), "--quiet",
+               *(("--audio-slots", str(audio_slots)) if audio_slots is not None else ())]
         with watch(server.url, join) if watch is not None else contextlib.nullcontext():
             subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=join + steady + 120,
                            check=False)

@@ -7,7 +7,9 @@ Each load (N calls x 8 users x 2 unmuted, no sharing, unless --shape says otherw
 (``rtc.fast_path`` python, then native; ``--rounds`` repeats the pair), each on a fresh `callsd serve` pinned to
 CPU 0 and the load tool pinned to CPU 1 on its native media engine (bench/capacity.py's method). The paths of one
 load run back to back, so their ratio is measured under the same background load; the machine's load average is
-recorded per row, because on a shared machine absolute figures move with what else runs.
+recorded per row, because on a shared machine absolute figures move with what else runs. The load tool asks for the
+web client's audio slots unless ``--audio-slots`` lists values to alternate within each load (``0,8``: per-track
+sections against slots, ADR 0020); each row records its value and the p95 of each join phase.
 
 Each row also records the server's event-loop holds (adapters/loop_holds.py, ADR 0043) for the join wave and the
 steady window apart: passes over 10/20/50 ms by cause, their CPU share, the names that held the loop longest in one
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -68,6 +71,8 @@ def scrape_holds(url: str) -> dict[str, Any]:
                 snap["passes"] = sample.value
             elif sample.name == "callsd_loop_steps_total":
                 snap["steps"] = sample.value
+            elif sample.name == "callsd_frame_budget_deferred_total":
+                snap["frames_deferred"] = sample.value
     return snap
 
 
@@ -99,6 +104,7 @@ def hold_summary(first: dict[str, Any] | None, last: dict[str, Any]) -> dict[str
             "top": [{"name": name, "cause": cause, "pass_ms": round(1000 * value, 1),
                      "pass_steps": int(last["top_steps"].get(name, 0))} for name, cause, value in grown],
             "socket_full": int(last["socket_full"] - base["socket_full"]),
+            "frames_deferred": int(last.get("frames_deferred", 0) - base.get("frames_deferred", 0)),
             "steps_per_s": round((last["steps"] - base["steps"]) / span) if first else None,
             "passes_per_s": round((last["passes"] - base["passes"]) / span) if first else None}
 
@@ -154,7 +160,8 @@ def _hold_line(holds: dict[str, Any]) -> str:
 
 
 def sweep(calls: list[int], paths: list[str], *, users: int, unmuted: int, sharing: int, steady: float,
-          rounds: int, out: Path, media_engine: str, join_timeout: float = 15.0) -> dict[str, Any]:
+          rounds: int, out: Path, media_engine: str, join_timeout: float = 15.0,
+          audio_slots: list[int | None] | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="callsd-paths-"))
     doc: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
                            "steady_seconds": steady, "media_engine": media_engine, "join_timeout": join_timeout,
@@ -163,26 +170,29 @@ def sweep(calls: list[int], paths: list[str], *, users: int, unmuted: int, shari
     try:
         for r in range(rounds):
             for n in calls:
-                for path in paths:
+                for path, slots in itertools.product(paths, audio_slots or [None]):
                     shape = Shape(f"{n} x {users} x {unmuted}, {sharing} sharing", n, users, unmuted, sharing)
                     load_before = os.getloadavg()
                     started = time.strftime("%H:%M:%S", time.gmtime())
                     watch = HoldWatch(steady)
-                    res = run_shape(shape, steady=steady, workdir=work, out=work / f"{path}-{n}-{r}.json",
+                    res = run_shape(shape, steady=steady, workdir=work, out=work / f"{path}-{n}-{r}-{slots}.json",
                                     delay_sample=4, screen_bitrate="1M", fast_path=path, media_engine=media_engine,
-                                    join_timeout=join_timeout, watch=watch)
+                                    join_timeout=join_timeout, watch=watch, audio_slots=slots)
                     line = row(shape, res) | {"path": path, "round": r, "started_utc": started,
+                                              "audio_slots": res["config"].get("audio_slots"),
                                               "loadavg_before": load_before, "loop_holds": watch.result,
                                               "user_errors": res["users"].get("errors"),
                                               "failure_samples": res["users"].get("failure_samples"),
                                               "worker_crashes": res["users"].get("worker_crashes")}
                     line["passed"] = ok(line)
                     doc["rows"].append(line)
-                    print(f"{started} {path:6} {n:4} calls: {line['us_per_egress_packet']} µs/egress pkt, "
+                    print(f"{started} {path:6} {n:4} calls, {line['audio_slots']} slots: "
+                          f"{line['us_per_egress_packet']} µs/egress pkt, "
                           f"loss {100 * line['loss']:.3f} %, server CPU {line['server_cpu_percent']} %, "
                           f"tool peak {line['client_cpu_peak_percent']} %, drops {line['socket_drops']}, "
-                          f"failed {line['users_failed']}/{line['users_total']}, load {load_before[0]:.1f}",
-                          flush=True)
+                          f"failed {line['users_failed']}/{line['users_total']}, load {load_before[0]:.1f}, "
+                          f"p95 join→audio {line['p95_join_to_first_audio_ms']} ms "
+                          f"(phases p95 {line['join_phases_p95_ms']})", flush=True)
                     print(f"    {_hold_line(watch.result)}", flush=True)
                     out.write_text(json.dumps(doc, indent=1))
     finally:
@@ -246,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the server and the tool at this nice level (e.g. -10 on a saturated shared machine)")
     parser.add_argument("--join-timeout", type=float, default=15.0,
                         help="seconds a user may take to connect (raise it on a busy machine)")
+    parser.add_argument("--audio-slots", default="",
+                        help="comma-separated --audio-slots values for the load tool, alternated within each load "
+                             "(e.g. 0,8); default: the tool's own (the web client's 8)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "capacity-paths.json"))
     parser.add_argument("--plot", default="", help="only plot this result file")
     parser.add_argument("--png", default=str(ROOT / "docs" / "capacity-paths.png"))
@@ -258,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     users, unmuted, sharing = (int(x) for x in args.shape.split(","))
     doc = sweep([int(x) for x in args.calls.split(",")], args.paths.split(","), users=users, unmuted=unmuted,
                 sharing=sharing, steady=args.steady, rounds=args.rounds, out=Path(args.out),
-                media_engine=args.media_engine, join_timeout=args.join_timeout)
+                media_engine=args.media_engine, join_timeout=args.join_timeout,
+                audio_slots=[int(x) for x in args.audio_slots.split(",")] if args.audio_slots else None)
     plot(doc, Path(args.png))
     print(f"results: {args.out}; plot: {args.png}")
     return 0

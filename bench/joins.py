@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     # mode -> (the load tool's extra arguments, http.signaling_socket of the server)
     Modes = dict[str, tuple[tuple[str, ...], str]]
     comparisons: dict[str, Modes] = {
-        "slots": {"per-track sections": ((), "direct"), f"{a.slots} audio slots": (slots, "direct")},
+        "slots": {"per-track sections": (("--audio-slots", "0"), "direct"), f"{a.slots} audio slots": (slots, "direct")},
         "batch": {f"{a.slots} audio slots": (slots, "direct"),
                   f"{a.slots} audio slots, batch frames": ((*slots, "--batch"), "direct")},
         "socket": {"socket through hypercorn+Quart": ((*slots, "--batch"), "asgi"),

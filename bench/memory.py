@@ -360,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     ps.add_argument("--unmuted", type=int, default=2)
     ps.add_argument("--join-duration", type=float, default=5.0)
     ps.add_argument("--hold", type=float, default=10.0)
-    ps.add_argument("--audio-slots", type=int, default=0, help="the load users ask for N audio slots (ADR 0020)")
+    ps.add_argument("--audio-slots", type=int, default=8,
+                    help="the load users ask for N audio slots (ADR 0020; default: the web client's 8; 0: none)")
     ps.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
                     help="trace Python allocations in the server (slower joins): splits malloc into Python and C")
     serve = sub.add_parser("_serve")
@@ -380,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.tracemalloc:
             os.environ["BENCH_MEMORY_TRACEMALLOC"] = str(a.tracemalloc)
         result = run_server(a.calls, a.users, a.unmuted, a.join_duration, a.hold,
-                            ("--audio-slots", str(a.audio_slots)) if a.audio_slots else ())
+                            ("--audio-slots", str(a.audio_slots)))
     result["loadavg_now"] = list(os.getloadavg())
     print(json.dumps(result, indent=1))
     return 0

@@ -331,6 +331,11 @@ class CallsModel(RuleBasedStateMachine):
                 assert self.machine.channel_of(p.session_id) == call.channel_id
 
     @invariant()
+    def the_census_counts_what_the_views_show(self) -> None:
+        calls = self.machine.calls()
+        assert self.machine.census() == (len(calls), sum(len(call.participants) for call in calls))
+
+    @invariant()
     def ended_calls_have_no_host(self) -> None:
         for ch in self.members:
             assert self.machine.host(ch) is not None

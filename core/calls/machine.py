@@ -257,6 +257,11 @@ class CallsMachine:
         """Every ongoing call, in the order they started."""
         return tuple(v for ch in self._calls if (v := self.call(ch)) is not None)
 
+    def census(self) -> tuple[int, int]:
+        """(ongoing calls, participants in them), without building a view of each: /metrics reads it every scrape,
+        and ``calls()`` built 1,200 participant views for it at 150 calls x 8 (~40 % of a scrape)."""
+        return len(self._calls), sum(len(c.participants) for c in self._calls.values())
+
     def sessions(self, channel_id: str) -> tuple[str, ...]:
         """Session ids of the channel's call in join order (empty when there is no call)."""
         c = self._calls.get(channel_id)

@@ -30,13 +30,15 @@ def _apply(env: dict[str, str]) -> dict[str, list[int] | int | list[list[int] | 
     return result
 
 
-def test_the_defaults_freeze_and_raise_generation_0() -> None:
+def test_the_defaults_freeze_and_keep_full_collections_as_rare_as_before() -> None:
     rtc = load_config(None, {}).rtc
     assert (rtc.gc_freeze, rtc.gc_gen0_threshold, rtc.gc_gen1_threshold, rtc.gc_gen2_threshold, rtc.coalesce_ms) == (
-        True, 20_000, 10, 10, 0.0)
+        True, 5_000, 4, 100, 0.0)
+    # allocations between two chances of a full collection: as many as with (20000, 10, 10) (ADR 0048)
+    assert rtc.gc_gen0_threshold * rtc.gc_gen1_threshold * rtc.gc_gen2_threshold == 20_000 * 10 * 10
     result = _apply({"PATH": "/usr/bin:/bin"})
     after, frozen = result["after"], result["frozen"]
-    assert after == [20_000, 10, 10] and isinstance(frozen, int) and frozen > 1000
+    assert after == [5_000, 4, 100] and isinstance(frozen, int) and frozen > 1000
 
 
 def test_cpythons_collector_on_request() -> None:

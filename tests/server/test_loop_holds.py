@@ -157,37 +157,3 @@ def test_kernel_drops_counts_what_a_full_receive_buffer_refused() -> None:
         for _ in range(100):  # nobody reads: the buffer holds a few, the kernel drops the rest
             sender.sendto(b"x" * 500, receiver.getsockname())
         assert kernel_drops(receiver) > 50
-
-
-async def _work_per_pass(budget: float) -> int:
-    """50 tasks runnable at once, each doing 1 ms of blocking work after ``yield_if_pass_over(budget)``: the most
-    of them that ran their work in one pass of the loop."""
-    from callsd.adapters.loop_holds import yield_if_pass_over
-
-    monitor, uninstall = install_loop_holds()
-    ran_in_pass: list[int] = []
-
-    async def work() -> None:
-        await yield_if_pass_over(budget)
-        time.sleep(0.001)
-        ran_in_pass.append(monitor.passes)  # constant within a pass: it counts the passes that ended
-
-    try:
-        async with trio.open_nursery() as nursery:
-            for _ in range(50):
-                nursery.start_soon(work)
-    finally:
-        uninstall()
-    return max(ran_in_pass.count(index) for index in set(ran_in_pass))
-
-
-async def test_tasks_woken_together_defer_to_the_next_pass_once_it_is_over_budget() -> None:
-    assert await _work_per_pass(10.0) == 50  # no budget to speak of: all in one pass, as Trio runs them
-    assert await _work_per_pass(0.004) <= 6  # 1 ms each: a pass stops taking work after 4 ms
-
-
-async def test_without_a_monitor_it_does_nothing() -> None:
-    from callsd.adapters.loop_holds import yield_if_pass_over
-
-    with trio.testing.assert_no_checkpoints():
-        await yield_if_pass_over(0.0)

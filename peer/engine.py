@@ -187,6 +187,8 @@ class MediaEngine:
         self.srtp_errors = 0
         self.late_ticks = 0
         self.max_lateness = 0.0
+        self.tick_start = 0.0  # `send_loop`'s schedule: its first tick's time.monotonic() origin ...
+        self.ticks_covered = 0  # ... and how many ticks of it were sent (owed ticks included)
         self.sending = True
         self.stopped_ns = 0  # when sending ended (the end of the delivery window)
         self.sources: dict[int, Source] = {}  # source id -> source, for the sender's side of delivery
@@ -430,7 +432,7 @@ class MediaEngine:
         return TimerfdWaiter() if self.media != "python" and NATIVE_TIMERFD else TrioWaiter()
 
     async def _tick_forever(self, waiter: Waiter) -> None:
-        start = time.monotonic()
+        start = self.tick_start = time.monotonic()
         tick = 0
         while True:
             tick += 1
@@ -441,10 +443,19 @@ class MediaEngine:
                 self.late_ticks += 1
                 owed = min(5, 1 + int(lateness / TICK))
                 tick += owed - 1
+            self.ticks_covered = tick
             self.max_lateness = max(self.max_lateness, lateness)
             if not self.sending:
                 continue
             self.send_tick(owed, time.monotonic_ns())
+
+    def ticks_behind(self, now: float) -> int:
+        """How many 20 ms ticks `send_loop` owes at ``now`` (time.monotonic()): 0 or 1 while it keeps up. Why: a
+        late tick sends what it owes (at most 5 ticks at once), so a tool that cannot keep up loses no packet at
+        once; it falls further behind its schedule, and this is how far (what a saturated tool did not send)."""
+        if not self.tick_start:
+            return 0
+        return max(0, int((now - self.tick_start) / TICK) - self.ticks_covered)
 
     def send_tick(self, owed: int, now_ns: int) -> None:
         """One tick of `send_loop` at ``now_ns`` (``owed`` ticks' packets: more than one after a late wake-up).

@@ -68,6 +68,10 @@ def resolve_media(media: str) -> str:
 
 BATCH_THRESHOLD = 4  # packets per wake-up above which the receive loop batches with short sleeps
 BATCH_SLEEP = 0.0005  # seconds; bounds what batching adds to the measured delay
+# The Python engine's receive loop lets other tasks run after this many sockets read (~1.5 ms of its work). Why
+# not per epoll round: with more than 1,023 ready sockets (200 calls x 8) every round is full, and 16 rounds
+# between chances (the rule before) starved the send tick ~100 ms at a time (ADR 0030, session 8 addendum).
+PYTHON_YIELD_EVERY = 256
 # The native engines read the kernel's receive timestamp (SO_TIMESTAMPNS), so their wait between drains is not
 # added to the delay they measure and can be longer: fewer wake-ups and bigger recvmmsg batches per packet.
 NATIVE_BATCH_SLEEP = 0.0005
@@ -290,12 +294,11 @@ class MediaEngine:
             return
         epoll = self.epoll
         legs = self.legs
-        rounds = 0
         burst = 0  # packets read since the last sleep
+        unyielded = 0  # sockets read since the receive loop last let other tasks run
         while True:
             events = epoll.poll(0)
             if not events:
-                rounds = 0
                 if burst >= BATCH_THRESHOLD:
                     # Busy: sleep a fixed half millisecond and then read what piled up, rather than being woken
                     # (and paying Trio's scheduling) for every few packets.
@@ -304,16 +307,17 @@ class MediaEngine:
                 else:
                     burst = 0
                     await trio.lowlevel.wait_readable(epoll.fileno())
+                unyielded = 0
                 continue
             burst += len(events)
             for fd, _ in events:
                 leg = legs.get(fd)
                 if leg is not None:
                     self._read_one(leg)
-            rounds += 1
-            if rounds >= 16:  # let the send tick and the signaling run under a flood
-                rounds = 0
-                await trio.lowlevel.checkpoint()
+                unyielded += 1
+                if unyielded >= PYTHON_YIELD_EVERY:  # let the send tick and the signaling run under a flood
+                    unyielded = 0
+                    await trio.lowlevel.checkpoint()
 
     async def _receive_loop_native(self, receiver: _fastpeer.Receiver) -> None:
         """The same pump on the C receiver: it drains every ready socket (recvmmsg) and hands back what Python

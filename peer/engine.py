@@ -32,6 +32,7 @@ import select
 import struct
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 import pylibsrtp
 import trio
@@ -48,7 +49,7 @@ try:
 except ImportError:  # not built (a source tree without a compiler): the Python engine only
     _fastpeer = None  # type: ignore[assignment]
 
-__all__ = ["Leg", "MediaEngine", "udp_drops", "RCVBUF", "MEDIA_ENGINES", "resolve_media"]
+__all__ = ["Leg", "SourceList", "MediaEngine", "udp_drops", "RCVBUF", "MEDIA_ENGINES", "resolve_media"]
 
 MEDIA_ENGINES = ("auto", "native", "shared", "python")
 DRAIN_BUDGET = 4096  # datagrams per native drain call before the loop yields to the send tick and signaling
@@ -82,6 +83,23 @@ RCVBUF = 1 << 20  # per user socket: rides out a scheduling stall of the tool of
 _HDR = struct.Struct("!HII")  # seq, timestamp, ssrc at offset 2
 
 
+class SourceList(list[Source]):
+    """A leg's sources, read-only to everyone but `Leg.add_source`.
+
+    Why: the send tick visits only the legs in `MediaEngine.legs_with_sources`, and `Leg.add_source` is how a leg
+    gets there; a source appended to the list directly was silently never sent. Every mutator raises instead. It
+    is still a list (the C send tick reads it with the list API, peer/fastpeer_send.h)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("Leg.sources is read-only: put a source on a leg with Leg.add_source(source) (the send "
+                        "tick visits only the legs that have sources)")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+
 class Leg(PeerTransport):
     """One simulated user's media: its transport, its sources, its received streams and delay samples.
 
@@ -96,7 +114,7 @@ class Leg(PeerTransport):
         self.engine = engine
         self.user_number = user_number
         self.call_index = call_index
-        self.sources: list[Source] = []
+        self._sources = SourceList()  # the C send tick reads this attribute (no property call per leg per tick)
         self.streams: dict[int, StreamStats] = {}
         self.pt_kinds: dict[int, tuple[str, int]] = {}  # pt -> (kind, clock rate)
         self.join_started_ns = 0
@@ -107,6 +125,11 @@ class Leg(PeerTransport):
         self.on_failed_hook: Callable[[Leg], None] | None = None
         engine.register(self)
 
+    @property
+    def sources(self) -> SourceList:
+        """What this leg sends, in the order added: read-only (`add_source` adds)."""
+        return self._sources
+
     def set_payload_types(self, mapping: dict[int, tuple[str, int]]) -> None:
         self.pt_kinds.update(mapping)
 
@@ -115,8 +138,8 @@ class Leg(PeerTransport):
 
         Why a method and not ``leg.sources.append``: the engine's send tick visits only the legs that have sources
         (`MediaEngine.legs_with_sources`), and this is how a leg joins them."""
-        if source not in self.sources:
-            self.sources.append(source)
+        if source not in self._sources:
+            list.append(self._sources, source)
         self.engine.sources_added(self)
 
     def close(self) -> None:

@@ -160,7 +160,8 @@ async def measure(spec: str, calls: int, seconds: float, delay_sample: int = 4,
     engine name, with ``:MS`` for the native receive loop waiting MS milliseconds between busy drains instead of
     its NATIVE_BATCH_SLEEP, ``+trio`` for the native loops waiting with Trio sleeps instead of a timerfd
     (peer/waiting.py), ``+maintain-all`` for every connected leg maintained every 50 ms (before 630e1c4) or
-    ``+round-yield`` for the Python engine's receive loop yielding every 16 epoll rounds (before session 8),
+    ``+wake-rx`` for the native receive loop reading as datagrams arrive in the steady state too (before
+    session 8's `NATIVE_TICK_DRAIN`), ``+round-yield`` for the Python engine's receive loop yielding every 16 epoll rounds (before session 8),
     ``+walk-all`` for the send tick walking every leg, not only those with sources (before this session's
     `MediaEngine.legs_with_sources`), ``+gc-default`` for CPython's default collector settings (not the load process's: the users' objects frozen,
     young collections less often), and/or ``@N`` for decrypting 1 received packet in N instead of ``delay_sample``: A/B variants within one run."""
@@ -172,26 +173,28 @@ async def measure(spec: str, calls: int, seconds: float, delay_sample: int = 4,
     name, _, variant = spec.partition("+")
     media, _, batch_ms = name.partition(":")
     defaults = (engine_module.NATIVE_BATCH_SLEEP, engine_module.NATIVE_TIMERFD, engine_module.CONNECTED_MAINTAIN_EVERY,
-                engine_module.PYTHON_YIELD_EVERY)
+                engine_module.PYTHON_YIELD_EVERY, engine_module.NATIVE_TICK_DRAIN)
     if batch_ms:
         engine_module.NATIVE_BATCH_SLEEP = float(batch_ms) / 1000
     if variant == "trio":
         engine_module.NATIVE_TIMERFD = False
     elif variant == "maintain-all":
         engine_module.CONNECTED_MAINTAIN_EVERY = 1
+    elif variant == "wake-rx":  # the native receive loop reads as datagrams arrive in the steady state too
+        engine_module.NATIVE_TICK_DRAIN = False
     elif variant == "round-yield":  # 16 full epoll rounds of 1,023 sockets between yields, as before session 8
         engine_module.PYTHON_YIELD_EVERY = 16 * 1023
     elif variant and variant not in ("gc-default", "walk-all"):
         raise ValueError(f"unknown variant {variant!r} in {spec!r} "
-                         "(known: +trio, +maintain-all, +walk-all, +gc-default, +round-yield)")
+                         "(known: +trio, +maintain-all, +walk-all, +gc-default, +round-yield, +wake-rx)")
     try:
         return await _measure(media, calls, seconds, delay_sample, worker_gc=variant != "gc-default",
                               walk_all=variant == "walk-all", pinning=pinning or Pinning()) | {
             "batch_sleep_ms": 1000 * engine_module.NATIVE_BATCH_SLEEP, "timerfd": engine_module.NATIVE_TIMERFD,
             "connected_maintain_every": engine_module.CONNECTED_MAINTAIN_EVERY, "delay_sample": delay_sample}
     finally:
-        (engine_module.NATIVE_BATCH_SLEEP, engine_module.NATIVE_TIMERFD,
-         engine_module.CONNECTED_MAINTAIN_EVERY, engine_module.PYTHON_YIELD_EVERY) = defaults
+        (engine_module.NATIVE_BATCH_SLEEP, engine_module.NATIVE_TIMERFD, engine_module.CONNECTED_MAINTAIN_EVERY,
+         engine_module.PYTHON_YIELD_EVERY, engine_module.NATIVE_TICK_DRAIN) = defaults
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
                              "busy drains, with +trio waits with Trio sleeps, not a timerfd, with +maintain-all maintains "
                              "every connected leg every 50 ms, with +walk-all gives the send tick every leg, not "
                              "only those with sources; python+round-yield yields every 16 epoll rounds (before "
-                             "session 8); any engine with +gc-default runs with CPython's "
+                             "session 8); a native engine with +wake-rx reads as datagrams arrive in the steady "
+                             "state too (before session 8); any engine with +gc-default runs with CPython's "
                              "default collector settings; any engine with @N "
                              "decrypts 1 received packet in N (A/B in one run)")
     parser.add_argument("--delay-sample", type=int, default=4,

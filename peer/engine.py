@@ -77,6 +77,11 @@ PYTHON_YIELD_EVERY = 256
 # added to the delay they measure and can be longer: fewer wake-ups and bigger recvmmsg batches per packet.
 NATIVE_BATCH_SLEEP = 0.0005
 NATIVE_TIMERFD = True  # the native engines' loops wait on a timerfd, not a Trio sleep (peer/waiting.py)
+# The native engines' steady state (no leg connecting): the send tick reads the sockets, once per 20 ms, and the
+# receive loop sleeps. Why: one wake-up per tick for both, and bigger batches; the kernel's arrival stamps keep
+# the delay and jitter exact (ADR 0030, session 8 addendum). While legs connect, the receive loop reads at once.
+NATIVE_TICK_DRAIN = True
+CONNECTING_STATES = frozenset({"new", "checking", "dtls"})
 MAINTAIN_INTERVAL = 0.05  # seconds between the maintenance rounds of connecting legs
 CONNECTED_MAINTAIN_EVERY = 10  # connected legs are maintained every 10th round (0.5 s: consent is every 5 s)
 RCVBUF = 1 << 20  # per user socket: rides out a scheduling stall of the tool of ~0.5 s at screen-share rates
@@ -219,6 +224,11 @@ class MediaEngine:
         self.sending = True
         self.stopped_ns = 0  # when sending ended (the end of the delivery window)
         self.sources: dict[int, Source] = {}  # source id -> source, for the sender's side of delivery
+        # Legs still connecting (counted by the maintenance round, raised by `register`): while there are any, the
+        # native receive loop reads as datagrams arrive; with none, the send tick reads (NATIVE_TICK_DRAIN).
+        self.connecting = 0
+        self._receiver_wanted: trio.Event | None = None
+        self._next_sync = 0.0
         self._receiver = (_fastpeer.Receiver(self.legs, self.delay, self.delay_sample)
                           if self.media != "python" else None)
         self._sender = (_fastpeer.Sender(gso=os.environ.get("CALLSD_NATIVE_GSO", "1") != "0")
@@ -282,6 +292,9 @@ class MediaEngine:
     def register(self, leg: Leg) -> None:
         fd = leg.sock.fileno()  # with a shared port: the user's address as an integer
         self.legs[fd] = leg  # it has no sources yet: `add_source` puts it in legs_with_sources
+        self.connecting += 1  # until the maintenance round counts again
+        if self._receiver_wanted is not None:
+            self._receiver_wanted.set()
         if self.port is None:
             if self._receiver is not None:  # the kernel's arrival time for the delay (NATIVE_BATCH_SLEEP)
                 stamp_arrivals(leg.sock)
@@ -344,29 +357,46 @@ class MediaEngine:
 
     async def _receive_loop_native(self, receiver: _fastpeer.Receiver) -> None:
         """The same pump on the C receiver: it drains every ready socket (recvmmsg) and hands back what Python
-        handles (control datagrams, the first packet of a new stream)."""
-        shared = self.port is not None
+        handles (control datagrams, the first packet of a new stream).
+
+        While no leg is connecting (the steady state) it stands aside and the send tick reads the sockets, once
+        per 20 ms (`NATIVE_TICK_DRAIN`); a leg registering wakes it again (ICE and DTLS want answers at once)."""
         epfd = self.port.fileno() if self.port is not None else self.epoll.fileno()
-        drain = receiver.drain_shared if shared else receiver.drain
-        next_sync = time.monotonic() + SYNC_INTERVAL
         waiter = self._waiter()
         try:
             while True:
-                read, rest = drain(epfd, DRAIN_BUDGET, self, self.stats)
-                if time.monotonic() >= next_sync:  # readers of the Python objects see counters this fresh at worst
-                    next_sync = time.monotonic() + SYNC_INTERVAL
-                    self.sync()
-                for leg, data, arrival_ns in rest:
-                    if leg.state != "closed":
-                        self._handle(leg, data, arrival_ns)
+                read = self._drain_native(receiver)
                 if read >= DRAIN_BUDGET:
                     await trio.lowlevel.checkpoint()
+                elif NATIVE_TICK_DRAIN and not self.connecting:
+                    self._receiver_wanted = trio.Event()
+                    await self._receiver_wanted.wait()
                 elif read >= BATCH_THRESHOLD:
                     await waiter.sleep_until(time.monotonic() + NATIVE_BATCH_SLEEP)
                 else:
                     await trio.lowlevel.wait_readable(epfd)
         finally:
             waiter.close()
+
+    def _drain_native(self, receiver: _fastpeer.Receiver) -> int:
+        """One drain of the C receiver (at most DRAIN_BUDGET datagrams), what it gave back handled in Python, the
+        counters synced into the Python objects every SYNC_INTERVAL: the datagrams read."""
+        if self.port is not None:
+            read, rest = receiver.drain_shared(self.port.fileno(), DRAIN_BUDGET, self, self.stats)
+        else:
+            read, rest = receiver.drain(self.epoll.fileno(), DRAIN_BUDGET, self, self.stats)
+        if time.monotonic() >= self._next_sync:  # readers of the Python objects see counters this fresh at worst
+            self._next_sync = time.monotonic() + SYNC_INTERVAL
+            self.sync()
+        for leg, data, arrival_ns in rest:
+            if leg.state != "closed":
+                self._handle(leg, data, arrival_ns)
+        return read
+
+    def _drain_native_all(self, receiver: _fastpeer.Receiver) -> None:
+        """The send tick's read of everything that arrived since the last one (the steady state's only read)."""
+        while self._drain_native(receiver) >= DRAIN_BUDGET:
+            pass
 
     def _read_one(self, leg: Leg) -> None:
         try:
@@ -472,6 +502,8 @@ class MediaEngine:
                 tick += owed - 1
             self.ticks_covered = tick
             self.max_lateness = max(self.max_lateness, lateness)
+            if self._receiver is not None and NATIVE_TICK_DRAIN and not self.connecting:
+                self._drain_native_all(self._receiver)
             if not self.sending:
                 continue
             self.send_tick(owed, time.monotonic_ns())
@@ -550,9 +582,13 @@ class MediaEngine:
                 now = time.monotonic()
                 rounds += 1
                 everyone = rounds % CONNECTED_MAINTAIN_EVERY == 0
+                connecting = 0
                 for leg in list(self.legs.values()):
-                    if everyone or leg.state != "connected":
+                    state = leg.state
+                    if everyone or state != "connected":
                         leg.maintain(now)
+                        connecting += state in CONNECTING_STATES
+                self.connecting = connecting
         finally:
             waiter.close()
 

@@ -77,13 +77,15 @@ PYTHON_YIELD_EVERY = 256
 # added to the delay they measure and can be longer: fewer wake-ups and bigger recvmmsg batches per packet.
 NATIVE_BATCH_SLEEP = 0.0005
 NATIVE_TIMERFD = True  # the native engines' loops wait on a timerfd, not a Trio sleep (peer/waiting.py)
-# The native engines' steady state (no leg connecting): the send tick reads the sockets, once per 20 ms, and the
-# receive loop sleeps. Why: one wake-up per tick for both, and bigger batches; the kernel's arrival stamps keep
-# the delay and jitter exact (ADR 0030, session 8 addendum). While legs connect, the receive loop reads at once.
+# The native engines' steady state (no leg connecting): the send tick reads the sockets, once per 20 ms, and runs
+# the connected legs' maintenance round every 0.5 s; the receive and maintenance loops sleep. Why: one wake-up per
+# tick for all three, and bigger batches; the kernel's arrival stamps keep the delay and jitter exact (ADR 0030,
+# session 8 addendum). While legs connect, the receive loop reads at once and the maintenance loop runs.
 NATIVE_TICK_DRAIN = True
 CONNECTING_STATES = frozenset({"new", "checking", "dtls"})
 MAINTAIN_INTERVAL = 0.05  # seconds between the maintenance rounds of connecting legs
 CONNECTED_MAINTAIN_EVERY = 10  # connected legs are maintained every 10th round (0.5 s: consent is every 5 s)
+TICKS_PER_CONNECTED_ROUND = round(CONNECTED_MAINTAIN_EVERY * MAINTAIN_INTERVAL / TICK)  # the same 0.5 s on the tick
 RCVBUF = 1 << 20  # per user socket: rides out a scheduling stall of the tool of ~0.5 s at screen-share rates
 _HDR = struct.Struct("!HII")  # seq, timestamp, ssrc at offset 2
 
@@ -228,6 +230,7 @@ class MediaEngine:
         # native receive loop reads as datagrams arrive; with none, the send tick reads (NATIVE_TICK_DRAIN).
         self.connecting = 0
         self._receiver_wanted: trio.Event | None = None
+        self._maintainer_wanted: trio.Event | None = None
         self._next_sync = 0.0
         self._receiver = (_fastpeer.Receiver(self.legs, self.delay, self.delay_sample)
                           if self.media != "python" else None)
@@ -293,8 +296,7 @@ class MediaEngine:
         fd = leg.sock.fileno()  # with a shared port: the user's address as an integer
         self.legs[fd] = leg  # it has no sources yet: `add_source` puts it in legs_with_sources
         self.connecting += 1  # until the maintenance round counts again
-        if self._receiver_wanted is not None:
-            self._receiver_wanted.set()
+        self._wake_loops()
         if self.port is None:
             if self._receiver is not None:  # the kernel's arrival time for the delay (NATIVE_BATCH_SLEEP)
                 stamp_arrivals(leg.sock)
@@ -368,7 +370,7 @@ class MediaEngine:
                 read = self._drain_native(receiver)
                 if read >= DRAIN_BUDGET:
                     await trio.lowlevel.checkpoint()
-                elif NATIVE_TICK_DRAIN and not self.connecting:
+                elif self._on_the_tick():
                     self._receiver_wanted = trio.Event()
                     await self._receiver_wanted.wait()
                 elif read >= BATCH_THRESHOLD:
@@ -491,6 +493,7 @@ class MediaEngine:
     async def _tick_forever(self, waiter: Waiter) -> None:
         start = self.tick_start = time.monotonic()
         tick = 0
+        next_round = TICKS_PER_CONNECTED_ROUND  # the tick of the next connected legs' round (steady state)
         while True:
             tick += 1
             await waiter.sleep_until(start + tick * TICK)
@@ -502,8 +505,11 @@ class MediaEngine:
                 tick += owed - 1
             self.ticks_covered = tick
             self.max_lateness = max(self.max_lateness, lateness)
-            if self._receiver is not None and NATIVE_TICK_DRAIN and not self.connecting:
+            if self._receiver is not None and self._on_the_tick():
                 self._drain_native_all(self._receiver)
+                if tick >= next_round:  # the connected legs' round (consent), every 0.5 s
+                    next_round = tick + TICKS_PER_CONNECTED_ROUND
+                    self._maintain_round(time.monotonic(), everyone=True)
             if not self.sending:
                 continue
             self.send_tick(owed, time.monotonic_ns())
@@ -573,24 +579,44 @@ class MediaEngine:
         """Every MAINTAIN_INTERVAL, `maintain` the legs still connecting (ICE checks, DTLS retransmissions); the
         connected ones, whose only timer is the consent refresh (every 5 s), every CONNECTED_MAINTAIN_EVERY-th
         round. Why: at 1,600 connected legs a `maintain` call per leg per 50 ms was ~5 % of the load tool's core
-        (py-spy, 200 calls) for a timer that fires once per 100 rounds."""
+        (py-spy, 200 calls) for a timer that fires once per 100 rounds. In a native engine's steady state (no leg
+        connecting) the send tick runs the connected legs' round itself and this loop sleeps until a leg
+        registers (`_on_the_tick`)."""
         waiter = self._waiter()
         rounds = 0
         try:
             while True:
+                if self._on_the_tick():
+                    self._maintainer_wanted = trio.Event()
+                    await self._maintainer_wanted.wait()
+                    continue
                 await waiter.sleep_until(time.monotonic() + MAINTAIN_INTERVAL)
-                now = time.monotonic()
                 rounds += 1
-                everyone = rounds % CONNECTED_MAINTAIN_EVERY == 0
-                connecting = 0
-                for leg in list(self.legs.values()):
-                    state = leg.state
-                    if everyone or state != "connected":
-                        leg.maintain(now)
-                        connecting += state in CONNECTING_STATES
-                self.connecting = connecting
+                self._maintain_round(time.monotonic(), everyone=rounds % CONNECTED_MAINTAIN_EVERY == 0)
         finally:
             waiter.close()
+
+    def _on_the_tick(self) -> bool:
+        """Whether the send tick does the reading and the maintenance now (a native engine, no leg connecting)."""
+        return self._receiver is not None and NATIVE_TICK_DRAIN and not self.connecting
+
+    def _maintain_round(self, now: float, *, everyone: bool) -> None:
+        """`maintain` the legs that are not connected (every one with ``everyone``), and count those connecting;
+        if some are, the receive and maintenance loops take their jobs back from the tick."""
+        connecting = 0
+        for leg in list(self.legs.values()):
+            state = leg.state
+            if everyone or state != "connected":
+                leg.maintain(now)
+                connecting += state in CONNECTING_STATES
+        self.connecting = connecting
+        if connecting:
+            self._wake_loops()
+
+    def _wake_loops(self) -> None:
+        for parked in (self._receiver_wanted, self._maintainer_wanted):
+            if parked is not None:
+                parked.set()
 
     def snapshot(self, legs: list[Leg]) -> dict[str, int | float]:
         """Cumulative counters over ``legs`` (open or closed), for the progress display and the results.

@@ -515,12 +515,13 @@ class MediaEngine:
             self.send_tick(owed, time.monotonic_ns())
 
     def ticks_behind(self, now: float) -> int:
-        """How many 20 ms ticks `send_loop` owes at ``now`` (time.monotonic()): 0 or 1 while it keeps up. Why: a
-        late tick sends what it owes (at most 5 ticks at once), so a tool that cannot keep up loses no packet at
-        once; it falls further behind its schedule, and this is how far (what a saturated tool did not send)."""
+        """How many 20 ms ticks `send_loop` owes at ``now`` (time.monotonic()) beyond the one it may be waking up
+        for: 0 while it keeps up. Why: a late tick sends what it owes (at most 5 ticks at once), so a tool that
+        cannot keep up loses no packet at once; it falls further behind its schedule, and this is how far (what a
+        saturated tool did not send)."""
         if not self.tick_start:
             return 0
-        return max(0, int((now - self.tick_start) / TICK) - self.ticks_covered)
+        return max(0, int((now - self.tick_start) / TICK) - self.ticks_covered - 1)
 
     def send_tick(self, owed: int, now_ns: int) -> None:
         """One tick of `send_loop` at ``now_ns`` (``owed`` ticks' packets: more than one after a late wake-up).

@@ -601,6 +601,11 @@ class MediaEngine:
         """Whether the send tick does the reading and the maintenance now (a native engine, no leg connecting)."""
         return self._receiver is not None and NATIVE_TICK_DRAIN and not self.connecting
 
+    @property
+    def steady(self) -> bool:
+        """The send tick reads the sockets and maintains the connected legs now (`NATIVE_TICK_DRAIN`)."""
+        return self._on_the_tick()
+
     def _maintain_round(self, now: float, *, everyone: bool) -> None:
         """`maintain` the legs that are not connected (every one with ``everyone``), and count those connecting;
         if some are, the receive and maintenance loops take their jobs back from the tick."""

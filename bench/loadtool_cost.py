@@ -289,10 +289,16 @@ async def _measure(media: str, calls: int, seconds: float, delay_sample: int, *,
             await trio.sleep(seconds)
             rx1, tx1, cpu1, t1 = engine.rx_packets, engine.tx_packets, _cpu(), time.monotonic()
             drops1 = sum(udp_drops(ports).values())
-            # Until the stand-in has sent its last tick, and a moment more: what it sent is what the tool had
-            # to receive, so the whole run's loss is counted, not only the window's.
+            # Until the stand-in has sent its last tick and the tool has read all it will (its count still for
+            # 0.25 s): what the stand-in sent is what the tool had to receive, so the whole run's loss is counted,
+            # not only the window's, and a stand-in that ran late and sent its last ticks at once is not counted
+            # as the tool's loss for what was still in the sockets.
             await trio.to_thread.run_sync(stand_in.wait)
-            await trio.sleep(0.3)
+            with trio.move_on_after(10):
+                counted = -1
+                while engine.rx_packets != counted:
+                    counted = engine.rx_packets
+                    await trio.sleep(0.25)
             now = time.monotonic()
             ticks_due, behind = int((now - engine.tick_start) / TICK), engine.ticks_behind(now)
             nursery.cancel_scope.cancel()

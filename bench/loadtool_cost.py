@@ -385,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                              "saturation (< 0.5 %% loss on one pinned core); bench/loadtool_saturate.py")
     parser.add_argument("--shapes", default="25,200", help="--saturate: the fixed shapes (calls) measured too")
     parser.add_argument("--tool-cpu", type=int, default=1, help="--saturate: the CPU the tool is pinned to")
-    parser.add_argument("--stand-in-cpu", type=int, default=0, help="--saturate: the stand-in server's CPU")
+    parser.add_argument("--stand-in-cpu", type=int, default=0,
+                        help="--saturate: the stand-in server's CPU (-1: wherever the scheduler puts it)")
     parser.add_argument("--max-calls", type=int, default=4000, help="--saturate: never climb above this shape")
     parser.add_argument("--nice", type=int, default=0,
                         help="--saturate: run the tool and the stand-in at this niceness (e.g. -10 on a shared host)")
@@ -400,9 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.saturate:
         from bench.loadtool_saturate import compare_saturation
 
+        pinning = Pinning(args.tool_cpu, args.stand_in_cpu if args.stand_in_cpu >= 0 else None, args.nice)
         result = trio.run(compare_saturation, args.engines.split(","), [int(c) for c in args.shapes.split(",") if c],
-                          args.seconds, args.rounds, args.delay_sample, Pinning(args.tool_cpu, args.stand_in_cpu, args.nice),
-                          args.max_calls)
+                          args.seconds, args.rounds, args.delay_sample, pinning, args.max_calls)
     else:
         result = trio.run(compare, args.engines.split(","), args.calls, args.seconds, args.rounds, args.delay_sample)
     text = json.dumps(result, indent=1)

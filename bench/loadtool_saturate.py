@@ -17,7 +17,8 @@ did not (to within 8 %). A shape is *held* when both hold: what the stand-in sen
 (nothing dropped at its socket or left unread, over the whole run), and the tool's send tick was not behind its
 schedule at the end nor refused by its socket. The engine's saturation is its held shape with the most packets a
 second. When the stand-in itself falls behind (its ticks start more than a tick late), the rate is the stand-in's,
-not the tool's: the climb stops there and the figure is a lower bound (``limited_by: "stand-in"``).
+not the tool's: the climb stops there, that shape is not judged, and the figure (the largest shape held before
+it) is a lower bound (``limited_by: "stand-in"``).
 The fixed shapes (``--shapes``, 25 and 200 calls) are measured in the same round, pinned the same way, so the
 per-packet ratios of earlier sessions are in the same run. Engines alternate within each round.
 """
@@ -77,11 +78,11 @@ async def saturate(spec: str, start_calls: int, seconds: float, delay_sample: in
               f"{row['us_per_packet']:5.2f} us/pkt, tool at {row['tool_cpu_percent']:5.1f} %, loss "
               f"{100 * row['loss']:.2f} % (rx {100 * row['rx_loss']:.2f}, tx {100 * row['tx_loss']:.2f})"
               f"{', stand-in behind' if row['stand_in_behind'] else ''}", file=sys.stderr, flush=True)
+        if row["stand_in_behind"]:  # the stand-in set this rate: climbing further (or judging it) measures it
+            limited_by = "stand-in"
+            break
         if row["held"]:
             held_calls = max(held_calls or 0, calls)
-            if row["stand_in_behind"]:  # the stand-in set this rate: climbing further measures the stand-in
-                limited_by = "stand-in"
-                break
         else:
             lost_calls = min(lost_calls or calls, calls)
         calls = next_shape(held_calls, lost_calls, calls)
@@ -89,7 +90,7 @@ async def saturate(spec: str, start_calls: int, seconds: float, delay_sample: in
             held_at_cap = held_calls is not None and held_calls >= max_calls
             limited_by = "max-calls" if held_at_cap else limited_by
             calls = None if held_at_cap else max_calls
-    kept = [r for r in rows if r["held"]]
+    kept = [r for r in rows if r["held"] and not r["stand_in_behind"]]
     best = max(kept, key=lambda r: r["packets_per_second"]) if kept else None
     saturation = None if best is None else {
         "calls": best["calls"], "packets_per_second": best["packets_per_second"],

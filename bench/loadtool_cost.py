@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.capacity import engine_srtp_session
+from bench.cpu_quota import cpu_quota
 
 ENGINES = ("python", "native", "shared")
 USERS_PER_CALL = 8
@@ -206,14 +207,65 @@ class Pinning:
     tool: int | None = None
     stand_in: int | None = None
     nice: int = 0
+    tool_quota: float | None = None  # the tool limited to this fraction of its core (bench/cpu_quota.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The engine's counters, the process's CPU time and the clock at the steady window's two ends, the tool's
+    socket drops over it, and the send tick's schedule when the run ended (ticks due, ticks still owed)."""
+
+    rx0: int
+    tx0: int
+    cpu0: float
+    t0: float
+    drops0: int
+    rx1: int
+    tx1: int
+    cpu1: float
+    t1: float
+    drops1: int
+    ticks_due: int
+    behind: int
+
+
+async def _run_engine(engine: Any, stand_in: subprocess.Popen[str], warmup: float, seconds: float,
+                      ports: set[int]) -> Window:
+    """The engine's loops from the stand-in's first tick until the tool has read all it will (see `_measure`)."""
+    import trio
+    from callsd.peer import udp_drops
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(engine.receive_loop)
+        nursery.start_soon(engine.send_loop)
+        nursery.start_soon(engine.maintain_loop)
+        await trio.sleep(0.2 + warmup)
+        drops0 = sum(udp_drops(ports).values())
+        rx0, tx0, cpu0, t0 = engine.rx_packets, engine.tx_packets, _cpu(), time.monotonic()
+        await trio.sleep(seconds)
+        rx1, tx1, cpu1, t1 = engine.rx_packets, engine.tx_packets, _cpu(), time.monotonic()
+        drops1 = sum(udp_drops(ports).values())
+        # Until the stand-in has sent its last tick and the tool has read all it will (its count still for
+        # 0.25 s): what the stand-in sent is what the tool had to receive, so the whole run's loss is counted,
+        # not only the window's, and a stand-in that ran late and sent its last ticks at once is not counted
+        # as the tool's loss for what was still in the sockets.
+        await trio.to_thread.run_sync(stand_in.wait)
+        with trio.move_on_after(10):
+            counted = -1
+            while engine.rx_packets != counted:
+                counted = engine.rx_packets
+                await trio.sleep(0.25)
+        now = time.monotonic()
+        ticks_due, behind = int((now - engine.tick_start) / TICK), engine.ticks_behind(now)
+        nursery.cancel_scope.cancel()
+    return Window(rx0, tx0, cpu0, t0, drops0, rx1, tx1, cpu1, t1, drops1, ticks_due, behind)
 
 
 async def _measure(media: str, calls: int, seconds: float, delay_sample: int, *,
                    worker_gc: bool = True, walk_all: bool = False, pinning: Pinning = Pinning()) -> dict[str, Any]:
     import pylibsrtp
-    import trio
     from callsd.app.loadtest.worker import GC_THRESHOLDS
-    from callsd.peer import Identity, Leg, MediaEngine, Source, udp_drops
+    from callsd.peer import Identity, Leg, MediaEngine, Source
 
     key = os.urandom(28)
     profile = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
@@ -279,29 +331,8 @@ async def _measure(media: str, calls: int, seconds: float, delay_sample: int, *,
         if pinning.nice:
             os.setpriority(os.PRIO_PROCESS, 0, niceness + pinning.nice)
         assert stand_in.stdout is not None and stand_in.stdout.readline().strip() == "ready"
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(engine.receive_loop)
-            nursery.start_soon(engine.send_loop)
-            nursery.start_soon(engine.maintain_loop)
-            await trio.sleep(0.2 + warmup)
-            drops0 = sum(udp_drops(ports).values())
-            rx0, tx0, cpu0, t0 = engine.rx_packets, engine.tx_packets, _cpu(), time.monotonic()
-            await trio.sleep(seconds)
-            rx1, tx1, cpu1, t1 = engine.rx_packets, engine.tx_packets, _cpu(), time.monotonic()
-            drops1 = sum(udp_drops(ports).values())
-            # Until the stand-in has sent its last tick and the tool has read all it will (its count still for
-            # 0.25 s): what the stand-in sent is what the tool had to receive, so the whole run's loss is counted,
-            # not only the window's, and a stand-in that ran late and sent its last ticks at once is not counted
-            # as the tool's loss for what was still in the sockets.
-            await trio.to_thread.run_sync(stand_in.wait)
-            with trio.move_on_after(10):
-                counted = -1
-                while engine.rx_packets != counted:
-                    counted = engine.rx_packets
-                    await trio.sleep(0.25)
-            now = time.monotonic()
-            ticks_due, behind = int((now - engine.tick_start) / TICK), engine.ticks_behind(now)
-            nursery.cancel_scope.cancel()
+        with cpu_quota(pinning.tool_quota):
+            window = await _run_engine(engine, stand_in, warmup, seconds, ports)
         snap = engine.snapshot(legs)
     finally:
         out, _ = stand_in.communicate(timeout=60)
@@ -314,7 +345,8 @@ async def _measure(media: str, calls: int, seconds: float, delay_sample: int, *,
             engine.port.close()
         gc.unfreeze()
         gc.set_threshold(*thresholds)
-    received, sent, cpu = rx1 - rx0, tx1 - tx0, cpu1 - cpu0
+    received, sent, cpu = window.rx1 - window.rx0, window.tx1 - window.tx0, window.cpu1 - window.cpu0
+    t0, t1, ticks_due, behind = window.t0, window.t1, window.ticks_due, window.behind
     fed = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
     # Loss: what the stand-in sent and the tool never counted (dropped at its socket, or never read), and what
     # the tool's send tick owed at the end (behind its schedule) or could not send (a full socket buffer).
@@ -331,7 +363,8 @@ async def _measure(media: str, calls: int, seconds: float, delay_sample: int, *,
             "expected_received": round(calls * TALKERS * (USERS_PER_CALL - 1) * (t1 - t0) / TICK),
             "received_total": engine.rx_packets, "rx_loss": round(max(0.0, rx_loss), 5),
             "tx_loss": round(max(0.0, tx_loss), 5), "loss": round(max(0.0, rx_loss, tx_loss), 5),
-            "socket_drops": drops1 - drops0, "ticks_behind": behind, "pinning": [pinning.tool, pinning.stand_in]}
+            "socket_drops": window.drops1 - window.drops0, "ticks_behind": behind, "pinning": [pinning.tool, pinning.stand_in],
+            "tool_quota": pinning.tool_quota}
 
 
 async def compare(engines: list[str], calls: int, seconds: float, rounds: int, delay_sample: int) -> dict[str, Any]:
@@ -388,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stand-in-cpu", type=int, default=0,
                         help="--saturate: the stand-in server's CPU (-1: wherever the scheduler puts it)")
     parser.add_argument("--max-calls", type=int, default=4000, help="--saturate: never climb above this shape")
+    parser.add_argument("--tool-quota", type=float,
+                        help="--saturate: limit the tool to this fraction of its core (cgroup CPU quota; when the "
+                             "stand-in cannot feed a full core of the engine)")
     parser.add_argument("--nice", type=int, default=0,
                         help="--saturate: run the tool and the stand-in at this niceness (e.g. -10 on a shared host)")
     parser.add_argument("--json", help="write the results here too")
@@ -401,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.saturate:
         from bench.loadtool_saturate import compare_saturation
 
-        pinning = Pinning(args.tool_cpu, args.stand_in_cpu if args.stand_in_cpu >= 0 else None, args.nice)
+        pinning = Pinning(args.tool_cpu, args.stand_in_cpu if args.stand_in_cpu >= 0 else None, args.nice,
+                          args.tool_quota)
         result = trio.run(compare_saturation, args.engines.split(","), [int(c) for c in args.shapes.split(",") if c],
                           args.seconds, args.rounds, args.delay_sample, pinning, args.max_calls)
     else:

@@ -19,7 +19,12 @@ schedule at the end nor refused by its socket. The engine's saturation is its he
 second. When the stand-in itself falls behind (its ticks start more than a tick late), the rate is the stand-in's,
 not the tool's: the climb stops there, that shape is not judged, and the figure (the largest shape held before
 it) is a lower bound (``limited_by: "stand-in"``).
-The fixed shapes (``--shapes``, 25 and 200 calls) are measured in the same round, pinned the same way, so the
+On this 2-CPU host the stand-in cannot feed a full core of the native engine (a loopback datagram costs its sender
+2.2–2.6 µs, more than the engine spends per packet): ``--tool-quota F`` runs the tool under a CPU quota of F of its
+core (bench/cpu_quota.py), so it saturates at F of the rate; ``packets_per_second_per_core`` is the held rate
+divided by F. Fixed costs per tick weigh 1/F more per packet under a quota, so that figure is a lower bound.
+The fixed shapes (``--shapes``, 25 and 200 calls) are measured in the same round, pinned the same way (never under
+the quota), so the
 per-packet ratios of earlier sessions are in the same run. Engines alternate within each round.
 """
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 import sys
 import time
 from typing import Any
@@ -94,6 +100,7 @@ async def saturate(spec: str, start_calls: int, seconds: float, delay_sample: in
     best = max(kept, key=lambda r: r["packets_per_second"]) if kept else None
     saturation = None if best is None else {
         "calls": best["calls"], "packets_per_second": best["packets_per_second"],
+        "packets_per_second_per_core": round(best["packets_per_second"] / (pinning.tool_quota or 1.0)),
         "packets_per_cpu_second": best["packets_per_core"], "us_per_packet": best["us_per_packet"],
         "tool_cpu_percent": best["tool_cpu_percent"], "loss": best["loss"]}
     return {"engine": spec, "saturation": saturation, "limited_by": limited_by,
@@ -117,19 +124,22 @@ async def compare_saturation(engines: list[str], shapes: list[int], seconds: flo
         estimate: dict[str, float] = {}
         for calls in shapes:
             for spec in engines:
-                row = await measure(spec, calls, seconds, delay_sample, pinning)
+                row = await measure(spec, calls, seconds, delay_sample, replace(pinning, tool_quota=None))
                 fixed[calls][spec].append(row)
                 estimate[spec] = row["us_per_packet"]
                 print(f"round {r + 1}/{rounds} {calls:4d} calls {spec:8s} {row['us_per_packet']:5.2f} us/pkt "
                       f"(tool at {row['tool_cpu_percent']} %, loss {100 * row['loss']:.2f} %)",
                       file=sys.stderr, flush=True)
         for spec in engines:
-            # Start a little below where the largest fixed shape's cost per packet says a full core would be.
-            start = round(0.8 * 1e6 / (estimate[spec] * PACKETS_PER_CALL_SECOND))
+            # Start a little below where the largest fixed shape's cost per packet says the tool's core (or its
+            # quota of one) would be full.
+            start = round(0.8 * (pinning.tool_quota or 1.0) * 1e6 / (estimate[spec] * PACKETS_PER_CALL_SECOND))
             climbs[spec].append(await saturate(spec, start, seconds, delay_sample, pinning, max_calls))
         load.append(os.getloadavg()[0])
     out: dict[str, Any] = {"utc": started, "loadavg": load, "pinning": {"tool": pinning.tool,
-                                                                       "stand_in": pinning.stand_in},
+                                                                       "stand_in": pinning.stand_in,
+                                                                       "nice": pinning.nice,
+                                                                       "tool_quota": pinning.tool_quota},
                            "shape": f"calls x {USERS_PER_CALL} x {TALKERS}", "delay_sample": delay_sample,
                            "max_loss": MAX_LOSS, "fixed": {}, "saturation": {}}
     for calls, per_engine in fixed.items():
@@ -141,6 +151,8 @@ async def compare_saturation(engines: list[str], shapes: list[int], seconds: flo
         points = [t["saturation"] for t in tries if t["saturation"] is not None]
         out["saturation"][spec] = {
             "packets_per_second": _median([p["packets_per_second"] for p in points]) if points else None,
+            "packets_per_second_per_core": (_median([p["packets_per_second_per_core"] for p in points])
+                                            if points else None),
             "packets_per_cpu_second": _median([p["packets_per_cpu_second"] for p in points]) if points else None,
             "calls": _median([p["calls"] for p in points]) if points else None,
             "limited_by": sorted({t["limited_by"] for t in tries}), "climbs": tries}

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import replace
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 from bench.loadtool_cost import TALKERS, TICK, USERS_PER_CALL, Pinning, measure

@@ -26,6 +26,7 @@ import json
 import os
 import pickle
 import resource
+import signal
 import socket
 import struct
 import subprocess
@@ -361,6 +362,7 @@ async def _measure(media: str, calls: int, seconds: float, delay_sample: int, *,
             "srtp_errors": snap["srtp_errors"], "verified": snap["rx_verified"], "lost": snap["lost"],
             "late_ticks": snap["late_ticks"], "stand_in": fed,
             "expected_received": round(calls * TALKERS * (USERS_PER_CALL - 1) * (t1 - t0) / TICK),
+            "kept_up": round(received / max(1, calls * TALKERS * (USERS_PER_CALL - 1) * (t1 - t0) / TICK), 4),
             "received_total": engine.rx_packets, "rx_loss": round(max(0.0, rx_loss), 5),
             "tx_loss": round(max(0.0, tx_loss), 5), "loss": round(max(0.0, rx_loss, tx_loss), 5),
             "socket_drops": window.drops1 - window.drops0, "ticks_behind": behind, "pinning": [pinning.tool, pinning.stand_in],
@@ -434,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import trio
 
+    # A bench stopped with SIGTERM unwinds (its stand-in, sockets and CPU quota cgroup are released in finally).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.saturate:
         from bench.loadtool_saturate import compare_saturation
 

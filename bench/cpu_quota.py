@@ -33,6 +33,7 @@ def cpu_quota(fraction: float | None) -> Iterator[None]:
         raise ValueError(f"a CPU quota is a fraction of one core in (0, 1], not {fraction}")
     if not (CPU_CGROUP / "cgroup.procs").exists():
         raise RuntimeError(f"no cgroup v1 cpu controller at {CPU_CGROUP}: --tool-quota cannot be applied")
+    _remove_stale_groups()
     group = CPU_CGROUP / f"callsd-loadtool-{os.getpid()}"
     group.mkdir()
     try:
@@ -45,3 +46,12 @@ def cpu_quota(fraction: float | None) -> Iterator[None]:
             (CPU_CGROUP / "cgroup.procs").write_text(f"{os.getpid()}\n")
     finally:
         group.rmdir()
+
+
+def _remove_stale_groups() -> None:
+    """Remove the empty groups of bench processes that are gone (one killed before its cleanup ran)."""
+    for group in CPU_CGROUP.glob("callsd-loadtool-*"):
+        pid = group.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            with contextlib.suppress(OSError):  # not empty after all, or removed meanwhile: leave it
+                group.rmdir()

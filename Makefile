@@ -67,6 +67,13 @@ bench-loadtool-cost: $(STAMP)
 	$(BIN)/python -m bench.loadtool_cost
 	$(BIN)/python -m bench.loadtool_step --callgrind
 
+# Issue 13: packets per core, each load-tool engine at its own saturation on one pinned core (a quarter of it: this
+# 2-CPU host's stand-in cannot feed a full core of the native engine; bench/loadtool_saturate.py says why).
+.PHONY: bench-loadtool-saturate
+bench-loadtool-saturate: $(STAMP)
+	$(BIN)/python -m bench.loadtool_cost --saturate --engines python,shared --tool-quota 0.25 --stand-in-cpu -1 \
+		--stand-in-gso
+
 # Long coverage-guided fuzz runs, `make test` runs the same for seconds:
 # - fuzz-python: every Python parser facing the network or disk (fuzz/run.py, atheris); FUZZ_SECONDS per target, new
 #   inputs to .fuzz/<target>, crashers to .fuzz/crash-<target>-* (tests/fuzz/test_fuzz_bounded.py is the short run);

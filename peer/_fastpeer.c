@@ -555,7 +555,7 @@ PyMODINIT_FUNC PyInit__fastpeer(void) {
     INTERN(s_last_counter, "last_counter") INTERN(s_last_index, "last_index") INTERN(s_buckets, "buckets")
     INTERN(s_count, "count") INTERN(s_total, "total") INTERN(s_maximum, "maximum")
     INTERN(s_resolution, "resolution") INTERN(s_audio, "audio")
-    INTERN(s_state, "state") INTERN(s_tx, "tx") INTERN(s_sources, "sources") INTERN(s_enabled, "enabled")
+    INTERN(s_state, "state") INTERN(s_tx, "tx") INTERN(s_sources, "_sources") INTERN(s_enabled, "enabled")
     INTERN(s_stopped_ns, "stopped_ns") INTERN(s_started_ns, "started_ns") INTERN(s_seq, "seq") INTERN(s_ts, "ts")
     INTERN(s_counter, "counter") INTERN(s_tick_in_frame, "tick_in_frame") INTERN(s_frames, "frames")
     INTERN(s_stop, "stop") INTERN(s_connected, "connected") INTERN(s_offset, "offset") INTERN(s_pt, "pt")

@@ -32,6 +32,7 @@ import select
 import struct
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 import pylibsrtp
 import trio
@@ -48,10 +49,11 @@ try:
 except ImportError:  # not built (a source tree without a compiler): the Python engine only
     _fastpeer = None  # type: ignore[assignment]
 
-__all__ = ["Leg", "MediaEngine", "udp_drops", "RCVBUF", "MEDIA_ENGINES", "resolve_media"]
+__all__ = ["Leg", "SourceList", "MediaEngine", "udp_drops", "RCVBUF", "MEDIA_ENGINES", "resolve_media"]
 
 MEDIA_ENGINES = ("auto", "native", "shared", "python")
 DRAIN_BUDGET = 4096  # datagrams per native drain call before the loop yields to the send tick and signaling
+TICK_DRAIN_BUDGETS = 4  # drains per send tick in the steady state (16,384 datagrams: 1,170 calls x 8 x 2 a tick)
 SYNC_INTERVAL = 0.25  # seconds between the native engine's writes of its counters into the Python objects
 
 
@@ -68,14 +70,42 @@ def resolve_media(media: str) -> str:
 
 BATCH_THRESHOLD = 4  # packets per wake-up above which the receive loop batches with short sleeps
 BATCH_SLEEP = 0.0005  # seconds; bounds what batching adds to the measured delay
+# The Python engine's receive loop lets other tasks run after this many sockets read (~1.5 ms of its work). Why
+# not per epoll round: with more than 1,023 ready sockets (200 calls x 8) every round is full, and 16 rounds
+# between chances (the rule before) starved the send tick ~100 ms at a time (ADR 0030, session 8 addendum).
+PYTHON_YIELD_EVERY = 256
 # The native engines read the kernel's receive timestamp (SO_TIMESTAMPNS), so their wait between drains is not
 # added to the delay they measure and can be longer: fewer wake-ups and bigger recvmmsg batches per packet.
 NATIVE_BATCH_SLEEP = 0.0005
 NATIVE_TIMERFD = True  # the native engines' loops wait on a timerfd, not a Trio sleep (peer/waiting.py)
+# The native engines' steady state (no leg connecting): the send tick reads the sockets, once per 20 ms, and runs
+# the connected legs' maintenance round every 0.5 s; the receive and maintenance loops sleep. Why: one wake-up per
+# tick for all three, and bigger batches; the kernel's arrival stamps keep the delay and jitter exact (ADR 0030,
+# session 8 addendum). While legs connect, the receive loop reads at once and the maintenance loop runs.
+NATIVE_TICK_DRAIN = True
+CONNECTING_STATES = frozenset({"new", "checking", "dtls"})
 MAINTAIN_INTERVAL = 0.05  # seconds between the maintenance rounds of connecting legs
 CONNECTED_MAINTAIN_EVERY = 10  # connected legs are maintained every 10th round (0.5 s: consent is every 5 s)
+TICKS_PER_CONNECTED_ROUND = round(CONNECTED_MAINTAIN_EVERY * MAINTAIN_INTERVAL / TICK)  # the same 0.5 s on the tick
 RCVBUF = 1 << 20  # per user socket: rides out a scheduling stall of the tool of ~0.5 s at screen-share rates
 _HDR = struct.Struct("!HII")  # seq, timestamp, ssrc at offset 2
+
+
+class SourceList(list[Source]):
+    """A leg's sources, read-only to everyone but `Leg.add_source`.
+
+    Why: the send tick visits only the legs in `MediaEngine.legs_with_sources`, and `Leg.add_source` is how a leg
+    gets there; a source appended to the list directly was silently never sent. Every mutator raises instead. It
+    is still a list (the C send tick reads it with the list API, peer/fastpeer_send.h)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("Leg.sources is read-only: put a source on a leg with Leg.add_source(source) (the send "
+                        "tick visits only the legs that have sources)")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
 
 
 class Leg(PeerTransport):
@@ -92,7 +122,7 @@ class Leg(PeerTransport):
         self.engine = engine
         self.user_number = user_number
         self.call_index = call_index
-        self.sources: list[Source] = []
+        self._sources = SourceList()  # the C send tick reads this attribute (no property call per leg per tick)
         self.streams: dict[int, StreamStats] = {}
         self.pt_kinds: dict[int, tuple[str, int]] = {}  # pt -> (kind, clock rate)
         self.join_started_ns = 0
@@ -103,6 +133,11 @@ class Leg(PeerTransport):
         self.on_failed_hook: Callable[[Leg], None] | None = None
         engine.register(self)
 
+    @property
+    def sources(self) -> SourceList:
+        """What this leg sends, in the order added: read-only (`add_source` adds)."""
+        return self._sources
+
     def set_payload_types(self, mapping: dict[int, tuple[str, int]]) -> None:
         self.pt_kinds.update(mapping)
 
@@ -111,8 +146,8 @@ class Leg(PeerTransport):
 
         Why a method and not ``leg.sources.append``: the engine's send tick visits only the legs that have sources
         (`MediaEngine.legs_with_sources`), and this is how a leg joins them."""
-        if source not in self.sources:
-            self.sources.append(source)
+        if source not in self._sources:
+            list.append(self._sources, source)
         self.engine.sources_added(self)
 
     def close(self) -> None:
@@ -187,9 +222,17 @@ class MediaEngine:
         self.srtp_errors = 0
         self.late_ticks = 0
         self.max_lateness = 0.0
+        self.tick_start = 0.0  # `send_loop`'s schedule: its first tick's time.monotonic() origin ...
+        self.ticks_covered = 0  # ... and how many ticks of it were sent (owed ticks included)
         self.sending = True
         self.stopped_ns = 0  # when sending ended (the end of the delivery window)
         self.sources: dict[int, Source] = {}  # source id -> source, for the sender's side of delivery
+        # Legs still connecting (counted by the maintenance round, raised by `register`): while there are any, the
+        # native receive loop reads as datagrams arrive; with none, the send tick reads (NATIVE_TICK_DRAIN).
+        self.connecting = 0
+        self._receiver_wanted: trio.Event | None = None
+        self._maintainer_wanted: trio.Event | None = None
+        self._next_sync = 0.0
         self._receiver = (_fastpeer.Receiver(self.legs, self.delay, self.delay_sample)
                           if self.media != "python" else None)
         self._sender = (_fastpeer.Sender(gso=os.environ.get("CALLSD_NATIVE_GSO", "1") != "0")
@@ -253,6 +296,8 @@ class MediaEngine:
     def register(self, leg: Leg) -> None:
         fd = leg.sock.fileno()  # with a shared port: the user's address as an integer
         self.legs[fd] = leg  # it has no sources yet: `add_source` puts it in legs_with_sources
+        self.connecting += 1  # until the maintenance round counts again
+        self._wake_loops()
         if self.port is None:
             if self._receiver is not None:  # the kernel's arrival time for the delay (NATIVE_BATCH_SLEEP)
                 stamp_arrivals(leg.sock)
@@ -288,12 +333,11 @@ class MediaEngine:
             return
         epoll = self.epoll
         legs = self.legs
-        rounds = 0
         burst = 0  # packets read since the last sleep
+        unyielded = 0  # sockets read since the receive loop last let other tasks run
         while True:
             events = epoll.poll(0)
             if not events:
-                rounds = 0
                 if burst >= BATCH_THRESHOLD:
                     # Busy: sleep a fixed half millisecond and then read what piled up, rather than being woken
                     # (and paying Trio's scheduling) for every few packets.
@@ -302,42 +346,64 @@ class MediaEngine:
                 else:
                     burst = 0
                     await trio.lowlevel.wait_readable(epoll.fileno())
+                unyielded = 0
                 continue
             burst += len(events)
             for fd, _ in events:
                 leg = legs.get(fd)
                 if leg is not None:
                     self._read_one(leg)
-            rounds += 1
-            if rounds >= 16:  # let the send tick and the signaling run under a flood
-                rounds = 0
-                await trio.lowlevel.checkpoint()
+                unyielded += 1
+                if unyielded >= PYTHON_YIELD_EVERY:  # let the send tick and the signaling run under a flood
+                    unyielded = 0
+                    await trio.lowlevel.checkpoint()
 
     async def _receive_loop_native(self, receiver: _fastpeer.Receiver) -> None:
         """The same pump on the C receiver: it drains every ready socket (recvmmsg) and hands back what Python
-        handles (control datagrams, the first packet of a new stream)."""
-        shared = self.port is not None
+        handles (control datagrams, the first packet of a new stream).
+
+        While no leg is connecting (the steady state) it stands aside and the send tick reads the sockets, once
+        per 20 ms (`NATIVE_TICK_DRAIN`); a leg registering wakes it again (ICE and DTLS want answers at once)."""
         epfd = self.port.fileno() if self.port is not None else self.epoll.fileno()
-        drain = receiver.drain_shared if shared else receiver.drain
-        next_sync = time.monotonic() + SYNC_INTERVAL
         waiter = self._waiter()
         try:
             while True:
-                read, rest = drain(epfd, DRAIN_BUDGET, self, self.stats)
-                if time.monotonic() >= next_sync:  # readers of the Python objects see counters this fresh at worst
-                    next_sync = time.monotonic() + SYNC_INTERVAL
-                    self.sync()
-                for leg, data, arrival_ns in rest:
-                    if leg.state != "closed":
-                        self._handle(leg, data, arrival_ns)
+                read = self._drain_native(receiver)
                 if read >= DRAIN_BUDGET:
                     await trio.lowlevel.checkpoint()
+                elif self._on_the_tick():
+                    self._receiver_wanted = trio.Event()
+                    await self._receiver_wanted.wait()
                 elif read >= BATCH_THRESHOLD:
                     await waiter.sleep_until(time.monotonic() + NATIVE_BATCH_SLEEP)
                 else:
                     await trio.lowlevel.wait_readable(epfd)
         finally:
             waiter.close()
+
+    def _drain_native(self, receiver: _fastpeer.Receiver) -> int:
+        """One drain of the C receiver (at most DRAIN_BUDGET datagrams), what it gave back handled in Python, the
+        counters synced into the Python objects every SYNC_INTERVAL: the datagrams read."""
+        if self.port is not None:
+            read, rest = receiver.drain_shared(self.port.fileno(), DRAIN_BUDGET, self, self.stats)
+        else:
+            read, rest = receiver.drain(self.epoll.fileno(), DRAIN_BUDGET, self, self.stats)
+        if time.monotonic() >= self._next_sync:  # readers of the Python objects see counters this fresh at worst
+            self._next_sync = time.monotonic() + SYNC_INTERVAL
+            self.sync()
+        for leg, data, arrival_ns in rest:
+            if leg.state != "closed":
+                self._handle(leg, data, arrival_ns)
+        return read
+
+    def _drain_native_all(self, receiver: _fastpeer.Receiver) -> None:
+        """The send tick's read of what arrived since the last one (the steady state's only read), at most
+        TICK_DRAIN_BUDGETS drains. Why bounded: a saturated tool's sockets never run dry, and an unbounded loop
+        here held the event loop for seconds (the bench's own clock task could not run); what is left is read on
+        the next tick, or dropped by the kernel and counted as loss."""
+        for _ in range(TICK_DRAIN_BUDGETS):
+            if self._drain_native(receiver) < DRAIN_BUDGET:
+                return
 
     def _read_one(self, leg: Leg) -> None:
         try:
@@ -430,8 +496,9 @@ class MediaEngine:
         return TimerfdWaiter() if self.media != "python" and NATIVE_TIMERFD else TrioWaiter()
 
     async def _tick_forever(self, waiter: Waiter) -> None:
-        start = time.monotonic()
+        start = self.tick_start = time.monotonic()
         tick = 0
+        next_round = TICKS_PER_CONNECTED_ROUND  # the tick of the next connected legs' round (steady state)
         while True:
             tick += 1
             await waiter.sleep_until(start + tick * TICK)
@@ -441,10 +508,25 @@ class MediaEngine:
                 self.late_ticks += 1
                 owed = min(5, 1 + int(lateness / TICK))
                 tick += owed - 1
+            self.ticks_covered = tick
             self.max_lateness = max(self.max_lateness, lateness)
+            if self._receiver is not None and self._on_the_tick():
+                self._drain_native_all(self._receiver)
+                if tick >= next_round:  # the connected legs' round (consent), every 0.5 s
+                    next_round = tick + TICKS_PER_CONNECTED_ROUND
+                    self._maintain_round(time.monotonic(), everyone=True)
             if not self.sending:
                 continue
             self.send_tick(owed, time.monotonic_ns())
+
+    def ticks_behind(self, now: float) -> int:
+        """How many 20 ms ticks `send_loop` owes at ``now`` (time.monotonic()) beyond the one it may be waking up
+        for: 0 while it keeps up. Why: a late tick sends what it owes (at most 5 ticks at once), so a tool that
+        cannot keep up loses no packet at once; it falls further behind its schedule, and this is how far (what a
+        saturated tool did not send)."""
+        if not self.tick_start:
+            return 0
+        return max(0, int((now - self.tick_start) / TICK) - self.ticks_covered - 1)
 
     def send_tick(self, owed: int, now_ns: int) -> None:
         """One tick of `send_loop` at ``now_ns`` (``owed`` ticks' packets: more than one after a late wake-up).
@@ -503,20 +585,49 @@ class MediaEngine:
         """Every MAINTAIN_INTERVAL, `maintain` the legs still connecting (ICE checks, DTLS retransmissions); the
         connected ones, whose only timer is the consent refresh (every 5 s), every CONNECTED_MAINTAIN_EVERY-th
         round. Why: at 1,600 connected legs a `maintain` call per leg per 50 ms was ~5 % of the load tool's core
-        (py-spy, 200 calls) for a timer that fires once per 100 rounds."""
+        (py-spy, 200 calls) for a timer that fires once per 100 rounds. In a native engine's steady state (no leg
+        connecting) the send tick runs the connected legs' round itself and this loop sleeps until a leg
+        registers (`_on_the_tick`)."""
         waiter = self._waiter()
         rounds = 0
         try:
             while True:
+                if self._on_the_tick():
+                    self._maintainer_wanted = trio.Event()
+                    await self._maintainer_wanted.wait()
+                    continue
                 await waiter.sleep_until(time.monotonic() + MAINTAIN_INTERVAL)
-                now = time.monotonic()
                 rounds += 1
-                everyone = rounds % CONNECTED_MAINTAIN_EVERY == 0
-                for leg in list(self.legs.values()):
-                    if everyone or leg.state != "connected":
-                        leg.maintain(now)
+                self._maintain_round(time.monotonic(), everyone=rounds % CONNECTED_MAINTAIN_EVERY == 0)
         finally:
             waiter.close()
+
+    def _on_the_tick(self) -> bool:
+        """Whether the send tick does the reading and the maintenance now (a native engine, no leg connecting)."""
+        return self._receiver is not None and NATIVE_TICK_DRAIN and not self.connecting
+
+    @property
+    def steady(self) -> bool:
+        """The send tick reads the sockets and maintains the connected legs now (`NATIVE_TICK_DRAIN`)."""
+        return self._on_the_tick()
+
+    def _maintain_round(self, now: float, *, everyone: bool) -> None:
+        """`maintain` the legs that are not connected (every one with ``everyone``), and count those connecting;
+        if some are, the receive and maintenance loops take their jobs back from the tick."""
+        connecting = 0
+        for leg in list(self.legs.values()):
+            state = leg.state
+            if everyone or state != "connected":
+                leg.maintain(now)
+                connecting += state in CONNECTING_STATES
+        self.connecting = connecting
+        if connecting:
+            self._wake_loops()
+
+    def _wake_loops(self) -> None:
+        for parked in (self._receiver_wanted, self._maintainer_wanted):
+            if parked is not None:
+                parked.set()
 
     def snapshot(self, legs: list[Leg]) -> dict[str, int | float]:
         """Cumulative counters over ``legs`` (open or closed), for the progress display and the results.

@@ -443,7 +443,7 @@ static int sender_leg(Sender *self, PyObject *key, PyObject *leg, long long now_
         int list = PyList_Check(sources);
         Py_DECREF(sources);
         if (!list)
-            PyErr_SetString(PyExc_TypeError, "Leg.sources must be a list");
+            PyErr_SetString(PyExc_TypeError, "Leg._sources must be a list (its SourceList)");
         return list ? 0 : -1;
     }
     PyObject *state = leg_attr(leg, s_state);

@@ -39,3 +39,25 @@ def test_loadtool_idle_measures_both_waits(tmp_path: Path) -> None:
     assert set(runs) == {"deadline", "scope"}
     for way, (row,) in runs.items():
         assert row["messages"] > 0, (way, row)
+
+
+def test_loadtool_cost_saturate_climbs_and_counts_loss(tmp_path: Path) -> None:
+    """`--saturate` (packets per core, bench/loadtool_saturate.py) on tiny shapes: every engine measured at the
+    fixed shape and climbing to the cap, each run with the whole run's loss counted on both sides; the stand-in's
+    GSO sends (each user's packets of a tick in one) arrive as the datagrams they carry."""
+    out = tmp_path / "saturate.json"
+    proc = subprocess.run([sys.executable, "-m", "bench.loadtool_cost", "--saturate", "--shapes", "2",
+                           "--max-calls", "3", "--seconds", "0.5", "--rounds", "1", "--engines", "python,shared",
+                           "--stand-in-gso", "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert set(result["fixed"]["2"]["us_per_packet"]) == {"python", "shared"}
+    for spec in ("python", "shared"):
+        (climb,) = result["saturation"][spec]["climbs"]
+        assert climb["runs"] and max(row["calls"] for row in climb["runs"]) <= 3, climb
+        for row in climb["runs"]:
+            assert row["stand_in"]["sent"] > 0 and row["received_total"] > 0, row
+            assert row["received_total"] == row["stand_in"]["sent"], row  # GSO sends counted per datagram
+            assert 0 <= row["loss"] <= 1 and row["loss"] == max(row["rx_loss"], row["tx_loss"]), row
+            assert row["srtp_errors"] == 0, row

@@ -42,7 +42,7 @@ before the first client offer) raises ``LocalProtocolError``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ..errors import LocalProtocolError
@@ -146,6 +146,22 @@ def _sending_over_limit(media: Sequence[MediaSection]) -> OfferRejected | None:
     return None
 
 
+def _bad_receive_sections(media: Sequence[MediaSection], receive_on: Mapping[str, OutgoingTrack],
+                          negotiated: set[str], bundle: set[str]) -> str | None:
+    """Why the sections a client names to receive on cannot carry those tracks, or None: each must be in the
+    offer, new (not a negotiated one), bundled, not rejected, of the track's kind and ``recvonly``."""
+    by_mid = {m.mid: m for m in media if m.mid is not None}
+    for mid, track in receive_on.items():
+        m = by_mid.get(mid)
+        if m is None:
+            return f"no m-section has mid {mid!r}"
+        if mid in negotiated:
+            return f"m-section {mid!r} was negotiated before: receive slots are new sections"
+        if m.rejected or mid not in bundle or m.kind != track.kind or _direction(m) is not Direction.RECVONLY:
+            return f"m-section {mid!r} is not a bundled recvonly {track.kind} section"
+    return None
+
+
 def _direction(m: MediaSection) -> Direction:
     return m.direction if m.direction is not None else Direction.SENDRECV
 
@@ -219,8 +235,14 @@ class Negotiator:
 
     # --- the client's offer -----------------------------------------------------------------------------------
 
-    def handle_offer(self, sdp: str) -> OfferAnswered | OfferRejected | OfferIgnored:
+    def handle_offer(self, sdp: str, receive_on: Mapping[str, OutgoingTrack] | None = None
+                     ) -> OfferAnswered | OfferRejected | OfferIgnored:
         """Answer a client offer; ignore it while the server's own offer is pending (the server is impolite).
+
+        ``receive_on`` (mid -> track): sections the client adds in this offer to receive the server's tracks on (its
+        receive slots, docs/adr/0020-receive-slots.md): each must be a new, usable ``recvonly`` section of the
+        track's kind, else ``bad_receive_slots``; the answer sends the track on it (``sendonly``, its SSRC and
+        msid), with no server offer.
 
         The header extension ids of any offer that parses are remembered, even an ignored one: the browser keeps
         the ids of a transceiver it added for an offer it rolled back, so later server offers must not reuse them.
@@ -267,6 +289,9 @@ class Negotiator:
                 return OfferRejected(reason=SdpRejectReason.SECTIONS_MISMATCH,
                                      detail=f"m-section {i} has mid {m.mid!r}, expected {slot.mid!r}")
         bundle = set(offer.bundle())
+        wrong = _bad_receive_sections(offer.media, receive_on or {}, {slot.mid for slot in base}, bundle)
+        if wrong is not None:
+            return OfferRejected(reason=SdpRejectReason.BAD_RECEIVE_SLOTS, detail=wrong)
         slots: list[_Slot] = []
         published: list[PublishedTrack] = []
         unpublished: list[str] = []
@@ -277,11 +302,13 @@ class Negotiator:
             if old is None and prev is not None and prev.published is not None:  # a recycled position
                 unpublished.append(prev.published.track_id)
             slot = old.copy() if old is not None else _Slot(mid=m.mid or str(i), kind=m.kind, server_owned=False)
+            if old is None and receive_on and m.mid is not None and m.mid in receive_on:
+                slot.local = receive_on[m.mid]
             slot.formats = m.formats
             usable = (not m.rejected and m.mid is not None and m.kind in ("audio", "video") and m.rtcp_mux
                       and m.protocol == _PROTOCOL and m.mid in bundle)
             codecs = choose_codecs(m.kind, m.codecs, slot.local.codec if slot.local is not None else None,
-                                   server_sends=slot.server_owned)
+                                   server_sends=slot.server_owned or slot.local is not None)
             if not usable or not codecs:
                 if slot.published is not None:
                     unpublished.append(slot.published.track_id)

@@ -296,6 +296,9 @@ class Negotiator:
         published: list[PublishedTrack] = []
         unpublished: list[str] = []
         refused: list[str] = []
+        # What a section agrees to depends only on its codecs and extensions (and the codec the server sends on it):
+        # the parser gives repeated sections (receive slots: eight alike) the same tuples, so one computation each.
+        agreed: dict[tuple[int, int, int, bool], tuple[tuple[Codec, ...], tuple[Extmap, ...]]] = {}
         for i, m in enumerate(offer.media):
             prev = base[i] if i < len(base) else None
             old = prev if prev is not None and prev.mid == m.mid else None
@@ -307,8 +310,12 @@ class Negotiator:
             slot.formats = m.formats
             usable = (not m.rejected and m.mid is not None and m.kind in ("audio", "video") and m.rtcp_mux
                       and m.protocol == _PROTOCOL and m.mid in bundle)
-            codecs = choose_codecs(m.kind, m.codecs, slot.local.codec if slot.local is not None else None,
-                                   server_sends=slot.server_owned or slot.local is not None)
+            want = slot.local.codec if slot.local is not None else None
+            server_sends = slot.server_owned or slot.local is not None
+            key = (id(m.codecs), id(m.extmaps), id(want), server_sends)
+            known = agreed.get(key)
+            codecs = known[0] if known is not None else choose_codecs(m.kind, m.codecs, want,
+                                                                      server_sends=server_sends)
             if not usable or not codecs:
                 if slot.published is not None:
                     unpublished.append(slot.published.track_id)
@@ -327,10 +334,14 @@ class Negotiator:
             # The RID extensions are kept on every video section while simulcast is allowed, not only on simulcast
             # ones: Chromium offers a later section only the extensions an earlier answer accepted, and refuses its
             # own offer of a new simulcast section (a screen share started mid-call) without them.
-            slot.extmaps = tuple(e for e in m.extmaps if e.uri in KEPT_EXTENSIONS[m.kind]
-                                 or (self.simulcast and m.kind == "video" and e.uri in SIMULCAST_EXTENSIONS))
             slot.rsize = m.rtcp_rsize
-            slot.extmaps += self._more_extmaps(slot, m)
+            if known is not None:
+                slot.extmaps = known[1]
+            else:
+                slot.extmaps = tuple(e for e in m.extmaps if e.uri in KEPT_EXTENSIONS[m.kind]
+                                     or (self.simulcast and m.kind == "video" and e.uri in SIMULCAST_EXTENSIONS))
+                slot.extmaps += self._more_extmaps(slot, m)
+                agreed[key] = (codecs, slot.extmaps)
             self._update_published(slot, m, published, unpublished)
             slots.append(slot)
         if not any(not s.rejected for s in slots):

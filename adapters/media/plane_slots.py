@@ -3,7 +3,9 @@
 A session whose client asked for ``audio_slots`` receives every routed audio track on one of its slots: the route
 takes the slot's SSRC, and the client learns whose audio a slot carries from a ``slots`` signal (by mid) instead
 of from a new offer. Only a route that finds no fresh slot makes the plane offer (with fresh SSRCs on the spent
-slots, or a new batch). A route added before the client asked for slots (a reconnecting session's restored routes)
+slots, or a new batch). The slots' sections are the server's (offered after the client's first offer) or, when the
+client names them in ``slot_mids`` (protocol 1.4), ``recvonly`` sections of that first offer, which the answer
+sends on: then a join costs one offer/answer round, the client's own (``receive_on``, ADR 0020's addendum). A route added before the client asked for slots (a reconnecting session's restored routes)
 keeps its own section, as without slots: a route is on a slot exactly when the table has it.
 """
 

@@ -13,7 +13,11 @@ The server is an ICE-lite SFU endpoint (RFC 8445 2.5) on one UDP port. Everythin
   ``inactive`` for good: sections are never recycled (a receiver's element for a departed track goes away with its
   transceiver, and a new track always arrives on a new transceiver);
 * the client re-offers when it starts or stops publishing (screen sharing); its offer repeats every existing
-  section in order and appends new ones. Sections with port 0 are rejected.
+  section in order and appends new ones. Sections with port 0 are rejected;
+* a client may also create sections for the server to send on: ``recvonly`` sections of its first offer that the
+  adapter names in ``handle_offer(sdp, receive_on)`` (its audio receive slots, docs/adr/0020-receive-slots.md,
+  addendum). They are answered ``sendonly`` with the track's SSRC and msid and then behave as server sections
+  (``make_offer`` re-offers them when their track's SSRC changes), except that their mid is the client's.
 
 States: ``NEW`` (no offer yet) → ``STABLE`` after the first answer; ``STABLE`` → ``HAVE_LOCAL_OFFER`` when the server
 offers, back to ``STABLE`` when the client answers (or on a rollback).

@@ -291,6 +291,31 @@ def test_slot_mids_on_a_later_offer_change_nothing() -> None:
     assert rig.plane.tracks["A_0"].routes["B"].negotiated
 
 
+def test_a_client_that_rejects_its_own_slot_sections_later_gets_sections_per_track_and_no_loop() -> None:
+    """A re-offer with its slot sections at port 0: those slots retire, the tracks they carried move to server
+    sections of their own (one offer), and audio flows on them."""
+    rig = Rig()
+    _call(rig, ["A"], slots=0)
+    _join(rig, "B", 1001, 2, in_offer=True)
+    rig.plane.apply([_route("A_0", "A", "B"), _route("B_0", "B", "A")])
+    _answer_all(rig)
+    assert rig.plane.tracks["A_0"].routes["B"].negotiated
+    blocks = _first_offer(1001, 2, True, "uB")["sdp"].split("m=audio 9 ")
+    reoffer = "m=audio 9 ".join(blocks[:2]) + "".join(f"m=audio 0 {b}" for b in blocks[2:])
+    mark = len(rig.events)
+    rig.plane.handle_signal("B", {"type": "offer", "sdp": reoffer})
+    table = rig.plane.sessions["B"].audio_slots
+    assert table is not None and all(slot.state.value == "retired" for slot in table)
+    b_offers = [o for o in _signals(rig, "offer", mark) if o.session_id == "B"]
+    assert len(b_offers) == 1 and [t["session_id"] for t in b_offers[0].msg["tracks"]] == ["A"]
+    answer = answer_to(b_offers[0].msg["sdp"]).split("\r\n")  # (the rejected sections have no codecs to echo)
+    rig.plane.handle_signal("B", {"type": "answer", "sdp": "\r\n".join(ln for ln in answer if " /0" not in ln)})
+    route = rig.plane.tracks["A_0"].routes["B"]
+    assert route.negotiated
+    rig.plane.on_rtp(rig.peers["A"], rtp(5, 500, 1000))  # type: ignore[arg-type]
+    assert struct.unpack_from("!I", rig.peers["B"].rtp[-1], 8)[0] == route.ssrc
+
+
 # --- the property -----------------------------------------------------------------------------------------------
 
 

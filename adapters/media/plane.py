@@ -30,8 +30,8 @@ The server only sends on sections it creates, one per routed track (``RouteAdded
 every route change the plane hands the receiver's negotiator the whole outgoing set (``make_offer``), which offers
 what changed unless an offer is already outstanding (it offers after the answer). Audio receive slots
 (plane_slots.py) are sections too: offered by the server, or the client's own, named in its first offer's
-``slot_mids`` and answered ``sendonly`` (then no server offer follows: a join is one round). A removed route's section turns
-``inactive`` for good. A route carries packets only once the receiver's answer accepted its section (the
+``slot_mids`` and answered ``sendonly`` (then no server offer follows: a join is one round). A removed route's
+section turns ``inactive`` for good. A route carries packets only once the receiver's answer accepted its section (the
 negotiator's ``sending``: payload type and extension ids in the receiver's numbering are bound then), and a new
 video route asks the publisher for a keyframe. The server is the impolite side of perfect negotiation
 (docs/protocol.md): a client offer that crosses the server's outstanding offer is ignored and counted

@@ -5,8 +5,9 @@ takes the slot's SSRC, and the client learns whose audio a slot carries from a `
 of from a new offer. Only a route that finds no fresh slot makes the plane offer (with fresh SSRCs on the spent
 slots, or a new batch). The slots' sections are the server's (offered after the client's first offer) or, when the
 client names them in ``slot_mids`` (protocol 1.4), ``recvonly`` sections of that first offer, which the answer
-sends on: then a join costs one offer/answer round, the client's own (``receive_on``, ADR 0020's addendum). A route added before the client asked for slots (a reconnecting session's restored routes)
-keeps its own section, as without slots: a route is on a slot exactly when the table has it.
+sends on: then a join costs one offer/answer round, the client's own (``receive_on``, ADR 0020's addendum). A
+route added before the client asked for slots (a reconnecting session's restored routes) keeps its own section, as
+without slots: a route is on a slot exactly when the table has it.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from callsd.core.wire.sdp import Codec
 
 from .forwarder import OutRoute
 
-__all__ = ["SlotSession", "requested_slots", "slot_mids", "receive_on", "busy_slots", "enable", "draw_ssrc", "slot_tracks", "place", "slot_key", "refuse", "sending",
-           "SLOT_CODEC", "SLOT_CNAME"]
+__all__ = ["SlotSession", "requested_slots", "slot_mids", "receive_on", "busy_slots", "enable", "draw_ssrc",
+           "slot_tracks", "place", "slot_key", "refuse", "sending", "SLOT_CODEC", "SLOT_CNAME"]
 
 # What a slot section offers: Opus as the server accepts it from publishers (codec_policy.py); the route maps the
 # publisher's payload type onto the receiver's as for any route.

@@ -302,7 +302,7 @@ class Negotiator:
         refused: list[str] = []
         # What a section agrees to depends only on its codecs and extensions (and the codec the server sends on it):
         # the parser gives repeated sections (receive slots: eight alike) the same tuples, so one computation each.
-        agreed: dict[tuple[int, int, int, bool], tuple[tuple[Codec, ...], tuple[Extmap, ...]]] = {}
+        agreed: dict[tuple[str, int, int, int, bool], tuple[tuple[Codec, ...], tuple[Extmap, ...]]] = {}
         for i, m in enumerate(offer.media):
             prev = base[i] if i < len(base) else None
             old = prev if prev is not None and prev.mid == m.mid else None
@@ -316,7 +316,7 @@ class Negotiator:
                       and m.protocol == _PROTOCOL and m.mid in bundle)
             want = slot.local.codec if slot.local is not None else None
             server_sends = slot.server_owned or slot.local is not None
-            key = (id(m.codecs), id(m.extmaps), id(want), server_sends)
+            key = (m.kind, id(m.codecs), id(m.extmaps), id(want), server_sends)
             known = agreed.get(key)
             codecs = known[0] if known is not None else choose_codecs(m.kind, m.codecs, want,
                                                                       server_sends=server_sends)

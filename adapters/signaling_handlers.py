@@ -199,6 +199,8 @@ class MessageHandlers:
         slots = data.get("audio_slots")
         if kind == "offer" and isinstance(slots, int) and not isinstance(slots, bool):
             msg["audio_slots"] = slots  # pre-negotiated receive sections (docs/adr/0020-receive-slots.md)
+        if kind == "offer" and "slot_mids" in data:
+            msg["slot_mids"] = data["slot_mids"]  # the offer's own slot sections (1.4; the plane checks them)
         self.hub.plane_effects.signal(conn, sid, msg, "sdp")
 
     def ice(self, conn: Connection, data: dict[str, Any]) -> None:

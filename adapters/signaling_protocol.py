@@ -48,8 +48,8 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 # 1.1: request ids, error.action always named, reconnect_secret, signal offer tracks; 1.2: audio slots;
-# 1.3: batch frames (protocol.md)
-PROTOCOL_MINOR = 3
+# 1.3: batch frames; 1.4: receive slots in the client's first offer (protocol.md)
+PROTOCOL_MINOR = 4
 MAX_MESSAGE_BYTES = 1024 * 1024
 _ID_MAX = 128
 REQUEST_ID_MAX = 64

@@ -9,11 +9,13 @@ docs/performance.md "Joins at the end of session 7"):
 - ``record_us``: the two records of a join to held (``JoinCall``, ``PublishTrack``) made and encoded as the
   recorder and the store do it (``make_record``, then ``encode_record``), with the outputs the real calls machine
   gave for them (the machine's own work is not timed);
-- ``plane_offer_us``: the session opened and the client's first offer (one audio section, asking for 8 audio slots,
-  as the load tool sends it) answered by ``MediaPlane.handle_signal``, which also makes the server's offer of the
-  slots; ``plane_routes_us``: ``MediaPlane.apply`` of the machine's ``RouteAdded`` outputs for that join (the
+- ``plane_offer_us``: the session opened and the client's first offer (one audio section and, where the tree's
+  load tool can, its 8 audio slots as ``recvonly`` sections named by ``slot_mids``, protocol 1.4; else asking for 8
+  slots, which the server then offers) answered by ``MediaPlane.handle_signal``; ``plane_routes_us``: ``MediaPlane.apply`` of the machine's ``RouteAdded`` outputs for that join (the
   joiner's track to the others, theirs to the joiner, each on an audio slot); ``plane_answer_us``: the client's
   answers to the server's offers of that join, applied (built by the load tool's SDP code, outside the timing);
+  ``rounds_per_join``: offer/answer rounds per join, the joiner's own and every server offer that join made
+  (``--old-offer``: ask for slots by number in this tree too);
 - ``ice_check_us``: one ICE binding request from a known peer answered by the UDP endpoint's STUN handler (parse,
   MESSAGE-INTEGRITY, FINGERPRINT, the success response built and sent to a loopback socket);
 - ``dtls_handshake_us``: the passive (server) side of one DTLS handshake with a fresh client (ECDHE, ECDSA
@@ -27,6 +29,7 @@ then the medians of the rounds per tree.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import secrets
@@ -40,7 +43,7 @@ from typing import Any
 FP = "sha-256 " + ":".join(["AB"] * 32)
 
 
-def _records_and_plane(calls: int, users: int) -> dict[str, float]:
+def _records_and_plane(calls: int, users: int, old_offer: bool = False) -> dict[str, float]:
     from callsd.adapters.media.events import SendSignal
     from callsd.adapters.media.plane import MediaPlane, PlaneConfig
     from callsd.app.loadtest.sdp import LocalTrack, build_answer, build_offer, parse_sdp
@@ -53,7 +56,9 @@ def _records_and_plane(calls: int, users: int) -> dict[str, float]:
     plane = MediaPlane(PlaneConfig(ice_port_udp=0), sent.append)
     plane.network.candidate = lambda: (("127.0.0.1",), 50000)  # type: ignore[method-assign]
     machine = CallsMachine()
+    in_offer = not old_offer and "receive_slots" in inspect.signature(build_offer).parameters
     record_s = offer_s = routes_s = answer_s = 0.0
+    server_offers = 0
     head, seq, at = "0" * 64, 0, 1000
     for c in range(calls):
         channel = f"ch{c}"
@@ -61,12 +66,16 @@ def _records_and_plane(calls: int, users: int) -> dict[str, float]:
             sid = f"c{c}u{u}"
             at += 10
             tracks = [LocalTrack(kind="audio", ssrc=1000 + u, stream_id=f"st-{sid}", track_id=f"tr-{sid}")]
+            slots: dict[str, Any] = {"receive_slots": 8} if in_offer else {}
             offer = build_offer(session_id=1, tracks=tracks, ufrag=secrets.token_hex(4), pwd=secrets.token_hex(16),
-                                fingerprint=FP, cname=sid, candidate=("127.0.0.1", 9))
+                                fingerprint=FP, cname=sid, candidate=("127.0.0.1", 9), **slots)
+            msg: dict[str, Any] = {"type": "offer", "sdp": offer, "audio_slots": 8}
+            if in_offer:
+                msg["slot_mids"] = [str(n + 1) for n in range(8)]
             sent.clear()
             t0 = time.process_time()
             plane.open_session(sid, channel)
-            plane.handle_signal(sid, {"type": "offer", "sdp": offer, "audio_slots": 8})
+            plane.handle_signal(sid, msg)
             offer_s += time.process_time() - t0
             routes: list[Any] = []
             for event in (JoinCall(at=at, session_id=sid, user_id=f"user-{sid}", channel_id=channel,
@@ -84,6 +93,7 @@ def _records_and_plane(calls: int, users: int) -> dict[str, float]:
             plane.apply(routes)
             routes_s += time.process_time() - t0
             offers = [e for e in sent if isinstance(e, SendSignal) and e.msg.get("type") == "offer"]
+            server_offers += len(offers)
             for e in offers:
                 answer = build_answer(parse_sdp(e.msg["sdp"]), session_id=1, version=3, tracks=tracks, ufrag="abcd",
                                       pwd="p" * 32, fingerprint=FP, cname=e.session_id)
@@ -92,7 +102,8 @@ def _records_and_plane(calls: int, users: int) -> dict[str, float]:
                 answer_s += time.process_time() - t0
     joins = calls * users
     return {"record_us": record_s / joins * 1e6, "plane_offer_us": offer_s / joins * 1e6,
-            "plane_routes_us": routes_s / joins * 1e6, "plane_answer_us": answer_s / joins * 1e6}
+            "plane_routes_us": routes_s / joins * 1e6, "plane_answer_us": answer_s / joins * 1e6,
+            "rounds_per_join": 1 + server_offers / joins}
 
 
 def _ice_checks(checks: int) -> dict[str, float]:
@@ -173,13 +184,13 @@ def _dtls_handshakes(count: int) -> dict[str, float]:
     return {"dtls_handshake_us": total / count * 1e6}
 
 
-def _child(calls: int, users: int, repeats: int) -> dict[str, float]:
+def _child(calls: int, users: int, repeats: int, old_offer: bool) -> dict[str, float]:
     """Each piece's least figure over ``repeats`` passes (a fresh plane each): on a shared host the least is the
     one the other processes disturbed least."""
-    _records_and_plane(2, users)  # warm up: imports, first-use compiles, caches
+    _records_and_plane(2, users, old_offer)  # warm up: imports, first-use compiles, caches
     _ice_checks(200)
     _dtls_handshakes(10)
-    passes = [{**_records_and_plane(calls, users), **_ice_checks(4000), **_dtls_handshakes(200)}
+    passes = [{**_records_and_plane(calls, users, old_offer), **_ice_checks(4000), **_dtls_handshakes(200)}
               for _ in range(repeats)]
     return {k: min(p[k] for p in passes) for k in passes[0]}
 
@@ -192,10 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="passes per process; each piece's least is kept")
     p.add_argument("--base-tree", default="", metavar="DIR", help="another checkout's pieces against this one's")
     p.add_argument("--output", default="")
+    p.add_argument("--old-offer", action="store_true", help="clients ask for slots by number (no slot_mids)")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a._child:
-        print(json.dumps(_child(a.calls, a.users, a.repeats)))
+        print(json.dumps(_child(a.calls, a.users, a.repeats, a.old_offer)))
         return 0
     from bench.joins import _package_shim
 
@@ -209,12 +221,14 @@ def main(argv: list[str] | None = None) -> int:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(
                 filter(None, [path if name == "base tree" else "", root, os.environ.get("PYTHONPATH", "")])))
             out = subprocess.run([sys.executable, "-m", "bench.join_pieces", "--_child", "--calls", str(a.calls),
-                                  "--users", str(a.users), "--repeats", str(a.repeats)], env=env, capture_output=True, text=True, check=True)
+                                  "--users", str(a.users), "--repeats", str(a.repeats),
+                                  *(("--old-offer",) if a.old_offer else ())], env=env, capture_output=True, text=True,
+                                 check=True)
             run = {"tree": name, "round": n, **json.loads(out.stdout.strip().splitlines()[-1]),
                    "loadavg": [round(x, 2) for x in os.getloadavg()]}
             runs.append(run)
             print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in run.items()}), flush=True)
-    pieces = [k for k in runs[0] if k.endswith("_us")]
+    pieces = [k for k in runs[0] if k.endswith(("_us", "_per_join"))]
     medians = {name: {k: round(statistics.median(r[k] for r in runs if r["tree"] == name), 1) for k in pieces}
                for name in trees}
     print(json.dumps({"medians": medians}))

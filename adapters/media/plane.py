@@ -28,8 +28,10 @@ stream is the session's screen stream) and emits ``TrackPublished``/``TrackUnpub
 
 The server only sends on sections it creates, one per routed track (``RouteAdded``), each with its own SSRC: after
 every route change the plane hands the receiver's negotiator the whole outgoing set (``make_offer``), which offers
-what changed unless an offer is already outstanding (it offers after the answer). A removed route's section turns
-``inactive`` for good. A route carries packets only once the receiver's answer accepted its section (the
+what changed unless an offer is already outstanding (it offers after the answer). Audio receive slots
+(plane_slots.py) are sections too: offered by the server, or the client's own, named in its first offer's
+``slot_mids`` and answered ``sendonly`` (then no server offer follows: a join is one round). A removed route's
+section turns ``inactive`` for good. A route carries packets only once the receiver's answer accepted its section (the
 negotiator's ``sending``: payload type and extension ids in the receiver's numbering are bound then), and a new
 video route asks the publisher for a keyframe. The server is the impolite side of perfect negotiation
 (docs/protocol.md): a client offer that crosses the server's outstanding offer is ignored and counted
@@ -263,8 +265,12 @@ class MediaPlane:
         if not isinstance(sdp, str):
             raise SdpRejected("missing sdp")
         if kind == "offer":
-            plane_slots.enable(s, plane_slots.requested_slots(msg.get("audio_slots")))
-            self._on_offer(s, sdp)
+            try:
+                mids = plane_slots.slot_mids(msg.get("slot_mids"))
+            except ValueError as exc:
+                raise self._rejected(SdpRejectReason.BAD_RECEIVE_SLOTS, str(exc)) from exc
+            plane_slots.enable(s, len(mids) or plane_slots.requested_slots(msg.get("audio_slots")))
+            self._on_offer(s, sdp, plane_slots.receive_on(s, mids))
         elif kind == "answer":
             self._on_answer(s, sdp)
         else:
@@ -274,9 +280,9 @@ class MediaPlane:
         self.negotiation.sdp_rejected += 1
         return SdpRejected(f"{reason}: {detail}")
 
-    def _on_offer(self, s: Session, text: str) -> None:
+    def _on_offer(self, s: Session, text: str, receive_on: dict[str, OutgoingTrack]) -> None:
         self.negotiation.offers_in += 1
-        result = self._refresh(s).handle_offer(text)
+        result = self._refresh(s).handle_offer(text, receive_on)
         if isinstance(result, OfferIgnored):
             self.negotiation.glare_ignored += 1  # impolite: the client rolls back and answers our offer
             return
@@ -293,7 +299,11 @@ class MediaPlane:
             except ValueError as exc:
                 raise self._rejected("bad_transport", str(exc)) from exc
             s.remote = key
-        self._emit(SendSignal(session_id=s.session_id, msg={"type": "answer", "sdp": result.answer}))
+        answer: dict[str, Any] = {"type": "answer", "sdp": result.answer}
+        if receive_on:  # the answer put slots on the client's own sections: whose audio each carries already
+            answer["tracks"] = [_track_info(mid, t) for mid, key in plane_slots.busy_slots(s)
+                                if (t := self.tracks.get(key))]
+        self._emit(SendSignal(session_id=s.session_id, msg=answer))
         self.negotiation.answers_out += 1
         plane_slots.refuse(s, result.refused)
         self._after_negotiation(s)

@@ -3,8 +3,11 @@
 A session whose client asked for ``audio_slots`` receives every routed audio track on one of its slots: the route
 takes the slot's SSRC, and the client learns whose audio a slot carries from a ``slots`` signal (by mid) instead
 of from a new offer. Only a route that finds no fresh slot makes the plane offer (with fresh SSRCs on the spent
-slots, or a new batch). A route added before the client asked for slots (a reconnecting session's restored routes)
-keeps its own section, as without slots: a route is on a slot exactly when the table has it.
+slots, or a new batch). The slots' sections are the server's (offered after the client's first offer) or, when the
+client names them in ``slot_mids`` (protocol 1.4), ``recvonly`` sections of that first offer, which the answer
+sends on: then a join costs one offer/answer round, the client's own (``receive_on``, ADR 0020's addendum). A
+route added before the client asked for slots (a reconnecting session's restored routes) keeps its own section, as
+without slots: a route is on a slot exactly when the table has it.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from callsd.core.wire.sdp import Codec
 
 from .forwarder import OutRoute
 
-__all__ = ["SlotSession", "requested_slots", "enable", "draw_ssrc", "slot_tracks", "place", "slot_key", "refuse", "sending",
-           "SLOT_CODEC", "SLOT_CNAME"]
+__all__ = ["SlotSession", "requested_slots", "slot_mids", "receive_on", "busy_slots", "enable", "draw_ssrc",
+           "slot_tracks", "place", "slot_key", "refuse", "sending", "SLOT_CODEC", "SLOT_CNAME"]
 
 # What a slot section offers: Opus as the server accepts it from publishers (codec_policy.py); the route maps the
 # publisher's payload type onto the receiver's as for any route.
@@ -48,6 +51,39 @@ def requested_slots(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         return 0
     return max(0, min(value, MAX_AUDIO_SLOTS))
+
+
+def slot_mids(value: object) -> tuple[str, ...]:
+    """The mids of the sections a client's offer adds to receive its slots on (``slot_mids``, protocol 1.4): none
+    when absent. Raises ``ValueError`` (the offer is refused, ``bad_receive_slots``) unless a list of at most
+    ``MAX_AUDIO_SLOTS`` distinct non-empty strings."""
+    if value is None:
+        return ()
+    if (not isinstance(value, list) or len(value) > MAX_AUDIO_SLOTS
+            or not all(isinstance(mid, str) and 0 < len(mid) <= 32 for mid in value) or len(set(value)) != len(value)):
+        raise ValueError(f"slot_mids must list at most {MAX_AUDIO_SLOTS} distinct mids (strings of 1 to 32 "
+                         f"characters)")
+    return tuple(value)
+
+
+def receive_on(s: SlotSession, mids: tuple[str, ...]) -> dict[str, OutgoingTrack]:
+    """The slots to answer on the client's own sections ``mids`` (mid -> slot track), in table order: only in the
+    session's first answered offer (later offers repeat sections already bound). The slots left over, if the table
+    has more, are offered by the server as before."""
+    if not mids or s.audio_slots is None or s.neg.state is not NegotiationState.NEW:
+        return {}
+    return dict(zip(mids, slot_tracks(s), strict=False))
+
+
+def busy_slots(s: SlotSession) -> list[tuple[str, str]]:
+    """``(mid, track id)`` of every slot that carries a track and has a section: what an answer that put slots on
+    the client's own sections tells the client (the ``tracks`` of ``signal {type: "answer"}``)."""
+    out = []
+    for slot in s.audio_slots or ():
+        mid = s.neg.mid_of(slot.slot_id) if slot.track_id is not None else None
+        if mid is not None and slot.track_id is not None:
+            out.append((mid, slot.track_id))
+    return out
 
 
 def draw_ssrc(s: SlotSession, taken: set[int] | None = None) -> int:

@@ -256,8 +256,11 @@ def build_offer(
     fingerprint: str,
     cname: str,
     candidate: tuple[str, int] | None,
+    receive_slots: int = 0,
 ) -> str:
-    """The initial offer: one m-section per local track, mids "0", "1", ... (assigned into ``tracks``).
+    """The initial offer: one m-section per local track, mids "0", "1", ... (assigned into ``tracks``), then
+    ``receive_slots`` ``recvonly`` audio sections (the next mids: ``slot_mids``), the receive slots the server
+    answers with others' audio (protocol 1.4, docs/adr/0020-receive-slots.md).
 
     Audio is ``sendrecv`` (Opus/48000/2, in-band FEC, audio-level and mid extensions); video is ``sendonly`` VP8 with
     NACK/PLI/FIR feedback. DTLS role ``actpass`` (the server answers passive and this client connects).
@@ -265,7 +268,8 @@ def build_offer(
     for index, track in enumerate(tracks):
         track.mid = str(index)
         track.payload_type = OPUS_PT if track.kind == "audio" else VP8_PT
-    lines = _header(session_id, 2, [t.mid for t in tracks])
+    slots = slot_mids(tracks, receive_slots)
+    lines = _header(session_id, 2, [t.mid for t in tracks] + slots)
     for track in tracks:
         pt = track.payload_type
         lines.append(f"m={track.kind} 9 UDP/TLS/RTP/SAVPF {pt}")
@@ -290,7 +294,17 @@ def build_offer(
                 f"a=rtcp-fb:{pt} ccm fir",
             ]
         lines += _track_lines(track, cname)
+    for mid in slots:
+        lines += [f"m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PT}", "c=IN IP4 0.0.0.0", "a=rtcp:9 IN IP4 0.0.0.0"]
+        lines += _transport_lines(ufrag, pwd, fingerprint, "actpass", candidate)
+        lines += [f"a=mid:{mid}", f"a=extmap:1 {AUDIO_LEVEL_URI}", f"a=extmap:4 {MID_URI}", "a=recvonly",
+                  "a=rtcp-mux", f"a=rtpmap:{OPUS_PT} opus/48000/2", f"a=fmtp:{OPUS_PT} minptime=10;useinbandfec=1"]
     return "\r\n".join(lines) + "\r\n"
+
+
+def slot_mids(tracks: list[LocalTrack], receive_slots: int) -> list[str]:
+    """The mids ``build_offer`` gives its ``receive_slots`` slot sections: the ones after the tracks'."""
+    return [str(len(tracks) + n) for n in range(receive_slots)]
 
 
 _REVERSE = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}

@@ -33,7 +33,7 @@ import trio_websocket
 from callsd.peer import Identity, Leg, MediaEngine, Source
 
 from . import simulcast
-from .sdp import LocalTrack, SessionDescription, build_answer, build_offer, parse_sdp
+from .sdp import LocalTrack, SessionDescription, build_answer, build_offer, parse_sdp, slot_mids
 from .worker_result import collect_result
 
 __all__ = ["WorkerSpec", "SimUser", "run_worker", "worker_process_main", "user_role", "local_address_toward"]
@@ -372,12 +372,14 @@ class SimUser:
         self.leg.join_started_ns = self.join_started_ns
         offer = build_offer(session_id=self.sdp_session, tracks=self.tracks, ufrag=self.leg.local_ufrag,
                             pwd=self.leg.local_pwd, fingerprint=self.engine.identity.fingerprint,
-                            cname=f"lt{self.number}", candidate=self.leg.local_address)
+                            cname=f"lt{self.number}", candidate=self.leg.local_address,
+                            receive_slots=self.spec.audio_slots)
         self.offer_pending = True
         self.offer_sent_ns = time.monotonic_ns()
         msg: dict[str, Any] = {"type": "offer", "sdp": offer}
-        if self.spec.audio_slots:
+        if self.spec.audio_slots:  # the slots are in the offer (protocol 1.4): one round per join
             msg["audio_slots"] = self.spec.audio_slots
+            msg["slot_mids"] = slot_mids(self.tracks, self.spec.audio_slots)
         await self._send("sdp", msg)
 
     def _apply_remote(self, desc: SessionDescription, *, answer: bool) -> None:

@@ -64,6 +64,10 @@ export async function startMedia() {
     state.outgoing.cam = pc.addTransceiver("video", { direction: "inactive", ...encodingsFor("cam") });
   }
   if (state.screenStream) publish("screen", state.screenStream.getVideoTracks()[0], state.screenStream);
+  // Our audio receive slots go in our first offer (protocol 1.4): the server answers them with the audio of
+  // those already in the call, and a join costs one offer/answer round instead of two. Added in the same task as
+  // the transceivers above, so the one `negotiationneeded` offers them all.
+  state.slotTransceivers = Array.from({ length: AUDIO_SLOTS }, () => pc.addTransceiver("audio", { direction: "recvonly" }));
 }
 
 // Outgoing media uses its own send-only transceivers, one per purpose, reused when the same source comes back.
@@ -96,8 +100,13 @@ export function unpublish(purpose) {
   tr.direction = "inactive";
 }
 
-// Audio slots asked for in our offers: a call of up to this many others fits without a renegotiation per join.
+// Audio slots in our first offer: a call of up to this many others fits without a renegotiation per join.
 const AUDIO_SLOTS = 8;
+
+// The mids of our slot sections in the offer just made (the server reads them from the session's first offer).
+function slotMids() {
+  return (state.slotTransceivers || []).map((tr) => tr.mid).filter((mid) => mid !== null);
+}
 
 async function negotiate(pc) {
   // Only offer from stable: setLocalDescription() in have-remote-offer would make an answer instead.
@@ -106,8 +115,11 @@ async function negotiate(pc) {
     state.makingOffer = true;
     await pc.setLocalDescription();
     if (state.pc !== pc || pc.signalingState !== "have-local-offer") return;
-    // Ask for pre-negotiated audio sections (protocol 1.2): someone joining later then costs us no SDP round.
-    send("sdp", { type: pc.localDescription.type, sdp: pc.localDescription.sdp, audio_slots: AUDIO_SLOTS });
+    // Pre-negotiated audio sections: someone joining later then costs us no SDP round (protocol 1.2), and ours
+    // are in this offer (1.4: `slot_mids`), so the server does not offer them (a server before 1.4 still does).
+    const mids = slotMids();
+    send("sdp", { type: pc.localDescription.type, sdp: pc.localDescription.sdp, audio_slots: mids.length || AUDIO_SLOTS,
+                  ...(mids.length ? { slot_mids: mids } : {}) });
   } catch (err) {
     console.error("callsd: negotiation", err);
   } finally {

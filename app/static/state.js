@@ -58,6 +58,7 @@ export const state = {
   phase: "lobby", // lobby | joining | in_call | reconnecting | left
   sessionId: null,
   reconnectSecret: "", // from join_ack; sent with `reconnect` (never shown, never broadcast)
+  slotTransceivers: [], // our recvonly audio transceivers, offered as receive slots in our first offer (1.4)
   slotUpdates: 0, // `slots` signals received: a track moved onto a pre-negotiated section without an SDP round
   offersReceived: 0, // server offers received (each one an SDP round)
   trackOwners: new Map(), // mid -> {mid, session_id, kind, source}, from the `tracks` of server offers

@@ -13,7 +13,11 @@ The server is an ICE-lite SFU endpoint (RFC 8445 2.5) on one UDP port. Everythin
   ``inactive`` for good: sections are never recycled (a receiver's element for a departed track goes away with its
   transceiver, and a new track always arrives on a new transceiver);
 * the client re-offers when it starts or stops publishing (screen sharing); its offer repeats every existing
-  section in order and appends new ones. Sections with port 0 are rejected.
+  section in order and appends new ones. Sections with port 0 are rejected;
+* a client may also create sections for the server to send on: ``recvonly`` sections of its first offer that the
+  adapter names in ``handle_offer(sdp, receive_on)`` (its audio receive slots, docs/adr/0020-receive-slots.md,
+  addendum). They are answered ``sendonly`` with the track's SSRC and msid and then behave as server sections
+  (``make_offer`` re-offers them when their track's SSRC changes), except that their mid is the client's.
 
 States: ``NEW`` (no offer yet) → ``STABLE`` after the first answer; ``STABLE`` → ``HAVE_LOCAL_OFFER`` when the server
 offers, back to ``STABLE`` when the client answers (or on a rollback).
@@ -42,7 +46,7 @@ before the first client offer) raises ``LocalProtocolError``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ..errors import LocalProtocolError
@@ -146,6 +150,22 @@ def _sending_over_limit(media: Sequence[MediaSection]) -> OfferRejected | None:
     return None
 
 
+def _bad_receive_sections(media: Sequence[MediaSection], receive_on: Mapping[str, OutgoingTrack],
+                          negotiated: set[str], bundle: set[str]) -> str | None:
+    """Why the sections a client names to receive on cannot carry those tracks, or None: each must be in the
+    offer, new (not a negotiated one), bundled, not rejected, of the track's kind and ``recvonly``."""
+    by_mid = {m.mid: m for m in media if m.mid is not None}
+    for mid, track in receive_on.items():
+        m = by_mid.get(mid)
+        if m is None:
+            return f"no m-section has mid {mid!r}"
+        if mid in negotiated:
+            return f"m-section {mid!r} was negotiated before: receive slots are new sections"
+        if m.rejected or mid not in bundle or m.kind != track.kind or _direction(m) is not Direction.RECVONLY:
+            return f"m-section {mid!r} is not a bundled recvonly {track.kind} section"
+    return None
+
+
 def _direction(m: MediaSection) -> Direction:
     return m.direction if m.direction is not None else Direction.SENDRECV
 
@@ -219,8 +239,14 @@ class Negotiator:
 
     # --- the client's offer -----------------------------------------------------------------------------------
 
-    def handle_offer(self, sdp: str) -> OfferAnswered | OfferRejected | OfferIgnored:
+    def handle_offer(self, sdp: str, receive_on: Mapping[str, OutgoingTrack] | None = None
+                     ) -> OfferAnswered | OfferRejected | OfferIgnored:
         """Answer a client offer; ignore it while the server's own offer is pending (the server is impolite).
+
+        ``receive_on`` (mid -> track): sections the client adds in this offer to receive the server's tracks on (its
+        receive slots, docs/adr/0020-receive-slots.md): each must be a new, usable ``recvonly`` section of the
+        track's kind, else ``bad_receive_slots``; the answer sends the track on it (``sendonly``, its SSRC and
+        msid), with no server offer.
 
         The header extension ids of any offer that parses are remembered, even an ignored one: the browser keeps
         the ids of a transceiver it added for an offer it rolled back, so later server offers must not reuse them.
@@ -267,21 +293,33 @@ class Negotiator:
                 return OfferRejected(reason=SdpRejectReason.SECTIONS_MISMATCH,
                                      detail=f"m-section {i} has mid {m.mid!r}, expected {slot.mid!r}")
         bundle = set(offer.bundle())
+        wrong = _bad_receive_sections(offer.media, receive_on or {}, {slot.mid for slot in base}, bundle)
+        if wrong is not None:
+            return OfferRejected(reason=SdpRejectReason.BAD_RECEIVE_SLOTS, detail=wrong)
         slots: list[_Slot] = []
         published: list[PublishedTrack] = []
         unpublished: list[str] = []
         refused: list[str] = []
+        # What a section agrees to depends only on its codecs and extensions (and the codec the server sends on it):
+        # the parser gives repeated sections (receive slots: eight alike) the same tuples, so one computation each.
+        agreed: dict[tuple[str, int, int, int, bool], tuple[tuple[Codec, ...], tuple[Extmap, ...]]] = {}
         for i, m in enumerate(offer.media):
             prev = base[i] if i < len(base) else None
             old = prev if prev is not None and prev.mid == m.mid else None
             if old is None and prev is not None and prev.published is not None:  # a recycled position
                 unpublished.append(prev.published.track_id)
             slot = old.copy() if old is not None else _Slot(mid=m.mid or str(i), kind=m.kind, server_owned=False)
+            if old is None and receive_on and m.mid is not None and m.mid in receive_on:
+                slot.local = receive_on[m.mid]
             slot.formats = m.formats
             usable = (not m.rejected and m.mid is not None and m.kind in ("audio", "video") and m.rtcp_mux
                       and m.protocol == _PROTOCOL and m.mid in bundle)
-            codecs = choose_codecs(m.kind, m.codecs, slot.local.codec if slot.local is not None else None,
-                                   server_sends=slot.server_owned)
+            want = slot.local.codec if slot.local is not None else None
+            server_sends = slot.server_owned or slot.local is not None
+            key = (m.kind, id(m.codecs), id(m.extmaps), id(want), server_sends)
+            known = agreed.get(key)
+            codecs = known[0] if known is not None else choose_codecs(m.kind, m.codecs, want,
+                                                                      server_sends=server_sends)
             if not usable or not codecs:
                 if slot.published is not None:
                     unpublished.append(slot.published.track_id)
@@ -300,10 +338,14 @@ class Negotiator:
             # The RID extensions are kept on every video section while simulcast is allowed, not only on simulcast
             # ones: Chromium offers a later section only the extensions an earlier answer accepted, and refuses its
             # own offer of a new simulcast section (a screen share started mid-call) without them.
-            slot.extmaps = tuple(e for e in m.extmaps if e.uri in KEPT_EXTENSIONS[m.kind]
-                                 or (self.simulcast and m.kind == "video" and e.uri in SIMULCAST_EXTENSIONS))
             slot.rsize = m.rtcp_rsize
-            slot.extmaps += self._more_extmaps(slot, m)
+            if known is not None:
+                slot.extmaps = known[1]
+            else:
+                slot.extmaps = tuple(e for e in m.extmaps if e.uri in KEPT_EXTENSIONS[m.kind]
+                                     or (self.simulcast and m.kind == "video" and e.uri in SIMULCAST_EXTENSIONS))
+                slot.extmaps += self._more_extmaps(slot, m)
+                agreed[key] = (codecs, slot.extmaps)
             self._update_published(slot, m, published, unpublished)
             slots.append(slot)
         if not any(not s.rejected for s in slots):

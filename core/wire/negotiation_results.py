@@ -37,6 +37,7 @@ class SdpRejectReason(enum.StrEnum):
     NO_PENDING_OFFER = "no_pending_offer"
     TOO_MANY_SECTIONS = "too_many_sections"
     TOO_MANY_TRACKS = "too_many_tracks"
+    BAD_RECEIVE_SLOTS = "bad_receive_slots"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

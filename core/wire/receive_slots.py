@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 Without slots the server offers one new ``sendonly`` section per routed track (docs/adr/0004): every join costs
 every participant already in the call one offer/answer round. A client that asks for slots (``audio_slots`` in its
-first ``sdp`` offer, docs/protocol.md, docs/adr/0020-receive-slots.md) gets its audio on a fixed set of server
-sections instead, each with its own SSRC chosen when the slot is created. Routing an audio track to the client
+first ``sdp`` offer, docs/protocol.md, docs/adr/0020-receive-slots.md) gets its audio on a fixed set of sections
+instead (offered by the server, or, protocol 1.4, ``recvonly`` sections of the client's first offer), each with its own SSRC chosen when the slot is created. Routing an audio track to the client
 puts it on a free slot (the adapter then tells the client whose audio a slot now carries, by mid); removing the
 route frees the slot. The negotiator sees a slot as an ``OutgoingTrack`` whose track id is the slot id, so the
 outgoing set does not change when tracks come and go, and no offer is made.

@@ -123,8 +123,8 @@ def test_ctrl_c_stops_the_run_with_one_line(server, tmp_path: Path) -> None:  # 
 
 def test_audio_slots_cost_one_round_per_joiner_and_every_talker_is_heard(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """`--audio-slots` (docs/adr/0020-receive-slots.md): with 2 users per call asking for 4 slots, a 4-user call
-    is heard by everyone without the server re-offering to those already in it: 2 SDP rounds per join (the joiner's
-    offer, the server's one offer with the slots), against 1 + 2 + 3 re-offers plus firsts without slots."""
+    is heard by everyone without the server re-offering to those already in it: 1 SDP round per join (the joiner's
+    offer carries its slots, protocol 1.4), against 1 + 2 + 3 re-offers plus firsts without slots."""
     url, _pid = server
     results = tmp_path / "results.json"
     run = subprocess.run(
@@ -142,7 +142,7 @@ def test_audio_slots_cost_one_round_per_joiner_and_every_talker_is_heard(server,
     assert overall["audio_streams_received"] == overall["audio_streams_expected"]
     assert overall["lost"] == 0 and overall["srtp_errors"] == 0
     rounds = _metric(url, 'callsd_websocket_events_total{direction="in",type="sdp"}')
-    assert rounds == 2 * 8, f"{rounds} SDP rounds for 8 joins"
+    assert rounds == 1 * 8, f"{rounds} SDP rounds for 8 joins"
 
 
 def test_screen_simulcast_publishes_layers_and_reports_them_per_layer(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from callsd.adapters.media import plane_slots
 from callsd.adapters.media.events import SendSignal
+from callsd.adapters.media.plane_session import SdpRejected
 from callsd.core.calls.events import TrackKind
 from callsd.core.calls.outputs import RouteAdded, RoutePaused, RouteRemoved, RouteResumed
 from callsd.core.errors import LocalProtocolError
@@ -64,12 +65,22 @@ def test_refresh_refuses_a_wrong_number_of_ssrcs_or_duplicates() -> None:
 # --- the plane --------------------------------------------------------------------------------------------------
 
 
-def _join(rig: Rig, sid: str, ssrc: int, slots: int) -> FakePeer:
-    rig.plane.open_session(sid, "chan")
-    msg: dict[str, Any] = {"type": "offer", "sdp": offer(("audio", "0", "sendrecv", ssrc), ufrag=f"u{sid}")}
+def _first_offer(ssrc: int, slots: int, in_offer: bool, ufrag: str) -> dict[str, Any]:
+    """A client's first ``sdp`` offer: its microphone, and ``slots`` receive slots asked for by number (the server
+    offers them) or, ``in_offer``, as ``recvonly`` sections of its own named by ``slot_mids`` (protocol 1.4)."""
+    mids = [str(n + 1) for n in range(slots)] if in_offer else []
+    sections = [("audio", "0", "sendrecv", ssrc)] + [("audio", mid, "recvonly", 0) for mid in mids]
+    msg: dict[str, Any] = {"type": "offer", "sdp": offer(*sections, ufrag=ufrag)}
     if slots:
         msg["audio_slots"] = slots
-    rig.plane.handle_signal(sid, msg)
+    if mids:
+        msg["slot_mids"] = mids
+    return msg
+
+
+def _join(rig: Rig, sid: str, ssrc: int, slots: int, in_offer: bool = False) -> FakePeer:
+    rig.plane.open_session(sid, "chan")
+    rig.plane.handle_signal(sid, _first_offer(ssrc, slots, in_offer, f"u{sid}"))
     peer = FakePeer(sid)
     rig.peers[sid] = peer
     rig.plane.on_connected(peer)  # type: ignore[arg-type]
@@ -163,6 +174,148 @@ def test_a_leave_frees_the_slot_and_a_later_join_refreshes_its_ssrc_in_one_offer
     assert rig.plane.tracks["D_0"].routes["A"].negotiated
 
 
+# --- slots in the client's first offer (protocol 1.4) ------------------------------------------------------------
+
+
+def test_slots_in_the_first_offer_make_one_round_per_join() -> None:
+    """Every client puts 4 recvonly sections in its first offer: the server answers them sendonly with the slots'
+    SSRCs and makes no offer at all, the answer names whose audio is already on them, and audio flows at once."""
+    rig = Rig()
+    mark = len(rig.events)
+    for n, sid in enumerate("ABCD"):
+        # as the server does it: the joiner's session and the routes towards it come before its first offer
+        rig.plane.open_session(sid, "chan")
+        before = "ABCD"[:n]
+        rig.plane.apply([_route(f"{o}_0", o, sid) for o in before])
+        rig.plane.handle_signal(sid, _first_offer(1000 + n, 4, True, f"u{sid}"))
+        rig.peers[sid] = FakePeer(sid)
+        rig.plane.on_connected(rig.peers[sid])  # type: ignore[arg-type]
+        rig.plane.apply([_route(f"{sid}_0", sid, o) for o in before])
+    assert not _signals(rig, "offer", mark)  # one round per join: the joiner's own offer
+    assert len(_signals(rig, "answer", mark)) == 4
+    for sid in "ABCD":
+        s = rig.plane.sessions[sid]
+        assert not s.offer_pending
+        assert all(r.negotiated for r in s.routes_in.values()) and len(s.routes_in) == 3
+    # D's answer: its slot sections send the slots' SSRCs, and `tracks` names A, B and C on them
+    d_answer = _signals(rig, "answer", mark)[-1]
+    sections = {m.mid: m for m in parse_sdp(d_answer.msg["sdp"]).media}
+    told = {t["mid"]: t["session_id"] for t in d_answer.msg["tracks"]}
+    assert sorted(told.values()) == ["A", "B", "C"]
+    for mid, owner in told.items():
+        assert sections[mid].direction is not None and sections[mid].direction.value == "sendonly"
+        assert rig.plane.tracks[f"{owner}_0"].routes["D"].ssrc in sections[mid].ssrc_list()
+    # A learnt of B, C and D by `slots` signals on the mids of its own offer
+    a_told = [t for m in _signals(rig, "slots", mark) if m.session_id == "A" for t in m.msg["tracks"]]
+    assert sorted(t["session_id"] for t in a_told) == ["B", "C", "D"]
+    assert {t["mid"] for t in a_told} <= {"1", "2", "3", "4"}
+    rig.plane.on_rtp(rig.peers["D"], rtp(7, 700, 1003))  # type: ignore[arg-type]
+    assert struct.unpack_from("!I", rig.peers["A"].rtp[-1], 8)[0] == rig.plane.tracks["D_0"].routes["A"].ssrc
+
+
+def test_when_the_offered_slots_run_out_the_server_offers_as_before() -> None:
+    rig = Rig()
+    _call(rig, ["A"], slots=0)
+    _join(rig, "B", 1001, 1, in_offer=True)
+    rig.plane.apply([_route("A_0", "A", "B"), _route("B_0", "B", "A")])
+    _answer_all(rig)
+    mark = len(rig.events)
+    _join(rig, "C", 1002, 0)
+    rig.plane.apply([_route("C_0", "C", o) for o in "AB"] + [_route(f"{o}_0", o, "C") for o in "AB"])
+    b_offers = [o for o in _signals(rig, "offer", mark) if o.session_id == "B"]
+    assert len(b_offers) == 1  # B's one slot is busy: a batch of one more, offered by the server
+    _answer_all(rig)
+    assert rig.plane.tracks["C_0"].routes["B"].negotiated
+    mids = {m.mid for m in parse_sdp(b_offers[0].msg["sdp"]).media}
+    assert {"0", "1"} <= mids and len(mids) == 3
+
+
+@pytest.mark.parametrize(("sections", "mids", "why"), [
+    ([("audio", "1", "recvonly", 0)], ["1", "9"], "no m-section has mid '9'"),
+    ([("video", "1", "recvonly", 0)], ["1"], "not a bundled recvonly audio section"),
+    ([("audio", "1", "sendrecv", 7)], ["1"], "not a bundled recvonly audio section"),
+    ([], ["0"], "not a bundled recvonly audio section"),  # the client's own microphone
+    ([], "1", "slot_mids must list"),
+    ([], [1], "slot_mids must list"),
+    ([], ["1", "1"], "slot_mids must list"),
+    ([], [str(n) for n in range(40)], "slot_mids must list"),
+])
+def test_slot_mids_that_do_not_name_new_recvonly_audio_sections_are_refused(
+        sections: list[tuple[str, str, str, int]], mids: object, why: str) -> None:
+    """A refusal names the reason; the session is left as it was (its next, correct offer works) and the call
+    keeps going for everyone else."""
+    rig = Rig()
+    _call(rig, ["A", "B"], slots=2)
+    rig.plane.open_session("C", "chan")
+    bad = {"type": "offer", "sdp": offer(("audio", "0", "sendrecv", 1002), *sections, ufrag="uC"),
+           "audio_slots": 2, "slot_mids": mids}
+    with pytest.raises(SdpRejected, match=f"bad_receive_slots: .*{why}"):
+        rig.plane.handle_signal("C", bad)
+    assert rig.plane.sessions["C"].neg.state.value == "new"
+    rig.plane.handle_signal("C", _first_offer(1002, 2, True, "uC"))
+    peer = FakePeer("C")
+    rig.peers["C"] = peer
+    rig.plane.on_connected(peer)  # type: ignore[arg-type]
+    rig.plane.apply([_route("C_0", "C", o) for o in "AB"] + [_route(f"{o}_0", o, "C") for o in "AB"])
+    _answer_all(rig)
+    for sid in "ABC":
+        assert all(r.negotiated for r in rig.plane.sessions[sid].routes_in.values())
+    rig.plane.on_rtp(rig.peers["A"], rtp(9, 900, 1000))  # type: ignore[arg-type]
+    assert struct.unpack_from("!I", peer.rtp[-1], 8)[0] == rig.plane.tracks["A_0"].routes["C"].ssrc
+
+
+def test_an_offer_with_forty_recvonly_sections_is_refused_before_it_is_parsed() -> None:
+    rig = Rig()
+    rig.plane.open_session("A", "chan")
+    mids = [str(n + 1) for n in range(40)]
+    msg = {"type": "offer", "sdp": offer(("audio", "0", "sendrecv", 1000),
+                                         *[("audio", mid, "recvonly", 0) for mid in mids], ufrag="uA"),
+           "audio_slots": 8, "slot_mids": mids[:8]}
+    with pytest.raises(SdpRejected, match="too_many_sections"):
+        rig.plane.handle_signal("A", msg)
+
+
+def test_slot_mids_on_a_later_offer_change_nothing() -> None:
+    """Slots bind to the client's sections in its first answered offer only; a re-offer that repeats them (or
+    names other sections) keeps what was agreed and makes no round of its own."""
+    rig = Rig()
+    _call(rig, ["A"], slots=0)
+    _join(rig, "B", 1001, 2, in_offer=True)
+    rig.plane.apply([_route("A_0", "A", "B"), _route("B_0", "B", "A")])
+    _answer_all(rig)
+    mark = len(rig.events)
+    again = _first_offer(1001, 2, True, "uB")
+    rig.plane.handle_signal("B", again)
+    assert not _signals(rig, "offer", mark) and len(_signals(rig, "answer", mark)) == 1
+    assert "tracks" not in _signals(rig, "answer", mark)[0].msg
+    assert rig.plane.tracks["A_0"].routes["B"].negotiated
+
+
+def test_a_client_that_rejects_its_own_slot_sections_later_gets_sections_per_track_and_no_loop() -> None:
+    """A re-offer with its slot sections at port 0: those slots retire, the tracks they carried move to server
+    sections of their own (one offer), and audio flows on them."""
+    rig = Rig()
+    _call(rig, ["A"], slots=0)
+    _join(rig, "B", 1001, 2, in_offer=True)
+    rig.plane.apply([_route("A_0", "A", "B"), _route("B_0", "B", "A")])
+    _answer_all(rig)
+    assert rig.plane.tracks["A_0"].routes["B"].negotiated
+    blocks = _first_offer(1001, 2, True, "uB")["sdp"].split("m=audio 9 ")
+    reoffer = "m=audio 9 ".join(blocks[:2]) + "".join(f"m=audio 0 {b}" for b in blocks[2:])
+    mark = len(rig.events)
+    rig.plane.handle_signal("B", {"type": "offer", "sdp": reoffer})
+    table = rig.plane.sessions["B"].audio_slots
+    assert table is not None and all(slot.state.value == "retired" for slot in table)
+    b_offers = [o for o in _signals(rig, "offer", mark) if o.session_id == "B"]
+    assert len(b_offers) == 1 and [t["session_id"] for t in b_offers[0].msg["tracks"]] == ["A"]
+    answer = answer_to(b_offers[0].msg["sdp"]).split("\r\n")  # (the rejected sections have no codecs to echo)
+    rig.plane.handle_signal("B", {"type": "answer", "sdp": "\r\n".join(ln for ln in answer if " /0" not in ln)})
+    route = rig.plane.tracks["A_0"].routes["B"]
+    assert route.negotiated
+    rig.plane.on_rtp(rig.peers["A"], rtp(5, 500, 1000))  # type: ignore[arg-type]
+    assert struct.unpack_from("!I", rig.peers["B"].rtp[-1], 8)[0] == route.ssrc
+
+
 # --- the property -----------------------------------------------------------------------------------------------
 
 
@@ -178,11 +331,11 @@ class SlotMachine(RuleBasedStateMachine):
         self.seq = 0
 
     @precondition(lambda self: len(self.members) < 7)
-    @rule(slots=st.sampled_from([0, 1, 2, 4]))
-    def join(self, slots: int) -> None:
+    @rule(slots=st.sampled_from([0, 1, 2, 4]), in_offer=st.booleans())
+    def join(self, slots: int, in_offer: bool) -> None:
         sid = f"S{self.joined}"
         self.joined += 1
-        _join(self.rig, sid, 5000 + self.joined, slots)
+        _join(self.rig, sid, 5000 + self.joined, slots, in_offer)
         outputs = [_route(f"{sid}_0", sid, o) for o in self.members]
         outputs += [RouteAdded(channel_id="chan", track_id=f"{o}_0", kind=TrackKind.AUDIO, publisher_id=o,
                                receiver_id=sid, paused=o in self.muted) for o in self.members]
@@ -202,8 +355,8 @@ class SlotMachine(RuleBasedStateMachine):
         _answer_all(self.rig)
 
     @precondition(lambda self: bool(self.members))
-    @rule(data=st.data(), slots=st.sampled_from([0, 2, 8]))
-    def reconnect(self, data: st.DataObject, slots: int) -> None:
+    @rule(data=st.data(), slots=st.sampled_from([0, 2, 8]), in_offer=st.booleans())
+    def reconnect(self, data: st.DataObject, slots: int, in_offer: bool) -> None:
         """A new page takes the session over: a fresh media session gets the routes towards it back before its
         first offer (the server's reconnect path), then publishes again and is routed to the others."""
         sid = data.draw(st.sampled_from(self.members))
@@ -215,11 +368,7 @@ class SlotMachine(RuleBasedStateMachine):
                                                   publisher_id=o, receiver_id=sid, paused=o in self.muted)
                                        for o in others])
         self.joined += 1
-        msg: dict[str, Any] = {"type": "offer", "sdp": offer(("audio", "0", "sendrecv", 5000 + self.joined),
-                                                             ufrag=f"r{self.joined}")}
-        if slots:
-            msg["audio_slots"] = slots
-        self.rig.plane.handle_signal(sid, msg)
+        self.rig.plane.handle_signal(sid, _first_offer(5000 + self.joined, slots, in_offer, f"r{self.joined}"))
         peer = FakePeer(sid)
         self.rig.peers[sid] = peer
         self.rig.plane.on_connected(peer)  # type: ignore[arg-type]

@@ -1,5 +1,6 @@
 """Pre-negotiated audio slots in Chromium (docs/adr/0020-receive-slots.md): a fifth person joining a call of four
-costs the four no SDP round, and audio flows to the newcomer and from it.
+costs the four no SDP round, and audio flows to the newcomer and from it; the slots are in each page's first
+offer (protocol 1.4), so every join is exactly one offer/answer round, the page's own.
 
 Four Chromium pages join one channel of the real server and settle (every page's peer connection connected and
 stable); the count of server offers each page has received (``window.callsd.offersReceived``) is noted. Then a
@@ -97,5 +98,59 @@ def test_a_fifth_joiner_costs_the_four_no_renegotiation_and_audio_flows_both_way
     slots_after = {p.name: p.page.evaluate("window.callsd.slotUpdates") for p in four}
     assert offers_after == offers_before, f"the join renegotiated: {offers_before} -> {offers_after}"
     assert all(slots_after[n] > slots_before[n] for n in slots_before), (slots_before, slots_after)
-    # The newcomer itself: its own offer, then one server offer carrying the slots (with the four already on them).
-    assert eve.page.evaluate("window.callsd.offersReceived") == 1
+    # The newcomer itself: its own offer carried its slots, answered with the four already on them; no server offer.
+    assert eve.page.evaluate("window.callsd.offersReceived") == 0
+
+
+# Counts the `sdp` offers a page sends, with the `slot_mids` each names (runs before the client's own scripts).
+COUNT_OFFERS = """
+window.__offersSent = [];
+const send = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  try {
+    const m = JSON.parse(data);
+    if (m.type === "sdp" && m.data && m.data.type === "offer") window.__offersSent.push(m.data.slot_mids || null);
+  } catch (e) { /* not JSON: not ours to count */ }
+  return send.call(this, data);
+};
+"""
+
+# The page's receive slots: its recvonly audio transceivers, with their mids and negotiated directions.
+SLOT_TRANSCEIVERS = """
+() => window.callsd.pc.getTransceivers()
+  .filter((t) => t.receiver.track.kind === "audio" && t.direction === "recvonly")
+  .map((t) => ({ mid: t.mid, current: t.currentDirection }))
+"""
+
+
+def test_three_browsers_hear_each_other_with_one_round_per_join(browser: Any, server: bs.CallsdProcess) -> None:
+    """Three pages join in turn and talk: each sends one offer (its microphone, its camera's inactive section and
+    eight recvonly audio slots named by ``slot_mids``), receives no server offer, and hears the two others on the
+    slot sections of its own offer, which the server named for them (in its answer or by a ``slots`` signal)."""
+    people = bs.People(browser, server.url, init_script=COUNT_OFFERS)
+    try:
+        trio_ = [people(name) for name in ("Fay", "Gus", "Hal")]
+        for n, p in enumerate(trio_):
+            p.join("slots-three")
+            p.wait_participants(n + 1)
+            p.wait_media_connected()
+            p.page.wait_for_function(SETTLED, timeout=bs.WAIT_MS)
+        for p in trio_:
+            p.wait_participants(3)
+            _unmute(p)
+        for listener in trio_:
+            for speaker in trio_:
+                if speaker is not listener:
+                    _wait_hears(listener, speaker.session_id)
+        for p in trio_:
+            sent = p.page.evaluate("window.__offersSent")
+            slots = p.page.evaluate(SLOT_TRANSCEIVERS)
+            assert len(sent) == 1, f"{p.name} sent {len(sent)} offers: {sent}"
+            assert sorted(sent[0]) == sorted(t["mid"] for t in slots) and len(slots) == 8, (sent, slots)
+            assert all(t["current"] == "recvonly" for t in slots), slots
+            assert p.page.evaluate("window.callsd.offersReceived") == 0
+            heard_on = p.page.evaluate("() => [...document.querySelectorAll('audio[data-session-id]')]"
+                                       ".map((el) => el.dataset.mid)")
+            assert len(heard_on) == 2 and set(heard_on) <= set(sent[0]), (heard_on, sent)
+    finally:
+        people.close()

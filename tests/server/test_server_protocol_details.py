@@ -51,7 +51,7 @@ async def test_hello_names_the_protocol_minor_version() -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
         a = await connected(hub, nursery)
-        assert (a.sent[0]["data"]["protocol"], a.sent[0]["data"]["protocol_minor"]) == (1, 3)
+        assert (a.sent[0]["data"]["protocol"], a.sent[0]["data"]["protocol_minor"]) == (1, 4)
         nursery.cancel_scope.cancel()
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
+from functools import partial
 from math import inf
 
 import trio
@@ -50,6 +51,7 @@ from .ws_direct import (
 )
 
 __all__ = ["DirectConnection", "ConnectionTicket", "DirectTimeouts", "close_frame", "refusal_reply", "send_then_close", "close_stream",
+           "count_refusal",
            "MAX_RECV", "CLOSE_SEND_TIMEOUT", "LINGER_AFTER_CLOSE"]
 
 MAX_RECV = 2**16  # bytes per read, as hypercorn's
@@ -71,6 +73,11 @@ def refusal_reply(refusal: Refusal, upgraded: bool) -> bytes:
         return (f"HTTP/1.1 {refusal.http_status} Refused\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
                 .encode("ascii"))
     return b""
+
+
+def count_refusal(refused: Counter[str], reason: str) -> None:
+    """One more connection cut by a guard for ``reason`` (a callback that holds the counter, never its connection)."""
+    refused[reason] += 1
 
 
 async def send_then_close(stream: trio.abc.Stream, lock: trio.Lock, reply: bytes) -> None:
@@ -142,8 +149,11 @@ class DirectConnection:
         self.timeouts = timeouts
         self.refused = refused
         self.send_lock = trio.Lock()
+        # The sender's timeout callback counts into ``refused``, not through a method of this connection: a bound
+        # method would close a cycle (connection -> sender -> method -> connection), and a closed connection must
+        # be freed by reference counting alone (ADR 0048, addendum "A closed connection leaves no cycle").
         self.frame_sender = FrameSender(stream, self.send_lock, write_timeout=timeouts.write,
-                                        timed_out=self._write_timed_out)
+                                        timed_out=partial(count_refusal, refused, "write_timeout"))
         self.socket = DirectSocket(self.frame_sender.send, stream.aclose)
 
     async def serve(self, direct: DirectUpgrades, request: UpgradeRequest, first: Inbound, ended: bool) -> None:
@@ -192,9 +202,11 @@ class DirectConnection:
                 if self.ticket.is_joined:
                     await socket.feed(rest)
                 else:  # a feed waiting on a full inbox must not outlive the join deadline either
-                    with trio.CancelScope(deadline=self.timeouts.join_at) as self.ticket.feed_scope:
-                        await socket.feed(rest)
-                    self.ticket.feed_scope = None
+                    try:
+                        with trio.CancelScope(deadline=self.timeouts.join_at) as self.ticket.feed_scope:
+                            await socket.feed(rest)
+                    finally:
+                        self.ticket.feed_scope = None  # the ticket outlives the read; the scope must not
                     if self._join_timed_out():
                         await self._refuse_join()
                         break
@@ -248,7 +260,4 @@ class DirectConnection:
         """Cut the connection now: its close frame if it can be sent within a second, then the socket."""
         self.refused[refusal.reason.value] += 1
         await send_then_close(self.stream, self.send_lock, refusal_reply(refusal, self.inbound.upgraded))
-
-    def _write_timed_out(self) -> None:
-        self.refused["write_timeout"] += 1
 

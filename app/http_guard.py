@@ -169,6 +169,18 @@ class GuardedTCPServer(TCPServer):
         self.join_at = join_at  # the ticket's deadline (trio time): the first one's runs from the accept
         self.join_timeout = join_timeout  # a WebSocket upgraded on a later keep-alive request gets this much
 
+    async def run(self) -> None:
+        """Serve the connection (hypercorn's ``run``), then let go of its protocol: hypercorn's ``ProtocolWrapper``
+        and ``H11Protocol`` hold ``protocol_send``, a method of this server, so while the server holds them the
+        connection is a reference cycle that only the cyclic collector could free, and one frozen by
+        ``gc.freeze()`` never would be (ADR 0048, addendum "A closed connection leaves no cycle"). Every task of
+        the connection has ended when ``run`` returns (its task group has exited), so nothing reads it again."""
+        try:
+            await super().run()
+        finally:
+            with contextlib.suppress(AttributeError):  # not built when the connection failed before its protocol
+                del self.protocol
+
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
             await super().protocol_send(event)
@@ -222,9 +234,11 @@ class GuardedTCPServer(TCPServer):
         if self.ticket.is_joined:
             await self.protocol.handle(RawData(data))
             return True
-        with trio.CancelScope(deadline=self.join_at) as self.ticket.feed_scope:
-            await self.protocol.handle(RawData(data))
-        self.ticket.feed_scope = None
+        try:
+            with trio.CancelScope(deadline=self.join_at) as self.ticket.feed_scope:
+                await self.protocol.handle(RawData(data))
+        finally:
+            self.ticket.feed_scope = None  # the ticket outlives the hand-off; the scope must not
         if self._join_timed_out():
             await self._refuse_join()
             return False

@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     doc = run(args.calls, args.rounds, args.steady, Path(args.out))
     for line in per_round_of(doc):
         print(json.dumps(line))
+    for row in doc["marks"]:
+        if row["mark"].endswith(": left"):  # what the sessions that left kept in cycles, by type (the commonest)
+            print(row["mark"], json.dumps(dict(list(row["freed_types"].items())[:12])))
     print(f"results: {args.out}")
     return 0
 

@@ -69,6 +69,7 @@ class GcProbe:
             gc.garbage.clear()
         finally:
             gc.set_debug(0)
+        gc.collect()  # free what DEBUG_SAVEALL kept: its cycles are still cycles, or the next call would count them again
         self.on_demand.append([freed, len(gc.get_objects())])
         self.garbage_types.append(dict(sorted(types.items(), key=lambda item: -item[1])[:40]))
 

@@ -159,6 +159,16 @@ def _package_shim(tree: str) -> str:
     return str(shim)
 
 
+def tree_environments(base_tree: str) -> dict[str, dict[str, str]]:
+    """The environments of an in-process A/B's child runs, by tree: "base tree" (when one is given) first, then
+    "this tree"; both find this checkout's ``bench`` package, the base tree's ``callsd`` comes first in its own."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = {"base tree": _package_shim(base_tree)} if base_tree else {}
+    paths["this tree"] = ""
+    return {name: dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [path, root, os.environ.get("PYTHONPATH", "")]))) for name, path in paths.items()}
+
+
 def _median(values: list[Any]) -> float | None:
     numbers = [v for v in values if isinstance(v, int | float)]
     return statistics.median(numbers) if numbers else None

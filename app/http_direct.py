@@ -49,6 +49,7 @@ from .ws_direct import (
     accept_response,
     refusal_response,
 )
+from .ws_frames import close_frame
 
 __all__ = ["DirectConnection", "ConnectionTicket", "DirectTimeouts", "close_frame", "refusal_reply", "send_then_close", "close_stream",
            "count_refusal",
@@ -57,12 +58,6 @@ __all__ = ["DirectConnection", "ConnectionTicket", "DirectTimeouts", "close_fram
 MAX_RECV = 2**16  # bytes per read, as hypercorn's
 CLOSE_SEND_TIMEOUT = 1.0  # a close frame to a peer that does not read is not worth waiting for
 LINGER_AFTER_CLOSE = 3.0  # seconds the app has to finish after its socket closed (its own sends are bounded)
-
-
-def close_frame(code: int, reason: str) -> bytes:
-    """An unmasked close frame (server to client)."""
-    payload = code.to_bytes(2, "big") + reason.encode("utf-8")[:123]
-    return bytes([0x88, len(payload)]) + payload
 
 
 def refusal_reply(refusal: Refusal, upgraded: bool) -> bytes:

@@ -112,17 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         trio.run(_run, 2, 2)  # warm up: imports, first-use compiles (dataclasses), caches
         print(json.dumps(trio.run(_run, a.calls, a.users)))
         return 0
-    from bench.joins import _package_shim
+    from bench.joins import tree_environments
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    trees = {"this tree": root}
-    if a.base_tree:
-        trees = {"base tree": _package_shim(a.base_tree), **trees}
+    trees = tree_environments(a.base_tree)
     runs: list[dict[str, Any]] = []
     for n in range(a.rounds):
-        for name, path in trees.items():
-            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-                filter(None, [path if name == "base tree" else "", root, os.environ.get("PYTHONPATH", "")])))
+        for name, env in trees.items():
             out = subprocess.run([sys.executable, "-m", "bench.hub_joins", "--_child", "--calls", str(a.calls),
                                   "--users", str(a.users)], env=env, capture_output=True, text=True, check=True)
             run = {"tree": name, "round": n, **json.loads(out.stdout.strip().splitlines()[-1]),

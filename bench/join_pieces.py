@@ -209,17 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     if a._child:
         print(json.dumps(_child(a.calls, a.users, a.repeats, a.old_offer)))
         return 0
-    from bench.joins import _package_shim
+    from bench.joins import tree_environments
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    trees = {"this tree": root}
-    if a.base_tree:
-        trees = {"base tree": _package_shim(a.base_tree), **trees}
+    trees = tree_environments(a.base_tree)
     runs: list[dict[str, Any]] = []
     for n in range(a.rounds):
-        for name, path in trees.items():
-            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-                filter(None, [path if name == "base tree" else "", root, os.environ.get("PYTHONPATH", "")])))
+        for name, env in trees.items():
             out = subprocess.run([sys.executable, "-m", "bench.join_pieces", "--_child", "--calls", str(a.calls),
                                   "--users", str(a.users), "--repeats", str(a.repeats),
                                   *(("--old-offer",) if a.old_offer else ())], env=env, capture_output=True, text=True,

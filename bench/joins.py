@@ -159,6 +159,16 @@ def _package_shim(tree: str) -> str:
     return str(shim)
 
 
+def tree_environments(base_tree: str) -> dict[str, dict[str, str]]:
+    """The environments of an in-process A/B's child runs, by tree: "base tree" (when one is given) first, then
+    "this tree"; both find this checkout's ``bench`` package, the base tree's ``callsd`` comes first in its own."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = {"base tree": _package_shim(base_tree)} if base_tree else {}
+    paths["this tree"] = ""
+    return {name: dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [path, root, os.environ.get("PYTHONPATH", "")]))) for name, path in paths.items()}
+
+
 def _median(values: list[Any]) -> float | None:
     numbers = [v for v in values if isinstance(v, int | float)]
     return statistics.median(numbers) if numbers else None
@@ -232,14 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.compare == "tree" and not a.base_tree:
         p.error("--compare tree needs --base-tree DIR")
     shim = _package_shim(a.base_tree) if a.base_tree else ""
-    pythonpath = os.environ.get("PYTHONPATH", "")
     modes = comparisons[a.compare]
     runs: list[dict[str, Any]] = []
     for n in range(a.rounds):
         for mode, (extra, signaling_socket) in modes.items():
             os.environ["CALLSD_HTTP_SIGNALING_SOCKET"] = signaling_socket  # the server child reads it
-            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [shim if mode == "base tree" else "",
-                                                                     pythonpath]))
             prof = ""
             if a.profile:
                 os.makedirs(a.profile, exist_ok=True)
@@ -248,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 prof = os.path.join(a.profile, f"join-{n}-{tag}-{signaling_socket}{tree}.txt")
             r = run_server(a.calls, a.users, a.unmuted, a.join_duration, a.hold, extra, profile=prof,
                            profile_gil=not (a.profile_all_threads or a.profile_native),
-                           profile_native=a.profile_native)
+                           profile_native=a.profile_native, server_tree=shim if mode == "base tree" else "")
             if prof and os.path.exists(prof):
                 r["profile_shares"] = profile_shares(prof)
             r.update(mode=mode, round=n, loadavg_after=list(os.getloadavg()), signaling_socket=signaling_socket)

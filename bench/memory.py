@@ -263,22 +263,27 @@ def _cpu_seconds(pid: int) -> float:
 
 def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold: float,
                loadtest_args: tuple[str, ...] = (), profile: str = "", profile_gil: bool = True,
-               profile_native: bool = False) -> dict[str, Any]:
+               profile_native: bool = False, server_tree: str = "") -> dict[str, Any]:
     """A fresh server, ``calls × users`` load users joined and held; the load tool's figures plus offer rounds.
     ``loadtest_args`` go to `callsd loadtest` as they are (the server is pinned as `bench.capacity` pins it).
     ``profile``: a file for py-spy's raw stacks of the server over the join window; ``profile_gil``: only the thread
     holding the GIL (Python work), else every thread that is not idle (C called without the GIL, e.g. OpenSSL's
     handshake and SQLite in the commit thread, is then charged to the Python frame that called it);
     A ``profile`` file named ``*.perf`` gets ``perf record`` instead of py-spy.
-    ``profile_native``: py-spy's ``--native`` (C frames too: which OpenSSL, SQLite or libc call the time was in)."""
+    ``profile_native``: py-spy's ``--native`` (C frames too: which OpenSSL, SQLite or libc call the time was in).
+    ``server_tree``: a directory put first on the server's PYTHONPATH only (bench.joins' base tree): the load tool
+    stays this checkout's, whose C engine matches its Python (a base tree's load tool would load this checkout's
+    built extension, which the editable install maps by name, against its own older Python)."""
     from bench.capacity import Server, _pin
     from bench.scratch import scratch_dir
 
     root = str(Path(__file__).resolve().parent.parent)  # the server child runs in a temp dir: find bench/ from there
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-    with scratch_dir("callsd-memory-") as work:  # the server's data and log, kept only if the run fails
+    server_env = {"PYTHONPATH": os.pathsep.join([server_tree, os.environ["PYTHONPATH"]])} if server_tree else None
+    with scratch_dir("callsd-memory-") as scratch:  # the server's data and log, kept only if the run fails
+        work = scratch.path
         out, probe = work / "loadtest.json", work / "probe.jsonl"
-        with Server(work, command=["-m", "bench.memory", "_serve", str(probe)]) as server:
+        with Server(work, command=["-m", "bench.memory", "_serve", str(probe)], env=server_env) as server:
             assert server.proc is not None
             start = _probe(server.proc.pid, probe)
             cpu0 = _cpu_seconds(server.proc.pid)
@@ -309,6 +314,8 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
             with urllib.request.urlopen(server.url + "/metrics", timeout=60) as resp:
                 metrics = resp.read().decode()
         doc = json.loads(out.read_text())
+        if doc["users"].get("failed"):
+            scratch.keep(f"{doc['users']['failed']} users failed: the load tool's results and the server's log")
     rounds = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
                  if line.startswith("callsd_websocket_events_total{") and 'direction="in"' in line
                  and 'type="sdp"' in line)
@@ -345,7 +352,7 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
         "counts_whole_run_per_join": {k.removeprefix("count_"): round((end[k] - start.get(k, 0)) / joined, 2)
                                       for k in sorted(end) if k.startswith("count_")} if joined else None,
         "p95_join_to_first_audio_ms": doc.get("join_to_first_audio_ms", {}).get("p95"),
-        "loadavg": doc.get("host", {}).get("loadavg_end"), "results": str(out),
+        "loadavg": doc.get("host", {}).get("loadavg_end"), "results": str(out) if scratch.kept else None,
     }
 
 

@@ -101,7 +101,7 @@ def run(mode: str, sockets: int, clients: int, pings: int, pythonpath: str = "")
     env = {"CALLSD_HTTP_SIGNALING_SOCKET": mode if mode in MODES else "direct"}  # the server child reads it
     if mode == "base tree":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, os.environ.get("PYTHONPATH", "")]))
-    with scratch_dir("callsd-ws-stack-") as work, Server(work, env=env) as server:
+    with scratch_dir("callsd-ws-stack-") as work, Server(work.path, env=env) as server:
         assert server.proc is not None
         url = server.url.replace("http://", "ws://") + "/api/v1/websocket"
         per_socket = trio.run(_per_socket, url, server.proc.pid, sockets)

@@ -272,7 +272,7 @@ def smoke(seconds: float) -> dict[str, Any]:
     check tests/loadtest/test_peers_janus.py runs, and a quick "does Janus work on this machine")."""
     pair = Pair.create()
     try:
-        with scratch_dir("callsd-peers-smoke-") as work, JanusProcess(pair, work, cpu=None) as janus:
+        with scratch_dir("callsd-peers-smoke-") as work, JanusProcess(pair, work.path, cpu=None) as janus:
             env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
             proc = subprocess.run(
                 pair.tool_args(sys.executable, "-m", "bench.peers.drive", "janus", "--url", janus.url, "--rooms", "1",

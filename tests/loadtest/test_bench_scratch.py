@@ -13,10 +13,12 @@ SCRIPT = """
 import sys
 from bench.scratch import scratch_dir
 with scratch_dir("callsd-scratch-test-") as work:
-    print(work, flush=True)
-    (work / "serve.log").write_text("why it failed")
+    print(work.path, flush=True)
+    (work.path / "serve.log").write_text("why it failed")
     if sys.argv[1] == "fail":
         raise SystemExit(3)
+    if sys.argv[1] == "kept":
+        work.keep("2 users failed")
 """
 
 
@@ -30,6 +32,14 @@ def test_removed_after_a_good_run() -> None:
     done, work = run("ok")
     assert done.returncode == 0, done.stderr
     assert not work.exists()
+
+
+def test_kept_when_the_run_reports_a_failure() -> None:
+    done, work = run("kept")
+    assert done.returncode == 0, done.stderr
+    assert f"kept {work} (2 users failed)" in done.stderr
+    (work / "serve.log").unlink()
+    work.rmdir()
 
 
 def test_kept_and_named_after_a_failure() -> None:

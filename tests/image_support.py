@@ -16,6 +16,7 @@ entrypoint, env and working directory read from its OCI configuration: the same 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import resource
@@ -80,14 +81,23 @@ def read_archive(archive: Path) -> tuple[dict[str, Any], str, int]:
 
 
 def current_image() -> BuiltImage:
-    """The image built from the sources in this tree: `make image` runs when there is none or it is stale."""
-    facts = _facts()
-    if not ARCHIVE.exists() or facts.get("IMAGE_SOURCE_DIGEST") != _source_digest():
-        print("image_support: building the image with `make image` (a cold build runs debootstrap: minutes)")
-        built = subprocess.run(["make", "image"], cwd=REPO, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
-        if built.returncode != 0:
-            pytest.fail(f"make image failed ({built.returncode}):\n{built.stdout[-4000:]}\n{built.stderr[-4000:]}")
+    """The image built from the sources in this tree: `make image` runs when there is none or it is stale.
+
+    Under a lock on ``build/image.lock``: two pytest-xdist workers asking at once (the docker tests and
+    tests/deploy/test_image.py were seen on different workers) must not both build into build/image, where one
+    rewrote rootfs.tar while `docker build` was sending it. The second waits and then finds the image current."""
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with open(OUT.parent / "image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         facts = _facts()
+        if not ARCHIVE.exists() or facts.get("IMAGE_SOURCE_DIGEST") != _source_digest():
+            print("image_support: building the image with `make image` (a cold build runs debootstrap: minutes)")
+            built = subprocess.run(["make", "image"], cwd=REPO, capture_output=True, text=True,
+                                   timeout=BUILD_TIMEOUT)
+            if built.returncode != 0:
+                pytest.fail(f"make image failed ({built.returncode}):\n{built.stdout[-4000:]}\n"
+                            f"{built.stderr[-4000:]}")
+            facts = _facts()
     config, digest, layer_bytes = read_archive(ARCHIVE)
     return BuiltImage(facts=facts, config=config, config_digest=digest, layer_bytes=layer_bytes)
 

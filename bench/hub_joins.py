@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from functools import partial
 from typing import Any
@@ -112,18 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         trio.run(_run, 2, 2)  # warm up: imports, first-use compiles (dataclasses), caches
         print(json.dumps(trio.run(_run, a.calls, a.users)))
         return 0
-    from bench.joins import tree_environments
+    from bench.joins import alternate_trees
 
-    trees = tree_environments(a.base_tree)
+    child = ["-m", "bench.hub_joins", "--_child", "--calls", str(a.calls), "--users", str(a.users)]
     runs: list[dict[str, Any]] = []
-    for n in range(a.rounds):
-        for name, env in trees.items():
-            out = subprocess.run([sys.executable, "-m", "bench.hub_joins", "--_child", "--calls", str(a.calls),
-                                  "--users", str(a.users)], env=env, capture_output=True, text=True, check=True)
-            run = {"tree": name, "round": n, **json.loads(out.stdout.strip().splitlines()[-1]),
-                   "loadavg": [round(x, 2) for x in os.getloadavg()]}
-            runs.append(run)
-            print(json.dumps(run), flush=True)
+    for run in alternate_trees(a.base_tree, a.rounds, child):
+        runs.append(run)
+        print(json.dumps(run), flush=True)
+    trees = dict.fromkeys(r["tree"] for r in runs)
     median = {name: statistics.median(r["cpu_us_per_join"] for r in runs if r["tree"] == name) for name in trees}
     print(json.dumps({"median_cpu_us_per_join": median}))
     if a.output:

@@ -31,12 +31,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import os
 import secrets
 import socket
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -209,20 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     if a._child:
         print(json.dumps(_child(a.calls, a.users, a.repeats, a.old_offer)))
         return 0
-    from bench.joins import tree_environments
+    from bench.joins import alternate_trees
 
-    trees = tree_environments(a.base_tree)
+    child = ["-m", "bench.join_pieces", "--_child", "--calls", str(a.calls), "--users", str(a.users), "--repeats",
+             str(a.repeats), *(("--old-offer",) if a.old_offer else ())]
     runs: list[dict[str, Any]] = []
-    for n in range(a.rounds):
-        for name, env in trees.items():
-            out = subprocess.run([sys.executable, "-m", "bench.join_pieces", "--_child", "--calls", str(a.calls),
-                                  "--users", str(a.users), "--repeats", str(a.repeats),
-                                  *(("--old-offer",) if a.old_offer else ())], env=env, capture_output=True, text=True,
-                                 check=True)
-            run = {"tree": name, "round": n, **json.loads(out.stdout.strip().splitlines()[-1]),
-                   "loadavg": [round(x, 2) for x in os.getloadavg()]}
-            runs.append(run)
-            print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in run.items()}), flush=True)
+    for run in alternate_trees(a.base_tree, a.rounds, child):
+        runs.append(run)
+        print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in run.items()}), flush=True)
+    trees = dict.fromkeys(r["tree"] for r in runs)
     pieces = [k for k in runs[0] if k.endswith(("_us", "_per_join"))]
     medians = {name: {k: round(statistics.median(r[k] for r in runs if r["tree"] == name), 1) for k in pieces}
                for name in trees}

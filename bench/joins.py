@@ -29,6 +29,7 @@ import json
 import os
 import statistics
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from bench.memory import run_server
@@ -159,14 +160,23 @@ def _package_shim(tree: str) -> str:
     return str(shim)
 
 
-def tree_environments(base_tree: str) -> dict[str, dict[str, str]]:
-    """The environments of an in-process A/B's child runs, by tree: "base tree" (when one is given) first, then
-    "this tree"; both find this checkout's ``bench`` package, the base tree's ``callsd`` comes first in its own."""
+def alternate_trees(base_tree: str, rounds: int, child: list[str]) -> Iterator[dict[str, Any]]:
+    """An in-process A/B's runs: ``child`` (a ``-m bench...`` command line printing its figures as its last JSON
+    line) run ``rounds`` times per tree, "base tree" (when one is given) first, then "this tree", alternated; each
+    run's figures with its tree, round and the load average after it. Both trees find this checkout's ``bench``
+    package; the base tree's ``callsd`` comes first in its own."""
+    import subprocess
+
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     paths = {"base tree": _package_shim(base_tree)} if base_tree else {}
     paths["this tree"] = ""
-    return {name: dict(os.environ, PYTHONPATH=os.pathsep.join(
-        filter(None, [path, root, os.environ.get("PYTHONPATH", "")]))) for name, path in paths.items()}
+    for n in range(rounds):
+        for name, path in paths.items():
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                filter(None, [path, root, os.environ.get("PYTHONPATH", "")])))
+            out = subprocess.run([sys.executable, *child], env=env, capture_output=True, text=True, check=True)
+            yield {"tree": name, "round": n, **json.loads(out.stdout.strip().splitlines()[-1]),
+                   "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
 def _median(values: list[Any]) -> float | None:

@@ -65,6 +65,8 @@ async def http(port: int, method: str, path: str, *, auth: str | None = None, js
         with trio.fail_after(20):
             while chunk := await stream.receive_some(65536):
                 data += chunk
+    if not data:  # accepted, then closed with no response: a server on its way out does this
+        raise ConnectionResetError(f"{host}:{port} closed the connection with no response to {method} {path}")
     raw_head, _, payload = data.partition(b"\r\n\r\n")
     lines = raw_head.decode("latin1").split("\r\n")
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}

@@ -13,7 +13,8 @@ until the pass ends and the next I/O wait returns. So this module measures:
 
 * every pass (``after_io_wait`` to the next ``before_io_wait``): its duration is a loop hold; the thread's CPU time
   in it (``time.thread_time``, read once per pass) tells a hold of our own from waiting for a CPU;
-* every task step inside a pass (``before_task_step``/``after_task_step``), keyed by the task's name (Trio names a
+* every task step inside a pass (``after_task_step`` only: a step runs from the end of the previous one, or from
+  the pass's start, so one hook and one clock read per step are enough), keyed by the task's name (Trio names a
   task after its function's qualified name), minus the time the cyclic collector ran inside that step;
 * every collection of the cyclic garbage collector (``gc.callbacks``, ``start``/``stop``), by generation: a
   collection runs inside whatever step allocated the object that crossed a threshold, and is charged to the
@@ -24,7 +25,7 @@ of its largest contributor, a task step or a collection. The longest step of eac
 each generation are kept in ``top`` (a dict of at most a few dozen names: tasks are named by code, never by users),
 for ``bench/capacity_paths.py`` and ``top_holders``.
 
-What it costs: two clock reads and a few attribute updates per task step, plus Trio's own dispatch of the hooks
+What it costs: one clock read and a few attribute updates per task step, plus Trio's own dispatch of the hook
 (figures in docs/performance.md, "Loop holds"); ``[metrics] loop_holds = false`` leaves it out entirely.
 Durations are wall-clock (``time.perf_counter``): on a shared machine a preempted step looks long too, which is
 also what the socket sees.
@@ -142,7 +143,8 @@ class LoopHoldMonitor(trio.abc.Instrument):
 
     def after_io_wait(self, timeout: float) -> None:
         self._pass_cpu_start = self.cpu_clock()
-        self._pass_start = self.clock()
+        self._pass_start = self._step_start = self.clock()  # the pass's first step is timed from here
+        self._step_gc = 0.0
         self._in_pass = True
 
     def before_io_wait(self, timeout: float) -> None:
@@ -155,13 +157,15 @@ class LoopHoldMonitor(trio.abc.Instrument):
         self._spent.clear()
         self._stepped.clear()
 
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self.steps += 1
-        self._step_gc = 0.0
-        self._step_start = self.clock()
-
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        held = self.clock() - self._step_start - self._step_gc
+        # One hook per step, not two: a step is timed from the end of the one before it in the pass (or the pass's
+        # start), so the scheduler's own work between steps (a few µs: the run queue, rescheduling, and for the
+        # pass's first step the I/O events and expired deadlines) is charged to the step it led to.
+        now = self.clock()
+        held = now - self._step_start - self._step_gc
+        self._step_start = now
+        self._step_gc = 0.0
+        self.steps += 1
         name = task.name
         spent, stepped = self._spent, self._stepped
         spent[name] = spent.get(name, 0.0) + held

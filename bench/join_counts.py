@@ -15,7 +15,11 @@ little CPU, so CPU figures of a counted run are not compared with an uncounted o
   JSON alike);
 - ``dtls_flights``, ``dtls_datagrams``: DTLS ``take_datagrams`` calls that returned something, and the datagrams;
 - ``offers_built``: ``Negotiator.make_offer`` calls that returned an offer;
-- ``ice_checks_answered``: STUN binding requests that passed ``IceLiteState.accept``'s checks.
+- ``ice_checks_answered``: STUN binding requests that passed ``IceLiteState.accept``'s checks;
+- ``loop_passes``, ``steps``, and ``steps <task>``: Trio's passes and task steps, all and by task name (Trio names a
+  task after its function's qualified name), from an instrument added to the server's ``trio.run``: a step is a
+  wake-up, and at ~5-7 µs of Trio's scheduling each these say which tasks a join wakes and how often;
+  ``wakeups <task>``: how often each was rescheduled (``task_scheduled``).
 
 The frames sent and SDP rounds come from the server's own metrics (``bench.memory.run_server``).
 """
@@ -27,6 +31,8 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
+
+import trio
 
 __all__ = ["install", "COUNTS"]
 
@@ -51,9 +57,31 @@ def _counting_async(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return counted
 
 
+class _StepCounter(trio.abc.Instrument):
+    """A Trio instrument counting passes, steps and wake-ups by task name."""
+
+    def before_io_wait(self, timeout: float) -> None:
+        COUNTS["loop_passes"] += 1
+
+    def after_task_step(self, task: Any) -> None:
+        COUNTS["steps"] += 1
+        COUNTS["steps " + _short(task.name)] += 1
+
+    def task_scheduled(self, task: Any) -> None:
+        COUNTS["wakeups " + _short(task.name)] += 1
+
+
+def _short(name: str) -> str:
+    """A task's name without its package prefix (``callsd.adapters.signaling.SignalingHub._writer`` ->
+    ``signaling.SignalingHub._writer``)."""
+    for prefix in ("callsd.adapters.", "callsd.app.", "callsd."):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
 def install() -> Counter[str]:
     """Wrap the marked functions (see the module docstring); return the live counter."""
-    import trio
     from callsd.adapters.media.dtls import DtlsSession
     from callsd.adapters.media.ice import IceLiteState
     from callsd.adapters.signaling import SignalingHub
@@ -79,6 +107,11 @@ def install() -> Counter[str]:
                                            when=len)
     DtlsSession.take_datagrams = _counting("dtls_flights", DtlsSession.take_datagrams,  # type: ignore[method-assign]
                                            when=lambda datagrams: 1 if datagrams else 0)
+    real_run = trio.run
+
+    def run(*args: Any, instruments: Any = (), **kwargs: Any) -> Any:
+        return real_run(*args, instruments=[*instruments, _StepCounter()], **kwargs)
+    trio.run = run  # type: ignore[assignment]
     IceLiteState.accept = _counting("ice_checks_answered", IceLiteState.accept)  # type: ignore[method-assign]
     Negotiator.make_offer = _counting("offers_built", Negotiator.make_offer,  # type: ignore[method-assign]
                                       when=lambda offer: 1 if offer is not None else 0)

@@ -157,3 +157,23 @@ def test_kernel_drops_counts_what_a_full_receive_buffer_refused() -> None:
         for _ in range(100):  # nobody reads: the buffer holds a few, the kernel drops the rest
             sender.sendto(b"x" * 500, receiver.getsockname())
         assert kernel_drops(receiver) > 50
+
+
+async def test_one_hook_per_step_and_every_step_counted() -> None:
+    """Trio dispatches only the hooks an instrument overrides: the monitor has ``after_task_step`` and no
+    ``before_task_step`` (a step is timed from the end of the previous one), so each step costs one hook call; and
+    each step is still counted, and a quiet step after a blocking one is not charged the block."""
+    assert "before_task_step" not in vars(LoopHoldMonitor) and "after_task_step" in vars(LoopHoldMonitor)
+    monitor, uninstall = install_loop_holds()
+    try:
+        before = monitor.steps
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_blocker)
+            nursery.start_soon(_quiet_ticks, 100)
+        await trio.lowlevel.checkpoint()
+    finally:
+        uninstall()
+    assert monitor.steps - before >= 101  # the ticker's 100 checkpoints and the blocker's step, at least
+    names = {holder["name"] for holder in monitor.top_holders()}
+    assert any(name.endswith("_blocker") for name in names)
+    assert not any(name.endswith("_quiet_ticks") for name in names)

@@ -179,7 +179,7 @@ class DirectSocket:
         try:
             for event in self._frames.receive(data):
                 if isinstance(event, str | bytes):
-                    await self._inbox_send.send(event)
+                    await self._deliver(event)
                 elif isinstance(event, Ping):
                     if self._state is _State.OPEN:
                         await self._send_bytes(pong_frame(event.payload))
@@ -194,6 +194,17 @@ class DirectSocket:
                     self.feed_eof()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.feed_eof()
+
+    async def _deliver(self, message: str | bytes) -> None:
+        """``send`` to the inbox without its closing checkpoint when the inbox has room: the reader yields at its
+        next read anyway (a socket read always ends in one), so the extra yield was one more task step per message
+        in, ~1.7 per join (``bench.joins --counts``). A cancelled reader still raises first, and a full inbox still
+        waits, exactly as ``send``."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._inbox_send.send_nowait(message)
+        except trio.WouldBlock:
+            await self._inbox_send.send(message)
 
     def feed_eof(self) -> None:
         """The peer closed or the stream ended: ``receive`` returns None from now on."""

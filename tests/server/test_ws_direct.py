@@ -205,3 +205,39 @@ async def test_frame_sender_gives_up_on_a_peer_that_does_not_read() -> None:
     with pytest.raises((trio.BrokenResourceError, trio.ClosedResourceError)):
         await sender.send(b"after")  # the stream is closed: no write to a stale descriptor
     right.close()
+
+
+class _StepsOf(trio.abc.Instrument):
+    """Counts the task steps of tasks named ``name``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.steps = 0
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name == self.name:
+            self.steps += 1
+
+
+async def test_a_message_fed_into_an_inbox_with_room_costs_the_reader_no_step() -> None:
+    """The reader hands whole messages to the inbox without yielding when it has room (it yields at its next socket
+    read anyway): three messages fed in one call are one step of the reader's task, not four; and a cancelled
+    reader still delivers nothing."""
+    wire = _Wire()
+    socket = DirectSocket(wire.send_bytes, wire.close_stream)
+    frames = b"".join(wire.client.send(Message(data=f'{{"type":"ping","id":{n}}}')) for n in range(3))
+    steps = _StepsOf("reader")
+    trio.lowlevel.add_instrument(steps)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(socket.feed, frames, name="reader")
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    assert steps.steps == 1
+    assert [await socket.receive() for _ in range(3)] == [f'{{"type":"ping","id":{n}}}' for n in range(3)]
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await socket.feed(wire.client.send(Message(data="late")))
+    assert scope.cancelled_caught
+    socket.feed_eof()
+    assert await socket.receive() is None  # nothing was delivered before the end

@@ -72,6 +72,41 @@ async def test_the_media_bridge_restores_a_moved_sessions_routes_and_reports_ref
         nursery.cancel_scope.cancel()
 
 
+class _BridgeSteps(trio.abc.Instrument):
+    """Counts the steps of the hub's media task (``MediaBridge.run``)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith("MediaBridge.run"):
+            self.steps += 1
+
+
+async def test_the_media_bridge_handles_what_is_queued_in_order_without_a_step_per_event() -> None:
+    """Events emitted together (one plane call emits an answer and the others' slot updates) are handled in the
+    order emitted, up to ``DRAIN_PER_STEP`` in one task step, where ``async for`` took a step per event."""
+    from callsd.adapters.signaling_media import DRAIN_PER_STEP
+
+    hub, rec, plane = _hub()
+    steps = _BridgeSteps()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        a, b = await _joined(hub, nursery, 2)
+        sid_a = a.last("join_ack")["data"]["session_id"]
+        await trio.testing.wait_all_tasks_blocked()
+        trio.lowlevel.add_instrument(steps)
+        count = DRAIN_PER_STEP + 4
+        for n in range(count):
+            hub.emit(TrackPublished(session_id=sid_a, track_id=f"{sid_a}_{n}", kind=ev.TrackKind.AUDIO))
+        await trio.testing.wait_all_tasks_blocked()
+        trio.lowlevel.remove_instrument(steps)
+        published = [e.track_id for e in rec.log if isinstance(e, ev.PublishTrack)]
+        assert published == [f"{sid_a}_{n}" for n in range(count)]
+        assert steps.steps == 2  # the wake-up (DRAIN_PER_STEP events), then one yield for the other 4
+        nursery.cancel_scope.cancel()
+
+
 def test_adapters_never_import_the_app() -> None:
     import ast
     from pathlib import Path

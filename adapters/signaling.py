@@ -91,6 +91,23 @@ log = logging.getLogger("callsd.signaling")
 OUTBOX_SIZE = 1024
 
 
+async def _next_item(conn: Connection, recv: trio.MemoryReceiveChannel[OutboxItem]) -> OutboxItem:
+    """The writer's next item. One already queued is taken with one yield, as ``async for`` did (a long outbox
+    does not hold the loop); on an empty outbox the writer waits as ``idle`` (``Connection.writer_idle``: lazy
+    events are then deferred rather than wake it). Raises ``trio.EndOfChannel`` once the outbox is closed and
+    empty."""
+    try:
+        item = recv.receive_nowait()
+    except trio.WouldBlock:
+        conn.writer_idle = True
+        try:
+            return await recv.receive()
+        finally:
+            conn.writer_idle = False
+    await trio.lowlevel.checkpoint()
+    return item
+
+
 def _wall_ms() -> int:
     return int(time.time() * 1000)
 
@@ -132,11 +149,11 @@ class SignalingHub:
         self.on_fatal: Callable[[BaseException], None] | None = None
         self._live = LiveStatus()
         self._fanout = DurableFanOut(recorder)
-        self._outbox = Outbox(self._fanout, self.counters)
+        self.linger = LingerClock()  # every batch frame's linger, on one timer (adapters/signaling_linger.py)
+        self._outbox = Outbox(self._fanout, self.counters, self.linger)
         self._plane = PlaneEffects(plane if plane is not None else NullMediaPlane(), self._fanout, self._outbox,
                                    self.counters, simulcast=self._settings.simulcast)
         self.timers = TimerService(clock_ms, self._fire_timer)
-        self.linger = LingerClock()  # every batch frame's linger, on one timer (adapters/signaling_linger.py)
         self._dispatcher = OutputDispatcher(machine, self._outbox, self._plane, self.timers, self._live)
         self._media = MediaBridge(machine, self.feed, self._outbox, self._plane, self.counters, clock_ms,
                                   self._live)
@@ -329,16 +346,27 @@ class SignalingHub:
         """Send the connection's outbox in order. With batches on, every event already waiting when the writer
         wakes goes out in the same frame: what one input produces for a client (``join_ack`` and the broadcasts
         of its join, an answer and the offer after it) costs one WebSocket send instead of one each; presence
-        events wait a little for the rest of a join (``take_batch``, on the hub's one ``LingerClock``)."""
+        events wait a little for the rest of a join (``take_batch``, on the hub's one ``LingerClock``), and those
+        that reach an idle writer are deferred without waking it (``Deferred``): they go first when it wakes."""
         try:
-            async for item in recv:
-                if item is FLUSH:  # the end of a linger whose batch was already sent
-                    continue
-                texts = await take_batch(item, recv, self.linger, conn.outbox) if conn.batches else [item[0]]
+            while True:
+                try:
+                    item: OutboxItem | None = await _next_item(conn, recv)
+                except trio.EndOfChannel:
+                    item = None
+                deferred = conn.deferred.take() if conn.deferred is not None else []
+                if item is None:  # the outbox was closed (``Connection.finish``): what was deferred, then the end
+                    if deferred:
+                        await self._send(conn, transport, deferred)
+                    break
+                if item is FLUSH:  # the end of a linger: the deferred events', or one whose batch was already sent
+                    if not deferred:
+                        continue
+                    item = (deferred.pop(), False)  # the linger is over: send what is there, wait for no more
+                texts = (await take_batch(item, recv, self.linger, conn.outbox, deferred) if conn.batches
+                         else [*deferred, item[0]])
                 del item
-                await transport.send(batch_frame(texts) if conn.batches else texts[0])
-                conn.sent(len(texts))
-                self.counters.ws_frames_out += 1
+                await self._send(conn, transport, texts)
                 del texts  # nor are the last messages sent
             if conn.scope is not None:  # the outbox was closed (``Connection.finish``) and all of it is sent
                 conn.scope.cancel()
@@ -346,6 +374,14 @@ class SignalingHub:
             log.debug("send to %s failed: %r", conn.session_id, exc)
             if conn.scope is not None:
                 conn.scope.cancel()
+
+    async def _send(self, conn: Connection, transport: Transport, texts: list[str]) -> None:
+        """``texts`` as one batch frame, or one frame each on a socket without batches (they were turned off while
+        some were deferred)."""
+        for frame in [batch_frame(texts)] if conn.batches else texts:
+            await transport.send(frame)
+            self.counters.ws_frames_out += 1
+        conn.sent(len(texts))
 
     def _on_frame(self, conn: Connection, frame: str | bytes) -> None:
         conn.action, conn.request_id = None, None

@@ -18,6 +18,14 @@ input instead of one per receiver. A batch that ends before its deadline (a non-
 ``done``; the clock skips it, so a ``FLUSH`` never ends a later batch early. ``FLUSH`` is not an event: the writer
 does not send it or count it in the socket's backlog. When the outbox is full the writer is not lingering (a batch
 stops at ``BATCH_MAX_EVENTS``), so a ``FLUSH`` that does not fit is dropped.
+
+Deferred: a lazy event for a writer that is idle (blocked on an empty outbox) does not wake it at all. The outbox
+keeps it in the connection's ``Deferred`` and starts the linger itself; the writer wakes once, at the ``FLUSH`` or
+at the first event put on its outbox after it, and sends the deferred events first, in one batch with what follows.
+One join makes each of the call's members linger: this is one wake-up of each member's writer instead of two (the
+event, then the ``FLUSH``). Order holds because an event is deferred only while nothing else waits for the writer
+(the outbox clears ``writer_idle`` whenever it puts an event on the channel), so every deferred event precedes
+every queued one, and the writer takes the deferred ones first whenever it wakes.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import trio
 from .signaling_protocol import BATCH_LINGER, BATCH_MAX_CHARS, BATCH_MAX_EVENTS
 from .signaling_session import OutboxItem
 
-__all__ = ["FLUSH", "GRAIN", "Linger", "LingerClock", "take_batch"]
+__all__ = ["FLUSH", "GRAIN", "Deferred", "Linger", "LingerClock", "take_batch"]
 
 FLUSH: OutboxItem = ("", True)  # the clock's "your linger is over" (compared by identity; never sent)
 GRAIN = 0.01  # s: deadlines are rounded up to this, so lingers that start close together end on one wake-up
@@ -46,6 +54,37 @@ class Linger:
         self.outbox = outbox
         self.deadline = deadline
         self.done = False
+
+
+class Deferred:
+    """Lazy events held back from an idle writer, in order, and the linger that will wake it (module docstring).
+    Bounded so that the deferred events and one more stay within one batch frame."""
+
+    __slots__ = ("texts", "chars", "linger")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.chars = 0
+        self.linger: Linger | None = None
+
+    def fits(self, text: str) -> bool:
+        return len(self.texts) + 2 <= BATCH_MAX_EVENTS and self.chars + len(text) < BATCH_MAX_CHARS
+
+    def add(self, text: str, clock: LingerClock, outbox: trio.MemorySendChannel[OutboxItem]) -> None:
+        if not self.texts:
+            self.linger = clock.start(outbox)
+        self.texts.append(text)
+        self.chars += len(text)
+
+    def take(self) -> list[str]:
+        """The deferred events (the writer sends them now); their linger is over."""
+        texts = self.texts
+        if texts:
+            self.texts, self.chars = [], 0
+            if self.linger is not None:
+                self.linger.done = True
+                self.linger = None
+        return texts
 
 
 class LingerClock:
@@ -87,12 +126,13 @@ class LingerClock:
 
 
 async def take_batch(first: OutboxItem, recv: trio.MemoryReceiveChannel[OutboxItem], clock: LingerClock,
-                     outbox: trio.MemorySendChannel[OutboxItem]) -> list[str]:
-    """``first`` and the events queued behind it, up to one batch's bounds. While every event taken is lazy, wait
-    for more until the clock's ``FLUSH`` (at most ``BATCH_LINGER``); one that is not lazy ends the batch (it goes in
-    it). ``FLUSH`` items left from an earlier batch are skipped."""
+                     outbox: trio.MemorySendChannel[OutboxItem], before: list[str] | None = None) -> list[str]:
+    """``first`` and the events queued behind it, up to one batch's bounds (``before``: deferred events that go
+    first). While every event taken is lazy, wait for more until the clock's ``FLUSH`` (at most ``BATCH_LINGER``);
+    one that is not lazy ends the batch (it goes in it). ``FLUSH`` items left from an earlier batch are skipped."""
     text, all_lazy = first
-    texts, size = [text], len(text)
+    texts = [*before, text] if before else [text]
+    size = sum(map(len, texts)) if before else len(text)
     linger: Linger | None = None
     try:
         while len(texts) < BATCH_MAX_EVENTS and size < BATCH_MAX_CHARS:

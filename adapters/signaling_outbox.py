@@ -14,6 +14,7 @@ from typing import Any
 import trio
 
 from .signaling_fanout import DurableFanOut
+from .signaling_linger import Deferred, LingerClock
 from .signaling_protocol import LAZY_EVENTS, RequestId, encode
 from .signaling_session import Connection, HubCounters
 
@@ -25,10 +26,11 @@ CLOSE_FLUSH = 1.0  # seconds a socket closed by the server has to send what is q
 class Outbox:
     """The open connections by session id, and the one way to send them events."""
 
-    def __init__(self, fanout: DurableFanOut, counters: HubCounters) -> None:
+    def __init__(self, fanout: DurableFanOut, counters: HubCounters, linger: LingerClock | None = None) -> None:
         self.conns: dict[str, Connection] = {}  # session id -> its current socket
         self.fanout = fanout
         self.counters = counters
+        self.linger = linger  # the hub's linger clock: lazy events for an idle writer are deferred on it
         self.log_failed = False  # set by the hub when the event log failed: errors then go out at once
 
     def get(self, session_id: str) -> Connection | None:
@@ -45,8 +47,21 @@ class Outbox:
         self.queue_now(conn, kind, text, lazy)
 
     def queue_now(self, conn: Connection, kind: str, text: str, lazy: bool | None = None) -> None:
+        """Put ``text`` on ``conn``'s outbox now; a lazy event for a writer waiting on an empty outbox is deferred
+        instead, without waking it (adapters/signaling_linger.py, "Deferred")."""
+        is_lazy = kind in LAZY_EVENTS if lazy is None else lazy
+        if is_lazy and conn.writer_idle and conn.batches and self.linger is not None:
+            deferred = conn.deferred
+            if deferred is None:
+                deferred = conn.deferred = Deferred()
+            if deferred.fits(text):
+                deferred.add(text, self.linger, conn.outbox)
+                conn.backlog += 1
+                self.counters.ws_events["out", kind] += 1
+                return
         try:
-            conn.outbox.send_nowait((text, kind in LAZY_EVENTS if lazy is None else lazy))
+            conn.outbox.send_nowait((text, is_lazy))
+            conn.writer_idle = False  # from now on, events queue behind this one
             conn.backlog += 1
             self.counters.ws_events["out", kind] += 1
         except trio.WouldBlock:

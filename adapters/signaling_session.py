@@ -13,7 +13,7 @@ import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 from callsd.core.calls import events as ev
@@ -22,6 +22,9 @@ from callsd.core.calls.state import Route
 
 from .signaling_names import clean_display_name
 from .signaling_protocol import RequestId, SignalingError, TokenBucket
+
+if TYPE_CHECKING:
+    from .signaling_linger import Deferred
 
 __all__ = ["Transport", "MediaPlaneLike", "NullMediaPlane", "Recorder", "Authorize", "open_authorize",
            "OutboxItem", "TurnCredentials", "HubSettings", "HubCounters", "Connection"]
@@ -186,7 +189,7 @@ class Connection:
 
     __slots__ = ("session_id", "channel_id", "user_id", "query_token", "bucket", "outbox", "scope", "close_code",
                  "close_reason", "replaced", "action", "request_id", "batch_allowed", "batches", "backlog",
-                 "backlog_high", "backlog_low", "_drained")
+                 "backlog_high", "backlog_low", "_drained", "writer_idle", "deferred")
 
     def __init__(self, session_id: str, query_token: str | None, bucket: TokenBucket,
                  outbox: trio.MemorySendChannel[OutboxItem], *, batch_allowed: bool = False) -> None:
@@ -208,6 +211,10 @@ class Connection:
         self.backlog_high = max(2, int(outbox.statistics().max_buffer_size) // 4)
         self.backlog_low = self.backlog_high // 2
         self._drained: trio.Event | None = None  # set by the writer when the reader waits and the backlog is low
+        # The writer waits on an empty outbox and nothing was put on it since: a lazy event may then be deferred
+        # instead of waking it (adapters/signaling_linger.py, "Deferred"); the outbox keeps ``deferred``.
+        self.writer_idle = False
+        self.deferred: Deferred | None = None
 
     async def drained(self) -> None:
         """Return once the backlog is below ``backlog_high`` (at once if it is): the hub reads this socket's next
@@ -233,6 +240,7 @@ class Connection:
         latest (a client that does not read): its outbox takes no more events, the writer ends the connection
         when it has sent the rest (a server shutdown's last events and errors reach the clients)."""
         self.close_code, self.close_reason = code, reason
+        self.writer_idle = False  # nothing more is deferred: what is, the writer sends before it ends
         self.outbox.close()
         if self.scope is not None:
             self.scope.deadline = min(self.scope.deadline, trio.current_time() + within)

@@ -128,6 +128,61 @@ async def test_presence_events_wait_for_company_and_anything_else_takes_them_at_
         nursery.cancel_scope.cancel()
 
 
+class _WriterSteps(trio.abc.Instrument):
+    """Counts the steps of the hub's writer tasks (``SignalingHub._writer``)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith("SignalingHub._writer"):
+            self.steps += 1
+
+
+async def test_a_lazy_event_for_an_idle_writer_wakes_it_once_at_the_end_of_its_linger() -> None:
+    """A join makes each member of its call linger; the member's writer used to wake for the ``user_joined`` and
+    again for the linger's end. Deferred, it wakes once; the frame is the same, after the same linger."""
+    hub = _hub()
+    steps = _WriterSteps()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        alice = await _joined(hub, nursery, "alice", ask=True)
+        conn = hub.outbox.conns[next(iter(hub.outbox.conns))]
+        trio.lowlevel.add_instrument(steps)
+        started = trio.current_time()
+        hub.outbox.send(conn, "user_joined", {"user_id": "b"})
+        hub.outbox.send(conn, "user_media_state", {"session_id": "b"})
+        await trio.testing.wait_all_tasks_blocked()
+        assert steps.steps == 0 and len(alice.frames) == 2  # not woken, nothing sent: the events linger
+        await _frames(alice, 3)
+        trio.lowlevel.remove_instrument(steps)
+        assert trio.current_time() - started >= BATCH_LINGER
+        assert [e["type"] for e in alice.frames[2]["data"]["events"]] == ["user_joined", "user_media_state"]
+        assert steps.steps == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_deferred_events_go_first_when_anything_else_wakes_the_writer_and_before_a_close() -> None:
+    hub = _hub()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        alice = await _joined(hub, nursery, "alice", ask=True)
+        conn = hub.outbox.conns[next(iter(hub.outbox.conns))]
+        hub.outbox.send(conn, "user_joined", {"user_id": "b"})  # deferred
+        hub.outbox.send(conn, "pong", {"n": 1})  # not lazy: wakes the writer; both go now, in order
+        hub.outbox.send(conn, "user_left", {"user_id": "b"})  # queued behind the pong, not deferred
+        await trio.testing.wait_all_tasks_blocked()
+        assert [e["type"] for e in alice.frames[2]["data"]["events"]] == ["user_joined", "pong", "user_left"]
+        hub.outbox.send(conn, "user_joined", {"user_id": "c"})  # deferred again
+        conn.finish(1000, "bye", within=1.0)  # the close sends what was deferred, then ends the socket
+        hub.outbox.send(conn, "user_left", {"user_id": "c"})  # after the close: dropped, as before
+        await _frames(alice, 4)
+        assert alice.frames[3]["type"] == "user_joined" and alice.frames[3]["data"]["user_id"] == "c"
+        assert conn.backlog == 0
+        nursery.cancel_scope.cancel()
+    assert len(alice.frames) == 4
+
+
 def test_batch_frame_is_the_events_in_order_and_one_event_stays_bare() -> None:
     a, b = encode("user_joined", {"user_id": "é"}), encode("pong", {}, request_id=3)
     assert json.loads(batch_frame([a, b])) == {"type": "batch", "data": {"events": [json.loads(a), json.loads(b)]}}

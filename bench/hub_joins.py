@@ -2,11 +2,17 @@
 linger) with no sockets, no media plane and no disk, in one process; another checkout's hub against this one's.
 
     .venv/bin/python -m bench.hub_joins [--calls 20 --users 8 --rounds 3] [--base-tree DIR]
+    .venv/bin/python -m bench.hub_joins --callgrind [--calls 10] --base-tree DIR   # instructions per join
 
 Why: the end-to-end join bench (bench.joins) resolves a change of a few percent only roughly on this shared host; the
 hub's share of a join (docs/performance.md, "Join cost attributed") is measured here with ``process_time`` around
 the joins, the linger that follows them and the leaves, each tree in its own process, alternated. Every user
 asks for batch frames (protocol 1.3), so every join makes the members of its call linger.
+
+``--callgrind``: instructions instead of CPU time, which the host's load does not move (valgrind's callgrind; its
+slowdown stretches the lingers, so only the instructions are read): each tree runs once with ``--calls`` × 8 joins
+and once with none, and the difference over the joins is its instructions per join (the interpreter's start-up and
+imports cancel out).
 """
 
 from __future__ import annotations
@@ -91,9 +97,47 @@ async def _run(calls: int, users: int) -> dict[str, Any]:
         await trio.sleep(0.4)
         cpu = time.process_time() - cpu0
         nursery.cancel_scope.cancel()
-    joins = calls * users
+    joins = calls * users or 1  # none: the --callgrind baseline run
     return {"cpu_us_per_join": round(cpu * 1e6 / joins, 1), "frames_per_join": round(
         sum(s.frames for s in sockets) / joins, 2)}
+
+
+def _instructions(tree_path: str, calls: int, users: int) -> int:
+    """Instructions (callgrind's ``Ir``) of one child run of ``calls`` × ``users`` joins, ``tree_path`` first on its
+    PYTHONPATH (a base tree's shim, or "" for this checkout)."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [tree_path, root,
+                                                                    os.environ.get("PYTHONPATH", "")])))
+    with tempfile.TemporaryDirectory(prefix="hub-joins-callgrind-") as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
+                        "bench.hub_joins", "--_child", "--calls", str(calls), "--users", str(users)],
+                       env=env, capture_output=True, text=True, check=True, timeout=3600)
+        with open(out) as f:
+            for line in f:
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1])
+    raise RuntimeError("callgrind wrote no totals")
+
+
+def callgrind_per_join(base_tree: str, calls: int, users: int) -> dict[str, Any]:
+    """Instructions per join of each tree (``--callgrind``)."""
+    from bench.joins import _package_shim
+
+    trees = {"base tree": _package_shim(base_tree)} if base_tree else {}
+    trees["this tree"] = ""
+    out: dict[str, Any] = {}
+    for name, path in trees.items():
+        joined, idle = _instructions(path, calls, users), _instructions(path, 0, users)
+        out[name] = {"instructions_per_join": round((joined - idle) / (calls * users)), "instructions_joined":
+                     joined, "instructions_idle": idle}
+        print(json.dumps({"tree": name, **out[name]}), flush=True)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,8 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--base-tree", default="", metavar="DIR", help="another checkout's hub against this one's")
     p.add_argument("--output", default="")
+    p.add_argument("--callgrind", action="store_true", help="instructions per join under callgrind, per tree")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.callgrind:
+        result = callgrind_per_join(a.base_tree, a.calls, a.users)
+        if a.output:
+            with open(a.output, "w") as f:
+                json.dump(result, f, indent=1)
+        return 0
     if a._child:
         trio.run(_run, 2, 2)  # warm up: imports, first-use compiles (dataclasses), caches
         print(json.dumps(trio.run(_run, a.calls, a.users)))

@@ -12,7 +12,8 @@ answered, and handed to ``do(fn, *args)``, which tags it with the last seq recor
 - if no earlier effect is still waiting and that seq is already durable, it runs at once (always the case with a
   synchronous recorder, so the old path behaves exactly as before);
 - otherwise it is appended to a FIFO of ``(seq, effects)`` batches; ``run()``, one task, waits until the head's seq
-  is durable, then runs every durable batch in order, without awaiting in between.
+  is durable, then runs every durable batch in order, without awaiting in between. Idle with a group-commit
+  recorder, it waits for the commit of the next record directly (one wake-up per commit, not two).
 
 Since seqs only grow along the FIFO and a single task consumes it, effects happen strictly in seq order, and every
 effect tagged ``N`` (including replies that are not outputs, like ``pong``) happens after all effects of inputs
@@ -104,6 +105,22 @@ class DurableFanOut:
         while self._batches and self.failed is None:
             await self._idle.wait()
 
+    async def _next_batch(self) -> None:
+        """Wait, idle, for the next batch. With group commit, every input recorded from now on gets a batch (its
+        record is not durable yet), so the task waits for the commit that makes the next record durable: the
+        batch's arrival and its durability are one wake-up, where waiting for the batch (``_wake``) and then for
+        its commit took two task steps per commit. If the log broke, the next batch's ``wait_durable`` reports it,
+        as it always did."""
+        if self._recorder.group_commit:
+            try:
+                await self._recorder.wait_durable(self.recorded() + 1)
+                self._wake = trio.Event()
+                return
+            except Exception:  # the log broke: report it with the next batch (``run``), not before
+                pass
+        await self._wake.wait()
+        self._wake = trio.Event()
+
     async def run(self, on_failure: Callable[[BaseException, list[Any]], None]) -> None:
         """Consume the batches in order until cancelled or a commit fails; then ``on_failure(exc, askers)`` with
         the askers of every input whose record was lost, and return."""
@@ -111,8 +128,7 @@ class DurableFanOut:
             if not self._batches:
                 self._idle.set()
                 self._idle = trio.Event()
-                await self._wake.wait()
-                self._wake = trio.Event()
+                await self._next_batch()
                 continue
             try:
                 await self._recorder.wait_durable(self._batches[0].seq)

@@ -15,6 +15,8 @@ from callsd.adapters.signaling_fanout import SLICE_SECONDS, DurableFanOut
 class _LateRecorder:
     """Records at once; inputs become durable when the test says so."""
 
+    group_commit = True
+
     def __init__(self) -> None:
         self.seq = 0
         self.durable_seq = 0
@@ -65,3 +67,38 @@ async def test_a_big_batch_is_run_in_slices_in_order_with_the_loop_running_betwe
     assert effects == ["a0", "a1", "a2", "a3", "a4", "a5", "later"]
     between = seen[seen.index("a0"):seen.index("a5")]
     assert between.count("tick") >= 4  # the loop ran other tasks between the effects of one batch
+
+
+class _FanOutSteps(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith("DurableFanOut.run"):
+            self.steps += 1
+
+
+async def test_an_idle_fan_out_wakes_once_per_commit_not_for_the_batch_and_again_for_its_commit() -> None:
+    """With group commit, the idle fan-out waits for the next record's commit: the batch's effects run in the one
+    step that commit wakes (it took two: the batch's arrival, then its durability), in order, never before it."""
+    recorder = _LateRecorder()
+    fanout = DurableFanOut(recorder)  # type: ignore[arg-type]  # the part of Recorder the fan-out reads
+    seen: list[str] = []
+    steps = _FanOutSteps()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fanout.run, lambda exc, askers: None)
+        await trio.testing.wait_all_tasks_blocked()
+        trio.lowlevel.add_instrument(steps)
+        for commit in range(3):
+            recorder.record()
+            fanout.recorded_input()
+            fanout.do(seen.append, f"effect {commit}")
+            await trio.testing.wait_all_tasks_blocked()
+            assert seen == [f"effect {n}" for n in range(commit)]  # not before its record is durable
+            recorder.make_durable()
+            await trio.testing.wait_all_tasks_blocked()
+            assert seen == [f"effect {n}" for n in range(commit + 1)]
+        trio.lowlevel.remove_instrument(steps)
+        assert steps.steps == 3
+        await fanout.flush()
+        nursery.cancel_scope.cancel()

@@ -26,7 +26,7 @@ CLOSE_FLUSH = 1.0  # seconds a socket closed by the server has to send what is q
 class Outbox:
     """The open connections by session id, and the one way to send them events."""
 
-    def __init__(self, fanout: DurableFanOut, counters: HubCounters, linger: LingerClock | None = None) -> None:
+    def __init__(self, fanout: DurableFanOut, counters: HubCounters, linger: LingerClock) -> None:
         self.conns: dict[str, Connection] = {}  # session id -> its current socket
         self.fanout = fanout
         self.counters = counters
@@ -50,7 +50,7 @@ class Outbox:
         """Put ``text`` on ``conn``'s outbox now; a lazy event for a writer waiting on an empty outbox is deferred
         instead, without waking it (adapters/signaling_linger.py, "Deferred")."""
         is_lazy = kind in LAZY_EVENTS if lazy is None else lazy
-        if is_lazy and conn.writer_idle and conn.batches and self.linger is not None:
+        if is_lazy and conn.writer_idle and conn.batches:
             deferred = conn.deferred
             if deferred is None:
                 deferred = conn.deferred = Deferred()

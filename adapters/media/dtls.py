@@ -67,6 +67,7 @@ SRTP_PROFILES: dict[bytes, tuple[str, int, int]] = {
 }
 _SRTP_OFFER = b":".join(SRTP_PROFILES)
 _DTLS_MTU = 1200
+_BIO_READ = 65536  # more than any flight: one read empties the BIO
 _MAX_FLIGHT_REPEATS = 8  # answers to a peer's retransmitted final flight; more is a reflector, not a lost packet
 
 
@@ -348,12 +349,14 @@ class DtlsSession:
         chunks = []
         while True:
             try:
-                chunk = conn.bio_read(65536)
+                chunk = conn.bio_read(_BIO_READ)
             except SSL.WantReadError:
                 break
             if not chunk:
                 break
             chunks.append(chunk)
+            if len(chunk) < _BIO_READ:  # a memory BIO hands out all it holds: drained, no WantReadError to raise
+                break
         if not chunks:
             return
         data = b"".join(chunks)

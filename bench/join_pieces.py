@@ -24,6 +24,12 @@ docs/performance.md "Joins at the end of session 7"):
 
 CPU time (``time.process_time``), per join (per check for ICE, per handshake for DTLS); in each process the least of ``--repeats`` passes,
 then the medians of the rounds per tree.
+
+``--instructions``: instead of CPU time, instructions counted by valgrind's callgrind (``Ir``), which the host's
+load cannot move: each piece run alone in a child under callgrind at two sizes (``--calls`` and twice that; 100
+and 200 ICE checks; 20 and 40 DTLS handshakes), the difference divided by the extra joins (checks, handshakes), so
+start-up and imports cancel out. The DTLS figure counts both sides of each handshake (the client is a
+`DtlsSession` too). One run per tree (the counts repeat to within a fraction of a percent).
 """
 
 from __future__ import annotations
@@ -181,6 +187,50 @@ def _dtls_handshakes(count: int) -> dict[str, float]:
     return {"dtls_handshake_us": total / count * 1e6}
 
 
+def _only(piece: str, calls: int, users: int, old_offer: bool) -> dict[str, float]:
+    """One piece at one size, once, warmed up by nothing: what ``--instructions`` counts under callgrind."""
+    if piece == "plane":
+        return _records_and_plane(calls, users, old_offer)
+    if piece == "ice":
+        return _ice_checks(calls)
+    return _dtls_handshakes(calls)
+
+
+# piece -> (what one unit of its size is, the figures it yields in the timed run)
+_COUNTED = {"plane": ("joins", ("record_us", "plane_offer_us", "plane_routes_us", "plane_answer_us")),
+            "ice": ("checks", ("ice_check_us",)), "dtls": ("handshakes", ("dtls_handshake_us",))}
+
+
+def _instructions(calls: int, users: int, old_offer: bool) -> dict[str, float]:
+    """Instructions per join (check, handshake) of each piece, run in this tree under callgrind (module docstring):
+    the whole child counted at two sizes, the difference divided by the extra units."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import tempfile
+
+    sizes = {"plane": calls, "ice": 100, "dtls": 20}
+    out: dict[str, float] = {}
+    for piece, size in sizes.items():
+        counts = []
+        for scale in (1, 2):
+            with tempfile.TemporaryDirectory() as tmp:
+                dump = os.path.join(tmp, "callgrind.out")
+                subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}", sys.executable,
+                                "-m", "bench.join_pieces", "--_only", piece, "--calls", str(size * scale), "--users",
+                                str(users), *(("--old-offer",) if old_offer else ())],
+                               capture_output=True, text=True, check=True)
+                with open(dump) as f:
+                    total = re.search(r"^(?:totals|summary): (\d+)", f.read(), re.M)
+            if total is None:
+                raise SystemExit("callgrind wrote no totals")
+            counts.append(int(total.group(1)))
+        units = size * (users if piece == "plane" else 1)
+        out[f"{piece}_instructions_per_{_COUNTED[piece][0][:-1]}"] = round((counts[1] - counts[0]) / units)
+    return out
+
+
 def _child(calls: int, users: int, repeats: int, old_offer: bool) -> dict[str, float]:
     """Each piece's least figure over ``repeats`` passes (a fresh plane each): on a shared host the least is the
     one the other processes disturbed least."""
@@ -201,21 +251,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-tree", default="", metavar="DIR", help="another checkout's pieces against this one's")
     p.add_argument("--output", default="")
     p.add_argument("--old-offer", action="store_true", help="clients ask for slots by number (no slot_mids)")
+    p.add_argument("--instructions", action="store_true",
+                   help="count instructions under callgrind instead of timing (see the module docstring)")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--_only", choices=tuple(_COUNTED), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a._only:
+        print(json.dumps(_only(a._only, a.calls, a.users, a.old_offer)))
+        return 0
     if a._child:
-        print(json.dumps(_child(a.calls, a.users, a.repeats, a.old_offer)))
+        figures = _instructions(a.calls, a.users, a.old_offer) if a.instructions else _child(
+            a.calls, a.users, a.repeats, a.old_offer)
+        print(json.dumps(figures))
         return 0
     from bench.joins import alternate_trees
 
     child = ["-m", "bench.join_pieces", "--_child", "--calls", str(a.calls), "--users", str(a.users), "--repeats",
-             str(a.repeats), *(("--old-offer",) if a.old_offer else ())]
+             str(a.repeats), *(("--old-offer",) if a.old_offer else ()), *(("--instructions",) if a.instructions
+                                                                            else ())]
     runs: list[dict[str, Any]] = []
     for run in alternate_trees(a.base_tree, a.rounds, child):
         runs.append(run)
         print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in run.items()}), flush=True)
     trees = dict.fromkeys(r["tree"] for r in runs)
-    pieces = [k for k in runs[0] if k.endswith(("_us", "_per_join"))]
+    pieces = [k for k in runs[0] if k.endswith(("_us", "_per_join")) or "_instructions_per_" in k]
     medians = {name: {k: round(statistics.median(r[k] for r in runs if r["tree"] == name), 1) for k in pieces}
                for name in trees}
     print(json.dumps({"medians": medians}))

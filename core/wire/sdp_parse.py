@@ -312,17 +312,18 @@ def _repeated_sections(text: str, count: int) -> dict[int, tuple[int, int, str]]
 
 
 # Known sections: what a client's sections parsed to, by their text without the lines that change from one
-# document of a client to the next (its mid, ICE credentials and fingerprint: ``_TRANSPORT_LINES``).
+# client or document to the next (its mid, ICE credentials, fingerprint, and the msid and SSRCs of what it sends:
+# ``_TRANSPORT_LINES``).
 #
 # Why: a browser's first offer has ten sections, and every browser of one version writes nine of them alike but
-# for those lines: the camera's (118 lines: Chromium's 23 video formats, ~250 µs to parse here) and the receive
-# slots'. The first join parses them; every later join reuses the parsed section and reads only its transport
+# for those lines: the microphone's, the camera's (118 lines: Chromium's 23 video formats, ~250 µs to parse here)
+# and the receive slots'. The first join parses them; every later join reuses the parsed section and reads only its transport
 # lines (issue 13 part 2, docs/performance.md "Joins, session 9"). A pure memo: the result is what parsing every
 # line gives (the transport lines are read by the same handlers, in the same order, with the same errors; the
 # others, parsed without error before, cannot fail now: no other line's outcome depends on them), held so by
 # tests/media/test_media_sdp.py. Bounded: ``_KNOWN_MAX`` sections of at most ``_KNOWN_TEXT`` characters, the
 # oldest forgotten first, so a client sending new sections every time costs the cache nothing but its slots.
-_TRANSPORT_LINES = ("a=mid:", "a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:")
+_TRANSPORT_LINES = ("a=mid:", "a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:", "a=msid:", "a=ssrc:", "a=ssrc-group:")
 _KNOWN_MAX = 64
 _KNOWN_TEXT = 16 * 1024
 _KNOWN: dict[str, MediaSection] = {}
@@ -350,9 +351,11 @@ def _known_section(known: MediaSection, lines: list[str], transport: list[int]) 
             _media_attribute(m, name, value)
         except ValueError as exc:
             raise SdpError(f"line {i + 1}: {exc}") from None
-    fields = m.fields
-    return known.with_transport(fields.get("mid"), fields.get("ice_ufrag"), fields.get("ice_pwd"),  # type: ignore[arg-type]
-                                tuple(m.lists["fingerprints"]))  # type: ignore[arg-type]
+    fields, lists = m.fields, m.lists
+    return known.with_transport(
+        fields.get("mid"), fields.get("ice_ufrag"), fields.get("ice_pwd"),  # type: ignore[arg-type]
+        tuple(lists["fingerprints"]), tuple(lists["msids"]), tuple(lists["ssrcs"]),  # type: ignore[arg-type]
+        tuple(lists["ssrc_groups"]))  # type: ignore[arg-type]
 
 
 def _remember(key: str, section: MediaSection) -> None:

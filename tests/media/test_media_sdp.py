@@ -212,7 +212,9 @@ def test_every_section_alike_an_earlier_one_is_reused_the_last_one_too(end: str)
 _TRANSPORT_LINES = st.lists(st.sampled_from([
     "a=ice-ufrag:abcd", "a=ice-ufrag:wxyz", "a=ice-pwd:0123456789abcdef012345", "a=fingerprint:sha-256 AB:CD",
     "a=fingerprint:SHA-256 01:02", "a=fingerprint:", "a=mid:q", "a=mid:r", "a=ice-ufrag", "a=ice-pwd:",
-]), max_size=3)
+    "a=msid:st tr", "a=msid:a b c", "a=ssrc:5 cname:x", "a=ssrc:6 msid:st tr", "a=ssrc:x cname:y", "a=ssrc:7 ",
+    "a=ssrc-group:FID 5 6", "a=ssrc-group:FID", "a=ssrc-group:FID 5 z",
+]), max_size=4)
 
 
 def _parsed_or_error(text: str) -> object:
@@ -259,7 +261,8 @@ def test_a_browsers_next_offer_reuses_its_known_sections() -> None:
     reused = parse_sdp(second)
     camera = reused.media[1]
     assert camera.codecs is known.media[1].codecs and reused.media[2].codecs is known.media[2].codecs
-    assert reused.media[0].codecs is not known.media[0].codecs  # the microphone's section: its own SSRC lines
+    assert reused.media[0].codecs is known.media[0].codecs  # the microphone's too, with its own SSRC lines
+    assert reused.media[0].ssrc_list() == (4242,) and known.media[0].ssrc_list() != (4242,)
     assert camera.ice_ufrag == "Zz9+" and camera.fingerprints[0].value == ":".join(["0F"] * 32)
     sdp_parse._KNOWN.clear()
     assert parse_sdp(second) == reused

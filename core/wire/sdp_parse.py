@@ -359,11 +359,13 @@ def _known_section(known: MediaSection, lines: list[str], transport: list[int]) 
 
 
 def _remember(key: str, section: MediaSection) -> None:
+    """Keep ``section`` as known, without its transport lines' values: no client's credentials or SSRCs stay in the
+    memo (every reuse sets its own)."""
     if len(key) > _KNOWN_TEXT:
         return
     if key not in _KNOWN and len(_KNOWN) >= _KNOWN_MAX:
         del _KNOWN[next(iter(_KNOWN))]
-    _KNOWN[key] = section
+    _KNOWN[key] = section.with_transport(None, None, None, (), (), (), ())
 
 
 def _section_ends(lines: list[str], index: int) -> int:

@@ -266,3 +266,12 @@ def test_a_browsers_next_offer_reuses_its_known_sections() -> None:
     assert camera.ice_ufrag == "Zz9+" and camera.fingerprints[0].value == ":".join(["0F"] * 32)
     sdp_parse._KNOWN.clear()
     assert parse_sdp(second) == reused
+
+
+def test_the_known_sections_keep_no_clients_credentials_or_ssrcs() -> None:
+    sdp_parse._KNOWN.clear()
+    parse_sdp((DATA / "offer_chromium_slots.sdp").read_text())
+    assert sdp_parse._KNOWN
+    for m in sdp_parse._KNOWN.values():
+        assert (m.mid, m.ice_ufrag, m.ice_pwd, m.fingerprints, m.msids, m.ssrcs, m.ssrc_groups) == (
+            None, None, None, (), (), (), ())

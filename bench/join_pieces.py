@@ -30,8 +30,8 @@ load cannot move: each piece run alone in a child under callgrind at two sizes (
 and 200 ICE checks; 20 and 40 DTLS handshakes), the difference divided by the extra joins (checks, handshakes), so
 start-up and imports cancel out. The DTLS figure counts both sides of each handshake (the client is a
 `DtlsSession` too). One run per tree; the plane figure also counts what the bench does around the timed calls
-(the load tool's SDP, the calls machine), the same in both trees. Counts of unchanged code moved by up to 3 %
-between trees (the ICE check, session 9), so smaller differences are not read.
+(the load tool's SDP, the calls machine), the same in both trees. Counts of unchanged code moved by up to 6 %
+between trees (the ICE check at 100 and 200 checks, session 9), so smaller differences are not read.
 """
 
 from __future__ import annotations

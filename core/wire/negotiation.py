@@ -205,7 +205,12 @@ class Negotiator:
         return sending
 
     def sending_track(self, track_id: str) -> SendingTrack | None:
-        """``sending``'s entry for ``track_id`` alone (None if the agreed description does not send it)."""
+        """``sending``'s entry for ``track_id`` alone (None if the agreed description does not send it): from
+        ``sending`` when it was made for this description (a route put on a slot of a session that answered),
+        else from its section (a track is on one section at most)."""
+        made_from, sending = self._sending
+        if made_from is self._slots:
+            return next((t for t in sending if t.track_id == track_id), None)
         for s in self._slots:
             if s.local is not None and s.local.track_id == track_id:
                 return self._sending_of(s)

@@ -24,6 +24,14 @@ docs/performance.md "Joins at the end of session 7"):
 
 CPU time (``time.process_time``), per join (per check for ICE, per handshake for DTLS); in each process the least of ``--repeats`` passes,
 then the medians of the rounds per tree.
+
+``--instructions``: instead of CPU time, instructions counted by valgrind's callgrind (``Ir``), which the host's
+load cannot move: each piece run alone in a child under callgrind at two sizes (``--calls`` and twice that; 100
+and 200 ICE checks; 20 and 40 DTLS handshakes), the difference divided by the extra joins (checks, handshakes), so
+start-up and imports cancel out. The DTLS figure counts both sides of each handshake (the client is a
+`DtlsSession` too). One run per tree; the plane figure also counts what the bench does around the timed calls
+(the load tool's SDP, the calls machine), the same in both trees. Counts of unchanged code moved by up to 6 %
+between trees (the ICE check at 100 and 200 checks, session 9), so smaller differences are not read.
 """
 
 from __future__ import annotations
@@ -40,7 +48,22 @@ from typing import Any
 FP = "sha-256 " + ":".join(["AB"] * 32)
 
 
-def _records_and_plane(calls: int, users: int, old_offer: bool = False) -> dict[str, float]:
+_BROWSER_OFFER = "tests/media/data/offer_chromium_slots.sdp"  # the web client's first offer, recorded from Chromium
+
+
+def _browser_offer() -> tuple[str, list[str]]:
+    """The recorded Chromium offer and the mids of its receive slots (its ``recvonly`` audio sections)."""
+    import os
+
+    from callsd.core.wire.sdp import Direction, parse_sdp
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, _BROWSER_OFFER)) as f:
+        text = f.read()
+    return text, [m.mid or "" for m in parse_sdp(text).media if m.kind == "audio" and m.direction is Direction.RECVONLY]
+
+
+def _records_and_plane(calls: int, users: int, old_offer: bool = False, browser: bool = False) -> dict[str, float]:
     from callsd.adapters.media.events import SendSignal
     from callsd.adapters.media.plane import MediaPlane, PlaneConfig
     from callsd.app.loadtest.sdp import LocalTrack, build_answer, build_offer, parse_sdp
@@ -54,6 +77,7 @@ def _records_and_plane(calls: int, users: int, old_offer: bool = False) -> dict[
     plane.network.candidate = lambda: (("127.0.0.1",), 50000)  # type: ignore[method-assign]
     machine = CallsMachine()
     in_offer = not old_offer and "receive_slots" in inspect.signature(build_offer).parameters
+    browser_offer, browser_slots = _browser_offer() if browser else ("", [])
     record_s = offer_s = routes_s = answer_s = 0.0
     server_offers = 0
     head, seq, at = "0" * 64, 0, 1000
@@ -69,6 +93,8 @@ def _records_and_plane(calls: int, users: int, old_offer: bool = False) -> dict[
             msg: dict[str, Any] = {"type": "offer", "sdp": offer, "audio_slots": 8}
             if in_offer:
                 msg["slot_mids"] = [str(n + 1) for n in range(8)]
+            if browser:
+                msg = {"type": "offer", "sdp": browser_offer, "slot_mids": browser_slots}
             sent.clear()
             t0 = time.process_time()
             plane.open_session(sid, channel)
@@ -181,13 +207,58 @@ def _dtls_handshakes(count: int) -> dict[str, float]:
     return {"dtls_handshake_us": total / count * 1e6}
 
 
-def _child(calls: int, users: int, repeats: int, old_offer: bool) -> dict[str, float]:
+def _only(piece: str, calls: int, users: int, old_offer: bool, browser: bool = False) -> dict[str, float]:
+    """One piece at one size, once, warmed up by nothing: what ``--instructions`` counts under callgrind."""
+    if piece == "plane":
+        return _records_and_plane(calls, users, old_offer, browser)
+    if piece == "ice":
+        return _ice_checks(calls)
+    return _dtls_handshakes(calls)
+
+
+# piece -> (what one unit of its size is, the figures it yields in the timed run)
+_COUNTED = {"plane": ("joins", ("record_us", "plane_offer_us", "plane_routes_us", "plane_answer_us")),
+            "ice": ("checks", ("ice_check_us",)), "dtls": ("handshakes", ("dtls_handshake_us",))}
+
+
+def _instructions(calls: int, users: int, old_offer: bool, browser: bool = False) -> dict[str, float]:
+    """Instructions per join (check, handshake) of each piece, run in this tree under callgrind (module docstring):
+    the whole child counted at two sizes, the difference divided by the extra units."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import tempfile
+
+    sizes = {"plane": calls, "ice": 100, "dtls": 20}
+    out: dict[str, float] = {}
+    for piece, size in sizes.items():
+        counts = []
+        for scale in (1, 2):
+            with tempfile.TemporaryDirectory() as tmp:
+                dump = os.path.join(tmp, "callgrind.out")
+                subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}", sys.executable,
+                                "-m", "bench.join_pieces", "--_only", piece, "--calls", str(size * scale), "--users",
+                                str(users), *(("--old-offer",) if old_offer else ()),
+                                *(("--browser-offer",) if browser else ())],
+                               capture_output=True, text=True, check=True)
+                with open(dump) as f:
+                    total = re.search(r"^(?:totals|summary): (\d+)", f.read(), re.M)
+            if total is None:
+                raise SystemExit("callgrind wrote no totals")
+            counts.append(int(total.group(1)))
+        units = size * (users if piece == "plane" else 1)
+        out[f"{piece}_instructions_per_{_COUNTED[piece][0][:-1]}"] = round((counts[1] - counts[0]) / units)
+    return out
+
+
+def _child(calls: int, users: int, repeats: int, old_offer: bool, browser: bool = False) -> dict[str, float]:
     """Each piece's least figure over ``repeats`` passes (a fresh plane each): on a shared host the least is the
     one the other processes disturbed least."""
-    _records_and_plane(2, users, old_offer)  # warm up: imports, first-use compiles, caches
+    _records_and_plane(2, users, old_offer, browser)  # warm up: imports, first-use compiles, caches
     _ice_checks(200)
     _dtls_handshakes(10)
-    passes = [{**_records_and_plane(calls, users, old_offer), **_ice_checks(4000), **_dtls_handshakes(200)}
+    passes = [{**_records_and_plane(calls, users, old_offer, browser), **_ice_checks(4000), **_dtls_handshakes(200)}
               for _ in range(repeats)]
     return {k: min(p[k] for p in passes) for k in passes[0]}
 
@@ -201,21 +272,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-tree", default="", metavar="DIR", help="another checkout's pieces against this one's")
     p.add_argument("--output", default="")
     p.add_argument("--old-offer", action="store_true", help="clients ask for slots by number (no slot_mids)")
+    p.add_argument("--browser-offer", action="store_true",
+                   help=f"every client's first offer is the one Chromium made ({_BROWSER_OFFER}): ten sections, "
+                        f"the camera's with Chromium's 23 video formats, eight receive slots")
+    p.add_argument("--instructions", action="store_true",
+                   help="count instructions under callgrind instead of timing (see the module docstring)")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--_only", choices=tuple(_COUNTED), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a._only:
+        print(json.dumps(_only(a._only, a.calls, a.users, a.old_offer, a.browser_offer)))
+        return 0
     if a._child:
-        print(json.dumps(_child(a.calls, a.users, a.repeats, a.old_offer)))
+        figures = _instructions(a.calls, a.users, a.old_offer, a.browser_offer) if a.instructions else _child(
+            a.calls, a.users, a.repeats, a.old_offer, a.browser_offer)
+        print(json.dumps(figures))
         return 0
     from bench.joins import alternate_trees
 
     child = ["-m", "bench.join_pieces", "--_child", "--calls", str(a.calls), "--users", str(a.users), "--repeats",
-             str(a.repeats), *(("--old-offer",) if a.old_offer else ())]
+             str(a.repeats), *(("--old-offer",) if a.old_offer else ()), *(("--instructions",) if a.instructions
+                                                                            else ()),
+             *(("--browser-offer",) if a.browser_offer else ())]
     runs: list[dict[str, Any]] = []
     for run in alternate_trees(a.base_tree, a.rounds, child):
         runs.append(run)
         print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in run.items()}), flush=True)
     trees = dict.fromkeys(r["tree"] for r in runs)
-    pieces = [k for k in runs[0] if k.endswith(("_us", "_per_join"))]
+    pieces = [k for k in runs[0] if k.endswith(("_us", "_per_join")) or "_instructions_per_" in k]
     medians = {name: {k: round(statistics.median(r[k] for r in runs if r["tree"] == name), 1) for k in pieces}
                for name in trees}
     print(json.dumps({"medians": medians}))

@@ -12,6 +12,9 @@ it wants to send (`take_datagrams`), and poked when its retransmission timer may
   so instead of a chain check the verify callback compares the certificate's SHA-256 with the fingerprint the peer
   put in its SDP (kept as the connection's app data). A mismatch aborts the handshake with an alert, before our
   Finished is sent, so the impostor never gets keys; the check is repeated when the handshake completes.
+  OpenSSL calls the callback twice for the one certificate (self-signed error, then the end of the chain): the
+  second call finds the match already seen and hashes nothing. Renegotiation is off (``OP_NO_RENEGOTIATION``: no
+  WebRTC peer renegotiates DTLS), so one connection never verifies a second certificate.
 * SRTP profiles are offered in server preference order: AEAD_AES_128_GCM first, AES_CM_128_HMAC_SHA1_80 second.
   OpenSSL picks the first of the server's list that the client also offers.
 * A memory BIO does not keep datagram boundaries: a flight of several records comes out as one byte string.
@@ -19,7 +22,8 @@ it wants to send (`take_datagrams`), and poked when its retransmission timer may
   bytes, so a flight never needs IP fragmentation.
 * Once the keys are exported the OpenSSL connection is freed (~93 KiB RSS per session) when the suite is one
   `dtls_records` handles (the AES-GCM suites WebRTC peers negotiate): alerts are then opened and our close_notify
-  sealed by `EstablishedRecords`, and a retransmitted final flight from the peer gets our last flight again, as
+  sealed by `EstablishedRecords` (its keys derived from the kept `RecordSecrets` the first time a record
+  needs them, never during a join), and a retransmitted final flight from the peer gets our last flight again, as
   OpenSSL would have done. Other suites keep the connection.
 """
 
@@ -37,7 +41,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 
-from .dtls_records import ALERT, CHANGE_CIPHER_SPEC, HANDSHAKE, EstablishedRecords, records
+from .dtls_records import (
+    ALERT,
+    CHANGE_CIPHER_SPEC,
+    HANDSHAKE,
+    EstablishedRecords,
+    RecordSecrets,
+    records,
+    suite_key_length,
+)
 
 __all__ = [
     "Certificate",
@@ -55,6 +67,7 @@ SRTP_PROFILES: dict[bytes, tuple[str, int, int]] = {
 }
 _SRTP_OFFER = b":".join(SRTP_PROFILES)
 _DTLS_MTU = 1200
+_BIO_READ = 65536  # more than any flight: one read empties the BIO
 _MAX_FLIGHT_REPEATS = 8  # answers to a peer's retransmitted final flight; more is a reflector, not a lost packet
 
 
@@ -86,6 +99,8 @@ def _verify_fingerprint(conn: SSL.Connection, cert: crypto.X509, _errno: int, de
     if depth != 0:
         return True
     state = conn.get_app_data()  # [expected fingerprint, mismatch seen, match seen]
+    if state[2]:  # this connection's one certificate, already found to match (module docstring)
+        return True
     if _fingerprint_of_der(crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)) == state[0]:
         state[2] = True
         return True
@@ -150,7 +165,7 @@ class Certificate:
         ctx.set_tlsext_use_srtp(_SRTP_OFFER)
         # No session tickets: a WebRTC peer never resumes a DTLS session (each connection has fresh keys and its
         # fingerprint is checked anew), so a ticket is an encryption and a record per handshake for nothing.
-        ctx.set_options(SSL.OP_NO_QUERY_MTU | SSL.OP_NO_TICKET)
+        ctx.set_options(SSL.OP_NO_QUERY_MTU | SSL.OP_NO_TICKET | SSL.OP_NO_RENEGOTIATION)
         return ctx
 
 
@@ -172,7 +187,8 @@ class DtlsSession:
     def __init__(self, context: SSL.Context, *, server: bool, remote_fingerprint: str, mtu: int = _DTLS_MTU):
         conn = SSL.Connection(context, None)
         self._conn: SSL.Connection | None = conn
-        self._records: EstablishedRecords | None = None  # set when the connection was freed after the handshake
+        # Set when the connection was freed after the handshake: its secrets, then the keys once a record needed them
+        self._records: RecordSecrets | EstablishedRecords | None = None
         self._last_flight: list[bytes] = []
         self._flight_repeats = 0
         self._tx_sequence = 0  # next epoch-1 sequence number OpenSSL would use (tracked in `_pump`)
@@ -208,7 +224,7 @@ class DtlsSession:
         if not datagram:
             return False  # OpenSSL's bio_write raises WantReadError on b"" (found by fuzz/targets.py dtls)
         if self._records is not None:
-            self._feed_established(self._records, datagram)
+            self._feed_established(datagram)
             return False
         assert self._conn is not None
         self._conn.bio_write(datagram)
@@ -228,13 +244,21 @@ class DtlsSession:
             return False
         return self._step()
 
-    def _feed_established(self, recs: EstablishedRecords, datagram: bytes) -> None:
+    def _established(self) -> EstablishedRecords:
+        """The record keys, derived from the kept secrets the first time a record needs them."""
+        recs = self._records
+        assert recs is not None
+        if isinstance(recs, RecordSecrets):
+            recs = self._records = recs.derive()
+        return recs
+
+    def _feed_established(self, datagram: bytes) -> None:
         """Post-handshake traffic without OpenSSL: the peer's alerts end the session, its retransmitted final
         flight gets our last flight again; anything else (old-epoch alerts, data, forgeries) is ignored."""
         repeat = False
         for content_type, epoch, _seq, record in records(datagram):
             if content_type == ALERT and epoch == 1:
-                plain = recs.open(record)
+                plain = self._established().open(record)
                 if plain is None or len(plain) != 2:
                     continue
                 if plain[1] == 0:  # close_notify
@@ -308,12 +332,12 @@ class DtlsSession:
         client_random, server_random = conn.client_random(), conn.server_random()
         if conn.get_protocol_version_name() != "DTLSv1.2" or master is None or not client_random or not server_random:
             return
-        recs = EstablishedRecords.derive(cipher_name=conn.get_cipher_name() or "", master_secret=master,
-                                         client_random=client_random, server_random=server_random,
-                                         server=self._server, tx_sequence=self._tx_sequence)
-        if recs is None:
+        cipher_name = conn.get_cipher_name() or ""
+        if suite_key_length(cipher_name) is None:
             return
-        self._records = recs
+        self._records = RecordSecrets(cipher_name=cipher_name, master_secret=master, client_random=client_random,
+                                      server_random=server_random, server=self._server,
+                                      tx_sequence=self._tx_sequence)
         if self._server:
             self._last_flight = list(self._out)  # what the peer must get again if its final flight repeats
         self._conn = None
@@ -325,12 +349,14 @@ class DtlsSession:
         chunks = []
         while True:
             try:
-                chunk = conn.bio_read(65536)
+                chunk = conn.bio_read(_BIO_READ)
             except SSL.WantReadError:
                 break
             if not chunk:
                 break
             chunks.append(chunk)
+            if len(chunk) < _BIO_READ:  # a memory BIO hands out all it holds: drained, no WantReadError to raise
+                break
         if not chunks:
             return
         data = b"".join(chunks)
@@ -378,7 +404,7 @@ class DtlsSession:
         """Queue a close_notify alert (best effort)."""
         if self.done and not self.failed:
             if self._records is not None:
-                self._out.append(self._records.seal(ALERT, b"\x01\x00"))  # warning, close_notify
+                self._out.append(self._established().seal(ALERT, b"\x01\x00"))  # warning, close_notify
             else:
                 assert self._conn is not None
                 with contextlib.suppress(SSL.Error):

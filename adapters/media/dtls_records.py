@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["EstablishedRecords", "records", "suite_key_length", "ALERT", "HANDSHAKE", "CHANGE_CIPHER_SPEC"]
+__all__ = ["EstablishedRecords", "RecordSecrets", "records", "suite_key_length", "ALERT", "HANDSHAKE", "CHANGE_CIPHER_SPEC"]
 
 CHANGE_CIPHER_SPEC = 20
 ALERT = 21
@@ -104,6 +104,31 @@ class EstablishedRecords:
         aad = epoch_seq + header + len(plaintext).to_bytes(2, "big")
         body = epoch_seq + self.tx.encrypt(self.tx_salt + epoch_seq, plaintext, aad)
         return header + epoch_seq + len(body).to_bytes(2, "big") + body
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSecrets:
+    """What `EstablishedRecords.derive` needs, kept at the handshake's end in place of its result.
+
+    Why: the key block (the PRF) and the two AES-GCM contexts are needed only when a record must be opened or
+    sealed: the peer's alert, our close_notify. A join never needs them, so they are not made on its path (issue
+    13 part 2, docs/performance.md "Joins, session 9"); `DtlsSession` derives them the first time a record asks.
+    Only made for a suite `suite_key_length` knows, so `derive` never returns None for one."""
+
+    cipher_name: str
+    master_secret: bytes
+    client_random: bytes
+    server_random: bytes
+    server: bool
+    tx_sequence: int
+
+    def derive(self) -> EstablishedRecords:
+        recs = EstablishedRecords.derive(cipher_name=self.cipher_name, master_secret=self.master_secret,
+                                         client_random=self.client_random, server_random=self.server_random,
+                                         server=self.server, tx_sequence=self.tx_sequence)
+        if recs is None:
+            raise ValueError(f"no record keys for suite {self.cipher_name!r}")
+        return recs
 
 
 def records(data: bytes) -> list[tuple[int, int, int, bytes]]:

@@ -45,7 +45,6 @@ session gets an SR per stream the server sends it and an RR about the streams it
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -90,6 +89,7 @@ from .paths import make_path
 from .plane_network import PlaneNetwork
 from .plane_session import PlaneConfig, PlaneCounters, PlaneSettings, SdpRejected, Session
 from .probing import ProbeSender
+from .random_pool import POOL
 from .report_schedule import ReportSchedule
 from .simulcast_fwd import SimulcastForwarder
 from .transport import Peer, TransportConfig, UdpEndpoint
@@ -217,7 +217,7 @@ class MediaPlane:
         if session_id in self.sessions:
             self.close_session(session_id)
         self.sessions[session_id] = Session(session_id, channel_id,
-                                            self._transport(secrets.token_hex(4), secrets.token_hex(16)),
+                                            self._transport(POOL.token_hex(4), POOL.token_hex(16)),
                                             simulcast)
         self.reports.add(session_id, self.sessions[session_id])
 
@@ -473,10 +473,10 @@ class MediaPlane:
         offered by ``_negotiate``."""
         on_slot = plane_slots.place(s, t.track_id) if t.media == "audio" else None
         ssrc = on_slot[0] if on_slot is not None else plane_slots.draw_ssrc(s)
-        r = OutRoute(track=t, receiver=s, ssrc=ssrc, mid="", paused=paused, ts_offset=secrets.randbits(32))
-        r.last_seq = secrets.randbits(15)
+        r = OutRoute(track=t, receiver=s, ssrc=ssrc, mid="", paused=paused, ts_offset=POOL.randbits(32))
+        r.last_seq = POOL.randbits(15)
         if t.media == "video":  # offered with RTX; used if the receiver accepts it (_sync_sending)
-            r.rtx_ssrc, r.rtx_seq = plane_slots.draw_ssrc(s, {ssrc}), secrets.randbits(15)
+            r.rtx_ssrc, r.rtx_seq = plane_slots.draw_ssrc(s, {ssrc}), POOL.randbits(15)
         t.routes[s.session_id] = r
         s.routes_in[t.track_id] = r
         s.out_by_ssrc[ssrc] = r

@@ -4,7 +4,6 @@ the negotiation counters. Kept apart from plane.py so the plane is its behaviour
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -14,6 +13,7 @@ from callsd.core.wire.sdp import Codec
 
 from .advertiser import AdvertiseSettings
 from .forwarder import InTrack, OutRoute
+from .random_pool import POOL
 from .route_record import SendStateOwner
 from .transport import Peer
 
@@ -82,14 +82,14 @@ class Session(SendStateOwner):  # writing `peer` re-reads the native step's cach
         self.pwd = transport.ice_pwd
         self.peer: Peer | None = None
         self.remote: tuple[str, str, str] | None = None  # the client's ufrag, pwd, fingerprint the peer uses
-        self.neg = Negotiator(transport=transport, session_id=secrets.randbits(62), simulcast=simulcast)
+        self.neg = Negotiator(transport=transport, session_id=POOL.randbits(62), simulcast=simulcast)
         self.published: dict[str, InTrack] = {}  # mid -> the track the client publishes on that section
         self.codecs: dict[str, Codec] = {}  # mid -> its negotiated codec (what receivers are offered)
         self.inbound: dict[int, InTrack] = {}  # publisher SSRC -> track
         self.routes_in: dict[str, OutRoute] = {}  # track_id -> route to this session
         self.out_by_ssrc: dict[int, OutRoute] = {}
         self.screen_stream: str | None = None
-        self.rtcp_ssrc = secrets.randbits(32) or 1
+        self.rtcp_ssrc = POOL.randbits(32) or 1
         self.closed = False
         self.refused: set[str] = set()  # track ids whose section the client rejected: not offered again
         self.mid_ext_id = 0  # the client's id for the MID header extension (0: none)

@@ -12,7 +12,6 @@ without slots: a route is on a slot exactly when the table has it.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -21,6 +20,7 @@ from callsd.core.wire.receive_slots import MAX_AUDIO_SLOTS, ReceiveSlots, SlotSt
 from callsd.core.wire.sdp import Codec
 
 from .forwarder import OutRoute
+from .random_pool import POOL
 
 __all__ = ["SlotSession", "requested_slots", "slot_mids", "receive_on", "busy_slots", "enable", "draw_ssrc",
            "slot_tracks", "place", "slot_key", "refuse", "sending", "SLOT_CODEC", "SLOT_CNAME"]
@@ -89,7 +89,7 @@ def busy_slots(s: SlotSession) -> list[tuple[str, str]]:
 def draw_ssrc(s: SlotSession, taken: set[int] | None = None) -> int:
     """A random SSRC the session uses nowhere: not on a route, not on a slot, not in ``taken``."""
     while True:
-        ssrc = secrets.randbits(32)
+        ssrc = POOL.randbits(32)
         if (ssrc and ssrc not in s.out_by_ssrc and (taken is None or ssrc not in taken)
                 and (s.audio_slots is None or all(slot.ssrc != ssrc for slot in s.audio_slots))):
             return ssrc

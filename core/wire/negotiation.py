@@ -77,24 +77,17 @@ from .negotiation_results import (
     SdpRejectReason,
     SendingTrack,
 )
+from .negotiation_sdp import PROTOCOL as _PROTOCOL
+from .negotiation_sdp import describe
 from .sdp import (
-    Candidate,
     Codec,
     Direction,
     Extmap,
-    Fingerprint,
-    Group,
     MediaSection,
-    Msid,
-    Origin,
     SdpError,
-    SessionDescription,
-    SsrcAttribute,
-    SsrcGroup,
-    build_sdp,
     parse_sdp,
 )
-from .simulcast_sdp import SIMULCAST_EXTENSIONS, receive_attributes, send_rids
+from .simulcast_sdp import SIMULCAST_EXTENSIONS, send_rids
 
 __all__ = [
     "Negotiator",
@@ -104,8 +97,6 @@ __all__ = [
     "choose_codecs", "AUDIO_LEVEL_URI", "MID_URI", "ABS_SEND_TIME_URI", "TWCC_URI", "TOFFSET_URI",
     "VIDEO_ORIENTATION_URI",
 ]
-
-_PROTOCOL = "UDP/TLS/RTP/SAVPF"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -214,7 +205,12 @@ class Negotiator:
         return sending
 
     def sending_track(self, track_id: str) -> SendingTrack | None:
-        """``sending``'s entry for ``track_id`` alone (None if the agreed description does not send it)."""
+        """``sending``'s entry for ``track_id`` alone (None if the agreed description does not send it): from
+        ``sending`` when it was made for this description (a route put on a slot of a session that answered),
+        else from its section (a track is on one section at most)."""
+        made_from, sending = self._sending
+        if made_from is self._slots:
+            return next((t for t in sending if t.track_id == track_id), None)
         for s in self._slots:
             if s.local is not None and s.local.track_id == track_id:
                 return self._sending_of(s)
@@ -521,63 +517,8 @@ class Negotiator:
 
     def _describe(self, slots: Sequence[_Slot], *, offer: bool, setup: str) -> str:
         self._version += 1
-        t = self.transport
-        algo, _, value = t.fingerprint.partition(" ")
-        # One tuple for every section (and one for the candidates): build_sdp writes a tuple's lines once per offer
-        fingerprints = (Fingerprint(algorithm=algo, value=value),)
-        ip = "IP6" if ":" in t.host else "IP4"
-        hosts = (t.host, *t.extra_hosts)
-        candidates = tuple(Candidate(foundation=str(i + 1), component=1, transport="udp", priority=2130706431 - i,
-                                     address=host, port=t.port, type="host")
-                           for i, host in enumerate(hosts))
-        if t.tcp_port:
-            # RFC 6544 4.2: host type preference, passive direction preference (4 << 13) in the local preference
-            candidates += tuple(Candidate(foundation=f"{i + 1}t", component=1, transport="tcp",
-                                          priority=(90 << 24) | (((4 << 13) | (8191 - i)) << 8) | 255, address=host,
-                                          port=t.tcp_port, type="host", extensions=(("tcptype", "passive"),))
-                                for i, host in enumerate(hosts))
-        desc = SessionDescription(
-            origin=Origin(session_id=str(self.session_id), session_version=self._version, addrtype=ip,
-                          address=t.host),
-            name="callsd", groups=(Group(semantics="BUNDLE", mids=tuple(s.mid for s in slots if not s.rejected)),),
-            msid_semantic="WMS *", ice_lite=True, extmap_allow_mixed=self._allow_mixed,
-            media=tuple(self._section(s, offer=offer, setup=setup, ip=ip, fingerprints=fingerprints,
-                                      candidates=candidates) for s in slots),
-        )
-        return build_sdp(desc)
-
-    def _section(self, s: _Slot, *, offer: bool, setup: str, ip: str, fingerprints: tuple[Fingerprint, ...],
-                 candidates: tuple[Candidate, ...]) -> MediaSection:
-        """The server's media section for ``s``."""
-        t = self.transport
-        if s.rejected:
-            return MediaSection(kind=s.kind, port=0, protocol=_PROTOCOL if s.kind != "application"
-                                else "UDP/DTLS/SCTP", formats=s.formats[:1] or ("0",), mid=s.mid,
-                                connection="IN IP4 0.0.0.0")
-        sends = s.local is not None and (offer or s.client_direction.receives)
-        receives = s.client_direction.sends
-        direction = Direction.of(sends, receives)
-        ssrcs: list[SsrcAttribute] = []
-        groups: tuple[SsrcGroup, ...] = ()
-        msids: tuple[Msid, ...] = ()
-        if sends and s.local is not None:
-            lt = s.local
-            msids = (Msid(stream_id=lt.stream_id, track_id=lt.track_id),)
-            has_rtx = lt.rtx_ssrc is not None and any(c.name.lower() == "rtx" for c in s.codecs)
-            for ssrc in (lt.ssrc, lt.rtx_ssrc) if has_rtx and lt.rtx_ssrc is not None else (lt.ssrc,):
-                ssrcs += [SsrcAttribute(ssrc=ssrc, attribute="cname", value=lt.cname),
-                          SsrcAttribute(ssrc=ssrc, attribute="msid", value=f"{lt.stream_id} {lt.track_id}")]
-            if has_rtx and lt.rtx_ssrc is not None:
-                groups = (SsrcGroup(semantics="FID", ssrcs=(lt.ssrc, lt.rtx_ssrc)),)
-        return MediaSection(
-            kind=s.kind, port=t.port, protocol=_PROTOCOL,
-            formats=tuple(str(c.payload_type) for c in s.codecs), connection=f"IN {ip} {t.host}",
-            mid=s.mid, direction=direction, msids=msids, ice_ufrag=t.ice_ufrag, ice_pwd=t.ice_pwd,
-            fingerprints=fingerprints, setup=setup,
-            candidates=candidates, end_of_candidates=True, rtcp_mux=True, rtcp_rsize=s.rsize,
-            codecs=s.codecs, extmaps=s.extmaps, ssrcs=tuple(ssrcs), ssrc_groups=groups,
-            other=receive_attributes(s.rids),
-        )
+        return describe(slots, self.transport, session_id=self.session_id, version=self._version,
+                        allow_mixed=self._allow_mixed, offer=offer, setup=setup)
 
 
 def _published_track(slot: _Slot, m: MediaSection) -> PublishedTrack | None:

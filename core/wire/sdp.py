@@ -21,6 +21,7 @@ sdp_model).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .sdp_model import (
@@ -60,6 +61,9 @@ __all__ = [
     "parse_candidate",
     "format_candidate",
     "parse_fmtp",
+    "SectionTemplate",
+    "SharedBlocks",
+    "section_template",
 ]
 
 
@@ -117,6 +121,7 @@ def _fingerprint_lines(fingerprints: tuple[Fingerprint, ...]) -> list[str]:
 # the writer and the tuple's id, for one ``build_sdp`` call only: the document holds every tuple for that long, so
 # no id is reused meanwhile.
 _Shared = dict[tuple[Callable[[Any], list[str]], int], list[str]]
+SharedBlocks = _Shared  # what a caller writing one document section by section passes to ``section_template``
 
 
 def _block(shared: _Shared, write: Callable[[Any], list[str]], items: tuple[Any, ...]) -> list[str]:
@@ -127,39 +132,70 @@ def _block(shared: _Shared, write: Callable[[Any], list[str]], items: tuple[Any,
     return lines
 
 
-def _media_lines(m: MediaSection, shared: _Shared) -> list[str]:
-    out = [f"m={m.kind} {m.port} {m.protocol}" + "".join(f" {f}" for f in m.formats)]
+def _lines(lines: list[str]) -> str:
+    return "".join(f"{line}\r\n" for line in lines)
+
+
+@dataclass(frozen=True, slots=True)
+class SectionTemplate:
+    """A media section's text with holes for its mid, msid and SSRC lines, the lines that tell alike sections
+    apart (the receive slots of one answer): ``fill`` writes a section of this shape with its own
+    (core/wire/negotiation_sdp.py). Every part is whole CRLF-ended lines, or empty."""
+
+    head: str  # m= to a=setup
+    middle: str  # header extensions to the direction
+    body: str  # rtcp-mux to the codecs
+    tail: str  # candidates to the end
+
+    def fill(self, mid: str | None, msid_lines: str, ssrc_lines: str) -> str:
+        """The section with its mid, its msid lines and its SSRC lines (ssrc-group, then ssrc; CRLF-ended)."""
+        if mid is None:
+            return f"{self.head}{self.middle}{msid_lines}{self.body}{ssrc_lines}{self.tail}"
+        return f"{self.head}a=mid:{mid}\r\n{self.middle}{msid_lines}{self.body}{ssrc_lines}{self.tail}"
+
+
+def section_template(m: MediaSection, shared: _Shared) -> SectionTemplate:
+    """``m``'s lines but its mid, msid and SSRC ones, as a template; ``shared`` as in ``build_sdp`` (one per
+    document)."""
+    head = [f"m={m.kind} {m.port} {m.protocol}" + "".join(f" {f}" for f in m.formats)]
     if m.connection is not None:
-        out.append(f"c={m.connection}")
-    out += [f"b={b}" for b in m.bandwidths]
+        head.append(f"c={m.connection}")
+    head += [f"b={b}" for b in m.bandwidths]
     if m.rtcp is not None:
-        out.append(f"a=rtcp:{m.rtcp}")
+        head.append(f"a=rtcp:{m.rtcp}")
     for name, value in (("ice-ufrag", m.ice_ufrag), ("ice-pwd", m.ice_pwd), ("ice-options", m.ice_options)):
         if value is not None:
-            out.append(f"a={name}:{value}")
-    out += _block(shared, _fingerprint_lines, m.fingerprints)
+            head.append(f"a={name}:{value}")
+    head += _block(shared, _fingerprint_lines, m.fingerprints)
     if m.setup is not None:
-        out.append(f"a=setup:{m.setup}")
-    if m.mid is not None:
-        out.append(f"a=mid:{m.mid}")
-    out += _block(shared, _extmap_lines, m.extmaps)
+        head.append(f"a=setup:{m.setup}")
+    middle = list(_block(shared, _extmap_lines, m.extmaps))
     if m.extmap_allow_mixed:
-        out.append("a=extmap-allow-mixed")
+        middle.append("a=extmap-allow-mixed")
     if m.direction is not None:
-        out.append(f"a={m.direction.value}")
-    out += [f"a=msid:{s.stream_id}" + (f" {s.track_id}" if s.track_id is not None else "") for s in m.msids]
+        middle.append(f"a={m.direction.value}")
+    body = []
     if m.rtcp_mux:
-        out.append("a=rtcp-mux")
+        body.append("a=rtcp-mux")
     if m.rtcp_rsize:
-        out.append("a=rtcp-rsize")
-    out += _block(shared, _codec_lines, m.codecs)
-    out += [f"a=ssrc-group:{g.semantics}" + "".join(f" {s}" for s in g.ssrcs) for g in m.ssrc_groups]
-    out += [f"a=ssrc:{s.ssrc} {s.attribute}" + (f":{s.value}" if s.value is not None else "") for s in m.ssrcs]
-    out += _block(shared, _candidate_lines, m.candidates)
+        body.append("a=rtcp-rsize")
+    body += _block(shared, _codec_lines, m.codecs)
+    tail = list(_block(shared, _candidate_lines, m.candidates))
     if m.end_of_candidates:
-        out.append("a=end-of-candidates")
-    out += [_attr(n, v) for n, v in m.other]
-    return out
+        tail.append("a=end-of-candidates")
+    tail += [_attr(n, v) for n, v in m.other]
+    return SectionTemplate(head=_lines(head), middle=_lines(middle), body=_lines(body), tail=_lines(tail))
+
+
+def section_text(m: MediaSection, shared: _Shared) -> str:
+    """One media section's lines, CRLF-ended."""
+    msids = "".join(f"a=msid:{s.stream_id}" + (f" {s.track_id}\r\n" if s.track_id is not None else "\r\n")
+                    for s in m.msids)
+    ssrcs = "".join([*(f"a=ssrc-group:{g.semantics}" + "".join(f" {s}" for s in g.ssrcs) + "\r\n"
+                       for g in m.ssrc_groups),
+                     *(f"a=ssrc:{s.ssrc} {s.attribute}" + (f":{s.value}\r\n" if s.value is not None else "\r\n")
+                       for s in m.ssrcs)])
+    return section_template(m, shared).fill(m.mid, msids, ssrcs)
 
 
 def build_sdp(sd: SessionDescription) -> str:
@@ -188,6 +224,4 @@ def build_sdp(sd: SessionDescription) -> str:
     out += [_extmap(e) for e in sd.extmaps]
     out += [_attr(n, v) for n, v in sd.other]
     shared: _Shared = {}
-    for m in sd.media:
-        out += _media_lines(m, shared)
-    return "\r\n".join(out) + "\r\n"
+    return "\r\n".join(out) + "\r\n" + "".join(section_text(m, shared) for m in sd.media)

@@ -184,6 +184,21 @@ class MediaSection:
         object.__setattr__(clone, "mid", mid)
         return clone
 
+    def with_transport(self, mid: str | None, ice_ufrag: str | None, ice_pwd: str | None,
+                       fingerprints: tuple[Fingerprint, ...], msids: tuple[Msid, ...],
+                       ssrcs: tuple[SsrcAttribute, ...], ssrc_groups: tuple[SsrcGroup, ...]) -> MediaSection:
+        """This section with another mid, ICE credentials, fingerprints, msids and SSRCs (as ``with_mid``): a
+        section a client sent before, in another document, with this document's own lines of that kind
+        (sdp_parse.py, known sections)."""
+        clone = self.with_mid(mid)
+        object.__setattr__(clone, "ice_ufrag", ice_ufrag)
+        object.__setattr__(clone, "ice_pwd", ice_pwd)
+        object.__setattr__(clone, "fingerprints", fingerprints)
+        object.__setattr__(clone, "msids", msids)
+        object.__setattr__(clone, "ssrcs", ssrcs)
+        object.__setattr__(clone, "ssrc_groups", ssrc_groups)
+        return clone
+
     def codec(self, payload_type: int) -> Codec | None:
         for c in self.codecs:
             if c.payload_type == payload_type:

@@ -311,6 +311,71 @@ def _repeated_sections(text: str, count: int) -> dict[int, tuple[int, int, str]]
     return repeats
 
 
+# Known sections: what a client's sections parsed to, by their text without the lines that change from one
+# client or document to the next (its mid, ICE credentials, fingerprint, and the msid and SSRCs of what it sends:
+# ``_TRANSPORT_LINES``).
+#
+# Why: a browser's first offer has ten sections, and every browser of one version writes nine of them alike but
+# for those lines: the microphone's, the camera's (118 lines: Chromium's 23 video formats, ~250 µs to parse here)
+# and the receive slots'. The first join parses them; every later join reuses the parsed section and reads only its transport
+# lines (issue 13 part 2, docs/performance.md "Joins, session 9"). A pure memo: the result is what parsing every
+# line gives (the transport lines are read by the same handlers, in the same order, with the same errors; the
+# others, parsed without error before, cannot fail now: no other line's outcome depends on them), held so by
+# tests/media/test_media_sdp.py. Bounded: ``_KNOWN_MAX`` sections of at most ``_KNOWN_TEXT`` characters, the
+# oldest forgotten first, so a client sending new sections every time costs the cache nothing but its slots.
+_TRANSPORT_LINES = ("a=mid:", "a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:", "a=msid:", "a=ssrc:", "a=ssrc-group:")
+_KNOWN_MAX = 64
+_KNOWN_TEXT = 16 * 1024
+_KNOWN: dict[str, MediaSection] = {}
+
+
+def _section_key(lines: list[str], start: int, end: int) -> tuple[str, list[int]]:
+    """The known-sections key of ``lines[start:end]`` (one section) and the indexes of its transport lines."""
+    key: list[str] = []
+    transport: list[int] = []
+    for i in range(start, end):
+        line = lines[i]
+        if line.startswith(_TRANSPORT_LINES):
+            transport.append(i)
+        else:
+            key.append(line)
+    return "\n".join(key), transport
+
+
+def _known_section(known: MediaSection, lines: list[str], transport: list[int]) -> MediaSection:
+    """``known`` with this document's transport lines, read as the full parse reads them."""
+    m = _MediaBuilder(known.kind, known.port, known.protocol, known.formats)
+    for i in transport:
+        name, _, value = lines[i][2:].partition(":")
+        try:
+            _media_attribute(m, name, value)
+        except ValueError as exc:
+            raise SdpError(f"line {i + 1}: {exc}") from None
+    fields, lists = m.fields, m.lists
+    return known.with_transport(
+        fields.get("mid"), fields.get("ice_ufrag"), fields.get("ice_pwd"),  # type: ignore[arg-type]
+        tuple(lists["fingerprints"]), tuple(lists["msids"]), tuple(lists["ssrcs"]),  # type: ignore[arg-type]
+        tuple(lists["ssrc_groups"]))  # type: ignore[arg-type]
+
+
+def _remember(key: str, section: MediaSection) -> None:
+    """Keep ``section`` as known, without its transport lines' values: no client's credentials or SSRCs stay in the
+    memo (every reuse sets its own)."""
+    if len(key) > _KNOWN_TEXT:
+        return
+    if key not in _KNOWN and len(_KNOWN) >= _KNOWN_MAX:
+        del _KNOWN[next(iter(_KNOWN))]
+    _KNOWN[key] = section.with_transport(None, None, None, (), (), (), ())
+
+
+def _section_ends(lines: list[str], index: int) -> int:
+    """The index after the section whose m= line is ``lines[index - 1]``."""
+    count = len(lines)
+    while index < count and not lines[index].startswith("m="):
+        index += 1
+    return index
+
+
 def parse_sdp(text: str) -> SessionDescription:
     """Parse an SDP document (CRLF or LF line ends). Raise ``SdpError`` naming the line and the problem."""
     if not isinstance(text, str):
@@ -329,6 +394,7 @@ def parse_sdp(text: str) -> SessionDescription:
         "bandwidths", "groups", "fingerprints", "extmaps", "other", "other_lines")}
     media: list[MediaSection] = []
     current: _MediaBuilder | None = None
+    current_key: str | None = None  # the known-sections key of ``current`` (None: not to be remembered)
     seen_origin = False
     repeats = {} if stray else _repeated_sections(text, len(lines))
     index, count = 1, len(lines)
@@ -336,7 +402,7 @@ def parse_sdp(text: str) -> SessionDescription:
         repeat = repeats.get(index)
         if repeat is not None:
             if current is not None:
-                media.append(current.build())
+                media.append(_built(current, current_key))
                 current = None
             end, earlier, mid = repeat
             media.append(media[earlier].with_mid(mid))
@@ -362,7 +428,18 @@ def parse_sdp(text: str) -> SessionDescription:
                     _session_attribute(sess, s_lists, name, aval)
             elif kind == "m":
                 if current is not None:
-                    media.append(current.build())
+                    media.append(_built(current, current_key))
+                    current = None
+                current_key = None
+                if not stray:
+                    end = _section_ends(lines, index)
+                    key, transport = _section_key(lines, index - 1, end)
+                    known = _KNOWN.get(key)
+                    if known is not None:
+                        media.append(_known_section(known, lines, transport))
+                        index = end
+                        continue
+                    current_key = key
                 parts = value.split()
                 if len(parts) < 3:
                     raise ValueError(f"m= needs '<media> <port> <proto> <fmt>...', got {value!r}")
@@ -397,12 +474,20 @@ def parse_sdp(text: str) -> SessionDescription:
         except ValueError as exc:
             raise SdpError(f"line {number}: {exc}") from None
     if current is not None:
-        media.append(current.build())
+        media.append(_built(current, current_key))
     if not seen_origin:
         raise SdpError("the session has no o= line")
     kw: dict[str, object] = {k: tuple(v) for k, v in s_lists.items()}
     kw.update(sess)
     return SessionDescription(media=tuple(media), **kw)  # type: ignore[arg-type]
+
+
+def _built(current: _MediaBuilder, key: str | None) -> MediaSection:
+    """The section read into ``current``, remembered as known under ``key`` (if any)."""
+    section = current.build()
+    if key is not None:
+        _remember(key, section)
+    return section
 
 
 def _session_attribute(sess: dict[str, object], lists: dict[str, list[object]], name: str,

@@ -22,8 +22,15 @@ CLIENT_CERT = Certificate.generate("client")
 SUITES = ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384"]  # Chromium's, OpenSSL's default
 
 
-def _openssl_client(suite: str | None = None) -> SSL.Connection:
-    ctx = CLIENT_CERT.context()
+def _openssl_client(suite: str | None = None, renegotiating: bool = False) -> SSL.Connection:
+    if renegotiating:  # our context refuses renegotiation both ways: the client's own, made here, allows it
+        ctx = SSL.Context(SSL.DTLS_METHOD)
+        ctx.use_certificate(CLIENT_CERT.cert)
+        ctx.use_privatekey(CLIENT_CERT.key)
+        ctx.set_tlsext_use_srtp(b"SRTP_AEAD_AES_128_GCM")
+        ctx.set_options(SSL.OP_NO_QUERY_MTU)
+    else:
+        ctx = CLIENT_CERT.context()
     ctx.set_verify(SSL.VERIFY_NONE, lambda *_: True)
     if suite is not None:
         ctx.set_cipher_list(suite.encode())
@@ -54,11 +61,12 @@ def _step(conn: SSL.Connection) -> bool:
     return True
 
 
-def _handshake(*, lose_final_flight: bool = False, suite: str | None = None) -> tuple[DtlsSession, SSL.Connection]:
+def _handshake(*, lose_final_flight: bool = False, suite: str | None = None,
+               renegotiating_client: bool = False) -> tuple[DtlsSession, SSL.Connection]:
     """A full handshake; with ``lose_final_flight`` the server's CCS + Finished are dropped once and the client's
     last flight reaches the server a second time, as the client's retransmission timer would send it."""
     server = DtlsSession(SERVER_CERT.context(), server=True, remote_fingerprint=CLIENT_CERT.fingerprint)
-    client = _openssl_client(suite)
+    client = _openssl_client(suite, renegotiating_client)
     _step(client)
     for _ in range(20):
         sent = _drain(client)
@@ -208,3 +216,77 @@ def test_the_server_issues_no_session_ticket() -> None:
     assert server.keys is not None
     handshake_types = [body[13] for kind, epoch, _, body in server_records if kind == 22 and epoch == 0]
     assert handshake_types and 4 not in handshake_types, handshake_types
+
+
+def test_the_record_keys_are_derived_only_when_a_record_needs_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A join pays no key block and no AES-GCM contexts (issue 13 part 2): the secrets are kept and the keys derived
+    the first time a record is sealed or opened, once."""
+    from callsd.adapters.media import dtls_records
+
+    derived: list[str] = []
+    derive = dtls_records.EstablishedRecords.derive
+
+    def counting(**kw: object) -> dtls_records.EstablishedRecords | None:
+        derived.append(str(kw["cipher_name"]))
+        return derive(**kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dtls_records.EstablishedRecords, "derive", staticmethod(counting))
+    server, client = _handshake(lose_final_flight=True)  # the repeated final flight needs no keys either
+    assert server.keys is not None and not server.holds_openssl_connection and derived == []
+    client.send(b"x")
+    (data,) = _drain(client)
+    assert server.feed(data) is False and derived == []  # application data is not opened
+    server.close()
+    (alert,) = server.take_datagrams()
+    assert len(derived) == 1
+    client.bio_write(alert)
+    with pytest.raises(SSL.ZeroReturnError):
+        client.recv(1500)
+
+
+def test_the_peer_certificate_is_hashed_once_and_a_stranger_is_still_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenSSL asks the verify callback twice about the one certificate; the second answer comes from the first."""
+    from callsd.adapters.media import dtls
+
+    hashed: list[bytes] = []
+    fingerprint_of_der = dtls._fingerprint_of_der
+
+    def counting(der: bytes) -> str:
+        hashed.append(der)
+        return fingerprint_of_der(der)
+
+    monkeypatch.setattr(dtls, "_fingerprint_of_der", counting)
+    server, _ = _handshake()
+    assert server.done and len(hashed) == 1
+    stranger = DtlsSession(SERVER_CERT.context(), server=True, remote_fingerprint=SERVER_CERT.fingerprint)
+    client = _openssl_client()
+    _step(client)
+    with pytest.raises(DtlsError):
+        for _ in range(10):
+            for d in _drain(client):
+                stranger.feed(d)
+            for d in stranger.take_datagrams():
+                client.bio_write(d)
+            _step(client)
+    assert stranger.failed == "fingerprint_mismatch" and stranger.keys is None
+
+
+def test_a_renegotiation_is_refused() -> None:
+    """No WebRTC peer renegotiates DTLS; with the connection kept (a suite `dtls_records` does not handle), a
+    client's new ClientHello is answered with an alert and no handshake, so the one certificate verified is the
+    only one (the verify callback's memo relies on it; OpenSSL 3+ refuses by default, ``OP_NO_RENEGOTIATION`` says
+    so explicitly)."""
+    server, client = _handshake(suite="ECDHE-ECDSA-CHACHA20-POLY1305", renegotiating_client=True)
+    assert server.holds_openssl_connection
+    assert client.renegotiate()
+    _step(client)
+    (hello,) = _drain(client)
+    assert [(t, e) for t, e, _, _ in records(hello)] == [(22, 1)]  # the new ClientHello, under the epoch-1 keys
+    server.feed(hello)
+    answer = server.take_datagrams()
+    assert [(t, e) for d in answer for t, e, _, _ in records(d)] == [(21, 1)]  # an alert, no ServerHello
+    for d in answer:
+        client.bio_write(d)
+    with pytest.raises(SSL.Error, match="no renegotiation"):
+        _step(client)
+    assert server.failed is None and server.keys is not None

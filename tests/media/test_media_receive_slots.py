@@ -211,6 +211,16 @@ def test_slots_in_the_first_offer_make_one_round_per_join() -> None:
     assert {t["mid"] for t in a_told} <= {"1", "2", "3", "4"}
     rig.plane.on_rtp(rig.peers["D"], rtp(7, 700, 1003))  # type: ignore[arg-type]
     assert struct.unpack_from("!I", rig.peers["A"].rtp[-1], 8)[0] == rig.plane.tracks["D_0"].routes["A"].ssrc
+    # a route put on a slot looks its entry up in the answer's `sending`: the same entry its section gives
+    for sid in "ABCD":
+        neg = rig.plane.sessions[sid].neg
+        entries = neg.sending
+        assert len(entries) == 4  # every slot section sends, whoever it carries
+        assert all(neg.sending_track(entry.track_id) is entry for entry in entries)
+        for entry in entries:
+            neg._sending = (None, ())  # noqa: SLF001 - forget the answer's entries: the section-by-section answer
+            assert neg.sending_track(entry.track_id) == entry
+        assert neg.sending_track("nobody") is None
 
 
 def test_when_the_offered_slots_run_out_the_server_offers_as_before() -> None:

@@ -207,3 +207,71 @@ def test_every_section_alike_an_earlier_one_is_reused_the_last_one_too(end: str)
     repeats = sdp_parse._repeated_sections(normalized, count)
     assert sorted(mid for _end, _first, mid in repeats.values()) == sorted(mids[1:])
     assert max(end for end, _first, _mid in repeats.values()) == count
+
+
+_TRANSPORT_LINES = st.lists(st.sampled_from([
+    "a=ice-ufrag:abcd", "a=ice-ufrag:wxyz", "a=ice-pwd:0123456789abcdef012345", "a=fingerprint:sha-256 AB:CD",
+    "a=fingerprint:SHA-256 01:02", "a=fingerprint:", "a=mid:q", "a=mid:r", "a=ice-ufrag", "a=ice-pwd:",
+    "a=msid:st tr", "a=msid:a b c", "a=ssrc:5 cname:x", "a=ssrc:6 msid:st tr", "a=ssrc:x cname:y", "a=ssrc:7 ",
+    "a=ssrc-group:FID 5 6", "a=ssrc-group:FID", "a=ssrc-group:FID 5 z",
+]), max_size=4)
+
+
+def _parsed_or_error(text: str) -> object:
+    try:
+        return parse_sdp(text)
+    except SdpError as exc:
+        return str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sections=st.lists(st.tuples(st.sampled_from(["m=audio 9 UDP/TLS/RTP/SAVPF 111", "m=audio 0 RTP/AVP 0"]),
+                                   _SECTION_LINES, _SECTION_LINES, _TRANSPORT_LINES, _TRANSPORT_LINES),
+                         min_size=1, max_size=5),
+       end=st.sampled_from(["\r\n", "\n", ""]))
+def test_known_sections_change_no_result_and_no_error(
+        sections: list[tuple[str, list[str], list[str], list[str], list[str]]], end: str) -> None:
+    """A section another document already had (the same lines but its mid, ICE credentials and fingerprint) is
+    reused with this document's own transport lines (core/wire/sdp_parse.py, known sections): the parse gives
+    what reading every line gives, the same sections or the same error, whatever the transport lines are."""
+    def document(which: int) -> str:
+        lines = HEAD.rstrip("\r\n").split("\r\n")
+        for m_line, before, after, *transport in sections:
+            lines += [m_line, *before, *transport[which], *after]
+        return "\r\n".join(lines) + end
+
+    sdp_parse._KNOWN.clear()
+    _parsed_or_error(document(0))  # the first client's document: its sections become known
+    reusing = _parsed_or_error(document(1))
+    sdp_parse._KNOWN.clear()
+    assert _parsed_or_error(document(1)) == reusing
+
+
+def test_a_browsers_next_offer_reuses_its_known_sections() -> None:
+    """The web client's first offer as Chromium makes it, then another browser's (other credentials, fingerprint,
+    SSRC): equal to its own parse from nothing, and its camera and slot sections came from the known ones."""
+    first = (DATA / "offer_chromium_slots.sdp").read_text()
+    old = parse_sdp(first)
+    second = (first.replace(old.media[0].ice_ufrag or "", "Zz9+").replace(old.media[0].ice_pwd or "",
+                                                                        "p" * 24)
+              .replace(old.media[0].fingerprints[0].value, ":".join(["0F"] * 32))
+              .replace(f"a=ssrc:{old.media[0].ssrcs[0].ssrc} ", "a=ssrc:4242 "))
+    sdp_parse._KNOWN.clear()
+    known = parse_sdp(first)
+    reused = parse_sdp(second)
+    camera = reused.media[1]
+    assert camera.codecs is known.media[1].codecs and reused.media[2].codecs is known.media[2].codecs
+    assert reused.media[0].codecs is known.media[0].codecs  # the microphone's too, with its own SSRC lines
+    assert reused.media[0].ssrc_list() == (4242,) and known.media[0].ssrc_list() != (4242,)
+    assert camera.ice_ufrag == "Zz9+" and camera.fingerprints[0].value == ":".join(["0F"] * 32)
+    sdp_parse._KNOWN.clear()
+    assert parse_sdp(second) == reused
+
+
+def test_the_known_sections_keep_no_clients_credentials_or_ssrcs() -> None:
+    sdp_parse._KNOWN.clear()
+    parse_sdp((DATA / "offer_chromium_slots.sdp").read_text())
+    assert sdp_parse._KNOWN
+    for m in sdp_parse._KNOWN.values():
+        assert (m.mid, m.ice_ufrag, m.ice_pwd, m.fingerprints, m.msids, m.ssrcs, m.ssrc_groups) == (
+            None, None, None, (), (), (), ())

@@ -38,7 +38,22 @@ JS = """async () => {
 }"""
 
 
-def chromium_offer() -> str:
+# What the web client's first offer holds (app/static/media.js): the microphone sending, the camera's section
+# inactive, and eight receive slots (protocol 1.4, ADR 0020).
+JS_SLOTS = """async () => {
+  const pc = new RTCPeerConnection();
+  const stream = new MediaStream();
+  pc.addTransceiver('audio', {direction: 'sendonly', streams: [stream]});
+  pc.addTransceiver('video', {direction: 'inactive'});
+  for (let n = 0; n < 8; n++) pc.addTransceiver('audio', {direction: 'recvonly'});
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  pc.close();
+  return offer.sdp;
+}"""
+
+
+def chromium_offer(script: str = JS) -> str:
     from playwright.sync_api import sync_playwright
 
     args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
@@ -50,7 +65,7 @@ def chromium_offer() -> str:
         try:
             page = ctx.new_page()
             page.goto("about:blank")
-            return str(page.evaluate(JS))
+            return str(page.evaluate(script))
         finally:
             ctx.close()
 
@@ -58,7 +73,9 @@ def chromium_offer() -> str:
 if __name__ == "__main__":
     import sys
 
-    if "--chromium-only" not in sys.argv:
+    if "--chromium-only" not in sys.argv and "--slots-only" not in sys.argv:
         (HERE / "offer_aiortc.sdp").write_text(asyncio.run(aiortc_offer()))
-    (HERE / "offer_chromium.sdp").write_text(chromium_offer())
+    if "--slots-only" not in sys.argv:
+        (HERE / "offer_chromium.sdp").write_text(chromium_offer())
+    (HERE / "offer_chromium_slots.sdp").write_text(chromium_offer(JS_SLOTS))
     print("recorded", sorted(p.name for p in HERE.glob("*.sdp")))

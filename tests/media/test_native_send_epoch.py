@@ -18,6 +18,7 @@ from callsd.adapters.media.forwarder import InTrack, OutRoute
 from callsd.adapters.media.native import _engine as native  # built: the suite never skips the native side
 from callsd.adapters.media.route_record import SendStateOwner
 from callsd.core.calls.events import TrackKind
+from native_support import RouteSpec, Scenario, TrackSpec, run
 
 
 def epoch() -> int:
@@ -100,8 +101,6 @@ def test_a_deleted_attribute_and_a_replaced_route_receiver_move_the_epoch() -> N
 def test_a_first_sequencer_on_a_receiver_whose_routes_send_stamps_the_next_copy_on_both_paths() -> None:
     """The one write from None that can change a cached state: transport-cc negotiated after the routes toward a
     ready receiver cached "stamps nothing". Both paths must stamp from the next packet on."""
-    from tests.native_support import RouteSpec, Scenario, TrackSpec, run
-
     rtp = ("rtp", 0, 1, 111, 0, bytes.fromhex("bede0001") + bytes([0x10, 0x05, 0, 0]), 0, b"opus" * 10, False,
            0x1234, "ok", 5)
     sc = Scenario(profile=b"SRTP_AEAD_AES_128_GCM", publishers=1, receivers=1, receivers_connected=(True,),

@@ -12,7 +12,9 @@ pinned to CPU 0, load tool to CPU 1 on the shared-socket engine). Over the stead
 * ``perf stat`` on the syscall tracepoints (recvmmsg, sendmmsg, sendto, epoll_wait...): calls per egress packet;
 * ``perf record`` of the exits of recvmmsg and sendmmsg: the distribution of their batch sizes;
 * ``perf record -g`` (``--call-graph dwarf``, so the C extension's frames unwind): the share of samples by shared
-  object, and the inclusive share of the named stages (``STAGES``).
+  object, the inclusive share of the named stages (``STAGES``), and every sample outside the native step by what
+  it was doing (``OUTSIDE``: the GC, DTLS handshakes, the RTCP rounds, Python's own syscalls, else the shared object
+  it ran in, the interpreter's being the Python around the step).
 
 ``--variant NAME:KEY=VALUE,...`` sets server environment (as bench/server_ab.py), so one script attributes any
 variant; ``PYTHONPATH=DIR`` (DIR/callsd another checkout, its extension built in place) runs that code's server.
@@ -143,6 +145,44 @@ def batch_sizes(data: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+# What a sample outside the native step was doing: the first of these found anywhere on its stack (so a syscall made
+# from Python counts as that syscall, not as the interpreter), else the shared object it was in.
+OUTSIDE = (
+    ("cyclic GC", ("gc_collect_main",)),
+    ("DTLS handshakes (OpenSSL through cryptography)", ("SSL_do_handshake", "SSL_read", "SSL_write")),
+    ("RTCP and feedback rounds, SRTCP in C (rtcp_batch.h)", ("send_rtcp_batch",)),
+    ("epoll_wait", ("__x64_sys_epoll_wait",)),
+    ("Python's sends (STUN, signaling, slow-path RTP/RTCP)", ("__x64_sys_sendto", "__x64_sys_sendmsg",
+                                                               "__x64_sys_write", "__x64_sys_writev")),
+    ("Python's receives (signaling sockets, accept)", ("__x64_sys_recvfrom", "__x64_sys_recvmsg", "__x64_sys_read",
+                                                       "__x64_sys_accept4")),
+    ("the event log (SQLite, its writes and fsync)", ("sqlite3", "__x64_sys_pwrite64", "__x64_sys_fsync",
+                                                      "__x64_sys_fdatasync")),
+)
+
+
+def outside_step(data: Path) -> dict[str, float]:
+    """Share of all samples (percent): inside ``Engine_step``, and outside it by what ran (``OUTSIDE``, else the
+    shared object of the sample: the interpreter running Python is ``libpython``)."""
+    text = subprocess.run(["perf", "script", "-i", str(data), "-F", "ip,sym,dso"], capture_output=True, text=True,
+                          check=False).stdout
+    counts: Counter[str] = Counter()
+    for block in text.split("\n\n"):
+        frames = [line.strip() for line in block.strip().splitlines()]
+        if not frames:
+            continue
+        if any(" Engine_step " in f for f in frames):
+            counts["inside the native step (Engine_step)"] += 1
+            continue
+        label = next((name for name, marks in OUTSIDE if any(m in f for f in frames for m in marks)), None)
+        if label is None:  # the innermost frame's object (an inlined frame names none: the next one's)
+            dsos = (m.group(1) for f in frames if (m := re.search(r"\(([^)]*)\)\s*$", f)) and m.group(1) != "inlined")
+            label = "outside: " + os.path.basename(next(dsos, "?"))
+        counts[label] += 1
+    total = sum(counts.values()) or 1
+    return {k: round(100 * v / total, 2) for k, v in counts.most_common()}
+
+
 def profile_shares(data: Path) -> dict[str, Any]:
     """Self samples by shared object, and inclusive samples of each of STAGES."""
     def report(*args: str) -> str:
@@ -159,7 +199,7 @@ def profile_shares(data: Path) -> dict[str, Any]:
     for label, symbol in STAGES.items():
         m = re.search(r"^\s*([0-9.]+)%\s+[0-9.]+%\s+\[[.k]\]\s+" + re.escape(symbol) + r"( \(inlined\))?\s*$", text, re.M)
         inclusive[label] = float(m.group(1)) if m else 0.0
-    return {"self_by_dso": dso, "inclusive_by_stage": inclusive}
+    return {"self_by_dso": dso, "inclusive_by_stage": inclusive, "by_activity": outside_step(data)}
 
 
 def run(shape: Shape, variant: Variant, *, steady: float, work: Path, media_engine: str,

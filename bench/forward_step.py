@@ -15,6 +15,11 @@ sockets). The paths alternate `--rounds` times; the best round of each is report
 `--twcc`: every receiver negotiated transport-wide congestion control (a ``TransportSequencer`` stamps each packet,
 as browsers' answers ask; the native step stamps it in C, native/twcc_step.h).
 
+`--join-writes N`: before each chunk, N joins' worth of attribute writes on new objects (a session's `peer`, a
+peer's `_tx`, `address` and `twcc`: first None, then set, as a join does; `JoinWrites`), outside the timed part. At
+50 joins/s a server sees such writes every ~1 ms, i.e. between any route's two packets (20 ms apart): with a chunk
+covering every call once, N=1 is the join wave's case for the routes' cached send state (native/send_state.h).
+
 `--callgrind` (native path only): one run under valgrind's callgrind with its cache simulation (32 KiB L1D, and a
 1 MiB last level as this host's per-core L2), counting inside the native step only (``Engine_step``), and prints
 instructions, data reads and writes and simulated misses per egress packet: figures the host's load cannot move
@@ -36,6 +41,7 @@ from typing import Any
 
 from callsd.adapters.media.dtls import Certificate
 from callsd.adapters.media.forwarder import URI_AUDIO_LEVEL, InTrack, OutRoute
+from callsd.adapters.media.route_record import SendStateOwner
 from callsd.adapters.media.srtp import SrtpContext
 from callsd.adapters.media.twcc_send import TransportSequencer
 from callsd.core.calls.events import TrackKind
@@ -46,8 +52,28 @@ SSRC = 0x1234
 CERT = Certificate.generate("bench-step")
 
 
+class JoinWrites(SendStateOwner):
+    """The attributes a join writes that a route's send state is read from, on objects of its own: a new session's
+    ``peer`` and a new peer's ``_tx``, ``address`` and ``twcc``, each first None (construction), then set."""
+
+    __slots__ = ("peer", "_tx", "address", "twcc")
+    peer: Any
+    _tx: Any
+    address: Any
+    twcc: Any
+
+    @classmethod
+    def make(cls, n: int, tx: Any, address: Any) -> None:
+        for _ in range(n):
+            j = cls()
+            j.peer = j._tx = j.address = j.twcc = None
+            j.address = address
+            j._tx = tx
+            j.peer = j
+
+
 def measure(fast_path: str, receivers: int, packets: int, chunk: int, twcc: bool = False,
-            calls: int = 1) -> dict[str, Any]:
+            calls: int = 1, join_writes: int = 0) -> dict[str, Any]:
     """One run: µs of user and system CPU per egress packet spent in the drain. ``calls`` > 1: that many independent
     calls (one publisher and ``receivers`` receivers each, every session its own socket), their packets interleaved
     one call after another as a saturated server reads them, so the step works on a capacity-sized set of objects
@@ -81,7 +107,10 @@ def measure(fast_path: str, receivers: int, packets: int, chunk: int, twcc: bool
                       for k in range(per_publisher)])
     wire = [wires[call][k] for k in range(per_publisher) for call in range(calls)]
     senders = [call * per_call for _ in range(per_publisher) for call in range(calls)]
-    cost = timed_drain(rig, wire, chunk, senders=senders)
+    spare = plane.endpoint.peer("s0")
+    assert spare is not None
+    cost = timed_drain(rig, wire, chunk, senders=senders,
+                       before_chunk=lambda _start: JoinWrites.make(join_writes, spare._tx, spare.address))  # noqa: SLF001
     rig.close()
     return {"path": label, "egress": cost.egress, **cost.per_egress_us()}
 
@@ -121,20 +150,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--paths", default="python,native", help="which paths to run, alternated")
     ap.add_argument("--ab", metavar="VAR", help="also alternate the environment variable VAR=0 / VAR=1 (e.g. "
                     "CALLSD_NATIVE_PREFETCH): each path runs as path@VAR=0 and path@VAR=1")
+    ap.add_argument("--join-writes", type=int, default=0, help="joins' attribute writes before each chunk "
+                    "(the join wave's case for the routes' cached send state)")
     ap.add_argument("--callgrind", action="store_true", help="native only: instructions and simulated cache "
                     "misses per egress packet in one run under callgrind (minutes)")
     args = ap.parse_args(argv)
     if not (1 <= args.receivers <= 64 and 1 <= args.packets <= 200_000 and 1 <= args.chunk <= 1000
-            and 1 <= args.rounds <= 20 and 1 <= args.calls <= 400):
-        ap.error("receivers 1..64, packets 1..200000, chunk 1..1000, rounds 1..20, calls 1..400")
+            and 1 <= args.rounds <= 20 and 1 <= args.calls <= 400 and 0 <= args.join_writes <= 100):
+        ap.error("receivers 1..64, packets 1..200000, chunk 1..1000, rounds 1..20, calls 1..400, join-writes 0..100")
     if args.callgrind:
         if args.paths != "native" or args.ab:
             ap.error("--callgrind counts the native step: --paths native, without --ab")
         child = ["--paths", "native", "--rounds", "1", "--receivers", str(args.receivers), "--packets",
-                 str(args.packets), "--chunk", str(args.chunk), "--calls", str(args.calls)] + ["--twcc"] * args.twcc
+                 str(args.packets), "--chunk", str(args.chunk), "--calls", str(args.calls), "--join-writes", str(args.join_writes)] + ["--twcc"] * args.twcc
         print(json.dumps({"per_egress_packet": callgrind_per_egress(child), "conditions": {
             "receivers": args.receivers, "packets": args.packets, "chunk": args.chunk, "twcc": args.twcc,
-            "calls": args.calls, "callgrind": " ".join(CALLGRIND)}}, indent=1))
+            "calls": args.calls, "join_writes": args.join_writes, "callgrind": " ".join(CALLGRIND)}}, indent=1))
         return
     load_start = os.getloadavg()
     rows = []
@@ -143,11 +174,12 @@ def main(argv: list[str] | None = None) -> None:
             for value in ("0", "1") if args.ab else ("",):
                 if args.ab:
                     os.environ[args.ab] = value
-                row = measure(p, args.receivers, args.packets, args.chunk, args.twcc, args.calls)
+                row = measure(p, args.receivers, args.packets, args.chunk, args.twcc, args.calls, args.join_writes)
                 rows.append(row | {"path": f"{p}@{args.ab}={value}"} if args.ab else row)
     paths = tuple(dict.fromkeys(r["path"] for r in rows))
     result = best_of_rounds(rows, paths, {"receivers": args.receivers, "packets": args.packets, "chunk": args.chunk,
-                                          "twcc": args.twcc, "calls": args.calls}, load_start)
+                                          "twcc": args.twcc, "calls": args.calls,
+                                          "join_writes": args.join_writes}, load_start)
     if args.json:
         print(json.dumps(result, indent=1))
         return

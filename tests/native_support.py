@@ -354,7 +354,8 @@ class Run:
     def change_send_state(self, i: int, change: str) -> None:
         """Toggle one thing a receiver's routes send with: the peer's transmit session (None, as when it lost its
         only address), its address (to the stranger's socket; once through a name built at run time, which is not
-        interned), the session's peer (None, as when it reconnects), or its transport-wide sequencer."""
+        interned), the session's peer (None, as when it reconnects), or its transport-wide sequencer (replaced, or a first
+        one: negotiated after the peer's routes started sending)."""
         s = self.sessions[i]
         peer = self.endpoint.peer(f"s{i}")
         if peer is None or peer.srtp is None:
@@ -370,6 +371,9 @@ class Run:
         elif peer.twcc is not None:  # a new one in its place: the old one is freed
             at = self.sequencers.index(peer.twcc)  # type: ignore[arg-type]
             self.sequencers[at] = peer.twcc = TransportSequencer(5, lambda: 1000.0)
+        else:  # one where there was none, maybe while its routes send: they stamp from the next packet on
+            peer.twcc = TransportSequencer(5, lambda: 1000.0)
+            self.sequencers.append(peer.twcc)
 
     def play_rtp(self, index: int, seq_step: int, pt: int, cc: int, ext: bytes | None, padding: int,
                  payload: bytes, marker: bool, ssrc: int, fate: str, first: bool) -> None:

@@ -304,7 +304,16 @@ static PyTypeObject EngineType = {
 
 /* ---- module --------------------------------------------------------------------------------------------------- */
 
+/* The send state epoch (send_epoch.h) as it stands: what moves it and what does not is tested through this. */
+static PyObject *send_state_epoch_py(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    return PyLong_FromUnsignedLongLong(send_state_epoch);
+}
+
 static PyMethodDef engine_functions[] = {
+    {"send_state_epoch", send_state_epoch_py, METH_NOARGS,
+     "send_state_epoch() -> int: the counter whose move makes every route read its cached send state again."},
     {"kdf", srtp_kdf_py, METH_VARARGS, "kdf(master_key, master_salt, label, length): the SRTP KDF (RFC 3711 4.3)."},
     {"stamp_transport_seq", (PyCFunction)twcc_stamp_function, METH_VARARGS,
      "stamp_transport_seq(packet, ext_id, seq) -> bytes | None: core.wire.transport_seq's rules in C (tests)."},

@@ -12,10 +12,18 @@
 
 /* Pure memo tables (a numeric address and its tuple never change meaning), direct-mapped, holding strong
  * references: the receive side reuses the tuple of a source address (so the str hash is cached too), the send side
- * reuses the sockaddr parsed from a destination tuple it has seen (compared by identity). */
-#define ADDR_CACHE 256
+ * reuses the sockaddr parsed from a destination tuple it has seen (compared by identity).
+ *
+ * The receive side's is sized for a server at capacity too: 200 calls x 8 x 2 have 400 publishers, and with 256
+ * entries most RTP datagrams missed and built the tuple again (inet_ntop, the host string and its hash, the
+ * tuple compared with the address table's key): 216 instructions per egress packet at 200 calls in callgrind
+ * (docs/performance.md, "Issue 13, session 9"). 4096 entries of 48 bytes. */
+#define ADDR_CACHE 4096
 typedef struct {
-    struct sockaddr_storage sa;
+    union {
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } sa;
     socklen_t len;
     PyObject *tuple;
 } addr_memo;

@@ -238,7 +238,7 @@ static PyObject *rx_address(Engine *self, const struct sockaddr_storage *sa) {
     if (m->tuple != NULL && m->len == len && memcmp(&m->sa, sa, len) == 0)
         return Py_NewRef(m->tuple);
     PyObject *t = sockaddr_to_address(sa);
-    if (t == NULL || t == Py_None)
+    if (t == NULL || t == Py_None || len > (socklen_t)sizeof m->sa)
         return t;
     Py_XSETREF(m->tuple, Py_NewRef(t));
     memcpy(&m->sa, sa, len);

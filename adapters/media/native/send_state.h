@@ -63,10 +63,45 @@ static int name_is(PyObject *name, PyObject *interned) {
            (PyUnicode_CheckExact(name) && !PyUnicode_CHECK_INTERNED(name) && PyUnicode_Compare(name, interned) == 0);
 }
 
-/* setattr of RouteRecord and SendStateOwner: the generic one, after moving the epoch for a watched name; a route's
- * pt_map is also copied into its record. */
+/* Whether writing `value` to the watched attribute `name` of `self` can change a route's cached state: only a
+ * SEND_DIRECT state is cached (route_send_kind), and it was read from a route whose `receiver`, that receiver's
+ * `peer`, and that peer's `_tx` (an SrtpSession) and `address` were all set and not None, and from the peer's
+ * `twcc` while its `_tx` was set. So these writes cannot: the first write of an attribute (a new object: a join's
+ * Peer, Session and OutRoute), None -> anything for `receiver`, `peer`, `_tx` and `address` (something becoming
+ * ready), `twcc` written while the object's `_tx` is unset or None, and a value written over itself. Why: at 50
+ * joins/s a join's ~20 such writes moved the epoch every ~1 ms, so during a join wave every forwarded copy (one per
+ * route every 20 ms) read its receiver's state again: the walk the cache exists to save, when the core is busiest.
+ * Anything else (a key change, an address move, a peer gone, a sequencer replaced) moves the epoch as before. */
+static int send_state_write_matters(PyObject *self, PyObject *name, PyObject *value) {
+    PyObject *old = PyObject_GenericGetAttr(self, name);
+    if (old == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            PyErr_Clear(); /* cannot tell: assume it matters */
+        else {
+            PyErr_Clear();
+            return 0; /* never set: no route read it */
+        }
+        return 1;
+    }
+    int matters;
+    if (old == value)
+        matters = 0;
+    else if (name_is(name, s_twcc)) {
+        PyObject *tx = PyObject_GenericGetAttr(self, s_tx);
+        if (tx == NULL)
+            PyErr_Clear();
+        matters = tx != NULL && tx != Py_None;
+        Py_XDECREF(tx);
+    } else
+        matters = old != Py_None;
+    Py_DECREF(old);
+    return matters;
+}
+
+/* setattr of RouteRecord and SendStateOwner: the generic one, after moving the epoch for a watched name when the
+ * write can change a cached state (send_state_write_matters); a route's pt_map is also copied into its record. */
 static int send_state_setattro(PyObject *self, PyObject *name, PyObject *value) {
-    if (send_state_name(name))
+    if (send_state_name(name) && (value == NULL || send_state_write_matters(self, name, value)))
         send_state_epoch++;
     int rc = PyObject_GenericSetAttr(self, name, value);
     if (rc == 0 && PyObject_TypeCheck(self, &RouteRecordType) && name_is(name, s_pt_map))
@@ -153,7 +188,7 @@ static int route_send_kind(Engine *self, PyObject *route, RouteRecord *rec, PyOb
     if (kind < 0)
         return -1;
     s->kind = kind;
-    s->epoch = watched ? epoch : 0;
+    s->epoch = watched && kind == SEND_DIRECT ? epoch : 0; /* not ready or no peer: read again each packet */
     return kind;
 }
 

@@ -295,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     topologies = tuple(t for t in args.topology.split(",") if t)
     if not topologies or set(topologies) - set(TOPOLOGIES):
         parser.error(f"--topology: a comma-separated list of {', '.join(TOPOLOGIES)}")
+    if "two-hosts" in topologies and args.media_engine == "shared":
+        parser.error("--topology two-hosts: the shared engine's users are loopback addresses, which do not cross a "
+                     "veth; use --media-engine native (and the same for the loopback rows, to compare like with like)")
     capacity.set_nice(args.nice)
     users, unmuted, sharing = (int(x) for x in args.shape.split(","))
     doc = sweep([int(x) for x in args.calls.split(",")], args.paths.split(","), users=users, unmuted=unmuted,

@@ -29,7 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.peers.netns import Pair, ReceiveThreads, cpu_ns, entered, softnet_drops, udp_counters
+from bench.peers.netns import (
+    NetnsError,
+    Pair,
+    ReceiveThreads,
+    cpu_ns,
+    entered,
+    interface_counters,
+    softnet_drops,
+    udp_counters,
+)
 
 __all__ = ["LOOPBACK", "TOPOLOGIES", "KernelWatch", "Topology", "make_topology"]
 
@@ -48,6 +57,7 @@ class Topology:
     tool_prefix: tuple[str, ...] = ()
     server_namespace: str = ""  # empty: the machine's own
     tool_namespace: str = ""
+    server_interface: str = ""  # its veth end (two-hosts)
     threads: ReceiveThreads = field(default_factory=lambda: ReceiveThreads(server=(), tool=()))
     token_secret: str = ""
 
@@ -79,7 +89,7 @@ def make_topology(name: str, stack: contextlib.ExitStack) -> Topology:
     threads = pair.steer("napi", server_cpu=0, tool_cpu=1)
     return Topology(name, server_address=pair.server_address, server_prefix=tuple(pair.server_args()),
                     tool_prefix=tuple(pair.tool_args()), server_namespace=pair.server_ns, tool_namespace=pair.tool_ns,
-                    threads=threads, token_secret=secrets.token_hex(16))
+                    server_interface=pair.server_interface, threads=threads, token_secret=secrets.token_hex(16))
 
 
 def _process_cpu(pid: int) -> float:
@@ -124,6 +134,13 @@ class KernelWatch:
         self.settle = settle
         self.result: dict[str, Any] = {}
 
+    def _veth(self) -> dict[str, int]:
+        """The server's veth end's counters (empty on loopback): its tx_packets is the egress datagrams when the
+        server segments its GSO batches itself, as "napi" steering makes it."""
+        if not self.topology.server_interface:
+            return {}
+        return interface_counters(self.server_pid, self.topology.server_interface)
+
     def _udp(self) -> tuple[dict[str, int], dict[str, int]]:
         server = udp_counters(self.server_pid)
         tool = udp_counters(self.topology.tool_namespace) if self.topology.tool_namespace else server
@@ -139,7 +156,7 @@ class KernelWatch:
         samples: list[_Sample] = []
         stop = threading.Event()
         started = time.monotonic()
-        udp_before, drops_before = self._udp(), softnet_drops()
+        udp_before, drops_before, veth_before = self._udp(), softnet_drops(), self._veth()
 
         def sample_at_steady_start_and_end() -> None:
             for at in (join + self.settle, join + self.steady - 1.0):
@@ -155,7 +172,10 @@ class KernelWatch:
             stop.set()
             thread.join()
             udp_after = self._udp()
+            with contextlib.suppress(OSError, NetnsError):  # the server has exited, and its /proc view with it
+                veth_before = {k: v - veth_before[k] for k, v in self._veth().items()}
             self.result = {
+                "server_veth_run": veth_before,
                 "topology": self.topology.name,
                 "server_udp_run": {k: v - udp_before[0][k] for k, v in udp_after[0].items()},
                 "tool_udp_run": {k: v - udp_before[1][k] for k, v in udp_after[1].items()},

@@ -118,8 +118,11 @@ class Pair:
         threads: list[tuple[int, ...]] = []
         for ns, ifname, cpu in ends:
             # veth takes the NAPI path only with GRO on, and for a socket's UDP only if the receiving end forwards
-            # UDP GRO (veth_skb_is_eligible_for_gro); neither merges datagrams bound for ordinary sockets
-            _run([IP, "netns", "exec", ns, ETHTOOL, "-K", ifname, "gro", "on", "rx-udp-gro-forwarding", "on"])
+            # UDP GRO (veth_skb_is_eligible_for_gro); neither merges datagrams bound for ordinary sockets. And a
+            # sender segments its own UDP GSO batches, as on a card without UDP segmentation offload (most; a veth
+            # would pass the batch whole and leave the segmentation to the receiver's CPU)
+            _run([IP, "netns", "exec", ns, ETHTOOL, "-K", ifname, "gro", "on", "rx-udp-gro-forwarding", "on",
+                  "tx-udp-segmentation", "off"])
             self._write_sys(ns, f"/sys/class/net/{ifname}/threaded", "1")
             self._write_sys(ns, f"/sys/class/net/{ifname}/napi_defer_hard_irqs", str(MODERATION_POLLS))
             self._write_sys(ns, f"/sys/class/net/{ifname}/gro_flush_timeout", str(MODERATION_NS))

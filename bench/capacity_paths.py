@@ -180,7 +180,8 @@ def sweep(calls: list[int], paths: list[str], *, users: int, unmuted: int, shari
         places = [make_topology(name, stack) for name in topologies]
         for r in range(rounds):
             for n in calls:
-                for path, slots, topology in itertools.product(paths, audio_slots or [None], places):
+                order = places if r % 2 == 0 else places[::-1]  # topologies alternated, the order flipped per round
+                for path, slots, topology in itertools.product(paths, audio_slots or [None], order):
                     shape = Shape(f"{n} x {users} x {unmuted}, {sharing} sharing", n, users, unmuted, sharing)
                     load_before = os.getloadavg()
                     started = time.strftime("%H:%M:%S", time.gmtime())

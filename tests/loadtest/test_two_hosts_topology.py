@@ -62,3 +62,19 @@ def test_two_hosts_topology_carries_media_both_ways_and_cleans_up(tmp_path: Path
     assert after[0] > before[0] and after[1] > before[1], (before, after)
     assert not any(Path(f"/run/netns/{ns}").exists() for ns in probe["namespaces"]), "a namespace was left behind"
     assert not any(Path(f"/proc/{pid}").exists() for pid in probe["threads"]), "a receive thread outlived its pair"
+
+
+def test_the_floor_forwards_across_two_hosts_with_each_receive_on_its_own_side() -> None:
+    """`bench.egress_floor --topology two-hosts`: the forwarder in the server namespace, its sink in the tool's;
+    every copy arrives, and each side's receive ran in its own end's thread (the tool's: the forwarder's egress)."""
+    proc = subprocess.run([sys.executable, "-m", "bench.egress_floor", "--calls", "2", "--seconds", "0.6",
+                           "--warmup", "0.2", "--rounds", "1", "--topology", "two-hosts"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads(proc.stdout)["runs"]
+    assert [(run["where"], run["crypto"]) for run in runs] == [("two-hosts", 1), ("two-hosts", 0)]
+    for run in runs:
+        assert run["bad"] == 0 and run["send_fail"] == 0, run
+        assert run["egress"] == 7 * run["ingress"] > 0, run
+        assert run["sink_received"] == run["egress_total"], run  # every copy crossed the pair
+        assert run["tool_receive_us_per_egress"] > 0 and run["server_receive_us_per_egress"] > 0, run

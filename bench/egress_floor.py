@@ -1,6 +1,7 @@
 """The floor under issue 13's "<= 4 us per egress packet": what a framework-free C forwarder pays on this machine.
 
     python -m bench.egress_floor [--calls 100 200] [--seconds 4] [--warmup 1] [--rounds 2] [--veth] [--out FILE]
+                                 [--topology loopback,veth-drop,veth,veth-rps,two-hosts]
 
 Builds ``bench/egress_floor.c`` with the system compiler and libcrypto, then per ``--calls`` value runs its sink (the
 load tool's side: one wildcard socket, every receiver a loopback address of its own, IP_PKTINFO and SO_TIMESTAMPNS on,

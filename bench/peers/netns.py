@@ -40,6 +40,8 @@ __all__ = ["STEERINGS", "NetnsError", "Pair", "ReceiveThreads", "cpu_ns", "enter
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 ETHTOOL = shutil.which("ethtool") or "/usr/sbin/ethtool"
+TC = shutil.which("tc") or "/usr/sbin/tc"
+TX_QUEUE = 1000  # packets: a host's default txqueuelen
 STEERINGS = ("backlog", "rps", "napi")
 # "napi" steering's interrupt moderation: an idle end's thread polls again after this many ns, this many times,
 # before it waits for a wake-up (`gro_flush_timeout`, `napi_defer_hard_irqs`): a network card's coalescing, tens
@@ -123,6 +125,10 @@ class Pair:
             # would pass the batch whole and leave the segmentation to the receiver's CPU)
             _run([IP, "netns", "exec", ns, ETHTOOL, "-K", ifname, "gro", "on", "rx-udp-gro-forwarding", "on",
                   "tx-udp-segmentation", "off"])
+            # a queue in front of the 256-entry veth ring, as a host has in front of its card's: a full ring then
+            # stops the queue (the kernel's veth backpressure, 6.17+) where without one it drops the packet
+            _run([IP, "netns", "exec", ns, TC, "qdisc", "replace", "dev", ifname, "root", "pfifo", "limit",
+                  str(TX_QUEUE)])
             self._write_sys(ns, f"/sys/class/net/{ifname}/threaded", "1")
             self._write_sys(ns, f"/sys/class/net/{ifname}/napi_defer_hard_irqs", str(MODERATION_POLLS))
             self._write_sys(ns, f"/sys/class/net/{ifname}/gro_flush_timeout", str(MODERATION_NS))

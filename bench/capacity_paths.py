@@ -246,6 +246,11 @@ def plot(doc: dict[str, Any], png: Path) -> None:
         x = [r["calls"] for r in rows]
         top.plot(x, [r["us_per_egress_packet"] for r in rows], style, color=colour,
                  label=f"rtc.fast_path={path}{where}")
+        receive = [(xi, r["us_per_egress_packet"] + r["kernel"]["server_receive_us_per_egress"])
+                   for xi, r in zip(x, rows, strict=True) if r.get("kernel", {}).get("server_receive_us_per_egress")]
+        if receive:  # two hosts: the server end's receive thread (its ingress's receive path) added
+            top.plot([xi for xi, _ in receive], [us for _, us in receive], ":", color=colour, linewidth=1,
+                     label=f"{path}{where}, + its receive thread")
         for r, xi in zip(rows, x, strict=True):
             top.annotate(f"{r['egress_pps'] / 1000:.0f}k", (xi, r["us_per_egress_packet"]), textcoords="offset points",
                          xytext=(0, 6), ha="center", fontsize=7, color=colour)

@@ -53,6 +53,11 @@ bench: $(STAMP)
 .PHONY: bench-capacity-paths bench-step bench-gso bench-client-cost
 bench-capacity-paths: $(STAMP)
 	$(BIN)/python -m bench.capacity_paths --media-engine shared --join-timeout 45
+# the same per-packet figure as two hosts would see it, alternated with loopback (ADR 0049; needs root and ethtool)
+.PHONY: bench-two-hosts
+bench-two-hosts: $(STAMP)
+	$(BIN)/python -m bench.capacity_paths --calls 150,200 --paths native --topology loopback,two-hosts \
+		--media-engine native --rounds 2 --steady 10 --join-timeout 45 --png docs/capacity-two-hosts.png
 bench-step: $(STAMP)
 	$(BIN)/python -m bench.forward_step --receivers 7
 bench-gso: $(STAMP)

@@ -16,6 +16,10 @@ Method (also written up in docs/performance.md):
   user connected: it grows the call count by x1.3 until a run fails, then bisects, within a time budget.
 - A run is flagged `client-bound` when the load tool itself used > 85 % of its core: its figures then say more
   about the tool than the server.
+- ``--topology two-hosts`` runs the server and the tool in two network namespaces joined by a veth pair whose ends
+  receive as two hosts' network cards would (bench/capacity_topology.py, ADR 0049): on loopback the server's CPU
+  also pays the tool's receive path. Each row then also records the server end's receive thread and both
+  namespaces' UDP counters (``kernel``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.capacity_topology import LOOPBACK, TOPOLOGIES, KernelWatch, Topology, make_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 JOIN_RATE = 50.0  # users per second
@@ -120,8 +126,10 @@ class Server:
     """A `callsd serve` subprocess on free ports with its own data directory."""
 
     def __init__(self, workdir: Path, command: list[str] | None = None, fast_path: str = "",
-                 env: dict[str, str] | None = None, ready_timeout: float = READY_TIMEOUT) -> None:
+                 env: dict[str, str] | None = None, ready_timeout: float = READY_TIMEOUT,
+                 topology: Topology = LOOPBACK) -> None:
         self.workdir = workdir
+        self.topology = topology  # where it runs: its address, namespace and auth
         self.ready_timeout = ready_timeout
         self.command = command or ["-m", "callsd.app.cli", "serve"]  # after the interpreter
         self.fast_path = fast_path  # rtc.fast_path for this server ("": the environment's or the default)
@@ -132,9 +140,9 @@ class Server:
     def __enter__(self) -> Server:
         data = Path(tempfile.mkdtemp(prefix="callsd-bench-", dir=self.workdir))
         http_port = _free_port(socket.SOCK_STREAM)
-        env = dict(os.environ, CALLSD_HTTP_LISTEN="127.0.0.1", CALLSD_HTTP_PORT=str(http_port),
-                   CALLSD_RTC_ICE_ADDRESS_UDP="127.0.0.1", CALLSD_RTC_ICE_PORT_UDP="0", CALLSD_RTC_ICE_PORT_TCP="0",
-                   CALLSD_STORE_DATA_DIR=str(data / "data"), CALLSD_AUTH_MODE="open", CALLSD_LOG_LEVEL="warning",
+        env = dict(os.environ, CALLSD_HTTP_PORT=str(http_port), CALLSD_RTC_ICE_PORT_UDP="0",
+                   CALLSD_RTC_ICE_PORT_TCP="0", CALLSD_STORE_DATA_DIR=str(data / "data"), CALLSD_LOG_LEVEL="warning",
+                   **self.topology.server_env(),
                    # every load user connects from 127.0.0.1 and a loaded server acks joins slowly: lift the caps
                    CALLSD_HTTP_MAX_CONNECTIONS_PER_ADDRESS="0", CALLSD_HTTP_MAX_CONNECTIONS="0",
                    CALLSD_HTTP_JOIN_TIMEOUT="120")
@@ -142,9 +150,9 @@ class Server:
             env["CALLSD_RTC_FAST_PATH"] = self.fast_path
         env.update(self.env)
         self.log = open(data / "serve.log", "wb")  # noqa: SIM115 - closed in __exit__
-        self.proc = subprocess.Popen([*_pin(0), sys.executable, *self.command], env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=data)
-        self.url = f"http://127.0.0.1:{http_port}"
+        self.proc = subprocess.Popen([*self.topology.server_prefix, *_pin(0), sys.executable, *self.command],
+                                     env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=data)
+        self.url = f"http://{self.topology.server_address}:{http_port}"
         try:
             self._wait_ready(data / "serve.log", self.ready_timeout)
         except BaseException:
@@ -162,7 +170,7 @@ class Server:
                 raise ServerNotReady(f"callsd serve exited with {self.proc.returncode} before it was ready; the end "
                                      f"of {log}:\n{_tail(log)}")
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2):
+                with self.topology.reach(), urllib.request.urlopen(self.url + "/healthz", timeout=2):
                     return
             except OSError:
                 pass
@@ -186,36 +194,55 @@ class Server:
 
 def run_shape(shape: Shape, *, steady: float, workdir: Path, out: Path, delay_sample: int,
               screen_bitrate: str, fast_path: str = "", media_engine: str = "auto",
-              join_timeout: float = 15.0, watch: Any = None, audio_slots: int | None = None) -> dict[str, Any]:
+              join_timeout: float = 15.0, watch: Any = None, audio_slots: int | None = None,
+              topology: Topology = LOOPBACK) -> dict[str, Any]:
     """Start a server, load it with ``shape``, return the loadtest results document (also saved to ``out``).
     ``fast_path``: the server's rtc.fast_path; ``media_engine``: the load tool's (--media-engine); ``audio_slots``:
     the tool's --audio-slots (None: its default, the web client's); ``watch``: a
     context manager factory called with the server's URL and the join duration, entered while the load runs
-    (bench/capacity_paths.py reads the server's loop holds through it)."""
+    (bench/capacity_paths.py reads the server's loop holds through it); ``topology``: where the server and the
+    tool run (the document's ``kernel`` holds its `KernelWatch` record)."""
     users = shape.calls * shape.users
     join = max(1.0, users / JOIN_RATE)
-    with Server(workdir, fast_path=fast_path) as server:
+    with Server(workdir, fast_path=fast_path, topology=topology) as server:
         assert server.proc is not None
-        cmd = [*_pin(1), sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", server.url,
+        # (the token secret is random per run and the server is reachable only from the run's own namespaces)
+        auth = ("--token-secret", topology.token_secret) if topology.token_secret else ()
+        cmd = [*topology.tool_prefix, *_pin(1), sys.executable, "-m", "callsd.app.cli", "loadtest", "--url", server.url,
                "--calls", str(shape.calls), "--users-per-call", str(shape.users), "--unmuted", str(shape.unmuted),
                "--screen-sharing", str(shape.sharing), "--screen-bitrate", screen_bitrate,
                "--join-duration", f"{join:.2f}", "--duration", f"{join + steady:.2f}",
                "--server-pid", str(server.proc.pid), "--delay-sample", str(delay_sample),
                "--media-engine", media_engine, "--join-timeout", f"{join_timeout:g}",
                "--output", str(out), "--quiet",
-               *(("--audio-slots", str(audio_slots)) if audio_slots is not None else ())]
-        with watch(server.url, join) if watch is not None else contextlib.nullcontext():
+               *(("--audio-slots", str(audio_slots)) if audio_slots is not None else ()), *auth]
+        kernel = KernelWatch(topology, server.proc.pid, steady)
+        with kernel(server.url, join), watch(server.url, join) if watch is not None else contextlib.nullcontext():
             subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=join + steady + 120,
                            check=False)
     result: dict[str, Any] = json.loads(out.read_text())
+    result["kernel"] = kernel.result
     return result
+
+
+def tool_received_pps(doc: dict[str, Any]) -> float | None:
+    """RTP packets/s the load tool received over the steady window (its timeline, from the last join + 1 s, as
+    the server's window): the egress as the receiving side counts it (a GSO batch is its packets)."""
+    window = [p["rx_pps"] for p in doc["timeline"] if p["t"] >= doc["config"]["join_duration"] + 1.0]
+    return sum(window) / len(window) if window else None
 
 
 def row(shape: Shape, doc: dict[str, Any]) -> dict[str, Any]:
     s, o, u = doc["server"], doc["overall"], doc["users"]
     client_cpu = [p.get("client_cpu_percent", 0) for p in doc["timeline"] if p["t"] >= doc["config"]["join_duration"]]
     client_peak = max(client_cpu) if client_cpu else 0.0
+    received = tool_received_pps(doc)
+    cpu = s.get("steady_cpu_percent")
+    kernel = doc.get("kernel", {})
     return {
+        "topology": kernel.get("topology", "loopback"), "kernel": kernel,
+        "tool_rx_pps": round(received) if received else None,
+        "us_per_received_packet": round(1e4 * cpu / received, 2) if cpu and received else None,
         "shape": shape.label, "calls": shape.calls, "users_per_call": shape.users, "unmuted_per_call": shape.unmuted,
         "screen_sharing": shape.sharing, "server_cpu_percent": s.get("steady_cpu_percent"),
         "egress_pps": s.get("steady_egress_pps"), "us_per_egress_packet": s.get("us_cpu_per_egress_packet"),
@@ -402,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-table", action="store_true", help="only the search")
     parser.add_argument("--no-search", action="store_true", help="only the table")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server and the tool with taskset")
+    parser.add_argument("--topology", choices=TOPOLOGIES, default="loopback",
+                        help="where the server and the tool run: one machine's loopback, or two namespaces that "
+                             "receive as two hosts (bench/capacity_topology.py)")
     parser.add_argument("--client-cost", action="store_true",
                         help="only measure the load tool's own CPU per received and sent packet, both media "
                              "engines alternated (no server)")
@@ -419,13 +449,16 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="callsd-capacity-"))
     started = time.monotonic()
     summary: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "pinned": PIN},
-                               "steady_seconds": steady, "join_rate": JOIN_RATE, "rows": [], "search": []}
+                               "steady_seconds": steady, "join_rate": JOIN_RATE, "topology": args.topology,
+                               "rows": [], "search": []}
+    stack = contextlib.ExitStack()
     try:
+        topology = make_topology(args.topology, stack)
         if not args.no_table:
             shapes = scaled_shapes(args.scale * (0.5 if args.quick else 1.0))
             for i, shape in enumerate(shapes):
                 doc = run_shape(shape, steady=steady, workdir=work, out=out_dir / f"capacity-row{i + 1}.json",
-                                delay_sample=args.delay_sample, screen_bitrate=args.screen_bitrate)
+                                delay_sample=args.delay_sample, screen_bitrate=args.screen_bitrate, topology=topology)
                 summary["rows"].append(row(shape, doc))
                 print_table(summary["rows"], "published shapes scaled to one server core")
         if not args.no_search:
@@ -437,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
                 n += 1
                 shape = Shape("8 x 2, no sharing (search)", calls, 8, 2, 0)
                 doc = run_shape(shape, steady=steady, workdir=work, out=out_dir / f"capacity-search{n}.json",
-                                delay_sample=args.delay_sample, screen_bitrate=args.screen_bitrate)
+                                delay_sample=args.delay_sample, screen_bitrate=args.screen_bitrate, topology=topology)
                 r = row(shape, doc)
                 r["passed"] = ok(r)
                 summary["search"].append(r)
@@ -470,12 +503,14 @@ def main(argv: list[str] | None = None) -> int:
                       f" server CPU {best['server_cpu_percent']} %, {best['egress_pps']} egress pkt/s,"
                       f" {best['us_per_egress_packet']} µs/pkt")
     finally:
+        stack.close()  # the two-hosts namespaces
         summary["elapsed_seconds"] = round(time.monotonic() - started, 1)
         summary["machine"]["loadavg_end"] = os.getloadavg()
         (out_dir / "capacity-summary.json").write_text(json.dumps(summary, indent=1))
         shutil.rmtree(work, ignore_errors=True)
     md = [f"Machine: {summary['machine']['cpus']} CPUs, load average {summary['machine']['loadavg_start'][0]:.1f} at"
           f" start and {summary['machine']['loadavg_end'][0]:.1f} at the end; server pinned: {PIN};"
+          f" topology: {args.topology};"
           f" {steady:g} s of steady load after joins at {JOIN_RATE:g} users/s.", ""]
     if summary["rows"]:
         md += ["Published shapes scaled to one server core:", "", *table_lines(summary["rows"]), ""]

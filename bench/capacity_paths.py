@@ -11,6 +11,12 @@ recorded per row, because on a shared machine absolute figures move with what el
 web client's audio slots unless ``--audio-slots`` lists values to alternate within each load (``0,8``: per-track
 sections against slots, ADR 0020); each row records its value and the p95 of each join phase.
 
+``--topology loopback,two-hosts`` alternates where the server and the tool run within each load (after the paths
+and audio slots): the machine's loopback, or two network namespaces that receive as two hosts would
+(bench/capacity_topology.py, ADR 0049). A two-hosts row also holds the server end's receive thread per egress
+packet, the tool's received packets and both namespaces' UDP counters (``kernel``); the plot draws one line per
+path and topology.
+
 Each row also records the server's event-loop holds (adapters/loop_holds.py, ADR 0043) for the join wave and the
 steady window apart: passes over 10/20/50 ms by cause, their CPU share, the names that held the loop longest in one
 pass (with their step counts), the socket's own drops and the WebSocket messages clients sent in each window; a
@@ -36,6 +42,7 @@ from typing import Any
 
 import bench.capacity as capacity
 from bench.capacity import Shape, ok, row, run_shape
+from bench.capacity_topology import LOOPBACK, TOPOLOGIES, Topology, make_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,9 +121,10 @@ class HoldWatch:
     once more a second before the load tool stops (its users leaving is not steady load), and after the run, so a
     row tells the join wave's holds from the steady load's."""
 
-    def __init__(self, steady: float, settle: float = 3.0) -> None:
+    def __init__(self, steady: float, settle: float = 3.0, topology: Topology = LOOPBACK) -> None:
         self.steady = steady
         self.settle = settle
+        self.topology = topology  # its `reach` takes the scrapes into the server's network
         self.result: dict[str, Any] = {}
 
     @contextlib.contextmanager
@@ -129,7 +137,7 @@ class HoldWatch:
             for at in (join + self.settle, join + self.steady - 1.0):
                 if stop.wait(max(0.0, started + at - time.monotonic())):
                     return
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError), self.topology.reach():
                     snaps.append(scrape_holds(url))
 
         thread = threading.Thread(target=scrape_at_steady_start_and_end, daemon=True)
@@ -140,7 +148,7 @@ class HoldWatch:
             stop.set()
             thread.join()
             self.result = {}
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError), self.topology.reach():
                 last = scrape_holds(url)
                 self.result = {"whole_run": hold_summary(None, last),
                                "steady": hold_summary(snaps[0], snaps[1]) if len(snaps) == 2 else None}
@@ -161,23 +169,27 @@ def _hold_line(holds: dict[str, Any]) -> str:
 
 def sweep(calls: list[int], paths: list[str], *, users: int, unmuted: int, sharing: int, steady: float,
           rounds: int, out: Path, media_engine: str, join_timeout: float = 15.0,
-          audio_slots: list[int | None] | None = None) -> dict[str, Any]:
+          audio_slots: list[int | None] | None = None, topologies: tuple[str, ...] = ("loopback",)) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="callsd-paths-"))
     doc: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
                            "steady_seconds": steady, "media_engine": media_engine, "join_timeout": join_timeout,
-                           "nice": capacity.NICE,
+                           "nice": capacity.NICE, "topologies": list(topologies),
                            "rows": []}
+    stack = contextlib.ExitStack()  # the two-hosts namespaces: one pair for the whole sweep, removed at its end
     try:
+        places = [make_topology(name, stack) for name in topologies]
         for r in range(rounds):
             for n in calls:
-                for path, slots in itertools.product(paths, audio_slots or [None]):
+                order = places if r % 2 == 0 else places[::-1]  # topologies alternated, the order flipped per round
+                for path, slots, topology in itertools.product(paths, audio_slots or [None], order):
                     shape = Shape(f"{n} x {users} x {unmuted}, {sharing} sharing", n, users, unmuted, sharing)
                     load_before = os.getloadavg()
                     started = time.strftime("%H:%M:%S", time.gmtime())
-                    watch = HoldWatch(steady)
-                    res = run_shape(shape, steady=steady, workdir=work, out=work / f"{path}-{n}-{r}-{slots}.json",
-                                    delay_sample=4, screen_bitrate="1M", fast_path=path, media_engine=media_engine,
-                                    join_timeout=join_timeout, watch=watch, audio_slots=slots)
+                    watch = HoldWatch(steady, topology=topology)
+                    res = run_shape(shape, steady=steady, workdir=work,
+                                    out=work / f"{path}-{n}-{r}-{slots}-{topology.name}.json", delay_sample=4,
+                                    screen_bitrate="1M", fast_path=path, media_engine=media_engine,
+                                    join_timeout=join_timeout, watch=watch, audio_slots=slots, topology=topology)
                     line = row(shape, res) | {"path": path, "round": r, "started_utc": started,
                                               "audio_slots": res["config"].get("audio_slots"),
                                               "loadavg_before": load_before, "loop_holds": watch.result,
@@ -186,8 +198,15 @@ def sweep(calls: list[int], paths: list[str], *, users: int, unmuted: int, shari
                                               "worker_crashes": res["users"].get("worker_crashes")}
                     line["passed"] = ok(line)
                     doc["rows"].append(line)
-                    print(f"{started} {path:6} {n:4} calls, {line['audio_slots']} slots: "
-                          f"{line['us_per_egress_packet']} µs/egress pkt, "
+                    kernel = line["kernel"]
+                    receive = (f" (+ its receive thread {kernel.get('server_receive_us_per_egress')}, tool's "
+                               f"{kernel.get('tool_receive_us_per_egress')}; drops server/tool "
+                               f"{kernel['server_udp_run'].get('RcvbufErrors')}/"
+                               f"{kernel['tool_udp_run'].get('RcvbufErrors')}, backlog "
+                               f"{kernel['softnet_drops_run']})" if topology.server_namespace and kernel else "")
+                    print(f"{started} {path:6} {topology.name:9} {n:4} calls, {line['audio_slots']} slots: "
+                          f"{line['us_per_egress_packet']} µs/egress pkt{receive}, "
+                          f"{line['us_per_received_packet']} µs/received pkt, "
                           f"loss {100 * line['loss']:.3f} %, server CPU {line['server_cpu_percent']} %, "
                           f"tool peak {line['client_cpu_peak_percent']} %, drops {line['socket_drops']}, "
                           f"failed {line['users_failed']}/{line['users_total']}, load {load_before[0]:.1f}, "
@@ -196,6 +215,7 @@ def sweep(calls: list[int], paths: list[str], *, users: int, unmuted: int, shari
                     print(f"    {_hold_line(watch.result)}", flush=True)
                     out.write_text(json.dumps(doc, indent=1))
     finally:
+        stack.close()
         doc["machine"]["loadavg_end"] = os.getloadavg()
         out.write_text(json.dumps(doc, indent=1))
         shutil.rmtree(work, ignore_errors=True)
@@ -216,17 +236,25 @@ def plot(doc: dict[str, Any], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
-    for path, colour in (("python", "tab:blue"), ("native", "tab:orange")):
-        rows = sorted((r for r in doc["rows"] if r["path"] == path and r.get("us_per_egress_packet")
-                       and not _mostly_failed(r)), key=lambda r: r["calls"])
+    colours = {"python": "tab:blue", "native": "tab:orange"}
+    lines = {"loopback": ("o-", ""), "two-hosts": ("s--", ", two hosts")}  # marker and label per topology
+    for (path, colour), (topology, (style, where)) in itertools.product(colours.items(), lines.items()):
+        rows = sorted((r for r in doc["rows"] if r["path"] == path and r.get("topology", "loopback") == topology
+                       and r.get("us_per_egress_packet") and not _mostly_failed(r)), key=lambda r: r["calls"])
         if not rows:
             continue
         x = [r["calls"] for r in rows]
-        top.plot(x, [r["us_per_egress_packet"] for r in rows], "o-", color=colour, label=f"rtc.fast_path={path}")
+        top.plot(x, [r["us_per_egress_packet"] for r in rows], style, color=colour,
+                 label=f"rtc.fast_path={path}{where}")
+        receive = [(xi, r["us_per_egress_packet"] + r["kernel"]["server_receive_us_per_egress"])
+                   for xi, r in zip(x, rows, strict=True) if r.get("kernel", {}).get("server_receive_us_per_egress")]
+        if receive:  # two hosts: the server end's receive thread (its ingress's receive path) added
+            top.plot([xi for xi, _ in receive], [us for _, us in receive], ":", color=colour, linewidth=1,
+                     label=f"{path}{where}, + its receive thread")
         for r, xi in zip(rows, x, strict=True):
             top.annotate(f"{r['egress_pps'] / 1000:.0f}k", (xi, r["us_per_egress_packet"]), textcoords="offset points",
                          xytext=(0, 6), ha="center", fontsize=7, color=colour)
-        bottom.plot(x, [100 * r["loss"] for r in rows], "o-", color=colour, label=path)
+        bottom.plot(x, [100 * r["loss"] for r in rows], style, color=colour, label=f"{path}{where}")
     top.axhline(4.0, color="grey", linestyle="--", linewidth=1)
     top.text(0.01, 4.0, " target ≤ 4 µs", transform=top.get_yaxis_transform(), va="bottom", fontsize=8)
     top.set_ylabel("server CPU µs per egress packet")
@@ -259,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audio-slots", default="",
                         help="comma-separated --audio-slots values for the load tool, alternated within each load "
                              "(e.g. 0,8); default: the tool's own (the web client's 8)")
+    parser.add_argument("--topology", default="loopback",
+                        help=f"comma-separated, alternated within each load: {', '.join(TOPOLOGIES)} (where the server "
+                             "and the tool run: one machine's loopback, or two namespaces that receive as two hosts)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "capacity-paths.json"))
     parser.add_argument("--plot", default="", help="only plot this result file")
     parser.add_argument("--png", default=str(ROOT / "docs" / "capacity-paths.png"))
@@ -267,12 +298,19 @@ def main(argv: list[str] | None = None) -> int:
         plot(json.loads(Path(args.plot).read_text()), Path(args.png))
         print(f"wrote {args.png}")
         return 0
+    topologies = tuple(t for t in args.topology.split(",") if t)
+    if not topologies or set(topologies) - set(TOPOLOGIES):
+        parser.error(f"--topology: a comma-separated list of {', '.join(TOPOLOGIES)}")
+    if "two-hosts" in topologies and args.media_engine == "shared":
+        parser.error("--topology two-hosts: the shared engine's users are loopback addresses, which do not cross a "
+                     "veth; use --media-engine native (and the same for the loopback rows, to compare like with like)")
     capacity.set_nice(args.nice)
     users, unmuted, sharing = (int(x) for x in args.shape.split(","))
     doc = sweep([int(x) for x in args.calls.split(",")], args.paths.split(","), users=users, unmuted=unmuted,
                 sharing=sharing, steady=args.steady, rounds=args.rounds, out=Path(args.out),
                 media_engine=args.media_engine, join_timeout=args.join_timeout,
-                audio_slots=[int(x) for x in args.audio_slots.split(",")] if args.audio_slots else None)
+                audio_slots=[int(x) for x in args.audio_slots.split(",")] if args.audio_slots else None,
+                topologies=topologies)
     plot(doc, Path(args.png))
     print(f"results: {args.out}; plot: {args.png}")
     return 0

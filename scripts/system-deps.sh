@@ -38,6 +38,8 @@ command -v turnserver >/dev/null 2>&1 || need+=(coturn)
 # tests/net: network namespaces with NAT (nft), the topology diagrams in docs/networking.md (dot)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# bench/peers/netns.py's "napi" receive steering (the two-hosts topology: veth GRO/NAPI features, ADR 0049)
+command -v ethtool >/dev/null 2>&1 || [ -x /usr/sbin/ethtool ] || need+=(ethtool)
 command -v dot >/dev/null 2>&1 || need+=(graphviz)
 # the diagrams' Helvetica is Liberation Sans: tests/deploy/test_deployment_doc.py re-renders them byte for byte
 [ -e /usr/share/fonts/truetype/liberation2/LiberationSans-Regular.ttf ] || need+=(fonts-liberation2)

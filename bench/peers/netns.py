@@ -9,23 +9,46 @@ and tests on this machine at once.
 The veth end in the server's namespace counts what the server sends (``tx_packets``, read through
 ``/proc/<pid>/net/dev`` of the server's process); a UDP GSO batch crosses it as one packet, so the bench uses it
 as a cross-check only.
+
+Receive steering (`Pair.steer`, docs/adr/0049): a datagram sent into a veth is, by default, received (IP, UDP, the
+socket's queue) in the sender's own system call, on the sender's CPU, as on loopback: the sender's CPU time then
+holds the receiver's receive path, which on two hosts the receiving machine pays. ``"napi"`` steering gives each
+end the receive side of a real network card: NAPI mode, a kernel thread per end pinned to that side's CPU at
+real-time priority (as a softirq pre-empts a process), and interrupt moderation, so a sender pays its send path and
+a wake-up now and then, not a cross-CPU interrupt per packet; the threads' CPU time is each side's receive work.
+``"rps"`` (Receive Packet Steering) also moves the receive to the other CPU, but the sender then raises an
+inter-processor interrupt per packet, which on this virtual machine is a write to an MSR that exits to the
+hypervisor: a cost no real network charges the sender. ``"backlog"`` leaves the kernel's default.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
+import os
 import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["NetnsError", "Pair", "interface_counters", "listening", "softnet_drops", "udp_counters"]
+__all__ = ["STEERINGS", "NetnsError", "Pair", "ReceiveThreads", "cpu_ns", "entered", "interface_counters",
+           "listening", "softnet_drops", "udp_counters"]
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
+ETHTOOL = shutil.which("ethtool") or "/usr/sbin/ethtool"
+TC = shutil.which("tc") or "/usr/sbin/tc"
+TX_QUEUE = 1000  # packets: a host's default txqueuelen
+STEERINGS = ("backlog", "rps", "napi")
+# "napi" steering's interrupt moderation: an idle end's thread polls again after this many ns, this many times,
+# before it waits for a wake-up (`gro_flush_timeout`, `napi_defer_hard_irqs`): a network card's coalescing, tens
+# of microseconds. Without it the thread sleeps after every packet and every send wakes it across CPUs.
+MODERATION_NS = 50_000
+MODERATION_POLLS = 2
+RECEIVE_PRIORITY = 50  # SCHED_FIFO: the receive threads pre-empt the processes of their CPU, as softirqs do
 
 
 class NetnsError(RuntimeError):
@@ -48,6 +71,7 @@ class Pair:
     server_interface: str
     server_address: str
     tool_address: str
+    tool_interface: str
 
     @classmethod
     def create(cls) -> Pair:
@@ -56,17 +80,16 @@ class Pair:
         octets = secrets.token_bytes(2)
         net = f"10.{200 + octets[0] % 50}.{octets[1]}"
         pair = cls(server_ns=f"pr-{tag}-srv", tool_ns=f"pr-{tag}-tool", server_interface=f"vs{tag}",
-                   server_address=f"{net}.1", tool_address=f"{net}.2")
+                   server_address=f"{net}.1", tool_address=f"{net}.2", tool_interface=f"vt{tag}")
         atexit.register(pair.close)
         try:
             for ns in (pair.server_ns, pair.tool_ns):
                 _run([IP, "netns", "add", ns])
                 _run([IP, "-n", ns, "link", "set", "lo", "up"])
-            tool_if = f"vt{tag}"
             _run([IP, "link", "add", pair.server_interface, "netns", pair.server_ns, "type", "veth", "peer", "name",
-                  tool_if, "netns", pair.tool_ns])
+                  pair.tool_interface, "netns", pair.tool_ns])
             for ns, ifname, address in ((pair.server_ns, pair.server_interface, pair.server_address),
-                                        (pair.tool_ns, tool_if, pair.tool_address)):
+                                        (pair.tool_ns, pair.tool_interface, pair.tool_address)):
                 _run([IP, "-n", ns, "addr", "add", f"{address}/30", "dev", ifname])
                 _run([IP, "-n", ns, "link", "set", ifname, "up"])
         except BaseException:
@@ -81,12 +104,111 @@ class Pair:
     def tool_args(self, *args: str) -> list[str]:
         return [IP, "netns", "exec", self.tool_ns, *args]
 
+    def steer(self, steering: str, *, server_cpu: int = 0, tool_cpu: int = 1) -> ReceiveThreads:
+        """Where each end's receive path runs (one of STEERINGS, see the module's docstring): the server's end on
+        ``server_cpu``, the tool's on ``tool_cpu``. Returns the "napi" threads (none for the others); raises
+        `NetnsError` if the kernel refuses a setting, so a run never measures a topology it did not get."""
+        ends = ((self.server_ns, self.server_interface, server_cpu), (self.tool_ns, self.tool_interface, tool_cpu))
+        if steering == "backlog":
+            return ReceiveThreads(server=(), tool=())
+        if steering == "rps":
+            for ns, ifname, cpu in ends:
+                self._write_sys(ns, f"/sys/class/net/{ifname}/queues/rx-0/rps_cpus", f"{1 << cpu:x}")
+            return ReceiveThreads(server=(), tool=())
+        if steering != "napi":
+            raise NetnsError(f"unknown receive steering {steering!r}: one of {', '.join(STEERINGS)}")
+        threads: list[tuple[int, ...]] = []
+        for ns, ifname, cpu in ends:
+            # veth takes the NAPI path only with GRO on, and for a socket's UDP only if the receiving end forwards
+            # UDP GRO (veth_skb_is_eligible_for_gro); neither merges datagrams bound for ordinary sockets. And a
+            # sender segments its own UDP GSO batches, as on a card without UDP segmentation offload (most; a veth
+            # would pass the batch whole and leave the segmentation to the receiver's CPU)
+            _run([IP, "netns", "exec", ns, ETHTOOL, "-K", ifname, "gro", "on", "rx-udp-gro-forwarding", "on",
+                  "tx-udp-segmentation", "off"])
+            # a queue in front of the 256-entry veth ring, as a host has in front of its card's: a full ring then
+            # stops the queue (the kernel's veth backpressure, 6.17+) where without one it drops the packet
+            _run([IP, "netns", "exec", ns, TC, "qdisc", "replace", "dev", ifname, "root", "pfifo", "limit",
+                  str(TX_QUEUE)])
+            self._write_sys(ns, f"/sys/class/net/{ifname}/threaded", "1")
+            self._write_sys(ns, f"/sys/class/net/{ifname}/napi_defer_hard_irqs", str(MODERATION_POLLS))
+            self._write_sys(ns, f"/sys/class/net/{ifname}/gro_flush_timeout", str(MODERATION_NS))
+            pids = _napi_threads(ifname)
+            if not pids:
+                raise NetnsError(f"no NAPI thread for {ifname} in {ns}: threaded NAPI not honoured by this kernel")
+            for pid in pids:
+                os.sched_setaffinity(pid, {cpu})
+                os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(RECEIVE_PRIORITY))
+            threads.append(pids)
+        return ReceiveThreads(server=threads[0], tool=threads[1])
+
+    def route_to_tool(self, network: str) -> None:
+        """Every address of ``network`` (a CIDR) belongs to the tool's namespace: routed there from the server's,
+        and local in the tool's (a wildcard socket receives for all of them), so a forwarder can send each
+        receiver's copy to an address of its own, as the load tool's users have."""
+        _run([IP, "-n", self.server_ns, "route", "add", network, "via", self.tool_address])
+        _run([IP, "-n", self.tool_ns, "route", "add", "local", network, "dev", "lo"])
+
+    @staticmethod
+    def _write_sys(ns: str, path: str, value: str) -> None:
+        """Write a /sys file as the namespace sees it (`ip netns exec` mounts the namespace's own /sys)."""
+        _run([IP, "netns", "exec", ns, "sh", "-c", f"echo {value} > {path}"])
+
     def close(self) -> None:
         """Delete both namespaces (the veth pair goes with them). Idempotent."""
         for ns in (self.server_ns, self.tool_ns):
             if Path(f"/run/netns/{ns}").exists():
                 with contextlib.suppress(subprocess.SubprocessError, OSError):
                     subprocess.run([IP, "netns", "del", ns], capture_output=True, timeout=20, check=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveThreads:
+    """The kernel threads that receive for each end under "napi" steering: their CPU time is that side's receive
+    path (IP, UDP, the socket's queue), counted apart from its processes'."""
+
+    server: tuple[int, ...]
+    tool: tuple[int, ...]
+
+
+CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def entered(namespace: str) -> Iterator[None]:
+    """The calling thread inside network namespace ``namespace`` for the block, back in its own after: a bench in
+    the machine's namespace reads a server's /metrics this way (a socket keeps the namespace it was made in).
+    A network namespace belongs to a thread, so other threads of the process are not moved."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(f"/run/netns/{namespace}") as target, open("/proc/thread-self/ns/net") as home:
+        if libc.setns(target.fileno(), CLONE_NEWNET) != 0:
+            raise NetnsError(f"setns into {namespace}: {os.strerror(ctypes.get_errno())}")
+        try:
+            yield
+        finally:
+            if libc.setns(home.fileno(), CLONE_NEWNET) != 0:
+                raise NetnsError(f"setns back from {namespace}: {os.strerror(ctypes.get_errno())}")
+
+
+def _napi_threads(interface: str) -> tuple[int, ...]:
+    """The pids of ``interface``'s NAPI threads (named ``napi/<interface>-<id>``, cut to 15 characters)."""
+    prefix = f"napi/{interface}-"[:15]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip().startswith(prefix):
+                    found.append(int(entry.name))
+    return tuple(sorted(found))
+
+
+def cpu_ns(pids: Sequence[int]) -> int:
+    """Nanoseconds on CPU of ``pids`` so far (``/proc/<pid>/schedstat``: exact, where /proc/<pid>/stat counts 10 ms
+    ticks); a pid that is gone counts 0."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    return total
 
 
 def interface_counters(pid: int, interface: str) -> dict[str, int]:

@@ -88,6 +88,7 @@ def open_step_plane(fast_path: str, receivers: int, cert: Certificate, *, rcvbuf
         peer.address = client.getsockname()
         peer.connected = True
         ep._by_addr[peer.address] = peer  # noqa: SLF001
+        ep._handshaking.pop(sid, None)  # noqa: SLF001 - connected: the housekeeping tick no longer walks it
         plane.on_connected(peer)
         if twcc is not None and i:
             peer.twcc = twcc()

@@ -179,6 +179,26 @@ async def test_consent_expiry_closes_a_silent_peer_and_refreshes_keep_it() -> No
             assert endpoint.counters.drop_unknown_address == 1
 
 
+async def test_a_connected_peer_is_checked_for_consent_once_a_walk_not_every_tick() -> None:
+    """The tick walks only the peers still handshaking; connected ones are checked for consent every
+    ``consent_walk(consent_timeout)`` (1 s for 30 s): an expiry is noticed at the next walk, not the next tick."""
+    from callsd.adapters.media.transport import consent_walk
+
+    assert consent_walk(30.0) == 1.0 and consent_walk(0.5) == 0.05
+    async with running(consent_timeout=30.0, tick=3600.0) as (endpoint, handler):  # no tick of its own here
+        with new_client(endpoint, "a") as client:
+            await client.connect()
+            peer = endpoint.peer("a")
+            assert peer is not None and peer.connected
+            last = peer.ice.last_consent
+            endpoint.check_timers(last + 29.5)  # a walk: nothing expired; the next one is due at last + 30.5
+            endpoint.check_timers(last + 30.2)  # expired, but between walks a connected peer is not looked at
+            assert handler.closed == [] and endpoint.peer("a") is peer
+            endpoint.check_timers(last + 30.5)
+            assert handler.closed == [("a", "consent_expired")]
+            assert endpoint.counters.consent_expired == 1
+
+
 async def test_a_client_that_never_shows_up_times_out() -> None:
     async with running(consent_timeout=0.3, tick=0.05) as (endpoint, handler):
         with new_client(endpoint, "ghost"):

@@ -31,7 +31,7 @@ from callsd.adapters.media.plane_rtcp import send_nack
 from callsd.adapters.media.srtp import SrtpContext
 from callsd.core.calls.events import TrackKind
 
-from .step_plane import open_step_plane, step_keys
+from .step_plane import empty_clients, open_step_plane, step_keys
 
 USERS, TALKERS, PPS = 8, 2, 50
 CERT = Certificate.generate("bench-periodic")
@@ -69,12 +69,7 @@ def build(calls: int) -> tuple[Any, Any]:
             rig.clients[index].sendto(bytes(packet), server)
     while plane.endpoint.path.drain(rig.sock, 256) >= 256:
         pass
-    for c in rig.clients:
-        while True:
-            try:
-                c.recv(4096)
-            except BlockingIOError:
-                break
+    empty_clients(rig)
     return rig, plane
 
 

@@ -41,7 +41,7 @@ from callsd.adapters.media.forwarder import InTrack, OutRoute
 from callsd.adapters.media.report_schedule import REPORT_SLOTS
 from callsd.core.calls.events import TrackKind
 
-from .step_plane import StepPlane, open_step_plane
+from .step_plane import StepPlane, empty_clients, open_step_plane
 
 CERT = Certificate.generate("bench-rtcp")
 WAYS = ("burst_each", "burst_batch", "ticks_batch")
@@ -73,18 +73,6 @@ def _call_rig(fast_path: str, calls: int, size: int) -> StepPlane:
             rcv.routes_in[track.track_id] = route
         track.relive()
     return rig
-
-
-def _empty(rig: StepPlane) -> int:
-    got = 0
-    for c in rig.clients:
-        while True:
-            try:
-                c.recv(4096)
-            except BlockingIOError:
-                break
-            got += 1
-    return got
 
 
 def _timed(calls: list[Callable[[], None]]) -> tuple[float, float, float, float]:
@@ -121,13 +109,13 @@ def measure(fast_path: str, calls: int, size: int, repeats: int) -> list[dict[st
         "ticks_batch": [plane.send_due_reports] * REPORT_SLOTS,
     }
     best: dict[str, dict[str, Any]] = {}
-    _empty(rig)
+    empty_clients(rig)
     for _ in range(repeats):
         for way in WAYS:
             sent_before = plane.endpoint.counters.rtcp_out
             wall, cpu, longest, longest_cpu = _timed(ways[way])
             sent = plane.endpoint.counters.rtcp_out - sent_before
-            received = _empty(rig)
+            received = empty_clients(rig)
             row = {"path": fast_path, "way": way, "reports": sent, "received": received,
                    "wall_us_per_report": wall / sent * 1e6, "cpu_us_per_report": cpu / sent * 1e6,
                    "longest_hold_ms": longest * 1e3, "longest_hold_cpu_ms": longest_cpu * 1e3,

@@ -95,6 +95,19 @@ def open_step_plane(fast_path: str, receivers: int, cert: Certificate, *, rcvbuf
     return StepPlane(plane=plane, sock=sock, clients=clients)
 
 
+def empty_clients(rig: StepPlane) -> int:
+    """Read every peer socket of ``rig`` until it is empty; how many datagrams were waiting."""
+    got = 0
+    for c in rig.clients:
+        while True:
+            try:
+                c.recv(4096)
+            except BlockingIOError:
+                break
+            got += 1
+    return got
+
+
 def timed_drain(rig: StepPlane, wire: Sequence[bytes], chunk: int,
                 before_chunk: Callable[[int], None] = lambda _start: None,
                 senders: Sequence[int] | None = None) -> DrainCost:

@@ -133,6 +133,17 @@ def softirq_ticks_per_cpu() -> list[int]:
             if line.startswith("cpu") and line[3].isdigit()]
 
 
+@contextlib.contextmanager
+def _reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """``proc``, killed and waited for on the way out if it still runs: every exit path of a run leaves none."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def one_run(binary: Path, calls: int, crypto: bool, warmup: float, seconds: float,
             where: Place | None = None) -> dict[str, Any]:
     """Sink first (it names its port), then the forwarder (it names its own); the sink learns the forwarder's port on
@@ -143,30 +154,22 @@ def one_run(binary: Path, calls: int, crypto: bool, warmup: float, seconds: floa
     receivers = [where.receivers] if where.receivers else []
     sink_args = [flag, where.forwarder_address] if where.forwarder_address else [flag]
     before = net_rx_per_cpu(), softirq_ticks_per_cpu(), cpu_ns(where.threads.server), cpu_ns(where.threads.tool)
-    sink = subprocess.Popen([*where.sink, *_pin(1), str(binary), "sink", str(calls), str(warmup + seconds + 1.5),
-                             *sink_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert sink.stdin is not None and sink.stdout is not None
-    try:
+    with _reaped(subprocess.Popen([*where.sink, *_pin(1), str(binary), "sink", str(calls),
+                                   str(warmup + seconds + 1.5), *sink_args],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)) as sink:
+        assert sink.stdin is not None and sink.stdout is not None
         sink_port = sink.stdout.readline().strip()
-        forwarder = subprocess.Popen([*where.forwarder, *_pin(0), str(binary), "forward", str(calls), sink_port,
-                                      str(warmup), str(seconds), flag, *receivers], stdout=subprocess.PIPE, text=True)
-        assert forwarder.stdout is not None
-        try:
+        with _reaped(subprocess.Popen([*where.forwarder, *_pin(0), str(binary), "forward", str(calls), sink_port,
+                                       str(warmup), str(seconds), flag, *receivers],
+                                      stdout=subprocess.PIPE, text=True)) as forwarder:
+            assert forwarder.stdout is not None
             sink.stdin.write(forwarder.stdout.readline())
             sink.stdin.close()
             result: dict[str, Any] = json.loads(forwarder.stdout.readline())
             forwarder.wait(timeout=30)
-        finally:
-            if forwarder.poll() is None:
-                forwarder.kill()
-                forwarder.wait()
         after = net_rx_per_cpu(), softirq_ticks_per_cpu(), cpu_ns(where.threads.server), cpu_ns(where.threads.tool)
         seen: dict[str, Any] = json.loads(sink.stdout.readline())
         sink.wait(timeout=30)
-    finally:
-        if sink.poll() is None:
-            sink.kill()
-            sink.wait()
     result["where"] = where.name
     result["valid"] = result["egress"] > 1  # no egress in the window: the sink's CPU was taken (a shared host)
     result["sink_sent"], result["sink_received"] = seen["sent"], seen["received"]

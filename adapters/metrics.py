@@ -5,7 +5,8 @@ hub bumps its own ``HubCounters``; ``CallsdCollector.collect()`` turns them into
 ``/metrics`` is scraped. Families (all prefixed ``callsd_``):
 
 - process: ``callsd_process_cpu_seconds_total``, ``..._open_fds``, ``..._max_fds``, ``..._resident_memory_bytes``,
-  ``..._virtual_memory_bytes``, ``..._start_time_seconds`` (prometheus_client's ProcessCollector)
+  ``..._virtual_memory_bytes``, ``..._start_time_seconds`` (prometheus_client's ProcessCollector's families, read
+  without walking the descriptor table: process_metrics.py)
 - ``callsd_rtc_conn_states_total{type}``: media sessions that reached a state (connected, closed, consent_expired)
 - ``callsd_rtc_ice_outcomes_total{outcome}``: connected, no_ice_check, no_dtls, disconnected (docs/networking.md)
 - ``callsd_rtc_errors_total{type}``: dropped packets by reason (malformed, srtp_auth, replay, ...) and SDP refusals
@@ -21,6 +22,9 @@ hub bumps its own ``HubCounters``; ``CallsdCollector.collect()`` turns them into
 - gauges ``callsd_calls`` and ``callsd_participants``, and ``callsd_info{version,draining}`` (always 1)
 - gauge ``callsd_trio_tasks``: tasks alive in the server's Trio run at scrape time (a leak of per-connection tasks
   shows here first; ``python -m bench.soak`` watches it)
+
+The text is written by exposition.py: ``generate_latest``'s bytes, with the names, labels and header lines kept
+between scrapes (the scrape runs on the event loop, once a second under the load tool).
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import trio
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .exposition import CONTENT_TYPE, TextExposition
+from .process_metrics import ProcessStats
 from .signaling import SignalingHub
 from .signaling_session import MediaPlaneLike
 
@@ -206,12 +212,15 @@ class TrioTaskCollector(Collector):
 def build_registry(hub: SignalingHub, plane: MediaPlaneLike | None = None, version: str = "") -> CollectorRegistry:
     """A private registry with the process collector and ours (so tests can run several servers in one process)."""
     registry = CollectorRegistry(auto_describe=False)
-    ProcessCollector(namespace="callsd", registry=registry)
+    registry.register(ProcessStats("callsd"))
     registry.register(CallsdCollector(hub, plane, version))
     registry.register(TrioTaskCollector())
     return registry
 
 
+_EXPOSITION = TextExposition()  # its caches are keyed by content: one serves every registry of the process
+
+
 def render_metrics(registry: CollectorRegistry) -> tuple[bytes, str]:
-    """The Prometheus text exposition of ``registry`` and its content type."""
-    return generate_latest(registry), "text/plain; version=0.0.4; charset=utf-8"
+    """The Prometheus text exposition of ``registry`` (``generate_latest``'s bytes) and its content type."""
+    return _EXPOSITION.render(registry), CONTENT_TYPE

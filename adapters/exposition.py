@@ -25,9 +25,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import escape_label_name, escape_metric_name
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["TextExposition", "CONTENT_TYPE", "MAX_KEPT"]
+__all__ = ["TextExposition", "KeptFamily", "CONTENT_TYPE", "MAX_KEPT"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_KEPT = 4096
@@ -114,3 +115,40 @@ class TextExposition:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_One(metric))
         return generate_latest(registry).decode("utf-8")
+
+
+class KeptFamily:
+    """A family's name, help, type and label names, and the label dicts of its series, kept between scrapes: a
+    collector builds each scrape's ``Metric`` from (label values, value) pairs without ``add_metric``'s per-sample
+    ``dict(zip(...))`` and checks (~1.5 µs a sample). The families are the ones ``CounterMetricFamily`` and
+    ``GaugeMetricFamily`` build (a counter's samples are named ``<name>_total``)."""
+
+    __slots__ = ("name", "documentation", "kind", "sample_name", "label_names", "_labels")
+
+    def __init__(self, name: str, documentation: str, kind: str, label_names: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.kind = kind
+        self.sample_name = f"{name}_total" if kind == "counter" else name
+        self.label_names = label_names
+        self._labels: dict[tuple[str, ...], dict[str, str]] = {}
+
+    def series(self, values: Iterable[tuple[tuple[str, ...], float]]) -> Metric:
+        """The family with one sample per (label values, value), in that order."""
+        metric = Metric(self.name, self.documentation, self.kind)
+        kept, name = self._labels, self.sample_name
+        samples = metric.samples
+        for key, value in values:
+            labels = kept.get(key)
+            if labels is None:
+                if len(kept) >= MAX_KEPT:
+                    kept.clear()
+                labels = kept[key] = dict(zip(self.label_names, key, strict=True))
+            samples.append(Sample(name, labels, value))
+        return metric
+
+    def value(self, value: float) -> Metric:
+        """The family with its one unlabelled sample."""
+        metric = Metric(self.name, self.documentation, self.kind)
+        metric.samples.append(Sample(self.sample_name, {}, value))
+        return metric

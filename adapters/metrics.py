@@ -33,10 +33,10 @@ from collections.abc import Iterator
 
 import trio
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .exposition import CONTENT_TYPE, TextExposition
+from .exposition import CONTENT_TYPE, KeptFamily, TextExposition
 from .process_metrics import ProcessStats
 from .signaling import SignalingHub
 from .signaling_session import MediaPlaneLike
@@ -64,104 +64,84 @@ class CallsdCollector(Collector):
         hub = self.hub
         c = hub.counters
         media = self.plane.media_counters() if self.plane is not None else {}
+        get = media.get
 
-        info = GaugeMetricFamily("callsd_info", "The running callsd", labels=["version", "draining"])
-        info.add_metric([self.version, "true" if hub.draining else "false"], 1)
-        yield info
-
-        states = CounterMetricFamily("callsd_rtc_conn_states", "Media sessions that reached a state", labels=["type"])
-        connected = media.get("peers_connected", c.rtc_conn_states.get("connected", 0))
-        closed = media.get("peers_closed", c.rtc_conn_states.get("closed", 0))
-        states.add_metric(["connected"], connected)
-        states.add_metric(["closed"], closed)
-        states.add_metric(["consent_expired"], media.get("consent_expired", 0))
-        yield states
-
-        outcomes = CounterMetricFamily("callsd_rtc_ice_outcomes",
-                                       "Media sessions by ICE outcome (adapters/media/ice_outcome.py)", labels=["outcome"])
-        for outcome in ("connected", "no_ice_check", "no_dtls", "disconnected"):
-            outcomes.add_metric([outcome], media.get(f"ice_outcome_{outcome}", 0))
-        yield outcomes
-
-        errors = CounterMetricFamily("callsd_rtc_errors", "Media errors and dropped packets by reason", labels=["type"])
-        for name, value in sorted(media.items()):
-            if name.startswith("drop_"):
-                errors.add_metric([name[5:]], value)
-        for name, value in sorted(c.rtc_errors.items()):
-            errors.add_metric([name], value)
-        yield errors
-
-        packets = CounterMetricFamily(
-            "callsd_rtc_rtp_packets", "Media packets by direction and type", labels=["direction", "type"]
-        )
-        octets = CounterMetricFamily(
-            "callsd_rtc_rtp_bytes", "Media bytes by direction and type", labels=["direction", "type"]
-        )
-        for direction in ("in", "out"):
-            for kind in ("rtp", "rtcp", "stun", "dtls"):
-                packets.add_metric([direction, kind], media.get(f"{kind}_{direction}", 0))
-            for kind in ("rtp", "rtcp"):
-                octets.add_metric([direction, kind], media.get(f"{kind}_bytes_{direction}", 0))
-        yield packets
-        yield octets
-
-        layer_packets = CounterMetricFamily(
-            "callsd_rtc_simulcast_packets",
-            "Simulcast video packets by direction and layer (0 = the first RID of a=simulcast; docs/video.md)",
-            labels=["direction", "layer"])
-        layer_octets = CounterMetricFamily(
-            "callsd_rtc_simulcast_bytes", "Simulcast video bytes by direction and layer", labels=["direction", "layer"])
-        for name, value in sorted(media.items()):
+        yield _INFO.series([((self.version, "true" if hub.draining else "false"), 1)])
+        yield _CONN_STATES.series([(("connected",), get("peers_connected", c.rtc_conn_states.get("connected", 0))),
+                                   (("closed",), get("peers_closed", c.rtc_conn_states.get("closed", 0))),
+                                   (("consent_expired",), get("consent_expired", 0))])
+        yield _ICE_OUTCOMES.series([(key, get(name, 0)) for key, name in _ICE_OUTCOME_SERIES])
+        ordered = sorted(media.items())
+        errors = [((name[5:],), value) for name, value in ordered if name.startswith("drop_")]
+        errors.extend(((name,), value) for name, value in sorted(c.rtc_errors.items()))
+        yield _ERRORS.series(errors)
+        yield _PACKETS.series([(key, get(name, 0)) for key, name in _PACKET_SERIES])
+        yield _OCTETS.series([(key, get(name, 0)) for key, name in _OCTET_SERIES])
+        layer_packets: list[tuple[tuple[str, ...], float]] = []
+        layer_octets: list[tuple[tuple[str, ...], float]] = []
+        for name, value in ordered:
             if name.startswith(("simulcast_rtp_", "simulcast_bytes_")):
                 _, kind, direction, layer = name.split("_")
-                family = layer_packets if kind == "rtp" else layer_octets
-                family.add_metric([direction, layer.removeprefix("l")], value)
-        yield layer_packets
-        yield layer_octets
-        repair = CounterMetricFamily(
-            "callsd_rtc_repair", "NACKs, RTX and key-frame requests by type (docs/video.md, Retransmission)",
-            labels=["type"])
-        for name in ("nack_in", "nack_answered", "nack_forwarded", "nack_out", "rtx_in", "rtx_out", "pli_in",
-                     "pli_out"):
-            repair.add_metric([name], media.get(name, 0))
-        yield repair
-        yield CounterMetricFamily("callsd_rtc_simulcast_switches", "Layer switches of simulcast receivers",
-                                  value=media.get("simulcast_switches", 0))
-        feedback = CounterMetricFamily(
-            "callsd_rtc_bandwidth_feedback",
-            "Bandwidth-estimation input and probes by type (docs/video.md, Bandwidth estimation)", labels=["type"])
-        for name in BANDWIDTH_FEEDBACK:
-            feedback.add_metric([name], media.get(name, 0))
-        yield feedback
-        yield GaugeMetricFamily("callsd_rtc_bandwidth_estimates", "Receivers the server has a bandwidth estimate of",
-                                value=media.get("estimates", 0))
+                (layer_packets if kind == "rtp" else layer_octets).append(
+                    ((direction, layer.removeprefix("l")), value))
+        yield _LAYER_PACKETS.series(layer_packets)
+        yield _LAYER_OCTETS.series(layer_octets)
+        yield _REPAIR.series([(key, get(name, 0)) for key, name in _REPAIR_SERIES])
+        yield _SWITCHES.value(get("simulcast_switches", 0))
+        yield _FEEDBACK.series([(key, get(name, 0)) for key, name in _FEEDBACK_SERIES])
+        yield _ESTIMATES.value(get("estimates", 0))
 
-        yield CounterMetricFamily("callsd_rtc_sessions", "Media sessions opened", value=c.rtc_sessions_total)
-        yield CounterMetricFamily(
-            "callsd_websocket_connections", "WebSocket connections accepted", value=c.ws_connections_total
-        )
-        yield GaugeMetricFamily(
-            "callsd_websocket_connections_open", "WebSocket connections open now", value=c.ws_connections_open
-        )
-        events = CounterMetricFamily(
-            "callsd_websocket_events", "WebSocket messages by direction and type", labels=["direction", "type"]
-        )
-        for (direction, kind), value in sorted(c.ws_events.items()):
-            events.add_metric([direction, kind], value)
-        yield events
-        yield CounterMetricFamily(
-            "callsd_websocket_frames_sent", "WebSocket frames sent to clients (several events share one batch frame)",
-            value=c.ws_frames_out,
-        )
-
-        store = CounterMetricFamily("callsd_store_ops", "Event store operations", labels=["op"])
-        for op, value in sorted(c.store_ops.items()):
-            store.add_metric([op], value)
-        yield store
+        yield _SESSIONS.value(c.rtc_sessions_total)
+        yield _WS_CONNECTIONS.value(c.ws_connections_total)
+        yield _WS_OPEN.value(c.ws_connections_open)
+        yield _WS_EVENTS.series(sorted(c.ws_events.items()))
+        yield _WS_FRAMES.value(c.ws_frames_out)
+        yield _STORE_OPS.series([((op,), value) for op, value in sorted(c.store_ops.items())])
 
         calls, participants = hub.machine.census()  # counts only: no view per participant every scrape
-        yield GaugeMetricFamily("callsd_calls", "Calls in progress", value=calls)
-        yield GaugeMetricFamily("callsd_participants", "Participants in calls", value=participants)
+        yield _CALLS.value(calls)
+        yield _PARTICIPANTS.value(participants)
+
+
+# The families above, kept between scrapes (exposition.KeptFamily), and their fixed series: (label values, the
+# media counter read).
+_INFO = KeptFamily("callsd_info", "The running callsd", "gauge", ("version", "draining"))
+_CONN_STATES = KeptFamily("callsd_rtc_conn_states", "Media sessions that reached a state", "counter", ("type",))
+_ICE_OUTCOMES = KeptFamily("callsd_rtc_ice_outcomes", "Media sessions by ICE outcome (adapters/media/ice_outcome.py)",
+                           "counter", ("outcome",))
+_ICE_OUTCOME_SERIES = [((o,), f"ice_outcome_{o}") for o in ("connected", "no_ice_check", "no_dtls", "disconnected")]
+_ERRORS = KeptFamily("callsd_rtc_errors", "Media errors and dropped packets by reason", "counter", ("type",))
+_PACKETS = KeptFamily("callsd_rtc_rtp_packets", "Media packets by direction and type", "counter",
+                      ("direction", "type"))
+_PACKET_SERIES = [((d, k), f"{k}_{d}") for d in ("in", "out") for k in ("rtp", "rtcp", "stun", "dtls")]
+_OCTETS = KeptFamily("callsd_rtc_rtp_bytes", "Media bytes by direction and type", "counter", ("direction", "type"))
+_OCTET_SERIES = [((d, k), f"{k}_bytes_{d}") for d in ("in", "out") for k in ("rtp", "rtcp")]
+_LAYER_PACKETS = KeptFamily(
+    "callsd_rtc_simulcast_packets",
+    "Simulcast video packets by direction and layer (0 = the first RID of a=simulcast; docs/video.md)", "counter",
+    ("direction", "layer"))
+_LAYER_OCTETS = KeptFamily("callsd_rtc_simulcast_bytes", "Simulcast video bytes by direction and layer", "counter",
+                           ("direction", "layer"))
+_REPAIR = KeptFamily("callsd_rtc_repair",
+                     "NACKs, RTX and key-frame requests by type (docs/video.md, Retransmission)", "counter", ("type",))
+_REPAIR_SERIES = [((n,), n) for n in ("nack_in", "nack_answered", "nack_forwarded", "nack_out", "rtx_in", "rtx_out",
+                                     "pli_in", "pli_out")]
+_SWITCHES = KeptFamily("callsd_rtc_simulcast_switches", "Layer switches of simulcast receivers", "counter")
+_FEEDBACK = KeptFamily("callsd_rtc_bandwidth_feedback",
+                       "Bandwidth-estimation input and probes by type (docs/video.md, Bandwidth estimation)", "counter",
+                       ("type",))
+_FEEDBACK_SERIES = [((n,), n) for n in BANDWIDTH_FEEDBACK]
+_ESTIMATES = KeptFamily("callsd_rtc_bandwidth_estimates", "Receivers the server has a bandwidth estimate of", "gauge")
+_SESSIONS = KeptFamily("callsd_rtc_sessions", "Media sessions opened", "counter")
+_WS_CONNECTIONS = KeptFamily("callsd_websocket_connections", "WebSocket connections accepted", "counter")
+_WS_OPEN = KeptFamily("callsd_websocket_connections_open", "WebSocket connections open now", "gauge")
+_WS_EVENTS = KeptFamily("callsd_websocket_events", "WebSocket messages by direction and type", "counter",
+                        ("direction", "type"))
+_WS_FRAMES = KeptFamily("callsd_websocket_frames_sent",
+                        "WebSocket frames sent to clients (several events share one batch frame)", "counter")
+_STORE_OPS = KeptFamily("callsd_store_ops", "Event store operations", "counter", ("op",))
+_CALLS = KeptFamily("callsd_calls", "Calls in progress", "gauge")
+_PARTICIPANTS = KeptFamily("callsd_participants", "Participants in calls", "gauge")
 
 
 class _TaskCount(trio.abc.Instrument):

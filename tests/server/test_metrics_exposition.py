@@ -8,7 +8,7 @@ import gc
 import os
 import resource
 
-from callsd.adapters.exposition import MAX_KEPT, TextExposition
+from callsd.adapters.exposition import MAX_KEPT, KeptFamily, TextExposition
 from callsd.adapters.metrics import build_registry, render_metrics
 from callsd.adapters.process_metrics import ProcessStats, open_descriptors
 from callsd.adapters.signaling import NullMediaPlane, SignalingHub
@@ -17,6 +17,7 @@ from callsd.core.calls.machine import CallsMachine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
@@ -136,3 +137,20 @@ def test_open_descriptors_follow_what_the_process_opens() -> None:
         for fd in opened:
             os.close(fd)
     assert open_descriptors() == before
+
+
+@settings(max_examples=100)
+@given(st.sampled_from(["counter", "gauge"]), st.lists(st.tuples(st.text(max_size=4), st.text(max_size=4)),
+                                                         max_size=5),
+       st.lists(st.integers(0, 10**9) | st.floats(allow_nan=False), min_size=5, max_size=5))
+def test_a_kept_family_is_the_family_prometheus_client_builds(kind: str, keys: list[tuple[str, str]],
+                                                              values: list[float]) -> None:
+    kept = KeptFamily("callsd_x", "help", kind, ("a", "b"))
+    for _ in range(2):  # the second time from the label dicts kept
+        reference = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)("callsd_x", "help",
+                                                                                      labels=["a", "b"])
+        for key, value in zip(keys, values, strict=False):
+            reference.add_metric(list(key), value)
+        assert kept.series(list(zip(keys, values, strict=False))) == reference
+    plain = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)("callsd_y", "help", value=values[0])
+    assert KeptFamily("callsd_y", "help", kind).value(values[0]) == plain

@@ -82,6 +82,11 @@ def jobs(plane: Any, ticks: Iterator[int]) -> dict[str, tuple[float, Callable[[]
     # that, or every peer's consent has expired and the first housekeeping closes them all.
     clock = 1.0
 
+    try:  # the peers the plane's round walks (session 10); a tree from before walks every peer
+        feedback_peers = plane.feedback_peers.current
+    except AttributeError:
+        feedback_peers = ep.peers.__iter__
+
     def housekeeping() -> None:  # on a clock that moves a tick per call, as the task's: consent walks come due
         ep.check_timers(clock + next(ticks) * ep.config.tick)
 
@@ -90,7 +95,8 @@ def jobs(plane: Any, ticks: Iterator[int]) -> dict[str, tuple[float, Callable[[]
                                                                 plane.send_due_reports),
         "endpoint housekeeping (check_timers: consent, DTLS timers)": (1.0 / ep.config.tick, housekeeping),
         "transport-cc feedback round (send_feedback)": (1.0 / twcc_recv.INTERVAL,
-                                                        lambda: twcc_recv.send_feedback(ep.peers, ep.send_rtcp_round)),
+                                                        lambda: twcc_recv.send_feedback(feedback_peers(),
+                                                                                        ep.send_rtcp_round)),
         "forwarder tick (key frames, layer state)": (quarter, lambda: plane.forwarder.tick(list(plane.tracks.values()))),
         "NACK round": (quarter, lambda: retransmit.nack_round(plane.forwarder, list(plane.tracks.values()), send_nack)),
         "ICE outcome watch": (quarter, lambda: plane.ice_watch.check(clock, ep.peer)),

@@ -141,6 +141,7 @@ class MediaPlane:
         self.probes = ProbeSender(self.sessions.values, self.simulcast.wanted_bps, self.estimates.proven,
                                   any_wanted=lambda: bool(self.simulcast.tracks))
         self.twcc_out = 0  # transport-cc reports sent to publishers (twcc_recv.feedback_loop)
+        self.feedback_peers: twcc_recv.FeedbackPeers[Peer] = twcc_recv.FeedbackPeers()  # the peers it walks
 
         self.endpoint = UdpEndpoint(
             TransportConfig(host=rtc_bind(config), port=config.ice_port_udp,
@@ -168,7 +169,7 @@ class MediaPlane:
             nursery.start_soon(self._periodic)
             nursery.start_soon(self._report_ticks)
             nursery.start_soon(self.probes.run)
-            nursery.start_soon(twcc_recv.feedback_loop, lambda: self.endpoint.peers, self._feedback_sent,
+            nursery.start_soon(twcc_recv.feedback_loop, self.feedback_peers, self._feedback_sent,
                                self.endpoint.send_rtcp_round)
             task_status.started(self.address)
 
@@ -335,6 +336,7 @@ class MediaPlane:
         for p in current.values():
             s.mid_ext_id = p.extension_id(MID_URI) or s.mid_ext_id
         twcc_recv.attach(s.peer, current.values(), s.rtcp_ssrc)
+        self.feedback_peers.note(s.peer)
         for mid, t in list(s.published.items()):
             section = current.get(mid)
             if section is None:
@@ -526,6 +528,7 @@ class MediaPlane:
         peer.data = s
         twcc_send.attach(peer, s.twcc_ext_id)
         twcc_recv.attach(peer, s.neg.published, s.rtcp_ssrc)
+        self.feedback_peers.note(peer)
         self._emit(SessionConnected(session_id=s.session_id))
         self.ice_watch.connected(s.session_id, self.network.client_address(peer.address), _now())
         for r in s.routes_in.values():

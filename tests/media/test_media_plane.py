@@ -77,6 +77,7 @@ class FakePeer:
         self.address: Any = ("127.0.0.1", 50000)
         self.twcc: Any = None  # the plane's transport-wide sequencer when the answer accepted transport-cc
         self.twcc_in: Any = None  # the plane's transport-cc feedback sender when the offer accepted transport-cc
+        self.closed = False  # the endpoint closed it (what twcc_recv.FeedbackPeers reads)
 
     def send_rtp(self, plain: bytes) -> bool:
         self.rtp.append(plain if self.twcc is None else self.twcc.stamp(plain))

@@ -15,7 +15,10 @@ until the pass ends and the next I/O wait returns. So this module measures:
   in it (``time.thread_time``, read once per pass) tells a hold of our own from waiting for a CPU;
 * every task step inside a pass (``after_task_step`` only: a step runs from the end of the previous one, or from
   the pass's start, so one hook and one clock read per step are enough), keyed by the task's name (Trio names a
-  task after its function's qualified name), minus the time the cyclic collector ran inside that step;
+  task after its function's qualified name), minus the time the cyclic collector ran inside that step. The hook
+  only notes the step's task and end; the steps are added up by name at the end of a pass that held the loop at
+  least ``floor`` (no step of a shorter pass can be that long), so the ~99 % of passes that are short cost two list
+  appends per step;
 * every collection of the cyclic garbage collector (``gc.callbacks``, ``start``/``stop``), by generation: a
   collection runs inside whatever step allocated the object that crossed a threshold, and is charged to the
   collector, not to that step.
@@ -25,7 +28,7 @@ of its largest contributor, a task step or a collection. The longest step of eac
 each generation are kept in ``top`` (a dict of at most a few dozen names: tasks are named by code, never by users),
 for ``bench/capacity_paths.py`` and ``top_holders``.
 
-What it costs: one clock read and a few attribute updates per task step, plus Trio's own dispatch of the hook
+What it costs: one clock read and two list appends per task step, plus Trio's own dispatch of the hook
 (figures in docs/performance.md, "Loop holds"); ``[metrics] loop_holds = false`` leaves it out entirely.
 Durations are wall-clock (``time.perf_counter``): on a shared machine a preempted step looks long too, which is
 also what the socket sees.
@@ -133,45 +136,41 @@ class LoopHoldMonitor(trio.abc.Instrument):
         self._pass_start = 0.0
         self._pass_cpu_start = 0.0
         self._in_pass = False
-        self._spent: dict[str, float] = {}  # the pass in progress: seconds by name
-        self._stepped: dict[str, int] = {}  # ... and steps by name
-        self._step_start = clock()  # installed mid-step (from inside a task): that step counts from here
-        self._step_gc = 0.0  # seconds of GC inside the step in progress
+        # The pass in progress, as it ran: each step's task and end, and each collection's (the step it ran in,
+        # seconds, generation, objects freed). Read only when the pass turns out long (module docstring).
+        self._step_tasks: list[trio.lowlevel.Task] = []
+        self._step_ends: list[float] = []
+        self._collections: list[tuple[int, float, int, int]] = []
         self._gc_start = 0.0
 
     # --- Trio's hooks (called by the run loop) ----------------------------------------------------------------------
 
     def after_io_wait(self, timeout: float) -> None:
         self._pass_cpu_start = self.cpu_clock()
-        self._pass_start = self._step_start = self.clock()  # the pass's first step is timed from here
-        self._step_gc = 0.0
+        self._pass_start = self.clock()  # the pass's first step is timed from here
         self._in_pass = True
 
     def before_io_wait(self, timeout: float) -> None:
+        tasks = self._step_tasks
+        self.steps += len(tasks)
         if self._in_pass:
             self._in_pass = False
             self.passes += 1
             held = self.clock() - self._pass_start
             if held >= self.floor:
                 self._end_long_pass(held, self.cpu_clock() - self._pass_cpu_start)
-        self._spent.clear()
-        self._stepped.clear()
+        tasks.clear()
+        self._step_ends.clear()
+        self._collections.clear()
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        # One hook per step, not two: a step is timed from the end of the one before it in the pass (or the pass's
-        # start), so the scheduler's own work between steps (a few µs: the run queue, rescheduling, and for the
-        # pass's first step the I/O events and expired deadlines) is charged to the step it led to.
-        now = self.clock()
-        held = now - self._step_start - self._step_gc
-        self._step_start = now
-        self._step_gc = 0.0
-        self.steps += 1
-        name = task.name
-        spent, stepped = self._spent, self._stepped
-        spent[name] = spent.get(name, 0.0) + held
-        stepped[name] = stepped.get(name, 0) + 1
-        if held >= self.floor:
-            self._record(name).note(held)
+        # One hook per step, and only two appends in it: a step runs from the end of the one before it in the pass
+        # (or the pass's start), so its end is all there is to note; what each step and collection took is worked
+        # out at the end of a pass that held the loop ``floor`` or more (a shorter pass has no step that long). The
+        # scheduler's own work between steps (a few µs: the run queue, rescheduling, and for the pass's first step
+        # the I/O events and expired deadlines) is charged to the step it led to.
+        self._step_tasks.append(task)
+        self._step_ends.append(self.clock())
 
     # --- gc.callbacks -----------------------------------------------------------------------------------------------
 
@@ -180,28 +179,41 @@ class LoopHoldMonitor(trio.abc.Instrument):
         if phase == "start":
             self._gc_start = self.clock()
             return
-        held = self.clock() - self._gc_start
-        self._step_gc += held
-        name = GC_NAMES[min(int(info.get("generation", 2)), 2)]
-        self._spent[name] = self._spent.get(name, 0.0) + held
-        self._stepped[name] = self._stepped.get(name, 0) + 1
-        if held >= self.floor:
-            record = self._record(name)
-            if held > record.longest:
-                record.collected = int(info.get("collected", 0))
-            record.note(held)
+        self._collections.append((len(self._step_tasks), self.clock() - self._gc_start,
+                                  min(int(info.get("generation", 2)), 2), int(info.get("collected", 0))))
 
     # --- bookkeeping ------------------------------------------------------------------------------------------------
 
     def _end_long_pass(self, held: float, cpu: float) -> None:
-        spent = self._spent
+        spent: dict[str, float] = {}  # seconds by name in this pass
+        stepped: dict[str, int] = {}  # ... and steps by name
+        in_step = [0.0] * (len(self._step_tasks) + 1)  # GC seconds inside each step (the last slot: after them)
+        for step, seconds, generation, collected in self._collections:
+            in_step[step] += seconds
+            name = GC_NAMES[generation]
+            spent[name] = spent.get(name, 0.0) + seconds
+            stepped[name] = stepped.get(name, 0) + 1
+            if seconds >= self.floor:
+                record = self._record(name)
+                if seconds > record.longest:
+                    record.collected = collected
+                record.note(seconds)
+        start = self._pass_start
+        for index, (task, end) in enumerate(zip(self._step_tasks, self._step_ends, strict=True)):
+            step_held = end - start - in_step[index]
+            start = end
+            name = task.name
+            spent[name] = spent.get(name, 0.0) + step_held
+            stepped[name] = stepped.get(name, 0) + 1
+            if step_held >= self.floor:
+                self._record(name).note(step_held)
         leader = max(spent, key=spent.__getitem__) if spent else "scheduler"
         self._observe(self._cause(leader), held, cpu)
         for name, seconds in spent.items():
             if seconds >= self.floor:
                 record = self._record(name)
                 if seconds > record.pass_longest:
-                    record.pass_longest, record.pass_steps = seconds, self._stepped.get(name, 0)
+                    record.pass_longest, record.pass_steps = seconds, stepped.get(name, 0)
 
     def _cause(self, name: str) -> str:
         cause = self._causes.get(name)

@@ -19,7 +19,10 @@ little CPU, so CPU figures of a counted run are not compared with an uncounted o
 - ``loop_passes``, ``steps``, and ``steps <task>``: Trio's passes and task steps, all and by task name (Trio names a
   task after its function's qualified name), from an instrument added to the server's ``trio.run``: a step is a
   wake-up, and at ~5-7 µs of Trio's scheduling each these say which tasks a join wakes and how often;
-  ``wakeups <task>``: how often each was rescheduled (``task_scheduled``).
+  ``wakeups <task>``: how often each was rescheduled (``task_scheduled``);
+- ``gc<N>``, ``gc<N> us``, ``gc<N> collected``: the cyclic collector's collections of generation N (a
+  ``gc.callbacks`` entry), the µs of thread CPU they took and the objects they freed; ``gc<N> in <task>``: the task
+  whose step allocated the object that triggered them (``outside trio`` for the log's writer thread).
 
 The frames sent and SDP rounds come from the server's own metrics (``bench.memory.run_server``).
 """
@@ -80,6 +83,28 @@ def _short(name: str) -> str:
     return name
 
 
+def _gc_probe() -> Callable[[str, dict[str, int]], None]:
+    """A ``gc.callbacks`` entry counting collections by generation, their CPU time and the task that set them off."""
+    import time
+
+    started = [0.0]
+
+    def probe(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.thread_time()
+            return
+        gen = info["generation"]
+        COUNTS[f"gc{gen}"] += 1
+        COUNTS[f"gc{gen} us"] += round((time.thread_time() - started[0]) * 1e6)
+        COUNTS[f"gc{gen} collected"] += info["collected"]
+        try:
+            task = _short(trio.lowlevel.current_task().name)
+        except RuntimeError:
+            task = "outside trio"
+        COUNTS[f"gc{gen} in {task}"] += 1
+    return probe
+
+
 def install() -> Counter[str]:
     """Wrap the marked functions (see the module docstring); return the live counter."""
     from callsd.adapters.media.dtls import DtlsSession
@@ -115,4 +140,6 @@ def install() -> Counter[str]:
     IceLiteState.accept = _counting("ice_checks_answered", IceLiteState.accept)  # type: ignore[method-assign]
     Negotiator.make_offer = _counting("offers_built", Negotiator.make_offer,  # type: ignore[method-assign]
                                       when=lambda offer: 1 if offer is not None else 0)
+    import gc
+    gc.callbacks.append(_gc_probe())
     return COUNTS

@@ -22,7 +22,8 @@ little CPU, so CPU figures of a counted run are not compared with an uncounted o
   ``wakeups <task>``: how often each was rescheduled (``task_scheduled``);
 - ``gc<N>``, ``gc<N> us``, ``gc<N> collected``: the cyclic collector's collections of generation N (a
   ``gc.callbacks`` entry), the µs of thread CPU they took and the objects they freed; ``gc<N> in <task>``: the task
-  whose step allocated the object that triggered them (``outside trio`` for the log's writer thread).
+  whose step allocated the object that triggered them (``outside trio`` for the log's writer thread); with
+  ``BENCH_GC_TYPES=1``, ``gc<N> walked`` and ``gc<N> walks <type>``: the objects each young collection walked.
 
 The frames sent and SDP rounds come from the server's own metrics (``bench.memory.run_server``).
 """
@@ -89,8 +90,19 @@ def _gc_probe() -> Callable[[str, dict[str, int]], None]:
 
     started = [0.0]
 
+    import gc
+    import os
+    from collections import Counter as Tally
+
+    types = bool(os.environ.get("BENCH_GC_TYPES"))
+
     def probe(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
+            if types and info["generation"] < 2:  # what the young collection will walk, by type
+                young = Tally(type(o).__qualname__ for o in gc.get_objects(info["generation"]))
+                COUNTS[f"gc{info['generation']} walked"] += sum(young.values())
+                for name, n in young.most_common(12):
+                    COUNTS[f"gc{info['generation']} walks {name}"] += n
             started[0] = time.thread_time()
             return
         gen = info["generation"]

@@ -375,6 +375,7 @@ class MediaPlane:
             s.inbound[t.ssrc] = t
         retransmit.register_rtx(s.inbound_rtx, t, p.rtx_ssrc, p.rtx_payload_type)
         self.simulcast.add_track(t, p.rids, p.rtx_payload_type)
+        self.probes.wake()
         return t
 
     def _sync_sending(self, s: Session, only: OutRoute | None = None) -> None:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .forwarder import OutRoute
     from .plane_session import Session
 
-__all__ = ["ProbeSender", "TICK_S", "PADDING"]
+__all__ = ["ProbeSender", "TICK_S", "IDLE_S", "PADDING"]
 
 log = logging.getLogger("callsd.media.probing")
 TICK_S = 0.01
@@ -77,15 +77,28 @@ class ProbeSender:
         self._next_cluster = 1
         self.clusters = 0
         self.packets = 0
+        self._woken = trio.Event()  # set by ``wake``: something may be wanted now
 
     def counters(self) -> dict[str, int]:
         return {"probe_clusters": self.clusters, "probe_packets": self.packets}
 
+    def wake(self) -> None:
+        """A simulcast track appeared: ``any_wanted`` may be true now, and a ``run`` waiting for it checks again."""
+        self._woken.set()
+
     async def run(self) -> None:
-        """Check the schedules and pace the clusters being sent, until cancelled."""
+        """Check the schedules and pace the clusters being sent, until cancelled. While nothing can be wanted (no
+        simulcast track: every audio-only server), it waits for ``wake`` instead of waking ten times a second to
+        find nothing."""
         while True:
             self.tick()
-            await trio.sleep(TICK_S if self._active else IDLE_S)
+            if self._active:
+                await trio.sleep(TICK_S)
+            elif self._schedules or self._any_wanted():
+                await trio.sleep(IDLE_S)
+            else:
+                self._woken = trio.Event()
+                await self._woken.wait()
 
     def tick(self) -> None:
         if not self._active and not self._schedules and not self._any_wanted():

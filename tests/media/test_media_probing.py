@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from callsd.adapters.media.probing import PADDING, ProbeSender
+import trio
+import trio.testing
+from callsd.adapters.media.probing import IDLE_S, PADDING, ProbeSender
 from callsd.adapters.media.twcc_send import TransportSequencer
 from callsd.core.video import BandwidthEstimator, EstimatorSettings, ProbePolicy
 from callsd.core.wire.rtp import parse_rtp
@@ -112,3 +114,26 @@ def test_a_tick_with_nothing_wanted_anywhere_does_not_walk_the_sessions() -> Non
     wanted[0] = True
     probes.tick()
     assert walked == [1]
+
+
+async def test_with_nothing_wanted_anywhere_the_task_sleeps_until_woken(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """No simulcast track: ``run`` does not wake ten times a second for nothing; ``wake`` (the plane calls it when a
+    simulcast track appears) has it tick again at once, and it ticks every ``IDLE_S`` while something is wanted."""
+    asked: list[float] = []
+    wanted = [False]
+
+    def any_wanted() -> bool:
+        asked.append(trio.current_time())
+        return wanted[0]
+
+    probes = ProbeSender(lambda: [], lambda _sid: None, lambda _sid: None, any_wanted=any_wanted)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(probes.run)
+        await trio.sleep(10.0)
+        assert len(asked) <= 2  # the first tick's checks, then nothing for 10 s
+        wanted[0] = True
+        probes.wake()
+        await trio.sleep(IDLE_S * 10.5)
+        assert 10 <= len(asked) - 2 <= 2 * 11  # woken at once, then a tick per IDLE_S
+        nursery.cancel_scope.cancel()

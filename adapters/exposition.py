@@ -106,7 +106,10 @@ class TextExposition:
                     if len(prefixes) >= MAX_KEPT:
                         prefixes.clear()
                     prefix = prefixes[label_key] = _prefix(s.name, labels)
-                lines.append(f"{prefix}{_value_text(s.value)}\n")
+                value = s.value
+                # a small int (most counters): repr(float(value)), which is what floatToGoString returns for it
+                text = f"{value}.0" if type(value) is int and -1_000_000 < value < 1_000_000 else _value_text(value)
+                lines.append(f"{prefix}{text}\n")
             out.extend(lines)
         return "".join(out).encode("utf-8")
 
@@ -120,8 +123,8 @@ class TextExposition:
 class KeptFamily:
     """A family's name, help, type and label names, and the label dicts of its series, kept between scrapes: a
     collector builds each scrape's ``Metric`` from (label values, value) pairs without ``add_metric``'s per-sample
-    ``dict(zip(...))`` and checks (~1.5 µs a sample). The families are the ones ``CounterMetricFamily`` and
-    ``GaugeMetricFamily`` build (a counter's samples are named ``<name>_total``)."""
+    ``dict(zip(...))`` and checks (~1.5 µs a sample). The families are the ones ``CounterMetricFamily``,
+    ``GaugeMetricFamily`` and ``HistogramMetricFamily`` build (a counter's samples are named ``<name>_total``)."""
 
     __slots__ = ("name", "documentation", "kind", "sample_name", "label_names", "_labels")
 
@@ -136,15 +139,10 @@ class KeptFamily:
     def series(self, values: Iterable[tuple[tuple[str, ...], float]]) -> Metric:
         """The family with one sample per (label values, value), in that order."""
         metric = Metric(self.name, self.documentation, self.kind)
-        kept, name = self._labels, self.sample_name
+        name, names = self.sample_name, self.label_names
         samples = metric.samples
         for key, value in values:
-            labels = kept.get(key)
-            if labels is None:
-                if len(kept) >= MAX_KEPT:
-                    kept.clear()
-                labels = kept[key] = dict(zip(self.label_names, key, strict=True))
-            samples.append(Sample(name, labels, value))
+            samples.append(Sample(name, self._label(names, key), value))
         return metric
 
     def value(self, value: float) -> Metric:
@@ -152,3 +150,29 @@ class KeptFamily:
         metric = Metric(self.name, self.documentation, self.kind)
         metric.samples.append(Sample(self.sample_name, {}, value))
         return metric
+
+    def histograms(self, values: Iterable[tuple[tuple[str, ...], list[tuple[str, float]], float]]) -> Metric:
+        """A histogram family (``kind`` "histogram"): per (label values, cumulative (le, count) buckets ending with
+        +Inf, sum) the samples ``HistogramMetricFamily.add_metric`` makes, in its order."""
+        metric = Metric(self.name, self.documentation, self.kind)
+        names, bucket_names = self.label_names, (*self.label_names, "le")
+        bucket, count, total = f"{self.name}_bucket", f"{self.name}_count", f"{self.name}_sum"
+        samples = metric.samples
+        for key, buckets, sum_value in values:
+            for le, value in buckets:
+                samples.append(Sample(bucket, self._label(bucket_names, (*key, le)), value))
+            if float(buckets[0][0]) >= 0:  # as add_metric: no count and sum with negative buckets
+                labels = self._label(names, key)
+                samples.append(Sample(count, labels, buckets[-1][1]))
+                samples.append(Sample(total, labels, sum_value))
+        return metric
+
+    def _label(self, names: tuple[str, ...], key: tuple[str, ...]) -> dict[str, str]:
+        """The label dict of ``key`` (made once; a histogram's bucket keys are one longer than its series' keys)."""
+        kept = self._labels
+        labels = kept.get(key)
+        if labels is None:
+            if len(kept) >= MAX_KEPT:
+                kept.clear()
+            labels = kept[key] = dict(zip(names, key, strict=True))
+        return labels

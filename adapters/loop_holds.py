@@ -44,9 +44,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import trio
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+
+from .exposition import KeptFamily
 
 # The frame budget (ADR 0048) has its own pass clock (adapters/pass_gate.py); re-exported for its callers.
 from .pass_gate import installed_gate, yield_if_pass_over
@@ -278,61 +279,70 @@ class LoopHoldCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         m = self.monitor
-        yield CounterMetricFamily("callsd_loop_passes", "Passes of the event loop over its runnable tasks",
-                                  value=m.passes)
-        yield CounterMetricFamily("callsd_loop_steps", "Task steps the event loop ran", value=m.steps)
-        hist = HistogramMetricFamily(
-            "callsd_loop_hold_seconds",
-            f"Event-loop passes that held the loop at least {m.floor * 1000:g} ms (the UDP socket is not drained "
-            "meanwhile), by the cause of their largest step or GC collection", labels=["cause"])
+        yield _PASSES.value(m.passes)
+        yield _STEPS.value(m.steps)
+        series: list[tuple[tuple[str, ...], list[tuple[str, float]], float]] = []
         for cause in sorted(m.buckets):
-            cumulative, running = [], 0
-            for bound, count in zip((*HOLD_BUCKETS, float("inf")), m.buckets[cause], strict=True):
+            cumulative: list[tuple[str, float]] = []
+            running = 0
+            for bound, count in zip(_BOUNDS, m.buckets[cause], strict=True):
                 running += count
-                cumulative.append((_bound(bound), running))
-            hist.add_metric([cause], cumulative, sum_value=m.sums[cause])
-        yield hist
-        cpu = CounterMetricFamily(
-            "callsd_loop_hold_cpu_seconds",
-            "CPU time of this process's event-loop thread inside the passes of callsd_loop_hold_seconds: what is "
-            "left of their wall time is time the thread waited for a CPU", labels=["cause"])
-        for cause in sorted(m.cpu_sums):
-            cpu.add_metric([cause], m.cpu_sums[cause])
-        yield cpu
+                cumulative.append((bound, running))
+            series.append(((cause,), cumulative, m.sums[cause]))
+        yield _hold_family(m.floor).histograms(series)
+        yield _CPU.series([((cause,), m.cpu_sums[cause]) for cause in sorted(m.cpu_sums)])
         longest: dict[str, float] = {}
         for record in m.top.values():
             longest[record.cause] = max(longest.get(record.cause, 0.0), record.longest, record.pass_longest)
-        family = GaugeMetricFamily("callsd_loop_hold_longest_seconds",
-                                   "The most time one name (a task, a GC generation) of each cause took in one pass of the loop",
-                                   labels=["cause"])
-        for cause, seconds in sorted(longest.items()):
-            family.add_metric([cause], seconds)
-        yield family
-        top = GaugeMetricFamily("callsd_loop_hold_top_seconds",
-                                f"The {TOP_EXPORTED} task names (or GC generations) that held the loop longest in one "
-                                "pass since start, and how long", labels=["name", "cause"])
-        steps = GaugeMetricFamily("callsd_loop_hold_top_steps",
-                                  "The steps (or collections) each name of callsd_loop_hold_top_seconds took in that "
-                                  "pass", labels=["name", "cause"])
-        for holder in m.top_holders(TOP_EXPORTED):
-            top.add_metric([holder["name"], holder["cause"]], holder["pass_ms"] / 1000)
-            steps.add_metric([holder["name"], holder["cause"]], holder["pass_steps"])
-        yield top
-        yield steps
-        collected = GaugeMetricFamily("callsd_loop_hold_gc_collected",
-                                      "Objects the longest collection of each generation freed", labels=["name"])
-        for name in GC_NAMES:
-            if name in m.top:
-                collected.add_metric([name], m.top[name].collected)
-        yield collected
+        yield _LONGEST.series([((cause,), seconds) for cause, seconds in sorted(longest.items())])
+        holders = m.top_holders(TOP_EXPORTED)
+        yield _TOP.series([((h["name"], h["cause"]), h["pass_ms"] / 1000) for h in holders])
+        yield _TOP_STEPS.series([((h["name"], h["cause"]), h["pass_steps"]) for h in holders])
+        yield _GC_COLLECTED.series([((name,), m.top[name].collected) for name in GC_NAMES if name in m.top])
         gate = installed_gate()
         if gate is not None:  # the frame budget (adapters/pass_gate.py): how often it made frames wait
-            yield CounterMetricFamily("callsd_frame_budget_deferred",
-                                      "Frames (WebSocket messages) that waited for a later pass of the event loop "
-                                      "because the current one had run its budget of frames", value=gate.deferred)
-            yield GaugeMetricFamily("callsd_frame_budget_waiting", "Frames waiting for a pass now",
-                                    value=gate.waiting)
+            yield _DEFERRED.value(gate.deferred)
+            yield _WAITING.value(gate.waiting)
+
+
+# The collector's families, kept between scrapes (exposition.KeptFamily).
+_PASSES = KeptFamily("callsd_loop_passes", "Passes of the event loop over its runnable tasks", "counter")
+_STEPS = KeptFamily("callsd_loop_steps", "Task steps the event loop ran", "counter")
+_HOLDS: dict[float, KeptFamily] = {}  # by the monitor's floor, which its help text names
+
+
+def _hold_family(floor: float) -> KeptFamily:
+    family = _HOLDS.get(floor)
+    if family is None:
+        family = _HOLDS[floor] = KeptFamily(
+            "callsd_loop_hold_seconds",
+            f"Event-loop passes that held the loop at least {floor * 1000:g} ms (the UDP socket is not drained "
+            "meanwhile), by the cause of their largest step or GC collection", "histogram", ("cause",))
+    return family
+
+
+_CPU = KeptFamily("callsd_loop_hold_cpu_seconds",
+                  "CPU time of this process's event-loop thread inside the passes of callsd_loop_hold_seconds: what is "
+                  "left of their wall time is time the thread waited for a CPU", "counter", ("cause",))
+_LONGEST = KeptFamily("callsd_loop_hold_longest_seconds",
+                      "The most time one name (a task, a GC generation) of each cause took in one pass of the loop",
+                      "gauge", ("cause",))
+_TOP = KeptFamily("callsd_loop_hold_top_seconds",
+                  f"The {TOP_EXPORTED} task names (or GC generations) that held the loop longest in one pass since "
+                  "start, and how long", "gauge", ("name", "cause"))
+_TOP_STEPS = KeptFamily("callsd_loop_hold_top_steps",
+                        "The steps (or collections) each name of callsd_loop_hold_top_seconds took in that pass", "gauge",
+                        ("name", "cause"))
+_GC_COLLECTED = KeptFamily("callsd_loop_hold_gc_collected", "Objects the longest collection of each generation freed",
+                           "gauge", ("name",))
+_DEFERRED = KeptFamily("callsd_frame_budget_deferred",
+                       "Frames (WebSocket messages) that waited for a later pass of the event loop because the current "
+                       "one had run its budget of frames", "counter")
+_WAITING = KeptFamily("callsd_frame_budget_waiting", "Frames waiting for a pass now", "gauge")
 
 
 def _bound(bound: float) -> str:
     return "+Inf" if bound == float("inf") else f"{bound:g}"
+
+
+_BOUNDS = tuple(_bound(b) for b in (*HOLD_BUCKETS, float("inf")))  # the histogram's "le" values

@@ -72,21 +72,21 @@ def _registry(sessions: int) -> tuple[Any, Any, Any]:
 
 
 async def _warm_loop() -> None:
-    """A few hundred passes of differently named tasks, and collections, for the loop-hold collector to rank."""
+    """A few hundred passes of tasks named as the server's are, some of them holding the loop past the floor (so
+    that the loop-hold collector exports a histogram per cause, as a loaded server's does), and collections."""
     import gc
 
-    async def rtcp_tick() -> None:
-        for _ in range(50):
+    async def step_and_hold(passes: int, hold: float) -> None:
+        for _ in range(passes):
             await trio.sleep(0)
+        time.sleep(hold)  # a step that holds the loop, alone in its pass
 
-    async def signaling_frame() -> None:
-        for _ in range(50):
-            sum(range(20000))
-            await trio.sleep(0)
-
+    names = ("callsd.adapters.media.transport.UdpEndpoint._receive_loop", "callsd.adapters.media.plane._report_ticks",
+             "callsd.adapters.media.transport.UdpEndpoint._housekeeping", "callsd.adapters.signaling.SignalingHub._writer",
+             "hypercorn.trio.task_group._handle", "callsd.adapters.store.recorder.CallRecorder.commit_loop")
     async with trio.open_nursery() as nursery:
-        for task in (rtcp_tick, signaling_frame):
-            nursery.start_soon(task)
+        for n, name in enumerate(names):
+            nursery.start_soon(step_and_hold, 20 + 10 * n, 0.003 * (1 + n % 3), name=name)
     gc.collect(0)
     gc.collect(1)
 

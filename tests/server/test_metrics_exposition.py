@@ -17,7 +17,7 @@ from callsd.core.calls.machine import CallsMachine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
@@ -154,3 +154,21 @@ def test_a_kept_family_is_the_family_prometheus_client_builds(kind: str, keys: l
         assert kept.series(list(zip(keys, values, strict=False))) == reference
     plain = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)("callsd_y", "help", value=values[0])
     assert KeptFamily("callsd_y", "help", kind).value(values[0]) == plain
+
+
+@settings(max_examples=100)
+@given(st.lists(st.tuples(st.text(max_size=4), st.lists(st.integers(0, 100), min_size=1, max_size=4),
+                          st.floats(allow_nan=False)), max_size=4),
+       st.sampled_from(["-1", "0.5"]))
+def test_a_kept_histogram_is_the_family_prometheus_client_builds(series: list[tuple[str, list[int], float]],
+                                                                 first_bound: str) -> None:
+    kept = KeptFamily("callsd_h", "help", "histogram", ("cause",))
+    for _ in range(2):
+        reference = HistogramMetricFamily("callsd_h", "help", labels=["cause"])
+        drawn = []
+        for cause, counts, total in series:
+            buckets = [(first_bound if i == 0 else str(i), float(c)) for i, c in enumerate(counts[:-1])]
+            buckets.append(("+Inf", float(counts[-1])))
+            reference.add_metric([cause], buckets, total)
+            drawn.append(((cause,), buckets, total))
+        assert kept.histograms(drawn) == reference

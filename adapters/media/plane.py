@@ -375,7 +375,8 @@ class MediaPlane:
             s.inbound[t.ssrc] = t
         retransmit.register_rtx(s.inbound_rtx, t, p.rtx_ssrc, p.rtx_payload_type)
         self.simulcast.add_track(t, p.rids, p.rtx_payload_type)
-        self.probes.wake()
+        if t.track_id in self.simulcast.tracks:  # something may be wanted now: an idle probe task looks again
+            self.probes.wake()
         return t
 
     def _sync_sending(self, s: Session, only: OutRoute | None = None) -> None:

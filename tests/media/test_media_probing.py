@@ -137,3 +137,17 @@ async def test_with_nothing_wanted_anywhere_the_task_sleeps_until_woken(
         await trio.sleep(IDLE_S * 10.5)
         assert 10 <= len(asked) - 2 <= 2 * 11  # woken at once, then a tick per IDLE_S
         nursery.cancel_scope.cancel()
+
+
+def test_the_plane_wakes_the_probe_task_for_a_simulcast_track_only() -> None:
+    from .test_media_plane import Rig
+    from .test_media_simulcast import simulcast_offer
+
+    rig = Rig()
+    woken: list[int] = []
+    rig.plane.probes.wake = lambda: woken.append(1)  # type: ignore[method-assign]
+    rig.join("A", ("audio", "0", "sendrecv", 7))
+    assert woken == []  # an audio track: nothing can be wanted, the task stays asleep
+    rig.plane.open_session("B", "chan")
+    rig.plane.handle_signal("B", {"type": "offer", "sdp": simulcast_offer().replace("uA", "uB")})
+    assert woken == [1] and rig.plane.simulcast.tracks  # a simulcast track: it looks again

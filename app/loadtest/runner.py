@@ -531,6 +531,9 @@ def build_results(cfg: LoadConfig, started_at: str, workers: list[dict[str, Any]
         "users": {"total": users_total, "joined": joined, "failed": failed + missing_users,
                   "connected": sum(c["connected"] for c in calls), "errors": errors,
                   "reconnects": sum(w.get("reconnects", 0) for w in workers),
+                  # server answers that kept a user's inactive camera section (sdp.camera_slot_kept): one per
+                  # join of a user without a camera, as a browser's first offer is answered
+                  "camera_slot_answers": sum(w.get("camera_slot_answers", 0) for w in workers),
                   "worker_crashes": {str(k): v for k, v in crashes.items()},
                   "failure_samples": [x for w in workers for x in w.get("failure_samples", [])][:5],
                   "per_url": _per_url(workers)},

@@ -6,9 +6,11 @@ the code it is measuring. It understands what a WebRTC peer needs for BUNDLE + r
 session and media-level ``ice-ufrag``/``ice-pwd``/``fingerprint``/``setup``, host candidates, and per m-section the
 mid, kind, port, direction, payload types with their rtpmap/fmtp/rtcp-fb lines, extmaps and ssrc lines.
 
-Offer shape (built by :func:`build_offer`): one Opus ``sendrecv`` audio m-section (every user publishes audio; muted
-users just send no packets) and, per local video source (camera or screen), one VP8 ``sendonly`` video m-section with
-its own msid stream id. Answers to server offers (:func:`build_answer`) keep the local m-sections sending and receive
+Offer shape (built by :func:`build_offer`, in the web client's order): one Opus ``sendrecv`` audio m-section (every
+user publishes audio; muted users just send no packets); the camera's: a VP8 ``sendonly`` video m-section when the
+user sends camera video, else an ``inactive`` one with Chromium's whole video codec list, as a browser negotiates its
+camera's slot before the camera is on (:mod:`.camera_slot`); a screen share's VP8 ``sendonly`` section with its own
+msid stream id; then the receive slots (``recvonly`` audio). Answers to server offers (:func:`build_answer`) keep the local m-sections sending and receive
 everything else (``recvonly``), echoing the offered codecs and header extensions.
 """
 
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+
+from . import camera_slot
 
 __all__ = [
     "AUDIO_LEVEL_URI",
@@ -26,6 +30,9 @@ __all__ = [
     "parse_sdp",
     "build_offer",
     "build_answer",
+    "camera_slot_kept",
+    "camera_slot_mid",
+    "slot_mids",
 ]
 
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
@@ -37,7 +44,8 @@ VP8_PT = 96
 
 @dataclass(slots=True)
 class LocalTrack:
-    """A source this user sends: ``kind`` is "audio" or "video"; ``mid`` is assigned by the offer."""
+    """A source this user sends: ``kind`` is "audio" or "video"; ``mid`` is assigned by the offer. ``camera``: this
+    video track is the user's camera (it takes the camera's section); other video tracks are screen shares."""
 
     kind: str
     ssrc: int
@@ -46,6 +54,7 @@ class LocalTrack:
     mid: str = ""
     payload_type: int = 0
     simulcast: list[str] = field(default_factory=list)  # a simulcast track's lines (simulcast.offer_lines)
+    camera: bool = False
 
 
 @dataclass(slots=True)
@@ -247,6 +256,64 @@ def _track_lines(track: LocalTrack, cname: str) -> list[str]:
     ]
 
 
+CAMERA_SLOT = "camera"  # the inactive camera section of a user without a camera track, in `offer_sections`
+RECEIVE_SLOT = "slot"  # a recvonly audio section the server answers with another's audio (ADR 0020)
+
+
+def offer_sections(tracks: list[LocalTrack], receive_slots: int) -> list[LocalTrack | str]:
+    """What ``build_offer``'s m-sections are, in order (section ``n`` has mid ``str(n)``): the tracks, with the
+    camera's inactive section after the microphone's when no track is the camera (the web client's order: mic,
+    camera, screen), then ``receive_slots`` receive slots."""
+    sections: list[LocalTrack | str] = list(tracks)
+    if not any(track.camera for track in tracks):
+        sections.insert(min(1, len(tracks)), CAMERA_SLOT)
+    return sections + [RECEIVE_SLOT] * receive_slots
+
+
+def slot_mids(tracks: list[LocalTrack], receive_slots: int) -> list[str]:
+    """The mids ``build_offer`` gives its ``receive_slots`` receive slots (what the offer message's ``slot_mids``
+    names)."""
+    return [str(n) for n, section in enumerate(offer_sections(tracks, receive_slots)) if section == RECEIVE_SLOT]
+
+
+def camera_slot_mid(tracks: list[LocalTrack]) -> str:
+    """The mid of the inactive camera section ``build_offer`` adds for ``tracks`` ("" when a track is the camera)."""
+    return next((str(n) for n, section in enumerate(offer_sections(tracks, 0)) if section == CAMERA_SLOT), "")
+
+
+def camera_slot_kept(answer: SessionDescription, mid: str) -> bool:
+    """Whether the server's ``answer`` kept the camera section ``mid`` as a browser's would be: video, accepted
+    (port not 0, codecs chosen) and ``inactive``. False when there is no such section (``mid`` "")."""
+    return any(m.mid == mid and m.kind == "video" and m.port != 0 and bool(m.formats) and m.direction == "inactive"
+               for m in answer.media) if mid else False
+
+
+def _camera_slot_lines(mid: str, transport: list[str]) -> list[str]:
+    """A browser's camera transceiver before the camera is on: inactive, Chromium's codecs and extensions."""
+    return [f"m=video 9 UDP/TLS/RTP/SAVPF {' '.join(str(pt) for pt in camera_slot.FORMATS)}", "c=IN IP4 0.0.0.0",
+            "a=rtcp:9 IN IP4 0.0.0.0", *transport, f"a=mid:{mid}", *camera_slot.EXTMAP_LINES, "a=inactive",
+            *camera_slot.SECTION_FLAGS, *camera_slot.CODEC_LINES]
+
+
+def _track_section(track: LocalTrack, cname: str, transport: list[str]) -> list[str]:
+    pt = track.payload_type
+    lines = [f"m={track.kind} 9 UDP/TLS/RTP/SAVPF {pt}", "c=IN IP4 0.0.0.0", "a=rtcp:9 IN IP4 0.0.0.0", *transport,
+             f"a=mid:{track.mid}"]
+    if track.kind == "audio":
+        lines += [f"a=extmap:1 {AUDIO_LEVEL_URI}", f"a=extmap:4 {MID_URI}", "a=sendrecv", "a=rtcp-mux",
+                  f"a=rtpmap:{pt} opus/48000/2", f"a=fmtp:{pt} minptime=10;useinbandfec=1"]
+    else:
+        lines += [f"a=extmap:4 {MID_URI}", "a=sendonly", "a=rtcp-mux", f"a=rtpmap:{pt} VP8/90000",
+                  f"a=rtcp-fb:{pt} nack", f"a=rtcp-fb:{pt} nack pli", f"a=rtcp-fb:{pt} ccm fir"]
+    return lines + _track_lines(track, cname)
+
+
+def _receive_slot_lines(mid: str, transport: list[str]) -> list[str]:
+    return [f"m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PT}", "c=IN IP4 0.0.0.0", "a=rtcp:9 IN IP4 0.0.0.0", *transport,
+            f"a=mid:{mid}", f"a=extmap:1 {AUDIO_LEVEL_URI}", f"a=extmap:4 {MID_URI}", "a=recvonly", "a=rtcp-mux",
+            f"a=rtpmap:{OPUS_PT} opus/48000/2", f"a=fmtp:{OPUS_PT} minptime=10;useinbandfec=1"]
+
+
 def build_offer(
     *,
     session_id: int,
@@ -258,53 +325,27 @@ def build_offer(
     candidate: tuple[str, int] | None,
     receive_slots: int = 0,
 ) -> str:
-    """The initial offer: one m-section per local track, mids "0", "1", ... (assigned into ``tracks``), then
-    ``receive_slots`` ``recvonly`` audio sections (the next mids: ``slot_mids``), the receive slots the server
-    answers with others' audio (protocol 1.4, docs/adr/0020-receive-slots.md).
+    """The initial offer, its sections as ``offer_sections`` lays them out (mids "0", "1", ..., the tracks' assigned
+    into ``tracks``): a section per local track, the camera's inactive section when no track is the camera, then
+    ``receive_slots`` ``recvonly`` audio sections (their mids: ``slot_mids``), the receive slots the server answers
+    with others' audio (protocol 1.4, docs/adr/0020-receive-slots.md).
 
     Audio is ``sendrecv`` (Opus/48000/2, in-band FEC, audio-level and mid extensions); video is ``sendonly`` VP8 with
     NACK/PLI/FIR feedback. DTLS role ``actpass`` (the server answers passive and this client connects).
     """
-    for index, track in enumerate(tracks):
-        track.mid = str(index)
-        track.payload_type = OPUS_PT if track.kind == "audio" else VP8_PT
-    slots = slot_mids(tracks, receive_slots)
-    lines = _header(session_id, 2, [t.mid for t in tracks] + slots)
-    for track in tracks:
-        pt = track.payload_type
-        lines.append(f"m={track.kind} 9 UDP/TLS/RTP/SAVPF {pt}")
-        lines += ["c=IN IP4 0.0.0.0", "a=rtcp:9 IN IP4 0.0.0.0"]
-        lines += _transport_lines(ufrag, pwd, fingerprint, "actpass", candidate)
-        lines.append(f"a=mid:{track.mid}")
-        if track.kind == "audio":
-            lines.append(f"a=extmap:1 {AUDIO_LEVEL_URI}")
-            lines.append(f"a=extmap:4 {MID_URI}")
-            lines.append("a=sendrecv")
+    sections = offer_sections(tracks, receive_slots)
+    transport = _transport_lines(ufrag, pwd, fingerprint, "actpass", candidate)
+    lines = _header(session_id, 2, [str(n) for n in range(len(sections))])
+    for n, section in enumerate(sections):
+        if isinstance(section, LocalTrack):
+            section.mid = str(n)
+            section.payload_type = OPUS_PT if section.kind == "audio" else VP8_PT
+            lines += _track_section(section, cname, transport)
+        elif section == CAMERA_SLOT:
+            lines += _camera_slot_lines(str(n), transport)
         else:
-            lines.append(f"a=extmap:4 {MID_URI}")
-            lines.append("a=sendonly")
-        lines.append("a=rtcp-mux")
-        if track.kind == "audio":
-            lines += [f"a=rtpmap:{pt} opus/48000/2", f"a=fmtp:{pt} minptime=10;useinbandfec=1"]
-        else:
-            lines += [
-                f"a=rtpmap:{pt} VP8/90000",
-                f"a=rtcp-fb:{pt} nack",
-                f"a=rtcp-fb:{pt} nack pli",
-                f"a=rtcp-fb:{pt} ccm fir",
-            ]
-        lines += _track_lines(track, cname)
-    for mid in slots:
-        lines += [f"m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PT}", "c=IN IP4 0.0.0.0", "a=rtcp:9 IN IP4 0.0.0.0"]
-        lines += _transport_lines(ufrag, pwd, fingerprint, "actpass", candidate)
-        lines += [f"a=mid:{mid}", f"a=extmap:1 {AUDIO_LEVEL_URI}", f"a=extmap:4 {MID_URI}", "a=recvonly",
-                  "a=rtcp-mux", f"a=rtpmap:{OPUS_PT} opus/48000/2", f"a=fmtp:{OPUS_PT} minptime=10;useinbandfec=1"]
+            lines += _receive_slot_lines(str(n), transport)
     return "\r\n".join(lines) + "\r\n"
-
-
-def slot_mids(tracks: list[LocalTrack], receive_slots: int) -> list[str]:
-    """The mids ``build_offer`` gives its ``receive_slots`` slot sections: the ones after the tracks'."""
-    return [str(len(tracks) + n) for n in range(receive_slots)]
 
 
 _REVERSE = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
@@ -320,11 +361,14 @@ def build_answer(
     pwd: str,
     fingerprint: str,
     cname: str,
+    camera_slot: str = "",
 ) -> str:
     """Answer a server (re-)offer: m-sections in the offer's order, local tracks keep sending, others recvonly.
 
     Codec and extmap lines are echoed from the offer; the payload type the server offers for a local track's mid
     is written back into ``track.payload_type`` so the sender uses it. The DTLS role stays ``active``.
+    ``camera_slot``: the mid of this user's inactive camera section (``camera_slot_mid`` of its first offer's
+    tracks), answered ``inactive`` whatever the offer says, as a browser's inactive transceiver answers it.
     """
     by_mid = {t.mid: t for t in tracks}
     bundle = [m.mid for m in offer.media if m.port != 0]
@@ -348,6 +392,8 @@ def build_answer(
                 direction = "sendonly"
             if m.formats and local.payload_type not in m.formats:
                 local.payload_type = m.formats[0]
+        elif m.mid == camera_slot:
+            direction = "inactive"
         else:
             direction = "recvonly" if m.direction in ("sendrecv", "sendonly") else "inactive"
         lines.append(f"a={direction}")

@@ -33,7 +33,16 @@ import trio_websocket
 from callsd.peer import Identity, Leg, MediaEngine, Source
 
 from . import simulcast
-from .sdp import LocalTrack, SessionDescription, build_answer, build_offer, parse_sdp, slot_mids
+from .sdp import (
+    LocalTrack,
+    SessionDescription,
+    build_answer,
+    build_offer,
+    camera_slot_kept,
+    camera_slot_mid,
+    parse_sdp,
+    slot_mids,
+)
 from .worker_result import collect_result
 
 __all__ = ["WorkerSpec", "SimUser", "run_worker", "worker_process_main", "user_role", "local_address_toward"]
@@ -118,6 +127,7 @@ class SimUser:
         self.offer_pending = False
         self.queued_offers: list[str] = []
         self.negotiations = 0
+        self.camera_slot_answers = 0  # answers to this user's offers that kept its inactive camera section
         self.errors: dict[str, int] = {}
         self.trace: list[str] = []  # the last signaling messages (type, and signal type), for failure reports
         self._layers: dict[int, list[Source]] = {}  # a simulcast screen's top-layer SSRC -> its lower layers
@@ -135,7 +145,8 @@ class SimUser:
             cam = Source(kind="video", ssrc=secrets.randbits(32) or 2, user_number=self.number,
                          bitrate=self.spec.video_bitrate, seed=secrets.randbits(16), index=1)
             cam.enabled = True
-            self.tracks.append(LocalTrack(kind="video", ssrc=cam.ssrc, stream_id=stream, track_id=f"{stream}-v"))
+            self.tracks.append(LocalTrack(kind="video", ssrc=cam.ssrc, stream_id=stream, track_id=f"{stream}-v",
+                                          camera=True))
             pending.append(cam)
         if self.sharer and self.spec.screen_simulcast:
             layers = simulcast.layer_sources(user_number=self.number, bitrate=self.spec.screen_bitrate,
@@ -419,7 +430,9 @@ class SimUser:
                 self.answer_ns = time.monotonic_ns()
             self.negotiations += 1
             try:
-                self._apply_remote(parse_sdp(sdp), answer=True)
+                desc = parse_sdp(sdp)
+                self.camera_slot_answers += camera_slot_kept(desc, camera_slot_mid(self.tracks))
+                self._apply_remote(desc, answer=True)
             except (ValueError, KeyError) as exc:
                 self.failed = "bad_answer"
                 self.errors[f"bad_answer: {exc}"] = 1
@@ -443,9 +456,13 @@ class SimUser:
             self.errors["bad_offer"] = self.errors.get("bad_offer", 0) + 1
             return
         self.version += 1
+        camera_slot = camera_slot_mid(self.tracks)
+        if camera_slot and not camera_slot_kept(offer, camera_slot):  # a browser's section would not change either
+            self.errors["camera_slot_not_kept"] = self.errors.get("camera_slot_not_kept", 0) + 1
         answer = build_answer(offer, session_id=self.sdp_session, version=self.version, tracks=self.tracks,
                               ufrag=self.leg.local_ufrag, pwd=self.leg.local_pwd,
-                              fingerprint=self.engine.identity.fingerprint, cname=f"lt{self.number}")
+                              fingerprint=self.engine.identity.fingerprint, cname=f"lt{self.number}",
+                              camera_slot=camera_slot)
         self._apply_remote(offer, answer=False)
         self.negotiations += 1
         await self._send("sdp", {"type": "answer", "sdp": answer})

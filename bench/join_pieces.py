@@ -15,7 +15,10 @@ docs/performance.md "Joins at the end of session 7"):
   joiner's track to the others, theirs to the joiner, each on an audio slot); ``plane_answer_us``: the client's
   answers to the server's offers of that join, applied (built by the load tool's SDP code, outside the timing);
   ``rounds_per_join``: offer/answer rounds per join, the joiner's own and every server offer that join made
-  (``--old-offer``: ask for slots by number in this tree too);
+  (``--old-offer``: ask for slots by number in this tree too). The load tool's offer carries the camera's
+  ``inactive`` video section with Chromium's 23 formats (app/loadtest/camera_slot.py, since session 10) as the web
+  client's does; ``--no-camera-slot`` takes it out (the tool's offer before), ``--camera-slot-ab`` runs both in
+  this tree, alternated, and ``--browser-offer`` sends the recorded Chromium offer itself;
 - ``ice_check_us``: one ICE binding request from a known peer answered by the UDP endpoint's STUN handler (parse,
   MESSAGE-INTEGRITY, FINGERPRINT, the success response built and sent to a loopback socket);
 - ``dtls_handshake_us``: the passive (server) side of one DTLS handshake with a fresh client (ECDHE, ECDSA
@@ -43,12 +46,28 @@ import secrets
 import socket
 import statistics
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 FP = "sha-256 " + ":".join(["AB"] * 32)
 
 
 _BROWSER_OFFER = "tests/media/data/offer_chromium_slots.sdp"  # the web client's first offer, recorded from Chromium
+
+
+@dataclass(frozen=True, slots=True)
+class OfferShape:
+    """Each client's first offer, as the command line chose it."""
+
+    old: bool = False  # ``--old-offer``: slots asked for by number, not in the offer
+    browser: bool = False  # ``--browser-offer``: the recorded Chromium offer instead of the load tool's
+    camera_slot: bool = True  # ``--no-camera-slot`` clears it: the tool's offer less its inactive camera section
+
+    def args(self) -> tuple[str, ...]:
+        """The options that give a child this shape."""
+        return (*(("--old-offer",) if self.old else ()), *(("--browser-offer",) if self.browser else ()),
+                *(() if self.camera_slot else ("--no-camera-slot",)))
 
 
 def _browser_offer() -> tuple[str, list[str]]:
@@ -63,9 +82,20 @@ def _browser_offer() -> tuple[str, list[str]]:
     return text, [m.mid or "" for m in parse_sdp(text).media if m.kind == "audio" and m.direction is Direction.RECVONLY]
 
 
-def _records_and_plane(calls: int, users: int, old_offer: bool = False, browser: bool = False) -> dict[str, float]:
+def _without_section(sdp: str, mid: str) -> str:
+    """``sdp`` less its m-section ``mid`` (and that mid in its BUNDLE group): the load tool's offer as it was
+    before it carried the camera's inactive section (``--no-camera-slot``), the other mids unchanged."""
+    head, *sections = sdp.split("\r\nm=")
+    kept = [s for s in sections if f"\r\na=mid:{mid}\r\n" not in s]
+    head = "\r\n".join(" ".join(w for w in line.split(" ") if w != mid) if line.startswith("a=group:BUNDLE ")
+                        else line for line in head.split("\r\n"))
+    return "\r\nm=".join([head, *kept])
+
+
+def _records_and_plane(calls: int, users: int, shape: OfferShape) -> dict[str, float]:
     from callsd.adapters.media.events import SendSignal
     from callsd.adapters.media.plane import MediaPlane, PlaneConfig
+    from callsd.app.loadtest import sdp as tool_sdp
     from callsd.app.loadtest.sdp import LocalTrack, build_answer, build_offer, parse_sdp
     from callsd.core import encode_record, make_record
     from callsd.core.calls.events import JoinCall, PublishTrack, TrackKind
@@ -76,8 +106,8 @@ def _records_and_plane(calls: int, users: int, old_offer: bool = False, browser:
     plane = MediaPlane(PlaneConfig(ice_port_udp=0), sent.append)
     plane.network.candidate = lambda: (("127.0.0.1",), 50000)  # type: ignore[method-assign]
     machine = CallsMachine()
-    in_offer = not old_offer and "receive_slots" in inspect.signature(build_offer).parameters
-    browser_offer, browser_slots = _browser_offer() if browser else ("", [])
+    in_offer = not shape.old and "receive_slots" in inspect.signature(build_offer).parameters
+    browser_offer, browser_slots = _browser_offer() if shape.browser else ("", [])
     record_s = offer_s = routes_s = answer_s = 0.0
     server_offers = 0
     head, seq, at = "0" * 64, 0, 1000
@@ -90,10 +120,15 @@ def _records_and_plane(calls: int, users: int, old_offer: bool = False, browser:
             slots: dict[str, Any] = {"receive_slots": 8} if in_offer else {}
             offer = build_offer(session_id=1, tracks=tracks, ufrag=secrets.token_hex(4), pwd=secrets.token_hex(16),
                                 fingerprint=FP, cname=sid, candidate=("127.0.0.1", 9), **slots)
+            # (the base tree's tool may predate the camera section and `slot_mids`: this bench runs on its code)
+            camera_mid = tool_sdp.camera_slot_mid(tracks) if hasattr(tool_sdp, "camera_slot_mid") else ""
+            if camera_mid and not shape.camera_slot:
+                offer = _without_section(offer, camera_mid)
             msg: dict[str, Any] = {"type": "offer", "sdp": offer, "audio_slots": 8}
-            if in_offer:
-                msg["slot_mids"] = [str(n + 1) for n in range(8)]
-            if browser:
+            if in_offer:  # (a tree whose tool has no slot_mids put its slots right after the one track)
+                msg["slot_mids"] = (tool_sdp.slot_mids(tracks, 8) if hasattr(tool_sdp, "slot_mids")
+                                    else [str(n + 1) for n in range(8)])
+            if shape.browser:
                 msg = {"type": "offer", "sdp": browser_offer, "slot_mids": browser_slots}
             sent.clear()
             t0 = time.process_time()
@@ -207,10 +242,10 @@ def _dtls_handshakes(count: int) -> dict[str, float]:
     return {"dtls_handshake_us": total / count * 1e6}
 
 
-def _only(piece: str, calls: int, users: int, old_offer: bool, browser: bool = False) -> dict[str, float]:
+def _only(piece: str, calls: int, users: int, shape: OfferShape) -> dict[str, float]:
     """One piece at one size, once, warmed up by nothing: what ``--instructions`` counts under callgrind."""
     if piece == "plane":
-        return _records_and_plane(calls, users, old_offer, browser)
+        return _records_and_plane(calls, users, shape)
     if piece == "ice":
         return _ice_checks(calls)
     return _dtls_handshakes(calls)
@@ -221,7 +256,7 @@ _COUNTED = {"plane": ("joins", ("record_us", "plane_offer_us", "plane_routes_us"
             "ice": ("checks", ("ice_check_us",)), "dtls": ("handshakes", ("dtls_handshake_us",))}
 
 
-def _instructions(calls: int, users: int, old_offer: bool, browser: bool = False) -> dict[str, float]:
+def _instructions(calls: int, users: int, shape: OfferShape) -> dict[str, float]:
     """Instructions per join (check, handshake) of each piece, run in this tree under callgrind (module docstring):
     the whole child counted at two sizes, the difference divided by the extra units."""
     import os
@@ -239,8 +274,7 @@ def _instructions(calls: int, users: int, old_offer: bool, browser: bool = False
                 dump = os.path.join(tmp, "callgrind.out")
                 subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}", sys.executable,
                                 "-m", "bench.join_pieces", "--_only", piece, "--calls", str(size * scale), "--users",
-                                str(users), *(("--old-offer",) if old_offer else ()),
-                                *(("--browser-offer",) if browser else ())],
+                                str(users), *shape.args()],
                                capture_output=True, text=True, check=True)
                 with open(dump) as f:
                     total = re.search(r"^(?:totals|summary): (\d+)", f.read(), re.M)
@@ -252,15 +286,31 @@ def _instructions(calls: int, users: int, old_offer: bool, browser: bool = False
     return out
 
 
-def _child(calls: int, users: int, repeats: int, old_offer: bool, browser: bool = False) -> dict[str, float]:
+def _child(calls: int, users: int, repeats: int, shape: OfferShape) -> dict[str, float]:
     """Each piece's least figure over ``repeats`` passes (a fresh plane each): on a shared host the least is the
     one the other processes disturbed least."""
-    _records_and_plane(2, users, old_offer, browser)  # warm up: imports, first-use compiles, caches
+    _records_and_plane(2, users, shape)  # warm up: imports, first-use compiles, caches
     _ice_checks(200)
     _dtls_handshakes(10)
-    passes = [{**_records_and_plane(calls, users, old_offer, browser), **_ice_checks(4000), **_dtls_handshakes(200)}
+    passes = [{**_records_and_plane(calls, users, shape), **_ice_checks(4000), **_dtls_handshakes(200)}
               for _ in range(repeats)]
     return {k: min(p[k] for p in passes) for k in passes[0]}
+
+
+def _alternate_offers(rounds: int, children: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
+    """Like ``bench.joins.alternate_trees`` within this tree: each child command line (name -> argv) run ``rounds``
+    times, alternated, each run's figures under its name (the "tree" key, so the medians are taken alike)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")])))
+    for n in range(rounds):
+        for name, argv in children.items():
+            out = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, check=True)
+            yield {"tree": name, "round": n, **json.loads(out.stdout.strip().splitlines()[-1]),
+                   "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,27 +325,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--browser-offer", action="store_true",
                    help=f"every client's first offer is the one Chromium made ({_BROWSER_OFFER}): ten sections, "
                         f"the camera's with Chromium's 23 video formats, eight receive slots")
+    p.add_argument("--no-camera-slot", action="store_true",
+                   help="the load tool's offer less its inactive camera section (the tool's offer before session 10)")
+    p.add_argument("--camera-slot-ab", action="store_true",
+                   help="this tree only: the tool's offer with its camera section against without, alternated")
     p.add_argument("--instructions", action="store_true",
                    help="count instructions under callgrind instead of timing (see the module docstring)")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--_only", choices=tuple(_COUNTED), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    shape = OfferShape(old=a.old_offer, browser=a.browser_offer, camera_slot=not a.no_camera_slot)
     if a._only:
-        print(json.dumps(_only(a._only, a.calls, a.users, a.old_offer, a.browser_offer)))
+        print(json.dumps(_only(a._only, a.calls, a.users, shape)))
         return 0
     if a._child:
-        figures = _instructions(a.calls, a.users, a.old_offer, a.browser_offer) if a.instructions else _child(
-            a.calls, a.users, a.repeats, a.old_offer, a.browser_offer)
+        figures = _instructions(a.calls, a.users, shape) if a.instructions else _child(
+            a.calls, a.users, a.repeats, shape)
         print(json.dumps(figures))
         return 0
     from bench.joins import alternate_trees
 
     child = ["-m", "bench.join_pieces", "--_child", "--calls", str(a.calls), "--users", str(a.users), "--repeats",
-             str(a.repeats), *(("--old-offer",) if a.old_offer else ()), *(("--instructions",) if a.instructions
-                                                                            else ()),
-             *(("--browser-offer",) if a.browser_offer else ())]
+             str(a.repeats), *(("--instructions",) if a.instructions else ())]
+    if a.camera_slot_ab:
+        if a.base_tree or a.browser_offer or a.no_camera_slot:
+            p.error("--camera-slot-ab compares two offers of this tree's tool: no --base-tree, --browser-offer or "
+                    "--no-camera-slot")
+        with_slot = OfferShape(old=a.old_offer)
+        without = OfferShape(old=a.old_offer, camera_slot=False)
+        source = _alternate_offers(a.rounds, {"tool offer, no camera section": [*child, *without.args()],
+                                              "tool offer": [*child, *with_slot.args()]})
+    else:
+        source = alternate_trees(a.base_tree, a.rounds, [*child, *shape.args()])
     runs: list[dict[str, Any]] = []
-    for run in alternate_trees(a.base_tree, a.rounds, child):
+    for run in source:
         runs.append(run)
         print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in run.items()}), flush=True)
     trees = dict.fromkeys(r["tree"] for r in runs)

@@ -18,7 +18,8 @@ def _offer(tracks: list[LocalTrack]) -> str:
 
 def _tracks() -> list[LocalTrack]:
     return [LocalTrack(kind="audio", ssrc=1111, stream_id="s1", track_id="s1-a"),
-            LocalTrack(kind="video", ssrc=2222, stream_id="s1-screen", track_id="s1-s")]
+            LocalTrack(kind="video", ssrc=2222, stream_id="s1", track_id="s1-v", camera=True)]  # no camera slot
+    # (a user without a camera offers the camera's inactive section too: tests/loadtest/test_camera_slot_offer.py)
 
 
 def test_offer_has_bundle_transport_and_tracks() -> None:
@@ -31,7 +32,7 @@ def test_offer_has_bundle_transport_and_tracks() -> None:
     assert desc.dtls_fingerprint() == FP and desc.dtls_setup() == "actpass"
     assert desc.all_candidates() == [("127.0.0.1", 40000)]
     assert desc.media[0].clock_rate(111) == 48000 and desc.media[1].clock_rate(96) == 90000
-    assert desc.media[1].ssrcs == [2222] and desc.media[1].msid == "s1-screen s1-s"
+    assert desc.media[1].ssrcs == [2222] and desc.media[1].msid == "s1 s1-v"
 
 
 def test_offer_is_accepted_by_the_servers_sdp_codec() -> None:
@@ -59,7 +60,7 @@ def test_answer_to_a_reoffer_keeps_own_tracks_sending_and_receives_the_rest() ->
     assert [(m.mid, m.direction) for m in answer.media] == [
         ("0", "sendonly"), ("1", "sendonly"), ("2", "recvonly"), ("3", "sendrecv")]
     assert answer.media[3].port == 0
-    assert tracks[1].payload_type == 100  # the server's payload type for our screen track is used
+    assert tracks[1].payload_type == 100  # the server's payload type for our camera is used
     assert answer.media[0].ssrcs == [1111] and answer.media[2].ssrcs == []
     assert answer.dtls_setup() == "active"
     assert answer.media[0].extmap == {"urn:ietf:params:rtp-hdrext:ssrc-audio-level": 1}

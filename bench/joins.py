@@ -4,7 +4,8 @@
     .venv/bin/python -m bench.joins --compare batch      # audio slots, one frame per event vs batch frames
     .venv/bin/python -m bench.joins --compare socket     # the signaling socket through hypercorn+Quart vs direct
     .venv/bin/python -m bench.joins --plane --rounds 3      # the media plane alone, in-process (~20 s)
-    .venv/bin/python -m bench.joins --compare tree --base-tree DIR   # another checkout's code vs this one's
+    .venv/bin/python -m bench.joins --compare tree --base-tree DIR   # another checkout's server vs this one's
+    .venv/bin/python -m bench.joins --compare tree --base-tree DIR --tool-tree base   # its load tool too
     .venv/bin/python -m bench.joins --unmuted 0 --profile DIR --profile-native   # where a join's CPU goes, C too
     .venv/bin/python -m bench.joins --shares DIR/*.txt      # median shares of stored profiles
     .venv/bin/python -m bench.joins --unmuted 0 --counts    # how often each join mechanism runs, per join
@@ -16,6 +17,12 @@ time). Figures per run: ``sdp_rounds_per_join`` (client ``sdp`` messages ÷ join
 ``join_cpu_ms_per_user`` (the load tool's: server CPU between 1 s samples during the join window ÷ joins),
 ``cpu_ms_to_held_per_join`` (the server's whole CPU time from before the first join until every user is held ÷
 joins: joins, the media of the talkers, timers), RSS per session and p95 join → first audio.
+
+``--compare tree`` runs the base tree's server against this checkout's; ``--tool-tree`` says whose load tool
+joins both: ``this`` (the default) loads both servers with this checkout's tool, so an A/B between two servers
+sees the same joins; ``base`` gives the base tree's runs the base tree's own tool (what its figures were when it was
+main: since session 10 the tool's first offer carries the camera's inactive video section, as a browser's does,
+and a base before that joined more cheaply than a browser). The base tree needs its own C extensions built in place.
 
 ``--profile DIR`` also samples the server with py-spy (``--gil``, 400 Hz: the thread holding the GIL, i.e. Python
 work) over each join window and prints where the samples fall (``profile_shares``: the first bucket of
@@ -210,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-tree", default="", metavar="DIR",
                    help="--compare tree: a checkout of the code to compare against (e.g. `git worktree add DIR "
                         "main`); its server and load tool run from DIR, the other mode's from this checkout")
+    p.add_argument("--tool-tree", choices=("this", "base"), default="this",
+                   help="--compare tree: whose load tool joins the base tree's server: this checkout's (default: "
+                        "both servers get the same joins) or the base tree's own")
     p.add_argument("--counts", action="store_true",
                    help="count per join how often each mechanism ran in the server (bench/join_counts.py: messages, "
                         "log commits, thread hand-offs, Trio tasks and cancel scopes, JSON, DTLS flights, offers); "
@@ -251,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if a.compare == "tree" and not a.base_tree:
         p.error("--compare tree needs --base-tree DIR")
+    if a.tool_tree == "base" and a.compare != "tree":
+        p.error("--tool-tree base needs --compare tree")
     shim = _package_shim(a.base_tree) if a.base_tree else ""
     modes = comparisons[a.compare]
     runs: list[dict[str, Any]] = []
@@ -265,10 +277,12 @@ def main(argv: list[str] | None = None) -> int:
                 prof = os.path.join(a.profile, f"join-{n}-{tag}-{signaling_socket}{tree}.txt")
             r = run_server(a.calls, a.users, a.unmuted, a.join_duration, a.hold, extra, profile=prof,
                            profile_gil=not (a.profile_all_threads or a.profile_native),
-                           profile_native=a.profile_native, server_tree=shim if mode == "base tree" else "")
+                           profile_native=a.profile_native, server_tree=shim if mode == "base tree" else "",
+                           tool_tree=shim if mode == "base tree" and a.tool_tree == "base" else "")
             if prof and os.path.exists(prof):
                 r["profile_shares"] = profile_shares(prof)
-            r.update(mode=mode, round=n, loadavg_after=list(os.getloadavg()), signaling_socket=signaling_socket)
+            r.update(mode=mode, round=n, loadavg_after=list(os.getloadavg()), signaling_socket=signaling_socket,
+                     tool_tree="base" if mode == "base tree" and a.tool_tree == "base" else "this")
             runs.append(r)
             print(json.dumps({k: r.get(k) for k in ("mode", "round", "joined", "failed", *_FIGURES,
                                                     "loadavg_after", "profile_shares", "counts_to_held_per_join",

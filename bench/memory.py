@@ -263,7 +263,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold: float,
                loadtest_args: tuple[str, ...] = (), profile: str = "", profile_gil: bool = True,
-               profile_native: bool = False, server_tree: str = "") -> dict[str, Any]:
+               profile_native: bool = False, server_tree: str = "", tool_tree: str = "") -> dict[str, Any]:
     """A fresh server, ``calls × users`` load users joined and held; the load tool's figures plus offer rounds.
     ``loadtest_args`` go to `callsd loadtest` as they are (the server is pinned as `bench.capacity` pins it).
     ``profile``: a file for py-spy's raw stacks of the server over the join window; ``profile_gil``: only the thread
@@ -273,13 +273,19 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
     ``profile_native``: py-spy's ``--native`` (C frames too: which OpenSSL, SQLite or libc call the time was in).
     ``server_tree``: a directory put first on the server's PYTHONPATH only (bench.joins' base tree): the load tool
     stays this checkout's, whose C engine matches its Python (a base tree's load tool would load this checkout's
-    built extension, which the editable install maps by name, against its own older Python)."""
+    built extension, which the editable install maps by name, against its own older Python).
+    ``tool_tree``: the same for the load tool (bench.joins ``--tool-tree base``); that tree must have its own
+    ``peer/_fastpeer*.so`` built in place (a missing one is an error, never this checkout's)."""
     from bench.capacity import Server, _pin
     from bench.scratch import scratch_dir
 
     root = str(Path(__file__).resolve().parent.parent)  # the server child runs in a temp dir: find bench/ from there
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     server_env = {"PYTHONPATH": os.pathsep.join([server_tree, os.environ["PYTHONPATH"]])} if server_tree else None
+    tool_env = dict(os.environ, PYTHONPATH=os.pathsep.join([tool_tree, os.environ["PYTHONPATH"]])) if tool_tree else None
+    if tool_tree and not any((Path(tool_tree) / "callsd" / "peer").glob("_fastpeer*.so")):
+        raise SystemExit(f"{tool_tree}/callsd/peer has no built _fastpeer: build it in that tree "
+                         "(python setup.py build_ext --inplace) before running its load tool")
     with scratch_dir("callsd-memory-") as scratch:  # the server's data and log, kept only if the run fails
         work = scratch.path
         out, probe = work / "loadtest.json", work / "probe.jsonl"
@@ -301,7 +307,7 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
                 spy_cmd = ["perf", "record", "-F", "999", "-g", "-o", profile, "-p", str(server.proc.pid), "--", "sleep",
                            str(int(join_duration) + 2)]
             spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if profile else None
-            tool = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            tool = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=tool_env)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 tool.wait(timeout=join_duration + hold / 2)
             # the CPU clock before the probe: the probe's full collection, malloc_trim and /proc reads (~20-30 ms at

@@ -231,8 +231,10 @@ class Driver:
         session = await api.session(timeout)
         handle = await api.attach(session, timeout)
         feeds = [other.feed for other in self.users if other.room == user.room and other.feed and other is not user]
+        # Each feed's audio only (its mid "0"): a publisher's offer also has the camera's inactive section, as a
+        # browser's does (app/loadtest/camera_slot.py), and subscribing to a whole feed would take that too.
         body = {"request": "join", "room": ROOM_BASE + user.room, "ptype": "subscriber",
-                "streams": [{"feed": f} for f in feeds]}
+                "streams": [{"feed": f, "mid": "0"} for f in feeds]}
         for attempt in itertools.count():
             try:
                 reply = await api.message(session, handle, body, timeout)

@@ -1,0 +1,211 @@
+"""The kernel's share of a join: system calls per join by name, and the server's kernel time by the call that
+entered the kernel.
+
+    .venv/bin/python -m bench.join_syscalls --base-tree DIR --rounds 2        # counts, this tree against DIR
+    .venv/bin/python -m bench.join_syscalls --kernel-time --rounds 1         # where the system time goes
+
+Why (docs/performance.md, "Joins, session 10: the kernel's share"): a join in an 8-user call cost ~6.9 ms of user
+and ~1.4 ms of system CPU at this session's start, and nobody had looked at the system part. A count of system calls
+does not move with the host's load (a cut that removes a call per message removes it in every run), so the A/B of a
+cut here is counted, and the timings come from ``bench.joins --compare tree`` on a quiet host.
+
+Each run is ``bench.memory.run_server`` (a fresh ``callsd serve`` pinned to CPU 0, the load tool joining calls ×
+users at calls × users ÷ join-duration joins/s from CPU 1, audio slots and batch frames, the direct signaling socket)
+with a tracer attached to the server over the join window (join-duration + 2 s from the tool's start; the last
+~2 s are the hold, whose background calls are in the figures, alike in both trees):
+
+- counts (``*.syscalls``): ``perf stat`` of the ``syscalls:sys_enter_*`` tracepoints of ``SYSCALLS`` (those the
+  kernel has) and ``raw_syscalls:sys_enter`` for the total (``other``: the rest). Tracepoint counters, no
+  recording: cheap enough not to change what the server does (strace would, by stopping it at every call);
+- kernel time (``*.kperf``, ``--kernel-time``): ``perf record -e cpu-clock -g`` (this VM has no hardware
+  counters), each sample charged to the system call its kernel stack entered through (``__x64_sys_NAME``), to page
+  faults, to interrupts, or to user space. On loopback the server's ``send`` also runs the receiver's side of TCP
+  and UDP in softirq context, so its send time includes the delivery to the load tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SYSCALLS", "window_command", "read_counts", "kernel_time", "main"]
+
+# The calls a join can make (sockets, the loop, the event log's thread and SQLite, memory, clocks, randomness).
+SYSCALLS = (
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "recvfrom", "sendto", "recvmsg", "sendmsg",
+    "recvmmsg", "sendmmsg", "accept4", "accept", "close", "shutdown", "setsockopt", "getsockopt", "getsockname",
+    "getpeername", "epoll_wait", "epoll_pwait", "epoll_ctl", "futex", "fdatasync", "fsync", "fcntl",
+    "newfstatat", "lseek", "openat", "getpid", "gettid", "getrandom", "clock_gettime", "clock_nanosleep", "mmap",
+    "munmap", "madvise", "brk", "mprotect", "ioctl", "poll", "ppoll", "select", "pselect6", "socket", "bind",
+    "connect", "rt_sigaction", "rt_sigprocmask", "sched_yield", "unlink", "unlinkat", "ftruncate", "statx",
+)
+_TRACEPOINTS = Path("/sys/kernel/tracing/events/syscalls")
+
+
+def _events() -> str:
+    present = [name for name in SYSCALLS if (_TRACEPOINTS / f"sys_enter_{name}").is_dir()]
+    if not present:
+        raise SystemExit(f"no syscall tracepoints under {_TRACEPOINTS}: run as root with tracefs mounted")
+    return ",".join([*(f"syscalls:sys_enter_{name}" for name in present), "raw_syscalls:sys_enter"])
+
+
+def window_command(profile: str, pid: int, seconds: int) -> list[str]:
+    """The tracer ``bench.memory.run_server`` attaches to the server for ``seconds``: ``perf stat`` counting each
+    system call (``*.syscalls``), or ``perf record`` of the CPU clock with kernel stacks (``*.kperf``)."""
+    if profile.endswith(".syscalls"):  # perf stat ends its count on SIGINT (with ``-- sleep`` it counts nothing here)
+        return ["timeout", "-s", "INT", str(seconds), "perf", "stat", "-x", ",", "-o", profile, "-e", _events(),
+                "-p", str(pid)]
+    return ["perf", "record", "-q", "-e", "cpu-clock", "-F", "4999", "-g", "-o", profile, "-p", str(pid), "--",
+            "sleep", str(seconds)]
+
+
+def read_counts(path: str) -> dict[str, int]:
+    """Each counted call's total over the window (``perf stat -x ,``), plus ``all`` and ``other``."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in Path(path).read_text().splitlines():
+        fields = line.split(",")
+        if len(fields) < 3 or not fields[0].isdigit():
+            continue
+        value, event = int(fields[0]), fields[2]
+        if event == "raw_syscalls:sys_enter":
+            total = value
+        elif value:
+            counts[event.removeprefix("syscalls:sys_enter_")] = value
+    counts["other"] = max(0, total - sum(counts.values()))
+    counts["all"] = total
+    return counts
+
+
+_USER_NAMES = {"send": "sendto", "recv": "recvfrom", "pwrite": "pwrite64", "pread": "pread64", "fcntl64": "fcntl",
+               "sem_post": "futex", "lll_lock_wait": "futex", "futex_abstimed_wait_common": "futex",
+               "vdso_clock_gettime": "clock_gettime"}
+_KERNEL_PREFIXES = ("__x64_sys_", "__do_sys_", "__se_sys_", "ksys_")
+
+
+def _symbol(frame: str) -> str:
+    """The symbol of one ``perf script`` callchain line (``addr symbol+offset (dso)``), without the offset."""
+    parts = frame.split()
+    return parts[1].split("+")[0] if len(parts) > 1 else ""
+
+
+def _user_name(symbol: str) -> str:
+    """A libc wrapper's symbol as the system call's name (``__GI___libc_write`` -> ``write``)."""
+    name = symbol.split("@")[0].removesuffix("_nocancel_adjusted")
+    for prefix in ("__GI___libc_", "__libc_", "__GI___", "__GI_", "__"):
+        name = name.removeprefix(prefix)
+    return _USER_NAMES.get(name, name)
+
+
+def _kernel_bucket(stack: list[str]) -> str:
+    """A kernel sample's bucket (stack leaf first): the system call it entered through (the libc wrapper that made
+    it, or the kernel's ``__x64_sys_NAME``/``ksys_NAME`` frame when the wrapper has no symbol), else a page fault, an
+    interrupt or softirq, or the rest."""
+    symbols = [_symbol(frame) for frame in stack]
+    if "entry_SYSCALL_64_after_hwframe" in symbols:
+        at = symbols.index("entry_SYSCALL_64_after_hwframe")
+        user = symbols[at + 1] if at + 1 < len(symbols) else ""
+        if user and user != "[unknown]" and not user.startswith("0x"):
+            return _user_name(user)
+        for symbol in reversed(symbols[:at]):
+            for prefix in _KERNEL_PREFIXES:
+                if symbol.startswith(prefix):
+                    return symbol.removeprefix(prefix)
+        return "(a system call, unnamed)"
+    if any("page_fault" in symbol for symbol in symbols):
+        return "(page faults)"
+    if any(symbol.startswith(("asm_sysvec", "asm_common_interrupt", "handle_softirqs", "irq_exit"))
+           for symbol in symbols):
+        return "(interrupts, softirq)"
+    return "(kernel, other)"
+
+
+def kernel_time(path: str) -> dict[str, float]:
+    """Seconds of CPU per bucket over the recording (``perf script``: each sample weighs its period in ns): user
+    space as ``(user)``, kernel samples by ``_kernel_bucket``."""
+    script = subprocess.run(["perf", "script", "-i", path, "-F", "period,ip,sym,dso"], capture_output=True,
+                            text=True, check=True).stdout
+    seconds: Counter[str] = Counter()
+    for sample in script.split("\n\n"):
+        lines = [line.strip() for line in sample.strip().splitlines() if line.strip()]
+        if not lines:
+            continue
+        head = lines[0].split()
+        if not head or not head[0].isdigit():
+            continue
+        period = int(head[0]) / 1e9
+        stack = [line for line in lines[1:]] or [" ".join(head[1:])]
+        if len(lines) == 1:  # no callchain: the sample's own ip
+            stack = [" ".join(head[1:])]
+        kernel = "kernel.kallsyms" in stack[0] or "[unknown]" in stack[0] and "ffffffff" in stack[0]
+        seconds["(user)" if not kernel else _kernel_bucket(stack)] += period
+    return dict(seconds)
+
+
+def _one_run(calls: int, users: int, join_duration: float, hold: float, kind: str, server_tree: str,
+             scratch: str) -> dict[str, Any]:
+    from bench.memory import run_server
+
+    os.environ["CALLSD_HTTP_SIGNALING_SOCKET"] = "direct"
+    profile = os.path.join(scratch, f"window-{len(os.listdir(scratch))}.{kind}")
+    result = run_server(calls, users, 0, join_duration, hold, ("--audio-slots", "8", "--batch"), profile=profile,
+                        server_tree=server_tree)
+    joined = result["joined"] or 1
+    run: dict[str, Any] = {"joined": result["joined"], "failed": result["failed"],
+                           "cpu_ms_to_held_per_join": result["cpu_ms_to_held_per_join"]}
+    if kind == "syscalls":
+        run["per_join"] = {name: round(n / joined, 2) for name, n in sorted(read_counts(profile).items(),
+                                                                            key=lambda kv: -kv[1])}
+    else:
+        run["ms_per_join"] = {name: round(s * 1000 / joined, 3) for name, s in sorted(kernel_time(profile).items(),
+                                                                                      key=lambda kv: -kv[1])}
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.join_syscalls", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=1, help="runs per tree, alternated")
+    p.add_argument("--calls", type=int, default=20)
+    p.add_argument("--users", type=int, default=8)
+    p.add_argument("--join-duration", type=float, default=8.0)
+    p.add_argument("--hold", type=float, default=8.0)
+    p.add_argument("--base-tree", default="", metavar="DIR", help="also run DIR's server, alternated with this one")
+    p.add_argument("--kernel-time", action="store_true", help="sample the server's kernel time instead of counting")
+    p.add_argument("--output", default="", help="write every run to this JSON file")
+    a = p.parse_args(argv)
+    from bench.joins import _package_shim
+
+    trees = {"base tree": _package_shim(a.base_tree)} if a.base_tree else {}
+    trees["this tree"] = ""
+    kind = "kperf" if a.kernel_time else "syscalls"
+    key = "ms_per_join" if a.kernel_time else "per_join"
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="callsd-join-syscalls-") as scratch:
+        for n in range(a.rounds):
+            for tree, shim in trees.items():
+                run = {"tree": tree, "round": n, **_one_run(a.calls, a.users, a.join_duration, a.hold, kind, shim,
+                                                            scratch), "loadavg": list(os.getloadavg())}
+                runs.append(run)
+                print(json.dumps(run), flush=True)
+    names = sorted({name for run in runs for name in run[key]},
+                   key=lambda name: -max(run[key].get(name, 0) for run in runs))
+    median = {tree: {name: round(statistics.median(run[key].get(name, 0) for run in runs if run["tree"] == tree), 3)
+                     for name in names} for tree in trees}
+    print(f"{'per join':<24}" + "".join(f"{tree:>12}" for tree in trees))
+    for name in names:
+        print(f"{name:<24}" + "".join(f"{median[tree][name]:>12}" for tree in trees))
+    if a.output:
+        Path(a.output).write_text(json.dumps({"runs": runs, "median": median}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

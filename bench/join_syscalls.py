@@ -15,8 +15,9 @@ with a tracer attached to the server over the join window (join-duration + 2 s f
 ~2 s are the hold, whose background calls are in the figures, alike in both trees):
 
 - counts (``*.syscalls``): ``perf stat`` of the ``syscalls:sys_enter_*`` tracepoints of ``SYSCALLS`` (those the
-  kernel has) and ``raw_syscalls:sys_enter`` for the total (``other``: the rest). Tracepoint counters, no
-  recording: cheap enough not to change what the server does (strace would, by stopping it at every call);
+  kernel has) and ``raw_syscalls:sys_enter`` for the total (``other``: the rest), with the context switches and
+  page faults. Tracepoint counters, no recording: cheap enough not to change what the server does (strace would,
+  by stopping it at every call);
 - kernel time (``*.kperf``, ``--kernel-time``): ``perf record -e cpu-clock -g`` (this VM has no hardware
   counters), each sample charged to the system call its kernel stack entered through (``__x64_sys_NAME``), to page
   faults, to interrupts, or to user space. On loopback the server's ``send`` also runs the receiver's side of TCP
@@ -28,11 +29,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import tempfile
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +47,15 @@ SYSCALLS = (
     "connect", "rt_sigaction", "rt_sigprocmask", "sched_yield", "unlink", "unlinkat", "ftruncate", "statx",
 )
 _TRACEPOINTS = Path("/sys/kernel/tracing/events/syscalls")
+# Counted alongside: what the kernel does for the process without a call of its own (each a switch or a fault).
+_SOFTWARE = ("context-switches", "page-faults")
 
 
 def _events() -> str:
     present = [name for name in SYSCALLS if (_TRACEPOINTS / f"sys_enter_{name}").is_dir()]
     if not present:
         raise SystemExit(f"no syscall tracepoints under {_TRACEPOINTS}: run as root with tracefs mounted")
-    return ",".join([*(f"syscalls:sys_enter_{name}" for name in present), "raw_syscalls:sys_enter"])
+    return ",".join([*(f"syscalls:sys_enter_{name}" for name in present), "raw_syscalls:sys_enter", *_SOFTWARE])
 
 
 def window_command(profile: str, pid: int, seconds: int) -> list[str]:
@@ -78,9 +79,11 @@ def read_counts(path: str) -> dict[str, int]:
         value, event = int(fields[0]), fields[2]
         if event == "raw_syscalls:sys_enter":
             total = value
+        elif event in _SOFTWARE:
+            counts[f"({event})"] = value
         elif value:
             counts[event.removeprefix("syscalls:sys_enter_")] = value
-    counts["other"] = max(0, total - sum(counts.values()))
+    counts["other"] = max(0, total - sum(v for k, v in counts.items() if not k.startswith("(")))
     counts["all"] = total
     return counts
 
@@ -130,24 +133,24 @@ def _kernel_bucket(stack: list[str]) -> str:
 
 def kernel_time(path: str) -> dict[str, float]:
     """Seconds of CPU per bucket over the recording (``perf script``: each sample weighs its period in ns): user
-    space as ``(user)``, kernel samples by ``_kernel_bucket``."""
-    script = subprocess.run(["perf", "script", "-i", path, "-F", "period,ip,sym,dso"], capture_output=True,
+    space as ``(user)``, kernel samples by ``_kernel_bucket``; a sample of another thread than the event loop's (the
+    event log's commit thread) is put under ``thread: `` + its bucket."""
+    script = subprocess.run(["perf", "script", "-i", path, "-F", "pid,tid,period,ip,sym,dso"], capture_output=True,
                             text=True, check=True).stdout
-    seconds: Counter[str] = Counter()
+    seconds: dict[str, float] = {}
     for sample in script.split("\n\n"):
         lines = [line.strip() for line in sample.strip().splitlines() if line.strip()]
-        if not lines:
+        head = lines[0].split() if lines else []
+        if len(head) < 2 or not head[1].isdigit():
             continue
-        head = lines[0].split()
-        if not head or not head[0].isdigit():
-            continue
-        period = int(head[0]) / 1e9
-        stack = [line for line in lines[1:]] or [" ".join(head[1:])]
-        if len(lines) == 1:  # no callchain: the sample's own ip
-            stack = [" ".join(head[1:])]
-        kernel = "kernel.kallsyms" in stack[0] or "[unknown]" in stack[0] and "ffffffff" in stack[0]
-        seconds["(user)" if not kernel else _kernel_bucket(stack)] += period
-    return dict(seconds)
+        pid, _, tid = head[0].partition("/")
+        period = int(head[1]) / 1e9
+        stack = lines[1:] or [" ".join(head[2:])]
+        kernel = "kernel.kallsyms" in stack[0]
+        bucket = _kernel_bucket(stack) if kernel else "(user)"
+        key = bucket if tid == pid else "thread: " + bucket
+        seconds[key] = seconds.get(key, 0.0) + period
+    return seconds
 
 
 def _one_run(calls: int, users: int, join_duration: float, hold: float, kind: str, server_tree: str,

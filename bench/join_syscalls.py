@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import tempfile
@@ -62,8 +63,11 @@ def window_command(profile: str, pid: int, seconds: int) -> list[str]:
     """The tracer ``bench.memory.run_server`` attaches to the server for ``seconds``: ``perf stat`` counting each
     system call (``*.syscalls``), or ``perf record`` of the CPU clock with kernel stacks (``*.kperf``)."""
     if profile.endswith(".syscalls"):  # perf stat ends its count on SIGINT (with ``-- sleep`` it counts nothing here)
-        return ["timeout", "-s", "INT", str(seconds), "perf", "stat", "-x", ",", "-o", profile, "-e", _events(),
-                "-p", str(pid)]
+        stat = shlex.join(["timeout", "-s", "INT", str(seconds), "perf", "stat", "-x", ",", "-o", profile, "-e",
+                           _events(), "-p", str(pid)])
+        threads = f"/proc/{pid}/task/*/stat"  # each thread's user and system ticks, before and after the window
+        return ["sh", "-c", f"echo {pid} > {shlex.quote(profile)}.pid; cat {threads} > {shlex.quote(profile)}.before; {stat}; "
+                            f"cat {threads} > {shlex.quote(profile)}.after"]
     return ["perf", "record", "-q", "-e", "cpu-clock", "-F", "4999", "-g", "-o", profile, "-p", str(pid), "--",
             "sleep", str(seconds)]
 
@@ -86,6 +90,31 @@ def read_counts(path: str) -> dict[str, int]:
     counts["other"] = max(0, total - sum(v for k, v in counts.items() if not k.startswith("(")))
     counts["all"] = total
     return counts
+
+
+def read_cpu(path: str) -> dict[str, float]:
+    """Seconds of user and system CPU over the window (``/proc``'s ticks of each thread, read at its start and end
+    next to the ``*.syscalls`` counts): the event loop's thread, and every other thread (the commit thread) together.
+    A thread started inside the window counts from zero."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    pid = int(Path(f"{path}.pid").read_text())
+
+    def threads(which: str) -> dict[int, tuple[int, int]]:
+        found: dict[int, tuple[int, int]] = {}
+        for line in Path(f"{path}.{which}").read_text().splitlines():
+            tid, _, rest = line.partition(" (")
+            fields = rest.rpartition(") ")[2].split()
+            found[int(tid)] = (int(fields[11]), int(fields[12]))
+        return found
+
+    before, after = threads("before"), threads("after")
+    cpu = {"(user s, loop)": 0.0, "(system s, loop)": 0.0, "(user s, threads)": 0.0, "(system s, threads)": 0.0}
+    for tid, (utime, stime) in after.items():
+        was = before.get(tid, (0, 0))
+        where = "loop" if tid == pid else "threads"
+        cpu[f"(user s, {where})"] += (utime - was[0]) / ticks
+        cpu[f"(system s, {where})"] += (stime - was[1]) / ticks
+    return cpu
 
 
 _USER_NAMES = {"send": "sendto", "recv": "recvfrom", "pwrite": "pwrite64", "pread": "pread64", "fcntl64": "fcntl",
@@ -167,6 +196,8 @@ def _one_run(calls: int, users: int, join_duration: float, hold: float, kind: st
     if kind == "syscalls":
         run["per_join"] = {name: round(n / joined, 2) for name, n in sorted(read_counts(profile).items(),
                                                                             key=lambda kv: -kv[1])}
+        run["cpu_ms_per_join"] = {name.replace(" s,", " ms,"): round(s * 1000 / joined, 3)
+                                  for name, s in read_cpu(profile).items()}
     else:
         run["ms_per_join"] = {name: round(s * 1000 / joined, 3) for name, s in sorted(kernel_time(profile).items(),
                                                                                       key=lambda kv: -kv[1])}
@@ -189,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     trees = {"base tree": _package_shim(a.base_tree)} if a.base_tree else {}
     trees["this tree"] = ""
     kind = "kperf" if a.kernel_time else "syscalls"
-    key = "ms_per_join" if a.kernel_time else "per_join"
+    keys = ("ms_per_join",) if a.kernel_time else ("cpu_ms_per_join", "per_join")
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="callsd-join-syscalls-") as scratch:
         for n in range(a.rounds):
@@ -198,13 +229,16 @@ def main(argv: list[str] | None = None) -> int:
                                                             scratch), "loadavg": list(os.getloadavg())}
                 runs.append(run)
                 print(json.dumps(run), flush=True)
-    names = sorted({name for run in runs for name in run[key]},
-                   key=lambda name: -max(run[key].get(name, 0) for run in runs))
-    median = {tree: {name: round(statistics.median(run[key].get(name, 0) for run in runs if run["tree"] == tree), 3)
-                     for name in names} for tree in trees}
-    print(f"{'per join':<24}" + "".join(f"{tree:>12}" for tree in trees))
-    for name in names:
-        print(f"{name:<24}" + "".join(f"{median[tree][name]:>12}" for tree in trees))
+    median: dict[str, dict[str, dict[str, float]]] = {}
+    for key in keys:
+        names = sorted({name for run in runs for name in run[key]},
+                       key=lambda name: -max(run[key].get(name, 0) for run in runs))
+        median[key] = {tree: {name: round(statistics.median(run[key].get(name, 0) for run in runs
+                                                            if run["tree"] == tree), 3) for name in names}
+                       for tree in trees}
+        print(f"{key:<28}" + "".join(f"{tree:>12}" for tree in trees))
+        for name in names:
+            print(f"{name:<28}" + "".join(f"{median[key][tree][name]:>12}" for tree in trees))
     if a.output:
         Path(a.output).write_text(json.dumps({"runs": runs, "median": median}, indent=1))
     return 0

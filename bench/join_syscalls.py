@@ -65,9 +65,11 @@ def window_command(profile: str, pid: int, seconds: int) -> list[str]:
     if profile.endswith(".syscalls"):  # perf stat ends its count on SIGINT (with ``-- sleep`` it counts nothing here)
         stat = shlex.join(["timeout", "-s", "INT", str(seconds), "perf", "stat", "-x", ",", "-o", profile, "-e",
                            _events(), "-p", str(pid)])
-        threads = f"/proc/{pid}/task/*/stat"  # each thread's user and system ticks, before and after the window
-        return ["sh", "-c", f"echo {pid} > {shlex.quote(profile)}.pid; cat {threads} > {shlex.quote(profile)}.before; {stat}; "
-                            f"cat {threads} > {shlex.quote(profile)}.after"]
+        # each thread's user and system ticks and its context switches, before and after the window
+        snap = f"cat /proc/{pid}/task/*/stat > {shlex.quote(profile)}.{{0}}; " \
+               f"grep -H ctxt_switches /proc/{pid}/task/*/status > {shlex.quote(profile)}.switches.{{0}}"
+        return ["sh", "-c", f"echo {pid} > {shlex.quote(profile)}.pid; {snap.format('before')}; {stat}; "
+                            f"{snap.format('after')}"]
     return ["perf", "record", "-q", "-e", "cpu-clock", "-F", "4999", "-g", "-o", profile, "-p", str(pid), "--",
             "sleep", str(seconds)]
 
@@ -94,8 +96,9 @@ def read_counts(path: str) -> dict[str, int]:
 
 def read_cpu(path: str) -> dict[str, float]:
     """Seconds of user and system CPU over the window (``/proc``'s ticks of each thread, read at its start and end
-    next to the ``*.syscalls`` counts): the event loop's thread, and every other thread (the commit thread) together.
-    A thread started inside the window counts from zero."""
+    next to the ``*.syscalls`` counts), and the context switches (voluntary: the thread waited; involuntary: it was
+    preempted): the event loop's thread, and every other thread (the commit thread) together. A thread started inside
+    the window counts from zero."""
     ticks = os.sysconf("SC_CLK_TCK")
     pid = int(Path(f"{path}.pid").read_text())
 
@@ -107,6 +110,14 @@ def read_cpu(path: str) -> dict[str, float]:
             found[int(tid)] = (int(fields[11]), int(fields[12]))
         return found
 
+    def switches(which: str) -> dict[tuple[int, str], int]:
+        found: dict[tuple[int, str], int] = {}
+        for line in Path(f"{path}.switches.{which}").read_text().splitlines():  # .../task/TID/status:name:\tN
+            where, _, count = line.rpartition(":")
+            name = where.rpartition(":")[2]
+            found[(int(where.split("/task/")[1].split("/")[0]), name)] = int(count)
+        return found
+
     before, after = threads("before"), threads("after")
     cpu = {"(user s, loop)": 0.0, "(system s, loop)": 0.0, "(user s, threads)": 0.0, "(system s, threads)": 0.0}
     for tid, (utime, stime) in after.items():
@@ -114,6 +125,11 @@ def read_cpu(path: str) -> dict[str, float]:
         where = "loop" if tid == pid else "threads"
         cpu[f"(user s, {where})"] += (utime - was[0]) / ticks
         cpu[f"(system s, {where})"] += (stime - was[1]) / ticks
+    switched_before = switches("before")
+    for (tid, name), count in switches("after").items():
+        kind = "voluntary" if name == "voluntary_ctxt_switches" else "involuntary"
+        key = f"(switches, {kind}, {'loop' if tid == pid else 'threads'})"
+        cpu[key] = cpu.get(key, 0) + count - switched_before.get((tid, name), 0)
     return cpu
 
 
@@ -196,7 +212,7 @@ def _one_run(calls: int, users: int, join_duration: float, hold: float, kind: st
     if kind == "syscalls":
         run["per_join"] = {name: round(n / joined, 2) for name, n in sorted(read_counts(profile).items(),
                                                                             key=lambda kv: -kv[1])}
-        run["cpu_ms_per_join"] = {name.replace(" s,", " ms,"): round(s * 1000 / joined, 3)
+        run["cpu_ms_per_join"] = {name.replace(" s,", " ms,"): round(s * (1 if "switches" in name else 1000) / joined, 3)
                                   for name, s in read_cpu(profile).items()}
     else:
         run["ms_per_join"] = {name: round(s * 1000 / joined, 3) for name, s in sorted(kernel_time(profile).items(),

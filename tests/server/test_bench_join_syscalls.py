@@ -36,9 +36,18 @@ def test_cpu_is_split_between_the_loops_thread_and_the_others(tmp_path: Path) ->
     (tmp_path / "w.syscalls.pid").write_text("100\n")
     (tmp_path / "w.syscalls.before").write_text(line(100, 50, 10) + "\n")
     (tmp_path / "w.syscalls.after").write_text(line(100, 150, 30) + "\n" + line(101, 0, 20) + "\n")
+    status = "/proc/100/task/{0}/status:{1}_ctxt_switches:\t{2}\n"
+    (tmp_path / "w.syscalls.switches.before").write_text(status.format(100, "voluntary", 5)
+                                                         + status.format(100, "nonvoluntary", 1))
+    (tmp_path / "w.syscalls.switches.after").write_text(status.format(100, "voluntary", 25)
+                                                        + status.format(100, "nonvoluntary", 2)
+                                                        + status.format(101, "voluntary", 7)
+                                                        + status.format(101, "nonvoluntary", 0))
     cpu = read_cpu(str(tmp_path / "w.syscalls"))
     assert cpu == {"(user s, loop)": 1.0, "(system s, loop)": 0.2, "(user s, threads)": 0.0,
-                   "(system s, threads)": 0.2}  # the commit thread started inside the window: from zero
+                   "(system s, threads)": 0.2,  # the commit thread started inside the window: from zero
+                   "(switches, voluntary, loop)": 20, "(switches, involuntary, loop)": 1,
+                   "(switches, voluntary, threads)": 7, "(switches, involuntary, threads)": 0}
 
 
 def test_a_kernel_sample_goes_to_the_call_that_entered_the_kernel() -> None:

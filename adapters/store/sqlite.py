@@ -18,8 +18,9 @@ after each start (a clean close deletes the WAL): exactly when every client reco
 benchmark's join wave (``bench.join_syscalls``: 10.2 -> 8.8 switches of the commit thread per join, 0.50 -> 0.38
 ms of its system time; docs/performance.md, "Joins, session 10: the kernel's share"). So the server's recorder,
 before its first batch, has the WAL laid out once: a scratch table gets a zero blob of the checkpoint's size
-(written into the WAL and synced as any commit), is dropped, and a ``RESTART`` checkpoint sends the next commit
-back to the WAL's start. It costs ~60-90 ms of the commit thread at start and leaves ~4 MB of free pages in the
+(written into the WAL and synced as any commit), is dropped, and a checkpoint copies the WAL back, so that the next
+commit starts the WAL over (``PASSIVE``: with a reader of another process in the WAL it ends early and the WAL
+grows as before, rather than wait for the reader). It costs ~60-90 ms of the commit thread at start and leaves ~4 MB of free pages in the
 database file, which later records fill. Records and durability are untouched: only the ``events`` table holds the
 log, and every commit still syncs.
 
@@ -111,7 +112,7 @@ class SqliteStore:
             self._db.execute("CREATE TABLE IF NOT EXISTS wal_reserve (b BLOB)")
             self._db.execute("INSERT INTO wal_reserve VALUES (zeroblob(?))", ((pages + _SPARE_PAGES) * page_size,))
             self._db.execute("DROP TABLE wal_reserve")
-            self._db.execute("PRAGMA wal_checkpoint(RESTART)")
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # RESTART would wait up to 5 s for a reader
         except sqlite3.Error as exc:
             log.warning("could not lay out the SQLite log's WAL ahead (%s); its first commits will grow it", exc)
 

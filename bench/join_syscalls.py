@@ -3,6 +3,7 @@ entered the kernel.
 
     .venv/bin/python -m bench.join_syscalls --base-tree DIR --rounds 2        # counts, this tree against DIR
     .venv/bin/python -m bench.join_syscalls --kernel-time --rounds 1         # where the system time goes
+    .venv/bin/python -m bench.join_syscalls --wal-layout 5                   # commits on a fresh WAL vs laid out
 
 Why (docs/performance.md, "Joins, session 10: the kernel's share"): a join in an 8-user call cost ~6.9 ms of user
 and ~1.4 ms of system CPU at this session's start, and nobody had looked at the system part. A count of system calls
@@ -220,6 +221,43 @@ def _one_run(calls: int, users: int, join_duration: float, hold: float, kind: st
     return run
 
 
+def wal_layout_ab(rounds: int, commits: int = 320) -> dict[str, dict[str, float]]:
+    """In this process, one thread: ``commits`` records appended to a fresh SQLite log, without and with
+    ``prepare_appends`` first, alternated ``rounds`` times (in a temp dir next to the benches' servers': the same
+    disk). Medians of CPU and wall time per commit, voluntary switches per commit (the waits: the disk's writes),
+    and the layout's own time."""
+    import resource
+    import time
+
+    from callsd.adapters.store import CallRecorder, SqliteStore
+    from callsd.core import JoinCall
+
+    def one(prepare: bool) -> dict[str, float]:
+        with tempfile.TemporaryDirectory(prefix="callsd-wal-layout-") as scratch:
+            store = SqliteStore(Path(scratch) / "log.db")
+            start = time.perf_counter()
+            if prepare:
+                store.prepare_appends()
+            laid_out = time.perf_counter() - start
+            recorder = CallRecorder(store)
+            before, cpu, wall = resource.getrusage(resource.RUSAGE_THREAD), time.thread_time(), time.perf_counter()
+            for i in range(commits):
+                recorder.handle(JoinCall(at=i, channel_id=f"ch{i % 20}", session_id=f"s{i:06d}", user_id=f"u{i}",
+                                         call_id="k"))
+            after = resource.getrusage(resource.RUSAGE_THREAD)
+            store.close()
+            return {"cpu_us_per_commit": (time.thread_time() - cpu) / commits * 1e6,
+                    "wall_us_per_commit": (time.perf_counter() - wall) / commits * 1e6,
+                    "switches_per_commit": (after.ru_nvcsw - before.ru_nvcsw) / commits, "layout_ms": laid_out * 1e3}
+
+    runs: dict[str, list[dict[str, float]]] = {"fresh WAL": [], "WAL laid out": []}
+    for _ in range(rounds):
+        runs["fresh WAL"].append(one(False))
+        runs["WAL laid out"].append(one(True))
+    return {name: {key: round(statistics.median(r[key] for r in rs), 1) for key in rs[0]}
+            for name, rs in runs.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.join_syscalls", description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=1, help="runs per tree, alternated")
@@ -230,7 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-tree", default="", metavar="DIR", help="also run DIR's server, alternated with this one")
     p.add_argument("--kernel-time", action="store_true", help="sample the server's kernel time instead of counting")
     p.add_argument("--output", default="", help="write every run to this JSON file")
+    p.add_argument("--wal-layout", type=int, default=0, metavar="ROUNDS",
+                   help="only the in-process A/B of SQLite commits on a fresh WAL and on one laid out first")
     a = p.parse_args(argv)
+    if a.wal_layout:
+        print(json.dumps(wal_layout_ab(a.wal_layout), indent=1))
+        return 0
     from bench.joins import _package_shim
 
     trees = {"base tree": _package_shim(a.base_tree)} if a.base_tree else {}

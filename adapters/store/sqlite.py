@@ -15,12 +15,13 @@ The WAL's blocks (``prepare_appends``): a fresh WAL grows by a frame or two per 
 allocates blocks: one more write to wait for, per commit. After the first checkpoint SQLite restarts the WAL from
 its start and overwrites blocks that exist, so a long-running server pays this only for its first ~800 commits
 after each start (a clean close deletes the WAL): exactly when every client reconnects at once, and the whole of a
-benchmark's join wave (``bench.join_syscalls``: 10.2 -> 8.8 switches of the commit thread per join, 0.50 -> 0.38
-ms of its system time; docs/performance.md, "Joins, session 10: the kernel's share"). So the server's recorder,
+benchmark's join wave (``bench.join_syscalls --wal-layout 5``, quiet host: 142 -> 108 µs of CPU, 286 -> 209 µs of
+wall time and 3.2 -> 2.1 waits per commit; docs/performance.md, "Joins, session 10: the kernel's share"). So the
+server's recorder,
 before its first batch, has the WAL laid out once: a scratch table gets a zero blob of the checkpoint's size
 (written into the WAL and synced as any commit), is dropped, and a checkpoint copies the WAL back, so that the next
 commit starts the WAL over (``PASSIVE``: with a reader of another process in the WAL it ends early and the WAL
-grows as before, rather than wait for the reader). It costs ~60-90 ms of the commit thread at start and leaves ~4 MB of free pages in the
+grows as before, rather than wait for the reader). It costs ~40-90 ms of the commit thread at start and leaves ~4 MB of free pages in the
 database file, which later records fill. Records and durability are untouched: only the ``events`` table holds the
 log, and every commit still syncs.
 

@@ -213,8 +213,11 @@ def _one_run(calls: int, users: int, join_duration: float, hold: float, kind: st
     if kind == "syscalls":
         run["per_join"] = {name: round(n / joined, 2) for name, n in sorted(read_counts(profile).items(),
                                                                             key=lambda kv: -kv[1])}
-        run["cpu_ms_per_join"] = {name.replace(" s,", " ms,"): round(s * (1 if "switches" in name else 1000) / joined, 3)
-                                  for name, s in read_cpu(profile).items()}
+        cpu_per_join: dict[str, float] = {}
+        for name, value in read_cpu(profile).items():  # seconds as ms; switches stay counts
+            unit = 1 if name.startswith("(switches") else 1000
+            cpu_per_join[name.replace(" s,", " ms,")] = round(value * unit / joined, 3)
+        run["cpu_ms_per_join"] = cpu_per_join
     else:
         run["ms_per_join"] = {name: round(s * 1000 / joined, 3) for name, s in sorted(kernel_time(profile).items(),
                                                                                       key=lambda kv: -kv[1])}

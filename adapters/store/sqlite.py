@@ -17,13 +17,12 @@ its start and overwrites blocks that exist, so a long-running server pays this o
 after each start (a clean close deletes the WAL): exactly when every client reconnects at once, and the whole of a
 benchmark's join wave (``bench.join_syscalls --wal-layout 5``, quiet host: 142 -> 108 µs of CPU, 286 -> 209 µs of
 wall time and 3.2 -> 2.1 waits per commit; docs/performance.md, "Joins, session 10: the kernel's share"). So the
-server's recorder,
-before its first batch, has the WAL laid out once: a scratch table gets a zero blob of the checkpoint's size
-(written into the WAL and synced as any commit), is dropped, and a checkpoint copies the WAL back, so that the next
-commit starts the WAL over (``PASSIVE``: with a reader of another process in the WAL it ends early and the WAL
-grows as before, rather than wait for the reader). It costs ~40-90 ms of the commit thread at start and leaves ~4 MB of free pages in the
-database file, which later records fill. Records and durability are untouched: only the ``events`` table holds the
-log, and every commit still syncs.
+server's recorder, before its first batch, has the WAL laid out once: a scratch table gets a zero blob of the
+checkpoint's size (written into the WAL and synced as any commit), is dropped, and a checkpoint copies the WAL back,
+so that the next commit starts the WAL over (``PASSIVE``: with a reader of another process in the WAL it ends early
+and the WAL grows as before, rather than wait for the reader). It costs ~40-90 ms of the commit thread at start and
+leaves ~4 MB of free pages in the database file, which later records fill. Records and durability are untouched:
+only the ``events`` table holds the log, and every commit still syncs.
 
 Threads: the connection is opened with ``check_same_thread=False`` because the recorder's commit loop calls
 ``append`` from a Trio worker thread (which thread may change between batches). The store is not safe for

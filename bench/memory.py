@@ -269,7 +269,8 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
     ``profile``: a file for py-spy's raw stacks of the server over the join window; ``profile_gil``: only the thread
     holding the GIL (Python work), else every thread that is not idle (C called without the GIL, e.g. OpenSSL's
     handshake and SQLite in the commit thread, is then charged to the Python frame that called it);
-    A ``profile`` file named ``*.perf`` gets ``perf record`` instead of py-spy.
+    A ``profile`` file named ``*.perf`` gets ``perf record`` instead of py-spy; ``*.syscalls`` and ``*.kperf`` get
+    bench.join_syscalls' counters (``perf stat`` of each system call) or its kernel-time sampler.
     ``profile_native``: py-spy's ``--native`` (C frames too: which OpenSSL, SQLite or libc call the time was in).
     ``server_tree``: a directory put first on the server's PYTHONPATH only (bench.joins' base tree): the load tool
     stays this checkout's, whose C engine matches its Python (a base tree's load tool would load this checkout's
@@ -306,6 +307,9 @@ def run_server(calls: int, users: int, unmuted: int, join_duration: float, hold:
             if profile.endswith(".perf"):  # perf instead: CPU time only (py-spy samples wall time), C and kernel symbols
                 spy_cmd = ["perf", "record", "-F", "999", "-g", "-o", profile, "-p", str(server.proc.pid), "--", "sleep",
                            str(int(join_duration) + 2)]
+            if profile.endswith((".syscalls", ".kperf")):  # bench.join_syscalls: system calls counted, or kernel time
+                from bench.join_syscalls import window_command
+                spy_cmd = window_command(profile, server.proc.pid, int(join_duration) + 2)
             spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if profile else None
             tool = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=tool_env)
             with contextlib.suppress(subprocess.TimeoutExpired):

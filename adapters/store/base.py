@@ -29,6 +29,12 @@ class EventStore(Protocol):
         """Durably add ``records`` (seqs continuing the log by one). When this returns the records survive a crash
         of the process, and of the machine for stores whose durability says so (see ADR 0002)."""
 
+    def prepare_appends(self) -> None:
+        """Get ready for a stream of appends: called once by the recorder's commit loop, in its commit thread,
+        before the first batch. Best effort (nothing is recorded): SQLite lays out its WAL's blocks so that the
+        commits before its first checkpoint overwrite them instead of growing the file (adapters/store/sqlite.py);
+        the other stores have nothing to prepare."""
+
     def iter_records(self, from_seq: int = 1) -> Iterator[LogEntry]:
         """Entries with ``seq >= from_seq`` in order (a compacted log starts with its ``Compaction`` entry); raises
         ``EventLogError`` at the first corrupt one."""

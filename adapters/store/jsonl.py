@@ -100,6 +100,9 @@ class JsonlStore:
         if self._fsync:
             os.fsync(f.fileno())
 
+    def prepare_appends(self) -> None:
+        """Nothing to prepare: a line is appended where the file ends (a file cannot hold blank blocks ahead)."""
+
     def append(self, records: Sequence[Record]) -> None:
         if self._file is None:
             raise ValueError(f"{self.location} is open read-only")

@@ -146,6 +146,9 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ the log
 
+    def prepare_appends(self) -> None:
+        """Nothing to prepare: the server lays out its own WAL."""
+
     def append(self, records: Sequence[Record]) -> None:
         """One transaction; raises ``StaleLease`` (nothing written) when the store's lease is no longer live."""
         self._writable()

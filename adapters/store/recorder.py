@@ -178,13 +178,15 @@ class CallRecorder:
     async def commit_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Write queued records until cancelled: everything queued at the start of a round goes to the store in one
         ``append`` (one transaction, one fsync) run in the loop's own worker thread (``CommitThread``: cheaper than
-        ``trio.to_thread`` per commit). A failing append breaks the recorder
+        ``trio.to_thread`` per commit), after the store's ``prepare_appends`` ran there. A failing append breaks the
+        recorder
         (``wait_durable`` raises ``RecorderBroken``) and ends the loop; it does not raise here. Cancelling waits
         for a commit in progress to finish (the thread cannot be abandoned while it writes)."""
         self._wake = trio.Event()
         committer = CommitThread()
         task_status.started()
         try:
+            await committer.run_sync(self.store.prepare_appends)  # records queued meanwhile go in the first batch
             while self._broken is None:
                 if not self._queue and self._queued_checkpoint is None and self._queued_retention is None:
                     await self._wake.wait()

@@ -10,6 +10,20 @@ process crash (the last commits can roll back after an OS crash). Appends are on
 however many records they carry; the server's recorder groups every record queued while the previous commit ran
 into the next append (group commit), so the fsync cost is paid per batch, not per input.
 
+The WAL's blocks (``prepare_appends``): a fresh WAL grows by a frame or two per commit until the first checkpoint
+(``wal_autocheckpoint``, 1,000 pages), and on ext4 an ``fdatasync`` of a file that grew also writes its inode and
+allocates blocks: one more write to wait for, per commit. After the first checkpoint SQLite restarts the WAL from
+its start and overwrites blocks that exist, so a long-running server pays this only for its first ~800 commits
+after each start (a clean close deletes the WAL): exactly when every client reconnects at once, and the whole of a
+benchmark's join wave (``bench.join_syscalls --wal-layout 5``, quiet host: 142 -> 108 µs of CPU, 286 -> 209 µs of
+wall time and 3.2 -> 2.1 waits per commit; docs/performance.md, "Joins, session 10: the kernel's share"). So the
+server's recorder, before its first batch, has the WAL laid out once: a scratch table gets a zero blob of the
+checkpoint's size (written into the WAL and synced as any commit), is dropped, and a checkpoint copies the WAL back,
+so that the next commit starts the WAL over (``PASSIVE``: with a reader of another process in the WAL it ends early
+and the WAL grows as before, rather than wait for the reader). It costs ~40-90 ms of the commit thread at start and
+leaves ~4 MB of free pages in the database file, which later records fill. Records and durability are untouched:
+only the ``events`` table holds the log, and every commit still syncs.
+
 Threads: the connection is opened with ``check_same_thread=False`` because the recorder's commit loop calls
 ``append`` from a Trio worker thread (which thread may change between batches). The store is not safe for
 concurrent use: its caller serialises every call, as ``CallRecorder`` does (one commit in flight at a time, and the
@@ -18,6 +32,7 @@ Trio thread never touches the store while it runs).
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -30,6 +45,11 @@ from .base import check_contiguous
 from .rows import decode_checkpoint, decode_rows, encode_checkpoint
 
 __all__ = ["SqliteStore"]
+
+log = logging.getLogger("callsd.store")
+
+_FRAME_HEADER = 24  # bytes before each page in the WAL
+_SPARE_PAGES = 32  # a last commit's frames past the checkpoint's threshold
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, record TEXT NOT NULL);
@@ -76,6 +96,25 @@ class SqliteStore:
             raise
         self._db.execute("COMMIT")
         self._last = records[-1].seq
+
+    def prepare_appends(self) -> None:
+        """Lay the WAL's blocks out before the first commit (module docstring, "The WAL's blocks"), unless the WAL is
+        already that long (a restart after a crash keeps it). Best effort: a failure (a full disk, another process
+        holding the log) is logged and the appends grow the WAL as before."""
+        if self.readonly:
+            return
+        try:
+            pages = int(self._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+            page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+            wal = Path(f"{self.path}-wal")
+            if pages <= 0 or (wal.exists() and wal.stat().st_size >= pages * (page_size + _FRAME_HEADER)):
+                return
+            self._db.execute("CREATE TABLE IF NOT EXISTS wal_reserve (b BLOB)")
+            self._db.execute("INSERT INTO wal_reserve VALUES (zeroblob(?))", ((pages + _SPARE_PAGES) * page_size,))
+            self._db.execute("DROP TABLE wal_reserve")
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # RESTART would wait up to 5 s for a reader
+        except sqlite3.Error as exc:
+            log.warning("could not lay out the SQLite log's WAL ahead (%s); its first commits will grow it", exc)
 
     def iter_records(self, from_seq: int = 1) -> Iterator[LogEntry]:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from callsd.adapters.store import (
@@ -281,3 +282,76 @@ def test_a_deeply_nested_checkpoint_is_a_corrupt_log_not_a_recursion_error(tmp_p
     with pytest.raises(EventLogError, match="corrupt checkpoint"):
         db.load_checkpoint()
     db.close()
+
+
+# ---------------------------------------------------------------------------------------------- the WAL laid out
+
+
+def _wal_size(path: Path) -> int:
+    wal = Path(f"{path}-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def test_sqlite_lays_its_wal_out_so_the_first_commits_do_not_grow_it(tmp_path: Path) -> None:
+    """``prepare_appends`` (adapters/store/sqlite.py, "The WAL's blocks"): afterwards the WAL holds a checkpoint's
+    worth of frames and the commits up to the next checkpoint overwrite them (the file's size does not move, so an
+    ``fdatasync`` writes no inode); the log holds exactly its records, every one synced, and nothing else remains."""
+    path = tmp_path / "log.db"
+    store = SqliteStore(path)
+    store.prepare_appends()
+    laid_out = _wal_size(path)
+    assert laid_out >= 1000 * (4096 + 24)  # SQLite's default checkpoint: 1,000 pages
+    recorder = CallRecorder(store)
+    for i in range(200):  # ~1 page per commit: well before the checkpoint
+        recorder.handle(join(f"s{i}", i))
+        assert _wal_size(path) == laid_out
+    store.prepare_appends()  # long enough already: nothing more written
+    assert _wal_size(path) == laid_out
+    tables = {row[0] for row in store._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"events", "checkpoints"}
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: each commit still syncs the WAL
+    store.close()
+    reopened = CallRecorder.open(SqliteStore(path))
+    assert reopened.seq == 200 and reopened.recovered is not None and reopened.recovered.mismatches == []
+    reopened.store.close()
+
+
+def test_laying_the_wal_out_is_best_effort(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    class FullDisk:
+        """The store's connection on a disk that refuses the blob: nothing is laid out, the log still appends."""
+
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            if "zeroblob" in sql:
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.db.execute(sql, *args)
+
+    store = SqliteStore(tmp_path / "log.db")
+    real = store._db
+    store._db = FullDisk(real)  # type: ignore[assignment]
+    store.prepare_appends()
+    store._db = real
+    assert "could not lay out" in caplog.text
+    CallRecorder(store).handle(join("a"))
+    assert store.last_seq() == 1
+    store.close()
+    with SqliteStore(tmp_path / "log.db", readonly=True) as readonly:
+        readonly.prepare_appends()  # a reader lays nothing out
+
+
+async def test_the_server_recorder_lays_the_log_out_before_its_first_batch(url: str) -> None:
+    import trio
+
+    store = open_store(url)
+    recorder = CallRecorder(store, group_commit=True)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(recorder.commit_loop)
+        recorder.handle(join("a"))  # queued while the layout runs: the first batch holds it
+        await recorder.flush()
+        assert recorder.commits == 1 and store.last_seq() == 1
+        if isinstance(store, SqliteStore):
+            assert _wal_size(store.path) >= 1000 * (4096 + 24)
+        nursery.cancel_scope.cancel()
+    store.close()

@@ -45,3 +45,29 @@ def test_a_forked_child_does_not_repeat_its_parents_bytes() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert len(child) == 32 and child != POOL.take(32)
+
+
+def test_the_hubs_ids_come_from_the_pool_not_one_system_call_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A join's session and call ids were its last two ``getrandom`` calls (docs/performance.md, "Joins, session
+    10"): now 300 ids read the OS once, and each is what ``secrets.token_urlsafe(12)`` gives (16 base64url
+    characters), prefixed as asked, never repeated."""
+    import base64
+    import secrets
+
+    from callsd.adapters.signaling import _new_id
+
+    reads: list[int] = []
+    real = os.urandom
+
+    def urandom(n: int) -> bytes:
+        reads.append(n)
+        return real(n)
+
+    monkeypatch.setattr(os, "urandom", urandom)
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n=None: pytest.fail("an id drew its own system call"))
+    POOL.reset()
+    ids = [_new_id("c") for _ in range(300)]
+    assert reads == [4096]  # 300 x 12 bytes: one block
+    assert len(set(ids)) == 300
+    assert all(i.startswith("c") and len(i) == 17 and len(base64.urlsafe_b64decode(i[1:] + "==")) == 12 for i in ids)
+    assert POOL.token_urlsafe(12).replace("-", "").replace("_", "").isalnum()

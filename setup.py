@@ -12,6 +12,15 @@ from glob import glob
 from setuptools import Extension, setup
 
 
+# Modules that stay Python in a compiled build, and why (docs/adr/0053):
+# - the calls machine's inputs and outputs: the event log's codec reads their fields' type hints
+#   (``typing.get_type_hints``) to check and convert a logged value, and mypyc replaces a compiled class's
+#   annotations by their runtime classes (``str | None`` becomes ``type``, ``tuple[str, ...]`` ``tuple``); and an
+#   input built from a value of the wrong type must raise ``LocalProtocolError`` from ``__post_init__``, where a
+#   compiled class's attribute setter raises ``TypeError`` first.
+_PURE = ("typecheck/callsd/core/calls/events.py", "typecheck/callsd/core/calls/outputs.py")
+
+
 def _compiled_core() -> list[Extension]:
     """core/'s modules as mypyc extension modules, when ``CALLSD_MYPYC`` asks for them (``1``: every module; ``0``
     or unset: none). mypyc reads the tree through typecheck/callsd (the symlinks that give mypy the import names,
@@ -24,7 +33,8 @@ def _compiled_core() -> list[Extension]:
         return []
     from mypyc.build import mypycify
 
-    paths = sorted(p for p in glob("typecheck/callsd/core/**/*.py", recursive=True) if not p.endswith("__init__.py"))
+    paths = sorted(p for p in glob("typecheck/callsd/core/**/*.py", recursive=True)
+                   if os.path.basename(p) != "__init__.py" and p not in _PURE)
     return mypycify(paths, opt_level="3", group_name="callsd.core.compiled")
 
 

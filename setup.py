@@ -11,7 +11,6 @@ from glob import glob
 
 from setuptools import Extension, setup
 
-
 # Modules that stay Python in a compiled build, and why (docs/adr/0053):
 # - the calls machine's inputs and outputs: the event log's codec reads their fields' type hints
 #   (``typing.get_type_hints``) to check and convert a logged value, and mypyc replaces a compiled class's

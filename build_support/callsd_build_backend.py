@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 
-from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F403 - every hook not defined here is setuptools' own
 
 _COMPILER = ["mypy>=1.10"]  # mypyc ships inside mypy's wheel; the same floor as the test extra
@@ -17,9 +16,12 @@ def _compiling() -> list[str]:
     return _COMPILER if os.environ.get("CALLSD_MYPYC", "0") not in ("", "0") else []
 
 
+# Not setuptools' hooks plus ours: theirs run setup.py to collect its ``setup_requires`` (it has none), and setup.py
+# needs mypyc as soon as CALLSD_MYPYC=1, before the requirement that brings it is installed. [build-system] lists
+# the rest (setuptools, wheel).
 def get_requires_for_build_wheel(config_settings: dict[str, str | list[str]] | None = None) -> list[str]:
-    return [*_setuptools.get_requires_for_build_wheel(config_settings), *_compiling()]
+    return _compiling()
 
 
 def get_requires_for_build_editable(config_settings: dict[str, str | list[str]] | None = None) -> list[str]:
-    return [*_setuptools.get_requires_for_build_editable(config_settings), *_compiling()]
+    return _compiling()

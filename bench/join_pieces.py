@@ -219,8 +219,9 @@ def _core_pieces(calls: int, users: int) -> dict[str, float]:
     import zlib
 
     from callsd.core import encode_record, make_record
-    from callsd.core.calls.events import JoinCall, PublishTrack, TrackKind
+    from callsd.core.calls.events import InputEvent, JoinCall, PublishTrack, TrackKind
     from callsd.core.calls.machine import CallsMachine
+    from callsd.core.calls.outputs import OutputEvent
     from callsd.core.wire import sdp_parse
     from callsd.core.wire.negotiation import LocalTransport, Negotiator
     from callsd.core.wire.sdp import parse_sdp
@@ -251,7 +252,7 @@ def _core_pieces(calls: int, users: int) -> dict[str, float]:
                         channel_id=f"ch{n // users}", call_id=f"call-{n // users}"),
                PublishTrack(at=10 * n + 1, session_id=f"c{n // users}u{n % users}", track_id=f"t{n}",
                             kind=TrackKind.AUDIO)) for n in range(joins)]
-    outputs = []
+    outputs: list[tuple[InputEvent, list[OutputEvent]]] = []
     t0 = time.process_time()
     for join, publish in events:
         outputs.append((join, machine.handle(join)))

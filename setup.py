@@ -30,7 +30,12 @@ def _compiled_core() -> list[Extension]:
     ``__path__`` is set under setuptools' editable finder."""
     if os.environ.get("CALLSD_MYPYC", "0") in ("", "0"):
         return []
-    from mypyc.build import mypycify
+    try:
+        from mypyc.build import mypycify
+    except ImportError:  # not a build requirement while core/ ships as Python (ADR 0053)
+        raise SystemExit("CALLSD_MYPYC=1 needs mypy (mypyc) in the build environment: build with "
+                         "`pip install --no-build-isolation` from an environment that has it (the test extra does), "
+                         "as `make test-compiled` does") from None
 
     paths = sorted(p for p in glob("typecheck/callsd/core/**/*.py", recursive=True)
                    if os.path.basename(p) != "__init__.py" and p not in _PURE)

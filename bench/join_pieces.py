@@ -242,6 +242,85 @@ def _dtls_handshakes(count: int) -> dict[str, float]:
     return {"dtls_handshake_us": total / count * 1e6}
 
 
+def _core_pieces(calls: int, users: int) -> dict[str, float]:
+    """The pure core's own share of a join, each part timed alone (``--core``): what compiling core/ with mypyc
+    (docs/adr/0053) can move. Per join: Chromium's first offer parsed with its sections known (as the server sees
+    a browser's offer after the first) and from nothing (the known-sections memo emptied before each parse), the
+    same offer answered by a fresh ``Negotiator`` (parse, negotiation, the answer's text), the calls machine's two
+    inputs of a join (``JoinCall``, ``PublishTrack``) in ``--users`` calls, their two records made and encoded;
+    per ICE check: a binding request parsed and its success response built (core/wire/stun.py)."""
+    import hashlib
+    import hmac
+    import zlib
+
+    from callsd.core import encode_record, make_record
+    from callsd.core.calls.events import InputEvent, JoinCall, PublishTrack, TrackKind
+    from callsd.core.calls.machine import CallsMachine
+    from callsd.core.calls.outputs import OutputEvent
+    from callsd.core.wire import sdp_parse
+    from callsd.core.wire.negotiation import LocalTransport, Negotiator
+    from callsd.core.wire.sdp import parse_sdp
+    from callsd.core.wire.stun import binding_success, parse_binding_request
+
+    offer, _slots = _browser_offer()
+    joins = calls * users
+    out: dict[str, float] = {}
+    parse_sdp(offer)
+    t0 = time.process_time()
+    for _ in range(joins):
+        parse_sdp(offer)
+    out["core_parse_offer_known_us"] = (time.process_time() - t0) / joins * 1e6
+    cold = 0.0
+    for _ in range(joins):
+        sdp_parse._KNOWN.clear()  # noqa: SLF001 - the bench empties the memo to time the parse from nothing
+        t0 = time.process_time()
+        parse_sdp(offer)
+        cold += time.process_time() - t0
+    out["core_parse_offer_cold_us"] = cold / joins * 1e6
+    transport = LocalTransport(ice_ufrag="srvu", ice_pwd="p" * 24, fingerprint=FP, host="127.0.0.1", port=50000)
+    t0 = time.process_time()
+    for n in range(joins):
+        Negotiator(transport=transport, session_id=n + 1).handle_offer(offer)
+    out["core_answer_offer_us"] = (time.process_time() - t0) / joins * 1e6
+    machine = CallsMachine()
+    events = [(JoinCall(at=10 * n, session_id=f"c{n // users}u{n % users}", user_id=f"user-{n}",
+                        channel_id=f"ch{n // users}", call_id=f"call-{n // users}"),
+               PublishTrack(at=10 * n + 1, session_id=f"c{n // users}u{n % users}", track_id=f"t{n}",
+                            kind=TrackKind.AUDIO)) for n in range(joins)]
+    outputs: list[tuple[InputEvent, list[OutputEvent]]] = []
+    t0 = time.process_time()
+    for join, publish in events:
+        outputs.append((join, machine.handle(join)))
+        outputs.append((publish, machine.handle(publish)))
+    out["core_machine_join_us"] = (time.process_time() - t0) / joins * 1e6
+    head = "0" * 64
+    t0 = time.process_time()
+    for seq, (event, outs) in enumerate(outputs):
+        record = make_record(seq + 1, event, outs, prev=head)
+        head = record.hash
+        encode_record(record)
+    out["core_records_us"] = (time.process_time() - t0) / joins * 1e6
+    key = b"k" * 24
+    username = b"srvu:cliu"
+    body = (b"\x00\x06" + len(username).to_bytes(2, "big") + username + b"\x00" * (-len(username) & 3)
+            + b"\x00\x25\x00\x00")  # USERNAME, USE-CANDIDATE
+    checks = 4 * joins
+    wires = []
+    for n in range(checks):
+        head20 = b"\x00\x01" + (len(body) + 24).to_bytes(2, "big") + b"\x21\x12\xa4\x42" + n.to_bytes(12, "big")
+        mac = hmac.new(key, head20 + body, hashlib.sha1).digest()
+        signed = body + b"\x00\x08\x00\x14" + mac
+        head20 = head20[:2] + (len(signed) + 8).to_bytes(2, "big") + head20[4:]
+        crc = zlib.crc32(head20 + signed) ^ 0x5354554E
+        wires.append(head20 + signed + b"\x80\x28\x00\x04" + crc.to_bytes(4, "big"))
+    t0 = time.process_time()
+    for wire in wires:
+        request = parse_binding_request(wire)
+        binding_success(request.transaction_id, b"\x7f\x00\x00\x01", 50000, key)
+    out["core_stun_check_us"] = (time.process_time() - t0) / checks * 1e6
+    return out
+
+
 def _only(piece: str, calls: int, users: int, shape: OfferShape) -> dict[str, float]:
     """One piece at one size, once, warmed up by nothing: what ``--instructions`` counts under callgrind."""
     if piece == "plane":
@@ -286,9 +365,13 @@ def _instructions(calls: int, users: int, shape: OfferShape) -> dict[str, float]
     return out
 
 
-def _child(calls: int, users: int, repeats: int, shape: OfferShape) -> dict[str, float]:
+def _child(calls: int, users: int, repeats: int, shape: OfferShape, core: bool = False) -> dict[str, float]:
     """Each piece's least figure over ``repeats`` passes (a fresh plane each): on a shared host the least is the
-    one the other processes disturbed least."""
+    one the other processes disturbed least. ``core``: the pure core's parts alone (``_core_pieces``)."""
+    if core:
+        _core_pieces(2, users)  # warm up
+        core_passes = [_core_pieces(calls, users) for _ in range(repeats)]
+        return {k: min(p[k] for p in core_passes) for k in core_passes[0]}
     _records_and_plane(2, users, shape)  # warm up: imports, first-use compiles, caches
     _ice_checks(200)
     _dtls_handshakes(10)
@@ -331,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="this tree only: the tool's offer with its camera section against without, alternated")
     p.add_argument("--instructions", action="store_true",
                    help="count instructions under callgrind instead of timing (see the module docstring)")
+    p.add_argument("--core", action="store_true",
+                   help="the pure core's parts of a join alone (SDP parse and answer, the calls machine, the "
+                        "records, a STUN check): what compiling core/ moves (docs/adr/0053)")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--_only", choices=tuple(_COUNTED), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -340,13 +426,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a._child:
         figures = _instructions(a.calls, a.users, shape) if a.instructions else _child(
-            a.calls, a.users, a.repeats, shape)
+            a.calls, a.users, a.repeats, shape, a.core)
         print(json.dumps(figures))
         return 0
     from bench.joins import alternate_trees
 
     child = ["-m", "bench.join_pieces", "--_child", "--calls", str(a.calls), "--users", str(a.users), "--repeats",
-             str(a.repeats), *(("--instructions",) if a.instructions else ())]
+             str(a.repeats), *(("--instructions",) if a.instructions else ()), *(("--core",) if a.core else ())]
     if a.camera_slot_ab:
         if a.base_tree or a.browser_offer or a.no_camera_slot:
             p.error("--camera-slot-ab compares two offers of this tree's tool: no --base-tree, --browser-offer or "

@@ -16,6 +16,7 @@ from typing import Any
 from callsd.adapters.media import plane_rtcp, retransmit
 from callsd.core.wire import rtcp
 from callsd.core.wire.simulcast_sdp import REPAIRED_RID_URI, RID_URI
+from compiled_support import state_names
 from hypothesis import strategies as st
 from native_support import MID_EXT, PROFILES, PUBLISHER_TWCC_EXT, RouteSpec, Run, Scenario, TrackSpec
 
@@ -281,7 +282,7 @@ class VideoRun(Run):
 def _route_state(rs: Any) -> tuple[Any, ...]:
     sw = rs.switcher
     return (rs.choice, rs.sent, rs.last_ts, rs.last_at, rs.decided_at, rs.decided_gen,
-            tuple(getattr(sw, name) for name in type(sw).__slots__))
+            tuple(getattr(sw, name) for name in state_names(type(sw))))
 
 
 def run_video(vs: VideoScenario, fast_path: str, twcc: bool = False) -> dict[str, Any]:

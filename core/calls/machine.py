@@ -64,7 +64,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from ..errors import LocalProtocolError
 from . import events as ev
@@ -138,13 +138,23 @@ def _misfiled(row: object, event: ev.InputEvent) -> LocalProtocolError:
     return LocalProtocolError(f"{row!r} cannot run input type {type(event).__name__!r}")
 
 
-@dataclass(frozen=True, slots=True)
+# The three row shapes are plain slotted classes, not dataclasses: a generic dataclass is one thing mypyc cannot
+# compile (mypyc/mypyc#827; docs/adr/0053). Each keeps the dataclass's ``repr``, which ``_misfiled`` quotes.
+
+
 class Open(Generic[E]):
     """A row without guards (``Configure``, ``JoinCall``, ``TimerFired``)."""
 
-    event_type: type[E]
-    handler: Callable[[CallsMachine, E], Outputs]
-    guards: tuple[Guard, ...] = ()
+    __slots__ = ("event_type", "handler", "guards")
+
+    def __init__(self, event_type: type[E], handler: Callable[[CallsMachine, E], Outputs],
+                 guards: tuple[Guard, ...] = ()) -> None:
+        self.event_type: Final = event_type
+        self.handler: Final = handler
+        self.guards: Final = guards
+
+    def __repr__(self) -> str:
+        return f"Open(event_type={self.event_type!r}, handler={self.handler!r}, guards={self.guards!r})"
 
     def run(self, machine: CallsMachine, event: ev.InputEvent) -> Outputs:
         if not isinstance(event, self.event_type):
@@ -152,17 +162,21 @@ class Open(Generic[E]):
         return self.handler(machine, event)
 
 
-@dataclass(frozen=True, slots=True)
 class Seated(Generic[S]):
     """A row for a participant's own command: ``IN_CALL`` first, then ``CONNECTED``/``HOST`` as listed."""
 
-    event_type: type[S]
-    guards: tuple[Guard, ...]
-    handler: Callable[[CallsMachine, S, Call, Participant], Outputs]
+    __slots__ = ("event_type", "guards", "handler")
 
-    def __post_init__(self) -> None:
-        if self.guards[:1] != (Guard.IN_CALL,) or Guard.TARGET in self.guards:
-            raise LocalProtocolError(f"a Seated row needs IN_CALL first and no TARGET, got {self.guards}")
+    def __init__(self, event_type: type[S], guards: tuple[Guard, ...],
+                 handler: Callable[[CallsMachine, S, Call, Participant], Outputs]) -> None:
+        if guards[:1] != (Guard.IN_CALL,) or Guard.TARGET in guards:
+            raise LocalProtocolError(f"a Seated row needs IN_CALL first and no TARGET, got {guards}")
+        self.event_type: Final = event_type
+        self.guards: Final = guards
+        self.handler: Final = handler
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(event_type={self.event_type!r}, guards={self.guards!r}, handler={self.handler!r})"
 
     def run(self, machine: CallsMachine, event: ev.InputEvent) -> Outputs:
         if not isinstance(event, self.event_type):
@@ -173,17 +187,21 @@ class Seated(Generic[S]):
         return self.handler(machine, event, *seat)
 
 
-@dataclass(frozen=True, slots=True)
 class Aimed(Generic[T]):
     """A row for a host command on another participant: ``IN_CALL`` first and ``TARGET`` last."""
 
-    event_type: type[T]
-    guards: tuple[Guard, ...]
-    handler: Callable[[CallsMachine, T, Call, Participant, Participant], Outputs]
+    __slots__ = ("event_type", "guards", "handler")
 
-    def __post_init__(self) -> None:
-        if self.guards[:1] != (Guard.IN_CALL,) or self.guards[-1:] != (Guard.TARGET,):
-            raise LocalProtocolError(f"an Aimed row needs IN_CALL first and TARGET last, got {self.guards}")
+    def __init__(self, event_type: type[T], guards: tuple[Guard, ...],
+                 handler: Callable[[CallsMachine, T, Call, Participant, Participant], Outputs]) -> None:
+        if guards[:1] != (Guard.IN_CALL,) or guards[-1:] != (Guard.TARGET,):
+            raise LocalProtocolError(f"an Aimed row needs IN_CALL first and TARGET last, got {guards}")
+        self.event_type: Final = event_type
+        self.guards: Final = guards
+        self.handler: Final = handler
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(event_type={self.event_type!r}, guards={self.guards!r}, handler={self.handler!r})"
 
     def run(self, machine: CallsMachine, event: ev.InputEvent) -> Outputs:
         if not isinstance(event, self.event_type):

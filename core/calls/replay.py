@@ -124,8 +124,8 @@ def replay(
         applied += 1
         try:
             produced = machine.handle(record.event)
-        except LocalProtocolError as exc:
-            raise EventLogError(f"seq {record.seq}: the machine refuses this input: {exc}") from None
+        except LocalProtocolError as refused:  # its own name: compiled (ADR 0053), one name holds one type
+            raise EventLogError(f"seq {record.seq}: the machine refuses this input: {refused}") from None
         result.last_seq = record.seq
         result.chain.feed(record)
         digest = outputs_digest(produced)

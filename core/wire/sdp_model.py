@@ -177,8 +177,9 @@ class MediaSection:
     def with_mid(self, mid: str | None) -> MediaSection:
         """This section under another mid, as ``dataclasses.replace(self, mid=mid)`` makes it, in less than half
         the time (no walk over the fields' metadata, no keyword ``__init__``): the parse of an answer to an offer
-        with receive slots makes one per repeated section (sdp_parse.py, ``_repeated_sections``)."""
-        clone = object.__new__(MediaSection)
+        with receive slots makes one per repeated section (sdp_parse.py, ``_repeated_sections``). The class's own
+        ``__new__``, not ``object.__new__``: compiled by mypyc (docs/adr/0053) the class allocates its own layout."""
+        clone = MediaSection.__new__(MediaSection)
         for name in _MEDIA_SECTION_FIELDS:
             object.__setattr__(clone, name, getattr(self, name))
         object.__setattr__(clone, "mid", mid)

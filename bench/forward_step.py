@@ -119,9 +119,10 @@ CALLGRIND = ("valgrind", "--tool=callgrind", "--cache-sim=yes", "--D1=32768,8,64
              "--toggle-collect=Engine_step")
 
 
-def callgrind_per_egress(argv: list[str]) -> dict[str, float]:
+def callgrind_per_egress(argv: list[str], keep: str = "") -> dict[str, float]:
     """One native run of this benchmark (``argv``) under callgrind: each event's count inside ``Engine_step`` per
-    egress packet (Ir instructions, Dr/Dw data reads and writes, D1mr/D1mw and DLmr/DLmw simulated misses)."""
+    egress packet (Ir instructions, Dr/Dw data reads and writes, D1mr/D1mw and DLmr/DLmw simulated misses).
+    ``keep``: also copy callgrind's output there, for ``callgrind_annotate`` (which function the counts are in)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
         run = subprocess.run([*CALLGRIND, f"--callgrind-out-file={out}", sys.executable, "-m", "bench.forward_step",
@@ -129,6 +130,9 @@ def callgrind_per_egress(argv: list[str]) -> dict[str, float]:
         egress = json.loads(run.stdout)["rounds"][0]["egress"]
         with open(out) as f:
             text = f.read()
+        if keep:
+            with open(keep, "w") as f:
+                f.write(text)
     events = re.search(r"^events: (.*)$", text, re.M)
     totals = re.search(r"^(?:totals|summary): (.*)$", text, re.M)
     if events is None or totals is None:
@@ -154,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
                     "(the join wave's case for the routes' cached send state)")
     ap.add_argument("--callgrind", action="store_true", help="native only: instructions and simulated cache "
                     "misses per egress packet in one run under callgrind (minutes)")
+    ap.add_argument("--callgrind-out", default="", metavar="FILE", help="with --callgrind: keep callgrind's "
+                    "output in FILE (callgrind_annotate FILE: the counts by function)")
     args = ap.parse_args(argv)
     if not (1 <= args.receivers <= 64 and 1 <= args.packets <= 200_000 and 1 <= args.chunk <= 1000
             and 1 <= args.rounds <= 20 and 1 <= args.calls <= 400 and 0 <= args.join_writes <= 100):
@@ -163,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
             ap.error("--callgrind counts the native step: --paths native, without --ab")
         child = ["--paths", "native", "--rounds", "1", "--receivers", str(args.receivers), "--packets",
                  str(args.packets), "--chunk", str(args.chunk), "--calls", str(args.calls), "--join-writes", str(args.join_writes)] + ["--twcc"] * args.twcc
-        print(json.dumps({"per_egress_packet": callgrind_per_egress(child), "conditions": {
+        print(json.dumps({"per_egress_packet": callgrind_per_egress(child, args.callgrind_out), "conditions": {
             "receivers": args.receivers, "packets": args.packets, "chunk": args.chunk, "twcc": args.twcc,
             "calls": args.calls, "join_writes": args.join_writes, "callgrind": " ".join(CALLGRIND)}}, indent=1))
         return

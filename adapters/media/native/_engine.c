@@ -343,7 +343,7 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_twcc_in, "twcc_in") INTERN(s_ext_id, "ext_id") INTERN(s_arrived, "arrived") INTERN(s_log, "log")
     INTERN(s_drain, "drain")
     slot_plain_setattro = send_state_setattro;
-    if (video_intern() < 0 || clock_intern() < 0)
+    if (video_intern() < 0 || clock_intern() < 0 || counters_intern() < 0)
         return NULL;
     if (srtp_keys_global_init() < 0) {
         PyErr_SetString(PyExc_ImportError, "libcrypto offers no HMAC");

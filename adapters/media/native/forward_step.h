@@ -174,7 +174,20 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
         rec->last_seq = oseq;
     const uint8_t *blk = NULL;
     size_t blen = 0;
-    if (lay->has_ext) {
+    if (lay->has_ext && rec->remap_kind != REMAP_UNKNOWN) { /* learnt when `remap` was set (send_state.h) */
+        blen = lay->start - lay->off;
+        if (rec->remap_kind == REMAP_IDENTITY) {
+            blk = d + lay->off;
+        } else {
+            memcpy(self->blk, d + lay->off, blen);
+            if (!cs_rewrite_ext_block(self->blk, blen, remap_tables[rec->remap_index])) {
+                self->fd.drop_malformed++;
+                rc = 0;
+                goto done;
+            }
+            blk = self->blk;
+        }
+    } else if (lay->has_ext) {
         blen = lay->start - lay->off;
         PyObject *remap = cs_getattr(route, s_remap);
         if (remap == NULL)

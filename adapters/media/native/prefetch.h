@@ -51,7 +51,8 @@ static void prefetch_routes(PyObject *live) {
         const RouteRecord *rec = PyObject_TypeCheck(route, &RouteRecordType) ? (RouteRecord *)route : NULL;
         if (rec == NULL || !rec->pt_known)
             __builtin_prefetch(slot_peek(route, s_pt_map));
-        __builtin_prefetch(slot_peek(route, s_remap));
+        if (rec == NULL || rec->remap_kind == REMAP_UNKNOWN)
+            __builtin_prefetch(slot_peek(route, s_remap));
         const route_send *s = rec != NULL ? &rec->send : NULL;
         receiver[i] = NULL;
         tx[i] = NULL;

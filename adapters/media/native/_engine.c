@@ -370,7 +370,8 @@ PyMODINIT_FUNC PyInit__engine(void) {
         PyModule_AddIntConstant(m, "TWCC_HISTORY", TWCC_HISTORY) < 0 ||
         PyModule_AddIntConstant(m, "TWCC_FIRST", TWCC_FIRST) < 0 ||
         PyModule_AddIntConstant(m, "TWCC_COVER_MS", (long)TWCC_COVER_MS) < 0 ||
-        PyModule_AddIntConstant(m, "GCM_IV_AS_PARAMETER", srtp_gcm_iv_param) < 0) {
+        PyModule_AddIntConstant(m, "GCM_IV_AS_PARAMETER", srtp_gcm_iv_param) < 0 ||
+        PyModule_AddIntConstant(m, "GCM_METHOD_TABLE", srtp_gcm_method != NULL) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -149,7 +149,9 @@ static int handle(Engine *self, int i, outcome *out) {
         Py_XDECREF(peer);
         out->kind = STEP_RAW;
         out->a = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)n);
-        out->b = addr != NULL ? addr : sockaddr_to_address(&self->raddr[i]);
+        /* the memo's tuple: the one ICE keys the address table with (UdpEndpoint._on_stun), so that the RTP
+         * lookups that follow find their key by identity, without comparing two equal tuples */
+        out->b = addr != NULL ? addr : rx_address(self, &self->raddr[i]);
         if (out->a == NULL || out->b == NULL) {
             Py_CLEAR(out->a);
             Py_CLEAR(out->b);

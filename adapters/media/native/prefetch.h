@@ -82,7 +82,7 @@ static void prefetch_routes(PyObject *live) {
     for (Py_ssize_t i = 0; i < n; i++) { /* the transmit session's streams and cipher; the history slot written */
         if (tx[i] != NULL) {
             __builtin_prefetch(tx[i]->ctx.streams);
-            srtp_keys_prefetch(&tx[i]->ctx.rtp);
+            prefetch_object(tx[i]->ctx.rtp.cipher);
         }
         if (seq[i] != NULL)
             __builtin_prefetch(&seq[i]->ring[seq[i]->next_seq & seq[i]->mask], 1);

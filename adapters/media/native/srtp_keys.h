@@ -35,7 +35,6 @@ typedef struct {
     EVP_MAC_CTX *mac;       /* HMAC-SHA1 keyed with the auth key (AES-CM profile only) */
     uint8_t salt[SRTP_CM_SALT];
     int encrypting; /* the direction `cipher` was last initialized for (srtp_gcm sets it only when it changes) */
-    const void *cipher_data; /* GCM on the method table: its keyed state (key schedule, GHASH table), else NULL */
 } srtp_keys;
 
 static EVP_MAC *srtp_hmac; /* fetched once (srtp_keys_global_init) */
@@ -97,8 +96,6 @@ static int srtp_gcm_param_check(void) {
  * otherwise (a libcrypto without the deprecated method API, or one whose legacy GCM differs) the provider path
  * stays. docs/adr/0054-gcm-through-the-method-table.md. */
 static EVP_CIPHER *srtp_gcm_method;
-static int srtp_gcm_method_size;    /* its keyed state's size (EVP_CIPHER_impl_ctx_size) */
-static int srtp_prefetch_cipher = 1; /* srtp_keys_prefetch reaches the keyed state (CALLSD_NATIVE_PREFETCH_CIPHER=0) */
 
 /* The GCM cipher new contexts are keyed with. */
 static const EVP_CIPHER *srtp_gcm_cipher(void) {
@@ -161,7 +158,6 @@ static EVP_CIPHER *srtp_gcm_method_check(void) {
         EVP_CIPHER_meth_free(method);
         return NULL;
     }
-    srtp_gcm_method_size = EVP_CIPHER_impl_ctx_size(method);
 #pragma GCC diagnostic pop
     return method;
 }
@@ -174,29 +170,7 @@ static int srtp_keys_global_init(void) {
     const char *method = getenv("CALLSD_NATIVE_GCM_METHOD"); /* "0": the provider path (an A/B switch) */
     if (srtp_gcm_method == NULL && !(method != NULL && strcmp(method, "0") == 0))
         srtp_gcm_method = srtp_gcm_method_check();
-    const char *prefetch = getenv("CALLSD_NATIVE_PREFETCH_CIPHER");
-    srtp_prefetch_cipher = !(prefetch != NULL && strcmp(prefetch, "0") == 0);
     return srtp_hmac != NULL ? 0 : -1;
-}
-
-/* Prefetch what a packet's transform on `k` reads: the cipher context (four lines: its direction, IV and tag
- * buffer, block state) and, for GCM on the method table, the keyed state behind it (the AES key schedule and the
- * GHASH key table, ~12 lines). Why: at capacity each receiver's context was last used ~1,600 sessions ago, and
- * the encryption met its lines one after another (13 of the 22 last-level read misses per egress packet at 200
- * calls were there, docs/performance.md "session 10"); the provider's state was out of reach (ADR 0054). No call,
- * no write. */
-static inline void srtp_keys_prefetch(const srtp_keys *k) {
-    const char *ctx = (const char *)k->cipher;
-    if (ctx == NULL)
-        return;
-    for (int line = 0; line < (srtp_prefetch_cipher ? 4 : 2); line++)
-        __builtin_prefetch(ctx + 64 * line);
-    const char *data = (const char *)k->cipher_data;
-    if (data == NULL || !srtp_prefetch_cipher)
-        return;
-    int size = srtp_gcm_method_size < 768 ? srtp_gcm_method_size : 768;
-    for (int at = 0; at < size; at += 64)
-        __builtin_prefetch(data + at);
 }
 
 /* The SRTP KDF with key derivation rate 0 (RFC 3711 §4.3.1): `length` bytes of AES-CM keystream under the master
@@ -232,8 +206,6 @@ static int srtp_keys_set(srtp_keys *k, int gcm, const uint8_t *key, const uint8_
         EVP_EncryptInit_ex(k->cipher, gcm ? srtp_gcm_cipher() : EVP_aes_128_ctr(), NULL, key, NULL) != 1)
         return -1;
     k->encrypting = 1;
-    if (gcm && srtp_gcm_method != NULL)
-        k->cipher_data = EVP_CIPHER_CTX_get_cipher_data(k->cipher);
     if (gcm)
         return 0;
     char digest[] = "SHA1";

@@ -113,6 +113,7 @@ static PyObject *find_track(PyObject *peer, const uint8_t *d) {
 static int handle(Engine *self, int i, outcome *out) {
     uint8_t *d = self->rbuf[i];
     size_t n = self->rmsg[i].msg_len;
+    self->datagram_serial++; /* a new packet: no route's extension block is rewritten yet (forward_route) */
     out->kind = -1;
     out->a = out->b = NULL;
     PyObject *addr = NULL, *peer = NULL;

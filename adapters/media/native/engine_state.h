@@ -58,6 +58,11 @@ typedef struct {
     int gso; /* UDP GSO for runs to one destination (send_gso.h); off after the kernel refused it once */
     int prefetch; /* prefetch each packet's routes before forwarding (prefetch.h); CALLSD_NATIVE_PREFETCH=0: off */
     uint8_t blk[BUF];
+    /* `blk` holds the extension block of datagram `blk_serial` at `blk_src` rewritten with remap table `blk_table`
+     * (blk_ok: well formed), so the other routes of that packet with the same table reuse it (forward_route) */
+    unsigned long long datagram_serial, blk_serial;
+    const uint8_t *blk_src;
+    int blk_table, blk_ok;
     uint8_t rtxbuf[BUF]; /* the original an RTX packet carries (simulcast_step.h) */
     uint8_t stampbuf[BUF]; /* a packet with its transport-wide sequence number (twcc_step.h) */
 } Engine;

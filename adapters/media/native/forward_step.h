@@ -179,8 +179,15 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
         if (rec->remap_kind == REMAP_IDENTITY) {
             blk = d + lay->off;
         } else {
-            memcpy(self->blk, d + lay->off, blen);
-            if (!cs_rewrite_ext_block(self->blk, blen, remap_tables[rec->remap_index])) {
+            if (self->blk_serial != self->datagram_serial || self->blk_src != d ||
+                self->blk_table != rec->remap_index) { /* not this packet's block with this table yet */
+                memcpy(self->blk, d + lay->off, blen);
+                self->blk_ok = cs_rewrite_ext_block(self->blk, blen, remap_tables[rec->remap_index]);
+                self->blk_serial = self->datagram_serial;
+                self->blk_src = d;
+                self->blk_table = rec->remap_index;
+            }
+            if (!self->blk_ok) {
                 self->fd.drop_malformed++;
                 rc = 0;
                 goto done;
@@ -205,6 +212,7 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
                 PyErr_SetString(PyExc_TypeError, "ExtensionRemap.table must be 256 bytes");
                 goto done;
             }
+            self->blk_table = -1; /* `blk` no longer holds a learnt table's rewrite */
             memcpy(self->blk, d + lay->off, blen);
             int ok = cs_rewrite_ext_block(self->blk, blen, (const uint8_t *)PyBytes_AS_STRING(table));
             Py_DECREF(table);

@@ -96,6 +96,15 @@ static int srtp_gcm_param_check(void) {
  * otherwise (a libcrypto without the deprecated method API, or one whose legacy GCM differs) the provider path
  * stays. docs/adr/0054-gcm-through-the-method-table.md. */
 static EVP_CIPHER *srtp_gcm_method;
+/* Its own functions (EVP_CIPHER_meth_get_*), which EVP's legacy path calls after its checks: srtp_gcm_by_method
+ * calls them directly, as EVP would for a cipher with EVP_CIPH_FLAG_CUSTOM_CIPHER (~250 instructions of EVP
+ * wrappers per egress packet). */
+static int (*srtp_gcm_init_fn)(EVP_CIPHER_CTX *, const unsigned char *, const unsigned char *, int);
+static int (*srtp_gcm_do_fn)(EVP_CIPHER_CTX *, unsigned char *, const unsigned char *, size_t);
+static int (*srtp_gcm_ctrl_fn)(EVP_CIPHER_CTX *, int, int, void *);
+
+static int srtp_gcm(srtp_keys *k, int encrypt, const uint8_t iv[12], const uint8_t *aad, int aad_len,
+                    const uint8_t *aad2, int aad2_len, uint8_t *buf, int len, uint8_t *tag);
 
 /* The GCM cipher new contexts are keyed with. */
 static const EVP_CIPHER *srtp_gcm_cipher(void) {
@@ -150,6 +159,30 @@ static EVP_CIPHER *srtp_gcm_method_check(void) {
         by_method[40] ^= 1;
         same = same && srtp_gcm_open_sample(legacy, ivs[i], plain, by_method) == 0;
     }
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    srtp_gcm_init_fn = EVP_CIPHER_meth_get_init(method);
+    srtp_gcm_do_fn = EVP_CIPHER_meth_get_do_cipher(method);
+    srtp_gcm_ctrl_fn = EVP_CIPHER_meth_get_ctrl(method);
+    same = same && srtp_gcm_init_fn != NULL && srtp_gcm_do_fn != NULL && srtp_gcm_ctrl_fn != NULL &&
+           (EVP_CIPHER_get_flags(method) & EVP_CIPH_FLAG_CUSTOM_CIPHER);
+#pragma GCC diagnostic pop
+    /* and srtp_gcm itself on the method's functions, against the provider's bytes: seal, open, refuse a forgery */
+    srtp_gcm_method = method;
+    srtp_keys k = {.cipher = legacy, .encrypting = 0};
+    for (int i = 0; i < 2 && same; i++) {
+        uint8_t by_provider[52], buf[36], tag[SRTP_GCM_TAG];
+        memcpy(buf, plain + 12, 36);
+        same = srtp_gcm_seal_sample(provider, ivs[i], plain, by_provider) == 0 &&
+               srtp_gcm(&k, 1, ivs[i], plain, 12, NULL, 0, buf, 36, tag) == SRTP_OK &&
+               memcmp(buf, by_provider, 36) == 0 && memcmp(tag, by_provider + 36, SRTP_GCM_TAG) == 0 &&
+               srtp_gcm(&k, 0, ivs[i], plain, 12, NULL, 0, buf, 36, tag) == SRTP_OK &&
+               memcmp(buf, plain + 12, 36) == 0;
+        memcpy(buf, by_provider, 36);
+        tag[3] ^= 1;
+        same = same && srtp_gcm(&k, 0, ivs[i], plain, 12, NULL, 0, buf, 36, tag) == SRTP_AUTH_FAIL;
+    }
+    srtp_gcm_method = NULL;
     EVP_CIPHER_CTX_free(provider);
     EVP_CIPHER_CTX_free(legacy);
 #pragma GCC diagnostic push
@@ -265,13 +298,6 @@ static int srtp_aes_cm(srtp_keys *k, const uint8_t *ssrc, uint64_t index, uint8_
  * for a decryption the expected `tag`, with as few OSSL_PARAM exchanges as OpenSSL 3.0 allows (srtp_gcm_iv_param).
  * 0 or -1. */
 static int srtp_gcm_set(EVP_CIPHER_CTX *c, int *encrypting, int encrypt, const uint8_t iv[12], uint8_t *tag) {
-    if (srtp_gcm_method != NULL) { /* the method table's GCM: no parameter exchange (srtp_gcm_method) */
-        *encrypting = encrypt;
-        return EVP_CipherInit_ex(c, NULL, NULL, NULL, iv, encrypt) == 1 &&
-                       (encrypt || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, SRTP_GCM_TAG, tag) == 1)
-                   ? 0
-                   : -1;
-    }
     OSSL_PARAM params[3] = {OSSL_PARAM_END, OSSL_PARAM_END, OSSL_PARAM_END};
     int n = 0;
     if (!encrypt)
@@ -295,8 +321,32 @@ static int srtp_gcm_set(EVP_CIPHER_CTX *c, int *encrypting, int encrypt, const u
  * tag that does not match) or SRTP_CIPHER_FAIL. The direction's own EVP calls and the tag as a parameter, not
  * EVP_Cipher* and EVP_CIPHER_CTX_ctrl: each of those adds a dispatch or a ctrl-to-parameter translation per call
  * (~150 instructions per packet in callgrind). */
+static int srtp_gcm_by_method(srtp_keys *k, int encrypt, const uint8_t iv[12], const uint8_t *aad, int aad_len,
+                              const uint8_t *aad2, int aad2_len, uint8_t *buf, int len, uint8_t *tag) {
+    EVP_CIPHER_CTX *c = k->cipher;
+    if (k->encrypting != encrypt) { /* EVP sets the context's direction; the same direction again: the IV alone */
+        if (EVP_CipherInit_ex(c, NULL, NULL, NULL, iv, encrypt) != 1)
+            return SRTP_CIPHER_FAIL;
+        k->encrypting = encrypt;
+    } else if (srtp_gcm_init_fn(c, NULL, iv, encrypt) != 1) {
+        return SRTP_CIPHER_FAIL;
+    }
+    if ((!encrypt && srtp_gcm_ctrl_fn(c, EVP_CTRL_AEAD_SET_TAG, SRTP_GCM_TAG, tag) != 1) ||
+        (aad_len > 0 && srtp_gcm_do_fn(c, NULL, aad, (size_t)aad_len) < 0) ||
+        (aad2_len > 0 && srtp_gcm_do_fn(c, NULL, aad2, (size_t)aad2_len) < 0) ||
+        (len > 0 && srtp_gcm_do_fn(c, buf, buf, (size_t)len) < 0))
+        return SRTP_CIPHER_FAIL;
+    if (srtp_gcm_do_fn(c, NULL, NULL, 0) < 0) /* the tag: computed, or checked */
+        return encrypt ? SRTP_CIPHER_FAIL : SRTP_AUTH_FAIL;
+    if (encrypt && srtp_gcm_ctrl_fn(c, EVP_CTRL_AEAD_GET_TAG, SRTP_GCM_TAG, tag) != 1)
+        return SRTP_CIPHER_FAIL;
+    return SRTP_OK;
+}
+
 static int srtp_gcm(srtp_keys *k, int encrypt, const uint8_t iv[12], const uint8_t *aad, int aad_len,
                     const uint8_t *aad2, int aad2_len, uint8_t *buf, int len, uint8_t *tag) {
+    if (srtp_gcm_method != NULL) /* ADR 0054 */
+        return srtp_gcm_by_method(k, encrypt, iv, aad, aad_len, aad2, aad2_len, buf, len, tag);
     EVP_CIPHER_CTX *c = k->cipher;
     int out = 0;
     if (encrypt) {
@@ -306,9 +356,7 @@ static int srtp_gcm(srtp_keys *k, int encrypt, const uint8_t iv[12], const uint8
             (aad_len > 0 && EVP_EncryptUpdate(c, NULL, &out, aad, aad_len) != 1) ||
             (aad2_len > 0 && EVP_EncryptUpdate(c, NULL, &out, aad2, aad2_len) != 1) ||
             (len > 0 && EVP_EncryptUpdate(c, buf, &out, buf, len) != 1) ||
-            EVP_EncryptFinal_ex(c, buf + len, &out) != 1 ||
-            (srtp_gcm_method != NULL ? EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, SRTP_GCM_TAG, tag)
-                                     : EVP_CIPHER_CTX_get_params(c, tag_param)) != 1)
+            EVP_EncryptFinal_ex(c, buf + len, &out) != 1 || EVP_CIPHER_CTX_get_params(c, tag_param) != 1)
             return SRTP_CIPHER_FAIL;
         return SRTP_OK;
     }

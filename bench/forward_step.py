@@ -20,10 +20,13 @@ peer's `_tx`, `address` and `twcc`: first None, then set, as a join does; `JoinW
 50 joins/s a server sees such writes every ~1 ms, i.e. between any route's two packets (20 ms apart): with a chunk
 covering every call once, N=1 is the join wave's case for the routes' cached send state (native/send_state.h).
 
-`--callgrind` (native path only): one run under valgrind's callgrind with its cache simulation (32 KiB L1D, and a
+`--callgrind` (native path only): runs under valgrind's callgrind with its cache simulation (32 KiB L1D, and a
 1 MiB last level as this host's per-core L2), counting inside the native step only (``Engine_step``), and prints
 instructions, data reads and writes and simulated misses per egress packet: figures the host's load cannot move
-(docs/performance.md, sessions 6 and 7). Minutes at 42,000 egress packets.
+(docs/performance.md, sessions 6 and 7). Since session 10 the figure is the difference of two runs side by side
+(``--packets`` and one packet per publisher), so what a run pays once (the rig's set-up drains: each client's
+address is learnt through the path, as ICE learns it in a server) stays out; ``all_in`` is the full run's total
+over its egress packets, the figure sessions 6-9 reported. Minutes at 42,000 egress packets.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from callsd.adapters.media.dtls import Certificate
@@ -119,23 +123,64 @@ CALLGRIND = ("valgrind", "--tool=callgrind", "--cache-sim=yes", "--D1=32768,8,64
              "--toggle-collect=Engine_step")
 
 
-def callgrind_per_egress(argv: list[str]) -> dict[str, float]:
-    """One native run of this benchmark (``argv``) under callgrind: each event's count inside ``Engine_step`` per
-    egress packet (Ir instructions, Dr/Dw data reads and writes, D1mr/D1mw and DLmr/DLmw simulated misses)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "callgrind.out")
-        run = subprocess.run([*CALLGRIND, f"--callgrind-out-file={out}", sys.executable, "-m", "bench.forward_step",
-                              *argv, "--json"], capture_output=True, text=True, check=True)
-        egress = json.loads(run.stdout)["rounds"][0]["egress"]
+@dataclass(frozen=True, slots=True)
+class _CallgrindRun:
+    """One native run of this benchmark under callgrind, started (``proc``), writing ``out`` in ``tmp``."""
+
+    proc: subprocess.Popen[str]
+    out: str
+    tmp: str
+    keep: str  # also copy callgrind's output here ("": not)
+
+
+def _callgrind_start(argv: list[str], keep: str) -> _CallgrindRun:
+    """Start one native run of this benchmark (``argv``) under callgrind; ``_callgrind_read`` collects it."""
+    tmp = tempfile.mkdtemp(prefix="callsd-forward-step-")
+    out = os.path.join(tmp, "callgrind.out")
+    proc = subprocess.Popen([*CALLGRIND, f"--callgrind-out-file={out}", sys.executable, "-m", "bench.forward_step",
+                             *argv, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return _CallgrindRun(proc, out, tmp, keep)
+
+
+def _callgrind_read(run: _CallgrindRun) -> tuple[dict[str, int], int]:
+    """A run's event totals inside ``Engine_step`` and its egress packets (waits for it; its files are removed)."""
+    import shutil
+
+    proc, out, keep = run.proc, run.out, run.keep
+    try:
+        stdout, stderr = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"callgrind run failed: {stderr[-2000:]}")
+        egress = int(json.loads(stdout)["rounds"][0]["egress"])
         with open(out) as f:
             text = f.read()
+        if keep:
+            with open(keep, "w") as f:
+                f.write(text)
+    finally:
+        shutil.rmtree(run.tmp, ignore_errors=True)
     events = re.search(r"^events: (.*)$", text, re.M)
     totals = re.search(r"^(?:totals|summary): (.*)$", text, re.M)
     if events is None or totals is None:
         raise RuntimeError("callgrind wrote no totals")
     names, values = events.group(1).split(), totals.group(1).split()
-    counts = {name: round(int(v) / egress, 1) for name, v in zip(names, values, strict=True)}
-    return counts | {"egress": egress}
+    return {name: int(v) for name, v in zip(names, values, strict=True)}, egress
+
+
+def callgrind_per_egress(argv: list[str], calls: int, keep: str = "") -> dict[str, Any]:
+    """Each event's count inside ``Engine_step`` per egress packet (Ir instructions, Dr/Dw data reads and writes,
+    D1mr/D1mw and DLmr/DLmw simulated misses), as the difference of two native runs under callgrind, side by side:
+    ``argv`` and the same with one packet per publisher. The difference leaves out what a run pays once (the rig's
+    set-up drains, each stream's first packet), so the figure is what one more egress packet costs; the full run's
+    own totals per egress packet are reported too (``all_in``; sessions 6-9 reported that one). ``keep``: also copy
+    the full run's callgrind output there, for ``callgrind_annotate`` (which function the counts are in)."""
+    small = list(argv)
+    small[small.index("--packets") + 1] = str(calls)
+    full_run, small_run = _callgrind_start(argv, keep), _callgrind_start(small, "")
+    (full, egress), (base, base_egress) = _callgrind_read(full_run), _callgrind_read(small_run)
+    marginal = {name: round((full[name] - base[name]) / (egress - base_egress), 1) for name in full}
+    all_in = {name: round(v / egress, 1) for name, v in full.items()}
+    return marginal | {"egress": egress, "egress_once": base_egress, "all_in": all_in}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -154,6 +199,8 @@ def main(argv: list[str] | None = None) -> None:
                     "(the join wave's case for the routes' cached send state)")
     ap.add_argument("--callgrind", action="store_true", help="native only: instructions and simulated cache "
                     "misses per egress packet in one run under callgrind (minutes)")
+    ap.add_argument("--callgrind-out", default="", metavar="FILE", help="with --callgrind: keep callgrind's "
+                    "output in FILE (callgrind_annotate FILE: the counts by function)")
     args = ap.parse_args(argv)
     if not (1 <= args.receivers <= 64 and 1 <= args.packets <= 200_000 and 1 <= args.chunk <= 1000
             and 1 <= args.rounds <= 20 and 1 <= args.calls <= 400 and 0 <= args.join_writes <= 100):
@@ -163,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
             ap.error("--callgrind counts the native step: --paths native, without --ab")
         child = ["--paths", "native", "--rounds", "1", "--receivers", str(args.receivers), "--packets",
                  str(args.packets), "--chunk", str(args.chunk), "--calls", str(args.calls), "--join-writes", str(args.join_writes)] + ["--twcc"] * args.twcc
-        print(json.dumps({"per_egress_packet": callgrind_per_egress(child), "conditions": {
+        counts = callgrind_per_egress(child, args.calls, args.callgrind_out)
+        print(json.dumps({"per_egress_packet": counts, "conditions": {
             "receivers": args.receivers, "packets": args.packets, "chunk": args.chunk, "twcc": args.twcc,
             "calls": args.calls, "join_writes": args.join_writes, "callgrind": " ".join(CALLGRIND)}}, indent=1))
         return

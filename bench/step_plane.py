@@ -68,6 +68,24 @@ def _loopback_socket(rcvbuf: int) -> socket.socket:
     return s
 
 
+def handed_up_address(plane: MediaPlane, sock: socket.socket, client: socket.socket) -> Any:
+    """The address tuple the receive path hands ``UdpEndpoint.handle_datagram`` for a datagram from ``client``: in a
+    server, ICE keys the address table with that very object (``_on_stun``), and the native step finds a known
+    source's key by identity (its address memo hands up the same tuple each time). One garbage datagram from
+    ``client`` (counted as malformed) is drained through the path to learn it."""
+    ep = plane.endpoint
+    seen: list[Any] = []
+    ep.handle_datagram = lambda _data, addr, _arrival=None: seen.append(addr)  # type: ignore[method-assign,assignment]
+    try:
+        client.sendto(b"\xff" * 4, sock.getsockname())  # loopback: queued at the socket before sendto returns
+        ep.path.drain(sock, 1)
+        if not seen:
+            raise RuntimeError("the path did not hand up the client's datagram")
+        return seen[0]
+    finally:
+        del ep.handle_datagram
+
+
 def open_step_plane(fast_path: str, receivers: int, cert: Certificate, *, rcvbuf: int,
                     twcc: Callable[[], PacketStamper] | None = None) -> StepPlane:
     """A plane on ``fast_path`` with sessions ``s0`` .. ``s<receivers>``, each peer keyed and connected; with
@@ -87,7 +105,7 @@ def open_step_plane(fast_path: str, receivers: int, cert: Certificate, *, rcvbuf
         peer._tx = peer.srtp.tx  # noqa: SLF001 - keyed directly, no handshake
         peer.address = client.getsockname()
         peer.connected = True
-        ep._by_addr[peer.address] = peer  # noqa: SLF001
+        ep._by_addr[handed_up_address(plane, sock, client)] = peer  # noqa: SLF001
         ep._handshaking.pop(sid, None)  # noqa: SLF001 - connected: the housekeeping tick no longer walks it
         plane.on_connected(peer)
         if twcc is not None and i:

@@ -89,3 +89,53 @@ def test_gcm_takes_its_iv_as_a_parameter_on_openssl_3() -> None:
     assert ssl.OPENSSL_VERSION_INFO[0] == 3, ssl.OPENSSL_VERSION
     assert _engine.GCM_IV_AS_PARAMETER == 1
 
+
+
+def test_gcm_runs_through_the_method_table_on_openssl_3() -> None:
+    """AES-128-GCM goes through libcrypto's method table, not the 3.0 provider's parameter exchanges (srtp_keys.h
+    srtp_gcm_method, ADR 0054), when its self-check passes; on this machine it must, or a change lost ~900
+    instructions per egress packet without a test noticing (the differential tests pass either way)."""
+    from callsd.adapters.media.native import _engine
+
+    assert _engine.GCM_METHOD_TABLE == 1
+
+
+_PROVIDER_SIDE = """
+import sys
+from callsd.adapters.media.native import _engine
+assert _engine.GCM_METHOD_TABLE == 0
+key = bytes.fromhex(sys.argv[1])
+tx = _engine.SrtpSession(7, key, True)
+rx = _engine.SrtpSession(7, key, False)
+for line in sys.stdin:
+    kind, data = line.split()
+    packet = bytes.fromhex(data)
+    out = tx.protect(packet) if kind == "p" else rx.unprotect(packet)
+    print("-" if out is None else out.hex(), flush=True)
+"""
+
+
+def test_method_table_and_provider_give_the_same_bytes() -> None:
+    """The same packets through both ways of driving GCM (this process: the method table; a child with
+    CALLSD_NATIVE_GCM_METHOD=0: the provider) protect to the same bytes, and each side opens the other's packets and
+    refuses a forged tag the same way: the fallback stays a tested path."""
+    import subprocess
+    import sys
+
+    key = os.urandom(28)
+    ours_tx, ours_rx = SrtpSession(int(PROFILE), key, True), SrtpSession(int(PROFILE), key, False)
+    lines, expected = [], []
+    for n in range(200):
+        plain = _packet(0x1111 + n % 3, 7 * n, n % 2, (n % 4) - 1, (n * 13) % 201, False)
+        sealed = ours_tx.protect(plain)
+        assert sealed is not None
+        forged = bytearray(sealed)
+        forged[-1] ^= 0x40
+        lines += [f"p {plain.hex()}", f"u {sealed.hex()}", f"u {bytes(forged).hex()}"]
+        expected += [sealed.hex(), plain.hex(), "-"]
+    env = dict(os.environ, CALLSD_NATIVE_GCM_METHOD="0")
+    run = subprocess.run([sys.executable, "-c", _PROVIDER_SIDE, key.hex()], input="\n".join(lines) + "\n",
+                         capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert run.stdout.split() == expected
+    for n in range(0, len(lines), 3):  # and the method table opens what the provider sealed (the same bytes)
+        assert ours_rx.unprotect(bytes.fromhex(expected[n])) == bytes.fromhex(lines[n][2:])

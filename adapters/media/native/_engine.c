@@ -113,6 +113,7 @@ static PyObject *find_track(PyObject *peer, const uint8_t *d) {
 static int handle(Engine *self, int i, outcome *out) {
     uint8_t *d = self->rbuf[i];
     size_t n = self->rmsg[i].msg_len;
+    self->datagram_serial++; /* a new packet: no route's extension block is rewritten yet (forward_route) */
     out->kind = -1;
     out->a = out->b = NULL;
     PyObject *addr = NULL, *peer = NULL;
@@ -149,7 +150,9 @@ static int handle(Engine *self, int i, outcome *out) {
         Py_XDECREF(peer);
         out->kind = STEP_RAW;
         out->a = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)n);
-        out->b = addr != NULL ? addr : sockaddr_to_address(&self->raddr[i]);
+        /* the memo's tuple: the one ICE keys the address table with (UdpEndpoint._on_stun), so that the RTP
+         * lookups that follow find their key by identity, without comparing two equal tuples */
+        out->b = addr != NULL ? addr : rx_address(self, &self->raddr[i]);
         if (out->a == NULL || out->b == NULL) {
             Py_CLEAR(out->a);
             Py_CLEAR(out->b);
@@ -343,7 +346,7 @@ PyMODINIT_FUNC PyInit__engine(void) {
     INTERN(s_twcc_in, "twcc_in") INTERN(s_ext_id, "ext_id") INTERN(s_arrived, "arrived") INTERN(s_log, "log")
     INTERN(s_drain, "drain")
     slot_plain_setattro = send_state_setattro;
-    if (video_intern() < 0 || clock_intern() < 0)
+    if (video_intern() < 0 || clock_intern() < 0 || counters_intern() < 0)
         return NULL;
     if (srtp_keys_global_init() < 0) {
         PyErr_SetString(PyExc_ImportError, "libcrypto offers no HMAC");
@@ -370,7 +373,8 @@ PyMODINIT_FUNC PyInit__engine(void) {
         PyModule_AddIntConstant(m, "TWCC_HISTORY", TWCC_HISTORY) < 0 ||
         PyModule_AddIntConstant(m, "TWCC_FIRST", TWCC_FIRST) < 0 ||
         PyModule_AddIntConstant(m, "TWCC_COVER_MS", (long)TWCC_COVER_MS) < 0 ||
-        PyModule_AddIntConstant(m, "GCM_IV_AS_PARAMETER", srtp_gcm_iv_param) < 0) {
+        PyModule_AddIntConstant(m, "GCM_IV_AS_PARAMETER", srtp_gcm_iv_param) < 0 ||
+        PyModule_AddIntConstant(m, "GCM_METHOD_TABLE", srtp_gcm_method != NULL) < 0) {
         Py_DECREF(m);
         return NULL;
     }

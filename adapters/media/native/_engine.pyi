@@ -11,6 +11,7 @@ TWCC_HISTORY: int
 TWCC_FIRST: int
 TWCC_COVER_MS: int
 GCM_IV_AS_PARAMETER: int  # 1: GCM takes each IV as a parameter (srtp_keys.h), 0: through EVP_CipherInit_ex
+GCM_METHOD_TABLE: int  # 1: GCM runs on libcrypto's method table (srtp_keys.h, ADR 0054), 0: on the provider
 
 class ArrivalLog:
     def __len__(self) -> int: ...

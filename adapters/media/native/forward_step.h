@@ -174,7 +174,27 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
         rec->last_seq = oseq;
     const uint8_t *blk = NULL;
     size_t blen = 0;
-    if (lay->has_ext) {
+    if (lay->has_ext && rec->remap_kind != REMAP_UNKNOWN) { /* learnt when `remap` was set (send_state.h) */
+        blen = lay->start - lay->off;
+        if (rec->remap_kind == REMAP_IDENTITY) {
+            blk = d + lay->off;
+        } else {
+            if (self->blk_serial != self->datagram_serial || self->blk_src != d ||
+                self->blk_table != rec->remap_index) { /* not this packet's block with this table yet */
+                memcpy(self->blk, d + lay->off, blen);
+                self->blk_ok = cs_rewrite_ext_block(self->blk, blen, remap_tables[rec->remap_index]);
+                self->blk_serial = self->datagram_serial;
+                self->blk_src = d;
+                self->blk_table = rec->remap_index;
+            }
+            if (!self->blk_ok) {
+                self->fd.drop_malformed++;
+                rc = 0;
+                goto done;
+            }
+            blk = self->blk;
+        }
+    } else if (lay->has_ext) {
         blen = lay->start - lay->off;
         PyObject *remap = cs_getattr(route, s_remap);
         if (remap == NULL)
@@ -192,6 +212,7 @@ static int forward_route(Engine *self, PyObject *route, const uint8_t *d, size_t
                 PyErr_SetString(PyExc_TypeError, "ExtensionRemap.table must be 256 bytes");
                 goto done;
             }
+            self->blk_table = -1; /* `blk` no longer holds a learnt table's rewrite */
             memcpy(self->blk, d + lay->off, blen);
             int ok = cs_rewrite_ext_block(self->blk, blen, (const uint8_t *)PyBytes_AS_STRING(table));
             Py_DECREF(table);

@@ -48,10 +48,11 @@ static void prefetch_routes(PyObject *live) {
     }
     for (Py_ssize_t i = 0; i < n; i++) { /* its maps, and what it sends with: cached, or the receiver to walk */
         PyObject *route = PyTuple_GET_ITEM(live, i);
-        const RouteRecord *rec = PyObject_TypeCheck(route, &RouteRecordType) ? (RouteRecord *)route : NULL;
+        const RouteRecord *rec = is_route_record(route) ? (RouteRecord *)route : NULL;
         if (rec == NULL || !rec->pt_known)
             __builtin_prefetch(slot_peek(route, s_pt_map));
-        __builtin_prefetch(slot_peek(route, s_remap));
+        if (rec == NULL || rec->remap_kind == REMAP_UNKNOWN)
+            __builtin_prefetch(slot_peek(route, s_remap));
         const route_send *s = rec != NULL ? &rec->send : NULL;
         receiver[i] = NULL;
         tx[i] = NULL;

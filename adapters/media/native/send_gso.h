@@ -129,6 +129,10 @@ static void gso_flush(int fd, struct mmsghdr *msgs, int n, send_counts *c, int *
         }
         run_of[i] = r;
     }
+    if (out == n) { /* no destination repeats: the queue as it stands is the plan (its messages carry no control) */
+        send_plain(fd, msgs, n, NULL, NULL, c, NULL);
+        return;
+    }
     /* Pass 2: each run's datagrams side by side in the iovec array, in queue order, and its message. */
     int next_iov[BATCH];
     for (int r = 0, iov = 0; r < out; r++) {

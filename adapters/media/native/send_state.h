@@ -58,6 +58,35 @@ static void route_pt_learn(RouteRecord *rec, PyObject *pt_map) {
     rec->pt_known = 1;
 }
 
+/* Learn a route's new remap into its record (route_record.h): its identity, or its table's index among the
+ * distinct tables, copied there the first time it is seen. Anything unexpected (not a 256-byte table, an identity
+ * that is not a bool, the table registry full) leaves REMAP_UNKNOWN: the step reads the object per packet, as
+ * before, and raises what it raised. */
+static void route_remap_learn(RouteRecord *rec, PyObject *remap) {
+    rec->remap_kind = REMAP_UNKNOWN;
+    if (remap == NULL)
+        return;
+    PyObject *identity = PyObject_GetAttr(remap, s_identity);
+    PyObject *table = identity != NULL && identity == Py_False ? PyObject_GetAttr(remap, s_table) : NULL;
+    if (identity == Py_True) {
+        rec->remap_kind = REMAP_IDENTITY;
+    } else if (table != NULL && PyBytes_CheckExact(table) && PyBytes_GET_SIZE(table) == 256) {
+        const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(table);
+        int i = 0;
+        while (i < remap_table_count && memcmp(remap_tables[i], bytes, 256) != 0)
+            i++;
+        if (i == remap_table_count && remap_table_count < REMAP_TABLES)
+            memcpy(remap_tables[remap_table_count++], bytes, 256);
+        if (i < remap_table_count) {
+            rec->remap_index = (uint8_t)i;
+            rec->remap_kind = REMAP_TABLE;
+        }
+    }
+    Py_XDECREF(identity);
+    Py_XDECREF(table);
+    PyErr_Clear();
+}
+
 static int name_is(PyObject *name, PyObject *interned) {
     return name == interned ||
            (PyUnicode_CheckExact(name) && !PyUnicode_CHECK_INTERNED(name) && PyUnicode_Compare(name, interned) == 0);
@@ -99,13 +128,18 @@ static int send_state_write_matters(PyObject *self, PyObject *name, PyObject *va
 }
 
 /* setattr of RouteRecord and SendStateOwner: the generic one, after moving the epoch for a watched name when the
- * write can change a cached state (send_state_write_matters); a route's pt_map is also copied into its record. */
+ * write can change a cached state (send_state_write_matters); a route's pt_map and remap are also learnt into its
+ * record. */
 static int send_state_setattro(PyObject *self, PyObject *name, PyObject *value) {
     if (send_state_name(name) && (value == NULL || send_state_write_matters(self, name, value)))
         send_state_epoch++;
     int rc = PyObject_GenericSetAttr(self, name, value);
-    if (rc == 0 && PyObject_TypeCheck(self, &RouteRecordType) && name_is(name, s_pt_map))
-        route_pt_learn((RouteRecord *)self, value);
+    if (rc == 0 && PyObject_TypeCheck(self, &RouteRecordType)) {
+        if (name_is(name, s_pt_map))
+            route_pt_learn((RouteRecord *)self, value);
+        else if (name_is(name, s_remap))
+            route_remap_learn((RouteRecord *)self, value);
+    }
     return rc;
 }
 

@@ -191,6 +191,7 @@ static int layer_route(Engine *self, PyObject *st, PyObject *route, const layer_
     if (lay->has_ext) {
         int malformed;
         blen = lay->start - lay->off;
+        self->blk_table = -1; /* `blk` no longer holds forward_route's rewrite */
         if (route_ext_block(route, d + lay->off, blen, self->blk, &blk, &malformed) < 0)
             goto done;
         if (malformed) {

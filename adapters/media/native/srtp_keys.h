@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "srtp_replay.h" /* the status codes */
@@ -84,11 +85,124 @@ static int srtp_gcm_param_check(void) {
     return same;
 }
 
+/* AES-128-GCM through libcrypto's own method table rather than its 3.0 provider interface, or NULL (the provider,
+ * as srtp_gcm_iv_param says). Why: with the provider every packet's IV and tag go through OSSL_PARAM exchanges,
+ * and the GCM provider's get and set functions look up every parameter name they know in the array passed
+ * (OSSL_PARAM_locate and strcmp: ~900 instructions per egress packet at 200 calls, a fifth of the native step,
+ * docs/performance.md "session 10"). A copy of the library's EVP_aes_128_gcm() method (EVP_CIPHER_meth_dup: the
+ * same AES-NI and carry-less-multiply code, its init, ctrl and cipher functions) makes EVP take its legacy path,
+ * where the IV is EVP_CipherInit_ex's and the tag is a ctrl that copies 16 bytes. Used only when
+ * srtp_gcm_method_check finds it gives the same bytes and the same verdicts as the provider in this process;
+ * otherwise (a libcrypto without the deprecated method API, or one whose legacy GCM differs) the provider path
+ * stays. docs/adr/0054-gcm-through-the-method-table.md. */
+static EVP_CIPHER *srtp_gcm_method;
+/* Its own functions (EVP_CIPHER_meth_get_*), which EVP's legacy path calls after its checks: srtp_gcm_by_method
+ * calls them directly, as EVP would for a cipher with EVP_CIPH_FLAG_CUSTOM_CIPHER (~250 instructions of EVP
+ * wrappers per egress packet). */
+static int (*srtp_gcm_init_fn)(EVP_CIPHER_CTX *, const unsigned char *, const unsigned char *, int);
+static int (*srtp_gcm_do_fn)(EVP_CIPHER_CTX *, unsigned char *, const unsigned char *, size_t);
+static int (*srtp_gcm_ctrl_fn)(EVP_CIPHER_CTX *, int, int, void *);
+
+static int srtp_gcm(srtp_keys *k, int encrypt, const uint8_t iv[12], const uint8_t *aad, int aad_len,
+                    const uint8_t *aad2, int aad2_len, uint8_t *buf, int len, uint8_t *tag);
+
+/* The GCM cipher new contexts are keyed with. */
+static const EVP_CIPHER *srtp_gcm_cipher(void) {
+    return srtp_gcm_method != NULL ? srtp_gcm_method : EVP_aes_128_gcm();
+}
+
+/* Seal `plain` (48 bytes, 12 of additional data first) under IV `iv` on keyed context `c` through the plain EVP
+ * calls both kinds of context take: ciphertext then tag into `out`. 0 or -1. */
+static int srtp_gcm_seal_sample(EVP_CIPHER_CTX *c, const uint8_t iv[12], const uint8_t plain[48], uint8_t out[52]) {
+    int len = 0, fin = 0;
+    int ok = EVP_EncryptInit_ex(c, NULL, NULL, NULL, iv) == 1 && EVP_EncryptUpdate(c, NULL, &len, plain, 12) == 1 &&
+             EVP_EncryptUpdate(c, out, &len, plain + 12, 36) == 1 && EVP_EncryptFinal_ex(c, out + len, &fin) == 1 &&
+             len + fin == 36 && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, SRTP_GCM_TAG, out + 36) == 1;
+    return ok ? 0 : -1;
+}
+
+/* Open `sealed` (srtp_gcm_seal_sample's) on `c`: 1 when the tag verifies and the plaintext is `plain`, else 0. */
+static int srtp_gcm_open_sample(EVP_CIPHER_CTX *c, const uint8_t iv[12], const uint8_t plain[48],
+                                const uint8_t sealed[52]) {
+    uint8_t tag[SRTP_GCM_TAG], opened[36];
+    int len = 0, fin = 0;
+    memcpy(tag, sealed + 36, sizeof tag);
+    return EVP_DecryptInit_ex(c, NULL, NULL, NULL, iv) == 1 &&
+           EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, SRTP_GCM_TAG, tag) == 1 &&
+           EVP_DecryptUpdate(c, NULL, &len, plain, 12) == 1 && EVP_DecryptUpdate(c, opened, &len, sealed, 36) == 1 &&
+           EVP_DecryptFinal_ex(c, opened + len, &fin) == 1 && len + fin == 36 && memcmp(opened, plain + 12, 36) == 0;
+}
+
+/* The method-table copy of AES-128-GCM when it seals two samples exactly as the provider does, opens them, and
+ * refuses one with a flipped tag bit; else NULL. */
+static EVP_CIPHER *srtp_gcm_method_check(void) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    EVP_CIPHER *method = EVP_CIPHER_meth_dup(EVP_aes_128_gcm());
+#pragma GCC diagnostic pop
+    if (method == NULL)
+        return NULL;
+    static const uint8_t key[16] = {7, 1, 2, 3}, ivs[2][12] = {{1}, {2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9}};
+    uint8_t plain[48];
+    for (int i = 0; i < 48; i++)
+        plain[i] = (uint8_t)(i * 37 + 5);
+    EVP_CIPHER_CTX *provider = EVP_CIPHER_CTX_new(), *legacy = EVP_CIPHER_CTX_new();
+    int same = provider != NULL && legacy != NULL &&
+               EVP_EncryptInit_ex(provider, EVP_aes_128_gcm(), NULL, key, NULL) == 1 &&
+               EVP_EncryptInit_ex(legacy, method, NULL, key, NULL) == 1;
+    for (int i = 0; i < 2 && same; i++) {
+        uint8_t by_provider[52], by_method[52];
+        same = srtp_gcm_seal_sample(provider, ivs[i], plain, by_provider) == 0 &&
+               srtp_gcm_seal_sample(legacy, ivs[i], plain, by_method) == 0 &&
+               memcmp(by_provider, by_method, sizeof by_method) == 0 &&
+               srtp_gcm_open_sample(legacy, ivs[i], plain, by_method) == 1;
+        by_method[40] ^= 1;
+        same = same && srtp_gcm_open_sample(legacy, ivs[i], plain, by_method) == 0;
+    }
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    srtp_gcm_init_fn = EVP_CIPHER_meth_get_init(method);
+    srtp_gcm_do_fn = EVP_CIPHER_meth_get_do_cipher(method);
+    srtp_gcm_ctrl_fn = EVP_CIPHER_meth_get_ctrl(method);
+    same = same && srtp_gcm_init_fn != NULL && srtp_gcm_do_fn != NULL && srtp_gcm_ctrl_fn != NULL &&
+           (EVP_CIPHER_get_flags(method) & EVP_CIPH_FLAG_CUSTOM_CIPHER);
+#pragma GCC diagnostic pop
+    /* and srtp_gcm itself on the method's functions, against the provider's bytes: seal, open, refuse a forgery */
+    srtp_gcm_method = method;
+    srtp_keys k = {.cipher = legacy, .encrypting = 0};
+    for (int i = 0; i < 2 && same; i++) {
+        uint8_t by_provider[52], buf[36], tag[SRTP_GCM_TAG];
+        memcpy(buf, plain + 12, 36);
+        same = srtp_gcm_seal_sample(provider, ivs[i], plain, by_provider) == 0 &&
+               srtp_gcm(&k, 1, ivs[i], plain, 12, NULL, 0, buf, 36, tag) == SRTP_OK &&
+               memcmp(buf, by_provider, 36) == 0 && memcmp(tag, by_provider + 36, SRTP_GCM_TAG) == 0 &&
+               srtp_gcm(&k, 0, ivs[i], plain, 12, NULL, 0, buf, 36, tag) == SRTP_OK &&
+               memcmp(buf, plain + 12, 36) == 0;
+        memcpy(buf, by_provider, 36);
+        tag[3] ^= 1;
+        same = same && srtp_gcm(&k, 0, ivs[i], plain, 12, NULL, 0, buf, 36, tag) == SRTP_AUTH_FAIL;
+    }
+    srtp_gcm_method = NULL;
+    EVP_CIPHER_CTX_free(provider);
+    EVP_CIPHER_CTX_free(legacy);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    if (!same) {
+        EVP_CIPHER_meth_free(method);
+        return NULL;
+    }
+#pragma GCC diagnostic pop
+    return method;
+}
+
 static int srtp_keys_global_init(void) {
     if (srtp_hmac == NULL)
         srtp_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     if (srtp_gcm_iv_param < 0)
         srtp_gcm_iv_param = srtp_gcm_param_check();
+    const char *method = getenv("CALLSD_NATIVE_GCM_METHOD"); /* "0": the provider path (an A/B switch) */
+    if (srtp_gcm_method == NULL && !(method != NULL && strcmp(method, "0") == 0))
+        srtp_gcm_method = srtp_gcm_method_check();
     return srtp_hmac != NULL ? 0 : -1;
 }
 
@@ -122,7 +236,7 @@ static int srtp_keys_set(srtp_keys *k, int gcm, const uint8_t *key, const uint8_
     memcpy(k->salt, salt, gcm ? SRTP_GCM_SALT : SRTP_CM_SALT);
     k->cipher = EVP_CIPHER_CTX_new();
     if (k->cipher == NULL ||
-        EVP_EncryptInit_ex(k->cipher, gcm ? EVP_aes_128_gcm() : EVP_aes_128_ctr(), NULL, key, NULL) != 1)
+        EVP_EncryptInit_ex(k->cipher, gcm ? srtp_gcm_cipher() : EVP_aes_128_ctr(), NULL, key, NULL) != 1)
         return -1;
     k->encrypting = 1;
     if (gcm)
@@ -207,8 +321,32 @@ static int srtp_gcm_set(EVP_CIPHER_CTX *c, int *encrypting, int encrypt, const u
  * tag that does not match) or SRTP_CIPHER_FAIL. The direction's own EVP calls and the tag as a parameter, not
  * EVP_Cipher* and EVP_CIPHER_CTX_ctrl: each of those adds a dispatch or a ctrl-to-parameter translation per call
  * (~150 instructions per packet in callgrind). */
+static int srtp_gcm_by_method(srtp_keys *k, int encrypt, const uint8_t iv[12], const uint8_t *aad, int aad_len,
+                              const uint8_t *aad2, int aad2_len, uint8_t *buf, int len, uint8_t *tag) {
+    EVP_CIPHER_CTX *c = k->cipher;
+    if (k->encrypting != encrypt) { /* EVP sets the context's direction; the same direction again: the IV alone */
+        if (EVP_CipherInit_ex(c, NULL, NULL, NULL, iv, encrypt) != 1)
+            return SRTP_CIPHER_FAIL;
+        k->encrypting = encrypt;
+    } else if (srtp_gcm_init_fn(c, NULL, iv, encrypt) != 1) {
+        return SRTP_CIPHER_FAIL;
+    }
+    if ((!encrypt && srtp_gcm_ctrl_fn(c, EVP_CTRL_AEAD_SET_TAG, SRTP_GCM_TAG, tag) != 1) ||
+        (aad_len > 0 && srtp_gcm_do_fn(c, NULL, aad, (size_t)aad_len) < 0) ||
+        (aad2_len > 0 && srtp_gcm_do_fn(c, NULL, aad2, (size_t)aad2_len) < 0) ||
+        (len > 0 && srtp_gcm_do_fn(c, buf, buf, (size_t)len) < 0))
+        return SRTP_CIPHER_FAIL;
+    if (srtp_gcm_do_fn(c, NULL, NULL, 0) < 0) /* the tag: computed, or checked */
+        return encrypt ? SRTP_CIPHER_FAIL : SRTP_AUTH_FAIL;
+    if (encrypt && srtp_gcm_ctrl_fn(c, EVP_CTRL_AEAD_GET_TAG, SRTP_GCM_TAG, tag) != 1)
+        return SRTP_CIPHER_FAIL;
+    return SRTP_OK;
+}
+
 static int srtp_gcm(srtp_keys *k, int encrypt, const uint8_t iv[12], const uint8_t *aad, int aad_len,
                     const uint8_t *aad2, int aad2_len, uint8_t *buf, int len, uint8_t *tag) {
+    if (srtp_gcm_method != NULL) /* ADR 0054 */
+        return srtp_gcm_by_method(k, encrypt, iv, aad, aad_len, aad2, aad2_len, buf, len, tag);
     EVP_CIPHER_CTX *c = k->cipher;
     int out = 0;
     if (encrypt) {

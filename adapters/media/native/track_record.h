@@ -47,7 +47,8 @@ static PyTypeObject TrackRecordType = {
 
 /* `track` as its record, or NULL with TypeError. */
 static inline TrackRecord *track_record(PyObject *track) {
-    if (PyObject_TypeCheck(track, &TrackRecordType))
+    if (Py_TYPE(track) == &TrackRecordType || Py_TYPE(track)->tp_base == &TrackRecordType ||
+        PyType_IsSubtype(Py_TYPE(track), &TrackRecordType))
         return (TrackRecord *)track;
     PyErr_Format(PyExc_TypeError, "a track must be a TrackRecord (forwarder.InTrack), not %.100s",
                  Py_TYPE(track)->tp_name);

@@ -33,6 +33,16 @@ def healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
     return False
 
 
+def metric_sample(url: str, sample: str) -> float:
+    """One sample of a server's /metrics, named as the exposition writes it (``name{labels}``); 0 while absent."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            name, _, value = line.rpartition(" ")
+            if name == sample:
+                return float(value)
+    return 0.0
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

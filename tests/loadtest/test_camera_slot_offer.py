@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from callsd.app.loadtest.sdp import (
     parse_sdp,
     slot_mids,
 )
-from serve_support import ServeProcess
+from serve_support import ServeProcess, metric_sample
 
 CHROMIUM_OFFER = Path(__file__).resolve().parents[1] / "media" / "data" / "offer_chromium_slots.sdp"
 FP = "sha-256 " + ":".join(["AB"] * 32)
@@ -123,15 +122,7 @@ def test_every_join_is_answered_with_the_camera_section_and_every_talker_is_hear
     assert overall["audio_streams_expected"] == 2 * (3 * 3)  # per call: 3 talkers, each heard by the 3 others
     assert overall["audio_streams_received"] == overall["audio_streams_expected"]
     assert overall["lost"] == 0 and overall["srtp_errors"] == 0
-    rounds = _metric(url, 'callsd_websocket_events_total{direction="in",type="sdp"}')
+    rounds = metric_sample(url, 'callsd_websocket_events_total{direction="in",type="sdp"}')
     assert rounds > 8, f"{rounds} SDP messages from 8 joins: no server re-offer was answered"
 
 
-def _metric(url: str, sample: str) -> float:
-    """One sample of the server's /metrics (0 while it is absent)."""
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            name, _, value = line.rpartition(" ")
-            if name == sample:
-                return float(value)
-    return 0.0

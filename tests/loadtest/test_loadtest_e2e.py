@@ -18,18 +18,9 @@ from pathlib import Path
 import pytest
 from net_support import free_port
 from process_support import terminate
+from serve_support import metric_sample
 
 pytestmark = pytest.mark.slow
-
-
-def _metric(url: str, sample: str) -> float:
-    """One sample of the server's /metrics (0 while it is absent)."""
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            name, _, value = line.rpartition(" ")
-            if name == sample:
-                return float(value)
-    return 0.0
 
 
 @pytest.fixture
@@ -107,7 +98,7 @@ def test_ctrl_c_stops_the_run_with_one_line(server, tmp_path: Path) -> None:  # 
     try:
         # Interrupt a run that is under way: every user's media is connected (the server counts it), not "3 s in".
         deadline = time.monotonic() + 60
-        while _metric(url, 'callsd_rtc_conn_states_total{type="connected"}') < 4:
+        while metric_sample(url, 'callsd_rtc_conn_states_total{type="connected"}') < 4:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the load test never connected its 4 users"
             time.sleep(0.1)
@@ -141,7 +132,7 @@ def test_audio_slots_cost_one_round_per_joiner_and_every_talker_is_heard(server,
     assert overall["audio_streams_expected"] == 2 * (2 * 3)  # per call: 2 talkers, each heard by the 3 others
     assert overall["audio_streams_received"] == overall["audio_streams_expected"]
     assert overall["lost"] == 0 and overall["srtp_errors"] == 0
-    rounds = _metric(url, 'callsd_websocket_events_total{direction="in",type="sdp"}')
+    rounds = metric_sample(url, 'callsd_websocket_events_total{direction="in",type="sdp"}')
     assert rounds == 1 * 8, f"{rounds} SDP rounds for 8 joins"
 
 

@@ -74,7 +74,8 @@ class _One(Collector):
 
 
 class TextExposition:
-    """Writes registries' exposition; one per registry (its caches hold that registry's names)."""
+    """Writes registries' exposition. Its caches are keyed by content (names, labels, help), so one serves every
+    registry of a process (adapters/metrics.py ``render_metrics``)."""
 
     def __init__(self) -> None:
         self._headers: dict[tuple[str, str, str], _Header] = {}

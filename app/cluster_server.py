@@ -23,12 +23,14 @@ from callsd.adapters.cluster.directory import Directory, NodeInfo
 from callsd.adapters.cluster.host import MakeHub
 from callsd.adapters.cluster.link import LINK_HEADER, LINK_PATH, authentic, reconnect_key
 from callsd.adapters.cluster.node import ClusterNode
+from callsd.adapters.metrics import render_metrics
+from callsd.adapters.process_metrics import ProcessStats
 from callsd.adapters.signaling import SignalingHub
 from callsd.adapters.signaling_protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from callsd.adapters.store.recorder import CallRecorder
 from callsd.core.calls import events as ev
 from callsd.core.calls.eventlog import EventLogError
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
@@ -133,7 +135,8 @@ def _metrics_response(config: Config, registry: CollectorRegistry) -> Response:
     if not metrics_authorized(request.headers.get("Authorization"), config.metrics.token):
         return Response("a bearer token is required (metrics.token)", status=401,
                         headers={"WWW-Authenticate": 'Bearer realm="callsd metrics"'})
-    return Response(generate_latest(registry), content_type="text/plain; version=0.0.4; charset=utf-8")
+    body, content_type = render_metrics(registry)
+    return Response(body, content_type=content_type)
 
 
 def _create_metrics_app(config: Config, registry: CollectorRegistry) -> QuartTrio:
@@ -236,7 +239,7 @@ async def serve_cluster(config: Config, *, control: ServerControl | None = None,
                                           "server_version": hub_settings.server_version,
                                           "auth_mode": hub_settings.auth_mode})
     registry = CollectorRegistry(auto_describe=False)
-    ProcessCollector(namespace="callsd", registry=registry)
+    registry.register(ProcessStats("callsd"))
     registry.register(_ClusterCollector(node))
     draining: list[bool] = []
     http_counters = GuardCounters()

@@ -23,7 +23,9 @@ from typing import Any, Protocol
 import hypercorn.config
 import trio
 from callsd.adapters.media.rtcd_links import LinkPlanes
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from callsd.adapters.metrics import render_metrics
+from callsd.adapters.process_metrics import ProcessStats
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .http_guard import GuardCounters, GuardSettings, serve_http
@@ -68,7 +70,7 @@ class RtcdInfo:
 
 
 class RtcdCollector:
-    """The reference's ``rtcd_*`` families under ``callsd_rtcd_`` (the process ones come from ProcessCollector)."""
+    """The reference's ``rtcd_*`` families under ``callsd_rtcd_`` (the process ones come from ProcessStats, as on serve)."""
 
     def __init__(self, state: RtcdState) -> None:
         self.state = state
@@ -177,12 +179,12 @@ async def run_service(config: RtcdConfig, *, version: str, control: RtcdControl 
     links = LinkPlanes()
     plane = MediaPlane(config.rtc, links.emit)
     registry = CollectorRegistry(auto_describe=False)
-    ProcessCollector(namespace="callsd_rtcd", registry=registry)
+    registry.register(ProcessStats("callsd_rtcd"))
     state = RtcdState(config=config, plane=plane, links=links, clients=clients,
                       tokens=BearerTokens(data_dir, config.api.bearer_ttl_seconds),
                       limiter=FailureLimiter(config.api.max_failures, config.api.failure_window_seconds),
                       version=version,
-                      render_metrics=lambda: (generate_latest(registry), "text/plain; version=0.0.4; charset=utf-8"))
+                      render_metrics=lambda: render_metrics(registry))
     registry.register(RtcdCollector(state))
     settings = GuardSettings(max_message_bytes=LINK_MAX_MESSAGE, join_timeout=10.0, max_connections=1000,
                              max_connections_per_address=100)

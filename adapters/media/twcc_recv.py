@@ -128,6 +128,11 @@ FeedbackPeer = TypeVar("FeedbackPeer", bound=_FeedbackPeer)
 EndpointPeer = TypeVar("EndpointPeer", bound=_EndpointPeer)
 
 
+def _walked(peer: _EndpointPeer) -> bool:
+    """Whether a feedback round walks ``peer``: open, with a sender."""
+    return isinstance(peer.twcc_in, FeedbackSender) and not peer.closed
+
+
 class FeedbackPeers(Generic[EndpointPeer]):
     """The peers a feedback round walks: each peer ``note``d while it has a ``FeedbackSender``, until it closes or
     loses its sender (in the order they got one)."""
@@ -140,22 +145,24 @@ class FeedbackPeers(Generic[EndpointPeer]):
         """After ``attach``: keep ``peer`` if it has a sender now, drop it if not."""
         if peer is None:
             return
-        if isinstance(peer.twcc_in, FeedbackSender) and not peer.closed:
+        if _walked(peer):
             self._peers[peer] = None
             self._some.set()
         elif peer in self._peers:
-            del self._peers[peer]
-            if not self._peers:
-                self._some = trio.Event()
+            self._forget([peer])
 
     def current(self) -> list[EndpointPeer]:
         """The open peers with a sender (the closed ones are forgotten here)."""
-        closed = [peer for peer in self._peers if peer.closed or not isinstance(peer.twcc_in, FeedbackSender)]
-        for peer in closed:
-            del self._peers[peer]
-        if closed and not self._peers:
-            self._some = trio.Event()
+        gone = [peer for peer in self._peers if not _walked(peer)]
+        if gone:
+            self._forget(gone)
         return list(self._peers)
+
+    def _forget(self, peers: list[EndpointPeer]) -> None:
+        for peer in peers:
+            del self._peers[peer]
+        if not self._peers:  # the next ``wait_some`` waits for a new one
+            self._some = trio.Event()
 
     async def wait_some(self) -> None:
         """Return once some peer has a sender (at once if one has)."""
